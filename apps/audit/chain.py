@@ -1,0 +1,39 @@
+"""Canonical serialisation and hashing of audit events.
+
+Each organization's events form a chain: event N stores the hash of event
+N-1 and its own hash over a canonical JSON of its fields plus that previous
+hash. Editing, deleting or reordering any event breaks every later link."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+HASHED_FIELDS = (
+    "chain_key", "seq", "prev_hash", "created_at", "organization_id", "actor_type",
+    "actor_id", "actor_label", "action", "target_type", "target_id", "target_label",
+    "outcome", "decision", "worker_id", "token_id", "connection_id", "provider",
+    "upstream_status", "latency_ms", "reason", "metadata", "ip", "user_agent", "request_id",
+)
+
+
+def chain_key_for(organization_id: int | None) -> str:
+    return f"org:{organization_id}" if organization_id is not None else "global"
+
+
+def canonical(values: dict[str, Any]) -> bytes:
+    def norm(name: str) -> Any:
+        value = values.get(name)
+        if name == "created_at" and value is not None:
+            return value.isoformat(timespec="microseconds")
+        return value
+
+    doc = {name: norm(name) for name in HASHED_FIELDS}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def event_hash(values: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(values)).hexdigest()

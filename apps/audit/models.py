@@ -1,0 +1,115 @@
+"""The trail: append-only audit events, hash-chained per organization."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from django.db import models
+
+
+class AuditImmutableError(RuntimeError):
+    """Audit events are never updated or deleted."""
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    WORKER = "worker", "Worker"
+    SYSTEM = "system", "System"
+    ANONYMOUS = "anonymous", "Anonymous"
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+    DENIED = "denied", "Denied"
+    ERROR = "error", "Error"
+
+
+class Decision(models.TextChoices):
+    NONE = "", "—"
+    ALLOWED = "allowed", "Allowed"
+    DENIED = "denied", "Denied"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise AuditImmutableError("Audit events cannot be updated.")
+
+    def delete(self) -> NoReturn:  # type: ignore[override]
+        raise AuditImmutableError("Audit events cannot be deleted.")
+
+    def for_organization(self, organization: Any) -> AuditEventQuerySet:
+        return self.filter(organization=organization)
+
+
+class AuditEvent(models.Model):
+    # Per-chain sequence and hash chain (see apps.audit.chain).
+    chain_key = models.CharField(max_length=40, editable=False)
+    seq = models.BigIntegerField(editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+
+    created_at = models.DateTimeField(editable=False)
+    organization = models.ForeignKey(
+        "organizations.Organization",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=50, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=300, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
+    # Broker calls: denormalised so reviewers can filter without joins.
+    decision = models.CharField(max_length=8, choices=Decision.choices, blank=True, default="")
+    worker_id = models.BigIntegerField(null=True, blank=True)
+    token_id = models.CharField(max_length=32, blank=True)
+    connection_id = models.BigIntegerField(null=True, blank=True)
+    provider = models.CharField(max_length=60, blank=True)
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    metadata = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain_key", "seq"], name="audit_chain_seq_unique")
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-id"], name="audit_org_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.outcome}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditImmutableError("Audit events cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AuditImmutableError("Audit events cannot be deleted.")
+
+
+class AuditChainHead(models.Model):
+    """The last link of one chain; its row lock serialises writers of that chain."""
+
+    chain_key = models.CharField(max_length=40, primary_key=True)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"{self.chain_key}@{self.seq}"

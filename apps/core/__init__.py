@@ -1,0 +1,1 @@
+"""Shared plumbing: request ids, the standard error body, pagination, health."""

@@ -1,0 +1,36 @@
+import pytest
+from django.test import override_settings
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert body["broker"]["ok"] is True
+    assert response["X-Request-Id"]
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_the_broker_is_down(client):
+    from grantry.celery import app
+
+    original = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    try:
+        with override_settings():
+            response = client.get("/healthz")
+    finally:
+        app.conf.broker_url = original
+    assert response.status_code == 503
+    assert response.json()["broker"]["ok"] is False
+
+
+def test_request_id_is_echoed_when_sane_and_replaced_when_not(client):
+    good = client.get("/healthz?checks=0", HTTP_X_REQUEST_ID="abc12345-trace")
+    assert good["X-Request-Id"] == "abc12345-trace"
+    bad = client.get("/healthz?checks=0", HTTP_X_REQUEST_ID="<script>")
+    assert bad["X-Request-Id"] != "<script>"
+    assert len(bad["X-Request-Id"]) == 32

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+
+def _database_ok() -> tuple[bool, str]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure means "down"
+        return False, type(exc).__name__
+    return True, connection.vendor
+
+
+def _broker_ok() -> tuple[bool, str]:
+    from grantry.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            transport = conn.transport_cls
+    except Exception as exc:  # noqa: BLE001
+        return False, type(exc).__name__
+    return True, str(transport)
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness plus the two dependencies: `?checks=0` skips them (for benchmarks)."""
+    if request.GET.get("checks") == "0":
+        return JsonResponse({"status": "ok"})
+    db_ok, db_info = _database_ok()
+    broker_ok, broker_info = _broker_ok()
+    ok = db_ok and broker_ok
+    return JsonResponse(
+        {
+            "status": "ok" if ok else "degraded",
+            "database": {"ok": db_ok, "info": db_info},
+            "broker": {"ok": broker_ok, "info": broker_info},
+        },
+        status=200 if ok else 503,
+    )

@@ -1,0 +1,23 @@
+"""Seed the demo organization used by `make run` (idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+DEMO_EMAIL = "demo@grantry.local"
+DEMO_PASSWORD = "grantry-demo-password"  # noqa: S105 - a documented demo login, DEBUG only
+DEMO_REVIEWER_EMAIL = "reviewer@grantry.local"
+
+
+class Command(BaseCommand):
+    help = "Create the demo organization, its users and its Sandbox connection."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from apps.dashboard.demo import seed_demo
+
+        summary = seed_demo(email=DEMO_EMAIL, password=DEMO_PASSWORD,
+                            reviewer_email=DEMO_REVIEWER_EMAIL)
+        for line in summary:
+            self.stdout.write(line)

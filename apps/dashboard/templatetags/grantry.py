@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+
+register = template.Library()
+
+# The dashboard's sections, in navigation order: (label, url name, section key).
+SECTIONS = [
+    ("Overview", "orgs:overview", "overview"),
+    ("Connections", "connections:list", "connections"),
+    ("Workers", "workers:list", "workers"),
+    ("Roles", "policies:list", "roles"),
+    ("Audit", "audit:list", "audit"),
+    ("Members", "orgs:members", "members"),
+    ("Settings", "orgs:settings", "settings"),
+]
+
+
+@register.simple_tag(takes_context=True)
+def org_sections(context: template.Context) -> list[dict[str, object]]:
+    """Navigation entries for the current org. A section whose pages do not
+    exist yet links to a page that says so, never to a 404."""
+    org = context.get("current_org") or context.get("organization")
+    if org is None:
+        return []
+    request = context.get("request")
+    path = request.path if request is not None else ""
+    entries = []
+    for label, url_name, key in SECTIONS:
+        try:
+            url = reverse(url_name, kwargs={"org_slug": org.slug})
+            ready = True
+        except NoReverseMatch:
+            url = reverse("orgs:upcoming", kwargs={"org_slug": org.slug, "section": key})
+            ready = False
+        active = path == url if key == "overview" else path.startswith(url)
+        entries.append({"label": label, "url": url, "ready": ready, "active": active})
+    return entries

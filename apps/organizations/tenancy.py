@@ -1,0 +1,107 @@
+"""The tenant boundary. Every tenant view goes through one of these two mixins.
+
+* The organization comes from the URL (`/o/<org_slug>/…`, `/api/v1/orgs/<org_slug>/…`)
+  and never from a request body or form field.
+* A user who is not a member gets 404, so ids and slugs do not leak.
+* A member whose org role is too low gets 403.
+* Tenant data is read only through `scope_queryset()`, which starts from the
+  organization. Reaching `Model.objects` for tenant data elsewhere is a bug;
+  the few deliberate escape hatches are named `dangerously_*` or `unscoped()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponseBase
+from rest_framework.request import Request
+
+from apps.organizations.models import Membership, Organization, OrgRole
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def resolve_membership(user: Any, org_slug: str | None) -> Membership:
+    """The user's membership of the org named in the URL, or 404."""
+    if not org_slug or user is None or not user.is_authenticated:
+        raise Http404("No such organization.")
+    membership = (
+        Membership.objects.select_related("organization")
+        .filter(organization__slug=org_slug, user=user)
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such organization.")
+    return membership
+
+
+def require_role(membership: Membership, role: str) -> None:
+    if not membership.has_at_least(role):
+        raise PermissionDenied(
+            f"This needs the {OrgRole(role).label} role or higher in {membership.organization}."
+        )
+
+
+class _TenantScope:
+    """What both mixins share once the membership is known."""
+
+    organization: Organization
+    membership: Membership
+    model: ClassVar[type[Model] | None] = None
+
+    def scope_queryset(self) -> QuerySet[Any]:
+        """Tenant rows of `model`. Override to add select_related or filters."""
+        if self.model is None:
+            raise NotImplementedError("Set `model` or override scope_queryset().")
+        return self.model._default_manager.filter(organization=self.organization)
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return self.scope_queryset()
+
+
+class OrgViewMixin(LoginRequiredMixin, _TenantScope):
+    """Dashboard views under /o/<org_slug>/.
+
+    `required_role` guards every method; `write_role` additionally guards
+    unsafe methods (POST and friends)."""
+
+    required_role: ClassVar[str] = OrgRole.MEMBER
+    write_role: ClassVar[str | None] = None
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        self.membership = resolve_membership(request.user, kwargs.get("org_slug"))
+        self.organization = self.membership.organization
+        request.organization = self.organization  # type: ignore[attr-defined]
+        request.membership = self.membership  # type: ignore[attr-defined]
+        require_role(self.membership, self.required_role)
+        if request.method not in SAFE_METHODS and self.write_role:
+            require_role(self.membership, self.write_role)
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_context_data(**kwargs)  # type: ignore[misc]
+        context["organization"] = self.organization
+        context["membership"] = self.membership
+        return context
+
+
+class OrgAPIMixin(_TenantScope):
+    """DRF views under /api/v1/orgs/<org_slug>/ (management API).
+
+    Reviewers and above read; `write_role` (admin by default) writes."""
+
+    read_role: ClassVar[str] = OrgRole.REVIEWER
+    write_role: ClassVar[str] = OrgRole.ADMIN
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        self.membership = resolve_membership(request.user, kwargs.get("org_slug"))
+        self.organization = self.membership.organization
+        require_role(self.membership, self.read_role)
+        if request.method not in SAFE_METHODS:
+            require_role(self.membership, self.write_role)

@@ -1,0 +1,59 @@
+"""Shared pytest fixtures for the whole suite (apps/*/tests and tests/)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from django.conf import settings
+
+    return [settings.BACKENDS.describe()]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001
+    from django.conf import settings
+
+    terminalreporter.write_line(settings.BACKENDS.describe())
+
+
+@pytest.fixture
+def org(db):
+    return OrganizationFactory(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_org(db):
+    return OrganizationFactory(name="Globex", slug="globex")
+
+
+def _member(org, role, email):
+    return MembershipFactory(organization=org, role=role, user=UserFactory(email=email)).user
+
+
+@pytest.fixture
+def owner(org):
+    return _member(org, "owner", "owner@acme.test")
+
+
+@pytest.fixture
+def admin(org):
+    return _member(org, "admin", "admin@acme.test")
+
+
+@pytest.fixture
+def reviewer(org):
+    return _member(org, "reviewer", "reviewer@acme.test")
+
+
+@pytest.fixture
+def member(org):
+    return _member(org, "member", "member@acme.test")
+
+
+@pytest.fixture
+def outsider(other_org):
+    """An owner of another organization: must see none of `org`."""
+    return _member(other_org, "owner", "owner@globex.test")

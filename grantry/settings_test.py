@@ -1,0 +1,50 @@
+"""Test override: real PostgreSQL and Redis when they answer, else SQLite and
+local memory. `GRANTRY_REQUIRE_SERVICES=1` (CI) turns a missing service into a
+hard failure instead of a fallback."""
+
+import os
+
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("GRANTRY_ENCRYPTION_KEY", "test-encryption-key-not-for-production")
+os.environ.setdefault("ALLOWED_HOSTS", "*")
+os.environ.setdefault("GRANTRY_EGRESS_ALLOW_LOOPBACK", "1")
+os.environ.setdefault("GRANTRY_SANDBOX_ENABLED", "1")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
+os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/grantry")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+from grantry.test_backends import probe_backends  # noqa: E402
+
+BACKENDS = probe_backends()
+if BACKENDS.redis_url is None:
+    os.environ["REDIS_URL"] = ""
+if BACKENDS.database_url is None:
+    os.environ["DATABASE_URL"] = "sqlite:///:memory:"
+# Several test runs may share one PostgreSQL/Redis (parallel developers, CI):
+# give each run its own queue and cache namespace.
+_RUN = os.environ.setdefault("GRANTRY_TEST_RUN_ID", str(os.getpid()))
+os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"grantry-test-{_RUN}")
+os.environ.setdefault("CACHE_KEY_PREFIX", f"grantry-test-{_RUN}")
+
+from grantry.settings import *  # noqa: E402,F403
+from grantry.settings import DATABASES, STORAGES  # noqa: E402
+
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+if BACKENDS.database_url is not None:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_grantry_{_RUN}"}
+
+if BACKENDS.redis_url is None:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CELERY_BROKER_URL = "memory://"
+
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {**STORAGES, "staticfiles": {
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+SECURE_HSTS_SECONDS = 0
+SECURE_SSL_REDIRECT = False
+DEBUG = False
+os.makedirs(STATIC_ROOT, exist_ok=True)  # noqa: F405 (whitenoise warns on a missing root)

@@ -1,0 +1,28 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from apps.core.views import healthz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("accounts/", include("apps.accounts.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("api/v1/", include("apps.broker.urls")),
+    path("api/v1/", include("apps.workers.api_urls")),
+    path("api/v1/orgs/<slug:org_slug>/", include("apps.organizations.api_urls")),
+    path("o/<slug:org_slug>/", include("apps.organizations.urls")),
+    path("o/<slug:org_slug>/connections/", include("apps.connections.urls")),
+    path("o/<slug:org_slug>/workers/", include("apps.workers.urls")),
+    path("o/<slug:org_slug>/roles/", include("apps.policies.urls")),
+    path("o/<slug:org_slug>/audit/", include("apps.audit.urls")),
+    path("", include("apps.dashboard.urls")),
+]
+
+if settings.GRANTRY_SANDBOX_ENABLED:
+    urlpatterns += [path("sandbox/", include("apps.sandbox.urls"))]
