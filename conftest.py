@@ -57,3 +57,17 @@ def member(org):
 def outsider(other_org):
     """An owner of another organization: must see none of `org`."""
     return _member(other_org, "owner", "owner@globex.test")
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (in a thread) consuming this run's queue on the real
+    broker (Redis when it answers). Tests enqueue normally and wait for results
+    in the database."""
+    from celery.contrib.testing.worker import start_worker
+
+    from grantry.celery import app
+
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
+                      loglevel="WARNING", shutdown_timeout=20) as worker:
+        yield worker

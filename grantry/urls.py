@@ -21,6 +21,7 @@ urlpatterns = [
     path("o/<slug:org_slug>/workers/", include("apps.workers.urls")),
     path("o/<slug:org_slug>/roles/", include("apps.policies.urls")),
     path("o/<slug:org_slug>/audit/", include("apps.audit.urls")),
+    path("o/<slug:org_slug>/providers/", include("apps.providers.urls")),
     path("", include("apps.dashboard.urls")),
 ]
 
