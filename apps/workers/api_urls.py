@@ -1,4 +1,5 @@
+"""Management API routes of this app, mounted under /api/v1/orgs/<org_slug>/."""
+
 from django.urls import URLPattern, URLResolver
 
-app_name = "workers_api"
 urlpatterns: list[URLPattern | URLResolver] = []
