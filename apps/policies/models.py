@@ -1,0 +1,123 @@
+"""Roles and their deny-by-default rules.
+
+A role allows nothing until a rule allows it. A rule allows either an
+action of the provider catalog (an exact name, `provider.*`, optionally only
+its read or write actions) or a proxy call (methods + path glob) on one
+connection. The decision itself is made by the pure `apps.policies.evaluate`.
+
+`Rule.connection` is `on_delete=CASCADE`: when a connection is deleted the
+rules naming it go with it. That only ever narrows what a role allows
+(SET_NULL would silently widen "this connection" to "any connection", and
+PROTECT would block a disconnect on a role edit).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+
+if TYPE_CHECKING:
+    from apps.policies.evaluate import RuleSpec
+
+
+class RuleKind(models.TextChoices):
+    ACTION = "action", "Action"
+    PROXY = "proxy", "Proxy"
+
+
+class RuleActionClass(models.TextChoices):
+    ANY = "", "Read and write"
+    READ = "read", "Read only"
+    WRITE = "write", "Write only"
+
+
+class RoleQuerySet(models.QuerySet["Role"]):
+    def for_organization(self, organization: Any) -> RoleQuerySet:
+        return self.filter(organization=organization)
+
+
+class Role(models.Model):
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="roles"
+    )
+    name = models.SlugField(max_length=60, help_text="Unique within the organization.")
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RoleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="uniq_role_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<Role {self.pk} {self.name!r} org={self.organization_id}>"
+
+
+class Rule(models.Model):
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="rules")
+    kind = models.CharField(max_length=8, choices=RuleKind.choices, default=RuleKind.ACTION)
+    provider_key = models.CharField(max_length=60)
+    # Exact dotted name ("sandbox.list_tasks") or a provider-wide pattern ("github.*").
+    action_pattern = models.CharField(max_length=160, blank=True)
+    action_class = models.CharField(
+        max_length=8, choices=RuleActionClass.choices, blank=True, default=RuleActionClass.ANY
+    )
+    # None: any connection of this provider in the organization.
+    connection = models.ForeignKey(
+        "connections.Connection", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="+",
+    )
+    methods = models.JSONField(default=list, blank=True)  # proxy only: ["GET", "POST"]
+    path_glob = models.CharField(max_length=300, blank=True)  # proxy only
+    # [{"field": "repo", "op": "one_of", "value": ["acme/web", "acme/api"]}, …]
+    constraints = models.JSONField(default=list, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["role", "position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["action", "proxy"]), name="rule_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(action_class__in=["", "read", "write"]),
+                name="rule_action_class_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == RuleKind.PROXY:
+            return f"proxy {','.join(self.methods)} {self.path_glob}"
+        return f"{self.action_pattern}{f' ({self.action_class})' if self.action_class else ''}"
+
+    def to_spec(self) -> RuleSpec:
+        from apps.policies.evaluate import rule_spec_from_values
+
+        return rule_spec_from_values(
+            rule_id=self.pk,
+            kind=self.kind,
+            provider_key=self.provider_key,
+            action_pattern=self.action_pattern,
+            action_class=self.action_class,
+            connection_id=self.connection_id,
+            connection_name=self.connection.name if self.connection_id else "",
+            methods=self.methods,
+            path_glob=self.path_glob,
+            constraints=self.constraints,
+            rate_limit_per_minute=self.rate_limit_per_minute,
+        )
