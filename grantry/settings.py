@@ -61,7 +61,6 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
-    "oauth2_provider",
     # Grantry's own apps (see docs/architecture.md).
     "apps.core",
     "apps.accounts",
@@ -73,7 +72,6 @@ INSTALLED_APPS = [
     "apps.policies",
     "apps.broker",
     "apps.dashboard",
-    "apps.sandbox",
 ]
 
 MIDDLEWARE = [
@@ -267,7 +265,10 @@ GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES",
 # Provider base URL overrides, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3"
 GRANTRY_PROVIDER_URLS = env.dict("GRANTRY_PROVIDER_URLS", default={})
 # The offline Sandbox SaaS (an OAuth server and a tiny API) used by the demo and tests.
+# Production deployments do not install it at all.
 GRANTRY_SANDBOX_ENABLED = env.bool("GRANTRY_SANDBOX_ENABLED", default=DEBUG)
+if GRANTRY_SANDBOX_ENABLED:
+    INSTALLED_APPS += ["oauth2_provider", "apps.sandbox"]
 
 OAUTH2_PROVIDER = {
     "PKCE_REQUIRED": True,
