@@ -45,8 +45,18 @@ def test_check_deploy_is_clean_under_production_settings():
     assert "no issues" in result.stdout
 
 
-def test_encryption_key_is_independent_of_secret_key():
+def _derive(secret: str) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
     from django.conf import settings
 
-    assert settings.CRYPTOGRAPHY_KEY == settings.GRANTRY_ENCRYPTION_KEY
-    assert settings.CRYPTOGRAPHY_KEY != settings.SECRET_KEY
+    kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32,
+                     salt=settings.CRYPTOGRAPHY_SALT.encode(), iterations=30000)
+    return kdf.derive(secret.encode())
+
+
+def test_encryption_key_is_derived_from_grantry_key_never_from_secret_key():
+    from django.conf import settings
+
+    assert settings.CRYPTOGRAPHY_KEY == _derive(settings.GRANTRY_ENCRYPTION_KEY)
+    assert settings.CRYPTOGRAPHY_KEY != _derive(settings.SECRET_KEY)
