@@ -48,10 +48,11 @@ def test_check_deploy_is_clean_under_production_settings():
 def _derive(secret: str) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+    from django.utils.encoding import force_bytes
     from django.conf import settings
 
     kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32,
-                     salt=settings.CRYPTOGRAPHY_SALT.encode(), iterations=30000)
+                     salt=force_bytes(settings.CRYPTOGRAPHY_SALT), iterations=30000)
     return kdf.derive(secret.encode())
 
 
