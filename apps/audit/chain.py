@@ -13,10 +13,31 @@ from typing import Any
 GENESIS_HASH = "0" * 64
 
 HASHED_FIELDS = (
-    "chain_key", "seq", "prev_hash", "created_at", "organization_id", "actor_type",
-    "actor_id", "actor_label", "action", "target_type", "target_id", "target_label",
-    "outcome", "decision", "worker_id", "token_id", "connection_id", "provider",
-    "upstream_status", "latency_ms", "reason", "metadata", "ip", "user_agent", "request_id",
+    "chain_key",
+    "seq",
+    "prev_hash",
+    "created_at",
+    "organization_id",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "action",
+    "target_type",
+    "target_id",
+    "target_label",
+    "outcome",
+    "decision",
+    "worker_id",
+    "token_id",
+    "connection_id",
+    "provider",
+    "upstream_status",
+    "latency_ms",
+    "reason",
+    "metadata",
+    "ip",
+    "user_agent",
+    "request_id",
 )
 
 

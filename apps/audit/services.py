@@ -26,8 +26,11 @@ def client_ip(request: HttpRequest | None) -> str | None:
 def actor_from_request(request: HttpRequest | None) -> dict[str, str]:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return {"actor_type": ActorType.USER, "actor_id": str(user.pk),
-                "actor_label": user.get_username()}
+        return {
+            "actor_type": ActorType.USER,
+            "actor_id": str(user.pk),
+            "actor_label": user.get_username(),
+        }
     return {"actor_type": ActorType.ANONYMOUS, "actor_id": "", "actor_label": ""}
 
 
@@ -63,7 +66,9 @@ def audit_record(
     if request is not None and actor_type == ActorType.SYSTEM and not actor_id:
         actor = actor_from_request(request)
         actor_type, actor_id, actor_label = (
-            actor["actor_type"], actor["actor_id"], actor_label or actor["actor_label"]
+            actor["actor_type"],
+            actor["actor_id"],
+            actor_label or actor["actor_label"],
         )
     values: dict[str, Any] = {
         "organization_id": organization_id,
@@ -81,9 +86,8 @@ def audit_record(
             fields.pop("user_agent", None)
             or (request.META.get("HTTP_USER_AGENT", "") if request is not None else "")
         )[:300],
-        "request_id": fields.pop("request_id", None) or (
-            current_request_id.get() if current_request_id.get() != "-" else ""
-        ),
+        "request_id": fields.pop("request_id", None)
+        or (current_request_id.get() if current_request_id.get() != "-" else ""),
         "decision": fields.pop("decision", ""),
         "worker_id": fields.pop("worker_id", None),
         "token_id": fields.pop("token_id", ""),

@@ -1,0 +1,113 @@
+"""Verification of the per-organization hash chains (`manage.py audit_verify`).
+
+Walks each chain in seq order through a server-side cursor (constant memory),
+recomputes every hash, checks every prev link and the seq continuity, and
+compares the last link with AuditChainHead. Stops a chain at its FIRST break:
+everything after a break is unverifiable by construction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from apps.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_key_for, event_hash
+from apps.audit.models import AuditChainHead, AuditEvent
+
+CHUNK_SIZE = 5000
+_COLUMNS = ("id", "hash", *HASHED_FIELDS)
+
+
+@dataclass
+class ChainReport:
+    chain_key: str
+    count: int = 0
+    head_hash: str = GENESIS_HASH
+    event_id: int | None = None
+    seq: int | None = None
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"OK {self.chain_key}: {self.count} events, head {self.head_hash}"
+        where = f"event id={self.event_id} seq={self.seq}" if self.event_id else "chain head"
+        return f"BROKEN {self.chain_key} at {where}: {self.problem}"
+
+
+def _rows(chain_keys: list[str] | None) -> Iterator[dict[str, object]]:
+    events = AuditEvent.objects.order_by("chain_key", "seq")
+    if chain_keys is not None:
+        events = events.filter(chain_key__in=chain_keys)
+    for row in events.values_list(*_COLUMNS).iterator(chunk_size=CHUNK_SIZE):
+        yield dict(zip(_COLUMNS, row, strict=True))
+
+
+def _check_head(report: ChainReport, head: AuditChainHead | None, last_seq: int) -> None:
+    if head is None:
+        report.problem = "events exist but the chain has no head record"
+    elif head.seq != last_seq or head.hash != report.head_hash:
+        report.problem = (
+            f"the head records seq {head.seq} hash {head.hash}, but the last event is "
+            f"seq {last_seq} hash {report.head_hash} (events after it are missing)"
+        )
+
+
+def _finish(
+    report: ChainReport, heads: dict[str, AuditChainHead], last_seq: int, broken: bool
+) -> None:
+    head = heads.pop(report.chain_key, None)
+    if not broken:
+        _check_head(report, head, last_seq)
+
+
+def verify_chains(*, organization_ids: Iterable[int] | None = None) -> list[ChainReport]:
+    """One report per chain; `organization_ids=None` means every chain."""
+    wanted = None if organization_ids is None else [chain_key_for(i) for i in organization_ids]
+    heads_qs = AuditChainHead.objects.all()
+    if wanted is not None:
+        heads_qs = heads_qs.filter(chain_key__in=wanted)
+    heads = {head.chain_key: head for head in heads_qs}
+
+    reports: list[ChainReport] = []
+    report: ChainReport | None = None
+    expected_seq, prev_hash, broken = 1, GENESIS_HASH, False
+    for row in _rows(wanted):
+        key = str(row["chain_key"])
+        if report is None or key != report.chain_key:
+            if report is not None:
+                _finish(report, heads, expected_seq - 1, broken)
+            report = ChainReport(chain_key=key)
+            reports.append(report)
+            expected_seq, prev_hash, broken = 1, GENESIS_HASH, False
+        if broken:
+            continue
+        problem = ""
+        if row["seq"] != expected_seq:
+            problem = f"expected seq {expected_seq}, found seq {row['seq']} (events missing)"
+        elif row["prev_hash"] != prev_hash:
+            problem = "prev_hash does not match the previous event's hash (reordered or removed)"
+        elif event_hash(row) != row["hash"]:
+            problem = "stored hash does not match the event's contents (edited)"
+        if problem:
+            report.event_id, report.seq, report.problem = int(row["id"]), int(row["seq"]), problem
+            broken = True
+            continue
+        report.count += 1
+        report.head_hash = prev_hash = str(row["hash"])
+        expected_seq += 1
+    if report is not None:
+        _finish(report, heads, expected_seq - 1, broken)
+    # Heads left over have no events at all.
+    for key, head in heads.items():
+        if head.seq != 0:
+            reports.append(
+                ChainReport(
+                    chain_key=key, problem=f"the head records seq {head.seq} but no events exist"
+                )
+            )
+        else:
+            reports.append(ChainReport(chain_key=key))
+    return reports
