@@ -1,4 +1,10 @@
-from django.urls import URLPattern, URLResolver
+"""Agent API routes of this app, mounted under /api/v1/ (worker tokens only)."""
+
+from django.urls import path
+
+from apps.workers.agent_views import WhoAmIView
 
 app_name = "workers_agent"
-urlpatterns: list[URLPattern | URLResolver] = []
+urlpatterns = [
+    path("whoami", WhoAmIView.as_view(), name="whoami"),
+]

@@ -1,0 +1,68 @@
+"""Management-API authentication with a personal API token (`Authorization: Bearer gryp_…`).
+
+`request.user` becomes the token's user and `request.auth` the token itself;
+OrgAPIMixin then checks the user's *current* membership of the URL's org and
+that the token was minted for that org (else 404). A worker token (`gry_`) is
+refused here, as personal tokens are refused on the agent API.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from apps.accounts.models import PersonalAPIToken
+from apps.accounts.token_services import personal_token_touch
+from apps.workers.tokens import PERSONAL_PREFIX, digests_match, parse_token
+
+_WWW_AUTHENTICATE = 'Bearer realm="grantry"'
+
+
+def _fail(code: str, message: str) -> NoReturn:
+    # Imported here: DRF loads this module while rest_framework.views is still
+    # importing, and apps.core.api imports rest_framework.views.
+    from apps.core.api import APIError
+
+    raise APIError(
+        code,
+        message,
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        headers={"WWW-Authenticate": f'{_WWW_AUTHENTICATE}, error="invalid_token"'},
+    )
+
+
+class PersonalTokenAuthentication(BaseAuthentication):
+    def authenticate_header(self, request: Request) -> str:
+        return _WWW_AUTHENTICATE
+
+    def authenticate(self, request: Request) -> tuple[Any, PersonalAPIToken] | None:
+        header = get_authorization_header(request).decode("latin-1").strip()
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None  # not ours: the session (or nothing) decides
+        raw = raw.strip()
+        parsed = parse_token(raw, kind="personal")
+        if parsed is None:
+            if raw.startswith("gry_"):
+                _fail("token_invalid", "Worker tokens cannot call the management API; "
+                                       f"use a personal API token ({PERSONAL_PREFIX}…).")
+            _fail("token_malformed", "The token is not a well-formed personal API token.")
+        token = (
+            PersonalAPIToken.objects.select_related("user", "organization")
+            .filter(digest=parsed.digest)
+            .first()
+        )
+        if token is None or not digests_match(token.digest, parsed.digest):
+            _fail("token_invalid", "The token is unknown or has been revoked.")
+        if token.revoked_at is not None:
+            _fail("token_invalid", "The token is unknown or has been revoked.")
+        if token.expires_at <= timezone.now():
+            _fail("token_expired", "The token has expired. Mint a new one.")
+        if not token.user.is_active:
+            _fail("token_invalid", "The token's user is inactive.")
+        personal_token_touch(token=token)
+        return token.user, token

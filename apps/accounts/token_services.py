@@ -1,0 +1,105 @@
+"""Writes for personal API tokens (automation of the management API).
+
+Kept apart from the accounts engineer's sign-up services. The raw token leaves
+`personal_token_mint()` once and is never stored, logged or audited."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.accounts.models import PersonalAPIToken
+from apps.audit.models import ActorType
+from apps.audit.services import audit_record
+from apps.organizations.models import Membership, Organization
+from apps.workers.models import DEFAULT_TOKEN_DAYS, max_token_days
+from apps.workers.tokens import generate_token, new_public_id
+
+LAST_USED_THROTTLE = timedelta(seconds=60)
+
+
+def _actor(user: Any) -> dict[str, Any]:
+    return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
+
+
+def _target(token: PersonalAPIToken) -> dict[str, Any]:
+    return {"target_type": "personalapitoken", "target_id": token.public_id,
+            "target_label": f"{token.name} ({token.public_id})", "token_id": token.public_id}
+
+
+@transaction.atomic
+def personal_token_mint(
+    *,
+    user: Any,
+    organization: Organization,
+    name: str,
+    expires_in_days: int = DEFAULT_TOKEN_DAYS,
+    request: HttpRequest | None = None,
+) -> tuple[PersonalAPIToken, str]:
+    """A `gryp_` token acting as `user` in `organization` (with their current org role)."""
+    if not Membership.objects.filter(organization=organization, user=user).exists():
+        raise ValidationError({"organization": "You are not a member of this organization."})
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Name the token after what it is for."})
+    ceiling = max_token_days(organization)
+    if not 1 <= expires_in_days <= ceiling:
+        raise ValidationError({"expires_in_days": f"Choose between 1 and {ceiling} days."})
+    generated = generate_token("personal")
+    token = PersonalAPIToken.objects.create(
+        user=user,
+        organization=organization,
+        name=name[:100],
+        public_id=new_public_id(),
+        digest=generated.digest,
+        last4=generated.last4,
+        expires_at=timezone.now() + timedelta(days=expires_in_days),
+    )
+    audit_record(
+        action="personal_token.minted",
+        organization=organization,
+        metadata={"expires_at": token.expires_at.isoformat(), "last4": token.last4},
+        request=request,
+        **_target(token),
+        **_actor(user),
+    )
+    return token, generated.raw
+
+
+@transaction.atomic
+def personal_token_revoke(
+    *, token: PersonalAPIToken, revoked_by: Any, request: HttpRequest | None = None
+) -> PersonalAPIToken:
+    token = PersonalAPIToken.objects.select_for_update().get(pk=token.pk)
+    if token.revoked_at is not None:
+        return token
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record(
+        action="personal_token.revoked",
+        organization_id=token.organization_id,
+        request=request,
+        **_target(token),
+        **_actor(revoked_by),
+    )
+    return token
+
+
+def personal_token_touch(*, token: PersonalAPIToken, now: datetime | None = None) -> bool:
+    """Last use, written at most once a minute per token (see workers.services.token_touch)."""
+    now = now or timezone.now()
+    cutoff = now - LAST_USED_THROTTLE
+    if token.last_used_at is not None and token.last_used_at >= cutoff:
+        return False
+    updated = (
+        PersonalAPIToken.objects.filter(pk=token.pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
+        .update(last_used_at=now)
+    )
+    return bool(updated)

@@ -1,0 +1,63 @@
+"""The agent API of this app: `GET /api/v1/whoami`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.workers.auth import AgentContext, WorkerTokenAuthentication
+from apps.workers.selectors import role_allowances
+
+WHOAMI_EXAMPLE = {
+    "worker": {"id": 7, "name": "demo-agent", "status": "active"},
+    "organization": {"slug": "demo", "name": "Demo Org"},
+    "role": {"id": 3, "name": "sandbox-reader"},
+    "token": {"id": "tok_3kT9aQ2mX7bZ", "last4": "a1B2", "expires_at": "2026-12-28T10:00:00Z"},
+    "allows": {
+        "actions": [
+            {"rule_id": 11, "provider": "sandbox", "pattern": "sandbox.*", "class": "read",
+             "connection": None, "constraints": [], "rate_limit_per_minute": None},
+        ],
+        "proxy": [],
+    },
+}
+
+
+class WhoAmIView(APIView):
+    """Who this token is: worker, organization, role, expiry, and what the role allows."""
+
+    authentication_classes = [WorkerTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="agent_whoami",
+        tags=["agent"],
+        responses={
+            200: OpenApiResponse(description="The token's identity and allowances."),
+            401: OpenApiResponse(description="Missing, malformed, unknown, expired or revoked "
+                                             "token, or a disabled worker."),
+        },
+        examples=[OpenApiExample("whoami", value=WHOAMI_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request) -> Response:
+        context: AgentContext = request.auth
+        token, worker, organization = context.token, context.worker, context.organization
+        body: dict[str, Any] = {
+            "worker": {"id": worker.pk, "name": worker.name, "status": worker.status},
+            "organization": {"slug": organization.slug, "name": organization.name},
+            "role": {"id": token.role_id, "name": token.role.name},
+            "token": {
+                "id": context.token_public_id,
+                "last4": token.last4,
+                "expires_at": token.expires_at,
+            },
+            "allows": role_allowances(role_id=context.role_id),
+        }
+        response = Response(body)
+        response["Cache-Control"] = "no-store"
+        return response

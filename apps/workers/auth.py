@@ -1,0 +1,133 @@
+"""Agent authentication: `Authorization: Bearer gry_…`, and nothing else.
+
+On success `request.user` is a `WorkerPrincipal` and `request.auth` an
+`AgentContext` (what the broker consumes). Every failure answers 401 with
+`WWW-Authenticate: Bearer` and the standard error body, and is audited with
+the token's public id when it is known — never with the raw token.
+
+There is no cache: the lookup is one indexed query (token + worker + role +
+organization), so a revocation is seen by every process on the next request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from apps.audit.services import client_ip
+from apps.core.api import APIError
+from apps.workers.models import Worker, WorkerToken
+from apps.workers.services import token_auth_failure_record, token_touch
+from apps.workers.tokens import digests_match, looks_like_token, parse_token
+
+REALM = "grantry"
+
+FAILURES = {
+    "token_missing": "Send the worker token as 'Authorization: Bearer gry_…'.",
+    "token_malformed": "The token is not a well-formed Grantry worker token.",
+    "token_invalid": "The token is unknown or has been revoked.",
+    "token_expired": "The token has expired. Mint or roll a new one.",
+    "worker_disabled": "The worker of this token is disabled.",
+}
+
+
+class WorkerPrincipal:
+    """The `request.user` of an agent call: a worker, not a person."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+    id = None
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def get_username(self) -> str:
+        return f"worker:{self.worker.name}"
+
+    def __str__(self) -> str:
+        return self.get_username()
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    organization: Any
+    worker: Worker
+    token: WorkerToken
+    role_id: int
+    token_public_id: str
+
+    def __repr__(self) -> str:
+        return (
+            f"AgentContext(org={self.organization.slug!r}, worker={self.worker.name!r}, "
+            f"token={self.token_public_id!r}, role_id={self.role_id})"
+        )
+
+
+def _www_authenticate(code: str) -> str:
+    if code == "token_missing":
+        return f'Bearer realm="{REALM}"'
+    return f'Bearer realm="{REALM}", error="invalid_token"'
+
+
+class WorkerTokenAuthentication(BaseAuthentication):
+    """For the agent API only. Views opt in with `authentication_classes`."""
+
+    def authenticate_header(self, request: Request) -> str:
+        return _www_authenticate("token_missing")
+
+    def authenticate(self, request: Request) -> tuple[WorkerPrincipal, AgentContext]:
+        header = get_authorization_header(request).decode("latin-1").strip()
+        scheme, _, raw = header.partition(" ")
+        raw = raw.strip()
+        if not header:
+            self._fail("token_missing", request)
+        if scheme.lower() != "bearer" or not raw:
+            self._fail("token_missing" if not looks_like_token(header) else "token_malformed",
+                       request)
+        parsed = parse_token(raw, kind="worker")
+        if parsed is None:
+            self._fail("token_malformed", request)
+        token = (
+            WorkerToken.objects.select_related("worker", "role", "organization")
+            .filter(digest=parsed.digest)
+            .first()
+        )
+        if token is None or not digests_match(token.digest, parsed.digest):
+            self._fail("token_invalid", request)
+        if token.revoked_at is not None:
+            self._fail("token_invalid", request, token)
+        if token.is_expired(timezone.now()):
+            self._fail("token_expired", request, token)
+        if not token.worker.is_active():
+            self._fail("worker_disabled", request, token)
+        token_touch(token=token, ip=client_ip(request._request))
+        context = AgentContext(
+            organization=token.organization,
+            worker=token.worker,
+            token=token,
+            role_id=token.role_id,
+            token_public_id=token.public_id,
+        )
+        return WorkerPrincipal(token.worker), context
+
+    def _fail(self, code: str, request: Request, token: WorkerToken | None = None) -> NoReturn:
+        message = FAILURES[code]
+        token_auth_failure_record(code=code, message=message, request=request._request,
+                                  token=token)
+        details = {"token_id": token.public_id} if token is not None else {}
+        raise APIError(
+            code,
+            message,
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            details=details,
+            headers={"WWW-Authenticate": _www_authenticate(code)},
+        )

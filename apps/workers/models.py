@@ -1,0 +1,150 @@
+"""Agent identity: workers and the scoped tokens that say "this worker, this role".
+
+Only a SHA-256 digest of a token is stored (see apps.workers.tokens). A token
+is usable when it is not revoked, not expired, and its worker is active.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+DEFAULT_TOKEN_DAYS = 30
+MAX_TOKEN_DAYS = 366
+EXPIRY_WARNING_DAYS = 7
+
+
+def max_token_days(organization: Any) -> int:
+    """The org's ceiling on token lifetime: its own lower maximum, or the hard cap."""
+    own = getattr(organization, "max_token_days", None)
+    return min(own, MAX_TOKEN_DAYS) if own else MAX_TOKEN_DAYS
+
+
+class WorkerStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DISABLED = "disabled", "Disabled"
+
+
+class Worker(models.Model):
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="workers"
+    )
+    name = models.SlugField(max_length=60, help_text="Unique within the organization.")
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", help_text="The member responsible for this worker.",
+    )
+    status = models.CharField(
+        max_length=16, choices=WorkerStatus.choices, default=WorkerStatus.ACTIVE
+    )
+    default_role = models.ForeignKey(
+        "policies.Role", on_delete=models.PROTECT, related_name="+",
+        help_text="The role new tokens get unless another is chosen at mint.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="uniq_worker_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.pk} {self.name!r} org={self.organization_id} {self.status}>"
+
+    def is_active(self) -> bool:
+        return self.status == WorkerStatus.ACTIVE
+
+
+class WorkerTokenQuerySet(models.QuerySet["WorkerToken"]):
+    def for_organization(self, organization: Any) -> WorkerTokenQuerySet:
+        return self.filter(organization=organization)
+
+    def unrevoked(self) -> WorkerTokenQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def usable(self, *, now: datetime | None = None) -> WorkerTokenQuerySet:
+        """Not revoked and not expired (the worker's status is checked separately)."""
+        return self.unrevoked().filter(expires_at__gt=now or timezone.now())
+
+    def expiring(self, *, within: timedelta, now: datetime | None = None) -> WorkerTokenQuerySet:
+        now = now or timezone.now()
+        return self.usable(now=now).filter(expires_at__lte=now + within)
+
+
+class WorkerToken(models.Model):
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="worker_tokens"
+    )
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="tokens")
+    role = models.ForeignKey("policies.Role", on_delete=models.PROTECT, related_name="+")
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    revoke_reason = models.CharField(max_length=200, blank=True)
+    rolled_from = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="rolled_to"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    expiry_warned_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkerTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-id"], name="workertoken_org_id")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} (…{self.last4})"
+
+    def __repr__(self) -> str:
+        return f"<WorkerToken {self.public_id} worker={self.worker_id} role={self.role_id}>"
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at <= (now or timezone.now())
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        return not self.is_revoked() and not self.is_expired(now) and self.worker.is_active()
+
+    def expires_soon(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return (
+            not self.is_revoked()
+            and not self.is_expired(now)
+            and self.expires_at <= now + timedelta(days=EXPIRY_WARNING_DAYS)
+        )
+
+    @property
+    def status(self) -> str:
+        if self.is_revoked():
+            return "revoked"
+        if self.is_expired():
+            return "expired"
+        return "active"

@@ -1,0 +1,516 @@
+"""Writes for workers and worker tokens. Every change is audited in its transaction.
+
+The raw token leaves this module exactly once: as the second item returned by
+`token_mint()` / `token_roll()`. It is never stored, logged or audited.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.audit.models import ActorType, Outcome
+from apps.audit.services import audit_record
+from apps.organizations.models import Membership, Organization, OrgRole
+from apps.workers.models import (
+    DEFAULT_TOKEN_DAYS,
+    EXPIRY_WARNING_DAYS,
+    Worker,
+    WorkerStatus,
+    WorkerToken,
+    max_token_days,
+)
+from apps.workers.tokens import generate_token, new_public_id
+
+# Roll overlap choices: how long the old token keeps working after a roll.
+ROLL_OVERLAPS: dict[str, timedelta] = {
+    "none": timedelta(0),
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
+LAST_USED_THROTTLE = timedelta(seconds=60)
+
+
+def _actor(user: Any) -> dict[str, Any]:
+    if user is None:
+        return {"actor_type": ActorType.SYSTEM}
+    return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
+
+
+def _check_owner(organization: Organization, owner: Any) -> None:
+    if owner is not None and not Membership.objects.filter(
+        organization=organization, user=owner
+    ).exists():
+        raise ValidationError({"owner": "The owner must be a member of this organization."})
+
+
+def _check_role(organization: Organization, role: Any, field: str) -> None:
+    if role is None or role.organization_id != organization.pk:
+        raise ValidationError({field: "Choose a role of this organization."})
+
+
+def _token_target(token: WorkerToken) -> dict[str, Any]:
+    return {
+        "target_type": "workertoken",
+        "target_id": token.public_id,
+        "target_label": f"{token.public_id} of {token.worker.name}",
+        "worker_id": token.worker_id,
+        "token_id": token.public_id,
+    }
+
+
+# --- Workers -------------------------------------------------------------------
+
+
+@transaction.atomic
+def worker_create(
+    *,
+    organization: Organization,
+    name: str,
+    default_role: Any,
+    description: str = "",
+    owner: Any = None,
+    created_by: Any = None,
+    request: HttpRequest | None = None,
+) -> Worker:
+    _check_role(organization, default_role, "default_role")
+    _check_owner(organization, owner)
+    if Worker.objects.filter(organization=organization, name=name).exists():
+        raise ValidationError({"name": "A worker with this name already exists."})
+    worker = Worker(
+        organization=organization,
+        name=name,
+        description=description,
+        owner=owner,
+        default_role=default_role,
+        created_by=created_by,
+    )
+    worker.full_clean(exclude=["organization", "default_role", "owner", "created_by"])
+    try:
+        with transaction.atomic():
+            worker.save()
+    except IntegrityError as exc:
+        raise ValidationError({"name": "A worker with this name already exists."}) from exc
+    audit_record(
+        action="worker.created",
+        organization=organization,
+        target=worker,
+        metadata={
+            "name": worker.name,
+            "default_role": default_role.name,
+            "owner": owner.get_username() if owner else None,
+        },
+        request=request,
+        worker_id=worker.pk,
+        **_actor(created_by),
+    )
+    return worker
+
+
+_EDITABLE = ("name", "description", "owner", "default_role")
+
+
+def _display(value: Any) -> Any:
+    if value is None or isinstance(value, str | int):
+        return value
+    if hasattr(value, "get_username"):
+        return value.get_username()
+    return str(value)
+
+
+@transaction.atomic
+def worker_update(
+    *, worker: Worker, changed_by: Any = None, request: HttpRequest | None = None, **changes: Any
+) -> Worker:
+    """Change name, description, owner or default role; the audit event holds the diff."""
+    unknown = set(changes) - set(_EDITABLE)
+    if unknown:
+        raise TypeError(f"Not editable: {sorted(unknown)}")
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    organization = worker.organization
+    if "default_role" in changes:
+        _check_role(organization, changes["default_role"], "default_role")
+    if "owner" in changes:
+        _check_owner(organization, changes["owner"])
+    if "name" in changes and changes["name"] != worker.name and (
+        Worker.objects.filter(organization=organization, name=changes["name"]).exists()
+    ):
+        raise ValidationError({"name": "A worker with this name already exists."})
+    diff: dict[str, dict[str, Any]] = {}
+    for field, new in changes.items():
+        old = getattr(worker, field)
+        if old != new:
+            diff[field] = {"from": _display(old), "to": _display(new)}
+            setattr(worker, field, new)
+    if not diff:
+        return worker
+    worker.full_clean(exclude=["organization", "default_role", "owner", "created_by"])
+    worker.save()
+    audit_record(
+        action="worker.changed",
+        organization=organization,
+        target=worker,
+        metadata={"changes": diff},
+        request=request,
+        worker_id=worker.pk,
+        **_actor(changed_by),
+    )
+    return worker
+
+
+@transaction.atomic
+def worker_disable(
+    *, worker: Worker, disabled_by: Any = None, request: HttpRequest | None = None
+) -> Worker:
+    """All of the worker's tokens fail at once (the auth checks the worker's status)."""
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    if worker.status == WorkerStatus.DISABLED:
+        return worker
+    worker.status = WorkerStatus.DISABLED
+    worker.save(update_fields=["status"])
+    audit_record(
+        action="worker.disabled",
+        organization=worker.organization,
+        target=worker,
+        request=request,
+        worker_id=worker.pk,
+        **_actor(disabled_by),
+    )
+    return worker
+
+
+@transaction.atomic
+def worker_enable(
+    *, worker: Worker, enabled_by: Any = None, request: HttpRequest | None = None
+) -> Worker:
+    """Re-enabling revives no revoked token: revocation is permanent."""
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    if worker.status == WorkerStatus.ACTIVE:
+        return worker
+    worker.status = WorkerStatus.ACTIVE
+    worker.save(update_fields=["status"])
+    audit_record(
+        action="worker.enabled",
+        organization=worker.organization,
+        target=worker,
+        request=request,
+        worker_id=worker.pk,
+        **_actor(enabled_by),
+    )
+    return worker
+
+
+# --- Tokens --------------------------------------------------------------------
+
+
+def token_expiry(
+    *, organization: Organization, expires_in_days: int | None, now: datetime | None = None
+) -> datetime:
+    """Mandatory expiry: the default is 30 days, capped by the org's maximum (≤ 366)."""
+    ceiling = max_token_days(organization)
+    days = min(DEFAULT_TOKEN_DAYS, ceiling) if expires_in_days is None else expires_in_days
+    if not 1 <= days <= ceiling:
+        raise ValidationError(
+            {"expires_in_days": f"Choose between 1 and {ceiling} days (this organization's "
+                                "maximum token lifetime)."}
+        )
+    return (now or timezone.now()) + timedelta(days=days)
+
+
+def _new_token(
+    *,
+    worker: Worker,
+    role: Any,
+    expires_at: datetime,
+    created_by: Any,
+    rolled_from: WorkerToken | None = None,
+) -> tuple[WorkerToken, str]:
+    generated = generate_token("worker")
+    token = WorkerToken.objects.create(
+        organization=worker.organization,
+        worker=worker,
+        role=role,
+        public_id=new_public_id(),
+        digest=generated.digest,
+        last4=generated.last4,
+        created_by=created_by,
+        expires_at=expires_at,
+        rolled_from=rolled_from,
+    )
+    return token, generated.raw
+
+
+@transaction.atomic
+def token_mint(
+    *,
+    worker: Worker,
+    role: Any = None,
+    expires_in_days: int | None = None,
+    created_by: Any = None,
+    request: HttpRequest | None = None,
+) -> tuple[WorkerToken, str]:
+    """A new token for `worker`. Returns (token, raw); the raw value is never seen again."""
+    worker = Worker.objects.select_related("organization", "default_role").get(pk=worker.pk)
+    organization = worker.organization
+    if not worker.is_active():
+        raise ValidationError({"worker": "This worker is disabled; enable it to mint tokens."})
+    role = role if role is not None else worker.default_role
+    _check_role(organization, role, "role")
+    expires_at = token_expiry(organization=organization, expires_in_days=expires_in_days)
+    token, raw = _new_token(worker=worker, role=role, expires_at=expires_at, created_by=created_by)
+    audit_record(
+        action="token.minted",
+        organization=organization,
+        metadata={"role": role.name, "expires_at": expires_at.isoformat(), "last4": token.last4},
+        request=request,
+        **_token_target(token),
+        **_actor(created_by),
+    )
+    return token, raw
+
+
+@transaction.atomic
+def token_revoke(
+    *,
+    token: WorkerToken,
+    revoked_by: Any = None,
+    reason: str = "",
+    request: HttpRequest | None = None,
+) -> WorkerToken:
+    token = WorkerToken.objects.select_for_update().select_related("worker").get(pk=token.pk)
+    if token.revoked_at is not None:
+        return token
+    token.revoked_at = timezone.now()
+    token.revoked_by = revoked_by
+    token.revoke_reason = reason[:200]
+    token.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
+    audit_record(
+        action="token.revoked",
+        organization_id=token.organization_id,
+        metadata={"reason": token.revoke_reason},
+        request=request,
+        **_token_target(token),
+        **_actor(revoked_by),
+    )
+    return token
+
+
+@transaction.atomic
+def token_roll(
+    *,
+    token: WorkerToken,
+    overlap: str = "none",
+    expires_in_days: int | None = None,
+    rolled_by: Any = None,
+    request: HttpRequest | None = None,
+) -> tuple[WorkerToken, str]:
+    """Replace `token` with a new one (same worker and role). The old one keeps
+    working for `overlap` (none, 1h, 24h, 7d) and then expires."""
+    if overlap not in ROLL_OVERLAPS:
+        raise ValidationError({"overlap": f"Choose one of: {', '.join(ROLL_OVERLAPS)}."})
+    old = (
+        WorkerToken.objects.select_for_update()
+        .select_related("worker", "worker__organization", "role")
+        .get(pk=token.pk)
+    )
+    now = timezone.now()
+    if old.revoked_at is not None or old.is_expired(now):
+        raise ValidationError({"token": "Only an active token can be rolled."})
+    if hasattr(old, "rolled_to"):
+        raise ValidationError({"token": "This token was already rolled."})
+    if not old.worker.is_active():
+        raise ValidationError({"worker": "This worker is disabled; enable it to roll tokens."})
+    organization = old.worker.organization
+    expires_at = token_expiry(organization=organization, expires_in_days=expires_in_days, now=now)
+    new, raw = _new_token(
+        worker=old.worker, role=old.role, expires_at=expires_at, created_by=rolled_by,
+        rolled_from=old,
+    )
+    old.expires_at = min(old.expires_at, now + ROLL_OVERLAPS[overlap])
+    old.save(update_fields=["expires_at"])
+    audit_record(
+        action="token.rolled",
+        organization=organization,
+        metadata={
+            "overlap": overlap,
+            "new_token_id": new.public_id,
+            "old_expires_at": old.expires_at.isoformat(),
+            "new_expires_at": new.expires_at.isoformat(),
+        },
+        request=request,
+        **_token_target(old),
+        **_actor(rolled_by),
+    )
+    return new, raw
+
+
+def _revoke_all(queryset: Any, *, revoked_by: Any, reason: str) -> list[str]:
+    now = timezone.now()
+    ids = list(queryset.unrevoked().select_for_update().values_list("public_id", flat=True))
+    queryset.filter(public_id__in=ids).update(
+        revoked_at=now, revoked_by=revoked_by, revoke_reason=reason
+    )
+    return ids
+
+
+@transaction.atomic
+def worker_revoke_all_tokens(
+    *, worker: Worker, revoked_by: Any = None, request: HttpRequest | None = None
+) -> int:
+    """Kill switch for one worker: every unrevoked token of it is revoked now."""
+    ids = _revoke_all(
+        WorkerToken.objects.filter(worker=worker), revoked_by=revoked_by,
+        reason="Kill switch: all tokens of the worker",
+    )
+    audit_record(
+        action="killswitch.worker",
+        organization_id=worker.organization_id,
+        target=worker,
+        metadata={"revoked_tokens": ids, "count": len(ids)},
+        request=request,
+        worker_id=worker.pk,
+        **_actor(revoked_by),
+    )
+    return len(ids)
+
+
+@transaction.atomic
+def organization_revoke_all_worker_tokens(
+    *,
+    organization: Organization,
+    confirm: str,
+    revoked_by: Any = None,
+    request: HttpRequest | None = None,
+) -> int:
+    """Org-wide kill switch. `confirm` must be the org's slug, typed by a person."""
+    if confirm != organization.slug:
+        raise ValidationError({"confirm": "Type the organization's slug exactly to confirm."})
+    ids = _revoke_all(
+        WorkerToken.objects.filter(organization=organization), revoked_by=revoked_by,
+        reason="Kill switch: every worker token of the organization",
+    )
+    audit_record(
+        action="killswitch.org",
+        organization=organization,
+        target=organization,
+        metadata={"revoked_tokens": ids, "count": len(ids)},
+        request=request,
+        **_actor(revoked_by),
+    )
+    return len(ids)
+
+
+# --- Use of a token (called by the authentication) -----------------------------
+
+
+def token_touch(*, token: WorkerToken, ip: str | None, now: datetime | None = None) -> bool:
+    """Record last use, at most once a minute per token: no write on every call.
+
+    The in-memory check skips the query entirely for a recently used token; the
+    conditional UPDATE makes concurrent processes agree on one write."""
+    now = now or timezone.now()
+    cutoff = now - LAST_USED_THROTTLE
+    if token.last_used_at is not None and token.last_used_at >= cutoff:
+        return False
+    updated = (
+        WorkerToken.objects.filter(pk=token.pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
+        .update(last_used_at=now, last_used_ip=ip)
+    )
+    if updated:
+        token.last_used_at, token.last_used_ip = now, ip
+    return bool(updated)
+
+
+def token_auth_failure_record(
+    *,
+    code: str,
+    message: str,
+    request: HttpRequest | None,
+    token: WorkerToken | None = None,
+) -> None:
+    """Audit one failed agent authentication. Never given the raw token."""
+    fields: dict[str, Any] = {}
+    if token is not None:
+        fields = {
+            "organization_id": token.organization_id,
+            "target_type": "workertoken",
+            "target_id": token.public_id,
+            "worker_id": token.worker_id,
+            "token_id": token.public_id,
+            "actor_type": ActorType.WORKER,
+            "actor_id": token.worker_id,
+            "actor_label": token.worker.name,
+        }
+    else:
+        fields = {"actor_type": ActorType.ANONYMOUS}
+    action = "token.expired_in_use" if code == "token_expired" else "auth.failed"
+    audit_record(
+        action=action,
+        outcome=Outcome.FAILURE,
+        reason=message,
+        metadata={"code": code, "surface": "agent"},
+        request=request,
+        **fields,
+    )
+
+
+# --- Expiry warnings (daily Celery beat task) ----------------------------------
+
+
+@transaction.atomic
+def token_expiry_warnings_send(*, now: datetime | None = None) -> int:
+    """Email each org's admins and owners once per token about an upcoming expiry."""
+    now = now or timezone.now()
+    tokens = list(
+        WorkerToken.objects.expiring(within=timedelta(days=EXPIRY_WARNING_DAYS), now=now)
+        .filter(expiry_warned_at__isnull=True, worker__status=WorkerStatus.ACTIVE)
+        .select_for_update(skip_locked=True, of=("self",))
+        .select_related("worker", "organization")
+    )
+    by_org: dict[int, list[WorkerToken]] = defaultdict(list)
+    for token in tokens:
+        by_org[token.organization_id].append(token)
+    messages = []
+    warned: list[int] = []
+    for org_tokens in by_org.values():
+        organization = org_tokens[0].organization
+        recipients = list(
+            Membership.objects.filter(
+                organization=organization, role__in=[OrgRole.ADMIN, OrgRole.OWNER]
+            ).values_list("user__email", flat=True)
+        )
+        if not recipients:
+            continue
+        lines = [
+            f"- {t.public_id} (…{t.last4}) of worker {t.worker.name}: expires "
+            f"{t.expires_at:%Y-%m-%d %H:%M} UTC"
+            for t in org_tokens
+        ]
+        url = f"{settings.GRANTRY_BASE_URL}/o/{organization.slug}/workers/"
+        body = (
+            f"These worker tokens of {organization.name} expire within "
+            f"{EXPIRY_WARNING_DAYS} days:\n\n" + "\n".join(lines) +
+            f"\n\nRoll them before they expire: {url}\n"
+        )
+        messages.append((f"[Grantry] {len(org_tokens)} worker token(s) expire soon", body,
+                         recipients))
+        warned.extend(t.pk for t in org_tokens)
+    WorkerToken.objects.filter(pk__in=warned).update(expiry_warned_at=now)
+
+    def send() -> None:
+        for subject, body, recipients in messages:
+            send_mail(subject, body, None, recipients)
+
+    transaction.on_commit(send)
+    return len(warned)

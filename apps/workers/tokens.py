@@ -1,0 +1,119 @@
+"""The token format shared by worker tokens (`gry_`) and personal API tokens (`gryp_`).
+
+    gry_ + 43 base62 chars (secrets, > 256 bits) + 6 base62 chars (CRC32 of the random part)
+
+This is GitHub's scheme: a secret scanner can recognise a Grantry token offline,
+and `parse_token()` rejects a mistyped or invented one without touching the
+database. Only the SHA-256 digest is stored; the raw token exists in memory
+once, when it is minted, and in the Authorization header of each request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_BASE62_SET = frozenset(BASE62)
+
+WORKER_PREFIX = "gry_"
+PERSONAL_PREFIX = "gryp_"
+PREFIXES: dict[str, Literal["worker", "personal"]] = {
+    WORKER_PREFIX: "worker",
+    PERSONAL_PREFIX: "personal",
+}
+RANDOM_LENGTH = 43  # 62**43 ≈ 2**256.03
+CHECKSUM_LENGTH = 6  # 62**6 > 2**32, so any CRC32 fits
+PUBLIC_ID_PREFIX = "tok_"
+PUBLIC_ID_LENGTH = 12
+
+TokenKind = Literal["worker", "personal"]
+
+
+def _base62(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, rest = divmod(number, 62)
+        chars.append(BASE62[rest])
+    return "".join(reversed(chars))
+
+
+def _random_base62(length: int) -> str:
+    return "".join(secrets.choice(BASE62) for _ in range(length))
+
+
+def checksum(random_part: str) -> str:
+    return _base62(zlib.crc32(random_part.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def token_digest(raw: str) -> str:
+    """SHA-256 hex digest: what the database stores and looks up by."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def digests_match(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))
+
+
+def new_public_id() -> str:
+    """The id a token is shown, audited and managed by (not a secret)."""
+    return PUBLIC_ID_PREFIX + _random_base62(PUBLIC_ID_LENGTH)
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    raw: str
+    digest: str
+    last4: str
+
+    def __repr__(self) -> str:  # never let the raw value reach a log by accident
+        return f"GeneratedToken(last4={self.last4!r})"
+
+
+@dataclass(frozen=True)
+class ParsedToken:
+    kind: TokenKind
+    digest: str
+    last4: str
+
+    def __repr__(self) -> str:
+        return f"ParsedToken(kind={self.kind!r}, last4={self.last4!r})"
+
+
+def generate_token(kind: TokenKind) -> GeneratedToken:
+    prefix = WORKER_PREFIX if kind == "worker" else PERSONAL_PREFIX
+    random_part = _random_base62(RANDOM_LENGTH)
+    raw = prefix + random_part + checksum(random_part)
+    return GeneratedToken(raw=raw, digest=token_digest(raw), last4=raw[-4:])
+
+
+def parse_token(raw: str | None, *, kind: TokenKind | None = None) -> ParsedToken | None:
+    """A well-formed token with a valid checksum, or None. Never queries anything.
+
+    `kind` restricts which prefix is accepted (agents: "worker", automation:
+    "personal")."""
+    if not raw or not isinstance(raw, str):
+        return None
+    prefix = next((p for p in PREFIXES if raw.startswith(p)), None)
+    if prefix is None:
+        return None
+    prefix_kind = PREFIXES[prefix]
+    if kind is not None and prefix_kind != kind:
+        return None
+    body = raw[len(prefix) :]
+    if len(body) != RANDOM_LENGTH + CHECKSUM_LENGTH or not set(body) <= _BASE62_SET:
+        return None
+    random_part, check = body[:RANDOM_LENGTH], body[RANDOM_LENGTH:]
+    if not hmac.compare_digest(checksum(random_part), check):
+        return None
+    return ParsedToken(kind=prefix_kind, digest=token_digest(raw), last4=raw[-4:])
+
+
+def looks_like_token(raw: str) -> bool:
+    """Has a Grantry prefix (well-formed or not): used to tell "malformed" from "missing"."""
+    return any(raw.startswith(prefix) for prefix in PREFIXES)
