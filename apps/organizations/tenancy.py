@@ -19,6 +19,7 @@ from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseBase
 from rest_framework.request import Request
 
+from apps.accounts.models import PersonalAPIToken
 from apps.organizations.models import Membership, Organization, OrgRole
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -102,6 +103,12 @@ class OrgAPIMixin(_TenantScope):
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         self.membership = resolve_membership(request.user, kwargs.get("org_slug"))
         self.organization = self.membership.organization
+        # A personal API token is bound to the org it was minted for: elsewhere, 404.
+        if (
+            isinstance(request.auth, PersonalAPIToken)
+            and request.auth.organization_id != self.organization.pk
+        ):
+            raise Http404("No such organization.")
         require_role(self.membership, self.read_role)
         if request.method not in SAFE_METHODS:
             require_role(self.membership, self.write_role)
