@@ -1,0 +1,447 @@
+"""The one decision: may this role make this call? Pure: no database, no I/O.
+
+`evaluate(rules, call)` allows a call only when some rule allows it (deny by
+default). Rules are independent allowances, so adding one never removes an
+allowance. A denial's reason says what is missing and what an admin would
+have to allow.
+
+Constraint semantics are strict on purpose:
+* a missing input field fails the constraint;
+* the value must have the constraint's JSON type (`max` needs a finite number,
+  never a bool or a numeric string; `glob`/`prefix` need a string; `equals`
+  and `one_of` compare type and value, so 1 != "1" != true);
+* arrays and objects never satisfy a constraint;
+* fields the rule does not mention are ignored here (the broker validates the
+  input against the action's JSON Schema separately).
+
+Constraint globs: `*` matches any run of characters except "/", `**` also
+matches "/", `?` one character except "/". No character classes.
+
+Proxy paths are normalised before matching and rejected when they carry a
+scheme or host, "//", "." or ".." segments, backslashes, control characters,
+a query or fragment, or encoded dots, slashes, backslashes, percents or NULs.
+Path globs: `*` matches exactly one segment, `**` any number (0+), and a
+segment such as `issue-*` matches within one segment.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+ACTION = "action"
+PROXY = "proxy"
+CONSTRAINT_OPS = ("equals", "one_of", "glob", "prefix", "max")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    field: str
+    op: str
+    value: Any
+
+    def describe(self) -> str:
+        if self.op == "one_of":
+            return f"input.{self.field} must be one of {_join(self.value)}"
+        words = {"equals": "must equal", "glob": "must match", "prefix": "must start with",
+                 "max": "must be at most"}
+        return f"input.{self.field} {words.get(self.op, self.op)} {_show(self.value)}"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One rule as `evaluate` sees it (built by `Rule.to_spec()` or `role_rules`)."""
+
+    rule_id: int | None
+    kind: str
+    provider_key: str
+    action_pattern: str = ""
+    action_class: str = ""
+    connection_id: int | None = None
+    connection_name: str = ""
+    methods: tuple[str, ...] = ()
+    path_glob: str = ""
+    constraints: tuple[Constraint, ...] = ()
+    rate_limit_per_minute: int | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """What an agent is trying to do. Use `Call.action(...)` or `Call.proxy(...)`.
+
+    `connection_id` is the connection the broker resolved; None only matches
+    rules that allow any connection of the provider."""
+
+    kind: str
+    provider_key: str
+    connection_id: int | None
+    connection_name: str = ""
+    action_name: str = ""
+    action_class: str = ""
+    method: str = ""
+    path: str = ""
+    input: Any = field(default=None, hash=False, compare=False)
+    role_name: str = ""
+
+    @classmethod
+    def for_action(
+        cls, *, action_name: str, action_class: str, connection_id: int | None,
+        connection_name: str = "", input: Any = None, role_name: str = "",
+    ) -> Call:
+        return cls(kind=ACTION, provider_key=action_name.split(".", 1)[0],
+                   connection_id=connection_id, connection_name=connection_name,
+                   action_name=action_name, action_class=action_class,
+                   input={} if input is None else input, role_name=role_name)
+
+    @classmethod
+    def for_proxy(
+        cls, *, provider_key: str, method: str, path: str, connection_id: int | None,
+        connection_name: str = "", role_name: str = "",
+    ) -> Call:
+        return cls(kind=PROXY, provider_key=provider_key, connection_id=connection_id,
+                   connection_name=connection_name, method=method, path=path,
+                   input={}, role_name=role_name)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule_id: int | None
+    reason: str
+    rate_limit_per_minute: int | None = None
+
+
+def rule_spec_from_values(
+    *, rule_id: int | None, kind: str, provider_key: str, action_pattern: str = "",
+    action_class: str = "", connection_id: int | None = None, connection_name: str = "",
+    methods: Sequence[str] = (), path_glob: str = "", constraints: Sequence[Mapping[str, Any]] = (),
+    rate_limit_per_minute: int | None = None,
+) -> RuleSpec:
+    return RuleSpec(
+        rule_id=rule_id, kind=kind, provider_key=provider_key, action_pattern=action_pattern,
+        action_class=action_class or "", connection_id=connection_id,
+        connection_name=connection_name,
+        methods=tuple(str(m).upper() for m in methods or ()), path_glob=path_glob or "",
+        constraints=tuple(
+            Constraint(field=str(c.get("field", "")), op=str(c.get("op", "")),
+                       value=_freeze(c.get("value")))
+            for c in constraints or ()
+        ),
+        rate_limit_per_minute=rate_limit_per_minute,
+    )
+
+
+def evaluate(rules: Sequence[RuleSpec], call: Call) -> Decision:
+    if call.kind == PROXY:
+        return _evaluate_proxy(rules, call)
+    if call.kind == ACTION:
+        return _evaluate_action(rules, call)
+    return Decision(False, None, f"Unknown call kind {call.kind!r}.")
+
+
+# --- actions ------------------------------------------------------------------
+
+def action_matches(rule: RuleSpec, action_name: str, action_class: str) -> bool:
+    """Does the rule cover this action (ignoring connection and constraints)?"""
+    if rule.kind != ACTION or not action_name.startswith(f"{rule.provider_key}."):
+        return False
+    if rule.action_pattern == f"{rule.provider_key}.*":
+        name_ok = True
+    else:
+        name_ok = rule.action_pattern == action_name
+    return name_ok and (not rule.action_class or rule.action_class == action_class)
+
+
+def connection_matches(rule: RuleSpec, connection_id: int | None) -> bool:
+    return rule.connection_id is None or rule.connection_id == connection_id
+
+
+def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
+    role = f"Role '{call.role_name}'" if call.role_name else "This role"
+    conn = _conn_label(call)
+    constraint_failures: list[str] = []
+    other_connections: list[str] = []
+    for rule in rules:
+        if not action_matches(rule, call.action_name, call.action_class):
+            continue
+        if not connection_matches(rule, call.connection_id):
+            other_connections.append(rule.connection_name or f"#{rule.connection_id}")
+            continue
+        failure = first_constraint_failure(rule.constraints, call.input)
+        if failure is not None:
+            constraint_failures.append(failure)
+            continue
+        return Decision(True, rule.rule_id, _allowed_reason(rule, call),
+                        rule.rate_limit_per_minute)
+    if constraint_failures:
+        shown = "; or ".join(dict.fromkeys(constraint_failures))
+        return Decision(
+            False, None,
+            f"{role} allows action '{call.action_name}' on {conn} only with matching input: "
+            f"{shown}.",
+        )
+    if other_connections:
+        names = ", ".join(f"'{n}'" for n in dict.fromkeys(other_connections))
+        return Decision(
+            False, None,
+            f"{role} allows action '{call.action_name}' only on connection {names}, "
+            f"not on {conn}. An admin can add an action rule for {call.action_name} "
+            f"on this connection.",
+        )
+    return Decision(
+        False, None,
+        f"{role} has no rule allowing action '{call.action_name}' on {conn}. "
+        f"An admin can add an action rule for {call.action_name}.",
+    )
+
+
+def _allowed_reason(rule: RuleSpec, call: Call) -> str:
+    what = f"{call.method} {call.path}" if call.kind == PROXY else f"action '{call.action_name}'"
+    return f"Allowed by rule #{rule.rule_id} ({describe_rule(rule)}) for {what}."
+
+
+# --- constraints --------------------------------------------------------------
+
+def first_constraint_failure(constraints: Sequence[Constraint], data: Any) -> str | None:
+    """The first failed constraint, in words, or None when all hold."""
+    for constraint in constraints:
+        failure = constraint_failure(constraint, data)
+        if failure is not None:
+            return failure
+    return None
+
+
+def constraint_failure(constraint: Constraint, data: Any) -> str | None:
+    wanted = constraint.describe()
+    if not isinstance(data, Mapping) or constraint.field not in data:
+        return f"{wanted} (it is missing)"
+    value = data[constraint.field]
+    if _satisfies(constraint.op, constraint.value, value):
+        return None
+    return f"{wanted} (got {_show(value)})"
+
+
+def _satisfies(op: str, expected: Any, value: Any) -> bool:
+    if op == "equals":
+        return _is_scalar(expected) and _same(expected, value)
+    if op == "one_of":
+        return isinstance(expected, tuple) and any(
+            _is_scalar(e) and _same(e, value) for e in expected
+        )
+    if op == "glob":
+        return isinstance(expected, str) and isinstance(value, str) and bool(
+            _value_glob(expected).fullmatch(value)
+        )
+    if op == "prefix":
+        return isinstance(expected, str) and isinstance(value, str) and value.startswith(
+            expected
+        )
+    if op == "max":
+        return _is_number(expected) and _is_number(value) and value <= expected
+    return False  # an unknown op never allows anything
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "other"
+
+
+def _is_scalar(value: Any) -> bool:
+    return _json_type(value) in {"boolean", "number", "string"} and (
+        not isinstance(value, float) or math.isfinite(value)
+    )  # NaN never equals anything, infinities are not JSON
+
+
+def _is_number(value: Any) -> bool:
+    if _json_type(value) != "number":
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _same(expected: Any, value: Any) -> bool:
+    if not _is_scalar(value) or _json_type(expected) != _json_type(value):
+        return False
+    return bool(expected == value)
+
+
+@lru_cache(maxsize=512)
+def _value_glob(pattern: str) -> re.Pattern[str]:
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    regex = "".join(
+        ".*" if p == "**" else "[^/]*" if p == "*" else "[^/]" if p == "?" else re.escape(p)
+        for p in parts
+    )
+    return re.compile(regex, re.DOTALL)
+
+
+# --- proxy --------------------------------------------------------------------
+
+class UnsafePath(ValueError):
+    """A proxy path that could escape its base URL or confuse a matcher."""
+
+
+_ENCODED_TRICKS = re.compile(r"%(2e|2f|5c|25|00)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def normalize_path(path: str) -> str:
+    """The path as rules see it, or UnsafePath. A trailing slash is dropped."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise UnsafePath("the path must start with '/'")
+    if path.startswith("//") or "://" in path:
+        raise UnsafePath("the path must not name a scheme or host")
+    if "//" in path:
+        raise UnsafePath("the path must not contain '//'")
+    if "\\" in path or _CONTROL.search(path):
+        raise UnsafePath("the path must not contain backslashes, spaces or control characters")
+    if "?" in path or "#" in path:
+        raise UnsafePath("the path must not contain a query or fragment")
+    if _ENCODED_TRICKS.search(path):
+        raise UnsafePath("the path must not contain encoded dots, slashes or percents")
+    segments = path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments = segments[:-1]
+    if any(s in {".", ".."} for s in segments):
+        raise UnsafePath("the path must not contain '.' or '..' segments")
+    return "/" + "/".join(segments)
+
+
+def path_glob_problem(glob: str) -> str | None:
+    """Why a rule's path glob is unusable, or None."""
+    if not isinstance(glob, str) or not glob.startswith("/"):
+        return "A path glob must start with '/'."
+    try:
+        normalize_path(glob)
+    except UnsafePath as exc:
+        return f"Invalid path glob: {exc}."
+    return None
+
+
+def path_matches(glob: str, normalized_path: str) -> bool:
+    try:
+        glob = normalize_path(glob)
+    except UnsafePath:
+        return False
+    return _match_segments(_segments(glob), _segments(normalized_path))
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(s for s in path.split("/")[1:] if s)
+
+
+def _match_segments(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_match_segments(rest, parts[i:]) for i in range(len(parts) + 1))
+    if not parts:
+        return False
+    if not _segment_glob(head).fullmatch(parts[0]):
+        return False
+    return _match_segments(rest, parts[1:])
+
+
+@lru_cache(maxsize=512)
+def _segment_glob(segment: str) -> re.Pattern[str]:
+    regex = "".join("[^/]+" if segment == "*" else "[^/]*" if p == "*" else re.escape(p)
+                    for p in re.split(r"(\*)", segment))
+    return re.compile(regex)
+
+
+def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
+    role = f"Role '{call.role_name}'" if call.role_name else "This role"
+    conn = _conn_label(call)
+    method = call.method.upper()
+    try:
+        path = normalize_path(call.path)
+    except UnsafePath as exc:
+        return Decision(False, None, f"Proxy path {_show(call.path)} was rejected: {exc}.")
+    for rule in rules:
+        if rule.kind != PROXY or rule.provider_key != call.provider_key:
+            continue
+        if rule.connection_id is None or rule.connection_id != call.connection_id:
+            continue
+        if method in rule.methods and path_matches(rule.path_glob, path):
+            return Decision(True, rule.rule_id, _allowed_reason(rule, call),
+                            rule.rate_limit_per_minute)
+    return Decision(
+        False, None,
+        f"{role} has no proxy rule allowing {method} {path} on {conn}. "
+        f"An admin can add a proxy rule for {method} with a path glob matching {path}.",
+    )
+
+
+# --- words --------------------------------------------------------------------
+
+def describe_rule(rule: RuleSpec) -> str:
+    """The rule in plain words, for pages, reasons and reviews."""
+    conn = (f"on connection '{rule.connection_name}'" if rule.connection_id is not None
+            else f"on any {rule.provider_key} connection")
+    if rule.kind == PROXY:
+        text = f"proxy {'/'.join(rule.methods)} {rule.path_glob} {conn}"
+    else:
+        if rule.action_pattern == f"{rule.provider_key}.*":
+            cls = f"{rule.action_class} " if rule.action_class else ""
+            what = f"all {cls}actions of {rule.provider_key}"
+        else:
+            what = f"action {rule.action_pattern}"
+        text = f"{what} {conn}"
+        if rule.constraints:
+            text += ", when " + " and ".join(c.describe() for c in rule.constraints)
+    if rule.rate_limit_per_minute:
+        text += f", at most {rule.rate_limit_per_minute} calls per minute per token"
+    return text
+
+
+def _conn_label(call: Call) -> str:
+    if call.connection_name:
+        return f"connection '{call.connection_name}'"
+    if call.connection_id is not None:
+        return f"connection #{call.connection_id}"
+    return "an unspecified connection"
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value) if isinstance(value, str) else _json_text(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    return type(value).__name__
+
+
+def _join(values: Any) -> str:
+    if not isinstance(values, tuple):
+        return _show(values)
+    return ", ".join(v if isinstance(v, str) else _show(v) for v in values)
