@@ -9,9 +9,13 @@ template, a JSON Schema for its input and the scopes it needs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+# `{name}` in a path template (and in URL templates with base_url_params).
+PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class AuthType(StrEnum):
@@ -20,10 +24,10 @@ class AuthType(StrEnum):
 
 
 class Placement(StrEnum):
-    BEARER = "bearer"            # Authorization: Bearer <token>
-    HEADER = "header"            # <header_name>: <prefix><token>
-    BASIC = "basic"              # Authorization: Basic base64(<token>:) or user:token
-    QUERY = "query"              # ?<param>=<token> (only where a provider requires it)
+    BEARER = "bearer"  # Authorization: Bearer <token>
+    HEADER = "header"  # <header_name>: <prefix><token>
+    BASIC = "basic"  # Authorization: Basic base64(<token>:) or user:token
+    QUERY = "query"  # ?<param>=<token> (only where a provider requires it)
 
 
 class ActionClass(StrEnum):
@@ -33,16 +37,23 @@ class ActionClass(StrEnum):
 
 @dataclass(frozen=True)
 class Action:
-    name: str                    # "github.create_issue"
-    description: str             # written for an LLM choosing a tool
+    name: str  # "github.create_issue"
+    description: str  # written for an LLM choosing a tool
     action_class: ActionClass
-    method: str                  # "GET", "POST", …
-    path: str                    # "/repos/{owner}/{repo}/issues"; {x} come from input
+    method: str  # "GET", "POST", …
+    path: str  # "/repos/{owner}/{repo}/issues"; {x} come from input
     input_schema: dict[str, Any]
     scopes: tuple[str, ...] = ()
     # Input keys sent as the query string / JSON body (the rest fill the path).
     query_params: tuple[str, ...] = ()
     body_params: tuple[str, ...] | None = None  # None: every non-path, non-query key
+    # A fixed JSON body shape the body keys are placed into (see apps.providers.calls):
+    # the string "$input" stands for the dict of body keys, "$input.<key>" for one value
+    # (left out when absent). E.g. Asana {"data": "$input"}, Linear {"query": …,
+    # "variables": "$input"}. None: the body is the dict of body keys itself.
+    body_template: dict[str, Any] | None = None
+    body_encoding: str = "json"  # "json" or "form" (Stripe's form-encoded bodies)
+    is_custom: bool = False
 
     @property
     def provider_key(self) -> str:
@@ -52,12 +63,20 @@ class Action:
     def short_name(self) -> str:
         return self.name.split(".", 1)[1]
 
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(PLACEHOLDER_RE.findall(self.path))
+
+    @property
+    def is_write(self) -> bool:
+        return self.action_class == ActionClass.WRITE
+
 
 @dataclass(frozen=True)
 class Provider:
-    key: str                     # "github"
+    key: str  # "github"
     display_name: str
-    icon: str                    # static path or emoji-free short text
+    icon: str  # static path or emoji-free short text
     auth_types: tuple[AuthType, ...]
     api_base_url: str
     placement: Placement = Placement.BEARER
@@ -66,9 +85,29 @@ class Provider:
     authorize_url: str = ""
     token_url: str = ""
     revocation_url: str = ""
-    userinfo_url: str = ""       # identity call after connect / API-key check
+    userinfo_url: str = ""  # identity call after connect / API-key check
     userinfo_account_field: str = ""  # dotted path in the identity response, e.g. "login"
     default_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     docs_url: str = ""
     actions: tuple[Action, ...] = field(default_factory=tuple)
+    description: str = ""
+    # Sent on every API call, e.g. Notion-Version or GitHub's Accept.
+    default_headers: dict[str, str] = field(default_factory=dict)
+    # Per-connection values the URLs are formatted with, e.g. Zendesk's
+    # "https://{subdomain}.zendesk.com/api/v2". The connection stores the values;
+    # `registry.resolve_base_url_params()` fills them in (host-label safe only).
+    base_url_params: tuple[str, ...] = ()
+    # Extra query parameters on the authorize URL (Google's access_type=offline, …).
+    authorize_params: dict[str, str] = field(default_factory=dict)
+    # How the OAuth client authenticates at the token endpoint (RFC 7591 names).
+    token_endpoint_auth_method: str = "client_secret_basic"
+    # The identity call is a GET unless a provider only offers it otherwise (Linear: GraphQL).
+    userinfo_method: str = "GET"
+    userinfo_body: dict[str, Any] | None = None
+    is_custom: bool = False
+
+    def action(self, name: str) -> Action | None:
+        """The action by full (`github.create_issue`) or short (`create_issue`) name."""
+        full = name if "." in name else f"{self.key}.{name}"
+        return next((a for a in self.actions if a.name == full), None)

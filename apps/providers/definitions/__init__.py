@@ -1,0 +1,13 @@
+"""Built-in provider definitions, one module per provider.
+
+`BUILTIN_PROVIDERS` holds every provider whose URLs are fixed; the Sandbox is
+built at lookup time (its URLs follow settings) by the registry. A relative
+`userinfo_url` ("/user") is resolved against the API base URL at lookup time,
+so overriding the base URL (GitHub Enterprise) moves the identity call too.
+"""
+
+from __future__ import annotations
+
+from apps.providers.catalog import Provider
+
+BUILTIN_PROVIDERS: tuple[Provider, ...] = ()

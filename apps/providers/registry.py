@@ -1,0 +1,205 @@
+"""The one way to look up providers and actions.
+
+    get_provider(key, organization=None) -> Provider      raises UnknownProvider
+    get_action(name, organization=None) -> Action         raises UnknownAction
+    all_providers(organization=None) / all_actions(organization=None)
+
+Built-in providers are always visible. With `organization`, that org's custom
+providers are visible too; their keys are `custom-<slug>` (see
+apps.providers.models.CUSTOM_PREFIX), so a custom provider can never shadow a
+built-in one, today or after a future built-in is added.
+
+URL overrides (self-hosting, tests) are applied at lookup time from
+`settings.GRANTRY_PROVIDER_URLS`, a dict of `spec -> url`:
+
+    "github": "https://ghe.example.com/api/v3"                      # API base URL
+    "github.authorize_url": "https://ghe.example.com/login/oauth/authorize"
+    "github.token_url": "https://ghe.example.com/login/oauth/access_token"
+
+A bare key overrides `api_base_url`; `key.field` overrides one of
+api_base_url, authorize_url, token_url, revocation_url, userinfo_url. A value
+may also be a dict {field: url} (handy in Python settings). In the environment
+it is `GRANTRY_PROVIDER_URLS="github=https://…,github.token_url=https://…"`.
+Tests use `override_settings(GRANTRY_PROVIDER_URLS={...})`.
+
+The Sandbox provider lives at `settings.GRANTRY_SANDBOX_URL` and is listed only
+while `settings.GRANTRY_SANDBOX_ENABLED`.
+
+Request building and input validation live in apps.providers.calls and are
+re-exported here so callers need one import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.providers.calls import (
+    BaseURLParamError,
+    FieldError,
+    InvalidInput,
+    PreparedCall,
+    build_request,
+    resolve_base_url_params,
+    validate_input,
+)
+from apps.providers.catalog import Action, Provider
+from apps.providers.definitions import BUILTIN_PROVIDERS
+from apps.providers.definitions.sandbox import sandbox_provider
+
+if TYPE_CHECKING:
+    from apps.organizations.models import Organization
+
+__all__ = [
+    "BaseURLParamError",
+    "FieldError",
+    "InvalidInput",
+    "OVERRIDABLE_FIELDS",
+    "PreparedCall",
+    "UnknownAction",
+    "UnknownProvider",
+    "all_actions",
+    "all_providers",
+    "build_request",
+    "builtin_keys",
+    "get_action",
+    "get_provider",
+    "resolve_base_url_params",
+    "validate_input",
+]
+
+OVERRIDABLE_FIELDS = frozenset(
+    {"api_base_url", "authorize_url", "token_url", "revocation_url", "userinfo_url"}
+)
+
+
+class UnknownProvider(LookupError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Unknown provider '{key}'.")
+        self.key = key
+
+
+class UnknownAction(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown action '{name}'.")
+        self.name = name
+
+
+# --- built-ins with overrides applied ----------------------------------------------
+
+
+def _parse_overrides(raw: Any) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    for spec, value in (raw or {}).items():
+        key, _, field_name = str(spec).partition(".")
+        items = (
+            value.items() if isinstance(value, dict) else [(field_name or "api_base_url", value)]
+        )
+        for name, url in items:
+            if name not in OVERRIDABLE_FIELDS:
+                raise ImproperlyConfigured(
+                    f"GRANTRY_PROVIDER_URLS: '{spec}' names no overridable URL field "
+                    f"(one of {', '.join(sorted(OVERRIDABLE_FIELDS))})."
+                )
+            overrides.setdefault(key, {})[name] = str(url)
+    return overrides
+
+
+def _sandbox_url() -> str:
+    default = f"{getattr(settings, 'GRANTRY_BASE_URL', '').rstrip('/')}/sandbox"
+    return str(getattr(settings, "GRANTRY_SANDBOX_URL", "") or default)
+
+
+def _finish(provider: Provider, overrides: dict[str, str]) -> Provider:
+    if overrides:
+        provider = replace(provider, **overrides)
+    if provider.userinfo_url.startswith("/"):
+        provider = replace(
+            provider, userinfo_url=provider.api_base_url.rstrip("/") + provider.userinfo_url
+        )
+    return provider
+
+
+_cache: dict[str, Any] = {"key": None, "providers": {}}
+
+
+def _builtins() -> dict[str, Provider]:
+    """Built-in providers by key, rebuilt only when the relevant settings change."""
+    raw = getattr(settings, "GRANTRY_PROVIDER_URLS", {}) or {}
+    sandbox_on = bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
+    cache_key = repr(
+        (sorted((str(k), repr(v)) for k, v in raw.items()), _sandbox_url(), sandbox_on)
+    )
+    if _cache["key"] != cache_key:
+        overrides = _parse_overrides(raw)
+        providers = list(BUILTIN_PROVIDERS)
+        if sandbox_on:
+            providers.append(sandbox_provider(_sandbox_url()))
+        _cache["providers"] = {p.key: _finish(p, overrides.get(p.key, {})) for p in providers}
+        _cache["key"] = cache_key
+    providers_by_key: dict[str, Provider] = _cache["providers"]
+    return providers_by_key
+
+
+def builtin_keys() -> frozenset[str]:
+    return frozenset(_builtins())
+
+
+# --- custom providers -------------------------------------------------------------
+
+
+def _custom_providers(organization: Organization | None, key: str | None = None) -> list[Provider]:
+    if organization is None:
+        return []
+    from apps.providers.models import CUSTOM_PREFIX, CustomProvider
+
+    queryset = CustomProvider.objects.for_organization(organization).prefetch_related("actions")
+    if key is not None:
+        if not key.startswith(CUSTOM_PREFIX):
+            return []
+        queryset = queryset.filter(slug=key[len(CUSTOM_PREFIX) :])
+    return [custom.to_provider() for custom in queryset]
+
+
+# --- the interface ----------------------------------------------------------------
+
+
+def get_provider(key: str, *, organization: Organization | None = None) -> Provider:
+    provider = _builtins().get(key)
+    if provider is not None:
+        return provider
+    custom = _custom_providers(organization, key)
+    if custom:
+        return custom[0]
+    raise UnknownProvider(key)
+
+
+def get_action(name: str, *, organization: Organization | None = None) -> Action:
+    key, dot, short = name.partition(".")
+    if not dot or not short:
+        raise UnknownAction(name)
+    try:
+        provider = get_provider(key, organization=organization)
+    except UnknownProvider:
+        raise UnknownAction(name) from None
+    action = provider.action(name)
+    if action is None:
+        raise UnknownAction(name)
+    return action
+
+
+def all_providers(*, organization: Organization | None = None) -> list[Provider]:
+    """Built-ins by display name, then the organization's custom providers."""
+    builtins = sorted(_builtins().values(), key=lambda p: p.display_name.lower())
+    return builtins + _custom_providers(organization)
+
+
+def all_actions(*, organization: Organization | None = None) -> list[Action]:
+    return [
+        action
+        for provider in all_providers(organization=organization)
+        for action in provider.actions
+    ]
