@@ -1,0 +1,35 @@
+from django.contrib import admin
+
+from apps.sandbox.models import Project, SandboxApiKey, Task
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "created_at")
+    search_fields = ("name",)
+    raw_id_fields = ("owner",)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ("title", "project", "done", "priority", "created_at")
+    list_filter = ("done",)
+    raw_id_fields = ("project",)
+
+
+@admin.register(SandboxApiKey)
+class SandboxApiKeyAdmin(admin.ModelAdmin):
+    """Shows the key's last four characters only; the digest is never displayed."""
+
+    list_display = ("name", "user", "masked", "created_at", "revoked_at")
+    fields = ("user", "name", "masked", "created_at", "revoked_at")
+    readonly_fields = ("user", "name", "masked", "created_at")
+    raw_id_fields = ("user",)
+
+    @admin.display(description="Key")
+    def masked(self, obj: SandboxApiKey) -> str:
+        return f"sbx_…{obj.last4}"
+
+    def has_add_permission(self, request: object) -> bool:
+        # Keys are created on the Sandbox page, where the plaintext is shown once.
+        return False

@@ -1,0 +1,78 @@
+"""The Sandbox's browser pages: the OAuth consent screen and a small home page.
+
+The Sandbox shares Grantry's login session (the person connecting is already
+signed in to Grantry), so an anonymous visitor is sent to the Grantry login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from oauth2_provider.views import AuthorizationView
+
+from apps.sandbox import services
+from apps.sandbox.models import Project, SandboxApiKey
+
+
+class SandboxAuthorizationView(AuthorizationView):
+    """DOT's authorization endpoint, dressed as the Sandbox product's consent page."""
+
+    template_name = "sandbox/authorize.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        scopes = context.get("scopes") or []
+        descriptions = context.get("scopes_descriptions") or []
+        context["scope_pairs"] = list(zip(scopes, descriptions, strict=False))
+        return context
+
+
+def _home_context(request: HttpRequest) -> dict[str, object]:
+    return {
+        "projects": Project.objects.filter(owner=request.user).prefetch_related("tasks"),
+        "api_keys": SandboxApiKey.objects.filter(user=request.user),
+    }
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "sandbox/home.html", _home_context(request))
+
+
+@require_POST
+@login_required
+def api_key_create(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("name", "").strip()
+    if not name:
+        context = _home_context(request) | {"key_name_error": "Give the key a name."}
+        return render(request, "sandbox/home.html", context, status=400)
+    plaintext = services.sandbox_api_key_create(user=request.user, name=name)
+    # Rendered once, never stored: a redirect would need to carry the key somewhere.
+    context = _home_context(request) | {"new_key": plaintext, "new_key_name": name}
+    response = render(request, "sandbox/home.html", context, status=201)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@login_required
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    try:
+        api_key = services.sandbox_api_key_revoke(user=request.user, key_id=key_id)
+    except SandboxApiKey.DoesNotExist:
+        return render(request, "sandbox/home.html", _home_context(request), status=404)
+    messages.success(request, f"Key “{api_key.name}” is revoked; it no longer works.")
+    return redirect("sandbox:home")
+
+
+@require_POST
+@login_required
+def demo_data_load(request: HttpRequest) -> HttpResponse:
+    services.sandbox_seed_user_data(user=request.user)
+    messages.success(request, "Demo projects and tasks are ready.")
+    return redirect("sandbox:home")
