@@ -278,6 +278,12 @@ OAUTH2_PROVIDER = {
     "SCOPES": {"read": "Read projects and tasks", "write": "Create and change tasks"},
     "DEFAULT_SCOPES": ["read"],
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    # The Sandbox accepts only S256 PKCE and advertises only what it serves (RFC 8414).
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
 }
 
 # --- Security ----------------------------------------------------------------
