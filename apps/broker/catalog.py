@@ -1,0 +1,25 @@
+"""What a token may call: the agent's action list and the MCP tool list share it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.policies.selectors import allowed_actions
+
+
+def allowed_for(ctx: Any) -> list[tuple[Any, list[Any]]]:
+    """(action, usable connections) pairs the token's role allows."""
+    return allowed_actions(ctx.role_id, ctx.organization)
+
+
+def actions_for(ctx: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": action.name,
+            "description": action.description,
+            "action_class": str(action.action_class),
+            "input_schema": action.input_schema,
+            "connections": [{"id": c.pk, "name": c.name} for c in connections],
+        }
+        for action, connections in allowed_for(ctx)
+    ]

@@ -1,0 +1,290 @@
+"""The MCP endpoint (`POST /mcp`, Streamable HTTP, JSON responses, stateless).
+
+Two protocol generations share the one URL:
+
+* 2026-07-28 (stateless): every POST carries `MCP-Protocol-Version`,
+  `Mcp-Method` (and `Mcp-Name` for tools/call) plus the `_meta` envelope; the
+  client starts with `server/discover`. Envelope and headers are checked by
+  the SDK's own `mcp.shared.inbound.classify_inbound_request` (mismatch →
+  400 with -32020).
+* 2025-11-25 (`initialize` handshake): served statelessly (no
+  `Mcp-Session-Id`); notifications answer 202.
+
+Why not the SDK's `StreamableHTTPSessionManager`: it is an ASGI app that needs
+an anyio task group started by a lifespan (`session_manager.run()`), while
+Grantry is served by gunicorn's threaded WSGI workers (the Procfile) and its
+tenant boundary, worker-token authentication, audit and broker are
+synchronous Django code. Mounting it would mean switching the whole
+deployment to ASGI (changing the hot path the benchmark measures) and
+bridging every ORM call through `sync_to_async`. Every response here is one
+JSON object (no server-to-client requests, no streaming), so a plain Django
+view that uses the SDK's types (`mcp_types`) for every result and error, and
+its classifier for the 2026-07-28 ladder, is a smaller and faster fit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import mcp_types as types
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    InboundLadderRejection,
+    classify_inbound_request,
+)
+from mcp_types import PROTOCOL_VERSION_META_KEY
+from mcp_types.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
+from mcp_types.version import (
+    HANDSHAKE_PROTOCOL_VERSIONS,
+    LATEST_HANDSHAKE_VERSION,
+    MODERN_PROTOCOL_VERSIONS,
+)
+from rest_framework.request import Request
+
+from apps.broker.catalog import allowed_for
+from apps.broker.services import execute_action
+from apps.broker.views import MAX_REQUEST_BYTES, request_meta
+from apps.core.api import APIError, error_response
+from apps.workers.auth import WorkerTokenAuthentication
+
+SERVER_INFO = types.Implementation(name="grantry", title="Grantry", version="1.0.0")
+SERVER_META = {
+    "io.modelcontextprotocol/serverInfo": SERVER_INFO.model_dump(
+        by_alias=True, mode="json", exclude_none=True
+    )
+}
+CAPABILITIES = types.ServerCapabilities(tools=types.ToolsCapability(list_changed=False))
+INSTRUCTIONS = (
+    "Grantry brokers SaaS calls for this worker. Each tool is one action your role allows; "
+    "Grantry adds the credential. A denied call says which rule an admin would have to add."
+)
+# The tool list depends on the role and on revocation, so no client may cache it.
+TOOLS_TTL_MS = 0
+CONNECTION_ARG = "connection"
+_LEGACY_ONLY_KEYS = ("resultType", "ttlMs", "cacheScope")
+
+
+def resource_metadata_url() -> str:
+    return f"{settings.GRANTRY_BASE_URL}/.well-known/oauth-protected-resource/mcp"
+
+
+def protected_resource_metadata(request: HttpRequest) -> JsonResponse:
+    """RFC 9728 metadata for the MCP resource. Worker tokens are minted in the
+    dashboard, not by an OAuth authorization server, so none is listed."""
+    base = settings.GRANTRY_BASE_URL
+    return JsonResponse(
+        {
+            "resource": f"{base}/mcp",
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Grantry MCP",
+            "resource_documentation": f"{base}/api/docs/",
+        }
+    )
+
+
+def _origin_ok(request: HttpRequest) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser: nothing to rebind
+    allowed = urlsplit(settings.GRANTRY_BASE_URL)
+    got = urlsplit(origin)
+    return (got.scheme, got.netloc) == (allowed.scheme, allowed.netloc)
+
+
+def _unauthorized(exc: APIError) -> HttpResponse:
+    challenge = f'Bearer resource_metadata="{resource_metadata_url()}"'
+    if exc.error_code != "token_missing":
+        challenge += ', error="invalid_token"'
+    return error_response(
+        exc.error_code,
+        exc.message,
+        status_code=401,
+        details=exc.details,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def _rpc_error(request_id: Any, code: int, message: str, data: Any = None) -> JsonResponse:
+    error = types.JSONRPCError(
+        jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message, data=data)
+    )
+    body = error.model_dump(mode="json", by_alias=True, exclude_none=True)
+    body["id"] = request_id
+    return JsonResponse(body, status=ERROR_CODE_HTTP_STATUS.get(code, 200))
+
+
+def _rpc_result(request_id: Any, result: Any, *, legacy: bool) -> JsonResponse:
+    body = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if legacy:
+        for key in _LEGACY_ONLY_KEYS:
+            body.pop(key, None)
+    else:
+        body["_meta"] = {**body.get("_meta", {}), **SERVER_META}
+    return JsonResponse({"jsonrpc": "2.0", "id": request_id, "result": body})
+
+
+def _tool(action: Any, connections: list[Any]) -> types.Tool:
+    schema = dict(action.input_schema)
+    properties = dict(schema.get("properties") or {})
+    if len(connections) > 1 and CONNECTION_ARG not in properties:
+        properties[CONNECTION_ARG] = {
+            "type": "string",
+            "enum": [c.name for c in connections],
+            "description": "Which connection to use.",
+        }
+        schema["properties"] = properties
+    is_read = str(action.action_class) == "read"
+    return types.Tool(
+        name=action.name,
+        description=action.description,
+        input_schema=schema,
+        annotations=types.ToolAnnotations(
+            read_only_hint=is_read, destructive_hint=not is_read, open_world_hint=True
+        ),
+    )
+
+
+def _list_tools(ctx: Any) -> types.ListToolsResult:
+    tools = [_tool(action, connections) for action, connections in allowed_for(ctx)]
+    return types.ListToolsResult(tools=tools, ttl_ms=TOOLS_TTL_MS, cache_scope="private")
+
+
+def _call_tool(ctx: Any, params: dict[str, Any], request: HttpRequest) -> types.CallToolResult:
+    name = params.get("name")
+    arguments = dict(params.get("arguments") or {})
+    connection = arguments.pop(CONNECTION_ARG, None) if CONNECTION_ARG in arguments else None
+    result = execute_action(
+        ctx=ctx,
+        action_name=str(name),
+        connection_ref=connection,
+        input=arguments,
+        request_meta=request_meta(request, "mcp"),
+    )
+    if result.error is not None:
+        error = result.error
+        text = f"{error.code}: {error.message}"
+        if error.code == "invalid_input" and error.details.get("fields"):
+            text += " " + json.dumps(error.details["fields"])
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text)], is_error=True
+        )
+    body = result.body
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    status = result.upstream_status or 0
+    if status >= 400:
+        text = f"upstream answered {status}: {text}"
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text or "")],
+        structured_content=body if isinstance(body, dict) else None,
+        is_error=status >= 400,
+    )
+
+
+def _dispatch(
+    ctx: Any, method: str, params: dict[str, Any], request: HttpRequest, *, legacy: bool
+) -> Any:
+    if method == "tools/list":
+        return _list_tools(ctx)
+    if method == "tools/call":
+        if not isinstance(params.get("name"), str):
+            raise _ProtocolError(INVALID_PARAMS, "tools/call needs a tool name.")
+        return _call_tool(ctx, params, request)
+    if method == "ping":
+        return types.EmptyResult()
+    if legacy and method == "initialize":
+        requested = params.get("protocolVersion")
+        version = (
+            requested if requested in HANDSHAKE_PROTOCOL_VERSIONS else (LATEST_HANDSHAKE_VERSION)
+        )
+        return types.InitializeResult(
+            protocol_version=version,
+            capabilities=CAPABILITIES,
+            server_info=SERVER_INFO,
+            instructions=INSTRUCTIONS,
+        )
+    if not legacy and method == "server/discover":
+        return types.DiscoverResult(
+            supported_versions=list(MODERN_PROTOCOL_VERSIONS),
+            capabilities=CAPABILITIES,
+            instructions=INSTRUCTIONS,
+            ttl_ms=TOOLS_TTL_MS,
+            cache_scope="private",
+        )
+    raise _ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}")
+
+
+class _ProtocolError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _is_modern(message: dict[str, Any], version_header: str | None) -> bool:
+    if version_header is not None:
+        return version_header not in HANDSHAKE_PROTOCOL_VERSIONS
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
+
+
+@csrf_exempt
+def mcp_endpoint(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        response = error_response(
+            "method_not_allowed",
+            "The MCP endpoint takes POST only (stateless Streamable HTTP).",
+            status_code=405,
+        )
+        response["Allow"] = "POST"
+        return response
+    if not _origin_ok(request):
+        return error_response(
+            "forbidden_origin", "This Origin may not call the MCP endpoint.", status_code=403
+        )
+    try:
+        authenticated = WorkerTokenAuthentication().authenticate(Request(request))
+    except APIError as exc:
+        return _unauthorized(exc)
+    ctx = authenticated[1]
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if (length.isdigit() and int(length) > MAX_REQUEST_BYTES) or len(
+        request.body
+    ) > MAX_REQUEST_BYTES:
+        return error_response(
+            "request_too_large",
+            f"The request body is larger than {MAX_REQUEST_BYTES} bytes.",
+            status_code=413,
+        )
+    try:
+        message = json.loads(request.body)
+    except ValueError:
+        return _rpc_error(None, PARSE_ERROR, "Parse error")
+    if (
+        not isinstance(message, dict)
+        or message.get("jsonrpc") != "2.0"
+        or not isinstance(message.get("method"), str)
+    ):
+        return _rpc_error(None, INVALID_REQUEST, "Expected one JSON-RPC 2.0 request object.")
+    method: str = message["method"]
+    request_id = message.get("id")
+    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    version_header = request.headers.get("MCP-Protocol-Version")
+    legacy = not _is_modern(message, version_header)
+    if "id" not in message:
+        return HttpResponse(status=202)  # notifications: nothing to act on, statelessly
+    if not legacy:
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower().startswith("mcp-")}
+        route = classify_inbound_request(message, headers=headers)
+        if isinstance(route, InboundLadderRejection):
+            return _rpc_error(request_id, route.code, route.message, route.data)
+    try:
+        result = _dispatch(ctx, method, params, request, legacy=legacy)
+    except _ProtocolError as exc:
+        return _rpc_error(request_id, exc.code, exc.message)
+    return _rpc_result(request_id, result, legacy=legacy)

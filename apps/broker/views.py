@@ -1,0 +1,191 @@
+"""The agent API: list, execute, check and proxy, authenticated by a worker token.
+
+Views stay thin: authenticate (DRF, `WorkerTokenAuthentication`), cap the
+body, parse it, call one broker service, render its `BrokerResult`. The hot
+path deliberately skips DRF's parser negotiation and serializers (the body
+is one small JSON object) and renders with Django's `JsonResponse`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from apps.broker import schema
+from apps.broker.catalog import actions_for
+from apps.broker.results import BrokerResult
+from apps.broker.services import RequestMeta, execute_action, proxy_call
+from apps.core.api import error_response
+from apps.workers.auth import WorkerTokenAuthentication
+
+MAX_REQUEST_BYTES = getattr(settings, "GRANTRY_BROKER_MAX_REQUEST_BYTES", 1_000_000)
+
+
+class IsAgent(BasePermission):
+    """The request carries a valid worker token (request.auth is an AgentContext)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.auth is not None and hasattr(request.auth, "worker")
+
+
+def request_meta(request: Any, surface: str = "api") -> RequestMeta:
+    return RequestMeta(
+        request_id=getattr(request, "request_id", ""),
+        ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+        surface=surface,
+    )
+
+
+def too_large(request: Any) -> HttpResponse | None:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
+        return error_response(
+            "request_too_large",
+            f"The request body is larger than {MAX_REQUEST_BYTES} bytes.",
+            status_code=413,
+        )
+    return None
+
+
+def render_error(result: BrokerResult) -> HttpResponse:
+    error = result.error
+    assert error is not None
+    return error_response(
+        error.code,
+        error.message,
+        status_code=error.status,
+        details=error.details,
+        headers=error.headers,
+    )
+
+
+class AgentView(APIView):
+    authentication_classes = [WorkerTokenAuthentication]
+    permission_classes = [IsAgent]
+
+
+@extend_schema(tags=["agent"], **schema.LIST_ACTIONS)
+class ActionListView(AgentView):
+    def get(self, request: Request) -> HttpResponse:
+        return JsonResponse({"next": None, "previous": None, "results": actions_for(request.auth)})
+
+
+class _ActionCallView(AgentView):
+    dry_run = False
+
+    def post(self, request: Request, action: str) -> HttpResponse:
+        problem = too_large(request)
+        if problem is not None:
+            return problem
+        raw = request._request.body
+        if len(raw) > MAX_REQUEST_BYTES:
+            return error_response(
+                "request_too_large", "The request body is too large.", status_code=413
+            )
+        try:
+            payload = json.loads(raw or b"{}")
+        except ValueError:
+            return error_response(
+                "invalid_json", "The request body is not valid JSON.", status_code=400
+            )
+        if not isinstance(payload, dict):
+            return error_response(
+                "invalid_input", "The request body must be a JSON object.", status_code=400
+            )
+        connection = payload.get("connection")
+        action_input = payload.get("input", {})
+        field_errors: dict[str, str] = {}
+        if connection is not None and not isinstance(connection, str | int):
+            field_errors["connection"] = "Give a connection id or name."
+        if not isinstance(action_input, dict):
+            field_errors["input"] = "The input must be a JSON object."
+        if field_errors:
+            return error_response(
+                "invalid_input",
+                "The request has invalid fields.",
+                status_code=400,
+                details={"fields": field_errors},
+            )
+        result = execute_action(
+            ctx=request.auth,
+            action_name=action,
+            connection_ref=connection,
+            input=action_input,
+            dry_run=self.dry_run,
+            request_meta=request_meta(request),
+        )
+        if result.error is not None:
+            return render_error(result)
+        if self.dry_run:
+            return JsonResponse(
+                {
+                    "decision": result.decision,
+                    "reason": result.reason,
+                    "rule_id": result.rule_id,
+                    "connection": result.connection,
+                }
+            )
+        return JsonResponse(
+            {"status": result.upstream_status, "headers": result.headers, "body": result.body}
+        )
+
+
+@extend_schema(tags=["agent"], **schema.EXECUTE)
+class ExecuteView(_ActionCallView):
+    dry_run = False
+
+
+@extend_schema(tags=["agent"], **schema.CHECK)
+class CheckView(_ActionCallView):
+    dry_run = True
+
+
+@extend_schema(tags=["agent"], **schema.PROXY)
+class ProxyView(AgentView):
+    def _proxy(self, request: Request, connection: str, path: str = "") -> HttpResponse:
+        problem = too_large(request)
+        if problem is not None:
+            return problem
+        body = request._request.body
+        if len(body) > MAX_REQUEST_BYTES:
+            return error_response(
+                "request_too_large", "The request body is too large.", status_code=413
+            )
+        result = proxy_call(
+            ctx=request.auth,
+            connection_ref=connection,
+            method=request.method or "GET",
+            path=path,
+            query=request.META.get("QUERY_STRING", ""),
+            body=body,
+            content_type=request.META.get("CONTENT_TYPE", ""),
+            request_meta=request_meta(request),
+        )
+        if result.error is not None:
+            return render_error(result)
+        response = HttpResponse(
+            result.raw_body,
+            status=result.upstream_status or 502,
+            content_type=result.headers.get("content-type"),
+        )
+        for name, value in result.headers.items():
+            if name != "content-type":
+                response[name] = value
+        return response
+
+    get = post = put = patch = delete = head = _proxy
+
+
+# APIView.as_view() is csrf_exempt; a Bearer token is never sent ambiently anyway.
+action_list = ActionListView.as_view()
+execute = ExecuteView.as_view()
+check = CheckView.as_view()
+proxy = ProxyView.as_view()
