@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "apps.accounts"
     label = "accounts"
+
+    def ready(self) -> None:
+        # Connect the audit receivers for login, logout, MFA and passwords.
+        from apps.accounts import events  # noqa: F401

@@ -2,19 +2,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views import View
 from django.views.generic import TemplateView
 
+from apps.organizations import services
+from apps.organizations.forms import InvitationForm, OrganizationSettingsForm, RoleForm
+from apps.organizations.invitations import pending_key_forget, pending_key_remember
+from apps.organizations.models import Invitation, Membership, OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 
 UPCOMING_SECTIONS = {
     "connections": ("Connections", "Connected SaaS accounts will be listed and managed here."),
     "workers": ("Workers", "Agent workers and their scoped tokens will be managed here."),
     "roles": ("Roles", "Roles and their deny-by-default rules will be edited here."),
-    "audit": ("Audit", "Reviewers will browse, filter and export the audit trail here."),
-    "members": ("Members", "Members and invitations will be managed here."),
-    "settings": ("Settings", "Organization settings will be changed here."),
 }
+
+
+def _error_text(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
 
 
 class OverviewView(OrgViewMixin, TemplateView):
@@ -33,3 +44,227 @@ class UpcomingSectionView(OrgViewMixin, TemplateView):
             raise Http404("No such section.")
         context["section_label"], context["section_help"] = section
         return context
+
+
+# --- Members -----------------------------------------------------------------
+
+
+class MembersView(OrgViewMixin, TemplateView):
+    """Everyone sees who is in the org; admins and owners also manage it."""
+
+    template_name = "organizations/members.html"
+    write_role = OrgRole.ADMIN
+
+    def scope_queryset(self) -> QuerySet[Membership]:
+        return self.organization.memberships.select_related("user").order_by("user__email")
+
+    def pending_invitations(self) -> QuerySet[Invitation]:
+        return self.organization.invitations.filter(
+            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        ).select_related("invited_by")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        can_manage = self.membership.can_manage()
+        context.update(
+            members=self.scope_queryset(),
+            invitations=self.pending_invitations(),
+            can_manage=can_manage,
+            owner_count=self.organization.memberships.owners().count(),
+            role_choices=InvitationForm(actor=self.membership).fields["role"].choices,  # type: ignore[attr-defined]
+        )
+        if can_manage:
+            context.setdefault("invite_form", InvitationForm(actor=self.membership))
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # OrgViewMixin already answered 403 to anyone below admin.
+        form = InvitationForm(request.POST, actor=self.membership)
+        if form.is_valid():
+            try:
+                issued = services.invitation_create(
+                    organization=self.organization,
+                    email=form.cleaned_data["email"],
+                    role=form.cleaned_data["role"],
+                    actor_membership=self.membership,
+                    request=request,
+                )
+            except ValidationError as exc:
+                _attach_errors(form, exc)
+            else:
+                messages.success(request, f"Invitation sent to {issued.invitation.email}.")
+                return redirect("orgs:members", org_slug=self.organization.slug)
+        context = self.get_context_data(invite_form=form)
+        return self.render_to_response(context, status=400)
+
+
+def _attach_errors(form: Any, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+class _MemberActionView(OrgViewMixin, View):
+    """POST-only actions on the Members page (admins and owners)."""
+
+    required_role = OrgRole.ADMIN
+    http_method_names = ["post"]
+
+    def scope_queryset(self) -> QuerySet[Membership]:
+        return self.organization.memberships.select_related("user")
+
+    def back(self) -> HttpResponse:
+        return redirect("orgs:members", org_slug=self.organization.slug)
+
+
+class MemberRoleView(_MemberActionView):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        target = get_object_or_404(self.scope_queryset(), pk=kwargs["membership_id"])
+        form = RoleForm(request.POST, actor=self.membership)
+        if not form.is_valid():
+            messages.error(request, "Choose a role you are allowed to give.")
+            return self.back()
+        try:
+            services.membership_change_role(
+                membership=target,
+                role=form.cleaned_data["role"],
+                actor_membership=self.membership,
+                request=request,
+            )
+        except ValidationError as exc:
+            messages.error(request, _error_text(exc))
+        else:
+            messages.success(
+                request, f"{target.user.email} is now {OrgRole(form.cleaned_data['role']).label}."
+            )
+        return self.back()
+
+
+class MemberRemoveView(_MemberActionView):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        target = get_object_or_404(self.scope_queryset(), pk=kwargs["membership_id"])
+        email = target.user.email
+        removed_self = target.pk == self.membership.pk
+        try:
+            services.membership_remove(
+                membership=target, actor_membership=self.membership, request=request
+            )
+        except ValidationError as exc:
+            messages.error(request, _error_text(exc))
+            return self.back()
+        messages.success(request, f"{email} was removed from {self.organization.name}.")
+        if removed_self:
+            return redirect("dashboard:home")
+        return self.back()
+
+
+class InvitationRevokeView(_MemberActionView):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        invitation = get_object_or_404(
+            self.organization.invitations.all(), pk=kwargs["invitation_id"]
+        )
+        try:
+            services.invitation_revoke(
+                invitation=invitation, actor_membership=self.membership, request=request
+            )
+        except ValidationError as exc:
+            messages.error(request, _error_text(exc))
+        else:
+            messages.success(request, f"The invitation for {invitation.email} was withdrawn.")
+        return self.back()
+
+
+# --- Settings ----------------------------------------------------------------
+
+
+class SettingsView(OrgViewMixin, TemplateView):
+    """Everyone sees the settings; admins and owners change them."""
+
+    template_name = "organizations/settings.html"
+    write_role = OrgRole.ADMIN
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["can_manage"] = self.membership.can_manage()
+        context.setdefault(
+            "form",
+            OrganizationSettingsForm(
+                initial={
+                    "name": self.organization.name,
+                    "max_token_days": self.organization.max_token_days,
+                }
+            ),
+        )
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        form = OrganizationSettingsForm(request.POST)
+        if form.is_valid():
+            try:
+                services.organization_update(
+                    organization=self.organization,
+                    actor=request.user,
+                    name=form.cleaned_data["name"],
+                    max_token_days=form.cleaned_data["max_token_days"],
+                    request=request,
+                )
+            except ValidationError as exc:
+                _attach_errors(form, exc)
+            else:
+                messages.success(request, "Settings saved.")
+                return redirect("orgs:settings", org_slug=self.organization.slug)
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+# --- Invitation link (top level, /invitations/<key>/) ------------------------
+
+
+class InvitationAcceptView(View):
+    """The link from the invitation email. The key itself authorises the
+    visitor to see which org invited them; accepting needs a logged-in user
+    with the invited, verified email address."""
+
+    template_name = "organizations/invitation_accept.html"
+
+    def get(self, request: HttpRequest, key: str) -> HttpResponse:
+        invitation = services.invitation_lookup(key)
+        problem = services.invitation_problem(invitation)
+        if problem:
+            pending_key_forget(request)
+            status = 404 if invitation is None else 410
+            return render(request, self.template_name, {"problem": problem}, status=status)
+        if not request.user.is_authenticated:
+            # Remember it so sign-up joins this org instead of creating one.
+            pending_key_remember(request, key)
+        return render(request, self.template_name, {"invitation": invitation, "key": key})
+
+    def post(self, request: HttpRequest, key: str) -> HttpResponse:
+        if not request.user.is_authenticated:
+            pending_key_remember(request, key)
+            return redirect(f"{_login_url()}?next={request.path}")
+        try:
+            membership = services.invitation_accept(key=key, user=request.user, request=request)
+        except ValidationError as exc:
+            invitation = services.invitation_lookup(key)
+            return render(
+                request,
+                self.template_name,
+                {"invitation": invitation, "key": key, "error": _error_text(exc)},
+                status=400,
+            )
+        pending_key_forget(request)
+        request.session["last_org"] = membership.organization.slug
+        messages.success(
+            request,
+            f"Welcome to {membership.organization.name}. You are "
+            f"{membership.get_role_display().lower()}.",
+        )
+        return redirect("orgs:overview", org_slug=membership.organization.slug)
+
+
+def _login_url() -> str:
+    from django.urls import reverse
+
+    return reverse("account_login")

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from django import forms
+
+from apps.organizations.models import Membership, OrgRole
+from apps.organizations.services import MAX_TOKEN_DAYS_LIMIT
+
+
+def role_choices(actor: Membership) -> list[tuple[str, str]]:
+    """Only an owner may hand out the owner role."""
+    return [
+        (value, label)
+        for value, label in OrgRole.choices
+        if value != OrgRole.OWNER or actor.role == OrgRole.OWNER
+    ]
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(label="Email address", max_length=254)
+    role = forms.ChoiceField(label="Role", choices=OrgRole.choices, initial=OrgRole.MEMBER)
+
+    def __init__(self, *args: object, actor: Membership, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["role"].choices = role_choices(actor)  # type: ignore[attr-defined]
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=OrgRole.choices)
+
+    def __init__(self, *args: object, actor: Membership, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["role"].choices = role_choices(actor)  # type: ignore[attr-defined]
+
+
+class OrganizationSettingsForm(forms.Form):
+    name = forms.CharField(label="Organization name", max_length=120)
+    max_token_days = forms.IntegerField(
+        label="Longest worker token lifetime (days)",
+        required=False,
+        min_value=1,
+        max_value=MAX_TOKEN_DAYS_LIMIT,
+        help_text=f"Between 1 and {MAX_TOKEN_DAYS_LIMIT} days. Leave empty for the "
+        f"maximum ({MAX_TOKEN_DAYS_LIMIT} days).",
+    )

@@ -1,0 +1,388 @@
+"""Writes to tenants: organizations, memberships and invitations.
+
+Every function here changes security state, so each one writes its audit
+event inside its own transaction: if the event cannot be written, nothing
+changes. Emails go out only after the transaction commits."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.audit.models import ActorType
+from apps.audit.services import audit_record
+from apps.organizations.models import Invitation, Membership, Organization, OrgRole
+
+MAX_TOKEN_DAYS_LIMIT = 366
+# Slugs that would shadow a fixed route or confuse readers of a URL.
+RESERVED_SLUGS = frozenset({"admin", "api", "accounts", "new", "settings", "static", "o"})
+
+
+class OrganizationError(ValidationError):
+    """A rule of the tenant model was broken; the message is safe to show the user."""
+
+
+def invitation_key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _actor(user: Any) -> dict[str, Any]:
+    if user is None:
+        return {"actor_type": ActorType.SYSTEM}
+    return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50].strip("-") or "org"
+    if base in RESERVED_SLUGS:
+        base = f"{base}-org"
+    slug = base
+    while Organization.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(3)}"
+    return slug
+
+
+# --- Organizations -----------------------------------------------------------
+
+
+@transaction.atomic
+def organization_create(
+    *, name: str, owner: Any, request: HttpRequest | None = None
+) -> Organization:
+    """A new organization with `owner` as its first owner."""
+    name = (name or "").strip()
+    if not name:
+        raise OrganizationError({"name": "Enter a name for the organization."})
+    if len(name) > 120:
+        raise OrganizationError({"name": "The name is too long (120 characters at most)."})
+    organization = Organization.objects.create(name=name, slug=_unique_slug(name))
+    membership = Membership.objects.create(
+        organization=organization, user=owner, role=OrgRole.OWNER
+    )
+    actor = _actor(owner)
+    audit_record(
+        action="org.created",
+        organization=organization,
+        target=organization,
+        request=request,
+        metadata={"slug": organization.slug},
+        **actor,
+    )
+    audit_record(
+        action="member.joined",
+        organization=organization,
+        target=membership,
+        request=request,
+        metadata={"role": OrgRole.OWNER, "via": "signup"},
+        **actor,
+    )
+    return organization
+
+
+@transaction.atomic
+def organization_update(
+    *,
+    organization: Organization,
+    actor: Any,
+    name: str,
+    max_token_days: int | None,
+    request: HttpRequest | None = None,
+) -> Organization:
+    """Rename the org and set the longest lifetime a worker token may have."""
+    errors: dict[str, str] = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = "Enter a name for the organization."
+    elif len(name) > 120:
+        errors["name"] = "The name is too long (120 characters at most)."
+    if max_token_days is not None and not 1 <= max_token_days <= MAX_TOKEN_DAYS_LIMIT:
+        errors["max_token_days"] = f"Choose between 1 and {MAX_TOKEN_DAYS_LIMIT} days."
+    if errors:
+        raise OrganizationError(errors)
+    locked = Organization.objects.select_for_update().get(pk=organization.pk)
+    changes = {}
+    if locked.name != name:
+        changes["name"] = {"from": locked.name, "to": name}
+    if locked.max_token_days != max_token_days:
+        changes["max_token_days"] = {"from": locked.max_token_days, "to": max_token_days}
+    if not changes:
+        return locked
+    locked.name = name
+    locked.max_token_days = max_token_days
+    locked.save(update_fields=["name", "max_token_days"])
+    audit_record(
+        action="org.updated",
+        organization=locked,
+        target=locked,
+        request=request,
+        metadata={"changes": changes},
+        **_actor(actor),
+    )
+    return locked
+
+
+# --- Memberships -------------------------------------------------------------
+
+
+def _lock_owners(organization: Organization) -> list[Membership]:
+    """Row-lock every owner membership of the org. Two concurrent demotions or
+    removals serialise here, so the second one sees the first one's result."""
+    return list(
+        Membership.objects.select_for_update()
+        .filter(organization=organization, role=OrgRole.OWNER)
+        .order_by("pk")
+    )
+
+
+def _check_actor_may_touch(actor_membership: Membership, target_role: str, new_role: str) -> None:
+    if not actor_membership.can_manage():
+        raise OrganizationError("Only admins and owners manage members.")
+    if OrgRole.OWNER in (target_role, new_role) and actor_membership.role != OrgRole.OWNER:
+        raise OrganizationError("Only an owner can grant or take away the owner role.")
+
+
+@transaction.atomic
+def membership_change_role(
+    *,
+    membership: Membership,
+    role: str,
+    actor_membership: Membership,
+    request: HttpRequest | None = None,
+) -> Membership:
+    """Change a member's role. The last owner can never be demoted."""
+    if role not in OrgRole.values:
+        raise OrganizationError({"role": "Choose one of owner, admin, reviewer or member."})
+    if actor_membership.organization_id != membership.organization_id:
+        raise OrganizationError("That member is not in this organization.")
+    owners = _lock_owners(membership.organization)
+    target = Membership.objects.select_for_update().get(pk=membership.pk)
+    actor_now = Membership.objects.get(pk=actor_membership.pk)
+    _check_actor_may_touch(actor_now, target.role, role)
+    if target.role == role:
+        return target
+    if target.role == OrgRole.OWNER and len(owners) <= 1:
+        raise OrganizationError(
+            "This is the last owner of the organization. Make someone else an owner first."
+        )
+    previous = target.role
+    target.role = role
+    target.save(update_fields=["role"])
+    audit_record(
+        action="member.role_changed",
+        organization=target.organization,
+        target=target,
+        request=request,
+        metadata={"from": previous, "to": role, "email": target.user.email},
+        **_actor(actor_now.user),
+    )
+    return target
+
+
+@transaction.atomic
+def membership_remove(
+    *, membership: Membership, actor_membership: Membership, request: HttpRequest | None = None
+) -> None:
+    """Remove a member. The last owner can never be removed."""
+    if actor_membership.organization_id != membership.organization_id:
+        raise OrganizationError("That member is not in this organization.")
+    owners = _lock_owners(membership.organization)
+    target = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    actor_now = Membership.objects.get(pk=actor_membership.pk)
+    _check_actor_may_touch(actor_now, target.role, target.role)
+    if target.role == OrgRole.OWNER and len(owners) <= 1:
+        raise OrganizationError(
+            "This is the last owner of the organization. Make someone else an owner first."
+        )
+    audit_record(
+        action="member.removed",
+        organization=target.organization,
+        target=target,
+        request=request,
+        metadata={"role": target.role, "email": target.user.email},
+        **_actor(actor_now.user),
+    )
+    target.delete()
+
+
+# --- Invitations -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedInvitation:
+    """The invitation and its link key. The key exists only here and in the email."""
+
+    invitation: Invitation
+    key: str
+
+    def __repr__(self) -> str:
+        return f"IssuedInvitation(invitation={self.invitation.pk})"
+
+
+def invitation_url(key: str) -> str:
+    return settings.GRANTRY_BASE_URL + reverse("invitations:accept", kwargs={"key": key})
+
+
+@transaction.atomic
+def invitation_create(
+    *,
+    organization: Organization,
+    email: str,
+    role: str,
+    actor_membership: Membership,
+    request: HttpRequest | None = None,
+) -> IssuedInvitation:
+    """Invite `email` with `role`; emails a single-use link valid for 7 days."""
+    email = (email or "").strip().lower()
+    errors: dict[str, str] = {}
+    try:
+        from django.core.validators import validate_email
+
+        validate_email(email)
+    except ValidationError:
+        errors["email"] = "Enter a valid email address."
+    if role not in OrgRole.values:
+        errors["role"] = "Choose one of owner, admin, reviewer or member."
+    if errors:
+        raise OrganizationError(errors)
+    if actor_membership.organization_id != organization.pk:
+        raise OrganizationError("You are not a member of this organization.")
+    _check_actor_may_touch(actor_membership, role, role)
+    if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
+        raise OrganizationError({"email": f"{email} is already a member."})
+    key = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        organization=organization,
+        email=email,
+        role=role,
+        key_digest=invitation_key_digest(key),
+        invited_by=actor_membership.user,
+    )
+    audit_record(
+        action="member.invited",
+        organization=organization,
+        target=invitation,
+        request=request,
+        metadata={"email": email, "role": role},
+        **_actor(actor_membership.user),
+    )
+    url = invitation_url(key)
+    inviter = actor_membership.user.email
+    transaction.on_commit(lambda: _send_invitation_email(invitation, url, inviter))
+    return IssuedInvitation(invitation=invitation, key=key)
+
+
+def _send_invitation_email(invitation: Invitation, url: str, inviter: str) -> None:
+    context = {"invitation": invitation, "url": url, "inviter": inviter}
+    send_mail(
+        subject=f"You are invited to {invitation.organization.name} on Grantry",
+        message=render_to_string("organizations/email/invitation.txt", context),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+
+
+def invitation_lookup(key: str) -> Invitation | None:
+    """The invitation a link key opens (usable or not), or None."""
+    if not key:
+        return None
+    return (
+        Invitation.objects.select_related("organization", "invited_by")
+        .filter(key_digest=invitation_key_digest(key))
+        .first()
+    )
+
+
+def invitation_problem(invitation: Invitation | None) -> str | None:
+    """Why this invitation cannot be accepted, in words for the user, or None."""
+    if invitation is None:
+        return "This invitation link is not valid. Ask the person who invited you for a new one."
+    if invitation.revoked_at is not None:
+        return "This invitation was withdrawn. Ask an admin of the organization for a new one."
+    if invitation.accepted_at is not None:
+        return "This invitation has already been used."
+    if invitation.expires_at <= timezone.now():
+        return "This invitation has expired. Ask an admin of the organization for a new one."
+    return None
+
+
+def _user_has_email(user: Any, email: str) -> bool:
+    from allauth.account.models import EmailAddress
+
+    return EmailAddress.objects.filter(user=user, email__iexact=email, verified=True).exists()
+
+
+@transaction.atomic
+def invitation_accept(*, key: str, user: Any, request: HttpRequest | None = None) -> Membership:
+    """Join the inviting org with the invited role. The link works once, before
+    it expires, and only for the invited (verified) email address."""
+    found = invitation_lookup(key)
+    invitation = (
+        Invitation.objects.select_for_update().get(pk=found.pk) if found is not None else None
+    )
+    problem = invitation_problem(invitation)
+    if problem:
+        raise OrganizationError(problem)
+    assert invitation is not None
+    if not _user_has_email(user, invitation.email):
+        raise OrganizationError(
+            f"This invitation is for {invitation.email}. Log in with that address "
+            "(verified) to accept it."
+        )
+    if Membership.objects.filter(organization=invitation.organization, user=user).exists():
+        raise OrganizationError(f"You are already a member of {invitation.organization}.")
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(
+                organization=invitation.organization, user=user, role=invitation.role
+            )
+    except IntegrityError as exc:  # a concurrent accept by the same user
+        raise OrganizationError(f"You are already a member of {invitation.organization}.") from exc
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(
+        action="member.joined",
+        organization=invitation.organization,
+        target=membership,
+        request=request,
+        metadata={"role": invitation.role, "via": "invitation", "invitation_id": invitation.pk},
+        **_actor(user),
+    )
+    return membership
+
+
+@transaction.atomic
+def invitation_revoke(
+    *, invitation: Invitation, actor_membership: Membership, request: HttpRequest | None = None
+) -> Invitation:
+    if actor_membership.organization_id != invitation.organization_id:
+        raise OrganizationError("That invitation is not in this organization.")
+    locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    _check_actor_may_touch(actor_membership, locked.role, locked.role)
+    if locked.accepted_at is not None:
+        raise OrganizationError("This invitation has already been accepted.")
+    if locked.revoked_at is not None:
+        return locked
+    locked.revoked_at = timezone.now()
+    locked.save(update_fields=["revoked_at"])
+    audit_record(
+        action="member.invitation_revoked",
+        organization=locked.organization,
+        target=locked,
+        request=request,
+        metadata={"email": locked.email},
+        **_actor(actor_membership.user),
+    )
+    return locked
