@@ -20,7 +20,6 @@ from apps.organizations.tenancy import OrgViewMixin
 UPCOMING_SECTIONS = {
     "connections": ("Connections", "Connected SaaS accounts will be listed and managed here."),
     "workers": ("Workers", "Agent workers and their scoped tokens will be managed here."),
-    "roles": ("Roles", "Roles and their deny-by-default rules will be edited here."),
 }
 
 
