@@ -1,5 +1,10 @@
 """Management API routes of this app, mounted under /api/v1/orgs/<org_slug>/."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from apps.policies import api
+
+urlpatterns = [
+    path("roles/", api.RoleListCreateAPIView.as_view(), name="role-list"),
+    path("roles/<int:role_id>/", api.RoleDetailAPIView.as_view(), name="role-detail"),
+]

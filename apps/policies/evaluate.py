@@ -48,8 +48,12 @@ class Constraint:
     def describe(self) -> str:
         if self.op == "one_of":
             return f"input.{self.field} must be one of {_join(self.value)}"
-        words = {"equals": "must equal", "glob": "must match", "prefix": "must start with",
-                 "max": "must be at most"}
+        words = {
+            "equals": "must equal",
+            "glob": "must match",
+            "prefix": "must start with",
+            "max": "must be at most",
+        }
         return f"input.{self.field} {words.get(self.op, self.op)} {_show(self.value)}"
 
 
@@ -90,22 +94,47 @@ class Call:
 
     @classmethod
     def for_action(
-        cls, *, action_name: str, action_class: str, connection_id: int | None,
-        connection_name: str = "", input: Any = None, role_name: str = "",
+        cls,
+        *,
+        action_name: str,
+        action_class: str,
+        connection_id: int | None,
+        connection_name: str = "",
+        input: Any = None,
+        role_name: str = "",
     ) -> Call:
-        return cls(kind=ACTION, provider_key=action_name.split(".", 1)[0],
-                   connection_id=connection_id, connection_name=connection_name,
-                   action_name=action_name, action_class=action_class,
-                   input={} if input is None else input, role_name=role_name)
+        return cls(
+            kind=ACTION,
+            provider_key=action_name.split(".", 1)[0],
+            connection_id=connection_id,
+            connection_name=connection_name,
+            action_name=action_name,
+            action_class=action_class,
+            input={} if input is None else input,
+            role_name=role_name,
+        )
 
     @classmethod
     def for_proxy(
-        cls, *, provider_key: str, method: str, path: str, connection_id: int | None,
-        connection_name: str = "", role_name: str = "",
+        cls,
+        *,
+        provider_key: str,
+        method: str,
+        path: str,
+        connection_id: int | None,
+        connection_name: str = "",
+        role_name: str = "",
     ) -> Call:
-        return cls(kind=PROXY, provider_key=provider_key, connection_id=connection_id,
-                   connection_name=connection_name, method=method, path=path,
-                   input={}, role_name=role_name)
+        return cls(
+            kind=PROXY,
+            provider_key=provider_key,
+            connection_id=connection_id,
+            connection_name=connection_name,
+            method=method,
+            path=path,
+            input={},
+            role_name=role_name,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,19 +146,35 @@ class Decision:
 
 
 def rule_spec_from_values(
-    *, rule_id: int | None, kind: str, provider_key: str, action_pattern: str = "",
-    action_class: str = "", connection_id: int | None = None, connection_name: str = "",
-    methods: Sequence[str] = (), path_glob: str = "", constraints: Sequence[Mapping[str, Any]] = (),
+    *,
+    rule_id: int | None,
+    kind: str,
+    provider_key: str,
+    action_pattern: str = "",
+    action_class: str = "",
+    connection_id: int | None = None,
+    connection_name: str = "",
+    methods: Sequence[str] = (),
+    path_glob: str = "",
+    constraints: Sequence[Mapping[str, Any]] = (),
     rate_limit_per_minute: int | None = None,
 ) -> RuleSpec:
     return RuleSpec(
-        rule_id=rule_id, kind=kind, provider_key=provider_key, action_pattern=action_pattern,
-        action_class=action_class or "", connection_id=connection_id,
+        rule_id=rule_id,
+        kind=kind,
+        provider_key=provider_key,
+        action_pattern=action_pattern,
+        action_class=action_class or "",
+        connection_id=connection_id,
         connection_name=connection_name,
-        methods=tuple(str(m).upper() for m in methods or ()), path_glob=path_glob or "",
+        methods=tuple(str(m).upper() for m in methods or ()),
+        path_glob=path_glob or "",
         constraints=tuple(
-            Constraint(field=str(c.get("field", "")), op=str(c.get("op", "")),
-                       value=_freeze(c.get("value")))
+            Constraint(
+                field=str(c.get("field", "")),
+                op=str(c.get("op", "")),
+                value=_freeze(c.get("value")),
+            )
             for c in constraints or ()
         ),
         rate_limit_per_minute=rate_limit_per_minute,
@@ -145,6 +190,7 @@ def evaluate(rules: Sequence[RuleSpec], call: Call) -> Decision:
 
 
 # --- actions ------------------------------------------------------------------
+
 
 def action_matches(rule: RuleSpec, action_name: str, action_class: str) -> bool:
     """Does the rule cover this action (ignoring connection and constraints)?"""
@@ -176,25 +222,27 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
         if failure is not None:
             constraint_failures.append(failure)
             continue
-        return Decision(True, rule.rule_id, _allowed_reason(rule, call),
-                        rule.rate_limit_per_minute)
+        return Decision(True, rule.rule_id, _allowed_reason(rule, call), rule.rate_limit_per_minute)
     if constraint_failures:
         shown = "; or ".join(dict.fromkeys(constraint_failures))
         return Decision(
-            False, None,
+            False,
+            None,
             f"{role} allows action '{call.action_name}' on {conn} only with matching input: "
             f"{shown}.",
         )
     if other_connections:
         names = ", ".join(f"'{n}'" for n in dict.fromkeys(other_connections))
         return Decision(
-            False, None,
+            False,
+            None,
             f"{role} allows action '{call.action_name}' only on connection {names}, "
             f"not on {conn}. An admin can add an action rule for {call.action_name} "
             f"on this connection.",
         )
     return Decision(
-        False, None,
+        False,
+        None,
         f"{role} has no rule allowing action '{call.action_name}' on {conn}. "
         f"An admin can add an action rule for {call.action_name}.",
     )
@@ -206,6 +254,7 @@ def _allowed_reason(rule: RuleSpec, call: Call) -> str:
 
 
 # --- constraints --------------------------------------------------------------
+
 
 def first_constraint_failure(constraints: Sequence[Constraint], data: Any) -> str | None:
     """The first failed constraint, in words, or None when all hold."""
@@ -234,13 +283,13 @@ def _satisfies(op: str, expected: Any, value: Any) -> bool:
             _is_scalar(e) and _same(e, value) for e in expected
         )
     if op == "glob":
-        return isinstance(expected, str) and isinstance(value, str) and bool(
-            _value_glob(expected).fullmatch(value)
+        return (
+            isinstance(expected, str)
+            and isinstance(value, str)
+            and bool(_value_glob(expected).fullmatch(value))
         )
     if op == "prefix":
-        return isinstance(expected, str) and isinstance(value, str) and value.startswith(
-            expected
-        )
+        return isinstance(expected, str) and isinstance(value, str) and value.startswith(expected)
     if op == "max":
         return _is_number(expected) and _is_number(value) and value <= expected
     return False  # an unknown op never allows anything
@@ -287,6 +336,7 @@ def _value_glob(pattern: str) -> re.Pattern[str]:
 
 
 # --- proxy --------------------------------------------------------------------
+
 
 class UnsafePath(ValueError):
     """A proxy path that could escape its base URL or confuse a matcher."""
@@ -356,8 +406,10 @@ def _match_segments(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
 
 @lru_cache(maxsize=512)
 def _segment_glob(segment: str) -> re.Pattern[str]:
-    regex = "".join("[^/]+" if segment == "*" else "[^/]*" if p == "*" else re.escape(p)
-                    for p in re.split(r"(\*)", segment))
+    regex = "".join(
+        "[^/]+" if segment == "*" else "[^/]*" if p == "*" else re.escape(p)
+        for p in re.split(r"(\*)", segment)
+    )
     return re.compile(regex)
 
 
@@ -375,10 +427,12 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
         if rule.connection_id is None or rule.connection_id != call.connection_id:
             continue
         if method in rule.methods and path_matches(rule.path_glob, path):
-            return Decision(True, rule.rule_id, _allowed_reason(rule, call),
-                            rule.rate_limit_per_minute)
+            return Decision(
+                True, rule.rule_id, _allowed_reason(rule, call), rule.rate_limit_per_minute
+            )
     return Decision(
-        False, None,
+        False,
+        None,
         f"{role} has no proxy rule allowing {method} {path} on {conn}. "
         f"An admin can add a proxy rule for {method} with a path glob matching {path}.",
     )
@@ -386,10 +440,14 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
 
 # --- words --------------------------------------------------------------------
 
+
 def describe_rule(rule: RuleSpec) -> str:
     """The rule in plain words, for pages, reasons and reviews."""
-    conn = (f"on connection '{rule.connection_name}'" if rule.connection_id is not None
-            else f"on any {rule.provider_key} connection")
+    conn = (
+        f"on connection '{rule.connection_name}'"
+        if rule.connection_id is not None
+        else f"on any {rule.provider_key} connection"
+    )
     if rule.kind == PROXY:
         text = f"proxy {'/'.join(rule.methods)} {rule.path_glob} {conn}"
     else:

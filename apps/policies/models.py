@@ -45,7 +45,10 @@ class Role(models.Model):
     name = models.SlugField(max_length=60, help_text="Unique within the organization.")
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -77,7 +80,10 @@ class Rule(models.Model):
     )
     # None: any connection of this provider in the organization.
     connection = models.ForeignKey(
-        "connections.Connection", on_delete=models.CASCADE, null=True, blank=True,
+        "connections.Connection",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="+",
     )
     methods = models.JSONField(default=list, blank=True)  # proxy only: ["GET", "POST"]

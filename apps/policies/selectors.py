@@ -78,7 +78,8 @@ def allowed_actions(role: Any, organization: Any) -> list[tuple[Any, list[Any]]]
         if not matching:
             continue
         usable = [
-            c for c in connections
+            c
+            for c in connections
             if c.provider_key == action.provider_key
             and any(connection_matches(r, c.pk) for r in matching)
         ]

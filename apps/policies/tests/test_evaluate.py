@@ -15,29 +15,45 @@ from apps.policies.evaluate import (
 
 
 def action_rule(rule_id=1, pattern="sandbox.list_tasks", provider="sandbox", **kw):
-    return rule_spec_from_values(rule_id=rule_id, kind="action", provider_key=provider,
-                                 action_pattern=pattern, **kw)
+    return rule_spec_from_values(
+        rule_id=rule_id, kind="action", provider_key=provider, action_pattern=pattern, **kw
+    )
 
 
 def proxy_rule(rule_id=1, methods=("GET",), glob="/repos/*", connection_id=7, **kw):
-    return rule_spec_from_values(rule_id=rule_id, kind="proxy", provider_key="github",
-                                 methods=methods, path_glob=glob,
-                                 connection_id=connection_id, connection_name="gh", **kw)
+    return rule_spec_from_values(
+        rule_id=rule_id,
+        kind="proxy",
+        provider_key="github",
+        methods=methods,
+        path_glob=glob,
+        connection_id=connection_id,
+        connection_name="gh",
+        **kw,
+    )
 
 
 def action_call(name="sandbox.list_tasks", cls="read", conn=7, data=None, **kw):
-    return Call.for_action(action_name=name, action_class=cls, connection_id=conn,
-                           connection_name="sandbox-demo", input=data or {}, **kw)
+    return Call.for_action(
+        action_name=name,
+        action_class=cls,
+        connection_id=conn,
+        connection_name="sandbox-demo",
+        input=data or {},
+        **kw,
+    )
 
 
 def proxy_call(method="GET", path="/repos/acme", conn=7):
-    return Call.for_proxy(provider_key="github", method=method, path=path,
-                          connection_id=conn, connection_name="gh")
+    return Call.for_proxy(
+        provider_key="github", method=method, path=path, connection_id=conn, connection_name="gh"
+    )
 
 
 def test_empty_role_denies_with_a_reason_naming_action_connection_and_fix():
-    decision = evaluate([], action_call(name="sandbox.delete_task", cls="write",
-                                        role_name="triage"))
+    decision = evaluate(
+        [], action_call(name="sandbox.delete_task", cls="write", role_name="triage")
+    )
     assert not decision.allowed and decision.rule_id is None
     assert decision.reason == (
         "Role 'triage' has no rule allowing action 'sandbox.delete_task' on connection "
@@ -116,8 +132,11 @@ def test_max_allows_smaller_numbers_and_bools_never_count():
 
 
 def test_constraint_reason_matches_the_documented_wording():
-    rules = [action_rule(constraints=[
-        {"field": "repo", "op": "one_of", "value": ["acme/web", "acme/api"]}])]
+    rules = [
+        action_rule(
+            constraints=[{"field": "repo", "op": "one_of", "value": ["acme/web", "acme/api"]}]
+        )
+    ]
     decision = evaluate(rules, action_call(data={"repo": "evil/x"}))
     assert "input.repo must be one of acme/web, acme/api (got 'evil/x')" in decision.reason
 
@@ -143,6 +162,7 @@ def test_any_allowing_rule_wins_over_a_failed_constraint():
 
 
 # --- proxy ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("glob", "path", "expected"),
@@ -210,8 +230,7 @@ def test_proxy_rule_is_bound_to_its_connection_and_kind():
     assert not evaluate(rules, proxy_call(conn=8)).allowed
     # A proxy rule never allows an action, and an action rule never allows proxying.
     assert not evaluate(rules, action_call(name="github.list_issues", conn=7)).allowed
-    assert not evaluate([action_rule(pattern="github.*", provider="github")],
-                        proxy_call()).allowed
+    assert not evaluate([action_rule(pattern="github.*", provider="github")], proxy_call()).allowed
 
 
 def test_describe_rule_in_plain_words():
@@ -220,9 +239,11 @@ def test_describe_rule_in_plain_words():
         "all read actions of sandbox on any sandbox connection, "
         "at most 30 calls per minute per token"
     )
-    constrained = action_rule(connection_id=2, connection_name="demo", constraints=[
-        {"field": "repo", "op": "prefix", "value": "acme/"}])
+    constrained = action_rule(
+        connection_id=2,
+        connection_name="demo",
+        constraints=[{"field": "repo", "op": "prefix", "value": "acme/"}],
+    )
     assert describe_rule(constrained) == (
-        "action sandbox.list_tasks on connection 'demo', when input.repo must start with "
-        "'acme/'"
+        "action sandbox.list_tasks on connection 'demo', when input.repo must start with 'acme/'"
     )

@@ -11,23 +11,34 @@ from hypothesis import strategies as st
 from apps.policies.evaluate import Call, evaluate, rule_spec_from_values
 
 PROVIDERS = ["sandbox", "github", "git"]
-ACTIONS = ["sandbox.list_tasks", "sandbox.delete_task", "github.list_issues",
-           "github.create_issue", "git.push"]
+ACTIONS = [
+    "sandbox.list_tasks",
+    "sandbox.delete_task",
+    "github.list_issues",
+    "github.create_issue",
+    "git.push",
+]
 FIELDS = ["repo", "channel", "priority", "f"]
 
 json_scalars = (
-    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
     | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12) | st.sampled_from(["acme/web", "acme/api", "1e9", "3", "true", ""])
+    | st.text(max_size=12)
+    | st.sampled_from(["acme/web", "acme/api", "1e9", "3", "true", ""])
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
-inputs = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values,
-                         max_size=5) | json_values
+inputs = (
+    st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values, max_size=5)
+    | json_values
+)
 
 constraint_values = {
     "equals": json_scalars,
@@ -41,8 +52,7 @@ constraint_values = {
 @st.composite
 def constraints(draw):
     op = draw(st.sampled_from(sorted(constraint_values)))
-    return {"field": draw(st.sampled_from(FIELDS)), "op": op,
-            "value": draw(constraint_values[op])}
+    return {"field": draw(st.sampled_from(FIELDS)), "op": op, "value": draw(constraint_values[op])}
 
 
 @st.composite
@@ -52,17 +62,23 @@ def rules(draw, rule_id=None):
     conn = draw(st.none() | st.integers(1, 3))
     if kind == "proxy":
         return rule_spec_from_values(
-            rule_id=rule_id or draw(st.integers(1, 10**6)), kind="proxy", provider_key=provider,
-            connection_id=conn, methods=draw(st.lists(st.sampled_from(["GET", "POST", "x"]),
-                                                      max_size=2)),
+            rule_id=rule_id or draw(st.integers(1, 10**6)),
+            kind="proxy",
+            provider_key=provider,
+            connection_id=conn,
+            methods=draw(st.lists(st.sampled_from(["GET", "POST", "x"]), max_size=2)),
             path_glob=draw(st.sampled_from(["/repos/*", "/**", "/a/**/b", "/a/x-*", "/"])),
             rate_limit_per_minute=draw(st.none() | st.integers(1, 100)),
         )
     pattern = draw(st.sampled_from(ACTIONS + [f"{p}.*" for p in PROVIDERS]))
     return rule_spec_from_values(
-        rule_id=rule_id or draw(st.integers(1, 10**6)), kind="action", provider_key=provider,
-        action_pattern=pattern, action_class=draw(st.sampled_from(["", "read", "write"])),
-        connection_id=conn, constraints=draw(st.lists(constraints(), max_size=2)),
+        rule_id=rule_id or draw(st.integers(1, 10**6)),
+        kind="action",
+        provider_key=provider,
+        action_pattern=pattern,
+        action_class=draw(st.sampled_from(["", "read", "write"])),
+        connection_id=conn,
+        constraints=draw(st.lists(constraints(), max_size=2)),
     )
 
 
@@ -73,15 +89,29 @@ def calls(draw):
         return Call.for_proxy(
             provider_key=draw(st.sampled_from(PROVIDERS)),
             method=draw(st.sampled_from(["GET", "get", "POST", "DELETE"])),
-            path=draw(st.sampled_from(["/repos/acme", "/a/b", "/a/q/r/b", "/a/x-1", "/",
-                                       "/a/../b", "/%2e%2e", "//evil.com", "/repos/acme/"])
-                      | st.text(max_size=10)),
+            path=draw(
+                st.sampled_from(
+                    [
+                        "/repos/acme",
+                        "/a/b",
+                        "/a/q/r/b",
+                        "/a/x-1",
+                        "/",
+                        "/a/../b",
+                        "/%2e%2e",
+                        "//evil.com",
+                        "/repos/acme/",
+                    ]
+                )
+                | st.text(max_size=10)
+            ),
             connection_id=conn,
         )
     return Call.for_action(
         action_name=draw(st.sampled_from(ACTIONS) | st.text(max_size=10)),
         action_class=draw(st.sampled_from(["read", "write", ""])),
-        connection_id=conn, input=draw(inputs),
+        connection_id=conn,
+        input=draw(inputs),
     )
 
 
@@ -145,10 +175,16 @@ def _oracle(op, expected, value):
 @settings(max_examples=600)
 @given(st.lists(constraints(), min_size=1, max_size=3), inputs)
 def test_a_constraint_is_never_bypassed(cons, data):
-    rule = rule_spec_from_values(rule_id=1, kind="action", provider_key="sandbox",
-                                 action_pattern="sandbox.list_tasks", constraints=cons)
-    call = Call.for_action(action_name="sandbox.list_tasks", action_class="read",
-                           connection_id=1, input=data)
+    rule = rule_spec_from_values(
+        rule_id=1,
+        kind="action",
+        provider_key="sandbox",
+        action_pattern="sandbox.list_tasks",
+        constraints=cons,
+    )
+    call = Call.for_action(
+        action_name="sandbox.list_tasks", action_class="read", connection_id=1, input=data
+    )
     decision = evaluate([rule], call)
     expected = isinstance(data, dict) and all(
         c["field"] in data and _oracle(c["op"], c["value"], data[c["field"]]) for c in cons
@@ -157,18 +193,30 @@ def test_a_constraint_is_never_bypassed(cons, data):
 
 
 @settings(max_examples=300)
-@given(st.lists(constraints(), min_size=1, max_size=2), inputs,
-       st.dictionaries(st.text(min_size=1, max_size=6).filter(lambda k: k not in FIELDS),
-                       json_values, max_size=4))
+@given(
+    st.lists(constraints(), min_size=1, max_size=2),
+    inputs,
+    st.dictionaries(
+        st.text(min_size=1, max_size=6).filter(lambda k: k not in FIELDS), json_values, max_size=4
+    ),
+)
 def test_extra_fields_never_change_a_constrained_decision(cons, data, extra):
     if not isinstance(data, dict):
         data = {}
-    rule = rule_spec_from_values(rule_id=1, kind="action", provider_key="sandbox",
-                                 action_pattern="sandbox.*", constraints=cons)
+    rule = rule_spec_from_values(
+        rule_id=1,
+        kind="action",
+        provider_key="sandbox",
+        action_pattern="sandbox.*",
+        constraints=cons,
+    )
 
     def decide(payload):
-        return evaluate([rule], Call.for_action(action_name="sandbox.get_task",
-                                                action_class="read", connection_id=1,
-                                                input=payload)).allowed
+        return evaluate(
+            [rule],
+            Call.for_action(
+                action_name="sandbox.get_task", action_class="read", connection_id=1, input=payload
+            ),
+        ).allowed
 
     assert decide(data) == decide({**extra, **data})

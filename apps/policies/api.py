@@ -1,0 +1,250 @@
+"""Management API for roles (/api/v1/orgs/<org_slug>/roles/…).
+
+Reviewers read, admins and owners write (OrgAPIMixin). Writes go through
+apps.policies.services, which validates every rule and audits the change.
+Field errors use the shared shape, with keys such as "rules.0.connection"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.api import APIError
+from apps.organizations.tenancy import OrgAPIMixin
+from apps.policies.models import Role
+from apps.policies.services import (
+    role_create,
+    role_delete,
+    role_document,
+    role_update,
+)
+
+RULE_EXAMPLES = [
+    {
+        "kind": "action",
+        "provider_key": "sandbox",
+        "action_pattern": "sandbox.*",
+        "action_class": "read",
+        "connection": None,
+    },
+    {
+        "kind": "action",
+        "provider_key": "sandbox",
+        "action_pattern": "sandbox.create_task",
+        "connection": 4,
+        "constraints": [{"field": "priority", "op": "max", "value": 3}],
+        "rate_limit_per_minute": 30,
+    },
+    {
+        "kind": "proxy",
+        "provider_key": "sandbox",
+        "connection": 4,
+        "methods": ["GET"],
+        "path_glob": "/projects/*/tasks",
+    },
+]
+ROLE_REQUEST_EXAMPLE = {
+    "name": "triage",
+    "description": "Reads Sandbox tasks; may file low-priority ones.",
+    "rules": RULE_EXAMPLES,
+}
+ROLE_RESPONSE_EXAMPLE = {
+    "id": 3,
+    "name": "triage",
+    "description": "Reads Sandbox tasks; may file low-priority ones.",
+    "created_at": "2026-11-28T10:00:00+00:00",
+    "updated_at": "2026-11-28T10:00:00+00:00",
+    "rules": [
+        {
+            "id": 11,
+            "kind": "action",
+            "provider_key": "sandbox",
+            "action_pattern": "sandbox.*",
+            "action_class": "read",
+            "constraints": [],
+            "connection": None,
+            "connection_name": None,
+            "rate_limit_per_minute": None,
+        },
+    ],
+}
+ERROR_EXAMPLE = {
+    "error": {
+        "code": "invalid_input",
+        "message": "The role has invalid fields.",
+        "details": {"fields": {"rules.0.connection": ["No such connection in this organization."]}},
+        "request_id": "5f0c…",
+    }
+}
+
+
+class ConstraintSerializer(serializers.Serializer[Any]):
+    field = serializers.CharField()
+    op = serializers.ChoiceField(choices=["equals", "one_of", "glob", "prefix", "max"])
+    value = serializers.JSONField()
+
+
+class RuleSerializer(serializers.Serializer[Any]):
+    """Documentation of a rule's shape; the service validates the content."""
+
+    id = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=["action", "proxy"], default="action")
+    provider_key = serializers.CharField()
+    action_pattern = serializers.CharField(
+        required=False, help_text='Exact action ("sandbox.list_tasks") or "<provider>.*".'
+    )
+    action_class = serializers.ChoiceField(
+        choices=["", "read", "write"], required=False, help_text="With a pattern: only these."
+    )
+    connection = serializers.IntegerField(
+        allow_null=True, required=False, help_text="Connection id; null = any of the provider."
+    )
+    connection_name = serializers.CharField(read_only=True, allow_null=True)
+    methods = serializers.ListField(child=serializers.CharField(), required=False)
+    path_glob = serializers.CharField(required=False)
+    constraints = ConstraintSerializer(many=True, required=False)
+    rate_limit_per_minute = serializers.IntegerField(allow_null=True, required=False)
+
+
+class RoleSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(max_length=60)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+    # Plain JSON in: nested validation with precise keys happens in the service.
+    rules = serializers.ListField(child=serializers.JSONField(), required=False)
+
+    def to_representation(self, instance: Role) -> dict[str, Any]:
+        return role_document(instance)
+
+
+class RoleWriteDocs(RoleSerializer):
+    rules = RuleSerializer(many=True, required=False)  # type: ignore[assignment]
+
+
+def _invalid(exc: DjangoValidationError) -> APIError:
+    fields = exc.message_dict if hasattr(exc, "error_dict") else {"role": exc.messages}
+    return APIError(
+        "invalid_input",
+        "The role has invalid fields.",
+        status_code=status.HTTP_400_BAD_REQUEST,
+        details={"fields": fields},
+    )
+
+
+class _RoleScope(OrgAPIMixin):
+    model = Role
+
+    def scope_queryset(self) -> QuerySet[Role]:
+        return Role.objects.for_organization(self.organization).prefetch_related("rules")
+
+
+_examples = [
+    OpenApiExample("request", value=ROLE_REQUEST_EXAMPLE, request_only=True),
+    OpenApiExample("role", value=ROLE_RESPONSE_EXAMPLE, response_only=True),
+    OpenApiExample("invalid rule", value=ERROR_EXAMPLE, response_only=True, status_codes=["400"]),
+]
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["roles"],
+        summary="List roles with their rules",
+        responses=RoleWriteDocs,
+        examples=_examples[1:2],
+    ),
+    post=extend_schema(
+        tags=["roles"],
+        summary="Create a role with its rules",
+        request=RoleWriteDocs,
+        responses={201: RoleWriteDocs},
+        examples=_examples,
+    ),
+)
+class RoleListCreateAPIView(_RoleScope, generics.ListCreateAPIView[Role]):
+    serializer_class = RoleSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            role = role_create(
+                organization=self.organization,
+                name=data["name"],
+                description=data.get("description", ""),
+                rules=data.get("rules") or [],
+                actor=request.user,
+                request=request,
+            )
+        except DjangoValidationError as exc:
+            raise _invalid(exc) from None
+        return Response(role_document(role), status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["roles"], summary="One role", responses=RoleWriteDocs, examples=_examples[1:2]
+    ),
+    put=extend_schema(
+        tags=["roles"],
+        summary="Replace a role: name, description and the whole rule set",
+        request=RoleWriteDocs,
+        responses=RoleWriteDocs,
+        examples=_examples,
+    ),
+    patch=extend_schema(
+        tags=["roles"],
+        summary="Change some of name, description, rules (rules given = replaced as a whole)",
+        request=RoleWriteDocs,
+        responses=RoleWriteDocs,
+        examples=_examples,
+    ),
+    delete=extend_schema(tags=["roles"], summary="Delete a role and its rules"),
+)
+class RoleDetailAPIView(_RoleScope, generics.RetrieveUpdateDestroyAPIView[Role]):
+    serializer_class = RoleSerializer
+
+    def get_object(self) -> Role:
+        return get_object_or_404(self.get_queryset(), pk=self.kwargs["role_id"])
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        partial = kwargs.pop("partial", False)
+        role = self.get_object()
+        serializer = self.get_serializer(role, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        rules = data.get("rules")
+        if not partial and rules is None:
+            rules = []  # PUT replaces everything: no rules given means none
+        try:
+            role = role_update(
+                role=role,
+                name=data.get("name"),
+                description=data.get("description") if "description" in request.data else None,
+                rules=rules,
+                actor=request.user,
+                request=request,
+            )
+        except DjangoValidationError as exc:
+            raise _invalid(exc) from None
+        return Response(role_document(role))
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            role_delete(role=self.get_object(), actor=request.user, request=request)
+        except DjangoValidationError as exc:
+            raise APIError(
+                "conflict",
+                " ".join(m for msgs in exc.message_dict.values() for m in msgs),
+                status_code=status.HTTP_409_CONFLICT,
+            ) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)

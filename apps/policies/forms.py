@@ -1,0 +1,308 @@
+"""Dashboard forms. They only shape input; rule validation lives in
+apps.policies.validation and runs inside the services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS
+
+CONSTRAINT_ROWS = 3
+OP_LABELS = {
+    "equals": "equals",
+    "one_of": "is one of (comma-separated)",
+    "glob": "matches glob (* within a segment, ** across /)",
+    "prefix": "starts with",
+    "max": "is at most (number)",
+}
+
+
+class RoleForm(forms.Form):
+    name = forms.CharField(
+        max_length=60,
+        help_text="Letters, numbers, hyphens and underscores, e.g. “triage” or “sandbox-reader”.",
+    )
+    description = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What this role is for, in one or two sentences.",
+    )
+
+
+def _schema_type(actions: list[Any], field: str) -> str:
+    for action in actions:
+        prop = (action.input_schema or {}).get("properties", {}).get(field)
+        if isinstance(prop, dict):
+            kind = prop.get("type")
+            return kind if isinstance(kind, str) else "string"
+    return "string"
+
+
+def _coerce(text: str, kind: str, op: str) -> Any:
+    """Typed constraint value from what an admin typed, using the input schema's type."""
+    if op in ("glob", "prefix"):
+        return text
+    if op == "max" or kind in ("integer", "number"):
+        try:
+            number = json.loads(text)
+        except ValueError:
+            raise ValidationError(f"“{text}” is not a number.") from None
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise ValidationError(f"“{text}” is not a number.")
+        return number
+    if kind == "boolean":
+        if text.lower() not in ("true", "false"):
+            raise ValidationError("Enter true or false.")
+        return text.lower() == "true"
+    return text
+
+
+class ActionRuleForm(forms.Form):
+    """One action rule for one provider: which actions, where, under which conditions."""
+
+    actions = forms.ChoiceField(label="Actions")
+    connection = forms.ChoiceField(
+        label="Connection",
+        required=False,
+        help_text="Any connection of this provider in the organization, or only one.",
+    )
+    rate_limit_per_minute = forms.IntegerField(
+        label="Rate limit (calls per minute per token)",
+        required=False,
+        min_value=1,
+        help_text="Leave empty for no limit.",
+    )
+
+    def __init__(self, *args: Any, provider: Any, connections: list[Any], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.provider = provider
+        self.provider_actions = list(provider.actions)
+        key = provider.key
+        self.fields["actions"].choices = [
+            (
+                "Groups",
+                [
+                    (f"all:{key}", f"All actions of {provider.display_name}"),
+                    (f"read:{key}", f"All read actions of {provider.display_name}"),
+                    (f"write:{key}", f"All write actions of {provider.display_name}"),
+                ],
+            ),
+            (
+                "One action",
+                [
+                    (f"exact:{a.name}", f"{a.name} ({a.action_class})")
+                    for a in self.provider_actions
+                ],
+            ),
+        ]
+        self.fields["connection"].choices = [("", f"Any {provider.display_name} connection")] + [
+            (str(c.pk), f"{c.name} ({c.account_label or c.provider_key})") for c in connections
+        ]
+        fields = sorted(
+            {f for a in self.provider_actions for f in (a.input_schema or {}).get("properties", {})}
+        )
+        for i in range(CONSTRAINT_ROWS):
+            self.fields[f"c{i}_field"] = forms.ChoiceField(
+                label=f"Condition {i + 1}: input field",
+                required=False,
+                choices=[("", "— no condition —")] + [(f, f) for f in fields],
+            )
+            self.fields[f"c{i}_op"] = forms.ChoiceField(
+                label=f"Condition {i + 1}: operator",
+                required=False,
+                choices=[(op, OP_LABELS[op]) for op in CONSTRAINT_OPS],
+            )
+            self.fields[f"c{i}_value"] = forms.CharField(
+                label=f"Condition {i + 1}: value", required=False, max_length=500
+            )
+
+    def constraint_rows(self) -> list[tuple[Any, Any, Any]]:
+        return [
+            (self[f"c{i}_field"], self[f"c{i}_op"], self[f"c{i}_value"])
+            for i in range(CONSTRAINT_ROWS)
+        ]
+
+    def other_fields(self) -> list[Any]:
+        return [self["actions"], self["connection"], self["rate_limit_per_minute"]]
+
+    def _matched(self, kind: str, target: str) -> list[Any]:
+        if kind == "exact":
+            return [a for a in self.provider_actions if a.name == target]
+        if kind in ("read", "write"):
+            return [a for a in self.provider_actions if str(a.action_class) == kind]
+        return self.provider_actions
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind, _, target = (data.get("actions") or "").partition(":")
+        matched = self._matched(kind, target)
+        constraints = []
+        for i in range(CONSTRAINT_ROWS):
+            field, op = data.get(f"c{i}_field"), data.get(f"c{i}_op")
+            text = (data.get(f"c{i}_value") or "").strip()
+            if not field:
+                continue
+            if not text:
+                self.add_error(f"c{i}_value", "Enter a value for this condition.")
+                continue
+            kind_of_field = _schema_type(matched, field)
+            try:
+                if op == "one_of":
+                    parts = [p.strip() for p in text.split(",") if p.strip()]
+                    value: Any = [_coerce(p, kind_of_field, "equals") for p in parts]
+                else:
+                    value = _coerce(text, kind_of_field, op or "")
+            except ValidationError as exc:
+                self.add_error(f"c{i}_value", exc)
+                continue
+            constraints.append({"field": field, "op": op, "value": value})
+        data["constraint_list"] = constraints
+        return data
+
+    def to_rule(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        kind, _, target = data["actions"].partition(":")
+        key = self.provider.key
+        return {
+            "kind": "action",
+            "provider_key": key,
+            "action_pattern": target if kind == "exact" else f"{key}.*",
+            "action_class": kind if kind in ("read", "write") else "",
+            "connection": int(data["connection"]) if data.get("connection") else None,
+            "constraints": data["constraint_list"],
+            "rate_limit_per_minute": data.get("rate_limit_per_minute"),
+        }
+
+    # Service error keys (rules.0.<name>…) → the form field that caused them.
+    ERROR_FIELDS = {
+        "action_pattern": "actions",
+        "action_class": "actions",
+        "connection": "connection",
+        "rate_limit_per_minute": "rate_limit_per_minute",
+    }
+
+    def add_service_errors(self, errors: dict[str, list[str]]) -> None:
+        for key, messages in errors.items():
+            parts = key.split(".")
+            name = parts[2] if len(parts) > 2 else ""
+            target = self.ERROR_FIELDS.get(name)
+            if name == "constraints" and len(parts) > 3:
+                row = int(parts[3]) if parts[3].isdigit() else 0
+                part = parts[4] if len(parts) > 4 else "value"
+                target = f"c{row}_{part}" if f"c{row}_{part}" in self.fields else None
+            for message in messages:
+                self.add_error(target, message)
+
+
+class ProxyRuleForm(forms.Form):
+    """One proxy rule: HTTP methods and a path glob on one connection."""
+
+    connection = forms.ChoiceField(label="Connection")
+    methods = forms.MultipleChoiceField(
+        label="HTTP methods",
+        choices=[(m, m) for m in HTTP_METHODS],
+        widget=forms.CheckboxSelectMultiple,
+    )
+    path_glob = forms.CharField(
+        label="Path glob",
+        max_length=300,
+        help_text="Starts with “/”. * matches one path segment, ** any number, "
+        "e.g. /repos/acme/*/issues.",
+    )
+    rate_limit_per_minute = forms.IntegerField(
+        label="Rate limit (calls per minute per token)",
+        required=False,
+        min_value=1,
+        help_text="Leave empty for no limit.",
+    )
+
+    def __init__(self, *args: Any, connections: list[Any], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.connections = {str(c.pk): c for c in connections}
+        self.fields["connection"].choices = [
+            (str(c.pk), f"{c.name} ({c.provider_key})") for c in connections
+        ]
+
+    def to_rule(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        conn = self.connections[data["connection"]]
+        return {
+            "kind": "proxy",
+            "provider_key": conn.provider_key,
+            "connection": conn.pk,
+            "methods": data["methods"],
+            "path_glob": data["path_glob"],
+            "rate_limit_per_minute": data.get("rate_limit_per_minute"),
+        }
+
+    def add_service_errors(self, errors: dict[str, list[str]]) -> None:
+        for key, messages in errors.items():
+            name = key.split(".")[2] if key.count(".") >= 2 else ""
+            target = name if name in self.fields else None
+            for message in messages:
+                self.add_error(target, message)
+
+
+class DryRunForm(forms.Form):
+    """“Test a call”: what would this role decide? Nothing is sent anywhere."""
+
+    kind = forms.ChoiceField(
+        label="Kind of call",
+        choices=[("action", "An action"), ("proxy", "A proxy call")],
+        initial="action",
+        widget=forms.RadioSelect,
+    )
+    action = forms.ChoiceField(label="Action", required=False)
+    connection = forms.ChoiceField(label="Connection", required=False)
+    input = forms.CharField(
+        label="Input (JSON object)",
+        required=False,
+        initial="{}",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text='For example {"project_id": 1}. Used for actions only.',
+    )
+    method = forms.ChoiceField(
+        label="Method (proxy)", required=False, choices=[(m, m) for m in HTTP_METHODS]
+    )
+    path = forms.CharField(label="Path (proxy)", required=False, max_length=500)
+
+    def __init__(self, *args: Any, actions: list[Any], connections: list[Any], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.actions_by_name = {a.name: a for a in actions}
+        self.connections = {str(c.pk): c for c in connections}
+        self.fields["action"].choices = [("", "— pick an action —")] + [
+            (a.name, f"{a.name} ({a.action_class})") for a in actions
+        ]
+        self.fields["connection"].choices = [("", "— pick a connection —")] + [
+            (str(c.pk), f"{c.name} ({c.provider_key})") for c in connections
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        conn = self.connections.get(data.get("connection") or "")
+        data["connection_obj"] = conn
+        if data.get("kind") == "proxy":
+            if conn is None:
+                self.add_error("connection", "A proxy call goes through one connection.")
+            if not data.get("path"):
+                self.add_error("path", "Enter the path to test, e.g. /projects.")
+            return data
+        action = self.actions_by_name.get(data.get("action") or "")
+        if action is None:
+            self.add_error("action", "Pick the action to test.")
+        data["action_obj"] = action
+        if conn is not None and action is not None and conn.provider_key != action.provider_key:
+            self.add_error(
+                "connection",
+                f"'{conn.name}' is a {conn.provider_key} connection; "
+                f"{action.name} needs a {action.provider_key} one.",
+            )
+        try:
+            data["input_value"] = json.loads(data.get("input") or "{}")
+        except ValueError as exc:
+            self.add_error("input", f"This is not valid JSON: {exc}.")
+        return data

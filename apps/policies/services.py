@@ -1,0 +1,259 @@
+"""Writes to roles and rules. Every change is audited in its own transaction
+and bumps the role's rule-cache version after commit (see selectors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+
+from apps.audit.models import ActorType
+from apps.audit.services import audit_record
+from apps.policies.models import Role, Rule
+from apps.policies.selectors import bump_role_version
+from apps.policies.validation import clean_rules
+
+
+def rule_document(rule: Rule) -> dict[str, Any]:
+    """A rule as plain data: API responses, the YAML/JSON view and audit diffs."""
+    doc: dict[str, Any] = {"id": rule.pk, "kind": rule.kind, "provider_key": rule.provider_key}
+    if rule.kind == "proxy":
+        doc.update(methods=list(rule.methods), path_glob=rule.path_glob)
+    else:
+        doc.update(
+            action_pattern=rule.action_pattern,
+            action_class=rule.action_class,
+            constraints=list(rule.constraints),
+        )
+    doc.update(
+        connection=rule.connection_id,
+        connection_name=rule.connection.name if rule.connection_id else None,
+        rate_limit_per_minute=rule.rate_limit_per_minute,
+    )
+    return doc
+
+
+def role_document(role: Role) -> dict[str, Any]:
+    rules = role.rules.select_related("connection").order_by("position", "id")
+    return {
+        "id": role.pk,
+        "name": role.name,
+        "description": role.description,
+        "created_at": role.created_at.isoformat() if role.created_at else None,
+        "updated_at": role.updated_at.isoformat() if role.updated_at else None,
+        "rules": [rule_document(r) for r in rules],
+    }
+
+
+def _actor(actor: Any) -> dict[str, Any]:
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        return {}
+    return {"actor_type": ActorType.USER, "actor_id": actor.pk, "actor_label": actor.get_username()}
+
+
+def _rules_snapshot(role: Role) -> list[dict[str, Any]]:
+    return [
+        {k: v for k, v in rule_document(r).items() if k != "id"}
+        for r in role.rules.select_related("connection").order_by("position", "id")
+    ]
+
+
+def _after_commit(role_id: int) -> None:
+    transaction.on_commit(lambda: bump_role_version(role_id))
+
+
+def _check_name(*, organization: Any, name: Any, exclude_pk: int | None = None) -> str:
+    from django.core.validators import validate_slug
+
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError({"name": ["Enter a name."]})
+    name = name.strip()
+    try:
+        validate_slug(name)
+    except ValidationError:
+        raise ValidationError(
+            {"name": ["Use letters, numbers, hyphens and underscores only."]}
+        ) from None
+    if len(name) > 60:
+        raise ValidationError({"name": ["Use at most 60 characters."]})
+    clash = Role.objects.for_organization(organization).filter(name=name)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"name": [f"A role named '{name}' already exists."]})
+    return name
+
+
+def _save_rules(role: Role, cleaned: list[dict[str, Any]]) -> None:
+    Rule.objects.bulk_create(
+        [Rule(role=role, position=i, **data) for i, data in enumerate(cleaned)]
+    )
+
+
+@transaction.atomic
+def role_create(
+    *,
+    organization: Any,
+    name: str,
+    description: str = "",
+    rules: list[dict[str, Any]] | None = None,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+) -> Role:
+    errors: dict[str, list[str]] = {}
+    try:
+        name = _check_name(organization=organization, name=name)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    cleaned: list[dict[str, Any]] = []
+    try:
+        cleaned = clean_rules(organization=organization, rules=rules or [])
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
+    try:
+        with transaction.atomic():
+            role = Role.objects.create(
+                organization=organization,
+                name=name,
+                description=description or "",
+                created_by=actor,
+            )
+    except IntegrityError:
+        raise ValidationError({"name": [f"A role named '{name}' already exists."]}) from None
+    _save_rules(role, cleaned)
+    audit_record(
+        action="role.created",
+        organization=organization,
+        target=role,
+        request=request,
+        metadata={"rules": {"before": [], "after": _rules_snapshot(role)}},
+        **_actor(actor),
+    )
+    _after_commit(role.pk)
+    return role
+
+
+@transaction.atomic
+def role_update(
+    *,
+    role: Role,
+    name: str | None = None,
+    description: str | None = None,
+    rules: list[dict[str, Any]] | None = None,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+) -> Role:
+    """Change name/description and, when `rules` is given, replace the whole rule set."""
+    role = Role.objects.select_for_update().get(pk=role.pk)
+    errors: dict[str, list[str]] = {}
+    changes: dict[str, Any] = {}
+    if name is not None and name != role.name:
+        try:
+            changes["name"] = {
+                "before": role.name,
+                "after": _check_name(organization=role.organization, name=name, exclude_pk=role.pk),
+            }
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    if description is not None and description != role.description:
+        changes["description"] = {"before": role.description, "after": description}
+    cleaned: list[dict[str, Any]] | None = None
+    if rules is not None:
+        try:
+            cleaned = clean_rules(organization=role.organization, rules=rules)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
+    before = _rules_snapshot(role)
+    if "name" in changes:
+        role.name = changes["name"]["after"]
+    if "description" in changes:
+        role.description = description or ""
+    role.save()
+    if cleaned is not None:
+        role.rules.all().delete()
+        _save_rules(role, cleaned)
+    after = _rules_snapshot(role)
+    _audit_change(role, before, after, changes, actor, request)
+    return role
+
+
+def _audit_change(
+    role: Role,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+    changes: dict[str, Any],
+    actor: Any,
+    request: HttpRequest | None,
+) -> None:
+    metadata: dict[str, Any] = dict(changes)
+    metadata["rules"] = {
+        "before": before,
+        "after": after,
+        "added": [r for r in after if r not in before],
+        "removed": [r for r in before if r not in after],
+    }
+    audit_record(
+        action="role.changed",
+        organization=role.organization,
+        target=role,
+        request=request,
+        metadata=metadata,
+        **_actor(actor),
+    )
+    _after_commit(role.pk)
+
+
+@transaction.atomic
+def rule_add(
+    *, role: Role, rule: dict[str, Any], actor: Any = None, request: HttpRequest | None = None
+) -> Rule:
+    role = Role.objects.select_for_update().get(pk=role.pk)
+    cleaned = clean_rules(organization=role.organization, rules=[rule])[0]
+    before = _rules_snapshot(role)
+    last = role.rules.order_by("-position").values_list("position", flat=True).first()
+    created = Rule.objects.create(
+        role=role, position=(last or 0) + 1 if last is not None else 0, **cleaned
+    )
+    role.save(update_fields=["updated_at"])
+    _audit_change(role, before, _rules_snapshot(role), {}, actor, request)
+    return created
+
+
+@transaction.atomic
+def rule_delete(*, rule: Rule, actor: Any = None, request: HttpRequest | None = None) -> None:
+    role = Role.objects.select_for_update().get(pk=rule.role_id)
+    before = _rules_snapshot(role)
+    Rule.objects.filter(pk=rule.pk, role=role).delete()
+    role.save(update_fields=["updated_at"])
+    _audit_change(role, before, _rules_snapshot(role), {}, actor, request)
+
+
+@transaction.atomic
+def role_delete(*, role: Role, actor: Any = None, request: HttpRequest | None = None) -> None:
+    role = Role.objects.select_for_update().get(pk=role.pk)
+    before = _rules_snapshot(role)
+    role_id, organization, label = role.pk, role.organization, role.name
+    audit_record(
+        action="role.deleted",
+        organization=organization,
+        target_type="role",
+        target_id=role_id,
+        target_label=label,
+        request=request,
+        metadata={"rules": {"before": before, "after": []}},
+        **_actor(actor),
+    )
+    try:
+        with transaction.atomic():
+            role.delete()
+    except IntegrityError:
+        raise ValidationError(
+            {"role": ["This role is still used (by a worker or a token). Change those first."]}
+        ) from None
+    _after_commit(role_id)

@@ -1,0 +1,293 @@
+"""Validation of rules against the catalog and the organization's connections.
+
+`clean_rules(organization=…, rules=[…])` takes plain dicts (from a form, the
+API or a seed) and returns normalised dicts ready to save, or raises one
+`ValidationError` whose keys name each problem: "rules.0.action_pattern",
+"rules.2.constraints.1.value", … Nothing is saved by this module."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS, path_glob_problem
+from apps.policies.models import RuleActionClass, RuleKind
+
+MAX_RATE_LIMIT = 100_000
+RULE_FIELDS = (
+    "kind",
+    "provider_key",
+    "action_pattern",
+    "action_class",
+    "connection",
+    "methods",
+    "path_glob",
+    "constraints",
+    "rate_limit_per_minute",
+)
+
+
+class Errors:
+    def __init__(self) -> None:
+        self.by_key: dict[str, list[str]] = {}
+
+    def add(self, key: str, message: str) -> None:
+        self.by_key.setdefault(key, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.by_key:
+            raise ValidationError(self.by_key)
+
+
+def matching_actions(
+    *, provider_key: str, action_pattern: str, action_class: str, organization: Any
+) -> list[Any]:
+    """The catalog actions a rule's pattern covers (empty for an unknown name)."""
+    from apps.providers.registry import UnknownAction, all_actions, get_action
+
+    if action_pattern == f"{provider_key}.*":
+        actions = [
+            a for a in all_actions(organization=organization) if a.provider_key == provider_key
+        ]
+    else:
+        try:
+            actions = [get_action(action_pattern, organization=organization)]
+        except UnknownAction:
+            return []
+    return [a for a in actions if not action_class or str(a.action_class) == action_class]
+
+
+def clean_rules(*, organization: Any, rules: Sequence[Any]) -> list[dict[str, Any]]:
+    errors = Errors()
+    if not isinstance(rules, list | tuple):
+        errors.add("rules", "Rules must be a list.")
+        errors.raise_if_any()
+    cleaned = [_clean_rule(organization, raw, f"rules.{i}", errors) for i, raw in enumerate(rules)]
+    errors.raise_if_any()
+    return cleaned
+
+
+def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[str, Any]:
+    from apps.connections.models import Connection
+    from apps.providers.registry import UnknownProvider, get_provider
+
+    if not isinstance(raw, Mapping):
+        errors.add(at, "Each rule must be an object.")
+        return {}
+    unknown = sorted(set(raw) - set(RULE_FIELDS) - {"id", "position", "connection_name"})
+    if unknown:
+        errors.add(at, f"Unknown rule fields: {', '.join(unknown)}.")
+    kind = raw.get("kind") or RuleKind.ACTION
+    if kind not in RuleKind.values:
+        errors.add(f"{at}.kind", "Kind must be 'action' or 'proxy'.")
+        return {}
+    rule: dict[str, Any] = {
+        "kind": kind,
+        "provider_key": "",
+        "action_pattern": "",
+        "action_class": "",
+        "connection": None,
+        "methods": [],
+        "path_glob": "",
+        "constraints": [],
+        "rate_limit_per_minute": None,
+    }
+
+    provider_key = raw.get("provider_key")
+    provider_ok = False
+    if not isinstance(provider_key, str) or not provider_key:
+        errors.add(f"{at}.provider_key", "Pick a provider.")
+    else:
+        try:
+            get_provider(provider_key, organization=organization)
+            provider_ok = True
+        except UnknownProvider:
+            errors.add(f"{at}.provider_key", f"Unknown provider '{provider_key}'.")
+        rule["provider_key"] = provider_key
+
+    connection = raw.get("connection")
+    if connection not in (None, ""):
+        conn = None
+        if (
+            isinstance(connection, int)
+            and not isinstance(connection, bool)
+            or (isinstance(connection, str) and connection.isdigit())
+        ):
+            conn = (
+                Connection.objects.for_organization(organization).filter(pk=int(connection)).first()
+            )
+        if conn is None:
+            errors.add(f"{at}.connection", "No such connection in this organization.")
+        elif provider_ok and conn.provider_key != provider_key:
+            errors.add(
+                f"{at}.connection",
+                f"Connection '{conn.name}' is a {conn.provider_key} connection, "
+                f"not {provider_key}.",
+            )
+        else:
+            rule["connection"] = conn
+
+    rate = raw.get("rate_limit_per_minute")
+    if rate not in (None, ""):
+        if isinstance(rate, str) and rate.strip().isdigit():
+            rate = int(rate)
+        if not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= MAX_RATE_LIMIT:
+            errors.add(
+                f"{at}.rate_limit_per_minute",
+                f"A rate limit is a whole number from 1 to {MAX_RATE_LIMIT}.",
+            )
+        else:
+            rule["rate_limit_per_minute"] = rate
+
+    if kind == RuleKind.PROXY:
+        _clean_proxy(raw, rule, at, errors)
+    elif provider_ok:
+        _clean_action(organization, raw, rule, at, errors)
+    return rule
+
+
+def _clean_proxy(raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: Errors) -> None:
+    for name in ("action_pattern", "action_class", "constraints"):
+        if raw.get(name):
+            errors.add(f"{at}.{name}", "Proxy rules have no actions or constraints.")
+    if rule["connection"] is None and f"{at}.connection" not in errors.by_key:
+        errors.add(f"{at}.connection", "A proxy rule needs one connection.")
+    methods = raw.get("methods")
+    if not isinstance(methods, list | tuple) or not methods:
+        errors.add(f"{at}.methods", "Pick at least one HTTP method.")
+    else:
+        upper = [m.upper() if isinstance(m, str) else m for m in methods]
+        bad = [str(m) for m in upper if m not in HTTP_METHODS]
+        if bad:
+            errors.add(
+                f"{at}.methods",
+                f"Unknown HTTP method(s): {', '.join(bad)}. Use {', '.join(HTTP_METHODS)}.",
+            )
+        else:
+            rule["methods"] = [m for m in HTTP_METHODS if m in upper]
+    glob = raw.get("path_glob")
+    problem = path_glob_problem(glob) if isinstance(glob, str) else "Enter a path glob."
+    if problem:
+        errors.add(f"{at}.path_glob", problem)
+    else:
+        rule["path_glob"] = glob
+
+
+def _clean_action(
+    organization: Any, raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: Errors
+) -> None:
+    provider_key = rule["provider_key"]
+    for name in ("methods", "path_glob"):
+        if raw.get(name):
+            errors.add(f"{at}.{name}", "Only proxy rules have methods and a path glob.")
+    action_class = raw.get("action_class") or ""
+    if action_class not in RuleActionClass.values:
+        errors.add(f"{at}.action_class", "Action class must be '', 'read' or 'write'.")
+        return
+    rule["action_class"] = action_class
+    pattern = raw.get("action_pattern")
+    if not isinstance(pattern, str) or not pattern:
+        errors.add(f"{at}.action_pattern", "Pick an action or all actions of the provider.")
+        return
+    if not pattern.startswith(f"{provider_key}."):
+        errors.add(f"{at}.action_pattern", f"'{pattern}' is not an action of {provider_key}.")
+        return
+    if "*" in pattern and pattern != f"{provider_key}.*":
+        errors.add(
+            f"{at}.action_pattern", f"Use an exact action name or '{provider_key}.*' (all actions)."
+        )
+        return
+    rule["action_pattern"] = pattern
+    actions = matching_actions(
+        provider_key=provider_key,
+        action_pattern=pattern,
+        action_class=action_class,
+        organization=organization,
+    )
+    if not actions:
+        if pattern.endswith(".*"):
+            what = f"{action_class} actions" if action_class else "actions"
+            errors.add(f"{at}.action_pattern", f"{provider_key} has no {what}.")
+        elif matching_actions(
+            provider_key=provider_key,
+            action_pattern=pattern,
+            action_class="",
+            organization=organization,
+        ):
+            errors.add(
+                f"{at}.action_class",
+                f"'{pattern}' is not a {action_class} action; the rule would never match.",
+            )
+        else:
+            errors.add(f"{at}.action_pattern", f"Unknown action '{pattern}'.")
+        return
+    rule["constraints"] = _clean_constraints(raw.get("constraints"), actions, at, errors)
+
+
+def _clean_constraints(
+    raw: Any, actions: list[Any], at: str, errors: Errors
+) -> list[dict[str, Any]]:
+    if raw in (None, ""):
+        return []
+    if not isinstance(raw, list | tuple):
+        errors.add(f"{at}.constraints", "Constraints must be a list.")
+        return []
+    known: set[str] = set()
+    for action in actions:
+        known |= set((action.input_schema or {}).get("properties", {}))
+    cleaned = []
+    for i, item in enumerate(raw):
+        key = f"{at}.constraints.{i}"
+        if not isinstance(item, Mapping):
+            errors.add(key, "Each constraint must be an object with field, op and value.")
+            continue
+        extra = sorted(set(item) - {"field", "op", "value"})
+        if extra:
+            errors.add(key, f"Unknown constraint keys: {', '.join(extra)}.")
+        name, op, value = item.get("field"), item.get("op"), item.get("value")
+        if not isinstance(name, str) or not name:
+            errors.add(f"{key}.field", "Name the input field.")
+        elif name not in known:
+            where = actions[0].name if len(actions) == 1 else "any of the matched actions"
+            errors.add(
+                f"{key}.field",
+                f"'{name}' is not an input field of {where}. "
+                f"Fields: {', '.join(sorted(known)) or 'none'}.",
+            )
+        if op not in CONSTRAINT_OPS:
+            errors.add(f"{key}.op", f"Operator must be one of {', '.join(CONSTRAINT_OPS)}.")
+            continue
+        problem = _value_problem(op, value)
+        if problem:
+            errors.add(f"{key}.value", problem)
+            continue
+        cleaned.append({"field": name, "op": op, "value": value})
+    return cleaned
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, bool | str):
+        return True
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _value_problem(op: str, value: Any) -> str | None:
+    if op == "max":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            return "'max' needs a number."
+    elif op == "one_of":
+        if not isinstance(value, list) or not value or not all(_is_scalar(v) for v in value):
+            return "'one of' needs a non-empty list of strings, numbers or booleans."
+    elif op in ("glob", "prefix"):
+        if not isinstance(value, str) or not value:
+            return f"'{op}' needs a non-empty string."
+    elif op == "equals" and not _is_scalar(value):
+        return "'equals' needs a string, number or boolean."
+    return None
