@@ -1,5 +1,13 @@
 """Management API routes of this app, mounted under /api/v1/orgs/<org_slug>/."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from apps.audit import api
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("audit/events/", api.AuditEventListAPIView.as_view(), name="audit-event-list"),
+    path(
+        "audit/events/<int:pk>/", api.AuditEventDetailAPIView.as_view(), name="audit-event-detail"
+    ),
+    path("audit/export.<str:fmt>", api.AuditEventExportAPIView.as_view(), name="audit-export"),
+]

@@ -6,14 +6,30 @@ change rolls back with it. It never swallows errors."""
 
 from __future__ import annotations
 
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.chain import GENESIS_HASH, chain_key_for, event_hash
-from apps.audit.models import ActorType, AuditChainHead, AuditEvent, Outcome
+from apps.audit.exports import encode, rows
+from apps.audit.models import (
+    ActorType,
+    AuditChainHead,
+    AuditEvent,
+    AuditExport,
+    ExportStatus,
+    Outcome,
+)
 from apps.core.middleware import current_request_id
 
 
@@ -121,3 +137,156 @@ def _lock_head(chain_key: str) -> AuditChainHead:
         return head
     AuditChainHead.objects.get_or_create(pk=chain_key, defaults={"seq": 0, "hash": GENESIS_HASH})
     return AuditChainHead.objects.select_for_update().get(pk=chain_key)
+
+
+# --- Exports -----------------------------------------------------------------
+# Reviewers export the current filter. Every export, direct or as a job, is
+# itself an audit event ("audit.exported") naming who, which filter, which format.
+
+
+PROGRESS_EVERY = 5000
+
+
+def export_threshold() -> int:
+    return int(getattr(settings, "GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD", 100_000))
+
+
+def export_is_large(events: QuerySet[AuditEvent]) -> bool:
+    """More rows than the threshold? Bounded: never counts past threshold + 1."""
+    limit = export_threshold()
+    return events.order_by().values("id")[limit : limit + 1].exists()
+
+
+@transaction.atomic
+def audit_export_direct(
+    *,
+    organization: Any,
+    user: Any,
+    events: QuerySet[AuditEvent],
+    params: dict[str, str],
+    fmt: str,
+    request: HttpRequest | None = None,
+    surface: str = "dashboard",
+) -> Iterator[str]:
+    """Record the export, then return the lazy encoded stream of `events`."""
+    audit_record(
+        action="audit.exported",
+        organization=organization,
+        actor_type=ActorType.USER,
+        actor_id=user.pk,
+        actor_label=user.get_username(),
+        target_type="audit_filter",
+        target_label=_filter_label(params),
+        metadata={"filter": params, "format": fmt, "mode": "direct", "surface": surface},
+        request=request,
+    )
+    return encode(fmt, rows(events))
+
+
+@transaction.atomic
+def audit_export_request(
+    *,
+    organization: Any,
+    user: Any,
+    params: dict[str, str],
+    fmt: str,
+    request: HttpRequest | None = None,
+) -> AuditExport:
+    """Queue a large export as a Celery job (enqueued after commit)."""
+    export = AuditExport.objects.create(
+        organization=organization, requested_by=user, filter=params, format=fmt
+    )
+    audit_record(
+        action="audit.exported",
+        organization=organization,
+        actor_type=ActorType.USER,
+        actor_id=user.pk,
+        actor_label=user.get_username(),
+        target=export,
+        target_label=_filter_label(params),
+        metadata={"filter": params, "format": fmt, "mode": "job", "export_id": export.pk},
+        request=request,
+    )
+    from apps.audit.tasks import run_audit_export
+
+    transaction.on_commit(lambda: run_audit_export.delay(export.pk))
+    return export
+
+
+def audit_export_run(*, export_id: int) -> AuditExport:
+    """Write the export file. Not one transaction: progress must be visible while it
+    runs. Safe to run twice: a finished or expired export is left alone."""
+    from apps.audit.filters import AuditFilterForm
+
+    with transaction.atomic():
+        export = (
+            AuditExport.objects.select_for_update().select_related("organization").get(pk=export_id)
+        )
+        if export.status not in (ExportStatus.PENDING, ExportStatus.RUNNING):
+            return export
+        form = AuditFilterForm(data=export.filter)
+        if not form.is_valid():
+            export.status, export.error = ExportStatus.FAILED, "The stored filter is invalid."
+            export.finished_at = timezone.now()
+            export.save(update_fields=["status", "error", "finished_at"])
+            return export
+        events = form.filter(AuditEvent.objects.for_organization(export.organization))
+        # A snapshot: events appended while the job runs belong to a later export.
+        last = events.order_by("-id").values_list("id", flat=True).first() or 0
+        events = events.filter(id__lte=last)
+        export.status, export.rows_done = ExportStatus.RUNNING, 0
+        export.rows_total = events.count()
+        export.save(update_fields=["status", "rows_done", "rows_total"])
+
+    def counted(source: Iterator[tuple]) -> Iterator[tuple]:
+        done = 0
+        for row in source:
+            done += 1
+            if done % PROGRESS_EVERY == 0:
+                AuditExport.objects.filter(pk=export.pk).update(rows_done=done)
+            yield row
+        AuditExport.objects.filter(pk=export.pk).update(rows_done=done)
+
+    name = f"audit-exports/{export.organization_id}/{uuid.uuid4().hex}.{export.format}"
+    try:
+        with tempfile.TemporaryFile(mode="w+b") as spool:
+            for piece in encode(export.format, counted(rows(events))):
+                spool.write(piece.encode())
+            spool.seek(0)
+            stored = default_storage.save(name, File(spool))
+    except Exception as exc:
+        AuditExport.objects.filter(pk=export.pk).update(
+            status=ExportStatus.FAILED, error=type(exc).__name__, finished_at=timezone.now()
+        )
+        raise
+    now = timezone.now()
+    AuditExport.objects.filter(pk=export.pk).update(
+        status=ExportStatus.DONE,
+        file_path=stored,
+        finished_at=now,
+        expires_at=now + timedelta(hours=export_ttl_hours()),
+    )
+    export.refresh_from_db()
+    return export
+
+
+def export_ttl_hours() -> int:
+    return int(getattr(settings, "GRANTRY_AUDIT_EXPORT_TTL_HOURS", 24))
+
+
+@transaction.atomic
+def audit_export_expire(*, now: datetime | None = None) -> int:
+    """Delete the files of finished exports past their expiry; keep the rows as history."""
+    now = now or timezone.now()
+    expired = list(AuditExport.objects.expired(now=now).select_for_update(skip_locked=True))
+    for export in expired:
+        path = export.file_path
+        if path:
+            transaction.on_commit(lambda p=path: default_storage.delete(p))
+        export.status, export.file_path = ExportStatus.EXPIRED, ""
+        export.save(update_fields=["status", "file_path"])
+    return len(expired)
+
+
+def _filter_label(params: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items()))[:300] or "(no filter)"

@@ -1,4 +1,17 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
+
+from apps.audit import views
 
 app_name = "audit"
-urlpatterns: list[URLPattern | URLResolver] = []
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.AuditListView.as_view(), name="list"),
+    path("events/<int:pk>/", views.AuditEventDetailView.as_view(), name="detail"),
+    path("charts/", views.AuditChartsView.as_view(), name="charts"),
+    path("export/", views.AuditExportView.as_view(), name="export"),
+    path("exports/<int:pk>/", views.AuditExportDetailView.as_view(), name="export_detail"),
+    path(
+        "exports/<int:pk>/download/",
+        views.AuditExportDownloadView.as_view(),
+        name="export_download",
+    ),
+]

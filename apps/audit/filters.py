@@ -1,0 +1,167 @@
+"""The reviewers' filters: one form shared by the dashboard, the API and export jobs.
+
+Filters live in the URL (GET), so a view can be bookmarked and shared; an
+export job stores `AuditFilterForm.as_params()` and rebuilds the same form."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent, Decision, Outcome
+
+FILTER_FIELDS = (
+    "start",
+    "end",
+    "member",
+    "worker",
+    "token",
+    "action",
+    "decision",
+    "connection",
+    "provider",
+    "outcome",
+    "status",
+    "q",
+)
+_STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
+
+
+class AuditFilterForm(forms.Form):
+    start = forms.DateTimeField(
+        required=False,
+        label="From (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    end = forms.DateTimeField(
+        required=False,
+        label="To (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    member = forms.CharField(
+        required=False, max_length=254, label="Member", help_text="Email or user id."
+    )
+    worker = forms.IntegerField(required=False, min_value=1, label="Worker id")
+    token = forms.CharField(required=False, max_length=32, label="Token id")
+    action = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Action",
+        help_text='Exact ("broker.execute") or a prefix ending in "." or "*" ("token.").',
+    )
+    decision = forms.ChoiceField(
+        required=False,
+        label="Decision",
+        choices=[("", "Any"), (Decision.ALLOWED, "Allowed"), (Decision.DENIED, "Denied")],
+    )
+    connection = forms.IntegerField(required=False, min_value=1, label="Connection id")
+    provider = forms.CharField(required=False, max_length=60, label="Provider")
+    outcome = forms.ChoiceField(
+        required=False, label="Outcome", choices=[("", "Any"), *Outcome.choices]
+    )
+    status = forms.CharField(
+        required=False,
+        max_length=3,
+        label="Upstream status",
+        help_text='A code ("404") or a class ("5xx").',
+    )
+    q = forms.CharField(
+        required=False, max_length=200, label="Text", help_text="Searches target and reason."
+    )
+
+    def clean_status(self) -> str:
+        value = self.cleaned_data["status"].strip()
+        if value and not (
+            _STATUS_CLASS.match(value) or (value.isdigit() and 100 <= int(value) <= 599)
+        ):
+            raise ValidationError("Enter an HTTP status such as 404, or a class such as 5xx.")
+        return value.lower()
+
+    def clean_action(self) -> str:
+        value = self.cleaned_data["action"].strip()
+        if value.rstrip("*") == "" and value:
+            raise ValidationError("Enter at least one character before the *.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        for name in ("start", "end"):
+            value = data.get(name)
+            if value is not None and timezone.is_naive(value):
+                data[name] = timezone.make_aware(value, timezone.UTC)
+        if start and end and data["start"] > data["end"]:
+            raise ValidationError("“From” must be before “To”.")
+        return data
+
+    def as_params(self) -> dict[str, str]:
+        """The non-empty filters as URL parameters (the shareable form of this view)."""
+        if not self.is_bound:
+            return {}
+        return {
+            name: str(self.data.get(name, "")).strip()
+            for name in FILTER_FIELDS
+            if str(self.data.get(name, "")).strip()
+        }
+
+    def filter(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+        """Apply the (valid) filters; call only after is_valid()."""
+        return apply_filters(events, self.cleaned_data)
+
+
+def apply_filters(events: QuerySet[AuditEvent], data: Mapping[str, Any]) -> QuerySet[AuditEvent]:
+    if data.get("start"):
+        events = events.filter(created_at__gte=data["start"])
+    if data.get("end"):
+        events = events.filter(created_at__lte=data["end"])
+    member = (data.get("member") or "").strip()
+    if member:
+        by = {"actor_id": member} if member.isdigit() else {"actor_label__iexact": member}
+        events = events.filter(actor_type="user", **by)
+    if data.get("worker"):
+        events = events.filter(worker_id=data["worker"])
+    if data.get("token"):
+        events = events.filter(token_id=data["token"].strip())
+    action = (data.get("action") or "").strip()
+    if action.endswith("*"):
+        events = events.filter(action__startswith=action.rstrip("*"))
+    elif action.endswith("."):
+        events = events.filter(action__startswith=action)
+    elif action:
+        events = events.filter(action=action)
+    if data.get("decision"):
+        events = events.filter(decision=data["decision"])
+    if data.get("connection"):
+        events = events.filter(connection_id=data["connection"])
+    if data.get("provider"):
+        events = events.filter(provider=data["provider"].strip())
+    if data.get("outcome"):
+        events = events.filter(outcome=data["outcome"])
+    status = data.get("status") or ""
+    if status:
+        match = _STATUS_CLASS.match(status)
+        if match:
+            low = int(match.group(1)) * 100
+            events = events.filter(upstream_status__gte=low, upstream_status__lt=low + 100)
+        else:
+            events = events.filter(upstream_status=int(status))
+    text = (data.get("q") or "").strip()
+    if text:
+        events = events.filter(Q(target_label__icontains=text) | Q(reason__icontains=text))
+    return events
+
+
+def chart_window(data: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The charts' bounded window: the filter's range, at most 31 days, default 7."""
+    end = data.get("end") or timezone.now()
+    start = data.get("start") or end - timedelta(days=7)
+    if end - start > timedelta(days=31):
+        start = end - timedelta(days=31)
+    return start, end

@@ -1,0 +1,450 @@
+"""Reviewer dashboard: access, filters, keyset pages, detail links, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+from apps.audit.tests.helpers import broker_event
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def url(org, name="audit:list", **kwargs):
+    return reverse(name, kwargs={"org_slug": org.slug, **kwargs})
+
+
+def login(client, user):
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def listed_ids(response):
+    return [e.pk for e in response.context["page"].events]
+
+
+# --- access ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role_fixture", ["reviewer", "admin", "owner"])
+def test_reviewers_admins_and_owners_browse(client, org, request, role_fixture):
+    event = audit_record(action="org.created", organization=org)
+    login(client, request.getfixturevalue(role_fixture))
+    response = client.get(url(org))
+    assert response.status_code == 200
+    assert listed_ids(response) == [event.pk]
+    assert client.get(url(org, "audit:detail", pk=event.pk)).status_code == 200
+    assert client.get(url(org, "audit:charts")).status_code == 200
+
+
+def test_members_get_403_and_non_members_404_everywhere(client, org, member, outsider):
+    event = audit_record(action="org.created", organization=org)
+    pages = [url(org), url(org, "audit:detail", pk=event.pk), url(org, "audit:charts")]
+    login(client, member)
+    for page in pages:
+        assert client.get(page).status_code == 403
+    assert client.post(url(org, "audit:export"), {"format": "csv"}).status_code == 403
+    client.logout()
+    login(client, outsider)
+    for page in pages:
+        assert client.get(page).status_code == 404
+    assert client.post(url(org, "audit:export"), {"format": "csv"}).status_code == 404
+
+
+def test_another_orgs_event_is_404_even_for_its_own_reviewer(client, org, other_org, reviewer):
+    foreign = audit_record(action="org.created", organization=other_org)
+    login(client, reviewer)
+    assert client.get(url(org, "audit:detail", pk=foreign.pk)).status_code == 404
+    assert foreign.pk not in listed_ids(client.get(url(org)))
+
+
+def test_chain_head_is_on_the_page(client, org, reviewer):
+    audit_record(action="a.one", organization=org)
+    last = audit_record(action="a.two", organization=org)
+    login(client, reviewer)
+    body = client.get(url(org)).content.decode()
+    assert last.hash in body
+    assert f'id="chain-seq">{last.seq}<' in body
+
+
+# --- filters -----------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed(org, other_org, reviewer):
+    """A spread of events; returns them by name."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    events = {
+        "created": audit_record(
+            action="org.created",
+            organization=org,
+            actor_type="user",
+            actor_id=reviewer.pk,
+            actor_label=reviewer.username,
+        ),
+        "minted": audit_record(
+            action="token.minted", organization=org, target_label="ci-token", token_id="tok_a"
+        ),
+        "revoked": audit_record(
+            action="token.revoked", organization=org, token_id="tok_a", reason="leaked in a log"
+        ),
+        "allowed": broker_event(org),
+        "denied": broker_event(
+            org,
+            decision="denied",
+            outcome="denied",
+            upstream_status=None,
+            reason="No rule allows issues.delete",
+            worker_id=8,
+            token_id="tok_b",
+            connection_id=4,
+            provider="linear",
+            action="broker.denied",
+        ),
+        "upstream_500": broker_event(org, outcome="error", upstream_status=503),
+        "elsewhere": broker_event(other_org, decision="denied"),
+    }
+    # created_at is set by audit_record; "now" minus a day leaves all inside.
+    events["_since"] = timezone.now() - timedelta(days=1)
+    return events
+
+
+def _filter_ids(client, org, **params):
+    response = client.get(url(org), params)
+    assert response.status_code == 200
+    assert response.context["page"] is not None, response.context["form"].errors
+    return set(listed_ids(response))
+
+
+def test_each_filter(client, org, reviewer, mixed):
+    login(client, reviewer)
+    m = {k: v.pk for k, v in mixed.items() if not k.startswith("_")}
+    assert _filter_ids(client, org, member=reviewer.username) == {m["created"]}
+    assert _filter_ids(client, org, member=str(reviewer.pk)) == {m["created"]}
+    assert _filter_ids(client, org, worker=8) == {m["denied"]}
+    assert _filter_ids(client, org, token="tok_a") == {m["minted"], m["revoked"]}
+    assert _filter_ids(client, org, action="token.minted") == {m["minted"]}
+    assert _filter_ids(client, org, action="token.") == {m["minted"], m["revoked"]}
+    assert _filter_ids(client, org, action="broker.*") == {
+        m["allowed"],
+        m["denied"],
+        m["upstream_500"],
+    }
+    assert _filter_ids(client, org, decision="denied") == {m["denied"]}
+    assert _filter_ids(client, org, decision="allowed") == {m["allowed"], m["upstream_500"]}
+    assert _filter_ids(client, org, connection=4) == {m["denied"]}
+    assert _filter_ids(client, org, provider="linear") == {m["denied"]}
+    assert _filter_ids(client, org, outcome="error") == {m["upstream_500"]}
+    assert _filter_ids(client, org, status="503") == {m["upstream_500"]}
+    assert _filter_ids(client, org, status="5xx") == {m["upstream_500"]}
+    assert _filter_ids(client, org, status="2xx") == {m["allowed"]}
+    assert _filter_ids(client, org, q="LEAKED") == {m["revoked"]}
+    assert _filter_ids(client, org, q="ci-tok") == {m["minted"]}
+    since = mixed["_since"].strftime("%Y-%m-%dT%H:%M")
+    everything = {v for k, v in m.items() if k != "elsewhere"}
+    assert _filter_ids(client, org, start=since) == everything
+    assert _filter_ids(client, org, end=since) == set()
+    assert _filter_ids(client, org, worker=8, decision="allowed") == set()
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"start": "yesterday-ish"}, "start"),
+        ({"worker": "abc"}, "worker"),
+        ({"status": "99"}, "status"),
+        ({"status": "6xx"}, "status"),
+        ({"decision": "maybe"}, "decision"),
+        ({"connection": "-4"}, "connection"),
+        ({"action": "*"}, "action"),
+    ],
+)
+def test_invalid_filters_get_a_clear_message_not_a_500(client, org, reviewer, params, field):
+    login(client, reviewer)
+    response = client.get(url(org), params)
+    assert response.status_code == 200
+    assert response.context["page"] is None
+    assert field in response.context["form"].errors
+    assert "The filter is not valid" in response.content.decode()
+
+
+def test_from_after_to_is_refused(client, org, reviewer):
+    login(client, reviewer)
+    response = client.get(url(org), {"start": "2026-02-01T00:00", "end": "2026-01-01T00:00"})
+    assert response.context["page"] is None
+    assert "before" in str(response.context["form"].non_field_errors())
+
+
+def test_filters_are_carried_into_the_page_links(client, org, reviewer):
+    for i in range(55):
+        audit_record(action=f"token.n{i}", organization=org)
+    login(client, reviewer)
+    body = client.get(url(org), {"action": "token."}).content.decode()
+    assert "action=token.&amp;before=" in body
+
+
+# --- keyset pagination -------------------------------------------------------
+
+
+def test_keyset_pages_walk_back_and_forth_without_overlap(client, org, reviewer):
+    ids = [audit_record(action="x.y", organization=org).pk for _ in range(120)]
+    newest_first = list(reversed(ids))
+    login(client, reviewer)
+    first = client.get(url(org))
+    page1 = first.context["page"]
+    assert listed_ids(first) == newest_first[:50]
+    assert page1.newer_than is None and page1.older_than == newest_first[49]
+
+    second = client.get(url(org), {"before": page1.older_than})
+    assert listed_ids(second) == newest_first[50:100]
+    third = client.get(url(org), {"before": second.context["page"].older_than})
+    assert listed_ids(third) == newest_first[100:]
+    assert third.context["page"].older_than is None
+
+    back = client.get(url(org), {"after": third.context["page"].newer_than})
+    assert listed_ids(back) == newest_first[50:100]
+    top = client.get(url(org), {"after": back.context["page"].newer_than})
+    assert listed_ids(top) == newest_first[:50]
+    assert top.context["page"].newer_than is None
+
+
+def test_pagination_never_uses_offset(client, org, reviewer, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ids = [audit_record(action="x.y", organization=org).pk for _ in range(60)]
+    login(client, reviewer)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url(org), {"before": ids[-1]})
+    event_queries = [q["sql"] for q in queries if 'FROM "audit_auditevent"' in q["sql"]]
+    assert event_queries
+    assert not any("OFFSET" in sql for sql in event_queries)
+
+
+# --- detail ------------------------------------------------------------------
+
+
+def test_detail_shows_every_field_and_why_it_was_denied(client, org, reviewer):
+    event = broker_event(
+        org,
+        decision="denied",
+        outcome="denied",
+        reason="No rule allows issues.delete",
+        metadata={"role_id": 999, "action": "issues.list"},
+    )
+    login(client, reviewer)
+    body = client.get(url(org, "audit:detail", pk=event.pk)).content.decode()
+    assert "No rule allows issues.delete" in body
+    for value in (event.hash, event.prev_hash, event.token_id, "github-main", "issues.list"):
+        assert value in body
+
+
+def test_detail_links_show_deleted_and_revoked_objects(client, org, reviewer):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.connections.models import Connection
+    from apps.policies.models import Role
+    from apps.workers.models import Worker, WorkerToken
+
+    role = Role.objects.create(organization=org, name="triage")
+    worker = Worker.objects.create(organization=org, name="triage-bot", default_role=role)
+    token = WorkerToken.objects.create(
+        organization=org,
+        worker=worker,
+        role=role,
+        public_id="tok_revoked",
+        digest="d" * 64,
+        last4="abcd",
+        expires_at=timezone.now() + timedelta(days=1),
+        revoked_at=timezone.now(),
+    )
+    conn = Connection.objects.create(
+        organization=org, provider_key="github", name="gh", auth_type="oauth2"
+    )
+    live = broker_event(
+        org,
+        worker_id=worker.pk,
+        token_id=token.public_id,
+        connection_id=conn.pk,
+        metadata={"role_id": role.pk},
+    )
+    gone = broker_event(
+        org,
+        worker_id=987654,
+        token_id="tok_gone",
+        connection_id=876543,
+        metadata={"role_id": 765432},
+    )
+    login(client, reviewer)
+
+    links = {
+        link.kind: link
+        for link in client.get(url(org, "audit:detail", pk=live.pk)).context["links"]
+    }
+    assert links["Worker"].label == "triage-bot" and links["Worker"].state == ""
+    assert links["Token"].state == "revoked"
+    assert links["Role"].label == "triage"
+    assert links["Connection"].label == "gh (github)"
+
+    response = client.get(url(org, "audit:detail", pk=gone.pk))
+    links = {link.kind: link for link in response.context["links"]}
+    assert {k: v.state for k, v in links.items()} == {
+        "Worker": "deleted",
+        "Token": "deleted",
+        "Role": "deleted",
+        "Connection": "deleted",
+    }
+    assert response.content.decode().count(">deleted<") == 4
+
+
+def test_detail_links_never_reach_into_another_org(client, org, other_org, reviewer):
+    from apps.policies.models import Role
+    from apps.workers.models import Worker
+
+    role = Role.objects.create(organization=other_org, name="theirs")
+    worker = Worker.objects.create(organization=other_org, name="their-bot", default_role=role)
+    event = broker_event(org, worker_id=worker.pk, metadata={"role_id": role.pk})
+    login(client, reviewer)
+    response = client.get(url(org, "audit:detail", pk=event.pk))
+    assert "their-bot" not in response.content.decode()
+    assert {link.kind: link.state for link in response.context["links"]}["Worker"] == "deleted"
+
+
+# --- charts ------------------------------------------------------------------
+
+
+def test_charts_count_calls_denials_and_top_denied_actions(client, org, reviewer):
+    broker_event(org)
+    broker_event(org, worker_id=8)
+    broker_event(org, decision="denied", action="broker.denied")
+    broker_event(org, decision="denied", action="broker.denied", worker_id=8)
+    broker_event(org, decision="denied", action="proxy.denied")
+    audit_record(action="org.created", organization=org)  # not a call
+    login(client, reviewer)
+    response = client.get(url(org, "audit:charts"))
+    charts = response.context["charts"]
+    assert (charts["total_calls"], charts["total_denied"]) == (5, 3)
+    assert [(r["action"], r["n"]) for r in charts["top_denied"]] == [
+        ("broker.denied", 2),
+        ("proxy.denied", 1),
+    ]
+    assert {w["worker_id"]: (w["calls"], w["denied"]) for w in charts["per_worker"]} == {
+        7: (3, 2),
+        8: (2, 1),
+    }
+    body = response.content.decode()
+    assert body.count("<svg") == 4
+    assert "<script" not in body.split("<main", 1)[1]
+
+    filtered = client.get(url(org, "audit:charts"), {"worker": 8}).context["charts"]
+    assert (filtered["total_calls"], filtered["total_denied"]) == (2, 1)
+
+
+def test_chart_labels_are_escaped(client, org, reviewer):
+    broker_event(org, decision="denied", action="<script>alert(1)</script>")
+    login(client, reviewer)
+    body = client.get(url(org, "audit:charts")).content.decode()
+    assert "<script>alert(1)" not in body
+    assert "&lt;script&gt;alert(1)" in body
+
+
+# --- exports -----------------------------------------------------------------
+
+NASTY = [
+    '=HYPERLINK("http://evil.test","x")',
+    "+1+2",
+    "-2+3",
+    "@SUM(A1)",
+    "\tleading tab",
+    "\rleading cr",
+    'line one\nline two, with "quotes", commas;and;semicolons',
+]
+
+
+def _export(client, org, fmt, **params):
+    from urllib.parse import urlencode
+
+    target = url(org, "audit:export") + ("?" + urlencode(params) if params else "")
+    return client.post(target, {"format": fmt})
+
+
+def _body(response):
+    assert isinstance(response, StreamingHttpResponse)
+    return b"".join(response.streaming_content).decode()
+
+
+def test_csv_export_neutralises_formulas_and_round_trips(client, org, reviewer):
+    for text in NASTY:
+        audit_record(action="x.nasty", organization=org, target_label=text, reason=text)
+    audit_record(action="x.other", organization=org)
+    login(client, reviewer)
+    response = _export(client, org, "csv", action="x.nasty")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    records = list(csv.DictReader(io.StringIO(_body(response), newline="")))
+    assert len(records) == len(NASTY)
+    for record, text in zip(records, NASTY, strict=True):
+        expected = "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+        assert record["target_label"] == expected
+        assert record["reason"] == expected
+        assert record["action"] == "x.nasty"
+        assert not record["target_label"].startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_jsonl_export_is_one_event_a_line_and_round_trips(client, org, reviewer):
+    for text in NASTY:
+        audit_record(action="x.nasty", organization=org, target_label=text, metadata={"note": text})
+    login(client, reviewer)
+    response = _export(client, org, "jsonl", action="x.nasty")
+    assert response["Content-Type"].startswith("application/x-ndjson")
+    lines = _body(response).splitlines()
+    assert len(lines) == len(NASTY)
+    decoded = [json.loads(line) for line in lines]
+    assert [d["target_label"] for d in decoded] == NASTY
+    assert [d["metadata"]["note"] for d in decoded] == NASTY
+    stored = AuditEvent.objects.filter(action="x.nasty").order_by("id")
+    assert [d["hash"] for d in decoded] == [e.hash for e in stored]
+
+
+def test_export_streams_in_keyset_chunks(client, org, reviewer, monkeypatch):
+    from apps.audit import exports
+
+    monkeypatch.setattr(exports, "CHUNK_SIZE", 7)
+    ids = [audit_record(action="x.y", organization=org).pk for _ in range(30)]
+    login(client, reviewer)
+    response = _export(client, org, "jsonl")
+    assert isinstance(response, StreamingHttpResponse)
+    exported = [json.loads(line)["id"] for line in _body(response).splitlines()]
+    # The export event itself is written before streaming starts, so it is included.
+    assert exported[:30] == ids
+    assert len(exported) == 31
+
+
+def test_exports_are_audited_with_filter_and_format(client, org, reviewer):
+    login(client, reviewer)
+    _body(_export(client, org, "csv", decision="denied", worker="7"))
+    event = AuditEvent.objects.get(action="audit.exported")
+    assert event.actor_type == "user" and event.actor_id == str(reviewer.pk)
+    assert event.metadata["filter"] == {"decision": "denied", "worker": "7"}
+    assert event.metadata["format"] == "csv" and event.metadata["mode"] == "direct"
+
+
+def test_export_with_invalid_filter_or_format_is_refused(client, org, reviewer):
+    login(client, reviewer)
+    assert _export(client, org, "xlsx").status_code == 302
+    assert _export(client, org, "csv", worker="nope").status_code == 302
+    assert not AuditEvent.objects.filter(action="audit.exported").exists()

@@ -1,0 +1,201 @@
+"""Reviewer pages: browse with filters, event detail, charts, exports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.db.models import QuerySet
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+from django.views import View
+from django.views.generic import DetailView, TemplateView
+
+from apps.audit import exports
+from apps.audit.charts import chart_data
+from apps.audit.filters import AuditFilterForm, chart_window
+from apps.audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
+from apps.audit.selectors import chain_head, event_links, keyset_page
+from apps.audit.services import audit_export_direct, audit_export_request, export_is_large
+from apps.organizations.models import OrgRole
+from apps.organizations.tenancy import OrgViewMixin
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+class AuditMixin(OrgViewMixin):
+    """Reviewers, admins and owners read the trail; members do not."""
+
+    required_role = OrgRole.REVIEWER
+    model = AuditEvent
+    request: HttpRequest
+
+    def filter_form(self) -> AuditFilterForm:
+        if not hasattr(self, "_form"):
+            self._form = AuditFilterForm(data=self.request.GET)
+        return self._form
+
+    def filtered(self) -> QuerySet[AuditEvent] | None:
+        """The events of the current filter, or None when the filter is invalid."""
+        form = self.filter_form()
+        if not form.is_valid():
+            return None
+        return form.filter(self.scope_queryset())
+
+    def filter_context(self) -> dict[str, Any]:
+        form = self.filter_form()
+        params = form.as_params()
+        return {"form": form, "filter_params": params, "filter_query": urlencode(params)}
+
+
+class AuditListView(AuditMixin, TemplateView):
+    template_name = "audit/list.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(self.filter_context())
+        events = self.filtered()
+        before, after = _int_param(self.request, "before"), _int_param(self.request, "after")
+        context["page"] = (
+            keyset_page(events, before=before, after=after) if events is not None else None
+        )
+        context["head"] = chain_head(self.organization)
+        context["exports"] = AuditExport.objects.for_organization(self.organization)[:5]
+        context["formats"] = ExportFormat.choices
+        return context
+
+
+class AuditEventDetailView(AuditMixin, DetailView):
+    template_name = "audit/detail.html"
+    context_object_name = "event"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        event: AuditEvent = self.object
+        context["links"] = event_links(event, self.organization)
+        context["fields"] = [
+            (field.verbose_name.capitalize(), getattr(event, field.attname))
+            for field in AuditEvent._meta.concrete_fields
+            if field.name not in ("metadata", "organization")
+        ]
+        context["metadata_json"] = json.dumps(
+            event.metadata, indent=2, sort_keys=True, ensure_ascii=False
+        )
+        context["back_query"] = self.request.GET.urlencode()
+        return context
+
+
+class AuditChartsView(AuditMixin, TemplateView):
+    template_name = "audit/charts.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(self.filter_context())
+        events = self.filtered()
+        if events is not None:
+            start, end = chart_window(self.filter_form().cleaned_data)
+            context["charts"] = chart_data(events, start, end)
+        return context
+
+
+class AuditExportView(AuditMixin, View):
+    """POST with the filter in the query string: stream it, or queue a job when large."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        fmt = request.POST.get("format", "")
+        if fmt not in ExportFormat.values:
+            messages.error(request, "Choose CSV or JSON Lines.")
+            return redirect(self._list_url())
+        events = self.filtered()
+        if events is None:
+            messages.error(request, "Fix the filter before exporting.")
+            return redirect(self._list_url())
+        params = self.filter_form().as_params()
+        user = request.user
+        if export_is_large(events):
+            export = audit_export_request(
+                organization=self.organization, user=user, params=params, fmt=fmt, request=request
+            )
+            messages.info(request, "This export is large; it is being prepared.")
+            return redirect("audit:export_detail", org_slug=self.organization.slug, pk=export.pk)
+        stream = audit_export_direct(
+            organization=self.organization,
+            user=user,
+            events=events,
+            params=params,
+            fmt=fmt,
+            request=request,
+        )
+        return streaming_export(stream, fmt, exports.filename(self.organization, fmt))
+
+    def _list_url(self) -> str:
+        query = self.request.GET.urlencode()
+        url = reverse("audit:list", kwargs={"org_slug": self.organization.slug})
+        return f"{url}?{query}" if query else url
+
+
+def streaming_export(stream: Any, fmt: str, name: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class AuditExportDetailView(AuditMixin, DetailView):
+    """Progress of an export job; htmx polls the fragment, without JS reload the page."""
+
+    template_name = "audit/export_detail.html"
+    context_object_name = "export"
+
+    def scope_queryset(self) -> QuerySet[AuditExport]:
+        return AuditExport.objects.for_organization(self.organization)
+
+    def get_template_names(self) -> list[str]:
+        if getattr(self.request, "htmx", False):
+            return ["audit/_export_progress.html"]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        export: AuditExport = self.object
+        context["running"] = export.status in (ExportStatus.PENDING, ExportStatus.RUNNING)
+        context["filter_query"] = urlencode(export.filter)
+        return context
+
+
+class AuditExportDownloadView(AuditMixin, View):
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        export = (
+            AuditExport.objects.for_organization(self.organization).filter(pk=kwargs["pk"]).first()
+        )
+        if export is None:
+            raise Http404("No such export.")
+        if not export.is_downloadable() or (
+            export.expires_at and export.expires_at <= timezone.now()
+        ):
+            raise Http404("This export is not available (still running or expired).")
+        stamp = export.created_at.strftime("%Y%m%d-%H%M%S")
+        return FileResponse(
+            default_storage.open(export.file_path, "rb"),
+            as_attachment=True,
+            filename=exports.filename(self.organization, export.format, f"-{stamp}"),
+            content_type=exports.CONTENT_TYPES[export.format],
+        )
