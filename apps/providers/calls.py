@@ -11,6 +11,7 @@ Routing of input keys:
 * `action.query_params` go to the query string (booleans as "true"/"false").
 * The rest (or exactly `action.body_params`) form the body, placed into
   `action.body_template` when the action has one. GET/DELETE/HEAD never send one.
+* `action.wire_names` renames keys on the wire (Graph's "$top" is "top" in the input).
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ def _fill_template(template: Any, body: dict[str, Any]) -> Any:
         return template
     if isinstance(template, dict):
         filled = {k: _fill_template(v, body) for k, v in template.items()}
-        return {k: v for k, v in filled.items() if v is not _MISSING}
+        kept = {k: v for k, v in filled.items() if v is not _MISSING}
+        # A nested object whose every value came from absent input is left out too.
+        return kept if kept or not template else _MISSING
     if isinstance(template, list):
         return [v for v in (_fill_template(t, body) for t in template) if v is not _MISSING]
     return template
@@ -202,7 +205,11 @@ def build_request(
 
     path_keys = action.path_params
     path = PLACEHOLDER_RE.sub(lambda m: _segment(m.group(1), input[m.group(1)]), action.path)
-    query = {k: _query_value(input[k]) for k in action.query_params if input.get(k) is not None}
+    query = {
+        action.wire_names.get(k, k): _query_value(input[k])
+        for k in action.query_params
+        if input.get(k) is not None
+    }
     method = action.method.upper()
     body: dict[str, Any] | None = None
     if method not in BODYLESS_METHODS:
@@ -210,7 +217,10 @@ def build_request(
         keys = action.body_params if action.body_params is not None else tuple(input)
         body = {k: input[k] for k in keys if k in input and k not in taken}
         if action.body_template is not None:
-            body = _fill_template(action.body_template, body)
+            filled = _fill_template(action.body_template, body)
+            body = {} if filled is _MISSING else filled
+        elif action.wire_names:
+            body = {action.wire_names.get(k, k): v for k, v in body.items()}
     json_body, form_body = (None, body) if action.body_encoding == "form" else (body, None)
     return PreparedCall(
         method=method,

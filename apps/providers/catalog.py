@@ -51,7 +51,10 @@ class Action:
     # the string "$input" stands for the dict of body keys, "$input.<key>" for one value
     # (left out when absent). E.g. Asana {"data": "$input"}, Linear {"query": …,
     # "variables": "$input"}. None: the body is the dict of body keys itself.
-    body_template: dict[str, Any] | None = None
+    body_template: Any = None
+    # Input key -> upstream parameter name where the upstream's name is not a valid
+    # tool property name (Microsoft Graph's "$top"). Applies to query and body keys.
+    wire_names: dict[str, str] = field(default_factory=dict)
     body_encoding: str = "json"  # "json" or "form" (Stripe's form-encoded bodies)
     is_custom: bool = False
 

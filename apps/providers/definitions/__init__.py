@@ -9,5 +9,39 @@ so overriding the base URL (GitHub Enterprise) moves the identity call too.
 from __future__ import annotations
 
 from apps.providers.catalog import Provider
+from apps.providers.definitions import (
+    asana,
+    github,
+    gitlab,
+    google,
+    hubspot,
+    jira,
+    linear,
+    microsoft,
+    notion,
+    openai,
+    salesforce,
+    slack,
+    stripe,
+    zendesk,
+)
 
-BUILTIN_PROVIDERS: tuple[Provider, ...] = ()
+BUILTIN_PROVIDERS: tuple[Provider, ...] = tuple(
+    module.PROVIDER
+    for module in (
+        github,
+        gitlab,
+        google,
+        slack,
+        notion,
+        linear,
+        jira,
+        hubspot,
+        salesforce,
+        microsoft,
+        asana,
+        zendesk,
+        stripe,
+        openai,
+    )
+)

@@ -80,8 +80,9 @@ def action_builder(provider_key: str) -> Callable[..., Action]:
         scopes: tuple[str, ...] = (),
         query: tuple[str, ...] | None = None,
         body: tuple[str, ...] | None = None,
-        body_template: dict[str, Any] | None = None,
+        body_template: Any = None,
         body_encoding: str = "json",
+        wire_names: dict[str, str] | None = None,
     ) -> Action:
         params = params or {}
         path_keys = set(PLACEHOLDER_RE.findall(path))
@@ -103,6 +104,7 @@ def action_builder(provider_key: str) -> Callable[..., Action]:
             body_params=body,
             body_template=body_template,
             body_encoding=body_encoding,
+            wire_names=wire_names or {},
         )
 
     return build
