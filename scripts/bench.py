@@ -1,0 +1,496 @@
+"""`make bench`: the broker's overhead against a fast local upstream, in one run.
+
+What it starts (and stops again), all on 127.0.0.1:
+* nginx (Debian's nginx-light) answering fixed JSON: the "SaaS". If nginx is
+  missing it is installed with apt when running as root; otherwise a Python
+  upstream stands in and the output says so.
+* PostgreSQL-backed gunicorn started from the Procfile's `web:` line (same
+  worker class, workers and threads), DEBUG off.
+It seeds an organization, a connection to the upstream (the Sandbox provider
+with its base URL overridden), a role allowing one read action, a worker and
+a token, then measures p50/p99 latency and requests/s for
+
+  (a) the upstream called directly,
+  (b) a bare Django view of the same deployment (/healthz?checks=0),
+  (c) a brokered execute (POST /api/v1/actions/sandbox.list_projects/execute),
+
+at concurrency 1 and 16, with wrk (Debian package, installed when root and
+missing) or a bounded Python load generator. Goals: c − a ≤ 1.5 ms at p50
+(concurrency 1) and c ≥ 50 % of b's throughput at concurrency 16.
+
+Environment: BENCH_SECONDS (per run, default 5), BENCH_DATABASE_URL (default
+postgres://postgres@127.0.0.1:5432/grantry_bench), WEB_CONCURRENCY (gunicorn
+workers, default from the Procfile: 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+CONCURRENCIES = (1, 16)
+ACTION = "sandbox.list_projects"
+UPSTREAM_BODY = '{"results":[{"id":1,"name":"Bench","description":"fixed"}]}'
+
+
+# --- small helpers -------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                if response.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up within {timeout:.0f}s")
+
+
+def apt_install(package: str) -> bool:
+    """Install a Debian package when running as root; False when that is not possible."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    log(f"installing Debian package {package} …")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    if subprocess.call(["apt-get", "install", "-y", "-q", package], **quiet) != 0:
+        subprocess.call(["apt-get", "update", "-q"], **quiet)
+        if subprocess.call(["apt-get", "install", "-y", "-q", package], **quiet) != 0:
+            return False
+    return True
+
+
+# --- the upstream ----------------------------------------------------------------------
+
+
+def nginx_binary() -> str | None:
+    for candidate in ("/usr/sbin/nginx", shutil.which("nginx")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    if apt_install("nginx-light"):
+        return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+    return None
+
+
+def start_upstream(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    nginx = nginx_binary()
+    if nginx:
+        conf = workdir / "nginx.conf"
+        conf.write_text(
+            f"""
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type application/json;
+            return 200 '{UPSTREAM_BODY}';
+        }}
+    }}
+}}
+"""
+        )
+        proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)])
+        kind = "nginx (Debian nginx-light)"
+    else:
+        log("nginx is not available and cannot be installed: using a Python upstream")
+        code = (
+            "import http.server,sys\n"
+            "class H(http.server.BaseHTTPRequestHandler):\n"
+            "    protocol_version='HTTP/1.1'\n"
+            f"    body={UPSTREAM_BODY!r}.encode()\n"
+            "    def do_GET(self):\n"
+            "        self.send_response(200);self.send_header('Content-Type','application/json')\n"
+            "        self.send_header('Content-Length',str(len(self.body)));self.end_headers()\n"
+            "        self.wfile.write(self.body)\n"
+            "    def log_message(self,*a): pass\n"
+            "http.server.ThreadingHTTPServer(('127.0.0.1',int(sys.argv[1])),H).serve_forever()\n"
+        )
+        proc = subprocess.Popen([PYTHON, "-c", code, str(port)])
+        kind = "Python http.server (nginx unavailable)"
+    wait_http(f"http://127.0.0.1:{port}/")
+    return proc, port, kind
+
+
+# --- the deployment --------------------------------------------------------------------
+
+
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return url
+    except OSError:
+        pass
+    return ""
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    match = re.match(r"^postgres(?:ql)?://[^/]*/(?P<name>[A-Za-z0-9_]+)$", url)
+    if not match:
+        return
+    admin_url = url[: match.start("name")] + "postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (match["name"],)
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{match["name"]}"')
+
+
+def django_env(upstream_port: int) -> dict[str, str]:
+    database = os.environ.get(
+        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/grantry_bench"
+    )
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "grantry.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-secret-key-not-for-production",
+        "GRANTRY_ENCRYPTION_KEY": "bench-encryption-key-not-for-production",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": database,
+        "REDIS_URL": redis_url(),
+        "CACHE_KEY_PREFIX": "grantry-bench",
+        "GRANTRY_EGRESS_ALLOW_LOOPBACK": "1",
+        "GRANTRY_SANDBOX_ENABLED": "1",
+        "GRANTRY_PROVIDER_URLS": f"sandbox=http://127.0.0.1:{upstream_port}",
+        "SECURE_SSL_REDIRECT": "0",
+        "LOG_LEVEL": "WARNING",
+        "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def seed() -> None:
+    """Runs inside Django (`bench.py --seed`): prints the token and connection as JSON."""
+    import django
+
+    django.setup()
+    from apps.connections.models import Connection, ConnectionStatus
+    from apps.organizations.models import Organization
+    from apps.policies.services import role_create
+    from apps.workers.services import token_mint, worker_create
+
+    stamp = str(int(time.time()))
+    org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    connection, _ = Connection.objects.update_or_create(
+        organization=org,
+        name="bench-upstream",
+        defaults={
+            "provider_key": "sandbox",
+            "auth_type": "api_key",
+            "api_key": "sbx_bench_upstream_credential",
+            "status": ConnectionStatus.ACTIVE,
+        },
+    )
+    role = role_create(
+        organization=org,
+        name=f"bench-{stamp}",
+        rules=[
+            {
+                "kind": "action",
+                "provider_key": "sandbox",
+                "action_pattern": ACTION,
+                "connection": connection.pk,
+            }
+        ],
+    )
+    worker = worker_create(organization=org, name=f"bench-{stamp}", default_role=role)
+    _, raw = token_mint(worker=worker, expires_in_days=1)
+    print(json.dumps({"token": raw, "connection": connection.name}))
+
+
+def web_command(port: int) -> str:
+    """The Procfile's web line, bound to loopback."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            command = line.split(":", 1)[1].strip()
+            command = command.replace("0.0.0.0:$PORT", f"127.0.0.1:{port}")
+            return command.replace("--access-logfile -", "--access-logfile /dev/null")
+    raise SystemExit("Procfile has no web: line")
+
+
+# --- load generation -------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    concurrency: int
+    p50_ms: float
+    p99_ms: float
+    rps: float
+    errors: int
+
+
+def wrk_binary() -> str | None:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if apt_install("wrk"):
+        return shutil.which("wrk")
+    return None
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(text)
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def run_wrk(
+    wrk: str,
+    workdir: Path,
+    name: str,
+    url: str,
+    concurrency: int,
+    headers: dict[str, str],
+    body: str | None,
+) -> Run:
+    script = workdir / f"{name}.lua"
+    lines = []
+    if body is not None:
+        lines.append('wrk.method = "POST"')
+        lines.append(f"wrk.body = {json.dumps(body)}")
+    for key, value in headers.items():
+        lines.append(f'wrk.headers["{key}"] = "{value}"')
+    script.write_text("\n".join(lines) + "\n")
+    threads = min(concurrency, 2)
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{SECONDS:g}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M)[1])  # type: ignore[index]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    errors = int(non2xx[1]) if non2xx else 0
+    if socket_errors:
+        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors[1]))
+    return Run(name, concurrency, p50, p99, rps, errors)
+
+
+def _python_worker(
+    args: tuple[str, int, str, dict[str, str], str | None, float],
+) -> tuple[list[float], int]:
+    import http.client
+
+    host, port, path, headers, body, seconds = args
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(latencies) < 1_000_000:
+        started = time.perf_counter()
+        conn.request("POST" if body is not None else "GET", path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status >= 400:
+            errors += 1
+    conn.close()
+    return latencies, errors
+
+
+def run_python(
+    name: str, url: str, concurrency: int, headers: dict[str, str], body: str | None
+) -> Run:
+    from multiprocessing import Pool
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    job = (parts.hostname or "127.0.0.1", parts.port or 80, path, headers, body, SECONDS)
+    with Pool(concurrency) as pool:
+        results = pool.map(_python_worker, [job] * concurrency)
+    latencies = sorted(v for lat, _ in results for v in lat)
+    errors = sum(e for _, e in results)
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))]
+
+    return Run(name, concurrency, pct(0.50), pct(0.99), len(latencies) / SECONDS, errors)
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="grantry-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        upstream, upstream_port, upstream_kind = start_upstream(workdir)
+        processes.append(upstream)
+        env = django_env(upstream_port)
+        ensure_database(env["DATABASE_URL"])
+        log("migrating the bench database …")
+        subprocess.run(
+            [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+        seeded = json.loads(
+            subprocess.run(
+                [PYTHON, __file__, "--seed"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        web_port = free_port()
+        command = web_command(web_port)
+        log(f"starting: {command}")
+        web = subprocess.Popen(
+            ["bash", "-c", f"exec {command}"],
+            cwd=ROOT,
+            env={**env, "PORT": str(web_port)},
+            start_new_session=True,
+        )
+        processes.append(web)
+        base = f"http://127.0.0.1:{web_port}"
+        wait_http(f"{base}/healthz?checks=0")
+
+        auth = {"Authorization": f"Bearer {seeded['token']}", "Content-Type": "application/json"}
+        body = json.dumps({"connection": seeded["connection"], "input": {}})
+        check = urllib.request.Request(  # noqa: S310 - loopback
+            f"{base}/api/v1/actions/{ACTION}/execute", data=body.encode(), headers=auth
+        )
+        with urllib.request.urlopen(check, timeout=10) as response:  # noqa: S310
+            answer = json.loads(response.read())
+        if answer.get("status") != 200 or answer["body"] != json.loads(UPSTREAM_BODY):
+            raise SystemExit(f"brokered call did not return the upstream body: {answer}")
+
+        scenarios = [
+            ("a upstream direct", f"http://127.0.0.1:{upstream_port}/projects", {}, None),
+            ("b django /healthz?checks=0", f"{base}/healthz?checks=0", {}, None),
+            ("c brokered execute", f"{base}/api/v1/actions/{ACTION}/execute", auth, body),
+        ]
+        wrk = wrk_binary()
+        generator = "wrk (Debian)" if wrk else "Python load generator (wrk unavailable)"
+        log(f"upstream: {upstream_kind}; load: {generator}; {SECONDS:g}s per run")
+        runs: list[Run] = []
+        for name, url, headers, payload in scenarios:
+            for concurrency in CONCURRENCIES:
+                # Warm up (connection pools, caches, first-request imports).
+                if wrk:
+                    saved = globals()["SECONDS"]
+                    globals()["SECONDS"] = 1.0
+                    run_wrk(wrk, workdir, "warm", url, concurrency, headers, payload)
+                    globals()["SECONDS"] = saved
+                    run = run_wrk(wrk, workdir, name[0], url, concurrency, headers, payload)
+                else:
+                    run = run_python(name, url, concurrency, headers, payload)
+                run.name = name
+                runs.append(run)
+                log(
+                    f"{name:28} c={concurrency:<3} p50 {run.p50_ms:7.2f} ms  "
+                    f"p99 {run.p99_ms:7.2f} ms  {run.rps:9.0f} req/s  errors {run.errors}"
+                )
+        report(runs, upstream_kind, generator)
+    finally:
+        for proc in reversed(processes):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM) if proc is not processes[0] else (
+                        proc.terminate()
+                    )
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(runs: list[Run], upstream_kind: str, generator: str) -> None:
+    by = {(r.name[0], r.concurrency): r for r in runs}
+    print()
+    print(
+        f"Grantry bench — upstream: {upstream_kind}; load: {generator}; "
+        f"{SECONDS:g}s per run; {os.cpu_count()} CPUs"
+    )
+    print(
+        f"| {'scenario':28} | {'conc':>4} | {'p50 ms':>8} | {'p99 ms':>8} | {'req/s':>9} "
+        f"| {'errors':>6} |"
+    )
+    print(f"|{'-' * 30}|{'-' * 6}|{'-' * 10}|{'-' * 10}|{'-' * 11}|{'-' * 8}|")
+    for r in runs:
+        print(
+            f"| {r.name:28} | {r.concurrency:>4} | {r.p50_ms:8.2f} | {r.p99_ms:8.2f} | "
+            f"{r.rps:9.0f} | {r.errors:>6} |"
+        )
+    overhead = by[("c", 1)].p50_ms - by[("a", 1)].p50_ms
+    share = by[("c", 16)].rps / by[("b", 16)].rps if by[("b", 16)].rps else 0.0
+    print()
+    print(
+        f"brokered overhead at p50, concurrency 1 (c − a): {overhead:.2f} ms "
+        f"(goal ≤ 1.5 ms: {'met' if overhead <= 1.5 else 'NOT met'})"
+    )
+    print(
+        f"brokered throughput vs bare Django, concurrency 16 (c / b): {share:.0%} "
+        f"(goal ≥ 50%: {'met' if share >= 0.5 else 'NOT met'})"
+    )
+    print(f"brokered vs upstream throughput at 16: {by[('c', 16)].rps / by[('a', 16)].rps:.1%}")
+    if any(r.errors for r in runs):
+        print("WARNING: some requests failed (see the errors column).")
+
+
+if __name__ == "__main__":
+    if "--seed" in sys.argv:
+        sys.path.insert(0, str(ROOT))
+        seed()
+    else:
+        main()
