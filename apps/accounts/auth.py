@@ -48,8 +48,11 @@ class PersonalTokenAuthentication(BaseAuthentication):
         parsed = parse_token(raw, kind="personal")
         if parsed is None:
             if raw.startswith("gry_"):
-                _fail("token_invalid", "Worker tokens cannot call the management API; "
-                                       f"use a personal API token ({PERSONAL_PREFIX}…).")
+                _fail(
+                    "token_invalid",
+                    "Worker tokens cannot call the management API; "
+                    f"use a personal API token ({PERSONAL_PREFIX}…).",
+                )
             _fail("token_malformed", "The token is not a well-formed personal API token.")
         token = (
             PersonalAPIToken.objects.select_related("user", "organization")

@@ -29,8 +29,12 @@ def _actor(user: Any) -> dict[str, Any]:
 
 
 def _target(token: PersonalAPIToken) -> dict[str, Any]:
-    return {"target_type": "personalapitoken", "target_id": token.public_id,
-            "target_label": f"{token.name} ({token.public_id})", "token_id": token.public_id}
+    return {
+        "target_type": "personalapitoken",
+        "target_id": token.public_id,
+        "target_label": f"{token.name} ({token.public_id})",
+        "token_id": token.public_id,
+    }
 
 
 @transaction.atomic

@@ -20,8 +20,12 @@ WHOAMI_EXAMPLE = {
     "token": {"id": "tok_3kT9aQ2mX7bZ", "last4": "a1B2", "expires_at": "2026-12-28T10:00:00Z"},
     "allows": {
         "actions": [
-            {"rule_id": 11, "provider": "sandbox", "pattern": "sandbox.*", "class": "read",
-             "connection": None, "constraints": [], "rate_limit_per_minute": None},
+            {
+                "name": "sandbox.list_tasks",
+                "class": "read",
+                "description": "List tasks.",
+                "connections": ["sandbox"],
+            },
         ],
         "proxy": [],
     },
@@ -39,8 +43,10 @@ class WhoAmIView(APIView):
         tags=["agent"],
         responses={
             200: OpenApiResponse(description="The token's identity and allowances."),
-            401: OpenApiResponse(description="Missing, malformed, unknown, expired or revoked "
-                                             "token, or a disabled worker."),
+            401: OpenApiResponse(
+                description="Missing, malformed, unknown, expired or revoked "
+                "token, or a disabled worker."
+            ),
         },
         examples=[OpenApiExample("whoami", value=WHOAMI_EXAMPLE, response_only=True)],
     )
@@ -56,7 +62,7 @@ class WhoAmIView(APIView):
                 "last4": token.last4,
                 "expires_at": token.expires_at,
             },
-            "allows": role_allowances(role_id=context.role_id),
+            "allows": role_allowances(role_id=context.role_id, organization=organization),
         }
         response = Response(body)
         response["Cache-Control"] = "no-store"

@@ -91,8 +91,9 @@ class WorkerTokenAuthentication(BaseAuthentication):
         if not header:
             self._fail("token_missing", request)
         if scheme.lower() != "bearer" or not raw:
-            self._fail("token_missing" if not looks_like_token(header) else "token_malformed",
-                       request)
+            # "Basic gry_…" or a bare "gry_…": a token sent the wrong way is malformed.
+            sent_a_token = looks_like_token(header) or looks_like_token(raw)
+            self._fail("token_malformed" if sent_a_token else "token_missing", request)
         parsed = parse_token(raw, kind="worker")
         if parsed is None:
             self._fail("token_malformed", request)
@@ -121,8 +122,7 @@ class WorkerTokenAuthentication(BaseAuthentication):
 
     def _fail(self, code: str, request: Request, token: WorkerToken | None = None) -> NoReturn:
         message = FAILURES[code]
-        token_auth_failure_record(code=code, message=message, request=request._request,
-                                  token=token)
+        token_auth_failure_record(code=code, message=message, request=request._request, token=token)
         details = {"token_id": token.public_id} if token is not None else {}
         raise APIError(
             code,

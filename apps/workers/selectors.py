@@ -4,35 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.policies.models import Rule, RuleKind
+from apps.policies.selectors import allowed_actions, allowed_proxy_rules
 
 
-def role_allowances(*, role_id: int) -> dict[str, list[dict[str, Any]]]:
-    """What a role allows, rule by rule: catalog actions and proxy calls.
-
-    Built from the `Rule` rows directly (apps.policies offers no listing helper
-    yet); deny-by-default means this list is the whole truth."""
-    actions: list[dict[str, Any]] = []
-    proxy: list[dict[str, Any]] = []
-    for rule in Rule.objects.filter(role_id=role_id).select_related("connection"):
-        connection = rule.connection.name if rule.connection_id else None
-        if rule.kind == RuleKind.PROXY:
-            proxy.append({
-                "rule_id": rule.pk,
-                "provider": rule.provider_key,
-                "connection": connection,
-                "methods": list(rule.methods),
-                "path_glob": rule.path_glob,
-                "rate_limit_per_minute": rule.rate_limit_per_minute,
-            })
-        else:
-            actions.append({
-                "rule_id": rule.pk,
-                "provider": rule.provider_key,
-                "pattern": rule.action_pattern,
-                "class": rule.action_class or None,
-                "connection": connection,
-                "constraints": rule.constraints,
-                "rate_limit_per_minute": rule.rate_limit_per_minute,
-            })
+def role_allowances(*, role_id: int, organization: Any) -> dict[str, list[dict[str, Any]]]:
+    """What a role allows: the catalog actions (with the connections each may use)
+    and the proxy rules. Built on apps.policies' cached `role_rules()`."""
+    actions = [
+        {
+            "name": action.name,
+            "class": str(action.action_class),
+            "description": action.description,
+            "connections": [connection.name for connection in connections],
+        }
+        for action, connections in allowed_actions(role_id, organization)
+    ]
+    proxy = [
+        {
+            "rule_id": rule.rule_id,
+            "provider": rule.provider_key,
+            "connection": rule.connection_name or None,
+            "methods": list(rule.methods),
+            "path_glob": rule.path_glob,
+            "rate_limit_per_minute": rule.rate_limit_per_minute,
+        }
+        for rule in allowed_proxy_rules(role_id)
+    ]
     return {"actions": actions, "proxy": proxy}

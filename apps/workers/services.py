@@ -48,9 +48,10 @@ def _actor(user: Any) -> dict[str, Any]:
 
 
 def _check_owner(organization: Organization, owner: Any) -> None:
-    if owner is not None and not Membership.objects.filter(
-        organization=organization, user=owner
-    ).exists():
+    if (
+        owner is not None
+        and not Membership.objects.filter(organization=organization, user=owner).exists()
+    ):
         raise ValidationError({"owner": "The owner must be a member of this organization."})
 
 
@@ -142,8 +143,10 @@ def worker_update(
         _check_role(organization, changes["default_role"], "default_role")
     if "owner" in changes:
         _check_owner(organization, changes["owner"])
-    if "name" in changes and changes["name"] != worker.name and (
-        Worker.objects.filter(organization=organization, name=changes["name"]).exists()
+    if (
+        "name" in changes
+        and changes["name"] != worker.name
+        and (Worker.objects.filter(organization=organization, name=changes["name"]).exists())
     ):
         raise ValidationError({"name": "A worker with this name already exists."})
     diff: dict[str, dict[str, Any]] = {}
@@ -210,6 +213,26 @@ def worker_enable(
     return worker
 
 
+@transaction.atomic
+def worker_delete(
+    *, worker: Worker, deleted_by: Any = None, request: HttpRequest | None = None
+) -> None:
+    """Delete a worker and its tokens (they stop working at once). The audit
+    trail keeps the worker's id, name and the ids of the tokens that went with it."""
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    token_ids = list(worker.tokens.values_list("public_id", flat=True))
+    audit_record(
+        action="worker.deleted",
+        organization_id=worker.organization_id,
+        target=worker,
+        metadata={"name": worker.name, "tokens": token_ids},
+        request=request,
+        worker_id=worker.pk,
+        **_actor(deleted_by),
+    )
+    worker.delete()
+
+
 # --- Tokens --------------------------------------------------------------------
 
 
@@ -221,8 +244,10 @@ def token_expiry(
     days = min(DEFAULT_TOKEN_DAYS, ceiling) if expires_in_days is None else expires_in_days
     if not 1 <= days <= ceiling:
         raise ValidationError(
-            {"expires_in_days": f"Choose between 1 and {ceiling} days (this organization's "
-                                "maximum token lifetime)."}
+            {
+                "expires_in_days": f"Choose between 1 and {ceiling} days (this organization's "
+                "maximum token lifetime)."
+            }
         )
     return (now or timezone.now()) + timedelta(days=days)
 
@@ -333,7 +358,10 @@ def token_roll(
     organization = old.worker.organization
     expires_at = token_expiry(organization=organization, expires_in_days=expires_in_days, now=now)
     new, raw = _new_token(
-        worker=old.worker, role=old.role, expires_at=expires_at, created_by=rolled_by,
+        worker=old.worker,
+        role=old.role,
+        expires_at=expires_at,
+        created_by=rolled_by,
         rolled_from=old,
     )
     old.expires_at = min(old.expires_at, now + ROLL_OVERLAPS[overlap])
@@ -369,7 +397,8 @@ def worker_revoke_all_tokens(
 ) -> int:
     """Kill switch for one worker: every unrevoked token of it is revoked now."""
     ids = _revoke_all(
-        WorkerToken.objects.filter(worker=worker), revoked_by=revoked_by,
+        WorkerToken.objects.filter(worker=worker),
+        revoked_by=revoked_by,
         reason="Kill switch: all tokens of the worker",
     )
     audit_record(
@@ -396,7 +425,8 @@ def organization_revoke_all_worker_tokens(
     if confirm != organization.slug:
         raise ValidationError({"confirm": "Type the organization's slug exactly to confirm."})
     ids = _revoke_all(
-        WorkerToken.objects.filter(organization=organization), revoked_by=revoked_by,
+        WorkerToken.objects.filter(organization=organization),
+        revoked_by=revoked_by,
         reason="Kill switch: every worker token of the organization",
     )
     audit_record(
@@ -500,11 +530,13 @@ def token_expiry_warnings_send(*, now: datetime | None = None) -> int:
         url = f"{settings.GRANTRY_BASE_URL}/o/{organization.slug}/workers/"
         body = (
             f"These worker tokens of {organization.name} expire within "
-            f"{EXPIRY_WARNING_DAYS} days:\n\n" + "\n".join(lines) +
-            f"\n\nRoll them before they expire: {url}\n"
+            f"{EXPIRY_WARNING_DAYS} days:\n\n"
+            + "\n".join(lines)
+            + f"\n\nRoll them before they expire: {url}\n"
         )
-        messages.append((f"[Grantry] {len(org_tokens)} worker token(s) expire soon", body,
-                         recipients))
+        messages.append(
+            (f"[Grantry] {len(org_tokens)} worker token(s) expire soon", body, recipients)
+        )
         warned.extend(t.pk for t in org_tokens)
     WorkerToken.objects.filter(pk__in=warned).update(expiry_warned_at=now)
 

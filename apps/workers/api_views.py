@@ -1,0 +1,330 @@
+"""Management API for workers and their tokens (/api/v1/orgs/<org_slug>/…).
+
+Reviewers read, admins and owners write (OrgAPIMixin). Every write calls a
+service in apps.workers.services, which audits it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.organizations.tenancy import OrgAPIMixin
+from apps.workers import services
+from apps.workers.models import Worker, WorkerToken
+from apps.workers.serializers import (
+    KillSwitchSerializer,
+    MintedTokenSerializer,
+    RevokedCountSerializer,
+    TokenMintSerializer,
+    TokenRevokeSerializer,
+    TokenRollSerializer,
+    WorkerSerializer,
+    WorkerTokenSerializer,
+)
+
+TOKEN_EXAMPLE = {
+    "id": "tok_3kT9aQ2mX7bZ",
+    "worker": 7,
+    "worker_name": "demo-agent",
+    "role": 3,
+    "role_name": "sandbox-reader",
+    "last4": "a1B2",
+    "status": "active",
+    "created_at": "2026-11-28T10:00:00Z",
+    "expires_at": "2026-12-28T10:00:00Z",
+    "expires_soon": False,
+    "revoked_at": None,
+    "revoke_reason": "",
+    "rolled_from": None,
+    "last_used_at": None,
+    "last_used_ip": None,
+}
+MINTED_EXAMPLE = {"token": "gry_<43 base62 chars><6-char checksum>", **TOKEN_EXAMPLE}
+WORKER_EXAMPLE = {
+    "id": 7,
+    "name": "demo-agent",
+    "description": "Reads the sandbox",
+    "status": "active",
+    "default_role": 3,
+    "default_role_name": "sandbox-reader",
+    "owner": 1,
+    "owner_email": "owner@example.com",
+    "created_by_email": "owner@example.com",
+    "created_at": "2026-11-28T10:00:00Z",
+}
+
+
+def _service_errors(exc: DjangoValidationError) -> serializers.ValidationError:
+    detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+    return serializers.ValidationError(detail)
+
+
+class _WorkerScoped(OrgAPIMixin):
+    """Views under workers/<worker_id>/: the worker is looked up inside the org."""
+
+    def get_worker(self) -> Worker:
+        return get_object_or_404(
+            Worker.objects.filter(organization=self.organization), pk=self.kwargs["worker_id"]
+        )
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["workers"],
+        summary="List workers",
+        examples=[OpenApiExample("worker", value=WORKER_EXAMPLE, response_only=True)],
+    ),
+    post=extend_schema(tags=["workers"], summary="Create a worker"),
+)
+class WorkerListCreateAPIView(OrgAPIMixin, generics.ListCreateAPIView[Worker]):
+    model = Worker
+    serializer_class = WorkerSerializer
+
+    def scope_queryset(self) -> QuerySet[Any]:
+        return super().scope_queryset().select_related("default_role", "owner", "created_by")
+
+    def perform_create(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        try:
+            serializer.instance = services.worker_create(
+                organization=self.organization,
+                name=data["name"],
+                description=data.get("description", ""),
+                default_role=data["default_role"],
+                owner=data.get("owner"),
+                created_by=self.request.user,
+                request=self.request._request,
+            )
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+
+
+@extend_schema_view(
+    get=extend_schema(tags=["workers"], summary="Read a worker"),
+    patch=extend_schema(tags=["workers"], summary="Change a worker"),
+    put=extend_schema(tags=["workers"], summary="Replace a worker's editable fields"),
+    delete=extend_schema(tags=["workers"], summary="Delete a worker and all its tokens"),
+)
+class WorkerDetailAPIView(OrgAPIMixin, generics.RetrieveUpdateDestroyAPIView[Worker]):
+    model = Worker
+    serializer_class = WorkerSerializer
+    lookup_url_kwarg = "worker_id"
+
+    def scope_queryset(self) -> QuerySet[Any]:
+        return super().scope_queryset().select_related("default_role", "owner", "created_by")
+
+    def perform_update(self, serializer: Any) -> None:
+        try:
+            serializer.instance = services.worker_update(
+                worker=serializer.instance,
+                changed_by=self.request.user,
+                request=self.request._request,
+                **serializer.validated_data,
+            )
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+
+    def perform_destroy(self, instance: Worker) -> None:
+        services.worker_delete(
+            worker=instance, deleted_by=self.request.user, request=self.request._request
+        )
+
+
+class _WorkerActionAPIView(_WorkerScoped, APIView):
+    action_name = ""
+
+    @extend_schema(tags=["workers"], request=None, responses=WorkerSerializer)
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        worker = self.get_worker()
+        if self.action_name == "disable":
+            worker = services.worker_disable(
+                worker=worker, disabled_by=request.user, request=request._request
+            )
+        else:
+            worker = services.worker_enable(
+                worker=worker, enabled_by=request.user, request=request._request
+            )
+        return Response(WorkerSerializer(worker, context={"view": self}).data)
+
+
+class WorkerDisableAPIView(_WorkerActionAPIView):
+    """Disable a worker: every token of it fails at once."""
+
+    action_name = "disable"
+
+
+class WorkerEnableAPIView(_WorkerActionAPIView):
+    """Enable a worker again. Revoked tokens stay revoked."""
+
+    action_name = "enable"
+
+
+class WorkerRevokeAllTokensAPIView(_WorkerScoped, APIView):
+    """Kill switch for one worker: revoke every token it has."""
+
+    @extend_schema(tags=["tokens"], request=None, responses=RevokedCountSerializer)
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        count = services.worker_revoke_all_tokens(
+            worker=self.get_worker(), revoked_by=request.user, request=request._request
+        )
+        return Response({"revoked": count})
+
+
+def _minted_response(token: WorkerToken, raw: str, view: Any) -> Response:
+    token.raw_token = raw  # type: ignore[attr-defined]  # only for this one response
+    body = MintedTokenSerializer(token, context={"view": view}).data
+    response = Response(body, status=status.HTTP_201_CREATED)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["tokens"],
+        summary="List a worker's tokens",
+        examples=[OpenApiExample("token", value=TOKEN_EXAMPLE, response_only=True)],
+    ),
+)
+class WorkerTokenListMintAPIView(_WorkerScoped, generics.ListAPIView[WorkerToken]):
+    serializer_class = WorkerTokenSerializer
+
+    def scope_queryset(self) -> QuerySet[Any]:
+        return (
+            WorkerToken.objects.for_organization(self.organization)
+            .filter(worker_id=self.kwargs["worker_id"])
+            .select_related("worker", "role", "rolled_from")
+        )
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.get_worker()  # another org's (or no) worker: 404, not an empty list
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["tokens"],
+        summary="Mint a token (the token is in this response only)",
+        request=TokenMintSerializer,
+        responses={201: MintedTokenSerializer},
+        examples=[OpenApiExample("minted", value=MINTED_EXAMPLE, response_only=True)],
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        worker = self.get_worker()
+        form = TokenMintSerializer(data=request.data, context={"view": self})
+        form.is_valid(raise_exception=True)
+        try:
+            token, raw = services.token_mint(
+                worker=worker,
+                role=form.validated_data.get("role"),
+                expires_in_days=form.validated_data.get("expires_in_days"),
+                created_by=request.user,
+                request=request._request,
+            )
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+        return _minted_response(token, raw, self)
+
+
+class _TokenScoped(_WorkerScoped):
+    def get_token(self) -> WorkerToken:
+        return get_object_or_404(
+            WorkerToken.objects.for_organization(self.organization).select_related(
+                "worker", "role", "rolled_from"
+            ),
+            worker_id=self.kwargs["worker_id"],
+            public_id=self.kwargs["token_id"],
+        )
+
+
+class WorkerTokenDetailAPIView(_TokenScoped, APIView):
+    @extend_schema(tags=["tokens"], summary="Read a token", responses=WorkerTokenSerializer)
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        return Response(WorkerTokenSerializer(self.get_token()).data)
+
+
+class WorkerTokenRevokeAPIView(_TokenScoped, APIView):
+    @extend_schema(
+        tags=["tokens"],
+        summary="Revoke a token (immediate)",
+        request=TokenRevokeSerializer,
+        responses=WorkerTokenSerializer,
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        form = TokenRevokeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        token = services.token_revoke(
+            token=self.get_token(),
+            revoked_by=request.user,
+            reason=form.validated_data["reason"],
+            request=request._request,
+        )
+        return Response(WorkerTokenSerializer(token).data)
+
+
+class WorkerTokenRollAPIView(_TokenScoped, APIView):
+    @extend_schema(
+        tags=["tokens"],
+        summary="Roll a token: a new one now, the old one expires after the overlap",
+        request=TokenRollSerializer,
+        responses={201: MintedTokenSerializer},
+        examples=[OpenApiExample("roll", value={"overlap": "24h"}, request_only=True)],
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        form = TokenRollSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            token, raw = services.token_roll(
+                token=self.get_token(),
+                overlap=form.validated_data["overlap"],
+                expires_in_days=form.validated_data.get("expires_in_days"),
+                rolled_by=request.user,
+                request=request._request,
+            )
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+        return _minted_response(token, raw, self)
+
+
+@extend_schema_view(
+    get=extend_schema(tags=["tokens"], summary="List every worker token of the organization")
+)
+class OrganizationTokenListAPIView(OrgAPIMixin, generics.ListAPIView[WorkerToken]):
+    serializer_class = WorkerTokenSerializer
+
+    def scope_queryset(self) -> QuerySet[Any]:
+        queryset = WorkerToken.objects.for_organization(self.organization).select_related(
+            "worker", "role", "rolled_from"
+        )
+        if self.request.query_params.get("active") in ("1", "true"):
+            queryset = queryset.usable()
+        return queryset
+
+
+class KillSwitchAPIView(OrgAPIMixin, APIView):
+    """Org-wide kill switch: revoke every worker token. Confirm with the org slug."""
+
+    @extend_schema(
+        tags=["tokens"],
+        request=KillSwitchSerializer,
+        responses=RevokedCountSerializer,
+        examples=[OpenApiExample("confirm", value={"confirm": "acme"}, request_only=True)],
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        form = KillSwitchSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            count = services.organization_revoke_all_worker_tokens(
+                organization=self.organization,
+                confirm=form.validated_data["confirm"],
+                revoked_by=request.user,
+                request=request._request,
+            )
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+        return Response({"revoked": count})

@@ -1,0 +1,140 @@
+"""Management API shapes for workers and tokens. No serializer has a digest or raw token
+field except `MintedTokenSerializer`, which is used only in a mint/roll response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from apps.policies.models import Role
+from apps.workers.models import Worker, WorkerToken
+from apps.workers.services import ROLL_OVERLAPS
+
+
+class _OrgScopedField(serializers.PrimaryKeyRelatedField):
+    """A primary key that only resolves inside the view's organization."""
+
+    def get_queryset(self) -> Any:
+        view = self.context["view"]
+        return self.queryset_for(view.organization)
+
+    def queryset_for(self, organization: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OrgRoleField(_OrgScopedField):
+    def queryset_for(self, organization: Any) -> Any:
+        return Role.objects.filter(organization=organization)
+
+
+class OrgMemberField(_OrgScopedField):
+    def queryset_for(self, organization: Any) -> Any:
+        return get_user_model().objects.filter(memberships__organization=organization)
+
+
+class WorkerSerializer(serializers.ModelSerializer[Worker]):
+    default_role = OrgRoleField()
+    owner = OrgMemberField(required=False, allow_null=True)
+    default_role_name = serializers.CharField(source="default_role.name", read_only=True)
+    owner_email = serializers.EmailField(source="owner.email", read_only=True, default=None)
+    created_by_email = serializers.EmailField(
+        source="created_by.email", read_only=True, default=None
+    )
+
+    class Meta:
+        model = Worker
+        fields = [
+            "id",
+            "name",
+            "description",
+            "status",
+            "default_role",
+            "default_role_name",
+            "owner",
+            "owner_email",
+            "created_by_email",
+            "created_at",
+        ]
+        read_only_fields = ["id", "status", "created_at"]
+        # Uniqueness per org is checked by the service (the org is not a field).
+        validators: list[Any] = []
+
+
+class WorkerTokenSerializer(serializers.ModelSerializer[WorkerToken]):
+    id = serializers.CharField(source="public_id", read_only=True)
+    worker = serializers.IntegerField(source="worker_id", read_only=True)
+    worker_name = serializers.CharField(source="worker.name", read_only=True)
+    role = serializers.IntegerField(source="role_id", read_only=True)
+    role_name = serializers.CharField(source="role.name", read_only=True)
+    status = serializers.CharField(read_only=True)
+    expires_soon = serializers.BooleanField(read_only=True)
+    rolled_from = serializers.CharField(
+        source="rolled_from.public_id", read_only=True, default=None
+    )
+
+    class Meta:
+        model = WorkerToken
+        fields = [
+            "id",
+            "worker",
+            "worker_name",
+            "role",
+            "role_name",
+            "last4",
+            "status",
+            "created_at",
+            "expires_at",
+            "expires_soon",
+            "revoked_at",
+            "revoke_reason",
+            "rolled_from",
+            "last_used_at",
+            "last_used_ip",
+        ]
+        read_only_fields = fields
+
+
+class MintedTokenSerializer(WorkerTokenSerializer):
+    """The only place the raw token appears: once, in the mint/roll response."""
+
+    token = serializers.CharField(
+        read_only=True,
+        source="raw_token",
+        help_text="Shown once. Store it now; it cannot be shown again.",
+    )
+
+    class Meta(WorkerTokenSerializer.Meta):
+        fields = ["token", *WorkerTokenSerializer.Meta.fields]
+        read_only_fields = fields
+
+
+class TokenMintSerializer(serializers.Serializer[Any]):
+    role = OrgRoleField(
+        required=False, allow_null=True, help_text="Defaults to the worker's default role."
+    )
+    expires_in_days = serializers.IntegerField(
+        required=False, min_value=1, max_value=366, help_text="Default 30; at most the org maximum."
+    )
+
+
+class TokenRevokeSerializer(serializers.Serializer[Any]):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+
+
+class TokenRollSerializer(serializers.Serializer[Any]):
+    overlap = serializers.ChoiceField(
+        choices=list(ROLL_OVERLAPS),
+        default="none",
+        help_text="How long the old token keeps working.",
+    )
+    expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=366)
+
+
+class KillSwitchSerializer(serializers.Serializer[Any]):
+    confirm = serializers.CharField(help_text="The organization's slug, typed to confirm.")
+
+
+class RevokedCountSerializer(serializers.Serializer[Any]):
+    revoked = serializers.IntegerField()

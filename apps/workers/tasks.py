@@ -1,0 +1,15 @@
+"""Thin Celery tasks: load, call one service, safe to run twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.workers.services import token_expiry_warnings_send
+
+
+@shared_task(
+    name="workers.warn_expiring_tokens", time_limit=120, soft_time_limit=100, acks_late=True
+)
+def warn_expiring_tokens() -> int:
+    """Daily: email org admins once per worker token expiring within 7 days."""
+    return token_expiry_warnings_send()

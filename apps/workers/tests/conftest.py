@@ -1,0 +1,40 @@
+"""Fixtures for worker and token tests: a role, a worker, and a minted token."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.policies.models import Role, Rule
+from apps.workers.services import token_mint, worker_create
+
+
+def make_role(organization, name="reader", rules=()):
+    role = Role.objects.create(organization=organization, name=name)
+    for values in rules:
+        Rule.objects.create(role=role, **values)
+    return role
+
+
+@pytest.fixture
+def role(org):
+    return make_role(
+        org,
+        "sandbox-reader",
+        rules=[
+            {"provider_key": "sandbox", "action_pattern": "sandbox.*", "action_class": "read"},
+            {"provider_key": "sandbox", "action_pattern": "sandbox.create_task"},
+        ],
+    )
+
+
+@pytest.fixture
+def worker(org, role, admin):
+    return worker_create(
+        organization=org, name="agent-one", default_role=role, owner=admin, created_by=admin
+    )
+
+
+@pytest.fixture
+def minted(worker, admin):
+    """(token, raw) — the raw value as an agent would hold it."""
+    return token_mint(worker=worker, created_by=admin)
