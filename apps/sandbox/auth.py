@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 
@@ -27,7 +27,7 @@ class SandboxAuthError(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    user: AbstractBaseUser
+    user: User
     kind: str  # "oauth" or "api_key"
     scopes: frozenset[str]
 

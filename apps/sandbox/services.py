@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.generators import generate_client_id, generate_client_secret
@@ -52,7 +52,7 @@ def sandbox_client_register(
 
 
 @transaction.atomic
-def sandbox_api_key_create(*, user: AbstractBaseUser, name: str) -> str:
+def sandbox_api_key_create(*, user: User, name: str) -> str:
     """Create an API key for `user` and return its plaintext, which is not stored."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     SandboxApiKey.objects.create(
@@ -65,7 +65,7 @@ def sandbox_api_key_create(*, user: AbstractBaseUser, name: str) -> str:
 
 
 @transaction.atomic
-def sandbox_api_key_revoke(*, user: AbstractBaseUser, key_id: int) -> SandboxApiKey:
+def sandbox_api_key_revoke(*, user: User, key_id: int) -> SandboxApiKey:
     """Revoke one of `user`'s keys (another user's key is not found)."""
     api_key = SandboxApiKey.objects.select_for_update().get(user=user, pk=key_id)
     if api_key.revoked_at is None:
@@ -75,7 +75,7 @@ def sandbox_api_key_revoke(*, user: AbstractBaseUser, key_id: int) -> SandboxApi
 
 
 @transaction.atomic
-def sandbox_project_create(*, owner: AbstractBaseUser, name: str, description: str = "") -> Project:
+def sandbox_project_create(*, owner: User, name: str, description: str = "") -> Project:
     return Project.objects.create(owner=owner, name=name, description=description)
 
 
@@ -120,7 +120,7 @@ _DEMO_DATA: list[tuple[str, str, list[tuple[str, int, bool]]]] = [
 
 
 @transaction.atomic
-def sandbox_seed_user_data(*, user: AbstractBaseUser) -> None:
+def sandbox_seed_user_data(*, user: User) -> None:
     """Give `user` two demo projects with a few tasks. Safe to run again."""
     for project_name, description, tasks in _DEMO_DATA:
         project, _ = Project.objects.get_or_create(

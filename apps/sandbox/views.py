@@ -9,6 +9,8 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -31,10 +33,17 @@ class SandboxAuthorizationView(AuthorizationView):
         return context
 
 
+def _user(request: HttpRequest) -> User:
+    """The signed-in person (every page here is behind login_required)."""
+    if not isinstance(request.user, User):
+        raise PermissionDenied
+    return request.user
+
+
 def _home_context(request: HttpRequest) -> dict[str, object]:
     return {
-        "projects": Project.objects.filter(owner=request.user).prefetch_related("tasks"),
-        "api_keys": SandboxApiKey.objects.filter(user=request.user),
+        "projects": Project.objects.filter(owner=_user(request)).prefetch_related("tasks"),
+        "api_keys": SandboxApiKey.objects.filter(user=_user(request)),
     }
 
 
@@ -51,7 +60,7 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
     if not name:
         context = _home_context(request) | {"key_name_error": "Give the key a name."}
         return render(request, "sandbox/home.html", context, status=400)
-    plaintext = services.sandbox_api_key_create(user=request.user, name=name)
+    plaintext = services.sandbox_api_key_create(user=_user(request), name=name)
     # Rendered once, never stored: a redirect would need to carry the key somewhere.
     context = _home_context(request) | {"new_key": plaintext, "new_key_name": name}
     response = render(request, "sandbox/home.html", context, status=201)
@@ -63,7 +72,7 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     try:
-        api_key = services.sandbox_api_key_revoke(user=request.user, key_id=key_id)
+        api_key = services.sandbox_api_key_revoke(user=_user(request), key_id=key_id)
     except SandboxApiKey.DoesNotExist:
         return render(request, "sandbox/home.html", _home_context(request), status=404)
     messages.success(request, f"Key “{api_key.name}” is revoked; it no longer works.")
@@ -73,6 +82,6 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def demo_data_load(request: HttpRequest) -> HttpResponse:
-    services.sandbox_seed_user_data(user=request.user)
+    services.sandbox_seed_user_data(user=_user(request))
     messages.success(request, "Demo projects and tasks are ready.")
     return redirect("sandbox:home")
