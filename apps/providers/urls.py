@@ -1,4 +1,26 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import path
+
+from apps.providers import views
 
 app_name = "providers"
-urlpatterns: list[URLPattern | URLResolver] = []
+urlpatterns = [
+    path("", views.CatalogView.as_view(), name="catalog"),
+    path("custom/new/", views.CustomProviderCreateView.as_view(), name="custom_create"),
+    path("custom/<slug:slug>/edit/", views.CustomProviderUpdateView.as_view(), name="custom_edit"),
+    path(
+        "custom/<slug:slug>/delete/",
+        views.CustomProviderDeleteView.as_view(),
+        name="custom_delete",
+    ),
+    path(
+        "custom/<slug:slug>/actions/new/",
+        views.CustomActionCreateView.as_view(),
+        name="custom_action_create",
+    ),
+    path(
+        "custom/<slug:slug>/actions/<slug:name>/delete/",
+        views.CustomActionDeleteView.as_view(),
+        name="custom_action_delete",
+    ),
+    path("<slug:key>/", views.ProviderDetailView.as_view(), name="detail"),
+]

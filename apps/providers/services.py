@@ -1,0 +1,258 @@
+"""Writes to the catalog: custom providers and their actions, each audited.
+
+Every service validates with the model's `full_clean()` before it writes, so a
+bad value raises `ValidationError` and nothing is saved; the audit event is
+written in the same transaction as the change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+
+from apps.audit.models import ActorType
+from apps.audit.services import audit_record
+from apps.organizations.models import Organization
+from apps.providers.models import CustomAction, CustomProvider
+
+# Fields an admin may change after creation. The slug (and so the catalog key
+# that rules and connections refer to) and the organization never change.
+EDITABLE_FIELDS = (
+    "display_name",
+    "description",
+    "auth_type",
+    "api_base_url",
+    "authorize_url",
+    "token_url",
+    "revocation_url",
+    "userinfo_url",
+    "userinfo_account_field",
+    "default_scopes",
+    "placement",
+    "header_name",
+    "header_prefix",
+)
+
+
+def _actor(user: Any) -> dict[str, Any]:
+    return {
+        "actor_type": ActorType.USER,
+        "actor_id": user.pk,
+        "actor_label": user.get_username(),
+    }
+
+
+def _describe(provider: CustomProvider) -> dict[str, Any]:
+    return {"key": provider.key, **{f: getattr(provider, f) for f in EDITABLE_FIELDS}}
+
+
+def _save_new(instance: CustomProvider | CustomAction, unique_field: str, message: str) -> None:
+    try:
+        with transaction.atomic():
+            instance.save(force_insert=True)
+    except IntegrityError:
+        # A concurrent create won the unique constraint.
+        raise ValidationError({unique_field: message}) from None
+
+
+@transaction.atomic
+def custom_provider_create(
+    *,
+    organization: Organization,
+    user: Any,
+    slug: str,
+    display_name: str,
+    auth_type: str,
+    api_base_url: str,
+    description: str = "",
+    authorize_url: str = "",
+    token_url: str = "",
+    revocation_url: str = "",
+    userinfo_url: str = "",
+    userinfo_account_field: str = "",
+    default_scopes: list[str] | None = None,
+    placement: str = "bearer",
+    header_name: str = "Authorization",
+    header_prefix: str = "Bearer ",
+    request: HttpRequest | None = None,
+) -> CustomProvider:
+    provider = CustomProvider(
+        organization=organization,
+        created_by=user,
+        slug=slug,
+        display_name=display_name,
+        description=description,
+        auth_type=auth_type,
+        api_base_url=api_base_url,
+        authorize_url=authorize_url,
+        token_url=token_url,
+        revocation_url=revocation_url,
+        userinfo_url=userinfo_url,
+        userinfo_account_field=userinfo_account_field,
+        default_scopes=list(default_scopes or []),
+        placement=placement,
+        header_name=header_name,
+        header_prefix=header_prefix,
+    )
+    taken_message = f"This organization already has a custom provider '{slug}'."
+    if CustomProvider.objects.for_organization(organization).filter(slug=slug).exists():
+        raise ValidationError({"slug": taken_message})
+    provider.full_clean(validate_constraints=False)
+    _save_new(provider, "slug", taken_message)
+    audit_record(
+        action="provider.custom_created",
+        organization=organization,
+        target=provider,
+        metadata=_describe(provider),
+        request=request,
+        **_actor(user),
+    )
+    return provider
+
+
+@transaction.atomic
+def custom_provider_update(
+    *,
+    provider: CustomProvider,
+    user: Any,
+    changes: dict[str, Any],
+    request: HttpRequest | None = None,
+) -> CustomProvider:
+    """Apply `changes` (only EDITABLE_FIELDS) and record what changed."""
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise ValidationError(f"These fields cannot be changed: {', '.join(unknown)}.")
+    locked = CustomProvider.objects.select_for_update().get(pk=provider.pk)
+    before = _describe(locked)
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    locked.full_clean(validate_constraints=False)
+    after = _describe(locked)
+    diff = {f: [before[f], after[f]] for f in EDITABLE_FIELDS if before[f] != after[f]}
+    if not diff:
+        return locked
+    locked.save()
+    audit_record(
+        action="provider.custom_updated",
+        organization=locked.organization,
+        target=locked,
+        metadata={"key": locked.key, "changes": diff},
+        request=request,
+        **_actor(user),
+    )
+    return locked
+
+
+def _live_connection_count(provider: CustomProvider) -> int:
+    # The catalog never imports apps.connections; this one look-up keeps an admin from
+    # stranding credentials of a provider that no longer exists.
+    try:
+        connection_model = apps.get_model("connections", "Connection")
+    except LookupError:
+        return 0
+    return (
+        connection_model.objects.filter(
+            organization=provider.organization, provider_key=provider.key
+        )
+        .exclude(status="revoked")
+        .count()
+    )
+
+
+@transaction.atomic
+def custom_provider_delete(
+    *, provider: CustomProvider, user: Any, request: HttpRequest | None = None
+) -> None:
+    locked = CustomProvider.objects.select_for_update().get(pk=provider.pk)
+    in_use = _live_connection_count(locked)
+    if in_use:
+        raise ValidationError(
+            f"{locked.display_name} still has {in_use} connection(s). Disconnect them first, "
+            "so their credentials are revoked and destroyed."
+        )
+    audit_record(
+        action="provider.custom_deleted",
+        organization=locked.organization,
+        target=locked,
+        metadata={
+            **_describe(locked),
+            "actions": sorted(locked.actions.values_list("name", flat=True)),
+        },
+        request=request,
+        **_actor(user),
+    )
+    locked.delete()
+
+
+@transaction.atomic
+def custom_action_create(
+    *,
+    provider: CustomProvider,
+    user: Any,
+    name: str,
+    description: str,
+    action_class: str,
+    method: str,
+    path: str,
+    input_schema: dict[str, Any],
+    scopes: list[str] | None = None,
+    request: HttpRequest | None = None,
+) -> CustomAction:
+    action = CustomAction(
+        provider=provider,
+        name=name,
+        description=description,
+        action_class=action_class,
+        method=method,
+        path=path,
+        input_schema=input_schema,
+        scopes=list(scopes or []),
+    )
+    taken_message = f"{provider.display_name} already has an action '{name}'."
+    if provider.actions.filter(name=name).exists():
+        raise ValidationError({"name": taken_message})
+    action.full_clean(validate_constraints=False)
+    _save_new(action, "name", taken_message)
+    audit_record(
+        action="provider.custom_action_created",
+        organization=provider.organization,
+        target=action,
+        target_label=f"{provider.key}.{action.name}",
+        metadata={
+            "key": provider.key,
+            "action": f"{provider.key}.{action.name}",
+            "class": action.action_class,
+            "method": action.method,
+            "path": action.path,
+            "scopes": action.scopes,
+        },
+        request=request,
+        **_actor(user),
+    )
+    return action
+
+
+@transaction.atomic
+def custom_action_delete(
+    *, action: CustomAction, user: Any, request: HttpRequest | None = None
+) -> None:
+    provider = action.provider
+    full_name = f"{provider.key}.{action.name}"
+    audit_record(
+        action="provider.custom_action_deleted",
+        organization=provider.organization,
+        target=action,
+        target_label=full_name,
+        metadata={
+            "key": provider.key,
+            "action": full_name,
+            "method": action.method,
+            "path": action.path,
+        },
+        request=request,
+        **_actor(user),
+    )
+    action.delete()

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from apps.providers.registry import (
+    BaseURLParamError,
+    FieldError,
+    InvalidInput,
+    build_request,
+    get_action,
+    get_provider,
+    resolve_base_url_params,
+    validate_input,
+)
+
+SANDBOX = "http://127.0.0.1:7000/sandbox"
+
+
+@pytest.fixture(autouse=True)
+def _sandbox(settings):
+    settings.GRANTRY_SANDBOX_URL = SANDBOX
+    settings.GRANTRY_SANDBOX_ENABLED = True
+
+
+def call(name, data, **kwargs):
+    action = get_action(name)
+    return build_request(get_provider(action.provider_key), action, data, **kwargs)
+
+
+def test_sandbox_create_task():
+    prepared = call("sandbox.create_task", {"project_id": 7, "title": "Ship", "priority": 2})
+    assert prepared.method == "POST"
+    assert prepared.url == f"{SANDBOX}/api/v1/projects/7/tasks"
+    assert prepared.json_body == {"title": "Ship", "priority": 2}
+    assert prepared.query == {} and prepared.form_body is None
+
+
+def test_get_sends_query_not_body_and_booleans_as_words():
+    prepared = call("sandbox.list_tasks", {"project_id": 1, "done": False})
+    assert prepared.json_body is None
+    assert prepared.query == {"done": "false"}
+    assert call("sandbox.list_tasks", {"project_id": 1}).query == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "segment"),
+    [
+        ("../../admin", "..%2F..%2Fadmin"),
+        ("a/b", "a%2Fb"),
+        ("x?y=1#z", "x%3Fy%3D1%23z"),
+        ("%2e%2e", "%252e%252e"),
+        ("group/sub group", "group%2Fsub%20group"),
+    ],
+)
+def test_path_values_stay_inside_their_segment(value, segment):
+    prepared = call("gitlab.get_project", {"project_id": value})
+    assert prepared.url == f"https://gitlab.com/api/v4/projects/{segment}"
+    assert prepared.path.count("/") == 2
+
+
+@pytest.mark.parametrize("value", ["..", ".", ""])
+def test_dot_segments_are_refused(value):
+    with pytest.raises(InvalidInput) as info:
+        call("github.get_repo", {"owner": "octo", "repo": value})
+    assert info.value.errors[0].path == "/repo"
+
+
+def test_invalid_input_is_refused_with_field_errors():
+    action = get_action("sandbox.create_task")
+    errors = validate_input(action, {"project_id": "7", "priority": 9, "extra": 1})
+    by_path = {e.path: e.message for e in errors}
+    assert set(by_path) == {"/project_id", "/priority", "/title", "/extra"}
+    assert "integer" in by_path["/project_id"]
+    assert "maximum" in by_path["/priority"] or "5" in by_path["/priority"]
+    assert by_path["/title"] == "This field is required."
+    with pytest.raises(InvalidInput) as info:
+        build_request(get_provider("sandbox"), action, {"project_id": 1})
+    assert info.value.errors == [FieldError("/title", "This field is required.")]
+
+
+def test_non_object_input_and_nested_pointers():
+    action = get_action("google.calendar_create_event")
+    assert validate_input(action, ["x"]) == [FieldError("", "The input must be a JSON object.")]
+    errors = validate_input(
+        action,
+        {
+            "calendar_id": "primary",
+            "summary": "x",
+            "start_time": "2026-01-01T10:00:00Z",
+            "end_time": "2026-01-01T11:00:00Z",
+            "attendees": [{"email": "a@b.c"}, {"mail": 1}],
+        },
+    )
+    paths = {e.path for e in errors}
+    assert "/attendees/1/email" in paths and "/attendees/1/mail" in paths
+    assert (
+        validate_input(
+            action,
+            {
+                "calendar_id": "primary",
+                "summary": "x",
+                "start_time": "2026-01-01T10:00:00Z",
+                "end_time": "2026-01-01T11:00:00Z",
+            },
+        )
+        == []
+    )
+
+
+def test_body_templates_leave_out_absent_values():
+    prepared = call(
+        "google.calendar_create_event",
+        {
+            "calendar_id": "primary",
+            "summary": "Standup",
+            "start_time": "2026-01-01T10:00:00Z",
+            "end_time": "2026-01-01T10:15:00Z",
+        },
+    )
+    assert prepared.url == "https://www.googleapis.com/calendar/v3/calendars/primary/events"
+    assert prepared.json_body == {
+        "summary": "Standup",
+        "start": {"dateTime": "2026-01-01T10:00:00Z"},
+        "end": {"dateTime": "2026-01-01T10:15:00Z"},
+    }
+    linear = call("linear.create_comment", {"issueId": "ENG-1", "body": "hi"})
+    assert linear.json_body["variables"] == {"issueId": "ENG-1", "body": "hi"}
+    assert linear.json_body["query"].startswith("mutation CommentCreate")
+    zendesk_only_status = call(
+        "zendesk.update_ticket",
+        {"ticket_id": 3, "status": "solved"},
+        base_url_params={"subdomain": "acme"},
+    )
+    assert zendesk_only_status.json_body == {"ticket": {"status": "solved"}}
+
+
+def test_wire_names_form_bodies_and_default_headers():
+    graph = call("microsoft.list_messages", {"top": 5, "filter": "isRead eq false"})
+    assert graph.query == {"$top": 5, "$filter": "isRead eq false"}
+    refund = call("stripe.create_refund", {"payment_intent": "pi_123", "amount": 500})
+    assert refund.form_body == {"payment_intent": "pi_123", "amount": 500}
+    assert refund.json_body is None
+    notion = call("notion.get_page", {"page_id": "abc"})
+    assert notion.headers == {"Notion-Version": "2022-06-28"}
+    notion.headers["X-Mutated"] = "1"
+    assert "X-Mutated" not in get_provider("notion").default_headers
+
+
+def test_base_url_params_fill_every_url_and_refuse_unsafe_values():
+    zendesk = resolve_base_url_params(get_provider("zendesk"), {"subdomain": "acme"})
+    assert zendesk.api_base_url == "https://acme.zendesk.com/api/v2"
+    assert zendesk.token_url == "https://acme.zendesk.com/oauth/tokens"
+    assert zendesk.userinfo_url == "https://acme.zendesk.com/api/v2/users/me.json"
+    for bad in ["evil.com/", "a@b", "x#", "-x", "a..b", "", None, 5, "x" * 64, "a:80"]:
+        with pytest.raises(BaseURLParamError):
+            call("zendesk.get_ticket", {"ticket_id": 1}, base_url_params={"subdomain": bad})
+    with pytest.raises(BaseURLParamError):
+        call("zendesk.get_ticket", {"ticket_id": 1})
+
+
+def test_overrides_apply_to_built_requests():
+    with override_settings(GRANTRY_PROVIDER_URLS={"github": "http://127.0.0.1:8080/gh"}):
+        prepared = call("github.get_issue", {"owner": "o", "repo": "r", "issue_number": 3})
+    assert prepared.url == "http://127.0.0.1:8080/gh/repos/o/r/issues/3"
