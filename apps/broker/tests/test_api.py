@@ -1,0 +1,359 @@
+"""The agent API against a real local upstream (a threaded HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from unittest import mock
+
+import pytest
+
+from apps.audit.models import AuditEvent
+from apps.broker.results import input_digest
+from apps.broker.tests.conftest import CONNECTION_SECRET, make_agent
+from apps.broker.tests.upstream import Reply
+from apps.connections.models import ConnectionStatus
+
+pytestmark = pytest.mark.django_db
+
+EXECUTE = "/api/v1/actions/{}/execute"
+CHECK = "/api/v1/actions/{}/check"
+
+
+def post(client, agent, action, payload, *, url=EXECUTE):
+    return client.post(
+        url.format(action), json.dumps(payload), content_type="application/json", **agent.headers
+    )
+
+
+def broker_events(**filters):
+    return list(AuditEvent.objects.filter(action__startswith="broker.", **filters).order_by("id"))
+
+
+def test_execute_injects_the_connection_credential_and_never_the_worker_token(
+    client, agent, upstream
+):
+    upstream.reply = Reply(
+        body={"results": [{"id": 1}]},
+        headers={"X-RateLimit-Remaining": "99", "Set-Cookie": "s=1", "X-Internal": "secret-ish"},
+    )
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == 200
+    assert body["body"] == {"results": [{"id": 1}]}
+    # Only allowlisted upstream headers come back.
+    assert body["headers"] == {"content-type": "application/json", "x-ratelimit-remaining": "99"}
+    [received] = upstream.requests
+    assert received.method == "GET"
+    assert received.path == "/projects"
+    assert received.headers["Authorization"] == f"Bearer {CONNECTION_SECRET}"
+    everything = json.dumps(received.headers) + received.body.decode() + received.path
+    assert agent.raw not in everything
+    assert "gry_" not in everything
+    # The agent never sees the SaaS credential.
+    assert CONNECTION_SECRET not in response.content.decode()
+
+
+def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client, agent, upstream):
+    payload = {"connection": "sandbox", "input": {"project_id": 2, "done": False}}
+    response = post(client, agent, "sandbox.list_tasks", payload)
+    assert response.status_code == 200, response.content
+
+    attempt, outcome = broker_events()
+    assert attempt.action == "broker.execute.attempt"
+    assert outcome.action == "broker.execute"
+    assert outcome.decision == "allowed" and outcome.outcome == "success"
+    assert outcome.worker_id == agent.worker.pk
+    assert outcome.token_id == agent.token.public_id
+    assert outcome.connection_id == agent.connection.pk
+    assert outcome.provider == "sandbox"
+    assert outcome.upstream_status == 200
+    assert outcome.latency_ms is not None
+    assert outcome.request_id == response["X-Request-Id"]
+    assert outcome.metadata["input_sha256"] == input_digest(payload["input"])
+    assert outcome.metadata["rule_id"] is not None
+    assert outcome.metadata["role_id"] == agent.role.pk
+    assert "input" not in outcome.metadata
+    for event in (attempt, outcome):
+        text = json.dumps(event.metadata) + event.reason
+        assert agent.raw not in text and CONNECTION_SECRET not in text
+    agent.connection.refresh_from_db()
+    assert agent.connection.last_used_at is not None
+
+
+def test_raw_input_is_stored_only_when_the_organization_asks(client, agent, upstream):
+    agent.organization.store_broker_input = True
+    agent.organization.save()
+    post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 1}})
+    assert broker_events()[-1].metadata["input"] == {"project_id": 1}
+
+
+def test_denied_action_names_the_missing_rule_and_sends_nothing(client, agent, upstream):
+    response = post(client, agent, "sandbox.create_project", {"input": {"name": "x"}})
+
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "denied"
+    assert "sandbox.create_project" in error["message"]
+    assert "rule" in error["message"]
+    assert upstream.requests == []
+    [event] = broker_events()
+    assert event.decision == "denied" and event.reason == error["message"]
+
+
+def test_constraints_are_enforced(client, agent, upstream):
+    response = post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 3}})
+    assert response.status_code == 403
+    assert "project_id" in response.json()["error"]["message"]
+    assert upstream.requests == []
+    assert (
+        post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 2}}).status_code == 200
+    )
+    assert len(upstream.requests) == 1
+
+
+def test_invalid_input_gets_field_errors_and_nothing_upstream(client, agent, upstream):
+    # The constraint holds (project_id 1); the schema does not (done must be a boolean).
+    response = post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 1, "done": "x"}})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert [f["path"] for f in error["details"]["fields"]] == ["/done"]
+    assert upstream.requests == []
+
+
+def test_schema_violation_on_an_allowed_action_returns_fields(client, org, upstream):
+    agent = make_agent(
+        org, rules=[{"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.*"}]
+    )
+    response = post(client, agent, "sandbox.create_project", {"input": {"name": ""}})
+    assert response.status_code == 400
+    fields = response.json()["error"]["details"]["fields"]
+    assert fields[0]["path"] == "/name"
+    assert upstream.requests == []
+
+
+def test_check_is_a_dry_run(client, agent, upstream):
+    ok = post(client, agent, "sandbox.list_projects", {"input": {}}, url=CHECK)
+    assert ok.status_code == 200
+    assert ok.json()["decision"] == "allowed"
+    assert ok.json()["connection"] == "sandbox"
+    denied = post(client, agent, "sandbox.create_project", {"input": {"name": "x"}}, url=CHECK)
+    assert denied.status_code == 403
+    assert upstream.requests == []
+    assert [e.action for e in broker_events()] == ["broker.check", "broker.check"]
+
+
+def test_fail_closed_when_the_attempt_cannot_be_audited(client, agent, upstream):
+    from apps.audit.services import audit_record as real
+
+    def failing(**kwargs):
+        if kwargs["action"].endswith(".attempt"):
+            raise RuntimeError("audit store down")
+        return real(**kwargs)
+
+    with mock.patch("apps.broker.services.audit_record", side_effect=failing):
+        response = post(client, agent, "sandbox.list_projects", {"input": {}})
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "audit_unavailable"
+    assert upstream.requests == []
+
+
+def test_unknown_token_and_revoked_token_get_401(client, agent, upstream):
+    from apps.workers.services import token_revoke
+
+    assert post(client, agent, "sandbox.list_projects", {"input": {}}).status_code == 200
+    token_revoke(token=agent.token)
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_invalid"
+    assert (
+        client.post(
+            EXECUTE.format("sandbox.list_projects"), "{}", content_type="application/json"
+        ).status_code
+        == 401
+    )
+    assert len(upstream.requests) == 1
+
+
+def test_another_organizations_connection_is_invisible(client, org, other_org, upstream):
+    mine = make_agent(org)
+    theirs = make_agent(other_org, name="spy", connection_name="globex-sandbox")
+    response = post(
+        client, theirs, "sandbox.list_projects", {"connection": mine.connection.pk, "input": {}}
+    )
+    assert response.status_code == 404
+    response = post(client, theirs, "sandbox.list_projects", {"connection": "sandbox", "input": {}})
+    assert response.status_code == 404
+    assert upstream.requests == []
+
+
+def test_slow_upstream_is_a_504_with_name_and_time(client, agent, upstream, settings):
+    settings.GRANTRY_EGRESS_TIMEOUT = 0.3
+    upstream.reply = Reply(delay=1.0)
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 504
+    error = response.json()["error"]
+    assert error["code"] == "upstream_timeout"
+    assert error["details"]["upstream"] == "sandbox"
+    assert error["details"]["elapsed_ms"] >= 250
+    assert broker_events()[-1].outcome == "error"
+
+
+def test_closed_port_is_a_502(client, agent, settings):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings.GRANTRY_PROVIDER_URLS = {"sandbox": f"http://127.0.0.1:{port}"}
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert error["details"]["upstream"] == "sandbox"
+    assert "elapsed_ms" in error["details"]
+
+
+def test_upstream_429_is_passed_through_with_retry_after(client, agent, upstream):
+    upstream.reply = Reply(status=429, body={"error": "slow down"}, headers={"Retry-After": "7"})
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 429
+    assert response["Retry-After"] == "7"
+    assert response.json()["error"]["code"] == "upstream_rate_limited"
+
+
+def test_upstream_error_status_is_reported_not_hidden(client, agent, upstream):
+    upstream.reply = Reply(status=404, body={"error": "no such project"})
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 200
+    assert response.json()["status"] == 404
+    assert broker_events()[-1].outcome == "failure"
+
+
+def test_response_over_the_cap_is_a_502(client, agent, upstream, settings):
+    settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES = 1000
+    upstream.reply = Reply(body={"blob": "x" * 5000})
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_response_too_large"
+
+
+def test_request_body_over_the_cap_is_a_413(client, agent, upstream):
+    huge = {"input": {"name": "x" * 1_100_000}}
+    response = post(client, agent, "sandbox.create_project", huge)
+    assert response.status_code == 413
+    assert upstream.requests == []
+
+
+def test_connection_needing_reauth_is_a_409(client, agent, upstream):
+    agent.connection.status = ConnectionStatus.NEEDS_REAUTH
+    agent.connection.save()
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "needs_reauth"
+    assert "admin" in error["message"] and "reconnect" in error["message"]
+    assert upstream.requests == []
+
+
+def test_rate_limit_answers_429_with_retry_after(client, org, upstream):
+    agent = make_agent(
+        org,
+        rules=[
+            {
+                "kind": "action",
+                "provider_key": "sandbox",
+                "action_pattern": "sandbox.list_projects",
+                "rate_limit_per_minute": 1,
+            }
+        ],
+    )
+    assert post(client, agent, "sandbox.list_projects", {"input": {}}).status_code == 200
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert len(upstream.requests) == 1
+
+
+def test_connection_is_optional_only_when_one_fits(client, org, upstream):
+    from apps.connections.models import Connection
+
+    agent = make_agent(
+        org,
+        rules=[
+            {"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.list_projects"}
+        ],
+    )
+    Connection.objects.create(
+        organization=org,
+        provider_key="sandbox",
+        name="second",
+        auth_type="api_key",
+        api_key="sbx_other",
+    )
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 400
+    assert sorted(response.json()["error"]["details"]["connections"]) == ["sandbox", "second"]
+    by_name = post(client, agent, "sandbox.list_projects", {"connection": "second", "input": {}})
+    assert by_name.status_code == 200
+    by_id = post(
+        client, agent, "sandbox.list_projects", {"connection": agent.connection.pk, "input": {}}
+    )
+    assert by_id.status_code == 200
+    assert [r.headers["Authorization"] for r in upstream.requests] == [
+        "Bearer sbx_other",
+        f"Bearer {CONNECTION_SECRET}",
+    ]
+
+
+def test_action_list_shows_only_what_the_role_allows(client, agent, upstream):
+    response = client.get("/api/v1/actions", **agent.headers)
+    assert response.status_code == 200
+    names = [a["name"] for a in response.json()["results"]]
+    assert names == sorted(names) or set(names) == {"sandbox.list_projects", "sandbox.list_tasks"}
+    assert set(names) == {"sandbox.list_projects", "sandbox.list_tasks"}
+    listed = response.json()["results"][0]
+    assert listed["input_schema"]["type"] == "object"
+    assert listed["connections"] == [{"id": agent.connection.pk, "name": "sandbox"}]
+
+
+def test_proxy_passes_through_when_a_rule_allows(client, agent, upstream):
+    upstream.reply = Reply(body={"id": 5}, headers={"ETag": '"v1"', "Server": "hidden"})
+    response = client.get("/api/v1/proxy/sandbox/projects/5/tasks?done=true", **agent.headers)
+    assert response.status_code == 200
+    assert response.json() == {"id": 5}
+    assert response["ETag"] == '"v1"'
+    assert "Server" not in response or response["Server"] != "hidden"
+    [received] = upstream.requests
+    assert received.path == "/projects/5/tasks?done=true"
+    assert received.headers["Authorization"] == f"Bearer {CONNECTION_SECRET}"
+    assert "gry_" not in json.dumps(received.headers)
+    assert broker_events()[-1].action == "broker.proxy"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "projects/../me",
+        "projects/%2e%2e/me",
+        "projects/%252e%252e/me",
+        "/evil.test/projects",
+    ],
+)
+def test_proxy_path_cannot_escape_the_base_url(client, agent, upstream, path):
+    response = client.get(f"/api/v1/proxy/sandbox/{path}", **agent.headers)
+    assert response.status_code in (400, 403, 404)
+    assert upstream.requests == []
+
+
+def test_proxy_needs_a_matching_rule(client, agent, upstream):
+    assert client.get("/api/v1/proxy/sandbox/me", **agent.headers).status_code == 403
+    response = client.post(
+        "/api/v1/proxy/sandbox/projects/1", "{}", content_type="application/json", **agent.headers
+    )
+    assert response.status_code == 403
+    assert "proxy rule" in response.json()["error"]["message"]
+    assert upstream.requests == []
