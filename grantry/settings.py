@@ -40,6 +40,9 @@ GRANTRY_ENCRYPTION_KEY = _required_secret(
 # django-cryptography would otherwise fall back to SECRET_KEY.
 CRYPTOGRAPHY_KEY = GRANTRY_ENCRYPTION_KEY
 CRYPTOGRAPHY_SALT = "grantry-custody"
+# Previous values of GRANTRY_ENCRYPTION_KEY, still accepted for reading while
+# `manage.py rotate_encryption_key` rewrites every secret under the current key.
+GRANTRY_ENCRYPTION_OLD_KEYS = env.list("GRANTRY_ENCRYPTION_OLD_KEYS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 GRANTRY_BASE_URL = env.str("GRANTRY_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -255,6 +258,11 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="grantr
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# Connections: refresh OAuth tokens that expire soon or sit idle (apps.connections.tasks).
+CELERY_BEAT_SCHEDULE["connections-refresh-due"] = {
+    "task": "connections.refresh_due_connections",
+    "schedule": 300.0,
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Grantry ----------------------------------------------------------------
@@ -264,6 +272,9 @@ GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
 GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES", default=5_000_000)
 # Provider base URL overrides, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3"
 GRANTRY_PROVIDER_URLS = env.dict("GRANTRY_PROVIDER_URLS", default={})
+# Connections: refresh this long before expiry; exercise refresh tokens idle this many days.
+GRANTRY_REFRESH_AHEAD_SECONDS = env.int("GRANTRY_REFRESH_AHEAD_SECONDS", default=600)
+GRANTRY_REFRESH_KEEPALIVE_DAYS = env.int("GRANTRY_REFRESH_KEEPALIVE_DAYS", default=7)
 # The offline Sandbox SaaS (an OAuth server and a tiny API) used by the demo and tests.
 # Production deployments do not install it at all.
 GRANTRY_SANDBOX_ENABLED = env.bool("GRANTRY_SANDBOX_ENABLED", default=DEBUG)

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.connections.views import OAuthCallbackView
 from apps.core.views import healthz
 
 urlpatterns = [
@@ -19,6 +20,8 @@ urlpatterns = [
     path("api/v1/orgs/<slug:org_slug>/", include("apps.organizations.api_urls")),
     path("o/<slug:org_slug>/", include("apps.organizations.urls")),
     path("o/<slug:org_slug>/connections/", include("apps.connections.urls")),
+    # The one fixed OAuth redirect URI every provider app registers (connections).
+    path("oauth/callback/", OAuthCallbackView.as_view(), name="oauth-callback"),
     path("o/<slug:org_slug>/workers/", include("apps.workers.urls")),
     path("o/<slug:org_slug>/roles/", include("apps.policies.urls")),
     path("o/<slug:org_slug>/audit/", include("apps.audit.urls")),

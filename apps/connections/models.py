@@ -1,13 +1,26 @@
 """Custody: the SaaS credentials an organization holds.
 
-Secret columns are encrypted at rest (django-cryptography, keyed by
-GRANTRY_ENCRYPTION_KEY). Only `apps.connections.custody` reads them."""
+Secret columns are encrypted at rest (django-cryptography fields, keyed by
+GRANTRY_ENCRYPTION_KEY through `apps.connections.keyring`). Only
+`apps.connections.custody` reads them; `__str__`/`__repr__` never show them."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 from django_cryptography.fields import encrypt
+
+SECRET_FIELDS = {
+    "Connection": ("access_token", "refresh_token", "api_key"),
+    "ProviderApp": ("client_secret",),
+    "OAuthState": ("code_verifier",),
+}
 
 
 class ConnectionStatus(models.TextChoices):
@@ -17,12 +30,81 @@ class ConnectionStatus(models.TextChoices):
     ERROR = "error", "Error"
 
 
+class RevocationResult(models.TextChoices):
+    NONE = "", "—"
+    REVOKED = "revoked", "Revoked at the provider"
+    FAILED = "failed", "Revocation failed"
+    UNSUPPORTED = "unsupported", "Provider has no revocation endpoint"
+
+
+class ProviderAppQuerySet(models.QuerySet["ProviderApp"]):
+    def for_organization(self, organization: object) -> ProviderAppQuerySet:
+        return self.filter(organization=organization)
+
+
+class ProviderApp(models.Model):
+    """An organization's own OAuth client at one provider (no shared Grantry app)."""
+
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="provider_apps"
+    )
+    provider_key = models.CharField(max_length=60)
+    client_id = models.CharField(max_length=300)
+    client_secret = encrypt(models.TextField(blank=True, default=""))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProviderAppQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organization", "provider_key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "provider_key"], name="uniq_provider_app"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_key} app of {self.organization_id}"
+
+    def __repr__(self) -> str:
+        return f"<ProviderApp {self.pk} {self.provider_key}>"
+
+    def has_secret(self) -> bool:
+        # isnull-style check on the encrypted value without exposing it.
+        return bool(self.client_secret)
+
+
 class ConnectionQuerySet(models.QuerySet["Connection"]):
     def for_organization(self, organization: object) -> ConnectionQuerySet:
         return self.filter(organization=organization)
 
     def usable(self) -> ConnectionQuerySet:
         return self.filter(status=ConnectionStatus.ACTIVE)
+
+    def refresh_due(self, *, now: datetime | None = None) -> ConnectionQuerySet:
+        """Active OAuth connections that expire soon, or whose refresh token has
+        not been used for GRANTRY_REFRESH_KEEPALIVE_DAYS (some providers expire
+        idle refresh tokens)."""
+        now = now or timezone.now()
+        soon = now + timedelta(seconds=settings.GRANTRY_REFRESH_AHEAD_SECONDS)
+        idle = now - timedelta(days=settings.GRANTRY_REFRESH_KEEPALIVE_DAYS)
+        return (
+            self.usable()
+            .filter(auth_type="oauth2", has_refresh_token=True)
+            .filter(
+                Q(expires_at__lte=soon)
+                | Q(last_refreshed_at__lte=idle)
+                | Q(last_refreshed_at__isnull=True, created_at__lte=idle)
+            )
+        )
 
 
 class Connection(models.Model):
@@ -32,8 +114,13 @@ class Connection(models.Model):
     provider_key = models.CharField(max_length=60)
     name = models.SlugField(max_length=60, help_text="Unique name within the organization.")
     auth_type = models.CharField(max_length=16)  # providers.catalog.AuthType
+    provider_app = models.ForeignKey(
+        ProviderApp, on_delete=models.SET_NULL, null=True, blank=True, related_name="connections"
+    )
     account_label = models.CharField(max_length=200, blank=True)
     scopes = models.JSONField(default=list, blank=True)
+    # Non-secret values that shape the upstream URL, e.g. {"subdomain": "acme"} for Zendesk.
+    base_url_params = models.JSONField(default=dict, blank=True)
     status = models.CharField(
         max_length=16, choices=ConnectionStatus.choices, default=ConnectionStatus.ACTIVE
     )
@@ -41,16 +128,29 @@ class Connection(models.Model):
 
     access_token = encrypt(models.TextField(blank=True, default=""))
     refresh_token = encrypt(models.TextField(blank=True, default=""))
+    api_key = encrypt(models.TextField(blank=True, default=""))
+    # Plain flag so queries can select refreshable rows without decrypting.
+    has_refresh_token = models.BooleanField(default=False)
+    token_type = models.CharField(max_length=40, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    refresh_failures = models.PositiveIntegerField(default=0)
+    last_refresh_error = models.CharField(max_length=300, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_result = models.CharField(
+        max_length=16, choices=RevocationResult.choices, blank=True, default=""
+    )
 
     objects = ConnectionQuerySet.as_manager()
 
@@ -59,9 +159,84 @@ class Connection(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["organization", "name"], name="uniq_connection_name")
         ]
+        indexes = [models.Index(fields=["status", "expires_at"], name="conn_status_expiry")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.provider_key})"
 
     def __repr__(self) -> str:
         return f"<Connection {self.pk} {self.provider_key}:{self.name} {self.status}>"
+
+    def is_oauth(self) -> bool:
+        return self.auth_type == "oauth2"
+
+    def is_expired(self, *, leeway: int = 0, now: datetime | None = None) -> bool:
+        if not self.is_oauth() or self.expires_at is None:
+            return False
+        return self.expires_at <= (now or timezone.now()) + timedelta(seconds=leeway)
+
+    def is_refresh_due(self, *, now: datetime | None = None) -> bool:
+        """Same rule as ConnectionQuerySet.refresh_due, for one row."""
+        if self.status != ConnectionStatus.ACTIVE or not self.is_oauth():
+            return False
+        if not self.has_refresh_token:
+            return False
+        now = now or timezone.now()
+        if self.is_expired(leeway=settings.GRANTRY_REFRESH_AHEAD_SECONDS, now=now):
+            return True
+        idle_since = self.last_refreshed_at or self.created_at
+        return idle_since <= now - timedelta(days=settings.GRANTRY_REFRESH_KEEPALIVE_DAYS)
+
+
+def _state_expiry() -> datetime:
+    return timezone.now() + timedelta(minutes=10)
+
+
+class OAuthStateQuerySet(models.QuerySet["OAuthState"]):
+    def unused(self) -> OAuthStateQuerySet:
+        return self.filter(used_at__isnull=True)
+
+
+class OAuthState(models.Model):
+    """One authorization attempt: single use, bound to the browser session and the
+    user who started it, valid for 10 minutes. The PKCE verifier stays here."""
+
+    state_digest = models.CharField(max_length=64, unique=True)
+    session_digest = models.CharField(max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="+"
+    )
+    provider_key = models.CharField(max_length=60)
+    connection_name = models.SlugField(max_length=60)
+    # Set when re-authorizing an existing connection (Reconnect).
+    reconnect = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    redirect_uri = models.CharField(max_length=500)
+    requested_scopes = models.JSONField(default=list, blank=True)
+    code_verifier = encrypt(models.TextField())
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=_state_expiry)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OAuthStateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"OAuth state for {self.provider_key} ({self.connection_name})"
+
+    def __repr__(self) -> str:
+        return f"<OAuthState {self.pk} {self.provider_key}>"
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @staticmethod
+    def digest(value: str) -> str:
+        return hashlib.sha256(value.encode()).hexdigest()
+
+    def as_audit_metadata(self) -> dict[str, Any]:
+        return {"provider": self.provider_key, "connection_name": self.connection_name}

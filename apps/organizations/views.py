@@ -18,7 +18,6 @@ from apps.organizations.models import Invitation, Membership, OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 
 UPCOMING_SECTIONS = {
-    "connections": ("Connections", "Connected SaaS accounts will be listed and managed here."),
     "workers": ("Workers", "Agent workers and their scoped tokens will be managed here."),
 }
 

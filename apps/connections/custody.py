@@ -1,0 +1,134 @@
+"""The ONLY module that reads plaintext secrets.
+
+Every read of `Connection.access_token/refresh_token/api_key`,
+`ProviderApp.client_secret` and `OAuthState.code_verifier` is in this file,
+so a reviewer audits custody here. Nothing here logs a secret or puts one in
+an exception message.
+
+`auth_for(connection, provider)` is what the broker calls before an upstream
+request: it returns the headers/query parameters that carry the credential,
+refreshing the access token first (under a row lock, see
+`services.connection_refresh`) when it has expired.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps.connections.models import Connection, ConnectionStatus, OAuthState, ProviderApp
+from apps.providers.catalog import Placement, Provider
+
+# Refresh a little before the real expiry so a token does not die in flight.
+EXPIRY_LEEWAY_SECONDS = 30
+
+
+class NeedsReauth(Exception):
+    """The connection cannot produce a credential until an admin reconnects it."""
+
+    def __init__(self, connection: Connection, reason: str = "") -> None:
+        super().__init__(
+            reason or f"Connection '{connection.name}' needs to be reconnected by an admin."
+        )
+        self.connection_id = connection.pk
+        self.status = connection.status
+
+
+@dataclass(frozen=True)
+class AppliedAuth:
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    params: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return f"<AppliedAuth headers={sorted(self.headers)} params={sorted(self.params)}>"
+
+
+def _credential(connection: Connection) -> str:
+    return connection.access_token if connection.is_oauth() else connection.api_key
+
+
+def auth_for(connection: Connection, provider: Provider) -> AppliedAuth:
+    """The credential placement for one upstream request. May refresh first."""
+    if connection.status != ConnectionStatus.ACTIVE:
+        raise NeedsReauth(connection)
+    if connection.is_oauth() and connection.is_expired(leeway=EXPIRY_LEEWAY_SECONDS):
+        from apps.connections.services import connection_refresh
+
+        fresh = connection_refresh(connection_id=connection.pk)
+        # Hand the caller's object the new state too (it may be reused).
+        for name in (
+            "access_token",
+            "refresh_token",
+            "expires_at",
+            "status",
+            "last_refreshed_at",
+            "has_refresh_token",
+        ):
+            setattr(connection, name, getattr(fresh, name))
+        if fresh.status != ConnectionStatus.ACTIVE or fresh.is_expired():
+            raise NeedsReauth(fresh)
+    secret = _credential(connection)
+    if not secret:
+        raise NeedsReauth(connection, "The connection holds no credential.")
+    return place_credential(provider, secret, connection.base_url_params)
+
+
+def place_credential(
+    provider: Provider, secret: str, base_url_params: dict[str, Any] | None = None
+) -> AppliedAuth:
+    placement = Placement(provider.placement)
+    if placement == Placement.BEARER:
+        return AppliedAuth(headers={"Authorization": f"Bearer {secret}"})
+    if placement == Placement.HEADER:
+        return AppliedAuth(headers={provider.header_name: f"{provider.header_prefix}{secret}"})
+    if placement == Placement.BASIC:
+        # "user:secret" when the connection names a user (Zendesk "email/token"),
+        # else the secret as user name with an empty password (Stripe).
+        user = str((base_url_params or {}).get("basic_username", ""))
+        pair = f"{user}:{secret}" if user else f"{secret}:"
+        encoded = base64.b64encode(pair.encode()).decode()
+        return AppliedAuth(headers={"Authorization": f"Basic {encoded}"})
+    if placement == Placement.QUERY:
+        return AppliedAuth(params={provider.header_name: secret})
+    raise ValueError(f"Unknown credential placement {placement!r}.")
+
+
+# --- reads used by the services (refresh, revoke, connect) -------------------------
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+def client_credentials(app: ProviderApp) -> ClientCredentials:
+    return ClientCredentials(client_id=app.client_id, client_secret=app.client_secret)
+
+
+def refresh_token_of(connection: Connection) -> str:
+    return connection.refresh_token
+
+
+def revocable_tokens(connection: Connection) -> list[tuple[str, str]]:
+    """(token, token_type_hint) pairs to revoke: refresh token first (revoking it
+    revokes the grant at most servers), then the access token."""
+    pairs = []
+    if connection.refresh_token:
+        pairs.append((connection.refresh_token, "refresh_token"))
+    if connection.access_token:
+        pairs.append((connection.access_token, "access_token"))
+    return pairs
+
+
+def code_verifier_of(state: OAuthState) -> str:
+    return state.code_verifier
+
+
+def destroy_secrets(connection: Connection) -> None:
+    """Blank every secret of the connection (the caller saves)."""
+    connection.access_token = ""
+    connection.refresh_token = ""
+    connection.api_key = ""
+    connection.has_refresh_token = False

@@ -1,0 +1,688 @@
+"""Writes for connections: provider apps, connect (OAuth and API key), refresh,
+disconnect. Every security-relevant change writes its audit event in the same
+transaction; emails go out from `on_commit`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.audit.models import Outcome
+from apps.audit.services import audit_record
+from apps.connections import custody, oauth
+from apps.connections.models import (
+    Connection,
+    ConnectionStatus,
+    OAuthState,
+    ProviderApp,
+    RevocationResult,
+)
+from apps.core.egress import EgressError, egress_request
+from apps.organizations.models import Organization, OrgRole
+from apps.providers.catalog import AuthType, Provider
+
+logger = logging.getLogger(__name__)
+
+USED_THROTTLE = timedelta(seconds=60)
+INVALID_GRANT_ERRORS = frozenset({"invalid_grant"})
+
+
+def oauth_redirect_uri() -> str:
+    """The one callback every provider app must register (shown in the dashboard)."""
+    return f"{settings.GRANTRY_BASE_URL}/oauth/callback/"
+
+
+def resolved_provider(
+    key: str, *, organization: Organization | None, base_url_params: dict[str, Any] | None = None
+) -> Provider:
+    from apps.providers.registry import get_provider, resolve_base_url_params
+
+    provider = get_provider(key, organization=organization)
+    return resolve_base_url_params(provider, base_url_params or {})
+
+
+# --- Provider apps ----------------------------------------------------------------
+
+
+@transaction.atomic
+def provider_app_save(
+    *,
+    organization: Organization,
+    provider_key: str,
+    client_id: str,
+    client_secret: str | None,
+    request: HttpRequest | None = None,
+    actor: Any = None,
+) -> ProviderApp:
+    """Create or update the org's OAuth client for a provider. An empty
+    `client_secret` keeps the stored one (the form never shows it back)."""
+    app = (
+        ProviderApp.objects.select_for_update()
+        .filter(organization=organization, provider_key=provider_key)
+        .first()
+    )
+    created = app is None
+    if app is None:
+        app = ProviderApp(
+            organization=organization,
+            provider_key=provider_key,
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+    secret_changed = bool(client_secret)
+    app.client_id = client_id.strip()
+    if client_secret:
+        app.client_secret = client_secret.strip()
+    app.save()
+    audit_record(
+        action="provider_app.created" if created else "provider_app.updated",
+        organization=organization,
+        target=app,
+        request=request,
+        provider=provider_key,
+        metadata={"client_id": app.client_id, "secret_changed": secret_changed},
+    )
+    return app
+
+
+# --- Connect: shared helpers ----------------------------------------------------------
+
+
+class CredentialRejected(Exception):
+    """The provider said the key/token is not valid (nothing was saved)."""
+
+
+class ProviderUnreachable(Exception):
+    """The identity check could not be made (nothing was saved)."""
+
+
+def _token_expiry(token: dict[str, Any]) -> datetime | None:
+    if token.get("expires_at"):
+        return datetime.fromtimestamp(int(token["expires_at"]), tz=UTC)
+    if token.get("expires_in"):
+        return timezone.now() + timedelta(seconds=int(token["expires_in"]))
+    return None
+
+
+def fetch_account_label(
+    provider: Provider, secret: str, base_url_params: dict[str, Any] | None = None
+) -> str:
+    """Ask the provider who the credential belongs to. Raises CredentialRejected
+    on 401/403, ProviderUnreachable on other failures. "" if no identity call."""
+    if not provider.userinfo_url:
+        return ""
+    applied = custody.place_credential(provider, secret, base_url_params)
+    method = getattr(provider, "userinfo_method", "GET") or "GET"
+    body = getattr(provider, "userinfo_body", None)
+    headers = {
+        "Accept": "application/json",
+        **getattr(provider, "default_headers", {}),
+        **applied.headers,
+    }
+    try:
+        response = egress_request(
+            method, provider.userinfo_url, headers=headers, params=applied.params or None, json=body
+        )
+    except EgressError as exc:
+        raise ProviderUnreachable(f"{provider.display_name} could not be reached: {exc}") from exc
+    if response.status_code in (401, 403):
+        raise CredentialRejected(
+            f"{provider.display_name} rejected the credential (HTTP {response.status_code})."
+        )
+    if not response.is_success():
+        raise ProviderUnreachable(
+            f"{provider.display_name} answered the identity check with HTTP {response.status_code}."
+        )
+    try:
+        return oauth.account_from_identity(provider, response.json())
+    except ValueError:
+        return ""
+
+
+# --- Connect: OAuth ---------------------------------------------------------------------
+
+
+class ConnectFailure(Exception):
+    """A connect attempt that ended on an error page. `code` picks the page:
+    consent_denied, provider_error, state_invalid, state_reused, state_expired,
+    token_exchange_failed, issuer_mismatch, name_taken, forbidden."""
+
+    def __init__(self, code: str, detail: str = "", *, organization_slug: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+        self.organization_slug = organization_slug
+
+
+@transaction.atomic
+def connection_oauth_start(
+    *,
+    organization: Organization,
+    provider_key: str,
+    name: str,
+    user: Any,
+    session_key: str,
+    reconnect: Connection | None = None,
+    scopes: list[str] | None = None,
+) -> str:
+    """Record a single-use state (with the PKCE verifier, server-side) and return
+    the provider's authorization URL to redirect the browser to."""
+    provider = resolved_provider(
+        provider_key,
+        organization=organization,
+        base_url_params=reconnect.base_url_params if reconnect else None,
+    )
+    app = ProviderApp.objects.for_organization(organization).get(provider_key=provider_key)
+    state = secrets.token_urlsafe(32)
+    verifier = oauth.new_code_verifier()
+    requested = list(scopes if scopes is not None else provider.default_scopes)
+    OAuthState.objects.create(
+        state_digest=OAuthState.digest(state),
+        session_digest=OAuthState.digest(session_key),
+        user=user,
+        organization=organization,
+        provider_key=provider_key,
+        connection_name=reconnect.name if reconnect else name,
+        reconnect=reconnect,
+        redirect_uri=oauth_redirect_uri(),
+        requested_scopes=requested,
+        code_verifier=verifier,
+    )
+    return oauth.authorization_url(
+        provider,
+        client_id=app.client_id,
+        redirect_uri=oauth_redirect_uri(),
+        state=state,
+        code_verifier=verifier,
+        scopes=requested,
+    )
+
+
+def _consume_state(*, state: str, user: Any, session_key: str) -> OAuthState:
+    digest = OAuthState.digest(state or "")
+    row = OAuthState.objects.select_related("organization").filter(state_digest=digest).first()
+    if not state or row is None:
+        raise ConnectFailure("state_invalid")
+    slug = row.organization.slug
+    if row.user_id != getattr(user, "pk", None) or row.session_digest != OAuthState.digest(
+        session_key or ""
+    ):
+        raise ConnectFailure("state_invalid", organization_slug=slug)
+    # Single use, race-safe: only one request can flip used_at.
+    consumed = OAuthState.objects.unused().filter(pk=row.pk).update(used_at=timezone.now())
+    if not consumed:
+        raise ConnectFailure("state_reused", organization_slug=slug)
+    if row.is_expired():
+        raise ConnectFailure("state_expired", organization_slug=slug)
+    return row
+
+
+def _audit_connect_failure(
+    row: OAuthState, code: str, detail: str, request: HttpRequest | None
+) -> None:
+    audit_record(
+        action="connection.connect_failed",
+        organization=row.organization,
+        request=request,
+        outcome=Outcome.FAILURE,
+        provider=row.provider_key,
+        reason=f"{code}: {detail}"[:1000],
+        metadata=row.as_audit_metadata(),
+    )
+
+
+def connection_oauth_complete(
+    *,
+    params: dict[str, str],
+    user: Any,
+    session_key: str,
+    request: HttpRequest | None = None,
+) -> Connection:
+    """Handle the provider's redirect back to /oauth/callback/. Raises ConnectFailure."""
+    from apps.organizations.tenancy import resolve_membership
+
+    row = _consume_state(state=params.get("state", ""), user=user, session_key=session_key)
+    slug = row.organization.slug
+
+    def fail(code: str, detail: str = "") -> ConnectFailure:
+        _audit_connect_failure(row, code, detail, request)
+        return ConnectFailure(code, detail[:300], organization_slug=slug)
+
+    try:
+        membership = resolve_membership(user, slug)
+    except Exception:  # noqa: BLE001 - Http404: no longer a member
+        raise fail("forbidden", "You are no longer a member of this organization.") from None
+    if not membership.can_manage():
+        raise fail("forbidden", "Only admins can connect accounts.")
+    error = params.get("error", "")
+    if error == "access_denied":
+        raise fail("consent_denied", params.get("error_description", ""))
+    if error:
+        raise fail("provider_error", f"{error}: {params.get('error_description', '')}")
+    provider = resolved_provider(
+        row.provider_key,
+        organization=row.organization,
+        base_url_params=row.reconnect.base_url_params if row.reconnect else None,
+    )
+    iss = params.get("iss", "")
+    if iss and not oauth.expected_issuer_matches(provider, iss):
+        raise fail("issuer_mismatch", "The answer came from a different authorization server.")
+    code = params.get("code", "")
+    if not code:
+        raise fail("provider_error", "The provider sent no authorization code.")
+    app = (
+        ProviderApp.objects.for_organization(row.organization)
+        .filter(provider_key=row.provider_key)
+        .first()
+    )
+    if app is None:
+        raise fail("token_exchange_failed", "The OAuth app settings were removed meanwhile.")
+    creds = custody.client_credentials(app)
+    try:
+        token = oauth.exchange_code(
+            provider,
+            client_id=creds.client_id,
+            client_secret=creds.client_secret,
+            redirect_uri=row.redirect_uri,
+            code=code,
+            code_verifier=custody.code_verifier_of(row),
+        )
+    except oauth.TokenEndpointError as exc:
+        raise fail("token_exchange_failed", str(exc)) from exc
+    if not token.get("access_token"):
+        raise fail("token_exchange_failed", "The token endpoint returned no access token.")
+    account_label, identity_note = "", ""
+    try:
+        account_label = fetch_account_label(
+            provider,
+            str(token["access_token"]),
+            row.reconnect.base_url_params if row.reconnect else None,
+        )
+    except (CredentialRejected, ProviderUnreachable) as exc:
+        identity_note = f"Identity not fetched: {exc}"
+    try:
+        return connection_create_from_oauth(
+            organization=row.organization,
+            provider_key=row.provider_key,
+            name=row.connection_name,
+            token=token,
+            provider_app=app,
+            scopes=oauth.granted_scopes(provider, token, row.requested_scopes),
+            account_label=account_label,
+            status_detail=identity_note,
+            created_by=user,
+            reconnect=row.reconnect,
+            request=request,
+        )
+    except IntegrityError:
+        raise fail(
+            "name_taken", f"A connection named '{row.connection_name}' already exists."
+        ) from None
+
+
+@transaction.atomic
+def connection_create_from_oauth(
+    *,
+    organization: Organization,
+    provider_key: str,
+    name: str,
+    token: dict[str, Any],
+    provider_app: ProviderApp,
+    scopes: list[str],
+    account_label: str = "",
+    status_detail: str = "",
+    created_by: Any = None,
+    reconnect: Connection | None = None,
+    request: HttpRequest | None = None,
+) -> Connection:
+    """Store a freshly granted token as a new connection, or into `reconnect`."""
+    if reconnect is not None:
+        connection = Connection.objects.select_for_update().get(
+            pk=reconnect.pk, organization=organization
+        )
+    else:
+        connection = Connection(
+            organization=organization,
+            provider_key=provider_key,
+            name=name,
+            auth_type=AuthType.OAUTH2,
+            created_by=created_by,
+        )
+    connection.provider_app = provider_app
+    connection.access_token = str(token["access_token"])
+    connection.refresh_token = str(token.get("refresh_token") or "")
+    connection.has_refresh_token = bool(connection.refresh_token)
+    connection.token_type = str(token.get("token_type") or "")[:40]
+    connection.expires_at = _token_expiry(token)
+    connection.scopes = scopes
+    connection.account_label = account_label or connection.account_label
+    connection.status = ConnectionStatus.ACTIVE
+    connection.status_detail = status_detail[:300]
+    connection.last_refreshed_at = timezone.now()
+    connection.refresh_failures = 0
+    connection.last_refresh_error = ""
+    connection.revoked_at = None
+    connection.revocation_result = RevocationResult.NONE
+    with transaction.atomic():  # savepoint: a duplicate name must not poison the outer tx
+        connection.save()
+    audit_record(
+        action="connection.reconnected" if reconnect else "connection.created",
+        organization=organization,
+        target=connection,
+        request=request,
+        connection_id=connection.pk,
+        provider=provider_key,
+        metadata={"auth_type": "oauth2", "scopes": scopes, "account": connection.account_label},
+    )
+    return connection
+
+
+# --- Connect: API key -----------------------------------------------------------------
+
+
+def connection_create_api_key(
+    *,
+    organization: Organization,
+    provider_key: str,
+    name: str,
+    api_key: str,
+    base_url_params: dict[str, Any] | None = None,
+    created_by: Any = None,
+    request: HttpRequest | None = None,
+) -> Connection:
+    """Check the key with the provider's identity call, then save. A rejected key
+    raises CredentialRejected and nothing is written."""
+    params = dict(base_url_params or {})
+    provider = resolved_provider(provider_key, organization=organization, base_url_params=params)
+    api_key = api_key.strip()
+    account_label = fetch_account_label(provider, api_key, params)
+    return _connection_save_api_key(
+        organization=organization,
+        provider_key=provider_key,
+        name=name,
+        api_key=api_key,
+        base_url_params=params,
+        account_label=account_label,
+        created_by=created_by,
+        request=request,
+    )
+
+
+@transaction.atomic
+def _connection_save_api_key(
+    *,
+    organization: Organization,
+    provider_key: str,
+    name: str,
+    api_key: str,
+    base_url_params: dict[str, Any],
+    account_label: str,
+    created_by: Any,
+    request: HttpRequest | None,
+) -> Connection:
+    connection = Connection(
+        organization=organization,
+        provider_key=provider_key,
+        name=name,
+        auth_type=AuthType.API_KEY,
+        api_key=api_key,
+        base_url_params=base_url_params,
+        account_label=account_label,
+        created_by=created_by,
+    )
+    connection.save()
+    audit_record(
+        action="connection.created",
+        organization=organization,
+        target=connection,
+        request=request,
+        connection_id=connection.pk,
+        provider=provider_key,
+        metadata={"auth_type": "api_key", "account": account_label},
+    )
+    return connection
+
+
+# --- Refresh ------------------------------------------------------------------------------
+
+
+class RefreshTemporarilyFailed(Exception):
+    """A transient refresh failure (network, 5xx, 429): retry with backoff."""
+
+
+def _mark_needs_reauth(connection: Connection, reason: str) -> None:
+    connection.status = ConnectionStatus.NEEDS_REAUTH
+    connection.status_detail = reason[:300]
+    connection.last_refresh_error = reason[:300]
+    connection.save(update_fields=["status", "status_detail", "last_refresh_error", "updated_at"])
+    audit_record(
+        action="connection.needs_reauth",
+        organization_id=connection.organization_id,
+        target=connection,
+        outcome=Outcome.FAILURE,
+        connection_id=connection.pk,
+        provider=connection.provider_key,
+        reason=reason[:1000],
+    )
+    connection_id = connection.pk
+
+    def notify() -> None:
+        from apps.connections.tasks import notify_needs_reauth
+
+        notify_needs_reauth.delay(connection_id)
+
+    transaction.on_commit(notify)
+
+
+def connection_refresh(*, connection_id: int, force: bool = False) -> Connection:
+    """Refresh one OAuth connection if (still) needed.
+
+    Takes the row lock, re-reads the row and decides under the lock, so of many
+    concurrent callers exactly one talks to the provider; the others wait and
+    then see the new token. The lock is released by the commit."""
+    transient: str | None = None
+    with transaction.atomic():
+        connection = Connection.objects.select_for_update().get(pk=connection_id)
+        if connection.status != ConnectionStatus.ACTIVE or not connection.is_oauth():
+            return connection
+        if not (force or connection.is_refresh_due()):
+            return connection
+        if not connection.has_refresh_token:
+            if connection.is_expired():
+                _mark_needs_reauth(
+                    connection, "The access token expired and the provider issued no refresh token."
+                )
+            return connection
+        app = connection.provider_app
+        if app is None:
+            _mark_needs_reauth(connection, "The OAuth app settings for this provider were removed.")
+            return connection
+        provider = resolved_provider(
+            connection.provider_key,
+            organization=connection.organization,
+            base_url_params=connection.base_url_params,
+        )
+        creds = custody.client_credentials(app)
+        try:
+            token = oauth.refresh(
+                provider,
+                client_id=creds.client_id,
+                client_secret=creds.client_secret,
+                refresh_token=custody.refresh_token_of(connection),
+            )
+        except oauth.TokenEndpointError as exc:
+            if exc.error in INVALID_GRANT_ERRORS:
+                _mark_needs_reauth(
+                    connection,
+                    "The provider no longer accepts the refresh "
+                    "token (invalid_grant). Reconnect it.",
+                )
+                return connection
+            connection.refresh_failures += 1
+            connection.last_refresh_error = str(exc)[:300]
+            connection.save(update_fields=["refresh_failures", "last_refresh_error", "updated_at"])
+            audit_record(
+                action="connection.refresh_failed",
+                organization_id=connection.organization_id,
+                target=connection,
+                outcome=Outcome.ERROR,
+                connection_id=connection.pk,
+                provider=connection.provider_key,
+                reason=str(exc)[:1000],
+                metadata={"transient": exc.transient, "failures": connection.refresh_failures},
+            )
+            if not exc.transient:
+                return connection
+            transient = str(exc)
+        else:
+            connection.access_token = str(token["access_token"])
+            if token.get("refresh_token"):  # rotation; else keep the old one
+                connection.refresh_token = str(token["refresh_token"])
+            connection.token_type = str(token.get("token_type") or connection.token_type)[:40]
+            connection.expires_at = _token_expiry(token)
+            if token.get("scope"):
+                connection.scopes = oauth.granted_scopes(provider, token, connection.scopes)
+            connection.last_refreshed_at = timezone.now()
+            connection.refresh_failures = 0
+            connection.last_refresh_error = ""
+            connection.save()
+            audit_record(
+                action="connection.refreshed",
+                organization_id=connection.organization_id,
+                target=connection,
+                connection_id=connection.pk,
+                provider=connection.provider_key,
+                metadata={"rotated": bool(token.get("refresh_token")), "forced": force},
+            )
+    if transient is not None:
+        raise RefreshTemporarilyFailed(transient)
+    return connection
+
+
+def connection_ids_refresh_due() -> list[int]:
+    return list(Connection.objects.refresh_due().values_list("pk", flat=True))
+
+
+# --- Disconnect --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def connection_disconnect(
+    *,
+    connection_id: int,
+    organization: Organization,
+    request: HttpRequest | None = None,
+) -> Connection:
+    """Revoke at the provider (RFC 7009) where it can, then destroy the secrets.
+    Metadata stays for the audit trail. A failed revocation is recorded and the
+    secrets are destroyed anyway."""
+    connection = Connection.objects.select_for_update().get(
+        pk=connection_id, organization=organization
+    )
+    if connection.status == ConnectionStatus.REVOKED:
+        return connection
+    result, failure = RevocationResult.UNSUPPORTED, ""
+    if connection.is_oauth():
+        provider = resolved_provider(
+            connection.provider_key,
+            organization=organization,
+            base_url_params=connection.base_url_params,
+        )
+        app = connection.provider_app
+        if provider.revocation_url and app is not None:
+            creds = custody.client_credentials(app)
+            result = RevocationResult.REVOKED
+            for token, hint in custody.revocable_tokens(connection):
+                try:
+                    oauth.revoke(
+                        provider,
+                        client_id=creds.client_id,
+                        client_secret=creds.client_secret,
+                        token=token,
+                        token_type_hint=hint,
+                    )
+                except oauth.TokenEndpointError as exc:
+                    result, failure = RevocationResult.FAILED, str(exc)
+                    break
+    custody.destroy_secrets(connection)
+    connection.status = ConnectionStatus.REVOKED
+    connection.status_detail = "Disconnected." + (
+        f" Revocation failed: {failure}" if failure else ""
+    )
+    connection.status_detail = connection.status_detail[:300]
+    connection.revoked_at = timezone.now()
+    connection.revocation_result = result
+    connection.save()
+    if result == RevocationResult.FAILED:
+        audit_record(
+            action="connection.revocation_failed",
+            organization=organization,
+            target=connection,
+            request=request,
+            outcome=Outcome.FAILURE,
+            connection_id=connection.pk,
+            provider=connection.provider_key,
+            reason=failure[:1000],
+        )
+    audit_record(
+        action="connection.disconnected",
+        organization=organization,
+        target=connection,
+        request=request,
+        connection_id=connection.pk,
+        provider=connection.provider_key,
+        metadata={"revocation": result or "none"},
+    )
+    return connection
+
+
+# --- Usage ------------------------------------------------------------------------------
+
+
+def connection_mark_used(*, connection_id: int, now: datetime | None = None) -> bool:
+    """Record use for the inventory, at most once a minute per connection (one
+    conditional UPDATE; no write at all on most broker calls)."""
+    now = now or timezone.now()
+    updated = (
+        Connection.objects.filter(pk=connection_id)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - USED_THROTTLE))
+        .update(last_used_at=now)
+    )
+    return bool(updated)
+
+
+def org_admin_emails(organization_id: int) -> list[str]:
+    from apps.organizations.models import Membership
+
+    return sorted(
+        {
+            m.user.email
+            for m in Membership.objects.select_related("user").filter(
+                organization_id=organization_id, role__in=[OrgRole.ADMIN, OrgRole.OWNER]
+            )
+            if m.user.email
+        }
+    )
+
+
+__all__ = [
+    "ConnectFailure",
+    "CredentialRejected",
+    "ProviderUnreachable",
+    "RefreshTemporarilyFailed",
+    "connection_create_api_key",
+    "connection_create_from_oauth",
+    "connection_disconnect",
+    "connection_mark_used",
+    "connection_oauth_complete",
+    "connection_oauth_start",
+    "connection_refresh",
+    "provider_app_save",
+]

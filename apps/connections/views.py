@@ -1,0 +1,408 @@
+"""Dashboard pages for connections (members read, admins write) and the one
+OAuth callback route. The organization always comes from the URL (or, for the
+callback, from the server-side state row), never from a form field."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views import View
+from django.views.generic import ListView, TemplateView
+
+from apps.connections import services
+from apps.connections.forms import ConnectApiKeyForm, ConnectOAuthForm, ProviderAppForm
+from apps.connections.models import Connection, ProviderApp
+from apps.organizations.models import OrgRole
+from apps.organizations.tenancy import OrgViewMixin
+from apps.providers.catalog import AuthType, Provider
+
+logger = logging.getLogger(__name__)
+
+
+def _provider_or_404(key: str, organization: Any) -> Provider:
+    from apps.providers.registry import UnknownProvider, get_provider
+
+    try:
+        return get_provider(key, organization=organization)
+    except UnknownProvider:
+        raise Http404("No such provider.") from None
+
+
+class ConnectionListView(OrgViewMixin, ListView):
+    template_name = "connections/list.html"
+    context_object_name = "connections"
+    model = Connection
+
+    def scope_queryset(self) -> Any:
+        return (
+            Connection.objects.for_organization(self.organization)
+            .select_related("created_by")
+            .order_by("status", "name")
+        )
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        from apps.providers.registry import UnknownProvider, get_provider
+
+        context = super().get_context_data(**kwargs)
+        names: dict[str, str] = {}
+        for connection in context["connections"]:
+            if connection.provider_key not in names:
+                try:
+                    names[connection.provider_key] = get_provider(
+                        connection.provider_key, organization=self.organization
+                    ).display_name
+                except UnknownProvider:
+                    names[connection.provider_key] = connection.provider_key
+            connection.provider_name = names[connection.provider_key]
+        context["can_manage"] = self.membership.can_manage()
+        context["provider_apps"] = ProviderApp.objects.for_organization(self.organization)
+        return context
+
+
+class ProviderPickView(OrgViewMixin, TemplateView):
+    """Connect, step 1: pick a provider."""
+
+    template_name = "connections/pick.html"
+    required_role = OrgRole.ADMIN
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        from apps.providers.registry import all_providers
+
+        context = super().get_context_data(**kwargs)
+        configured = set(
+            ProviderApp.objects.for_organization(self.organization).values_list(
+                "provider_key", flat=True
+            )
+        )
+        context["providers"] = [
+            {
+                "provider": p,
+                "oauth": AuthType.OAUTH2 in p.auth_types,
+                "api_key": AuthType.API_KEY in p.auth_types,
+                "configured": p.key in configured,
+            }
+            for p in all_providers(organization=self.organization)
+        ]
+        return context
+
+
+class ConnectView(OrgViewMixin, TemplateView):
+    """Connect, step 2: OAuth (start the browser flow) and/or an API key."""
+
+    template_name = "connections/connect.html"
+    required_role = OrgRole.ADMIN
+    write_role = OrgRole.ADMIN
+
+    def _setup(self) -> None:
+        self.provider = _provider_or_404(self.kwargs["provider_key"], self.organization)
+        self.app = (
+            ProviderApp.objects.for_organization(self.organization)
+            .filter(provider_key=self.provider.key)
+            .first()
+        )
+
+    def _forms(self, data: Any = None, which: str = "") -> dict[str, Any]:
+        params = tuple(getattr(self.provider, "base_url_params", ()) or ())
+        return {
+            "oauth_form": ConnectOAuthForm(
+                data if which == "oauth" else None, organization=self.organization, prefix="oauth"
+            ),
+            "key_form": ConnectApiKeyForm(
+                data if which == "api_key" else None,
+                organization=self.organization,
+                url_params=params,
+                prefix="key",
+            ),
+        }
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._setup()
+        return self.render_to_response(self.get_context_data(**self._forms()))
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            provider=self.provider,
+            app=self.app,
+            supports_oauth=AuthType.OAUTH2 in self.provider.auth_types,
+            supports_api_key=AuthType.API_KEY in self.provider.auth_types,
+            redirect_uri=services.oauth_redirect_uri(),
+        )
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._setup()
+        which = request.POST.get("kind", "")
+        forms = self._forms(request.POST, which)
+        if which == "oauth" and AuthType.OAUTH2 in self.provider.auth_types:
+            form = forms["oauth_form"]
+            if self.app is None:
+                form.add_error(None, "Set up the OAuth app for this provider first.")
+            elif form.is_valid():
+                if not request.session.session_key:
+                    request.session.save()
+                url = services.connection_oauth_start(
+                    organization=self.organization,
+                    provider_key=self.provider.key,
+                    name=form.cleaned_data["name"],
+                    user=request.user,
+                    session_key=request.session.session_key or "",
+                )
+                return HttpResponseRedirect(url)
+        elif which == "api_key" and AuthType.API_KEY in self.provider.auth_types:
+            form = forms["key_form"]
+            if form.is_valid():
+                try:
+                    connection = services.connection_create_api_key(
+                        organization=self.organization,
+                        provider_key=self.provider.key,
+                        name=form.cleaned_data["name"],
+                        api_key=form.cleaned_data["api_key"],
+                        base_url_params=form.base_url_params(),
+                        created_by=request.user,
+                        request=request,
+                    )
+                except services.CredentialRejected as exc:
+                    form.add_error(
+                        "api_key",
+                        f"{exc} Check that you copied the whole key "
+                        "and that it is still active. Nothing was saved.",
+                    )
+                except services.ProviderUnreachable as exc:
+                    form.add_error(None, f"{exc} Nothing was saved; try again in a moment.")
+                except ValueError as exc:  # BaseURLParamError
+                    form.add_error(None, str(exc))
+                else:
+                    messages.success(request, f"Connected '{connection.name}'.")
+                    return redirect("connections:list", org_slug=self.organization.slug)
+        else:
+            raise Http404("This provider does not support that kind of connection.")
+        return self.render_to_response(self.get_context_data(**forms), status=400)
+
+
+class ReconnectView(OrgViewMixin, View):
+    required_role = OrgRole.ADMIN
+    write_role = OrgRole.ADMIN
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        connection = self.scope_queryset().filter(pk=kwargs["pk"]).first()
+        if connection is None or not connection.is_oauth():
+            raise Http404("No such OAuth connection.")
+        if (
+            not ProviderApp.objects.for_organization(self.organization)
+            .filter(provider_key=connection.provider_key)
+            .exists()
+        ):
+            messages.error(request, "Set up the OAuth app for this provider first.")
+            return redirect(
+                "connections:provider-app",
+                org_slug=self.organization.slug,
+                provider_key=connection.provider_key,
+            )
+        if not request.session.session_key:
+            request.session.save()
+        url = services.connection_oauth_start(
+            organization=self.organization,
+            provider_key=connection.provider_key,
+            name=connection.name,
+            user=request.user,
+            session_key=request.session.session_key or "",
+            reconnect=connection,
+            scopes=connection.scopes or None,
+        )
+        return HttpResponseRedirect(url)
+
+    def scope_queryset(self) -> Any:
+        return Connection.objects.for_organization(self.organization)
+
+
+class DisconnectView(OrgViewMixin, TemplateView):
+    template_name = "connections/disconnect.html"
+    required_role = OrgRole.ADMIN
+    write_role = OrgRole.ADMIN
+
+    def scope_queryset(self) -> Any:
+        return Connection.objects.for_organization(self.organization)
+
+    def _connection(self) -> Connection:
+        connection = self.scope_queryset().filter(pk=self.kwargs["pk"]).first()
+        if connection is None:
+            raise Http404("No such connection.")
+        return connection
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["connection"] = self._connection()
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        connection = services.connection_disconnect(
+            connection_id=self._connection().pk, organization=self.organization, request=request
+        )
+        if connection.revocation_result == "failed":
+            messages.warning(
+                request,
+                f"Disconnected '{connection.name}' and destroyed its secrets here, but the "
+                "provider did not confirm the revocation. Revoke Grantry's access in the "
+                "provider's settings too.",
+            )
+        else:
+            messages.success(
+                request, f"Disconnected '{connection.name}'. Its secrets are destroyed."
+            )
+        return redirect("connections:list", org_slug=self.organization.slug)
+
+
+class ProviderAppView(OrgViewMixin, TemplateView):
+    """The org's OAuth client for one provider: client id, write-only secret."""
+
+    template_name = "connections/provider_app.html"
+    required_role = OrgRole.ADMIN
+    write_role = OrgRole.ADMIN
+
+    def _setup(self) -> None:
+        self.provider = _provider_or_404(self.kwargs["provider_key"], self.organization)
+        if AuthType.OAUTH2 not in self.provider.auth_types:
+            raise Http404("This provider does not use OAuth.")
+        self.app = (
+            ProviderApp.objects.for_organization(self.organization)
+            .filter(provider_key=self.provider.key)
+            .first()
+        )
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            provider=self.provider, app=self.app, redirect_uri=services.oauth_redirect_uri()
+        )
+        return context
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._setup()
+        initial = {"client_id": self.app.client_id} if self.app else {}
+        form = ProviderAppForm(initial=initial, has_secret=bool(self.app and self.app.has_secret()))
+        return self.render_to_response(self.get_context_data(form=form))
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._setup()
+        form = ProviderAppForm(request.POST, has_secret=bool(self.app and self.app.has_secret()))
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        services.provider_app_save(
+            organization=self.organization,
+            provider_key=self.provider.key,
+            client_id=form.cleaned_data["client_id"],
+            client_secret=form.cleaned_data["client_secret"] or None,
+            request=request,
+            actor=request.user,
+        )
+        messages.success(request, f"Saved the {self.provider.display_name} OAuth app.")
+        return redirect(
+            "connections:connect", org_slug=self.organization.slug, provider_key=self.provider.key
+        )
+
+
+# --- The OAuth callback (/oauth/callback/) ---------------------------------------------
+
+FAILURE_PAGES = {
+    "consent_denied": (
+        "Access was not granted",
+        "You (or the provider) declined the request for access, so nothing was connected.",
+        "If that was a mistake, start Connect again and approve the request.",
+    ),
+    "provider_error": (
+        "The provider reported an error",
+        "The provider sent the browser back with an error instead of a grant.",
+        "Check the OAuth app settings (client id, redirect URI, allowed scopes) at the "
+        "provider, then start Connect again.",
+    ),
+    "state_invalid": (
+        "This sign-in link is not valid here",
+        "The answer from the provider does not belong to a connect attempt started in this "
+        "browser session.",
+        "Start Connect again from the Connections page, in the same browser.",
+    ),
+    "state_reused": (
+        "This sign-in link was already used",
+        "Each connect attempt can be completed only once (for example, the page was "
+        "reloaded or the back button was used).",
+        "Check the Connections page: the connection may already be there. Otherwise start "
+        "Connect again.",
+    ),
+    "state_expired": (
+        "The connect attempt expired",
+        "More than 10 minutes passed between starting Connect and coming back.",
+        "Start Connect again and finish within 10 minutes.",
+    ),
+    "token_exchange_failed": (
+        "Could not get a token from the provider",
+        "The provider answered, but exchanging the grant for a token failed.",
+        "Check the client id and secret in the OAuth app settings (and that the redirect "
+        "URI matches exactly), then start Connect again.",
+    ),
+    "issuer_mismatch": (
+        "The answer came from an unexpected server",
+        "The authorization server named in the answer is not the one this provider uses. "
+        "Nothing was connected.",
+        "Start Connect again. If this repeats, tell your security team.",
+    ),
+    "name_taken": (
+        "That connection name is taken",
+        "Another connection with the same name was created meanwhile.",
+        "Start Connect again with a different name.",
+    ),
+    "forbidden": (
+        "You cannot connect accounts here",
+        "Only admins and owners of the organization can connect accounts.",
+        "Ask an admin of the organization to connect it.",
+    ),
+}
+
+
+class OAuthCallbackView(LoginRequiredMixin, View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        params = {
+            k: request.GET.get(k, "")[:2000]
+            for k in ("state", "code", "error", "error_description", "iss")
+        }
+        try:
+            connection = services.connection_oauth_complete(
+                params=params,
+                user=request.user,
+                session_key=request.session.session_key or "",
+                request=request,
+            )
+        except services.ConnectFailure as failure:
+            title, what, next_step = FAILURE_PAGES.get(
+                failure.code, FAILURE_PAGES["provider_error"]
+            )
+            back = (
+                reverse("connections:list", kwargs={"org_slug": failure.organization_slug})
+                if failure.organization_slug
+                else reverse("dashboard:home")
+            )
+            return render(
+                request,
+                "connections/callback_error.html",
+                {
+                    "title": title,
+                    "what": what,
+                    "next_step": next_step,
+                    "code": failure.code,
+                    "detail": failure.detail,
+                    "back_url": back,
+                },
+                status=400,
+            )
+        messages.success(
+            request,
+            f"Connected '{connection.name}'"
+            + (f" as {connection.account_label}." if connection.account_label else "."),
+        )
+        return redirect("connections:list", org_slug=connection.organization.slug)
