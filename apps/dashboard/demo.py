@@ -4,6 +4,7 @@ through its own services, so the demo exercises the real code paths."""
 from __future__ import annotations
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -33,4 +34,11 @@ def seed_demo(*, email: str, password: str, reviewer_email: str) -> list[str]:
                                      defaults={"role": OrgRole.OWNER})
     Membership.objects.get_or_create(organization=org, user=reviewer,
                                      defaults={"role": OrgRole.REVIEWER})
-    return [f"Demo organization '{org.name}' (/o/{org.slug}/) is ready."]
+    summary = [f"Demo organization '{org.name}' (/o/{org.slug}/) is ready."]
+    if settings.GRANTRY_SANDBOX_ENABLED:
+        from apps.sandbox.services import sandbox_seed_user_data
+
+        # The demo owner is also a Sandbox user with projects and tasks to connect to.
+        sandbox_seed_user_data(user=owner)  # type: ignore[arg-type]  # _user() returns object
+        summary.append("Sandbox demo SaaS (/sandbox/) has projects and tasks for the demo owner.")
+    return summary

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.generators import generate_client_id, generate_client_secret
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_refresh_token_model,
+    set_token_value,
+)
+from oauth2_provider.settings import oauth2_settings
+from oauthlib.common import generate_token
 
 from apps.sandbox.models import Project, SandboxApiKey, Task
 
@@ -49,6 +58,42 @@ def sandbox_client_register(
     application.full_clean()
     application.save()
     return application.client_id, client_secret
+
+
+@transaction.atomic
+def sandbox_tokens_issue(
+    *, client_id: str, user: User, scope: str = "read write"
+) -> dict[str, Any]:
+    """Issue an access + refresh token pair for `user` to an existing client, as
+    the token endpoint would after consent, and return them in the token
+    endpoint's JSON shape. For seeding the demo while no server is listening yet;
+    the refresh token then rotates through the real /o/token/ like any other."""
+    application = get_application_model().objects.get(client_id=client_id)
+    unknown = set(scope.split()) - set(oauth2_settings.SCOPES)
+    if not scope.split() or unknown:
+        raise ValueError(f"Unknown or empty scope: {scope!r}")
+    expires_in = oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS
+    raw_access, raw_refresh = generate_token(), generate_token()
+    access = get_access_token_model()(
+        user=user,
+        application=application,
+        scope=scope,
+        expires=timezone.now() + timedelta(seconds=expires_in),
+    )
+    set_token_value(access, raw_access)
+    access.save()
+    refresh = get_refresh_token_model()(
+        user=user, application=application, access_token=access, token_family=uuid.uuid4()
+    )
+    set_token_value(refresh, raw_refresh)
+    refresh.save()
+    return {
+        "access_token": raw_access,
+        "refresh_token": raw_refresh,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "scope": scope,
+    }
 
 
 @transaction.atomic

@@ -9,8 +9,9 @@ import pytest
 from django.contrib.auth.hashers import check_password
 from oauth2_provider.models import get_application_model
 
-from apps.sandbox.services import sandbox_client_register
+from apps.sandbox.services import sandbox_client_register, sandbox_tokens_issue
 from apps.sandbox.tests.conftest import REDIRECT_URI, pkce_pair
+from tests.factories import UserFactory
 
 
 def test_metadata_describes_the_sandbox_server(live_server):
@@ -236,3 +237,24 @@ def test_register_public_client_has_no_secret():
     )
     assert secret == ""
     assert get_application_model().objects.get(client_id=client_id).client_type == "public"
+
+
+def test_issued_tokens_work_and_rotate_at_the_real_endpoint(oauth):
+    issued = sandbox_tokens_issue(client_id=oauth.client_id, user=oauth.user, scope="read")
+    assert issued["scope"] == "read" and issued["expires_in"] == 3600
+    assert oauth.api("GET", "/me", issued["access_token"]).json()["id"] == oauth.user.pk
+    assert (
+        oauth.api("POST", "/projects", issued["access_token"], json={"name": "x"}).status_code
+        == 403
+    )
+    refreshed = oauth.token(grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert refreshed.status_code == 200
+    reused = oauth.token(grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert reused.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.django_db
+def test_issue_refuses_unknown_scopes():
+    client_id, _ = sandbox_client_register(name="App", redirect_uris=[REDIRECT_URI])
+    with pytest.raises(ValueError, match="admin"):
+        sandbox_tokens_issue(client_id=client_id, user=UserFactory(), scope="read admin")
