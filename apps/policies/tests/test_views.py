@@ -1,0 +1,303 @@
+"""Dashboard pages: tenancy, role checks, the editor, the source view and the dry run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from django.urls import reverse
+
+from apps.audit.models import AuditEvent
+from apps.policies.models import Role, Rule
+from apps.policies.services import role_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def role(org, sandbox_conn):
+    return role_create(
+        organization=org,
+        name="triage",
+        description="Reads tasks",
+        rules=[
+            {"provider_key": "sandbox", "action_pattern": "sandbox.*", "action_class": "read"},
+            {
+                "provider_key": "sandbox",
+                "action_pattern": "sandbox.create_task",
+                "connection": sandbox_conn.pk,
+                "constraints": [{"field": "priority", "op": "max", "value": 3}],
+            },
+        ],
+    )
+
+
+def url(name, org="acme", **kw):
+    return reverse(f"policies:{name}", kwargs={"org_slug": org, **kw})
+
+
+def role_urls(role):
+    rule = role.rules.first()
+    return {
+        "list": url("list"),
+        "create": url("create"),
+        "detail": url("detail", role_id=role.pk),
+        "edit": url("edit", role_id=role.pk),
+        "delete": url("delete", role_id=role.pk),
+        "source": url("source", role_id=role.pk),
+        "test": url("test", role_id=role.pk),
+        "rule_add": url("rule_add", role_id=role.pk),
+        "rule_delete": url("rule_delete", role_id=role.pk, rule_id=rule.pk),
+    }
+
+
+def test_anonymous_is_sent_to_login(client, role):
+    response = client.get(url("list"))
+    assert response.status_code == 302 and "/accounts/login" in response["Location"]
+
+
+def test_every_page_is_404_for_a_non_member(client, outsider, role):
+    client.force_login(outsider)
+    for name, target in role_urls(role).items():
+        assert client.get(target).status_code in (404, 405), name
+        assert client.post(target, {"name": "x"}).status_code == 404, name
+    assert Role.objects.filter(pk=role.pk).exists()
+
+
+def test_another_orgs_role_is_404_inside_my_org(client, admin, other_org):
+    theirs = role_create(organization=other_org, name="theirs")
+    client.force_login(admin)
+    assert client.get(url("detail", role_id=theirs.pk)).status_code == 404
+    assert client.post(url("delete", role_id=theirs.pk)).status_code == 404
+    assert Role.objects.filter(pk=theirs.pk).exists()
+
+
+def test_members_read_but_cannot_write(client, member, role):
+    client.force_login(member)
+    assert client.get(url("list")).status_code == 200
+    detail = client.get(url("detail", role_id=role.pk))
+    assert detail.status_code == 200
+    assert b"Add a rule" not in detail.content
+    targets = role_urls(role)
+    for name in ("create", "edit", "delete", "rule_add"):
+        assert client.get(targets[name]).status_code == 403, name
+    for name in ("create", "edit", "delete", "rule_add", "rule_delete"):
+        assert client.post(targets[name], {"name": "x"}).status_code == 403, name
+    assert Rule.objects.filter(role=role).count() == 2
+
+
+def test_reviewer_post_is_403(client, reviewer, role):
+    client.force_login(reviewer)
+    response = client.post(url("create"), {"name": "new"})
+    assert response.status_code == 403
+    assert not Role.objects.filter(name="new").exists()
+
+
+def test_list_and_detail_show_rules_in_plain_words(client, member, role):
+    client.force_login(member)
+    listing = client.get(url("list")).content.decode()
+    assert "triage" in listing
+    page = client.get(url("detail", role_id=role.pk)).content.decode()
+    assert "all read actions of sandbox on any sandbox connection" in page
+    assert "action sandbox.create_task on connection &#x27;sandbox-demo&#x27;" in page
+    assert "input.priority must be at most 3" in page
+
+
+def test_sidebar_links_to_roles(client, member, role):
+    client.force_login(member)
+    page = client.get(reverse("orgs:overview", kwargs={"org_slug": "acme"})).content.decode()
+    assert f'href="{url("list")}"' in page
+
+
+def test_admin_creates_edits_and_deletes_a_role(client, admin):
+    client.force_login(admin)
+    response = client.post(url("create"), {"name": "ops", "description": "Ops bots"})
+    role = Role.objects.get(name="ops")
+    assert response.status_code == 302 and response["Location"] == url("detail", role_id=role.pk)
+    bad = client.post(url("create"), {"name": "ops"})
+    assert bad.status_code == 400 and "already exists" in bad.content.decode()
+    client.post(url("edit", role_id=role.pk), {"name": "ops-2", "description": ""})
+    role.refresh_from_db()
+    assert role.name == "ops-2"
+    assert client.post(url("delete", role_id=role.pk)).status_code == 302
+    assert not Role.objects.filter(pk=role.pk).exists()
+    assert list(
+        AuditEvent.objects.filter(target_type="role")
+        .order_by("id")
+        .values_list("action", flat=True)
+    ) == ["role.created", "role.changed", "role.deleted"]
+
+
+def test_rule_editor_two_steps_and_constraints(client, admin, role, sandbox_conn):
+    client.force_login(admin)
+    pick = client.get(url("rule_add", role_id=role.pk)).content.decode()
+    assert 'name="provider"' in pick and "Sandbox" in pick
+    form = client.get(url("rule_add", role_id=role.pk) + "?provider=sandbox").content.decode()
+    assert "exact:sandbox.delete_task" in form and "All read actions of" in form
+    response = client.post(
+        url("rule_add", role_id=role.pk),
+        {
+            "provider": "sandbox",
+            "actions": "exact:sandbox.update_task",
+            "connection": str(sandbox_conn.pk),
+            "c0_field": "priority",
+            "c0_op": "one_of",
+            "c0_value": "4, 5",
+            "rate_limit_per_minute": "20",
+        },
+    )
+    assert response.status_code == 302
+    rule = role.rules.get(action_pattern="sandbox.update_task")
+    assert rule.connection_id == sandbox_conn.pk and rule.rate_limit_per_minute == 20
+    # The schema says priority is an integer, so the typed values are numbers.
+    assert rule.constraints == [{"field": "priority", "op": "one_of", "value": [4, 5]}]
+
+
+def test_rule_editor_shows_clear_field_errors_and_saves_nothing(client, admin, role):
+    client.force_login(admin)
+    before = role.rules.count()
+    response = client.post(
+        url("rule_add", role_id=role.pk),
+        {
+            "provider": "sandbox",
+            "actions": "exact:sandbox.create_task",
+            "connection": "",
+            "c0_field": "priority",
+            "c0_op": "max",
+            "c0_value": "lots",
+        },
+    )
+    assert response.status_code == 400
+    assert "“lots” is not a number." in response.content.decode()
+    response = client.post(
+        url("rule_add", role_id=role.pk),
+        {
+            "provider": "sandbox",
+            "actions": "read:sandbox",
+            "c0_field": "title",
+            "c0_op": "glob",
+            "c0_value": "x*",
+        },
+    )
+    assert response.status_code == 400
+    assert "&#x27;title&#x27; is not an input field" in response.content.decode()
+    assert role.rules.count() == before
+
+
+def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
+    client.force_login(admin)
+    assert b"HTTP methods" in client.get(url("rule_add", role_id=role.pk) + "?kind=proxy").content
+    bad = client.post(
+        url("rule_add", role_id=role.pk),
+        {
+            "kind": "proxy",
+            "connection": str(sandbox_conn.pk),
+            "methods": ["GET"],
+            "path_glob": "/a/../b",
+        },
+    )
+    assert bad.status_code == 400 and "&#x27;..&#x27;" in bad.content.decode()
+    ok = client.post(
+        url("rule_add", role_id=role.pk),
+        {
+            "kind": "proxy",
+            "connection": str(sandbox_conn.pk),
+            "methods": ["GET", "POST"],
+            "path_glob": "/projects/*/tasks",
+        },
+    )
+    assert ok.status_code == 302
+    rule = role.rules.get(kind="proxy")
+    assert rule.methods == ["GET", "POST"] and rule.provider_key == "sandbox"
+
+
+def test_rule_delete(client, admin, role):
+    client.force_login(admin)
+    rule = role.rules.first()
+    assert client.post(url("rule_delete", role_id=role.pk, rule_id=rule.pk)).status_code == 302
+    assert not Rule.objects.filter(pk=rule.pk).exists()
+    assert AuditEvent.objects.filter(action="role.changed").count() == 1
+
+
+def test_source_view_yaml_and_json(client, member, role):
+    client.force_login(member)
+    page = client.get(url("source", role_id=role.pk))
+    assert page.status_code == 200 and b"action_pattern: sandbox.*" in page.content
+    as_json = json.loads(client.get(url("source", role_id=role.pk) + "?format=json").content)
+    as_yaml = yaml.safe_load(client.get(url("source", role_id=role.pk) + "?format=yaml").content)
+    assert as_json == as_yaml
+    assert as_json["name"] == "triage"
+    assert [r["action_pattern"] for r in as_json["rules"]] == ["sandbox.*", "sandbox.create_task"]
+
+
+def test_dry_run_without_js(client, member, role, sandbox_conn):
+    client.force_login(member)
+    data = {
+        "kind": "action",
+        "action": "sandbox.create_task",
+        "connection": str(sandbox_conn.pk),
+        "input": '{"project_id": 1, "title": "x", "priority": 5}',
+    }
+    page = client.post(url("test", role_id=role.pk), data)
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert "Denied" in text
+    assert "input.priority must be at most 3 (got 5)" in text
+    data["input"] = '{"project_id": 1, "title": "x", "priority": 2}'
+    allowed = client.post(url("test", role_id=role.pk), data).content.decode()
+    assert "Allowed" in allowed and "rule #" in allowed
+    # Nothing was changed or recorded by a dry run.
+    assert not AuditEvent.objects.exclude(action="role.created").exists()
+
+
+def test_dry_run_with_htmx_returns_the_fragment(client, member, role, sandbox_conn):
+    client.force_login(member)
+    response = client.post(
+        url("test", role_id=role.pk),
+        {
+            "kind": "action",
+            "action": "sandbox.delete_task",
+            "connection": str(sandbox_conn.pk),
+            "input": '{"task_id": 1}',
+        },
+        HTTP_HX_REQUEST="true",
+    )
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in text
+    assert "has no rule allowing action &#x27;sandbox.delete_task&#x27;" in text
+
+
+def test_dry_run_reports_bad_json_and_schema_problems(client, member, role, sandbox_conn):
+    client.force_login(member)
+    bad = client.post(
+        url("test", role_id=role.pk),
+        {"kind": "action", "action": "sandbox.list_tasks", "input": "{nope"},
+    )
+    assert bad.status_code == 400 and "not valid JSON" in bad.content.decode()
+    schema = client.post(
+        url("test", role_id=role.pk),
+        {
+            "kind": "action",
+            "action": "sandbox.list_tasks",
+            "connection": str(sandbox_conn.pk),
+            "input": '{"project_id": "x"}',
+        },
+    )
+    text = schema.content.decode()
+    assert "Allowed" in text and "would also reject this input" in text
+
+
+def test_dry_run_proxy(client, member, role, sandbox_conn):
+    client.force_login(member)
+    response = client.post(
+        url("test", role_id=role.pk),
+        {
+            "kind": "proxy",
+            "connection": str(sandbox_conn.pk),
+            "method": "GET",
+            "path": "/projects/%2e%2e/admin",
+        },
+    )
+    assert "was rejected" in response.content.decode()
