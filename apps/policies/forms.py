@@ -4,7 +4,7 @@ apps.policies.validation and runs inside the services."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -82,7 +82,7 @@ class ActionRuleForm(forms.Form):
         self.provider = provider
         self.provider_actions = list(provider.actions)
         key = provider.key
-        self.fields["actions"].choices = [
+        cast(forms.ChoiceField, self.fields["actions"]).choices = [
             (
                 "Groups",
                 [
@@ -99,9 +99,9 @@ class ActionRuleForm(forms.Form):
                 ],
             ),
         ]
-        self.fields["connection"].choices = [("", f"Any {provider.display_name} connection")] + [
-            (str(c.pk), f"{c.name} ({c.account_label or c.provider_key})") for c in connections
-        ]
+        cast(forms.ChoiceField, self.fields["connection"]).choices = [
+            ("", f"Any {provider.display_name} connection")
+        ] + [(str(c.pk), f"{c.name} ({c.account_label or c.provider_key})") for c in connections]
         fields = sorted(
             {f for a in self.provider_actions for f in (a.input_schema or {}).get("properties", {})}
         )
@@ -137,7 +137,7 @@ class ActionRuleForm(forms.Form):
         return self.provider_actions
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         kind, _, target = (data.get("actions") or "").partition(":")
         matched = self._matched(kind, target)
         constraints = []
@@ -223,7 +223,7 @@ class ProxyRuleForm(forms.Form):
     def __init__(self, *args: Any, connections: list[Any], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.connections = {str(c.pk): c for c in connections}
-        self.fields["connection"].choices = [
+        cast(forms.ChoiceField, self.fields["connection"]).choices = [
             (str(c.pk), f"{c.name} ({c.provider_key})") for c in connections
         ]
 
@@ -274,15 +274,15 @@ class DryRunForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.actions_by_name = {a.name: a for a in actions}
         self.connections = {str(c.pk): c for c in connections}
-        self.fields["action"].choices = [("", "— pick an action —")] + [
+        cast(forms.ChoiceField, self.fields["action"]).choices = [("", "— pick an action —")] + [
             (a.name, f"{a.name} ({a.action_class})") for a in actions
         ]
-        self.fields["connection"].choices = [("", "— pick a connection —")] + [
-            (str(c.pk), f"{c.name} ({c.provider_key})") for c in connections
-        ]
+        cast(forms.ChoiceField, self.fields["connection"]).choices = [
+            ("", "— pick a connection —")
+        ] + [(str(c.pk), f"{c.name} ({c.provider_key})") for c in connections]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         conn = self.connections.get(data.get("connection") or "")
         data["connection_obj"] = conn
         if data.get("kind") == "proxy":

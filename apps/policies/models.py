@@ -121,7 +121,7 @@ class Rule(models.Model):
             action_pattern=self.action_pattern,
             action_class=self.action_class,
             connection_id=self.connection_id,
-            connection_name=self.connection.name if self.connection_id else "",
+            connection_name=self.connection.name if self.connection is not None else "",
             methods=self.methods,
             path_glob=self.path_glob,
             constraints=self.constraints,

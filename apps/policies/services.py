@@ -29,7 +29,7 @@ def rule_document(rule: Rule) -> dict[str, Any]:
         )
     doc.update(
         connection=rule.connection_id,
-        connection_name=rule.connection.name if rule.connection_id else None,
+        connection_name=rule.connection.name if rule.connection is not None else None,
         rate_limit_per_minute=rule.rate_limit_per_minute,
     )
     return doc

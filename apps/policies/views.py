@@ -33,6 +33,7 @@ from apps.policies.services import (
 
 class RoleScopeMixin(OrgViewMixin):
     model = Role
+    kwargs: dict[str, Any]
 
     def scope_queryset(self) -> QuerySet[Role]:
         return Role.objects.for_organization(self.organization)
@@ -68,7 +69,7 @@ def _apply_service_errors(form: Any, exc: ValidationError) -> None:
             form.add_error(target, msg)
 
 
-class RoleListView(RoleScopeMixin, ListView):
+class RoleListView(RoleScopeMixin, ListView):  # type: ignore[misc]
     template_name = "policies/role_list.html"
     context_object_name = "roles"
 
