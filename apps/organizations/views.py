@@ -17,9 +17,7 @@ from apps.organizations.invitations import pending_key_forget, pending_key_remem
 from apps.organizations.models import Invitation, Membership, OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 
-UPCOMING_SECTIONS = {
-    "workers": ("Workers", "Agent workers and their scoped tokens will be managed here."),
-}
+UPCOMING_SECTIONS: dict[str, tuple[str, str]] = {}
 
 
 def _error_text(exc: ValidationError) -> str:

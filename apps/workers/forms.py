@@ -1,0 +1,91 @@
+"""Dashboard forms. The organization is never a field: views pass it in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.validators import MaxValueValidator
+
+from apps.organizations.models import Organization
+from apps.policies.models import Role
+from apps.workers.models import DEFAULT_TOKEN_DAYS, Worker, max_token_days
+from apps.workers.services import ROLL_OVERLAPS
+
+OVERLAP_LABELS = {
+    "none": "No overlap: the old token stops now",
+    "1h": "1 hour",
+    "24h": "24 hours",
+    "7d": "7 days",
+}
+
+
+class WorkerForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Worker
+        fields = ["name", "description", "owner", "default_role"]
+        help_texts = {
+            "name": "Lowercase letters, digits and dashes, e.g. support-triage-bot.",
+            "description": "What this agent does, so reviewers recognise it in the audit log.",
+        }
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        self.fields["owner"].queryset = (
+            get_user_model()
+            .objects.filter(  # type: ignore[attr-defined]
+                memberships__organization=organization
+            )
+            .order_by("email")
+        )
+        self.fields["owner"].label_from_instance = lambda user: user.email  # type: ignore[attr-defined]
+        self.fields["default_role"].queryset = Role.objects.filter(  # type: ignore[attr-defined]
+            organization=organization
+        )
+        self.fields["default_role"].empty_label = None  # type: ignore[attr-defined]
+
+    def validate_unique(self) -> None:
+        """The service checks the name per organization (the org is not a form field)."""
+
+
+class MintForm(forms.Form):
+    role = forms.ModelChoiceField(
+        queryset=Role.objects.none(),
+        required=False,
+        empty_label="The worker's default role",
+        help_text="What this token may do. Tokens cannot do more than their role allows.",
+    )
+    expires_in_days = forms.IntegerField(
+        label="Expires in (days)",
+        min_value=1,
+        initial=DEFAULT_TOKEN_DAYS,
+        help_text="Every token expires.",
+    )
+
+    def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].queryset = Role.objects.filter(organization=organization)  # type: ignore[attr-defined]
+        ceiling = max_token_days(organization)
+        field = self.fields["expires_in_days"]
+        field.widget.attrs["max"] = ceiling
+        field.initial = min(DEFAULT_TOKEN_DAYS, ceiling)
+        field.help_text = f"Every token expires: at most {ceiling} days in this organization."
+        field.validators.append(MaxValueValidator(ceiling))
+
+
+class RollForm(forms.Form):
+    overlap = forms.ChoiceField(
+        choices=[(key, OVERLAP_LABELS[key]) for key in ROLL_OVERLAPS],
+        initial="24h",
+        help_text="How long the old token keeps working, so agents can switch without downtime.",
+    )
+
+
+class KillSwitchForm(forms.Form):
+    confirm = forms.CharField(
+        label="Type the organization's slug to confirm",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
