@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.connections.views import OAuthCallbackView
+from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
 from apps.core.views import healthz
 
 urlpatterns = [
@@ -16,6 +17,12 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("apps.broker.urls")),
+    path("mcp", mcp_endpoint, name="mcp"),
+    path(
+        ".well-known/oauth-protected-resource/mcp",
+        protected_resource_metadata,
+        name="mcp-resource-metadata",
+    ),
     path("api/v1/", include("apps.workers.agent_urls")),
     path("api/v1/orgs/<slug:org_slug>/", include("apps.organizations.api_urls")),
     path("o/<slug:org_slug>/", include("apps.organizations.urls")),
