@@ -3,8 +3,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from apps.connections.views import OAuthCallbackView
 from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
+from apps.connections.views import OAuthCallbackView
 from apps.core.views import healthz
 
 urlpatterns = [
