@@ -22,6 +22,14 @@ def organization_name_for(email: str, given: str = "") -> str:
     return label.replace("-", " ").title() or "My organization"
 
 
+def _invitation_url(request: HttpRequest) -> str | None:
+    """Someone who opened an invitation logged out goes back to it to accept."""
+    key = pending_key(request)
+    if key and pending_invitation(request) is not None:
+        return reverse("invitations:accept", kwargs={"key": key})
+    return None
+
+
 class AccountAdapter(DefaultAccountAdapter):
     """Grantry's hooks into allauth: sign-up creates the user's organization
     (unless they came through an invitation) and failed logins are audited."""
@@ -46,11 +54,10 @@ class AccountAdapter(DefaultAccountAdapter):
         return user
 
     def get_login_redirect_url(self, request: HttpRequest) -> str:
-        # Someone who opened an invitation logged out goes back to it to accept.
-        key = pending_key(request)
-        if key and pending_invitation(request) is not None:
-            return reverse("invitations:accept", kwargs={"key": key})
-        return super().get_login_redirect_url(request)
+        return _invitation_url(request) or super().get_login_redirect_url(request)
+
+    def get_signup_redirect_url(self, request: HttpRequest) -> str:
+        return _invitation_url(request) or super().get_signup_redirect_url(request)
 
     def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
         super().authentication_failed(request, **credentials)

@@ -10,10 +10,11 @@ from typing import Any
 
 from allauth.account.signals import password_changed, password_reset, password_set
 from allauth.account.signals import user_logged_in as allauth_user_logged_in
-from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_reset
+from allauth.mfa.models import Authenticator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -102,34 +103,40 @@ def _on_password_reset(sender: Any, request: HttpRequest, user: Any, **kwargs: A
     user_event(action="auth.password_reset", user=user, request=request)
 
 
-@receiver(authenticator_added, dispatch_uid="grantry_audit_mfa_added")
-def _on_mfa_added(
-    sender: Any, request: HttpRequest, user: Any, authenticator: Any, **kwargs: Any
-) -> None:
+def _current_request() -> HttpRequest | None:
+    # allauth's middleware keeps the request in a context variable.
+    from allauth.core import context
+
+    return context.request
+
+
+# MFA changes are audited from the model signals, not allauth's
+# authenticator_added signal: allauth sends that one after commit, and the
+# event must be written in the same transaction as the change.
+@receiver(post_save, sender=Authenticator, dispatch_uid="grantry_audit_mfa_saved")
+def _on_authenticator_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    if not created:
+        return  # a use of the authenticator (last_used_at), not a change
+    action = (
+        "auth.mfa_recovery_codes_generated"
+        if instance.type == Authenticator.Type.RECOVERY_CODES
+        else "auth.mfa_enabled"
+    )
     user_event(
-        action="auth.mfa_enabled", user=user, request=request, metadata={"type": authenticator.type}
+        action=action,
+        user=instance.user,
+        request=_current_request(),
+        metadata={"type": instance.type},
     )
 
 
-@receiver(authenticator_removed, dispatch_uid="grantry_audit_mfa_removed")
-def _on_mfa_removed(
-    sender: Any, request: HttpRequest, user: Any, authenticator: Any, **kwargs: Any
-) -> None:
+@receiver(post_delete, sender=Authenticator, dispatch_uid="grantry_audit_mfa_deleted")
+def _on_authenticator_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    if instance.type == Authenticator.Type.RECOVERY_CODES:
+        return  # replaced on regeneration, or cleaned up with the last factor
     user_event(
         action="auth.mfa_disabled",
-        user=user,
-        request=request,
-        metadata={"type": authenticator.type},
-    )
-
-
-@receiver(authenticator_reset, dispatch_uid="grantry_audit_mfa_reset")
-def _on_mfa_reset(
-    sender: Any, request: HttpRequest, user: Any, authenticator: Any, **kwargs: Any
-) -> None:
-    user_event(
-        action="auth.mfa_recovery_codes_regenerated",
-        user=user,
-        request=request,
-        metadata={"type": authenticator.type},
+        user=instance.user,
+        request=_current_request(),
+        metadata={"type": instance.type},
     )
