@@ -1,0 +1,107 @@
+"""Personal API token pages (/accounts/tokens/): list, mint (shown once), revoke.
+
+A personal token belongs to the signed-in user and one of their organizations;
+it acts with their current org role there. Only its owner sees or revokes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.cache import add_never_cache_headers
+from django.views import View
+from django.views.generic import FormView
+
+from apps.accounts.models import PersonalAPIToken
+from apps.accounts.token_services import personal_token_mint, personal_token_revoke
+from apps.organizations.models import Organization
+from apps.workers.models import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
+
+SESSION_KEY = "accounts:minted-personal-token"
+
+
+class PersonalTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, help_text="What this token is for, e.g. 'terraform' or 'CI sync'."
+    )
+    organization = forms.ModelChoiceField(
+        queryset=Organization.objects.none(),
+        empty_label=None,
+        help_text="The token works only for this organization, with your role there.",
+    )
+    expires_in_days = forms.IntegerField(
+        label="Expires in (days)",
+        min_value=1,
+        max_value=MAX_TOKEN_DAYS,
+        initial=DEFAULT_TOKEN_DAYS,
+        help_text="Every token expires (at most 366 days, or less if the organization says so).",
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = Organization.objects.filter(  # type: ignore[attr-defined]
+            memberships__user=user
+        ).order_by("name")
+
+
+class PersonalTokenListView(LoginRequiredMixin, FormView):  # type: ignore[type-arg]
+    template_name = "accounts/tokens/list.html"
+    form_class = PersonalTokenForm
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "user": self.request.user}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["tokens"] = PersonalAPIToken.objects.for_user(self.request.user).select_related(
+            "organization"
+        )
+        minted = self.request.session.pop(SESSION_KEY, None)
+        if minted is not None:
+            context["minted"] = minted
+            context["api_base"] = f"{settings.GRANTRY_BASE_URL}/api/v1/orgs/{minted['org_slug']}"
+        return context
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().get(request, *args, **kwargs)
+        add_never_cache_headers(response)
+        response["Cache-Control"] = "no-store, no-cache, must-revalidate, private, max-age=0"
+        return response
+
+    def form_valid(self, form: PersonalTokenForm) -> HttpResponse:
+        try:
+            token, raw = personal_token_mint(
+                user=self.request.user,
+                organization=form.cleaned_data["organization"],
+                name=form.cleaned_data["name"],
+                expires_in_days=form.cleaned_data["expires_in_days"],
+                request=self.request,
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+            return self.form_invalid(form)
+        self.request.session[SESSION_KEY] = {
+            "raw": raw,
+            "public_id": token.public_id,
+            "name": token.name,
+            "org_slug": token.organization.slug,
+        }
+        return redirect("personal_tokens:list")
+
+
+class PersonalTokenRevokeView(LoginRequiredMixin, View):
+    def post(self, request: HttpRequest, public_id: str) -> HttpResponse:
+        # Only the owner's own tokens resolve; anyone else's id is a 404.
+        token = get_object_or_404(
+            PersonalAPIToken.objects.for_user(request.user), public_id=public_id
+        )
+        personal_token_revoke(token=token, revoked_by=request.user, request=request)
+        messages.success(request, f"Token {token.name} ({token.public_id}) revoked.")
+        return redirect("personal_tokens:list")
