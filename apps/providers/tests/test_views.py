@@ -1,0 +1,285 @@
+"""Dashboard pages: members read, admins write, other organizations see nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from apps.audit.models import AuditEvent
+from apps.providers.models import CustomAction, CustomProvider
+from apps.providers.services import custom_action_create, custom_provider_create
+
+pytestmark = pytest.mark.django_db
+
+FORM = {
+    "display_name": "Acme CRM",
+    "slug": "crm",
+    "description": "Our CRM.",
+    "auth_type": "api_key",
+    "api_base_url": "https://crm.example.com/api",
+    "authorize_url": "",
+    "token_url": "",
+    "revocation_url": "",
+    "userinfo_url": "https://crm.example.com/api/me",
+    "userinfo_account_field": "email",
+    "default_scopes": "items.read, items.write",
+    "placement": "header",
+    "header_name": "X-Api-Key",
+    "header_prefix": "",
+}
+
+
+@pytest.fixture
+def crm(org, admin):
+    provider = custom_provider_create(
+        organization=org,
+        user=admin,
+        slug="crm",
+        display_name="Acme CRM",
+        auth_type="api_key",
+        api_base_url="https://crm.example.com/api",
+    )
+    custom_action_create(
+        provider=provider,
+        user=admin,
+        name="get_item",
+        description="Get one item by id.",
+        action_class="read",
+        method="GET",
+        path="/items/{item_id}",
+        input_schema={
+            "type": "object",
+            "required": ["item_id"],
+            "properties": {"item_id": {"type": "integer", "description": "Item id."}},
+        },
+    )
+    return provider
+
+
+def url(url_name, org_slug="acme", **kwargs):
+    return reverse(f"providers:{url_name}", kwargs={"org_slug": org_slug, **kwargs})
+
+
+def test_members_browse_the_catalog(client, member, crm):
+    client.force_login(member)
+    page = client.get(url("catalog"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    for name in (
+        "github.create_issue",
+        "sandbox.list_tasks",
+        "custom-crm.get_item",
+        "slack.post_message",
+    ):
+        assert name in html
+    assert "Define a custom provider" not in html  # members do not manage
+
+    calendar = client.get(url("catalog"), {"q": "calendar", "class": "write"}).content.decode()
+    assert "google.calendar_create_event" in calendar
+    assert "google.calendar_list_events" not in calendar
+    assert "github.update_issue" not in calendar
+    assert "slack.post_message" not in calendar
+
+    detail = client.get(url("detail", key="sandbox"))
+    assert detail.status_code == 200
+    assert "sandbox.create_task" in detail.content.decode()
+    assert client.get(url("detail", key="custom-crm")).status_code == 200
+    assert client.get(url("detail", key="nope")).status_code == 404
+
+
+def test_anonymous_users_are_sent_to_log_in(client, org):
+    response = client.get(url("catalog"))
+    assert response.status_code == 302
+    assert reverse("account_login") in response["Location"]
+
+
+def test_other_organizations_see_nothing(client, outsider, crm):
+    client.force_login(outsider)
+    # Not a member of acme: every acme page is a 404.
+    assert client.get(url("catalog")).status_code == 404
+    assert client.get(url("detail", key="custom-crm")).status_code == 404
+    # In its own organization the custom provider of acme does not exist.
+    own = client.get(url("catalog", org_slug="globex"))
+    assert own.status_code == 200
+    assert "custom-crm" not in own.content.decode()
+    assert client.get(url("detail", org_slug="globex", key="custom-crm")).status_code == 404
+    for name, kwargs in [
+        ("custom_edit", {"slug": "crm"}),
+        ("custom_delete", {"slug": "crm"}),
+        ("custom_action_create", {"slug": "crm"}),
+        ("custom_action_delete", {"slug": "crm", "name": "get_item"}),
+    ]:
+        assert client.get(url(name, org_slug="globex", **kwargs)).status_code == 404
+        assert client.post(url(name, org_slug="globex", **kwargs)).status_code == 404
+        assert client.post(url(name, **kwargs)).status_code == 404
+    assert CustomProvider.objects.filter(pk=crm.pk).exists()
+    assert CustomAction.objects.filter(provider=crm).count() == 1
+
+
+@pytest.mark.parametrize("role", ["member", "reviewer"])
+def test_members_and_reviewers_cannot_write(client, request, crm, role):
+    client.force_login(request.getfixturevalue(role))
+    pages = [
+        ("custom_create", {}),
+        ("custom_edit", {"slug": "crm"}),
+        ("custom_delete", {"slug": "crm"}),
+        ("custom_action_create", {"slug": "crm"}),
+        ("custom_action_delete", {"slug": "crm", "name": "get_item"}),
+    ]
+    for name, kwargs in pages:
+        assert client.get(url(name, **kwargs)).status_code == 403
+        assert client.post(url(name, **kwargs), {**FORM, "slug": "x"}).status_code == 403
+    assert CustomProvider.objects.count() == 1
+    assert CustomAction.objects.count() == 1
+
+
+def test_admin_creates_a_custom_provider(client, admin, org, other_org):
+    client.force_login(admin)
+    assert client.get(url("custom_create")).status_code == 200
+    # An organization field in the form is ignored: the org comes from the URL.
+    response = client.post(url("custom_create"), {**FORM, "organization": other_org.pk})
+    assert response.status_code == 302
+    assert response["Location"] == url("detail", key="custom-crm")
+    provider = CustomProvider.objects.get()
+    assert provider.organization == org
+    assert provider.default_scopes == ["items.read", "items.write"]
+    assert provider.created_by == admin
+    assert (
+        AuditEvent.objects.filter(action="provider.custom_created", organization=org).count() == 1
+    )
+    page = client.get(response["Location"]).content.decode()
+    assert "X-Api-Key" in page and "Add an action" in page
+
+
+@override_settings(DEBUG=False, GRANTRY_EGRESS_ALLOW_LOOPBACK=False)
+def test_invalid_provider_form_shows_errors_and_saves_nothing(client, admin):
+    client.force_login(admin)
+    response = client.post(
+        url("custom_create"),
+        {
+            **FORM,
+            "auth_type": "oauth2",
+            "api_base_url": "http://crm.example.com/api",
+        },
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Nothing was saved" in html
+    assert "Use an https:// URL." in html
+    assert "An OAuth 2.0 provider needs this URL." in html
+    assert 'aria-invalid="true"' in html
+    assert not CustomProvider.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="provider.").exists()
+
+
+def test_duplicate_key_is_a_form_error(client, admin, crm):
+    client.force_login(admin)
+    response = client.post(url("custom_create"), FORM)
+    assert response.status_code == 200
+    assert "already has a custom provider" in response.content.decode()
+    assert CustomProvider.objects.count() == 1
+
+
+def test_admin_edits_but_cannot_rename(client, admin, crm):
+    client.force_login(admin)
+    form = client.get(url("custom_edit", slug="crm"))
+    assert form.status_code == 200
+    assert 'name="slug"' not in form.content.decode()
+    response = client.post(
+        url("custom_edit", slug="crm"), {**FORM, "slug": "renamed", "display_name": "CRM v2"}
+    )
+    assert response.status_code == 302
+    crm.refresh_from_db()
+    assert (crm.slug, crm.display_name) == ("crm", "CRM v2")
+    event = AuditEvent.objects.get(action="provider.custom_updated")
+    assert event.metadata["changes"]["display_name"] == ["Acme CRM", "CRM v2"]
+
+
+def test_admin_adds_and_deletes_actions(client, admin, crm):
+    client.force_login(admin)
+    page = client.get(url("custom_action_create", slug="crm"))
+    assert page.status_code == 200
+    schema = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string", "description": "Item name."}},
+    }
+    response = client.post(
+        url("custom_action_create", slug="crm"),
+        {
+            "name": "create_item",
+            "description": "Create an item.",
+            "action_class": "write",
+            "method": "POST",
+            "path": "/items",
+            "input_schema": json.dumps(schema),
+            "scopes": "items.write",
+        },
+    )
+    assert response.status_code == 302
+    action = crm.actions.get(name="create_item")
+    assert action.scopes == ["items.write"]
+    assert action.input_schema["additionalProperties"] is False
+
+    bad = client.post(
+        url("custom_action_create", slug="crm"),
+        {
+            "name": "broken",
+            "description": "x",
+            "action_class": "read",
+            "method": "GET",
+            "path": "/items/{item_id}",
+            "input_schema": "{not json",
+            "scopes": "",
+        },
+    )
+    assert bad.status_code == 200
+    assert "This is not valid JSON" in bad.content.decode()
+    unrequired = client.post(
+        url("custom_action_create", slug="crm"),
+        {
+            "name": "broken",
+            "description": "x",
+            "action_class": "read",
+            "method": "GET",
+            "path": "/items/{item_id}",
+            "input_schema": json.dumps(schema),
+            "scopes": "",
+        },
+    )
+    assert unrequired.status_code == 200
+    assert "Every path placeholder must be a required property" in unrequired.content.decode()
+    assert not crm.actions.filter(name="broken").exists()
+
+    confirm = client.get(url("custom_action_delete", slug="crm", name="create_item"))
+    assert confirm.status_code == 200
+    assert (
+        client.post(url("custom_action_delete", slug="crm", name="create_item")).status_code == 302
+    )
+    assert not crm.actions.filter(name="create_item").exists()
+    assert client.post(url("custom_action_delete", slug="crm", name="nope")).status_code == 404
+
+
+def test_admin_deletes_a_provider(client, admin, crm):
+    client.force_login(admin)
+    assert client.get(url("custom_delete", slug="crm")).status_code == 200
+    response = client.post(url("custom_delete", slug="crm"))
+    assert response.status_code == 302
+    assert not CustomProvider.objects.exists()
+    assert AuditEvent.objects.filter(action="provider.custom_deleted").count() == 1
+
+
+def test_every_providers_url_is_closed_to_outsiders(client, outsider, crm):
+    """Walks the app's URL patterns so a new page cannot forget the tenant boundary."""
+    from apps.providers.urls import urlpatterns
+
+    client.force_login(outsider)
+    values = {"key": "custom-crm", "slug": "crm", "name": "get_item"}
+    for pattern in urlpatterns:
+        kwargs = {k: values[k] for k in pattern.pattern.converters}
+        target = url(pattern.name, **kwargs)
+        assert client.get(target).status_code == 404, target
+        assert client.post(target).status_code == 404, target
