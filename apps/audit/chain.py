@@ -46,13 +46,11 @@ def chain_key_for(organization_id: int | None) -> str:
 
 
 def canonical(values: dict[str, Any]) -> bytes:
-    def norm(name: str) -> Any:
-        value = values.get(name)
-        if name == "created_at" and value is not None:
-            return value.isoformat(timespec="microseconds")
-        return value
-
-    doc = {name: norm(name) for name in HASHED_FIELDS}
+    # Hot in audit_verify and the bench seeder: one dict build, no per-field call.
+    doc = {name: values.get(name) for name in HASHED_FIELDS}
+    created_at = doc["created_at"]
+    if created_at is not None:
+        doc["created_at"] = created_at.isoformat(timespec="microseconds")
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 

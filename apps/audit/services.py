@@ -21,7 +21,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.chain import GENESIS_HASH, chain_key_for, event_hash
-from apps.audit.exports import encode, rows
+from apps.audit.exports import export_stream
 from apps.audit.models import (
     ActorType,
     AuditChainHead,
@@ -180,7 +180,7 @@ def audit_export_direct(
         metadata={"filter": params, "format": fmt, "mode": "direct", "surface": surface},
         request=request,
     )
-    return encode(fmt, rows(events))
+    return export_stream(fmt, events)
 
 
 @transaction.atomic
@@ -238,7 +238,7 @@ def audit_export_run(*, export_id: int) -> AuditExport:
         export.rows_total = events.count()
         export.save(update_fields=["status", "rows_done", "rows_total"])
 
-    def counted(source: Iterator[tuple]) -> Iterator[tuple]:
+    def counted(source: Iterator[Any]) -> Iterator[Any]:
         done = 0
         for row in source:
             done += 1
@@ -250,7 +250,7 @@ def audit_export_run(*, export_id: int) -> AuditExport:
     name = f"audit-exports/{export.organization_id}/{uuid.uuid4().hex}.{export.format}"
     try:
         with tempfile.TemporaryFile(mode="w+b") as spool:
-            for piece in encode(export.format, counted(rows(events))):
+            for piece in export_stream(export.format, events, progress=counted):
                 spool.write(piece.encode())
             spool.seek(0)
             stored = default_storage.save(name, File(spool))

@@ -102,15 +102,18 @@ def test_job_reports_progress_while_it_runs(org, reviewer, monkeypatch):
     export = audit_export_request(organization=org, user=reviewer, params={}, fmt="csv")
     monkeypatch.setattr(services, "PROGRESS_EVERY", 2)
     seen: list[int] = []
-    original = services.rows
+    original = services.export_stream
 
-    def watched(events, **kwargs):
-        for n, row in enumerate(original(events, **kwargs), start=1):
-            if n in (5, 9):
-                seen.append(AuditExport.objects.get(pk=export.pk).rows_done)
-            yield row
+    def watched(fmt, events, progress=None):
+        def spy(source):
+            for n, row in enumerate(progress(source), start=1):
+                if n in (5, 9):
+                    seen.append(AuditExport.objects.get(pk=export.pk).rows_done)
+                yield row
 
-    monkeypatch.setattr(services, "rows", watched)
+        return original(fmt, events, progress=spy)
+
+    monkeypatch.setattr(services, "export_stream", watched)
     done = audit_export_run(export_id=export.pk)
     assert seen == [4, 8]
     # 9 broker events + the export's own audit event (written when requested).

@@ -448,3 +448,30 @@ def test_export_with_invalid_filter_or_format_is_refused(client, org, reviewer):
     assert _export(client, org, "xlsx").status_code == 302
     assert _export(client, org, "csv", worker="nope").status_code == 302
     assert not AuditEvent.objects.filter(action="audit.exported").exists()
+
+
+def test_jsonl_built_by_postgres_matches_the_python_encoder(org):
+    """The database-built lines (PostgreSQL) and the portable encoder agree."""
+    from datetime import datetime
+
+    from apps.audit import exports
+
+    for text in NASTY:
+        audit_record(
+            action="x.nasty",
+            organization=org,
+            target_label=text,
+            ip="10.1.2.3",
+            metadata={"note": text, "n": [1, 2.5, None]},
+            upstream_status=503,
+        )
+    events = AuditEvent.objects.filter(organization=org)
+    from_db = [json.loads(line) for line in exports.jsonl_lines(events)]
+    portable = [
+        json.loads(line)
+        for line in "".join(exports.encode_jsonl(exports.rows(events))).splitlines()
+    ]
+    for doc in from_db + portable:
+        doc["created_at"] = datetime.fromisoformat(doc["created_at"])
+    assert from_db == portable
+    assert len(from_db) == len(NASTY)

@@ -1,0 +1,507 @@
+"""`make bench-audit`: the audit trail at scale, in one unattended run.
+
+1. Creates its own PostgreSQL database (AUDIT_BENCH_DATABASE_URL, default
+   postgres://postgres@127.0.0.1:5432/grantry_bench_audit), dropping an old
+   one, and migrates it.
+2. Seeds AUDIT_BENCH_EVENTS events (default 10,000,000) across several
+   organizations with COPY, as valid per-organization hash chains (the same
+   canonical hashing as apps.audit.chain), indexes dropped during the load and
+   rebuilt after it.
+3. Reports:
+   * browse p50/p95 of the dashboard list page (full Django stack, in
+     process) for common filters, with the index each query used (goal < 150 ms);
+   * time and memory (RSS sampled every 20 ms) of a JSON Lines export of up to
+     1,000,000 rows through the management API's streamed export (goal < 60 s,
+     flat memory);
+   * audit_verify throughput over every chain.
+
+Other knobs: AUDIT_BENCH_ORGS (default 5), AUDIT_BENCH_REPEAT (requests per
+filter, default 30), AUDIT_BENCH_REUSE=1 (keep an already seeded database).
+It prints numbers and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+EVENTS = int(os.environ.get("AUDIT_BENCH_EVENTS", "10000000"))
+ORGS = int(os.environ.get("AUDIT_BENCH_ORGS", "5"))
+REPEAT = int(os.environ.get("AUDIT_BENCH_REPEAT", "30"))
+REUSE = os.environ.get("AUDIT_BENCH_REUSE") == "1"
+DB_URL = os.environ.get(
+    "AUDIT_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/grantry_bench_audit"
+)
+EXPORT_ROWS = 1_000_000
+WORKERS_PER_ORG, TOKENS_PER_ORG, CONNECTIONS_PER_ORG = 40, 80, 8
+
+os.environ.update(
+    {
+        "DJANGO_SETTINGS_MODULE": "grantry.settings",
+        "DATABASE_URL": DB_URL,
+        "DEBUG": "0",  # DEBUG would keep every query in memory
+        "SECRET_KEY": "bench-only-secret-key",
+        "GRANTRY_ENCRYPTION_KEY": "bench-only-encryption-key",
+        "ALLOWED_HOSTS": "*",
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "REDIS_URL": "",
+        "LOG_LEVEL": "WARNING",
+    }
+)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def create_database() -> bool:
+    """Create the bench database; False when reusing an existing seeded one."""
+    import psycopg
+
+    parts = urlsplit(DB_URL)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists and REUSE:
+            return False
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 LC_COLLATE 'C.UTF-8' "
+            "LC_CTYPE 'C.UTF-8' ENCODING 'UTF8'"
+        )
+    return True
+
+
+# --- seeding -------------------------------------------------------------------
+
+BROKER_ACTIONS = [
+    "issues.list",
+    "issues.get",
+    "issues.create",
+    "issues.delete",
+    "repos.get",
+    "tasks.list",
+    "tasks.update",
+    "messages.send",
+    "files.read",
+    "files.delete",
+]
+CONFIG_ACTIONS = [
+    "token.minted",
+    "token.revoked",
+    "token.rolled",
+    "member.invited",
+    "member.role_changed",
+    "role.updated",
+    "connection.refreshed",
+    "connection.created",
+    "worker.created",
+    "org.updated",
+]
+PROVIDERS = ["github", "linear", "slack", "gdrive", "jira", "notion", "sandbox", "hubspot"]
+
+
+def seed() -> dict[str, object]:
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+
+    from apps.audit.chain import GENESIS_HASH, canonical, chain_key_for
+    from apps.organizations.models import Membership, Organization
+
+    rng = random.Random(6)
+    orgs = [Organization.objects.create(name=f"Bench {i}", slug=f"bench-{i}") for i in range(ORGS)]
+    user = get_user_model().objects.create_user(
+        username="reviewer@bench.test", email="reviewer@bench.test", password="bench-password-1"
+    )
+    members = []
+    for org in orgs:
+        Membership.objects.create(organization=org, user=user, role="reviewer")
+        for j in range(5):
+            u = get_user_model().objects.create_user(
+                username=f"m{j}@{org.slug}.test", email=f"m{j}@{org.slug}.test"
+            )
+            Membership.objects.create(organization=org, user=u, role="admin")
+            members.append((org.pk, u.pk, u.username))
+    members_by_org: dict[int, list[tuple[int, int, str]]] = {}
+    for m in members:
+        members_by_org.setdefault(m[0], []).append(m)
+
+    # The first org is the busy one: half of all events.
+    weights = [0.5] + [0.5 / (ORGS - 1)] * (ORGS - 1) if ORGS > 1 else [1.0]
+    org_ids = [o.pk for o in orgs]
+    columns = [
+        "chain_key",
+        "seq",
+        "prev_hash",
+        "hash",
+        "created_at",
+        "organization_id",
+        "actor_type",
+        "actor_id",
+        "actor_label",
+        "action",
+        "target_type",
+        "target_id",
+        "target_label",
+        "outcome",
+        "decision",
+        "worker_id",
+        "token_id",
+        "connection_id",
+        "provider",
+        "upstream_status",
+        "latency_ms",
+        "reason",
+        "metadata",
+        "ip",
+        "user_agent",
+        "request_id",
+    ]
+    state = {oid: [0, GENESIS_HASH] for oid in org_ids}
+    start = datetime.now(UTC) - timedelta(days=30)
+    step = timedelta(days=30) / EVENTS
+
+    with connection.cursor() as cur:
+        # Plain indexes only: the primary key and the (chain_key, seq) unique
+        # constraint stay, so the load is still checked.
+        cur.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
+            "'audit_auditevent' AND indexname NOT IN "
+            "(SELECT conname FROM pg_constraint)"
+        )
+        indexes = cur.fetchall()
+        for name, _ in indexes:
+            cur.execute(f'DROP INDEX "{name}"')
+
+    def text(value: object) -> str:
+        return "\\N" if value is None else str(value)
+
+    started = time.monotonic()
+    batch = 200_000
+    raw = connection.connection  # the psycopg connection
+    org_choices = rng.choices(org_ids, weights=weights, k=min(EVENTS, 1_000_000))
+    with transaction.atomic(), raw.cursor() as pg:
+        with pg.copy(f"COPY audit_auditevent ({', '.join(columns)}) FROM STDIN") as copy:
+            buf = io.StringIO()
+            for i in range(EVENTS):
+                oid = org_choices[i % len(org_choices)]
+                seq_hash = state[oid]
+                seq_hash[0] += 1
+                created = start + step * i
+                r = rng.random()
+                worker = rng.randrange(1, WORKERS_PER_ORG + 1)
+                if r < 0.85:
+                    denied = rng.random() < 0.05
+                    act = BROKER_ACTIONS[rng.randrange(len(BROKER_ACTIONS))]
+                    status = (
+                        None
+                        if denied
+                        else (200 if rng.random() < 0.95 else rng.choice([404, 429, 500, 503]))
+                    )
+                    conn_id = oid * 100 + rng.randrange(CONNECTIONS_PER_ORG)
+                    values = {
+                        "actor_type": "worker",
+                        "actor_id": str(worker),
+                        "actor_label": f"worker-{worker}",
+                        "action": "broker.denied" if denied else "broker.execute",
+                        "target_type": "connection",
+                        "target_id": str(conn_id),
+                        "target_label": f"conn-{conn_id}",
+                        "outcome": "denied"
+                        if denied
+                        else ("success" if status == 200 else "failure"),
+                        "decision": "denied" if denied else "allowed",
+                        "worker_id": worker,
+                        "token_id": f"tok{oid}x{rng.randrange(TOKENS_PER_ORG)}",
+                        "connection_id": conn_id,
+                        "provider": PROVIDERS[conn_id % len(PROVIDERS)],
+                        "upstream_status": status,
+                        "latency_ms": None if denied else rng.randrange(20, 900),
+                        "reason": f"No rule of role triage allows {act}" if denied else "",
+                        "metadata": {
+                            "action": act,
+                            "input_digest": f"sha256:{i:064x}"[:71],
+                            "role_id": oid * 10,
+                        },
+                    }
+                else:
+                    mid, muid, mlabel = rng.choice(members_by_org[oid])
+                    act = CONFIG_ACTIONS[rng.randrange(len(CONFIG_ACTIONS))]
+                    values = {
+                        "actor_type": "user",
+                        "actor_id": str(muid),
+                        "actor_label": mlabel,
+                        "action": act,
+                        "target_type": act.split(".")[0],
+                        "target_id": str(i),
+                        "target_label": f"{act.split('.')[0]} {i % 997}",
+                        "outcome": "success",
+                        "decision": "",
+                        "worker_id": worker if act.startswith("token") else None,
+                        "token_id": "",
+                        "connection_id": None,
+                        "provider": "",
+                        "upstream_status": None,
+                        "latency_ms": None,
+                        "reason": "",
+                        "metadata": {"changed": ["name"]},
+                    }
+                values.update(
+                    {
+                        "chain_key": chain_key_for(oid),
+                        "seq": seq_hash[0],
+                        "prev_hash": seq_hash[1],
+                        "created_at": created,
+                        "organization_id": oid,
+                        "ip": f"10.0.{i % 250}.{i % 200 + 1}",
+                        "user_agent": "bench-agent/1.0",
+                        "request_id": f"req{i}",
+                    }
+                )
+                payload = canonical(values)
+                digest = hashlib.sha256(payload).hexdigest()
+                seq_hash[1] = digest
+                values["hash"] = digest
+                row = []
+                for name in columns:
+                    v = values[name]
+                    if name == "created_at":
+                        v = created.isoformat(timespec="microseconds")
+                    elif name == "metadata":
+                        import json
+
+                        v = json.dumps(v, separators=(",", ":"))
+                    row.append(text(v))
+                buf.write("\t".join(row))
+                buf.write("\n")
+                if (i + 1) % batch == 0:
+                    copy.write(buf.getvalue())
+                    buf = io.StringIO()
+                    elapsed = time.monotonic() - started
+                    print(f"  seeded {i + 1:,} events ({(i + 1) / elapsed:,.0f}/s)", flush=True)
+            copy.write(buf.getvalue())
+        pg.executemany(
+            "INSERT INTO audit_auditchainhead (chain_key, seq, hash) VALUES (%s, %s, %s)",
+            [(chain_key_for(oid), s[0], s[1]) for oid, s in state.items()],
+        )
+    load_s = time.monotonic() - started
+    t = time.monotonic()
+    with connection.cursor() as cur:
+        for _, definition in indexes:
+            cur.execute(definition)
+        cur.execute("VACUUM ANALYZE audit_auditevent")
+    index_s = time.monotonic() - t
+    return {"load_s": load_s, "index_s": index_s}
+
+
+# --- measurements --------------------------------------------------------------
+
+
+def browse(org, user) -> list[tuple[str, float, float, str]]:
+    from django.test import Client
+    from django.urls import reverse
+
+    from apps.audit.filters import AuditFilterForm
+    from apps.audit.models import AuditEvent
+
+    client = Client()
+    client.force_login(user)
+    base = reverse("audit:list", kwargs={"org_slug": org.slug})
+    events = AuditEvent.objects.filter(organization=org)
+    middle = events.order_by("id").values_list("id", flat=True)[events.count() // 2]
+    day_ago = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    week = (datetime.now(UTC) - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M")
+    week_end = (datetime.now(UTC) - timedelta(days=13)).strftime("%Y-%m-%dT%H:%M")
+    member = (
+        AuditEvent.objects.filter(organization=org, actor_type="user")
+        .values_list("actor_label", flat=True)
+        .first()
+    )
+    cases = [
+        ("no filter (newest page)", {}),
+        ("deep page (before=<middle id>)", {"before": middle}),
+        ("decision=denied", {"decision": "denied"}),
+        ("worker=7", {"worker": 7}),
+        ("worker=7 & decision=denied", {"worker": 7, "decision": "denied"}),
+        ("action=token. (prefix)", {"action": "token."}),
+        ("action=member.invited", {"action": "member.invited"}),
+        ("token=<id>", {"token": f"tok{org.pk}x3"}),
+        ("member=<email>", {"member": member}),
+        ("connection=<id>", {"connection": org.pk * 100 + 2}),
+        ("provider=linear", {"provider": "linear"}),
+        ("status=5xx", {"status": "5xx"}),
+        ("outcome=failure", {"outcome": "failure"}),
+        ("last 24 h", {"start": day_ago}),
+        ("a week 20 days ago", {"start": week, "end": week_end}),
+        ("a week ago & denied", {"start": week, "end": week_end, "decision": "denied"}),
+        ("text q=conn-1 (free text)", {"q": "conn-1"}),
+        ("text q=issues.delete & last 24 h", {"q": "issues.delete", "start": day_ago}),
+    ]
+    results = []
+    for label, params in cases:
+        plan = ""
+        form = AuditFilterForm(data={k: str(v) for k, v in params.items() if k != "before"})
+        if form.is_valid():
+            qs = form.filter(events)
+            if "before" in params:
+                qs = qs.filter(id__lt=params["before"])
+            explained = qs.order_by("-id")[:51].explain()
+            plan = ",".join(
+                sorted(
+                    {w.strip('"') for w in explained.split() if w.strip('"').startswith("audit_")}
+                )
+            )
+        client.get(base, params)  # warm
+        times = []
+        for _ in range(REPEAT):
+            t = time.perf_counter()
+            response = client.get(base, params)
+            times.append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 200
+        times.sort()
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+        results.append((label, statistics.median(times), p95, plan or "seq scan"))
+    return results
+
+
+def export(org, user) -> dict[str, float]:
+    from django.test import Client
+    from django.urls import reverse
+
+    from apps.audit.models import AuditEvent
+
+    events = AuditEvent.objects.filter(organization=org).order_by("id")
+    total = events.count()
+    rows_wanted = min(EXPORT_ROWS, total)
+    last = events.values_list("created_at", flat=True)[rows_wanted - 1]
+    client = Client()
+    client.force_login(user)
+    url = reverse("org_api:audit-export", kwargs={"org_slug": org.slug, "fmt": "jsonl"})
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(rss_mb())
+            time.sleep(0.02)
+
+    before = rss_mb()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t = time.perf_counter()
+    response = client.get(url, {"end": last.isoformat()})
+    lines = size = 0
+    quarter_rss = []
+    for piece in response.streaming_content:
+        size += len(piece)
+        lines += piece.count(b"\n")
+        if lines and len(quarter_rss) < 4 and lines >= (len(quarter_rss) + 1) * rows_wanted / 4:
+            quarter_rss.append(rss_mb())
+    elapsed = time.perf_counter() - t
+    stop.set()
+    sampler.join()
+    return {
+        "rows": lines,
+        "seconds": elapsed,
+        "mb": size / 1e6,
+        "rss_before": before,
+        "rss_peak": max(samples or [before]),
+        "rss_quarters": quarter_rss,
+    }
+
+
+def verify() -> dict[str, float]:
+    from apps.audit.verify import verify_chains
+
+    t = time.perf_counter()
+    reports = verify_chains()
+    elapsed = time.perf_counter() - t
+    total = sum(r.count for r in reports)
+    return {
+        "events": total,
+        "seconds": elapsed,
+        "rate": total / elapsed,
+        "broken": sum(not r.ok for r in reports),
+    }
+
+
+def main() -> None:
+    fresh = create_database()
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # No collectstatic here: plain static URLs instead of the manifest.
+    settings.STORAGES["staticfiles"] = {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+    }
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from apps.organizations.models import Organization
+
+    print(f"Audit bench: {EVENTS:,} events, {ORGS} orgs, database {DB_URL}")
+    if fresh:
+        call_command("migrate", verbosity=0)
+        figures = seed()
+        print(
+            f"Seed: COPY {figures['load_s']:.1f} s "
+            f"({EVENTS / figures['load_s']:,.0f} events/s incl. hashing), "
+            f"indexes + VACUUM ANALYZE {figures['index_s']:.1f} s"
+        )
+    else:
+        print("Reusing the seeded database (AUDIT_BENCH_REUSE=1).")
+    org = Organization.objects.get(slug="bench-0")
+    user = get_user_model().objects.get(username="reviewer@bench.test")
+    from apps.audit.models import AuditEvent
+
+    print(f"Busiest org {org.slug}: {AuditEvent.objects.filter(organization=org).count():,} events")
+
+    print(f"\nBrowse /o/{org.slug}/audit/ ({REPEAT} requests each, in-process, goal p95 < 150 ms)")
+    print(f"  {'filter':40} {'p50 ms':>8} {'p95 ms':>8}  index used")
+    for label, p50, p95, plan in browse(org, user):
+        flag = "" if p95 < 150 else "  <-- over goal"
+        print(f"  {label:40} {p50:8.1f} {p95:8.1f}  {plan}{flag}")
+
+    print("\nJSONL export through the streamed API (goal < 60 s, flat memory)")
+    result = export(org, user)
+    quarters = ", ".join(f"{q:.0f}" for q in result["rss_quarters"])
+    print(
+        f"  {result['rows']:,} rows, {result['mb']:.0f} MB in {result['seconds']:.1f} s "
+        f"({result['rows'] / result['seconds']:,.0f} rows/s)"
+    )
+    print(
+        f"  RSS before {result['rss_before']:.0f} MB, peak {result['rss_peak']:.0f} MB, "
+        f"at 25/50/75/100 %: {quarters} MB"
+    )
+
+    print("\naudit_verify over every chain")
+    v = verify()
+    print(
+        f"  {v['events']:,} events in {v['seconds']:.1f} s = {v['rate']:,.0f} events/s, "
+        f"{v['broken']} broken chain(s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
