@@ -147,7 +147,8 @@ def resolve_base_url_params(provider: Provider, params: dict[str, Any] | None) -
     def fill(url: str) -> str:
         return PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), url)
 
-    return replace(provider, **{f: fill(getattr(provider, f)) for f in _URL_FIELDS})
+    filled: dict[str, Any] = {f: fill(getattr(provider, f)) for f in _URL_FIELDS}
+    return replace(provider, **filled)
 
 
 def _segment(name: str, value: Any) -> str:

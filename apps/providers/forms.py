@@ -34,7 +34,7 @@ class ScopesField(forms.CharField):
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         if isinstance(value, (list, tuple)):
             return list(value)
-        return _split_scopes(super().to_python(value))
+        return _split_scopes(super().to_python(value) or "")
 
 
 class CustomProviderForm(forms.ModelForm):

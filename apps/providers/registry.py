@@ -113,7 +113,7 @@ def _sandbox_url() -> str:
     return str(getattr(settings, "GRANTRY_SANDBOX_URL", "") or default)
 
 
-def _finish(provider: Provider, overrides: dict[str, str]) -> Provider:
+def _finish(provider: Provider, overrides: dict[str, Any]) -> Provider:
     if overrides:
         provider = replace(provider, **overrides)
     if provider.userinfo_url.startswith("/"):
@@ -123,11 +123,12 @@ def _finish(provider: Provider, overrides: dict[str, str]) -> Provider:
     return provider
 
 
-_cache: dict[str, Any] = {"key": None, "providers": {}}
+_cache: dict[str, Any] = {"key": None, "providers": {}, "actions": {}}
 
 
 def _builtins() -> dict[str, Provider]:
-    """Built-in providers by key, rebuilt only when the relevant settings change."""
+    """Built-in providers by key, rebuilt only when the relevant settings change
+    (override_settings in tests, never in a running process otherwise)."""
     raw = getattr(settings, "GRANTRY_PROVIDER_URLS", {}) or {}
     sandbox_on = bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
     cache_key = repr(
@@ -138,7 +139,9 @@ def _builtins() -> dict[str, Provider]:
         providers = list(BUILTIN_PROVIDERS)
         if sandbox_on:
             providers.append(sandbox_provider(_sandbox_url()))
-        _cache["providers"] = {p.key: _finish(p, overrides.get(p.key, {})) for p in providers}
+        by_key = {p.key: _finish(p, overrides.get(p.key, {})) for p in providers}
+        _cache["providers"] = by_key
+        _cache["actions"] = {a.name: a for p in by_key.values() for a in p.actions}
         _cache["key"] = cache_key
     providers_by_key: dict[str, Provider] = _cache["providers"]
     return providers_by_key
@@ -178,6 +181,10 @@ def get_provider(key: str, *, organization: Organization | None = None) -> Provi
 
 
 def get_action(name: str, *, organization: Organization | None = None) -> Action:
+    _builtins()
+    builtin: Action | None = _cache["actions"].get(name)
+    if builtin is not None:
+        return builtin
     key, dot, short = name.partition(".")
     if not dot or not short:
         raise UnknownAction(name)

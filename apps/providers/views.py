@@ -135,6 +135,7 @@ class _CustomProviderMixin(OrgViewMixin):
     required_role = OrgRole.ADMIN
     model = CustomProvider
     custom: CustomProvider
+    kwargs: dict[str, Any]
 
     def get_custom(self) -> CustomProvider:
         return get_object_or_404(self.scope_queryset(), slug=self.kwargs["slug"])
