@@ -1,0 +1,151 @@
+"""Revocation is immediate on every server process.
+
+Two real gunicorn servers (separate processes, separate connections) serve the
+same test database. A token works on both; it is revoked through the
+management API of one; the very next request on the other gets 401."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+from apps.accounts.token_services import personal_token_mint
+from apps.workers.services import token_mint
+
+ROOT = Path(__file__).resolve().parents[3]
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+class Server:
+    def __init__(self, tmp_path: Path, name: str) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"{name}.log"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
+            "DATABASE_URL": _database_url(),
+            "GRANTRY_BASE_URL": self.base,
+        }
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv
+            [
+                str(GUNICORN),
+                "grantry.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--threads",
+                "2",
+                "--worker-class",
+                "gthread",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.base}/healthz?checks=0", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def two_servers(django_db_setup, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("servers")
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.fail("The cross-process test needs PostgreSQL (a database shared by processes).")
+    servers = [Server(tmp_path, "a"), Server(tmp_path, "b")]
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_revocation_through_one_process_is_seen_by_the_other(two_servers, org, admin, worker):
+    server_a, server_b = two_servers
+    assert server_a.process.pid != server_b.process.pid
+    token, raw = token_mint(worker=worker, created_by=admin)
+    _, personal = personal_token_mint(user=admin, organization=org, name="ops")
+    agent = {"Authorization": f"Bearer {raw}"}
+
+    for server in (server_a, server_b):
+        response = httpx.get(f"{server.base}/api/v1/whoami", headers=agent, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["token"]["id"] == token.public_id
+
+    revoke = httpx.post(
+        f"{server_a.base}/api/v1/orgs/{org.slug}/workers/{worker.pk}/tokens/"
+        f"{token.public_id}/revoke/",
+        headers={"Authorization": f"Bearer {personal}"},
+        json={"reason": "cross-process test"},
+        timeout=10,
+    )
+    assert revoke.status_code == 200, revoke.text
+
+    response = httpx.get(f"{server_b.base}/api/v1/whoami", headers=agent, timeout=10)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_invalid"
+    assert httpx.get(f"{server_a.base}/api/v1/whoami", headers=agent, timeout=10).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_disabling_a_worker_is_seen_by_every_process(two_servers, org, admin, worker):
+    server_a, server_b = two_servers
+    _, raw = token_mint(worker=worker, created_by=admin)
+    _, personal = personal_token_mint(user=admin, organization=org, name="ops")
+    agent = {"Authorization": f"Bearer {raw}"}
+    assert httpx.get(f"{server_b.base}/api/v1/whoami", headers=agent, timeout=10).status_code == 200
+    disable = httpx.post(
+        f"{server_a.base}/api/v1/orgs/{org.slug}/workers/{worker.pk}/disable/",
+        headers={"Authorization": f"Bearer {personal}"},
+        timeout=10,
+    )
+    assert disable.status_code == 200, disable.text
+    response = httpx.get(f"{server_b.base}/api/v1/whoami", headers=agent, timeout=10)
+    assert response.json()["error"]["code"] == "worker_disabled"
