@@ -24,6 +24,7 @@ host name and the elapsed time.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -46,6 +47,11 @@ __all__ = [
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# httpx logs every request URL at INFO; a URL may carry a credential (query
+# placement), so its request log is kept quiet. Egress errors are ours to log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 # Cloud metadata endpoints. Most are link-local or private anyway; listed so
 # that no setting (not even loopback for dev) can ever open them.
