@@ -41,4 +41,7 @@ def seed_demo(*, email: str, password: str, reviewer_email: str) -> list[str]:
         # The demo owner is also a Sandbox user with projects and tasks to connect to.
         sandbox_seed_user_data(user=owner)  # type: ignore[arg-type]  # _user() returns object
         summary.append("Sandbox demo SaaS (/sandbox/) has projects and tasks for the demo owner.")
+        from apps.connections.demo import seed_sandbox_connection
+
+        summary.append(seed_sandbox_connection(organization=org, user=owner))
     return summary

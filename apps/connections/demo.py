@@ -1,0 +1,51 @@
+"""The Connections part of the `make run` demo: a connected Sandbox connection.
+
+Seeding runs before the web server listens, so the first token pair is issued
+by the Sandbox in-process (`sandbox_tokens_issue`); from then on the
+connection refreshes, calls and revokes over real HTTP like any other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from apps.connections import services
+from apps.connections.models import Connection, ConnectionStatus, ProviderApp
+from apps.organizations.models import Organization
+
+DEMO_CONNECTION = "sandbox-demo"
+
+
+@transaction.atomic
+def seed_sandbox_connection(*, organization: Organization, user: Any) -> str:
+    """Give the demo org its Sandbox OAuth app and a connected 'sandbox-demo'. Idempotent."""
+    from apps.sandbox.services import sandbox_client_register, sandbox_tokens_issue
+
+    existing = Connection.objects.for_organization(organization).filter(name=DEMO_CONNECTION)
+    if existing.filter(status=ConnectionStatus.ACTIVE).exists():
+        return f"Connection '{DEMO_CONNECTION}' is already connected."
+    app = ProviderApp.objects.for_organization(organization).filter(provider_key="sandbox").first()
+    if app is None:
+        client_id, secret = sandbox_client_register(
+            name=f"Grantry ({organization.slug})", redirect_uris=[services.oauth_redirect_uri()]
+        )
+        app = services.provider_app_save(
+            organization=organization,
+            provider_key="sandbox",
+            client_id=client_id,
+            client_secret=secret,
+        )
+    token = sandbox_tokens_issue(client_id=app.client_id, user=user, scope="read write")
+    connection = services.connection_create_from_oauth(
+        organization=organization,
+        provider_key="sandbox",
+        name=DEMO_CONNECTION,
+        token=token,
+        provider_app=app,
+        scopes=token["scope"].split(),
+        account_label=user.get_username(),
+        created_by=user,
+        reconnect=existing.first(),
+    )
+    return f"Connection '{connection.name}' to the Sandbox is connected (OAuth, read write)."
