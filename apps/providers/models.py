@@ -157,7 +157,8 @@ class CustomProvider(models.Model):
     slug = models.CharField(
         max_length=40,
         validators=[slug_validator],
-        help_text="Its catalog key becomes custom-<slug>; it cannot be changed later.",
+        help_text="Lowercase letters, digits and hyphens, e.g. acme-crm. The catalog key becomes "
+        "custom-acme-crm. It cannot be changed later.",
     )
     display_name = models.CharField(max_length=80)
     description = models.CharField(max_length=300, blank=True)
@@ -281,7 +282,8 @@ class CustomAction(models.Model):
     name = models.CharField(
         max_length=63,
         validators=[action_name_validator],
-        help_text="Short name; the full action name is custom-<slug>.<name>.",
+        help_text="Lowercase with underscores, e.g. list_items. Agents call it as "
+        "custom-KEY.list_items.",
     )
     description = models.TextField(
         max_length=2000,

@@ -283,3 +283,16 @@ def test_every_providers_url_is_closed_to_outsiders(client, outsider, crm):
         target = url(pattern.name, **kwargs)
         assert client.get(target).status_code == 404, target
         assert client.post(target).status_code == 404, target
+
+
+def test_admin_site_lists_and_edits_custom_providers(client, crm):
+    from tests.factories import UserFactory
+
+    superuser = UserFactory(email="root@grantry.test", is_staff=True, is_superuser=True)
+    client.force_login(superuser)
+    listing = client.get(reverse("admin:providers_customprovider_changelist"))
+    assert listing.status_code == 200
+    assert "Acme CRM" in listing.content.decode()
+    change = client.get(reverse("admin:providers_customprovider_change", args=[crm.pk]))
+    assert change.status_code == 200
+    assert "get_item" in change.content.decode()
