@@ -49,7 +49,8 @@ def canonical(values: dict[str, Any]) -> bytes:
     # Hot in audit_verify and the bench seeder: one dict build, no per-field call.
     doc = {name: values.get(name) for name in HASHED_FIELDS}
     created_at = doc["created_at"]
-    if created_at is not None:
+    # A datetime, or already its canonical text (audit_verify has PostgreSQL format it).
+    if created_at is not None and not isinstance(created_at, str):
         doc["created_at"] = created_at.isoformat(timespec="microseconds")
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
 

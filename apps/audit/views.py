@@ -75,6 +75,8 @@ class AuditListView(AuditMixin, TemplateView):
             keyset_page(events, before=before, after=after) if events is not None else None
         )
         context["head"] = chain_head(self.organization)
+        # One reverse() for the page instead of one per row.
+        context["events_url"] = reverse("audit:list", kwargs={"org_slug": self.organization.slug})
         context["exports"] = AuditExport.objects.for_organization(self.organization)[:5]
         context["formats"] = ExportFormat.choices
         return context

@@ -475,3 +475,29 @@ def test_jsonl_built_by_postgres_matches_the_python_encoder(org):
         doc["created_at"] = datetime.fromisoformat(doc["created_at"])
     assert from_db == portable
     assert len(from_db) == len(NASTY)
+
+
+def test_time_ranges_are_exact_with_the_id_bounds(client, org, other_org, reviewer, monkeypatch):
+    """Events spread over days: every range returns exactly the events inside it."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from apps.audit import services
+
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    created = {}
+    for i in range(40):
+        at = t0 + timedelta(minutes=47 * i)
+        monkeypatch.setattr(services, "timezone", SimpleNamespace(now=lambda at=at: at))
+        created[audit_record(action="x.t", organization=org).pk] = at
+        audit_record(action="x.t", organization=other_org)
+    login(client, reviewer)
+    fmt = "%Y-%m-%dT%H:%M"
+    for start_min, end_min in [(0, 300), (120, 121), (600, 1500), (1000, 5000), (-60, 0)]:
+        start, end = t0 + timedelta(minutes=start_min), t0 + timedelta(minutes=end_min)
+        expected = {pk for pk, at in created.items() if start <= at <= end}
+        got = _filter_ids(client, org, start=start.strftime(fmt), end=end.strftime(fmt))
+        assert got == expected, (start_min, end_min)
+        assert _filter_ids(client, org, start=start.strftime(fmt)) == {
+            pk for pk, at in created.items() if at >= start
+        }
