@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench venv browser clean
+.PHONY: run test lint bench bench-audit venv browser clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ lint: venv
 
 bench: venv
 	$(BIN)/python scripts/bench.py
+
+## The audit trail at scale: seeds AUDIT_BENCH_EVENTS (default 10M) events into its own database.
+bench-audit: venv
+	$(BIN)/python scripts/bench_audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache var/
