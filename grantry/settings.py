@@ -212,7 +212,11 @@ MFA_TOTP_ISSUER = "Grantry"
 
 # --- Django REST framework ---------------------------------------------------
 REST_FRAMEWORK = {
+    # Personal API tokens first so a request with no credentials gets 401 +
+    # WWW-Authenticate (DRF takes the header from the first class). Worker tokens
+    # are accepted only by the agent views, which set their own class.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.accounts.auth.PersonalTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -262,6 +266,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 CELERY_BEAT_SCHEDULE["connections-refresh-due"] = {
     "task": "connections.refresh_due_connections",
     "schedule": 300.0,
+}
+# Workers: email org admins once per token that expires within 7 days (apps.workers.tasks).
+CELERY_BEAT_SCHEDULE["workers-warn-expiring-tokens"] = {
+    "task": "workers.warn_expiring_tokens", "schedule": 24 * 60 * 60.0,
 }
 CELERY_TIMEZONE = "UTC"
 
