@@ -3,6 +3,7 @@ define custom providers and actions (admins)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -115,7 +116,11 @@ def _action_view(action: Action) -> dict[str, Any]:
         }
         for name, prop in (schema.get("properties") or {}).items()
     ]
-    return {"action": action, "fields": fields}
+    return {
+        "action": action,
+        "fields": fields,
+        "schema_json": json.dumps(schema, indent=2, ensure_ascii=False),
+    }
 
 
 def _type_label(prop: Any) -> str:

@@ -86,6 +86,7 @@ def test_members_browse_the_catalog(client, member, crm):
     detail = client.get(url("detail", key="sandbox"))
     assert detail.status_code == 200
     assert "sandbox.create_task" in detail.content.decode()
+    assert "&quot;additionalProperties&quot;: false" in detail.content.decode()
     assert client.get(url("detail", key="custom-crm")).status_code == 200
     assert client.get(url("detail", key="nope")).status_code == 404
 
