@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.policies.models import Role
@@ -13,6 +15,7 @@ from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import ROLL_OVERLAPS
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class _OrgScopedField(serializers.PrimaryKeyRelatedField):
     """A primary key that only resolves inside the view's organization."""
 

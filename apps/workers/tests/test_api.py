@@ -240,3 +240,16 @@ def test_no_credentials_is_401(org):
     response = APIClient().get(f"{base(org)}/workers/")
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_openapi_schema_documents_the_worker_routes_and_token_auth(client):
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    schema = response.json()
+    paths = schema["paths"]
+    assert "/api/v1/orgs/{org_slug}/workers/{worker_id}/tokens/" in paths
+    assert "/api/v1/orgs/{org_slug}/kill-switch/" in paths
+    assert "/api/v1/whoami" in paths
+    assert "personalToken" in schema["components"]["securitySchemes"]
+    mint = paths["/api/v1/orgs/{org_slug}/workers/{worker_id}/tokens/"]["post"]
+    assert "201" in mint["responses"]
