@@ -11,6 +11,7 @@ forms, the admin and the services enforce exactly the same rules.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,6 +84,10 @@ def validate_path_template(value: str) -> None:
             "The path may not contain '?', '#', '\\' or spaces; query parameters come from "
             "the input schema.",
             code="path",
+        )
+    if re.search(r"%(2e|2f|5c)", value, re.IGNORECASE):
+        raise ValidationError(
+            "The path may not contain encoded dots or slashes (%2e, %2f, %5c).", code="path"
         )
     if "//" in value or any(seg in (".", "..") for seg in value.split("/")):
         raise ValidationError("The path may not contain '//', '.' or '..' segments.", code="path")

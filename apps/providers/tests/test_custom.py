@@ -159,6 +159,8 @@ def test_duplicate_slug_in_one_org_is_refused_but_other_orgs_may_reuse_it(
         ({"path": "/items/../{item_id}"}, "path"),
         ({"path": "/items/{item_id}?x=1"}, "path"),
         ({"path": "/items/{item-id}"}, "path"),
+        ({"path": "/items/%2E%2e/{item_id}"}, "path"),
+        ({"path": "/items/a%2fb/{item_id}"}, "path"),
         ({"path": "/items/{verbose}"}, "input_schema"),  # placeholder not required
         ({"path": "/items/{missing}"}, "input_schema"),
         ({"input_schema": {"type": "array"}}, "input_schema"),
