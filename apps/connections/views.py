@@ -37,7 +37,6 @@ def _provider_or_404(key: str, organization: Any) -> Provider:
 class ConnectionListView(OrgViewMixin, ListView):
     template_name = "connections/list.html"
     context_object_name = "connections"
-    model = Connection
 
     def scope_queryset(self) -> Any:
         return (

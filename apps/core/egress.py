@@ -109,7 +109,15 @@ class EgressResponse:
 
     @property
     def text(self) -> str:
-        return self.content.decode(self.headers.get_content_charset() or "utf-8", "replace")
+        charset = "utf-8"
+        for part in self.headers.get("Content-Type", "").split(";")[1:]:
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "charset" and value:
+                charset = value.strip('"')
+        try:
+            return self.content.decode(charset, "replace")
+        except LookupError:
+            return self.content.decode("utf-8", "replace")
 
     @property
     def host(self) -> str:

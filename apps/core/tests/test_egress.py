@@ -38,6 +38,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/ok":
             self._send(200, b'{"hello": "world"}', {"Content-Type": "application/json"})
+        elif self.path == "/latin1":
+            self._send(
+                200, "héllo".encode("latin-1"), {"Content-Type": "text/plain; charset=latin-1"}
+            )
         elif self.path == "/host":
             self._send(200, self.headers["Host"].encode())
         elif self.path == "/redirect":
@@ -224,3 +228,10 @@ def test_error_messages_do_not_carry_the_query_string() -> None:
     with pytest.raises(EgressBlocked) as caught:
         egress_request("GET", "http://10.0.0.1/x?api_key=canary-secret-123")
     assert "canary-secret-123" not in str(caught.value)
+
+
+def test_response_text_uses_the_declared_charset(server: str) -> None:
+    assert egress_request("GET", f"{server}/latin1").text == "héllo"
+    # Without a charset the text is read as UTF-8.
+    echoed = egress_request("POST", f"{server}/echo", content="héllo".encode("latin-1"))
+    assert echoed.text == "h\ufffdllo"

@@ -65,7 +65,11 @@ class Command(BaseCommand):
                 label, dict.fromkeys(("rows", "rewritten", "current", "old", "unreadable"), 0)
             )
             db = router.db_for_write(model)
-            table, column, pk = (model._meta.db_table, field.column, model._meta.pk.column)
+            table, column, pk = (
+                model._meta.db_table,
+                str(field.column),
+                str(model._meta.pk.column),
+            )
             quote = connections[db].ops.quote_name
             select = f"SELECT {quote(column)} FROM {quote(table)}"  # noqa: S608
             lock = " FOR UPDATE" if connections[db].features.has_select_for_update else ""

@@ -1,17 +1,11 @@
-"""Writes for connections: provider apps, connect (OAuth and API key), refresh,
-disconnect. Every security-relevant change writes its audit event in the same
-transaction; emails go out from `on_commit`."""
+"""Connecting: provider apps, the OAuth connect flow, API-key connections."""
 
 from __future__ import annotations
 
-import logging
 import secrets
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -25,29 +19,16 @@ from apps.connections.models import (
     ProviderApp,
     RevocationResult,
 )
-from apps.core.egress import EgressError, egress_request
-from apps.organizations.models import Organization, OrgRole
-from apps.providers.catalog import AuthType, Provider
-
-logger = logging.getLogger(__name__)
-
-USED_THROTTLE = timedelta(seconds=60)
-INVALID_GRANT_ERRORS = frozenset({"invalid_grant"})
-
-
-def oauth_redirect_uri() -> str:
-    """The one callback every provider app must register (shown in the dashboard)."""
-    return f"{settings.GRANTRY_BASE_URL}/oauth/callback/"
-
-
-def resolved_provider(
-    key: str, *, organization: Organization | None, base_url_params: dict[str, Any] | None = None
-) -> Provider:
-    from apps.providers.registry import get_provider, resolve_base_url_params
-
-    provider = get_provider(key, organization=organization)
-    return resolve_base_url_params(provider, base_url_params or {})
-
+from apps.connections.services.common import (
+    CredentialRejected,
+    ProviderUnreachable,
+    _token_expiry,
+    fetch_account_label,
+    oauth_redirect_uri,
+    resolved_provider,
+)
+from apps.organizations.models import Organization
+from apps.providers.catalog import AuthType
 
 # --- Provider apps ----------------------------------------------------------------
 
@@ -90,60 +71,6 @@ def provider_app_save(
         metadata={"client_id": app.client_id, "secret_changed": secret_changed},
     )
     return app
-
-
-# --- Connect: shared helpers ----------------------------------------------------------
-
-
-class CredentialRejected(Exception):
-    """The provider said the key/token is not valid (nothing was saved)."""
-
-
-class ProviderUnreachable(Exception):
-    """The identity check could not be made (nothing was saved)."""
-
-
-def _token_expiry(token: dict[str, Any]) -> datetime | None:
-    if token.get("expires_at"):
-        return datetime.fromtimestamp(int(token["expires_at"]), tz=UTC)
-    if token.get("expires_in"):
-        return timezone.now() + timedelta(seconds=int(token["expires_in"]))
-    return None
-
-
-def fetch_account_label(
-    provider: Provider, secret: str, base_url_params: dict[str, Any] | None = None
-) -> str:
-    """Ask the provider who the credential belongs to. Raises CredentialRejected
-    on 401/403, ProviderUnreachable on other failures. "" if no identity call."""
-    if not provider.userinfo_url:
-        return ""
-    applied = custody.place_credential(provider, secret, base_url_params)
-    method = getattr(provider, "userinfo_method", "GET") or "GET"
-    body = getattr(provider, "userinfo_body", None)
-    headers = {
-        "Accept": "application/json",
-        **getattr(provider, "default_headers", {}),
-        **applied.headers,
-    }
-    try:
-        response = egress_request(
-            method, provider.userinfo_url, headers=headers, params=applied.params or None, json=body
-        )
-    except EgressError as exc:
-        raise ProviderUnreachable(f"{provider.display_name} could not be reached: {exc}") from exc
-    if response.status_code in (401, 403):
-        raise CredentialRejected(
-            f"{provider.display_name} rejected the credential (HTTP {response.status_code})."
-        )
-    if not response.is_success():
-        raise ProviderUnreachable(
-            f"{provider.display_name} answered the identity check with HTTP {response.status_code}."
-        )
-    try:
-        return oauth.account_from_identity(provider, response.json())
-    except ValueError:
-        return ""
 
 
 # --- Connect: OAuth ---------------------------------------------------------------------
@@ -448,241 +375,3 @@ def _connection_save_api_key(
         metadata={"auth_type": "api_key", "account": account_label},
     )
     return connection
-
-
-# --- Refresh ------------------------------------------------------------------------------
-
-
-class RefreshTemporarilyFailed(Exception):
-    """A transient refresh failure (network, 5xx, 429): retry with backoff."""
-
-
-def _mark_needs_reauth(connection: Connection, reason: str) -> None:
-    connection.status = ConnectionStatus.NEEDS_REAUTH
-    connection.status_detail = reason[:300]
-    connection.last_refresh_error = reason[:300]
-    connection.save(update_fields=["status", "status_detail", "last_refresh_error", "updated_at"])
-    audit_record(
-        action="connection.needs_reauth",
-        organization_id=connection.organization_id,
-        target=connection,
-        outcome=Outcome.FAILURE,
-        connection_id=connection.pk,
-        provider=connection.provider_key,
-        reason=reason[:1000],
-    )
-    connection_id = connection.pk
-
-    def notify() -> None:
-        from apps.connections.tasks import notify_needs_reauth
-
-        notify_needs_reauth.delay(connection_id)
-
-    transaction.on_commit(notify)
-
-
-def connection_refresh(*, connection_id: int, force: bool = False) -> Connection:
-    """Refresh one OAuth connection if (still) needed.
-
-    Takes the row lock, re-reads the row and decides under the lock, so of many
-    concurrent callers exactly one talks to the provider; the others wait and
-    then see the new token. The lock is released by the commit."""
-    transient: str | None = None
-    with transaction.atomic():
-        connection = Connection.objects.select_for_update().get(pk=connection_id)
-        if connection.status != ConnectionStatus.ACTIVE or not connection.is_oauth():
-            return connection
-        if not (force or connection.is_refresh_due()):
-            return connection
-        if not connection.has_refresh_token:
-            if connection.is_expired():
-                _mark_needs_reauth(
-                    connection, "The access token expired and the provider issued no refresh token."
-                )
-            return connection
-        app = connection.provider_app
-        if app is None:
-            _mark_needs_reauth(connection, "The OAuth app settings for this provider were removed.")
-            return connection
-        provider = resolved_provider(
-            connection.provider_key,
-            organization=connection.organization,
-            base_url_params=connection.base_url_params,
-        )
-        creds = custody.client_credentials(app)
-        try:
-            token = oauth.refresh(
-                provider,
-                client_id=creds.client_id,
-                client_secret=creds.client_secret,
-                refresh_token=custody.refresh_token_of(connection),
-            )
-        except oauth.TokenEndpointError as exc:
-            if exc.error in INVALID_GRANT_ERRORS:
-                _mark_needs_reauth(
-                    connection,
-                    "The provider no longer accepts the refresh "
-                    "token (invalid_grant). Reconnect it.",
-                )
-                return connection
-            connection.refresh_failures += 1
-            connection.last_refresh_error = str(exc)[:300]
-            connection.save(update_fields=["refresh_failures", "last_refresh_error", "updated_at"])
-            audit_record(
-                action="connection.refresh_failed",
-                organization_id=connection.organization_id,
-                target=connection,
-                outcome=Outcome.ERROR,
-                connection_id=connection.pk,
-                provider=connection.provider_key,
-                reason=str(exc)[:1000],
-                metadata={"transient": exc.transient, "failures": connection.refresh_failures},
-            )
-            if not exc.transient:
-                return connection
-            transient = str(exc)
-        else:
-            connection.access_token = str(token["access_token"])
-            if token.get("refresh_token"):  # rotation; else keep the old one
-                connection.refresh_token = str(token["refresh_token"])
-            connection.token_type = str(token.get("token_type") or connection.token_type)[:40]
-            connection.expires_at = _token_expiry(token)
-            if token.get("scope"):
-                connection.scopes = oauth.granted_scopes(provider, token, connection.scopes)
-            connection.last_refreshed_at = timezone.now()
-            connection.refresh_failures = 0
-            connection.last_refresh_error = ""
-            connection.save()
-            audit_record(
-                action="connection.refreshed",
-                organization_id=connection.organization_id,
-                target=connection,
-                connection_id=connection.pk,
-                provider=connection.provider_key,
-                metadata={"rotated": bool(token.get("refresh_token")), "forced": force},
-            )
-    if transient is not None:
-        raise RefreshTemporarilyFailed(transient)
-    return connection
-
-
-def connection_ids_refresh_due() -> list[int]:
-    return list(Connection.objects.refresh_due().values_list("pk", flat=True))
-
-
-# --- Disconnect --------------------------------------------------------------------------
-
-
-@transaction.atomic
-def connection_disconnect(
-    *,
-    connection_id: int,
-    organization: Organization,
-    request: HttpRequest | None = None,
-) -> Connection:
-    """Revoke at the provider (RFC 7009) where it can, then destroy the secrets.
-    Metadata stays for the audit trail. A failed revocation is recorded and the
-    secrets are destroyed anyway."""
-    connection = Connection.objects.select_for_update().get(
-        pk=connection_id, organization=organization
-    )
-    if connection.status == ConnectionStatus.REVOKED:
-        return connection
-    result, failure = RevocationResult.UNSUPPORTED, ""
-    if connection.is_oauth():
-        provider = resolved_provider(
-            connection.provider_key,
-            organization=organization,
-            base_url_params=connection.base_url_params,
-        )
-        app = connection.provider_app
-        if provider.revocation_url and app is not None:
-            creds = custody.client_credentials(app)
-            result = RevocationResult.REVOKED
-            for token, hint in custody.revocable_tokens(connection):
-                try:
-                    oauth.revoke(
-                        provider,
-                        client_id=creds.client_id,
-                        client_secret=creds.client_secret,
-                        token=token,
-                        token_type_hint=hint,
-                    )
-                except oauth.TokenEndpointError as exc:
-                    result, failure = RevocationResult.FAILED, str(exc)
-                    break
-    custody.destroy_secrets(connection)
-    connection.status = ConnectionStatus.REVOKED
-    connection.status_detail = "Disconnected." + (
-        f" Revocation failed: {failure}" if failure else ""
-    )
-    connection.status_detail = connection.status_detail[:300]
-    connection.revoked_at = timezone.now()
-    connection.revocation_result = result
-    connection.save()
-    if result == RevocationResult.FAILED:
-        audit_record(
-            action="connection.revocation_failed",
-            organization=organization,
-            target=connection,
-            request=request,
-            outcome=Outcome.FAILURE,
-            connection_id=connection.pk,
-            provider=connection.provider_key,
-            reason=failure[:1000],
-        )
-    audit_record(
-        action="connection.disconnected",
-        organization=organization,
-        target=connection,
-        request=request,
-        connection_id=connection.pk,
-        provider=connection.provider_key,
-        metadata={"revocation": result or "none"},
-    )
-    return connection
-
-
-# --- Usage ------------------------------------------------------------------------------
-
-
-def connection_mark_used(*, connection_id: int, now: datetime | None = None) -> bool:
-    """Record use for the inventory, at most once a minute per connection (one
-    conditional UPDATE; no write at all on most broker calls)."""
-    now = now or timezone.now()
-    updated = (
-        Connection.objects.filter(pk=connection_id)
-        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - USED_THROTTLE))
-        .update(last_used_at=now)
-    )
-    return bool(updated)
-
-
-def org_admin_emails(organization_id: int) -> list[str]:
-    from apps.organizations.models import Membership
-
-    return sorted(
-        {
-            m.user.email
-            for m in Membership.objects.select_related("user").filter(
-                organization_id=organization_id, role__in=[OrgRole.ADMIN, OrgRole.OWNER]
-            )
-            if m.user.email
-        }
-    )
-
-
-__all__ = [
-    "ConnectFailure",
-    "CredentialRejected",
-    "ProviderUnreachable",
-    "RefreshTemporarilyFailed",
-    "connection_create_api_key",
-    "connection_create_from_oauth",
-    "connection_disconnect",
-    "connection_mark_used",
-    "connection_oauth_complete",
-    "connection_oauth_start",
-    "connection_refresh",
-    "provider_app_save",
-]

@@ -1,0 +1,85 @@
+"""Helpers the connection services share: provider lookup, token expiry, identity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.connections import custody, oauth
+from apps.core.egress import EgressError, egress_request
+from apps.organizations.models import Organization
+from apps.providers.catalog import Provider
+
+USED_THROTTLE = timedelta(seconds=60)
+INVALID_GRANT_ERRORS = frozenset({"invalid_grant"})
+
+
+def oauth_redirect_uri() -> str:
+    """The one callback every provider app must register (shown in the dashboard)."""
+    return f"{settings.GRANTRY_BASE_URL}/oauth/callback/"
+
+
+def resolved_provider(
+    key: str, *, organization: Organization | None, base_url_params: dict[str, Any] | None = None
+) -> Provider:
+    from apps.providers.registry import get_provider, resolve_base_url_params
+
+    provider = get_provider(key, organization=organization)
+    return resolve_base_url_params(provider, base_url_params or {})
+
+
+# --- Connect: shared helpers ----------------------------------------------------------
+
+
+class CredentialRejected(Exception):
+    """The provider said the key/token is not valid (nothing was saved)."""
+
+
+class ProviderUnreachable(Exception):
+    """The identity check could not be made (nothing was saved)."""
+
+
+def _token_expiry(token: dict[str, Any]) -> datetime | None:
+    if token.get("expires_at"):
+        return datetime.fromtimestamp(int(token["expires_at"]), tz=UTC)
+    if token.get("expires_in"):
+        return timezone.now() + timedelta(seconds=int(token["expires_in"]))
+    return None
+
+
+def fetch_account_label(
+    provider: Provider, secret: str, base_url_params: dict[str, Any] | None = None
+) -> str:
+    """Ask the provider who the credential belongs to. Raises CredentialRejected
+    on 401/403, ProviderUnreachable on other failures. "" if no identity call."""
+    if not provider.userinfo_url:
+        return ""
+    applied = custody.place_credential(provider, secret, base_url_params)
+    method = getattr(provider, "userinfo_method", "GET") or "GET"
+    body = getattr(provider, "userinfo_body", None)
+    headers = {
+        "Accept": "application/json",
+        **getattr(provider, "default_headers", {}),
+        **applied.headers,
+    }
+    try:
+        response = egress_request(
+            method, provider.userinfo_url, headers=headers, params=applied.params or None, json=body
+        )
+    except EgressError as exc:
+        raise ProviderUnreachable(f"{provider.display_name} could not be reached: {exc}") from exc
+    if response.status_code in (401, 403):
+        raise CredentialRejected(
+            f"{provider.display_name} rejected the credential (HTTP {response.status_code})."
+        )
+    if not response.is_success():
+        raise ProviderUnreachable(
+            f"{provider.display_name} answered the identity check with HTTP {response.status_code}."
+        )
+    try:
+        return oauth.account_from_identity(provider, response.json())
+    except ValueError:
+        return ""

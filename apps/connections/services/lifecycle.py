@@ -1,0 +1,108 @@
+"""Disconnecting (RFC 7009 revocation, then destroying secrets) and usage marks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.audit.models import Outcome
+from apps.audit.services import audit_record
+from apps.connections import custody, oauth
+from apps.connections.models import (
+    Connection,
+    ConnectionStatus,
+    RevocationResult,
+)
+from apps.connections.services.common import USED_THROTTLE, resolved_provider
+from apps.organizations.models import Organization
+
+# --- Disconnect --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def connection_disconnect(
+    *,
+    connection_id: int,
+    organization: Organization,
+    request: HttpRequest | None = None,
+) -> Connection:
+    """Revoke at the provider (RFC 7009) where it can, then destroy the secrets.
+    Metadata stays for the audit trail. A failed revocation is recorded and the
+    secrets are destroyed anyway."""
+    connection = Connection.objects.select_for_update().get(
+        pk=connection_id, organization=organization
+    )
+    if connection.status == ConnectionStatus.REVOKED:
+        return connection
+    result, failure = RevocationResult.UNSUPPORTED, ""
+    if connection.is_oauth():
+        provider = resolved_provider(
+            connection.provider_key,
+            organization=organization,
+            base_url_params=connection.base_url_params,
+        )
+        app = connection.provider_app
+        if provider.revocation_url and app is not None:
+            creds = custody.client_credentials(app)
+            result = RevocationResult.REVOKED
+            for token, hint in custody.revocable_tokens(connection):
+                try:
+                    oauth.revoke(
+                        provider,
+                        client_id=creds.client_id,
+                        client_secret=creds.client_secret,
+                        token=token,
+                        token_type_hint=hint,
+                    )
+                except oauth.TokenEndpointError as exc:
+                    result, failure = RevocationResult.FAILED, str(exc)
+                    break
+    custody.destroy_secrets(connection)
+    connection.status = ConnectionStatus.REVOKED
+    connection.status_detail = "Disconnected." + (
+        f" Revocation failed: {failure}" if failure else ""
+    )
+    connection.status_detail = connection.status_detail[:300]
+    connection.revoked_at = timezone.now()
+    connection.revocation_result = result
+    connection.save()
+    if result == RevocationResult.FAILED:
+        audit_record(
+            action="connection.revocation_failed",
+            organization=organization,
+            target=connection,
+            request=request,
+            outcome=Outcome.FAILURE,
+            connection_id=connection.pk,
+            provider=connection.provider_key,
+            reason=failure[:1000],
+        )
+    audit_record(
+        action="connection.disconnected",
+        organization=organization,
+        target=connection,
+        request=request,
+        connection_id=connection.pk,
+        provider=connection.provider_key,
+        metadata={"revocation": result or "none"},
+    )
+    return connection
+
+
+# --- Usage ------------------------------------------------------------------------------
+
+
+def connection_mark_used(*, connection_id: int, now: datetime | None = None) -> bool:
+    """Record use for the inventory, at most once a minute per connection (one
+    conditional UPDATE; no write at all on most broker calls)."""
+    now = now or timezone.now()
+    updated = (
+        Connection.objects.filter(pk=connection_id)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - USED_THROTTLE))
+        .update(last_used_at=now)
+    )
+    return bool(updated)

@@ -1,0 +1,149 @@
+"""Refreshing OAuth tokens under a row lock; marking needs_reauth."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.models import Outcome
+from apps.audit.services import audit_record
+from apps.connections import custody, oauth
+from apps.connections.models import (
+    Connection,
+    ConnectionStatus,
+)
+from apps.connections.services.common import INVALID_GRANT_ERRORS, _token_expiry, resolved_provider
+from apps.organizations.models import OrgRole
+
+# --- Refresh ------------------------------------------------------------------------------
+
+
+class RefreshTemporarilyFailed(Exception):
+    """A transient refresh failure (network, 5xx, 429): retry with backoff."""
+
+
+def _mark_needs_reauth(connection: Connection, reason: str) -> None:
+    connection.status = ConnectionStatus.NEEDS_REAUTH
+    connection.status_detail = reason[:300]
+    connection.last_refresh_error = reason[:300]
+    connection.save(update_fields=["status", "status_detail", "last_refresh_error", "updated_at"])
+    audit_record(
+        action="connection.needs_reauth",
+        organization_id=connection.organization_id,
+        target=connection,
+        outcome=Outcome.FAILURE,
+        connection_id=connection.pk,
+        provider=connection.provider_key,
+        reason=reason[:1000],
+    )
+    connection_id = connection.pk
+
+    def notify() -> None:
+        from apps.connections.tasks import notify_needs_reauth
+
+        notify_needs_reauth.delay(connection_id)
+
+    transaction.on_commit(notify)
+
+
+def connection_refresh(*, connection_id: int, force: bool = False) -> Connection:
+    """Refresh one OAuth connection if (still) needed.
+
+    Takes the row lock, re-reads the row and decides under the lock, so of many
+    concurrent callers exactly one talks to the provider; the others wait and
+    then see the new token. The lock is released by the commit."""
+    transient: str | None = None
+    with transaction.atomic():
+        connection = Connection.objects.select_for_update().get(pk=connection_id)
+        if connection.status != ConnectionStatus.ACTIVE or not connection.is_oauth():
+            return connection
+        if not (force or connection.is_refresh_due()):
+            return connection
+        if not connection.has_refresh_token:
+            if connection.is_expired():
+                _mark_needs_reauth(
+                    connection, "The access token expired and the provider issued no refresh token."
+                )
+            return connection
+        app = connection.provider_app
+        if app is None:
+            _mark_needs_reauth(connection, "The OAuth app settings for this provider were removed.")
+            return connection
+        provider = resolved_provider(
+            connection.provider_key,
+            organization=connection.organization,
+            base_url_params=connection.base_url_params,
+        )
+        creds = custody.client_credentials(app)
+        try:
+            token = oauth.refresh(
+                provider,
+                client_id=creds.client_id,
+                client_secret=creds.client_secret,
+                refresh_token=custody.refresh_token_of(connection),
+            )
+        except oauth.TokenEndpointError as exc:
+            if exc.error in INVALID_GRANT_ERRORS:
+                _mark_needs_reauth(
+                    connection,
+                    "The provider no longer accepts the refresh "
+                    "token (invalid_grant). Reconnect it.",
+                )
+                return connection
+            connection.refresh_failures += 1
+            connection.last_refresh_error = str(exc)[:300]
+            connection.save(update_fields=["refresh_failures", "last_refresh_error", "updated_at"])
+            audit_record(
+                action="connection.refresh_failed",
+                organization_id=connection.organization_id,
+                target=connection,
+                outcome=Outcome.ERROR,
+                connection_id=connection.pk,
+                provider=connection.provider_key,
+                reason=str(exc)[:1000],
+                metadata={"transient": exc.transient, "failures": connection.refresh_failures},
+            )
+            if not exc.transient:
+                return connection
+            transient = str(exc)
+        else:
+            connection.access_token = str(token["access_token"])
+            if token.get("refresh_token"):  # rotation; else keep the old one
+                connection.refresh_token = str(token["refresh_token"])
+            connection.token_type = str(token.get("token_type") or connection.token_type)[:40]
+            connection.expires_at = _token_expiry(token)
+            if token.get("scope"):
+                connection.scopes = oauth.granted_scopes(provider, token, connection.scopes)
+            connection.last_refreshed_at = timezone.now()
+            connection.refresh_failures = 0
+            connection.last_refresh_error = ""
+            connection.save()
+            audit_record(
+                action="connection.refreshed",
+                organization_id=connection.organization_id,
+                target=connection,
+                connection_id=connection.pk,
+                provider=connection.provider_key,
+                metadata={"rotated": bool(token.get("refresh_token")), "forced": force},
+            )
+    if transient is not None:
+        raise RefreshTemporarilyFailed(transient)
+    return connection
+
+
+def connection_ids_refresh_due() -> list[int]:
+    return list(Connection.objects.refresh_due().values_list("pk", flat=True))
+
+
+def org_admin_emails(organization_id: int) -> list[str]:
+    from apps.organizations.models import Membership
+
+    return sorted(
+        {
+            m.user.email
+            for m in Membership.objects.select_related("user").filter(
+                organization_id=organization_id, role__in=[OrgRole.ADMIN, OrgRole.OWNER]
+            )
+            if m.user.email
+        }
+    )
