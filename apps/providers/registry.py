@@ -31,7 +31,7 @@ re-exported here so callers need one import.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -123,28 +123,40 @@ def _finish(provider: Provider, overrides: dict[str, Any]) -> Provider:
     return provider
 
 
-_cache: dict[str, Any] = {"key": None, "providers": {}, "actions": {}}
+@dataclass(frozen=True)
+class _Index:
+    key: str
+    providers: dict[str, Provider]
+    actions: dict[str, Action]
 
 
-def _builtins() -> dict[str, Provider]:
-    """Built-in providers by key, rebuilt only when the relevant settings change
-    (override_settings in tests, never in a running process otherwise)."""
+# Replaced as a whole (one assignment), so a reader never sees half an index.
+_index: _Index | None = None
+
+
+def _builtin_index() -> _Index:
+    """Built-in providers and actions, rebuilt only when the relevant settings change
+    (override_settings in tests; never in a running process otherwise)."""
+    global _index
     raw = getattr(settings, "GRANTRY_PROVIDER_URLS", {}) or {}
     sandbox_on = bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
     cache_key = repr(
         (sorted((str(k), repr(v)) for k, v in raw.items()), _sandbox_url(), sandbox_on)
     )
-    if _cache["key"] != cache_key:
+    index = _index
+    if index is None or index.key != cache_key:
         overrides = _parse_overrides(raw)
         providers = list(BUILTIN_PROVIDERS)
         if sandbox_on:
             providers.append(sandbox_provider(_sandbox_url()))
         by_key = {p.key: _finish(p, overrides.get(p.key, {})) for p in providers}
-        _cache["providers"] = by_key
-        _cache["actions"] = {a.name: a for p in by_key.values() for a in p.actions}
-        _cache["key"] = cache_key
-    providers_by_key: dict[str, Provider] = _cache["providers"]
-    return providers_by_key
+        actions = {a.name: a for p in by_key.values() for a in p.actions}
+        index = _index = _Index(cache_key, by_key, actions)
+    return index
+
+
+def _builtins() -> dict[str, Provider]:
+    return _builtin_index().providers
 
 
 def builtin_keys() -> frozenset[str]:
@@ -181,8 +193,7 @@ def get_provider(key: str, *, organization: Organization | None = None) -> Provi
 
 
 def get_action(name: str, *, organization: Organization | None = None) -> Action:
-    _builtins()
-    builtin: Action | None = _cache["actions"].get(name)
+    builtin = _builtin_index().actions.get(name)
     if builtin is not None:
         return builtin
     key, dot, short = name.partition(".")
