@@ -1,0 +1,95 @@
+"""What a prepared call looks like on the wire, seen by a real local HTTP server.
+
+The escaping guarantees of build_request() only matter if the HTTP client keeps
+them: a "%2F" must reach the upstream as "%2F", not as a "/" or a normalised path."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from django.test import override_settings
+
+from apps.providers.registry import build_request, get_action, get_provider
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[dict] = []
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        type(self).seen.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream():
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", _Recorder.seen
+    server.shutdown()
+    server.server_close()
+
+
+def send(provider_key, action_name, data, **kwargs):
+    provider = get_provider(provider_key)
+    prepared = build_request(provider, get_action(action_name), data, **kwargs)
+    with httpx.Client(timeout=5, follow_redirects=False) as http:
+        return http.request(
+            prepared.method,
+            prepared.url,
+            params=prepared.query,
+            json=prepared.json_body,
+            data=prepared.form_body,
+            headers=prepared.headers,
+        )
+
+
+def test_escaped_segments_survive_the_http_client(upstream):
+    base, seen = upstream
+    with override_settings(GRANTRY_PROVIDER_URLS={"gitlab": f"{base}/api/v4"}):
+        send("gitlab", "gitlab.get_project", {"project_id": "../../admin"})
+        send(
+            "gitlab",
+            "gitlab.list_issues",
+            {"project_id": "grp/sub", "state": "opened", "search": "a&b=c"},
+        )
+    assert seen[0]["path"] == "/api/v4/projects/..%2F..%2Fadmin"
+    assert seen[1]["path"] == "/api/v4/projects/grp%2Fsub/issues?state=opened&search=a%26b%3Dc"
+
+
+def test_bodies_and_default_headers_arrive_as_prepared(upstream):
+    base, seen = upstream
+    overrides = {"notion": base, "stripe": base, "microsoft": base}
+    with override_settings(GRANTRY_PROVIDER_URLS=overrides):
+        send("notion", "notion.update_page", {"page_id": "p1", "archived": True})
+        send("stripe", "stripe.create_customer", {"email": "a@b.co", "name": "A B"})
+        send("microsoft", "microsoft.list_messages", {"top": 3})
+    notion, stripe, graph = seen
+    assert (notion["method"], notion["path"]) == ("PATCH", "/pages/p1")
+    assert notion["headers"]["notion-version"] == "2022-06-28"
+    assert json.loads(notion["body"]) == {"archived": True}
+    assert stripe["headers"]["content-type"] == "application/x-www-form-urlencoded"
+    assert stripe["body"] == b"email=a%40b.co&name=A+B"
+    assert graph["path"] in ("/me/messages?%24top=3", "/me/messages?$top=3")
