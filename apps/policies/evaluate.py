@@ -56,6 +56,13 @@ class Constraint:
         }
         return f"input.{self.field} {words.get(self.op, self.op)} {_show(self.value)}"
 
+    def condition(self) -> str:
+        """The constraint as a condition, for rule descriptions."""
+        if self.op == "one_of":
+            return f"input.{self.field} is one of {_join(self.value)}"
+        words = {"equals": "is", "glob": "matches", "prefix": "starts with", "max": "is at most"}
+        return f"input.{self.field} {words.get(self.op, self.op)} {_show(self.value)}"
+
 
 @dataclass(frozen=True)
 class RuleSpec:
@@ -458,7 +465,7 @@ def describe_rule(rule: RuleSpec) -> str:
             what = f"action {rule.action_pattern}"
         text = f"{what} {conn}"
         if rule.constraints:
-            text += ", when " + " and ".join(c.describe() for c in rule.constraints)
+            text += ", if " + " and ".join(c.condition() for c in rule.constraints)
     if rule.rate_limit_per_minute:
         text += f", at most {rule.rate_limit_per_minute} calls per minute per token"
     return text

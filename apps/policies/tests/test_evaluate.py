@@ -245,5 +245,5 @@ def test_describe_rule_in_plain_words():
         constraints=[{"field": "repo", "op": "prefix", "value": "acme/"}],
     )
     assert describe_rule(constrained) == (
-        "action sandbox.list_tasks on connection 'demo', when input.repo must start with 'acme/'"
+        "action sandbox.list_tasks on connection 'demo', if input.repo starts with 'acme/'"
     )

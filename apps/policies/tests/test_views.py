@@ -101,7 +101,7 @@ def test_list_and_detail_show_rules_in_plain_words(client, member, role):
     page = client.get(url("detail", role_id=role.pk)).content.decode()
     assert "all read actions of sandbox on any sandbox connection" in page
     assert "action sandbox.create_task on connection &#x27;sandbox-demo&#x27;" in page
-    assert "input.priority must be at most 3" in page
+    assert "if input.priority is at most 3" in page
 
 
 def test_sidebar_links_to_roles(client, member, role):

@@ -1,0 +1,111 @@
+"""The "Test a call" panel in a real browser: htmx swaps the decision in place.
+Also a keyboard-only pass over the rule editor's first step."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.urls import reverse
+
+from apps.policies.services import role_create
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="`make browser` installs chromium"),
+]
+
+
+def _session_cookie(user) -> str:
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return session.session_key
+
+
+@pytest.fixture
+def open_as(live_server):
+    """Log a user in and open Chromium. Call it after the test's own database
+    setup: once Playwright's event loop runs, Django code in this thread gets
+    another connection context, which would outlive the test database."""
+    from playwright.sync_api import sync_playwright
+
+    state = {}
+
+    def open_page(user):
+        cookie = _session_cookie(user)
+        os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        state["pw"] = sync_playwright().start()
+        state["browser"] = state["pw"].chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        context = state["browser"].new_context()
+        context.add_cookies(
+            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
+        )
+        return context.new_page()
+
+    yield open_page
+    if "browser" in state:
+        state["browser"].close()
+        state["pw"].stop()
+
+
+def test_dry_run_panel_with_htmx(open_as, live_server, org, member, sandbox_conn):
+    role = role_create(
+        organization=org,
+        name="triage",
+        rules=[
+            {
+                "provider_key": "sandbox",
+                "action_pattern": "sandbox.create_task",
+                "constraints": [{"field": "priority", "op": "max", "value": 3}],
+            }
+        ],
+    )
+    page = open_as(member)
+    detail = live_server.url + reverse(
+        "policies:detail", kwargs={"org_slug": "acme", "role_id": role.pk}
+    )
+    page.goto(detail)
+    assert "if input.priority is at most 3" in page.content()
+    page.get_by_label("Action:", exact=True).select_option("sandbox.create_task")
+    page.get_by_label("Connection:", exact=True).select_option(str(sandbox_conn.pk))
+    page.get_by_label("Input (JSON object):").fill('{"project_id": 1, "title": "t", "priority": 5}')
+    page.get_by_role("button", name="Test this call").click()
+    result = page.locator("#test-result")
+    result.get_by_text("Denied", exact=True).wait_for()
+    assert "input.priority must be at most 3 (got 5)" in result.inner_text()
+    assert page.url == detail  # swapped in place, no navigation
+    page.get_by_label("Input (JSON object):").fill('{"project_id": 1, "title": "t", "priority": 1}')
+    page.get_by_role("button", name="Test this call").click()
+    result.get_by_text("Allowed", exact=True).wait_for()
+    page.screenshot(path=str(settings.BASE_DIR / "var" / "policies-dry-run.png"), full_page=True)
+
+
+def test_rule_editor_by_keyboard(open_as, live_server, org, admin, sandbox_conn):
+    role = role_create(organization=org, name="triage")
+    page = open_as(admin)
+    page.goto(
+        live_server.url
+        + reverse("policies:rule_add", kwargs={"org_slug": "acme", "role_id": role.pk})
+    )
+    page.get_by_label("Actions of a provider").select_option("sandbox")
+    page.get_by_role("button", name="Next: choose actions").press("Enter")
+    page.get_by_label("Actions:", exact=True).select_option("read:sandbox")
+    page.get_by_label("Connection:", exact=True).select_option(str(sandbox_conn.pk))
+    page.get_by_label("Rate limit (calls per minute per token):").fill("60")
+    page.get_by_role("button", name="Add rule").press("Enter")
+    page.get_by_text("Rule added.").wait_for()
+    assert "all read actions of sandbox on connection 'sandbox-demo'" in page.content().replace(
+        "&#x27;", "'"
+    )
+    page.screenshot(path=str(settings.BASE_DIR / "var" / "policies-detail.png"), full_page=True)
