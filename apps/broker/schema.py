@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -200,3 +201,18 @@ PROXY: dict[str, Any] = {
         **_errors,
     },
 }
+
+
+class WorkerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """Documents `Authorization: Bearer gry_…` for the agent API."""
+
+    target_class = "apps.workers.auth.WorkerTokenAuthentication"
+    name = "workerToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "gry_ worker token",
+            "description": "A worker token minted in the dashboard (Workers → Tokens).",
+        }

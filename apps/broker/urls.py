@@ -1,6 +1,6 @@
 """The agent API under /api/v1/ (worker token). /mcp is routed in grantry/urls.py."""
 
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver, path, re_path
 
 from apps.broker import views
 
@@ -9,6 +9,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("actions", views.action_list, name="actions"),
     path("actions/<str:action>/execute", views.execute, name="execute"),
     path("actions/<str:action>/check", views.check, name="check"),
-    path("proxy/<str:connection>/", views.proxy, name="proxy-root"),
-    path("proxy/<str:connection>/<path:path>", views.proxy, name="proxy"),
+    # Any character may reach the view (which refuses unsafe paths with the standard
+    # error body) rather than fall through to an HTML 404.
+    re_path(r"^proxy/(?P<connection>[^/]+)/(?P<path>[\s\S]+)$", views.proxy, name="proxy"),
 ]

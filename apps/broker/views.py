@@ -72,8 +72,8 @@ class AgentView(APIView):
     permission_classes = [IsAgent]
 
 
-@extend_schema(tags=["agent"], **schema.LIST_ACTIONS)
 class ActionListView(AgentView):
+    @extend_schema(tags=["agent"], **schema.LIST_ACTIONS)
     def get(self, request: Request) -> HttpResponse:
         return JsonResponse({"next": None, "previous": None, "results": actions_for(request.auth)})
 
@@ -138,14 +138,20 @@ class _ActionCallView(AgentView):
         )
 
 
-@extend_schema(tags=["agent"], **schema.EXECUTE)
 class ExecuteView(_ActionCallView):
     dry_run = False
 
+    @extend_schema(tags=["agent"], **schema.EXECUTE)
+    def post(self, request: Request, action: str) -> HttpResponse:
+        return super().post(request, action)
 
-@extend_schema(tags=["agent"], **schema.CHECK)
+
 class CheckView(_ActionCallView):
     dry_run = True
+
+    @extend_schema(tags=["agent"], **schema.CHECK)
+    def post(self, request: Request, action: str) -> HttpResponse:
+        return super().post(request, action)
 
 
 @extend_schema(tags=["agent"], **schema.PROXY)
