@@ -306,3 +306,15 @@ def test_allowed_actions_lists_actions_with_usable_connections(org, sandbox_conn
     assert listed["sandbox.list_tasks"] == ["sandbox-demo"]
     assert "sandbox.delete_task" not in listed
     assert all(name.startswith("sandbox.") for name in listed)
+
+
+def test_a_role_in_use_by_a_worker_cannot_be_deleted(org, admin):
+    from apps.workers.services import worker_create
+
+    role = role_create(organization=org, name="used", rules=[read_rule()])
+    worker_create(organization=org, name="bot", default_role=role, created_by=admin)
+    with pytest.raises(ValidationError) as excinfo:
+        role_delete(role=role, actor=admin)
+    assert "still used" in errors_of(excinfo)["role"][0]
+    assert Role.objects.filter(pk=role.pk).exists()
+    assert not AuditEvent.objects.filter(action="role.deleted").exists()
