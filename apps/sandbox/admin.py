@@ -1,6 +1,28 @@
 from django.contrib import admin
+from django.http import HttpRequest
+from oauth2_provider.admin import ApplicationAdmin
+from oauth2_provider.models import get_application_model
 
 from apps.sandbox.models import Project, SandboxApiKey, Task
+
+Application = get_application_model()
+
+
+class SandboxApplicationAdmin(ApplicationAdmin):
+    """DOT's application admin without the client secret: the stored value is a
+    hash, and a hash is not shown either. Clients are registered with
+    `sandbox_client_register()`, which hands the plaintext secret back once."""
+
+    exclude = ("client_secret",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+# DOT's own admin module registered first (oauth2_provider precedes apps.sandbox).
+if admin.site.is_registered(Application):
+    admin.site.unregister(Application)
+admin.site.register(Application, SandboxApplicationAdmin)
 
 
 @admin.register(Project)
@@ -30,6 +52,6 @@ class SandboxApiKeyAdmin(admin.ModelAdmin):
     def masked(self, obj: SandboxApiKey) -> str:
         return f"sbx_…{obj.last4}"
 
-    def has_add_permission(self, request: object) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         # Keys are created on the Sandbox page, where the plaintext is shown once.
         return False

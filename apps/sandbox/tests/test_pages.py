@@ -184,3 +184,40 @@ def test_admin_never_shows_key_or_digest(alice):
         assert key not in html and row.key_digest not in html
     assert f"sbx_…{row.last4}" in pages[1].content.decode()
     assert client.get("/admin/sandbox/sandboxapikey/add/").status_code == 403
+
+
+def test_oauth_admin_screens_do_not_show_tokens_or_client_secrets(alice):
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+    from apps.sandbox.services import sandbox_tokens_issue
+
+    client_id, secret = sandbox_client_register(name="App", redirect_uris=[REDIRECT_URI])
+    issued = sandbox_tokens_issue(client_id=client_id, user=alice)
+    access = get_access_token_model().objects.get()
+    refresh = get_refresh_token_model().objects.get()
+    application = access.application
+    staff = UserFactory(email="root@sandbox.test")
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    client = Client()
+    client.force_login(staff)
+    urls = [
+        "/admin/oauth2_provider/application/",
+        f"/admin/oauth2_provider/application/{access.application_id}/change/",
+        "/admin/oauth2_provider/accesstoken/",
+        f"/admin/oauth2_provider/accesstoken/{access.pk}/change/",
+        "/admin/oauth2_provider/refreshtoken/",
+        f"/admin/oauth2_provider/refreshtoken/{refresh.pk}/change/",
+    ]
+    for url in urls:
+        page = client.get(url)
+        assert page.status_code == 200, url
+        html = page.content.decode()
+        for value in (
+            secret,
+            application.client_secret,
+            issued["access_token"],
+            issued["refresh_token"],
+        ):
+            assert value not in html, url
+    assert client.get("/admin/oauth2_provider/application/add/").status_code == 403
