@@ -157,13 +157,12 @@ class CustomProviderCreateView(_CustomProviderMixin, FormView):
     form_class = CustomProviderForm
 
     def form_valid(self, form: CustomProviderForm) -> HttpResponse:
-        data = {k: v for k, v in form.cleaned_data.items()}
         try:
             provider = custom_provider_create(
                 organization=self.organization,
                 user=self.request.user,
                 request=self.request,
-                **data,
+                **form.cleaned_data,
             )
         except ValidationError as error:
             _apply_validation_error(form, error)
