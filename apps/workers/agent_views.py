@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
@@ -51,7 +51,7 @@ class WhoAmIView(APIView):
         examples=[OpenApiExample("whoami", value=WHOAMI_EXAMPLE, response_only=True)],
     )
     def get(self, request: Request) -> Response:
-        context: AgentContext = request.auth
+        context = cast(AgentContext, request.auth)
         token, worker, organization = context.token, context.worker, context.organization
         body: dict[str, Any] = {
             "worker": {"id": worker.pk, "name": worker.name, "status": worker.status},

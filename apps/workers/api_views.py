@@ -70,6 +70,8 @@ def _service_errors(exc: DjangoValidationError) -> serializers.ValidationError:
 class _WorkerScoped(OrgAPIMixin):
     """Views under workers/<worker_id>/: the worker is looked up inside the org."""
 
+    kwargs: dict[str, Any]
+
     def get_worker(self) -> Worker:
         return get_object_or_404(
             Worker.objects.filter(organization=self.organization), pk=self.kwargs["worker_id"]

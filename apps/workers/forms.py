@@ -34,13 +34,8 @@ class WorkerForm(forms.ModelForm):  # type: ignore[type-arg]
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.organization = organization
-        self.fields["owner"].queryset = (
-            get_user_model()
-            .objects.filter(  # type: ignore[attr-defined]
-                memberships__organization=organization
-            )
-            .order_by("email")
-        )
+        members = get_user_model().objects.filter(memberships__organization=organization)
+        self.fields["owner"].queryset = members.order_by("email")  # type: ignore[attr-defined]
         self.fields["owner"].label_from_instance = lambda user: user.email  # type: ignore[attr-defined]
         self.fields["default_role"].queryset = Role.objects.filter(  # type: ignore[attr-defined]
             organization=organization

@@ -48,7 +48,7 @@ def _apply_service_errors(form: Any, exc: ValidationError) -> None:
         form.add_error(field if field in form.fields else None, errors)
 
 
-class WorkerListView(_WorkersBase, ListView):
+class WorkerListView(_WorkersBase, ListView):  # type: ignore[misc]
     template_name = "workers/list.html"
     context_object_name = "workers"
 
@@ -98,6 +98,8 @@ class WorkerCreateView(_WorkersBase, FormView):
 
 
 class _WorkerObject(_WorkersBase):
+    kwargs: dict[str, Any]
+
     def get_worker(self) -> Worker:
         return get_object_or_404(self.scope_queryset(), pk=self.kwargs["worker_id"])
 
@@ -189,9 +191,8 @@ class TokenMintView(_WorkerAction):
         if not form.is_valid():
             for field, errors in form.errors.items():
                 label = form.fields[field].label if field in form.fields else ""
-                messages.error(
-                    request, f"{label}: {' '.join(errors)}" if label else " ".join(errors)
-                )
+                text = " ".join(str(error) for error in errors)
+                messages.error(request, f"{label}: {text}" if label else text)
             return None
         token, raw = services.token_mint(
             worker=worker,
