@@ -278,8 +278,12 @@ CELERY_TIMEZONE = "UTC"
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
 GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES", default=5_000_000)
-# Provider base URL overrides, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3"
+# Provider URL overrides (apps/providers/registry.py): "key" sets the API base URL and
+# "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
+# github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).
 GRANTRY_PROVIDER_URLS = env.dict("GRANTRY_PROVIDER_URLS", default={})
+# Where the Sandbox provider's OAuth server and API live (tests point it at live_server).
+GRANTRY_SANDBOX_URL = env.str("GRANTRY_SANDBOX_URL", default=f"{GRANTRY_BASE_URL}/sandbox")
 # Connections: refresh this long before expiry; exercise refresh tokens idle this many days.
 GRANTRY_REFRESH_AHEAD_SECONDS = env.int("GRANTRY_REFRESH_AHEAD_SECONDS", default=600)
 GRANTRY_REFRESH_KEEPALIVE_DAYS = env.int("GRANTRY_REFRESH_KEEPALIVE_DAYS", default=7)
