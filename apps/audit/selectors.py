@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,13 +71,13 @@ class Link:
     state: str = ""  # "", "deleted", "revoked", "disabled", "expired"
 
 
-def _url(names: tuple[str, ...], organization: Any, pk: Any) -> str:
-    for name in names:
-        for key in ("pk", "id"):
-            try:
-                return reverse(name, kwargs={"org_slug": organization.slug, key: pk})
-            except NoReverseMatch:
-                continue
+def _url(candidates: tuple[tuple[str, dict[str, Any]], ...], organization: Any) -> str:
+    """The first of (url name, kwargs) that the owning app serves; "" if none yet."""
+    for name, kwargs in candidates:
+        try:
+            return reverse(name, kwargs={"org_slug": organization.slug, **kwargs})
+        except NoReverseMatch:
+            continue
     return ""
 
 
@@ -93,46 +94,66 @@ def event_links(event: AuditEvent, organization: Any) -> list[Link]:
     links: list[Link] = []
     if event.worker_id:
         links.append(
-            _lookup("Worker", "workers.Worker", organization, event.worker_id, ("workers:detail",))
+            _lookup(
+                "Worker",
+                "workers.Worker",
+                organization,
+                event.worker_id,
+                lambda pk: (("workers:detail", {"worker_id": pk}),),
+            )
         )
     if event.token_id:
-        link = Link("Token", event.token_id)
-        model = _model("workers.WorkerToken")
-        token = (
-            model.objects.filter(organization=organization, public_id=event.token_id).first()
-            if model
-            else None
-        )
-        if token is None:
-            link.state = "deleted" if model else ""
-        else:
-            link.label = str(token)
-            link.url = _url(("workers:token_detail", "workers:token"), organization, token.pk)
-            if token.revoked_at is not None:
-                link.state = "revoked"
-            elif hasattr(token, "is_expired") and token.is_expired():
-                link.state = "expired"
-        links.append(link)
+        links.append(_token_link(event.token_id, organization))
     role_id = (event.metadata or {}).get("role_id")
     if role_id:
         links.append(
             _lookup(
-                "Role", "policies.Role", organization, role_id, ("policies:detail", "policies:role")
+                "Role",
+                "policies.Role",
+                organization,
+                role_id,
+                lambda pk: (("policies:detail", {"role_id": pk}),),
             )
         )
     if event.connection_id:
-        link = _lookup(
-            "Connection",
-            "connections.Connection",
-            organization,
-            event.connection_id,
-            ("connections:detail",),
+        links.append(
+            _lookup(
+                "Connection",
+                "connections.Connection",
+                organization,
+                event.connection_id,
+                lambda pk: (("connections:detail", {"pk": pk}), ("connections:list", {})),
+            )
         )
-        links.append(link)
     return links
 
 
-def _lookup(kind: str, label: str, organization: Any, pk: Any, url_names: tuple[str, ...]) -> Link:
+def _token_link(public_id: str, organization: Any) -> Link:
+    link = Link("Token", public_id)
+    model = _model("workers.WorkerToken")
+    if model is None:
+        return link
+    token = model.objects.filter(organization=organization, public_id=public_id).first()
+    if token is None:
+        link.state = "deleted"
+        return link
+    link.label = str(token)
+    # Tokens are listed on their worker's page.
+    link.url = _url((("workers:detail", {"worker_id": token.worker_id}),), organization)
+    if token.revoked_at is not None:
+        link.state = "revoked"
+    elif hasattr(token, "is_expired") and token.is_expired():
+        link.state = "expired"
+    return link
+
+
+def _lookup(
+    kind: str,
+    label: str,
+    organization: Any,
+    pk: Any,
+    urls: Callable[[Any], tuple[tuple[str, dict[str, Any]], ...]],
+) -> Link:
     link = Link(kind, str(pk))
     model = _model(label)
     if model is None:
@@ -142,7 +163,7 @@ def _lookup(kind: str, label: str, organization: Any, pk: Any, url_names: tuple[
         link.state = "deleted"
         return link
     link.label = str(obj)
-    link.url = _url(url_names, organization, obj.pk)
+    link.url = _url(urls(obj.pk), organization)
     status = getattr(obj, "status", "")
     if getattr(obj, "revoked_at", None) is not None or status == "revoked":
         link.state = "revoked"
