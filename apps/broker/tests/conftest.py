@@ -37,12 +37,13 @@ def make_agent(
     name: str = "bot",
     rules: list[dict[str, Any]] | None = None,
     connection_name: str = "sandbox",
+    connection: Any = None,
 ) -> Agent:
     from apps.connections.models import Connection
     from apps.policies.services import role_create
     from apps.workers.services import token_mint, worker_create
 
-    connection = Connection.objects.create(
+    connection = connection or Connection.objects.create(
         organization=organization,
         provider_key="sandbox",
         name=connection_name,

@@ -1,0 +1,82 @@
+"""Refresh on demand through the broker, against the real Sandbox OAuth server and
+API (live_server): an expired access token is refreshed once, even when several
+agent calls arrive together, and the upstream sees only the fresh token."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import httpx
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent
+from apps.broker.tests.conftest import make_agent
+from apps.connections.models import Connection, ConnectionStatus
+
+# The connections app's fixtures: a real OAuth connection to the Sandbox.
+from apps.connections.tests.conftest import (  # noqa: F401
+    admin_client,
+    connected,
+    sandbox,
+)
+
+RULES = [{"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.list_projects"}]
+
+
+def _expire(connection: Connection) -> None:
+    Connection.objects.filter(pk=connection.pk).update(
+        expires_at=timezone.now() - timedelta(minutes=5)
+    )
+
+
+def test_expired_token_is_refreshed_on_demand(connected, client):  # noqa: F811
+    agent = make_agent(connected.organization, rules=RULES, connection=connected)
+    old_access = connected.access_token
+    _expire(connected)
+
+    response = client.post(
+        "/api/v1/actions/sandbox.list_projects/execute",
+        json.dumps({"input": {}}),
+        content_type="application/json",
+        **agent.headers,
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == 200  # the Sandbox accepted the refreshed token
+    fresh = Connection.objects.get(pk=connected.pk)
+    assert fresh.access_token != old_access
+    assert fresh.expires_at > timezone.now()
+    assert fresh.status == ConnectionStatus.ACTIVE
+    assert (
+        AuditEvent.objects.filter(action="connection.refreshed", connection_id=connected.pk).count()
+        == 1
+    )
+
+
+def test_concurrent_calls_refresh_once(connected, sandbox):  # noqa: F811
+    agent = make_agent(connected.organization, rules=RULES, connection=connected)
+    _expire(connected)
+    url = f"{sandbox.base_url}/api/v1/actions/sandbox.list_projects/execute"
+    results: list[tuple[int, int | None]] = []
+    barrier = threading.Barrier(4)
+
+    def call() -> None:
+        barrier.wait()
+        response = httpx.post(
+            url, json={"input": {}}, timeout=30, headers={"Authorization": f"Bearer {agent.raw}"}
+        )
+        results.append((response.status_code, response.json().get("status")))
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert results == [(200, 200)] * 4
+    assert (
+        AuditEvent.objects.filter(action="connection.refreshed", connection_id=connected.pk).count()
+        == 1
+    )
