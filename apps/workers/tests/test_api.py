@@ -253,3 +253,39 @@ def test_openapi_schema_documents_the_worker_routes_and_token_auth(client):
     assert "personalToken" in schema["components"]["securitySchemes"]
     mint = paths["/api/v1/orgs/{org_slug}/workers/{worker_id}/tokens/"]["post"]
     assert "201" in mint["responses"]
+
+
+def test_no_raw_token_in_any_audit_event_or_log_after_a_full_lifecycle(org, admin, worker, caplog):
+    import json
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    api = client_for(admin)
+    prefix = f"{base(org)}/workers/{worker.pk}"
+    raws = [api.post(f"{prefix}/tokens/", {}, format="json").json()["token"]]
+    first_id = api.get(f"{prefix}/tokens/").json()["results"][0]["id"]
+    raws.append(
+        api.post(f"{prefix}/tokens/{first_id}/roll/", {"overlap": "1h"}, format="json").json()[
+            "token"
+        ]
+    )
+    _, personal = personal_token_mint(user=admin, organization=org, name="ops")
+    for raw in raws:
+        APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raw}")
+        APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raw[:-1]}x")
+    api.post(f"{prefix}/tokens/{first_id}/revoke/", {}, format="json")
+    APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raws[0]}")
+    api.post(f"{base(org)}/kill-switch/", {"confirm": org.slug}, format="json")
+
+    secrets = [raw[4:47] for raw in raws] + [personal[5:48]]
+    digests = list(WorkerToken.objects.values_list("digest", flat=True))
+    events = list(AuditEvent.objects.all())
+    assert len(events) >= 8
+    for event in events:
+        dumped = json.dumps(
+            {f.name: str(getattr(event, f.attname)) for f in event._meta.concrete_fields}
+        )
+        for secret in secrets + digests:
+            assert secret not in dumped, event.action
+    for secret in secrets:
+        assert secret not in caplog.text
