@@ -24,7 +24,7 @@ from apps.organizations.models import Membership
 
 
 def _org_ids(user: Any) -> list[int | None]:
-    ids = list(
+    ids: list[int | None] = list(
         Membership.objects.filter(user=user)
         .order_by("organization_id")
         .values_list("organization_id", flat=True)

@@ -112,7 +112,7 @@ def organization_update(
     if errors:
         raise OrganizationError(errors)
     locked = Organization.objects.select_for_update().get(pk=organization.pk)
-    changes = {}
+    changes: dict[str, dict[str, Any]] = {}
     if locked.name != name:
         changes["name"] = {"from": locked.name, "to": name}
     if locked.max_token_days != max_token_days:
