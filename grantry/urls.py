@@ -33,6 +33,7 @@ urlpatterns = [
     path("o/<slug:org_slug>/roles/", include("apps.policies.urls")),
     path("o/<slug:org_slug>/audit/", include("apps.audit.urls")),
     path("o/<slug:org_slug>/providers/", include("apps.providers.urls")),
+    path("invitations/", include("apps.organizations.invite_urls")),
     path("", include("apps.dashboard.urls")),
 ]
 
