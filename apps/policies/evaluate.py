@@ -290,11 +290,7 @@ def _satisfies(op: str, expected: Any, value: Any) -> bool:
             _is_scalar(e) and _same(e, value) for e in expected
         )
     if op == "glob":
-        return (
-            isinstance(expected, str)
-            and isinstance(value, str)
-            and bool(_value_glob(expected).fullmatch(value))
-        )
+        return isinstance(expected, str) and isinstance(value, str) and glob_match(expected, value)
     if op == "prefix":
         return isinstance(expected, str) and isinstance(value, str) and value.startswith(expected)
     if op == "max":
@@ -333,13 +329,46 @@ def _same(expected: Any, value: Any) -> bool:
 
 
 @lru_cache(maxsize=512)
-def _value_glob(pattern: str) -> re.Pattern[str]:
-    parts = re.split(r"(\*\*|\*|\?)", pattern)
-    regex = "".join(
-        ".*" if p == "**" else "[^/]*" if p == "*" else "[^/]" if p == "?" else re.escape(p)
-        for p in parts
-    )
-    return re.compile(regex, re.DOTALL)
+def _glob_tokens(pattern: str) -> tuple[str, ...]:
+    return tuple(t for t in re.split(r"(\*\*|\*|\?)", pattern) for t in _chars(t))
+
+
+def _chars(part: str) -> tuple[str, ...]:
+    return (part,) if part in ("**", "*", "?") else tuple(part)
+
+
+def glob_match(pattern: str, value: str) -> bool:
+    """`*` any run without "/", `**` any run, `?` one character but "/".
+
+    Simulated as an NFA, so the cost is O(len(value) x wildcards) whatever the
+    pattern: an agent's long input cannot make a regex backtrack for minutes."""
+    tokens = _glob_tokens(pattern)
+    end = len(tokens)
+
+    def closure(states: set[int]) -> set[int]:
+        stack, seen = list(states), set(states)
+        while stack:
+            i = stack.pop()
+            if i < end and tokens[i] in ("*", "**") and i + 1 not in seen:
+                seen.add(i + 1)
+                stack.append(i + 1)
+        return seen
+
+    states = closure({0})
+    for char in value:
+        step: set[int] = set()
+        for i in states:
+            if i == end:
+                continue
+            token = tokens[i]
+            if token == "**" or (token == "*" and char != "/"):
+                step.add(i)
+            elif (token == "?" and char != "/") or token == char:
+                step.add(i + 1)
+        if not step:
+            return False
+        states = closure(step)
+    return end in states
 
 
 # --- proxy --------------------------------------------------------------------
@@ -399,25 +428,26 @@ def _segments(path: str) -> tuple[str, ...]:
 
 
 def _match_segments(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
-    if not pattern:
-        return not parts
-    head, rest = pattern[0], pattern[1:]
-    if head == "**":
-        return any(_match_segments(rest, parts[i:]) for i in range(len(parts) + 1))
-    if not parts:
-        return False
-    if not _segment_glob(head).fullmatch(parts[0]):
-        return False
-    return _match_segments(rest, parts[1:])
+    """Segment-wise match by dynamic programming: several `**` stay
+    O(segments x pattern), with no recursion however deep the path."""
+    n = len(parts)
+    # after[q]: does pattern[p+1:] match parts[q:]? Built from the end.
+    after = [q == n for q in range(n + 1)]
+    for head in reversed(pattern):
+        now = [False] * (n + 1)
+        for q in range(n, -1, -1):
+            if head == "**":
+                now[q] = after[q] or (q < n and now[q + 1])
+            else:
+                now[q] = q < n and after[q + 1] and _segment_matches(head, parts[q])
+        after = now
+    return after[0]
 
 
-@lru_cache(maxsize=512)
-def _segment_glob(segment: str) -> re.Pattern[str]:
-    regex = "".join(
-        "[^/]+" if segment == "*" else "[^/]*" if p == "*" else re.escape(p)
-        for p in re.split(r"(\*)", segment)
-    )
-    return re.compile(regex)
+def _segment_matches(glob: str, segment: str) -> bool:
+    if glob == "*":
+        return bool(segment)
+    return glob_match(glob, segment)
 
 
 def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:

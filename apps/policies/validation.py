@@ -17,6 +17,12 @@ from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS, path_glob_probl
 from apps.policies.models import RuleActionClass, RuleKind
 
 MAX_RATE_LIMIT = 100_000
+# Bounds that keep evaluation cheap on the hot path and pages readable.
+MAX_RULES = 200
+MAX_CONSTRAINTS = 20
+MAX_VALUE_CHARS = 500
+MAX_ONE_OF = 100
+MAX_PK = 2**63 - 1
 RULE_FIELDS = (
     "kind",
     "provider_key",
@@ -65,9 +71,23 @@ def clean_rules(*, organization: Any, rules: Sequence[Any]) -> list[dict[str, An
     if not isinstance(rules, list | tuple):
         errors.add("rules", "Rules must be a list.")
         errors.raise_if_any()
+    if len(rules) > MAX_RULES:
+        errors.add("rules", f"A role can have at most {MAX_RULES} rules.")
+        errors.raise_if_any()
     cleaned = [_clean_rule(organization, raw, f"rules.{i}", errors) for i, raw in enumerate(rules)]
     errors.raise_if_any()
     return cleaned
+
+
+def _whole_number(value: Any) -> int | None:
+    """An int from an int or an ASCII digit string; None for anything else (bools too)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
 
 
 def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[str, Any]:
@@ -111,14 +131,9 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
     connection = raw.get("connection")
     if connection not in (None, ""):
         conn = None
-        if (
-            isinstance(connection, int)
-            and not isinstance(connection, bool)
-            or (isinstance(connection, str) and connection.isdigit())
-        ):
-            conn = (
-                Connection.objects.for_organization(organization).filter(pk=int(connection)).first()
-            )
+        pk = _whole_number(connection)
+        if pk is not None and 0 < pk <= MAX_PK:
+            conn = Connection.objects.for_organization(organization).filter(pk=pk).first()
         if conn is None:
             errors.add(f"{at}.connection", "No such connection in this organization.")
         elif provider_ok and conn.provider_key != provider_key:
@@ -132,9 +147,8 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
 
     rate = raw.get("rate_limit_per_minute")
     if rate not in (None, ""):
-        if isinstance(rate, str) and rate.strip().isdigit():
-            rate = int(rate)
-        if not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= MAX_RATE_LIMIT:
+        rate = _whole_number(rate)
+        if rate is None or not 1 <= rate <= MAX_RATE_LIMIT:
             errors.add(
                 f"{at}.rate_limit_per_minute",
                 f"A rate limit is a whole number from 1 to {MAX_RATE_LIMIT}.",
@@ -170,6 +184,8 @@ def _clean_proxy(raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: 
             rule["methods"] = [m for m in HTTP_METHODS if m in upper]
     glob = raw.get("path_glob")
     problem = path_glob_problem(glob) if isinstance(glob, str) else "Enter a path glob."
+    if not problem and len(glob) > 300:
+        problem = "A path glob is limited to 300 characters."
     if problem:
         errors.add(f"{at}.path_glob", problem)
     else:
@@ -235,6 +251,9 @@ def _clean_constraints(
     if not isinstance(raw, list | tuple):
         errors.add(f"{at}.constraints", "Constraints must be a list.")
         return []
+    if len(raw) > MAX_CONSTRAINTS:
+        errors.add(f"{at}.constraints", f"A rule can have at most {MAX_CONSTRAINTS} constraints.")
+        return []
     known: set[str] = set()
     for action in actions:
         known |= set((action.input_schema or {}).get("properties", {}))
@@ -275,6 +294,11 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _value_problem(op: str, value: Any) -> str | None:
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(t, str) and len(t) > MAX_VALUE_CHARS for t in texts):
+        return f"Values are limited to {MAX_VALUE_CHARS} characters."
+    if isinstance(value, list) and len(value) > MAX_ONE_OF:
+        return f"'one of' takes at most {MAX_ONE_OF} values."
     if op == "max":
         if (
             isinstance(value, bool)

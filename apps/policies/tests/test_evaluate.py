@@ -247,3 +247,16 @@ def test_describe_rule_in_plain_words():
     assert describe_rule(constrained) == (
         "action sandbox.list_tasks on connection 'demo', if input.repo starts with 'acme/'"
     )
+
+
+def test_adversarial_globs_stay_fast():
+    import time
+
+    from apps.policies.evaluate import glob_match, path_matches
+
+    started = time.monotonic()
+    assert not glob_match("*a*a*a*a*a*a*a*b", "a" * 20_000)
+    assert not glob_match("**a**a**a**a**b", "a/" * 10_000)
+    assert not path_matches("/**/**/**/**/x", "/" + "/".join(["a"] * 5_000))
+    assert path_matches("/**/x", "/" + "/".join(["a"] * 5_000) + "/x")
+    assert time.monotonic() - started < 5

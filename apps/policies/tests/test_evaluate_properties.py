@@ -220,3 +220,44 @@ def test_extra_fields_never_change_a_constrained_decision(cons, data, extra):
         ).allowed
 
     assert decide(data) == decide({**extra, **data})
+
+
+def _reference_glob(pattern: str, value: str) -> bool:
+    import re
+
+    regex = "".join(
+        ".*" if p == "**" else "[^/]*" if p == "*" else "[^/]" if p == "?" else re.escape(p)
+        for p in re.split(r"(\*\*|\*|\?)", pattern)
+    )
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="ab/*?", max_size=8), st.text(alphabet="ab/", max_size=10))
+def test_glob_match_agrees_with_a_regex_reference(pattern, value):
+    from apps.policies.evaluate import glob_match
+
+    assert glob_match(pattern, value) is _reference_glob(pattern, value)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.sampled_from(["a", "*", "**", "x-*"]), max_size=5),
+    st.lists(st.sampled_from(["a", "b", "x-1"]), max_size=6),
+)
+def test_path_glob_agrees_with_a_recursive_reference(glob_parts, path_parts):
+    from apps.policies.evaluate import path_matches
+
+    def ref(p, q):
+        if not p:
+            return not q
+        if p[0] == "**":
+            return any(ref(p[1:], q[i:]) for i in range(len(q) + 1))
+        if not q:
+            return False
+        head_ok = bool(q[0]) if p[0] == "*" else _reference_glob(p[0], q[0])
+        return head_ok and ref(p[1:], q[1:])
+
+    glob = "/" + "/".join(glob_parts)
+    path = "/" + "/".join(path_parts)
+    assert path_matches(glob, path) is ref(tuple(glob_parts), tuple(path_parts))

@@ -318,3 +318,45 @@ def test_a_role_in_use_by_a_worker_cannot_be_deleted(org, admin):
     assert "still used" in errors_of(excinfo)["role"][0]
     assert Role.objects.filter(pk=role.pk).exists()
     assert not AuditEvent.objects.filter(action="role.deleted").exists()
+
+
+@pytest.mark.parametrize(
+    ("rule", "key"),
+    [
+        ({**read_rule(), "connection": "²"}, "rules.0.connection"),
+        ({**read_rule(), "connection": 10**30}, "rules.0.connection"),
+        ({**read_rule(), "connection": True}, "rules.0.connection"),
+        ({**read_rule(), "rate_limit_per_minute": "٣"}, "rules.0.rate_limit_per_minute"),
+        ({**read_rule(), "rate_limit_per_minute": 0}, "rules.0.rate_limit_per_minute"),
+        ({**read_rule(), "rate_limit_per_minute": False}, "rules.0.rate_limit_per_minute"),
+        ({**read_rule(), "surprise": 1}, "rules.0"),
+        (
+            {
+                "kind": "proxy",
+                "provider_key": "sandbox",
+                "methods": ["GET"],
+                "path_glob": "/" + "a" * 400,
+            },
+            "rules.0.path_glob",
+        ),
+        (
+            {
+                "provider_key": "sandbox",
+                "action_pattern": "sandbox.create_task",
+                "constraints": [{"field": "title", "op": "one_of", "value": ["x"] * 101}],
+            },
+            "rules.0.constraints.0.value",
+        ),
+    ],
+)
+def test_odd_rule_input_is_a_field_error_not_a_crash(org, rule, key):
+    with pytest.raises(ValidationError) as excinfo:
+        role_create(organization=org, name="r", rules=[rule])
+    assert key in errors_of(excinfo)
+    assert not Role.objects.exists()
+
+
+def test_too_many_rules(org):
+    with pytest.raises(ValidationError) as excinfo:
+        role_create(organization=org, name="r", rules=[read_rule()] * 201)
+    assert "at most 200 rules" in errors_of(excinfo)["rules"][0]
