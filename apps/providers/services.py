@@ -107,6 +107,7 @@ def custom_provider_create(
         organization=organization,
         target=provider,
         metadata=_describe(provider),
+        provider=provider.key,
         request=request,
         **_actor(user),
     )
@@ -140,6 +141,7 @@ def custom_provider_update(
         organization=locked.organization,
         target=locked,
         metadata={"key": locked.key, "changes": diff},
+        provider=locked.key,
         request=request,
         **_actor(user),
     )
@@ -181,6 +183,7 @@ def custom_provider_delete(
             **_describe(locked),
             "actions": sorted(locked.actions.values_list("name", flat=True)),
         },
+        provider=locked.key,
         request=request,
         **_actor(user),
     )
@@ -229,6 +232,7 @@ def custom_action_create(
             "path": action.path,
             "scopes": action.scopes,
         },
+        provider=provider.key,
         request=request,
         **_actor(user),
     )
@@ -252,6 +256,7 @@ def custom_action_delete(
             "method": action.method,
             "path": action.path,
         },
+        provider=provider.key,
         request=request,
         **_actor(user),
     )
