@@ -183,9 +183,12 @@ def _clean_proxy(raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: 
         else:
             rule["methods"] = [m for m in HTTP_METHODS if m in upper]
     glob = raw.get("path_glob")
-    problem = path_glob_problem(glob) if isinstance(glob, str) else "Enter a path glob."
-    if not problem and len(glob) > 300:
+    if not isinstance(glob, str) or not glob:
+        problem: str | None = "Enter a path glob."
+    elif len(glob) > 300:
         problem = "A path glob is limited to 300 characters."
+    else:
+        problem = path_glob_problem(glob)
     if problem:
         errors.add(f"{at}.path_glob", problem)
     else:
