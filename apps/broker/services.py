@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.db import connection as db_connection
+from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import ActorType, Decision, Outcome
@@ -198,6 +200,12 @@ def _resolve_connection(
         "More than one connection fits; name one in 'connection'.",
         connections=names,
     )
+
+
+def _commit_without_flush_wait() -> None:
+    if db_connection.vendor == "postgresql":
+        with db_connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _mark_used(connection: Connection) -> None:
@@ -472,26 +480,38 @@ def _finish(
     provider_key: str,
     started: float,
 ) -> None:
-    """Record the outcome. The attempt is already on record, so a failure here is logged
-    loudly but cannot un-make the upstream call."""
+    """Record the outcome, then the connection's last use.
+
+    The attempt is already durably on record, so this one transaction commits
+    asynchronously (PostgreSQL `synchronous_commit = off`): it is written and
+    ordered before the agent gets its answer, but the request does not wait for
+    the WAL flush. A crash of the database server itself within the WAL
+    writer's window (≤ 3 × wal_writer_delay) could lose an outcome, never the
+    attempt. A failure here is logged loudly and does not turn a completed
+    upstream call into an error the agent might retry."""
     error = result.error
     latency = int((time.monotonic() - started) * 1000)
     if error is None:
         outcome = Outcome.SUCCESS if (result.upstream_status or 0) < 400 else Outcome.FAILURE
     else:
         outcome = Outcome.ERROR if error.status >= 500 else Outcome.FAILURE
-    audit.write(
-        action=verb,
-        outcome=outcome,
-        decision=Decision.ALLOWED,
-        reason=error.message if error else "",
-        connection=connection,
-        provider=provider_key,
-        upstream_status=result.upstream_status,
-        latency_ms=latency,
-        metadata={"error": error.code} if error else {},
-    )
-    _mark_used(connection)
+    try:
+        with transaction.atomic():
+            _commit_without_flush_wait()
+            audit.write(
+                action=verb,
+                outcome=outcome,
+                decision=Decision.ALLOWED,
+                reason=error.message if error else "",
+                connection=connection,
+                provider=provider_key,
+                upstream_status=result.upstream_status,
+                latency_ms=latency,
+                metadata={"error": error.code} if error else {},
+            )
+            _mark_used(connection)
+    except Exception:
+        logger.exception("audit outcome write failed after the upstream call; attempt is recorded")
 
 
 def _connection_by_ref(organization: Any, ref: str) -> Connection | None:

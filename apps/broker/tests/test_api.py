@@ -357,3 +357,21 @@ def test_proxy_needs_a_matching_rule(client, agent, upstream):
     assert response.status_code == 403
     assert "proxy rule" in response.json()["error"]["message"]
     assert upstream.requests == []
+
+
+def test_a_failed_outcome_write_does_not_hide_a_completed_call(client, agent, upstream):
+    from apps.audit.services import audit_record as real
+
+    def failing(**kwargs):
+        if kwargs["action"] == "broker.execute":
+            raise RuntimeError("audit store down")
+        return real(**kwargs)
+
+    with mock.patch("apps.broker.services.audit_record", side_effect=failing):
+        response = post(client, agent, "sandbox.list_projects", {"input": {}})
+
+    # The upstream call happened: the agent gets its answer (a retry could duplicate a
+    # write), and the attempt is on record.
+    assert response.status_code == 200
+    assert len(upstream.requests) == 1
+    assert [e.action for e in broker_events()] == ["broker.execute.attempt"]
