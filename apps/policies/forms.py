@@ -127,7 +127,7 @@ class ActionRuleForm(forms.Form):
         ]
 
     def other_fields(self) -> list[Any]:
-        return [self["actions"], self["connection"], self["rate_limit_per_minute"]]
+        return [self["actions"], self["connection"]]
 
     def _matched(self, kind: str, target: str) -> list[Any]:
         if kind == "exact":
