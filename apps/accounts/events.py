@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from allauth.account.signals import password_changed, password_reset, password_set
+from allauth.account.signals import (
+    email_added,
+    email_changed,
+    email_confirmed,
+    email_removed,
+    password_changed,
+    password_reset,
+    password_set,
+)
 from allauth.account.signals import user_logged_in as allauth_user_logged_in
 from allauth.mfa.models import Authenticator
 from django.contrib.auth import get_user_model
@@ -101,6 +109,61 @@ def _on_password_set(sender: Any, request: HttpRequest, user: Any, **kwargs: Any
 @receiver(password_reset, dispatch_uid="grantry_audit_password_reset")
 def _on_password_reset(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
     user_event(action="auth.password_reset", user=user, request=request)
+
+
+# Email addresses decide which invitations a person can accept: audit changes.
+@receiver(email_added, dispatch_uid="grantry_audit_email_added")
+def _on_email_added(
+    sender: Any, request: HttpRequest, user: Any, email_address: Any, **kwargs: Any
+) -> None:
+    user_event(
+        action="auth.email_added",
+        user=user,
+        request=request,
+        metadata={"email": email_address.email},
+    )
+
+
+@receiver(email_removed, dispatch_uid="grantry_audit_email_removed")
+def _on_email_removed(
+    sender: Any, request: HttpRequest, user: Any, email_address: Any, **kwargs: Any
+) -> None:
+    user_event(
+        action="auth.email_removed",
+        user=user,
+        request=request,
+        metadata={"email": email_address.email},
+    )
+
+
+@receiver(email_confirmed, dispatch_uid="grantry_audit_email_confirmed")
+def _on_email_confirmed(
+    sender: Any, request: HttpRequest, email_address: Any, **kwargs: Any
+) -> None:
+    user_event(
+        action="auth.email_verified",
+        user=email_address.user,
+        request=request,
+        metadata={"email": email_address.email},
+    )
+
+
+@receiver(email_changed, dispatch_uid="grantry_audit_email_changed")
+def _on_email_changed(
+    sender: Any,
+    request: HttpRequest,
+    user: Any,
+    from_email_address: Any,
+    to_email_address: Any,
+    **kwargs: Any,
+) -> None:
+    previous = from_email_address.email if from_email_address is not None else ""
+    user_event(
+        action="auth.email_primary_changed",
+        user=user,
+        request=request,
+        metadata={"from": previous, "to": to_email_address.email},
+    )
 
 
 def _current_request() -> HttpRequest | None:

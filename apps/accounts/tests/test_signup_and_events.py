@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.core import mail
 from django.urls import reverse
 
@@ -159,3 +160,24 @@ def test_password_change_is_audited(client, org, owner):
         )
     assert response.status_code == 302
     assert AuditEvent.objects.filter(action="auth.password_changed", organization=org).exists()
+
+
+def test_email_added_and_removed_are_audited(client, org, owner):
+    client.post(reverse("account_login"), {"login": owner.email, "password": PASSWORD})
+    url = reverse("account_email")
+    response = client.post(url, {"action_add": "", "email": "second@acme.test"})
+    if response.status_code == 302 and "reauthenticate" in response.url:
+        # allauth replays the add once the password is confirmed.
+        client.post(response.url, {"password": PASSWORD})
+    assert EmailAddress.objects.filter(user=owner, email="second@acme.test").exists()
+    client.post(url, {"action_remove": "", "email": "second@acme.test"})
+    assert not EmailAddress.objects.filter(user=owner, email="second@acme.test").exists()
+    actions = list(
+        AuditEvent.objects.filter(organization=org, action__startswith="auth.email_")
+        .order_by("seq")
+        .values_list("action", "metadata")
+    )
+    assert actions == [
+        ("auth.email_added", {"email": "second@acme.test"}),
+        ("auth.email_removed", {"email": "second@acme.test"}),
+    ]
