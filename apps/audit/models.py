@@ -55,6 +55,9 @@ class AuditEvent(models.Model):
         "organizations.Organization",
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        # audit_org_id (organization, -id) serves every organization lookup; a
+        # separate single-column index would only slow down appends.
+        db_index=False,
         null=True,
         blank=True,
         related_name="+",
