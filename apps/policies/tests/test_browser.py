@@ -88,7 +88,6 @@ def test_dry_run_panel_with_htmx(open_as, live_server, org, member, sandbox_conn
     page.get_by_label("Input (JSON object):").fill('{"project_id": 1, "title": "t", "priority": 1}')
     page.get_by_role("button", name="Test this call").click()
     result.get_by_text("Allowed", exact=True).wait_for()
-    page.screenshot(path=str(settings.BASE_DIR / "var" / "policies-dry-run.png"), full_page=True)
 
 
 def test_rule_editor_by_keyboard(open_as, live_server, org, admin, sandbox_conn):
@@ -108,4 +107,3 @@ def test_rule_editor_by_keyboard(open_as, live_server, org, admin, sandbox_conn)
     assert "all read actions of sandbox on connection 'sandbox-demo'" in page.content().replace(
         "&#x27;", "'"
     )
-    page.screenshot(path=str(settings.BASE_DIR / "var" / "policies-detail.png"), full_page=True)
