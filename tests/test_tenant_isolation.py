@@ -384,9 +384,11 @@ def test_every_tenant_route_is_404_for_another_organization(client, attacker):
             clients.append(("personal token", token_client))
         for label, path in attempts:
             for auth, http in clients:
-                for method in ("get", "post"):
+                is_api = route.route.startswith("api/")
+                # API detail routes often take PATCH/DELETE: an IDOR there is the worst kind.
+                for method in ("get", "post", "patch", "delete") if is_api else ("get", "post"):
                     extra = {}
-                    if method == "post" and route.route.startswith("api/"):
+                    if method in ("post", "patch") and is_api:
                         extra = {"data": "{}", "content_type": "application/json"}
                     response = getattr(http, method)(path, **extra)
                     checked += 1
