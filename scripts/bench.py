@@ -148,6 +148,42 @@ http {{
 # --- the deployment --------------------------------------------------------------------
 
 
+def ensure_services() -> None:
+    """Start PostgreSQL and Redis the way .ci/run does when they are not running."""
+    if (
+        shutil.which("pg_isready")
+        and subprocess.call(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]) != 0
+    ):
+        clusters = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+        if clusters:
+            log("starting PostgreSQL …")
+            subprocess.call(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", clusters[0], "main", "start"]
+            )
+            for _ in range(30):
+                if subprocess.call(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]) == 0:
+                    break
+                time.sleep(1)
+    if not redis_url() and shutil.which("redis-server"):
+        log("starting Redis …")
+        subprocess.call(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
+        )
+        time.sleep(1)
+
+
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
@@ -371,6 +407,7 @@ def main() -> None:
     try:
         upstream, upstream_port, upstream_kind = start_upstream(workdir)
         processes.append(upstream)
+        ensure_services()
         env = django_env(upstream_port)
         ensure_database(env["DATABASE_URL"])
         log("migrating the bench database …")

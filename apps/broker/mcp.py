@@ -273,7 +273,8 @@ def mcp_endpoint(request: HttpRequest) -> HttpResponse:
         return _rpc_error(None, INVALID_REQUEST, "Expected one JSON-RPC 2.0 request object.")
     method: str = message["method"]
     request_id = message.get("id")
-    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    raw_params = message.get("params")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
     version_header = request.headers.get("MCP-Protocol-Version")
     legacy = not _is_modern(message, version_header)
     if "id" not in message:

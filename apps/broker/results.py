@@ -65,6 +65,10 @@ class BrokerResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def message(self) -> str:
+        return self.error.message if self.error is not None else ""
+
 
 def fail(status: int, code: str, message: str, **details: Any) -> BrokerResult:
     headers = details.pop("headers", None) or {}

@@ -311,7 +311,7 @@ def execute_action(
             action=verb,
             outcome=Outcome.DENIED,
             decision=Decision.DENIED,
-            reason=result.error.message,
+            reason=result.message,
             metadata={},
         )
         return result
@@ -323,7 +323,7 @@ def execute_action(
             action=verb,
             outcome=Outcome.DENIED,
             decision=Decision.DENIED,
-            reason=problem.error.message,
+            reason=problem.message,
             provider=provider_key,
             metadata={},
         )
@@ -409,7 +409,7 @@ def execute_action(
             action=verb,
             outcome=Outcome.DENIED,
             decision=Decision.DENIED,
-            reason=limited.error.message,
+            reason=limited.message,
             connection=connection,
             provider=provider_key,
             metadata={},
@@ -562,7 +562,7 @@ def proxy_call(
             action=verb,
             outcome=Outcome.DENIED,
             decision=Decision.DENIED,
-            reason=result.error.message,
+            reason=result.message,
             metadata={},
         )
         return result
@@ -575,7 +575,7 @@ def proxy_call(
             action=verb,
             outcome=Outcome.DENIED,
             decision=Decision.DENIED,
-            reason=result.error.message,
+            reason=result.message,
             connection=connection,
             provider=provider_key,
             metadata={},
@@ -589,7 +589,7 @@ def proxy_call(
             action=verb,
             outcome=Outcome.DENIED,
             decision=Decision.DENIED,
-            reason=result.error.message,
+            reason=result.message,
             connection=connection,
             provider=provider_key,
             metadata={},
@@ -631,7 +631,7 @@ def proxy_call(
             action=verb,
             outcome=Outcome.DENIED,
             decision=Decision.DENIED,
-            reason=limited.error.message,
+            reason=limited.message,
             connection=connection,
             provider=provider_key,
             metadata={},
