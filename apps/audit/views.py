@@ -77,6 +77,7 @@ class AuditListView(AuditMixin, TemplateView):
         context["head"] = chain_head(self.organization)
         # One reverse() for the page instead of one per row.
         context["events_url"] = reverse("audit:list", kwargs={"org_slug": self.organization.slug})
+        context["detail_query"] = f"?{context['filter_query']}" if context["filter_query"] else ""
         context["exports"] = AuditExport.objects.for_organization(self.organization)[:5]
         context["formats"] = ExportFormat.choices
         return context
