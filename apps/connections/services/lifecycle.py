@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
@@ -23,50 +24,44 @@ from apps.organizations.models import Organization
 # --- Disconnect --------------------------------------------------------------------------
 
 
-@transaction.atomic
-def connection_disconnect(
-    *,
-    connection_id: int,
-    organization: Organization,
-    request: HttpRequest | None = None,
-) -> Connection:
-    """Revoke at the provider (RFC 7009) where it can, then destroy the secrets.
-    Metadata stays for the audit trail. A failed revocation is recorded and the
-    secrets are destroyed anyway."""
-    connection = Connection.objects.select_for_update().get(
-        pk=connection_id, organization=organization
+def _revoke_at_provider(connection: Connection, organization: Organization) -> tuple[str, str]:
+    """RFC 7009 for every token the connection holds: (RevocationResult, failure text)."""
+    if not connection.is_oauth():
+        return RevocationResult.UNSUPPORTED, ""
+    provider = resolved_provider(
+        connection.provider_key,
+        organization=organization,
+        base_url_params=connection.base_url_params,
     )
-    if connection.status == ConnectionStatus.REVOKED:
-        return connection
-    result, failure = RevocationResult.UNSUPPORTED, ""
-    if connection.is_oauth():
-        provider = resolved_provider(
-            connection.provider_key,
-            organization=organization,
-            base_url_params=connection.base_url_params,
-        )
-        app = connection.provider_app
-        if provider.revocation_url and app is not None:
-            creds = custody.client_credentials(app)
-            result = RevocationResult.REVOKED
-            for token, hint in custody.revocable_tokens(connection):
-                try:
-                    oauth.revoke(
-                        provider,
-                        client_id=creds.client_id,
-                        client_secret=creds.client_secret,
-                        token=token,
-                        token_type_hint=hint,
-                    )
-                except oauth.TokenEndpointError as exc:
-                    result, failure = RevocationResult.FAILED, str(exc)
-                    break
+    app = connection.provider_app
+    if not provider.revocation_url or app is None:
+        return RevocationResult.UNSUPPORTED, ""
+    creds = custody.client_credentials(app)
+    for token, hint in custody.revocable_tokens(connection):
+        try:
+            oauth.revoke(
+                provider,
+                client_id=creds.client_id,
+                client_secret=creds.client_secret,
+                token=token,
+                token_type_hint=hint,
+            )
+        except oauth.TokenEndpointError as exc:
+            return RevocationResult.FAILED, str(exc)
+    return RevocationResult.REVOKED, ""
+
+
+def _destroy(
+    connection: Connection,
+    organization: Organization,
+    result: str,
+    failure: str,
+    request: HttpRequest | None,
+) -> Connection:
     custody.destroy_secrets(connection)
     connection.status = ConnectionStatus.REVOKED
-    connection.status_detail = "Disconnected." + (
-        f" Revocation failed: {failure}" if failure else ""
-    )
-    connection.status_detail = connection.status_detail[:300]
+    detail = "Disconnected." + (f" Revocation failed: {failure}" if failure else "")
+    connection.status_detail = detail[:300]
     connection.revoked_at = timezone.now()
     connection.revocation_result = result
     connection.save()
@@ -91,6 +86,37 @@ def connection_disconnect(
         metadata={"revocation": result or "none"},
     )
     return connection
+
+
+def connection_disconnect(
+    *,
+    connection_id: int,
+    organization: Organization,
+    request: HttpRequest | None = None,
+) -> Connection:
+    """Revoke at the provider (RFC 7009) where it can, then destroy the secrets.
+    Metadata stays for the audit trail. A failed revocation is recorded and the
+    secrets are destroyed anyway.
+
+    On PostgreSQL the row stays locked from reading the tokens to destroying them,
+    so a refresh cannot rotate a token between revocation and destruction. On
+    SQLite (`make run`) the revocation runs outside the transaction (see
+    `connection_refresh` for why) and every secret is destroyed afterwards."""
+    queryset = Connection.objects.filter(organization=organization)
+    if db_connection.features.has_select_for_update:
+        with transaction.atomic():
+            connection = queryset.select_for_update().get(pk=connection_id)
+            if connection.status == ConnectionStatus.REVOKED:
+                return connection
+            result, failure = _revoke_at_provider(connection, organization)
+            return _destroy(connection, organization, result, failure, request)
+    connection = queryset.get(pk=connection_id)
+    if connection.status == ConnectionStatus.REVOKED:
+        return connection
+    result, failure = _revoke_at_provider(connection, organization)
+    with transaction.atomic():
+        connection = queryset.get(pk=connection_id)
+        return _destroy(connection, organization, result, failure, request)
 
 
 # --- Usage ------------------------------------------------------------------------------

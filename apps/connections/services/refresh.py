@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,6 +18,7 @@ from apps.connections.models import (
 )
 from apps.connections.services.common import INVALID_GRANT_ERRORS, _token_expiry, resolved_provider
 from apps.organizations.models import OrgRole
+from apps.providers.catalog import Provider
 
 # --- Refresh ------------------------------------------------------------------------------
 
@@ -46,86 +51,138 @@ def _mark_needs_reauth(connection: Connection, reason: str) -> None:
     transaction.on_commit(notify)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    provider: Provider
+    creds: custody.ClientCredentials = field(repr=False)
+    refresh_token: str = field(repr=False)
+
+
+def _plan(connection: Connection, *, force: bool) -> _Plan | None:
+    """Decide (on a freshly read row) whether to call the provider."""
+    if connection.status != ConnectionStatus.ACTIVE or not connection.is_oauth():
+        return None
+    if not (force or connection.is_refresh_due()):
+        return None
+    if not connection.has_refresh_token:
+        if connection.is_expired():
+            _mark_needs_reauth(
+                connection, "The access token expired and the provider issued no refresh token."
+            )
+        return None
+    app = connection.provider_app
+    if app is None:
+        _mark_needs_reauth(connection, "The OAuth app settings for this provider were removed.")
+        return None
+    provider = resolved_provider(
+        connection.provider_key,
+        organization=connection.organization,
+        base_url_params=connection.base_url_params,
+    )
+    return _Plan(
+        provider=provider,
+        creds=custody.client_credentials(app),
+        refresh_token=custody.refresh_token_of(connection),
+    )
+
+
+def _call(plan: _Plan) -> dict[str, Any] | oauth.TokenEndpointError:
+    try:
+        return oauth.refresh(
+            plan.provider,
+            client_id=plan.creds.client_id,
+            client_secret=plan.creds.client_secret,
+            refresh_token=plan.refresh_token,
+        )
+    except oauth.TokenEndpointError as exc:
+        return exc
+
+
+def _apply(
+    connection: Connection,
+    plan: _Plan,
+    result: dict[str, Any] | oauth.TokenEndpointError,
+    *,
+    force: bool,
+) -> str | None:
+    """Store the outcome on the (locked, re-read) row. Returns a transient error or None."""
+    if isinstance(result, oauth.TokenEndpointError):
+        if result.error in INVALID_GRANT_ERRORS:
+            _mark_needs_reauth(
+                connection,
+                "The provider no longer accepts the refresh token (invalid_grant). Reconnect it.",
+            )
+            return None
+        connection.refresh_failures += 1
+        connection.last_refresh_error = str(result)[:300]
+        connection.save(update_fields=["refresh_failures", "last_refresh_error", "updated_at"])
+        audit_record(
+            action="connection.refresh_failed",
+            organization_id=connection.organization_id,
+            target=connection,
+            outcome=Outcome.ERROR,
+            connection_id=connection.pk,
+            provider=connection.provider_key,
+            reason=str(result)[:1000],
+            metadata={"transient": result.transient, "failures": connection.refresh_failures},
+        )
+        return str(result) if result.transient else None
+    connection.access_token = str(result["access_token"])
+    if result.get("refresh_token"):  # rotation; else keep the old one
+        connection.refresh_token = str(result["refresh_token"])
+    connection.token_type = str(result.get("token_type") or connection.token_type)[:40]
+    connection.expires_at = _token_expiry(result)
+    if result.get("scope"):
+        connection.scopes = oauth.granted_scopes(plan.provider, result, connection.scopes)
+    connection.last_refreshed_at = timezone.now()
+    connection.refresh_failures = 0
+    connection.last_refresh_error = ""
+    connection.save()
+    audit_record(
+        action="connection.refreshed",
+        organization_id=connection.organization_id,
+        target=connection,
+        connection_id=connection.pk,
+        provider=connection.provider_key,
+        metadata={"rotated": bool(result.get("refresh_token")), "forced": force},
+    )
+    return None
+
+
 def connection_refresh(*, connection_id: int, force: bool = False) -> Connection:
     """Refresh one OAuth connection if (still) needed.
 
-    Takes the row lock, re-reads the row and decides under the lock, so of many
-    concurrent callers exactly one talks to the provider; the others wait and
-    then see the new token. The lock is released by the commit."""
-    transient: str | None = None
-    with transaction.atomic():
-        connection = Connection.objects.select_for_update().get(pk=connection_id)
-        if connection.status != ConnectionStatus.ACTIVE or not connection.is_oauth():
+    PostgreSQL (production, CI): takes the row lock, re-reads the row and decides
+    under the lock, so of many concurrent callers exactly one talks to the
+    provider; the others wait and then see the new token. The commit releases
+    the lock.
+
+    SQLite (`make run` only) has no row locks, and holding its database-wide
+    write lock across the HTTP call deadlocks with the Sandbox, which shares the
+    file. There the call is made outside the transaction and the result is kept
+    only if the row still holds the refresh token that was used (re-read
+    afterwards), so a lost race never overwrites a newer token or turns into a
+    false needs_reauth."""
+    if db_connection.features.has_select_for_update:
+        with transaction.atomic():
+            connection = Connection.objects.select_for_update().get(pk=connection_id)
+            plan = _plan(connection, force=force)
+            transient = _apply(connection, plan, _call(plan), force=force) if plan else None
+    else:
+        with transaction.atomic():
+            connection = Connection.objects.get(pk=connection_id)
+            plan = _plan(connection, force=force)
+        if plan is None:
             return connection
-        if not (force or connection.is_refresh_due()):
-            return connection
-        if not connection.has_refresh_token:
-            if connection.is_expired():
-                _mark_needs_reauth(
-                    connection, "The access token expired and the provider issued no refresh token."
-                )
-            return connection
-        app = connection.provider_app
-        if app is None:
-            _mark_needs_reauth(connection, "The OAuth app settings for this provider were removed.")
-            return connection
-        provider = resolved_provider(
-            connection.provider_key,
-            organization=connection.organization,
-            base_url_params=connection.base_url_params,
-        )
-        creds = custody.client_credentials(app)
-        try:
-            token = oauth.refresh(
-                provider,
-                client_id=creds.client_id,
-                client_secret=creds.client_secret,
-                refresh_token=custody.refresh_token_of(connection),
-            )
-        except oauth.TokenEndpointError as exc:
-            if exc.error in INVALID_GRANT_ERRORS:
-                _mark_needs_reauth(
-                    connection,
-                    "The provider no longer accepts the refresh "
-                    "token (invalid_grant). Reconnect it.",
-                )
-                return connection
-            connection.refresh_failures += 1
-            connection.last_refresh_error = str(exc)[:300]
-            connection.save(update_fields=["refresh_failures", "last_refresh_error", "updated_at"])
-            audit_record(
-                action="connection.refresh_failed",
-                organization_id=connection.organization_id,
-                target=connection,
-                outcome=Outcome.ERROR,
-                connection_id=connection.pk,
-                provider=connection.provider_key,
-                reason=str(exc)[:1000],
-                metadata={"transient": exc.transient, "failures": connection.refresh_failures},
-            )
-            if not exc.transient:
-                return connection
-            transient = str(exc)
-        else:
-            connection.access_token = str(token["access_token"])
-            if token.get("refresh_token"):  # rotation; else keep the old one
-                connection.refresh_token = str(token["refresh_token"])
-            connection.token_type = str(token.get("token_type") or connection.token_type)[:40]
-            connection.expires_at = _token_expiry(token)
-            if token.get("scope"):
-                connection.scopes = oauth.granted_scopes(provider, token, connection.scopes)
-            connection.last_refreshed_at = timezone.now()
-            connection.refresh_failures = 0
-            connection.last_refresh_error = ""
-            connection.save()
-            audit_record(
-                action="connection.refreshed",
-                organization_id=connection.organization_id,
-                target=connection,
-                connection_id=connection.pk,
-                provider=connection.provider_key,
-                metadata={"rotated": bool(token.get("refresh_token")), "forced": force},
-            )
+        result = _call(plan)
+        with transaction.atomic():
+            connection = Connection.objects.get(pk=connection_id)
+            if (
+                connection.status != ConnectionStatus.ACTIVE
+                or custody.refresh_token_of(connection) != plan.refresh_token
+            ):
+                return connection  # another caller refreshed (or disconnected) meanwhile
+            transient = _apply(connection, plan, result, force=force)
     if transient is not None:
         raise RefreshTemporarilyFailed(transient)
     return connection
