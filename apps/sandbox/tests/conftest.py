@@ -71,6 +71,8 @@ class OAuthClient:
         assert location.startswith(REDIRECT_URI)
         query = parse_qs(urlsplit(location).query)
         assert query["state"] == ["s-123"]
+        # RFC 9207: the issuer from the metadata document comes back with the code.
+        assert query["iss"] == [f"{self.base}/o"]
         return query["code"][0], verifier
 
     def token(self, **data: str) -> httpx.Response:

@@ -27,6 +27,7 @@ def test_metadata_describes_the_sandbox_server(live_server):
     assert meta["scopes_supported"] == ["read", "write"]
     assert meta["grant_types_supported"] == ["authorization_code", "refresh_token"]
     assert meta["response_types_supported"] == ["code"]
+    assert meta["authorization_response_iss_parameter_supported"] is True
 
 
 def test_full_code_flow_then_api_calls(oauth):
