@@ -121,7 +121,11 @@ def _rules(ctx: Any) -> Any:
 
 
 def _role_name(ctx: Any) -> str:
-    return str(getattr(ctx, "role_name", "") or "")
+    """The role's name for denial reasons, when authentication already loaded it."""
+    token = getattr(ctx, "token", None)
+    if token is None or not type(token).role.is_cached(token):
+        return ""
+    return str(token.role.name)
 
 
 def _rate_limited(ctx: Any, decision: Any) -> BrokerResult | None:

@@ -97,6 +97,7 @@ def test_denied_action_names_the_missing_rule_and_sends_nothing(client, agent, u
     error = response.json()["error"]
     assert error["code"] == "denied"
     assert "sandbox.create_project" in error["message"]
+    assert "Role 'bot-role'" in error["message"]
     assert "rule" in error["message"]
     assert upstream.requests == []
     [event] = broker_events()
