@@ -261,6 +261,20 @@ def invitation_create(
     _check_actor_may_touch(actor_membership, role, role)
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise OrganizationError({"email": f"{email} is already a member."})
+    # Inviting the same address again replaces the earlier link.
+    earlier = list(
+        Invitation.objects.select_for_update().filter(
+            organization=organization,
+            email__iexact=email,
+            accepted_at__isnull=True,
+            revoked_at__isnull=True,
+        )
+    )
+    for old in earlier:
+        _check_actor_may_touch(actor_membership, old.role, role)
+    replaced = [old.pk for old in earlier]
+    if replaced:
+        Invitation.objects.filter(pk__in=replaced).update(revoked_at=timezone.now())
     key = secrets.token_urlsafe(32)
     invitation = Invitation.objects.create(
         organization=organization,
@@ -274,7 +288,7 @@ def invitation_create(
         organization=organization,
         target=invitation,
         request=request,
-        metadata={"email": email, "role": role},
+        metadata={"email": email, "role": role, "replaced_invitations": replaced},
         **_actor(actor_membership.user),
     )
     url = invitation_url(key)

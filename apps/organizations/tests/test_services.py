@@ -291,3 +291,21 @@ def test_invitation_revoke_needs_admin_of_same_org(org, owner, sent, reviewer, o
             invitation=sent.invitation, actor_membership=membership_of(outsider, other_org)
         )
     assert Invitation.objects.get(pk=sent.invitation.pk).revoked_at is None
+
+
+def test_inviting_again_replaces_the_earlier_link(org, owner):
+    first = invite(org, owner, email="twice@example.test")
+    second = invite(org, owner, email="Twice@example.test")
+    user = UserFactory(email="twice@example.test")
+    with pytest.raises(ValidationError, match="withdrawn"):
+        services.invitation_accept(key=first.key, user=user)
+    assert services.invitation_accept(key=second.key, user=user).organization == org
+    event = AuditEvent.objects.filter(action="member.invited").order_by("-seq").first()
+    assert event.metadata["replaced_invitations"] == [first.invitation.pk]
+
+
+def test_admin_cannot_replace_an_owner_invitation(org, owner, admin):
+    first = invite(org, owner, email="boss@example.test", role=OrgRole.OWNER)
+    with pytest.raises(ValidationError, match="Only an owner"):
+        invite(org, admin, email="boss@example.test", role=OrgRole.MEMBER)
+    assert Invitation.objects.get(pk=first.invitation.pk).revoked_at is None

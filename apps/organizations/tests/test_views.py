@@ -253,3 +253,21 @@ def test_anonymous_post_to_invitation_redirects_to_login(client, org, owner):
     assert response.status_code == 302
     assert response.url.startswith(reverse("account_login"))
     assert not Membership.objects.filter(user__email="new@example.test").exists()
+
+
+def test_existing_user_logs_in_from_the_invitation_and_comes_back_to_accept(client, org, owner):
+    from tests.factories import PASSWORD
+
+    existing = UserFactory(email="existing@example.test")
+    issued = services.invitation_create(
+        organization=org, email=existing.email, role="admin", actor_membership=m(owner, org)
+    )
+    url = reverse("invitations:accept", kwargs={"key": issued.key})
+    assert "Log in to accept" in client.get(url).content.decode()
+    response = client.post(
+        reverse("account_login"), {"login": existing.email, "password": PASSWORD}
+    )
+    assert response.status_code == 302
+    assert response.url == url
+    assert client.post(url).status_code == 302
+    assert m(existing, org).role == OrgRole.ADMIN
