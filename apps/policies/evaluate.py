@@ -458,20 +458,29 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
         path = normalize_path(call.path)
     except UnsafePath as exc:
         return Decision(False, None, f"Proxy path {_show(call.path)} was rejected: {exc}.")
+    other_methods: list[str] = []
     for rule in rules:
         if rule.kind != PROXY or rule.provider_key != call.provider_key:
             continue
         if rule.connection_id is None or rule.connection_id != call.connection_id:
             continue
-        if method in rule.methods and path_matches(rule.path_glob, path):
+        if not path_matches(rule.path_glob, path):
+            continue
+        if method in rule.methods:
             return Decision(
                 True, rule.rule_id, _allowed_reason(rule, call), rule.rate_limit_per_minute
             )
+        other_methods.extend(rule.methods)
+    fix = f"An admin can add a proxy rule for {method} with a path glob matching {path}."
+    if other_methods:
+        allowed = ", ".join(m for m in dict.fromkeys(other_methods))
+        return Decision(
+            False,
+            None,
+            f"{role} allows only {allowed} on {path} through {conn}, not {method}. {fix}",
+        )
     return Decision(
-        False,
-        None,
-        f"{role} has no proxy rule allowing {method} {path} on {conn}. "
-        f"An admin can add a proxy rule for {method} with a path glob matching {path}.",
+        False, None, f"{role} has no proxy rule allowing {method} {path} on {conn}. {fix}"
     )
 
 

@@ -179,7 +179,10 @@ def role_update(
         role.rules.all().delete()
         _save_rules(role, cleaned)
     after = _rules_snapshot(role)
-    _audit_change(role, before, after, changes, actor, request)
+    if changes or after != before:  # a save that changes nothing is not an event
+        _audit_change(role, before, after, changes, actor, request)
+    else:
+        _after_commit(role.pk)  # the rule rows (and their ids) were still rewritten
     return role
 
 

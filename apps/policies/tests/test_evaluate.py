@@ -222,7 +222,11 @@ def test_methods_compare_uppercase_and_must_be_listed():
     assert evaluate(rules, proxy_call(method="GET")).allowed
     denied = evaluate(rules, proxy_call(method="DELETE"))
     assert not denied.allowed
-    assert "no proxy rule allowing DELETE /repos/acme on connection 'gh'" in denied.reason
+    assert "allows only GET on /repos/acme through connection 'gh', not DELETE" in denied.reason
+    elsewhere = evaluate(rules, proxy_call(method="GET", path="/orgs/acme"))
+    assert not elsewhere.allowed
+    assert "no proxy rule allowing GET /orgs/acme on connection 'gh'" in elsewhere.reason
+    assert "An admin can add a proxy rule for GET" in elsewhere.reason
 
 
 def test_proxy_rule_is_bound_to_its_connection_and_kind():

@@ -360,3 +360,11 @@ def test_too_many_rules(org):
     with pytest.raises(ValidationError) as excinfo:
         role_create(organization=org, name="r", rules=[read_rule()] * 201)
     assert "at most 200 rules" in errors_of(excinfo)["rules"][0]
+
+
+def test_an_update_that_changes_nothing_writes_no_event(org):
+    role = role_create(organization=org, name="r", description="d", rules=[read_rule()])
+    role_update(role=role, name="r", description="d", rules=[read_rule()])
+    assert not AuditEvent.objects.filter(action="role.changed").exists()
+    role_update(role=role, description="other")
+    assert AuditEvent.objects.filter(action="role.changed").count() == 1
