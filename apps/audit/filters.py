@@ -31,6 +31,8 @@ FILTER_FIELDS = (
     "status",
     "q",
 )
+# What <input type="datetime-local"> accepts back as its value.
+_LOCAL_INPUT = "%Y-%m-%dT%H:%M"
 _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
 
 
@@ -38,12 +40,12 @@ class AuditFilterForm(forms.Form):
     start = forms.DateTimeField(
         required=False,
         label="From (UTC)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=_LOCAL_INPUT),
     )
     end = forms.DateTimeField(
         required=False,
         label="To (UTC)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=_LOCAL_INPUT),
     )
     member = forms.CharField(
         required=False, max_length=254, label="Member", help_text="Email or user id."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
@@ -31,6 +32,11 @@ from apps.audit.selectors import chain_head, event_links, keyset_page
 from apps.audit.services import audit_export_direct, audit_export_request, export_is_large
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
+
+
+def _shown(value: Any) -> Any:
+    """Exact values for reviewers: full ISO 8601 UTC timestamps, not a locale format."""
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
@@ -92,7 +98,7 @@ class AuditEventDetailView(AuditMixin, DetailView):
         event: AuditEvent = self.object
         context["links"] = event_links(event, self.organization)
         context["fields"] = [
-            (field.verbose_name.capitalize(), getattr(event, field.attname))
+            (field.verbose_name.capitalize(), _shown(getattr(event, field.attname)))
             for field in AuditEvent._meta.concrete_fields
             if field.name not in ("metadata", "organization")
         ]

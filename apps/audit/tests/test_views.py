@@ -246,7 +246,14 @@ def test_detail_shows_every_field_and_why_it_was_denied(client, org, reviewer):
     login(client, reviewer)
     body = client.get(url(org, "audit:detail", pk=event.pk)).content.decode()
     assert "No rule allows issues.delete" in body
-    for value in (event.hash, event.prev_hash, event.token_id, "github-main", "issues.list"):
+    for value in (
+        event.hash,
+        event.prev_hash,
+        event.token_id,
+        "github-main",
+        "issues.list",
+        event.created_at.isoformat(),
+    ):
         assert value in body
 
 
