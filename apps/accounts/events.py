@@ -19,6 +19,7 @@ from allauth.account.signals import (
 )
 from allauth.account.signals import user_logged_in as allauth_user_logged_in
 from allauth.mfa.models import Authenticator
+from allauth.mfa.signals import authentication_failed as mfa_authentication_failed
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
@@ -202,4 +203,21 @@ def _on_authenticator_deleted(sender: Any, instance: Any, **kwargs: Any) -> None
         user=instance.user,
         request=_current_request(),
         metadata={"type": instance.type},
+    )
+
+
+@receiver(mfa_authentication_failed, dispatch_uid="grantry_audit_mfa_failed")
+def _on_mfa_failed(
+    sender: Any, request: HttpRequest, user: Any, authenticator: Any, **kwargs: Any
+) -> None:
+    """A wrong second-factor code (never the code itself)."""
+    user_event(
+        action="auth.mfa_failed",
+        user=user,
+        request=request,
+        outcome=Outcome.FAILURE,
+        metadata={
+            "type": getattr(authenticator, "type", ""),
+            "reauthentication": bool(kwargs.get("reauthentication")),
+        },
     )

@@ -139,6 +139,12 @@ def test_mfa_totp_activate_recovery_codes_deactivate_and_authenticate(client):
     client.post(reverse("account_logout"))
     login(client, user.email)
     assert_grantry_page(client.get(reverse("mfa_authenticate")), 'for="id_code"')
+    valid = hotp_value(secret, int(time.time()) // 30)
+    wrong = format_hotp_value((valid + 1) % 1_000_000)
+    response = client.post(reverse("mfa_authenticate"), {"code": wrong})
+    assert response.status_code == 200  # wrong code: the form again, with an error
+    failed = AuditEvent.objects.get(action="auth.mfa_failed", actor_id=str(user.pk))
+    assert failed.outcome == "failure" and wrong not in str(failed.metadata)
 
     # In with a recovery code (the TOTP code of this period was used already),
     # then deactivate: audited.
