@@ -268,6 +268,10 @@ CELERY_BEAT_SCHEDULE["connections-refresh-due"] = {
     "task": "connections.refresh_due_connections",
     "schedule": 300.0,
 }
+CELERY_BEAT_SCHEDULE["connections-purge-oauth-states"] = {
+    "task": "connections.purge_oauth_states",
+    "schedule": 3600.0,
+}
 # Workers: email org admins once per token that expires within 7 days (apps.workers.tasks).
 CELERY_BEAT_SCHEDULE["workers-warn-expiring-tokens"] = {
     "task": "workers.warn_expiring_tokens", "schedule": 24 * 60 * 60.0,
@@ -283,6 +287,9 @@ GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES",
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).
 GRANTRY_PROVIDER_URLS = env.dict("GRANTRY_PROVIDER_URLS", default={})
+# Connections: refresh this long before expiry; exercise refresh tokens idle this many days.
+GRANTRY_REFRESH_AHEAD_SECONDS = env.int("GRANTRY_REFRESH_AHEAD_SECONDS", default=600)
+GRANTRY_REFRESH_KEEPALIVE_DAYS = env.int("GRANTRY_REFRESH_KEEPALIVE_DAYS", default=7)
 # Where the Sandbox provider's OAuth server and API live (tests point it at live_server).
 GRANTRY_SANDBOX_URL = env.str("GRANTRY_SANDBOX_URL", default=f"{GRANTRY_BASE_URL}/sandbox")
 # Connections: refresh this long before expiry; exercise refresh tokens idle this many days.

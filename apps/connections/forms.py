@@ -33,19 +33,8 @@ class _NameMixin(forms.Form):
         return name
 
 
-class ConnectOAuthForm(_NameMixin):
-    pass
-
-
-class ConnectApiKeyForm(_NameMixin):
-    api_key = forms.CharField(
-        label="API key or token",
-        strip=True,
-        max_length=4000,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="Checked with the provider before it is saved. It is stored encrypted "
-        "and never shown again.",
-    )
+class _URLParamsMixin(_NameMixin):
+    """Per-connection URL parameters a provider declares (e.g. Zendesk's subdomain)."""
 
     def __init__(self, *args: Any, url_params: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -59,6 +48,21 @@ class ConnectApiKeyForm(_NameMixin):
 
     def base_url_params(self) -> dict[str, str]:
         return {p: self.cleaned_data[f"param_{p}"].strip() for p in self.url_params}
+
+
+class ConnectOAuthForm(_URLParamsMixin):
+    pass
+
+
+class ConnectApiKeyForm(_URLParamsMixin):
+    api_key = forms.CharField(
+        label="API key or token",
+        strip=True,
+        max_length=4000,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Checked with the provider before it is saved. It is stored encrypted "
+        "and never shown again.",
+    )
 
 
 class ProviderAppForm(forms.Form):

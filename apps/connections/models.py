@@ -215,6 +215,8 @@ class OAuthState(models.Model):
     )
     redirect_uri = models.CharField(max_length=500)
     requested_scopes = models.JSONField(default=list, blank=True)
+    # Non-secret URL parameters for the new connection (e.g. a Zendesk subdomain).
+    base_url_params = models.JSONField(default=dict, blank=True)
     code_verifier = encrypt(models.TextField())
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(default=_state_expiry)

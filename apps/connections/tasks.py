@@ -76,3 +76,11 @@ def notify_needs_reauth(connection_id: int) -> int:
         recipient_list=recipients,
     )
     return len(recipients)
+
+
+@shared_task(name="connections.purge_oauth_states", time_limit=60, soft_time_limit=50)
+def purge_oauth_states() -> int:
+    """Periodic (beat): drop connect attempts that expired or were used over a day ago."""
+    from apps.connections.services import oauth_states_purge
+
+    return oauth_states_purge()

@@ -110,7 +110,10 @@ class ConnectView(OrgViewMixin, TemplateView):
         params = tuple(getattr(self.provider, "base_url_params", ()) or ())
         return {
             "oauth_form": ConnectOAuthForm(
-                data if which == "oauth" else None, organization=self.organization, prefix="oauth"
+                data if which == "oauth" else None,
+                organization=self.organization,
+                url_params=params,
+                prefix="oauth",
             ),
             "key_form": ConnectApiKeyForm(
                 data if which == "api_key" else None,
@@ -146,14 +149,19 @@ class ConnectView(OrgViewMixin, TemplateView):
             elif form.is_valid():
                 if not request.session.session_key:
                     request.session.save()
-                url = services.connection_oauth_start(
-                    organization=self.organization,
-                    provider_key=self.provider.key,
-                    name=form.cleaned_data["name"],
-                    user=request.user,
-                    session_key=request.session.session_key or "",
-                )
-                return HttpResponseRedirect(url)
+                try:
+                    url = services.connection_oauth_start(
+                        organization=self.organization,
+                        provider_key=self.provider.key,
+                        name=form.cleaned_data["name"],
+                        user=request.user,
+                        session_key=request.session.session_key or "",
+                        base_url_params=form.base_url_params(),
+                    )
+                except ValueError as exc:  # BaseURLParamError: a bad subdomain or similar
+                    form.add_error(None, str(exc))
+                else:
+                    return HttpResponseRedirect(url)
         elif which == "api_key" and AuthType.API_KEY in self.provider.auth_types:
             form = forms["key_form"]
             if form.is_valid():

@@ -18,6 +18,7 @@ from apps.connections.services.connect import (
     connection_create_from_oauth,
     connection_oauth_complete,
     connection_oauth_start,
+    oauth_states_purge,
     provider_app_save,
 )
 from apps.connections.services.lifecycle import connection_disconnect, connection_mark_used
@@ -43,6 +44,7 @@ __all__ = [
     "connection_refresh",
     "fetch_account_label",
     "oauth_redirect_uri",
+    "oauth_states_purge",
     "org_admin_emails",
     "provider_app_save",
     "resolved_provider",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -98,14 +99,13 @@ def connection_oauth_start(
     session_key: str,
     reconnect: Connection | None = None,
     scopes: list[str] | None = None,
+    base_url_params: dict[str, str] | None = None,
 ) -> str:
     """Record a single-use state (with the PKCE verifier, server-side) and return
-    the provider's authorization URL to redirect the browser to."""
-    provider = resolved_provider(
-        provider_key,
-        organization=organization,
-        base_url_params=reconnect.base_url_params if reconnect else None,
-    )
+    the provider's authorization URL to redirect the browser to. Raises
+    BaseURLParamError if the provider needs URL parameters that are missing."""
+    params = dict(reconnect.base_url_params if reconnect else (base_url_params or {}))
+    provider = resolved_provider(provider_key, organization=organization, base_url_params=params)
     app = ProviderApp.objects.for_organization(organization).get(provider_key=provider_key)
     state = secrets.token_urlsafe(32)
     verifier = oauth.new_code_verifier()
@@ -120,6 +120,7 @@ def connection_oauth_start(
         reconnect=reconnect,
         redirect_uri=oauth_redirect_uri(),
         requested_scopes=requested,
+        base_url_params=params,
         code_verifier=verifier,
     )
     return oauth.authorization_url(
@@ -196,7 +197,7 @@ def connection_oauth_complete(
     provider = resolved_provider(
         row.provider_key,
         organization=row.organization,
-        base_url_params=row.reconnect.base_url_params if row.reconnect else None,
+        base_url_params=row.base_url_params,
     )
     iss = params.get("iss", "")
     if iss and not oauth.expected_issuer_matches(provider, iss):
@@ -230,7 +231,7 @@ def connection_oauth_complete(
         account_label = fetch_account_label(
             provider,
             str(token["access_token"]),
-            row.reconnect.base_url_params if row.reconnect else None,
+            row.base_url_params,
         )
     except (CredentialRejected, ProviderUnreachable) as exc:
         identity_note = f"Identity not fetched: {exc}"
@@ -246,6 +247,7 @@ def connection_oauth_complete(
             status_detail=identity_note,
             created_by=user,
             reconnect=row.reconnect,
+            base_url_params=row.base_url_params,
             request=request,
         )
     except IntegrityError:
@@ -267,6 +269,7 @@ def connection_create_from_oauth(
     status_detail: str = "",
     created_by: Any = None,
     reconnect: Connection | None = None,
+    base_url_params: dict[str, Any] | None = None,
     request: HttpRequest | None = None,
 ) -> Connection:
     """Store a freshly granted token as a new connection, or into `reconnect`."""
@@ -282,6 +285,8 @@ def connection_create_from_oauth(
             auth_type=AuthType.OAUTH2,
             created_by=created_by,
         )
+    if reconnect is None and base_url_params:
+        connection.base_url_params = dict(base_url_params)
     connection.provider_app = provider_app
     connection.access_token = str(token["access_token"])
     connection.refresh_token = str(token.get("refresh_token") or "")
@@ -375,3 +380,10 @@ def _connection_save_api_key(
         metadata={"auth_type": "api_key", "account": account_label},
     )
     return connection
+
+
+def oauth_states_purge(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete connect attempts (and their PKCE verifiers) that can no longer be used."""
+    cutoff = timezone.now() - older_than
+    deleted, _ = OAuthState.objects.filter(expires_at__lt=cutoff).delete()
+    return deleted

@@ -161,3 +161,15 @@ def test_only_admins_can_start_connect(sandbox, org, make_member, role):
     )
     assert response.status_code == 403
     assert client.get("/o/acme/connections/").status_code == 200  # but they can read
+
+
+def test_old_connect_attempts_are_purged(sandbox, admin_client):
+    from apps.connections.tasks import purge_oauth_states
+
+    start_connect(admin_client, name="fresh-one")
+    start_connect(admin_client, name="old-one")
+    OAuthState.objects.filter(connection_name="old-one").update(
+        expires_at=timezone.now() - timedelta(days=2)
+    )
+    assert purge_oauth_states() == 1
+    assert list(OAuthState.objects.values_list("connection_name", flat=True)) == ["fresh-one"]
