@@ -292,9 +292,6 @@ GRANTRY_REFRESH_AHEAD_SECONDS = env.int("GRANTRY_REFRESH_AHEAD_SECONDS", default
 GRANTRY_REFRESH_KEEPALIVE_DAYS = env.int("GRANTRY_REFRESH_KEEPALIVE_DAYS", default=7)
 # Where the Sandbox provider's OAuth server and API live (tests point it at live_server).
 GRANTRY_SANDBOX_URL = env.str("GRANTRY_SANDBOX_URL", default=f"{GRANTRY_BASE_URL}/sandbox")
-# Connections: refresh this long before expiry; exercise refresh tokens idle this many days.
-GRANTRY_REFRESH_AHEAD_SECONDS = env.int("GRANTRY_REFRESH_AHEAD_SECONDS", default=600)
-GRANTRY_REFRESH_KEEPALIVE_DAYS = env.int("GRANTRY_REFRESH_KEEPALIVE_DAYS", default=7)
 # The offline Sandbox SaaS (an OAuth server and a tiny API) used by the demo and tests.
 # Production deployments do not install it at all.
 GRANTRY_SANDBOX_ENABLED = env.bool("GRANTRY_SANDBOX_ENABLED", default=DEBUG)
