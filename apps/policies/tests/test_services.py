@@ -368,3 +368,16 @@ def test_an_update_that_changes_nothing_writes_no_event(org):
     assert not AuditEvent.objects.filter(action="role.changed").exists()
     role_update(role=role, description="other")
     assert AuditEvent.objects.filter(action="role.changed").count() == 1
+
+
+def test_deleting_a_connection_removes_its_rules_and_refreshes_the_cache(
+    org, sandbox_conn, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        role = role_create(
+            organization=org, name="r", rules=[read_rule(connection=sandbox_conn.pk), read_rule()]
+        )
+    assert len(role_rules(role.pk)) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        sandbox_conn.delete()
+    assert [r.connection_id for r in role_rules(role.pk)] == [None]
