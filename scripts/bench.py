@@ -295,6 +295,33 @@ class Run:
     p99_ms: float
     rps: float
     errors: int
+    cpu_ms: float | None = None  # gunicorn CPU per request (load-independent-ish)
+
+
+def process_tree_cpu_seconds(root_pid: int) -> float:
+    """utime + stime of a process and its children (Linux /proc), in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = int(fields[11]) + int(fields[12])
+    tree = {root_pid}
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return sum(times.get(pid, 0) for pid in tree) / ticks
 
 
 def wrk_binary() -> str | None:
@@ -466,9 +493,14 @@ def main() -> None:
                     globals()["SECONDS"] = 1.0
                     run_wrk(wrk, workdir, "warm", url, concurrency, headers, payload)
                     globals()["SECONDS"] = saved
+                    cpu_before = process_tree_cpu_seconds(web.pid)
                     run = run_wrk(wrk, workdir, name[0], url, concurrency, headers, payload)
                 else:
+                    cpu_before = process_tree_cpu_seconds(web.pid)
                     run = run_python(name, url, concurrency, headers, payload)
+                if not name.startswith("a") and run.rps:
+                    spent = process_tree_cpu_seconds(web.pid) - cpu_before
+                    run.cpu_ms = spent * 1000 / (run.rps * SECONDS)
                 run.name = name
                 runs.append(run)
                 log(
@@ -501,13 +533,14 @@ def report(runs: list[Run], upstream_kind: str, generator: str) -> None:
     )
     print(
         f"| {'scenario':28} | {'conc':>4} | {'p50 ms':>8} | {'p99 ms':>8} | {'req/s':>9} "
-        f"| {'errors':>6} |"
+        f"| {'errors':>6} | {'web CPU ms/req':>14} |"
     )
-    print(f"|{'-' * 30}|{'-' * 6}|{'-' * 10}|{'-' * 10}|{'-' * 11}|{'-' * 8}|")
+    print(f"|{'-' * 30}|{'-' * 6}|{'-' * 10}|{'-' * 10}|{'-' * 11}|{'-' * 8}|{'-' * 16}|")
     for r in runs:
+        cpu = f"{r.cpu_ms:14.2f}" if r.cpu_ms is not None else f"{'-':>14}"
         print(
             f"| {r.name:28} | {r.concurrency:>4} | {r.p50_ms:8.2f} | {r.p99_ms:8.2f} | "
-            f"{r.rps:9.0f} | {r.errors:>6} |"
+            f"{r.rps:9.0f} | {r.errors:>6} | {cpu} |"
         )
     overhead = by[("c", 1)].p50_ms - by[("a", 1)].p50_ms
     share = by[("c", 16)].rps / by[("b", 16)].rps if by[("b", 16)].rps else 0.0
@@ -521,6 +554,11 @@ def report(runs: list[Run], upstream_kind: str, generator: str) -> None:
         f"(goal ≥ 50%: {'met' if share >= 0.5 else 'NOT met'})"
     )
     print(f"brokered vs upstream throughput at 16: {by[('c', 16)].rps / by[('a', 16)].rps:.1%}")
+    load = os.getloadavg()
+    print(
+        f"machine load average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        f"on {os.cpu_count()} CPUs (figures from a busy machine are not comparable)"
+    )
     if any(r.errors for r in runs):
         print("WARNING: some requests failed (see the errors column).")
 
