@@ -1,0 +1,67 @@
+"""Credential placement and the throttled last-used mark."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.connections.custody import NeedsReauth, auth_for, place_credential
+from apps.connections.models import Connection, ConnectionStatus
+from apps.connections.services import connection_mark_used
+from apps.providers.catalog import Placement
+from apps.providers.registry import get_provider
+
+
+def _sandbox(**changes):
+    return replace(get_provider("sandbox"), **changes)
+
+
+def test_each_placement_puts_the_secret_where_the_provider_expects_it():
+    assert place_credential(_sandbox(), "s3").headers == {"Authorization": "Bearer s3"}
+    custom = _sandbox(placement=Placement.HEADER, header_name="X-Api-Key", header_prefix="")
+    assert place_credential(custom, "s3").headers == {"X-Api-Key": "s3"}
+    basic = place_credential(_sandbox(placement=Placement.BASIC), "sk_live")
+    assert basic.headers["Authorization"] == "Basic " + base64.b64encode(b"sk_live:").decode()
+    zendesk_style = place_credential(
+        _sandbox(placement=Placement.BASIC), "tok", {"basic_username": "me@acme.test/token"}
+    )
+    assert base64.b64decode(zendesk_style.headers["Authorization"][6:]) == b"me@acme.test/token:tok"
+    query = place_credential(_sandbox(placement=Placement.QUERY, header_name="key"), "s3")
+    assert (query.headers, query.params) == ({}, {"key": "s3"})
+    assert "s3" not in repr(query)
+
+
+@pytest.mark.django_db
+def test_revoked_or_empty_connections_raise_needs_reauth(org):
+    provider = get_provider("sandbox")
+    revoked = Connection.objects.create(
+        organization=org,
+        provider_key="sandbox",
+        name="r",
+        auth_type="api_key",
+        status=ConnectionStatus.REVOKED,
+    )
+    with pytest.raises(NeedsReauth):
+        auth_for(revoked, provider)
+    empty = Connection.objects.create(
+        organization=org, provider_key="sandbox", name="e", auth_type="api_key"
+    )
+    with pytest.raises(NeedsReauth):
+        auth_for(empty, provider)
+
+
+@pytest.mark.django_db
+def test_last_used_is_written_at_most_once_a_minute(org):
+    conn = Connection.objects.create(
+        organization=org, provider_key="sandbox", name="u", auth_type="api_key", api_key="k"
+    )
+    now = timezone.now()
+    assert connection_mark_used(connection_id=conn.pk, now=now) is True
+    assert connection_mark_used(connection_id=conn.pk, now=now + timedelta(seconds=30)) is False
+    assert connection_mark_used(connection_id=conn.pk, now=now + timedelta(seconds=61)) is True
+    conn.refresh_from_db()
+    assert conn.last_used_at == now + timedelta(seconds=61)
