@@ -229,7 +229,12 @@ class RoleDetailAPIView(_RoleScope, generics.RetrieveUpdateDestroyAPIView[Role])
             role = role_update(
                 role=role,
                 name=data.get("name"),
-                description=data.get("description") if "description" in request.data else None,
+                # PUT replaces the whole role; PATCH changes only what it names.
+                description=(
+                    data.get("description", "")
+                    if not partial or "description" in request.data
+                    else None
+                ),
                 rules=rules,
                 actor=request.user,
                 request=request,

@@ -147,7 +147,7 @@ def test_put_replaces_and_patch_keeps_rules(admin, org):
         },
         format="json",
     ).json()
-    assert put["name"] == "r2" and put["description"] == "new"
+    assert put["name"] == "r2" and put["description"] == ""  # PUT replaces everything
     assert [r["action_pattern"] for r in put["rules"]] == ["sandbox.get_task"]
     event = AuditEvent.objects.filter(action="role.changed").order_by("-id").first()
     assert event.metadata["rules"]["removed"][0]["action_pattern"] == "sandbox.*"
