@@ -54,10 +54,9 @@ _FILTER_PARAMS = [
 
 class AuditAPIMixin(OrgAPIMixin):
     model = AuditEvent
-    request: Request
 
-    def filter_form(self) -> AuditFilterForm:
-        form = AuditFilterForm(data=self.request.query_params)
+    def filter_form(self, request: Request) -> AuditFilterForm:
+        form = AuditFilterForm(data=request.query_params)
         if not form.is_valid():
             raise APIError(
                 "invalid_filter",
@@ -76,7 +75,7 @@ class AuditEventListAPIView(AuditAPIMixin, generics.ListAPIView[AuditEvent]):
     serializer_class = AuditEventSerializer
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
-        return self.filter_form().filter(self.scope_queryset())
+        return self.filter_form(self.request).filter(self.scope_queryset())
 
 
 @extend_schema(tags=["audit"], summary="One audit event")
@@ -111,7 +110,7 @@ class AuditEventExportAPIView(AuditAPIMixin, APIView):
     def get(self, request: Request, org_slug: str, fmt: str) -> Any:
         if fmt not in ExportFormat.values:
             raise APIError("invalid_format", "Export format must be csv or jsonl.", status_code=404)
-        form = self.filter_form()
+        form = self.filter_form(request)
         events = form.filter(self.scope_queryset())
         stream = audit_export_direct(
             organization=self.organization,

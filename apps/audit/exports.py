@@ -51,7 +51,7 @@ COLUMNS = (
 )
 # A spreadsheet evaluates a cell starting with these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-CONTENT_TYPES = {
+CONTENT_TYPES: dict[str, str] = {
     ExportFormat.CSV: "text/csv; charset=utf-8",
     ExportFormat.JSONL: "application/x-ndjson; charset=utf-8",
 }

@@ -93,13 +93,10 @@ class AuditFilterForm(forms.Form):
         return value
 
     def clean(self) -> dict[str, Any]:
+        # With USE_TZ and TIME_ZONE="UTC" the fields already return aware UTC times.
         data = super().clean() or {}
         start, end = data.get("start"), data.get("end")
-        for name in ("start", "end"):
-            value = data.get(name)
-            if value is not None and timezone.is_naive(value):
-                data[name] = timezone.make_aware(value, timezone.UTC)
-        if start and end and data["start"] > data["end"]:
+        if start and end and start > end:
             raise ValidationError("“From” must be before “To”.")
         return data
 

@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -282,7 +283,7 @@ def audit_export_expire(*, now: datetime | None = None) -> int:
     for export in expired:
         path = export.file_path
         if path:
-            transaction.on_commit(lambda p=path: default_storage.delete(p))
+            transaction.on_commit(partial(default_storage.delete, path))
         export.status, export.file_path = ExportStatus.EXPIRED, ""
         export.save(update_fields=["status", "file_path"])
     return len(expired)

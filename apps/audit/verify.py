@@ -118,7 +118,8 @@ def verify_chains(*, organization_ids: Iterable[int] | None = None) -> list[Chai
         elif event_hash(row) != row["hash"]:
             problem = "stored hash does not match the event's contents (edited)"
         if problem:
-            report.event_id, report.seq, report.problem = int(row["id"]), int(row["seq"]), problem
+            report.event_id, report.seq = int(str(row["id"])), int(str(row["seq"]))
+            report.problem = problem
             broken = True
             continue
         report.count += 1

@@ -13,7 +13,6 @@ from django.http import (
     FileResponse,
     Http404,
     HttpRequest,
-    HttpResponse,
     HttpResponseBase,
     StreamingHttpResponse,
 )
@@ -191,7 +190,7 @@ class AuditExportDetailView(AuditMixin, DetailView):
 
 
 class AuditExportDownloadView(AuditMixin, View):
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         export = (
             AuditExport.objects.for_organization(self.organization).filter(pk=kwargs["pk"]).first()
         )
