@@ -75,3 +75,20 @@ def test_audit_admin_is_read_only(staff_client, org):
     event.refresh_from_db()
     assert event.action == "member.invited"
     assert AuditEvent.objects.count() == 1
+
+
+def test_staff_edits_in_admin_are_audited(staff_client, org, owner, member):
+    membership = Membership.objects.get(user=member)
+    url = reverse("admin:organizations_membership_change", args=[membership.pk])
+    response = staff_client.post(url, {"user": member.pk, "organization": org.pk, "role": "admin"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    membership.refresh_from_db()
+    assert membership.role == "admin"
+    event = AuditEvent.objects.get(action="admin.membership.changed")
+    assert event.organization_id == org.pk
+    assert event.metadata == {"changed_fields": ["role"], "via": "django-admin"}
+    assert event.actor_label == "staff@grantry.test"
+
+    delete_url = reverse("admin:organizations_membership_delete", args=[membership.pk])
+    assert staff_client.post(delete_url, {"post": "yes"}).status_code == 302
+    assert AuditEvent.objects.filter(action="admin.membership.deleted").count() == 1
