@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -247,8 +248,6 @@ def invitation_create(
     email = (email or "").strip().lower()
     errors: dict[str, str] = {}
     try:
-        from django.core.validators import validate_email
-
         validate_email(email)
     except ValidationError:
         errors["email"] = "Enter a valid email address."

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
@@ -239,7 +241,7 @@ class InvitationAcceptView(View):
     def post(self, request: HttpRequest, key: str) -> HttpResponse:
         if not request.user.is_authenticated:
             pending_key_remember(request, key)
-            return redirect(f"{_login_url()}?next={request.path}")
+            return redirect(f"{reverse('account_login')}?{urlencode({'next': request.path})}")
         try:
             membership = services.invitation_accept(key=key, user=request.user, request=request)
         except ValidationError as exc:
@@ -258,9 +260,3 @@ class InvitationAcceptView(View):
             f"{membership.get_role_display().lower()}.",
         )
         return redirect("orgs:overview", org_slug=membership.organization.slug)
-
-
-def _login_url() -> str:
-    from django.urls import reverse
-
-    return reverse("account_login")
