@@ -1,0 +1,52 @@
+"""audit_verify on whatever database the suite runs on (the PostgreSQL tampering
+tests are in test_integrity.py; `make run` verifies on SQLite)."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.audit.models import AuditChainHead
+from apps.audit.services import audit_record
+from apps.audit.verify import verify_chains
+
+pytestmark = pytest.mark.django_db
+
+
+def test_verify_accepts_real_events_of_every_shape(org, capsys):
+    audit_record(
+        action="org.created",
+        organization=org,
+        target=org,
+        metadata={"nested": {"b": [1, 2.5, None], "a": "é"}},
+        ip="2001:db8::1",
+    )
+    audit_record(
+        action="broker.execute",
+        organization=org,
+        decision="denied",
+        worker_id=3,
+        token_id="tok_x",
+        connection_id=4,
+        provider="github",
+        upstream_status=None,
+        latency_ms=12,
+        reason="No rule allows it",
+        user_agent="agent/1",
+    )
+    call_command("audit_verify", "--org", org.slug)
+    head = AuditChainHead.objects.get(chain_key=f"org:{org.pk}")
+    assert f"OK org:{org.pk}: 2 events, head {head.hash}" in capsys.readouterr().out
+
+
+def test_verify_catches_a_head_that_does_not_match(org):
+    audit_record(action="a.b", organization=org)
+    audit_record(action="a.c", organization=org)
+    AuditChainHead.objects.filter(chain_key=f"org:{org.pk}").update(seq=3)
+    [report] = verify_chains(organization_ids=[org.pk])
+    assert not report.ok and "head records seq 3" in report.problem
+    with pytest.raises(CommandError):
+        call_command("audit_verify", "--org", org.slug)
+
+
+def test_unknown_org_is_a_clear_error(db):
+    with pytest.raises(CommandError, match="No organization"):
+        call_command("audit_verify", "--org", "nope")
