@@ -502,6 +502,7 @@ def _finish(
     try:
         with transaction.atomic():
             _commit_without_flush_wait()
+            _mark_used(connection)  # before the audit append: not under the chain lock
             audit.write(
                 action=verb,
                 outcome=outcome,
@@ -513,7 +514,6 @@ def _finish(
                 latency_ms=latency,
                 metadata={"error": error.code} if error else {},
             )
-            _mark_used(connection)
     except Exception:
         logger.exception("audit outcome write failed after the upstream call; attempt is recorded")
 
