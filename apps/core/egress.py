@@ -8,6 +8,7 @@ Token, revocation, identity and broker API calls share one pooled
 * no redirects followed (a 3xx is returned as it is);
 * a response-size cap (settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES), enforced
   while streaming, on the decoded body (so a compressed bomb is caught too);
+* https only, except where loopback is allowed (development and tests);
 * an SSRF guard: the host is resolved, EVERY resolved address must be public
   (no private, loopback, link-local, multicast, reserved, CGNAT or cloud
   metadata address), and the connection is made to the address that was
@@ -226,6 +227,15 @@ def _get_client() -> httpx.Client:
     return _client
 
 
+def _require_https() -> bool:
+    """Plain http only where loopback is allowed too (development, tests), unless
+    GRANTRY_EGRESS_REQUIRE_HTTPS says otherwise."""
+    explicit = getattr(settings, "GRANTRY_EGRESS_REQUIRE_HTTPS", None)
+    if explicit is not None:
+        return bool(explicit)
+    return not settings.GRANTRY_EGRESS_ALLOW_LOOPBACK
+
+
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
@@ -247,6 +257,10 @@ def egress_request(
     host = parts.hostname or ""
     if parts.scheme not in ALLOWED_SCHEMES:
         raise EgressBlocked("Only http and https URLs may be called.", host=host)
+    if parts.scheme != "https" and _require_https():
+        raise EgressBlocked(
+            "Only https URLs may be called (credentials never travel in clear text).", host=host
+        )
     seconds = float(timeout if timeout is not None else settings.GRANTRY_EGRESS_TIMEOUT)
     cap = int(settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES)
     client = _get_client()

@@ -169,15 +169,24 @@ def test_metadata_stays_blocked_even_when_loopback_is_allowed() -> None:
         check_destination("169.254.169.254", 80)
 
 
+def test_plain_http_is_refused_when_loopback_is_not_allowed() -> None:
+    with override_settings(GRANTRY_EGRESS_ALLOW_LOOPBACK=False), pytest.raises(EgressBlocked) as e:
+        egress_request("GET", "http://93.184.216.34/")  # a public address, but clear text
+    assert "https" in str(e.value)
+    with override_settings(GRANTRY_EGRESS_REQUIRE_HTTPS=False), pytest.raises(EgressBlocked) as e:
+        egress_request("GET", "http://10.0.0.1/")  # the address guard still applies
+    assert "private" in str(e.value)
+
+
 def test_loopback_only_with_the_setting(server: str) -> None:
     port = server.rsplit(":", 1)[1]
-    with override_settings(GRANTRY_EGRESS_ALLOW_LOOPBACK=False):
+    with override_settings(GRANTRY_EGRESS_ALLOW_LOOPBACK=False, GRANTRY_EGRESS_REQUIRE_HTTPS=False):
         for url in (
             f"{server}/ok",
             f"http://localhost:{port}/ok",
             f"http://[::ffff:127.0.0.1]:{port}/ok",
         ):
-            with pytest.raises(EgressBlocked):
+            with pytest.raises(EgressBlocked, match="loopback"):
                 egress_request("GET", url)
     with override_settings(GRANTRY_EGRESS_ALLOW_LOOPBACK=True):
         assert egress_request("GET", f"http://localhost:{port}/ok").status_code == 200
