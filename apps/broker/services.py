@@ -46,7 +46,12 @@ from apps.core.egress import (
     egress_request,
 )
 from apps.policies.evaluate import Call, UnsafePath, evaluate, normalize_path
-from apps.providers.calls import BaseURLParamError, InvalidInput, build_request
+from apps.providers.calls import (
+    BaseURLParamError,
+    InvalidInput,
+    build_request,
+    resolve_base_url_params,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -540,7 +545,7 @@ def proxy_call(
     The path is taken relative to the provider's API base URL and cannot leave it:
     `normalize_path` refuses schemes, hosts, '..', encoded tricks and the like."""
     from apps.connections import custody
-    from apps.providers.registry import get_provider
+    from apps.providers.registry import UnknownProvider, get_provider
 
     started = time.monotonic()
     method = method.upper()
@@ -659,9 +664,28 @@ def proxy_call(
     if refused is not None:
         return refused
 
-    provider = get_provider(provider_key, organization=organization)
-    base = provider.api_base_url.rstrip("/")
-    url = base + clean_path + (f"?{query}" if query else "")
+    try:
+        provider = get_provider(provider_key, organization=organization)
+        # Per-connection URL parameters (e.g. a Zendesk subdomain) shape the base URL.
+        base = resolve_base_url_params(provider, connection.base_url_params).api_base_url
+    except (UnknownProvider, BaseURLParamError) as exc:
+        result = fail(
+            409,
+            "connection_misconfigured",
+            f"The connection {connection.name!r} cannot be used: {exc} "
+            "Ask an admin to check the connection.",
+        )
+        audit.write(
+            action=verb,
+            outcome=Outcome.ERROR,
+            decision=Decision.ALLOWED,
+            reason=result.message,
+            connection=connection,
+            provider=provider_key,
+            metadata={},
+        )
+        return result
+    url = base.rstrip("/") + clean_path + (f"?{query}" if query else "")
 
     def prepare() -> _RawCall:
         headers = {"Content-Type": content_type} if body and content_type else {}
