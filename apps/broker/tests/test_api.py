@@ -376,3 +376,20 @@ def test_a_failed_outcome_write_does_not_hide_a_completed_call(client, agent, up
     assert response.status_code == 200
     assert len(upstream.requests) == 1
     assert [e.action for e in broker_events()] == ["broker.execute.attempt"]
+
+
+def test_another_organization_cannot_proxy_through_my_connection(client, org, other_org, upstream):
+    mine = make_agent(org)
+    theirs = make_agent(other_org, name="spy", connection_name="globex-sandbox")
+    for ref in ("sandbox", str(mine.connection.pk)):
+        response = client.get(f"/api/v1/proxy/{ref}/projects/1", **theirs.headers)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "connection_not_found"
+    check = client.post(
+        CHECK.format("sandbox.list_projects"),
+        json.dumps({"connection": mine.connection.pk, "input": {}}),
+        content_type="application/json",
+        **theirs.headers,
+    )
+    assert check.status_code == 404
+    assert upstream.requests == []
