@@ -184,7 +184,7 @@ def _resolve_connection(
     if ref not in (None, ""):
         text = str(ref)
         lookup = {"pk": int(text)} if text.isdigit() else {"name": text}
-        connection = candidates.filter(**lookup).first()
+        connection = _one(candidates.filter(**lookup))
         if connection is None:
             return None, fail(
                 404,
@@ -215,6 +215,13 @@ def _commit_without_flush_wait() -> None:
     if db_connection.vendor == "postgresql":
         with db_connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _one(queryset: Any) -> Connection | None:
+    """The single row of a unique lookup, without the ORDER BY `.first()` adds
+    (measurably cheaper to compile on the hot path)."""
+    rows = list(queryset.order_by()[:1])
+    return rows[0] if rows else None
 
 
 def _mark_used(connection: Connection) -> None:
@@ -526,7 +533,7 @@ def _finish(
 def _connection_by_ref(organization: Any, ref: str) -> Connection | None:
     candidates = Connection.objects.for_organization(organization)
     lookup = {"pk": int(ref)} if ref.isdigit() else {"name": ref}
-    return candidates.filter(**lookup).first()
+    return _one(candidates.filter(**lookup))
 
 
 def proxy_call(
