@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -149,6 +150,20 @@ def _id_bounds(events: QuerySet[AuditEvent], start: Any, end: Any) -> QuerySet[A
     return events
 
 
+def _member_lookup(member: str) -> dict[str, Any]:
+    """By user id (indexed: audit_org_user_id). An email names the account's id;
+    an account that no longer exists is matched by the label its events kept."""
+    if member.isdigit():
+        return {"actor_id": member}
+    ids = [
+        str(pk)
+        for pk in get_user_model()
+        .objects.filter(email__iexact=member)
+        .values_list("pk", flat=True)[:5]
+    ]
+    return {"actor_id__in": ids} if ids else {"actor_label__iexact": member}
+
+
 def apply_filters(events: QuerySet[AuditEvent], data: Mapping[str, Any]) -> QuerySet[AuditEvent]:
     if data.get("start") or data.get("end"):
         events = _id_bounds(events, data.get("start"), data.get("end"))
@@ -158,8 +173,7 @@ def apply_filters(events: QuerySet[AuditEvent], data: Mapping[str, Any]) -> Quer
         events = events.filter(created_at__lte=data["end"])
     member = (data.get("member") or "").strip()
     if member:
-        by = {"actor_id": member} if member.isdigit() else {"actor_label__iexact": member}
-        events = events.filter(actor_type="user", **by)
+        events = events.filter(actor_type="user", **_member_lookup(member))
     if data.get("worker"):
         events = events.filter(worker_id=data["worker"])
     if data.get("token"):

