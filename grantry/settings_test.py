@@ -25,9 +25,11 @@ if BACKENDS.database_url is None:
     os.environ["DATABASE_URL"] = "sqlite:///:memory:"
 # Several test runs may share one PostgreSQL/Redis (parallel developers, CI):
 # give each run its own queue and cache namespace.
+# pytest-xdist workers inherit the parent's environment: add the worker name.
 _RUN = os.environ.setdefault("GRANTRY_TEST_RUN_ID", str(os.getpid()))
-os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"grantry-test-{_RUN}")
-os.environ.setdefault("CACHE_KEY_PREFIX", f"grantry-test-{_RUN}")
+_RUN += os.environ.get("PYTEST_XDIST_WORKER", "")
+os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"grantry-test-{_RUN}"
+os.environ["CACHE_KEY_PREFIX"] = f"grantry-test-{_RUN}"
 
 from grantry.settings import *  # noqa: E402,F403
 from grantry.settings import DATABASES, STORAGES  # noqa: E402
