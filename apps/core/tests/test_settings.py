@@ -16,7 +16,7 @@ def _manage(*args: str, **env_overrides: str) -> subprocess.CompletedProcess[str
            if k not in {"SECRET_KEY", "GRANTRY_ENCRYPTION_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE",
                         "GRANTRY_SANDBOX_ENABLED", "GRANTRY_EGRESS_ALLOW_LOOPBACK",
                         "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
-                        "ALLOWED_HOSTS"}}
+                        "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     env.update({"DJANGO_SETTINGS_MODULE": "grantry.settings", "DEBUG": "0", **env_overrides})
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
