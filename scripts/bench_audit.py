@@ -25,7 +25,6 @@ It prints numbers and asserts nothing.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import random
@@ -204,7 +203,7 @@ def load_part(
 
     import psycopg
 
-    from apps.audit.chain import GENESIS_HASH, canonical, chain_key_for
+    from apps.audit.chain import GENESIS_HASH, chain_key_for, event_hash
 
     rng = random.Random(6 + part)
     state = {oid: [0, GENESIS_HASH] for oid in org_ids}
@@ -235,7 +234,7 @@ def load_part(
                         "request_id": f"req{part}-{i}",
                     }
                 )
-                digest = hashlib.sha256(canonical(values)).hexdigest()
+                digest = event_hash(values)
                 seq_hash[1] = values["hash"] = digest
                 values["created_at"] = created.isoformat(timespec="microseconds")
                 values["metadata"] = json.dumps(values["metadata"], separators=(",", ":"))

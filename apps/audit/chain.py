@@ -1,8 +1,15 @@
 """Canonical serialisation and hashing of audit events.
 
-Each organization's events form a chain: event N stores the hash of event
-N-1 and its own hash over a canonical JSON of its fields plus that previous
-hash. Editing, deleting or reordering any event breaks every later link."""
+Each organization's events form a chain. An event's hash links three things:
+
+    hash = sha256("<prev_hash>:<seq>:<content digest>")
+    content digest = sha256(canonical JSON of every other field)
+
+so editing, deleting or reordering any event breaks every later link. The
+content digest is computed by the application before the chain is locked;
+only the short link step runs under the lock (on PostgreSQL, inside the
+single INSERT statement of `apps.audit.services`, with PostgreSQL's
+built-in sha256 — the two must agree, and a test checks that they do)."""
 
 from __future__ import annotations
 
@@ -14,8 +21,6 @@ GENESIS_HASH = "0" * 64
 
 HASHED_FIELDS = (
     "chain_key",
-    "seq",
-    "prev_hash",
     "created_at",
     "organization_id",
     "actor_type",
@@ -55,5 +60,14 @@ def canonical(values: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def event_hash(values: dict[str, Any]) -> str:
+def content_digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(values)).hexdigest()
+
+
+def link_hash(prev_hash: str, seq: int, content: str) -> str:
+    return hashlib.sha256(f"{prev_hash}:{seq}:{content}".encode()).hexdigest()
+
+
+def event_hash(values: dict[str, Any]) -> str:
+    """The hash an event with these field values (incl. seq and prev_hash) must carry."""
+    return link_hash(str(values["prev_hash"]), int(values["seq"]), content_digest(values))

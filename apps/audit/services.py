@@ -6,6 +6,7 @@ change rolls back with it. It never swallows errors."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -16,12 +17,12 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.audit.chain import GENESIS_HASH, chain_key_for, event_hash
+from apps.audit.chain import GENESIS_HASH, chain_key_for, content_digest, link_hash
 from apps.audit.exports import export_stream
 from apps.audit.models import (
     ActorType,
@@ -51,7 +52,6 @@ def actor_from_request(request: HttpRequest | None) -> dict[str, str]:
     return {"actor_type": ActorType.ANONYMOUS, "actor_id": "", "actor_label": ""}
 
 
-@transaction.atomic
 def audit_record(
     *,
     action: str,
@@ -73,6 +73,8 @@ def audit_record(
 
     `target` may be a model instance; its type, pk and str() are recorded.
     Extra `fields` are the broker columns (decision, worker_id, token_id, …).
+    Called inside a transaction, the event commits or rolls back with it;
+    called in autocommit mode (the broker), it is its own transaction.
     """
     if organization is not None:
         organization_id = organization.pk
@@ -88,6 +90,8 @@ def audit_record(
             actor_label or actor["actor_label"],
         )
     values: dict[str, Any] = {
+        "chain_key": chain_key_for(organization_id),
+        "created_at": timezone.now(),
         "organization_id": organization_id,
         "actor_type": actor_type,
         "actor_id": str(actor_id),
@@ -117,19 +121,97 @@ def audit_record(
     if fields:
         raise TypeError(f"Unknown audit fields: {sorted(fields)}")
 
-    chain_key = chain_key_for(organization_id)
-    head = _lock_head(chain_key)
-    values.update(
-        chain_key=chain_key,
-        seq=head.seq + 1,
-        prev_hash=head.hash,
-        created_at=timezone.now(),
-    )
-    values["hash"] = event_hash(values)
-    event = AuditEvent(**values)
-    event.save(force_insert=True)
-    AuditChainHead.objects.filter(pk=chain_key).update(seq=event.seq, hash=event.hash)
+    content = content_digest(values)
+    connection = connections[AuditEvent.objects.db]
+    if connection.vendor == "postgresql":
+        event_id, seq, prev_hash, hash_ = _append_postgresql(connection, values, content)
+    else:
+        event_id, seq, prev_hash, hash_ = _append_portable(values, content)
+    event = AuditEvent(id=event_id, seq=seq, prev_hash=prev_hash, hash=hash_, **values)
+    event._state.adding = False
+    event._state.db = connection.alias
     return event
+
+
+# On PostgreSQL the whole append is ONE statement: lock the chain head, link the
+# hash (built-in sha256, same formula as chain.link_hash), move the head and
+# insert the event. The head's row lock is held only from this statement to the
+# commit, so concurrent writers (the broker at high concurrency) queue for as
+# short a time as possible and can never fork the chain.
+_COLUMNS = (
+    "chain_key",
+    "created_at",
+    "organization_id",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "action",
+    "target_type",
+    "target_id",
+    "target_label",
+    "outcome",
+    "decision",
+    "worker_id",
+    "token_id",
+    "connection_id",
+    "provider",
+    "upstream_status",
+    "latency_ms",
+    "reason",
+    "metadata",
+    "ip",
+    "user_agent",
+    "request_id",
+)
+_CASTS = {"metadata": "::jsonb", "ip": "::inet"}
+_APPEND_SQL = f"""
+WITH prev AS (
+    SELECT seq, hash FROM audit_auditchainhead WHERE chain_key = %(chain_key)s FOR UPDATE
+), link AS (
+    SELECT seq + 1 AS seq, hash AS prev_hash,
+           encode(sha256(convert_to(hash || ':' || (seq + 1)::text || ':' || %(content)s,
+                                    'UTF8')), 'hex') AS hash
+    FROM prev
+), head AS (
+    UPDATE audit_auditchainhead SET seq = link.seq, hash = link.hash
+    FROM link WHERE audit_auditchainhead.chain_key = %(chain_key)s
+)
+INSERT INTO audit_auditevent (seq, prev_hash, hash, {", ".join(_COLUMNS)})
+SELECT link.seq, link.prev_hash, link.hash,
+       {", ".join(f"%({name})s{_CASTS.get(name, '')}" for name in _COLUMNS)}
+FROM link
+RETURNING id, seq, prev_hash, hash
+"""  # noqa: S608 - column names are constants, values are parameters
+_NEW_HEAD_SQL = (
+    "INSERT INTO audit_auditchainhead (chain_key, seq, hash) VALUES (%s, 0, %s) "
+    "ON CONFLICT (chain_key) DO NOTHING"
+)
+
+
+def _append_postgresql(
+    connection: Any, values: dict[str, Any], content: str
+) -> tuple[int, int, str, str]:
+    params = {**values, "content": content, "metadata": json.dumps(values["metadata"])}
+    with connection.cursor() as cursor:
+        cursor.execute(_APPEND_SQL, params)
+        row = cursor.fetchone()
+        if row is None:  # the chain's first event: create its head, then append
+            cursor.execute(_NEW_HEAD_SQL, [values["chain_key"], GENESIS_HASH])
+            cursor.execute(_APPEND_SQL, params)
+            row = cursor.fetchone()
+    return row[0], row[1], row[2], row[3]
+
+
+@transaction.atomic
+def _append_portable(values: dict[str, Any], content: str) -> tuple[int, int, str, str]:
+    """Other databases (SQLite in `make run`): the same chain, in a few ORM steps."""
+    head = _lock_head(values["chain_key"])
+    seq, prev_hash = head.seq + 1, head.hash
+    hash_ = link_hash(prev_hash, seq, content)
+    event = AuditEvent(seq=seq, prev_hash=prev_hash, hash=hash_, **values)
+    event.save(force_insert=True)
+    AuditChainHead.objects.filter(pk=head.pk).update(seq=seq, hash=hash_)
+    return event.pk, seq, prev_hash, hash_
 
 
 def _lock_head(chain_key: str) -> AuditChainHead:

@@ -22,7 +22,7 @@ _PG_ISO = (
     'to_char("audit_auditevent"."created_at" AT TIME ZONE \'UTC\', '
     '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
 )
-_COLUMNS = ("id", "hash", *HASHED_FIELDS)
+_COLUMNS = ("id", "hash", "seq", "prev_hash", *HASHED_FIELDS)
 
 
 @dataclass

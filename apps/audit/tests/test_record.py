@@ -38,3 +38,50 @@ def test_unknown_fields_are_refused_and_nothing_is_written(org):
     with pytest.raises(TypeError):
         audit_record(action="x", organization=org, secret="nope")
     assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_database_and_python_link_the_chain_identically(org):
+    """On PostgreSQL the link hash is computed in SQL; the portable path (SQLite)
+    computes it in Python. Interleaved, they must form one valid chain."""
+    from apps.audit.chain import chain_key_for, content_digest
+    from apps.audit.services import _append_portable
+    from apps.audit.verify import verify_chains
+
+    first = audit_record(action="org.created", organization=org)
+    values = {
+        "chain_key": chain_key_for(org.pk),
+        "created_at": first.created_at,
+        "organization_id": org.pk,
+        "actor_type": "system",
+        "actor_id": "",
+        "actor_label": "",
+        "action": "python.path",
+        "target_type": "",
+        "target_id": "",
+        "target_label": "",
+        "outcome": "success",
+        "metadata": {"k": [1, "two"]},
+        "ip": None,
+        "user_agent": "",
+        "request_id": "",
+        "decision": "",
+        "worker_id": None,
+        "token_id": "",
+        "connection_id": None,
+        "provider": "",
+        "upstream_status": None,
+        "latency_ms": None,
+        "reason": "",
+    }
+    _append_portable(values, content_digest(values))
+    third = audit_record(action="after.python", organization=org, metadata={"x": "é"})
+
+    stored = list(AuditEvent.objects.filter(organization=org).order_by("seq"))
+    assert [e.seq for e in stored] == [1, 2, 3]
+    assert stored[1].prev_hash == first.hash and stored[2].prev_hash == stored[1].hash
+    assert third.hash == stored[2].hash
+    for event in stored:
+        assert event_hash(event.__dict__) == event.hash
+    reports = verify_chains(organization_ids=[org.pk])
+    assert all(r.ok for r in reports), reports
