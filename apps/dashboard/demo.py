@@ -30,10 +30,10 @@ def seed_demo(*, email: str, password: str, reviewer_email: str) -> list[str]:
     org, _ = Organization.objects.get_or_create(slug=DEMO_SLUG, defaults={"name": "Demo Org"})
     owner = _user(email, password)
     reviewer = _user(reviewer_email, password)
-    Membership.objects.get_or_create(organization=org, user=owner,
-                                     defaults={"role": OrgRole.OWNER})
-    Membership.objects.get_or_create(organization=org, user=reviewer,
-                                     defaults={"role": OrgRole.REVIEWER})
+    Membership.objects.get_or_create(organization=org, user=owner, defaults={"role": OrgRole.OWNER})
+    Membership.objects.get_or_create(
+        organization=org, user=reviewer, defaults={"role": OrgRole.REVIEWER}
+    )
     summary = [f"Demo organization '{org.name}' (/o/{org.slug}/) is ready."]
     if settings.GRANTRY_SANDBOX_ENABLED:
         from apps.sandbox.services import sandbox_seed_user_data

@@ -38,3 +38,11 @@ def org_sections(context: template.Context) -> list[dict[str, object]]:
         active = path == url if key == "overview" else path.startswith(url)
         entries.append({"label": label, "url": url, "ready": ready, "active": active})
     return entries
+
+
+@register.simple_tag
+def org_overview(organization: object) -> object:
+    """The overview page's figures (see apps.dashboard.overview)."""
+    from apps.dashboard.overview import organization_overview
+
+    return organization_overview(organization)

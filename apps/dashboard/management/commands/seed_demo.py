@@ -17,7 +17,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from apps.dashboard.demo import seed_demo
 
-        summary = seed_demo(email=DEMO_EMAIL, password=DEMO_PASSWORD,
-                            reviewer_email=DEMO_REVIEWER_EMAIL)
+        summary = seed_demo(
+            email=DEMO_EMAIL, password=DEMO_PASSWORD, reviewer_email=DEMO_REVIEWER_EMAIL
+        )
         for line in summary:
             self.stdout.write(line)

@@ -1,0 +1,50 @@
+import pytest
+
+from apps.audit.services import audit_record
+from apps.connections.models import Connection, ConnectionStatus
+
+
+@pytest.fixture
+def needs_reauth(org):
+    return Connection.objects.create(
+        organization=org,
+        provider_key="sandbox",
+        name="stale",
+        auth_type="oauth2",
+        status=ConnectionStatus.NEEDS_REAUTH,
+    )
+
+
+@pytest.mark.django_db
+def test_overview_shows_inventory_attention_and_latest_events(client, owner, org, needs_reauth):
+    audit_record(action="role.created", organization=org, target_label="triage-role")
+    client.force_login(owner)
+    response = client.get(f"/o/{org.slug}/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "1 connection(s) need to be reconnected" in page
+    assert "triage-role" in page
+    assert "Latest events" in page
+
+
+@pytest.mark.django_db
+def test_overview_hides_the_trail_from_plain_members(client, member, org):
+    audit_record(action="role.created", organization=org, target_label="triage-role")
+    client.force_login(member)
+    page = client.get(f"/o/{org.slug}/").content.decode()
+    assert "triage-role" not in page
+    assert "Latest events" not in page
+
+
+@pytest.mark.django_db
+def test_overview_counts_only_this_organization(client, owner, org, other_org):
+    Connection.objects.create(
+        organization=other_org,
+        provider_key="sandbox",
+        name="theirs",
+        auth_type="oauth2",
+        status=ConnectionStatus.NEEDS_REAUTH,
+    )
+    client.force_login(owner)
+    page = client.get(f"/o/{org.slug}/").content.decode()
+    assert "need to be reconnected" not in page
