@@ -25,6 +25,11 @@ def _user(email: str, password: str) -> object:
     return user
 
 
+def demo_organization_and_owner(*, email: str) -> tuple[Organization, object]:
+    org = Organization.objects.get(slug=DEMO_SLUG)
+    return org, get_user_model().objects.get(username=email)
+
+
 @transaction.atomic
 def seed_demo(*, email: str, password: str, reviewer_email: str) -> list[str]:
     org, _ = Organization.objects.get_or_create(slug=DEMO_SLUG, defaults={"name": "Demo Org"})

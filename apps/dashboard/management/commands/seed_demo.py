@@ -22,3 +22,11 @@ class Command(BaseCommand):
         )
         for line in summary:
             self.stdout.write(line)
+        from django.conf import settings
+
+        if settings.GRANTRY_SANDBOX_ENABLED:
+            from apps.dashboard.demo import demo_organization_and_owner
+            from apps.dashboard.demo_traffic import seed_demo_traffic
+
+            org, owner = demo_organization_and_owner(email=DEMO_EMAIL)
+            self.stdout.write(seed_demo_traffic(organization=org, user=owner))
