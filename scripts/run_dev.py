@@ -38,11 +38,34 @@ def main() -> int:
     manage("migrate", "--noinput", "-v", "0")
     manage("seed_demo")
     processes = {
-        "web": [str(BIN / "gunicorn"), "grantry.wsgi", "--bind", f"127.0.0.1:{PORT}",
-                "--workers", "2", "--threads", "8", "--worker-class", "gthread",
-                "--access-logfile", "-", "--timeout", "60"],
-        "worker": [str(BIN / "celery"), "-A", "grantry", "worker", "--loglevel", "INFO",
-                   "--pool", "threads", "--concurrency", "4"],
+        "web": [
+            str(BIN / "gunicorn"),
+            "grantry.wsgi",
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--workers",
+            "2",
+            "--threads",
+            "8",
+            "--worker-class",
+            "gthread",
+            "--access-logfile",
+            "-",
+            "--timeout",
+            "60",
+        ],
+        "worker": [
+            str(BIN / "celery"),
+            "-A",
+            "grantry",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+        ],
         "beat": [str(BIN / "celery"), "-A", "grantry", "beat", "--loglevel", "INFO"],
     }
     children = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in processes.items()}

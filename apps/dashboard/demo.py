@@ -6,6 +6,7 @@ from __future__ import annotations
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from apps.organizations.models import Membership, Organization, OrgRole
@@ -13,7 +14,7 @@ from apps.organizations.models import Membership, Organization, OrgRole
 DEMO_SLUG = "demo"
 
 
-def _user(email: str, password: str) -> object:
+def _user(email: str, password: str) -> User:
     User = get_user_model()  # noqa: N806
     user, created = User.objects.get_or_create(username=email, defaults={"email": email})
     if created:
@@ -25,7 +26,7 @@ def _user(email: str, password: str) -> object:
     return user
 
 
-def demo_organization_and_owner(*, email: str) -> tuple[Organization, object]:
+def demo_organization_and_owner(*, email: str) -> tuple[Organization, User]:
     org = Organization.objects.get(slug=DEMO_SLUG)
     return org, get_user_model().objects.get(username=email)
 
@@ -44,7 +45,7 @@ def seed_demo(*, email: str, password: str, reviewer_email: str) -> list[str]:
         from apps.sandbox.services import sandbox_seed_user_data
 
         # The demo owner is also a Sandbox user with projects and tasks to connect to.
-        sandbox_seed_user_data(user=owner)  # type: ignore[arg-type]  # _user() returns object
+        sandbox_seed_user_data(user=owner)
         summary.append("Sandbox demo SaaS (/sandbox/) has projects and tasks for the demo owner.")
         from apps.connections.demo import seed_sandbox_connection
 

@@ -29,9 +29,11 @@ CALLS = [
 
 def seed_demo_traffic(*, organization: Any, user: Any) -> str:
     """Idempotent: does nothing once the org has broker events."""
-    if AuditEvent.objects.for_organization(organization).filter(
-        action__startswith="broker."
-    ).exists():
+    if (
+        AuditEvent.objects.for_organization(organization)
+        .filter(action__startswith="broker.")
+        .exists()
+    ):
         return "Demo agent traffic is already in the audit trail."
     worker = Worker.objects.get(organization=organization, name=DEMO_WORKER)
     token, raw = token_mint(worker=worker, expires_in_days=1, created_by=user)

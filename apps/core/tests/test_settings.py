@@ -12,14 +12,33 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _manage(*args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"SECRET_KEY", "GRANTRY_ENCRYPTION_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE",
-                        "GRANTRY_SANDBOX_ENABLED", "GRANTRY_EGRESS_ALLOW_LOOPBACK",
-                        "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
-                        "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "SECRET_KEY",
+            "GRANTRY_ENCRYPTION_KEY",
+            "DEBUG",
+            "DJANGO_SETTINGS_MODULE",
+            "GRANTRY_SANDBOX_ENABLED",
+            "GRANTRY_EGRESS_ALLOW_LOOPBACK",
+            "SECURE_SSL_REDIRECT",
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
+            "ALLOWED_HOSTS",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        }
+    }
     env.update({"DJANGO_SETTINGS_MODULE": "grantry.settings", "DEBUG": "0", **env_overrides})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 PROD = {
@@ -48,11 +67,15 @@ def test_check_deploy_is_clean_under_production_settings():
 def _derive(secret: str) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-    from django.utils.encoding import force_bytes
     from django.conf import settings
+    from django.utils.encoding import force_bytes
 
-    kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32,
-                     salt=force_bytes(settings.CRYPTOGRAPHY_SALT), iterations=30000)
+    kdf = PBKDF2HMAC(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=force_bytes(settings.CRYPTOGRAPHY_SALT),
+        iterations=30000,
+    )
     return kdf.derive(secret.encode())
 
 
