@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from django.db import connection as db_connection
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -21,6 +22,9 @@ from rest_framework.request import Request
 
 from apps.audit.services import client_ip
 from apps.core.api import APIError
+from apps.core.rows import ModelRows, relate
+from apps.organizations.models import Organization
+from apps.policies.models import Role
 from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_auth_failure_record, token_touch
 from apps.workers.tokens import digests_match, looks_like_token, parse_token
@@ -72,6 +76,52 @@ class AgentContext:
         )
 
 
+_TOKEN = ModelRows(WorkerToken, "t")
+_WORKER = ModelRows(Worker, "w")
+_ROLE = ModelRows(Role, "r")
+_ORGANIZATION = ModelRows(Organization, "o")
+_token_sql: dict[str, str] = {}
+
+
+def _token_lookup_sql(connection: Any) -> str:
+    """Token + worker + role + organization by digest: one indexed statement, written
+    once per database (the ORM would compile the same join on every request)."""
+    sql = _token_sql.get(connection.alias)
+    if sql is None:
+        quote = connection.ops.quote_name
+        selected = ", ".join(
+            rows.columns(connection) for rows in (_TOKEN, _WORKER, _ROLE, _ORGANIZATION)
+        )
+        # Only model metadata is interpolated; the digest is a parameter.
+        sql = (
+            f"SELECT {selected} FROM {quote(WorkerToken._meta.db_table)} t"  # noqa: S608
+            f" INNER JOIN {quote(Worker._meta.db_table)} w ON w.id = t.worker_id"
+            f" INNER JOIN {quote(Role._meta.db_table)} r ON r.id = t.role_id"
+            f" INNER JOIN {quote(Organization._meta.db_table)} o ON o.id = t.organization_id"
+            " WHERE t.digest = %s"
+        )
+        _token_sql[connection.alias] = sql
+    return sql
+
+
+def token_by_digest(digest: str) -> WorkerToken | None:
+    """The token with this digest, its worker, role and organization loaded; no cache,
+    so a revocation is seen by every process on the next request."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(_token_lookup_sql(db_connection), [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token = _TOKEN.load(row, db_connection)
+    offset = _TOKEN.width
+    relate(token, "worker", _WORKER.load(row, db_connection, offset))
+    offset += _WORKER.width
+    relate(token, "role", _ROLE.load(row, db_connection, offset))
+    offset += _ROLE.width
+    relate(token, "organization", _ORGANIZATION.load(row, db_connection, offset))
+    return token
+
+
 def _www_authenticate(code: str) -> str:
     if code == "token_missing":
         return f'Bearer realm="{REALM}"'
@@ -97,11 +147,7 @@ class WorkerTokenAuthentication(BaseAuthentication):
         parsed = parse_token(raw, kind="worker")
         if parsed is None:
             self._fail("token_malformed", request)
-        token = (
-            WorkerToken.objects.select_related("worker", "role", "organization")
-            .filter(digest=parsed.digest)
-            .first()
-        )
+        token = token_by_digest(parsed.digest)
         if token is None or not digests_match(token.digest, parsed.digest):
             self._fail("token_invalid", request)
         if token.revoked_at is not None:
