@@ -116,6 +116,12 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# psycopg prepares a statement run with server-side parameters after this many runs on a
+# connection: only the broker's fixed lookups (apps/core/rows.py); Django's own cursors
+# bind client-side and never prepare. 0 turns it off (e.g. behind PgBouncer < 1.21).
+_PREPARE_THRESHOLD = env.int("DB_PREPARE_THRESHOLD", default=2)
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and _PREPARE_THRESHOLD > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = _PREPARE_THRESHOLD
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")

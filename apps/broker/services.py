@@ -45,7 +45,7 @@ from apps.core.egress import (
     EgressTooLarge,
     egress_request,
 )
-from apps.core.rows import ModelRows
+from apps.core.rows import ModelRows, fixed_query_cursor
 from apps.policies.evaluate import Call, UnsafePath, evaluate, normalize_path
 from apps.providers.calls import (
     BaseURLParamError,
@@ -198,7 +198,7 @@ def _connection_query(where: str, suffix: str = "") -> str:
 
 
 def _connections(where: str, params: list[Any], suffix: str = "") -> list[Connection]:
-    with db_connection.cursor() as cursor:
+    with fixed_query_cursor(db_connection) as cursor:
         cursor.execute(_connection_query(where, suffix), params)
         rows = cursor.fetchall()
     return [_CONNECTION.load(row, db_connection) for row in rows]

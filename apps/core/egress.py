@@ -206,6 +206,16 @@ class _PinnedTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
+class _NoCookies(httpx.Cookies):
+    """The client is shared by every organization's calls: a cookie one SaaS account's
+    answer sets must never ride along on another account's request (and parsing
+    Set-Cookie on every broker call is wasted work). Callers that need a cookie send
+    the header themselves."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 _client: httpx.Client | None = None
 _client_lock = threading.Lock()
 
@@ -215,7 +225,7 @@ def _get_client() -> httpx.Client:
     if _client is None:
         with _client_lock:
             if _client is None:
-                _client = httpx.Client(
+                client = httpx.Client(
                     transport=_PinnedTransport(
                         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                         retries=0,
@@ -224,6 +234,10 @@ def _get_client() -> httpx.Client:
                     trust_env=False,  # no proxies from the environment
                     headers={"User-Agent": "Grantry/1.0"},
                 )
+                # Assigned to the attribute: the `cookies` setter would copy into a
+                # plain Cookies and lose the override.
+                client._cookies = _NoCookies()
+                _client = client
     return _client
 
 

@@ -8,13 +8,23 @@ is turned into real model instances exactly as the ORM would: the backend's
 and the fields' converters run (decryption, JSON, SQLite datetimes), then
 `Model.from_db`. The instances behave like ORM-loaded ones (saving,
 `refresh_from_db`, related caches set with `relate`).
+
+`fixed_query_cursor()` runs such a statement on PostgreSQL with server-side
+parameters, so psycopg prepares it after `OPTIONS["prepare_threshold"]`
+executions on a connection (PostgreSQL then skips parsing and planning it;
+Django's own client-side-binding cursors never prepare, so the option touches
+nothing else); elsewhere it is Django's ordinary cursor.
+Either way the cursor is Django's wrapper (query capture, execute wrappers,
+error translation work as usual).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from django.db import connection as default_connection
 from django.db import models
 
 M = TypeVar("M", bound=models.Model)
@@ -63,3 +73,28 @@ class ModelRows(Generic[M]):
 def relate(instance: models.Model, field_name: str, related: models.Model) -> None:
     """Cache `related` as `instance.<field_name>` (what select_related does)."""
     instance._meta.get_field(field_name).set_cached_value(instance, related)
+
+
+@contextmanager
+def fixed_query_cursor(connection: Any = default_connection) -> Iterator[Any]:
+    """A cursor for a statement whose text never changes (see the module docstring)."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = psycopg.Cursor(connection.connection)
+        # What Django's create_cursor() does for its own cursors.
+        tzloader = connection.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+        if connection.timezone != tzloader.timezone:
+            register_tzloader(connection.timezone, raw)
+        cursor = connection._prepare_cursor(raw)
+    with cursor:
+        yield cursor

@@ -22,7 +22,7 @@ from rest_framework.request import Request
 
 from apps.audit.services import client_ip
 from apps.core.api import APIError
-from apps.core.rows import ModelRows, relate
+from apps.core.rows import ModelRows, fixed_query_cursor, relate
 from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.workers.models import Worker, WorkerToken
@@ -107,7 +107,7 @@ def _token_lookup_sql(connection: Any) -> str:
 def token_by_digest(digest: str) -> WorkerToken | None:
     """The token with this digest, its worker, role and organization loaded; no cache,
     so a revocation is seen by every process on the next request."""
-    with db_connection.cursor() as cursor:
+    with fixed_query_cursor(db_connection) as cursor:
         cursor.execute(_token_lookup_sql(db_connection), [digest])
         row = cursor.fetchone()
     if row is None:

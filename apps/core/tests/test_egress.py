@@ -42,6 +42,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(
                 200, "héllo".encode("latin-1"), {"Content-Type": "text/plain; charset=latin-1"}
             )
+        elif self.path == "/set-cookie":
+            self._send(200, b"", {"Set-Cookie": "session=org-a-secret; Path=/"})
+        elif self.path == "/cookie":
+            self._send(200, (self.headers.get("Cookie") or "").encode())
         elif self.path == "/host":
             self._send(200, self.headers["Host"].encode())
         elif self.path == "/redirect":
@@ -94,6 +98,14 @@ def test_plain_get_and_post(server: str) -> None:
     assert response.elapsed_ms >= 0
     echoed = egress_request("POST", f"{server}/echo", json={"a": 1})
     assert echoed.json() == {"a": 1}
+
+
+def test_cookies_set_by_one_answer_are_not_sent_on_later_calls(server: str) -> None:
+    # One pooled client serves every organization: a cookie must not cross calls.
+    assert egress_request("GET", f"{server}/set-cookie").status_code == 200
+    assert egress_request("GET", f"{server}/cookie").content == b""
+    sent = egress_request("GET", f"{server}/cookie", headers={"Cookie": "mine=1"})
+    assert sent.content == b"mine=1"
 
 
 def test_redirects_are_returned_not_followed(server: str) -> None:
