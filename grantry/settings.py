@@ -270,6 +270,10 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="grantr
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# Finished audit exports expire: their files are deleted (apps.audit.tasks).
+CELERY_BEAT_SCHEDULE["audit-expire-exports"] = {
+    "task": "audit.expire_exports", "schedule": 15 * 60,
+}
 # Connections: refresh OAuth tokens that expire soon or sit idle (apps.connections.tasks).
 CELERY_BEAT_SCHEDULE["connections-refresh-due"] = {
     "task": "connections.refresh_due_connections",
@@ -290,6 +294,11 @@ CELERY_TIMEZONE = "UTC"
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
 GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES", default=5_000_000)
+# Audit exports with more rows than this run as a Celery job; their files live this long.
+GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD = env.int(
+    "GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD", default=100_000
+)
+GRANTRY_AUDIT_EXPORT_TTL_HOURS = env.int("GRANTRY_AUDIT_EXPORT_TTL_HOURS", default=24)
 # Provider URL overrides (apps/providers/registry.py): "key" sets the API base URL and
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).
