@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import connection as db_connection
-from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.models import ActorType, Decision, Outcome
@@ -181,16 +181,16 @@ _CONNECTION = ModelRows(Connection, "c")
 _connection_sql: dict[tuple[str, str], str] = {}
 
 
-def _connection_query(where: str, suffix: str = "") -> str:
+def _connection_query(db: Any, where: str, suffix: str = "") -> str:
     """SELECT every column of Connection with this WHERE, written once per database
     (the queryset version costs more to compile than to run on the hot path)."""
-    key = (db_connection.alias, where + suffix)
+    key = (db.alias, where + suffix)
     sql = _connection_sql.get(key)
     if sql is None:
-        quote = db_connection.ops.quote_name
+        quote = db.ops.quote_name
         # Only model metadata and this module's fixed clauses are interpolated.
         sql = (
-            f"SELECT {_CONNECTION.columns(db_connection)} "  # noqa: S608
+            f"SELECT {_CONNECTION.columns(db)} "  # noqa: S608
             f"FROM {quote(Connection._meta.db_table)} c WHERE {where}{suffix}"
         )
         _connection_sql[key] = sql
@@ -198,10 +198,11 @@ def _connection_query(where: str, suffix: str = "") -> str:
 
 
 def _connections(where: str, params: list[Any], suffix: str = "") -> list[Connection]:
-    with fixed_query_cursor(db_connection) as cursor:
-        cursor.execute(_connection_query(where, suffix), params)
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
+    with fixed_query_cursor(db) as cursor:
+        cursor.execute(_connection_query(db, where, suffix), params)
         rows = cursor.fetchall()
-    return [_CONNECTION.load(row, db_connection) for row in rows]
+    return [_CONNECTION.load(row, db) for row in rows]
 
 
 def _connection_by(
@@ -209,8 +210,10 @@ def _connection_by(
 ) -> Connection | None:
     """The organization's connection with this id (all digits) or name, optionally of
     one provider: `Connection.objects.for_organization(org).filter(...)` in one statement."""
-    where = "c.organization_id = %s AND " + ("c.id = %s" if ref.isdigit() else "c.name = %s")
-    params: list[Any] = [organization.pk, int(ref) if ref.isdigit() else ref]
+    # ASCII digits only ("³".isdigit() is true, int("³") fails) and within bigint.
+    by_id = ref.isascii() and ref.isdigit() and len(ref) <= 18
+    where = "c.organization_id = %s AND " + ("c.id = %s" if by_id else "c.name = %s")
+    params: list[Any] = [organization.pk, int(ref) if by_id else ref]
     if provider_key is not None:
         where += " AND c.provider_key = %s"
         params.append(provider_key)

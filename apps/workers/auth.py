@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from django.db import connection as db_connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -107,18 +107,19 @@ def _token_lookup_sql(connection: Any) -> str:
 def token_by_digest(digest: str) -> WorkerToken | None:
     """The token with this digest, its worker, role and organization loaded; no cache,
     so a revocation is seen by every process on the next request."""
-    with fixed_query_cursor(db_connection) as cursor:
-        cursor.execute(_token_lookup_sql(db_connection), [digest])
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
+    with fixed_query_cursor(db) as cursor:
+        cursor.execute(_token_lookup_sql(db), [digest])
         row = cursor.fetchone()
     if row is None:
         return None
-    token = _TOKEN.load(row, db_connection)
+    token = _TOKEN.load(row, db)
     offset = _TOKEN.width
-    relate(token, "worker", _WORKER.load(row, db_connection, offset))
+    relate(token, "worker", _WORKER.load(row, db, offset))
     offset += _WORKER.width
-    relate(token, "role", _ROLE.load(row, db_connection, offset))
+    relate(token, "role", _ROLE.load(row, db, offset))
     offset += _ROLE.width
-    relate(token, "organization", _ORGANIZATION.load(row, db_connection, offset))
+    relate(token, "organization", _ORGANIZATION.load(row, db, offset))
     return token
 
 

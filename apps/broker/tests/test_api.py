@@ -393,3 +393,17 @@ def test_another_organization_cannot_proxy_through_my_connection(client, org, ot
     )
     assert check.status_code == 404
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("ref", ["³", "٣", "9" * 30])
+def test_connection_refs_that_are_not_plain_ids_are_names(client, org, upstream, ref):
+    # "³".isdigit() is true but int("³") fails, and 30 digits overflow bigint: both
+    # are looked up as names (and found nowhere), never a 500.
+    agent = make_agent(org)
+    proxied = client.get(f"/api/v1/proxy/{ref}/projects/1", **agent.headers)
+    assert proxied.status_code == 404
+    assert proxied.json()["error"]["code"] == "connection_not_found"
+    executed = post(client, agent, "sandbox.list_projects", {"connection": ref, "input": {}})
+    assert executed.status_code == 404
+    assert executed.json()["error"]["code"] == "connection_not_found"
+    assert upstream.requests == []
