@@ -37,6 +37,7 @@ from apps.broker.results import (
     fail,
     input_digest,
 )
+from apps.connections.custody import secrets_not_needed
 from apps.connections.models import Connection, ConnectionStatus
 from apps.core.egress import (
     EgressBlocked,
@@ -178,6 +179,7 @@ def _record_attempt(audit: _Audit, verb: str, **fields: Any) -> BrokerResult | N
 
 
 _CONNECTION = ModelRows(Connection, "c")
+_AUTH_TYPE = _CONNECTION.index("auth_type")
 _connection_sql: dict[tuple[str, str], str] = {}
 
 
@@ -202,7 +204,7 @@ def _connections(where: str, params: list[Any], suffix: str = "") -> list[Connec
     with fixed_query_cursor(db) as cursor:
         cursor.execute(_connection_query(db, where, suffix), params)
         rows = cursor.fetchall()
-    return [_CONNECTION.load(row, db) for row in rows]
+    return [_CONNECTION.load(row, db, defer=secrets_not_needed(row[_AUTH_TYPE])) for row in rows]
 
 
 def _connection_by(

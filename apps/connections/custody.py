@@ -44,6 +44,16 @@ class AppliedAuth:
         return f"<AppliedAuth headers={sorted(self.headers)} params={sorted(self.params)}>"
 
 
+def secrets_not_needed(auth_type: str) -> frozenset[str]:
+    """The encrypted fields `auth_for` does not read for this kind of connection. The
+    broker leaves them encrypted and deferred (Django loads one on first access if
+    anything ever asks), so a call decrypts one secret instead of three. A refresh
+    reloads the row under its lock and hands back every field it changes."""
+    if auth_type == "oauth2":
+        return frozenset({"refresh_token", "api_key"})
+    return frozenset({"access_token", "refresh_token"})
+
+
 def _credential(connection: Connection) -> str:
     return connection.access_token if connection.is_oauth() else connection.api_key
 

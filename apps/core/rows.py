@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from django.db import connection as default_connection
 from django.db import models
+from django.db.models import DEFERRED
 
 M = TypeVar("M", bound=models.Model)
 
@@ -59,11 +60,28 @@ class ModelRows(Generic[M]):
             self._converters[connection.alias] = found
         return found
 
-    def load(self, row: Sequence[Any], connection: Any, start: int = 0) -> M:
-        """The instance held in `row[start : start + width]`."""
+    def index(self, attname: str) -> int:
+        return self.attnames.index(attname)
+
+    def load(
+        self,
+        row: Sequence[Any],
+        connection: Any,
+        start: int = 0,
+        defer: frozenset[str] = frozenset(),
+    ) -> M:
+        """The instance held in `row[start : start + width]`. Fields named in `defer`
+        are left unconverted and deferred, as `.defer()` would leave them: Django loads
+        one with a query if it is ever read."""
         values = list(row[start : start + self.width])
+        if defer:
+            for index, attname in enumerate(self.attnames):
+                if attname in defer:
+                    values[index] = DEFERRED
         for index, col, funcs in self._converters_for(connection):
             value = values[index]
+            if value is DEFERRED:
+                continue
             for func in funcs:
                 value = func(value, col, connection)
             values[index] = value

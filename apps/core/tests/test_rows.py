@@ -77,3 +77,27 @@ def test_fixed_queries_are_prepared_on_postgresql(org):
         )
         (prepared,) = cursor.fetchone()
     assert prepared == 1
+
+
+def test_deferred_fields_are_not_converted_and_load_on_first_read(org):
+    from apps.connections.custody import secrets_not_needed
+
+    made = Connection.objects.create(
+        organization=org,
+        provider_key="sandbox",
+        name="rows-deferred",
+        auth_type="api_key",
+        api_key="sbx_key",
+        access_token="unused-access",
+    )
+    table = connection.ops.quote_name(Connection._meta.db_table)
+    sql = f"SELECT {ROWS.columns(connection)} FROM {table} c WHERE c.id = %s"  # noqa: S608
+    with fixed_query_cursor(connection) as cursor:
+        cursor.execute(sql, [made.pk])
+        row = cursor.fetchone()
+    loaded = ROWS.load(row, connection, defer=secrets_not_needed("api_key"))
+    assert loaded.get_deferred_fields() == {"access_token", "refresh_token"}
+    assert loaded.api_key == "sbx_key"  # the one the broker needs, already decrypted
+    with CaptureQueriesContext(connection) as captured:
+        assert loaded.access_token == "unused-access"  # still correct if anything asks
+    assert len(captured) == 1
