@@ -27,13 +27,15 @@ class SharedRedisCacheClient(RedisCacheClient):
         self._lock = threading.Lock()
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)
+        django_client: Any = self  # Django's private helpers are not in the stubs
+        index = django_client._get_connection_pool_index(write)
         client = self._clients.get(index)
         if client is None:
             with self._lock:
                 client = self._clients.get(index)
                 if client is None:
-                    client = self._client(connection_pool=self._get_connection_pool(write))
+                    pool = django_client._get_connection_pool(write)
+                    client = django_client._client(connection_pool=pool)
                     self._clients[index] = client
         return client
 
@@ -47,12 +49,14 @@ class SharedRedisCache(RedisCache):
 
     @cached_property
     def _cache(self) -> SharedRedisCacheClient:  # type: ignore[override]
-        key = (tuple(self._servers), repr(sorted(self._options.items())))
+        backend: Any = self  # Django's private attributes are not in the stubs
+        servers, options = backend._servers, backend._options
+        key = (tuple(servers), repr(sorted(options.items())))
         client = _shared.get(key)
         if client is None:
             with _shared_lock:
                 client = _shared.get(key)
                 if client is None:
-                    client = SharedRedisCacheClient(self._servers, **self._options)
+                    client = SharedRedisCacheClient(servers, **options)
                     _shared[key] = client
         return client

@@ -90,7 +90,8 @@ class ModelRows(Generic[M]):
 
 def relate(instance: models.Model, field_name: str, related: models.Model) -> None:
     """Cache `related` as `instance.<field_name>` (what select_related does)."""
-    instance._meta.get_field(field_name).set_cached_value(instance, related)
+    field: Any = instance._meta.get_field(field_name)  # a ForeignKey
+    field.set_cached_value(instance, related)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -37,7 +38,7 @@ def test_threads_share_one_client_and_see_each_others_writes():
 
     def work(value: int) -> None:
         try:
-            thread_cache = caches["default"]  # a new cache object per thread
+            thread_cache: Any = caches["default"]  # a new cache object per thread
             clients.append(thread_cache._cache.get_client(write=True))
             thread_cache.add(key, 0, timeout=30)
             thread_cache.incr(key, value)
