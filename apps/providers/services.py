@@ -11,6 +11,7 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.audit.models import ActorType
@@ -31,6 +32,21 @@ EDITABLE_FIELDS = (
     "userinfo_url",
     "userinfo_account_field",
     "default_scopes",
+    "placement",
+    "header_name",
+    "header_prefix",
+)
+
+# Fields that decide where a stored credential (and the OAuth client secret) is
+# sent, or how. They are frozen while the provider has live connections: a new
+# host would otherwise receive those connections' credentials on the next call.
+CREDENTIAL_ROUTING_FIELDS = (
+    "auth_type",
+    "api_base_url",
+    "authorize_url",
+    "token_url",
+    "revocation_url",
+    "userinfo_url",
     "placement",
     "header_name",
     "header_prefix",
@@ -135,6 +151,16 @@ def custom_provider_update(
     diff = {f: [before[f], after[f]] for f in EDITABLE_FIELDS if before[f] != after[f]}
     if not diff:
         return locked
+    frozen = [f for f in CREDENTIAL_ROUTING_FIELDS if f in diff]
+    if frozen:
+        live = _live_connection_names(locked)
+        if live:
+            message = (
+                f"This cannot change while {locked.display_name} has live connections "
+                f"({', '.join(live)}): their credentials would be sent to the new "
+                "address. Disconnect them first."
+            )
+            raise ValidationError({f: message for f in frozen})
     locked.save()
     audit_record(
         action="provider.custom_updated",
@@ -148,20 +174,27 @@ def custom_provider_update(
     return locked
 
 
-def _live_connection_count(provider: CustomProvider) -> int:
+def _live_connections(provider: CustomProvider) -> QuerySet[Any]:
     # The catalog never imports apps.connections; this one look-up keeps an admin from
-    # stranding credentials of a provider that no longer exists.
+    # stranding credentials of a provider that no longer exists, or sending them elsewhere.
+    connection_model = apps.get_model("connections", "Connection")
+    return connection_model.objects.filter(
+        organization=provider.organization, provider_key=provider.key
+    ).exclude(status="revoked")
+
+
+def _live_connection_count(provider: CustomProvider) -> int:
     try:
-        connection_model = apps.get_model("connections", "Connection")
+        return _live_connections(provider).count()
     except LookupError:
         return 0
-    return (
-        connection_model.objects.filter(
-            organization=provider.organization, provider_key=provider.key
-        )
-        .exclude(status="revoked")
-        .count()
-    )
+
+
+def _live_connection_names(provider: CustomProvider) -> list[str]:
+    try:
+        return sorted(_live_connections(provider).values_list("name", flat=True))
+    except LookupError:
+        return []
 
 
 @transaction.atomic

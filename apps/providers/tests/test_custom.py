@@ -262,3 +262,60 @@ def test_a_provider_with_live_connections_cannot_be_deleted(org, admin):
     Connection.objects.filter(pk=connection.pk).update(status="revoked")
     custom_provider_delete(provider=provider, user=admin)
     assert not CustomProvider.objects.filter(pk=provider.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"api_base_url": "https://evil.example.net/api"},
+        {"userinfo_url": "https://evil.example.net/me"},
+        {"revocation_url": "https://evil.example.net/revoke"},
+        {"placement": "header", "header_name": "X-Api-Key", "header_prefix": ""},
+        {"header_prefix": "Token "},
+    ],
+)
+def test_credential_routing_is_frozen_while_connections_are_live(org, admin, changes):
+    from apps.connections.models import Connection
+
+    provider = create(org, admin, auth_type="api_key", authorize_url="", token_url="")
+    connection = Connection.objects.create(
+        organization=org, provider_key=provider.key, name="crm-prod", auth_type="api_key"
+    )
+    with pytest.raises(ValidationError) as info:
+        custom_provider_update(provider=provider, user=admin, changes=changes)
+    changed = {f for f in changes if getattr(provider, f) != changes[f]}
+    assert set(info.value.message_dict) == changed
+    for messages in info.value.message_dict.values():
+        assert "crm-prod" in messages[0] and "Disconnect" in messages[0]
+    stored = CustomProvider.objects.get(pk=provider.pk)
+    assert all(getattr(stored, f) == getattr(provider, f) for f in changes)
+    assert not AuditEvent.objects.filter(action="provider.custom_updated").exists()
+
+    # Display fields stay editable while connections are live.
+    custom_provider_update(
+        provider=provider,
+        user=admin,
+        changes={"display_name": "CRM 2", "description": "New.", "default_scopes": ["x"]},
+    )
+    assert CustomProvider.objects.get(pk=provider.pk).display_name == "CRM 2"
+
+    # Once the only connection is revoked, the routing can change.
+    Connection.objects.filter(pk=connection.pk).update(status="revoked")
+    custom_provider_update(provider=provider, user=admin, changes=changes)
+    stored = CustomProvider.objects.get(pk=provider.pk)
+    assert all(getattr(stored, f) == v for f, v in changes.items())
+
+
+def test_connections_of_another_organization_do_not_freeze_a_provider(org, other_org, admin):
+    from apps.connections.models import Connection
+
+    provider = create(org, admin, auth_type="api_key", authorize_url="", token_url="")
+    Connection.objects.create(
+        organization=other_org, provider_key=provider.key, name="theirs", auth_type="api_key"
+    )
+    custom_provider_update(
+        provider=provider, user=admin, changes={"api_base_url": "https://crm2.example.com/api"}
+    )
+    assert CustomProvider.objects.get(pk=provider.pk).api_base_url == (
+        "https://crm2.example.com/api"
+    )

@@ -297,3 +297,24 @@ def test_admin_site_lists_and_edits_custom_providers(client, crm):
     change = client.get(reverse("admin:providers_customprovider_change", args=[crm.pk]))
     assert change.status_code == 200
     assert "get_item" in change.content.decode()
+
+
+def test_edit_form_refuses_a_new_host_while_connections_are_live(client, admin, org, crm):
+    from apps.connections.models import Connection
+
+    Connection.objects.create(
+        organization=org, provider_key=crm.key, name="crm-prod", auth_type="api_key"
+    )
+    client.force_login(admin)
+    response = client.post(
+        url("custom_edit", slug="crm"),
+        {**FORM, "api_base_url": "https://evil.example.net/api"},
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Nothing was saved" in html
+    assert "crm-prod" in html and "Disconnect them first" in html
+    assert 'aria-invalid="true"' in html
+    crm.refresh_from_db()
+    assert crm.api_base_url == "https://crm.example.com/api"
+    assert not AuditEvent.objects.filter(action="provider.custom_updated").exists()
