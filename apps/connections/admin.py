@@ -1,9 +1,15 @@
-"""Django admin for custody models: metadata only. Secret fields are excluded;
-a read-only column says whether a secret is set ("•••• set")."""
+"""Django admin for custody models: read-only metadata. Secret fields are excluded;
+a read-only column says whether a secret is set ("•••• set"). Connections and
+OAuth apps are created, changed and disconnected in the dashboard or the API,
+which audit the change; the admin cannot add, change (e.g. move a connection and
+its credential to another organization) or delete them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from apps.connections.models import SECRET_FIELDS, Connection, OAuthState, ProviderApp
 
@@ -12,8 +18,19 @@ def _secret_state(obj: object, field: str) -> str:
     return "•••• set" if getattr(obj, field) else "—"
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(ReadOnlyAdmin):
     list_display = (
         "name",
         "organization",
@@ -47,7 +64,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProviderApp)
-class ProviderAppAdmin(admin.ModelAdmin):
+class ProviderAppAdmin(ReadOnlyAdmin):
     list_display = ("provider_key", "organization", "client_id", "updated_at")
     search_fields = ("provider_key", "client_id", "organization__slug")
     exclude = SECRET_FIELDS["ProviderApp"]

@@ -286,7 +286,7 @@ def test_every_providers_url_is_closed_to_outsiders(client, outsider, crm):
         assert client.post(target).status_code == 404, target
 
 
-def test_admin_site_lists_and_edits_custom_providers(client, crm):
+def test_admin_site_lists_custom_providers_read_only(client, org, crm, other_org):
     from tests.factories import UserFactory
 
     superuser = UserFactory(email="root@grantry.test", is_staff=True, is_superuser=True)
@@ -294,9 +294,31 @@ def test_admin_site_lists_and_edits_custom_providers(client, crm):
     listing = client.get(reverse("admin:providers_customprovider_changelist"))
     assert listing.status_code == 200
     assert "Acme CRM" in listing.content.decode()
-    change = client.get(reverse("admin:providers_customprovider_change", args=[crm.pk]))
+    change_url = reverse("admin:providers_customprovider_change", args=[crm.pk])
+    change = client.get(change_url)
     assert change.status_code == 200
-    assert "get_item" in change.content.decode()
+    html = change.content.decode()
+    assert "get_item" in html
+    assert 'name="api_base_url"' not in html and 'name="organization"' not in html
+
+    # Changes go through the audited dashboard services, never the admin.
+    moved = client.post(
+        change_url,
+        {**FORM, "organization": other_org.pk, "api_base_url": "https://evil.example.net"},
+    )
+    assert moved.status_code == 403
+    crm.refresh_from_db()
+    assert (crm.organization_id, crm.api_base_url) == (org.pk, "https://crm.example.com/api")
+    added = client.post(
+        reverse("admin:providers_customprovider_add"),
+        {**FORM, "slug": "other", "organization": other_org.pk},
+    )
+    assert added.status_code == 403
+    deleted = client.post(
+        reverse("admin:providers_customprovider_delete", args=[crm.pk]), {"post": "yes"}
+    )
+    assert deleted.status_code == 403
+    assert CustomProvider.objects.count() == 1
 
 
 def test_edit_form_refuses_a_new_host_while_connections_are_live(client, admin, org, crm):
