@@ -378,7 +378,7 @@ class UnsafePath(ValueError):
     """A proxy path that could escape its base URL or confuse a matcher."""
 
 
-_ENCODED_TRICKS = re.compile(r"%(2e|2f|5c|25|00)", re.IGNORECASE)
+_ENCODED_TRICKS = re.compile(r"%(2e|2f|5c|25|00|3b)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
@@ -394,8 +394,11 @@ def normalize_path(path: str) -> str:
         raise UnsafePath("the path must not contain backslashes, spaces or control characters")
     if "?" in path or "#" in path:
         raise UnsafePath("the path must not contain a query or fragment")
+    if ";" in path:
+        # Tomcat, Jetty and Spring strip ';' path parameters, so '/a/..;/b' is '/b' to them.
+        raise UnsafePath("the path must not contain ';'")
     if _ENCODED_TRICKS.search(path):
-        raise UnsafePath("the path must not contain encoded dots, slashes or percents")
+        raise UnsafePath("the path must not contain encoded dots, slashes, semicolons or percents")
     segments = path.split("/")[1:]
     if segments and segments[-1] == "":
         segments = segments[:-1]

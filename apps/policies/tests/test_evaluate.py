@@ -204,6 +204,12 @@ def test_path_globs(glob, path, expected):
         "/repos/acme#frag",
         "/repos/ac me",
         "/repos/acme%00",
+        "/repos/acme/..;/admin",
+        "/repos/acme/..;x=1/admin",
+        "/repos/.;/acme",
+        "/repos;/acme",
+        "/repos/acme%3b/x",
+        "/repos/acme/..%3B/admin",
         "",
     ],
 )
@@ -214,6 +220,15 @@ def test_path_tricks_are_rejected_even_with_a_catch_all_rule(path):
     assert "rejected" in decision.reason
     with pytest.raises(UnsafePath):
         normalize_path(path)
+
+
+def test_a_star_glob_does_not_match_a_dot_dot_semicolon_segment():
+    # '/repos/*/issues' must not let '/repos/..;/issues' through (it is '/issues' upstream).
+    rules = [proxy_rule(glob="/repos/*/issues")]
+    assert evaluate(rules, proxy_call(path="/repos/acme/issues")).allowed
+    decision = evaluate(rules, proxy_call(path="/repos/..;/issues"))
+    assert not decision.allowed
+    assert "rejected" in decision.reason
 
 
 def test_methods_compare_uppercase_and_must_be_listed():
