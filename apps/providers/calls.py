@@ -157,6 +157,12 @@ def _segment(name: str, value: Any) -> str:
     text = str(value)
     if text in ("", ".", ".."):
         raise InvalidInput([FieldError(_pointer([name]), "Not a valid path segment.")])
+    # Encoded, 'a/../b' stays one segment here, but upstreams that decode %2F before
+    # routing would climb out of it (and past a rule's prefix constraint).
+    if "\\" in text or ".." in text.split("/"):
+        raise InvalidInput(
+            [FieldError(_pointer([name]), "Must not contain '..' parts or backslashes.")]
+        )
     return quote(text, safe="")
 
 
