@@ -189,21 +189,53 @@ def check_destination(host: str, port: int) -> str:
     return str(candidates[0])
 
 
-class _PinnedTransport(httpx.HTTPTransport):
-    """Checks the destination of every request and connects to the checked IP."""
+class _PinnedTransport(httpx.BaseTransport):
+    """Checks the destination of every request and connects to the checked IP.
+
+    Connections are pooled per (scheme, hostname, port), never per IP: the URL
+    handed to httpcore carries the checked IP, and httpcore would otherwise reuse
+    a TLS connection whose certificate was checked for another hostname that
+    happens to share the address (CDNs, load balancers)."""
+
+    MAX_POOLS = 512
+
+    def __init__(self, **pool_options: Any) -> None:
+        self._pool_options = pool_options
+        self._pools: dict[tuple[str, str, int], httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def _pool(self, key: tuple[str, str, int]) -> httpx.HTTPTransport:
+        pool = self._pools.get(key)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(key)
+                if pool is None:
+                    if len(self._pools) >= self.MAX_POOLS:
+                        # Forget the oldest pool; in-flight requests keep their reference
+                        # and its sockets close when it is collected.
+                        self._pools.pop(next(iter(self._pools)))
+                    pool = self._pools[key] = httpx.HTTPTransport(**self._pool_options)
+        return pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
-        if request.url.scheme not in ALLOWED_SCHEMES:
+        scheme = request.url.scheme
+        if scheme not in ALLOWED_SCHEMES:
             raise EgressBlocked("Only http and https URLs may be called.", host=host)
-        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        port = request.url.port or (443 if scheme == "https" else 80)
         address = check_destination(host, port)
         if address != host:
             # Host header was set from the original URL by build_request and stays.
             request.url = request.url.copy_with(host=address)
-            if request.url.scheme == "https":
+            if scheme == "https":
                 request.extensions = {**request.extensions, "sni_hostname": host}
-        return super().handle_request(request)
+        return self._pool((scheme, host.lower(), port)).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
 
 class _NoCookies(httpx.Cookies):

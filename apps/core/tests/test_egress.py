@@ -256,3 +256,30 @@ def test_response_text_uses_the_declared_charset(server: str) -> None:
     # Without a charset the text is read as UTF-8.
     echoed = egress_request("POST", f"{server}/echo", content="héllo".encode("latin-1"))
     assert echoed.text == "h\ufffdllo"
+
+
+class _ConnectionCounter(ThreadingHTTPServer):
+    connections = 0
+
+    def process_request(self, request, client_address):  # noqa: ANN001, ANN201
+        type(self).connections += 1
+        return super().process_request(request, client_address)
+
+
+def test_connections_are_never_shared_between_hostnames_on_one_address() -> None:
+    """localhost and 127.0.0.1 are one address: a kept-alive connection opened for
+    one name must not carry the other name's request (for TLS, its certificate was
+    checked for the first name only)."""
+    httpd = _ConnectionCounter(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    try:
+        for _ in range(2):
+            assert egress_request("GET", f"http://127.0.0.1:{port}/host").status_code == 200
+        assert _ConnectionCounter.connections == 1  # keep-alive works within one name
+        assert egress_request("GET", f"http://localhost:{port}/host").status_code == 200
+        assert _ConnectionCounter.connections == 2
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
