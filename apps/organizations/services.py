@@ -22,6 +22,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.accounts.models import PersonalAPIToken
+from apps.accounts.token_services import personal_token_revoke
 from apps.audit.models import ActorType
 from apps.audit.services import audit_record
 from apps.organizations.models import Invitation, Membership, Organization, OrgRole
@@ -195,7 +197,9 @@ def membership_change_role(
 def membership_remove(
     *, membership: Membership, actor_membership: Membership, request: HttpRequest | None = None
 ) -> None:
-    """Remove a member. The last owner can never be removed."""
+    """Remove a member and revoke their personal API tokens for this organization
+    (so they do not work again if the person is re-invited). The last owner can
+    never be removed."""
     if actor_membership.organization_id != membership.organization_id:
         raise OrganizationError("That member is not in this organization.")
     owners = _lock_owners(membership.organization)
@@ -214,6 +218,11 @@ def membership_remove(
         metadata={"role": target.role, "email": target.user.email},
         **_actor(actor_now.user),
     )
+    tokens = PersonalAPIToken.objects.filter(
+        user=target.user, organization=target.organization, revoked_at__isnull=True
+    )
+    for token in tokens:
+        personal_token_revoke(token=token, revoked_by=actor_now.user, request=request)
     target.delete()
 
 

@@ -309,3 +309,51 @@ def test_admin_cannot_replace_an_owner_invitation(org, owner, admin):
     with pytest.raises(ValidationError, match="Only an owner"):
         invite(org, admin, email="boss@example.test", role=OrgRole.MEMBER)
     assert Invitation.objects.get(pk=first.invitation.pk).revoked_at is None
+
+
+def test_removing_a_member_revokes_their_personal_tokens_for_that_org(
+    org, other_org, owner, admin, member
+):
+    from rest_framework.test import APIClient
+
+    from apps.accounts.models import PersonalAPIToken
+    from apps.accounts.token_services import personal_token_mint
+
+    token, raw = personal_token_mint(user=member, organization=org, name="ci")
+    other = personal_token_mint(user=admin, organization=org, name="admin-ci")[0]
+    MembershipFactory(organization=other_org, user=member, role=OrgRole.MEMBER)
+    elsewhere = personal_token_mint(user=member, organization=other_org, name="globex")[0]
+
+    services.membership_remove(
+        membership=membership_of(member, org), actor_membership=membership_of(owner, org)
+    )
+
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    revoked = AuditEvent.objects.get(action="personal_token.revoked")
+    assert revoked.organization_id == org.pk
+    assert revoked.target_id == token.public_id
+    assert revoked.actor_id == str(owner.pk)
+    assert actions(org)[-2:] == ["member.removed", "personal_token.revoked"]
+    # Other members' tokens and the member's tokens for other organizations are untouched.
+    assert PersonalAPIToken.objects.get(pk=other.pk).revoked_at is None
+    assert PersonalAPIToken.objects.get(pk=elsewhere.pk).revoked_at is None
+
+    # Re-invited later, the old token still does not work.
+    MembershipFactory(organization=org, user=member, role=OrgRole.MEMBER)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get(f"/api/v1/orgs/{org.slug}/workers/").status_code == 401
+
+
+def test_member_removal_revokes_nothing_if_it_is_refused(org, owner):
+    from apps.accounts.models import PersonalAPIToken
+    from apps.accounts.token_services import personal_token_mint
+
+    token, _ = personal_token_mint(user=owner, organization=org, name="ci")
+    with pytest.raises(ValidationError):
+        services.membership_remove(
+            membership=membership_of(owner, org), actor_membership=membership_of(owner, org)
+        )
+    assert PersonalAPIToken.objects.get(pk=token.pk).revoked_at is None
+    assert not AuditEvent.objects.filter(action="personal_token.revoked").exists()
