@@ -145,8 +145,10 @@ else:
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": 10}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -272,7 +274,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 # Finished audit exports expire: their files are deleted (apps.audit.tasks).
 CELERY_BEAT_SCHEDULE["audit-expire-exports"] = {
-    "task": "audit.expire_exports", "schedule": 15 * 60,
+    "task": "audit.expire_exports",
+    "schedule": 15 * 60,
 }
 # Connections: refresh OAuth tokens that expire soon or sit idle (apps.connections.tasks).
 CELERY_BEAT_SCHEDULE["connections-refresh-due"] = {
@@ -285,7 +288,8 @@ CELERY_BEAT_SCHEDULE["connections-purge-oauth-states"] = {
 }
 # Workers: email org admins once per token that expires within 7 days (apps.workers.tasks).
 CELERY_BEAT_SCHEDULE["workers-warn-expiring-tokens"] = {
-    "task": "workers.warn_expiring_tokens", "schedule": 24 * 60 * 60.0,
+    "task": "workers.warn_expiring_tokens",
+    "schedule": 24 * 60 * 60.0,
 }
 CELERY_TIMEZONE = "UTC"
 
