@@ -272,6 +272,11 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="grantr
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# Proves scheduler → broker → worker is alive; /healthz reports its age (apps.core.tasks).
+CELERY_BEAT_SCHEDULE["core-heartbeat"] = {
+    "task": "core.heartbeat",
+    "schedule": env.float("GRANTRY_HEARTBEAT_SECONDS", default=60.0),
+}
 # Finished audit exports expire: their files are deleted (apps.audit.tasks).
 CELERY_BEAT_SCHEDULE["audit-expire-exports"] = {
     "task": "audit.expire_exports",

@@ -34,6 +34,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness plus the two dependencies: `?checks=0` skips them (for benchmarks)."""
     if request.GET.get("checks") == "0":
         return JsonResponse({"status": "ok"})
+    from apps.core.tasks import heartbeat_age_seconds
+
     db_ok, db_info = _database_ok()
     broker_ok, broker_info = _broker_ok()
     ok = db_ok and broker_ok
@@ -42,6 +44,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
             "status": "ok" if ok else "degraded",
             "database": {"ok": db_ok, "info": db_info},
             "broker": {"ok": broker_ok, "info": broker_info},
+            # Informational: seconds since a worker last ran the scheduler's heartbeat.
+            "scheduler": {"last_heartbeat_age_seconds": heartbeat_age_seconds()},
         },
         status=200 if ok else 503,
     )

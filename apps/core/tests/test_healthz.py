@@ -14,6 +14,16 @@ def test_healthz_reports_database_and_broker(client):
 
 
 @pytest.mark.django_db
+def test_healthz_reports_the_age_of_the_last_scheduler_heartbeat(client):
+    from apps.core.tasks import heartbeat
+
+    assert client.get("/healthz").json()["scheduler"]["last_heartbeat_age_seconds"] is None
+    heartbeat()
+    age = client.get("/healthz").json()["scheduler"]["last_heartbeat_age_seconds"]
+    assert age is not None and 0 <= age < 5
+
+
+@pytest.mark.django_db
 def test_healthz_is_503_when_the_broker_is_down(client):
     from grantry.celery import app
 
