@@ -223,6 +223,40 @@ def _connection_by(
     return found[0] if found else None
 
 
+def _admit(
+    ctx: Any, audit: _Audit, verb: str, decision: Any, connection: Connection, provider_key: str
+) -> BrokerResult | None:
+    """The last gates before an allowed call goes upstream, shared by execute and proxy:
+    the rule's rate limit, the connection's health, then the durable attempt event."""
+    limited = _rate_limited(ctx, decision)
+    if limited is not None:
+        audit.write(
+            action=verb,
+            outcome=Outcome.DENIED,
+            decision=Decision.DENIED,
+            reason=limited.message,
+            connection=connection,
+            provider=provider_key,
+            metadata={},
+        )
+        return limited
+    if connection.status != ConnectionStatus.ACTIVE:
+        message = REAUTH_MESSAGE.format(name=connection.name)
+        audit.write(
+            action=verb,
+            outcome=Outcome.FAILURE,
+            decision=Decision.ALLOWED,
+            reason=message,
+            connection=connection,
+            provider=provider_key,
+            metadata={},
+        )
+        return fail(409, "needs_reauth", message, connection=connection.name)
+    return _record_attempt(
+        audit, verb, reason=decision.reason, connection=connection, provider=provider_key
+    )
+
+
 def _resolve_connection(
     organization: Any, provider_key: str, ref: str | int | None
 ) -> tuple[Connection | None, BrokerResult | None]:
@@ -462,35 +496,7 @@ def execute_action(
             connection=connection.name,
         )
 
-    limited = _rate_limited(ctx, decision)
-    if limited is not None:
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=limited.message,
-            connection=connection,
-            provider=provider_key,
-            metadata={},
-        )
-        return limited
-
-    if connection.status != ConnectionStatus.ACTIVE:
-        message = REAUTH_MESSAGE.format(name=connection.name)
-        audit.write(
-            action=verb,
-            outcome=Outcome.FAILURE,
-            decision=Decision.ALLOWED,
-            reason=message,
-            connection=connection,
-            provider=provider_key,
-            metadata={},
-        )
-        return fail(409, "needs_reauth", message, connection=connection.name)
-
-    refused = _record_attempt(
-        audit, verb, reason=decision.reason, connection=connection, provider=provider_key
-    )
+    refused = _admit(ctx, audit, verb, decision, connection, provider_key)
     if refused is not None:
         return refused
 
@@ -678,33 +684,7 @@ def proxy_call(
             connection=connection.name,
         )
     audit.base["rule_id"] = decision.rule_id
-    limited = _rate_limited(ctx, decision)
-    if limited is not None:
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=limited.message,
-            connection=connection,
-            provider=provider_key,
-            metadata={},
-        )
-        return limited
-    if connection.status != ConnectionStatus.ACTIVE:
-        message = REAUTH_MESSAGE.format(name=connection.name)
-        audit.write(
-            action=verb,
-            outcome=Outcome.FAILURE,
-            decision=Decision.ALLOWED,
-            reason=message,
-            connection=connection,
-            provider=provider_key,
-            metadata={},
-        )
-        return fail(409, "needs_reauth", message, connection=connection.name)
-    refused = _record_attempt(
-        audit, verb, reason=decision.reason, connection=connection, provider=provider_key
-    )
+    refused = _admit(ctx, audit, verb, decision, connection, provider_key)
     if refused is not None:
         return refused
 
