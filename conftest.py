@@ -77,3 +77,12 @@ def celery_worker(transactional_db):
         shutdown_timeout=20,
     ) as worker:
         yield worker
+
+
+@pytest.fixture(autouse=True)
+def _browser_tests_allow_sync_orm(request, monkeypatch):
+    """Playwright's sync API runs an event loop in the test thread; the test's own
+    ORM calls are still plain synchronous code. Only for tests marked `browser`,
+    and undone after each, so async-safety stays on for the rest of the suite."""
+    if request.node.get_closest_marker("browser"):
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

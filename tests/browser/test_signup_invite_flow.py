@@ -5,7 +5,6 @@ Members read-only, and a forged role-change POST gets 403."""
 
 from __future__ import annotations
 
-import os
 import re
 from urllib.parse import urlsplit
 
@@ -14,10 +13,6 @@ from django.core import mail
 from django.db import connections
 
 from apps.organizations.models import Membership, OrgRole
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls made
-# by the test itself (reading the result) are still plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -12,8 +12,6 @@ from django.db import connections
 from apps.connections.models import Connection, ConnectionStatus
 from tests.factories import PASSWORD
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

@@ -3,7 +3,6 @@ Also a keyboard-only pass over the rule editor's first step."""
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
@@ -41,7 +40,6 @@ def open_as(live_server):
 
     def open_page(user):
         cookie = _session_cookie(user)
-        os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         state["pw"] = sync_playwright().start()
         state["browser"] = state["pw"].chromium.launch(
             executable_path=CHROMIUM,
