@@ -22,7 +22,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.audit.chain import GENESIS_HASH, chain_key_for, content_digest, link_hash
+from apps.audit.chain import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    chain_key_for,
+    content_digest,
+    link_hash,
+)
 from apps.audit.exports import export_stream
 from apps.audit.models import (
     ActorType,
@@ -138,31 +144,9 @@ def audit_record(
 # insert the event. The head's row lock is held only from this statement to the
 # commit, so concurrent writers (the broker at high concurrency) queue for as
 # short a time as possible and can never fork the chain.
-_COLUMNS = (
-    "chain_key",
-    "created_at",
-    "organization_id",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "action",
-    "target_type",
-    "target_id",
-    "target_label",
-    "outcome",
-    "decision",
-    "worker_id",
-    "token_id",
-    "connection_id",
-    "provider",
-    "upstream_status",
-    "latency_ms",
-    "reason",
-    "metadata",
-    "ip",
-    "user_agent",
-    "request_id",
-)
+# Every inserted column other than the chain's own (seq, prev_hash, hash) is
+# covered by the content digest, so the insert lists exactly the hashed fields.
+_COLUMNS = HASHED_FIELDS
 _CASTS = {"metadata": "::jsonb", "ip": "::inet"}
 _APPEND_SQL = f"""
 WITH prev AS (
