@@ -171,25 +171,37 @@ def worker_update(
     return worker
 
 
+def _worker_set_status(
+    *, worker: Worker, status: str, action: str, actor: Any, request: HttpRequest | None
+) -> Worker:
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    if worker.status == status:
+        return worker
+    worker.status = status
+    worker.save(update_fields=["status"])
+    audit_record(
+        action=action,
+        organization=worker.organization,
+        target=worker,
+        request=request,
+        worker_id=worker.pk,
+        **_actor(actor),
+    )
+    return worker
+
+
 @transaction.atomic
 def worker_disable(
     *, worker: Worker, disabled_by: Any = None, request: HttpRequest | None = None
 ) -> Worker:
     """All of the worker's tokens fail at once (the auth checks the worker's status)."""
-    worker = Worker.objects.select_for_update().get(pk=worker.pk)
-    if worker.status == WorkerStatus.DISABLED:
-        return worker
-    worker.status = WorkerStatus.DISABLED
-    worker.save(update_fields=["status"])
-    audit_record(
+    return _worker_set_status(
+        worker=worker,
+        status=WorkerStatus.DISABLED,
         action="worker.disabled",
-        organization=worker.organization,
-        target=worker,
+        actor=disabled_by,
         request=request,
-        worker_id=worker.pk,
-        **_actor(disabled_by),
     )
-    return worker
 
 
 @transaction.atomic
@@ -197,20 +209,13 @@ def worker_enable(
     *, worker: Worker, enabled_by: Any = None, request: HttpRequest | None = None
 ) -> Worker:
     """Re-enabling revives no revoked token: revocation is permanent."""
-    worker = Worker.objects.select_for_update().get(pk=worker.pk)
-    if worker.status == WorkerStatus.ACTIVE:
-        return worker
-    worker.status = WorkerStatus.ACTIVE
-    worker.save(update_fields=["status"])
-    audit_record(
+    return _worker_set_status(
+        worker=worker,
+        status=WorkerStatus.ACTIVE,
         action="worker.enabled",
-        organization=worker.organization,
-        target=worker,
+        actor=enabled_by,
         request=request,
-        worker_id=worker.pk,
-        **_actor(enabled_by),
     )
-    return worker
 
 
 @transaction.atomic
