@@ -12,7 +12,6 @@ from apps.providers.registry import (
     get_action,
     get_provider,
 )
-from apps.providers.services import custom_action_create, custom_provider_create
 
 
 def test_builtin_lookup():
@@ -84,35 +83,8 @@ def test_sandbox_follows_settings_and_can_be_disabled():
         assert get_provider("sandbox").api_base_url == "http://127.0.0.1:5/api"
 
 
-@pytest.fixture
-def acme_crm(org, admin):
-    provider = custom_provider_create(
-        organization=org,
-        user=admin,
-        slug="crm",
-        display_name="Acme CRM",
-        auth_type="api_key",
-        api_base_url="https://crm.example.com/api",
-    )
-    custom_action_create(
-        provider=provider,
-        user=admin,
-        name="get_item",
-        description="Get one item by id.",
-        action_class="read",
-        method="GET",
-        path="/items/{item_id}",
-        input_schema={
-            "type": "object",
-            "required": ["item_id"],
-            "properties": {"item_id": {"type": "integer", "description": "Id."}},
-        },
-    )
-    return provider
-
-
 @pytest.mark.django_db
-def test_custom_provider_is_visible_only_to_its_organization(acme_crm, org, other_org):
+def test_custom_provider_is_visible_only_to_its_organization(crm, org, other_org):
     provider = get_provider("custom-crm", organization=org)
     assert provider.is_custom and provider.api_base_url == "https://crm.example.com/api"
     action = get_action("custom-crm.get_item", organization=org)
