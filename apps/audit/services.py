@@ -39,6 +39,7 @@ from apps.audit.models import (
     Outcome,
 )
 from apps.core.middleware import current_request_id
+from apps.core.rows import fixed_query_cursor
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
@@ -73,6 +74,7 @@ def audit_record(
     outcome: str = Outcome.SUCCESS,
     metadata: dict[str, Any] | None = None,
     request: HttpRequest | None = None,
+    wait_for_flush: bool = True,
     **fields: Any,
 ) -> AuditEvent:
     """Append one event to its organization's chain. Keyword-only by design.
@@ -81,6 +83,13 @@ def audit_record(
     Extra `fields` are the broker columns (decision, worker_id, token_id, …).
     Called inside a transaction, the event commits or rolls back with it;
     called in autocommit mode (the broker), it is its own transaction.
+
+    `wait_for_flush=False` (PostgreSQL; ignored elsewhere) lets the commit return
+    before the WAL reaches disk (`synchronous_commit = off` for this transaction,
+    set by the append statement itself, so no extra round trip). The event is
+    written and ordered like any other; only a crash of the database server within
+    the WAL writer's window could lose it. The broker uses it for the outcome of a
+    call whose attempt is already durably recorded — nothing else should.
     """
     if organization is not None:
         organization_id = organization.pk
@@ -130,7 +139,9 @@ def audit_record(
     content = content_digest(values)
     connection = connections[AuditEvent.objects.db]
     if connection.vendor == "postgresql":
-        event_id, seq, prev_hash, hash_ = _append_postgresql(connection, values, content)
+        event_id, seq, prev_hash, hash_ = _append_postgresql(
+            connection, values, content, wait_for_flush=wait_for_flush
+        )
     else:
         event_id, seq, prev_hash, hash_ = _append_portable(values, content)
     event = AuditEvent(id=event_id, seq=seq, prev_hash=prev_hash, hash=hash_, **values)
@@ -149,7 +160,7 @@ def audit_record(
 _COLUMNS = HASHED_FIELDS
 _CASTS = {"metadata": "::jsonb", "ip": "::inet"}
 _APPEND_SQL = f"""
-WITH prev AS (
+WITH {{settings}}prev AS (
     SELECT seq, hash FROM audit_auditchainhead WHERE chain_key = %(chain_key)s FOR UPDATE
 ), link AS (
     SELECT seq + 1 AS seq, hash AS prev_hash,
@@ -163,9 +174,17 @@ WITH prev AS (
 INSERT INTO audit_auditevent (seq, prev_hash, hash, {", ".join(_COLUMNS)})
 SELECT link.seq, link.prev_hash, link.hash,
        {", ".join(f"%({name})s{_CASTS.get(name, '')}" for name in _COLUMNS)}
-FROM link
+FROM link{{settings_join}}
 RETURNING id, seq, prev_hash, hash
 """  # noqa: S608 - column names are constants, values are parameters
+# The same append whose own (autocommit) transaction commits without waiting for the
+# WAL flush: `set_config(..., true)` is transaction-local, and joining the CTE makes
+# PostgreSQL evaluate it.
+_APPEND_NO_FLUSH_WAIT_SQL = _APPEND_SQL.format(
+    settings="cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS value), ",
+    settings_join=" CROSS JOIN cfg",
+)
+_APPEND_SQL = _APPEND_SQL.format(settings="", settings_join="")
 _NEW_HEAD_SQL = (
     "INSERT INTO audit_auditchainhead (chain_key, seq, hash) VALUES (%s, 0, %s) "
     "ON CONFLICT (chain_key) DO NOTHING"
@@ -173,15 +192,18 @@ _NEW_HEAD_SQL = (
 
 
 def _append_postgresql(
-    connection: Any, values: dict[str, Any], content: str
+    connection: Any, values: dict[str, Any], content: str, *, wait_for_flush: bool = True
 ) -> tuple[int, int, str, str]:
     params = {**values, "content": content, "metadata": json.dumps(values["metadata"])}
-    with connection.cursor() as cursor:
-        cursor.execute(_APPEND_SQL, params)
+    append = _APPEND_SQL if wait_for_flush else _APPEND_NO_FLUSH_WAIT_SQL
+    # Fixed text, server-side parameters: PostgreSQL prepares it once per connection
+    # instead of planning this CTE on every append.
+    with fixed_query_cursor(connection) as cursor:
+        cursor.execute(append, params)
         row = cursor.fetchone()
         if row is None:  # the chain's first event: create its head, then append
             cursor.execute(_NEW_HEAD_SQL, [values["chain_key"], GENESIS_HASH])
-            cursor.execute(_APPEND_SQL, params)
+            cursor.execute(append, params)
             row = cursor.fetchone()
     return row[0], row[1], row[2], row[3]
 

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db import connection as db_connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from apps.audit.models import ActorType, Decision, Outcome
@@ -94,9 +93,11 @@ class _Audit:
         upstream_status: int | None = None,
         latency_ms: int | None = None,
         metadata: dict[str, Any],
+        wait_for_flush: bool = True,
     ) -> None:
         ctx = self.ctx
         audit_record(
+            wait_for_flush=wait_for_flush,
             action=action,
             organization_id=ctx.organization.pk,
             actor_type=ActorType.WORKER,
@@ -124,7 +125,7 @@ class _Audit:
 def _rules(ctx: Any) -> Any:
     from apps.policies.selectors import role_rules
 
-    return role_rules(ctx.role_id)
+    return role_rules(ctx.role_id, getattr(ctx, "rules_version", None))
 
 
 def _role_name(ctx: Any) -> str:
@@ -293,12 +294,6 @@ def _resolve_connection(
         "More than one connection fits; name one in 'connection'.",
         connections=names,
     )
-
-
-def _commit_without_flush_wait() -> None:
-    if db_connection.vendor == "postgresql":
-        with db_connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _mark_used(connection: Connection) -> None:
@@ -547,13 +542,14 @@ def _finish(
 ) -> None:
     """Record the outcome, then the connection's last use.
 
-    The attempt is already durably on record, so this one transaction commits
-    asynchronously (PostgreSQL `synchronous_commit = off`): it is written and
-    ordered before the agent gets its answer, but the request does not wait for
-    the WAL flush. A crash of the database server itself within the WAL
-    writer's window (≤ 3 × wal_writer_delay) could lose an outcome, never the
-    attempt. A failure here is logged loudly and does not turn a completed
-    upstream call into an error the agent might retry."""
+    The attempt is already durably on record, so the outcome is one statement in
+    its own transaction that commits without waiting for the WAL flush
+    (`audit_record(wait_for_flush=False)`): it is written and ordered before the
+    agent gets its answer, but the request does not wait for the disk. A crash of
+    the database server itself within the WAL writer's window (≤ 3 ×
+    wal_writer_delay) could lose an outcome, never the attempt. A failure here is
+    logged loudly and does not turn a completed upstream call into an error the
+    agent might retry."""
     error = result.error
     latency = int((time.monotonic() - started) * 1000)
     if error is None:
@@ -561,22 +557,24 @@ def _finish(
     else:
         outcome = Outcome.ERROR if error.status >= 500 else Outcome.FAILURE
     try:
-        with transaction.atomic():
-            _commit_without_flush_wait()
-            _mark_used(connection)  # before the audit append: not under the chain lock
-            audit.write(
-                action=verb,
-                outcome=outcome,
-                decision=Decision.ALLOWED,
-                reason=error.message if error else "",
-                connection=connection,
-                provider=provider_key,
-                upstream_status=result.upstream_status,
-                latency_ms=latency,
-                metadata={"error": error.code} if error else {},
-            )
+        audit.write(
+            action=verb,
+            outcome=outcome,
+            decision=Decision.ALLOWED,
+            reason=error.message if error else "",
+            connection=connection,
+            provider=provider_key,
+            upstream_status=result.upstream_status,
+            latency_ms=latency,
+            metadata={"error": error.code} if error else {},
+            wait_for_flush=False,
+        )
     except Exception:
         logger.exception("audit outcome write failed after the upstream call; attempt is recorded")
+    try:
+        _mark_used(connection)  # at most once a minute; never under the audit chain lock
+    except Exception:
+        logger.exception("could not record the connection's last use")
 
 
 def proxy_call(

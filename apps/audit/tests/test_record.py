@@ -85,3 +85,23 @@ def test_database_and_python_link_the_chain_identically(org):
         assert event_hash(event.__dict__) == event.hash
     reports = verify_chains(organization_ids=[org.pk])
     assert all(r.ok for r in reports), reports
+
+
+@pytest.mark.django_db
+@pytest.mark.postgres
+@pytest.mark.parametrize("wait", [True, False])
+def test_wait_for_flush_sets_the_commit_mode_of_the_events_own_transaction(org, wait):
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL (the setting is PostgreSQL's synchronous_commit)")
+    with transaction.atomic(), connection.cursor() as cursor:
+        event = audit_record(action="x.happened", organization=org, wait_for_flush=wait)
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == ("on" if wait else "off")
+    # Either way the event is a normal link of the chain.
+    from apps.audit.verify import verify_chains
+
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+    reports = verify_chains(organization_ids=[org.pk])
+    assert reports and all(r.ok for r in reports), reports
