@@ -9,7 +9,7 @@ from apps.policies.selectors import allowed_actions
 
 def allowed_for(ctx: Any) -> list[tuple[Any, list[Any]]]:
     """(action, usable connections) pairs the token's role allows."""
-    return allowed_actions(ctx.role_id, ctx.organization)
+    return allowed_actions(ctx.role_id, ctx.organization, version=ctx.rules_version)
 
 
 def actions_for(ctx: Any) -> list[dict[str, Any]]:

@@ -53,6 +53,10 @@ class Role(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Raised in the same transaction as every change to the role's rules. The agent
+    # token lookup reads it with the role, so every process knows on each call
+    # whether the rules it keeps in memory are current (policies.selectors).
+    rules_version = models.PositiveBigIntegerField(default=1, editable=False)
 
     objects = RoleQuerySet.as_manager()
 

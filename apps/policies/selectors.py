@@ -1,49 +1,34 @@
 """Reads of roles and rules for the hot path and the agent's action list.
 
-`role_rules(role_id)` runs on every broker request. Its result is cached in
-the shared cache under a per-role version token; every service that changes a
-role or its rules replaces the token after commit (`bump_role_version`), so
-every process sees the change on its next request. A missing token (evicted
-or never set) is replaced by a fresh random one, never reused, so a stale
-entry cannot come back.
-
-Each process also keeps the rules it loaded, keyed by that version token (and
-for no longer than the shared entry lives), so the usual call is one cache
-read (the version) and no unpickling; a bumped token misses locally too."""
+`role_rules(role_id, version)` runs on every broker request. Each process
+keeps the rules it loaded, keyed by the role's `rules_version`; every service
+that changes a role's rules raises that number in the same transaction
+(`bump_rules_version`). The broker passes the version it read together with
+the token (one statement, no cache involved), so a rule change is seen by
+every process on the very next call, and the usual call costs no query and no
+cache round trip at all. Callers without a version read it first (one query).
+"""
 
 from __future__ import annotations
 
-import time
-import uuid
+import threading
 from typing import Any
 
-from django.core.cache import cache
+from django.db.models import F
 
 from apps.policies.evaluate import RuleSpec, action_matches, connection_matches
-from apps.policies.models import Rule
+from apps.policies.models import Role, Rule
 
-RULES_TTL_SECONDS = 300
 LOCAL_MAX_ROLES = 10_000
 
-# role id -> (version token, rules, monotonic expiry); per process, shared by threads.
-_local: dict[int, tuple[str, tuple[RuleSpec, ...], float]] = {}
+# role id -> (rules_version, rules); per process, shared by threads.
+_local: dict[int, tuple[int, tuple[RuleSpec, ...]]] = {}
+_local_lock = threading.Lock()
 
 
-def _version_key(role_id: int) -> str:
-    return f"policies:role-version:{role_id}"
-
-
-def _role_version(role_id: int) -> str:
-    key = _version_key(role_id)
-    version = cache.get(key)
-    if version is None:
-        cache.add(key, uuid.uuid4().hex, timeout=None)
-        version = cache.get(key)
-    return str(version)
-
-
-def bump_role_version(role_id: int) -> None:
-    cache.set(_version_key(role_id), uuid.uuid4().hex, timeout=None)
+def bump_rules_version(role_id: int) -> None:
+    """Call inside the transaction that changes the role's rules."""
+    Role.objects.filter(pk=role_id).update(rules_version=F("rules_version") + 1)
 
 
 def load_role_rules(role_id: int) -> list[RuleSpec]:
@@ -56,26 +41,31 @@ def load_role_rules(role_id: int) -> list[RuleSpec]:
     ]
 
 
-def role_rules(role_id: int) -> list[RuleSpec]:
-    """The role's rules in evaluation order: one cache read when this process has the
-    current version, two on a local miss, one query on a shared miss."""
-    version = _role_version(role_id)
-    now = time.monotonic()
+def role_rules(role_id: int, version: int | None = None) -> list[RuleSpec]:
+    """The role's rules in evaluation order, as of `version` (read here when not given).
+
+    No query when this process already holds that version; one on a miss."""
+    if version is None:
+        version = Role.objects.filter(pk=role_id).values_list("rules_version", flat=True).first()
+        if version is None:  # no such role: no rules
+            return []
     local = _local.get(role_id)
-    if local is not None and local[0] == version and local[2] > now:
+    if local is not None and local[0] == version:
         return list(local[1])
-    key = f"policies:role-rules:{role_id}:{version}"
-    cached = cache.get(key)
-    if cached is None:
-        cached = tuple(load_role_rules(role_id))
-        cache.set(key, cached, timeout=RULES_TTL_SECONDS)
-    if len(_local) >= LOCAL_MAX_ROLES:
-        _local.clear()
-    _local[role_id] = (version, tuple(cached), now + RULES_TTL_SECONDS)
-    return list(cached)
+    rules = tuple(load_role_rules(role_id))
+    with _local_lock:
+        if len(_local) >= LOCAL_MAX_ROLES:
+            _local.clear()
+        current = _local.get(role_id)
+        # Never replace a newer version another thread stored meanwhile.
+        if current is None or current[0] <= version:
+            _local[role_id] = (version, rules)
+    return list(rules)
 
 
-def allowed_actions(role: Any, organization: Any) -> list[tuple[Any, list[Any]]]:
+def allowed_actions(
+    role: Any, organization: Any, *, version: int | None = None
+) -> list[tuple[Any, list[Any]]]:
     """The actions this role may call, each with the usable connections it may use.
 
     Constraints are not considered here (they depend on the input): an action
@@ -85,7 +75,7 @@ def allowed_actions(role: Any, organization: Any) -> list[tuple[Any, list[Any]]]
     from apps.providers.registry import all_actions
 
     role_id = role if isinstance(role, int) else role.pk
-    rules = [r for r in role_rules(role_id) if r.kind == "action"]
+    rules = [r for r in role_rules(role_id, version) if r.kind == "action"]
     if not rules:
         return []
     connections = list(Connection.objects.for_organization(organization).usable())

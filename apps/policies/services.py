@@ -1,5 +1,5 @@
 """Writes to roles and rules. Every change is audited in its own transaction
-and bumps the role's rule-cache version after commit (see selectors)."""
+and raises the role's rules version in that transaction (see selectors)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from apps.audit.models import ActorType
 from apps.audit.services import audit_record
 from apps.policies.models import Role, Rule
-from apps.policies.selectors import bump_role_version
+from apps.policies.selectors import bump_rules_version
 from apps.policies.validation import clean_rules
 
 
@@ -60,8 +60,8 @@ def _rules_snapshot(role: Role) -> list[dict[str, Any]]:
     ]
 
 
-def _after_commit(role_id: int) -> None:
-    transaction.on_commit(lambda: bump_role_version(role_id))
+def _rules_changed(role_id: int) -> None:
+    bump_rules_version(role_id)
 
 
 def _check_name(*, organization: Any, name: Any, exclude_pk: int | None = None) -> str:
@@ -133,7 +133,7 @@ def role_create(
         metadata={"rules": {"before": [], "after": _rules_snapshot(role)}},
         **_actor(actor),
     )
-    _after_commit(role.pk)
+    _rules_changed(role.pk)
     return role
 
 
@@ -182,7 +182,7 @@ def role_update(
     if changes or after != before:  # a save that changes nothing is not an event
         _audit_change(role, before, after, changes, actor, request)
     else:
-        _after_commit(role.pk)  # the rule rows (and their ids) were still rewritten
+        _rules_changed(role.pk)  # the rule rows (and their ids) were still rewritten
     return role
 
 
@@ -220,7 +220,7 @@ def _audit_change(
         metadata=metadata,
         **_actor(actor),
     )
-    _after_commit(role.pk)
+    _rules_changed(role.pk)
 
 
 @transaction.atomic
@@ -270,4 +270,4 @@ def role_delete(*, role: Role, actor: Any = None, request: HttpRequest | None = 
         raise ValidationError(
             {"role": ["This role is still used (by a worker or a token). Change those first."]}
         ) from None
-    _after_commit(role_id)
+    _rules_changed(role_id)

@@ -68,6 +68,8 @@ class AgentContext:
     token: WorkerToken
     role_id: int
     token_public_id: str
+    # The role's rules version as of this request's token lookup (policies.selectors).
+    rules_version: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -164,6 +166,7 @@ class WorkerTokenAuthentication(BaseAuthentication):
             token=token,
             role_id=token.role_id,
             token_public_id=token.public_id,
+            rules_version=token.role.rules_version,
         )
         return WorkerPrincipal(token.worker), context
 

@@ -9,7 +9,14 @@ from apps.audit.models import AuditEvent
 from apps.policies.evaluate import Call, evaluate
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import allowed_actions, load_role_rules, role_rules
-from apps.policies.services import role_create, role_delete, role_update, rule_add, rule_delete
+from apps.policies.services import (
+    role_create,
+    role_delete,
+    role_set_rules,
+    role_update,
+    rule_add,
+    rule_delete,
+)
 from apps.policies.tests.conftest import make_connection
 
 pytestmark = pytest.mark.django_db
@@ -261,24 +268,49 @@ def test_audit_failure_rolls_the_change_back(org, monkeypatch):
     assert not Role.objects.exists() and not Rule.objects.exists()
 
 
-def test_role_rules_cache_is_invalidated_by_every_change(
-    org, django_capture_on_commit_callbacks, django_assert_num_queries
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        role = role_create(organization=org, name="r", rules=[read_rule()])
-    first = role_rules(role.pk)
+def _version(role):
+    role.refresh_from_db(fields=["rules_version"])
+    return role.rules_version
+
+
+def test_role_rules_cache_is_invalidated_by_every_change(org, django_assert_num_queries):
+    role = role_create(organization=org, name="r", rules=[read_rule()])
+    first = role_rules(role.pk, _version(role))
     with django_assert_num_queries(0):
-        assert role_rules(role.pk) == first
+        assert role_rules(role.pk, role.rules_version) == first
     call = Call.for_action(
         action_name="sandbox.delete_task", action_class="write", connection_id=None
     )
-    assert not evaluate(role_rules(role.pk), call).allowed
-    with django_capture_on_commit_callbacks(execute=True):
-        rule_add(
-            role=role, rule={"provider_key": "sandbox", "action_pattern": "sandbox.delete_task"}
-        )
-    assert evaluate(role_rules(role.pk), call).allowed
-    assert role_rules(role.pk) == load_role_rules(role.pk)
+    assert not evaluate(role_rules(role.pk, role.rules_version), call).allowed
+    before = role.rules_version
+    rule_add(role=role, rule={"provider_key": "sandbox", "action_pattern": "sandbox.delete_task"})
+    assert _version(role) > before  # raised in the change's own transaction
+    assert evaluate(role_rules(role.pk, role.rules_version), call).allowed
+    assert role_rules(role.pk) == load_role_rules(role.pk)  # no version given: read it
+
+
+def test_every_rule_change_raises_the_rules_version(org, sandbox_conn):
+    role = role_create(organization=org, name="r", rules=[read_rule()])
+    seen = [_version(role)]
+    rule_add(role=role, rule={"provider_key": "sandbox", "action_pattern": "sandbox.get_task"})
+    seen.append(_version(role))
+    rule_delete(rule=role.rules.order_by("-id").first())
+    seen.append(_version(role))
+    role_set_rules(role=role, rules=[read_rule(), read_rule()])
+    seen.append(_version(role))
+    # A connection deleted by cascade takes its rules along: that raises it too.
+    rule_add(
+        role=role,
+        rule={
+            "provider_key": "sandbox",
+            "action_pattern": "sandbox.get_task",
+            "connection": sandbox_conn.pk,
+        },
+    )
+    seen.append(_version(role))
+    sandbox_conn.delete()
+    seen.append(_version(role))
+    assert seen == sorted(set(seen)), seen  # strictly increasing
 
 
 def test_role_rules_is_one_query_on_a_miss(org, django_assert_num_queries):
