@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import datetime
+import gzip
+import json
 import socket
+import ssl
+import struct
 import threading
 import time
-from collections.abc import Iterator
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedReader
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
 
+from apps.core import egress
 from apps.core.egress import (
     EgressBlocked,
     EgressConnectError,
@@ -19,6 +29,10 @@ from apps.core.egress import (
     check_destination,
     egress_request,
 )
+
+# About 10 KB on the wire, 10 MB once inflated.
+BOMB_SIZE = 10_000_000
+GZIP_BOMB = gzip.compress(b"\0" * BOMB_SIZE)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -35,24 +49,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _inspect(self, body: bytes = b"") -> None:
+        """What arrived, as JSON: method, target, headers (names as sent) and body."""
+        seen = {
+            "method": self.command,
+            "path": self.path,
+            "headers": [[name, value] for name, value in self.headers.items()],
+            "body": body.decode("latin-1"),
+        }
+        self._send(200, json.dumps(seen).encode(), {"Content-Type": "application/json"})
+
     def do_GET(self) -> None:  # noqa: N802
-        if self.path == "/ok":
+        path = self.path.split("?", 1)[0]
+        if path == "/inspect":
+            self._inspect()
+        elif path == "/ok":
             self._send(200, b'{"hello": "world"}', {"Content-Type": "application/json"})
-        elif self.path == "/latin1":
+        elif path == "/latin1":
             self._send(
                 200, "héllo".encode("latin-1"), {"Content-Type": "text/plain; charset=latin-1"}
             )
-        elif self.path == "/set-cookie":
+        elif path == "/set-cookie":
             self._send(200, b"", {"Set-Cookie": "session=org-a-secret; Path=/"})
-        elif self.path == "/cookie":
+        elif path == "/cookie":
             self._send(200, (self.headers.get("Cookie") or "").encode())
-        elif self.path == "/host":
+        elif path == "/host":
             self._send(200, self.headers["Host"].encode())
-        elif self.path == "/redirect":
+        elif path == "/redirect":
             self._send(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})
-        elif self.path == "/big-declared":
+        elif path == "/big-declared":
             self._send(200, b"x" * 4096)
-        elif self.path == "/big-chunked":
+        elif path == "/big-chunked":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
@@ -60,10 +87,32 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = b"y" * 1024
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
-        elif self.path == "/slow":
+        elif path == "/chunked-json":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (b'{"items": [', b"1, 2, ", b"3]", b', "done": true}'):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        elif path == "/gzip":
+            self._send(200, gzip.compress(b'{"zipped": true}'), {"Content-Encoding": "gzip"})
+        elif path == "/deflate":
+            self._send(200, zlib.compress(b"zlib-wrapped"), {"Content-Encoding": "deflate"})
+        elif path == "/deflate-raw":
+            raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            body = raw.compress(b"raw deflate") + raw.flush()
+            self._send(200, body, {"Content-Encoding": "deflate"})
+        elif path == "/gzip-bomb":
+            self._send(200, GZIP_BOMB, {"Content-Encoding": "gzip"})
+        elif path == "/close":
+            self.close_connection = True
+            self._send(200, b"closing", {"Connection": "close"})
+        elif path == "/slow":
             time.sleep(2.0)
             self._send(200, b"late")
-        elif self.path == "/drip":
+        elif path == "/drip":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
@@ -77,12 +126,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
-        self._send(200, self.rfile.read(length))
+        if self.path.startswith("/inspect"):
+            self._inspect(self.rfile.read(length))
+        else:
+            self._send(200, self.rfile.read(length))
+
+    do_PUT = do_POST
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # noqa: ANN001, ANN201
+        pass  # a client that hung up on purpose (timeouts, size caps) is not news
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _QuietServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -283,3 +342,488 @@ def test_connections_are_never_shared_between_hostnames_on_one_address() -> None
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# --- Keep-alive: reuse, and servers that close ------------------------------
+
+
+class _CountingServer(_QuietServer):
+    """A ThreadingHTTPServer that counts the TCP connections it accepted."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.accepted = 0
+
+    def process_request(self, request, client_address):  # noqa: ANN001, ANN201
+        self.accepted += 1
+        return super().process_request(request, client_address)
+
+
+@pytest.fixture
+def counting() -> Iterator[_CountingServer]:
+    httpd = _CountingServer()
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _base(httpd: _CountingServer) -> str:
+    return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def test_one_connection_carries_sequential_calls(counting: _CountingServer) -> None:
+    base = _base(counting)
+    for _ in range(5):
+        assert egress_request("GET", f"{base}/ok").json() == {"hello": "world"}
+    assert egress_request("POST", f"{base}/echo", json={"a": 1}).json() == {"a": 1}
+    assert egress_request("GET", f"{base}/chunked-json").status_code == 200
+    assert counting.accepted == 1
+
+
+def test_an_answer_saying_connection_close_is_not_reused(counting: _CountingServer) -> None:
+    base = _base(counting)
+    assert egress_request("GET", f"{base}/close").content == b"closing"
+    assert egress_request("GET", f"{base}/close").content == b"closing"
+    assert counting.accepted == 2
+    assert egress_request("GET", f"{base}/ok").status_code == 200
+    assert egress_request("GET", f"{base}/ok").status_code == 200
+    assert counting.accepted == 3
+
+
+@override_settings(GRANTRY_EGRESS_MAX_RESPONSE_BYTES=1000)
+def test_a_connection_whose_answer_was_not_read_is_not_reused(counting: _CountingServer) -> None:
+    # The unread body must not be taken for the start of the next answer.
+    base = _base(counting)
+    with pytest.raises(EgressTooLarge):
+        egress_request("GET", f"{base}/big-declared")
+    assert egress_request("GET", f"{base}/ok").json() == {"hello": "world"}
+    assert counting.accepted == 2
+
+
+def test_a_pooled_loopback_connection_is_not_reused_once_loopback_is_refused(
+    counting: _CountingServer,
+) -> None:
+    # Reuse skips the DNS lookup, never the address rule.
+    base = _base(counting)
+    assert egress_request("GET", f"{base}/ok").status_code == 200
+    with (
+        override_settings(GRANTRY_EGRESS_ALLOW_LOOPBACK=False, GRANTRY_EGRESS_REQUIRE_HTTPS=False),
+        pytest.raises(EgressBlocked, match="loopback"),
+    ):
+        egress_request("GET", f"{base}/ok")
+
+
+class _RawServer:
+    """A TCP server whose per-connection behaviour a test writes byte by byte:
+    `serve(connection, reader, index)` runs in its own thread for each accepted
+    connection (index counts from 0)."""
+
+    def __init__(self, serve: Callable[[socket.socket, BufferedReader, int], None]) -> None:
+        self._serve = serve
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.accepted = 0
+        self.requests: dict[int, int] = {}  # connection index -> requests read
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            index = self.accepted
+            self.accepted += 1
+            threading.Thread(target=self._run, args=(connection, index), daemon=True).start()
+
+    def _run(self, connection: socket.socket, index: int) -> None:
+        with connection, connection.makefile("rb") as reader:
+            try:
+                self._serve(connection, reader, index)
+            except OSError:
+                pass  # the client went away; that is what some tests are about
+
+    def read_request(self, reader: BufferedReader, index: int) -> bool:
+        """Read one request (head and body); False if the client closed instead."""
+        if not reader.readline():
+            return False
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        reader.read(length)
+        self.requests[index] = self.requests.get(index, 0) + 1
+        return True
+
+    def close(self) -> None:
+        self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
+
+def _answer(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., _RawServer]]:
+    servers: list[_RawServer] = []
+
+    def start(serve: Callable[[socket.socket, BufferedReader, int], None]) -> _RawServer:
+        servers.append(_RawServer(serve))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used(raw_server) -> None:  # noqa: ANN001
+    # The server closes after each answer without saying "Connection: close".
+    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+        if server.read_request(reader, index):
+            connection.sendall(_answer(b"conn%d" % index))
+
+    server = raw_server(serve)
+    assert egress_request("GET", f"{server.url}/").content == b"conn0"
+    time.sleep(0.05)  # let the close arrive
+    assert egress_request("GET", f"{server.url}/").content == b"conn1"
+    assert server.accepted == 2
+
+
+def test_bytes_arriving_on_an_idle_connection_are_not_taken_for_the_next_answer(
+    raw_server,  # noqa: ANN001
+) -> None:
+    # After its first answer the server writes an unasked-for answer and keeps the
+    # connection open. Reusing it would hand "garbage" to the next caller.
+    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+        requests = 0
+        while server.read_request(reader, index):
+            connection.sendall(_answer(b"conn%d-req%d" % (index, requests)))
+            if index == 0 and requests == 0:
+                time.sleep(0.01)
+                connection.sendall(_answer(b"garbage"))
+            requests += 1
+
+    server = raw_server(serve)
+    assert egress_request("GET", f"{server.url}/").content == b"conn0-req0"
+    time.sleep(0.1)
+    assert egress_request("GET", f"{server.url}/").content == b"conn1-req0"
+    assert egress_request("GET", f"{server.url}/").content == b"conn1-req1"
+    assert server.accepted == 2
+
+
+def test_a_reused_connection_dropped_as_the_request_arrives_is_retried_once(
+    raw_server,  # noqa: ANN001
+) -> None:
+    # Connection 0 answers once, then takes the second request and closes without a
+    # byte of answer (an idle-timeout race). The request goes again on a new connection.
+    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+        requests = 0
+        while server.read_request(reader, index):
+            if index == 0 and requests == 1:
+                return
+            connection.sendall(_answer(b"conn%d-req%d" % (index, requests)))
+            requests += 1
+
+    server = raw_server(serve)
+    assert egress_request("GET", f"{server.url}/").content == b"conn0-req0"
+    assert egress_request("POST", f"{server.url}/", json={"a": 1}).content == b"conn1-req0"
+    assert server.accepted == 2
+    assert server.requests == {0: 2, 1: 1}
+
+
+def test_a_new_connection_dropped_without_an_answer_is_not_retried(
+    raw_server,  # noqa: ANN001
+) -> None:
+    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+        server.read_request(reader, index)  # and close without answering
+
+    server = raw_server(serve)
+    with pytest.raises(EgressConnectError):
+        egress_request("GET", f"{server.url}/")
+    time.sleep(0.05)
+    assert server.accepted == 1
+
+
+def _reset(connection: socket.socket) -> None:
+    """Make the coming close a TCP reset (the client's read fails with ECONNRESET)."""
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_no_retry_once_an_answer_has_started(raw_server) -> None:  # noqa: ANN001
+    # The reset comes after part of the status line: the request may have been acted
+    # on, so it is not sent again.
+    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+        requests = 0
+        while server.read_request(reader, index):
+            if requests == 1:
+                connection.sendall(b"HTTP/1.1 20")
+                time.sleep(0.05)
+                _reset(connection)
+                return
+            connection.sendall(_answer(b"ok"))
+            requests += 1
+
+    server = raw_server(serve)
+    assert egress_request("GET", f"{server.url}/").content == b"ok"
+    with pytest.raises(EgressConnectError):
+        egress_request("GET", f"{server.url}/")
+    time.sleep(0.05)
+    assert server.accepted == 1
+
+
+def test_a_body_shorter_than_its_content_length_is_an_error(raw_server) -> None:  # noqa: ANN001
+    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+        server.read_request(reader, index)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+
+    server = raw_server(serve)
+    with pytest.raises(EgressConnectError, match="broke off"):
+        egress_request("GET", f"{server.url}/")
+
+
+def test_headers_dripping_past_the_deadline_time_out(raw_server) -> None:  # noqa: ANN001
+    # Every header line comes well within the read timeout; all of them do not.
+    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+        server.read_request(reader, index)
+        connection.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(40):
+            connection.sendall(b"X-Drip: 1\r\n")
+            time.sleep(0.1)
+
+    server = raw_server(serve)
+    started = time.monotonic()
+    with pytest.raises(EgressTimeout):
+        egress_request("GET", f"{server.url}/", timeout=0.8)
+    assert time.monotonic() - started < 1.5
+
+
+# --- Bodies: encodings, chunks, and what is sent ----------------------------
+
+
+def test_a_chunked_answer_without_content_length(server: str) -> None:
+    response = egress_request("GET", f"{server}/chunked-json")
+    assert "Content-Length" not in response.headers
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.json() == {"items": [1, 2, 3], "done": True}
+
+
+def test_gzip_and_deflate_answers_are_decoded(server: str) -> None:
+    zipped = egress_request("GET", f"{server}/gzip")
+    assert zipped.json() == {"zipped": True}
+    assert zipped.headers.get("content-encoding") == "gzip"
+    assert egress_request("GET", f"{server}/deflate").content == b"zlib-wrapped"
+    assert egress_request("GET", f"{server}/deflate-raw").content == b"raw deflate"
+
+
+@override_settings(GRANTRY_EGRESS_MAX_RESPONSE_BYTES=100_000)
+def test_the_size_cap_applies_to_the_decoded_body(server: str) -> None:
+    # The declared length (compressed, ~10 KB) is far under the cap; the body is not.
+    # Nor is the bomb inflated in memory before the cap is noticed.
+    tracemalloc.start()
+    try:
+        with pytest.raises(EgressTooLarge):
+            egress_request("GET", f"{server}/gzip-bomb")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000
+    with override_settings(GRANTRY_EGRESS_MAX_RESPONSE_BYTES=BOMB_SIZE):
+        assert egress_request("GET", f"{server}/gzip-bomb").content == b"\0" * BOMB_SIZE
+
+
+def _seen(response_body: bytes) -> tuple[str, str, dict[str, str], str]:
+    seen = json.loads(response_body)
+    return seen["method"], seen["path"], dict(seen["headers"]), seen["body"]
+
+
+def test_default_headers_and_caller_headers(server: str) -> None:
+    _, _, headers, _ = _seen(egress_request("GET", f"{server}/inspect").content)
+    assert headers["User-Agent"] == "Grantry/1.0"
+    assert headers["Accept-Encoding"] == "gzip, deflate"
+    assert "Cookie" not in headers
+    _, _, headers, _ = _seen(
+        egress_request(
+            "GET", f"{server}/inspect", headers={"user-agent": "Mine/2", "X-Custom-Name": "v"}
+        ).content
+    )
+    assert headers["user-agent"] == "Mine/2"  # names travel as the caller wrote them
+    assert "User-Agent" not in headers
+    assert headers["X-Custom-Name"] == "v"
+
+
+def test_params_join_the_query_and_replace_same_named_keys(server: str) -> None:
+    _, path, _, _ = _seen(
+        egress_request(
+            "GET",
+            f"{server}/inspect?keep=1&key=from-url",
+            params={"key": "from-params", "many": ["a", "b c"], "flag": True},
+        ).content
+    )
+    assert path == "/inspect?keep=1&key=from-params&many=a&many=b+c&flag=true"
+
+
+def test_json_form_and_raw_bodies(server: str) -> None:
+    method, _, headers, body = _seen(
+        egress_request("POST", f"{server}/inspect", json={"é": [1, None]}).content
+    )
+    assert method == "POST"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body.encode("latin-1")) == {"é": [1, None]}
+    _, _, headers, body = _seen(
+        egress_request("POST", f"{server}/inspect", data={"a": "1 2", "b": ["x", "y"]}).content
+    )
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert body == "a=1+2&b=x&b=y"
+    _, _, headers, body = _seen(
+        egress_request(
+            "PUT",
+            f"{server}/inspect",
+            content="plain",
+            headers={"Content-Type": "text/plain"},
+        ).content
+    )
+    assert (headers["Content-Type"], body) == ("text/plain", "plain")
+
+
+def test_errors_from_the_wire_do_not_carry_the_url(server: str) -> None:
+    secret = "canary-secret-456"
+    with pytest.raises(EgressTimeout) as timed_out:
+        egress_request("GET", f"{server}/slow?key={secret}", timeout=0.3)
+    with (
+        override_settings(GRANTRY_EGRESS_MAX_RESPONSE_BYTES=100),
+        pytest.raises(EgressTooLarge) as too_large,
+    ):
+        egress_request("GET", f"{server}/big-declared?key={secret}")
+    with pytest.raises(EgressConnectError) as header_refused:
+        egress_request("GET", f"{server}/ok?key={secret}", headers={"X-Bad": f"{secret}\r\nX: 1"})
+    for caught in (timed_out, too_large, header_refused):
+        assert secret not in str(caught.value)
+        assert secret not in repr(caught.value)
+    assert header_refused.value.__cause__ is None  # the header's text is not chained either
+
+
+# --- TLS: the connection goes to the checked address, the name is verified ----
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    """A throwaway CA (PEM text) and a certificate for tls.example signed by it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Grantry test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tls.example")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("tls.example")]), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca.public_bytes(serialization.Encoding.PEM).decode(), cert_file, key_file
+
+
+@pytest.fixture
+def tls_server(
+    tls_files: tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[_CountingServer, list[str | None]]]:
+    """An HTTPS server with the tls.example certificate, recording the SNI names it
+    was asked for; the egress client trusts the test CA for the test's duration."""
+    ca_pem, cert_file, key_file = tls_files
+    client_context = egress._make_tls_context()
+    client_context.load_verify_locations(cadata=ca_pem)
+    monkeypatch.setattr(egress, "_tls", client_context)
+
+    server_names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+
+    def record_sni(_sock: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        server_names.append(name)
+
+    context.sni_callback = record_sni
+    httpd = _CountingServer()
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd, server_names
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_tls_verifies_the_name_and_connects_to_the_checked_address(
+    tls_server: tuple[_CountingServer, list[str | None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpd, server_names = tls_server
+    port = httpd.server_address[1]
+    # Answered once: a second lookup would fail, so the kept-alive connection is reused.
+    _fake_dns(monkeypatch, {"tls.example": ["127.0.0.1"]})
+    for _ in range(3):
+        response = egress_request("GET", f"https://tls.example:{port}/host")
+        assert response.content.decode() == f"tls.example:{port}"
+    assert server_names == ["tls.example"]
+    assert httpd.accepted == 1
+
+
+def test_tls_refuses_a_certificate_for_another_name(
+    tls_server: tuple[_CountingServer, list[str | None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpd, _ = tls_server
+    port = httpd.server_address[1]
+    _fake_dns(monkeypatch, {"other.example": ["127.0.0.1"]})
+    for url in (f"https://other.example:{port}/host", f"https://127.0.0.1:{port}/host"):
+        with pytest.raises(EgressConnectError, match="SSLCertVerificationError"):
+            egress_request("GET", url)
