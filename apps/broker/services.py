@@ -53,6 +53,8 @@ from apps.providers.calls import (
     build_request,
     resolve_base_url_params,
 )
+from apps.workers.auth import TOKEN_ROW_WIDTH, load_token, token_lookup_sql
+from apps.workers.models import WorkerToken
 
 logger = logging.getLogger(__name__)
 
@@ -208,20 +210,79 @@ def _connections(where: str, params: list[Any], suffix: str = "") -> list[Connec
     return [_CONNECTION.load(row, db, defer=secrets_not_needed(row[_AUTH_TYPE])) for row in rows]
 
 
+def _connection_filter(
+    provider_key: str | None, ref: str | int | None
+) -> tuple[str, list[Any], str]:
+    """The WHERE clause (organization aside), its parameters and an ORDER/LIMIT suffix
+    for the connection an agent names (id if all digits, else name), optionally of one
+    provider; or, naming none, the provider's usable connections (two tell ambiguity)."""
+    if ref in (None, ""):
+        return (
+            "c.provider_key = %s AND NOT (c.status = %s)",
+            [provider_key, ConnectionStatus.REVOKED.value],
+            " ORDER BY c.name LIMIT 2",
+        )
+    text = str(ref)
+    # ASCII digits only ("³".isdigit() is true, int("³") fails) and within bigint.
+    by_id = text.isascii() and text.isdigit() and len(text) <= 18
+    where = "c.id = %s" if by_id else "c.name = %s"
+    params: list[Any] = [int(text) if by_id else text]
+    if provider_key is not None:
+        where += " AND c.provider_key = %s"
+        params.append(provider_key)
+    return where, params, ""
+
+
 def _connection_by(
     organization: Any, ref: str, provider_key: str | None = None
 ) -> Connection | None:
     """The organization's connection with this id (all digits) or name, optionally of
     one provider: `Connection.objects.for_organization(org).filter(...)` in one statement."""
-    # ASCII digits only ("³".isdigit() is true, int("³") fails) and within bigint.
-    by_id = ref.isascii() and ref.isdigit() and len(ref) <= 18
-    where = "c.organization_id = %s AND " + ("c.id = %s" if by_id else "c.name = %s")
-    params: list[Any] = [organization.pk, int(ref) if by_id else ref]
-    if provider_key is not None:
-        where += " AND c.provider_key = %s"
-        params.append(provider_key)
-    found = _connections(where, params)
+    where, params, suffix = _connection_filter(provider_key, ref)
+    found = _connections("c.organization_id = %s AND " + where, [organization.pk, *params], suffix)
     return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class PrefetchedConnections:
+    """The connections `_connection_filter(provider_key, ref)` selects, fetched in the
+    token lookup's own statement (see `token_with_connections`)."""
+
+    provider_key: str
+    ref: str | int | None
+    rows: list[Connection]
+
+
+def token_with_connections(
+    digest: str, provider_key: str, ref: str | int | None
+) -> WorkerToken | None:
+    """The agent's token (as `token_by_digest`) and, in the same statement, the
+    connections of the token's own organization that this call names: the hot path
+    saves a round trip. They are left as `token.prefetched`."""
+    db = connections[DEFAULT_DB_ALIAS]
+    where, params, suffix = _connection_filter(provider_key, ref)
+    table = db.ops.quote_name(Connection._meta.db_table)
+    # Fixed clauses of this module only; values are parameters. The organization is
+    # the token's: the lateral subquery cannot see another tenant's rows.
+    lateral = (
+        f" LEFT JOIN LATERAL (SELECT c.* FROM {table} c"  # noqa: S608
+        f" WHERE c.organization_id = t.organization_id AND {where}{suffix}) c ON TRUE"
+    )
+    sql = token_lookup_sql(db, extra_columns=_CONNECTION.columns(db), extra_join=lateral)
+    with fixed_query_cursor(db) as cursor:
+        cursor.execute(sql, [*params, digest])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    token = load_token(rows[0], db)
+    start = TOKEN_ROW_WIDTH
+    found = [
+        _CONNECTION.load(row, db, start, defer=secrets_not_needed(row[start + _AUTH_TYPE]))
+        for row in rows
+        if row[start] is not None
+    ]
+    token.prefetched = PrefetchedConnections(provider_key, ref, found)  # type: ignore[attr-defined]
+    return token
 
 
 def _admit(
@@ -259,27 +320,39 @@ def _admit(
 
 
 def _resolve_connection(
-    organization: Any, provider_key: str, ref: str | int | None
+    organization: Any,
+    provider_key: str,
+    ref: str | int | None,
+    prefetched: PrefetchedConnections | None = None,
 ) -> tuple[Connection | None, BrokerResult | None]:
     """The connection an agent named (id or name), or the only one that fits."""
+    rows: list[Connection] | None = None
+    if (
+        isinstance(prefetched, PrefetchedConnections)
+        and prefetched.provider_key == provider_key
+        and prefetched.ref == ref
+    ):
+        rows = prefetched.rows
     if ref not in (None, ""):
         text = str(ref)
-        connection = _connection_by(organization, text, provider_key)
-        if connection is None:
+        if rows is None:
+            found = _connection_by(organization, text, provider_key)
+            rows = [found] if found is not None else []
+        if not rows:
             return None, fail(
                 404,
                 "connection_not_found",
                 f"No {provider_key} connection {text!r} in this organization.",
             )
-        return connection, None
-    usable = _connections(
-        "c.organization_id = %s AND c.provider_key = %s AND NOT (c.status = %s)",
-        [organization.pk, provider_key, ConnectionStatus.REVOKED.value],
-        " ORDER BY c.name LIMIT 2",
-    )
-    if len(usable) == 1:
-        return usable[0], None
-    if not usable:
+        return rows[0], None
+    if rows is None:
+        where, params, suffix = _connection_filter(provider_key, None)
+        rows = _connections(
+            "c.organization_id = %s AND " + where, [organization.pk, *params], suffix
+        )
+    if len(rows) == 1:
+        return rows[0], None
+    if not rows:
         return None, fail(
             409,
             "no_connection",
@@ -405,7 +478,9 @@ def execute_action(
         return result
     provider_key = action.provider_key
 
-    connection, problem = _resolve_connection(organization, provider_key, connection_ref)
+    connection, problem = _resolve_connection(
+        organization, provider_key, connection_ref, getattr(ctx, "prefetched", None)
+    )
     if problem is not None:
         audit.write(
             action=verb,

@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from apps.broker import schema
 from apps.broker.catalog import actions_for
 from apps.broker.results import BrokerResult
-from apps.broker.services import RequestMeta, execute_action, proxy_call
+from apps.broker.services import RequestMeta, execute_action, proxy_call, token_with_connections
 from apps.core.api import error_response
 from apps.workers.auth import WorkerTokenAuthentication
 
@@ -72,6 +72,36 @@ class AgentView(APIView):
     permission_classes = [IsAgent]
 
 
+class ActionCallAuthentication(WorkerTokenAuthentication):
+    """Worker-token authentication that also fetches the connection the call names
+    (or the action's provider's usable ones), in the token lookup's own statement."""
+
+    def lookup(self, digest: str, request: Request) -> Any:
+        action = (request.parser_context or {}).get("kwargs", {}).get("action", "")
+        provider_key, dot, _ = str(action).partition(".")
+        payload = _payload(request)
+        ref = payload.get("connection") if payload is not None else None
+        if not dot or payload is None or not isinstance(ref, str | int | None):
+            return super().lookup(digest, request)
+        return token_with_connections(digest, provider_key, ref)
+
+
+def _payload(request: Request) -> dict[str, Any] | None:
+    """The JSON object in the body (parsed once per request), or None if it is not one."""
+    django_request = request._request
+    if not hasattr(django_request, "_agent_payload"):
+        payload: Any = None
+        if too_large(django_request) is None:
+            raw = django_request.body
+            if len(raw) <= MAX_REQUEST_BYTES:
+                try:
+                    payload = json.loads(raw or b"{}")
+                except ValueError:
+                    payload = None
+        django_request._agent_payload = payload if isinstance(payload, dict) else None
+    return django_request._agent_payload  # type: ignore[no-any-return]
+
+
 class ActionListView(AgentView):
     @extend_schema(tags=["agent"], **schema.LIST_ACTIONS)
     def get(self, request: Request) -> HttpResponse:
@@ -79,6 +109,7 @@ class ActionListView(AgentView):
 
 
 class _ActionCallView(AgentView):
+    authentication_classes = [ActionCallAuthentication]
     dry_run = False
 
     def post(self, request: Request, action: str) -> HttpResponse:

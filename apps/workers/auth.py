@@ -70,6 +70,8 @@ class AgentContext:
     token_public_id: str
     # The role's rules version as of this request's token lookup (policies.selectors).
     rules_version: int | None = None
+    # Whatever the authenticator fetched along with the token (see `lookup`).
+    prefetched: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -82,39 +84,38 @@ _TOKEN = ModelRows(WorkerToken, "t")
 _WORKER = ModelRows(Worker, "w")
 _ROLE = ModelRows(Role, "r")
 _ORGANIZATION = ModelRows(Organization, "o")
-_token_sql: dict[str, str] = {}
+_TOKEN_ROWS = (_TOKEN, _WORKER, _ROLE, _ORGANIZATION)
+TOKEN_ROW_WIDTH = sum(rows.width for rows in _TOKEN_ROWS)
+_token_sql: dict[tuple[str, str], str] = {}
 
 
-def _token_lookup_sql(connection: Any) -> str:
+def token_lookup_sql(connection: Any, *, extra_columns: str = "", extra_join: str = "") -> str:
     """Token + worker + role + organization by digest: one indexed statement, written
-    once per database (the ORM would compile the same join on every request)."""
-    sql = _token_sql.get(connection.alias)
+    once per database and extension (the ORM would compile the same join on every
+    request). `extra_join` may add a LATERAL subquery correlated with the token `t`
+    (the broker fetches the call's connection in the same round trip); its columns,
+    `extra_columns`, follow the token's in each row. Only model metadata and the
+    caller's fixed SQL are interpolated; values are parameters."""
+    key = (connection.alias, extra_columns + extra_join)
+    sql = _token_sql.get(key)
     if sql is None:
         quote = connection.ops.quote_name
-        selected = ", ".join(
-            rows.columns(connection) for rows in (_TOKEN, _WORKER, _ROLE, _ORGANIZATION)
-        )
-        # Only model metadata is interpolated; the digest is a parameter.
+        selected = ", ".join(rows.columns(connection) for rows in _TOKEN_ROWS)
+        if extra_columns:
+            selected += ", " + extra_columns
         sql = (
             f"SELECT {selected} FROM {quote(WorkerToken._meta.db_table)} t"  # noqa: S608
             f" INNER JOIN {quote(Worker._meta.db_table)} w ON w.id = t.worker_id"
             f" INNER JOIN {quote(Role._meta.db_table)} r ON r.id = t.role_id"
             f" INNER JOIN {quote(Organization._meta.db_table)} o ON o.id = t.organization_id"
-            " WHERE t.digest = %s"
+            f"{extra_join} WHERE t.digest = %s"
         )
-        _token_sql[connection.alias] = sql
+        _token_sql[key] = sql
     return sql
 
 
-def token_by_digest(digest: str) -> WorkerToken | None:
-    """The token with this digest, its worker, role and organization loaded; no cache,
-    so a revocation is seen by every process on the next request."""
-    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
-    with fixed_query_cursor(db) as cursor:
-        cursor.execute(_token_lookup_sql(db), [digest])
-        row = cursor.fetchone()
-    if row is None:
-        return None
+def load_token(row: Any, db: Any) -> WorkerToken:
+    """The token in the first TOKEN_ROW_WIDTH columns, worker, role and organization set."""
     token = _TOKEN.load(row, db)
     offset = _TOKEN.width
     relate(token, "worker", _WORKER.load(row, db, offset))
@@ -123,6 +124,16 @@ def token_by_digest(digest: str) -> WorkerToken | None:
     offset += _ROLE.width
     relate(token, "organization", _ORGANIZATION.load(row, db, offset))
     return token
+
+
+def token_by_digest(digest: str) -> WorkerToken | None:
+    """The token with this digest, its worker, role and organization loaded; no cache,
+    so a revocation is seen by every process on the next request."""
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
+    with fixed_query_cursor(db) as cursor:
+        cursor.execute(token_lookup_sql(db), [digest])
+        row = cursor.fetchone()
+    return None if row is None else load_token(row, db)
 
 
 def _www_authenticate(code: str) -> str:
@@ -150,7 +161,7 @@ class WorkerTokenAuthentication(BaseAuthentication):
         parsed = parse_token(raw, kind="worker")
         if parsed is None:
             self._fail("token_malformed", request)
-        token = token_by_digest(parsed.digest)
+        token = self.lookup(parsed.digest, request)
         if token is None or not digests_match(token.digest, parsed.digest):
             self._fail("token_invalid", request)
         if token.revoked_at is not None:
@@ -167,8 +178,14 @@ class WorkerTokenAuthentication(BaseAuthentication):
             role_id=token.role_id,
             token_public_id=token.public_id,
             rules_version=token.role.rules_version,
+            prefetched=getattr(token, "prefetched", None),
         )
         return WorkerPrincipal(token.worker), context
+
+    def lookup(self, digest: str, request: Request) -> WorkerToken | None:
+        """The token for this digest. Subclasses may fetch more in the same statement
+        (and leave it as `token.prefetched`, which the context carries)."""
+        return token_by_digest(digest)
 
     def _fail(self, code: str, request: Request, token: WorkerToken | None = None) -> NoReturn:
         message = FAILURES[code]

@@ -407,3 +407,18 @@ def test_connection_refs_that_are_not_plain_ids_are_names(client, org, upstream,
     assert executed.status_code == 404
     assert executed.json()["error"]["code"] == "connection_not_found"
     assert upstream.requests == []
+
+
+def test_a_warm_execute_is_three_statements_token_and_connection_in_one(client, agent, upstream):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    body = {"connection": agent.connection.name, "input": {}}
+    assert post(client, agent, "sandbox.list_projects", body).status_code == 200  # warm-up
+    with CaptureQueriesContext(connection) as queries:
+        assert post(client, agent, "sandbox.list_projects", body).status_code == 200
+    statements = [q["sql"] for q in queries.captured_queries]
+    # token + its connection, the attempt, the outcome (last-used writes are throttled)
+    assert len(statements) == 3, statements
+    assert "LATERAL" in statements[0] and "digest" in statements[0]
+    assert len(upstream.requests) == 2
