@@ -88,7 +88,7 @@ class ActionCallAuthentication(WorkerTokenAuthentication):
 
 def _payload(request: Request) -> dict[str, Any] | None:
     """The JSON object in the body (parsed once per request), or None if it is not one."""
-    django_request = request._request
+    django_request: Any = request._request
     if not hasattr(django_request, "_agent_payload"):
         payload: Any = None
         if too_large(django_request) is None:
@@ -99,7 +99,8 @@ def _payload(request: Request) -> dict[str, Any] | None:
                 except ValueError:
                     payload = None
         django_request._agent_payload = payload if isinstance(payload, dict) else None
-    return django_request._agent_payload  # type: ignore[no-any-return]
+    found: dict[str, Any] | None = django_request._agent_payload
+    return found
 
 
 class ActionListView(AgentView):
