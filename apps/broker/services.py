@@ -253,6 +253,9 @@ class PrefetchedConnections:
     rows: list[Connection]
 
 
+_token_with_connections_sql: dict[tuple[str, str], str] = {}
+
+
 def token_with_connections(
     digest: str, provider_key: str, ref: str | int | None
 ) -> WorkerToken | None:
@@ -261,14 +264,18 @@ def token_with_connections(
     saves a round trip. They are left as `token.prefetched`."""
     db = connections[DEFAULT_DB_ALIAS]
     where, params, suffix = _connection_filter(provider_key, ref)
-    table = db.ops.quote_name(Connection._meta.db_table)
-    # Fixed clauses of this module only; values are parameters. The organization is
-    # the token's: the lateral subquery cannot see another tenant's rows.
-    lateral = (
-        f" LEFT JOIN LATERAL (SELECT c.* FROM {table} c"  # noqa: S608
-        f" WHERE c.organization_id = t.organization_id AND {where}{suffix}) c ON TRUE"
-    )
-    sql = token_lookup_sql(db, extra_columns=_CONNECTION.columns(db), extra_join=lateral)
+    key = (db.alias, where + suffix)
+    sql = _token_with_connections_sql.get(key)
+    if sql is None:
+        table = db.ops.quote_name(Connection._meta.db_table)
+        # Fixed clauses of this module only; values are parameters. The organization
+        # is the token's: the lateral subquery cannot see another tenant's rows.
+        lateral = (
+            f" LEFT JOIN LATERAL (SELECT c.* FROM {table} c"  # noqa: S608
+            f" WHERE c.organization_id = t.organization_id AND {where}{suffix}) c ON TRUE"
+        )
+        sql = token_lookup_sql(db, extra_columns=_CONNECTION.columns(db), extra_join=lateral)
+        _token_with_connections_sql[key] = sql
     with fixed_query_cursor(db) as cursor:
         cursor.execute(sql, [*params, digest])
         rows = cursor.fetchall()
