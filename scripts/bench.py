@@ -18,7 +18,14 @@ at concurrency 1 and 16, with wrk (Debian package, installed when root and
 missing) or a bounded Python load generator. Goals: c − a ≤ 1.5 ms at p50
 (concurrency 1) and c ≥ 50 % of b's throughput at concurrency 16.
 
-Environment: BENCH_SECONDS (per run, default 5), BENCH_DATABASE_URL (default
+Every measurement is repeated BENCH_ROUNDS times, the rounds interleaved (a, b,
+c, then again), and the run with the median requests/s is reported with the
+range seen: at concurrency 16 the figure depends on how the load generator's
+connections happen to spread over the gunicorn processes (one process holding
+most of them is GIL-bound on one core), so a single run can be off by 2-3x.
+
+Environment: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3),
+BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/grantry_bench), WEB_CONCURRENCY (gunicorn
 workers, default from the Procfile: 2).
 """
@@ -42,6 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
 CONCURRENCIES = (1, 16)
 ACTION = "sandbox.list_projects"
 UPSTREAM_BODY = '{"results":[{"id":1,"name":"Bench","description":"fixed"}]}'
@@ -296,6 +304,7 @@ class Run:
     rps: float
     errors: int
     cpu_ms: float | None = None  # gunicorn CPU per request (load-independent-ish)
+    rps_range: tuple[float, float] | None = None  # lowest and highest over the rounds
 
 
 def process_tree_cpu_seconds(root_pid: int) -> float:
@@ -428,6 +437,45 @@ def run_python(
 # --- main ------------------------------------------------------------------------------
 
 
+def measure(
+    web_pid: int,
+    wrk: str | None,
+    workdir: Path,
+    name: str,
+    url: str,
+    concurrency: int,
+    headers: dict[str, str],
+    payload: str | None,
+) -> Run:
+    """One warmed-up run of one scenario, with the web server's CPU per request."""
+    global SECONDS
+    if wrk:
+        saved, SECONDS = SECONDS, 1.0  # warm up: pools, caches, first-request imports
+        try:
+            run_wrk(wrk, workdir, "warm", url, concurrency, headers, payload)
+        finally:
+            SECONDS = saved
+        cpu_before = process_tree_cpu_seconds(web_pid)
+        run = run_wrk(wrk, workdir, name[0], url, concurrency, headers, payload)
+    else:
+        cpu_before = process_tree_cpu_seconds(web_pid)
+        run = run_python(name, url, concurrency, headers, payload)
+    if not name.startswith("a") and run.rps:
+        spent = process_tree_cpu_seconds(web_pid) - cpu_before
+        run.cpu_ms = spent * 1000 / (run.rps * SECONDS)
+    run.name = name
+    return run
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median requests/s, carrying the range over all runs."""
+    ordered = sorted(runs, key=lambda r: r.rps)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    chosen.rps_range = (ordered[0].rps, ordered[-1].rps)
+    chosen.errors = sum(r.errors for r in runs)
+    return chosen
+
+
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="grantry-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
@@ -483,30 +531,20 @@ def main() -> None:
         ]
         wrk = wrk_binary()
         generator = "wrk (Debian)" if wrk else "Python load generator (wrk unavailable)"
-        log(f"upstream: {upstream_kind}; load: {generator}; {SECONDS:g}s per run")
-        runs: list[Run] = []
-        for name, url, headers, payload in scenarios:
-            for concurrency in CONCURRENCIES:
-                # Warm up (connection pools, caches, first-request imports).
-                if wrk:
-                    saved = globals()["SECONDS"]
-                    globals()["SECONDS"] = 1.0
-                    run_wrk(wrk, workdir, "warm", url, concurrency, headers, payload)
-                    globals()["SECONDS"] = saved
-                    cpu_before = process_tree_cpu_seconds(web.pid)
-                    run = run_wrk(wrk, workdir, name[0], url, concurrency, headers, payload)
-                else:
-                    cpu_before = process_tree_cpu_seconds(web.pid)
-                    run = run_python(name, url, concurrency, headers, payload)
-                if not name.startswith("a") and run.rps:
-                    spent = process_tree_cpu_seconds(web.pid) - cpu_before
-                    run.cpu_ms = spent * 1000 / (run.rps * SECONDS)
-                run.name = name
-                runs.append(run)
-                log(
-                    f"{name:28} c={concurrency:<3} p50 {run.p50_ms:7.2f} ms  "
-                    f"p99 {run.p99_ms:7.2f} ms  {run.rps:9.0f} req/s  errors {run.errors}"
-                )
+        log(
+            f"upstream: {upstream_kind}; load: {generator}; {SECONDS:g}s per run; {ROUNDS} round(s)"
+        )
+        rounds: dict[tuple[str, int], list[Run]] = {}
+        for round_no in range(1, ROUNDS + 1):
+            for name, url, headers, payload in scenarios:
+                for concurrency in CONCURRENCIES:
+                    run = measure(web.pid, wrk, workdir, name, url, concurrency, headers, payload)
+                    rounds.setdefault((name, concurrency), []).append(run)
+                    log(
+                        f"round {round_no}: {name:28} c={concurrency:<3} p50 {run.p50_ms:7.2f} ms"
+                        f"  p99 {run.p99_ms:7.2f} ms  {run.rps:9.0f} req/s  errors {run.errors}"
+                    )
+        runs = [median_run(found) for found in rounds.values()]
         report(runs, upstream_kind, generator)
     finally:
         for proc in reversed(processes):
@@ -529,18 +567,22 @@ def report(runs: list[Run], upstream_kind: str, generator: str) -> None:
     print()
     print(
         f"Grantry bench — upstream: {upstream_kind}; load: {generator}; "
-        f"{SECONDS:g}s per run; {os.cpu_count()} CPUs"
+        f"{SECONDS:g}s per run; median of {ROUNDS} round(s); {os.cpu_count()} CPUs"
     )
     print(
         f"| {'scenario':28} | {'conc':>4} | {'p50 ms':>8} | {'p99 ms':>8} | {'req/s':>9} "
-        f"| {'errors':>6} | {'web CPU ms/req':>14} |"
+        f"| {'req/s range':>15} | {'errors':>6} | {'web CPU ms/req':>14} |"
     )
-    print(f"|{'-' * 30}|{'-' * 6}|{'-' * 10}|{'-' * 10}|{'-' * 11}|{'-' * 8}|{'-' * 16}|")
+    print(
+        f"|{'-' * 30}|{'-' * 6}|{'-' * 10}|{'-' * 10}|{'-' * 11}|{'-' * 17}|{'-' * 8}|{'-' * 16}|"
+    )
     for r in runs:
         cpu = f"{r.cpu_ms:14.2f}" if r.cpu_ms is not None else f"{'-':>14}"
+        low, high = r.rps_range or (r.rps, r.rps)
+        spread = f"{low:.0f}–{high:.0f}"
         print(
             f"| {r.name:28} | {r.concurrency:>4} | {r.p50_ms:8.2f} | {r.p99_ms:8.2f} | "
-            f"{r.rps:9.0f} | {r.errors:>6} | {cpu} |"
+            f"{r.rps:9.0f} | {spread:>15} | {r.errors:>6} | {cpu} |"
         )
     overhead = by[("c", 1)].p50_ms - by[("a", 1)].p50_ms
     share = by[("c", 16)].rps / by[("b", 16)].rps if by[("b", 16)].rps else 0.0
