@@ -87,7 +87,8 @@ class ActionCallAuthentication(WorkerTokenAuthentication):
 
 
 def _payload(request: Request) -> dict[str, Any] | None:
-    """The JSON object in the body (parsed once per request), or None if it is not one."""
+    """The JSON object in the body, or None if it is not one (kept on the request so
+    authentication parses it once; the view reports what is wrong with a bad body)."""
     django_request: Any = request._request
     if not hasattr(django_request, "_agent_payload"):
         payload: Any = None
