@@ -4,16 +4,18 @@ Token, revocation, identity and broker API calls share kept-alive connections
 (connection reuse matters for the broker's latency), built on the standard
 library's `http.client` with a small pool of our own, with:
 
-* timeouts (settings.GRANTRY_EGRESS_TIMEOUT or the `timeout` argument) on the
-  connect, the TLS handshake and every read and write, plus one deadline for
-  sending the request and reading the whole answer (head and body), so a
-  server that drips bytes cannot hold a worker;
+* timeouts (settings.GRANTRY_EGRESS_TIMEOUT or the `timeout` argument) as one
+  deadline for the whole call: the connect, the TLS handshake and every read
+  and write get only the time that is left, so a server that drips bytes
+  cannot hold a worker (the DNS lookup is the one step it cannot bound);
 * no redirects followed (a 3xx is returned as it is);
 * a response-size cap (settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES), enforced on
   the declared Content-Length and while streaming, on the decoded body: gzip
   and deflate are inflated a bounded piece at a time, so a compressed bomb is
   caught too;
 * https only, except where loopback is allowed (development and tests);
+* non-ASCII host names encoded with IDNA 2008 as httpx did (after the UTS 46
+  mapping of case and width), never IDNA 2003, which reads some as other names;
 * an SSRF guard: the host is resolved, EVERY resolved address must be public
   (no private, loopback, link-local, multicast, reserved, CGNAT or cloud
   metadata address), and the TCP connection is made to the address that was
@@ -23,13 +25,24 @@ library's `http.client` with a small pool of our own, with:
   never per address; a kept-alive connection was checked when it was opened.
   Loopback is allowed only with settings.GRANTRY_EGRESS_ALLOW_LOOPBACK
   (development and tests); metadata addresses never are;
-* no cookies stored or sent by the client, no proxies from the environment.
+* no cookies stored or sent by the client, no proxies from the environment;
+* certificates checked against certifi's CA bundle (as httpx did), not the
+  system store, which slim images may not have;
+* header names and values checked before anything is sent (no CR, LF, NUL or
+  other control character; names are tokens);
+* answers framed as strictly as httpx's parser framed them: interim 1xx answers
+  (103 Early Hints …) are skipped, 101 is refused, a Transfer-Encoding other
+  than chunked or conflicting Content-Lengths are refused, and a connection
+  whose answer carried both Transfer-Encoding and Content-Length is not reused.
+  Folded header values are unfolded, and CR, LF and NUL dropped from them.
 
 A pooled connection is reused only after its previous answer was read in full
 and did not ask to close; one the server has closed while it sat idle is
 dropped before use. If a reused connection fails before any byte of the
-answer arrived (the server closed it as the request went out), the request is
-sent once more on a new connection; nothing else is ever retried.
+answer arrived (the server closed it as the request went out), a GET, HEAD or
+OPTIONS request is sent once more on a new connection; any other method fails,
+since the server may have acted on it (a refresh token sent twice can revoke
+the grant). Nothing else is ever retried.
 
 Errors never carry the URL (a query string may hold a credential), only the
 host name and the elapsed time.
@@ -41,6 +54,7 @@ import http.client
 import ipaddress
 import json as jsonlib
 import math
+import re
 import select
 import socket
 import ssl
@@ -48,11 +62,13 @@ import threading
 import time
 import zlib
 from base64 import b64encode
+from collections import OrderedDict
 from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import SplitResult, quote, unquote, unquote_plus, urlencode, urlsplit
 
+import idna
 from django.conf import settings
 
 __all__ = [
@@ -116,15 +132,24 @@ class EgressTooLarge(EgressError):
     """The response body exceeded the configured cap; it was not read further."""
 
 
+# An obsolete line folding inside a header value, and what may not remain after it:
+# the broker copies some answer headers into its own response, which refuses them.
+_FOLD = re.compile(r"\r?\n[ \t]+")
+_NOT_IN_VALUE = re.compile(r"[\r\n\0]")
+
+
 class ResponseHeaders(Mapping[str, str]):
     """Response headers, looked up in any capitalisation. A name sent more than once
-    reads as its values joined by ", "; names iterate in lower case (as httpx.Headers)."""
+    reads as its values joined by ", "; names iterate in lower case (as httpx.Headers).
+    Folded values are unfolded; CR, LF and NUL are dropped."""
 
     __slots__ = ("_values",)
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         values: dict[str, str] = {}
         for name, value in pairs:
+            if "\n" in value or "\r" in value or "\0" in value:
+                value = _NOT_IN_VALUE.sub("", _FOLD.sub(" ", value))
             key = name.lower()
             values[key] = f"{values[key]}, {value}" if key in values else value
         self._values = values
@@ -287,7 +312,14 @@ class _TLSSocket(ssl.SSLSocket):
 
 
 def _make_tls_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()  # certificate and hostname checks on
+    # certifi's bundle, as httpx used: a slim image may have no system store at all.
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover (httpx, still a requirement, brings it)
+        cafile = None
+    else:
+        cafile = certifi.where()
+    context = ssl.create_default_context(cafile=cafile)  # certificate and hostname checks on
     context.set_alpn_protocols(["http/1.1"])
     context.sslsocket_class = _TLSSocket
     return context
@@ -303,13 +335,60 @@ def _tls_context() -> ssl.SSLContext:
     return _tls
 
 
-class _Connection(http.client.HTTPConnection):
-    """An HTTP/1.1 connection to `address`, the one the guard checked. The Host header
-    (http.client builds it from `host`) keeps the name from the URL."""
+class _Refused(http.client.HTTPException):
+    """An answer this client does not read; its text says why, never what was in it."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
+
+class _Response(http.client.HTTPResponse):
+    """http.client's response, framed as strictly as h11 (httpx's parser) framed one,
+    so that no answer can be read as the start of the next one on the connection."""
+
+    def begin(self) -> None:
+        super().begin()
+        # Interim answers (102 Processing, 103 Early Hints) precede the real one on
+        # the same connection; http.client skips only 100 Continue.
+        while 100 <= self.status < 200:
+            if self.status == 101:
+                raise _Refused("101 Switching Protocols, never asked for")
+            self.headers = None  # type: ignore[assignment]  # begin() reads a new head only then
+            super().begin()  # same buffered reader: bytes already read are not lost
+        self._check_framing()
+
+    def _check_framing(self) -> None:
+        encodings = self.msg.get_all("transfer-encoding")
+        lengths = self.msg.get_all("content-length")
+        if encodings is not None:
+            if len(encodings) != 1 or encodings[0].strip().lower() != "chunked":
+                raise _Refused("a Transfer-Encoding other than chunked")
+            if not self.chunked:  # http.client compares the value untrimmed
+                self.chunked, self.chunk_left, self.length = True, None, None
+            if lengths is not None:
+                # RFC 9112 section 6.1: chunked wins. Such an answer is how request
+                # smuggling starts, so its connection is not reused.
+                self.will_close = True
+        elif lengths is not None:
+            values = {value.strip() for line in lengths for value in line.split(",")}
+            length = values.pop() if len(values) == 1 else ""
+            if not (length.isascii() and length.isdigit() and len(length) <= 18):
+                raise _Refused("a malformed or conflicting Content-Length")
+            if self.length is None:  # "5, 5", which http.client does not read
+                self.length = int(length)
+        if self.status in (204, 304):  # never a body, whatever the headers say
+            self.chunked, self.length = False, 0
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP/1.1 connection to `address`, the one the guard checked, opened by
+    `deadline`. The Host header (http.client builds it from `host`) keeps the name
+    from the URL."""
+
+    response_class = _Response
+    auto_open = 0  # a closed connection is never silently opened again
+
+    def __init__(self, host: str, port: int, address: str, deadline: float) -> None:
+        super().__init__(host, port)
         self.address = address
+        self.deadline = deadline
         self.idle_since = 0.0
         # Checked under the loopback allowance: reuse must not outlive the setting.
         self.needs_loopback = (
@@ -320,7 +399,7 @@ class _Connection(http.client.HTTPConnection):
         family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
         sock = _Socket(family, socket.SOCK_STREAM)
         try:
-            sock.settimeout(self.timeout)
+            sock.settimeout(_time_left(self.deadline))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.connect((self.address, self.port))
         except BaseException:
@@ -344,10 +423,20 @@ class _TLSConnection(_Connection):
     def connect(self) -> None:
         sock = self._open_tcp()
         try:
+            sock.settimeout(_time_left(self.deadline))  # the handshake gets what is left
             self.sock = _tls_context().wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
             raise
+
+
+def _open(scheme: str, host: str, port: int, deadline: float) -> _Connection:
+    """A new connection, to the address the guard checks now."""
+    address = check_destination(host, port)
+    cls = _TLSConnection if scheme == "https" else _Connection
+    conn = cls(host, port, address, deadline)
+    conn.connect()
+    return conn
 
 
 def _closed_while_idle(conn: _Connection) -> bool:
@@ -369,10 +458,7 @@ class _Pool:
     MAX_IDLE = 50
     IDLE_SECONDS = 30.0  # older idle connections are closed rather than reused
 
-    def __init__(self, scheme: str, host: str, port: int) -> None:
-        self.scheme = scheme
-        self.host = host
-        self.port = port
+    def __init__(self) -> None:
         self._idle: list[_Connection] = []  # most recently used last
         self._lock = threading.Lock()
         self._retired = False
@@ -408,32 +494,38 @@ class _Pool:
         for conn in idle:
             conn.close()
 
-    def open(self, timeout: float) -> _Connection:
-        """A new connection, to the address the guard checks now."""
-        address = check_destination(self.host, self.port)
-        cls = _TLSConnection if self.scheme == "https" else _Connection
-        conn = cls(self.host, self.port, address, timeout)
-        conn.connect()
-        return conn
 
-
+PoolKey = tuple[str, str, int]  # scheme, hostname, port
 MAX_POOLS = 512
-_pools: dict[tuple[str, str, int], _Pool] = {}
+# Least recently used first. A pool is made only once a connection has answered, so
+# calls to blocked or dead destinations cannot push the live ones out.
+_pools: OrderedDict[PoolKey, _Pool] = OrderedDict()
 _pools_lock = threading.Lock()
 
 
-def _pool(scheme: str, host: str, port: int) -> _Pool:
-    key = (scheme, host, port)
-    pool = _pools.get(key)
-    if pool is None:
-        with _pools_lock:
-            pool = _pools.get(key)
-            if pool is None:
-                if len(_pools) >= MAX_POOLS:
-                    # Forget the oldest pool; requests in flight on it close their
-                    # connection instead of returning it.
-                    _pools.pop(next(iter(_pools))).retire()
-                pool = _pools[key] = _Pool(scheme, host, port)
+def _pool(key: PoolKey) -> _Pool | None:
+    """The pool for `key`, if there is one, now the most recently used."""
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is not None:
+            _pools.move_to_end(key)
+    return pool
+
+
+def _pool_for(key: PoolKey) -> _Pool:
+    """The pool for `key`, made if need be; the least recently used one goes past
+    MAX_POOLS (requests in flight on it close their connection instead of returning it)."""
+    retired = []
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            while len(_pools) >= MAX_POOLS:
+                retired.append(_pools.popitem(last=False)[1])
+            pool = _pools[key] = _Pool()
+        else:
+            _pools.move_to_end(key)
+    for old in retired:
+        old.retire()
     return pool
 
 
@@ -552,6 +644,19 @@ def _body(
     return None, None
 
 
+# An RFC 9110 token, and control characters but the tab (http.client lets a folded
+# value and NUL through).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _headers_are_valid(headers: dict[str, str]) -> bool:
+    # Values in one pass: joined by a tab, which a value may hold anyway.
+    return _CONTROL.search("\t".join(headers.values())) is None and all(
+        map(_TOKEN.fullmatch, headers)
+    )
+
+
 def _headers(
     given: Mapping[str, str] | None, content_type: str | None, parts: SplitResult
 ) -> dict[str, str]:
@@ -571,6 +676,10 @@ def _headers(
 
 # How a kept-alive connection the server closed just as the request went out fails.
 _STALE = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+# Only these may go again after such a failure: the server may have acted on the
+# request before it closed (RFC 9110 section 9.2.2), and a POST that redeems a code
+# or rotates a refresh token must not arrive twice.
+_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def egress_request(
@@ -597,30 +706,36 @@ def egress_request(
         )
     try:
         if not host.isascii():
-            host = host.encode("idna").decode("ascii")
+            host = idna.encode(host, uts46=True).decode("ascii")
         port = parts.port or (443 if scheme == "https" else 80)
-    except (UnicodeError, ValueError):
+    except (UnicodeError, ValueError):  # idna.IDNAError is a UnicodeError
         raise EgressConnectError(f"Could not connect to {host} (InvalidURL).", host=host) from None
     seconds = float(timeout if timeout is not None else settings.GRANTRY_EGRESS_TIMEOUT)
     cap = int(settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES)
     body, content_type = _body(json, content, data)
     request_headers = _headers(headers, content_type, parts)
+    if not _headers_are_valid(request_headers):
+        # Not the header's text: it may hold a credential.
+        raise EgressConnectError(
+            f"Could not send the request to {host} (invalid header).", host=host
+        ) from None
     target = _target(parts, params)
 
-    pool = _pool(scheme, host, port)
+    key = (scheme, host, port)
+    pool = _pool(key)
     try:
         conn, response = _exchange(
-            pool,
-            method.upper(),
-            target,
-            body,
-            request_headers,
-            seconds=seconds,
-            deadline=started + seconds,
+            pool, key, method.upper(), target, body, request_headers, deadline=started + seconds
         )
     except EgressError as exc:
         exc.elapsed_ms = _elapsed_ms(started)
         raise
+    except _Refused as exc:
+        raise EgressConnectError(
+            f"Refused the answer from {host} ({exc}).",
+            host=host,
+            elapsed_ms=_elapsed_ms(started),
+        ) from exc
     except TimeoutError as exc:
         raise EgressTimeout(
             f"{host} did not answer within {seconds:g}s.",
@@ -634,7 +749,8 @@ def egress_request(
             elapsed_ms=_elapsed_ms(started),
         ) from exc
     except ValueError:
-        # An illegal header name or value; its text may hold a credential.
+        # http.client refused some text (a header value outside latin-1); it may
+        # hold a credential.
         raise EgressConnectError(
             f"Could not send the request to {host} (invalid header).",
             host=host,
@@ -668,7 +784,7 @@ def egress_request(
         ) from exc
     # http.client has already dropped the socket if the answer said "Connection: close".
     if conn.sock is not None and response.version == 11 and not response.will_close:
-        pool.put(conn)
+        (pool or _pool_for(key)).put(conn)
     else:
         conn.close()
     return EgressResponse(
@@ -681,24 +797,25 @@ def egress_request(
 
 
 def _exchange(
-    pool: _Pool,
+    pool: _Pool | None,
+    key: PoolKey,
     method: str,
     target: str,
     body: bytes | None,
     headers: dict[str, str],
     *,
-    seconds: float,
     deadline: float,
 ) -> tuple[_Connection, http.client.HTTPResponse]:
     """Send the request and read the head of the answer, on an idle pooled connection
     if there is one. If a reused connection fails before any byte of an answer came
-    back, the request goes once more on a new connection. A connection that raised
-    is closed."""
-    conn = pool.take(allow_loopback=bool(settings.GRANTRY_EGRESS_ALLOW_LOOPBACK))
+    back, a GET, HEAD or OPTIONS goes once more on a new connection. A connection
+    that raised is closed."""
+    allow_loopback = bool(settings.GRANTRY_EGRESS_ALLOW_LOOPBACK)
+    conn = pool.take(allow_loopback=allow_loopback) if pool is not None else None
     while True:
         fresh = conn is None
         if conn is None:
-            conn = pool.open(seconds)
+            conn = _open(*key, deadline)
         sock = conn.timed_socket
         sock.deadline = deadline
         sock.received = 0
@@ -707,7 +824,7 @@ def _exchange(
             return conn, conn.getresponse()
         except _STALE:
             conn.close()
-            if fresh or sock.received:
+            if fresh or sock.received or method not in _RETRYABLE:
                 raise
         except BaseException:
             conn.close()

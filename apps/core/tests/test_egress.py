@@ -516,11 +516,11 @@ def test_bytes_arriving_on_an_idle_connection_are_not_taken_for_the_next_answer(
     assert server.accepted == 2
 
 
-def test_a_reused_connection_dropped_as_the_request_arrives_is_retried_once(
-    raw_server,  # noqa: ANN001
-) -> None:
-    # Connection 0 answers once, then takes the second request and closes without a
-    # byte of answer (an idle-timeout race). The request goes again on a new connection.
+def _dropping_the_second_request(raw_server: Callable[..., _RawServer]) -> _RawServer:
+    """A server whose connection 0 answers once, then takes the second request and
+    closes without a byte of answer (an idle-timeout race, or a server that acted on
+    the request and then died)."""
+
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         requests = 0
         while server.read_request(reader, index):
@@ -530,10 +530,35 @@ def test_a_reused_connection_dropped_as_the_request_arrives_is_retried_once(
             requests += 1
 
     server = raw_server(serve)
+    return server
+
+
+@pytest.mark.parametrize("method", ["GET", "OPTIONS"])
+def test_a_safe_request_on_a_reused_connection_dropped_without_an_answer_is_retried_once(
+    raw_server,  # noqa: ANN001
+    method: str,
+) -> None:
+    server = _dropping_the_second_request(raw_server)
     assert egress_request("GET", f"{server.url}/").content == b"conn0-req0"
-    assert egress_request("POST", f"{server.url}/", json={"a": 1}).content == b"conn1-req0"
+    assert egress_request(method, f"{server.url}/").content == b"conn1-req0"
     assert server.accepted == 2
     assert server.requests == {0: 2, 1: 1}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_any_other_request_on_a_reused_connection_is_never_sent_twice(
+    raw_server,  # noqa: ANN001
+    method: str,
+) -> None:
+    # The server may have redeemed the code or rotated the refresh token before it
+    # closed; a second copy would trip reuse detection and revoke the grant.
+    server = _dropping_the_second_request(raw_server)
+    assert egress_request("GET", f"{server.url}/").content == b"conn0-req0"
+    with pytest.raises(EgressConnectError):
+        egress_request(method, f"{server.url}/token", data={"refresh_token": "rt-1"})
+    time.sleep(0.05)
+    assert server.accepted == 1
+    assert server.requests == {0: 2}
 
 
 def test_a_new_connection_dropped_without_an_answer_is_not_retried(
