@@ -23,7 +23,7 @@ from apps.broker.catalog import actions_for
 from apps.broker.results import BrokerResult
 from apps.broker.services import RequestMeta, execute_action, proxy_call, token_with_connections
 from apps.core.api import error_response
-from apps.workers.auth import WorkerTokenAuthentication
+from apps.workers.auth import WorkerTokenAuthentication, token_by_digest
 
 MAX_REQUEST_BYTES = getattr(settings, "GRANTRY_BROKER_MAX_REQUEST_BYTES", 1_000_000)
 
@@ -72,20 +72,6 @@ class AgentView(APIView):
     permission_classes = [IsAgent]
 
 
-class ActionCallAuthentication(WorkerTokenAuthentication):
-    """Worker-token authentication that also fetches the connection the call names
-    (or the action's provider's usable ones), in the token lookup's own statement."""
-
-    def lookup(self, digest: str, request: Request) -> Any:
-        action = (request.parser_context or {}).get("kwargs", {}).get("action", "")
-        provider_key, dot, _ = str(action).partition(".")
-        payload = _payload(request)
-        ref = payload.get("connection") if payload is not None else None
-        if not dot or payload is None or not isinstance(ref, str | int | None):
-            return super().lookup(digest, request)
-        return token_with_connections(digest, provider_key, ref)
-
-
 def _payload(request: Request) -> dict[str, Any] | None:
     """The JSON object in the body, or None if it is not one (kept on the request so
     authentication parses it once; the view reports what is wrong with a bad body)."""
@@ -111,8 +97,18 @@ class ActionListView(AgentView):
 
 
 class _ActionCallView(AgentView):
-    authentication_classes = [ActionCallAuthentication]
     dry_run = False
+
+    def lookup_token(self, digest: str, request: Request) -> Any:
+        """Authentication's token lookup, extended: also fetch the connection the call
+        names (or the action's provider's usable ones) in the same statement."""
+        action = self.kwargs.get("action", "")
+        provider_key, dot, _ = str(action).partition(".")
+        payload = _payload(request)
+        ref = payload.get("connection") if payload is not None else None
+        if not dot or payload is None or not isinstance(ref, str | int | None):
+            return token_by_digest(digest)
+        return token_with_connections(digest, provider_key, ref)
 
     def post(self, request: Request, action: str) -> HttpResponse:
         problem = too_large(request)

@@ -183,8 +183,14 @@ class WorkerTokenAuthentication(BaseAuthentication):
         return WorkerPrincipal(token.worker), context
 
     def lookup(self, digest: str, request: Request) -> WorkerToken | None:
-        """The token for this digest. Subclasses may fetch more in the same statement
-        (and leave it as `token.prefetched`, which the context carries)."""
+        """The token for this digest. A view may fetch more in the same statement by
+        defining `lookup_token(digest, request)` (and leave it as `token.prefetched`,
+        which the context carries)."""
+        view = (request.parser_context or {}).get("view")
+        lookup_token = getattr(view, "lookup_token", None)
+        if lookup_token is not None:
+            found: WorkerToken | None = lookup_token(digest, request)
+            return found
         return token_by_digest(digest)
 
     def _fail(self, code: str, request: Request, token: WorkerToken | None = None) -> NoReturn:
