@@ -26,8 +26,8 @@ most of them is GIL-bound on one core), so a single run can be off by 2-3x.
 
 Environment: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3),
 BENCH_DATABASE_URL (default
-postgres://postgres@127.0.0.1:5432/grantry_bench), WEB_CONCURRENCY (gunicorn
-workers, default from the Procfile: 2).
+postgres://postgres@127.0.0.1:5432/grantry_bench), WEB_CONCURRENCY and
+WEB_THREADS (gunicorn processes and threads, defaults from the Procfile: 2 and 8).
 """
 
 from __future__ import annotations
