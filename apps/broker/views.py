@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.http import HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import BasePermission
@@ -106,7 +107,12 @@ class _ActionCallView(AgentView):
         provider_key, dot, _ = str(action).partition(".")
         payload = _payload(request)
         ref = payload.get("connection") if payload is not None else None
-        if not dot or payload is None or not isinstance(ref, str | int | None):
+        if (
+            not dot
+            or payload is None
+            or not isinstance(ref, str | int | None)
+            or db_connection.vendor != "postgresql"  # LATERAL: PostgreSQL only
+        ):
             return token_by_digest(digest)
         return token_with_connections(digest, provider_key, ref)
 

@@ -13,6 +13,8 @@ PROTECT would block a disconnect on a role edit).
 
 from __future__ import annotations
 
+import secrets
+
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -38,6 +40,10 @@ class RoleQuerySet(models.QuerySet["Role"]):
         return self.filter(organization=organization)
 
 
+def initial_rules_version() -> int:
+    return secrets.randbits(62)
+
+
 class Role(models.Model):
     organization = models.ForeignKey(
         "organizations.Organization", on_delete=models.CASCADE, related_name="roles"
@@ -55,8 +61,10 @@ class Role(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # Raised in the same transaction as every change to the role's rules. The agent
     # token lookup reads it with the role, so every process knows on each call
-    # whether the rules it keeps in memory are current (policies.selectors).
-    rules_version = models.PositiveBigIntegerField(default=1, editable=False)
+    # whether the rules it keeps in memory are current (policies.selectors). It
+    # starts at a random number: a role id can come back (SQLite reuses the ids of
+    # rolled-back rows) and must not find the rules of an earlier role cached.
+    rules_version = models.PositiveBigIntegerField(default=initial_rules_version, editable=False)
 
     objects = RoleQuerySet.as_manager()
 

@@ -52,14 +52,14 @@ def role_rules(role_id: int, version: int | None = None) -> list[RuleSpec]:
     local = _local.get(role_id)
     if local is not None and local[0] == version:
         return list(local[1])
+    # Loaded after `version` was read, so these rules are at least that new: an entry
+    # never holds rules older than its version (a racing thread may store an older
+    # version's entry last; that only costs the next call a reload).
     rules = tuple(load_role_rules(role_id))
     with _local_lock:
         if len(_local) >= LOCAL_MAX_ROLES:
             _local.clear()
-        current = _local.get(role_id)
-        # Never replace a newer version another thread stored meanwhile.
-        if current is None or current[0] <= version:
-            _local[role_id] = (version, rules)
+        _local[role_id] = (version, rules)
     return list(rules)
 
 

@@ -409,6 +409,7 @@ def test_connection_refs_that_are_not_plain_ids_are_names(client, org, upstream,
     assert upstream.requests == []
 
 
+@pytest.mark.postgres  # LATERAL; other databases take the two-statement path
 def test_a_warm_execute_is_three_statements_token_and_connection_in_one(client, agent, upstream):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
