@@ -1,0 +1,97 @@
+"""The SSRF guard: which schemes may be used and which addresses may be contacted.
+
+A host is resolved and EVERY address it resolves to must be public; the caller
+then connects to the address returned, the one that was checked."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from django.conf import settings
+
+from .errors import EgressBlocked, EgressConnectError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud metadata endpoints. Most are link-local or private anyway; listed so
+# that no setting (not even loopback for dev) can ever open them.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean
+        "169.254.170.2",  # AWS ECS task metadata
+        "169.254.169.123",  # AWS time sync
+        "fd00:ec2::254",  # AWS IMDS over IPv6
+        "100.100.100.200",  # Alibaba Cloud
+        "192.0.0.192",  # Oracle Cloud
+    )
+)
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+
+
+def _require_https() -> bool:
+    """Plain http only where loopback is allowed too (development, tests), unless
+    GRANTRY_EGRESS_REQUIRE_HTTPS says otherwise."""
+    explicit = getattr(settings, "GRANTRY_EGRESS_REQUIRE_HTTPS", None)
+    if explicit is not None:
+        return bool(explicit)
+    return not settings.GRANTRY_EGRESS_ALLOW_LOOPBACK
+
+
+def _address_refusal(ip: IPAddress, *, allow_loopback: bool) -> str | None:
+    """Why `ip` may not be contacted, or None if it may."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            return _address_refusal(embedded, allow_loopback=allow_loopback)
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if ip.is_loopback:
+        return None if allow_loopback else "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_private:
+        return "a private address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if not ip.is_global:
+        return "a non-public address"
+    return None
+
+
+def check_destination(host: str, port: int) -> str:
+    """Resolve `host` and return the one address to connect to, or raise EgressBlocked.
+
+    Every address the name resolves to must pass; a name that resolves to one
+    public and one private address is refused (that is how rebinding starts)."""
+    allow_loopback = bool(settings.GRANTRY_EGRESS_ALLOW_LOOPBACK)
+    if not host:
+        raise EgressBlocked("The URL has no host.", host=host)
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        literal = None
+    if literal is not None:
+        candidates = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise EgressConnectError(f"Could not resolve {host}.", host=host) from exc
+        candidates = []
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if address not in candidates:
+                candidates.append(address)
+        if not candidates:
+            raise EgressConnectError(f"Could not resolve {host}.", host=host)
+    for address in candidates:
+        reason = _address_refusal(address, allow_loopback=allow_loopback)
+        if reason is not None:
+            raise EgressBlocked(f"{host} resolves to {reason}; refusing to connect.", host=host)
+    return str(candidates[0])
