@@ -24,40 +24,31 @@ def _time_left(deadline: float) -> float:
     return left
 
 
-class _Socket(socket.socket):
-    """A TCP socket whose every read and write ends by the current request's deadline
-    (set per request), and which counts the bytes read since the request went out
-    (a failed reuse may be retried only if no byte of an answer had arrived)."""
+class _Deadline:
+    """Socket mixin: every read and write ends by the current request's deadline (set
+    per request), and the bytes read since the request went out are counted (a
+    failed reuse may be retried only if no byte of an answer had arrived)."""
 
     deadline = math.inf
     received = 0
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        self.settimeout(_time_left(self.deadline))
-        count = super().recv_into(buffer, nbytes, flags)
+    def recv_into(self, buffer: Any, *args: Any, **kwargs: Any) -> int:
+        self.settimeout(_time_left(self.deadline))  # type: ignore[attr-defined]
+        count: int = super().recv_into(buffer, *args, **kwargs)  # type: ignore[misc]
         self.received += count
         return count
 
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        self.settimeout(_time_left(self.deadline))
-        super().sendall(data, flags)
+    def sendall(self, data: Any, *args: Any, **kwargs: Any) -> None:
+        self.settimeout(_time_left(self.deadline))  # type: ignore[attr-defined]
+        super().sendall(data, *args, **kwargs)  # type: ignore[misc]
 
 
-class _TLSSocket(ssl.SSLSocket):
-    """_Socket's deadline and byte count, after the TLS handshake (see _make_tls_context)."""
+class _Socket(_Deadline, socket.socket):
+    """A TCP socket with the request's deadline and byte count."""
 
-    deadline = math.inf
-    received = 0
 
-    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
-        self.settimeout(_time_left(self.deadline))
-        count = super().recv_into(buffer, nbytes, flags)
-        self.received += count
-        return count
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        self.settimeout(_time_left(self.deadline))
-        super().sendall(data, flags)
+class _TLSSocket(_Deadline, ssl.SSLSocket):
+    """The same, after the TLS handshake (see _make_tls_context)."""
 
 
 def _make_tls_context() -> ssl.SSLContext:
