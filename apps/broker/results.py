@@ -79,6 +79,19 @@ def fail(status: int, code: str, message: str, **details: Any) -> BrokerResult:
     )
 
 
+def has_nul(value: Any) -> bool:
+    """Whether a NUL character hides in any string of this JSON value (keys included).
+    PostgreSQL text and jsonb refuse it, so such input is refused before it gets near
+    the audit trail."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 def input_digest(value: Any) -> str:
     """sha256 of the canonical JSON of the input: what the audit trail stores."""
     canonical = json.dumps(

@@ -34,6 +34,7 @@ from apps.broker.results import (
     allowed_headers,
     decode_body,
     fail,
+    has_nul,
     input_digest,
 )
 from apps.connections.custody import secrets_not_needed
@@ -292,6 +293,26 @@ def token_with_connections(
     return token
 
 
+def _printable(text: str) -> str:
+    return text.replace("\x00", "\\u0000")
+
+
+def _refuse_nul(audit: _Audit, verb: str) -> BrokerResult:
+    """PostgreSQL text refuses NUL: such a request could name nothing, and is refused
+    (and audited, with the NUL written out) before any lookup."""
+    result = fail(
+        400, "invalid_input", "Text in the request must not contain NUL (\\u0000) characters."
+    )
+    audit.write(
+        action=verb,
+        outcome=Outcome.DENIED,
+        decision=Decision.DENIED,
+        reason=result.message,
+        metadata={},
+    )
+    return result
+
+
 def _admit(
     ctx: Any, audit: _Audit, verb: str, decision: Any, connection: Connection, provider_key: str
 ) -> BrokerResult | None:
@@ -454,16 +475,19 @@ def execute_action(
     started = time.monotonic()
     verb = "broker.check" if dry_run else "broker.execute"
     organization = ctx.organization
+    nul = has_nul(action_name) or has_nul(connection_ref) or has_nul(input)
     audit = _Audit(
         ctx=ctx,
         meta=request_meta,
         base={
             "role_id": ctx.role_id,
-            "action": action_name,
+            "action": _printable(action_name) if nul else action_name,
             "surface": request_meta.surface,
             "input_sha256": input_digest(input),
         },
     )
+    if nul:
+        return _refuse_nul(audit, verb)
     if organization.store_broker_input:
         audit.base["input"] = input
 
@@ -692,6 +716,9 @@ def proxy_call(
         },
     )
     verb = "broker.proxy"
+    if has_nul(path) or has_nul(query) or has_nul(connection_ref):
+        audit.base["path"] = _printable(path[:500])
+        return _refuse_nul(audit, verb)
     connection = _connection_by(organization, connection_ref)
     if connection is None:
         result = fail(

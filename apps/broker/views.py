@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from apps.broker import schema
 from apps.broker.catalog import actions_for
-from apps.broker.results import BrokerResult
+from apps.broker.results import BrokerResult, has_nul
 from apps.broker.services import RequestMeta, execute_action, proxy_call, token_with_connections
 from apps.core.api import error_response
 from apps.workers.auth import WorkerTokenAuthentication, token_by_digest
@@ -73,22 +73,44 @@ class AgentView(APIView):
     permission_classes = [IsAgent]
 
 
-def _payload(request: Request) -> dict[str, Any] | None:
-    """The JSON object in the body, or None if it is not one (kept on the request so
-    authentication parses it once; the view reports what is wrong with a bad body)."""
+def _body(request: Request) -> tuple[dict[str, Any] | None, HttpResponse | None]:
+    """The JSON object in the body, or the error answer for a body that is not one.
+    Kept on the request: authentication reads it too (to fetch the named connection
+    in the token's statement), and the body is parsed once."""
     django_request: Any = request._request
-    if not hasattr(django_request, "_agent_payload"):
-        payload: Any = None
-        if too_large(django_request) is None:
-            raw = django_request.body
-            if len(raw) <= MAX_REQUEST_BYTES:
-                try:
-                    payload = json.loads(raw or b"{}")
-                except ValueError:
-                    payload = None
-        django_request._agent_payload = payload if isinstance(payload, dict) else None
-    found: dict[str, Any] | None = django_request._agent_payload
+    cached = getattr(django_request, "_agent_body", None)
+    if cached is None:
+        cached = django_request._agent_body = _parse_body(django_request)
+    found: tuple[dict[str, Any] | None, HttpResponse | None] = cached
     return found
+
+
+def _parse_body(request: Any) -> tuple[dict[str, Any] | None, HttpResponse | None]:
+    problem = too_large(request)
+    if problem is not None:
+        return None, problem
+    raw = request.body
+    if len(raw) > MAX_REQUEST_BYTES:
+        return None, error_response(
+            "request_too_large", "The request body is too large.", status_code=413
+        )
+    try:
+        payload = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        return None, error_response(
+            "invalid_json", "The request body is not valid JSON.", status_code=400
+        )
+    if not isinstance(payload, dict):
+        return None, error_response(
+            "invalid_input", "The request body must be a JSON object.", status_code=400
+        )
+    if b"\\u0000" in raw and has_nul(payload):
+        return None, error_response(
+            "invalid_input",
+            "Text in the request must not contain NUL (\\u0000) characters.",
+            status_code=400,
+        )
+    return payload, None
 
 
 class ActionListView(AgentView):
@@ -103,38 +125,25 @@ class _ActionCallView(AgentView):
     def lookup_token(self, digest: str, request: Request) -> Any:
         """Authentication's token lookup, extended: also fetch the connection the call
         names (or the action's provider's usable ones) in the same statement."""
-        action = self.kwargs.get("action", "")
-        provider_key, dot, _ = str(action).partition(".")
-        payload = _payload(request)
+        action = str(self.kwargs.get("action", ""))
+        provider_key, dot, _ = action.partition(".")
+        payload, problem = _body(request)
         ref = payload.get("connection") if payload is not None else None
         if (
             not dot
             or payload is None
             or not isinstance(ref, str | int | None)
+            or has_nul(action)  # cannot name anything; the service answers it
             or db_connection.vendor != "postgresql"  # LATERAL: PostgreSQL only
         ):
             return token_by_digest(digest)
         return token_with_connections(digest, provider_key, ref)
 
     def post(self, request: Request, action: str) -> HttpResponse:
-        problem = too_large(request)
+        payload, problem = _body(request)
         if problem is not None:
             return problem
-        raw = request._request.body
-        if len(raw) > MAX_REQUEST_BYTES:
-            return error_response(
-                "request_too_large", "The request body is too large.", status_code=413
-            )
-        try:
-            payload = json.loads(raw or b"{}")
-        except ValueError:
-            return error_response(
-                "invalid_json", "The request body is not valid JSON.", status_code=400
-            )
-        if not isinstance(payload, dict):
-            return error_response(
-                "invalid_input", "The request body must be a JSON object.", status_code=400
-            )
+        assert payload is not None
         connection = payload.get("connection")
         action_input = payload.get("input", {})
         field_errors: dict[str, str] = {}

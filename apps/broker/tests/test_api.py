@@ -423,3 +423,60 @@ def test_a_warm_execute_is_three_statements_token_and_connection_in_one(client, 
     assert len(statements) == 3, statements
     assert "LATERAL" in statements[0] and "digest" in statements[0]
     assert len(upstream.requests) == 2
+
+
+def _raw_post(client, path, body, token):
+    return client.post(
+        path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+
+
+BAD_BODIES = {
+    "deeply nested": "[" * 100_000,
+    "NUL in connection": json.dumps({"connection": "sand\x00box", "input": {}}),
+    "NUL in input": json.dumps({"input": {"project_id": "1\x00"}}),
+}
+
+
+@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(client, agent, body):
+    from apps.workers.tokens import generate_token
+
+    forged = generate_token("worker").raw  # well-formed, checksum valid, unknown
+    before = AuditEvent.objects.filter(action="auth.failed").count()
+    for path in (EXECUTE.format("sandbox.list_projects"), EXECUTE.format("sand%00box.x")):
+        response = _raw_post(client, path, body, forged)
+        assert response.status_code == 401, response.content
+        assert response.json()["error"]["code"] == "token_invalid"
+    assert AuditEvent.objects.filter(action="auth.failed").count() == before + 2
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (BAD_BODIES["deeply nested"], "invalid_json"),
+        (BAD_BODIES["NUL in connection"], "invalid_input"),
+        (BAD_BODIES["NUL in input"], "invalid_input"),
+    ],
+    ids=["deeply nested", "NUL in connection", "NUL in input"],
+)
+def test_hostile_bodies_from_an_agent_get_400_and_nothing_upstream(
+    client, agent, upstream, body, code
+):
+    response = _raw_post(client, EXECUTE.format("sandbox.list_projects"), body, agent.raw)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == code
+    assert upstream.requests == []
+
+
+def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(client, agent, upstream):
+    response = _raw_post(client, EXECUTE.format("sand%00box.list_projects"), "{}", agent.raw)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_input"
+    event = broker_events(action="broker.execute")[-1]
+    assert event.metadata["action"] == "sand\\u0000box.list_projects"
+    assert event.decision == "denied"
+    proxied = client.get("/api/v1/proxy/sandbox/projects/1%00x", **agent.headers)
+    assert proxied.status_code == 400, proxied.content
+    assert broker_events(action="broker.proxy")[-1].metadata["path"] == "projects/1\\u0000x"
+    assert upstream.requests == []
