@@ -89,7 +89,9 @@ def audit_record(
     set by the append statement itself, so no extra round trip). The event is
     written and ordered like any other; only a crash of the database server within
     the WAL writer's window could lose it. The broker uses it for the outcome of a
-    call whose attempt is already durably recorded — nothing else should.
+    call whose attempt is already durably recorded — nothing else should. Inside an
+    enclosing transaction the setting would apply to that whole transaction's
+    commit; the broker runs in autocommit (ATOMIC_REQUESTS is off, a test pins it).
     """
     if organization is not None:
         organization_id = organization.pk

@@ -14,7 +14,6 @@ PROTECT would block a disconnect on a role edit).
 from __future__ import annotations
 
 import secrets
-
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings

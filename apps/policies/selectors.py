@@ -12,6 +12,7 @@ cache round trip at all. Callers without a version read it first (one query).
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from django.db.models import F
@@ -20,9 +21,13 @@ from apps.policies.evaluate import RuleSpec, action_matches, connection_matches
 from apps.policies.models import Role, Rule
 
 LOCAL_MAX_ROLES = 10_000
+# A safety net, not the mechanism: an entry is also dropped after this long, so a rule
+# change that did not raise the version (an older release still serving during a
+# rolling deploy) is picked up within minutes.
+LOCAL_TTL_SECONDS = 300
 
-# role id -> (rules_version, rules); per process, shared by threads.
-_local: dict[int, tuple[int, tuple[RuleSpec, ...]]] = {}
+# role id -> (rules_version, rules, monotonic expiry); per process, shared by threads.
+_local: dict[int, tuple[int, tuple[RuleSpec, ...], float]] = {}
 _local_lock = threading.Lock()
 
 
@@ -50,7 +55,7 @@ def role_rules(role_id: int, version: int | None = None) -> list[RuleSpec]:
         if version is None:  # no such role: no rules
             return []
     local = _local.get(role_id)
-    if local is not None and local[0] == version:
+    if local is not None and local[0] == version and local[2] > time.monotonic():
         return list(local[1])
     # Loaded after `version` was read, so these rules are at least that new: an entry
     # never holds rules older than its version (a racing thread may store an older
@@ -59,7 +64,7 @@ def role_rules(role_id: int, version: int | None = None) -> list[RuleSpec]:
     with _local_lock:
         if len(_local) >= LOCAL_MAX_ROLES:
             _local.clear()
-        _local[role_id] = (version, rules)
+        _local[role_id] = (version, rules, time.monotonic() + LOCAL_TTL_SECONDS)
     return list(rules)
 
 

@@ -105,3 +105,10 @@ def test_wait_for_flush_sets_the_commit_mode_of_the_events_own_transaction(org, 
     assert AuditEvent.objects.filter(pk=event.pk).exists()
     reports = verify_chains(organization_ids=[org.pk])
     assert reports and all(r.ok for r in reports), reports
+
+
+def test_requests_are_not_wrapped_in_a_transaction(settings):
+    """The broker's outcome event skips the flush wait for its own transaction only
+    because each request runs in autocommit; ATOMIC_REQUESTS would widen that to the
+    whole request."""
+    assert settings.DATABASES["default"]["ATOMIC_REQUESTS"] is False

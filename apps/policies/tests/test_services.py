@@ -413,3 +413,19 @@ def test_deleting_a_connection_removes_its_rules_and_refreshes_the_cache(
     with django_capture_on_commit_callbacks(execute=True):
         sandbox_conn.delete()
     assert [r.connection_id for r in role_rules(role.pk)] == [None]
+
+
+def test_process_rules_expire_even_without_a_version_change(org, monkeypatch):
+    """Safety net for a rule change that did not raise the version (an older release
+    during a rolling deploy): the per-process copy is dropped after its lifetime."""
+    from apps.policies import selectors
+
+    role = role_create(organization=org, name="r", rules=[read_rule()])
+    version = _version(role)
+    assert len(role_rules(role.pk, version)) == 1
+    Rule.objects.filter(role=role).delete()  # what an old release would do, version kept
+    Role.objects.filter(pk=role.pk).update(rules_version=version)
+    assert len(role_rules(role.pk, version)) == 1  # still the process's copy
+    now = selectors.time.monotonic()
+    monkeypatch.setattr(selectors.time, "monotonic", lambda: now + selectors.LOCAL_TTL_SECONDS + 1)
+    assert role_rules(role.pk, version) == []
