@@ -7,6 +7,8 @@ that changes a role's rules raises that number in the same transaction
 the token (one statement, no cache involved), so a rule change is seen by
 every process on the very next call, and the usual call costs no query and no
 cache round trip at all. Callers without a version read it first (one query).
+Entries also expire after LOCAL_TTL_SECONDS, a safety net for changes made by a
+release that did not know about the version (a rolling deploy).
 """
 
 from __future__ import annotations
