@@ -25,7 +25,8 @@ connections happen to spread over the gunicorn processes (one process holding
 most of them is GIL-bound on one core), so a single run can be off by 2-3x.
 
 Environment: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3),
-BENCH_DATABASE_URL (default
+BENCH_KEEP_DB=1 (keep the bench database; by default it is dropped and created
+again, so every run starts with an empty audit table), BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/grantry_bench), WEB_CONCURRENCY and
 WEB_THREADS (gunicorn processes and threads, defaults from the Procfile: 2 and 8).
 """
@@ -212,6 +213,10 @@ def ensure_database(url: str) -> None:
         return
     admin_url = url[: match.start("name")] + "postgres"
     with psycopg.connect(admin_url, autocommit=True) as conn:
+        if os.environ.get("BENCH_KEEP_DB") != "1":
+            # Every run starts from an empty database: the audit table grows by ~10k
+            # events per run and, past the server's buffers, skews the next run.
+            conn.execute(f'DROP DATABASE IF EXISTS "{match["name"]}" WITH (FORCE)')
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (match["name"],)
         ).fetchone()
