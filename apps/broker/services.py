@@ -125,6 +125,30 @@ class _Audit:
         )
 
 
+def _refuse(
+    audit: _Audit,
+    verb: str,
+    result: BrokerResult,
+    *,
+    outcome: str = Outcome.DENIED,
+    decision: str = Decision.DENIED,
+    connection: Connection | None = None,
+    provider: str = "",
+) -> BrokerResult:
+    """Record a call that ends here, with the answer's message as the reason, and
+    return that answer."""
+    audit.write(
+        action=verb,
+        outcome=outcome,
+        decision=decision,
+        reason=result.message,
+        connection=connection,
+        provider=provider,
+        metadata={},
+    )
+    return result
+
+
 def _rules(ctx: Any) -> Any:
     from apps.policies.selectors import role_rules
 
@@ -300,17 +324,13 @@ def _printable(text: str) -> str:
 def _refuse_nul(audit: _Audit, verb: str) -> BrokerResult:
     """PostgreSQL text refuses NUL: such a request could name nothing, and is refused
     (and audited, with the NUL written out) before any lookup."""
-    result = fail(
-        400, "invalid_input", "Text in the request must not contain NUL (\\u0000) characters."
+    return _refuse(
+        audit,
+        verb,
+        fail(
+            400, "invalid_input", "Text in the request must not contain NUL (\\u0000) characters."
+        ),
     )
-    audit.write(
-        action=verb,
-        outcome=Outcome.DENIED,
-        decision=Decision.DENIED,
-        reason=result.message,
-        metadata={},
-    )
-    return result
 
 
 def _admit(
@@ -320,28 +340,18 @@ def _admit(
     the rule's rate limit, the connection's health, then the durable attempt event."""
     limited = _rate_limited(ctx, decision)
     if limited is not None:
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=limited.message,
-            connection=connection,
-            provider=provider_key,
-            metadata={},
-        )
-        return limited
+        return _refuse(audit, verb, limited, connection=connection, provider=provider_key)
     if connection.status != ConnectionStatus.ACTIVE:
         message = REAUTH_MESSAGE.format(name=connection.name)
-        audit.write(
-            action=verb,
+        return _refuse(
+            audit,
+            verb,
+            fail(409, "needs_reauth", message, connection=connection.name),
             outcome=Outcome.FAILURE,
             decision=Decision.ALLOWED,
-            reason=message,
             connection=connection,
             provider=provider_key,
-            metadata={},
         )
-        return fail(409, "needs_reauth", message, connection=connection.name)
     return _record_attempt(
         audit, verb, reason=decision.reason, connection=connection, provider=provider_key
     )
@@ -499,29 +509,14 @@ def execute_action(
             "unknown_action",
             f"There is no action {action_name!r}. GET /api/v1/actions lists yours.",
         )
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=result.message,
-            metadata={},
-        )
-        return result
+        return _refuse(audit, verb, result)
     provider_key = action.provider_key
 
     connection, problem = _resolve_connection(
         organization, provider_key, connection_ref, getattr(ctx, "prefetched", None)
     )
     if problem is not None:
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=problem.message,
-            provider=provider_key,
-            metadata={},
-        )
-        return problem
+        return _refuse(audit, verb, problem, provider=provider_key)
     assert connection is not None
 
     decision = evaluate(
@@ -536,16 +531,13 @@ def execute_action(
         ),
     )
     if not decision.allowed:
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=decision.reason,
+        return _refuse(
+            audit,
+            verb,
+            fail(403, "denied", decision.reason, action=action_name, connection=connection.name),
             connection=connection,
             provider=provider_key,
-            metadata={},
         )
-        return fail(403, "denied", decision.reason, action=action_name, connection=connection.name)
     audit.base["rule_id"] = decision.rule_id
 
     provider = get_provider(provider_key, organization=organization)
@@ -569,16 +561,15 @@ def execute_action(
         )
     except BaseURLParamError as exc:
         message = f"The connection {connection.name!r} is misconfigured: {exc}"
-        audit.write(
-            action=verb,
+        return _refuse(
+            audit,
+            verb,
+            fail(409, "connection_misconfigured", message, connection=connection.name),
             outcome=Outcome.ERROR,
             decision=Decision.ALLOWED,
-            reason=message,
             connection=connection,
             provider=provider_key,
-            metadata={},
         )
-        return fail(409, "connection_misconfigured", message, connection=connection.name)
 
     if dry_run:
         audit.write(
@@ -724,43 +715,18 @@ def proxy_call(
         result = fail(
             404, "connection_not_found", f"No connection {connection_ref!r} in this organization."
         )
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=result.message,
-            metadata={},
-        )
-        return result
+        return _refuse(audit, verb, result)
     provider_key = connection.provider_key
     try:
         clean_path = normalize_path("/" + path.lstrip("/") if path else "/")
     except UnsafePath as exc:
         result = fail(400, "unsafe_path", f"The proxy path was rejected: {exc}.")
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=result.message,
-            connection=connection,
-            provider=provider_key,
-            metadata={},
-        )
-        return result
+        return _refuse(audit, verb, result, connection=connection, provider=provider_key)
     if path.startswith("/"):
         # A leading '//' would name a host; normalize_path refused that above only if
         # it survived the lstrip, so refuse it here explicitly.
         result = fail(400, "unsafe_path", "The proxy path must not start with '/'.")
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=result.message,
-            connection=connection,
-            provider=provider_key,
-            metadata={},
-        )
-        return result
+        return _refuse(audit, verb, result, connection=connection, provider=provider_key)
     decision = evaluate(
         _rules(ctx),
         Call.for_proxy(
@@ -773,16 +739,7 @@ def proxy_call(
         ),
     )
     if not decision.allowed:
-        audit.write(
-            action=verb,
-            outcome=Outcome.DENIED,
-            decision=Decision.DENIED,
-            reason=decision.reason,
-            connection=connection,
-            provider=provider_key,
-            metadata={},
-        )
-        return fail(
+        denied = fail(
             403,
             "denied",
             decision.reason,
@@ -790,6 +747,7 @@ def proxy_call(
             path=clean_path,
             connection=connection.name,
         )
+        return _refuse(audit, verb, denied, connection=connection, provider=provider_key)
     audit.base["rule_id"] = decision.rule_id
     refused = _admit(ctx, audit, verb, decision, connection, provider_key)
     if refused is not None:
@@ -806,16 +764,15 @@ def proxy_call(
             f"The connection {connection.name!r} cannot be used: {exc} "
             "Ask an admin to check the connection.",
         )
-        audit.write(
-            action=verb,
+        return _refuse(
+            audit,
+            verb,
+            result,
             outcome=Outcome.ERROR,
             decision=Decision.ALLOWED,
-            reason=result.message,
             connection=connection,
             provider=provider_key,
-            metadata={},
         )
-        return result
     url = base.rstrip("/") + clean_path + (f"?{query}" if query else "")
 
     def prepare() -> _RawCall:
