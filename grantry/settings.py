@@ -116,12 +116,6 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-# psycopg prepares a statement run with server-side parameters after this many runs on a
-# connection: only the broker's fixed lookups (apps/core/rows.py); Django's own cursors
-# bind client-side and never prepare. 0 turns it off (e.g. behind PgBouncer < 1.21).
-_PREPARE_THRESHOLD = env.int("DB_PREPARE_THRESHOLD", default=2)
-if DATABASES["default"]["ENGINE"].endswith("postgresql") and _PREPARE_THRESHOLD > 0:
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = _PREPARE_THRESHOLD
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -308,6 +302,10 @@ GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD = env.int(
     "GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD", default=100_000
 )
 GRANTRY_AUDIT_EXPORT_TTL_HOURS = env.int("GRANTRY_AUDIT_EXPORT_TTL_HOURS", default=24)
+# Each organization's trail is up to this many hash chains: an append takes any chain
+# that no other transaction is writing, so appends of one organization don't queue on
+# one lock (apps/audit/services.py). Lowering it later is safe; old chains stay verifiable.
+GRANTRY_AUDIT_CHAIN_SHARDS = env.int("GRANTRY_AUDIT_CHAIN_SHARDS", default=16)
 # Provider URL overrides (apps/providers/registry.py): "key" sets the API base URL and
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).

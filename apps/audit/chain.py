@@ -46,8 +46,20 @@ HASHED_FIELDS = (
 )
 
 
-def chain_key_for(organization_id: int | None) -> str:
-    return f"org:{organization_id}" if organization_id is not None else "global"
+def chain_key_for(organization_id: int | None, shard: int = 0) -> str:
+    """The key of one of the organization's chains. Shard 0 keeps the original
+    `org:<id>`; appends move to the others only while shard 0 is busy (see
+    `apps.audit.services`), so a quiet organization's trail is one chain."""
+    if organization_id is None:
+        return "global"
+    return f"org:{organization_id}" if shard == 0 else f"org:{organization_id}:{shard}"
+
+
+def chain_keys_for(organization_id: int | None, shards: int) -> list[str]:
+    """Every chain key the organization's events may carry."""
+    if organization_id is None:
+        return ["global"]
+    return [chain_key_for(organization_id, n) for n in range(shards)]
 
 
 def canonical(values: dict[str, Any]) -> bytes:

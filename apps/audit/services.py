@@ -7,9 +7,12 @@ change rolls back with it. It never swallows errors."""
 from __future__ import annotations
 
 import json
+import random
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -17,29 +20,21 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connections, transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.audit.chain import (
-    GENESIS_HASH,
-    HASHED_FIELDS,
-    chain_key_for,
-    content_digest,
-    link_hash,
-)
+from apps.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_key_for, content_digest
 from apps.audit.exports import export_stream
 from apps.audit.models import (
     ActorType,
-    AuditChainHead,
     AuditEvent,
     AuditExport,
     ExportStatus,
     Outcome,
 )
 from apps.core.middleware import current_request_id
-from apps.core.rows import fixed_query_cursor
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
@@ -59,6 +54,16 @@ def actor_from_request(request: HttpRequest | None) -> dict[str, str]:
     return {"actor_type": ActorType.ANONYMOUS, "actor_id": "", "actor_label": ""}
 
 
+@dataclass(frozen=True)
+class Condition:
+    """A SQL predicate the append checks in its own statement (its snapshot), e.g.
+    "the agent's token is still valid". Only fixed SQL from the calling app; values
+    are named parameters."""
+
+    sql: str
+    params: dict[str, Any]
+
+
 def audit_record(
     *,
     action: str,
@@ -75,23 +80,32 @@ def audit_record(
     metadata: dict[str, Any] | None = None,
     request: HttpRequest | None = None,
     wait_for_flush: bool = True,
+    only_if: Condition | None = None,
+    release_leases: bool = False,
     **fields: Any,
-) -> AuditEvent:
-    """Append one event to its organization's chain. Keyword-only by design.
+) -> AuditEvent | None:
+    """Append one event to one of its organization's chains. Keyword-only by design.
 
     `target` may be a model instance; its type, pk and str() are recorded.
     Extra `fields` are the broker columns (decision, worker_id, token_id, …).
     Called inside a transaction, the event commits or rolls back with it;
     called in autocommit mode (the broker), it is its own transaction.
 
-    `wait_for_flush=False` (PostgreSQL; ignored elsewhere) lets the commit return
-    before the WAL reaches disk (`synchronous_commit = off` for this transaction,
-    set by the append statement itself, so no extra round trip). The event is
-    written and ordered like any other; only a crash of the database server within
-    the WAL writer's window could lose it. The broker uses it for the outcome of a
-    call whose attempt is already durably recorded — nothing else should. Inside an
-    enclosing transaction the setting would apply to that whole transaction's
-    commit; the broker runs in autocommit (ATOMIC_REQUESTS is off, a test pins it).
+    `only_if`: append only if this condition holds in the append's own statement;
+    returns None (nothing written) when it does not.
+
+    `release_leases`: the same statement gives back the session's advisory locks
+    (the broker's revocation leases, apps/workers/leases.py) — the last statement of
+    an agent call.
+
+    `wait_for_flush=False` lets the commit return before the WAL reaches disk
+    (`synchronous_commit = off` for this transaction, set by the append statement
+    itself, so no extra round trip). The event is written and ordered like any other;
+    only a crash of the database server within the WAL writer's window could lose it.
+    The broker uses it for the outcome of a call whose attempt is already durably
+    recorded — nothing else should. Inside an enclosing transaction the setting would
+    apply to that whole transaction's commit; the broker runs in autocommit
+    (ATOMIC_REQUESTS is off, a test pins it).
     """
     if organization is not None:
         organization_id = organization.pk
@@ -107,7 +121,7 @@ def audit_record(
             actor_label or actor["actor_label"],
         )
     values: dict[str, Any] = {
-        "chain_key": chain_key_for(organization_id),
+        "chain_key": "",
         "created_at": timezone.now(),
         "organization_id": organization_id,
         "actor_type": actor_type,
@@ -137,33 +151,33 @@ def audit_record(
     }
     if fields:
         raise TypeError(f"Unknown audit fields: {sorted(fields)}")
-
-    content = content_digest(values)
-    connection = connections[AuditEvent.objects.db]
-    if connection.vendor == "postgresql":
-        event_id, seq, prev_hash, hash_ = _append_postgresql(
-            connection, values, content, wait_for_flush=wait_for_flush
-        )
-    else:
-        event_id, seq, prev_hash, hash_ = _append_portable(values, content)
+    appended = _append(
+        values, wait_for_flush=wait_for_flush, only_if=only_if, release_leases=release_leases
+    )
+    if appended is None:
+        return None
+    event_id, seq, prev_hash, hash_ = appended
     event = AuditEvent(id=event_id, seq=seq, prev_hash=prev_hash, hash=hash_, **values)
     event._state.adding = False
-    event._state.db = connection.alias
+    event._state.db = AuditEvent.objects.db
     return event
 
 
-# On PostgreSQL the whole append is ONE statement: lock the chain head, link the
-# hash (built-in sha256, same formula as chain.link_hash), move the head and
-# insert the event. The head's row lock is held only from this statement to the
-# commit, so concurrent writers (the broker at high concurrency) queue for as
-# short a time as possible and can never fork the chain.
-# Every inserted column other than the chain's own (seq, prev_hash, hash) is
-# covered by the content digest, so the insert lists exactly the hashed fields.
+# The append is ONE statement: lock the head of one chain (skipping a chain another
+# transaction is writing), link the hash (PostgreSQL's sha256, same formula as
+# chain.link_hash), move the head and insert the event. A chain's row lock is held
+# from this statement to the commit; an organization has up to
+# GRANTRY_AUDIT_CHAIN_SHARDS chains, so concurrent appends of one organization take
+# different chains instead of queueing on one lock.
+# Every inserted column other than the chain's own (seq, prev_hash, hash) is covered
+# by the content digest, so the insert lists exactly the hashed fields.
 _COLUMNS = HASHED_FIELDS
 _CASTS = {"metadata": "::jsonb", "ip": "::inet"}
 _APPEND_SQL = f"""
-WITH {{settings}}prev AS (
-    SELECT seq, hash FROM audit_auditchainhead WHERE chain_key = %(chain_key)s FOR UPDATE
+WITH {{settings}}ok AS (SELECT {{condition}} AS ok),
+prev AS (
+    SELECT h.seq, h.hash FROM audit_auditchainhead h, ok
+    WHERE ok.ok AND h.chain_key = %(chain_key)s FOR UPDATE OF h{{skip_locked}}
 ), link AS (
     SELECT seq + 1 AS seq, hash AS prev_hash,
            encode(sha256(convert_to(hash || ':' || (seq + 1)::text || ':' || %(content)s,
@@ -172,62 +186,101 @@ WITH {{settings}}prev AS (
 ), head AS (
     UPDATE audit_auditchainhead SET seq = link.seq, hash = link.hash
     FROM link WHERE audit_auditchainhead.chain_key = %(chain_key)s
+), ins AS (
+    INSERT INTO audit_auditevent (seq, prev_hash, hash, {", ".join(_COLUMNS)})
+    SELECT link.seq, link.prev_hash, link.hash,
+           {", ".join(f"%({name})s{_CASTS.get(name, '')}" for name in _COLUMNS)}
+    FROM link
+    RETURNING id, seq, prev_hash, hash
 )
-INSERT INTO audit_auditevent (seq, prev_hash, hash, {", ".join(_COLUMNS)})
-SELECT link.seq, link.prev_hash, link.hash,
-       {", ".join(f"%({name})s{_CASTS.get(name, '')}" for name in _COLUMNS)}
-FROM link{{settings_join}}
-RETURNING id, seq, prev_hash, hash
+SELECT ok.ok, ins.id, ins.seq, ins.prev_hash, ins.hash{{release}} FROM ok LEFT JOIN ins ON TRUE
 """  # noqa: S608 - column names are constants, values are parameters
-# The same append whose own (autocommit) transaction commits without waiting for the
-# WAL flush: `set_config(..., true)` is transaction-local, and joining the CTE makes
-# PostgreSQL evaluate it.
-_APPEND_NO_FLUSH_WAIT_SQL = _APPEND_SQL.format(
-    settings="cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS value), ",
-    settings_join=" CROSS JOIN cfg",
-)
-_APPEND_SQL = _APPEND_SQL.format(settings="", settings_join="")
+# Gives back every session-level advisory lock of this database session (the
+# broker's revocation leases) in the statement that ends an agent call.
+RELEASE_SQL = "pg_advisory_unlock_all()"
 _NEW_HEAD_SQL = (
     "INSERT INTO audit_auditchainhead (chain_key, seq, hash) VALUES (%s, 0, %s) "
     "ON CONFLICT (chain_key) DO NOTHING"
 )
+_append_sql: dict[tuple[bool, bool, str, bool], str] = {}
 
 
-def _append_postgresql(
-    connection: Any, values: dict[str, Any], content: str, *, wait_for_flush: bool = True
-) -> tuple[int, int, str, str]:
-    params = {**values, "content": content, "metadata": json.dumps(values["metadata"])}
-    append = _APPEND_SQL if wait_for_flush else _APPEND_NO_FLUSH_WAIT_SQL
-    # Fixed text, server-side parameters: PostgreSQL prepares it once per connection
-    # instead of planning this CTE on every append.
-    with fixed_query_cursor(connection) as cursor:
-        cursor.execute(append, params)
-        row = cursor.fetchone()
-        if row is None:  # the chain's first event: create its head, then append
-            cursor.execute(_NEW_HEAD_SQL, [values["chain_key"], GENESIS_HASH])
-            cursor.execute(append, params)
-            row = cursor.fetchone()
-    return row[0], row[1], row[2], row[3]
+def _statement(*, skip_locked: bool, wait_for_flush: bool, condition: str, release: bool) -> str:
+    key = (skip_locked, wait_for_flush, condition, release)
+    sql = _append_sql.get(key)
+    if sql is None:
+        # `set_config(..., true)` is transaction-local; joining the CTE makes
+        # PostgreSQL evaluate it.
+        settings_cte = (
+            ""
+            if wait_for_flush
+            else "cfg AS (SELECT set_config('synchronous_commit', 'off', true)),"
+        )
+        sql = _APPEND_SQL.format(
+            settings=settings_cte,
+            condition=condition,
+            skip_locked=" SKIP LOCKED" if skip_locked else "",
+            release=f", {RELEASE_SQL}" if release else "",
+        )
+        if not wait_for_flush:
+            sql = sql.replace("FROM ok LEFT JOIN ins", "FROM ok CROSS JOIN cfg LEFT JOIN ins")
+        _append_sql[key] = sql
+    return sql
 
 
-@transaction.atomic
-def _append_portable(values: dict[str, Any], content: str) -> tuple[int, int, str, str]:
-    """Other databases (SQLite in `make run`): the same chain, in a few ORM steps."""
-    head = _lock_head(values["chain_key"])
-    seq, prev_hash = head.seq + 1, head.hash
-    hash_ = link_hash(prev_hash, seq, content)
-    event = AuditEvent(seq=seq, prev_hash=prev_hash, hash=hash_, **values)
-    event.save(force_insert=True)
-    AuditChainHead.objects.filter(pk=head.pk).update(seq=seq, hash=hash_)
-    return event.pk, seq, prev_hash, hash_
+# Each thread (and so each database connection) keeps appending to the chain it
+# last got: concurrent writers spread over the shards and stay there.
+_preferred = threading.local()
 
 
-def _lock_head(chain_key: str) -> AuditChainHead:
-    head = AuditChainHead.objects.select_for_update().filter(pk=chain_key).first()
-    if head is not None:
-        return head
-    AuditChainHead.objects.get_or_create(pk=chain_key, defaults={"seq": 0, "hash": GENESIS_HASH})
-    return AuditChainHead.objects.select_for_update().get(pk=chain_key)
+def _shards() -> int:
+    return max(1, int(getattr(settings, "GRANTRY_AUDIT_CHAIN_SHARDS", 1)))
+
+
+def _append(
+    values: dict[str, Any],
+    *,
+    wait_for_flush: bool,
+    only_if: Condition | None,
+    release_leases: bool,
+) -> tuple[int, int, str, str] | None:
+    organization_id = values["organization_id"]
+    shards = 1 if organization_id is None else _shards()
+    start = getattr(_preferred, "shard", None)
+    if start is None:
+        start = _preferred.shard = random.randrange(shards)  # noqa: S311 - load spreading
+    order = [(start + n) % shards for n in range(shards)]
+    condition = only_if.sql if only_if is not None else "TRUE"
+    base = {"metadata": json.dumps(values["metadata"]), **(only_if.params if only_if else {})}
+    # Try each chain without waiting; if every one is busy, wait for the preferred one.
+    attempts = [(shard, True) for shard in order] + [(order[0], False)]
+    with connection.cursor() as cursor:
+        for shard, skip_locked in attempts:
+            values["chain_key"] = chain_key_for(organization_id, shard)
+            params = {**values, **base, "content": content_digest(values)}
+            sql = _statement(
+                skip_locked=skip_locked,
+                wait_for_flush=wait_for_flush,
+                condition=condition,
+                release=release_leases,
+            )
+            row = _fetch(cursor, sql, params)
+            if row[1] is None and row[0]:
+                # Busy, or the chain has no head yet: create it and ask once more.
+                cursor.execute(_NEW_HEAD_SQL, [values["chain_key"], GENESIS_HASH])
+                if cursor.rowcount:
+                    row = _fetch(cursor, sql, params)
+            if not row[0]:
+                return None  # the condition failed: nothing written
+            if row[1] is not None:
+                _preferred.shard = shard
+                return row[1], row[2], row[3], row[4]
+    raise RuntimeError("the audit append found no chain")  # unreachable: the last waits
+
+
+def _fetch(cursor: Any, sql: str, params: dict[str, Any]) -> Any:
+    cursor.execute(sql, params)
+    return cursor.fetchone()
 
 
 # --- Exports -----------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.db import connections, transaction
+from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
 from apps.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_key_for, event_hash
@@ -96,16 +97,23 @@ def _finish(
 
 def verify_chains(*, organization_ids: Iterable[int] | None = None) -> list[ChainReport]:
     """One report per chain; `organization_ids=None` means every chain."""
-    wanted = None if organization_ids is None else [chain_key_for(i) for i in organization_ids]
+    wanted = None if organization_ids is None else list(organization_ids)
     heads_qs = AuditChainHead.objects.all()
     if wanted is not None:
-        heads_qs = heads_qs.filter(chain_key__in=wanted)
+        # Every chain of these organizations: "org:<id>" and its shards "org:<id>:<n>".
+        heads_qs = heads_qs.filter(
+            Q(chain_key__in=[chain_key_for(i) for i in wanted])
+            | Q(chain_key__regex=r"^org:(" + "|".join(str(int(i)) for i in wanted) + r"):[0-9]+$")
+        )
     heads = {head.chain_key: head for head in heads_qs}
+    keys = None
+    if wanted is not None:
+        keys = sorted({*heads, *(chain_key_for(i) for i in wanted)})
 
     reports: list[ChainReport] = []
     report: ChainReport | None = None
     expected_seq, prev_hash, broken = 1, GENESIS_HASH, False
-    for row in _rows(wanted):
+    for row in _rows(keys):
         key = str(row["chain_key"])
         if report is None or key != report.chain_key:
             if report is not None:

@@ -47,10 +47,11 @@ from mcp_types.version import (
 from rest_framework.request import Request
 
 from apps.broker.catalog import allowed_for
-from apps.broker.services import execute_action
-from apps.broker.views import MAX_REQUEST_BYTES, request_meta
+from apps.broker.inputs import HostileInput, check_size, parse_json
+from apps.broker.pipeline import ActionTarget, reject_input, run, start
+from apps.broker.views import request_meta
 from apps.core.api import APIError, error_response
-from apps.workers.auth import WorkerTokenAuthentication
+from apps.workers.auth import AgentContext, WorkerTokenAuthentication, release_leases
 
 SERVER_INFO = types.Implementation(name="grantry", title="Grantry", version="1.0.0")
 SERVER_META = {
@@ -109,13 +110,17 @@ def _unauthorized(exc: APIError) -> HttpResponse:
     )
 
 
-def _rpc_error(request_id: Any, code: int, message: str, data: Any = None) -> JsonResponse:
+def _rpc_error(
+    request_id: Any, code: int, message: str, data: Any = None, *, status: int | None = None
+) -> JsonResponse:
     error = types.JSONRPCError(
         jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message, data=data)
     )
     body = error.model_dump(mode="json", by_alias=True, exclude_none=True)
     body["id"] = request_id
-    return JsonResponse(body, status=ERROR_CODE_HTTP_STATUS.get(code, 200))
+    return JsonResponse(
+        body, status=status if status is not None else ERROR_CODE_HTTP_STATUS.get(code, 200)
+    )
 
 
 def _rpc_result(request_id: Any, result: Any, *, legacy: bool) -> JsonResponse:
@@ -154,17 +159,26 @@ def _list_tools(ctx: Any) -> types.ListToolsResult:
     return types.ListToolsResult(tools=tools, ttl_ms=TOOLS_TTL_MS, cache_scope="private")
 
 
-def _call_tool(ctx: Any, params: dict[str, Any], request: HttpRequest) -> types.CallToolResult:
-    name = params.get("name")
-    arguments = dict(params.get("arguments") or {})
-    connection = arguments.pop(CONNECTION_ARG, None) if CONNECTION_ARG in arguments else None
-    result = execute_action(
-        ctx=ctx,
-        action_name=str(name),
-        connection_ref=connection,
-        input=arguments,
-        request_meta=request_meta(request, "mcp"),
-    )
+def _call_tool(
+    ctx: AgentContext, params: dict[str, Any], request: HttpRequest
+) -> types.CallToolResult:
+    name = str(params.get("name"))
+    raw_arguments = params.get("arguments")
+    meta = request_meta(request, "mcp")
+    if raw_arguments is not None and not isinstance(raw_arguments, dict):
+        reject_input(
+            ctx, meta, "broker.execute", HostileInput("'arguments' must be a JSON object.")
+        )
+        raise _ProtocolError(INVALID_PARAMS, "'arguments' must be a JSON object.")
+    arguments = dict(raw_arguments or {})
+    connection = arguments.pop(CONNECTION_ARG, None)
+    if connection is not None and (
+        isinstance(connection, bool) or not isinstance(connection, str | int)
+    ):
+        message = f"'{CONNECTION_ARG}' must be a connection id or name."
+        reject_input(ctx, meta, "broker.execute", HostileInput(message))
+        raise _ProtocolError(INVALID_PARAMS, message)
+    result = run(start(ctx, ActionTarget(name, connection, arguments), meta))
     if result.error is not None:
         error = result.error
         text = f"{error.code}: {error.message}"
@@ -235,6 +249,13 @@ def _is_modern(message: dict[str, Any], version_header: str | None) -> bool:
 
 @csrf_exempt
 def mcp_endpoint(request: HttpRequest) -> HttpResponse:
+    try:
+        return _endpoint(request)
+    finally:
+        release_leases(request)
+
+
+def _endpoint(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         response = error_response(
             "method_not_allowed",
@@ -252,19 +273,16 @@ def mcp_endpoint(request: HttpRequest) -> HttpResponse:
     except APIError as exc:
         return _unauthorized(exc)
     ctx = authenticated[1]
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if (length.isdigit() and int(length) > MAX_REQUEST_BYTES) or len(
-        request.body
-    ) > MAX_REQUEST_BYTES:
-        return error_response(
-            "request_too_large",
-            f"The request body is larger than {MAX_REQUEST_BYTES} bytes.",
-            status_code=413,
-        )
     try:
-        message = json.loads(request.body)
-    except ValueError:
-        return _rpc_error(None, PARSE_ERROR, "Parse error")
+        check_size(request.META.get("CONTENT_LENGTH"))
+        message = parse_json(request.body)
+    except HostileInput as problem:
+        reject_input(ctx, request_meta(request, "mcp"), "mcp.request", problem)
+        if problem.code == "request_too_large":
+            return error_response(problem.code, problem.message, status_code=413)
+        if problem.code == "invalid_json":
+            return _rpc_error(None, PARSE_ERROR, "Parse error", status=400)
+        return _rpc_error(None, INVALID_REQUEST, problem.message, status=400)
     if (
         not isinstance(message, dict)
         or message.get("jsonrpc") != "2.0"
@@ -274,7 +292,11 @@ def mcp_endpoint(request: HttpRequest) -> HttpResponse:
     method: str = message["method"]
     request_id = message.get("id")
     raw_params = message.get("params")
-    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+    if raw_params is not None and not isinstance(raw_params, dict):
+        problem = HostileInput("JSON-RPC 'params' must be an object.")
+        reject_input(ctx, request_meta(request, "mcp"), "mcp.request", problem)
+        return _rpc_error(message.get("id"), INVALID_PARAMS, problem.message, status=400)
+    params: dict[str, Any] = raw_params or {}
     version_header = request.headers.get("MCP-Protocol-Version")
     legacy = not _is_modern(message, version_header)
     if "id" not in message:

@@ -8,11 +8,9 @@ is one small JSON object) and renders with Django's `JsonResponse`.
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, cast
+from urllib.parse import unquote
 
-from django.conf import settings
-from django.db import connection as db_connection
 from django.http import HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import BasePermission
@@ -21,19 +19,25 @@ from rest_framework.views import APIView
 
 from apps.broker import schema
 from apps.broker.catalog import actions_for
-from apps.broker.results import BrokerResult, has_nul
-from apps.broker.services import RequestMeta, execute_action, proxy_call, token_with_connections
+from apps.broker.inputs import HostileInput, check_size, check_text, parse_json
+from apps.broker.pipeline import (
+    ActionTarget,
+    ProxyTarget,
+    RequestMeta,
+    reject_input,
+    run,
+    start,
+)
+from apps.broker.results import BrokerResult
 from apps.core.api import error_response
-from apps.workers.auth import WorkerTokenAuthentication, token_by_digest
-
-MAX_REQUEST_BYTES = getattr(settings, "GRANTRY_BROKER_MAX_REQUEST_BYTES", 1_000_000)
+from apps.workers.auth import AgentContext, WorkerTokenAuthentication, release_leases
 
 
 class IsAgent(BasePermission):
     """The request carries a valid worker token (request.auth is an AgentContext)."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return request.auth is not None and hasattr(request.auth, "worker")
+        return isinstance(request.auth, AgentContext)
 
 
 def request_meta(request: Any, surface: str = "api") -> RequestMeta:
@@ -43,17 +47,6 @@ def request_meta(request: Any, surface: str = "api") -> RequestMeta:
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
         surface=surface,
     )
-
-
-def too_large(request: Any) -> HttpResponse | None:
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-        return error_response(
-            "request_too_large",
-            f"The request body is larger than {MAX_REQUEST_BYTES} bytes.",
-            status_code=413,
-        )
-    return None
 
 
 def render_error(result: BrokerResult) -> HttpResponse:
@@ -69,103 +62,53 @@ def render_error(result: BrokerResult) -> HttpResponse:
 
 
 class AgentView(APIView):
+    """Base of the agent API views: worker-token authentication, and the call's
+    revocation leases given back however the request ends."""
+
     authentication_classes = [WorkerTokenAuthentication]
     permission_classes = [IsAgent]
 
-
-def _body(request: Request) -> tuple[dict[str, Any] | None, HttpResponse | None]:
-    """The JSON object in the body, or the error answer for a body that is not one.
-    Kept on the request: authentication reads it too (to fetch the named connection
-    in the token's statement), and the body is parsed once."""
-    django_request: Any = request._request
-    cached = getattr(django_request, "_agent_body", None)
-    if cached is None:
-        cached = django_request._agent_body = _parse_body(django_request)
-    found: tuple[dict[str, Any] | None, HttpResponse | None] = cached
-    return found
-
-
-def _parse_body(request: Any) -> tuple[dict[str, Any] | None, HttpResponse | None]:
-    problem = too_large(request)
-    if problem is not None:
-        return None, problem
-    raw = request.body
-    if len(raw) > MAX_REQUEST_BYTES:
-        return None, error_response(
-            "request_too_large", "The request body is too large.", status_code=413
-        )
-    try:
-        payload = json.loads(raw or b"{}")
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        return None, error_response(
-            "invalid_json", "The request body is not valid JSON.", status_code=400
-        )
-    if not isinstance(payload, dict):
-        return None, error_response(
-            "invalid_input", "The request body must be a JSON object.", status_code=400
-        )
-    if b"\\u0000" in raw and has_nul(payload):
-        return None, error_response(
-            "invalid_input",
-            "Text in the request must not contain NUL (\\u0000) characters.",
-            status_code=400,
-        )
-    return payload, None
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            release_leases(request)
 
 
 class ActionListView(AgentView):
     @extend_schema(tags=["agent"], **schema.LIST_ACTIONS)
     def get(self, request: Request) -> HttpResponse:
-        return JsonResponse({"next": None, "previous": None, "results": actions_for(request.auth)})
+        ctx = cast(AgentContext, request.auth)
+        return JsonResponse({"next": None, "previous": None, "results": actions_for(ctx)})
 
 
 class _ActionCallView(AgentView):
     dry_run = False
 
-    def lookup_token(self, digest: str, request: Request) -> Any:
-        """Authentication's token lookup, extended: also fetch the connection the call
-        names (or the action's provider's usable ones) in the same statement."""
-        action = str(self.kwargs.get("action", ""))
-        provider_key, dot, _ = action.partition(".")
-        payload, problem = _body(request)
-        ref = payload.get("connection") if payload is not None else None
-        if (
-            not dot
-            or payload is None
-            or not isinstance(ref, str | int | None)
-            or has_nul(action)  # cannot name anything; the service answers it
-            or db_connection.vendor != "postgresql"  # LATERAL: PostgreSQL only
-        ):
-            return token_by_digest(digest)
-        return token_with_connections(digest, provider_key, ref)
-
     def post(self, request: Request, action: str) -> HttpResponse:
-        payload, problem = _body(request)
-        if problem is not None:
-            return problem
-        assert payload is not None
-        connection = payload.get("connection")
-        action_input = payload.get("input", {})
-        field_errors: dict[str, str] = {}
-        if connection is not None and not isinstance(connection, str | int):
-            field_errors["connection"] = "Give a connection id or name."
-        if not isinstance(action_input, dict):
-            field_errors["input"] = "The input must be a JSON object."
-        if field_errors:
-            return error_response(
-                "invalid_input",
-                "The request has invalid fields.",
-                status_code=400,
-                details={"fields": field_errors},
-            )
-        result = execute_action(
-            ctx=request.auth,
-            action_name=action,
-            connection_ref=connection,
-            input=action_input,
-            dry_run=self.dry_run,
-            request_meta=request_meta(request),
+        ctx = cast(AgentContext, request.auth)
+        meta = request_meta(request)
+        verb = "broker.check" if self.dry_run else "broker.execute"
+        try:
+            check_size(request.META.get("CONTENT_LENGTH"))
+            payload = parse_json(request._request.body, empty={})
+            check_text(action, "The action name")
+            if not isinstance(payload, dict):
+                raise HostileInput("The request body must be a JSON object.")
+            connection = payload.get("connection")
+            action_input = payload.get("input", {})
+            if connection is not None and (
+                isinstance(connection, bool) or not isinstance(connection, str | int)
+            ):
+                raise HostileInput("'connection' must be a connection id or name.")
+            if not isinstance(action_input, dict):
+                raise HostileInput("'input' must be a JSON object.")
+        except HostileInput as problem:
+            return render_error(reject_input(ctx, meta, verb, problem, action=action))
+        call = start(
+            ctx, ActionTarget(action, connection, action_input), meta, dry_run=self.dry_run
         )
+        result = run(call)
         if result.error is not None:
             return render_error(result)
         if self.dry_run:
@@ -201,24 +144,31 @@ class CheckView(_ActionCallView):
 @extend_schema(tags=["agent"], **schema.PROXY)
 class ProxyView(AgentView):
     def _proxy(self, request: Request, connection: str, path: str = "") -> HttpResponse:
-        problem = too_large(request)
-        if problem is not None:
-            return problem
-        body = request._request.body
-        if len(body) > MAX_REQUEST_BYTES:
-            return error_response(
-                "request_too_large", "The request body is too large.", status_code=413
+        ctx = cast(AgentContext, request.auth)
+        meta = request_meta(request)
+        query = request.META.get("QUERY_STRING", "")
+        try:
+            check_size(request.META.get("CONTENT_LENGTH"))
+            body = request._request.body
+            check_size(None, len(body))
+            for text, what in ((connection, "The connection"), (path, "The path")):
+                check_text(text, what)
+            check_text(unquote(query), "The query string")
+        except HostileInput as problem:
+            return render_error(
+                reject_input(
+                    ctx, meta, "broker.proxy", problem, method=request.method or "", path=path
+                )
             )
-        result = proxy_call(
-            ctx=request.auth,
+        target = ProxyTarget(
             connection_ref=connection,
-            method=request.method or "GET",
+            method=(request.method or "GET").upper(),
             path=path,
-            query=request.META.get("QUERY_STRING", ""),
+            query=query,
             body=body,
             content_type=request.META.get("CONTENT_TYPE", ""),
-            request_meta=request_meta(request),
         )
+        result = run(start(ctx, target, meta))
         if result.error is not None:
             return render_error(result)
         response = HttpResponse(

@@ -166,7 +166,9 @@ def builtin_keys() -> frozenset[str]:
 # --- custom providers -------------------------------------------------------------
 
 
-def _custom_providers(organization: Organization | None, key: str | None = None) -> list[Provider]:
+def _custom_providers(
+    organization: Organization | int | None, key: str | None = None
+) -> list[Provider]:
     if organization is None:
         return []
     from apps.providers.models import CUSTOM_PREFIX, CustomProvider
@@ -182,7 +184,7 @@ def _custom_providers(organization: Organization | None, key: str | None = None)
 # --- the interface ----------------------------------------------------------------
 
 
-def get_provider(key: str, *, organization: Organization | None = None) -> Provider:
+def get_provider(key: str, *, organization: Organization | int | None = None) -> Provider:
     provider = _builtins().get(key)
     if provider is not None:
         return provider
@@ -192,10 +194,17 @@ def get_provider(key: str, *, organization: Organization | None = None) -> Provi
     raise UnknownProvider(key)
 
 
-def get_action(name: str, *, organization: Organization | None = None) -> Action:
+def get_action(name: str, *, organization: Organization | int | None = None) -> Action:
+    return resolve_action(name, organization=organization)[1]
+
+
+def resolve_action(
+    name: str, *, organization: Organization | int | None = None
+) -> tuple[Provider, Action]:
+    """The action and its provider, with at most one query (a custom provider's)."""
     builtin = _builtin_index().actions.get(name)
     if builtin is not None:
-        return builtin
+        return _builtins()[builtin.provider_key], builtin
     key, dot, short = name.partition(".")
     if not dot or not short:
         raise UnknownAction(name)
@@ -206,7 +215,7 @@ def get_action(name: str, *, organization: Organization | None = None) -> Action
     action = provider.action(name)
     if action is None:
         raise UnknownAction(name)
-    return action
+    return provider, action
 
 
 def all_providers(*, organization: Organization | None = None) -> list[Provider]:

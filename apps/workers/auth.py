@@ -1,20 +1,25 @@
 """Agent authentication: `Authorization: Bearer gry_…`, and nothing else.
 
 On success `request.user` is a `WorkerPrincipal` and `request.auth` an
-`AgentContext` (what the broker consumes). Every failure answers 401 with
+`AgentContext`: plain values read in ONE statement (token + worker + role +
+organization by digest), no model instances. Every failure answers 401 with
 `WWW-Authenticate: Bearer` and the standard error body, and is audited with
 the token's public id when it is known — never with the raw token.
 
-There is no cache: the lookup is one indexed query (token + worker + role +
-organization), so a revocation is seen by every process on the next request.
+There is no cache, so a revocation is seen by every process on the next
+request. The same statement takes the call's revocation leases
+(apps/workers/leases.py); whoever authenticates gives them back with
+`leases.release()` when the request ends (`AgentView`, the MCP view).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 from typing import Any, NoReturn
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connection
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -22,10 +27,10 @@ from rest_framework.request import Request
 
 from apps.audit.services import client_ip
 from apps.core.api import APIError
-from apps.core.rows import ModelRows, fixed_query_cursor, relate
 from apps.organizations.models import Organization
 from apps.policies.models import Role
-from apps.workers.models import Worker, WorkerToken
+from apps.workers import leases
+from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import token_auth_failure_record, token_touch
 from apps.workers.tokens import digests_match, looks_like_token, parse_token
 
@@ -40,6 +45,48 @@ FAILURES = {
 }
 
 
+@dataclass
+class AgentContext:
+    """Who is calling: the worker token's identity, as plain values.
+
+    Model instances (`organization`, `worker`, `token`) load on first access, for
+    the few agent views that show them (whoami); the broker never asks."""
+
+    token_pk: int
+    token_public_id: str
+    token_last4: str
+    token_expires_at: datetime
+    token_last_used_at: datetime | None
+    worker_id: int
+    worker_name: str
+    role_id: int
+    role_name: str
+    # The role's rules version as of this lookup (policies.selectors.role_rules).
+    rules_version: int
+    organization_id: int
+    organization_slug: str
+    store_broker_input: bool
+    holds_lease: bool = field(default=False, repr=False)
+
+    @cached_property
+    def organization(self) -> Organization:
+        return Organization.objects.get(pk=self.organization_id)
+
+    @cached_property
+    def worker(self) -> Worker:
+        return Worker.objects.get(pk=self.worker_id)
+
+    @cached_property
+    def token(self) -> WorkerToken:
+        return WorkerToken.objects.select_related("role").get(pk=self.token_pk)
+
+    def __repr__(self) -> str:
+        return (
+            f"AgentContext(org={self.organization_slug!r}, worker={self.worker_name!r}, "
+            f"token={self.token_public_id!r}, role_id={self.role_id})"
+        )
+
+
 class WorkerPrincipal:
     """The `request.user` of an agent call: a worker, not a person."""
 
@@ -51,89 +98,70 @@ class WorkerPrincipal:
     pk = None
     id = None
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, worker_name: str) -> None:
+        self.worker_name = worker_name
 
     def get_username(self) -> str:
-        return f"worker:{self.worker.name}"
+        return f"worker:{self.worker_name}"
 
     def __str__(self) -> str:
         return self.get_username()
 
 
 @dataclass(frozen=True)
-class AgentContext:
-    organization: Any
-    worker: Worker
-    token: WorkerToken
-    role_id: int
-    token_public_id: str
-    # The role's rules version as of this request's token lookup (policies.selectors).
-    rules_version: int | None = None
-    # Whatever the authenticator fetched along with the token (see `lookup`).
-    prefetched: Any = None
+class _Row:
+    """One token lookup's answer, before the checks."""
 
-    def __repr__(self) -> str:
-        return (
-            f"AgentContext(org={self.organization.slug!r}, worker={self.worker.name!r}, "
-            f"token={self.token_public_id!r}, role_id={self.role_id})"
-        )
+    context: AgentContext
+    digest: str
+    revoked: bool
+    worker_active: bool
 
 
-_TOKEN = ModelRows(WorkerToken, "t")
-_WORKER = ModelRows(Worker, "w")
-_ROLE = ModelRows(Role, "r")
-_ORGANIZATION = ModelRows(Organization, "o")
-_TOKEN_ROWS = (_TOKEN, _WORKER, _ROLE, _ORGANIZATION)
-TOKEN_ROW_WIDTH = sum(rows.width for rows in _TOKEN_ROWS)
-_token_sql: dict[tuple[str, str], str] = {}
+def _lookup_sql() -> str:
+    # Model metadata only; the digest is a parameter.
+    token, worker = WorkerToken._meta.db_table, Worker._meta.db_table
+    role, organization = Role._meta.db_table, Organization._meta.db_table
+    return (
+        "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608
+        " t.revoked_at IS NOT NULL, w.id, w.name, w.status, r.id, r.name, r.rules_version,"
+        " o.id, o.slug, o.store_broker_input,"
+        f" {leases.key_sql(leases.WORKER_SPACE, 'w.id')},"
+        f" {leases.key_sql(leases.ORGANIZATION_SPACE, 'o.id')}"
+        f" FROM {token} t JOIN {worker} w ON w.id = t.worker_id"
+        f" JOIN {role} r ON r.id = t.role_id JOIN {organization} o ON o.id = t.organization_id"
+        " WHERE t.digest = %s"
+    )
 
 
-def token_lookup_sql(connection: Any, *, extra_columns: str = "", extra_join: str = "") -> str:
-    """Token + worker + role + organization by digest: one indexed statement, written
-    once per database and extension (the ORM would compile the same join on every
-    request). `extra_join` may add a LATERAL subquery correlated with the token `t`
-    (the broker fetches the call's connection in the same round trip); its columns,
-    `extra_columns`, follow the token's in each row. Only model metadata and the
-    caller's fixed SQL are interpolated; values are parameters."""
-    key = (connection.alias, extra_columns + extra_join)
-    sql = _token_sql.get(key)
-    if sql is None:
-        quote = connection.ops.quote_name
-        selected = ", ".join(rows.columns(connection) for rows in _TOKEN_ROWS)
-        if extra_columns:
-            selected += ", " + extra_columns
-        sql = (
-            f"SELECT {selected} FROM {quote(WorkerToken._meta.db_table)} t"  # noqa: S608
-            f" INNER JOIN {quote(Worker._meta.db_table)} w ON w.id = t.worker_id"
-            f" INNER JOIN {quote(Role._meta.db_table)} r ON r.id = t.role_id"
-            f" INNER JOIN {quote(Organization._meta.db_table)} o ON o.id = t.organization_id"
-            f"{extra_join} WHERE t.digest = %s"
-        )
-        _token_sql[key] = sql
-    return sql
+_LOOKUP_SQL = _lookup_sql()
 
 
-def load_token(row: Any, db: Any) -> WorkerToken:
-    """The token in the first TOKEN_ROW_WIDTH columns, worker, role and organization set."""
-    token = _TOKEN.load(row, db)
-    offset = _TOKEN.width
-    relate(token, "worker", _WORKER.load(row, db, offset))
-    offset += _WORKER.width
-    relate(token, "role", _ROLE.load(row, db, offset))
-    offset += _ROLE.width
-    relate(token, "organization", _ORGANIZATION.load(row, db, offset))
-    return token
-
-
-def token_by_digest(digest: str) -> WorkerToken | None:
-    """The token with this digest, its worker, role and organization loaded; no cache,
-    so a revocation is seen by every process on the next request."""
-    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
-    with fixed_query_cursor(db) as cursor:
-        cursor.execute(token_lookup_sql(db), [digest])
+def lookup(digest: str) -> _Row | None:
+    """The token with this digest and its worker, role and organization — one indexed
+    statement, which also takes the call's revocation leases when the token exists."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOOKUP_SQL, [digest])
         row = cursor.fetchone()
-    return None if row is None else load_token(row, db)
+    if row is None:
+        return None
+    context = AgentContext(
+        token_pk=row[0],
+        token_public_id=row[1],
+        token_last4=row[2],
+        token_expires_at=row[3],
+        token_last_used_at=row[4],
+        worker_id=row[7],
+        worker_name=row[8],
+        role_id=row[10],
+        role_name=row[11],
+        rules_version=row[12],
+        organization_id=row[13],
+        organization_slug=row[14],
+        store_broker_input=row[15],
+        holds_lease=True,
+    )
+    return _Row(context, digest=row[5], revoked=row[6], worker_active=row[9] == WorkerStatus.ACTIVE)
 
 
 def _www_authenticate(code: str) -> str:
@@ -161,42 +189,31 @@ class WorkerTokenAuthentication(BaseAuthentication):
         parsed = parse_token(raw, kind="worker")
         if parsed is None:
             self._fail("token_malformed", request)
-        token = self.lookup(parsed.digest, request)
-        if token is None or not digests_match(token.digest, parsed.digest):
+        found = lookup(parsed.digest)
+        if found is None or not digests_match(found.digest, parsed.digest):
             self._fail("token_invalid", request)
-        if token.revoked_at is not None:
-            self._fail("token_invalid", request, token)
-        if token.is_expired(timezone.now()):
-            self._fail("token_expired", request, token)
-        if not token.worker.is_active():
-            self._fail("worker_disabled", request, token)
-        token_touch(token=token, ip=client_ip(request._request))
-        context = AgentContext(
-            organization=token.organization,
-            worker=token.worker,
-            token=token,
-            role_id=token.role_id,
-            token_public_id=token.public_id,
-            rules_version=token.role.rules_version,
-            prefetched=getattr(token, "prefetched", None),
+        context = found.context
+        # Leases are held from here on: whoever ends the request gives them back.
+        request._request.agent_context = context  # type: ignore[attr-defined]
+        if found.revoked:
+            self._fail("token_invalid", request, context)
+        if context.token_expires_at <= timezone.now():
+            self._fail("token_expired", request, context)
+        if not found.worker_active:
+            self._fail("worker_disabled", request, context)
+        token_touch(
+            token_id=context.token_pk,
+            last_used_at=context.token_last_used_at,
+            ip=client_ip(request._request),
         )
-        return WorkerPrincipal(token.worker), context
+        return WorkerPrincipal(context.worker_name), context
 
-    def lookup(self, digest: str, request: Request) -> WorkerToken | None:
-        """The token for this digest. A view may fetch more in the same statement by
-        defining `lookup_token(digest, request)` (and leave it as `token.prefetched`,
-        which the context carries)."""
-        view = (request.parser_context or {}).get("view")
-        lookup_token = getattr(view, "lookup_token", None)
-        if lookup_token is not None:
-            found: WorkerToken | None = lookup_token(digest, request)
-            return found
-        return token_by_digest(digest)
-
-    def _fail(self, code: str, request: Request, token: WorkerToken | None = None) -> NoReturn:
+    def _fail(self, code: str, request: Request, context: AgentContext | None = None) -> NoReturn:
         message = FAILURES[code]
-        token_auth_failure_record(code=code, message=message, request=request._request, token=token)
-        details = {"token_id": token.public_id} if token is not None else {}
+        token_auth_failure_record(
+            code=code, message=message, request=request._request, token=context
+        )
+        details = {"token_id": context.token_public_id} if context is not None else {}
         raise APIError(
             code,
             message,
@@ -204,3 +221,12 @@ class WorkerTokenAuthentication(BaseAuthentication):
             details=details,
             headers={"WWW-Authenticate": _www_authenticate(code)},
         )
+
+
+def release_leases(request: Any) -> None:
+    """End of an agent request: give back the leases its authentication took, unless
+    the call's last audit statement already did (`context.holds_lease` cleared)."""
+    context = getattr(request, "agent_context", None)
+    if context is not None and context.holds_lease:
+        context.holds_lease = False
+        leases.release()

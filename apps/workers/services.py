@@ -21,6 +21,7 @@ from django.utils import timezone
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
 from apps.organizations.models import Membership, Organization, OrgRole
+from apps.workers.leases import fence_organization, fence_worker
 from apps.workers.models import (
     DEFAULT_TOKEN_DAYS,
     EXPIRY_WARNING_DAYS,
@@ -179,6 +180,8 @@ def _worker_set_status(
         return worker
     worker.status = status
     worker.save(update_fields=["status"])
+    if status == WorkerStatus.DISABLED:
+        fence_worker(worker.pk)
     audit_record(
         action=action,
         organization=worker.organization,
@@ -226,6 +229,7 @@ def worker_delete(
     trail keeps the worker's id, name and the ids of the tokens that went with it."""
     worker = Worker.objects.select_for_update().get(pk=worker.pk)
     token_ids = list(worker.tokens.values_list("public_id", flat=True))
+    fence_worker(worker.pk)
     audit_record(
         action="worker.deleted",
         organization_id=worker.organization_id,
@@ -324,6 +328,7 @@ def token_revoke(
     token.revoked_by = revoked_by
     token.revoke_reason = reason[:200]
     token.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
+    fence_worker(token.worker_id)
     audit_record(
         action="token.revoked",
         organization_id=token.organization_id,
@@ -371,6 +376,8 @@ def token_roll(
     )
     old.expires_at = min(old.expires_at, now + ROLL_OVERLAPS[overlap])
     old.save(update_fields=["expires_at"])
+    if old.expires_at <= now:
+        fence_worker(old.worker_id)
     audit_record(
         action="token.rolled",
         organization=organization,
@@ -406,6 +413,7 @@ def worker_revoke_all_tokens(
         revoked_by=revoked_by,
         reason="Kill switch: all tokens of the worker",
     )
+    fence_worker(worker.pk)
     audit_record(
         action="killswitch.worker",
         organization_id=worker.organization_id,
@@ -434,6 +442,7 @@ def organization_revoke_all_worker_tokens(
         revoked_by=revoked_by,
         reason="Kill switch: every worker token of the organization",
     )
+    fence_organization(organization.pk)
     audit_record(
         action="killswitch.org",
         organization=organization,
@@ -448,22 +457,26 @@ def organization_revoke_all_worker_tokens(
 # --- Use of a token (called by the authentication) -----------------------------
 
 
-def token_touch(*, token: WorkerToken, ip: str | None, now: datetime | None = None) -> bool:
+def token_touch(
+    *,
+    token_id: int,
+    last_used_at: datetime | None,
+    ip: str | None,
+    now: datetime | None = None,
+) -> bool:
     """Record last use, at most once a minute per token: no write on every call.
 
-    The in-memory check skips the query entirely for a recently used token; the
-    conditional UPDATE makes concurrent processes agree on one write."""
+    `last_used_at` is what the caller already read, so a recently used token costs
+    no query; the conditional UPDATE makes concurrent processes agree on one write."""
     now = now or timezone.now()
     cutoff = now - LAST_USED_THROTTLE
-    if token.last_used_at is not None and token.last_used_at >= cutoff:
+    if last_used_at is not None and last_used_at >= cutoff:
         return False
     updated = (
-        WorkerToken.objects.filter(pk=token.pk)
+        WorkerToken.objects.filter(pk=token_id)
         .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
         .update(last_used_at=now, last_used_ip=ip)
     )
-    if updated:
-        token.last_used_at, token.last_used_ip = now, ip
     return bool(updated)
 
 
@@ -472,20 +485,21 @@ def token_auth_failure_record(
     code: str,
     message: str,
     request: HttpRequest | None,
-    token: WorkerToken | None = None,
+    token: Any = None,
 ) -> None:
-    """Audit one failed agent authentication. Never given the raw token."""
+    """Audit one failed agent authentication. Never given the raw token: `token` is
+    the authentication's `AgentContext` when the token was found."""
     fields: dict[str, Any] = {}
     if token is not None:
         fields = {
             "organization_id": token.organization_id,
             "target_type": "workertoken",
-            "target_id": token.public_id,
+            "target_id": token.token_public_id,
             "worker_id": token.worker_id,
-            "token_id": token.public_id,
+            "token_id": token.token_public_id,
             "actor_type": ActorType.WORKER,
             "actor_id": token.worker_id,
-            "actor_label": token.worker.name,
+            "actor_label": token.worker_name,
         }
     else:
         fields = {"actor_type": ActorType.ANONYMOUS}

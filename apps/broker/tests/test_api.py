@@ -7,6 +7,7 @@ import socket
 from unittest import mock
 
 import pytest
+from django.db import DatabaseError
 
 from apps.audit.models import AuditEvent
 from apps.broker.results import input_digest
@@ -152,10 +153,10 @@ def test_fail_closed_when_the_attempt_cannot_be_audited(client, agent, upstream)
 
     def failing(**kwargs):
         if kwargs["action"].endswith(".attempt"):
-            raise RuntimeError("audit store down")
+            raise DatabaseError("audit store down")
         return real(**kwargs)
 
-    with mock.patch("apps.broker.services.audit_record", side_effect=failing):
+    with mock.patch("apps.broker.pipeline.audit_record", side_effect=failing):
         response = post(client, agent, "sandbox.list_projects", {"input": {}})
 
     assert response.status_code == 503
@@ -365,10 +366,10 @@ def test_a_failed_outcome_write_does_not_hide_a_completed_call(client, agent, up
 
     def failing(**kwargs):
         if kwargs["action"] == "broker.execute":
-            raise RuntimeError("audit store down")
+            raise DatabaseError("audit store down")
         return real(**kwargs)
 
-    with mock.patch("apps.broker.services.audit_record", side_effect=failing):
+    with mock.patch("apps.broker.pipeline.audit_record", side_effect=failing):
         response = post(client, agent, "sandbox.list_projects", {"input": {}})
 
     # The upstream call happened: the agent gets its answer (a retry could duplicate a
@@ -409,8 +410,10 @@ def test_connection_refs_that_are_not_plain_ids_are_names(client, org, upstream,
     assert upstream.requests == []
 
 
-@pytest.mark.postgres  # LATERAL; other databases take the two-statement path
-def test_a_warm_execute_is_three_statements_token_and_connection_in_one(client, agent, upstream):
+def test_a_warm_execute_is_four_statements(client, agent, upstream):
+    """Token (with the revocation leases), connection, the attempt (with the token
+    re-check), the outcome (with the leases given back); last-used writes are
+    throttled. A regression here is a round trip added to every agent call."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -419,9 +422,11 @@ def test_a_warm_execute_is_three_statements_token_and_connection_in_one(client, 
     with CaptureQueriesContext(connection) as queries:
         assert post(client, agent, "sandbox.list_projects", body).status_code == 200
     statements = [q["sql"] for q in queries.captured_queries]
-    # token + its connection, the attempt, the outcome (last-used writes are throttled)
-    assert len(statements) == 3, statements
-    assert "LATERAL" in statements[0] and "digest" in statements[0]
+    assert len(statements) == 4, statements
+    assert "digest" in statements[0] and "pg_advisory_lock_shared" in statements[0]
+    assert "connections_connection" in statements[1]
+    assert "lease_token_pk" not in statements[2] and "revoked_at IS NULL" in statements[2]
+    assert "pg_advisory_unlock_all" in statements[3]
     assert len(upstream.requests) == 2
 
 

@@ -122,10 +122,15 @@ def connection_disconnect(
 # --- Usage ------------------------------------------------------------------------------
 
 
-def connection_mark_used(*, connection_id: int, now: datetime | None = None) -> bool:
+def connection_mark_used(
+    *, connection_id: int, last_used_at: datetime | None = None, now: datetime | None = None
+) -> bool:
     """Record use for the inventory, at most once a minute per connection (one
-    conditional UPDATE; no write at all on most broker calls)."""
+    conditional UPDATE; no write at all on most broker calls). `last_used_at` is what
+    the caller already read: a recently used connection costs no query."""
     now = now or timezone.now()
+    if last_used_at is not None and last_used_at >= now - USED_THROTTLE:
+        return False
     updated = (
         Connection.objects.filter(pk=connection_id)
         .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - USED_THROTTLE))

@@ -1,0 +1,51 @@
+"""Reads of connections for the agent hot path.
+
+`connections_for_call()` answers "which of this organization's connections does
+this agent call mean?" in one fixed statement through `Manager.raw()` (no query
+compilation per call). The refresh token is not selected: it stays deferred and
+encrypted (a refresh reloads the row under its lock)."""
+
+from __future__ import annotations
+
+from apps.connections.models import Connection, ConnectionStatus
+
+_FIELDS = [f.column for f in Connection._meta.concrete_fields if f.attname not in {"refresh_token"}]
+_SELECT = (
+    f"SELECT {', '.join(_FIELDS)} FROM {Connection._meta.db_table}"  # noqa: S608 - metadata
+    " WHERE organization_id = %s AND NOT status = %s"
+)
+_BY_ID = _SELECT + " AND id = %s"
+_BY_NAME = _SELECT + " AND name = %s"
+_BY_ID_OF = _BY_ID + " AND provider_key = %s"
+_BY_NAME_OF = _BY_NAME + " AND provider_key = %s"
+_OF_PROVIDER = _SELECT + " AND provider_key = %s ORDER BY name"
+
+
+def _as_id(ref: str | int) -> int | None:
+    """A reference that is a plain ASCII id within bigint ("³".isdigit() is true, and
+    int("³") fails); anything else is a name."""
+    text = str(ref)
+    if isinstance(ref, int) or (text.isascii() and text.isdigit() and len(text) <= 18):
+        return int(text)
+    return None
+
+
+def connections_for_call(
+    *, organization_id: int, provider_key: str | None, ref: str | int | None
+) -> list[Connection]:
+    """The organization's connection an agent names (id or name), optionally of one
+    provider; naming none, every connection of the provider. Revoked ones never."""
+    revoked = ConnectionStatus.REVOKED.value
+    if ref is None or ref == "":
+        if provider_key is None:
+            return []
+        return list(Connection.objects.raw(_OF_PROVIDER, [organization_id, revoked, provider_key]))
+    as_id = _as_id(ref)
+    if as_id is not None and not -(2**63) <= as_id < 2**63:
+        return []
+    value: str | int = as_id if as_id is not None else str(ref)
+    if provider_key is None:
+        sql = _BY_ID if as_id is not None else _BY_NAME
+        return list(Connection.objects.raw(sql, [organization_id, revoked, value]))
+    sql = _BY_ID_OF if as_id is not None else _BY_NAME_OF
+    return list(Connection.objects.raw(sql, [organization_id, revoked, value, provider_key]))
