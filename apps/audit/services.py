@@ -7,7 +7,6 @@ change rolls back with it. It never swallows errors."""
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import threading
 import uuid
@@ -193,7 +192,9 @@ prev AS (
     FROM link
     RETURNING id, seq, prev_hash, hash
 )
-SELECT ok.ok, ins.id, ins.seq, ins.prev_hash, ins.hash{{release}} FROM ok LEFT JOIN ins ON TRUE
+SELECT ok.ok, ins.id, ins.seq, ins.prev_hash, ins.hash,
+       EXISTS (SELECT 1 FROM audit_auditchainhead WHERE chain_key = %(chain_key)s){{release}}
+FROM ok LEFT JOIN ins ON TRUE
 """  # noqa: S608 - column names are constants, values are parameters
 # Gives back every session-level advisory lock of this database session (the
 # broker's revocation leases) in the statement that ends an agent call.
@@ -223,13 +224,13 @@ def _statement(*, skip_locked: bool, wait_for_flush: bool, condition: str, relea
             release=f", {RELEASE_SQL}" if release else "",
         )
         if not wait_for_flush:
-            sql = sql.replace("FROM ok LEFT JOIN ins", "FROM ok CROSS JOIN cfg LEFT JOIN ins")
+            sql = sql.replace("\nFROM ok LEFT JOIN ins", "\nFROM ok CROSS JOIN cfg LEFT JOIN ins")
         _append_sql[key] = sql
     return sql
 
 
 # Each thread (and so each database connection) keeps appending to the chain it
-# last got: concurrent writers spread over the shards and stay there.
+# last got: concurrent writers spread over the chains and stay there.
 _preferred = threading.local()
 
 
@@ -246,9 +247,9 @@ def _append(
 ) -> tuple[int, int, str, str] | None:
     organization_id = values["organization_id"]
     shards = 1 if organization_id is None else _shards()
-    start = getattr(_preferred, "shard", None)
-    if start is None:
-        start = _preferred.shard = random.randrange(shards)  # noqa: S311 - load spreading
+    # Start where this thread last got a chain (shard 0 at first), so a quiet
+    # organization's trail stays one chain and busy writers settle on different ones.
+    start = min(getattr(_preferred, "shard", 0), shards - 1)
     order = [(start + n) % shards for n in range(shards)]
     condition = only_if.sql if only_if is not None else "TRUE"
     base = {"metadata": json.dumps(values["metadata"]), **(only_if.params if only_if else {})}
@@ -265,11 +266,12 @@ def _append(
                 release=release_leases,
             )
             row = _fetch(cursor, sql, params)
-            if row[1] is None and row[0]:
-                # Busy, or the chain has no head yet: create it and ask once more.
+            if row[0] and row[1] is None and not row[5]:
+                # The chain has no head yet: create it and ask once more. (A head that
+                # exists but is held by another transaction is simply busy: an INSERT
+                # here would wait for that transaction.)
                 cursor.execute(_NEW_HEAD_SQL, [values["chain_key"], GENESIS_HASH])
-                if cursor.rowcount:
-                    row = _fetch(cursor, sql, params)
+                row = _fetch(cursor, sql, params)
             if not row[0]:
                 return None  # the condition failed: nothing written
             if row[1] is not None:

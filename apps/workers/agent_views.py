@@ -52,15 +52,16 @@ class WhoAmIView(APIView):
     )
     def get(self, request: Request) -> Response:
         context = cast(AgentContext, request.auth)
-        token, worker, organization = context.token, context.worker, context.organization
+        organization = context.organization
         body: dict[str, Any] = {
-            "worker": {"id": worker.pk, "name": worker.name, "status": worker.status},
+            # Authentication refuses a disabled worker, so this one is active.
+            "worker": {"id": context.worker_id, "name": context.worker_name, "status": "active"},
             "organization": {"slug": organization.slug, "name": organization.name},
-            "role": {"id": token.role_id, "name": token.role.name},
+            "role": {"id": context.role_id, "name": context.role_name},
             "token": {
                 "id": context.token_public_id,
-                "last4": token.last4,
-                "expires_at": token.expires_at,
+                "last4": context.token_last4,
+                "expires_at": context.token_expires_at,
             },
             "allows": role_allowances(role_id=context.role_id, organization=organization),
         }

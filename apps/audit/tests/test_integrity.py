@@ -128,22 +128,72 @@ def test_concurrent_writers_never_fork_or_break_the_chain(transactional_db, org)
         t.join()
     assert errors == []
 
-    events = list(
-        AuditEvent.objects.filter(organization=org)
-        .order_by("seq")
-        .values_list("seq", "prev_hash", "hash")
-    )
     total = threads * per_thread
-    assert [seq for seq, _, _ in events] == list(range(1, total + 1))
-    prev = GENESIS_HASH
-    for _seq, prev_hash, digest in events:
-        assert prev_hash == prev
-        prev = digest
-    head = AuditChainHead.objects.get(chain_key=f"org:{org.pk}")
-    assert (head.seq, head.hash) == (total, prev)
-    [report] = verify_chains(organization_ids=[org.pk])
-    assert report.ok, str(report)
-    assert report.count == total
+    chains: dict[str, list[tuple[int, str, str]]] = {}
+    for key, seq, prev_hash, digest in (
+        AuditEvent.objects.filter(organization=org)
+        .order_by("chain_key", "seq")
+        .values_list("chain_key", "seq", "prev_hash", "hash")
+    ):
+        chains.setdefault(key, []).append((seq, prev_hash, digest))
+    assert sum(len(events) for events in chains.values()) == total
+    # Every chain of the organization is unforked: seq 1..n, each link to the one before.
+    for key, events in chains.items():
+        assert key == f"org:{org.pk}" or key.startswith(f"org:{org.pk}:")
+        assert [seq for seq, _, _ in events] == list(range(1, len(events) + 1))
+        prev = GENESIS_HASH
+        for _seq, prev_hash, digest in events:
+            assert prev_hash == prev
+            prev = digest
+        head = AuditChainHead.objects.get(chain_key=key)
+        assert (head.seq, head.hash) == (len(events), prev)
+    reports = verify_chains(organization_ids=[org.pk])
+    assert all(r.ok for r in reports), [str(r) for r in reports]
+    assert sum(r.count for r in reports) == total
+
+
+def test_one_organization_spreads_concurrent_appends_over_its_chains(
+    transactional_db, org, settings
+):
+    """A transaction that holds one chain does not make another wait: it appends to
+    another of the organization's chains (no single per-organization lock)."""
+    settings.GRANTRY_AUDIT_CHAIN_SHARDS = 4
+    audit_record(action="test.first", organization_id=org.pk)  # the org's chain exists
+    holding, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                audit_record(action="test.holder", organization_id=org.pk)
+                holding.set()
+                release.wait(10)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    try:
+        # This thread's append must not wait for the holder's commit.
+        other = threading.Thread(
+            target=lambda: (
+                audit_record(action="test.other", organization_id=org.pk),
+                connections.close_all(),
+            )
+        )
+        other.start()
+        other.join(5)
+        assert not other.is_alive(), "the append waited for another transaction's chain"
+    finally:
+        release.set()
+        holder.join()
+    assert errors == []
+    keys = dict(AuditEvent.objects.filter(organization=org).values_list("action", "chain_key"))
+    assert keys["test.holder"] != keys["test.other"]
+    assert all(r.ok for r in verify_chains(organization_ids=[org.pk]))
 
 
 # --- verification ------------------------------------------------------------
