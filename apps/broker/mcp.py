@@ -169,7 +169,7 @@ def _call_tool(
         reject_input(
             ctx, meta, "broker.execute", HostileInput("'arguments' must be a JSON object.")
         )
-        raise _ProtocolError(INVALID_PARAMS, "'arguments' must be a JSON object.")
+        raise _ProtocolError(INVALID_PARAMS, "'arguments' must be a JSON object.", audited=True)
     arguments = dict(raw_arguments or {})
     connection = arguments.pop(CONNECTION_ARG, None)
     if connection is not None and (
@@ -177,7 +177,7 @@ def _call_tool(
     ):
         message = f"'{CONNECTION_ARG}' must be a connection id or name."
         reject_input(ctx, meta, "broker.execute", HostileInput(message))
-        raise _ProtocolError(INVALID_PARAMS, message)
+        raise _ProtocolError(INVALID_PARAMS, message, audited=True)
     result = run(start(ctx, ActionTarget(name, connection, arguments), meta))
     if result.error is not None:
         error = result.error
@@ -233,10 +233,11 @@ def _dispatch(
 
 
 class _ProtocolError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, *, audited: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.audited = audited
 
 
 def _is_modern(message: dict[str, Any], version_header: str | None) -> bool:
@@ -283,18 +284,21 @@ def _endpoint(request: HttpRequest) -> HttpResponse:
         if problem.code == "invalid_json":
             return _rpc_error(None, PARSE_ERROR, "Parse error", status=400)
         return _rpc_error(None, INVALID_REQUEST, problem.message, status=400)
+    meta = request_meta(request, "mcp")
     if (
         not isinstance(message, dict)
         or message.get("jsonrpc") != "2.0"
         or not isinstance(message.get("method"), str)
     ):
-        return _rpc_error(None, INVALID_REQUEST, "Expected one JSON-RPC 2.0 request object.")
+        problem = HostileInput("Expected one JSON-RPC 2.0 request object.")
+        reject_input(ctx, meta, "mcp.request", problem)
+        return _rpc_error(None, INVALID_REQUEST, problem.message, status=400)
     method: str = message["method"]
     request_id = message.get("id")
     raw_params = message.get("params")
     if raw_params is not None and not isinstance(raw_params, dict):
         problem = HostileInput("JSON-RPC 'params' must be an object.")
-        reject_input(ctx, request_meta(request, "mcp"), "mcp.request", problem)
+        reject_input(ctx, meta, "mcp.request", problem)
         return _rpc_error(message.get("id"), INVALID_PARAMS, problem.message, status=400)
     params: dict[str, Any] = raw_params or {}
     version_header = request.headers.get("MCP-Protocol-Version")
@@ -305,9 +309,12 @@ def _endpoint(request: HttpRequest) -> HttpResponse:
         headers = {k.lower(): v for k, v in request.headers.items() if k.lower().startswith("mcp-")}
         route = classify_inbound_request(message, headers=headers)
         if isinstance(route, InboundLadderRejection):
+            reject_input(ctx, meta, "mcp.request", HostileInput(route.message))
             return _rpc_error(request_id, route.code, route.message, route.data)
     try:
         result = _dispatch(ctx, method, params, request, legacy=legacy)
     except _ProtocolError as exc:
+        if not exc.audited:
+            reject_input(ctx, meta, "mcp.request", HostileInput(exc.message), method=method)
         return _rpc_error(request_id, exc.code, exc.message)
     return _rpc_result(request_id, result, legacy=legacy)

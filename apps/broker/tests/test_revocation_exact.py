@@ -1,0 +1,145 @@
+"""Revocation is exact: once a revocation has committed, no call of that token
+reaches an upstream, on any server process — including calls that had already
+authenticated when the revocation began (they hold a lease that the revocation
+waits for, or they fail the token re-check in their attempt statement).
+
+Two real server processes with several threads each serve the test database; eight
+agents hammer one token through both while the test revokes it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+from apps.audit.models import AuditEvent
+from apps.broker.tests.conftest import make_agent
+from apps.broker.tests.upstream import RecordingUpstream, Reply
+from apps.workers.services import organization_revoke_all_worker_tokens, token_revoke
+from apps.workers.tests.test_cross_process import Server, _database_url, _free_port
+
+ROOT = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+
+
+class WebProcess(Server):
+    """`Server`, with the Sandbox provider pointed at the test's upstream."""
+
+    def __init__(self, tmp_path: Path, name: str, upstream_url: str) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"{name}.log"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
+            "DATABASE_URL": _database_url(),
+            "GRANTRY_BASE_URL": self.base,
+            "GRANTRY_PROVIDER_URLS": f"sandbox={upstream_url}",
+        }
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv
+            [
+                str(BIN / "gunicorn"),
+                "grantry.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+                "--worker-class",
+                "gthread",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture(scope="module")
+def slow_upstream():
+    with RecordingUpstream() as server:
+        # Slow enough that calls are always in flight when the revocation starts.
+        server.reply = Reply(delay=0.02)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def web_processes(slow_upstream, django_db_setup, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("web")
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.fail("needs a PostgreSQL database shared by processes")
+    servers = [WebProcess(tmp_path, name, slow_upstream.url) for name in ("a", "b")]
+    try:
+        for server in servers:
+            server.wait_ready(timeout=120)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _hammer(servers, raw, stop: threading.Event, answers: list[tuple[float, int]]) -> None:
+    headers = {"Authorization": f"Bearer {raw}"}
+    with httpx.Client(timeout=30) as client:
+        n = 0
+        while not stop.is_set():
+            server = servers[n % len(servers)]
+            n += 1
+            response = client.post(
+                f"{server.base}/api/v1/actions/sandbox.list_projects/execute",
+                json={"input": {}},
+                headers=headers,
+            )
+            answers.append((time.monotonic(), response.status_code))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("revoke", ["token", "organization"])
+def test_no_call_reaches_the_upstream_after_a_revocation_commits(
+    web_processes, slow_upstream, org, revoke
+):
+    agent = make_agent(org)
+    slow_upstream.requests.clear()
+    stop = threading.Event()
+    answers: list[tuple[float, int]] = []
+    threads = [
+        threading.Thread(target=_hammer, args=(web_processes, agent.raw, stop, answers))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(slow_upstream.requests) < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(slow_upstream.requests) >= 40, "the agents never got going"
+        if revoke == "token":
+            token_revoke(token=agent.token, reason="exactness test")
+        else:
+            organization_revoke_all_worker_tokens(organization=org, confirm=org.slug)
+        revoked_at = time.monotonic()
+        time.sleep(0.5)  # agents keep calling with the revoked token
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+    late = [r for r in slow_upstream.requests if r.at >= revoked_at]
+    assert late == [], f"{len(late)} calls reached the upstream after the revocation committed"
+    after = [status for at, status in answers if at > revoked_at + 0.05]
+    assert after and set(after) == {401}
+    assert {status for _, status in answers} <= {200, 401}
+    # Every upstream call has its durable attempt on record, and no attempt was
+    # recorded that did not... reach the upstream or fail there.
+    attempts = AuditEvent.objects.filter(
+        organization=org, action="broker.execute.attempt", token_id=agent.token.public_id
+    ).count()
+    assert attempts == len(slow_upstream.requests)
