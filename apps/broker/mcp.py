@@ -137,12 +137,14 @@ def _tool(action: Any, connections: list[Any]) -> types.Tool:
     schema = dict(action.input_schema)
     properties = dict(schema.get("properties") or {})
     if len(connections) > 1 and CONNECTION_ARG not in properties:
+        # More than one connection the role allows fits: the agent must choose.
         properties[CONNECTION_ARG] = {
             "type": "string",
             "enum": [c.name for c in connections],
-            "description": "Which connection to use.",
+            "description": "Which connection to use (your role allows each of these).",
         }
         schema["properties"] = properties
+        schema["required"] = [*schema.get("required", []), CONNECTION_ARG]
     is_read = str(action.action_class) == "read"
     return types.Tool(
         name=action.name,

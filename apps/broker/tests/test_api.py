@@ -485,3 +485,58 @@ def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(client, age
     assert proxied.status_code == 400, proxied.content
     assert broker_events(action="broker.proxy")[-1].metadata["path"] == "projects/1\\u0000x"
     assert upstream.requests == []
+
+
+# --- Ambiguity is decided after the role (hardening finding #10) -----------------
+
+
+def _second_sandbox(org, name="sandbox-two"):
+    from apps.connections.models import Connection
+
+    return Connection.objects.create(
+        organization=org, provider_key="sandbox", name=name, auth_type="api_key", api_key="k2"
+    )
+
+
+def test_a_second_connection_the_role_does_not_allow_changes_nothing(client, org, upstream):
+    from apps.connections.models import Connection
+
+    first = Connection.objects.create(
+        organization=org, provider_key="sandbox", name="sandbox", auth_type="api_key", api_key="k"
+    )
+    rule = {
+        "kind": "action",
+        "provider_key": "sandbox",
+        "action_pattern": "sandbox.list_projects",
+        "connection": first.pk,
+    }
+    agent = make_agent(org, rules=[rule], connection=first)
+    _second_sandbox(org)
+    # Not named: the one connection the role allows is used.
+    allowed = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert allowed.status_code == 200, allowed.content
+    assert len(upstream.requests) == 1
+    # A call the role forbids on every connection is a 403, not "name a connection".
+    denied = post(client, agent, "sandbox.create_project", {"input": {"name": "x"}})
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "denied"
+    assert broker_events()[-1].decision == "denied"
+    assert len(upstream.requests) == 1
+
+
+def test_connection_is_asked_for_only_when_several_allowed_ones_fit(client, org, upstream):
+    agent = make_agent(
+        org,
+        rules=[
+            {"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.list_projects"}
+        ],
+    )
+    _second_sandbox(org)
+    response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "connection_required"
+    assert sorted(error["details"]["connections"]) == ["sandbox", "sandbox-two"]
+    named = post(client, agent, "sandbox.list_projects", {"connection": "sandbox-two", "input": {}})
+    assert named.status_code == 200
+    assert len(upstream.requests) == 1

@@ -256,3 +256,35 @@ def test_legacy_handshake_and_notifications(client, agent):
     )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == -32601
+
+
+def test_tool_schema_requires_a_connection_only_when_several_allowed_ones_fit(
+    transactional_db, org, upstream, mcp_url
+):
+    from apps.connections.models import Connection
+
+    agent = make_agent(
+        org,
+        rules=[
+            {"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.list_projects"}
+        ],
+    )
+
+    async def tools(client: Client) -> Any:
+        return {t.name: t for t in (await client.list_tools()).tools}
+
+    single = with_client(mcp_url, agent.raw, "auto", tools)["sandbox.list_projects"]
+    assert "connection" not in single.input_schema.get("required", [])
+    Connection.objects.create(
+        organization=org,
+        provider_key="sandbox",
+        name="sandbox-two",
+        auth_type="api_key",
+        api_key="k",
+    )
+    double = with_client(mcp_url, agent.raw, "auto", tools)["sandbox.list_projects"]
+    assert "connection" in double.input_schema["required"]
+    assert sorted(double.input_schema["properties"]["connection"]["enum"]) == [
+        "sandbox",
+        "sandbox-two",
+    ]
