@@ -812,6 +812,7 @@ def tls_server(
     client_context = egress._make_tls_context()
     client_context.load_verify_locations(cadata=ca_pem)
     monkeypatch.setattr(egress, "_tls", client_context)
+    monkeypatch.setattr(egress, "_managers", {})  # pools made from now on use it
 
     server_names: list[str | None] = []
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
