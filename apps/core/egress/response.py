@@ -103,8 +103,12 @@ def read_body(
             elapsed_ms=_elapsed_ms(started),
         )
 
-    if response.length_remaining is not None and response.length_remaining > cap:
-        raise too_large()
+    length = response.length_remaining
+    if length is not None:
+        if length > cap:
+            raise too_large()
+        if "content-encoding" not in response.headers:
+            return response.read()  # what was declared, and not more: one read
     chunks: list[bytes] = []
     size = 0
     while True:

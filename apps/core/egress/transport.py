@@ -178,6 +178,13 @@ class GuardedPoolManager(PoolManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        # Every pool of a manager has the same settings (no per-call pool_kwargs):
+        # the key is the destination alone, not urllib3's 25-field default.
+        self.key_fn_by_scheme = {"http": _destination, "https": _destination}  # type: ignore[dict-item]
+
+
+def _destination(context: dict[str, Any]) -> Any:
+    return (context["scheme"], context["host"].lower(), context["port"])
 
 
 # Not urllib3's retries (which would resend a request whose answer had started, and

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
+import logging
 import socket
 import ssl
 import struct
@@ -730,6 +731,18 @@ def test_errors_from_the_wire_do_not_carry_the_url(server: str) -> None:
         assert secret not in str(caught.value)
         assert secret not in repr(caught.value)
     assert header_refused.value.__cause__ is None  # the header's text is not chained either
+
+
+def test_the_http_library_logs_no_request_target(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # urllib3 logs each request line at DEBUG; a path or query may hold a credential.
+    secret = "canary-secret-654"
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        egress_request("GET", f"{server}/ok?key={secret}")
+    assert any(record.name.startswith("urllib3") for record in caplog.records)
+    assert secret not in caplog.text
+    assert "/ok" not in caplog.text
 
 
 # --- TLS: the connection goes to the checked address, the name is verified ----
