@@ -65,8 +65,8 @@ from urllib.parse import urlsplit
 
 import idna
 from django.conf import settings
-from urllib3 import BaseHTTPResponse, HTTPConnectionPool
-from urllib3.exceptions import HTTPError
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import ClosedPoolError, HTTPError
 
 from .errors import (
     EgressBlocked,
@@ -184,15 +184,15 @@ def egress_request(
             f"Could not send the request to {host} (invalid header).", host=host
         ) from None
     target = _target(parts, params)
-    pool = _manager(bool(settings.GRANTRY_EGRESS_ALLOW_LOOPBACK)).connection_from_host(
-        host, port, scheme
-    )
+    manager = _manager(bool(settings.GRANTRY_EGRESS_ALLOW_LOOPBACK))
 
     call = Call(started + seconds)
     token = CALL.set(call)
     reading = False
     try:
-        response = _exchange(pool, method.upper(), target, body, request_headers, call)
+        response = _exchange(
+            manager, (scheme, host, port), method.upper(), target, body, request_headers, call
+        )
         try:
             if response.status == 101:
                 raise Refused("101 Switching Protocols, never asked for")
@@ -210,7 +210,9 @@ def egress_request(
         exc.elapsed_ms = _elapsed_ms(started)
         raise
     except (HTTPError, OSError, http.client.HTTPException) as exc:
-        raise _failure(exc, host, seconds, started, reading=reading) from exc
+        # Chained to the low-level cause only: urllib3's exceptions keep the request
+        # target (and its query string) in an attribute.
+        raise _failure(exc, host, seconds, started, reading=reading) from _root(exc)
     except ValueError:
         # http.client refused some text (a header value outside latin-1); it may
         # hold a credential.
@@ -231,7 +233,8 @@ def egress_request(
 
 
 def _exchange(
-    pool: HTTPConnectionPool,
+    manager: GuardedPoolManager,
+    destination: tuple[str, str, int],
     method: str,
     target: str,
     body: bytes | None,
@@ -240,10 +243,13 @@ def _exchange(
 ) -> BaseHTTPResponse:
     """Send the request and read the head of the answer; the body stays unread. If a
     reused connection failed before any byte of an answer came back, a GET, HEAD or
-    OPTIONS goes once more."""
-    retried = False
+    OPTIONS goes once more. So does any request whose pool another thread closed (it
+    was the least recently used) before a connection was taken from it."""
+    scheme, host, port = destination
+    retried = reopened = False
     while True:
         call.opened, call.received = False, 0
+        pool = manager.connection_from_host(host, port, scheme)
         try:
             return pool.urlopen(
                 method,
@@ -257,6 +263,11 @@ def _exchange(
                 preload_content=False,
                 release_conn=False,
             )
+        except ClosedPoolError:
+            if reopened:
+                raise
+            reopened = True  # nothing was sent; the next lookup makes a new pool
+            continue
         except (HTTPError, OSError, http.client.HTTPException) as exc:
             if (
                 retried
