@@ -345,6 +345,26 @@ def test_connections_are_never_shared_between_hostnames_on_one_address() -> None
         httpd.server_close()
 
 
+def test_threads_sharing_the_pools_each_get_their_own_answer(server: str) -> None:
+    # One process-wide manager serves every thread: an answer must reach the call
+    # that asked for it, never another one on a shared kept-alive connection.
+    answered: list[tuple[str, str]] = []
+
+    def calls(worker: int) -> None:
+        for number in range(25):
+            asked = f"/inspect?call={worker}-{number}"
+            _, path, _, _ = _seen(egress_request("GET", f"{server}{asked}").content)
+            answered.append((asked, path))
+
+    threads = [threading.Thread(target=calls, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answered) == 8 * 25
+    assert all(asked == path for asked, path in answered)
+
+
 # --- Keep-alive: reuse, and servers that close ------------------------------
 
 
