@@ -68,7 +68,14 @@ def _address_refusal(ip: IPAddress, *, allow_loopback: bool) -> str | None:
 
 
 def check_destination(host: str, port: int) -> str:
-    """Resolve `host` and return the one address to connect to, or raise EgressBlocked.
+    """Resolve `host` and return the first address to connect to, or raise
+    EgressBlocked (see checked_addresses)."""
+    return checked_addresses(host, port)[0]
+
+
+def checked_addresses(host: str, port: int) -> list[str]:
+    """Resolve `host` and return its addresses in the resolver's order, or raise
+    EgressBlocked.
 
     Every address the name resolves to must pass; a name that resolves to one
     public and one private address is refused (that is how rebinding starts)."""
@@ -97,7 +104,7 @@ def check_destination(host: str, port: int) -> str:
         reason = _address_refusal(address, allow_loopback=allow_loopback)
         if reason is not None:
             raise EgressBlocked(f"{host} resolves to {reason}; refusing to connect.", host=host)
-    return str(candidates[0])
+    return [str(address) for address in candidates]
 
 
 SocketOption = tuple[int, int, int]
@@ -111,24 +118,35 @@ def safe_create_connection(
     socket_class: type[socket.socket] = socket.socket,
 ) -> socket.socket:
     """A TCP connection to `address` (host, port) the way urllib3's create_connection
-    makes one, but to the one address check_destination returned. `timeout` covers
-    the lookup and the connect; what is left of it stays on the socket, so the TLS
-    handshake that follows gets only the rest."""
+    makes one (each address in turn until one answers), but only ever to addresses
+    checked_addresses let through. `timeout` covers the lookup and the connects;
+    what is left of it stays on the socket, so the TLS handshake that follows gets
+    only the rest."""
     deadline = None if timeout is None else time.monotonic() + timeout
     host, port = address
-    checked = check_destination(host, port)
-    family = socket.AF_INET6 if ":" in checked else socket.AF_INET
-    sock = socket_class(family, socket.SOCK_STREAM)
-    try:
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        sock.settimeout(time_left(deadline))
-        sock.connect((checked, port))
-        sock.settimeout(time_left(deadline))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    failure: OSError | None = None
+    for checked in checked_addresses(host, port):
+        family = socket.AF_INET6 if ":" in checked else socket.AF_INET
+        sock = socket_class(family, socket.SOCK_STREAM)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(time_left(deadline))
+            sock.connect((checked, port))
+            sock.settimeout(time_left(deadline))
+        except TimeoutError:
+            sock.close()
+            raise  # the call's time is up: no other address gets tried
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert failure is not None  # checked_addresses returns at least one address
+    raise failure
 
 
 def time_left(deadline: float | None) -> float | None:

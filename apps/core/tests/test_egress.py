@@ -305,6 +305,17 @@ def test_connects_to_the_checked_address_and_keeps_the_host_header(
     assert response.content.decode() == f"pinned.example:{port}"
 
 
+def test_the_next_checked_address_is_tried_when_one_refuses(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server listens on 127.0.0.1 only: 127.0.0.2 refuses, as an unreachable
+    # first address of a name would; the second one answers.
+    port = server.rsplit(":", 1)[1]
+    _fake_dns(monkeypatch, {"two.example": ["127.0.0.2", "127.0.0.1"]})
+    response = egress_request("GET", f"http://two.example:{port}/host")
+    assert response.content.decode() == f"two.example:{port}"
+
+
 def test_error_messages_do_not_carry_the_query_string() -> None:
     with pytest.raises(EgressBlocked) as caught:
         egress_request("GET", "http://10.0.0.1/x?api_key=canary-secret-123")
