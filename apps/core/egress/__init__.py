@@ -1,73 +1,73 @@
 """The one outbound HTTP client: every call Grantry makes to a SaaS goes through here.
 
-Token, revocation, identity and broker API calls share kept-alive connections
-(connection reuse matters for the broker's latency), built on the standard
-library's `http.client` with a small pool of our own, with:
+urllib3 2.x does the HTTP: kept-alive connections pooled per (scheme, host name,
+port) by one process-wide PoolManager, request framing, parsing the answer,
+chunked bodies, gzip and deflate, TLS. Grantry owns the policy, following Sentry's
+src/sentry/net/http.py: urllib3's connection classes are subclassed and only
+their `_new_conn` hook is replaced, by `guard.safe_create_connection`, which
+resolves the host, refuses it if ANY address is not public (no private,
+loopback, link-local, multicast, reserved, CGNAT or cloud metadata address;
+loopback only with settings.GRANTRY_EGRESS_ALLOW_LOOPBACK, for development and
+tests; metadata never) and connects to the address it checked. The Host header,
+TLS SNI and the certificate check keep the name, so DNS rebinding between check
+and connect cannot happen, and a kept-alive connection was checked when it was
+opened. Connections opened while loopback was allowed live in a manager of their
+own, so they are never reused once it is not.
 
-* timeouts (settings.GRANTRY_EGRESS_TIMEOUT or the `timeout` argument) as one
-  deadline for the whole call: the connect, the TLS handshake and every read
-  and write get only the time that is left, so a server that drips bytes
-  cannot hold a worker (the DNS lookup is the one step it cannot bound);
-* no redirects followed (a 3xx is returned as it is);
-* a response-size cap (settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES), enforced on
-  the declared Content-Length and while streaming, on the decoded body: gzip
-  and deflate are inflated a bounded piece at a time, so a compressed bomb is
-  caught too;
+On top of that, each call has:
+
+* one deadline (settings.GRANTRY_EGRESS_TIMEOUT or the `timeout` argument) for
+  everything: the connect and the TLS handshake get what is left after the
+  lookup, and every socket read and write gets only the time left, so a server
+  that drips bytes cannot hold a worker (the DNS lookup is the one step it
+  cannot bound);
+* no redirects followed (a 3xx is returned as it is), no retries by urllib3;
+* a response-size cap (settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES) on the
+  declared Content-Length, on the bytes received and on the decoded body, read
+  with preload_content=False in bounded pieces: a compressed bomb is caught too;
 * https only, except where loopback is allowed (development and tests);
-* non-ASCII host names encoded with IDNA 2008 as httpx did (after the UTS 46
-  mapping of case and width), never IDNA 2003, which reads some as other names;
-* an SSRF guard: the host is resolved, EVERY resolved address must be public
-  (no private, loopback, link-local, multicast, reserved, CGNAT or cloud
-  metadata address), and the TCP connection is made to the address that was
-  checked, while the Host header and TLS SNI/certificate check keep the
-  original name. That pins the address, so DNS rebinding between check and
-  connect cannot happen. Connections are pooled per (scheme, hostname, port),
-  never per address; a kept-alive connection was checked when it was opened.
-  Loopback is allowed only with settings.GRANTRY_EGRESS_ALLOW_LOOPBACK
-  (development and tests); metadata addresses never are;
-* no cookies stored or sent by the client, no proxies from the environment;
-* certificates checked against certifi's CA bundle (as httpx did), not the
-  system store, which slim images may not have;
+* non-ASCII host names encoded with IDNA 2008 (after the UTS 46 mapping of case
+  and width), never IDNA 2003, which reads some as other names;
 * header names and values checked before anything is sent (no CR, LF, NUL or
   other control character; names are tokens);
-* answers framed as strictly as httpx's parser framed them: interim 1xx answers
-  (103 Early Hints …) are skipped, 101 is refused, a Transfer-Encoding other
-  than chunked or conflicting Content-Lengths are refused, and a connection
-  whose answer carried both Transfer-Encoding and Content-Length is not reused.
-  Folded header values are unfolded, and CR, LF and NUL dropped from them.
+* no cookies stored or sent, no proxies from the environment (urllib3 has
+  neither), certificates checked against certifi's CA bundle;
+* answers that http.client would misread refused or repaired (transport._Answer):
+  interim 1xx answers are skipped, 101 is refused, a Transfer-Encoding other than
+  chunked or conflicting Content-Lengths are refused, an answer carrying both is
+  not kept alive, 204 and 304 have no body. Folded header values are unfolded,
+  and CR, LF and NUL dropped from them.
 
-A pooled connection is reused only after its previous answer was read in full
-and did not ask to close; one the server has closed while it sat idle is
-dropped before use. If a reused connection fails before any byte of the
-answer arrived (the server closed it as the request went out), a GET, HEAD or
-OPTIONS request is sent once more on a new connection; any other method fails,
-since the server may have acted on it (a refresh token sent twice can revoke
-the grant). Nothing else is ever retried.
+urllib3 reuses a pooled connection only once its previous answer was read in
+full, and drops one the server closed (or wrote to) while it sat idle. If a
+reused connection fails before any byte of the answer arrived (the server closed
+it as the request went out), a GET, HEAD or OPTIONS request goes once more; any
+other method fails, since the server may have acted on it (a refresh token sent
+twice can revoke the grant). Nothing else is ever retried.
 
 Errors never carry the URL (a query string may hold a credential), only the
-host name and the elapsed time.
+host name and the elapsed time; urllib3's log records leave request targets out.
 
-The package: this module holds `egress_request` and the process-wide state it
-keeps (the TLS context, the pools per destination); `guard` decides where a call
-may go, `request` builds what is sent, `connection` is the wire and the idle
-pool, `response` reads and decodes the answer, and `errors` holds the exceptions.
+The package: this module holds `egress_request` and the process-wide state (the
+TLS context, the managers); `guard` decides where a call may go and opens the
+TCP connection, `transport` is the urllib3 adapter, `request` builds what is
+sent, `response` reads the body and holds EgressResponse, `errors` the
+exceptions.
 """
 
 from __future__ import annotations
 
 import http.client
 import ssl
-import threading
 import time
-import zlib
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
 import idna
 from django.conf import settings
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import ClosedPoolError, HTTPError
 
-from .connection import PoolKey, _Connection, _make_tls_context, _Pool, _Refused, _TLSConnection
 from .errors import (
     EgressBlocked,
     EgressConnectError,
@@ -81,7 +81,9 @@ from .guard import METADATA_ADDRESSES as METADATA_ADDRESSES
 from .guard import _address_refusal as _address_refusal
 from .request import DEFAULT_HEADERS as DEFAULT_HEADERS
 from .request import _body, _headers, _headers_are_valid, _target
-from .response import EgressResponse, ResponseHeaders, _read_body
+from .response import EgressResponse, ResponseHeaders, read_body
+from .transport import CALL, NO_RETRIES, Call, GuardedPoolManager, Refused
+from .transport import make_tls_context as _make_tls_context
 
 # The public names. Names imported "as" themselves above stay reachable as
 # apps.core.egress.<name>, as they were before the module became a package.
@@ -97,10 +99,15 @@ __all__ = [
 ]
 
 # --- Process-wide state -------------------------------------------------------
-# One TLS context and the pools per destination. They live where they are looked
-# up, so that setting apps.core.egress._tls, ._pools or .MAX_POOLS takes effect.
+# Looked up here on every call, so that setting apps.core.egress._tls, ._managers or
+# .MAX_POOLS (tests) takes effect.
 
 _tls: ssl.SSLContext | None = None
+MAX_POOLS = 512  # destinations (scheme, host name, port) with kept-alive connections
+MAX_IDLE = 50  # idle connections kept per destination
+# One manager per loopback allowance: a connection opened while loopback was allowed
+# is never handed out once it is not (a running process only ever uses one).
+_managers: dict[bool, GuardedPoolManager] = {}
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -110,54 +117,26 @@ def _tls_context() -> ssl.SSLContext:
     return _tls
 
 
-MAX_POOLS = 512
-# Least recently used first. A pool is made only once a connection has answered, so
-# calls to blocked or dead destinations cannot push the live ones out.
-_pools: OrderedDict[PoolKey, _Pool] = OrderedDict()
-_pools_lock = threading.Lock()
-
-
-def _pool(key: PoolKey) -> _Pool | None:
-    """The pool for `key`, if there is one, now the most recently used."""
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is not None:
-            _pools.move_to_end(key)
-    return pool
-
-
-def _pool_for(key: PoolKey) -> _Pool:
-    """The pool for `key`, made if need be; the least recently used one goes past
-    MAX_POOLS (requests in flight on it close their connection instead of returning it)."""
-    retired = []
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            while len(_pools) >= MAX_POOLS:
-                retired.append(_pools.popitem(last=False)[1])
-            pool = _pools[key] = _Pool()
-        else:
-            _pools.move_to_end(key)
-    for old in retired:
-        old.retire()
-    return pool
-
-
-def _open(scheme: str, host: str, port: int, deadline: float) -> _Connection:
-    """A new connection, to the address the guard checks now."""
-    address = check_destination(host, port)
-    if scheme == "https":
-        conn: _Connection = _TLSConnection(host, port, address, deadline, _tls_context())
-    else:
-        conn = _Connection(host, port, address, deadline)
-    conn.connect()
-    return conn
+def _manager(allow_loopback: bool) -> GuardedPoolManager:
+    manager = _managers.get(allow_loopback)
+    if manager is None:
+        manager = _managers.setdefault(
+            allow_loopback,
+            GuardedPoolManager(
+                num_pools=MAX_POOLS,
+                maxsize=MAX_IDLE,
+                block=False,
+                retries=NO_RETRIES,
+                ssl_context=_tls_context(),
+            ),
+        )
+    return manager
 
 
 # --- Requests -----------------------------------------------------------------
 
-
-# How a kept-alive connection the server closed just as the request went out fails.
+# How a kept-alive connection the server closed just as the request went out fails
+# (http.client's RemoteDisconnected is a ConnectionResetError).
 _STALE = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 # Only these may go again after such a failure: the server may have acted on the
 # request before it closed (RFC 9110 section 9.2.2), and a POST that redeems a code
@@ -193,6 +172,8 @@ def egress_request(
         port = parts.port or (443 if scheme == "https" else 80)
     except (UnicodeError, ValueError):  # idna.IDNAError is a UnicodeError
         raise EgressConnectError(f"Could not connect to {host} (InvalidURL).", host=host) from None
+    if not host:
+        raise EgressBlocked("The URL has no host.", host=host)
     seconds = float(timeout if timeout is not None else settings.GRANTRY_EGRESS_TIMEOUT)
     cap = int(settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES)
     body, content_type = _body(json, content, data)
@@ -203,34 +184,35 @@ def egress_request(
             f"Could not send the request to {host} (invalid header).", host=host
         ) from None
     target = _target(parts, params)
+    manager = _manager(bool(settings.GRANTRY_EGRESS_ALLOW_LOOPBACK))
 
-    key = (scheme, host, port)
-    pool = _pool(key)
+    call = Call(started + seconds)
+    token = CALL.set(call)
+    reading = False
     try:
-        conn, response = _exchange(
-            pool, key, method.upper(), target, body, request_headers, deadline=started + seconds
+        response = _exchange(
+            manager, (scheme, host, port), method.upper(), target, body, request_headers, call
         )
+        try:
+            if response.status == 101:
+                raise Refused("101 Switching Protocols, never asked for")
+            response_headers = ResponseHeaders(response.headers.items())
+            reading = True
+            content_bytes = read_body(
+                response, host=host, cap=cap, deadline=call.deadline, started=started
+            )
+        except BaseException:
+            response.close()  # and its connection: the rest of the answer is unread
+            raise
+        finally:
+            response.release_conn()  # back to the pool (if closed, it reconnects)
     except EgressError as exc:
         exc.elapsed_ms = _elapsed_ms(started)
         raise
-    except _Refused as exc:
-        raise EgressConnectError(
-            f"Refused the answer from {host} ({exc}).",
-            host=host,
-            elapsed_ms=_elapsed_ms(started),
-        ) from exc
-    except TimeoutError as exc:
-        raise EgressTimeout(
-            f"{host} did not answer within {seconds:g}s.",
-            host=host,
-            elapsed_ms=_elapsed_ms(started),
-        ) from exc
-    except (OSError, http.client.HTTPException) as exc:
-        raise EgressConnectError(
-            f"Could not connect to {host} ({type(exc).__name__}).",
-            host=host,
-            elapsed_ms=_elapsed_ms(started),
-        ) from exc
+    except (HTTPError, OSError, http.client.HTTPException) as exc:
+        # Chained to the low-level cause only: urllib3's exceptions keep the request
+        # target (and its query string) in an attribute.
+        raise _failure(exc, host, seconds, started, reading=reading) from _root(exc)
     except ValueError:
         # http.client refused some text (a header value outside latin-1); it may
         # hold a credential.
@@ -239,37 +221,8 @@ def egress_request(
             host=host,
             elapsed_ms=_elapsed_ms(started),
         ) from None
-
-    response_headers = ResponseHeaders(response.msg.items())
-    try:
-        try:
-            content_bytes = _read_body(
-                response,
-                response_headers.get("content-encoding"),
-                host=host,
-                cap=cap,
-                started=started,
-            )
-        except BaseException:
-            conn.close()  # the rest of this answer would be read as the next one's start
-            raise
-    except TimeoutError as exc:
-        raise EgressTimeout(
-            f"{host} did not finish answering within {seconds:g}s.",
-            host=host,
-            elapsed_ms=_elapsed_ms(started),
-        ) from exc
-    except (OSError, http.client.HTTPException, zlib.error) as exc:
-        raise EgressConnectError(
-            f"The answer from {host} broke off ({type(exc).__name__}).",
-            host=host,
-            elapsed_ms=_elapsed_ms(started),
-        ) from exc
-    # http.client has already dropped the socket if the answer said "Connection: close".
-    if conn.sock is not None and response.version == 11 and not response.will_close:
-        (pool or _pool_for(key)).put(conn)
-    else:
-        conn.close()
+    finally:
+        CALL.reset(token)
     return EgressResponse(
         status_code=response.status,
         headers=response_headers,
@@ -280,36 +233,83 @@ def egress_request(
 
 
 def _exchange(
-    pool: _Pool | None,
-    key: PoolKey,
+    manager: GuardedPoolManager,
+    destination: tuple[str, str, int],
     method: str,
     target: str,
     body: bytes | None,
     headers: dict[str, str],
-    *,
-    deadline: float,
-) -> tuple[_Connection, http.client.HTTPResponse]:
-    """Send the request and read the head of the answer, on an idle pooled connection
-    if there is one. If a reused connection fails before any byte of an answer came
-    back, a GET, HEAD or OPTIONS goes once more on a new connection. A connection
-    that raised is closed."""
-    allow_loopback = bool(settings.GRANTRY_EGRESS_ALLOW_LOOPBACK)
-    conn = pool.take(allow_loopback=allow_loopback) if pool is not None else None
+    call: Call,
+) -> BaseHTTPResponse:
+    """Send the request and read the head of the answer; the body stays unread. If a
+    reused connection failed before any byte of an answer came back, a GET, HEAD or
+    OPTIONS goes once more. So does any request whose pool another thread closed (it
+    was the least recently used) before a connection was taken from it."""
+    scheme, host, port = destination
+    retried = reopened = False
     while True:
-        fresh = conn is None
-        if conn is None:
-            conn = _open(*key, deadline)
-        sock = conn.timed_socket
-        sock.deadline = deadline
-        sock.received = 0
+        call.opened, call.received = False, 0
+        pool = manager.connection_from_host(host, port, scheme)
         try:
-            conn.request(method, target, body, headers)
-            return conn, conn.getresponse()
-        except _STALE:
-            conn.close()
-            if fresh or sock.received or method not in _RETRYABLE:
+            return pool.urlopen(
+                method,
+                target,
+                body=body,
+                headers=headers,
+                retries=NO_RETRIES,
+                redirect=False,
+                assert_same_host=False,
+                timeout=call.time_left(),
+                preload_content=False,
+                release_conn=False,
+            )
+        except ClosedPoolError:
+            if reopened:
                 raise
-        except BaseException:
-            conn.close()
-            raise
-        conn = None
+            reopened = True  # nothing was sent; the next lookup makes a new pool
+            continue
+        except (HTTPError, OSError, http.client.HTTPException) as exc:
+            if (
+                retried
+                or call.opened
+                or call.received
+                or method not in _RETRYABLE
+                or not isinstance(_root(exc), _STALE)
+            ):
+                raise
+            retried = True
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cause of an exception urllib3 wrapped (it chains, or passes the
+    original as an argument)."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            inner = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
+def _failure(
+    exc: BaseException, host: str, seconds: float, started: float, *, reading: bool
+) -> EgressError:
+    root = _root(exc)
+    elapsed = _elapsed_ms(started)
+    if isinstance(root, Refused):
+        return EgressConnectError(
+            f"Refused the answer from {host} ({root}).", host=host, elapsed_ms=elapsed
+        )
+    if isinstance(root, TimeoutError):
+        verb = "finish answering" if reading else "answer"
+        return EgressTimeout(
+            f"{host} did not {verb} within {seconds:g}s.", host=host, elapsed_ms=elapsed
+        )
+    if reading:
+        message = f"The answer from {host} broke off ({type(root).__name__})."
+    else:
+        message = f"Could not connect to {host} ({type(root).__name__})."
+    return EgressConnectError(message, host=host, elapsed_ms=elapsed)

@@ -1,12 +1,15 @@
 """The SSRF guard: which schemes may be used and which addresses may be contacted.
 
-A host is resolved and EVERY address it resolves to must be public; the caller
-then connects to the address returned, the one that was checked."""
+A host is resolved and EVERY address it resolves to must be public;
+`safe_create_connection` (urllib3's connection hook calls it) then connects to
+the address that was checked, never to a second lookup's answer."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import time
+from collections.abc import Iterable
 
 from django.conf import settings
 
@@ -65,7 +68,14 @@ def _address_refusal(ip: IPAddress, *, allow_loopback: bool) -> str | None:
 
 
 def check_destination(host: str, port: int) -> str:
-    """Resolve `host` and return the one address to connect to, or raise EgressBlocked.
+    """Resolve `host` and return the first address to connect to, or raise
+    EgressBlocked (see checked_addresses)."""
+    return checked_addresses(host, port)[0]
+
+
+def checked_addresses(host: str, port: int) -> list[str]:
+    """Resolve `host` and return its addresses in the resolver's order, or raise
+    EgressBlocked.
 
     Every address the name resolves to must pass; a name that resolves to one
     public and one private address is refused (that is how rebinding starts)."""
@@ -94,4 +104,57 @@ def check_destination(host: str, port: int) -> str:
         reason = _address_refusal(address, allow_loopback=allow_loopback)
         if reason is not None:
             raise EgressBlocked(f"{host} resolves to {reason}; refusing to connect.", host=host)
-    return str(candidates[0])
+    return [str(address) for address in candidates]
+
+
+SocketOption = tuple[int, int, int]
+
+
+def safe_create_connection(
+    address: tuple[str, int],
+    timeout: float | None,
+    *,
+    socket_options: Iterable[SocketOption] | None = None,
+    socket_class: type[socket.socket] = socket.socket,
+) -> socket.socket:
+    """A TCP connection to `address` (host, port) the way urllib3's create_connection
+    makes one (each address in turn until one answers), but only ever to addresses
+    checked_addresses let through. `timeout` covers the lookup and the connects;
+    what is left of it stays on the socket, so the TLS handshake that follows gets
+    only the rest."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    host, port = address
+    failure: OSError | None = None
+    for checked in checked_addresses(host, port):
+        family = socket.AF_INET6 if ":" in checked else socket.AF_INET
+        sock = socket_class(family, socket.SOCK_STREAM)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(time_left(deadline))
+            sock.connect((checked, port))
+            sock.settimeout(time_left(deadline))
+        except TimeoutError:
+            sock.close()
+            raise  # the call's time is up: no other address gets tried
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert failure is not None  # checked_addresses returns at least one address
+    raise failure
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until `deadline` (a time.monotonic() value; None is no deadline), or
+    TimeoutError once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the request's deadline has passed")
+    return left

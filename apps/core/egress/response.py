@@ -1,18 +1,19 @@
-"""What comes back: the body read under the size cap (gzip and deflate inflated a
-bounded piece at a time), its headers, and the EgressResponse made of them."""
+"""What comes back: the body read under the size cap (urllib3 inflates gzip and
+deflate a bounded piece at a time), its headers, and the EgressResponse made of them."""
 
 from __future__ import annotations
 
-import http.client
 import json as jsonlib
 import re
-import zlib
 from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from urllib3 import BaseHTTPResponse
+
 from .errors import EgressTooLarge, _elapsed_ms
+from .guard import time_left
 
 _READ_SIZE = 64 * 1024
 
@@ -87,59 +88,13 @@ class EgressResponse:
         return 200 <= self.status_code < 300
 
 
-class _Inflater:
-    """Incremental gzip/deflate decoding that never produces more than it is allowed to."""
-
-    def __init__(self, wbits: int) -> None:
-        self._decompressor = zlib.decompressobj(wbits)
-        # "deflate" is meant to be zlib-wrapped, but some servers send it raw.
-        self._may_be_raw = wbits == zlib.MAX_WBITS
-
-    def feed(self, data: bytes, allowed: int) -> bytes:
-        """Decode `data`; more than `allowed` bytes out means the cap is exceeded, so at
-        most one byte past it is ever produced. An answer under max_length means all
-        input was consumed."""
-        try:
-            out = self._decompressor.decompress(data, allowed + 1)
-        except zlib.error:
-            if not self._may_be_raw:
-                raise
-            self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-            out = self._decompressor.decompress(data, allowed + 1)
-        self._may_be_raw = False
-        return out
-
-    def finish(self, data: bytes, allowed: int) -> bytes:
-        out = self.feed(data, allowed) if data else b""
-        if len(out) > allowed:
-            return out  # refused by the caller; flush() would inflate the rest unbounded
-        return out + self._decompressor.flush()  # all input is consumed: little or nothing
-
-
-def _inflaters(content_encoding: str | None) -> list[_Inflater]:
-    """Decoders in the order to apply them (the last encoding applied comes off first).
-    Unknown codings pass through as they are, as httpx did."""
-    if not content_encoding:
-        return []
-    inflaters = []
-    for coding in reversed(content_encoding.split(",")):
-        name = coding.strip().lower()
-        if name in ("gzip", "x-gzip"):
-            inflaters.append(_Inflater(zlib.MAX_WBITS | 16))
-        elif name == "deflate":
-            inflaters.append(_Inflater(zlib.MAX_WBITS))
-    return inflaters
-
-
-def _read_body(
-    response: http.client.HTTPResponse,
-    content_encoding: str | None,
-    *,
-    host: str,
-    cap: int,
-    started: float,
+def read_body(
+    response: BaseHTTPResponse, *, host: str, cap: int, deadline: float, started: float
 ) -> bytes:
-    """The whole (decoded) body, or EgressTooLarge as soon as it passes `cap`."""
+    """The whole body, decoded by urllib3 a bounded piece at a time (gzip and deflate
+    bombs included), or EgressTooLarge as soon as it, or what came over the wire,
+    passes `cap`. The deadline is checked between pieces; the socket enforces it
+    within one."""
 
     def too_large() -> EgressTooLarge:
         return EgressTooLarge(
@@ -148,28 +103,21 @@ def _read_body(
             elapsed_ms=_elapsed_ms(started),
         )
 
-    if response.length is not None and response.length > cap:
-        raise too_large()
-    inflaters = _inflaters(content_encoding)
-    chunks: list[bytes] = []
-    received = size = 0
-    while block := response.read(_READ_SIZE):
-        received += len(block)  # what the decoders are fed is bounded too
-        if received > cap:
+    length = response.length_remaining
+    if length is not None:
+        if length > cap:
             raise too_large()
-        for inflater in inflaters:
-            block = inflater.feed(block, cap - size)
-            if len(block) > cap - size:
-                raise too_large()
+        if "content-encoding" not in response.headers:
+            return response.read()  # what was declared, and not more: one read
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        time_left(deadline)
+        block = response.read(_READ_SIZE)
+        if not block:
+            break
         size += len(block)
+        if size > cap or response.tell() > cap:
+            raise too_large()
         chunks.append(block)
-    if response.length:  # the connection closed before Content-Length bytes came
-        raise http.client.IncompleteRead(b"", response.length)
-    if inflaters:
-        tail = b""
-        for inflater in inflaters:
-            tail = inflater.finish(tail, cap - size)
-            if len(tail) > cap - size:
-                raise too_large()
-        chunks.append(tail)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
+import logging
 import socket
 import ssl
 import struct
@@ -304,6 +305,17 @@ def test_connects_to_the_checked_address_and_keeps_the_host_header(
     assert response.content.decode() == f"pinned.example:{port}"
 
 
+def test_the_next_checked_address_is_tried_when_one_refuses(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server listens on 127.0.0.1 only: 127.0.0.2 refuses, as an unreachable
+    # first address of a name would; the second one answers.
+    port = server.rsplit(":", 1)[1]
+    _fake_dns(monkeypatch, {"two.example": ["127.0.0.2", "127.0.0.1"]})
+    response = egress_request("GET", f"http://two.example:{port}/host")
+    assert response.content.decode() == f"two.example:{port}"
+
+
 def test_error_messages_do_not_carry_the_query_string() -> None:
     with pytest.raises(EgressBlocked) as caught:
         egress_request("GET", "http://10.0.0.1/x?api_key=canary-secret-123")
@@ -342,6 +354,26 @@ def test_connections_are_never_shared_between_hostnames_on_one_address() -> None
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_threads_sharing_the_pools_each_get_their_own_answer(server: str) -> None:
+    # One process-wide manager serves every thread: an answer must reach the call
+    # that asked for it, never another one on a shared kept-alive connection.
+    answered: list[tuple[str, str]] = []
+
+    def calls(worker: int) -> None:
+        for number in range(25):
+            asked = f"/inspect?call={worker}-{number}"
+            _, path, _, _ = _seen(egress_request("GET", f"{server}{asked}").content)
+            answered.append((asked, path))
+
+    threads = [threading.Thread(target=calls, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answered) == 8 * 25
+    assert all(asked == path for asked, path in answered)
 
 
 # --- Keep-alive: reuse, and servers that close ------------------------------
@@ -732,6 +764,18 @@ def test_errors_from_the_wire_do_not_carry_the_url(server: str) -> None:
     assert header_refused.value.__cause__ is None  # the header's text is not chained either
 
 
+def test_the_http_library_logs_no_request_target(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # urllib3 logs each request line at DEBUG; a path or query may hold a credential.
+    secret = "canary-secret-654"
+    with caplog.at_level(logging.DEBUG, logger="urllib3"):
+        egress_request("GET", f"{server}/ok?key={secret}")
+    assert any(record.name.startswith("urllib3") for record in caplog.records)
+    assert secret not in caplog.text
+    assert "/ok" not in caplog.text
+
+
 # --- TLS: the connection goes to the checked address, the name is verified ----
 
 
@@ -812,6 +856,7 @@ def tls_server(
     client_context = egress._make_tls_context()
     client_context.load_verify_locations(cadata=ca_pem)
     monkeypatch.setattr(egress, "_tls", client_context)
+    monkeypatch.setattr(egress, "_managers", {})  # pools made from now on use it
 
     server_names: list[str | None] = []
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
