@@ -24,7 +24,7 @@ from apps.accounts.models import PersonalAPIToken
 from apps.connections import services
 from apps.connections.forms import ConnectApiKeyForm, ConnectOAuthForm, ProviderAppForm
 from apps.connections.models import OAUTH_STATE_TTL, Connection, ProviderApp
-from apps.core.api import APIError, from_form_errors
+from apps.core.api import APIError, body_object, from_form_errors
 from apps.core.openapi import error_responses
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
@@ -203,7 +203,7 @@ class ProviderAppDetailAPIView(_ProviderAppScope, APIView):
     def put(self, request: Request, org_slug: str, provider_key: str) -> Response:
         provider = _provider_or_404(provider_key, self.organization, oauth=True)
         app = self.scope_queryset().filter(provider_key=provider.key).first()
-        form = ProviderAppForm(data=request.data, has_secret=bool(app and app.has_secret()))
+        form = ProviderAppForm(data=body_object(request), has_secret=bool(app and app.has_secret()))
         if not form.is_valid():
             raise from_form_errors(form)
         app = services.provider_app_save(

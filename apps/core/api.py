@@ -143,3 +143,12 @@ def from_form_errors(form: Any) -> exceptions.ValidationError:
         for name, messages in form.errors.items()
     }
     return exceptions.ValidationError(fields)
+
+
+def body_object(request: Any) -> dict[str, Any]:
+    """The JSON body as a dict, or the standard 400 when it is not a JSON object
+    (for views that hand the body to a Django form)."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise exceptions.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+    return dict(data)

@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import APIError, from_form_errors, from_service_error
+from apps.core.api import APIError, body_object, from_form_errors, from_service_error
 from apps.core.openapi import error_responses
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.providers.forms import CustomActionForm, CustomProviderForm
@@ -139,7 +139,9 @@ class CustomProviderListCreateAPIView(_CustomScope, generics.ListAPIView[CustomP
         examples=[OpenApiExample("API key provider", value=_PROVIDER_EXAMPLE, request_only=True)],
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
-        form = CustomProviderForm(data=request.data)
+        # What is not sent takes the model's default, as the dashboard's blank form shows it.
+        defaults = model_to_dict(CustomProvider(), fields=list(EDITABLE_FIELDS))
+        form = CustomProviderForm(data={**defaults, **body_object(request)})
         if not form.is_valid():
             raise from_form_errors(form)
         try:
@@ -173,7 +175,8 @@ class CustomProviderDetailAPIView(_CustomScope, APIView):
     )
     def patch(self, request: Request, **kwargs: Any) -> Response:
         custom = self.get_custom()
-        if "slug" in request.data and request.data["slug"] != custom.slug:
+        data = body_object(request)
+        if "slug" in data and data["slug"] != custom.slug:
             raise APIError(
                 "invalid_input",
                 "The request has invalid fields.",
@@ -182,7 +185,7 @@ class CustomProviderDetailAPIView(_CustomScope, APIView):
         # Validate a copy with the dashboard's form: what is not sent keeps its value.
         copy = CustomProvider.objects.get(pk=custom.pk)
         current = model_to_dict(copy, fields=list(EDITABLE_FIELDS))
-        form = CustomProviderForm(data={**current, **request.data}, instance=copy)
+        form = CustomProviderForm(data={**current, **data}, instance=copy)
         if not form.is_valid():
             raise from_form_errors(form)
         changes = {k: v for k, v in form.cleaned_data.items() if k in EDITABLE_FIELDS}
@@ -247,7 +250,8 @@ class CustomActionListCreateAPIView(_CustomScope, APIView):
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         custom = self.get_custom()
-        form = CustomActionForm(data=request.data, provider=custom)
+        defaults = model_to_dict(CustomAction(), fields=["action_class", "method", "scopes"])
+        form = CustomActionForm(data={**defaults, **body_object(request)}, provider=custom)
         if not form.is_valid():
             raise from_form_errors(form)
         try:
