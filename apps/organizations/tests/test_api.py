@@ -299,3 +299,23 @@ def test_reviewer_cannot_change_settings(org, reviewer):
     assert response.status_code == 403
     org.refresh_from_db()
     assert org.max_token_days is None
+
+
+def test_reviewer_can_neither_remove_members_nor_withdraw_invitations(org, owner, reviewer, admin):
+    issued = invitation_create(
+        organization=org,
+        email="erin@x.test",
+        role="member",
+        actor_membership=membership(org, owner),
+    )
+    target = membership(org, admin)
+    client = api(reviewer)
+    assert (
+        client.get(f"/api/v1/orgs/acme/members/{target.pk}/").json()["email"] == "admin@acme.test"
+    )
+    assert client.delete(f"/api/v1/orgs/acme/members/{target.pk}/").status_code == 403
+    revoke = client.post(f"/api/v1/orgs/acme/invitations/{issued.invitation.pk}/revoke/")
+    assert revoke.status_code == 403
+    assert Membership.objects.filter(pk=target.pk).exists()
+    issued.invitation.refresh_from_db()
+    assert issued.invitation.revoked_at is None
