@@ -7,6 +7,8 @@ from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
 from apps.connections.views import OAuthCallbackView
 from apps.core.views import healthz
 
+handler404 = "apps.core.views.not_found"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),

@@ -64,6 +64,13 @@ ALLOWLIST: list[tuple[str, str]] = [
 ALLOWED_STATUSES = {404, 405}
 # Parameters whose values are vocabulary, not tenant objects.
 NON_OBJECT_PARAMS = {"section", "fmt", "format"}
+# Parameters whose name does not say their model (app_label.ModelName).
+PARAM_MODELS = {
+    "provider_slug": "providers.CustomProvider",
+    "action_name": "providers.CustomAction",
+}
+# Parameters that name the view's own model (its `model` attribute).
+OWN_MODEL_PARAMS = {"pk", "id", "public_id"}
 
 
 # --- walking the resolver ------------------------------------------------------------
@@ -262,8 +269,11 @@ def _model_for(param: str, route: Route, victim: Victim) -> type[models.Model] |
         queryset = getattr(view_class, "queryset", None)
         if view_model is None and queryset is not None:
             view_model = queryset.model
-    if param in ("pk", "id") and view_model in victim.objects:
+    if param in OWN_MODEL_PARAMS and view_model in victim.objects:
         return view_model
+    if param in PARAM_MODELS:
+        model = django_apps.get_model(PARAM_MODELS[param])
+        return model if model in victim.objects else None
     base = _norm(re.sub(r"_?(id|pk)$", "", param))
     candidates = [m for m in victim.objects if m._meta.model_name == base]
     candidates = candidates or [m for m in victim.objects if m._meta.model_name.endswith(base)]
@@ -409,6 +419,45 @@ def test_every_tenant_route_is_404_for_another_organization(client, attacker):
     assert not unchecked, "Routes neither checked nor allowlisted:\n" + "\n".join(unchecked)
     assert not problems, "Cross-tenant access not refused with 404/405:\n" + "\n".join(problems)
     assert checked > 0
+
+
+# The management API routes that mirror the dashboard (issue 17). Each must be walked
+# with REAL victim objects in its URL (no placeholder), so the cross-tenant attempt
+# "attacker's org slug + victim's ids" is made for every one of them, with the
+# attacker's session and with the attacker's personal token.
+MANAGEMENT_ROUTES = [
+    "members/",
+    "members/<int:membership_id>/",
+    "invitations/",
+    "invitations/<int:invitation_id>/revoke/",
+    "settings/",
+    "provider-apps/",
+    "provider-apps/<str:provider_key>/",
+    "connections/api-key/",
+    "connections/oauth/start/",
+    "custom-providers/",
+    "custom-providers/<slug:provider_slug>/",
+    "custom-providers/<slug:provider_slug>/actions/",
+    "custom-providers/<slug:provider_slug>/actions/<slug:action_name>/",
+    "personal-tokens/",
+    "personal-tokens/<str:public_id>/revoke/",
+    "audit/exports/",
+    "audit/exports/<int:export_id>/",
+    "audit/exports/<int:export_id>/download/",
+    "roles/<int:role_id>/test/",
+]
+
+
+def test_management_routes_are_walked_with_real_victim_objects():
+    prefix = "api/v1/orgs/<slug:org_slug>/"
+    routes = {r.route: r for r in all_routes()}
+    victim = build_victim()
+    for suffix in MANAGEMENT_ROUTES:
+        route = routes.get(prefix + suffix)
+        assert route is not None, f"{suffix} is not routed"
+        assert not allowlisted(route), suffix
+        _kwargs, all_real = fill(route, victim, victim.org.slug)
+        assert all_real, f"{suffix}: no real victim object for its parameters"
 
 
 def test_walker_sees_the_known_tenant_routes():

@@ -10,4 +10,15 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "audit/events/<int:pk>/", api.AuditEventDetailAPIView.as_view(), name="audit-event-detail"
     ),
     path("audit/export.<str:fmt>", api.AuditEventExportAPIView.as_view(), name="audit-export"),
+    path("audit/exports/", api.AuditExportJobListCreateAPIView.as_view(), name="audit-export-list"),
+    path(
+        "audit/exports/<int:export_id>/",
+        api.AuditExportJobDetailAPIView.as_view(),
+        name="audit-export-detail",
+    ),
+    path(
+        "audit/exports/<int:export_id>/download/",
+        api.AuditExportJobDownloadAPIView.as_view(),
+        name="audit-export-download",
+    ),
 ]

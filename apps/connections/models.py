@@ -188,8 +188,11 @@ class Connection(models.Model):
         return idle_since <= now - timedelta(days=settings.GRANTRY_REFRESH_KEEPALIVE_DAYS)
 
 
+OAUTH_STATE_TTL = timedelta(minutes=10)
+
+
 def _state_expiry() -> datetime:
-    return timezone.now() + timedelta(minutes=10)
+    return timezone.now() + OAUTH_STATE_TTL
 
 
 class OAuthStateQuerySet(models.QuerySet["OAuthState"]):
@@ -199,7 +202,9 @@ class OAuthStateQuerySet(models.QuerySet["OAuthState"]):
 
 class OAuthState(models.Model):
     """One authorization attempt: single use, bound to the browser session and the
-    user who started it, valid for 10 minutes. The PKCE verifier stays here."""
+    user who started it, valid for 10 minutes. The PKCE verifier stays here.
+    Started from the management API (personal token, no browser session), it is
+    bound to the user only: `session_digest` is empty."""
 
     state_digest = models.CharField(max_length=64, unique=True)
     session_digest = models.CharField(max_length=64)

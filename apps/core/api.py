@@ -107,3 +107,48 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = str(detail) if isinstance(detail, str) else _MESSAGES.get(code, "Error.")
         response.data = error_body(code, message)
     return response
+
+
+# A service's coded, non-field ValidationError and the status it answers with.
+SERVICE_ERROR_STATUS = {
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "last_owner": status.HTTP_409_CONFLICT,
+    "conflict": status.HTTP_409_CONFLICT,
+}
+
+
+def from_service_error(exc: Any) -> exceptions.APIException:
+    """A Django ValidationError raised by a service, as the standard error: field
+    errors become 400 invalid_input with details.fields; a non-field error with a
+    code from SERVICE_ERROR_STATUS gets that status; any other is a 400 under
+    "non_field_errors". Use as `raise from_service_error(exc) from None`."""
+    if hasattr(exc, "error_dict"):
+        return exceptions.ValidationError(exc.message_dict)
+    code = getattr(exc, "code", None) or ""
+    if code in SERVICE_ERROR_STATUS:
+        return APIError(
+            "permission_denied" if code == "forbidden" else code,
+            " ".join(exc.messages),
+            status_code=SERVICE_ERROR_STATUS[code],
+        )
+    return exceptions.ValidationError({"non_field_errors": exc.messages})
+
+
+def from_form_errors(form: Any) -> exceptions.ValidationError:
+    """A bound, invalid Django form's errors as the standard 400 body. API views
+    that validate with the dashboard's own form use this, so both surfaces refuse
+    the same input with the same messages."""
+    fields = {
+        ("non_field_errors" if name == "__all__" else name): [str(m) for m in messages]
+        for name, messages in form.errors.items()
+    }
+    return exceptions.ValidationError(fields)
+
+
+def body_object(request: Any) -> dict[str, Any]:
+    """The JSON body as a dict, or the standard 400 when it is not a JSON object
+    (for views that hand the body to a Django form)."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise exceptions.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+    return dict(data)

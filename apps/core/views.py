@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found
 
 
 def _database_ok() -> tuple[bool, str]:
@@ -49,3 +50,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
         },
         status=200 if ok else 503,
     )
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 for URLs no route matches (handler404). Under /api/ it is the standard
+    JSON error body, like every other API error; elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        from apps.core.api import error_response
+
+        return error_response("not_found", "Not found.", status_code=404)
+    return page_not_found(request, exception or Http404())

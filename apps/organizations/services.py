@@ -34,7 +34,14 @@ RESERVED_SLUGS = frozenset({"admin", "api", "accounts", "new", "settings", "stat
 
 
 class OrganizationError(ValidationError):
-    """A rule of the tenant model was broken; the message is safe to show the user."""
+    """A rule of the tenant model was broken; the message is safe to show the user.
+
+    `code` tells callers what kind of rule: "forbidden" (the actor's role is too
+    low), "last_owner" (the org would be left without an owner), "conflict" (the
+    current state does not allow it); field errors carry none."""
+
+
+LAST_OWNER_MESSAGE = "This is the last owner of the organization. Make someone else an owner first."
 
 
 def invitation_key_digest(key: str) -> str:
@@ -101,9 +108,11 @@ def organization_update(
     actor: Any,
     name: str,
     max_token_days: int | None,
+    store_broker_input: bool | None = None,
     request: HttpRequest | None = None,
 ) -> Organization:
-    """Rename the org and set the longest lifetime a worker token may have."""
+    """Rename the org and set the longest lifetime a worker token may have.
+    `store_broker_input` (None: unchanged) keeps raw broker input in audit events."""
     errors: dict[str, str] = {}
     name = (name or "").strip()
     if not name:
@@ -120,11 +129,17 @@ def organization_update(
         changes["name"] = {"from": locked.name, "to": name}
     if locked.max_token_days != max_token_days:
         changes["max_token_days"] = {"from": locked.max_token_days, "to": max_token_days}
+    if store_broker_input is not None and locked.store_broker_input != store_broker_input:
+        changes["store_broker_input"] = {
+            "from": locked.store_broker_input,
+            "to": store_broker_input,
+        }
+        locked.store_broker_input = store_broker_input
     if not changes:
         return locked
     locked.name = name
     locked.max_token_days = max_token_days
-    locked.save(update_fields=["name", "max_token_days"])
+    locked.save(update_fields=["name", "max_token_days", "store_broker_input"])
     audit_record(
         action="org.updated",
         organization=locked,
@@ -151,9 +166,11 @@ def _lock_owners(organization: Organization) -> list[Membership]:
 
 def _check_actor_may_touch(actor_membership: Membership, target_role: str, new_role: str) -> None:
     if not actor_membership.can_manage():
-        raise OrganizationError("Only admins and owners manage members.")
+        raise OrganizationError("Only admins and owners manage members.", code="forbidden")
     if OrgRole.OWNER in (target_role, new_role) and actor_membership.role != OrgRole.OWNER:
-        raise OrganizationError("Only an owner can grant or take away the owner role.")
+        raise OrganizationError(
+            "Only an owner can grant or take away the owner role.", code="forbidden"
+        )
 
 
 @transaction.atomic
@@ -176,9 +193,7 @@ def membership_change_role(
     if target.role == role:
         return target
     if target.role == OrgRole.OWNER and len(owners) <= 1:
-        raise OrganizationError(
-            "This is the last owner of the organization. Make someone else an owner first."
-        )
+        raise OrganizationError(LAST_OWNER_MESSAGE, code="last_owner")
     previous = target.role
     target.role = role
     target.save(update_fields=["role"])
@@ -207,9 +222,7 @@ def membership_remove(
     actor_now = Membership.objects.get(pk=actor_membership.pk)
     _check_actor_may_touch(actor_now, target.role, target.role)
     if target.role == OrgRole.OWNER and len(owners) <= 1:
-        raise OrganizationError(
-            "This is the last owner of the organization. Make someone else an owner first."
-        )
+        raise OrganizationError(LAST_OWNER_MESSAGE, code="last_owner")
     audit_record(
         action="member.removed",
         organization=target.organization,
@@ -394,7 +407,7 @@ def invitation_revoke(
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
     _check_actor_may_touch(actor_membership, locked.role, locked.role)
     if locked.accepted_at is not None:
-        raise OrganizationError("This invitation has already been accepted.")
+        raise OrganizationError("This invitation has already been accepted.", code="conflict")
     if locked.revoked_at is not None:
         return locked
     locked.revoked_at = timezone.now()

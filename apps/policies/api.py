@@ -6,6 +6,7 @@ Field errors use the shared shape, with keys such as "rules.0.connection"."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -15,10 +16,15 @@ from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_v
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from apps.core.api import APIError
+from apps.core.api import APIError, from_form_errors
+from apps.core.openapi import error_responses
+from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
+from apps.policies.forms import DryRunForm
 from apps.policies.models import Role
+from apps.policies.selectors import role_dry_run
 from apps.policies.services import (
     role_create,
     role_delete,
@@ -253,3 +259,87 @@ class RoleDetailAPIView(_RoleScope, generics.RetrieveUpdateDestroyAPIView[Role])
                 status_code=status.HTTP_409_CONFLICT,
             ) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Dry run (“Test a call” of the role editor) -----------------------------------------
+
+
+class DryRunRequestSerializer(serializers.Serializer[Any]):
+    """Documentation of the body; the dashboard's DryRunForm validates it."""
+
+    kind = serializers.ChoiceField(choices=["action", "proxy"], default="action")
+    action = serializers.CharField(required=False, help_text='For actions: "sandbox.list_tasks".')
+    connection = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Connection id (required for proxy calls)."
+    )
+    input = serializers.JSONField(required=False, help_text="For actions: the input object.")
+    method = serializers.CharField(required=False, help_text="For proxy calls: GET, POST, …")
+    path = serializers.CharField(required=False, help_text="For proxy calls: /projects/1/tasks")
+
+
+class InputErrorSerializer(serializers.Serializer[Any]):
+    path = serializers.CharField()
+    message = serializers.CharField()
+
+
+class DryRunResultSerializer(serializers.Serializer[Any]):
+    allowed = serializers.BooleanField()
+    reason = serializers.CharField()
+    rule_id = serializers.IntegerField(allow_null=True)
+    rate_limit_per_minute = serializers.IntegerField(allow_null=True)
+    input_errors = InputErrorSerializer(
+        many=True, help_text="Input the broker would refuse before sending anything."
+    )
+
+
+class RoleDryRunAPIView(_RoleScope, APIView):
+    """What would this role decide for a call? Nothing is sent and nothing changes."""
+
+    # A read: reviewers may test roles as they may read them.
+    write_role = OrgRole.REVIEWER
+
+    @extend_schema(
+        tags=["roles"],
+        summary="Test a call against a role (dry run: nothing is sent, nothing changes)",
+        request=DryRunRequestSerializer,
+        responses={200: DryRunResultSerializer, **error_responses(400, 403, 404)},
+        examples=[
+            OpenApiExample(
+                "action",
+                value={
+                    "kind": "action",
+                    "action": "sandbox.list_tasks",
+                    "input": {"project_id": 1},
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "proxy",
+                value={"kind": "proxy", "connection": 4, "method": "GET", "path": "/projects"},
+                request_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        role = get_object_or_404(self.get_queryset(), pk=kwargs["role_id"])
+        body = request.data if isinstance(request.data, dict) else {}
+        data = {
+            key: "" if body.get(key) is None else str(body[key])
+            for key in ("kind", "action", "connection", "method", "path")
+        }
+        data["kind"] = data["kind"] or "action"
+        data["method"] = (data["method"] or "GET").upper()
+        data["input"] = json.dumps(body.get("input", {}))
+        form = DryRunForm.for_organization(self.organization, data)
+        if not form.is_valid():
+            raise from_form_errors(form)
+        decision, input_errors = role_dry_run(role=role, cleaned=form.cleaned_data)
+        return Response(
+            {
+                "allowed": decision.allowed,
+                "reason": decision.reason,
+                "rule_id": decision.rule_id,
+                "rate_limit_per_minute": decision.rate_limit_per_minute,
+                "input_errors": [{"path": e.path, "message": e.message} for e in input_errors],
+            }
+        )

@@ -270,6 +270,19 @@ class DryRunForm(forms.Form):
     )
     path = forms.CharField(label="Path (proxy)", required=False, max_length=500)
 
+    @classmethod
+    def for_organization(cls, organization: Any, data: Any = None) -> DryRunForm:
+        """The form with the organization's actions and connections to choose from
+        (the dashboard's “Test a call” and the API's dry-run share it)."""
+        from apps.connections.models import Connection
+        from apps.providers.registry import all_actions
+
+        return cls(
+            data,
+            actions=all_actions(organization=organization),
+            connections=list(Connection.objects.for_organization(organization).order_by("name")),
+        )
+
     def __init__(self, *args: Any, actions: list[Any], connections: list[Any], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.actions_by_name = {a.name: a for a in actions}

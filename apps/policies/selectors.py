@@ -19,7 +19,14 @@ from typing import Any
 
 from django.db.models import F
 
-from apps.policies.evaluate import RuleSpec, action_matches, connection_matches
+from apps.policies.evaluate import (
+    Call,
+    Decision,
+    RuleSpec,
+    action_matches,
+    connection_matches,
+    evaluate,
+)
 from apps.policies.models import Role, Rule
 
 LOCAL_MAX_ROLES = 10_000
@@ -46,6 +53,37 @@ def load_role_rules(role_id: int) -> list[RuleSpec]:
         .select_related("connection")
         .order_by("position", "id")
     ]
+
+
+def role_dry_run(*, role: Role, cleaned: dict[str, Any]) -> tuple[Decision, list[Any]]:
+    """“Test a call”: what `role` would decide for the call a valid DryRunForm
+    describes, and the input errors the broker would refuse it with first.
+    Reads only; nothing is sent anywhere. The dashboard and the API share it."""
+    from apps.providers.registry import validate_input
+
+    conn = cleaned["connection_obj"]
+    input_errors: list[Any] = []
+    if cleaned["kind"] == "proxy":
+        call = Call.for_proxy(
+            provider_key=conn.provider_key,
+            method=cleaned["method"],
+            path=cleaned["path"],
+            connection_id=conn.pk,
+            connection_name=conn.name,
+            role_name=role.name,
+        )
+    else:
+        action = cleaned["action_obj"]
+        call = Call.for_action(
+            action_name=action.name,
+            action_class=str(action.action_class),
+            connection_id=conn.pk if conn else None,
+            connection_name=conn.name if conn else "",
+            input=cleaned["input_value"],
+            role_name=role.name,
+        )
+        input_errors = list(validate_input(action, cleaned["input_value"]))
+    return evaluate(load_role_rules(role.pk), call), input_errors
 
 
 def role_rules(role_id: int, version: int | None = None) -> list[RuleSpec]:

@@ -17,10 +17,10 @@ from django.views.generic import DetailView, ListView, TemplateView
 
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
-from apps.policies.evaluate import Call, describe_rule, evaluate
+from apps.policies.evaluate import describe_rule
 from apps.policies.forms import ActionRuleForm, DryRunForm, ProxyRuleForm, RoleForm
 from apps.policies.models import Role, Rule
-from apps.policies.selectors import load_role_rules
+from apps.policies.selectors import role_dry_run
 from apps.policies.services import (
     role_create,
     role_delete,
@@ -262,13 +262,7 @@ def _yaml(document: dict[str, Any]) -> str:
 
 
 def dry_run_form(view: RoleScopeMixin, data: Any) -> DryRunForm:
-    from apps.providers.registry import all_actions
-
-    return DryRunForm(
-        data,
-        actions=all_actions(organization=view.organization),
-        connections=view.org_connections(),
-    )
+    return DryRunForm.for_organization(view.organization, data)
 
 
 class RoleDryRunView(RoleScopeMixin, TemplateView):
@@ -282,36 +276,12 @@ class RoleDryRunView(RoleScopeMixin, TemplateView):
         return self.render_to_response(context)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        from apps.providers.registry import validate_input
-
         role = self.get_role()
         form = dry_run_form(self, request.POST)
         decision = None
         input_errors: list[Any] = []
         if form.is_valid():
-            data = form.cleaned_data
-            conn = data["connection_obj"]
-            if data["kind"] == "proxy":
-                call = Call.for_proxy(
-                    provider_key=conn.provider_key,
-                    method=data["method"],
-                    path=data["path"],
-                    connection_id=conn.pk,
-                    connection_name=conn.name,
-                    role_name=role.name,
-                )
-            else:
-                action = data["action_obj"]
-                call = Call.for_action(
-                    action_name=action.name,
-                    action_class=str(action.action_class),
-                    connection_id=conn.pk if conn else None,
-                    connection_name=conn.name if conn else "",
-                    input=data["input_value"],
-                    role_name=role.name,
-                )
-                input_errors = list(validate_input(action, data["input_value"]))
-            decision = evaluate(load_role_rules(role.pk), call)
+            decision, input_errors = role_dry_run(role=role, cleaned=form.cleaned_data)
         context = self.get_context_data(
             role=role, form=form, decision=decision, input_errors=input_errors
         )

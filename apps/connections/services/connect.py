@@ -96,14 +96,20 @@ def connection_oauth_start(
     provider_key: str,
     name: str,
     user: Any,
-    session_key: str,
+    session_key: str | None,
     reconnect: Connection | None = None,
     scopes: list[str] | None = None,
     base_url_params: dict[str, str] | None = None,
 ) -> str:
     """Record a single-use state (with the PKCE verifier, server-side) and return
     the provider's authorization URL to redirect the browser to. Raises
-    BaseURLParamError if the provider needs URL parameters that are missing."""
+    BaseURLParamError if the provider needs URL parameters that are missing.
+
+    The state is bound to `user` and, when given, to the browser session
+    `session_key`. `session_key=None` is for a start from the management API with
+    a personal token (no browser session exists yet): the callback then accepts
+    any browser session of the same user, so the person opens the URL in a
+    browser where they are signed in to Grantry."""
     params = dict(reconnect.base_url_params if reconnect else (base_url_params or {}))
     provider = resolved_provider(provider_key, organization=organization, base_url_params=params)
     app = ProviderApp.objects.for_organization(organization).get(provider_key=provider_key)
@@ -112,7 +118,7 @@ def connection_oauth_start(
     requested = list(scopes if scopes is not None else provider.default_scopes)
     OAuthState.objects.create(
         state_digest=OAuthState.digest(state),
-        session_digest=OAuthState.digest(session_key),
+        session_digest=OAuthState.digest(session_key) if session_key is not None else "",
         user=user,
         organization=organization,
         provider_key=provider_key,
@@ -139,9 +145,11 @@ def _consume_state(*, state: str, user: Any, session_key: str) -> OAuthState:
     if not state or row is None:
         raise ConnectFailure("state_invalid")
     slug = row.organization.slug
-    if row.user_id != getattr(user, "pk", None) or row.session_digest != OAuthState.digest(
+    # An empty session digest: started from the API, bound to the user only.
+    session_matches = not row.session_digest or row.session_digest == OAuthState.digest(
         session_key or ""
-    ):
+    )
+    if row.user_id != getattr(user, "pk", None) or not session_matches:
         raise ConnectFailure("state_invalid", organization_slug=slug)
     # Single use, race-safe: only one request can flip used_at.
     consumed = OAuthState.objects.unused().filter(pk=row.pk).update(used_at=timezone.now())

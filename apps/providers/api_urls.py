@@ -1,0 +1,28 @@
+"""Management API routes of this app, mounted under /api/v1/orgs/<org_slug>/."""
+
+from django.urls import path
+
+from apps.providers import api
+
+urlpatterns = [
+    path(
+        "custom-providers/",
+        api.CustomProviderListCreateAPIView.as_view(),
+        name="custom-provider-list",
+    ),
+    path(
+        "custom-providers/<slug:provider_slug>/",
+        api.CustomProviderDetailAPIView.as_view(),
+        name="custom-provider-detail",
+    ),
+    path(
+        "custom-providers/<slug:provider_slug>/actions/",
+        api.CustomActionListCreateAPIView.as_view(),
+        name="custom-action-list",
+    ),
+    path(
+        "custom-providers/<slug:provider_slug>/actions/<slug:action_name>/",
+        api.CustomActionDetailAPIView.as_view(),
+        name="custom-action-detail",
+    ),
+]
