@@ -164,6 +164,7 @@ def management_document(approval: Approval, membership: Any) -> dict[str, Any]:
 
 class _ApprovalScope(OrgAPIMixin):
     model = Approval
+    kwargs: dict[str, Any]
     # Named approvers may be plain members; what each sees is narrowed in scope_queryset.
     read_role = OrgRole.MEMBER
     write_role = OrgRole.MEMBER

@@ -20,6 +20,7 @@ from django.views.generic import ListView, TemplateView
 
 from apps.approvals.forms import ApprovalSettingsForm, DecisionForm
 from apps.approvals.models import Approval, ApprovalSettings, ApprovalStatus
+from apps.approvals.selectors import input_diff, previous_approved
 from apps.approvals.services import (
     ApprovalRefused,
     approval_decide,
@@ -27,9 +28,7 @@ from apps.approvals.services import (
     approval_settings_update,
     approvals_received,
     excluded_approver_ids,
-    input_diff,
     may_decide,
-    previous_approved,
 )
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin

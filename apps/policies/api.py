@@ -99,7 +99,7 @@ class ConstraintSerializer(serializers.Serializer[Any]):
 
 
 class ApprovalSettingSerializer(serializers.Serializer[Any]):
-    required = serializers.BooleanField(default=True)
+    required = serializers.BooleanField(default=True)  # type: ignore[assignment]
     expires_in = serializers.IntegerField(
         required=False, help_text="Seconds an approval request lives (60 to 604800, default 3600)."
     )

@@ -10,6 +10,7 @@ from django.db import connections
 from django.utils import timezone
 
 from apps.approvals.models import Approval, ApprovalStatus
+from apps.approvals.selectors import input_diff
 from apps.approvals.services import (
     INPUT_DIFFERS,
     ApprovalRefused,
@@ -18,7 +19,6 @@ from apps.approvals.services import (
     approval_gate,
     approval_settings_update,
     approvals_expire,
-    input_diff,
 )
 from apps.approvals.tests.conftest import INPUT, make_gated_agent
 from apps.audit.models import AuditEvent
