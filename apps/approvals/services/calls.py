@@ -73,7 +73,8 @@ def approval_request(
 
     if not getattr(decision, "approval_required", False):
         raise ValueError("approval_request needs a decision with approval_required")
-    idempotency_key = (idempotency_key or "")[:MAX_IDEMPOTENCY_KEY_CHARS]
+    # PostgreSQL text refuses NUL: drop it from the agent's free text.
+    idempotency_key = (idempotency_key or "").replace("\x00", "")[:MAX_IDEMPOTENCY_KEY_CHARS]
     now = timezone.now()
     existing = _open_match(binding, idempotency_key)
     if existing is not None and existing.expires_at <= now:
@@ -123,7 +124,9 @@ def approval_request(
         input_stored=organization.store_broker_input,
         call_digest=binding.call_digest(),
         idempotency_key=idempotency_key,
-        reason=(reason or "")[:MAX_REASON_CHARS] if isinstance(reason, str) else "",
+        reason=(reason or "").replace("\x00", "")[:MAX_REASON_CHARS]
+        if isinstance(reason, str)
+        else "",
         approver_ids=list(getattr(decision, "approver_ids", ()) or ()),
         approvals_needed=needed,
         request_id=request_id[:64],
@@ -337,7 +340,7 @@ def approval_gate(
             None, False, 400, "invalid_input", "'approval' must be an approval id string."
         )
     approval_id = approval_id or ""
-    idempotency_key = (idempotency_key or "").strip()
+    idempotency_key = (idempotency_key or "").replace("\x00", "").strip()
     try:
         existing = _find(binding, approval_id, idempotency_key)
         if existing is None:

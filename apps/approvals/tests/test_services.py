@@ -423,3 +423,75 @@ def test_unknown_member_cannot_be_named(gated):
             ],
         )
     assert "rules.0.approval.approvers.0" in info.value.message_dict
+
+
+def test_a_proxy_approval_is_bound_to_method_and_path(org, owner, admin):
+    from apps.approvals.services import ApprovalBinding, approval_request
+    from apps.broker.results import input_digest
+    from apps.policies.evaluate import Call, evaluate
+    from apps.policies.selectors import load_role_rules
+
+    agent = make_gated_agent(org, creator=owner)
+    role_update(
+        role=agent.role,
+        rules=[
+            {
+                "kind": "proxy",
+                "provider_key": "sandbox",
+                "connection": agent.connection.pk,
+                "methods": ["DELETE"],
+                "path_glob": "/projects/*/tasks/*",
+                "approval": "required",
+            }
+        ],
+    )
+    digest = input_digest({"query": "", "body": ""})
+
+    def binding(path):
+        return ApprovalBinding.for_proxy(
+            ctx=agent.ctx(),
+            method="delete",
+            path=path,
+            connection_id=agent.connection.pk,
+            input_digest=digest,
+        )
+
+    decision = evaluate(
+        load_role_rules(agent.role.pk),
+        Call.for_proxy(
+            provider_key="sandbox",
+            method="DELETE",
+            path="/projects/1/tasks/9",
+            connection_id=agent.connection.pk,
+        ),
+    )
+    assert decision.approval_required and not decision.allowed
+    approval = approval_request(
+        binding=binding("/projects/1/tasks/9"),
+        decision=decision,
+        connection_name="sandbox-demo",
+        input={"query": "", "body": ""},
+        reason="nul\x00byte",
+    )
+    assert approval.what() == "DELETE /projects/1/tasks/9" and approval.reason == "nulbyte"
+    approve(approval, admin)
+    problem = refused(
+        approval_claim_for_execution,
+        approval_id=approval.public_id,
+        binding=binding("/projects/1/tasks/10"),
+    )
+    assert (problem.status, problem.code) == (403, "approval_call_mismatch")
+    done = approval_claim_for_execution(
+        approval_id=approval.public_id, binding=binding("/projects/1/tasks/9")
+    )
+    assert done.status == ApprovalStatus.EXECUTED
+
+
+def test_webhook_secrets_are_encrypted_fields_the_key_rotation_covers():
+    from apps.connections.keyring import encrypted_fields
+
+    found = {f"{m._meta.label}.{f.name}" for m, f in encrypted_fields()}
+    assert {
+        "approvals.ApprovalSettings.webhook_url",
+        "approvals.ApprovalSettings.webhook_secret",
+    } <= found
