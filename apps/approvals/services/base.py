@@ -342,6 +342,8 @@ def _set_status(approval: Approval, status: str, **fields: Any) -> None:
 
 
 def _notify(approval_id: int, event: str) -> None:
+    """Enqueue the email and webhook (after commit, `robust`: a broken queue is
+    logged and never turns the agent's 202 or an approver's decision into an error)."""
     from apps.approvals import tasks
 
     if event == "approval.requested":

@@ -161,7 +161,7 @@ def approval_request(
         },
     )
     approval_id = approval.pk
-    transaction.on_commit(lambda: _notify(approval_id, "approval.requested"))
+    transaction.on_commit(lambda: _notify(approval_id, "approval.requested"), robust=True)
     return approval
 
 

@@ -183,7 +183,7 @@ def approval_decide(
             )
             if event != "approval.approval_recorded":
                 approval_pk = approval.pk
-                transaction.on_commit(lambda: _notify(approval_pk, event))
+                transaction.on_commit(lambda: _notify(approval_pk, event), robust=True)
     if refusal is not None:
         raise refusal
     return approval
