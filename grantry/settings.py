@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "apps.workers",
     "apps.policies",
     "apps.broker",
+    "apps.approvals",
     "apps.dashboard",
 ]
 
@@ -289,6 +290,11 @@ CELERY_BEAT_SCHEDULE["connections-purge-oauth-states"] = {
 CELERY_BEAT_SCHEDULE["workers-warn-expiring-tokens"] = {
     "task": "workers.warn_expiring_tokens",
     "schedule": 24 * 60 * 60.0,
+}
+# Approvals: expire pending and unused approvals past their expiry, audited (apps.approvals).
+CELERY_BEAT_SCHEDULE["approvals-expire-due"] = {
+    "task": "approvals.expire_due",
+    "schedule": 60.0,
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -500,3 +500,51 @@ def test_org_switch_to_a_foreign_org_is_404(client, attacker):
     victim = build_victim()
     client.force_login(mallory)
     assert client.get("/switch/", {"org": victim.org.slug}).status_code == 404
+
+
+APPROVAL_ROUTES = {
+    "o/<slug:org_slug>/approvals/",
+    "o/<slug:org_slug>/approvals/settings/",
+    "o/<slug:org_slug>/approvals/<str:approval_id>/",
+    "o/<slug:org_slug>/approvals/<str:approval_id>/link/<str:token>/",
+    "api/v1/orgs/<slug:org_slug>/approvals/",
+    "api/v1/orgs/<slug:org_slug>/approvals/<str:approval_id>/",
+    "api/v1/orgs/<slug:org_slug>/approvals/<str:approval_id>/approve/",
+    "api/v1/orgs/<slug:org_slug>/approvals/<str:approval_id>/deny/",
+}
+
+
+def test_the_walk_reaches_approval_routes_with_a_real_victim_approval():
+    """The approvals queue, decisions and API are in the walk above, filled with the
+    victim's real approval id (so a cross-tenant IDOR would be caught)."""
+    from apps.approvals.models import Approval
+
+    routes = {r.route: r for r in all_routes()}
+    assert APPROVAL_ROUTES <= set(routes)
+    victim = build_victim()
+    assert Approval in victim.objects, victim.not_built
+    real = victim.objects[Approval].public_id
+    for text in APPROVAL_ROUTES:
+        route = routes[text]
+        assert not allowlisted(route)
+        kwargs, _ = fill(route, victim, victim.org.slug)
+        if "approval_id" in kwargs:
+            assert kwargs["approval_id"] == real
+
+
+def test_the_agent_approval_status_is_404_for_another_organizations_token(client):
+    """The agent route is allowlisted above (worker-token auth): checked here."""
+    from apps.approvals.models import Approval
+    from apps.policies.services import role_create
+    from apps.workers.services import token_mint, worker_create
+
+    victim = build_victim()
+    approval = victim.objects[Approval]
+    attacker_org = OrganizationFactory(name="Agent Attacker", slug="agent-attacker")
+    role = role_create(organization=attacker_org, name="r")
+    worker = worker_create(organization=attacker_org, name="w", default_role=role)
+    _token, raw = token_mint(worker=worker)
+    response = client.get(
+        f"/api/v1/approvals/{approval.public_id}", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+    assert response.status_code == 404

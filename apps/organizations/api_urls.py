@@ -22,4 +22,5 @@ urlpatterns = [
         api.InvitationRevokeAPIView.as_view(),
         name="invitation-revoke",
     ),
+    path("", include("apps.approvals.api_urls")),
 ]

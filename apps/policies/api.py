@@ -55,6 +55,13 @@ RULE_EXAMPLES = [
         "methods": ["GET"],
         "path_glob": "/projects/*/tasks",
     },
+    {
+        "kind": "action",
+        "provider_key": "sandbox",
+        "action_pattern": "sandbox.delete_task",
+        "connection": 4,
+        "approval": {"required": True, "expires_in": 3600, "approvers": []},
+    },
 ]
 ROLE_REQUEST_EXAMPLE = {
     "name": "triage",
@@ -97,6 +104,18 @@ class ConstraintSerializer(serializers.Serializer[Any]):
     value = serializers.JSONField()
 
 
+class ApprovalSettingSerializer(serializers.Serializer[Any]):
+    required = serializers.BooleanField(default=True)  # type: ignore[assignment]
+    expires_in = serializers.IntegerField(
+        required=False, help_text="Seconds an approval request lives (60 to 604800, default 3600)."
+    )
+    approvers = serializers.ListField(
+        child=serializers.EmailField(),
+        required=False,
+        help_text="Member emails who may approve; empty: the organization's admins and owners.",
+    )
+
+
 class RuleSerializer(serializers.Serializer[Any]):
     """Documentation of a rule's shape; the service validates the content."""
 
@@ -117,6 +136,12 @@ class RuleSerializer(serializers.Serializer[Any]):
     path_glob = serializers.CharField(required=False)
     constraints = ConstraintSerializer(many=True, required=False)
     rate_limit_per_minute = serializers.IntegerField(allow_null=True, required=False)
+    approval = ApprovalSettingSerializer(
+        allow_null=True,
+        required=False,
+        help_text='null: a plain rule. Or "required" (shorthand) or an object: the call then '
+        "answers 202 and runs only after a person approves that exact call.",
+    )
 
 
 class RoleSerializer(serializers.Serializer[Any]):

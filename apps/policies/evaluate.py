@@ -22,6 +22,15 @@ scheme or host, "//", "." or ".." segments, backslashes, control characters,
 a query or fragment, or encoded dots, slashes, backslashes, percents or NULs.
 Path globs: `*` matches exactly one segment, `**` any number (0+), and a
 segment such as `issue-*` matches within one segment.
+
+Approval rules (`approval_required=True`) never allow a call by themselves.
+When no plain rule allows the call but an approval rule would (same matching,
+same constraints), the decision is `allowed=False, approval_required=True`
+with that rule's approval settings: the caller may ask a person, and the call
+runs only with an approval bound to it (apps.approvals). A caller that does not
+know about approvals therefore still denies: fail closed. A plain rule that
+allows the call wins over an approval rule, so adding an approval rule never
+removes or narrows an allowance, and an approval never widens one.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ ACTION = "action"
 PROXY = "proxy"
 CONSTRAINT_OPS = ("equals", "one_of", "glob", "prefix", "max")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+DEFAULT_APPROVAL_EXPIRES_IN = 3600  # seconds: how long an approval request lives
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,12 @@ class RuleSpec:
     path_glob: str = ""
     constraints: tuple[Constraint, ...] = ()
     rate_limit_per_minute: int | None = None
+    # Allowed only after a person approves the exact call (see the module docstring).
+    approval_required: bool = False
+    approval_expires_in: int = DEFAULT_APPROVAL_EXPIRES_IN
+    # Named approvers (user ids and their emails, for words); empty: admins and owners.
+    approver_ids: tuple[int, ...] = ()
+    approver_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,6 +166,12 @@ class Decision:
     rule_id: int | None
     reason: str
     rate_limit_per_minute: int | None = None
+    # True: not allowed as it stands, but rule `rule_id` allows it once a person approves
+    # this exact call. `allowed` stays False so that a caller unaware of approvals denies.
+    approval_required: bool = False
+    approval_expires_in: int | None = None
+    approver_ids: tuple[int, ...] = ()
+    approver_labels: tuple[str, ...] = ()
 
 
 def rule_spec_from_values(
@@ -165,7 +187,12 @@ def rule_spec_from_values(
     path_glob: str = "",
     constraints: Sequence[Mapping[str, Any]] = (),
     rate_limit_per_minute: int | None = None,
+    approval: Mapping[str, Any] | None = None,
 ) -> RuleSpec:
+    """`approval` is the rule's stored approval setting, or None/{} for a plain rule:
+    {"required": true, "expires_in": 3600, "approvers": [{"id": 7, "email": "…"}]}."""
+    approval = approval or {}
+    approvers = [a for a in approval.get("approvers") or () if isinstance(a, Mapping)]
     return RuleSpec(
         rule_id=rule_id,
         kind=kind,
@@ -185,15 +212,52 @@ def rule_spec_from_values(
             for c in constraints or ()
         ),
         rate_limit_per_minute=rate_limit_per_minute,
+        approval_required=bool(approval.get("required")),
+        approval_expires_in=int(approval.get("expires_in") or DEFAULT_APPROVAL_EXPIRES_IN),
+        approver_ids=tuple(int(a.get("id", 0)) for a in approvers),
+        approver_labels=tuple(str(a.get("email", "")) for a in approvers),
     )
 
 
 def evaluate(rules: Sequence[RuleSpec], call: Call) -> Decision:
+    plain = [r for r in rules if not r.approval_required]
+    if len(plain) == len(rules):
+        return _evaluate_plain(rules, call)
+    decision = _evaluate_plain(plain, call)
+    if decision.allowed:
+        return decision
+    for rule in rules:
+        if not rule.approval_required or not _evaluate_plain([rule], call).allowed:
+            continue
+        return Decision(
+            False,
+            rule.rule_id,
+            _approval_reason(rule, call),
+            rule.rate_limit_per_minute,
+            approval_required=True,
+            approval_expires_in=rule.approval_expires_in,
+            approver_ids=rule.approver_ids,
+            approver_labels=rule.approver_labels,
+        )
+    # Nothing allows it, even after approval: explain over every rule (approval rules
+    # can only be reached here when they do not match, so this is a denial).
+    return _evaluate_plain(rules, call)
+
+
+def _evaluate_plain(rules: Sequence[RuleSpec], call: Call) -> Decision:
     if call.kind == PROXY:
         return _evaluate_proxy(rules, call)
     if call.kind == ACTION:
         return _evaluate_action(rules, call)
     return Decision(False, None, f"Unknown call kind {call.kind!r}.")
+
+
+def _approval_reason(rule: RuleSpec, call: Call) -> str:
+    what = f"{call.method} {call.path}" if call.kind == PROXY else f"action '{call.action_name}'"
+    return (
+        f"Rule #{rule.rule_id} ({describe_rule(rule)}) allows {what} only after a person "
+        f"approves this exact call."
+    )
 
 
 # --- actions ------------------------------------------------------------------
@@ -510,7 +574,28 @@ def describe_rule(rule: RuleSpec) -> str:
             text += ", if " + " and ".join(c.condition() for c in rule.constraints)
     if rule.rate_limit_per_minute:
         text += f", at most {rule.rate_limit_per_minute} calls per minute per token"
+    if rule.approval_required:
+        text += f" {describe_approval(rule)}"
     return text
+
+
+def describe_approval(rule: RuleSpec) -> str:
+    """E.g. "after approval by an admin (request valid for 1 h)"."""
+    if rule.approver_labels:
+        who = " or ".join(rule.approver_labels)
+    else:
+        who = "an admin"
+    return f"after approval by {who} (request valid for {_duration(rule.approval_expires_in)})"
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def _conn_label(call: Call) -> str:

@@ -61,7 +61,50 @@ def _coerce(text: str, kind: str, op: str) -> Any:
     return text
 
 
-class ActionRuleForm(forms.Form):
+class ApprovalFields(forms.Form):
+    """Approval settings shared by the action and proxy rule forms."""
+
+    approval_required = forms.BooleanField(
+        label="Require a person's approval for each call",
+        required=False,
+        help_text="The agent gets 202 and an approval id; the call runs once, after approval, "
+        "with exactly the input that was approved.",
+    )
+    approval_expires_minutes = forms.IntegerField(
+        label="Approval request valid for (minutes)",
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 60,
+        help_text="Default 60. An unanswered or unused request expires after this.",
+    )
+    approvers = forms.MultipleChoiceField(
+        label="Approvers",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: the organization's admins and owners.",
+    )
+
+    def setup_approvers(self, members: list[Any] | None) -> None:
+        cast(forms.MultipleChoiceField, self.fields["approvers"]).choices = [
+            (str(u.pk), u.email) for u in members or []
+        ]
+
+    def approval_rule(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        if not data.get("approval_required"):
+            return {}
+        minutes = data.get("approval_expires_minutes")
+        return {
+            "required": True,
+            "expires_in": minutes * 60 if minutes else None,
+            "approvers": [int(pk) for pk in data.get("approvers") or []],
+        }
+
+    def approval_fields(self) -> list[Any]:
+        return [self["approval_required"], self["approval_expires_minutes"], self["approvers"]]
+
+
+class ActionRuleForm(ApprovalFields):
     """One action rule for one provider: which actions, where, under which conditions."""
 
     actions = forms.ChoiceField(label="Actions")
@@ -77,8 +120,16 @@ class ActionRuleForm(forms.Form):
         help_text="Leave empty for no limit.",
     )
 
-    def __init__(self, *args: Any, provider: Any, connections: list[Any], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        provider: Any,
+        connections: list[Any],
+        members: list[Any] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
+        self.setup_approvers(members)
         self.provider = provider
         self.provider_actions = list(provider.actions)
         key = provider.key
@@ -175,6 +226,7 @@ class ActionRuleForm(forms.Form):
             "connection": int(data["connection"]) if data.get("connection") else None,
             "constraints": data["constraint_list"],
             "rate_limit_per_minute": data.get("rate_limit_per_minute"),
+            "approval": self.approval_rule(),
         }
 
     # Service error keys (rules.0.<name>…) → the form field that caused them.
@@ -183,6 +235,7 @@ class ActionRuleForm(forms.Form):
         "action_class": "actions",
         "connection": "connection",
         "rate_limit_per_minute": "rate_limit_per_minute",
+        "approval": "approval_required",
     }
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
@@ -198,8 +251,10 @@ class ActionRuleForm(forms.Form):
                 self.add_error(target, message)
 
 
-class ProxyRuleForm(forms.Form):
+class ProxyRuleForm(ApprovalFields):
     """One proxy rule: HTTP methods and a path glob on one connection."""
+
+    field_order = ["connection", "methods", "path_glob", "rate_limit_per_minute"]
 
     connection = forms.ChoiceField(label="Connection")
     methods = forms.MultipleChoiceField(
@@ -220,8 +275,15 @@ class ProxyRuleForm(forms.Form):
         help_text="Leave empty for no limit.",
     )
 
-    def __init__(self, *args: Any, connections: list[Any], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        connections: list[Any],
+        members: list[Any] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
+        self.setup_approvers(members)
         self.connections = {str(c.pk): c for c in connections}
         cast(forms.ChoiceField, self.fields["connection"]).choices = [
             (str(c.pk), f"{c.name} ({c.provider_key})") for c in connections
@@ -237,11 +299,13 @@ class ProxyRuleForm(forms.Form):
             "methods": data["methods"],
             "path_glob": data["path_glob"],
             "rate_limit_per_minute": data.get("rate_limit_per_minute"),
+            "approval": self.approval_rule(),
         }
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
         for key, messages in errors.items():
             name = key.split(".")[2] if key.count(".") >= 2 else ""
+            name = "approval_required" if name == "approval" else name
             target = name if name in self.fields else None
             for message in messages:
                 self.add_error(target, message)

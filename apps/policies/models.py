@@ -102,6 +102,10 @@ class Rule(models.Model):
     # [{"field": "repo", "op": "one_of", "value": ["acme/web", "acme/api"]}, …]
     constraints = models.JSONField(default=list, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # {} for a plain rule. An approval rule allows a call only once a person approves
+    # that exact call (apps.approvals):
+    # {"required": true, "expires_in": 3600, "approvers": [{"id": 7, "email": "a@b.test"}]}
+    approval = models.JSONField(default=dict, blank=True)
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -137,4 +141,5 @@ class Rule(models.Model):
             path_glob=self.path_glob,
             constraints=self.constraints,
             rate_limit_per_minute=self.rate_limit_per_minute,
+            approval=self.approval,
         )

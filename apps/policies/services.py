@@ -31,8 +31,20 @@ def rule_document(rule: Rule) -> dict[str, Any]:
         connection=rule.connection_id,
         connection_name=rule.connection.name if rule.connection is not None else None,
         rate_limit_per_minute=rule.rate_limit_per_minute,
+        approval=approval_document(rule.approval),
     )
     return doc
+
+
+def approval_document(approval: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A rule's approval setting as the API and the YAML/JSON view show it (None: plain)."""
+    if not approval or not approval.get("required"):
+        return None
+    return {
+        "required": True,
+        "expires_in": approval.get("expires_in"),
+        "approvers": [a.get("email") for a in approval.get("approvers") or []],
+    }
 
 
 def role_document(role: Role) -> dict[str, Any]:

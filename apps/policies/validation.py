@@ -13,7 +13,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS, path_glob_problem
+from apps.policies.evaluate import (
+    CONSTRAINT_OPS,
+    DEFAULT_APPROVAL_EXPIRES_IN,
+    HTTP_METHODS,
+    path_glob_problem,
+)
 from apps.policies.models import RuleActionClass, RuleKind
 
 MAX_RATE_LIMIT = 100_000
@@ -33,7 +38,12 @@ RULE_FIELDS = (
     "path_glob",
     "constraints",
     "rate_limit_per_minute",
+    "approval",
 )
+# How long an approval request may live (seconds): from one minute to a week.
+MIN_APPROVAL_EXPIRES_IN = 60
+MAX_APPROVAL_EXPIRES_IN = 7 * 24 * 3600
+MAX_APPROVERS = 20
 
 
 class Errors:
@@ -114,6 +124,7 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
         "path_glob": "",
         "constraints": [],
         "rate_limit_per_minute": None,
+        "approval": {},
     }
 
     provider_key = raw.get("provider_key")
@@ -155,6 +166,8 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
             )
         else:
             rule["rate_limit_per_minute"] = rate
+
+    rule["approval"] = _clean_approval(organization, raw.get("approval"), at, errors)
 
     if kind == RuleKind.PROXY:
         _clean_proxy(raw, rule, at, errors)
@@ -318,3 +331,81 @@ def _value_problem(op: str, value: Any) -> str | None:
     elif op == "equals" and not _is_scalar(value):
         return "'equals' needs a string, number or boolean."
     return None
+
+
+def _clean_approval(organization: Any, raw: Any, at: str, errors: Errors) -> dict[str, Any]:
+    """{} for a plain rule, else {"required": True, "expires_in": s, "approvers": [...]}.
+
+    Accepts "required" (or true) as a shorthand. Named approvers are members of the
+    organization, given by email or user id; they replace the default (admins and
+    owners). An approval setting only ever narrows a rule: it has no field that
+    could widen what the rule matches."""
+    key = f"{at}.approval"
+    if raw in (None, "", False, {}, "none"):
+        return {}
+    if raw is True or raw == "required":
+        raw = {"required": True}
+    if not isinstance(raw, Mapping):
+        errors.add(
+            key, "Approval is 'required', or an object with required, expires_in, approvers."
+        )
+        return {}
+    extra = sorted(set(raw) - {"required", "expires_in", "approvers"})
+    if extra:
+        errors.add(key, f"Unknown approval keys: {', '.join(extra)}.")
+    required = raw.get("required", True)
+    if not isinstance(required, bool):
+        errors.add(f"{key}.required", "'required' is true or false.")
+        return {}
+    if not required:
+        if raw.get("approvers") or raw.get("expires_in"):
+            errors.add(key, "Approvers and expiry only apply when approval is required.")
+        return {}
+    expires_in = raw.get("expires_in")
+    if expires_in in (None, ""):
+        seconds = DEFAULT_APPROVAL_EXPIRES_IN
+    else:
+        number = _whole_number(expires_in)
+        if number is None or not MIN_APPROVAL_EXPIRES_IN <= number <= MAX_APPROVAL_EXPIRES_IN:
+            errors.add(
+                f"{key}.expires_in",
+                f"Expiry is a whole number of seconds from {MIN_APPROVAL_EXPIRES_IN} "
+                f"to {MAX_APPROVAL_EXPIRES_IN} (7 days).",
+            )
+            return {}
+        seconds = number
+    return {
+        "required": True,
+        "expires_in": seconds,
+        "approvers": _clean_approvers(organization, raw.get("approvers"), key, errors),
+    }
+
+
+def _clean_approvers(organization: Any, raw: Any, key: str, errors: Errors) -> list[dict[str, Any]]:
+    from apps.organizations.models import Membership
+
+    if raw in (None, "", []):
+        return []
+    if not isinstance(raw, list | tuple):
+        errors.add(f"{key}.approvers", "Approvers must be a list of member emails.")
+        return []
+    if len(raw) > MAX_APPROVERS:
+        errors.add(f"{key}.approvers", f"Name at most {MAX_APPROVERS} approvers.")
+        return []
+    members = Membership.objects.filter(organization=organization).select_related("user")
+    by_email = {m.user.email.lower(): m.user for m in members if m.user.email}
+    by_id = {m.user.pk: m.user for m in members}
+    found: dict[int, dict[str, Any]] = {}
+    for i, item in enumerate(raw):
+        ref = item.get("email") or item.get("id") if isinstance(item, Mapping) else item
+        user = None
+        if isinstance(ref, str) and "@" in ref:
+            user = by_email.get(ref.strip().lower())
+        else:
+            pk = _whole_number(ref)
+            user = by_id.get(pk) if pk is not None else None
+        if user is None:
+            errors.add(f"{key}.approvers.{i}", "Not a member of this organization.")
+            continue
+        found[user.pk] = {"id": user.pk, "email": user.email}
+    return list(found.values())

@@ -49,6 +49,13 @@ class RoleScopeMixin(OrgViewMixin):
             connections = connections.filter(provider_key=provider_key)
         return list(connections.order_by("name"))
 
+    def org_members(self) -> list[Any]:
+        """Members who may be named as a rule's approvers."""
+        return [
+            m.user
+            for m in self.organization.memberships.select_related("user").order_by("user__email")
+        ]
+
     def detail_url(self, role: Role) -> str:
         return reverse(
             "policies:detail", kwargs={"org_slug": self.organization.slug, "role_id": role.pk}
@@ -182,8 +189,13 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         from apps.providers.registry import UnknownProvider, get_provider
 
         source = data if data is not None else self.request.GET
+        members = self.org_members()
         if source.get("kind") == "proxy":
-            return "proxy", None, ProxyRuleForm(data, connections=self.org_connections())
+            return (
+                "proxy",
+                None,
+                ProxyRuleForm(data, connections=self.org_connections(), members=members),
+            )
         key = source.get("provider") or ""
         if not key:
             return "pick", None, None
@@ -192,7 +204,10 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         except UnknownProvider:
             return "pick", None, None
         form = ActionRuleForm(
-            data, provider=provider, connections=self.org_connections(provider.key)
+            data,
+            provider=provider,
+            connections=self.org_connections(provider.key),
+            members=members,
         )
         return "action", provider, form
 

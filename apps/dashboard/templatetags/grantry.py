@@ -11,6 +11,7 @@ SECTIONS = [
     ("Connections", "connections:list", "connections"),
     ("Workers", "workers:list", "workers"),
     ("Roles", "policies:list", "roles"),
+    ("Approvals", "approvals:list", "approvals"),
     ("Providers", "providers:catalog", "providers"),
     ("Audit", "audit:list", "audit"),
     ("Members", "orgs:members", "members"),

@@ -261,3 +261,83 @@ def test_path_glob_agrees_with_a_recursive_reference(glob_parts, path_parts):
     glob = "/" + "/".join(glob_parts)
     path = "/" + "/".join(path_parts)
     assert path_matches(glob, path) is ref(tuple(glob_parts), tuple(path_parts))
+
+
+# --- approval rules ---------------------------------------------------------------------
+
+
+def _with_approval(rule, expires_in=3600):
+    from dataclasses import replace
+
+    return replace(rule, approval_required=True, approval_expires_in=expires_in)
+
+
+def _plain(rule):
+    from dataclasses import replace
+
+    return replace(rule, approval_required=False)
+
+
+@settings(max_examples=400)
+@given(st.lists(rules(), max_size=3), st.lists(rules(), min_size=1, max_size=3), calls())
+def test_an_approval_rule_never_allows_by_itself(plain, gated, call):
+    """Adding approval rules to a role never changes what it allows outright; a role
+    with only plain rules decides exactly as before and never asks for approval."""
+    before = evaluate(plain, call)
+    after = evaluate(plain + [_with_approval(r) for r in gated], call)
+    assert before.approval_required is False
+    assert after.allowed == before.allowed
+    if before.allowed:
+        assert after == before
+    if after.approval_required:
+        assert after.allowed is False
+
+
+@settings(max_examples=400)
+@given(st.lists(rules(), max_size=3), st.lists(rules(), min_size=1, max_size=3), calls())
+def test_an_approval_never_widens_what_the_rule_allows(plain, gated, call):
+    """Approval needed ⇒ the named approval rule, as a plain rule, allows this very
+    call (same matching, same constraints); no approval rule allows it ⇒ denied."""
+    approval_rules = [_with_approval(r, expires_in=60 * (i + 1)) for i, r in enumerate(gated)]
+    decision = evaluate(plain + approval_rules, call)
+    if decision.approval_required:
+        assert not evaluate(plain, call).allowed
+        named = [r for r in approval_rules if r.rule_id == decision.rule_id]
+        assert any(evaluate([_plain(r)], call).allowed for r in named)
+        assert decision.approval_expires_in in {r.approval_expires_in for r in named}
+    elif not evaluate(plain, call).allowed:
+        assert not any(evaluate([_plain(r)], call).allowed for r in gated)
+        assert decision.allowed is False
+
+
+def test_an_approval_rule_is_described_and_explained():
+    rule = rule_spec_from_values(
+        rule_id=9,
+        kind="action",
+        provider_key="sandbox",
+        action_pattern="sandbox.delete_task",
+        connection_id=1,
+        connection_name="sandbox-demo",
+        approval={"required": True, "expires_in": 3600},
+    )
+    from apps.policies.evaluate import describe_rule
+
+    assert describe_rule(rule) == (
+        "action sandbox.delete_task on connection 'sandbox-demo' "
+        "after approval by an admin (request valid for 1 h)"
+    )
+    call = Call.for_action(
+        action_name="sandbox.delete_task", action_class="write", connection_id=1, input={}
+    )
+    decision = evaluate([rule], call)
+    assert (decision.allowed, decision.approval_required, decision.rule_id) == (False, True, 9)
+    assert "only after a person approves" in decision.reason
+    named = rule_spec_from_values(
+        rule_id=9,
+        kind="action",
+        provider_key="sandbox",
+        action_pattern="sandbox.delete_task",
+        approval={"required": True, "expires_in": 600, "approvers": [{"id": 4, "email": "a@x.t"}]},
+    )
+    assert describe_rule(named).endswith("after approval by a@x.t (request valid for 10 min)")
+    assert evaluate([named], call).approver_ids == (4,)

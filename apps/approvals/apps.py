@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ApprovalsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "apps.approvals"
+    label = "approvals"

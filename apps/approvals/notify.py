@@ -1,0 +1,125 @@
+"""Telling people that an agent waits: email to approvers and the organization's
+outbound webhook. The only module that reads the webhook URL and secret.
+
+Email: each eligible approver (separation of duties applied) gets a personal,
+signed, single-use link that expires with the request. The link needs a login
+(and MFA when enrolled) and only opens the approval's page: a link alone never
+approves.
+
+Webhook: a JSON POST through apps.core.egress (SSRF guard, timeouts), with
+
+    X-Grantry-Timestamp: <unix seconds>
+    X-Grantry-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
+
+The body carries a plain-words `text` (what a Slack incoming webhook shows) and
+a link back to the dashboard; never the input and never a way to decide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+from django.core.mail import send_mail
+
+from apps.approvals.models import Approval, ApprovalSettings
+from apps.approvals.services import (
+    approval_links_create,
+    approvals_received,
+    dashboard_url,
+    eligible_approvers,
+)
+
+SIGNATURE_HEADER = "X-Grantry-Signature"
+TIMESTAMP_HEADER = "X-Grantry-Timestamp"
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+
+
+class WebhookFailed(Exception):
+    """The receiver did not accept the delivery (retried by the task)."""
+
+
+def notify_approvers_by_email(approval_id: int) -> int:
+    approval = (
+        Approval.objects.select_related("organization", "worker").filter(pk=approval_id).first()
+    )
+    if approval is None or approval.effective_status() != "pending":
+        return 0
+    users = [u for u in eligible_approvers(approval) if u.email]
+    links = approval_links_create(approval=approval, users=users)
+    org = approval.organization
+    for user, url in links:
+        body = (
+            f"{approval.summary}\n\n"
+            f"Why, in the agent's words: {approval.reason or '(no reason given)'}\n\n"
+            f"Review it (you will be asked to log in; the link works once and expires "
+            f"{approval.expires_at:%Y-%m-%d %H:%M} UTC):\n{url}\n\n"
+            f"Nothing is approved by opening this link.\n"
+        )
+        send_mail(
+            f"[Grantry] {org.name}: approval needed for {approval.what()}", body, None, [user.email]
+        )
+    return len(links)
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def webhook_payload(approval: Approval, event: str) -> dict[str, Any]:
+    url = dashboard_url(approval)
+    status = approval.effective_status()
+    words = {
+        "approval.requested": "Approval needed",
+        "approval.approved": "Approved",
+        "approval.denied": "Denied",
+    }.get(event, event)
+    return {
+        "event": event,
+        "text": f"{words}: {approval.summary} Review: {url}",
+        "approval": {
+            "id": approval.public_id,
+            "status": status,
+            "organization": approval.organization.slug,
+            "worker": approval.worker.name,
+            "what": approval.what(),
+            "connection": approval.connection_name,
+            "input_sha256": approval.input_digest,
+            "reason": approval.reason,
+            "expires_at": approval.expires_at.isoformat(),
+            "approvals_needed": approval.approvals_needed,
+            "approvals_received": approvals_received(approval),
+            "dashboard_url": url,
+        },
+    }
+
+
+def deliver_webhook(approval_id: int, event: str) -> int | None:
+    """POST one event to the organization's webhook; None when none is configured.
+    Raises WebhookFailed (or an EgressError) so the task retries."""
+    from apps.core.egress import egress_request
+
+    approval = (
+        Approval.objects.select_related("organization", "worker").filter(pk=approval_id).first()
+    )
+    if approval is None:
+        return None
+    row = ApprovalSettings.objects.filter(organization_id=approval.organization_id).first()
+    if row is None or not row.webhook_url:
+        return None
+    body = json.dumps(webhook_payload(approval, event), sort_keys=True).encode()
+    timestamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
+    if row.webhook_secret:
+        headers[SIGNATURE_HEADER] = signature(row.webhook_secret, timestamp, body)
+    response = egress_request(
+        "POST", row.webhook_url, headers=headers, content=body, timeout=WEBHOOK_TIMEOUT_SECONDS
+    )
+    if not 200 <= response.status_code < 300:
+        # The URL may hold a credential (Slack's does): name only the status.
+        raise WebhookFailed(f"webhook answered {response.status_code}")
+    return int(response.status_code)

@@ -1,0 +1,217 @@
+"""The approvers' side: who may decide, decisions, expiry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.approvals.models import (
+    Approval,
+    ApprovalDecision,
+    ApprovalStatus,
+)
+from apps.approvals.services.base import (
+    MAX_COMMENT_CHARS,
+    ApprovalRefused,
+    _audit,
+    _notify,
+    _set_status,
+    approvals_received,
+)
+from apps.audit.models import Outcome
+from apps.organizations.models import Membership, OrgRole
+
+# --- decisions ----------------------------------------------------------------------
+
+
+def excluded_approver_ids(approval: Approval) -> set[int]:
+    """Separation of duties: who created or owns the worker, or minted its token."""
+    from apps.workers.models import WorkerToken
+
+    worker = approval.worker
+    ids = {worker.owner_id, worker.created_by_id}
+    ids.add(
+        WorkerToken.objects.filter(public_id=approval.token_public_id)
+        .values_list("created_by_id", flat=True)
+        .first()
+    )
+    return {i for i in ids if i is not None}
+
+
+def may_decide(approval: Approval, membership: Membership | None) -> bool:
+    """Named approvers when the rule names any, else admins and owners."""
+    if membership is None or membership.organization_id != approval.organization_id:
+        return False
+    if approval.approver_ids:
+        return membership.user_id in approval.approver_ids
+    return membership.can_manage()
+
+
+def eligible_approvers(approval: Approval) -> list[Any]:
+    """Everyone who could approve this request (for notifications)."""
+    members = Membership.objects.filter(organization_id=approval.organization_id).select_related(
+        "user"
+    )
+    if approval.approver_ids:
+        members = members.filter(user_id__in=approval.approver_ids)
+    else:
+        members = members.filter(role__in=[OrgRole.ADMIN, OrgRole.OWNER])
+    excluded = excluded_approver_ids(approval)
+    return [m.user for m in members if m.user_id not in excluded and m.user.is_active]
+
+
+def _decision_refusal(
+    approval: Approval, user: Any, approve: bool, now: datetime
+) -> ApprovalRefused | None:
+    from apps.policies.models import Role
+
+    membership = Membership.objects.filter(
+        organization_id=approval.organization_id, user=user
+    ).first()
+    if membership is None:
+        return ApprovalRefused(404, "approval_not_found", "No such approval.")
+    if not may_decide(approval, membership):
+        who = "the approvers this rule names" if approval.approver_ids else "admins and owners"
+        return ApprovalRefused(
+            403, "not_an_approver", f"Only {who} can decide this request.", approval=approval
+        )
+    if approve and user.pk in excluded_approver_ids(approval):
+        return ApprovalRefused(
+            403,
+            "separation_of_duties",
+            "You created or own this worker, or minted its token, so you cannot approve its "
+            "requests. Another approver must decide.",
+            approval=approval,
+        )
+    status = approval.effective_status(now)
+    if status == ApprovalStatus.EXPIRED:
+        if approval.status != ApprovalStatus.EXPIRED:
+            _set_status(approval, ApprovalStatus.EXPIRED)
+            _audit(approval, "approval.expired", reason="Expired before it was decided.")
+        return ApprovalRefused(410, "approval_expired", "This request expired.", approval=approval)
+    if status != ApprovalStatus.PENDING:
+        return ApprovalRefused(
+            409,
+            "already_decided",
+            f"This request is already {approval.get_status_display().lower()}.",
+            approval=approval,
+        )
+    current = None
+    if approval.role_id is not None:
+        versions = Role.objects.filter(pk=approval.role_id).values_list("rules_version", flat=True)
+        current = versions.first()
+    if current != approval.rules_version:
+        _set_status(approval, ApprovalStatus.VOID)
+        _audit(
+            approval,
+            "approval.voided",
+            outcome=Outcome.FAILURE,
+            reason="The role's rules changed after the request.",
+        )
+        return ApprovalRefused(
+            409,
+            "approval_void",
+            "The role's rules changed since this request was made, so it is void.",
+            approval=approval,
+        )
+    if approval.decisions.filter(user=user).exists():
+        return ApprovalRefused(
+            409,
+            "already_decided",
+            "You already approved this request; it needs another approver.",
+            approval=approval,
+        )
+    return None
+
+
+def approval_decide(
+    *,
+    approval: Approval,
+    user: Any,
+    approve: bool,
+    comment: str = "",
+    request: HttpRequest | None = None,
+) -> Approval:
+    """Approve or deny, with a comment. Raises ApprovalRefused (404 not a member,
+    403 not an approver or separation of duties, 409 already decided or void,
+    410 expired) after committing any status change the refusal made."""
+    comment = (comment or "").strip()[:MAX_COMMENT_CHARS]
+    refusal: ApprovalRefused | None = None
+    event = ""
+    with transaction.atomic():
+        approval = (
+            Approval.objects.select_for_update()
+            .select_related("worker", "organization")
+            .get(pk=approval.pk)
+        )
+        now = timezone.now()
+        refusal = _decision_refusal(approval, user, approve, now)
+        if refusal is None:
+            ApprovalDecision.objects.create(
+                approval=approval,
+                user=user,
+                user_label=user.email or user.get_username(),
+                approve=approve,
+                comment=comment,
+            )
+            received = approvals_received(approval)
+            if not approve:
+                _set_status(approval, ApprovalStatus.DENIED, decided_at=now)
+                event = "approval.denied"
+            elif received >= approval.approvals_needed:
+                _set_status(approval, ApprovalStatus.APPROVED, decided_at=now)
+                event = "approval.approved"
+            else:
+                event = "approval.approval_recorded"
+            _audit(
+                approval,
+                event,
+                outcome=Outcome.SUCCESS,
+                reason=comment,
+                user=user,
+                request=request,
+                metadata={
+                    "approve": approve,
+                    "comment": comment,
+                    "approvals_received": received,
+                    "approvals_needed": approval.approvals_needed,
+                },
+            )
+            if event != "approval.approval_recorded":
+                approval_pk = approval.pk
+                transaction.on_commit(lambda: _notify(approval_pk, event), robust=True)
+    if refusal is not None:
+        raise refusal
+    return approval
+
+
+# --- expiry --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def approvals_expire(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Mark open approvals past their expiry as expired, each audited. Safe to run
+    twice and alongside a claim (skip_locked: a row being claimed is left for the
+    claim, which checks the expiry itself)."""
+    now = now or timezone.now()
+    due = list(
+        Approval.objects.past_expiry(now)
+        .select_for_update(skip_locked=True, of=("self",))
+        .select_related("worker")
+        .order_by("expires_at")[:limit]
+    )
+    for approval in due:
+        was = approval.status
+        _set_status(approval, ApprovalStatus.EXPIRED)
+        _audit(
+            approval,
+            "approval.expired",
+            reason="Expired before it was decided."
+            if was == ApprovalStatus.PENDING
+            else "Approved but not used before it expired.",
+        )
+    return len(due)

@@ -1,0 +1,83 @@
+"""The organization's approval settings (two approvers, the webhook)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+
+from apps.approvals.models import (
+    ApprovalSettings,
+)
+from apps.audit.models import ActorType
+from apps.audit.services import audit_record
+from apps.organizations.models import Organization
+
+# --- settings ------------------------------------------------------------------------
+
+
+def _check_webhook_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    url = url.strip()
+    parts = urlsplit(url)
+    allowed = {"https"} | ({"http"} if settings.GRANTRY_EGRESS_ALLOW_LOOPBACK else set())
+    if parts.scheme not in allowed or not parts.hostname or len(url) > 2000:
+        raise ValidationError({"webhook_url": ["Enter an https:// URL."]})
+    return url
+
+
+@transaction.atomic
+def approval_settings_update(
+    *,
+    organization: Organization,
+    require_two_approvers: bool,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    remove_webhook: bool = False,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+) -> ApprovalSettings:
+    """None leaves the webhook URL or secret as it is (they are never shown back)."""
+    row, _ = ApprovalSettings.objects.select_for_update().get_or_create(organization=organization)
+    changes: dict[str, Any] = {}
+    if row.require_two_approvers != require_two_approvers:
+        changes["require_two_approvers"] = {
+            "before": row.require_two_approvers,
+            "after": require_two_approvers,
+        }
+        row.require_two_approvers = require_two_approvers
+    if remove_webhook:
+        if row.webhook_url:
+            changes["webhook"] = "removed"
+        row.webhook_url = ""
+        row.webhook_secret = ""
+    else:
+        if webhook_url:
+            row.webhook_url = _check_webhook_url(webhook_url)
+            changes["webhook"] = "set"
+        if webhook_secret:
+            if len(webhook_secret) < 16:
+                raise ValidationError({"webhook_secret": ["Use at least 16 characters."]})
+            row.webhook_secret = webhook_secret
+            changes["webhook_secret"] = "set"
+    row.save()
+    if changes:
+        user = actor if getattr(actor, "is_authenticated", False) else None
+        audit_record(
+            action="approval.settings_changed",
+            organization=organization,
+            target_type="approval_settings",
+            target_id=organization.pk,
+            request=request,
+            metadata=changes,
+            **(
+                {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.email}
+                if user is not None
+                else {}
+            ),
+        )
+    return row

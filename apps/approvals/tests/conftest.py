@@ -1,0 +1,120 @@
+"""Fixtures: an agent whose role allows sandbox.delete_task only after approval.
+
+The worker is created and its token minted by `owner` and owned by `member`, so
+separation of duties leaves `admin` (and any other admin) to approve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from apps.approvals.services import ApprovalBinding, approval_request
+from apps.broker.results import input_digest
+from apps.policies.evaluate import Call, evaluate
+from apps.policies.selectors import load_role_rules
+
+INPUT = {"task_id": 42}
+
+
+@dataclass
+class GatedAgent:
+    organization: Any
+    connection: Any
+    role: Any
+    worker: Any
+    token: Any
+    raw: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.raw}"}
+
+    def ctx(self) -> Any:
+        from apps.workers.auth import AgentContext
+
+        self.role.refresh_from_db()
+        return AgentContext(
+            organization=self.organization,
+            worker=self.worker,
+            token=self.token,
+            role_id=self.role.pk,
+            token_public_id=self.token.public_id,
+            rules_version=self.role.rules_version,
+        )
+
+    def decide(self, input: Any = None, action: str = "sandbox.delete_task") -> Any:  # noqa: A002
+        return evaluate(
+            load_role_rules(self.role.pk),
+            Call.for_action(
+                action_name=action,
+                action_class="write",
+                connection_id=self.connection.pk,
+                connection_name=self.connection.name,
+                input=INPUT if input is None else input,
+            ),
+        )
+
+    def binding(self, input: Any = None, action: str = "sandbox.delete_task") -> ApprovalBinding:  # noqa: A002
+        return ApprovalBinding.for_action(
+            ctx=self.ctx(),
+            action_name=action,
+            connection_id=self.connection.pk,
+            input_digest=input_digest(INPUT if input is None else input),
+        )
+
+    def request(self, input: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        data = INPUT if input is None else input
+        return approval_request(
+            binding=self.binding(data),
+            decision=self.decide(data),
+            connection_name=self.connection.name,
+            input=data,
+            reason=kwargs.pop("reason", "The user asked to remove a duplicate."),
+            **kwargs,
+        )
+
+
+def approval_rules(connection: Any, **approval: Any) -> list[dict[str, Any]]:
+    return [
+        {"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.list_projects"},
+        {
+            "kind": "action",
+            "provider_key": "sandbox",
+            "action_pattern": "sandbox.delete_task",
+            "connection": connection.pk,
+            "approval": {"required": True, **approval},
+        },
+    ]
+
+
+def make_gated_agent(organization: Any, *, creator: Any, owner: Any = None, **approval: Any):
+    from apps.connections.models import Connection
+    from apps.policies.services import role_create
+    from apps.workers.services import token_mint, worker_create
+
+    connection = Connection.objects.create(
+        organization=organization,
+        provider_key="sandbox",
+        name="sandbox-demo",
+        auth_type="api_key",
+        api_key="sbx_connection_secret_0123456789",
+    )
+    role = role_create(
+        organization=organization, name="deleter", rules=approval_rules(connection, **approval)
+    )
+    worker = worker_create(
+        organization=organization,
+        name="cleanup-bot",
+        default_role=role,
+        owner=owner,
+        created_by=creator,
+    )
+    token, raw = token_mint(worker=worker, created_by=creator)
+    return GatedAgent(organization, connection, role, worker, token, raw)
+
+
+@pytest.fixture
+def gated(org, owner, member, admin):
+    return make_gated_agent(org, creator=owner, owner=member)
