@@ -25,6 +25,7 @@ its classifier for the 2026-07-28 ladder, is a smaller and faster fit.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +68,8 @@ INSTRUCTIONS = (
 # The tool list depends on the role and on revocation, so no client may cache it.
 TOOLS_TTL_MS = 0
 CONNECTION_ARG = "connection"
+APPROVAL_ARG = "_approval"
+REASON_ARG = "_reason"
 _LEGACY_ONLY_KEYS = ("resultType", "ttlMs", "cacheScope")
 
 
@@ -174,6 +177,9 @@ def _call_tool(
         raise _ProtocolError(INVALID_PARAMS, "'arguments' must be a JSON object.", audited=True)
     arguments = dict(raw_arguments or {})
     connection = arguments.pop(CONNECTION_ARG, None)
+    # An approved call re-sent (docs/agent-api.md, "Approvals"): not the action's input.
+    approval_id = arguments.pop(APPROVAL_ARG, "")
+    meta = replace(meta, approval_id=approval_id, reason=arguments.pop(REASON_ARG, ""))
     if connection is not None and (
         isinstance(connection, bool) or not isinstance(connection, str | int)
     ):
@@ -181,6 +187,18 @@ def _call_tool(
         reject_input(ctx, meta, "broker.execute", HostileInput(message))
         raise _ProtocolError(INVALID_PARAMS, message, audited=True)
     result = run(start(ctx, ActionTarget(name, connection, arguments), meta))
+    if result.pending is not None:
+        approval = result.pending["approval"]
+        text = (
+            f"Pending approval {approval['id']}: {approval['summary']} Once a person has "
+            f"approved it (poll {approval['status_url']}), call this tool again with the same "
+            f'arguments plus "{APPROVAL_ARG}": "{approval["id"]}".'
+        )
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text)],
+            structured_content=result.pending,
+            is_error=False,
+        )
     if result.error is not None:
         error = result.error
         text = f"{error.code}: {error.message}"

@@ -2,9 +2,10 @@
 
 Execute, check (dry run), the raw proxy and MCP tool calls all run `run()`:
 
-    resolve the connections → decide (deny by default) → validate → admit
-    (rate limit, connection health) → durable attempt (token re-checked) →
-    credential → upstream → outcome → answer
+    resolve the connections → decide (deny by default) → validate → approve
+    (rules that need a person: apps.approvals) → admit (rate limit, connection
+    health) → durable attempt (token re-checked) → credential → upstream →
+    outcome → answer
 
 A call's target is either an `ActionTarget` (a catalog action with JSON
 input) or a `ProxyTarget` (method, path and raw body): the only two things
@@ -82,6 +83,11 @@ class RequestMeta:
     ip: str | None = None
     user_agent: str = ""
     surface: str = "api"  # "api" or "mcp"
+    # An approved call re-sent: the approval's id, or the first call's Idempotency-Key.
+    approval_id: Any = ""
+    idempotency_key: str = ""
+    # Why the agent asks (shown to approvers).
+    reason: Any = ""
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,10 @@ def run(call: AgentCall) -> BrokerResult:
         return upstream
     if call.dry_run:
         return _dry_run_answer(call, chosen)
+    if chosen.decision.approval_required:
+        waiting = _approve(call, chosen)
+        if waiting is not None:
+            return waiting
     refused = _admit(call, chosen)
     if refused is not None:
         return refused
@@ -226,7 +236,87 @@ def run(call: AgentCall) -> BrokerResult:
     return result
 
 
+def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
+    """A rule that allows this call only after a person says yes: ask (202), or go on
+    with the approval bound to this exact call (claimed once, here)."""
+    from apps.approvals.services import ApprovalBinding, approval_gate
+
+    target, meta, connection = call.target, call.meta, chosen.connection
+    digest = str(call.metadata.get("input_sha256", ""))
+    if isinstance(target, ActionTarget):
+        binding = ApprovalBinding.for_action(
+            ctx=call.ctx,
+            action_name=target.action_name,
+            connection_id=connection.pk,
+            input_digest=digest,
+        )
+        action_input: Any = target.input
+    else:
+        assert isinstance(target, ProxyTarget)
+        binding = ApprovalBinding.for_proxy(
+            ctx=call.ctx,
+            method=target.method,
+            path=target.clean_path,
+            connection_id=connection.pk,
+            input_digest=digest,
+        )
+        action_input = None
+    try:
+        gate = approval_gate(
+            binding=binding,
+            decision=chosen.decision,
+            approval_id=meta.approval_id,
+            idempotency_key=meta.idempotency_key,
+            connection_name=connection.name,
+            input=action_input,
+            reason=meta.reason,
+            request_id=meta.request_id,
+        )
+    except DatabaseError:
+        logger.exception("approval request could not be recorded")
+        return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
+    if gate.approval is not None:
+        call.metadata["approval_id"] = gate.approval.public_id
+    if gate.proceed:
+        return None
+    if gate.status == 202:
+        pending = BrokerResult(pending=gate.body, headers=gate.headers)
+        try:
+            call.record(
+                outcome=Outcome.FAILURE,
+                decision=Decision.NONE,
+                reason=gate.message,
+                extra={"approval": "pending"},
+                last=True,
+            )
+        except DatabaseError:
+            logger.exception("audit write failed for a call waiting for approval")
+            return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
+        return pending
+    return call.refuse(fail(gate.status, gate.code, gate.message, **gate.details))
+
+
 def _dry_run_answer(call: AgentCall, chosen: Chosen) -> BrokerResult:
+    if chosen.decision.approval_required:
+        # A dry run never creates an approval request; it says one would be needed.
+        result = BrokerResult(
+            decision="approval_required",
+            reason=chosen.decision.reason,
+            rule_id=chosen.decision.rule_id,
+            connection=chosen.connection.name,
+        )
+        try:
+            call.record(
+                outcome=Outcome.SUCCESS,
+                decision=Decision.NONE,
+                reason=chosen.decision.reason,
+                extra={"approval": "required"},
+                last=True,
+            )
+        except DatabaseError:
+            logger.exception("audit write failed for a dry run")
+            return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
+        return result
     result = BrokerResult(
         decision="allowed",
         reason=chosen.decision.reason,
@@ -505,7 +595,8 @@ class ActionTarget:
             )
             for connection in candidates
         ]
-        allowed = [(c, d) for c, d in decided if d.allowed]
+        # A call a rule allows only after approval fits too (the approval step decides).
+        allowed = [(c, d) for c, d in decided if d.allowed or d.approval_required]
         if len(allowed) == 1:
             return Chosen(*allowed[0])
         if len(allowed) > 1:
@@ -620,7 +711,7 @@ class ProxyTarget:
                 role_name=ctx.role_name,
             ),
         )
-        if not decision.allowed:
+        if not decision.allowed and not decision.approval_required:
             return call.refuse(
                 fail(
                     403,

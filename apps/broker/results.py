@@ -60,6 +60,8 @@ class BrokerResult:
     rule_id: int | None = None
     connection: str = ""
     latency_ms: int | None = None
+    # 202: the call waits for a person's approval (apps.approvals); the agent's body.
+    pending: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

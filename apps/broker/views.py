@@ -40,13 +40,26 @@ class IsAgent(BasePermission):
         return isinstance(request.auth, AgentContext)
 
 
-def request_meta(request: Any, surface: str = "api") -> RequestMeta:
+def request_meta(
+    request: Any, surface: str = "api", *, approval_id: Any = "", reason: Any = ""
+) -> RequestMeta:
     return RequestMeta(
         request_id=getattr(request, "request_id", ""),
         ip=request.META.get("REMOTE_ADDR") or None,
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
         surface=surface,
+        approval_id=approval_id,
+        idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "")[:200],
+        reason=reason,
     )
+
+
+def render_pending(result: BrokerResult) -> HttpResponse:
+    """202: the call waits for a person's approval (docs/agent-api.md, "Approvals")."""
+    response = JsonResponse(result.pending, status=202)
+    for name, value in result.headers.items():
+        response[name] = value
+    return response
 
 
 def render_error(result: BrokerResult) -> HttpResponse:
@@ -105,12 +118,17 @@ class _ActionCallView(AgentView):
                 raise HostileInput("'input' must be a JSON object.")
         except HostileInput as problem:
             return render_error(reject_input(ctx, meta, verb, problem, action=action))
+        meta = request_meta(
+            request, approval_id=payload.get("approval") or "", reason=payload.get("reason") or ""
+        )
         call = start(
             ctx, ActionTarget(action, connection, action_input), meta, dry_run=self.dry_run
         )
         result = run(call)
         if result.error is not None:
             return render_error(result)
+        if result.pending is not None:
+            return render_pending(result)
         if self.dry_run:
             return JsonResponse(
                 {
@@ -145,7 +163,11 @@ class CheckView(_ActionCallView):
 class ProxyView(AgentView):
     def _proxy(self, request: Request, connection: str, path: str = "") -> HttpResponse:
         ctx = cast(AgentContext, request.auth)
-        meta = request_meta(request)
+        meta = request_meta(
+            request,
+            approval_id=request.META.get("HTTP_GRANTRY_APPROVAL", ""),
+            reason=request.META.get("HTTP_GRANTRY_REASON", "")[:500],
+        )
         query = request.META.get("QUERY_STRING", "")
         try:
             check_size(request.META.get("CONTENT_LENGTH"))
@@ -171,6 +193,8 @@ class ProxyView(AgentView):
         result = run(start(ctx, target, meta))
         if result.error is not None:
             return render_error(result)
+        if result.pending is not None:
+            return render_pending(result)
         response = HttpResponse(
             result.raw_body,
             status=result.upstream_status or 502,

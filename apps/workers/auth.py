@@ -68,6 +68,25 @@ class AgentContext:
     store_broker_input: bool
     holds_lease: bool = field(default=False, repr=False)
 
+    @classmethod
+    def for_token(cls, token: WorkerToken) -> AgentContext:
+        """The context of a token loaded through the ORM (tests, background work)."""
+        return cls(
+            token_pk=token.pk,
+            token_public_id=token.public_id,
+            token_last4=token.last4,
+            token_expires_at=token.expires_at,
+            token_last_used_at=token.last_used_at,
+            worker_id=token.worker_id,
+            worker_name=token.worker.name,
+            role_id=token.role_id,
+            role_name=token.role.name,
+            rules_version=token.role.rules_version,
+            organization_id=token.organization_id,
+            organization_slug=token.organization.slug,
+            store_broker_input=token.organization.store_broker_input,
+        )
+
     @cached_property
     def organization(self) -> Organization:
         return Organization.objects.get(pk=self.organization_id)

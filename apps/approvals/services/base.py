@@ -79,8 +79,8 @@ class ApprovalBinding:
             version = Role.objects.filter(pk=ctx.role_id).values_list("rules_version", flat=True)
             version = version.first() or 0
         return cls(
-            organization_id=ctx.organization.pk,
-            worker_id=ctx.worker.pk,
+            organization_id=ctx.organization_id,
+            worker_id=ctx.worker_id,
             token_public_id=ctx.token_public_id,
             role_id=ctx.role_id,
             rules_version=int(version),

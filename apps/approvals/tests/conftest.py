@@ -35,14 +35,8 @@ class GatedAgent:
         from apps.workers.auth import AgentContext
 
         self.role.refresh_from_db()
-        return AgentContext(
-            organization=self.organization,
-            worker=self.worker,
-            token=self.token,
-            role_id=self.role.pk,
-            token_public_id=self.token.public_id,
-            rules_version=self.role.rules_version,
-        )
+        self.token.refresh_from_db()
+        return AgentContext.for_token(self.token)
 
     def decide(self, input: Any = None, action: str = "sandbox.delete_task") -> Any:  # noqa: A002
         return evaluate(
