@@ -12,11 +12,18 @@ a token, then measures p50/p99 latency and requests/s for
 
   (a) the upstream called directly,
   (b) a bare Django view of the same deployment (/healthz?checks=0),
-  (c) a brokered execute (POST /api/v1/actions/sandbox.list_projects/execute),
+  (m) the anchor: a minimal sync DRF broker with no Grantry code (token SELECT by
+      digest, durable INSERT, upstream GET with urllib3, INSERT with async commit;
+      scripts/bench_site/anchor.py), served by the same server,
+  (c) a brokered execute of a built-in action (sandbox.list_projects),
+  (d) a brokered execute of a custom provider's action (same upstream),
 
 at concurrency 1 and 16, with wrk (Debian package, installed when root and
-missing) or a bounded Python load generator. Goals: c − a ≤ 1.5 ms at p50
-(concurrency 1) and c ≥ 50 % of b's throughput at concurrency 16.
+missing) or a bounded Python load generator, and prints the issue's goals: c's
+web CPU per call ≤ 1.3 × m's; c's req/s at 16 ≥ 75 % of m's; c − a at p50 ≤
+1.3 × (m − a). Then (e) a brokered execute against an upstream that answers in
+100 ms, at concurrency 64 (goal ≥ 80 % of 64 / 0.1 s), and the audit appends per
+second to one organization from 1 and from 32 connections.
 
 Every measurement is repeated BENCH_ROUNDS times, the rounds interleaved (a, b,
 c, then again), and the run with the median requests/s is reported with the
@@ -53,6 +60,8 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
 CONCURRENCIES = (1, 16)
 ACTION = "sandbox.list_projects"
+CUSTOM_ACTION = "custom-bench.list_projects"
+SLOW_CONCURRENCY = 64
 UPSTREAM_BODY = '{"results":[{"id":1,"name":"Bench","description":"fixed"}]}'
 
 
@@ -230,7 +239,9 @@ def django_env(upstream_port: int) -> dict[str, str]:
     )
     return {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "grantry.settings",
+        "DJANGO_SETTINGS_MODULE": "bench_site.settings",
+        "BENCH_ANCHOR_UPSTREAM": f"http://127.0.0.1:{upstream_port}/projects",
+        "BENCH_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
         "DEBUG": "0",
         "SECRET_KEY": "bench-secret-key-not-for-production",
         "GRANTRY_ENCRYPTION_KEY": "bench-encryption-key-not-for-production",
@@ -244,7 +255,7 @@ def django_env(upstream_port: int) -> dict[str, str]:
         "SECURE_SSL_REDIRECT": "0",
         "LOG_LEVEL": "WARNING",
         "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'scripts'}",
     }
 
 
@@ -253,13 +264,57 @@ def seed() -> None:
     import django
 
     django.setup()
+    from django.db import connection as db
+
     from apps.connections.models import Connection, ConnectionStatus
     from apps.organizations.models import Organization
     from apps.policies.services import role_create
+    from apps.providers.models import CustomProvider
+    from apps.providers.services import custom_action_create, custom_provider_create
     from apps.workers.services import token_mint, worker_create
 
+    with db.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS bench_anchor_event (id bigserial PRIMARY KEY, "
+            "token_id bigint NOT NULL, kind text NOT NULL, at timestamptz DEFAULT now())"
+        )
     stamp = str(int(time.time()))
     org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    from django.contrib.auth import get_user_model
+
+    admin, _ = get_user_model().objects.get_or_create(
+        username="bench-admin", defaults={"email": "bench@grantry.local"}
+    )
+    custom = CustomProvider.objects.filter(organization=org, slug="bench").first()
+    if custom is None:
+        custom = custom_provider_create(
+            organization=org,
+            user=admin,
+            slug="bench",
+            display_name="Bench custom",
+            auth_type="api_key",
+            api_base_url=os.environ["BENCH_UPSTREAM_URL"],
+        )
+        custom_action_create(
+            provider=custom,
+            user=admin,
+            name="list_projects",
+            description="List the bench projects.",
+            action_class="read",
+            method="GET",
+            path="/projects",
+            input_schema={"type": "object", "properties": {}, "additionalProperties": False},
+        )
+    Connection.objects.update_or_create(
+        organization=org,
+        name="bench-custom",
+        defaults={
+            "provider_key": "custom-bench",
+            "auth_type": "api_key",
+            "api_key": "bench_custom_credential",
+            "status": ConnectionStatus.ACTIVE,
+        },
+    )
     connection, _ = Connection.objects.update_or_create(
         organization=org,
         name="bench-upstream",
@@ -279,7 +334,8 @@ def seed() -> None:
                 "provider_key": "sandbox",
                 "action_pattern": ACTION,
                 "connection": connection.pk,
-            }
+            },
+            {"kind": "action", "provider_key": "custom-bench", "action_pattern": CUSTOM_ACTION},
         ],
     )
     worker = worker_create(organization=org, name=f"bench-{stamp}", default_role=role)
@@ -529,10 +585,18 @@ def main() -> None:
         if answer.get("status") != 200 or answer["body"] != json.loads(UPSTREAM_BODY):
             raise SystemExit(f"brokered call did not return the upstream body: {answer}")
 
+        custom_body = json.dumps({"input": {}})
         scenarios = [
             ("a upstream direct", f"http://127.0.0.1:{upstream_port}/projects", {}, None),
             ("b django /healthz?checks=0", f"{base}/healthz?checks=0", {}, None),
+            ("m minimal DRF broker", f"{base}/bench/anchor/", auth, "{}"),
             ("c brokered execute", f"{base}/api/v1/actions/{ACTION}/execute", auth, body),
+            (
+                "d custom-provider execute",
+                f"{base}/api/v1/actions/{CUSTOM_ACTION}/execute",
+                auth,
+                custom_body,
+            ),
         ]
         wrk = wrk_binary()
         generator = "wrk (Debian)" if wrk else "Python load generator (wrk unavailable)"
@@ -550,7 +614,48 @@ def main() -> None:
                         f"  p99 {run.p99_ms:7.2f} ms  {run.rps:9.0f} req/s  errors {run.errors}"
                     )
         runs = [median_run(found) for found in rounds.values()]
-        report(runs, upstream_kind, generator)
+
+        # (e) A SaaS that takes 100 ms: the web server must not be the limit.
+        slow_port = free_port()
+        slow = subprocess.Popen([PYTHON, __file__, "--slow-upstream", str(slow_port)])
+        processes.append(slow)
+        wait_http(f"http://127.0.0.1:{slow_port}/projects")
+        slow_env = {
+            **env,
+            "GRANTRY_PROVIDER_URLS": f"sandbox=http://127.0.0.1:{slow_port}",
+            "WEB_THREADS": os.environ.get("BENCH_SLOW_THREADS", "32"),
+        }
+        slow_web_port = free_port()
+        slow_web = subprocess.Popen(
+            ["bash", "-c", f"exec {web_command(slow_web_port)}"],
+            cwd=ROOT,
+            env={**slow_env, "PORT": str(slow_web_port)},
+            start_new_session=True,
+        )
+        processes.append(slow_web)
+        slow_base = f"http://127.0.0.1:{slow_web_port}"
+        wait_http(f"{slow_base}/healthz?checks=0")
+        slow_run = measure(
+            slow_web.pid,
+            wrk,
+            workdir,
+            "e execute, 100 ms upstream",
+            f"{slow_base}/api/v1/actions/{ACTION}/execute",
+            SLOW_CONCURRENCY,
+            auth,
+            body,
+        )
+        log(f"{slow_run.name}: c={SLOW_CONCURRENCY} {slow_run.rps:.0f} req/s")
+        runs.append(slow_run)
+        appends = subprocess.run(
+            [PYTHON, __file__, "--appends"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        report(runs, upstream_kind, generator, appends=appends)
     finally:
         for proc in reversed(processes):
             if proc.poll() is None:
@@ -567,7 +672,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(runs: list[Run], upstream_kind: str, generator: str) -> None:
+def report(runs: list[Run], upstream_kind: str, generator: str, appends: str = "") -> None:
     by = {(r.name[0], r.concurrency): r for r in runs}
     print()
     print(
@@ -589,18 +694,43 @@ def report(runs: list[Run], upstream_kind: str, generator: str) -> None:
             f"| {r.name:28} | {r.concurrency:>4} | {r.p50_ms:8.2f} | {r.p99_ms:8.2f} | "
             f"{r.rps:9.0f} | {spread:>15} | {r.errors:>6} | {cpu} |"
         )
-    overhead = by[("c", 1)].p50_ms - by[("a", 1)].p50_ms
-    share = by[("c", 16)].rps / by[("b", 16)].rps if by[("b", 16)].rps else 0.0
+    a1, m1, c1 = by[("a", 1)], by[("m", 1)], by[("c", 1)]
+    m16, c16 = by[("m", 16)], by[("c", 16)]
     print()
+    print("Goals (issue 10), against the minimal DRF broker (m) on the same server:")
+    if c1.cpu_ms and m1.cpu_ms:
+        ratio = c1.cpu_ms / m1.cpu_ms
+        print(
+            f"- web CPU per call, c / m at concurrency 1: {c1.cpu_ms:.2f} / {m1.cpu_ms:.2f} ms"
+            f" = {ratio:.2f}x (goal ≤ 1.3x: {'met' if ratio <= 1.3 else 'NOT met'})"
+        )
+    share = c16.rps / m16.rps if m16.rps else 0.0
     print(
-        f"brokered overhead at p50, concurrency 1 (c − a): {overhead:.2f} ms "
-        f"(goal ≤ 1.5 ms: {'met' if overhead <= 1.5 else 'NOT met'})"
+        f"- req/s at concurrency 16, c / m: {c16.rps:.0f} / {m16.rps:.0f} = {share:.0%}"
+        f" (goal ≥ 75%: {'met' if share >= 0.75 else 'NOT met'})"
     )
+    over_c, over_m = c1.p50_ms - a1.p50_ms, m1.p50_ms - a1.p50_ms
+    ratio = over_c / over_m if over_m > 0 else float("inf")
     print(
-        f"brokered throughput vs bare Django, concurrency 16 (c / b): {share:.0%} "
-        f"(goal ≥ 50%: {'met' if share >= 0.5 else 'NOT met'})"
+        f"- p50 overhead at concurrency 1, (c − a) / (m − a): {over_c:.2f} / {over_m:.2f} ms"
+        f" = {ratio:.2f}x (goal ≤ 1.3x: {'met' if ratio <= 1.3 else 'NOT met'})"
     )
-    print(f"brokered vs upstream throughput at 16: {by[('c', 16)].rps / by[('a', 16)].rps:.1%}")
+    slow = by.get(("e", SLOW_CONCURRENCY))
+    if slow is not None:
+        ideal = SLOW_CONCURRENCY / 0.1
+        print(
+            f"- 100 ms upstream at concurrency {SLOW_CONCURRENCY}: {slow.rps:.0f} req/s ="
+            f" {slow.rps / ideal:.0%} of {ideal:.0f}"
+            f" (goal ≥ 80%: {'met' if slow.rps >= 0.8 * ideal else 'NOT met'})"
+        )
+    d1 = by.get(("d", 1))
+    if d1 is not None and d1.cpu_ms and c1.cpu_ms:
+        print(
+            f"- custom-provider action vs built-in, web CPU per call: {d1.cpu_ms:.2f} vs"
+            f" {c1.cpu_ms:.2f} ms"
+        )
+    if appends:
+        print(appends)
     load = os.getloadavg()
     print(
         f"machine load average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
@@ -610,9 +740,94 @@ def report(runs: list[Run], upstream_kind: str, generator: str) -> None:
         print("WARNING: some requests failed (see the errors column).")
 
 
+def slow_upstream(port: int) -> None:
+    """A SaaS that answers every request after 100 ms (asyncio: never the limit)."""
+    import asyncio
+
+    payload = UPSTREAM_BODY.encode()
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length:\s*(\d+)", request)
+                if length:
+                    await reader.readexactly(int(length.group(1)))
+                await asyncio.sleep(0.1)
+                writer.write(head + payload)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def appends_per_second() -> None:
+    """Runs inside Django (`bench.py --appends`): audit appends per second to ONE
+    organization from 1 and from 32 connections, with the organization's chains
+    sharded (the setting) and with one chain, for comparison."""
+    import threading
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connections
+
+    from apps.audit.services import audit_record
+    from apps.organizations.models import Organization
+
+    org = Organization.objects.get(slug="bench")
+    seconds = min(SECONDS, 5.0)
+
+    def rate(threads: int) -> float:
+        counts = [0] * threads
+        stop = time.monotonic() + seconds
+
+        def work(n: int) -> None:
+            try:
+                while time.monotonic() < stop:
+                    audit_record(action="bench.append", organization_id=org.pk)
+                    counts[n] += 1
+            finally:
+                connections.close_all()
+
+        pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        return sum(counts) / seconds
+
+    shards = settings.GRANTRY_AUDIT_CHAIN_SHARDS
+    lines = []
+    for label, count in ((f"{shards} chains", shards), ("1 chain", 1)):
+        settings.GRANTRY_AUDIT_CHAIN_SHARDS = count
+        one, many = rate(1), rate(32)
+        lines.append(
+            f"- audit appends/s to one organization ({label}): {one:.0f} from 1 connection,"
+            f" {many:.0f} from 32 ({many / one:.1f}x)"
+        )
+    print("\n".join(lines))
+
+
 if __name__ == "__main__":
     if "--seed" in sys.argv:
         sys.path.insert(0, str(ROOT))
         seed()
+    elif "--slow-upstream" in sys.argv:
+        slow_upstream(int(sys.argv[sys.argv.index("--slow-upstream") + 1]))
+    elif "--appends" in sys.argv:
+        sys.path.insert(0, str(ROOT))
+        appends_per_second()
     else:
         main()

@@ -1,0 +1,45 @@
+"""(m) The minimal DRF broker the issue measures Grantry against: no Grantry code.
+
+A sync DRF APIView that does the four things every brokered call must do and
+nothing else: a token SELECT by digest, a durable INSERT, an upstream GET with
+urllib3, and an INSERT that commits without waiting for the WAL flush."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import urllib3
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+_POOL = urllib3.PoolManager(maxsize=64, retries=False)
+_UPSTREAM = os.environ.get("BENCH_ANCHOR_UPSTREAM", "http://127.0.0.1:1/")
+
+
+class MinimalBroker(APIView):
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+
+    def post(self, request: Request) -> HttpResponse:
+        raw = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ")
+        digest = hashlib.sha256(raw.encode()).hexdigest()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, organization_id FROM workers_workertoken WHERE digest = %s", [digest]
+            )
+            row = cursor.fetchone()
+            if row is None:
+                return JsonResponse({"error": "unknown token"}, status=401)
+            cursor.execute(
+                "INSERT INTO bench_anchor_event (token_id, kind) VALUES (%s, 'attempt')", [row[0]]
+            )
+            answer = _POOL.request("GET", _UPSTREAM, timeout=10)
+            cursor.execute(
+                "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
+                "INSERT INTO bench_anchor_event (token_id, kind) SELECT %s, 'outcome' FROM cfg",
+                [row[0]],
+            )
+        return HttpResponse(answer.data, status=answer.status, content_type="application/json")
