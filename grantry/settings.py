@@ -1,8 +1,9 @@
 """Grantry settings: one module, driven by environment variables.
 
-Development (`make run`) sets DEBUG=1 and gets embedded defaults (SQLite, a
-filesystem Celery broker). With DEBUG off nothing secret has a default: a
-missing SECRET_KEY or GRANTRY_ENCRYPTION_KEY stops start-up.
+Development (`make run`) sets DEBUG=1, an embedded PostgreSQL (pgserver) and a
+filesystem Celery broker, and writes them to var/dev.env for manage.py. With DEBUG
+off nothing secret has a default: a missing SECRET_KEY or GRANTRY_ENCRYPTION_KEY
+stops start-up.
 """
 
 from __future__ import annotations
@@ -111,16 +112,21 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'grantry.sqlite3'}"),
-}
+if not env.str("DATABASE_URL", default=""):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. Grantry runs on PostgreSQL only: set DATABASE_URL, or use "
+        "`make run` / `make manage ARGS=...`, which start the embedded PostgreSQL (README)."
+    )
+DATABASES = {"default": env.db("DATABASE_URL")}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...).")
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # psycopg prepares a statement run with server-side parameters after this many runs on a
 # connection: only the broker's fixed lookups (apps/core/rows.py); Django's own cursors
 # bind client-side and never prepare. 0 turns it off (e.g. behind PgBouncer < 1.21).
 _PREPARE_THRESHOLD = env.int("DB_PREPARE_THRESHOLD", default=2)
-if DATABASES["default"]["ENGINE"].endswith("postgresql") and _PREPARE_THRESHOLD > 0:
+if _PREPARE_THRESHOLD > 0:
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = _PREPARE_THRESHOLD
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -61,8 +61,6 @@ def test_fixed_queries_stay_visible_to_query_capture(org):
 
 
 def test_fixed_queries_are_prepared_on_postgresql(org):
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are a PostgreSQL feature")
     threshold = connection.settings_dict["OPTIONS"].get("prepare_threshold")
     assert threshold, "settings should enable psycopg's prepare_threshold on PostgreSQL"
     made = Connection.objects.create(

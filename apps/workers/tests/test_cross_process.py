@@ -19,6 +19,7 @@ from django.conf import settings
 
 from apps.accounts.token_services import personal_token_mint
 from apps.workers.services import token_mint
+from tests.backends import database_url
 
 ROOT = Path(__file__).resolve().parents[3]
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -30,15 +31,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
-
-
 class Server:
     def __init__(self, tmp_path: Path, name: str) -> None:
         self.port = _free_port()
@@ -47,7 +39,7 @@ class Server:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(settings.DATABASES["default"]),
             "GRANTRY_BASE_URL": self.base,
         }
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv
@@ -94,8 +86,6 @@ class Server:
 @pytest.fixture(scope="module")
 def two_servers(django_db_setup, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("servers")
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        pytest.fail("The cross-process test needs PostgreSQL (a database shared by processes).")
     servers = [Server(tmp_path, "a"), Server(tmp_path, "b")]
     try:
         for server in servers:
