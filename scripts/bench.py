@@ -292,8 +292,9 @@ def web_command(port: int) -> str:
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.startswith("web:"):
             command = line.split(":", 1)[1].strip()
-            command = command.replace("0.0.0.0:$PORT", f"127.0.0.1:{port}")
-            return command.replace("--access-logfile -", "--access-logfile /dev/null")
+            public = "--host 0.0.0.0 --port $PORT"
+            command = command.replace(public, f"--host 127.0.0.1 --port {port}")
+            return command.replace("--access-log ", "--no-access-log ")
     raise SystemExit("Procfile has no web: line")
 
 

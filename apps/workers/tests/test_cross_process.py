@@ -1,6 +1,6 @@
 """Revocation is immediate on every server process.
 
-Two real gunicorn servers (separate processes, separate connections) serve the
+Two real granian servers (separate processes, separate connections) serve the
 same test database. A token works on both; it is revoked through the
 management API of one; the very next request on the other gets 401."""
 
@@ -22,7 +22,7 @@ from apps.workers.services import token_mint
 from tests.backends import database_url
 
 ROOT = Path(__file__).resolve().parents[3]
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+GRANIAN = Path(sys.executable).parent / "granian"
 
 
 def _free_port() -> int:
@@ -44,16 +44,10 @@ class Server:
         }
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv
             [
-                str(GUNICORN),
-                "grantry.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-                "--threads",
-                "2",
-                "--worker-class",
-                "gthread",
+                str(GRANIAN),
+                *("--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port)),
+                *("--workers", "1", "--blocking-threads", "2"),
+                "grantry.wsgi:application",
             ],
             cwd=ROOT,
             env=env,
