@@ -47,6 +47,10 @@ def start(var_dir: Path, database: str = "grantry") -> Embedded:
 
     The URL has the form `postgresql://postgres:@/<db>?host=<socket dir>`: psycopg reads
     it as is, and django-environ turns `?host=` into the connection's OPTIONS."""
+    import warnings
+
+    # platformdirs warns that XDG_RUNTIME_DIR is unset (containers, CI) and uses /tmp.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     import pgserver
     import psycopg
     from psycopg import sql

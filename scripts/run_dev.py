@@ -25,9 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from embedded_postgres import Embedded, start
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make `scripts.` importable
+
+from scripts.embedded_postgres import Embedded, start  # noqa: E402
+
 BIN = Path(sys.executable).parent
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for every child's process group
 DEV_SECRETS = ("SECRET_KEY", "GRANTRY_ENCRYPTION_KEY")
@@ -79,7 +81,14 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
 
 def prepare(port: str) -> tuple[Embedded, dict[str, str]]:
     var = Path(os.environ.get("GRANTRY_VAR_DIR") or ROOT / "var").resolve()
-    for sub in ("celery-queue", "celery-processed", "celery-control", "cache", "media"):
+    for sub in (
+        "celery-queue",
+        "celery-processed",
+        "celery-control",
+        "cache",
+        "media",
+        "staticfiles",
+    ):
         (var / sub).mkdir(parents=True, exist_ok=True)
     embedded = start(var)
     values = dev_environment(var, port, embedded.url)
@@ -102,22 +111,15 @@ def _own_group_and_die_with_parent() -> None:
 
 
 def web_command(port: str) -> list[str]:
-    return [
-        str(BIN / "gunicorn"),
-        "grantry.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        os.environ.get("WEB_CONCURRENCY", "2"),
-        "--threads",
-        os.environ.get("WEB_THREADS", "8"),
-        "--worker-class",
-        "gthread",
-        "--access-logfile",
-        "-",
-        "--graceful-timeout",
-        str(int(STOP_GRACE) - 1),
-    ]
+    """The Procfile's `web` line (granian; WEB_CONCURRENCY / WEB_THREADS apply), bound
+    to loopback: development serves exactly what production serves."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            command = line.split(":", 1)[1].strip()
+            public = "--host 0.0.0.0 --port $PORT"
+            command = command.replace(public, f"--host 127.0.0.1 --port {port}")
+            return ["/bin/sh", "-c", f"PATH={BIN}:$PATH exec {command}"]
+    raise SystemExit("Procfile has no web: line")
 
 
 def commands(port: str) -> dict[str, list[str]]:
@@ -159,10 +161,13 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def run(port: str) -> int:
+    began = time.monotonic()
     embedded, env = prepare(port)
     try:
+        print(f"PostgreSQL ready in {time.monotonic() - began:.1f} s.", flush=True)
         if manage(env, "migrate", "--noinput", "-v", "0") or manage(env, "seed_demo"):
             return 1
+        print(f"Migrated and seeded in {time.monotonic() - began:.1f} s.", flush=True)
         return serve(port, env)
     finally:
         embedded.stop()
