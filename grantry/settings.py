@@ -135,8 +135,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            # Django's RedisCache with one client per process (apps/core/cache.py).
-            "BACKEND": "apps.core.cache.SharedRedisCache",
+            # django-redis keeps one connection pool per process and server, shared by
+            # every thread (Django's own RedisCache builds a client per operation).
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="grantry"),
         }
@@ -384,5 +385,7 @@ LOGGING = {
         # One handler for everything (Django's default adds a second console handler).
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        # The embedded PostgreSQL of make run / make test logs every pg_ctl call at INFO.
+        "pgserver": {"level": "WARNING"},
     },
 }
