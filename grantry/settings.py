@@ -267,6 +267,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(VAR_DIR / "celery-processed"),
         "store_processed": False,
+        # kombu's broadcast (pidbox) files: default ./control in the working directory.
+        "control_folder": str(VAR_DIR / "celery-control"),
     }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -21,7 +21,7 @@ from apps.connections.services.connect import (
     oauth_states_purge,
     provider_app_save,
 )
-from apps.connections.services.lifecycle import connection_disconnect, connection_mark_used
+from apps.connections.services.lifecycle import connection_disconnect
 from apps.connections.services.refresh import (
     RefreshTemporarilyFailed,
     connection_ids_refresh_due,
@@ -38,7 +38,6 @@ __all__ = [
     "connection_create_from_oauth",
     "connection_disconnect",
     "connection_ids_refresh_due",
-    "connection_mark_used",
     "connection_oauth_complete",
     "connection_oauth_start",
     "connection_refresh",

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.db import transaction
-from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -17,7 +14,7 @@ from apps.connections.models import (
     ConnectionStatus,
     RevocationResult,
 )
-from apps.connections.services.common import USED_THROTTLE, resolved_provider
+from apps.connections.services.common import resolved_provider
 from apps.organizations.models import Organization
 
 # --- Disconnect --------------------------------------------------------------------------
@@ -106,18 +103,3 @@ def connection_disconnect(
             return connection
         result, failure = _revoke_at_provider(connection, organization)
         return _destroy(connection, organization, result, failure, request)
-
-
-# --- Usage ------------------------------------------------------------------------------
-
-
-def connection_mark_used(*, connection_id: int, now: datetime | None = None) -> bool:
-    """Record use for the inventory, at most once a minute per connection (one
-    conditional UPDATE; no write at all on most broker calls)."""
-    now = now or timezone.now()
-    updated = (
-        Connection.objects.filter(pk=connection_id)
-        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - USED_THROTTLE))
-        .update(last_used_at=now)
-    )
-    return bool(updated)
