@@ -45,6 +45,11 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## Known vulnerabilities in the pinned requirements (PyPI's advisory data via pip-audit).
+## --strict: a package pip-audit cannot resolve or audit fails the run.
+audit: venv
+	$(BIN)/pip-audit --strict --progress-spinner off -r requirements.txt
+
 bench: venv
 	$(BIN)/python scripts/bench.py
 
