@@ -64,7 +64,7 @@ def dev_environment(var: Path, port: str, database_url: str) -> dict[str, str]:
     }
     for name in DEV_SECRETS:
         values[name] = previous.get(name) or secrets.token_urlsafe(48)
-    # What the caller's environment sets wins (e.g. REDIS_URL, or a different base URL).
+    # What the caller's environment sets wins (e.g. another GRANTRY_BASE_URL).
     for name in values:
         if name != "GRANTRY_VAR_DIR" and os.environ.get(name):
             values[name] = os.environ[name]
@@ -136,8 +136,10 @@ def commands(port: str) -> dict[str, list[str]]:
 
 def stop_children(children: dict[str, subprocess.Popen[bytes]], hurry: list[bool]) -> None:
     """SIGTERM every group, wait up to STOP_GRACE (less if Ctrl-C comes again), then
-    SIGKILL every group: that also reaches grandchildren (web workers, pool threads'
-    processes) whose leader already exited."""
+    SIGKILL every group: that also reaches grandchildren (granian's worker processes)
+    whose parent already exited. The Celery worker's warm shutdown on the filesystem
+    transport takes ~5 s even when idle, so it is often the one killed (development
+    only; a task cut short here runs again on the next schedule or click)."""
     for child in children.values():
         _signal_group(child.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
