@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-audit venv browser clean
+.PHONY: run manage verify test lint audit bench bench-audit venv browser clean
 
 venv: $(STAMP)
 
@@ -21,11 +21,22 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests…"; \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null; }
 
-## Start the whole product: web + background worker + scheduler, SQLite, no Redis needed.
+## Start the whole product: embedded PostgreSQL (var/pgdata) + web + worker + scheduler.
+## No Redis needed. Writes the development environment to var/dev.env.
 run: venv
 	PORT=$(PORT) $(BIN)/python scripts/run_dev.py
 
-## Run the whole test suite (PostgreSQL/Redis when they answer, else SQLite/in-memory).
+## One manage.py command against make run's database, e.g. make manage ARGS="audit_verify".
+## Works whether make run is running or not (it starts the embedded PostgreSQL if needed).
+manage: venv
+	PORT=$(PORT) $(BIN)/python scripts/run_dev.py manage $(ARGS)
+
+## Verify the audit hash chains of make run's database.
+verify: venv
+	PORT=$(PORT) $(BIN)/python scripts/run_dev.py manage audit_verify
+
+## Run the whole test suite (PostgreSQL/Redis when they answer, else the embedded
+## PostgreSQL under var/ and in-memory cache/broker).
 test: venv browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -33,6 +44,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## Known vulnerabilities in the pinned requirements (PyPI's advisory data via pip-audit).
+## --strict: a package pip-audit cannot resolve or audit fails the run.
+audit: venv
+	$(BIN)/pip-audit --strict --progress-spinner off -r requirements.txt
 
 bench: venv
 	$(BIN)/python scripts/bench.py

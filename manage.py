@@ -4,6 +4,9 @@ import sys
 
 
 def main() -> None:
+    from grantry.devenv import load_dev_env
+
+    load_dev_env()  # only where `make run` wrote var/dev.env
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grantry.settings")
     from django.core.management import execute_from_command_line
 

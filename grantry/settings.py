@@ -1,8 +1,9 @@
 """Grantry settings: one module, driven by environment variables.
 
-Development (`make run`) sets DEBUG=1 and gets embedded defaults (SQLite, a
-filesystem Celery broker). With DEBUG off nothing secret has a default: a
-missing SECRET_KEY or GRANTRY_ENCRYPTION_KEY stops start-up.
+Development (`make run`) sets DEBUG=1, an embedded PostgreSQL (pgserver) and a
+filesystem Celery broker, and writes them to var/dev.env for manage.py. With DEBUG
+off nothing secret has a default: a missing SECRET_KEY or GRANTRY_ENCRYPTION_KEY
+stops start-up.
 """
 
 from __future__ import annotations
@@ -112,9 +113,14 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'grantry.sqlite3'}"),
-}
+if not env.str("DATABASE_URL", default=""):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. Grantry runs on PostgreSQL only: set DATABASE_URL, or use "
+        "`make run` / `make manage ARGS=...`, which start the embedded PostgreSQL (README)."
+    )
+DATABASES = {"default": env.db("DATABASE_URL")}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...).")
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -124,8 +130,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            # Django's RedisCache with one client per process (apps/core/cache.py).
-            "BACKEND": "apps.core.cache.SharedRedisCache",
+            # django-redis keeps one connection pool per process and server, shared by
+            # every thread (Django's own RedisCache builds a client per operation).
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="grantry"),
         }
@@ -255,6 +262,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(VAR_DIR / "celery-processed"),
         "store_processed": False,
+        # kombu's broadcast (pidbox) files: default ./control in the working directory.
+        "control_folder": str(VAR_DIR / "celery-control"),
     }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -382,5 +391,7 @@ LOGGING = {
         # One handler for everything (Django's default adds a second console handler).
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        # The embedded PostgreSQL of make run / make test logs every pg_ctl call at INFO.
+        "pgserver": {"level": "WARNING"},
     },
 }

@@ -1,8 +1,10 @@
-"""Test override: real PostgreSQL and Redis when they answer, else SQLite and
-local memory. `GRANTRY_REQUIRE_SERVICES=1` (CI) turns a missing service into a
-hard failure instead of a fallback."""
+"""Test override: PostgreSQL at DATABASE_URL when it answers, else the embedded
+PostgreSQL of `make run`; Redis when it answers, else local memory.
+`GRANTRY_REQUIRE_SERVICES=1` (CI) turns a missing service into a hard failure
+instead of a fallback (tests/backends.py)."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
@@ -16,13 +18,13 @@ os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/grantry")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-from grantry.test_backends import probe_backends  # noqa: E402
+from tests.backends import probe_backends  # noqa: E402
 
-BACKENDS = probe_backends()
+_VAR_DIR = Path(os.environ.get("GRANTRY_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
+BACKENDS = probe_backends(_VAR_DIR)
 if BACKENDS.redis_url is None:
     os.environ["REDIS_URL"] = ""
-if BACKENDS.database_url is None:
-    os.environ["DATABASE_URL"] = "sqlite:///:memory:"
+os.environ["DATABASE_URL"] = BACKENDS.database_url
 # Several test runs may share one PostgreSQL/Redis (parallel developers, CI):
 # give each run its own queue and cache namespace.
 # pytest-xdist workers inherit the parent's environment: add the worker name.
@@ -35,8 +37,7 @@ from grantry.settings import *  # noqa: E402,F403
 from grantry.settings import DATABASES, STORAGES  # noqa: E402
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
-if BACKENDS.database_url is not None:
-    DATABASES["default"]["TEST"] = {"NAME": f"test_grantry_{_RUN}"}
+DATABASES["default"]["TEST"] = {"NAME": f"test_grantry_{_RUN}"}
 
 if BACKENDS.redis_url is None:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

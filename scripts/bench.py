@@ -4,8 +4,8 @@ What it starts (and stops again), all on 127.0.0.1:
 * nginx (Debian's nginx-light) answering fixed JSON: the "SaaS". If nginx is
   missing it is installed with apt when running as root; otherwise a Python
   upstream stands in and the output says so.
-* PostgreSQL-backed gunicorn started from the Procfile's `web:` line (same
-  worker class, workers and threads), DEBUG off.
+* PostgreSQL-backed granian started from the Procfile's `web:` line (same
+  workers and threads, access log off), DEBUG off.
 It seeds an organization, a connection to the upstream (the Sandbox provider
 with its base URL overridden), a role allowing one read action, a worker and
 a token, then measures p50/p99 latency and requests/s for
@@ -28,14 +28,14 @@ second to one organization from 1 and from 32 connections.
 Every measurement is repeated BENCH_ROUNDS times, the rounds interleaved (a, b,
 c, then again), and the run with the median requests/s is reported with the
 range seen: at concurrency 16 the figure depends on how the load generator's
-connections happen to spread over the gunicorn processes (one process holding
+connections happen to spread over the web processes (one process holding
 most of them is GIL-bound on one core), so a single run can be off by 2-3x.
 
 Environment: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3),
 BENCH_KEEP_DB=1 (keep the bench database; by default it is dropped and created
 again, so every run starts with an empty audit table), BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/grantry_bench), WEB_CONCURRENCY and
-WEB_THREADS (gunicorn processes and threads, defaults from the Procfile: 2 and 8).
+WEB_THREADS (web processes and threads, defaults from the Procfile: 2 and 8).
 """
 
 from __future__ import annotations
@@ -348,8 +348,9 @@ def web_command(port: int) -> str:
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.startswith("web:"):
             command = line.split(":", 1)[1].strip()
-            command = command.replace("0.0.0.0:$PORT", f"127.0.0.1:{port}")
-            return command.replace("--access-logfile -", "--access-logfile /dev/null")
+            public = "--host 0.0.0.0 --port $PORT"
+            command = command.replace(public, f"--host 127.0.0.1 --port {port}")
+            return command.replace("--access-log ", "--no-access-log ")
     raise SystemExit("Procfile has no web: line")
 
 
@@ -364,7 +365,7 @@ class Run:
     p99_ms: float
     rps: float
     errors: int
-    cpu_ms: float | None = None  # gunicorn CPU per request (load-independent-ish)
+    cpu_ms: float | None = None  # web server CPU per request (load-independent-ish)
     rps_range: tuple[float, float] | None = None  # lowest and highest over the rounds
 
 

@@ -1,6 +1,6 @@
 """`make run`'s background stack really runs with no Redis: celery beat enqueues the
 heartbeat on kombu's filesystem broker, a celery worker executes it, and the result
-lands in the file cache that /healthz reads."""
+lands in the file cache that /healthz reads. kombu's control files stay under var/."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def test_beat_and_worker_run_on_the_filesystem_broker(tmp_path: Path) -> None:
         DEBUG="1",
         DJANGO_SETTINGS_MODULE="grantry.settings",
         GRANTRY_VAR_DIR=str(tmp_path),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        DATABASE_URL=os.environ["DATABASE_URL"],  # the run's PostgreSQL (never queried here)
         GRANTRY_HEARTBEAT_SECONDS="1",
     )
-    for sub in ("celery-queue", "celery-processed", "cache"):
+    for sub in ("celery-queue", "celery-processed", "celery-control", "cache"):
         (tmp_path / sub).mkdir()
     commands = [
         [
@@ -63,6 +63,8 @@ def test_beat_and_worker_run_on_the_filesystem_broker(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert beat is not None, "no heartbeat ran within 60 s"
         assert time.time() - beat < 60
+        # kombu's broadcast files live under the var directory, not in the working directory.
+        assert list((tmp_path / "celery-control").glob("*.exchange"))
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db import connections
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 
@@ -75,19 +74,15 @@ def _chunked(base: QuerySet[Any], chunk_size: int) -> Iterator[tuple]:
             return
 
 
-# On PostgreSQL the JSON line is built by the database: decoding jsonb and
+# The JSON line is built by the database: decoding jsonb and
 # timestamps into Python objects only to encode them again was most of the cost.
 _PG_LINE = "json_build_object({})::text".format(
     ", ".join(f'\'{name}\', "audit_auditevent"."{name}"' for name in COLUMNS)
 )
 
 
-def jsonl_lines(
-    events: QuerySet[AuditEvent], *, chunk_size: int | None = None
-) -> Iterator[str] | None:
-    """One JSON text per event, built in PostgreSQL; None on other databases."""
-    if connections[events.db].vendor != "postgresql":
-        return None
+def jsonl_lines(events: QuerySet[AuditEvent], *, chunk_size: int | None = None) -> Iterator[str]:
+    """One JSON text per event, built in PostgreSQL."""
     base = events.annotate(line=RawSQL(_PG_LINE, ())).values_list("id", "line")  # noqa: S611
     return (line for _, line in _chunked(base, chunk_size or CHUNK_SIZE))
 
@@ -127,31 +122,6 @@ def encode_csv(source: Iterable[tuple], *, rows_per_chunk: int = CHUNK_SIZE) -> 
     yield buffer.getvalue()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def encode_jsonl(source: Iterable[tuple], *, rows_per_chunk: int = CHUNK_SIZE) -> Iterator[str]:
-    # json.dumps escapes newlines inside strings, so one event is one line.
-    lines: list[str] = []
-    for row in source:
-        lines.append(
-            json.dumps(
-                dict(zip(COLUMNS, row, strict=True)),
-                default=_json_default,
-                ensure_ascii=False,
-                separators=(",", ":"),
-            )
-        )
-        if len(lines) >= rows_per_chunk:
-            yield "\n".join(lines) + "\n"
-            lines = []
-    if lines:
-        yield "\n".join(lines) + "\n"
-
-
 def join_lines(lines: Iterable[str], *, rows_per_chunk: int = CHUNK_SIZE) -> Iterator[str]:
     pending: list[str] = []
     for line in lines:
@@ -171,10 +141,7 @@ def export_stream(
     """The encoded export of `events`; `progress` wraps the per-row iterator."""
     wrap = progress or (lambda it: it)
     if fmt == ExportFormat.JSONL:
-        lines = jsonl_lines(events)
-        if lines is not None:
-            return join_lines(wrap(lines))
-        return encode_jsonl(wrap(rows(events)))
+        return join_lines(wrap(jsonl_lines(events)))
     return encode_csv(wrap(rows(events)))
 
 

@@ -53,12 +53,6 @@ def _rows(chain_keys: list[str] | None) -> Iterator[dict[str, object]]:
     if chain_keys is not None:
         events = events.filter(chain_key__in=chain_keys)
     connection = connections[events.db]
-    if connection.vendor != "postgresql":
-        # Elsewhere (SQLite in `make run`) the ORM's converters are what make the
-        # stored values (aware datetimes, decoded JSON) match the hashed ones.
-        for row in events.values_list(*_COLUMNS).iterator(chunk_size=CHUNK_SIZE):
-            yield dict(zip(_COLUMNS, row, strict=True))
-        return
     columns = list(_COLUMNS)
     # Exactly datetime.isoformat(timespec="microseconds") of a UTC time, without
     # parsing a datetime per row in Python.

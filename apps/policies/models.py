@@ -61,8 +61,8 @@ class Role(models.Model):
     # Raised in the same transaction as every change to the role's rules. The agent
     # token lookup reads it with the role, so every process knows on each call
     # whether the rules it keeps in memory are current (policies.selectors). It
-    # starts at a random number: a role id can come back (SQLite reuses the ids of
-    # rolled-back rows) and must not find the rules of an earlier role cached.
+    # starts at a random number: a role id can come back (a restored backup, a reset
+    # sequence) and must not find the rules of an earlier role cached.
     rules_version = models.PositiveBigIntegerField(default=initial_rules_version, editable=False)
 
     objects = RoleQuerySet.as_manager()

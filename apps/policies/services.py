@@ -198,17 +198,6 @@ def role_update(
     return role
 
 
-def role_set_rules(
-    *,
-    role: Role,
-    rules: list[dict[str, Any]],
-    actor: Any = None,
-    request: HttpRequest | None = None,
-) -> Role:
-    """Replace the whole rule set atomically (validated first; nothing half-written)."""
-    return role_update(role=role, rules=rules, actor=actor, request=request)
-
-
 def _audit_change(
     role: Role,
     before: list[dict[str, Any]],

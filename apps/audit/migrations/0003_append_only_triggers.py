@@ -36,17 +36,7 @@ DROP FUNCTION IF EXISTS audit_event_append_only();
 """
 
 
-def install(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(INSTALL, params=None)
-
-
-def remove(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(REMOVE, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("audit", "0002_exports_and_filter_indexes")]
 
-    operations = [migrations.RunPython(install, remove)]
+    operations = [migrations.RunSQL(INSTALL, REMOVE)]

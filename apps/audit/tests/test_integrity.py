@@ -1,4 +1,4 @@
-"""Append-only triggers, concurrent chain writers and tamper detection (PostgreSQL)."""
+"""Append-only triggers, concurrent chain writers and tamper detection."""
 
 from __future__ import annotations
 
@@ -14,15 +14,7 @@ from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.verify import verify_chains
 
-pytestmark = pytest.mark.postgres
-
 APP_ROLE = "grantry_app_role_test"
-
-
-@pytest.fixture(autouse=True)
-def _needs_postgres():
-    if connection.vendor != "postgresql":
-        pytest.fail("These tests need PostgreSQL (GRANTRY_REQUIRE_SERVICES semantics).")
 
 
 @contextmanager

@@ -58,13 +58,10 @@ def test_database_links_the_chain_with_the_python_formula(org):
 
 
 @pytest.mark.django_db
-@pytest.mark.postgres
 @pytest.mark.parametrize("wait", [True, False])
 def test_wait_for_flush_sets_the_commit_mode_of_the_events_own_transaction(org, wait):
     from django.db import connection, transaction
 
-    if connection.vendor != "postgresql":
-        pytest.fail("needs PostgreSQL (the setting is PostgreSQL's synchronous_commit)")
     with transaction.atomic(), connection.cursor() as cursor:
         event = audit_record(action="x.happened", organization=org, wait_for_flush=wait)
         cursor.execute("SHOW synchronous_commit")

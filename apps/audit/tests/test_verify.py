@@ -1,5 +1,4 @@
-"""audit_verify on whatever database the suite runs on (the PostgreSQL tampering
-tests are in test_integrity.py; `make run` verifies on SQLite)."""
+"""audit_verify on real events (the tampering tests are in test_integrity.py)."""
 
 import pytest
 from django.core.management import CommandError, call_command

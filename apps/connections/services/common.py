@@ -13,7 +13,6 @@ from apps.core.egress import EgressError, egress_request
 from apps.organizations.models import Organization
 from apps.providers.catalog import Provider
 
-USED_THROTTLE = timedelta(seconds=60)
 INVALID_GRANT_ERRORS = frozenset({"invalid_grant"})
 
 

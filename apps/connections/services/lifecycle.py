@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
@@ -18,8 +17,11 @@ from apps.connections.models import (
     ConnectionStatus,
     RevocationResult,
 )
-from apps.connections.services.common import USED_THROTTLE, resolved_provider
+from apps.connections.services.common import resolved_provider
 from apps.organizations.models import Organization
+
+# The inventory's "last used" is written at most this often per connection.
+USED_THROTTLE = timedelta(seconds=60)
 
 # --- Disconnect --------------------------------------------------------------------------
 
@@ -98,24 +100,14 @@ def connection_disconnect(
     Metadata stays for the audit trail. A failed revocation is recorded and the
     secrets are destroyed anyway.
 
-    On PostgreSQL the row stays locked from reading the tokens to destroying them,
-    so a refresh cannot rotate a token between revocation and destruction. On
-    SQLite (`make run`) the revocation runs outside the transaction (see
-    `connection_refresh` for why) and every secret is destroyed afterwards."""
+    The row stays locked from reading the tokens to destroying them, so a refresh
+    cannot rotate a token between revocation and destruction."""
     queryset = Connection.objects.filter(organization=organization)
-    if db_connection.features.has_select_for_update:
-        with transaction.atomic():
-            connection = queryset.select_for_update().get(pk=connection_id)
-            if connection.status == ConnectionStatus.REVOKED:
-                return connection
-            result, failure = _revoke_at_provider(connection, organization)
-            return _destroy(connection, organization, result, failure, request)
-    connection = queryset.get(pk=connection_id)
-    if connection.status == ConnectionStatus.REVOKED:
-        return connection
-    result, failure = _revoke_at_provider(connection, organization)
     with transaction.atomic():
-        connection = queryset.get(pk=connection_id)
+        connection = queryset.select_for_update().get(pk=connection_id)
+        if connection.status == ConnectionStatus.REVOKED:
+            return connection
+        result, failure = _revoke_at_provider(connection, organization)
         return _destroy(connection, organization, result, failure, request)
 
 

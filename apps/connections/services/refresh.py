@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
@@ -152,37 +151,13 @@ def _apply(
 def connection_refresh(*, connection_id: int, force: bool = False) -> Connection:
     """Refresh one OAuth connection if (still) needed.
 
-    PostgreSQL (production, CI): takes the row lock, re-reads the row and decides
-    under the lock, so of many concurrent callers exactly one talks to the
-    provider; the others wait and then see the new token. The commit releases
-    the lock.
-
-    SQLite (`make run` only) has no row locks, and holding its database-wide
-    write lock across the HTTP call deadlocks with the Sandbox, which shares the
-    file. There the call is made outside the transaction and the result is kept
-    only if the row still holds the refresh token that was used (re-read
-    afterwards), so a lost race never overwrites a newer token or turns into a
-    false needs_reauth."""
-    if db_connection.features.has_select_for_update:
-        with transaction.atomic():
-            connection = Connection.objects.select_for_update().get(pk=connection_id)
-            plan = _plan(connection, force=force)
-            transient = _apply(connection, plan, _call(plan), force=force) if plan else None
-    else:
-        with transaction.atomic():
-            connection = Connection.objects.get(pk=connection_id)
-            plan = _plan(connection, force=force)
-        if plan is None:
-            return connection
-        result = _call(plan)
-        with transaction.atomic():
-            connection = Connection.objects.get(pk=connection_id)
-            if (
-                connection.status != ConnectionStatus.ACTIVE
-                or custody.refresh_token_of(connection) != plan.refresh_token
-            ):
-                return connection  # another caller refreshed (or disconnected) meanwhile
-            transient = _apply(connection, plan, result, force=force)
+    Takes the row lock, re-reads the row and decides under the lock, so of many
+    concurrent callers exactly one talks to the provider; the others wait and then
+    see the new token. The commit releases the lock."""
+    with transaction.atomic():
+        connection = Connection.objects.select_for_update().get(pk=connection_id)
+        plan = _plan(connection, force=force)
+        transient = _apply(connection, plan, _call(plan), force=force) if plan else None
     if transient is not None:
         raise RefreshTemporarilyFailed(transient)
     return connection

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import replace
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from apps.connections.custody import NeedsReauth, auth_for, place_credential
 from apps.connections.models import Connection, ConnectionStatus
-from apps.connections.services import connection_mark_used
 from apps.providers.catalog import Placement
 from apps.providers.registry import get_provider
 
@@ -52,16 +49,3 @@ def test_revoked_or_empty_connections_raise_needs_reauth(org):
     )
     with pytest.raises(NeedsReauth):
         auth_for(empty, provider)
-
-
-@pytest.mark.django_db
-def test_last_used_is_written_at_most_once_a_minute(org):
-    conn = Connection.objects.create(
-        organization=org, provider_key="sandbox", name="u", auth_type="api_key", api_key="k"
-    )
-    now = timezone.now()
-    assert connection_mark_used(connection_id=conn.pk, now=now) is True
-    assert connection_mark_used(connection_id=conn.pk, now=now + timedelta(seconds=30)) is False
-    assert connection_mark_used(connection_id=conn.pk, now=now + timedelta(seconds=61)) is True
-    conn.refresh_from_db()
-    assert conn.last_used_at == now + timedelta(seconds=61)

@@ -87,10 +87,7 @@ def test_auth_for_refreshes_an_expired_token_on_demand(connected):
     assert "Bearer" not in repr(applied)  # repr never shows the credential
 
 
-@pytest.mark.postgres
 def test_twenty_concurrent_callers_cause_exactly_one_refresh(connected):
-    if db_connection.vendor != "postgresql":
-        pytest.fail("This test needs PostgreSQL (row locks).")
     _expire(connected)
     tokens = get_access_token_model().objects
     refresh_tokens = get_refresh_token_model().objects
@@ -168,41 +165,3 @@ def test_a_transient_failure_is_counted_and_raised_for_retry(connected, settings
     assert row.refresh_failures == 1
     assert row.status == ConnectionStatus.ACTIVE
     assert row.refresh_token == connected.refresh_token  # untouched
-
-
-@pytest.fixture
-def without_row_locks(monkeypatch):
-    """The SQLite (`make run`) code path, exercised on this database."""
-    monkeypatch.setattr(db_connection.features, "has_select_for_update", False)
-
-
-def test_sqlite_path_refreshes_and_disconnects(connected, without_row_locks):
-    from apps.connections.services import connection_disconnect
-
-    fresh = connection_refresh(connection_id=connected.pk, force=True)
-    assert fresh.access_token != connected.access_token
-    assert fresh.refresh_token != connected.refresh_token
-    gone = connection_disconnect(connection_id=connected.pk, organization=connected.organization)
-    assert gone.status == ConnectionStatus.REVOKED and gone.revocation_result == "revoked"
-    assert not get_access_token_model().objects.filter(token=fresh.access_token).exists()
-
-
-def test_sqlite_path_a_lost_race_is_not_needs_reauth(connected, without_row_locks, monkeypatch):
-    from apps.connections.services import refresh as refresh_module
-
-    real_call = refresh_module._call
-    raced = []
-
-    def call_after_a_competitor(plan):  # noqa: ANN001, ANN202
-        if not raced:
-            raced.append(True)
-            connection_refresh(connection_id=connected.pk, force=True)  # the winner
-        return real_call(plan)  # the loser presents the refresh token just rotated away
-
-    monkeypatch.setattr(refresh_module, "_call", call_after_a_competitor)
-    result = connection_refresh(connection_id=connected.pk, force=True)
-    assert raced
-    assert result.status == ConnectionStatus.ACTIVE
-    assert result.refresh_token != connected.refresh_token  # the winner's token is kept
-    assert not AuditEvent.objects.filter(action="connection.needs_reauth").exists()
-    assert AuditEvent.objects.filter(action="connection.refreshed").count() == 1

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _manage(*args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
+def _manage(*args: str, var_dir: Path, **env_overrides: str) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -28,9 +28,18 @@ def _manage(*args: str, **env_overrides: str) -> subprocess.CompletedProcess[str
             "CSRF_COOKIE_SECURE",
             "ALLOWED_HOSTS",
             "DJANGO_ALLOW_ASYNC_UNSAFE",
+            "DATABASE_URL",
         }
     }
-    env.update({"DJANGO_SETTINGS_MODULE": "grantry.settings", "DEBUG": "0", **env_overrides})
+    # Its own var directory: a developer's var/dev.env (from `make run`) must not leak in.
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "grantry.settings",
+            "DEBUG": "0",
+            "GRANTRY_VAR_DIR": str(var_dir),
+            **env_overrides,
+        }
+    )
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -46,20 +55,54 @@ PROD = {
     "GRANTRY_ENCRYPTION_KEY": secrets.token_urlsafe(32),
     "ALLOWED_HOSTS": "grantry.example.com",
     "GRANTRY_BASE_URL": "https://grantry.example.com",
-    "DATABASE_URL": "sqlite:////tmp/grantry-deploy-check.sqlite3",
+    "DATABASE_URL": "postgres://grantry@db.example.com:5432/grantry",
 }
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "GRANTRY_ENCRYPTION_KEY"])
-def test_production_refuses_to_start_without_a_secret(missing):
+def test_production_refuses_to_start_without_a_secret(missing, tmp_path):
     env = {k: v for k, v in PROD.items() if k != missing}
-    result = _manage("check", **env)
+    result = _manage("check", var_dir=tmp_path, **env)
     assert result.returncode != 0
     assert f"{missing} is not set" in result.stderr
 
 
-def test_check_deploy_is_clean_under_production_settings():
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", **PROD)
+def test_manage_reads_the_dev_env_of_make_run_only_when_it_exists(tmp_path):
+    env = {k: v for k, v in PROD.items() if k not in {"SECRET_KEY", "GRANTRY_ENCRYPTION_KEY"}}
+    assert "SECRET_KEY is not set" in _manage("check", var_dir=tmp_path, **env).stderr
+    (tmp_path / "dev.env").write_text(
+        "# written by make run\nSECRET_KEY=dev-from-file\nGRANTRY_ENCRYPTION_KEY=dev-enc\n"
+    )
+    result = _manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        var_dir=tmp_path,
+        **env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "dev-from-file"
+    # The environment wins over the file.
+    result = _manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        var_dir=tmp_path,
+        **{**env, "SECRET_KEY": "from-env"},
+    )
+    assert result.stdout.strip().splitlines()[-1] == "from-env"
+
+
+def test_database_url_is_required_and_must_be_postgresql(tmp_path):
+    env = {k: v for k, v in PROD.items() if k != "DATABASE_URL"}
+    result = _manage("check", var_dir=tmp_path, **env)
+    assert result.returncode != 0 and "DATABASE_URL is not set" in result.stderr
+    result = _manage("check", var_dir=tmp_path, **env, DATABASE_URL="sqlite:////tmp/x.sqlite3")
+    assert result.returncode != 0 and "must point at PostgreSQL" in result.stderr
+
+
+def test_check_deploy_is_clean_under_production_settings(tmp_path):
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", var_dir=tmp_path, **PROD)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

@@ -14,12 +14,10 @@ from apps.organizations import services
 from apps.organizations.models import Membership, OrgRole
 from tests.factories import MembershipFactory, OrganizationFactory
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_concurrent_self_demotions_keep_one_owner(monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks (SQLite serialises whole transactions)")
     org = OrganizationFactory(slug="race")
     first = MembershipFactory(organization=org, role=OrgRole.OWNER)
     second = MembershipFactory(organization=org, role=OrgRole.OWNER)

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from django.conf import settings
 from django.db import connection
 
 from apps.policies.services import role_create, rule_add
+from tests.backends import database_url
 
 ROOT = Path(settings.BASE_DIR)
 SCRIPT = (
@@ -29,10 +29,7 @@ def other_process(role_id: int) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
-        "DATABASE_URL": (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        ),
+        "DATABASE_URL": database_url(db),
     }
     return subprocess.Popen(  # noqa: S603
         [sys.executable, "-c", SCRIPT, str(role_id)],
@@ -51,8 +48,6 @@ def ask(process: subprocess.Popen[str]) -> str:
     return process.stdout.readline().strip()
 
 
-@pytest.mark.postgres
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a shared PostgreSQL")
 def test_rule_change_is_seen_by_another_process(transactional_db, org):
     role = role_create(
         organization=org,

@@ -12,7 +12,6 @@ from apps.policies.selectors import allowed_actions, load_role_rules, role_rules
 from apps.policies.services import (
     role_create,
     role_delete,
-    role_set_rules,
     role_update,
     rule_add,
     rule_delete,
@@ -296,7 +295,7 @@ def test_every_rule_change_raises_the_rules_version(org, sandbox_conn):
     seen.append(_version(role))
     rule_delete(rule=role.rules.order_by("-id").first())
     seen.append(_version(role))
-    role_set_rules(role=role, rules=[read_rule(), read_rule()])
+    role_update(role=role, rules=[read_rule(), read_rule()])
     seen.append(_version(role))
     # A connection deleted by cascade takes its rules along: that raises it too.
     rule_add(

@@ -1,6 +1,6 @@
 """Revocation is immediate on every server process.
 
-Two real gunicorn servers (separate processes, separate connections) serve the
+Two real granian servers (separate processes, separate connections) serve the
 same test database. A token works on both; it is revoked through the
 management API of one; the very next request on the other gets 401."""
 
@@ -19,24 +19,16 @@ from django.conf import settings
 
 from apps.accounts.token_services import personal_token_mint
 from apps.workers.services import token_mint
+from tests.backends import database_url
 
 ROOT = Path(__file__).resolve().parents[3]
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+GRANIAN = Path(sys.executable).parent / "granian"
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
 class Server:
@@ -47,21 +39,15 @@ class Server:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(settings.DATABASES["default"]),
             "GRANTRY_BASE_URL": self.base,
         }
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv
             [
-                str(GUNICORN),
-                "grantry.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-                "--threads",
-                "2",
-                "--worker-class",
-                "gthread",
+                str(GRANIAN),
+                *("--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port)),
+                *("--workers", "1", "--blocking-threads", "2"),
+                "grantry.wsgi:application",
             ],
             cwd=ROOT,
             env=env,
@@ -94,8 +80,6 @@ class Server:
 @pytest.fixture(scope="module")
 def two_servers(django_db_setup, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("servers")
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        pytest.fail("The cross-process test needs PostgreSQL (a database shared by processes).")
     servers = [Server(tmp_path, "a"), Server(tmp_path, "b")]
     try:
         for server in servers:

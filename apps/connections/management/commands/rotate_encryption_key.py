@@ -72,12 +72,11 @@ class Command(BaseCommand):
             )
             quote = connections[db].ops.quote_name
             select = f"SELECT {quote(column)} FROM {quote(table)}"  # noqa: S608
-            lock = " FOR UPDATE" if connections[db].features.has_select_for_update else ""
             for pk_value in model._default_manager.using(db).values_list("pk", flat=True):
                 t["rows"] += 1
                 with transaction.atomic(using=db), connections[db].cursor() as cursor:
                     # Raw column: the ORM would decrypt silently and hide which key it used.
-                    cursor.execute(f"{select} WHERE {quote(pk)} = %s{lock}", [pk_value])
+                    cursor.execute(f"{select} WHERE {quote(pk)} = %s FOR UPDATE", [pk_value])
                     row = cursor.fetchone()
                     if row is None or row[0] is None:
                         continue
