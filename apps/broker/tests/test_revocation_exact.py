@@ -8,8 +8,6 @@ agents hammer one token through both while the test revokes it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -23,44 +21,10 @@ from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import make_agent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
 from apps.workers.services import organization_revoke_all_worker_tokens, token_revoke
-from apps.workers.tests.test_cross_process import Server, _database_url, _free_port
+from apps.workers.tests.test_cross_process import Server
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
-
-
-class WebProcess(Server):
-    """`Server`, with the Sandbox provider pointed at the test's upstream."""
-
-    def __init__(self, tmp_path: Path, name: str, upstream_url: str) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"{name}.log"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
-            "DATABASE_URL": _database_url(),
-            "GRANTRY_BASE_URL": self.base,
-            "GRANTRY_PROVIDER_URLS": f"sandbox={upstream_url}",
-        }
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-            [
-                str(BIN / "gunicorn"),
-                "grantry.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-                "--threads",
-                "8",
-                "--worker-class",
-                "gthread",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +40,8 @@ def web_processes(slow_upstream, django_db_setup, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("web")
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.fail("needs a PostgreSQL database shared by processes")
-    servers = [WebProcess(tmp_path, name, slow_upstream.url) for name in ("a", "b")]
+    env = {"GRANTRY_PROVIDER_URLS": f"sandbox={slow_upstream.url}"}
+    servers = [Server(tmp_path, name, threads=8, extra_env=env) for name in ("a", "b")]
     try:
         for server in servers:
             server.wait_ready(timeout=120)

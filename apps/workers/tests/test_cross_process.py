@@ -32,7 +32,16 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp_path: Path, name: str) -> None:
+    """The Procfile's web server (granian), one process, on the test database."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        name: str,
+        *,
+        threads: int = 2,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / f"{name}.log"
@@ -41,12 +50,13 @@ class Server:
             "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
             "DATABASE_URL": database_url(settings.DATABASES["default"]),
             "GRANTRY_BASE_URL": self.base,
+            **(extra_env or {}),
         }
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv
             [
                 str(GRANIAN),
                 *("--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port)),
-                *("--workers", "1", "--blocking-threads", "2"),
+                *("--workers", "1", "--blocking-threads", str(threads)),
                 "grantry.wsgi:application",
             ],
             cwd=ROOT,
