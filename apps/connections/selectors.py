@@ -2,14 +2,25 @@
 
 `connections_for_call()` answers "which of this organization's connections does
 this agent call mean?" in one fixed statement through `Manager.raw()` (no query
-compilation per call). The refresh token is not selected: it stays deferred and
-encrypted (a refresh reloads the row under its lock)."""
+compilation per call). Only the secret the call needs is selected and so
+decrypted; the refresh token stays deferred and encrypted (a refresh reloads the
+row under its lock). The instances are for reading: never save one."""
 
 from __future__ import annotations
 
 from apps.connections.models import Connection, ConnectionStatus
 
-_FIELDS = [f.column for f in Connection._meta.concrete_fields if f.attname not in {"refresh_token"}]
+# Only the secret custody will use is selected (and so decrypted): the access token of
+# an OAuth connection, the API key of the others; the other one comes back empty.
+_SECRETS = {
+    "access_token": "CASE WHEN auth_type = 'oauth2' THEN access_token END AS access_token",
+    "api_key": "CASE WHEN auth_type <> 'oauth2' THEN api_key END AS api_key",
+}
+_FIELDS = [
+    _SECRETS.get(f.column, f.column)
+    for f in Connection._meta.concrete_fields
+    if f.attname != "refresh_token"
+]
 _SELECT = (
     f"SELECT {', '.join(_FIELDS)} FROM {Connection._meta.db_table}"  # noqa: S608 - metadata
     " WHERE organization_id = %s AND NOT status = %s"
