@@ -310,16 +310,16 @@ def _endpoint(request: HttpRequest) -> HttpResponse:
         or message.get("jsonrpc") != "2.0"
         or not isinstance(message.get("method"), str)
     ):
-        problem = HostileInput("Expected one JSON-RPC 2.0 request object.")
-        reject_input(ctx, meta, "mcp.request", problem)
-        return _rpc_error(None, INVALID_REQUEST, problem.message, status=400)
+        refused = HostileInput("Expected one JSON-RPC 2.0 request object.")
+        reject_input(ctx, meta, "mcp.request", refused)
+        return _rpc_error(None, INVALID_REQUEST, refused.message, status=400)
     method: str = message["method"]
     request_id = message.get("id")
     raw_params = message.get("params")
     if raw_params is not None and not isinstance(raw_params, dict):
-        problem = HostileInput("JSON-RPC 'params' must be an object.")
-        reject_input(ctx, meta, "mcp.request", problem)
-        return _rpc_error(message.get("id"), INVALID_PARAMS, problem.message, status=400)
+        refused = HostileInput("JSON-RPC 'params' must be an object.")
+        reject_input(ctx, meta, "mcp.request", refused)
+        return _rpc_error(message.get("id"), INVALID_PARAMS, refused.message, status=400)
     params: dict[str, Any] = raw_params or {}
     version_header = request.headers.get("MCP-Protocol-Version")
     legacy = not _is_modern(message, version_header)

@@ -17,7 +17,7 @@ _SECRETS = {
     "api_key": "CASE WHEN auth_type <> 'oauth2' THEN api_key END AS api_key",
 }
 _FIELDS = [
-    _SECRETS.get(f.column, f.column)
+    _SECRETS.get(str(f.column), str(f.column))
     for f in Connection._meta.concrete_fields
     if f.attname != "refresh_token"
 ]
