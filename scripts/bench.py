@@ -437,6 +437,8 @@ def run_wrk(
         f"-t{threads}",
         f"-c{concurrency}",
         f"-d{SECONDS:g}s",
+        "--timeout",
+        "10s",
         "--latency",
         "-s",
         str(script),
