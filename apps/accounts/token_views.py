@@ -20,6 +20,7 @@ from django.views.generic import FormView
 
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_mint, personal_token_revoke
+from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import Organization
 from apps.workers.models import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 
@@ -50,8 +51,10 @@ class PersonalTokenForm(forms.Form):
         ).order_by("name")
 
 
-class PersonalTokenListView(LoginRequiredMixin, FormView):  # type: ignore[type-arg]
+class PersonalTokenListView(LoginRequiredMixin, KeysetListMixin, FormView):  # type: ignore[type-arg]
     template_name = "accounts/tokens/list.html"
+    keyset_order = "id"
+    keyset_descending = True
     form_class = PersonalTokenForm
 
     def get_form_kwargs(self) -> dict[str, Any]:
@@ -59,9 +62,10 @@ class PersonalTokenListView(LoginRequiredMixin, FormView):  # type: ignore[type-
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["tokens"] = PersonalAPIToken.objects.for_user(self.request.user).select_related(
-            "organization"
+        page = self.paginate(
+            PersonalAPIToken.objects.for_user(self.request.user).select_related("organization")
         )
+        context.update(page=page, tokens=page.rows)
         minted = self.request.session.pop(SESSION_KEY, None)
         if minted is not None:
             context["minted"] = minted

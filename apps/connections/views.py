@@ -13,11 +13,12 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
-from django.views.generic import ListView, TemplateView
+from django.views.generic import TemplateView
 
 from apps.connections import services
 from apps.connections.forms import ConnectApiKeyForm, ConnectOAuthForm, ProviderAppForm
 from apps.connections.models import Connection, ProviderApp
+from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.providers.catalog import AuthType, Provider
@@ -34,21 +35,19 @@ def _provider_or_404(key: str, organization: Any) -> Provider:
         raise Http404("No such provider.") from None
 
 
-class ConnectionListView(OrgViewMixin, ListView):
+class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
     template_name = "connections/list.html"
-    context_object_name = "connections"
+    search_fields = ("name", "provider_key", "account_label")
 
     def scope_queryset(self) -> Any:
-        return (
-            Connection.objects.for_organization(self.organization)
-            .select_related("created_by")
-            .order_by("status", "name")
-        )
+        return Connection.objects.for_organization(self.organization).select_related("created_by")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         from apps.providers.registry import UnknownProvider, get_provider
 
         context = super().get_context_data(**kwargs)
+        page = self.paginate(self.scope_queryset())
+        context.update(page=page, connections=page.rows)
         names: dict[str, str] = {}
         for connection in context["connections"]:
             if connection.provider_key not in names:

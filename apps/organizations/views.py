@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
+from apps.core.pagination import KeysetListMixin
 from apps.organizations import services
 from apps.organizations.forms import InvitationForm, OrganizationSettingsForm, RoleForm
 from apps.organizations.invitations import pending_key_forget, pending_key_remember
@@ -47,11 +48,13 @@ class UpcomingSectionView(OrgViewMixin, TemplateView):
 # --- Members -----------------------------------------------------------------
 
 
-class MembersView(OrgViewMixin, TemplateView):
+class MembersView(OrgViewMixin, KeysetListMixin, TemplateView):
     """Everyone sees who is in the org; admins and owners also manage it."""
 
     template_name = "organizations/members.html"
     write_role = OrgRole.ADMIN
+    search_fields = ("user__email",)
+    keyset_order = "user__email"
 
     def scope_queryset(self) -> QuerySet[Membership]:
         return self.organization.memberships.select_related("user").order_by("user__email")
@@ -64,8 +67,10 @@ class MembersView(OrgViewMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         can_manage = self.membership.can_manage()
+        page = self.paginate(self.scope_queryset())
         context.update(
-            members=self.scope_queryset(),
+            page=page,
+            members=page.rows,
             invitations=self.pending_invitations(),
             can_manage=can_manage,
             owner_count=self.organization.memberships.owners().count(),

@@ -13,8 +13,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views import View
-from django.views.generic import DetailView, ListView, TemplateView
+from django.views.generic import DetailView, TemplateView
 
+from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.policies.evaluate import Call, describe_rule, evaluate
@@ -69,12 +70,25 @@ def _apply_service_errors(form: Any, exc: ValidationError) -> None:
             form.add_error(target, msg)
 
 
-class RoleListView(RoleScopeMixin, ListView):  # type: ignore[misc]
-    template_name = "policies/role_list.html"
-    context_object_name = "roles"
+class RoleListView(RoleScopeMixin, KeysetListMixin, TemplateView):
+    """One keyset page of roles by name, with search."""
 
-    def scope_queryset(self) -> QuerySet[Role]:
-        return super().scope_queryset().annotate(rule_count=Count("rules")).order_by("name")
+    template_name = "policies/role_list.html"
+    search_fields = ("name", "description")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        page = self.paginate(self.scope_queryset())
+        counts = dict(
+            Rule.objects.filter(role_id__in=[role.pk for role in page])
+            .values("role_id")
+            .annotate(n=Count("id"))
+            .values_list("role_id", "n")
+        )
+        for role in page:
+            role.rule_count = counts.get(role.pk, 0)
+        context.update(page=page, roles=page.rows)
+        return context
 
 
 class RoleCreateView(RoleAdminMixin, TemplateView):

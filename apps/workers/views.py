@@ -21,8 +21,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views import View
-from django.views.generic import DetailView, FormView, ListView, TemplateView
+from django.views.generic import DetailView, FormView, TemplateView
 
+from apps.core.pagination import KeysetListMixin, int_param, keyset_page
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.workers import services
@@ -48,26 +49,36 @@ def _apply_service_errors(form: Any, exc: ValidationError) -> None:
         form.add_error(field if field in form.fields else None, errors)
 
 
-class WorkerListView(_WorkersBase, ListView):  # type: ignore[misc]
-    template_name = "workers/list.html"
-    context_object_name = "workers"
+class WorkerListView(_WorkersBase, KeysetListMixin, TemplateView):
+    """One keyset page of workers by name, with search; token counts for that page only."""
 
-    def scope_queryset(self) -> QuerySet[Any]:
+    template_name = "workers/list.html"
+    search_fields = ("name", "description")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        page = self.paginate(self.scope_queryset().select_related("default_role", "owner"))
         now = timezone.now()
-        usable = Q(tokens__revoked_at__isnull=True, tokens__expires_at__gt=now)
-        return (
-            super()
-            .scope_queryset()
-            .select_related("default_role", "owner")
+        counts = {
+            row["worker_id"]: row
+            for row in WorkerToken.objects.filter(
+                worker_id__in=[w.pk for w in page], revoked_at__isnull=True, expires_at__gt=now
+            )
+            .values("worker_id")
             .annotate(
-                active_tokens=Count("tokens", filter=usable),
-                expiring_tokens=Count(
-                    "tokens",
-                    filter=usable
-                    & Q(tokens__expires_at__lte=now + timedelta(days=EXPIRY_WARNING_DAYS)),
+                active=Count("id"),
+                expiring=Count(
+                    "id",
+                    filter=Q(expires_at__lte=now + timedelta(days=EXPIRY_WARNING_DAYS)),
                 ),
             )
-        )
+        }
+        for worker in page:
+            row = counts.get(worker.pk, {})
+            worker.active_tokens = row.get("active", 0)
+            worker.expiring_tokens = row.get("expiring", 0)
+        context.update(page=page, workers=page.rows)
+        return context
 
 
 class WorkerCreateView(_WorkersBase, FormView):
@@ -150,15 +161,22 @@ class WorkerDetailView(_WorkerObject, DetailView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        tokens = list(
-            self.object.tokens.select_related("role", "created_by", "rolled_from").order_by(
-                "revoked_at", "-created_at"
-            )
+        now = timezone.now()
+        tokens = self.object.tokens.select_related("role", "created_by", "rolled_from")
+        usable = Q(revoked_at__isnull=True, expires_at__gt=now)
+        # Ended tokens pile up with every roll: newest first, one keyset page at a time.
+        ended = keyset_page(
+            tokens.exclude(usable),
+            order="id",
+            descending=True,
+            after=int_param(self.request, "after"),
+            before=int_param(self.request, "before"),
         )
         context.update(
-            tokens=tokens,
-            active_tokens=[t for t in tokens if t.status == "active"],
-            inactive_tokens=[t for t in tokens if t.status != "active"],
+            active_tokens=list(tokens.filter(usable).order_by("-created_at")),
+            inactive_tokens=ended.rows,
+            inactive_page=ended,
+            inactive_count=tokens.exclude(usable).count(),
             mint_form=MintForm(organization=self.organization),
             roll_form=RollForm(),
             expiry_warning_days=EXPIRY_WARNING_DAYS,
