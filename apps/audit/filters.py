@@ -13,7 +13,9 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, TextField, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, Concat, NullIf
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent, Decision, Outcome
@@ -25,6 +27,7 @@ FILTER_FIELDS = (
     "worker",
     "token",
     "action",
+    "call",
     "decision",
     "connection",
     "provider",
@@ -58,6 +61,13 @@ class AuditFilterForm(forms.Form):
         max_length=100,
         label="Action",
         help_text='Exact ("broker.execute") or a prefix ending in "." or "*" ("token.").',
+    )
+    call = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Tried",
+        help_text='What the agent tried: a SaaS action ("sandbox.list_tasks") or '
+        '"GET github (proxy)".',
     )
     decision = forms.ChoiceField(
         required=False,
@@ -185,6 +195,9 @@ def apply_filters(events: QuerySet[AuditEvent], data: Mapping[str, Any]) -> Quer
         events = events.filter(action__startswith=action)
     elif action:
         events = events.filter(action=action)
+    call = (data.get("call") or "").strip()
+    if call:
+        events = events.alias(tried=tried_expression()).filter(tried=call)
     if data.get("decision"):
         events = events.filter(decision=data["decision"])
     if data.get("connection"):
@@ -205,6 +218,23 @@ def apply_filters(events: QuerySet[AuditEvent], data: Mapping[str, Any]) -> Quer
     if text:
         events = events.filter(Q(target_label__icontains=text) | Q(reason__icontains=text))
     return events
+
+
+def tried_expression() -> Any:
+    """What an agent tried: the SaaS action of a broker event, "GET github (proxy)"
+    for a proxied request, else the event's own action."""
+    return Coalesce(
+        NullIf(KT("metadata__action"), Value("")),
+        Concat(
+            KT("metadata__method"),
+            Value(" "),
+            F("provider"),
+            Value(" (proxy)"),
+            output_field=TextField(),
+        ),
+        F("action"),
+        output_field=TextField(),
+    )
 
 
 def chart_window(data: Mapping[str, Any]) -> tuple[Any, Any]:

@@ -24,7 +24,7 @@ from django.views import View
 from django.views.generic import DetailView, TemplateView
 
 from apps.audit import exports
-from apps.audit.charts import chart_data
+from apps.audit.charts import chart_data, fit_window
 from apps.audit.filters import AuditFilterForm, chart_window
 from apps.audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
 from apps.audit.selectors import chain_head, event_links, keyset_page
@@ -116,8 +116,19 @@ class AuditChartsView(AuditMixin, TemplateView):
         context.update(self.filter_context())
         events = self.filtered()
         if events is not None:
-            start, end = chart_window(self.filter_form().cleaned_data)
-            context["charts"] = chart_data(events, start, end)
+            data = self.filter_form().cleaned_data
+            start, end = fit_window(events, *chart_window(data), start_given=bool(data["start"]))
+            params = {
+                k: v for k, v in context["filter_params"].items() if k not in ("start", "end")
+            }
+            context["charts"] = chart_data(
+                events,
+                start,
+                end,
+                organization_id=self.organization.pk,
+                list_url=reverse("audit:list", kwargs={"org_slug": self.organization.slug}),
+                filter_params=params,
+            )
         return context
 
 
