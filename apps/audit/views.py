@@ -52,7 +52,7 @@ class AuditMixin(OrgViewMixin):
 
     def filter_form(self) -> AuditFilterForm:
         if not hasattr(self, "_form"):
-            self._form = AuditFilterForm(data=self.request.GET)
+            self._form = AuditFilterForm(data=self.request.GET, organization=self.organization)
         return self._form
 
     def filtered(self) -> QuerySet[AuditEvent] | None:
@@ -65,7 +65,7 @@ class AuditMixin(OrgViewMixin):
     def filter_context(self) -> dict[str, Any]:
         form = self.filter_form()
         params = form.as_params()
-        return {"form": form, "filter_params": params, "filter_query": urlencode(params)}
+        return {"form": form.form, "filter_params": params, "filter_query": urlencode(params)}
 
 
 class AuditListView(AuditMixin, TemplateView):
