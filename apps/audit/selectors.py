@@ -170,3 +170,19 @@ def _lookup(
     elif status == "disabled":
         link.state = "disabled"
     return link
+
+
+CALL_ACTIONS = ("broker.execute", "broker.proxy")
+
+
+def recent_calls(organization: Any, *, hours: int = 1, **filters: Any) -> int:
+    """Agent calls (not dry runs) in the last `hours`, e.g. by `worker_id=` or
+    `token_id=`: what a confirmation says will stop. Served by audit_org_created."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(hours=hours)
+    return AuditEvent.objects.filter(
+        organization=organization, created_at__gte=since, action__in=CALL_ACTIONS, **filters
+    ).count()

@@ -15,9 +15,12 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
+from apps.audit.selectors import recent_calls
 from apps.connections import services
 from apps.connections.forms import ConnectApiKeyForm, ConnectOAuthForm, ProviderAppForm
 from apps.connections.models import Connection, ProviderApp
+from apps.connections.selectors import connection_users
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
@@ -229,7 +232,6 @@ class ReconnectView(OrgViewMixin, View):
 
 
 class DisconnectView(OrgViewMixin, TemplateView):
-    template_name = "connections/disconnect.html"
     required_role = OrgRole.ADMIN
     write_role = OrgRole.ADMIN
 
@@ -242,12 +244,31 @@ class DisconnectView(OrgViewMixin, TemplateView):
             raise Http404("No such connection.")
         return connection
 
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context["connection"] = self._connection()
-        return context
+    def _confirm(self, request: HttpRequest, connection: Connection) -> HttpResponse:
+        roles, workers = connection_users(connection)
+        calls = recent_calls(self.organization, connection_id=connection.pk)
+        confirmation = Confirmation(
+            title=f"Disconnect {connection.name}?",
+            stops=[
+                f"Every agent call through {connection.name} fails from now on: "
+                f"{len(workers)} worker{'' if len(workers) == 1 else 's'} can use it; "
+                f"{calls} call{'' if calls == 1 else 's'} in the last hour.",
+                f"Grantry asks {connection.provider_key} to revoke its access (where the "
+                "provider supports it) and destroys the stored credentials. The name, "
+                "account and history stay in the inventory and the audit trail.",
+            ],
+            button="Disconnect and destroy credentials",
+            cancel_url=reverse("connections:list", kwargs={"org_slug": self.organization.slug}),
+            lists=[("Workers that can use it", workers), ("Roles that allow it", roles)],
+        )
+        return confirmation_page(request, confirmation, self.get_context_data())
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._confirm(request, self._connection())
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_confirmed(request):
+            return self._confirm(request, self._connection())
         connection = services.connection_disconnect(
             connection_id=self._connection().pk, organization=self.organization, request=request
         )
@@ -260,7 +281,9 @@ class DisconnectView(OrgViewMixin, TemplateView):
             )
         else:
             messages.success(
-                request, f"Disconnected '{connection.name}'. Its secrets are destroyed."
+                request,
+                f"Disconnected '{connection.name}'. Its secrets are destroyed; connect again "
+                "to restore access.",
             )
         return redirect("connections:list", org_slug=self.organization.slug)
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
 from apps.organizations import services
 from apps.organizations.forms import InvitationForm, OrganizationSettingsForm, RoleForm
@@ -150,6 +151,21 @@ class MemberRemoveView(_MemberActionView):
         target = get_object_or_404(self.scope_queryset(), pk=kwargs["membership_id"])
         email = target.user.email
         removed_self = target.pk == self.membership.pk
+        if not is_confirmed(request):
+            who = "You lose" if removed_self else f"{email} loses"
+            confirmation = Confirmation(
+                title=f"Remove {email} from {self.organization.name}?",
+                stops=[
+                    f"{who} access to {self.organization.name} immediately, and "
+                    f"{'your' if removed_self else 'their'} personal API tokens for it stop "
+                    "working. Workers they own keep working.",
+                ],
+                button="Remove member",
+                cancel_url=reverse("orgs:members", kwargs={"org_slug": self.organization.slug}),
+                undo="invite them again (they join with the role you choose).",
+            )
+            context = {"organization": self.organization, "membership": self.membership}
+            return confirmation_page(request, confirmation, context)
         try:
             services.membership_remove(
                 membership=target, actor_membership=self.membership, request=request

@@ -46,3 +46,15 @@ def org_overview(organization: object) -> object:
     from apps.dashboard.overview import organization_overview
 
     return organization_overview(organization)
+
+
+@register.simple_tag(takes_context=True)
+def undo_offer(context: template.Context) -> dict[str, object] | None:
+    """The Undo that the last action offered (apps.core.confirm.offer_undo), once."""
+    from apps.core.confirm import take_undo
+
+    org = context.get("current_org") or context.get("organization")
+    request = context.get("request")
+    if org is None or request is None or not hasattr(request, "session"):
+        return None
+    return take_undo(request, org.slug)
