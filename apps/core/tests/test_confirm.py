@@ -13,7 +13,6 @@ from django.urls import reverse
 from apps.audit.tests.helpers import broker_event
 from apps.connections.models import Connection
 from apps.policies.models import Role, Rule
-from apps.workers.models import Worker
 from apps.workers.services import token_mint, worker_create
 
 pytestmark = pytest.mark.django_db
