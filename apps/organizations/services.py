@@ -346,10 +346,21 @@ def _user_has_email(user: Any, email: str) -> bool:
 
 
 @transaction.atomic
-def invitation_accept(*, key: str, user: Any, request: HttpRequest | None = None) -> Membership:
+def invitation_accept(
+    *,
+    key: str = "",
+    user: Any,
+    request: HttpRequest | None = None,
+    invitation_id: int | None = None,
+) -> Membership:
     """Join the inviting org with the invited role. The link works once, before
-    it expires, and only for the invited (verified) email address."""
-    found = invitation_lookup(key)
+    it expires, and only for the invited (verified) email address. Without the
+    link's key, `invitation_id` names one of `selectors.invitations_for_user(user)`: the
+    verified address is what authorises it either way."""
+    if invitation_id is not None:
+        found = Invitation.objects.filter(pk=invitation_id).first()
+    else:
+        found = invitation_lookup(key)
     invitation = (
         Invitation.objects.select_for_update().get(pk=found.pk) if found is not None else None
     )

@@ -19,6 +19,7 @@ from apps.organizations import services
 from apps.organizations.forms import InvitationForm, OrganizationSettingsForm, RoleForm
 from apps.organizations.invitations import pending_key_forget, pending_key_remember
 from apps.organizations.models import Invitation, Membership, OrgRole
+from apps.organizations.selectors import invitations_for_user
 from apps.organizations.tenancy import OrgViewMixin
 
 UPCOMING_SECTIONS: dict[str, tuple[str, str]] = {}
@@ -30,6 +31,11 @@ def _error_text(exc: ValidationError) -> str:
 
 class OverviewView(OrgViewMixin, TemplateView):
     template_name = "organizations/overview.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["my_invitations"] = list(invitations_for_user(self.request.user)[:5])
+        return context
 
 
 class UpcomingSectionView(OrgViewMixin, TemplateView):
@@ -274,6 +280,33 @@ class InvitationAcceptView(View):
                 status=400,
             )
         pending_key_forget(request)
+        request.session["last_org"] = membership.organization.slug
+        messages.success(
+            request,
+            f"Welcome to {membership.organization.name}. You are "
+            f"{membership.get_role_display().lower()}.",
+        )
+        return redirect("orgs:overview", org_slug=membership.organization.slug)
+
+
+class MyInvitationAcceptView(View):
+    """Accept an invitation sent to one of your verified addresses, without the
+    email's link (listed on the no-organization page)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, invitation_id: int) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect("account_login")
+        if not invitations_for_user(request.user).filter(pk=invitation_id).exists():
+            raise Http404("No such invitation for you.")
+        try:
+            membership = services.invitation_accept(
+                invitation_id=invitation_id, user=request.user, request=request
+            )
+        except ValidationError as exc:
+            messages.error(request, _error_text(exc))
+            return redirect("dashboard:home")
         request.session["last_org"] = membership.organization.slug
         messages.success(
             request,
