@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -137,12 +138,33 @@ class ConnectView(OrgViewMixin, TemplateView):
             supports_oauth=AuthType.OAUTH2 in self.provider.auth_types,
             supports_api_key=AuthType.API_KEY in self.provider.auth_types,
             redirect_uri=services.oauth_redirect_uri(),
+            sandbox_one_click=self._sandbox_one_click(),
         )
         return context
+
+    def _sandbox_one_click(self) -> bool:
+        """In development the built-in Sandbox can register this org's OAuth app itself."""
+        return (
+            self.provider.key == "sandbox"
+            and self.app is None
+            and bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
+        )
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self._setup()
         which = request.POST.get("kind", "")
+        if which == "sandbox_app" and self._sandbox_one_click():
+            from apps.connections.demo import sandbox_app_register
+
+            sandbox_app_register(
+                organization=self.organization, actor=request.user, request=request
+            )
+            messages.success(
+                request, "The Sandbox registered this organization's OAuth app. Connect below."
+            )
+            return redirect(
+                "connections:connect", org_slug=self.organization.slug, provider_key="sandbox"
+            )
         forms = self._forms(request.POST, which)
         if which == "oauth" and AuthType.OAUTH2 in self.provider.auth_types:
             form = forms["oauth_form"]
