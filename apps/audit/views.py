@@ -27,7 +27,7 @@ from apps.audit import exports
 from apps.audit.charts import chart_data, fit_window
 from apps.audit.filters import AuditFilterForm, chart_window
 from apps.audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
-from apps.audit.selectors import chain_head, event_links, keyset_page
+from apps.audit.selectors import chain_head, event_links, keyset_page, with_actor_names
 from apps.audit.services import audit_export_direct, audit_export_request, export_is_large
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
@@ -79,6 +79,8 @@ class AuditListView(AuditMixin, TemplateView):
         context["page"] = (
             keyset_page(events, before=before, after=after) if events is not None else None
         )
+        if context["page"] is not None:
+            with_actor_names(context["page"].events)
         context["head"] = chain_head(self.organization)
         # One reverse() for the page instead of one per row.
         context["events_url"] = reverse("audit:list", kwargs={"org_slug": self.organization.slug})

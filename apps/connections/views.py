@@ -82,6 +82,8 @@ class ProviderPickView(OrgViewMixin, TemplateView):
                 "provider_key", flat=True
             )
         )
+        query = self.request.GET.get("q", "").strip()[:60]
+        needle = query.lower()
         context["providers"] = [
             {
                 "provider": p,
@@ -90,7 +92,9 @@ class ProviderPickView(OrgViewMixin, TemplateView):
                 "configured": p.key in configured,
             }
             for p in all_providers(organization=self.organization)
+            if not needle or needle in p.display_name.lower() or needle in p.key.lower()
         ]
+        context["query"] = query
         return context
 
 

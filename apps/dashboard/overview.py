@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent, Decision
-from apps.audit.selectors import chain_head
+from apps.audit.selectors import chain_head, with_actor_names
 from apps.connections.models import Connection, ConnectionStatus
 from apps.policies.models import Role
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
@@ -132,7 +132,9 @@ def organization_overview(organization: Any) -> Overview:
         tokens_expiring=tokens.expiring(within=EXPIRY_WARNING, now=now).count(),
         calls_24h=calls["calls"],
         denied_24h=calls["denied"],
-        recent=list(AuditEvent.objects.for_organization(organization).order_by("-id")[:8]),
+        recent=with_actor_names(
+            list(AuditEvent.objects.for_organization(organization).order_by("-id")[:8])
+        ),
         chain_seq=head.seq,
         chain_hash=head.hash,
     )

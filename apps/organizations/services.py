@@ -101,9 +101,11 @@ def organization_update(
     actor: Any,
     name: str,
     max_token_days: int | None,
+    store_broker_input: bool | None = None,
     request: HttpRequest | None = None,
 ) -> Organization:
-    """Rename the org and set the longest lifetime a worker token may have."""
+    """Rename the org, set the longest lifetime a worker token may have and whether
+    audit events keep the agents' raw broker input (None leaves it as it is)."""
     errors: dict[str, str] = {}
     name = (name or "").strip()
     if not name:
@@ -120,11 +122,18 @@ def organization_update(
         changes["name"] = {"from": locked.name, "to": name}
     if locked.max_token_days != max_token_days:
         changes["max_token_days"] = {"from": locked.max_token_days, "to": max_token_days}
+    if store_broker_input is not None and locked.store_broker_input != store_broker_input:
+        changes["store_broker_input"] = {
+            "from": locked.store_broker_input,
+            "to": store_broker_input,
+        }
     if not changes:
         return locked
     locked.name = name
     locked.max_token_days = max_token_days
-    locked.save(update_fields=["name", "max_token_days"])
+    if store_broker_input is not None:
+        locked.store_broker_input = store_broker_input
+    locked.save(update_fields=["name", "max_token_days", "store_broker_input"])
     audit_record(
         action="org.updated",
         organization=locked,

@@ -219,6 +219,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                 initial={
                     "name": self.organization.name,
                     "max_token_days": self.organization.max_token_days,
+                    "store_broker_input": self.organization.store_broker_input,
                 }
             ),
         )
@@ -233,6 +234,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                     actor=request.user,
                     name=form.cleaned_data["name"],
                     max_token_days=form.cleaned_data["max_token_days"],
+                    store_broker_input=form.cleaned_data["store_broker_input"],
                     request=request,
                 )
             except ValidationError as exc:
