@@ -203,11 +203,12 @@ class _WorkerAction(_WorkerObject, View):
 
     def post(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
         worker = self.get_worker()
-        confirmation = self.confirmation(request, worker)
-        if confirmation is not None and not is_confirmed(request):
-            return confirmation_page(
-                request, confirmation, self.get_context_data_for_confirm(worker)
-            )
+        if not is_confirmed(request):
+            confirmation = self.confirmation(request, worker)
+            if confirmation is not None:
+                return confirmation_page(
+                    request, confirmation, self.get_context_data_for_confirm(worker)
+                )
         try:
             response = self.act(request, worker)
         except ValidationError as exc:
