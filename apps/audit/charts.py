@@ -154,14 +154,14 @@ def chart_data(
             return ""
         return f"{list_url}?{urlencode({**base, **{k: str(v) for k, v in params.items()}})}"
 
-    busiest = list(
+    busiest: list[Any] = list(
         calls.order_by()
         .exclude(worker_id=None)
         .values("worker_id")
         .annotate(n=Count("id"), d=Count("id", filter=Q(decision=Decision.DENIED)))
         .order_by("-n", "worker_id")[:TOP_WORKERS]
     )
-    most_denied = list(
+    most_denied: list[Any] = list(
         denials.order_by()
         .exclude(worker_id=None)
         .values("worker_id")
@@ -283,10 +283,10 @@ def _per_worker(
         .values("worker_id", "bucket")
         .annotate(n=Count("id"), d=Count("id", filter=Q(decision=Decision.DENIED)))
     ):
-        i = index.get(row["bucket"])
-        if i is not None:
-            series[row["worker_id"]][0][i] = row["n"]
-            series[row["worker_id"]][1][i] = row["d"]
+        i, worker_id = index.get(row["bucket"]), row["worker_id"]
+        if i is not None and worker_id is not None:
+            series[worker_id][0][i] = row["n"]
+            series[worker_id][1][i] = row["d"]
     return series
 
 

@@ -25,6 +25,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, Concat, NullIf
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from apps.audit.models import AuditEvent, Decision, Outcome
 
@@ -74,7 +75,7 @@ class DatalistInput(forms.TextInput):
         super().__init__(attrs)
         self.options = options
 
-    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         list_id = f"{(attrs or {}).get('id', name)}-options"
         box = super().render(name, value, {**(attrs or {}), "list": list_id}, renderer)
         options = format_html_join(

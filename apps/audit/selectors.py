@@ -207,5 +207,5 @@ def with_actor_names(events: list[AuditEvent]) -> list[AuditEvent]:
     )
     for e in events:
         shown = emails.get(str(e.actor_id)) if e.actor_type == "user" else None
-        e.actor_shown = shown or e.actor_label or (f"#{e.actor_id}" if e.actor_id else "")
+        e.actor_shown = shown or e.actor_label or (f"#{e.actor_id}" if e.actor_id else "")  # type: ignore[attr-defined]
     return events

@@ -15,8 +15,9 @@ def connection_users(connection: Any) -> tuple[list[str], list[str]]:
     govern (default role, or a token that still works). Policies and workers sit
     above connections, so their models are looked up by name (as apps.audit.selectors
     does) and nothing here is imported upward."""
-    rule = django_apps.get_model("policies", "Rule")
-    worker = django_apps.get_model("workers", "Worker")
+    rule: Any = django_apps.get_model("policies", "Rule")
+    role: Any = django_apps.get_model("policies", "Role")
+    worker: Any = django_apps.get_model("workers", "Worker")
     role_ids = set(
         rule.objects.filter(role__organization_id=connection.organization_id)
         .filter(
@@ -28,10 +29,7 @@ def connection_users(connection: Any) -> tuple[list[str], list[str]]:
     if not role_ids:
         return [], []
     roles = list(
-        rule._meta.get_field("role")
-        .related_model.objects.filter(pk__in=role_ids)
-        .order_by("name")
-        .values_list("name", flat=True)
+        role.objects.filter(pk__in=role_ids).order_by("name").values_list("name", flat=True)
     )
     working = Q(
         tokens__role_id__in=role_ids,

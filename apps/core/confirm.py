@@ -39,7 +39,7 @@ def confirmation_page(
     carry = {**confirmation.carry}
     for name, value in request.POST.items():
         if name not in ("csrfmiddlewaretoken", CONFIRMED_FIELD):
-            carry.setdefault(name, value)
+            carry.setdefault(name, str(value))
     confirmation.carry = carry
     return render(request, "includes/confirm.html", {**context, "confirm": confirmation})
 

@@ -37,7 +37,8 @@ class KeysetPage:
         return len(self.rows)
 
     def _query(self, **cursor: int) -> str:
-        params = {**self.extra, **({"q": self.search} if self.search else {}), **cursor}
+        params: dict[str, str] = {**self.extra, **({"q": self.search} if self.search else {})}
+        params.update({name: str(value) for name, value in cursor.items()})
         return "?" + urlencode(params)
 
     @property

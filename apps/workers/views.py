@@ -77,7 +77,7 @@ class WorkerListView(_WorkersBase, KeysetListMixin, TemplateView):
             )
         }
         for worker in page:
-            row = counts.get(worker.pk, {})
+            row: Any = counts.get(worker.pk, {})
             worker.active_tokens = row.get("active", 0)
             worker.expiring_tokens = row.get("expiring", 0)
         context.update(page=page, workers=page.rows)
