@@ -46,5 +46,8 @@ def open_as(live_server):
     yield open_page
     if "browser" in state:
         state["browser"].close()
+        # ORM queries the test made while Playwright's loop ran opened a connection
+        # in that loop's context: close it there, before the loop stops.
+        connections.close_all()
         state["pw"].stop()
     connections.close_all()
