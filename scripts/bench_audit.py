@@ -13,7 +13,11 @@
    * time and memory (RSS sampled every 20 ms) of a JSON Lines export of up to
      1,000,000 rows through the management API's streamed export (goal < 60 s,
      flat memory);
-   * audit_verify throughput over every chain.
+   * audit_verify throughput over every chain;
+   * p50/p95 of the dashboard's workers and roles lists (keyset pages with
+     search) in the busy organization, seeded with AUDIT_BENCH_WORKERS
+     workers (default 10,000, one token each) and AUDIT_BENCH_ROLES roles
+     (default 1,000, two rules each); goal p95 < 150 ms.
 
 Other knobs: AUDIT_BENCH_ORGS (default 5), AUDIT_BENCH_REPEAT (requests per
 filter, default 30), AUDIT_BENCH_REUSE=1 (keep an already seeded database),
@@ -45,6 +49,8 @@ REUSE = os.environ.get("AUDIT_BENCH_REUSE") == "1"
 DB_URL = os.environ.get(
     "AUDIT_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/grantry_bench_audit"
 )
+LIST_WORKERS = int(os.environ.get("AUDIT_BENCH_WORKERS", "10000"))
+LIST_ROLES = int(os.environ.get("AUDIT_BENCH_ROLES", "1000"))
 EXPORT_ROWS = 1_000_000
 WORKERS_PER_ORG, TOKENS_PER_ORG, CONNECTIONS_PER_ORG = 40, 80, 8
 
@@ -299,6 +305,101 @@ def _event(
     }  # fmt: skip
 
 
+def seed_lists(org) -> float:
+    """LIST_ROLES roles with two rules each and LIST_WORKERS workers with one token each."""
+    from datetime import UTC as _UTC
+
+    from apps.policies.models import Role, Rule
+    from apps.workers.models import Worker, WorkerToken
+
+    t = time.monotonic()
+    roles = Role.objects.bulk_create(
+        Role(organization=org, name=f"role-{i:05d}", description=f"Bench role {i}")
+        for i in range(LIST_ROLES)
+    )
+    Rule.objects.bulk_create(
+        Rule(role=role, provider_key="sandbox", action_pattern=pattern, position=n)
+        for role in roles
+        for n, pattern in enumerate(("sandbox.list_*", "sandbox.get_task"))
+    )
+    workers = Worker.objects.bulk_create(
+        (
+            Worker(
+                organization=org,
+                name=f"agent-{i:05d}",
+                description=f"Bench worker {i}",
+                default_role=roles[i % len(roles)],
+            )
+            for i in range(LIST_WORKERS)
+        ),
+        batch_size=2000,
+    )
+    expires = datetime.now(_UTC) + timedelta(days=30)
+    WorkerToken.objects.bulk_create(
+        (
+            WorkerToken(
+                organization=org,
+                worker=w,
+                role=w.default_role,
+                public_id=f"bwt{w.pk}",
+                digest=f"{w.pk:064x}",
+                last4="0000",
+                expires_at=expires,
+            )
+            for w in workers
+        ),
+        batch_size=2000,
+    )
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        for table in ("workers_worker", "workers_workertoken", "policies_role", "policies_rule"):
+            cur.execute(f"ANALYZE {table}")
+    return time.monotonic() - t
+
+
+def lists(org, user) -> list[tuple[str, float, float, int]]:
+    """Request p50/p95 and HTML size of the workers and roles list pages."""
+    from django.test import Client
+    from django.urls import reverse
+
+    from apps.policies.models import Role
+    from apps.workers.models import Worker
+
+    client = Client()
+    client.force_login(user)
+    workers = reverse("workers:list", kwargs={"org_slug": org.slug})
+    roles = reverse("policies:list", kwargs={"org_slug": org.slug})
+    mid_worker = (
+        Worker.objects.filter(organization=org).order_by("name").values_list("pk", flat=True)
+    )
+    mid_worker = mid_worker[max(0, mid_worker.count() // 2)] if mid_worker.exists() else 0
+    mid_role = Role.objects.filter(organization=org).order_by("name").values_list("pk", flat=True)
+    mid_role = mid_role[max(0, mid_role.count() // 2)] if mid_role.exists() else 0
+    cases = [
+        ("workers: first page", workers, {}),
+        ("workers: middle page (after=<id>)", workers, {"after": mid_worker}),
+        ("workers: previous page (before=<id>)", workers, {"before": mid_worker}),
+        ("workers: search q=agent-04", workers, {"q": "agent-04"}),
+        ("workers: search, no match", workers, {"q": "no-such-worker"}),
+        ("roles: first page", roles, {}),
+        ("roles: middle page (after=<id>)", roles, {"after": mid_role}),
+        ("roles: search q=role-005", roles, {"q": "role-005"}),
+    ]
+    results = []
+    for label, url, params in cases:
+        response = client.get(url, params)  # warm
+        size = len(response.content)
+        times = []
+        for _ in range(REPEAT):
+            t = time.perf_counter()
+            response = client.get(url, params)
+            times.append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 200
+        results.append((label, _p(times, 50), _p(times, 95), size))
+    return results
+
+
 # --- measurements --------------------------------------------------------------
 
 
@@ -477,9 +578,12 @@ def main() -> None:
             f"({EVENTS / figures['load_s']:,.0f} events/s incl. hashing), "
             f"indexes + VACUUM ANALYZE {figures['index_s']:.1f} s"
         )
+    org = Organization.objects.get(slug="bench-0")
+    if fresh:
+        seconds = seed_lists(org)
+        print(f"Seed: {LIST_WORKERS:,} workers, {LIST_ROLES:,} roles: {seconds:.1f} s")
     else:
         print("Reusing the seeded database (AUDIT_BENCH_REUSE=1).")
-    org = Organization.objects.get(slug="bench-0")
     user = get_user_model().objects.get(username="reviewer@bench.test")
     from apps.audit.models import AuditEvent
 
@@ -502,6 +606,15 @@ def main() -> None:
         f"  RSS before {result['rss_before']:.0f} MB, peak {result['rss_peak']:.0f} MB, "
         f"at 25/50/75/100 %: {quarters} MB"
     )
+
+    print(
+        f"\nDashboard lists in {org.slug} ({LIST_WORKERS:,} workers, {LIST_ROLES:,} roles; "
+        f"{REPEAT} requests each, in-process, goal p95 < 150 ms)"
+    )
+    print(f"  {'page':40} {'p50 ms':>8} {'p95 ms':>8} {'HTML KB':>8}")
+    for label, p50, p95, size in lists(org, user):
+        flag = "" if p95 < 150 else "  (over goal)"
+        print(f"  {label:40} {p50:8.1f} {p95:8.1f} {size / 1024:8.1f}{flag}")
 
     scope = os.environ.get("AUDIT_BENCH_VERIFY", "all")
     slugs = None if scope == "all" else scope.split(",")

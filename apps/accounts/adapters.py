@@ -53,6 +53,10 @@ class AccountAdapter(DefaultAccountAdapter):
         )
         return user
 
+    def format_email_subject(self, subject: str) -> str:
+        """'[Grantry] Please confirm …', not the site's host and port."""
+        return f"[Grantry] {subject}"
+
     def get_login_redirect_url(self, request: HttpRequest) -> str:
         return _invitation_url(request) or super().get_login_redirect_url(request)
 

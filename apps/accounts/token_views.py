@@ -14,12 +14,15 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views import View
 from django.views.generic import FormView
 
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_mint, personal_token_revoke
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
+from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import Organization
 from apps.workers.models import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 
@@ -50,8 +53,10 @@ class PersonalTokenForm(forms.Form):
         ).order_by("name")
 
 
-class PersonalTokenListView(LoginRequiredMixin, FormView):  # type: ignore[type-arg]
+class PersonalTokenListView(LoginRequiredMixin, KeysetListMixin, FormView):  # type: ignore[type-arg]
     template_name = "accounts/tokens/list.html"
+    keyset_order = "id"
+    keyset_descending = True
     form_class = PersonalTokenForm
 
     def get_form_kwargs(self) -> dict[str, Any]:
@@ -59,9 +64,10 @@ class PersonalTokenListView(LoginRequiredMixin, FormView):  # type: ignore[type-
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["tokens"] = PersonalAPIToken.objects.for_user(self.request.user).select_related(
-            "organization"
+        page = self.paginate(
+            PersonalAPIToken.objects.for_user(self.request.user).select_related("organization")
         )
+        context.update(page=page, tokens=page.rows)
         minted = self.request.session.pop(SESSION_KEY, None)
         if minted is not None:
             context["minted"] = minted
@@ -102,6 +108,22 @@ class PersonalTokenRevokeView(LoginRequiredMixin, View):
         token = get_object_or_404(
             PersonalAPIToken.objects.for_user(request.user), public_id=public_id
         )
+        if not is_confirmed(request):
+            used = (
+                f"last used {token.last_used_at:%Y-%m-%d %H:%M} UTC"
+                if token.last_used_at
+                else "never used"
+            )
+            confirmation = Confirmation(
+                title=f"Revoke personal token {token.name}?",
+                stops=[
+                    f"Scripts using {token.name} ({token.public_id}, …{token.last4}) in "
+                    f"{token.organization.name} stop working immediately; it was {used}."
+                ],
+                button="Revoke token",
+                cancel_url=reverse("personal_tokens:list"),
+            )
+            return confirmation_page(request, confirmation, {})
         personal_token_revoke(token=token, revoked_by=request.user, request=request)
         messages.success(request, f"Token {token.name} ({token.public_id}) revoked.")
         return redirect("personal_tokens:list")

@@ -50,13 +50,18 @@ _FILTER_PARAMS = [
     OpenApiParameter("start", OpenApiTypes.DATETIME, description="From (inclusive), UTC."),
     OpenApiParameter("end", OpenApiTypes.DATETIME, description="To (inclusive), UTC."),
     OpenApiParameter("member", OpenApiTypes.STR, description="Member email or user id."),
-    OpenApiParameter("worker", OpenApiTypes.INT, description="Worker id."),
+    OpenApiParameter("worker", OpenApiTypes.STR, description="Worker name or id."),
     OpenApiParameter("token", OpenApiTypes.STR, description="Worker token public id."),
     OpenApiParameter(
         "action", OpenApiTypes.STR, description='Exact action, or a prefix ending in "." or "*".'
     ),
+    OpenApiParameter(
+        "call",
+        OpenApiTypes.STR,
+        description='What the agent tried: a SaaS action, or "GET github (proxy)".',
+    ),
     OpenApiParameter("decision", OpenApiTypes.STR, enum=["allowed", "denied"]),
-    OpenApiParameter("connection", OpenApiTypes.INT, description="Connection id."),
+    OpenApiParameter("connection", OpenApiTypes.STR, description="Connection name or id."),
     OpenApiParameter("provider", OpenApiTypes.STR, description="Provider key."),
     OpenApiParameter("outcome", OpenApiTypes.STR, enum=["success", "failure", "denied", "error"]),
     OpenApiParameter(
@@ -70,7 +75,7 @@ class AuditAPIMixin(OrgAPIMixin):
     model = AuditEvent
 
     def filter_form(self, request: Request) -> AuditFilterForm:
-        form = AuditFilterForm(data=request.query_params)
+        form = AuditFilterForm(data=request.query_params, organization=self.organization)
         if not form.is_valid():
             raise APIError(
                 "invalid_filter",

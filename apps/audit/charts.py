@@ -1,24 +1,49 @@
 """Server-rendered SVG charts for reviewers: no JS library, no CDN.
 
-Calls are broker events (a decision was made); denials are those denied.
+* Calls are the broker's decided requests (`broker.execute`, `broker.proxy`);
+  dry runs (`broker.check`) are counted on their own, and the `.attempt`
+  events an allowed call writes before going upstream are not counted twice.
+* Denials are grouped by what the agent tried (the SaaS action, or the proxy's
+  method on a provider), by worker *name* and by reason.
+* Buckets fit the window: minutes for an hour, hours for a day, days for a month.
+* Every bar links to the audit trail filtered to the events it counts.
+
 Everything is computed for the current filter inside a bounded time window."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import Trunc
+from django.apps import apps as django_apps
+from django.db.models import Count, DateTimeField, F, Func, Q, QuerySet, Value
 from django.utils.html import escape
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
+from apps.audit.filters import tried_expression
 from apps.audit.models import AuditEvent, Decision
 
 WIDTH, HEIGHT, PAD = 640, 180, 32
-CALLS_COLOUR, DENIED_COLOUR = "#1f5fa8", "#b3261e"
+CALLS_COLOUR, DENIED_COLOUR, DRY_RUN_COLOUR = "#1f5fa8", "#b3261e", "#6b7280"
+# Distinct enough for five lines, each at least 3:1 against white.
+WORKER_COLOURS = ("#b3261e", "#1f5fa8", "#7c3aed", "#0f766e", "#a16207")
 TOP_WORKERS = 5
+TOP_BARS = 10
+DRY_RUN = "broker.check"
+MAX_BUCKETS = 96
+# (step, label) from fine to coarse: the finest that keeps the window within MAX_BUCKETS.
+STEPS = (
+    (timedelta(minutes=1), "minute"),
+    (timedelta(minutes=5), "5 minutes"),
+    (timedelta(minutes=15), "15 minutes"),
+    (timedelta(hours=1), "hour"),
+    (timedelta(hours=6), "6 hours"),
+    (timedelta(days=1), "day"),
+)
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+MIN_FITTED_WINDOW = timedelta(hours=1)
 
 
 @dataclass
@@ -28,112 +53,256 @@ class Series:
     values: list[int]
 
 
-def _buckets(start: datetime, end: datetime) -> tuple[str, timedelta, list[datetime]]:
-    kind, step = (
-        ("hour", timedelta(hours=1))
-        if end - start <= timedelta(days=2)
-        else ("day", timedelta(days=1))
+class DateBin(Func):
+    """PostgreSQL's date_bin(stride, source, origin): buckets of any size."""
+
+    function = "date_bin"
+    output_field = DateTimeField()
+
+
+def broker_events(events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+    """Decided broker requests: calls and dry runs, without the pre-call `.attempt` rows."""
+    return events.exclude(decision="").exclude(action__endswith=".attempt")
+
+
+def fit_window(
+    events: QuerySet[AuditEvent], start: datetime, end: datetime, *, start_given: bool
+) -> tuple[datetime, datetime]:
+    """Without an explicit start, the window begins at the window's first call (at least
+    an hour before `end`), so one afternoon of traffic is not drawn as a week-long ramp."""
+    if start_given:
+        return start, end
+    first = (
+        broker_events(events)
+        .filter(created_at__gte=start, created_at__lte=end)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
     )
-    first = start.replace(minute=0, second=0, microsecond=0)
-    if kind == "day":
-        first = first.replace(hour=0)
+    if first is None:
+        return start, end
+    return max(start, min(first, end - MIN_FITTED_WINDOW)), end
+
+
+def bucket_step(start: datetime, end: datetime) -> tuple[timedelta, str]:
+    for step, label in STEPS:
+        if (end - start) / step <= MAX_BUCKETS:
+            return step, label
+    return STEPS[-1]
+
+
+def _points(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
+    first = ORIGIN + ((start - ORIGIN) // step) * step
     points, cursor = [], first
     while cursor <= end:
         points.append(cursor)
         cursor += step
-    return kind, step, points
+    return points
 
 
-def chart_data(events: QuerySet[AuditEvent], start: datetime, end: datetime) -> dict[str, Any]:
-    calls = events.filter(created_at__gte=start, created_at__lte=end).exclude(decision="")
-    kind, _step, points = _buckets(start, end)
-    index = {p: i for i, p in enumerate(points)}
-
-    totals = [0] * len(points)
-    denied = [0] * len(points)
-    rows = (
-        calls.order_by()
-        .annotate(bucket=Trunc("created_at", kind))
-        .values("bucket")
-        .annotate(n=Count("id"), d=Count("id", filter=Q(decision=Decision.DENIED)))
+def _worker_names(organization_id: int | None, ids: list[int]) -> dict[int, str]:
+    if not ids or organization_id is None:
+        return {}
+    worker = django_apps.get_model("workers", "Worker")
+    return dict(
+        worker.objects.filter(organization_id=organization_id, pk__in=ids).values_list("pk", "name")
     )
-    for row in rows:
+
+
+def chart_data(
+    events: QuerySet[AuditEvent],
+    start: datetime,
+    end: datetime,
+    *,
+    organization_id: int | None = None,
+    list_url: str = "",
+    filter_params: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Every chart of the page. `list_url` and `filter_params` build the bars' links
+    to the audit trail (the current filter, narrowed to the bar, in this window)."""
+    in_window = broker_events(events).filter(created_at__gte=start, created_at__lte=end)
+    calls = in_window.exclude(action=DRY_RUN)
+    denials = calls.filter(decision=Decision.DENIED)
+    step, step_label = bucket_step(start, end)
+    points = _points(start, end, step)
+    index = {p: i for i, p in enumerate(points)}
+    bucket = DateBin(Value(step), F("created_at"), Value(ORIGIN))
+
+    totals, denied, dry = ([0] * len(points) for _ in range(3))
+    for row in (
+        in_window.order_by()
+        .annotate(bucket=bucket)
+        .values("bucket")
+        .annotate(
+            n=Count("id", filter=~Q(action=DRY_RUN)),
+            d=Count("id", filter=~Q(action=DRY_RUN) & Q(decision=Decision.DENIED)),
+            dry=Count("id", filter=Q(action=DRY_RUN)),
+        )
+    ):
         i = index.get(row["bucket"])
         if i is not None:
-            totals[i], denied[i] = row["n"], row["d"]
+            totals[i], denied[i], dry[i] = row["n"], row["d"], row["dry"]
 
-    top = list(
+    base = {
+        **(filter_params or {}),
+        "start": start.strftime("%Y-%m-%dT%H:%M"),
+        "end": (end + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"),
+    }
+
+    def link(**params: Any) -> str:
+        if not list_url:
+            return ""
+        return f"{list_url}?{urlencode({**base, **{k: str(v) for k, v in params.items()}})}"
+
+    busiest: list[Any] = list(
         calls.order_by()
         .exclude(worker_id=None)
         .values("worker_id")
-        .annotate(n=Count("id"))
-        .order_by("-n")[:TOP_WORKERS]
+        .annotate(n=Count("id"), d=Count("id", filter=Q(decision=Decision.DENIED)))
+        .order_by("-n", "worker_id")[:TOP_WORKERS]
     )
-    per_worker = []
-    if top:
-        ids = [t["worker_id"] for t in top]
-        series = {wid: ([0] * len(points), [0] * len(points)) for wid in ids}
-        for row in (
-            calls.order_by()
-            .filter(worker_id__in=ids)
-            .annotate(bucket=Trunc("created_at", kind))
-            .values("worker_id", "bucket")
-            .annotate(n=Count("id"), d=Count("id", filter=Q(decision=Decision.DENIED)))
-        ):
-            i = index.get(row["bucket"])
-            if i is not None:
-                series[row["worker_id"]][0][i] = row["n"]
-                series[row["worker_id"]][1][i] = row["d"]
-        for t in top:
-            c, d = series[t["worker_id"]]
-            per_worker.append(
-                {
-                    "worker_id": t["worker_id"],
-                    "calls": sum(c),
-                    "denied": sum(d),
-                    "svg": line_chart(
-                        [Series("Calls", CALLS_COLOUR, c), Series("Denied", DENIED_COLOUR, d)],
-                        points,
-                        kind,
-                        title=f"Worker {t['worker_id']}: calls and denials",
-                        height=110,
-                    ),
-                }
-            )
+    most_denied: list[Any] = list(
+        denials.order_by()
+        .exclude(worker_id=None)
+        .values("worker_id")
+        .annotate(n=Count("id"))
+        .order_by("-n", "worker_id")[:TOP_WORKERS]
+    )
+    names = _worker_names(
+        organization_id,
+        [r["worker_id"] for r in busiest] + [r["worker_id"] for r in most_denied],
+    )
 
-    top_denied = list(
-        calls.filter(decision=Decision.DENIED)
-        .order_by()
-        .values("action")
-        .annotate(n=Count("id"))
-        .order_by("-n", "action")[:10]
+    def name(worker_id: int) -> str:
+        return names.get(worker_id, f"worker #{worker_id} (deleted)")
+
+    per_worker_series = _per_worker(
+        calls, [r["worker_id"] for r in busiest], bucket, index, len(points)
     )
+    per_worker = [
+        {
+            "worker_id": r["worker_id"],
+            "name": name(r["worker_id"]),
+            "calls": r["n"],
+            "denied": r["d"],
+            "url": link(worker=r["worker_id"]),
+            "svg": line_chart(
+                [
+                    Series("Calls", CALLS_COLOUR, per_worker_series[r["worker_id"]][0]),
+                    Series("Denied", DENIED_COLOUR, per_worker_series[r["worker_id"]][1]),
+                ],
+                points,
+                step,
+                title=f"{name(r['worker_id'])}: calls and denials",
+                height=110,
+            ),
+        }
+        for r in busiest
+    ]
+    denial_series = _per_worker(
+        denials, [r["worker_id"] for r in most_denied], bucket, index, len(points)
+    )
+
+    top_denied = [
+        {"label": r["tried"], "n": r["n"], "url": link(decision="denied", call=r["tried"])}
+        for r in denials.order_by()
+        .annotate(tried=tried_expression())
+        .values("tried")
+        .annotate(n=Count("id"))
+        .order_by("-n", "tried")[:TOP_BARS]
+    ]
+    top_workers = [
+        {
+            "label": name(r["worker_id"]),
+            "n": r["n"],
+            "url": link(decision="denied", worker=r["worker_id"]),
+        }
+        for r in most_denied
+    ]
+    top_reasons = [
+        {
+            "label": r["reason"] or "(no reason recorded)",
+            # The text filter matches a part of the reason; 200 characters are plenty.
+            "url": link(decision="denied", **({"q": r["reason"][:200]} if r["reason"] else {})),
+            "n": r["n"],
+        }
+        for r in denials.order_by()
+        .values("reason")
+        .annotate(n=Count("id"))
+        .order_by("-n", "reason")[:TOP_BARS]
+    ]
     return {
-        "kind": kind,
+        "step": step_label,
         "start": start,
         "end": end,
         "total_calls": sum(totals),
         "total_denied": sum(denied),
+        "total_dry_runs": sum(dry),
         "overall_svg": line_chart(
-            [Series("Calls", CALLS_COLOUR, totals), Series("Denied", DENIED_COLOUR, denied)],
+            [
+                Series("Calls", CALLS_COLOUR, totals),
+                Series("Denied", DENIED_COLOUR, denied),
+                Series("Dry runs", DRY_RUN_COLOUR, dry),
+            ],
             points,
-            kind,
-            title="Calls and denials over time",
+            step,
+            title="Calls, denials and dry runs over time",
         ),
         "per_worker": per_worker,
         "top_denied": top_denied,
-        "top_denied_svg": bar_chart(
-            [(r["action"], r["n"]) for r in top_denied], title="Top denied actions"
-        ),
+        "top_denied_svg": bar_chart(top_denied, title="Top denied actions"),
+        "top_denied_workers": top_workers,
+        "top_denied_workers_svg": bar_chart(top_workers, title="Denials by worker"),
+        "denials_by_worker_svg": line_chart(
+            [
+                Series(name(r["worker_id"]), WORKER_COLOURS[k], denial_series[r["worker_id"]][0])
+                for k, r in enumerate(most_denied)
+            ],
+            points,
+            step,
+            title="Denials per worker over time",
+        )
+        if most_denied
+        else None,
+        "top_reasons": top_reasons,
+        "top_reasons_svg": bar_chart(top_reasons, title="Top denial reasons", label_width=360),
     }
 
 
-def _label(point: datetime, kind: str) -> str:
-    return point.strftime("%m-%d %H:00" if kind == "hour" else "%Y-%m-%d")
+def _per_worker(
+    rows: QuerySet[AuditEvent], ids: list[int], bucket: Any, index: dict[datetime, int], n: int
+) -> dict[int, tuple[list[int], list[int]]]:
+    """Per worker and bucket: (all rows, denied rows)."""
+    series = {wid: ([0] * n, [0] * n) for wid in ids}
+    if not ids:
+        return series
+    for row in (
+        rows.order_by()
+        .filter(worker_id__in=ids)
+        .annotate(bucket=bucket)
+        .values("worker_id", "bucket")
+        .annotate(n=Count("id"), d=Count("id", filter=Q(decision=Decision.DENIED)))
+    ):
+        i, worker_id = index.get(row["bucket"]), row["worker_id"]
+        if i is not None and worker_id is not None:
+            series[worker_id][0][i] = row["n"]
+            series[worker_id][1][i] = row["d"]
+    return series
+
+
+def _label(point: datetime, step: timedelta) -> str:
+    if step < timedelta(days=1):
+        return point.strftime("%m-%d %H:%M")
+    return point.strftime("%Y-%m-%d")
 
 
 def line_chart(
-    series: list[Series], points: list[datetime], kind: str, *, title: str, height: int = HEIGHT
+    series: list[Series],
+    points: list[datetime],
+    step: timedelta,
+    *,
+    title: str,
+    height: int = HEIGHT,
 ) -> SafeString:
     top = max([1, *(v for s in series for v in s.values)])
     n = max(len(points) - 1, 1)
@@ -143,8 +312,8 @@ def line_chart(
         return f"{PAD + i * plot_w / n:.1f},{PAD + plot_h - v * plot_h / top:.1f}"
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" preserveAspectRatio="xMinYMin meet" '
+        f'role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
         f'<line x1="{PAD}" y1="{PAD + plot_h}" x2="{WIDTH - PAD}" y2="{PAD + plot_h}" '
         f'stroke="#666" />',
@@ -154,11 +323,11 @@ def line_chart(
     if points:
         parts.append(
             f'<text x="{PAD}" y="{height - 8}" font-size="11">'
-            f"{escape(_label(points[0], kind))}</text>"
+            f"{escape(_label(points[0], step))}</text>"
         )
         parts.append(
             f'<text x="{WIDTH - PAD}" y="{height - 8}" font-size="11" '
-            f'text-anchor="end">{escape(_label(points[-1], kind))}</text>'
+            f'text-anchor="end">{escape(_label(points[-1], step))}</text>'
         )
     for k, s in enumerate(series):
         line = " ".join(xy(i, v) for i, v in enumerate(s.values))
@@ -168,35 +337,45 @@ def line_chart(
         )
         parts.append(
             f'<text x="{WIDTH - PAD}" y="{14 + 14 * k}" text-anchor="end" '
-            f'font-size="12" fill="{s.colour}">{escape(s.label)}: '
+            f'font-size="12" fill="{s.colour}">{escape(s.label[:40])}: '
             f"{sum(s.values)}</text>"
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped
 
 
-def bar_chart(items: list[tuple[str, int]], *, title: str) -> SafeString:
-    row_h, label_w = 22, 260
+def bar_chart(items: list[dict[str, Any]], *, title: str, label_width: int = 260) -> SafeString:
+    """Horizontal bars; each bar (and its label) links to `item["url"]` when there is one."""
+    row_h = 22
     height = max(1, len(items)) * row_h + 10
-    top = max([1, *(n for _, n in items)])
+    top = max([1, *(item["n"] for item in items)])
+    # With links inside, the chart is a group of links, not one image.
+    role = "group" if any(item.get("url") for item in items) else "img"
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" preserveAspectRatio="xMinYMin meet" '
+        f'role="{role}" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
     if not items:
         parts.append('<text x="8" y="20" font-size="12">No denials in this window.</text>')
-    for i, (label, n) in enumerate(items):
+    chars = label_width // 7
+    for i, item in enumerate(items):
+        label, n, url = str(item["label"]), item["n"], item.get("url", "")
         y = 5 + i * row_h
-        w = (WIDTH - label_w - 60) * n / top
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" '
-            f'font-size="12">{escape(label[:40])}</text>'
-        )
-        parts.append(
-            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+        w = (WIDTH - label_width - 60) * n / top
+        shown = label if len(label) <= chars else label[: chars - 1] + "…"
+        bar = (
+            f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" '
+            f'font-size="12">{escape(shown)}</text>'
+            f'<rect x="{label_width}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
             f'fill="{DENIED_COLOUR}"><title>{escape(label)}: {n}</title></rect>'
+            f'<text x="{label_width + w + 6:.1f}" y="{y + 15}" font-size="12">{n}</text>'
         )
-        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="12">{n}</text>')
+        if url:
+            bar = (
+                f'<a class="chart-bar" href="{escape(url)}" '
+                f'aria-label="{escape(label)}: {n}. Show these events">{bar}</a>'
+            )
+        parts.append(bar)
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped

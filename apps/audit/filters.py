@@ -1,7 +1,12 @@
-"""The reviewers' filters: one form shared by the dashboard, the API and export jobs.
+"""The reviewers' filters: one django-filter FilterSet shared by the dashboard,
+the management API and export jobs.
 
 Filters live in the URL (GET), so a view can be bookmarked and shared; an
-export job stores `AuditFilterForm.as_params()` and rebuilds the same form."""
+export job stores `AuditFilterForm.as_params()` and rebuilds the same filter.
+Given the organization, the worker, connection, provider and member filters
+are pickers by name, and "Event" and "Tried" suggest values as you type. The
+URL keeps accepting what it always did: `worker=7` and `connection=3` (ids),
+`member=<email or user id>`; names work too (`worker=triage-bot`)."""
 
 from __future__ import annotations
 
@@ -10,11 +15,17 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import django_filters
 from django import forms
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, TextField, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, Concat, NullIf
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from apps.audit.models import AuditEvent, Decision, Outcome
 
@@ -25,6 +36,7 @@ FILTER_FIELDS = (
     "worker",
     "token",
     "action",
+    "call",
     "decision",
     "connection",
     "provider",
@@ -35,52 +47,84 @@ FILTER_FIELDS = (
 # What <input type="datetime-local"> accepts back as its value.
 _LOCAL_INPUT = "%Y-%m-%dT%H:%M"
 _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
+# Above this many workers or connections, the picker is a text box (name or id).
+PICKER_MAX = 300
+# Event types offered as suggestions ("token." matches every token event).
+EVENT_SUGGESTIONS = (
+    ("broker.", "Every agent call"),
+    ("broker.execute", "Agent call of a catalog action"),
+    ("broker.proxy", "Agent call through the proxy"),
+    ("broker.check", "Dry run (policy check, nothing called)"),
+    ("token.", "Worker tokens: minted, rolled, revoked"),
+    ("worker.", "Workers: created, changed, disabled"),
+    ("killswitch.", "Kill switches"),
+    ("role.", "Roles and rules"),
+    ("connection.", "Connections"),
+    ("member.", "Members and invitations"),
+    ("personal_token.", "Personal API tokens"),
+    ("org.", "Organization settings"),
+    ("auth.", "Sign-ins and account security"),
+    ("audit.exported", "Audit exports"),
+)
 
 
-class AuditFilterForm(forms.Form):
-    start = forms.DateTimeField(
-        required=False,
-        label="From (UTC)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=_LOCAL_INPUT),
+class DatalistInput(forms.TextInput):
+    """A text box with suggestions (<datalist>): any value is allowed, so old URLs work."""
+
+    def __init__(self, options: list[tuple[str, str]], attrs: dict[str, Any] | None = None):
+        super().__init__(attrs)
+        self.options = options
+
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
+        list_id = f"{(attrs or {}).get('id', name)}-options"
+        box = super().render(name, value, {**(attrs or {}), "list": list_id}, renderer)
+        options = format_html_join(
+            "", '<option value="{}">{}</option>', ((v, label) for v, label in self.options)
+        )
+        return format_html('{}<datalist id="{}">{}</datalist>', box, list_id, options)
+
+
+def tried_expression() -> Any:
+    """What an agent tried: the SaaS action of a broker event, "GET github (proxy)"
+    for a proxied request, else the event's own action."""
+    return Coalesce(
+        NullIf(KT("metadata__action"), Value("")),
+        Concat(
+            KT("metadata__method"),
+            Value(" "),
+            F("provider"),
+            Value(" (proxy)"),
+            output_field=TextField(),
+        ),
+        F("action"),
+        output_field=TextField(),
     )
-    end = forms.DateTimeField(
-        required=False,
-        label="To (UTC)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=_LOCAL_INPUT),
-    )
-    member = forms.CharField(
-        required=False, max_length=254, label="Member", help_text="Email or user id."
-    )
-    worker = forms.IntegerField(required=False, min_value=1, label="Worker id")
-    token = forms.CharField(required=False, max_length=32, label="Token id")
-    action = forms.CharField(
-        required=False,
-        max_length=100,
-        label="Action",
-        help_text='Exact ("broker.execute") or a prefix ending in "." or "*" ("token.").',
-    )
-    decision = forms.ChoiceField(
-        required=False,
-        label="Decision",
-        choices=[("", "Any"), (Decision.ALLOWED, "Allowed"), (Decision.DENIED, "Denied")],
-    )
-    connection = forms.IntegerField(required=False, min_value=1, label="Connection id")
-    provider = forms.CharField(required=False, max_length=60, label="Provider")
-    outcome = forms.ChoiceField(
-        required=False, label="Outcome", choices=[("", "Any"), *Outcome.choices]
-    )
-    status = forms.CharField(
-        required=False,
-        max_length=3,
-        label="Upstream status",
-        help_text='A code ("404") or a class ("5xx").',
-    )
-    q = forms.CharField(
-        required=False, max_length=200, label="Text", help_text="Searches target and reason."
-    )
+
+
+class _AuditFilterFormBase(forms.Form):
+    """Checks across fields; django-filter adds the fields themselves."""
+
+    organization: Any = None  # set by AuditEventFilter: names are checked against it
+
+    def _named(self, field: str, app: str, model: str, noun: str) -> str:
+        value = (self.cleaned_data.get(field) or "").strip()
+        if not value or value.isdigit() or self.organization is None:
+            return value
+        rows = django_apps.get_model(app, model).objects.filter(
+            organization=self.organization, name=value
+        )
+        if not rows.exists():
+            raise ValidationError(f"No {noun} named “{value}” in this organization.")
+        return value
+
+    def clean_worker(self) -> str:
+        return self._named("worker", "workers", "Worker", "worker")
+
+    def clean_connection(self) -> str:
+        return self._named("connection", "connections", "Connection", "connection")
 
     def clean_status(self) -> str:
-        value = self.cleaned_data["status"].strip()
+        value = (self.cleaned_data.get("status") or "").strip()
         if value and not (
             _STATUS_CLASS.match(value) or (value.isdigit() and 100 <= int(value) <= 599)
         ):
@@ -88,7 +132,7 @@ class AuditFilterForm(forms.Form):
         return value.lower()
 
     def clean_action(self) -> str:
-        value = self.cleaned_data["action"].strip()
+        value = (self.cleaned_data.get("action") or "").strip()
         if value.rstrip("*") == "" and value:
             raise ValidationError("Enter at least one character before the *.")
         return value
@@ -101,19 +145,230 @@ class AuditFilterForm(forms.Form):
             raise ValidationError("“From” must be before “To”.")
         return data
 
+
+def _datetime_filter(label: str) -> django_filters.DateTimeFilter:
+    # The range is applied once, in AuditEventFilter.filter_queryset.
+    return django_filters.DateTimeFilter(
+        method="filter_nothing",
+        label=label,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=_LOCAL_INPUT),
+    )
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    start = _datetime_filter("From (UTC)")
+    end = _datetime_filter("To (UTC)")
+    member = django_filters.CharFilter(
+        method="filter_member", label="Member", max_length=254, help_text="Email or user id."
+    )
+    worker = django_filters.CharFilter(
+        method="filter_worker", label="Worker", max_length=60, help_text="Name or id."
+    )
+    token = django_filters.CharFilter(
+        field_name="token_id", label="Token id", max_length=32, help_text="e.g. tok_ab12…"
+    )
+    action = django_filters.CharFilter(
+        method="filter_action",
+        label="Event",
+        max_length=100,
+        help_text='Exact ("broker.execute") or a prefix ending in "." or "*" ("token.").',
+    )
+    call = django_filters.CharFilter(
+        method="filter_call",
+        label="Tried",
+        max_length=200,
+        help_text='What the agent tried: a SaaS action ("sandbox.list_tasks") or '
+        '"GET github (proxy)".',
+    )
+    decision = django_filters.ChoiceFilter(
+        label="Decision",
+        empty_label="Any",
+        choices=[(Decision.ALLOWED, "Allowed"), (Decision.DENIED, "Denied")],
+    )
+    connection = django_filters.CharFilter(
+        method="filter_connection", label="Connection", max_length=60, help_text="Name or id."
+    )
+    provider = django_filters.CharFilter(field_name="provider", label="Provider", max_length=60)
+    outcome = django_filters.ChoiceFilter(
+        label="Outcome", empty_label="Any", choices=Outcome.choices
+    )
+    status = django_filters.CharFilter(
+        method="filter_status",
+        label="Upstream status",
+        max_length=3,
+        help_text='A code ("404") or a class ("5xx").',
+    )
+    q = django_filters.CharFilter(
+        method="filter_text", label="Text", max_length=200, help_text="Searches target and reason."
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields: list[str] = []
+        form = _AuditFilterFormBase
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        queryset: QuerySet[AuditEvent] | None = None,
+        *,
+        organization: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if queryset is None:
+            queryset = AuditEvent.objects.none()
+        super().__init__(data, queryset, **kwargs)
+        self.organization = organization
+        self.form.organization = organization
+        if organization is not None:
+            self._offer_pickers(organization)
+
+    # --- pickers ------------------------------------------------------------
+
+    def _picker(self, name: str, choices: list[tuple[str, str]], empty: str = "Any") -> None:
+        """A <select> of `choices`; a value from an older URL that is not among
+        them stays selectable, so applying the form again keeps it."""
+        field = self.form.fields[name]
+        current = str(self.form.data.get(name, "") or "").strip() if self.is_bound else ""
+        values = {value for value, _ in choices}
+        if current and current not in values:
+            choices = [*choices, (current, current)]
+        field.widget = forms.Select(choices=[("", empty), *choices])
+
+    def _offer_pickers(self, organization: Any) -> None:
+        worker_model = django_apps.get_model("workers", "Worker")
+        workers = worker_model.objects.filter(organization=organization).order_by("name")
+        if workers.count() <= PICKER_MAX:
+            self._picker("worker", [(str(pk), n) for pk, n in workers.values_list("pk", "name")])
+        connection_model = django_apps.get_model("connections", "Connection")
+        connections = connection_model.objects.filter(organization=organization).order_by("name")
+        if connections.count() <= PICKER_MAX:
+            self._picker(
+                "connection",
+                [
+                    (str(pk), f"{n} ({p})")
+                    for pk, n, p in connections.values_list("pk", "name", "provider_key")
+                ],
+            )
+        from apps.providers.registry import all_providers
+
+        providers = all_providers(organization=organization)
+        connected = set(connections.values_list("provider_key", flat=True))
+        self._picker(
+            "provider",
+            [(p.key, p.display_name) for p in providers if p.key in connected]
+            + [(p.key, p.display_name) for p in providers if p.key not in connected],
+        )
+        self._picker(
+            "member",
+            [
+                (str(pk), email)
+                for pk, email in organization.memberships.order_by("user__email").values_list(
+                    "user_id", "user__email"
+                )
+            ],
+        )
+        self.form.fields["action"].widget = DatalistInput(list(EVENT_SUGGESTIONS))
+        self.form.fields["call"].widget = DatalistInput(
+            [
+                (action.name, action.description[:80])
+                for p in providers
+                if p.key in connected
+                for action in p.actions
+            ]
+        )
+
+    # --- filters ------------------------------------------------------------
+
+    def filter_queryset(self, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+        data = self.form.cleaned_data
+        start, end = data.get("start"), data.get("end")
+        if start or end:
+            queryset = _id_bounds(queryset, start, end)
+        if start:
+            queryset = queryset.filter(created_at__gte=start)
+        if end:
+            queryset = queryset.filter(created_at__lte=end)
+        return super().filter_queryset(queryset)
+
+    def filter_nothing(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> Any:
+        return queryset
+
+    def filter_member(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+        return queryset.filter(actor_type="user", **_member_lookup(value.strip()))
+
+    def filter_worker(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+        return queryset.filter(worker_id__in=self._ids("workers", "Worker", value))
+
+    def filter_connection(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+        return queryset.filter(connection_id__in=self._ids("connections", "Connection", value))
+
+    def _ids(self, app: str, model: str, value: str) -> list[int]:
+        """An id as given, or the ids of what has that name. Events are scoped to
+        one organization already; the name lookup is too when the filter knows it."""
+        value = value.strip()
+        if value.isdigit():
+            return [int(value)]
+        rows = django_apps.get_model(app, model).objects.filter(name=value)
+        if self.organization is not None:
+            rows = rows.filter(organization=self.organization)
+        return list(rows.values_list("pk", flat=True)[:50])
+
+    def filter_action(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+        if value.endswith("*"):
+            return queryset.filter(action__startswith=value.rstrip("*"))
+        if value.endswith("."):
+            return queryset.filter(action__startswith=value)
+        return queryset.filter(action=value)
+
+    def filter_call(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+        return queryset.alias(tried=tried_expression()).filter(tried=value.strip())
+
+    def filter_status(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+        match = _STATUS_CLASS.match(value)
+        if match:
+            low = int(match.group(1)) * 100
+            return queryset.filter(upstream_status__gte=low, upstream_status__lt=low + 100)
+        return queryset.filter(upstream_status=int(value))
+
+    def filter_text(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+        text = value.strip()
+        return queryset.filter(Q(target_label__icontains=text) | Q(reason__icontains=text))
+
+
+class AuditFilterForm:
+    """The filter as views, the API and export jobs use it: validate, apply, share.
+
+    A thin face on AuditEventFilter so every caller says the same three things:
+    `is_valid()`, `filter(events)` and `as_params()`."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None, *, organization: Any = None):
+        self.data = data if data is not None else {}
+        self.filterset = AuditEventFilter(data=self.data, organization=organization)
+        self.form = self.filterset.form
+
+    def is_valid(self) -> bool:
+        return self.filterset.is_valid()
+
+    @property
+    def errors(self) -> Any:
+        return self.form.errors
+
+    @property
+    def cleaned_data(self) -> dict[str, Any]:
+        return self.form.cleaned_data
+
     def as_params(self) -> dict[str, str]:
         """The non-empty filters as URL parameters (the shareable form of this view)."""
-        if not self.is_bound:
-            return {}
         return {
             name: str(self.data.get(name, "")).strip()
             for name in FILTER_FIELDS
-            if str(self.data.get(name, "")).strip()
+            if str(self.data.get(name, "") or "").strip()
         }
 
     def filter(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         """Apply the (valid) filters; call only after is_valid()."""
-        return apply_filters(events, self.cleaned_data)
+        return self.filterset.filter_queryset(events)
 
 
 # Within one organization, ids and created_at rise together (audit_record sets
@@ -162,49 +417,6 @@ def _member_lookup(member: str) -> dict[str, Any]:
         .values_list("pk", flat=True)[:5]
     ]
     return {"actor_id__in": ids} if ids else {"actor_label__iexact": member}
-
-
-def apply_filters(events: QuerySet[AuditEvent], data: Mapping[str, Any]) -> QuerySet[AuditEvent]:
-    if data.get("start") or data.get("end"):
-        events = _id_bounds(events, data.get("start"), data.get("end"))
-    if data.get("start"):
-        events = events.filter(created_at__gte=data["start"])
-    if data.get("end"):
-        events = events.filter(created_at__lte=data["end"])
-    member = (data.get("member") or "").strip()
-    if member:
-        events = events.filter(actor_type="user", **_member_lookup(member))
-    if data.get("worker"):
-        events = events.filter(worker_id=data["worker"])
-    if data.get("token"):
-        events = events.filter(token_id=data["token"].strip())
-    action = (data.get("action") or "").strip()
-    if action.endswith("*"):
-        events = events.filter(action__startswith=action.rstrip("*"))
-    elif action.endswith("."):
-        events = events.filter(action__startswith=action)
-    elif action:
-        events = events.filter(action=action)
-    if data.get("decision"):
-        events = events.filter(decision=data["decision"])
-    if data.get("connection"):
-        events = events.filter(connection_id=data["connection"])
-    if data.get("provider"):
-        events = events.filter(provider=data["provider"].strip())
-    if data.get("outcome"):
-        events = events.filter(outcome=data["outcome"])
-    status = data.get("status") or ""
-    if status:
-        match = _STATUS_CLASS.match(status)
-        if match:
-            low = int(match.group(1)) * 100
-            events = events.filter(upstream_status__gte=low, upstream_status__lt=low + 100)
-        else:
-            events = events.filter(upstream_status=int(status))
-    text = (data.get("q") or "").strip()
-    if text:
-        events = events.filter(Q(target_label__icontains=text) | Q(reason__icontains=text))
-    return events
 
 
 def chart_window(data: Mapping[str, Any]) -> tuple[Any, Any]:

@@ -170,3 +170,42 @@ def _lookup(
     elif status == "disabled":
         link.state = "disabled"
     return link
+
+
+CALL_ACTIONS = ("broker.execute", "broker.proxy")
+
+
+def recent_calls(organization: Any, *, hours: int = 1, **filters: Any) -> int:
+    """Agent calls (not dry runs) in the last `hours`, e.g. by `worker_id=` or
+    `token_id=`: what a confirmation says will stop. Served by audit_org_created."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(hours=hours)
+    return AuditEvent.objects.filter(
+        organization=organization, created_at__gte=since, action__in=CALL_ACTIONS, **filters
+    ).count()
+
+
+def with_actor_names(events: list[AuditEvent]) -> list[AuditEvent]:
+    """Give each event `actor_shown`, one format everywhere: a person by their current
+    email (their events may carry a username), a worker by name, else the label or id.
+    One query for the whole page."""
+    from django.contrib.auth import get_user_model
+
+    ids = {e.actor_id for e in events if e.actor_type == "user" and str(e.actor_id).isdigit()}
+    emails = (
+        {
+            str(pk): email
+            for pk, email in get_user_model()
+            .objects.filter(pk__in=[int(i) for i in ids])
+            .values_list("pk", "email")
+        }
+        if ids
+        else {}
+    )
+    for e in events:
+        shown = emails.get(str(e.actor_id)) if e.actor_type == "user" else None
+        e.actor_shown = shown or e.actor_label or (f"#{e.actor_id}" if e.actor_id else "")  # type: ignore[attr-defined]
+    return events

@@ -24,10 +24,10 @@ from django.views import View
 from django.views.generic import DetailView, TemplateView
 
 from apps.audit import exports
-from apps.audit.charts import chart_data
+from apps.audit.charts import chart_data, fit_window
 from apps.audit.filters import AuditFilterForm, chart_window
 from apps.audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
-from apps.audit.selectors import chain_head, event_links, keyset_page
+from apps.audit.selectors import chain_head, event_links, keyset_page, with_actor_names
 from apps.audit.services import audit_export_direct, audit_export_request, export_is_large
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
@@ -52,7 +52,7 @@ class AuditMixin(OrgViewMixin):
 
     def filter_form(self) -> AuditFilterForm:
         if not hasattr(self, "_form"):
-            self._form = AuditFilterForm(data=self.request.GET)
+            self._form = AuditFilterForm(data=self.request.GET, organization=self.organization)
         return self._form
 
     def filtered(self) -> QuerySet[AuditEvent] | None:
@@ -65,7 +65,7 @@ class AuditMixin(OrgViewMixin):
     def filter_context(self) -> dict[str, Any]:
         form = self.filter_form()
         params = form.as_params()
-        return {"form": form, "filter_params": params, "filter_query": urlencode(params)}
+        return {"form": form.form, "filter_params": params, "filter_query": urlencode(params)}
 
 
 class AuditListView(AuditMixin, TemplateView):
@@ -79,6 +79,8 @@ class AuditListView(AuditMixin, TemplateView):
         context["page"] = (
             keyset_page(events, before=before, after=after) if events is not None else None
         )
+        if context["page"] is not None:
+            with_actor_names(context["page"].events)
         context["head"] = chain_head(self.organization)
         # One reverse() for the page instead of one per row.
         context["events_url"] = reverse("audit:list", kwargs={"org_slug": self.organization.slug})
@@ -116,8 +118,19 @@ class AuditChartsView(AuditMixin, TemplateView):
         context.update(self.filter_context())
         events = self.filtered()
         if events is not None:
-            start, end = chart_window(self.filter_form().cleaned_data)
-            context["charts"] = chart_data(events, start, end)
+            data = self.filter_form().cleaned_data
+            start, end = fit_window(events, *chart_window(data), start_given=bool(data["start"]))
+            params = {
+                k: v for k, v in context["filter_params"].items() if k not in ("start", "end")
+            }
+            context["charts"] = chart_data(
+                events,
+                start,
+                end,
+                organization_id=self.organization.pk,
+                list_url=reverse("audit:list", kwargs={"org_slug": self.organization.slug}),
+                filter_params=params,
+            )
         return context
 
 

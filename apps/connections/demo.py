@@ -20,22 +20,12 @@ DEMO_CONNECTION = "sandbox-demo"
 @transaction.atomic
 def seed_sandbox_connection(*, organization: Organization, user: Any) -> str:
     """Give the demo org its Sandbox OAuth app and a connected 'sandbox-demo'. Idempotent."""
-    from apps.sandbox.services import sandbox_client_register, sandbox_tokens_issue
+    from apps.sandbox.services import sandbox_tokens_issue
 
     existing = Connection.objects.for_organization(organization).filter(name=DEMO_CONNECTION)
     if existing.filter(status=ConnectionStatus.ACTIVE).exists():
         return f"Connection '{DEMO_CONNECTION}' is already connected."
-    app = ProviderApp.objects.for_organization(organization).filter(provider_key="sandbox").first()
-    if app is None:
-        client_id, secret = sandbox_client_register(
-            name=f"Grantry ({organization.slug})", redirect_uris=[services.oauth_redirect_uri()]
-        )
-        app = services.provider_app_save(
-            organization=organization,
-            provider_key="sandbox",
-            client_id=client_id,
-            client_secret=secret,
-        )
+    app = sandbox_app_register(organization=organization)
     token = sandbox_tokens_issue(client_id=app.client_id, user=user, scope="read write")
     connection = services.connection_create_from_oauth(
         organization=organization,
@@ -49,3 +39,28 @@ def seed_sandbox_connection(*, organization: Organization, user: Any) -> str:
         reconnect=existing.first(),
     )
     return f"Connection '{connection.name}' to the Sandbox is connected (OAuth, read write)."
+
+
+@transaction.atomic
+def sandbox_app_register(
+    *, organization: Organization, actor: Any = None, request: Any = None
+) -> ProviderApp:
+    """The organization's OAuth app at the built-in Sandbox, registered there and
+    saved here in one step (development only: the Sandbox runs when
+    GRANTRY_SANDBOX_ENABLED). Audited by provider_app_save. Idempotent."""
+    from apps.sandbox.services import sandbox_client_register
+
+    app = ProviderApp.objects.for_organization(organization).filter(provider_key="sandbox").first()
+    if app is not None:
+        return app
+    client_id, secret = sandbox_client_register(
+        name=f"Grantry ({organization.slug})", redirect_uris=[services.oauth_redirect_uri()]
+    )
+    return services.provider_app_save(
+        organization=organization,
+        provider_key="sandbox",
+        client_id=client_id,
+        client_secret=secret,
+        actor=actor,
+        request=request,
+    )

@@ -7,17 +7,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
-from django.views.generic import ListView, TemplateView
+from django.views.generic import TemplateView
 
+from apps.audit.selectors import recent_calls
 from apps.connections import services
 from apps.connections.forms import ConnectApiKeyForm, ConnectOAuthForm, ProviderAppForm
 from apps.connections.models import Connection, ProviderApp
+from apps.connections.selectors import connection_users
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
+from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.providers.catalog import AuthType, Provider
@@ -34,21 +39,19 @@ def _provider_or_404(key: str, organization: Any) -> Provider:
         raise Http404("No such provider.") from None
 
 
-class ConnectionListView(OrgViewMixin, ListView):
+class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
     template_name = "connections/list.html"
-    context_object_name = "connections"
+    search_fields = ("name", "provider_key", "account_label")
 
     def scope_queryset(self) -> Any:
-        return (
-            Connection.objects.for_organization(self.organization)
-            .select_related("created_by")
-            .order_by("status", "name")
-        )
+        return Connection.objects.for_organization(self.organization).select_related("created_by")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         from apps.providers.registry import UnknownProvider, get_provider
 
         context = super().get_context_data(**kwargs)
+        page = self.paginate(self.scope_queryset())
+        context.update(page=page, connections=page.rows)
         names: dict[str, str] = {}
         for connection in context["connections"]:
             if connection.provider_key not in names:
@@ -79,6 +82,8 @@ class ProviderPickView(OrgViewMixin, TemplateView):
                 "provider_key", flat=True
             )
         )
+        query = self.request.GET.get("q", "").strip()[:60]
+        needle = query.lower()
         context["providers"] = [
             {
                 "provider": p,
@@ -87,7 +92,9 @@ class ProviderPickView(OrgViewMixin, TemplateView):
                 "configured": p.key in configured,
             }
             for p in all_providers(organization=self.organization)
+            if not needle or needle in p.display_name.lower() or needle in p.key.lower()
         ]
+        context["query"] = query
         return context
 
 
@@ -135,12 +142,33 @@ class ConnectView(OrgViewMixin, TemplateView):
             supports_oauth=AuthType.OAUTH2 in self.provider.auth_types,
             supports_api_key=AuthType.API_KEY in self.provider.auth_types,
             redirect_uri=services.oauth_redirect_uri(),
+            sandbox_one_click=self._sandbox_one_click(),
         )
         return context
+
+    def _sandbox_one_click(self) -> bool:
+        """In development the built-in Sandbox can register this org's OAuth app itself."""
+        return (
+            self.provider.key == "sandbox"
+            and self.app is None
+            and bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
+        )
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self._setup()
         which = request.POST.get("kind", "")
+        if which == "sandbox_app" and self._sandbox_one_click():
+            from apps.connections.demo import sandbox_app_register
+
+            sandbox_app_register(
+                organization=self.organization, actor=request.user, request=request
+            )
+            messages.success(
+                request, "The Sandbox registered this organization's OAuth app. Connect below."
+            )
+            return redirect(
+                "connections:connect", org_slug=self.organization.slug, provider_key="sandbox"
+            )
         forms = self._forms(request.POST, which)
         if which == "oauth" and AuthType.OAUTH2 in self.provider.auth_types:
             form = forms["oauth_form"]
@@ -230,7 +258,6 @@ class ReconnectView(OrgViewMixin, View):
 
 
 class DisconnectView(OrgViewMixin, TemplateView):
-    template_name = "connections/disconnect.html"
     required_role = OrgRole.ADMIN
     write_role = OrgRole.ADMIN
 
@@ -243,12 +270,31 @@ class DisconnectView(OrgViewMixin, TemplateView):
             raise Http404("No such connection.")
         return connection
 
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context["connection"] = self._connection()
-        return context
+    def _confirm(self, request: HttpRequest, connection: Connection) -> HttpResponse:
+        roles, workers = connection_users(connection)
+        calls = recent_calls(self.organization, connection_id=connection.pk)
+        confirmation = Confirmation(
+            title=f"Disconnect {connection.name}?",
+            stops=[
+                f"Every agent call through {connection.name} fails from now on: "
+                f"{len(workers)} worker{'' if len(workers) == 1 else 's'} can use it; "
+                f"{calls} call{'' if calls == 1 else 's'} in the last hour.",
+                f"Grantry asks {connection.provider_key} to revoke its access (where the "
+                "provider supports it) and destroys the stored credentials. The name, "
+                "account and history stay in the inventory and the audit trail.",
+            ],
+            button="Disconnect and destroy credentials",
+            cancel_url=reverse("connections:list", kwargs={"org_slug": self.organization.slug}),
+            lists=[("Workers that can use it", workers), ("Roles that allow it", roles)],
+        )
+        return confirmation_page(request, confirmation, self.get_context_data())
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._confirm(request, self._connection())
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_confirmed(request):
+            return self._confirm(request, self._connection())
         connection = services.connection_disconnect(
             connection_id=self._connection().pk, organization=self.organization, request=request
         )
@@ -261,7 +307,9 @@ class DisconnectView(OrgViewMixin, TemplateView):
             )
         else:
             messages.success(
-                request, f"Disconnected '{connection.name}'. Its secrets are destroyed."
+                request,
+                f"Disconnected '{connection.name}'. Its secrets are destroyed; connect again "
+                "to restore access.",
             )
         return redirect("connections:list", org_slug=self.organization.slug)
 

@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent, Decision
-from apps.audit.selectors import chain_head
+from apps.audit.selectors import chain_head, with_actor_names
 from apps.connections.models import Connection, ConnectionStatus
 from apps.policies.models import Role
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
@@ -33,6 +33,71 @@ class Overview:
     chain_seq: int
     chain_hash: str
     attention: list[str] = field(default_factory=list)
+    checklist: list[Step] = field(default_factory=list)
+
+    @property
+    def onboarding_done(self) -> bool:
+        return all(step.done for step in self.checklist)
+
+    @property
+    def onboarding_progress(self) -> int:
+        return sum(step.done for step in self.checklist)
+
+
+@dataclass
+class Step:
+    label: str
+    help: str
+    url: str
+    done: bool
+
+
+def onboarding_checklist(organization: Any) -> list[Step]:
+    """A new organization's first steps, each ticked from real state (not a flag):
+    an active connection, a role with a rule, a worker, a token, an allowed call."""
+    from django.urls import reverse
+
+    from apps.audit.selectors import CALL_ACTIONS
+
+    def url(name: str) -> str:
+        return reverse(name, kwargs={"org_slug": organization.slug})
+
+    return [
+        Step(
+            "Connect an account",
+            "The Sandbox provider shows the whole flow offline.",
+            url("connections:pick"),
+            Connection.objects.for_organization(organization)
+            .filter(status=ConnectionStatus.ACTIVE)
+            .exists(),
+        ),
+        Step(
+            "Create a role",
+            "Deny by default: give it a rule for what the agent may do.",
+            url("policies:list"),
+            Role.objects.filter(organization=organization, rules__isnull=False).exists(),
+        ),
+        Step(
+            "Create a worker",
+            "One worker per AI agent, with that role as its default.",
+            url("workers:list"),
+            Worker.objects.filter(organization=organization).exists(),
+        ),
+        Step(
+            "Mint a token",
+            "On the worker's page; it is shown once, with curl and MCP snippets.",
+            url("workers:list"),
+            WorkerToken.objects.for_organization(organization).exists(),
+        ),
+        Step(
+            "Make a first call",
+            "Run the curl snippet from the token page: an allowed call shows up here.",
+            url("audit:list") + "?action=broker.",
+            AuditEvent.objects.for_organization(organization)
+            .filter(action__in=CALL_ACTIONS, decision=Decision.ALLOWED)
+            .exists(),
+        ),
+    ]
 
 
 def organization_overview(organization: Any) -> Overview:
@@ -67,10 +132,13 @@ def organization_overview(organization: Any) -> Overview:
         tokens_expiring=tokens.expiring(within=EXPIRY_WARNING, now=now).count(),
         calls_24h=calls["calls"],
         denied_24h=calls["denied"],
-        recent=list(AuditEvent.objects.for_organization(organization).order_by("-id")[:8]),
+        recent=with_actor_names(
+            list(AuditEvent.objects.for_organization(organization).order_by("-id")[:8])
+        ),
         chain_seq=head.seq,
         chain_hash=head.hash,
     )
+    overview.checklist = onboarding_checklist(organization)
     if overview.connections.get(ConnectionStatus.NEEDS_REAUTH, 0):
         overview.attention.append(
             f"{overview.connections[ConnectionStatus.NEEDS_REAUTH]} connection(s) need to be "

@@ -5,6 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from apps.organizations.models import Membership
+from apps.organizations.selectors import invitations_for_user
 from apps.organizations.tenancy import resolve_membership
 
 
@@ -24,7 +25,8 @@ def home(request: HttpRequest) -> HttpResponse:
     membership = memberships.filter(organization__slug=last).first() if last else None
     membership = membership or memberships.order_by("created_at").first()
     if membership is None:
-        return render(request, "dashboard/no_org.html")
+        invitations = list(invitations_for_user(request.user))
+        return render(request, "dashboard/no_org.html", {"invitations": invitations})
     return redirect("orgs:overview", org_slug=membership.organization.slug)
 
 

@@ -34,6 +34,13 @@ class RoleForm(forms.Form):
 
 class OrganizationSettingsForm(forms.Form):
     name = forms.CharField(label="Organization name", max_length=120)
+    store_broker_input = forms.BooleanField(
+        label="Store raw broker input",
+        required=False,
+        help_text="Keep the input agents send with each call in the audit trail, for "
+        "investigations. Off: only a SHA-256 digest is kept. Inputs can hold personal "
+        "data: turn on only if your policy allows it. Changing it is audited.",
+    )
     max_token_days = forms.IntegerField(
         label="Longest worker token lifetime (days)",
         required=False,

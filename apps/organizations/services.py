@@ -111,8 +111,8 @@ def organization_update(
     store_broker_input: bool | None = None,
     request: HttpRequest | None = None,
 ) -> Organization:
-    """Rename the org and set the longest lifetime a worker token may have.
-    `store_broker_input` (None: unchanged) keeps raw broker input in audit events."""
+    """Rename the org, set the longest lifetime a worker token may have and whether
+    audit events keep the agents' raw broker input (None leaves it as it is)."""
     errors: dict[str, str] = {}
     name = (name or "").strip()
     if not name:
@@ -134,11 +134,12 @@ def organization_update(
             "from": locked.store_broker_input,
             "to": store_broker_input,
         }
-        locked.store_broker_input = store_broker_input
     if not changes:
         return locked
     locked.name = name
     locked.max_token_days = max_token_days
+    if store_broker_input is not None:
+        locked.store_broker_input = store_broker_input
     locked.save(update_fields=["name", "max_token_days", "store_broker_input"])
     audit_record(
         action="org.updated",
@@ -359,10 +360,21 @@ def _user_has_email(user: Any, email: str) -> bool:
 
 
 @transaction.atomic
-def invitation_accept(*, key: str, user: Any, request: HttpRequest | None = None) -> Membership:
+def invitation_accept(
+    *,
+    key: str = "",
+    user: Any,
+    request: HttpRequest | None = None,
+    invitation_id: int | None = None,
+) -> Membership:
     """Join the inviting org with the invited role. The link works once, before
-    it expires, and only for the invited (verified) email address."""
-    found = invitation_lookup(key)
+    it expires, and only for the invited (verified) email address. Without the
+    link's key, `invitation_id` names one of `selectors.invitations_for_user(user)`: the
+    verified address is what authorises it either way."""
+    if invitation_id is not None:
+        found = Invitation.objects.filter(pk=invitation_id).first()
+    else:
+        found = invitation_lookup(key)
     invitation = (
         Invitation.objects.select_for_update().get(pk=found.pk) if found is not None else None
     )

@@ -13,10 +13,13 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
+from apps.core.pagination import KeysetListMixin
 from apps.organizations import services
 from apps.organizations.forms import InvitationForm, OrganizationSettingsForm, RoleForm
 from apps.organizations.invitations import pending_key_forget, pending_key_remember
 from apps.organizations.models import Invitation, Membership, OrgRole
+from apps.organizations.selectors import invitations_for_user
 from apps.organizations.tenancy import OrgViewMixin
 
 UPCOMING_SECTIONS: dict[str, tuple[str, str]] = {}
@@ -28,6 +31,11 @@ def _error_text(exc: ValidationError) -> str:
 
 class OverviewView(OrgViewMixin, TemplateView):
     template_name = "organizations/overview.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["my_invitations"] = list(invitations_for_user(self.request.user)[:5])
+        return context
 
 
 class UpcomingSectionView(OrgViewMixin, TemplateView):
@@ -47,11 +55,13 @@ class UpcomingSectionView(OrgViewMixin, TemplateView):
 # --- Members -----------------------------------------------------------------
 
 
-class MembersView(OrgViewMixin, TemplateView):
+class MembersView(OrgViewMixin, KeysetListMixin, TemplateView):
     """Everyone sees who is in the org; admins and owners also manage it."""
 
     template_name = "organizations/members.html"
     write_role = OrgRole.ADMIN
+    search_fields = ("user__email",)
+    keyset_order = "user__email"
 
     def scope_queryset(self) -> QuerySet[Membership]:
         return self.organization.memberships.select_related("user").order_by("user__email")
@@ -64,8 +74,10 @@ class MembersView(OrgViewMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         can_manage = self.membership.can_manage()
+        page = self.paginate(self.scope_queryset())
         context.update(
-            members=self.scope_queryset(),
+            page=page,
+            members=page.rows,
             invitations=self.pending_invitations(),
             can_manage=can_manage,
             owner_count=self.organization.memberships.owners().count(),
@@ -145,6 +157,21 @@ class MemberRemoveView(_MemberActionView):
         target = get_object_or_404(self.scope_queryset(), pk=kwargs["membership_id"])
         email = target.user.email
         removed_self = target.pk == self.membership.pk
+        if not is_confirmed(request):
+            who = "You lose" if removed_self else f"{email} loses"
+            confirmation = Confirmation(
+                title=f"Remove {email} from {self.organization.name}?",
+                stops=[
+                    f"{who} access to {self.organization.name} immediately, and "
+                    f"{'your' if removed_self else 'their'} personal API tokens for it stop "
+                    "working. Workers they own keep working.",
+                ],
+                button="Remove member",
+                cancel_url=reverse("orgs:members", kwargs={"org_slug": self.organization.slug}),
+                undo="invite them again (they join with the role you choose).",
+            )
+            context = {"organization": self.organization, "membership": self.membership}
+            return confirmation_page(request, confirmation, context)
         try:
             services.membership_remove(
                 membership=target, actor_membership=self.membership, request=request
@@ -192,6 +219,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                 initial={
                     "name": self.organization.name,
                     "max_token_days": self.organization.max_token_days,
+                    "store_broker_input": self.organization.store_broker_input,
                 }
             ),
         )
@@ -206,6 +234,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                     actor=request.user,
                     name=form.cleaned_data["name"],
                     max_token_days=form.cleaned_data["max_token_days"],
+                    store_broker_input=form.cleaned_data["store_broker_input"],
                     request=request,
                 )
             except ValidationError as exc:
@@ -253,6 +282,33 @@ class InvitationAcceptView(View):
                 status=400,
             )
         pending_key_forget(request)
+        request.session["last_org"] = membership.organization.slug
+        messages.success(
+            request,
+            f"Welcome to {membership.organization.name}. You are "
+            f"{membership.get_role_display().lower()}.",
+        )
+        return redirect("orgs:overview", org_slug=membership.organization.slug)
+
+
+class MyInvitationAcceptView(View):
+    """Accept an invitation sent to one of your verified addresses, without the
+    email's link (listed on the no-organization page)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, invitation_id: int) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect("account_login")
+        if not invitations_for_user(request.user).filter(pk=invitation_id).exists():
+            raise Http404("No such invitation for you.")
+        try:
+            membership = services.invitation_accept(
+                invitation_id=invitation_id, user=request.user, request=request
+            )
+        except ValidationError as exc:
+            messages.error(request, _error_text(exc))
+            return redirect("dashboard:home")
         request.session["last_org"] = membership.organization.slug
         messages.success(
             request,

@@ -351,9 +351,20 @@ class DryRunForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.actions_by_name = {a.name: a for a in actions}
         self.connections = {str(c.pk): c for c in connections}
-        cast(forms.ChoiceField, self.fields["action"]).choices = [("", "— pick an action —")] + [
-            (a.name, f"{a.name} ({a.action_class})") for a in actions
-        ]
+        # Actions of providers this organization has connected come first.
+        connected = {c.provider_key for c in connections}
+
+        def options(rows: list[Any]) -> list[tuple[str, str]]:
+            return [(a.name, f"{a.name} ({a.action_class})") for a in rows]
+
+        mine = [a for a in actions if a.provider_key in connected]
+        others = [a for a in actions if a.provider_key not in connected]
+        groups: list[Any] = [("", "— pick an action —")]
+        if mine:
+            groups.append(("Connected providers", options(mine)))
+        if others:
+            groups.append(("Not connected" if mine else "All providers", options(others)))
+        cast(forms.ChoiceField, self.fields["action"]).choices = groups
         cast(forms.ChoiceField, self.fields["connection"]).choices = [
             ("", "— pick a connection —")
         ] + [(str(c.pk), f"{c.name} ({c.provider_key})") for c in connections]

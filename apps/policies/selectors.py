@@ -143,3 +143,24 @@ def allowed_actions(
 def allowed_proxy_rules(role: Any) -> list[RuleSpec]:
     role_id = role if isinstance(role, int) else role.pk
     return [r for r in role_rules(role_id) if r.kind == "proxy"]
+
+
+def role_users(role: Any) -> list[str]:
+    """Names of the workers this role governs: by default role, or through a token
+    that still works. For confirmations ("these workers lose …"). Workers sit above
+    policies, so the model is looked up by name, like apps.audit.selectors does."""
+    from django.apps import apps as django_apps
+    from django.db.models import Q
+    from django.utils import timezone
+
+    worker = django_apps.get_model("workers", "Worker")
+    working = Q(
+        tokens__role=role, tokens__revoked_at__isnull=True, tokens__expires_at__gt=timezone.now()
+    )
+    return list(
+        worker.objects.filter(organization_id=role.organization_id)
+        .filter(Q(default_role=role) | working)
+        .order_by("name")
+        .values_list("name", flat=True)
+        .distinct()[:50]
+    )

@@ -17,4 +17,5 @@ urlpatterns = [
         views.RuleDeleteView.as_view(),
         name="rule_delete",
     ),
+    path("<int:role_id>/rules/restore/", views.RuleRestoreView.as_view(), name="rule_restore"),
 ]

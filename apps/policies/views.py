@@ -13,14 +13,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views import View
-from django.views.generic import DetailView, ListView, TemplateView
+from django.views.generic import DetailView, TemplateView
 
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed, offer_undo
+from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.policies.evaluate import describe_rule
 from apps.policies.forms import ActionRuleForm, DryRunForm, ProxyRuleForm, RoleForm
 from apps.policies.models import Role, Rule
-from apps.policies.selectors import role_dry_run
+from apps.policies.selectors import role_dry_run, role_users
 from apps.policies.services import (
     role_create,
     role_delete,
@@ -28,6 +30,7 @@ from apps.policies.services import (
     role_update,
     rule_add,
     rule_delete,
+    rule_document,
 )
 
 
@@ -76,12 +79,25 @@ def _apply_service_errors(form: Any, exc: ValidationError) -> None:
             form.add_error(target, msg)
 
 
-class RoleListView(RoleScopeMixin, ListView):  # type: ignore[misc]
-    template_name = "policies/role_list.html"
-    context_object_name = "roles"
+class RoleListView(RoleScopeMixin, KeysetListMixin, TemplateView):
+    """One keyset page of roles by name, with search."""
 
-    def scope_queryset(self) -> QuerySet[Role]:
-        return super().scope_queryset().annotate(rule_count=Count("rules")).order_by("name")
+    template_name = "policies/role_list.html"
+    search_fields = ("name", "description")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        page = self.paginate(self.scope_queryset())
+        counts = dict(
+            Rule.objects.filter(role_id__in=[role.pk for role in page])
+            .values("role_id")
+            .annotate(n=Count("id"))
+            .values_list("role_id", "n")
+        )
+        for role in page:
+            role.rule_count = counts.get(role.pk, 0)
+        context.update(page=page, roles=page.rows)
+        return context
 
 
 class RoleCreateView(RoleAdminMixin, TemplateView):
@@ -153,15 +169,33 @@ class RoleDetailView(RoleScopeMixin, DetailView):
 
 
 class RoleDeleteView(RoleAdminMixin, TemplateView):
-    template_name = "policies/role_confirm_delete.html"
+    def confirmation(self, role: Role) -> Confirmation:
+        users = role_users(role)
+        rules = role.rules.count()
+        stops = [
+            f"The role “{role.name}” and its {rules} rule{'' if rules == 1 else 's'} are deleted."
+        ]
+        if users:
+            stops.append(
+                f"It still governs {len(users)} worker{'' if len(users) == 1 else 's'}: move them "
+                "(their default role and tokens) to another role first, or the deletion is refused."
+            )
+        return Confirmation(
+            title=f"Delete role “{role.name}”?",
+            stops=stops,
+            button="Delete role",
+            cancel_url=self.detail_url(role),
+            lists=[("Workers that use this role", users)],
+        )
 
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context["role"] = self.get_role()
-        return context
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        return confirmation_page(request, self.confirmation(role), self.get_context_data())
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
+        if not is_confirmed(request):
+            return confirmation_page(request, self.confirmation(role), self.get_context_data())
         try:
             role_delete(role=role, actor=request.user, request=request)
         except ValidationError as exc:
@@ -240,14 +274,65 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         return self._render(step, provider, form, status=400)
 
 
+RESTORE_SESSION_KEY = "policies:removed-rule"
+
+
 class RuleDeleteView(RoleAdminMixin, View):
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
         rule = get_object_or_404(Rule.objects.filter(role=role), pk=kwargs["rule_id"])
+        words = describe_rule(rule.to_spec())
+        if not is_confirmed(request):
+            users = role_users(role)
+            confirmation = Confirmation(
+                title=f"Remove a rule of “{role.name}”?",
+                stops=[
+                    f"Workers with this role can no longer use: {words} (unless another rule "
+                    "allows it); denied calls answer 403 immediately.",
+                    f"{len(users)} worker{'' if len(users) == 1 else 's'} use this role.",
+                ],
+                button="Remove rule",
+                cancel_url=self.detail_url(role),
+                undo="the next page offers to add the rule back.",
+                lists=[("Workers that use this role", users)],
+            )
+            context = {"organization": self.organization, "membership": self.membership}
+            return confirmation_page(request, confirmation, context)
+        document = {k: v for k, v in rule_document(rule).items() if k != "id"}
         rule_delete(rule=rule, actor=request.user, request=request)
-        messages.success(request, "Rule removed.")
+        messages.success(request, f"Rule removed: {words}.")
+        request.session[RESTORE_SESSION_KEY] = {"role_id": role.pk, "rule": document}
+        offer_undo(
+            request,
+            label="Undo: add the rule back",
+            url=reverse(
+                "policies:rule_restore",
+                kwargs={"org_slug": self.organization.slug, "role_id": role.pk},
+            ),
+            org_slug=self.organization.slug,
+        )
+        return HttpResponseRedirect(self.detail_url(role))
+
+
+class RuleRestoreView(RoleAdminMixin, View):
+    """Undo of a rule removal: adds back the rule this session removed last (once)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        entry = request.session.pop(RESTORE_SESSION_KEY, None)
+        if not entry or entry.get("role_id") != role.pk:
+            messages.error(request, "There is no removed rule to add back.")
+            return HttpResponseRedirect(self.detail_url(role))
+        try:
+            rule_add(role=role, rule=entry["rule"], actor=request.user, request=request)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, "Rule added back.")
         return HttpResponseRedirect(self.detail_url(role))
 
 

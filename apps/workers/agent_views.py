@@ -16,7 +16,7 @@ from apps.workers.selectors import role_allowances
 WHOAMI_EXAMPLE = {
     "worker": {"id": 7, "name": "demo-agent", "status": "active"},
     "organization": {"slug": "demo", "name": "Demo Org"},
-    "role": {"id": 3, "name": "sandbox-reader"},
+    "role": {"id": 3, "name": "sandbox-read-and-create-tasks"},
     "token": {"id": "tok_3kT9aQ2mX7bZ", "last4": "a1B2", "expires_at": "2026-12-28T10:00:00Z"},
     "allows": {
         "actions": [
@@ -24,7 +24,7 @@ WHOAMI_EXAMPLE = {
                 "name": "sandbox.list_tasks",
                 "class": "read",
                 "description": "List tasks.",
-                "connections": ["sandbox"],
+                "connections": ["sandbox-demo"],
             },
         ],
         "proxy": [],

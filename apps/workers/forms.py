@@ -77,10 +77,3 @@ class RollForm(forms.Form):
         initial="24h",
         help_text="How long the old token keeps working, so agents can switch without downtime.",
     )
-
-
-class KillSwitchForm(forms.Form):
-    confirm = forms.CharField(
-        label="Type the organization's slug to confirm",
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
-    )

@@ -17,16 +17,20 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views import View
-from django.views.generic import DetailView, FormView, ListView, TemplateView
+from django.views.generic import DetailView, FormView, TemplateView
 
+from apps.audit.selectors import recent_calls
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed, offer_undo
+from apps.core.pagination import KeysetListMixin, int_param, keyset_page
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.workers import services
-from apps.workers.forms import KillSwitchForm, MintForm, RollForm, WorkerForm
+from apps.workers.forms import MintForm, RollForm, WorkerForm
 from apps.workers.models import EXPIRY_WARNING_DAYS, Worker, WorkerToken
 
 MINTED_SESSION_KEY = "workers:minted-token"
@@ -48,26 +52,36 @@ def _apply_service_errors(form: Any, exc: ValidationError) -> None:
         form.add_error(field if field in form.fields else None, errors)
 
 
-class WorkerListView(_WorkersBase, ListView):  # type: ignore[misc]
-    template_name = "workers/list.html"
-    context_object_name = "workers"
+class WorkerListView(_WorkersBase, KeysetListMixin, TemplateView):
+    """One keyset page of workers by name, with search; token counts for that page only."""
 
-    def scope_queryset(self) -> QuerySet[Any]:
+    template_name = "workers/list.html"
+    search_fields = ("name", "description")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        page = self.paginate(self.scope_queryset().select_related("default_role", "owner"))
         now = timezone.now()
-        usable = Q(tokens__revoked_at__isnull=True, tokens__expires_at__gt=now)
-        return (
-            super()
-            .scope_queryset()
-            .select_related("default_role", "owner")
+        counts = {
+            row["worker_id"]: row
+            for row in WorkerToken.objects.filter(
+                worker_id__in=[w.pk for w in page], revoked_at__isnull=True, expires_at__gt=now
+            )
+            .values("worker_id")
             .annotate(
-                active_tokens=Count("tokens", filter=usable),
-                expiring_tokens=Count(
-                    "tokens",
-                    filter=usable
-                    & Q(tokens__expires_at__lte=now + timedelta(days=EXPIRY_WARNING_DAYS)),
+                active=Count("id"),
+                expiring=Count(
+                    "id",
+                    filter=Q(expires_at__lte=now + timedelta(days=EXPIRY_WARNING_DAYS)),
                 ),
             )
-        )
+        }
+        for worker in page:
+            row: Any = counts.get(worker.pk, {})
+            worker.active_tokens = row.get("active", 0)
+            worker.expiring_tokens = row.get("expiring", 0)
+        context.update(page=page, workers=page.rows)
+        return context
 
 
 class WorkerCreateView(_WorkersBase, FormView):
@@ -150,15 +164,22 @@ class WorkerDetailView(_WorkerObject, DetailView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        tokens = list(
-            self.object.tokens.select_related("role", "created_by", "rolled_from").order_by(
-                "revoked_at", "-created_at"
-            )
+        now = timezone.now()
+        tokens = self.object.tokens.select_related("role", "created_by", "rolled_from")
+        usable = Q(revoked_at__isnull=True, expires_at__gt=now)
+        # Ended tokens pile up with every roll: newest first, one keyset page at a time.
+        ended = keyset_page(
+            tokens.exclude(usable),
+            order="id",
+            descending=True,
+            after=int_param(self.request, "after"),
+            before=int_param(self.request, "before"),
         )
         context.update(
-            tokens=tokens,
-            active_tokens=[t for t in tokens if t.status == "active"],
-            inactive_tokens=[t for t in tokens if t.status != "active"],
+            active_tokens=list(tokens.filter(usable).order_by("-created_at")),
+            inactive_tokens=ended.rows,
+            inactive_page=ended,
+            inactive_count=tokens.exclude(usable).count(),
             mint_form=MintForm(organization=self.organization),
             roll_form=RollForm(),
             expiry_warning_days=EXPIRY_WARNING_DAYS,
@@ -166,13 +187,28 @@ class WorkerDetailView(_WorkerObject, DetailView):
         return context
 
 
+def _calls(n: int) -> str:
+    return f"{n} call{'' if n == 1 else 's'} in the last hour"
+
+
+def _tokens(n: int) -> str:
+    return f"{n} token{'' if n == 1 else 's'}"
+
+
 class _WorkerAction(_WorkerObject, View):
-    """POST-only actions on one worker; they redirect back to its page."""
+    """POST-only actions on one worker; they redirect back to its page. A
+    destructive one answers a confirmation page first (apps.core.confirm)."""
 
     required_role = OrgRole.ADMIN
 
     def post(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
         worker = self.get_worker()
+        if not is_confirmed(request):
+            confirmation = self.confirmation(request, worker)
+            if confirmation is not None:
+                return confirmation_page(
+                    request, confirmation, self.get_context_data_for_confirm(worker)
+                )
         try:
             response = self.act(request, worker)
         except ValidationError as exc:
@@ -180,6 +216,12 @@ class _WorkerAction(_WorkerObject, View):
                 messages.error(request, error)
             response = None
         return response or redirect(self.detail_url(worker))
+
+    def get_context_data_for_confirm(self, worker: Worker) -> dict[str, Any]:
+        return {"organization": self.organization, "membership": self.membership, "worker": worker}
+
+    def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
+        return None
 
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
         raise NotImplementedError
@@ -189,11 +231,7 @@ class TokenMintView(_WorkerAction):
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
         form = MintForm(request.POST, organization=self.organization)
         if not form.is_valid():
-            for field, errors in form.errors.items():
-                label = form.fields[field].label if field in form.fields else ""
-                text = " ".join(str(error) for error in errors)
-                messages.error(request, f"{label}: {text}" if label else text)
-            return None
+            return _worker_page_with_mint_errors(self, request, worker, form)
         token, raw = services.token_mint(
             worker=worker,
             role=form.cleaned_data["role"],
@@ -205,8 +243,31 @@ class TokenMintView(_WorkerAction):
 
 
 class TokenRollView(_WorkerAction):
+    def _token(self, worker: Worker) -> WorkerToken:
+        return get_object_or_404(worker.tokens, public_id=self.kwargs["token_id"])
+
+    def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
+        token = self._token(worker)
+        overlap = RollForm(request.POST)
+        label = (
+            dict(overlap.fields["overlap"].choices).get(request.POST.get("overlap", ""), "")  # type: ignore[attr-defined]
+            or "the chosen time"
+        )
+        calls = recent_calls(self.organization, token_id=token.public_id)
+        return Confirmation(
+            title=f"Roll token {token.public_id} of {worker.name}?",
+            stops=[
+                f"{token.public_id} keeps working for {label.lower()}, then stops "
+                f"({_calls(calls)} used it).",
+                "A new token is shown once: give it to the agent before the old one stops.",
+            ],
+            button="Roll token",
+            cancel_url=self.detail_url(worker),
+            undo="revoke the new token; the old one keeps working until its overlap ends.",
+        )
+
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        token = get_object_or_404(worker.tokens, public_id=self.kwargs["token_id"])
+        token = self._token(worker)
         form = RollForm(request.POST)
         if not form.is_valid():
             messages.error(request, "Choose how long the old token keeps working.")
@@ -221,8 +282,24 @@ class TokenRollView(_WorkerAction):
 
 
 class TokenRevokeView(_WorkerAction):
+    def _token(self, worker: Worker) -> WorkerToken:
+        return get_object_or_404(worker.tokens, public_id=self.kwargs["token_id"])
+
+    def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
+        token = self._token(worker)
+        calls = recent_calls(self.organization, token_id=token.public_id)
+        return Confirmation(
+            title=f"Revoke token {token.public_id} of {worker.name}?",
+            stops=[
+                f"{worker.name}'s token {token.public_id} (…{token.last4}) stops working "
+                f"immediately; {_calls(calls)}."
+            ],
+            button="Revoke token",
+            cancel_url=self.detail_url(worker),
+        )
+
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        token = get_object_or_404(worker.tokens, public_id=self.kwargs["token_id"])
+        token = self._token(worker)
         services.token_revoke(
             token=token, revoked_by=request.user, reason="Revoked in the dashboard", request=request
         )
@@ -230,7 +307,21 @@ class TokenRevokeView(_WorkerAction):
         return None
 
 
+def _worker_stops(worker: Worker) -> str:
+    usable = worker.tokens.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).count()
+    calls = recent_calls(worker.organization, worker_id=worker.pk)
+    return f"{worker.name}'s {_tokens(usable)} stop working immediately; {_calls(calls)}."
+
+
 class WorkerRevokeAllView(_WorkerAction):
+    def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
+        return Confirmation(
+            title=f"Revoke every token of {worker.name}?",
+            stops=[_worker_stops(worker), "Revoked tokens never come back: mint new ones after."],
+            button="Revoke all tokens",
+            cancel_url=self.detail_url(worker),
+        )
+
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
         count = services.worker_revoke_all_tokens(
             worker=worker, revoked_by=request.user, request=request
@@ -240,9 +331,27 @@ class WorkerRevokeAllView(_WorkerAction):
 
 
 class WorkerDisableView(_WorkerAction):
+    def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
+        return Confirmation(
+            title=f"Disable {worker.name}?",
+            stops=[_worker_stops(worker)],
+            button="Disable worker",
+            cancel_url=self.detail_url(worker),
+            undo="enable the worker again; its tokens that are not revoked or expired work again.",
+        )
+
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
         services.worker_disable(worker=worker, disabled_by=request.user, request=request)
         messages.success(request, f"{worker.name} is disabled: all its tokens fail now.")
+        offer_undo(
+            request,
+            label=f"Undo: enable {worker.name} again",
+            url=reverse(
+                "workers:enable",
+                kwargs={"org_slug": self.organization.slug, "worker_id": worker.pk},
+            ),
+            org_slug=self.organization.slug,
+        )
         return None
 
 
@@ -251,6 +360,18 @@ class WorkerEnableView(_WorkerAction):
         services.worker_enable(worker=worker, enabled_by=request.user, request=request)
         messages.success(request, f"{worker.name} is enabled. Revoked tokens stay revoked.")
         return None
+
+
+def _worker_page_with_mint_errors(
+    view: _WorkerObject, request: HttpRequest, worker: Worker, form: MintForm
+) -> HttpResponse:
+    """The worker's page again, with the errors next to the fields and the values kept."""
+    page = WorkerDetailView()
+    page.setup(request, **view.kwargs)
+    page.organization, page.membership, page.object = view.organization, view.membership, worker
+    context = page.get_context_data(object=worker)
+    context["mint_form"] = form
+    return TemplateResponse(request, page.template_name, context, status=400)
 
 
 def _show_once(
@@ -300,28 +421,42 @@ class TokenOnceView(_WorkersBase, TemplateView):
         return response
 
 
-class KillSwitchView(_WorkersBase, FormView):
-    template_name = "workers/kill_switch.html"
-    form_class = KillSwitchForm
+class KillSwitchView(_WorkersBase, View):
+    """The org-wide kill switch, behind the same confirmation as every destructive action."""
+
     required_role = OrgRole.ADMIN
 
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context["active_count"] = (
-            WorkerToken.objects.for_organization(self.organization).usable().count()
+    def confirmation(self) -> Confirmation:
+        tokens = WorkerToken.objects.for_organization(self.organization).usable()
+        workers = tokens.values("worker_id").distinct().count()
+        calls = recent_calls(self.organization)
+        return Confirmation(
+            title=f"Revoke every worker token of {self.organization.name}?",
+            stops=[
+                f"All {_tokens(tokens.count())} of {workers} worker"
+                f"{'' if workers == 1 else 's'} stop working immediately; every agent is cut "
+                f"off on its next request ({_calls(calls)}).",
+                "Revoked tokens never come back: you will mint new ones afterwards.",
+            ],
+            button="Revoke every worker token",
+            cancel_url=reverse("workers:list", kwargs={"org_slug": self.organization.slug}),
         )
-        return context
 
-    def form_valid(self, form: KillSwitchForm) -> HttpResponse:
-        try:
-            count = services.organization_revoke_all_worker_tokens(
-                organization=self.organization,
-                confirm=form.cleaned_data["confirm"].strip(),
-                revoked_by=self.request.user,
-                request=self.request,
-            )
-        except ValidationError as exc:
-            _apply_service_errors(form, exc)
-            return self.form_invalid(form)
+    def _page(self, request: HttpRequest) -> HttpResponse:
+        context = {"organization": self.organization, "membership": self.membership}
+        return confirmation_page(request, self.confirmation(), context)
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._page(request)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_confirmed(request):
+            return self._page(request)
+        count = services.organization_revoke_all_worker_tokens(
+            organization=self.organization,
+            confirm=self.organization.slug,  # a person confirmed on the page above
+            revoked_by=self.request.user,
+            request=self.request,
+        )
         messages.success(self.request, f"Kill switch used: {count} worker token(s) revoked.")
         return redirect("workers:list", org_slug=self.organization.slug)

@@ -43,7 +43,10 @@ def test_page_mints_shows_once_and_revokes(org, admin):
     assert raw not in again and "terraform" in again
 
     token = PersonalAPIToken.objects.get(user=admin)
-    assert client.post(f"/accounts/tokens/{token.public_id}/revoke/").status_code == 302
+    assert (
+        client.post(f"/accounts/tokens/{token.public_id}/revoke/", {"confirmed": "yes"}).status_code
+        == 302
+    )
     response = api_with(raw).get(workers_url(org))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_invalid"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.http import StreamingHttpResponse
@@ -369,37 +370,117 @@ def test_detail_links_never_reach_into_another_org(client, org, other_org, revie
 
 def test_charts_count_calls_denials_and_top_denied_actions(client, org, reviewer):
     broker_event(org)
+    broker_event(org, action="broker.execute.attempt")  # the same call, not a second one
     broker_event(org, worker_id=8)
-    broker_event(org, decision="denied", action="broker.denied")
-    broker_event(org, decision="denied", action="broker.denied", worker_id=8)
-    broker_event(org, decision="denied", action="proxy.denied")
+    broker_event(org, decision="denied", metadata={"action": "sandbox.delete_task"}, reason="r1")
+    broker_event(
+        org,
+        decision="denied",
+        worker_id=8,
+        metadata={"action": "sandbox.delete_task"},
+        reason="r1",
+    )
+    broker_event(
+        org,
+        action="broker.proxy",
+        decision="denied",
+        provider="github",
+        metadata={"method": "DELETE", "path": "/repos/x"},
+        reason="r2",
+    )
+    broker_event(org, action="broker.check", decision="denied", reason="dry")  # a dry run
     audit_record(action="org.created", organization=org)  # not a call
     login(client, reviewer)
     response = client.get(url(org, "audit:charts"))
     charts = response.context["charts"]
-    assert (charts["total_calls"], charts["total_denied"]) == (5, 3)
-    assert [(r["action"], r["n"]) for r in charts["top_denied"]] == [
-        ("broker.denied", 2),
-        ("proxy.denied", 1),
+    assert (charts["total_calls"], charts["total_denied"], charts["total_dry_runs"]) == (5, 3, 1)
+    assert [(r["label"], r["n"]) for r in charts["top_denied"]] == [
+        ("sandbox.delete_task", 2),
+        ("DELETE github (proxy)", 1),
     ]
+    assert [(r["label"], r["n"]) for r in charts["top_reasons"]] == [("r1", 2), ("r2", 1)]
     assert {w["worker_id"]: (w["calls"], w["denied"]) for w in charts["per_worker"]} == {
         7: (3, 2),
         8: (2, 1),
     }
     body = response.content.decode()
-    assert body.count("<svg") == 4
+    assert body.count("<svg") == 7
     assert "<script" not in body.split("<main", 1)[1]
 
     filtered = client.get(url(org, "audit:charts"), {"worker": 8}).context["charts"]
     assert (filtered["total_calls"], filtered["total_denied"]) == (2, 1)
 
 
-def test_chart_labels_are_escaped(client, org, reviewer):
-    broker_event(org, decision="denied", action="<script>alert(1)</script>")
+def test_charts_name_workers_and_bars_link_to_the_filtered_list(client, org, reviewer):
+    from apps.policies.models import Role
+    from apps.workers.models import Worker
+
+    role = Role.objects.create(organization=org, name="r")
+    bot = Worker.objects.create(organization=org, name="triage-bot", default_role=role)
+    for _ in range(2):
+        broker_event(
+            org, worker_id=bot.pk, decision="denied", metadata={"action": "sandbox.delete_task"}
+        )
+    broker_event(org, worker_id=bot.pk, metadata={"action": "sandbox.list_tasks"})
+    login(client, reviewer)
+    charts = client.get(url(org, "audit:charts")).context["charts"]
+    assert [(r["label"], r["n"]) for r in charts["top_denied_workers"]] == [("triage-bot", 2)]
+    assert charts["per_worker"][0]["name"] == "triage-bot"
+    assert "Worker " + str(bot.pk) not in client.get(url(org, "audit:charts")).content.decode()
+
+    # The "sandbox.delete_task" bar opens the audit list with exactly those events.
+    bar = charts["top_denied"][0]
+    assert bar["label"] == "sandbox.delete_task"
+    listed = client.get(bar["url"])
+    assert listed.status_code == 200
+    events = listed.context["page"].events
+    assert len(events) == 2
+    assert {e.metadata["action"] for e in events} == {"sandbox.delete_task"}
+    # And the worker bar: that worker's denials.
+    listed = client.get(charts["top_denied_workers"][0]["url"])
+    assert len(listed.context["page"].events) == 2
+
+
+def test_chart_buckets_fit_the_window(client, org, reviewer):
+    from apps.audit.charts import bucket_step
+
+    login(client, reviewer)
+    broker_event(org)
+    # Without a start, a window that holds one recent call is an hour in minutes.
+    charts = client.get(url(org, "audit:charts")).context["charts"]
+    assert charts["step"] == "minute"
+    assert charts["end"] - charts["start"] <= timedelta(hours=1, minutes=1)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert bucket_step(start, start + timedelta(hours=6))[1] == "5 minutes"
+    assert bucket_step(start, start + timedelta(days=1))[1] == "15 minutes"
+    assert bucket_step(start, start + timedelta(days=3))[1] == "hour"
+    assert bucket_step(start, start + timedelta(days=7))[1] == "6 hours"
+    assert bucket_step(start, start + timedelta(days=31))[1] == "day"
+    # An explicit range is kept as given.
+    params = {"start": "2026-01-01T00:00", "end": "2026-01-01T06:00"}
+    charts = client.get(url(org, "audit:charts"), params).context["charts"]
+    assert charts["step"] == "5 minutes"
+
+
+def test_charts_are_responsive_svg(client, org, reviewer):
+    broker_event(org)
     login(client, reviewer)
     body = client.get(url(org, "audit:charts")).content.decode()
-    assert "<script>alert(1)" not in body
-    assert "&lt;script&gt;alert(1)" in body
+    assert 'width="640"' not in body
+    assert 'viewBox="0 0 640' in body
+
+
+def test_chart_labels_are_escaped(client, org, reviewer):
+    broker_event(
+        org,
+        decision="denied",
+        metadata={"action": "<script>alert(1)</script>"},
+        reason='<img src=x onerror="alert(2)">',
+    )
+    login(client, reviewer)
+    body = client.get(url(org, "audit:charts")).content.decode()
+    assert "<script>alert(1)" not in body and "<img src=x" not in body
+    assert "&lt;script&gt;alert(1)" in body and "&lt;img src=x" in body
 
 
 # --- exports -----------------------------------------------------------------

@@ -15,7 +15,9 @@ def test_disconnect_revokes_at_the_provider_and_destroys_secrets(connected, admi
     access, refresh = connected.access_token, connected.refresh_token
     page = admin_client.get(f"/o/acme/connections/{connected.pk}/disconnect/")
     assert page.status_code == 200 and "Disconnect and destroy" in page.content.decode()
-    response = admin_client.post(f"/o/acme/connections/{connected.pk}/disconnect/")
+    response = admin_client.post(
+        f"/o/acme/connections/{connected.pk}/disconnect/", {"confirmed": "yes"}
+    )
     assert response.status_code == 302
     row = Connection.objects.get(pk=connected.pk)
     assert row.status == ConnectionStatus.REVOKED
@@ -34,7 +36,9 @@ def test_a_failed_revocation_is_recorded_and_secrets_are_destroyed_anyway(
     connected, admin_client, settings
 ):
     settings.GRANTRY_PROVIDER_URLS = {"sandbox.revocation_url": "http://127.0.0.1:1/revoke/"}
-    response = admin_client.post(f"/o/acme/connections/{connected.pk}/disconnect/", follow=True)
+    response = admin_client.post(
+        f"/o/acme/connections/{connected.pk}/disconnect/", {"confirmed": "yes"}, follow=True
+    )
     assert "did not confirm the revocation" in response.content.decode()
     row = Connection.objects.get(pk=connected.pk)
     assert row.status == ConnectionStatus.REVOKED

@@ -5,17 +5,18 @@ from django.urls import NoReverseMatch, reverse
 
 register = template.Library()
 
-# The dashboard's sections, in navigation order: (label, url name, section key).
+# The dashboard's sections, in navigation order: (label, url name, section key, the
+# least org role that may open it). A section the viewer's role cannot open is not shown.
 SECTIONS = [
-    ("Overview", "orgs:overview", "overview"),
-    ("Connections", "connections:list", "connections"),
-    ("Workers", "workers:list", "workers"),
-    ("Roles", "policies:list", "roles"),
-    ("Approvals", "approvals:list", "approvals"),
-    ("Providers", "providers:catalog", "providers"),
-    ("Audit", "audit:list", "audit"),
-    ("Members", "orgs:members", "members"),
-    ("Settings", "orgs:settings", "settings"),
+    ("Overview", "orgs:overview", "overview", "member"),
+    ("Connections", "connections:list", "connections", "member"),
+    ("Workers", "workers:list", "workers", "reviewer"),
+    ("Roles", "policies:list", "roles", "member"),
+    ("Approvals", "approvals:list", "approvals", "member"),
+    ("Providers", "providers:catalog", "providers", "member"),
+    ("Audit", "audit:list", "audit", "reviewer"),
+    ("Members", "orgs:members", "members", "member"),
+    ("Settings", "orgs:settings", "settings", "member"),
 ]
 
 
@@ -28,8 +29,11 @@ def org_sections(context: template.Context) -> list[dict[str, object]]:
         return []
     request = context.get("request")
     path = request.path if request is not None else ""
+    membership = context.get("current_membership") or context.get("membership")
     entries = []
-    for label, url_name, key in SECTIONS:
+    for label, url_name, key, least in SECTIONS:
+        if membership is not None and not membership.has_at_least(least):
+            continue
         try:
             url = reverse(url_name, kwargs={"org_slug": org.slug})
             ready = True
@@ -47,3 +51,28 @@ def org_overview(organization: object) -> object:
     from apps.dashboard.overview import organization_overview
 
     return organization_overview(organization)
+
+
+@register.simple_tag(takes_context=True)
+def undo_offer(context: template.Context) -> dict[str, object] | None:
+    """The Undo that the last action offered (apps.core.confirm.offer_undo), once."""
+    from apps.core.confirm import take_undo
+
+    org = context.get("current_org") or context.get("organization")
+    request = context.get("request")
+    if org is None or request is None or not hasattr(request, "session"):
+        return None
+    return take_undo(request, org.slug)
+
+
+@register.simple_tag(takes_context=True)
+def org_admins(context: template.Context) -> list[str]:
+    """Emails of the current org's owners and admins: who can grant a role."""
+    org = context.get("current_org") or context.get("organization")
+    if org is None:
+        return []
+    return list(
+        org.memberships.filter(role__in=("owner", "admin"))
+        .order_by("-role", "user__email")
+        .values_list("user__email", flat=True)[:10]
+    )

@@ -139,7 +139,7 @@ def test_role_change_and_remove_via_pages(client, org, owner, member, reviewer):
     response = client.post(role_url(org, m(member, org)), {"role": "admin"})
     assert response.status_code == 302
     assert m(member, org).role == OrgRole.ADMIN
-    response = client.post(remove_url(org, m(reviewer, org)))
+    response = client.post(remove_url(org, m(reviewer, org)), {"confirmed": "yes"})
     assert response.status_code == 302
     assert not Membership.objects.filter(user=reviewer, organization=org).exists()
 
@@ -148,7 +148,7 @@ def test_last_owner_protection_via_page_shows_message(client, org, owner):
     client.force_login(owner)
     response = client.post(role_url(org, m(owner, org)), {"role": "member"}, follow=True)
     assert "last owner" in response.content.decode()
-    response = client.post(remove_url(org, m(owner, org)), follow=True)
+    response = client.post(remove_url(org, m(owner, org)), {"confirmed": "yes"}, follow=True)
     assert "last owner" in response.content.decode()
     assert m(owner, org).role == OrgRole.OWNER
 

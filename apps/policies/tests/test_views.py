@@ -120,7 +120,7 @@ def test_admin_creates_edits_and_deletes_a_role(client, admin):
     client.post(url("edit", role_id=role.pk), {"name": "ops-2", "description": ""})
     role.refresh_from_db()
     assert role.name == "ops-2"
-    assert client.post(url("delete", role_id=role.pk)).status_code == 302
+    assert client.post(url("delete", role_id=role.pk), {"confirmed": "yes"}).status_code == 302
     assert not Role.objects.filter(pk=role.pk).exists()
     assert list(
         AuditEvent.objects.filter(target_type="role")
@@ -215,7 +215,12 @@ def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
 def test_rule_delete(client, admin, role):
     client.force_login(admin)
     rule = role.rules.first()
-    assert client.post(url("rule_delete", role_id=role.pk, rule_id=rule.pk)).status_code == 302
+    assert (
+        client.post(
+            url("rule_delete", role_id=role.pk, rule_id=rule.pk), {"confirmed": "yes"}
+        ).status_code
+        == 302
+    )
     assert not Rule.objects.filter(pk=rule.pk).exists()
     assert AuditEvent.objects.filter(action="role.changed").count() == 1
 

@@ -58,7 +58,9 @@ def test_admin_creates_worker_mints_sees_token_once_and_revokes(org, admin, role
     token = WorkerToken.objects.get(worker=worker)
     assert token.public_id in detail.content.decode()
 
-    revoke = client.post(url(org, f"{worker.pk}/tokens/{token.public_id}/revoke/"))
+    revoke = client.post(
+        url(org, f"{worker.pk}/tokens/{token.public_id}/revoke/"), {"confirmed": "yes"}
+    )
     assert revoke.status_code == 302
     assert whoami(raw).status_code == 401
     assert {"worker.created", "token.minted", "token.revoked"} <= set(
@@ -70,7 +72,8 @@ def test_roll_from_the_dashboard_shows_the_new_token_once(org, admin, worker, mi
     token, old_raw = minted
     client = logged_in(admin)
     response = client.post(
-        url(org, f"{worker.pk}/tokens/{token.public_id}/roll/"), {"overlap": "1h"}
+        url(org, f"{worker.pk}/tokens/{token.public_id}/roll/"),
+        {"overlap": "1h", "confirmed": "yes"},
     )
     assert response.url == url(org, "token/")
     html = client.get(url(org, "token/")).content.decode()
@@ -83,24 +86,26 @@ def test_roll_from_the_dashboard_shows_the_new_token_once(org, admin, worker, mi
 def test_disable_enable_and_revoke_all(org, admin, worker, minted):
     _, raw = minted
     client = logged_in(admin)
-    client.post(url(org, f"{worker.pk}/disable/"))
+    client.post(url(org, f"{worker.pk}/disable/"), {"confirmed": "yes"})
     assert Worker.objects.get(pk=worker.pk).status == WorkerStatus.DISABLED
     assert whoami(raw).json()["error"]["code"] == "worker_disabled"
     client.post(url(org, f"{worker.pk}/enable/"))
     assert whoami(raw).status_code == 200
-    client.post(url(org, f"{worker.pk}/revoke-all/"))
+    client.post(url(org, f"{worker.pk}/revoke-all/"), {"confirmed": "yes"})
     assert whoami(raw).json()["error"]["code"] == "token_invalid"
 
 
-def test_kill_switch_requires_typing_the_slug(org, admin, worker, minted):
+def test_kill_switch_confirms_what_stops_first(org, admin, worker, minted):
     _, raw = minted
     client = logged_in(admin)
-    assert client.get(url(org, "kill-switch/")).status_code == 200
-    wrong = client.post(url(org, "kill-switch/"), {"confirm": "acm"})
-    assert wrong.status_code == 200
-    assert "Type the organization" in wrong.content.decode()
+    page = client.get(url(org, "kill-switch/"))
+    assert page.status_code == 200
+    assert "All 1 token of 1 worker stop working immediately" in page.content.decode()
+    unconfirmed = client.post(url(org, "kill-switch/"))
+    assert unconfirmed.status_code == 200
+    assert 'name="confirmed" value="yes"' in unconfirmed.content.decode()
     assert whoami(raw).status_code == 200
-    right = client.post(url(org, "kill-switch/"), {"confirm": org.slug})
+    right = client.post(url(org, "kill-switch/"), {"confirmed": "yes"})
     assert right.status_code == 302
     assert whoami(raw).status_code == 401
     assert AuditEvent.objects.filter(action="killswitch.org").count() == 1

@@ -1,0 +1,70 @@
+"""A new organization tries the Sandbox over OAuth: in development the Sandbox
+registers the organization's OAuth app in one click (issue 13, #3)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+
+from apps.audit.models import AuditEvent
+from apps.connections.models import Connection, ConnectionStatus, ProviderApp
+from tests.factories import PASSWORD
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.mark.django_db
+def test_the_button_needs_the_sandbox_enabled(admin_client, org):
+    url = f"/o/{org.slug}/connections/connect/sandbox/"
+    with override_settings(GRANTRY_SANDBOX_ENABLED=False):
+        assert "Register the Sandbox OAuth app" not in admin_client.get(url).content.decode()
+        assert admin_client.post(url, {"kind": "sandbox_app"}).status_code == 404
+    assert not ProviderApp.objects.filter(organization=org).exists()
+    assert "Register the Sandbox OAuth app" in admin_client.get(url).content.decode()
+
+
+@pytest.mark.django_db
+def test_members_cannot_register(client, org, member):
+    client.force_login(member)
+    response = client.post(f"/o/{org.slug}/connections/connect/sandbox/", {"kind": "sandbox_app"})
+    assert response.status_code == 403
+    assert not ProviderApp.objects.filter(organization=org).exists()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_new_org_registers_the_sandbox_app_and_connects_over_oauth(live_server, org, admin):
+    from playwright.sync_api import sync_playwright
+
+    base = live_server.url
+    with (
+        override_settings(GRANTRY_BASE_URL=base, GRANTRY_SANDBOX_URL=""),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+        )
+        page = browser.new_page()
+        page.goto(f"{base}/accounts/login/")
+        page.get_by_label("Email").fill(admin.email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name=re.compile("Sign in|Log in", re.I)).click()
+        page.wait_for_load_state()
+        page.goto(f"{base}/o/acme/connections/connect/sandbox/")
+        page.get_by_role("button", name="Register the Sandbox OAuth app").click()
+        page.wait_for_load_state()
+        assert "registered this organization's OAuth app" in page.content()
+        page.get_by_label("Connection name").fill("my-sandbox")
+        page.get_by_role("button", name="Continue to Sandbox").click()
+        page.wait_for_load_state()
+        assert "/sandbox/o/authorize/" in page.url, page.url
+        page.get_by_role("button", name="Authorize").click()
+        page.wait_for_load_state()
+        assert page.url == f"{base}/o/acme/connections/"
+        browser.close()
+    assert Connection.objects.get(name="my-sandbox").status == ConnectionStatus.ACTIVE
+    assert AuditEvent.objects.filter(organization=org, action="provider_app.created").count() == 1
+    connections.close_all()
