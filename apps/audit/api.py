@@ -251,7 +251,7 @@ class AuditExportJobListCreateAPIView(_ExportScope, generics.ListAPIView[AuditEx
             raise serializers.ValidationError(
                 {"filter": [f"Unknown filter: {', '.join(unknown)}."]}
             )
-        form = AuditFilterForm(data=given)
+        form = AuditFilterForm(data=given, organization=self.organization)
         if not form.is_valid():
             raise serializers.ValidationError(
                 {f"filter.{name}": [str(m) for m in errs] for name, errs in form.errors.items()}

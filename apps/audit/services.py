@@ -370,7 +370,7 @@ def audit_export_run(*, export_id: int) -> AuditExport:
         )
         if export.status not in (ExportStatus.PENDING, ExportStatus.RUNNING):
             return export
-        form = AuditFilterForm(data=export.filter)
+        form = AuditFilterForm(data=export.filter, organization=export.organization)
         if not form.is_valid():
             export.status, export.error = ExportStatus.FAILED, "The stored filter is invalid."
             export.finished_at = timezone.now()
