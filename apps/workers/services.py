@@ -2,6 +2,13 @@
 
 The raw token leaves this module exactly once: as the second item returned by
 `token_mint()` / `token_roll()`. It is never stored, logged or audited.
+
+Lock order (so concurrent writes queue instead of deadlocking):
+1. the worker row, FOR UPDATE, only by the writes that change the worker itself;
+2. token rows, FOR NO KEY UPDATE of the token table only, in ascending id;
+3. the organization's audit chain head, always last (taken by `audit_record`).
+Nothing locks the organization or the role: a token insert only takes PostgreSQL's
+FOR KEY SHARE on the rows it references, which no lock here conflicts with.
 """
 
 from __future__ import annotations
@@ -317,7 +324,7 @@ def token_revoke(
     reason: str = "",
     request: HttpRequest | None = None,
 ) -> WorkerToken:
-    token = WorkerToken.objects.select_for_update().select_related("worker").get(pk=token.pk)
+    token = WorkerToken.objects.select_for_update(no_key=True).get(pk=token.pk)
     if token.revoked_at is not None:
         return token
     token.revoked_at = timezone.now()
@@ -348,11 +355,9 @@ def token_roll(
     working for `overlap` (none, 1h, 24h, 7d) and then expires."""
     if overlap not in ROLL_OVERLAPS:
         raise ValidationError({"overlap": f"Choose one of: {', '.join(ROLL_OVERLAPS)}."})
-    old = (
-        WorkerToken.objects.select_for_update()
-        .select_related("worker", "worker__organization", "role")
-        .get(pk=token.pk)
-    )
+    # Only the token row is locked (see the lock order above); its worker, organization
+    # and role are plain reads.
+    old = WorkerToken.objects.select_for_update(no_key=True).get(pk=token.pk)
     now = timezone.now()
     if old.revoked_at is not None or old.is_expired(now):
         raise ValidationError({"token": "Only an active token can be rolled."})
@@ -389,7 +394,12 @@ def token_roll(
 
 def _revoke_all(queryset: Any, *, revoked_by: Any, reason: str) -> list[str]:
     now = timezone.now()
-    ids = list(queryset.unrevoked().select_for_update().values_list("public_id", flat=True))
+    ids = list(
+        queryset.unrevoked()
+        .select_for_update(no_key=True)
+        .order_by("pk")
+        .values_list("public_id", flat=True)
+    )
     queryset.filter(public_id__in=ids).update(
         revoked_at=now, revoked_by=revoked_by, revoke_reason=reason
     )
