@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -29,6 +29,7 @@ from apps.audit.chain import (
     content_digest,
     link_hash,
 )
+from apps.audit.exceptions import AuditUnavailable
 from apps.audit.exports import export_stream
 from apps.audit.models import (
     ActorType,
@@ -140,12 +141,16 @@ def audit_record(
 
     content = content_digest(values)
     connection = connections[AuditEvent.objects.db]
-    if connection.vendor == "postgresql":
-        event_id, seq, prev_hash, hash_ = _append_postgresql(
-            connection, values, content, wait_for_flush=wait_for_flush
-        )
-    else:
-        event_id, seq, prev_hash, hash_ = _append_portable(values, content)
+    try:
+        if connection.vendor == "postgresql":
+            event_id, seq, prev_hash, hash_ = _append_postgresql(
+                connection, values, content, wait_for_flush=wait_for_flush
+            )
+        else:
+            event_id, seq, prev_hash, hash_ = _append_portable(values, content)
+    except DatabaseError as exc:
+        # Every surface answers 503 `audit_unavailable`; the enclosing change rolls back.
+        raise AuditUnavailable from exc
     event = AuditEvent(id=event_id, seq=seq, prev_hash=prev_hash, hash=hash_, **values)
     event._state.adding = False
     event._state.db = connection.alias

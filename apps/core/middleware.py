@@ -11,6 +11,9 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from apps.core.exceptions import ServiceUnavailable
 
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -34,4 +37,40 @@ class RequestIdMiddleware:
         finally:
             current_request_id.reset(token)
         response["X-Request-Id"] = request_id
+        return response
+
+
+def is_api_path(path: str) -> bool:
+    """The agent and management APIs and MCP: they answer JSON, never an HTML page."""
+    return path.startswith("/api/") or path == "/mcp" or path.startswith("/mcp/")
+
+
+class ServiceUnavailableMiddleware:
+    """A `ServiceUnavailable` (e.g. the audit trail cannot be written) raised by a view
+    outside DRF: the standard JSON error with 503 for the APIs and MCP, a styled 503
+    page for the dashboard. DRF views map it in apps.core.api.exception_handler."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from apps.core.api import error_response
+
+        if not isinstance(exception, ServiceUnavailable):
+            return None
+        headers = {"Retry-After": str(exception.retry_after)}
+        if is_api_path(request.path):
+            return error_response(
+                exception.code, exception.message, status_code=503, headers=headers
+            )
+        response = render(
+            request,
+            "503.html",
+            {"code": exception.code, "message": exception.message},
+            status=503,
+        )
+        response["Retry-After"] = headers["Retry-After"]
         return response

@@ -477,6 +477,7 @@ def token_touch(*, token: WorkerToken, ip: str | None, now: datetime | None = No
     return bool(updated)
 
 
+@transaction.atomic
 def token_auth_failure_record(
     *,
     code: str,
