@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
+from apps.core.middleware import client_request_metadata
 from apps.organizations.models import Membership, Organization, OrgRole
 from apps.workers.models import (
     DEFAULT_TOKEN_DAYS,
@@ -505,7 +506,7 @@ def token_auth_failure_record(
         action=action,
         outcome=Outcome.FAILURE,
         reason=message,
-        metadata={"code": code, "surface": "agent"},
+        metadata={"code": code, "surface": "agent", **client_request_metadata()},
         request=request,
         **fields,
     )
