@@ -1,9 +1,17 @@
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grantry.settings")
 
 app = Celery("grantry")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+def _background_database_timeouts(**kwargs: object) -> None:
+    """A worker's tasks may run longer than a web request: the background timeouts."""
+    from apps.core.db import use_background_timeouts
+
+    use_background_timeouts()

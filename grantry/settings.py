@@ -123,6 +123,24 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 _PREPARE_THRESHOLD = env.int("DB_PREPARE_THRESHOLD", default=2)
 if DATABASES["default"]["ENGINE"].endswith("postgresql") and _PREPARE_THRESHOLD > 0:
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = _PREPARE_THRESHOLD
+# Web requests give up on a statement after DB_STATEMENT_TIMEOUT_MS and on a lock wait
+# after DB_LOCK_TIMEOUT_MS (0 = never), so a locked table answers 503 instead of tying
+# up every web worker. Celery workers and management commands (other than runserver)
+# use the DB_BACKGROUND_* values instead (apps/core/db.py; manage.py, grantry/celery.py).
+DB_STATEMENT_TIMEOUT_MS = env.int("DB_STATEMENT_TIMEOUT_MS", default=5000)
+DB_LOCK_TIMEOUT_MS = env.int("DB_LOCK_TIMEOUT_MS", default=3000)
+DB_BACKGROUND_STATEMENT_TIMEOUT_MS = env.int("DB_BACKGROUND_STATEMENT_TIMEOUT_MS", default=0)
+DB_BACKGROUND_LOCK_TIMEOUT_MS = env.int("DB_BACKGROUND_LOCK_TIMEOUT_MS", default=60_000)
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    from apps.core.db import timeout_options
+
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = timeout_options(
+        background=env.str("GRANTRY_DB_TIMEOUTS", default="web") == "background",
+        statement_ms=DB_STATEMENT_TIMEOUT_MS,
+        lock_ms=DB_LOCK_TIMEOUT_MS,
+        background_statement_ms=DB_BACKGROUND_STATEMENT_TIMEOUT_MS,
+        background_lock_ms=DB_BACKGROUND_LOCK_TIMEOUT_MS,
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
