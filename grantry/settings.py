@@ -315,6 +315,11 @@ CELERY_BEAT_SCHEDULE["workers-warn-expiring-tokens"] = {
     "task": "workers.warn_expiring_tokens",
     "schedule": 24 * 60 * 60.0,
 }
+# Workers: sum up each closed window of failed authentications in one audit event.
+CELERY_BEAT_SCHEDULE["workers-flush-auth-failures"] = {
+    "task": "workers.flush_auth_failures",
+    "schedule": 60.0,
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Grantry ----------------------------------------------------------------
@@ -331,6 +336,13 @@ GRANTRY_AUDIT_EXPORT_TTL_HOURS = env.int("GRANTRY_AUDIT_EXPORT_TTL_HOURS", defau
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).
 GRANTRY_PROVIDER_URLS = env.dict("GRANTRY_PROVIDER_URLS", default={})
+# Failed token authentication (apps/workers/auth_failures.py): per window, this many
+# failures from one address or with one token prefix, then 429 until the window ends.
+GRANTRY_AUTH_FAILURE_WINDOW_SECONDS = env.int("GRANTRY_AUTH_FAILURE_WINDOW_SECONDS", default=60)
+GRANTRY_AUTH_FAILURES_PER_ADDRESS = env.int("GRANTRY_AUTH_FAILURES_PER_ADDRESS", default=30)
+GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX = env.int(
+    "GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX", default=10
+)
 # Connections: refresh this long before expiry; exercise refresh tokens idle this many days.
 GRANTRY_REFRESH_AHEAD_SECONDS = env.int("GRANTRY_REFRESH_AHEAD_SECONDS", default=600)
 GRANTRY_REFRESH_KEEPALIVE_DAYS = env.int("GRANTRY_REFRESH_KEEPALIVE_DAYS", default=7)

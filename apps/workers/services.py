@@ -25,10 +25,10 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.audit.models import ActorType, Outcome
+from apps.audit.models import ActorType
 from apps.audit.services import audit_record
-from apps.core.middleware import client_request_metadata
 from apps.organizations.models import Membership, Organization, OrgRole
+from apps.workers.auth_failures import auth_failure_record
 from apps.workers.models import (
     DEFAULT_TOKEN_DAYS,
     EXPIRY_WARNING_DAYS,
@@ -486,11 +486,11 @@ def token_auth_failure_record(
     request: HttpRequest | None,
     token: WorkerToken | None = None,
 ) -> None:
-    """Audit one failed agent authentication. Never given the raw token."""
-    fields: dict[str, Any] = {}
+    """Count and audit one failed agent authentication (throttled and aggregated per
+    window, apps.workers.auth_failures). Never given the raw token."""
+    fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
     if token is not None:
         fields = {
-            "organization_id": token.organization_id,
             "target_type": "workertoken",
             "target_id": token.public_id,
             "worker_id": token.worker_id,
@@ -499,16 +499,15 @@ def token_auth_failure_record(
             "actor_id": token.worker_id,
             "actor_label": token.worker.name,
         }
-    else:
-        fields = {"actor_type": ActorType.ANONYMOUS}
-    action = "token.expired_in_use" if code == "token_expired" else "auth.failed"
-    audit_record(
-        action=action,
-        outcome=Outcome.FAILURE,
-        reason=message,
-        metadata={"code": code, "surface": "agent", **client_request_metadata()},
+    auth_failure_record(
         request=request,
-        **fields,
+        surface="agent",
+        code=code,
+        message=message,
+        action="token.expired_in_use" if code == "token_expired" else "auth.failed",
+        organization_id=token.organization_id if token is not None else None,
+        token_public_id=token.public_id if token is not None else "",
+        fields=fields,
     )
 
 
