@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.audit.models import ActorType
+from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
 from apps.organizations.models import Membership, Organization, OrgRole
 from apps.workers.auth_failures import auth_failure_record
@@ -391,6 +391,70 @@ def token_roll(
         **_actor(rolled_by),
     )
     return new, raw
+
+
+def request_line(request: HttpRequest | None) -> dict[str, str]:
+    """Method and path of a request, never its query string (for leak reports)."""
+    if request is None:
+        return {}
+    return {"method": request.method or "", "path": request.path[:300]}
+
+
+def leaked_token_email(*, label: str, where: str, request: HttpRequest | None, remedy: str) -> str:
+    line = request_line(request)
+    seen = f"{line['method']} {line['path']}" if line else "a request"
+    return (
+        f"Grantry saw the {label} in {where} of {seen} at "
+        f"{timezone.now():%Y-%m-%d %H:%M} UTC.\n\n"
+        "URLs end up in access logs, proxies and browser history, so Grantry treats "
+        "the token as leaked and has revoked it. Calls with it now fail.\n\n"
+        f"{remedy}, and send it only in the Authorization header.\n"
+    )
+
+
+@transaction.atomic
+def token_leaked(
+    *, token: WorkerToken, where: str, request: HttpRequest | None = None
+) -> WorkerToken:
+    """A valid worker token was seen where it must never be (`where`, e.g. a URL's query
+    string): revoke it, audit `token.leaked` and email the worker's owner (or, with no
+    owner, the organization's admins) after commit. Never given the raw token."""
+    token = token_revoke(
+        token=token, reason=f"Leaked: sent in {where}", revoked_by=None, request=request
+    )
+    audit_record(
+        action="token.leaked",
+        organization_id=token.organization_id,
+        outcome=Outcome.FAILURE,
+        reason=f"The token was sent in {where}; it has been revoked.",
+        metadata={"where": where, "kind": "worker", **request_line(request)},
+        request=request,
+        **_token_target(token),
+    )
+    worker = token.worker
+    owner = worker.owner
+    recipients = (
+        [owner.email]
+        if owner is not None and owner.email
+        else list(
+            Membership.objects.filter(
+                organization_id=token.organization_id, role__in=[OrgRole.ADMIN, OrgRole.OWNER]
+            ).values_list("user__email", flat=True)
+        )
+    )
+    if recipients:
+        body = leaked_token_email(
+            label=f"worker token {token.public_id} (…{token.last4}) of worker {worker.name}",
+            where=where,
+            request=request,
+            remedy=(
+                "Roll or mint a new one at "
+                f"{settings.GRANTRY_BASE_URL}/o/{worker.organization.slug}/workers/{worker.pk}/"
+            ),
+        )
+        subject = f"[Grantry] A token of worker {worker.name} leaked and was revoked"
+        transaction.on_commit(lambda: send_mail(subject, body, None, recipients))
+    return token
 
 
 def _revoke_all(queryset: Any, *, revoked_by: Any, reason: str) -> list[str]:
