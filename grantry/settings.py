@@ -79,6 +79,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",
@@ -374,6 +375,24 @@ OAUTH2_PROVIDER = {
 }
 
 # --- Security ----------------------------------------------------------------
+# Content-Security-Policy on every response (django-csp): only this origin's own
+# files; no inline script or style, no eval, no plugins, never inside a frame.
+# Templates keep behaviour in static/js/ and styles in static/css/. The API docs
+# get their own policy (grantry/urls.py, apps/core/csp.py). form-action is left
+# open on purpose: connecting an OAuth provider submits a form that redirects to it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False
