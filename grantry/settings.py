@@ -345,6 +345,10 @@ GRANTRY_AUTH_FAILURES_PER_ADDRESS = env.int("GRANTRY_AUTH_FAILURES_PER_ADDRESS",
 GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX = env.int(
     "GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX", default=10
 )
+# The first failures of a kind in a window are audited one by one; the rest in one summary.
+GRANTRY_AUTH_FAILURES_AUDITED_PER_WINDOW = env.int(
+    "GRANTRY_AUTH_FAILURES_AUDITED_PER_WINDOW", default=5
+)
 # Connections: refresh this long before expiry; exercise refresh tokens idle this many days.
 GRANTRY_REFRESH_AHEAD_SECONDS = env.int("GRANTRY_REFRESH_AHEAD_SECONDS", default=600)
 GRANTRY_REFRESH_KEEPALIVE_DAYS = env.int("GRANTRY_REFRESH_KEEPALIVE_DAYS", default=7)

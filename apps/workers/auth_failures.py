@@ -9,12 +9,13 @@ management API) share these rules:
   prefix is kept). Once either count reaches its limit in the current window,
   every token request from that address, or with that prefix, answers 429
   `auth_throttled` with `Retry-After` until the window ends, before any lookup.
-- Aggregate. The first failure of a kind (organization, action, surface) in a
-  window is audited at once, as before. The rest of that window only counts, in
-  the cache; when the window has closed one `auth.failed` event sums it up
-  (count, first and last seen, codes, a sample of token ids and addresses).
-  A burst stays visible to reviewers and costs at most two rows per kind and
-  window, however long it lasts. The summary is written by the next failure of a
+- Aggregate. The first few failures of a kind (organization, action, surface)
+  in a window (GRANTRY_AUTH_FAILURES_AUDITED_PER_WINDOW, 5) are audited at once,
+  one event each, as before. The rest of that window only count, in the cache;
+  when the window has closed one `auth.failed` event sums them up (count, first
+  and last seen, codes, a sample of token ids and addresses). A burst stays
+  visible to reviewers and costs at most six rows per kind and window, however
+  long it lasts. The summary is written by the next failure of a
   later window or by the `workers.flush_auth_failures` beat task, whichever runs
   first (a claim key makes it exactly once).
 
@@ -51,6 +52,10 @@ clock = time.time
 
 def window_seconds() -> int:
     return int(getattr(settings, "GRANTRY_AUTH_FAILURE_WINDOW_SECONDS", 60))
+
+
+def individually_audited() -> int:
+    return int(getattr(settings, "GRANTRY_AUTH_FAILURES_AUDITED_PER_WINDOW", 5))
 
 
 def _window(now: float) -> int:
@@ -142,8 +147,8 @@ def auth_failure_record(
     token_public_id: str = "",
     fields: dict[str, Any] | None = None,
 ) -> bool:
-    """Count one failed authentication; audit it if it is the first of its kind in this
-    window, else fold it into the window's summary. Returns whether an event was written.
+    """Count one failed authentication; audit it if it is among the first few of its kind
+    in this window, else fold it into the window's summary. Returns whether an event was written.
     Never given the raw token."""
     now = clock()
     window = _window(now)
@@ -153,7 +158,7 @@ def auth_failure_record(
             _incr(key, window_seconds() * 2)
     kind = _kind_key(window, organization_id, action, surface)
     ip = client_ip(request) or ""
-    if cache.add(f"{kind}:open", 1, timeout=ttl):
+    if _incr(f"{kind}:seen", ttl) <= individually_audited():
         try:
             audit_record(
                 action=action,
@@ -165,7 +170,7 @@ def auth_failure_record(
                 **(fields or {"actor_type": ActorType.ANONYMOUS}),
             )
         except BaseException:
-            cache.delete(f"{kind}:open")  # not recorded: the next failure tries again
+            cache.decr(f"{kind}:seen")  # not recorded: the next failure tries again
             raise
         # Sum up earlier windows now rather than waiting for the beat task.
         transaction.on_commit(auth_failures_flush, robust=True)
