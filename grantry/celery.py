@@ -9,9 +9,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@signals.worker_init.connect
+@signals.celeryd_init.connect
 def _background_database_timeouts(**kwargs: object) -> None:
-    """A worker's tasks may run longer than a web request: the background timeouts."""
+    """A worker's tasks may run longer than a web request: the background timeouts.
+
+    celeryd_init comes from `celery worker` only, before the pool starts (prefork
+    children inherit the switch), never from a worker embedded in another process
+    (the test suite's), which must keep that process's own timeouts."""
     from apps.core.db import use_background_timeouts
 
     use_background_timeouts()

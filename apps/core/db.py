@@ -3,7 +3,7 @@
 They are libpq startup options (no extra round trip per connection). Web is the
 default; `manage.py` (except runserver) sets GRANTRY_DB_TIMEOUTS=background before
 the settings load, and a Celery worker switches with `use_background_timeouts()`
-on `worker_init` (grantry/celery.py). Imported by the settings: no Django imports
+on `celeryd_init` (grantry/celery.py). Imported by the settings: no Django imports
 at module level."""
 
 from __future__ import annotations

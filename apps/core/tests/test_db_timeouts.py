@@ -102,7 +102,8 @@ def test_a_celery_worker_switches_to_the_background_timeouts():
         "connection.ensure_connection()\n"
         "from celery import signals\n"
         "from grantry.celery import app\n"
-        "signals.worker_init.send(sender=app)\n" + SHOW_TIMEOUTS
+        "signals.celeryd_init.send(sender='w@host', instance=None, conf=app.conf, options={})\n"
+        + SHOW_TIMEOUTS
     )
     out = _run([sys.executable, "-c", script], DB_BACKGROUND_STATEMENT_TIMEOUT_MS="120000")
     assert out == "2min 1min"
@@ -138,3 +139,10 @@ def test_a_locked_audit_table_answers_503_within_the_lock_timeout(org, admin):
     assert response.status_code == 503, response.content
     assert response.json()["error"]["code"] == "audit_unavailable"
     assert not Worker.objects.filter(name="ci-bot").exists()
+
+
+def test_an_embedded_celery_worker_leaves_this_process_alone(celery_worker):
+    """Only `celery worker` switches to the background timeouts, never a worker running
+    inside another process (the test suite's own)."""
+    _needs_postgresql()
+    assert _show("lock_timeout") == f"{settings.DB_LOCK_TIMEOUT_MS // 1000}s"
