@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
@@ -42,7 +43,29 @@ def test_the_window_is_at_most_half_the_lifetime():
     assert hour.is_refresh_due(now=issued + timedelta(minutes=51))
 
 
-def test_calls_with_a_two_second_sandbox_token_do_not_refresh_every_time(sandbox, admin_client):
+def _drop_cached_oauthlib_cores() -> None:
+    from oauth2_provider.views.mixins import OAuthLibMixin
+
+    classes = [OAuthLibMixin]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if "_oauthlib_core" in cls.__dict__:
+            delattr(cls, "_oauthlib_core")
+
+
+@pytest.fixture
+def fresh_oauth_server():
+    """DOT caches its oauthlib server, and the token lifetime in it, on the view class:
+    build it under this test's settings, and never hand a 2-second one to the next."""
+    _drop_cached_oauthlib_cores()
+    yield
+    _drop_cached_oauthlib_cores()
+
+
+def test_calls_with_a_two_second_sandbox_token_do_not_refresh_every_time(
+    fresh_oauth_server, sandbox, admin_client
+):
     two_seconds = {**settings.OAUTH2_PROVIDER, "ACCESS_TOKEN_EXPIRE_SECONDS": 2}
     provider = get_provider("sandbox")
     with override_settings(OAUTH2_PROVIDER=two_seconds):
