@@ -6,8 +6,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connections
+
+from tests.factories import MembershipFactory, OrganizationFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -72,6 +75,11 @@ def test_strict_csp_on_every_dashboard_page_and_no_violation(browser, live_serve
     settings.GRANTRY_SANDBOX_URL = f"{live_server.url}/sandbox"
     settings.GRANTRY_BASE_URL = live_server.url
     call_command("seed_demo")
+    # A second organization, so the header's organization switcher is on every page.
+    owner = get_user_model().objects.get(username="demo@grantry.local")
+    MembershipFactory(
+        organization=OrganizationFactory(name="Second", slug="second"), user=owner, role="owner"
+    )
     base = live_server.url
     page = browser.new_context().new_page()
     watcher = Watcher(page)
@@ -114,6 +122,12 @@ def test_strict_csp_on_every_dashboard_page_and_no_violation(browser, live_serve
     if form.count():
         form.first.locator("button[type=submit]").click()
         page.wait_for_load_state("networkidle")
+
+    # The organization switcher submits itself on change (grantry.js, no inline handler).
+    watcher.visit(f"{base}/o/demo/")
+    with page.expect_navigation():
+        page.select_option("#org-switch-select", "second")
+    assert urlsplit(page.url).path == "/o/second/"
 
     assert watcher.violations == [], watcher.violations
 
