@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from apps.core.exceptions import ServiceUnavailable
+from apps.core.exceptions import as_service_unavailable
 
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
 # What the client sent as X-Request-Id (sanitised), for audit metadata only.
@@ -65,9 +65,10 @@ def is_api_path(path: str) -> bool:
 
 
 class ServiceUnavailableMiddleware:
-    """A `ServiceUnavailable` (e.g. the audit trail cannot be written) raised by a view
-    outside DRF: the standard JSON error with 503 for the APIs and MCP, a styled 503
-    page for the dashboard. DRF views map it in apps.core.api.exception_handler."""
+    """A `ServiceUnavailable` (e.g. the audit trail cannot be written) or a database
+    timeout raised by a view outside DRF: the standard JSON error with 503 for the APIs
+    and MCP, a styled 503 page for the dashboard. DRF views map both in
+    apps.core.api.exception_handler."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -78,8 +79,10 @@ class ServiceUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         from apps.core.api import error_response
 
-        if not isinstance(exception, ServiceUnavailable):
+        unavailable = as_service_unavailable(exception)
+        if unavailable is None:
             return None
+        exception = unavailable
         headers = {"Retry-After": str(exception.retry_after)}
         if is_api_path(request.path):
             return error_response(

@@ -146,3 +146,32 @@ def test_an_embedded_celery_worker_leaves_this_process_alone(celery_worker):
     inside another process (the test suite's own)."""
     _needs_postgresql()
     assert _show("lock_timeout") == f"{settings.DB_LOCK_TIMEOUT_MS // 1000}s"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_behind_a_locked_table_answers_503_not_500(org, admin):
+    _needs_postgresql()
+    make_role(org, "reader")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with psycopg.connect(_database_url()) as other:
+            other.execute("LOCK TABLE workers_worker IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        api = APIClient()
+        api.force_login(admin)
+        response = api.get(f"/api/v1/orgs/{org.slug}/workers/")
+        page = api.get(f"/o/{org.slug}/workers/")
+    finally:
+        release.set()
+        holder.join(timeout=60)
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "database_timeout"
+    assert page.status_code == 503
+    assert "database_timeout" in page.content.decode()
