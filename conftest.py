@@ -86,3 +86,14 @@ def _browser_tests_allow_sync_orm(request, monkeypatch):
     and undone after each, so async-safety stays on for the rest of the suite."""
     if request.node.get_closest_marker("browser"):
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_auth_failure_counters(monkeypatch):
+    """Failed-authentication throttles and aggregates live in the shared cache for a
+    window: give each test its own, so no test is throttled by another's failures."""
+    import uuid
+
+    from apps.workers import auth_failures
+
+    monkeypatch.setattr(auth_failures, "namespace", f"authfail-{uuid.uuid4().hex}")

@@ -2,7 +2,7 @@ import os
 import sys
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 
 if Path(sys.argv[0]).name == "celery":  # the celery command, not the web or the tests
     from grantry.devenv import load_dev_env
@@ -13,3 +13,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grantry.settings")
 app = Celery("grantry")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.celeryd_init.connect
+def _background_database_timeouts(**kwargs: object) -> None:
+    """A worker's tasks may run longer than a web request: the background timeouts.
+
+    celeryd_init comes from `celery worker` only, before the pool starts (prefork
+    children inherit the switch), never from a worker embedded in another process
+    (the test suite's), which must keep that process's own timeouts."""
+    from apps.core.db import use_background_timeouts
+
+    use_background_timeouts()

@@ -81,8 +81,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.ServiceUnavailableMiddleware",
+    "apps.accounts.middleware.LeakedTokenMiddleware",
     # Sessions, users, messages and htmx are browser-only: skipped on the agent API
     # (apps/core/browser_middleware.py).
     "apps.core.browser_middleware.SessionMiddleware",
@@ -125,6 +128,23 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...).")
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Web requests give up on a statement after DB_STATEMENT_TIMEOUT_MS and on a lock wait
+# after DB_LOCK_TIMEOUT_MS (0 = never), so a locked table answers 503 instead of tying
+# up every web worker. Celery workers and management commands (other than runserver)
+# use the DB_BACKGROUND_* values instead (apps/core/db.py; manage.py, grantry/celery.py).
+DB_STATEMENT_TIMEOUT_MS = env.int("DB_STATEMENT_TIMEOUT_MS", default=5000)
+DB_LOCK_TIMEOUT_MS = env.int("DB_LOCK_TIMEOUT_MS", default=3000)
+DB_BACKGROUND_STATEMENT_TIMEOUT_MS = env.int("DB_BACKGROUND_STATEMENT_TIMEOUT_MS", default=0)
+DB_BACKGROUND_LOCK_TIMEOUT_MS = env.int("DB_BACKGROUND_LOCK_TIMEOUT_MS", default=60_000)
+from apps.core.db import timeout_options  # noqa: E402 - needs the values above
+
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = timeout_options(
+    background=env.str("GRANTRY_DB_TIMEOUTS", default="web") == "background",
+    statement_ms=DB_STATEMENT_TIMEOUT_MS,
+    lock_ms=DB_LOCK_TIMEOUT_MS,
+    background_statement_ms=DB_BACKGROUND_STATEMENT_TIMEOUT_MS,
+    background_lock_ms=DB_BACKGROUND_LOCK_TIMEOUT_MS,
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -307,6 +327,11 @@ CELERY_BEAT_SCHEDULE["approvals-expire-due"] = {
     "task": "approvals.expire_due",
     "schedule": 60.0,
 }
+# Workers: sum up each closed window of failed authentications in one audit event.
+CELERY_BEAT_SCHEDULE["workers-flush-auth-failures"] = {
+    "task": "workers.flush_auth_failures",
+    "schedule": 60.0,
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Grantry ----------------------------------------------------------------
@@ -327,6 +352,17 @@ GRANTRY_AUDIT_CHAIN_SHARDS = env.int("GRANTRY_AUDIT_CHAIN_SHARDS", default=16)
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).
 GRANTRY_PROVIDER_URLS = env.dict("GRANTRY_PROVIDER_URLS", default={})
+# Failed token authentication (apps/workers/auth_failures.py): per window, this many
+# failures from one address or with one token prefix, then 429 until the window ends.
+GRANTRY_AUTH_FAILURE_WINDOW_SECONDS = env.int("GRANTRY_AUTH_FAILURE_WINDOW_SECONDS", default=60)
+GRANTRY_AUTH_FAILURES_PER_ADDRESS = env.int("GRANTRY_AUTH_FAILURES_PER_ADDRESS", default=30)
+GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX = env.int(
+    "GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX", default=10
+)
+# The first failures of a kind in a window are audited one by one; the rest in one summary.
+GRANTRY_AUTH_FAILURES_AUDITED_PER_WINDOW = env.int(
+    "GRANTRY_AUTH_FAILURES_AUDITED_PER_WINDOW", default=5
+)
 # Connections: refresh this long before expiry; exercise refresh tokens idle this many days.
 GRANTRY_REFRESH_AHEAD_SECONDS = env.int("GRANTRY_REFRESH_AHEAD_SECONDS", default=600)
 GRANTRY_REFRESH_KEEPALIVE_DAYS = env.int("GRANTRY_REFRESH_KEEPALIVE_DAYS", default=7)
@@ -357,6 +393,24 @@ OAUTH2_PROVIDER = {
 }
 
 # --- Security ----------------------------------------------------------------
+# Content-Security-Policy on every response (django-csp): only this origin's own
+# files; no inline script or style, no eval, no plugins, never inside a frame.
+# Templates keep behaviour in static/js/ and styles in static/css/. The API docs
+# get their own policy (grantry/urls.py, apps/core/csp.py). form-action is left
+# open on purpose: connecting an OAuth provider submits a form that redirects to it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False

@@ -17,6 +17,15 @@ os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/grantry")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# No statement timeout for the test run: creating and dropping the test database
+# (a checkpoint) can outlast any short one on a loaded CI machine. The lock timeout
+# stays on; apps/core/tests/test_db_timeouts.py checks the web defaults in a subprocess.
+os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "0")
+# Property-based tests send hundreds of unauthenticated requests from one address in
+# one window; the failed-authentication throttle has tests of its own, which lower
+# these limits (apps/workers/tests/test_auth_failures.py).
+os.environ.setdefault("GRANTRY_AUTH_FAILURES_PER_ADDRESS", "100000")
+os.environ.setdefault("GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX", "100000")
 
 from tests.backends import probe_backends  # noqa: E402
 

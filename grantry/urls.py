@@ -1,10 +1,15 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
 from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
 from apps.connections.views import OAuthCallbackView
+from apps.core.csp import api_docs_policy
 from apps.core.views import healthz
 
 handler404 = "apps.core.views.not_found"
@@ -16,8 +21,17 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("accounts/tokens/", include("apps.accounts.token_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Swagger's initializer is served as a file of its own (?script): no inline script.
+    path(
+        "api/docs/",
+        api_docs_policy(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
+    path(
+        "api/redoc/",
+        api_docs_policy(SpectacularRedocView.as_view(url_name="api-schema")),
+        name="api-redoc",
+    ),
     path("api/v1/", include("apps.broker.urls")),
     path("mcp", mcp_endpoint, name="mcp"),
     path(

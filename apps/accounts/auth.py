@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from django.db import transaction
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -17,21 +18,53 @@ from rest_framework.request import Request
 
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_touch
+from apps.audit.models import ActorType
+from apps.workers.auth_failures import auth_failure_record, auth_throttle_check
 from apps.workers.tokens import PERSONAL_PREFIX, digests_match, parse_token
 
 _WWW_AUTHENTICATE = 'Bearer realm="grantry"'
 
 
-def _fail(code: str, message: str) -> NoReturn:
+def _fail(
+    code: str, message: str, request: Request, token: PersonalAPIToken | None = None
+) -> NoReturn:
     # Imported here: DRF loads this module while rest_framework.views is still
     # importing, and apps.core.api imports rest_framework.views.
     from apps.core.api import APIError
 
+    _record_failure(code, message, request, token)
     raise APIError(
         code,
         message,
         status_code=status.HTTP_401_UNAUTHORIZED,
         headers={"WWW-Authenticate": f'{_WWW_AUTHENTICATE}, error="invalid_token"'},
+    )
+
+
+@transaction.atomic
+def _record_failure(
+    code: str, message: str, request: Request, token: PersonalAPIToken | None
+) -> None:
+    """Counted, throttled and audited like a worker token's (apps.workers.auth_failures)."""
+    fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
+    if token is not None:
+        fields = {
+            "target_type": "personalapitoken",
+            "target_id": token.public_id,
+            "token_id": token.public_id,
+            "actor_type": ActorType.USER,
+            "actor_id": token.user_id,
+            "actor_label": token.user.get_username(),
+        }
+    auth_failure_record(
+        request=request._request,
+        surface="management",
+        code=code,
+        message=message,
+        action="token.expired_in_use" if code == "token_expired" else "auth.failed",
+        organization_id=token.organization_id if token is not None else None,
+        token_public_id=token.public_id if token is not None else "",
+        fields=fields,
     )
 
 
@@ -44,6 +77,7 @@ class PersonalTokenAuthentication(BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer":
             return None  # not ours: the session (or nothing) decides
+        auth_throttle_check(request._request)
         raw = raw.strip()
         parsed = parse_token(raw, kind="personal")
         if parsed is None:
@@ -52,20 +86,21 @@ class PersonalTokenAuthentication(BaseAuthentication):
                     "token_invalid",
                     "Worker tokens cannot call the management API; "
                     f"use a personal API token ({PERSONAL_PREFIX}…).",
+                    request,
                 )
-            _fail("token_malformed", "The token is not a well-formed personal API token.")
+            _fail("token_malformed", "The token is not a well-formed personal API token.", request)
         token = (
             PersonalAPIToken.objects.select_related("user", "organization")
             .filter(digest=parsed.digest)
             .first()
         )
         if token is None or not digests_match(token.digest, parsed.digest):
-            _fail("token_invalid", "The token is unknown or has been revoked.")
+            _fail("token_invalid", "The token is unknown or has been revoked.", request)
         if token.revoked_at is not None:
-            _fail("token_invalid", "The token is unknown or has been revoked.")
+            _fail("token_invalid", "The token is unknown or has been revoked.", request, token)
         if token.expires_at <= timezone.now():
-            _fail("token_expired", "The token has expired. Mint a new one.")
+            _fail("token_expired", "The token has expired. Mint a new one.", request, token)
         if not token.user.is_active:
-            _fail("token_invalid", "The token's user is inactive.")
+            _fail("token_invalid", "The token's user is inactive.", request, token)
         personal_token_touch(token=token)
         return token.user, token

@@ -6,25 +6,31 @@ Kept apart from the accounts engineer's sign-up services. The raw token leaves
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.accounts.models import PersonalAPIToken
-from apps.audit.models import ActorType
+from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
 from apps.organizations.models import Membership, Organization
 from apps.workers.models import DEFAULT_TOKEN_DAYS, max_token_days
+from apps.workers.services import leaked_token_email, request_line
 from apps.workers.tokens import generate_token, new_public_id
 
 LAST_USED_THROTTLE = timedelta(seconds=60)
 
 
 def _actor(user: Any) -> dict[str, Any]:
+    if user is None:
+        return {"actor_type": ActorType.SYSTEM}
     return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
 
 
@@ -92,6 +98,43 @@ def personal_token_revoke(
         **_target(token),
         **_actor(revoked_by),
     )
+    return token
+
+
+@transaction.atomic
+def personal_token_leaked(
+    *, token: PersonalAPIToken, where: str, request: HttpRequest | None = None
+) -> PersonalAPIToken:
+    """A valid personal token was seen where it must never be (`where`, e.g. a URL's query
+    string, which access logs and browser history keep): revoke it, audit `token.leaked`
+    and email its user after commit. Never given the raw token."""
+    token = personal_token_revoke(token=token, revoked_by=None, request=request)
+    audit_record(
+        action="token.leaked",
+        organization_id=token.organization_id,
+        outcome=Outcome.FAILURE,
+        reason=f"The token was sent in {where}; it has been revoked.",
+        metadata={"where": where, "kind": "personal", **request_line(request)},
+        request=request,
+        **_target(token),
+    )
+    user = token.user
+    if user.email:
+        body = leaked_token_email(
+            label=f"personal API token {token.name} ({token.public_id}, …{token.last4})",
+            where=where,
+            request=request,
+            remedy=f"Mint a new one at {settings.GRANTRY_BASE_URL}/accounts/tokens/",
+        )
+        transaction.on_commit(
+            partial(
+                send_mail,
+                "[Grantry] A personal API token leaked and was revoked",
+                body,
+                None,
+                [user.email],
+            )
+        )
     return token
 
 

@@ -19,12 +19,13 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_key_for, content_digest
+from apps.audit.exceptions import AuditUnavailable
 from apps.audit.exports import export_stream
 from apps.audit.models import (
     ActorType,
@@ -33,7 +34,7 @@ from apps.audit.models import (
     ExportStatus,
     Outcome,
 )
-from apps.core.middleware import current_request_id
+from apps.core.middleware import client_request_metadata, current_request_id
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
@@ -131,7 +132,8 @@ def audit_record(
         "target_id": str(target_id),
         "target_label": target_label[:300],
         "outcome": outcome,
-        "metadata": metadata or {},
+        # A client's own X-Request-Id, kept apart from the server's (apps.core.middleware).
+        "metadata": {**client_request_metadata(), **(metadata or {})},
         "ip": fields.pop("ip", None) or client_ip(request),
         "user_agent": (
             fields.pop("user_agent", None)
@@ -150,9 +152,13 @@ def audit_record(
     }
     if fields:
         raise TypeError(f"Unknown audit fields: {sorted(fields)}")
-    appended = _append(
-        values, wait_for_flush=wait_for_flush, only_if=only_if, release_leases=release_leases
-    )
+    try:
+        appended = _append(
+            values, wait_for_flush=wait_for_flush, only_if=only_if, release_leases=release_leases
+        )
+    except DatabaseError as exc:
+        # Every surface answers 503 `audit_unavailable`; the enclosing change rolls back.
+        raise AuditUnavailable from exc
     if appended is None:
         return None
     event_id, seq, prev_hash, hash_ = appended

@@ -101,6 +101,16 @@ def _origin_ok(request: HttpRequest) -> bool:
 
 
 def _unauthorized(exc: APIError) -> HttpResponse:
+    """A refused authentication: 401 with the MCP resource-metadata challenge, or the
+    error's own status and headers (429 auth_throttled with Retry-After)."""
+    if exc.status_code != 401:
+        return error_response(
+            exc.error_code,
+            exc.message,
+            status_code=exc.status_code,
+            details=exc.details,
+            headers=exc.extra_headers,
+        )
     challenge = f'Bearer resource_metadata="{resource_metadata_url()}"'
     if exc.error_code != "token_missing":
         challenge += ', error="invalid_token"'

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from django.db import DatabaseError
 
+from apps.audit.exceptions import AuditUnavailable
 from apps.audit.models import ActorType, Decision, Outcome
 from apps.audit.services import Condition, audit_record
 from apps.broker.results import (
@@ -200,7 +201,7 @@ class AgentCall:
             self.record(
                 outcome=outcome, decision=decision, reason=result.message, extra=extra, last=True
             )
-        except DatabaseError:
+        except (DatabaseError, AuditUnavailable):
             logger.exception("audit write failed for a refused call")
             return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
         return result
@@ -272,7 +273,7 @@ def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
             reason=meta.reason,
             request_id=meta.request_id,
         )
-    except DatabaseError:
+    except (DatabaseError, AuditUnavailable):
         logger.exception("approval request could not be recorded")
         return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
     if gate.approval is not None:
@@ -289,7 +290,7 @@ def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
                 extra={"approval": "pending"},
                 last=True,
             )
-        except DatabaseError:
+        except (DatabaseError, AuditUnavailable):
             logger.exception("audit write failed for a call waiting for approval")
             return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
         return pending
@@ -313,7 +314,7 @@ def _dry_run_answer(call: AgentCall, chosen: Chosen) -> BrokerResult:
                 extra={"approval": "required"},
                 last=True,
             )
-        except DatabaseError:
+        except (DatabaseError, AuditUnavailable):
             logger.exception("audit write failed for a dry run")
             return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
         return result
@@ -330,7 +331,7 @@ def _dry_run_answer(call: AgentCall, chosen: Chosen) -> BrokerResult:
             reason=chosen.decision.reason,
             last=True,
         )
-    except DatabaseError:
+    except (DatabaseError, AuditUnavailable):
         logger.exception("audit write failed for a dry run")
         return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
     return result
@@ -381,7 +382,7 @@ def _attempt(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
             reason=chosen.decision.reason,
             only_if=still_valid(call.ctx.token_pk),
         )
-    except DatabaseError:
+    except (DatabaseError, AuditUnavailable):
         logger.exception("audit write failed; upstream not called")
         return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
     if not recorded:
@@ -447,7 +448,7 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
             last=True,
             wait_for_flush=False,
         )
-    except DatabaseError:
+    except (DatabaseError, AuditUnavailable):
         logger.exception("audit outcome write failed after the upstream call; attempt is recorded")
     connection = call.connection
     if connection is not None:
@@ -456,7 +457,7 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
         try:
             # At most once a minute per connection.
             connection_mark_used(connection_id=connection.pk, last_used_at=connection.last_used_at)
-        except DatabaseError:
+        except (DatabaseError, AuditUnavailable):
             logger.exception("could not record the connection's last use")
 
 

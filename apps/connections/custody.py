@@ -20,7 +20,8 @@ from typing import Any
 from apps.connections.models import Connection, ConnectionStatus, OAuthState, ProviderApp
 from apps.providers.catalog import Placement, Provider
 
-# Refresh a little before the real expiry so a token does not die in flight.
+# Refresh a little before the real expiry so a token does not die in flight: this
+# window, or half the token's lifetime when that is shorter (Connection.refresh_ahead_seconds).
 EXPIRY_LEEWAY_SECONDS = 30
 
 
@@ -62,7 +63,9 @@ def auth_for(connection: Connection, provider: Provider) -> AppliedAuth:
     """The credential placement for one upstream request. May refresh first."""
     if connection.status != ConnectionStatus.ACTIVE:
         raise NeedsReauth(connection)
-    if connection.is_oauth() and connection.is_expired(leeway=EXPIRY_LEEWAY_SECONDS):
+    if connection.is_oauth() and connection.is_expired(
+        leeway=connection.refresh_ahead_seconds(EXPIRY_LEEWAY_SECONDS)
+    ):
         from apps.connections.services import connection_refresh
 
         fresh = connection_refresh(connection_id=connection.pk)

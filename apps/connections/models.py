@@ -92,7 +92,8 @@ class ConnectionQuerySet(models.QuerySet["Connection"]):
     def refresh_due(self, *, now: datetime | None = None) -> ConnectionQuerySet:
         """Active OAuth connections that expire soon, or whose refresh token has
         not been used for GRANTRY_REFRESH_KEEPALIVE_DAYS (some providers expire
-        idle refresh tokens)."""
+        idle refresh tokens). Candidates: for a token shorter than twice the window,
+        `is_refresh_due` (checked again under the row lock) narrows it to half its life."""
         now = now or timezone.now()
         soon = now + timedelta(seconds=settings.GRANTRY_REFRESH_AHEAD_SECONDS)
         idle = now - timedelta(days=settings.GRANTRY_REFRESH_KEEPALIVE_DAYS)
@@ -170,7 +171,17 @@ class Connection(models.Model):
     def is_oauth(self) -> bool:
         return self.auth_type == "oauth2"
 
-    def is_expired(self, *, leeway: int = 0, now: datetime | None = None) -> bool:
+    def refresh_ahead_seconds(self, window: float) -> float:
+        """How long before expiry to refresh: `window`, but at most half the token's
+        lifetime (issued at `last_refreshed_at`), so a provider issuing tokens shorter
+        than the window does not get a refresh on every call."""
+        issued = self.last_refreshed_at or self.created_at
+        if self.expires_at is None or issued is None:
+            return window
+        lifetime = (self.expires_at - issued).total_seconds()
+        return max(0.0, min(window, lifetime / 2))
+
+    def is_expired(self, *, leeway: float = 0, now: datetime | None = None) -> bool:
         if not self.is_oauth() or self.expires_at is None:
             return False
         return self.expires_at <= (now or timezone.now()) + timedelta(seconds=leeway)
@@ -182,7 +193,8 @@ class Connection(models.Model):
         if not self.has_refresh_token:
             return False
         now = now or timezone.now()
-        if self.is_expired(leeway=settings.GRANTRY_REFRESH_AHEAD_SECONDS, now=now):
+        ahead = self.refresh_ahead_seconds(settings.GRANTRY_REFRESH_AHEAD_SECONDS)
+        if self.is_expired(leeway=ahead, now=now):
             return True
         idle_since = self.last_refreshed_at or self.created_at
         return idle_since <= now - timedelta(days=settings.GRANTRY_REFRESH_KEEPALIVE_DAYS)

@@ -16,6 +16,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.core.exceptions import as_service_unavailable
 from apps.core.middleware import current_request_id
 
 
@@ -87,6 +88,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif (unavailable := as_service_unavailable(exc)) is not None:
+        exc = APIError(
+            unavailable.code,
+            unavailable.message,
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(unavailable.retry_after)},
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -30,6 +30,7 @@ from apps.core.api import APIError
 from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.workers import leases
+from apps.workers.auth_failures import auth_throttle_check
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import token_auth_failure_record, token_touch
 from apps.workers.tokens import digests_match, looks_like_token, parse_token
@@ -196,6 +197,7 @@ class WorkerTokenAuthentication(BaseAuthentication):
         return _www_authenticate("token_missing")
 
     def authenticate(self, request: Request) -> tuple[WorkerPrincipal, AgentContext]:
+        auth_throttle_check(request._request)
         header = get_authorization_header(request).decode("latin-1").strip()
         scheme, _, raw = header.partition(" ")
         raw = raw.strip()

@@ -2,6 +2,13 @@
 
 The raw token leaves this module exactly once: as the second item returned by
 `token_mint()` / `token_roll()`. It is never stored, logged or audited.
+
+Lock order (so concurrent writes queue instead of deadlocking):
+1. the worker row, FOR UPDATE, only by the writes that change the worker itself;
+2. token rows, FOR NO KEY UPDATE of the token table only, in ascending id;
+3. the organization's audit chain head, always last (taken by `audit_record`).
+Nothing locks the organization or the role: a token insert only takes PostgreSQL's
+FOR KEY SHARE on the rows it references, which no lock here conflicts with.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from django.utils import timezone
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
 from apps.organizations.models import Membership, Organization, OrgRole
+from apps.workers.auth_failures import auth_failure_record
 from apps.workers.leases import fence_organization, fence_worker
 from apps.workers.models import (
     DEFAULT_TOKEN_DAYS,
@@ -321,7 +329,7 @@ def token_revoke(
     reason: str = "",
     request: HttpRequest | None = None,
 ) -> WorkerToken:
-    token = WorkerToken.objects.select_for_update().select_related("worker").get(pk=token.pk)
+    token = WorkerToken.objects.select_for_update(no_key=True).get(pk=token.pk)
     if token.revoked_at is not None:
         return token
     token.revoked_at = timezone.now()
@@ -353,11 +361,9 @@ def token_roll(
     working for `overlap` (none, 1h, 24h, 7d) and then expires."""
     if overlap not in ROLL_OVERLAPS:
         raise ValidationError({"overlap": f"Choose one of: {', '.join(ROLL_OVERLAPS)}."})
-    old = (
-        WorkerToken.objects.select_for_update()
-        .select_related("worker", "worker__organization", "role")
-        .get(pk=token.pk)
-    )
+    # Only the token row is locked (see the lock order above); its worker, organization
+    # and role are plain reads.
+    old = WorkerToken.objects.select_for_update(no_key=True).get(pk=token.pk)
     now = timezone.now()
     if old.revoked_at is not None or old.is_expired(now):
         raise ValidationError({"token": "Only an active token can be rolled."})
@@ -394,9 +400,78 @@ def token_roll(
     return new, raw
 
 
+def request_line(request: HttpRequest | None) -> dict[str, str]:
+    """Method and path of a request, never its query string (for leak reports)."""
+    if request is None:
+        return {}
+    return {"method": request.method or "", "path": request.path[:300]}
+
+
+def leaked_token_email(*, label: str, where: str, request: HttpRequest | None, remedy: str) -> str:
+    line = request_line(request)
+    seen = f"{line['method']} {line['path']}" if line else "a request"
+    return (
+        f"Grantry saw the {label} in {where} of {seen} at "
+        f"{timezone.now():%Y-%m-%d %H:%M} UTC.\n\n"
+        "URLs end up in access logs, proxies and browser history, so Grantry treats "
+        "the token as leaked and has revoked it. Calls with it now fail.\n\n"
+        f"{remedy}, and send it only in the Authorization header.\n"
+    )
+
+
+@transaction.atomic
+def token_leaked(
+    *, token: WorkerToken, where: str, request: HttpRequest | None = None
+) -> WorkerToken:
+    """A valid worker token was seen where it must never be (`where`, e.g. a URL's query
+    string): revoke it, audit `token.leaked` and email the worker's owner (or, with no
+    owner, the organization's admins) after commit. Never given the raw token."""
+    token = token_revoke(
+        token=token, reason=f"Leaked: sent in {where}", revoked_by=None, request=request
+    )
+    audit_record(
+        action="token.leaked",
+        organization_id=token.organization_id,
+        outcome=Outcome.FAILURE,
+        reason=f"The token was sent in {where}; it has been revoked.",
+        metadata={"where": where, "kind": "worker", **request_line(request)},
+        request=request,
+        **_token_target(token),
+    )
+    worker = token.worker
+    owner = worker.owner
+    recipients = (
+        [owner.email]
+        if owner is not None and owner.email
+        else list(
+            Membership.objects.filter(
+                organization_id=token.organization_id, role__in=[OrgRole.ADMIN, OrgRole.OWNER]
+            ).values_list("user__email", flat=True)
+        )
+    )
+    if recipients:
+        body = leaked_token_email(
+            label=f"worker token {token.public_id} (…{token.last4}) of worker {worker.name}",
+            where=where,
+            request=request,
+            remedy=(
+                "Roll or mint a new one at "
+                f"{settings.GRANTRY_BASE_URL}/o/{worker.organization.slug}/workers/{worker.pk}/"
+            ),
+        )
+        subject = f"[Grantry] A token of worker {worker.name} leaked and was revoked"
+        transaction.on_commit(lambda: send_mail(subject, body, None, recipients))
+    return token
+
+
 def _revoke_all(queryset: Any, *, revoked_by: Any, reason: str) -> list[str]:
     now = timezone.now()
-    ids = list(queryset.unrevoked().select_for_update().values_list("public_id", flat=True))
+    ids = list(
+        queryset.unrevoked()
+        .select_for_update(no_key=True)
+        .order_by("pk")
+        .values_list("public_id", flat=True)
+    )
     queryset.filter(public_id__in=ids).update(
         revoked_at=now, revoked_by=revoked_by, revoke_reason=reason
     )
@@ -480,6 +555,7 @@ def token_touch(
     return bool(updated)
 
 
+@transaction.atomic
 def token_auth_failure_record(
     *,
     code: str,
@@ -487,12 +563,12 @@ def token_auth_failure_record(
     request: HttpRequest | None,
     token: Any = None,
 ) -> None:
-    """Audit one failed agent authentication. Never given the raw token: `token` is
-    the authentication's `AgentContext` when the token was found."""
-    fields: dict[str, Any] = {}
+    """Count and audit one failed agent authentication (throttled and aggregated per
+    window, apps.workers.auth_failures). Never given the raw token: `token` is the
+    authentication's `AgentContext` when the token was found."""
+    fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
     if token is not None:
         fields = {
-            "organization_id": token.organization_id,
             "target_type": "workertoken",
             "target_id": token.token_public_id,
             "worker_id": token.worker_id,
@@ -501,16 +577,15 @@ def token_auth_failure_record(
             "actor_id": token.worker_id,
             "actor_label": token.worker_name,
         }
-    else:
-        fields = {"actor_type": ActorType.ANONYMOUS}
-    action = "token.expired_in_use" if code == "token_expired" else "auth.failed"
-    audit_record(
-        action=action,
-        outcome=Outcome.FAILURE,
-        reason=message,
-        metadata={"code": code, "surface": "agent"},
+    auth_failure_record(
         request=request,
-        **fields,
+        surface="agent",
+        code=code,
+        message=message,
+        action="token.expired_in_use" if code == "token_expired" else "auth.failed",
+        organization_id=token.organization_id if token is not None else None,
+        token_public_id=token.token_public_id if token is not None else "",
+        fields=fields,
     )
 
 

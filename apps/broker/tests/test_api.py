@@ -540,3 +540,20 @@ def test_connection_is_asked_for_only_when_several_allowed_ones_fit(client, org,
     named = post(client, agent, "sandbox.list_projects", {"connection": "sandbox-two", "input": {}})
     assert named.status_code == 200
     assert len(upstream.requests) == 1
+
+
+def test_a_clients_request_id_is_kept_apart_from_the_servers(client, agent, upstream):
+    response = client.post(
+        EXECUTE.format("sandbox.list_projects"),
+        json.dumps({"input": {}}),
+        content_type="application/json",
+        HTTP_X_REQUEST_ID="client-chosen-id-123",
+        **agent.headers,
+    )
+    assert response.status_code == 200
+    events = broker_events()
+    assert len(events) == 2  # attempt and outcome
+    for event in events:
+        assert event.metadata["client_request_id"] == "client-chosen-id-123"
+        assert event.request_id != "client-chosen-id-123"
+        assert event.request_id == response["X-Request-Id"]

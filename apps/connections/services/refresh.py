@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -148,6 +149,24 @@ def _apply(
     return None
 
 
+# Set for this transaction only: a web request's short lock_timeout (settings.py) must
+# not fail the callers that queue behind one refresh while it talks to the provider.
+# A timeout that is off (0, background processes) stays off.
+_REFRESH_WAIT_SQL = (
+    "SELECT set_config('lock_timeout', CASE current_setting('lock_timeout') WHEN '0' "
+    "THEN '0' ELSE %s END, true), set_config('statement_timeout', "
+    "CASE current_setting('statement_timeout') WHEN '0' THEN '0' ELSE %s END, true)"
+)
+
+
+def _wait_for_a_refresh() -> None:
+    if db_connection.vendor != "postgresql":
+        return
+    wait_ms = str(int((settings.GRANTRY_EGRESS_TIMEOUT + 10) * 1000))
+    with db_connection.cursor() as cursor:
+        cursor.execute(_REFRESH_WAIT_SQL, [wait_ms, wait_ms])
+
+
 def connection_refresh(*, connection_id: int, force: bool = False) -> Connection:
     """Refresh one OAuth connection if (still) needed.
 
@@ -155,6 +174,7 @@ def connection_refresh(*, connection_id: int, force: bool = False) -> Connection
     concurrent callers exactly one talks to the provider; the others wait and then
     see the new token. The commit releases the lock."""
     with transaction.atomic():
+        _wait_for_a_refresh()
         connection = Connection.objects.select_for_update().get(pk=connection_id)
         plan = _plan(connection, force=force)
         transient = _apply(connection, plan, _call(plan), force=force) if plan else None
