@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
@@ -160,8 +161,6 @@ _REFRESH_WAIT_SQL = (
 
 
 def _wait_for_a_refresh() -> None:
-    if db_connection.vendor != "postgresql":
-        return
     wait_ms = str(int((settings.GRANTRY_EGRESS_TIMEOUT + 10) * 1000))
     with db_connection.cursor() as cursor:
         cursor.execute(_REFRESH_WAIT_SQL, [wait_ms, wait_ms])
