@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("apps.policies.api_urls")),
     path("", include("apps.connections.api_urls")),
     path("", include("apps.audit.api_urls")),
+    path("", include("apps.providers.api_urls")),
 ]
