@@ -70,7 +70,7 @@ def test_upload_review_edit_and_save(admin, crm):
     keys = {k: v for k, v in fields.items() if k.endswith("-key")}
     index = {v: k.split("-")[1] for k, v in keys.items()}
     # Choose two operations, rename one and tighten its description.
-    for key, i in index.items():
+    for i in index.values():
         fields.pop(f"form-{i}-selected", None)
     get_i, post_i = index["GET /bookings/{bookingId}"], index["POST /bookings"]
     fields[f"form-{get_i}-selected"] = "on"
