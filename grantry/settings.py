@@ -217,8 +217,12 @@ ACCOUNT_RATE_LIMITS = {
     "reset_password_from_key": "20/m/ip",
     "change_password": "5/m/user",
 }
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
 MFA_TOTP_ISSUER = "Grantry"
+# Passkeys (WebAuthn through fido2): sign in with a passkey alone, or add one as a second
+# factor next to TOTP. Browsers allow WebAuthn only on https (and http://localhost).
+MFA_PASSKEY_LOGIN_ENABLED = True
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = env.bool("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", default=DEBUG)
 
 # --- Django REST framework ---------------------------------------------------
 REST_FRAMEWORK = {
