@@ -72,6 +72,13 @@ ROLE_RESPONSE_EXAMPLE = {
             "connection": None,
             "connection_name": None,
             "rate_limit_per_minute": None,
+            "schedule": {
+                "days": ["mon", "tue", "wed", "thu", "fri"],
+                "start": "09:00",
+                "end": "18:00",
+                "timezone": "Europe/Berlin",
+            },
+            "quota": {"limit": 200, "per": "day"},
         },
     ],
 }
@@ -89,6 +96,22 @@ class ConstraintSerializer(serializers.Serializer[Any]):
     field = serializers.CharField()
     op = serializers.ChoiceField(choices=["equals", "one_of", "glob", "prefix", "max"])
     value = serializers.JSONField()
+
+
+class ScheduleSerializer(serializers.Serializer[Any]):
+    """Only inside this window: 403 with the reopening time outside it."""
+
+    days = serializers.JSONField(help_text='"weekdays", "weekend", "daily" or ["mon", "tue", …]')
+    start = serializers.CharField(help_text="09:00 (inclusive, local time)")
+    end = serializers.CharField(help_text="18:00 (exclusive; before start = over midnight)")
+    timezone = serializers.CharField(help_text="IANA name, e.g. Europe/Berlin")
+
+
+class QuotaSerializer(serializers.Serializer[Any]):
+    """Per worker; over it: 429 with Retry-After."""
+
+    limit = serializers.IntegerField(min_value=1)
+    per = serializers.ChoiceField(choices=["minute", "hour", "day"])
 
 
 class RuleSerializer(serializers.Serializer[Any]):
@@ -111,6 +134,8 @@ class RuleSerializer(serializers.Serializer[Any]):
     path_glob = serializers.CharField(required=False)
     constraints = ConstraintSerializer(many=True, required=False)
     rate_limit_per_minute = serializers.IntegerField(allow_null=True, required=False)
+    schedule = ScheduleSerializer(allow_null=True, required=False)
+    quota = QuotaSerializer(allow_null=True, required=False)
 
 
 class RoleSerializer(serializers.Serializer[Any]):

@@ -30,8 +30,18 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+
+from apps.policies.windows import (
+    Quota,
+    Schedule,
+    ScheduleError,
+    closed_reason,
+    quota_from,
+    schedule_from,
+)
 
 ACTION = "action"
 PROXY = "proxy"
@@ -79,6 +89,10 @@ class RuleSpec:
     path_glob: str = ""
     constraints: tuple[Constraint, ...] = ()
     rate_limit_per_minute: int | None = None
+    schedule: Schedule | None = None  # allows only inside this window (see windows.py)
+    quota: Quota | None = None  # per-worker cap, counted by the broker after allowing
+    # A stored schedule or quota that no longer parses: the rule allows nothing.
+    broken: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,7 @@ class Call:
     path: str = ""
     input: Any = field(default=None, hash=False, compare=False)
     role_name: str = ""
+    at: datetime | None = field(default=None, compare=False)  # None: now
 
     @classmethod
     def for_action(
@@ -150,6 +165,7 @@ class Decision:
     rule_id: int | None
     reason: str
     rate_limit_per_minute: int | None = None
+    quota: Quota | None = None  # the allowing rule's per-worker quota, to count
 
 
 def rule_spec_from_values(
@@ -165,7 +181,16 @@ def rule_spec_from_values(
     path_glob: str = "",
     constraints: Sequence[Mapping[str, Any]] = (),
     rate_limit_per_minute: int | None = None,
+    schedule: Mapping[str, Any] | None = None,
+    quota: Mapping[str, Any] | None = None,
 ) -> RuleSpec:
+    broken = False
+    parsed_schedule = parsed_quota = None
+    try:
+        parsed_schedule = schedule_from(schedule) if schedule else None
+        parsed_quota = quota_from(quota) if quota else None
+    except ScheduleError:
+        broken = True  # fail closed: validation keeps this from being stored
     return RuleSpec(
         rule_id=rule_id,
         kind=kind,
@@ -185,6 +210,9 @@ def rule_spec_from_values(
             for c in constraints or ()
         ),
         rate_limit_per_minute=rate_limit_per_minute,
+        schedule=parsed_schedule,
+        quota=parsed_quota,
+        broken=broken,
     )
 
 
@@ -219,6 +247,7 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
     conn = _conn_label(call)
     constraint_failures: list[str] = []
     other_connections: list[str] = []
+    closed: list[str] = []
     for rule in rules:
         if not action_matches(rule, call.action_name, call.action_class):
             continue
@@ -229,7 +258,17 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
         if failure is not None:
             constraint_failures.append(failure)
             continue
-        return Decision(True, rule.rule_id, _allowed_reason(rule, call), rule.rate_limit_per_minute)
+        shut = window_closed(rule, call)
+        if shut is not None:
+            closed.append(shut)
+            continue
+        return _allow(rule, call)
+    if closed:
+        return Decision(
+            False,
+            None,
+            f"{role} allows action '{call.action_name}' on {conn} {'; or '.join(closed)}.",
+        )
     if constraint_failures:
         shown = "; or ".join(dict.fromkeys(constraint_failures))
         return Decision(
@@ -252,6 +291,24 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
         None,
         f"{role} has no rule allowing action '{call.action_name}' on {conn}. "
         f"An admin can add an action rule for {call.action_name}.",
+    )
+
+
+def window_closed(rule: RuleSpec, call: Call) -> str | None:
+    """Why the rule's time window does not cover the call (with the reopening), or None."""
+    if rule.broken:
+        return f"under rule #{rule.rule_id} never (its schedule or quota is invalid)"
+    if rule.schedule is None:
+        return None
+    at = call.at or datetime.now(UTC)
+    if rule.schedule.is_open(at):
+        return None
+    return f"under rule #{rule.rule_id} {closed_reason(rule.schedule, at)}"
+
+
+def _allow(rule: RuleSpec, call: Call) -> Decision:
+    return Decision(
+        True, rule.rule_id, _allowed_reason(rule, call), rule.rate_limit_per_minute, rule.quota
     )
 
 
@@ -462,6 +519,7 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
     except UnsafePath as exc:
         return Decision(False, None, f"Proxy path {_show(call.path)} was rejected: {exc}.")
     other_methods: list[str] = []
+    closed: list[str] = []
     for rule in rules:
         if rule.kind != PROXY or rule.provider_key != call.provider_key:
             continue
@@ -470,10 +528,16 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
         if not path_matches(rule.path_glob, path):
             continue
         if method in rule.methods:
-            return Decision(
-                True, rule.rule_id, _allowed_reason(rule, call), rule.rate_limit_per_minute
-            )
+            shut = window_closed(rule, call)
+            if shut is None:
+                return _allow(rule, call)
+            closed.append(shut)
+            continue
         other_methods.extend(rule.methods)
+    if closed:
+        return Decision(
+            False, None, f"{role} allows {method} {path} through {conn} {'; or '.join(closed)}."
+        )
     fix = f"An admin can add a proxy rule for {method} with a path glob matching {path}."
     if other_methods:
         allowed = ", ".join(m for m in dict.fromkeys(other_methods))
@@ -510,6 +574,10 @@ def describe_rule(rule: RuleSpec) -> str:
             text += ", if " + " and ".join(c.condition() for c in rule.constraints)
     if rule.rate_limit_per_minute:
         text += f", at most {rule.rate_limit_per_minute} calls per minute per token"
+    if rule.schedule is not None:
+        text += f", only {rule.schedule.describe()}"
+    if rule.quota is not None:
+        text += f", {rule.quota.describe()}"
     return text
 
 

@@ -102,6 +102,10 @@ class Rule(models.Model):
     # [{"field": "repo", "op": "one_of", "value": ["acme/web", "acme/api"]}, …]
     constraints = models.JSONField(default=list, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # {"days": ["mon", …], "start": "09:00", "end": "18:00", "timezone": "Europe/Berlin"}
+    schedule = models.JSONField(null=True, blank=True)
+    # {"limit": 20, "per": "day"}: calls per worker (apps/policies/windows.py)
+    quota = models.JSONField(null=True, blank=True)
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -137,4 +141,6 @@ class Rule(models.Model):
             path_glob=self.path_glob,
             constraints=self.constraints,
             rate_limit_per_minute=self.rate_limit_per_minute,
+            schedule=self.schedule,
+            quota=self.quota,
         )

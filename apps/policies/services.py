@@ -31,6 +31,8 @@ def rule_document(rule: Rule) -> dict[str, Any]:
         connection=rule.connection_id,
         connection_name=rule.connection.name if rule.connection is not None else None,
         rate_limit_per_minute=rule.rate_limit_per_minute,
+        schedule=rule.schedule,
+        quota=rule.quota,
     )
     return doc
 

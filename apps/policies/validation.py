@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 
 from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS, path_glob_problem
 from apps.policies.models import RuleActionClass, RuleKind
+from apps.policies.windows import ScheduleError, quota_from, schedule_from
 
 MAX_RATE_LIMIT = 100_000
 # Bounds that keep evaluation cheap on the hot path and pages readable.
@@ -33,6 +34,8 @@ RULE_FIELDS = (
     "path_glob",
     "constraints",
     "rate_limit_per_minute",
+    "schedule",
+    "quota",
 )
 
 
@@ -114,6 +117,8 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
         "path_glob": "",
         "constraints": [],
         "rate_limit_per_minute": None,
+        "schedule": None,
+        "quota": None,
     }
 
     provider_key = raw.get("provider_key")
@@ -155,6 +160,15 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
             )
         else:
             rule["rate_limit_per_minute"] = rate
+
+    for name, parse in (("schedule", schedule_from), ("quota", quota_from)):
+        value = raw.get(name)
+        if value in (None, "", {}):
+            continue
+        try:
+            rule[name] = parse(value).as_document()
+        except ScheduleError as exc:
+            errors.add(f"{at}.{name}", str(exc))
 
     if kind == RuleKind.PROXY:
         _clean_proxy(raw, rule, at, errors)
