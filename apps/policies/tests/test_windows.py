@@ -289,3 +289,44 @@ def test_the_management_api_stores_and_returns_windows_and_quotas(admin, org):
     )
     assert bad.status_code == 400
     assert "rules.0.quota" in bad.json()["error"]["details"]["fields"]
+
+
+@pytest.mark.django_db
+def test_the_broker_answers_403_with_the_reopening_outside_a_window(client, org):
+    import json
+
+    from apps.broker.tests.conftest import make_agent
+    from apps.broker.tests.upstream import RecordingUpstream
+
+    other_day = DAY_NAMES[(datetime.now(UTC).weekday() + 3) % 7]
+    agent = make_agent(
+        org,
+        rules=[
+            {
+                "kind": "action",
+                "provider_key": "sandbox",
+                "action_pattern": "sandbox.list_projects",
+                "schedule": {
+                    "days": [other_day],
+                    "start": "00:00",
+                    "end": "24:00",
+                    "timezone": "UTC",
+                },
+            }
+        ],
+    )
+    with RecordingUpstream() as upstream:
+        from django.test import override_settings
+
+        with override_settings(GRANTRY_PROVIDER_URLS={"sandbox": upstream.url}):
+            response = client.post(
+                "/api/v1/actions/sandbox.list_projects/execute",
+                json.dumps({"input": {}}),
+                content_type="application/json",
+                **agent.headers,
+            )
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "denied"
+    assert f"only {other_day.capitalize()} 00:00–24:00 UTC; it reopens at" in error["message"]
+    assert upstream.requests == []
