@@ -10,6 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS
+from apps.policies.windows import DAY_NAMES
 
 CONSTRAINT_ROWS = 3
 OP_LABELS = {
@@ -61,7 +62,73 @@ def _coerce(text: str, kind: str, op: str) -> Any:
     return text
 
 
-class ActionRuleForm(forms.Form):
+class WindowQuotaForm(forms.Form):
+    """A rule's optional time window and per-worker quota (apps/policies/windows.py)."""
+
+    window_days = forms.MultipleChoiceField(
+        label="Only on these days",
+        required=False,
+        choices=[(d, d.capitalize()) for d in DAY_NAMES],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Leave all unticked for any time. Outside the window calls get 403 with "
+        "the time it reopens.",
+    )
+    window_start = forms.CharField(
+        label="From",
+        required=False,
+        max_length=5,
+        widget=forms.TextInput(attrs={"placeholder": "09:00"}),
+    )
+    window_end = forms.CharField(
+        label="Until",
+        required=False,
+        max_length=5,
+        widget=forms.TextInput(attrs={"placeholder": "18:00"}),
+        help_text="Exclusive; before 'From' means over midnight; 24:00 is the end of the day.",
+    )
+    window_timezone = forms.CharField(
+        label="Time zone",
+        required=False,
+        max_length=60,
+        initial="UTC",
+        help_text="e.g. Europe/Berlin",
+    )
+    quota_limit = forms.IntegerField(
+        label="Quota (calls per worker)",
+        required=False,
+        min_value=1,
+        help_text="Leave empty for no quota. Over it calls get 429 with Retry-After.",
+    )
+    quota_per = forms.ChoiceField(
+        label="per",
+        required=False,
+        choices=[("day", "day"), ("hour", "hour"), ("minute", "minute")],
+        initial="day",
+    )
+
+    def window_fields(self) -> list[Any]:
+        return [self[n] for n in ("window_days", "window_start", "window_end", "window_timezone")]
+
+    def quota_fields(self) -> list[Any]:
+        return [self["quota_limit"], self["quota_per"]]
+
+    def window_and_quota(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        schedule = None
+        if data.get("window_days"):
+            schedule = {
+                "days": list(data["window_days"]),
+                "start": data.get("window_start") or "",
+                "end": data.get("window_end") or "",
+                "timezone": data.get("window_timezone") or "UTC",
+            }
+        quota = None
+        if data.get("quota_limit"):
+            quota = {"limit": data["quota_limit"], "per": data.get("quota_per") or "day"}
+        return {"schedule": schedule, "quota": quota}
+
+
+class ActionRuleForm(WindowQuotaForm):
     """One action rule for one provider: which actions, where, under which conditions."""
 
     actions = forms.ChoiceField(label="Actions")
@@ -175,6 +242,7 @@ class ActionRuleForm(forms.Form):
             "connection": int(data["connection"]) if data.get("connection") else None,
             "constraints": data["constraint_list"],
             "rate_limit_per_minute": data.get("rate_limit_per_minute"),
+            **self.window_and_quota(),
         }
 
     # Service error keys (rules.0.<name>…) → the form field that caused them.
@@ -183,6 +251,8 @@ class ActionRuleForm(forms.Form):
         "action_class": "actions",
         "connection": "connection",
         "rate_limit_per_minute": "rate_limit_per_minute",
+        "schedule": "window_days",
+        "quota": "quota_limit",
     }
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
@@ -198,7 +268,7 @@ class ActionRuleForm(forms.Form):
                 self.add_error(target, message)
 
 
-class ProxyRuleForm(forms.Form):
+class ProxyRuleForm(WindowQuotaForm):
     """One proxy rule: HTTP methods and a path glob on one connection."""
 
     connection = forms.ChoiceField(label="Connection")
@@ -237,6 +307,7 @@ class ProxyRuleForm(forms.Form):
             "methods": data["methods"],
             "path_glob": data["path_glob"],
             "rate_limit_per_minute": data.get("rate_limit_per_minute"),
+            **self.window_and_quota(),
         }
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:

@@ -330,3 +330,42 @@ def test_the_broker_answers_403_with_the_reopening_outside_a_window(client, org)
     assert error["code"] == "denied"
     assert f"only {other_day.capitalize()} 00:00–24:00 UTC; it reopens at" in error["message"]
     assert upstream.requests == []
+
+
+@pytest.mark.django_db
+def test_the_rule_editor_sets_a_window_and_a_quota(client, admin, org):
+    from django.urls import reverse
+
+    from apps.policies.services import role_create
+
+    role = role_create(organization=org, name="office", rules=[])
+    add = reverse("policies:rule_add", kwargs={"org_slug": "acme", "role_id": role.pk})
+    client.force_login(admin)
+    page = client.get(add + "?provider=sandbox").content.decode()
+    assert "Only on these days" in page and "Quota (calls per worker)" in page
+    base = {"provider": "sandbox", "actions": "write:sandbox", "connection": ""}
+    bad = client.post(
+        add,
+        {**base, "window_days": ["mon"], "window_start": "9", "window_end": "18:00"},
+    )
+    assert bad.status_code == 400 and "Times look like 09:00" in bad.content.decode()
+    ok = client.post(
+        add,
+        {
+            **base,
+            "window_days": ["mon", "tue", "wed", "thu", "fri"],
+            "window_start": "09:00",
+            "window_end": "18:00",
+            "window_timezone": "Europe/Berlin",
+            "quota_limit": "20",
+            "quota_per": "day",
+        },
+    )
+    assert ok.status_code == 302, ok.content.decode()[:2000]
+    rule = role.rules.get()
+    assert rule.schedule == OFFICE | {"days": ["mon", "tue", "wed", "thu", "fri"]}
+    assert rule.quota == {"limit": 20, "per": "day"}
+    detail = client.get(reverse("policies:detail", kwargs={"org_slug": "acme", "role_id": role.pk}))
+    text = detail.content.decode()
+    assert "only weekdays 09:00–18:00 Europe/Berlin" in text
+    assert "at most 20 calls per day per worker" in text
