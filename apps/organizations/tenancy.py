@@ -66,7 +66,7 @@ def second_factor_missing(request: HttpRequest, organization: Organization) -> b
             organization=organization,
             target=request.user,
             actor_type=ActorType.USER,
-            actor_id=request.user.pk,
+            actor_id=request.user.pk or "",
             actor_label=request.user.get_username(),
             outcome=Outcome.DENIED,
             request=request,

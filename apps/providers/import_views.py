@@ -128,7 +128,7 @@ class OpenAPIImportView(_CustomProviderMixin, View):
             messages.error(self.request, "The import expired or was altered. Start again.")
             return HttpResponseRedirect(self.request.path)
         if not formset.is_valid() and formset.non_form_errors():
-            messages.error(self.request, " ".join(formset.non_form_errors()))
+            messages.error(self.request, " ".join(str(e) for e in formset.non_form_errors()))
             return HttpResponseRedirect(self.request.path)
         if len(formset.forms) > max_operations():
             messages.error(self.request, "Too many operations in one import. Start again.")

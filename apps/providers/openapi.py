@@ -490,7 +490,6 @@ def _bounded(schema: Any) -> dict[str, Any]:
             for k, v in node.items()
             if k not in ("example", "examples", "xml", "discriminator", "externalDocs")
             and not str(k).startswith("x-")
-            or k == "x-grantry-required"
         }
         if out.pop("nullable", False) is True and isinstance(out.get("type"), str):
             out["type"] = [out["type"], "null"]
