@@ -307,7 +307,7 @@ CELERY_TIMEZONE = "UTC"
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
 GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES", default=5_000_000)
-# OpenAPI import of custom actions (apps/providers/openapi.py): document size and operations.
+# OpenAPI import of custom actions (apps/providers/openapi/): document size and operations.
 GRANTRY_OPENAPI_MAX_BYTES = env.int("GRANTRY_OPENAPI_MAX_BYTES", default=2_000_000)
 GRANTRY_OPENAPI_MAX_OPERATIONS = env.int("GRANTRY_OPENAPI_MAX_OPERATIONS", default=100)
 # Audit exports with more rows than this run as a Celery job; their files live this long.
