@@ -34,6 +34,14 @@ def _provider_or_404(key: str, organization: Any) -> Provider:
         raise Http404("No such provider.") from None
 
 
+def _provider_or_none(key: str, organization: Any) -> Provider | None:
+    """The provider of an existing connection; None once a custom provider is gone."""
+    try:
+        return _provider_or_404(key, organization)
+    except Http404:
+        return None
+
+
 class ConnectionListView(OrgViewMixin, ListView):
     template_name = "connections/list.html"
     context_object_name = "connections"
@@ -245,7 +253,13 @@ class DisconnectView(OrgViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["connection"] = self._connection()
+        connection = self._connection()
+        context["connection"] = connection
+        provider = _provider_or_none(connection.provider_key, self.organization)
+        context["provider_name"] = provider.display_name if provider else connection.provider_key
+        context["revocation_supported"] = bool(
+            provider and provider.supports_revocation and connection.is_oauth()
+        )
         return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

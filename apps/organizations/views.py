@@ -192,6 +192,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                 initial={
                     "name": self.organization.name,
                     "max_token_days": self.organization.max_token_days,
+                    "require_mfa": self.organization.require_mfa,
                 }
             ),
         )
@@ -206,6 +207,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                     actor=request.user,
                     name=form.cleaned_data["name"],
                     max_token_days=form.cleaned_data["max_token_days"],
+                    require_mfa=form.cleaned_data["require_mfa"],
                     request=request,
                 )
             except ValidationError as exc:
