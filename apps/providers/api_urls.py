@@ -26,7 +26,7 @@ urlpatterns = [
         name="custom-action-detail",
     ),
     path(
-        "custom-providers/<slug:slug>/openapi-import/",
+        "custom-providers/<slug:provider_slug>/openapi-import/",
         openapi_api.OpenAPIImportAPIView.as_view(),
         name="custom-provider-openapi-import",
     ),

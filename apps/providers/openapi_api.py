@@ -1,5 +1,5 @@
 """Management API for the OpenAPI import:
-POST /api/v1/orgs/<org_slug>/custom-providers/<slug>/openapi-import/ (admins).
+POST /api/v1/orgs/<org_slug>/custom-providers/<provider_slug>/openapi-import/ (admins).
 
 `dry_run` answers the drafts (one per operation); otherwise the chosen operations are
 saved as actions, all or none, each optionally edited by giving its fields."""
@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import APIError
+from apps.core.openapi import error_responses
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.providers.models import CustomProvider
 from apps.providers.openapi import OpenAPIImportError, fetch_document, parse_document
@@ -85,10 +86,14 @@ class OpenAPIImportAPIView(OrgAPIMixin, APIView):
         tags=["providers"],
         summary="Import actions from an OpenAPI document",
         request=OpenAPIImportRequestSerializer,
-        responses={200: OpenAPIImportResponseSerializer, 201: OpenAPIImportResponseSerializer},
+        responses={
+            200: OpenAPIImportResponseSerializer,
+            201: OpenAPIImportResponseSerializer,
+            **error_responses(400, 403, 404),
+        },
     )
-    def post(self, request: Request, org_slug: str, slug: str) -> Response:
-        custom = get_object_or_404(self.scope_queryset(), slug=slug)
+    def post(self, request: Request, org_slug: str, provider_slug: str) -> Response:
+        custom = get_object_or_404(self.scope_queryset(), slug=provider_slug)
         params = OpenAPIImportRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
