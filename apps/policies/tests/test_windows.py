@@ -369,3 +369,33 @@ def test_the_rule_editor_sets_a_window_and_a_quota(client, admin, org):
     text = detail.content.decode()
     assert "only weekdays 09:00–18:00 Europe/Berlin" in text
     assert "at most 20 calls per day per worker" in text
+
+
+# --- with approvals (issue 14): a rule may need a person and have a window and quota --
+
+
+def test_an_approval_rule_offers_approval_only_inside_its_window_and_carries_its_quota():
+    rule = office_rule(
+        approval={"required": True, "expires_in": 600, "approvers": []},
+        quota={"limit": 3, "per": "day"},
+    )
+    inside = evaluate([rule], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=BERLIN)))
+    assert not inside.allowed and inside.approval_required and inside.rule_id == 7
+    assert inside.approval_expires_in == 600
+    # The approved call is admitted under the same per-worker quota.
+    assert inside.quota == Quota(limit=3, per="day")
+    assert "after approval by an admin" in inside.reason
+    assert "only weekdays 09:00–18:00 Europe/Berlin" in inside.reason
+    assert "at most 3 calls per day per worker" in inside.reason
+
+    outside = evaluate([rule], call_at(datetime(2026, 12, 5, 12, 0, tzinfo=BERLIN)))
+    assert not outside.allowed and not outside.approval_required
+    assert "Mon 2026-12-07 09:00 CET" in outside.reason
+
+
+def test_a_plain_allowance_keeps_its_quota_next_to_an_approval_rule():
+    plain = office_rule(schedule=None, quota={"limit": 5, "per": "hour"})
+    needs_person = office_rule(schedule=None, approval={"required": True})
+    decision = evaluate([needs_person, plain], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=UTC)))
+    assert decision.allowed and not decision.approval_required
+    assert decision.quota == Quota(limit=5, per="hour")
