@@ -72,3 +72,35 @@ def test_the_quota_counts_each_worker_separately(client, org, upstream, pinned_c
     # Same rule, another worker: its own two calls.
     assert [execute(client, other_raw).status_code for _ in range(3)] == [200, 200, 429]
     assert len(upstream.requests) == 4
+
+
+def test_an_approved_call_counts_against_the_approval_rules_quota(
+    client, org, owner, member, admin, upstream, pinned_clock
+):
+    from apps.approvals.models import Approval
+    from apps.approvals.services import approval_decide
+    from apps.approvals.tests.conftest import approval_rules, make_gated_agent
+    from apps.policies.services import role_update
+
+    gated = make_gated_agent(org, creator=owner, owner=member)
+    rules = approval_rules(gated.connection)
+    rules[1]["quota"] = {"limit": 1, "per": "minute"}
+    role_update(role=gated.role, rules=rules)
+
+    def approved_call(task_id):
+        url = "/api/v1/actions/sandbox.delete_task/execute"
+        body = {"input": {"task_id": task_id}}
+        asked = client.post(url, json.dumps(body), "application/json", **gated.headers)
+        assert asked.status_code == 202, asked.content
+        approval_id = asked.json()["approval"]["id"]
+        approval = Approval.objects.get(public_id=approval_id)
+        approval_decide(approval=approval, user=admin, approve=True)
+        body["approval"] = approval_id
+        return client.post(url, json.dumps(body), "application/json", **gated.headers)
+
+    assert approved_call(42).status_code == 200
+    over = approved_call(43)
+    assert over.status_code == 429, over.content
+    assert over.json()["error"]["code"] == "quota_exceeded"
+    assert over["Retry-After"] == "30"
+    assert len(upstream.requests) == 1
