@@ -241,8 +241,12 @@ ACCOUNT_RATE_LIMITS = {
     "reset_password_from_key": "20/m/ip",
     "change_password": "5/m/user",
 }
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
 MFA_TOTP_ISSUER = "Grantry"
+# Passkeys (WebAuthn through fido2): sign in with a passkey alone, or add one as a second
+# factor next to TOTP. Browsers allow WebAuthn only on https (and http://localhost).
+MFA_PASSKEY_LOGIN_ENABLED = True
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = env.bool("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", default=DEBUG)
 
 # --- Django REST framework ---------------------------------------------------
 REST_FRAMEWORK = {
@@ -339,6 +343,9 @@ CELERY_TIMEZONE = "UTC"
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
 GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES", default=5_000_000)
+# OpenAPI import of custom actions (apps/providers/openapi/): document size and operations.
+GRANTRY_OPENAPI_MAX_BYTES = env.int("GRANTRY_OPENAPI_MAX_BYTES", default=2_000_000)
+GRANTRY_OPENAPI_MAX_OPERATIONS = env.int("GRANTRY_OPENAPI_MAX_OPERATIONS", default=100)
 # Audit exports with more rows than this run as a Celery job; their files live this long.
 GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD = env.int(
     "GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD", default=100_000

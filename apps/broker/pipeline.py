@@ -3,9 +3,9 @@
 Execute, check (dry run), the raw proxy and MCP tool calls all run `run()`:
 
     resolve the connections → decide (deny by default) → validate → approve
-    (rules that need a person: apps.approvals) → admit (rate limit, connection
-    health) → durable attempt (token re-checked) → credential → upstream →
-    outcome → answer
+    (rules that need a person: apps.approvals) → admit (rate limit, quota,
+    connection health) → durable attempt (token re-checked) → credential →
+    upstream → outcome → answer
 
 A call's target is either an `ActionTarget` (a catalog action with JSON
 input) or a `ProxyTarget` (method, path and raw body): the only two things
@@ -338,8 +338,8 @@ def _dry_run_answer(call: AgentCall, chosen: Chosen) -> BrokerResult:
 
 
 def _admit(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
-    """The last gates before an allowed call goes upstream: the rule's rate limit,
-    then the connection's health."""
+    """The last gates before an allowed call goes upstream: the rule's rate limit (per
+    token), its quota (per worker), then the connection's health."""
     per_minute = chosen.decision.rate_limit_per_minute
     if per_minute and chosen.decision.rule_id is not None:
         from apps.policies.ratelimit import rate_limit_check
@@ -358,6 +358,23 @@ def _admit(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
                     f"retry after {retry_after} s.",
                     headers={"Retry-After": str(retry_after)},
                     retry_after=retry_after,
+                )
+            )
+    quota = chosen.decision.quota
+    if quota is not None and chosen.decision.rule_id is not None:
+        from apps.policies.ratelimit import quota_check
+
+        exceeded = quota_check(
+            rule_id=chosen.decision.rule_id, worker_id=call.ctx.worker_id, quota=quota
+        )
+        if exceeded is not None:
+            return call.refuse(
+                fail(
+                    429,
+                    "quota_exceeded",
+                    exceeded.reason,
+                    headers={"Retry-After": str(exceeded.retry_after)},
+                    retry_after=exceeded.retry_after,
                 )
             )
     connection = chosen.connection

@@ -17,15 +17,16 @@ the database is `apps.connections.custody`'s job.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from authlib.common.security import generate_token
 from authlib.oauth2.base import OAuth2Error
 from authlib.oauth2.client import OAuth2Client
 
 from apps.core.egress import EgressError, EgressResponse, egress_request
-from apps.providers.catalog import Provider
+from apps.providers.catalog import Provider, Revocation
 
 
 class TokenEndpointError(Exception):
@@ -180,8 +181,44 @@ def refresh(
 
 def revoke(
     provider: Provider, *, client_id: str, client_secret: str, token: str, token_type_hint: str
+) -> bool:
+    """Revoke one token the way the provider's endpoint wants it (`provider.revocation`).
+    False when this kind of token is not revoked there (GitHub, Slack and Zendesk take the
+    access token, HubSpot the refresh token); raises TokenEndpointError when the endpoint
+    does not confirm the revocation."""
+    style = Revocation(provider.revocation)
+    if style == Revocation.RFC7009:
+        _revoke_rfc7009(provider, client_id, client_secret, token, token_type_hint)
+        return True
+    if style == Revocation.REFRESH_TOKEN_IN_PATH:
+        if token_type_hint != "refresh_token":
+            return False
+        url = f"{provider.revocation_url.rstrip('/')}/{quote(token, safe='')}"
+        _revoke_call("DELETE", url, headers={})
+        return True
+    if token_type_hint != "access_token":
+        return False
+    if style == Revocation.CLIENT_BASIC_JSON:
+        pair = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        url = provider.revocation_url.replace("{client_id}", quote(client_id, safe=""))
+        _revoke_call(
+            "DELETE",
+            url,
+            headers={**provider.default_headers, "Authorization": f"Basic {pair}"},
+            json={"access_token": token},
+        )
+        return True
+    _revoke_call(
+        provider.revocation_method or "POST",
+        provider.revocation_url,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return True
+
+
+def _revoke_rfc7009(
+    provider: Provider, client_id: str, client_secret: str, token: str, token_type_hint: str
 ) -> None:
-    """RFC 7009. Raises TokenEndpointError if the server does not answer 200."""
     client = _client(provider, client_id=client_id, client_secret=client_secret)
     try:
         response = client.revoke_token(
@@ -193,6 +230,28 @@ def revoke(
         ) from exc
     if response.status_code != 200:
         raise TokenEndpointError(f"The revocation endpoint answered HTTP {response.status_code}.")
+
+
+def _revoke_call(method: str, url: str, *, headers: dict[str, str], json: Any = None) -> None:
+    """One non-RFC-7009 revocation request. Success is a 2xx answer, and for Slack-style
+    APIs (HTTP 200 with {"ok": false, "error": …}) a body that does not say otherwise."""
+    try:
+        response = egress_request(
+            method, url, headers={"Accept": "application/json", **headers}, json=json
+        )
+    except EgressError as exc:
+        raise TokenEndpointError(
+            f"The revocation endpoint could not be reached: {exc}", transient=True
+        ) from exc
+    if not 200 <= response.status_code < 300:
+        raise TokenEndpointError(f"The revocation endpoint answered HTTP {response.status_code}.")
+    try:
+        body = response.json() if response.content else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("ok") is False:
+        error = str(body.get("error") or "unknown")[:100]
+        raise TokenEndpointError(f"The provider refused the revocation ({error}).", error=error)
 
 
 def expected_issuer_matches(provider: Provider, iss: str) -> bool:

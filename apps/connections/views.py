@@ -39,6 +39,14 @@ def _provider_or_404(key: str, organization: Any) -> Provider:
         raise Http404("No such provider.") from None
 
 
+def _provider_or_none(key: str, organization: Any) -> Provider | None:
+    """The provider of an existing connection; None once a custom provider is gone."""
+    try:
+        return _provider_or_404(key, organization)
+    except Http404:
+        return None
+
+
 class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
     template_name = "connections/list.html"
     search_fields = ("name", "provider_key", "account_label")
@@ -272,6 +280,23 @@ class DisconnectView(OrgViewMixin, TemplateView):
 
     def _confirm(self, request: HttpRequest, connection: Connection) -> HttpResponse:
         roles, workers = connection_users(connection)
+        provider = _provider_or_none(connection.provider_key, self.organization)
+        name = provider.display_name if provider else connection.provider_key
+        if provider and provider.supports_revocation and connection.is_oauth():
+            revocation = (
+                f"Grantry asks {name} to revoke its access (revocation: supported) and "
+                "destroys the stored credentials."
+            )
+        elif connection.is_oauth():
+            revocation = (
+                f"Grantry destroys the stored credentials. Revocation: not supported — {name} "
+                "offers no revocation endpoint: remove Grantry's access in its own settings too."
+            )
+        else:
+            revocation = (
+                "Grantry destroys the stored credentials. Revocation: not supported — an API "
+                f"key cannot be revoked by Grantry: delete it in {name}'s own settings too."
+            )
         calls = recent_calls(self.organization, connection_id=connection.pk)
         confirmation = Confirmation(
             title=f"Disconnect {connection.name}?",
@@ -279,9 +304,8 @@ class DisconnectView(OrgViewMixin, TemplateView):
                 f"Every agent call through {connection.name} fails from now on: "
                 f"{len(workers)} worker{'' if len(workers) == 1 else 's'} can use it; "
                 f"{calls} call{'' if calls == 1 else 's'} in the last hour.",
-                f"Grantry asks {connection.provider_key} to revoke its access (where the "
-                "provider supports it) and destroys the stored credentials. The name, "
-                "account and history stay in the inventory and the audit trail.",
+                revocation,
+                "The name, account and history stay in the inventory and the audit trail.",
             ],
             button="Disconnect and destroy credentials",
             cancel_url=reverse("connections:list", kwargs={"org_slug": self.organization.slug}),

@@ -94,7 +94,14 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer[Organization]):
 
     class Meta:
         model = Organization
-        fields = ["name", "slug", "max_token_days", "store_broker_input", "created_at"]
+        fields = [
+            "name",
+            "slug",
+            "max_token_days",
+            "store_broker_input",
+            "require_mfa",
+            "created_at",
+        ]
         read_only_fields = ["slug", "created_at"]
 
 
@@ -237,7 +244,8 @@ class InvitationRevokeAPIView(_InvitationsScope, APIView):
 
 
 class OrganizationSettingsAPIView(OrgAPIMixin, APIView):
-    """The organization's settings: name, token lifetime cap, broker input storage."""
+    """The organization's settings: name, token lifetime cap, broker input storage, and
+    whether members need a second factor (an admin needs one first to turn that on)."""
 
     @extend_schema(
         tags=["organization"],
@@ -272,6 +280,7 @@ class OrganizationSettingsAPIView(OrgAPIMixin, APIView):
                 name=data.get("name", org.name),
                 max_token_days=data.get("max_token_days", org.max_token_days),
                 store_broker_input=data.get("store_broker_input"),
+                require_mfa=data.get("require_mfa"),
                 request=request._request,
             )
         except DjangoValidationError as exc:

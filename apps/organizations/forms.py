@@ -49,3 +49,9 @@ class OrganizationSettingsForm(forms.Form):
         help_text=f"Between 1 and {MAX_TOKEN_DAYS_LIMIT} days. Leave empty for the "
         f"maximum ({MAX_TOKEN_DAYS_LIMIT} days).",
     )
+    require_mfa = forms.BooleanField(
+        label="Require two-factor authentication",
+        required=False,
+        help_text="Members without an authenticator app or a passkey are sent to set one up "
+        "before they can use this organization's dashboard or management API.",
+    )

@@ -18,6 +18,11 @@ class Organization(models.Model):
     store_broker_input = models.BooleanField(
         default=False, help_text="Store raw broker input in audit events (off: digest only)."
     )
+    require_mfa = models.BooleanField(
+        default=False,
+        help_text="Members without a second factor (authenticator app or passkey) are sent "
+        "to set one up before they can use the dashboard or the management API.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

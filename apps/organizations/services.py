@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.accounts.mfa import has_second_factor
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_revoke
 from apps.audit.models import ActorType
@@ -109,10 +110,13 @@ def organization_update(
     name: str,
     max_token_days: int | None,
     store_broker_input: bool | None = None,
+    require_mfa: bool | None = None,
     request: HttpRequest | None = None,
 ) -> Organization:
     """Rename the org, set the longest lifetime a worker token may have and whether
-    audit events keep the agents' raw broker input (None leaves it as it is)."""
+    members need a second factor. `store_broker_input` keeps raw broker input in audit
+    events; None (for it or `require_mfa`) leaves that setting as it is. An admin can only
+    require MFA once they have a second factor themselves, so they cannot lock themselves out."""
     errors: dict[str, str] = {}
     name = (name or "").strip()
     if not name:
@@ -121,10 +125,18 @@ def organization_update(
         errors["name"] = "The name is too long (120 characters at most)."
     if max_token_days is not None and not 1 <= max_token_days <= MAX_TOKEN_DAYS_LIMIT:
         errors["max_token_days"] = f"Choose between 1 and {MAX_TOKEN_DAYS_LIMIT} days."
+    if require_mfa and not organization.require_mfa and not has_second_factor(actor):
+        errors["require_mfa"] = (
+            "Set up a second factor for yourself first (an authenticator app or a passkey), "
+            "so you are not locked out."
+        )
     if errors:
         raise OrganizationError(errors)
     locked = Organization.objects.select_for_update().get(pk=organization.pk)
     changes: dict[str, dict[str, Any]] = {}
+    if require_mfa is not None and locked.require_mfa != require_mfa:
+        changes["require_mfa"] = {"from": locked.require_mfa, "to": require_mfa}
+        locked.require_mfa = require_mfa
     if locked.name != name:
         changes["name"] = {"from": locked.name, "to": name}
     if locked.max_token_days != max_token_days:
@@ -140,7 +152,7 @@ def organization_update(
     locked.max_token_days = max_token_days
     if store_broker_input is not None:
         locked.store_broker_input = store_broker_input
-    locked.save(update_fields=["name", "max_token_days", "store_broker_input"])
+    locked.save(update_fields=["name", "max_token_days", "store_broker_input", "require_mfa"])
     audit_record(
         action="org.updated",
         organization=locked,

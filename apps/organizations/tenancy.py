@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.urls import reverse
 from rest_framework.request import Request
 
+from apps.accounts.mfa import has_second_factor
 from apps.accounts.models import PersonalAPIToken
+from apps.core.api import APIError
 from apps.organizations.models import Membership, Organization, OrgRole
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -44,6 +48,33 @@ def require_role(membership: Membership, role: str) -> None:
         raise PermissionDenied(
             f"This needs the {OrgRole(role).label} role or higher in {membership.organization}."
         )
+
+
+def second_factor_missing(request: HttpRequest, organization: Organization) -> bool:
+    """True when the org requires MFA and the user has none. The first refusal in a
+    session is audited (not every request: the member is sent to set one up)."""
+    if not organization.require_mfa or has_second_factor(request.user):
+        return False
+    session = getattr(request, "session", None)
+    marker = f"grantry:mfa_block_audited:{organization.pk}"
+    if session is None or not session.get(marker):
+        from apps.audit.models import ActorType, Outcome
+        from apps.audit.services import audit_record
+
+        audit_record(
+            action="org.mfa_required_blocked",
+            organization=organization,
+            target=request.user,
+            actor_type=ActorType.USER,
+            actor_id=request.user.pk or "",
+            actor_label=request.user.get_username(),
+            outcome=Outcome.DENIED,
+            request=request,
+            metadata={"path": request.path[:200]},
+        )
+        if session is not None:
+            session[marker] = True
+    return True
 
 
 class _TenantScope:
@@ -79,6 +110,13 @@ class OrgViewMixin(LoginRequiredMixin, _TenantScope):
         self.organization = self.membership.organization
         request.organization = self.organization  # type: ignore[attr-defined]
         request.membership = self.membership  # type: ignore[attr-defined]
+        if second_factor_missing(request, self.organization):
+            messages.warning(
+                request,
+                f"{self.organization.name} requires two-factor authentication. Add an "
+                "authenticator app or a passkey, then open the organization again.",
+            )
+            return HttpResponseRedirect(reverse("mfa_index"))
         require_role(self.membership, self.required_role)
         if request.method not in SAFE_METHODS and self.write_role:
             require_role(self.membership, self.write_role)
@@ -109,6 +147,13 @@ class OrgAPIMixin(_TenantScope):
             and request.auth.organization_id != self.organization.pk
         ):
             raise Http404("No such organization.")
+        if second_factor_missing(request, self.organization):
+            raise APIError(
+                "mfa_required",
+                f"{self.organization.name} requires two-factor authentication: add an "
+                "authenticator app or a passkey to your account first.",
+                status_code=403,
+            )
         require_role(self.membership, self.read_role)
         if request.method not in SAFE_METHODS:
             require_role(self.membership, self.write_role)

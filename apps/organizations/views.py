@@ -220,6 +220,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                     "name": self.organization.name,
                     "max_token_days": self.organization.max_token_days,
                     "store_broker_input": self.organization.store_broker_input,
+                    "require_mfa": self.organization.require_mfa,
                 }
             ),
         )
@@ -235,6 +236,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                     name=form.cleaned_data["name"],
                     max_token_days=form.cleaned_data["max_token_days"],
                     store_broker_input=form.cleaned_data["store_broker_input"],
+                    require_mfa=form.cleaned_data["require_mfa"],
                     request=request,
                 )
             except ValidationError as exc:

@@ -85,6 +85,14 @@ ROLE_RESPONSE_EXAMPLE = {
             "connection": None,
             "connection_name": None,
             "rate_limit_per_minute": None,
+            "approval": None,
+            "schedule": {
+                "days": ["mon", "tue", "wed", "thu", "fri"],
+                "start": "09:00",
+                "end": "18:00",
+                "timezone": "Europe/Berlin",
+            },
+            "quota": {"limit": 200, "per": "day"},
         },
     ],
 }
@@ -116,6 +124,22 @@ class ApprovalSettingSerializer(serializers.Serializer[Any]):
     )
 
 
+class ScheduleSerializer(serializers.Serializer[Any]):
+    """Only inside this window: 403 with the reopening time outside it."""
+
+    days = serializers.JSONField(help_text='"weekdays", "weekend", "daily" or ["mon", "tue", …]')
+    start = serializers.CharField(help_text="09:00 (inclusive, local time)")
+    end = serializers.CharField(help_text="18:00 (exclusive; before start = over midnight)")
+    timezone = serializers.CharField(help_text="IANA name, e.g. Europe/Berlin")
+
+
+class QuotaSerializer(serializers.Serializer[Any]):
+    """Per worker; over it: 429 with Retry-After."""
+
+    limit = serializers.IntegerField(min_value=1)
+    per = serializers.ChoiceField(choices=["minute", "hour", "day"])
+
+
 class RuleSerializer(serializers.Serializer[Any]):
     """Documentation of a rule's shape; the service validates the content."""
 
@@ -142,6 +166,8 @@ class RuleSerializer(serializers.Serializer[Any]):
         help_text='null: a plain rule. Or "required" (shorthand) or an object: the call then '
         "answers 202 and runs only after a person approves that exact call.",
     )
+    schedule = ScheduleSerializer(allow_null=True, required=False)
+    quota = QuotaSerializer(allow_null=True, required=False)
 
 
 class RoleSerializer(serializers.Serializer[Any]):

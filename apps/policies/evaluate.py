@@ -39,8 +39,18 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+
+from apps.policies.windows import (
+    Quota,
+    Schedule,
+    ScheduleError,
+    closed_reason,
+    quota_from,
+    schedule_from,
+)
 
 ACTION = "action"
 PROXY = "proxy"
@@ -95,6 +105,10 @@ class RuleSpec:
     # Named approvers (user ids and their emails, for words); empty: admins and owners.
     approver_ids: tuple[int, ...] = ()
     approver_labels: tuple[str, ...] = ()
+    schedule: Schedule | None = None  # allows only inside this window (see windows.py)
+    quota: Quota | None = None  # per-worker cap, counted by the broker after allowing
+    # A stored schedule or quota that no longer parses: the rule allows nothing.
+    broken: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,7 @@ class Call:
     path: str = ""
     input: Any = field(default=None, hash=False, compare=False)
     role_name: str = ""
+    at: datetime | None = field(default=None, compare=False)  # None: now
 
     @classmethod
     def for_action(
@@ -172,6 +187,7 @@ class Decision:
     approval_expires_in: int | None = None
     approver_ids: tuple[int, ...] = ()
     approver_labels: tuple[str, ...] = ()
+    quota: Quota | None = None  # the allowing rule's per-worker quota, to count
 
 
 def rule_spec_from_values(
@@ -188,11 +204,22 @@ def rule_spec_from_values(
     constraints: Sequence[Mapping[str, Any]] = (),
     rate_limit_per_minute: int | None = None,
     approval: Mapping[str, Any] | None = None,
+    schedule: Mapping[str, Any] | None = None,
+    quota: Mapping[str, Any] | None = None,
 ) -> RuleSpec:
     """`approval` is the rule's stored approval setting, or None/{} for a plain rule:
-    {"required": true, "expires_in": 3600, "approvers": [{"id": 7, "email": "…"}]}."""
+    {"required": true, "expires_in": 3600, "approvers": [{"id": 7, "email": "…"}]}.
+    `schedule` and `quota` are the stored window and per-worker quota (windows.py);
+    one that no longer parses marks the rule broken, so it allows nothing."""
     approval = approval or {}
     approvers = [a for a in approval.get("approvers") or () if isinstance(a, Mapping)]
+    broken = False
+    parsed_schedule = parsed_quota = None
+    try:
+        parsed_schedule = schedule_from(schedule) if schedule else None
+        parsed_quota = quota_from(quota) if quota else None
+    except ScheduleError:
+        broken = True  # fail closed: validation keeps this from being stored
     return RuleSpec(
         rule_id=rule_id,
         kind=kind,
@@ -216,6 +243,9 @@ def rule_spec_from_values(
         approval_expires_in=int(approval.get("expires_in") or DEFAULT_APPROVAL_EXPIRES_IN),
         approver_ids=tuple(int(a.get("id", 0)) for a in approvers),
         approver_labels=tuple(str(a.get("email", "")) for a in approvers),
+        schedule=parsed_schedule,
+        quota=parsed_quota,
+        broken=broken,
     )
 
 
@@ -238,6 +268,7 @@ def evaluate(rules: Sequence[RuleSpec], call: Call) -> Decision:
             approval_expires_in=rule.approval_expires_in,
             approver_ids=rule.approver_ids,
             approver_labels=rule.approver_labels,
+            quota=rule.quota,
         )
     # Nothing allows it, even after approval: explain over every rule (approval rules
     # can only be reached here when they do not match, so this is a denial).
@@ -283,6 +314,7 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
     conn = _conn_label(call)
     constraint_failures: list[str] = []
     other_connections: list[str] = []
+    closed: list[str] = []
     for rule in rules:
         if not action_matches(rule, call.action_name, call.action_class):
             continue
@@ -293,7 +325,17 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
         if failure is not None:
             constraint_failures.append(failure)
             continue
-        return Decision(True, rule.rule_id, _allowed_reason(rule, call), rule.rate_limit_per_minute)
+        shut = window_closed(rule, call)
+        if shut is not None:
+            closed.append(shut)
+            continue
+        return _allow(rule, call)
+    if closed:
+        return Decision(
+            False,
+            None,
+            f"{role} allows action '{call.action_name}' on {conn} {'; or '.join(closed)}.",
+        )
     if constraint_failures:
         shown = "; or ".join(dict.fromkeys(constraint_failures))
         return Decision(
@@ -316,6 +358,28 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
         None,
         f"{role} has no rule allowing action '{call.action_name}' on {conn}. "
         f"An admin can add an action rule for {call.action_name}.",
+    )
+
+
+def window_closed(rule: RuleSpec, call: Call) -> str | None:
+    """Why the rule's time window does not cover the call (with the reopening), or None."""
+    if rule.broken:
+        return f"under rule #{rule.rule_id} never (its schedule or quota is invalid)"
+    if rule.schedule is None:
+        return None
+    at = call.at or datetime.now(UTC)
+    if rule.schedule.is_open(at):
+        return None
+    return f"under rule #{rule.rule_id} {closed_reason(rule.schedule, at)}"
+
+
+def _allow(rule: RuleSpec, call: Call) -> Decision:
+    return Decision(
+        True,
+        rule.rule_id,
+        _allowed_reason(rule, call),
+        rule.rate_limit_per_minute,
+        quota=rule.quota,
     )
 
 
@@ -526,6 +590,7 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
     except UnsafePath as exc:
         return Decision(False, None, f"Proxy path {_show(call.path)} was rejected: {exc}.")
     other_methods: list[str] = []
+    closed: list[str] = []
     for rule in rules:
         if rule.kind != PROXY or rule.provider_key != call.provider_key:
             continue
@@ -534,10 +599,16 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
         if not path_matches(rule.path_glob, path):
             continue
         if method in rule.methods:
-            return Decision(
-                True, rule.rule_id, _allowed_reason(rule, call), rule.rate_limit_per_minute
-            )
+            shut = window_closed(rule, call)
+            if shut is None:
+                return _allow(rule, call)
+            closed.append(shut)
+            continue
         other_methods.extend(rule.methods)
+    if closed:
+        return Decision(
+            False, None, f"{role} allows {method} {path} through {conn} {'; or '.join(closed)}."
+        )
     fix = f"An admin can add a proxy rule for {method} with a path glob matching {path}."
     if other_methods:
         allowed = ", ".join(m for m in dict.fromkeys(other_methods))
@@ -576,6 +647,10 @@ def describe_rule(rule: RuleSpec) -> str:
         text += f", at most {rule.rate_limit_per_minute} calls per minute per token"
     if rule.approval_required:
         text += f" {describe_approval(rule)}"
+    if rule.schedule is not None:
+        text += f", only {rule.schedule.describe()}"
+    if rule.quota is not None:
+        text += f", {rule.quota.describe()}"
     return text
 
 

@@ -10,6 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS
+from apps.policies.windows import DAY_NAMES
 
 CONSTRAINT_ROWS = 3
 OP_LABELS = {
@@ -104,7 +105,73 @@ class ApprovalFields(forms.Form):
         return [self["approval_required"], self["approval_expires_minutes"], self["approvers"]]
 
 
-class ActionRuleForm(ApprovalFields):
+class WindowQuotaForm(forms.Form):
+    """A rule's optional time window and per-worker quota (apps/policies/windows.py)."""
+
+    window_days = forms.MultipleChoiceField(
+        label="Only on these days",
+        required=False,
+        choices=[(d, d.capitalize()) for d in DAY_NAMES],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Leave all unticked for any time. Outside the window calls get 403 with "
+        "the time it reopens.",
+    )
+    window_start = forms.CharField(
+        label="From",
+        required=False,
+        max_length=5,
+        widget=forms.TextInput(attrs={"placeholder": "09:00"}),
+    )
+    window_end = forms.CharField(
+        label="Until",
+        required=False,
+        max_length=5,
+        widget=forms.TextInput(attrs={"placeholder": "18:00"}),
+        help_text="Exclusive; before 'From' means over midnight; 24:00 is the end of the day.",
+    )
+    window_timezone = forms.CharField(
+        label="Time zone",
+        required=False,
+        max_length=60,
+        initial="UTC",
+        help_text="e.g. Europe/Berlin",
+    )
+    quota_limit = forms.IntegerField(
+        label="Quota (calls per worker)",
+        required=False,
+        min_value=1,
+        help_text="Leave empty for no quota. Over it calls get 429 with Retry-After.",
+    )
+    quota_per = forms.ChoiceField(
+        label="per",
+        required=False,
+        choices=[("day", "day"), ("hour", "hour"), ("minute", "minute")],
+        initial="day",
+    )
+
+    def window_fields(self) -> list[Any]:
+        return [self[n] for n in ("window_days", "window_start", "window_end", "window_timezone")]
+
+    def quota_fields(self) -> list[Any]:
+        return [self["quota_limit"], self["quota_per"]]
+
+    def window_and_quota(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        schedule = None
+        if data.get("window_days"):
+            schedule = {
+                "days": list(data["window_days"]),
+                "start": data.get("window_start") or "",
+                "end": data.get("window_end") or "",
+                "timezone": data.get("window_timezone") or "UTC",
+            }
+        quota = None
+        if data.get("quota_limit"):
+            quota = {"limit": data["quota_limit"], "per": data.get("quota_per") or "day"}
+        return {"schedule": schedule, "quota": quota}
+
+
+class ActionRuleForm(ApprovalFields, WindowQuotaForm):
     """One action rule for one provider: which actions, where, under which conditions."""
 
     actions = forms.ChoiceField(label="Actions")
@@ -227,6 +294,7 @@ class ActionRuleForm(ApprovalFields):
             "constraints": data["constraint_list"],
             "rate_limit_per_minute": data.get("rate_limit_per_minute"),
             "approval": self.approval_rule(),
+            **self.window_and_quota(),
         }
 
     # Service error keys (rules.0.<name>…) → the form field that caused them.
@@ -236,6 +304,8 @@ class ActionRuleForm(ApprovalFields):
         "connection": "connection",
         "rate_limit_per_minute": "rate_limit_per_minute",
         "approval": "approval_required",
+        "schedule": "window_days",
+        "quota": "quota_limit",
     }
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
@@ -251,7 +321,7 @@ class ActionRuleForm(ApprovalFields):
                 self.add_error(target, message)
 
 
-class ProxyRuleForm(ApprovalFields):
+class ProxyRuleForm(ApprovalFields, WindowQuotaForm):
     """One proxy rule: HTTP methods and a path glob on one connection."""
 
     field_order = ["connection", "methods", "path_glob", "rate_limit_per_minute"]
@@ -300,12 +370,20 @@ class ProxyRuleForm(ApprovalFields):
             "path_glob": data["path_glob"],
             "rate_limit_per_minute": data.get("rate_limit_per_minute"),
             "approval": self.approval_rule(),
+            **self.window_and_quota(),
         }
+
+    # Service error keys (rules.0.<name>…) naming no field of their own → the form field.
+    ERROR_FIELDS = {
+        "approval": "approval_required",
+        "schedule": "window_days",
+        "quota": "quota_limit",
+    }
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
         for key, messages in errors.items():
             name = key.split(".")[2] if key.count(".") >= 2 else ""
-            name = "approval_required" if name == "approval" else name
+            name = self.ERROR_FIELDS.get(name, name)
             target = name if name in self.fields else None
             for message in messages:
                 self.add_error(target, message)

@@ -106,6 +106,10 @@ class Rule(models.Model):
     # that exact call (apps.approvals):
     # {"required": true, "expires_in": 3600, "approvers": [{"id": 7, "email": "a@b.test"}]}
     approval = models.JSONField(default=dict, blank=True)
+    # {"days": ["mon", …], "start": "09:00", "end": "18:00", "timezone": "Europe/Berlin"}
+    schedule = models.JSONField(null=True, blank=True)
+    # {"limit": 20, "per": "day"}: calls per worker (apps/policies/windows.py)
+    quota = models.JSONField(null=True, blank=True)
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -142,4 +146,6 @@ class Rule(models.Model):
             constraints=self.constraints,
             rate_limit_per_minute=self.rate_limit_per_minute,
             approval=self.approval,
+            schedule=self.schedule,
+            quota=self.quota,
         )

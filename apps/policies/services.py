@@ -32,6 +32,8 @@ def rule_document(rule: Rule) -> dict[str, Any]:
         connection_name=rule.connection.name if rule.connection is not None else None,
         rate_limit_per_minute=rule.rate_limit_per_minute,
         approval=approval_document(rule.approval),
+        schedule=rule.schedule,
+        quota=rule.quota,
     )
     return doc
 

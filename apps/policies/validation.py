@@ -20,6 +20,7 @@ from apps.policies.evaluate import (
     path_glob_problem,
 )
 from apps.policies.models import RuleActionClass, RuleKind
+from apps.policies.windows import ScheduleError, quota_from, schedule_from
 
 MAX_RATE_LIMIT = 100_000
 # Bounds that keep evaluation cheap on the hot path and pages readable.
@@ -39,6 +40,8 @@ RULE_FIELDS = (
     "constraints",
     "rate_limit_per_minute",
     "approval",
+    "schedule",
+    "quota",
 )
 # How long an approval request may live (seconds): from one minute to a week.
 MIN_APPROVAL_EXPIRES_IN = 60
@@ -125,6 +128,8 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
         "constraints": [],
         "rate_limit_per_minute": None,
         "approval": {},
+        "schedule": None,
+        "quota": None,
     }
 
     provider_key = raw.get("provider_key")
@@ -168,6 +173,14 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
             rule["rate_limit_per_minute"] = rate
 
     rule["approval"] = _clean_approval(organization, raw.get("approval"), at, errors)
+    for name, parse in (("schedule", schedule_from), ("quota", quota_from)):
+        value = raw.get(name)
+        if value in (None, "", {}):
+            continue
+        try:
+            rule[name] = parse(value).as_document()
+        except ScheduleError as exc:
+            errors.add(f"{at}.{name}", str(exc))
 
     if kind == RuleKind.PROXY:
         _clean_proxy(raw, rule, at, errors)

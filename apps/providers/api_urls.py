@@ -1,8 +1,8 @@
-"""Management API routes of this app, mounted under /api/v1/orgs/<org_slug>/."""
+"""Management API routes of the catalog, mounted under /api/v1/orgs/<org_slug>/."""
 
 from django.urls import path
 
-from apps.providers import api
+from apps.providers import api, openapi_api
 
 urlpatterns = [
     path(
@@ -24,5 +24,10 @@ urlpatterns = [
         "custom-providers/<slug:provider_slug>/actions/<slug:action_name>/",
         api.CustomActionDetailAPIView.as_view(),
         name="custom-action-detail",
+    ),
+    path(
+        "custom-providers/<slug:provider_slug>/openapi-import/",
+        openapi_api.OpenAPIImportAPIView.as_view(),
+        name="custom-provider-openapi-import",
     ),
 ]

@@ -30,6 +30,20 @@ class Placement(StrEnum):
     QUERY = "query"  # ?<param>=<token> (only where a provider requires it)
 
 
+class Revocation(StrEnum):
+    """How a provider's revocation endpoint (`Provider.revocation_url`) is called."""
+
+    RFC7009 = "rfc7009"  # POST token=…&token_type_hint=… with client authentication
+    # GitHub: DELETE …/applications/{client_id}/token, client id and secret as HTTP
+    # Basic, the access token in a JSON body {"access_token": …}.
+    CLIENT_BASIC_JSON = "client_basic_json"
+    # The access token authenticates its own revocation, as a Bearer token (Slack's
+    # auth.revoke, Zendesk's DELETE /api/v2/oauth/tokens/current.json).
+    SELF_BEARER = "self_bearer"
+    # HubSpot: DELETE …/refresh-tokens/<refresh token>; no client authentication.
+    REFRESH_TOKEN_IN_PATH = "refresh_token_in_path"
+
+
 class ActionClass(StrEnum):
     READ = "read"
     WRITE = "write"
@@ -88,6 +102,8 @@ class Provider:
     authorize_url: str = ""
     token_url: str = ""
     revocation_url: str = ""
+    revocation: Revocation = Revocation.RFC7009  # how revocation_url is called
+    revocation_method: str = "POST"  # for SELF_BEARER (Zendesk's is a DELETE)
     userinfo_url: str = ""  # identity call after connect / API-key check
     userinfo_account_field: str = ""  # dotted path in the identity response, e.g. "login"
     default_scopes: tuple[str, ...] = ()
@@ -109,6 +125,11 @@ class Provider:
     userinfo_method: str = "GET"
     userinfo_body: dict[str, Any] | None = None
     is_custom: bool = False
+
+    @property
+    def supports_revocation(self) -> bool:
+        """Whether disconnecting can revoke the grant at the provider (OAuth only)."""
+        return bool(self.revocation_url) and AuthType.OAUTH2 in self.auth_types
 
     def action(self, name: str) -> Action | None:
         """The action by full (`github.create_issue`) or short (`create_issue`) name."""

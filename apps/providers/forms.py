@@ -11,7 +11,14 @@ from typing import Any
 
 from django import forms
 
-from apps.providers.models import CustomAction, CustomProvider, scopes_text
+from apps.providers.models import (
+    HTTP_METHODS,
+    ActionClassChoice,
+    CustomAction,
+    CustomProvider,
+    scopes_text,
+)
+from apps.providers.services import IMPORT_FIELDS
 
 
 def _split_scopes(value: str) -> list[str]:
@@ -139,3 +146,63 @@ class CustomActionForm(forms.ModelForm):
         self.instance.provider = provider
         if not self.is_bound:
             self.initial.setdefault("input_schema", EXAMPLE_SCHEMA)
+
+
+# --- OpenAPI import ------------------------------------------------------------------
+
+
+class OpenAPISourceForm(forms.Form):
+    """Step 1: where the document comes from (an upload or a URL, exactly one)."""
+
+    document = forms.FileField(
+        label="OpenAPI document",
+        required=False,
+        help_text="An OpenAPI 3.0 / 3.1 or Swagger 2.0 file, JSON or YAML, bundled into one file.",
+    )
+    url = forms.URLField(
+        label="…or its URL",
+        required=False,
+        assume_scheme="https",
+        help_text="Fetched once from a public https address; redirects are not followed.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if bool(cleaned.get("document")) == bool(cleaned.get("url")):
+            raise forms.ValidationError("Upload a document or give its URL (one of the two).")
+        return cleaned
+
+
+class ImportedActionForm(forms.Form):
+    """Step 2: one operation of the document, to choose and edit before saving."""
+
+    selected = forms.BooleanField(label="Import", required=False)
+    # "GET /pets/{id}": the operation as the document names it; the method comes from it.
+    key = forms.CharField(max_length=400, widget=forms.HiddenInput)
+    name = forms.CharField(max_length=63)
+    description = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    action_class = forms.ChoiceField(label="Class", choices=ActionClassChoice.choices)
+    path = forms.CharField(max_length=300)
+    input_schema = JSONSchemaField(label="Input JSON Schema")
+    query_params = ScopesField(
+        label="Query parameters",
+        help_text="Input keys a POST/PUT/PATCH sends in the query string.",
+    )
+    scopes = ScopesField(label="Scopes it needs")
+
+    def clean_key(self) -> str:
+        key = str(self.cleaned_data["key"])
+        if key.split(" ", 1)[0] not in HTTP_METHODS:
+            raise forms.ValidationError("Not an operation of the document.")
+        return key
+
+    @property
+    def method(self) -> str:
+        return str(self["key"].value() or "").split(" ", 1)[0]
+
+    def import_fields(self) -> dict[str, Any]:
+        data = {**self.cleaned_data, "method": self.cleaned_data["key"].split(" ", 1)[0]}
+        return {k: data[k] for k in IMPORT_FIELDS}
+
+
+ImportedActionFormSet = forms.formset_factory(ImportedActionForm, extra=0)

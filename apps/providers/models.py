@@ -305,6 +305,9 @@ class CustomAction(models.Model):
     )
     input_schema = models.JSONField(default=dict, validators=[validate_input_schema])
     scopes = models.JSONField(default=list, blank=True, validators=[validate_scope_list])
+    # Input keys a POST/PUT/PATCH action sends in the query string instead of the body
+    # (an OpenAPI import fills it). GET and DELETE send every non-path key there anyway.
+    query_params = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -335,6 +338,18 @@ class CustomAction(models.Model):
                     f"schema; missing or optional: {', '.join(problems)}."
                 }
             )
+        query = self.query_params
+        if not isinstance(query, list) or not all(isinstance(q, str) for q in query):
+            raise ValidationError({"query_params": "Query parameters are a list of names."})
+        path_keys = set(PLACEHOLDER_RE.findall(self.path or ""))
+        strays = [q for q in query if q not in properties or q in path_keys]
+        if strays:
+            raise ValidationError(
+                {
+                    "query_params": "Query parameters must be non-path properties of the "
+                    f"schema: {', '.join(strays)}."
+                }
+            )
 
     def to_action(self, provider_key: str) -> Action:
         properties = (self.input_schema or {}).get("properties") or {}
@@ -349,6 +364,8 @@ class CustomAction(models.Model):
             path=self.path,
             input_schema=self.input_schema,
             scopes=tuple(self.scopes),
-            query_params=rest if bodyless else (),
+            query_params=(
+                rest if bodyless else tuple(k for k in rest if k in (self.query_params or []))
+            ),
             is_custom=True,
         )

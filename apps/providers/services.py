@@ -235,6 +235,7 @@ def custom_action_create(
     path: str,
     input_schema: dict[str, Any],
     scopes: list[str] | None = None,
+    query_params: list[str] | None = None,
     request: HttpRequest | None = None,
 ) -> CustomAction:
     action = CustomAction(
@@ -246,6 +247,7 @@ def custom_action_create(
         path=path,
         input_schema=input_schema,
         scopes=list(scopes or []),
+        query_params=list(query_params or []),
     )
     taken_message = f"{provider.display_name} already has an action '{name}'."
     if provider.actions.filter(name=name).exists():
@@ -294,3 +296,66 @@ def custom_action_delete(
         **_actor(user),
     )
     action.delete()
+
+
+IMPORT_FIELDS = (
+    "name",
+    "description",
+    "action_class",
+    "method",
+    "path",
+    "input_schema",
+    "scopes",
+    "query_params",
+)
+
+
+class ImportFailed(ValidationError):
+    """One imported action is invalid; `index` says which (nothing was saved)."""
+
+    def __init__(self, index: int, error: ValidationError) -> None:
+        super().__init__(error.error_dict if hasattr(error, "error_dict") else error.messages)
+        self.index = index
+        self.error = error
+
+
+@transaction.atomic
+def custom_actions_import(
+    *,
+    provider: CustomProvider,
+    user: Any,
+    actions: list[dict[str, Any]],
+    source: dict[str, Any],
+    request: HttpRequest | None = None,
+) -> list[CustomAction]:
+    """Create several actions from an OpenAPI import: all of them or none. Each is
+    validated and audited like a hand-made action, and one more event records the
+    document they came from (`source`: title, version, sha256, url or file name)."""
+    if not actions:
+        raise ValidationError("Choose at least one operation to import.")
+    created = []
+    for index, fields in enumerate(actions):
+        unknown = sorted(set(fields) - set(IMPORT_FIELDS))
+        if unknown:
+            raise ImportFailed(index, ValidationError(f"Unknown fields: {', '.join(unknown)}."))
+        try:
+            with transaction.atomic():
+                created.append(
+                    custom_action_create(provider=provider, user=user, request=request, **fields)
+                )
+        except ValidationError as error:
+            raise ImportFailed(index, error) from None
+    audit_record(
+        action="provider.custom_actions_imported",
+        organization=provider.organization,
+        target=provider,
+        metadata={
+            "key": provider.key,
+            "source": {k: str(v)[:300] for k, v in source.items()},
+            "actions": [f"{provider.key}.{a.name}" for a in created],
+        },
+        provider=provider.key,
+        request=request,
+        **_actor(user),
+    )
+    return created

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.providers import views
+from apps.providers import import_views, views
 
 app_name = "providers"
 urlpatterns = [
@@ -16,6 +16,11 @@ urlpatterns = [
         "custom/<slug:slug>/actions/new/",
         views.CustomActionCreateView.as_view(),
         name="custom_action_create",
+    ),
+    path(
+        "custom/<slug:slug>/import/",
+        import_views.OpenAPIImportView.as_view(),
+        name="custom_openapi_import",
     ),
     path(
         "custom/<slug:slug>/actions/<slug:name>/delete/",

@@ -1,4 +1,4 @@
-"""Disconnecting (RFC 7009 revocation, then destroying secrets) and usage marks."""
+"""Disconnecting (revocation at the provider, then destroying secrets) and usage marks."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ USED_THROTTLE = timedelta(seconds=60)
 
 
 def _revoke_at_provider(connection: Connection, organization: Organization) -> tuple[str, str]:
-    """RFC 7009 for every token the connection holds: (RevocationResult, failure text)."""
+    """Revoke every token the connection holds that the provider's endpoint takes (RFC 7009
+    or the provider's own shape, see `Provider.revocation`): (RevocationResult, failure)."""
     if not connection.is_oauth():
         return RevocationResult.UNSUPPORTED, ""
     provider = resolved_provider(
@@ -36,12 +37,13 @@ def _revoke_at_provider(connection: Connection, organization: Organization) -> t
         base_url_params=connection.base_url_params,
     )
     app = connection.provider_app
-    if not provider.revocation_url or app is None:
+    if not provider.supports_revocation or app is None:
         return RevocationResult.UNSUPPORTED, ""
     creds = custody.client_credentials(app)
+    sent = False
     for token, hint in custody.revocable_tokens(connection):
         try:
-            oauth.revoke(
+            sent |= oauth.revoke(
                 provider,
                 client_id=creds.client_id,
                 client_secret=creds.client_secret,
@@ -50,7 +52,7 @@ def _revoke_at_provider(connection: Connection, organization: Organization) -> t
             )
         except oauth.TokenEndpointError as exc:
             return RevocationResult.FAILED, str(exc)
-    return RevocationResult.REVOKED, ""
+    return (RevocationResult.REVOKED if sent else RevocationResult.UNSUPPORTED), ""
 
 
 def _destroy(
@@ -96,7 +98,7 @@ def connection_disconnect(
     organization: Organization,
     request: HttpRequest | None = None,
 ) -> Connection:
-    """Revoke at the provider (RFC 7009) where it can, then destroy the secrets.
+    """Revoke at the provider where it can, then destroy the secrets.
     Metadata stays for the audit trail. A failed revocation is recorded and the
     secrets are destroyed anyway.
 

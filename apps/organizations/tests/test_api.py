@@ -246,6 +246,7 @@ def test_reviewer_reads_settings(org, reviewer):
         "slug": "acme",
         "max_token_days": None,
         "store_broker_input": False,
+        "require_mfa": False,
         "created_at": body["created_at"],
     }
 
@@ -281,6 +282,27 @@ def test_settings_bad_input_is_400_and_nothing_is_half_written(org, admin):
     org.refresh_from_db()
     assert (org.name, org.max_token_days, org.store_broker_input) == ("Acme", None, False)
     assert not AuditEvent.objects.filter(action="org.updated").exists()
+
+
+def test_require_mfa_over_the_api_needs_the_admins_own_second_factor(org, admin):
+    from allauth.mfa.models import Authenticator
+
+    client = token_api(admin, org)
+    refused = client.patch("/api/v1/orgs/acme/settings/", {"require_mfa": True}, format="json")
+    assert refused.status_code == 400
+    assert "second factor" in fields_of(refused)["require_mfa"][0]
+    org.refresh_from_db()
+    assert org.require_mfa is False
+    assert not AuditEvent.objects.filter(action="org.updated").exists()
+
+    Authenticator.objects.create(user=admin, type=Authenticator.Type.TOTP, data={})
+    response = client.patch("/api/v1/orgs/acme/settings/", {"require_mfa": True}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["require_mfa"] is True
+    org.refresh_from_db()
+    assert org.require_mfa is True
+    event = AuditEvent.objects.get(action="org.updated")
+    assert event.metadata["changes"] == {"require_mfa": {"from": False, "to": True}}
 
 
 def test_the_slug_and_organization_never_come_from_the_body(org, admin, other_org):

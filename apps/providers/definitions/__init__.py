@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from apps.providers.catalog import Provider
 from apps.providers.definitions import (
+    airtable,
     asana,
     github,
     gitlab,
@@ -43,5 +44,6 @@ BUILTIN_PROVIDERS: tuple[Provider, ...] = tuple(
         zendesk,
         stripe,
         openai,
+        airtable,
     )
 )

@@ -1,11 +1,12 @@
 """GitHub REST API (https://docs.github.com/en/rest). OAuth app or personal access token.
 
-GitHub's token revocation (DELETE /applications/{client_id}/token) is not RFC 7009,
-so no revocation_url. GitHub Enterprise: override the base and OAuth URLs."""
+GitHub's token revocation (DELETE /applications/{client_id}/token, the OAuth app's
+client id and secret as HTTP Basic) is not RFC 7009: see `Revocation.CLIENT_BASIC_JSON`.
+GitHub Enterprise: override the base, OAuth and revocation URLs."""
 
 from __future__ import annotations
 
-from apps.providers.catalog import AuthType, Provider
+from apps.providers.catalog import AuthType, Provider, Revocation
 from apps.providers.definitions._build import (
     READ,
     WRITE,
@@ -241,6 +242,8 @@ PROVIDER = Provider(
     api_base_url="https://api.github.com",
     authorize_url="https://github.com/login/oauth/authorize",
     token_url="https://github.com/login/oauth/access_token",
+    revocation_url="https://api.github.com/applications/{client_id}/token",
+    revocation=Revocation.CLIENT_BASIC_JSON,
     userinfo_url="/user",
     userinfo_account_field="login",
     default_scopes=("repo", "read:user"),

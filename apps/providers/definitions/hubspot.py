@@ -1,9 +1,10 @@
 """HubSpot CRM API v3 (https://developers.hubspot.com/docs/api/crm). OAuth app or a
-private app access token. HubSpot's token revocation is not RFC 7009."""
+private app access token. HubSpot's token revocation is not RFC 7009: DELETE
+/oauth/v1/refresh-tokens/<refresh token> (see `Revocation.REFRESH_TOKEN_IN_PATH`)."""
 
 from __future__ import annotations
 
-from apps.providers.catalog import AuthType, Provider
+from apps.providers.catalog import AuthType, Provider, Revocation
 from apps.providers.definitions._build import (
     READ,
     WRITE,
@@ -132,6 +133,8 @@ PROVIDER = Provider(
     api_base_url="https://api.hubapi.com",
     authorize_url="https://app.hubspot.com/oauth/authorize",
     token_url="https://api.hubapi.com/oauth/v1/token",
+    revocation_url="https://api.hubapi.com/oauth/v1/refresh-tokens",
+    revocation=Revocation.REFRESH_TOKEN_IN_PATH,
     userinfo_url="/account-info/v3/details",
     userinfo_account_field="portalId",
     default_scopes=(

@@ -1,11 +1,12 @@
 """Slack Web API (https://api.slack.com/methods). OAuth v2 or a bot token (xoxb-…).
 
-Slack's auth.revoke is not RFC 7009, so no revocation_url. Scopes are
+Slack's auth.revoke is not RFC 7009: the token revokes itself as a Bearer token and
+the answer is {"ok": true, "revoked": true} (see `Revocation.SELF_BEARER`). Scopes are
 comma-separated in Slack's authorize URL."""
 
 from __future__ import annotations
 
-from apps.providers.catalog import AuthType, Provider
+from apps.providers.catalog import AuthType, Provider, Revocation
 from apps.providers.definitions._build import (
     READ,
     WRITE,
@@ -123,6 +124,8 @@ PROVIDER = Provider(
     api_base_url="https://slack.com/api",
     authorize_url="https://slack.com/oauth/v2/authorize",
     token_url="https://slack.com/api/oauth.v2.access",
+    revocation_url="https://slack.com/api/auth.revoke",
+    revocation=Revocation.SELF_BEARER,
     userinfo_url="/auth.test",
     userinfo_account_field="user",
     default_scopes=(

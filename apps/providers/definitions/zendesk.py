@@ -1,10 +1,11 @@
 """Zendesk Support API (https://developer.zendesk.com/api-reference/). Each account
 has its own subdomain, stored on the connection as the `subdomain` base URL
-parameter ('acme' for acme.zendesk.com); the OAuth URLs live there too."""
+parameter ('acme' for acme.zendesk.com); the OAuth URLs live there too. Revocation is
+not RFC 7009: DELETE /api/v2/oauth/tokens/current.json with the token itself."""
 
 from __future__ import annotations
 
-from apps.providers.catalog import AuthType, Provider
+from apps.providers.catalog import AuthType, Provider, Revocation
 from apps.providers.definitions._build import (
     READ,
     WRITE,
@@ -137,6 +138,9 @@ PROVIDER = Provider(
     base_url_params=("subdomain",),
     authorize_url="https://{subdomain}.zendesk.com/oauth/authorizations/new",
     token_url="https://{subdomain}.zendesk.com/oauth/tokens",
+    revocation_url="https://{subdomain}.zendesk.com/api/v2/oauth/tokens/current.json",
+    revocation=Revocation.SELF_BEARER,
+    revocation_method="DELETE",
     userinfo_url="/users/me.json",
     userinfo_account_field="user.email",
     default_scopes=("read", "write"),

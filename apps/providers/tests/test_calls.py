@@ -176,3 +176,29 @@ def test_overrides_apply_to_built_requests():
     with override_settings(GRANTRY_PROVIDER_URLS={"github": "http://127.0.0.1:8080/gh"}):
         prepared = call("github.get_issue", {"owner": "o", "repo": "r", "issue_number": 3})
     assert prepared.url == "http://127.0.0.1:8080/gh/repos/o/r/issues/3"
+
+
+def test_airtable_records_reach_their_table_and_carry_fields():
+    base = "https://api.airtable.com/v0/appAbc123DEF45678"
+    created = call(
+        "airtable.create_record",
+        {
+            "base_id": "appAbc123DEF45678",
+            "table": "Sprint tasks",
+            "fields": {"Name": "Ship", "Points": 3},
+            "typecast": True,
+        },
+    )
+    assert (created.method, created.url) == ("POST", f"{base}/Sprint%20tasks")
+    assert created.json_body == {"fields": {"Name": "Ship", "Points": 3}, "typecast": True}
+    listed = call(
+        "airtable.list_records",
+        {"base_id": "appAbc123DEF45678", "table": "tblX", "filterByFormula": "{Done} = 0"},
+    )
+    assert listed.url == f"{base}/tblX" and listed.json_body is None
+    assert listed.query == {"filterByFormula": "{Done} = 0"}
+    errors = validate_input(
+        get_action("airtable.get_record"),
+        {"base_id": "https://evil", "table": "t", "record_id": "rec1"},
+    )
+    assert [e.path for e in errors] == ["/base_id"]

@@ -38,13 +38,13 @@ def _template_refs(node):
     return set()
 
 
-def test_at_least_12_providers_and_60_actions():
+def test_at_least_15_providers_and_60_actions():
     providers = all_providers()
     actions = all_actions()
     assert len(providers) >= 12, [p.key for p in providers]
     assert len(actions) >= 60, len(actions)
     # The sandbox is enabled in tests and counts too; without it the bar still holds.
-    assert len(BUILTIN_PROVIDERS) >= 12
+    assert len(BUILTIN_PROVIDERS) >= 15
     assert sum(len(p.actions) for p in BUILTIN_PROVIDERS) >= 60
 
 
@@ -162,3 +162,28 @@ def test_sandbox_matches_its_contract():
             assert action.input_schema["properties"][key]["type"] == "integer"
     priority = sandbox.action("create_task").input_schema["properties"]["priority"]
     assert (priority["minimum"], priority["maximum"]) == (1, 5)
+
+
+def test_airtable_matches_its_public_api():
+    airtable = get_provider("airtable")
+    assert airtable.api_base_url == "https://api.airtable.com/v0"
+    assert airtable.authorize_url == "https://airtable.com/oauth2/v1/authorize"
+    assert airtable.token_url == "https://airtable.com/oauth2/v1/token"
+    assert airtable.userinfo_url == "https://api.airtable.com/v0/meta/whoami"
+    assert set(airtable.auth_types) == {AuthType.OAUTH2, AuthType.API_KEY}
+    assert airtable.placement == "bearer"
+    assert airtable.revocation_url == ""  # Airtable documents none
+    got = {a.short_name: (a.method, a.path, a.action_class.value) for a in airtable.actions}
+    assert got == {
+        "list_bases": ("GET", "/meta/bases", "read"),
+        "get_base_schema": ("GET", "/meta/bases/{base_id}/tables", "read"),
+        "list_records": ("GET", "/{base_id}/{table}", "read"),
+        "get_record": ("GET", "/{base_id}/{table}/{record_id}", "read"),
+        "create_record": ("POST", "/{base_id}/{table}", "write"),
+        "update_record": ("PATCH", "/{base_id}/{table}/{record_id}", "write"),
+        "delete_record": ("DELETE", "/{base_id}/{table}/{record_id}", "write"),
+        "list_comments": ("GET", "/{base_id}/{table}/{record_id}/comments", "read"),
+        "create_comment": ("POST", "/{base_id}/{table}/{record_id}/comments", "write"),
+    }
+    for action in airtable.actions:
+        assert set(action.scopes) <= set(airtable.default_scopes), action.name

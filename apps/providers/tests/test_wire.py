@@ -94,3 +94,62 @@ def test_bodies_and_default_headers_arrive_as_prepared(upstream):
     assert stripe["headers"]["content-type"] == "application/x-www-form-urlencoded"
     assert stripe["body"] == b"email=a%40b.co&name=A+B"
     assert graph["path"] in ("/me/messages?%24top=3", "/me/messages?$top=3")
+
+
+def test_airtable_update_and_delete_arrive_as_the_airtable_api_expects(upstream):
+    base, seen = upstream
+    with override_settings(GRANTRY_PROVIDER_URLS={"airtable": f"{base}/v0"}):
+        send(
+            "airtable",
+            "airtable.update_record",
+            {
+                "base_id": "appB1",
+                "table": "Tasks/Q1",
+                "record_id": "recR1",
+                "fields": {"Status": "Done"},
+            },
+        )
+        send(
+            "airtable",
+            "airtable.delete_record",
+            {"base_id": "appB1", "table": "Tasks", "record_id": "recR1"},
+        )
+        send("airtable", "airtable.list_bases", {"offset": "itr1/rec2"})
+    update, delete, bases = seen
+    assert (update["method"], update["path"]) == ("PATCH", "/v0/appB1/Tasks%2FQ1/recR1")
+    assert json.loads(update["body"]) == {"fields": {"Status": "Done"}}
+    assert (delete["method"], delete["path"], delete["body"]) == (
+        "DELETE",
+        "/v0/appB1/Tasks/recR1",
+        b"",
+    )
+    assert bases["path"] == "/v0/meta/bases?offset=itr1%2Frec2"
+
+
+@pytest.mark.django_db
+def test_an_airtable_personal_access_token_is_checked_with_whoami(org, admin):
+    from apps.broker.tests.upstream import RecordingUpstream, Reply
+    from apps.connections.services import CredentialRejected, connection_create_api_key
+
+    with (
+        RecordingUpstream() as airtable,
+        override_settings(GRANTRY_PROVIDER_URLS={"airtable": f"{airtable.url}/v0"}),
+    ):
+        airtable.reply = Reply(body={"id": "usrAda", "email": "ada@example.com", "scopes": []})
+        connection = connection_create_api_key(
+            organization=org, provider_key="airtable", name="at", api_key="patA.b", created_by=admin
+        )
+        airtable.reply = Reply(status=401, body={"error": {"type": "AUTHENTICATION_REQUIRED"}})
+        with pytest.raises(CredentialRejected):
+            connection_create_api_key(
+                organization=org,
+                provider_key="airtable",
+                name="bad",
+                api_key="patX",
+                created_by=admin,
+            )
+    assert connection.account_label == "ada@example.com"
+    first = airtable.requests[0]
+    assert (first.method, first.path) == ("GET", "/v0/meta/whoami")
+    assert first.headers["Authorization"] == "Bearer patA.b"
+    assert not org.connections.filter(name="bad").exists()

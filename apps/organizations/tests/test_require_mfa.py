@@ -1,0 +1,91 @@
+"""The "require MFA" organization setting: only an admin with a second factor can turn
+it on; members without one are sent to set one up (dashboard) or refused (management
+API), and the first refusal in a session is audited."""
+
+from __future__ import annotations
+
+import pytest
+from allauth.mfa.models import Authenticator
+from django.test import Client
+
+from apps.audit.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _give(user, kind=Authenticator.Type.TOTP):
+    return Authenticator.objects.create(user=user, type=kind, data={})
+
+
+def _settings(client, require: bool):
+    data = {"name": "Acme", "max_token_days": ""}
+    if require:
+        data["require_mfa"] = "on"
+    return client.post("/o/acme/settings/", data)
+
+
+def test_an_admin_without_a_second_factor_cannot_require_one(org, admin):
+    client = _client(admin)
+    response = _settings(client, True)
+    assert response.status_code == 400
+    assert "Set up a second factor for yourself first" in response.content.decode()
+    org.refresh_from_db()
+    assert org.require_mfa is False
+    # Recovery codes alone are not a second factor.
+    _give(admin, Authenticator.Type.RECOVERY_CODES)
+    assert _settings(client, True).status_code == 400
+
+
+def test_requiring_mfa_is_audited_and_blocks_members_without_one(org, admin, member):
+    _give(admin, Authenticator.Type.WEBAUTHN)
+    response = _settings(_client(admin), True)
+    assert response.status_code == 302
+    org.refresh_from_db()
+    assert org.require_mfa is True
+    event = AuditEvent.objects.get(action="org.updated")
+    assert event.metadata["changes"]["require_mfa"] == {"from": False, "to": True}
+
+    blocked = _client(member)
+    for path in ("/o/acme/", "/o/acme/connections/", "/o/acme/settings/"):
+        response = blocked.get(path)
+        assert response.status_code == 302 and response["Location"] == "/accounts/2fa/"
+    setup = blocked.get("/accounts/2fa/")
+    assert setup.status_code == 200
+    assert "requires two-factor authentication" in setup.content.decode()
+    api = blocked.get("/api/v1/orgs/acme/connections/")
+    assert api.status_code == 403 and api.json()["error"]["code"] == "mfa_required"
+    # Audited once per session, not on every page.
+    refusals = AuditEvent.objects.filter(action="org.mfa_required_blocked")
+    assert refusals.count() == 1
+    assert refusals.get().outcome == "denied" and refusals.get().actor_id == str(member.pk)
+
+    _give(member, Authenticator.Type.TOTP)
+    assert blocked.get("/o/acme/").status_code == 200
+    # Now only the role decides (a member may not read connections through the API).
+    after = blocked.get("/api/v1/orgs/acme/connections/").json()["error"]["code"]
+    assert after == "permission_denied"
+
+
+def test_other_organizations_and_outsiders_are_unaffected(org, other_org, admin, outsider):
+    _give(admin)
+    _settings(_client(admin), True)
+    outside = _client(outsider)
+    assert outside.get("/o/acme/").status_code == 404  # still no hint the org exists
+    assert outside.get(f"/o/{other_org.slug}/").status_code == 200
+
+
+def test_turning_it_off_is_audited_too(org, admin):
+    _give(admin)
+    client = _client(admin)
+    _settings(client, True)
+    assert _settings(client, False).status_code == 302
+    org.refresh_from_db()
+    assert org.require_mfa is False
+    changes = [e.metadata["changes"] for e in AuditEvent.objects.filter(action="org.updated")]
+    assert {"require_mfa": {"from": True, "to": False}} in changes
