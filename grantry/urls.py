@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.audit.views import audit_public_key
 from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
 from apps.connections.views import OAuthCallbackView
 from apps.core.views import healthz
@@ -22,6 +23,11 @@ urlpatterns = [
         ".well-known/oauth-protected-resource/mcp",
         protected_resource_metadata,
         name="mcp-resource-metadata",
+    ),
+    path(
+        ".well-known/grantry-audit-keys/<str:key_id>",
+        audit_public_key,
+        name="audit-public-key",
     ),
     path("api/v1/", include("apps.workers.agent_urls")),
     path("api/v1/orgs/<slug:org_slug>/", include("apps.organizations.api_urls")),

@@ -13,15 +13,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit import exports
 from apps.audit.filters import AuditFilterForm
 from apps.audit.models import AuditEvent, ExportFormat
-from apps.audit.services import audit_export_direct
+from apps.audit.proof import ProofFilterError, check_proof_filter
+from apps.audit.services import audit_export_direct, audit_verify_export, audit_verify_trail
 from apps.audit.views import streaming_export
 from apps.core.api import APIError
+from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
 
 
@@ -50,6 +54,15 @@ _FILTER_PARAMS = [
     ),
     OpenApiParameter("q", OpenApiTypes.STR, description="Text in target label or reason."),
 ]
+_PROOF_PARAM = OpenApiParameter(
+    "proof",
+    OpenApiTypes.BOOL,
+    description=(
+        "1: a contiguous slice of every chain between start and end, each row with its "
+        "chain links and content digest, ending in a signed checkpoint (only start/end "
+        "may filter it). Check it with scripts/verify_audit_export.py."
+    ),
+)
 
 
 class AuditAPIMixin(OrgAPIMixin):
@@ -96,7 +109,7 @@ class _AnyAccept(BaseContentNegotiation):
 @extend_schema(
     tags=["audit"],
     summary="Export audit events as CSV or JSON Lines (streamed)",
-    parameters=_FILTER_PARAMS,
+    parameters=[*_FILTER_PARAMS, _PROOF_PARAM],
     responses={
         (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, one event a row."),
         (200, "application/x-ndjson"): OpenApiResponse(
@@ -110,15 +123,93 @@ class AuditEventExportAPIView(AuditAPIMixin, APIView):
     def get(self, request: Request, org_slug: str, fmt: str) -> Any:
         if fmt not in ExportFormat.values:
             raise APIError("invalid_format", "Export format must be csv or jsonl.", status_code=404)
-        form = self.filter_form(request)
+        proof = request.query_params.get("proof", "") in ("1", "true")
+        query = request.query_params.copy()
+        query.pop("proof", None)
+        form = AuditFilterForm(data=query)
+        if not form.is_valid():
+            raise APIError(
+                "invalid_filter",
+                "The audit filter has invalid values.",
+                details={"fields": form.errors.get_json_data()},
+            )
+        params = form.as_params()
+        if proof:
+            try:
+                check_proof_filter(params)
+            except ProofFilterError as exc:
+                raise APIError("invalid_filter", str(exc)) from None
         events = form.filter(self.scope_queryset())
         stream = audit_export_direct(
             organization=self.organization,
             user=request.user,
             events=events,
-            params=form.as_params(),
+            params=params,
             fmt=fmt,
             request=request._request,
             surface="api",
+            proof=proof,
+            start=form.cleaned_data.get("start"),
+            end=form.cleaned_data.get("end"),
         )
-        return streaming_export(stream, fmt, exports.filename(self.organization, fmt))
+        suffix = "-proof" if proof else ""
+        return streaming_export(stream, fmt, exports.filename(self.organization, fmt, suffix))
+
+
+@extend_schema(
+    tags=["audit"],
+    summary="Verify the trail, or an uploaded export with proof",
+    description=(
+        "With a multipart `file` (an export downloaded with proof): checks it against this "
+        "organization's signing key, as scripts/verify_audit_export.py does offline. "
+        "Without: recomputes every chain of the organization in the database. Either way "
+        "the run is recorded as an `audit.verified` event."
+    ),
+    request={
+        "multipart/form-data": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}},
+        }
+    },
+    responses={200: OpenApiTypes.OBJECT},
+)
+class AuditVerifyAPIView(AuditAPIMixin, APIView):
+    write_role = OrgRole.REVIEWER  # verifying changes nothing but the trail's own record
+    parser_classes = [MultiPartParser, JSONParser]
+
+    def post(self, request: Request, org_slug: str) -> Response:
+        upload = request.FILES.get("file")
+        if upload is not None:
+            report = audit_verify_export(
+                organization=self.organization,
+                user=request.user,
+                chunks=upload.chunks(),
+                request=request._request,
+                surface="api",
+            )
+            return Response({"kind": "export", **report.as_dict()})
+        reports = audit_verify_trail(
+            organization=self.organization,
+            user=request.user,
+            request=request._request,
+            surface="api",
+        )
+        return Response(
+            {
+                "kind": "trail",
+                "ok": all(r.ok for r in reports),
+                "events": sum(r.count for r in reports),
+                "chains": [
+                    {
+                        "chain_key": r.chain_key,
+                        "ok": r.ok,
+                        "count": r.count,
+                        "head_hash": r.head_hash,
+                        "problem": r.problem,
+                        "event_id": r.event_id,
+                        "seq": r.seq,
+                    }
+                    for r in reports
+                ],
+            }
+        )

@@ -9,5 +9,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(
         "audit/events/<int:pk>/", api.AuditEventDetailAPIView.as_view(), name="audit-event-detail"
     ),
+    path("audit/verify/", api.AuditVerifyAPIView.as_view(), name="audit-verify"),
     path("audit/export.<str:fmt>", api.AuditEventExportAPIView.as_view(), name="audit-export"),
 ]

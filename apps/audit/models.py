@@ -6,6 +6,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
+from django_cryptography.fields import encrypt
 
 
 class AuditImmutableError(RuntimeError):
@@ -180,6 +181,8 @@ class AuditExport(models.Model):
     )
     filter = models.JSONField(default=dict, blank=True)
     format = models.CharField(max_length=8, choices=ExportFormat.choices)
+    # With chain links on every row and a signed checkpoint (apps.audit.proof).
+    proof = models.BooleanField(default=False)
     status = models.CharField(
         max_length=10, choices=ExportStatus.choices, default=ExportStatus.PENDING
     )
@@ -207,3 +210,25 @@ class AuditExport(models.Model):
 
     def is_downloadable(self) -> bool:
         return self.status == ExportStatus.DONE and bool(self.file_path)
+
+
+class AuditSigningKey(models.Model):
+    """The Ed25519 key that signs an organization's export checkpoints.
+
+    Generated on first use. The private key is an encrypted field (the same key
+    ring as connection secrets) and is read only by `apps.audit.signing`; the
+    public key is public by design (Settings page, /.well-known/)."""
+
+    organization = models.OneToOneField(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_signing_key"
+    )
+    key_id = models.CharField(max_length=32, unique=True, editable=False)
+    public_key = models.CharField(max_length=64, editable=False)  # raw 32 bytes, base64
+    private_key = encrypt(models.TextField(editable=False))  # raw 32 bytes, base64
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Audit signing key {self.key_id}"
+
+    def __repr__(self) -> str:
+        return f"<AuditSigningKey {self.key_id} org={self.organization_id}>"

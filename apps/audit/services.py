@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -258,8 +258,21 @@ def audit_export_direct(
     fmt: str,
     request: HttpRequest | None = None,
     surface: str = "dashboard",
+    proof: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> Iterator[str]:
-    """Record the export, then return the lazy encoded stream of `events`."""
+    """Record the export, then return the lazy encoded stream of `events`.
+
+    With `proof`, the stream is instead the contiguous slice of the organization's
+    chains between `start` and `end`, with links and a signed checkpoint
+    (apps.audit.proof; `params` must then hold only start/end)."""
+    from apps.audit.proof import check_proof_filter, proof_stream
+    from apps.audit.signing import signing_key
+
+    if proof:
+        check_proof_filter(params)
+        signing_key(organization)  # created (and audited) now, not mid-stream
     audit_record(
         action="audit.exported",
         organization=organization,
@@ -268,9 +281,17 @@ def audit_export_direct(
         actor_label=user.get_username(),
         target_type="audit_filter",
         target_label=_filter_label(params),
-        metadata={"filter": params, "format": fmt, "mode": "direct", "surface": surface},
+        metadata={
+            "filter": params,
+            "format": fmt,
+            "mode": "direct",
+            "surface": surface,
+            "proof": proof,
+        },
         request=request,
     )
+    if proof:
+        return proof_stream(fmt, organization, start=start, end=end)
     return export_stream(fmt, events)
 
 
@@ -282,10 +303,17 @@ def audit_export_request(
     params: dict[str, str],
     fmt: str,
     request: HttpRequest | None = None,
+    proof: bool = False,
 ) -> AuditExport:
     """Queue a large export as a Celery job (enqueued after commit)."""
+    if proof:
+        from apps.audit.proof import check_proof_filter
+        from apps.audit.signing import signing_key
+
+        check_proof_filter(params)
+        signing_key(organization)
     export = AuditExport.objects.create(
-        organization=organization, requested_by=user, filter=params, format=fmt
+        organization=organization, requested_by=user, filter=params, format=fmt, proof=proof
     )
     audit_record(
         action="audit.exported",
@@ -295,7 +323,13 @@ def audit_export_request(
         actor_label=user.get_username(),
         target=export,
         target_label=_filter_label(params),
-        metadata={"filter": params, "format": fmt, "mode": "job", "export_id": export.pk},
+        metadata={
+            "filter": params,
+            "format": fmt,
+            "mode": "job",
+            "export_id": export.pk,
+            "proof": proof,
+        },
         request=request,
     )
     from apps.audit.tasks import run_audit_export
@@ -339,9 +373,18 @@ def audit_export_run(*, export_id: int) -> AuditExport:
         AuditExport.objects.filter(pk=export.pk).update(rows_done=done)
 
     name = f"audit-exports/{export.organization_id}/{uuid.uuid4().hex}.{export.format}"
+    if export.proof:
+        from apps.audit.proof import proof_stream
+
+        data = form.cleaned_data
+        stream = proof_stream(
+            export.format, export.organization, start=data.get("start"), end=data.get("end")
+        )
+    else:
+        stream = export_stream(export.format, events, progress=counted)
     try:
         with tempfile.TemporaryFile(mode="w+b") as spool:
-            for piece in export_stream(export.format, events, progress=counted):
+            for piece in stream:
                 spool.write(piece.encode())
             spool.seek(0)
             stored = default_storage.save(name, File(spool))
@@ -351,6 +394,8 @@ def audit_export_run(*, export_id: int) -> AuditExport:
         )
         raise
     now = timezone.now()
+    if export.proof:  # the slice is cut by seq, so count what the time filter promised
+        AuditExport.objects.filter(pk=export.pk).update(rows_done=export.rows_total)
     AuditExport.objects.filter(pk=export.pk).update(
         status=ExportStatus.DONE,
         file_path=stored,
@@ -381,3 +426,84 @@ def audit_export_expire(*, now: datetime | None = None) -> int:
 
 def _filter_label(params: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(params.items()))[:300] or "(no filter)"
+
+
+# --- Verification ------------------------------------------------------------
+# Reviewers verify from the dashboard and the API too, not only the CLI. Each
+# run is an audit event ("audit.verified"): what was checked and the verdict.
+
+
+def audit_verify_export(
+    *,
+    organization: Any,
+    user: Any,
+    chunks: Iterable[bytes],
+    request: HttpRequest | None = None,
+    surface: str = "dashboard",
+) -> Any:
+    """Check an uploaded export with proof against this organization's own key,
+    with the same code as the offline script. Returns an `offline.Report`."""
+    from apps.audit import offline
+    from apps.audit.models import AuditSigningKey
+
+    key = AuditSigningKey.objects.filter(organization=organization).defer("private_key").first()
+    if key is None:
+        report = offline.Report()
+        report.problem(None, "This organization has not signed any export yet.")
+    else:
+        report = offline.verify_bytes(chunks, public_key=key.public_key)
+        signed_for = (report.checkpoint or {}).get("organization_id")
+        if report.checkpoint is not None and signed_for != organization.pk:
+            report.problem(None, "The checkpoint was issued for another organization.")
+    _record_verification(organization, user, request, surface, "export", report.as_dict())
+    return report
+
+
+def audit_verify_trail(
+    *,
+    organization: Any,
+    user: Any,
+    request: HttpRequest | None = None,
+    surface: str = "dashboard",
+) -> list[Any]:
+    """Verify every chain of the organization in the database (`ChainReport`s)."""
+    from apps.audit.verify import verify_chains
+
+    reports = verify_chains(organization_ids=[organization.pk])
+    summary = {
+        "ok": all(r.ok for r in reports),
+        "events": sum(r.count for r in reports),
+        "chains": [str(r) for r in reports],
+    }
+    _record_verification(organization, user, request, surface, "trail", summary)
+    return reports
+
+
+def _record_verification(
+    organization: Any,
+    user: Any,
+    request: HttpRequest | None,
+    surface: str,
+    kind: str,
+    result: dict[str, Any],
+) -> None:
+    problems = result.get("problems") or []
+    audit_record(
+        action="audit.verified",
+        organization=organization,
+        actor_type=ActorType.USER,
+        actor_id=user.pk,
+        actor_label=user.get_username(),
+        target_type="audit_trail",
+        target_label=f"{kind}: {'ok' if result['ok'] else 'FAILED'}",
+        outcome=Outcome.SUCCESS if result["ok"] else Outcome.FAILURE,
+        metadata={
+            "kind": kind,
+            "surface": surface,
+            "ok": result["ok"],
+            "events": result.get("events", 0),
+            "problems": [p["message"] if isinstance(p, dict) else str(p) for p in problems][:10],
+            "key_id": result.get("key_id", ""),
+        },
+        request=request,
+    )

@@ -14,6 +14,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponseBase,
+    JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect
@@ -26,9 +27,23 @@ from django.views.generic import DetailView, TemplateView
 from apps.audit import exports
 from apps.audit.charts import chart_data
 from apps.audit.filters import AuditFilterForm, chart_window
-from apps.audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
+from apps.audit.models import (
+    AuditEvent,
+    AuditExport,
+    AuditSigningKey,
+    ExportFormat,
+    ExportStatus,
+)
+from apps.audit.proof import ProofFilterError, check_proof_filter
 from apps.audit.selectors import chain_head, event_links, keyset_page
-from apps.audit.services import audit_export_direct, audit_export_request, export_is_large
+from apps.audit.services import (
+    audit_export_direct,
+    audit_export_request,
+    audit_verify_export,
+    audit_verify_trail,
+    export_is_large,
+)
+from apps.audit.signing import public_key_document
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 
@@ -137,9 +152,21 @@ class AuditExportView(AuditMixin, View):
             return redirect(self._list_url())
         params = self.filter_form().as_params()
         user = request.user
+        proof = request.POST.get("proof") == "1"
+        if proof:
+            try:
+                check_proof_filter(params)
+            except ProofFilterError as exc:
+                messages.error(request, str(exc))
+                return redirect(self._list_url())
         if export_is_large(events):
             export = audit_export_request(
-                organization=self.organization, user=user, params=params, fmt=fmt, request=request
+                organization=self.organization,
+                user=user,
+                params=params,
+                fmt=fmt,
+                request=request,
+                proof=proof,
             )
             messages.info(request, "This export is large; it is being prepared.")
             return redirect("audit:export_detail", org_slug=self.organization.slug, pk=export.pk)
@@ -150,8 +177,12 @@ class AuditExportView(AuditMixin, View):
             params=params,
             fmt=fmt,
             request=request,
+            proof=proof,
+            start=self.filter_form().cleaned_data.get("start"),
+            end=self.filter_form().cleaned_data.get("end"),
         )
-        return streaming_export(stream, fmt, exports.filename(self.organization, fmt))
+        suffix = "-proof" if proof else ""
+        return streaming_export(stream, fmt, exports.filename(self.organization, fmt, suffix))
 
     def _list_url(self) -> str:
         query = self.request.GET.urlencode()
@@ -207,3 +238,48 @@ class AuditExportDownloadView(AuditMixin, View):
             filename=exports.filename(self.organization, export.format, f"-{stamp}"),
             content_type=exports.CONTENT_TYPES[export.format],
         )
+
+
+class AuditVerifyView(AuditMixin, TemplateView):
+    """Verify the live trail, or an export with proof uploaded by a reviewer."""
+
+    template_name = "audit/verify.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["signing_key"] = (
+            AuditSigningKey.objects.filter(organization=self.organization)
+            .defer("private_key")
+            .first()
+        )
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        upload = request.FILES.get("file")
+        context: dict[str, Any] = {}
+        if upload is not None:
+            context["file_report"] = audit_verify_export(
+                organization=self.organization, user=request.user, chunks=upload.chunks()
+            )
+            context["file_name"] = upload.name
+        elif request.POST.get("trail") == "1":
+            context["trail_reports"] = audit_verify_trail(
+                organization=self.organization, user=request.user, request=request
+            )
+        else:
+            messages.error(request, "Choose an export file, or verify the trail.")
+            return redirect("audit:verify", org_slug=self.organization.slug)
+        return self.render_to_response(self.get_context_data(**context))
+
+
+def audit_public_key(request: HttpRequest, key_id: str) -> JsonResponse:
+    """/.well-known/grantry-audit-keys/<key_id>: a signing key's public half, for anyone
+    checking a checkpoint. Looked up by key id (from a checkpoint), never by slug,
+    so the URL does not reveal which organizations exist."""
+    key = AuditSigningKey.objects.filter(key_id=key_id).defer("private_key").first()
+    if key is None:
+        raise Http404("No such key.")
+    response = JsonResponse(public_key_document(key))
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=3600"
+    return response

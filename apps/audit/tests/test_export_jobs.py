@@ -76,6 +76,7 @@ def test_large_export_runs_as_a_job_and_offers_the_file(client, org, reviewer, c
         "format": "jsonl",
         "mode": "job",
         "export_id": export.pk,
+        "proof": False,
     }
     assert audited.actor_id == str(reviewer.pk)
 
