@@ -364,12 +364,14 @@ def audit_export_run(*, export_id: int) -> AuditExport:
         export.save(update_fields=["status", "rows_done", "rows_total"])
 
     def counted(source: Iterator[Any]) -> Iterator[Any]:
-        done = 0
-        for row in source:
-            done += 1
-            if done % PROGRESS_EVERY == 0:
+        done = reported = 0
+        for item in source:
+            # One row, or a chunk of rows built by the database (exports.CSVChunk).
+            done += getattr(item, "rows", 1)
+            if done - reported >= PROGRESS_EVERY:
                 AuditExport.objects.filter(pk=export.pk).update(rows_done=done)
-            yield row
+                reported = done
+            yield item
         AuditExport.objects.filter(pk=export.pk).update(rows_done=done)
 
     name = f"audit-exports/{export.organization_id}/{uuid.uuid4().hex}.{export.format}"
