@@ -11,12 +11,16 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.core.api import APIError
+from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.policies.models import Role
 from apps.policies.services import (
@@ -25,6 +29,7 @@ from apps.policies.services import (
     role_document,
     role_update,
 )
+from apps.policies.simulation import DocumentError, clean_days, role_simulate, rules_from_document
 
 RULE_EXAMPLES = [
     {
@@ -253,3 +258,57 @@ class RoleDetailAPIView(_RoleScope, generics.RetrieveUpdateDestroyAPIView[Role])
                 status_code=status.HTTP_409_CONFLICT,
             ) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class YAMLParser(BaseParser):
+    media_type = "application/yaml"
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        return {"document": stream.read().decode("utf-8", "replace")}
+
+
+class TextYAMLParser(YAMLParser):
+    media_type = "text/yaml"
+
+
+@extend_schema(
+    tags=["roles"],
+    summary="Simulate proposed rules against the role's recorded calls",
+    description=(
+        "Replays the last `days` (default 30) of this role's recorded broker calls "
+        "against the proposed rules with the broker's own evaluate(), and reports the "
+        "calls that would flip allowed→denied and denied→allowed, with examples. Calls "
+        "whose input was not stored (store_broker_input off) are reported as "
+        "undetermined when a constraint would decide them. Send JSON "
+        '`{"rules": [...], "days": 30}` or a YAML/JSON document (Content-Type '
+        "application/yaml) that is a rule list or a role document; `?days=` works for "
+        "both. Nothing is saved."
+    ),
+    request=RoleWriteDocs,
+    responses={200: OpenApiTypes.OBJECT},
+)
+class RoleSimulateAPIView(_RoleScope, APIView):
+    write_role = OrgRole.REVIEWER  # a simulation changes nothing
+    parser_classes = [JSONParser, YAMLParser, TextYAMLParser]
+
+    def post(self, request: Request, org_slug: str, role_id: int) -> Response:
+        role = get_object_or_404(self.scope_queryset(), pk=role_id)
+        data = request.data
+        try:
+            if isinstance(data, dict) and "document" in data and len(data) == 1:
+                rules = rules_from_document(data["document"])
+                days = clean_days(request.query_params.get("days"))
+            elif isinstance(data, dict) and isinstance(data.get("rules"), list):
+                rules = data["rules"]
+                days = clean_days(data.get("days", request.query_params.get("days")))
+            elif isinstance(data, list):
+                rules, days = data, clean_days(request.query_params.get("days"))
+            else:
+                raise DocumentError('Send the proposed rules as {"rules": [...]} or a rule list.')
+        except DocumentError as exc:
+            raise APIError("invalid_input", str(exc)) from None
+        try:
+            result = role_simulate(role=role, rules=rules, days=days)
+        except DjangoValidationError as exc:
+            raise _invalid(exc) from None
+        return Response({"role": role.pk, "days": days, **result.as_dict()})

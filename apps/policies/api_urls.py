@@ -7,4 +7,5 @@ from apps.policies import api
 urlpatterns = [
     path("roles/", api.RoleListCreateAPIView.as_view(), name="role-list"),
     path("roles/<int:role_id>/", api.RoleDetailAPIView.as_view(), name="role-detail"),
+    path("roles/<int:role_id>/simulate/", api.RoleSimulateAPIView.as_view(), name="role-simulate"),
 ]

@@ -16,7 +16,7 @@ from django.views import View
 from django.views.generic import DetailView, ListView, TemplateView
 
 from apps.organizations.models import OrgRole
-from apps.organizations.tenancy import OrgViewMixin
+from apps.organizations.tenancy import OrgViewMixin, require_role
 from apps.policies.evaluate import Call, describe_rule, evaluate
 from apps.policies.forms import ActionRuleForm, DryRunForm, ProxyRuleForm, RoleForm
 from apps.policies.models import Role, Rule
@@ -28,6 +28,13 @@ from apps.policies.services import (
     role_update,
     rule_add,
     rule_delete,
+)
+from apps.policies.simulation import (
+    DEFAULT_DAYS,
+    DocumentError,
+    clean_days,
+    role_simulate,
+    rules_from_document,
 )
 
 
@@ -319,3 +326,41 @@ class RoleDryRunView(RoleScopeMixin, TemplateView):
         if request.headers.get("HX-Request"):
             return render(request, "policies/_test_result.html", context, status=status)
         return self.render_to_response(context, status=status)
+
+
+class RoleSimulateView(RoleScopeMixin, TemplateView):
+    """Edit the role's rules as YAML, see what they would have done to the last N days
+    of its recorded calls, then (admins) save them through the role services."""
+
+    template_name = "policies/role_simulate.html"
+    required_role = OrgRole.REVIEWER  # the examples come from the audit trail
+    write_role = None  # simulating changes nothing; saving checks for admin below
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        document = _yaml(role_document(role)["rules"]) if role.rules.exists() else "[]\n"
+        return self.render_to_response(
+            self.get_context_data(role=role, document=document, days=DEFAULT_DAYS)
+        )
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        document = request.POST.get("document", "")
+        context: dict[str, Any] = {"role": role, "document": document, "days": DEFAULT_DAYS}
+        try:
+            context["days"] = days = clean_days(request.POST.get("days"))
+            rules = rules_from_document(document)
+            if request.POST.get("save") == "1":
+                require_role(self.membership, OrgRole.ADMIN)
+                role_update(role=role, rules=rules, actor=request.user, request=request)
+                messages.success(request, "Rules saved.")
+                return HttpResponseRedirect(self.detail_url(role))
+            context["result"] = role_simulate(role=role, rules=rules, days=days)
+        except DocumentError as exc:
+            context["errors"] = [str(exc)]
+        except ValidationError as exc:
+            context["errors"] = [
+                f"{key}: {msg}" for key, msgs in exc.message_dict.items() for msg in msgs
+            ]
+        status = 400 if context.get("errors") else 200
+        return self.render_to_response(self.get_context_data(**context), status=status)
