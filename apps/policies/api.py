@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
@@ -22,11 +23,13 @@ from rest_framework.views import APIView
 from apps.core.api import APIError
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
+from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role
 from apps.policies.services import (
     role_create,
     role_delete,
     role_document,
+    role_narrow,
     role_update,
 )
 from apps.policies.simulation import DocumentError, clean_days, role_simulate, rules_from_document
@@ -312,3 +315,64 @@ class RoleSimulateAPIView(_RoleScope, APIView):
         except DjangoValidationError as exc:
             raise _invalid(exc) from None
         return Response({"role": role.pk, "days": days, **result.as_dict()})
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["roles"],
+        summary="Least-privilege report of a role (optionally for one worker)",
+        description=(
+            "Over the last `days` (default 30) of recorded calls, optionally of `worker`: "
+            "the rules that matched and how often, rules never matched, constraints that "
+            "never decided anything, repeating denials, and a narrower role as rules, a "
+            "YAML diff and a digest. `?format=yaml` answers the proposed role as YAML."
+        ),
+        responses={200: OpenApiTypes.OBJECT},
+    ),
+    post=extend_schema(
+        tags=["roles"],
+        summary="Apply the least-privilege proposal (admins; audited)",
+        description=(
+            'Body `{"proposal_digest": "...", "days": 30, "worker": 7}`: the proposal is '
+            "computed again and applied only if it is still the one with this digest."
+        ),
+        responses={200: RoleWriteDocs},
+    ),
+)
+class RoleLeastPrivilegeAPIView(_RoleScope, APIView):
+    def _params(self, data: Any) -> tuple[int, Any]:
+        try:
+            return least_privilege_params(self.organization, data)
+        except DocumentError as exc:
+            raise APIError("invalid_input", str(exc)) from None
+
+    def get(self, request: Request, org_slug: str, role_id: int) -> Any:
+        role = get_object_or_404(self.scope_queryset(), pk=role_id)
+        days, worker = self._params(request.query_params)
+        report = least_privilege_report(
+            role=role, worker_id=worker.pk if worker else None, days=days
+        )
+        if request.query_params.get("format") == "yaml":
+            return HttpResponse(report.proposal_yaml(), content_type="text/yaml; charset=utf-8")
+        return Response(report.as_dict())
+
+    def post(self, request: Request, org_slug: str, role_id: int) -> Response:
+        role = get_object_or_404(self.scope_queryset(), pk=role_id)
+        data = request.data if isinstance(request.data, dict) else {}
+        days, worker = self._params(data)
+        try:
+            role = role_narrow(
+                role=role,
+                days=days,
+                worker_id=worker.pk if worker else None,
+                proposal_digest=str(data.get("proposal_digest", "")),
+                actor=request.user,
+                request=request,
+            )
+        except DjangoValidationError as exc:
+            raise APIError(
+                "conflict",
+                " ".join(m for msgs in exc.message_dict.values() for m in msgs),
+                status_code=status.HTTP_409_CONFLICT,
+            ) from None
+        return Response(role_document(role))

@@ -19,12 +19,14 @@ from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin, require_role
 from apps.policies.evaluate import Call, describe_rule, evaluate
 from apps.policies.forms import ActionRuleForm, DryRunForm, ProxyRuleForm, RoleForm
+from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import load_role_rules
 from apps.policies.services import (
     role_create,
     role_delete,
     role_document,
+    role_narrow,
     role_update,
     rule_add,
     rule_delete,
@@ -364,3 +366,54 @@ class RoleSimulateView(RoleScopeMixin, TemplateView):
             ]
         status = 400 if context.get("errors") else 200
         return self.render_to_response(self.get_context_data(**context), status=status)
+
+
+class RoleLeastPrivilegeView(RoleScopeMixin, TemplateView):
+    """What the role's rules were used for (per worker if asked), and a narrower role:
+    as a diff, as YAML (?format=yaml) or applied in one click by an admin."""
+
+    template_name = "policies/role_least_privilege.html"
+    required_role = OrgRole.REVIEWER
+    write_role = OrgRole.ADMIN
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        try:
+            days, worker = least_privilege_params(self.organization, request.GET)
+        except DocumentError as exc:
+            return self.render_to_response(
+                self.get_context_data(role=role, errors=[str(exc)]), status=400
+            )
+        report = least_privilege_report(
+            role=role, worker_id=worker.pk if worker else None, days=days
+        )
+        if request.GET.get("format") == "yaml":
+            response = HttpResponse(report.proposal_yaml(), content_type="text/yaml; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{role.name}-narrowed.yaml"'
+            return response
+        return self.render_to_response(
+            self.get_context_data(role=role, report=report, worker=worker, days=days)
+        )
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        try:
+            days, worker = least_privilege_params(self.organization, request.POST)
+            role_narrow(
+                role=role,
+                days=days,
+                worker_id=worker.pk if worker else None,
+                proposal_digest=request.POST.get("digest", ""),
+                actor=request.user,
+                request=request,
+            )
+        except DocumentError as exc:
+            messages.error(request, str(exc))
+        except ValidationError as exc:
+            for msgs in exc.message_dict.values():
+                for msg in msgs:
+                    messages.error(request, msg)
+        else:
+            messages.success(request, "The role now has the proposed, narrower rules.")
+            return HttpResponseRedirect(self.detail_url(role))
+        return HttpResponseRedirect(request.get_full_path())
