@@ -212,8 +212,8 @@ class AuditExport(models.Model):
         return self.status == ExportStatus.DONE and bool(self.file_path)
 
 
-class AuditSigningKey(models.Model):
-    """The Ed25519 key that signs an organization's export checkpoints.
+class AuditSigningKeypair(models.Model):
+    """The Ed25519 key pair that signs an organization's export checkpoints.
 
     Generated on first use. The private key is an encrypted field (the same key
     ring as connection secrets) and is read only by `apps.audit.signing`; the
@@ -231,4 +231,4 @@ class AuditSigningKey(models.Model):
         return f"Audit signing key {self.key_id}"
 
     def __repr__(self) -> str:
-        return f"<AuditSigningKey {self.key_id} org={self.organization_id}>"
+        return f"<AuditSigningKeypair {self.key_id} org={self.organization_id}>"

@@ -1,7 +1,7 @@
 """Custody of the audit signing keys: the ONLY module that reads a private key.
 
 Each organization has one Ed25519 key, generated on first use, that signs the
-checkpoints of its exports (`apps.audit.proof`). `AuditSigningKey.private_key`
+checkpoints of its exports (`apps.audit.proof`). `AuditSigningKeypair.private_key`
 is an encrypted field under the same key ring as connection secrets; it is
 read here, used, and never returned, logged or put in an exception message.
 The public key is public by design: the Settings page shows it and
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import IntegrityError, transaction
 
-from apps.audit.models import AuditSigningKey
+from apps.audit.models import AuditSigningKeypair
 from apps.audit.services import audit_record
 
 _RAW = {"encoding": serialization.Encoding.Raw, "format": serialization.PublicFormat.Raw}
@@ -28,7 +28,7 @@ def key_id_for(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()[:32]
 
 
-def signing_key(organization: Any) -> AuditSigningKey:
+def signing_key(organization: Any) -> AuditSigningKeypair:
     """The organization's key, created (and audited) on first use. The returned
     row has its private key deferred: nothing outside this module loads it."""
     key = _public_row(organization)
@@ -43,7 +43,7 @@ def signing_key(organization: Any) -> AuditSigningKey:
     )
     try:
         with transaction.atomic():
-            created = AuditSigningKey.objects.create(
+            created = AuditSigningKeypair.objects.create(
                 organization=organization,
                 key_id=key_id_for(public_raw),
                 public_key=base64.b64encode(public_raw).decode(),
@@ -64,19 +64,23 @@ def signing_key(organization: Any) -> AuditSigningKey:
     return key
 
 
-def _public_row(organization: Any) -> AuditSigningKey | None:
-    return AuditSigningKey.objects.filter(organization=organization).defer("private_key").first()
+def _public_row(organization: Any) -> AuditSigningKeypair | None:
+    return (
+        AuditSigningKeypair.objects.filter(organization=organization).defer("private_key").first()
+    )
 
 
 def sign(organization: Any, message: bytes) -> tuple[str, str]:
     """(key_id, base64 signature) of `message` under the organization's key."""
     key = signing_key(organization)
-    stored = AuditSigningKey.objects.filter(pk=key.pk).values_list("private_key", flat=True).get()
+    stored = (
+        AuditSigningKeypair.objects.filter(pk=key.pk).values_list("private_key", flat=True).get()
+    )
     private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(stored))
     return key.key_id, base64.b64encode(private.sign(message)).decode()
 
 
-def public_key_document(key: AuditSigningKey) -> dict[str, Any]:
+def public_key_document(key: AuditSigningKeypair) -> dict[str, Any]:
     """What /.well-known/ serves: the raw key (base64) and the same key as a JWK."""
     raw = base64.b64decode(key.public_key)
     return {

@@ -30,7 +30,7 @@ from apps.audit.filters import AuditFilterForm, chart_window
 from apps.audit.models import (
     AuditEvent,
     AuditExport,
-    AuditSigningKey,
+    AuditSigningKeypair,
     ExportFormat,
     ExportStatus,
 )
@@ -248,7 +248,7 @@ class AuditVerifyView(AuditMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["signing_key"] = (
-            AuditSigningKey.objects.filter(organization=self.organization)
+            AuditSigningKeypair.objects.filter(organization=self.organization)
             .defer("private_key")
             .first()
         )
@@ -276,7 +276,7 @@ def audit_public_key(request: HttpRequest, key_id: str) -> JsonResponse:
     """/.well-known/grantry-audit-keys/<key_id>: a signing key's public half, for anyone
     checking a checkpoint. Looked up by key id (from a checkpoint), never by slug,
     so the URL does not reveal which organizations exist."""
-    key = AuditSigningKey.objects.filter(key_id=key_id).defer("private_key").first()
+    key = AuditSigningKeypair.objects.filter(key_id=key_id).defer("private_key").first()
     if key is None:
         raise Http404("No such key.")
     response = JsonResponse(public_key_document(key))

@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from apps.audit import chain, offline
-from apps.audit.models import AuditChainHead, AuditEvent, AuditSigningKey
+from apps.audit.models import AuditChainHead, AuditEvent, AuditSigningKeypair
 from apps.audit.services import audit_record
 from apps.audit.signing import signing_key
 from apps.audit.tests.helpers import broker_event
@@ -96,7 +96,7 @@ def export(client, org, fmt="jsonl", **params):
 
 
 def public_key(org):
-    return AuditSigningKey.objects.get(organization=org).public_key
+    return AuditSigningKeypair.objects.get(organization=org).public_key
 
 
 def test_the_offline_script_names_the_edited_line_as_a_separate_process(
@@ -187,7 +187,7 @@ def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(client, org, r
     assert [str(p) for p in report.problems] and "signed checkpoint" in str(report.problems[0])
 
     # Re-signing with another key does not help when the key is pinned.
-    stranger = signing_key(AuditSigningKey.objects.get(organization=org).organization)
+    stranger = signing_key(AuditSigningKeypair.objects.get(organization=org).organization)
     assert stranger.public_key == key
     assert not offline.verify_lines(lines, public_key=base64.b64encode(b"\1" * 32).decode()).ok
 
@@ -249,9 +249,9 @@ def test_the_signing_key_is_generated_once_audited_and_kept_in_custody(org):
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT private_key FROM audit_auditsigningkey WHERE id = %s", [key.pk])
+        cursor.execute("SELECT private_key FROM audit_auditsigningkeypair WHERE id = %s", [key.pk])
         stored = bytes(cursor.fetchone()[0])
-    plain = AuditSigningKey.objects.values_list("private_key", flat=True).get(pk=key.pk)
+    plain = AuditSigningKeypair.objects.values_list("private_key", flat=True).get(pk=key.pk)
     assert base64.b64decode(plain) and plain.encode() not in stored  # encrypted at rest
     assert plain not in repr(key) + str(key)
     assert plain not in json.dumps(created.get().metadata)
@@ -278,7 +278,7 @@ def test_settings_page_shows_the_public_key_never_the_private(client, org, membe
     login(client, member)
     response = client.get(reverse("orgs:settings", kwargs={"org_slug": org.slug}))
     assert response.status_code == 200
-    key = AuditSigningKey.objects.get(organization=org)
+    key = AuditSigningKeypair.objects.get(organization=org)
     assert key.public_key in response.content.decode()
     assert key.private_key not in response.content.decode()
 
