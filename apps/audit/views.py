@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import (
@@ -31,14 +32,22 @@ from apps.audit.models import (
     AuditEvent,
     AuditExport,
     AuditSigningKeypair,
+    AuditSink,
     ExportFormat,
     ExportStatus,
+    SinkFormat,
+    SinkKind,
 )
 from apps.audit.proof import ProofFilterError, check_proof_filter
 from apps.audit.selectors import chain_head, event_links, keyset_page
 from apps.audit.services import (
     audit_export_direct,
     audit_export_request,
+    audit_sink_create,
+    audit_sink_delete,
+    audit_sink_lag,
+    audit_sink_retry,
+    audit_sink_send_test,
     audit_verify_export,
     audit_verify_trail,
     export_is_large,
@@ -283,3 +292,80 @@ def audit_public_key(request: HttpRequest, key_id: str) -> JsonResponse:
     response["Access-Control-Allow-Origin"] = "*"
     response["Cache-Control"] = "public, max-age=3600"
     return response
+
+
+class AuditSinkMixin(OrgViewMixin):
+    """SIEM sinks: admins and owners (a sink decides where the trail goes)."""
+
+    required_role = OrgRole.ADMIN
+    model = AuditSink
+
+    def scope_queryset(self) -> QuerySet[AuditSink]:
+        return AuditSink.objects.for_organization(self.organization)
+
+
+class AuditSinkListView(AuditSinkMixin, TemplateView):
+    template_name = "audit/sinks.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        sinks = list(self.scope_queryset().select_related("organization"))
+        context["sinks"] = [(sink, audit_sink_lag(sink)) for sink in sinks]
+        context.setdefault("values", {"kind": "webhook", "format": "jsonl", "port": "6514"})
+        context["kinds"], context["formats"] = SinkKind.choices, SinkFormat.choices
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        fields = ("name", "kind", "format", "url", "host", "port", "ca_pem", "start")
+        values = {name: request.POST.get(name, "").strip() for name in fields}
+        port = values["port"]
+        try:
+            sink = audit_sink_create(
+                organization=self.organization,
+                name=values["name"],
+                kind=values["kind"],
+                format=values["format"] or "jsonl",
+                url=values["url"],
+                host=values["host"],
+                port=int(port) if port.isdigit() and len(port) < 6 else None,
+                ca_pem=values["ca_pem"],
+                secret=request.POST.get("secret", ""),
+                start=values["start"] or "now",
+                actor=request.user,
+                request=request,
+            )
+        except ValidationError as exc:
+            context = self.get_context_data(values=values, errors=exc.message_dict)
+            return self.render_to_response(context, status=400)
+        messages.success(request, f"Sink “{sink.name}” created; delivery starts within seconds.")
+        return redirect("audit:sink", org_slug=self.organization.slug, pk=sink.pk)
+
+
+class AuditSinkDetailView(AuditSinkMixin, DetailView):
+    """Lag, last success, last error; send a test event, resume, delete."""
+
+    template_name = "audit/sink_detail.html"
+    context_object_name = "sink"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["lag"] = audit_sink_lag(self.object)
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        sink = self.get_object()
+        action = request.POST.get("action")
+        if action == "test":
+            error = audit_sink_send_test(sink=sink, actor=request.user, request=request)
+            if error:
+                messages.error(request, f"The test event was not delivered: {error}")
+            else:
+                messages.success(request, "The test event was delivered.")
+        elif action == "retry":
+            audit_sink_retry(sink=sink, actor=request.user, request=request)
+            messages.success(request, "Delivery resumes from where it stopped.")
+        elif action == "delete":
+            audit_sink_delete(sink=sink, actor=request.user, request=request)
+            messages.success(request, "Sink deleted.")
+            return redirect("audit:sinks", org_slug=self.organization.slug)
+        return redirect("audit:sink", org_slug=self.organization.slug, pk=sink.pk)
