@@ -389,7 +389,7 @@ def verify_bytes(data: bytes | Iterable[bytes], *, public_key: str | None = None
     """For uploads: bytes or an iterable of byte chunks (decoded as UTF-8)."""
     if isinstance(data, bytes):
         data = [data]
-    stream = io.TextIOWrapper(_ByteChunks(data), encoding="utf-8", newline="")
+    stream = io.TextIOWrapper(io.BufferedReader(_ByteChunks(data)), encoding="utf-8", newline="")
     try:
         return verify_lines(stream, public_key=public_key)
     except UnicodeDecodeError:

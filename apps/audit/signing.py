@@ -20,8 +20,6 @@ from django.db import IntegrityError, transaction
 from apps.audit.models import AuditSigningKeypair
 from apps.audit.services import audit_record
 
-_RAW = {"encoding": serialization.Encoding.Raw, "format": serialization.PublicFormat.Raw}
-
 
 def key_id_for(public_raw: bytes) -> str:
     """The key's name in checkpoints and URLs: the start of sha256(public key)."""
@@ -35,7 +33,9 @@ def signing_key(organization: Any) -> AuditSigningKeypair:
     if key is not None:
         return key
     private = Ed25519PrivateKey.generate()
-    public_raw = private.public_key().public_bytes(**_RAW)
+    public_raw = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     private_raw = private.private_bytes(
         encoding=serialization.Encoding.Raw,
         format=serialization.PrivateFormat.Raw,
