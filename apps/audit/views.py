@@ -38,7 +38,7 @@ from apps.audit.models import (
     SinkFormat,
     SinkKind,
 )
-from apps.audit.proof import ProofFilterError, check_proof_filter
+from apps.audit.proof import ProofFilterError, chain_heads, check_proof_filter
 from apps.audit.selectors import chain_head, event_links, keyset_page
 from apps.audit.services import (
     audit_export_direct,
@@ -103,7 +103,11 @@ class AuditListView(AuditMixin, TemplateView):
         context["page"] = (
             keyset_page(events, before=before, after=after) if events is not None else None
         )
-        context["head"] = chain_head(self.organization)
+        context["head"] = head = chain_head(self.organization)
+        # A sharded trail: the other chains' heads are checkpoints too.
+        context["shard_heads"] = [
+            h for h in chain_heads(self.organization) if h.chain_key != head.chain_key
+        ]
         # One reverse() for the page instead of one per row.
         context["events_url"] = reverse("audit:list", kwargs={"org_slug": self.organization.slug})
         context["detail_query"] = f"?{context['filter_query']}" if context["filter_query"] else ""

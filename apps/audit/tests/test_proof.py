@@ -378,3 +378,11 @@ def test_a_large_export_with_proof_runs_as_a_job_and_verifies(org, reviewer):
         report = offline.verify_bytes(handle.read(), public_key=public_key(org))
     assert report.ok, report.lines()
     assert report.events >= 8
+
+
+def test_the_list_page_shows_every_shard_head(client, org, reviewer):
+    audit_record(action="org.created", organization=org)
+    last = shard_event(org, 3)
+    login(client, reviewer)
+    page = client.get(reverse("audit:list", kwargs={"org_slug": org.slug})).content.decode()
+    assert f"org:{org.pk}:3" in page and last.hash in page
