@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -20,9 +26,16 @@ from rest_framework.views import APIView
 
 from apps.audit import exports
 from apps.audit.filters import AuditFilterForm
-from apps.audit.models import AuditEvent, ExportFormat
+from apps.audit.models import AuditEvent, AuditSink, ExportFormat
 from apps.audit.proof import ProofFilterError, check_proof_filter
-from apps.audit.services import audit_export_direct, audit_verify_export, audit_verify_trail
+from apps.audit.services import (
+    audit_export_direct,
+    audit_sink_create,
+    audit_sink_lag,
+    audit_sink_send_test,
+    audit_verify_export,
+    audit_verify_trail,
+)
 from apps.audit.views import streaming_export
 from apps.core.api import APIError
 from apps.organizations.models import OrgRole
@@ -213,3 +226,100 @@ class AuditVerifyAPIView(AuditAPIMixin, APIView):
                 ],
             }
         )
+
+
+class AuditSinkSerializer(serializers.ModelSerializer[AuditSink]):
+    """A sink's settings and delivery state; the secret is write-only."""
+
+    secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    start = serializers.ChoiceField(
+        choices=["now", "beginning"], write_only=True, required=False, default="now"
+    )
+    lag = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditSink
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "format",
+            "url",
+            "host",
+            "port",
+            "ca_pem",
+            "secret",
+            "start",
+            "status",
+            "lag",
+            "delivered",
+            "attempts",
+            "next_attempt_at",
+            "last_success_at",
+            "last_error",
+            "last_error_at",
+            "created_at",
+        ]
+        read_only_fields = [
+            "id",
+            "status",
+            "lag",
+            "delivered",
+            "attempts",
+            "next_attempt_at",
+            "last_success_at",
+            "last_error",
+            "last_error_at",
+            "created_at",
+        ]
+
+    def get_lag(self, sink: AuditSink) -> int:
+        return audit_sink_lag(sink)
+
+
+class _SinkScope(OrgAPIMixin):
+    read_role = OrgRole.ADMIN  # where the trail goes is an admin's decision
+    model = AuditSink
+
+    def scope_queryset(self) -> QuerySet[AuditSink]:
+        return AuditSink.objects.for_organization(self.organization).select_related("organization")
+
+
+@extend_schema_view(
+    get=extend_schema(tags=["audit"], summary="SIEM sinks with their lag and last error"),
+    post=extend_schema(tags=["audit"], summary="Add a SIEM sink (webhook or syslog over TLS)"),
+)
+class AuditSinkListCreateAPIView(_SinkScope, generics.ListCreateAPIView[AuditSink]):
+    serializer_class = AuditSinkSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        try:
+            sink = audit_sink_create(
+                organization=self.organization,
+                actor=request.user,
+                request=request._request,
+                **{k: v for k, v in data.items() if v is not None},
+            )
+        except DjangoValidationError as exc:
+            raise APIError(
+                "invalid_input",
+                "The sink has invalid fields.",
+                details={"fields": exc.message_dict},
+            ) from None
+        return Response(self.get_serializer(sink).data, status=201)
+
+
+@extend_schema(
+    tags=["audit"],
+    summary="Send a test event to a sink now",
+    request=None,
+    responses={200: OpenApiTypes.OBJECT},
+)
+class AuditSinkTestAPIView(_SinkScope, APIView):
+    def post(self, request: Request, org_slug: str, pk: int) -> Response:
+        sink = generics.get_object_or_404(self.scope_queryset(), pk=pk)
+        error = audit_sink_send_test(sink=sink, actor=request.user, request=request._request)
+        return Response({"delivered": not error, "error": error})

@@ -411,3 +411,41 @@ def test_the_beat_task_delivers_through_a_real_celery_worker(org, celery_worker)
         assert time.monotonic() < deadline, "the cursor did not move"
         time.sleep(0.2)
     receiver.stop()
+
+
+def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
+    client, org, admin, reviewer, outsider
+):
+    receiver = Receiver()
+    receiver.start()
+    login(client, admin)
+    url = reverse("org_api:audit-sink-list", kwargs={"org_slug": org.slug})
+    created = client.post(
+        url,
+        {
+            "name": "hec",
+            "kind": "webhook",
+            "format": "jsonl",
+            "url": f"http://127.0.0.1:{receiver.port}/x",
+            "secret": SECRET,
+            "start": "beginning",
+        },
+        content_type="application/json",
+    )
+    assert created.status_code == 201, created.content
+    assert SECRET not in created.content.decode() and created.json()["lag"] >= 1
+    listed = client.get(url)
+    assert [s["name"] for s in listed.json()["results"]] == ["hec"]
+    assert SECRET not in listed.content.decode()
+    test_url = reverse(
+        "org_api:audit-sink-test", kwargs={"org_slug": org.slug, "pk": created.json()["id"]}
+    )
+    assert client.post(test_url).json() == {"delivered": True, "error": ""}
+    bad = client.post(url, {"name": "x", "kind": "syslog"}, content_type="application/json")
+    assert bad.status_code == 400 and "host" in bad.json()["error"]["details"]["fields"]
+    login(client, reviewer)
+    assert client.get(url).status_code == 403
+    login(client, outsider)
+    assert client.get(url).status_code == 404
+    assert client.post(test_url).status_code == 404
+    receiver.stop()
