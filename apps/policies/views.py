@@ -223,6 +223,27 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         step, provider, form = self._form(request.POST)
         if form is None:
             return self._render("pick", None, None, status=400)
+        if form.is_valid() and request.POST.get("simulate") == "1":
+            # Before saving: what the role with this rule added would have done.
+            current = [
+                {k: v for k, v in rule.items() if k != "id"}
+                for rule in role_document(role)["rules"]
+            ]
+            try:
+                result = role_simulate(role=role, rules=[*current, form.to_rule()])
+            except ValidationError as exc:
+                form.add_service_errors(exc.message_dict)
+            else:
+                context = self.get_context_data(
+                    role=role,
+                    step=step,
+                    provider=provider,
+                    form=form,
+                    providers=self._providers(),
+                    simulation=result,
+                )
+                return self.render_to_response(context)
+            return self._render(step, provider, form, status=400)
         if form.is_valid():
             try:
                 rule_add(role=role, rule=form.to_rule(), actor=request.user, request=request)

@@ -274,3 +274,24 @@ def test_role_simulate_validates_like_saving(history):
 
     with pytest.raises(ValidationError):
         role_simulate(role=history["role"], rules=[{"kind": "proxy", "provider_key": "sandbox"}])
+
+
+def test_the_rule_editor_simulates_a_new_rule_before_saving_it(client, history, admin):
+    h = history
+    login(client, admin)
+    add = reverse("policies:rule_add", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk})
+    form = {
+        "kind": "proxy",
+        "connection": str(h["c1"].pk),
+        "methods": ["GET"],
+        "path_glob": "/projects/*/tasks",
+    }
+    shown = client.post(add, {**form, "simulate": "1"})
+    assert shown.status_code == 200
+    result = shown.context["simulation"]
+    assert result.denied_to_allowed == 1 and result.allowed_to_denied == 0
+    assert ids(result, "denied_to_allowed") == [h["events"]["proxy"].pk]
+    assert "denied → allowed" in shown.content.decode()
+    assert not h["role"].rules.filter(kind="proxy").exists()  # nothing saved
+    assert client.post(add, form).status_code == 302
+    assert h["role"].rules.filter(kind="proxy").exists()
