@@ -282,6 +282,8 @@ class AuditSink(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     delivered = models.BigIntegerField(default=0)
+    # When a signed checkpoint of the delivered heads was last published here.
+    checkpoint_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AuditSinkQuerySet.as_manager()

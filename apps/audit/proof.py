@@ -201,3 +201,47 @@ def proof_stream(
             buffer.truncate()
             pending = 0
     yield buffer.getvalue()
+
+
+def signed_checkpoint(organization: Any, positions: dict[str, int]) -> dict[str, Any]:
+    """A signed checkpoint of the organization's chains at `positions`
+    ({chain_key: seq}, e.g. what a sink has received) and of their current heads:
+    published to a SIEM, it makes a later rewrite of the chain contradict it."""
+    from apps.audit.signing import sign, signing_key
+
+    key = signing_key(organization)
+    chains = []
+    for head in chain_heads(organization):
+        seq = min(int(positions.get(head.chain_key, 0)), head.seq)
+        at = (
+            AuditEvent.objects.filter(chain_key=head.chain_key, seq=seq)
+            .values_list("hash", flat=True)
+            .first()
+            if seq
+            else GENESIS_HASH
+        )
+        chains.append(
+            {
+                "chain_key": head.chain_key,
+                "last_seq": seq,
+                "last_hash": at,
+                "head_seq": head.seq,
+                "head_hash": head.hash,
+            }
+        )
+    body = {
+        "format": offline.CHECKPOINT_FORMAT,
+        "organization": organization.slug,
+        "organization_id": organization.pk,
+        "issued_at": timezone.now().isoformat(),
+        "key_id": key.key_id,
+        "genesis_hash": GENESIS_HASH,
+        "chains": chains,
+    }
+    key_id, signature = sign(organization, offline.checkpoint_message(body))
+    return {
+        offline.CHECKPOINT_KEY: body,
+        "key_id": key_id,
+        "public_key": key.public_key,
+        "signature": signature,
+    }

@@ -564,6 +564,9 @@ def audit_sink_create(
         errors["name"] = ["Enter a name not used by another sink."]
     if errors:
         raise ValidationError(errors)
+    from apps.audit.signing import signing_key
+
+    signing_key(organization)  # checkpoints published to the sink are signed with it
     cursor = {}
     if start == "now":
         cursor = {head.chain_key: head.seq for head in chain_heads(organization)}
@@ -660,9 +663,35 @@ def audit_sink_deliver(*, sink_id: int, max_batches: int = 50) -> Any:
         else:
             if batches:
                 sink.attempts, sink.next_attempt_at = 0, None
+            if batches and _checkpoint_due(sink):
+                _publish_checkpoint(sink, cursor)
         sink.cursor = cursor
         sink.save()
     return sink
+
+
+def sink_checkpoint_minutes() -> int:
+    return int(getattr(settings, "GRANTRY_AUDIT_SINK_CHECKPOINT_MINUTES", 60))
+
+
+def _checkpoint_due(sink: Any) -> bool:
+    last = sink.checkpoint_at
+    return last is None or timezone.now() - last >= timedelta(minutes=sink_checkpoint_minutes())
+
+
+def _publish_checkpoint(sink: Any, cursor: dict[str, int]) -> None:
+    """A signed checkpoint of what the sink now holds: a later rewrite of the chain
+    would contradict it. A failure is recorded on the sink; the events stay
+    delivered and the next run tries again."""
+    from apps.audit.proof import signed_checkpoint
+    from apps.audit.sinks import SinkError, send_checkpoint
+
+    try:
+        send_checkpoint(sink, signed_checkpoint(sink.organization, cursor))
+    except SinkError as exc:
+        sink.last_error, sink.last_error_at = f"checkpoint: {exc}"[:300], timezone.now()
+    else:
+        sink.checkpoint_at = timezone.now()
 
 
 def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> str:

@@ -115,6 +115,10 @@ def _send_syslog(sink: AuditSink, events: Sequence[dict[str, Any]]) -> None:
         f"{len(message)} ".encode() + message
         for message in (syslog_message(e, hostname) for e in events)
     )
+    _write_syslog(sink, frames)
+
+
+def _write_syslog(sink: AuditSink, frames: bytes) -> None:
     port = int(sink.port or 6514)
     try:
         address = check_destination(sink.host, port)
@@ -136,6 +140,38 @@ def _send_syslog(sink: AuditSink, events: Sequence[dict[str, Any]]) -> None:
         raise SinkError(
             f"Could not deliver to {sink.host}:{port}: {exc.strerror or exc}"[:300]
         ) from None
+
+
+def send_checkpoint(sink: AuditSink, checkpoint: dict[str, Any]) -> None:
+    """Publish a signed checkpoint (apps.audit.proof.signed_checkpoint): a webhook
+    gets it as one JSON line like an export's last line (JSON-lines format only;
+    the Splunk/Datadog formats carry OCSF events only), syslog as MSGID
+    "checkpoint"."""
+    if sink.kind == SinkKind.WEBHOOK:
+        if sink.format != SinkFormat.JSONL:
+            return
+        body = (json.dumps(checkpoint) + "\n").encode()
+        secret, stamp = _secret(sink), str(int(time.time()))
+        headers = {
+            "Content-Type": "application/x-ndjson",
+            "User-Agent": "Grantry-audit-stream/1",
+            "X-Grantry-Timestamp": stamp,
+            "X-Grantry-Signature": signature(secret, stamp, body),
+        }
+        try:
+            response = egress_request("POST", sink.url, headers=headers, content=body, timeout=15)
+        except EgressError as exc:
+            raise SinkError(str(exc)[:300]) from None
+        if not 200 <= response.status_code < 300:
+            raise SinkError(f"The webhook answered HTTP {response.status_code}.")
+        return
+    hostname = getattr(settings, "GRANTRY_SYSLOG_HOSTNAME", "") or "grantry"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    message = (
+        f"<{SYSLOG_FACILITY * 8 + 5}>1 {stamp} {hostname} grantry - checkpoint - ".encode()
+        + json.dumps(checkpoint, separators=(",", ":")).encode()
+    )
+    _write_syslog(sink, f"{len(message)} ".encode() + message)
 
 
 def send(sink: AuditSink, events: Sequence[Any]) -> None:

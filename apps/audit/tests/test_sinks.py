@@ -42,6 +42,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.events: list[dict] = []
+        self.checkpoints: list[dict] = []
         self.bad_signatures = 0
         self.port = _free_port()
         self.server: HTTPServer | None = None
@@ -59,7 +60,12 @@ class Receiver:
                     self.send_response(401)
                     self.end_headers()
                     return
-                receiver.events += [json.loads(line) for line in body.splitlines()]
+                for line in body.splitlines():
+                    doc = json.loads(line)
+                    if "grantry_checkpoint" in doc:
+                        receiver.checkpoints.append(doc)
+                    else:
+                        receiver.events.append(doc)
                 self.send_response(204)
                 self.end_headers()
 
@@ -278,18 +284,22 @@ action(type="omfile" file="{out}" template="grantry")
         broker_event(org, reason="fine")
         sink = audit_sink_deliver(sink_id=sink.pk)
         assert sink.last_error == "" and sink.last_success_at is not None
-        total = AuditEvent.objects.filter(organization=org).count()
+        total = sink.delivered
+        assert total == AuditEvent.objects.filter(organization=org).count()
         deadline = time.monotonic() + 20
-        while not out.exists() or out.read_text().count("\n") < total:
+        while not out.exists() or out.read_text().count("\n") < total + 1:  # + checkpoint
             assert time.monotonic() < deadline, "rsyslog did not write every event"
             time.sleep(0.2)
     finally:
         daemon.terminate()
         daemon.wait(timeout=20)
     lines = out.read_text().splitlines()
-    seqs = []
+    seqs, checkpoints = [], []
     for line in lines:
         facility, severity, app, msgid, data, msg = line.split("|", 5)
+        if msgid == "checkpoint":
+            checkpoints.append(json.loads(msg))
+            continue
         event = json.loads(msg)
         grantry = event["unmapped"]["grantry"]
         assert (facility, app, msgid) == ("13", "grantry", str(event["class_uid"]))
@@ -297,6 +307,8 @@ action(type="omfile" file="{out}" template="grantry")
         assert severity == ("4" if grantry["decision"] == "denied" else "6")
         seqs.append(grantry["seq"])
     assert seqs == list(range(1, total + 1))
+    [checkpoint] = checkpoints
+    assert checkpoint["grantry_checkpoint"]["chains"][0]["last_seq"] == total
 
 
 def test_a_syslog_sink_refuses_an_untrusted_certificate(org, tmp_path):
@@ -448,4 +460,35 @@ def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
     login(client, outsider)
     assert client.get(url).status_code == 404
     assert client.post(test_url).status_code == 404
+    receiver.stop()
+
+
+def test_a_signed_checkpoint_is_published_after_delivery_at_most_once_an_interval(org):
+    from apps.audit import offline
+    from apps.audit.models import AuditSigningKeypair
+
+    receiver = Receiver()
+    receiver.start()
+    sink = _webhook(org, receiver)
+    broker_event(org)
+    audit_sink_deliver(sink_id=sink.pk)
+    [published] = receiver.checkpoints
+    body = published["grantry_checkpoint"]
+    key = AuditSigningKeypair.objects.get(organization=org).public_key
+    assert offline._signature_ok(key, published["signature"], body)
+    [chain] = body["chains"]
+    last = receiver.events[-1]["unmapped"]["grantry"]
+    assert (chain["last_seq"], chain["last_hash"]) == (last["seq"], last["hash"])
+    broker_event(org)
+    audit_sink_deliver(sink_id=sink.pk)
+    assert len(receiver.checkpoints) == 1  # not again within the interval
+    AuditSink.objects.filter(pk=sink.pk).update(
+        checkpoint_at=timezone.now() - dt.timedelta(hours=2)
+    )
+    broker_event(org)
+    audit_sink_deliver(sink_id=sink.pk)
+    assert len(receiver.checkpoints) == 2
+    assert (
+        receiver.checkpoints[1]["grantry_checkpoint"]["chains"][0]["last_seq"] > chain["last_seq"]
+    )
     receiver.stop()
