@@ -560,6 +560,13 @@ def audit_sink_create(
             errors["host"] = ["Enter the syslog server's host name."]
         if not port or not 1 <= int(port) <= 65535:
             errors["port"] = ["Enter the TLS port (usually 6514)."]
+    if ca_pem.strip():
+        import ssl
+
+        try:
+            ssl.create_default_context().load_verify_locations(cadata=ca_pem)
+        except (ssl.SSLError, ValueError):
+            errors["ca_pem"] = ["This is not a PEM certificate."]
     if not name or AuditSink.objects.for_organization(organization).filter(name=name).exists():
         errors["name"] = ["Enter a name not used by another sink."]
     if errors:
@@ -610,7 +617,9 @@ def audit_sink_lag(sink: Any) -> int:
 
 def audit_sink_deliver(*, sink_id: int, max_batches: int = 50) -> Any:
     """Send what the sink has not received yet, chain by chain in seq order. Safe to
-    run twice at once: the second finds the row locked and leaves."""
+    run twice at once: the second finds the row locked and leaves. The row lock
+    (and its transaction) is held across the sends, each bounded by a 15 s
+    timeout and at most `max_batches` batches a run."""
     from apps.audit.models import AuditSink, SinkStatus
     from apps.audit.proof import chain_heads
     from apps.audit.sinks import SinkError, send

@@ -453,8 +453,11 @@ def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
         "org_api:audit-sink-test", kwargs={"org_slug": org.slug, "pk": created.json()["id"]}
     )
     assert client.post(test_url).json() == {"delivered": True, "error": ""}
-    bad = client.post(url, {"name": "x", "kind": "syslog"}, content_type="application/json")
-    assert bad.status_code == 400 and "host" in bad.json()["error"]["details"]["fields"]
+    bad = client.post(
+        url, {"name": "x", "kind": "syslog", "ca_pem": "junk"}, content_type="application/json"
+    )
+    assert bad.status_code == 400
+    assert {"host", "port", "ca_pem"} <= set(bad.json()["error"]["details"]["fields"])
     login(client, reviewer)
     assert client.get(url).status_code == 403
     login(client, outsider)
