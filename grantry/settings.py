@@ -312,6 +312,11 @@ CELERY_BEAT_SCHEDULE["audit-expire-exports"] = {
     "task": "audit.expire_exports",
     "schedule": 15 * 60,
 }
+# SIEM sinks: deliver what each active sink has not received yet (apps.audit.tasks).
+CELERY_BEAT_SCHEDULE["audit-deliver-sinks"] = {
+    "task": "audit.deliver_sinks",
+    "schedule": env.float("GRANTRY_AUDIT_SINK_SECONDS", default=10.0),
+}
 # Connections: refresh OAuth tokens that expire soon or sit idle (apps.connections.tasks).
 CELERY_BEAT_SCHEDULE["connections-refresh-due"] = {
     "task": "connections.refresh_due_connections",

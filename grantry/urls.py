@@ -7,6 +7,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
+from apps.audit.views import audit_public_key
 from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
 from apps.connections.views import OAuthCallbackView
 from apps.core.csp import api_docs_policy
@@ -38,6 +39,11 @@ urlpatterns = [
         ".well-known/oauth-protected-resource/mcp",
         protected_resource_metadata,
         name="mcp-resource-metadata",
+    ),
+    path(
+        ".well-known/grantry-audit-keys/<str:key_id>",
+        audit_public_key,
+        name="audit-public-key",
     ),
     path("api/v1/", include("apps.workers.agent_urls")),
     path("api/v1/", include("apps.approvals.agent_urls")),

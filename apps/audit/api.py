@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import FileResponse
@@ -24,14 +25,24 @@ from drf_spectacular.utils import (
 )
 from rest_framework import generics, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit import exports
 from apps.audit.filters import FILTER_FIELDS, AuditFilterForm
-from apps.audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
-from apps.audit.services import audit_export_direct, audit_export_request
+from apps.audit.models import AuditEvent, AuditExport, AuditSink, ExportFormat, ExportStatus
+from apps.audit.proof import ProofFilterError, check_proof_filter
+from apps.audit.services import (
+    audit_export_direct,
+    audit_export_request,
+    audit_sink_create,
+    audit_sink_lag,
+    audit_sink_send_test,
+    audit_verify_export,
+    audit_verify_trail,
+)
 from apps.audit.views import streaming_export
 from apps.core.api import APIError
 from apps.core.openapi import error_responses
@@ -69,6 +80,15 @@ _FILTER_PARAMS = [
     ),
     OpenApiParameter("q", OpenApiTypes.STR, description="Text in target label or reason."),
 ]
+_PROOF_PARAM = OpenApiParameter(
+    "proof",
+    OpenApiTypes.BOOL,
+    description=(
+        "1: a contiguous slice of every chain between start and end, each row with its "
+        "chain links and content digest, ending in a signed checkpoint (only start/end "
+        "may filter it). Check it with scripts/verify_audit_export.py."
+    ),
+)
 
 
 class AuditAPIMixin(OrgAPIMixin):
@@ -115,7 +135,7 @@ class _AnyAccept(BaseContentNegotiation):
 @extend_schema(
     tags=["audit"],
     summary="Export audit events as CSV or JSON Lines (streamed)",
-    parameters=_FILTER_PARAMS,
+    parameters=[*_FILTER_PARAMS, _PROOF_PARAM],
     responses={
         (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, one event a row."),
         (200, "application/x-ndjson"): OpenApiResponse(
@@ -129,18 +149,37 @@ class AuditEventExportAPIView(AuditAPIMixin, APIView):
     def get(self, request: Request, org_slug: str, fmt: str) -> Any:
         if fmt not in ExportFormat.values:
             raise APIError("invalid_format", "Export format must be csv or jsonl.", status_code=404)
-        form = self.filter_form(request)
+        proof = request.query_params.get("proof", "") in ("1", "true")
+        query = request.query_params.copy()
+        query.pop("proof", None)
+        form = AuditFilterForm(data=query, organization=self.organization)
+        if not form.is_valid():
+            raise APIError(
+                "invalid_filter",
+                "The audit filter has invalid values.",
+                details={"fields": form.errors.get_json_data()},
+            )
+        params = form.as_params()
+        if proof:
+            try:
+                check_proof_filter(params)
+            except ProofFilterError as exc:
+                raise APIError("invalid_filter", str(exc)) from None
         events = form.filter(self.scope_queryset())
         stream = audit_export_direct(
             organization=self.organization,
             user=request.user,
             events=events,
-            params=form.as_params(),
+            params=params,
             fmt=fmt,
             request=request._request,
             surface="api",
+            proof=proof,
+            start=form.cleaned_data.get("start"),
+            end=form.cleaned_data.get("end"),
         )
-        return streaming_export(stream, fmt, exports.filename(self.organization, fmt))
+        suffix = "-proof" if proof else ""
+        return streaming_export(stream, fmt, exports.filename(self.organization, fmt, suffix))
 
 
 # --- Export jobs: create, poll, download ---------------------------------------------
@@ -316,3 +355,159 @@ class AuditExportJobDownloadAPIView(_ExportScope, APIView):
         response["Cache-Control"] = "no-store"
         response["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+@extend_schema(
+    tags=["audit"],
+    summary="Verify the trail, or an uploaded export with proof",
+    description=(
+        "With a multipart `file` (an export downloaded with proof): checks it against this "
+        "organization's signing key, as scripts/verify_audit_export.py does offline. "
+        "Without: recomputes every chain of the organization in the database. Either way "
+        "the run is recorded as an `audit.verified` event."
+    ),
+    request={
+        "multipart/form-data": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}},
+        }
+    },
+    responses={200: OpenApiTypes.OBJECT},
+)
+class AuditVerifyAPIView(AuditAPIMixin, APIView):
+    write_role = OrgRole.REVIEWER  # verifying changes nothing but the trail's own record
+    parser_classes = [MultiPartParser, JSONParser]
+
+    def post(self, request: Request, org_slug: str) -> Response:
+        upload = request.FILES.get("file")
+        if upload is not None:
+            report = audit_verify_export(
+                organization=self.organization,
+                user=request.user,
+                chunks=upload.chunks(),
+                request=request._request,
+                surface="api",
+            )
+            return Response({"kind": "export", **report.as_dict()})
+        reports = audit_verify_trail(
+            organization=self.organization,
+            user=request.user,
+            request=request._request,
+            surface="api",
+        )
+        return Response(
+            {
+                "kind": "trail",
+                "ok": all(r.ok for r in reports),
+                "events": sum(r.count for r in reports),
+                "chains": [
+                    {
+                        "chain_key": r.chain_key,
+                        "ok": r.ok,
+                        "count": r.count,
+                        "head_hash": r.head_hash,
+                        "problem": r.problem,
+                        "event_id": r.event_id,
+                        "seq": r.seq,
+                    }
+                    for r in reports
+                ],
+            }
+        )
+
+
+class AuditSinkSerializer(serializers.ModelSerializer[AuditSink]):
+    """A sink's settings and delivery state; the secret is write-only."""
+
+    secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    start = serializers.ChoiceField(
+        choices=["now", "beginning"], write_only=True, required=False, default="now"
+    )
+    lag = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditSink
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "format",
+            "url",
+            "host",
+            "port",
+            "ca_pem",
+            "secret",
+            "start",
+            "status",
+            "lag",
+            "delivered",
+            "attempts",
+            "next_attempt_at",
+            "last_success_at",
+            "last_error",
+            "last_error_at",
+            "created_at",
+        ]
+        read_only_fields = [
+            "id",
+            "status",
+            "lag",
+            "delivered",
+            "attempts",
+            "next_attempt_at",
+            "last_success_at",
+            "last_error",
+            "last_error_at",
+            "created_at",
+        ]
+
+    def get_lag(self, sink: AuditSink) -> int:
+        return audit_sink_lag(sink)
+
+
+class _SinkScope(OrgAPIMixin):
+    read_role = OrgRole.ADMIN  # where the trail goes is an admin's decision
+    model = AuditSink
+
+    def scope_queryset(self) -> QuerySet[AuditSink]:
+        return AuditSink.objects.for_organization(self.organization).select_related("organization")
+
+
+@extend_schema_view(
+    get=extend_schema(tags=["audit"], summary="SIEM sinks with their lag and last error"),
+    post=extend_schema(tags=["audit"], summary="Add a SIEM sink (webhook or syslog over TLS)"),
+)
+class AuditSinkListCreateAPIView(_SinkScope, generics.ListCreateAPIView[AuditSink]):
+    serializer_class = AuditSinkSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        try:
+            sink = audit_sink_create(
+                organization=self.organization,
+                actor=request.user,
+                request=request._request,
+                **{k: v for k, v in data.items() if v is not None},
+            )
+        except DjangoValidationError as exc:
+            raise APIError(
+                "invalid_input",
+                "The sink has invalid fields.",
+                details={"fields": exc.message_dict},
+            ) from None
+        return Response(self.get_serializer(sink).data, status=201)
+
+
+@extend_schema(
+    tags=["audit"],
+    summary="Send a test event to a sink now",
+    request=None,
+    responses={200: OpenApiTypes.OBJECT},
+)
+class AuditSinkTestAPIView(_SinkScope, APIView):
+    def post(self, request: Request, org_slug: str, pk: int) -> Response:
+        sink = generics.get_object_or_404(self.scope_queryset(), pk=pk)
+        error = audit_sink_send_test(sink=sink, actor=request.user, request=request._request)
+        return Response({"delivered": not error, "error": error})

@@ -9,6 +9,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(
         "audit/events/<int:pk>/", api.AuditEventDetailAPIView.as_view(), name="audit-event-detail"
     ),
+    path("audit/verify/", api.AuditVerifyAPIView.as_view(), name="audit-verify"),
+    path("audit/sinks/", api.AuditSinkListCreateAPIView.as_view(), name="audit-sink-list"),
+    path("audit/sinks/<int:pk>/test/", api.AuditSinkTestAPIView.as_view(), name="audit-sink-test"),
     path("audit/export.<str:fmt>", api.AuditEventExportAPIView.as_view(), name="audit-export"),
     path("audit/exports/", api.AuditExportJobListCreateAPIView.as_view(), name="audit-export-list"),
     path(

@@ -6,6 +6,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
+from django_cryptography.fields import encrypt
 
 
 class AuditImmutableError(RuntimeError):
@@ -180,6 +181,8 @@ class AuditExport(models.Model):
     )
     filter = models.JSONField(default=dict, blank=True)
     format = models.CharField(max_length=8, choices=ExportFormat.choices)
+    # With chain links on every row and a signed checkpoint (apps.audit.proof).
+    proof = models.BooleanField(default=False)
     status = models.CharField(
         max_length=10, choices=ExportStatus.choices, default=ExportStatus.PENDING
     )
@@ -207,3 +210,96 @@ class AuditExport(models.Model):
 
     def is_downloadable(self) -> bool:
         return self.status == ExportStatus.DONE and bool(self.file_path)
+
+
+class AuditSigningKeypair(models.Model):
+    """The Ed25519 key pair that signs an organization's export checkpoints.
+
+    Generated on first use. The private key is an encrypted field (the same key
+    ring as connection secrets) and is read only by `apps.audit.signing`; the
+    public key is public by design (Settings page, /.well-known/)."""
+
+    organization = models.OneToOneField(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_signing_key"
+    )
+    key_id = models.CharField(max_length=32, unique=True, editable=False)
+    public_key = models.CharField(max_length=64, editable=False)  # raw 32 bytes, base64
+    private_key = encrypt(models.TextField(editable=False))  # raw 32 bytes, base64
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Audit signing key {self.key_id}"
+
+    def __repr__(self) -> str:
+        return f"<AuditSigningKeypair {self.key_id} org={self.organization_id}>"
+
+
+class SinkKind(models.TextChoices):
+    WEBHOOK = "webhook", "HTTPS webhook"
+    SYSLOG = "syslog", "Syslog (RFC 5424 over TCP with TLS)"
+
+
+class SinkFormat(models.TextChoices):
+    JSONL = "jsonl", "JSON lines, HMAC-SHA256 signed"
+    SPLUNK_HEC = "splunk_hec", "Splunk HTTP Event Collector"
+    DATADOG = "datadog", "Datadog logs intake"
+
+
+class SinkStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DEAD_LETTER = "dead_letter", "Stopped (dead letter)"
+
+
+class AuditSinkQuerySet(models.QuerySet["AuditSink"]):
+    def for_organization(self, organization: Any) -> AuditSinkQuerySet:
+        return self.filter(organization=organization)
+
+
+class AuditSink(models.Model):
+    """Somewhere an organization's trail is streamed to (apps.audit.sinks).
+
+    Delivery is at-least-once from `cursor` ({chain_key: last delivered seq}),
+    each chain in seq order. `secret` (the HMAC key or the SIEM's token) is an
+    encrypted field read only by apps.audit.sinks."""
+
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_sinks"
+    )
+    name = models.CharField(max_length=60)
+    kind = models.CharField(max_length=8, choices=SinkKind.choices)
+    format = models.CharField(max_length=12, choices=SinkFormat.choices, default=SinkFormat.JSONL)
+    url = models.URLField(max_length=500, blank=True)  # webhook
+    host = models.CharField(max_length=253, blank=True)  # syslog
+    port = models.PositiveIntegerField(null=True, blank=True)  # syslog
+    # Extra CA certificates (PEM) to trust for this sink, e.g. a private SIEM CA.
+    ca_pem = models.TextField(blank=True)
+    secret = encrypt(models.TextField(blank=True, default=""))
+    cursor = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=12, choices=SinkStatus.choices, default=SinkStatus.ACTIVE)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    delivered = models.BigIntegerField(default=0)
+    # When a signed checkpoint of the delivered heads was last published here.
+    checkpoint_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AuditSinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="uniq_audit_sink_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    def __repr__(self) -> str:
+        return f"<AuditSink {self.pk} {self.kind} org={self.organization_id}>"
+
+    @property
+    def destination(self) -> str:
+        return self.url if self.kind == SinkKind.WEBHOOK else f"{self.host}:{self.port}"

@@ -10,7 +10,7 @@ import json
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -319,8 +319,21 @@ def audit_export_direct(
     fmt: str,
     request: HttpRequest | None = None,
     surface: str = "dashboard",
+    proof: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> Iterator[str]:
-    """Record the export, then return the lazy encoded stream of `events`."""
+    """Record the export, then return the lazy encoded stream of `events`.
+
+    With `proof`, the stream is instead the contiguous slice of the organization's
+    chains between `start` and `end`, with links and a signed checkpoint
+    (apps.audit.proof; `params` must then hold only start/end)."""
+    from apps.audit.proof import check_proof_filter, proof_stream
+    from apps.audit.signing import signing_key
+
+    if proof:
+        check_proof_filter(params)
+        signing_key(organization)  # created (and audited) now, not mid-stream
     audit_record(
         action="audit.exported",
         organization=organization,
@@ -329,9 +342,17 @@ def audit_export_direct(
         actor_label=user.get_username(),
         target_type="audit_filter",
         target_label=_filter_label(params),
-        metadata={"filter": params, "format": fmt, "mode": "direct", "surface": surface},
+        metadata={
+            "filter": params,
+            "format": fmt,
+            "mode": "direct",
+            "surface": surface,
+            "proof": proof,
+        },
         request=request,
     )
+    if proof:
+        return proof_stream(fmt, organization, start=start, end=end)
     return export_stream(fmt, events)
 
 
@@ -343,10 +364,17 @@ def audit_export_request(
     params: dict[str, str],
     fmt: str,
     request: HttpRequest | None = None,
+    proof: bool = False,
 ) -> AuditExport:
     """Queue a large export as a Celery job (enqueued after commit)."""
+    if proof:
+        from apps.audit.proof import check_proof_filter
+        from apps.audit.signing import signing_key
+
+        check_proof_filter(params)
+        signing_key(organization)
     export = AuditExport.objects.create(
-        organization=organization, requested_by=user, filter=params, format=fmt
+        organization=organization, requested_by=user, filter=params, format=fmt, proof=proof
     )
     audit_record(
         action="audit.exported",
@@ -356,7 +384,13 @@ def audit_export_request(
         actor_label=user.get_username(),
         target=export,
         target_label=_filter_label(params),
-        metadata={"filter": params, "format": fmt, "mode": "job", "export_id": export.pk},
+        metadata={
+            "filter": params,
+            "format": fmt,
+            "mode": "job",
+            "export_id": export.pk,
+            "proof": proof,
+        },
         request=request,
     )
     from apps.audit.tasks import run_audit_export
@@ -391,18 +425,29 @@ def audit_export_run(*, export_id: int) -> AuditExport:
         export.save(update_fields=["status", "rows_done", "rows_total"])
 
     def counted(source: Iterator[Any]) -> Iterator[Any]:
-        done = 0
-        for row in source:
-            done += 1
-            if done % PROGRESS_EVERY == 0:
+        done = reported = 0
+        for item in source:
+            # One row, or a chunk of rows built by the database (exports.CSVChunk).
+            done += getattr(item, "rows", 1)
+            if done - reported >= PROGRESS_EVERY:
                 AuditExport.objects.filter(pk=export.pk).update(rows_done=done)
-            yield row
+                reported = done
+            yield item
         AuditExport.objects.filter(pk=export.pk).update(rows_done=done)
 
     name = f"audit-exports/{export.organization_id}/{uuid.uuid4().hex}.{export.format}"
+    if export.proof:
+        from apps.audit.proof import proof_stream
+
+        data = form.cleaned_data
+        stream = proof_stream(
+            export.format, export.organization, start=data.get("start"), end=data.get("end")
+        )
+    else:
+        stream = export_stream(export.format, events, progress=counted)
     try:
         with tempfile.TemporaryFile(mode="w+b") as spool:
-            for piece in export_stream(export.format, events, progress=counted):
+            for piece in stream:
                 spool.write(piece.encode())
             spool.seek(0)
             stored = default_storage.save(name, File(spool))
@@ -412,6 +457,8 @@ def audit_export_run(*, export_id: int) -> AuditExport:
         )
         raise
     now = timezone.now()
+    if export.proof:  # the slice is cut by seq, so count what the time filter promised
+        AuditExport.objects.filter(pk=export.pk).update(rows_done=export.rows_total)
     AuditExport.objects.filter(pk=export.pk).update(
         status=ExportStatus.DONE,
         file_path=stored,
@@ -442,3 +489,331 @@ def audit_export_expire(*, now: datetime | None = None) -> int:
 
 def _filter_label(params: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(params.items()))[:300] or "(no filter)"
+
+
+# --- Verification ------------------------------------------------------------
+# Reviewers verify from the dashboard and the API too, not only the CLI. Each
+# run is an audit event ("audit.verified"): what was checked and the verdict.
+
+
+def audit_verify_export(
+    *,
+    organization: Any,
+    user: Any,
+    chunks: Iterable[bytes],
+    request: HttpRequest | None = None,
+    surface: str = "dashboard",
+) -> Any:
+    """Check an uploaded export with proof against this organization's own key,
+    with the same code as the offline script. Returns an `offline.Report`."""
+    from apps.audit import offline
+    from apps.audit.models import AuditSigningKeypair
+
+    key = AuditSigningKeypair.objects.filter(organization=organization).defer("private_key").first()
+    if key is None:
+        report = offline.Report()
+        report.problem(None, "This organization has not signed any export yet.")
+    else:
+        report = offline.verify_bytes(chunks, public_key=key.public_key)
+        signed_for = (report.checkpoint or {}).get("organization_id")
+        if report.checkpoint is not None and signed_for != organization.pk:
+            report.problem(None, "The checkpoint was issued for another organization.")
+    _record_verification(organization, user, request, surface, "export", report.as_dict())
+    return report
+
+
+def audit_verify_trail(
+    *,
+    organization: Any,
+    user: Any,
+    request: HttpRequest | None = None,
+    surface: str = "dashboard",
+) -> list[Any]:
+    """Verify every chain of the organization in the database (`ChainReport`s)."""
+    from apps.audit.verify import verify_chains
+
+    reports = verify_chains(organization_ids=[organization.pk])
+    summary = {
+        "ok": all(r.ok for r in reports),
+        "events": sum(r.count for r in reports),
+        "chains": [str(r) for r in reports],
+    }
+    _record_verification(organization, user, request, surface, "trail", summary)
+    return reports
+
+
+def _record_verification(
+    organization: Any,
+    user: Any,
+    request: HttpRequest | None,
+    surface: str,
+    kind: str,
+    result: dict[str, Any],
+) -> None:
+    problems = result.get("problems") or []
+    audit_record(
+        action="audit.verified",
+        organization=organization,
+        actor_type=ActorType.USER,
+        actor_id=user.pk,
+        actor_label=user.get_username(),
+        target_type="audit_trail",
+        target_label=f"{kind}: {'ok' if result['ok'] else 'FAILED'}",
+        outcome=Outcome.SUCCESS if result["ok"] else Outcome.FAILURE,
+        metadata={
+            "kind": kind,
+            "surface": surface,
+            "ok": result["ok"],
+            "events": result.get("events", 0),
+            "problems": [p["message"] if isinstance(p, dict) else str(p) for p in problems][:10],
+            "key_id": result.get("key_id", ""),
+        },
+        request=request,
+    )
+
+
+# --- Streaming to SIEM sinks -------------------------------------------------
+# At-least-once: a sink's cursor ({chain_key: last delivered seq}) moves only
+# after its SIEM accepted the batch, so a batch may arrive twice (after a crash
+# between the two) but never not at all; every event carries its chain key, seq
+# and hash for the receiver to deduplicate and find gaps.
+
+SINK_BATCH = 200
+SINK_MAX_ATTEMPTS = 8
+SINK_MAX_BACKOFF_SECONDS = 600
+
+
+@transaction.atomic
+def audit_sink_create(
+    *,
+    organization: Any,
+    name: str,
+    kind: str,
+    format: str = "jsonl",  # noqa: A002 - the model's word
+    url: str = "",
+    host: str = "",
+    port: int | None = None,
+    ca_pem: str = "",
+    secret: str = "",
+    start: str = "now",
+    actor: Any = None,
+    request: HttpRequest | None = None,
+) -> Any:
+    """A new sink. `start="now"` streams events from now on; "beginning" the whole trail."""
+    from django.core.exceptions import ValidationError
+
+    from apps.audit.models import AuditSink, SinkFormat, SinkKind
+    from apps.audit.proof import chain_heads
+
+    errors: dict[str, list[str]] = {}
+    if kind not in SinkKind.values:
+        errors["kind"] = ["Choose a webhook or syslog."]
+    if kind == SinkKind.WEBHOOK:
+        if not url.startswith(("https://", "http://")):
+            errors["url"] = ["Enter the webhook's https:// URL."]
+        if format not in SinkFormat.values:
+            errors["format"] = ["Choose a format."]
+        if not secret:
+            errors["secret"] = ["Enter the HMAC key or the SIEM's token."]
+    if kind == SinkKind.SYSLOG:
+        format = SinkFormat.JSONL  # noqa: A001
+        if not host:
+            errors["host"] = ["Enter the syslog server's host name."]
+        if not port or not 1 <= int(port) <= 65535:
+            errors["port"] = ["Enter the TLS port (usually 6514)."]
+    if ca_pem.strip():
+        import ssl
+
+        try:
+            ssl.create_default_context().load_verify_locations(cadata=ca_pem)
+        except (ssl.SSLError, ValueError):
+            errors["ca_pem"] = ["This is not a PEM certificate."]
+    if not name or AuditSink.objects.for_organization(organization).filter(name=name).exists():
+        errors["name"] = ["Enter a name not used by another sink."]
+    if errors:
+        raise ValidationError(errors)
+    from apps.audit.signing import signing_key
+
+    signing_key(organization)  # checkpoints published to the sink are signed with it
+    cursor = {}
+    if start == "now":
+        cursor = {head.chain_key: head.seq for head in chain_heads(organization)}
+    sink = AuditSink.objects.create(
+        organization=organization,
+        name=name,
+        kind=kind,
+        format=format,
+        url=url,
+        host=host,
+        port=port,
+        ca_pem=ca_pem,
+        secret=secret,
+        cursor=cursor,
+    )
+    audit_record(
+        action="audit.sink_created",
+        organization=organization,
+        target=sink,
+        metadata={"kind": kind, "format": format, "destination": sink.destination, "start": start},
+        request=request,
+        **_user_actor(actor),
+    )
+    return sink
+
+
+def _user_actor(actor: Any) -> dict[str, Any]:
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        return {}
+    return {"actor_type": ActorType.USER, "actor_id": actor.pk, "actor_label": actor.get_username()}
+
+
+def audit_sink_lag(sink: Any) -> int:
+    from apps.audit.proof import chain_heads
+
+    return sum(
+        max(0, head.seq - int(sink.cursor.get(head.chain_key, 0)))
+        for head in chain_heads(sink.organization)
+    )
+
+
+def audit_sink_deliver(*, sink_id: int, max_batches: int = 50) -> Any:
+    """Send what the sink has not received yet, chain by chain in seq order. Safe to
+    run twice at once: the second finds the row locked and leaves. The row lock
+    (and its transaction) is held across the sends, each bounded by a 15 s
+    timeout and at most `max_batches` batches a run."""
+    from apps.audit.models import AuditSink, SinkStatus
+    from apps.audit.proof import chain_heads
+    from apps.audit.sinks import SinkError, send
+
+    with transaction.atomic():
+        sink = (
+            AuditSink.objects.select_for_update(skip_locked=True)
+            .select_related("organization")
+            .filter(pk=sink_id, status=SinkStatus.ACTIVE)
+            .first()
+        )
+        if sink is None:
+            return None
+        now = timezone.now()
+        if sink.next_attempt_at and sink.next_attempt_at > now:
+            return sink
+        cursor = dict(sink.cursor)
+        batches = 0
+        try:
+            for head in chain_heads(sink.organization):
+                while batches < max_batches:
+                    done = int(cursor.get(head.chain_key, 0))
+                    events = list(
+                        AuditEvent.objects.filter(chain_key=head.chain_key, seq__gt=done).order_by(
+                            "seq"
+                        )[:SINK_BATCH]
+                    )
+                    if not events:
+                        break
+                    send(sink, events)
+                    batches += 1
+                    cursor[head.chain_key] = events[-1].seq
+                    sink.delivered += len(events)
+                    sink.last_success_at = timezone.now()
+        except SinkError as exc:
+            sink.attempts += 1
+            sink.last_error, sink.last_error_at = str(exc)[:300], timezone.now()
+            delay = min(SINK_MAX_BACKOFF_SECONDS, 2**sink.attempts)
+            sink.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+            if sink.attempts >= SINK_MAX_ATTEMPTS:
+                sink.status = SinkStatus.DEAD_LETTER
+                audit_record(
+                    action="audit.sink_dead_letter",
+                    organization=sink.organization,
+                    target=sink,
+                    outcome=Outcome.FAILURE,
+                    reason=sink.last_error,
+                    metadata={"attempts": sink.attempts, "cursor": cursor},
+                )
+        else:
+            if batches:
+                sink.attempts, sink.next_attempt_at = 0, None
+            if batches and _checkpoint_due(sink):
+                _publish_checkpoint(sink, cursor)
+        sink.cursor = cursor
+        sink.save()
+    return sink
+
+
+def sink_checkpoint_minutes() -> int:
+    return int(getattr(settings, "GRANTRY_AUDIT_SINK_CHECKPOINT_MINUTES", 60))
+
+
+def _checkpoint_due(sink: Any) -> bool:
+    last = sink.checkpoint_at
+    return last is None or timezone.now() - last >= timedelta(minutes=sink_checkpoint_minutes())
+
+
+def _publish_checkpoint(sink: Any, cursor: dict[str, int]) -> None:
+    """A signed checkpoint of what the sink now holds: a later rewrite of the chain
+    would contradict it. A failure is recorded on the sink; the events stay
+    delivered and the next run tries again."""
+    from apps.audit.proof import signed_checkpoint
+    from apps.audit.sinks import SinkError, send_checkpoint
+
+    try:
+        send_checkpoint(sink, signed_checkpoint(sink.organization, cursor))
+    except SinkError as exc:
+        sink.last_error, sink.last_error_at = f"checkpoint: {exc}"[:300], timezone.now()
+    else:
+        sink.checkpoint_at = timezone.now()
+
+
+def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> str:
+    """Record an `audit.sink_test` event and send it (only it) to the sink now.
+    Returns "" on success or the error. The event also reaches the sink in order
+    with the rest of the trail (at least once)."""
+    from apps.audit.sinks import SinkError, send
+
+    with transaction.atomic():
+        event = audit_record(
+            action="audit.sink_test",
+            organization=sink.organization,
+            target=sink,
+            metadata={"destination": sink.destination},
+            request=request,
+            **_user_actor(actor),
+        )
+    try:
+        send(sink, [AuditEvent.objects.get(pk=event.pk)])
+    except SinkError as exc:
+        return str(exc)
+    return ""
+
+
+@transaction.atomic
+def audit_sink_retry(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> Any:
+    """Take a sink out of dead letter: delivery resumes from its cursor, nothing lost."""
+    from apps.audit.models import AuditSink, SinkStatus
+
+    sink = AuditSink.objects.select_for_update().get(pk=sink.pk)
+    sink.status, sink.attempts, sink.next_attempt_at = SinkStatus.ACTIVE, 0, None
+    sink.save(update_fields=["status", "attempts", "next_attempt_at"])
+    audit_record(
+        action="audit.sink_resumed",
+        organization=sink.organization,
+        target=sink,
+        request=request,
+        **_user_actor(actor),
+    )
+    return sink
+
+
+@transaction.atomic
+def audit_sink_delete(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> None:
+    audit_record(
+        action="audit.sink_deleted",
+        organization=sink.organization,
+        target_type="auditsink",
+        target_id=sink.pk,
+        target_label=str(sink),
+        metadata={"destination": sink.destination},
+        request=request,
+        **_user_actor(actor),
+    )
+    sink.delete()

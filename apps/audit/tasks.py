@@ -15,3 +15,28 @@ def run_audit_export(export_id: int) -> str:
 @shared_task(name="audit.expire_exports", time_limit=300, soft_time_limit=240)
 def expire_audit_exports() -> int:
     return audit_export_expire()
+
+
+@shared_task(name="audit.deliver_sink", time_limit=600, soft_time_limit=540)
+def deliver_audit_sink(sink_id: int) -> str:
+    from apps.audit.services import audit_sink_deliver
+
+    sink = audit_sink_deliver(sink_id=sink_id)
+    return "" if sink is None else sink.status
+
+
+@shared_task(name="audit.deliver_sinks", time_limit=60, soft_time_limit=50)
+def deliver_audit_sinks() -> int:
+    """Beat: one delivery task per active sink whose backoff has passed."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from apps.audit.models import AuditSink, SinkStatus
+
+    due = AuditSink.objects.filter(status=SinkStatus.ACTIVE).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())
+    )
+    ids = list(due.values_list("pk", flat=True))
+    for sink_id in ids:
+        deliver_audit_sink.delay(sink_id)
+    return len(ids)

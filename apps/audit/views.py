@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import (
@@ -14,6 +15,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponseBase,
+    JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect
@@ -26,9 +28,31 @@ from django.views.generic import DetailView, TemplateView
 from apps.audit import exports
 from apps.audit.charts import chart_data, fit_window
 from apps.audit.filters import AuditFilterForm, chart_window
-from apps.audit.models import AuditEvent, AuditExport, ExportFormat, ExportStatus
+from apps.audit.models import (
+    AuditEvent,
+    AuditExport,
+    AuditSigningKeypair,
+    AuditSink,
+    ExportFormat,
+    ExportStatus,
+    SinkFormat,
+    SinkKind,
+)
+from apps.audit.proof import ProofFilterError, chain_heads, check_proof_filter
 from apps.audit.selectors import chain_head, event_links, keyset_page, with_actor_names
-from apps.audit.services import audit_export_direct, audit_export_request, export_is_large
+from apps.audit.services import (
+    audit_export_direct,
+    audit_export_request,
+    audit_sink_create,
+    audit_sink_delete,
+    audit_sink_lag,
+    audit_sink_retry,
+    audit_sink_send_test,
+    audit_verify_export,
+    audit_verify_trail,
+    export_is_large,
+)
+from apps.audit.signing import public_key_document
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 
@@ -81,7 +105,11 @@ class AuditListView(AuditMixin, TemplateView):
         )
         if context["page"] is not None:
             with_actor_names(context["page"].events)
-        context["head"] = chain_head(self.organization)
+        context["head"] = head = chain_head(self.organization)
+        # A sharded trail: the other chains' heads are checkpoints too.
+        context["shard_heads"] = [
+            h for h in chain_heads(self.organization) if h.chain_key != head.chain_key
+        ]
         # One reverse() for the page instead of one per row.
         context["events_url"] = reverse("audit:list", kwargs={"org_slug": self.organization.slug})
         context["detail_query"] = f"?{context['filter_query']}" if context["filter_query"] else ""
@@ -150,9 +178,21 @@ class AuditExportView(AuditMixin, View):
             return redirect(self._list_url())
         params = self.filter_form().as_params()
         user = request.user
+        proof = request.POST.get("proof") == "1"
+        if proof:
+            try:
+                check_proof_filter(params)
+            except ProofFilterError as exc:
+                messages.error(request, str(exc))
+                return redirect(self._list_url())
         if export_is_large(events):
             export = audit_export_request(
-                organization=self.organization, user=user, params=params, fmt=fmt, request=request
+                organization=self.organization,
+                user=user,
+                params=params,
+                fmt=fmt,
+                request=request,
+                proof=proof,
             )
             messages.info(request, "This export is large; it is being prepared.")
             return redirect("audit:export_detail", org_slug=self.organization.slug, pk=export.pk)
@@ -163,8 +203,12 @@ class AuditExportView(AuditMixin, View):
             params=params,
             fmt=fmt,
             request=request,
+            proof=proof,
+            start=self.filter_form().cleaned_data.get("start"),
+            end=self.filter_form().cleaned_data.get("end"),
         )
-        return streaming_export(stream, fmt, exports.filename(self.organization, fmt))
+        suffix = "-proof" if proof else ""
+        return streaming_export(stream, fmt, exports.filename(self.organization, fmt, suffix))
 
     def _list_url(self) -> str:
         query = self.request.GET.urlencode()
@@ -220,3 +264,125 @@ class AuditExportDownloadView(AuditMixin, View):
             filename=exports.filename(self.organization, export.format, f"-{stamp}"),
             content_type=exports.CONTENT_TYPES[export.format],
         )
+
+
+class AuditVerifyView(AuditMixin, TemplateView):
+    """Verify the live trail, or an export with proof uploaded by a reviewer."""
+
+    template_name = "audit/verify.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["signing_key"] = (
+            AuditSigningKeypair.objects.filter(organization=self.organization)
+            .defer("private_key")
+            .first()
+        )
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        upload = request.FILES.get("file")
+        context: dict[str, Any] = {}
+        if upload is not None:
+            context["file_report"] = audit_verify_export(
+                organization=self.organization, user=request.user, chunks=upload.chunks()
+            )
+            context["file_name"] = upload.name
+        elif request.POST.get("trail") == "1":
+            context["trail_reports"] = audit_verify_trail(
+                organization=self.organization, user=request.user, request=request
+            )
+        else:
+            messages.error(request, "Choose an export file, or verify the trail.")
+            return redirect("audit:verify", org_slug=self.organization.slug)
+        return self.render_to_response(self.get_context_data(**context))
+
+
+def audit_public_key(request: HttpRequest, key_id: str) -> JsonResponse:
+    """/.well-known/grantry-audit-keys/<key_id>: a signing key's public half, for anyone
+    checking a checkpoint. Looked up by key id (from a checkpoint), never by slug,
+    so the URL does not reveal which organizations exist."""
+    key = AuditSigningKeypair.objects.filter(key_id=key_id).defer("private_key").first()
+    if key is None:
+        raise Http404("No such key.")
+    response = JsonResponse(public_key_document(key))
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+class AuditSinkMixin(OrgViewMixin):
+    """SIEM sinks: admins and owners (a sink decides where the trail goes)."""
+
+    required_role = OrgRole.ADMIN
+    model = AuditSink
+
+    def scope_queryset(self) -> QuerySet[AuditSink]:
+        return AuditSink.objects.for_organization(self.organization)
+
+
+class AuditSinkListView(AuditSinkMixin, TemplateView):
+    template_name = "audit/sinks.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        sinks = list(self.scope_queryset().select_related("organization"))
+        context["sinks"] = [(sink, audit_sink_lag(sink)) for sink in sinks]
+        context.setdefault("values", {"kind": "webhook", "format": "jsonl", "port": "6514"})
+        context["kinds"], context["formats"] = SinkKind.choices, SinkFormat.choices
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        fields = ("name", "kind", "format", "url", "host", "port", "ca_pem", "start")
+        values = {name: request.POST.get(name, "").strip() for name in fields}
+        port = values["port"]
+        try:
+            sink = audit_sink_create(
+                organization=self.organization,
+                name=values["name"],
+                kind=values["kind"],
+                format=values["format"] or "jsonl",
+                url=values["url"],
+                host=values["host"],
+                port=int(port) if port.isdigit() and len(port) < 6 else None,
+                ca_pem=values["ca_pem"],
+                secret=request.POST.get("secret", ""),
+                start=values["start"] or "now",
+                actor=request.user,
+                request=request,
+            )
+        except ValidationError as exc:
+            context = self.get_context_data(values=values, errors=exc.message_dict)
+            return self.render_to_response(context, status=400)
+        messages.success(request, f"Sink “{sink.name}” created; delivery starts within seconds.")
+        return redirect("audit:sink", org_slug=self.organization.slug, pk=sink.pk)
+
+
+class AuditSinkDetailView(AuditSinkMixin, DetailView):
+    """Lag, last success, last error; send a test event, resume, delete."""
+
+    template_name = "audit/sink_detail.html"
+    context_object_name = "sink"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["lag"] = audit_sink_lag(self.object)
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        sink = self.get_object()
+        action = request.POST.get("action")
+        if action == "test":
+            error = audit_sink_send_test(sink=sink, actor=request.user, request=request)
+            if error:
+                messages.error(request, f"The test event was not delivered: {error}")
+            else:
+                messages.success(request, "The test event was delivered.")
+        elif action == "retry":
+            audit_sink_retry(sink=sink, actor=request.user, request=request)
+            messages.success(request, "Delivery resumes from where it stopped.")
+        elif action == "delete":
+            audit_sink_delete(sink=sink, actor=request.user, request=request)
+            messages.success(request, "Sink deleted.")
+            return redirect("audit:sinks", org_slug=self.organization.slug)
+        return redirect("audit:sink", org_slug=self.organization.slug, pk=sink.pk)

@@ -213,6 +213,10 @@ class SettingsView(OrgViewMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["can_manage"] = self.membership.can_manage()
+        from apps.audit.signing import signing_key
+
+        # Public by design: security teams pin it to check signed audit exports.
+        context["audit_signing_key"] = signing_key(self.organization)
         context.setdefault(
             "form",
             OrganizationSettingsForm(

@@ -11,9 +11,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,14 +26,17 @@ from apps.core.openapi import error_responses
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.policies.forms import DryRunForm
+from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role
 from apps.policies.selectors import role_dry_run
 from apps.policies.services import (
     role_create,
     role_delete,
     role_document,
+    role_narrow,
     role_update,
 )
+from apps.policies.simulation import DocumentError, clean_days, role_simulate, rules_from_document
 
 RULE_EXAMPLES = [
     {
@@ -394,3 +400,118 @@ class RoleDryRunAPIView(_RoleScope, APIView):
                 "input_errors": [{"path": e.path, "message": e.message} for e in input_errors],
             }
         )
+
+
+class YAMLParser(BaseParser):
+    media_type = "application/yaml"
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        return {"document": stream.read().decode("utf-8", "replace")}
+
+
+class TextYAMLParser(YAMLParser):
+    media_type = "text/yaml"
+
+
+@extend_schema(
+    tags=["roles"],
+    summary="Simulate proposed rules against the role's recorded calls",
+    description=(
+        "Replays the last `days` (default 30) of this role's recorded broker calls "
+        "against the proposed rules with the broker's own evaluate(), and reports the "
+        "calls that would flip allowed→denied and denied→allowed, with examples. Calls "
+        "whose input was not stored (store_broker_input off) are reported as "
+        "undetermined when a constraint would decide them. Send JSON "
+        '`{"rules": [...], "days": 30}` or a YAML/JSON document (Content-Type '
+        "application/yaml) that is a rule list or a role document; `?days=` works for "
+        "both. Nothing is saved."
+    ),
+    request=RoleWriteDocs,
+    responses={200: OpenApiTypes.OBJECT},
+)
+class RoleSimulateAPIView(_RoleScope, APIView):
+    write_role = OrgRole.REVIEWER  # a simulation changes nothing
+    parser_classes = [JSONParser, YAMLParser, TextYAMLParser]
+
+    def post(self, request: Request, org_slug: str, role_id: int) -> Response:
+        role = get_object_or_404(self.scope_queryset(), pk=role_id)
+        data = request.data
+        try:
+            if isinstance(data, dict) and "document" in data and len(data) == 1:
+                rules = rules_from_document(data["document"])
+                days = clean_days(request.query_params.get("days"))
+            elif isinstance(data, dict) and isinstance(data.get("rules"), list):
+                rules = data["rules"]
+                days = clean_days(data.get("days", request.query_params.get("days")))
+            elif isinstance(data, list):
+                rules, days = data, clean_days(request.query_params.get("days"))
+            else:
+                raise DocumentError('Send the proposed rules as {"rules": [...]} or a rule list.')
+        except DocumentError as exc:
+            raise APIError("invalid_input", str(exc)) from None
+        try:
+            result = role_simulate(role=role, rules=rules, days=days)
+        except DjangoValidationError as exc:
+            raise _invalid(exc) from None
+        return Response({"role": role.pk, "days": days, **result.as_dict()})
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["roles"],
+        summary="Least-privilege report of a role (optionally for one worker)",
+        description=(
+            "Over the last `days` (default 30) of recorded calls, optionally of `worker`: "
+            "the rules that matched and how often, rules never matched, constraints that "
+            "never decided anything, repeating denials, and a narrower role as rules, a "
+            "YAML diff and a digest. `?format=yaml` answers the proposed role as YAML."
+        ),
+        responses={200: OpenApiTypes.OBJECT},
+    ),
+    post=extend_schema(
+        tags=["roles"],
+        summary="Apply the least-privilege proposal (admins; audited)",
+        description=(
+            'Body `{"proposal_digest": "...", "days": 30, "worker": 7}`: the proposal is '
+            "computed again and applied only if it is still the one with this digest."
+        ),
+        responses={200: RoleWriteDocs},
+    ),
+)
+class RoleLeastPrivilegeAPIView(_RoleScope, APIView):
+    def _params(self, data: Any) -> tuple[int, Any]:
+        try:
+            return least_privilege_params(self.organization, data)
+        except DocumentError as exc:
+            raise APIError("invalid_input", str(exc)) from None
+
+    def get(self, request: Request, org_slug: str, role_id: int) -> Any:
+        role = get_object_or_404(self.scope_queryset(), pk=role_id)
+        days, worker = self._params(request.query_params)
+        report = least_privilege_report(
+            role=role, worker_id=worker.pk if worker else None, days=days
+        )
+        if request.query_params.get("format") == "yaml":
+            return HttpResponse(report.proposal_yaml(), content_type="text/yaml; charset=utf-8")
+        return Response(report.as_dict())
+
+    def post(self, request: Request, org_slug: str, role_id: int) -> Response:
+        role = get_object_or_404(self.scope_queryset(), pk=role_id)
+        data = request.data if isinstance(request.data, dict) else {}
+        days, worker = self._params(data)
+        try:
+            role = role_narrow(
+                role=role,
+                days=days,
+                worker_id=worker.pk if worker else None,
+                proposal_digest=str(data.get("proposal_digest", "")),
+                actor=request.user,
+                request=request,
+            )
+        except DjangoValidationError as exc:
+            raise APIError(
+                "conflict",
+                " ".join(m for msgs in exc.message_dict.values() for m in msgs),
+                status_code=status.HTTP_409_CONFLICT,
+            ) from None
+        return Response(role_document(role))

@@ -274,3 +274,48 @@ def role_delete(*, role: Role, actor: Any = None, request: HttpRequest | None = 
             {"role": ["This role is still used (by a worker or a token). Change those first."]}
         ) from None
     _rules_changed(role_id)
+
+
+@transaction.atomic
+def role_narrow(
+    *,
+    role: Role,
+    days: int,
+    worker_id: int | None = None,
+    proposal_digest: str,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+) -> Role:
+    """Apply a least-privilege proposal in one step. The proposal is computed again
+    here (never taken from the client) and must be the one the admin reviewed."""
+    from apps.policies.least_privilege import least_privilege_report
+
+    role = Role.objects.select_for_update().get(pk=role.pk)
+    report = least_privilege_report(role=role, worker_id=worker_id, days=days)
+    if report.proposal_digest() != proposal_digest:
+        raise ValidationError(
+            {
+                "proposal": [
+                    "The proposal changed since it was shown (new calls or rules). Review it again."
+                ]
+            }
+        )
+    if not report.changes:
+        raise ValidationError(
+            {"proposal": ["The role is already as narrow as this report can make it."]}
+        )
+    audit_record(
+        action="role.narrowed",
+        organization=role.organization,
+        target=role,
+        request=request,
+        metadata={
+            "days": days,
+            "worker_id": worker_id,
+            "calls": report.calls,
+            "unused_rules": [r.rule_id for r in report.unused_rules],
+            "proposal_digest": proposal_digest,
+        },
+        **_actor(actor),
+    )
+    return role_update(role=role, rules=report.proposal, actor=actor, request=request)

@@ -11,6 +11,12 @@ urlpatterns = [
     path("<int:role_id>/delete/", views.RoleDeleteView.as_view(), name="delete"),
     path("<int:role_id>/source/", views.RoleSourceView.as_view(), name="source"),
     path("<int:role_id>/test/", views.RoleDryRunView.as_view(), name="test"),
+    path("<int:role_id>/simulate/", views.RoleSimulateView.as_view(), name="simulate"),
+    path(
+        "<int:role_id>/least-privilege/",
+        views.RoleLeastPrivilegeView.as_view(),
+        name="least_privilege",
+    ),
     path("<int:role_id>/rules/new/", views.RuleAddView.as_view(), name="rule_add"),
     path(
         "<int:role_id>/rules/<int:rule_id>/delete/",

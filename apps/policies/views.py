@@ -18,19 +18,28 @@ from django.views.generic import DetailView, TemplateView
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed, offer_undo
 from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
-from apps.organizations.tenancy import OrgViewMixin
+from apps.organizations.tenancy import OrgViewMixin, require_role
 from apps.policies.evaluate import describe_rule
 from apps.policies.forms import ActionRuleForm, DryRunForm, ProxyRuleForm, RoleForm
+from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import role_dry_run, role_users
 from apps.policies.services import (
     role_create,
     role_delete,
     role_document,
+    role_narrow,
     role_update,
     rule_add,
     rule_delete,
     rule_document,
+)
+from apps.policies.simulation import (
+    DEFAULT_DAYS,
+    DocumentError,
+    clean_days,
+    role_simulate,
+    rules_from_document,
 )
 
 
@@ -263,6 +272,27 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         step, provider, form = self._form(request.POST)
         if form is None:
             return self._render("pick", None, None, status=400)
+        if form.is_valid() and request.POST.get("simulate") == "1":
+            # Before saving: what the role with this rule added would have done.
+            current = [
+                {k: v for k, v in rule.items() if k != "id"}
+                for rule in role_document(role)["rules"]
+            ]
+            try:
+                result = role_simulate(role=role, rules=[*current, form.to_rule()])
+            except ValidationError as exc:
+                form.add_service_errors(exc.message_dict)
+            else:
+                context = self.get_context_data(
+                    role=role,
+                    step=step,
+                    provider=provider,
+                    form=form,
+                    providers=self._providers(),
+                    simulation=result,
+                )
+                return self.render_to_response(context)
+            return self._render(step, provider, form, status=400)
         if form.is_valid():
             try:
                 rule_add(role=role, rule=form.to_rule(), actor=request.user, request=request)
@@ -389,3 +419,92 @@ class RoleDryRunView(RoleScopeMixin, TemplateView):
         if request.headers.get("HX-Request"):
             return render(request, "policies/_test_result.html", context, status=status)
         return self.render_to_response(context, status=status)
+
+
+class RoleSimulateView(RoleScopeMixin, TemplateView):
+    """Edit the role's rules as YAML, see what they would have done to the last N days
+    of its recorded calls, then (admins) save them through the role services."""
+
+    template_name = "policies/role_simulate.html"
+    required_role = OrgRole.REVIEWER  # the examples come from the audit trail
+    write_role = None  # simulating changes nothing; saving checks for admin below
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        document = _yaml(role_document(role)["rules"]) if role.rules.exists() else "[]\n"
+        return self.render_to_response(
+            self.get_context_data(role=role, document=document, days=DEFAULT_DAYS)
+        )
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        document = request.POST.get("document", "")
+        context: dict[str, Any] = {"role": role, "document": document, "days": DEFAULT_DAYS}
+        try:
+            context["days"] = days = clean_days(request.POST.get("days"))
+            rules = rules_from_document(document)
+            if request.POST.get("save") == "1":
+                require_role(self.membership, OrgRole.ADMIN)
+                role_update(role=role, rules=rules, actor=request.user, request=request)
+                messages.success(request, "Rules saved.")
+                return HttpResponseRedirect(self.detail_url(role))
+            context["result"] = role_simulate(role=role, rules=rules, days=days)
+        except DocumentError as exc:
+            context["errors"] = [str(exc)]
+        except ValidationError as exc:
+            context["errors"] = [
+                f"{key}: {msg}" for key, msgs in exc.message_dict.items() for msg in msgs
+            ]
+        status = 400 if context.get("errors") else 200
+        return self.render_to_response(self.get_context_data(**context), status=status)
+
+
+class RoleLeastPrivilegeView(RoleScopeMixin, TemplateView):
+    """What the role's rules were used for (per worker if asked), and a narrower role:
+    as a diff, as YAML (?format=yaml) or applied in one click by an admin."""
+
+    template_name = "policies/role_least_privilege.html"
+    required_role = OrgRole.REVIEWER
+    write_role = OrgRole.ADMIN
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        try:
+            days, worker = least_privilege_params(self.organization, request.GET)
+        except DocumentError as exc:
+            return self.render_to_response(
+                self.get_context_data(role=role, errors=[str(exc)]), status=400
+            )
+        report = least_privilege_report(
+            role=role, worker_id=worker.pk if worker else None, days=days
+        )
+        if request.GET.get("format") == "yaml":
+            response = HttpResponse(report.proposal_yaml(), content_type="text/yaml; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{role.name}-narrowed.yaml"'
+            return response
+        return self.render_to_response(
+            self.get_context_data(role=role, report=report, worker=worker, days=days)
+        )
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        role = self.get_role()
+        try:
+            days, worker = least_privilege_params(self.organization, request.POST)
+            role_narrow(
+                role=role,
+                days=days,
+                worker_id=worker.pk if worker else None,
+                proposal_digest=request.POST.get("digest", ""),
+                actor=request.user,
+                request=request,
+            )
+        except DocumentError as exc:
+            messages.error(request, str(exc))
+        except ValidationError as exc:
+            for msgs in exc.message_dict.values():
+                for msg in msgs:
+                    messages.error(request, msg)
+        else:
+            messages.success(request, "The role now has the proposed, narrower rules.")
+            return HttpResponseRedirect(self.detail_url(role))
+        return HttpResponseRedirect(request.get_full_path())

@@ -183,6 +183,11 @@ class WorkerDetailView(_WorkerObject, DetailView):
             mint_form=MintForm(organization=self.organization),
             roll_form=RollForm(),
             expiry_warning_days=EXPIRY_WARNING_DAYS,
+            # Least-privilege reports: every role this worker's tokens carried.
+            report_roles=sorted(
+                {t.role for t in tokens} | ({self.object.default_role} - {None}),
+                key=lambda role: role.name,
+            ),
         )
         return context
 

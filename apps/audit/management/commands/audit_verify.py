@@ -1,12 +1,20 @@
-"""`manage.py audit_verify [--org SLUG]`: verify the audit hash chains."""
+"""`manage.py audit_verify [--org SLUG]`: verify the audit hash chains.
+
+`manage.py audit_verify --file export.jsonl [--public-key B64]`: check an export
+with proof offline (apps.audit.offline, the same code as
+scripts/verify_audit_export.py). Without --public-key the key is looked up
+here by the checkpoint's key id."""
 
 from __future__ import annotations
 
+import csv
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.audit import offline
+from apps.audit.models import AuditSigningKeypair
 from apps.audit.verify import verify_chains
 from apps.organizations.models import Organization
 
@@ -16,8 +24,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--org", metavar="SLUG", help="Verify only this organization.")
+        parser.add_argument(
+            "--file", metavar="PATH", help="Check an export with proof instead of the database."
+        )
+        parser.add_argument(
+            "--public-key", metavar="B64", help="With --file: the Ed25519 key to check against."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["file"]:
+            self._check_file(options["file"], options["public_key"])
+            return
         org_ids = None
         if options["org"]:
             org = Organization.objects.filter(slug=options["org"]).first()
@@ -39,3 +56,34 @@ class Command(BaseCommand):
             raise CommandError(f"{len(broken)} chain(s) broken.")
         if not reports:
             self.stdout.write("No audit chains yet.")
+
+    def _check_file(self, path: str, public_key: str | None) -> None:
+        if public_key is None:
+            public_key = _key_named_in(path)
+        try:
+            report = offline.verify_file(path, public_key=public_key)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"Cannot read {path}: {exc}") from None
+        for line in report.lines():
+            (self.stderr if line.startswith("PROBLEM") else self.stdout).write(line)
+        if not report.ok:
+            raise CommandError(f"{path}: {len(report.problems)} problem(s).")
+
+
+def _key_named_in(path: str) -> str | None:
+    """This installation's public key for the checkpoint's key id, if it holds it."""
+    import json
+
+    key_id = None
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            for line in handle:
+                if offline.CHECKPOINT_KEY in line:
+                    text = line.strip()
+                    if text.startswith(offline.CSV_CHECKPOINT_MARK):
+                        text = next(csv.reader([text]))[1]
+                    key_id = json.loads(text).get("key_id")
+    except (OSError, ValueError, IndexError):
+        return None
+    key = AuditSigningKeypair.objects.filter(key_id=str(key_id)).defer("private_key").first()
+    return key.public_key if key is not None else None

@@ -1,0 +1,184 @@
+"""Audit events as OCSF 1.x events, built with py-ocsf-models.
+
+py-ocsf-models (pinned) ships the base event and the objects (metadata,
+product, ...) but not the API Activity, Account Change or Authentication
+classes, so those are declared here on its `BaseEvent` with the attributes
+OCSF 1.5 marks required for them. Grantry's own fields (chain key, seq and
+hash, so a receiver can deduplicate and find gaps; decision, worker, token,
+connection) go in `unmapped`. A broker call's stored input never leaves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from py_ocsf_models import OCSF_VERSION
+from py_ocsf_models.events.base_event import BaseEvent
+from py_ocsf_models.events.findings.severity_id import SeverityID
+from py_ocsf_models.objects.metadata import Metadata
+from py_ocsf_models.objects.product import Product
+from pydantic import ConfigDict
+
+API_ACTIVITY, ACCOUNT_CHANGE, AUTHENTICATION = 6003, 3001, 3002
+CATEGORY = {API_ACTIVITY: 6, ACCOUNT_CHANGE: 3, AUTHENTICATION: 3}
+CLASS_NAME = {
+    API_ACTIVITY: "API Activity",
+    ACCOUNT_CHANGE: "Account Change",
+    AUTHENTICATION: "Authentication",
+}
+# OCSF 1.5 required attributes per class (beyond the base event's).
+REQUIRED = {
+    API_ACTIVITY: ("activity_id", "actor", "api", "cloud", "src_endpoint", "time", "type_uid"),
+    ACCOUNT_CHANGE: ("activity_id", "time", "type_uid", "user"),
+    AUTHENTICATION: ("activity_id", "time", "type_uid", "user"),
+}
+PRODUCT = Product(name="Grantry", vendor_name="Grantry", uid="grantry")
+_ACCOUNT_PREFIXES = ("worker.", "token.", "member.", "user.", "invitation.")
+_METHOD_ACTIVITY = {"POST": 1, "GET": 2, "HEAD": 2, "PUT": 3, "PATCH": 3, "DELETE": 4}
+
+
+class OCSFEvent(BaseEvent):
+    """An OCSF event of one of the classes above (their attributes, typed loosely)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Activity classes use the event status ids (1 Success, 2 Failure), not the
+    # findings' ones py-ocsf-models types status_id with.
+    status_id: int | None = None  # type: ignore[assignment]
+    activity_id: int
+    activity_name: str | None = None
+    category_uid: int
+    class_uid: int
+    class_name: str
+    type_uid: int
+    time: int
+    actor: dict[str, Any] | None = None
+    api: dict[str, Any] | None = None
+    cloud: dict[str, Any] | None = None
+    src_endpoint: dict[str, Any] | None = None
+    http_request: dict[str, Any] | None = None
+    user: dict[str, Any] | None = None
+
+
+def class_of(action: str) -> int:
+    if "login" in action or "logout" in action or action.startswith("auth."):
+        return AUTHENTICATION
+    if action.startswith(_ACCOUNT_PREFIXES):
+        return ACCOUNT_CHANGE
+    return API_ACTIVITY
+
+
+def _activity(class_uid: int, event: Any) -> tuple[int, str]:
+    action = event.action
+    if class_uid == AUTHENTICATION:
+        return (2, "Logoff") if "logout" in action else (1, "Logon")
+    if class_uid == ACCOUNT_CHANGE:
+        for word, pair in (
+            ("created", (1, "Create")),
+            ("minted", (1, "Create")),
+            ("enabled", (2, "Enable")),
+            ("disabled", (5, "Disable")),
+            ("deleted", (6, "Delete")),
+            ("revoked", (6, "Delete")),
+            ("removed", (6, "Delete")),
+        ):
+            if word in action:
+                return pair
+        return 99, "Other"
+    method = str((event.metadata or {}).get("method", "")).upper()
+    if method in _METHOD_ACTIVITY:
+        number = _METHOD_ACTIVITY[method]
+        return number, ("Create", "Read", "Update", "Delete")[number - 1]
+    return 99, "Other"
+
+
+def _user(event: Any) -> dict[str, Any]:
+    kinds = {"user": 1, "worker": 3, "system": 3}
+    return {
+        "uid": event.actor_id or event.actor_type,
+        "name": event.actor_label or event.actor_type,
+        "type_id": kinds.get(event.actor_type, 0),
+        "type": event.actor_type,
+    }
+
+
+def ocsf_event(event: Any) -> OCSFEvent:
+    """The OCSF form of one AuditEvent."""
+    class_uid = class_of(event.action)
+    activity_id, activity_name = _activity(class_uid, event)
+    metadata = dict(event.metadata or {})
+    metadata.pop("input", None)  # stored broker input stays in Grantry
+    denied = event.decision == "denied" or event.outcome == "denied"
+    failed = event.outcome in ("failure", "error", "denied")
+    fields: dict[str, Any] = {
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "category_uid": CATEGORY[class_uid],
+        "class_uid": class_uid,
+        "class_name": CLASS_NAME[class_uid],
+        "type_uid": class_uid * 100 + activity_id,
+        "time": int(event.created_at.timestamp() * 1000),
+        "message": f"{event.action} {event.outcome}"
+        + (f": {event.reason}" if event.reason else ""),
+        "metadata": Metadata(
+            product=PRODUCT,
+            version=OCSF_VERSION,
+            uid=f"{event.chain_key}:{event.seq}",
+            sequence=event.seq,
+            tenant_uid=str(event.organization_id or ""),
+            correlation_uid=event.request_id or None,
+            logged_time=event.created_at,
+        ),
+        "severity_id": SeverityID.Medium if denied else SeverityID.Informational,
+        "status_id": 2 if failed else 1,
+        "status": event.outcome,
+        "status_code": str(event.upstream_status) if event.upstream_status else None,
+        "unmapped": {
+            "grantry": {
+                "event_id": event.pk,
+                "chain_key": event.chain_key,
+                "seq": event.seq,
+                "prev_hash": event.prev_hash,
+                "hash": event.hash,
+                "action": event.action,
+                "outcome": event.outcome,
+                "decision": event.decision,
+                "worker_id": event.worker_id,
+                "token_id": event.token_id,
+                "connection_id": event.connection_id,
+                "provider": event.provider,
+                "target": {
+                    "type": event.target_type,
+                    "id": event.target_id,
+                    "label": event.target_label,
+                },
+                "latency_ms": event.latency_ms,
+                "reason": event.reason,
+                "metadata": metadata,
+            }
+        },
+    }
+    user = _user(event)
+    if class_uid == API_ACTIVITY:
+        fields.update(
+            actor={"user": user},
+            api={
+                "operation": str(metadata.get("action") or event.action),
+                "service": {"name": event.provider or "grantry"},
+                "response": {"code": event.upstream_status} if event.upstream_status else None,
+            },
+            cloud={"provider": "Grantry"},
+            src_endpoint={"ip": event.ip} if event.ip else {},
+        )
+        if metadata.get("method"):
+            fields["http_request"] = {
+                "http_method": metadata["method"],
+                "url": {"path": "/" + str(metadata.get("path", "")).lstrip("/")},
+            }
+    else:
+        target = {"uid": event.target_id, "name": event.target_label, "type": event.target_type}
+        fields.update(actor={"user": user}, user=target)
+    return OCSFEvent(**fields)
+
+
+def ocsf_dict(event: Any) -> dict[str, Any]:
+    return ocsf_event(event).model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""Verify a Grantry audit export offline: contiguous, unedited, signed.
+
+Standalone on purpose: this one file needs only the Python standard library
+and `cryptography` (pip install cryptography). Copy it anywhere (it is also
+scripts/verify_audit_export.py) and run
+
+    python verify_audit_export.py export.jsonl --public-key <base64>
+
+with the export downloaded "with proof" (CSV or JSON Lines) and the
+organization's public key from its Settings page or from
+https://<grantry>/.well-known/grantry-audit-keys/<key_id>. Exit status 0
+means every check passed; 1 names each problem with its line number.
+
+What is checked, per chain (an organization's trail is one or more chains,
+"org:<id>" and "org:<id>:<n>"):
+* every event's contents hash to its content digest, and
+  hash = sha256("<prev_hash>:<seq>:<content digest>")  (edits);
+* seq runs without gaps and each prev_hash is the previous event's hash
+  (deletions, insertions, reordering);
+* the slice's first and last links are the ones in the checkpoint, and the
+  checkpoint's Ed25519 signature is valid (truncation, a re-hashed forgery).
+
+Without --public-key the key embedded in the checkpoint is used and a
+warning says so: anyone who rewrites an export can also re-sign it with a
+key of their own, so pin the key you got from Grantry.
+
+Inside Grantry, `manage.py audit_verify --file`, the dashboard and the API
+run this same module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import itertools
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# Must equal apps.audit.chain.HASHED_FIELDS (a test holds the two together).
+HASHED_FIELDS = (
+    "chain_key",
+    "created_at",
+    "organization_id",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "action",
+    "target_type",
+    "target_id",
+    "target_label",
+    "outcome",
+    "decision",
+    "worker_id",
+    "token_id",
+    "connection_id",
+    "provider",
+    "upstream_status",
+    "latency_ms",
+    "reason",
+    "metadata",
+    "ip",
+    "user_agent",
+    "request_id",
+)
+CHECKPOINT_KEY = "grantry_checkpoint"
+CHECKPOINT_FORMAT = "grantry-audit-checkpoint/1"
+CSV_CHECKPOINT_MARK = "#grantry-checkpoint"
+INT_FIELDS = frozenset(
+    {"id", "seq", "organization_id", "worker_id", "connection_id", "upstream_status", "latency_ms"}
+)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_PROBLEMS = 100
+
+
+def canonical(values: dict[str, Any]) -> bytes:
+    doc = {name: values.get(name) for name in HASHED_FIELDS}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def content_digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(values)).hexdigest()
+
+
+def link_hash(prev_hash: str, seq: int, content: str) -> str:
+    return hashlib.sha256(f"{prev_hash}:{seq}:{content}".encode()).hexdigest()
+
+
+def checkpoint_message(body: dict[str, Any]) -> bytes:
+    """The exact bytes a checkpoint's signature covers."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass
+class ChainState:
+    chain_key: str
+    first_seq: int | None = None
+    first_prev_hash: str | None = None
+    last_seq: int | None = None
+    last_hash: str | None = None
+    count: int = 0
+
+
+@dataclass
+class Problem:
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+@dataclass
+class Report:
+    events: int = 0
+    chains: dict[str, ChainState] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    key_id: str = ""
+    checkpoint: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem(self, line: int | None, message: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(line, message))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "key_id": self.key_id,
+            "chains": [
+                {
+                    "chain_key": c.chain_key,
+                    "count": c.count,
+                    "first_seq": c.first_seq,
+                    "last_seq": c.last_seq,
+                    "last_hash": c.last_hash,
+                }
+                for c in self.chains.values()
+            ],
+            "problems": [{"line": p.line, "message": p.message} for p in self.problems],
+            "warnings": list(self.warnings),
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"WARNING {w}" for w in self.warnings]
+        for chain in self.chains.values():
+            out.append(
+                f"chain {chain.chain_key}: {chain.count} events, seq {chain.first_seq}"
+                f"..{chain.last_seq}, last hash {chain.last_hash}"
+            )
+        out.extend(f"PROBLEM {p}" for p in self.problems)
+        verdict = "OK" if self.ok else f"FAILED ({len(self.problems)} problem(s))"
+        out.append(f"{verdict}: {self.events} events in {len(self.chains)} chain(s)")
+        return out
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, record or None, error) from JSON Lines or CSV text lines."""
+    iterator = iter(lines)
+    first = next(iterator, None)
+    if first is None:
+        return
+    chained = itertools.chain([first], iterator)
+    if first.lstrip("\ufeff").startswith("{"):
+        yield from _jsonl(chained)
+    else:
+        yield from _csv(chained)
+
+
+def _jsonl(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            yield number, None, "not valid JSON"
+            continue
+        if not isinstance(value, dict):
+            yield number, None, "not a JSON object"
+            continue
+        yield number, value, ""
+
+
+def _csv(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    reader = csv.reader(lines)
+    header: list[str] | None = None
+    for row in reader:
+        number = reader.line_num
+        if header is None:
+            header = row
+            continue
+        if row and row[0] == CSV_CHECKPOINT_MARK:
+            try:
+                yield number, json.loads(row[1]), ""
+            except (IndexError, ValueError):
+                yield number, None, "unreadable checkpoint row"
+            continue
+        if len(row) != len(header):
+            yield number, None, f"{len(row)} cells where the header has {len(header)}"
+            continue
+        yield number, {"__csv__": True, **dict(zip(header, row, strict=True))}, ""
+
+
+def _csv_candidates(cells: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """The event values a CSV row can stand for. Types come back by field; a cell
+    exported as '=… (formula neutralised) may stand for =… or for '=… itself."""
+    base: dict[str, Any] = {}
+    ambiguous: list[str] = []
+    for name, text in cells.items():
+        if name == "__csv__":
+            continue
+        if name in INT_FIELDS:
+            base[name] = int(text) if text else None
+        elif name == "metadata":
+            base[name] = json.loads(text) if text else {}
+        elif name == "ip":
+            base[name] = text or None
+        else:
+            base[name] = text
+            if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES):
+                ambiguous.append(name)
+    for choice in itertools.product((True, False), repeat=min(len(ambiguous), 10)):
+        values = dict(base)
+        for name, strip in zip(ambiguous, choice, strict=False):
+            if strip:
+                values[name] = values[name][1:]
+        yield values
+
+
+# --- checking ------------------------------------------------------------------
+
+
+def _event_digest(record: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The record's values and the content digest its stored hash accepts, or None."""
+    candidates: Iterable[dict[str, Any]]
+    if record.get("__csv__"):
+        try:
+            candidates = list(_csv_candidates(record))
+        except ValueError:
+            return None
+    else:
+        candidates = [record]
+    for values in candidates:
+        digest = content_digest(values)
+        if link_hash(str(values.get("prev_hash")), int(values.get("seq") or 0), digest) == (
+            values.get("hash")
+        ):
+            return values, digest
+    return None
+
+
+def verify_lines(lines: Iterable[str], *, public_key: str | None = None) -> Report:
+    """Check an export with proof, given its text lines (a file opened in text mode)."""
+    report = Report()
+    checkpoint_line: int | None = None
+    signed: dict[str, Any] | None = None
+    for number, record, error in records(lines):
+        if record is None:
+            report.problem(number, error)
+            continue
+        if CHECKPOINT_KEY in record:
+            if checkpoint_line is not None:
+                report.problem(number, "a second checkpoint (only one is expected, at the end)")
+            checkpoint_line, signed = number, record
+            continue
+        if checkpoint_line is not None:
+            report.problem(number, "an event after the checkpoint (appended later)")
+        _check_event(report, number, record)
+    if signed is None:
+        report.problem(None, "no signed checkpoint: export again with proof")
+        return report
+    _check_checkpoint(report, checkpoint_line, signed, public_key)
+    return report
+
+
+def _check_event(report: Report, number: int, record: dict[str, Any]) -> None:
+    report.events += 1
+    try:
+        chain_key, seq = str(record["chain_key"]), int(record["seq"])
+        prev_hash, hash_ = str(record["prev_hash"]), str(record["hash"])
+    except (KeyError, TypeError, ValueError):
+        report.problem(number, "no chain link (chain_key, seq, prev_hash, hash): export with proof")
+        return
+    where = f"event id={record.get('id')} {chain_key} seq {seq}"
+    chain = report.chains.get(chain_key)
+    if chain is None:
+        chain = report.chains[chain_key] = ChainState(chain_key, seq, prev_hash)
+    elif chain.last_seq is not None and seq != chain.last_seq + 1:
+        report.problem(
+            number,
+            f"{where}: expected seq {chain.last_seq + 1} after the previous line "
+            f"(events missing, added or reordered)",
+        )
+    elif prev_hash != chain.last_hash:
+        report.problem(number, f"{where}: prev_hash is not the previous event's hash")
+    verified = _event_digest(record)
+    if verified is None:
+        report.problem(number, f"{where}: the contents do not match the event's hash (edited)")
+    elif record.get("content_digest") not in (None, "", verified[1]):
+        report.problem(number, f"{where}: content_digest does not match the contents (edited)")
+    chain.last_seq, chain.last_hash = seq, hash_
+    chain.count += 1
+
+
+def _check_checkpoint(
+    report: Report, number: int | None, signed: dict[str, Any], public_key: str | None
+) -> None:
+    body = signed.get(CHECKPOINT_KEY)
+    if not isinstance(body, dict) or body.get("format") != CHECKPOINT_FORMAT:
+        report.problem(number, f"the checkpoint is not a {CHECKPOINT_FORMAT} document")
+        return
+    report.checkpoint, report.key_id = body, str(body.get("key_id", ""))
+    embedded = str(signed.get("public_key", ""))
+    if public_key is None:
+        public_key = embedded
+        report.warnings.append(
+            f"the signature was checked with the key embedded in the export ({report.key_id}); "
+            "pass --public-key with the key from Grantry's Settings page to pin it"
+        )
+    elif embedded and embedded != public_key:
+        report.problem(number, "the checkpoint names a different public key than the pinned one")
+    if not _signature_ok(public_key, str(signed.get("signature", "")), body):
+        report.problem(number, "the checkpoint's signature is not valid for this public key")
+        return
+    listed: dict[str, dict[str, Any]] = {}
+    for entry in body.get("chains") or []:
+        if isinstance(entry, dict):
+            listed[str(entry.get("chain_key"))] = entry
+    for key, chain in report.chains.items():
+        entry = listed.get(key)
+        if entry is None:
+            report.problem(number, f"chain {key} is in the file but not in the signed checkpoint")
+            continue
+        wanted = (
+            entry.get("first_seq"),
+            entry.get("first_prev_hash"),
+            entry.get("last_seq"),
+            entry.get("last_hash"),
+        )
+        found = (chain.first_seq, chain.first_prev_hash, chain.last_seq, chain.last_hash)
+        if wanted != found:
+            report.problem(
+                number,
+                f"chain {key}: the file runs seq {found[0]}..{found[2]} ending in hash "
+                f"{found[3]}, the signed checkpoint seq {wanted[0]}..{wanted[2]} ending in "
+                f"{wanted[3]} (events cut off, added or re-hashed)",
+            )
+    for key, entry in listed.items():
+        if key not in report.chains and entry.get("count"):
+            report.problem(
+                number, f"chain {key}: the signed checkpoint lists events the file lacks"
+            )
+
+
+def _signature_ok(public_key: str, signature: str, body: dict[str, Any]) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
+        key.verify(base64.b64decode(signature, validate=True), checkpoint_message(body))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def verify_file(path: str, *, public_key: str | None = None) -> Report:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return verify_lines(handle, public_key=public_key)
+
+
+def verify_bytes(data: bytes | Iterable[bytes], *, public_key: str | None = None) -> Report:
+    """For uploads: bytes or an iterable of byte chunks (decoded as UTF-8)."""
+    if isinstance(data, bytes):
+        data = [data]
+    stream = io.TextIOWrapper(io.BufferedReader(_ByteChunks(data)), encoding="utf-8", newline="")
+    try:
+        return verify_lines(stream, public_key=public_key)
+    except UnicodeDecodeError:
+        report = Report()
+        report.problem(None, "the file is not UTF-8 text")
+        return report
+
+
+class _ByteChunks(io.RawIOBase):
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks, self._pending = iter(chunks), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+        return size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", help="the export (.jsonl or .csv) downloaded with proof")
+    parser.add_argument("--public-key", help="the organization's Ed25519 public key (base64)")
+    args = parser.parse_args(argv)
+    try:
+        report = verify_file(args.file, public_key=args.public_key)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    for line in report.lines():
+        print(line, file=sys.stdout if not line.startswith("PROBLEM") else sys.stderr)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

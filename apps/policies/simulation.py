@@ -1,0 +1,305 @@
+"""Policy simulation: replay a role's recorded broker calls against proposed rules.
+
+Each recorded call (the final `broker.execute`, `broker.check` or `broker.proxy`
+event of a call whose connection was resolved, so the role's rules decided it) is
+rebuilt as an `evaluate.Call` and decided again by the same pure
+`apps.policies.evaluate.evaluate()` the broker uses. There is no second
+implementation of the rules here: only the choice of inputs.
+
+The recorded decision is the policy's: allowed when the event names the rule
+that allowed it (`metadata.rule_id`), denied otherwise. A rate-limited or
+failed call was still allowed by the rules.
+
+When the organization did not store broker input (`store_broker_input` off),
+an action call has only its input digest, so constraints cannot be checked.
+Such a call is decided twice, once with every constraint satisfied (the rules
+without constraints) and once with none (an empty input). When both agree the
+result is certain; otherwise the call is reported as undetermined, per call,
+rather than guessed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent
+from apps.policies.evaluate import Call, Decision, RuleSpec, evaluate, rule_spec_from_values
+
+RECORDED_ACTIONS = ("broker.execute", "broker.check", "broker.proxy")
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+EXAMPLES = 10
+NO_INPUT = (
+    "the call's input was not stored (store_broker_input is off), so the proposed "
+    "constraints cannot be re-evaluated"
+)
+
+
+@dataclass
+class Example:
+    event_id: int
+    created_at: datetime | None
+    call: str
+    worker_id: int | None
+    before: str
+    after: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        when = self.created_at.isoformat() if self.created_at else None
+        return {**dataclasses.asdict(self), "created_at": when}
+
+
+@dataclass
+class SimulationResult:
+    since: datetime
+    calls: int = 0
+    unchanged: int = 0
+    allowed_to_denied: int = 0
+    denied_to_allowed: int = 0
+    undetermined: int = 0
+    skipped: int = 0  # actions no longer in the catalog
+    examples: dict[str, list[Example]] = field(
+        default_factory=lambda: {
+            "allowed_to_denied": [],
+            "denied_to_allowed": [],
+            "undetermined": [],
+        }
+    )
+
+    def add(self, kind: str, example: Example) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.examples[kind]) < EXAMPLES:
+            self.examples[kind].append(example)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat(),
+            "calls": self.calls,
+            "unchanged": self.unchanged,
+            "allowed_to_denied": self.allowed_to_denied,
+            "denied_to_allowed": self.denied_to_allowed,
+            "undetermined": self.undetermined,
+            "skipped": self.skipped,
+            "examples": {k: [e.as_dict() for e in v] for k, v in self.examples.items()},
+        }
+
+
+def proposed_specs(cleaned_rules: Sequence[dict[str, Any]]) -> list[RuleSpec]:
+    """RuleSpecs of rules cleaned by `validation.clean_rules` (numbered from 1)."""
+    specs = []
+    for position, rule in enumerate(cleaned_rules, start=1):
+        connection = rule.get("connection")
+        specs.append(
+            rule_spec_from_values(
+                rule_id=position,
+                kind=rule["kind"],
+                provider_key=rule["provider_key"],
+                action_pattern=rule.get("action_pattern", ""),
+                action_class=rule.get("action_class", ""),
+                connection_id=connection.pk if connection is not None else None,
+                connection_name=connection.name if connection is not None else "",
+                methods=rule.get("methods") or (),
+                path_glob=rule.get("path_glob", ""),
+                constraints=rule.get("constraints") or (),
+                rate_limit_per_minute=rule.get("rate_limit_per_minute"),
+            )
+        )
+    return specs
+
+
+# What a replay reads of each event: its metadata's keys as text, extracted by the
+# database (decoding every event's JSON and time in Python cost more than deciding).
+CALL_FIELDS = (
+    "id",
+    "action",
+    "connection_id",
+    "target_label",
+    "worker_id",
+    "provider",
+    "m_action",
+    "m_rule_id",
+    "m_method",
+    "m_path",
+    "m_input_sha256",
+    "m_input",
+)
+
+
+def recorded_calls(
+    *, organization: Any, role_id: int, since: datetime, worker_id: int | None = None
+) -> Iterable[tuple[Any, ...]]:
+    """CALL_FIELDS of the role's recorded calls since `since`, oldest first, streamed.
+    `m_input` is the stored input as JSON text, None when it was not stored."""
+    from django.db.models.fields.json import KT
+
+    events = AuditEvent.objects.for_organization(organization).filter(
+        action__in=RECORDED_ACTIONS,
+        created_at__gte=since,
+        connection_id__isnull=False,
+        metadata__role_id=role_id,
+    )
+    if worker_id is not None:
+        events = events.filter(worker_id=worker_id)
+    keys = ("action", "rule_id", "method", "path", "input_sha256", "input")
+    return (
+        events.order_by("id")
+        .annotate(**{f"m_{key}": KT(f"metadata__{key}") for key in keys})
+        .values_list(*CALL_FIELDS)
+        .iterator(chunk_size=5000)
+    )
+
+
+def _without_constraints(rules: Sequence[RuleSpec]) -> list[RuleSpec]:
+    return [dataclasses.replace(rule, constraints=()) for rule in rules]
+
+
+def simulate(
+    *,
+    organization: Any,
+    role: Any,
+    rules: Sequence[RuleSpec],
+    days: int = DEFAULT_DAYS,
+    now: datetime | None = None,
+) -> SimulationResult:
+    """Replay the role's last `days` of recorded calls against `rules`."""
+    import json
+
+    from apps.providers.registry import UnknownAction, get_action
+
+    since = (now or timezone.now()) - timedelta(days=days)
+    result = SimulationResult(since=since)
+    loose = _without_constraints(rules)
+    classes: dict[str, str | None] = {}
+    decided: dict[tuple[Any, ...], tuple[bool | None, str]] = {}
+    source = recorded_calls(organization=organization, role_id=role.pk, since=since)
+    for row in source:
+        event_id, action, connection_id, label, worker_id, provider = row[:6]
+        name, rule_id, method, path, digest, input_text = row[6:]
+        result.calls += 1
+        was_allowed = rule_id is not None
+        if action == "broker.proxy":
+            method = (method or "").upper()
+            path = "/" + (path or "").lstrip("/")
+            described = f"{method} {path} on '{label}'"
+            key: tuple[Any, ...] = ("proxy", connection_id, method, path)
+            outcome = decided.get(key)
+            if outcome is None:
+                call = Call.for_proxy(
+                    provider_key=provider,
+                    method=method,
+                    path=path,
+                    connection_id=connection_id,
+                    connection_name=label,
+                    role_name=role.name,
+                )
+                outcome = decided[key] = _decide(rules, loose, call, input_known=True)
+        else:
+            name = name or ""
+            if name not in classes:
+                try:
+                    classes[name] = str(get_action(name, organization=organization).action_class)
+                except UnknownAction:
+                    classes[name] = None
+            action_class = classes[name]
+            if action_class is None:
+                result.skipped += 1
+                continue
+            stored = input_text is not None
+            described = f"{name} on '{label}'"
+            # Equal digests, equal inputs: decided once.
+            key = ("action", connection_id, name, digest if stored else None, stored)
+            outcome = decided.get(key) if digest or not stored else None
+            if outcome is None:
+                call = Call.for_action(
+                    action_name=name,
+                    action_class=action_class,
+                    connection_id=connection_id,
+                    connection_name=label,
+                    input=json.loads(input_text) if stored else {},
+                    role_name=role.name,
+                )
+                outcome = decided[key] = _decide(rules, loose, call, input_known=stored)
+        allowed, reason = outcome
+        before = "allowed" if was_allowed else "denied"
+        if allowed is None:
+            kind = "undetermined"
+            after = "unknown"
+        elif allowed == was_allowed:
+            result.unchanged += 1
+            continue
+        else:
+            kind = "allowed_to_denied" if was_allowed else "denied_to_allowed"
+            after = "allowed" if allowed else "denied"
+        result.add(kind, Example(event_id, None, described, worker_id, before, after, reason))
+    _add_times(result)
+    return result
+
+
+def _add_times(result: SimulationResult) -> None:
+    """The examples' times, in one query (parsing every event's time cost more)."""
+    examples = [e for group in result.examples.values() for e in group]
+    times = dict(
+        AuditEvent.objects.filter(id__in=[e.event_id for e in examples]).values_list(
+            "id", "created_at"
+        )
+    )
+    for example in examples:
+        example.created_at = times.get(example.event_id)
+
+
+def _decide(
+    rules: Sequence[RuleSpec], loose: Sequence[RuleSpec], call: Call, input_known: bool
+) -> tuple[bool | None, str]:
+    strict: Decision = evaluate(rules, call)
+    if input_known:
+        return strict.allowed, strict.reason
+    # No input: an empty input fails every constraint, the loose rules pass every one.
+    optimistic = evaluate(loose, call)
+    if optimistic.allowed == strict.allowed:
+        return strict.allowed, strict.reason
+    return None, NO_INPUT
+
+
+class DocumentError(ValueError):
+    """A proposed rules document that is not YAML/JSON or has no rule list."""
+
+
+def rules_from_document(text: str) -> list[Any]:
+    """The rules of a YAML or JSON document: a list of rules, or a role document
+    (as the role's YAML/JSON view shows it) with a `rules` list."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(text) if text.strip() else []
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"The document is not valid YAML or JSON: {exc}") from None
+    if isinstance(document, dict):
+        document = document.get("rules")
+    if not isinstance(document, list):
+        raise DocumentError("The document must be a list of rules, or a role with a 'rules' list.")
+    return document
+
+
+def clean_days(value: Any) -> int:
+    text = str(DEFAULT_DAYS if value in (None, "") else value).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_DAYS:
+        raise DocumentError(f"days must be a whole number from 1 to {MAX_DAYS}.")
+    return int(text)
+
+
+def role_simulate(*, role: Any, rules: Sequence[Any], days: int = DEFAULT_DAYS) -> SimulationResult:
+    """Validate proposed rules exactly as saving them would, then replay the role's
+    recorded calls against them. Changes nothing (raises ValidationError like the
+    role services when a rule is invalid)."""
+    from apps.policies.validation import clean_rules
+
+    cleaned = clean_rules(organization=role.organization, rules=list(rules))
+    return simulate(
+        organization=role.organization, role=role, rules=proposed_specs(cleaned), days=days
+    )

@@ -1,0 +1,1 @@
+../apps/audit/offline.py
