@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run manage verify test lint audit bench bench-audit venv browser clean
+.PHONY: run manage verify test lint audit bench bench-audit venv browser rsyslog clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,12 @@ browser:
 	@test -x /usr/bin/chromium || { \
 	  echo "Installing Debian's chromium for the browser tests…"; \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null; }
+
+# rsyslog with TLS (gtls) for the SIEM sink test: Debian's packages, never a download.
+rsyslog:
+	@{ test -x /usr/sbin/rsyslogd && dpkg -s rsyslog-gnutls >/dev/null 2>&1; } || { \
+	  echo "Installing Debian's rsyslog and rsyslog-gnutls for the SIEM sink test…"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsyslog rsyslog-gnutls) >/dev/null; }
 
 ## Start the whole product: embedded PostgreSQL (var/pgdata) + web + worker + scheduler.
 ## No Redis needed. Writes the development environment to var/dev.env.
@@ -37,7 +43,7 @@ verify: venv
 
 ## Run the whole test suite (PostgreSQL/Redis when they answer, else the embedded
 ## PostgreSQL under var/ and in-memory cache/broker).
-test: venv browser
+test: venv browser rsyslog
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
