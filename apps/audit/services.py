@@ -779,6 +779,7 @@ def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None =
             request=request,
             **_user_actor(actor),
         )
+    assert event is not None  # audit_record returns None only with only_if
     try:
         send(sink, [AuditEvent.objects.get(pk=event.pk)])
     except SinkError as exc:
