@@ -53,6 +53,7 @@ from apps.audit.services import (
     export_is_large,
 )
 from apps.audit.signing import public_key_document
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 
@@ -369,8 +370,23 @@ class AuditSinkDetailView(AuditSinkMixin, DetailView):
         context["lag"] = audit_sink_lag(self.object)
         return context
 
+    def delete_confirmation(self, sink: AuditSink) -> Confirmation:
+        lag = audit_sink_lag(sink)
+        stops = [f"Events stop streaming to {sink.destination}."]
+        if lag:
+            stops.append(f"{lag} event{'' if lag == 1 else 's'} not delivered yet are never sent.")
+        stops.append("What the SIEM already received stays there.")
+        return Confirmation(
+            title=f"Delete sink “{sink.name}”?",
+            stops=stops,
+            button="Delete sink",
+            cancel_url=reverse(
+                "audit:sink", kwargs={"org_slug": self.organization.slug, "pk": sink.pk}
+            ),
+        )
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        sink = self.get_object()
+        sink = self.object = self.get_object()
         action = request.POST.get("action")
         if action == "test":
             error = audit_sink_send_test(sink=sink, actor=request.user, request=request)
@@ -382,6 +398,10 @@ class AuditSinkDetailView(AuditSinkMixin, DetailView):
             audit_sink_retry(sink=sink, actor=request.user, request=request)
             messages.success(request, "Delivery resumes from where it stopped.")
         elif action == "delete":
+            if not is_confirmed(request):
+                return confirmation_page(
+                    request, self.delete_confirmation(sink), self.get_context_data()
+                )
             audit_sink_delete(sink=sink, actor=request.user, request=request)
             messages.success(request, "Sink deleted.")
             return redirect("audit:sinks", org_slug=self.organization.slug)

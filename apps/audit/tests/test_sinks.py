@@ -386,6 +386,22 @@ def test_sink_page_shows_lag_and_errors_sends_a_test_event_and_hides_the_secret(
     assert client.get(page_url).status_code == 404
 
 
+def test_deleting_a_sink_asks_on_the_confirmation_page_first(client, org, admin):
+    receiver = Receiver()
+    sink = _webhook(org, receiver, name="to-delete")
+    login(client, admin)
+    page_url = reverse("audit:sink", kwargs={"org_slug": org.slug, "pk": sink.pk})
+    asked = client.post(page_url, {"action": "delete"})
+    html = asked.content.decode()
+    assert asked.status_code == 200 and 'name="confirmed" value="yes"' in html
+    assert "Events stop streaming to" in html and 'name="action" value="delete"' in html
+    assert AuditSink.objects.filter(pk=sink.pk).exists()
+    done = client.post(page_url, {"action": "delete", "confirmed": "yes"})
+    assert done.status_code == 302
+    assert not AuditSink.objects.filter(pk=sink.pk).exists()
+    assert AuditEvent.objects.filter(action="audit.sink_deleted", target_id=sink.pk).exists()
+
+
 def test_splunk_hec_and_datadog_bodies(org):
     from apps.audit.sinks import webhook_body
 
