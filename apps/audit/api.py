@@ -199,6 +199,7 @@ class AuditExportSerializer(serializers.ModelSerializer[AuditExport]):
             "status",
             "format",
             "filter",
+            "proof",
             "rows_done",
             "rows_total",
             "percent",
@@ -235,6 +236,10 @@ class AuditExportCreateSerializer(serializers.Serializer[Any]):
         child=serializers.CharField(allow_blank=True),
         required=False,
         help_text="The list's filters, by name: " + ", ".join(FILTER_FIELDS) + ".",
+    )
+    proof = serializers.BooleanField(
+        default=False,
+        help_text="Chain links on every row and a signed checkpoint (filter by start/end only).",
     )
 
 
@@ -295,12 +300,20 @@ class AuditExportJobListCreateAPIView(_ExportScope, generics.ListAPIView[AuditEx
             raise serializers.ValidationError(
                 {f"filter.{name}": [str(m) for m in errs] for name, errs in form.errors.items()}
             )
+        params = form.as_params()
+        proof = body.validated_data["proof"]
+        if proof:
+            try:
+                check_proof_filter(params)
+            except ProofFilterError as exc:
+                raise serializers.ValidationError({"filter": [str(exc)]}) from None
         export = audit_export_request(
             organization=self.organization,
             user=request.user,
-            params=form.as_params(),
+            params=params,
             fmt=body.validated_data["format"],
             request=request._request,
+            proof=proof,
         )
         export = self.scope_queryset().get(pk=export.pk)
         return Response(AuditExportSerializer(export).data, status=status.HTTP_201_CREATED)

@@ -111,3 +111,29 @@ def test_another_orgs_job_is_404(org, reviewer, other_org, outsider):
     assert mine.get(BASE).json()["results"] == []
     foreign = token_api(outsider, other_org)
     assert foreign.get(f"{BASE}").status_code == 404
+
+
+def test_a_job_with_proof_verifies_offline_and_refuses_other_filters(org, reviewer):
+    from django.core.files.storage import default_storage
+
+    from apps.audit import offline
+    from apps.audit.models import AuditSigningKeypair
+
+    for _ in range(3):
+        broker_event(org)
+    client = token_api(reviewer, org)
+    refused = client.post(
+        BASE, {"format": "csv", "filter": {"decision": "denied"}, "proof": True}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "decision" in refused.json()["error"]["details"]["fields"]["filter"][0]
+    created = client.post(BASE, {"format": "jsonl", "proof": True}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["proof"] is True
+    done = audit_export_run(export_id=created.json()["id"])
+    assert done.status == "done" and done.proof
+    key = AuditSigningKeypair.objects.get(organization=org)
+    with default_storage.open(done.file_path, "rb") as handle:
+        report = offline.verify_bytes(handle.read(), public_key=key.public_key)
+    assert report.ok, report.lines()
+    assert report.events >= 3
