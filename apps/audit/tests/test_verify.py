@@ -49,3 +49,21 @@ def test_verify_catches_a_head_that_does_not_match(org):
 def test_unknown_org_is_a_clear_error(db):
     with pytest.raises(CommandError, match="No organization"):
         call_command("audit_verify", "--org", "nope")
+
+
+def test_a_shard_whose_head_row_is_gone_is_still_verified_and_reported(org, other_org):
+    from apps.audit.tests.test_proof import shard_event
+
+    audit_record(action="org.created", organization=org)
+    shard_event(org, 2)
+    shard_event(other_org, 2)
+    base = f"org:{org.pk}"
+    assert {r.chain_key for r in verify_chains(organization_ids=[org.pk])} == {
+        base,
+        f"{base}:2",
+    }
+    AuditChainHead.objects.filter(pk=f"{base}:2").delete()
+    reports = {r.chain_key: r for r in verify_chains(organization_ids=[org.pk])}
+    assert set(reports) == {base, f"{base}:2"}
+    assert reports[base].ok
+    assert reports[f"{base}:2"].problem == "events exist but the chain has no head record"
