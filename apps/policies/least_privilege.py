@@ -24,6 +24,7 @@ the change, and shown as a YAML diff; applying it goes through
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -51,6 +52,7 @@ from apps.policies.simulation import (
     DEFAULT_DAYS,
     DocumentError,
     clean_days,
+    passes,
     proposed_specs,
     recorded_calls,
     simulate,
@@ -188,7 +190,7 @@ def least_privilege_report(
     )
     for row in calls:
         event_id, action, connection_id, label, _worker, provider = row[:6]
-        name, _rule_id, method, path, _digest, input_text = row[6:]
+        name, _rule_id, method, path, _digest, input_text, at = row[6:]
         if action == "broker.proxy":
             call = Call.for_proxy(
                 provider_key=provider,
@@ -221,12 +223,13 @@ def least_privilege_report(
             what = name
         report.calls += 1
         report.without_input += not known
+        call = dataclasses.replace(call, at=at)  # a rule's time window: the call's own time
         decision = evaluate(specs, call)
-        if not decision.allowed and not known:
+        if not passes(decision) and not known:
             # Constraints unknown: the rule it passed when it was recorded still counts.
             loose = evaluate([_loose(s) for s in specs], call)
-            decision = loose if loose.allowed else decision
-        if decision.allowed:
+            decision = loose if passes(loose) else decision
+        if passes(decision):
             report.allowed += 1
             use = uses.get(decision.rule_id)
             if use is not None:
@@ -272,8 +275,6 @@ def least_privilege_report(
 
 
 def _loose(spec: RuleSpec) -> RuleSpec:
-    import dataclasses
-
     return dataclasses.replace(spec, constraints=())
 
 

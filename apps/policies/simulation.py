@@ -8,7 +8,9 @@ implementation of the rules here: only the choice of inputs.
 
 The recorded decision is the policy's: allowed when the event names the rule
 that allowed it (`metadata.rule_id`), denied otherwise. A rate-limited or
-failed call was still allowed by the rules.
+failed call was still allowed by the rules, and so was a call an approval rule
+allowed once a person approved it. A rule's time window is judged at the
+recorded call's time; quotas, like rate limits, are the broker's, not the rules'.
 
 When the organization did not store broker input (`store_broker_input` off),
 an action call has only its input digest, so constraints cannot be checked.
@@ -108,6 +110,9 @@ def proposed_specs(cleaned_rules: Sequence[dict[str, Any]]) -> list[RuleSpec]:
                 path_glob=rule.get("path_glob", ""),
                 constraints=rule.get("constraints") or (),
                 rate_limit_per_minute=rule.get("rate_limit_per_minute"),
+                approval=rule.get("approval"),
+                schedule=rule.get("schedule"),
+                quota=rule.get("quota"),
             )
         )
     return specs
@@ -128,6 +133,7 @@ CALL_FIELDS = (
     "m_path",
     "m_input_sha256",
     "m_input",
+    "created_at",
 )
 
 
@@ -175,19 +181,23 @@ def simulate(
     since = (now or timezone.now()) - timedelta(days=days)
     result = SimulationResult(since=since)
     loose = _without_constraints(rules)
+    # A rule with a time window decides by the call's own time, so such calls are not
+    # shared between times; without windows the time changes nothing.
+    timed = any(rule.schedule is not None for rule in rules)
     classes: dict[str, str | None] = {}
     decided: dict[tuple[Any, ...], tuple[bool | None, str]] = {}
     source = recorded_calls(organization=organization, role_id=role.pk, since=since)
     for row in source:
         event_id, action, connection_id, label, worker_id, provider = row[:6]
-        name, rule_id, method, path, digest, input_text = row[6:]
+        name, rule_id, method, path, digest, input_text, at = row[6:]
+        when = at if timed else None
         result.calls += 1
         was_allowed = rule_id is not None
         if action == "broker.proxy":
             method = (method or "").upper()
             path = "/" + (path or "").lstrip("/")
             described = f"{method} {path} on '{label}'"
-            key: tuple[Any, ...] = ("proxy", connection_id, method, path)
+            key: tuple[Any, ...] = ("proxy", connection_id, method, path, when)
             outcome = decided.get(key)
             if outcome is None:
                 call = Call.for_proxy(
@@ -198,6 +208,7 @@ def simulate(
                     connection_name=label,
                     role_name=role.name,
                 )
+                call = dataclasses.replace(call, at=at)
                 outcome = decided[key] = _decide(rules, loose, call, input_known=True)
         else:
             name = name or ""
@@ -213,7 +224,7 @@ def simulate(
             stored = input_text is not None
             described = f"{name} on '{label}'"
             # Equal digests, equal inputs: decided once.
-            key = ("action", connection_id, name, digest if stored else None, stored)
+            key = ("action", connection_id, name, digest if stored else None, stored, when)
             outcome = decided.get(key) if digest or not stored else None
             if outcome is None:
                 call = Call.for_action(
@@ -224,6 +235,7 @@ def simulate(
                     input=json.loads(input_text) if stored else {},
                     role_name=role.name,
                 )
+                call = dataclasses.replace(call, at=at)
                 outcome = decided[key] = _decide(rules, loose, call, input_known=stored)
         allowed, reason = outcome
         before = "allowed" if was_allowed else "denied"
@@ -258,12 +270,18 @@ def _decide(
 ) -> tuple[bool | None, str]:
     strict: Decision = evaluate(rules, call)
     if input_known:
-        return strict.allowed, strict.reason
+        return passes(strict), strict.reason
     # No input: an empty input fails every constraint, the loose rules pass every one.
     optimistic = evaluate(loose, call)
-    if optimistic.allowed == strict.allowed:
-        return strict.allowed, strict.reason
+    if passes(optimistic) == passes(strict):
+        return passes(strict), strict.reason
     return None, NO_INPUT
+
+
+def passes(decision: Decision) -> bool:
+    """Allowed by the rules: outright, or by an approval rule once a person approves
+    (the broker then records that rule, as for any allowed call)."""
+    return decision.allowed or decision.approval_required
 
 
 class DocumentError(ValueError):

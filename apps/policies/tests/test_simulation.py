@@ -295,3 +295,52 @@ def test_the_rule_editor_simulates_a_new_rule_before_saving_it(client, history, 
     assert not h["role"].rules.filter(kind="proxy").exists()  # nothing saved
     assert client.post(add, form).status_code == 302
     assert h["role"].rules.filter(kind="proxy").exists()
+
+
+def test_windows_decide_at_the_call_time_and_approved_calls_stay_allowed(org, monkeypatch):
+    """A rule's schedule is judged at the recorded call's time, not the replay's; a call
+    an approval rule allowed (after a person approved it) is still allowed by it."""
+    from datetime import UTC, datetime
+
+    conn = make_connection(org, name="sandbox-one")
+    rules = [
+        {
+            "provider_key": "sandbox",
+            "action_pattern": "sandbox.list_tasks",
+            "schedule": {"days": "daily", "start": "09:00", "end": "10:00", "timezone": "UTC"},
+        },
+        {"provider_key": "sandbox", "action_pattern": "sandbox.create_task", "approval": True},
+    ]
+    role = role_create(organization=org, name="office-hours", rules=rules)
+    r_window, r_approval = role.rules.order_by("position").values_list("pk", flat=True)
+    inside = call(org, role, conn, "sandbox.list_tasks", rule_id=r_window)
+    outside = call(org, role, conn, "sandbox.list_tasks")  # denied: the window was closed
+    approved = call(org, role, conn, "sandbox.create_task", rule_id=r_approval, input={})
+    day = timezone.now().date() - timedelta(days=1)
+    times = {
+        inside.pk: datetime(day.year, day.month, day.day, 9, 30, tzinfo=UTC),
+        outside.pk: datetime(day.year, day.month, day.day, 12, 0, tzinfo=UTC),
+        approved.pk: datetime(day.year, day.month, day.day, 12, 0, tzinfo=UTC),
+    }
+    recorded = simulation.recorded_calls
+
+    def at_recorded_times(**kwargs):
+        # The rows are the database's; only their times are moved to yesterday's.
+        for row in recorded(**kwargs):
+            yield (*row[:-1], times[row[0]])
+
+    monkeypatch.setattr(simulation, "recorded_calls", at_recorded_times)
+    current = [{k: v for k, v in r.items() if k != "id"} for r in simulation_rules(role)]
+    specs = proposed_specs(clean_rules(organization=org, rules=current))
+    result = simulate(organization=org, role=role, rules=specs, days=2)
+    assert result.calls == 3
+    assert (result.allowed_to_denied, result.denied_to_allowed, result.unchanged) == (0, 0, 3)
+    closed = [{**rules[0], "schedule": {**rules[0]["schedule"], "start": "13:00", "end": "14:00"}}]
+    result = simulate(
+        organization=org,
+        role=role,
+        rules=proposed_specs(clean_rules(organization=org, rules=[*closed, rules[1]])),
+        days=2,
+    )
+    assert ids(result, "allowed_to_denied") == [inside.pk]
+    assert result.denied_to_allowed == 0
