@@ -60,7 +60,7 @@ def _rows(organization_ids: list[int] | None) -> Iterator[dict[str, object]]:
 
 def hashing_rows(events: QuerySet[AuditEvent]) -> Iterator[dict[str, object]]:
     """The rows of `events` (in the queryset's order) as the values the chain hashed:
-    `created_at` as its canonical text on PostgreSQL, `metadata` decoded.
+    `created_at` as its canonical UTC text, `metadata` decoded.
 
     Straight from a server-side cursor: the ORM's per-row converters cost more
     than the hashing itself, and verification is benchmarked."""
