@@ -12,7 +12,7 @@ Two protocol generations share the one URL:
 
 Why not the SDK's `StreamableHTTPSessionManager`: it is an ASGI app that needs
 an anyio task group started by a lifespan (`session_manager.run()`), while
-Grantry is served by gunicorn's threaded WSGI workers (the Procfile) and its
+Grantry is served by granian's WSGI workers (the Procfile) and its
 tenant boundary, worker-token authentication, audit and broker are
 synchronous Django code. Mounting it would mean switching the whole
 deployment to ASGI (changing the hot path the benchmark measures) and

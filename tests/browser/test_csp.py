@@ -88,7 +88,7 @@ def test_strict_csp_on_every_dashboard_page_and_no_violation(browser, live_serve
     assert STRICT <= directives(headers["content-security-policy"])
     page.get_by_label("Email").fill("demo@grantry.local")
     page.get_by_label("Password").fill("grantry-demo-password")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign In", exact=True).click()
     page.wait_for_load_state("networkidle")
 
     # Walk every page reachable from the organization's overview (and the account pages).
@@ -101,7 +101,9 @@ def test_strict_csp_on_every_dashboard_page_and_no_violation(browser, live_serve
         seen.add(url)
         headers = watcher.visit(url)
         assert STRICT <= directives(headers["content-security-policy"]), url
-        for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+        # getAttribute: an SVG link's `href` is an object, not a string (the chart bars).
+        links = "els => els.map(e => new URL(e.getAttribute('href'), document.baseURI).href)"
+        for href in page.eval_on_selector_all("a[href]", links):
             parts = urlsplit(href)
             if f"{parts.scheme}://{parts.netloc}" != base or parts.query or parts.fragment:
                 continue

@@ -42,7 +42,7 @@ def test_invitee_verifying_in_another_browser_accepts_from_the_landing_page(
     if "/accounts/login/" in other.url:
         other.get_by_label("Email").fill("bob@acme.test")
         other.get_by_label(re.compile(r"^Password:?$")).fill(PASSWORD)
-        other.get_by_role("button", name="Sign in").click()
+        other.get_by_role("button", name="Sign In", exact=True).click()
         other.wait_for_load_state()
     other.goto(base + "/")
     assert "You are not in an organization yet" not in other.content()

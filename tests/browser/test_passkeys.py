@@ -119,7 +119,8 @@ def test_required_mfa_then_passkey_setup_and_passkey_login(
     context.clear_cookies()
     page.goto(f"{base}/accounts/login/")
     page.get_by_role("button", name="Sign in with a passkey").click()
-    page.wait_for_load_state()
+    # The passkey sign-in runs in the page's script and then navigates: wait for that.
+    page.wait_for_url(lambda url: "/accounts/login/" not in url, timeout=15000)
     page.goto(f"{base}/o/strict/")
     assert page.url.endswith("/o/strict/"), page.url
     sign_count = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})

@@ -41,7 +41,7 @@ def test_admin_connects_the_sandbox_in_the_browser(sandbox, admin, browser):
     page.goto(f"{base}/accounts/login/")
     page.get_by_label("Email").fill(admin.email)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name=re.compile("Sign in|Log in", re.I)).click()
+    page.get_by_role("button", name="Sign In", exact=True).click()
     page.wait_for_load_state()
 
     page.goto(f"{base}/o/acme/connections/")

@@ -23,11 +23,6 @@ from apps.workers.tests.conftest import make_role
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _needs_postgresql() -> None:
-    if connection.vendor != "postgresql":
-        pytest.fail("This test needs PostgreSQL (session timeouts, table locks).")
-
-
 def _show(name: str) -> str:
     with connection.cursor() as cursor:
         cursor.execute(f"SHOW {name}")
@@ -70,7 +65,6 @@ def _run(argv: list[str], **env: str) -> str:
 
 @pytest.mark.django_db
 def test_web_connections_have_short_timeouts():
-    _needs_postgresql()
     assert _show("lock_timeout") == f"{settings.DB_LOCK_TIMEOUT_MS // 1000}s"
     # The suite itself runs without a statement timeout (settings_test.py); the
     # production defaults, as a web process gets them:
@@ -85,7 +79,6 @@ def test_web_connections_have_short_timeouts():
 
 @pytest.mark.django_db
 def test_management_commands_get_the_background_timeouts():
-    _needs_postgresql()
     out = _run(
         [sys.executable, "manage.py", "shell", "-c", SHOW_TIMEOUTS],
         DB_BACKGROUND_LOCK_TIMEOUT_MS="61000",
@@ -95,7 +88,6 @@ def test_management_commands_get_the_background_timeouts():
 
 @pytest.mark.django_db
 def test_a_celery_worker_switches_to_the_background_timeouts():
-    _needs_postgresql()
     script = (
         "import django; django.setup()\n"
         "from django.db import connection\n"
@@ -111,7 +103,6 @@ def test_a_celery_worker_switches_to_the_background_timeouts():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_locked_audit_table_answers_503_within_the_lock_timeout(org, admin):
-    _needs_postgresql()
     role = make_role(org, "reader")
     locked, release = threading.Event(), threading.Event()
 
@@ -144,13 +135,11 @@ def test_a_locked_audit_table_answers_503_within_the_lock_timeout(org, admin):
 def test_an_embedded_celery_worker_leaves_this_process_alone(celery_worker):
     """Only `celery worker` switches to the background timeouts, never a worker running
     inside another process (the test suite's own)."""
-    _needs_postgresql()
     assert _show("lock_timeout") == f"{settings.DB_LOCK_TIMEOUT_MS // 1000}s"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_read_behind_a_locked_table_answers_503_not_500(org, admin):
-    _needs_postgresql()
     make_role(org, "reader")
     locked, release = threading.Event(), threading.Event()
 
