@@ -275,6 +275,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets that share a field name get their own schema names.
+    "ENUM_NAME_OVERRIDES": {
+        "ExportFormatEnum": "apps.audit.models.ExportFormat",
+        "SinkFormatEnum": "apps.audit.models.SinkFormat",
+        "SinkKindEnum": "apps.audit.models.SinkKind",
+        "RuleKindEnum": "apps.policies.models.RuleKind",
+        "ApprovalKindEnum": "apps.approvals.models.ApprovalKind",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------

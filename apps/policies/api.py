@@ -27,7 +27,7 @@ from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.policies.forms import DryRunForm
 from apps.policies.least_privilege import least_privilege_params, least_privilege_report
-from apps.policies.models import Role
+from apps.policies.models import Role, RuleKind
 from apps.policies.selectors import role_dry_run
 from apps.policies.services import (
     role_create,
@@ -150,7 +150,7 @@ class RuleSerializer(serializers.Serializer[Any]):
     """Documentation of a rule's shape; the service validates the content."""
 
     id = serializers.IntegerField(read_only=True)
-    kind = serializers.ChoiceField(choices=["action", "proxy"], default="action")
+    kind = serializers.ChoiceField(choices=RuleKind.choices, default=RuleKind.ACTION)
     provider_key = serializers.CharField()
     action_pattern = serializers.CharField(
         required=False, help_text='Exact action ("sandbox.list_tasks") or "<provider>.*".'
@@ -324,7 +324,7 @@ class RoleDetailAPIView(_RoleScope, generics.RetrieveUpdateDestroyAPIView[Role])
 class DryRunRequestSerializer(serializers.Serializer[Any]):
     """Documentation of the body; the dashboard's DryRunForm validates it."""
 
-    kind = serializers.ChoiceField(choices=["action", "proxy"], default="action")
+    kind = serializers.ChoiceField(choices=RuleKind.choices, default=RuleKind.ACTION)
     action = serializers.CharField(required=False, help_text='For actions: "sandbox.list_tasks".')
     connection = serializers.IntegerField(
         required=False, allow_null=True, help_text="Connection id (required for proxy calls)."
@@ -475,6 +475,7 @@ class RoleSimulateAPIView(_RoleScope, APIView):
             'Body `{"proposal_digest": "...", "days": 30, "worker": 7}`: the proposal is '
             "computed again and applied only if it is still the one with this digest."
         ),
+        request=OpenApiTypes.OBJECT,
         responses={200: RoleWriteDocs},
     ),
 )
