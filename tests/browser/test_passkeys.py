@@ -99,7 +99,14 @@ def test_required_mfa_then_passkey_setup_and_passkey_login(
     page.get_by_label("Name").fill("Laptop passkey")
     page.get_by_label("Passwordless").check()
     page.locator("#mfa_webauthn_add").click()
-    page.wait_for_url(re.compile(r"/accounts/2fa/(recovery-codes/|webauthn/)"), timeout=15000)
+    # The add page's own URL contains "webauthn/": wait until the browser has left it.
+    page.wait_for_url(
+        lambda url: (
+            "/webauthn/add/" not in url
+            and re.search(r"/accounts/2fa/(recovery-codes/|webauthn/)", url) is not None
+        ),
+        timeout=15000,
+    )
     key = Authenticator.objects.get(user=member_of_strict_org, type=Authenticator.Type.WEBAUTHN)
     assert key.wrap().is_passwordless is True  # a discoverable credential (passkey)
     assert key.wrap().name == "Laptop passkey"
