@@ -74,26 +74,8 @@ class CustomProviderSerializer(serializers.ModelSerializer[CustomProvider]):
 
     class Meta:
         model = CustomProvider
-        fields = [
-            "key",
-            "slug",
-            "display_name",
-            "description",
-            "auth_type",
-            "api_base_url",
-            "authorize_url",
-            "token_url",
-            "revocation_url",
-            "userinfo_url",
-            "userinfo_account_field",
-            "default_scopes",
-            "placement",
-            "header_name",
-            "header_prefix",
-            "actions",
-            "created_at",
-            "updated_at",
-        ]
+        # The editable fields are the service's one list; the slug is set at creation.
+        fields = ["key", "slug", *EDITABLE_FIELDS, "actions", "created_at", "updated_at"]
         read_only_fields = ["key", "actions", "created_at", "updated_at"]
 
 
