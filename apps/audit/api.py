@@ -31,6 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit import exports
+from apps.audit import fields as audit_fields
 from apps.audit.filters import FILTER_FIELDS, AuditFilterForm
 from apps.audit.models import AuditEvent, AuditExport, AuditSink, ExportFormat, ExportStatus
 from apps.audit.proof import ProofFilterError, check_proof_filter
@@ -53,7 +54,7 @@ from apps.organizations.tenancy import OrgAPIMixin
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     class Meta:
         model = AuditEvent
-        fields = list(exports.COLUMNS)
+        fields = list(audit_fields.EXPORTED)
         read_only_fields = fields
 
 

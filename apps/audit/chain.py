@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
+
+from apps.audit import fields
 
 GENESIS_HASH = "0" * 64
 
-HASHED_FIELDS = (
+# The fields the first events hashed, frozen: every digest includes them (a null
+# or "" too), so these are never to change. A field added to AuditEvent later is
+# hashed as well (the model's list, below) but is in the canonical document only
+# when it holds a value: existing rows, which the migration gives null, "" or {},
+# keep their digests. `apps.audit.offline` hashes the same way.
+DIGEST_V1_FIELDS = (
     "chain_key",
     "created_at",
     "organization_id",
@@ -44,6 +52,30 @@ HASHED_FIELDS = (
     "user_agent",
     "request_id",
 )
+HASHED_FIELDS = fields.HASHED
+LATER_FIELDS = tuple(name for name in HASHED_FIELDS if name not in DIGEST_V1_FIELDS)
+# Canonical text, not datetime's str(): see canonical().
+TIME_FIELDS = fields.of_kind("time", HASHED_FIELDS)
+EMPTY: tuple[Any, ...] = (None, "", {}, [])
+
+
+def later_field_problems(audit_fields: Iterable[fields.AuditField]) -> list[str]:
+    """Why a field added after the first events would break the existing chains:
+    it is hashed, and the value existing rows get from the migration (its default)
+    is not empty, so their canonical documents would change. (A Django system check.)"""
+    return [
+        f"AuditEvent.{field.name} is hashed and was added later, so its default must be "
+        f"null, '' or {{}} (existing rows' digests would change), not {default!r}"
+        for field in audit_fields
+        if field.hashed
+        and field.name not in DIGEST_V1_FIELDS
+        and (default := field.default()) not in EMPTY
+    ]
+
+
+def missing_v1_fields(names: Iterable[str]) -> list[str]:
+    """First-digest fields the model no longer declares: every event hashed them."""
+    return [name for name in DIGEST_V1_FIELDS if name not in names]
 
 
 def chain_key_for(organization_id: int | None, shard: int = 0) -> str:
@@ -64,11 +96,16 @@ def chain_keys_for(organization_id: int | None, shards: int) -> list[str]:
 
 def canonical(values: dict[str, Any]) -> bytes:
     # Hot in audit_verify and the bench seeder: one dict build, no per-field call.
-    doc = {name: values.get(name) for name in HASHED_FIELDS}
-    created_at = doc["created_at"]
-    # A datetime, or already its canonical text (audit_verify has PostgreSQL format it).
-    if created_at is not None and not isinstance(created_at, str):
-        doc["created_at"] = created_at.isoformat(timespec="microseconds")
+    doc = {name: values.get(name) for name in DIGEST_V1_FIELDS}
+    for name in LATER_FIELDS:
+        value = values.get(name)
+        if value not in EMPTY:
+            doc[name] = value
+    for name in TIME_FIELDS:
+        moment = doc.get(name)
+        # A datetime, or already its canonical text (audit_verify has PostgreSQL format it).
+        if moment is not None and not isinstance(moment, str):
+            doc[name] = moment.isoformat(timespec="microseconds")
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 

@@ -17,38 +17,12 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 
+from apps.audit.fields import BY_NAME, EXPORTED
 from apps.audit.models import AuditEvent, ExportFormat
 
 CHUNK_SIZE = 2000
-COLUMNS = (
-    "id",
-    "created_at",
-    "organization_id",
-    "chain_key",
-    "seq",
-    "action",
-    "outcome",
-    "decision",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "target_type",
-    "target_id",
-    "target_label",
-    "worker_id",
-    "token_id",
-    "connection_id",
-    "provider",
-    "upstream_status",
-    "latency_ms",
-    "reason",
-    "metadata",
-    "ip",
-    "user_agent",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
+# The one list of audit fields (apps.audit.fields), in the model's order.
+COLUMNS = EXPORTED
 # A spreadsheet evaluates a cell starting with these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CONTENT_TYPES: dict[str, str] = {
@@ -99,7 +73,8 @@ _FORMULA_START = ", ".join(f"chr({ord(c)})" if c in "\t\r" else f"'{c}'" for c i
 
 def _pg_csv_cell(name: str) -> str:
     column = f'"audit_auditevent"."{name}"'
-    if name == "created_at":
+    kind = BY_NAME[name].kind
+    if kind == "time":
         utc = f"({column} AT TIME ZONE 'UTC')"
         # As datetime.isoformat(): microseconds only when there are some.
         return (
@@ -107,11 +82,11 @@ def _pg_csv_cell(name: str) -> str:
             f"CASE WHEN mod(date_part('microseconds', {utc})::bigint, 1000000) = 0 THEN '' "
             f"ELSE to_char({utc}, '.US') END || '+00:00'"
         )
-    if name == "metadata":
+    if kind == "json":
         return f"{column}::text"
-    if name == "ip":
+    if kind == "ip":
         return f"host({column})"
-    if AuditEvent._meta.get_field(name).get_internal_type() in ("CharField", "TextField"):
+    if kind == "text":
         # Formula neutralisation, and NULL for "" so the cell is empty, not "".
         return (
             f"NULLIF(CASE WHEN left({column}, 1) IN ({_FORMULA_START}) "

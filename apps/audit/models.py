@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from django.conf import settings
 from django.db import models
@@ -45,11 +45,14 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
 
 
 class AuditEvent(models.Model):
-    # Per-chain sequence and hash chain (see apps.audit.chain).
-    chain_key = models.CharField(max_length=40, editable=False)
-    seq = models.BigIntegerField(editable=False)
-    prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, editable=False)
+    """One event of the trail.
+
+    These fields, in this order, are the one list of audit fields: the append
+    inserts them, the content digest covers them, and exports (CSV header and
+    JSON keys are the column names), the API and the SIEM stream carry them; all
+    read the list through `apps.audit.fields`. Adding a column is one line here
+    plus a migration (a column added later must default to null, "" or {}, see
+    `apps.audit.chain`)."""
 
     created_at = models.DateTimeField(editable=False)
     organization = models.ForeignKey(
@@ -63,16 +66,19 @@ class AuditEvent(models.Model):
         blank=True,
         related_name="+",
     )
-    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
-    actor_id = models.CharField(max_length=64, blank=True)
-    actor_label = models.CharField(max_length=200, blank=True)
+    # Which chain and where in it (see apps.audit.chain).
+    chain_key = models.CharField(max_length=40, editable=False)
+    seq = models.BigIntegerField(editable=False)
     action = models.CharField(max_length=100)
-    target_type = models.CharField(max_length=50, blank=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_label = models.CharField(max_length=300, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
     # Broker calls: denormalised so reviewers can filter without joins.
     decision = models.CharField(max_length=8, choices=Decision.choices, blank=True, default="")
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    target_type = models.CharField(max_length=50, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=300, blank=True)
     worker_id = models.BigIntegerField(null=True, blank=True)
     token_id = models.CharField(max_length=32, blank=True)
     connection_id = models.BigIntegerField(null=True, blank=True)
@@ -80,11 +86,20 @@ class AuditEvent(models.Model):
     upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
-
     metadata = models.JSONField(default=dict, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    # The link itself: hash = sha256("<prev_hash>:<seq>:<content digest>").
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+
+    # Per-field flags of the list above (every other field is hashed and exported).
+    # The row id and the chain link are exported but are not content: the digest
+    # cannot cover the hash it is part of.
+    UNHASHED_FIELDS: ClassVar[tuple[str, ...]] = ("id", "seq", "prev_hash", "hash")
+    # Stored and hashed, but left out of exports, the API and the SIEM stream.
+    UNEXPORTED_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     objects = AuditEventQuerySet.as_manager()
 

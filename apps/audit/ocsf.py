@@ -5,7 +5,8 @@ product, ...) but not the API Activity, Account Change or Authentication
 classes, so those are declared here on its `BaseEvent` with the attributes
 OCSF 1.5 marks required for them. Grantry's own fields (chain key, seq and
 hash, so a receiver can deduplicate and find gaps; decision, worker, token,
-connection) go in `unmapped`. A broker call's stored input never leaves."""
+connection, and any audit field the mapping does not place) go in `unmapped`.
+A broker call's stored input never leaves."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from py_ocsf_models.events.findings.severity_id import SeverityID
 from py_ocsf_models.objects.metadata import Metadata
 from py_ocsf_models.objects.product import Product
 from pydantic import ConfigDict
+
+from apps.audit.fields import EXPORTED
 
 API_ACTIVITY, ACCOUNT_CHANGE, AUTHENTICATION = 6003, 3001, 3002
 CATEGORY = {API_ACTIVITY: 6, ACCOUNT_CHANGE: 3, AUTHENTICATION: 3}
@@ -32,6 +35,27 @@ REQUIRED = {
     AUTHENTICATION: ("activity_id", "time", "type_uid", "user"),
 }
 PRODUCT = Product(name="Grantry", vendor_name="Grantry", uid="grantry")
+# The exported audit fields this mapping places itself (OCSF attributes, or
+# unmapped.grantry's event_id, target and filtered metadata); every other one of
+# the one list (apps.audit.fields) goes to unmapped.grantry under its own name.
+PLACED = frozenset(
+    {
+        "id",
+        "created_at",
+        "organization_id",
+        "actor_type",
+        "actor_id",
+        "actor_label",
+        "target_type",
+        "target_id",
+        "target_label",
+        "upstream_status",
+        "request_id",
+        "ip",
+        "metadata",
+    }
+)
+_UNMAPPED = tuple(name for name in EXPORTED if name not in PLACED)
 _ACCOUNT_PREFIXES = ("worker.", "token.", "member.", "user.", "invitation.")
 _METHOD_ACTIVITY = {"POST": 1, "GET": 2, "HEAD": 2, "PUT": 3, "PATCH": 3, "DELETE": 4}
 
@@ -135,24 +159,12 @@ def ocsf_event(event: Any) -> OCSFEvent:
         "unmapped": {
             "grantry": {
                 "event_id": event.pk,
-                "chain_key": event.chain_key,
-                "seq": event.seq,
-                "prev_hash": event.prev_hash,
-                "hash": event.hash,
-                "action": event.action,
-                "outcome": event.outcome,
-                "decision": event.decision,
-                "worker_id": event.worker_id,
-                "token_id": event.token_id,
-                "connection_id": event.connection_id,
-                "provider": event.provider,
+                **{name: getattr(event, name) for name in _UNMAPPED},
                 "target": {
                     "type": event.target_type,
                     "id": event.target_id,
                     "label": event.target_label,
                 },
-                "latency_ms": event.latency_ms,
-                "reason": event.reason,
                 "metadata": metadata,
             }
         },

@@ -43,8 +43,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-# Must equal apps.audit.chain.HASHED_FIELDS (a test holds the two together).
-HASHED_FIELDS = (
+# Copies of the one list of audit fields (apps.audit.fields, the AuditEvent
+# model), kept here so this file runs without Django; a test holds them equal.
+# The fields every digest has covered since the first event (chain.DIGEST_V1_FIELDS).
+DIGEST_V1_FIELDS = (
     "chain_key",
     "created_at",
     "organization_id",
@@ -69,18 +71,28 @@ HASHED_FIELDS = (
     "user_agent",
     "request_id",
 )
-CHECKPOINT_KEY = "grantry_checkpoint"
-CHECKPOINT_FORMAT = "grantry-audit-checkpoint/1"
-CSV_CHECKPOINT_MARK = "#grantry-checkpoint"
+# Fields added later: hashed only when they hold a value (chain.LATER_FIELDS).
+LATER_FIELDS: tuple[str, ...] = ()
+EMPTY: tuple[Any, ...] = (None, "", {}, [])
+# How CSV cells come back as values (every other field is text).
 INT_FIELDS = frozenset(
     {"id", "seq", "organization_id", "worker_id", "connection_id", "upstream_status", "latency_ms"}
 )
+JSON_FIELDS = frozenset({"metadata"})
+IP_FIELDS = frozenset({"ip"})
+CHECKPOINT_KEY = "grantry_checkpoint"
+CHECKPOINT_FORMAT = "grantry-audit-checkpoint/1"
+CSV_CHECKPOINT_MARK = "#grantry-checkpoint"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_PROBLEMS = 100
 
 
 def canonical(values: dict[str, Any]) -> bytes:
-    doc = {name: values.get(name) for name in HASHED_FIELDS}
+    doc = {name: values.get(name) for name in DIGEST_V1_FIELDS}
+    for name in LATER_FIELDS:
+        value = values.get(name)
+        if value not in EMPTY:
+            doc[name] = value
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
@@ -227,9 +239,9 @@ def _csv_candidates(cells: dict[str, str]) -> Iterator[dict[str, Any]]:
             continue
         if name in INT_FIELDS:
             base[name] = int(text) if text else None
-        elif name == "metadata":
+        elif name in JSON_FIELDS:
             base[name] = json.loads(text) if text else {}
-        elif name == "ip":
+        elif name in IP_FIELDS:
             base[name] = text or None
         else:
             base[name] = text

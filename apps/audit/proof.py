@@ -27,7 +27,7 @@ from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 
 from apps.audit import offline
-from apps.audit.chain import GENESIS_HASH, content_digest
+from apps.audit.chain import GENESIS_HASH, TIME_FIELDS, content_digest
 from apps.audit.exports import COLUMNS, FORMULA_PREFIXES
 from apps.audit.models import AuditChainHead, AuditEvent, ExportFormat
 from apps.audit.verify import hashing_rows, org_chains_q
@@ -126,7 +126,9 @@ def proof_rows(
         if head.chain_key not in ranges:
             continue
         for values in hashing_rows(_slice(head.chain_key, *ranges[head.chain_key])):
-            values["created_at"] = _canonical_time(values["created_at"])
+            for name in TIME_FIELDS:
+                if values[name] is not None:
+                    values[name] = _canonical_time(values[name])
             values["content_digest"] = content_digest(values)
             if entry["first_seq"] is None:
                 entry["first_seq"], entry["first_prev_hash"] = values["seq"], values["prev_hash"]

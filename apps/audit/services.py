@@ -24,7 +24,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_key_for, content_digest
+from apps.audit import fields as audit_fields
+from apps.audit.chain import GENESIS_HASH, chain_key_for, content_digest
 from apps.audit.exceptions import AuditUnavailable
 from apps.audit.exports import export_stream
 from apps.audit.models import (
@@ -141,15 +142,14 @@ def audit_record(
         )[:300],
         "request_id": fields.pop("request_id", None)
         or (current_request_id.get() if current_request_id.get() != "-" else ""),
-        "decision": fields.pop("decision", ""),
-        "worker_id": fields.pop("worker_id", None),
-        "token_id": fields.pop("token_id", ""),
-        "connection_id": fields.pop("connection_id", None),
-        "provider": fields.pop("provider", ""),
-        "upstream_status": fields.pop("upstream_status", None),
-        "latency_ms": fields.pop("latency_ms", None),
-        "reason": fields.pop("reason", ""),
     }
+    # Every other column of the one list (the broker's decision, worker_id, …, and
+    # any column added later) comes from `fields`, else its model default.
+    for name in audit_fields.WRITTEN:
+        if name not in values:
+            values[name] = (
+                fields.pop(name) if name in fields else audit_fields.BY_NAME[name].default()
+            )
     if fields:
         raise TypeError(f"Unknown audit fields: {sorted(fields)}")
     try:
@@ -174,10 +174,17 @@ def audit_record(
 # from this statement to the commit; an organization has up to
 # GRANTRY_AUDIT_CHAIN_SHARDS chains, so concurrent appends of one organization take
 # different chains instead of queueing on one lock.
-# Every inserted column other than the chain's own (seq, prev_hash, hash) is covered
-# by the content digest, so the insert lists exactly the hashed fields.
-_COLUMNS = HASHED_FIELDS
-_CASTS = {"metadata": "::jsonb", "ip": "::inet"}
+# The columns are the one list (apps.audit.fields); every one other than the chain's
+# own (seq, prev_hash, hash) is covered by the content digest.
+_COLUMNS = audit_fields.WRITTEN
+_CASTS = {"json": "::jsonb", "ip": "::inet"}
+_JSON_COLUMNS = audit_fields.of_kind("json", _COLUMNS)
+
+
+def _cast(name: str) -> str:
+    return _CASTS.get(audit_fields.BY_NAME[name].kind, "")
+
+
 _APPEND_SQL = f"""
 WITH {{settings}}ok AS (SELECT {{condition}} AS ok),
 prev AS (
@@ -194,7 +201,7 @@ prev AS (
 ), ins AS (
     INSERT INTO audit_auditevent (seq, prev_hash, hash, {", ".join(_COLUMNS)})
     SELECT link.seq, link.prev_hash, link.hash,
-           {", ".join(f"%({name})s{_CASTS.get(name, '')}" for name in _COLUMNS)}
+           {", ".join(f"%({name})s{_cast(name)}" for name in _COLUMNS)}
     FROM link
     RETURNING id, seq, prev_hash, hash
 )
@@ -258,7 +265,10 @@ def _append(
     start = min(getattr(_preferred, "shard", 0), shards - 1)
     order = [(start + n) % shards for n in range(shards)]
     condition = only_if.sql if only_if is not None else "TRUE"
-    base = {"metadata": json.dumps(values["metadata"]), **(only_if.params if only_if else {})}
+    base = {
+        **{name: json.dumps(values[name]) for name in _JSON_COLUMNS},
+        **(only_if.params if only_if else {}),
+    }
     # Try each chain without waiting; if every one is busy, wait for the preferred one.
     attempts = [(shard, True) for shard in order] + [(order[0], False)]
     with connection.cursor() as cursor:

@@ -18,15 +18,21 @@ from django.db import connections, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from apps.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_key_for, event_hash
+from apps.audit.chain import GENESIS_HASH, chain_key_for, event_hash
+from apps.audit.fields import BY_NAME, of_kind
 from apps.audit.models import AuditChainHead, AuditEvent
 
 CHUNK_SIZE = 5000
-_PG_ISO = (
-    'to_char("audit_auditevent"."created_at" AT TIME ZONE \'UTC\', '
-    '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
-)
-_COLUMNS = ("id", "hash", "seq", "prev_hash", *HASHED_FIELDS)
+# Every column of the one list (apps.audit.fields), link included.
+_COLUMNS = tuple(BY_NAME)
+_JSON_AT = [_COLUMNS.index(name) for name in of_kind("json")]
+
+
+def _pg_iso(name: str) -> str:
+    return (
+        f'to_char("audit_auditevent"."{name}" AT TIME ZONE \'UTC\', '
+        '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
+    )
 
 
 @dataclass
@@ -60,7 +66,7 @@ def _rows(organization_ids: list[int] | None) -> Iterator[dict[str, object]]:
 
 def hashing_rows(events: QuerySet[AuditEvent]) -> Iterator[dict[str, object]]:
     """The rows of `events` (in the queryset's order) as the values the chain hashed:
-    `created_at` as its canonical UTC text, `metadata` decoded.
+    times (`created_at`) as canonical UTC text, JSON (`metadata`) decoded.
 
     Straight from a server-side cursor: the ORM's per-row converters cost more
     than the hashing itself, and verification is benchmarked."""
@@ -68,18 +74,18 @@ def hashing_rows(events: QuerySet[AuditEvent]) -> Iterator[dict[str, object]]:
     columns = list(_COLUMNS)
     # Exactly datetime.isoformat(timespec="microseconds") of a UTC time, without
     # parsing a datetime per row in Python.
-    events = events.annotate(created_iso=RawSQL(_PG_ISO, ()))  # noqa: S611
-    columns[columns.index("created_at")] = "created_iso"
+    for name in of_kind("time"):
+        events = events.annotate(**{f"{name}_iso": RawSQL(_pg_iso(name), ())})  # noqa: S611
+        columns[columns.index(name)] = f"{name}_iso"
     sql, params = events.values_list(*columns).query.sql_with_params()
-    metadata_at = _COLUMNS.index("metadata")
     with transaction.atomic(using=events.db), connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
         while batch := cursor.fetchmany(CHUNK_SIZE):
             for row in batch:
                 values = dict(zip(_COLUMNS, row, strict=True))
-                metadata = row[metadata_at]
-                if isinstance(metadata, str | bytes):
-                    values["metadata"] = json.loads(metadata)
+                for at in _JSON_AT:
+                    if isinstance(row[at], str | bytes):
+                        values[_COLUMNS[at]] = json.loads(row[at])
                 yield values
 
 
