@@ -194,12 +194,18 @@ def seed() -> dict[str, object]:
     return {"load_s": load_s, "index_s": index_s}
 
 
-COLUMNS = [
-    "chain_key", "seq", "prev_hash", "hash", "created_at", "organization_id", "actor_type",
-    "actor_id", "actor_label", "action", "target_type", "target_id", "target_label", "outcome",
-    "decision", "worker_id", "token_id", "connection_id", "provider", "upstream_status",
-    "latency_ms", "reason", "metadata", "ip", "user_agent", "request_id",
-]  # fmt: skip
+def copy_columns() -> dict[str, object]:
+    """The COPY columns, the one list of audit fields (apps.audit.fields) but the id,
+    each with the model's default for a column the seeder does not set."""
+    from apps.audit.fields import FIELDS
+
+    return {field.name: field.default() for field in FIELDS if field.name != "id"}
+
+
+def copy_line(values: dict[str, object], columns: dict[str, object]) -> str:
+    """One COPY text row."""
+    cells = (values.get(name, default) for name, default in columns.items())
+    return "\t".join("\\N" if cell is None else str(cell) for cell in cells)
 
 
 def load_part(
@@ -222,7 +228,8 @@ def load_part(
     batch = 200_000
     with psycopg.connect(DB_URL) as conn, conn.cursor() as pg:
         pg.execute("SET TIME ZONE 'UTC'")
-        with pg.copy(f"COPY audit_auditevent ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        columns = copy_columns()
+        with pg.copy(f"COPY audit_auditevent ({', '.join(columns)}) FROM STDIN") as copy:
             buf: list[str] = []
             for i in range(count):
                 oid = org_choices[i % len(org_choices)]
@@ -246,9 +253,7 @@ def load_part(
                 seq_hash[1] = values["hash"] = digest
                 values["created_at"] = created.isoformat(timespec="microseconds")
                 values["metadata"] = json.dumps(values["metadata"], separators=(",", ":"))
-                buf.append(
-                    "\t".join("\\N" if values[c] is None else str(values[c]) for c in COLUMNS)
-                )
+                buf.append(copy_line(values, columns))
                 if (i + 1) % batch == 0:
                     copy.write("\n".join(buf) + "\n")
                     buf = []
@@ -604,7 +609,8 @@ def simulation() -> dict[str, float]:
         seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
         start = datetime.now(UTC) - timedelta(days=29)
         step = timedelta(days=28) / SIM_CALLS
-        lines = []
+        lines: list[str] = []
+        columns = copy_columns()
         for i in range(SIM_CALLS - have):
             conn = conns[rng.randrange(4)]
             roll = rng.random()
@@ -645,10 +651,10 @@ def simulation() -> dict[str, float]:
             prev = values["hash"] = event_hash(values)
             values["created_at"] = created.isoformat(timespec="microseconds")
             values["metadata"] = json.dumps(meta, separators=(",", ":"))
-            lines.append("\t".join("\\N" if values[c] is None else str(values[c]) for c in COLUMNS))
+            lines.append(copy_line(values, columns))
         with psycopg.connect(DB_URL) as conn_, conn_.cursor() as pg:
             pg.execute("SET TIME ZONE 'UTC'")
-            with pg.copy(f"COPY audit_auditevent ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            with pg.copy(f"COPY audit_auditevent ({', '.join(columns)}) FROM STDIN") as copy:
                 copy.write("\n".join(lines) + "\n")
             pg.execute(
                 "INSERT INTO audit_auditchainhead (chain_key, seq, hash) VALUES (%s, %s, %s) "
