@@ -5,7 +5,8 @@ Everything that names audit columns reads them here: the content digest
 exports and proof exports (`EXPORTED`), the API serializer and the SIEM stream.
 The list is the model's concrete fields in declaration order, each under its
 column name (`organization_id`), which is also its export header and JSON key;
-the model's `UNHASHED_FIELDS` and `UNEXPORTED_FIELDS` are the only flags.
+every field is exported, and every one but those the model names in
+`UNHASHED_FIELDS` (the id and the chain link) is hashed.
 `apps.audit.offline` keeps its own copy on purpose (it runs without Django);
 a test holds it to this one."""
 
@@ -25,7 +26,6 @@ class AuditField:
     name: str  # the column: also the export header and the JSON key
     kind: str  # how it is stored and encoded: "int", "text", "json", "ip" or "time"
     hashed: bool  # covered by the content digest
-    exported: bool  # in exports, the API and the SIEM stream
     default: Callable[[], Any]  # what an append writes when the caller gives nothing
 
 
@@ -45,13 +45,11 @@ def _kind(field: models.Field[Any, Any]) -> str:
 
 def _fields(model: type[models.Model]) -> tuple[AuditField, ...]:
     unhashed = set(getattr(model, "UNHASHED_FIELDS", ()))
-    unexported = set(getattr(model, "UNEXPORTED_FIELDS", ()))
     return tuple(
         AuditField(
             name=field.attname,
             kind=_kind(field),
             hashed=field.attname not in unhashed and field.name not in unhashed,
-            exported=field.attname not in unexported and field.name not in unexported,
             default=field.get_default,
         )
         for field in model._meta.concrete_fields
@@ -61,7 +59,8 @@ def _fields(model: type[models.Model]) -> tuple[AuditField, ...]:
 FIELDS = _fields(AuditEvent)
 BY_NAME = {field.name: field for field in FIELDS}
 HASHED = tuple(field.name for field in FIELDS if field.hashed)
-EXPORTED = tuple(field.name for field in FIELDS if field.exported)
+# Exports, proof exports (which need every hashed field), the API and the SIEM stream.
+EXPORTED = tuple(BY_NAME)
 # The append takes these from its caller; the database assigns the id and the
 # statement itself computes the link (seq, prev_hash, hash).
 LINK = ("id", "seq", "prev_hash", "hash")

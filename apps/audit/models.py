@@ -94,12 +94,9 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, editable=False)
 
-    # Per-field flags of the list above (every other field is hashed and exported).
-    # The row id and the chain link are exported but are not content: the digest
-    # cannot cover the hash it is part of.
+    # Every field above is exported and, but for these, hashed. The row id and the
+    # chain link are not content: the digest cannot cover the hash it is part of.
     UNHASHED_FIELDS: ClassVar[tuple[str, ...]] = ("id", "seq", "prev_hash", "hash")
-    # Stored and hashed, but left out of exports, the API and the SIEM stream.
-    UNEXPORTED_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     objects = AuditEventQuerySet.as_manager()
 
