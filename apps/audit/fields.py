@@ -1,7 +1,7 @@
 """The one list of audit fields, as `AuditEvent` declares it.
 
 Everything that names audit columns reads them here: the content digest
-(`chain.HASHED_FIELDS`), the append statement (`INSERTED`), CSV and JSON Lines
+(`chain.HASHED_FIELDS`), the append statement (`WRITTEN`), CSV and JSON Lines
 exports and proof exports (`EXPORTED`), the API serializer and the SIEM stream.
 The list is the model's concrete fields in declaration order, each under its
 column name (`organization_id`), which is also its export header and JSON key;

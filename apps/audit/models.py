@@ -51,8 +51,8 @@ class AuditEvent(models.Model):
     inserts them, the content digest covers them, and exports (CSV header and
     JSON keys are the column names), the API and the SIEM stream carry them; all
     read the list through `apps.audit.fields`. Adding a column is one line here
-    plus a migration (a column added later must default to null, "" or {}, see
-    `apps.audit.chain`)."""
+    plus a migration (it must default to null, "" or {}, see `apps.audit.chain`);
+    the Django-free `apps.audit.offline` also names it, and a test says where."""
 
     created_at = models.DateTimeField(editable=False)
     organization = models.ForeignKey(
