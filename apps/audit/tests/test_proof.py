@@ -337,12 +337,13 @@ def test_manage_py_audit_verify_file_names_the_line(client, org, reviewer, tmp_p
 def test_the_offline_module_agrees_with_the_chain_module():
     # offline.py keeps a copy of the one list (it runs without Django): held to it here.
     assert offline.DIGEST_V1_FIELDS == chain.DIGEST_V1_FIELDS
-    assert offline.LATER_FIELDS == chain.LATER_FIELDS
+    assert offline.LATER_FIELDS == chain.LATER_FIELDS, "copy chain.LATER_FIELDS to offline.py"
     assert {*offline.DIGEST_V1_FIELDS, *offline.LATER_FIELDS} == set(audit_fields.HASHED)
     assert offline.EMPTY == chain.EMPTY
-    assert offline.INT_FIELDS == set(audit_fields.of_kind("int"))
-    assert offline.JSON_FIELDS == set(audit_fields.of_kind("json"))
-    assert offline.IP_FIELDS == set(audit_fields.of_kind("ip"))
+    # How offline.py reads CSV cells back: by the model fields' kinds.
+    assert offline.INT_FIELDS == set(audit_fields.of_kind("int")), "offline.INT_FIELDS"
+    assert offline.JSON_FIELDS == set(audit_fields.of_kind("json")), "offline.JSON_FIELDS"
+    assert offline.IP_FIELDS == set(audit_fields.of_kind("ip")), "offline.IP_FIELDS"
     values = {"chain_key": "org:1", "created_at": "2026-01-01T00:00:00.000000+00:00"}
     assert offline.content_digest(values) == chain.content_digest(values)
     assert offline.link_hash("a", 2, "b") == chain.link_hash("a", 2, "b")
