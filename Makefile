@@ -15,18 +15,19 @@ RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
 
-# uv, pinned and hash-checked, is the one thing pip installs.
+# uv, pinned and hash-checked, is the one thing pip installs. uv compiles the bytecode at
+# install (in parallel, once), not the first web, worker and beat processes all at once.
 $(UV): requirements-uv.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements-uv.txt
 	touch $(UV)
 
 $(RUN_STAMP): $(UV) requirements.txt requirements-local.txt
-	$(UV) pip install --quiet --python $(BIN)/python $(RUN_LOCKS)
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python $(RUN_LOCKS)
 	touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP) requirements-dev.txt
-	$(UV) pip install --quiet --python $(BIN)/python $(RUN_LOCKS) -r requirements-dev.txt
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python $(RUN_LOCKS) -r requirements-dev.txt
 	touch $(STAMP)
 
 ## Recompile the locks after editing a requirements*.in (pip-tools; every package pinned, with hashes).
