@@ -23,11 +23,11 @@ $(UV): requirements-uv.txt
 	touch $(UV)
 
 $(RUN_STAMP): $(UV) requirements.txt requirements-local.txt
-	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python $(RUN_LOCKS)
+	$(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python $(RUN_LOCKS)
 	touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP) requirements-dev.txt
-	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python $(RUN_LOCKS) -r requirements-dev.txt
+	$(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python $(RUN_LOCKS) -r requirements-dev.txt
 	touch $(STAMP)
 
 ## Recompile the locks after editing a requirements*.in (pip-tools; every package pinned, with hashes).
@@ -76,11 +76,16 @@ lint: venv
 	$(BIN)/mypy
 
 ## Known vulnerabilities in every pinned package of the locks (PyPI's advisory data via
-## pip-audit). The locks are the whole tree with hashes, so nothing is resolved again;
-## --strict: a package pip-audit cannot find or audit fails the run.
+## pip-audit). First the locks must resolve on their own, every package of the tree pinned
+## with a hash (into an empty target, so the installed venv hides nothing); then pip-audit
+## reads the pins without resolving again. --strict: a package it cannot find or audit fails.
+ALL_LOCKS := $(RUN_LOCKS) -r requirements-dev.txt -r requirements-uv.txt
 audit: venv
-	$(BIN)/pip-audit --strict --progress-spinner off --disable-pip \
-	  $(RUN_LOCKS) -r requirements-dev.txt -r requirements-uv.txt
+	rm -rf var/lock-check
+	$(UV) pip install --quiet --dry-run --require-hashes --python $(BIN)/python \
+	  --target var/lock-check $(ALL_LOCKS)
+	rm -rf var/lock-check
+	$(BIN)/pip-audit --strict --progress-spinner off --disable-pip $(ALL_LOCKS)
 
 bench: venv
 	$(BIN)/python scripts/bench.py
