@@ -9,6 +9,7 @@ UV     := $(BIN)/uv
 RUN_STAMP := $(VENV)/.installed-run
 STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
+UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
 .PHONY: run manage verify test lint audit lock bench bench-audit venv venv-run browser rsyslog clean
 
@@ -23,11 +24,11 @@ $(UV): requirements-uv.txt
 	touch $(UV)
 
 $(RUN_STAMP): $(UV) requirements.txt requirements-local.txt
-	$(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python $(RUN_LOCKS)
+	$(UV_INSTALL) $(RUN_LOCKS)
 	touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP) requirements-dev.txt
-	$(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python $(RUN_LOCKS) -r requirements-dev.txt
+	$(UV_INSTALL) $(RUN_LOCKS) -r requirements-dev.txt
 	touch $(STAMP)
 
 ## Recompile the locks after editing a requirements*.in (pip-tools; every package pinned, with hashes).
