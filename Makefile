@@ -1,19 +1,44 @@
-# Grantry — the README's commands. Everything installs itself into .venv.
+# Grantry — the README's commands. Everything installs itself into .venv, from the
+# hashed locks (requirements*.txt, compiled from requirements*.in by `make lock`).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
-STAMP  := $(VENV)/.installed
+UV     := $(BIN)/uv
+# make run: production's lock plus the embedded PostgreSQL. Tests, lint and audit add the dev lock.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed
+RUN_LOCKS := -r requirements.txt -r requirements-local.txt
+UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: run manage verify test lint audit bench bench-audit venv browser rsyslog clean
+.PHONY: run manage verify test lint audit lock bench bench-audit venv venv-run browser rsyslog clean
 
 venv: $(STAMP)
+venv-run: $(RUN_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+# uv, pinned and hash-checked, is the one thing pip installs. uv compiles the bytecode at
+# install (in parallel, once), not the first web, worker and beat processes all at once.
+$(UV): requirements-uv.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-uv.txt
+	touch $(UV)
+
+$(RUN_STAMP): $(UV) requirements.txt requirements-local.txt
+	$(UV_INSTALL) $(RUN_LOCKS)
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements-dev.txt
+	$(UV_INSTALL) $(RUN_LOCKS) -r requirements-dev.txt
 	touch $(STAMP)
+
+## Recompile the locks after editing a requirements*.in (pip-tools; every package pinned, with hashes).
+LOCK := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock: venv
+	$(LOCK) -o requirements-uv.txt requirements-uv.in
+	$(LOCK) -o requirements.txt requirements.in
+	$(LOCK) -o requirements-local.txt requirements-local.in
+	$(LOCK) -o requirements-dev.txt requirements-dev.in
 
 # Headless Chromium for the browser tests: Debian's package, never a download.
 browser:
@@ -29,16 +54,16 @@ rsyslog:
 
 ## Start the whole product: embedded PostgreSQL (var/pgdata) + web + worker + scheduler.
 ## No Redis needed. Writes the development environment to var/dev.env.
-run: venv
+run: venv-run
 	PORT=$(PORT) $(BIN)/python scripts/run_dev.py
 
 ## One manage.py command against make run's database, e.g. make manage ARGS="audit_verify".
 ## Works whether make run is running or not (it starts the embedded PostgreSQL if needed).
-manage: venv
+manage: venv-run
 	PORT=$(PORT) $(BIN)/python scripts/run_dev.py manage $(ARGS)
 
 ## Verify the audit hash chains of make run's database.
-verify: venv
+verify: venv-run
 	PORT=$(PORT) $(BIN)/python scripts/run_dev.py manage audit_verify
 
 ## Run the whole test suite (PostgreSQL/Redis when they answer, else the embedded
@@ -51,10 +76,17 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## Known vulnerabilities in the pinned requirements (PyPI's advisory data via pip-audit).
-## --strict: a package pip-audit cannot resolve or audit fails the run.
+## Known vulnerabilities in every pinned package of the locks (PyPI's advisory data via
+## pip-audit). First the locks must resolve on their own, every package of the tree pinned
+## with a hash (into an empty target, so the installed venv hides nothing); then pip-audit
+## reads the pins without resolving again. --strict: a package it cannot find or audit fails.
+ALL_LOCKS := $(RUN_LOCKS) -r requirements-dev.txt -r requirements-uv.txt
 audit: venv
-	$(BIN)/pip-audit --strict --progress-spinner off -r requirements.txt
+	rm -rf var/lock-check
+	$(UV) pip install --quiet --dry-run --require-hashes --python $(BIN)/python \
+	  --target var/lock-check $(ALL_LOCKS)
+	rm -rf var/lock-check
+	$(BIN)/pip-audit --strict --progress-spinner off --disable-pip $(ALL_LOCKS)
 
 bench: venv
 	$(BIN)/python scripts/bench.py
