@@ -13,7 +13,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [settings.BACKENDS.describe()]
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
     from django.conf import settings
 
     terminalreporter.write_line(settings.BACKENDS.describe())

@@ -83,7 +83,7 @@ def test_ctrl_c_stops_web_worker_beat_and_postgres(tmp_path: Path) -> None:
     env = _clean_env(PORT=str(port), GRANTRY_VAR_DIR=str(var), WEB_CONCURRENCY="2")
     # Its own session: the SIGINT below reaches it the way a terminal's Ctrl-C reaches
     # `make run` (the foreground process group), not the test run.
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
+    process = subprocess.Popen(  # fixed argv
         [str(PYTHON), "scripts/run_dev.py"],
         cwd=ROOT,
         env=env,
@@ -125,7 +125,7 @@ def test_access_log_never_shows_query_strings(tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "web.log"
     env = {**os.environ, "WEB_CONCURRENCY": "1", "WEB_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
+    process = subprocess.Popen(  # fixed argv
         web_command(str(port)),
         cwd=ROOT,
         env=env,

@@ -589,7 +589,7 @@ def audit_sink_create(
     organization: Any,
     name: str,
     kind: str,
-    format: str = "jsonl",  # noqa: A002 - the model's word
+    format: str = "jsonl",  # the model's word
     url: str = "",
     host: str = "",
     port: int | None = None,
@@ -616,7 +616,7 @@ def audit_sink_create(
         if not secret:
             errors["secret"] = ["Enter the HMAC key or the SIEM's token."]
     if kind == SinkKind.SYSLOG:
-        format = SinkFormat.JSONL  # noqa: A001
+        format = SinkFormat.JSONL
         if not host:
             errors["host"] = ["Enter the syslog server's host name."]
         if not port or not 1 <= int(port) <= 65535:

@@ -106,6 +106,6 @@ class InvitationAdmin(AuditedAdmin):
     ]
     list_select_related = ["organization", "invited_by"]
 
-    def has_add_permission(self, request):  # noqa: ANN001, ANN201
+    def has_add_permission(self, request):
         # Invitations are created by invitation_create(), which emails the key.
         return False

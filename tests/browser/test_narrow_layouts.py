@@ -40,7 +40,7 @@ def test_phone_width_layouts(open_as, live_server, org, owner):
         cell = page.locator(f'td[data-label="{label}"]').first
         box = cell.bounding_box()
         assert cell.is_visible() and box is not None, label
-        assert 0 <= box["x"] and box["x"] + box["width"] <= WIDTH, (label, box)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= WIDTH, (label, box)
     assert "Denied" in page.locator('td[data-label="Decision"]').first.inner_text()
 
     page.goto(f"{base}/o/{org.slug}/audit/charts/")

@@ -38,7 +38,7 @@ class GatedAgent:
         self.token.refresh_from_db()
         return AgentContext.for_token(self.token)
 
-    def decide(self, input: Any = None, action: str = "sandbox.delete_task") -> Any:  # noqa: A002
+    def decide(self, input: Any = None, action: str = "sandbox.delete_task") -> Any:
         return evaluate(
             load_role_rules(self.role.pk),
             Call.for_action(
@@ -50,7 +50,7 @@ class GatedAgent:
             ),
         )
 
-    def binding(self, input: Any = None, action: str = "sandbox.delete_task") -> ApprovalBinding:  # noqa: A002
+    def binding(self, input: Any = None, action: str = "sandbox.delete_task") -> ApprovalBinding:
         return ApprovalBinding.for_action(
             ctx=self.ctx(),
             action_name=action,
@@ -58,7 +58,7 @@ class GatedAgent:
             input_digest=input_digest(INPUT if input is None else input),
         )
 
-    def request(self, input: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+    def request(self, input: Any = None, **kwargs: Any) -> Any:
         data = INPUT if input is None else input
         return approval_request(
             binding=self.binding(data),

@@ -108,7 +108,7 @@ def test_concurrent_writers_never_fork_or_break_the_chain(transactional_db, org)
             barrier.wait()
             for i in range(per_thread):
                 audit_record(action=f"test.thread{n}", organization_id=org.pk, metadata={"i": i})
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             connections.close_all()
@@ -160,7 +160,7 @@ def test_one_organization_spreads_concurrent_appends_over_its_chains(
                 audit_record(action="test.holder", organization_id=org.pk)
                 holding.set()
                 release.wait(10)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             connections.close_all()

@@ -114,7 +114,7 @@ def test_the_offline_script_names_the_edited_line_as_a_separate_process(
     good.write_text(body, encoding="utf-8")
 
     def run(path):
-        return subprocess.run(  # noqa: S603 - our own script, fixed arguments
+        return subprocess.run(  # our own script, fixed arguments
             [sys.executable, "-I", str(script), str(path), "--public-key", public_key(org)],
             capture_output=True,
             text=True,

@@ -19,7 +19,7 @@ CANARY = "canary-plaintext-7f3a9c"
 
 def _raw(column: str, table: str, pk: int) -> bytes:
     with db.cursor() as cursor:
-        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])  # noqa: S608
+        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])
         return bytes(cursor.fetchone()[0])
 
 

@@ -104,7 +104,7 @@ def test_twenty_concurrent_callers_cause_exactly_one_refresh(connected):
             mine = Connection.objects.get(pk=connected.pk)  # each its own stale copy
             start.wait()
             results.append(custody.auth_for(mine, provider).headers["Authorization"])
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             close_old_connections()

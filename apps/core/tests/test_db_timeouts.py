@@ -45,7 +45,7 @@ SHOW_TIMEOUTS = (
 
 def _run(argv: list[str], **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-    result = subprocess.run(  # noqa: S603 - fixed argv
+    result = subprocess.run(  # fixed argv
         argv,
         cwd=ROOT,
         env={

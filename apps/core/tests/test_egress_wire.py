@@ -244,7 +244,7 @@ def _dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, str], delay: float 
     """DNS is the one thing that cannot be real here; the HTTP side stays real. Names
     not listed fail, so no test depends on (or leaks to) a real resolver."""
 
-    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN202
+    def getaddrinfo(host, port, *args, **kwargs):
         time.sleep(delay)
         if host not in answers:
             raise socket.gaierror(socket.EAI_NONAME, "not a test name")

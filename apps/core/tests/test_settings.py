@@ -125,5 +125,5 @@ def _derive(secret: str) -> bytes:
 def test_encryption_key_is_derived_from_grantry_key_never_from_secret_key():
     from django.conf import settings
 
-    assert settings.CRYPTOGRAPHY_KEY == _derive(settings.GRANTRY_ENCRYPTION_KEY)
-    assert settings.CRYPTOGRAPHY_KEY != _derive(settings.SECRET_KEY)
+    assert _derive(settings.GRANTRY_ENCRYPTION_KEY) == settings.CRYPTOGRAPHY_KEY
+    assert _derive(settings.SECRET_KEY) != settings.CRYPTOGRAPHY_KEY

@@ -31,7 +31,7 @@ def other_process(role_id: int) -> subprocess.Popen[str]:
         "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
         "DATABASE_URL": database_url(db),
     }
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(role_id)],
         cwd=ROOT,
         env=env,

@@ -52,7 +52,7 @@ class Server:
             "GRANTRY_BASE_URL": self.base,
             **(extra_env or {}),
         }
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv
+        self.process = subprocess.Popen(  # fixed argv
             [
                 str(GRANIAN),
                 *("--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port)),
