@@ -65,7 +65,8 @@ def test_every_new_route_is_documented_with_the_standard_errors(client):
             operation = schema["paths"][path][method]
             assert operation.get("summary"), (path, method)
             responses = operation["responses"]
-            assert "401" in responses and ("404" in responses), (path, method)
+            assert "401" in responses, (path, method)
+            assert "404" in responses, (path, method)
             refs = str(responses["404"])
             assert "#/components/schemas/Error" in refs, (path, method)
             # Your own personal tokens need no role; everything else can be too low.

@@ -97,7 +97,9 @@ def test_ctrl_c_stops_web_worker_beat_and_postgres(tmp_path: Path) -> None:
         _wait_until_up(f"http://127.0.0.1:{port}/healthz", process, log, seconds=300)
         children = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(child.cmdline()) for child in children)
-        assert "granian" in names and "worker" in names and "beat" in names
+        assert "granian" in names
+        assert "worker" in names
+        assert "beat" in names
         postmaster = int((var / "pgdata" / "postmaster.pid").read_text().split()[0])
         watched = [child.pid for child in children] + [postmaster]
         assert all(_alive(pid) for pid in watched)

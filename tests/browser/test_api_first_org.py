@@ -90,7 +90,8 @@ def run(browser, base: str) -> None:
             json={"client_id": client_id, "client_secret": client_secret},
         )
     )
-    assert app["has_client_secret"] is True and client_secret not in str(app)
+    assert app["has_client_secret"] is True
+    assert client_secret not in str(app)
 
     # 4. Start the OAuth connect with the API; the one consent happens in the browser.
     start = ok(
@@ -146,7 +147,8 @@ def run(browser, base: str) -> None:
         base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {worker_token}"}, timeout=30
     )
     call = ok(agent.post("/actions/sandbox.list_projects/execute", json={"input": {}}))
-    assert call["status"] == 200 and "projects" in call["body"]
+    assert call["status"] == 200
+    assert "projects" in call["body"]
     refused = agent.post("/actions/sandbox.create_project/execute", json={"input": {"name": "x"}})
     assert refused.status_code == 403
 

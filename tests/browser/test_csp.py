@@ -65,7 +65,8 @@ class Watcher:
 
     def visit(self, url: str) -> dict[str, str]:
         response = self.page.goto(url)
-        assert response is not None and response.status < 400, (url, response and response.status)
+        assert response is not None, url
+        assert response.status < 400, (url, response.status)
         self.page.wait_for_load_state("networkidle")
         self.violations += self.page.evaluate("window.__csp")
         return response.headers

@@ -29,7 +29,8 @@ def test_workers_list_pages_and_search(open_as, live_server, org, admin):
     assert rows.first.inner_text().startswith("agent-050")
     page.get_by_role("link", name="Next →").click()
     page.wait_for_load_state()
-    assert rows.count() == 20 and page.get_by_role("link", name="Next →").count() == 0
+    assert rows.count() == 20
+    assert page.get_by_role("link", name="Next →").count() == 0
     page.get_by_role("link", name="← Previous").click()
     page.wait_for_load_state()
     assert rows.first.inner_text().startswith("agent-050")
@@ -51,10 +52,12 @@ def test_chart_bar_opens_the_filtered_audit_list(open_as, live_server, org, revi
     page = open_as(reviewer)
     page.goto(f"{live_server.url}/o/{org.slug}/audit/charts/")
     main = page.locator("main")
-    assert "triage-bot" in main.inner_text() and "Worker 1" not in main.inner_text()
+    assert "triage-bot" in main.inner_text()
+    assert "Worker 1" not in main.inner_text()
     page.get_by_role("link", name=re.compile(r"^sandbox\.delete_task: 3\.")).click()
     page.wait_for_load_state()
-    assert "/audit/?" in page.url and "call=sandbox.delete_task" in page.url
+    assert "/audit/?" in page.url
+    assert "call=sandbox.delete_task" in page.url
     rows = page.locator("main table.audit-table tbody tr")
     assert rows.count() == 3
     assert all("sandbox.delete_task" in r for r in rows.all_inner_texts())

@@ -39,11 +39,14 @@ def test_phone_width_layouts(open_as, live_server, org, owner):
     for label in ("Decision", "Outcome"):
         cell = page.locator(f'td[data-label="{label}"]').first
         box = cell.bounding_box()
-        assert cell.is_visible() and box is not None, label
-        assert box["x"] >= 0 and box["x"] + box["width"] <= WIDTH, (label, box)
+        assert cell.is_visible(), label
+        assert box is not None, label
+        assert box["x"] >= 0, (label, box)
+        assert box["x"] + box["width"] <= WIDTH, (label, box)
     assert "Denied" in page.locator('td[data-label="Decision"]').first.inner_text()
 
     page.goto(f"{base}/o/{org.slug}/audit/charts/")
     svg = page.locator("svg.chart").first.bounding_box()
-    assert svg is not None and svg["width"] <= WIDTH
+    assert svg is not None
+    assert svg["width"] <= WIDTH
     assert _page_width(page) <= WIDTH

@@ -111,10 +111,8 @@ def test_required_mfa_then_passkey_setup_and_passkey_login(
     assert key.wrap().is_passwordless is True  # a discoverable credential (passkey)
     assert key.wrap().name == "Laptop passkey"
     credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
-    assert (
-        len(credentials["credentials"]) == 1
-        and credentials["credentials"][0]["isResidentCredential"]
-    )
+    assert len(credentials["credentials"]) == 1
+    assert credentials["credentials"][0]["isResidentCredential"]
     assert AuditEvent.objects.filter(action="auth.mfa_enabled").exists()
 
     # 3. The dashboard opens now.

@@ -101,11 +101,13 @@ def test_the_readme_tour_as_written(live_server, settings):
 
         # 3. The README's curl lines: whoami 200, a read 200, a refused write 403.
         status, body = run_curl(commands[0], base, token)
-        assert status == 200 and body["worker"]["name"] == "demo-agent", body
+        assert status == 200, body
+        assert body["worker"]["name"] == "demo-agent", body
         status, body = run_curl(commands[1], base, token)
         assert status == 200, body
         status, body = run_curl(commands[2], base, token)
-        assert status == 403 and body["error"]["code"] == "denied", body
+        assert status == 403, body
+        assert body["error"]["code"] == "denied", body
 
         # 4. Roles → the demo role: rules in plain words, YAML/JSON view, Test a call.
         owner.get_by_role("navigation", name="Organization").get_by_role(
@@ -113,7 +115,8 @@ def test_the_readme_tour_as_written(live_server, settings):
         ).click()
         owner.get_by_role("link", name="sandbox-read-and-create-tasks").click()
         main = owner.locator("main").inner_text()
-        assert "on connection 'sandbox-demo'" in main and "Test a call" in main
+        assert "on connection 'sandbox-demo'" in main
+        assert "Test a call" in main
         assert owner.get_by_role("link", name="View as YAML / JSON").is_visible()
 
         # 5. The reviewer filters on the worker and decision=denied, opens an event, exports.

@@ -144,7 +144,8 @@ def test_mfa_totp_activate_recovery_codes_deactivate_and_authenticate(client):
     response = client.post(reverse("mfa_authenticate"), {"code": wrong})
     assert response.status_code == 200  # wrong code: the form again, with an error
     failed = AuditEvent.objects.get(action="auth.mfa_failed", actor_id=str(user.pk))
-    assert failed.outcome == "failure" and wrong not in str(failed.metadata)
+    assert failed.outcome == "failure"
+    assert wrong not in str(failed.metadata)
 
     # In with a recovery code (the TOTP code of this period was used already),
     # then deactivate: audited.

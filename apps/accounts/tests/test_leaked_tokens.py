@@ -56,7 +56,8 @@ def test_worker_token_in_a_query_string_is_revoked_and_its_owner_emailed(
     assert raw[4:47] not in str(event.metadata) + event.reason + event.target_label
     [message] = mail.outbox
     assert message.to == [admin.email]  # the worker's owner
-    assert token.public_id in message.body and raw[4:47] not in message.body
+    assert token.public_id in message.body
+    assert raw[4:47] not in message.body
     # It no longer works, in the header either.
     again = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert again.status_code == 401
@@ -85,7 +86,8 @@ def test_personal_token_in_a_query_string_is_revoked_and_its_user_emailed(
     assert_leaked(response)
     assert PersonalAPIToken.objects.get(pk=token.pk).revoked_at is not None
     event = AuditEvent.objects.get(action="token.leaked")
-    assert event.token_id == token.public_id and event.organization_id == org.pk
+    assert event.token_id == token.public_id
+    assert event.organization_id == org.pk
     [message] = mail.outbox
     assert message.to == [admin.email]
     assert raw[5:48] not in message.body

@@ -40,7 +40,8 @@ def test_page_mints_shows_once_and_revokes(org, admin):
     raw = re.search(r"gryp_[0-9A-Za-z]{49}", page.content.decode()).group(0)
     assert api_with(raw).get(workers_url(org)).status_code == 200
     again = client.get("/accounts/tokens/").content.decode()
-    assert raw not in again and "terraform" in again
+    assert raw not in again
+    assert "terraform" in again
 
     token = PersonalAPIToken.objects.get(user=admin)
     assert (
@@ -133,5 +134,7 @@ def test_revoke_is_idempotent_and_usage_is_throttled(org, admin):
 
 def test_raw_token_is_not_in_str_or_repr(org, admin):
     token, raw = personal_token_mint(user=admin, organization=org, name="x")
-    assert raw not in str(token) and raw not in repr(token)
-    assert token.digest not in str(token) and token.digest not in repr(token)
+    assert raw not in str(token)
+    assert raw not in repr(token)
+    assert token.digest not in str(token)
+    assert token.digest not in repr(token)

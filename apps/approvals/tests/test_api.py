@@ -130,7 +130,8 @@ def test_list_show_and_approve_with_a_personal_token(client, gated, admin):
     assert rows[0]["input_redacted"] is True
 
     shown = client.get(org_url(approval), **auth)
-    assert shown.status_code == 200 and shown.json()["worker"]["name"] == "cleanup-bot"
+    assert shown.status_code == 200
+    assert shown.json()["worker"]["name"] == "cleanup-bot"
 
     decided = client.post(
         org_url(approval, "approve/"), {"comment": "ok"}, content_type="application/json", **auth
@@ -162,7 +163,8 @@ def test_deny_and_separation_of_duties_through_the_api(client, gated, owner, adm
         content_type="application/json",
         **_token(admin, gated.organization),
     )
-    assert denied.status_code == 200 and denied.json()["status"] == "denied"
+    assert denied.status_code == 200
+    assert denied.json()["status"] == "denied"
     again = client.post(
         org_url(approval, "approve/"),
         {},
@@ -176,7 +178,8 @@ def test_a_plain_member_sees_only_what_names_them(client, gated, member):
     gated.request()
     client.force_login(member)
     listed = client.get(f"/api/v1/orgs/{gated.organization.slug}/approvals/")
-    assert listed.status_code == 200 and listed.json()["results"] == []
+    assert listed.status_code == 200
+    assert listed.json()["results"] == []
 
 
 def test_another_organizations_admin_cannot_see_or_decide(client, gated, outsider, other_org):

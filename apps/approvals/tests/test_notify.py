@@ -46,7 +46,8 @@ def test_a_request_is_posted_with_a_valid_hmac(org, owner, admin, receiver, cele
 
     assert _wait_for(lambda: len(receiver.requests) >= 1), "no webhook delivery"
     hit = receiver.requests[0]
-    assert hit.method == "POST" and hit.path == "/slack/hook"
+    assert hit.method == "POST"
+    assert hit.path == "/slack/hook"
     headers = {k.lower(): v for k, v in hit.headers.items()}
     timestamp = headers[TIMESTAMP_HEADER.lower()]
     expected = hmac.new(

@@ -57,7 +57,8 @@ def test_the_rule_asks_for_approval_and_evaluate_stays_denied(gated):
     assert "after approval by an admin" in decision.reason
     # The plain rule of the same role is untouched.
     plain = gated.decide(action="sandbox.list_projects", input={})
-    assert plain.allowed is True and plain.approval_required is False
+    assert plain.allowed is True
+    assert plain.approval_required is False
 
 
 def test_a_request_is_bound_audited_and_idempotent_while_pending(gated):
@@ -70,13 +71,15 @@ def test_a_request_is_bound_audited_and_idempotent_while_pending(gated):
     assert approval.expires_at - approval.created_at == pytest.approx(
         timedelta(hours=1), abs=timedelta(seconds=5)
     )
-    assert "cleanup-bot" in approval.summary and "sandbox.delete_task" in approval.summary
+    assert "cleanup-bot" in approval.summary
+    assert "sandbox.delete_task" in approval.summary
     # The org does not store broker input: the approver sees the shape, not the values.
     assert approval.input == {"task_id": "‹redacted number›"}
     assert events(approval) == ["approval.requested"]
     event = AuditEvent.objects.get(action="approval.requested")
     assert event.metadata["approval_id"] == approval.public_id
-    assert event.actor_type == "worker" and event.token_id == gated.token.public_id
+    assert event.actor_type == "worker"
+    assert event.token_id == gated.token.public_id
 
     assert gated.request().pk == approval.pk  # same call, same token
     assert gated.request(idempotency_key="key-1").pk == approval.pk
@@ -100,7 +103,8 @@ def test_an_admin_approves_and_it_is_audited(gated, admin):
     assert approved.decisions.get().comment == "fine by me"
     assert events(approval) == ["approval.requested", "approval.approved"]
     event = AuditEvent.objects.get(action="approval.approved")
-    assert event.actor_id == str(admin.pk) and event.metadata["comment"] == "fine by me"
+    assert event.actor_id == str(admin.pk)
+    assert event.metadata["comment"] == "fine by me"
 
 
 def test_separation_of_duties_refuses_the_workers_creator_and_owner(org, owner, admin, member):
@@ -186,7 +190,8 @@ def test_two_approvers_when_the_organization_requires_them(gated, admin):
 def test_a_claim_executes_once_and_a_second_use_is_409(gated, admin):
     approval = approve(gated.request(), admin)
     claimed = approval_claim_for_execution(approval_id=approval.public_id, binding=gated.binding())
-    assert claimed.status == ApprovalStatus.EXECUTED and claimed.executed_at is not None
+    assert claimed.status == ApprovalStatus.EXECUTED
+    assert claimed.executed_at is not None
     again = refused(
         approval_claim_for_execution, approval_id=approval.public_id, binding=gated.binding()
     )
@@ -343,11 +348,13 @@ def test_the_gate_answers_202_then_proceeds_once(gated, admin):
     assert "sandbox.delete_task" in body["summary"]
 
     again = approval_gate(binding=gated.binding(), decision=gated.decide(), idempotency_key="k-9")
-    assert again.status == 202 and again.approval.pk == first.approval.pk
+    assert again.status == 202
+    assert again.approval.pk == first.approval.pk
 
     approve(first.approval, admin)
     by_key = approval_gate(binding=gated.binding(), decision=gated.decide(), idempotency_key="k-9")
-    assert by_key.proceed is True and by_key.approval.status == "executed"
+    assert by_key.proceed is True
+    assert by_key.approval.status == "executed"
     used = approval_gate(binding=gated.binding(), decision=gated.decide(), approval_id=body["id"])
     assert (used.proceed, used.status, used.code) == (False, 409, "approval_used")
     assert used.details == {"approval_id": body["id"]}
@@ -465,7 +472,8 @@ def test_a_proxy_approval_is_bound_to_method_and_path(org, owner, admin):
             connection_id=agent.connection.pk,
         ),
     )
-    assert decision.approval_required and not decision.allowed
+    assert decision.approval_required
+    assert not decision.allowed
     approval = approval_request(
         binding=binding("/projects/1/tasks/9"),
         decision=decision,
@@ -473,7 +481,8 @@ def test_a_proxy_approval_is_bound_to_method_and_path(org, owner, admin):
         input={"query": "", "body": ""},
         reason="nul\x00byte",
     )
-    assert approval.what() == "DELETE /projects/1/tasks/9" and approval.reason == "nulbyte"
+    assert approval.what() == "DELETE /projects/1/tasks/9"
+    assert approval.reason == "nulbyte"
     approve(approval, admin)
     problem = refused(
         approval_claim_for_execution,

@@ -31,7 +31,8 @@ def test_the_queue_shows_what_who_and_why(client, gated, admin):
     html = response.content.decode()
     assert response.status_code == 200
     assert approval.public_id in html
-    assert "sandbox.delete_task" in html and "cleanup-bot" in html
+    assert "sandbox.delete_task" in html
+    assert "cleanup-bot" in html
     assert "Duplicate of task 41" in html
     # The navigation links to the queue.
     assert f'href="/o/{gated.organization.slug}/approvals/"' in html
@@ -48,7 +49,8 @@ def test_the_page_shows_the_input_and_a_diff_against_the_last_approved_call(clie
     assert "&quot;task_id&quot;: 42" in html
     assert earlier.public_id in html  # the baseline of the diff
     assert re.search(r"<code>task_id</code></td><td><strong>changed</strong>", html)
-    assert "<code>41</code>" in html and "<code>42</code>" in html
+    assert "<code>41</code>" in html
+    assert "<code>42</code>" in html
 
 
 def test_redacted_input_when_the_org_does_not_store_it(client, gated, admin):
@@ -74,7 +76,8 @@ def test_the_workers_creator_cannot_approve_in_the_dashboard(client, gated, owne
     approval = gated.request()
     client.force_login(owner)
     html = client.get(page(approval)).content.decode()
-    assert ">Approve</button>" not in html and ">Deny</button>" in html
+    assert ">Approve</button>" not in html
+    assert ">Deny</button>" in html
     response = client.post(page(approval), {"decision": "approve"})
     assert response.status_code == 403
     assert "cannot approve" in response.content.decode()
@@ -98,7 +101,8 @@ def test_approval_templates_have_no_inline_script_or_style():
     root = Path(settings.BASE_DIR) / "templates" / "approvals"
     for template in root.glob("*.html"):
         text = template.read_text()
-        assert "<script" not in text and "style=" not in text, template
+        assert "<script" not in text, template
+        assert "style=" not in text, template
         assert not re.search(r"\son[a-z]+\s*=", text), template  # no onclick= and friends
 
 
@@ -117,7 +121,8 @@ def test_approvers_get_a_personal_single_use_link_that_only_opens_the_page(
 
     # Without a login: the login page, and the link is not spent.
     response = client.get(path)
-    assert response.status_code == 302 and "login" in response["Location"]
+    assert response.status_code == 302
+    assert "login" in response["Location"]
     assert ApprovalLink.objects.get().used_at is None
 
     # Another member of the org cannot spend it.
@@ -127,7 +132,8 @@ def test_approvers_get_a_personal_single_use_link_that_only_opens_the_page(
 
     client.force_login(admin)
     response = client.get(path)
-    assert response.status_code == 302 and response["Location"] == page(approval)
+    assert response.status_code == 302
+    assert response["Location"] == page(approval)
     assert ApprovalLink.objects.get().used_at is not None
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.PENDING  # a link never approves
@@ -167,12 +173,14 @@ def test_settings_page_keeps_secrets_out_and_audits(client, gated, admin, member
     assert row.require_two_approvers is True
     assert row.webhook_url.endswith("XXXXSECRET")
     html = client.get(url).content.decode()
-    assert "XXXXSECRET" not in html and "s3cret" not in html
+    assert "XXXXSECRET" not in html
+    assert "s3cret" not in html
     assert "a URL is set, with a signing secret" in html
     from apps.audit.models import AuditEvent
 
     event = AuditEvent.objects.get(action="approval.settings_changed")
-    assert "XXXXSECRET" not in str(event.metadata) and "s3cret" not in str(event.metadata)
+    assert "XXXXSECRET" not in str(event.metadata)
+    assert "s3cret" not in str(event.metadata)
     # The stored column is ciphertext.
     from django.db import connection
 

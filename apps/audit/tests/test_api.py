@@ -41,7 +41,8 @@ def test_list_filters_and_cursor_pages(client, org, reviewer):
         body = client.get(body["next"], **auth).json()
         seen += [e["id"] for e in body["results"]]
     assert seen == denied[::-1]
-    assert "hash" in body["results"][0] and "prev_hash" in body["results"][0]
+    assert "hash" in body["results"][0]
+    assert "prev_hash" in body["results"][0]
 
 
 @pytest.mark.django_db
@@ -90,7 +91,8 @@ def test_api_export_csv_is_streamed_filtered_and_audited(client, org, reviewer):
     assert [r["decision"] for r in rows] == ["denied"]
     assert rows[0]["reason"] == "'=cmd|' /C calc'!A0"
     event = AuditEvent.objects.get(action="audit.exported")
-    assert event.metadata["surface"] == "api" and event.metadata["filter"] == {"decision": "denied"}
+    assert event.metadata["surface"] == "api"
+    assert event.metadata["filter"] == {"decision": "denied"}
     assert (
         client.get(api(org, "audit-export", fmt="xml"), **bearer(reviewer, org)).status_code == 404
     )

@@ -51,7 +51,8 @@ def test_large_export_runs_as_a_job_and_offers_the_file(client, org, reviewer, c
     export = AuditExport.objects.get()
     assert response.status_code == 302
     assert response["Location"] == url(org, "audit:export_detail", pk=export.pk)
-    assert export.filter == {"decision": "denied"} and export.requested_by == reviewer
+    assert export.filter == {"decision": "denied"}
+    assert export.requested_by == reviewer
 
     deadline = time.monotonic() + 30
     while export.status not in (ExportStatus.DONE, ExportStatus.FAILED):
@@ -176,7 +177,8 @@ def test_finished_exports_expire(client, org, reviewer, django_capture_on_commit
     fresh.refresh_from_db()
     assert (old.status, old.file_path) == (ExportStatus.EXPIRED, "")
     assert not default_storage.exists(path)
-    assert fresh.status == ExportStatus.DONE and default_storage.exists(fresh_path)
+    assert fresh.status == ExportStatus.DONE
+    assert default_storage.exists(fresh_path)
     assert "expired" in client.get(url(org, "audit:export_detail", pk=old.pk)).content.decode()
 
 
@@ -186,4 +188,5 @@ def test_cleanup_is_scheduled():
     from grantry.celery import app
 
     app.loader.import_default_modules()
-    assert "audit.expire_exports" in app.tasks and "audit.run_export" in app.tasks
+    assert "audit.expire_exports" in app.tasks
+    assert "audit.run_export" in app.tasks

@@ -45,7 +45,8 @@ def test_reviewer_creates_polls_and_downloads_a_job(org, reviewer):
     )
     assert created.status_code == 201, created.content
     job = created.json()
-    assert job["status"] == "pending" and job["filter"] == {"decision": "denied"}
+    assert job["status"] == "pending"
+    assert job["filter"] == {"decision": "denied"}
     assert job["download_url"] is None
     assert AuditEvent.objects.filter(action="audit.exported", target_id=str(job["id"])).exists()
 
@@ -55,7 +56,8 @@ def test_reviewer_creates_polls_and_downloads_a_job(org, reviewer):
 
     audit_export_run(export_id=job["id"])  # what the Celery task does
     polled = client.get(f"{BASE}{job['id']}/").json()
-    assert polled["status"] == "done" and polled["percent"] == 100
+    assert polled["status"] == "done"
+    assert polled["percent"] == 100
     assert polled["rows_total"] == 3
     download = client.get(polled["download_url"])
     assert download.status_code == 200
@@ -131,7 +133,8 @@ def test_a_job_with_proof_verifies_offline_and_refuses_other_filters(org, review
     assert created.status_code == 201, created.content
     assert created.json()["proof"] is True
     done = audit_export_run(export_id=created.json()["id"])
-    assert done.status == "done" and done.proof
+    assert done.status == "done"
+    assert done.proof
     key = AuditSigningKeypair.objects.get(organization=org)
     with default_storage.open(done.file_path, "rb") as handle:
         report = offline.verify_bytes(handle.read(), public_key=key.public_key)

@@ -43,8 +43,10 @@ def test_pickers_offer_names(client, org, reviewer, named):
     assert f'<option value="{conn.pk}">sandbox-demo (sandbox)</option>' in html
     assert '<option value="sandbox">' in html  # the provider picker, by display name
     assert "reviewer@acme.test</option>" in html  # members by email
-    assert 'list="id_action-options"' in html and '<option value="token.">' in html
-    assert "Worker id" not in html and "Connection id" not in html
+    assert 'list="id_action-options"' in html
+    assert '<option value="token.">' in html
+    assert "Worker id" not in html
+    assert "Connection id" not in html
 
 
 def test_names_and_old_ids_select_the_same_events(client, org, reviewer, named):

@@ -50,7 +50,8 @@ def test_database_links_the_chain_with_the_python_formula(org):
         audit_record(action=f"x.{n}", organization=org, metadata={"k": [1, "two"], "x": "é"})
     stored = list(AuditEvent.objects.filter(organization=org).order_by("seq"))
     assert [e.seq for e in stored] == [1, 2, 3]
-    assert stored[1].prev_hash == stored[0].hash and stored[2].prev_hash == stored[1].hash
+    assert stored[1].prev_hash == stored[0].hash
+    assert stored[2].prev_hash == stored[1].hash
     for event in stored:
         assert event_hash(event.__dict__) == event.hash
     reports = verify_chains(organization_ids=[org.pk])
@@ -71,7 +72,8 @@ def test_wait_for_flush_sets_the_commit_mode_of_the_events_own_transaction(org, 
 
     assert AuditEvent.objects.filter(pk=event.pk).exists()
     reports = verify_chains(organization_ids=[org.pk])
-    assert reports and all(r.ok for r in reports), reports
+    assert reports
+    assert all(r.ok for r in reports), reports
 
 
 def test_requests_are_not_wrapped_in_a_transaction(settings):

@@ -149,7 +149,8 @@ def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(or
     for n in range(10):
         broker_event(org, reason=f"second {n}")
     sink = audit_sink_deliver(sink_id=sink.pk)
-    assert sink.attempts == 1 and sink.next_attempt_at > timezone.now()
+    assert sink.attempts == 1
+    assert sink.next_attempt_at > timezone.now()
     assert "Could not" in sink.last_error or "connect" in sink.last_error.lower()
     assert len(receiver.events) == delivered  # nothing acknowledged, cursor unchanged
     assert audit_sink_lag(sink) == AuditEvent.objects.filter(organization=org).count() - 8
@@ -158,7 +159,8 @@ def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(or
     receiver.start()
     AuditSink.objects.filter(pk=sink.pk).update(next_attempt_at=timezone.now())
     sink = audit_sink_deliver(sink_id=sink.pk)
-    assert sink.attempts == 0 and sink.last_success_at is not None
+    assert sink.attempts == 0
+    assert sink.last_success_at is not None
     total = AuditEvent.objects.filter(organization=org).count()
     assert receiver.seqs() == list(range(1, total + 1))  # all, in order, none twice
     assert receiver.bad_signatures == 0
@@ -194,7 +196,9 @@ def test_start_now_skips_the_past_and_other_orgs_never_leak(org, other_org):
     broker_event(org, reason="after")
     audit_sink_deliver(sink_id=sink.pk)
     reasons = [e["unmapped"]["grantry"]["reason"] for e in receiver.events]
-    assert "after" in reasons and "before" not in reasons and "elsewhere" not in reasons
+    assert "after" in reasons
+    assert "before" not in reasons
+    assert "elsewhere" not in reasons
     assert {e["metadata"]["tenant_uid"] for e in receiver.events} == {str(org.pk)}
     receiver.stop()
 
@@ -283,7 +287,8 @@ action(type="omfile" file="{out}" template="grantry")
         broker_event(org, decision="denied", outcome="denied", reason="nope")
         broker_event(org, reason="fine")
         sink = audit_sink_deliver(sink_id=sink.pk)
-        assert sink.last_error == "" and sink.last_success_at is not None
+        assert sink.last_error == ""
+        assert sink.last_success_at is not None
         total = sink.delivered
         assert total == AuditEvent.objects.filter(organization=org).count()
         deadline = time.monotonic() + 20
@@ -303,7 +308,8 @@ action(type="omfile" file="{out}" template="grantry")
         event = json.loads(msg)
         grantry = event["unmapped"]["grantry"]
         assert (facility, app, msgid) == ("13", "grantry", str(event["class_uid"]))
-        assert f'seq="{grantry["seq"]}"' in data and grantry["hash"] in data
+        assert f'seq="{grantry["seq"]}"' in data
+        assert grantry["hash"] in data
         assert severity == ("4" if grantry["decision"] == "denied" else "6")
         seqs.append(grantry["seq"])
     assert seqs == list(range(1, total + 1))
@@ -334,7 +340,8 @@ def test_a_syslog_sink_refuses_an_untrusted_certificate(org, tmp_path):
     broker_event(org)
     sink = audit_sink_deliver(sink_id=sink.pk)
     listener.close()
-    assert "TLS" in sink.last_error and sink.attempts == 1
+    assert "TLS" in sink.last_error
+    assert sink.attempts == 1
     assert sink.delivered == 0
 
 
@@ -363,7 +370,8 @@ def test_sink_page_shows_lag_and_errors_sends_a_test_event_and_hides_the_secret(
     sink = AuditSink.objects.get(organization=org)
     page_url = reverse("audit:sink", kwargs={"org_slug": org.slug, "pk": sink.pk})
     page = client.get(page_url)
-    assert page.status_code == 200 and page.context["lag"] >= 1
+    assert page.status_code == 200
+    assert page.context["lag"] >= 1
     assert SECRET not in page.content.decode()
     listing = client.get(reverse("audit:sinks", kwargs={"org_slug": org.slug}))
     assert SECRET not in listing.content.decode()
@@ -379,7 +387,8 @@ def test_sink_page_shows_lag_and_errors_sends_a_test_event_and_hides_the_secret(
         reverse("audit:sinks", kwargs={"org_slug": org.slug}),
         {"name": "x", "kind": "webhook", "url": "ftp://nope", "secret": ""},
     )
-    assert bad.status_code == 400 and "url" in bad.context["errors"]
+    assert bad.status_code == 400
+    assert "url" in bad.context["errors"]
     login(client, reviewer)
     assert client.get(page_url).status_code == 403
     login(client, outsider)
@@ -393,8 +402,10 @@ def test_deleting_a_sink_asks_on_the_confirmation_page_first(client, org, admin)
     page_url = reverse("audit:sink", kwargs={"org_slug": org.slug, "pk": sink.pk})
     asked = client.post(page_url, {"action": "delete"})
     html = asked.content.decode()
-    assert asked.status_code == 200 and 'name="confirmed" value="yes"' in html
-    assert "Events stop streaming to" in html and 'name="action" value="delete"' in html
+    assert asked.status_code == 200
+    assert 'name="confirmed" value="yes"' in html
+    assert "Events stop streaming to" in html
+    assert 'name="action" value="delete"' in html
     assert AuditSink.objects.filter(pk=sink.pk).exists()
     done = client.post(page_url, {"action": "delete", "confirmed": "yes"})
     assert done.status_code == 302
@@ -412,10 +423,12 @@ def test_splunk_hec_and_datadog_bodies(org):
         doc, end = decoder.raw_decode(text)
         docs.append(doc)
         text = text[end:]
-    assert [d["sourcetype"] for d in docs] == ["ocsf", "ocsf"] and docs[0]["event"] == event
+    assert [d["sourcetype"] for d in docs] == ["ocsf", "ocsf"]
+    assert docs[0]["event"] == event
     body, _ = webhook_body("datadog", [event])
     [item] = json.loads(body)
-    assert item["ddsource"] == "grantry" and json.loads(item["message"]) == event
+    assert item["ddsource"] == "grantry"
+    assert json.loads(item["message"]) == event
     assert content_type == "application/json"
 
 
@@ -461,7 +474,8 @@ def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
         content_type="application/json",
     )
     assert created.status_code == 201, created.content
-    assert SECRET not in created.content.decode() and created.json()["lag"] >= 1
+    assert SECRET not in created.content.decode()
+    assert created.json()["lag"] >= 1
     listed = client.get(url)
     assert [s["name"] for s in listed.json()["results"]] == ["hec"]
     assert SECRET not in listed.content.decode()

@@ -115,6 +115,7 @@ def test_dashboard_write_shows_a_503_page_and_rolls_back(org, admin):
     assert response.status_code == 503
     assert response["Content-Type"].startswith("text/html")
     html = response.content.decode()
-    assert "Temporarily unavailable" in html and "audit_unavailable" in html
+    assert "Temporarily unavailable" in html
+    assert "audit_unavailable" in html
     assert 'class="topbar"' in html  # the styled page, not Django's bare one
     assert not Worker.objects.filter(name="triage-bot").exists()

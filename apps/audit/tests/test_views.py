@@ -232,7 +232,8 @@ def test_keyset_pages_walk_back_and_forth_without_overlap(client, org, reviewer)
     first = client.get(url(org))
     page1 = first.context["page"]
     assert listed_ids(first) == newest_first[:50]
-    assert page1.newer_than is None and page1.older_than == newest_first[49]
+    assert page1.newer_than is None
+    assert page1.older_than == newest_first[49]
 
     second = client.get(url(org), {"before": page1.older_than})
     assert listed_ids(second) == newest_first[50:100]
@@ -329,7 +330,8 @@ def test_detail_links_show_deleted_and_revoked_objects(client, org, reviewer):
         link.kind: link
         for link in client.get(url(org, "audit:detail", pk=live.pk)).context["links"]
     }
-    assert links["Worker"].label == "triage-bot" and links["Worker"].state == ""
+    assert links["Worker"].label == "triage-bot"
+    assert links["Worker"].state == ""
     assert links["Token"].state == "revoked"
     assert links["Role"].label == "triage"
     assert links["Connection"].label == "gh (github)"
@@ -479,8 +481,10 @@ def test_chart_labels_are_escaped(client, org, reviewer):
     )
     login(client, reviewer)
     body = client.get(url(org, "audit:charts")).content.decode()
-    assert "<script>alert(1)" not in body and "<img src=x" not in body
-    assert "&lt;script&gt;alert(1)" in body and "&lt;img src=x" in body
+    assert "<script>alert(1)" not in body
+    assert "<img src=x" not in body
+    assert "&lt;script&gt;alert(1)" in body
+    assert "&lt;img src=x" in body
 
 
 # --- exports -----------------------------------------------------------------
@@ -560,9 +564,11 @@ def test_exports_are_audited_with_filter_and_format(client, org, reviewer):
     login(client, reviewer)
     _body(_export(client, org, "csv", decision="denied", worker="7"))
     event = AuditEvent.objects.get(action="audit.exported")
-    assert event.actor_type == "user" and event.actor_id == str(reviewer.pk)
+    assert event.actor_type == "user"
+    assert event.actor_id == str(reviewer.pk)
     assert event.metadata["filter"] == {"decision": "denied", "worker": "7"}
-    assert event.metadata["format"] == "csv" and event.metadata["mode"] == "direct"
+    assert event.metadata["format"] == "csv"
+    assert event.metadata["mode"] == "direct"
 
 
 def test_export_with_invalid_filter_or_format_is_refused(client, org, reviewer):

@@ -65,7 +65,8 @@ def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client
     attempt, outcome = broker_events()
     assert attempt.action == "broker.execute.attempt"
     assert outcome.action == "broker.execute"
-    assert outcome.decision == "allowed" and outcome.outcome == "success"
+    assert outcome.decision == "allowed"
+    assert outcome.outcome == "success"
     assert outcome.worker_id == agent.worker.pk
     assert outcome.token_id == agent.token.public_id
     assert outcome.connection_id == agent.connection.pk
@@ -79,7 +80,8 @@ def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client
     assert "input" not in outcome.metadata
     for event in (attempt, outcome):
         text = json.dumps(event.metadata) + event.reason
-        assert agent.raw not in text and CONNECTION_SECRET not in text
+        assert agent.raw not in text
+        assert CONNECTION_SECRET not in text
     agent.connection.refresh_from_db()
     assert agent.connection.last_used_at is not None
 
@@ -102,7 +104,8 @@ def test_denied_action_names_the_missing_rule_and_sends_nothing(client, agent, u
     assert "rule" in error["message"]
     assert upstream.requests == []
     [event] = broker_events()
-    assert event.decision == "denied" and event.reason == error["message"]
+    assert event.decision == "denied"
+    assert event.reason == error["message"]
 
 
 def test_constraints_are_enforced(client, agent, upstream):
@@ -256,7 +259,8 @@ def test_connection_needing_reauth_is_a_409(client, agent, upstream):
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "needs_reauth"
-    assert "admin" in error["message"] and "reconnect" in error["message"]
+    assert "admin" in error["message"]
+    assert "reconnect" in error["message"]
     assert upstream.requests == []
 
 
@@ -423,9 +427,11 @@ def test_a_warm_execute_is_four_statements(client, agent, upstream):
         assert post(client, agent, "sandbox.list_projects", body).status_code == 200
     statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) == 4, statements
-    assert "digest" in statements[0] and "pg_advisory_lock_shared" in statements[0]
+    assert "digest" in statements[0]
+    assert "pg_advisory_lock_shared" in statements[0]
     assert "connections_connection" in statements[1]
-    assert "lease_token_pk" not in statements[2] and "revoked_at IS NULL" in statements[2]
+    assert "lease_token_pk" not in statements[2]
+    assert "revoked_at IS NULL" in statements[2]
     assert "pg_advisory_unlock_all" in statements[3]
     assert len(upstream.requests) == 2
 

@@ -33,11 +33,13 @@ def test_ask_approve_execute_once(client, gated, admin, upstream):
     assert first.status_code == 202, first.content
     body = first.json()
     approval_id = body["approval"]["id"]
-    assert first["Retry-After"] and first["Location"].endswith(f"/api/v1/approvals/{approval_id}")
+    assert first["Retry-After"]
+    assert first["Location"].endswith(f"/api/v1/approvals/{approval_id}")
     assert upstream.requests == []
     # Still pending: asking again is the same request, and nothing goes upstream.
     again = _execute(client, gated, {"input": INPUT, "approval": approval_id})
-    assert again.status_code == 202 and again.json()["approval"]["id"] == approval_id
+    assert again.status_code == 202
+    assert again.json()["approval"]["id"] == approval_id
     assert upstream.requests == []
 
     approval = Approval.objects.get(public_id=approval_id)

@@ -174,7 +174,8 @@ def test_origin_is_validated(client, agent, settings):
     result = ours.json()["result"]
     assert result["supportedVersions"] == [MODERN]
     assert result["resultType"] == "complete"
-    assert "ttlMs" in result and result["cacheScope"] == "private"
+    assert "ttlMs" in result
+    assert result["cacheScope"] == "private"
 
 
 @pytest.mark.django_db
@@ -216,7 +217,8 @@ def test_modern_tools_list_carries_cache_fields(client, agent):
     )
     result = response.json()["result"]
     assert result["resultType"] == "complete"
-    assert result["ttlMs"] == 0 and result["cacheScope"] == "private"
+    assert result["ttlMs"] == 0
+    assert result["cacheScope"] == "private"
     assert {t["name"] for t in result["tools"]} == {"sandbox.list_projects", "sandbox.list_tasks"}
 
 

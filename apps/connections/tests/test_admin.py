@@ -29,7 +29,8 @@ def test_connection_admin_cannot_add_change_or_move(staff_client, org, other_org
     page = staff_client.get(change_url)
     assert page.status_code == 200
     html = page.content.decode()
-    assert "gh" in html and "•••• set" in html
+    assert "gh" in html
+    assert "•••• set" in html
     assert SECRET not in html
     assert 'name="organization"' not in html
 

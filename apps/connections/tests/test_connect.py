@@ -44,7 +44,9 @@ def test_connect_stores_an_active_connection_with_identity_and_scopes(sandbox, a
 
     page = admin_client.get("/o/acme/connections/")
     html = page.content.decode()
-    assert "sandbox-main" in html and admin.email in html and "Active" in html
+    assert "sandbox-main" in html
+    assert admin.email in html
+    assert "Active" in html
 
 
 def test_a_reused_state_gets_a_clear_page_and_nothing_new(sandbox, admin_client):
@@ -53,7 +55,8 @@ def test_a_reused_state_gets_a_clear_page_and_nothing_new(sandbox, admin_client)
     again = callback(admin_client, callback_url)
     assert again.status_code == 400
     text = again.content.decode()
-    assert "already used" in text and "What to do next" in text
+    assert "already used" in text
+    assert "What to do next" in text
     assert Connection.objects.count() == 1
 
 
@@ -95,7 +98,8 @@ def test_consent_denied_at_the_sandbox(sandbox, admin_client):
     response = callback(admin_client, callback_url)
     assert response.status_code == 400
     text = response.content.decode()
-    assert "Access was not granted" in text and "start Connect again" in text
+    assert "Access was not granted" in text
+    assert "start Connect again" in text
     assert not Connection.objects.exists()
     assert AuditEvent.objects.filter(action="connection.connect_failed").exists()
 
@@ -108,7 +112,8 @@ def test_a_wrong_pkce_verifier_fails_the_token_exchange(sandbox, admin_client):
     response = callback(admin_client, callback_url)
     assert response.status_code == 400
     text = response.content.decode()
-    assert "Could not get a token" in text and "invalid_grant" in text
+    assert "Could not get a token" in text
+    assert "invalid_grant" in text
     assert not Connection.objects.exists()
 
 

@@ -14,7 +14,8 @@ from apps.sandbox.services import sandbox_api_key_create
 def test_disconnect_revokes_at_the_provider_and_destroys_secrets(connected, admin_client):
     access, refresh = connected.access_token, connected.refresh_token
     page = admin_client.get(f"/o/acme/connections/{connected.pk}/disconnect/")
-    assert page.status_code == 200 and "Disconnect and destroy" in page.content.decode()
+    assert page.status_code == 200
+    assert "Disconnect and destroy" in page.content.decode()
     response = admin_client.post(
         f"/o/acme/connections/{connected.pk}/disconnect/", {"confirmed": "yes"}
     )
@@ -23,7 +24,8 @@ def test_disconnect_revokes_at_the_provider_and_destroys_secrets(connected, admi
     assert row.status == ConnectionStatus.REVOKED
     assert row.revocation_result == RevocationResult.REVOKED
     assert (row.access_token, row.refresh_token, row.api_key) == ("", "", "")
-    assert row.account_label and row.scopes  # metadata kept
+    assert row.account_label
+    assert row.scopes
     # The Sandbox no longer honours either token.
     assert not get_access_token_model().objects.filter(token=access).exists()
     assert get_refresh_token_model().objects.get(token=refresh).revoked is not None
@@ -71,7 +73,8 @@ def test_a_bad_api_key_gets_a_clear_error_and_nothing_is_saved(sandbox, admin_cl
     )
     assert response.status_code == 400
     text = response.content.decode()
-    assert "rejected the credential" in text and "Nothing was saved" in text
+    assert "rejected the credential" in text
+    assert "Nothing was saved" in text
     assert "sbx_not-a-real-key" not in text  # the key is not rendered back
     assert not Connection.objects.exists()
     assert not AuditEvent.objects.filter(action="connection.created").exists()
@@ -106,13 +109,15 @@ def test_management_api_reads_and_disconnects(connected, admin, reviewer):
     assert [c["name"] for c in body["results"]] == ["sandbox-main"]
     assert "access_token" not in body["results"][0]
     detail = reader.get(f"/api/v1/orgs/acme/connections/{connected.pk}/")
-    assert detail.status_code == 200 and detail.json()["status"] == "active"
+    assert detail.status_code == 200
+    assert detail.json()["status"] == "active"
     denied = reader.post(f"/api/v1/orgs/acme/connections/{connected.pk}/disconnect/")
     assert denied.status_code == 403
     writer = Client()
     writer.force_login(admin)
     done = writer.post(f"/api/v1/orgs/acme/connections/{connected.pk}/disconnect/")
-    assert done.status_code == 200 and done.json()["status"] == "revoked"
+    assert done.status_code == 200
+    assert done.json()["status"] == "revoked"
 
 
 @pytest.mark.parametrize(

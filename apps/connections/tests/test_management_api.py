@@ -55,7 +55,8 @@ def test_oauth_app_secret_is_write_only(org, admin):
     assert saved.json()["has_client_secret"] is True
     assert saved.json()["redirect_uri"].endswith("/oauth/callback/")
     app = ProviderApp.objects.get()
-    assert app.client_secret == SECRET and app.organization == org
+    assert app.client_secret == SECRET
+    assert app.organization == org
     event = AuditEvent.objects.get(action="provider_app.created")
     assert event.metadata == {"client_id": "Iv1.abc", "secret_changed": True}
 
@@ -118,11 +119,13 @@ def test_api_key_connection_is_checked_then_saved_and_never_returned(sandbox, or
     )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body["name"] == "sandbox-key" and body["auth_type"] == "api_key"
+    assert body["name"] == "sandbox-key"
+    assert body["auth_type"] == "api_key"
     assert body["account_label"] == admin.email  # from the identity call
     assert key not in response.content.decode()
     connection = Connection.objects.get(name="sandbox-key")
-    assert connection.api_key == key and connection.organization == org
+    assert connection.api_key == key
+    assert connection.organization == org
     assert AuditEvent.objects.filter(action="connection.created", connection_id=body["id"])
 
 
@@ -201,7 +204,8 @@ def test_reviewer_cannot_connect(org, reviewer):
             format="json",
         )
         assert response.status_code == 403, path
-    assert not Connection.objects.exists() and not OAuthState.objects.exists()
+    assert not Connection.objects.exists()
+    assert not OAuthState.objects.exists()
 
 
 @pytest.mark.django_db
@@ -231,7 +235,8 @@ def test_oauth_start_with_a_token_then_consent_in_a_browser(sandbox, org, admin)
     assert body["authorization_url"].startswith(f"{sandbox.base_url}/sandbox/o/authorize/")
     assert body["expires_in"] == 600
     state = OAuthState.objects.get()
-    assert state.session_digest == "" and state.user == admin  # bound to the person only
+    assert state.session_digest == ""
+    assert state.user == admin
     assert not Connection.objects.exists()
 
     browser = Client()
@@ -239,7 +244,8 @@ def test_oauth_start_with_a_token_then_consent_in_a_browser(sandbox, org, admin)
     done = callback(browser, authorize(browser, body["authorization_url"]))
     assert done.status_code == 302, done.content.decode()[:2000]
     connection = Connection.objects.get(name="sandbox-main")
-    assert connection.organization == org and connection.created_by == admin
+    assert connection.organization == org
+    assert connection.created_by == admin
     listed = token_api(admin, org).get("/api/v1/orgs/acme/connections/").json()["results"]
     assert [c["name"] for c in listed] == ["sandbox-main"]
     assert connection.access_token not in json.dumps(listed)

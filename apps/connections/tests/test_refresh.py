@@ -63,7 +63,8 @@ def test_reusing_an_old_refresh_token_marks_needs_reauth_and_emails_admins(
     assert result.status == ConnectionStatus.NEEDS_REAUTH
     assert "invalid_grant" in result.status_detail
     event = AuditEvent.objects.get(action="connection.needs_reauth")
-    assert event.outcome == "failure" and event.connection_id == connected.pk
+    assert event.outcome == "failure"
+    assert event.connection_id == connected.pk
     # The email goes out from a real Celery worker after commit.
     deadline = timezone.now() + timedelta(seconds=20)
     while not mail.outbox and timezone.now() < deadline:

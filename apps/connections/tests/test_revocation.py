@@ -89,7 +89,8 @@ def test_a_slack_ok_false_answer_is_a_failed_revocation(org, upstream):
     assert row.revocation_result == RevocationResult.FAILED
     assert "invalid_auth" in row.status_detail
     failed = AuditEvent.objects.get(action="connection.revocation_failed")
-    assert failed.outcome == "failure" and "xoxp-1" not in json.dumps(failed.metadata)
+    assert failed.outcome == "failure"
+    assert "xoxp-1" not in json.dumps(failed.metadata)
 
 
 def test_hubspot_deletes_the_refresh_token_named_in_the_path(org, upstream):

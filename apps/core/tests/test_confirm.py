@@ -74,7 +74,8 @@ def test_disable_offers_undo_once(client, org, admin, setup):
     assert worker.status == "disabled"
     html = page.content.decode()
     enable = reverse("workers:enable", kwargs={"org_slug": org.slug, "worker_id": worker.pk})
-    assert f'action="{enable}"' in html and "Undo: enable demo-agent again" in html
+    assert f'action="{enable}"' in html
+    assert "Undo: enable demo-agent again" in html
     # Shown once: the next page no longer offers it.
     assert "Undo: enable" not in client.get(w_url(org, worker, "")).content.decode()
     client.post(enable, {"confirmed": "yes"})
@@ -91,7 +92,8 @@ def test_remove_rule_then_undo_adds_it_back(client, org, admin, setup):
         kwargs={"org_slug": org.slug, "role_id": role.pk, "rule_id": rule.pk},
     )
     html = client.post(delete).content.decode()
-    assert "demo-agent" in html and "1 worker use this role" in html
+    assert "demo-agent" in html
+    assert "1 worker use this role" in html
     assert role.rules.count() == 1
     page = client.post(delete, {"confirmed": "yes"}, follow=True).content.decode()
     assert role.rules.count() == 0
@@ -115,8 +117,10 @@ def test_disconnect_lists_the_workers_and_roles_that_use_it(client, org, admin, 
     Role.objects.create(organization=org, name="unrelated")
     client.force_login(admin)
     html = client.get(f"/o/{org.slug}/connections/{conn.pk}/disconnect/").content.decode()
-    assert "Workers that can use it" in html and "<li>demo-agent</li>" in html
-    assert "<li>sandbox-triage</li>" in html and "<li>any-sandbox</li>" in html
+    assert "Workers that can use it" in html
+    assert "<li>demo-agent</li>" in html
+    assert "<li>sandbox-triage</li>" in html
+    assert "<li>any-sandbox</li>" in html
     assert "unrelated" not in html
     assert "3 calls in the last hour" in html
     conn.refresh_from_db()
@@ -129,7 +133,8 @@ def test_role_delete_and_member_remove_use_the_same_page(client, org, admin, rev
     html = client.get(
         reverse("policies:delete", kwargs={"org_slug": org.slug, "role_id": role.pk})
     ).content.decode()
-    assert 'name="confirmed" value="yes"' in html and "<li>demo-agent</li>" in html
+    assert 'name="confirmed" value="yes"' in html
+    assert "<li>demo-agent</li>" in html
     membership = reviewer.memberships.get(organization=org)
     html = client.post(
         reverse("orgs:member_remove", kwargs={"org_slug": org.slug, "membership_id": membership.pk})

@@ -20,7 +20,8 @@ def test_healthz_reports_the_age_of_the_last_scheduler_heartbeat(client):
     assert client.get("/healthz").json()["scheduler"]["last_heartbeat_age_seconds"] is None
     heartbeat()
     age = client.get("/healthz").json()["scheduler"]["last_heartbeat_age_seconds"]
-    assert age is not None and 0 <= age < 5
+    assert age is not None
+    assert 0 <= age < 5
 
 
 @pytest.mark.django_db

@@ -38,11 +38,13 @@ def test_keyset_walks_forward_and_back_without_gaps_or_repeats(org, role):
         pages.append(page)
     assert seen == [f"agent-{i:03d}" for i in range(120)]
     assert [len(p) for p in pages] == [PAGE_SIZE, PAGE_SIZE, 20]
-    assert pages[0].before is None and pages[-1].after is None
+    assert pages[0].before is None
+    assert pages[-1].after is None
     # Back from the last page gives the middle page again, exactly.
     back = keyset_page(rows, order="name", before=pages[-1].before)
     assert [w.pk for w in back] == [w.pk for w in pages[1]]
-    assert back.before is not None and back.after is not None
+    assert back.before is not None
+    assert back.after is not None
 
 
 def test_descending_keyset_and_a_foreign_cursor_starts_over(org, other_org, role):
@@ -69,13 +71,18 @@ def test_workers_page_shows_one_page_with_next_link_and_search(client, org, admi
     client.force_login(admin)
     url = reverse("workers:list", kwargs={"org_slug": org.slug})
     html = client.get(url).content.decode()
-    assert "agent-049" in html and "agent-050" not in html
+    assert "agent-049" in html
+    assert "agent-050" not in html
     next_link = re.search(r'href="(\?after=\d+)" rel="next"', html).group(1)
     html2 = client.get(url + next_link).content.decode()
-    assert "agent-050" in html2 and "agent-074" in html2 and "agent-049" not in html2
-    assert 'rel="prev"' in html2 and 'rel="next"' not in html2
+    assert "agent-050" in html2
+    assert "agent-074" in html2
+    assert "agent-049" not in html2
+    assert 'rel="prev"' in html2
+    assert 'rel="next"' not in html2
     found = client.get(url, {"q": "agent-07"}).content.decode()
-    assert "agent-070" in found and "agent-001" not in found
+    assert "agent-070" in found
+    assert "agent-001" not in found
     assert 'value="agent-07"' in found  # the box keeps the search
     none = client.get(url, {"q": "nope"}).content.decode()
     assert "No worker matches" in none
@@ -94,10 +101,12 @@ def test_roles_page_is_paginated_with_rule_counts(client, org, admin):
     client.force_login(admin)
     url = reverse("policies:list", kwargs={"org_slug": org.slug})
     html = client.get(url).content.decode()
-    assert "role-049" in html and "role-050" not in html
+    assert "role-049" in html
+    assert "role-050" not in html
     assert "none: denies everything" in html
     html = client.get(url, {"q": "role-05"}).content.decode()
-    assert "role-055" in html and "role-001" not in html
+    assert "role-055" in html
+    assert "role-001" not in html
 
 
 def test_members_page_is_paginated_by_email(client, org, owner):
@@ -113,10 +122,12 @@ def test_members_page_is_paginated_by_email(client, org, owner):
         return html.split('<main id="main"')[1].split("</main>")[0]
 
     html = main({})
-    assert "m00@acme.test" in html and 'rel="next"' in html
+    assert "m00@acme.test" in html
+    assert 'rel="next"' in html
     assert "owner@acme.test" not in html  # sorted by email: on the second page
     html = main({"q": "owner@"})
-    assert "owner@acme.test" in html and "m00@acme.test" not in html
+    assert "owner@acme.test" in html
+    assert "m00@acme.test" not in html
 
 
 def test_garbage_cursor_and_huge_numbers_answer_200(client, org, admin, role):

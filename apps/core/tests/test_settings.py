@@ -96,9 +96,11 @@ def test_manage_reads_the_dev_env_of_make_run_only_when_it_exists(tmp_path):
 def test_database_url_is_required_and_must_be_postgresql(tmp_path):
     env = {k: v for k, v in PROD.items() if k != "DATABASE_URL"}
     result = _manage("check", var_dir=tmp_path, **env)
-    assert result.returncode != 0 and "DATABASE_URL is not set" in result.stderr
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set" in result.stderr
     result = _manage("check", var_dir=tmp_path, **env, DATABASE_URL="sqlite:////tmp/x.sqlite3")
-    assert result.returncode != 0 and "must point at PostgreSQL" in result.stderr
+    assert result.returncode != 0
+    assert "must point at PostgreSQL" in result.stderr
 
 
 def test_check_deploy_is_clean_under_production_settings(tmp_path):

@@ -38,7 +38,8 @@ def test_store_raw_broker_input_is_on_the_settings_page_and_audited(client, org,
 def test_settings_read_only_for_members_show_the_setting(client, org, member):
     client.force_login(member)
     html = client.get(f"/o/{org.slug}/settings/").content.decode()
-    assert "Store raw broker input" in html and "Off: only a digest" in html
+    assert "Store raw broker input" in html
+    assert "Off: only a digest" in html
 
 
 def test_mint_error_is_next_to_the_field_and_keeps_the_value(client, org, admin):
@@ -53,7 +54,8 @@ def test_mint_error_is_next_to_the_field_and_keeps_the_value(client, org, admin)
     field = re.search(r'<input[^>]*name="expires_in_days"[^>]*>', html).group(0)
     assert 'value="999"' in field
     after_field = html.split(field, 1)[1][:400]
-    assert "errorlist" in after_field and "366" in after_field
+    assert "errorlist" in after_field
+    assert "366" in after_field
     assert 'class="messages"' not in html  # no top banner
 
 
@@ -93,7 +95,8 @@ def test_test_a_call_offers_connected_providers_first(client, org, member):
     groups = re.findall(r'<optgroup label="([^"]+)">', select)
     assert groups == ["Connected providers", "Not connected"]
     first_group = select.split("</optgroup>", 1)[0]
-    assert "sandbox.list_tasks" in first_group and "github." not in first_group
+    assert "sandbox.list_tasks" in first_group
+    assert "github." not in first_group
 
 
 def test_actors_show_in_one_format(client, org, reviewer, owner):
@@ -150,7 +153,8 @@ def test_demo_role_is_named_for_what_it_does_and_names_its_connection(org, owner
 def test_docs_use_the_demo_connection_and_role_names():
     base = Path(settings.BASE_DIR)
     docs = (base / "docs/agent-api.md").read_text()
-    assert '"connection": "sandbox"' not in docs and '"name": "sandbox"}' not in docs
+    assert '"connection": "sandbox"' not in docs
+    assert '"name": "sandbox"}' not in docs
     assert "sandbox-demo" in docs
     readme = (base / "README.md").read_text()
     assert "sandbox-reader" not in readme

@@ -44,7 +44,8 @@ def test_reviewer_lists_members_paginated(org, owner, admin, reviewer):
     response = api(reviewer).get("/api/v1/orgs/acme/members/", {"page_size": 2})
     assert response.status_code == 200
     body = response.json()
-    assert len(body["results"]) == 2 and body["next"]
+    assert len(body["results"]) == 2
+    assert body["next"]
     rest = api(reviewer).get(body["next"]).json()["results"]
     emails = {m["email"] for m in body["results"] + rest}
     assert emails == {"owner@acme.test", "admin@acme.test", "reviewer@acme.test"}
@@ -167,8 +168,10 @@ def test_admin_invites_and_the_link_is_only_in_the_email(
         )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body["email"] == "bob@example.com" and body["role"] == "reviewer"
-    assert body["status"] == "pending" and body["invited_by_email"] == "admin@acme.test"
+    assert body["email"] == "bob@example.com"
+    assert body["role"] == "reviewer"
+    assert body["status"] == "pending"
+    assert body["invited_by_email"] == "admin@acme.test"
     invitation = Invitation.objects.get()
     (message,) = mail.outbox
     link = next(w for w in message.body.split() if "/invitations/" in w)
@@ -178,7 +181,8 @@ def test_admin_invites_and_the_link_is_only_in_the_email(
     assert AuditEvent.objects.filter(action="member.invited", target_id=str(invitation.pk))
     listing = api(admin).get("/api/v1/orgs/acme/invitations/").json()["results"]
     assert [i["id"] for i in listing] == [invitation.pk]
-    assert key not in str(listing) and "key_digest" not in listing[0]
+    assert key not in str(listing)
+    assert "key_digest" not in listing[0]
 
 
 def test_invitation_bad_input_is_400_with_fields_and_nothing_written(org, admin):

@@ -54,16 +54,19 @@ def test_requiring_mfa_is_audited_and_blocks_members_without_one(org, admin, mem
     blocked = _client(member)
     for path in ("/o/acme/", "/o/acme/connections/", "/o/acme/settings/"):
         response = blocked.get(path)
-        assert response.status_code == 302 and response["Location"] == "/accounts/2fa/"
+        assert response.status_code == 302
+        assert response["Location"] == "/accounts/2fa/"
     setup = blocked.get("/accounts/2fa/")
     assert setup.status_code == 200
     assert "requires two-factor authentication" in setup.content.decode()
     api = blocked.get("/api/v1/orgs/acme/connections/")
-    assert api.status_code == 403 and api.json()["error"]["code"] == "mfa_required"
+    assert api.status_code == 403
+    assert api.json()["error"]["code"] == "mfa_required"
     # Audited once per session, not on every page.
     refusals = AuditEvent.objects.filter(action="org.mfa_required_blocked")
     assert refusals.count() == 1
-    assert refusals.get().outcome == "denied" and refusals.get().actor_id == str(member.pk)
+    assert refusals.get().outcome == "denied"
+    assert refusals.get().actor_id == str(member.pk)
 
     _give(member, Authenticator.Type.TOTP)
     assert blocked.get("/o/acme/").status_code == 200

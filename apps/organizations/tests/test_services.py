@@ -42,7 +42,8 @@ def test_organization_create_slug_is_unique_and_avoids_reserved_words():
     second = services.organization_create(name="Acme", owner=user)
     reserved = services.organization_create(name="Admin", owner=user)
     assert first.slug == "acme"
-    assert second.slug != "acme" and second.slug.startswith("acme-")
+    assert second.slug != "acme"
+    assert second.slug.startswith("acme-")
     assert reserved.slug == "admin-org"
 
 
@@ -232,7 +233,8 @@ def test_invitation_accept_joins_with_role_once(org, sent):
     membership = services.invitation_accept(key=sent.key, user=user)
     assert (membership.organization, membership.role) == (org, OrgRole.REVIEWER)
     inv = Invitation.objects.get(pk=sent.invitation.pk)
-    assert inv.accepted_by == user and inv.accepted_at is not None
+    assert inv.accepted_by == user
+    assert inv.accepted_at is not None
     assert actions(org)[-1] == "member.joined"
     # Single use: the same link cannot be used again, by anyone.
     with pytest.raises(ValidationError, match="already been used"):

@@ -96,7 +96,8 @@ def test_invite_by_form_sends_email(client, org, owner, django_capture_on_commit
     assert response.status_code == 302
     inv = Invitation.objects.get()
     assert (inv.email, inv.role, inv.organization) == ("friend@example.test", "reviewer", org)
-    assert len(mail.outbox) == 1 and "/invitations/" in mail.outbox[0].body
+    assert len(mail.outbox) == 1
+    assert "/invitations/" in mail.outbox[0].body
 
 
 def test_invite_bad_input_shows_field_errors(client, org, owner, member):
@@ -198,7 +199,8 @@ def test_settings_bad_input(client, org, admin):
     assert "This field is required." in html
     assert "less than or equal to 366" in html
     org.refresh_from_db()
-    assert org.name == "Acme" and org.max_token_days is None
+    assert org.name == "Acme"
+    assert org.max_token_days is None
 
 
 def test_settings_read_only_for_reviewer(client, org, reviewer):

@@ -96,7 +96,8 @@ def test_list_is_paginated_and_scoped(reviewer, org, other_org):
     response = api(reviewer).get(list_url() + "?page_size=2")
     assert response.status_code == 200
     body = response.json()
-    assert len(body["results"]) == 2 and body["next"]
+    assert len(body["results"]) == 2
+    assert body["next"]
     second = api(reviewer).get(body["next"]).json()
     names = {r["name"] for r in body["results"] + second["results"]}
     assert names == {"r0", "r1", "r2"}
@@ -138,7 +139,8 @@ def test_put_replaces_and_patch_keeps_rules(admin, org):
     role = role_create(organization=org, name="r", description="d", rules=[READ_ALL])
     client = api(admin)
     patched = client.patch(detail_url(role), {"description": "new"}, format="json").json()
-    assert patched["description"] == "new" and len(patched["rules"]) == 1
+    assert patched["description"] == "new"
+    assert len(patched["rules"]) == 1
     put = client.put(
         detail_url(role),
         {
@@ -147,7 +149,8 @@ def test_put_replaces_and_patch_keeps_rules(admin, org):
         },
         format="json",
     ).json()
-    assert put["name"] == "r2" and put["description"] == ""  # PUT replaces everything
+    assert put["name"] == "r2"
+    assert put["description"] == ""
     assert [r["action_pattern"] for r in put["rules"]] == ["sandbox.get_task"]
     event = AuditEvent.objects.filter(action="role.changed").order_by("-id").first()
     assert event.metadata["rules"]["removed"][0]["action_pattern"] == "sandbox.*"

@@ -93,7 +93,8 @@ def test_the_dry_run_says_needs_approval(client, org, sandbox_conn, member):
             "input": '{"task_id": 1}',
         },
     ).content.decode()
-    assert "Needs approval" in html and "only after a person approves" in html
+    assert "Needs approval" in html
+    assert "only after a person approves" in html
 
 
 def test_the_editor_adds_an_approval_rule_with_named_approvers(
@@ -103,7 +104,8 @@ def test_the_editor_adds_an_approval_rule_with_named_approvers(
     client.force_login(admin)
     add = reverse("policies:rule_add", kwargs={"org_slug": org.slug, "role_id": role.pk})
     form = client.get(add + "?provider=sandbox").content.decode()
-    assert "Require a person&#x27;s approval" in form and member.email in form
+    assert "Require a person&#x27;s approval" in form
+    assert member.email in form
     response = client.post(
         add,
         {

@@ -42,7 +42,8 @@ def other_process(role_id: int) -> subprocess.Popen[str]:
 
 
 def ask(process: subprocess.Popen[str]) -> str:
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
     process.stdin.write("rules?\n")
     process.stdin.flush()
     return process.stdout.readline().strip()

@@ -76,7 +76,8 @@ def test_input_errors_and_proxy_calls(org, admin, role, sandbox_conn):
         url(role), {"action": "sandbox.list_tasks", "input": {"project_id": "one"}}, format="json"
     )
     body = schema.json()
-    assert body["allowed"] is True and body["input_errors"]
+    assert body["allowed"] is True
+    assert body["input_errors"]
     assert body["input_errors"][0]["path"] == "/project_id"
     proxy = {"kind": "proxy", "connection": sandbox_conn.pk, "path": "/projects"}
     assert api(admin).post(url(role), proxy, format="json").json()["allowed"] is True
@@ -97,7 +98,8 @@ def test_bad_input_is_400_with_fields(org, admin, role, body, field):
     response = api(admin).post(url(role), body, format="json")
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["code"] == "invalid_input" and field in error["details"]["fields"]
+    assert error["code"] == "invalid_input"
+    assert field in error["details"]["fields"]
 
 
 def test_a_connection_of_another_org_is_not_offered(org, admin, role, other_org):

@@ -54,7 +54,8 @@ def test_empty_role_denies_with_a_reason_naming_action_connection_and_fix():
     decision = evaluate(
         [], action_call(name="sandbox.delete_task", cls="write", role_name="triage")
     )
-    assert not decision.allowed and decision.rule_id is None
+    assert not decision.allowed
+    assert decision.rule_id is None
     assert decision.reason == (
         "Role 'triage' has no rule allowing action 'sandbox.delete_task' on connection "
         "'sandbox-demo'. An admin can add an action rule for sandbox.delete_task."
@@ -64,7 +65,9 @@ def test_empty_role_denies_with_a_reason_naming_action_connection_and_fix():
 def test_exact_rule_allows_only_its_action():
     rules = [action_rule(rule_id=5, rate_limit_per_minute=10)]
     allowed = evaluate(rules, action_call())
-    assert allowed.allowed and allowed.rule_id == 5 and allowed.rate_limit_per_minute == 10
+    assert allowed.allowed
+    assert allowed.rule_id == 5
+    assert allowed.rate_limit_per_minute == 10
     assert "rule #5" in allowed.reason
     assert not evaluate(rules, action_call(name="sandbox.get_task")).allowed
 
@@ -121,7 +124,8 @@ def test_every_constraint_op(op, value, good, bad):
         assert not decision.allowed, (op, value, wrong)
         assert "input.f" in decision.reason
     missing = evaluate(rules, action_call(data={"other": good}))
-    assert not missing.allowed and "it is missing" in missing.reason
+    assert not missing.allowed
+    assert "it is missing" in missing.reason
 
 
 def test_max_allows_smaller_numbers_and_bools_never_count():
@@ -158,7 +162,8 @@ def test_any_allowing_rule_wins_over_a_failed_constraint():
         action_rule(rule_id=2),
     ]
     decision = evaluate(rules, action_call(data={"a": 2}))
-    assert decision.allowed and decision.rule_id == 2
+    assert decision.allowed
+    assert decision.rule_id == 2
 
 
 # --- proxy ----------------------------------------------------------------------

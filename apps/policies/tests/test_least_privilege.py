@@ -121,7 +121,8 @@ def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(client, histo
     report = page.context["report"]
     assert "sandbox.delete_task" in page.content.decode()
     stale = client.post(url(h), {"digest": "0" * 32, "days": 30, "worker": h["bot"].pk})
-    assert stale.status_code == 302 and h["role"].rules.count() == 4  # nothing applied
+    assert stale.status_code == 302
+    assert h["role"].rules.count() == 4
     applied = client.post(
         url(h), {"digest": report.proposal_digest(), "days": 30, "worker": h["bot"].pk}
     )
@@ -129,7 +130,8 @@ def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(client, histo
     rules = list(h["role"].rules.order_by("position").values_list("action_pattern", flat=True))
     assert rules == ["sandbox.get_task", "sandbox.list_tasks", "sandbox.create_task"]
     narrowed = AuditEvent.objects.get(action="role.narrowed")
-    assert narrowed.metadata["worker_id"] == h["bot"].pk and narrowed.actor_id == str(admin.pk)
+    assert narrowed.metadata["worker_id"] == h["bot"].pk
+    assert narrowed.actor_id == str(admin.pk)
     assert AuditEvent.objects.filter(action="role.changed", target_id=str(h["role"].pk)).exists()
 
 
@@ -139,7 +141,8 @@ def test_yaml_export_and_access(client, history, reviewer, member, outsider):
     exported = client.get(url(h, worker=h["bot"].pk, format="yaml"))
     assert exported.status_code == 200
     document = yaml.safe_load(exported.content)
-    assert document["name"] == "triage" and len(document["rules"]) == 3
+    assert document["name"] == "triage"
+    assert len(document["rules"]) == 3
     page = client.get(url(h, worker=h["bot"].pk))
     assert (
         client.post(url(h), {"digest": page.context["report"].proposal_digest()}).status_code == 403
@@ -177,8 +180,10 @@ def test_api_report_and_apply(client, history, reviewer, admin, outsider):
     assert client.post(api, payload, content_type="application/json").status_code == 403
     login(client, admin)
     bad = client.post(api, {**payload, "proposal_digest": "x"}, content_type="application/json")
-    assert bad.status_code == 409 and bad.json()["error"]["code"] == "conflict"
+    assert bad.status_code == 409
+    assert bad.json()["error"]["code"] == "conflict"
     done = client.post(api, payload, content_type="application/json")
-    assert done.status_code == 200 and len(done.json()["rules"]) == 3
+    assert done.status_code == 200
+    assert len(done.json()["rules"]) == 3
     login(client, outsider)
     assert client.get(api).status_code == 404

@@ -54,7 +54,8 @@ def test_role_create_saves_rules_and_audits_with_the_rule_diff(org, admin, sandb
     )
     assert [r.action_pattern for r in role.rules.all()] == ["sandbox.*", "sandbox.create_task"]
     event = AuditEvent.objects.get(action="role.created")
-    assert event.organization_id == org.pk and event.actor_id == str(admin.pk)
+    assert event.organization_id == org.pk
+    assert event.actor_id == str(admin.pk)
     after = event.metadata["rules"]["after"]
     assert after[1]["connection_name"] == "sandbox-demo"
     assert after[1]["constraints"] == [{"field": "priority", "op": "max", "value": 3}]
@@ -252,7 +253,8 @@ def test_role_delete_is_audited(org, admin):
     role_delete(role=role, actor=admin)
     assert not Role.objects.exists()
     event = AuditEvent.objects.get(action="role.deleted")
-    assert event.target_label == "gone" and event.metadata["rules"]["before"]
+    assert event.target_label == "gone"
+    assert event.metadata["rules"]["before"]
 
 
 def test_audit_failure_rolls_the_change_back(org, monkeypatch):
@@ -264,7 +266,8 @@ def test_audit_failure_rolls_the_change_back(org, monkeypatch):
     monkeypatch.setattr(services, "audit_record", broken)
     with pytest.raises(RuntimeError):
         role_create(organization=org, name="r", rules=[read_rule()])
-    assert not Role.objects.exists() and not Rule.objects.exists()
+    assert not Role.objects.exists()
+    assert not Rule.objects.exists()
 
 
 def _version(role):

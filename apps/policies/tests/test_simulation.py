@@ -169,7 +169,8 @@ def test_flips_in_both_directions_against_the_hand_built_history(history):
     assert (flip.before, flip.after) == ("allowed", "denied")
     assert "only on connection 'sandbox-one'" in flip.reason
     blind = result.examples["undetermined"][0]
-    assert blind.after == "unknown" and "store_broker_input" in blind.reason
+    assert blind.after == "unknown"
+    assert "store_broker_input" in blind.reason
     assert "GET /projects/1/tasks" in result.examples["denied_to_allowed"][2].call
 
 
@@ -181,7 +182,9 @@ def test_the_current_rules_reproduce_every_recorded_decision(history):
     ]
     result = run(h, current, days=1, now=timezone.now())
     assert result.allowed_to_denied == result.denied_to_allowed == 0
-    assert result.calls == 9 and result.undetermined == 1 and result.skipped == 1
+    assert result.calls == 9
+    assert result.undetermined == 1
+    assert result.skipped == 1
 
 
 def simulation_rules(role):
@@ -220,7 +223,8 @@ def test_api_takes_json_or_a_yaml_document(client, history, reviewer):
     ]
     document = yaml.safe_dump({"name": "triage", "rules": proposed(h)})
     response = client.post(api_url(h) + "?days=30", document, content_type="application/yaml")
-    assert response.status_code == 200 and response.json()["denied_to_allowed"] == 3
+    assert response.status_code == 200
+    assert response.json()["denied_to_allowed"] == 3
     assert not AuditEvent.objects.filter(action="role.changed").exists()  # nothing saved
 
 
@@ -235,9 +239,11 @@ def test_api_errors_use_the_error_shape(client, history, reviewer, member, outsi
     assert bad_rule.status_code == 400
     assert "rules.0.action_pattern" in bad_rule.json()["error"]["details"]["fields"]
     bad_days = client.post(api_url(h), {"rules": [], "days": 0}, content_type="application/json")
-    assert bad_days.status_code == 400 and "days" in bad_days.json()["error"]["message"]
+    assert bad_days.status_code == 400
+    assert "days" in bad_days.json()["error"]["message"]
     bad_yaml = client.post(api_url(h), "rules: [", content_type="application/yaml")
-    assert bad_yaml.status_code == 400 and bad_yaml.json()["error"]["code"] == "invalid_input"
+    assert bad_yaml.status_code == 400
+    assert bad_yaml.json()["error"]["code"] == "invalid_input"
     login(client, member)
     assert (
         client.post(api_url(h), {"rules": []}, content_type="application/json").status_code == 403
@@ -253,7 +259,8 @@ def test_dashboard_simulates_before_saving_and_admins_save(client, history, revi
     url = reverse("policies:simulate", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk})
     login(client, reviewer)
     page = client.get(url)
-    assert page.status_code == 200 and "sandbox.create_task" in page.context["document"]
+    assert page.status_code == 200
+    assert "sandbox.create_task" in page.context["document"]
     document = yaml.safe_dump(proposed(h))
     shown = client.post(url, {"document": document, "days": "30"})
     assert shown.status_code == 200
@@ -266,7 +273,8 @@ def test_dashboard_simulates_before_saving_and_admins_save(client, history, revi
     assert h["role"].rules.count() == 4
     assert AuditEvent.objects.filter(action="role.changed", target_id=str(h["role"].pk)).exists()
     invalid = client.post(url, {"document": "- provider_key: nope", "days": "30"})
-    assert invalid.status_code == 400 and "rules.0.provider_key" in invalid.content.decode()
+    assert invalid.status_code == 400
+    assert "rules.0.provider_key" in invalid.content.decode()
 
 
 def test_role_simulate_validates_like_saving(history):
@@ -289,7 +297,8 @@ def test_the_rule_editor_simulates_a_new_rule_before_saving_it(client, history, 
     shown = client.post(add, {**form, "simulate": "1"})
     assert shown.status_code == 200
     result = shown.context["simulation"]
-    assert result.denied_to_allowed == 1 and result.allowed_to_denied == 0
+    assert result.denied_to_allowed == 1
+    assert result.allowed_to_denied == 0
     assert ids(result, "denied_to_allowed") == [h["events"]["proxy"].pk]
     assert "denied → allowed" in shown.content.decode()
     assert not h["role"].rules.filter(kind="proxy").exists()  # nothing saved

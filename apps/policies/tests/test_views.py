@@ -54,7 +54,8 @@ def role_urls(role):
 
 def test_anonymous_is_sent_to_login(client, role):
     response = client.get(url("list"))
-    assert response.status_code == 302 and "/accounts/login" in response["Location"]
+    assert response.status_code == 302
+    assert "/accounts/login" in response["Location"]
 
 
 def test_every_page_is_404_for_a_non_member(client, outsider, role):
@@ -114,9 +115,11 @@ def test_admin_creates_edits_and_deletes_a_role(client, admin):
     client.force_login(admin)
     response = client.post(url("create"), {"name": "ops", "description": "Ops bots"})
     role = Role.objects.get(name="ops")
-    assert response.status_code == 302 and response["Location"] == url("detail", role_id=role.pk)
+    assert response.status_code == 302
+    assert response["Location"] == url("detail", role_id=role.pk)
     bad = client.post(url("create"), {"name": "ops"})
-    assert bad.status_code == 400 and "already exists" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "already exists" in bad.content.decode()
     client.post(url("edit", role_id=role.pk), {"name": "ops-2", "description": ""})
     role.refresh_from_db()
     assert role.name == "ops-2"
@@ -132,9 +135,11 @@ def test_admin_creates_edits_and_deletes_a_role(client, admin):
 def test_rule_editor_two_steps_and_constraints(client, admin, role, sandbox_conn):
     client.force_login(admin)
     pick = client.get(url("rule_add", role_id=role.pk)).content.decode()
-    assert 'name="provider"' in pick and "Sandbox" in pick
+    assert 'name="provider"' in pick
+    assert "Sandbox" in pick
     form = client.get(url("rule_add", role_id=role.pk) + "?provider=sandbox").content.decode()
-    assert "exact:sandbox.delete_task" in form and "All read actions of" in form
+    assert "exact:sandbox.delete_task" in form
+    assert "All read actions of" in form
     response = client.post(
         url("rule_add", role_id=role.pk),
         {
@@ -149,7 +154,8 @@ def test_rule_editor_two_steps_and_constraints(client, admin, role, sandbox_conn
     )
     assert response.status_code == 302
     rule = role.rules.get(action_pattern="sandbox.update_task")
-    assert rule.connection_id == sandbox_conn.pk and rule.rate_limit_per_minute == 20
+    assert rule.connection_id == sandbox_conn.pk
+    assert rule.rate_limit_per_minute == 20
     # The schema says priority is an integer, so the typed values are numbers.
     assert rule.constraints == [{"field": "priority", "op": "one_of", "value": [4, 5]}]
 
@@ -197,7 +203,8 @@ def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
             "path_glob": "/a/../b",
         },
     )
-    assert bad.status_code == 400 and "&#x27;..&#x27;" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "&#x27;..&#x27;" in bad.content.decode()
     ok = client.post(
         url("rule_add", role_id=role.pk),
         {
@@ -209,7 +216,8 @@ def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
     )
     assert ok.status_code == 302
     rule = role.rules.get(kind="proxy")
-    assert rule.methods == ["GET", "POST"] and rule.provider_key == "sandbox"
+    assert rule.methods == ["GET", "POST"]
+    assert rule.provider_key == "sandbox"
 
 
 def test_rule_delete(client, admin, role):
@@ -228,7 +236,8 @@ def test_rule_delete(client, admin, role):
 def test_source_view_yaml_and_json(client, member, role):
     client.force_login(member)
     page = client.get(url("source", role_id=role.pk))
-    assert page.status_code == 200 and b"action_pattern: sandbox.*" in page.content
+    assert page.status_code == 200
+    assert b"action_pattern: sandbox.*" in page.content
     as_json = json.loads(client.get(url("source", role_id=role.pk) + "?format=json").content)
     as_yaml = yaml.safe_load(client.get(url("source", role_id=role.pk) + "?format=yaml").content)
     assert as_json == as_yaml
@@ -251,7 +260,8 @@ def test_dry_run_without_js(client, member, role, sandbox_conn):
     assert "input.priority must be at most 3 (got 5)" in text
     data["input"] = '{"project_id": 1, "title": "x", "priority": 2}'
     allowed = client.post(url("test", role_id=role.pk), data).content.decode()
-    assert "Allowed" in allowed and "rule #" in allowed
+    assert "Allowed" in allowed
+    assert "rule #" in allowed
     # Nothing was changed or recorded by a dry run.
     assert not AuditEvent.objects.exclude(action="role.created").exists()
 
@@ -280,7 +290,8 @@ def test_dry_run_reports_bad_json_and_schema_problems(client, member, role, sand
         url("test", role_id=role.pk),
         {"kind": "action", "action": "sandbox.list_tasks", "input": "{nope"},
     )
-    assert bad.status_code == 400 and "not valid JSON" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "not valid JSON" in bad.content.decode()
     schema = client.post(
         url("test", role_id=role.pk),
         {
@@ -291,7 +302,8 @@ def test_dry_run_reports_bad_json_and_schema_problems(client, member, role, sand
         },
     )
     text = schema.content.decode()
-    assert "Allowed" in text and "would also reject this input" in text
+    assert "Allowed" in text
+    assert "would also reject this input" in text
 
 
 def test_dry_run_proxy(client, member, role, sandbox_conn):

@@ -46,7 +46,8 @@ def call_at(at, action="sandbox.create_task"):
 
 def test_inside_the_window_the_rule_allows():
     decision = evaluate([office_rule()], call_at(datetime(2026, 12, 2, 9, 0, tzinfo=BERLIN)))
-    assert decision.allowed and decision.rule_id == 7
+    assert decision.allowed
+    assert decision.rule_id == 7
     assert "only weekdays 09:00–18:00 Europe/Berlin" in decision.reason
 
 
@@ -103,19 +104,22 @@ def test_proxy_rules_have_windows_too():
         [rule], Call(**{**monday.__dict__, "at": datetime(2026, 12, 7, tzinfo=UTC)})
     ).allowed
     tuesday = evaluate([rule], Call(**{**monday.__dict__, "at": datetime(2026, 12, 8, tzinfo=UTC)}))
-    assert not tuesday.allowed and "reopens at Mon 2026-12-14 00:00 UTC" in tuesday.reason
+    assert not tuesday.allowed
+    assert "reopens at Mon 2026-12-14 00:00 UTC" in tuesday.reason
 
 
 def test_a_rule_with_a_broken_stored_schedule_allows_nothing():
     rule = office_rule(schedule={"days": "weekdays", "start": "9am", "timezone": "Mars/Base"})
     decision = evaluate([rule], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=BERLIN)))
-    assert not decision.allowed and "invalid" in decision.reason
+    assert not decision.allowed
+    assert "invalid" in decision.reason
 
 
 def test_the_allowing_rules_quota_is_in_the_decision():
     rule = office_rule(schedule=None, quota={"limit": 20, "per": "day"})
     decision = evaluate([rule], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=BERLIN)))
-    assert decision.allowed and decision.quota == Quota(limit=20, per="day")
+    assert decision.allowed
+    assert decision.quota == Quota(limit=20, per="day")
     assert "at most 20 calls per day per worker" in decision.reason
 
 
@@ -281,7 +285,8 @@ def test_the_management_api_stores_and_returns_windows_and_quotas(admin, org):
     assert stored["schedule"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
     assert stored["quota"] == {"limit": 20, "per": "day"}
     [spec] = role_rules(created.json()["id"])
-    assert spec.quota == Quota(limit=20, per="day") and spec.schedule is not None
+    assert spec.quota == Quota(limit=20, per="day")
+    assert spec.schedule is not None
     bad = client.post(
         url,
         {"name": "x", "rules": [{**rule, "quota": {"limit": 20, "per": "fortnight"}}]},
@@ -342,13 +347,15 @@ def test_the_rule_editor_sets_a_window_and_a_quota(client, admin, org):
     add = reverse("policies:rule_add", kwargs={"org_slug": "acme", "role_id": role.pk})
     client.force_login(admin)
     page = client.get(add + "?provider=sandbox").content.decode()
-    assert "Only on these days" in page and "Quota (calls per worker)" in page
+    assert "Only on these days" in page
+    assert "Quota (calls per worker)" in page
     base = {"provider": "sandbox", "actions": "write:sandbox", "connection": ""}
     bad = client.post(
         add,
         {**base, "window_days": ["mon"], "window_start": "9", "window_end": "18:00"},
     )
-    assert bad.status_code == 400 and "Times look like 09:00" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "Times look like 09:00" in bad.content.decode()
     ok = client.post(
         add,
         {
@@ -380,7 +387,9 @@ def test_an_approval_rule_offers_approval_only_inside_its_window_and_carries_its
         quota={"limit": 3, "per": "day"},
     )
     inside = evaluate([rule], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=BERLIN)))
-    assert not inside.allowed and inside.approval_required and inside.rule_id == 7
+    assert not inside.allowed
+    assert inside.approval_required
+    assert inside.rule_id == 7
     assert inside.approval_expires_in == 600
     # The approved call is admitted under the same per-worker quota.
     assert inside.quota == Quota(limit=3, per="day")
@@ -389,7 +398,8 @@ def test_an_approval_rule_offers_approval_only_inside_its_window_and_carries_its
     assert "at most 3 calls per day per worker" in inside.reason
 
     outside = evaluate([rule], call_at(datetime(2026, 12, 5, 12, 0, tzinfo=BERLIN)))
-    assert not outside.allowed and not outside.approval_required
+    assert not outside.allowed
+    assert not outside.approval_required
     assert "Mon 2026-12-07 09:00 CET" in outside.reason
 
 
@@ -397,5 +407,6 @@ def test_a_plain_allowance_keeps_its_quota_next_to_an_approval_rule():
     plain = office_rule(schedule=None, quota={"limit": 5, "per": "hour"})
     needs_person = office_rule(schedule=None, approval={"required": True})
     decision = evaluate([needs_person, plain], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=UTC)))
-    assert decision.allowed and not decision.approval_required
+    assert decision.allowed
+    assert not decision.approval_required
     assert decision.quota == Quota(limit=5, per="hour")

@@ -56,7 +56,8 @@ def test_admin_creates_a_provider_and_an_action_that_reach_the_catalog(org, admi
     created = api(admin).post(BASE, NEW, format="json")
     assert created.status_code == 201, created.content
     body = created.json()
-    assert body["key"] == "custom-acme-crm" and body["default_scopes"] == ["read", "write"]
+    assert body["key"] == "custom-acme-crm"
+    assert body["default_scopes"] == ["read", "write"]
     action = api(admin).post(f"{BASE}acme-crm/actions/", ACTION, format="json")
     assert action.status_code == 201, action.content
     assert action.json()["full_name"] == "custom-acme-crm.get_contact"

@@ -33,7 +33,8 @@ def test_sandbox_create_task():
     assert prepared.method == "POST"
     assert prepared.url == f"{SANDBOX}/api/v1/projects/7/tasks"
     assert prepared.json_body == {"title": "Ship", "priority": 2}
-    assert prepared.query == {} and prepared.form_body is None
+    assert prepared.query == {}
+    assert prepared.form_body is None
 
 
 def test_get_sends_query_not_body_and_booleans_as_words():
@@ -106,7 +107,8 @@ def test_non_object_input_and_nested_pointers():
         },
     )
     paths = {e.path for e in errors}
-    assert "/attendees/1/email" in paths and "/attendees/1/mail" in paths
+    assert "/attendees/1/email" in paths
+    assert "/attendees/1/mail" in paths
     assert (
         validate_input(
             action,
@@ -195,7 +197,8 @@ def test_airtable_records_reach_their_table_and_carry_fields():
         "airtable.list_records",
         {"base_id": "appAbc123DEF45678", "table": "tblX", "filterByFormula": "{Done} = 0"},
     )
-    assert listed.url == f"{base}/tblX" and listed.json_body is None
+    assert listed.url == f"{base}/tblX"
+    assert listed.json_body is None
     assert listed.query == {"filterByFormula": "{Done} = 0"}
     errors = validate_input(
         get_action("airtable.get_record"),

@@ -116,7 +116,8 @@ def test_provider_urls_are_https_and_oauth_providers_have_endpoints():
             if url and not url.startswith("/"):
                 assert urlsplit(url).scheme == "https", (provider.key, url)
         if AuthType.OAUTH2 in provider.auth_types:
-            assert provider.authorize_url and provider.token_url, provider.key
+            assert provider.authorize_url, provider.key
+            assert provider.token_url, provider.key
         assert provider.auth_types, provider.key
         placeholders = set(re.findall(r"\{(\w+)\}", provider.api_base_url))
         assert placeholders == set(provider.base_url_params), provider.key

@@ -223,11 +223,14 @@ def test_custom_action_becomes_a_catalog_action(org, admin):
     read = get_action("custom-crm.get_item", organization=org)
     prepared = build_request(catalog_provider, read, {"item_id": 4, "verbose": True})
     assert prepared.url == "https://crm.example.com/api/items/4"
-    assert prepared.query == {"verbose": "true"} and prepared.json_body is None
+    assert prepared.query == {"verbose": "true"}
+    assert prepared.json_body is None
     write = get_action("custom-crm.create_item", organization=org)
-    assert write.is_write and write.is_custom
+    assert write.is_write
+    assert write.is_custom
     prepared = build_request(catalog_provider, write, {"name": "x"})
-    assert prepared.json_body == {"name": "x"} and prepared.query == {}
+    assert prepared.json_body == {"name": "x"}
+    assert prepared.query == {}
     # additionalProperties defaults to false, like the built-ins.
     from apps.providers.registry import validate_input
 
@@ -286,7 +289,8 @@ def test_credential_routing_is_frozen_while_connections_are_live(org, admin, cha
     changed = {f for f in changes if getattr(provider, f) != changes[f]}
     assert set(info.value.message_dict) == changed
     for messages in info.value.message_dict.values():
-        assert "crm-prod" in messages[0] and "Disconnect" in messages[0]
+        assert "crm-prod" in messages[0]
+        assert "Disconnect" in messages[0]
     stored = CustomProvider.objects.get(pk=provider.pk)
     assert all(getattr(stored, f) == getattr(provider, f) for f in changes)
     assert not AuditEvent.objects.filter(action="provider.custom_updated").exists()

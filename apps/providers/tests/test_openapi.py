@@ -41,7 +41,8 @@ def test_swagger_2_petstore():
     assert schema["properties"]["category"]["properties"]["name"] == {"type": "string"}
     assert "xml" not in json.dumps(schema)
     find = drafts["GET /pet/findByStatus"]
-    assert find.query_params == ["status"] and find.action_class == "read"
+    assert find.query_params == ["status"]
+    assert find.action_class == "read"
     assert find.input_schema["properties"]["status"]["items"]["enum"] == [
         "available",
         "pending",
@@ -75,11 +76,13 @@ def test_openapi_3_1_train_travel():
     drafts = {d.key: d for d in parsed.drafts}
     assert "POST newBooking" not in drafts  # webhooks are not operations to call
     stations = drafts["GET /stations"]
-    assert stations.name == "get_stations" and stations.scopes == ["read"]
+    assert stations.name == "get_stations"
+    assert stations.scopes == ["read"]
     # Parameters behind $ref are resolved and keep their limits.
     assert stations.input_schema["properties"]["limit"]["maximum"] == 100
     create = drafts["POST /bookings"]
-    assert create.scopes == ["write"] and create.query_params == ["dry_run"]
+    assert create.scopes == ["write"]
+    assert create.query_params == ["dry_run"]
     props = create.input_schema["properties"]
     assert "id" not in props  # readOnly in the Booking schema
     assert props["notes"]["type"] == ["string", "null"]

@@ -61,7 +61,8 @@ def test_upload_review_edit_and_save(admin, crm):
     )
     review = client.post(import_url(), {"document": upload})
     html = review.content.decode()
-    assert review.status_code == 200 and "Choose the operations to import" in html
+    assert review.status_code == 200
+    assert "Choose the operations to import" in html
     # Works under a strict CSP: no inline script, no event-handler attributes.
     assert not re.search(r"<script(?![^>]*\bsrc=)", html)
     assert not re.search(r"\son[a-z]+=", html)
@@ -87,7 +88,8 @@ def test_upload_review_edit_and_save(admin, crm):
     hold = crm.actions.get(name="hold_trip")
     assert (hold.method, hold.path, hold.action_class) == ("POST", "/bookings", "write")
     assert hold.description == "Hold a seat on a trip for a passenger."
-    assert hold.query_params == ["dry_run"] and hold.scopes == ["write"]
+    assert hold.query_params == ["dry_run"]
+    assert hold.scopes == ["write"]
     event = AuditEvent.objects.get(action="provider.custom_actions_imported")
     assert event.metadata["source"]["file"] == "train.yaml"
     assert event.metadata["source"]["version"] == "OpenAPI 3.1.0"

@@ -68,7 +68,8 @@ def test_every_sandbox_action_works_against_the_sandbox(sandbox, transactional_d
         assert [t["id"] for t in open_tasks] == [task_id]
 
         updated = send(http, sandbox, "sandbox.update_task", {"task_id": task_id, "done": True})
-        assert updated.status_code == 200 and updated.json()["done"] is True
+        assert updated.status_code == 200
+        assert updated.json()["done"] is True
         done = send(
             http, sandbox, "sandbox.list_tasks", {"project_id": project_id, "done": True}
         ).json()["tasks"]

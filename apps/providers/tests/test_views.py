@@ -124,7 +124,8 @@ def test_admin_creates_a_custom_provider(client, admin, org, other_org):
         AuditEvent.objects.filter(action="provider.custom_created", organization=org).count() == 1
     )
     page = client.get(response["Location"]).content.decode()
-    assert "X-Api-Key" in page and "Add an action" in page
+    assert "X-Api-Key" in page
+    assert "Add an action" in page
 
 
 @override_settings(DEBUG=False, GRANTRY_EGRESS_ALLOW_LOOPBACK=False)
@@ -271,7 +272,8 @@ def test_admin_site_lists_custom_providers_read_only(client, org, crm, other_org
     assert change.status_code == 200
     html = change.content.decode()
     assert "get_item" in html
-    assert 'name="api_base_url"' not in html and 'name="organization"' not in html
+    assert 'name="api_base_url"' not in html
+    assert 'name="organization"' not in html
 
     # Changes go through the audited dashboard services, never the admin.
     moved = client.post(
@@ -307,7 +309,8 @@ def test_edit_form_refuses_a_new_host_while_connections_are_live(client, admin, 
     assert response.status_code == 200
     html = response.content.decode()
     assert "Nothing was saved" in html
-    assert "crm-prod" in html and "Disconnect them first" in html
+    assert "crm-prod" in html
+    assert "Disconnect them first" in html
     assert 'aria-invalid="true"' in html
     crm.refresh_from_db()
     assert crm.api_base_url == "https://crm.example.com/api"

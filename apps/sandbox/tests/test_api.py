@@ -68,11 +68,13 @@ def _access_token(user, *, scope="read write", expires_in=3600):
 
 def test_api_key_is_stored_as_digest_only(alice):
     key = sandbox_api_key_create(user=alice, name="ci")
-    assert key.startswith("sbx_") and len(key) > 40
+    assert key.startswith("sbx_")
+    assert len(key) > 40
     row = SandboxApiKey.objects.get(user=alice)
     assert key not in row.key_digest
     assert row.last4 == key[-4:]
-    assert key not in repr(row) and key not in str(row)
+    assert key not in repr(row)
+    assert key not in str(row)
 
 
 def test_api_key_authenticates_with_both_scopes(alice_api):
@@ -105,7 +107,8 @@ def test_missing_or_bad_credentials_get_401_with_challenge(header):
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     body = response.json()
-    assert set(body) == {"error", "message"} and body["message"]
+    assert set(body) == {"error", "message"}
+    assert body["message"]
     assert response["X-RateLimit-Remaining"] == "999"
 
 
@@ -141,12 +144,14 @@ def test_projects_and_tasks_round_trip(alice_api):
     assert first.status_code == second.status_code == 201
     task = first.json()
     assert set(task) == {"id", "project_id", "title", "done", "priority", "notes", "created_at"}
-    assert task["project_id"] == project["id"] and task["done"] is False
+    assert task["project_id"] == project["id"]
+    assert task["done"] is False
     assert second.json()["priority"] == 3
 
     patched = alice_api.send("patch", f"/tasks/{task['id']}", {"done": True, "title": "Planned"})
     assert patched.status_code == 200
-    assert patched.json()["done"] is True and patched.json()["title"] == "Planned"
+    assert patched.json()["done"] is True
+    assert patched.json()["title"] == "Planned"
     assert alice_api.get(f"/tasks/{task['id']}").json()["title"] == "Planned"
 
     done = alice_api.get(f"/projects/{project['id']}/tasks?done=true").json()["tasks"]
@@ -235,18 +240,23 @@ def test_patch_validation_errors(alice, alice_api, body, field):
 def test_empty_patch_and_bad_json_and_bad_filter_are_400(alice, alice_api):
     task = Task.objects.create(project=Project.objects.create(owner=alice, name="P"), title="t")
     empty = alice_api.send("patch", f"/tasks/{task.pk}", {})
-    assert empty.status_code == 400 and "at least one" in empty.json()["message"]
+    assert empty.status_code == 400
+    assert "at least one" in empty.json()["message"]
     bad_json = alice_api.send("post", "/projects", raw="{not json")
-    assert bad_json.status_code == 400 and bad_json.json()["error"] == "invalid_json"
+    assert bad_json.status_code == 400
+    assert bad_json.json()["error"] == "invalid_json"
     not_object = alice_api.send("post", "/projects", raw="[1, 2]")
-    assert not_object.status_code == 400 and not_object.json()["error"] == "invalid_json"
+    assert not_object.status_code == 400
+    assert not_object.json()["error"] == "invalid_json"
     bad_filter = alice_api.get(f"/projects/{task.project_id}/tasks?done=maybe")
-    assert bad_filter.status_code == 400 and "done" in bad_filter.json()["fields"]
+    assert bad_filter.status_code == 400
+    assert "done" in bad_filter.json()["fields"]
 
 
 def test_unknown_endpoint_and_wrong_method_answer_json(alice_api):
     missing = alice_api.get("/nope")
-    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
     wrong = alice_api.send("put", "/projects", {"name": "x"})
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"

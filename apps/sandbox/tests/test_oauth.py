@@ -228,7 +228,8 @@ def test_register_keeps_only_a_hash_of_the_client_secret():
     assert application.authorization_grant_type == "authorization-code"
     assert application.algorithm == ""
     assert application.redirect_uris == REDIRECT_URI
-    assert secret not in repr(application) and secret not in str(application)
+    assert secret not in repr(application)
+    assert secret not in str(application)
 
 
 @pytest.mark.django_db
@@ -242,7 +243,8 @@ def test_register_public_client_has_no_secret():
 
 def test_issued_tokens_work_and_rotate_at_the_real_endpoint(oauth):
     issued = sandbox_tokens_issue(client_id=oauth.client_id, user=oauth.user, scope="read")
-    assert issued["scope"] == "read" and issued["expires_in"] == 3600
+    assert issued["scope"] == "read"
+    assert issued["expires_in"] == 3600
     assert oauth.api("GET", "/me", issued["access_token"]).json()["id"] == oauth.user.pk
     assert (
         oauth.api("POST", "/projects", issued["access_token"], json={"name": "x"}).status_code

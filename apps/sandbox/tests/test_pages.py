@@ -62,10 +62,12 @@ def test_consent_page_is_the_sandbox_product(alice_client):
     html = response.content.decode()
     assert "Sandbox — demo SaaS" in html
     assert "Grantry (Acme)" in html
-    assert "Read projects and tasks" in html and "Create and change tasks" in html
+    assert "Read projects and tasks" in html
+    assert "Create and change tasks" in html
     assert re.search(r'<button[^>]*name="allow"[^>]*>Authorize</button>', html)
     assert ">Deny</button>" in html
-    assert "sandbox/sandbox.css" in html and "css/grantry.css" not in html
+    assert "sandbox/sandbox.css" in html
+    assert "css/grantry.css" not in html
 
 
 def _consent_post(client, client_id, *, allow):
@@ -83,7 +85,8 @@ def test_authorize_button_redirects_with_a_code(alice_client):
     assert response.status_code == 302
     query = parse_qs(urlsplit(response["Location"]).query)
     assert response["Location"].startswith(REDIRECT_URI)
-    assert query["state"] == ["st"] and query["code"][0]
+    assert query["state"] == ["st"]
+    assert query["code"][0]
 
 
 def test_deny_button_redirects_with_access_denied(alice_client):
@@ -99,7 +102,8 @@ def test_unknown_client_shows_a_clear_error_page(alice_client):
     response = alice_client.get(_authorize_url("no-such-client"))
     assert response.status_code == 400
     html = response.content.decode()
-    assert "cannot be completed" in html and "start connecting again" in html
+    assert "cannot be completed" in html
+    assert "start connecting again" in html
 
 
 def test_home_requires_login():
@@ -116,7 +120,8 @@ def test_home_explains_and_lists_only_my_projects(alice_client, alice):
     alice_client.post("/sandbox/demo-data/")
     html = alice_client.get("/sandbox/").content.decode()
     assert "Sandbox — demo SaaS" in html
-    assert "Website relaunch" in html and "Write the welcome email" in html
+    assert "Website relaunch" in html
+    assert "Write the welcome email" in html
     assert "Other people" not in html
 
 
@@ -130,7 +135,8 @@ def test_create_key_shows_it_once_and_it_works(alice_client, alice):
 
     later = alice_client.get("/sandbox/").content.decode()
     assert key not in later
-    assert f"sbx_…{key[-4:]}" in later and "demo key" in later
+    assert f"sbx_…{key[-4:]}" in later
+    assert "demo key" in later
 
 
 def test_create_key_needs_a_name(alice_client, alice):
@@ -181,7 +187,8 @@ def test_admin_never_shows_key_or_digest(alice):
     for page in pages:
         assert page.status_code == 200
         html = page.content.decode()
-        assert key not in html and row.key_digest not in html
+        assert key not in html
+        assert row.key_digest not in html
     assert f"sbx_…{row.last4}" in pages[1].content.decode()
     assert client.get("/admin/sandbox/sandboxapikey/add/").status_code == 403
 

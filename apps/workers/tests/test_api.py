@@ -184,7 +184,8 @@ def test_update_and_delete(org, admin, worker, minted):
     response = api.patch(
         f"{base(org)}/workers/{worker.pk}/", {"description": "changed"}, format="json"
     )
-    assert response.status_code == 200 and response.json()["description"] == "changed"
+    assert response.status_code == 200
+    assert response.json()["description"] == "changed"
     assert api.delete(f"{base(org)}/workers/{worker.pk}/").status_code == 204
     assert not Worker.objects.filter(pk=worker.pk).exists()
     assert APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
@@ -196,7 +197,8 @@ def test_lists_are_paginated(org, admin, worker):
         token_mint(worker=worker)
     api = client_for(admin)
     page = api.get(f"{base(org)}/tokens/?page_size=2").json()
-    assert len(page["results"]) == 2 and page["next"]
+    assert len(page["results"]) == 2
+    assert page["next"]
     rest = api.get(page["next"]).json()
     assert len(rest["results"]) == 1
 

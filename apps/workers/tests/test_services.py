@@ -107,7 +107,8 @@ def test_roll_keeps_the_old_token_valid_inside_the_overlap_only(minted, admin, o
     before = timezone.now()
     new, new_raw = token_roll(token=old, overlap=overlap, rolled_by=admin)
     old.refresh_from_db()
-    assert new.rolled_from_id == old.pk and new.role_id == old.role_id
+    assert new.rolled_from_id == old.pk
+    assert new.role_id == old.role_id
     assert before + window <= old.expires_at <= timezone.now() + window
     # Inside the window both tokens work.
     assert whoami(old_raw).status_code == 200

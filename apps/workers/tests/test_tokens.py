@@ -92,5 +92,6 @@ def test_repr_never_shows_the_raw_token():
 
 def test_public_ids_look_like_tok_plus_12_base62():
     public_id = tokens.new_public_id()
-    assert public_id.startswith("tok_") and len(public_id) == 16
+    assert public_id.startswith("tok_")
+    assert len(public_id) == 16
     assert set(public_id[4:]) <= set(BASE62)

@@ -36,17 +36,20 @@ def test_admin_creates_worker_mints_sees_token_once_and_revokes(org, admin, role
         {"name": "triage-bot", "description": "Triage", "owner": admin.pk, "default_role": role.pk},
     )
     worker = Worker.objects.get(name="triage-bot")
-    assert response.status_code == 302 and response.url == url(org, f"{worker.pk}/")
+    assert response.status_code == 302
+    assert response.url == url(org, f"{worker.pk}/")
 
     minted = client.post(url(org, f"{worker.pk}/mint/"), {"expires_in_days": 30})
-    assert minted.status_code == 302 and minted.url == url(org, "token/")
+    assert minted.status_code == 302
+    assert minted.url == url(org, "token/")
     once = client.get(url(org, "token/"))
     assert once.status_code == 200
     assert "no-store" in once["Cache-Control"]
     html = once.content.decode()
     raw = re.search(r"gry_[0-9A-Za-z]{49}", html).group(0)
     assert f"Bearer {raw}" in html  # curl + MCP snippets are ready to paste
-    assert "/api/v1/whoami" in html and "/mcp" in html
+    assert "/api/v1/whoami" in html
+    assert "/mcp" in html
     assert whoami(raw).status_code == 200
 
     # Never again: not on reload, not on the worker's page.
