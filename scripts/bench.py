@@ -40,6 +40,7 @@ WEB_THREADS (web processes and threads, defaults from the Procfile: 2 and 8).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -662,12 +663,10 @@ def main() -> None:
     finally:
         for proc in reversed(processes):
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM) if proc is not processes[0] else (
                         proc.terminate()
                     )
-                except ProcessLookupError:
-                    pass
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:

@@ -16,6 +16,7 @@ same database, starting the server for the command if `make run` is not running.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -156,10 +157,8 @@ def stop_children(children: dict[str, subprocess.Popen[bytes]], hurry: list[bool
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass  # the whole group is gone already
 
 
 def run(port: str) -> int:

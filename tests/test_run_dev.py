@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -62,10 +63,8 @@ def _stop_postgres(pgdata: Path) -> None:
     """After a failed run: don't leave the test's PostgreSQL behind."""
     pid_file = pgdata / "postmaster.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(int(pid_file.read_text().split()[0])).terminate()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

@@ -193,10 +193,9 @@ def _build(model: type[models.Model], victim: Organization, user: Any, index: di
             continue
         if isinstance(f, models.ForeignKey) and f.null and f.related_model is not Organization:
             continue
-        if f.blank and not isinstance(f, models.ForeignKey) and not f.choices:
-            if isinstance(f, (models.CharField, models.TextField)):
-                values[f.attname] = ""
-                continue
+        if f.blank and not f.choices and isinstance(f, (models.CharField, models.TextField)):
+            values[f.attname] = ""
+            continue
         value = _dummy(f, victim, user, index)
         if value is _MISSING:
             return None

@@ -34,6 +34,13 @@ def raw(sql: str, params: list[object] | None = None) -> None:
         cursor.execute(sql, params or [])
 
 
+def raw_as(role: str, sql: str) -> None:
+    """One statement as `role`, in a transaction of its own."""
+    with transaction.atomic():
+        raw(f"SET LOCAL ROLE {role}")
+        raw(sql)
+
+
 def _ids(org, n):
     return [audit_record(action=f"test.e{i}", organization=org).pk for i in range(n)]
 
@@ -80,9 +87,8 @@ def app_role(db):
 )
 def test_update_delete_truncate_are_rejected_for_the_application_role(org, app_role, statement):
     _ids(org, 3)
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        raw(f"SET LOCAL ROLE {app_role}")
-        raw(statement)
+    with pytest.raises(DatabaseError, match="append-only"):
+        raw_as(app_role, statement)
     assert AuditEvent.objects.filter(organization=org).count() == 3
     assert not AuditEvent.objects.exclude(reason="").exists()
 

@@ -187,7 +187,7 @@ def test_member_filter_by_email_finds_the_account_and_deleted_accounts_by_label(
 
 
 @pytest.mark.parametrize(
-    "params, field",
+    ("params", "field"),
     [
         ({"start": "yesterday-ish"}, "start"),
         ({"worker": "abc"}, "worker"),

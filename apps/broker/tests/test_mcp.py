@@ -30,9 +30,11 @@ def with_client(url: str, token: str, mode: str, body: Any, sent: list[Any] | No
 
     async def main() -> Any:
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx2.AsyncClient(headers=headers, event_hooks={"request": [record]}) as hc:
-            async with Client(streamable_http_client(url, http_client=hc), mode=mode) as client:
-                return await body(client)
+        async with (
+            httpx2.AsyncClient(headers=headers, event_hooks={"request": [record]}) as hc,
+            Client(streamable_http_client(url, http_client=hc), mode=mode) as client,
+        ):
+            return await body(client)
 
     return anyio.run(main)
 

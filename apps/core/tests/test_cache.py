@@ -29,7 +29,7 @@ def test_default_cache_is_django_redis_and_behaves_like_a_django_cache():
     assert cache.get(key) == {"a": [1, 2]}
     cache.delete(key)
     assert cache.get(key) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not found"):
         cache.incr(key)  # a missing key, as with every Django cache
 
 

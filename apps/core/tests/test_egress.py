@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gzip
 import json
@@ -472,11 +473,9 @@ class _RawServer:
             threading.Thread(target=self._run, args=(connection, index), daemon=True).start()
 
     def _run(self, connection: socket.socket, index: int) -> None:
-        with connection, connection.makefile("rb") as reader:
-            try:
-                self._serve(connection, reader, index)
-            except OSError:
-                pass  # the client went away; that is what some tests are about
+        # suppress(OSError): the client went away; that is what some tests are about.
+        with connection, connection.makefile("rb") as reader, contextlib.suppress(OSError):
+            self._serve(connection, reader, index)
 
     def read_request(self, reader: BufferedReader, index: int) -> bool:
         """Read one request (head and body); False if the client closed instead."""

@@ -296,7 +296,7 @@ def test_a_name_idna_2008_refuses_is_not_called(
 
 def _silent(raw_server: Callable[[Serve], _RawServer]) -> _RawServer:
     """Accepts and says nothing: a TLS handshake waits for its ServerHello."""
-    return raw_server(lambda connection, reader, index: time.sleep(3))
+    return raw_server(lambda _connection, _reader, _index: time.sleep(3))
 
 
 def test_the_tls_handshake_gets_only_the_time_left(

@@ -278,9 +278,8 @@ def _bounded(schema: Any) -> dict[str, Any]:
         if out.pop("nullable", False) is True and isinstance(out.get("type"), str):
             out["type"] = [out["type"], "null"]
         for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-            if isinstance(out.get(flag), bool):
-                if out.pop(flag) and bound in out:
-                    out[flag] = out.pop(bound)
+            if isinstance(out.get(flag), bool) and out.pop(flag) and bound in out:
+                out[flag] = out.pop(bound)
         if out.get("type") == "file":  # Swagger 2.0
             raise _Unsupported("It uploads a file.")
         return out

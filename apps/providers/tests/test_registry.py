@@ -67,9 +67,11 @@ def test_oauth_url_overrides_with_dotted_keys_and_dicts():
 
 
 def test_override_of_an_unknown_field_is_a_configuration_error():
-    with override_settings(GRANTRY_PROVIDER_URLS={"github.client_secret": "x"}):
-        with pytest.raises(ImproperlyConfigured):
-            get_provider("github")
+    with (
+        override_settings(GRANTRY_PROVIDER_URLS={"github.client_secret": "x"}),
+        pytest.raises(ImproperlyConfigured, match="names no overridable URL field"),
+    ):
+        get_provider("github")
 
 
 def test_sandbox_follows_settings_and_can_be_disabled():

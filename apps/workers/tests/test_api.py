@@ -139,7 +139,7 @@ def test_another_orgs_worker_is_404_inside_my_org(org, other_org, admin, outside
 
 
 def test_revoke_roll_disable_enable_and_kill_switches(org, admin, worker, minted):
-    token, raw = minted
+    token, _raw = minted
     api = client_for(admin)
     prefix = f"{base(org)}/workers/{worker.pk}"
     rolled = api.post(f"{prefix}/tokens/{token.public_id}/roll/", {"overlap": "1h"}, format="json")

@@ -183,7 +183,7 @@ def test_disable_is_audited(worker, admin):
 
 
 def test_a_failing_audit_write_rolls_the_change_back(minted, admin, monkeypatch):
-    token, raw = minted
+    token, _raw = minted
 
     def broken(**kwargs):
         raise RuntimeError("audit store down")
