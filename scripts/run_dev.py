@@ -178,7 +178,7 @@ def serve(port: str, env: dict[str, str]) -> int:
     stopping = [False]
     hurry = [False]
 
-    def on_signal(signum: int, frame: object) -> None:
+    def on_signal(_signum: int, _frame: object) -> None:
         if stopping[0]:
             hurry[0] = True  # a second Ctrl-C: don't wait for graceful shutdown
         stopping[0] = True
@@ -212,7 +212,7 @@ def serve(port: str, env: dict[str, str]) -> int:
     return code
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM before the children run: still stop PostgreSQL
 
 

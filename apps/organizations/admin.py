@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
+from typing_extensions import override
 
 from apps.audit.models import ActorType
 from apps.audit.services import audit_record
@@ -106,6 +107,7 @@ class InvitationAdmin(AuditedAdmin):
     ]
     list_select_related = ["organization", "invited_by"]
 
+    @override
     def has_add_permission(self, request):
         # Invitations are created by invitation_create(), which emails the key.
         return False

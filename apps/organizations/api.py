@@ -132,7 +132,7 @@ class MemberDetailAPIView(_MembersScope, APIView):
         summary="One member",
         responses={200: MemberSerializer, **error_responses(403, 404)},
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         return Response(MemberSerializer(self.get_member()).data)
 
     @extend_schema(
@@ -252,7 +252,7 @@ class OrganizationSettingsAPIView(OrgAPIMixin, APIView):
         summary="Read the organization's settings",
         responses={200: OrganizationSettingsSerializer, **error_responses(403, 404)},
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         return Response(OrganizationSettingsSerializer(self.organization).data)
 
     @extend_schema(

@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from typing_extensions import override
 
 from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_revoke, worker_disable
@@ -51,9 +52,11 @@ class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     actions = ["disable_workers"]
 
+    @override
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # workers are created in the dashboard or API (audited there)
 
+    @override
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -82,9 +85,11 @@ class WorkerTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = TOKEN_FIELDS
     actions = ["revoke_tokens"]
 
+    @override
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    @override
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
