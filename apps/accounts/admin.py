@@ -31,7 +31,7 @@ class PersonalAPITokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("public_id", "name", "user__email", "organization__slug")
     fields = FIELDS
     readonly_fields = FIELDS
-    actions = ["revoke_tokens"]
+    actions = ("revoke_tokens",)
 
     @override
     def has_add_permission(self, request: HttpRequest) -> bool:

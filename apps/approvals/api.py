@@ -86,8 +86,8 @@ def _release_connection() -> None:
 class ApprovalStatusView(APIView):
     """The status of one of this worker's approvals, optionally waiting for a change."""
 
-    authentication_classes = [WorkerTokenAuthentication]
-    permission_classes = [IsAuthenticated]
+    authentication_classes = (WorkerTokenAuthentication,)
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(
         operation_id="agent_approval_status",

@@ -123,7 +123,7 @@ class ApprovalLinkView(ApprovalScopeMixin, View):
     """Where an approver's email link lands: after login, spend the link and show
     the approval. It decides nothing."""
 
-    http_method_names = ["get"]
+    http_method_names = ("get",)
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         approval = self.get_approval()

@@ -13,7 +13,7 @@ from apps.audit.models import AuditEvent
 class AuditEventAdmin(admin.ModelAdmin):
     """Strictly read-only: no add, change, delete or bulk actions."""
 
-    list_display = [
+    list_display = (
         "created_at",
         "organization_id",
         "action",
@@ -24,9 +24,9 @@ class AuditEventAdmin(admin.ModelAdmin):
         "target_type",
         "target_label",
         "ip",
-    ]
-    list_filter = ["action", "outcome", "actor_type", "decision"]
-    search_fields = [
+    )
+    list_filter = ("action", "outcome", "actor_type", "decision")
+    search_fields = (
         "action",
         "actor_label",
         "actor_id",
@@ -34,7 +34,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "target_id",
         "request_id",
         "=ip",
-    ]
+    )
     date_hierarchy = "created_at"
     actions = None
     list_per_page = 100

@@ -54,7 +54,7 @@ from apps.organizations.tenancy import OrgAPIMixin
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     class Meta:
         model = AuditEvent
-        fields = list(exports.COLUMNS)
+        fields = tuple(exports.COLUMNS)
         read_only_fields = fields
 
 
@@ -197,7 +197,7 @@ class AuditExportSerializer(serializers.ModelSerializer[AuditExport]):
 
     class Meta:
         model = AuditExport
-        fields = [
+        fields = (
             "id",
             "status",
             "format",
@@ -212,7 +212,7 @@ class AuditExportSerializer(serializers.ModelSerializer[AuditExport]):
             "finished_at",
             "expires_at",
             "download_url",
-        ]
+        )
         read_only_fields = fields
 
     def get_requested_by_email(self, obj: AuditExport) -> str:
@@ -392,7 +392,7 @@ class AuditExportJobDownloadAPIView(_ExportScope, APIView):
 )
 class AuditVerifyAPIView(AuditAPIMixin, APIView):
     write_role = OrgRole.REVIEWER  # verifying changes nothing but the trail's own record
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = (MultiPartParser, JSONParser)
 
     def post(self, request: Request, org_slug: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         upload = request.FILES.get("file")
@@ -443,7 +443,7 @@ class AuditSinkSerializer(serializers.ModelSerializer[AuditSink]):
 
     class Meta:
         model = AuditSink
-        fields = [
+        fields = (
             "id",
             "name",
             "kind",
@@ -463,8 +463,8 @@ class AuditSinkSerializer(serializers.ModelSerializer[AuditSink]):
             "last_error",
             "last_error_at",
             "created_at",
-        ]
-        read_only_fields = [
+        )
+        read_only_fields = (
             "id",
             "status",
             "lag",
@@ -475,7 +475,7 @@ class AuditSinkSerializer(serializers.ModelSerializer[AuditSink]):
             "last_error",
             "last_error_at",
             "created_at",
-        ]
+        )
 
     def get_lag(self, sink: AuditSink) -> int:
         return audit_sink_lag(sink)

@@ -204,7 +204,7 @@ class AuditEventFilter(django_filters.FilterSet):
 
     class Meta:
         model = AuditEvent
-        fields: list[str] = []
+        fields: tuple[str, ...] = ()
         form = _AuditFilterFormBase
 
     def __init__(

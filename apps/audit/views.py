@@ -166,7 +166,7 @@ class AuditChartsView(AuditMixin, TemplateView):
 class AuditExportView(AuditMixin, View):
     """POST with the filter in the query string: stream it, or queue a job when large."""
 
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         fmt = request.POST.get("format", "")

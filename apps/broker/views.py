@@ -80,8 +80,8 @@ class AgentView(APIView):
     """Base of the agent API views: worker-token authentication, and the call's
     revocation leases given back however the request ends."""
 
-    authentication_classes = [WorkerTokenAuthentication]
-    permission_classes = [IsAgent]
+    authentication_classes = (WorkerTokenAuthentication,)
+    permission_classes = (IsAgent,)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -37,7 +37,7 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
 
     class Meta:
         model = Connection
-        fields = [
+        fields = (
             "id",
             "name",
             "provider_key",
@@ -56,7 +56,7 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
             "created_by_email",
             "revoked_at",
             "revocation_result",
-        ]
+        )
         read_only_fields = fields
 
     def get_created_by_email(self, obj: Connection) -> str:
@@ -127,14 +127,14 @@ class ProviderAppSerializer(serializers.ModelSerializer[ProviderApp]):
 
     class Meta:
         model = ProviderApp
-        fields = [
+        fields = (
             "provider_key",
             "client_id",
             "has_client_secret",
             "redirect_uri",
             "created_at",
             "updated_at",
-        ]
+        )
         read_only_fields = fields
 
     def get_has_client_secret(self, obj: ProviderApp) -> bool:

@@ -56,35 +56,35 @@ class AuditedAdmin(admin.ModelAdmin):
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
-    raw_id_fields = ["user"]
-    fields = ["user", "role", "created_at"]
-    readonly_fields = ["created_at"]
+    raw_id_fields = ("user",)
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
 
 
 @admin.register(Organization)
 class OrganizationAdmin(AuditedAdmin):
-    list_display = ["name", "slug", "max_token_days", "store_broker_input", "created_at"]
-    list_filter = ["store_broker_input", "created_at"]
-    search_fields = ["name", "slug"]
-    readonly_fields = ["created_at"]
-    inlines = [MembershipInline]
+    list_display = ("name", "slug", "max_token_days", "store_broker_input", "created_at")
+    list_filter = ("store_broker_input", "created_at")
+    search_fields = ("name", "slug")
+    readonly_fields = ("created_at",)
+    inlines = (MembershipInline,)
 
 
 @admin.register(Membership)
 class MembershipAdmin(AuditedAdmin):
-    list_display = ["user", "organization", "role", "created_at"]
-    list_filter = ["role", "organization"]
-    search_fields = ["user__email", "organization__name", "organization__slug"]
-    raw_id_fields = ["user", "organization"]
-    readonly_fields = ["created_at"]
-    list_select_related = ["user", "organization"]
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("role", "organization")
+    search_fields = ("user__email", "organization__name", "organization__slug")
+    raw_id_fields = ("user", "organization")
+    readonly_fields = ("created_at",)
+    list_select_related = ("user", "organization")
 
 
 @admin.register(Invitation)
 class InvitationAdmin(AuditedAdmin):
     """The key digest never shows: it is the only handle on a live link."""
 
-    list_display = [
+    list_display = (
         "email",
         "organization",
         "role",
@@ -93,19 +93,19 @@ class InvitationAdmin(AuditedAdmin):
         "expires_at",
         "accepted_at",
         "revoked_at",
-    ]
-    list_filter = ["role", "organization"]
-    search_fields = ["email", "organization__name"]
-    exclude = ["key_digest"]
-    readonly_fields = [
+    )
+    list_filter = ("role", "organization")
+    search_fields = ("email", "organization__name")
+    exclude = ("key_digest",)
+    readonly_fields = (
         "organization",
         "email",
         "invited_by",
         "created_at",
         "accepted_at",
         "accepted_by",
-    ]
-    list_select_related = ["organization", "invited_by"]
+    )
+    list_select_related = ("organization", "invited_by")
 
     @override
     def has_add_permission(self, request):

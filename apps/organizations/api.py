@@ -35,7 +35,7 @@ class MemberSerializer(serializers.ModelSerializer[Membership]):
 
     class Meta:
         model = Membership
-        fields = ["id", "user_id", "email", "role", "joined_at"]
+        fields = ("id", "user_id", "email", "role", "joined_at")
         read_only_fields = fields
 
 
@@ -51,7 +51,7 @@ class InvitationSerializer(serializers.ModelSerializer[Invitation]):
 
     class Meta:
         model = Invitation
-        fields = [
+        fields = (
             "id",
             "email",
             "role",
@@ -61,7 +61,7 @@ class InvitationSerializer(serializers.ModelSerializer[Invitation]):
             "expires_at",
             "accepted_at",
             "revoked_at",
-        ]
+        )
         read_only_fields = fields
 
     def get_invited_by_email(self, obj: Invitation) -> str:
@@ -94,15 +94,15 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer[Organization]):
 
     class Meta:
         model = Organization
-        fields = [
+        fields = (
             "name",
             "slug",
             "max_token_days",
             "store_broker_input",
             "require_mfa",
             "created_at",
-        ]
-        read_only_fields = ["slug", "created_at"]
+        )
+        read_only_fields = ("slug", "created_at")
 
 
 class _MembersScope(OrgAPIMixin):

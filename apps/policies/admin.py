@@ -58,7 +58,7 @@ class RoleAdmin(ReadOnlyAdmin):
     list_display = ("name", "organization", "updated_at")
     list_filter = ("organization",)
     search_fields = ("name", "organization__slug")
-    inlines = [RuleInline]
+    inlines = (RuleInline,)
 
 
 @admin.register(Rule)

@@ -433,7 +433,7 @@ class TextYAMLParser(YAMLParser):
 )
 class RoleSimulateAPIView(_RoleScope, APIView):
     write_role = OrgRole.REVIEWER  # a simulation changes nothing
-    parser_classes = [JSONParser, YAMLParser, TextYAMLParser]
+    parser_classes = (JSONParser, YAMLParser, TextYAMLParser)
 
     def post(self, request: Request, org_slug: str, role_id: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         role = get_object_or_404(self.scope_queryset(), pk=role_id)

@@ -312,7 +312,7 @@ RESTORE_SESSION_KEY = "policies:removed-rule"
 
 
 class RuleDeleteView(RoleAdminMixin, View):
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
@@ -353,7 +353,7 @@ class RuleDeleteView(RoleAdminMixin, View):
 class RuleRestoreView(RoleAdminMixin, View):
     """Undo of a rule removal: adds back the rule this session removed last (once)."""
 
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()

@@ -38,4 +38,4 @@ class CustomProviderAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg
     search_fields = ("display_name", "slug", "organization__name")
     readonly_fields = ("created_by", "created_at", "updated_at")
     list_select_related = ("organization",)
-    inlines = [CustomActionInline]
+    inlines = (CustomActionInline,)

@@ -50,7 +50,7 @@ class CustomActionSerializer(serializers.ModelSerializer[CustomAction]):
 
     class Meta:
         model = CustomAction
-        fields = [
+        fields = (
             "name",
             "full_name",
             "description",
@@ -60,8 +60,8 @@ class CustomActionSerializer(serializers.ModelSerializer[CustomAction]):
             "input_schema",
             "scopes",
             "created_at",
-        ]
-        read_only_fields = ["full_name", "created_at"]
+        )
+        read_only_fields = ("full_name", "created_at")
 
     def get_full_name(self, obj: CustomAction) -> str:
         return f"{obj.provider.key}.{obj.name}"
@@ -75,8 +75,8 @@ class CustomProviderSerializer(serializers.ModelSerializer[CustomProvider]):
     class Meta:
         model = CustomProvider
         # The editable fields are the service's one list; the slug is set at creation.
-        fields = ["key", "slug", *EDITABLE_FIELDS, "actions", "created_at", "updated_at"]
-        read_only_fields = ["key", "actions", "created_at", "updated_at"]
+        fields = ("key", "slug", *EDITABLE_FIELDS, "actions", "created_at", "updated_at")
+        read_only_fields = ("key", "actions", "created_at", "updated_at")
 
 
 class _CustomScope(OrgAPIMixin):

@@ -50,7 +50,7 @@ class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "created_by",
         "created_at",
     )
-    actions = ["disable_workers"]
+    actions = ("disable_workers",)
 
     @override
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -83,7 +83,7 @@ class WorkerTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("public_id", "worker__name", "organization__slug")
     fields = TOKEN_FIELDS
     readonly_fields = TOKEN_FIELDS
-    actions = ["revoke_tokens"]
+    actions = ("revoke_tokens",)
 
     @override
     def has_add_permission(self, request: HttpRequest) -> bool:
