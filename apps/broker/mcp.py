@@ -286,7 +286,7 @@ def mcp_endpoint(request: HttpRequest) -> HttpResponse:
         release_leases(request)
 
 
-def _endpoint(request: HttpRequest) -> HttpResponse:
+def _endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard clauses, each a documented refusal, before the MCP call
     if request.method != "POST":
         response = error_response(
             "method_not_allowed",

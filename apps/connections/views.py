@@ -164,7 +164,7 @@ class ConnectView(OrgViewMixin, TemplateView):
             and bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
         )
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:  # noqa: C901 - flat dispatch on the submitted form kind
         self._setup()
         which = request.POST.get("kind", "")
         if which == "sandbox_app" and self._sandbox_one_click():

@@ -160,7 +160,7 @@ def _yaml(document: Any) -> str:
     return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
 
-def least_privilege_report(
+def least_privilege_report(  # noqa: C901 - one pass over the rules; each branch a documented case
     *,
     role: Any,
     worker_id: int | None = None,

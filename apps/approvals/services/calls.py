@@ -198,7 +198,7 @@ def _find(binding: ApprovalBinding, approval_id: str, idempotency_key: str) -> A
     return None
 
 
-def _claim_refusal(
+def _claim_refusal(  # noqa: C901 - flat guard clauses, each a documented refusal
     approval: Approval, binding: ApprovalBinding, now: datetime
 ) -> ApprovalRefused | None:
     """Why this approval cannot run this call now (None: it can). Checks every

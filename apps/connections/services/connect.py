@@ -174,7 +174,7 @@ def _audit_connect_failure(
     )
 
 
-def connection_oauth_complete(
+def connection_oauth_complete(  # noqa: C901 - flat guard clauses, each a documented refusal of the OAuth callback
     *,
     params: dict[str, str],
     user: Any,
