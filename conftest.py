@@ -7,25 +7,25 @@ import pytest
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
+def pytest_report_header() -> list[str]:
     from django.conf import settings
 
     return [settings.BACKENDS.describe()]
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
+def pytest_terminal_summary(terminalreporter):
     from django.conf import settings
 
     terminalreporter.write_line(settings.BACKENDS.describe())
 
 
 @pytest.fixture
-def org(db):
+def org(db):  # noqa: ARG001 - database access
     return OrganizationFactory(name="Acme", slug="acme")
 
 
 @pytest.fixture
-def other_org(db):
+def other_org(db):  # noqa: ARG001 - database access
     return OrganizationFactory(name="Globex", slug="globex")
 
 
@@ -60,7 +60,7 @@ def outsider(other_org):
 
 
 @pytest.fixture
-def celery_worker(transactional_db):
+def celery_worker(transactional_db):  # noqa: ARG001 - database access
     """A real Celery worker (in a thread) consuming this run's queue on the real
     broker (Redis when it answers). Tests enqueue normally and wait for results
     in the database."""

@@ -122,7 +122,7 @@ negative = _load([GenerationMode.NEGATIVE])
 
 
 @pytest.fixture
-def owner_token(db):
+def owner_token(db):  # noqa: ARG001 - database access
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     org = OrganizationFactory(name="Schema Co", slug="schema-co")

@@ -56,7 +56,8 @@ def test_page_mints_shows_once_and_revokes(org, admin):
     )
 
 
-def test_cannot_mint_for_an_org_you_are_not_in(org, other_org, admin):
+@pytest.mark.usefixtures("org")
+def test_cannot_mint_for_an_org_you_are_not_in(other_org, admin):
     client = Client()
     client.force_login(admin)
     response = client.post(
@@ -97,7 +98,8 @@ def test_acts_with_the_current_org_role(org, admin):
     assert api.get(workers_url(org)).status_code == 404
 
 
-def test_cross_org_personal_token_is_404_even_for_a_member_of_both(org, other_org, admin, outsider):
+@pytest.mark.usefixtures("admin")
+def test_cross_org_personal_token_is_404_even_for_a_member_of_both(org, other_org, outsider):
     _, raw = personal_token_mint(user=outsider, organization=other_org, name="globex")
     # outsider is not in org: 404
     assert api_with(raw).get(workers_url(org)).status_code == 404

@@ -110,5 +110,5 @@ def make_gated_agent(organization: Any, *, creator: Any, owner: Any = None, **ap
 
 
 @pytest.fixture
-def gated(org, owner, member, admin):
+def gated(org, owner, member, admin):  # noqa: ARG001 - set up first, for its side effect
     return make_gated_agent(org, creator=owner, owner=member)

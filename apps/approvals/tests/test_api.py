@@ -48,7 +48,8 @@ def test_the_status_needs_the_worker_token(client, gated, admin):
     assert client.get(status_url(approval)).status_code == 401
 
 
-def test_another_worker_or_organization_gets_404(client, gated, owner, other_org):
+@pytest.mark.usefixtures("owner")
+def test_another_worker_or_organization_gets_404(client, gated, other_org):
     approval = gated.request()
     from apps.workers.services import token_mint, worker_create
 

@@ -34,7 +34,8 @@ def _wait_for(predicate, seconds: float = 30.0) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_request_is_posted_with_a_valid_hmac(org, owner, admin, receiver, celery_worker):
+@pytest.mark.usefixtures("admin", "celery_worker")
+def test_a_request_is_posted_with_a_valid_hmac(org, owner, receiver):
     approval_settings_update(
         organization=org,
         require_two_approvers=False,

@@ -107,7 +107,8 @@ def test_an_admin_approves_and_it_is_audited(gated, admin):
     assert event.metadata["comment"] == "fine by me"
 
 
-def test_separation_of_duties_refuses_the_workers_creator_and_owner(org, owner, admin, member):
+@pytest.mark.usefixtures("member")
+def test_separation_of_duties_refuses_the_workers_creator_and_owner(org, owner, admin):
     # owner created the worker and minted its token; admin owns the worker.
     agent = make_gated_agent(org, creator=owner, owner=admin)
     approval = agent.request()
@@ -213,7 +214,8 @@ def test_input_that_differs_is_403_and_leaves_the_approval_usable(gated, admin):
     assert approval_claim_for_execution(approval_id=approval.public_id, binding=gated.binding())
 
 
-def test_every_other_binding_is_checked(gated, admin, org, owner):
+@pytest.mark.usefixtures("org")
+def test_every_other_binding_is_checked(gated, admin, owner):
     approval = approve(gated.request(), admin)
     other_action = refused(
         approval_claim_for_execution,

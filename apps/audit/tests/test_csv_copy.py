@@ -83,7 +83,8 @@ def test_chunks_cover_every_row_once_in_id_order(org):
     assert [int(r[0]) for r in rows] == ids
 
 
-def test_a_csv_job_counts_its_rows_and_writes_the_database_built_file(org, reviewer, settings):
+@pytest.mark.usefixtures("settings")
+def test_a_csv_job_counts_its_rows_and_writes_the_database_built_file(org, reviewer):
     from django.core.files.storage import default_storage
 
     _seed(org)

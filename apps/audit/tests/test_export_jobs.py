@@ -42,7 +42,8 @@ def login(client, user):
 
 
 @pytest.mark.celery
-def test_large_export_runs_as_a_job_and_offers_the_file(client, org, reviewer, celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_large_export_runs_as_a_job_and_offers_the_file(client, org, reviewer):
     ids = [broker_event(org, decision="denied").pk for _ in range(12)]
     broker_event(org)  # allowed: outside the filter
     login(client, reviewer)

@@ -92,7 +92,8 @@ def test_an_expired_file_is_gone(org, reviewer):
     assert token_api(reviewer, org).get(f"{BASE}{job['id']}/").json()["download_url"] is None
 
 
-def test_member_is_too_low(org, member):
+@pytest.mark.usefixtures("org")
+def test_member_is_too_low(member):
     client = APIClient()
     client.force_login(member)
     assert client.post(BASE, {"format": "csv"}, format="json").status_code == 403

@@ -64,7 +64,8 @@ def test_names_and_old_ids_select_the_same_events(client, org, reviewer, named):
     )
 
 
-def test_unknown_name_is_a_clear_error(client, org, reviewer, named):
+@pytest.mark.usefixtures("named")
+def test_unknown_name_is_a_clear_error(client, org, reviewer):
     client.force_login(reviewer)
     response = page(client, org, worker="nobody")
     assert response.context["page"] is None

@@ -65,7 +65,7 @@ def test_update_and_delete_are_rejected_for_the_connection_user(org, statement):
 
 
 @pytest.fixture
-def app_role(db):
+def app_role(db):  # noqa: ARG001 - database access
     """A non-superuser role with full table privileges, as production's app user is."""
     raw(f"DROP ROLE IF EXISTS {APP_ROLE}")
     raw(f"CREATE ROLE {APP_ROLE} NOSUPERUSER")
@@ -104,7 +104,8 @@ def test_the_application_role_can_still_append(org, app_role):
 # --- concurrency -------------------------------------------------------------
 
 
-def test_concurrent_writers_never_fork_or_break_the_chain(transactional_db, org):
+@pytest.mark.usefixtures("transactional_db")
+def test_concurrent_writers_never_fork_or_break_the_chain(org):
     threads, per_thread = 20, 25
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
@@ -150,9 +151,8 @@ def test_concurrent_writers_never_fork_or_break_the_chain(transactional_db, org)
     assert sum(r.count for r in reports) == total
 
 
-def test_one_organization_spreads_concurrent_appends_over_its_chains(
-    transactional_db, org, settings
-):
+@pytest.mark.usefixtures("transactional_db")
+def test_one_organization_spreads_concurrent_appends_over_its_chains(org, settings):
     """A transaction that holds one chain does not make another wait: it appends to
     another of the organization's chains (no single per-organization lock)."""
     settings.GRANTRY_AUDIT_CHAIN_SHARDS = 4

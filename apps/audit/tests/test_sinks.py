@@ -433,7 +433,8 @@ def test_splunk_hec_and_datadog_bodies(org):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_beat_task_delivers_through_a_real_celery_worker(org, celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_the_beat_task_delivers_through_a_real_celery_worker(org):
     from apps.audit.tasks import deliver_audit_sinks
 
     receiver = Receiver()

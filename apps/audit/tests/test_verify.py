@@ -47,7 +47,8 @@ def test_verify_catches_a_head_that_does_not_match(org):
         call_command("audit_verify", "--org", org.slug)
 
 
-def test_unknown_org_is_a_clear_error(db):
+@pytest.mark.usefixtures("db")
+def test_unknown_org_is_a_clear_error():
     with pytest.raises(CommandError, match="No organization"):
         call_command("audit_verify", "--org", "nope")
 

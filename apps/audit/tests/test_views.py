@@ -248,7 +248,8 @@ def test_keyset_pages_walk_back_and_forth_without_overlap(client, org, reviewer)
     assert top.context["page"].newer_than is None
 
 
-def test_pagination_never_uses_offset(client, org, reviewer, django_assert_max_num_queries):
+@pytest.mark.usefixtures("django_assert_max_num_queries")
+def test_pagination_never_uses_offset(client, org, reviewer):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

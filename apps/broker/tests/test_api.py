@@ -57,7 +57,8 @@ def test_execute_injects_the_connection_credential_and_never_the_worker_token(
     assert CONNECTION_SECRET not in response.content.decode()
 
 
-def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client, agent, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client, agent):
     payload = {"connection": "sandbox", "input": {"project_id": 2, "done": False}}
     response = post(client, agent, "sandbox.list_tasks", payload)
     assert response.status_code == 200, response.content
@@ -86,7 +87,8 @@ def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client
     assert agent.connection.last_used_at is not None
 
 
-def test_raw_input_is_stored_only_when_the_organization_asks(client, agent, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_raw_input_is_stored_only_when_the_organization_asks(client, agent):
     agent.organization.store_broker_input = True
     agent.organization.save()
     post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 1}})
@@ -315,7 +317,8 @@ def test_connection_is_optional_only_when_one_fits(client, org, upstream):
     ]
 
 
-def test_action_list_shows_only_what_the_role_allows(client, agent, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_action_list_shows_only_what_the_role_allows(client, agent):
     response = client.get("/api/v1/actions", **agent.headers)
     assert response.status_code == 200
     names = [a["name"] for a in response.json()["results"]]
@@ -450,7 +453,8 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
-def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(client, agent, body):
+@pytest.mark.usefixtures("agent")
+def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(client, body):
     from apps.workers.tokens import generate_token
 
     forged = generate_token("worker").raw  # well-formed, checksum valid, unknown
@@ -548,7 +552,8 @@ def test_connection_is_asked_for_only_when_several_allowed_ones_fit(client, org,
     assert len(upstream.requests) == 1
 
 
-def test_a_clients_request_id_is_kept_apart_from_the_servers(client, agent, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_a_clients_request_id_is_kept_apart_from_the_servers(client, agent):
     response = client.post(
         EXECUTE.format("sandbox.list_projects"),
         json.dumps({"input": {}}),

@@ -24,7 +24,7 @@ def _execute(client, agent, body):
 
 
 @pytest.fixture
-def gated(org, owner, member, admin, upstream):
+def gated(org, owner, member, admin, upstream):  # noqa: ARG001 - set up first, for its side effect  # noqa: ARG001 - set up first, for its side effect
     return make_gated_agent(org, creator=owner, owner=member)
 
 
@@ -62,7 +62,8 @@ def test_ask_approve_execute_once(client, gated, admin, upstream):
     assert executed.metadata["approval_id"] == approval_id
 
 
-def test_a_dry_run_says_approval_is_needed_without_asking(client, gated, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_a_dry_run_says_approval_is_needed_without_asking(client, gated):
     response = client.post(
         "/api/v1/actions/sandbox.delete_task/check",
         json.dumps({"input": INPUT}),

@@ -102,7 +102,7 @@ def agent_calls(draw: st.DrawFn) -> tuple[str, str, str]:
 
 
 @pytest.fixture
-def hostile_agent(org, upstream):
+def hostile_agent(org, upstream):  # noqa: ARG001 - set up first, for its side effect
     """One agent for every example (Hypothesis runs them within one test)."""
     from apps.connections.models import Connection
 

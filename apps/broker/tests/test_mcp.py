@@ -45,9 +45,8 @@ def mcp_url(live_server):
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-def test_list_call_and_denial_in_both_protocol_versions(
-    transactional_db, org, upstream, mcp_url, mode
-):
+@pytest.mark.usefixtures("transactional_db")
+def test_list_call_and_denial_in_both_protocol_versions(org, upstream, mcp_url, mode):
     agent = make_agent(org)
     sent: list[Any] = []
 
@@ -86,7 +85,8 @@ def test_list_call_and_denial_in_both_protocol_versions(
     assert [e.decision for e in events] == ["allowed", "allowed", "denied"]
 
 
-def test_revoked_token_fails_on_the_next_call(transactional_db, org, upstream, mcp_url):
+@pytest.mark.usefixtures("transactional_db")
+def test_revoked_token_fails_on_the_next_call(org, upstream, mcp_url):
     from apps.workers.services import token_revoke
 
     agent = make_agent(org)
@@ -103,9 +103,8 @@ def test_revoked_token_fails_on_the_next_call(transactional_db, org, upstream, m
     assert len(upstream.requests) == 1
 
 
-def test_second_organization_sees_none_of_the_first(
-    transactional_db, org, other_org, upstream, mcp_url
-):
+@pytest.mark.usefixtures("transactional_db")
+def test_second_organization_sees_none_of_the_first(org, other_org, upstream, mcp_url):
     make_agent(org)
     stranger = make_agent(other_org, name="stranger", connection_name="globex", rules=[])
 
@@ -262,9 +261,8 @@ def test_legacy_handshake_and_notifications(client, agent):
     assert unknown.json()["error"]["code"] == -32601
 
 
-def test_tool_schema_requires_a_connection_only_when_several_allowed_ones_fit(
-    transactional_db, org, upstream, mcp_url
-):
+@pytest.mark.usefixtures("transactional_db", "upstream")
+def test_tool_schema_requires_a_connection_only_when_several_allowed_ones_fit(org, mcp_url):
     from apps.connections.models import Connection
 
     agent = make_agent(

@@ -42,7 +42,8 @@ def execute(client, raw_token):
     )
 
 
-def test_a_quota_of_two_per_minute_refuses_the_third_call(client, org, upstream, pinned_clock):
+@pytest.mark.usefixtures("pinned_clock")
+def test_a_quota_of_two_per_minute_refuses_the_third_call(client, org, upstream):
     agent = make_agent(org, rules=[QUOTA_RULE])
 
     first, second = execute(client, agent.raw), execute(client, agent.raw)
@@ -63,7 +64,8 @@ def test_a_quota_of_two_per_minute_refuses_the_third_call(client, org, upstream,
     assert refused.reason == error["message"]
 
 
-def test_the_quota_counts_each_worker_separately(client, org, upstream, pinned_clock):
+@pytest.mark.usefixtures("pinned_clock")
+def test_the_quota_counts_each_worker_separately(client, org, upstream):
     agent = make_agent(org, rules=[QUOTA_RULE])
     other = worker_create(organization=org, name="other-bot", default_role=agent.role)
     _, other_raw = token_mint(worker=other)
@@ -74,8 +76,9 @@ def test_the_quota_counts_each_worker_separately(client, org, upstream, pinned_c
     assert len(upstream.requests) == 4
 
 
+@pytest.mark.usefixtures("pinned_clock")
 def test_an_approved_call_counts_against_the_approval_rules_quota(
-    client, org, owner, member, admin, upstream, pinned_clock
+    client, org, owner, member, admin, upstream
 ):
     from apps.approvals.models import Approval
     from apps.approvals.services import approval_decide

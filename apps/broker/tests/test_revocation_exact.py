@@ -36,7 +36,7 @@ def slow_upstream():
 
 
 @pytest.fixture(scope="module")
-def web_processes(slow_upstream, django_db_setup, tmp_path_factory):
+def web_processes(slow_upstream, django_db_setup, tmp_path_factory):  # noqa: ARG001 - the test database must exist first
     tmp_path = tmp_path_factory.mktemp("web")
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.fail("needs a PostgreSQL database shared by processes")

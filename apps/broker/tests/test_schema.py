@@ -39,7 +39,7 @@ def _load(modes: list[GenerationMode] | None = None) -> schemathesis.schemas.Bas
 
 
 @pytest.fixture
-def in_process(db, upstream):
+def in_process(db, upstream):  # noqa: ARG001 - set up first, for its side effect  # noqa: ARG001 - database access
     """Call the WSGI app in-process inside the test transaction, as Django's test
     client does: keep request signals from closing the test's DB connection."""
     request_started.disconnect(close_old_connections)
@@ -58,20 +58,23 @@ with_bad_input = _load([GenerationMode.NEGATIVE])
 
 @with_valid_token.parametrize()
 @SETTINGS
-def test_with_a_valid_token(case, in_process, agent):
+@pytest.mark.usefixtures("in_process")
+def test_with_a_valid_token(case, agent):
     case.call_and_validate(headers={"Authorization": f"Bearer {agent.raw}"}, checks=CHECKS)
 
 
 @with_valid_token.parametrize()
 @SETTINGS
-def test_without_a_token(case, in_process):
+@pytest.mark.usefixtures("in_process")
+def test_without_a_token(case):
     response = case.call_and_validate(checks=CHECKS)
     assert response.status_code == 401
 
 
 @with_bad_input.parametrize()
 @SETTINGS
-def test_with_bad_input(case, in_process, agent):
+@pytest.mark.usefixtures("in_process")
+def test_with_bad_input(case, agent):
     response = case.call_and_validate(
         headers={"Authorization": f"Bearer {agent.raw}"}, checks=CHECKS
     )

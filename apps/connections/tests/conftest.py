@@ -103,7 +103,7 @@ def connect(client: Client, *, name: str = "sandbox-main") -> Connection:
 
 
 @pytest.fixture
-def connected(sandbox, admin_client) -> Connection:
+def connected(sandbox, admin_client) -> Connection:  # noqa: ARG001 - set up first, for its side effect
     return connect(admin_client)
 
 

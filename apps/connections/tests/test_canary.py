@@ -19,7 +19,8 @@ from tests.factories import UserFactory
 CANARY = "CANARY-7d1e0f-do-not-leak"
 
 
-def test_the_canary_appears_nowhere(sandbox, admin_client, org, admin, caplog, settings):
+@pytest.mark.usefixtures("sandbox", "admin")
+def test_the_canary_appears_nowhere(admin_client, org, caplog, settings):
     caplog.set_level(logging.DEBUG)
     app = ProviderApp.objects.get(organization=org)
     app.client_secret = CANARY + "-client-secret"

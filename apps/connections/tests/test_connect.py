@@ -49,7 +49,8 @@ def test_connect_stores_an_active_connection_with_identity_and_scopes(sandbox, a
     assert "Active" in html
 
 
-def test_a_reused_state_gets_a_clear_page_and_nothing_new(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_a_reused_state_gets_a_clear_page_and_nothing_new(admin_client):
     callback_url = authorize(admin_client, start_connect(admin_client))
     assert callback(admin_client, callback_url).status_code == 302
     again = callback(admin_client, callback_url)
@@ -60,7 +61,8 @@ def test_a_reused_state_gets_a_clear_page_and_nothing_new(sandbox, admin_client)
     assert Connection.objects.count() == 1
 
 
-def test_state_from_another_session_is_refused(sandbox, admin_client, admin):
+@pytest.mark.usefixtures("sandbox")
+def test_state_from_another_session_is_refused(admin_client, admin):
     callback_url = authorize(admin_client, start_connect(admin_client))
     other_browser = Client()
     other_browser.force_login(admin)  # same person, different session
@@ -72,7 +74,8 @@ def test_state_from_another_session_is_refused(sandbox, admin_client, admin):
     assert callback(admin_client, callback_url).status_code == 302
 
 
-def test_an_unknown_state_is_refused(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_an_unknown_state_is_refused(admin_client):
     callback_url = authorize(admin_client, start_connect(admin_client))
     forged = callback_url.replace("state=", "state=x")
     response = callback(admin_client, forged)
@@ -80,7 +83,8 @@ def test_an_unknown_state_is_refused(sandbox, admin_client):
     assert not Connection.objects.exists()
 
 
-def test_an_expired_state_is_refused(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_an_expired_state_is_refused(admin_client):
     callback_url = authorize(admin_client, start_connect(admin_client))
     OAuthState.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     response = callback(admin_client, callback_url)
@@ -104,7 +108,8 @@ def test_consent_denied_at_the_sandbox(sandbox, admin_client):
     assert AuditEvent.objects.filter(action="connection.connect_failed").exists()
 
 
-def test_a_wrong_pkce_verifier_fails_the_token_exchange(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_a_wrong_pkce_verifier_fails_the_token_exchange(admin_client):
     callback_url = authorize(admin_client, start_connect(admin_client))
     state = OAuthState.objects.get()
     state.code_verifier = "x" * 64  # not the verifier the challenge was made from
@@ -117,7 +122,8 @@ def test_a_wrong_pkce_verifier_fails_the_token_exchange(sandbox, admin_client):
     assert not Connection.objects.exists()
 
 
-def test_a_mismatched_issuer_is_refused(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_a_mismatched_issuer_is_refused(admin_client):
     callback_url = authorize(admin_client, start_connect(admin_client))
     forged = callback_url + "&iss=https%3A%2F%2Fevil.example%2Fsandbox%2Fo"
     response = callback(admin_client, forged)
@@ -133,7 +139,8 @@ def test_the_right_issuer_is_accepted(sandbox, admin_client):
     assert Connection.objects.count() == 1
 
 
-def test_connect_without_an_oauth_app_points_to_the_app_settings(live_server, admin_client, org):
+@pytest.mark.usefixtures("org")
+def test_connect_without_an_oauth_app_points_to_the_app_settings(live_server, admin_client):
     from django.test import override_settings
 
     with override_settings(GRANTRY_BASE_URL=live_server.url, GRANTRY_SANDBOX_URL=""):
@@ -144,7 +151,8 @@ def test_connect_without_an_oauth_app_points_to_the_app_settings(live_server, ad
     assert f"{live_server.url}/oauth/callback/" in text
 
 
-def test_reconnect_replaces_the_tokens_of_the_same_connection(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_reconnect_replaces_the_tokens_of_the_same_connection(admin_client):
     connection = connect(admin_client)
     Connection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.NEEDS_REAUTH)
     response = admin_client.post(f"/o/acme/connections/{connection.pk}/reconnect/")
@@ -158,7 +166,8 @@ def test_reconnect_replaces_the_tokens_of_the_same_connection(sandbox, admin_cli
 
 
 @pytest.mark.parametrize("role", ["member", "reviewer"])
-def test_only_admins_can_start_connect(sandbox, org, make_member, role):
+@pytest.mark.usefixtures("sandbox")
+def test_only_admins_can_start_connect(org, make_member, role):
     client = Client()
     client.force_login(make_member(org, role, f"{role}-x@acme.test"))
     response = client.post(
@@ -168,7 +177,8 @@ def test_only_admins_can_start_connect(sandbox, org, make_member, role):
     assert client.get("/o/acme/connections/").status_code == 200  # but they can read
 
 
-def test_old_connect_attempts_are_purged(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_old_connect_attempts_are_purged(admin_client):
     from apps.connections.tasks import purge_oauth_states
 
     start_connect(admin_client, name="fresh-one")

@@ -50,7 +50,8 @@ def test_a_failed_revocation_is_recorded_and_secrets_are_destroyed_anyway(
     assert failed.outcome == "failure"
 
 
-def test_api_key_is_checked_with_the_provider_before_saving(sandbox, admin_client, admin):
+@pytest.mark.usefixtures("sandbox")
+def test_api_key_is_checked_with_the_provider_before_saving(admin_client, admin):
     key = sandbox_api_key_create(user=admin, name="for grantry")
     response = admin_client.post(
         "/o/acme/connections/connect/sandbox/",
@@ -66,7 +67,8 @@ def test_api_key_is_checked_with_the_provider_before_saving(sandbox, admin_clien
     ).exists()
 
 
-def test_a_bad_api_key_gets_a_clear_error_and_nothing_is_saved(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_a_bad_api_key_gets_a_clear_error_and_nothing_is_saved(admin_client):
     response = admin_client.post(
         "/o/acme/connections/connect/sandbox/",
         {"kind": "api_key", "key-name": "sandbox-key", "key-api_key": "sbx_not-a-real-key"},

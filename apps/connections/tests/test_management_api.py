@@ -71,7 +71,8 @@ def test_oauth_app_secret_is_write_only(org, admin):
 
 
 @pytest.mark.django_db
-def test_oauth_apps_are_for_admins_even_to_read(org, admin, reviewer):
+@pytest.mark.usefixtures("admin")
+def test_oauth_apps_are_for_admins_even_to_read(org, reviewer):
     provider_app_save(organization=org, provider_key="github", client_id="a", client_secret="b")
     assert api(reviewer).get("/api/v1/orgs/acme/provider-apps/").status_code == 403
     assert api(reviewer).get("/api/v1/orgs/acme/provider-apps/github/").status_code == 403
@@ -85,7 +86,8 @@ def test_oauth_apps_are_for_admins_even_to_read(org, admin, reviewer):
 
 
 @pytest.mark.django_db
-def test_oauth_app_for_an_unknown_or_non_oauth_provider_is_404(org, admin):
+@pytest.mark.usefixtures("org")
+def test_oauth_app_for_an_unknown_or_non_oauth_provider_is_404(admin):
     for key in ("no-such-provider", "openai"):
         response = api(admin).put(
             f"/api/v1/orgs/acme/provider-apps/{key}/",
@@ -97,7 +99,8 @@ def test_oauth_app_for_an_unknown_or_non_oauth_provider_is_404(org, admin):
 
 
 @pytest.mark.django_db
-def test_another_orgs_oauth_app_is_invisible(org, admin, other_org, outsider):
+@pytest.mark.usefixtures("org")
+def test_another_orgs_oauth_app_is_invisible(admin, other_org, outsider):
     provider_app_save(
         organization=other_org, provider_key="github", client_id="theirs", client_secret="s"
     )
@@ -110,7 +113,8 @@ def test_another_orgs_oauth_app_is_invisible(org, admin, other_org, outsider):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_api_key_connection_is_checked_then_saved_and_never_returned(sandbox, org, admin):
+@pytest.mark.usefixtures("sandbox")
+def test_api_key_connection_is_checked_then_saved_and_never_returned(org, admin):
     key = sandbox_api_key_create(user=admin, name="for grantry")
     response = token_api(admin, org).post(
         "/api/v1/orgs/acme/connections/api-key/",
@@ -130,7 +134,8 @@ def test_api_key_connection_is_checked_then_saved_and_never_returned(sandbox, or
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rejected_key_is_a_field_error_and_nothing_is_saved(sandbox, org, admin):
+@pytest.mark.usefixtures("sandbox", "org")
+def test_a_rejected_key_is_a_field_error_and_nothing_is_saved(admin):
     response = api(admin).post(
         "/api/v1/orgs/acme/connections/api-key/",
         {"provider": "sandbox", "name": "sandbox-key", "api_key": "sbx_not-a-real-key"},
@@ -154,7 +159,8 @@ def test_a_rejected_key_is_a_field_error_and_nothing_is_saved(sandbox, org, admi
         ({"name": "ok", "api_key": "k"}, "provider"),
     ],
 )
-def test_api_key_bad_input_is_400_before_any_call(org, admin, body, field):
+@pytest.mark.usefixtures("org")
+def test_api_key_bad_input_is_400_before_any_call(admin, body, field):
     response = api(admin).post("/api/v1/orgs/acme/connections/api-key/", body, format="json")
     assert field in fields_of(response)
     assert not Connection.objects.exists()
@@ -196,7 +202,8 @@ def test_unreachable_identity_endpoint_is_502_and_nothing_saved(org, admin):
 
 
 @pytest.mark.django_db
-def test_reviewer_cannot_connect(org, reviewer):
+@pytest.mark.usefixtures("org")
+def test_reviewer_cannot_connect(reviewer):
     for path in ("connections/api-key/", "connections/oauth/start/"):
         response = api(reviewer).post(
             f"/api/v1/orgs/acme/{path}",
@@ -209,7 +216,8 @@ def test_reviewer_cannot_connect(org, reviewer):
 
 
 @pytest.mark.django_db
-def test_another_org_cannot_connect_here(org, outsider, other_org):
+@pytest.mark.usefixtures("org")
+def test_another_org_cannot_connect_here(outsider, other_org):
     response = token_api(outsider, other_org).post(
         "/api/v1/orgs/acme/connections/api-key/",
         {"provider": "openai", "name": "x", "api_key": "k"},
@@ -252,7 +260,8 @@ def test_oauth_start_with_a_token_then_consent_in_a_browser(sandbox, org, admin)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_api_started_connect_cannot_be_finished_by_someone_else(sandbox, org, admin, owner):
+@pytest.mark.usefixtures("sandbox")
+def test_an_api_started_connect_cannot_be_finished_by_someone_else(org, admin, owner):
     body = (
         token_api(admin, org)
         .post(
@@ -271,7 +280,8 @@ def test_an_api_started_connect_cannot_be_finished_by_someone_else(sandbox, org,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_session_started_connect_stays_bound_to_that_session(sandbox, org, admin):
+@pytest.mark.usefixtures("sandbox", "org")
+def test_a_session_started_connect_stays_bound_to_that_session(admin):
     session_api = api(admin)
     body = session_api.post(
         "/api/v1/orgs/acme/connections/oauth/start/",

@@ -50,9 +50,8 @@ def test_refresh_is_skipped_when_not_due(connected):
     assert not AuditEvent.objects.filter(action="connection.refreshed").exists()
 
 
-def test_reusing_an_old_refresh_token_marks_needs_reauth_and_emails_admins(
-    connected, admin, owner, member, celery_worker
-):
+@pytest.mark.usefixtures("member", "celery_worker")
+def test_reusing_an_old_refresh_token_marks_needs_reauth_and_emails_admins(connected, admin, owner):
     old_refresh = connected.refresh_token
     connection_refresh(connection_id=connected.pk, force=True)
     # Put the already-rotated refresh token back, as a stale copy would be.
@@ -126,7 +125,8 @@ def test_twenty_concurrent_callers_cause_exactly_one_refresh(connected):
     assert AuditEvent.objects.filter(action="connection.refreshed").count() == 1
 
 
-def test_periodic_selection_picks_expiring_and_idle_connections(connected, org):
+@pytest.mark.usefixtures("org")
+def test_periodic_selection_picks_expiring_and_idle_connections(connected):
     assert connection_ids_refresh_due() == []
     Connection.objects.filter(pk=connected.pk).update(
         expires_at=timezone.now() + timedelta(minutes=5)
@@ -141,7 +141,8 @@ def test_periodic_selection_picks_expiring_and_idle_connections(connected, org):
     assert connection_ids_refresh_due() == []
 
 
-def test_the_periodic_task_refreshes_through_a_real_worker(connected, celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_the_periodic_task_refreshes_through_a_real_worker(connected):
     from apps.connections.tasks import refresh_due_connections
 
     _expire(connected)

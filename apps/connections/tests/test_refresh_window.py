@@ -63,9 +63,8 @@ def fresh_oauth_server():
     _drop_cached_oauthlib_cores()
 
 
-def test_calls_with_a_two_second_sandbox_token_do_not_refresh_every_time(
-    fresh_oauth_server, sandbox, admin_client
-):
+@pytest.mark.usefixtures("fresh_oauth_server", "sandbox")
+def test_calls_with_a_two_second_sandbox_token_do_not_refresh_every_time(admin_client):
     two_seconds = {**settings.OAUTH2_PROVIDER, "ACCESS_TOKEN_EXPIRE_SECONDS": 2}
     provider = get_provider("sandbox")
     with override_settings(OAUTH2_PROVIDER=two_seconds):

@@ -132,7 +132,8 @@ def test_a_locked_audit_table_answers_503_within_the_lock_timeout(org, admin):
     assert not Worker.objects.filter(name="ci-bot").exists()
 
 
-def test_an_embedded_celery_worker_leaves_this_process_alone(celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_an_embedded_celery_worker_leaves_this_process_alone():
     """Only `celery worker` switches to the background timeouts, never a worker running
     inside another process (the test suite's own)."""
     assert _show("lock_timeout") == f"{settings.DB_LOCK_TIMEOUT_MS // 1000}s"

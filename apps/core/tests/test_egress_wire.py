@@ -254,7 +254,7 @@ def _dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, str], delay: float 
 
 
 def _host_echo(raw_server: Callable[[Serve], _RawServer]) -> _RawServer:
-    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+    def serve(connection: socket.socket, reader: BufferedReader, _index: int) -> None:
         reader.readline()
         host = b""
         while (line := reader.readline()) not in (b"\r\n", b""):

@@ -11,7 +11,8 @@ from apps.core.middleware import CLIENT_REQUEST_ID_MAX, sanitize_client_request_
 pytestmark = pytest.mark.django_db
 
 
-def test_two_clients_sending_the_same_id_get_distinct_audit_request_ids(org):
+@pytest.mark.usefixtures("org")
+def test_two_clients_sending_the_same_id_get_distinct_audit_request_ids():
     ids = []
     for _ in range(2):
         response = APIClient().get(

@@ -35,7 +35,7 @@ def _links(html: str, org) -> set[str]:
 
 
 @pytest.mark.parametrize("role_fixture", ["member", "reviewer"])
-def test_every_link_a_role_is_shown_opens(client, org, stocked, request, role_fixture):
+def test_every_link_a_role_is_shown_opens(client, org, stocked, request, role_fixture):  # noqa: ARG001 - set up first, for its side effect
     client.force_login(request.getfixturevalue(role_fixture))
     seen, queue = set(), [f"/o/{org.slug}/"]
     while queue and len(seen) < 40:
@@ -59,7 +59,8 @@ def test_members_do_not_see_reviewer_sections(client, org, member):
     assert ">Connections<" in nav
 
 
-def test_forbidden_page_says_why_and_who_can_grant_it(client, org, owner, admin, member):
+@pytest.mark.usefixtures("owner", "admin")
+def test_forbidden_page_says_why_and_who_can_grant_it(client, org, member):
     client.force_login(member)
     response = client.get(f"/o/{org.slug}/audit/")
     assert response.status_code == 403

@@ -16,7 +16,8 @@ def needs_reauth(org):
 
 
 @pytest.mark.django_db
-def test_overview_shows_inventory_attention_and_latest_events(client, owner, org, needs_reauth):
+@pytest.mark.usefixtures("needs_reauth")
+def test_overview_shows_inventory_attention_and_latest_events(client, owner, org):
     audit_record(action="role.created", organization=org, target_label="triage-role")
     client.force_login(owner)
     response = client.get(f"/o/{org.slug}/")

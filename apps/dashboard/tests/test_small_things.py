@@ -59,7 +59,8 @@ def test_mint_error_is_next_to_the_field_and_keeps_the_value(client, org, admin)
     assert 'class="messages"' not in html  # no top banner
 
 
-def test_email_subjects_use_the_product_name(client, db):
+@pytest.mark.usefixtures("db")
+def test_email_subjects_use_the_product_name(client):
     client.post(
         "/accounts/signup/",
         {

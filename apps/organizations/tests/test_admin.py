@@ -78,7 +78,8 @@ def test_audit_admin_is_read_only(staff_client, org):
     assert AuditEvent.objects.count() == 1
 
 
-def test_staff_edits_in_admin_are_audited(staff_client, org, owner, member):
+@pytest.mark.usefixtures("owner")
+def test_staff_edits_in_admin_are_audited(staff_client, org, member):
     membership = Membership.objects.get(user=member)
     url = reverse("admin:organizations_membership_change", args=[membership.pk])
     response = staff_client.post(url, {"user": member.pk, "organization": org.pk, "role": "admin"})

@@ -40,7 +40,8 @@ def fields_of(response):
 # --- members ------------------------------------------------------------------------
 
 
-def test_reviewer_lists_members_paginated(org, owner, admin, reviewer):
+@pytest.mark.usefixtures("org", "owner", "admin")
+def test_reviewer_lists_members_paginated(reviewer):
     response = api(reviewer).get("/api/v1/orgs/acme/members/", {"page_size": 2})
     assert response.status_code == 200
     body = response.json()
@@ -52,7 +53,8 @@ def test_reviewer_lists_members_paginated(org, owner, admin, reviewer):
     assert set(body["results"][0]) == {"id", "user_id", "email", "role", "joined_at"}
 
 
-def test_member_role_is_too_low_to_list_members(org, member):
+@pytest.mark.usefixtures("org")
+def test_member_role_is_too_low_to_list_members(member):
     response = api(member).get("/api/v1/orgs/acme/members/")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
@@ -132,7 +134,8 @@ def test_admin_removes_a_member_and_their_personal_tokens_die(org, admin, review
     assert reviewer_api.get("/api/v1/orgs/acme/members/").status_code == 401
 
 
-def test_another_orgs_member_is_404_inside_my_org(org, admin, outsider, other_org):
+@pytest.mark.usefixtures("org")
+def test_another_orgs_member_is_404_inside_my_org(admin, outsider, other_org):
     theirs = membership(other_org, outsider)
     for method in ("get", "patch", "delete"):
         response = getattr(api(admin), method)(
@@ -143,7 +146,8 @@ def test_another_orgs_member_is_404_inside_my_org(org, admin, outsider, other_or
     assert theirs.role == OrgRole.OWNER
 
 
-def test_another_org_is_404_for_session_and_token(org, admin, outsider, other_org):
+@pytest.mark.usefixtures("org", "admin")
+def test_another_org_is_404_for_session_and_token(outsider, other_org):
     for client in (api(outsider), token_api(outsider, other_org)):
         assert client.get("/api/v1/orgs/acme/members/").status_code == 404
         assert client.get("/api/v1/orgs/acme/settings/").status_code == 404
@@ -157,9 +161,8 @@ def test_another_org_is_404_for_session_and_token(org, admin, outsider, other_or
 # --- invitations --------------------------------------------------------------------
 
 
-def test_admin_invites_and_the_link_is_only_in_the_email(
-    org, admin, django_capture_on_commit_callbacks
-):
+@pytest.mark.usefixtures("org")
+def test_admin_invites_and_the_link_is_only_in_the_email(admin, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = api(admin).post(
             "/api/v1/orgs/acme/invitations/",
@@ -185,7 +188,8 @@ def test_admin_invites_and_the_link_is_only_in_the_email(
     assert "key_digest" not in listing[0]
 
 
-def test_invitation_bad_input_is_400_with_fields_and_nothing_written(org, admin):
+@pytest.mark.usefixtures("org")
+def test_invitation_bad_input_is_400_with_fields_and_nothing_written(admin):
     response = api(admin).post(
         "/api/v1/orgs/acme/invitations/", {"email": "not-an-email", "role": "king"}, format="json"
     )
@@ -195,7 +199,8 @@ def test_invitation_bad_input_is_400_with_fields_and_nothing_written(org, admin)
     assert not AuditEvent.objects.filter(action="member.invited").exists()
 
 
-def test_inviting_an_existing_member_is_a_field_error(org, admin, reviewer):
+@pytest.mark.usefixtures("org", "reviewer")
+def test_inviting_an_existing_member_is_a_field_error(admin):
     response = api(admin).post(
         "/api/v1/orgs/acme/invitations/", {"email": "reviewer@acme.test"}, format="json"
     )
@@ -203,7 +208,8 @@ def test_inviting_an_existing_member_is_a_field_error(org, admin, reviewer):
     assert "already a member" in fields_of(response)["email"][0]
 
 
-def test_admin_cannot_invite_an_owner_and_reviewer_cannot_invite(org, admin, reviewer):
+@pytest.mark.usefixtures("org")
+def test_admin_cannot_invite_an_owner_and_reviewer_cannot_invite(admin, reviewer):
     response = api(admin).post(
         "/api/v1/orgs/acme/invitations/", {"email": "o@x.test", "role": "owner"}, format="json"
     )
@@ -227,7 +233,8 @@ def test_revoke_an_invitation(org, owner, admin):
     assert AuditEvent.objects.filter(action="member.invitation_revoked").count() == 1
 
 
-def test_another_orgs_invitation_is_404(org, admin, other_org, outsider):
+@pytest.mark.usefixtures("org")
+def test_another_orgs_invitation_is_404(admin, other_org, outsider):
     issued = invitation_create(
         organization=other_org,
         email="dave@x.test",
@@ -243,7 +250,8 @@ def test_another_orgs_invitation_is_404(org, admin, other_org, outsider):
 # --- settings -----------------------------------------------------------------------
 
 
-def test_reviewer_reads_settings(org, reviewer):
+@pytest.mark.usefixtures("org")
+def test_reviewer_reads_settings(reviewer):
     body = api(reviewer).get("/api/v1/orgs/acme/settings/").json()
     assert body == {
         "name": "Acme",

@@ -75,7 +75,8 @@ def test_requiring_mfa_is_audited_and_blocks_members_without_one(org, admin, mem
     assert after == "permission_denied"
 
 
-def test_other_organizations_and_outsiders_are_unaffected(org, other_org, admin, outsider):
+@pytest.mark.usefixtures("org")
+def test_other_organizations_and_outsiders_are_unaffected(other_org, admin, outsider):
     _give(admin)
     _settings(_client(admin), True)
     outside = _client(outsider)

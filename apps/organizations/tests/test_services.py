@@ -123,7 +123,8 @@ def test_admin_cannot_grant_or_take_owner_role(org, owner, admin, member):
     assert membership_of(owner, org).role == OrgRole.OWNER
 
 
-def test_admin_changes_and_removes_members(org, owner, admin, member, reviewer):
+@pytest.mark.usefixtures("owner")
+def test_admin_changes_and_removes_members(org, admin, member, reviewer):
     admin_m = membership_of(admin, org)
     services.membership_change_role(
         membership=membership_of(member, org), role=OrgRole.REVIEWER, actor_membership=admin_m
@@ -134,7 +135,8 @@ def test_admin_changes_and_removes_members(org, owner, admin, member, reviewer):
     assert actions(org) == ["member.role_changed", "member.removed"]
 
 
-def test_reviewer_cannot_manage_members(org, owner, reviewer, member):
+@pytest.mark.usefixtures("owner")
+def test_reviewer_cannot_manage_members(org, reviewer, member):
     rev = membership_of(reviewer, org)
     with pytest.raises(ValidationError, match="Only admins and owners"):
         services.membership_change_role(
@@ -246,7 +248,8 @@ def test_invitation_accept_joins_with_role_once(org, sent):
         services.invitation_accept(key=sent.key, user=user)
 
 
-def test_invitation_accept_rejects_wrong_email(org, sent):
+@pytest.mark.usefixtures("org")
+def test_invitation_accept_rejects_wrong_email(sent):
     stranger = UserFactory(email="stranger@example.test")
     with pytest.raises(ValidationError, match=re.escape("new@example.test")):
         services.invitation_accept(key=sent.key, user=stranger)
@@ -254,14 +257,16 @@ def test_invitation_accept_rejects_wrong_email(org, sent):
     assert Invitation.objects.get(pk=sent.invitation.pk).accepted_at is None
 
 
-def test_invitation_accept_needs_a_verified_address(org, sent):
+@pytest.mark.usefixtures("org")
+def test_invitation_accept_needs_a_verified_address(sent):
     unverified = UserFactory(email="new@example.test", verified=False)
     with pytest.raises(ValidationError, match="verified"):
         services.invitation_accept(key=sent.key, user=unverified)
     assert not Membership.objects.filter(user=unverified).exists()
 
 
-def test_invitation_expired(org, sent):
+@pytest.mark.usefixtures("org")
+def test_invitation_expired(sent):
     Invitation.objects.filter(pk=sent.invitation.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -282,13 +287,15 @@ def test_invitation_revoked(org, owner, sent):
     assert actions(org)[-1] == "member.invitation_revoked"
 
 
-def test_invitation_unknown_key(db):
+@pytest.mark.usefixtures("db")
+def test_invitation_unknown_key():
     user = UserFactory()
     with pytest.raises(ValidationError, match="not valid"):
         services.invitation_accept(key="nope", user=user)
 
 
-def test_invitation_revoke_needs_admin_of_same_org(org, owner, sent, reviewer, outsider, other_org):
+@pytest.mark.usefixtures("owner")
+def test_invitation_revoke_needs_admin_of_same_org(org, sent, reviewer, outsider, other_org):
     with pytest.raises(ValidationError, match="Only admins"):
         services.invitation_revoke(
             invitation=sent.invitation, actor_membership=membership_of(reviewer, org)

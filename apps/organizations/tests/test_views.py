@@ -67,7 +67,7 @@ def test_reviewers_and_members_see_the_list_read_only(request, client, org, owne
 
 
 @pytest.mark.parametrize("role_fixture", ["reviewer", "member"])
-def test_reviewer_and_member_posts_get_403(request, client, org, owner, admin, role_fixture):
+def test_reviewer_and_member_posts_get_403(request, client, org, owner, admin, role_fixture):  # noqa: ARG001 - set up first, for its side effect
     user = request.getfixturevalue(role_fixture)
     client.force_login(user)
     target = m(admin, org)
@@ -113,14 +113,16 @@ def test_invite_bad_input_shows_field_errors(client, org, owner, member):
     assert not Invitation.objects.exists()
 
 
-def test_admin_cannot_invite_an_owner_by_forging_the_form(client, org, owner, admin):
+@pytest.mark.usefixtures("owner")
+def test_admin_cannot_invite_an_owner_by_forging_the_form(client, org, admin):
     client.force_login(admin)
     response = client.post(members_url(org), {"email": "boss@example.test", "role": "owner"})
     assert response.status_code == 400
     assert not Invitation.objects.exists()
 
 
-def test_organization_never_comes_from_the_form(client, org, owner, other_org, outsider):
+@pytest.mark.usefixtures("outsider")
+def test_organization_never_comes_from_the_form(client, org, owner, other_org):
     client.force_login(owner)
     client.post(
         members_url(org),

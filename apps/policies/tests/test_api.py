@@ -115,7 +115,8 @@ def test_reviewer_reads_but_post_put_delete_are_403(reviewer, org):
     assert Role.objects.get(pk=role.pk).name == "r"
 
 
-def test_member_cannot_read_the_api(member, org):
+@pytest.mark.usefixtures("org")
+def test_member_cannot_read_the_api(member):
     assert api(member).get(list_url()).status_code == 403
 
 

@@ -22,7 +22,8 @@ def delete_rule(conn, approval):
     }
 
 
-def test_shorthand_defaults_and_named_approvers(org, sandbox_conn, admin, member):
+@pytest.mark.usefixtures("admin")
+def test_shorthand_defaults_and_named_approvers(org, sandbox_conn, member):
     role = role_create(
         organization=org,
         name="deleter",

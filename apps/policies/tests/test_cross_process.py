@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django.db import connection
 
@@ -49,7 +50,8 @@ def ask(process: subprocess.Popen[str]) -> str:
     return process.stdout.readline().strip()
 
 
-def test_rule_change_is_seen_by_another_process(transactional_db, org):
+@pytest.mark.usefixtures("transactional_db")
+def test_rule_change_is_seen_by_another_process(org):
     role = role_create(
         organization=org,
         name="r",

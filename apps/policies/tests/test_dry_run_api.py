@@ -71,7 +71,8 @@ def test_constraint_decides_like_the_dashboard_and_nothing_is_recorded(
     assert AuditEvent.objects.count() == before
 
 
-def test_input_errors_and_proxy_calls(org, admin, role, sandbox_conn):
+@pytest.mark.usefixtures("org")
+def test_input_errors_and_proxy_calls(admin, role, sandbox_conn):
     schema = api(admin).post(
         url(role), {"action": "sandbox.list_tasks", "input": {"project_id": "one"}}, format="json"
     )
@@ -94,7 +95,8 @@ def test_input_errors_and_proxy_calls(org, admin, role, sandbox_conn):
         ({"kind": "teleport", "action": "sandbox.list_projects"}, "kind"),
     ],
 )
-def test_bad_input_is_400_with_fields(org, admin, role, body, field):
+@pytest.mark.usefixtures("org")
+def test_bad_input_is_400_with_fields(admin, role, body, field):
     response = api(admin).post(url(role), body, format="json")
     assert response.status_code == 400
     error = response.json()["error"]
@@ -102,7 +104,8 @@ def test_bad_input_is_400_with_fields(org, admin, role, body, field):
     assert field in error["details"]["fields"]
 
 
-def test_a_connection_of_another_org_is_not_offered(org, admin, role, other_org):
+@pytest.mark.usefixtures("org")
+def test_a_connection_of_another_org_is_not_offered(admin, role, other_org):
     theirs = make_connection(other_org, name="globex-sandbox")
     response = api(admin).post(
         url(role),
@@ -113,7 +116,8 @@ def test_a_connection_of_another_org_is_not_offered(org, admin, role, other_org)
     assert "connection" in response.json()["error"]["details"]["fields"]
 
 
-def test_member_is_too_low_and_another_org_gets_404(org, member, role, outsider, other_org):
+@pytest.mark.usefixtures("org")
+def test_member_is_too_low_and_another_org_gets_404(member, role, outsider, other_org):
     body = {"action": "sandbox.list_projects"}
     assert api(member).post(url(role), body, format="json").status_code == 403
     assert api(outsider).post(url(role), body, format="json").status_code == 404

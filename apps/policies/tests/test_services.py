@@ -94,7 +94,8 @@ def test_another_orgs_connection_is_rejected(org, admin, other_org_conn):
     assert not Role.objects.exists()
 
 
-def test_connection_must_match_the_provider(org, admin):
+@pytest.mark.usefixtures("admin")
+def test_connection_must_match_the_provider(org):
     github = make_connection(org, name="gh", provider_key="github")
     with pytest.raises(ValidationError) as excinfo:
         role_create(organization=org, name="r", rules=[read_rule(connection=github.pk)])

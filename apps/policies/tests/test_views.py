@@ -52,7 +52,8 @@ def role_urls(role):
     }
 
 
-def test_anonymous_is_sent_to_login(client, role):
+@pytest.mark.usefixtures("role")
+def test_anonymous_is_sent_to_login(client):
     response = client.get(url("list"))
     assert response.status_code == 302
     assert "/accounts/login" in response["Location"]
@@ -88,7 +89,8 @@ def test_members_read_but_cannot_write(client, member, role):
     assert Rule.objects.filter(role=role).count() == 2
 
 
-def test_reviewer_post_is_403(client, reviewer, role):
+@pytest.mark.usefixtures("role")
+def test_reviewer_post_is_403(client, reviewer):
     client.force_login(reviewer)
     response = client.post(url("create"), {"name": "new"})
     assert response.status_code == 403
@@ -105,7 +107,8 @@ def test_list_and_detail_show_rules_in_plain_words(client, member, role):
     assert "if input.priority is at most 3" in page
 
 
-def test_sidebar_links_to_roles(client, member, role):
+@pytest.mark.usefixtures("role")
+def test_sidebar_links_to_roles(client, member):
     client.force_login(member)
     page = client.get(reverse("orgs:overview", kwargs={"org_slug": "acme"})).content.decode()
     assert f'href="{url("list")}"' in page

@@ -263,7 +263,8 @@ def test_a_quota_admits_exactly_its_limit_per_window(limit, per, offset):
 
 
 @pytest.mark.django_db
-def test_the_management_api_stores_and_returns_windows_and_quotas(admin, org):
+@pytest.mark.usefixtures("org")
+def test_the_management_api_stores_and_returns_windows_and_quotas(admin):
     from django.urls import reverse
     from rest_framework.test import APIClient
 

@@ -84,7 +84,8 @@ def test_reviewer_reads_with_a_token_but_cannot_write(org, admin, reviewer):
     assert not CustomAction.objects.exists()
 
 
-def test_member_cannot_even_read(org, member):
+@pytest.mark.usefixtures("org")
+def test_member_cannot_even_read(member):
     assert api(member).get(BASE).status_code == 403
 
 
@@ -99,14 +100,16 @@ def test_member_cannot_even_read(org, member):
         ({"display_name": ""}, "display_name"),
     ],
 )
-def test_bad_provider_input_is_refused_like_the_dashboard(org, admin, overrides, field):
+@pytest.mark.usefixtures("org")
+def test_bad_provider_input_is_refused_like_the_dashboard(admin, overrides, field):
     response = api(admin).post(BASE, {**NEW, **overrides}, format="json")
     assert field in fields_of(response)
     assert not CustomProvider.objects.exists()
     assert not AuditEvent.objects.filter(action__startswith="provider.").exists()
 
 
-def test_duplicate_slug_is_a_field_error(org, admin):
+@pytest.mark.usefixtures("org")
+def test_duplicate_slug_is_a_field_error(admin):
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).post(BASE, NEW, format="json")
     assert "slug" in fields_of(response)
@@ -123,7 +126,8 @@ def test_duplicate_slug_is_a_field_error(org, admin):
         ({"name": "Bad Name"}, "name"),
     ],
 )
-def test_bad_action_input_is_refused_and_nothing_saved(org, admin, overrides, field):
+@pytest.mark.usefixtures("org")
+def test_bad_action_input_is_refused_and_nothing_saved(admin, overrides, field):
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).post(f"{BASE}acme-crm/actions/", {**ACTION, **overrides}, format="json")
     fields = fields_of(response)
@@ -132,7 +136,8 @@ def test_bad_action_input_is_refused_and_nothing_saved(org, admin, overrides, fi
     assert not CustomAction.objects.exists()
 
 
-def test_patch_changes_only_what_it_names_and_the_key_never_changes(org, admin):
+@pytest.mark.usefixtures("org")
+def test_patch_changes_only_what_it_names_and_the_key_never_changes(admin):
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).patch(
         f"{BASE}acme-crm/", {"description": "Our CRM.", "default_scopes": ["read"]}, format="json"
@@ -165,7 +170,8 @@ def test_routing_is_frozen_and_delete_refused_while_connections_are_live(org, ad
     assert CustomProvider.objects.exists()
 
 
-def test_delete_action_then_provider(org, admin):
+@pytest.mark.usefixtures("org")
+def test_delete_action_then_provider(admin):
     api(admin).post(BASE, NEW, format="json")
     api(admin).post(f"{BASE}acme-crm/actions/", ACTION, format="json")
     assert api(admin).get(f"{BASE}acme-crm/actions/get_contact/").status_code == 200

@@ -17,7 +17,7 @@ from apps.sandbox.services import sandbox_api_key_create, sandbox_project_create
 
 
 @pytest.fixture
-def tasks_provider(live_server, org, admin, transactional_db):
+def tasks_provider(live_server, org, admin, transactional_db):  # noqa: ARG001 - database access
     provider = custom_provider_create(
         organization=org,
         user=admin,
@@ -42,7 +42,8 @@ def tasks_provider(live_server, org, admin, transactional_db):
     return provider
 
 
-def test_custom_provider_connects_and_calls_upstream(tasks_provider, org, admin):
+@pytest.mark.usefixtures("tasks_provider")
+def test_custom_provider_connects_and_calls_upstream(org, admin):
     sandbox_project_create(owner=admin, name="Custom path")
     key = sandbox_api_key_create(user=admin, name="custom provider")
 
@@ -80,7 +81,8 @@ def test_custom_provider_connects_and_calls_upstream(tasks_provider, org, admin)
     assert "Custom path" in names
 
 
-def test_another_org_cannot_connect_the_custom_provider(tasks_provider, other_org, outsider, admin):
+@pytest.mark.usefixtures("tasks_provider")
+def test_another_org_cannot_connect_the_custom_provider(other_org, outsider, admin):
     key = sandbox_api_key_create(user=admin, name="stolen")
     with pytest.raises(LookupError):
         connection_create_api_key(

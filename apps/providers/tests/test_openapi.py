@@ -205,7 +205,8 @@ def _fields(draft) -> dict:
     return {k: v for k, v in draft.as_dict().items() if k not in ("key", "problem")}
 
 
-def test_import_is_all_or_nothing_and_audited(org, admin, crm):
+@pytest.mark.usefixtures("org")
+def test_import_is_all_or_nothing_and_audited(admin, crm):
     drafts = drafts_of("petstore-expanded-3.0.yaml")
     good = _fields(drafts["GET /pets"])
     clash = {**_fields(drafts["POST /pets"]), "name": "get_item"}  # taken by the fixture

@@ -119,7 +119,8 @@ def test_a_forged_source_is_refused(admin, crm):
     assert list(crm.actions.values_list("name", flat=True)) == ["get_item"]
 
 
-def test_a_document_with_an_outside_reference_is_refused_on_the_page(admin, crm):
+@pytest.mark.usefixtures("crm")
+def test_a_document_with_an_outside_reference_is_refused_on_the_page(admin):
     spec = {
         "swagger": "2.0",
         "info": {"title": "x", "version": "1"},
@@ -131,7 +132,8 @@ def test_a_document_with_an_outside_reference_is_refused_on_the_page(admin, crm)
     assert "points outside the document" in unescape(page.content.decode())
 
 
-def test_import_from_a_url(admin, crm):
+@pytest.mark.usefixtures("crm")
+def test_import_from_a_url(admin):
     with RecordingUpstream() as server:
         server.reply = Reply(body=json.loads((DATA / "petstore-swagger-2.0.json").read_text()))
         page = _client(admin).post(import_url(), {"url": f"{server.url}/swagger.json"})
@@ -139,7 +141,8 @@ def test_import_from_a_url(admin, crm):
     assert server.requests[0].path == "/swagger.json"
 
 
-def test_members_and_reviewers_cannot_import(member, reviewer, crm, outsider):
+@pytest.mark.usefixtures("crm")
+def test_members_and_reviewers_cannot_import(member, reviewer, outsider):
     for user in (member, reviewer):
         assert _client(user).get(import_url()).status_code == 403
         assert _client(user).post(API, {"url": "https://x.test"}).status_code == 403

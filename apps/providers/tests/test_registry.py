@@ -86,7 +86,8 @@ def test_sandbox_follows_settings_and_can_be_disabled():
 
 
 @pytest.mark.django_db
-def test_custom_provider_is_visible_only_to_its_organization(crm, org, other_org):
+@pytest.mark.usefixtures("crm")
+def test_custom_provider_is_visible_only_to_its_organization(org, other_org):
     provider = get_provider("custom-crm", organization=org)
     assert provider.is_custom
     assert provider.api_base_url == "https://crm.example.com/api"

@@ -34,7 +34,8 @@ def send(http, provider, name, data):
     )
 
 
-def test_every_sandbox_action_works_against_the_sandbox(sandbox, transactional_db):
+@pytest.mark.usefixtures("transactional_db")
+def test_every_sandbox_action_works_against_the_sandbox(sandbox):
     user = UserFactory(email="agent-owner@acme.test")
     key = sandbox_api_key_create(user=user, name="catalog test")
     assert sandbox.placement == "bearer"

@@ -35,7 +35,8 @@ def url(url_name, org_slug="acme", **kwargs):
     return reverse(f"providers:{url_name}", kwargs={"org_slug": org_slug, **kwargs})
 
 
-def test_members_browse_the_catalog(client, member, crm):
+@pytest.mark.usefixtures("crm")
+def test_members_browse_the_catalog(client, member):
     client.force_login(member)
     page = client.get(url("catalog"))
     assert page.status_code == 200
@@ -63,7 +64,8 @@ def test_members_browse_the_catalog(client, member, crm):
     assert client.get(url("detail", key="nope")).status_code == 404
 
 
-def test_anonymous_users_are_sent_to_log_in(client, org):
+@pytest.mark.usefixtures("org")
+def test_anonymous_users_are_sent_to_log_in(client):
     response = client.get(url("catalog"))
     assert response.status_code == 302
     assert reverse("account_login") in response["Location"]
@@ -93,7 +95,8 @@ def test_other_organizations_see_nothing(client, outsider, crm):
 
 
 @pytest.mark.parametrize("role", ["member", "reviewer"])
-def test_members_and_reviewers_cannot_write(client, request, crm, role):
+@pytest.mark.usefixtures("crm")
+def test_members_and_reviewers_cannot_write(client, request, role):
     client.force_login(request.getfixturevalue(role))
     pages = [
         ("custom_create", {}),
@@ -149,7 +152,8 @@ def test_invalid_provider_form_shows_errors_and_saves_nothing(client, admin):
     assert not AuditEvent.objects.filter(action__startswith="provider.").exists()
 
 
-def test_duplicate_key_is_a_form_error(client, admin, crm):
+@pytest.mark.usefixtures("crm")
+def test_duplicate_key_is_a_form_error(client, admin):
     client.force_login(admin)
     response = client.post(url("custom_create"), FORM)
     assert response.status_code == 200
@@ -237,7 +241,8 @@ def test_admin_adds_and_deletes_actions(client, admin, crm):
     assert client.post(url("custom_action_delete", slug="crm", name="nope")).status_code == 404
 
 
-def test_admin_deletes_a_provider(client, admin, crm):
+@pytest.mark.usefixtures("crm")
+def test_admin_deletes_a_provider(client, admin):
     client.force_login(admin)
     assert client.get(url("custom_delete", slug="crm")).status_code == 200
     response = client.post(url("custom_delete", slug="crm"))
@@ -246,7 +251,8 @@ def test_admin_deletes_a_provider(client, admin, crm):
     assert AuditEvent.objects.filter(action="provider.custom_deleted").count() == 1
 
 
-def test_every_providers_url_is_closed_to_outsiders(client, outsider, crm):
+@pytest.mark.usefixtures("crm")
+def test_every_providers_url_is_closed_to_outsiders(client, outsider):
     """Walks the app's URL patterns so a new page cannot forget the tenant boundary."""
     from apps.providers.urls import urlpatterns
 

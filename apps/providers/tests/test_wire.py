@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from apps.providers.registry import build_request, get_action, get_provider
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[dict] = []
+    seen: ClassVar[list[dict]] = []  # shared by every handler instance, on purpose
 
     def _record(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -167,7 +167,8 @@ def test_projects_and_tasks_round_trip(alice_api):
     assert alice_api.get(f"/tasks/{task['id']}").status_code == 404
 
 
-def test_another_users_data_is_not_found(alice, bob, alice_api):
+@pytest.mark.usefixtures("alice")
+def test_another_users_data_is_not_found(bob, alice_api):
     sandbox_seed_user_data(user=bob)
     bobs_project = Project.objects.filter(owner=bob).first()
     bobs_task = Task.objects.filter(project__owner=bob).first()

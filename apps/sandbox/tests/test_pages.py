@@ -112,7 +112,8 @@ def test_home_requires_login():
     assert urlsplit(response["Location"]).path == reverse("account_login")
 
 
-def test_home_explains_and_lists_only_my_projects(alice_client, alice):
+@pytest.mark.usefixtures("alice")
+def test_home_explains_and_lists_only_my_projects(alice_client):
     other = UserFactory(email="other@sandbox.test")
     from apps.sandbox.models import Project
 
@@ -125,7 +126,8 @@ def test_home_explains_and_lists_only_my_projects(alice_client, alice):
     assert "Other people" not in html
 
 
-def test_create_key_shows_it_once_and_it_works(alice_client, alice):
+@pytest.mark.usefixtures("alice")
+def test_create_key_shows_it_once_and_it_works(alice_client):
     response = alice_client.post("/sandbox/keys/", {"name": "demo key"})
     assert response.status_code == 201
     assert response["Cache-Control"] == "no-store"

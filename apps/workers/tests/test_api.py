@@ -106,7 +106,8 @@ def test_reviewer_reads_but_cannot_write(org, reviewer, worker, minted):
     assert WorkerToken.objects.get(pk=token.pk).revoked_at is None
 
 
-def test_plain_member_cannot_even_read(org, member, worker):
+@pytest.mark.usefixtures("worker")
+def test_plain_member_cannot_even_read(org, member):
     assert client_for(member).get(f"{base(org)}/workers/").status_code == 403
 
 
@@ -125,7 +126,8 @@ def test_outsider_gets_404_everywhere(org, outsider, worker, minted):
     assert api.post(f"{base(org)}/kill-switch/", {"confirm": org.slug}).status_code == 404
 
 
-def test_another_orgs_worker_is_404_inside_my_org(org, other_org, admin, outsider, worker):
+@pytest.mark.usefixtures("outsider")
+def test_another_orgs_worker_is_404_inside_my_org(org, other_org, admin, worker):
     theirs_role = make_role(other_org, "theirs")
     theirs = worker_create(organization=other_org, name="theirs", default_role=theirs_role)
     their_token, _ = token_mint(worker=theirs)

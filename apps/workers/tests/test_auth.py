@@ -78,7 +78,8 @@ def test_whoami_with_a_good_token(minted, worker, org, role):
     assert response["Cache-Control"] == "no-store"
 
 
-def test_missing_header(minted):
+@pytest.mark.usefixtures("minted")
+def test_missing_header():
     assert_401(call(), "token_missing")
     assert (
         AuditEvent.objects.filter(action="auth.failed", metadata__code="token_missing").count() == 1
@@ -115,7 +116,8 @@ def test_bad_checksum_never_queries_the_token_table(minted):
     assert token_queries == []
 
 
-def test_unknown_well_formed_token(minted):
+@pytest.mark.usefixtures("minted")
+def test_unknown_well_formed_token():
     assert_401(call(generate_token("worker").raw), "token_invalid")
 
 
@@ -185,7 +187,8 @@ def test_success_lookup_is_one_query_and_usage_write_is_throttled(minted):
     assert token.last_used_ip == "10.1.2.3"
 
 
-def test_the_raw_token_never_reaches_audit_or_logs(minted, worker, admin, caplog):
+@pytest.mark.usefixtures("worker")
+def test_the_raw_token_never_reaches_audit_or_logs(minted, admin, caplog):
     token, raw = minted
     caplog.set_level(logging.DEBUG)
     call(raw)

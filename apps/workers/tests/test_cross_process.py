@@ -88,7 +88,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def two_servers(django_db_setup, tmp_path_factory):
+def two_servers(django_db_setup, tmp_path_factory):  # noqa: ARG001 - the test database must exist first
     tmp_path = tmp_path_factory.mktemp("servers")
     servers = [Server(tmp_path, "a"), Server(tmp_path, "b")]
     try:

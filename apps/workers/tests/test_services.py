@@ -129,7 +129,8 @@ def test_roll_without_overlap_ends_the_old_token_now(minted, admin):
     assert whoami(new_raw).status_code == 200
 
 
-def test_roll_never_extends_an_old_token_and_cannot_repeat(worker, admin):
+@pytest.mark.usefixtures("admin")
+def test_roll_never_extends_an_old_token_and_cannot_repeat(worker):
     old, _ = token_mint(worker=worker, expires_in_days=1)
     WorkerToken.objects.filter(pk=old.pk).update(expires_at=timezone.now() + timedelta(hours=2))
     token_roll(token=old, overlap="7d")
@@ -195,8 +196,9 @@ def test_a_failing_audit_write_rolls_the_change_back(minted, admin, monkeypatch)
     assert token.revoked_at is None
 
 
+@pytest.mark.usefixtures("org", "reviewer")
 def test_expiry_warnings_email_admins_once_per_token(
-    worker, org, owner, admin, reviewer, django_capture_on_commit_callbacks
+    worker, owner, admin, django_capture_on_commit_callbacks
 ):
     soon, _ = token_mint(worker=worker, expires_in_days=3)
     token_mint(worker=worker, expires_in_days=30)

@@ -17,7 +17,8 @@ def test_beat_schedule_runs_the_warning_task_daily():
 
 
 @pytest.mark.celery
-def test_expiry_warning_task_through_a_real_worker(worker, admin, owner, celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_expiry_warning_task_through_a_real_worker(worker, admin, owner):
     from apps.workers.tasks import warn_expiring_tokens
 
     soon, _ = token_mint(worker=worker, expires_in_days=2)

@@ -98,7 +98,8 @@ def test_disable_enable_and_revoke_all(org, admin, worker, minted):
     assert whoami(raw).json()["error"]["code"] == "token_invalid"
 
 
-def test_kill_switch_confirms_what_stops_first(org, admin, worker, minted):
+@pytest.mark.usefixtures("worker")
+def test_kill_switch_confirms_what_stops_first(org, admin, minted):
     _, raw = minted
     client = logged_in(admin)
     page = client.get(url(org, "kill-switch/"))
@@ -159,7 +160,8 @@ def test_member_is_forbidden_and_outsider_gets_404(org, member, outsider, worker
     assert WorkerToken.objects.get(pk=token.pk).revoked_at is None
 
 
-def test_another_orgs_worker_is_404_under_my_org(org, other_org, admin, outsider):
+@pytest.mark.usefixtures("outsider")
+def test_another_orgs_worker_is_404_under_my_org(org, other_org, admin):
     from apps.workers.services import worker_create
     from apps.workers.tests.conftest import make_role
 
