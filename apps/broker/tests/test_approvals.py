@@ -24,7 +24,7 @@ def _execute(client, agent, body):
 
 
 @pytest.fixture
-def gated(org, owner, member, admin, upstream):  # noqa: ARG001 - set up first, for its side effect  # noqa: ARG001 - set up first, for its side effect
+def gated(org, owner, member, admin, upstream):  # noqa: ARG001 - set up first, for its side effect
     return make_gated_agent(org, creator=owner, owner=member)
 
 

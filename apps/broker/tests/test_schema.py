@@ -39,7 +39,7 @@ def _load(modes: list[GenerationMode] | None = None) -> schemathesis.schemas.Bas
 
 
 @pytest.fixture
-def in_process(db, upstream):  # noqa: ARG001 - set up first, for its side effect  # noqa: ARG001 - database access
+def in_process(db, upstream):  # noqa: ARG001 - database access; the upstream must run
     """Call the WSGI app in-process inside the test transaction, as Django's test
     client does: keep request signals from closing the test's DB connection."""
     request_started.disconnect(close_old_connections)

@@ -34,8 +34,9 @@ def _links(html: str, org) -> set[str]:
     }
 
 
+@pytest.mark.usefixtures("stocked")
 @pytest.mark.parametrize("role_fixture", ["member", "reviewer"])
-def test_every_link_a_role_is_shown_opens(client, org, stocked, request, role_fixture):  # noqa: ARG001 - set up first, for its side effect
+def test_every_link_a_role_is_shown_opens(client, org, request, role_fixture):
     client.force_login(request.getfixturevalue(role_fixture))
     seen, queue = set(), [f"/o/{org.slug}/"]
     while queue and len(seen) < 40:

@@ -67,7 +67,8 @@ def test_reviewers_and_members_see_the_list_read_only(request, client, org, owne
 
 
 @pytest.mark.parametrize("role_fixture", ["reviewer", "member"])
-def test_reviewer_and_member_posts_get_403(request, client, org, owner, admin, role_fixture):  # noqa: ARG001 - set up first, for its side effect
+@pytest.mark.usefixtures("owner")
+def test_reviewer_and_member_posts_get_403(request, client, org, admin, role_fixture):
     user = request.getfixturevalue(role_fixture)
     client.force_login(user)
     target = m(admin, org)
