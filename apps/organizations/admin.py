@@ -108,6 +108,6 @@ class InvitationAdmin(AuditedAdmin):
     list_select_related = ("organization", "invited_by")
 
     @override
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         # Invitations are created by invitation_create(), which emails the key.
         return False
