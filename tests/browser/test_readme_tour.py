@@ -9,10 +9,13 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 
@@ -51,7 +54,7 @@ def run_curl(command: str, base: str, token: str) -> tuple[int, dict]:
     return int(status), json.loads(body or "{}")
 
 
-def log_in(page, base: str, email: str) -> None:
+def log_in(page: Any, base: str, email: str) -> None:
     page.goto(f"{base}/accounts/login/")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
@@ -59,7 +62,7 @@ def log_in(page, base: str, email: str) -> None:
     page.wait_for_load_state()
 
 
-def test_the_readme_tour_as_written(live_server, settings):
+def test_the_readme_tour_as_written(live_server: LiveServer, settings: Settings) -> None:
     from playwright.sync_api import sync_playwright
 
     base = live_server.url

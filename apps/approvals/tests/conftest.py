@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 
 from apps.approvals.services import ApprovalBinding, approval_request
 from apps.broker.results import input_digest
+from apps.organizations.models import Organization
 from apps.policies.evaluate import Call, evaluate
 from apps.policies.selectors import load_role_rules
 
@@ -28,7 +30,7 @@ class GatedAgent:
     raw: str
 
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, Any]:
         return {"HTTP_AUTHORIZATION": f"Bearer {self.raw}"}
 
     def ctx(self) -> Any:
@@ -83,7 +85,9 @@ def approval_rules(connection: Any, **approval: Any) -> list[dict[str, Any]]:
     ]
 
 
-def make_gated_agent(organization: Any, *, creator: Any, owner: Any = None, **approval: Any):
+def make_gated_agent(
+    organization: Any, *, creator: Any, owner: Any = None, **approval: Any
+) -> GatedAgent:
     from apps.connections.models import Connection
     from apps.policies.services import role_create
     from apps.workers.services import token_mint, worker_create
@@ -110,5 +114,5 @@ def make_gated_agent(organization: Any, *, creator: Any, owner: Any = None, **ap
 
 
 @pytest.fixture
-def gated(org, owner, member, admin):  # noqa: ARG001 - set up first, for its side effect
+def gated(org: Organization, owner: User, member: User, admin: User) -> GatedAgent:  # noqa: ARG001 - set up first, for its side effect
     return make_gated_agent(org, creator=owner, owner=member)

@@ -6,25 +6,29 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 
 from apps.approvals.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookFailed, deliver_webhook
 from apps.approvals.services import approval_settings_update
 from apps.approvals.tests.conftest import make_gated_agent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
+from apps.organizations.models import Organization
 
 SECRET = "whsec-0123456789abcdef"
 
 
 @pytest.fixture
-def receiver():
+def receiver() -> Iterator[Any]:
     with RecordingUpstream() as server:
         server.reply = Reply(status=200, body={"ok": True})
         yield server
 
 
-def _wait_for(predicate, seconds: float = 30.0) -> bool:
+def _wait_for(predicate: Any, seconds: float = 30.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
@@ -35,7 +39,9 @@ def _wait_for(predicate, seconds: float = 30.0) -> bool:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("admin", "celery_worker")
-def test_a_request_is_posted_with_a_valid_hmac(org, owner, receiver):
+def test_a_request_is_posted_with_a_valid_hmac(
+    org: Organization, owner: User, receiver: Any
+) -> None:
     approval_settings_update(
         organization=org,
         require_two_approvers=False,
@@ -65,7 +71,9 @@ def test_a_request_is_posted_with_a_valid_hmac(org, owner, receiver):
 
 
 @pytest.mark.django_db
-def test_a_refused_delivery_raises_for_a_retry(org, owner, receiver):
+def test_a_refused_delivery_raises_for_a_retry(
+    org: Organization, owner: User, receiver: Any
+) -> None:
     receiver.reply = Reply(status=500, body={"no": True})
     approval_settings_update(
         organization=org, require_two_approvers=False, webhook_url=f"{receiver.url}/x"
@@ -79,7 +87,7 @@ def test_a_refused_delivery_raises_for_a_retry(org, owner, receiver):
 
 
 @pytest.mark.django_db
-def test_no_webhook_configured_sends_nothing(org, owner, receiver):
+def test_no_webhook_configured_sends_nothing(org: Organization, owner: User, receiver: Any) -> None:
     approval = make_gated_agent(org, creator=owner).request()
     assert deliver_webhook(approval.pk, "approval.requested") is None
     assert receiver.requests == []

@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core import mail
+from django.test import Client
 
 from apps.approvals.models import ApprovalLink, ApprovalSettings, ApprovalStatus
 from apps.approvals.notify import notify_approvers_by_email
 from apps.approvals.services import approval_claim_for_execution, approval_decide
+from apps.approvals.tests.conftest import GatedAgent
+from apps.organizations.models import Organization
 
 pytestmark = pytest.mark.django_db
 
 
-def queue(org):
+def queue(org: Organization) -> Any:
     return f"/o/{org.slug}/approvals/"
 
 
-def page(approval):
+def page(approval: Any) -> Any:
     return f"/o/{approval.organization.slug}/approvals/{approval.public_id}/"
 
 
-def test_the_queue_shows_what_who_and_why(client, gated, admin):
+def test_the_queue_shows_what_who_and_why(client: Client, gated: GatedAgent, admin: User) -> None:
     approval = gated.request(reason="Duplicate of task 41")
     client.force_login(admin)
     response = client.get(queue(gated.organization))
@@ -38,7 +43,9 @@ def test_the_queue_shows_what_who_and_why(client, gated, admin):
     assert f'href="/o/{gated.organization.slug}/approvals/"' in html
 
 
-def test_the_page_shows_the_input_and_a_diff_against_the_last_approved_call(client, gated, admin):
+def test_the_page_shows_the_input_and_a_diff_against_the_last_approved_call(
+    client: Client, gated: GatedAgent, admin: User
+) -> None:
     gated.organization.store_broker_input = True
     gated.organization.save()
     earlier = gated.request(input={"task_id": 41})
@@ -53,7 +60,9 @@ def test_the_page_shows_the_input_and_a_diff_against_the_last_approved_call(clie
     assert "<code>42</code>" in html
 
 
-def test_redacted_input_when_the_org_does_not_store_it(client, gated, admin):
+def test_redacted_input_when_the_org_does_not_store_it(
+    client: Client, gated: GatedAgent, admin: User
+) -> None:
     approval = gated.request(input={"task_id": 42})
     client.force_login(admin)
     html = client.get(page(approval)).content.decode()
@@ -62,7 +71,7 @@ def test_redacted_input_when_the_org_does_not_store_it(client, gated, admin):
     assert ": 42" not in html
 
 
-def test_an_admin_approves_with_a_comment(client, gated, admin):
+def test_an_admin_approves_with_a_comment(client: Client, gated: GatedAgent, admin: User) -> None:
     approval = gated.request()
     client.force_login(admin)
     response = client.post(page(approval), {"decision": "approve", "comment": "checked"})
@@ -72,7 +81,9 @@ def test_an_admin_approves_with_a_comment(client, gated, admin):
     assert approval.decisions.get().comment == "checked"
 
 
-def test_the_workers_creator_cannot_approve_in_the_dashboard(client, gated, owner):
+def test_the_workers_creator_cannot_approve_in_the_dashboard(
+    client: Client, gated: GatedAgent, owner: User
+) -> None:
     approval = gated.request()
     client.force_login(owner)
     html = client.get(page(approval)).content.decode()
@@ -85,7 +96,7 @@ def test_the_workers_creator_cannot_approve_in_the_dashboard(client, gated, owne
     assert approval.status == ApprovalStatus.PENDING
 
 
-def test_another_organization_gets_404(client, gated, outsider):
+def test_another_organization_gets_404(client: Client, gated: GatedAgent, outsider: User) -> None:
     approval = gated.request()
     client.force_login(outsider)
     assert client.get(page(approval)).status_code == 404
@@ -97,7 +108,7 @@ def test_another_organization_gets_404(client, gated, outsider):
     assert approval.status == ApprovalStatus.PENDING
 
 
-def test_approval_templates_have_no_inline_script_or_style():
+def test_approval_templates_have_no_inline_script_or_style() -> None:
     root = Path(settings.BASE_DIR) / "templates" / "approvals"
     for template in root.glob("*.html"):
         text = template.read_text()
@@ -110,14 +121,14 @@ def test_approval_templates_have_no_inline_script_or_style():
 
 
 def test_approvers_get_a_personal_single_use_link_that_only_opens_the_page(
-    client, gated, admin, owner
-):
+    client: Client, gated: GatedAgent, admin: User, owner: User
+) -> None:
     approval = gated.request()
     assert notify_approvers_by_email(approval.pk) == 1  # owner is excluded (separation)
     [message] = mail.outbox
     assert message.to == [admin.email]
     assert "Nothing is approved by opening this link" in message.body
-    path = re.search(r"https?://[^/\s]+(/\S+)", message.body).group(1)
+    path = re.search(r"https?://[^/\s]+(/\S+)", str(message.body)).group(1)
 
     # Without a login: the login page, and the link is not spent.
     response = client.get(path)
@@ -145,7 +156,7 @@ def test_approvers_get_a_personal_single_use_link_that_only_opens_the_page(
     assert client.get(tampered).status_code == 302
 
 
-def test_no_email_once_decided(gated, admin):
+def test_no_email_once_decided(gated: GatedAgent, admin: User) -> None:
     approval = gated.request()
     approval_decide(approval=approval, user=admin, approve=False)
     assert notify_approvers_by_email(approval.pk) == 0
@@ -155,7 +166,9 @@ def test_no_email_once_decided(gated, admin):
 # --- settings -----------------------------------------------------------------------------
 
 
-def test_settings_page_keeps_secrets_out_and_audits(client, gated, admin, member):
+def test_settings_page_keeps_secrets_out_and_audits(
+    client: Client, gated: GatedAgent, admin: User, member: User
+) -> None:
     url = f"/o/{gated.organization.slug}/approvals/settings/"
     client.force_login(member)
     assert client.get(url).status_code == 403
@@ -190,7 +203,7 @@ def test_settings_page_keeps_secrets_out_and_audits(client, gated, admin, member
     assert b"XXXXSECRET" not in raw
 
 
-def test_claimed_approvals_show_as_executed(client, gated, admin):
+def test_claimed_approvals_show_as_executed(client: Client, gated: GatedAgent, admin: User) -> None:
     approval = gated.request()
     approval_decide(approval=approval, user=admin, approve=True)
     approval_claim_for_execution(approval_id=approval.public_id, binding=gated.binding())

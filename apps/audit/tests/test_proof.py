@@ -10,12 +10,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit import chain, offline
@@ -24,18 +27,19 @@ from apps.audit.services import audit_record
 from apps.audit.signing import signing_key
 from apps.audit.tests.helpers import broker_event
 from apps.audit.verify import verify_chains
+from apps.organizations.models import Organization
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def login(client, user):
+def login(client: Any, user: Any) -> Any:
     assert client.login(username=user.username, password=PASSWORD)
     return client
 
 
-def shard_event(org, shard: int, **fields):
+def shard_event(org: Organization, shard: int, **fields: Any) -> Any:
     """An event on shard `shard` of the org's trail ("org:<id>:<n>"), linked exactly
     as the append links it (the lead's sharded append writes the same rows)."""
     from django.utils import timezone
@@ -78,7 +82,7 @@ def shard_event(org, shard: int, **fields):
     return event
 
 
-def seed(org):
+def seed(org: Organization) -> None:
     audit_record(action="org.created", organization=org, target_label="=HYPERLINK(1)")
     broker_event(org, metadata={"action": "issues.list", "note": 'naïve, "quoted"\nline'})
     shard_event(org, 1, target_label="+1 shard")
@@ -88,20 +92,20 @@ def seed(org):
     audit_record(action="org.updated", organization=org, target_label="@home\ttab")
 
 
-def export(client, org, fmt="jsonl", **params):
+def export(client: Any, org: Organization, fmt: str = "jsonl", **params: Any) -> Any:
     url = reverse("org_api:audit-export", kwargs={"org_slug": org.slug, "fmt": fmt})
     response = client.get(url, {"proof": "1", **params})
     assert response.status_code == 200, response.content
     return b"".join(response.streaming_content).decode()
 
 
-def public_key(org):
+def public_key(org: Organization) -> Any:
     return AuditSigningKeypair.objects.get(organization=org).public_key
 
 
 def test_the_offline_script_names_the_edited_line_as_a_separate_process(
-    client, org, reviewer, tmp_path
-):
+    client: Client, org: Organization, reviewer: User, tmp_path: Path
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org)
@@ -113,7 +117,7 @@ def test_the_offline_script_names_the_edited_line_as_a_separate_process(
     good = tmp_path / "export.jsonl"
     good.write_text(body, encoding="utf-8")
 
-    def run(path):
+    def run(path: Any) -> Any:
         return subprocess.run(  # our own script, fixed arguments
             [sys.executable, "-I", str(script), str(path), "--public-key", public_key(org)],
             capture_output=True,
@@ -140,7 +144,9 @@ def test_the_offline_script_names_the_edited_line_as_a_separate_process(
     assert failed.stderr.count("PROBLEM") == 1
 
 
-def test_every_shard_is_in_the_export_grouped_by_chain_in_seq_order(client, org, reviewer):
+def test_every_shard_is_in_the_export_grouped_by_chain_in_seq_order(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     seed(org)
     login(client, reviewer)
     rows = [json.loads(line) for line in export(client, org).splitlines()[:-1]]
@@ -157,7 +163,9 @@ def test_every_shard_is_in_the_export_grouped_by_chain_in_seq_order(client, org,
     assert all(r.ok for r in reports)
 
 
-def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(client, org, reviewer):
+def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     seed(org)
     login(client, reviewer)
     lines = export(client, org).splitlines()
@@ -195,7 +203,9 @@ def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(client, org, r
     assert not offline.verify_lines(lines, public_key=base64.b64encode(b"\1" * 32).decode()).ok
 
 
-def test_csv_with_proof_verifies_including_neutralised_formulas(client, org, reviewer):
+def test_csv_with_proof_verifies_including_neutralised_formulas(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org, "csv")
@@ -220,7 +230,9 @@ def test_csv_with_proof_verifies_including_neutralised_formulas(client, org, rev
     assert f"line {target + 1}:" in str(report.problems[0])
 
 
-def test_proof_exports_refuse_filters_that_would_leave_gaps(client, org, reviewer):
+def test_proof_exports_refuse_filters_that_would_leave_gaps(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     login(client, reviewer)
     url = reverse("org_api:audit-export", kwargs={"org_slug": org.slug, "fmt": "jsonl"})
     response = client.get(url, {"proof": "1", "decision": "denied"})
@@ -228,7 +240,9 @@ def test_proof_exports_refuse_filters_that_would_leave_gaps(client, org, reviewe
     assert "contiguous" in response.json()["error"]["message"]
 
 
-def test_a_time_slice_is_cut_by_seq_and_its_checkpoint_matches(client, org, reviewer):
+def test_a_time_slice_is_cut_by_seq_and_its_checkpoint_matches(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     first = audit_record(action="x.old", organization=org)
     middle = audit_record(action="x.mid", organization=org)
     audit_record(action="x.new", organization=org)
@@ -246,7 +260,7 @@ def test_a_time_slice_is_cut_by_seq_and_its_checkpoint_matches(client, org, revi
     assert offline.verify_lines(lines, public_key=public_key(org)).ok
 
 
-def test_the_signing_key_is_generated_once_audited_and_kept_in_custody(org):
+def test_the_signing_key_is_generated_once_audited_and_kept_in_custody(org: Organization) -> None:
     key = signing_key(org)
     assert signing_key(org).pk == key.pk
     created = AuditEvent.objects.filter(organization=org, action="audit.signing_key_created")
@@ -263,7 +277,9 @@ def test_the_signing_key_is_generated_once_audited_and_kept_in_custody(org):
     assert plain not in json.dumps(created.get().metadata)
 
 
-def test_well_known_serves_the_public_key_that_checks_signatures(client, org, reviewer):
+def test_well_known_serves_the_public_key_that_checks_signatures(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     seed(org)
     login(client, reviewer)
     checkpoint = json.loads(export(client, org).splitlines()[-1])
@@ -280,7 +296,9 @@ def test_well_known_serves_the_public_key_that_checks_signatures(client, org, re
     assert client.get("/.well-known/grantry-audit-keys/nope").status_code == 404
 
 
-def test_settings_page_shows_the_public_key_never_the_private(client, org, member):
+def test_settings_page_shows_the_public_key_never_the_private(
+    client: Client, org: Organization, member: User
+) -> None:
     login(client, member)
     response = client.get(reverse("orgs:settings", kwargs={"org_slug": org.slug}))
     assert response.status_code == 200
@@ -289,7 +307,9 @@ def test_settings_page_shows_the_public_key_never_the_private(client, org, membe
     assert key.private_key not in response.content.decode()
 
 
-def test_dashboard_verifies_an_upload_and_the_trail(client, org, reviewer, member, outsider):
+def test_dashboard_verifies_an_upload_and_the_trail(
+    client: Client, org: Organization, reviewer: User, member: User, outsider: User
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org)
@@ -312,7 +332,9 @@ def test_dashboard_verifies_an_upload_and_the_trail(client, org, reviewer, membe
     assert client.get(url).status_code == 404
 
 
-def test_api_verifies_an_upload_and_the_trail(client, org, other_org, reviewer, outsider):
+def test_api_verifies_an_upload_and_the_trail(
+    client: Client, org: Organization, other_org: Organization, reviewer: User, outsider: User
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org)
@@ -339,7 +361,9 @@ def test_api_verifies_an_upload_and_the_trail(client, org, other_org, reviewer, 
     assert client.post(url).status_code == 404
 
 
-def test_manage_py_audit_verify_file_names_the_line(client, org, reviewer, tmp_path):
+def test_manage_py_audit_verify_file_names_the_line(
+    client: Client, org: Organization, reviewer: User, tmp_path: Path
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org)
@@ -358,7 +382,7 @@ def test_manage_py_audit_verify_file_names_the_line(client, org, reviewer, tmp_p
     assert "line 1: event id=" in err.getvalue()
 
 
-def test_the_offline_module_agrees_with_the_chain_module():
+def test_the_offline_module_agrees_with_the_chain_module() -> None:
     assert offline.HASHED_FIELDS == chain.HASHED_FIELDS
     values = {"chain_key": "org:1", "created_at": "2026-01-01T00:00:00.000000+00:00"}
     assert offline.content_digest(values) == chain.content_digest(values)
@@ -375,7 +399,9 @@ def test_the_offline_module_agrees_with_the_chain_module():
     assert imported - set(sys.stdlib_module_names) - {"__future__"} == {"cryptography"}
 
 
-def test_a_large_export_with_proof_runs_as_a_job_and_verifies(org, reviewer):
+def test_a_large_export_with_proof_runs_as_a_job_and_verifies(
+    org: Organization, reviewer: User
+) -> None:
     from django.core.files.storage import default_storage
 
     from apps.audit.services import audit_export_request, audit_export_run
@@ -391,7 +417,9 @@ def test_a_large_export_with_proof_runs_as_a_job_and_verifies(org, reviewer):
     assert report.events >= 8
 
 
-def test_the_list_page_shows_every_shard_head(client, org, reviewer):
+def test_the_list_page_shows_every_shard_head(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     audit_record(action="org.created", organization=org)
     last = shard_event(org, 3)
     login(client, reviewer)

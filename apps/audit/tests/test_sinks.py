@@ -14,8 +14,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -29,6 +32,7 @@ from apps.audit.services import (
     audit_sink_retry,
 )
 from apps.audit.tests.helpers import broker_event
+from apps.organizations.models import Organization
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +94,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _webhook(org, receiver, **kw):
+def _webhook(org: Organization, receiver: Any, **kw: Any) -> Any:
     return audit_sink_create(
         organization=org,
         name=kw.pop("name", "siem"),
@@ -102,7 +106,9 @@ def _webhook(org, receiver, **kw):
     )
 
 
-def test_ocsf_events_have_their_class_required_attributes_and_the_chain_link(org):
+def test_ocsf_events_have_their_class_required_attributes_and_the_chain_link(
+    org: Organization,
+) -> None:
     call = broker_event(org, metadata={"action": "issues.list", "input": {"q": "x"}}, ip="10.1.2.3")
     denied = broker_event(org, action="broker.proxy", decision="denied", outcome="denied",
                           metadata={"method": "DELETE", "path": "repos/x"})  # fmt: skip
@@ -135,7 +141,9 @@ def test_ocsf_events_have_their_class_required_attributes_and_the_chain_link(org
     assert ocsf.ocsf_dict(AuditEvent.objects.get(pk=denied.pk))["severity_id"] == 3
 
 
-def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(org, monkeypatch):
+def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(
+    org: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(services, "SINK_BATCH", 4)
     receiver = Receiver()
     receiver.start()
@@ -168,7 +176,9 @@ def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(or
     receiver.stop()
 
 
-def test_dead_letter_after_repeated_failures_then_resume_loses_nothing(org, monkeypatch):
+def test_dead_letter_after_repeated_failures_then_resume_loses_nothing(
+    org: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(services, "SINK_MAX_ATTEMPTS", 2)
     receiver = Receiver()  # not started: connections are refused
     sink = _webhook(org, receiver)
@@ -187,7 +197,9 @@ def test_dead_letter_after_repeated_failures_then_resume_loses_nothing(org, monk
     receiver.stop()
 
 
-def test_start_now_skips_the_past_and_other_orgs_never_leak(org, other_org):
+def test_start_now_skips_the_past_and_other_orgs_never_leak(
+    org: Organization, other_org: Organization
+) -> None:
     broker_event(org, reason="before")
     broker_event(other_org, reason="elsewhere")
     receiver = Receiver()
@@ -239,7 +251,9 @@ def _tls_files(tmp_path: Path) -> str:
     return pem
 
 
-def test_a_real_rsyslog_over_tcp_with_tls_receives_rfc5424_ocsf_events(org, tmp_path):
+def test_a_real_rsyslog_over_tcp_with_tls_receives_rfc5424_ocsf_events(
+    org: Organization, tmp_path: Path
+) -> None:
     assert Path(RSYSLOG).exists(), "apt-get install rsyslog rsyslog-gnutls (Debian) for this test"
     pem = _tls_files(tmp_path)
     port = _free_port()
@@ -317,7 +331,7 @@ action(type="omfile" file="{out}" template="grantry")
     assert checkpoint["grantry_checkpoint"]["chains"][0]["last_seq"] == total
 
 
-def test_a_syslog_sink_refuses_an_untrusted_certificate(org, tmp_path):
+def test_a_syslog_sink_refuses_an_untrusted_certificate(org: Organization, tmp_path: Path) -> None:
     import ssl
 
     _tls_files(tmp_path)
@@ -345,13 +359,13 @@ def test_a_syslog_sink_refuses_an_untrusted_certificate(org, tmp_path):
     assert sink.delivered == 0
 
 
-def login(client, user):
+def login(client: Any, user: Any) -> None:
     assert client.login(username=user.username, password=PASSWORD)
 
 
 def test_sink_page_shows_lag_and_errors_sends_a_test_event_and_hides_the_secret(
-    client, org, admin, reviewer, outsider
-):
+    client: Client, org: Organization, admin: User, reviewer: User, outsider: User
+) -> None:
     receiver = Receiver()
     receiver.start()
     login(client, admin)
@@ -395,7 +409,9 @@ def test_sink_page_shows_lag_and_errors_sends_a_test_event_and_hides_the_secret(
     assert client.get(page_url).status_code == 404
 
 
-def test_deleting_a_sink_asks_on_the_confirmation_page_first(client, org, admin):
+def test_deleting_a_sink_asks_on_the_confirmation_page_first(
+    client: Client, org: Organization, admin: User
+) -> None:
     receiver = Receiver()
     sink = _webhook(org, receiver, name="to-delete")
     login(client, admin)
@@ -413,7 +429,7 @@ def test_deleting_a_sink_asks_on_the_confirmation_page_first(client, org, admin)
     assert AuditEvent.objects.filter(action="audit.sink_deleted", target_id=sink.pk).exists()
 
 
-def test_splunk_hec_and_datadog_bodies(org):
+def test_splunk_hec_and_datadog_bodies(org: Organization) -> None:
     from apps.audit.sinks import webhook_body
 
     event = ocsf.ocsf_dict(broker_event(org))
@@ -434,7 +450,7 @@ def test_splunk_hec_and_datadog_bodies(org):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("celery_worker")
-def test_the_beat_task_delivers_through_a_real_celery_worker(org):
+def test_the_beat_task_delivers_through_a_real_celery_worker(org: Organization) -> None:
     from apps.audit.tasks import deliver_audit_sinks
 
     receiver = Receiver()
@@ -456,8 +472,8 @@ def test_the_beat_task_delivers_through_a_real_celery_worker(org):
 
 
 def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
-    client, org, admin, reviewer, outsider
-):
+    client: Client, org: Organization, admin: User, reviewer: User, outsider: User
+) -> None:
     receiver = Receiver()
     receiver.start()
     login(client, admin)
@@ -497,7 +513,9 @@ def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
     receiver.stop()
 
 
-def test_a_signed_checkpoint_is_published_after_delivery_at_most_once_an_interval(org):
+def test_a_signed_checkpoint_is_published_after_delivery_at_most_once_an_interval(
+    org: Organization,
+) -> None:
     from apps.audit import offline
     from apps.audit.models import AuditSigningKeypair
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 from unittest import mock
 
 import pytest
 from django.db import DatabaseError
+from django.test import Client
+from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.broker.results import input_digest
-from apps.broker.tests.conftest import CONNECTION_SECRET, make_agent
+from apps.broker.tests.conftest import CONNECTION_SECRET, Agent, make_agent
 from apps.broker.tests.upstream import Reply
 from apps.connections.models import ConnectionStatus
+from apps.organizations.models import Organization
 
 pytestmark = pytest.mark.django_db
 
@@ -21,19 +25,19 @@ EXECUTE = "/api/v1/actions/{}/execute"
 CHECK = "/api/v1/actions/{}/check"
 
 
-def post(client, agent, action, payload, *, url=EXECUTE):
+def post(client: Any, agent: Any, action: Any, payload: Any, *, url: Any = EXECUTE) -> Any:
     return client.post(
         url.format(action), json.dumps(payload), content_type="application/json", **agent.headers
     )
 
 
-def broker_events(**filters):
+def broker_events(**filters: Any) -> Any:
     return list(AuditEvent.objects.filter(action__startswith="broker.", **filters).order_by("id"))
 
 
 def test_execute_injects_the_connection_credential_and_never_the_worker_token(
-    client, agent, upstream
-):
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     upstream.reply = Reply(
         body={"results": [{"id": 1}]},
         headers={"X-RateLimit-Remaining": "99", "Set-Cookie": "s=1", "X-Internal": "secret-ish"},
@@ -58,7 +62,9 @@ def test_execute_injects_the_connection_credential_and_never_the_worker_token(
 
 
 @pytest.mark.usefixtures("upstream")
-def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client, agent):
+def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(
+    client: Client, agent: Agent
+) -> None:
     payload = {"connection": "sandbox", "input": {"project_id": 2, "done": False}}
     response = post(client, agent, "sandbox.list_tasks", payload)
     assert response.status_code == 200, response.content
@@ -88,14 +94,16 @@ def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client
 
 
 @pytest.mark.usefixtures("upstream")
-def test_raw_input_is_stored_only_when_the_organization_asks(client, agent):
+def test_raw_input_is_stored_only_when_the_organization_asks(client: Client, agent: Agent) -> None:
     agent.organization.store_broker_input = True
     agent.organization.save()
     post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 1}})
     assert broker_events()[-1].metadata["input"] == {"project_id": 1}
 
 
-def test_denied_action_names_the_missing_rule_and_sends_nothing(client, agent, upstream):
+def test_denied_action_names_the_missing_rule_and_sends_nothing(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     response = post(client, agent, "sandbox.create_project", {"input": {"name": "x"}})
 
     assert response.status_code == 403
@@ -110,7 +118,7 @@ def test_denied_action_names_the_missing_rule_and_sends_nothing(client, agent, u
     assert event.reason == error["message"]
 
 
-def test_constraints_are_enforced(client, agent, upstream):
+def test_constraints_are_enforced(client: Client, agent: Agent, upstream: Any) -> None:
     response = post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 3}})
     assert response.status_code == 403
     assert "project_id" in response.json()["error"]["message"]
@@ -121,7 +129,9 @@ def test_constraints_are_enforced(client, agent, upstream):
     assert len(upstream.requests) == 1
 
 
-def test_invalid_input_gets_field_errors_and_nothing_upstream(client, agent, upstream):
+def test_invalid_input_gets_field_errors_and_nothing_upstream(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     # The constraint holds (project_id 1); the schema does not (done must be a boolean).
     response = post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 1, "done": "x"}})
     assert response.status_code == 400
@@ -131,7 +141,9 @@ def test_invalid_input_gets_field_errors_and_nothing_upstream(client, agent, ups
     assert upstream.requests == []
 
 
-def test_schema_violation_on_an_allowed_action_returns_fields(client, org, upstream):
+def test_schema_violation_on_an_allowed_action_returns_fields(
+    client: Client, org: Organization, upstream: Any
+) -> None:
     agent = make_agent(
         org, rules=[{"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.*"}]
     )
@@ -142,7 +154,7 @@ def test_schema_violation_on_an_allowed_action_returns_fields(client, org, upstr
     assert upstream.requests == []
 
 
-def test_check_is_a_dry_run(client, agent, upstream):
+def test_check_is_a_dry_run(client: Client, agent: Agent, upstream: Any) -> None:
     ok = post(client, agent, "sandbox.list_projects", {"input": {}}, url=CHECK)
     assert ok.status_code == 200
     assert ok.json()["decision"] == "allowed"
@@ -153,10 +165,12 @@ def test_check_is_a_dry_run(client, agent, upstream):
     assert [e.action for e in broker_events()] == ["broker.check", "broker.check"]
 
 
-def test_fail_closed_when_the_attempt_cannot_be_audited(client, agent, upstream):
+def test_fail_closed_when_the_attempt_cannot_be_audited(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     from apps.audit.services import audit_record as real
 
-    def failing(**kwargs):
+    def failing(**kwargs: Any) -> Any:
         if kwargs["action"].endswith(".attempt"):
             raise DatabaseError("audit store down")
         return real(**kwargs)
@@ -169,7 +183,9 @@ def test_fail_closed_when_the_attempt_cannot_be_audited(client, agent, upstream)
     assert upstream.requests == []
 
 
-def test_unknown_token_and_revoked_token_get_401(client, agent, upstream):
+def test_unknown_token_and_revoked_token_get_401(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     from apps.workers.services import token_revoke
 
     assert post(client, agent, "sandbox.list_projects", {"input": {}}).status_code == 200
@@ -186,7 +202,9 @@ def test_unknown_token_and_revoked_token_get_401(client, agent, upstream):
     assert len(upstream.requests) == 1
 
 
-def test_another_organizations_connection_is_invisible(client, org, other_org, upstream):
+def test_another_organizations_connection_is_invisible(
+    client: Client, org: Organization, other_org: Organization, upstream: Any
+) -> None:
     mine = make_agent(org)
     theirs = make_agent(other_org, name="spy", connection_name="globex-sandbox")
     response = post(
@@ -198,7 +216,9 @@ def test_another_organizations_connection_is_invisible(client, org, other_org, u
     assert upstream.requests == []
 
 
-def test_slow_upstream_is_a_504_with_name_and_time(client, agent, upstream, settings):
+def test_slow_upstream_is_a_504_with_name_and_time(
+    client: Client, agent: Agent, upstream: Any, settings: Settings
+) -> None:
     settings.GRANTRY_EGRESS_TIMEOUT = 0.3
     upstream.reply = Reply(delay=1.0)
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
@@ -210,7 +230,7 @@ def test_slow_upstream_is_a_504_with_name_and_time(client, agent, upstream, sett
     assert broker_events()[-1].outcome == "error"
 
 
-def test_closed_port_is_a_502(client, agent, settings):
+def test_closed_port_is_a_502(client: Client, agent: Agent, settings: Settings) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -223,7 +243,9 @@ def test_closed_port_is_a_502(client, agent, settings):
     assert "elapsed_ms" in error["details"]
 
 
-def test_upstream_429_is_passed_through_with_retry_after(client, agent, upstream):
+def test_upstream_429_is_passed_through_with_retry_after(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     upstream.reply = Reply(status=429, body={"error": "slow down"}, headers={"Retry-After": "7"})
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
     assert response.status_code == 429
@@ -231,7 +253,9 @@ def test_upstream_429_is_passed_through_with_retry_after(client, agent, upstream
     assert response.json()["error"]["code"] == "upstream_rate_limited"
 
 
-def test_upstream_error_status_is_reported_not_hidden(client, agent, upstream):
+def test_upstream_error_status_is_reported_not_hidden(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     upstream.reply = Reply(status=404, body={"error": "no such project"})
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
     assert response.status_code == 200
@@ -239,7 +263,9 @@ def test_upstream_error_status_is_reported_not_hidden(client, agent, upstream):
     assert broker_events()[-1].outcome == "failure"
 
 
-def test_response_over_the_cap_is_a_502(client, agent, upstream, settings):
+def test_response_over_the_cap_is_a_502(
+    client: Client, agent: Agent, upstream: Any, settings: Settings
+) -> None:
     settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES = 1000
     upstream.reply = Reply(body={"blob": "x" * 5000})
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
@@ -247,14 +273,14 @@ def test_response_over_the_cap_is_a_502(client, agent, upstream, settings):
     assert response.json()["error"]["code"] == "upstream_response_too_large"
 
 
-def test_request_body_over_the_cap_is_a_413(client, agent, upstream):
+def test_request_body_over_the_cap_is_a_413(client: Client, agent: Agent, upstream: Any) -> None:
     huge = {"input": {"name": "x" * 1_100_000}}
     response = post(client, agent, "sandbox.create_project", huge)
     assert response.status_code == 413
     assert upstream.requests == []
 
 
-def test_connection_needing_reauth_is_a_409(client, agent, upstream):
+def test_connection_needing_reauth_is_a_409(client: Client, agent: Agent, upstream: Any) -> None:
     agent.connection.status = ConnectionStatus.NEEDS_REAUTH
     agent.connection.save()
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
@@ -266,7 +292,9 @@ def test_connection_needing_reauth_is_a_409(client, agent, upstream):
     assert upstream.requests == []
 
 
-def test_rate_limit_answers_429_with_retry_after(client, org, upstream):
+def test_rate_limit_answers_429_with_retry_after(
+    client: Client, org: Organization, upstream: Any
+) -> None:
     agent = make_agent(
         org,
         rules=[
@@ -286,7 +314,9 @@ def test_rate_limit_answers_429_with_retry_after(client, org, upstream):
     assert len(upstream.requests) == 1
 
 
-def test_connection_is_optional_only_when_one_fits(client, org, upstream):
+def test_connection_is_optional_only_when_one_fits(
+    client: Client, org: Organization, upstream: Any
+) -> None:
     from apps.connections.models import Connection
 
     agent = make_agent(
@@ -318,7 +348,7 @@ def test_connection_is_optional_only_when_one_fits(client, org, upstream):
 
 
 @pytest.mark.usefixtures("upstream")
-def test_action_list_shows_only_what_the_role_allows(client, agent):
+def test_action_list_shows_only_what_the_role_allows(client: Client, agent: Agent) -> None:
     response = client.get("/api/v1/actions", **agent.headers)
     assert response.status_code == 200
     names = [a["name"] for a in response.json()["results"]]
@@ -329,7 +359,9 @@ def test_action_list_shows_only_what_the_role_allows(client, agent):
     assert listed["connections"] == [{"id": agent.connection.pk, "name": "sandbox"}]
 
 
-def test_proxy_passes_through_when_a_rule_allows(client, agent, upstream):
+def test_proxy_passes_through_when_a_rule_allows(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     upstream.reply = Reply(body={"id": 5}, headers={"ETag": '"v1"', "Server": "hidden"})
     response = client.get("/api/v1/proxy/sandbox/projects/5/tasks?done=true", **agent.headers)
     assert response.status_code == 200
@@ -352,13 +384,15 @@ def test_proxy_passes_through_when_a_rule_allows(client, agent, upstream):
         "/evil.test/projects",
     ],
 )
-def test_proxy_path_cannot_escape_the_base_url(client, agent, upstream, path):
+def test_proxy_path_cannot_escape_the_base_url(
+    client: Client, agent: Agent, upstream: Any, path: str
+) -> None:
     response = client.get(f"/api/v1/proxy/sandbox/{path}", **agent.headers)
     assert response.status_code in (400, 403, 404)
     assert upstream.requests == []
 
 
-def test_proxy_needs_a_matching_rule(client, agent, upstream):
+def test_proxy_needs_a_matching_rule(client: Client, agent: Agent, upstream: Any) -> None:
     assert client.get("/api/v1/proxy/sandbox/me", **agent.headers).status_code == 403
     response = client.post(
         "/api/v1/proxy/sandbox/projects/1", "{}", content_type="application/json", **agent.headers
@@ -368,10 +402,12 @@ def test_proxy_needs_a_matching_rule(client, agent, upstream):
     assert upstream.requests == []
 
 
-def test_a_failed_outcome_write_does_not_hide_a_completed_call(client, agent, upstream):
+def test_a_failed_outcome_write_does_not_hide_a_completed_call(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     from apps.audit.services import audit_record as real
 
-    def failing(**kwargs):
+    def failing(**kwargs: Any) -> Any:
         if kwargs["action"] == "broker.execute":
             raise DatabaseError("audit store down")
         return real(**kwargs)
@@ -386,7 +422,9 @@ def test_a_failed_outcome_write_does_not_hide_a_completed_call(client, agent, up
     assert [e.action for e in broker_events()] == ["broker.execute.attempt"]
 
 
-def test_another_organization_cannot_proxy_through_my_connection(client, org, other_org, upstream):
+def test_another_organization_cannot_proxy_through_my_connection(
+    client: Client, org: Organization, other_org: Organization, upstream: Any
+) -> None:
     mine = make_agent(org)
     theirs = make_agent(other_org, name="spy", connection_name="globex-sandbox")
     for ref in ("sandbox", str(mine.connection.pk)):
@@ -404,7 +442,9 @@ def test_another_organization_cannot_proxy_through_my_connection(client, org, ot
 
 
 @pytest.mark.parametrize("ref", ["³", "٣", "9" * 30])
-def test_connection_refs_that_are_not_plain_ids_are_names(client, org, upstream, ref):
+def test_connection_refs_that_are_not_plain_ids_are_names(
+    client: Client, org: Organization, upstream: Any, ref: Any
+) -> None:
     # "³".isdigit() is true but int("³") fails, and 30 digits overflow bigint: both
     # are looked up as names (and found nowhere), never a 500.
     agent = make_agent(org)
@@ -417,7 +457,7 @@ def test_connection_refs_that_are_not_plain_ids_are_names(client, org, upstream,
     assert upstream.requests == []
 
 
-def test_a_warm_execute_is_four_statements(client, agent, upstream):
+def test_a_warm_execute_is_four_statements(client: Client, agent: Agent, upstream: Any) -> None:
     """Token (with the revocation leases), connection, the attempt (with the token
     re-check), the outcome (with the leases given back); last-used writes are
     throttled. A regression here is a round trip added to every agent call."""
@@ -439,7 +479,7 @@ def test_a_warm_execute_is_four_statements(client, agent, upstream):
     assert len(upstream.requests) == 2
 
 
-def _raw_post(client, path, body, token):
+def _raw_post(client: Any, path: Any, body: Any, token: Any) -> Any:
     return client.post(
         path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
     )
@@ -454,7 +494,9 @@ BAD_BODIES = {
 
 @pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
 @pytest.mark.usefixtures("agent")
-def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(client, body):
+def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(
+    client: Client, body: Any
+) -> None:
     from apps.workers.tokens import generate_token
 
     forged = generate_token("worker").raw  # well-formed, checksum valid, unknown
@@ -476,15 +518,17 @@ def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(client, bo
     ids=["deeply nested", "NUL in connection", "NUL in input"],
 )
 def test_hostile_bodies_from_an_agent_get_400_and_nothing_upstream(
-    client, agent, upstream, body, code
-):
+    client: Client, agent: Agent, upstream: Any, body: Any, code: str
+) -> None:
     response = _raw_post(client, EXECUTE.format("sandbox.list_projects"), body, agent.raw)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == code
     assert upstream.requests == []
 
 
-def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(client, agent, upstream):
+def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(
+    client: Client, agent: Agent, upstream: Any
+) -> None:
     response = _raw_post(client, EXECUTE.format("sand%00box.list_projects"), "{}", agent.raw)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "invalid_input"
@@ -500,7 +544,7 @@ def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(client, age
 # --- Ambiguity is decided after the role (hardening finding #10) -----------------
 
 
-def _second_sandbox(org, name="sandbox-two"):
+def _second_sandbox(org: Organization, name: str = "sandbox-two") -> Any:
     from apps.connections.models import Connection
 
     return Connection.objects.create(
@@ -508,7 +552,9 @@ def _second_sandbox(org, name="sandbox-two"):
     )
 
 
-def test_a_second_connection_the_role_does_not_allow_changes_nothing(client, org, upstream):
+def test_a_second_connection_the_role_does_not_allow_changes_nothing(
+    client: Client, org: Organization, upstream: Any
+) -> None:
     from apps.connections.models import Connection
 
     first = Connection.objects.create(
@@ -534,7 +580,9 @@ def test_a_second_connection_the_role_does_not_allow_changes_nothing(client, org
     assert len(upstream.requests) == 1
 
 
-def test_connection_is_asked_for_only_when_several_allowed_ones_fit(client, org, upstream):
+def test_connection_is_asked_for_only_when_several_allowed_ones_fit(
+    client: Client, org: Organization, upstream: Any
+) -> None:
     agent = make_agent(
         org,
         rules=[
@@ -553,7 +601,7 @@ def test_connection_is_asked_for_only_when_several_allowed_ones_fit(client, org,
 
 
 @pytest.mark.usefixtures("upstream")
-def test_a_clients_request_id_is_kept_apart_from_the_servers(client, agent):
+def test_a_clients_request_id_is_kept_apart_from_the_servers(client: Client, agent: Agent) -> None:
     response = client.post(
         EXECUTE.format("sandbox.list_projects"),
         json.dumps({"input": {}}),

@@ -9,26 +9,32 @@ from typing import Any
 
 import httpx
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
+from django.test import Client
+from pytest_django.live_server_helper import LiveServer
 
 from apps.approvals.models import Approval
 from apps.approvals.services import approval_decide
-from apps.approvals.tests.conftest import INPUT, make_gated_agent
+from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 
 EXECUTE = "/api/v1/actions/sandbox.delete_task/execute"
 
 
-def _execute(client, agent, body):
+def _execute(client: Any, agent: Any, body: Any) -> Any:
     return client.post(EXECUTE, json.dumps(body), content_type="application/json", **agent.headers)
 
 
 @pytest.fixture
-def gated(org, owner, member, admin, upstream):  # noqa: ARG001 - set up first, for its side effect
+def gated(org: Organization, owner: User, member: User, admin: User, upstream: Any) -> GatedAgent:  # noqa: ARG001 - set up first, for its side effect
     return make_gated_agent(org, creator=owner, owner=member)
 
 
-def test_ask_approve_execute_once(client, gated, admin, upstream):
+def test_ask_approve_execute_once(
+    client: Client, gated: GatedAgent, admin: User, upstream: Any
+) -> None:
     first = _execute(client, gated, {"input": INPUT, "reason": "cleanup of a stale task"})
     assert first.status_code == 202, first.content
     body = first.json()
@@ -63,7 +69,9 @@ def test_ask_approve_execute_once(client, gated, admin, upstream):
 
 
 @pytest.mark.usefixtures("upstream")
-def test_a_dry_run_says_approval_is_needed_without_asking(client, gated):
+def test_a_dry_run_says_approval_is_needed_without_asking(
+    client: Client, gated: GatedAgent
+) -> None:
     response = client.post(
         "/api/v1/actions/sandbox.delete_task/check",
         json.dumps({"input": INPUT}),
@@ -75,7 +83,9 @@ def test_a_dry_run_says_approval_is_needed_without_asking(client, gated):
     assert not Approval.objects.exists()
 
 
-def test_a_rules_change_voids_the_approval(client, gated, admin, upstream):
+def test_a_rules_change_voids_the_approval(
+    client: Client, gated: GatedAgent, admin: User, upstream: Any
+) -> None:
     from apps.policies.services import role_update
 
     approval_id = _execute(client, gated, {"input": INPUT}).json()["approval"]["id"]
@@ -92,8 +102,13 @@ def test_a_rules_change_voids_the_approval(client, gated, admin, upstream):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_executions_of_one_approval_make_one_upstream_call(
-    live_server, org, owner, member, admin, upstream
-):
+    live_server: LiveServer,
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,
+    upstream: Any,
+) -> None:
     gated = make_gated_agent(org, creator=owner, owner=member)
     url = f"{live_server.url}{EXECUTE}"
     headers = {"Authorization": f"Bearer {gated.raw}"}
@@ -122,8 +137,13 @@ def test_two_simultaneous_executions_of_one_approval_make_one_upstream_call(
 
 @pytest.mark.django_db(transaction=True)
 def test_mcp_tool_call_is_pending_then_runs_after_approval(
-    live_server, org, owner, member, admin, upstream
-):
+    live_server: LiveServer,
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,
+    upstream: Any,
+) -> None:
     from apps.broker.tests.test_mcp import with_client
 
     gated = make_gated_agent(org, creator=owner, owner=member)

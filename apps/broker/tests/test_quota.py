@@ -4,13 +4,18 @@ with 429 quota_exceeded and Retry-After before anything goes upstream."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import make_agent
+from apps.organizations.models import Organization
 from apps.workers.services import token_mint, worker_create
 
 pytestmark = pytest.mark.django_db
@@ -28,12 +33,12 @@ QUOTA_RULE = {
 
 
 @pytest.fixture
-def pinned_clock():
+def pinned_clock() -> Iterator[Any]:
     with mock.patch("apps.policies.ratelimit.time", SimpleNamespace(time=lambda: PINNED_NOW)):
         yield
 
 
-def execute(client, raw_token):
+def execute(client: Any, raw_token: Any) -> Any:
     return client.post(
         EXECUTE.format("sandbox.list_projects"),
         json.dumps({"input": {}}),
@@ -43,7 +48,9 @@ def execute(client, raw_token):
 
 
 @pytest.mark.usefixtures("pinned_clock")
-def test_a_quota_of_two_per_minute_refuses_the_third_call(client, org, upstream):
+def test_a_quota_of_two_per_minute_refuses_the_third_call(
+    client: Client, org: Organization, upstream: Any
+) -> None:
     agent = make_agent(org, rules=[QUOTA_RULE])
 
     first, second = execute(client, agent.raw), execute(client, agent.raw)
@@ -65,7 +72,9 @@ def test_a_quota_of_two_per_minute_refuses_the_third_call(client, org, upstream)
 
 
 @pytest.mark.usefixtures("pinned_clock")
-def test_the_quota_counts_each_worker_separately(client, org, upstream):
+def test_the_quota_counts_each_worker_separately(
+    client: Client, org: Organization, upstream: Any
+) -> None:
     agent = make_agent(org, rules=[QUOTA_RULE])
     other = worker_create(organization=org, name="other-bot", default_role=agent.role)
     _, other_raw = token_mint(worker=other)
@@ -78,8 +87,8 @@ def test_the_quota_counts_each_worker_separately(client, org, upstream):
 
 @pytest.mark.usefixtures("pinned_clock")
 def test_an_approved_call_counts_against_the_approval_rules_quota(
-    client, org, owner, member, admin, upstream
-):
+    client: Client, org: Organization, owner: User, member: User, admin: User, upstream: Any
+) -> None:
     from apps.approvals.models import Approval
     from apps.approvals.services import approval_decide
     from apps.approvals.tests.conftest import approval_rules, make_gated_agent
@@ -90,7 +99,7 @@ def test_an_approved_call_counts_against_the_approval_rules_quota(
     rules[1]["quota"] = {"limit": 1, "per": "minute"}
     role_update(role=gated.role, rules=rules)
 
-    def approved_call(task_id):
+    def approved_call(task_id: Any) -> Any:
         url = "/api/v1/actions/sandbox.delete_task/execute"
         body = {"input": {"task_id": task_id}}
         asked = client.post(url, json.dumps(body), "application/json", **gated.headers)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.tests.helpers import broker_event
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.models import Role, Rule
 from apps.workers.services import token_mint, worker_create
 
@@ -19,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def setup(org, admin):
+def setup(org: Organization, admin: User) -> Any:
     conn = Connection.objects.create(
         organization=org, provider_key="sandbox", name="sandbox-demo", auth_type="oauth2"
     )
@@ -37,13 +41,13 @@ def setup(org, admin):
     return conn, role, worker, t1
 
 
-def w_url(org, worker, path):
+def w_url(org: Organization, worker: Any, path: Any) -> Any:
     return f"/o/{org.slug}/workers/{worker.pk}/{path}"
 
 
 def test_revoke_all_names_tokens_and_recent_calls_then_acts_only_when_confirmed(
-    client, org, admin, setup
-):
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     _, _, worker, _ = setup
     client.force_login(admin)
     page = client.post(w_url(org, worker, "revoke-all/"))
@@ -57,14 +61,18 @@ def test_revoke_all_names_tokens_and_recent_calls_then_acts_only_when_confirmed(
     assert worker.tokens.filter(revoked_at__isnull=True).count() == 0
 
 
-def test_revoke_one_token_names_it(client, org, admin, setup):
+def test_revoke_one_token_names_it(
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     _, _, worker, t1 = setup
     client.force_login(admin)
     html = client.post(w_url(org, worker, f"tokens/{t1.public_id}/revoke/")).content.decode()
     assert f"token {t1.public_id} (…{t1.last4}) stops working immediately; 3 calls" in html
 
 
-def test_disable_offers_undo_once(client, org, admin, setup):
+def test_disable_offers_undo_once(
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     _, _, worker, _ = setup
     client.force_login(admin)
     html = client.post(w_url(org, worker, "disable/")).content.decode()
@@ -83,7 +91,9 @@ def test_disable_offers_undo_once(client, org, admin, setup):
     assert worker.status == "active"
 
 
-def test_remove_rule_then_undo_adds_it_back(client, org, admin, setup):
+def test_remove_rule_then_undo_adds_it_back(
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     _, role, _, _ = setup
     client.force_login(admin)
     rule = role.rules.get()
@@ -110,7 +120,9 @@ def test_remove_rule_then_undo_adds_it_back(client, org, admin, setup):
     assert role.rules.count() == 1
 
 
-def test_disconnect_lists_the_workers_and_roles_that_use_it(client, org, admin, setup):
+def test_disconnect_lists_the_workers_and_roles_that_use_it(
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     conn, _, _, _ = setup
     other = Role.objects.create(organization=org, name="any-sandbox")
     Rule.objects.create(role=other, provider_key="sandbox", action_pattern="sandbox.*")
@@ -127,7 +139,9 @@ def test_disconnect_lists_the_workers_and_roles_that_use_it(client, org, admin, 
     assert conn.status == "active"
 
 
-def test_role_delete_and_member_remove_use_the_same_page(client, org, admin, reviewer, setup):
+def test_role_delete_and_member_remove_use_the_same_page(
+    client: Client, org: Organization, admin: User, reviewer: User, setup: Any
+) -> None:
     _, role, _, _ = setup
     client.force_login(admin)
     html = client.get(
@@ -143,7 +157,7 @@ def test_role_delete_and_member_remove_use_the_same_page(client, org, admin, rev
     assert reviewer.memberships.filter(organization=org).exists()
 
 
-def test_no_browser_confirm_and_no_inline_handlers_in_the_confirm_templates():
+def test_no_browser_confirm_and_no_inline_handlers_in_the_confirm_templates() -> None:
     base = Path(settings.BASE_DIR)
     js = (base / "static/js/grantry.js").read_text()
     assert "confirm(" not in js

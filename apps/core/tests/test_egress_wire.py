@@ -10,6 +10,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from io import BufferedReader
+from typing import Any
 
 import certifi
 import pytest
@@ -244,7 +245,7 @@ def _dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, str], delay: float 
     """DNS is the one thing that cannot be real here; the HTTP side stays real. Names
     not listed fail, so no test depends on (or leaks to) a real resolver."""
 
-    def getaddrinfo(host, port, *args, **kwargs):
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         time.sleep(delay)
         if host not in answers:
             raise socket.gaierror(socket.EAI_NONAME, "not a test name")

@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.core.pagination import PAGE_SIZE, keyset_page
+from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.workers.models import Worker
 
 pytestmark = pytest.mark.django_db
 
 
-def _workers(org, role, count):
+def _workers(org: Organization, role: Any, count: Any) -> None:
     Worker.objects.bulk_create(
         Worker(organization=org, name=f"agent-{i:03d}", default_role=role) for i in range(count)
     )
 
 
 @pytest.fixture
-def role(org):
+def role(org: Organization) -> Role:
     return Role.objects.create(organization=org, name="reader")
 
 
-def test_keyset_walks_forward_and_back_without_gaps_or_repeats(org, role):
+def test_keyset_walks_forward_and_back_without_gaps_or_repeats(
+    org: Organization, role: Role
+) -> None:
     _workers(org, role, 120)
     rows = Worker.objects.filter(organization=org)
     seen, page = [], keyset_page(rows, order="name")
@@ -47,7 +53,9 @@ def test_keyset_walks_forward_and_back_without_gaps_or_repeats(org, role):
     assert back.after is not None
 
 
-def test_descending_keyset_and_a_foreign_cursor_starts_over(org, other_org, role):
+def test_descending_keyset_and_a_foreign_cursor_starts_over(
+    org: Organization, other_org: Organization, role: Role
+) -> None:
     _workers(org, role, 60)
     foreign = Worker.objects.create(
         organization=other_org,
@@ -66,7 +74,9 @@ def test_descending_keyset_and_a_foreign_cursor_starts_over(org, other_org, role
     ]
 
 
-def test_workers_page_shows_one_page_with_next_link_and_search(client, org, admin, role):
+def test_workers_page_shows_one_page_with_next_link_and_search(
+    client: Client, org: Organization, admin: User, role: Role
+) -> None:
     _workers(org, role, 75)
     client.force_login(admin)
     url = reverse("workers:list", kwargs={"org_slug": org.slug})
@@ -88,7 +98,9 @@ def test_workers_page_shows_one_page_with_next_link_and_search(client, org, admi
     assert "No worker matches" in none
 
 
-def test_search_is_kept_in_the_page_links(client, org, admin, role):
+def test_search_is_kept_in_the_page_links(
+    client: Client, org: Organization, admin: User, role: Role
+) -> None:
     _workers(org, role, 130)
     client.force_login(admin)
     url = reverse("workers:list", kwargs={"org_slug": org.slug})
@@ -96,7 +108,9 @@ def test_search_is_kept_in_the_page_links(client, org, admin, role):
     assert re.search(r'href="\?q=agent-0&amp;after=\d+" rel="next"', html)
 
 
-def test_roles_page_is_paginated_with_rule_counts(client, org, admin):
+def test_roles_page_is_paginated_with_rule_counts(
+    client: Client, org: Organization, admin: User
+) -> None:
     Role.objects.bulk_create(Role(organization=org, name=f"role-{i:03d}") for i in range(60))
     client.force_login(admin)
     url = reverse("policies:list", kwargs={"org_slug": org.slug})
@@ -109,7 +123,7 @@ def test_roles_page_is_paginated_with_rule_counts(client, org, admin):
     assert "role-001" not in html
 
 
-def test_members_page_is_paginated_by_email(client, org, owner):
+def test_members_page_is_paginated_by_email(client: Client, org: Organization, owner: User) -> None:
     from tests.factories import MembershipFactory, UserFactory
 
     for i in range(55):
@@ -117,7 +131,7 @@ def test_members_page_is_paginated_by_email(client, org, owner):
     client.force_login(owner)
     url = reverse("orgs:members", kwargs={"org_slug": org.slug})
 
-    def main(params):
+    def main(params: Any) -> Any:
         html = client.get(url, params).content.decode()
         return html.split('<main id="main"')[1].split("</main>")[0]
 
@@ -130,7 +144,9 @@ def test_members_page_is_paginated_by_email(client, org, owner):
     assert "m00@acme.test" not in html
 
 
-def test_garbage_cursor_and_huge_numbers_answer_200(client, org, admin, role):
+def test_garbage_cursor_and_huge_numbers_answer_200(
+    client: Client, org: Organization, admin: User, role: Role
+) -> None:
     _workers(org, role, 3)
     client.force_login(admin)
     url = reverse("workers:list", kwargs={"org_slug": org.slug})

@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.organizations.models import Organization
 from apps.policies.services import role_create, rule_add
 from tests.backends import database_url
 
@@ -51,7 +52,7 @@ def ask(process: subprocess.Popen[str]) -> str:
 
 
 @pytest.mark.usefixtures("transactional_db")
-def test_rule_change_is_seen_by_another_process(org):
+def test_rule_change_is_seen_by_another_process(org: Organization) -> None:
     role = role_create(
         organization=org,
         name="r",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.policies.least_privilege import least_privilege_report
 from apps.policies.services import role_create
 from apps.policies.tests.conftest import make_connection
@@ -17,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def history(org):
+def history(org: Organization) -> Any:
     c1 = make_connection(org, name="sandbox-one")
     c2 = make_connection(org, name="sandbox-two")
     role = role_create(
@@ -63,7 +68,7 @@ def history(org):
     return {"org": org, "role": role, "c1": c1, "c2": c2, "bot": bot, "other": other}
 
 
-def test_report_for_one_worker(history):
+def test_report_for_one_worker(history: Any) -> None:
     h = history
     report = least_privilege_report(role=h["role"], worker_id=h["bot"].pk)
     assert (report.calls, report.allowed, report.denied) == (8, 5, 3)
@@ -99,21 +104,23 @@ def test_report_for_one_worker(history):
     assert "-  action_pattern: sandbox.delete_task\n" in report.diff()
 
 
-def test_without_a_worker_every_worker_counts(history):
+def test_without_a_worker_every_worker_counts(history: Any) -> None:
     report = least_privilege_report(role=history["role"])
     assert report.calls == 9
     assert [u.position for u in report.unused_rules] == [4]
     assert any(r["action_pattern"] == "sandbox.delete_task" for r in report.proposal)
 
 
-def url(h, **query):
+def url(h: Any, **query: Any) -> Any:
     base = reverse(
         "policies:least_privilege", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk}
     )
     return base + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
 
 
-def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(client, history, admin):
+def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(
+    client: Client, history: Any, admin: User
+) -> None:
     h = history
     login(client, admin)
     page = client.get(url(h, worker=h["bot"].pk))
@@ -135,7 +142,9 @@ def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(client, histo
     assert AuditEvent.objects.filter(action="role.changed", target_id=str(h["role"].pk)).exists()
 
 
-def test_yaml_export_and_access(client, history, reviewer, member, outsider):
+def test_yaml_export_and_access(
+    client: Client, history: Any, reviewer: User, member: User, outsider: User
+) -> None:
     h = history
     login(client, reviewer)
     exported = client.get(url(h, worker=h["bot"].pk, format="yaml"))
@@ -154,7 +163,9 @@ def test_yaml_export_and_access(client, history, reviewer, member, outsider):
     assert client.get(url(h)).status_code == 404
 
 
-def test_worker_page_links_to_its_roles_reports(client, history, reviewer):
+def test_worker_page_links_to_its_roles_reports(
+    client: Client, history: Any, reviewer: User
+) -> None:
     h = history
     login(client, reviewer)
     page = client.get(
@@ -164,7 +175,9 @@ def test_worker_page_links_to_its_roles_reports(client, history, reviewer):
     assert url(h) + f"?worker={h['bot'].pk}" in page.content.decode()
 
 
-def test_api_report_and_apply(client, history, reviewer, admin, outsider):
+def test_api_report_and_apply(
+    client: Client, history: Any, reviewer: User, admin: User, outsider: User
+) -> None:
     h = history
     api = reverse(
         "org_api:role-least-privilege", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk}

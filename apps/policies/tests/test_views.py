@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
+from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.models import Role, Rule
 from apps.policies.services import role_create
 
@@ -16,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def role(org, sandbox_conn):
+def role(org: Organization, sandbox_conn: Connection) -> Role:
     return role_create(
         organization=org,
         name="triage",
@@ -33,11 +38,11 @@ def role(org, sandbox_conn):
     )
 
 
-def url(name, org="acme", **kw):
+def url(name: Any, org: str = "acme", **kw: Any) -> Any:
     return reverse(f"policies:{name}", kwargs={"org_slug": org, **kw})
 
 
-def role_urls(role):
+def role_urls(role: Any) -> Any:
     rule = role.rules.first()
     return {
         "list": url("list"),
@@ -53,13 +58,13 @@ def role_urls(role):
 
 
 @pytest.mark.usefixtures("role")
-def test_anonymous_is_sent_to_login(client):
+def test_anonymous_is_sent_to_login(client: Client) -> None:
     response = client.get(url("list"))
     assert response.status_code == 302
     assert "/accounts/login" in response["Location"]
 
 
-def test_every_page_is_404_for_a_non_member(client, outsider, role):
+def test_every_page_is_404_for_a_non_member(client: Client, outsider: User, role: Role) -> None:
     client.force_login(outsider)
     for name, target in role_urls(role).items():
         assert client.get(target).status_code in (404, 405), name
@@ -67,7 +72,9 @@ def test_every_page_is_404_for_a_non_member(client, outsider, role):
     assert Role.objects.filter(pk=role.pk).exists()
 
 
-def test_another_orgs_role_is_404_inside_my_org(client, admin, other_org):
+def test_another_orgs_role_is_404_inside_my_org(
+    client: Client, admin: User, other_org: Organization
+) -> None:
     theirs = role_create(organization=other_org, name="theirs")
     client.force_login(admin)
     assert client.get(url("detail", role_id=theirs.pk)).status_code == 404
@@ -75,7 +82,7 @@ def test_another_orgs_role_is_404_inside_my_org(client, admin, other_org):
     assert Role.objects.filter(pk=theirs.pk).exists()
 
 
-def test_members_read_but_cannot_write(client, member, role):
+def test_members_read_but_cannot_write(client: Client, member: User, role: Role) -> None:
     client.force_login(member)
     assert client.get(url("list")).status_code == 200
     detail = client.get(url("detail", role_id=role.pk))
@@ -90,14 +97,16 @@ def test_members_read_but_cannot_write(client, member, role):
 
 
 @pytest.mark.usefixtures("role")
-def test_reviewer_post_is_403(client, reviewer):
+def test_reviewer_post_is_403(client: Client, reviewer: User) -> None:
     client.force_login(reviewer)
     response = client.post(url("create"), {"name": "new"})
     assert response.status_code == 403
     assert not Role.objects.filter(name="new").exists()
 
 
-def test_list_and_detail_show_rules_in_plain_words(client, member, role):
+def test_list_and_detail_show_rules_in_plain_words(
+    client: Client, member: User, role: Role
+) -> None:
     client.force_login(member)
     listing = client.get(url("list")).content.decode()
     assert "triage" in listing
@@ -108,13 +117,13 @@ def test_list_and_detail_show_rules_in_plain_words(client, member, role):
 
 
 @pytest.mark.usefixtures("role")
-def test_sidebar_links_to_roles(client, member):
+def test_sidebar_links_to_roles(client: Client, member: User) -> None:
     client.force_login(member)
     page = client.get(reverse("orgs:overview", kwargs={"org_slug": "acme"})).content.decode()
     assert f'href="{url("list")}"' in page
 
 
-def test_admin_creates_edits_and_deletes_a_role(client, admin):
+def test_admin_creates_edits_and_deletes_a_role(client: Client, admin: User) -> None:
     client.force_login(admin)
     response = client.post(url("create"), {"name": "ops", "description": "Ops bots"})
     role = Role.objects.get(name="ops")
@@ -135,7 +144,9 @@ def test_admin_creates_edits_and_deletes_a_role(client, admin):
     ) == ["role.created", "role.changed", "role.deleted"]
 
 
-def test_rule_editor_two_steps_and_constraints(client, admin, role, sandbox_conn):
+def test_rule_editor_two_steps_and_constraints(
+    client: Client, admin: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(admin)
     pick = client.get(url("rule_add", role_id=role.pk)).content.decode()
     assert 'name="provider"' in pick
@@ -163,7 +174,9 @@ def test_rule_editor_two_steps_and_constraints(client, admin, role, sandbox_conn
     assert rule.constraints == [{"field": "priority", "op": "one_of", "value": [4, 5]}]
 
 
-def test_rule_editor_shows_clear_field_errors_and_saves_nothing(client, admin, role):
+def test_rule_editor_shows_clear_field_errors_and_saves_nothing(
+    client: Client, admin: User, role: Role
+) -> None:
     client.force_login(admin)
     before = role.rules.count()
     response = client.post(
@@ -194,7 +207,9 @@ def test_rule_editor_shows_clear_field_errors_and_saves_nothing(client, admin, r
     assert role.rules.count() == before
 
 
-def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
+def test_proxy_rule_through_the_editor(
+    client: Client, admin: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(admin)
     assert b"HTTP methods" in client.get(url("rule_add", role_id=role.pk) + "?kind=proxy").content
     bad = client.post(
@@ -223,7 +238,7 @@ def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
     assert rule.provider_key == "sandbox"
 
 
-def test_rule_delete(client, admin, role):
+def test_rule_delete(client: Client, admin: User, role: Role) -> None:
     client.force_login(admin)
     rule = role.rules.first()
     assert (
@@ -236,7 +251,7 @@ def test_rule_delete(client, admin, role):
     assert AuditEvent.objects.filter(action="role.changed").count() == 1
 
 
-def test_source_view_yaml_and_json(client, member, role):
+def test_source_view_yaml_and_json(client: Client, member: User, role: Role) -> None:
     client.force_login(member)
     page = client.get(url("source", role_id=role.pk))
     assert page.status_code == 200
@@ -248,7 +263,9 @@ def test_source_view_yaml_and_json(client, member, role):
     assert [r["action_pattern"] for r in as_json["rules"]] == ["sandbox.*", "sandbox.create_task"]
 
 
-def test_dry_run_without_js(client, member, role, sandbox_conn):
+def test_dry_run_without_js(
+    client: Client, member: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(member)
     data = {
         "kind": "action",
@@ -269,7 +286,9 @@ def test_dry_run_without_js(client, member, role, sandbox_conn):
     assert not AuditEvent.objects.exclude(action="role.created").exists()
 
 
-def test_dry_run_with_htmx_returns_the_fragment(client, member, role, sandbox_conn):
+def test_dry_run_with_htmx_returns_the_fragment(
+    client: Client, member: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(member)
     response = client.post(
         url("test", role_id=role.pk),
@@ -287,7 +306,9 @@ def test_dry_run_with_htmx_returns_the_fragment(client, member, role, sandbox_co
     assert "has no rule allowing action &#x27;sandbox.delete_task&#x27;" in text
 
 
-def test_dry_run_reports_bad_json_and_schema_problems(client, member, role, sandbox_conn):
+def test_dry_run_reports_bad_json_and_schema_problems(
+    client: Client, member: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(member)
     bad = client.post(
         url("test", role_id=role.pk),
@@ -309,7 +330,7 @@ def test_dry_run_reports_bad_json_and_schema_problems(client, member, role, sand
     assert "would also reject this input" in text
 
 
-def test_dry_run_proxy(client, member, role, sandbox_conn):
+def test_dry_run_proxy(client: Client, member: User, role: Role, sandbox_conn: Connection) -> None:
     client.force_login(member)
     response = client.post(
         url("test", role_id=role.pk),

@@ -1,12 +1,18 @@
 """Fixtures shared by the provider catalog tests."""
 
-import pytest
+from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from apps.organizations.models import Organization
 from apps.providers.services import custom_action_create, custom_provider_create
 
 
 @pytest.fixture
-def crm(org, admin):
+def crm(org: Organization, admin: User) -> Any:
     provider = custom_provider_create(
         organization=org,
         user=admin,

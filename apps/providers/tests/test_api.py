@@ -3,12 +3,16 @@ the frozen key, live-connection rules, roles, tenancy and audit."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.providers.models import CustomAction, CustomProvider
 from apps.providers.registry import get_provider
 
@@ -39,20 +43,22 @@ ACTION = {
 }
 
 
-def api(user):
+def api(user: Any) -> Any:
     client = APIClient()
     client.force_login(user)
     return client
 
 
-def fields_of(response):
+def fields_of(response: Any) -> Any:
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["error"]["code"] == "invalid_input"
     return body["error"]["details"]["fields"]
 
 
-def test_admin_creates_a_provider_and_an_action_that_reach_the_catalog(org, admin):
+def test_admin_creates_a_provider_and_an_action_that_reach_the_catalog(
+    org: Organization, admin: User
+) -> None:
     created = api(admin).post(BASE, NEW, format="json")
     assert created.status_code == 201, created.content
     body = created.json()
@@ -69,7 +75,9 @@ def test_admin_creates_a_provider_and_an_action_that_reach_the_catalog(org, admi
     assert [a["name"] for a in detail["actions"]] == ["get_contact"]
 
 
-def test_reviewer_reads_with_a_token_but_cannot_write(org, admin, reviewer):
+def test_reviewer_reads_with_a_token_but_cannot_write(
+    org: Organization, admin: User, reviewer: User
+) -> None:
     api(admin).post(BASE, NEW, format="json")
     _token, raw = personal_token_mint(user=reviewer, organization=org, name="ro")
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {raw}")
@@ -85,7 +93,7 @@ def test_reviewer_reads_with_a_token_but_cannot_write(org, admin, reviewer):
 
 
 @pytest.mark.usefixtures("org")
-def test_member_cannot_even_read(member):
+def test_member_cannot_even_read(member: User) -> None:
     assert api(member).get(BASE).status_code == 403
 
 
@@ -101,7 +109,9 @@ def test_member_cannot_even_read(member):
     ],
 )
 @pytest.mark.usefixtures("org")
-def test_bad_provider_input_is_refused_like_the_dashboard(admin, overrides, field):
+def test_bad_provider_input_is_refused_like_the_dashboard(
+    admin: User, overrides: Any, field: str
+) -> None:
     response = api(admin).post(BASE, {**NEW, **overrides}, format="json")
     assert field in fields_of(response)
     assert not CustomProvider.objects.exists()
@@ -109,7 +119,7 @@ def test_bad_provider_input_is_refused_like_the_dashboard(admin, overrides, fiel
 
 
 @pytest.mark.usefixtures("org")
-def test_duplicate_slug_is_a_field_error(admin):
+def test_duplicate_slug_is_a_field_error(admin: User) -> None:
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).post(BASE, NEW, format="json")
     assert "slug" in fields_of(response)
@@ -127,7 +137,9 @@ def test_duplicate_slug_is_a_field_error(admin):
     ],
 )
 @pytest.mark.usefixtures("org")
-def test_bad_action_input_is_refused_and_nothing_saved(admin, overrides, field):
+def test_bad_action_input_is_refused_and_nothing_saved(
+    admin: User, overrides: Any, field: Any
+) -> None:
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).post(f"{BASE}acme-crm/actions/", {**ACTION, **overrides}, format="json")
     fields = fields_of(response)
@@ -137,7 +149,7 @@ def test_bad_action_input_is_refused_and_nothing_saved(admin, overrides, field):
 
 
 @pytest.mark.usefixtures("org")
-def test_patch_changes_only_what_it_names_and_the_key_never_changes(admin):
+def test_patch_changes_only_what_it_names_and_the_key_never_changes(admin: User) -> None:
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).patch(
         f"{BASE}acme-crm/", {"description": "Our CRM.", "default_scopes": ["read"]}, format="json"
@@ -154,7 +166,9 @@ def test_patch_changes_only_what_it_names_and_the_key_never_changes(admin):
     assert CustomProvider.objects.get().slug == "acme-crm"
 
 
-def test_routing_is_frozen_and_delete_refused_while_connections_are_live(org, admin):
+def test_routing_is_frozen_and_delete_refused_while_connections_are_live(
+    org: Organization, admin: User
+) -> None:
     api(admin).post(BASE, NEW, format="json")
     Connection.objects.create(
         organization=org, provider_key="custom-acme-crm", name="crm-prod", auth_type="api_key"
@@ -171,7 +185,7 @@ def test_routing_is_frozen_and_delete_refused_while_connections_are_live(org, ad
 
 
 @pytest.mark.usefixtures("org")
-def test_delete_action_then_provider(admin):
+def test_delete_action_then_provider(admin: User) -> None:
     api(admin).post(BASE, NEW, format="json")
     api(admin).post(f"{BASE}acme-crm/actions/", ACTION, format="json")
     assert api(admin).get(f"{BASE}acme-crm/actions/get_contact/").status_code == 200
@@ -184,8 +198,8 @@ def test_delete_action_then_provider(admin):
 
 
 def test_another_orgs_provider_is_404_and_the_org_never_comes_from_the_body(
-    org, admin, other_org, outsider
-):
+    org: Organization, admin: User, other_org: Organization, outsider: User
+) -> None:
     api(outsider).post("/api/v1/orgs/globex/custom-providers/", NEW, format="json")
     theirs = CustomProvider.objects.get(organization=other_org)
     client = api(admin)

@@ -5,19 +5,28 @@ custody and egress. The upstream is the real Sandbox API on live_server."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from pytest_django.live_server_helper import LiveServer
 
 from apps.connections import custody
 from apps.connections.services import CredentialRejected, connection_create_api_key
 from apps.core.egress import egress_request
+from apps.organizations.models import Organization
 from apps.providers.registry import build_request, get_action, get_provider
 from apps.providers.services import custom_action_create, custom_provider_create
 from apps.sandbox.services import sandbox_api_key_create, sandbox_project_create
 
 
 @pytest.fixture
-def tasks_provider(live_server, org, admin, transactional_db):  # noqa: ARG001 - database access
+def tasks_provider(
+    live_server: LiveServer,
+    org: Organization,
+    admin: User,
+    transactional_db: None,  # noqa: ARG001 - database access
+) -> Any:
     provider = custom_provider_create(
         organization=org,
         user=admin,
@@ -43,7 +52,7 @@ def tasks_provider(live_server, org, admin, transactional_db):  # noqa: ARG001 -
 
 
 @pytest.mark.usefixtures("tasks_provider")
-def test_custom_provider_connects_and_calls_upstream(org, admin):
+def test_custom_provider_connects_and_calls_upstream(org: Organization, admin: User) -> None:
     sandbox_project_create(owner=admin, name="Custom path")
     key = sandbox_api_key_create(user=admin, name="custom provider")
 
@@ -82,7 +91,9 @@ def test_custom_provider_connects_and_calls_upstream(org, admin):
 
 
 @pytest.mark.usefixtures("tasks_provider")
-def test_another_org_cannot_connect_the_custom_provider(other_org, outsider, admin):
+def test_another_org_cannot_connect_the_custom_provider(
+    other_org: Organization, outsider: User, admin: User
+) -> None:
     key = sandbox_api_key_create(user=admin, name="stolen")
     with pytest.raises(LookupError):
         connection_create_api_key(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
@@ -18,18 +20,18 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice():
+def alice() -> User:
     return UserFactory(email="alice@sandbox.test")
 
 
 @pytest.fixture
-def alice_client(alice):
+def alice_client(alice: User) -> Any:
     client = Client()
     client.force_login(alice)
     return client
 
 
-def _authorize_url(client_id, scope="read write"):
+def _authorize_url(client_id: Any, scope: str = "read write") -> Any:
     _, challenge = pkce_pair()
     query = urlencode(
         {
@@ -45,7 +47,7 @@ def _authorize_url(client_id, scope="read write"):
     return f"/sandbox/o/authorize/?{query}"
 
 
-def test_anonymous_authorize_goes_to_grantry_login_with_next():
+def test_anonymous_authorize_goes_to_grantry_login_with_next() -> None:
     client_id, _ = sandbox_client_register(name="Grantry", redirect_uris=[REDIRECT_URI])
     url = _authorize_url(client_id)
     response = Client().get(url)
@@ -55,7 +57,7 @@ def test_anonymous_authorize_goes_to_grantry_login_with_next():
     assert parse_qs(location.query)["next"] == [url]
 
 
-def test_consent_page_is_the_sandbox_product(alice_client):
+def test_consent_page_is_the_sandbox_product(alice_client: Any) -> None:
     client_id, _ = sandbox_client_register(name="Grantry (Acme)", redirect_uris=[REDIRECT_URI])
     response = alice_client.get(_authorize_url(client_id))
     assert response.status_code == 200
@@ -70,7 +72,7 @@ def test_consent_page_is_the_sandbox_product(alice_client):
     assert "css/grantry.css" not in html
 
 
-def _consent_post(client, client_id, *, allow):
+def _consent_post(client: Any, client_id: Any, *, allow: Any) -> Any:
     page = client.get(_authorize_url(client_id, scope="read"))
     form = page.context["form"]
     data = {name: form[name].value() or "" for name in form.fields if name != "allow"}
@@ -79,7 +81,7 @@ def _consent_post(client, client_id, *, allow):
     return client.post(page.request["PATH_INFO"], data)
 
 
-def test_authorize_button_redirects_with_a_code(alice_client):
+def test_authorize_button_redirects_with_a_code(alice_client: Any) -> None:
     client_id, _ = sandbox_client_register(name="Grantry", redirect_uris=[REDIRECT_URI])
     response = _consent_post(alice_client, client_id, allow=True)
     assert response.status_code == 302
@@ -89,7 +91,7 @@ def test_authorize_button_redirects_with_a_code(alice_client):
     assert query["code"][0]
 
 
-def test_deny_button_redirects_with_access_denied(alice_client):
+def test_deny_button_redirects_with_access_denied(alice_client: Any) -> None:
     client_id, _ = sandbox_client_register(name="Grantry", redirect_uris=[REDIRECT_URI])
     response = _consent_post(alice_client, client_id, allow=False)
     assert response.status_code == 302
@@ -98,7 +100,7 @@ def test_deny_button_redirects_with_access_denied(alice_client):
     assert "code" not in query
 
 
-def test_unknown_client_shows_a_clear_error_page(alice_client):
+def test_unknown_client_shows_a_clear_error_page(alice_client: Any) -> None:
     response = alice_client.get(_authorize_url("no-such-client"))
     assert response.status_code == 400
     html = response.content.decode()
@@ -106,14 +108,14 @@ def test_unknown_client_shows_a_clear_error_page(alice_client):
     assert "start connecting again" in html
 
 
-def test_home_requires_login():
+def test_home_requires_login() -> None:
     response = Client().get("/sandbox/")
     assert response.status_code == 302
     assert urlsplit(response["Location"]).path == reverse("account_login")
 
 
 @pytest.mark.usefixtures("alice")
-def test_home_explains_and_lists_only_my_projects(alice_client):
+def test_home_explains_and_lists_only_my_projects(alice_client: Any) -> None:
     other = UserFactory(email="other@sandbox.test")
     from apps.sandbox.models import Project
 
@@ -127,7 +129,7 @@ def test_home_explains_and_lists_only_my_projects(alice_client):
 
 
 @pytest.mark.usefixtures("alice")
-def test_create_key_shows_it_once_and_it_works(alice_client):
+def test_create_key_shows_it_once_and_it_works(alice_client: Any) -> None:
     response = alice_client.post("/sandbox/keys/", {"name": "demo key"})
     assert response.status_code == 201
     assert response["Cache-Control"] == "no-store"
@@ -141,14 +143,14 @@ def test_create_key_shows_it_once_and_it_works(alice_client):
     assert "demo key" in later
 
 
-def test_create_key_needs_a_name(alice_client, alice):
+def test_create_key_needs_a_name(alice_client: Any, alice: User) -> None:
     response = alice_client.post("/sandbox/keys/", {"name": "  "})
     assert response.status_code == 400
     assert "Give the key a name." in response.content.decode()
     assert not SandboxApiKey.objects.filter(user=alice).exists()
 
 
-def test_revoke_key_from_the_page(alice_client, alice):
+def test_revoke_key_from_the_page(alice_client: Any, alice: User) -> None:
     key = sandbox_api_key_create(user=alice, name="to revoke")
     row = SandboxApiKey.objects.get(user=alice)
     response = alice_client.post(f"/sandbox/keys/{row.pk}/revoke/", follow=True)
@@ -157,7 +159,7 @@ def test_revoke_key_from_the_page(alice_client, alice):
     assert Client().get("/sandbox/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 401
 
 
-def test_cannot_revoke_someone_elses_key(alice_client):
+def test_cannot_revoke_someone_elses_key(alice_client: Any) -> None:
     bob = UserFactory(email="bob@sandbox.test")
     key = sandbox_api_key_create(user=bob, name="bob's")
     row = SandboxApiKey.objects.get(user=bob)
@@ -167,12 +169,12 @@ def test_cannot_revoke_someone_elses_key(alice_client):
     assert Client().get("/sandbox/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
 
 
-def test_pages_refuse_get_for_writes(alice_client):
+def test_pages_refuse_get_for_writes(alice_client: Any) -> None:
     assert alice_client.get("/sandbox/keys/").status_code == 405
     assert alice_client.get("/sandbox/demo-data/").status_code == 405
 
 
-def test_admin_never_shows_key_or_digest(alice):
+def test_admin_never_shows_key_or_digest(alice: User) -> None:
     key = sandbox_api_key_create(user=alice, name="admin-visible")
     row = SandboxApiKey.objects.get(user=alice)
     staff = UserFactory(email="root@sandbox.test")
@@ -195,7 +197,7 @@ def test_admin_never_shows_key_or_digest(alice):
     assert client.get("/admin/sandbox/sandboxapikey/add/").status_code == 403
 
 
-def test_oauth_admin_screens_do_not_show_tokens_or_client_secrets(alice):
+def test_oauth_admin_screens_do_not_show_tokens_or_client_secrets(alice: User) -> None:
     from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
     from apps.sandbox.services import sandbox_tokens_issue

@@ -9,19 +9,23 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
 from apps.audit.verify import verify_chains
-from apps.workers.models import WorkerToken
+from apps.organizations.models import Organization
+from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_mint
 
 CALLERS = 20
 
 
 @pytest.mark.django_db(transaction=True)
-def test_twenty_concurrent_rolls_and_mints_on_one_worker(org, admin, worker):
+def test_twenty_concurrent_rolls_and_mints_on_one_worker(
+    org: Organization, admin: User, worker: Worker
+) -> None:
     tokens = [token_mint(worker=worker, created_by=admin)[0] for _ in range(2)]
     base = f"/api/v1/orgs/{org.slug}/workers/{worker.pk}/tokens/"
     barrier = threading.Barrier(CALLERS)
