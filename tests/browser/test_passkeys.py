@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
+from django.contrib.auth.models import User
 from django.db import connections
 from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
@@ -41,7 +42,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def member_of_strict_org(settings: Settings) -> Any:
+def member_of_strict_org(settings: Settings) -> User:
     # live_server is http://localhost: a secure context for the browser, but fido2
     # checks for https unless told otherwise.
     settings.MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = True
@@ -76,7 +77,7 @@ def add_virtual_authenticator(context: Any, page: Any) -> tuple[Any, str]:
 
 
 def test_required_mfa_then_passkey_setup_and_passkey_login(
-    browser: Any, live_server: LiveServer, member_of_strict_org: Any
+    browser: Any, live_server: LiveServer, member_of_strict_org: User
 ) -> None:
     base = live_server.url.replace("127.0.0.1", "localhost")
     context = browser.new_context()

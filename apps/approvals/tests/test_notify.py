@@ -22,7 +22,7 @@ SECRET = "whsec-0123456789abcdef"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Any]:
+def receiver() -> Iterator[RecordingUpstream]:
     with RecordingUpstream() as server:
         server.reply = Reply(status=200, body={"ok": True})
         yield server
@@ -40,7 +40,7 @@ def _wait_for(predicate: Any, seconds: float = 30.0) -> bool:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("admin", "celery_worker")
 def test_a_request_is_posted_with_a_valid_hmac(
-    org: Organization, owner: User, receiver: Any
+    org: Organization, owner: User, receiver: RecordingUpstream
 ) -> None:
     approval_settings_update(
         organization=org,
@@ -72,7 +72,7 @@ def test_a_request_is_posted_with_a_valid_hmac(
 
 @pytest.mark.django_db
 def test_a_refused_delivery_raises_for_a_retry(
-    org: Organization, owner: User, receiver: Any
+    org: Organization, owner: User, receiver: RecordingUpstream
 ) -> None:
     receiver.reply = Reply(status=500, body={"no": True})
     approval_settings_update(
@@ -87,7 +87,9 @@ def test_a_refused_delivery_raises_for_a_retry(
 
 
 @pytest.mark.django_db
-def test_no_webhook_configured_sends_nothing(org: Organization, owner: User, receiver: Any) -> None:
+def test_no_webhook_configured_sends_nothing(
+    org: Organization, owner: User, receiver: RecordingUpstream
+) -> None:
     approval = make_gated_agent(org, creator=owner).request()
     assert deliver_webhook(approval.pk, "approval.requested") is None
     assert receiver.requests == []

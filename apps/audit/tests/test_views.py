@@ -90,7 +90,7 @@ def test_chain_head_is_on_the_page(client: Client, org: Organization, reviewer: 
 
 
 @pytest.fixture
-def mixed(org: Organization, other_org: Organization, reviewer: User) -> Any:
+def mixed(org: Organization, other_org: Organization, reviewer: User) -> dict[str, Any]:
     """A spread of events; returns them by name."""
     from datetime import timedelta
 
@@ -138,7 +138,9 @@ def _filter_ids(client: Any, org: Organization, **params: Any) -> Any:
     return set(listed_ids(response))
 
 
-def test_each_filter(client: Client, org: Organization, reviewer: User, mixed: Any) -> None:
+def test_each_filter(
+    client: Client, org: Organization, reviewer: User, mixed: dict[str, Any]
+) -> None:
     login(client, reviewer)
     m = {k: v.pk for k, v in mixed.items() if not k.startswith("_")}
     assert _filter_ids(client, org, member=reviewer.username) == {m["created"]}

@@ -14,7 +14,7 @@ CONNECTION_SECRET = "sbx_connection_secret_0123456789"
 
 
 @pytest.fixture
-def upstream(settings: Settings) -> Iterator[Any]:
+def upstream(settings: Settings) -> Iterator[RecordingUpstream]:
     with RecordingUpstream() as server:
         settings.GRANTRY_PROVIDER_URLS = {"sandbox": server.url}
         yield server

@@ -15,7 +15,7 @@ from pytest_django.fixtures import Settings
 from apps.audit.models import AuditEvent
 from apps.broker.results import input_digest
 from apps.broker.tests.conftest import CONNECTION_SECRET, Agent, make_agent
-from apps.broker.tests.upstream import Reply
+from apps.broker.tests.upstream import RecordingUpstream, Reply
 from apps.connections.models import ConnectionStatus
 from apps.organizations.models import Organization
 
@@ -36,7 +36,7 @@ def broker_events(**filters: Any) -> Any:
 
 
 def test_execute_injects_the_connection_credential_and_never_the_worker_token(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     upstream.reply = Reply(
         body={"results": [{"id": 1}]},
@@ -102,7 +102,7 @@ def test_raw_input_is_stored_only_when_the_organization_asks(client: Client, age
 
 
 def test_denied_action_names_the_missing_rule_and_sends_nothing(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     response = post(client, agent, "sandbox.create_project", {"input": {"name": "x"}})
 
@@ -118,7 +118,9 @@ def test_denied_action_names_the_missing_rule_and_sends_nothing(
     assert event.reason == error["message"]
 
 
-def test_constraints_are_enforced(client: Client, agent: Agent, upstream: Any) -> None:
+def test_constraints_are_enforced(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     response = post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 3}})
     assert response.status_code == 403
     assert "project_id" in response.json()["error"]["message"]
@@ -130,7 +132,7 @@ def test_constraints_are_enforced(client: Client, agent: Agent, upstream: Any) -
 
 
 def test_invalid_input_gets_field_errors_and_nothing_upstream(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     # The constraint holds (project_id 1); the schema does not (done must be a boolean).
     response = post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 1, "done": "x"}})
@@ -142,7 +144,7 @@ def test_invalid_input_gets_field_errors_and_nothing_upstream(
 
 
 def test_schema_violation_on_an_allowed_action_returns_fields(
-    client: Client, org: Organization, upstream: Any
+    client: Client, org: Organization, upstream: RecordingUpstream
 ) -> None:
     agent = make_agent(
         org, rules=[{"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.*"}]
@@ -154,7 +156,7 @@ def test_schema_violation_on_an_allowed_action_returns_fields(
     assert upstream.requests == []
 
 
-def test_check_is_a_dry_run(client: Client, agent: Agent, upstream: Any) -> None:
+def test_check_is_a_dry_run(client: Client, agent: Agent, upstream: RecordingUpstream) -> None:
     ok = post(client, agent, "sandbox.list_projects", {"input": {}}, url=CHECK)
     assert ok.status_code == 200
     assert ok.json()["decision"] == "allowed"
@@ -166,7 +168,7 @@ def test_check_is_a_dry_run(client: Client, agent: Agent, upstream: Any) -> None
 
 
 def test_fail_closed_when_the_attempt_cannot_be_audited(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     from apps.audit.services import audit_record as real
 
@@ -184,7 +186,7 @@ def test_fail_closed_when_the_attempt_cannot_be_audited(
 
 
 def test_unknown_token_and_revoked_token_get_401(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     from apps.workers.services import token_revoke
 
@@ -203,7 +205,7 @@ def test_unknown_token_and_revoked_token_get_401(
 
 
 def test_another_organizations_connection_is_invisible(
-    client: Client, org: Organization, other_org: Organization, upstream: Any
+    client: Client, org: Organization, other_org: Organization, upstream: RecordingUpstream
 ) -> None:
     mine = make_agent(org)
     theirs = make_agent(other_org, name="spy", connection_name="globex-sandbox")
@@ -217,7 +219,7 @@ def test_another_organizations_connection_is_invisible(
 
 
 def test_slow_upstream_is_a_504_with_name_and_time(
-    client: Client, agent: Agent, upstream: Any, settings: Settings
+    client: Client, agent: Agent, upstream: RecordingUpstream, settings: Settings
 ) -> None:
     settings.GRANTRY_EGRESS_TIMEOUT = 0.3
     upstream.reply = Reply(delay=1.0)
@@ -244,7 +246,7 @@ def test_closed_port_is_a_502(client: Client, agent: Agent, settings: Settings) 
 
 
 def test_upstream_429_is_passed_through_with_retry_after(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     upstream.reply = Reply(status=429, body={"error": "slow down"}, headers={"Retry-After": "7"})
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
@@ -254,7 +256,7 @@ def test_upstream_429_is_passed_through_with_retry_after(
 
 
 def test_upstream_error_status_is_reported_not_hidden(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     upstream.reply = Reply(status=404, body={"error": "no such project"})
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
@@ -264,7 +266,7 @@ def test_upstream_error_status_is_reported_not_hidden(
 
 
 def test_response_over_the_cap_is_a_502(
-    client: Client, agent: Agent, upstream: Any, settings: Settings
+    client: Client, agent: Agent, upstream: RecordingUpstream, settings: Settings
 ) -> None:
     settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES = 1000
     upstream.reply = Reply(body={"blob": "x" * 5000})
@@ -273,14 +275,18 @@ def test_response_over_the_cap_is_a_502(
     assert response.json()["error"]["code"] == "upstream_response_too_large"
 
 
-def test_request_body_over_the_cap_is_a_413(client: Client, agent: Agent, upstream: Any) -> None:
+def test_request_body_over_the_cap_is_a_413(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     huge = {"input": {"name": "x" * 1_100_000}}
     response = post(client, agent, "sandbox.create_project", huge)
     assert response.status_code == 413
     assert upstream.requests == []
 
 
-def test_connection_needing_reauth_is_a_409(client: Client, agent: Agent, upstream: Any) -> None:
+def test_connection_needing_reauth_is_a_409(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     agent.connection.status = ConnectionStatus.NEEDS_REAUTH
     agent.connection.save()
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
@@ -293,7 +299,7 @@ def test_connection_needing_reauth_is_a_409(client: Client, agent: Agent, upstre
 
 
 def test_rate_limit_answers_429_with_retry_after(
-    client: Client, org: Organization, upstream: Any
+    client: Client, org: Organization, upstream: RecordingUpstream
 ) -> None:
     agent = make_agent(
         org,
@@ -315,7 +321,7 @@ def test_rate_limit_answers_429_with_retry_after(
 
 
 def test_connection_is_optional_only_when_one_fits(
-    client: Client, org: Organization, upstream: Any
+    client: Client, org: Organization, upstream: RecordingUpstream
 ) -> None:
     from apps.connections.models import Connection
 
@@ -360,7 +366,7 @@ def test_action_list_shows_only_what_the_role_allows(client: Client, agent: Agen
 
 
 def test_proxy_passes_through_when_a_rule_allows(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     upstream.reply = Reply(body={"id": 5}, headers={"ETag": '"v1"', "Server": "hidden"})
     response = client.get("/api/v1/proxy/sandbox/projects/5/tasks?done=true", **agent.headers)
@@ -385,14 +391,16 @@ def test_proxy_passes_through_when_a_rule_allows(
     ],
 )
 def test_proxy_path_cannot_escape_the_base_url(
-    client: Client, agent: Agent, upstream: Any, path: str
+    client: Client, agent: Agent, upstream: RecordingUpstream, path: str
 ) -> None:
     response = client.get(f"/api/v1/proxy/sandbox/{path}", **agent.headers)
     assert response.status_code in (400, 403, 404)
     assert upstream.requests == []
 
 
-def test_proxy_needs_a_matching_rule(client: Client, agent: Agent, upstream: Any) -> None:
+def test_proxy_needs_a_matching_rule(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     assert client.get("/api/v1/proxy/sandbox/me", **agent.headers).status_code == 403
     response = client.post(
         "/api/v1/proxy/sandbox/projects/1", "{}", content_type="application/json", **agent.headers
@@ -403,7 +411,7 @@ def test_proxy_needs_a_matching_rule(client: Client, agent: Agent, upstream: Any
 
 
 def test_a_failed_outcome_write_does_not_hide_a_completed_call(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     from apps.audit.services import audit_record as real
 
@@ -423,7 +431,7 @@ def test_a_failed_outcome_write_does_not_hide_a_completed_call(
 
 
 def test_another_organization_cannot_proxy_through_my_connection(
-    client: Client, org: Organization, other_org: Organization, upstream: Any
+    client: Client, org: Organization, other_org: Organization, upstream: RecordingUpstream
 ) -> None:
     mine = make_agent(org)
     theirs = make_agent(other_org, name="spy", connection_name="globex-sandbox")
@@ -443,7 +451,7 @@ def test_another_organization_cannot_proxy_through_my_connection(
 
 @pytest.mark.parametrize("ref", ["³", "٣", "9" * 30])
 def test_connection_refs_that_are_not_plain_ids_are_names(
-    client: Client, org: Organization, upstream: Any, ref: Any
+    client: Client, org: Organization, upstream: RecordingUpstream, ref: Any
 ) -> None:
     # "³".isdigit() is true but int("³") fails, and 30 digits overflow bigint: both
     # are looked up as names (and found nowhere), never a 500.
@@ -457,7 +465,9 @@ def test_connection_refs_that_are_not_plain_ids_are_names(
     assert upstream.requests == []
 
 
-def test_a_warm_execute_is_four_statements(client: Client, agent: Agent, upstream: Any) -> None:
+def test_a_warm_execute_is_four_statements(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     """Token (with the revocation leases), connection, the attempt (with the token
     re-check), the outcome (with the leases given back); last-used writes are
     throttled. A regression here is a round trip added to every agent call."""
@@ -518,7 +528,7 @@ def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(
     ids=["deeply nested", "NUL in connection", "NUL in input"],
 )
 def test_hostile_bodies_from_an_agent_get_400_and_nothing_upstream(
-    client: Client, agent: Agent, upstream: Any, body: Any, code: str
+    client: Client, agent: Agent, upstream: RecordingUpstream, body: Any, code: str
 ) -> None:
     response = _raw_post(client, EXECUTE.format("sandbox.list_projects"), body, agent.raw)
     assert response.status_code == 400, response.content
@@ -527,7 +537,7 @@ def test_hostile_bodies_from_an_agent_get_400_and_nothing_upstream(
 
 
 def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(
-    client: Client, agent: Agent, upstream: Any
+    client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
     response = _raw_post(client, EXECUTE.format("sand%00box.list_projects"), "{}", agent.raw)
     assert response.status_code == 400, response.content
@@ -553,7 +563,7 @@ def _second_sandbox(org: Organization, name: str = "sandbox-two") -> Any:
 
 
 def test_a_second_connection_the_role_does_not_allow_changes_nothing(
-    client: Client, org: Organization, upstream: Any
+    client: Client, org: Organization, upstream: RecordingUpstream
 ) -> None:
     from apps.connections.models import Connection
 
@@ -581,7 +591,7 @@ def test_a_second_connection_the_role_does_not_allow_changes_nothing(
 
 
 def test_connection_is_asked_for_only_when_several_allowed_ones_fit(
-    client: Client, org: Organization, upstream: Any
+    client: Client, org: Organization, upstream: RecordingUpstream
 ) -> None:
     agent = make_agent(
         org,

@@ -18,6 +18,7 @@ from apps.approvals.models import Approval
 from apps.approvals.services import approval_decide
 from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
+from apps.broker.tests.upstream import RecordingUpstream
 from apps.organizations.models import Organization
 
 EXECUTE = "/api/v1/actions/sandbox.delete_task/execute"
@@ -28,12 +29,18 @@ def _execute(client: Any, agent: Any, body: Any) -> Any:
 
 
 @pytest.fixture
-def gated(org: Organization, owner: User, member: User, admin: User, upstream: Any) -> GatedAgent:  # noqa: ARG001 - set up first, for its side effect
+def gated(
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,  # noqa: ARG001 - set up first, for its side effect
+    upstream: RecordingUpstream,  # noqa: ARG001 - set up first, for its side effect
+) -> GatedAgent:
     return make_gated_agent(org, creator=owner, owner=member)
 
 
 def test_ask_approve_execute_once(
-    client: Client, gated: GatedAgent, admin: User, upstream: Any
+    client: Client, gated: GatedAgent, admin: User, upstream: RecordingUpstream
 ) -> None:
     first = _execute(client, gated, {"input": INPUT, "reason": "cleanup of a stale task"})
     assert first.status_code == 202, first.content
@@ -84,7 +91,7 @@ def test_a_dry_run_says_approval_is_needed_without_asking(
 
 
 def test_a_rules_change_voids_the_approval(
-    client: Client, gated: GatedAgent, admin: User, upstream: Any
+    client: Client, gated: GatedAgent, admin: User, upstream: RecordingUpstream
 ) -> None:
     from apps.policies.services import role_update
 
@@ -107,7 +114,7 @@ def test_two_simultaneous_executions_of_one_approval_make_one_upstream_call(
     owner: User,
     member: User,
     admin: User,
-    upstream: Any,
+    upstream: RecordingUpstream,
 ) -> None:
     gated = make_gated_agent(org, creator=owner, owner=member)
     url = f"{live_server.url}{EXECUTE}"
@@ -142,7 +149,7 @@ def test_mcp_tool_call_is_pending_then_runs_after_approval(
     owner: User,
     member: User,
     admin: User,
-    upstream: Any,
+    upstream: RecordingUpstream,
 ) -> None:
     from apps.broker.tests.test_mcp import with_client
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import Agent, make_agent
+from apps.broker.tests.upstream import RecordingUpstream
 from apps.organizations.models import Organization
 
 RULES: list[dict[str, Any]] = [
@@ -104,7 +105,7 @@ def agent_calls(draw: st.DrawFn) -> tuple[str, str, str]:
 
 
 @pytest.fixture
-def hostile_agent(org: Organization, upstream: Any) -> Agent:  # noqa: ARG001 - set up first, for its side effect
+def hostile_agent(org: Organization, upstream: RecordingUpstream) -> Agent:  # noqa: ARG001 - set up first, for its side effect
     """One agent for every example (Hypothesis runs them within one test)."""
     from apps.connections.models import Connection
 

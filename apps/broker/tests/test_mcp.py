@@ -18,6 +18,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import CONNECTION_SECRET, Agent, make_agent
+from apps.broker.tests.upstream import RecordingUpstream
 from apps.organizations.models import Organization
 
 MODERN = "2026-07-28"
@@ -51,7 +52,7 @@ def mcp_url(live_server: LiveServer) -> Any:
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 @pytest.mark.usefixtures("transactional_db")
 def test_list_call_and_denial_in_both_protocol_versions(
-    org: Organization, upstream: Any, mcp_url: Any, mode: str
+    org: Organization, upstream: RecordingUpstream, mcp_url: Any, mode: str
 ) -> None:
     agent = make_agent(org)
     sent: list[Any] = []
@@ -93,7 +94,7 @@ def test_list_call_and_denial_in_both_protocol_versions(
 
 @pytest.mark.usefixtures("transactional_db")
 def test_revoked_token_fails_on_the_next_call(
-    org: Organization, upstream: Any, mcp_url: Any
+    org: Organization, upstream: RecordingUpstream, mcp_url: Any
 ) -> None:
     from apps.workers.services import token_revoke
 
@@ -113,7 +114,7 @@ def test_revoked_token_fails_on_the_next_call(
 
 @pytest.mark.usefixtures("transactional_db")
 def test_second_organization_sees_none_of_the_first(
-    org: Organization, other_org: Organization, upstream: Any, mcp_url: Any
+    org: Organization, other_org: Organization, upstream: RecordingUpstream, mcp_url: Any
 ) -> None:
     make_agent(org)
     stranger = make_agent(other_org, name="stranger", connection_name="globex", rules=[])

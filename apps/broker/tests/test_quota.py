@@ -15,6 +15,7 @@ from django.test import Client
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import make_agent
+from apps.broker.tests.upstream import RecordingUpstream
 from apps.organizations.models import Organization
 from apps.workers.services import token_mint, worker_create
 
@@ -49,7 +50,7 @@ def execute(client: Any, raw_token: Any) -> Any:
 
 @pytest.mark.usefixtures("pinned_clock")
 def test_a_quota_of_two_per_minute_refuses_the_third_call(
-    client: Client, org: Organization, upstream: Any
+    client: Client, org: Organization, upstream: RecordingUpstream
 ) -> None:
     agent = make_agent(org, rules=[QUOTA_RULE])
 
@@ -73,7 +74,7 @@ def test_a_quota_of_two_per_minute_refuses_the_third_call(
 
 @pytest.mark.usefixtures("pinned_clock")
 def test_the_quota_counts_each_worker_separately(
-    client: Client, org: Organization, upstream: Any
+    client: Client, org: Organization, upstream: RecordingUpstream
 ) -> None:
     agent = make_agent(org, rules=[QUOTA_RULE])
     other = worker_create(organization=org, name="other-bot", default_role=agent.role)
@@ -87,7 +88,12 @@ def test_the_quota_counts_each_worker_separately(
 
 @pytest.mark.usefixtures("pinned_clock")
 def test_an_approved_call_counts_against_the_approval_rules_quota(
-    client: Client, org: Organization, owner: User, member: User, admin: User, upstream: Any
+    client: Client,
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,
+    upstream: RecordingUpstream,
 ) -> None:
     from apps.approvals.models import Approval
     from apps.approvals.services import approval_decide

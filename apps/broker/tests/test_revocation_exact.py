@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def slow_upstream() -> Iterator[Any]:
+def slow_upstream() -> Iterator[RecordingUpstream]:
     with RecordingUpstream() as server:
         # Slow enough that calls are always in flight when the revocation starts.
         server.reply = Reply(delay=0.02)
@@ -40,7 +40,7 @@ def slow_upstream() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def web_processes(
-    slow_upstream: Any,
+    slow_upstream: RecordingUpstream,
     django_db_setup: None,  # noqa: ARG001 - the test database must exist first
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
@@ -78,7 +78,7 @@ def _hammer(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("revoke", ["token", "organization"])
 def test_no_call_reaches_the_upstream_after_a_revocation_commits(
-    web_processes: Any, slow_upstream: Any, org: Organization, revoke: str
+    web_processes: Any, slow_upstream: RecordingUpstream, org: Organization, revoke: str
 ) -> None:
     agent = make_agent(org)
     slow_upstream.requests.clear()

@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from apps.broker.tests.conftest import Agent
+from apps.broker.tests.upstream import RecordingUpstream
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -44,7 +45,7 @@ def _load(modes: list[GenerationMode] | None = None) -> schemathesis.schemas.Bas
 
 
 @pytest.fixture
-def in_process(db: None, upstream: Any) -> Iterator[Any]:  # noqa: ARG001 - database access; the upstream must run
+def in_process(db: None, upstream: RecordingUpstream) -> Iterator[Any]:  # noqa: ARG001 - database access; the upstream must run
     """Call the WSGI app in-process inside the test transaction, as Django's test
     client does: keep request signals from closing the test's DB connection."""
     request_started.disconnect(close_old_connections)

@@ -27,7 +27,7 @@ TOKEN = {"access_token": "at-123", "refresh_token": "rt/456", "expires_in": 3600
 
 
 @pytest.fixture
-def upstream() -> Iterator[Any]:
+def upstream() -> Iterator[RecordingUpstream]:
     with RecordingUpstream() as server:
         yield server
 
@@ -57,7 +57,7 @@ def _disconnect(org: Organization, connection: Any) -> Any:
 
 
 def test_github_deletes_the_app_token_with_client_basic_auth(
-    org: Organization, upstream: Any
+    org: Organization, upstream: RecordingUpstream
 ) -> None:
     connection = _connect(org, "github")
     upstream.reply = Reply(status=204, body=b"")
@@ -74,7 +74,9 @@ def test_github_deletes_the_app_token_with_client_basic_auth(
     assert sent.headers["X-GitHub-Api-Version"] == "2022-11-28"
 
 
-def test_slack_auth_revoke_is_sent_with_the_token_itself(org: Organization, upstream: Any) -> None:
+def test_slack_auth_revoke_is_sent_with_the_token_itself(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "slack", token={"access_token": "xoxp-1"})
     upstream.reply = Reply(body={"ok": True, "revoked": True})
     with override_settings(
@@ -87,7 +89,9 @@ def test_slack_auth_revoke_is_sent_with_the_token_itself(org: Organization, upst
     assert sent.headers["Authorization"] == "Bearer xoxp-1"
 
 
-def test_a_slack_ok_false_answer_is_a_failed_revocation(org: Organization, upstream: Any) -> None:
+def test_a_slack_ok_false_answer_is_a_failed_revocation(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "slack", token={"access_token": "xoxp-1"})
     upstream.reply = Reply(body={"ok": False, "error": "invalid_auth"})
     with override_settings(
@@ -102,7 +106,7 @@ def test_a_slack_ok_false_answer_is_a_failed_revocation(org: Organization, upstr
 
 
 def test_hubspot_deletes_the_refresh_token_named_in_the_path(
-    org: Organization, upstream: Any
+    org: Organization, upstream: RecordingUpstream
 ) -> None:
     connection = _connect(org, "hubspot")
     upstream.reply = Reply(status=204, body=b"")
@@ -116,7 +120,7 @@ def test_hubspot_deletes_the_refresh_token_named_in_the_path(
 
 
 def test_zendesk_deletes_the_current_token_on_the_accounts_subdomain(
-    org: Organization, upstream: Any
+    org: Organization, upstream: RecordingUpstream
 ) -> None:
     connection = _connect(org, "zendesk", base_url_params={"subdomain": "acme"})
     assert (
@@ -134,7 +138,7 @@ def test_zendesk_deletes_the_current_token_on_the_accounts_subdomain(
 
 
 def test_an_error_status_is_a_failed_revocation_and_secrets_go_anyway(
-    org: Organization, upstream: Any
+    org: Organization, upstream: RecordingUpstream
 ) -> None:
     connection = _connect(org, "hubspot")
     upstream.reply = Reply(status=400, body={"status": "BAD_REFRESH_TOKEN"})
@@ -146,7 +150,7 @@ def test_an_error_status_is_a_failed_revocation_and_secrets_go_anyway(
 
 
 def test_providers_without_revocation_are_recorded_as_unsupported(
-    org: Organization, upstream: Any
+    org: Organization, upstream: RecordingUpstream
 ) -> None:
     connection = _connect(org, "airtable")
     row = _disconnect(org, connection)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,7 +14,7 @@ from apps.organizations.models import Organization
 
 
 @pytest.fixture
-def zendesk_admin(org: Organization, admin: User) -> Any:
+def zendesk_admin(org: Organization, admin: User) -> Client:
     provider_app_save(
         organization=org, provider_key="zendesk", client_id="zd-client", client_secret="zd-secret"
     )
@@ -24,7 +23,7 @@ def zendesk_admin(org: Organization, admin: User) -> Any:
     return client
 
 
-def test_the_oauth_form_asks_for_the_subdomain_and_uses_it(zendesk_admin: Any) -> None:
+def test_the_oauth_form_asks_for_the_subdomain_and_uses_it(zendesk_admin: Client) -> None:
     page = zendesk_admin.get("/o/acme/connections/connect/zendesk/")
     assert "Subdomain" in page.content.decode()
     response = zendesk_admin.post(
@@ -46,7 +45,7 @@ def test_the_oauth_form_asks_for_the_subdomain_and_uses_it(zendesk_admin: Any) -
 
 
 @pytest.mark.parametrize("bad", ["evil.example/x", "a@b", "-x", ""])
-def test_an_unsafe_subdomain_is_refused(zendesk_admin: Any, bad: str) -> None:
+def test_an_unsafe_subdomain_is_refused(zendesk_admin: Client, bad: str) -> None:
     response = zendesk_admin.post(
         "/o/acme/connections/connect/zendesk/",
         {

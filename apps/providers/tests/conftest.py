@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.contrib.auth.models import User
 
 from apps.organizations.models import Organization
+from apps.providers.models import CustomProvider
 from apps.providers.services import custom_action_create, custom_provider_create
 
 
 @pytest.fixture
-def crm(org: Organization, admin: User) -> Any:
+def crm(org: Organization, admin: User) -> CustomProvider:
     provider = custom_provider_create(
         organization=org,
         user=admin,

@@ -5,7 +5,6 @@ custody and egress. The upstream is the real Sandbox API on live_server."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,6 +14,7 @@ from apps.connections import custody
 from apps.connections.services import CredentialRejected, connection_create_api_key
 from apps.core.egress import egress_request
 from apps.organizations.models import Organization
+from apps.providers.models import CustomProvider
 from apps.providers.registry import build_request, get_action, get_provider
 from apps.providers.services import custom_action_create, custom_provider_create
 from apps.sandbox.services import sandbox_api_key_create, sandbox_project_create
@@ -26,7 +26,7 @@ def tasks_provider(
     org: Organization,
     admin: User,
     transactional_db: None,  # noqa: ARG001 - database access
-) -> Any:
+) -> CustomProvider:
     provider = custom_provider_create(
         organization=org,
         user=admin,

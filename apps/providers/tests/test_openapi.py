@@ -15,6 +15,7 @@ from pytest_django.fixtures import Settings
 from apps.audit.models import AuditEvent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
 from apps.organizations.models import Organization
+from apps.providers.models import CustomProvider
 from apps.providers.openapi import OpenAPIImportError, fetch_document, parse_document
 from apps.providers.registry import build_request, get_action, get_provider
 from apps.providers.services import ImportFailed, custom_actions_import
@@ -97,7 +98,7 @@ def test_openapi_3_1_train_travel() -> None:
 
 
 def test_an_imported_action_builds_the_request_the_document_describes(
-    org: Organization, admin: User, crm: Any
+    org: Organization, admin: User, crm: CustomProvider
 ) -> None:
     drafts = drafts_of("train-travel-3.1.yaml")
     fields = {
@@ -212,7 +213,7 @@ def _fields(draft: Any) -> dict:
 
 
 @pytest.mark.usefixtures("org")
-def test_import_is_all_or_nothing_and_audited(admin: User, crm: Any) -> None:
+def test_import_is_all_or_nothing_and_audited(admin: User, crm: CustomProvider) -> None:
     drafts = drafts_of("petstore-expanded-3.0.yaml")
     good = _fields(drafts["GET /pets"])
     clash = {**_fields(drafts["POST /pets"]), "name": "get_item"}  # taken by the fixture
@@ -235,7 +236,7 @@ def test_import_is_all_or_nothing_and_audited(admin: User, crm: Any) -> None:
     assert AuditEvent.objects.filter(action="provider.custom_action_created").count() == 3
 
 
-def test_query_params_must_name_non_path_properties(admin: User, crm: Any) -> None:
+def test_query_params_must_name_non_path_properties(admin: User, crm: CustomProvider) -> None:
     drafts = drafts_of("train-travel-3.1.yaml")
     bad = {**_fields(drafts["POST /bookings"]), "query_params": ["nope"]}
     with pytest.raises(ImportFailed) as info:

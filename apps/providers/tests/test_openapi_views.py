@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
+from apps.providers.models import CustomProvider
 
 pytestmark = pytest.mark.django_db
 DATA = Path(__file__).parent / "openapi"
@@ -55,7 +56,7 @@ def _review_fields(html: str) -> dict[str, str]:
     return fields
 
 
-def test_upload_review_edit_and_save(admin: User, crm: Any) -> None:
+def test_upload_review_edit_and_save(admin: User, crm: CustomProvider) -> None:
     client = _client(admin)
     assert client.get(import_url()).status_code == 200
     upload = SimpleUploadedFile(
@@ -98,7 +99,9 @@ def test_upload_review_edit_and_save(admin: User, crm: Any) -> None:
     assert len(event.metadata["source"]["sha256"]) == 64
 
 
-def test_an_invalid_edit_saves_nothing_and_shows_the_error(admin: User, crm: Any) -> None:
+def test_an_invalid_edit_saves_nothing_and_shows_the_error(
+    admin: User, crm: CustomProvider
+) -> None:
     client = _client(admin)
     upload = SimpleUploadedFile("pets.json", (DATA / "petstore-swagger-2.0.json").read_bytes())
     fields = _review_fields(client.post(import_url(), {"document": upload}).content.decode())
@@ -111,7 +114,7 @@ def test_an_invalid_edit_saves_nothing_and_shows_the_error(admin: User, crm: Any
     assert list(crm.actions.values_list("name", flat=True)) == ["get_item"]
 
 
-def test_a_forged_source_is_refused(admin: User, crm: Any) -> None:
+def test_a_forged_source_is_refused(admin: User, crm: CustomProvider) -> None:
     client = _client(admin)
     upload = SimpleUploadedFile("pets.json", (DATA / "petstore-swagger-2.0.json").read_bytes())
     fields = _review_fields(client.post(import_url(), {"document": upload}).content.decode())
@@ -152,7 +155,7 @@ def test_members_and_reviewers_cannot_import(member: User, reviewer: User, outsi
     assert _client(outsider).post(API, {}, content_type="application/json").status_code == 404
 
 
-def test_api_dry_run_then_import_with_an_edit(admin: User, crm: Any) -> None:
+def test_api_dry_run_then_import_with_an_edit(admin: User, crm: CustomProvider) -> None:
     client = _client(admin)
     document = (DATA / "petstore-expanded-3.0.yaml").read_text()
     dry = client.post(API, {"document": document, "dry_run": True}, content_type="application/json")
@@ -179,7 +182,7 @@ def test_api_dry_run_then_import_with_an_edit(admin: User, crm: Any) -> None:
     assert crm.actions.get(name="remove_pet").action_class == "write"
 
 
-def test_api_errors_use_the_standard_shape(admin: User, crm: Any) -> None:
+def test_api_errors_use_the_standard_shape(admin: User, crm: CustomProvider) -> None:
     client = _client(admin)
     document = json.loads((DATA / "petstore-swagger-2.0.json").read_text())
     cases = [

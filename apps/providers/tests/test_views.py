@@ -74,7 +74,9 @@ def test_anonymous_users_are_sent_to_log_in(client: Client) -> None:
     assert reverse("account_login") in response["Location"]
 
 
-def test_other_organizations_see_nothing(client: Client, outsider: User, crm: Any) -> None:
+def test_other_organizations_see_nothing(
+    client: Client, outsider: User, crm: CustomProvider
+) -> None:
     client.force_login(outsider)
     # Not a member of acme: every acme page is a 404.
     assert client.get(url("catalog")).status_code == 404
@@ -168,7 +170,7 @@ def test_duplicate_key_is_a_form_error(client: Client, admin: User) -> None:
     assert CustomProvider.objects.count() == 1
 
 
-def test_admin_edits_but_cannot_rename(client: Client, admin: User, crm: Any) -> None:
+def test_admin_edits_but_cannot_rename(client: Client, admin: User, crm: CustomProvider) -> None:
     client.force_login(admin)
     form = client.get(url("custom_edit", slug="crm"))
     assert form.status_code == 200
@@ -183,7 +185,7 @@ def test_admin_edits_but_cannot_rename(client: Client, admin: User, crm: Any) ->
     assert event.metadata["changes"]["display_name"] == ["Acme CRM", "CRM v2"]
 
 
-def test_admin_adds_and_deletes_actions(client: Client, admin: User, crm: Any) -> None:
+def test_admin_adds_and_deletes_actions(client: Client, admin: User, crm: CustomProvider) -> None:
     client.force_login(admin)
     page = client.get(url("custom_action_create", slug="crm"))
     assert page.status_code == 200
@@ -273,7 +275,7 @@ def test_every_providers_url_is_closed_to_outsiders(client: Client, outsider: Us
 
 
 def test_admin_site_lists_custom_providers_read_only(
-    client: Client, org: Organization, crm: Any, other_org: Organization
+    client: Client, org: Organization, crm: CustomProvider, other_org: Organization
 ) -> None:
     from tests.factories import UserFactory
 
@@ -311,7 +313,7 @@ def test_admin_site_lists_custom_providers_read_only(
 
 
 def test_edit_form_refuses_a_new_host_while_connections_are_live(
-    client: Client, admin: User, org: Organization, crm: Any
+    client: Client, admin: User, org: Organization, crm: CustomProvider
 ) -> None:
     from apps.connections.models import Connection
 

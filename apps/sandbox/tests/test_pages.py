@@ -25,7 +25,7 @@ def alice() -> User:
 
 
 @pytest.fixture
-def alice_client(alice: User) -> Any:
+def alice_client(alice: User) -> Client:
     client = Client()
     client.force_login(alice)
     return client
@@ -57,7 +57,7 @@ def test_anonymous_authorize_goes_to_grantry_login_with_next() -> None:
     assert parse_qs(location.query)["next"] == [url]
 
 
-def test_consent_page_is_the_sandbox_product(alice_client: Any) -> None:
+def test_consent_page_is_the_sandbox_product(alice_client: Client) -> None:
     client_id, _ = sandbox_client_register(name="Grantry (Acme)", redirect_uris=[REDIRECT_URI])
     response = alice_client.get(_authorize_url(client_id))
     assert response.status_code == 200
@@ -81,7 +81,7 @@ def _consent_post(client: Any, client_id: Any, *, allow: Any) -> Any:
     return client.post(page.request["PATH_INFO"], data)
 
 
-def test_authorize_button_redirects_with_a_code(alice_client: Any) -> None:
+def test_authorize_button_redirects_with_a_code(alice_client: Client) -> None:
     client_id, _ = sandbox_client_register(name="Grantry", redirect_uris=[REDIRECT_URI])
     response = _consent_post(alice_client, client_id, allow=True)
     assert response.status_code == 302
@@ -91,7 +91,7 @@ def test_authorize_button_redirects_with_a_code(alice_client: Any) -> None:
     assert query["code"][0]
 
 
-def test_deny_button_redirects_with_access_denied(alice_client: Any) -> None:
+def test_deny_button_redirects_with_access_denied(alice_client: Client) -> None:
     client_id, _ = sandbox_client_register(name="Grantry", redirect_uris=[REDIRECT_URI])
     response = _consent_post(alice_client, client_id, allow=False)
     assert response.status_code == 302
@@ -100,7 +100,7 @@ def test_deny_button_redirects_with_access_denied(alice_client: Any) -> None:
     assert "code" not in query
 
 
-def test_unknown_client_shows_a_clear_error_page(alice_client: Any) -> None:
+def test_unknown_client_shows_a_clear_error_page(alice_client: Client) -> None:
     response = alice_client.get(_authorize_url("no-such-client"))
     assert response.status_code == 400
     html = response.content.decode()
@@ -115,7 +115,7 @@ def test_home_requires_login() -> None:
 
 
 @pytest.mark.usefixtures("alice")
-def test_home_explains_and_lists_only_my_projects(alice_client: Any) -> None:
+def test_home_explains_and_lists_only_my_projects(alice_client: Client) -> None:
     other = UserFactory(email="other@sandbox.test")
     from apps.sandbox.models import Project
 
@@ -129,7 +129,7 @@ def test_home_explains_and_lists_only_my_projects(alice_client: Any) -> None:
 
 
 @pytest.mark.usefixtures("alice")
-def test_create_key_shows_it_once_and_it_works(alice_client: Any) -> None:
+def test_create_key_shows_it_once_and_it_works(alice_client: Client) -> None:
     response = alice_client.post("/sandbox/keys/", {"name": "demo key"})
     assert response.status_code == 201
     assert response["Cache-Control"] == "no-store"
@@ -143,14 +143,14 @@ def test_create_key_shows_it_once_and_it_works(alice_client: Any) -> None:
     assert "demo key" in later
 
 
-def test_create_key_needs_a_name(alice_client: Any, alice: User) -> None:
+def test_create_key_needs_a_name(alice_client: Client, alice: User) -> None:
     response = alice_client.post("/sandbox/keys/", {"name": "  "})
     assert response.status_code == 400
     assert "Give the key a name." in response.content.decode()
     assert not SandboxApiKey.objects.filter(user=alice).exists()
 
 
-def test_revoke_key_from_the_page(alice_client: Any, alice: User) -> None:
+def test_revoke_key_from_the_page(alice_client: Client, alice: User) -> None:
     key = sandbox_api_key_create(user=alice, name="to revoke")
     row = SandboxApiKey.objects.get(user=alice)
     response = alice_client.post(f"/sandbox/keys/{row.pk}/revoke/", follow=True)
@@ -159,7 +159,7 @@ def test_revoke_key_from_the_page(alice_client: Any, alice: User) -> None:
     assert Client().get("/sandbox/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 401
 
 
-def test_cannot_revoke_someone_elses_key(alice_client: Any) -> None:
+def test_cannot_revoke_someone_elses_key(alice_client: Client) -> None:
     bob = UserFactory(email="bob@sandbox.test")
     key = sandbox_api_key_create(user=bob, name="bob's")
     row = SandboxApiKey.objects.get(user=bob)
@@ -169,7 +169,7 @@ def test_cannot_revoke_someone_elses_key(alice_client: Any) -> None:
     assert Client().get("/sandbox/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
 
 
-def test_pages_refuse_get_for_writes(alice_client: Any) -> None:
+def test_pages_refuse_get_for_writes(alice_client: Client) -> None:
     assert alice_client.get("/sandbox/keys/").status_code == 405
     assert alice_client.get("/sandbox/demo-data/").status_code == 405
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -17,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def superuser_client() -> Any:
+def superuser_client() -> Client:
     user = UserFactory(email="root@example.test", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(user)
@@ -25,7 +23,7 @@ def superuser_client() -> Any:
 
 
 def test_token_admin_pages_show_metadata_but_no_secret(
-    superuser_client: Any, minted: tuple[WorkerToken, str], org: Organization, admin: User
+    superuser_client: Client, minted: tuple[WorkerToken, str], org: Organization, admin: User
 ) -> None:
     token, raw = minted
     personal, personal_raw = personal_token_mint(user=admin, organization=org, name="ops")
@@ -46,7 +44,7 @@ def test_token_admin_pages_show_metadata_but_no_secret(
 
 
 def test_admin_revoke_action_goes_through_the_service(
-    superuser_client: Any, minted: tuple[WorkerToken, str]
+    superuser_client: Client, minted: tuple[WorkerToken, str]
 ) -> None:
     from apps.audit.models import AuditEvent
 
