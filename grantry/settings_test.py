@@ -27,7 +27,7 @@ os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "0")
 os.environ.setdefault("GRANTRY_AUTH_FAILURES_PER_ADDRESS", "100000")
 os.environ.setdefault("GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX", "100000")
 
-from tests.backends import probe_backends  # noqa: E402
+from tests.backends import probe_backends
 
 _VAR_DIR = Path(os.environ.get("GRANTRY_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
 BACKENDS = probe_backends(_VAR_DIR)

@@ -9,6 +9,7 @@ Running as root works: pgserver runs the server as its own `pgserver` system use
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,7 @@ def start(var_dir: Path, database: str = "grantry") -> Embedded:
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
         if found is None:
-            try:
+            # Another process sharing the server may have created it meanwhile.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process sharing the server created it meanwhile
     return Embedded(server=server, url=server.get_uri(database))

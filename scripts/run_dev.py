@@ -16,6 +16,7 @@ same database, starting the server for the command if `make run` is not running.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -156,10 +157,8 @@ def stop_children(children: dict[str, subprocess.Popen[bytes]], hurry: list[bool
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass  # the whole group is gone already
 
 
 def run(port: str) -> int:
@@ -179,7 +178,7 @@ def serve(port: str, env: dict[str, str]) -> int:
     stopping = [False]
     hurry = [False]
 
-    def on_signal(signum: int, frame: object) -> None:
+    def on_signal(_signum: int, _frame: object) -> None:
         if stopping[0]:
             hurry[0] = True  # a second Ctrl-C: don't wait for graceful shutdown
         stopping[0] = True
@@ -213,7 +212,7 @@ def serve(port: str, env: dict[str, str]) -> int:
     return code
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM before the children run: still stop PostgreSQL
 
 

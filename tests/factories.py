@@ -1,15 +1,31 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import factory
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 
 from apps.organizations.models import Membership, Organization, OrgRole
 
 PASSWORD = "correct-horse-battery-staple"
+T = TypeVar("T")
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class _ModelFactory(factory.django.DjangoModelFactory[T]):
+    """A DjangoModelFactory whose call is typed as the model it builds (factory_boy's
+    own __new__ is untyped, so mypy would take UserFactory(...) for a UserFactory)."""
+
+    class Meta:
+        abstract = True
+
+    if TYPE_CHECKING:
+
+        def __new__(cls: Any, *args: Any, **kwargs: Any) -> T: ...  # type: ignore[misc]
+
+
+class UserFactory(_ModelFactory[User]):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
@@ -20,7 +36,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
     @factory.post_generation
-    def verified(obj, create, extracted, **kwargs):  # noqa: N805
+    def verified(obj: Any, create: Any, extracted: Any, **kwargs: Any) -> None:
         """Users are created with a verified primary email unless verified=False."""
         if create and extracted is not False:
             obj.save()
@@ -29,7 +45,7 @@ class UserFactory(factory.django.DjangoModelFactory):
             )
 
 
-class OrganizationFactory(factory.django.DjangoModelFactory):
+class OrganizationFactory(_ModelFactory[Organization]):
     class Meta:
         model = Organization
         django_get_or_create = ("slug",)
@@ -38,7 +54,7 @@ class OrganizationFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"org-{n}")
 
 
-class MembershipFactory(factory.django.DjangoModelFactory):
+class MembershipFactory(_ModelFactory[Membership]):
     class Meta:
         model = Membership
 

@@ -5,11 +5,15 @@ with an owner's personal token and with deliberately invalid input."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from django.test import Client
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 from schemathesis.generation.modes import GenerationMode
@@ -48,13 +52,13 @@ DOCUMENTED = {
 }
 
 
-def _schema(client) -> dict:
+def _schema(client: Any) -> dict:
     response = client.get("/api/schema/?format=json")
     assert response.status_code == 200
     return response.json()
 
 
-def test_every_new_route_is_documented_with_the_standard_errors(client):
+def test_every_new_route_is_documented_with_the_standard_errors(client: Client) -> None:
     schema = _schema(client)
     validate(schema)  # a valid OpenAPI 3 document
     assert "Error" in schema["components"]["schemas"]
@@ -65,7 +69,8 @@ def test_every_new_route_is_documented_with_the_standard_errors(client):
             operation = schema["paths"][path][method]
             assert operation.get("summary"), (path, method)
             responses = operation["responses"]
-            assert "401" in responses and ("404" in responses), (path, method)
+            assert "401" in responses, (path, method)
+            assert "404" in responses, (path, method)
             refs = str(responses["404"])
             assert "#/components/schemas/Error" in refs, (path, method)
             # Your own personal tokens need no role; everything else can be too low.
@@ -73,7 +78,7 @@ def test_every_new_route_is_documented_with_the_standard_errors(client):
                 assert "403" in responses, (path, method)
 
 
-def test_write_only_secrets_are_never_in_a_response_schema(client):
+def test_write_only_secrets_are_never_in_a_response_schema(client: Client) -> None:
     schemas = _schema(client)["components"]["schemas"]
     for name, component in schemas.items():
         props = component.get("properties", {})
@@ -109,7 +114,7 @@ CHECKS = [
 ]
 
 
-def _load(modes=None):
+def _load(modes: Any = None) -> Any:
     loaded = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
     if modes is not None:
         loaded.config.generation.modes = modes
@@ -121,7 +126,7 @@ negative = _load([GenerationMode.NEGATIVE])
 
 
 @pytest.fixture
-def owner_token(db):
+def owner_token(db: None) -> Iterator[Any]:  # noqa: ARG001 - database access
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     org = OrganizationFactory(name="Schema Co", slug="schema-co")
@@ -133,7 +138,7 @@ def owner_token(db):
     request_finished.connect(close_old_connections)
 
 
-def _call(case, token):
+def _call(case: Any, token: Any) -> Any:
     if "org_slug" in (case.path_parameters or {}):
         case.path_parameters["org_slug"] = "schema-co"
     return case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
@@ -141,12 +146,12 @@ def _call(case, token):
 
 @positive.parametrize()
 @SETTINGS
-def test_with_an_owner_token(case, owner_token):
+def test_with_an_owner_token(case: Any, owner_token: Any) -> None:
     _call(case, owner_token)
 
 
 @negative.parametrize()
 @SETTINGS
-def test_with_bad_input(case, owner_token):
+def test_with_bad_input(case: Any, owner_token: Any) -> None:
     response = _call(case, owner_token)
     assert response.status_code < 500

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -62,10 +63,8 @@ def _stop_postgres(pgdata: Path) -> None:
     """After a failed run: don't leave the test's PostgreSQL behind."""
     pid_file = pgdata / "postmaster.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(int(pid_file.read_text().split()[0])).terminate()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -83,7 +82,7 @@ def test_ctrl_c_stops_web_worker_beat_and_postgres(tmp_path: Path) -> None:
     env = _clean_env(PORT=str(port), GRANTRY_VAR_DIR=str(var), WEB_CONCURRENCY="2")
     # Its own session: the SIGINT below reaches it the way a terminal's Ctrl-C reaches
     # `make run` (the foreground process group), not the test run.
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
+    process = subprocess.Popen(  # fixed argv
         [str(PYTHON), "scripts/run_dev.py"],
         cwd=ROOT,
         env=env,
@@ -97,7 +96,9 @@ def test_ctrl_c_stops_web_worker_beat_and_postgres(tmp_path: Path) -> None:
         _wait_until_up(f"http://127.0.0.1:{port}/healthz", process, log, seconds=300)
         children = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(child.cmdline()) for child in children)
-        assert "granian" in names and "worker" in names and "beat" in names
+        assert "granian" in names
+        assert "worker" in names
+        assert "beat" in names
         postmaster = int((var / "pgdata" / "postmaster.pid").read_text().split()[0])
         watched = [child.pid for child in children] + [postmaster]
         assert all(_alive(pid) for pid in watched)
@@ -125,7 +126,7 @@ def test_access_log_never_shows_query_strings(tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "web.log"
     env = {**os.environ, "WEB_CONCURRENCY": "1", "WEB_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
+    process = subprocess.Popen(  # fixed argv
         web_command(str(port)),
         cwd=ROOT,
         env=env,

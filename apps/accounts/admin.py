@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from typing_extensions import override
 
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_revoke
@@ -30,11 +31,13 @@ class PersonalAPITokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("public_id", "name", "user__email", "organization__slug")
     fields = FIELDS
     readonly_fields = FIELDS
-    actions = ["revoke_tokens"]
+    actions = ("revoke_tokens",)
 
+    @override
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # minted by their owner at /accounts/tokens/, shown once there
 
+    @override
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
+from typing_extensions import override
 
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_touch
@@ -69,6 +70,7 @@ def _record_failure(
 
 
 class PersonalTokenAuthentication(BaseAuthentication):
+    @override
     def authenticate_header(self, request: Request) -> str:
         return _WWW_AUTHENTICATE
 

@@ -23,7 +23,7 @@ class SignupForm(AllauthSignupForm):
         widget=forms.TextInput(attrs={"autocomplete": "organization"}),
     )
 
-    field_order = ["email", "organization_name", "password1", "password2"]
+    field_order = ("email", "organization_name", "password1", "password2")
 
     @transaction.atomic
     def save(self, request: HttpRequest) -> Any:

@@ -36,7 +36,7 @@ class PersonalTokenSerializer(serializers.ModelSerializer[PersonalAPIToken]):
 
     class Meta:
         model = PersonalAPIToken
-        fields = [
+        fields = (
             "id",
             "name",
             "last4",
@@ -46,7 +46,7 @@ class PersonalTokenSerializer(serializers.ModelSerializer[PersonalAPIToken]):
             "expires_at",
             "revoked_at",
             "last_used_at",
-        ]
+        )
         read_only_fields = fields
 
     def get_is_current(self, obj: PersonalAPIToken) -> bool:

@@ -31,6 +31,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from typing_extensions import override
 
 from apps.approvals.models import Approval, ApprovalStatus
 from apps.approvals.services import (
@@ -85,8 +86,8 @@ def _release_connection() -> None:
 class ApprovalStatusView(APIView):
     """The status of one of this worker's approvals, optionally waiting for a change."""
 
-    authentication_classes = [WorkerTokenAuthentication]
-    permission_classes = [IsAuthenticated]
+    authentication_classes = (WorkerTokenAuthentication,)
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(
         operation_id="agent_approval_status",
@@ -205,6 +206,7 @@ class ApprovalListAPIView(_ApprovalScope, generics.ListAPIView[Approval]):
             queryset = queryset.filter(status=wanted)
         return queryset
 
+    @override
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         rows = [management_document(a, self.membership) for a in page or []]
@@ -217,7 +219,7 @@ class ApprovalDetailAPIView(_ApprovalScope, APIView):
         summary="One approval request: what, who, why, the input, the decisions",
         responses={200: OpenApiResponse(description="The approval."), 404: None},
     )
-    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def get(self, _request: Request, *args: Any, **kwargs: Any) -> Response:
         return Response(management_document(self.get_approval(), self.membership))
 
 

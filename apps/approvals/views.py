@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
 from django.views.generic import ListView, TemplateView
+from typing_extensions import override
 
 from apps.approvals.forms import ApprovalSettingsForm, DecisionForm
 from apps.approvals.models import Approval, ApprovalSettings, ApprovalStatus
@@ -92,6 +93,7 @@ class ApprovalDetailView(ApprovalScopeMixin, TemplateView):
             form=form or DecisionForm(),
         )
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return self.render_to_response(self._context(self.get_approval()))
 
@@ -121,7 +123,7 @@ class ApprovalLinkView(ApprovalScopeMixin, View):
     """Where an approver's email link lands: after login, spend the link and show
     the approval. It decides nothing."""
 
-    http_method_names = ["get"]
+    http_method_names = ("get",)
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         approval = self.get_approval()
@@ -153,6 +155,7 @@ class ApprovalSettingsView(OrgViewMixin, TemplateView):
         )
         return self.render_to_response(context, status=status)
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         row = self._row()
         initial = {"require_two_approvers": bool(row and row.require_two_approvers)}

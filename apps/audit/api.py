@@ -29,6 +29,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from typing_extensions import override
 
 from apps.audit import exports
 from apps.audit import fields as audit_fields
@@ -54,7 +55,7 @@ from apps.organizations.tenancy import OrgAPIMixin
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     class Meta:
         model = AuditEvent
-        fields = list(audit_fields.EXPORTED)
+        fields = tuple(audit_fields.EXPORTED)
         read_only_fields = fields
 
 
@@ -126,9 +127,11 @@ class AuditEventDetailAPIView(AuditAPIMixin, generics.RetrieveAPIView[AuditEvent
 class _AnyAccept(BaseContentNegotiation):
     """The export answers CSV/JSONL whatever Accept says; errors stay JSON."""
 
+    @override
     def select_parser(self, request: Any, parsers: Any) -> Any:
         return parsers[0] if parsers else None
 
+    @override
     def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
         return renderers[0], renderers[0].media_type
 
@@ -147,7 +150,7 @@ class _AnyAccept(BaseContentNegotiation):
 class AuditEventExportAPIView(AuditAPIMixin, APIView):
     content_negotiation_class = _AnyAccept
 
-    def get(self, request: Request, org_slug: str, fmt: str) -> Any:
+    def get(self, request: Request, org_slug: str, fmt: str) -> Any:  # noqa: ARG002 - a URL kwarg, passed by name
         if fmt not in ExportFormat.values:
             raise APIError("invalid_format", "Export format must be csv or jsonl.", status_code=404)
         proof = request.query_params.get("proof", "") in ("1", "true")
@@ -195,7 +198,7 @@ class AuditExportSerializer(serializers.ModelSerializer[AuditExport]):
 
     class Meta:
         model = AuditExport
-        fields = [
+        fields = (
             "id",
             "status",
             "format",
@@ -210,7 +213,7 @@ class AuditExportSerializer(serializers.ModelSerializer[AuditExport]):
             "finished_at",
             "expires_at",
             "download_url",
-        ]
+        )
         read_only_fields = fields
 
     def get_requested_by_email(self, obj: AuditExport) -> str:
@@ -326,7 +329,7 @@ class AuditExportJobDetailAPIView(_ExportScope, APIView):
         summary="Progress of an export job",
         responses={200: AuditExportSerializer, **error_responses(403, 404)},
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         export = get_object_or_404(self.scope_queryset(), pk=kwargs["export_id"])
         return Response(AuditExportSerializer(export).data)
 
@@ -345,7 +348,7 @@ class AuditExportJobDetailAPIView(_ExportScope, APIView):
 class AuditExportJobDownloadAPIView(_ExportScope, APIView):
     content_negotiation_class = _AnyAccept
 
-    def get(self, request: Request, **kwargs: Any) -> Any:
+    def get(self, _request: Request, **kwargs: Any) -> Any:
         export = get_object_or_404(self.scope_queryset(), pk=kwargs["export_id"])
         if export.status in (ExportStatus.PENDING, ExportStatus.RUNNING):
             raise APIError(
@@ -390,9 +393,9 @@ class AuditExportJobDownloadAPIView(_ExportScope, APIView):
 )
 class AuditVerifyAPIView(AuditAPIMixin, APIView):
     write_role = OrgRole.REVIEWER  # verifying changes nothing but the trail's own record
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = (MultiPartParser, JSONParser)
 
-    def post(self, request: Request, org_slug: str) -> Response:
+    def post(self, request: Request, org_slug: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         upload = request.FILES.get("file")
         if upload is not None:
             report = audit_verify_export(
@@ -441,7 +444,7 @@ class AuditSinkSerializer(serializers.ModelSerializer[AuditSink]):
 
     class Meta:
         model = AuditSink
-        fields = [
+        fields = (
             "id",
             "name",
             "kind",
@@ -461,8 +464,8 @@ class AuditSinkSerializer(serializers.ModelSerializer[AuditSink]):
             "last_error",
             "last_error_at",
             "created_at",
-        ]
-        read_only_fields = [
+        )
+        read_only_fields = (
             "id",
             "status",
             "lag",
@@ -473,7 +476,7 @@ class AuditSinkSerializer(serializers.ModelSerializer[AuditSink]):
             "last_error",
             "last_error_at",
             "created_at",
-        ]
+        )
 
     def get_lag(self, sink: AuditSink) -> int:
         return audit_sink_lag(sink)
@@ -521,7 +524,7 @@ class AuditSinkListCreateAPIView(_SinkScope, generics.ListCreateAPIView[AuditSin
     responses={200: OpenApiTypes.OBJECT},
 )
 class AuditSinkTestAPIView(_SinkScope, APIView):
-    def post(self, request: Request, org_slug: str, pk: int) -> Response:
+    def post(self, request: Request, org_slug: str, pk: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         sink = generics.get_object_or_404(self.scope_queryset(), pk=pk)
         error = audit_sink_send_test(sink=sink, actor=request.user, request=request._request)
         return Response({"delivered": not error, "error": error})

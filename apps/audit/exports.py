@@ -104,12 +104,14 @@ class CSVChunk(str):
     rows: int = 0
 
 
-def csv_chunks(events: QuerySet[AuditEvent], *, chunk_size: int | None = None) -> Iterator[str]:
+def csv_chunks(
+    events: QuerySet[AuditEvent], *, chunk_size: int | None = None
+) -> Iterator[CSVChunk]:
     """The whole CSV, header first, built by PostgreSQL."""
     return _copy_chunks(events, chunk_size or CSV_CHUNK_SIZE)
 
 
-def _copy_chunks(events: QuerySet[AuditEvent], chunk_size: int) -> Iterator[str]:
+def _copy_chunks(events: QuerySet[AuditEvent], chunk_size: int) -> Iterator[CSVChunk]:
     header = CSVChunk(",".join(COLUMNS) + "\n")
     yield header  # rows = 0
     base = events.order_by("id")

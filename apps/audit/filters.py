@@ -204,7 +204,7 @@ class AuditEventFilter(django_filters.FilterSet):
 
     class Meta:
         model = AuditEvent
-        fields: list[str] = []
+        fields: tuple[str, ...] = ()
         form = _AuditFilterFormBase
 
     def __init__(
@@ -291,16 +291,16 @@ class AuditEventFilter(django_filters.FilterSet):
             queryset = queryset.filter(created_at__lte=end)
         return super().filter_queryset(queryset)
 
-    def filter_nothing(self, queryset: QuerySet[AuditEvent], name: str, value: Any) -> Any:
+    def filter_nothing(self, queryset: QuerySet[AuditEvent], _name: str, _value: Any) -> Any:
         return queryset
 
-    def filter_member(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+    def filter_member(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         return queryset.filter(actor_type="user", **_member_lookup(value.strip()))
 
-    def filter_worker(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+    def filter_worker(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         return queryset.filter(worker_id__in=self._ids("workers", "Worker", value))
 
-    def filter_connection(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+    def filter_connection(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         return queryset.filter(connection_id__in=self._ids("connections", "Connection", value))
 
     def _ids(self, app: str, model: str, value: str) -> list[int]:
@@ -314,24 +314,24 @@ class AuditEventFilter(django_filters.FilterSet):
             rows = rows.filter(organization=self.organization)
         return list(rows.values_list("pk", flat=True)[:50])
 
-    def filter_action(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+    def filter_action(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         if value.endswith("*"):
             return queryset.filter(action__startswith=value.rstrip("*"))
         if value.endswith("."):
             return queryset.filter(action__startswith=value)
         return queryset.filter(action=value)
 
-    def filter_call(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+    def filter_call(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         return queryset.alias(tried=tried_expression()).filter(tried=value.strip())
 
-    def filter_status(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+    def filter_status(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         match = _STATUS_CLASS.match(value)
         if match:
             low = int(match.group(1)) * 100
             return queryset.filter(upstream_status__gte=low, upstream_status__lt=low + 100)
         return queryset.filter(upstream_status=int(value))
 
-    def filter_text(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> Any:
+    def filter_text(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         text = value.strip()
         return queryset.filter(Q(target_label__icontains=text) | Q(reason__icontains=text))
 

@@ -15,6 +15,7 @@ Any failure raises SinkError with a message safe to show on the sink page."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -122,16 +123,16 @@ def _write_syslog(sink: AuditSink, frames: bytes) -> None:
     port = int(sink.port or 6514)
     try:
         address = check_destination(sink.host, port)
-        with socket.create_connection((address, port), timeout=15) as raw:
-            with _tls_context(sink).wrap_socket(raw, server_hostname=sink.host) as tls:
-                tls.sendall(frames)
-                # Send close_notify so the server knows every frame arrived. Syslog
-                # over TLS has no acknowledgement; rsyslog answers the close with a
-                # bare TCP close, which is fine once our frames are written.
-                try:
-                    tls.unwrap()
-                except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError):
-                    pass
+        with (
+            socket.create_connection((address, port), timeout=15) as raw,
+            _tls_context(sink).wrap_socket(raw, server_hostname=sink.host) as tls,
+        ):
+            tls.sendall(frames)
+            # Send close_notify so the server knows every frame arrived. Syslog
+            # over TLS has no acknowledgement; rsyslog answers the close with a
+            # bare TCP close, which is fine once our frames are written.
+            with contextlib.suppress(ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError):
+                tls.unwrap()
     except EgressError as exc:
         raise SinkError(str(exc)[:300]) from None
     except ssl.SSLError as exc:

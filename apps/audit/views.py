@@ -166,7 +166,7 @@ class AuditChartsView(AuditMixin, TemplateView):
 class AuditExportView(AuditMixin, View):
     """POST with the filter in the query string: stream it, or queue a job when large."""
 
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         fmt = request.POST.get("format", "")
@@ -248,7 +248,7 @@ class AuditExportDetailView(AuditMixin, DetailView):
 
 
 class AuditExportDownloadView(AuditMixin, View):
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def get(self, _request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         export = (
             AuditExport.objects.for_organization(self.organization).filter(pk=kwargs["pk"]).first()
         )
@@ -299,7 +299,7 @@ class AuditVerifyView(AuditMixin, TemplateView):
         return self.render_to_response(self.get_context_data(**context))
 
 
-def audit_public_key(request: HttpRequest, key_id: str) -> JsonResponse:
+def audit_public_key(_request: HttpRequest, key_id: str) -> JsonResponse:
     """/.well-known/grantry-audit-keys/<key_id>: a signing key's public half, for anyone
     checking a checkpoint. Looked up by key id (from a checkpoint), never by slug,
     so the URL does not reveal which organizations exist."""

@@ -687,7 +687,7 @@ class ProxyTarget:
     verb_base: str = "broker.proxy"
     clean_path: str = ""
 
-    def audit_fields(self, ctx: AgentContext) -> dict[str, Any]:
+    def audit_fields(self, ctx: AgentContext) -> dict[str, Any]:  # noqa: ARG002 - the Target protocol's signature
         return {
             "method": self.method,
             "path": self.path[:500],
@@ -800,7 +800,7 @@ class _Rejected:
 
     verb_base: str
 
-    def audit_fields(self, ctx: AgentContext) -> dict[str, Any]:
+    def audit_fields(self, ctx: AgentContext) -> dict[str, Any]:  # noqa: ARG002 - the Target protocol's signature
         return {}
 
     def decide(self, call: AgentCall) -> Chosen | BrokerResult:

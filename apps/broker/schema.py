@@ -13,6 +13,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+from typing_extensions import override
 
 _error = inline_serializer(
     name="AgentError",
@@ -209,6 +210,7 @@ class WorkerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
     target_class = "apps.workers.auth.WorkerTokenAuthentication"
     name = "workerToken"
 
+    @override
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return {
             "type": "http",

@@ -16,6 +16,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
+from typing_extensions import override
 
 from apps.broker import schema
 from apps.broker.catalog import actions_for
@@ -36,6 +37,7 @@ from apps.workers.auth import AgentContext, WorkerTokenAuthentication, release_l
 class IsAgent(BasePermission):
     """The request carries a valid worker token (request.auth is an AgentContext)."""
 
+    @override
     def has_permission(self, request: Request, view: Any) -> bool:
         return isinstance(request.auth, AgentContext)
 
@@ -78,8 +80,8 @@ class AgentView(APIView):
     """Base of the agent API views: worker-token authentication, and the call's
     revocation leases given back however the request ends."""
 
-    authentication_classes = [WorkerTokenAuthentication]
-    permission_classes = [IsAgent]
+    authentication_classes = (WorkerTokenAuthentication,)
+    permission_classes = (IsAgent,)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         try:

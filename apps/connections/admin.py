@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from typing_extensions import override
 
 from apps.connections.models import SECRET_FIELDS, Connection, OAuthState, ProviderApp
 
@@ -19,12 +20,15 @@ def _secret_state(obj: object, field: str) -> str:
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    @override
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @override
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @override
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -81,8 +85,10 @@ class OAuthStateAdmin(admin.ModelAdmin):
     exclude = (*SECRET_FIELDS["OAuthState"], "state_digest", "session_digest")
     readonly_fields = ("created_at",)
 
+    @override
     def has_add_permission(self, request: object) -> bool:
         return False
 
+    @override
     def has_change_permission(self, request: object, obj: object = None) -> bool:
         return False

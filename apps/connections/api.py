@@ -37,7 +37,7 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
 
     class Meta:
         model = Connection
-        fields = [
+        fields = (
             "id",
             "name",
             "provider_key",
@@ -56,7 +56,7 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
             "created_by_email",
             "revoked_at",
             "revocation_result",
-        ]
+        )
         read_only_fields = fields
 
     def get_created_by_email(self, obj: Connection) -> str:
@@ -94,7 +94,7 @@ class ConnectionDisconnectAPIView(OrgAPIMixin, APIView):
         request=None,
         responses=ConnectionSerializer,
     )
-    def post(self, request: Request, org_slug: str, connection_id: int) -> Response:
+    def post(self, request: Request, org_slug: str, connection_id: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         connection = get_object_or_404(self.scope_queryset(), pk=connection_id)
         connection = services.connection_disconnect(
             connection_id=connection.pk, organization=self.organization, request=request
@@ -127,20 +127,20 @@ class ProviderAppSerializer(serializers.ModelSerializer[ProviderApp]):
 
     class Meta:
         model = ProviderApp
-        fields = [
+        fields = (
             "provider_key",
             "client_id",
             "has_client_secret",
             "redirect_uri",
             "created_at",
             "updated_at",
-        ]
+        )
         read_only_fields = fields
 
     def get_has_client_secret(self, obj: ProviderApp) -> bool:
         return obj.has_secret()
 
-    def get_redirect_uri(self, obj: ProviderApp) -> str:
+    def get_redirect_uri(self, _obj: ProviderApp) -> str:
         return services.oauth_redirect_uri()
 
 
@@ -182,7 +182,7 @@ class ProviderAppDetailAPIView(_ProviderAppScope, APIView):
         summary="The organization's OAuth app for one provider",
         responses={200: ProviderAppSerializer, **error_responses(403, 404)},
     )
-    def get(self, request: Request, org_slug: str, provider_key: str) -> Response:
+    def get(self, _request: Request, org_slug: str, provider_key: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         provider = _provider_or_404(provider_key, self.organization, oauth=True)
         app = get_object_or_404(self.scope_queryset(), provider_key=provider.key)
         return Response(ProviderAppSerializer(app).data)
@@ -200,7 +200,7 @@ class ProviderAppDetailAPIView(_ProviderAppScope, APIView):
             )
         ],
     )
-    def put(self, request: Request, org_slug: str, provider_key: str) -> Response:
+    def put(self, request: Request, org_slug: str, provider_key: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         provider = _provider_or_404(provider_key, self.organization, oauth=True)
         app = self.scope_queryset().filter(provider_key=provider.key).first()
         form = ProviderAppForm(data=body_object(request), has_secret=bool(app and app.has_secret()))
@@ -297,7 +297,7 @@ class ApiKeyConnectAPIView(OrgAPIMixin, APIView):
         request=ApiKeyConnectSerializer,
         responses={201: ConnectionSerializer, **error_responses(400, 403, 404, 502)},
     )
-    def post(self, request: Request, org_slug: str) -> Response:
+    def post(self, request: Request, org_slug: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         body = ApiKeyConnectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         provider = _connect_provider(self, body.validated_data["provider"], AuthType.API_KEY)
@@ -339,7 +339,7 @@ class OAuthStartAPIView(OrgAPIMixin, APIView):
         request=OAuthStartSerializer,
         responses={201: OAuthStartResponseSerializer, **error_responses(400, 403, 404)},
     )
-    def post(self, request: Request, org_slug: str) -> Response:
+    def post(self, request: Request, org_slug: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         body = OAuthStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         provider = _connect_provider(self, body.validated_data["provider"], AuthType.OAUTH2)

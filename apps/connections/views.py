@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
+from typing_extensions import override
 
 from apps.audit.selectors import recent_calls
 from apps.connections import services
@@ -138,6 +139,7 @@ class ConnectView(OrgViewMixin, TemplateView):
             ),
         }
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self._setup()
         return self.render_to_response(self.get_context_data(**self._forms()))
@@ -162,7 +164,7 @@ class ConnectView(OrgViewMixin, TemplateView):
             and bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
         )
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:  # noqa: C901 - flat dispatch on the submitted form kind
         self._setup()
         which = request.POST.get("kind", "")
         if which == "sandbox_app" and self._sandbox_one_click():
@@ -362,6 +364,7 @@ class ProviderAppView(OrgViewMixin, TemplateView):
         )
         return context
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self._setup()
         initial = {"client_id": self.app.client_id} if self.app else {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class ServiceUnavailable(Exception):  # noqa: N818 - named for the answer it gets
+class ServiceUnavailable(Exception):  # named for the answer it gets
     """Something Grantry cannot work without is down: 503 with the standard body.
 
     Apps subclass it with their own `code` and `message` (apps.audit.exceptions).

@@ -21,6 +21,6 @@ def heartbeat() -> None:
 def heartbeat_age_seconds() -> float | None:
     try:
         last = cache.get(HEARTBEAT_KEY)
-    except Exception:  # noqa: BLE001 - health reporting must not fail on a cache outage
+    except Exception:  # health reporting must not fail on a cache outage
         return None
     return None if last is None else round(time.time() - float(last), 1)

@@ -15,7 +15,7 @@ DEMO_SLUG = "demo"
 
 
 def _user(email: str, password: str) -> User:
-    User = get_user_model()  # noqa: N806
+    User = get_user_model()
     user, created = User.objects.get_or_create(username=email, defaults={"email": email})
     if created:
         user.set_password(password)

@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
+from typing_extensions import override
 
 from apps.audit.models import ActorType
 from apps.audit.services import audit_record
@@ -55,35 +56,35 @@ class AuditedAdmin(admin.ModelAdmin):
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
-    raw_id_fields = ["user"]
-    fields = ["user", "role", "created_at"]
-    readonly_fields = ["created_at"]
+    raw_id_fields = ("user",)
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
 
 
 @admin.register(Organization)
 class OrganizationAdmin(AuditedAdmin):
-    list_display = ["name", "slug", "max_token_days", "store_broker_input", "created_at"]
-    list_filter = ["store_broker_input", "created_at"]
-    search_fields = ["name", "slug"]
-    readonly_fields = ["created_at"]
-    inlines = [MembershipInline]
+    list_display = ("name", "slug", "max_token_days", "store_broker_input", "created_at")
+    list_filter = ("store_broker_input", "created_at")
+    search_fields = ("name", "slug")
+    readonly_fields = ("created_at",)
+    inlines = (MembershipInline,)
 
 
 @admin.register(Membership)
 class MembershipAdmin(AuditedAdmin):
-    list_display = ["user", "organization", "role", "created_at"]
-    list_filter = ["role", "organization"]
-    search_fields = ["user__email", "organization__name", "organization__slug"]
-    raw_id_fields = ["user", "organization"]
-    readonly_fields = ["created_at"]
-    list_select_related = ["user", "organization"]
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("role", "organization")
+    search_fields = ("user__email", "organization__name", "organization__slug")
+    raw_id_fields = ("user", "organization")
+    readonly_fields = ("created_at",)
+    list_select_related = ("user", "organization")
 
 
 @admin.register(Invitation)
 class InvitationAdmin(AuditedAdmin):
     """The key digest never shows: it is the only handle on a live link."""
 
-    list_display = [
+    list_display = (
         "email",
         "organization",
         "role",
@@ -92,20 +93,21 @@ class InvitationAdmin(AuditedAdmin):
         "expires_at",
         "accepted_at",
         "revoked_at",
-    ]
-    list_filter = ["role", "organization"]
-    search_fields = ["email", "organization__name"]
-    exclude = ["key_digest"]
-    readonly_fields = [
+    )
+    list_filter = ("role", "organization")
+    search_fields = ("email", "organization__name")
+    exclude = ("key_digest",)
+    readonly_fields = (
         "organization",
         "email",
         "invited_by",
         "created_at",
         "accepted_at",
         "accepted_by",
-    ]
-    list_select_related = ["organization", "invited_by"]
+    )
+    list_select_related = ("organization", "invited_by")
 
-    def has_add_permission(self, request):  # noqa: ANN001, ANN201
+    @override
+    def has_add_permission(self, request: HttpRequest) -> bool:
         # Invitations are created by invitation_create(), which emails the key.
         return False

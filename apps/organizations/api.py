@@ -35,7 +35,7 @@ class MemberSerializer(serializers.ModelSerializer[Membership]):
 
     class Meta:
         model = Membership
-        fields = ["id", "user_id", "email", "role", "joined_at"]
+        fields = ("id", "user_id", "email", "role", "joined_at")
         read_only_fields = fields
 
 
@@ -51,7 +51,7 @@ class InvitationSerializer(serializers.ModelSerializer[Invitation]):
 
     class Meta:
         model = Invitation
-        fields = [
+        fields = (
             "id",
             "email",
             "role",
@@ -61,7 +61,7 @@ class InvitationSerializer(serializers.ModelSerializer[Invitation]):
             "expires_at",
             "accepted_at",
             "revoked_at",
-        ]
+        )
         read_only_fields = fields
 
     def get_invited_by_email(self, obj: Invitation) -> str:
@@ -94,15 +94,15 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer[Organization]):
 
     class Meta:
         model = Organization
-        fields = [
+        fields = (
             "name",
             "slug",
             "max_token_days",
             "store_broker_input",
             "require_mfa",
             "created_at",
-        ]
-        read_only_fields = ["slug", "created_at"]
+        )
+        read_only_fields = ("slug", "created_at")
 
 
 class _MembersScope(OrgAPIMixin):
@@ -132,7 +132,7 @@ class MemberDetailAPIView(_MembersScope, APIView):
         summary="One member",
         responses={200: MemberSerializer, **error_responses(403, 404)},
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         return Response(MemberSerializer(self.get_member()).data)
 
     @extend_schema(
@@ -252,7 +252,7 @@ class OrganizationSettingsAPIView(OrgAPIMixin, APIView):
         summary="Read the organization's settings",
         responses={200: OrganizationSettingsSerializer, **error_responses(403, 404)},
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         return Response(OrganizationSettingsSerializer(self.organization).data)
 
     @extend_schema(

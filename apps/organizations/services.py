@@ -103,7 +103,7 @@ def organization_create(
 
 
 @transaction.atomic
-def organization_update(
+def organization_update(  # noqa: C901 - flat guard clauses, one per settings field
     *,
     organization: Organization,
     actor: Any,

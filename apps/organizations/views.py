@@ -120,7 +120,7 @@ class _MemberActionView(OrgViewMixin, View):
     """POST-only actions on the Members page (admins and owners)."""
 
     required_role = OrgRole.ADMIN
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def scope_queryset(self) -> QuerySet[Membership]:
         return self.organization.memberships.select_related("user")
@@ -301,7 +301,7 @@ class MyInvitationAcceptView(View):
     """Accept an invitation sent to one of your verified addresses, without the
     email's link (listed on the no-organization page)."""
 
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def post(self, request: HttpRequest, invitation_id: int) -> HttpResponse:
         if not request.user.is_authenticated:

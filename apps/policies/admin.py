@@ -7,17 +7,21 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from typing_extensions import override
 
 from apps.policies.models import Role, Rule
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    @override
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @override
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @override
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -40,9 +44,11 @@ class RuleInline(admin.TabularInline):  # type: ignore[type-arg]
     )
     readonly_fields = fields
 
+    @override
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @override
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -52,7 +58,7 @@ class RoleAdmin(ReadOnlyAdmin):
     list_display = ("name", "organization", "updated_at")
     list_filter = ("organization",)
     search_fields = ("name", "organization__slug")
-    inlines = [RuleInline]
+    inlines = (RuleInline,)
 
 
 @admin.register(Rule)

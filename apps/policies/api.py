@@ -20,6 +20,7 @@ from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from typing_extensions import override
 
 from apps.core.api import APIError, from_form_errors
 from apps.core.openapi import error_responses
@@ -405,6 +406,7 @@ class RoleDryRunAPIView(_RoleScope, APIView):
 class YAMLParser(BaseParser):
     media_type = "application/yaml"
 
+    @override
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
         return {"document": stream.read().decode("utf-8", "replace")}
 
@@ -431,9 +433,9 @@ class TextYAMLParser(YAMLParser):
 )
 class RoleSimulateAPIView(_RoleScope, APIView):
     write_role = OrgRole.REVIEWER  # a simulation changes nothing
-    parser_classes = [JSONParser, YAMLParser, TextYAMLParser]
+    parser_classes = (JSONParser, YAMLParser, TextYAMLParser)
 
-    def post(self, request: Request, org_slug: str, role_id: int) -> Response:
+    def post(self, request: Request, org_slug: str, role_id: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         role = get_object_or_404(self.scope_queryset(), pk=role_id)
         data = request.data
         try:
@@ -486,7 +488,7 @@ class RoleLeastPrivilegeAPIView(_RoleScope, APIView):
         except DocumentError as exc:
             raise APIError("invalid_input", str(exc)) from None
 
-    def get(self, request: Request, org_slug: str, role_id: int) -> Any:
+    def get(self, request: Request, org_slug: str, role_id: int) -> Any:  # noqa: ARG002 - a URL kwarg, passed by name
         role = get_object_or_404(self.scope_queryset(), pk=role_id)
         days, worker = self._params(request.query_params)
         report = least_privilege_report(
@@ -496,7 +498,7 @@ class RoleLeastPrivilegeAPIView(_RoleScope, APIView):
             return HttpResponse(report.proposal_yaml(), content_type="text/yaml; charset=utf-8")
         return Response(report.as_dict())
 
-    def post(self, request: Request, org_slug: str, role_id: int) -> Response:
+    def post(self, request: Request, org_slug: str, role_id: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         role = get_object_or_404(self.scope_queryset(), pk=role_id)
         data = request.data if isinstance(request.data, dict) else {}
         days, worker = self._params(data)

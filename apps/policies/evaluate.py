@@ -656,10 +656,7 @@ def describe_rule(rule: RuleSpec) -> str:
 
 def describe_approval(rule: RuleSpec) -> str:
     """E.g. "after approval by an admin (request valid for 1 h)"."""
-    if rule.approver_labels:
-        who = " or ".join(rule.approver_labels)
-    else:
-        who = "an admin"
+    who = " or ".join(rule.approver_labels) if rule.approver_labels else "an admin"
     return f"after approval by {who} (request valid for {_duration(rule.approval_expires_in)})"
 
 

@@ -4,7 +4,7 @@ apps.policies.validation and runs inside the services."""
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -298,7 +298,7 @@ class ActionRuleForm(ApprovalFields, WindowQuotaForm):
         }
 
     # Service error keys (rules.0.<name>…) → the form field that caused them.
-    ERROR_FIELDS = {
+    ERROR_FIELDS: ClassVar[dict[str, str]] = {
         "action_pattern": "actions",
         "action_class": "actions",
         "connection": "connection",
@@ -324,7 +324,7 @@ class ActionRuleForm(ApprovalFields, WindowQuotaForm):
 class ProxyRuleForm(ApprovalFields, WindowQuotaForm):
     """One proxy rule: HTTP methods and a path glob on one connection."""
 
-    field_order = ["connection", "methods", "path_glob", "rate_limit_per_minute"]
+    field_order = ("connection", "methods", "path_glob", "rate_limit_per_minute")
 
     connection = forms.ChoiceField(label="Connection")
     methods = forms.MultipleChoiceField(
@@ -374,7 +374,7 @@ class ProxyRuleForm(ApprovalFields, WindowQuotaForm):
         }
 
     # Service error keys (rules.0.<name>…) naming no field of their own → the form field.
-    ERROR_FIELDS = {
+    ERROR_FIELDS: ClassVar[dict[str, str]] = {
         "approval": "approval_required",
         "schedule": "window_days",
         "quota": "quota_limit",

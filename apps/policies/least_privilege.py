@@ -160,7 +160,7 @@ def _yaml(document: Any) -> str:
     return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
 
-def least_privilege_report(
+def least_privilege_report(  # noqa: C901 - one pass over the rules; each branch a documented case
     *,
     role: Any,
     worker_id: int | None = None,
@@ -255,7 +255,7 @@ def least_privilege_report(
         key=lambda d: -d["count"],
     )
     report.current = [_strip(r) for r in role_document(role)["rules"]]
-    report.proposal = _propose(role, specs, report.current, uses)
+    report.proposal = _propose(specs, report.current, uses)
     if report.changes:
         from apps.policies.validation import clean_rules
 
@@ -316,7 +316,6 @@ def _strip(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def _propose(
-    role: Any,
     specs: Sequence[RuleSpec],
     current: list[dict[str, Any]],
     uses: dict[Any, RuleUse],

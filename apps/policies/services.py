@@ -152,7 +152,7 @@ def role_create(
 
 
 @transaction.atomic
-def role_update(
+def role_update(  # noqa: C901 - flat guard clauses, one per role field
     *,
     role: Role,
     name: str | None = None,

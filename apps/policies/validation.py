@@ -103,7 +103,7 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
-def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[str, Any]:
+def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[str, Any]:  # noqa: C901 - flat guard clauses, one per rule field, in field order
     from apps.connections.models import Connection
     from apps.providers.registry import UnknownProvider, get_provider
 
@@ -272,7 +272,7 @@ def _clean_action(
     rule["constraints"] = _clean_constraints(raw.get("constraints"), actions, at, errors)
 
 
-def _clean_constraints(
+def _clean_constraints(  # noqa: C901 - flat guard clauses, one per constraint field
     raw: Any, actions: list[Any], at: str, errors: Errors
 ) -> list[dict[str, Any]]:
     if raw in (None, ""):

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views import View
 from django.views.generic import DetailView, TemplateView
+from typing_extensions import override
 
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed, offer_undo
 from apps.core.pagination import KeysetListMixin
@@ -112,6 +113,7 @@ class RoleListView(RoleScopeMixin, KeysetListMixin, TemplateView):
 class RoleCreateView(RoleAdminMixin, TemplateView):
     template_name = "policies/role_form.html"
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return self.render_to_response(self.get_context_data(form=RoleForm()))
 
@@ -137,6 +139,7 @@ class RoleCreateView(RoleAdminMixin, TemplateView):
 class RoleEditView(RoleAdminMixin, TemplateView):
     template_name = "policies/role_form.html"
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
         form = RoleForm(initial={"name": role.name, "description": role.description})
@@ -264,6 +267,7 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         )
         return self.render_to_response(context, status=status)
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return self._render(*self._form())
 
@@ -308,7 +312,7 @@ RESTORE_SESSION_KEY = "policies:removed-rule"
 
 
 class RuleDeleteView(RoleAdminMixin, View):
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
@@ -349,7 +353,7 @@ class RuleDeleteView(RoleAdminMixin, View):
 class RuleRestoreView(RoleAdminMixin, View):
     """Undo of a rule removal: adds back the rule this session removed last (once)."""
 
-    http_method_names = ["post"]
+    http_method_names = ("post",)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
@@ -401,6 +405,7 @@ class RoleDryRunView(RoleScopeMixin, TemplateView):
     template_name = "policies/role_test.html"
     write_role = None
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         context = self.get_context_data(role=self.get_role(), form=dry_run_form(self, None))
         return self.render_to_response(context)
@@ -429,6 +434,7 @@ class RoleSimulateView(RoleScopeMixin, TemplateView):
     required_role = OrgRole.REVIEWER  # the examples come from the audit trail
     write_role = None  # simulating changes nothing; saving checks for admin below
 
+    @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
         document = _yaml(role_document(role)["rules"]) if role.rules.exists() else "[]\n"

@@ -13,13 +13,13 @@ from apps.providers.models import CustomAction, CustomProvider
 
 
 class _ReadOnly:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:  # noqa: ARG002 - shared by ModelAdmin and inlines
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:  # noqa: ARG002 - shared by ModelAdmin and inlines
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:  # noqa: ARG002 - shared by ModelAdmin and inlines
         return False
 
 
@@ -38,4 +38,4 @@ class CustomProviderAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg
     search_fields = ("display_name", "slug", "organization__name")
     readonly_fields = ("created_by", "created_at", "updated_at")
     list_select_related = ("organization",)
-    inlines = [CustomActionInline]
+    inlines = (CustomActionInline,)

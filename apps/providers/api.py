@@ -50,7 +50,7 @@ class CustomActionSerializer(serializers.ModelSerializer[CustomAction]):
 
     class Meta:
         model = CustomAction
-        fields = [
+        fields = (
             "name",
             "full_name",
             "description",
@@ -60,8 +60,8 @@ class CustomActionSerializer(serializers.ModelSerializer[CustomAction]):
             "input_schema",
             "scopes",
             "created_at",
-        ]
-        read_only_fields = ["full_name", "created_at"]
+        )
+        read_only_fields = ("full_name", "created_at")
 
     def get_full_name(self, obj: CustomAction) -> str:
         return f"{obj.provider.key}.{obj.name}"
@@ -75,8 +75,8 @@ class CustomProviderSerializer(serializers.ModelSerializer[CustomProvider]):
     class Meta:
         model = CustomProvider
         # The editable fields are the service's one list; the slug is set at creation.
-        fields = ["key", "slug", *EDITABLE_FIELDS, "actions", "created_at", "updated_at"]
-        read_only_fields = ["key", "actions", "created_at", "updated_at"]
+        fields = ("key", "slug", *EDITABLE_FIELDS, "actions", "created_at", "updated_at")
+        read_only_fields = ("key", "actions", "created_at", "updated_at")
 
 
 class _CustomScope(OrgAPIMixin):
@@ -144,7 +144,7 @@ class CustomProviderDetailAPIView(_CustomScope, APIView):
         summary="One custom provider with its actions",
         responses={200: CustomProviderSerializer, **error_responses(403, 404)},
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         return Response(CustomProviderSerializer(self.get_custom()).data)
 
     @extend_schema(
@@ -219,7 +219,7 @@ class CustomActionListCreateAPIView(_CustomScope, APIView):
         summary="List a custom provider's actions",
         responses={200: CustomActionSerializer(many=True), **error_responses(403, 404)},
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         actions = self.get_custom().actions.order_by("name")
         return Response(CustomActionSerializer(actions, many=True).data)
 
@@ -254,7 +254,7 @@ class CustomActionDetailAPIView(_CustomScope, APIView):
         summary="One action of a custom provider",
         responses={200: CustomActionSerializer, **error_responses(403, 404)},
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         return Response(CustomActionSerializer(self.get_action()).data)
 
     @extend_schema(

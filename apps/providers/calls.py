@@ -113,7 +113,7 @@ def _field_errors(error: ValidationError) -> list[FieldError]:
     return [FieldError(_pointer(base), message)]
 
 
-def validate_input(action: Action, input: Any) -> list[FieldError]:  # noqa: A002
+def validate_input(action: Action, input: Any) -> list[FieldError]:
     """Field-level errors of `input` against the action's JSON Schema; [] when valid."""
     if not isinstance(input, dict):
         return [FieldError("", "The input must be a JSON object.")]
@@ -199,7 +199,7 @@ _MISSING = object()
 def build_request(
     provider: Provider,
     action: Action,
-    input: dict[str, Any],  # noqa: A002
+    input: dict[str, Any],
     *,
     base_url_params: dict[str, Any] | None = None,
 ) -> PreparedCall:

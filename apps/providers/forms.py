@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 
@@ -49,7 +49,7 @@ class CustomProviderForm(forms.ModelForm):
 
     class Meta:
         model = CustomProvider
-        fields = [
+        fields = (
             "display_name",
             "slug",
             "description",
@@ -64,15 +64,15 @@ class CustomProviderForm(forms.ModelForm):
             "placement",
             "header_name",
             "header_prefix",
-        ]
-        widgets = {
+        )
+        widgets: ClassVar[dict[str, Any]] = {
             "api_base_url": forms.URLInput(attrs={"placeholder": "https://api.example.com/v1"}),
             "authorize_url": forms.URLInput(),
             "token_url": forms.URLInput(),
             "revocation_url": forms.URLInput(),
             "userinfo_url": forms.URLInput(),
         }
-        help_texts = {
+        help_texts: ClassVar[dict[str, str]] = {
             "authorize_url": "Required for OAuth 2.0.",
             "token_url": "Required for OAuth 2.0.",
             "header_name": "Used only with the custom-header placement.",
@@ -135,8 +135,8 @@ class CustomActionForm(forms.ModelForm):
 
     class Meta:
         model = CustomAction
-        fields = ["name", "description", "action_class", "method", "path", "input_schema", "scopes"]
-        widgets = {
+        fields = ("name", "description", "action_class", "method", "path", "input_schema", "scopes")
+        widgets: ClassVar[dict[str, Any]] = {
             "description": forms.Textarea(attrs={"rows": 3}),
             "path": forms.TextInput(attrs={"placeholder": "/items/{item_id}"}),
         }

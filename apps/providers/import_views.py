@@ -57,7 +57,7 @@ class OpenAPIImportView(_CustomProviderMixin, View):
     """GET: the source form. POST with a document: the review page. POST of the review
     page (it carries the formset): save the chosen operations, all or none."""
 
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def get(self, _request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return self._source_page(OpenAPISourceForm())
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

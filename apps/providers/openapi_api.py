@@ -92,7 +92,7 @@ class OpenAPIImportAPIView(OrgAPIMixin, APIView):
             **error_responses(400, 403, 404),
         },
     )
-    def post(self, request: Request, org_slug: str, provider_slug: str) -> Response:
+    def post(self, request: Request, org_slug: str, provider_slug: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         custom = get_object_or_404(self.scope_queryset(), slug=provider_slug)
         params = OpenAPIImportRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)

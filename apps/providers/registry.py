@@ -54,10 +54,10 @@ if TYPE_CHECKING:
     from apps.organizations.models import Organization
 
 __all__ = [
+    "OVERRIDABLE_FIELDS",
     "BaseURLParamError",
     "FieldError",
     "InvalidInput",
-    "OVERRIDABLE_FIELDS",
     "PreparedCall",
     "UnknownAction",
     "UnknownProvider",

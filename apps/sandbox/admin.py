@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import get_application_model
+from typing_extensions import override
 
 from apps.sandbox.models import Project, SandboxApiKey, Task
 
@@ -15,6 +16,7 @@ class SandboxApplicationAdmin(ApplicationAdmin):
 
     exclude = ("client_secret",)
 
+    @override
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -52,6 +54,7 @@ class SandboxApiKeyAdmin(admin.ModelAdmin):
     def masked(self, obj: SandboxApiKey) -> str:
         return f"sbx_…{obj.last4}"
 
+    @override
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Keys are created on the Sandbox page, where the plaintext is shown once.
         return False

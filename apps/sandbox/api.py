@@ -177,7 +177,7 @@ class _Validator:
 
 
 class MeView(SandboxAPIView):
-    def get(self, request: HttpRequest) -> HttpResponse:
+    def get(self, _request: HttpRequest) -> HttpResponse:
         user = self.caller.user
         return JsonResponse(
             {"id": user.pk, "username": user.get_username(), "email": getattr(user, "email", "")}
@@ -185,7 +185,7 @@ class MeView(SandboxAPIView):
 
 
 class ProjectListView(SandboxAPIView):
-    def get(self, request: HttpRequest) -> HttpResponse:
+    def get(self, _request: HttpRequest) -> HttpResponse:
         projects = Project.objects.filter(owner=self.caller.user)
         return JsonResponse({"projects": [p.as_json() for p in projects]})
 
@@ -225,7 +225,7 @@ class TaskListView(SandboxAPIView):
 
 
 class TaskDetailView(SandboxAPIView):
-    def get(self, request: HttpRequest, task_id: int) -> HttpResponse:
+    def get(self, _request: HttpRequest, task_id: int) -> HttpResponse:
         return JsonResponse(self.own_task(task_id).as_json())
 
     def patch(self, request: HttpRequest, task_id: int) -> HttpResponse:
@@ -244,7 +244,7 @@ class TaskDetailView(SandboxAPIView):
         task = services.sandbox_task_update(task=task, changes=changes)
         return JsonResponse(task.as_json())
 
-    def delete(self, request: HttpRequest, task_id: int) -> HttpResponse:
+    def delete(self, _request: HttpRequest, task_id: int) -> HttpResponse:
         services.sandbox_task_delete(task=self.own_task(task_id))
         return HttpResponse(status=204)
 
@@ -252,7 +252,7 @@ class TaskDetailView(SandboxAPIView):
 class NotFoundView(SandboxAPIView):
     """Unknown API paths still answer in the Sandbox's JSON shape."""
 
-    def get(self, request: HttpRequest, rest: str) -> HttpResponse:
+    def get(self, _request: HttpRequest, rest: str) -> HttpResponse:
         raise SandboxAPIError(404, "not_found", f"No API endpoint at /{rest}.")
 
     post = patch = delete = get

@@ -41,7 +41,7 @@ def sandbox_client_register(
     """Register an OAuth client (authorization code + PKCE) and return
     (client_id, client_secret). The secret is returned only here: DOT stores a
     hash of it on save. A public client gets an empty secret."""
-    Application = get_application_model()  # noqa: N806
+    Application = get_application_model()
     client_secret = generate_client_secret() if confidential else ""
     application = Application(
         name=name,

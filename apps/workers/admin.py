@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from typing_extensions import override
 
 from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_revoke, worker_disable
@@ -49,11 +50,13 @@ class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "created_by",
         "created_at",
     )
-    actions = ["disable_workers"]
+    actions = ("disable_workers",)
 
+    @override
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # workers are created in the dashboard or API (audited there)
 
+    @override
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -80,11 +83,13 @@ class WorkerTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("public_id", "worker__name", "organization__slug")
     fields = TOKEN_FIELDS
     readonly_fields = TOKEN_FIELDS
-    actions = ["revoke_tokens"]
+    actions = ("revoke_tokens",)
 
+    @override
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    @override
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -35,8 +35,8 @@ WHOAMI_EXAMPLE = {
 class WhoAmIView(APIView):
     """Who this token is: worker, organization, role, expiry, and what the role allows."""
 
-    authentication_classes = [WorkerTokenAuthentication]
-    permission_classes = [IsAuthenticated]
+    authentication_classes = (WorkerTokenAuthentication,)
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(
         operation_id="agent_whoami",

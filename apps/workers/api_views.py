@@ -246,7 +246,7 @@ class _TokenScoped(_WorkerScoped):
 
 class WorkerTokenDetailAPIView(_TokenScoped, APIView):
     @extend_schema(tags=["tokens"], summary="Read a token", responses=WorkerTokenSerializer)
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, _request: Request, **kwargs: Any) -> Response:
         return Response(WorkerTokenSerializer(self.get_token()).data)
 
 

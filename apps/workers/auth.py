@@ -24,6 +24,7 @@ from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
+from typing_extensions import override
 
 from apps.audit.services import client_ip
 from apps.core.api import APIError
@@ -193,6 +194,7 @@ def _www_authenticate(code: str) -> str:
 class WorkerTokenAuthentication(BaseAuthentication):
     """For the agent API only. Views opt in with `authentication_classes`."""
 
+    @override
     def authenticate_header(self, request: Request) -> str:
         return _www_authenticate("token_missing")
 

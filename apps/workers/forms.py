@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -24,12 +24,12 @@ OVERLAP_LABELS = {
 class WorkerForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Worker
-        fields = ["name", "description", "owner", "default_role"]
-        help_texts = {
+        fields = ("name", "description", "owner", "default_role")
+        help_texts: ClassVar[dict[str, str]] = {
             "name": "Lowercase letters, digits and dashes, e.g. support-triage-bot.",
             "description": "What this agent does, so reviewers recognise it in the audit log.",
         }
-        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+        widgets: ClassVar[dict[str, Any]] = {"description": forms.Textarea(attrs={"rows": 3})}
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -85,6 +85,6 @@ def release() -> None:
     session is closed, which releases every session lock."""
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {RELEASE_SQL}")  # noqa: S608 - a constant
+            cursor.execute(f"SELECT {RELEASE_SQL}")  # a constant
     except Exception:
         connection.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from typing_extensions import override
 
 
 class PersonalTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
@@ -15,6 +16,7 @@ class PersonalTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-un
     target_class = "apps.accounts.auth.PersonalTokenAuthentication"
     name = "personalToken"
 
+    @override
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return {
             "type": "http",

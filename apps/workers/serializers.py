@@ -48,7 +48,7 @@ class WorkerSerializer(serializers.ModelSerializer[Worker]):
 
     class Meta:
         model = Worker
-        fields = [
+        fields = (
             "id",
             "name",
             "description",
@@ -59,10 +59,10 @@ class WorkerSerializer(serializers.ModelSerializer[Worker]):
             "owner_email",
             "created_by_email",
             "created_at",
-        ]
-        read_only_fields = ["id", "status", "created_at"]
+        )
+        read_only_fields = ("id", "status", "created_at")
         # Uniqueness per org is checked by the service (the org is not a field).
-        validators: list[Any] = []
+        validators: tuple[Any, ...] = ()
 
 
 class WorkerTokenSerializer(serializers.ModelSerializer[WorkerToken]):
@@ -79,7 +79,7 @@ class WorkerTokenSerializer(serializers.ModelSerializer[WorkerToken]):
 
     class Meta:
         model = WorkerToken
-        fields = [
+        fields: tuple[str, ...] = (
             "id",
             "worker",
             "worker_name",
@@ -95,7 +95,7 @@ class WorkerTokenSerializer(serializers.ModelSerializer[WorkerToken]):
             "rolled_from",
             "last_used_at",
             "last_used_ip",
-        ]
+        )
         read_only_fields = fields
 
 
@@ -109,7 +109,7 @@ class MintedTokenSerializer(WorkerTokenSerializer):
     )
 
     class Meta(WorkerTokenSerializer.Meta):
-        fields = ["token", *WorkerTokenSerializer.Meta.fields]
+        fields = ("token", *WorkerTokenSerializer.Meta.fields)
         read_only_fields = fields
 
 

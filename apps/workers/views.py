@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views import View
 from django.views.generic import DetailView, FormView, TemplateView
+from typing_extensions import override
 
 from apps.audit.selectors import recent_calls
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed, offer_undo
@@ -159,6 +160,7 @@ class WorkerDetailView(_WorkerObject, DetailView):
     template_name = "workers/detail.html"
     context_object_name = "worker"
 
+    @override
     def get_object(self, queryset: QuerySet[Any] | None = None) -> Worker:
         return self.get_worker()
 
@@ -225,7 +227,7 @@ class _WorkerAction(_WorkerObject, View):
     def get_context_data_for_confirm(self, worker: Worker) -> dict[str, Any]:
         return {"organization": self.organization, "membership": self.membership, "worker": worker}
 
-    def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
+    def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:  # noqa: ARG002 - the default; overrides use both
         return None
 
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
@@ -290,6 +292,7 @@ class TokenRevokeView(_WorkerAction):
     def _token(self, worker: Worker) -> WorkerToken:
         return get_object_or_404(worker.tokens, public_id=self.kwargs["token_id"])
 
+    @override
     def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
         token = self._token(worker)
         calls = recent_calls(self.organization, token_id=token.public_id)
@@ -319,6 +322,7 @@ def _worker_stops(worker: Worker) -> str:
 
 
 class WorkerRevokeAllView(_WorkerAction):
+    @override
     def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
         return Confirmation(
             title=f"Revoke every token of {worker.name}?",
@@ -336,6 +340,7 @@ class WorkerRevokeAllView(_WorkerAction):
 
 
 class WorkerDisableView(_WorkerAction):
+    @override
     def confirmation(self, request: HttpRequest, worker: Worker) -> Confirmation | None:
         return Confirmation(
             title=f"Disable {worker.name}?",

@@ -20,8 +20,8 @@ _UPSTREAM = os.environ.get("BENCH_ANCHOR_UPSTREAM", "http://127.0.0.1:1/")
 
 
 class MinimalBroker(APIView):
-    authentication_classes: list[type] = []
-    permission_classes: list[type] = []
+    authentication_classes = ()
+    permission_classes = ()
 
     def post(self, request: Request) -> HttpResponse:
         raw = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ")

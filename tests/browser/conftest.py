@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
+from pytest_django.live_server_helper import LiveServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-def _session_cookie(user) -> str:
+def _session_cookie(user: Any) -> str:
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.save()
+    assert session.session_key is not None
     return session.session_key
 
 
 @pytest.fixture
-def open_as(live_server):
+def open_as(live_server: LiveServer) -> Iterator[Any]:
     """`open_as(user, width=1280)` → a Playwright page logged in as `user`. Call it
     after the test's own database setup (Playwright's loop changes the thread's
     connection context)."""
@@ -30,7 +35,7 @@ def open_as(live_server):
 
     state: dict = {}
 
-    def open_page(user, width: int = 1280):
+    def open_page(user: Any, width: int = 1280) -> Any:
         cookie = _session_cookie(user)
         if "browser" not in state:
             state["pw"] = sync_playwright().start()

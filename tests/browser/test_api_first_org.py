@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from django.db import connections
 from django.test import override_settings
+from pytest_django.live_server_helper import LiveServer
 
 from apps.sandbox.services import sandbox_client_register
 from tests.browser.test_signup_invite_flow import CHROMIUM_ARGS, confirm_email, sign_up
@@ -27,7 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def chromium():
+def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -46,13 +49,15 @@ def ok(response: httpx.Response, status: int = 200) -> dict:
     return response.json()
 
 
-def test_new_org_to_first_brokered_call_with_the_api_and_one_consent(chromium, live_server):
+def test_new_org_to_first_brokered_call_with_the_api_and_one_consent(
+    chromium: Any, live_server: LiveServer
+) -> None:
     base = live_server.url
     with override_settings(GRANTRY_BASE_URL=base, GRANTRY_SANDBOX_URL=""):
         run(chromium, base)
 
 
-def run(browser, base: str) -> None:
+def run(browser: Any, base: str) -> None:
     # 1. A person signs up, verifies the email and lands in the new organization.
     page = browser.new_context().new_page()
     sign_up(page, base, "ada@analytical.test", "Analytical Engines")
@@ -90,7 +95,8 @@ def run(browser, base: str) -> None:
             json={"client_id": client_id, "client_secret": client_secret},
         )
     )
-    assert app["has_client_secret"] is True and client_secret not in str(app)
+    assert app["has_client_secret"] is True
+    assert client_secret not in str(app)
 
     # 4. Start the OAuth connect with the API; the one consent happens in the browser.
     start = ok(
@@ -146,7 +152,8 @@ def run(browser, base: str) -> None:
         base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {worker_token}"}, timeout=30
     )
     call = ok(agent.post("/actions/sandbox.list_projects/execute", json={"input": {}}))
-    assert call["status"] == 200 and "projects" in call["body"]
+    assert call["status"] == 200
+    assert "projects" in call["body"]
     refused = agent.post("/actions/sandbox.create_project/execute", json={"input": {"name": "x"}})
     assert refused.status_code == 403
 

@@ -3,8 +3,13 @@ names what stops working, then Undo where it can be undone (issue 13, #10)."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from django.contrib.auth.models import User
+from pytest_django.live_server_helper import LiveServer
+
+from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.workers.models import Worker
 from apps.workers.services import token_mint, worker_create
@@ -12,7 +17,9 @@ from apps.workers.services import token_mint, worker_create
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_disable_worker_confirm_then_undo(open_as, live_server, org, admin):
+def test_disable_worker_confirm_then_undo(
+    open_as: Any, live_server: LiveServer, org: Organization, admin: User
+) -> None:
     role = Role.objects.create(organization=org, name="reader")
     worker = worker_create(
         organization=org, name="demo-agent", default_role=role, owner=admin, created_by=admin
@@ -20,8 +27,13 @@ def test_disable_worker_confirm_then_undo(open_as, live_server, org, admin):
     token_mint(worker=worker, created_by=admin)
     token_mint(worker=worker, created_by=admin)
     page = open_as(admin)
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.goto(f"{live_server.url}/o/{org.slug}/workers/{worker.pk}/")
     page.get_by_role("button", name="Disable worker").click()
     page.wait_for_load_state()
@@ -38,7 +50,9 @@ def test_disable_worker_confirm_then_undo(open_as, live_server, org, admin):
     assert dialogs == []  # never a browser confirm()
 
 
-def test_cancel_leaves_everything_as_it_was(open_as, live_server, org, admin):
+def test_cancel_leaves_everything_as_it_was(
+    open_as: Any, live_server: LiveServer, org: Organization, admin: User
+) -> None:
     role = Role.objects.create(organization=org, name="reader")
     worker = worker_create(
         organization=org, name="demo-agent", default_role=role, owner=admin, created_by=admin

@@ -5,10 +5,13 @@ opened (another browser) sees the invitation waiting with an Accept button, not
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from pytest_django.live_server_helper import LiveServer
 
-from apps.organizations.models import Membership
+from apps.organizations.models import Membership, Organization
 from apps.organizations.services import invitation_create
 from tests.browser.test_signup_invite_flow import PASSWORD, confirm_email, link_from_last_email
 
@@ -16,8 +19,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_invitee_verifying_in_another_browser_accepts_from_the_landing_page(
-    open_as, live_server, org, owner
-):
+    open_as: Any, live_server: LiveServer, org: Organization, owner: User
+) -> None:
     invitation_create(
         organization=org,
         email="bob@acme.test",

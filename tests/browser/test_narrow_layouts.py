@@ -3,20 +3,27 @@ table shows Decision and Outcome (issue 13, #12). Also: the charts fit the scree
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
+from pytest_django.live_server_helper import LiveServer
 
 from apps.audit.tests.helpers import broker_event
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 WIDTH = 390
 
 
-def _page_width(page) -> int:
+def _page_width(page: Any) -> int:
     return page.evaluate("document.documentElement.scrollWidth")
 
 
-def test_phone_width_layouts(open_as, live_server, org, owner):
+def test_phone_width_layouts(
+    open_as: Any, live_server: LiveServer, org: Organization, owner: User
+) -> None:
     for i in range(3):
         Connection.objects.create(
             organization=org,
@@ -39,11 +46,14 @@ def test_phone_width_layouts(open_as, live_server, org, owner):
     for label in ("Decision", "Outcome"):
         cell = page.locator(f'td[data-label="{label}"]').first
         box = cell.bounding_box()
-        assert cell.is_visible() and box is not None, label
-        assert 0 <= box["x"] and box["x"] + box["width"] <= WIDTH, (label, box)
+        assert cell.is_visible(), label
+        assert box is not None, label
+        assert box["x"] >= 0, (label, box)
+        assert box["x"] + box["width"] <= WIDTH, (label, box)
     assert "Denied" in page.locator('td[data-label="Decision"]').first.inner_text()
 
     page.goto(f"{base}/o/{org.slug}/audit/charts/")
     svg = page.locator("svg.chart").first.bounding_box()
-    assert svg is not None and svg["width"] <= WIDTH
+    assert svg is not None
+    assert svg["width"] <= WIDTH
     assert _page_width(page) <= WIDTH

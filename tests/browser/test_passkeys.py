@@ -6,11 +6,16 @@ passkey alone."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
+from django.contrib.auth.models import User
 from django.db import connections
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from apps.audit.models import AuditEvent
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -22,7 +27,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture
-def browser():
+def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -37,7 +42,7 @@ def browser():
 
 
 @pytest.fixture
-def member_of_strict_org(settings):
+def member_of_strict_org(settings: Settings) -> User:
     # live_server is http://localhost: a secure context for the browser, but fido2
     # checks for https unless told otherwise.
     settings.MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = True
@@ -52,7 +57,7 @@ def member_of_strict_org(settings):
     return user
 
 
-def add_virtual_authenticator(context, page) -> tuple[object, str]:
+def add_virtual_authenticator(context: Any, page: Any) -> tuple[Any, str]:
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
     added = cdp.send(
@@ -72,8 +77,8 @@ def add_virtual_authenticator(context, page) -> tuple[object, str]:
 
 
 def test_required_mfa_then_passkey_setup_and_passkey_login(
-    browser, live_server, member_of_strict_org
-):
+    browser: Any, live_server: LiveServer, member_of_strict_org: User
+) -> None:
     base = live_server.url.replace("127.0.0.1", "localhost")
     context = browser.new_context()
     page = context.new_page()
@@ -111,10 +116,8 @@ def test_required_mfa_then_passkey_setup_and_passkey_login(
     assert key.wrap().is_passwordless is True  # a discoverable credential (passkey)
     assert key.wrap().name == "Laptop passkey"
     credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
-    assert (
-        len(credentials["credentials"]) == 1
-        and credentials["credentials"][0]["isResidentCredential"]
-    )
+    assert len(credentials["credentials"]) == 1
+    assert credentials["credentials"][0]["isResidentCredential"]
     assert AuditEvent.objects.filter(action="auth.mfa_enabled").exists()
 
     # 3. The dashboard opens now.

@@ -9,10 +9,13 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 
@@ -44,14 +47,14 @@ def run_curl(command: str, base: str, token: str) -> tuple[int, dict]:
     args = re.findall(r"'[^']*'|\"[^\"]*\"|\S+", line)
     args = [a[1:-1] if a[:1] in "'\"" else a for a in args]
     assert args[0] == "curl", line
-    out = subprocess.run(  # noqa: S603 - a fixed binary with arguments from our own README
+    out = subprocess.run(  # a fixed binary with arguments from our own README
         [*args, "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     body, _, status = out.rpartition("\n")
     return int(status), json.loads(body or "{}")
 
 
-def log_in(page, base: str, email: str) -> None:
+def log_in(page: Any, base: str, email: str) -> None:
     page.goto(f"{base}/accounts/login/")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
@@ -59,7 +62,7 @@ def log_in(page, base: str, email: str) -> None:
     page.wait_for_load_state()
 
 
-def test_the_readme_tour_as_written(live_server, settings):
+def test_the_readme_tour_as_written(live_server: LiveServer, settings: Settings) -> None:
     from playwright.sync_api import sync_playwright
 
     base = live_server.url
@@ -101,11 +104,13 @@ def test_the_readme_tour_as_written(live_server, settings):
 
         # 3. The README's curl lines: whoami 200, a read 200, a refused write 403.
         status, body = run_curl(commands[0], base, token)
-        assert status == 200 and body["worker"]["name"] == "demo-agent", body
+        assert status == 200, body
+        assert body["worker"]["name"] == "demo-agent", body
         status, body = run_curl(commands[1], base, token)
         assert status == 200, body
         status, body = run_curl(commands[2], base, token)
-        assert status == 403 and body["error"]["code"] == "denied", body
+        assert status == 403, body
+        assert body["error"]["code"] == "denied", body
 
         # 4. Roles → the demo role: rules in plain words, YAML/JSON view, Test a call.
         owner.get_by_role("navigation", name="Organization").get_by_role(
@@ -113,7 +118,8 @@ def test_the_readme_tour_as_written(live_server, settings):
         ).click()
         owner.get_by_role("link", name="sandbox-read-and-create-tasks").click()
         main = owner.locator("main").inner_text()
-        assert "on connection 'sandbox-demo'" in main and "Test a call" in main
+        assert "on connection 'sandbox-demo'" in main
+        assert "Test a call" in main
         assert owner.get_by_role("link", name="View as YAML / JSON").is_visible()
 
         # 5. The reviewer filters on the worker and decision=denied, opens an event, exports.

@@ -6,11 +6,14 @@ Members read-only, and a forged role-change POST gets 403."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
 from django.db import connections
+from pytest_django.live_server_helper import LiveServer
 
 from apps.organizations.models import Membership, OrgRole
 
@@ -21,7 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture
-def browser():
+def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -41,12 +44,12 @@ def link_from_last_email(pattern: str, to: str) -> str:
     """The path of the first link matching `pattern` in the newest email to `to`."""
     messages = [m for m in mail.outbox if to in m.to]
     assert messages, f"no email to {to}"
-    urls = [u for u in re.findall(r"https?://\S+", messages[-1].body) if pattern in u]
+    urls = [u for u in re.findall(r"https?://\S+", str(messages[-1].body)) if pattern in u]
     assert urls, messages[-1].body
     return urlsplit(urls[0]).path
 
 
-def sign_up(page, base: str, email: str, org_name: str = "") -> None:
+def sign_up(page: Any, base: str, email: str, org_name: str = "") -> None:
     page.goto(f"{base}/accounts/signup/")
     page.get_by_label("Email").fill(email)
     if org_name:
@@ -57,14 +60,16 @@ def sign_up(page, base: str, email: str, org_name: str = "") -> None:
     page.wait_for_load_state()
 
 
-def confirm_email(page, base: str, email: str) -> None:
+def confirm_email(page: Any, base: str, email: str) -> None:
     path = link_from_last_email("/accounts/confirm-email/", email)
     page.goto(base + path)
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_load_state()
 
 
-def test_signup_verify_invite_accept_reviewer_is_read_only(browser, live_server):
+def test_signup_verify_invite_accept_reviewer_is_read_only(
+    browser: Any, live_server: LiveServer
+) -> None:
     base = live_server.url
 
     # 1. Alice signs up and creates "Wonderland".

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress, EmailConfirmationHMAC
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +23,7 @@ pytestmark = pytest.mark.django_db
 GRANTRY_LAYOUT = 'class="topbar"'
 
 
-def assert_grantry_page(response, *expected: str) -> str:
+def assert_grantry_page(response: Any, *expected: str) -> str:
     assert response.status_code == 200, response.status_code
     html = response.content.decode()
     assert GRANTRY_LAYOUT in html
@@ -30,7 +33,7 @@ def assert_grantry_page(response, *expected: str) -> str:
     return html
 
 
-def login(client, email, password=PASSWORD):
+def login(client: Any, email: Any, password: Any = PASSWORD) -> Any:
     response = client.post(reverse("account_login"), {"login": email, "password": password})
     assert response.status_code == 302, response.content.decode()[:2000]
     return response
@@ -48,12 +51,12 @@ def login(client, email, password=PASSWORD):
         ("account_inactive", "<h1"),
     ],
 )
-def test_public_allauth_pages_render(client, url_name, expected):
+def test_public_allauth_pages_render(client: Client, url_name: str, expected: str) -> None:
     html = assert_grantry_page(client.get(reverse(url_name)), expected)
     assert 'class="entrance"' in html
 
 
-def test_signup_form_shows_field_errors_with_labels(client):
+def test_signup_form_shows_field_errors_with_labels(client: Client) -> None:
     response = client.post(
         reverse("account_signup"),
         {"email": "not-an-email", "password1": "short", "password2": "other"},
@@ -65,14 +68,16 @@ def test_signup_form_shows_field_errors_with_labels(client):
     assert 'aria-invalid="true"' in html or "field-error" in html
 
 
-def test_email_confirmation_page_renders(client):
+def test_email_confirmation_page_renders(client: Client) -> None:
     user = UserFactory(verified=False)
     address = EmailAddress.objects.create(user=user, email=user.email, primary=True)
     key = EmailConfirmationHMAC(address).key
     assert_grantry_page(client.get(reverse("account_confirm_email", args=[key])), user.email)
 
 
-def test_password_reset_flow_pages_render_and_reset_is_audited(client, org):
+def test_password_reset_flow_pages_render_and_reset_is_audited(
+    client: Client, org: Organization
+) -> None:
     from apps.organizations.models import Membership
 
     user = UserFactory(email="forgetful@example.test")
@@ -80,7 +85,9 @@ def test_password_reset_flow_pages_render_and_reset_is_audited(client, org):
     response = client.post(reverse("account_reset_password"), {"email": user.email})
     assert response.status_code == 302
     assert len(mail.outbox) == 1
-    link = re.search(r"https?://[^/\s]+(/accounts/password/reset/key/\S+/)", mail.outbox[0].body)
+    link = re.search(
+        r"https?://[^/\s]+(/accounts/password/reset/key/\S+/)", str(mail.outbox[0].body)
+    )
     assert link, mail.outbox[0].body
     response = client.get(link.group(1), follow=True)  # allauth moves the key into the session
     assert_grantry_page(response, 'for="id_password1"')
@@ -97,7 +104,7 @@ def test_password_reset_flow_pages_render_and_reset_is_audited(client, org):
     assert new_password not in str(event.metadata)
 
 
-def test_manage_pages_render_for_logged_in_user(client):
+def test_manage_pages_render_for_logged_in_user(client: Client) -> None:
     user = UserFactory(email="pages@example.test")
     login(client, user.email)
     for name, text in [
@@ -111,15 +118,15 @@ def test_manage_pages_render_for_logged_in_user(client):
             assert 'class="subnav"' in html
 
 
-def test_mfa_totp_activate_recovery_codes_deactivate_and_authenticate(client):
+def test_mfa_totp_activate_recovery_codes_deactivate_and_authenticate(client: Client) -> None:
     user = UserFactory(email="mfa@example.test")
     login(client, user.email)
 
     response = client.get(reverse("mfa_activate_totp"))
-    if response.status_code == 302 and "reauthenticate" in response.url:
+    if response.status_code == 302 and "reauthenticate" in response["Location"]:
         # allauth asks for the password again before changing MFA: that page too.
-        assert_grantry_page(client.get(response.url), 'for="id_password"')
-        response = client.post(response.url, {"password": PASSWORD})
+        assert_grantry_page(client.get(response["Location"]), 'for="id_password"')
+        response = client.post(response["Location"], {"password": PASSWORD})
         assert response.status_code == 302
         response = client.get(reverse("mfa_activate_totp"))
     html = assert_grantry_page(response, 'for="id_code"')
@@ -144,7 +151,8 @@ def test_mfa_totp_activate_recovery_codes_deactivate_and_authenticate(client):
     response = client.post(reverse("mfa_authenticate"), {"code": wrong})
     assert response.status_code == 200  # wrong code: the form again, with an error
     failed = AuditEvent.objects.get(action="auth.mfa_failed", actor_id=str(user.pk))
-    assert failed.outcome == "failure" and wrong not in str(failed.metadata)
+    assert failed.outcome == "failure"
+    assert wrong not in str(failed.metadata)
 
     # In with a recovery code (the TOTP code of this period was used already),
     # then deactivate: audited.
@@ -156,8 +164,8 @@ def test_mfa_totp_activate_recovery_codes_deactivate_and_authenticate(client):
     assert response.status_code == 302
     response = client.post(reverse("mfa_deactivate_totp"))
     assert response.status_code == 302
-    if "reauthenticate" in response.url:
+    if "reauthenticate" in response["Location"]:
         # allauth replays the deactivation once the password is confirmed.
-        assert client.post(response.url, {"password": PASSWORD}).status_code == 302
+        assert client.post(response["Location"], {"password": PASSWORD}).status_code == 302
     assert not Authenticator.objects.filter(user=user, type="totp").exists()
     assert AuditEvent.objects.filter(action="auth.mfa_disabled", actor_id=str(user.pk)).exists()

@@ -4,10 +4,13 @@ account events land in the audit trail of every org the person belongs to."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
+from django.contrib.auth.models import User
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
@@ -20,7 +23,7 @@ pytestmark = pytest.mark.django_db
 NEW_PASSWORD = "plenty-long-passphrase-7"
 
 
-def signup(client, email, org_name=""):
+def signup(client: Any, email: Any, org_name: str = "") -> Any:
     return client.post(
         reverse("account_signup"),
         {
@@ -32,14 +35,14 @@ def signup(client, email, org_name=""):
     )
 
 
-def confirm_from_outbox(client):
+def confirm_from_outbox(client: Any) -> Any:
     body = mail.outbox[-1].body
-    match = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^/\s]+/)", body)
+    match = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^/\s]+/)", str(body))
     assert match, body
     return client.post(match.group(1))
 
 
-def test_signup_creates_org_with_owner_and_audits(client):
+def test_signup_creates_org_with_owner_and_audits(client: Client) -> None:
     response = signup(client, "grace@navy.test", "Compilers Ltd")
     assert response.status_code == 302
     org = Organization.objects.get(name="Compilers Ltd")
@@ -56,12 +59,12 @@ def test_signup_creates_org_with_owner_and_audits(client):
     assert response.request["PATH_INFO"] == f"/o/{org.slug}/"
 
 
-def test_signup_without_org_name_derives_it_from_the_domain(client):
+def test_signup_without_org_name_derives_it_from_the_domain(client: Client) -> None:
     signup(client, "linus@kernel-hackers.test")
     assert Organization.objects.get().name == "Kernel Hackers"
 
 
-def test_signup_with_bad_input_writes_nothing(client):
+def test_signup_with_bad_input_writes_nothing(client: Client) -> None:
     response = client.post(
         reverse("account_signup"),
         {"email": "x@y.test", "organization_name": "A" * 200, "password1": "a", "password2": "b"},
@@ -72,7 +75,9 @@ def test_signup_with_bad_input_writes_nothing(client):
     assert not AuditEvent.objects.filter(action="org.created").exists()
 
 
-def test_signup_through_invitation_joins_the_inviting_org(client, org, owner):
+def test_signup_through_invitation_joins_the_inviting_org(
+    client: Client, org: Organization, owner: User
+) -> None:
     issued = services.invitation_create(
         organization=org,
         email="invitee@example.test",
@@ -97,7 +102,9 @@ def test_signup_through_invitation_joins_the_inviting_org(client, org, owner):
     assert (membership.organization, membership.role) == (org, OrgRole.REVIEWER)
 
 
-def test_signup_with_another_email_than_invited_creates_own_org(client, org, owner):
+def test_signup_with_another_email_than_invited_creates_own_org(
+    client: Client, org: Organization, owner: User
+) -> None:
     issued = services.invitation_create(
         organization=org,
         email="invitee@example.test",
@@ -110,7 +117,7 @@ def test_signup_with_another_email_than_invited_creates_own_org(client, org, own
     assert not Membership.objects.filter(organization=org, user__email="someone-else@other.test")
 
 
-def test_login_logout_are_audited_in_every_org_of_the_user(client):
+def test_login_logout_are_audited_in_every_org_of_the_user(client: Client) -> None:
     user = UserFactory(email="multi@example.test")
     orgs = [OrganizationFactory(), OrganizationFactory()]
     for o in orgs:
@@ -130,7 +137,9 @@ def test_login_logout_are_audited_in_every_org_of_the_user(client):
     assert login_event.ip == "127.0.0.1"
 
 
-def test_failed_login_records_email_never_password(client, org, owner):
+def test_failed_login_records_email_never_password(
+    client: Client, org: Organization, owner: User
+) -> None:
     wrong = "definitely-not-the-password"
     response = client.post(reverse("account_login"), {"login": owner.email, "password": wrong})
     assert response.status_code == 200
@@ -146,14 +155,14 @@ def test_failed_login_records_email_never_password(client, org, owner):
         assert wrong not in str(e.metadata) + e.target_label + e.actor_label + e.reason
 
 
-def test_password_change_is_audited(client, org, owner):
+def test_password_change_is_audited(client: Client, org: Organization, owner: User) -> None:
     client.post(reverse("account_login"), {"login": owner.email, "password": PASSWORD})
     response = client.post(
         reverse("account_change_password"),
         {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
     )
-    if response.status_code == 302 and "reauthenticate" in response.url:
-        client.post(response.url, {"password": PASSWORD})
+    if response.status_code == 302 and "reauthenticate" in response["Location"]:
+        client.post(response["Location"], {"password": PASSWORD})
         response = client.post(
             reverse("account_change_password"),
             {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
@@ -162,13 +171,15 @@ def test_password_change_is_audited(client, org, owner):
     assert AuditEvent.objects.filter(action="auth.password_changed", organization=org).exists()
 
 
-def test_email_added_and_removed_are_audited(client, org, owner):
+def test_email_added_and_removed_are_audited(
+    client: Client, org: Organization, owner: User
+) -> None:
     client.post(reverse("account_login"), {"login": owner.email, "password": PASSWORD})
     url = reverse("account_email")
     response = client.post(url, {"action_add": "", "email": "second@acme.test"})
-    if response.status_code == 302 and "reauthenticate" in response.url:
+    if response.status_code == 302 and "reauthenticate" in response["Location"]:
         # allauth replays the add once the password is confirmed.
-        client.post(response.url, {"password": PASSWORD})
+        client.post(response["Location"], {"password": PASSWORD})
     assert EmailAddress.objects.filter(user=owner, email="second@acme.test").exists()
     client.post(url, {"action_remove": "", "email": "second@acme.test"})
     assert not EmailAddress.objects.filter(user=owner, email="second@acme.test").exists()

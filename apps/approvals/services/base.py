@@ -150,10 +150,7 @@ class ApprovalGate:
 
 
 def approver_words(approval: Approval | None = None, labels: list[str] | None = None) -> str:
-    if labels:
-        who = " or ".join(labels)
-    else:
-        who = "an admin or owner"
+    who = " or ".join(labels) if labels else "an admin or owner"
     if approval is not None and approval.approvals_needed > 1:
         return f"{approval.approvals_needed} different approvers ({who})"
     return who

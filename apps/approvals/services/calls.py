@@ -60,7 +60,7 @@ def approval_request(
     binding: ApprovalBinding,
     decision: Any,
     connection_name: str = "",
-    input: Any = None,  # noqa: A002 - the agent API's word
+    input: Any = None,  # the agent API's word
     reason: str = "",
     idempotency_key: str = "",
     request_id: str = "",
@@ -198,7 +198,7 @@ def _find(binding: ApprovalBinding, approval_id: str, idempotency_key: str) -> A
     return None
 
 
-def _claim_refusal(
+def _claim_refusal(  # noqa: C901 - flat guard clauses, each a documented refusal
     approval: Approval, binding: ApprovalBinding, now: datetime
 ) -> ApprovalRefused | None:
     """Why this approval cannot run this call now (None: it can). Checks every
@@ -330,7 +330,7 @@ def approval_gate(
     approval_id: Any = "",
     idempotency_key: str = "",
     connection_name: str = "",
-    input: Any = None,  # noqa: A002
+    input: Any = None,
     reason: Any = "",
     request_id: str = "",
 ) -> ApprovalGate:

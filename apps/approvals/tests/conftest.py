@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 
 from apps.approvals.services import ApprovalBinding, approval_request
 from apps.broker.results import input_digest
+from apps.organizations.models import Organization
 from apps.policies.evaluate import Call, evaluate
 from apps.policies.selectors import load_role_rules
 
@@ -28,7 +30,7 @@ class GatedAgent:
     raw: str
 
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, Any]:
         return {"HTTP_AUTHORIZATION": f"Bearer {self.raw}"}
 
     def ctx(self) -> Any:
@@ -38,7 +40,7 @@ class GatedAgent:
         self.token.refresh_from_db()
         return AgentContext.for_token(self.token)
 
-    def decide(self, input: Any = None, action: str = "sandbox.delete_task") -> Any:  # noqa: A002
+    def decide(self, input: Any = None, action: str = "sandbox.delete_task") -> Any:
         return evaluate(
             load_role_rules(self.role.pk),
             Call.for_action(
@@ -50,7 +52,7 @@ class GatedAgent:
             ),
         )
 
-    def binding(self, input: Any = None, action: str = "sandbox.delete_task") -> ApprovalBinding:  # noqa: A002
+    def binding(self, input: Any = None, action: str = "sandbox.delete_task") -> ApprovalBinding:
         return ApprovalBinding.for_action(
             ctx=self.ctx(),
             action_name=action,
@@ -58,7 +60,7 @@ class GatedAgent:
             input_digest=input_digest(INPUT if input is None else input),
         )
 
-    def request(self, input: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+    def request(self, input: Any = None, **kwargs: Any) -> Any:
         data = INPUT if input is None else input
         return approval_request(
             binding=self.binding(data),
@@ -83,7 +85,9 @@ def approval_rules(connection: Any, **approval: Any) -> list[dict[str, Any]]:
     ]
 
 
-def make_gated_agent(organization: Any, *, creator: Any, owner: Any = None, **approval: Any):
+def make_gated_agent(
+    organization: Any, *, creator: Any, owner: Any = None, **approval: Any
+) -> GatedAgent:
     from apps.connections.models import Connection
     from apps.policies.services import role_create
     from apps.workers.services import token_mint, worker_create
@@ -110,5 +114,5 @@ def make_gated_agent(organization: Any, *, creator: Any, owner: Any = None, **ap
 
 
 @pytest.fixture
-def gated(org, owner, member, admin):
+def gated(org: Organization, owner: User, member: User, admin: User) -> GatedAgent:  # noqa: ARG001 - set up first, for its side effect
     return make_gated_agent(org, creator=owner, owner=member)

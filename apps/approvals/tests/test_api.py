@@ -4,31 +4,35 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
+from django.test import Client
 
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide
-from apps.approvals.tests.conftest import make_gated_agent
+from apps.approvals.tests.conftest import GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def status_url(approval):
+def status_url(approval: Any) -> Any:
     return f"/api/v1/approvals/{approval.public_id}"
 
 
-def org_url(approval, suffix=""):
+def org_url(approval: Any, suffix: str = "") -> Any:
     return f"/api/v1/orgs/{approval.organization.slug}/approvals/{approval.public_id}/{suffix}"
 
 
 # --- agent status -----------------------------------------------------------------------
 
 
-def test_the_agent_sees_its_pending_approval(client, gated):
+def test_the_agent_sees_its_pending_approval(client: Client, gated: GatedAgent) -> None:
     approval = gated.request()
     response = client.get(status_url(approval), **gated.headers)
     assert response.status_code == 200
@@ -41,14 +45,17 @@ def test_the_agent_sees_its_pending_approval(client, gated):
     assert "input" not in body  # the agent already knows its input; approvers see it
 
 
-def test_the_status_needs_the_worker_token(client, gated, admin):
+def test_the_status_needs_the_worker_token(client: Client, gated: GatedAgent, admin: User) -> None:
     approval = gated.request()
     assert client.get(status_url(approval)).status_code == 401
     client.force_login(admin)  # a session is not a worker token
     assert client.get(status_url(approval)).status_code == 401
 
 
-def test_another_worker_or_organization_gets_404(client, gated, owner, other_org):
+@pytest.mark.usefixtures("owner")
+def test_another_worker_or_organization_gets_404(
+    client: Client, gated: GatedAgent, other_org: Organization
+) -> None:
     approval = gated.request()
     from apps.workers.services import token_mint, worker_create
 
@@ -65,7 +72,7 @@ def test_another_worker_or_organization_gets_404(client, gated, owner, other_org
     assert response.status_code == 404
 
 
-def test_wait_must_be_a_number_and_is_capped(client, gated):
+def test_wait_must_be_a_number_and_is_capped(client: Client, gated: GatedAgent) -> None:
     approval = gated.request()
     response = client.get(status_url(approval) + "?wait=soon", **gated.headers)
     assert response.status_code == 400
@@ -78,12 +85,14 @@ def test_wait_must_be_a_number_and_is_capped(client, gated):
     assert "Retry-After" not in response
 
 
-def _admin(gated):
+def _admin(gated: Any) -> User:
     return MembershipFactory(organization=gated.organization, role="admin").user
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_long_poll_returns_when_an_admin_approves(client, org, owner, admin):
+def test_a_long_poll_returns_when_an_admin_approves(
+    client: Client, org: Organization, owner: User, admin: User
+) -> None:
     agent = make_gated_agent(org, creator=owner)
     approval = agent.request()
     polling = threading.Event()
@@ -112,14 +121,16 @@ def test_a_long_poll_returns_when_an_admin_approves(client, org, owner, admin):
 # --- management API ---------------------------------------------------------------------
 
 
-def _token(user, org):
+def _token(user: Any, org: Organization) -> Any:
     from apps.accounts.token_services import personal_token_mint
 
     _token, raw = personal_token_mint(user=user, organization=org, name="approvals")
     return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
 
-def test_list_show_and_approve_with_a_personal_token(client, gated, admin):
+def test_list_show_and_approve_with_a_personal_token(
+    client: Client, gated: GatedAgent, admin: User
+) -> None:
     approval = gated.request()
     auth = _token(admin, gated.organization)
     listed = client.get(f"/api/v1/orgs/{gated.organization.slug}/approvals/", **auth)
@@ -130,7 +141,8 @@ def test_list_show_and_approve_with_a_personal_token(client, gated, admin):
     assert rows[0]["input_redacted"] is True
 
     shown = client.get(org_url(approval), **auth)
-    assert shown.status_code == 200 and shown.json()["worker"]["name"] == "cleanup-bot"
+    assert shown.status_code == 200
+    assert shown.json()["worker"]["name"] == "cleanup-bot"
 
     decided = client.post(
         org_url(approval, "approve/"), {"comment": "ok"}, content_type="application/json", **auth
@@ -146,7 +158,9 @@ def test_list_show_and_approve_with_a_personal_token(client, gated, admin):
     assert bad.status_code == 400
 
 
-def test_deny_and_separation_of_duties_through_the_api(client, gated, owner, admin):
+def test_deny_and_separation_of_duties_through_the_api(
+    client: Client, gated: GatedAgent, owner: User, admin: User
+) -> None:
     approval = gated.request()
     refused = client.post(
         org_url(approval, "approve/"),
@@ -162,7 +176,8 @@ def test_deny_and_separation_of_duties_through_the_api(client, gated, owner, adm
         content_type="application/json",
         **_token(admin, gated.organization),
     )
-    assert denied.status_code == 200 and denied.json()["status"] == "denied"
+    assert denied.status_code == 200
+    assert denied.json()["status"] == "denied"
     again = client.post(
         org_url(approval, "approve/"),
         {},
@@ -172,14 +187,19 @@ def test_deny_and_separation_of_duties_through_the_api(client, gated, owner, adm
     assert again.status_code == 409
 
 
-def test_a_plain_member_sees_only_what_names_them(client, gated, member):
+def test_a_plain_member_sees_only_what_names_them(
+    client: Client, gated: GatedAgent, member: User
+) -> None:
     gated.request()
     client.force_login(member)
     listed = client.get(f"/api/v1/orgs/{gated.organization.slug}/approvals/")
-    assert listed.status_code == 200 and listed.json()["results"] == []
+    assert listed.status_code == 200
+    assert listed.json()["results"] == []
 
 
-def test_another_organizations_admin_cannot_see_or_decide(client, gated, outsider, other_org):
+def test_another_organizations_admin_cannot_see_or_decide(
+    client: Client, gated: GatedAgent, outsider: User, other_org: Organization
+) -> None:
     approval = gated.request()
     auth = _token(outsider, other_org)
     for url in (org_url(approval), org_url(approval, "approve/"), org_url(approval, "deny/")):
@@ -195,7 +215,7 @@ def test_another_organizations_admin_cannot_see_or_decide(client, gated, outside
     assert not AuditEvent.objects.filter(action__in=["approval.approved", "approval.denied"])
 
 
-def test_the_schema_documents_the_endpoints(client):
+def test_the_schema_documents_the_endpoints(client: Client) -> None:
     schema = client.get("/api/schema/?format=json").json()
     paths = schema["paths"]
     assert "/api/v1/approvals/{approval_id}" in paths

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
 from django.urls import reverse
+from pytest_django.live_server_helper import LiveServer
 
 from apps.approvals.models import Approval, ApprovalStatus
 from apps.approvals.services import approval_claim_for_execution
 from apps.approvals.tests.conftest import make_gated_agent
+from apps.organizations.models import Organization
 from apps.policies.tests.test_browser import CHROMIUM, open_as  # noqa: F401 - fixture
 
 pytestmark = [
@@ -19,7 +23,13 @@ pytestmark = [
 ]
 
 
-def test_an_admin_approves_in_the_dashboard(open_as, live_server, org, owner, admin):  # noqa: F811
+def test_an_admin_approves_in_the_dashboard(
+    open_as: Any,  # noqa: F811
+    live_server: LiveServer,
+    org: Organization,
+    owner: User,
+    admin: User,
+) -> None:
     agent = make_gated_agent(org, creator=owner)
     approval = agent.request(reason="Task 42 duplicates task 41.")
     binding = agent.binding()

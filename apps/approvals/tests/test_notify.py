@@ -6,25 +6,29 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 
 from apps.approvals.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookFailed, deliver_webhook
 from apps.approvals.services import approval_settings_update
 from apps.approvals.tests.conftest import make_gated_agent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
+from apps.organizations.models import Organization
 
 SECRET = "whsec-0123456789abcdef"
 
 
 @pytest.fixture
-def receiver():
+def receiver() -> Iterator[RecordingUpstream]:
     with RecordingUpstream() as server:
         server.reply = Reply(status=200, body={"ok": True})
         yield server
 
 
-def _wait_for(predicate, seconds: float = 30.0) -> bool:
+def _wait_for(predicate: Any, seconds: float = 30.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
@@ -34,7 +38,10 @@ def _wait_for(predicate, seconds: float = 30.0) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_request_is_posted_with_a_valid_hmac(org, owner, admin, receiver, celery_worker):
+@pytest.mark.usefixtures("admin", "celery_worker")
+def test_a_request_is_posted_with_a_valid_hmac(
+    org: Organization, owner: User, receiver: RecordingUpstream
+) -> None:
     approval_settings_update(
         organization=org,
         require_two_approvers=False,
@@ -46,7 +53,8 @@ def test_a_request_is_posted_with_a_valid_hmac(org, owner, admin, receiver, cele
 
     assert _wait_for(lambda: len(receiver.requests) >= 1), "no webhook delivery"
     hit = receiver.requests[0]
-    assert hit.method == "POST" and hit.path == "/slack/hook"
+    assert hit.method == "POST"
+    assert hit.path == "/slack/hook"
     headers = {k.lower(): v for k, v in hit.headers.items()}
     timestamp = headers[TIMESTAMP_HEADER.lower()]
     expected = hmac.new(
@@ -63,7 +71,9 @@ def test_a_request_is_posted_with_a_valid_hmac(org, owner, admin, receiver, cele
 
 
 @pytest.mark.django_db
-def test_a_refused_delivery_raises_for_a_retry(org, owner, receiver):
+def test_a_refused_delivery_raises_for_a_retry(
+    org: Organization, owner: User, receiver: RecordingUpstream
+) -> None:
     receiver.reply = Reply(status=500, body={"no": True})
     approval_settings_update(
         organization=org, require_two_approvers=False, webhook_url=f"{receiver.url}/x"
@@ -77,7 +87,9 @@ def test_a_refused_delivery_raises_for_a_retry(org, owner, receiver):
 
 
 @pytest.mark.django_db
-def test_no_webhook_configured_sends_nothing(org, owner, receiver):
+def test_no_webhook_configured_sends_nothing(
+    org: Organization, owner: User, receiver: RecordingUpstream
+) -> None:
     approval = make_gated_agent(org, creator=owner).request()
     assert deliver_webhook(approval.pk, "approval.requested") is None
     assert receiver.requests == []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
 from django.utils import timezone
 
@@ -20,15 +22,16 @@ from apps.approvals.services import (
     approval_settings_update,
     approvals_expire,
 )
-from apps.approvals.tests.conftest import INPUT, make_gated_agent
+from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.policies.services import role_update
 from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def events(approval):
+def events(approval: Any) -> Any:
     return list(
         AuditEvent.objects.filter(target_type="approval", target_id=approval.public_id)
         .order_by("id")
@@ -36,11 +39,11 @@ def events(approval):
     )
 
 
-def approve(approval, user, comment="ok"):
+def approve(approval: Any, user: Any, comment: str = "ok") -> Any:
     return approval_decide(approval=approval, user=user, approve=True, comment=comment)
 
 
-def refused(fn, **kwargs) -> ApprovalRefused:
+def refused(fn: Any, **kwargs: Any) -> ApprovalRefused:
     with pytest.raises(ApprovalRefused) as info:
         fn(**kwargs)
     return info.value
@@ -49,7 +52,7 @@ def refused(fn, **kwargs) -> ApprovalRefused:
 # --- rules and decisions -------------------------------------------------------------
 
 
-def test_the_rule_asks_for_approval_and_evaluate_stays_denied(gated):
+def test_the_rule_asks_for_approval_and_evaluate_stays_denied(gated: GatedAgent) -> None:
     decision = gated.decide()
     assert decision.allowed is False
     assert decision.approval_required is True
@@ -57,10 +60,11 @@ def test_the_rule_asks_for_approval_and_evaluate_stays_denied(gated):
     assert "after approval by an admin" in decision.reason
     # The plain rule of the same role is untouched.
     plain = gated.decide(action="sandbox.list_projects", input={})
-    assert plain.allowed is True and plain.approval_required is False
+    assert plain.allowed is True
+    assert plain.approval_required is False
 
 
-def test_a_request_is_bound_audited_and_idempotent_while_pending(gated):
+def test_a_request_is_bound_audited_and_idempotent_while_pending(gated: GatedAgent) -> None:
     approval = gated.request(idempotency_key="key-1")
     assert approval.status == ApprovalStatus.PENDING
     assert approval.worker == gated.worker
@@ -70,13 +74,15 @@ def test_a_request_is_bound_audited_and_idempotent_while_pending(gated):
     assert approval.expires_at - approval.created_at == pytest.approx(
         timedelta(hours=1), abs=timedelta(seconds=5)
     )
-    assert "cleanup-bot" in approval.summary and "sandbox.delete_task" in approval.summary
+    assert "cleanup-bot" in approval.summary
+    assert "sandbox.delete_task" in approval.summary
     # The org does not store broker input: the approver sees the shape, not the values.
     assert approval.input == {"task_id": "‹redacted number›"}
     assert events(approval) == ["approval.requested"]
     event = AuditEvent.objects.get(action="approval.requested")
     assert event.metadata["approval_id"] == approval.public_id
-    assert event.actor_type == "worker" and event.token_id == gated.token.public_id
+    assert event.actor_type == "worker"
+    assert event.token_id == gated.token.public_id
 
     assert gated.request().pk == approval.pk  # same call, same token
     assert gated.request(idempotency_key="key-1").pk == approval.pk
@@ -87,23 +93,27 @@ def test_a_request_is_bound_audited_and_idempotent_while_pending(gated):
     assert Approval.objects.count() == 2
 
 
-def test_stored_input_is_exact_when_the_org_stores_broker_input(gated):
+def test_stored_input_is_exact_when_the_org_stores_broker_input(gated: GatedAgent) -> None:
     gated.organization.store_broker_input = True
     gated.organization.save()
     assert gated.request().input == INPUT
 
 
-def test_an_admin_approves_and_it_is_audited(gated, admin):
+def test_an_admin_approves_and_it_is_audited(gated: GatedAgent, admin: User) -> None:
     approval = gated.request()
     approved = approve(approval, admin, "fine by me")
     assert approved.status == ApprovalStatus.APPROVED
     assert approved.decisions.get().comment == "fine by me"
     assert events(approval) == ["approval.requested", "approval.approved"]
     event = AuditEvent.objects.get(action="approval.approved")
-    assert event.actor_id == str(admin.pk) and event.metadata["comment"] == "fine by me"
+    assert event.actor_id == str(admin.pk)
+    assert event.metadata["comment"] == "fine by me"
 
 
-def test_separation_of_duties_refuses_the_workers_creator_and_owner(org, owner, admin, member):
+@pytest.mark.usefixtures("member")
+def test_separation_of_duties_refuses_the_workers_creator_and_owner(
+    org: Organization, owner: User, admin: User
+) -> None:
     # owner created the worker and minted its token; admin owns the worker.
     agent = make_gated_agent(org, creator=owner, owner=admin)
     approval = agent.request()
@@ -117,7 +127,9 @@ def test_separation_of_duties_refuses_the_workers_creator_and_owner(org, owner, 
     assert denied.status == ApprovalStatus.DENIED
 
 
-def test_a_token_minted_by_an_admin_bars_that_admin(org, owner, admin):
+def test_a_token_minted_by_an_admin_bars_that_admin(
+    org: Organization, owner: User, admin: User
+) -> None:
     from apps.workers.services import token_mint
 
     agent = make_gated_agent(org, creator=owner)
@@ -127,7 +139,9 @@ def test_a_token_minted_by_an_admin_bars_that_admin(org, owner, admin):
     assert problem.code == "separation_of_duties"
 
 
-def test_only_admins_or_the_named_members_may_decide(org, owner, admin, member, reviewer):
+def test_only_admins_or_the_named_members_may_decide(
+    org: Organization, owner: User, admin: User, member: User, reviewer: User
+) -> None:
     agent = make_gated_agent(org, creator=owner)
     approval = agent.request()
     for user in (member, reviewer):
@@ -157,13 +171,15 @@ def test_only_admins_or_the_named_members_may_decide(org, owner, admin, member, 
     assert approve(named_approval, approver).status == ApprovalStatus.APPROVED
 
 
-def test_another_organizations_admin_cannot_decide(gated, other_org):
+def test_another_organizations_admin_cannot_decide(
+    gated: GatedAgent, other_org: Organization
+) -> None:
     stranger = MembershipFactory(organization=other_org, role="owner").user
     problem = refused(approval_decide, approval=gated.request(), user=stranger, approve=True)
     assert (problem.status, problem.code) == (404, "approval_not_found")
 
 
-def test_two_approvers_when_the_organization_requires_them(gated, admin):
+def test_two_approvers_when_the_organization_requires_them(gated: GatedAgent, admin: User) -> None:
     approval_settings_update(organization=gated.organization, require_two_approvers=True)
     second = MembershipFactory(organization=gated.organization, role="admin").user
     approval = gated.request()
@@ -183,10 +199,11 @@ def test_two_approvers_when_the_organization_requires_them(gated, admin):
 # --- claims ---------------------------------------------------------------------------
 
 
-def test_a_claim_executes_once_and_a_second_use_is_409(gated, admin):
+def test_a_claim_executes_once_and_a_second_use_is_409(gated: GatedAgent, admin: User) -> None:
     approval = approve(gated.request(), admin)
     claimed = approval_claim_for_execution(approval_id=approval.public_id, binding=gated.binding())
-    assert claimed.status == ApprovalStatus.EXECUTED and claimed.executed_at is not None
+    assert claimed.status == ApprovalStatus.EXECUTED
+    assert claimed.executed_at is not None
     again = refused(
         approval_claim_for_execution, approval_id=approval.public_id, binding=gated.binding()
     )
@@ -194,7 +211,9 @@ def test_a_claim_executes_once_and_a_second_use_is_409(gated, admin):
     assert events(approval)[-2:] == ["approval.executed", "approval.claim_refused"]
 
 
-def test_input_that_differs_is_403_and_leaves_the_approval_usable(gated, admin):
+def test_input_that_differs_is_403_and_leaves_the_approval_usable(
+    gated: GatedAgent, admin: User
+) -> None:
     approval = approve(gated.request(), admin)
     problem = refused(
         approval_claim_for_execution,
@@ -208,7 +227,8 @@ def test_input_that_differs_is_403_and_leaves_the_approval_usable(gated, admin):
     assert approval_claim_for_execution(approval_id=approval.public_id, binding=gated.binding())
 
 
-def test_every_other_binding_is_checked(gated, admin, org, owner):
+@pytest.mark.usefixtures("org")
+def test_every_other_binding_is_checked(gated: GatedAgent, admin: User, owner: User) -> None:
     approval = approve(gated.request(), admin)
     other_action = refused(
         approval_claim_for_execution,
@@ -237,7 +257,7 @@ def test_every_other_binding_is_checked(gated, admin, org, owner):
     assert approval.status == ApprovalStatus.APPROVED
 
 
-def test_a_rules_change_voids_the_approval(gated, admin):
+def test_a_rules_change_voids_the_approval(gated: GatedAgent, admin: User) -> None:
     approval = approve(gated.request(), admin)
     role_update(role=gated.role, description="changed text only")  # not a rules change
     rules = [
@@ -260,7 +280,9 @@ def test_a_rules_change_voids_the_approval(gated, admin):
     assert "approval.voided" in events(approval)
 
 
-def test_a_rules_change_voids_a_pending_request_at_decision_time(gated, admin):
+def test_a_rules_change_voids_a_pending_request_at_decision_time(
+    gated: GatedAgent, admin: User
+) -> None:
     approval = gated.request()
     role_update(role=gated.role, rules=[])
     problem = refused(approval_decide, approval=approval, user=admin, approve=True)
@@ -269,7 +291,7 @@ def test_a_rules_change_voids_a_pending_request_at_decision_time(gated, admin):
     assert approval.status == ApprovalStatus.VOID
 
 
-def test_a_denied_or_pending_approval_does_not_execute(gated, admin):
+def test_a_denied_or_pending_approval_does_not_execute(gated: GatedAgent, admin: User) -> None:
     pending = gated.request()
     problem = refused(
         approval_claim_for_execution, approval_id=pending.public_id, binding=gated.binding()
@@ -285,7 +307,7 @@ def test_a_denied_or_pending_approval_does_not_execute(gated, admin):
 # --- expiry ---------------------------------------------------------------------------
 
 
-def test_the_periodic_task_expires_and_audits(gated, admin):
+def test_the_periodic_task_expires_and_audits(gated: GatedAgent, admin: User) -> None:
     pending = gated.request()
     approved = approve(gated.request(input={"task_id": 7}), admin)
     fresh = gated.request(input={"task_id": 8})
@@ -307,18 +329,18 @@ def test_the_periodic_task_expires_and_audits(gated, admin):
     assert (problem.status, problem.code) == (410, "approval_expired")
 
 
-def test_a_rule_sets_its_own_expiry(org, owner):
+def test_a_rule_sets_its_own_expiry(org: Organization, owner: User) -> None:
     agent = make_gated_agent(org, creator=owner, expires_in=120)
     approval = agent.request()
     assert approval.expires_at - approval.created_at < timedelta(seconds=130)
 
 
-def test_the_celery_beat_entry_names_the_task():
+def test_the_celery_beat_entry_names_the_task() -> None:
     from django.conf import settings
 
     from apps.approvals import tasks
 
-    entry = settings.CELERY_BEAT_SCHEDULE["approvals-expire-due"]
+    entry: dict[str, Any] = settings.CELERY_BEAT_SCHEDULE["approvals-expire-due"]
     assert entry["task"] == tasks.expire_due.name
     assert entry["schedule"] <= 60
 
@@ -326,7 +348,7 @@ def test_the_celery_beat_entry_names_the_task():
 # --- the broker's gate ----------------------------------------------------------------
 
 
-def test_the_gate_answers_202_then_proceeds_once(gated, admin):
+def test_the_gate_answers_202_then_proceeds_once(gated: GatedAgent, admin: User) -> None:
     first = approval_gate(
         binding=gated.binding(),
         decision=gated.decide(),
@@ -343,11 +365,13 @@ def test_the_gate_answers_202_then_proceeds_once(gated, admin):
     assert "sandbox.delete_task" in body["summary"]
 
     again = approval_gate(binding=gated.binding(), decision=gated.decide(), idempotency_key="k-9")
-    assert again.status == 202 and again.approval.pk == first.approval.pk
+    assert again.status == 202
+    assert again.approval.pk == first.approval.pk
 
     approve(first.approval, admin)
     by_key = approval_gate(binding=gated.binding(), decision=gated.decide(), idempotency_key="k-9")
-    assert by_key.proceed is True and by_key.approval.status == "executed"
+    assert by_key.proceed is True
+    assert by_key.approval.status == "executed"
     used = approval_gate(binding=gated.binding(), decision=gated.decide(), approval_id=body["id"])
     assert (used.proceed, used.status, used.code) == (False, 409, "approval_used")
     assert used.details == {"approval_id": body["id"]}
@@ -363,7 +387,7 @@ def test_the_gate_answers_202_then_proceeds_once(gated, admin):
     assert (differs.status, differs.code) == (403, "approval_input_mismatch")
 
 
-def test_input_diff_rows():
+def test_input_diff_rows() -> None:
     rows = input_diff({"a": 1, "b": {"c": "x"}, "gone": True}, {"a": 2, "b": {"c": "x"}, "new": 1})
     assert [(r.path, r.change) for r in rows] == [
         ("a", "changed"),
@@ -377,7 +401,9 @@ def test_input_diff_rows():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_simultaneous_claims_exactly_one_wins(org, owner, admin):
+def test_two_simultaneous_claims_exactly_one_wins(
+    org: Organization, owner: User, admin: User
+) -> None:
     agent = make_gated_agent(org, creator=owner)
     approval = approve(agent.request(), admin)
     binding = agent.binding()
@@ -406,7 +432,7 @@ def test_two_simultaneous_claims_exactly_one_wins(org, owner, admin):
     assert AuditEvent.objects.filter(action="approval.executed").count() == 1
 
 
-def test_unknown_member_cannot_be_named(gated):
+def test_unknown_member_cannot_be_named(gated: GatedAgent) -> None:
     from django.core.exceptions import ValidationError
 
     stranger = UserFactory(email="stranger@nowhere.test")
@@ -425,7 +451,9 @@ def test_unknown_member_cannot_be_named(gated):
     assert "rules.0.approval.approvers.0" in info.value.message_dict
 
 
-def test_a_proxy_approval_is_bound_to_method_and_path(org, owner, admin):
+def test_a_proxy_approval_is_bound_to_method_and_path(
+    org: Organization, owner: User, admin: User
+) -> None:
     from apps.approvals.services import ApprovalBinding, approval_request
     from apps.broker.results import input_digest
     from apps.policies.evaluate import Call, evaluate
@@ -447,7 +475,7 @@ def test_a_proxy_approval_is_bound_to_method_and_path(org, owner, admin):
     )
     digest = input_digest({"query": "", "body": ""})
 
-    def binding(path):
+    def binding(path: Any) -> Any:
         return ApprovalBinding.for_proxy(
             ctx=agent.ctx(),
             method="delete",
@@ -465,7 +493,8 @@ def test_a_proxy_approval_is_bound_to_method_and_path(org, owner, admin):
             connection_id=agent.connection.pk,
         ),
     )
-    assert decision.approval_required and not decision.allowed
+    assert decision.approval_required
+    assert not decision.allowed
     approval = approval_request(
         binding=binding("/projects/1/tasks/9"),
         decision=decision,
@@ -473,7 +502,8 @@ def test_a_proxy_approval_is_bound_to_method_and_path(org, owner, admin):
         input={"query": "", "body": ""},
         reason="nul\x00byte",
     )
-    assert approval.what() == "DELETE /projects/1/tasks/9" and approval.reason == "nulbyte"
+    assert approval.what() == "DELETE /projects/1/tasks/9"
+    assert approval.reason == "nulbyte"
     approve(approval, admin)
     problem = refused(
         approval_claim_for_execution,
@@ -487,7 +517,7 @@ def test_a_proxy_approval_is_bound_to_method_and_path(org, owner, admin):
     assert done.status == ApprovalStatus.EXECUTED
 
 
-def test_webhook_secrets_are_encrypted_fields_the_key_rotation_covers():
+def test_webhook_secrets_are_encrypted_fields_the_key_rotation_covers() -> None:
     from apps.connections.keyring import encrypted_fields
 
     found = {f"{m._meta.label}.{f.name}" for m, f in encrypted_fields()}

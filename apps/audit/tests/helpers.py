@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
+from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
+from apps.organizations.models import Organization
 
 
-def broker_event(org, **overrides):
+def broker_event(org: Organization, **overrides: Any) -> AuditEvent | None:
     """A broker call event as apps.broker writes it."""
-    values = {
+    values: dict[str, Any] = {
         "action": "broker.execute",
         "organization_id": org.pk,
         "actor_type": "worker",

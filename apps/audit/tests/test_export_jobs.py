@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks
+from pytest_django.fixtures import Settings
 
 from apps.audit import services
 from apps.audit.models import AuditEvent, AuditExport, ExportStatus
 from apps.audit.services import audit_export_expire, audit_export_request, audit_export_run
 from apps.audit.tests.helpers import broker_event
+from apps.organizations.models import Organization
 from tests.factories import PASSWORD
 
 
 @pytest.fixture(autouse=True)
-def media(settings, tmp_path):
+def media(settings: Settings, tmp_path: Path) -> Any:
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
@@ -33,16 +41,19 @@ def media(settings, tmp_path):
     return tmp_path / "media"
 
 
-def url(org, name, **kwargs):
+def url(org: Organization, name: Any, **kwargs: Any) -> Any:
     return reverse(name, kwargs={"org_slug": org.slug, **kwargs})
 
 
-def login(client, user):
+def login(client: Any, user: Any) -> None:
     assert client.login(username=user.username, password=PASSWORD)
 
 
 @pytest.mark.celery
-def test_large_export_runs_as_a_job_and_offers_the_file(client, org, reviewer, celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_large_export_runs_as_a_job_and_offers_the_file(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     ids = [broker_event(org, decision="denied").pk for _ in range(12)]
     broker_event(org)  # allowed: outside the filter
     login(client, reviewer)
@@ -51,7 +62,8 @@ def test_large_export_runs_as_a_job_and_offers_the_file(client, org, reviewer, c
     export = AuditExport.objects.get()
     assert response.status_code == 302
     assert response["Location"] == url(org, "audit:export_detail", pk=export.pk)
-    assert export.filter == {"decision": "denied"} and export.requested_by == reviewer
+    assert export.filter == {"decision": "denied"}
+    assert export.requested_by == reviewer
 
     deadline = time.monotonic() + 30
     while export.status not in (ExportStatus.DONE, ExportStatus.FAILED):
@@ -67,7 +79,7 @@ def test_large_export_runs_as_a_job_and_offers_the_file(client, org, reviewer, c
     assert "hx-trigger" not in page  # finished: polling stops
     download = client.get(url(org, "audit:export_download", pk=export.pk))
     assert download.status_code == 200
-    lines = b"".join(download.streaming_content).decode().splitlines()
+    lines = download.getvalue().decode().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ids
 
     audited = AuditEvent.objects.get(action="audit.exported")
@@ -82,7 +94,9 @@ def test_large_export_runs_as_a_job_and_offers_the_file(client, org, reviewer, c
 
 
 @pytest.mark.django_db
-def test_pending_export_page_polls_and_htmx_gets_the_fragment(client, org, reviewer):
+def test_pending_export_page_polls_and_htmx_gets_the_fragment(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     export = audit_export_request(organization=org, user=reviewer, params={}, fmt="csv")
     login(client, reviewer)
     page = client.get(url(org, "audit:export_detail", pk=export.pk)).content.decode()
@@ -97,7 +111,9 @@ def test_pending_export_page_polls_and_htmx_gets_the_fragment(client, org, revie
 
 
 @pytest.mark.django_db
-def test_job_reports_progress_while_it_runs(org, reviewer, monkeypatch):
+def test_job_reports_progress_while_it_runs(
+    org: Organization, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for _ in range(9):
         broker_event(org)
     # Row by row (JSONL); CSV jobs count database-built chunks (test_csv_copy.py).
@@ -106,8 +122,8 @@ def test_job_reports_progress_while_it_runs(org, reviewer, monkeypatch):
     seen: list[int] = []
     original = services.export_stream
 
-    def watched(fmt, events, progress=None):
-        def spy(source):
+    def watched(fmt: Any, events: Any, progress: Any = None) -> Any:
+        def spy(source: Any) -> Iterator[Any]:
             for n, row in enumerate(progress(source), start=1):
                 if n in (5, 9):
                     seen.append(AuditExport.objects.get(pk=export.pk).rows_done)
@@ -124,7 +140,14 @@ def test_job_reports_progress_while_it_runs(org, reviewer, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_download_is_tenant_checked(client, org, other_org, reviewer, member, outsider):
+def test_download_is_tenant_checked(
+    client: Client,
+    org: Organization,
+    other_org: Organization,
+    reviewer: User,
+    member: User,
+    outsider: User,
+) -> None:
     export = AuditExport.objects.create(
         organization=org,
         requested_by=reviewer,
@@ -147,7 +170,12 @@ def test_download_is_tenant_checked(client, org, other_org, reviewer, member, ou
 
 
 @pytest.mark.django_db
-def test_finished_exports_expire(client, org, reviewer, django_capture_on_commit_callbacks):
+def test_finished_exports_expire(
+    client: Client,
+    org: Organization,
+    reviewer: User,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
     path = default_storage.save("audit-exports/old.csv", ContentFile(b"id\r\n"))
     old = AuditExport.objects.create(
         organization=org,
@@ -176,14 +204,16 @@ def test_finished_exports_expire(client, org, reviewer, django_capture_on_commit
     fresh.refresh_from_db()
     assert (old.status, old.file_path) == (ExportStatus.EXPIRED, "")
     assert not default_storage.exists(path)
-    assert fresh.status == ExportStatus.DONE and default_storage.exists(fresh_path)
+    assert fresh.status == ExportStatus.DONE
+    assert default_storage.exists(fresh_path)
     assert "expired" in client.get(url(org, "audit:export_detail", pk=old.pk)).content.decode()
 
 
-def test_cleanup_is_scheduled():
+def test_cleanup_is_scheduled() -> None:
     entry = django_settings.CELERY_BEAT_SCHEDULE["audit-expire-exports"]
     assert entry["task"] == "audit.expire_exports"
     from grantry.celery import app
 
     app.loader.import_default_modules()
-    assert "audit.expire_exports" in app.tasks and "audit.run_export" in app.tasks
+    assert "audit.expire_exports" in app.tasks
+    assert "audit.run_export" in app.tasks

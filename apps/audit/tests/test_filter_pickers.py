@@ -3,12 +3,17 @@ page and in the management API alike (django-filter), and old id URLs still work
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.tests.helpers import broker_event
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.workers.models import Worker
 
@@ -16,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def named(org, other_org):
+def named(org: Organization, other_org: Organization) -> Any:
     role = Role.objects.create(organization=org, name="r")
     bot = Worker.objects.create(organization=org, name="triage-bot", default_role=role)
     other = Worker.objects.create(organization=org, name="other-bot", default_role=role)
@@ -31,11 +36,11 @@ def named(org, other_org):
     return bot, conn, mine
 
 
-def page(client, org, **params):
+def page(client: Any, org: Organization, **params: Any) -> Any:
     return client.get(reverse("audit:list", kwargs={"org_slug": org.slug}), params)
 
 
-def test_pickers_offer_names(client, org, reviewer, named):
+def test_pickers_offer_names(client: Client, org: Organization, reviewer: User, named: Any) -> None:
     bot, conn, _ = named
     client.force_login(reviewer)
     html = page(client, org).content.decode()
@@ -43,11 +48,15 @@ def test_pickers_offer_names(client, org, reviewer, named):
     assert f'<option value="{conn.pk}">sandbox-demo (sandbox)</option>' in html
     assert '<option value="sandbox">' in html  # the provider picker, by display name
     assert "reviewer@acme.test</option>" in html  # members by email
-    assert 'list="id_action-options"' in html and '<option value="token.">' in html
-    assert "Worker id" not in html and "Connection id" not in html
+    assert 'list="id_action-options"' in html
+    assert '<option value="token.">' in html
+    assert "Worker id" not in html
+    assert "Connection id" not in html
 
 
-def test_names_and_old_ids_select_the_same_events(client, org, reviewer, named):
+def test_names_and_old_ids_select_the_same_events(
+    client: Client, org: Organization, reviewer: User, named: Any
+) -> None:
     bot, conn, mine = named
     client.force_login(reviewer)
     by_id = [e.pk for e in page(client, org, worker=bot.pk).context["page"].events]
@@ -62,17 +71,20 @@ def test_names_and_old_ids_select_the_same_events(client, org, reviewer, named):
     )
 
 
-def test_unknown_name_is_a_clear_error(client, org, reviewer, named):
+@pytest.mark.usefixtures("named")
+def test_unknown_name_is_a_clear_error(client: Client, org: Organization, reviewer: User) -> None:
     client.force_login(reviewer)
     response = page(client, org, worker="nobody")
     assert response.context["page"] is None
     assert "No worker named “nobody”" in response.content.decode()
 
 
-def test_the_api_takes_the_same_names(client, org, reviewer, named):
+def test_the_api_takes_the_same_names(
+    client: Client, org: Organization, reviewer: User, named: Any
+) -> None:
     bot, _, mine = named
     _, raw = personal_token_mint(user=reviewer, organization=org, name="t")
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    auth: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
     url = reverse("org_api:audit-event-list", kwargs={"org_slug": org.slug})
     body = client.get(url, {"worker": "triage-bot"}, **auth).json()
     assert [e["id"] for e in body["results"]] == [mine.pk]
@@ -84,7 +96,9 @@ def test_the_api_takes_the_same_names(client, org, reviewer, named):
     assert bad.json()["error"]["code"] == "invalid_filter"
 
 
-def test_member_filter_by_picker_id_or_email(client, org, reviewer, admin):
+def test_member_filter_by_picker_id_or_email(
+    client: Client, org: Organization, reviewer: User, admin: User
+) -> None:
     from apps.audit.services import audit_record
 
     event = audit_record(

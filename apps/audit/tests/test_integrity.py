@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
+from pytest_django.fixtures import Settings
 
 from apps.audit.chain import GENESIS_HASH
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.verify import verify_chains
+from apps.organizations.models import Organization
 
 APP_ROLE = "grantry_app_role_test"
 
 
 @contextmanager
-def triggers_disabled():
+def triggers_disabled() -> Iterator[Any]:
     """What a superuser would do to tamper: switch the user triggers off."""
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
@@ -29,12 +33,19 @@ def triggers_disabled():
             cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
 
 
-def raw(sql: str, params: list[object] | None = None) -> None:
+def raw(sql: str, params: list[Any] | None = None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params or [])
 
 
-def _ids(org, n):
+def raw_as(role: str, sql: str) -> None:
+    """One statement as `role`, in a transaction of its own."""
+    with transaction.atomic():
+        raw(f"SET LOCAL ROLE {role}")
+        raw(sql)
+
+
+def _ids(org: Organization, n: Any) -> Any:
     return [audit_record(action=f"test.e{i}", organization=org).pk for i in range(n)]
 
 
@@ -49,7 +60,9 @@ def _ids(org, n):
         "DELETE FROM audit_auditevent",
     ],
 )
-def test_update_and_delete_are_rejected_for_the_connection_user(org, statement):
+def test_update_and_delete_are_rejected_for_the_connection_user(
+    org: Organization, statement: str
+) -> None:
     _ids(org, 2)
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         raw(statement)
@@ -58,7 +71,7 @@ def test_update_and_delete_are_rejected_for_the_connection_user(org, statement):
 
 
 @pytest.fixture
-def app_role(db):
+def app_role(db: None) -> Iterator[Any]:  # noqa: ARG001 - database access
     """A non-superuser role with full table privileges, as production's app user is."""
     raw(f"DROP ROLE IF EXISTS {APP_ROLE}")
     raw(f"CREATE ROLE {APP_ROLE} NOSUPERUSER")
@@ -78,17 +91,18 @@ def app_role(db):
         "TRUNCATE audit_auditevent",
     ],
 )
-def test_update_delete_truncate_are_rejected_for_the_application_role(org, app_role, statement):
+def test_update_delete_truncate_are_rejected_for_the_application_role(
+    org: Organization, app_role: Any, statement: str
+) -> None:
     _ids(org, 3)
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        raw(f"SET LOCAL ROLE {app_role}")
-        raw(statement)
+    with pytest.raises(DatabaseError, match="append-only"):
+        raw_as(app_role, statement)
     assert AuditEvent.objects.filter(organization=org).count() == 3
     assert not AuditEvent.objects.exclude(reason="").exists()
 
 
 @pytest.mark.django_db
-def test_the_application_role_can_still_append(org, app_role):
+def test_the_application_role_can_still_append(org: Organization, app_role: Any) -> None:
     with transaction.atomic():
         raw(f"SET LOCAL ROLE {app_role}")
         audit_record(action="test.appended", organization=org)
@@ -98,7 +112,8 @@ def test_the_application_role_can_still_append(org, app_role):
 # --- concurrency -------------------------------------------------------------
 
 
-def test_concurrent_writers_never_fork_or_break_the_chain(transactional_db, org):
+@pytest.mark.usefixtures("transactional_db")
+def test_concurrent_writers_never_fork_or_break_the_chain(org: Organization) -> None:
     threads, per_thread = 20, 25
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
@@ -108,7 +123,7 @@ def test_concurrent_writers_never_fork_or_break_the_chain(transactional_db, org)
             barrier.wait()
             for i in range(per_thread):
                 audit_record(action=f"test.thread{n}", organization_id=org.pk, metadata={"i": i})
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             connections.close_all()
@@ -144,9 +159,10 @@ def test_concurrent_writers_never_fork_or_break_the_chain(transactional_db, org)
     assert sum(r.count for r in reports) == total
 
 
+@pytest.mark.usefixtures("transactional_db")
 def test_one_organization_spreads_concurrent_appends_over_its_chains(
-    transactional_db, org, settings
-):
+    org: Organization, settings: Settings
+) -> None:
     """A transaction that holds one chain does not make another wait: it appends to
     another of the organization's chains (no single per-organization lock)."""
     settings.GRANTRY_AUDIT_CHAIN_SHARDS = 4
@@ -160,7 +176,7 @@ def test_one_organization_spreads_concurrent_appends_over_its_chains(
                 audit_record(action="test.holder", organization_id=org.pk)
                 holding.set()
                 release.wait(10)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             connections.close_all()
@@ -170,12 +186,11 @@ def test_one_organization_spreads_concurrent_appends_over_its_chains(
     assert holding.wait(10)
     try:
         # This thread's append must not wait for the holder's commit.
-        other = threading.Thread(
-            target=lambda: (
-                audit_record(action="test.other", organization_id=org.pk),
-                connections.close_all(),
-            )
-        )
+        def append_elsewhere() -> None:
+            audit_record(action="test.other", organization_id=org.pk)
+            connections.close_all()
+
+        other = threading.Thread(target=append_elsewhere)
         other.start()
         other.join(5)
         assert not other.is_alive(), "the append waited for another transaction's chain"
@@ -192,7 +207,9 @@ def test_one_organization_spreads_concurrent_appends_over_its_chains(
 
 
 @pytest.mark.django_db
-def test_verify_reports_ok_with_count_and_head(org, other_org, capsys):
+def test_verify_reports_ok_with_count_and_head(
+    org: Organization, other_org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
     _ids(org, 5)
     _ids(other_org, 2)
     head = AuditChainHead.objects.get(chain_key=f"org:{org.pk}")
@@ -205,7 +222,9 @@ def test_verify_reports_ok_with_count_and_head(org, other_org, capsys):
 
 
 @pytest.mark.django_db
-def test_verify_names_an_edited_event(org, capsys):
+def test_verify_names_an_edited_event(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
     ids = _ids(org, 6)
     with triggers_disabled():
         raw("UPDATE audit_auditevent SET reason = 'nothing to see' WHERE id = %s", [ids[3]])
@@ -217,7 +236,7 @@ def test_verify_names_an_edited_event(org, capsys):
 
 
 @pytest.mark.django_db
-def test_verify_detects_an_edit_that_also_recomputes_that_events_hash(org):
+def test_verify_detects_an_edit_that_also_recomputes_that_events_hash(org: Organization) -> None:
     """A careful forger rewrites the hash too: the NEXT link then breaks."""
     from apps.audit.chain import event_hash
 
@@ -235,7 +254,7 @@ def test_verify_detects_an_edit_that_also_recomputes_that_events_hash(org):
 
 
 @pytest.mark.django_db
-def test_verify_names_the_event_after_a_deleted_one(org):
+def test_verify_names_the_event_after_a_deleted_one(org: Organization) -> None:
     ids = _ids(org, 6)
     with triggers_disabled():
         raw("DELETE FROM audit_auditevent WHERE id = %s", [ids[2]])
@@ -247,7 +266,7 @@ def test_verify_names_the_event_after_a_deleted_one(org):
 
 
 @pytest.mark.django_db
-def test_verify_detects_a_deleted_tail_against_the_head(org):
+def test_verify_detects_a_deleted_tail_against_the_head(org: Organization) -> None:
     ids = _ids(org, 4)
     with triggers_disabled():
         raw("DELETE FROM audit_auditevent WHERE id = %s", [ids[-1]])
@@ -258,7 +277,7 @@ def test_verify_detects_a_deleted_tail_against_the_head(org):
 
 
 @pytest.mark.django_db
-def test_verify_names_the_first_of_two_reordered_events(org):
+def test_verify_names_the_first_of_two_reordered_events(org: Organization) -> None:
     ids = _ids(org, 6)
     # Swap the positions of events 2 and 5 (seq is unique: go through a free value).
     with triggers_disabled():
@@ -272,7 +291,9 @@ def test_verify_names_the_first_of_two_reordered_events(org):
 
 
 @pytest.mark.django_db
-def test_a_tampered_chain_does_not_hide_other_chains(org, other_org):
+def test_a_tampered_chain_does_not_hide_other_chains(
+    org: Organization, other_org: Organization
+) -> None:
     ids = _ids(org, 3)
     _ids(other_org, 3)
     with triggers_disabled():

@@ -1,10 +1,17 @@
+from __future__ import annotations
+
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from apps.audit.services import audit_record
+from apps.organizations.models import Organization
 
 
 @pytest.mark.django_db
-def test_audit_list_names_the_saas_action_of_broker_events(client, reviewer, org):
+def test_audit_list_names_the_saas_action_of_broker_events(
+    client: Client, reviewer: User, org: Organization
+) -> None:
     audit_record(
         action="broker.execute",
         organization=org,

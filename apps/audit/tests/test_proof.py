@@ -10,12 +10,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit import chain, offline
@@ -25,18 +28,19 @@ from apps.audit.services import audit_record
 from apps.audit.signing import signing_key
 from apps.audit.tests.helpers import broker_event
 from apps.audit.verify import verify_chains
+from apps.organizations.models import Organization
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def login(client, user):
+def login(client: Any, user: Any) -> Any:
     assert client.login(username=user.username, password=PASSWORD)
     return client
 
 
-def shard_event(org, shard: int, **fields):
+def shard_event(org: Organization, shard: int, **fields: Any) -> Any:
     """An event on shard `shard` of the org's trail ("org:<id>:<n>"), linked exactly
     as the append links it (the lead's sharded append writes the same rows)."""
     from django.utils import timezone
@@ -64,7 +68,7 @@ def shard_event(org, shard: int, **fields):
     return event
 
 
-def seed(org):
+def seed(org: Organization) -> None:
     audit_record(action="org.created", organization=org, target_label="=HYPERLINK(1)")
     broker_event(org, metadata={"action": "issues.list", "note": 'naïve, "quoted"\nline'})
     shard_event(org, 1, target_label="+1 shard")
@@ -74,20 +78,20 @@ def seed(org):
     audit_record(action="org.updated", organization=org, target_label="@home\ttab")
 
 
-def export(client, org, fmt="jsonl", **params):
+def export(client: Any, org: Organization, fmt: str = "jsonl", **params: Any) -> Any:
     url = reverse("org_api:audit-export", kwargs={"org_slug": org.slug, "fmt": fmt})
     response = client.get(url, {"proof": "1", **params})
     assert response.status_code == 200, response.content
     return b"".join(response.streaming_content).decode()
 
 
-def public_key(org):
+def public_key(org: Organization) -> Any:
     return AuditSigningKeypair.objects.get(organization=org).public_key
 
 
 def test_the_offline_script_names_the_edited_line_as_a_separate_process(
-    client, org, reviewer, tmp_path
-):
+    client: Client, org: Organization, reviewer: User, tmp_path: Path
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org)
@@ -99,8 +103,8 @@ def test_the_offline_script_names_the_edited_line_as_a_separate_process(
     good = tmp_path / "export.jsonl"
     good.write_text(body, encoding="utf-8")
 
-    def run(path):
-        return subprocess.run(  # noqa: S603 - our own script, fixed arguments
+    def run(path: Any) -> Any:
+        return subprocess.run(  # our own script, fixed arguments
             [sys.executable, "-I", str(script), str(path), "--public-key", public_key(org)],
             capture_output=True,
             text=True,
@@ -126,7 +130,9 @@ def test_the_offline_script_names_the_edited_line_as_a_separate_process(
     assert failed.stderr.count("PROBLEM") == 1
 
 
-def test_every_shard_is_in_the_export_grouped_by_chain_in_seq_order(client, org, reviewer):
+def test_every_shard_is_in_the_export_grouped_by_chain_in_seq_order(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     seed(org)
     login(client, reviewer)
     rows = [json.loads(line) for line in export(client, org).splitlines()[:-1]]
@@ -139,10 +145,13 @@ def test_every_shard_is_in_the_export_grouped_by_chain_in_seq_order(client, org,
         assert seqs == list(range(1, len(seqs) + 1))
     assert all(r["content_digest"] == chain.content_digest(r) for r in rows)
     reports = verify_chains(organization_ids=[org.pk])
-    assert {r.chain_key for r in reports} == set(keys) and all(r.ok for r in reports)
+    assert {r.chain_key for r in reports} == set(keys)
+    assert all(r.ok for r in reports)
 
 
-def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(client, org, reviewer):
+def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     seed(org)
     login(client, reviewer)
     lines = export(client, org).splitlines()
@@ -150,7 +159,8 @@ def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(client, org, r
     assert offline.verify_lines(lines, public_key=key).ok
 
     cut = offline.verify_lines(lines[:2] + lines[3:], public_key=key)
-    assert not cut.ok and "line 3" in str(cut.problems[0])
+    assert not cut.ok
+    assert "line 3" in str(cut.problems[0])
 
     swapped = offline.verify_lines([lines[1], lines[0], *lines[2:]], public_key=key)
     assert not swapped.ok
@@ -170,7 +180,8 @@ def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(client, org, r
         row["hash"] = prev = chain.link_hash(prev, row["seq"], row["content_digest"])
     forged = [json.dumps(r) for r in rows] + [lines[-1]]
     report = offline.verify_lines(forged, public_key=key)
-    assert [str(p) for p in report.problems] and "signed checkpoint" in str(report.problems[0])
+    assert [str(p) for p in report.problems]
+    assert "signed checkpoint" in str(report.problems[0])
 
     # Re-signing with another key does not help when the key is pinned.
     stranger = signing_key(AuditSigningKeypair.objects.get(organization=org).organization)
@@ -178,7 +189,9 @@ def test_truncation_reordering_and_a_re_hashed_forgery_are_caught(client, org, r
     assert not offline.verify_lines(lines, public_key=base64.b64encode(b"\1" * 32).decode()).ok
 
 
-def test_csv_with_proof_verifies_including_neutralised_formulas(client, org, reviewer):
+def test_csv_with_proof_verifies_including_neutralised_formulas(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org, "csv")
@@ -186,7 +199,8 @@ def test_csv_with_proof_verifies_including_neutralised_formulas(client, org, rev
     rows = list(csv.reader(io.StringIO(body, newline="")))
     header = rows[0]
     labels = [r[header.index("target_label")] for r in rows[1:-1]]
-    assert "'=HYPERLINK(1)" in labels and "'@home\ttab" in labels
+    assert "'=HYPERLINK(1)" in labels
+    assert "'@home\ttab" in labels
     assert rows[-1][0] == offline.CSV_CHECKPOINT_MARK
     report = offline.verify_bytes(body.encode(), public_key=key)
     assert report.ok, report.lines()
@@ -202,7 +216,9 @@ def test_csv_with_proof_verifies_including_neutralised_formulas(client, org, rev
     assert f"line {target + 1}:" in str(report.problems[0])
 
 
-def test_proof_exports_refuse_filters_that_would_leave_gaps(client, org, reviewer):
+def test_proof_exports_refuse_filters_that_would_leave_gaps(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     login(client, reviewer)
     url = reverse("org_api:audit-export", kwargs={"org_slug": org.slug, "fmt": "jsonl"})
     response = client.get(url, {"proof": "1", "decision": "denied"})
@@ -210,7 +226,9 @@ def test_proof_exports_refuse_filters_that_would_leave_gaps(client, org, reviewe
     assert "contiguous" in response.json()["error"]["message"]
 
 
-def test_a_time_slice_is_cut_by_seq_and_its_checkpoint_matches(client, org, reviewer):
+def test_a_time_slice_is_cut_by_seq_and_its_checkpoint_matches(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     first = audit_record(action="x.old", organization=org)
     middle = audit_record(action="x.mid", organization=org)
     audit_record(action="x.new", organization=org)
@@ -222,12 +240,13 @@ def test_a_time_slice_is_cut_by_seq_and_its_checkpoint_matches(client, org, revi
     rows = [json.loads(line) for line in lines[:-1]]
     assert [r["id"] for r in rows] == [middle.pk]
     entry = json.loads(lines[-1])["grantry_checkpoint"]["chains"][0]
-    assert entry["first_seq"] == middle.seq and entry["first_prev_hash"] == first.hash
+    assert entry["first_seq"] == middle.seq
+    assert entry["first_prev_hash"] == first.hash
     assert entry["head_seq"] > middle.seq
     assert offline.verify_lines(lines, public_key=public_key(org)).ok
 
 
-def test_the_signing_key_is_generated_once_audited_and_kept_in_custody(org):
+def test_the_signing_key_is_generated_once_audited_and_kept_in_custody(org: Organization) -> None:
     key = signing_key(org)
     assert signing_key(org).pk == key.pk
     created = AuditEvent.objects.filter(organization=org, action="audit.signing_key_created")
@@ -238,12 +257,15 @@ def test_the_signing_key_is_generated_once_audited_and_kept_in_custody(org):
         cursor.execute("SELECT private_key FROM audit_auditsigningkeypair WHERE id = %s", [key.pk])
         stored = bytes(cursor.fetchone()[0])
     plain = AuditSigningKeypair.objects.values_list("private_key", flat=True).get(pk=key.pk)
-    assert base64.b64decode(plain) and plain.encode() not in stored  # encrypted at rest
+    assert base64.b64decode(plain)
+    assert plain.encode() not in stored
     assert plain not in repr(key) + str(key)
     assert plain not in json.dumps(created.get().metadata)
 
 
-def test_well_known_serves_the_public_key_that_checks_signatures(client, org, reviewer):
+def test_well_known_serves_the_public_key_that_checks_signatures(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     seed(org)
     login(client, reviewer)
     checkpoint = json.loads(export(client, org).splitlines()[-1])
@@ -260,7 +282,9 @@ def test_well_known_serves_the_public_key_that_checks_signatures(client, org, re
     assert client.get("/.well-known/grantry-audit-keys/nope").status_code == 404
 
 
-def test_settings_page_shows_the_public_key_never_the_private(client, org, member):
+def test_settings_page_shows_the_public_key_never_the_private(
+    client: Client, org: Organization, member: User
+) -> None:
     login(client, member)
     response = client.get(reverse("orgs:settings", kwargs={"org_slug": org.slug}))
     assert response.status_code == 200
@@ -269,13 +293,16 @@ def test_settings_page_shows_the_public_key_never_the_private(client, org, membe
     assert key.private_key not in response.content.decode()
 
 
-def test_dashboard_verifies_an_upload_and_the_trail(client, org, reviewer, member, outsider):
+def test_dashboard_verifies_an_upload_and_the_trail(
+    client: Client, org: Organization, reviewer: User, member: User, outsider: User
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org)
     url = reverse("audit:verify", kwargs={"org_slug": org.slug})
     ok = client.post(url, {"file": SimpleUploadedFile("e.jsonl", body.encode())})
-    assert ok.status_code == 200 and ok.context["file_report"].ok
+    assert ok.status_code == 200
+    assert ok.context["file_report"].ok
     bad = client.post(
         url, {"file": SimpleUploadedFile("e.jsonl", body.replace("-nope", "-yes").encode())}
     )
@@ -291,20 +318,25 @@ def test_dashboard_verifies_an_upload_and_the_trail(client, org, reviewer, membe
     assert client.get(url).status_code == 404
 
 
-def test_api_verifies_an_upload_and_the_trail(client, org, other_org, reviewer, outsider):
+def test_api_verifies_an_upload_and_the_trail(
+    client: Client, org: Organization, other_org: Organization, reviewer: User, outsider: User
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org)
     url = reverse("org_api:audit-verify", kwargs={"org_slug": org.slug})
     response = client.post(url, {"file": SimpleUploadedFile("e.jsonl", body.encode())})
-    assert response.status_code == 200 and response.json()["ok"] is True
+    assert response.status_code == 200
+    assert response.json()["ok"] is True
     lines = body.splitlines()
     response = client.post(
         url, {"file": SimpleUploadedFile("e.jsonl", "\n".join(lines[1:]).encode())}
     )
     assert response.json()["ok"] is False
     trail = client.post(url).json()
-    assert trail["kind"] == "trail" and trail["ok"] and len(trail["chains"]) == 3
+    assert trail["kind"] == "trail"
+    assert trail["ok"]
+    assert len(trail["chains"]) == 3
     # Another organization's export does not pass as this one's.
     login(client, outsider)
     foreign = reverse("org_api:audit-verify", kwargs={"org_slug": other_org.slug})
@@ -315,7 +347,9 @@ def test_api_verifies_an_upload_and_the_trail(client, org, other_org, reviewer, 
     assert client.post(url).status_code == 404
 
 
-def test_manage_py_audit_verify_file_names_the_line(client, org, reviewer, tmp_path):
+def test_manage_py_audit_verify_file_names_the_line(
+    client: Client, org: Organization, reviewer: User, tmp_path: Path
+) -> None:
     seed(org)
     login(client, reviewer)
     body = export(client, org)
@@ -334,7 +368,7 @@ def test_manage_py_audit_verify_file_names_the_line(client, org, reviewer, tmp_p
     assert "line 1: event id=" in err.getvalue()
 
 
-def test_the_offline_module_agrees_with_the_chain_module():
+def test_the_offline_module_agrees_with_the_chain_module() -> None:
     # offline.py keeps a copy of the one list (it runs without Django): held to it here.
     assert offline.DIGEST_V1_FIELDS == chain.DIGEST_V1_FIELDS
     assert offline.LATER_FIELDS == chain.LATER_FIELDS, "copy chain.LATER_FIELDS to offline.py"
@@ -359,7 +393,9 @@ def test_the_offline_module_agrees_with_the_chain_module():
     assert imported - set(sys.stdlib_module_names) - {"__future__"} == {"cryptography"}
 
 
-def test_a_large_export_with_proof_runs_as_a_job_and_verifies(org, reviewer):
+def test_a_large_export_with_proof_runs_as_a_job_and_verifies(
+    org: Organization, reviewer: User
+) -> None:
     from django.core.files.storage import default_storage
 
     from apps.audit.services import audit_export_request, audit_export_run
@@ -367,16 +403,20 @@ def test_a_large_export_with_proof_runs_as_a_job_and_verifies(org, reviewer):
     seed(org)
     job = audit_export_request(organization=org, user=reviewer, params={}, fmt="csv", proof=True)
     done = audit_export_run(export_id=job.pk)
-    assert done.status == "done" and done.proof
+    assert done.status == "done"
+    assert done.proof
     with default_storage.open(done.file_path, "rb") as handle:
         report = offline.verify_bytes(handle.read(), public_key=public_key(org))
     assert report.ok, report.lines()
     assert report.events >= 8
 
 
-def test_the_list_page_shows_every_shard_head(client, org, reviewer):
+def test_the_list_page_shows_every_shard_head(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     audit_record(action="org.created", organization=org)
     last = shard_event(org, 3)
     login(client, reviewer)
     page = client.get(reverse("audit:list", kwargs={"org_slug": org.slug})).content.decode()
-    assert f"org:{org.pk}:3" in page and last.hash in page
+    assert f"org:{org.pk}:3" in page
+    assert last.hash in page

@@ -1,12 +1,16 @@
+from __future__ import annotations
+
 import pytest
+from pytest_django.fixtures import Settings
 
 from apps.audit.chain import GENESIS_HASH, event_hash
 from apps.audit.models import AuditEvent, AuditImmutableError
 from apps.audit.services import audit_record
+from apps.organizations.models import Organization
 
 
 @pytest.mark.django_db
-def test_events_chain_per_organization(org, other_org):
+def test_events_chain_per_organization(org: Organization, other_org: Organization) -> None:
     first = audit_record(action="org.created", organization=org)
     second = audit_record(action="member.invited", organization=org, metadata={"role": "admin"})
     elsewhere = audit_record(action="org.created", organization=other_org)
@@ -19,7 +23,7 @@ def test_events_chain_per_organization(org, other_org):
 
 
 @pytest.mark.django_db
-def test_events_cannot_be_updated_or_deleted_through_the_orm(org):
+def test_events_cannot_be_updated_or_deleted_through_the_orm(org: Organization) -> None:
     event = audit_record(action="org.created", organization=org)
     event.action = "something.else"
     with pytest.raises(AuditImmutableError):
@@ -34,14 +38,14 @@ def test_events_cannot_be_updated_or_deleted_through_the_orm(org):
 
 
 @pytest.mark.django_db
-def test_unknown_fields_are_refused_and_nothing_is_written(org):
+def test_unknown_fields_are_refused_and_nothing_is_written(org: Organization) -> None:
     with pytest.raises(TypeError):
         audit_record(action="x", organization=org, secret="nope")
     assert not AuditEvent.objects.exists()
 
 
 @pytest.mark.django_db
-def test_database_links_the_chain_with_the_python_formula(org):
+def test_database_links_the_chain_with_the_python_formula(org: Organization) -> None:
     """The append computes the link hash in SQL; chain.event_hash (what audit_verify
     and the offline verifier use) must give the same value for every event."""
     from apps.audit.verify import verify_chains
@@ -50,7 +54,8 @@ def test_database_links_the_chain_with_the_python_formula(org):
         audit_record(action=f"x.{n}", organization=org, metadata={"k": [1, "two"], "x": "é"})
     stored = list(AuditEvent.objects.filter(organization=org).order_by("seq"))
     assert [e.seq for e in stored] == [1, 2, 3]
-    assert stored[1].prev_hash == stored[0].hash and stored[2].prev_hash == stored[1].hash
+    assert stored[1].prev_hash == stored[0].hash
+    assert stored[2].prev_hash == stored[1].hash
     for event in stored:
         assert event_hash(event.__dict__) == event.hash
     reports = verify_chains(organization_ids=[org.pk])
@@ -59,7 +64,9 @@ def test_database_links_the_chain_with_the_python_formula(org):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("wait", [True, False])
-def test_wait_for_flush_sets_the_commit_mode_of_the_events_own_transaction(org, wait):
+def test_wait_for_flush_sets_the_commit_mode_of_the_events_own_transaction(
+    org: Organization, wait: bool
+) -> None:
     from django.db import connection, transaction
 
     with transaction.atomic(), connection.cursor() as cursor:
@@ -71,10 +78,11 @@ def test_wait_for_flush_sets_the_commit_mode_of_the_events_own_transaction(org, 
 
     assert AuditEvent.objects.filter(pk=event.pk).exists()
     reports = verify_chains(organization_ids=[org.pk])
-    assert reports and all(r.ok for r in reports), reports
+    assert reports
+    assert all(r.ok for r in reports), reports
 
 
-def test_requests_are_not_wrapped_in_a_transaction(settings):
+def test_requests_are_not_wrapped_in_a_transaction(settings: Settings) -> None:
     """The broker's outcome event skips the flush wait for its own transaction only
     because each request runs in autocommit; ATOMIC_REQUESTS would widen that to the
     whole request."""

@@ -14,8 +14,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -29,6 +32,7 @@ from apps.audit.services import (
     audit_sink_retry,
 )
 from apps.audit.tests.helpers import broker_event
+from apps.organizations.models import Organization
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +55,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 stamp = self.headers["X-Grantry-Timestamp"]
                 mac = hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256)
@@ -90,7 +94,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _webhook(org, receiver, **kw):
+def _webhook(org: Organization, receiver: Any, **kw: Any) -> Any:
     return audit_sink_create(
         organization=org,
         name=kw.pop("name", "siem"),
@@ -102,7 +106,9 @@ def _webhook(org, receiver, **kw):
     )
 
 
-def test_ocsf_events_have_their_class_required_attributes_and_the_chain_link(org):
+def test_ocsf_events_have_their_class_required_attributes_and_the_chain_link(
+    org: Organization,
+) -> None:
     call = broker_event(org, metadata={"action": "issues.list", "input": {"q": "x"}}, ip="10.1.2.3")
     denied = broker_event(org, action="broker.proxy", decision="denied", outcome="denied",
                           metadata={"method": "DELETE", "path": "repos/x"})  # fmt: skip
@@ -135,7 +141,9 @@ def test_ocsf_events_have_their_class_required_attributes_and_the_chain_link(org
     assert ocsf.ocsf_dict(AuditEvent.objects.get(pk=denied.pk))["severity_id"] == 3
 
 
-def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(org, monkeypatch):
+def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(
+    org: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(services, "SINK_BATCH", 4)
     receiver = Receiver()
     receiver.start()
@@ -149,7 +157,8 @@ def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(or
     for n in range(10):
         broker_event(org, reason=f"second {n}")
     sink = audit_sink_deliver(sink_id=sink.pk)
-    assert sink.attempts == 1 and sink.next_attempt_at > timezone.now()
+    assert sink.attempts == 1
+    assert sink.next_attempt_at > timezone.now()
     assert "Could not" in sink.last_error or "connect" in sink.last_error.lower()
     assert len(receiver.events) == delivered  # nothing acknowledged, cursor unchanged
     assert audit_sink_lag(sink) == AuditEvent.objects.filter(organization=org).count() - 8
@@ -158,7 +167,8 @@ def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(or
     receiver.start()
     AuditSink.objects.filter(pk=sink.pk).update(next_attempt_at=timezone.now())
     sink = audit_sink_deliver(sink_id=sink.pk)
-    assert sink.attempts == 0 and sink.last_success_at is not None
+    assert sink.attempts == 0
+    assert sink.last_success_at is not None
     total = AuditEvent.objects.filter(organization=org).count()
     assert receiver.seqs() == list(range(1, total + 1))  # all, in order, none twice
     assert receiver.bad_signatures == 0
@@ -166,7 +176,9 @@ def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(or
     receiver.stop()
 
 
-def test_dead_letter_after_repeated_failures_then_resume_loses_nothing(org, monkeypatch):
+def test_dead_letter_after_repeated_failures_then_resume_loses_nothing(
+    org: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(services, "SINK_MAX_ATTEMPTS", 2)
     receiver = Receiver()  # not started: connections are refused
     sink = _webhook(org, receiver)
@@ -185,7 +197,9 @@ def test_dead_letter_after_repeated_failures_then_resume_loses_nothing(org, monk
     receiver.stop()
 
 
-def test_start_now_skips_the_past_and_other_orgs_never_leak(org, other_org):
+def test_start_now_skips_the_past_and_other_orgs_never_leak(
+    org: Organization, other_org: Organization
+) -> None:
     broker_event(org, reason="before")
     broker_event(other_org, reason="elsewhere")
     receiver = Receiver()
@@ -194,7 +208,9 @@ def test_start_now_skips_the_past_and_other_orgs_never_leak(org, other_org):
     broker_event(org, reason="after")
     audit_sink_deliver(sink_id=sink.pk)
     reasons = [e["unmapped"]["grantry"]["reason"] for e in receiver.events]
-    assert "after" in reasons and "before" not in reasons and "elsewhere" not in reasons
+    assert "after" in reasons
+    assert "before" not in reasons
+    assert "elsewhere" not in reasons
     assert {e["metadata"]["tenant_uid"] for e in receiver.events} == {str(org.pk)}
     receiver.stop()
 
@@ -235,7 +251,9 @@ def _tls_files(tmp_path: Path) -> str:
     return pem
 
 
-def test_a_real_rsyslog_over_tcp_with_tls_receives_rfc5424_ocsf_events(org, tmp_path):
+def test_a_real_rsyslog_over_tcp_with_tls_receives_rfc5424_ocsf_events(
+    org: Organization, tmp_path: Path
+) -> None:
     assert Path(RSYSLOG).exists(), "apt-get install rsyslog rsyslog-gnutls (Debian) for this test"
     pem = _tls_files(tmp_path)
     port = _free_port()
@@ -256,7 +274,7 @@ template(name="grantry" type="string"
 action(type="omfile" file="{out}" template="grantry")
 """
     )
-    daemon = subprocess.Popen(  # noqa: S603 - fixed arguments
+    daemon = subprocess.Popen(  # fixed arguments
         [RSYSLOG, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -283,7 +301,8 @@ action(type="omfile" file="{out}" template="grantry")
         broker_event(org, decision="denied", outcome="denied", reason="nope")
         broker_event(org, reason="fine")
         sink = audit_sink_deliver(sink_id=sink.pk)
-        assert sink.last_error == "" and sink.last_success_at is not None
+        assert sink.last_error == ""
+        assert sink.last_success_at is not None
         total = sink.delivered
         assert total == AuditEvent.objects.filter(organization=org).count()
         deadline = time.monotonic() + 20
@@ -303,7 +322,8 @@ action(type="omfile" file="{out}" template="grantry")
         event = json.loads(msg)
         grantry = event["unmapped"]["grantry"]
         assert (facility, app, msgid) == ("13", "grantry", str(event["class_uid"]))
-        assert f'seq="{grantry["seq"]}"' in data and grantry["hash"] in data
+        assert f'seq="{grantry["seq"]}"' in data
+        assert grantry["hash"] in data
         assert severity == ("4" if grantry["decision"] == "denied" else "6")
         seqs.append(grantry["seq"])
     assert seqs == list(range(1, total + 1))
@@ -311,7 +331,7 @@ action(type="omfile" file="{out}" template="grantry")
     assert checkpoint["grantry_checkpoint"]["chains"][0]["last_seq"] == total
 
 
-def test_a_syslog_sink_refuses_an_untrusted_certificate(org, tmp_path):
+def test_a_syslog_sink_refuses_an_untrusted_certificate(org: Organization, tmp_path: Path) -> None:
     import ssl
 
     _tls_files(tmp_path)
@@ -334,17 +354,18 @@ def test_a_syslog_sink_refuses_an_untrusted_certificate(org, tmp_path):
     broker_event(org)
     sink = audit_sink_deliver(sink_id=sink.pk)
     listener.close()
-    assert "TLS" in sink.last_error and sink.attempts == 1
+    assert "TLS" in sink.last_error
+    assert sink.attempts == 1
     assert sink.delivered == 0
 
 
-def login(client, user):
+def login(client: Any, user: Any) -> None:
     assert client.login(username=user.username, password=PASSWORD)
 
 
 def test_sink_page_shows_lag_and_errors_sends_a_test_event_and_hides_the_secret(
-    client, org, admin, reviewer, outsider
-):
+    client: Client, org: Organization, admin: User, reviewer: User, outsider: User
+) -> None:
     receiver = Receiver()
     receiver.start()
     login(client, admin)
@@ -363,7 +384,8 @@ def test_sink_page_shows_lag_and_errors_sends_a_test_event_and_hides_the_secret(
     sink = AuditSink.objects.get(organization=org)
     page_url = reverse("audit:sink", kwargs={"org_slug": org.slug, "pk": sink.pk})
     page = client.get(page_url)
-    assert page.status_code == 200 and page.context["lag"] >= 1
+    assert page.status_code == 200
+    assert page.context["lag"] >= 1
     assert SECRET not in page.content.decode()
     listing = client.get(reverse("audit:sinks", kwargs={"org_slug": org.slug}))
     assert SECRET not in listing.content.decode()
@@ -379,22 +401,27 @@ def test_sink_page_shows_lag_and_errors_sends_a_test_event_and_hides_the_secret(
         reverse("audit:sinks", kwargs={"org_slug": org.slug}),
         {"name": "x", "kind": "webhook", "url": "ftp://nope", "secret": ""},
     )
-    assert bad.status_code == 400 and "url" in bad.context["errors"]
+    assert bad.status_code == 400
+    assert "url" in bad.context["errors"]
     login(client, reviewer)
     assert client.get(page_url).status_code == 403
     login(client, outsider)
     assert client.get(page_url).status_code == 404
 
 
-def test_deleting_a_sink_asks_on_the_confirmation_page_first(client, org, admin):
+def test_deleting_a_sink_asks_on_the_confirmation_page_first(
+    client: Client, org: Organization, admin: User
+) -> None:
     receiver = Receiver()
     sink = _webhook(org, receiver, name="to-delete")
     login(client, admin)
     page_url = reverse("audit:sink", kwargs={"org_slug": org.slug, "pk": sink.pk})
     asked = client.post(page_url, {"action": "delete"})
     html = asked.content.decode()
-    assert asked.status_code == 200 and 'name="confirmed" value="yes"' in html
-    assert "Events stop streaming to" in html and 'name="action" value="delete"' in html
+    assert asked.status_code == 200
+    assert 'name="confirmed" value="yes"' in html
+    assert "Events stop streaming to" in html
+    assert 'name="action" value="delete"' in html
     assert AuditSink.objects.filter(pk=sink.pk).exists()
     done = client.post(page_url, {"action": "delete", "confirmed": "yes"})
     assert done.status_code == 302
@@ -402,7 +429,7 @@ def test_deleting_a_sink_asks_on_the_confirmation_page_first(client, org, admin)
     assert AuditEvent.objects.filter(action="audit.sink_deleted", target_id=sink.pk).exists()
 
 
-def test_splunk_hec_and_datadog_bodies(org):
+def test_splunk_hec_and_datadog_bodies(org: Organization) -> None:
     from apps.audit.sinks import webhook_body
 
     event = ocsf.ocsf_dict(broker_event(org))
@@ -412,15 +439,18 @@ def test_splunk_hec_and_datadog_bodies(org):
         doc, end = decoder.raw_decode(text)
         docs.append(doc)
         text = text[end:]
-    assert [d["sourcetype"] for d in docs] == ["ocsf", "ocsf"] and docs[0]["event"] == event
+    assert [d["sourcetype"] for d in docs] == ["ocsf", "ocsf"]
+    assert docs[0]["event"] == event
     body, _ = webhook_body("datadog", [event])
     [item] = json.loads(body)
-    assert item["ddsource"] == "grantry" and json.loads(item["message"]) == event
+    assert item["ddsource"] == "grantry"
+    assert json.loads(item["message"]) == event
     assert content_type == "application/json"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_beat_task_delivers_through_a_real_celery_worker(org, celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_the_beat_task_delivers_through_a_real_celery_worker(org: Organization) -> None:
     from apps.audit.tasks import deliver_audit_sinks
 
     receiver = Receiver()
@@ -442,8 +472,8 @@ def test_the_beat_task_delivers_through_a_real_celery_worker(org, celery_worker)
 
 
 def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
-    client, org, admin, reviewer, outsider
-):
+    client: Client, org: Organization, admin: User, reviewer: User, outsider: User
+) -> None:
     receiver = Receiver()
     receiver.start()
     login(client, admin)
@@ -461,7 +491,8 @@ def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
         content_type="application/json",
     )
     assert created.status_code == 201, created.content
-    assert SECRET not in created.content.decode() and created.json()["lag"] >= 1
+    assert SECRET not in created.content.decode()
+    assert created.json()["lag"] >= 1
     listed = client.get(url)
     assert [s["name"] for s in listed.json()["results"]] == ["hec"]
     assert SECRET not in listed.content.decode()
@@ -482,7 +513,9 @@ def test_the_sink_api_creates_lists_and_tests_without_showing_the_secret(
     receiver.stop()
 
 
-def test_a_signed_checkpoint_is_published_after_delivery_at_most_once_an_interval(org):
+def test_a_signed_checkpoint_is_published_after_delivery_at_most_once_an_interval(
+    org: Organization,
+) -> None:
     from apps.audit import offline
     from apps.audit.models import AuditSigningKeypair
 

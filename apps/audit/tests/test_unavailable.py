@@ -9,15 +9,19 @@ disappears with it)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.workers.models import Worker
 from apps.workers.tests.conftest import make_role
 
@@ -27,7 +31,7 @@ UNKNOWN_TOKEN = "gry_" + "A" * 49
 
 
 @contextmanager
-def audit_insert_revoked():
+def audit_insert_revoked() -> Iterator[Any]:
     """Run the block as a role without INSERT on audit_auditevent."""
     role = f"grantry_noaudit_{os.getpid()}"
     with connection.cursor() as cursor:
@@ -48,7 +52,7 @@ def audit_insert_revoked():
             cursor.execute(f"DROP ROLE {role}")
 
 
-def assert_json_503(response):
+def assert_json_503(response: Any) -> None:
     assert response.status_code == 503, response.content
     assert response["Content-Type"] == "application/json"
     error = response.json()["error"]
@@ -57,13 +61,13 @@ def assert_json_503(response):
     assert int(response["Retry-After"]) > 0
 
 
-def test_whoami_with_a_bad_token():
+def test_whoami_with_a_bad_token() -> None:
     with audit_insert_revoked():
         response = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {UNKNOWN_TOKEN}")
     assert_json_503(response)
 
 
-def test_mcp_with_a_bad_token():
+def test_mcp_with_a_bad_token() -> None:
     with audit_insert_revoked():
         response = APIClient().post(
             "/mcp",
@@ -74,7 +78,7 @@ def test_mcp_with_a_bad_token():
     assert_json_503(response)
 
 
-def test_management_write_with_a_session_rolls_back(org, admin):
+def test_management_write_with_a_session_rolls_back(org: Organization, admin: User) -> None:
     role = make_role(org, "reader")
     api = APIClient()
     api.force_login(admin)
@@ -88,7 +92,7 @@ def test_management_write_with_a_session_rolls_back(org, admin):
     assert not Worker.objects.filter(name="ci-bot").exists()
 
 
-def test_management_write_with_a_personal_token_rolls_back(org, admin):
+def test_management_write_with_a_personal_token_rolls_back(org: Organization, admin: User) -> None:
     role = make_role(org, "reader")
     _, raw = personal_token_mint(user=admin, organization=org, name="script")
     before = AuditEvent.objects.count()
@@ -104,7 +108,7 @@ def test_management_write_with_a_personal_token_rolls_back(org, admin):
     assert AuditEvent.objects.count() == before
 
 
-def test_dashboard_write_shows_a_503_page_and_rolls_back(org, admin):
+def test_dashboard_write_shows_a_503_page_and_rolls_back(org: Organization, admin: User) -> None:
     role = make_role(org, "reader")
     client = Client()
     client.force_login(admin)
@@ -115,6 +119,7 @@ def test_dashboard_write_shows_a_503_page_and_rolls_back(org, admin):
     assert response.status_code == 503
     assert response["Content-Type"].startswith("text/html")
     html = response.content.decode()
-    assert "Temporarily unavailable" in html and "audit_unavailable" in html
+    assert "Temporarily unavailable" in html
+    assert "audit_unavailable" in html
     assert 'class="topbar"' in html  # the styled page, not Django's bare one
     assert not Worker.objects.filter(name="triage-bot").exists()

@@ -1,16 +1,21 @@
 """audit_verify on real events (the tampering tests are in test_integrity.py)."""
 
+from __future__ import annotations
+
 import pytest
 from django.core.management import CommandError, call_command
 
 from apps.audit.models import AuditChainHead
 from apps.audit.services import audit_record
 from apps.audit.verify import verify_chains
+from apps.organizations.models import Organization
 
 pytestmark = pytest.mark.django_db
 
 
-def test_verify_accepts_real_events_of_every_shape(org, capsys):
+def test_verify_accepts_real_events_of_every_shape(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
     audit_record(
         action="org.created",
         organization=org,
@@ -36,22 +41,26 @@ def test_verify_accepts_real_events_of_every_shape(org, capsys):
     assert f"OK org:{org.pk}: 2 events, head {head.hash}" in capsys.readouterr().out
 
 
-def test_verify_catches_a_head_that_does_not_match(org):
+def test_verify_catches_a_head_that_does_not_match(org: Organization) -> None:
     audit_record(action="a.b", organization=org)
     audit_record(action="a.c", organization=org)
     AuditChainHead.objects.filter(chain_key=f"org:{org.pk}").update(seq=3)
     [report] = verify_chains(organization_ids=[org.pk])
-    assert not report.ok and "head records seq 3" in report.problem
+    assert not report.ok
+    assert "head records seq 3" in report.problem
     with pytest.raises(CommandError):
         call_command("audit_verify", "--org", org.slug)
 
 
-def test_unknown_org_is_a_clear_error(db):
+@pytest.mark.usefixtures("db")
+def test_unknown_org_is_a_clear_error() -> None:
     with pytest.raises(CommandError, match="No organization"):
         call_command("audit_verify", "--org", "nope")
 
 
-def test_a_shard_whose_head_row_is_gone_is_still_verified_and_reported(org, other_org):
+def test_a_shard_whose_head_row_is_gone_is_still_verified_and_reported(
+    org: Organization, other_org: Organization
+) -> None:
     from apps.audit.tests.test_proof import shard_event
 
     audit_record(action="org.created", organization=org)

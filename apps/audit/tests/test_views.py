@@ -6,29 +6,33 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.http import StreamingHttpResponse
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.tests.helpers import broker_event
+from apps.organizations.models import Organization
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
 
-def url(org, name="audit:list", **kwargs):
+def url(org: Organization, name: str = "audit:list", **kwargs: Any) -> Any:
     return reverse(name, kwargs={"org_slug": org.slug, **kwargs})
 
 
-def login(client, user):
+def login(client: Any, user: Any) -> Any:
     assert client.login(username=user.username, password=PASSWORD)
     return client
 
 
-def listed_ids(response):
+def listed_ids(response: Any) -> Any:
     return [e.pk for e in response.context["page"].events]
 
 
@@ -36,7 +40,9 @@ def listed_ids(response):
 
 
 @pytest.mark.parametrize("role_fixture", ["reviewer", "admin", "owner"])
-def test_reviewers_admins_and_owners_browse(client, org, request, role_fixture):
+def test_reviewers_admins_and_owners_browse(
+    client: Client, org: Organization, request: pytest.FixtureRequest, role_fixture: str
+) -> None:
     event = audit_record(action="org.created", organization=org)
     login(client, request.getfixturevalue(role_fixture))
     response = client.get(url(org))
@@ -46,7 +52,9 @@ def test_reviewers_admins_and_owners_browse(client, org, request, role_fixture):
     assert client.get(url(org, "audit:charts")).status_code == 200
 
 
-def test_members_get_403_and_non_members_404_everywhere(client, org, member, outsider):
+def test_members_get_403_and_non_members_404_everywhere(
+    client: Client, org: Organization, member: User, outsider: User
+) -> None:
     event = audit_record(action="org.created", organization=org)
     pages = [url(org), url(org, "audit:detail", pk=event.pk), url(org, "audit:charts")]
     login(client, member)
@@ -60,14 +68,16 @@ def test_members_get_403_and_non_members_404_everywhere(client, org, member, out
     assert client.post(url(org, "audit:export"), {"format": "csv"}).status_code == 404
 
 
-def test_another_orgs_event_is_404_even_for_its_own_reviewer(client, org, other_org, reviewer):
+def test_another_orgs_event_is_404_even_for_its_own_reviewer(
+    client: Client, org: Organization, other_org: Organization, reviewer: User
+) -> None:
     foreign = audit_record(action="org.created", organization=other_org)
     login(client, reviewer)
     assert client.get(url(org, "audit:detail", pk=foreign.pk)).status_code == 404
     assert foreign.pk not in listed_ids(client.get(url(org)))
 
 
-def test_chain_head_is_on_the_page(client, org, reviewer):
+def test_chain_head_is_on_the_page(client: Client, org: Organization, reviewer: User) -> None:
     audit_record(action="a.one", organization=org)
     last = audit_record(action="a.two", organization=org)
     login(client, reviewer)
@@ -80,13 +90,13 @@ def test_chain_head_is_on_the_page(client, org, reviewer):
 
 
 @pytest.fixture
-def mixed(org, other_org, reviewer):
+def mixed(org: Organization, other_org: Organization, reviewer: User) -> dict[str, Any]:
     """A spread of events; returns them by name."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    events = {
+    events: dict[str, Any] = {
         "created": audit_record(
             action="org.created",
             organization=org,
@@ -121,14 +131,16 @@ def mixed(org, other_org, reviewer):
     return events
 
 
-def _filter_ids(client, org, **params):
+def _filter_ids(client: Any, org: Organization, **params: Any) -> Any:
     response = client.get(url(org), params)
     assert response.status_code == 200
     assert response.context["page"] is not None, response.context["form"].errors
     return set(listed_ids(response))
 
 
-def test_each_filter(client, org, reviewer, mixed):
+def test_each_filter(
+    client: Client, org: Organization, reviewer: User, mixed: dict[str, Any]
+) -> None:
     login(client, reviewer)
     m = {k: v.pk for k, v in mixed.items() if not k.startswith("_")}
     assert _filter_ids(client, org, member=reviewer.username) == {m["created"]}
@@ -160,8 +172,8 @@ def test_each_filter(client, org, reviewer, mixed):
 
 
 def test_member_filter_by_email_finds_the_account_and_deleted_accounts_by_label(
-    client, org, reviewer
-):
+    client: Client, org: Organization, reviewer: User
+) -> None:
     from tests.factories import UserFactory
 
     gone = UserFactory(email="gone@acme.test")
@@ -187,7 +199,7 @@ def test_member_filter_by_email_finds_the_account_and_deleted_accounts_by_label(
 
 
 @pytest.mark.parametrize(
-    "params, field",
+    ("params", "field"),
     [
         ({"start": "yesterday-ish"}, "start"),
         ({"worker": "abc"}, "worker"),
@@ -198,7 +210,9 @@ def test_member_filter_by_email_finds_the_account_and_deleted_accounts_by_label(
         ({"action": "*"}, "action"),
     ],
 )
-def test_invalid_filters_get_a_clear_message_not_a_500(client, org, reviewer, params, field):
+def test_invalid_filters_get_a_clear_message_not_a_500(
+    client: Client, org: Organization, reviewer: User, params: Any, field: str
+) -> None:
     login(client, reviewer)
     response = client.get(url(org), params)
     assert response.status_code == 200
@@ -207,14 +221,16 @@ def test_invalid_filters_get_a_clear_message_not_a_500(client, org, reviewer, pa
     assert "The filter is not valid" in response.content.decode()
 
 
-def test_from_after_to_is_refused(client, org, reviewer):
+def test_from_after_to_is_refused(client: Client, org: Organization, reviewer: User) -> None:
     login(client, reviewer)
     response = client.get(url(org), {"start": "2026-02-01T00:00", "end": "2026-01-01T00:00"})
     assert response.context["page"] is None
     assert "before" in str(response.context["form"].non_field_errors())
 
 
-def test_filters_are_carried_into_the_page_links(client, org, reviewer):
+def test_filters_are_carried_into_the_page_links(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     for i in range(55):
         audit_record(action=f"token.n{i}", organization=org)
     login(client, reviewer)
@@ -225,14 +241,17 @@ def test_filters_are_carried_into_the_page_links(client, org, reviewer):
 # --- keyset pagination -------------------------------------------------------
 
 
-def test_keyset_pages_walk_back_and_forth_without_overlap(client, org, reviewer):
+def test_keyset_pages_walk_back_and_forth_without_overlap(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     ids = [audit_record(action="x.y", organization=org).pk for _ in range(120)]
     newest_first = list(reversed(ids))
     login(client, reviewer)
     first = client.get(url(org))
     page1 = first.context["page"]
     assert listed_ids(first) == newest_first[:50]
-    assert page1.newer_than is None and page1.older_than == newest_first[49]
+    assert page1.newer_than is None
+    assert page1.older_than == newest_first[49]
 
     second = client.get(url(org), {"before": page1.older_than})
     assert listed_ids(second) == newest_first[50:100]
@@ -247,7 +266,8 @@ def test_keyset_pages_walk_back_and_forth_without_overlap(client, org, reviewer)
     assert top.context["page"].newer_than is None
 
 
-def test_pagination_never_uses_offset(client, org, reviewer, django_assert_max_num_queries):
+@pytest.mark.usefixtures("django_assert_max_num_queries")
+def test_pagination_never_uses_offset(client: Client, org: Organization, reviewer: User) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -263,7 +283,9 @@ def test_pagination_never_uses_offset(client, org, reviewer, django_assert_max_n
 # --- detail ------------------------------------------------------------------
 
 
-def test_detail_shows_every_field_and_why_it_was_denied(client, org, reviewer):
+def test_detail_shows_every_field_and_why_it_was_denied(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     event = broker_event(
         org,
         decision="denied",
@@ -285,7 +307,9 @@ def test_detail_shows_every_field_and_why_it_was_denied(client, org, reviewer):
         assert value in body
 
 
-def test_detail_links_show_deleted_and_revoked_objects(client, org, reviewer):
+def test_detail_links_show_deleted_and_revoked_objects(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -329,7 +353,8 @@ def test_detail_links_show_deleted_and_revoked_objects(client, org, reviewer):
         link.kind: link
         for link in client.get(url(org, "audit:detail", pk=live.pk)).context["links"]
     }
-    assert links["Worker"].label == "triage-bot" and links["Worker"].state == ""
+    assert links["Worker"].label == "triage-bot"
+    assert links["Worker"].state == ""
     assert links["Token"].state == "revoked"
     assert links["Role"].label == "triage"
     assert links["Connection"].label == "gh (github)"
@@ -352,7 +377,9 @@ def test_detail_links_show_deleted_and_revoked_objects(client, org, reviewer):
     assert response.content.decode().count(">deleted<") == 4
 
 
-def test_detail_links_never_reach_into_another_org(client, org, other_org, reviewer):
+def test_detail_links_never_reach_into_another_org(
+    client: Client, org: Organization, other_org: Organization, reviewer: User
+) -> None:
     from apps.policies.models import Role
     from apps.workers.models import Worker
 
@@ -368,7 +395,9 @@ def test_detail_links_never_reach_into_another_org(client, org, other_org, revie
 # --- charts ------------------------------------------------------------------
 
 
-def test_charts_count_calls_denials_and_top_denied_actions(client, org, reviewer):
+def test_charts_count_calls_denials_and_top_denied_actions(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     broker_event(org)
     broker_event(org, action="broker.execute.attempt")  # the same call, not a second one
     broker_event(org, worker_id=8)
@@ -411,7 +440,9 @@ def test_charts_count_calls_denials_and_top_denied_actions(client, org, reviewer
     assert (filtered["total_calls"], filtered["total_denied"]) == (2, 1)
 
 
-def test_charts_name_workers_and_bars_link_to_the_filtered_list(client, org, reviewer):
+def test_charts_name_workers_and_bars_link_to_the_filtered_list(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     from apps.policies.models import Role
     from apps.workers.models import Worker
 
@@ -441,7 +472,7 @@ def test_charts_name_workers_and_bars_link_to_the_filtered_list(client, org, rev
     assert len(listed.context["page"].events) == 2
 
 
-def test_chart_buckets_fit_the_window(client, org, reviewer):
+def test_chart_buckets_fit_the_window(client: Client, org: Organization, reviewer: User) -> None:
     from apps.audit.charts import bucket_step
 
     login(client, reviewer)
@@ -462,7 +493,7 @@ def test_chart_buckets_fit_the_window(client, org, reviewer):
     assert charts["step"] == "5 minutes"
 
 
-def test_charts_are_responsive_svg(client, org, reviewer):
+def test_charts_are_responsive_svg(client: Client, org: Organization, reviewer: User) -> None:
     broker_event(org)
     login(client, reviewer)
     body = client.get(url(org, "audit:charts")).content.decode()
@@ -470,7 +501,7 @@ def test_charts_are_responsive_svg(client, org, reviewer):
     assert 'viewBox="0 0 640' in body
 
 
-def test_chart_labels_are_escaped(client, org, reviewer):
+def test_chart_labels_are_escaped(client: Client, org: Organization, reviewer: User) -> None:
     broker_event(
         org,
         decision="denied",
@@ -479,8 +510,10 @@ def test_chart_labels_are_escaped(client, org, reviewer):
     )
     login(client, reviewer)
     body = client.get(url(org, "audit:charts")).content.decode()
-    assert "<script>alert(1)" not in body and "<img src=x" not in body
-    assert "&lt;script&gt;alert(1)" in body and "&lt;img src=x" in body
+    assert "<script>alert(1)" not in body
+    assert "<img src=x" not in body
+    assert "&lt;script&gt;alert(1)" in body
+    assert "&lt;img src=x" in body
 
 
 # --- exports -----------------------------------------------------------------
@@ -496,19 +529,21 @@ NASTY = [
 ]
 
 
-def _export(client, org, fmt, **params):
+def _export(client: Any, org: Organization, fmt: Any, **params: Any) -> Any:
     from urllib.parse import urlencode
 
     target = url(org, "audit:export") + ("?" + urlencode(params) if params else "")
     return client.post(target, {"format": fmt})
 
 
-def _body(response):
+def _body(response: Any) -> Any:
     assert isinstance(response, StreamingHttpResponse)
-    return b"".join(response.streaming_content).decode()
+    return response.getvalue().decode()
 
 
-def test_csv_export_neutralises_formulas_and_round_trips(client, org, reviewer):
+def test_csv_export_neutralises_formulas_and_round_trips(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     for text in NASTY:
         audit_record(action="x.nasty", organization=org, target_label=text, reason=text)
     audit_record(action="x.other", organization=org)
@@ -527,7 +562,9 @@ def test_csv_export_neutralises_formulas_and_round_trips(client, org, reviewer):
         assert not record["target_label"].startswith(("=", "+", "-", "@", "\t", "\r"))
 
 
-def test_jsonl_export_is_one_event_a_line_and_round_trips(client, org, reviewer):
+def test_jsonl_export_is_one_event_a_line_and_round_trips(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     for text in NASTY:
         audit_record(action="x.nasty", organization=org, target_label=text, metadata={"note": text})
     login(client, reviewer)
@@ -542,7 +579,9 @@ def test_jsonl_export_is_one_event_a_line_and_round_trips(client, org, reviewer)
     assert [d["hash"] for d in decoded] == [e.hash for e in stored]
 
 
-def test_export_streams_in_keyset_chunks(client, org, reviewer, monkeypatch):
+def test_export_streams_in_keyset_chunks(
+    client: Client, org: Organization, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from apps.audit import exports
 
     monkeypatch.setattr(exports, "CHUNK_SIZE", 7)
@@ -556,23 +595,29 @@ def test_export_streams_in_keyset_chunks(client, org, reviewer, monkeypatch):
     assert len(exported) == 31
 
 
-def test_exports_are_audited_with_filter_and_format(client, org, reviewer):
+def test_exports_are_audited_with_filter_and_format(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     login(client, reviewer)
     _body(_export(client, org, "csv", decision="denied", worker="7"))
     event = AuditEvent.objects.get(action="audit.exported")
-    assert event.actor_type == "user" and event.actor_id == str(reviewer.pk)
+    assert event.actor_type == "user"
+    assert event.actor_id == str(reviewer.pk)
     assert event.metadata["filter"] == {"decision": "denied", "worker": "7"}
-    assert event.metadata["format"] == "csv" and event.metadata["mode"] == "direct"
+    assert event.metadata["format"] == "csv"
+    assert event.metadata["mode"] == "direct"
 
 
-def test_export_with_invalid_filter_or_format_is_refused(client, org, reviewer):
+def test_export_with_invalid_filter_or_format_is_refused(
+    client: Client, org: Organization, reviewer: User
+) -> None:
     login(client, reviewer)
     assert _export(client, org, "xlsx").status_code == 302
     assert _export(client, org, "csv", worker="nope").status_code == 302
     assert not AuditEvent.objects.filter(action="audit.exported").exists()
 
 
-def test_jsonl_built_by_postgres_matches_python_json(org):
+def test_jsonl_built_by_postgres_matches_python_json(org: Organization) -> None:
     """The database-built JSON lines decode to exactly the values the ORM reads."""
     from datetime import datetime
 
@@ -596,7 +641,13 @@ def test_jsonl_built_by_postgres_matches_python_json(org):
     assert len(from_db) == len(NASTY)
 
 
-def test_time_ranges_are_exact_with_the_id_bounds(client, org, other_org, reviewer, monkeypatch):
+def test_time_ranges_are_exact_with_the_id_bounds(
+    client: Client,
+    org: Organization,
+    other_org: Organization,
+    reviewer: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Events spread over days: every range returns exactly the events inside it."""
     from datetime import UTC, datetime, timedelta
     from types import SimpleNamespace

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pytest_django.fixtures import Settings
 
 from apps.broker.tests.upstream import RecordingUpstream
+from apps.organizations.models import Organization
 
 CONNECTION_SECRET = "sbx_connection_secret_0123456789"
 
 
 @pytest.fixture
-def upstream(settings):
+def upstream(settings: Settings) -> Iterator[RecordingUpstream]:
     with RecordingUpstream() as server:
         settings.GRANTRY_PROVIDER_URLS = {"sandbox": server.url}
         yield server
@@ -27,7 +30,7 @@ class Agent:
     raw: str
 
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, Any]:
         return {"HTTP_AUTHORIZATION": f"Bearer {self.raw}"}
 
 
@@ -78,5 +81,5 @@ def make_agent(
 
 
 @pytest.fixture
-def agent(org):
+def agent(org: Organization) -> Agent:
     return make_agent(org)

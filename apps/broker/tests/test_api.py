@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 from unittest import mock
 
 import pytest
 from django.db import DatabaseError
+from django.test import Client
+from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.broker.results import input_digest
-from apps.broker.tests.conftest import CONNECTION_SECRET, make_agent
-from apps.broker.tests.upstream import Reply
+from apps.broker.tests.conftest import CONNECTION_SECRET, Agent, make_agent
+from apps.broker.tests.upstream import RecordingUpstream, Reply
 from apps.connections.models import ConnectionStatus
+from apps.organizations.models import Organization
 
 pytestmark = pytest.mark.django_db
 
@@ -21,19 +25,19 @@ EXECUTE = "/api/v1/actions/{}/execute"
 CHECK = "/api/v1/actions/{}/check"
 
 
-def post(client, agent, action, payload, *, url=EXECUTE):
+def post(client: Any, agent: Any, action: Any, payload: Any, *, url: Any = EXECUTE) -> Any:
     return client.post(
         url.format(action), json.dumps(payload), content_type="application/json", **agent.headers
     )
 
 
-def broker_events(**filters):
+def broker_events(**filters: Any) -> Any:
     return list(AuditEvent.objects.filter(action__startswith="broker.", **filters).order_by("id"))
 
 
 def test_execute_injects_the_connection_credential_and_never_the_worker_token(
-    client, agent, upstream
-):
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     upstream.reply = Reply(
         body={"results": [{"id": 1}]},
         headers={"X-RateLimit-Remaining": "99", "Set-Cookie": "s=1", "X-Internal": "secret-ish"},
@@ -57,7 +61,10 @@ def test_execute_injects_the_connection_credential_and_never_the_worker_token(
     assert CONNECTION_SECRET not in response.content.decode()
 
 
-def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client, agent, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(
+    client: Client, agent: Agent
+) -> None:
     payload = {"connection": "sandbox", "input": {"project_id": 2, "done": False}}
     response = post(client, agent, "sandbox.list_tasks", payload)
     assert response.status_code == 200, response.content
@@ -65,7 +72,8 @@ def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client
     attempt, outcome = broker_events()
     assert attempt.action == "broker.execute.attempt"
     assert outcome.action == "broker.execute"
-    assert outcome.decision == "allowed" and outcome.outcome == "success"
+    assert outcome.decision == "allowed"
+    assert outcome.outcome == "success"
     assert outcome.worker_id == agent.worker.pk
     assert outcome.token_id == agent.token.public_id
     assert outcome.connection_id == agent.connection.pk
@@ -79,19 +87,23 @@ def test_execute_is_audited_as_attempt_then_outcome_with_digest_not_input(client
     assert "input" not in outcome.metadata
     for event in (attempt, outcome):
         text = json.dumps(event.metadata) + event.reason
-        assert agent.raw not in text and CONNECTION_SECRET not in text
+        assert agent.raw not in text
+        assert CONNECTION_SECRET not in text
     agent.connection.refresh_from_db()
     assert agent.connection.last_used_at is not None
 
 
-def test_raw_input_is_stored_only_when_the_organization_asks(client, agent, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_raw_input_is_stored_only_when_the_organization_asks(client: Client, agent: Agent) -> None:
     agent.organization.store_broker_input = True
     agent.organization.save()
     post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 1}})
     assert broker_events()[-1].metadata["input"] == {"project_id": 1}
 
 
-def test_denied_action_names_the_missing_rule_and_sends_nothing(client, agent, upstream):
+def test_denied_action_names_the_missing_rule_and_sends_nothing(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     response = post(client, agent, "sandbox.create_project", {"input": {"name": "x"}})
 
     assert response.status_code == 403
@@ -102,10 +114,13 @@ def test_denied_action_names_the_missing_rule_and_sends_nothing(client, agent, u
     assert "rule" in error["message"]
     assert upstream.requests == []
     [event] = broker_events()
-    assert event.decision == "denied" and event.reason == error["message"]
+    assert event.decision == "denied"
+    assert event.reason == error["message"]
 
 
-def test_constraints_are_enforced(client, agent, upstream):
+def test_constraints_are_enforced(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     response = post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 3}})
     assert response.status_code == 403
     assert "project_id" in response.json()["error"]["message"]
@@ -116,7 +131,9 @@ def test_constraints_are_enforced(client, agent, upstream):
     assert len(upstream.requests) == 1
 
 
-def test_invalid_input_gets_field_errors_and_nothing_upstream(client, agent, upstream):
+def test_invalid_input_gets_field_errors_and_nothing_upstream(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     # The constraint holds (project_id 1); the schema does not (done must be a boolean).
     response = post(client, agent, "sandbox.list_tasks", {"input": {"project_id": 1, "done": "x"}})
     assert response.status_code == 400
@@ -126,7 +143,9 @@ def test_invalid_input_gets_field_errors_and_nothing_upstream(client, agent, ups
     assert upstream.requests == []
 
 
-def test_schema_violation_on_an_allowed_action_returns_fields(client, org, upstream):
+def test_schema_violation_on_an_allowed_action_returns_fields(
+    client: Client, org: Organization, upstream: RecordingUpstream
+) -> None:
     agent = make_agent(
         org, rules=[{"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.*"}]
     )
@@ -137,7 +156,7 @@ def test_schema_violation_on_an_allowed_action_returns_fields(client, org, upstr
     assert upstream.requests == []
 
 
-def test_check_is_a_dry_run(client, agent, upstream):
+def test_check_is_a_dry_run(client: Client, agent: Agent, upstream: RecordingUpstream) -> None:
     ok = post(client, agent, "sandbox.list_projects", {"input": {}}, url=CHECK)
     assert ok.status_code == 200
     assert ok.json()["decision"] == "allowed"
@@ -148,10 +167,12 @@ def test_check_is_a_dry_run(client, agent, upstream):
     assert [e.action for e in broker_events()] == ["broker.check", "broker.check"]
 
 
-def test_fail_closed_when_the_attempt_cannot_be_audited(client, agent, upstream):
+def test_fail_closed_when_the_attempt_cannot_be_audited(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     from apps.audit.services import audit_record as real
 
-    def failing(**kwargs):
+    def failing(**kwargs: Any) -> Any:
         if kwargs["action"].endswith(".attempt"):
             raise DatabaseError("audit store down")
         return real(**kwargs)
@@ -164,7 +185,9 @@ def test_fail_closed_when_the_attempt_cannot_be_audited(client, agent, upstream)
     assert upstream.requests == []
 
 
-def test_unknown_token_and_revoked_token_get_401(client, agent, upstream):
+def test_unknown_token_and_revoked_token_get_401(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     from apps.workers.services import token_revoke
 
     assert post(client, agent, "sandbox.list_projects", {"input": {}}).status_code == 200
@@ -181,7 +204,9 @@ def test_unknown_token_and_revoked_token_get_401(client, agent, upstream):
     assert len(upstream.requests) == 1
 
 
-def test_another_organizations_connection_is_invisible(client, org, other_org, upstream):
+def test_another_organizations_connection_is_invisible(
+    client: Client, org: Organization, other_org: Organization, upstream: RecordingUpstream
+) -> None:
     mine = make_agent(org)
     theirs = make_agent(other_org, name="spy", connection_name="globex-sandbox")
     response = post(
@@ -193,7 +218,9 @@ def test_another_organizations_connection_is_invisible(client, org, other_org, u
     assert upstream.requests == []
 
 
-def test_slow_upstream_is_a_504_with_name_and_time(client, agent, upstream, settings):
+def test_slow_upstream_is_a_504_with_name_and_time(
+    client: Client, agent: Agent, upstream: RecordingUpstream, settings: Settings
+) -> None:
     settings.GRANTRY_EGRESS_TIMEOUT = 0.3
     upstream.reply = Reply(delay=1.0)
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
@@ -205,7 +232,7 @@ def test_slow_upstream_is_a_504_with_name_and_time(client, agent, upstream, sett
     assert broker_events()[-1].outcome == "error"
 
 
-def test_closed_port_is_a_502(client, agent, settings):
+def test_closed_port_is_a_502(client: Client, agent: Agent, settings: Settings) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -218,7 +245,9 @@ def test_closed_port_is_a_502(client, agent, settings):
     assert "elapsed_ms" in error["details"]
 
 
-def test_upstream_429_is_passed_through_with_retry_after(client, agent, upstream):
+def test_upstream_429_is_passed_through_with_retry_after(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     upstream.reply = Reply(status=429, body={"error": "slow down"}, headers={"Retry-After": "7"})
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
     assert response.status_code == 429
@@ -226,7 +255,9 @@ def test_upstream_429_is_passed_through_with_retry_after(client, agent, upstream
     assert response.json()["error"]["code"] == "upstream_rate_limited"
 
 
-def test_upstream_error_status_is_reported_not_hidden(client, agent, upstream):
+def test_upstream_error_status_is_reported_not_hidden(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     upstream.reply = Reply(status=404, body={"error": "no such project"})
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
     assert response.status_code == 200
@@ -234,7 +265,9 @@ def test_upstream_error_status_is_reported_not_hidden(client, agent, upstream):
     assert broker_events()[-1].outcome == "failure"
 
 
-def test_response_over_the_cap_is_a_502(client, agent, upstream, settings):
+def test_response_over_the_cap_is_a_502(
+    client: Client, agent: Agent, upstream: RecordingUpstream, settings: Settings
+) -> None:
     settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES = 1000
     upstream.reply = Reply(body={"blob": "x" * 5000})
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
@@ -242,25 +275,32 @@ def test_response_over_the_cap_is_a_502(client, agent, upstream, settings):
     assert response.json()["error"]["code"] == "upstream_response_too_large"
 
 
-def test_request_body_over_the_cap_is_a_413(client, agent, upstream):
+def test_request_body_over_the_cap_is_a_413(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     huge = {"input": {"name": "x" * 1_100_000}}
     response = post(client, agent, "sandbox.create_project", huge)
     assert response.status_code == 413
     assert upstream.requests == []
 
 
-def test_connection_needing_reauth_is_a_409(client, agent, upstream):
+def test_connection_needing_reauth_is_a_409(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     agent.connection.status = ConnectionStatus.NEEDS_REAUTH
     agent.connection.save()
     response = post(client, agent, "sandbox.list_projects", {"input": {}})
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "needs_reauth"
-    assert "admin" in error["message"] and "reconnect" in error["message"]
+    assert "admin" in error["message"]
+    assert "reconnect" in error["message"]
     assert upstream.requests == []
 
 
-def test_rate_limit_answers_429_with_retry_after(client, org, upstream):
+def test_rate_limit_answers_429_with_retry_after(
+    client: Client, org: Organization, upstream: RecordingUpstream
+) -> None:
     agent = make_agent(
         org,
         rules=[
@@ -280,7 +320,9 @@ def test_rate_limit_answers_429_with_retry_after(client, org, upstream):
     assert len(upstream.requests) == 1
 
 
-def test_connection_is_optional_only_when_one_fits(client, org, upstream):
+def test_connection_is_optional_only_when_one_fits(
+    client: Client, org: Organization, upstream: RecordingUpstream
+) -> None:
     from apps.connections.models import Connection
 
     agent = make_agent(
@@ -311,7 +353,8 @@ def test_connection_is_optional_only_when_one_fits(client, org, upstream):
     ]
 
 
-def test_action_list_shows_only_what_the_role_allows(client, agent, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_action_list_shows_only_what_the_role_allows(client: Client, agent: Agent) -> None:
     response = client.get("/api/v1/actions", **agent.headers)
     assert response.status_code == 200
     names = [a["name"] for a in response.json()["results"]]
@@ -322,7 +365,9 @@ def test_action_list_shows_only_what_the_role_allows(client, agent, upstream):
     assert listed["connections"] == [{"id": agent.connection.pk, "name": "sandbox"}]
 
 
-def test_proxy_passes_through_when_a_rule_allows(client, agent, upstream):
+def test_proxy_passes_through_when_a_rule_allows(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     upstream.reply = Reply(body={"id": 5}, headers={"ETag": '"v1"', "Server": "hidden"})
     response = client.get("/api/v1/proxy/sandbox/projects/5/tasks?done=true", **agent.headers)
     assert response.status_code == 200
@@ -345,13 +390,17 @@ def test_proxy_passes_through_when_a_rule_allows(client, agent, upstream):
         "/evil.test/projects",
     ],
 )
-def test_proxy_path_cannot_escape_the_base_url(client, agent, upstream, path):
+def test_proxy_path_cannot_escape_the_base_url(
+    client: Client, agent: Agent, upstream: RecordingUpstream, path: str
+) -> None:
     response = client.get(f"/api/v1/proxy/sandbox/{path}", **agent.headers)
     assert response.status_code in (400, 403, 404)
     assert upstream.requests == []
 
 
-def test_proxy_needs_a_matching_rule(client, agent, upstream):
+def test_proxy_needs_a_matching_rule(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     assert client.get("/api/v1/proxy/sandbox/me", **agent.headers).status_code == 403
     response = client.post(
         "/api/v1/proxy/sandbox/projects/1", "{}", content_type="application/json", **agent.headers
@@ -361,10 +410,12 @@ def test_proxy_needs_a_matching_rule(client, agent, upstream):
     assert upstream.requests == []
 
 
-def test_a_failed_outcome_write_does_not_hide_a_completed_call(client, agent, upstream):
+def test_a_failed_outcome_write_does_not_hide_a_completed_call(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     from apps.audit.services import audit_record as real
 
-    def failing(**kwargs):
+    def failing(**kwargs: Any) -> Any:
         if kwargs["action"] == "broker.execute":
             raise DatabaseError("audit store down")
         return real(**kwargs)
@@ -379,7 +430,9 @@ def test_a_failed_outcome_write_does_not_hide_a_completed_call(client, agent, up
     assert [e.action for e in broker_events()] == ["broker.execute.attempt"]
 
 
-def test_another_organization_cannot_proxy_through_my_connection(client, org, other_org, upstream):
+def test_another_organization_cannot_proxy_through_my_connection(
+    client: Client, org: Organization, other_org: Organization, upstream: RecordingUpstream
+) -> None:
     mine = make_agent(org)
     theirs = make_agent(other_org, name="spy", connection_name="globex-sandbox")
     for ref in ("sandbox", str(mine.connection.pk)):
@@ -397,7 +450,9 @@ def test_another_organization_cannot_proxy_through_my_connection(client, org, ot
 
 
 @pytest.mark.parametrize("ref", ["³", "٣", "9" * 30])
-def test_connection_refs_that_are_not_plain_ids_are_names(client, org, upstream, ref):
+def test_connection_refs_that_are_not_plain_ids_are_names(
+    client: Client, org: Organization, upstream: RecordingUpstream, ref: Any
+) -> None:
     # "³".isdigit() is true but int("³") fails, and 30 digits overflow bigint: both
     # are looked up as names (and found nowhere), never a 500.
     agent = make_agent(org)
@@ -410,7 +465,9 @@ def test_connection_refs_that_are_not_plain_ids_are_names(client, org, upstream,
     assert upstream.requests == []
 
 
-def test_a_warm_execute_is_four_statements(client, agent, upstream):
+def test_a_warm_execute_is_four_statements(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     """Token (with the revocation leases), connection, the attempt (with the token
     re-check), the outcome (with the leases given back); last-used writes are
     throttled. A regression here is a round trip added to every agent call."""
@@ -423,14 +480,16 @@ def test_a_warm_execute_is_four_statements(client, agent, upstream):
         assert post(client, agent, "sandbox.list_projects", body).status_code == 200
     statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) == 4, statements
-    assert "digest" in statements[0] and "pg_advisory_lock_shared" in statements[0]
+    assert "digest" in statements[0]
+    assert "pg_advisory_lock_shared" in statements[0]
     assert "connections_connection" in statements[1]
-    assert "lease_token_pk" not in statements[2] and "revoked_at IS NULL" in statements[2]
+    assert "lease_token_pk" not in statements[2]
+    assert "revoked_at IS NULL" in statements[2]
     assert "pg_advisory_unlock_all" in statements[3]
     assert len(upstream.requests) == 2
 
 
-def _raw_post(client, path, body, token):
+def _raw_post(client: Any, path: Any, body: Any, token: Any) -> Any:
     return client.post(
         path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
     )
@@ -444,7 +503,10 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
-def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(client, agent, body):
+@pytest.mark.usefixtures("agent")
+def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(
+    client: Client, body: Any
+) -> None:
     from apps.workers.tokens import generate_token
 
     forged = generate_token("worker").raw  # well-formed, checksum valid, unknown
@@ -466,15 +528,17 @@ def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(client, ag
     ids=["deeply nested", "NUL in connection", "NUL in input"],
 )
 def test_hostile_bodies_from_an_agent_get_400_and_nothing_upstream(
-    client, agent, upstream, body, code
-):
+    client: Client, agent: Agent, upstream: RecordingUpstream, body: Any, code: str
+) -> None:
     response = _raw_post(client, EXECUTE.format("sandbox.list_projects"), body, agent.raw)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == code
     assert upstream.requests == []
 
 
-def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(client, agent, upstream):
+def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(
+    client: Client, agent: Agent, upstream: RecordingUpstream
+) -> None:
     response = _raw_post(client, EXECUTE.format("sand%00box.list_projects"), "{}", agent.raw)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "invalid_input"
@@ -490,7 +554,7 @@ def test_nul_in_the_action_name_or_proxy_path_is_refused_and_audited(client, age
 # --- Ambiguity is decided after the role (hardening finding #10) -----------------
 
 
-def _second_sandbox(org, name="sandbox-two"):
+def _second_sandbox(org: Organization, name: str = "sandbox-two") -> Any:
     from apps.connections.models import Connection
 
     return Connection.objects.create(
@@ -498,7 +562,9 @@ def _second_sandbox(org, name="sandbox-two"):
     )
 
 
-def test_a_second_connection_the_role_does_not_allow_changes_nothing(client, org, upstream):
+def test_a_second_connection_the_role_does_not_allow_changes_nothing(
+    client: Client, org: Organization, upstream: RecordingUpstream
+) -> None:
     from apps.connections.models import Connection
 
     first = Connection.objects.create(
@@ -524,7 +590,9 @@ def test_a_second_connection_the_role_does_not_allow_changes_nothing(client, org
     assert len(upstream.requests) == 1
 
 
-def test_connection_is_asked_for_only_when_several_allowed_ones_fit(client, org, upstream):
+def test_connection_is_asked_for_only_when_several_allowed_ones_fit(
+    client: Client, org: Organization, upstream: RecordingUpstream
+) -> None:
     agent = make_agent(
         org,
         rules=[
@@ -542,7 +610,8 @@ def test_connection_is_asked_for_only_when_several_allowed_ones_fit(client, org,
     assert len(upstream.requests) == 1
 
 
-def test_a_clients_request_id_is_kept_apart_from_the_servers(client, agent, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_a_clients_request_id_is_kept_apart_from_the_servers(client: Client, agent: Agent) -> None:
     response = client.post(
         EXECUTE.format("sandbox.list_projects"),
         json.dumps({"input": {}}),

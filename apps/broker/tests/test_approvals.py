@@ -9,35 +9,50 @@ from typing import Any
 
 import httpx
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
+from django.test import Client
+from pytest_django.live_server_helper import LiveServer
 
 from apps.approvals.models import Approval
 from apps.approvals.services import approval_decide
-from apps.approvals.tests.conftest import INPUT, make_gated_agent
+from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
+from apps.broker.tests.upstream import RecordingUpstream
+from apps.organizations.models import Organization
 
 EXECUTE = "/api/v1/actions/sandbox.delete_task/execute"
 
 
-def _execute(client, agent, body):
+def _execute(client: Any, agent: Any, body: Any) -> Any:
     return client.post(EXECUTE, json.dumps(body), content_type="application/json", **agent.headers)
 
 
 @pytest.fixture
-def gated(org, owner, member, admin, upstream):
+def gated(
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,  # noqa: ARG001 - set up first, for its side effect
+    upstream: RecordingUpstream,  # noqa: ARG001 - set up first, for its side effect
+) -> GatedAgent:
     return make_gated_agent(org, creator=owner, owner=member)
 
 
-def test_ask_approve_execute_once(client, gated, admin, upstream):
+def test_ask_approve_execute_once(
+    client: Client, gated: GatedAgent, admin: User, upstream: RecordingUpstream
+) -> None:
     first = _execute(client, gated, {"input": INPUT, "reason": "cleanup of a stale task"})
     assert first.status_code == 202, first.content
     body = first.json()
     approval_id = body["approval"]["id"]
-    assert first["Retry-After"] and first["Location"].endswith(f"/api/v1/approvals/{approval_id}")
+    assert first["Retry-After"]
+    assert first["Location"].endswith(f"/api/v1/approvals/{approval_id}")
     assert upstream.requests == []
     # Still pending: asking again is the same request, and nothing goes upstream.
     again = _execute(client, gated, {"input": INPUT, "approval": approval_id})
-    assert again.status_code == 202 and again.json()["approval"]["id"] == approval_id
+    assert again.status_code == 202
+    assert again.json()["approval"]["id"] == approval_id
     assert upstream.requests == []
 
     approval = Approval.objects.get(public_id=approval_id)
@@ -60,7 +75,10 @@ def test_ask_approve_execute_once(client, gated, admin, upstream):
     assert executed.metadata["approval_id"] == approval_id
 
 
-def test_a_dry_run_says_approval_is_needed_without_asking(client, gated, upstream):
+@pytest.mark.usefixtures("upstream")
+def test_a_dry_run_says_approval_is_needed_without_asking(
+    client: Client, gated: GatedAgent
+) -> None:
     response = client.post(
         "/api/v1/actions/sandbox.delete_task/check",
         json.dumps({"input": INPUT}),
@@ -72,7 +90,9 @@ def test_a_dry_run_says_approval_is_needed_without_asking(client, gated, upstrea
     assert not Approval.objects.exists()
 
 
-def test_a_rules_change_voids_the_approval(client, gated, admin, upstream):
+def test_a_rules_change_voids_the_approval(
+    client: Client, gated: GatedAgent, admin: User, upstream: RecordingUpstream
+) -> None:
     from apps.policies.services import role_update
 
     approval_id = _execute(client, gated, {"input": INPUT}).json()["approval"]["id"]
@@ -89,8 +109,13 @@ def test_a_rules_change_voids_the_approval(client, gated, admin, upstream):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_executions_of_one_approval_make_one_upstream_call(
-    live_server, org, owner, member, admin, upstream
-):
+    live_server: LiveServer,
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,
+    upstream: RecordingUpstream,
+) -> None:
     gated = make_gated_agent(org, creator=owner, owner=member)
     url = f"{live_server.url}{EXECUTE}"
     headers = {"Authorization": f"Bearer {gated.raw}"}
@@ -119,8 +144,13 @@ def test_two_simultaneous_executions_of_one_approval_make_one_upstream_call(
 
 @pytest.mark.django_db(transaction=True)
 def test_mcp_tool_call_is_pending_then_runs_after_approval(
-    live_server, org, owner, member, admin, upstream
-):
+    live_server: LiveServer,
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,
+    upstream: RecordingUpstream,
+) -> None:
     from apps.broker.tests.test_mcp import with_client
 
     gated = make_gated_agent(org, creator=owner, owner=member)

@@ -10,6 +10,7 @@ far, is recorded in addition)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -17,9 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.audit.models import AuditEvent
-from apps.broker.tests.conftest import make_agent
+from apps.broker.tests.conftest import Agent, make_agent
+from apps.broker.tests.upstream import RecordingUpstream
+from apps.organizations.models import Organization
 
-RULES = [
+RULES: list[dict[str, Any]] = [
     {"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.list_projects"},
     {
         "kind": "action",
@@ -102,14 +105,14 @@ def agent_calls(draw: st.DrawFn) -> tuple[str, str, str]:
 
 
 @pytest.fixture
-def hostile_agent(org, upstream):
+def hostile_agent(org: Organization, upstream: RecordingUpstream) -> Agent:  # noqa: ARG001 - set up first, for its side effect
     """One agent for every example (Hypothesis runs them within one test)."""
     from apps.connections.models import Connection
 
     connection = Connection.objects.create(
         organization=org, provider_key="sandbox", name="sandbox", auth_type="api_key", api_key="k"
     )
-    proxy = {
+    proxy: dict[str, Any] = {
         "kind": "proxy",
         "provider_key": "sandbox",
         "connection": connection.pk,
@@ -119,7 +122,7 @@ def hostile_agent(org, upstream):
     return make_agent(org, rules=[*RULES, proxy], connection=connection)
 
 
-def _final_events(org) -> int:
+def _final_events(org: Organization) -> int:
     return (
         AuditEvent.objects.filter(organization=org, worker_id__isnull=False)
         .exclude(action__endswith=".attempt")
@@ -134,7 +137,9 @@ def _final_events(org) -> int:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(call=agent_calls())
-def test_hostile_bodies_get_a_clear_answer_and_an_audit_event(org, hostile_agent, call):
+def test_hostile_bodies_get_a_clear_answer_and_an_audit_event(
+    org: Organization, hostile_agent: Agent, call: Any
+) -> None:
     agent = hostile_agent
     surface, path, body = call
     before = _final_events(org)

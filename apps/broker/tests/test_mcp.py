@@ -9,12 +9,17 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from django.test import Client as TestClient
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from apps.audit.models import AuditEvent
-from apps.broker.tests.conftest import CONNECTION_SECRET, make_agent
+from apps.broker.tests.conftest import CONNECTION_SECRET, Agent, make_agent
+from apps.broker.tests.upstream import RecordingUpstream
+from apps.organizations.models import Organization
 
 MODERN = "2026-07-28"
 META = {
@@ -30,22 +35,25 @@ def with_client(url: str, token: str, mode: str, body: Any, sent: list[Any] | No
 
     async def main() -> Any:
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx2.AsyncClient(headers=headers, event_hooks={"request": [record]}) as hc:
-            async with Client(streamable_http_client(url, http_client=hc), mode=mode) as client:
-                return await body(client)
+        async with (
+            httpx2.AsyncClient(headers=headers, event_hooks={"request": [record]}) as hc,
+            Client(streamable_http_client(url, http_client=hc), mode=mode) as client,
+        ):
+            return await body(client)
 
     return anyio.run(main)
 
 
 @pytest.fixture
-def mcp_url(live_server):
+def mcp_url(live_server: LiveServer) -> Any:
     return f"{live_server.url}/mcp"
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.usefixtures("transactional_db")
 def test_list_call_and_denial_in_both_protocol_versions(
-    transactional_db, org, upstream, mcp_url, mode
-):
+    org: Organization, upstream: RecordingUpstream, mcp_url: Any, mode: str
+) -> None:
     agent = make_agent(org)
     sent: list[Any] = []
 
@@ -84,7 +92,10 @@ def test_list_call_and_denial_in_both_protocol_versions(
     assert [e.decision for e in events] == ["allowed", "allowed", "denied"]
 
 
-def test_revoked_token_fails_on_the_next_call(transactional_db, org, upstream, mcp_url):
+@pytest.mark.usefixtures("transactional_db")
+def test_revoked_token_fails_on_the_next_call(
+    org: Organization, upstream: RecordingUpstream, mcp_url: Any
+) -> None:
     from apps.workers.services import token_revoke
 
     agent = make_agent(org)
@@ -101,9 +112,10 @@ def test_revoked_token_fails_on_the_next_call(transactional_db, org, upstream, m
     assert len(upstream.requests) == 1
 
 
+@pytest.mark.usefixtures("transactional_db")
 def test_second_organization_sees_none_of_the_first(
-    transactional_db, org, other_org, upstream, mcp_url
-):
+    org: Organization, other_org: Organization, upstream: RecordingUpstream, mcp_url: Any
+) -> None:
     make_agent(org)
     stranger = make_agent(other_org, name="stranger", connection_name="globex", rules=[])
 
@@ -130,12 +142,14 @@ def modern(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-def mcp_post(client, body, **headers):
+def mcp_post(client: Any, body: Any, **headers: Any) -> Any:
     return client.post("/mcp", json.dumps(body), content_type="application/json", **headers)
 
 
 @pytest.mark.django_db
-def test_no_token_is_401_pointing_at_the_resource_metadata(client, settings):
+def test_no_token_is_401_pointing_at_the_resource_metadata(
+    client: TestClient, settings: Settings
+) -> None:
     response = mcp_post(client, modern("server/discover"))
     assert response.status_code == 401
     challenge = response["WWW-Authenticate"]
@@ -153,13 +167,13 @@ def test_no_token_is_401_pointing_at_the_resource_metadata(client, settings):
 
 
 @pytest.mark.django_db
-def test_get_and_delete_are_405(client, agent):
+def test_get_and_delete_are_405(client: TestClient, agent: Agent) -> None:
     assert client.get("/mcp", **agent.headers).status_code == 405
     assert client.delete("/mcp", **agent.headers).status_code == 405
 
 
 @pytest.mark.django_db
-def test_origin_is_validated(client, agent, settings):
+def test_origin_is_validated(client: TestClient, agent: Agent, settings: Settings) -> None:
     headers = {
         **agent.headers,
         "HTTP_MCP_PROTOCOL_VERSION": MODERN,
@@ -174,11 +188,12 @@ def test_origin_is_validated(client, agent, settings):
     result = ours.json()["result"]
     assert result["supportedVersions"] == [MODERN]
     assert result["resultType"] == "complete"
-    assert "ttlMs" in result and result["cacheScope"] == "private"
+    assert "ttlMs" in result
+    assert result["cacheScope"] == "private"
 
 
 @pytest.mark.django_db
-def test_header_mismatch_is_400_with_32020(client, agent):
+def test_header_mismatch_is_400_with_32020(client: TestClient, agent: Agent) -> None:
     response = mcp_post(
         client,
         modern("tools/list"),
@@ -206,7 +221,7 @@ def test_header_mismatch_is_400_with_32020(client, agent):
 
 
 @pytest.mark.django_db
-def test_modern_tools_list_carries_cache_fields(client, agent):
+def test_modern_tools_list_carries_cache_fields(client: TestClient, agent: Agent) -> None:
     response = mcp_post(
         client,
         modern("tools/list"),
@@ -216,12 +231,13 @@ def test_modern_tools_list_carries_cache_fields(client, agent):
     )
     result = response.json()["result"]
     assert result["resultType"] == "complete"
-    assert result["ttlMs"] == 0 and result["cacheScope"] == "private"
+    assert result["ttlMs"] == 0
+    assert result["cacheScope"] == "private"
     assert {t["name"] for t in result["tools"]} == {"sandbox.list_projects", "sandbox.list_tasks"}
 
 
 @pytest.mark.django_db
-def test_legacy_handshake_and_notifications(client, agent):
+def test_legacy_handshake_and_notifications(client: TestClient, agent: Agent) -> None:
     init = mcp_post(
         client,
         {
@@ -258,9 +274,10 @@ def test_legacy_handshake_and_notifications(client, agent):
     assert unknown.json()["error"]["code"] == -32601
 
 
+@pytest.mark.usefixtures("transactional_db", "upstream")
 def test_tool_schema_requires_a_connection_only_when_several_allowed_ones_fit(
-    transactional_db, org, upstream, mcp_url
-):
+    org: Organization, mcp_url: Any
+) -> None:
     from apps.connections.models import Connection
 
     agent = make_agent(

@@ -4,13 +4,19 @@ with 429 quota_exceeded and Retry-After before anything goes upstream."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import make_agent
+from apps.broker.tests.upstream import RecordingUpstream
+from apps.organizations.models import Organization
 from apps.workers.services import token_mint, worker_create
 
 pytestmark = pytest.mark.django_db
@@ -28,12 +34,12 @@ QUOTA_RULE = {
 
 
 @pytest.fixture
-def pinned_clock():
+def pinned_clock() -> Iterator[Any]:
     with mock.patch("apps.policies.ratelimit.time", SimpleNamespace(time=lambda: PINNED_NOW)):
         yield
 
 
-def execute(client, raw_token):
+def execute(client: Any, raw_token: Any) -> Any:
     return client.post(
         EXECUTE.format("sandbox.list_projects"),
         json.dumps({"input": {}}),
@@ -42,7 +48,10 @@ def execute(client, raw_token):
     )
 
 
-def test_a_quota_of_two_per_minute_refuses_the_third_call(client, org, upstream, pinned_clock):
+@pytest.mark.usefixtures("pinned_clock")
+def test_a_quota_of_two_per_minute_refuses_the_third_call(
+    client: Client, org: Organization, upstream: RecordingUpstream
+) -> None:
     agent = make_agent(org, rules=[QUOTA_RULE])
 
     first, second = execute(client, agent.raw), execute(client, agent.raw)
@@ -63,7 +72,10 @@ def test_a_quota_of_two_per_minute_refuses_the_third_call(client, org, upstream,
     assert refused.reason == error["message"]
 
 
-def test_the_quota_counts_each_worker_separately(client, org, upstream, pinned_clock):
+@pytest.mark.usefixtures("pinned_clock")
+def test_the_quota_counts_each_worker_separately(
+    client: Client, org: Organization, upstream: RecordingUpstream
+) -> None:
     agent = make_agent(org, rules=[QUOTA_RULE])
     other = worker_create(organization=org, name="other-bot", default_role=agent.role)
     _, other_raw = token_mint(worker=other)
@@ -74,9 +86,15 @@ def test_the_quota_counts_each_worker_separately(client, org, upstream, pinned_c
     assert len(upstream.requests) == 4
 
 
+@pytest.mark.usefixtures("pinned_clock")
 def test_an_approved_call_counts_against_the_approval_rules_quota(
-    client, org, owner, member, admin, upstream, pinned_clock
-):
+    client: Client,
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,
+    upstream: RecordingUpstream,
+) -> None:
     from apps.approvals.models import Approval
     from apps.approvals.services import approval_decide
     from apps.approvals.tests.conftest import approval_rules, make_gated_agent
@@ -87,7 +105,7 @@ def test_an_approved_call_counts_against_the_approval_rules_quota(
     rules[1]["quota"] = {"limit": 1, "per": "minute"}
     role_update(role=gated.role, rules=rules)
 
-    def approved_call(task_id):
+    def approved_call(task_id: Any) -> Any:
         url = "/api/v1/actions/sandbox.delete_task/execute"
         body = {"input": {"task_id": task_id}}
         asked = client.post(url, json.dumps(body), "application/json", **gated.headers)

@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import httpx
+from django.test import Client
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
@@ -17,6 +18,7 @@ from apps.connections.models import Connection, ConnectionStatus
 
 # The connections app's fixtures: a real OAuth connection to the Sandbox.
 from apps.connections.tests.conftest import (  # noqa: F401
+    Sandbox,
     admin_client,
     connected,
     sandbox,
@@ -31,7 +33,7 @@ def _expire(connection: Connection) -> None:
     )
 
 
-def test_expired_token_is_refreshed_on_demand(connected, client):  # noqa: F811
+def test_expired_token_is_refreshed_on_demand(connected: Connection, client: Client) -> None:  # noqa: F811
     agent = make_agent(connected.organization, rules=RULES, connection=connected)
     old_access = connected.access_token
     _expire(connected)
@@ -55,7 +57,7 @@ def test_expired_token_is_refreshed_on_demand(connected, client):  # noqa: F811
     )
 
 
-def test_concurrent_calls_refresh_once(connected, sandbox):  # noqa: F811
+def test_concurrent_calls_refresh_once(connected: Connection, sandbox: Sandbox) -> None:  # noqa: F811
     agent = make_agent(connected.organization, rules=RULES, connection=connected)
     _expire(connected)
     url = f"{sandbox.base_url}/api/v1/actions/sandbox.list_projects/execute"

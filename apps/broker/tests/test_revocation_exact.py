@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from django.conf import settings
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import make_agent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
+from apps.organizations.models import Organization
 from apps.workers.services import organization_revoke_all_worker_tokens, token_revoke
 from apps.workers.tests.test_cross_process import Server
 
@@ -28,7 +31,7 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def slow_upstream():
+def slow_upstream() -> Iterator[RecordingUpstream]:
     with RecordingUpstream() as server:
         # Slow enough that calls are always in flight when the revocation starts.
         server.reply = Reply(delay=0.02)
@@ -36,7 +39,11 @@ def slow_upstream():
 
 
 @pytest.fixture(scope="module")
-def web_processes(slow_upstream, django_db_setup, tmp_path_factory):
+def web_processes(
+    slow_upstream: RecordingUpstream,
+    django_db_setup: None,  # noqa: ARG001 - the test database must exist first
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Any]:
     tmp_path = tmp_path_factory.mktemp("web")
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.fail("needs a PostgreSQL database shared by processes")
@@ -51,7 +58,9 @@ def web_processes(slow_upstream, django_db_setup, tmp_path_factory):
             server.stop()
 
 
-def _hammer(servers, raw, stop: threading.Event, answers: list[tuple[float, int]]) -> None:
+def _hammer(
+    servers: Any, raw: Any, stop: threading.Event, answers: list[tuple[float, int]]
+) -> None:
     headers = {"Authorization": f"Bearer {raw}"}
     with httpx.Client(timeout=30) as client:
         n = 0
@@ -69,8 +78,8 @@ def _hammer(servers, raw, stop: threading.Event, answers: list[tuple[float, int]
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("revoke", ["token", "organization"])
 def test_no_call_reaches_the_upstream_after_a_revocation_commits(
-    web_processes, slow_upstream, org, revoke
-):
+    web_processes: Any, slow_upstream: RecordingUpstream, org: Organization, revoke: str
+) -> None:
     agent = make_agent(org)
     slow_upstream.requests.clear()
     stop = threading.Event()
@@ -100,7 +109,8 @@ def test_no_call_reaches_the_upstream_after_a_revocation_commits(
     late = [r for r in slow_upstream.requests if r.at >= revoked_at]
     assert late == [], f"{len(late)} calls reached the upstream after the revocation committed"
     after = [status for at, status in answers if at > revoked_at + 0.05]
-    assert after and set(after) == {401}
+    assert after
+    assert set(after) == {401}
     assert {status for _, status in answers} <= {200, 401}
     # Every upstream call has its durable attempt on record, and no attempt was
     # recorded that did not... reach the upstream or fail there.

@@ -4,6 +4,9 @@ valid token, no token, and deliberately invalid input."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -16,6 +19,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from apps.broker.tests.conftest import Agent
+from apps.broker.tests.upstream import RecordingUpstream
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -39,7 +45,7 @@ def _load(modes: list[GenerationMode] | None = None) -> schemathesis.schemas.Bas
 
 
 @pytest.fixture
-def in_process(db, upstream):
+def in_process(db: None, upstream: RecordingUpstream) -> Iterator[Any]:  # noqa: ARG001 - database access; the upstream must run
     """Call the WSGI app in-process inside the test transaction, as Django's test
     client does: keep request signals from closing the test's DB connection."""
     request_started.disconnect(close_old_connections)
@@ -58,20 +64,23 @@ with_bad_input = _load([GenerationMode.NEGATIVE])
 
 @with_valid_token.parametrize()
 @SETTINGS
-def test_with_a_valid_token(case, in_process, agent):
+@pytest.mark.usefixtures("in_process")
+def test_with_a_valid_token(case: Any, agent: Agent) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {agent.raw}"}, checks=CHECKS)
 
 
 @with_valid_token.parametrize()
 @SETTINGS
-def test_without_a_token(case, in_process):
+@pytest.mark.usefixtures("in_process")
+def test_without_a_token(case: Any) -> None:
     response = case.call_and_validate(checks=CHECKS)
     assert response.status_code == 401
 
 
 @with_bad_input.parametrize()
 @SETTINGS
-def test_with_bad_input(case, in_process, agent):
+@pytest.mark.usefixtures("in_process")
+def test_with_bad_input(case: Any, agent: Agent) -> None:
     response = case.call_and_validate(
         headers={"Authorization": f"Bearer {agent.raw}"}, checks=CHECKS
     )

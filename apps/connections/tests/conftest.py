@@ -7,17 +7,21 @@ at it, so the redirect URI, the Sandbox provider's URLs and the token calls
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from oauth2_provider.models import get_application_model
+from pytest_django.live_server_helper import LiveServer
 
 from apps.connections import services
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.sandbox.services import sandbox_client_register
 from tests.factories import MembershipFactory, UserFactory
 
@@ -34,7 +38,7 @@ class Sandbox:
 
 
 @pytest.fixture
-def sandbox(live_server, org):
+def sandbox(live_server: LiveServer, org: Organization) -> Iterator[Sandbox]:
     with override_settings(GRANTRY_BASE_URL=live_server.url, GRANTRY_SANDBOX_URL=""):
         client_id, secret = sandbox_client_register(
             name="Grantry (acme)", redirect_uris=[services.oauth_redirect_uri()]
@@ -47,7 +51,7 @@ def sandbox(live_server, org):
 
 
 @pytest.fixture
-def admin_client(admin) -> Client:
+def admin_client(admin: User) -> Client:
     client = Client()
     client.force_login(admin)
     return client
@@ -103,12 +107,12 @@ def connect(client: Client, *, name: str = "sandbox-main") -> Connection:
 
 
 @pytest.fixture
-def connected(sandbox, admin_client) -> Connection:
+def connected(sandbox: Sandbox, admin_client: Client) -> Connection:  # noqa: ARG001 - set up first, for its side effect
     return connect(admin_client)
 
 
 @pytest.fixture
-def make_member():
+def make_member() -> Any:
     def make(org: Any, role: str, email: str) -> Any:
         return MembershipFactory(organization=org, role=role, user=UserFactory(email=email)).user
 

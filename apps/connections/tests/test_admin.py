@@ -3,10 +3,14 @@ cannot add, change (e.g. move a connection to another organization) or delete.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from apps.connections.models import Connection, ProviderApp
+from apps.organizations.models import Organization
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -15,12 +19,14 @@ SECRET = "sk-live-admin-must-not-show-this"
 
 
 @pytest.fixture
-def staff_client(client):
+def staff_client(client: Client) -> Any:
     client.force_login(UserFactory(email="root@grantry.test", is_staff=True, is_superuser=True))
     return client
 
 
-def test_connection_admin_cannot_add_change_or_move(staff_client, org, other_org):
+def test_connection_admin_cannot_add_change_or_move(
+    staff_client: Any, org: Organization, other_org: Organization
+) -> None:
     connection = Connection.objects.create(
         organization=org, provider_key="github", name="gh", auth_type="api_key", api_key=SECRET
     )
@@ -29,7 +35,8 @@ def test_connection_admin_cannot_add_change_or_move(staff_client, org, other_org
     page = staff_client.get(change_url)
     assert page.status_code == 200
     html = page.content.decode()
-    assert "gh" in html and "•••• set" in html
+    assert "gh" in html
+    assert "•••• set" in html
     assert SECRET not in html
     assert 'name="organization"' not in html
 
@@ -59,7 +66,9 @@ def test_connection_admin_cannot_add_change_or_move(staff_client, org, other_org
     assert Connection.objects.count() == 1
 
 
-def test_provider_app_admin_cannot_add_or_change(staff_client, org, other_org):
+def test_provider_app_admin_cannot_add_or_change(
+    staff_client: Any, org: Organization, other_org: Organization
+) -> None:
     app = ProviderApp.objects.create(
         organization=org, provider_key="github", client_id="cid", client_secret=SECRET
     )

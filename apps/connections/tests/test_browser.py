@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
 
 from apps.connections.models import Connection, ConnectionStatus
+from apps.connections.tests.conftest import Sandbox
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -17,7 +21,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture
-def browser():
+def browser() -> Iterator[Any]:
     if not os.path.exists("/usr/bin/chromium"):
         pytest.fail("Chromium is missing: run `make browser`.")
     from playwright.sync_api import sync_playwright
@@ -32,7 +36,9 @@ def browser():
     connections.close_all()
 
 
-def test_admin_connects_the_sandbox_in_the_browser(sandbox, admin, browser):
+def test_admin_connects_the_sandbox_in_the_browser(
+    sandbox: Sandbox, admin: User, browser: Any
+) -> None:
     app = sandbox.application
     app.skip_authorization = False  # show the real consent page
     app.save()

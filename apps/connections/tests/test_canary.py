@@ -9,17 +9,22 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.connections import custody, services
 from apps.connections.models import Connection, ProviderApp
+from apps.organizations.models import Organization
 from apps.providers.registry import get_provider
 from tests.factories import UserFactory
 
 CANARY = "CANARY-7d1e0f-do-not-leak"
 
 
-def test_the_canary_appears_nowhere(sandbox, admin_client, org, admin, caplog, settings):
+@pytest.mark.usefixtures("sandbox", "admin")
+def test_the_canary_appears_nowhere(
+    admin_client: Client, org: Organization, caplog: pytest.LogCaptureFixture, settings: Settings
+) -> None:
     caplog.set_level(logging.DEBUG)
     app = ProviderApp.objects.get(organization=org)
     app.client_secret = CANARY + "-client-secret"

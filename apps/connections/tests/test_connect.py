@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model
+from pytest_django.live_server_helper import LiveServer
 
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection, ConnectionStatus, OAuthState
-from apps.connections.tests.conftest import authorize, callback, connect, deny, start_connect
+from apps.connections.tests.conftest import (
+    Sandbox,
+    authorize,
+    callback,
+    connect,
+    deny,
+    start_connect,
+)
+from apps.organizations.models import Organization
 
 
-def test_connect_stores_an_active_connection_with_identity_and_scopes(sandbox, admin_client, admin):
+def test_connect_stores_an_active_connection_with_identity_and_scopes(
+    sandbox: Sandbox, admin_client: Client, admin: User
+) -> None:
     authorize_url = start_connect(admin_client)
     query = parse_qs(urlsplit(authorize_url).query)
     assert authorize_url.startswith(f"{sandbox.base_url}/sandbox/o/authorize/")
@@ -44,20 +57,25 @@ def test_connect_stores_an_active_connection_with_identity_and_scopes(sandbox, a
 
     page = admin_client.get("/o/acme/connections/")
     html = page.content.decode()
-    assert "sandbox-main" in html and admin.email in html and "Active" in html
+    assert "sandbox-main" in html
+    assert admin.email in html
+    assert "Active" in html
 
 
-def test_a_reused_state_gets_a_clear_page_and_nothing_new(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_a_reused_state_gets_a_clear_page_and_nothing_new(admin_client: Client) -> None:
     callback_url = authorize(admin_client, start_connect(admin_client))
     assert callback(admin_client, callback_url).status_code == 302
     again = callback(admin_client, callback_url)
     assert again.status_code == 400
     text = again.content.decode()
-    assert "already used" in text and "What to do next" in text
+    assert "already used" in text
+    assert "What to do next" in text
     assert Connection.objects.count() == 1
 
 
-def test_state_from_another_session_is_refused(sandbox, admin_client, admin):
+@pytest.mark.usefixtures("sandbox")
+def test_state_from_another_session_is_refused(admin_client: Client, admin: User) -> None:
     callback_url = authorize(admin_client, start_connect(admin_client))
     other_browser = Client()
     other_browser.force_login(admin)  # same person, different session
@@ -69,7 +87,8 @@ def test_state_from_another_session_is_refused(sandbox, admin_client, admin):
     assert callback(admin_client, callback_url).status_code == 302
 
 
-def test_an_unknown_state_is_refused(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_an_unknown_state_is_refused(admin_client: Client) -> None:
     callback_url = authorize(admin_client, start_connect(admin_client))
     forged = callback_url.replace("state=", "state=x")
     response = callback(admin_client, forged)
@@ -77,7 +96,8 @@ def test_an_unknown_state_is_refused(sandbox, admin_client):
     assert not Connection.objects.exists()
 
 
-def test_an_expired_state_is_refused(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_an_expired_state_is_refused(admin_client: Client) -> None:
     callback_url = authorize(admin_client, start_connect(admin_client))
     OAuthState.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     response = callback(admin_client, callback_url)
@@ -86,7 +106,7 @@ def test_an_expired_state_is_refused(sandbox, admin_client):
     assert not Connection.objects.exists()
 
 
-def test_consent_denied_at_the_sandbox(sandbox, admin_client):
+def test_consent_denied_at_the_sandbox(sandbox: Sandbox, admin_client: Client) -> None:
     app = sandbox.application
     app.skip_authorization = False
     app.save()
@@ -95,12 +115,14 @@ def test_consent_denied_at_the_sandbox(sandbox, admin_client):
     response = callback(admin_client, callback_url)
     assert response.status_code == 400
     text = response.content.decode()
-    assert "Access was not granted" in text and "start Connect again" in text
+    assert "Access was not granted" in text
+    assert "start Connect again" in text
     assert not Connection.objects.exists()
     assert AuditEvent.objects.filter(action="connection.connect_failed").exists()
 
 
-def test_a_wrong_pkce_verifier_fails_the_token_exchange(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_a_wrong_pkce_verifier_fails_the_token_exchange(admin_client: Client) -> None:
     callback_url = authorize(admin_client, start_connect(admin_client))
     state = OAuthState.objects.get()
     state.code_verifier = "x" * 64  # not the verifier the challenge was made from
@@ -108,11 +130,13 @@ def test_a_wrong_pkce_verifier_fails_the_token_exchange(sandbox, admin_client):
     response = callback(admin_client, callback_url)
     assert response.status_code == 400
     text = response.content.decode()
-    assert "Could not get a token" in text and "invalid_grant" in text
+    assert "Could not get a token" in text
+    assert "invalid_grant" in text
     assert not Connection.objects.exists()
 
 
-def test_a_mismatched_issuer_is_refused(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_a_mismatched_issuer_is_refused(admin_client: Client) -> None:
     callback_url = authorize(admin_client, start_connect(admin_client))
     forged = callback_url + "&iss=https%3A%2F%2Fevil.example%2Fsandbox%2Fo"
     response = callback(admin_client, forged)
@@ -121,14 +145,17 @@ def test_a_mismatched_issuer_is_refused(sandbox, admin_client):
     assert not Connection.objects.exists()
 
 
-def test_the_right_issuer_is_accepted(sandbox, admin_client):
+def test_the_right_issuer_is_accepted(sandbox: Sandbox, admin_client: Client) -> None:
     callback_url = authorize(admin_client, start_connect(admin_client))
     response = callback(admin_client, callback_url + f"&iss={sandbox.base_url}/sandbox/o")
     assert response.status_code == 302
     assert Connection.objects.count() == 1
 
 
-def test_connect_without_an_oauth_app_points_to_the_app_settings(live_server, admin_client, org):
+@pytest.mark.usefixtures("org")
+def test_connect_without_an_oauth_app_points_to_the_app_settings(
+    live_server: LiveServer, admin_client: Client
+) -> None:
     from django.test import override_settings
 
     with override_settings(GRANTRY_BASE_URL=live_server.url, GRANTRY_SANDBOX_URL=""):
@@ -139,7 +166,8 @@ def test_connect_without_an_oauth_app_points_to_the_app_settings(live_server, ad
     assert f"{live_server.url}/oauth/callback/" in text
 
 
-def test_reconnect_replaces_the_tokens_of_the_same_connection(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_reconnect_replaces_the_tokens_of_the_same_connection(admin_client: Client) -> None:
     connection = connect(admin_client)
     Connection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.NEEDS_REAUTH)
     response = admin_client.post(f"/o/acme/connections/{connection.pk}/reconnect/")
@@ -153,7 +181,8 @@ def test_reconnect_replaces_the_tokens_of_the_same_connection(sandbox, admin_cli
 
 
 @pytest.mark.parametrize("role", ["member", "reviewer"])
-def test_only_admins_can_start_connect(sandbox, org, make_member, role):
+@pytest.mark.usefixtures("sandbox")
+def test_only_admins_can_start_connect(org: Organization, make_member: Any, role: str) -> None:
     client = Client()
     client.force_login(make_member(org, role, f"{role}-x@acme.test"))
     response = client.post(
@@ -163,7 +192,8 @@ def test_only_admins_can_start_connect(sandbox, org, make_member, role):
     assert client.get("/o/acme/connections/").status_code == 200  # but they can read
 
 
-def test_old_connect_attempts_are_purged(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_old_connect_attempts_are_purged(admin_client: Client) -> None:
     from apps.connections.tasks import purge_oauth_states
 
     start_connect(admin_client, name="fresh-one")

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import base64
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from apps.connections.custody import NeedsReauth, auth_for, place_credential
 from apps.connections.models import Connection, ConnectionStatus
+from apps.organizations.models import Organization
 from apps.providers.catalog import Placement
 from apps.providers.registry import get_provider
 
 
-def _sandbox(**changes):
+def _sandbox(**changes: Any) -> Any:
     return replace(get_provider("sandbox"), **changes)
 
 
-def test_each_placement_puts_the_secret_where_the_provider_expects_it():
+def test_each_placement_puts_the_secret_where_the_provider_expects_it() -> None:
     assert place_credential(_sandbox(), "s3").headers == {"Authorization": "Bearer s3"}
     custom = _sandbox(placement=Placement.HEADER, header_name="X-Api-Key", header_prefix="")
     assert place_credential(custom, "s3").headers == {"X-Api-Key": "s3"}
@@ -33,7 +35,7 @@ def test_each_placement_puts_the_secret_where_the_provider_expects_it():
 
 
 @pytest.mark.django_db
-def test_revoked_or_empty_connections_raise_needs_reauth(org):
+def test_revoked_or_empty_connections_raise_needs_reauth(org: Organization) -> None:
     provider = get_provider("sandbox")
     revoked = Connection.objects.create(
         organization=org,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.core.management import call_command
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from apps.connections import custody
 from apps.connections.models import Connection, ConnectionStatus
@@ -11,7 +13,9 @@ from apps.core.egress import egress_request
 from apps.providers.registry import get_provider
 
 
-def test_seed_demo_connects_the_sandbox_and_it_works_over_http(live_server, settings):
+def test_seed_demo_connects_the_sandbox_and_it_works_over_http(
+    live_server: LiveServer, settings: Settings
+) -> None:
     settings.GRANTRY_BASE_URL = live_server.url
     settings.GRANTRY_SANDBOX_URL = ""
     call_command("seed_demo")

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection, ConnectionStatus, RevocationResult
+from apps.connections.tests.conftest import Sandbox
+from apps.organizations.models import Organization
 from apps.sandbox.services import sandbox_api_key_create
 
 
-def test_disconnect_revokes_at_the_provider_and_destroys_secrets(connected, admin_client):
+def test_disconnect_revokes_at_the_provider_and_destroys_secrets(
+    connected: Connection, admin_client: Client
+) -> None:
     access, refresh = connected.access_token, connected.refresh_token
     page = admin_client.get(f"/o/acme/connections/{connected.pk}/disconnect/")
-    assert page.status_code == 200 and "Disconnect and destroy" in page.content.decode()
+    assert page.status_code == 200
+    assert "Disconnect and destroy" in page.content.decode()
     response = admin_client.post(
         f"/o/acme/connections/{connected.pk}/disconnect/", {"confirmed": "yes"}
     )
@@ -23,7 +32,8 @@ def test_disconnect_revokes_at_the_provider_and_destroys_secrets(connected, admi
     assert row.status == ConnectionStatus.REVOKED
     assert row.revocation_result == RevocationResult.REVOKED
     assert (row.access_token, row.refresh_token, row.api_key) == ("", "", "")
-    assert row.account_label and row.scopes  # metadata kept
+    assert row.account_label
+    assert row.scopes
     # The Sandbox no longer honours either token.
     assert not get_access_token_model().objects.filter(token=access).exists()
     assert get_refresh_token_model().objects.get(token=refresh).revoked is not None
@@ -33,8 +43,8 @@ def test_disconnect_revokes_at_the_provider_and_destroys_secrets(connected, admi
 
 
 def test_a_failed_revocation_is_recorded_and_secrets_are_destroyed_anyway(
-    connected, admin_client, settings
-):
+    connected: Connection, admin_client: Client, settings: Settings
+) -> None:
     settings.GRANTRY_PROVIDER_URLS = {"sandbox.revocation_url": "http://127.0.0.1:1/revoke/"}
     response = admin_client.post(
         f"/o/acme/connections/{connected.pk}/disconnect/", {"confirmed": "yes"}, follow=True
@@ -48,7 +58,10 @@ def test_a_failed_revocation_is_recorded_and_secrets_are_destroyed_anyway(
     assert failed.outcome == "failure"
 
 
-def test_api_key_is_checked_with_the_provider_before_saving(sandbox, admin_client, admin):
+@pytest.mark.usefixtures("sandbox")
+def test_api_key_is_checked_with_the_provider_before_saving(
+    admin_client: Client, admin: User
+) -> None:
     key = sandbox_api_key_create(user=admin, name="for grantry")
     response = admin_client.post(
         "/o/acme/connections/connect/sandbox/",
@@ -64,20 +77,24 @@ def test_api_key_is_checked_with_the_provider_before_saving(sandbox, admin_clien
     ).exists()
 
 
-def test_a_bad_api_key_gets_a_clear_error_and_nothing_is_saved(sandbox, admin_client):
+@pytest.mark.usefixtures("sandbox")
+def test_a_bad_api_key_gets_a_clear_error_and_nothing_is_saved(admin_client: Client) -> None:
     response = admin_client.post(
         "/o/acme/connections/connect/sandbox/",
         {"kind": "api_key", "key-name": "sandbox-key", "key-api_key": "sbx_not-a-real-key"},
     )
     assert response.status_code == 400
     text = response.content.decode()
-    assert "rejected the credential" in text and "Nothing was saved" in text
+    assert "rejected the credential" in text
+    assert "Nothing was saved" in text
     assert "sbx_not-a-real-key" not in text  # the key is not rendered back
     assert not Connection.objects.exists()
     assert not AuditEvent.objects.filter(action="connection.created").exists()
 
 
-def test_provider_app_secret_is_write_only(sandbox, admin_client, org):
+def test_provider_app_secret_is_write_only(
+    sandbox: Sandbox, admin_client: Client, org: Organization
+) -> None:
     page = admin_client.get("/o/acme/connections/apps/sandbox/")
     text = page.content.decode()
     assert sandbox.client_id in text
@@ -97,7 +114,9 @@ def test_provider_app_secret_is_write_only(sandbox, admin_client, org):
     assert AuditEvent.objects.filter(action="provider_app.updated").exists()
 
 
-def test_management_api_reads_and_disconnects(connected, admin, reviewer):
+def test_management_api_reads_and_disconnects(
+    connected: Connection, admin: User, reviewer: User
+) -> None:
     reader = Client()
     reader.force_login(reviewer)
     listing = reader.get("/api/v1/orgs/acme/connections/")
@@ -106,13 +125,15 @@ def test_management_api_reads_and_disconnects(connected, admin, reviewer):
     assert [c["name"] for c in body["results"]] == ["sandbox-main"]
     assert "access_token" not in body["results"][0]
     detail = reader.get(f"/api/v1/orgs/acme/connections/{connected.pk}/")
-    assert detail.status_code == 200 and detail.json()["status"] == "active"
+    assert detail.status_code == 200
+    assert detail.json()["status"] == "active"
     denied = reader.post(f"/api/v1/orgs/acme/connections/{connected.pk}/disconnect/")
     assert denied.status_code == 403
     writer = Client()
     writer.force_login(admin)
     done = writer.post(f"/api/v1/orgs/acme/connections/{connected.pk}/disconnect/")
-    assert done.status_code == 200 and done.json()["status"] == "revoked"
+    assert done.status_code == 200
+    assert done.json()["status"] == "revoked"
 
 
 @pytest.mark.parametrize(
@@ -127,7 +148,9 @@ def test_management_api_reads_and_disconnects(connected, admin, reviewer):
         "/api/v1/orgs/acme/connections/{pk}/",
     ],
 )
-def test_another_organization_sees_nothing(connected, outsider, path):
+def test_another_organization_sees_nothing(
+    connected: Connection, outsider: User, path: str
+) -> None:
     client = Client()
     client.force_login(outsider)
     response = client.get(path.format(pk=connected.pk))
@@ -135,8 +158,8 @@ def test_another_organization_sees_nothing(connected, outsider, path):
 
 
 def test_another_organizations_connection_id_is_404_inside_my_org(
-    connected, other_org, make_member
-):
+    connected: Connection, other_org: Organization, make_member: Any
+) -> None:
     from tests.factories import MembershipFactory
 
     # An admin of BOTH orgs still cannot reach acme's connection through globex's URLs.

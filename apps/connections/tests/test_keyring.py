@@ -5,32 +5,35 @@ from __future__ import annotations
 
 import pickle
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection as db
 from django.test import override_settings
+from pytest_django.fixtures import Settings
 
 from apps.connections.keyring import UndecryptableSecret, _legacy_fernet_for, encrypted_fields
 from apps.connections.models import Connection, ProviderApp
+from apps.organizations.models import Organization
 
 CANARY = "canary-plaintext-7f3a9c"
 
 
 def _raw(column: str, table: str, pk: int) -> bytes:
     with db.cursor() as cursor:
-        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])  # noqa: S608
+        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])
         return bytes(cursor.fetchone()[0])
 
 
-def _make(org, **secrets):
+def _make(org: Organization, **secrets: Any) -> Connection:
     return Connection.objects.create(
         organization=org, provider_key="sandbox", name="c1", auth_type="oauth2", **secrets
     )
 
 
 @pytest.mark.django_db
-def test_the_raw_columns_hold_no_plaintext(org):
+def test_the_raw_columns_hold_no_plaintext(org: Organization) -> None:
     conn = _make(org, access_token=CANARY, refresh_token=CANARY + "-r", api_key=CANARY + "-k")
     app = ProviderApp.objects.create(
         organization=org, provider_key="sandbox", client_id="cid", client_secret=CANARY + "-s"
@@ -44,14 +47,14 @@ def test_the_raw_columns_hold_no_plaintext(org):
 
 
 @pytest.mark.django_db
-def test_rotating_secret_key_leaves_every_secret_readable(org):
+def test_rotating_secret_key_leaves_every_secret_readable(org: Organization) -> None:
     conn = _make(org, access_token=CANARY)
     with override_settings(SECRET_KEY="a-completely-different-secret-key-0123456789"):
         assert Connection.objects.get(pk=conn.pk).access_token == CANARY
 
 
 @pytest.mark.django_db
-def test_rotate_encryption_key_from_a_to_b(org):
+def test_rotate_encryption_key_from_a_to_b(org: Organization) -> None:
     with override_settings(GRANTRY_ENCRYPTION_KEY="key-A-0123456789"):
         conn = _make(org, access_token=CANARY, refresh_token="r-" + CANARY)
         ProviderApp.objects.create(
@@ -85,7 +88,7 @@ def test_rotate_encryption_key_from_a_to_b(org):
 
 
 @pytest.mark.django_db
-def test_old_keys_stay_readable_during_a_rotation(org):
+def test_old_keys_stay_readable_during_a_rotation(org: Organization) -> None:
     with override_settings(GRANTRY_ENCRYPTION_KEY="key-A-0123456789"):
         conn = _make(org, access_token=CANARY)
     with override_settings(
@@ -95,7 +98,9 @@ def test_old_keys_stay_readable_during_a_rotation(org):
 
 
 @pytest.mark.django_db
-def test_values_in_stock_django_cryptography_format_are_read_and_rotated(org, settings):
+def test_values_in_stock_django_cryptography_format_are_read_and_rotated(
+    org: Organization, settings: Settings
+) -> None:
     conn = _make(org)
     legacy = _legacy_fernet_for(settings.GRANTRY_ENCRYPTION_KEY, settings.SECRET_KEY)
     with db.cursor() as cursor:
@@ -109,7 +114,7 @@ def test_values_in_stock_django_cryptography_format_are_read_and_rotated(org, se
         assert Connection.objects.get(pk=conn.pk).access_token == CANARY
 
 
-def test_every_encrypted_field_is_discovered():
+def test_every_encrypted_field_is_discovered() -> None:
     found = {f"{m._meta.label}.{f.name}" for m, f in encrypted_fields()}
     assert {
         "connections.Connection.access_token",

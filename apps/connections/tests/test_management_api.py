@@ -5,8 +5,10 @@ finished in a browser — against the real Sandbox over HTTP (live_server)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -14,25 +16,26 @@ from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection, OAuthState, ProviderApp
 from apps.connections.services import provider_app_save
-from apps.connections.tests.conftest import authorize, callback
+from apps.connections.tests.conftest import Sandbox, authorize, callback
+from apps.organizations.models import Organization
 from apps.providers.services import custom_provider_create
 from apps.sandbox.services import sandbox_api_key_create
 
 SECRET = "cs_live_0123456789abcdefSECRET"
 
 
-def api(user):
+def api(user: Any) -> Any:
     client = APIClient()
     client.force_login(user)
     return client
 
 
-def token_api(user, org):
+def token_api(user: Any, org: Organization) -> APIClient:
     _token, raw = personal_token_mint(user=user, organization=org, name="automation")
     return APIClient(HTTP_AUTHORIZATION=f"Bearer {raw}")
 
 
-def fields_of(response):
+def fields_of(response: Any) -> Any:
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["error"]["code"] == "invalid_input"
@@ -43,7 +46,7 @@ def fields_of(response):
 
 
 @pytest.mark.django_db
-def test_oauth_app_secret_is_write_only(org, admin):
+def test_oauth_app_secret_is_write_only(org: Organization, admin: User) -> None:
     url = "/api/v1/orgs/acme/provider-apps/github/"
     client = token_api(admin, org)
     missing = client.put(url, {"client_id": "Iv1.abc"}, format="json")
@@ -55,7 +58,8 @@ def test_oauth_app_secret_is_write_only(org, admin):
     assert saved.json()["has_client_secret"] is True
     assert saved.json()["redirect_uri"].endswith("/oauth/callback/")
     app = ProviderApp.objects.get()
-    assert app.client_secret == SECRET and app.organization == org
+    assert app.client_secret == SECRET
+    assert app.organization == org
     event = AuditEvent.objects.get(action="provider_app.created")
     assert event.metadata == {"client_id": "Iv1.abc", "secret_changed": True}
 
@@ -70,7 +74,8 @@ def test_oauth_app_secret_is_write_only(org, admin):
 
 
 @pytest.mark.django_db
-def test_oauth_apps_are_for_admins_even_to_read(org, admin, reviewer):
+@pytest.mark.usefixtures("admin")
+def test_oauth_apps_are_for_admins_even_to_read(org: Organization, reviewer: User) -> None:
     provider_app_save(organization=org, provider_key="github", client_id="a", client_secret="b")
     assert api(reviewer).get("/api/v1/orgs/acme/provider-apps/").status_code == 403
     assert api(reviewer).get("/api/v1/orgs/acme/provider-apps/github/").status_code == 403
@@ -84,7 +89,8 @@ def test_oauth_apps_are_for_admins_even_to_read(org, admin, reviewer):
 
 
 @pytest.mark.django_db
-def test_oauth_app_for_an_unknown_or_non_oauth_provider_is_404(org, admin):
+@pytest.mark.usefixtures("org")
+def test_oauth_app_for_an_unknown_or_non_oauth_provider_is_404(admin: User) -> None:
     for key in ("no-such-provider", "openai"):
         response = api(admin).put(
             f"/api/v1/orgs/acme/provider-apps/{key}/",
@@ -96,7 +102,10 @@ def test_oauth_app_for_an_unknown_or_non_oauth_provider_is_404(org, admin):
 
 
 @pytest.mark.django_db
-def test_another_orgs_oauth_app_is_invisible(org, admin, other_org, outsider):
+@pytest.mark.usefixtures("org")
+def test_another_orgs_oauth_app_is_invisible(
+    admin: User, other_org: Organization, outsider: User
+) -> None:
     provider_app_save(
         organization=other_org, provider_key="github", client_id="theirs", client_secret="s"
     )
@@ -109,7 +118,10 @@ def test_another_orgs_oauth_app_is_invisible(org, admin, other_org, outsider):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_api_key_connection_is_checked_then_saved_and_never_returned(sandbox, org, admin):
+@pytest.mark.usefixtures("sandbox")
+def test_api_key_connection_is_checked_then_saved_and_never_returned(
+    org: Organization, admin: User
+) -> None:
     key = sandbox_api_key_create(user=admin, name="for grantry")
     response = token_api(admin, org).post(
         "/api/v1/orgs/acme/connections/api-key/",
@@ -118,16 +130,19 @@ def test_api_key_connection_is_checked_then_saved_and_never_returned(sandbox, or
     )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body["name"] == "sandbox-key" and body["auth_type"] == "api_key"
+    assert body["name"] == "sandbox-key"
+    assert body["auth_type"] == "api_key"
     assert body["account_label"] == admin.email  # from the identity call
     assert key not in response.content.decode()
     connection = Connection.objects.get(name="sandbox-key")
-    assert connection.api_key == key and connection.organization == org
+    assert connection.api_key == key
+    assert connection.organization == org
     assert AuditEvent.objects.filter(action="connection.created", connection_id=body["id"])
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rejected_key_is_a_field_error_and_nothing_is_saved(sandbox, org, admin):
+@pytest.mark.usefixtures("sandbox", "org")
+def test_a_rejected_key_is_a_field_error_and_nothing_is_saved(admin: User) -> None:
     response = api(admin).post(
         "/api/v1/orgs/acme/connections/api-key/",
         {"provider": "sandbox", "name": "sandbox-key", "api_key": "sbx_not-a-real-key"},
@@ -151,14 +166,15 @@ def test_a_rejected_key_is_a_field_error_and_nothing_is_saved(sandbox, org, admi
         ({"name": "ok", "api_key": "k"}, "provider"),
     ],
 )
-def test_api_key_bad_input_is_400_before_any_call(org, admin, body, field):
+@pytest.mark.usefixtures("org")
+def test_api_key_bad_input_is_400_before_any_call(admin: User, body: Any, field: str) -> None:
     response = api(admin).post("/api/v1/orgs/acme/connections/api-key/", body, format="json")
     assert field in fields_of(response)
     assert not Connection.objects.exists()
 
 
 @pytest.mark.django_db
-def test_duplicate_connection_name_is_a_field_error(org, admin):
+def test_duplicate_connection_name_is_a_field_error(org: Organization, admin: User) -> None:
     Connection.objects.create(
         organization=org, provider_key="openai", name="main", auth_type="api_key"
     )
@@ -172,7 +188,9 @@ def test_duplicate_connection_name_is_a_field_error(org, admin):
 
 
 @pytest.mark.django_db
-def test_unreachable_identity_endpoint_is_502_and_nothing_saved(org, admin):
+def test_unreachable_identity_endpoint_is_502_and_nothing_saved(
+    org: Organization, admin: User
+) -> None:
     custom_provider_create(
         organization=org,
         user=admin,
@@ -193,7 +211,8 @@ def test_unreachable_identity_endpoint_is_502_and_nothing_saved(org, admin):
 
 
 @pytest.mark.django_db
-def test_reviewer_cannot_connect(org, reviewer):
+@pytest.mark.usefixtures("org")
+def test_reviewer_cannot_connect(reviewer: User) -> None:
     for path in ("connections/api-key/", "connections/oauth/start/"):
         response = api(reviewer).post(
             f"/api/v1/orgs/acme/{path}",
@@ -201,11 +220,13 @@ def test_reviewer_cannot_connect(org, reviewer):
             format="json",
         )
         assert response.status_code == 403, path
-    assert not Connection.objects.exists() and not OAuthState.objects.exists()
+    assert not Connection.objects.exists()
+    assert not OAuthState.objects.exists()
 
 
 @pytest.mark.django_db
-def test_another_org_cannot_connect_here(org, outsider, other_org):
+@pytest.mark.usefixtures("org")
+def test_another_org_cannot_connect_here(outsider: User, other_org: Organization) -> None:
     response = token_api(outsider, other_org).post(
         "/api/v1/orgs/acme/connections/api-key/",
         {"provider": "openai", "name": "x", "api_key": "k"},
@@ -219,7 +240,9 @@ def test_another_org_cannot_connect_here(org, outsider, other_org):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_oauth_start_with_a_token_then_consent_in_a_browser(sandbox, org, admin):
+def test_oauth_start_with_a_token_then_consent_in_a_browser(
+    sandbox: Sandbox, org: Organization, admin: User
+) -> None:
     response = token_api(admin, org).post(
         "/api/v1/orgs/acme/connections/oauth/start/",
         {"provider": "sandbox", "name": "sandbox-main"},
@@ -231,7 +254,8 @@ def test_oauth_start_with_a_token_then_consent_in_a_browser(sandbox, org, admin)
     assert body["authorization_url"].startswith(f"{sandbox.base_url}/sandbox/o/authorize/")
     assert body["expires_in"] == 600
     state = OAuthState.objects.get()
-    assert state.session_digest == "" and state.user == admin  # bound to the person only
+    assert state.session_digest == ""
+    assert state.user == admin
     assert not Connection.objects.exists()
 
     browser = Client()
@@ -239,14 +263,18 @@ def test_oauth_start_with_a_token_then_consent_in_a_browser(sandbox, org, admin)
     done = callback(browser, authorize(browser, body["authorization_url"]))
     assert done.status_code == 302, done.content.decode()[:2000]
     connection = Connection.objects.get(name="sandbox-main")
-    assert connection.organization == org and connection.created_by == admin
+    assert connection.organization == org
+    assert connection.created_by == admin
     listed = token_api(admin, org).get("/api/v1/orgs/acme/connections/").json()["results"]
     assert [c["name"] for c in listed] == ["sandbox-main"]
     assert connection.access_token not in json.dumps(listed)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_api_started_connect_cannot_be_finished_by_someone_else(sandbox, org, admin, owner):
+@pytest.mark.usefixtures("sandbox")
+def test_an_api_started_connect_cannot_be_finished_by_someone_else(
+    org: Organization, admin: User, owner: User
+) -> None:
     body = (
         token_api(admin, org)
         .post(
@@ -265,7 +293,8 @@ def test_an_api_started_connect_cannot_be_finished_by_someone_else(sandbox, org,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_session_started_connect_stays_bound_to_that_session(sandbox, org, admin):
+@pytest.mark.usefixtures("sandbox", "org")
+def test_a_session_started_connect_stays_bound_to_that_session(admin: User) -> None:
     session_api = api(admin)
     body = session_api.post(
         "/api/v1/orgs/acme/connections/oauth/start/",
@@ -281,7 +310,7 @@ def test_a_session_started_connect_stays_bound_to_that_session(sandbox, org, adm
 
 
 @pytest.mark.django_db
-def test_oauth_start_needs_the_oauth_app_and_a_good_body(org, admin):
+def test_oauth_start_needs_the_oauth_app_and_a_good_body(org: Organization, admin: User) -> None:
     client = api(admin)
     url = "/api/v1/orgs/acme/connections/oauth/start/"
     no_app = client.post(url, {"provider": "github", "name": "gh"}, format="json")

@@ -6,11 +6,13 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.core import mail
 from django.db import close_old_connections
 from django.db import connection as db_connection
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.connections import custody
@@ -25,7 +27,7 @@ def _expire(connection: Connection) -> None:
     )
 
 
-def test_refresh_rotates_and_stores_both_tokens(connected):
+def test_refresh_rotates_and_stores_both_tokens(connected: Connection) -> None:
     old_access, old_refresh = connected.access_token, connected.refresh_token
     fresh = connection_refresh(connection_id=connected.pk, force=True)
     assert fresh.access_token != old_access
@@ -44,15 +46,16 @@ def test_refresh_rotates_and_stores_both_tokens(connected):
     )
 
 
-def test_refresh_is_skipped_when_not_due(connected):
+def test_refresh_is_skipped_when_not_due(connected: Connection) -> None:
     before = connected.access_token
     assert connection_refresh(connection_id=connected.pk).access_token == before
     assert not AuditEvent.objects.filter(action="connection.refreshed").exists()
 
 
+@pytest.mark.usefixtures("member", "celery_worker")
 def test_reusing_an_old_refresh_token_marks_needs_reauth_and_emails_admins(
-    connected, admin, owner, member, celery_worker
-):
+    connected: Connection, admin: User, owner: User
+) -> None:
     old_refresh = connected.refresh_token
     connection_refresh(connection_id=connected.pk, force=True)
     # Put the already-rotated refresh token back, as a stale copy would be.
@@ -63,7 +66,8 @@ def test_reusing_an_old_refresh_token_marks_needs_reauth_and_emails_admins(
     assert result.status == ConnectionStatus.NEEDS_REAUTH
     assert "invalid_grant" in result.status_detail
     event = AuditEvent.objects.get(action="connection.needs_reauth")
-    assert event.outcome == "failure" and event.connection_id == connected.pk
+    assert event.outcome == "failure"
+    assert event.connection_id == connected.pk
     # The email goes out from a real Celery worker after commit.
     deadline = timezone.now() + timedelta(seconds=20)
     while not mail.outbox and timezone.now() < deadline:
@@ -76,7 +80,7 @@ def test_reusing_an_old_refresh_token_marks_needs_reauth_and_emails_admins(
         custody.auth_for(result, get_provider("sandbox"))
 
 
-def test_auth_for_refreshes_an_expired_token_on_demand(connected):
+def test_auth_for_refreshes_an_expired_token_on_demand(connected: Connection) -> None:
     _expire(connected)
     stale = Connection.objects.get(pk=connected.pk)
     applied = custody.auth_for(stale, get_provider("sandbox"))
@@ -87,7 +91,7 @@ def test_auth_for_refreshes_an_expired_token_on_demand(connected):
     assert "Bearer" not in repr(applied)  # repr never shows the credential
 
 
-def test_twenty_concurrent_callers_cause_exactly_one_refresh(connected):
+def test_twenty_concurrent_callers_cause_exactly_one_refresh(connected: Connection) -> None:
     _expire(connected)
     tokens = get_access_token_model().objects
     refresh_tokens = get_refresh_token_model().objects
@@ -104,7 +108,7 @@ def test_twenty_concurrent_callers_cause_exactly_one_refresh(connected):
             mine = Connection.objects.get(pk=connected.pk)  # each its own stale copy
             start.wait()
             results.append(custody.auth_for(mine, provider).headers["Authorization"])
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             close_old_connections()
@@ -125,7 +129,8 @@ def test_twenty_concurrent_callers_cause_exactly_one_refresh(connected):
     assert AuditEvent.objects.filter(action="connection.refreshed").count() == 1
 
 
-def test_periodic_selection_picks_expiring_and_idle_connections(connected, org):
+@pytest.mark.usefixtures("org")
+def test_periodic_selection_picks_expiring_and_idle_connections(connected: Connection) -> None:
     assert connection_ids_refresh_due() == []
     Connection.objects.filter(pk=connected.pk).update(
         expires_at=timezone.now() + timedelta(minutes=5)
@@ -140,7 +145,8 @@ def test_periodic_selection_picks_expiring_and_idle_connections(connected, org):
     assert connection_ids_refresh_due() == []
 
 
-def test_the_periodic_task_refreshes_through_a_real_worker(connected, celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_the_periodic_task_refreshes_through_a_real_worker(connected: Connection) -> None:
     from apps.connections.tasks import refresh_due_connections
 
     _expire(connected)
@@ -154,7 +160,9 @@ def test_the_periodic_task_refreshes_through_a_real_worker(connected, celery_wor
     assert fresh.expires_at > timezone.now()
 
 
-def test_a_transient_failure_is_counted_and_raised_for_retry(connected, settings):
+def test_a_transient_failure_is_counted_and_raised_for_retry(
+    connected: Connection, settings: Settings
+) -> None:
     from apps.connections.services import RefreshTemporarilyFailed
 
     # Nothing listens on port 1: the token endpoint is unreachable.

@@ -6,11 +6,13 @@ on every call."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
@@ -20,7 +22,7 @@ from apps.connections.tests.conftest import connect
 from apps.providers.registry import get_provider
 
 
-def _token(issued, lifetime_seconds):
+def _token(issued: Any, lifetime_seconds: Any) -> Connection:
     return Connection(
         auth_type="oauth2",
         status=ConnectionStatus.ACTIVE,
@@ -31,7 +33,7 @@ def _token(issued, lifetime_seconds):
     )
 
 
-def test_the_window_is_at_most_half_the_lifetime():
+def test_the_window_is_at_most_half_the_lifetime() -> None:
     issued = timezone.now()
     short = _token(issued, 2)
     assert short.refresh_ahead_seconds(30) == 1.0
@@ -55,7 +57,7 @@ def _drop_cached_oauthlib_cores() -> None:
 
 
 @pytest.fixture
-def fresh_oauth_server():
+def fresh_oauth_server() -> Iterator[Any]:
     """DOT caches its oauthlib server, and the token lifetime in it, on the view class:
     build it under this test's settings, and never hand a 2-second one to the next."""
     _drop_cached_oauthlib_cores()
@@ -63,9 +65,10 @@ def fresh_oauth_server():
     _drop_cached_oauthlib_cores()
 
 
+@pytest.mark.usefixtures("fresh_oauth_server", "sandbox")
 def test_calls_with_a_two_second_sandbox_token_do_not_refresh_every_time(
-    fresh_oauth_server, sandbox, admin_client
-):
+    admin_client: Client,
+) -> None:
     two_seconds = {**settings.OAUTH2_PROVIDER, "ACCESS_TOKEN_EXPIRE_SECONDS": 2}
     provider = get_provider("sandbox")
     with override_settings(OAUTH2_PROVIDER=two_seconds):

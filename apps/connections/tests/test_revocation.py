@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from apps.audit.models import AuditEvent
@@ -17,18 +20,21 @@ from apps.connections.services import (
     connection_disconnect,
     provider_app_save,
 )
+from apps.organizations.models import Organization
 from apps.providers.registry import get_provider
 
 TOKEN = {"access_token": "at-123", "refresh_token": "rt/456", "expires_in": 3600}
 
 
 @pytest.fixture
-def upstream():
+def upstream() -> Iterator[RecordingUpstream]:
     with RecordingUpstream() as server:
         yield server
 
 
-def _connect(org, provider_key, *, base_url_params=None, token=TOKEN):
+def _connect(
+    org: Organization, provider_key: Any, *, base_url_params: Any = None, token: Any = TOKEN
+) -> Any:
     app = provider_app_save(
         organization=org, provider_key=provider_key, client_id="cid 1", client_secret="csecret"
     )
@@ -43,14 +49,16 @@ def _connect(org, provider_key, *, base_url_params=None, token=TOKEN):
     )
 
 
-def _disconnect(org, connection):
+def _disconnect(org: Organization, connection: Any) -> Any:
     row = connection_disconnect(connection_id=connection.pk, organization=org)
     assert row.status == ConnectionStatus.REVOKED
     assert (row.access_token, row.refresh_token) == ("", "")
     return row
 
 
-def test_github_deletes_the_app_token_with_client_basic_auth(org, upstream):
+def test_github_deletes_the_app_token_with_client_basic_auth(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "github")
     upstream.reply = Reply(status=204, body=b"")
     url = f"{upstream.url}/applications/{{client_id}}/token"
@@ -66,7 +74,9 @@ def test_github_deletes_the_app_token_with_client_basic_auth(org, upstream):
     assert sent.headers["X-GitHub-Api-Version"] == "2022-11-28"
 
 
-def test_slack_auth_revoke_is_sent_with_the_token_itself(org, upstream):
+def test_slack_auth_revoke_is_sent_with_the_token_itself(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "slack", token={"access_token": "xoxp-1"})
     upstream.reply = Reply(body={"ok": True, "revoked": True})
     with override_settings(
@@ -79,7 +89,9 @@ def test_slack_auth_revoke_is_sent_with_the_token_itself(org, upstream):
     assert sent.headers["Authorization"] == "Bearer xoxp-1"
 
 
-def test_a_slack_ok_false_answer_is_a_failed_revocation(org, upstream):
+def test_a_slack_ok_false_answer_is_a_failed_revocation(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "slack", token={"access_token": "xoxp-1"})
     upstream.reply = Reply(body={"ok": False, "error": "invalid_auth"})
     with override_settings(
@@ -89,10 +101,13 @@ def test_a_slack_ok_false_answer_is_a_failed_revocation(org, upstream):
     assert row.revocation_result == RevocationResult.FAILED
     assert "invalid_auth" in row.status_detail
     failed = AuditEvent.objects.get(action="connection.revocation_failed")
-    assert failed.outcome == "failure" and "xoxp-1" not in json.dumps(failed.metadata)
+    assert failed.outcome == "failure"
+    assert "xoxp-1" not in json.dumps(failed.metadata)
 
 
-def test_hubspot_deletes_the_refresh_token_named_in_the_path(org, upstream):
+def test_hubspot_deletes_the_refresh_token_named_in_the_path(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "hubspot")
     upstream.reply = Reply(status=204, body=b"")
     url = f"{upstream.url}/oauth/v1/refresh-tokens"
@@ -104,7 +119,9 @@ def test_hubspot_deletes_the_refresh_token_named_in_the_path(org, upstream):
     assert "Authorization" not in sent.headers
 
 
-def test_zendesk_deletes_the_current_token_on_the_accounts_subdomain(org, upstream):
+def test_zendesk_deletes_the_current_token_on_the_accounts_subdomain(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "zendesk", base_url_params={"subdomain": "acme"})
     assert (
         get_provider("zendesk").revocation_url
@@ -120,7 +137,9 @@ def test_zendesk_deletes_the_current_token_on_the_accounts_subdomain(org, upstre
     assert sent.headers["Authorization"] == "Bearer at-123"
 
 
-def test_an_error_status_is_a_failed_revocation_and_secrets_go_anyway(org, upstream):
+def test_an_error_status_is_a_failed_revocation_and_secrets_go_anyway(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "hubspot")
     upstream.reply = Reply(status=400, body={"status": "BAD_REFRESH_TOKEN"})
     url = f"{upstream.url}/oauth/v1/refresh-tokens"
@@ -130,7 +149,9 @@ def test_an_error_status_is_a_failed_revocation_and_secrets_go_anyway(org, upstr
     assert "HTTP 400" in row.status_detail
 
 
-def test_providers_without_revocation_are_recorded_as_unsupported(org, upstream):
+def test_providers_without_revocation_are_recorded_as_unsupported(
+    org: Organization, upstream: RecordingUpstream
+) -> None:
     connection = _connect(org, "airtable")
     row = _disconnect(org, connection)
     assert row.revocation_result == RevocationResult.UNSUPPORTED
@@ -150,7 +171,9 @@ def test_providers_without_revocation_are_recorded_as_unsupported(org, upstream)
     }
 
 
-def test_the_disconnect_page_says_whether_revocation_is_supported(org, admin):
+def test_the_disconnect_page_says_whether_revocation_is_supported(
+    org: Organization, admin: User
+) -> None:
     github = _connect(org, "github")
     airtable = _connect(org, "airtable")
     client = Client()

@@ -4,18 +4,21 @@ registers the organization's OAuth app in one click (issue 13, #3)."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
-from django.test import override_settings
+from django.test import Client, override_settings
+from pytest_django.live_server_helper import LiveServer
 
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection, ConnectionStatus, ProviderApp
+from apps.organizations.models import Organization
 from tests.factories import PASSWORD
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.mark.django_db
-def test_the_button_needs_the_sandbox_enabled(admin_client, org):
+def test_the_button_needs_the_sandbox_enabled(admin_client: Client, org: Organization) -> None:
     url = f"/o/{org.slug}/connections/connect/sandbox/"
     with override_settings(GRANTRY_SANDBOX_ENABLED=False):
         assert "Register the Sandbox OAuth app" not in admin_client.get(url).content.decode()
@@ -25,7 +28,7 @@ def test_the_button_needs_the_sandbox_enabled(admin_client, org):
 
 
 @pytest.mark.django_db
-def test_members_cannot_register(client, org, member):
+def test_members_cannot_register(client: Client, org: Organization, member: User) -> None:
     client.force_login(member)
     response = client.post(f"/o/{org.slug}/connections/connect/sandbox/", {"kind": "sandbox_app"})
     assert response.status_code == 403
@@ -34,7 +37,9 @@ def test_members_cannot_register(client, org, member):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_new_org_registers_the_sandbox_app_and_connects_over_oauth(live_server, org, admin):
+def test_new_org_registers_the_sandbox_app_and_connects_over_oauth(
+    live_server: LiveServer, org: Organization, admin: User
+) -> None:
     from playwright.sync_api import sync_playwright
 
     base = live_server.url

@@ -5,14 +5,16 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.connections.models import OAuthState
 from apps.connections.services import provider_app_save
+from apps.organizations.models import Organization
 
 
 @pytest.fixture
-def zendesk_admin(org, admin):
+def zendesk_admin(org: Organization, admin: User) -> Client:
     provider_app_save(
         organization=org, provider_key="zendesk", client_id="zd-client", client_secret="zd-secret"
     )
@@ -21,7 +23,7 @@ def zendesk_admin(org, admin):
     return client
 
 
-def test_the_oauth_form_asks_for_the_subdomain_and_uses_it(zendesk_admin):
+def test_the_oauth_form_asks_for_the_subdomain_and_uses_it(zendesk_admin: Client) -> None:
     page = zendesk_admin.get("/o/acme/connections/connect/zendesk/")
     assert "Subdomain" in page.content.decode()
     response = zendesk_admin.post(
@@ -43,7 +45,7 @@ def test_the_oauth_form_asks_for_the_subdomain_and_uses_it(zendesk_admin):
 
 
 @pytest.mark.parametrize("bad", ["evil.example/x", "a@b", "-x", ""])
-def test_an_unsafe_subdomain_is_refused(zendesk_admin, bad):
+def test_an_unsafe_subdomain_is_refused(zendesk_admin: Client, bad: str) -> None:
     response = zendesk_admin.post(
         "/o/acme/connections/connect/zendesk/",
         {

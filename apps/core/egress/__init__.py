@@ -144,7 +144,7 @@ _STALE = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroRet
 _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def egress_request(
+def egress_request(  # noqa: C901 - flat guard clauses around one request: destination, redirects, limits
     method: str,
     url: str,
     *,

@@ -42,7 +42,7 @@ def _require_https() -> bool:
     return not settings.GRANTRY_EGRESS_ALLOW_LOOPBACK
 
 
-def _address_refusal(ip: IPAddress, *, allow_loopback: bool) -> str | None:
+def _address_refusal(ip: IPAddress, *, allow_loopback: bool) -> str | None:  # noqa: C901 - flat guard clauses, one per refused address class
     """Why `ip` may not be contacted, or None if it may."""
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour

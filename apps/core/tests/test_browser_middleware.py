@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import RequestFactory
+from pytest_django.fixtures import Settings
 
 from apps.core.browser_middleware import (
     AuthenticationMiddleware,
@@ -13,10 +16,10 @@ from apps.core.browser_middleware import (
 )
 
 
-def _chain():
-    seen = {}
+def _chain() -> Any:
+    seen: dict[str, bool] = {}
 
-    def view(request):
+    def view(request: Any) -> Any:
         from django.http import HttpResponse
 
         seen.update(
@@ -27,7 +30,7 @@ def _chain():
         )
         return HttpResponse("ok")
 
-    handler = HtmxMiddleware(view)
+    handler: Any = HtmxMiddleware(view)
     handler = MessageMiddleware(handler)
     handler = AuthenticationMiddleware(handler)
     handler = SessionMiddleware(handler)
@@ -45,20 +48,20 @@ def _chain():
         "/mcp",
     ],
 )
-def test_agent_paths_skip_sessions_users_messages_and_htmx(path):
+def test_agent_paths_skip_sessions_users_messages_and_htmx(path: str) -> None:
     handler, seen = _chain()
     assert handler(RequestFactory().post(path)).status_code == 200
     assert seen == {"session": False, "user": False, "messages": False, "htmx": False}
 
 
 @pytest.mark.parametrize("path", ["/", "/o/acme/workers/", "/api/v1/orgs/acme/workers/"])
-def test_every_other_path_keeps_them(path):
+def test_every_other_path_keeps_them(path: str) -> None:
     handler, seen = _chain()
     assert handler(RequestFactory().get(path)).status_code == 200
     assert seen == {"session": True, "user": True, "messages": True, "htmx": True}
 
 
-def test_the_project_uses_them_and_the_checks_accept_them(settings):
+def test_the_project_uses_them_and_the_checks_accept_them(settings: Settings) -> None:
     from django.core.management import call_command
 
     assert "apps.core.browser_middleware.SessionMiddleware" in settings.MIDDLEWARE

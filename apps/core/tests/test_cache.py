@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_default_cache_is_django_redis_and_behaves_like_a_django_cache():
+def test_default_cache_is_django_redis_and_behaves_like_a_django_cache() -> None:
     from django_redis.cache import RedisCache
 
     assert isinstance(caches["default"], RedisCache)
@@ -29,11 +29,11 @@ def test_default_cache_is_django_redis_and_behaves_like_a_django_cache():
     assert cache.get(key) == {"a": [1, 2]}
     cache.delete(key)
     assert cache.get(key) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not found"):
         cache.incr(key)  # a missing key, as with every Django cache
 
 
-def test_threads_share_one_pool_and_increments_are_atomic():
+def test_threads_share_one_pool_and_increments_are_atomic() -> None:
     from django_redis import get_redis_connection
 
     key = f"cache-test-{uuid.uuid4().hex}"

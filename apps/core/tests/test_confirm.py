@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.tests.helpers import broker_event
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.models import Role, Rule
 from apps.workers.services import token_mint, worker_create
 
@@ -19,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def setup(org, admin):
+def setup(org: Organization, admin: User) -> Any:
     conn = Connection.objects.create(
         organization=org, provider_key="sandbox", name="sandbox-demo", auth_type="oauth2"
     )
@@ -37,13 +41,13 @@ def setup(org, admin):
     return conn, role, worker, t1
 
 
-def w_url(org, worker, path):
+def w_url(org: Organization, worker: Any, path: Any) -> Any:
     return f"/o/{org.slug}/workers/{worker.pk}/{path}"
 
 
 def test_revoke_all_names_tokens_and_recent_calls_then_acts_only_when_confirmed(
-    client, org, admin, setup
-):
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     _, _, worker, _ = setup
     client.force_login(admin)
     page = client.post(w_url(org, worker, "revoke-all/"))
@@ -57,14 +61,18 @@ def test_revoke_all_names_tokens_and_recent_calls_then_acts_only_when_confirmed(
     assert worker.tokens.filter(revoked_at__isnull=True).count() == 0
 
 
-def test_revoke_one_token_names_it(client, org, admin, setup):
+def test_revoke_one_token_names_it(
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     _, _, worker, t1 = setup
     client.force_login(admin)
     html = client.post(w_url(org, worker, f"tokens/{t1.public_id}/revoke/")).content.decode()
     assert f"token {t1.public_id} (…{t1.last4}) stops working immediately; 3 calls" in html
 
 
-def test_disable_offers_undo_once(client, org, admin, setup):
+def test_disable_offers_undo_once(
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     _, _, worker, _ = setup
     client.force_login(admin)
     html = client.post(w_url(org, worker, "disable/")).content.decode()
@@ -74,7 +82,8 @@ def test_disable_offers_undo_once(client, org, admin, setup):
     assert worker.status == "disabled"
     html = page.content.decode()
     enable = reverse("workers:enable", kwargs={"org_slug": org.slug, "worker_id": worker.pk})
-    assert f'action="{enable}"' in html and "Undo: enable demo-agent again" in html
+    assert f'action="{enable}"' in html
+    assert "Undo: enable demo-agent again" in html
     # Shown once: the next page no longer offers it.
     assert "Undo: enable" not in client.get(w_url(org, worker, "")).content.decode()
     client.post(enable, {"confirmed": "yes"})
@@ -82,7 +91,9 @@ def test_disable_offers_undo_once(client, org, admin, setup):
     assert worker.status == "active"
 
 
-def test_remove_rule_then_undo_adds_it_back(client, org, admin, setup):
+def test_remove_rule_then_undo_adds_it_back(
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     _, role, _, _ = setup
     client.force_login(admin)
     rule = role.rules.get()
@@ -91,7 +102,8 @@ def test_remove_rule_then_undo_adds_it_back(client, org, admin, setup):
         kwargs={"org_slug": org.slug, "role_id": role.pk, "rule_id": rule.pk},
     )
     html = client.post(delete).content.decode()
-    assert "demo-agent" in html and "1 worker use this role" in html
+    assert "demo-agent" in html
+    assert "1 worker use this role" in html
     assert role.rules.count() == 1
     page = client.post(delete, {"confirmed": "yes"}, follow=True).content.decode()
     assert role.rules.count() == 0
@@ -108,28 +120,35 @@ def test_remove_rule_then_undo_adds_it_back(client, org, admin, setup):
     assert role.rules.count() == 1
 
 
-def test_disconnect_lists_the_workers_and_roles_that_use_it(client, org, admin, setup):
+def test_disconnect_lists_the_workers_and_roles_that_use_it(
+    client: Client, org: Organization, admin: User, setup: Any
+) -> None:
     conn, _, _, _ = setup
     other = Role.objects.create(organization=org, name="any-sandbox")
     Rule.objects.create(role=other, provider_key="sandbox", action_pattern="sandbox.*")
     Role.objects.create(organization=org, name="unrelated")
     client.force_login(admin)
     html = client.get(f"/o/{org.slug}/connections/{conn.pk}/disconnect/").content.decode()
-    assert "Workers that can use it" in html and "<li>demo-agent</li>" in html
-    assert "<li>sandbox-triage</li>" in html and "<li>any-sandbox</li>" in html
+    assert "Workers that can use it" in html
+    assert "<li>demo-agent</li>" in html
+    assert "<li>sandbox-triage</li>" in html
+    assert "<li>any-sandbox</li>" in html
     assert "unrelated" not in html
     assert "3 calls in the last hour" in html
     conn.refresh_from_db()
     assert conn.status == "active"
 
 
-def test_role_delete_and_member_remove_use_the_same_page(client, org, admin, reviewer, setup):
+def test_role_delete_and_member_remove_use_the_same_page(
+    client: Client, org: Organization, admin: User, reviewer: User, setup: Any
+) -> None:
     _, role, _, _ = setup
     client.force_login(admin)
     html = client.get(
         reverse("policies:delete", kwargs={"org_slug": org.slug, "role_id": role.pk})
     ).content.decode()
-    assert 'name="confirmed" value="yes"' in html and "<li>demo-agent</li>" in html
+    assert 'name="confirmed" value="yes"' in html
+    assert "<li>demo-agent</li>" in html
     membership = reviewer.memberships.get(organization=org)
     html = client.post(
         reverse("orgs:member_remove", kwargs={"org_slug": org.slug, "membership_id": membership.pk})
@@ -138,7 +157,7 @@ def test_role_delete_and_member_remove_use_the_same_page(client, org, admin, rev
     assert reviewer.memberships.filter(organization=org).exists()
 
 
-def test_no_browser_confirm_and_no_inline_handlers_in_the_confirm_templates():
+def test_no_browser_confirm_and_no_inline_handlers_in_the_confirm_templates() -> None:
     base = Path(settings.BASE_DIR)
     js = (base / "static/js/grantry.js").read_text()
     assert "confirm(" not in js

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
 
-def policy(response) -> set[str]:
+def policy(response: Any) -> set[str]:
     header = response["Content-Security-Policy"]
     return {" ".join(part.split()) for part in header.split(";") if part.strip()}
 
 
-def test_pages_get_the_strict_policy(client):
+def test_pages_get_the_strict_policy(client: Client) -> None:
     for path in ("/accounts/login/", "/", "/healthz?checks=0"):
         directives = policy(client.get(path))
         assert {
@@ -24,7 +27,7 @@ def test_pages_get_the_strict_policy(client):
         assert not any("unsafe" in d for d in directives), path
 
 
-def test_swagger_ui_gets_its_own_policy_and_no_inline_script(client):
+def test_swagger_ui_gets_its_own_policy_and_no_inline_script(client: Client) -> None:
     page = client.get("/api/docs/")
     assert page.status_code == 200
     directives = policy(page)

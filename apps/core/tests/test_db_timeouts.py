@@ -14,9 +14,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection
 from rest_framework.test import APIClient
 
+from apps.organizations.models import Organization
 from apps.workers.models import Worker
 from apps.workers.tests.conftest import make_role
 
@@ -45,7 +47,7 @@ SHOW_TIMEOUTS = (
 
 def _run(argv: list[str], **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-    result = subprocess.run(  # noqa: S603 - fixed argv
+    result = subprocess.run(  # fixed argv
         argv,
         cwd=ROOT,
         env={
@@ -64,7 +66,7 @@ def _run(argv: list[str], **env: str) -> str:
 
 
 @pytest.mark.django_db
-def test_web_connections_have_short_timeouts():
+def test_web_connections_have_short_timeouts() -> None:
     assert _show("lock_timeout") == f"{settings.DB_LOCK_TIMEOUT_MS // 1000}s"
     # The suite itself runs without a statement timeout (settings_test.py); the
     # production defaults, as a web process gets them:
@@ -78,7 +80,7 @@ def test_web_connections_have_short_timeouts():
 
 
 @pytest.mark.django_db
-def test_management_commands_get_the_background_timeouts():
+def test_management_commands_get_the_background_timeouts() -> None:
     out = _run(
         [sys.executable, "manage.py", "shell", "-c", SHOW_TIMEOUTS],
         DB_BACKGROUND_LOCK_TIMEOUT_MS="61000",
@@ -87,7 +89,7 @@ def test_management_commands_get_the_background_timeouts():
 
 
 @pytest.mark.django_db
-def test_a_celery_worker_switches_to_the_background_timeouts():
+def test_a_celery_worker_switches_to_the_background_timeouts() -> None:
     script = (
         "import django; django.setup()\n"
         "from django.db import connection\n"
@@ -102,7 +104,9 @@ def test_a_celery_worker_switches_to_the_background_timeouts():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_locked_audit_table_answers_503_within_the_lock_timeout(org, admin):
+def test_a_locked_audit_table_answers_503_within_the_lock_timeout(
+    org: Organization, admin: User
+) -> None:
     role = make_role(org, "reader")
     locked, release = threading.Event(), threading.Event()
 
@@ -132,14 +136,15 @@ def test_a_locked_audit_table_answers_503_within_the_lock_timeout(org, admin):
     assert not Worker.objects.filter(name="ci-bot").exists()
 
 
-def test_an_embedded_celery_worker_leaves_this_process_alone(celery_worker):
+@pytest.mark.usefixtures("celery_worker")
+def test_an_embedded_celery_worker_leaves_this_process_alone() -> None:
     """Only `celery worker` switches to the background timeouts, never a worker running
     inside another process (the test suite's own)."""
     assert _show("lock_timeout") == f"{settings.DB_LOCK_TIMEOUT_MS // 1000}s"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_read_behind_a_locked_table_answers_503_not_500(org, admin):
+def test_a_read_behind_a_locked_table_answers_503_not_500(org: Organization, admin: User) -> None:
     make_role(org, "reader")
     locked, release = threading.Event(), threading.Event()
 

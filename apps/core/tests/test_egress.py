@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gzip
 import json
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedReader
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -60,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send(200, json.dumps(seen).encode(), {"Content-Type": "application/json"})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:  # noqa: C901 - a scripted test server: one branch per scenario path
         path = self.path.split("?", 1)[0]
         if path == "/inspect":
             self._inspect()
@@ -125,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"nope")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if self.path.startswith("/inspect"):
             self._inspect(self.rfile.read(length))
@@ -136,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address):  # noqa: ANN001, ANN201
+    def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hung up on purpose (timeouts, size caps) is not news
 
 
@@ -275,7 +277,7 @@ def _fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) ->
     Each fake name answers ONCE; a second lookup (a rebinding window) fails."""
     real = socket.getaddrinfo
 
-    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN202
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         if host in answers:
             ips = answers.pop(host)
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in ips]
@@ -332,7 +334,7 @@ def test_response_text_uses_the_declared_charset(server: str) -> None:
 class _ConnectionCounter(ThreadingHTTPServer):
     connections = 0
 
-    def process_request(self, request, client_address):  # noqa: ANN001, ANN201
+    def process_request(self, request: Any, client_address: Any) -> Any:
         type(self).connections += 1
         return super().process_request(request, client_address)
 
@@ -388,7 +390,7 @@ class _CountingServer(_QuietServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.accepted = 0
 
-    def process_request(self, request, client_address):  # noqa: ANN001, ANN201
+    def process_request(self, request: Any, client_address: Any) -> Any:
         self.accepted += 1
         return super().process_request(request, client_address)
 
@@ -472,11 +474,9 @@ class _RawServer:
             threading.Thread(target=self._run, args=(connection, index), daemon=True).start()
 
     def _run(self, connection: socket.socket, index: int) -> None:
-        with connection, connection.makefile("rb") as reader:
-            try:
-                self._serve(connection, reader, index)
-            except OSError:
-                pass  # the client went away; that is what some tests are about
+        # suppress(OSError): the client went away; that is what some tests are about.
+        with connection, connection.makefile("rb") as reader, contextlib.suppress(OSError):
+            self._serve(connection, reader, index)
 
     def read_request(self, reader: BufferedReader, index: int) -> bool:
         """Read one request (head and body); False if the client closed instead."""
@@ -513,8 +513,12 @@ def raw_server() -> Iterator[Callable[..., _RawServer]]:
         server.close()
 
 
-def test_a_connection_the_server_closed_while_idle_is_not_used(raw_server) -> None:  # noqa: ANN001
+def test_a_connection_the_server_closed_while_idle_is_not_used(
+    raw_server: Callable[..., _RawServer],
+) -> None:
     # The server closes after each answer without saying "Connection: close".
+    server: _RawServer  # assigned below, before serve() runs
+
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         if server.read_request(reader, index):
             connection.sendall(_answer(b"conn%d" % index))
@@ -527,10 +531,12 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(raw_server) -> No
 
 
 def test_bytes_arriving_on_an_idle_connection_are_not_taken_for_the_next_answer(
-    raw_server,  # noqa: ANN001
+    raw_server: Callable[..., _RawServer],
 ) -> None:
     # After its first answer the server writes an unasked-for answer and keeps the
     # connection open. Reusing it would hand "garbage" to the next caller.
+    server: _RawServer  # assigned below, before serve() runs
+
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         requests = 0
         while server.read_request(reader, index):
@@ -553,6 +559,8 @@ def _dropping_the_second_request(raw_server: Callable[..., _RawServer]) -> _RawS
     closes without a byte of answer (an idle-timeout race, or a server that acted on
     the request and then died)."""
 
+    server: _RawServer  # assigned below, before serve() runs
+
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         requests = 0
         while server.read_request(reader, index):
@@ -567,7 +575,7 @@ def _dropping_the_second_request(raw_server: Callable[..., _RawServer]) -> _RawS
 
 @pytest.mark.parametrize("method", ["GET", "OPTIONS"])
 def test_a_safe_request_on_a_reused_connection_dropped_without_an_answer_is_retried_once(
-    raw_server,  # noqa: ANN001
+    raw_server: Callable[..., _RawServer],
     method: str,
 ) -> None:
     server = _dropping_the_second_request(raw_server)
@@ -579,7 +587,7 @@ def test_a_safe_request_on_a_reused_connection_dropped_without_an_answer_is_retr
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
 def test_any_other_request_on_a_reused_connection_is_never_sent_twice(
-    raw_server,  # noqa: ANN001
+    raw_server: Callable[..., _RawServer],
     method: str,
 ) -> None:
     # The server may have redeemed the code or rotated the refresh token before it
@@ -594,9 +602,11 @@ def test_any_other_request_on_a_reused_connection_is_never_sent_twice(
 
 
 def test_a_new_connection_dropped_without_an_answer_is_not_retried(
-    raw_server,  # noqa: ANN001
+    raw_server: Callable[..., _RawServer],
 ) -> None:
-    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+    server: _RawServer  # assigned below, before serve() runs
+
+    def serve(_connection: socket.socket, reader: BufferedReader, index: int) -> None:
         server.read_request(reader, index)  # and close without answering
 
     server = raw_server(serve)
@@ -611,9 +621,11 @@ def _reset(connection: socket.socket) -> None:
     connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def test_no_retry_once_an_answer_has_started(raw_server) -> None:  # noqa: ANN001
+def test_no_retry_once_an_answer_has_started(raw_server: Callable[..., _RawServer]) -> None:
     # The reset comes after part of the status line: the request may have been acted
     # on, so it is not sent again.
+    server: _RawServer  # assigned below, before serve() runs
+
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         requests = 0
         while server.read_request(reader, index):
@@ -633,7 +645,11 @@ def test_no_retry_once_an_answer_has_started(raw_server) -> None:  # noqa: ANN00
     assert server.accepted == 1
 
 
-def test_a_body_shorter_than_its_content_length_is_an_error(raw_server) -> None:  # noqa: ANN001
+def test_a_body_shorter_than_its_content_length_is_an_error(
+    raw_server: Callable[..., _RawServer],
+) -> None:
+    server: _RawServer  # assigned below, before serve() runs
+
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         server.read_request(reader, index)
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
@@ -643,8 +659,10 @@ def test_a_body_shorter_than_its_content_length_is_an_error(raw_server) -> None:
         egress_request("GET", f"{server.url}/")
 
 
-def test_headers_dripping_past_the_deadline_time_out(raw_server) -> None:  # noqa: ANN001
+def test_headers_dripping_past_the_deadline_time_out(raw_server: Callable[..., _RawServer]) -> None:
     # Every header line comes well within the read timeout; all of them do not.
+    server: _RawServer  # assigned below, before serve() runs
+
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         server.read_request(reader, index)
         connection.sendall(b"HTTP/1.1 200 OK\r\n")

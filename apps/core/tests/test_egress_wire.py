@@ -10,6 +10,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from io import BufferedReader
+from typing import Any
 
 import certifi
 import pytest
@@ -244,7 +245,7 @@ def _dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, str], delay: float 
     """DNS is the one thing that cannot be real here; the HTTP side stays real. Names
     not listed fail, so no test depends on (or leaks to) a real resolver."""
 
-    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN202
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         time.sleep(delay)
         if host not in answers:
             raise socket.gaierror(socket.EAI_NONAME, "not a test name")
@@ -254,7 +255,7 @@ def _dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, str], delay: float 
 
 
 def _host_echo(raw_server: Callable[[Serve], _RawServer]) -> _RawServer:
-    def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
+    def serve(connection: socket.socket, reader: BufferedReader, _index: int) -> None:
         reader.readline()
         host = b""
         while (line := reader.readline()) not in (b"\r\n", b""):
@@ -296,7 +297,7 @@ def test_a_name_idna_2008_refuses_is_not_called(
 
 def _silent(raw_server: Callable[[Serve], _RawServer]) -> _RawServer:
     """Accepts and says nothing: a TLS handshake waits for its ServerHello."""
-    return raw_server(lambda connection, reader, index: time.sleep(3))
+    return raw_server(lambda _connection, _reader, _index: time.sleep(3))
 
 
 def test_the_tls_handshake_gets_only_the_time_left(

@@ -11,7 +11,8 @@ from apps.core.middleware import CLIENT_REQUEST_ID_MAX, sanitize_client_request_
 pytestmark = pytest.mark.django_db
 
 
-def test_two_clients_sending_the_same_id_get_distinct_audit_request_ids(org):
+@pytest.mark.usefixtures("org")
+def test_two_clients_sending_the_same_id_get_distinct_audit_request_ids() -> None:
     ids = []
     for _ in range(2):
         response = APIClient().get(
@@ -30,7 +31,7 @@ def test_two_clients_sending_the_same_id_get_distinct_audit_request_ids(org):
     assert failed.metadata["client_request_id"] == "victim-request-0001"
 
 
-def test_client_request_id_is_sanitised_and_capped():
+def test_client_request_id_is_sanitised_and_capped() -> None:
     assert sanitize_client_request_id("trace-42") == "trace-42"
     assert sanitize_client_request_id("a\\nb<script>\\x00c") == "anbscriptx00c"
     assert sanitize_client_request_id("é\r\n\t ok") == "ok"

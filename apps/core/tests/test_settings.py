@@ -1,5 +1,7 @@
 """Production settings refuse to start without secrets and pass `check --deploy`."""
 
+from __future__ import annotations
+
 import os
 import secrets
 import subprocess
@@ -60,14 +62,14 @@ PROD = {
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "GRANTRY_ENCRYPTION_KEY"])
-def test_production_refuses_to_start_without_a_secret(missing, tmp_path):
+def test_production_refuses_to_start_without_a_secret(missing: str, tmp_path: Path) -> None:
     env = {k: v for k, v in PROD.items() if k != missing}
     result = _manage("check", var_dir=tmp_path, **env)
     assert result.returncode != 0
     assert f"{missing} is not set" in result.stderr
 
 
-def test_manage_reads_the_dev_env_of_make_run_only_when_it_exists(tmp_path):
+def test_manage_reads_the_dev_env_of_make_run_only_when_it_exists(tmp_path: Path) -> None:
     env = {k: v for k, v in PROD.items() if k not in {"SECRET_KEY", "GRANTRY_ENCRYPTION_KEY"}}
     assert "SECRET_KEY is not set" in _manage("check", var_dir=tmp_path, **env).stderr
     (tmp_path / "dev.env").write_text(
@@ -93,15 +95,17 @@ def test_manage_reads_the_dev_env_of_make_run_only_when_it_exists(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "from-env"
 
 
-def test_database_url_is_required_and_must_be_postgresql(tmp_path):
+def test_database_url_is_required_and_must_be_postgresql(tmp_path: Path) -> None:
     env = {k: v for k, v in PROD.items() if k != "DATABASE_URL"}
     result = _manage("check", var_dir=tmp_path, **env)
-    assert result.returncode != 0 and "DATABASE_URL is not set" in result.stderr
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set" in result.stderr
     result = _manage("check", var_dir=tmp_path, **env, DATABASE_URL="sqlite:////tmp/x.sqlite3")
-    assert result.returncode != 0 and "must point at PostgreSQL" in result.stderr
+    assert result.returncode != 0
+    assert "must point at PostgreSQL" in result.stderr
 
 
-def test_check_deploy_is_clean_under_production_settings(tmp_path):
+def test_check_deploy_is_clean_under_production_settings(tmp_path: Path) -> None:
     result = _manage("check", "--deploy", "--fail-level", "WARNING", var_dir=tmp_path, **PROD)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -122,8 +126,8 @@ def _derive(secret: str) -> bytes:
     return kdf.derive(secret.encode())
 
 
-def test_encryption_key_is_derived_from_grantry_key_never_from_secret_key():
+def test_encryption_key_is_derived_from_grantry_key_never_from_secret_key() -> None:
     from django.conf import settings
 
-    assert settings.CRYPTOGRAPHY_KEY == _derive(settings.GRANTRY_ENCRYPTION_KEY)
-    assert settings.CRYPTOGRAPHY_KEY != _derive(settings.SECRET_KEY)
+    assert _derive(settings.GRANTRY_ENCRYPTION_KEY) == settings.CRYPTOGRAPHY_KEY
+    assert _derive(settings.SECRET_KEY) != settings.CRYPTOGRAPHY_KEY

@@ -1,9 +1,14 @@
 """`seed_demo` (what `make run` runs): the demo org, a connected Sandbox, the demo
 worker and real agent traffic a reviewer can filter, open and export."""
 
+from __future__ import annotations
+
 import pytest
 from django.core.management import call_command
+from django.test import Client
 from django.utils.html import escape
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from apps.audit.models import AuditEvent
 from apps.audit.verify import verify_chains
@@ -13,7 +18,9 @@ from apps.organizations.models import Organization
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_seed_demo_gives_reviewers_denied_calls_to_inspect(client, live_server, settings):
+def test_seed_demo_gives_reviewers_denied_calls_to_inspect(
+    client: Client, live_server: LiveServer, settings: Settings
+) -> None:
     settings.GRANTRY_SANDBOX_URL = f"{live_server.url}/sandbox"
     settings.GRANTRY_BASE_URL = live_server.url
     call_command("seed_demo")
@@ -40,5 +47,5 @@ def test_seed_demo_gives_reviewers_denied_calls_to_inspect(client, live_server, 
             f"/o/demo/audit/export/?worker={worker_id}&decision=denied", {"format": fmt}
         )
         assert export.status_code == 200, (fmt, export.status_code)
-        body = b"".join(export.streaming_content).decode()
+        body = export.getvalue().decode()
         assert "sandbox.delete_task" in body

@@ -4,18 +4,22 @@ done (issue 13, #7)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from apps.audit.tests.helpers import broker_event
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.models import Role, Rule
 from apps.workers.services import token_mint, worker_create
 
 pytestmark = pytest.mark.django_db
 
 
-def steps(client, org):
+def steps(client: Any, org: Organization) -> Any:
     html = client.get(f"/o/{org.slug}/").content.decode()
     if "Get started" not in html:
         return None
@@ -24,7 +28,9 @@ def steps(client, org):
     return done, todo
 
 
-def test_checklist_ticks_from_real_state_until_done(client, org, owner):
+def test_checklist_ticks_from_real_state_until_done(
+    client: Client, org: Organization, owner: User
+) -> None:
     client.force_login(owner)
     html = client.get(f"/o/{org.slug}/").content.decode()
     assert "Get started: 0 of 5 done" in html
@@ -54,6 +60,6 @@ def test_checklist_ticks_from_real_state_until_done(client, org, owner):
     assert steps(client, org) is None  # all done: the checklist is gone
 
 
-def test_members_do_not_get_admin_steps(client, org, member):
+def test_members_do_not_get_admin_steps(client: Client, org: Organization, member: User) -> None:
     client.force_login(member)
     assert "Get started" not in client.get(f"/o/{org.slug}/").content.decode()

@@ -1,11 +1,16 @@
+from __future__ import annotations
+
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from apps.audit.services import audit_record
 from apps.connections.models import Connection, ConnectionStatus
+from apps.organizations.models import Organization
 
 
 @pytest.fixture
-def needs_reauth(org):
+def needs_reauth(org: Organization) -> Connection:
     return Connection.objects.create(
         organization=org,
         provider_key="sandbox",
@@ -16,7 +21,10 @@ def needs_reauth(org):
 
 
 @pytest.mark.django_db
-def test_overview_shows_inventory_attention_and_latest_events(client, owner, org, needs_reauth):
+@pytest.mark.usefixtures("needs_reauth")
+def test_overview_shows_inventory_attention_and_latest_events(
+    client: Client, owner: User, org: Organization
+) -> None:
     audit_record(action="role.created", organization=org, target_label="triage-role")
     client.force_login(owner)
     response = client.get(f"/o/{org.slug}/")
@@ -28,7 +36,9 @@ def test_overview_shows_inventory_attention_and_latest_events(client, owner, org
 
 
 @pytest.mark.django_db
-def test_overview_hides_the_trail_from_plain_members(client, member, org):
+def test_overview_hides_the_trail_from_plain_members(
+    client: Client, member: User, org: Organization
+) -> None:
     audit_record(action="role.created", organization=org, target_label="triage-role")
     client.force_login(member)
     page = client.get(f"/o/{org.slug}/").content.decode()
@@ -37,7 +47,9 @@ def test_overview_hides_the_trail_from_plain_members(client, member, org):
 
 
 @pytest.mark.django_db
-def test_overview_counts_only_this_organization(client, owner, org, other_org):
+def test_overview_counts_only_this_organization(
+    client: Client, owner: User, org: Organization, other_org: Organization
+) -> None:
     Connection.objects.create(
         organization=other_org,
         provider_key="sandbox",

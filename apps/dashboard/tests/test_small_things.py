@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core import mail
+from django.test import Client
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.policies.selectors import allowed_actions
 from apps.workers.demo import DEMO_ROLE, seed_demo_worker
@@ -20,7 +23,9 @@ from apps.workers.services import worker_create
 pytestmark = pytest.mark.django_db
 
 
-def test_store_raw_broker_input_is_on_the_settings_page_and_audited(client, org, owner):
+def test_store_raw_broker_input_is_on_the_settings_page_and_audited(
+    client: Client, org: Organization, owner: User
+) -> None:
     client.force_login(owner)
     url = f"/o/{org.slug}/settings/"
     assert "Store raw broker input" in client.get(url).content.decode()
@@ -35,13 +40,18 @@ def test_store_raw_broker_input_is_on_the_settings_page_and_audited(client, org,
     assert org.store_broker_input is False
 
 
-def test_settings_read_only_for_members_show_the_setting(client, org, member):
+def test_settings_read_only_for_members_show_the_setting(
+    client: Client, org: Organization, member: User
+) -> None:
     client.force_login(member)
     html = client.get(f"/o/{org.slug}/settings/").content.decode()
-    assert "Store raw broker input" in html and "Off: only a digest" in html
+    assert "Store raw broker input" in html
+    assert "Off: only a digest" in html
 
 
-def test_mint_error_is_next_to_the_field_and_keeps_the_value(client, org, admin):
+def test_mint_error_is_next_to_the_field_and_keeps_the_value(
+    client: Client, org: Organization, admin: User
+) -> None:
     role = Role.objects.create(organization=org, name="reader")
     worker = worker_create(organization=org, name="agent", default_role=role, created_by=admin)
     client.force_login(admin)
@@ -53,11 +63,13 @@ def test_mint_error_is_next_to_the_field_and_keeps_the_value(client, org, admin)
     field = re.search(r'<input[^>]*name="expires_in_days"[^>]*>', html).group(0)
     assert 'value="999"' in field
     after_field = html.split(field, 1)[1][:400]
-    assert "errorlist" in after_field and "366" in after_field
+    assert "errorlist" in after_field
+    assert "366" in after_field
     assert 'class="messages"' not in html  # no top banner
 
 
-def test_email_subjects_use_the_product_name(client, db):
+@pytest.mark.usefixtures("db")
+def test_email_subjects_use_the_product_name(client: Client) -> None:
     client.post(
         "/accounts/signup/",
         {
@@ -73,7 +85,7 @@ def test_email_subjects_use_the_product_name(client, db):
     assert not any("127.0.0.1" in m.subject or "testserver" in m.subject for m in mail.outbox)
 
 
-def test_provider_picker_searches(client, org, admin):
+def test_provider_picker_searches(client: Client, org: Organization, admin: User) -> None:
     client.force_login(admin)
     url = f"/o/{org.slug}/connections/connect/"
     html = client.get(url, {"q": "sandb"}).content.decode()
@@ -82,7 +94,9 @@ def test_provider_picker_searches(client, org, admin):
     assert "No provider matches" in client.get(url, {"q": "zzzz"}).content.decode()
 
 
-def test_test_a_call_offers_connected_providers_first(client, org, member):
+def test_test_a_call_offers_connected_providers_first(
+    client: Client, org: Organization, member: User
+) -> None:
     Connection.objects.create(
         organization=org, provider_key="sandbox", name="sandbox-demo", auth_type="oauth2"
     )
@@ -93,10 +107,13 @@ def test_test_a_call_offers_connected_providers_first(client, org, member):
     groups = re.findall(r'<optgroup label="([^"]+)">', select)
     assert groups == ["Connected providers", "Not connected"]
     first_group = select.split("</optgroup>", 1)[0]
-    assert "sandbox.list_tasks" in first_group and "github." not in first_group
+    assert "sandbox.list_tasks" in first_group
+    assert "github." not in first_group
 
 
-def test_actors_show_in_one_format(client, org, reviewer, owner):
+def test_actors_show_in_one_format(
+    client: Client, org: Organization, reviewer: User, owner: User
+) -> None:
     owner.username = "owner-handle"  # an account whose username is not its email
     owner.save()
     audit_record(
@@ -119,7 +136,7 @@ def _luminance(hex_colour: str) -> float:
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
-def test_focus_ring_contrast_is_at_least_3_to_1():
+def test_focus_ring_contrast_is_at_least_3_to_1() -> None:
     css = (Path(settings.BASE_DIR) / "static/css/grantry.css").read_text()
     focus = re.search(r"--focus:([^;]+);", css).group(1)
     ring = re.findall(r"#[0-9a-fA-F]{6}", focus)[-1]  # the outer ring's colour
@@ -127,7 +144,9 @@ def test_focus_ring_contrast_is_at_least_3_to_1():
     assert ratio >= 3, (ring, ratio)
 
 
-def test_demo_role_is_named_for_what_it_does_and_names_its_connection(org, owner):
+def test_demo_role_is_named_for_what_it_does_and_names_its_connection(
+    org: Organization, owner: User
+) -> None:
     demo = Connection.objects.create(
         organization=org, provider_key="sandbox", name="sandbox-demo", auth_type="oauth2"
     )
@@ -147,10 +166,11 @@ def test_demo_role_is_named_for_what_it_does_and_names_its_connection(org, owner
     assert "sandbox.delete_task" not in allowed
 
 
-def test_docs_use_the_demo_connection_and_role_names():
+def test_docs_use_the_demo_connection_and_role_names() -> None:
     base = Path(settings.BASE_DIR)
     docs = (base / "docs/agent-api.md").read_text()
-    assert '"connection": "sandbox"' not in docs and '"name": "sandbox"}' not in docs
+    assert '"connection": "sandbox"' not in docs
+    assert '"name": "sandbox"}' not in docs
     assert "sandbox-demo" in docs
     readme = (base / "README.md").read_text()
     assert "sandbox-reader" not in readme

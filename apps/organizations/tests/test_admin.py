@@ -1,25 +1,29 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib import admin
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.organizations import services
-from apps.organizations.models import Invitation, Membership
+from apps.organizations.models import Invitation, Membership, Organization
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff_client(client):
+def staff_client(client: Client) -> Any:
     client.force_login(UserFactory(email="staff@grantry.test", is_staff=True, is_superuser=True))
     return client
 
 
-def test_org_membership_invitation_lists(staff_client, org, owner):
+def test_org_membership_invitation_lists(staff_client: Any, org: Organization, owner: User) -> None:
     services.invitation_create(
         organization=org,
         email="inv@example.test",
@@ -33,7 +37,9 @@ def test_org_membership_invitation_lists(staff_client, org, owner):
     assert b"acme" in html
 
 
-def test_invitation_admin_never_shows_the_key_digest(staff_client, org, owner):
+def test_invitation_admin_never_shows_the_key_digest(
+    staff_client: Any, org: Organization, owner: User
+) -> None:
     issued = services.invitation_create(
         organization=org,
         email="inv@example.test",
@@ -44,13 +50,14 @@ def test_invitation_admin_never_shows_the_key_digest(staff_client, org, owner):
     url = reverse("admin:organizations_invitation_change", args=[issued.invitation.pk])
     html = staff_client.get(url).content.decode()
     assert "inv@example.test" in html
-    assert digest not in html and issued.key not in html
+    assert digest not in html
+    assert issued.key not in html
     assert "key_digest" not in html
     add = staff_client.get(reverse("admin:organizations_invitation_add"))
     assert add.status_code == 403
 
 
-def test_audit_admin_is_read_only(staff_client, org):
+def test_audit_admin_is_read_only(staff_client: Any, org: Organization) -> None:
     event = audit_record(action="member.invited", organization=org, metadata={"email": "x@y.z"})
     model_admin = admin.site._registry[AuditEvent]
     assert model_admin.actions is None
@@ -77,7 +84,10 @@ def test_audit_admin_is_read_only(staff_client, org):
     assert AuditEvent.objects.count() == 1
 
 
-def test_staff_edits_in_admin_are_audited(staff_client, org, owner, member):
+@pytest.mark.usefixtures("owner")
+def test_staff_edits_in_admin_are_audited(
+    staff_client: Any, org: Organization, member: User
+) -> None:
     membership = Membership.objects.get(user=member)
     url = reverse("admin:organizations_membership_change", args=[membership.pk])
     response = staff_client.post(url, {"user": member.pk, "organization": org.pk, "role": "admin"})

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from django.core import mail
+from pytest_django import DjangoCaptureOnCommitCallbacks
 from rest_framework.test import APIClient
 
 from apps.accounts.models import PersonalAPIToken
@@ -16,22 +20,22 @@ from apps.organizations.services import invitation_create
 pytestmark = pytest.mark.django_db
 
 
-def api(user):
+def api(user: Any) -> Any:
     client = APIClient()
     client.force_login(user)
     return client
 
 
-def token_api(user, org):
+def token_api(user: Any, org: Organization) -> APIClient:
     _token, raw = personal_token_mint(user=user, organization=org, name="automation")
     return APIClient(HTTP_AUTHORIZATION=f"Bearer {raw}")
 
 
-def membership(org, user):
+def membership(org: Organization, user: Any) -> Membership:
     return Membership.objects.get(organization=org, user=user)
 
 
-def fields_of(response):
+def fields_of(response: Any) -> Any:
     body = response.json()
     assert body["error"]["code"] == "invalid_input", body
     return body["error"]["details"]["fields"]
@@ -40,24 +44,29 @@ def fields_of(response):
 # --- members ------------------------------------------------------------------------
 
 
-def test_reviewer_lists_members_paginated(org, owner, admin, reviewer):
+@pytest.mark.usefixtures("org", "owner", "admin")
+def test_reviewer_lists_members_paginated(reviewer: User) -> None:
     response = api(reviewer).get("/api/v1/orgs/acme/members/", {"page_size": 2})
     assert response.status_code == 200
     body = response.json()
-    assert len(body["results"]) == 2 and body["next"]
+    assert len(body["results"]) == 2
+    assert body["next"]
     rest = api(reviewer).get(body["next"]).json()["results"]
     emails = {m["email"] for m in body["results"] + rest}
     assert emails == {"owner@acme.test", "admin@acme.test", "reviewer@acme.test"}
     assert set(body["results"][0]) == {"id", "user_id", "email", "role", "joined_at"}
 
 
-def test_member_role_is_too_low_to_list_members(org, member):
+@pytest.mark.usefixtures("org")
+def test_member_role_is_too_low_to_list_members(member: User) -> None:
     response = api(member).get("/api/v1/orgs/acme/members/")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
 
 
-def test_admin_changes_a_role_with_a_personal_token_and_it_is_audited(org, admin, reviewer):
+def test_admin_changes_a_role_with_a_personal_token_and_it_is_audited(
+    org: Organization, admin: User, reviewer: User
+) -> None:
     target = membership(org, reviewer)
     response = token_api(admin, org).patch(
         f"/api/v1/orgs/acme/members/{target.pk}/", {"role": "admin"}, format="json"
@@ -71,7 +80,9 @@ def test_admin_changes_a_role_with_a_personal_token_and_it_is_audited(org, admin
     assert event.actor_id == str(admin.pk)
 
 
-def test_bad_role_is_a_field_error_and_nothing_changes(org, admin, reviewer):
+def test_bad_role_is_a_field_error_and_nothing_changes(
+    org: Organization, admin: User, reviewer: User
+) -> None:
     target = membership(org, reviewer)
     response = api(admin).patch(
         f"/api/v1/orgs/acme/members/{target.pk}/", {"role": "emperor"}, format="json"
@@ -83,7 +94,9 @@ def test_bad_role_is_a_field_error_and_nothing_changes(org, admin, reviewer):
     assert not AuditEvent.objects.filter(action="member.role_changed").exists()
 
 
-def test_only_an_owner_grants_the_owner_role(org, admin, reviewer):
+def test_only_an_owner_grants_the_owner_role(
+    org: Organization, admin: User, reviewer: User
+) -> None:
     target = membership(org, reviewer)
     response = api(admin).patch(
         f"/api/v1/orgs/acme/members/{target.pk}/", {"role": "owner"}, format="json"
@@ -94,7 +107,7 @@ def test_only_an_owner_grants_the_owner_role(org, admin, reviewer):
     assert target.role == OrgRole.REVIEWER
 
 
-def test_reviewer_cannot_change_roles(org, reviewer, admin):
+def test_reviewer_cannot_change_roles(org: Organization, reviewer: User, admin: User) -> None:
     target = membership(org, admin)
     response = api(reviewer).patch(
         f"/api/v1/orgs/acme/members/{target.pk}/", {"role": "member"}, format="json"
@@ -104,7 +117,7 @@ def test_reviewer_cannot_change_roles(org, reviewer, admin):
     assert target.role == OrgRole.ADMIN
 
 
-def test_the_last_owner_can_be_neither_demoted_nor_removed(org, owner):
+def test_the_last_owner_can_be_neither_demoted_nor_removed(org: Organization, owner: User) -> None:
     mine = membership(org, owner)
     demote = api(owner).patch(
         f"/api/v1/orgs/acme/members/{mine.pk}/", {"role": "admin"}, format="json"
@@ -119,7 +132,9 @@ def test_the_last_owner_can_be_neither_demoted_nor_removed(org, owner):
     assert not AuditEvent.objects.filter(action__startswith="member.").exists()
 
 
-def test_admin_removes_a_member_and_their_personal_tokens_die(org, admin, reviewer):
+def test_admin_removes_a_member_and_their_personal_tokens_die(
+    org: Organization, admin: User, reviewer: User
+) -> None:
     target = membership(org, reviewer)
     reviewer_api = token_api(reviewer, org)
     assert reviewer_api.get("/api/v1/orgs/acme/members/").status_code == 200
@@ -131,7 +146,10 @@ def test_admin_removes_a_member_and_their_personal_tokens_die(org, admin, review
     assert reviewer_api.get("/api/v1/orgs/acme/members/").status_code == 401
 
 
-def test_another_orgs_member_is_404_inside_my_org(org, admin, outsider, other_org):
+@pytest.mark.usefixtures("org")
+def test_another_orgs_member_is_404_inside_my_org(
+    admin: User, outsider: User, other_org: Organization
+) -> None:
     theirs = membership(other_org, outsider)
     for method in ("get", "patch", "delete"):
         response = getattr(api(admin), method)(
@@ -142,7 +160,8 @@ def test_another_orgs_member_is_404_inside_my_org(org, admin, outsider, other_or
     assert theirs.role == OrgRole.OWNER
 
 
-def test_another_org_is_404_for_session_and_token(org, admin, outsider, other_org):
+@pytest.mark.usefixtures("org", "admin")
+def test_another_org_is_404_for_session_and_token(outsider: User, other_org: Organization) -> None:
     for client in (api(outsider), token_api(outsider, other_org)):
         assert client.get("/api/v1/orgs/acme/members/").status_code == 404
         assert client.get("/api/v1/orgs/acme/settings/").status_code == 404
@@ -156,9 +175,10 @@ def test_another_org_is_404_for_session_and_token(org, admin, outsider, other_or
 # --- invitations --------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("org")
 def test_admin_invites_and_the_link_is_only_in_the_email(
-    org, admin, django_capture_on_commit_callbacks
-):
+    admin: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = api(admin).post(
             "/api/v1/orgs/acme/invitations/",
@@ -167,8 +187,10 @@ def test_admin_invites_and_the_link_is_only_in_the_email(
         )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body["email"] == "bob@example.com" and body["role"] == "reviewer"
-    assert body["status"] == "pending" and body["invited_by_email"] == "admin@acme.test"
+    assert body["email"] == "bob@example.com"
+    assert body["role"] == "reviewer"
+    assert body["status"] == "pending"
+    assert body["invited_by_email"] == "admin@acme.test"
     invitation = Invitation.objects.get()
     (message,) = mail.outbox
     link = next(w for w in message.body.split() if "/invitations/" in w)
@@ -178,10 +200,12 @@ def test_admin_invites_and_the_link_is_only_in_the_email(
     assert AuditEvent.objects.filter(action="member.invited", target_id=str(invitation.pk))
     listing = api(admin).get("/api/v1/orgs/acme/invitations/").json()["results"]
     assert [i["id"] for i in listing] == [invitation.pk]
-    assert key not in str(listing) and "key_digest" not in listing[0]
+    assert key not in str(listing)
+    assert "key_digest" not in listing[0]
 
 
-def test_invitation_bad_input_is_400_with_fields_and_nothing_written(org, admin):
+@pytest.mark.usefixtures("org")
+def test_invitation_bad_input_is_400_with_fields_and_nothing_written(admin: User) -> None:
     response = api(admin).post(
         "/api/v1/orgs/acme/invitations/", {"email": "not-an-email", "role": "king"}, format="json"
     )
@@ -191,7 +215,8 @@ def test_invitation_bad_input_is_400_with_fields_and_nothing_written(org, admin)
     assert not AuditEvent.objects.filter(action="member.invited").exists()
 
 
-def test_inviting_an_existing_member_is_a_field_error(org, admin, reviewer):
+@pytest.mark.usefixtures("org", "reviewer")
+def test_inviting_an_existing_member_is_a_field_error(admin: User) -> None:
     response = api(admin).post(
         "/api/v1/orgs/acme/invitations/", {"email": "reviewer@acme.test"}, format="json"
     )
@@ -199,7 +224,10 @@ def test_inviting_an_existing_member_is_a_field_error(org, admin, reviewer):
     assert "already a member" in fields_of(response)["email"][0]
 
 
-def test_admin_cannot_invite_an_owner_and_reviewer_cannot_invite(org, admin, reviewer):
+@pytest.mark.usefixtures("org")
+def test_admin_cannot_invite_an_owner_and_reviewer_cannot_invite(
+    admin: User, reviewer: User
+) -> None:
     response = api(admin).post(
         "/api/v1/orgs/acme/invitations/", {"email": "o@x.test", "role": "owner"}, format="json"
     )
@@ -211,7 +239,7 @@ def test_admin_cannot_invite_an_owner_and_reviewer_cannot_invite(org, admin, rev
     assert not Invitation.objects.exists()
 
 
-def test_revoke_an_invitation(org, owner, admin):
+def test_revoke_an_invitation(org: Organization, owner: User, admin: User) -> None:
     issued = invitation_create(
         organization=org,
         email="carol@x.test",
@@ -223,7 +251,10 @@ def test_revoke_an_invitation(org, owner, admin):
     assert AuditEvent.objects.filter(action="member.invitation_revoked").count() == 1
 
 
-def test_another_orgs_invitation_is_404(org, admin, other_org, outsider):
+@pytest.mark.usefixtures("org")
+def test_another_orgs_invitation_is_404(
+    admin: User, other_org: Organization, outsider: User
+) -> None:
     issued = invitation_create(
         organization=other_org,
         email="dave@x.test",
@@ -239,7 +270,8 @@ def test_another_orgs_invitation_is_404(org, admin, other_org, outsider):
 # --- settings -----------------------------------------------------------------------
 
 
-def test_reviewer_reads_settings(org, reviewer):
+@pytest.mark.usefixtures("org")
+def test_reviewer_reads_settings(reviewer: User) -> None:
     body = api(reviewer).get("/api/v1/orgs/acme/settings/").json()
     assert body == {
         "name": "Acme",
@@ -251,7 +283,7 @@ def test_reviewer_reads_settings(org, reviewer):
     }
 
 
-def test_admin_patches_settings_and_each_change_is_audited(org, admin):
+def test_admin_patches_settings_and_each_change_is_audited(org: Organization, admin: User) -> None:
     response = token_api(admin, org).patch(
         "/api/v1/orgs/acme/settings/",
         {"max_token_days": 30, "store_broker_input": True},
@@ -271,7 +303,9 @@ def test_admin_patches_settings_and_each_change_is_audited(org, admin):
         personal_token_mint(user=admin, organization=org, name="long", expires_in_days=31)
 
 
-def test_settings_bad_input_is_400_and_nothing_is_half_written(org, admin):
+def test_settings_bad_input_is_400_and_nothing_is_half_written(
+    org: Organization, admin: User
+) -> None:
     response = api(admin).patch(
         "/api/v1/orgs/acme/settings/",
         {"name": "", "max_token_days": 9999, "store_broker_input": True},
@@ -284,7 +318,9 @@ def test_settings_bad_input_is_400_and_nothing_is_half_written(org, admin):
     assert not AuditEvent.objects.filter(action="org.updated").exists()
 
 
-def test_require_mfa_over_the_api_needs_the_admins_own_second_factor(org, admin):
+def test_require_mfa_over_the_api_needs_the_admins_own_second_factor(
+    org: Organization, admin: User
+) -> None:
     from allauth.mfa.models import Authenticator
 
     client = token_api(admin, org)
@@ -305,7 +341,9 @@ def test_require_mfa_over_the_api_needs_the_admins_own_second_factor(org, admin)
     assert event.metadata["changes"] == {"require_mfa": {"from": False, "to": True}}
 
 
-def test_the_slug_and_organization_never_come_from_the_body(org, admin, other_org):
+def test_the_slug_and_organization_never_come_from_the_body(
+    org: Organization, admin: User, other_org: Organization
+) -> None:
     response = api(admin).patch(
         "/api/v1/orgs/acme/settings/", {"slug": "globex", "name": "Acme 2"}, format="json"
     )
@@ -314,7 +352,7 @@ def test_the_slug_and_organization_never_come_from_the_body(org, admin, other_or
     assert Organization.objects.get(pk=other_org.pk).name == "Globex"
 
 
-def test_reviewer_cannot_change_settings(org, reviewer):
+def test_reviewer_cannot_change_settings(org: Organization, reviewer: User) -> None:
     response = api(reviewer).patch(
         "/api/v1/orgs/acme/settings/", {"max_token_days": 1}, format="json"
     )
@@ -323,7 +361,9 @@ def test_reviewer_cannot_change_settings(org, reviewer):
     assert org.max_token_days is None
 
 
-def test_reviewer_can_neither_remove_members_nor_withdraw_invitations(org, owner, reviewer, admin):
+def test_reviewer_can_neither_remove_members_nor_withdraw_invitations(
+    org: Organization, owner: User, reviewer: User, admin: User
+) -> None:
     issued = invitation_create(
         organization=org,
         email="erin@x.test",

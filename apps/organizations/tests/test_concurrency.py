@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -17,14 +18,14 @@ from tests.factories import MembershipFactory, OrganizationFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_concurrent_self_demotions_keep_one_owner(monkeypatch):
+def test_concurrent_self_demotions_keep_one_owner(monkeypatch: pytest.MonkeyPatch) -> None:
     org = OrganizationFactory(slug="race")
     first = MembershipFactory(organization=org, role=OrgRole.OWNER)
     second = MembershipFactory(organization=org, role=OrgRole.OWNER)
 
     original = services._lock_owners
 
-    def slow_lock(organization):
+    def slow_lock(organization: Any) -> Any:
         # Hold the locks long enough that the other thread is certainly
         # inside its own transaction, reading the owners, by then.
         owners = original(organization)

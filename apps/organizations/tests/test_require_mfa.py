@@ -4,33 +4,39 @@ API), and the first refusal in a session is audited."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from allauth.mfa.models import Authenticator
+from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 
 pytestmark = pytest.mark.django_db
 
 
-def _client(user) -> Client:
+def _client(user: Any) -> Client:
     client = Client()
     client.force_login(user)
     return client
 
 
-def _give(user, kind=Authenticator.Type.TOTP):
+def _give(user: Any, kind: Any = Authenticator.Type.TOTP) -> Authenticator:
     return Authenticator.objects.create(user=user, type=kind, data={})
 
 
-def _settings(client, require: bool):
+def _settings(client: Any, require: bool) -> Any:
     data = {"name": "Acme", "max_token_days": ""}
     if require:
         data["require_mfa"] = "on"
     return client.post("/o/acme/settings/", data)
 
 
-def test_an_admin_without_a_second_factor_cannot_require_one(org, admin):
+def test_an_admin_without_a_second_factor_cannot_require_one(
+    org: Organization, admin: User
+) -> None:
     client = _client(admin)
     response = _settings(client, True)
     assert response.status_code == 400
@@ -42,7 +48,9 @@ def test_an_admin_without_a_second_factor_cannot_require_one(org, admin):
     assert _settings(client, True).status_code == 400
 
 
-def test_requiring_mfa_is_audited_and_blocks_members_without_one(org, admin, member):
+def test_requiring_mfa_is_audited_and_blocks_members_without_one(
+    org: Organization, admin: User, member: User
+) -> None:
     _give(admin, Authenticator.Type.WEBAUTHN)
     response = _settings(_client(admin), True)
     assert response.status_code == 302
@@ -54,16 +62,19 @@ def test_requiring_mfa_is_audited_and_blocks_members_without_one(org, admin, mem
     blocked = _client(member)
     for path in ("/o/acme/", "/o/acme/connections/", "/o/acme/settings/"):
         response = blocked.get(path)
-        assert response.status_code == 302 and response["Location"] == "/accounts/2fa/"
+        assert response.status_code == 302
+        assert response["Location"] == "/accounts/2fa/"
     setup = blocked.get("/accounts/2fa/")
     assert setup.status_code == 200
     assert "requires two-factor authentication" in setup.content.decode()
     api = blocked.get("/api/v1/orgs/acme/connections/")
-    assert api.status_code == 403 and api.json()["error"]["code"] == "mfa_required"
+    assert api.status_code == 403
+    assert api.json()["error"]["code"] == "mfa_required"
     # Audited once per session, not on every page.
     refusals = AuditEvent.objects.filter(action="org.mfa_required_blocked")
     assert refusals.count() == 1
-    assert refusals.get().outcome == "denied" and refusals.get().actor_id == str(member.pk)
+    assert refusals.get().outcome == "denied"
+    assert refusals.get().actor_id == str(member.pk)
 
     _give(member, Authenticator.Type.TOTP)
     assert blocked.get("/o/acme/").status_code == 200
@@ -72,7 +83,10 @@ def test_requiring_mfa_is_audited_and_blocks_members_without_one(org, admin, mem
     assert after == "permission_denied"
 
 
-def test_other_organizations_and_outsiders_are_unaffected(org, other_org, admin, outsider):
+@pytest.mark.usefixtures("org")
+def test_other_organizations_and_outsiders_are_unaffected(
+    other_org: Organization, admin: User, outsider: User
+) -> None:
     _give(admin)
     _settings(_client(admin), True)
     outside = _client(outsider)
@@ -80,7 +94,7 @@ def test_other_organizations_and_outsiders_are_unaffected(org, other_org, admin,
     assert outside.get(f"/o/{other_org.slug}/").status_code == 200
 
 
-def test_turning_it_off_is_audited_too(org, admin):
+def test_turning_it_off_is_audited_too(org: Organization, admin: User) -> None:
     _give(admin)
     client = _client(admin)
     _settings(client, True)

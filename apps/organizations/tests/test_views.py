@@ -1,32 +1,37 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from apps.audit.models import AuditEvent
 from apps.organizations import services
-from apps.organizations.models import Invitation, Membership, OrgRole
+from apps.organizations.models import Invitation, Membership, Organization, OrgRole
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def m(user, org):
+def m(user: Any, org: Organization) -> Membership:
     return Membership.objects.get(user=user, organization=org)
 
 
-def members_url(org):
+def members_url(org: Organization) -> Any:
     return reverse("orgs:members", kwargs={"org_slug": org.slug})
 
 
-def role_url(org, membership):
+def role_url(org: Organization, membership: Any) -> Any:
     return reverse(
         "orgs:member_role", kwargs={"org_slug": org.slug, "membership_id": membership.pk}
     )
 
 
-def remove_url(org, membership):
+def remove_url(org: Organization, membership: Any) -> Any:
     return reverse(
         "orgs:member_remove", kwargs={"org_slug": org.slug, "membership_id": membership.pk}
     )
@@ -35,7 +40,9 @@ def remove_url(org, membership):
 # --- Members page ------------------------------------------------------------
 
 
-def test_admin_sees_members_invitations_and_management_forms(client, org, owner, admin, member):
+def test_admin_sees_members_invitations_and_management_forms(
+    client: Client, org: Organization, owner: User, admin: User, member: User
+) -> None:
     services.invitation_create(
         organization=org,
         email="pending@example.test",
@@ -55,7 +62,13 @@ def test_admin_sees_members_invitations_and_management_forms(client, org, owner,
 
 
 @pytest.mark.parametrize("role_fixture", ["reviewer", "member"])
-def test_reviewers_and_members_see_the_list_read_only(request, client, org, owner, role_fixture):
+def test_reviewers_and_members_see_the_list_read_only(
+    request: pytest.FixtureRequest,
+    client: Client,
+    org: Organization,
+    owner: User,
+    role_fixture: str,
+) -> None:
     user = request.getfixturevalue(role_fixture)
     client.force_login(user)
     response = client.get(members_url(org))
@@ -67,7 +80,14 @@ def test_reviewers_and_members_see_the_list_read_only(request, client, org, owne
 
 
 @pytest.mark.parametrize("role_fixture", ["reviewer", "member"])
-def test_reviewer_and_member_posts_get_403(request, client, org, owner, admin, role_fixture):
+@pytest.mark.usefixtures("owner")
+def test_reviewer_and_member_posts_get_403(
+    request: pytest.FixtureRequest,
+    client: Client,
+    org: Organization,
+    admin: User,
+    role_fixture: str,
+) -> None:
     user = request.getfixturevalue(role_fixture)
     client.force_login(user)
     target = m(admin, org)
@@ -87,7 +107,12 @@ def test_reviewer_and_member_posts_get_403(request, client, org, owner, admin, r
     assert not Invitation.objects.exists()
 
 
-def test_invite_by_form_sends_email(client, org, owner, django_capture_on_commit_callbacks):
+def test_invite_by_form_sends_email(
+    client: Client,
+    org: Organization,
+    owner: User,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
     client.force_login(owner)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -96,10 +121,13 @@ def test_invite_by_form_sends_email(client, org, owner, django_capture_on_commit
     assert response.status_code == 302
     inv = Invitation.objects.get()
     assert (inv.email, inv.role, inv.organization) == ("friend@example.test", "reviewer", org)
-    assert len(mail.outbox) == 1 and "/invitations/" in mail.outbox[0].body
+    assert len(mail.outbox) == 1
+    assert "/invitations/" in mail.outbox[0].body
 
 
-def test_invite_bad_input_shows_field_errors(client, org, owner, member):
+def test_invite_bad_input_shows_field_errors(
+    client: Client, org: Organization, owner: User, member: User
+) -> None:
     client.force_login(owner)
     response = client.post(members_url(org), {"email": "nope", "role": "emperor"})
     assert response.status_code == 400
@@ -112,14 +140,20 @@ def test_invite_bad_input_shows_field_errors(client, org, owner, member):
     assert not Invitation.objects.exists()
 
 
-def test_admin_cannot_invite_an_owner_by_forging_the_form(client, org, owner, admin):
+@pytest.mark.usefixtures("owner")
+def test_admin_cannot_invite_an_owner_by_forging_the_form(
+    client: Client, org: Organization, admin: User
+) -> None:
     client.force_login(admin)
     response = client.post(members_url(org), {"email": "boss@example.test", "role": "owner"})
     assert response.status_code == 400
     assert not Invitation.objects.exists()
 
 
-def test_organization_never_comes_from_the_form(client, org, owner, other_org, outsider):
+@pytest.mark.usefixtures("outsider")
+def test_organization_never_comes_from_the_form(
+    client: Client, org: Organization, owner: User, other_org: Organization
+) -> None:
     client.force_login(owner)
     client.post(
         members_url(org),
@@ -134,7 +168,9 @@ def test_organization_never_comes_from_the_form(client, org, owner, other_org, o
     assert Invitation.objects.get().organization == org
 
 
-def test_role_change_and_remove_via_pages(client, org, owner, member, reviewer):
+def test_role_change_and_remove_via_pages(
+    client: Client, org: Organization, owner: User, member: User, reviewer: User
+) -> None:
     client.force_login(owner)
     response = client.post(role_url(org, m(member, org)), {"role": "admin"})
     assert response.status_code == 302
@@ -144,7 +180,9 @@ def test_role_change_and_remove_via_pages(client, org, owner, member, reviewer):
     assert not Membership.objects.filter(user=reviewer, organization=org).exists()
 
 
-def test_last_owner_protection_via_page_shows_message(client, org, owner):
+def test_last_owner_protection_via_page_shows_message(
+    client: Client, org: Organization, owner: User
+) -> None:
     client.force_login(owner)
     response = client.post(role_url(org, m(owner, org)), {"role": "member"}, follow=True)
     assert "last owner" in response.content.decode()
@@ -153,7 +191,9 @@ def test_last_owner_protection_via_page_shows_message(client, org, owner):
     assert m(owner, org).role == OrgRole.OWNER
 
 
-def test_member_ids_of_another_org_are_404(client, org, owner, other_org, outsider):
+def test_member_ids_of_another_org_are_404(
+    client: Client, org: Organization, owner: User, other_org: Organization, outsider: User
+) -> None:
     client.force_login(owner)
     theirs = m(outsider, other_org)
     assert client.post(role_url(org, theirs), {"role": "member"}).status_code == 404
@@ -161,7 +201,7 @@ def test_member_ids_of_another_org_are_404(client, org, owner, other_org, outsid
     assert m(outsider, other_org).role == OrgRole.OWNER
 
 
-def test_revoke_invitation_via_page(client, org, owner):
+def test_revoke_invitation_via_page(client: Client, org: Organization, owner: User) -> None:
     issued = services.invitation_create(
         organization=org, email="p@example.test", role="member", actor_membership=m(owner, org)
     )
@@ -177,11 +217,11 @@ def test_revoke_invitation_via_page(client, org, owner):
 # --- Settings page -----------------------------------------------------------
 
 
-def settings_url(org):
+def settings_url(org: Organization) -> Any:
     return reverse("orgs:settings", kwargs={"org_slug": org.slug})
 
 
-def test_settings_update(client, org, admin):
+def test_settings_update(client: Client, org: Organization, admin: User) -> None:
     client.force_login(admin)
     response = client.post(settings_url(org), {"name": "Acme Corp", "max_token_days": "90"})
     assert response.status_code == 302
@@ -190,7 +230,7 @@ def test_settings_update(client, org, admin):
     assert AuditEvent.objects.filter(organization=org, action="org.updated").exists()
 
 
-def test_settings_bad_input(client, org, admin):
+def test_settings_bad_input(client: Client, org: Organization, admin: User) -> None:
     client.force_login(admin)
     response = client.post(settings_url(org), {"name": "", "max_token_days": "400"})
     assert response.status_code == 400
@@ -198,17 +238,18 @@ def test_settings_bad_input(client, org, admin):
     assert "This field is required." in html
     assert "less than or equal to 366" in html
     org.refresh_from_db()
-    assert org.name == "Acme" and org.max_token_days is None
+    assert org.name == "Acme"
+    assert org.max_token_days is None
 
 
-def test_settings_read_only_for_reviewer(client, org, reviewer):
+def test_settings_read_only_for_reviewer(client: Client, org: Organization, reviewer: User) -> None:
     client.force_login(reviewer)
     html = client.get(settings_url(org)).content.decode()
     assert "Only admins and owners" in html
     assert "Save settings" not in html
 
 
-def test_sidebar_links_members_and_settings(client, org, owner):
+def test_sidebar_links_members_and_settings(client: Client, org: Organization, owner: User) -> None:
     client.force_login(owner)
     html = client.get(reverse("orgs:overview", kwargs={"org_slug": org.slug})).content.decode()
     assert members_url(org) in html
@@ -218,7 +259,7 @@ def test_sidebar_links_members_and_settings(client, org, owner):
 # --- Invitation link -----------------------------------------------------------
 
 
-def test_invitation_page_states(client, org, owner):
+def test_invitation_page_states(client: Client, org: Organization, owner: User) -> None:
     issued = services.invitation_create(
         organization=org, email="new@example.test", role="reviewer", actor_membership=m(owner, org)
     )
@@ -245,17 +286,21 @@ def test_invitation_page_states(client, org, owner):
     assert "already been used" in response.content.decode()
 
 
-def test_anonymous_post_to_invitation_redirects_to_login(client, org, owner):
+def test_anonymous_post_to_invitation_redirects_to_login(
+    client: Client, org: Organization, owner: User
+) -> None:
     issued = services.invitation_create(
         organization=org, email="new@example.test", role="member", actor_membership=m(owner, org)
     )
     response = client.post(reverse("invitations:accept", kwargs={"key": issued.key}))
     assert response.status_code == 302
-    assert response.url.startswith(reverse("account_login"))
+    assert response["Location"].startswith(reverse("account_login"))
     assert not Membership.objects.filter(user__email="new@example.test").exists()
 
 
-def test_existing_user_logs_in_from_the_invitation_and_comes_back_to_accept(client, org, owner):
+def test_existing_user_logs_in_from_the_invitation_and_comes_back_to_accept(
+    client: Client, org: Organization, owner: User
+) -> None:
     from tests.factories import PASSWORD
 
     existing = UserFactory(email="existing@example.test")
@@ -268,6 +313,6 @@ def test_existing_user_logs_in_from_the_invitation_and_comes_back_to_accept(clie
         reverse("account_login"), {"login": existing.email, "password": PASSWORD}
     )
     assert response.status_code == 302
-    assert response.url == url
+    assert response["Location"] == url
     assert client.post(url).status_code == 302
     assert m(existing, org).role == OrgRole.ADMIN

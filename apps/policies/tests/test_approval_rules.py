@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.test import Client
 from django.urls import reverse
 
+from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.services import role_create, role_document, rule_add
 
 pytestmark = pytest.mark.django_db
 
 
-def delete_rule(conn, approval):
+def delete_rule(conn: Any, approval: Any) -> Any:
     return {
         "kind": "action",
         "provider_key": "sandbox",
@@ -22,7 +28,10 @@ def delete_rule(conn, approval):
     }
 
 
-def test_shorthand_defaults_and_named_approvers(org, sandbox_conn, admin, member):
+@pytest.mark.usefixtures("admin")
+def test_shorthand_defaults_and_named_approvers(
+    org: Organization, sandbox_conn: Connection, member: User
+) -> None:
     role = role_create(
         organization=org,
         name="deleter",
@@ -56,13 +65,17 @@ def test_shorthand_defaults_and_named_approvers(org, sandbox_conn, admin, member
         ("sometimes", "rules.0.approval"),
     ],
 )
-def test_bad_approval_settings_are_field_errors(org, sandbox_conn, approval, key):
+def test_bad_approval_settings_are_field_errors(
+    org: Organization, sandbox_conn: Connection, approval: Any, key: str
+) -> None:
     with pytest.raises(ValidationError) as info:
         role_create(organization=org, name="r", rules=[delete_rule(sandbox_conn, approval)])
     assert key in info.value.message_dict
 
 
-def test_the_role_page_and_yaml_say_after_approval(client, org, sandbox_conn, member):
+def test_the_role_page_and_yaml_say_after_approval(
+    client: Client, org: Organization, sandbox_conn: Connection, member: User
+) -> None:
     role = role_create(
         organization=org, name="deleter", rules=[delete_rule(sandbox_conn, "required")]
     )
@@ -78,7 +91,9 @@ def test_the_role_page_and_yaml_say_after_approval(client, org, sandbox_conn, me
     assert document["rules"][0]["approval"]["required"] is True
 
 
-def test_the_dry_run_says_needs_approval(client, org, sandbox_conn, member):
+def test_the_dry_run_says_needs_approval(
+    client: Client, org: Organization, sandbox_conn: Connection, member: User
+) -> None:
     role = role_create(
         organization=org, name="deleter", rules=[delete_rule(sandbox_conn, "required")]
     )
@@ -93,17 +108,19 @@ def test_the_dry_run_says_needs_approval(client, org, sandbox_conn, member):
             "input": '{"task_id": 1}',
         },
     ).content.decode()
-    assert "Needs approval" in html and "only after a person approves" in html
+    assert "Needs approval" in html
+    assert "only after a person approves" in html
 
 
 def test_the_editor_adds_an_approval_rule_with_named_approvers(
-    client, org, sandbox_conn, admin, member
-):
+    client: Client, org: Organization, sandbox_conn: Connection, admin: User, member: User
+) -> None:
     role = role_create(organization=org, name="deleter")
     client.force_login(admin)
     add = reverse("policies:rule_add", kwargs={"org_slug": org.slug, "role_id": role.pk})
     form = client.get(add + "?provider=sandbox").content.decode()
-    assert "Require a person&#x27;s approval" in form and member.email in form
+    assert "Require a person&#x27;s approval" in form
+    assert member.email in form
     response = client.post(
         add,
         {
@@ -136,7 +153,9 @@ def test_the_editor_adds_an_approval_rule_with_named_approvers(
     assert role.rules.get(kind="proxy").approval["required"] is True
 
 
-def test_the_api_round_trips_an_approval_rule(client, org, sandbox_conn, admin):
+def test_the_api_round_trips_an_approval_rule(
+    client: Client, org: Organization, sandbox_conn: Connection, admin: User
+) -> None:
     client.force_login(admin)
     url = f"/api/v1/orgs/{org.slug}/roles/"
     created = client.post(
@@ -161,7 +180,9 @@ def test_the_api_round_trips_an_approval_rule(client, org, sandbox_conn, admin):
     assert "rules.0.approval.expires_in" in bad.json()["error"]["details"]["fields"]
 
 
-def test_rule_add_keeps_approval_in_the_audit_diff(org, sandbox_conn):
+def test_rule_add_keeps_approval_in_the_audit_diff(
+    org: Organization, sandbox_conn: Connection
+) -> None:
     from apps.audit.models import AuditEvent
 
     role = role_create(organization=org, name="deleter")

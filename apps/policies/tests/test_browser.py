@@ -4,13 +4,19 @@ Also a keyboard-only pass over the rule editor's first step."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 from django.urls import reverse
+from pytest_django.live_server_helper import LiveServer
 
+from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.services import role_create
 
 CHROMIUM = "/usr/bin/chromium"
@@ -20,25 +26,26 @@ pytestmark = [
 ]
 
 
-def _session_cookie(user) -> str:
+def _session_cookie(user: Any) -> str:
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.save()
+    assert session.session_key is not None
     return session.session_key
 
 
 @pytest.fixture
-def open_as(live_server):
+def open_as(live_server: LiveServer) -> Iterator[Any]:
     """Log a user in and open Chromium. Call it after the test's own database
     setup: once Playwright's event loop runs, Django code in this thread gets
     another connection context, which would outlive the test database."""
     from playwright.sync_api import sync_playwright
 
-    state = {}
+    state: dict[str, Any] = {}
 
-    def open_page(user):
+    def open_page(user: Any) -> Any:
         cookie = _session_cookie(user)
         state["pw"] = sync_playwright().start()
         state["browser"] = state["pw"].chromium.launch(
@@ -57,7 +64,9 @@ def open_as(live_server):
         state["pw"].stop()
 
 
-def test_dry_run_panel_with_htmx(open_as, live_server, org, member, sandbox_conn):
+def test_dry_run_panel_with_htmx(
+    open_as: Any, live_server: LiveServer, org: Organization, member: User, sandbox_conn: Connection
+) -> None:
     role = role_create(
         organization=org,
         name="triage",
@@ -88,7 +97,9 @@ def test_dry_run_panel_with_htmx(open_as, live_server, org, member, sandbox_conn
     result.get_by_text("Allowed", exact=True).wait_for()
 
 
-def test_rule_editor_by_keyboard(open_as, live_server, org, admin, sandbox_conn):
+def test_rule_editor_by_keyboard(
+    open_as: Any, live_server: LiveServer, org: Organization, admin: User, sandbox_conn: Connection
+) -> None:
     role = role_create(organization=org, name="triage")
     page = open_as(admin)
     page.goto(

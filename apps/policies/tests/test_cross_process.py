@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.organizations.models import Organization
 from apps.policies.services import role_create, rule_add
 from tests.backends import database_url
 
@@ -31,7 +33,7 @@ def other_process(role_id: int) -> subprocess.Popen[str]:
         "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
         "DATABASE_URL": database_url(db),
     }
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(role_id)],
         cwd=ROOT,
         env=env,
@@ -42,13 +44,15 @@ def other_process(role_id: int) -> subprocess.Popen[str]:
 
 
 def ask(process: subprocess.Popen[str]) -> str:
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
     process.stdin.write("rules?\n")
     process.stdin.flush()
     return process.stdout.readline().strip()
 
 
-def test_rule_change_is_seen_by_another_process(transactional_db, org):
+@pytest.mark.usefixtures("transactional_db")
+def test_rule_change_is_seen_by_another_process(org: Organization) -> None:
     role = role_create(
         organization=org,
         name="r",

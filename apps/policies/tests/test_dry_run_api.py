@@ -3,11 +3,17 @@ the same evaluation as the dashboard; nothing sent, nothing recorded."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
+from apps.connections.models import Connection
+from apps.organizations.models import Organization
+from apps.policies.models import Role
 from apps.policies.services import role_create
 from apps.policies.tests.conftest import make_connection
 
@@ -15,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def role(org, sandbox_conn):
+def role(org: Organization, sandbox_conn: Connection) -> Role:
     return role_create(
         organization=org,
         name="triage",
@@ -38,19 +44,19 @@ def role(org, sandbox_conn):
     )
 
 
-def api(user):
+def api(user: Any) -> Any:
     client = APIClient()
     client.force_login(user)
     return client
 
 
-def url(role):
+def url(role: Any) -> Any:
     return f"/api/v1/orgs/acme/roles/{role.pk}/test/"
 
 
 def test_constraint_decides_like_the_dashboard_and_nothing_is_recorded(
-    org, reviewer, role, sandbox_conn
-):
+    org: Organization, reviewer: User, role: Role, sandbox_conn: Connection
+) -> None:
     _token, raw = personal_token_mint(user=reviewer, organization=org, name="ci")
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {raw}")
     call = {"action": "sandbox.create_task", "connection": sandbox_conn.pk}
@@ -71,12 +77,14 @@ def test_constraint_decides_like_the_dashboard_and_nothing_is_recorded(
     assert AuditEvent.objects.count() == before
 
 
-def test_input_errors_and_proxy_calls(org, admin, role, sandbox_conn):
+@pytest.mark.usefixtures("org")
+def test_input_errors_and_proxy_calls(admin: User, role: Role, sandbox_conn: Connection) -> None:
     schema = api(admin).post(
         url(role), {"action": "sandbox.list_tasks", "input": {"project_id": "one"}}, format="json"
     )
     body = schema.json()
-    assert body["allowed"] is True and body["input_errors"]
+    assert body["allowed"] is True
+    assert body["input_errors"]
     assert body["input_errors"][0]["path"] == "/project_id"
     proxy = {"kind": "proxy", "connection": sandbox_conn.pk, "path": "/projects"}
     assert api(admin).post(url(role), proxy, format="json").json()["allowed"] is True
@@ -93,14 +101,19 @@ def test_input_errors_and_proxy_calls(org, admin, role, sandbox_conn):
         ({"kind": "teleport", "action": "sandbox.list_projects"}, "kind"),
     ],
 )
-def test_bad_input_is_400_with_fields(org, admin, role, body, field):
+@pytest.mark.usefixtures("org")
+def test_bad_input_is_400_with_fields(admin: User, role: Role, body: Any, field: str) -> None:
     response = api(admin).post(url(role), body, format="json")
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["code"] == "invalid_input" and field in error["details"]["fields"]
+    assert error["code"] == "invalid_input"
+    assert field in error["details"]["fields"]
 
 
-def test_a_connection_of_another_org_is_not_offered(org, admin, role, other_org):
+@pytest.mark.usefixtures("org")
+def test_a_connection_of_another_org_is_not_offered(
+    admin: User, role: Role, other_org: Organization
+) -> None:
     theirs = make_connection(other_org, name="globex-sandbox")
     response = api(admin).post(
         url(role),
@@ -111,7 +124,10 @@ def test_a_connection_of_another_org_is_not_offered(org, admin, role, other_org)
     assert "connection" in response.json()["error"]["details"]["fields"]
 
 
-def test_member_is_too_low_and_another_org_gets_404(org, member, role, outsider, other_org):
+@pytest.mark.usefixtures("org")
+def test_member_is_too_low_and_another_org_gets_404(
+    member: User, role: Role, outsider: User, other_org: Organization
+) -> None:
     body = {"action": "sandbox.list_projects"}
     assert api(member).post(url(role), body, format="json").status_code == 403
     assert api(outsider).post(url(role), body, format="json").status_code == 404

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.policies.evaluate import Call, evaluate, rule_spec_from_values
+from apps.policies.evaluate import Call, RuleSpec, evaluate, rule_spec_from_values
 
 PROVIDERS = ["sandbox", "github", "git"]
 ACTIONS = [
@@ -50,13 +51,13 @@ constraint_values = {
 
 
 @st.composite
-def constraints(draw):
+def constraints(draw: Any) -> Any:
     op = draw(st.sampled_from(sorted(constraint_values)))
     return {"field": draw(st.sampled_from(FIELDS)), "op": op, "value": draw(constraint_values[op])}
 
 
 @st.composite
-def rules(draw, rule_id=None):
+def rules(draw: Any, rule_id: Any = None) -> RuleSpec:
     kind = draw(st.sampled_from(["action", "proxy"]))
     provider = draw(st.sampled_from(PROVIDERS))
     conn = draw(st.none() | st.integers(1, 3))
@@ -83,7 +84,7 @@ def rules(draw, rule_id=None):
 
 
 @st.composite
-def calls(draw):
+def calls(draw: Any) -> Any:
     conn = draw(st.none() | st.integers(1, 3))
     if draw(st.booleans()):
         return Call.for_proxy(
@@ -117,7 +118,7 @@ def calls(draw):
 
 @settings(max_examples=400)
 @given(calls())
-def test_an_empty_role_denies_everything(call):
+def test_an_empty_role_denies_everything(call: Any) -> None:
     decision = evaluate([], call)
     assert decision.allowed is False
     assert decision.rule_id is None
@@ -126,7 +127,9 @@ def test_an_empty_role_denies_everything(call):
 
 @settings(max_examples=400)
 @given(st.lists(rules(), max_size=4), rules(), st.integers(0, 4), calls())
-def test_adding_a_rule_never_removes_an_allowance(existing, extra, where, call):
+def test_adding_a_rule_never_removes_an_allowance(
+    existing: Any, extra: Any, where: Any, call: Any
+) -> None:
     before = evaluate(existing, call)
     more = list(existing)
     more.insert(min(where, len(more)), extra)
@@ -135,7 +138,7 @@ def test_adding_a_rule_never_removes_an_allowance(existing, extra, where, call):
         assert after.allowed
 
 
-def _json_kind(v):
+def _json_kind(v: Any) -> str:
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int | float):
@@ -145,7 +148,7 @@ def _json_kind(v):
     return "other"
 
 
-def _oracle(op, expected, value):
+def _oracle(op: Any, expected: Any, value: Any) -> Any:
     """An independent, deliberately naive statement of what each op means."""
     if op in ("equals", "one_of"):
         options = expected if op == "one_of" else [expected]
@@ -174,7 +177,7 @@ def _oracle(op, expected, value):
 
 @settings(max_examples=600)
 @given(st.lists(constraints(), min_size=1, max_size=3), inputs)
-def test_a_constraint_is_never_bypassed(cons, data):
+def test_a_constraint_is_never_bypassed(cons: Any, data: Any) -> None:
     rule = rule_spec_from_values(
         rule_id=1,
         kind="action",
@@ -200,7 +203,7 @@ def test_a_constraint_is_never_bypassed(cons, data):
         st.text(min_size=1, max_size=6).filter(lambda k: k not in FIELDS), json_values, max_size=4
     ),
 )
-def test_extra_fields_never_change_a_constrained_decision(cons, data, extra):
+def test_extra_fields_never_change_a_constrained_decision(cons: Any, data: Any, extra: Any) -> None:
     if not isinstance(data, dict):
         data = {}
     rule = rule_spec_from_values(
@@ -211,7 +214,7 @@ def test_extra_fields_never_change_a_constrained_decision(cons, data, extra):
         constraints=cons,
     )
 
-    def decide(payload):
+    def decide(payload: Any) -> Any:
         return evaluate(
             [rule],
             Call.for_action(
@@ -234,7 +237,7 @@ def _reference_glob(pattern: str, value: str) -> bool:
 
 @settings(max_examples=500)
 @given(st.text(alphabet="ab/*?", max_size=8), st.text(alphabet="ab/", max_size=10))
-def test_glob_match_agrees_with_a_regex_reference(pattern, value):
+def test_glob_match_agrees_with_a_regex_reference(pattern: Any, value: Any) -> None:
     from apps.policies.evaluate import glob_match
 
     assert glob_match(pattern, value) is _reference_glob(pattern, value)
@@ -245,10 +248,10 @@ def test_glob_match_agrees_with_a_regex_reference(pattern, value):
     st.lists(st.sampled_from(["a", "*", "**", "x-*"]), max_size=5),
     st.lists(st.sampled_from(["a", "b", "x-1"]), max_size=6),
 )
-def test_path_glob_agrees_with_a_recursive_reference(glob_parts, path_parts):
+def test_path_glob_agrees_with_a_recursive_reference(glob_parts: Any, path_parts: Any) -> None:
     from apps.policies.evaluate import path_matches
 
-    def ref(p, q):
+    def ref(p: Any, q: Any) -> Any:
         if not p:
             return not q
         if p[0] == "**":
@@ -266,13 +269,13 @@ def test_path_glob_agrees_with_a_recursive_reference(glob_parts, path_parts):
 # --- approval rules ---------------------------------------------------------------------
 
 
-def _with_approval(rule, expires_in=3600):
+def _with_approval(rule: Any, expires_in: int = 3600) -> Any:
     from dataclasses import replace
 
     return replace(rule, approval_required=True, approval_expires_in=expires_in)
 
 
-def _plain(rule):
+def _plain(rule: Any) -> Any:
     from dataclasses import replace
 
     return replace(rule, approval_required=False)
@@ -280,7 +283,7 @@ def _plain(rule):
 
 @settings(max_examples=400)
 @given(st.lists(rules(), max_size=3), st.lists(rules(), min_size=1, max_size=3), calls())
-def test_an_approval_rule_never_allows_by_itself(plain, gated, call):
+def test_an_approval_rule_never_allows_by_itself(plain: Any, gated: Any, call: Any) -> None:
     """Adding approval rules to a role never changes what it allows outright; a role
     with only plain rules decides exactly as before and never asks for approval."""
     before = evaluate(plain, call)
@@ -295,7 +298,7 @@ def test_an_approval_rule_never_allows_by_itself(plain, gated, call):
 
 @settings(max_examples=400)
 @given(st.lists(rules(), max_size=3), st.lists(rules(), min_size=1, max_size=3), calls())
-def test_an_approval_never_widens_what_the_rule_allows(plain, gated, call):
+def test_an_approval_never_widens_what_the_rule_allows(plain: Any, gated: Any, call: Any) -> None:
     """Approval needed ⇒ the named approval rule, as a plain rule, allows this very
     call (same matching, same constraints); no approval rule allows it ⇒ denied."""
     approval_rules = [_with_approval(r, expires_in=60 * (i + 1)) for i, r in enumerate(gated)]
@@ -310,7 +313,7 @@ def test_an_approval_never_widens_what_the_rule_allows(plain, gated, call):
         assert decision.allowed is False
 
 
-def test_an_approval_rule_is_described_and_explained():
+def test_an_approval_rule_is_described_and_explained() -> None:
     rule = rule_spec_from_values(
         rule_id=9,
         kind="action",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.policies.least_privilege import least_privilege_report
 from apps.policies.services import role_create
 from apps.policies.tests.conftest import make_connection
@@ -17,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def history(org):
+def history(org: Organization) -> Any:
     c1 = make_connection(org, name="sandbox-one")
     c2 = make_connection(org, name="sandbox-two")
     role = role_create(
@@ -63,7 +68,7 @@ def history(org):
     return {"org": org, "role": role, "c1": c1, "c2": c2, "bot": bot, "other": other}
 
 
-def test_report_for_one_worker(history):
+def test_report_for_one_worker(history: Any) -> None:
     h = history
     report = least_privilege_report(role=h["role"], worker_id=h["bot"].pk)
     assert (report.calls, report.allowed, report.denied) == (8, 5, 3)
@@ -99,21 +104,23 @@ def test_report_for_one_worker(history):
     assert "-  action_pattern: sandbox.delete_task\n" in report.diff()
 
 
-def test_without_a_worker_every_worker_counts(history):
+def test_without_a_worker_every_worker_counts(history: Any) -> None:
     report = least_privilege_report(role=history["role"])
     assert report.calls == 9
     assert [u.position for u in report.unused_rules] == [4]
     assert any(r["action_pattern"] == "sandbox.delete_task" for r in report.proposal)
 
 
-def url(h, **query):
+def url(h: Any, **query: Any) -> Any:
     base = reverse(
         "policies:least_privilege", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk}
     )
     return base + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
 
 
-def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(client, history, admin):
+def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(
+    client: Client, history: Any, admin: User
+) -> None:
     h = history
     login(client, admin)
     page = client.get(url(h, worker=h["bot"].pk))
@@ -121,7 +128,8 @@ def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(client, histo
     report = page.context["report"]
     assert "sandbox.delete_task" in page.content.decode()
     stale = client.post(url(h), {"digest": "0" * 32, "days": 30, "worker": h["bot"].pk})
-    assert stale.status_code == 302 and h["role"].rules.count() == 4  # nothing applied
+    assert stale.status_code == 302
+    assert h["role"].rules.count() == 4
     applied = client.post(
         url(h), {"digest": report.proposal_digest(), "days": 30, "worker": h["bot"].pk}
     )
@@ -129,17 +137,21 @@ def test_admin_applies_the_proposal_in_one_click_and_it_is_audited(client, histo
     rules = list(h["role"].rules.order_by("position").values_list("action_pattern", flat=True))
     assert rules == ["sandbox.get_task", "sandbox.list_tasks", "sandbox.create_task"]
     narrowed = AuditEvent.objects.get(action="role.narrowed")
-    assert narrowed.metadata["worker_id"] == h["bot"].pk and narrowed.actor_id == str(admin.pk)
+    assert narrowed.metadata["worker_id"] == h["bot"].pk
+    assert narrowed.actor_id == str(admin.pk)
     assert AuditEvent.objects.filter(action="role.changed", target_id=str(h["role"].pk)).exists()
 
 
-def test_yaml_export_and_access(client, history, reviewer, member, outsider):
+def test_yaml_export_and_access(
+    client: Client, history: Any, reviewer: User, member: User, outsider: User
+) -> None:
     h = history
     login(client, reviewer)
     exported = client.get(url(h, worker=h["bot"].pk, format="yaml"))
     assert exported.status_code == 200
     document = yaml.safe_load(exported.content)
-    assert document["name"] == "triage" and len(document["rules"]) == 3
+    assert document["name"] == "triage"
+    assert len(document["rules"]) == 3
     page = client.get(url(h, worker=h["bot"].pk))
     assert (
         client.post(url(h), {"digest": page.context["report"].proposal_digest()}).status_code == 403
@@ -151,7 +163,9 @@ def test_yaml_export_and_access(client, history, reviewer, member, outsider):
     assert client.get(url(h)).status_code == 404
 
 
-def test_worker_page_links_to_its_roles_reports(client, history, reviewer):
+def test_worker_page_links_to_its_roles_reports(
+    client: Client, history: Any, reviewer: User
+) -> None:
     h = history
     login(client, reviewer)
     page = client.get(
@@ -161,7 +175,9 @@ def test_worker_page_links_to_its_roles_reports(client, history, reviewer):
     assert url(h) + f"?worker={h['bot'].pk}" in page.content.decode()
 
 
-def test_api_report_and_apply(client, history, reviewer, admin, outsider):
+def test_api_report_and_apply(
+    client: Client, history: Any, reviewer: User, admin: User, outsider: User
+) -> None:
     h = history
     api = reverse(
         "org_api:role-least-privilege", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk}
@@ -177,8 +193,10 @@ def test_api_report_and_apply(client, history, reviewer, admin, outsider):
     assert client.post(api, payload, content_type="application/json").status_code == 403
     login(client, admin)
     bad = client.post(api, {**payload, "proposal_digest": "x"}, content_type="application/json")
-    assert bad.status_code == 409 and bad.json()["error"]["code"] == "conflict"
+    assert bad.status_code == 409
+    assert bad.json()["error"]["code"] == "conflict"
     done = client.post(api, payload, content_type="application/json")
-    assert done.status_code == 200 and len(done.json()["rules"]) == 3
+    assert done.status_code == 200
+    assert len(done.json()["rules"]) == 3
     login(client, outsider)
     assert client.get(api).status_code == 404

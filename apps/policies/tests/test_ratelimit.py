@@ -12,14 +12,14 @@ from apps.policies.ratelimit import WINDOW_SECONDS, rate_limit_check
 
 
 @pytest.fixture(autouse=True)
-def away_from_window_edge():
+def away_from_window_edge() -> None:
     """Start well inside a window so one test never straddles two."""
     into = time.time() % WINDOW_SECONDS
     if into > WINDOW_SECONDS - 5:
         time.sleep(WINDOW_SECONDS - into + 0.1)
 
 
-def test_allows_up_to_the_limit_then_gives_retry_after():
+def test_allows_up_to_the_limit_then_gives_retry_after() -> None:
     token = uuid.uuid4().hex
     assert [rate_limit_check(rule_id=1, token_id=token, per_minute=3) for _ in range(3)] == [
         None,
@@ -27,10 +27,11 @@ def test_allows_up_to_the_limit_then_gives_retry_after():
         None,
     ]
     retry_after = rate_limit_check(rule_id=1, token_id=token, per_minute=3)
-    assert retry_after is not None and 1 <= retry_after <= WINDOW_SECONDS
+    assert retry_after is not None
+    assert 1 <= retry_after <= WINDOW_SECONDS
 
 
-def test_buckets_are_per_rule_and_per_token():
+def test_buckets_are_per_rule_and_per_token() -> None:
     token, other = uuid.uuid4().hex, uuid.uuid4().hex
     assert rate_limit_check(rule_id=1, token_id=token, per_minute=1) is None
     assert rate_limit_check(rule_id=1, token_id=token, per_minute=1) is not None
@@ -38,7 +39,7 @@ def test_buckets_are_per_rule_and_per_token():
     assert rate_limit_check(rule_id=1, token_id=other, per_minute=1) is None
 
 
-def test_concurrent_calls_never_overshoot_the_limit():
+def test_concurrent_calls_never_overshoot_the_limit() -> None:
     token = uuid.uuid4().hex
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from apps.audit.models import AuditEvent
+from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.evaluate import Call, evaluate
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import allowed_actions, load_role_rules, role_rules
@@ -21,7 +27,7 @@ from apps.policies.tests.conftest import make_connection
 pytestmark = pytest.mark.django_db
 
 
-def read_rule(**kw):
+def read_rule(**kw: Any) -> Any:
     return {
         "kind": "action",
         "provider_key": "sandbox",
@@ -31,11 +37,13 @@ def read_rule(**kw):
     }
 
 
-def errors_of(excinfo):
+def errors_of(excinfo: Any) -> Any:
     return excinfo.value.message_dict
 
 
-def test_role_create_saves_rules_and_audits_with_the_rule_diff(org, admin, sandbox_conn):
+def test_role_create_saves_rules_and_audits_with_the_rule_diff(
+    org: Organization, admin: User, sandbox_conn: Connection
+) -> None:
     role = role_create(
         organization=org,
         name="triage",
@@ -54,13 +62,16 @@ def test_role_create_saves_rules_and_audits_with_the_rule_diff(org, admin, sandb
     )
     assert [r.action_pattern for r in role.rules.all()] == ["sandbox.*", "sandbox.create_task"]
     event = AuditEvent.objects.get(action="role.created")
-    assert event.organization_id == org.pk and event.actor_id == str(admin.pk)
+    assert event.organization_id == org.pk
+    assert event.actor_id == str(admin.pk)
     after = event.metadata["rules"]["after"]
     assert after[1]["connection_name"] == "sandbox-demo"
     assert after[1]["constraints"] == [{"field": "priority", "op": "max", "value": 3}]
 
 
-def test_unknown_action_and_provider_are_rejected_and_nothing_is_saved(org, admin):
+def test_unknown_action_and_provider_are_rejected_and_nothing_is_saved(
+    org: Organization, admin: User
+) -> None:
     with pytest.raises(ValidationError) as excinfo:
         role_create(
             organization=org,
@@ -79,7 +90,9 @@ def test_unknown_action_and_provider_are_rejected_and_nothing_is_saved(org, admi
     assert not AuditEvent.objects.filter(action="role.created").exists()
 
 
-def test_another_orgs_connection_is_rejected(org, admin, other_org_conn):
+def test_another_orgs_connection_is_rejected(
+    org: Organization, admin: User, other_org_conn: Connection
+) -> None:
     with pytest.raises(ValidationError) as excinfo:
         role_create(
             organization=org,
@@ -93,7 +106,8 @@ def test_another_orgs_connection_is_rejected(org, admin, other_org_conn):
     assert not Role.objects.exists()
 
 
-def test_connection_must_match_the_provider(org, admin):
+@pytest.mark.usefixtures("admin")
+def test_connection_must_match_the_provider(org: Organization) -> None:
     github = make_connection(org, name="gh", provider_key="github")
     with pytest.raises(ValidationError) as excinfo:
         role_create(organization=org, name="r", rules=[read_rule(connection=github.pk)])
@@ -112,7 +126,7 @@ def test_connection_must_match_the_provider(org, admin):
         ({"field": "title", "op": "equals", "value": {"a": 1}}, "value", "'equals' needs"),
     ],
 )
-def test_constraint_validation(org, constraint, key, message):
+def test_constraint_validation(org: Organization, constraint: Any, key: str, message: str) -> None:
     with pytest.raises(ValidationError) as excinfo:
         role_create(
             organization=org,
@@ -128,7 +142,7 @@ def test_constraint_validation(org, constraint, key, message):
     assert message in errors_of(excinfo)[f"rules.0.constraints.0.{key}"][0]
 
 
-def test_exact_action_with_the_wrong_class_is_rejected(org):
+def test_exact_action_with_the_wrong_class_is_rejected(org: Organization) -> None:
     with pytest.raises(ValidationError) as excinfo:
         role_create(
             organization=org,
@@ -144,7 +158,7 @@ def test_exact_action_with_the_wrong_class_is_rejected(org):
     assert "would never match" in errors_of(excinfo)["rules.0.action_class"][0]
 
 
-def test_patterns_must_be_exact_or_provider_wide(org):
+def test_patterns_must_be_exact_or_provider_wide(org: Organization) -> None:
     with pytest.raises(ValidationError) as excinfo:
         role_create(
             organization=org,
@@ -159,7 +173,7 @@ def test_patterns_must_be_exact_or_provider_wide(org):
     assert "is not an action of sandbox" in errors["rules.1.action_pattern"][0]
 
 
-def test_proxy_rule_validation(org, sandbox_conn):
+def test_proxy_rule_validation(org: Organization, sandbox_conn: Connection) -> None:
     with pytest.raises(ValidationError) as excinfo:
         role_create(
             organization=org,
@@ -202,14 +216,16 @@ def test_proxy_rule_validation(org, sandbox_conn):
     assert role.rules.get().methods == ["GET", "POST"]
 
 
-def test_duplicate_role_name_is_a_field_error(org):
+def test_duplicate_role_name_is_a_field_error(org: Organization) -> None:
     role_create(organization=org, name="triage")
     with pytest.raises(ValidationError) as excinfo:
         role_create(organization=org, name="triage")
     assert "already exists" in errors_of(excinfo)["name"][0]
 
 
-def test_role_update_replaces_rules_atomically_and_audits_the_diff(org, admin):
+def test_role_update_replaces_rules_atomically_and_audits_the_diff(
+    org: Organization, admin: User
+) -> None:
     role = role_create(organization=org, name="triage", rules=[read_rule()])
     with pytest.raises(ValidationError):
         role_update(
@@ -236,7 +252,7 @@ def test_role_update_replaces_rules_atomically_and_audits_the_diff(org, admin):
     ]
 
 
-def test_rule_add_and_delete_are_audited(org, admin):
+def test_rule_add_and_delete_are_audited(org: Organization, admin: User) -> None:
     role = role_create(organization=org, name="r")
     rule = rule_add(role=role, rule=read_rule(), actor=admin)
     rule_delete(rule=rule, actor=admin)
@@ -247,32 +263,38 @@ def test_rule_add_and_delete_are_audited(org, admin):
     assert not Rule.objects.exists()
 
 
-def test_role_delete_is_audited(org, admin):
+def test_role_delete_is_audited(org: Organization, admin: User) -> None:
     role = role_create(organization=org, name="gone", rules=[read_rule()])
     role_delete(role=role, actor=admin)
     assert not Role.objects.exists()
     event = AuditEvent.objects.get(action="role.deleted")
-    assert event.target_label == "gone" and event.metadata["rules"]["before"]
+    assert event.target_label == "gone"
+    assert event.metadata["rules"]["before"]
 
 
-def test_audit_failure_rolls_the_change_back(org, monkeypatch):
+def test_audit_failure_rolls_the_change_back(
+    org: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import apps.policies.services as services
 
-    def broken(**kwargs):
+    def broken(**kwargs: Any) -> None:
         raise RuntimeError("audit store down")
 
     monkeypatch.setattr(services, "audit_record", broken)
     with pytest.raises(RuntimeError):
         role_create(organization=org, name="r", rules=[read_rule()])
-    assert not Role.objects.exists() and not Rule.objects.exists()
+    assert not Role.objects.exists()
+    assert not Rule.objects.exists()
 
 
-def _version(role):
+def _version(role: Any) -> Any:
     role.refresh_from_db(fields=["rules_version"])
     return role.rules_version
 
 
-def test_role_rules_cache_is_invalidated_by_every_change(org, django_assert_num_queries):
+def test_role_rules_cache_is_invalidated_by_every_change(
+    org: Organization, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
     role = role_create(organization=org, name="r", rules=[read_rule()])
     first = role_rules(role.pk, _version(role))
     with django_assert_num_queries(0):
@@ -288,12 +310,14 @@ def test_role_rules_cache_is_invalidated_by_every_change(org, django_assert_num_
     assert role_rules(role.pk) == load_role_rules(role.pk)  # no version given: read it
 
 
-def test_every_rule_change_raises_the_rules_version(org, sandbox_conn):
+def test_every_rule_change_raises_the_rules_version(
+    org: Organization, sandbox_conn: Connection
+) -> None:
     role = role_create(organization=org, name="r", rules=[read_rule()])
     seen = [_version(role)]
     rule_add(role=role, rule={"provider_key": "sandbox", "action_pattern": "sandbox.get_task"})
     seen.append(_version(role))
-    rule_delete(rule=role.rules.order_by("-id").first())
+    rule_delete(rule=role.rules.latest("id"))
     seen.append(_version(role))
     role_update(role=role, rules=[read_rule(), read_rule()])
     seen.append(_version(role))
@@ -312,13 +336,17 @@ def test_every_rule_change_raises_the_rules_version(org, sandbox_conn):
     assert seen == sorted(set(seen)), seen  # strictly increasing
 
 
-def test_role_rules_is_one_query_on_a_miss(org, django_assert_num_queries):
+def test_role_rules_is_one_query_on_a_miss(
+    org: Organization, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
     role = role_create(organization=org, name="r", rules=[read_rule(), read_rule()])
     with django_assert_num_queries(1):
         assert len(load_role_rules(role.pk)) == 2
 
 
-def test_allowed_actions_lists_actions_with_usable_connections(org, sandbox_conn):
+def test_allowed_actions_lists_actions_with_usable_connections(
+    org: Organization, sandbox_conn: Connection
+) -> None:
     make_connection(org, name="sandbox-old", status="revoked")
     role = role_create(
         organization=org,
@@ -339,7 +367,7 @@ def test_allowed_actions_lists_actions_with_usable_connections(org, sandbox_conn
     assert all(name.startswith("sandbox.") for name in listed)
 
 
-def test_a_role_in_use_by_a_worker_cannot_be_deleted(org, admin):
+def test_a_role_in_use_by_a_worker_cannot_be_deleted(org: Organization, admin: User) -> None:
     from apps.workers.services import worker_create
 
     role = role_create(organization=org, name="used", rules=[read_rule()])
@@ -380,20 +408,22 @@ def test_a_role_in_use_by_a_worker_cannot_be_deleted(org, admin):
         ),
     ],
 )
-def test_odd_rule_input_is_a_field_error_not_a_crash(org, rule, key):
+def test_odd_rule_input_is_a_field_error_not_a_crash(
+    org: Organization, rule: Any, key: str
+) -> None:
     with pytest.raises(ValidationError) as excinfo:
         role_create(organization=org, name="r", rules=[rule])
     assert key in errors_of(excinfo)
     assert not Role.objects.exists()
 
 
-def test_too_many_rules(org):
+def test_too_many_rules(org: Organization) -> None:
     with pytest.raises(ValidationError) as excinfo:
         role_create(organization=org, name="r", rules=[read_rule()] * 201)
     assert "at most 200 rules" in errors_of(excinfo)["rules"][0]
 
 
-def test_an_update_that_changes_nothing_writes_no_event(org):
+def test_an_update_that_changes_nothing_writes_no_event(org: Organization) -> None:
     role = role_create(organization=org, name="r", description="d", rules=[read_rule()])
     role_update(role=role, name="r", description="d", rules=[read_rule()])
     assert not AuditEvent.objects.filter(action="role.changed").exists()
@@ -402,8 +432,10 @@ def test_an_update_that_changes_nothing_writes_no_event(org):
 
 
 def test_deleting_a_connection_removes_its_rules_and_refreshes_the_cache(
-    org, sandbox_conn, django_capture_on_commit_callbacks
-):
+    org: Organization,
+    sandbox_conn: Connection,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         role = role_create(
             organization=org, name="r", rules=[read_rule(connection=sandbox_conn.pk), read_rule()]
@@ -414,7 +446,9 @@ def test_deleting_a_connection_removes_its_rules_and_refreshes_the_cache(
     assert [r.connection_id for r in role_rules(role.pk)] == [None]
 
 
-def test_process_rules_expire_even_without_a_version_change(org, monkeypatch):
+def test_process_rules_expire_even_without_a_version_change(
+    org: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Safety net for a rule change that did not raise the version (an older release
     during a rolling deploy): the per-process copy is dropped after its lifetime."""
     from apps.policies import selectors

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import yaml
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.broker.results import input_digest
+from apps.organizations.models import Organization
 from apps.policies import evaluate as evaluate_module
 from apps.policies import simulation
 from apps.policies.services import role_create
-from apps.policies.simulation import proposed_specs, role_simulate, simulate
+from apps.policies.simulation import SimulationResult, proposed_specs, role_simulate, simulate
 from apps.policies.tests.conftest import make_connection
 from apps.policies.validation import clean_rules
 from tests.factories import PASSWORD
@@ -23,7 +28,17 @@ from tests.factories import PASSWORD
 pytestmark = pytest.mark.django_db
 
 
-def call(org, role, conn, name=None, *, verb="broker.execute", rule_id=None, worker=7, **meta):
+def call(
+    org: Organization,
+    role: Any,
+    conn: Any,
+    name: Any = None,
+    *,
+    verb: str = "broker.execute",
+    rule_id: Any = None,
+    worker: int = 7,
+    **meta: Any,
+) -> AuditEvent | None:
     """One recorded call as apps.broker writes it (the final event of the call)."""
     metadata = {"role_id": role.pk, "surface": "api", **meta}
     if name is not None:
@@ -52,7 +67,7 @@ def call(org, role, conn, name=None, *, verb="broker.execute", rule_id=None, wor
 
 
 @pytest.fixture
-def history(org):
+def history(org: Organization) -> Any:
     c1 = make_connection(org, name="sandbox-one")
     c2 = make_connection(org, name="sandbox-two")
     role = role_create(
@@ -112,7 +127,7 @@ def history(org):
     return {"org": org, "role": role, "c1": c1, "c2": c2, "events": events, "cutoff": cutoff}
 
 
-def proposed(h):
+def proposed(h: Any) -> Any:
     return [
         {
             "provider_key": "sandbox",
@@ -141,7 +156,7 @@ def proposed(h):
     ]
 
 
-def run(h, rules, days=1, now=None):
+def run(h: Any, rules: Any, days: int = 1, now: Any = None) -> SimulationResult:
     """Replay from the cutoff (so "old" is out of the window) unless `now` is given."""
     specs = proposed_specs(clean_rules(organization=h["org"], rules=rules))
     return simulate(
@@ -153,11 +168,11 @@ def run(h, rules, days=1, now=None):
     )
 
 
-def ids(result, kind):
+def ids(result: Any, kind: Any) -> Any:
     return [e.event_id for e in result.examples[kind]]
 
 
-def test_flips_in_both_directions_against_the_hand_built_history(history):
+def test_flips_in_both_directions_against_the_hand_built_history(history: Any) -> None:
     h, e = history, history["events"]
     result = run(h, proposed(h))
     assert result.calls == 8  # "old" is outside the window; the rest are not this role's calls
@@ -169,11 +184,12 @@ def test_flips_in_both_directions_against_the_hand_built_history(history):
     assert (flip.before, flip.after) == ("allowed", "denied")
     assert "only on connection 'sandbox-one'" in flip.reason
     blind = result.examples["undetermined"][0]
-    assert blind.after == "unknown" and "store_broker_input" in blind.reason
+    assert blind.after == "unknown"
+    assert "store_broker_input" in blind.reason
     assert "GET /projects/1/tasks" in result.examples["denied_to_allowed"][2].call
 
 
-def test_the_current_rules_reproduce_every_recorded_decision(history):
+def test_the_current_rules_reproduce_every_recorded_decision(history: Any) -> None:
     h = history
     current = [
         {k: v for k, v in rule.items() if k not in ("id", "connection_name")}
@@ -181,30 +197,32 @@ def test_the_current_rules_reproduce_every_recorded_decision(history):
     ]
     result = run(h, current, days=1, now=timezone.now())
     assert result.allowed_to_denied == result.denied_to_allowed == 0
-    assert result.calls == 9 and result.undetermined == 1 and result.skipped == 1
+    assert result.calls == 9
+    assert result.undetermined == 1
+    assert result.skipped == 1
 
 
-def simulation_rules(role):
+def simulation_rules(role: Any) -> Any:
     from apps.policies.services import role_document
 
     return role_document(role)["rules"]
 
 
-def test_it_decides_with_the_brokers_own_evaluate():
+def test_it_decides_with_the_brokers_own_evaluate() -> None:
     assert simulation.evaluate is evaluate_module.evaluate
 
 
-def login(client, user):
+def login(client: Any, user: Any) -> None:
     assert client.login(username=user.username, password=PASSWORD)
 
 
-def api_url(h):
+def api_url(h: Any) -> Any:
     return reverse(
         "org_api:role-simulate", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk}
     )
 
 
-def test_api_takes_json_or_a_yaml_document(client, history, reviewer):
+def test_api_takes_json_or_a_yaml_document(client: Client, history: Any, reviewer: User) -> None:
     h, e = history, history["events"]
     login(client, reviewer)
     response = client.post(
@@ -220,11 +238,14 @@ def test_api_takes_json_or_a_yaml_document(client, history, reviewer):
     ]
     document = yaml.safe_dump({"name": "triage", "rules": proposed(h)})
     response = client.post(api_url(h) + "?days=30", document, content_type="application/yaml")
-    assert response.status_code == 200 and response.json()["denied_to_allowed"] == 3
+    assert response.status_code == 200
+    assert response.json()["denied_to_allowed"] == 3
     assert not AuditEvent.objects.filter(action="role.changed").exists()  # nothing saved
 
 
-def test_api_errors_use_the_error_shape(client, history, reviewer, member, outsider):
+def test_api_errors_use_the_error_shape(
+    client: Client, history: Any, reviewer: User, member: User, outsider: User
+) -> None:
     h = history
     login(client, reviewer)
     bad_rule = client.post(
@@ -235,9 +256,11 @@ def test_api_errors_use_the_error_shape(client, history, reviewer, member, outsi
     assert bad_rule.status_code == 400
     assert "rules.0.action_pattern" in bad_rule.json()["error"]["details"]["fields"]
     bad_days = client.post(api_url(h), {"rules": [], "days": 0}, content_type="application/json")
-    assert bad_days.status_code == 400 and "days" in bad_days.json()["error"]["message"]
+    assert bad_days.status_code == 400
+    assert "days" in bad_days.json()["error"]["message"]
     bad_yaml = client.post(api_url(h), "rules: [", content_type="application/yaml")
-    assert bad_yaml.status_code == 400 and bad_yaml.json()["error"]["code"] == "invalid_input"
+    assert bad_yaml.status_code == 400
+    assert bad_yaml.json()["error"]["code"] == "invalid_input"
     login(client, member)
     assert (
         client.post(api_url(h), {"rules": []}, content_type="application/json").status_code == 403
@@ -248,12 +271,15 @@ def test_api_errors_use_the_error_shape(client, history, reviewer, member, outsi
     )
 
 
-def test_dashboard_simulates_before_saving_and_admins_save(client, history, reviewer, admin):
+def test_dashboard_simulates_before_saving_and_admins_save(
+    client: Client, history: Any, reviewer: User, admin: User
+) -> None:
     h = history
     url = reverse("policies:simulate", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk})
     login(client, reviewer)
     page = client.get(url)
-    assert page.status_code == 200 and "sandbox.create_task" in page.context["document"]
+    assert page.status_code == 200
+    assert "sandbox.create_task" in page.context["document"]
     document = yaml.safe_dump(proposed(h))
     shown = client.post(url, {"document": document, "days": "30"})
     assert shown.status_code == 200
@@ -266,17 +292,20 @@ def test_dashboard_simulates_before_saving_and_admins_save(client, history, revi
     assert h["role"].rules.count() == 4
     assert AuditEvent.objects.filter(action="role.changed", target_id=str(h["role"].pk)).exists()
     invalid = client.post(url, {"document": "- provider_key: nope", "days": "30"})
-    assert invalid.status_code == 400 and "rules.0.provider_key" in invalid.content.decode()
+    assert invalid.status_code == 400
+    assert "rules.0.provider_key" in invalid.content.decode()
 
 
-def test_role_simulate_validates_like_saving(history):
+def test_role_simulate_validates_like_saving(history: Any) -> None:
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError):
         role_simulate(role=history["role"], rules=[{"kind": "proxy", "provider_key": "sandbox"}])
 
 
-def test_the_rule_editor_simulates_a_new_rule_before_saving_it(client, history, admin):
+def test_the_rule_editor_simulates_a_new_rule_before_saving_it(
+    client: Client, history: Any, admin: User
+) -> None:
     h = history
     login(client, admin)
     add = reverse("policies:rule_add", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk})
@@ -289,7 +318,8 @@ def test_the_rule_editor_simulates_a_new_rule_before_saving_it(client, history, 
     shown = client.post(add, {**form, "simulate": "1"})
     assert shown.status_code == 200
     result = shown.context["simulation"]
-    assert result.denied_to_allowed == 1 and result.allowed_to_denied == 0
+    assert result.denied_to_allowed == 1
+    assert result.allowed_to_denied == 0
     assert ids(result, "denied_to_allowed") == [h["events"]["proxy"].pk]
     assert "denied → allowed" in shown.content.decode()
     assert not h["role"].rules.filter(kind="proxy").exists()  # nothing saved
@@ -297,13 +327,15 @@ def test_the_rule_editor_simulates_a_new_rule_before_saving_it(client, history, 
     assert h["role"].rules.filter(kind="proxy").exists()
 
 
-def test_windows_decide_at_the_call_time_and_approved_calls_stay_allowed(org, monkeypatch):
+def test_windows_decide_at_the_call_time_and_approved_calls_stay_allowed(
+    org: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A rule's schedule is judged at the recorded call's time, not the replay's; a call
     an approval rule allowed (after a person approved it) is still allowed by it."""
     from datetime import UTC, datetime
 
     conn = make_connection(org, name="sandbox-one")
-    rules = [
+    rules: list[dict[str, Any]] = [
         {
             "provider_key": "sandbox",
             "action_pattern": "sandbox.list_tasks",
@@ -324,7 +356,7 @@ def test_windows_decide_at_the_call_time_and_approved_calls_stay_allowed(org, mo
     }
     recorded = simulation.recorded_calls
 
-    def at_recorded_times(**kwargs):
+    def at_recorded_times(**kwargs: Any) -> Iterator[Any]:
         # The rows are the database's; only their times are moved to yesterday's.
         for row in recorded(**kwargs):
             yield (*row[:-1], times[row[0]])

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
+from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.models import Role, Rule
 from apps.policies.services import role_create
 
@@ -16,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def role(org, sandbox_conn):
+def role(org: Organization, sandbox_conn: Connection) -> Role:
     return role_create(
         organization=org,
         name="triage",
@@ -33,11 +38,11 @@ def role(org, sandbox_conn):
     )
 
 
-def url(name, org="acme", **kw):
+def url(name: Any, org: str = "acme", **kw: Any) -> Any:
     return reverse(f"policies:{name}", kwargs={"org_slug": org, **kw})
 
 
-def role_urls(role):
+def role_urls(role: Any) -> Any:
     rule = role.rules.first()
     return {
         "list": url("list"),
@@ -52,12 +57,14 @@ def role_urls(role):
     }
 
 
-def test_anonymous_is_sent_to_login(client, role):
+@pytest.mark.usefixtures("role")
+def test_anonymous_is_sent_to_login(client: Client) -> None:
     response = client.get(url("list"))
-    assert response.status_code == 302 and "/accounts/login" in response["Location"]
+    assert response.status_code == 302
+    assert "/accounts/login" in response["Location"]
 
 
-def test_every_page_is_404_for_a_non_member(client, outsider, role):
+def test_every_page_is_404_for_a_non_member(client: Client, outsider: User, role: Role) -> None:
     client.force_login(outsider)
     for name, target in role_urls(role).items():
         assert client.get(target).status_code in (404, 405), name
@@ -65,7 +72,9 @@ def test_every_page_is_404_for_a_non_member(client, outsider, role):
     assert Role.objects.filter(pk=role.pk).exists()
 
 
-def test_another_orgs_role_is_404_inside_my_org(client, admin, other_org):
+def test_another_orgs_role_is_404_inside_my_org(
+    client: Client, admin: User, other_org: Organization
+) -> None:
     theirs = role_create(organization=other_org, name="theirs")
     client.force_login(admin)
     assert client.get(url("detail", role_id=theirs.pk)).status_code == 404
@@ -73,7 +82,7 @@ def test_another_orgs_role_is_404_inside_my_org(client, admin, other_org):
     assert Role.objects.filter(pk=theirs.pk).exists()
 
 
-def test_members_read_but_cannot_write(client, member, role):
+def test_members_read_but_cannot_write(client: Client, member: User, role: Role) -> None:
     client.force_login(member)
     assert client.get(url("list")).status_code == 200
     detail = client.get(url("detail", role_id=role.pk))
@@ -87,14 +96,17 @@ def test_members_read_but_cannot_write(client, member, role):
     assert Rule.objects.filter(role=role).count() == 2
 
 
-def test_reviewer_post_is_403(client, reviewer, role):
+@pytest.mark.usefixtures("role")
+def test_reviewer_post_is_403(client: Client, reviewer: User) -> None:
     client.force_login(reviewer)
     response = client.post(url("create"), {"name": "new"})
     assert response.status_code == 403
     assert not Role.objects.filter(name="new").exists()
 
 
-def test_list_and_detail_show_rules_in_plain_words(client, member, role):
+def test_list_and_detail_show_rules_in_plain_words(
+    client: Client, member: User, role: Role
+) -> None:
     client.force_login(member)
     listing = client.get(url("list")).content.decode()
     assert "triage" in listing
@@ -104,19 +116,22 @@ def test_list_and_detail_show_rules_in_plain_words(client, member, role):
     assert "if input.priority is at most 3" in page
 
 
-def test_sidebar_links_to_roles(client, member, role):
+@pytest.mark.usefixtures("role")
+def test_sidebar_links_to_roles(client: Client, member: User) -> None:
     client.force_login(member)
     page = client.get(reverse("orgs:overview", kwargs={"org_slug": "acme"})).content.decode()
     assert f'href="{url("list")}"' in page
 
 
-def test_admin_creates_edits_and_deletes_a_role(client, admin):
+def test_admin_creates_edits_and_deletes_a_role(client: Client, admin: User) -> None:
     client.force_login(admin)
     response = client.post(url("create"), {"name": "ops", "description": "Ops bots"})
     role = Role.objects.get(name="ops")
-    assert response.status_code == 302 and response["Location"] == url("detail", role_id=role.pk)
+    assert response.status_code == 302
+    assert response["Location"] == url("detail", role_id=role.pk)
     bad = client.post(url("create"), {"name": "ops"})
-    assert bad.status_code == 400 and "already exists" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "already exists" in bad.content.decode()
     client.post(url("edit", role_id=role.pk), {"name": "ops-2", "description": ""})
     role.refresh_from_db()
     assert role.name == "ops-2"
@@ -129,12 +144,16 @@ def test_admin_creates_edits_and_deletes_a_role(client, admin):
     ) == ["role.created", "role.changed", "role.deleted"]
 
 
-def test_rule_editor_two_steps_and_constraints(client, admin, role, sandbox_conn):
+def test_rule_editor_two_steps_and_constraints(
+    client: Client, admin: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(admin)
     pick = client.get(url("rule_add", role_id=role.pk)).content.decode()
-    assert 'name="provider"' in pick and "Sandbox" in pick
+    assert 'name="provider"' in pick
+    assert "Sandbox" in pick
     form = client.get(url("rule_add", role_id=role.pk) + "?provider=sandbox").content.decode()
-    assert "exact:sandbox.delete_task" in form and "All read actions of" in form
+    assert "exact:sandbox.delete_task" in form
+    assert "All read actions of" in form
     response = client.post(
         url("rule_add", role_id=role.pk),
         {
@@ -149,12 +168,15 @@ def test_rule_editor_two_steps_and_constraints(client, admin, role, sandbox_conn
     )
     assert response.status_code == 302
     rule = role.rules.get(action_pattern="sandbox.update_task")
-    assert rule.connection_id == sandbox_conn.pk and rule.rate_limit_per_minute == 20
+    assert rule.connection_id == sandbox_conn.pk
+    assert rule.rate_limit_per_minute == 20
     # The schema says priority is an integer, so the typed values are numbers.
     assert rule.constraints == [{"field": "priority", "op": "one_of", "value": [4, 5]}]
 
 
-def test_rule_editor_shows_clear_field_errors_and_saves_nothing(client, admin, role):
+def test_rule_editor_shows_clear_field_errors_and_saves_nothing(
+    client: Client, admin: User, role: Role
+) -> None:
     client.force_login(admin)
     before = role.rules.count()
     response = client.post(
@@ -185,7 +207,9 @@ def test_rule_editor_shows_clear_field_errors_and_saves_nothing(client, admin, r
     assert role.rules.count() == before
 
 
-def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
+def test_proxy_rule_through_the_editor(
+    client: Client, admin: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(admin)
     assert b"HTTP methods" in client.get(url("rule_add", role_id=role.pk) + "?kind=proxy").content
     bad = client.post(
@@ -197,7 +221,8 @@ def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
             "path_glob": "/a/../b",
         },
     )
-    assert bad.status_code == 400 and "&#x27;..&#x27;" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "&#x27;..&#x27;" in bad.content.decode()
     ok = client.post(
         url("rule_add", role_id=role.pk),
         {
@@ -209,10 +234,11 @@ def test_proxy_rule_through_the_editor(client, admin, role, sandbox_conn):
     )
     assert ok.status_code == 302
     rule = role.rules.get(kind="proxy")
-    assert rule.methods == ["GET", "POST"] and rule.provider_key == "sandbox"
+    assert rule.methods == ["GET", "POST"]
+    assert rule.provider_key == "sandbox"
 
 
-def test_rule_delete(client, admin, role):
+def test_rule_delete(client: Client, admin: User, role: Role) -> None:
     client.force_login(admin)
     rule = role.rules.first()
     assert (
@@ -225,10 +251,11 @@ def test_rule_delete(client, admin, role):
     assert AuditEvent.objects.filter(action="role.changed").count() == 1
 
 
-def test_source_view_yaml_and_json(client, member, role):
+def test_source_view_yaml_and_json(client: Client, member: User, role: Role) -> None:
     client.force_login(member)
     page = client.get(url("source", role_id=role.pk))
-    assert page.status_code == 200 and b"action_pattern: sandbox.*" in page.content
+    assert page.status_code == 200
+    assert b"action_pattern: sandbox.*" in page.content
     as_json = json.loads(client.get(url("source", role_id=role.pk) + "?format=json").content)
     as_yaml = yaml.safe_load(client.get(url("source", role_id=role.pk) + "?format=yaml").content)
     assert as_json == as_yaml
@@ -236,7 +263,9 @@ def test_source_view_yaml_and_json(client, member, role):
     assert [r["action_pattern"] for r in as_json["rules"]] == ["sandbox.*", "sandbox.create_task"]
 
 
-def test_dry_run_without_js(client, member, role, sandbox_conn):
+def test_dry_run_without_js(
+    client: Client, member: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(member)
     data = {
         "kind": "action",
@@ -251,12 +280,15 @@ def test_dry_run_without_js(client, member, role, sandbox_conn):
     assert "input.priority must be at most 3 (got 5)" in text
     data["input"] = '{"project_id": 1, "title": "x", "priority": 2}'
     allowed = client.post(url("test", role_id=role.pk), data).content.decode()
-    assert "Allowed" in allowed and "rule #" in allowed
+    assert "Allowed" in allowed
+    assert "rule #" in allowed
     # Nothing was changed or recorded by a dry run.
     assert not AuditEvent.objects.exclude(action="role.created").exists()
 
 
-def test_dry_run_with_htmx_returns_the_fragment(client, member, role, sandbox_conn):
+def test_dry_run_with_htmx_returns_the_fragment(
+    client: Client, member: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(member)
     response = client.post(
         url("test", role_id=role.pk),
@@ -274,13 +306,16 @@ def test_dry_run_with_htmx_returns_the_fragment(client, member, role, sandbox_co
     assert "has no rule allowing action &#x27;sandbox.delete_task&#x27;" in text
 
 
-def test_dry_run_reports_bad_json_and_schema_problems(client, member, role, sandbox_conn):
+def test_dry_run_reports_bad_json_and_schema_problems(
+    client: Client, member: User, role: Role, sandbox_conn: Connection
+) -> None:
     client.force_login(member)
     bad = client.post(
         url("test", role_id=role.pk),
         {"kind": "action", "action": "sandbox.list_tasks", "input": "{nope"},
     )
-    assert bad.status_code == 400 and "not valid JSON" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "not valid JSON" in bad.content.decode()
     schema = client.post(
         url("test", role_id=role.pk),
         {
@@ -291,10 +326,11 @@ def test_dry_run_reports_bad_json_and_schema_problems(client, member, role, sand
         },
     )
     text = schema.content.decode()
-    assert "Allowed" in text and "would also reject this input" in text
+    assert "Allowed" in text
+    assert "would also reject this input" in text
 
 
-def test_dry_run_proxy(client, member, role, sandbox_conn):
+def test_dry_run_proxy(client: Client, member: User, role: Role, sandbox_conn: Connection) -> None:
     client.force_login(member)
     response = client.post(
         url("test", role_id=role.pk),

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.test import Client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.policies.evaluate import Call, evaluate, rule_spec_from_values
+from apps.organizations.models import Organization
+from apps.policies.evaluate import Call, RuleSpec, evaluate, rule_spec_from_values
 from apps.policies.ratelimit import quota_check
 from apps.policies.validation import clean_rules
 from apps.policies.windows import DAY_NAMES, Quota, schedule_from
@@ -21,7 +25,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 OFFICE = {"days": "weekdays", "start": "09:00", "end": "18:00", "timezone": "Europe/Berlin"}
 
 
-def office_rule(**extra):
+def office_rule(**extra: Any) -> RuleSpec:
     return rule_spec_from_values(
         rule_id=7,
         kind="action",
@@ -32,7 +36,7 @@ def office_rule(**extra):
     )
 
 
-def call_at(at, action="sandbox.create_task"):
+def call_at(at: Any, action: str = "sandbox.create_task") -> Call:
     return Call(
         kind="action",
         provider_key="sandbox",
@@ -44,9 +48,10 @@ def call_at(at, action="sandbox.create_task"):
     )
 
 
-def test_inside_the_window_the_rule_allows():
+def test_inside_the_window_the_rule_allows() -> None:
     decision = evaluate([office_rule()], call_at(datetime(2026, 12, 2, 9, 0, tzinfo=BERLIN)))
-    assert decision.allowed and decision.rule_id == 7
+    assert decision.allowed
+    assert decision.rule_id == 7
     assert "only weekdays 09:00–18:00 Europe/Berlin" in decision.reason
 
 
@@ -61,14 +66,14 @@ def test_inside_the_window_the_rule_allows():
         (datetime(2026, 12, 2, 7, 30, tzinfo=UTC), "Wed 2026-12-02 09:00 CET (in 30 min)"),
     ],
 )
-def test_outside_the_window_the_reason_says_when_it_reopens(at, reopens):
+def test_outside_the_window_the_reason_says_when_it_reopens(at: Any, reopens: str) -> None:
     decision = evaluate([office_rule()], call_at(at))
     assert not decision.allowed
     assert "under rule #7 only weekdays 09:00–18:00 Europe/Berlin" in decision.reason
     assert f"it reopens at {reopens}" in decision.reason
 
 
-def test_another_rule_without_a_window_still_allows():
+def test_another_rule_without_a_window_still_allows() -> None:
     always = rule_spec_from_values(
         rule_id=8, kind="action", provider_key="sandbox", action_pattern="sandbox.create_task"
     )
@@ -76,7 +81,7 @@ def test_another_rule_without_a_window_still_allows():
     assert evaluate([office_rule(), always], call_at(at)).rule_id == 8
 
 
-def test_windows_over_midnight_and_dst():
+def test_windows_over_midnight_and_dst() -> None:
     night = schedule_from({"days": ["fri"], "start": "22:00", "end": "06:00", "timezone": "UTC"})
     assert night.is_open(datetime(2026, 12, 4, 23, 0, tzinfo=UTC))  # Friday night
     assert night.is_open(datetime(2026, 12, 5, 5, 59, tzinfo=UTC))  # Saturday morning
@@ -88,7 +93,7 @@ def test_windows_over_midnight_and_dst():
     assert not office.is_open(datetime(2026, 7, 1, 6, 59, tzinfo=UTC))
 
 
-def test_proxy_rules_have_windows_too():
+def test_proxy_rules_have_windows_too() -> None:
     rule = rule_spec_from_values(
         rule_id=3,
         kind="proxy",
@@ -103,23 +108,26 @@ def test_proxy_rules_have_windows_too():
         [rule], Call(**{**monday.__dict__, "at": datetime(2026, 12, 7, tzinfo=UTC)})
     ).allowed
     tuesday = evaluate([rule], Call(**{**monday.__dict__, "at": datetime(2026, 12, 8, tzinfo=UTC)}))
-    assert not tuesday.allowed and "reopens at Mon 2026-12-14 00:00 UTC" in tuesday.reason
+    assert not tuesday.allowed
+    assert "reopens at Mon 2026-12-14 00:00 UTC" in tuesday.reason
 
 
-def test_a_rule_with_a_broken_stored_schedule_allows_nothing():
+def test_a_rule_with_a_broken_stored_schedule_allows_nothing() -> None:
     rule = office_rule(schedule={"days": "weekdays", "start": "9am", "timezone": "Mars/Base"})
     decision = evaluate([rule], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=BERLIN)))
-    assert not decision.allowed and "invalid" in decision.reason
+    assert not decision.allowed
+    assert "invalid" in decision.reason
 
 
-def test_the_allowing_rules_quota_is_in_the_decision():
+def test_the_allowing_rules_quota_is_in_the_decision() -> None:
     rule = office_rule(schedule=None, quota={"limit": 20, "per": "day"})
     decision = evaluate([rule], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=BERLIN)))
-    assert decision.allowed and decision.quota == Quota(limit=20, per="day")
+    assert decision.allowed
+    assert decision.quota == Quota(limit=20, per="day")
     assert "at most 20 calls per day per worker" in decision.reason
 
 
-def test_quota_counts_per_worker_and_rule_in_the_shared_cache():
+def test_quota_counts_per_worker_and_rule_in_the_shared_cache() -> None:
     rule_id = uuid.uuid4().int % 10**9
     now = datetime(2026, 12, 2, 23, 0, tzinfo=UTC).timestamp()
     quota = Quota(limit=3, per="day")
@@ -136,7 +144,7 @@ def test_quota_counts_per_worker_and_rule_in_the_shared_cache():
 
 
 @pytest.mark.django_db
-def test_validation_normalises_and_explains(org):
+def test_validation_normalises_and_explains(org: Organization) -> None:
     [rule] = clean_rules(
         organization=org,
         rules=[
@@ -155,7 +163,7 @@ def test_validation_normalises_and_explains(org):
         "timezone": "Europe/Berlin",
     }
     assert rule["quota"] == {"limit": 20, "per": "day"}
-    bad = [
+    bad: list[tuple[dict[str, Any], str, str]] = [
         ({"schedule": {**OFFICE, "timezone": "Europe/Atlantis"}}, "schedule", "Unknown time zone"),
         ({"schedule": {**OFFICE, "start": "25:00"}}, "schedule", "not a time of day"),
         ({"schedule": {**OFFICE, "end": "09:00"}}, "schedule", "empty"),
@@ -181,7 +189,7 @@ START_MINUTES = st.integers(0, 59) | st.integers(240, 1439)
 
 
 @st.composite
-def schedules(draw):
+def schedules(draw: Any) -> Any:
     days = draw(st.lists(st.sampled_from(DAY_NAMES), min_size=1, max_size=7, unique=True))
     start = draw(START_MINUTES)
     end = draw(st.integers(0, 1440).filter(lambda e: e % 1440 != start or e == 1440))
@@ -198,7 +206,7 @@ instants = st.datetimes(
 )
 
 
-def _oracle_open(doc, at):
+def _oracle_open(doc: Any, at: Any) -> Any:
     """Naive restatement: the local minute lies in a window that began on an allowed day."""
     local = at.astimezone(ZoneInfo(doc["timezone"]))
     h, m = map(int, doc["start"].split(":"))
@@ -215,13 +223,13 @@ def _oracle_open(doc, at):
 
 @settings(max_examples=400, deadline=None)
 @given(schedules(), instants)
-def test_a_window_is_open_exactly_when_the_oracle_says(doc, at):
+def test_a_window_is_open_exactly_when_the_oracle_says(doc: Any, at: Any) -> None:
     assert schedule_from(doc).is_open(at) is _oracle_open(doc, at)
 
 
 @settings(max_examples=300, deadline=None)
 @given(schedules(), instants)
-def test_a_closed_window_reopens_within_a_week_and_is_open_then(doc, at):
+def test_a_closed_window_reopens_within_a_week_and_is_open_then(doc: Any, at: Any) -> None:
     schedule = schedule_from(doc)
     opening = schedule.next_open(at)
     assert at < opening <= at + timedelta(days=8)
@@ -230,7 +238,7 @@ def test_a_closed_window_reopens_within_a_week_and_is_open_then(doc, at):
 
 @settings(max_examples=300, deadline=None)
 @given(schedules(), instants, st.booleans())
-def test_a_window_only_narrows_a_rule(doc, at, with_quota):
+def test_a_window_only_narrows_a_rule(doc: Any, at: Any, with_quota: Any) -> None:
     plain = office_rule(schedule=None)
     windowed = office_rule(schedule=doc, quota={"limit": 5, "per": "hour"} if with_quota else None)
     call = call_at(at)
@@ -245,7 +253,7 @@ def test_a_window_only_narrows_a_rule(doc, at, with_quota):
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 6), st.sampled_from(["minute", "hour", "day"]), st.integers(0, 10**6))
-def test_a_quota_admits_exactly_its_limit_per_window(limit, per, offset):
+def test_a_quota_admits_exactly_its_limit_per_window(limit: Any, per: Any, offset: Any) -> None:
     rule_id = uuid.uuid4().int % 10**12
     quota = Quota(limit=limit, per=per)
     now = 1_800_000_000 + offset
@@ -259,7 +267,8 @@ def test_a_quota_admits_exactly_its_limit_per_window(limit, per, offset):
 
 
 @pytest.mark.django_db
-def test_the_management_api_stores_and_returns_windows_and_quotas(admin, org):
+@pytest.mark.usefixtures("org")
+def test_the_management_api_stores_and_returns_windows_and_quotas(admin: User) -> None:
     from django.urls import reverse
     from rest_framework.test import APIClient
 
@@ -281,7 +290,8 @@ def test_the_management_api_stores_and_returns_windows_and_quotas(admin, org):
     assert stored["schedule"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
     assert stored["quota"] == {"limit": 20, "per": "day"}
     [spec] = role_rules(created.json()["id"])
-    assert spec.quota == Quota(limit=20, per="day") and spec.schedule is not None
+    assert spec.quota == Quota(limit=20, per="day")
+    assert spec.schedule is not None
     bad = client.post(
         url,
         {"name": "x", "rules": [{**rule, "quota": {"limit": 20, "per": "fortnight"}}]},
@@ -292,7 +302,9 @@ def test_the_management_api_stores_and_returns_windows_and_quotas(admin, org):
 
 
 @pytest.mark.django_db
-def test_the_broker_answers_403_with_the_reopening_outside_a_window(client, org):
+def test_the_broker_answers_403_with_the_reopening_outside_a_window(
+    client: Client, org: Organization
+) -> None:
     import json
 
     from apps.broker.tests.conftest import make_agent
@@ -333,7 +345,9 @@ def test_the_broker_answers_403_with_the_reopening_outside_a_window(client, org)
 
 
 @pytest.mark.django_db
-def test_the_rule_editor_sets_a_window_and_a_quota(client, admin, org):
+def test_the_rule_editor_sets_a_window_and_a_quota(
+    client: Client, admin: User, org: Organization
+) -> None:
     from django.urls import reverse
 
     from apps.policies.services import role_create
@@ -342,13 +356,15 @@ def test_the_rule_editor_sets_a_window_and_a_quota(client, admin, org):
     add = reverse("policies:rule_add", kwargs={"org_slug": "acme", "role_id": role.pk})
     client.force_login(admin)
     page = client.get(add + "?provider=sandbox").content.decode()
-    assert "Only on these days" in page and "Quota (calls per worker)" in page
+    assert "Only on these days" in page
+    assert "Quota (calls per worker)" in page
     base = {"provider": "sandbox", "actions": "write:sandbox", "connection": ""}
     bad = client.post(
         add,
         {**base, "window_days": ["mon"], "window_start": "9", "window_end": "18:00"},
     )
-    assert bad.status_code == 400 and "Times look like 09:00" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "Times look like 09:00" in bad.content.decode()
     ok = client.post(
         add,
         {
@@ -374,13 +390,15 @@ def test_the_rule_editor_sets_a_window_and_a_quota(client, admin, org):
 # --- with approvals (issue 14): a rule may need a person and have a window and quota --
 
 
-def test_an_approval_rule_offers_approval_only_inside_its_window_and_carries_its_quota():
+def test_an_approval_rule_offers_approval_only_inside_its_window_and_carries_its_quota() -> None:
     rule = office_rule(
         approval={"required": True, "expires_in": 600, "approvers": []},
         quota={"limit": 3, "per": "day"},
     )
     inside = evaluate([rule], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=BERLIN)))
-    assert not inside.allowed and inside.approval_required and inside.rule_id == 7
+    assert not inside.allowed
+    assert inside.approval_required
+    assert inside.rule_id == 7
     assert inside.approval_expires_in == 600
     # The approved call is admitted under the same per-worker quota.
     assert inside.quota == Quota(limit=3, per="day")
@@ -389,13 +407,15 @@ def test_an_approval_rule_offers_approval_only_inside_its_window_and_carries_its
     assert "at most 3 calls per day per worker" in inside.reason
 
     outside = evaluate([rule], call_at(datetime(2026, 12, 5, 12, 0, tzinfo=BERLIN)))
-    assert not outside.allowed and not outside.approval_required
+    assert not outside.allowed
+    assert not outside.approval_required
     assert "Mon 2026-12-07 09:00 CET" in outside.reason
 
 
-def test_a_plain_allowance_keeps_its_quota_next_to_an_approval_rule():
+def test_a_plain_allowance_keeps_its_quota_next_to_an_approval_rule() -> None:
     plain = office_rule(schedule=None, quota={"limit": 5, "per": "hour"})
     needs_person = office_rule(schedule=None, approval={"required": True})
     decision = evaluate([needs_person, plain], call_at(datetime(2026, 12, 2, 10, 0, tzinfo=UTC)))
-    assert decision.allowed and not decision.approval_required
+    assert decision.allowed
+    assert not decision.approval_required
     assert decision.quota == Quota(limit=5, per="hour")

@@ -50,7 +50,7 @@ def fetch_document(url: str) -> bytes:
 
     try:
         validate_provider_url(url)
-    except Exception as exc:  # noqa: BLE001 - a ValidationError with the reason
+    except Exception as exc:  # a ValidationError with the reason
         message = " ".join(getattr(exc, "messages", [str(exc)]))
         raise OpenAPIImportError(f"This URL cannot be fetched: {message}") from None
     try:

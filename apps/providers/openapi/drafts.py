@@ -151,6 +151,38 @@ def _parameters(operation: dict[str, Any], shared: list[Any]) -> list[dict[str, 
 def _fill(draft: Draft, operation: dict[str, Any], shared: list[Any], is_swagger: bool) -> None:
     properties: dict[str, Any] = {}
     required: list[str] = []
+    path, body_schema = _fill_parameters(draft, operation, shared, is_swagger, properties, required)
+    if not is_swagger:
+        body_schema = _request_body_schema(operation.get("requestBody"))
+    if body_schema is not None and draft.method in ("GET", "DELETE"):
+        body_schema = None  # a GET or DELETE body is not sent
+    if body_schema is not None:
+        _fill_body(body_schema, is_swagger, properties, required)
+    leftover = set(PLACEHOLDER_RE.findall(path)) - set(properties)
+    if leftover:
+        raise _Unsupported(f"The path parameter(s) {', '.join(sorted(leftover))} are undefined.")
+    if "{" in PLACEHOLDER_RE.sub("", path) or "}" in PLACEHOLDER_RE.sub("", path):
+        raise _Unsupported("Its path template cannot be used as it is.")
+    draft.path = path
+    draft.input_schema = {
+        "type": "object",
+        "properties": properties,
+        "required": sorted(set(required), key=list(properties).index),
+        "additionalProperties": False,
+    }
+    _check_schema(draft.input_schema)
+
+
+def _fill_parameters(
+    draft: Draft,
+    operation: dict[str, Any],
+    shared: list[Any],
+    is_swagger: bool,
+    properties: dict[str, Any],
+    required: list[str],
+) -> tuple[str, Any]:
+    """Path and query parameters into `properties`; returns the path template (its
+    placeholders made safe) and a Swagger 2.0 body parameter's schema, if any."""
     path = draft.path
     body_schema: Any = None
     for parameter in _parameters(operation, shared):
@@ -166,17 +198,10 @@ def _fill(draft: Draft, operation: dict[str, Any], shared: list[Any], is_swagger
             continue
         if where == "formData":
             raise _Unsupported("It takes a form body; imported actions send JSON.")
-        prop = _bounded(_parameter_schema(parameter, is_swagger))
-        prop.setdefault(
-            "description", str(parameter.get("description") or f"The '{name}' {where} parameter.")
-        )
-        if not str(prop["description"]).strip():
-            prop["description"] = f"The '{name}' {where} parameter."
+        prop = _parameter_property(parameter, name, where, is_swagger)
         if where == "path":
             # A path parameter only fills the template, so its name can be made safe.
-            safe = re.sub(r"[^A-Za-z0-9_]", "_", name)
-            if not safe[0].isalpha() and safe[0] != "_":
-                safe = f"p_{safe}"
+            safe = _safe_path_name(name)
             path = path.replace("{" + name + "}", "{" + safe + "}")
             name = safe
             required.append(name)
@@ -187,41 +212,49 @@ def _fill(draft: Draft, operation: dict[str, Any], shared: list[Any], is_swagger
             if parameter.get("required"):
                 required.append(name)
         properties[name] = prop
-    if not is_swagger:
-        body_schema = _request_body_schema(operation.get("requestBody"))
-    if body_schema is not None and draft.method in ("GET", "DELETE"):
-        body_schema = None  # a GET or DELETE body is not sent
-    if body_schema is not None:
-        body_required = bool(body_schema.pop("x-grantry-required", False)) if is_swagger else True
-        body = _bounded(body_schema)
-        if body.get("type") not in (None, "object") or "properties" not in body:
-            raise _Unsupported("Its request body is not a JSON object with named properties.")
-        for name, prop in (body.get("properties") or {}).items():
-            if not isinstance(prop, dict) or prop.get("readOnly"):
-                continue
-            if name in properties:
-                raise _Unsupported(f"'{name}' is both a parameter and a body property.")
-            if not PROPERTY_RE.match(name):
-                raise _Unsupported(f"The body property '{name}' is not a usable input name.")
-            prop = dict(prop)
-            if not str(prop.get("description") or "").strip():
-                prop["description"] = str(prop.get("title") or f"The '{name}' field of the body.")
-            properties[name] = prop
-            if body_required and name in (body.get("required") or []):
-                required.append(name)
-    leftover = set(PLACEHOLDER_RE.findall(path)) - set(properties)
-    if leftover:
-        raise _Unsupported(f"The path parameter(s) {', '.join(sorted(leftover))} are undefined.")
-    if "{" in PLACEHOLDER_RE.sub("", path) or "}" in PLACEHOLDER_RE.sub("", path):
-        raise _Unsupported("Its path template cannot be used as it is.")
-    draft.path = path
-    draft.input_schema = {
-        "type": "object",
-        "properties": properties,
-        "required": sorted(set(required), key=list(properties).index),
-        "additionalProperties": False,
-    }
-    _check_schema(draft.input_schema)
+    return path, body_schema
+
+
+def _parameter_property(
+    parameter: dict[str, Any], name: str, where: str, is_swagger: bool
+) -> dict[str, Any]:
+    prop = _bounded(_parameter_schema(parameter, is_swagger))
+    prop.setdefault(
+        "description", str(parameter.get("description") or f"The '{name}' {where} parameter.")
+    )
+    if not str(prop["description"]).strip():
+        prop["description"] = f"The '{name}' {where} parameter."
+    return prop
+
+
+def _safe_path_name(name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not safe[0].isalpha() and safe[0] != "_":
+        safe = f"p_{safe}"
+    return safe
+
+
+def _fill_body(
+    body_schema: Any, is_swagger: bool, properties: dict[str, Any], required: list[str]
+) -> None:
+    """A JSON object body's properties into `properties` (read-only ones left out)."""
+    body_required = bool(body_schema.pop("x-grantry-required", False)) if is_swagger else True
+    body = _bounded(body_schema)
+    if body.get("type") not in (None, "object") or "properties" not in body:
+        raise _Unsupported("Its request body is not a JSON object with named properties.")
+    for name, prop in (body.get("properties") or {}).items():
+        if not isinstance(prop, dict) or prop.get("readOnly"):
+            continue
+        if name in properties:
+            raise _Unsupported(f"'{name}' is both a parameter and a body property.")
+        if not PROPERTY_RE.match(name):
+            raise _Unsupported(f"The body property '{name}' is not a usable input name.")
+        prop = dict(prop)
+        if not str(prop.get("description") or "").strip():
+            prop["description"] = str(prop.get("title") or f"The '{name}' field of the body.")
+        properties[name] = prop
+        if body_required and name in (body.get("required") or []):
+            required.append(name)
 
 
 def _request_body_schema(request_body: Any) -> Any:
@@ -278,9 +311,8 @@ def _bounded(schema: Any) -> dict[str, Any]:
         if out.pop("nullable", False) is True and isinstance(out.get("type"), str):
             out["type"] = [out["type"], "null"]
         for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-            if isinstance(out.get(flag), bool):
-                if out.pop(flag) and bound in out:
-                    out[flag] = out.pop(bound)
+            if isinstance(out.get(flag), bool) and out.pop(flag) and bound in out:
+                out[flag] = out.pop(bound)
         if out.get("type") == "file":  # Swagger 2.0
             raise _Unsupported("It uploads a file.")
         return out

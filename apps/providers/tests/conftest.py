@@ -1,12 +1,17 @@
 """Fixtures shared by the provider catalog tests."""
 
-import pytest
+from __future__ import annotations
 
+import pytest
+from django.contrib.auth.models import User
+
+from apps.organizations.models import Organization
+from apps.providers.models import CustomProvider
 from apps.providers.services import custom_action_create, custom_provider_create
 
 
 @pytest.fixture
-def crm(org, admin):
+def crm(org: Organization, admin: User) -> CustomProvider:
     provider = custom_provider_create(
         organization=org,
         user=admin,

@@ -3,12 +3,16 @@ the frozen key, live-connection rules, roles, tenancy and audit."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.providers.models import CustomAction, CustomProvider
 from apps.providers.registry import get_provider
 
@@ -39,24 +43,27 @@ ACTION = {
 }
 
 
-def api(user):
+def api(user: Any) -> Any:
     client = APIClient()
     client.force_login(user)
     return client
 
 
-def fields_of(response):
+def fields_of(response: Any) -> Any:
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["error"]["code"] == "invalid_input"
     return body["error"]["details"]["fields"]
 
 
-def test_admin_creates_a_provider_and_an_action_that_reach_the_catalog(org, admin):
+def test_admin_creates_a_provider_and_an_action_that_reach_the_catalog(
+    org: Organization, admin: User
+) -> None:
     created = api(admin).post(BASE, NEW, format="json")
     assert created.status_code == 201, created.content
     body = created.json()
-    assert body["key"] == "custom-acme-crm" and body["default_scopes"] == ["read", "write"]
+    assert body["key"] == "custom-acme-crm"
+    assert body["default_scopes"] == ["read", "write"]
     action = api(admin).post(f"{BASE}acme-crm/actions/", ACTION, format="json")
     assert action.status_code == 201, action.content
     assert action.json()["full_name"] == "custom-acme-crm.get_contact"
@@ -68,7 +75,9 @@ def test_admin_creates_a_provider_and_an_action_that_reach_the_catalog(org, admi
     assert [a["name"] for a in detail["actions"]] == ["get_contact"]
 
 
-def test_reviewer_reads_with_a_token_but_cannot_write(org, admin, reviewer):
+def test_reviewer_reads_with_a_token_but_cannot_write(
+    org: Organization, admin: User, reviewer: User
+) -> None:
     api(admin).post(BASE, NEW, format="json")
     _token, raw = personal_token_mint(user=reviewer, organization=org, name="ro")
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {raw}")
@@ -83,7 +92,8 @@ def test_reviewer_reads_with_a_token_but_cannot_write(org, admin, reviewer):
     assert not CustomAction.objects.exists()
 
 
-def test_member_cannot_even_read(org, member):
+@pytest.mark.usefixtures("org")
+def test_member_cannot_even_read(member: User) -> None:
     assert api(member).get(BASE).status_code == 403
 
 
@@ -98,14 +108,18 @@ def test_member_cannot_even_read(org, member):
         ({"display_name": ""}, "display_name"),
     ],
 )
-def test_bad_provider_input_is_refused_like_the_dashboard(org, admin, overrides, field):
+@pytest.mark.usefixtures("org")
+def test_bad_provider_input_is_refused_like_the_dashboard(
+    admin: User, overrides: Any, field: str
+) -> None:
     response = api(admin).post(BASE, {**NEW, **overrides}, format="json")
     assert field in fields_of(response)
     assert not CustomProvider.objects.exists()
     assert not AuditEvent.objects.filter(action__startswith="provider.").exists()
 
 
-def test_duplicate_slug_is_a_field_error(org, admin):
+@pytest.mark.usefixtures("org")
+def test_duplicate_slug_is_a_field_error(admin: User) -> None:
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).post(BASE, NEW, format="json")
     assert "slug" in fields_of(response)
@@ -122,7 +136,10 @@ def test_duplicate_slug_is_a_field_error(org, admin):
         ({"name": "Bad Name"}, "name"),
     ],
 )
-def test_bad_action_input_is_refused_and_nothing_saved(org, admin, overrides, field):
+@pytest.mark.usefixtures("org")
+def test_bad_action_input_is_refused_and_nothing_saved(
+    admin: User, overrides: Any, field: Any
+) -> None:
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).post(f"{BASE}acme-crm/actions/", {**ACTION, **overrides}, format="json")
     fields = fields_of(response)
@@ -131,7 +148,8 @@ def test_bad_action_input_is_refused_and_nothing_saved(org, admin, overrides, fi
     assert not CustomAction.objects.exists()
 
 
-def test_patch_changes_only_what_it_names_and_the_key_never_changes(org, admin):
+@pytest.mark.usefixtures("org")
+def test_patch_changes_only_what_it_names_and_the_key_never_changes(admin: User) -> None:
     api(admin).post(BASE, NEW, format="json")
     response = api(admin).patch(
         f"{BASE}acme-crm/", {"description": "Our CRM.", "default_scopes": ["read"]}, format="json"
@@ -148,7 +166,9 @@ def test_patch_changes_only_what_it_names_and_the_key_never_changes(org, admin):
     assert CustomProvider.objects.get().slug == "acme-crm"
 
 
-def test_routing_is_frozen_and_delete_refused_while_connections_are_live(org, admin):
+def test_routing_is_frozen_and_delete_refused_while_connections_are_live(
+    org: Organization, admin: User
+) -> None:
     api(admin).post(BASE, NEW, format="json")
     Connection.objects.create(
         organization=org, provider_key="custom-acme-crm", name="crm-prod", auth_type="api_key"
@@ -164,7 +184,8 @@ def test_routing_is_frozen_and_delete_refused_while_connections_are_live(org, ad
     assert CustomProvider.objects.exists()
 
 
-def test_delete_action_then_provider(org, admin):
+@pytest.mark.usefixtures("org")
+def test_delete_action_then_provider(admin: User) -> None:
     api(admin).post(BASE, NEW, format="json")
     api(admin).post(f"{BASE}acme-crm/actions/", ACTION, format="json")
     assert api(admin).get(f"{BASE}acme-crm/actions/get_contact/").status_code == 200
@@ -177,8 +198,8 @@ def test_delete_action_then_provider(org, admin):
 
 
 def test_another_orgs_provider_is_404_and_the_org_never_comes_from_the_body(
-    org, admin, other_org, outsider
-):
+    org: Organization, admin: User, other_org: Organization, outsider: User
+) -> None:
     api(outsider).post("/api/v1/orgs/globex/custom-providers/", NEW, format="json")
     theirs = CustomProvider.objects.get(organization=other_org)
     client = api(admin)

@@ -4,6 +4,7 @@ policies and the MCP tool list rely on."""
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,7 +25,7 @@ ACTION_IDS = [a.name for a in ACTIONS]
 TOOL_PROPERTY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def _template_refs(node):
+def _template_refs(node: Any) -> Any:
     if isinstance(node, str):
         if node == "$input":
             return {"*"}
@@ -38,7 +39,7 @@ def _template_refs(node):
     return set()
 
 
-def test_at_least_15_providers_and_60_actions():
+def test_at_least_15_providers_and_60_actions() -> None:
     providers = all_providers()
     actions = all_actions()
     assert len(providers) >= 12, [p.key for p in providers]
@@ -48,7 +49,7 @@ def test_at_least_15_providers_and_60_actions():
     assert sum(len(p.actions) for p in BUILTIN_PROVIDERS) >= 60
 
 
-def test_action_names_are_unique_dotted_and_belong_to_their_provider():
+def test_action_names_are_unique_dotted_and_belong_to_their_provider() -> None:
     names = [a.name for p in all_providers() for a in p.actions]
     assert len(names) == len(set(names))
     for provider in all_providers():
@@ -57,14 +58,14 @@ def test_action_names_are_unique_dotted_and_belong_to_their_provider():
             assert action.provider_key == provider.key
 
 
-def test_provider_keys_are_unique_and_never_in_the_custom_namespace():
+def test_provider_keys_are_unique_and_never_in_the_custom_namespace() -> None:
     keys = [p.key for p in all_providers()]
     assert len(keys) == len(set(keys))
     assert not [k for k in keys if k.startswith("custom-")]
 
 
 @pytest.mark.parametrize("action", ACTIONS, ids=ACTION_IDS)
-def test_input_schema_is_a_closed_draft_2020_12_object(action):
+def test_input_schema_is_a_closed_draft_2020_12_object(action: Any) -> None:
     schema = action.input_schema
     Draft202012Validator.check_schema(schema)
     assert schema["type"] == "object"
@@ -80,7 +81,7 @@ def test_input_schema_is_a_closed_draft_2020_12_object(action):
 
 
 @pytest.mark.parametrize("action", ACTIONS, ids=ACTION_IDS)
-def test_path_placeholders_are_required_properties(action):
+def test_path_placeholders_are_required_properties(action: Any) -> None:
     required = set(action.input_schema["required"])
     for placeholder in action.path_params:
         assert placeholder in action.input_schema["properties"]
@@ -88,7 +89,7 @@ def test_path_placeholders_are_required_properties(action):
 
 
 @pytest.mark.parametrize("action", ACTIONS, ids=ACTION_IDS)
-def test_every_input_property_reaches_the_request(action):
+def test_every_input_property_reaches_the_request(action: Any) -> None:
     properties = set(action.input_schema["properties"])
     path = set(action.path_params)
     query = set(action.query_params)
@@ -104,7 +105,7 @@ def test_every_input_property_reaches_the_request(action):
             assert rest <= refs, f"{action.name}: {sorted(rest - refs)} would be dropped"
 
 
-def test_provider_urls_are_https_and_oauth_providers_have_endpoints():
+def test_provider_urls_are_https_and_oauth_providers_have_endpoints() -> None:
     for provider in BUILTIN_PROVIDERS:
         for url in (
             provider.api_base_url,
@@ -116,13 +117,14 @@ def test_provider_urls_are_https_and_oauth_providers_have_endpoints():
             if url and not url.startswith("/"):
                 assert urlsplit(url).scheme == "https", (provider.key, url)
         if AuthType.OAUTH2 in provider.auth_types:
-            assert provider.authorize_url and provider.token_url, provider.key
+            assert provider.authorize_url, provider.key
+            assert provider.token_url, provider.key
         assert provider.auth_types, provider.key
         placeholders = set(re.findall(r"\{(\w+)\}", provider.api_base_url))
         assert placeholders == set(provider.base_url_params), provider.key
 
 
-def test_both_read_and_write_actions_exist_for_most_providers():
+def test_both_read_and_write_actions_exist_for_most_providers() -> None:
     mixed = [
         p.key
         for p in BUILTIN_PROVIDERS
@@ -134,7 +136,7 @@ def test_both_read_and_write_actions_exist_for_most_providers():
 @override_settings(
     GRANTRY_SANDBOX_URL="http://127.0.0.1:9999/sandbox", GRANTRY_SANDBOX_ENABLED=True
 )
-def test_sandbox_matches_its_contract():
+def test_sandbox_matches_its_contract() -> None:
     sandbox = get_provider("sandbox")
     base = "http://127.0.0.1:9999/sandbox"
     assert sandbox.authorize_url == f"{base}/o/authorize/"
@@ -164,7 +166,7 @@ def test_sandbox_matches_its_contract():
     assert (priority["minimum"], priority["maximum"]) == (1, 5)
 
 
-def test_airtable_matches_its_public_api():
+def test_airtable_matches_its_public_api() -> None:
     airtable = get_provider("airtable")
     assert airtable.api_base_url == "https://api.airtable.com/v0"
     assert airtable.authorize_url == "https://airtable.com/oauth2/v1/authorize"

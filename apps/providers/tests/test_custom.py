@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.providers.models import CustomAction, CustomProvider
 from apps.providers.services import (
     custom_action_create,
@@ -39,11 +43,11 @@ SCHEMA = {
 }
 
 
-def create(org, user, **overrides):
+def create(org: Organization, user: Any, **overrides: Any) -> CustomProvider:
     return custom_provider_create(organization=org, user=user, **{**GOOD, **overrides})
 
 
-def add_action(provider, user, **overrides):
+def add_action(provider: Any, user: Any, **overrides: Any) -> CustomAction:
     fields = {
         "name": "get_item",
         "description": "Get one item.",
@@ -56,7 +60,7 @@ def add_action(provider, user, **overrides):
     return custom_action_create(provider=provider, user=user, **fields)
 
 
-def test_create_update_delete_are_audited(org, admin):
+def test_create_update_delete_are_audited(org: Organization, admin: User) -> None:
     provider = create(org, admin)
     assert provider.key == "custom-crm"
     event = AuditEvent.objects.get(action="provider.custom_created")
@@ -92,7 +96,7 @@ def test_create_update_delete_are_audited(org, admin):
     assert not CustomProvider.objects.exists()
 
 
-def test_the_slug_cannot_be_changed(org, admin):
+def test_the_slug_cannot_be_changed(org: Organization, admin: User) -> None:
     provider = create(org, admin)
     with pytest.raises(ValidationError):
         custom_provider_update(provider=provider, user=admin, changes={"slug": "other"})
@@ -119,7 +123,9 @@ def test_the_slug_cannot_be_changed(org, admin):
         ({"auth_type": "password"}, "auth_type"),
     ],
 )
-def test_bad_providers_are_rejected_and_nothing_is_saved(org, admin, overrides, field):
+def test_bad_providers_are_rejected_and_nothing_is_saved(
+    org: Organization, admin: User, overrides: Any, field: str
+) -> None:
     with pytest.raises(ValidationError) as info:
         create(org, admin, **overrides)
     assert field in info.value.message_dict
@@ -128,7 +134,7 @@ def test_bad_providers_are_rejected_and_nothing_is_saved(org, admin, overrides, 
 
 
 @override_settings(DEBUG=False, GRANTRY_EGRESS_ALLOW_LOOPBACK=False)
-def test_http_urls_are_refused_in_production(org, admin):
+def test_http_urls_are_refused_in_production(org: Organization, admin: User) -> None:
     with pytest.raises(ValidationError) as info:
         create(org, admin, token_url="http://crm.example.com/oauth/token")
     assert info.value.message_dict["token_url"] == ["Use an https:// URL."]
@@ -136,13 +142,13 @@ def test_http_urls_are_refused_in_production(org, admin):
 
 
 @override_settings(DEBUG=False, GRANTRY_EGRESS_ALLOW_LOOPBACK=True)
-def test_http_urls_are_allowed_for_local_development(org, admin):
+def test_http_urls_are_allowed_for_local_development(org: Organization, admin: User) -> None:
     assert create(org, admin, api_base_url="http://127.0.0.1:9000/api").pk
 
 
 def test_duplicate_slug_in_one_org_is_refused_but_other_orgs_may_reuse_it(
-    org, other_org, admin, outsider
-):
+    org: Organization, other_org: Organization, admin: User, outsider: User
+) -> None:
     create(org, admin)
     with pytest.raises(ValidationError) as info:
         create(org, admin, display_name="Again")
@@ -183,7 +189,9 @@ def test_duplicate_slug_in_one_org_is_refused_but_other_orgs_may_reuse_it(
         ({"action_class": "delete"}, "action_class"),
     ],
 )
-def test_bad_actions_are_rejected_and_nothing_is_saved(org, admin, overrides, field):
+def test_bad_actions_are_rejected_and_nothing_is_saved(
+    org: Organization, admin: User, overrides: Any, field: str
+) -> None:
     provider = create(org, admin)
     with pytest.raises(ValidationError) as info:
         add_action(provider, admin, **overrides)
@@ -192,7 +200,7 @@ def test_bad_actions_are_rejected_and_nothing_is_saved(org, admin, overrides, fi
     assert not AuditEvent.objects.filter(action="provider.custom_action_created").exists()
 
 
-def test_duplicate_action_name_is_refused(org, admin):
+def test_duplicate_action_name_is_refused(org: Organization, admin: User) -> None:
     provider = create(org, admin)
     add_action(provider, admin)
     with pytest.raises(ValidationError) as info:
@@ -201,7 +209,7 @@ def test_duplicate_action_name_is_refused(org, admin):
     assert provider.actions.count() == 1
 
 
-def test_custom_action_becomes_a_catalog_action(org, admin):
+def test_custom_action_becomes_a_catalog_action(org: Organization, admin: User) -> None:
     provider = create(org, admin)
     add_action(provider, admin)
     add_action(
@@ -223,21 +231,26 @@ def test_custom_action_becomes_a_catalog_action(org, admin):
     read = get_action("custom-crm.get_item", organization=org)
     prepared = build_request(catalog_provider, read, {"item_id": 4, "verbose": True})
     assert prepared.url == "https://crm.example.com/api/items/4"
-    assert prepared.query == {"verbose": "true"} and prepared.json_body is None
+    assert prepared.query == {"verbose": "true"}
+    assert prepared.json_body is None
     write = get_action("custom-crm.create_item", organization=org)
-    assert write.is_write and write.is_custom
+    assert write.is_write
+    assert write.is_custom
     prepared = build_request(catalog_provider, write, {"name": "x"})
-    assert prepared.json_body == {"name": "x"} and prepared.query == {}
+    assert prepared.json_body == {"name": "x"}
+    assert prepared.query == {}
     # additionalProperties defaults to false, like the built-ins.
     from apps.providers.registry import validate_input
 
     assert [e.path for e in validate_input(write, {"name": "x", "admin": True})] == ["/admin"]
 
 
-def test_audit_failure_rolls_back_the_change(org, admin, monkeypatch):
+def test_audit_failure_rolls_back_the_change(
+    org: Organization, admin: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import apps.providers.services as services
 
-    def broken_audit(**kwargs):
+    def broken_audit(**kwargs: Any) -> None:
         raise RuntimeError("audit store down")
 
     monkeypatch.setattr(services, "audit_record", broken_audit)
@@ -246,7 +259,7 @@ def test_audit_failure_rolls_back_the_change(org, admin, monkeypatch):
     assert not CustomProvider.objects.exists()
 
 
-def test_a_provider_with_live_connections_cannot_be_deleted(org, admin):
+def test_a_provider_with_live_connections_cannot_be_deleted(org: Organization, admin: User) -> None:
     from apps.connections.models import Connection
 
     provider = create(org, admin, auth_type="api_key", authorize_url="", token_url="")
@@ -274,7 +287,9 @@ def test_a_provider_with_live_connections_cannot_be_deleted(org, admin):
         {"header_prefix": "Token "},
     ],
 )
-def test_credential_routing_is_frozen_while_connections_are_live(org, admin, changes):
+def test_credential_routing_is_frozen_while_connections_are_live(
+    org: Organization, admin: User, changes: Any
+) -> None:
     from apps.connections.models import Connection
 
     provider = create(org, admin, auth_type="api_key", authorize_url="", token_url="")
@@ -286,7 +301,8 @@ def test_credential_routing_is_frozen_while_connections_are_live(org, admin, cha
     changed = {f for f in changes if getattr(provider, f) != changes[f]}
     assert set(info.value.message_dict) == changed
     for messages in info.value.message_dict.values():
-        assert "crm-prod" in messages[0] and "Disconnect" in messages[0]
+        assert "crm-prod" in messages[0]
+        assert "Disconnect" in messages[0]
     stored = CustomProvider.objects.get(pk=provider.pk)
     assert all(getattr(stored, f) == getattr(provider, f) for f in changes)
     assert not AuditEvent.objects.filter(action="provider.custom_updated").exists()
@@ -306,7 +322,9 @@ def test_credential_routing_is_frozen_while_connections_are_live(org, admin, cha
     assert all(getattr(stored, f) == v for f, v in changes.items())
 
 
-def test_connections_of_another_organization_do_not_freeze_a_provider(org, other_org, admin):
+def test_connections_of_another_organization_do_not_freeze_a_provider(
+    org: Organization, other_org: Organization, admin: User
+) -> None:
     from apps.connections.models import Connection
 
     provider = create(org, admin, auth_type="api_key", authorize_url="", token_url="")

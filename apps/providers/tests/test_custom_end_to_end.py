@@ -7,17 +7,26 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.contrib.auth.models import User
+from pytest_django.live_server_helper import LiveServer
 
 from apps.connections import custody
 from apps.connections.services import CredentialRejected, connection_create_api_key
 from apps.core.egress import egress_request
+from apps.organizations.models import Organization
+from apps.providers.models import CustomProvider
 from apps.providers.registry import build_request, get_action, get_provider
 from apps.providers.services import custom_action_create, custom_provider_create
 from apps.sandbox.services import sandbox_api_key_create, sandbox_project_create
 
 
 @pytest.fixture
-def tasks_provider(live_server, org, admin, transactional_db):
+def tasks_provider(
+    live_server: LiveServer,
+    org: Organization,
+    admin: User,
+    transactional_db: None,  # noqa: ARG001 - database access
+) -> CustomProvider:
     provider = custom_provider_create(
         organization=org,
         user=admin,
@@ -42,7 +51,8 @@ def tasks_provider(live_server, org, admin, transactional_db):
     return provider
 
 
-def test_custom_provider_connects_and_calls_upstream(tasks_provider, org, admin):
+@pytest.mark.usefixtures("tasks_provider")
+def test_custom_provider_connects_and_calls_upstream(org: Organization, admin: User) -> None:
     sandbox_project_create(owner=admin, name="Custom path")
     key = sandbox_api_key_create(user=admin, name="custom provider")
 
@@ -80,7 +90,10 @@ def test_custom_provider_connects_and_calls_upstream(tasks_provider, org, admin)
     assert "Custom path" in names
 
 
-def test_another_org_cannot_connect_the_custom_provider(tasks_provider, other_org, outsider, admin):
+@pytest.mark.usefixtures("tasks_provider")
+def test_another_org_cannot_connect_the_custom_provider(
+    other_org: Organization, outsider: User, admin: User
+) -> None:
     key = sandbox_api_key_create(user=admin, name="stolen")
     with pytest.raises(LookupError):
         connection_create_api_key(

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
+from apps.organizations.models import Organization
+from apps.providers.models import CustomProvider
 from apps.providers.openapi import OpenAPIImportError, fetch_document, parse_document
 from apps.providers.registry import build_request, get_action, get_provider
 from apps.providers.services import ImportFailed, custom_actions_import
@@ -26,7 +31,7 @@ def drafts_of(name: str) -> dict:
     return {d.key: d for d in parse_document(doc(name)).drafts}
 
 
-def test_swagger_2_petstore():
+def test_swagger_2_petstore() -> None:
     parsed = parse_document(doc("petstore-swagger-2.0.json"))
     assert (parsed.title, parsed.version) == ("Swagger Petstore", "Swagger 2.0")
     assert parsed.server_url == "https://petstore.swagger.io/v2"
@@ -41,7 +46,8 @@ def test_swagger_2_petstore():
     assert schema["properties"]["category"]["properties"]["name"] == {"type": "string"}
     assert "xml" not in json.dumps(schema)
     find = drafts["GET /pet/findByStatus"]
-    assert find.query_params == ["status"] and find.action_class == "read"
+    assert find.query_params == ["status"]
+    assert find.action_class == "read"
     assert find.input_schema["properties"]["status"]["items"]["enum"] == [
         "available",
         "pending",
@@ -57,7 +63,7 @@ def test_swagger_2_petstore():
     assert list(drafts["DELETE /pet/{petId}"].input_schema["properties"]) == ["petId"]
 
 
-def test_openapi_3_0_petstore_expanded():
+def test_openapi_3_0_petstore_expanded() -> None:
     drafts = drafts_of("petstore-expanded-3.0.yaml")
     assert set(drafts) == {"GET /pets", "POST /pets", "GET /pets/{id}", "DELETE /pets/{id}"}
     assert drafts["GET /pets/{id}"].name == "find_pet_by_id"  # operationId "find pet by id"
@@ -68,18 +74,20 @@ def test_openapi_3_0_petstore_expanded():
     assert drafts["GET /pets"].query_params == ["tags", "limit"]
 
 
-def test_openapi_3_1_train_travel():
+def test_openapi_3_1_train_travel() -> None:
     parsed = parse_document(doc("train-travel-3.1.yaml"))
     assert parsed.version == "OpenAPI 3.1.0"
     assert parsed.server_url == "https://eu.api.example.com/v1"  # server variable default
     drafts = {d.key: d for d in parsed.drafts}
     assert "POST newBooking" not in drafts  # webhooks are not operations to call
     stations = drafts["GET /stations"]
-    assert stations.name == "get_stations" and stations.scopes == ["read"]
+    assert stations.name == "get_stations"
+    assert stations.scopes == ["read"]
     # Parameters behind $ref are resolved and keep their limits.
     assert stations.input_schema["properties"]["limit"]["maximum"] == 100
     create = drafts["POST /bookings"]
-    assert create.scopes == ["write"] and create.query_params == ["dry_run"]
+    assert create.scopes == ["write"]
+    assert create.query_params == ["dry_run"]
     props = create.input_schema["properties"]
     assert "id" not in props  # readOnly in the Booking schema
     assert props["notes"]["type"] == ["string", "null"]
@@ -89,7 +97,9 @@ def test_openapi_3_1_train_travel():
     assert "Idempotency-Key" in drafts["POST /bookings/{bookingId}/payment"].problem
 
 
-def test_an_imported_action_builds_the_request_the_document_describes(org, admin, crm):
+def test_an_imported_action_builds_the_request_the_document_describes(
+    org: Organization, admin: User, crm: CustomProvider
+) -> None:
     drafts = drafts_of("train-travel-3.1.yaml")
     fields = {
         k: v for k, v in drafts["POST /bookings"].as_dict().items() if k not in ("key", "problem")
@@ -124,7 +134,7 @@ def test_an_imported_action_builds_the_request_the_document_describes(org, admin
         "other.json",
     ],
 )
-def test_references_outside_the_document_are_refused(ref):
+def test_references_outside_the_document_are_refused(ref: str) -> None:
     spec = {
         "openapi": "3.0.3",
         "info": {"title": "x", "version": "1"},
@@ -141,7 +151,7 @@ def test_references_outside_the_document_are_refused(ref):
         parse_document(json.dumps(spec))
 
 
-def test_an_external_reference_is_never_fetched():
+def test_an_external_reference_is_never_fetched() -> None:
     with RecordingUpstream() as server:
         spec = (
             "openapi: 3.1.0\ninfo: {title: x, version: '1'}\npaths:\n  /a:\n    get:\n"
@@ -153,7 +163,7 @@ def test_an_external_reference_is_never_fetched():
     assert server.requests == []
 
 
-def test_yaml_aliases_size_and_operation_count_are_capped(settings):
+def test_yaml_aliases_size_and_operation_count_are_capped(settings: Settings) -> None:
     bomb = "openapi: 3.0.0\na: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
     with pytest.raises(OpenAPIImportError, match="aliases"):
         parse_document(bomb)
@@ -180,12 +190,12 @@ def test_yaml_aliases_size_and_operation_count_are_capped(settings):
         (b"\xff\xfe\x00", "not UTF-8"),
     ],
 )
-def test_broken_documents_get_a_clear_error(text, message):
+def test_broken_documents_get_a_clear_error(text: Any, message: str) -> None:
     with pytest.raises(OpenAPIImportError, match=message):
         parse_document(text)
 
 
-def test_fetching_goes_through_egress_and_refuses_redirects():
+def test_fetching_goes_through_egress_and_refuses_redirects() -> None:
     with RecordingUpstream() as server:
         server.reply = Reply(body=json.loads(doc("petstore-swagger-2.0.json")))
         parsed = parse_document(fetch_document(f"{server.url}/v2/swagger.json"))
@@ -194,15 +204,16 @@ def test_fetching_goes_through_egress_and_refuses_redirects():
             fetch_document(f"{server.url}/moved")
     assert parsed.title == "Swagger Petstore"
     assert [r.path for r in server.requests] == ["/v2/swagger.json", "/moved"]
-    with pytest.raises(OpenAPIImportError, match="cannot be fetched|could not be fetched"):
+    with pytest.raises(OpenAPIImportError, match=r"cannot be fetched|could not be fetched"):
         fetch_document("http://169.254.169.254/latest/meta-data/")
 
 
-def _fields(draft) -> dict:
+def _fields(draft: Any) -> dict:
     return {k: v for k, v in draft.as_dict().items() if k not in ("key", "problem")}
 
 
-def test_import_is_all_or_nothing_and_audited(org, admin, crm):
+@pytest.mark.usefixtures("org")
+def test_import_is_all_or_nothing_and_audited(admin: User, crm: CustomProvider) -> None:
     drafts = drafts_of("petstore-expanded-3.0.yaml")
     good = _fields(drafts["GET /pets"])
     clash = {**_fields(drafts["POST /pets"]), "name": "get_item"}  # taken by the fixture
@@ -225,7 +236,7 @@ def test_import_is_all_or_nothing_and_audited(org, admin, crm):
     assert AuditEvent.objects.filter(action="provider.custom_action_created").count() == 3
 
 
-def test_query_params_must_name_non_path_properties(admin, crm):
+def test_query_params_must_name_non_path_properties(admin: User, crm: CustomProvider) -> None:
     drafts = drafts_of("train-travel-3.1.yaml")
     bad = {**_fields(drafts["POST /bookings"]), "query_params": ["nope"]}
     with pytest.raises(ImportFailed) as info:

@@ -6,25 +6,28 @@ import json
 import re
 from html import unescape
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
+from apps.providers.models import CustomProvider
 
 pytestmark = pytest.mark.django_db
 DATA = Path(__file__).parent / "openapi"
 API = "/api/v1/orgs/acme/custom-providers/crm/openapi-import/"
 
 
-def import_url(org_slug="acme", slug="crm"):
+def import_url(org_slug: str = "acme", slug: str = "crm") -> Any:
     return reverse("providers:custom_openapi_import", kwargs={"org_slug": org_slug, "slug": slug})
 
 
-def _client(user) -> Client:
+def _client(user: Any) -> Client:
     client = Client()
     client.force_login(user)
     return client
@@ -53,7 +56,7 @@ def _review_fields(html: str) -> dict[str, str]:
     return fields
 
 
-def test_upload_review_edit_and_save(admin, crm):
+def test_upload_review_edit_and_save(admin: User, crm: CustomProvider) -> None:
     client = _client(admin)
     assert client.get(import_url()).status_code == 200
     upload = SimpleUploadedFile(
@@ -61,7 +64,8 @@ def test_upload_review_edit_and_save(admin, crm):
     )
     review = client.post(import_url(), {"document": upload})
     html = review.content.decode()
-    assert review.status_code == 200 and "Choose the operations to import" in html
+    assert review.status_code == 200
+    assert "Choose the operations to import" in html
     # Works under a strict CSP: no inline script, no event-handler attributes.
     assert not re.search(r"<script(?![^>]*\bsrc=)", html)
     assert not re.search(r"\son[a-z]+=", html)
@@ -87,14 +91,17 @@ def test_upload_review_edit_and_save(admin, crm):
     hold = crm.actions.get(name="hold_trip")
     assert (hold.method, hold.path, hold.action_class) == ("POST", "/bookings", "write")
     assert hold.description == "Hold a seat on a trip for a passenger."
-    assert hold.query_params == ["dry_run"] and hold.scopes == ["write"]
+    assert hold.query_params == ["dry_run"]
+    assert hold.scopes == ["write"]
     event = AuditEvent.objects.get(action="provider.custom_actions_imported")
     assert event.metadata["source"]["file"] == "train.yaml"
     assert event.metadata["source"]["version"] == "OpenAPI 3.1.0"
     assert len(event.metadata["source"]["sha256"]) == 64
 
 
-def test_an_invalid_edit_saves_nothing_and_shows_the_error(admin, crm):
+def test_an_invalid_edit_saves_nothing_and_shows_the_error(
+    admin: User, crm: CustomProvider
+) -> None:
     client = _client(admin)
     upload = SimpleUploadedFile("pets.json", (DATA / "petstore-swagger-2.0.json").read_bytes())
     fields = _review_fields(client.post(import_url(), {"document": upload}).content.decode())
@@ -107,7 +114,7 @@ def test_an_invalid_edit_saves_nothing_and_shows_the_error(admin, crm):
     assert list(crm.actions.values_list("name", flat=True)) == ["get_item"]
 
 
-def test_a_forged_source_is_refused(admin, crm):
+def test_a_forged_source_is_refused(admin: User, crm: CustomProvider) -> None:
     client = _client(admin)
     upload = SimpleUploadedFile("pets.json", (DATA / "petstore-swagger-2.0.json").read_bytes())
     fields = _review_fields(client.post(import_url(), {"document": upload}).content.decode())
@@ -117,7 +124,8 @@ def test_a_forged_source_is_refused(admin, crm):
     assert list(crm.actions.values_list("name", flat=True)) == ["get_item"]
 
 
-def test_a_document_with_an_outside_reference_is_refused_on_the_page(admin, crm):
+@pytest.mark.usefixtures("crm")
+def test_a_document_with_an_outside_reference_is_refused_on_the_page(admin: User) -> None:
     spec = {
         "swagger": "2.0",
         "info": {"title": "x", "version": "1"},
@@ -129,7 +137,8 @@ def test_a_document_with_an_outside_reference_is_refused_on_the_page(admin, crm)
     assert "points outside the document" in unescape(page.content.decode())
 
 
-def test_import_from_a_url(admin, crm):
+@pytest.mark.usefixtures("crm")
+def test_import_from_a_url(admin: User) -> None:
     with RecordingUpstream() as server:
         server.reply = Reply(body=json.loads((DATA / "petstore-swagger-2.0.json").read_text()))
         page = _client(admin).post(import_url(), {"url": f"{server.url}/swagger.json"})
@@ -137,7 +146,8 @@ def test_import_from_a_url(admin, crm):
     assert server.requests[0].path == "/swagger.json"
 
 
-def test_members_and_reviewers_cannot_import(member, reviewer, crm, outsider):
+@pytest.mark.usefixtures("crm")
+def test_members_and_reviewers_cannot_import(member: User, reviewer: User, outsider: User) -> None:
     for user in (member, reviewer):
         assert _client(user).get(import_url()).status_code == 403
         assert _client(user).post(API, {"url": "https://x.test"}).status_code == 403
@@ -145,7 +155,7 @@ def test_members_and_reviewers_cannot_import(member, reviewer, crm, outsider):
     assert _client(outsider).post(API, {}, content_type="application/json").status_code == 404
 
 
-def test_api_dry_run_then_import_with_an_edit(admin, crm):
+def test_api_dry_run_then_import_with_an_edit(admin: User, crm: CustomProvider) -> None:
     client = _client(admin)
     document = (DATA / "petstore-expanded-3.0.yaml").read_text()
     dry = client.post(API, {"document": document, "dry_run": True}, content_type="application/json")
@@ -172,7 +182,7 @@ def test_api_dry_run_then_import_with_an_edit(admin, crm):
     assert crm.actions.get(name="remove_pet").action_class == "write"
 
 
-def test_api_errors_use_the_standard_shape(admin, crm):
+def test_api_errors_use_the_standard_shape(admin: User, crm: CustomProvider) -> None:
     client = _client(admin)
     document = json.loads((DATA / "petstore-swagger-2.0.json").read_text())
     cases = [

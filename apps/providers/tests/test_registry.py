@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
+from pytest_django import DjangoAssertNumQueries
 
+from apps.organizations.models import Organization
 from apps.providers.registry import (
     UnknownAction,
     UnknownProvider,
@@ -14,7 +16,7 @@ from apps.providers.registry import (
 )
 
 
-def test_builtin_lookup():
+def test_builtin_lookup() -> None:
     github = get_provider("github")
     assert github.api_base_url == "https://api.github.com"
     assert github.userinfo_url == "https://api.github.com/user"
@@ -23,19 +25,19 @@ def test_builtin_lookup():
 
 
 @pytest.mark.parametrize("name", ["github", "github.", "github.nope", "nope.list", ".x", ""])
-def test_unknown_actions(name):
+def test_unknown_actions(name: str) -> None:
     with pytest.raises(UnknownAction):
         get_action(name)
 
 
-def test_unknown_provider_is_a_lookup_error():
+def test_unknown_provider_is_a_lookup_error() -> None:
     with pytest.raises(LookupError):
         get_provider("nope")
     with pytest.raises(UnknownProvider):
         get_provider("custom-nope")
 
 
-def test_base_url_override_moves_api_and_identity_calls():
+def test_base_url_override_moves_api_and_identity_calls() -> None:
     with override_settings(GRANTRY_PROVIDER_URLS={"github": "https://ghe.example.com/api/v3/"}):
         github = get_provider("github")
         assert github.api_base_url == "https://ghe.example.com/api/v3/"
@@ -45,7 +47,7 @@ def test_base_url_override_moves_api_and_identity_calls():
     assert get_provider("github").api_base_url == "https://api.github.com"
 
 
-def test_oauth_url_overrides_with_dotted_keys_and_dicts():
+def test_oauth_url_overrides_with_dotted_keys_and_dicts() -> None:
     overrides = {
         "github.authorize_url": "https://ghe.example.com/login/oauth/authorize",
         "github.token_url": "https://ghe.example.com/login/oauth/access_token",
@@ -66,13 +68,15 @@ def test_oauth_url_overrides_with_dotted_keys_and_dicts():
         assert gitlab.token_url == "https://gitlab.com/oauth/token"
 
 
-def test_override_of_an_unknown_field_is_a_configuration_error():
-    with override_settings(GRANTRY_PROVIDER_URLS={"github.client_secret": "x"}):
-        with pytest.raises(ImproperlyConfigured):
-            get_provider("github")
+def test_override_of_an_unknown_field_is_a_configuration_error() -> None:
+    with (
+        override_settings(GRANTRY_PROVIDER_URLS={"github.client_secret": "x"}),
+        pytest.raises(ImproperlyConfigured, match="names no overridable URL field"),
+    ):
+        get_provider("github")
 
 
-def test_sandbox_follows_settings_and_can_be_disabled():
+def test_sandbox_follows_settings_and_can_be_disabled() -> None:
     with override_settings(GRANTRY_SANDBOX_URL="http://127.0.0.1:1234/sandbox/"):
         assert get_provider("sandbox").token_url == "http://127.0.0.1:1234/sandbox/o/token/"
     with override_settings(GRANTRY_SANDBOX_ENABLED=False):
@@ -84,9 +88,13 @@ def test_sandbox_follows_settings_and_can_be_disabled():
 
 
 @pytest.mark.django_db
-def test_custom_provider_is_visible_only_to_its_organization(crm, org, other_org):
+@pytest.mark.usefixtures("crm")
+def test_custom_provider_is_visible_only_to_its_organization(
+    org: Organization, other_org: Organization
+) -> None:
     provider = get_provider("custom-crm", organization=org)
-    assert provider.is_custom and provider.api_base_url == "https://crm.example.com/api"
+    assert provider.is_custom
+    assert provider.api_base_url == "https://crm.example.com/api"
     action = get_action("custom-crm.get_item", organization=org)
     assert action.input_schema["additionalProperties"] is False
     assert "custom-crm.get_item" in {a.name for a in all_actions(organization=org)}
@@ -101,6 +109,8 @@ def test_custom_provider_is_visible_only_to_its_organization(crm, org, other_org
 
 
 @pytest.mark.django_db
-def test_builtins_are_found_before_custom_lookups(org, django_assert_num_queries):
+def test_builtins_are_found_before_custom_lookups(
+    org: Organization, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
     with django_assert_num_queries(0):
         get_action("sandbox.list_projects", organization=org)

@@ -6,24 +6,29 @@ provider definition says (custody does this in production)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import httpx
 import pytest
 from django.test import override_settings
+from pytest_django.live_server_helper import LiveServer
 
+from apps.providers.catalog import Provider
 from apps.providers.registry import build_request, get_action, get_provider
 from apps.sandbox.services import sandbox_api_key_create
 from tests.factories import UserFactory
 
 
 @pytest.fixture
-def sandbox(live_server):
+def sandbox(live_server: LiveServer) -> Iterator[Provider]:
     with override_settings(
         GRANTRY_SANDBOX_URL=f"{live_server.url}/sandbox", GRANTRY_SANDBOX_ENABLED=True
     ):
         yield get_provider("sandbox")
 
 
-def send(http, provider, name, data):
+def send(http: Any, provider: Any, name: Any, data: Any) -> Any:
     prepared = build_request(provider, get_action(name), data)
     return http.request(
         prepared.method,
@@ -34,7 +39,8 @@ def send(http, provider, name, data):
     )
 
 
-def test_every_sandbox_action_works_against_the_sandbox(sandbox, transactional_db):
+@pytest.mark.usefixtures("transactional_db")
+def test_every_sandbox_action_works_against_the_sandbox(sandbox: Provider) -> None:
     user = UserFactory(email="agent-owner@acme.test")
     key = sandbox_api_key_create(user=user, name="catalog test")
     assert sandbox.placement == "bearer"
@@ -68,7 +74,8 @@ def test_every_sandbox_action_works_against_the_sandbox(sandbox, transactional_d
         assert [t["id"] for t in open_tasks] == [task_id]
 
         updated = send(http, sandbox, "sandbox.update_task", {"task_id": task_id, "done": True})
-        assert updated.status_code == 200 and updated.json()["done"] is True
+        assert updated.status_code == 200
+        assert updated.json()["done"] is True
         done = send(
             http, sandbox, "sandbox.list_tasks", {"project_id": project_id, "done": True}
         ).json()["tasks"]

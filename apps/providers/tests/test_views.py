@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
-from django.test import override_settings
+from django.contrib.auth.models import User
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.providers.models import CustomAction, CustomProvider
 
 pytestmark = pytest.mark.django_db
@@ -31,11 +34,12 @@ FORM = {
 }
 
 
-def url(url_name, org_slug="acme", **kwargs):
+def url(url_name: Any, org_slug: str = "acme", **kwargs: Any) -> Any:
     return reverse(f"providers:{url_name}", kwargs={"org_slug": org_slug, **kwargs})
 
 
-def test_members_browse_the_catalog(client, member, crm):
+@pytest.mark.usefixtures("crm")
+def test_members_browse_the_catalog(client: Client, member: User) -> None:
     client.force_login(member)
     page = client.get(url("catalog"))
     assert page.status_code == 200
@@ -63,13 +67,16 @@ def test_members_browse_the_catalog(client, member, crm):
     assert client.get(url("detail", key="nope")).status_code == 404
 
 
-def test_anonymous_users_are_sent_to_log_in(client, org):
+@pytest.mark.usefixtures("org")
+def test_anonymous_users_are_sent_to_log_in(client: Client) -> None:
     response = client.get(url("catalog"))
     assert response.status_code == 302
     assert reverse("account_login") in response["Location"]
 
 
-def test_other_organizations_see_nothing(client, outsider, crm):
+def test_other_organizations_see_nothing(
+    client: Client, outsider: User, crm: CustomProvider
+) -> None:
     client.force_login(outsider)
     # Not a member of acme: every acme page is a 404.
     assert client.get(url("catalog")).status_code == 404
@@ -93,7 +100,10 @@ def test_other_organizations_see_nothing(client, outsider, crm):
 
 
 @pytest.mark.parametrize("role", ["member", "reviewer"])
-def test_members_and_reviewers_cannot_write(client, request, crm, role):
+@pytest.mark.usefixtures("crm")
+def test_members_and_reviewers_cannot_write(
+    client: Client, request: pytest.FixtureRequest, role: str
+) -> None:
     client.force_login(request.getfixturevalue(role))
     pages = [
         ("custom_create", {}),
@@ -109,7 +119,9 @@ def test_members_and_reviewers_cannot_write(client, request, crm, role):
     assert CustomAction.objects.count() == 1
 
 
-def test_admin_creates_a_custom_provider(client, admin, org, other_org):
+def test_admin_creates_a_custom_provider(
+    client: Client, admin: User, org: Organization, other_org: Organization
+) -> None:
     client.force_login(admin)
     assert client.get(url("custom_create")).status_code == 200
     # An organization field in the form is ignored: the org comes from the URL.
@@ -124,11 +136,12 @@ def test_admin_creates_a_custom_provider(client, admin, org, other_org):
         AuditEvent.objects.filter(action="provider.custom_created", organization=org).count() == 1
     )
     page = client.get(response["Location"]).content.decode()
-    assert "X-Api-Key" in page and "Add an action" in page
+    assert "X-Api-Key" in page
+    assert "Add an action" in page
 
 
 @override_settings(DEBUG=False, GRANTRY_EGRESS_ALLOW_LOOPBACK=False)
-def test_invalid_provider_form_shows_errors_and_saves_nothing(client, admin):
+def test_invalid_provider_form_shows_errors_and_saves_nothing(client: Client, admin: User) -> None:
     client.force_login(admin)
     response = client.post(
         url("custom_create"),
@@ -148,7 +161,8 @@ def test_invalid_provider_form_shows_errors_and_saves_nothing(client, admin):
     assert not AuditEvent.objects.filter(action__startswith="provider.").exists()
 
 
-def test_duplicate_key_is_a_form_error(client, admin, crm):
+@pytest.mark.usefixtures("crm")
+def test_duplicate_key_is_a_form_error(client: Client, admin: User) -> None:
     client.force_login(admin)
     response = client.post(url("custom_create"), FORM)
     assert response.status_code == 200
@@ -156,7 +170,7 @@ def test_duplicate_key_is_a_form_error(client, admin, crm):
     assert CustomProvider.objects.count() == 1
 
 
-def test_admin_edits_but_cannot_rename(client, admin, crm):
+def test_admin_edits_but_cannot_rename(client: Client, admin: User, crm: CustomProvider) -> None:
     client.force_login(admin)
     form = client.get(url("custom_edit", slug="crm"))
     assert form.status_code == 200
@@ -171,7 +185,7 @@ def test_admin_edits_but_cannot_rename(client, admin, crm):
     assert event.metadata["changes"]["display_name"] == ["Acme CRM", "CRM v2"]
 
 
-def test_admin_adds_and_deletes_actions(client, admin, crm):
+def test_admin_adds_and_deletes_actions(client: Client, admin: User, crm: CustomProvider) -> None:
     client.force_login(admin)
     page = client.get(url("custom_action_create", slug="crm"))
     assert page.status_code == 200
@@ -236,7 +250,8 @@ def test_admin_adds_and_deletes_actions(client, admin, crm):
     assert client.post(url("custom_action_delete", slug="crm", name="nope")).status_code == 404
 
 
-def test_admin_deletes_a_provider(client, admin, crm):
+@pytest.mark.usefixtures("crm")
+def test_admin_deletes_a_provider(client: Client, admin: User) -> None:
     client.force_login(admin)
     assert client.get(url("custom_delete", slug="crm")).status_code == 200
     response = client.post(url("custom_delete", slug="crm"))
@@ -245,7 +260,8 @@ def test_admin_deletes_a_provider(client, admin, crm):
     assert AuditEvent.objects.filter(action="provider.custom_deleted").count() == 1
 
 
-def test_every_providers_url_is_closed_to_outsiders(client, outsider, crm):
+@pytest.mark.usefixtures("crm")
+def test_every_providers_url_is_closed_to_outsiders(client: Client, outsider: User) -> None:
     """Walks the app's URL patterns so a new page cannot forget the tenant boundary."""
     from apps.providers.urls import urlpatterns
 
@@ -258,7 +274,9 @@ def test_every_providers_url_is_closed_to_outsiders(client, outsider, crm):
         assert client.post(target).status_code == 404, target
 
 
-def test_admin_site_lists_custom_providers_read_only(client, org, crm, other_org):
+def test_admin_site_lists_custom_providers_read_only(
+    client: Client, org: Organization, crm: CustomProvider, other_org: Organization
+) -> None:
     from tests.factories import UserFactory
 
     superuser = UserFactory(email="root@grantry.test", is_staff=True, is_superuser=True)
@@ -271,7 +289,8 @@ def test_admin_site_lists_custom_providers_read_only(client, org, crm, other_org
     assert change.status_code == 200
     html = change.content.decode()
     assert "get_item" in html
-    assert 'name="api_base_url"' not in html and 'name="organization"' not in html
+    assert 'name="api_base_url"' not in html
+    assert 'name="organization"' not in html
 
     # Changes go through the audited dashboard services, never the admin.
     moved = client.post(
@@ -293,7 +312,9 @@ def test_admin_site_lists_custom_providers_read_only(client, org, crm, other_org
     assert CustomProvider.objects.count() == 1
 
 
-def test_edit_form_refuses_a_new_host_while_connections_are_live(client, admin, org, crm):
+def test_edit_form_refuses_a_new_host_while_connections_are_live(
+    client: Client, admin: User, org: Organization, crm: CustomProvider
+) -> None:
     from apps.connections.models import Connection
 
     Connection.objects.create(
@@ -307,7 +328,8 @@ def test_edit_form_refuses_a_new_host_while_connections_are_live(client, admin, 
     assert response.status_code == 200
     html = response.content.decode()
     assert "Nothing was saved" in html
-    assert "crm-prod" in html and "Disconnect them first" in html
+    assert "crm-prod" in html
+    assert "Disconnect them first" in html
     assert 'aria-invalid="true"' in html
     crm.refresh_from_db()
     assert crm.api_base_url == "https://crm.example.com/api"

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import httpx
 import pytest
+from django.contrib.auth.models import User
 from django.test import override_settings
 
+from apps.organizations.models import Organization
 from apps.providers.registry import build_request, get_action, get_provider
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[dict] = []
+    seen: ClassVar[list[dict]] = []  # shared by every handler instance, on purpose
 
     def _record(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -42,7 +46,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def upstream():
+def upstream() -> Iterator[Any]:
     _Recorder.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -52,7 +56,7 @@ def upstream():
     server.server_close()
 
 
-def send(provider_key, action_name, data, **kwargs):
+def send(provider_key: Any, action_name: Any, data: Any, **kwargs: Any) -> Any:
     provider = get_provider(provider_key)
     prepared = build_request(provider, get_action(action_name), data, **kwargs)
     with httpx.Client(timeout=5, follow_redirects=False) as http:
@@ -66,7 +70,7 @@ def send(provider_key, action_name, data, **kwargs):
         )
 
 
-def test_escaped_segments_survive_the_http_client(upstream):
+def test_escaped_segments_survive_the_http_client(upstream: Any) -> None:
     base, seen = upstream
     with override_settings(GRANTRY_PROVIDER_URLS={"gitlab": f"{base}/api/v4"}):
         # ('..' parts are refused before anything is sent: see test_calls.)
@@ -80,7 +84,7 @@ def test_escaped_segments_survive_the_http_client(upstream):
     assert seen[1]["path"] == "/api/v4/projects/grp%2Fsub/issues?state=opened&search=a%26b%3Dc"
 
 
-def test_bodies_and_default_headers_arrive_as_prepared(upstream):
+def test_bodies_and_default_headers_arrive_as_prepared(upstream: Any) -> None:
     base, seen = upstream
     overrides = {"notion": base, "stripe": base, "microsoft": base}
     with override_settings(GRANTRY_PROVIDER_URLS=overrides):
@@ -96,7 +100,7 @@ def test_bodies_and_default_headers_arrive_as_prepared(upstream):
     assert graph["path"] in ("/me/messages?%24top=3", "/me/messages?$top=3")
 
 
-def test_airtable_update_and_delete_arrive_as_the_airtable_api_expects(upstream):
+def test_airtable_update_and_delete_arrive_as_the_airtable_api_expects(upstream: Any) -> None:
     base, seen = upstream
     with override_settings(GRANTRY_PROVIDER_URLS={"airtable": f"{base}/v0"}):
         send(
@@ -127,7 +131,9 @@ def test_airtable_update_and_delete_arrive_as_the_airtable_api_expects(upstream)
 
 
 @pytest.mark.django_db
-def test_an_airtable_personal_access_token_is_checked_with_whoami(org, admin):
+def test_an_airtable_personal_access_token_is_checked_with_whoami(
+    org: Organization, admin: User
+) -> None:
     from apps.broker.tests.upstream import RecordingUpstream, Reply
     from apps.connections.services import CredentialRejected, connection_create_api_key
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.test import Client
 from oauth2_provider.models import get_application_model
+from pytest_django.live_server_helper import LiveServer
 
 from apps.sandbox.services import sandbox_client_register
 from tests.factories import UserFactory
@@ -33,7 +37,7 @@ class OAuthClient:
     base: str  # the live server's /sandbox
     client_id: str
     client_secret: str
-    user: object
+    user: User
     http: httpx.Client
 
     def authorize(
@@ -95,7 +99,7 @@ class OAuthClient:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def api(self, method: str, path: str, token: str, **kwargs: object) -> httpx.Response:
+    def api(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(
             method,
             f"{self.base}/api/v1{path}",
@@ -104,7 +108,7 @@ class OAuthClient:
         )
 
 
-def logged_in_http(user: object) -> httpx.Client:
+def logged_in_http(user: User) -> httpx.Client:
     client = Client()
     client.force_login(user)
     session_id = client.cookies[settings.SESSION_COOKIE_NAME].value
@@ -112,7 +116,7 @@ def logged_in_http(user: object) -> httpx.Client:
 
 
 @pytest.fixture
-def oauth(live_server):
+def oauth(live_server: LiveServer) -> Iterator[OAuthClient]:
     """A confidential client with skip_authorization (no consent click), for
     a browser-less authorization-code flow against the live server."""
     client_id, secret = sandbox_client_register(name="Grantry test", redirect_uris=[REDIRECT_URI])

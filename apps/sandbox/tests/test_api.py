@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model
@@ -26,12 +28,12 @@ API = "/sandbox/api/v1"
 class Api:
     def __init__(self, credential: str) -> None:
         self.client = Client()
-        self.auth = {"HTTP_AUTHORIZATION": f"Bearer {credential}"}
+        self.auth: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {credential}"}
 
-    def get(self, path, **kw):
+    def get(self, path: Any, **kw: Any) -> Any:
         return self.client.get(f"{API}{path}", **self.auth, **kw)
 
-    def send(self, method, path, body=None, raw=None):
+    def send(self, method: Any, path: Any, body: Any = None, raw: Any = None) -> Any:
         data = raw if raw is not None else json.dumps(body if body is not None else {})
         return getattr(self.client, method)(
             f"{API}{path}", data=data, content_type="application/json", **self.auth
@@ -39,21 +41,21 @@ class Api:
 
 
 @pytest.fixture
-def alice():
+def alice() -> User:
     return UserFactory(email="alice@sandbox.test")
 
 
 @pytest.fixture
-def bob():
+def bob() -> User:
     return UserFactory(email="bob@sandbox.test")
 
 
 @pytest.fixture
-def alice_api(alice):
+def alice_api(alice: User) -> Api:
     return Api(sandbox_api_key_create(user=alice, name="laptop"))
 
 
-def _access_token(user, *, scope="read write", expires_in=3600):
+def _access_token(user: Any, *, scope: str = "read write", expires_in: int = 3600) -> Any:
     client_id, _ = sandbox_client_register(name="t", redirect_uris=["http://127.0.0.1:9/cb"])
     token = f"tok-{user.pk}-{scope.replace(' ', '-')}-{expires_in}"
     get_access_token_model().objects.create(
@@ -66,16 +68,18 @@ def _access_token(user, *, scope="read write", expires_in=3600):
     return token
 
 
-def test_api_key_is_stored_as_digest_only(alice):
+def test_api_key_is_stored_as_digest_only(alice: User) -> None:
     key = sandbox_api_key_create(user=alice, name="ci")
-    assert key.startswith("sbx_") and len(key) > 40
+    assert key.startswith("sbx_")
+    assert len(key) > 40
     row = SandboxApiKey.objects.get(user=alice)
     assert key not in row.key_digest
     assert row.last4 == key[-4:]
-    assert key not in repr(row) and key not in str(row)
+    assert key not in repr(row)
+    assert key not in str(row)
 
 
-def test_api_key_authenticates_with_both_scopes(alice_api):
+def test_api_key_authenticates_with_both_scopes(alice_api: Api) -> None:
     me = alice_api.get("/me")
     assert me.status_code == 200
     assert me.json()["username"] == "alice@sandbox.test"
@@ -84,7 +88,7 @@ def test_api_key_authenticates_with_both_scopes(alice_api):
     assert alice_api.send("post", "/projects", {"name": "Keyed"}).status_code == 201
 
 
-def test_revoked_api_key_fails(alice):
+def test_revoked_api_key_fails(alice: User) -> None:
     key = sandbox_api_key_create(user=alice, name="old")
     assert Api(key).get("/me").status_code == 200
     sandbox_api_key_revoke(user=alice, key_id=SandboxApiKey.objects.get(user=alice).pk)
@@ -99,23 +103,24 @@ def test_revoked_api_key_fails(alice):
     "header",
     [None, "Basic dXNlcjpwYXNz", "Bearer", "Bearer sbx_not-a-real-key", "Bearer not-a-token"],
 )
-def test_missing_or_bad_credentials_get_401_with_challenge(header):
+def test_missing_or_bad_credentials_get_401_with_challenge(header: Any) -> None:
     extra = {"HTTP_AUTHORIZATION": header} if header else {}
     response = Client().get(f"{API}/projects", **extra)
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     body = response.json()
-    assert set(body) == {"error", "message"} and body["message"]
+    assert set(body) == {"error", "message"}
+    assert body["message"]
     assert response["X-RateLimit-Remaining"] == "999"
 
 
-def test_expired_access_token_is_rejected(alice):
+def test_expired_access_token_is_rejected(alice: User) -> None:
     token = _access_token(alice, expires_in=-10)
     response = Api(token).get("/me")
     assert response.status_code == 401
 
 
-def test_read_scoped_token_cannot_patch_or_delete(alice):
+def test_read_scoped_token_cannot_patch_or_delete(alice: User) -> None:
     sandbox_seed_user_data(user=alice)
     task = Task.objects.filter(project__owner=alice).first()
     api = Api(_access_token(alice, scope="read"))
@@ -127,7 +132,7 @@ def test_read_scoped_token_cannot_patch_or_delete(alice):
     assert task.done is False
 
 
-def test_projects_and_tasks_round_trip(alice_api):
+def test_projects_and_tasks_round_trip(alice_api: Api) -> None:
     created = alice_api.send("post", "/projects", {"name": "  Launch  ", "description": "Q3"})
     assert created.status_code == 201
     project = created.json()
@@ -141,12 +146,14 @@ def test_projects_and_tasks_round_trip(alice_api):
     assert first.status_code == second.status_code == 201
     task = first.json()
     assert set(task) == {"id", "project_id", "title", "done", "priority", "notes", "created_at"}
-    assert task["project_id"] == project["id"] and task["done"] is False
+    assert task["project_id"] == project["id"]
+    assert task["done"] is False
     assert second.json()["priority"] == 3
 
     patched = alice_api.send("patch", f"/tasks/{task['id']}", {"done": True, "title": "Planned"})
     assert patched.status_code == 200
-    assert patched.json()["done"] is True and patched.json()["title"] == "Planned"
+    assert patched.json()["done"] is True
+    assert patched.json()["title"] == "Planned"
     assert alice_api.get(f"/tasks/{task['id']}").json()["title"] == "Planned"
 
     done = alice_api.get(f"/projects/{project['id']}/tasks?done=true").json()["tasks"]
@@ -162,7 +169,8 @@ def test_projects_and_tasks_round_trip(alice_api):
     assert alice_api.get(f"/tasks/{task['id']}").status_code == 404
 
 
-def test_another_users_data_is_not_found(alice, bob, alice_api):
+@pytest.mark.usefixtures("alice")
+def test_another_users_data_is_not_found(bob: User, alice_api: Api) -> None:
     sandbox_seed_user_data(user=bob)
     bobs_project = Project.objects.filter(owner=bob).first()
     bobs_task = Task.objects.filter(project__owner=bob).first()
@@ -203,7 +211,9 @@ def test_another_users_data_is_not_found(alice, bob, alice_api):
         ("/projects/{pid}/tasks", {"title": "t", "notes": ["x"]}, "notes"),
     ],
 )
-def test_create_validation_errors_name_the_field(alice, alice_api, path, body, field):
+def test_create_validation_errors_name_the_field(
+    alice: User, alice_api: Api, path: str, body: Any, field: str
+) -> None:
     project = Project.objects.create(owner=alice, name="P")
     response = alice_api.send("post", path.format(pid=project.pk), body)
     assert response.status_code == 400
@@ -223,7 +233,7 @@ def test_create_validation_errors_name_the_field(alice, alice_api, path, body, f
         ({"project_id": 3}, "project_id"),
     ],
 )
-def test_patch_validation_errors(alice, alice_api, body, field):
+def test_patch_validation_errors(alice: User, alice_api: Api, body: Any, field: str) -> None:
     task = Task.objects.create(project=Project.objects.create(owner=alice, name="P"), title="t")
     response = alice_api.send("patch", f"/tasks/{task.pk}", body)
     assert response.status_code == 400
@@ -232,28 +242,33 @@ def test_patch_validation_errors(alice, alice_api, body, field):
     assert (task.title, task.done, task.priority) == ("t", False, 3)
 
 
-def test_empty_patch_and_bad_json_and_bad_filter_are_400(alice, alice_api):
+def test_empty_patch_and_bad_json_and_bad_filter_are_400(alice: User, alice_api: Api) -> None:
     task = Task.objects.create(project=Project.objects.create(owner=alice, name="P"), title="t")
     empty = alice_api.send("patch", f"/tasks/{task.pk}", {})
-    assert empty.status_code == 400 and "at least one" in empty.json()["message"]
+    assert empty.status_code == 400
+    assert "at least one" in empty.json()["message"]
     bad_json = alice_api.send("post", "/projects", raw="{not json")
-    assert bad_json.status_code == 400 and bad_json.json()["error"] == "invalid_json"
+    assert bad_json.status_code == 400
+    assert bad_json.json()["error"] == "invalid_json"
     not_object = alice_api.send("post", "/projects", raw="[1, 2]")
-    assert not_object.status_code == 400 and not_object.json()["error"] == "invalid_json"
+    assert not_object.status_code == 400
+    assert not_object.json()["error"] == "invalid_json"
     bad_filter = alice_api.get(f"/projects/{task.project_id}/tasks?done=maybe")
-    assert bad_filter.status_code == 400 and "done" in bad_filter.json()["fields"]
+    assert bad_filter.status_code == 400
+    assert "done" in bad_filter.json()["fields"]
 
 
-def test_unknown_endpoint_and_wrong_method_answer_json(alice_api):
+def test_unknown_endpoint_and_wrong_method_answer_json(alice_api: Api) -> None:
     missing = alice_api.get("/nope")
-    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
     wrong = alice_api.send("put", "/projects", {"name": "x"})
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
     assert "POST" in wrong["Allow"]
 
 
-def test_api_needs_no_csrf_token(alice):
+def test_api_needs_no_csrf_token(alice: User) -> None:
     key = sandbox_api_key_create(user=alice, name="k")
     client = Client(enforce_csrf_checks=True)
     response = client.post(
@@ -265,13 +280,13 @@ def test_api_needs_no_csrf_token(alice):
     assert response.status_code == 201
 
 
-def test_session_login_alone_does_not_authenticate_the_api(alice):
+def test_session_login_alone_does_not_authenticate_the_api(alice: User) -> None:
     client = Client()
     client.force_login(alice)
     assert client.get(f"{API}/me").status_code == 401
 
 
-def test_seed_is_idempotent(alice):
+def test_seed_is_idempotent(alice: User) -> None:
     sandbox_seed_user_data(user=alice)
     sandbox_seed_user_data(user=alice)
     assert Project.objects.filter(owner=alice).count() == 2

@@ -8,13 +8,14 @@ import httpx
 import pytest
 from django.contrib.auth.hashers import check_password
 from oauth2_provider.models import get_application_model
+from pytest_django.live_server_helper import LiveServer
 
 from apps.sandbox.services import sandbox_client_register, sandbox_tokens_issue
-from apps.sandbox.tests.conftest import REDIRECT_URI, pkce_pair
+from apps.sandbox.tests.conftest import REDIRECT_URI, OAuthClient, pkce_pair
 from tests.factories import UserFactory
 
 
-def test_metadata_describes_the_sandbox_server(live_server):
+def test_metadata_describes_the_sandbox_server(live_server: LiveServer) -> None:
     base = f"{live_server.url}/sandbox/o"
     response = httpx.get(f"{base}/.well-known/oauth-authorization-server")
     assert response.status_code == 200
@@ -30,7 +31,7 @@ def test_metadata_describes_the_sandbox_server(live_server):
     assert meta["authorization_response_iss_parameter_supported"] is True
 
 
-def test_full_code_flow_then_api_calls(oauth):
+def test_full_code_flow_then_api_calls(oauth: OAuthClient) -> None:
     tokens = oauth.tokens()
     assert tokens["token_type"] == "Bearer"
     assert set(tokens["scope"].split()) == {"read", "write"}
@@ -60,7 +61,7 @@ def test_full_code_flow_then_api_calls(oauth):
     assert [p["name"] for p in listed.json()["projects"]] == ["From OAuth"]
 
 
-def test_code_is_single_use(oauth):
+def test_code_is_single_use(oauth: OAuthClient) -> None:
     code, verifier = oauth.code()
     assert oauth.exchange(code, verifier).status_code == 200
     again = oauth.exchange(code, verifier)
@@ -68,7 +69,7 @@ def test_code_is_single_use(oauth):
     assert again.json()["error"] == "invalid_grant"
 
 
-def test_wrong_code_verifier_is_invalid_grant(oauth):
+def test_wrong_code_verifier_is_invalid_grant(oauth: OAuthClient) -> None:
     code, _ = oauth.code()
     wrong_verifier, _ = pkce_pair()
     response = oauth.exchange(code, wrong_verifier)
@@ -76,7 +77,7 @@ def test_wrong_code_verifier_is_invalid_grant(oauth):
     assert response.json()["error"] == "invalid_grant"
 
 
-def test_authorize_without_pkce_is_refused(oauth):
+def test_authorize_without_pkce_is_refused(oauth: OAuthClient) -> None:
     response = oauth.http.get(
         f"{oauth.base}/o/authorize/",
         params={
@@ -93,14 +94,14 @@ def test_authorize_without_pkce_is_refused(oauth):
     assert "code" not in query
 
 
-def test_plain_pkce_method_is_refused(oauth):
+def test_plain_pkce_method_is_refused(oauth: OAuthClient) -> None:
     response, _ = oauth.authorize(method="plain")
     query = parse_qs(urlsplit(response.headers.get("location", "")).query)
     assert "code" not in query
     assert query.get("error") == ["invalid_request"]
 
 
-def test_unregistered_redirect_uri_is_not_redirected_to(oauth):
+def test_unregistered_redirect_uri_is_not_redirected_to(oauth: OAuthClient) -> None:
     _, challenge = pkce_pair()
     response = oauth.http.get(
         f"{oauth.base}/o/authorize/",
@@ -118,7 +119,7 @@ def test_unregistered_redirect_uri_is_not_redirected_to(oauth):
     assert "evil" not in response.headers.get("location", "")
 
 
-def test_wrong_client_secret_is_refused(oauth):
+def test_wrong_client_secret_is_refused(oauth: OAuthClient) -> None:
     code, verifier = oauth.code()
     response = httpx.post(
         f"{oauth.base}/o/token/",
@@ -135,7 +136,7 @@ def test_wrong_client_secret_is_refused(oauth):
     assert response.json()["error"] == "invalid_client"
 
 
-def test_refresh_rotates_and_the_old_refresh_token_is_invalid_grant(oauth):
+def test_refresh_rotates_and_the_old_refresh_token_is_invalid_grant(oauth: OAuthClient) -> None:
     first = oauth.tokens()
     refreshed = oauth.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
@@ -153,7 +154,7 @@ def test_refresh_rotates_and_the_old_refresh_token_is_invalid_grant(oauth):
     assert third.status_code == 200
 
 
-def test_revoked_access_token_stops_working(oauth):
+def test_revoked_access_token_stops_working(oauth: OAuthClient) -> None:
     tokens = oauth.tokens()
     assert oauth.api("GET", "/me", tokens["access_token"]).status_code == 200
     revoked = httpx.post(
@@ -172,7 +173,7 @@ def test_revoked_access_token_stops_working(oauth):
     assert after.json()["error"] == "invalid_token"
 
 
-def test_revoked_refresh_token_cannot_refresh(oauth):
+def test_revoked_refresh_token_cannot_refresh(oauth: OAuthClient) -> None:
     tokens = oauth.tokens()
     revoked = httpx.post(
         f"{oauth.base}/o/revoke_token/",
@@ -189,7 +190,7 @@ def test_revoked_refresh_token_cannot_refresh(oauth):
     assert response.json()["error"] == "invalid_grant"
 
 
-def test_read_token_cannot_write(oauth):
+def test_read_token_cannot_write(oauth: OAuthClient) -> None:
     tokens = oauth.tokens(scope="read")
     assert tokens["scope"] == "read"
     assert oauth.api("GET", "/projects", tokens["access_token"]).status_code == 200
@@ -199,7 +200,7 @@ def test_read_token_cannot_write(oauth):
     assert 'scope="write"' in response.headers["WWW-Authenticate"]
 
 
-def test_write_only_token_cannot_read(oauth):
+def test_write_only_token_cannot_read(oauth: OAuthClient) -> None:
     tokens = oauth.tokens(scope="write")
     assert oauth.api("GET", "/projects", tokens["access_token"]).status_code == 403
     assert (
@@ -208,7 +209,7 @@ def test_write_only_token_cannot_read(oauth):
     )
 
 
-def test_refresh_with_narrower_scope_narrows_the_token(oauth):
+def test_refresh_with_narrower_scope_narrows_the_token(oauth: OAuthClient) -> None:
     tokens = oauth.tokens()
     narrowed = oauth.token(
         grant_type="refresh_token", refresh_token=tokens["refresh_token"], scope="read"
@@ -219,7 +220,7 @@ def test_refresh_with_narrower_scope_narrows_the_token(oauth):
 
 
 @pytest.mark.django_db
-def test_register_keeps_only_a_hash_of_the_client_secret():
+def test_register_keeps_only_a_hash_of_the_client_secret() -> None:
     client_id, secret = sandbox_client_register(name="App", redirect_uris=[REDIRECT_URI])
     application = get_application_model().objects.get(client_id=client_id)
     assert len(secret) >= 40
@@ -228,11 +229,12 @@ def test_register_keeps_only_a_hash_of_the_client_secret():
     assert application.authorization_grant_type == "authorization-code"
     assert application.algorithm == ""
     assert application.redirect_uris == REDIRECT_URI
-    assert secret not in repr(application) and secret not in str(application)
+    assert secret not in repr(application)
+    assert secret not in str(application)
 
 
 @pytest.mark.django_db
-def test_register_public_client_has_no_secret():
+def test_register_public_client_has_no_secret() -> None:
     client_id, secret = sandbox_client_register(
         name="SPA", redirect_uris=[REDIRECT_URI], confidential=False
     )
@@ -240,9 +242,10 @@ def test_register_public_client_has_no_secret():
     assert get_application_model().objects.get(client_id=client_id).client_type == "public"
 
 
-def test_issued_tokens_work_and_rotate_at_the_real_endpoint(oauth):
+def test_issued_tokens_work_and_rotate_at_the_real_endpoint(oauth: OAuthClient) -> None:
     issued = sandbox_tokens_issue(client_id=oauth.client_id, user=oauth.user, scope="read")
-    assert issued["scope"] == "read" and issued["expires_in"] == 3600
+    assert issued["scope"] == "read"
+    assert issued["expires_in"] == 3600
     assert oauth.api("GET", "/me", issued["access_token"]).json()["id"] == oauth.user.pk
     assert (
         oauth.api("POST", "/projects", issued["access_token"], json={"name": "x"}).status_code
@@ -255,7 +258,7 @@ def test_issued_tokens_work_and_rotate_at_the_real_endpoint(oauth):
 
 
 @pytest.mark.django_db
-def test_issue_refuses_unknown_scopes():
+def test_issue_refuses_unknown_scopes() -> None:
     client_id, _ = sandbox_client_register(name="App", redirect_uris=[REDIRECT_URI])
     with pytest.raises(ValueError, match="admin"):
         sandbox_tokens_issue(client_id=client_id, user=UserFactory(), scope="read admin")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from django.contrib.auth.models import User
+
+from apps.organizations.models import Organization
 from apps.policies.models import Role, Rule
+from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_mint, worker_create
 
 
-def make_role(organization, name="reader", rules=()):
+def make_role(organization: Any, name: str = "reader", rules: Any = ()) -> Any:
     role = Role.objects.create(organization=organization, name=name)
     for values in rules:
         Rule.objects.create(role=role, **values)
@@ -16,7 +21,7 @@ def make_role(organization, name="reader", rules=()):
 
 
 @pytest.fixture
-def role(org):
+def role(org: Organization) -> Any:
     return make_role(
         org,
         "sandbox-reader",
@@ -28,13 +33,13 @@ def role(org):
 
 
 @pytest.fixture
-def worker(org, role, admin):
+def worker(org: Organization, role: Any, admin: User) -> Worker:
     return worker_create(
         organization=org, name="agent-one", default_role=role, owner=admin, created_by=admin
     )
 
 
 @pytest.fixture
-def minted(worker, admin):
+def minted(worker: Worker, admin: User) -> tuple[WorkerToken, str]:
     """(token, raw) — the raw value as an agent would hold it."""
     return token_mint(worker=worker, created_by=admin)

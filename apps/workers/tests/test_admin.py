@@ -1,23 +1,30 @@
 """Django admin screens never show a token digest or raw value."""
 
+from __future__ import annotations
+
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.accounts.token_services import personal_token_mint
+from apps.organizations.models import Organization
+from apps.workers.models import WorkerToken
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def superuser_client():
+def superuser_client() -> Client:
     user = UserFactory(email="root@example.test", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(user)
     return client
 
 
-def test_token_admin_pages_show_metadata_but_no_secret(superuser_client, minted, org, admin):
+def test_token_admin_pages_show_metadata_but_no_secret(
+    superuser_client: Client, minted: tuple[WorkerToken, str], org: Organization, admin: User
+) -> None:
     token, raw = minted
     personal, personal_raw = personal_token_mint(user=admin, organization=org, name="ops")
     pages = [
@@ -36,7 +43,9 @@ def test_token_admin_pages_show_metadata_but_no_secret(superuser_client, minted,
     assert token.public_id in superuser_client.get(pages[1]).content.decode()
 
 
-def test_admin_revoke_action_goes_through_the_service(superuser_client, minted):
+def test_admin_revoke_action_goes_through_the_service(
+    superuser_client: Client, minted: tuple[WorkerToken, str]
+) -> None:
     from apps.audit.models import AuditEvent
 
     token, _ = minted

@@ -1,10 +1,17 @@
 """Management API for workers and tokens: roles, tenancy, shapes, audit."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_mint, worker_create
 from apps.workers.tests.conftest import make_role
@@ -12,17 +19,19 @@ from apps.workers.tests.conftest import make_role
 pytestmark = pytest.mark.django_db
 
 
-def client_for(user):
+def client_for(user: Any) -> Any:
     client = APIClient()
     client.force_login(user)
     return client
 
 
-def base(org):
+def base(org: Organization) -> Any:
     return f"/api/v1/orgs/{org.slug}"
 
 
-def test_admin_creates_a_worker_and_mints_a_token_shown_once(org, admin, role):
+def test_admin_creates_a_worker_and_mints_a_token_shown_once(
+    org: Organization, admin: User, role: Any
+) -> None:
     api = client_for(admin)
     response = api.post(
         f"{base(org)}/workers/",
@@ -55,7 +64,9 @@ def test_admin_creates_a_worker_and_mints_a_token_shown_once(org, admin, role):
     assert AuditEvent.objects.filter(action="token.minted", token_id=body["id"]).exists()
 
 
-def test_validation_errors_use_the_standard_shape(org, admin, role, other_org):
+def test_validation_errors_use_the_standard_shape(
+    org: Organization, admin: User, role: Any, other_org: Organization
+) -> None:
     api = client_for(admin)
     theirs = make_role(other_org, "theirs")
     response = api.post(
@@ -73,7 +84,9 @@ def test_validation_errors_use_the_standard_shape(org, admin, role, other_org):
     assert "name" in response.json()["error"]["details"]["fields"]
 
 
-def test_the_organization_never_comes_from_the_body(org, other_org, admin, role):
+def test_the_organization_never_comes_from_the_body(
+    org: Organization, other_org: Organization, admin: User, role: Any
+) -> None:
     api = client_for(admin)
     response = api.post(
         f"{base(org)}/workers/",
@@ -84,7 +97,9 @@ def test_the_organization_never_comes_from_the_body(org, other_org, admin, role)
     assert Worker.objects.get(name="bot").organization == org
 
 
-def test_reviewer_reads_but_cannot_write(org, reviewer, worker, minted):
+def test_reviewer_reads_but_cannot_write(
+    org: Organization, reviewer: User, worker: Worker, minted: tuple[WorkerToken, str]
+) -> None:
     api = client_for(reviewer)
     assert api.get(f"{base(org)}/workers/").status_code == 200
     assert api.get(f"{base(org)}/workers/{worker.pk}/tokens/").status_code == 200
@@ -106,11 +121,14 @@ def test_reviewer_reads_but_cannot_write(org, reviewer, worker, minted):
     assert WorkerToken.objects.get(pk=token.pk).revoked_at is None
 
 
-def test_plain_member_cannot_even_read(org, member, worker):
+@pytest.mark.usefixtures("worker")
+def test_plain_member_cannot_even_read(org: Organization, member: User) -> None:
     assert client_for(member).get(f"{base(org)}/workers/").status_code == 403
 
 
-def test_outsider_gets_404_everywhere(org, outsider, worker, minted):
+def test_outsider_gets_404_everywhere(
+    org: Organization, outsider: User, worker: Worker, minted: tuple[WorkerToken, str]
+) -> None:
     token, _ = minted
     api = client_for(outsider)
     urls = [
@@ -125,7 +143,10 @@ def test_outsider_gets_404_everywhere(org, outsider, worker, minted):
     assert api.post(f"{base(org)}/kill-switch/", {"confirm": org.slug}).status_code == 404
 
 
-def test_another_orgs_worker_is_404_inside_my_org(org, other_org, admin, outsider, worker):
+@pytest.mark.usefixtures("outsider")
+def test_another_orgs_worker_is_404_inside_my_org(
+    org: Organization, other_org: Organization, admin: User, worker: Worker
+) -> None:
     theirs_role = make_role(other_org, "theirs")
     theirs = worker_create(organization=other_org, name="theirs", default_role=theirs_role)
     their_token, _ = token_mint(worker=theirs)
@@ -138,8 +159,10 @@ def test_another_orgs_worker_is_404_inside_my_org(org, other_org, admin, outside
     assert WorkerToken.objects.get(pk=their_token.pk).revoked_at is None
 
 
-def test_revoke_roll_disable_enable_and_kill_switches(org, admin, worker, minted):
-    token, raw = minted
+def test_revoke_roll_disable_enable_and_kill_switches(
+    org: Organization, admin: User, worker: Worker, minted: tuple[WorkerToken, str]
+) -> None:
+    token, _raw = minted
     api = client_for(admin)
     prefix = f"{base(org)}/workers/{worker.pk}"
     rolled = api.post(f"{prefix}/tokens/{token.public_id}/roll/", {"overlap": "1h"}, format="json")
@@ -178,30 +201,36 @@ def test_revoke_roll_disable_enable_and_kill_switches(org, admin, worker, minted
     } <= actions
 
 
-def test_update_and_delete(org, admin, worker, minted):
+def test_update_and_delete(
+    org: Organization, admin: User, worker: Worker, minted: tuple[WorkerToken, str]
+) -> None:
     _, raw = minted
     api = client_for(admin)
     response = api.patch(
         f"{base(org)}/workers/{worker.pk}/", {"description": "changed"}, format="json"
     )
-    assert response.status_code == 200 and response.json()["description"] == "changed"
+    assert response.status_code == 200
+    assert response.json()["description"] == "changed"
     assert api.delete(f"{base(org)}/workers/{worker.pk}/").status_code == 204
     assert not Worker.objects.filter(pk=worker.pk).exists()
     assert APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
     assert AuditEvent.objects.filter(action="worker.deleted", worker_id=worker.pk).exists()
 
 
-def test_lists_are_paginated(org, admin, worker):
+def test_lists_are_paginated(org: Organization, admin: User, worker: Worker) -> None:
     for _ in range(3):
         token_mint(worker=worker)
     api = client_for(admin)
     page = api.get(f"{base(org)}/tokens/?page_size=2").json()
-    assert len(page["results"]) == 2 and page["next"]
+    assert len(page["results"]) == 2
+    assert page["next"]
     rest = api.get(page["next"]).json()
     assert len(rest["results"]) == 1
 
 
-def test_personal_token_drives_the_api_and_is_bound_to_its_org(org, other_org, admin, role):
+def test_personal_token_drives_the_api_and_is_bound_to_its_org(
+    org: Organization, other_org: Organization, admin: User, role: Any
+) -> None:
     from tests.factories import MembershipFactory
 
     MembershipFactory(organization=other_org, user=admin, role="admin")
@@ -217,7 +246,9 @@ def test_personal_token_drives_the_api_and_is_bound_to_its_org(org, other_org, a
     assert api.get(f"{base(other_org)}/workers/").status_code == 404
 
 
-def test_worker_token_never_authenticates_to_the_management_api(org, minted):
+def test_worker_token_never_authenticates_to_the_management_api(
+    org: Organization, minted: tuple[WorkerToken, str]
+) -> None:
     _, raw = minted
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
@@ -226,7 +257,7 @@ def test_worker_token_never_authenticates_to_the_management_api(org, minted):
     assert response.json()["error"]["code"] == "token_invalid"
 
 
-def test_session_writes_need_csrf(org, admin, role):
+def test_session_writes_need_csrf(org: Organization, admin: User, role: Any) -> None:
     api = APIClient(enforce_csrf_checks=True)
     api.force_login(admin)
     response = api.post(
@@ -236,13 +267,13 @@ def test_session_writes_need_csrf(org, admin, role):
     assert not Worker.objects.filter(name="nope").exists()
 
 
-def test_no_credentials_is_401(org):
+def test_no_credentials_is_401(org: Organization) -> None:
     response = APIClient().get(f"{base(org)}/workers/")
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_openapi_schema_documents_the_worker_routes_and_token_auth(client):
+def test_openapi_schema_documents_the_worker_routes_and_token_auth(client: Client) -> None:
     response = client.get("/api/schema/?format=json")
     assert response.status_code == 200
     schema = response.json()
@@ -255,7 +286,9 @@ def test_openapi_schema_documents_the_worker_routes_and_token_auth(client):
     assert "201" in mint["responses"]
 
 
-def test_no_raw_token_in_any_audit_event_or_log_after_a_full_lifecycle(org, admin, worker, caplog):
+def test_no_raw_token_in_any_audit_event_or_log_after_a_full_lifecycle(
+    org: Organization, admin: User, worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
     import json
     import logging
 

@@ -1,11 +1,15 @@
 """Agent authentication through the real URL: every 401 cause, the success
 context, throttled usage tracking, and that no raw token is ever recorded."""
 
+from __future__ import annotations
+
 import json
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -14,8 +18,9 @@ from rest_framework.test import APIClient
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection
+from apps.organizations.models import Organization
 from apps.policies.models import Rule
-from apps.workers.models import WorkerToken
+from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import (
     token_mint,
     token_revoke,
@@ -28,7 +33,7 @@ WHOAMI = "/api/v1/whoami"
 pytestmark = pytest.mark.django_db
 
 
-def call(raw=None, header=None, path=WHOAMI, **extra):
+def call(raw: Any = None, header: Any = None, path: Any = WHOAMI, **extra: Any) -> Any:
     client = APIClient()
     if header is not None:
         extra["HTTP_AUTHORIZATION"] = header
@@ -37,7 +42,7 @@ def call(raw=None, header=None, path=WHOAMI, **extra):
     return client.get(path, **extra)
 
 
-def assert_401(response, code):
+def assert_401(response: Any, code: Any) -> Any:
     assert response.status_code == 401, response.content
     assert response["WWW-Authenticate"].startswith('Bearer realm="grantry"')
     body = response.json()
@@ -47,7 +52,9 @@ def assert_401(response, code):
     return body
 
 
-def test_whoami_with_a_good_token(minted, worker, org, role):
+def test_whoami_with_a_good_token(
+    minted: tuple[WorkerToken, str], worker: Worker, org: Organization, role: Any
+) -> None:
     token, raw = minted
     Connection.objects.create(
         organization=org, provider_key="sandbox", name="sandbox", auth_type="oauth2"
@@ -78,35 +85,36 @@ def test_whoami_with_a_good_token(minted, worker, org, role):
     assert response["Cache-Control"] == "no-store"
 
 
-def test_missing_header(minted):
+@pytest.mark.usefixtures("minted")
+def test_missing_header() -> None:
     assert_401(call(), "token_missing")
     assert (
         AuditEvent.objects.filter(action="auth.failed", metadata__code="token_missing").count() == 1
     )
 
 
-def test_token_in_query_string_is_never_accepted(minted):
+def test_token_in_query_string_is_never_accepted(minted: tuple[WorkerToken, str]) -> None:
     _, raw = minted
     # A valid token there is treated as leaked (apps/accounts/tests/test_leaked_tokens.py).
     assert_401(call(path=f"{WHOAMI}?token={raw}"), "token_leaked")
     assert_401(call(path=f"{WHOAMI}?access_token={raw}"), "token_missing")
 
 
-def test_other_schemes_are_missing_not_accepted(minted):
+def test_other_schemes_are_missing_not_accepted(minted: tuple[WorkerToken, str]) -> None:
     _, raw = minted
     assert_401(call(header=f"Basic {raw}"), "token_malformed")
     assert_401(call(header=raw), "token_malformed")
     assert_401(call(header="Basic dXNlcjpwYXNz"), "token_missing")
 
 
-def test_malformed_and_bad_checksum(minted):
+def test_malformed_and_bad_checksum(minted: tuple[WorkerToken, str]) -> None:
     _, raw = minted
     assert_401(call("not-a-token"), "token_malformed")
     flipped = raw[:-1] + ("A" if raw[-1] != "A" else "B")
     assert_401(call(flipped), "token_malformed")
 
 
-def test_bad_checksum_never_queries_the_token_table(minted):
+def test_bad_checksum_never_queries_the_token_table(minted: tuple[WorkerToken, str]) -> None:
     _, raw = minted
     flipped = raw[:-1] + ("A" if raw[-1] != "A" else "B")
     with CaptureQueriesContext(connection) as queries:
@@ -115,11 +123,12 @@ def test_bad_checksum_never_queries_the_token_table(minted):
     assert token_queries == []
 
 
-def test_unknown_well_formed_token(minted):
+@pytest.mark.usefixtures("minted")
+def test_unknown_well_formed_token() -> None:
     assert_401(call(generate_token("worker").raw), "token_invalid")
 
 
-def test_revoked_token(minted, admin):
+def test_revoked_token(minted: tuple[WorkerToken, str], admin: User) -> None:
     token, raw = minted
     assert call(raw).status_code == 200
     token_revoke(token=token, revoked_by=admin, reason="leaked")
@@ -130,7 +139,7 @@ def test_revoked_token(minted, admin):
     assert event.organization_id == token.organization_id
 
 
-def test_expired_token_is_audited_as_expired_in_use(minted):
+def test_expired_token_is_audited_as_expired_in_use(minted: tuple[WorkerToken, str]) -> None:
     token, raw = minted
     WorkerToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert_401(call(raw), "token_expired")
@@ -139,7 +148,9 @@ def test_expired_token_is_audited_as_expired_in_use(minted):
     assert event.outcome == "failure"
 
 
-def test_disabled_worker_fails_and_enabling_does_not_revive_revoked(minted, worker, admin):
+def test_disabled_worker_fails_and_enabling_does_not_revive_revoked(
+    minted: tuple[WorkerToken, str], worker: Worker, admin: User
+) -> None:
     token, raw = minted
     _, other_raw = token_mint(worker=worker, created_by=admin)
     worker_disable(worker=worker, disabled_by=admin)
@@ -151,12 +162,14 @@ def test_disabled_worker_fails_and_enabling_does_not_revive_revoked(minted, work
     assert call(other_raw).status_code == 200
 
 
-def test_personal_token_is_refused_on_the_agent_api(org, admin):
+def test_personal_token_is_refused_on_the_agent_api(org: Organization, admin: User) -> None:
     _, raw = personal_token_mint(user=admin, organization=org, name="ci")
     assert_401(call(raw), "token_malformed")
 
 
-def test_success_lookup_is_one_query_and_usage_write_is_throttled(minted):
+def test_success_lookup_is_one_query_and_usage_write_is_throttled(
+    minted: tuple[WorkerToken, str],
+) -> None:
     token, raw = minted
     with CaptureQueriesContext(connection) as first:
         assert call(raw).status_code == 200
@@ -185,7 +198,10 @@ def test_success_lookup_is_one_query_and_usage_write_is_throttled(minted):
     assert token.last_used_ip == "10.1.2.3"
 
 
-def test_the_raw_token_never_reaches_audit_or_logs(minted, worker, admin, caplog):
+@pytest.mark.usefixtures("worker")
+def test_the_raw_token_never_reaches_audit_or_logs(
+    minted: tuple[WorkerToken, str], admin: User, caplog: pytest.LogCaptureFixture
+) -> None:
     token, raw = minted
     caplog.set_level(logging.DEBUG)
     call(raw)

@@ -3,14 +3,19 @@ per token prefix (429 + Retry-After), audited as one summary per window."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.contrib.auth.models import User
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from apps.accounts.token_services import personal_token_mint, personal_token_revoke
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.workers import auth_failures
 from apps.workers.auth_failures import auth_failures_flush, window_seconds
+from apps.workers.models import WorkerToken
 from apps.workers.services import token_revoke
 from apps.workers.tokens import generate_token
 
@@ -21,24 +26,24 @@ NOW = 1_800_000_030.0
 
 
 @pytest.fixture(autouse=True)
-def _still_clock(monkeypatch):
+def _still_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth_failures, "clock", lambda: NOW)
 
 
-def whoami(raw, address="127.0.0.1"):
+def whoami(raw: Any, address: str = "127.0.0.1") -> Any:
     return APIClient().get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {raw}", REMOTE_ADDR=address)
 
 
-def next_window():
+def next_window() -> Any:
     return NOW + window_seconds()
 
 
-def failure_events():
+def failure_events() -> Any:
     return AuditEvent.objects.filter(action__in=["auth.failed", "token.expired_in_use"])
 
 
 @override_settings(GRANTRY_AUTH_FAILURES_PER_ADDRESS=30)
-def test_300_random_tokens_are_throttled_and_audited_in_aggregate():
+def test_300_random_tokens_are_throttled_and_audited_in_aggregate() -> None:
     statuses = [whoami(generate_token("worker").raw).status_code for _ in range(300)]
     assert statuses[:30] == [401] * 30
     assert set(statuses[30:]) == {429}
@@ -65,7 +70,9 @@ def test_300_random_tokens_are_throttled_and_audited_in_aggregate():
 
 
 @override_settings(GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX=8)
-def test_one_revoked_token_from_many_addresses_is_throttled_by_its_prefix(minted, admin, org):
+def test_one_revoked_token_from_many_addresses_is_throttled_by_its_prefix(
+    minted: tuple[WorkerToken, str], admin: User, org: Organization
+) -> None:
     token, raw = minted
     token_revoke(token=token, revoked_by=admin)
     statuses = [whoami(raw, address=f"10.0.0.{i}").status_code for i in range(1, 13)]
@@ -88,7 +95,7 @@ def test_one_revoked_token_from_many_addresses_is_throttled_by_its_prefix(minted
     assert len(summary.metadata["addresses"]) == 3
 
 
-def test_personal_token_failures_are_audited(org, admin):
+def test_personal_token_failures_are_audited(org: Organization, admin: User) -> None:
     api = APIClient()
     unknown = generate_token("personal").raw
     response = api.get(f"/api/v1/orgs/{org.slug}/workers/", HTTP_AUTHORIZATION=f"Bearer {unknown}")
@@ -110,7 +117,7 @@ def test_personal_token_failures_are_audited(org, admin):
 
 
 @override_settings(GRANTRY_AUTH_FAILURES_PER_ADDRESS=3)
-def test_personal_token_failures_are_throttled_too(org):
+def test_personal_token_failures_are_throttled_too(org: Organization) -> None:
     api = APIClient()
     url = f"/api/v1/orgs/{org.slug}/workers/"
     statuses = [

@@ -9,19 +9,23 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
 from apps.audit.verify import verify_chains
-from apps.workers.models import WorkerToken
+from apps.organizations.models import Organization
+from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_mint
 
 CALLERS = 20
 
 
 @pytest.mark.django_db(transaction=True)
-def test_twenty_concurrent_rolls_and_mints_on_one_worker(org, admin, worker):
+def test_twenty_concurrent_rolls_and_mints_on_one_worker(
+    org: Organization, admin: User, worker: Worker
+) -> None:
     tokens = [token_mint(worker=worker, created_by=admin)[0] for _ in range(2)]
     base = f"/api/v1/orgs/{org.slug}/workers/{worker.pk}/tokens/"
     barrier = threading.Barrier(CALLERS)
@@ -40,7 +44,7 @@ def test_twenty_concurrent_rolls_and_mints_on_one_worker(org, admin, worker):
             else:
                 response = api.post(base, {"expires_in_days": 7}, format="json")
                 results.append(("mint", response.status_code, ""))
-        except BaseException as exc:  # noqa: BLE001 - the test reports every failure
+        except BaseException as exc:  # the test reports every failure
             errors.append(exc)
         finally:
             connection.close()

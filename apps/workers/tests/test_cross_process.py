@@ -11,13 +11,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from apps.accounts.token_services import personal_token_mint
+from apps.organizations.models import Organization
+from apps.workers.models import Worker
 from apps.workers.services import token_mint
 from tests.backends import database_url
 
@@ -52,7 +57,7 @@ class Server:
             "GRANTRY_BASE_URL": self.base,
             **(extra_env or {}),
         }
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv
+        self.process = subprocess.Popen(  # fixed argv
             [
                 str(GRANIAN),
                 *("--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port)),
@@ -88,7 +93,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def two_servers(django_db_setup, tmp_path_factory):
+def two_servers(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:  # noqa: ARG001 - the test database must exist first
     tmp_path = tmp_path_factory.mktemp("servers")
     servers = [Server(tmp_path, "a"), Server(tmp_path, "b")]
     try:
@@ -101,7 +106,9 @@ def two_servers(django_db_setup, tmp_path_factory):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_revocation_through_one_process_is_seen_by_the_other(two_servers, org, admin, worker):
+def test_revocation_through_one_process_is_seen_by_the_other(
+    two_servers: Any, org: Organization, admin: User, worker: Worker
+) -> None:
     server_a, server_b = two_servers
     assert server_a.process.pid != server_b.process.pid
     token, raw = token_mint(worker=worker, created_by=admin)
@@ -129,7 +136,9 @@ def test_revocation_through_one_process_is_seen_by_the_other(two_servers, org, a
 
 
 @pytest.mark.django_db(transaction=True)
-def test_disabling_a_worker_is_seen_by_every_process(two_servers, org, admin, worker):
+def test_disabling_a_worker_is_seen_by_every_process(
+    two_servers: Any, org: Organization, admin: User, worker: Worker
+) -> None:
     server_a, server_b = two_servers
     _, raw = token_mint(worker=worker, created_by=admin)
     _, personal = personal_token_mint(user=admin, organization=org, name="ops")

@@ -1,15 +1,21 @@
 """Services: validation, roll overlap windows, kill switches, expiry limits, audit."""
 
+from __future__ import annotations
+
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
-from apps.workers.models import WorkerStatus, WorkerToken
+from apps.organizations.models import Organization
+from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import (
     organization_revoke_all_worker_tokens,
     token_expiry_warnings_send,
@@ -27,11 +33,13 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-def whoami(raw):
+def whoami(raw: Any) -> Any:
     return APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raw}")
 
 
-def test_create_is_audited_and_checks_org_of_role_and_owner(org, other_org, role, admin):
+def test_create_is_audited_and_checks_org_of_role_and_owner(
+    org: Organization, other_org: Organization, role: Any, admin: User
+) -> None:
     foreign_role = make_role(other_org, "theirs")
     with pytest.raises(ValidationError) as exc:
         worker_create(organization=org, name="x", default_role=foreign_role, created_by=admin)
@@ -54,7 +62,7 @@ def test_create_is_audited_and_checks_org_of_role_and_owner(org, other_org, role
         worker_create(organization=org, name="bot", default_role=role)
 
 
-def test_update_records_a_diff(worker, org, admin):
+def test_update_records_a_diff(worker: Worker, org: Organization, admin: User) -> None:
     other_role = make_role(org, "writer")
     worker_update(worker=worker, changed_by=admin, description="new", default_role=other_role)
     event = AuditEvent.objects.get(action="worker.changed")
@@ -62,7 +70,9 @@ def test_update_records_a_diff(worker, org, admin):
     assert event.metadata["changes"]["default_role"] == {"from": "sandbox-reader", "to": "writer"}
 
 
-def test_mint_defaults_and_limits(worker, org, admin, role, other_org):
+def test_mint_defaults_and_limits(
+    worker: Worker, org: Organization, admin: User, role: Any, other_org: Organization
+) -> None:
     token, raw = token_mint(worker=worker, created_by=admin)
     assert token.role == role
     lifetime = token.expires_at - token.created_at
@@ -88,7 +98,7 @@ def test_mint_defaults_and_limits(worker, org, admin, role, other_org):
     assert capped.expires_at - capped.created_at <= timedelta(days=10, seconds=5)
 
 
-def test_mint_refused_for_a_disabled_worker(worker, admin):
+def test_mint_refused_for_a_disabled_worker(worker: Worker, admin: User) -> None:
     worker_disable(worker=worker, disabled_by=admin)
     with pytest.raises(ValidationError):
         token_mint(worker=worker)
@@ -102,12 +112,15 @@ def test_mint_refused_for_a_disabled_worker(worker, admin):
         ("7d", timedelta(days=7)),
     ],
 )
-def test_roll_keeps_the_old_token_valid_inside_the_overlap_only(minted, admin, overlap, window):
+def test_roll_keeps_the_old_token_valid_inside_the_overlap_only(
+    minted: tuple[WorkerToken, str], admin: User, overlap: str, window: Any
+) -> None:
     old, old_raw = minted
     before = timezone.now()
     new, new_raw = token_roll(token=old, overlap=overlap, rolled_by=admin)
     old.refresh_from_db()
-    assert new.rolled_from_id == old.pk and new.role_id == old.role_id
+    assert new.rolled_from_id == old.pk
+    assert new.role_id == old.role_id
     assert before + window <= old.expires_at <= timezone.now() + window
     # Inside the window both tokens work.
     assert whoami(old_raw).status_code == 200
@@ -121,14 +134,17 @@ def test_roll_keeps_the_old_token_valid_inside_the_overlap_only(minted, admin, o
     assert event.metadata["new_token_id"] == new.public_id
 
 
-def test_roll_without_overlap_ends_the_old_token_now(minted, admin):
+def test_roll_without_overlap_ends_the_old_token_now(
+    minted: tuple[WorkerToken, str], admin: User
+) -> None:
     old, old_raw = minted
     _, new_raw = token_roll(token=old, overlap="none", rolled_by=admin)
     assert whoami(old_raw).json()["error"]["code"] == "token_expired"
     assert whoami(new_raw).status_code == 200
 
 
-def test_roll_never_extends_an_old_token_and_cannot_repeat(worker, admin):
+@pytest.mark.usefixtures("admin")
+def test_roll_never_extends_an_old_token_and_cannot_repeat(worker: Worker) -> None:
     old, _ = token_mint(worker=worker, expires_in_days=1)
     WorkerToken.objects.filter(pk=old.pk).update(expires_at=timezone.now() + timedelta(hours=2))
     token_roll(token=old, overlap="7d")
@@ -144,7 +160,9 @@ def test_roll_never_extends_an_old_token_and_cannot_repeat(worker, admin):
         token_roll(token=old, overlap="3d")
 
 
-def test_worker_kill_switch_revokes_only_that_worker(worker, org, role, admin):
+def test_worker_kill_switch_revokes_only_that_worker(
+    worker: Worker, org: Organization, role: Any, admin: User
+) -> None:
     raws = [token_mint(worker=worker)[1] for _ in range(3)]
     other = worker_create(organization=org, name="other", default_role=role)
     _, other_raw = token_mint(worker=other)
@@ -156,7 +174,9 @@ def test_worker_kill_switch_revokes_only_that_worker(worker, org, role, admin):
     assert worker.tokens.filter(revoked_by=admin).count() == 3
 
 
-def test_org_kill_switch_needs_the_slug_and_spares_other_orgs(worker, org, other_org, admin):
+def test_org_kill_switch_needs_the_slug_and_spares_other_orgs(
+    worker: Worker, org: Organization, other_org: Organization, admin: User
+) -> None:
     _, raw = token_mint(worker=worker)
     theirs_role = make_role(other_org, "theirs")
     theirs = worker_create(organization=other_org, name="theirs", default_role=theirs_role)
@@ -174,17 +194,19 @@ def test_org_kill_switch_needs_the_slug_and_spares_other_orgs(worker, org, other
     assert AuditEvent.objects.get(action="killswitch.org").organization_id == org.pk
 
 
-def test_disable_is_audited(worker, admin):
+def test_disable_is_audited(worker: Worker, admin: User) -> None:
     worker_disable(worker=worker, disabled_by=admin)
     worker.refresh_from_db()
     assert worker.status == WorkerStatus.DISABLED
     assert AuditEvent.objects.filter(action="worker.disabled", worker_id=worker.pk).exists()
 
 
-def test_a_failing_audit_write_rolls_the_change_back(minted, admin, monkeypatch):
-    token, raw = minted
+def test_a_failing_audit_write_rolls_the_change_back(
+    minted: tuple[WorkerToken, str], admin: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, _raw = minted
 
-    def broken(**kwargs):
+    def broken(**kwargs: Any) -> None:
         raise RuntimeError("audit store down")
 
     monkeypatch.setattr("apps.workers.services.audit_record", broken)
@@ -194,9 +216,13 @@ def test_a_failing_audit_write_rolls_the_change_back(minted, admin, monkeypatch)
     assert token.revoked_at is None
 
 
+@pytest.mark.usefixtures("org", "reviewer")
 def test_expiry_warnings_email_admins_once_per_token(
-    worker, org, owner, admin, reviewer, django_capture_on_commit_callbacks
-):
+    worker: Worker,
+    owner: User,
+    admin: User,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
     soon, _ = token_mint(worker=worker, expires_in_days=3)
     token_mint(worker=worker, expires_in_days=30)
     with django_capture_on_commit_callbacks(execute=True):

@@ -1,6 +1,10 @@
+from __future__ import annotations
+
 import zlib
+from typing import Any
 
 import pytest
+from pytest_django import DjangoAssertNumQueries
 
 from apps.workers import tokens
 from apps.workers.tokens import (
@@ -12,7 +16,7 @@ from apps.workers.tokens import (
 )
 
 
-def test_generated_worker_token_has_the_github_shape():
+def test_generated_worker_token_has_the_github_shape() -> None:
     generated = generate_token("worker")
     raw = generated.raw
     assert raw.startswith("gry_")
@@ -27,7 +31,7 @@ def test_generated_worker_token_has_the_github_shape():
     assert generated.last4 == raw[-4:]
 
 
-def test_checksum_is_base62_crc32_of_the_random_part():
+def test_checksum_is_base62_crc32_of_the_random_part() -> None:
     random_part = "a" * 43
     number = 0
     for char in checksum(random_part):
@@ -35,11 +39,11 @@ def test_checksum_is_base62_crc32_of_the_random_part():
     assert number == zlib.crc32(random_part.encode())
 
 
-def test_tokens_are_unique():
+def test_tokens_are_unique() -> None:
     assert len({generate_token("worker").raw for _ in range(200)}) == 200
 
 
-def test_personal_tokens_have_their_own_prefix_and_kind():
+def test_personal_tokens_have_their_own_prefix_and_kind() -> None:
     raw = generate_token("personal").raw
     assert raw.startswith("gryp_")
     assert parse_token(raw).kind == "personal"
@@ -47,7 +51,7 @@ def test_personal_tokens_have_their_own_prefix_and_kind():
     assert parse_token(generate_token("worker").raw, kind="personal") is None
 
 
-def test_parse_accepts_a_good_token():
+def test_parse_accepts_a_good_token() -> None:
     generated = generate_token("worker")
     parsed = parse_token(generated.raw, kind="worker")
     assert parsed is not None
@@ -58,12 +62,14 @@ def test_parse_accepts_a_good_token():
     )
 
 
-def _flip(char):
+def _flip(char: Any) -> Any:
     return "A" if char != "A" else "B"
 
 
 @pytest.mark.django_db
-def test_bad_tokens_are_rejected_without_any_query(django_assert_num_queries):
+def test_bad_tokens_are_rejected_without_any_query(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
     raw = generate_token("worker").raw
     bad_checksum = raw[:-1] + _flip(raw[-1])
     bad_random = raw[:10] + _flip(raw[10]) + raw[11:]
@@ -84,13 +90,14 @@ def test_bad_tokens_are_rejected_without_any_query(django_assert_num_queries):
             assert parse_token(candidate) is None, candidate
 
 
-def test_repr_never_shows_the_raw_token():
+def test_repr_never_shows_the_raw_token() -> None:
     generated = generate_token("worker")
     assert generated.raw not in repr(generated)
     assert generated.raw not in repr(parse_token(generated.raw))
 
 
-def test_public_ids_look_like_tok_plus_12_base62():
+def test_public_ids_look_like_tok_plus_12_base62() -> None:
     public_id = tokens.new_public_id()
-    assert public_id.startswith("tok_") and len(public_id) == 16
+    assert public_id.startswith("tok_")
+    assert len(public_id) == 16
     assert set(public_id[4:]) <= set(BASE62)

@@ -1,33 +1,40 @@
 """Dashboard pages: roles, tenancy, one-time token display, every change audited."""
 
+from __future__ import annotations
+
 import re
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import token_mint
 
 pytestmark = pytest.mark.django_db
 
 
-def logged_in(user):
+def logged_in(user: Any) -> Any:
     client = Client()
     client.force_login(user)
     return client
 
 
-def url(org, rest=""):
+def url(org: Organization, rest: str = "") -> Any:
     return f"/o/{org.slug}/workers/{rest}"
 
 
-def whoami(raw):
+def whoami(raw: Any) -> Any:
     return APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raw}")
 
 
-def test_admin_creates_worker_mints_sees_token_once_and_revokes(org, admin, role):
+def test_admin_creates_worker_mints_sees_token_once_and_revokes(
+    org: Organization, admin: User, role: Any
+) -> None:
     client = logged_in(admin)
     page = client.get(url(org, "new/"))
     assert page.status_code == 200
@@ -36,17 +43,20 @@ def test_admin_creates_worker_mints_sees_token_once_and_revokes(org, admin, role
         {"name": "triage-bot", "description": "Triage", "owner": admin.pk, "default_role": role.pk},
     )
     worker = Worker.objects.get(name="triage-bot")
-    assert response.status_code == 302 and response.url == url(org, f"{worker.pk}/")
+    assert response.status_code == 302
+    assert response.url == url(org, f"{worker.pk}/")
 
     minted = client.post(url(org, f"{worker.pk}/mint/"), {"expires_in_days": 30})
-    assert minted.status_code == 302 and minted.url == url(org, "token/")
+    assert minted.status_code == 302
+    assert minted.url == url(org, "token/")
     once = client.get(url(org, "token/"))
     assert once.status_code == 200
     assert "no-store" in once["Cache-Control"]
     html = once.content.decode()
     raw = re.search(r"gry_[0-9A-Za-z]{49}", html).group(0)
     assert f"Bearer {raw}" in html  # curl + MCP snippets are ready to paste
-    assert "/api/v1/whoami" in html and "/mcp" in html
+    assert "/api/v1/whoami" in html
+    assert "/mcp" in html
     assert whoami(raw).status_code == 200
 
     # Never again: not on reload, not on the worker's page.
@@ -68,7 +78,9 @@ def test_admin_creates_worker_mints_sees_token_once_and_revokes(org, admin, role
     )
 
 
-def test_roll_from_the_dashboard_shows_the_new_token_once(org, admin, worker, minted):
+def test_roll_from_the_dashboard_shows_the_new_token_once(
+    org: Organization, admin: User, worker: Worker, minted: tuple[WorkerToken, str]
+) -> None:
     token, old_raw = minted
     client = logged_in(admin)
     response = client.post(
@@ -83,7 +95,9 @@ def test_roll_from_the_dashboard_shows_the_new_token_once(org, admin, worker, mi
     assert whoami(new_raw).status_code == 200
 
 
-def test_disable_enable_and_revoke_all(org, admin, worker, minted):
+def test_disable_enable_and_revoke_all(
+    org: Organization, admin: User, worker: Worker, minted: tuple[WorkerToken, str]
+) -> None:
     _, raw = minted
     client = logged_in(admin)
     client.post(url(org, f"{worker.pk}/disable/"), {"confirmed": "yes"})
@@ -95,7 +109,10 @@ def test_disable_enable_and_revoke_all(org, admin, worker, minted):
     assert whoami(raw).json()["error"]["code"] == "token_invalid"
 
 
-def test_kill_switch_confirms_what_stops_first(org, admin, worker, minted):
+@pytest.mark.usefixtures("worker")
+def test_kill_switch_confirms_what_stops_first(
+    org: Organization, admin: User, minted: tuple[WorkerToken, str]
+) -> None:
     _, raw = minted
     client = logged_in(admin)
     page = client.get(url(org, "kill-switch/"))
@@ -111,14 +128,16 @@ def test_kill_switch_confirms_what_stops_first(org, admin, worker, minted):
     assert AuditEvent.objects.filter(action="killswitch.org").count() == 1
 
 
-def test_expiring_tokens_are_flagged(org, admin, worker):
+def test_expiring_tokens_are_flagged(org: Organization, admin: User, worker: Worker) -> None:
     token_mint(worker=worker, expires_in_days=3)
     client = logged_in(admin)
     assert "Expires within 7 days" in client.get(url(org, f"{worker.pk}/")).content.decode()
     assert "expiring soon" in client.get(url(org)).content.decode()
 
 
-def test_reviewer_reads_but_cannot_change(org, reviewer, worker, minted):
+def test_reviewer_reads_but_cannot_change(
+    org: Organization, reviewer: User, worker: Worker, minted: tuple[WorkerToken, str]
+) -> None:
     token, raw = minted
     client = logged_in(reviewer)
     assert client.get(url(org)).status_code == 200
@@ -140,7 +159,9 @@ def test_reviewer_reads_but_cannot_change(org, reviewer, worker, minted):
     assert whoami(raw).status_code == 200
 
 
-def test_member_is_forbidden_and_outsider_gets_404(org, member, outsider, worker, minted):
+def test_member_is_forbidden_and_outsider_gets_404(
+    org: Organization, member: User, outsider: User, worker: Worker, minted: tuple[WorkerToken, str]
+) -> None:
     token, _ = minted
     pages = ["", "new/", "kill-switch/", "token/", f"{worker.pk}/", f"{worker.pk}/edit/"]
     for rest in pages:
@@ -156,7 +177,10 @@ def test_member_is_forbidden_and_outsider_gets_404(org, member, outsider, worker
     assert WorkerToken.objects.get(pk=token.pk).revoked_at is None
 
 
-def test_another_orgs_worker_is_404_under_my_org(org, other_org, admin, outsider):
+@pytest.mark.usefixtures("outsider")
+def test_another_orgs_worker_is_404_under_my_org(
+    org: Organization, other_org: Organization, admin: User
+) -> None:
     from apps.workers.services import worker_create
     from apps.workers.tests.conftest import make_role
 
@@ -170,7 +194,9 @@ def test_another_orgs_worker_is_404_under_my_org(org, other_org, admin, outsider
     assert WorkerToken.objects.get(pk=token.pk).revoked_at is None
 
 
-def test_a_token_minted_in_one_org_is_not_shown_under_another(org, other_org, admin, worker):
+def test_a_token_minted_in_one_org_is_not_shown_under_another(
+    org: Organization, other_org: Organization, admin: User, worker: Worker
+) -> None:
     from tests.factories import MembershipFactory
 
     MembershipFactory(organization=other_org, user=admin, role="admin")
@@ -180,7 +206,9 @@ def test_a_token_minted_in_one_org_is_not_shown_under_another(org, other_org, ad
     assert "gry_" not in html
 
 
-def test_edit_is_audited_with_a_diff(org, admin, worker, role):
+def test_edit_is_audited_with_a_diff(
+    org: Organization, admin: User, worker: Worker, role: Any
+) -> None:
     client = logged_in(admin)
     response = client.post(
         url(org, f"{worker.pk}/edit/"),
@@ -196,6 +224,6 @@ def test_edit_is_audited_with_a_diff(org, admin, worker, role):
     assert event.metadata["changes"]["description"]["to"] == "now described"
 
 
-def test_sidebar_links_to_workers(org, admin):
+def test_sidebar_links_to_workers(org: Organization, admin: User) -> None:
     html = logged_in(admin).get(f"/o/{org.slug}/").content.decode()
     assert f'href="/o/{org.slug}/workers/"' in html

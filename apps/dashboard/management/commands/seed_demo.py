@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 DEMO_EMAIL = "demo@grantry.local"
-DEMO_PASSWORD = "grantry-demo-password"  # noqa: S105 - a documented demo login, DEBUG only
+DEMO_PASSWORD = "grantry-demo-password"  # a documented demo login, DEBUG only
 DEMO_REVIEWER_EMAIL = "reviewer@grantry.local"
 
 
