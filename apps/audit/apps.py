@@ -12,7 +12,10 @@ class AuditConfig(AppConfig):
         checks.register(check_audit_fields, checks.Tags.models)
 
 
-def check_audit_fields(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_audit_fields(
+    app_configs: Any = None,  # noqa: ARG001  Django's check framework passes it by name
+    **kwargs: Any,
+) -> list[checks.CheckMessage]:
     """The one list of audit fields must keep every existing chain verifiable."""
     from apps.audit import chain, fields
 

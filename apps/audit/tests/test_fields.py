@@ -14,6 +14,7 @@ from apps.audit import chain, exports, fields, ocsf, offline, proof, services, v
 from apps.audit.api import AuditEventSerializer
 from apps.audit.apps import check_audit_fields
 from apps.audit.models import AuditEvent
+from apps.organizations.models import Organization
 
 DECLARED = tuple(field.attname for field in AuditEvent._meta.concrete_fields)
 
@@ -39,12 +40,12 @@ def append_statement() -> str:
     )
 
 
-def test_every_reader_takes_the_models_list():
+def test_every_reader_takes_the_models_list() -> None:
     hashed = tuple(name for name in DECLARED if name not in AuditEvent.UNHASHED_FIELDS)
     exported = DECLARED
     assert fields.HASHED == chain.HASHED_FIELDS == hashed
-    assert exports.COLUMNS == exported
-    assert proof.PROOF_COLUMNS == (*exported, "content_digest")
+    assert exported == exports.COLUMNS
+    assert (*exported, "content_digest") == proof.PROOF_COLUMNS
     assert tuple(AuditEventSerializer().fields) == exported
     assert verify._COLUMNS == DECLARED
     # The append inserts every column but the id (the database's), and every value
@@ -63,7 +64,7 @@ def test_every_reader_takes_the_models_list():
     assert set(ocsf.PLACED) | set(ocsf._UNMAPPED) == set(exported)
 
 
-def test_the_first_events_digests_do_not_change():
+def test_the_first_events_digests_do_not_change() -> None:
     """Values and digests computed before the field list moved to the model."""
     full = {
         "chain_key": "org:7:3",
@@ -100,7 +101,7 @@ def test_the_first_events_digests_do_not_change():
     assert offline.content_digest(bare) == chain.content_digest(bare)
 
 
-def test_the_digest_covers_every_hashed_field_and_nothing_else():
+def test_the_digest_covers_every_hashed_field_and_nothing_else() -> None:
     values = {name: sample(name) for name in DECLARED}
     digest = chain.content_digest(values)
     for name in DECLARED:
@@ -128,7 +129,9 @@ def extended_model(**extra: models.Field[Any, Any]) -> type[models.Model]:
 
 
 @isolate_apps("apps.audit")
-def test_a_column_added_to_the_model_is_written_hashed_and_exported(monkeypatch):
+def test_a_column_added_to_the_model_is_written_hashed_and_exported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     derived = fields._fields(extended_model(ticket=models.CharField(max_length=40, blank=True)))
     ticket = derived[-1]
     assert (ticket.name, ticket.kind, ticket.hashed) == ("ticket", "text", True)
@@ -151,7 +154,7 @@ def test_a_column_added_to_the_model_is_written_hashed_and_exported(monkeypatch)
 
 
 @isolate_apps("apps.audit")
-def test_a_column_added_with_a_value_for_existing_rows_is_refused():
+def test_a_column_added_with_a_value_for_existing_rows_is_refused() -> None:
     derived = fields._fields(extended_model(retries=models.IntegerField(default=0)))
     problems = chain.later_field_problems(derived)
     assert len(problems) == 1
@@ -162,12 +165,14 @@ def test_a_column_added_with_a_value_for_existing_rows_is_refused():
     assert chain.missing_v1_fields(["chain_key"])[:2] == ["created_at", "organization_id"]
 
 
-def test_the_model_passes_its_system_check():
+def test_the_model_passes_its_system_check() -> None:
     assert check_audit_fields() == []
 
 
 @pytest.mark.django_db
-def test_every_written_field_reaches_the_row_the_chain_the_api_and_the_siem(org):
+def test_every_written_field_reaches_the_row_the_chain_the_api_and_the_siem(
+    org: Organization,
+) -> None:
     from apps.audit.ocsf import ocsf_dict
     from apps.audit.services import audit_record
 
@@ -190,7 +195,7 @@ def test_every_written_field_reaches_the_row_the_chain_the_api_and_the_siem(org)
         assert name in grantry, name
 
 
-def test_a_time_is_hashed_as_its_canonical_text():
+def test_a_time_is_hashed_as_its_canonical_text() -> None:
     moment = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
     as_text = "2026-05-06T07:08:09.000000+00:00"
     assert chain.content_digest({"created_at": moment}) == chain.content_digest(

@@ -375,9 +375,9 @@ def test_the_offline_module_agrees_with_the_chain_module() -> None:
     assert {*offline.DIGEST_V1_FIELDS, *offline.LATER_FIELDS} == set(audit_fields.HASHED)
     assert offline.EMPTY == chain.EMPTY
     # How offline.py reads CSV cells back: by the model fields' kinds.
-    assert offline.INT_FIELDS == set(audit_fields.of_kind("int")), "offline.INT_FIELDS"
-    assert offline.JSON_FIELDS == set(audit_fields.of_kind("json")), "offline.JSON_FIELDS"
-    assert offline.IP_FIELDS == set(audit_fields.of_kind("ip")), "offline.IP_FIELDS"
+    assert set(audit_fields.of_kind("int")) == offline.INT_FIELDS, "offline.INT_FIELDS"
+    assert set(audit_fields.of_kind("json")) == offline.JSON_FIELDS, "offline.JSON_FIELDS"
+    assert set(audit_fields.of_kind("ip")) == offline.IP_FIELDS, "offline.IP_FIELDS"
     values = {"chain_key": "org:1", "created_at": "2026-01-01T00:00:00.000000+00:00"}
     assert offline.content_digest(values) == chain.content_digest(values)
     assert offline.link_hash("a", 2, "b") == chain.link_hash("a", 2, "b")
