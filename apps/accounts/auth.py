@@ -19,8 +19,8 @@ from rest_framework.request import Request
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_touch
 from apps.audit.models import ActorType
+from apps.core.tokens import PERSONAL_PREFIX, digests_match, parse_token
 from apps.workers.auth_failures import auth_failure_record, auth_throttle_check
-from apps.workers.tokens import PERSONAL_PREFIX, digests_match, parse_token
 
 _WWW_AUTHENTICATE = 'Bearer realm="grantry"'
 

@@ -20,9 +20,9 @@ from apps.accounts.token_services import personal_token_leaked
 from apps.core.api import error_response
 from apps.core.exceptions import ServiceUnavailable
 from apps.core.middleware import is_api_path
+from apps.core.tokens import parse_token
 from apps.workers.models import WorkerToken
 from apps.workers.services import token_leaked
-from apps.workers.tokens import parse_token
 
 _CANDIDATE = re.compile(r"gryp?_[0-9A-Za-z]{49}")
 WHERE = "a URL's query string"

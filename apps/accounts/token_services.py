@@ -20,10 +20,15 @@ from django.utils import timezone
 from apps.accounts.models import PersonalAPIToken
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
+from apps.core.tokens import (
+    DEFAULT_TOKEN_DAYS,
+    generate_token,
+    leaked_token_email,
+    max_token_days,
+    new_public_id,
+    request_line,
+)
 from apps.organizations.models import Membership, Organization
-from apps.workers.models import DEFAULT_TOKEN_DAYS, max_token_days
-from apps.workers.services import leaked_token_email, request_line
-from apps.workers.tokens import generate_token, new_public_id
 
 LAST_USED_THROTTLE = timedelta(seconds=60)
 

@@ -27,18 +27,19 @@ from django.utils import timezone
 
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
+from apps.core.tokens import (
+    DEFAULT_TOKEN_DAYS,
+    EXPIRY_WARNING_DAYS,
+    generate_token,
+    leaked_token_email,
+    max_token_days,
+    new_public_id,
+    request_line,
+)
 from apps.organizations.models import Membership, Organization, OrgRole
 from apps.workers.auth_failures import auth_failure_record
 from apps.workers.leases import fence_organization, fence_worker
-from apps.workers.models import (
-    DEFAULT_TOKEN_DAYS,
-    EXPIRY_WARNING_DAYS,
-    Worker,
-    WorkerStatus,
-    WorkerToken,
-    max_token_days,
-)
-from apps.workers.tokens import generate_token, new_public_id
+from apps.workers.models import Worker, WorkerStatus, WorkerToken
 
 # Roll overlap choices: how long the old token keeps working after a roll.
 ROLL_OVERLAPS: dict[str, timedelta] = {
@@ -398,25 +399,6 @@ def token_roll(
         **_actor(rolled_by),
     )
     return new, raw
-
-
-def request_line(request: HttpRequest | None) -> dict[str, str]:
-    """Method and path of a request, never its query string (for leak reports)."""
-    if request is None:
-        return {}
-    return {"method": request.method or "", "path": request.path[:300]}
-
-
-def leaked_token_email(*, label: str, where: str, request: HttpRequest | None, remedy: str) -> str:
-    line = request_line(request)
-    seen = f"{line['method']} {line['path']}" if line else "a request"
-    return (
-        f"Grantry saw the {label} in {where} of {seen} at "
-        f"{timezone.now():%Y-%m-%d %H:%M} UTC.\n\n"
-        "URLs end up in access logs, proxies and browser history, so Grantry treats "
-        "the token as leaked and has revoked it. Calls with it now fail.\n\n"
-        f"{remedy}, and send it only in the Authorization header.\n"
-    )
 
 
 @transaction.atomic

@@ -2,8 +2,8 @@ import zlib
 
 import pytest
 
-from apps.workers import tokens
-from apps.workers.tokens import (
+from apps.core import tokens
+from apps.core.tokens import (
     BASE62,
     checksum,
     generate_token,
