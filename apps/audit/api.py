@@ -113,8 +113,8 @@ class AuditAPIMixin(OrgAPIMixin):
 class AuditEventListAPIView(AuditAPIMixin, generics.ListAPIView[AuditEvent]):
     serializer_class = AuditEventSerializer
 
-    def get_queryset(self) -> QuerySet[AuditEvent]:
-        return self.filter_form(self.request).filter(self.scope_queryset())
+    def scope_queryset(self) -> QuerySet[AuditEvent]:
+        return self.filter_form(self.request).filter(super().scope_queryset())
 
 
 @extend_schema(tags=["audit"], summary="One audit event")

@@ -84,14 +84,36 @@ class _TenantScope:
     membership: Membership
     model: ClassVar[type[Model] | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a view that would bypass the scope (after PostHog's routing.py): no
+        class between a view and this one may define `get_queryset`. Narrow the rows in
+        `scope_queryset()`; a view that truly needs rows of no organization defines
+        `dangerously_get_queryset()`, which a reviewer can grep for."""
+        super().__init_subclass__(**kwargs)
+        for klass in cls.__mro__:
+            if klass is _TenantScope:
+                break
+            if "get_queryset" in vars(klass):
+                raise TypeError(
+                    f"{klass.__qualname__} defines get_queryset(), which would bypass the "
+                    "tenant scope: override scope_queryset() instead (or, for rows of no "
+                    "organization, dangerously_get_queryset())."
+                )
+
     def scope_queryset(self) -> QuerySet[Any]:
         """Tenant rows of `model`. Override to add select_related or filters."""
         if self.model is None:
             raise NotImplementedError("Set `model` or override scope_queryset().")
         return self.model._default_manager.filter(organization=self.organization)
 
+    def dangerously_get_queryset(self) -> QuerySet[Any] | None:
+        """The escape hatch: rows that are not scoped to the URL's organization. None
+        (the default) means the view reads only `scope_queryset()`."""
+        return None
+
     def get_queryset(self) -> QuerySet[Any]:
-        return self.scope_queryset()
+        unscoped = self.dangerously_get_queryset()
+        return self.scope_queryset() if unscoped is None else unscoped
 
 
 class OrgViewMixin(LoginRequiredMixin, _TenantScope):
