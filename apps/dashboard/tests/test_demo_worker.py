@@ -4,8 +4,8 @@ and the role is limited to the Sandbox."""
 import pytest
 from rest_framework.test import APIClient
 
+from apps.dashboard.demo_worker import DEMO_ROLE, DEMO_WORKER, seed_demo_worker
 from apps.policies.models import Role
-from apps.workers.demo import DEMO_ROLE, DEMO_WORKER, seed_demo_worker
 from apps.workers.models import Worker
 from apps.workers.services import token_mint
 
