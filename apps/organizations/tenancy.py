@@ -21,9 +21,8 @@ from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedi
 from django.urls import reverse
 from rest_framework.request import Request
 
-from apps.accounts.mfa import has_second_factor
-from apps.accounts.models import PersonalAPIToken
 from apps.core.api import APIError
+from apps.organizations.mfa import has_second_factor
 from apps.organizations.models import Membership, Organization, OrgRole
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -163,11 +162,10 @@ class OrgAPIMixin(_TenantScope):
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         self.membership = resolve_membership(request.user, kwargs.get("org_slug"))
         self.organization = self.membership.organization
-        # A personal API token is bound to the org it was minted for: elsewhere, 404.
-        if (
-            isinstance(request.auth, PersonalAPIToken)
-            and request.auth.organization_id != self.organization.pk
-        ):
+        # A credential bound to one organization (a personal API token) is bound to
+        # the org it was minted for: elsewhere, 404. A session has no such binding.
+        bound_to = getattr(request.auth, "organization_id", None)
+        if bound_to is not None and bound_to != self.organization.pk:
             raise Http404("No such organization.")
         if second_factor_missing(request, self.organization):
             raise APIError(

@@ -25,13 +25,13 @@ from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from apps.accounts.auth_failures import auth_throttle_check
 from apps.audit.services import client_ip
 from apps.core.api import APIError
 from apps.core.tokens import digests_match, looks_like_token, parse_token
 from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.workers import leases
-from apps.workers.auth_failures import auth_throttle_check
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import token_auth_failure_record, token_touch
 

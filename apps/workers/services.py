@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.accounts.auth_failures import auth_failure_record
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
 from apps.core.tokens import (
@@ -37,7 +38,6 @@ from apps.core.tokens import (
     request_line,
 )
 from apps.organizations.models import Membership, Organization, OrgRole
-from apps.workers.auth_failures import auth_failure_record
 from apps.workers.leases import fence_organization, fence_worker
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 
@@ -546,7 +546,7 @@ def token_auth_failure_record(
     token: Any = None,
 ) -> None:
     """Count and audit one failed agent authentication (throttled and aggregated per
-    window, apps.workers.auth_failures). Never given the raw token: `token` is the
+    window, apps.accounts.auth_failures). Never given the raw token: `token` is the
     authentication's `AgentContext` when the token was found."""
     fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
     if token is not None:

@@ -5,7 +5,10 @@ request to the APIs or MCP carries a valid worker (`gry_`) or personal (`gryp_`)
 token in its query string, the token is treated as leaked, as GitHub's secret
 scanning does: it is revoked, `token.leaked` is audited, its owner is emailed, and
 the request answers 401 `token_leaked`. Malformed or unknown tokens there change
-nothing (the request fails its normal authentication)."""
+nothing (the request fails its normal authentication).
+
+It lives in apps.workers because it revokes both kinds of token: workers sits above
+apps.accounts (personal tokens) and may import it, not the other way round."""
 
 from __future__ import annotations
 
