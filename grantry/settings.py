@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.organizations",
     "apps.audit",
+    "apps.review",
     "apps.providers",
     "apps.connections",
     "apps.workers",

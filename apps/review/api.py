@@ -43,11 +43,11 @@ from apps.audit.services import (
     audit_verify_export,
     audit_verify_trail,
 )
-from apps.audit.views import streaming_export
 from apps.core.api import APIError
 from apps.core.openapi import error_responses
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
+from apps.review.views import streaming_export
 
 
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
