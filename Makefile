@@ -46,10 +46,12 @@ verify: venv
 test: venv browser rsyslog
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## Known vulnerabilities in the pinned requirements (PyPI's advisory data via pip-audit).
 ## --strict: a package pip-audit cannot resolve or audit fails the run.

@@ -6,6 +6,10 @@ organization by digest), no model instances. Every failure answers 401 with
 `WWW-Authenticate: Bearer` and the standard error body, and is audited with
 the token's public id when it is known — never with the raw token.
 
+The organization comes from the token row (`t.organization_id`), never from the
+request: this is the agent side of the tenant boundary (apps/core/models.py), and
+everything the call reads next is scoped by `AgentContext.organization_id`.
+
 There is no cache, so a revocation is seen by every process on the next
 request. The same statement takes the call's revocation leases
 (apps/workers/leases.py); whoever authenticates gives them back with
