@@ -57,6 +57,7 @@ from apps.policies.simulation import (
     recorded_calls,
     simulate,
 )
+from apps.providers.registry import UnknownAction, get_action
 
 REPEATED_DENIALS = 3
 
@@ -169,7 +170,6 @@ def least_privilege_report(
 ) -> Report:
     from apps.policies.selectors import load_role_rules
     from apps.policies.services import role_document
-    from apps.providers.registry import UnknownAction, get_action
 
     organization = role.organization
     now = now or timezone.now()
