@@ -21,6 +21,8 @@ from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedi
 from django.urls import reverse
 from rest_framework.request import Request
 
+from apps.audit.models import ActorType, Outcome
+from apps.audit.services import audit_record
 from apps.core.api import APIError
 from apps.organizations.mfa import has_second_factor
 from apps.organizations.models import Membership, Organization, OrgRole
@@ -57,9 +59,6 @@ def second_factor_missing(request: HttpRequest, organization: Organization) -> b
     session = getattr(request, "session", None)
     marker = f"grantry:mfa_block_audited:{organization.pk}"
     if session is None or not session.get(marker):
-        from apps.audit.models import ActorType, Outcome
-        from apps.audit.services import audit_record
-
         audit_record(
             action="org.mfa_required_blocked",
             organization=organization,
