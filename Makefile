@@ -71,10 +71,12 @@ verify: venv-run
 test: venv browser rsyslog
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## Known vulnerabilities in every pinned package of the locks (PyPI's advisory data via
 ## pip-audit). First the locks must resolve on their own, every package of the tree pinned

@@ -101,6 +101,6 @@ def _fresh_auth_failure_counters(monkeypatch: pytest.MonkeyPatch) -> None:
     window: give each test its own, so no test is throttled by another's failures."""
     import uuid
 
-    from apps.workers import auth_failures
+    from apps.accounts import auth_failures
 
     monkeypatch.setattr(auth_failures, "namespace", f"authfail-{uuid.uuid4().hex}")

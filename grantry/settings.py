@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.organizations",
     "apps.audit",
+    "apps.review",
     "apps.providers",
     "apps.connections",
     "apps.workers",
@@ -85,7 +86,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",
-    "apps.accounts.middleware.LeakedTokenMiddleware",
+    "apps.workers.middleware.LeakedTokenMiddleware",
     # Sessions, users, messages and htmx are browser-only: skipped on the agent API
     # (apps/core/browser_middleware.py).
     "apps.core.browser_middleware.SessionMiddleware",
@@ -372,7 +373,7 @@ GRANTRY_AUDIT_CHAIN_SHARDS = env.int("GRANTRY_AUDIT_CHAIN_SHARDS", default=16)
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).
 GRANTRY_PROVIDER_URLS = env.dict("GRANTRY_PROVIDER_URLS", default={})
-# Failed token authentication (apps/workers/auth_failures.py): per window, this many
+# Failed token authentication (apps/accounts/auth_failures.py): per window, this many
 # failures from one address or with one token prefix, then 429 until the window ends.
 GRANTRY_AUTH_FAILURE_WINDOW_SECONDS = env.int("GRANTRY_AUTH_FAILURE_WINDOW_SECONDS", default=60)
 GRANTRY_AUTH_FAILURES_PER_ADDRESS = env.int("GRANTRY_AUTH_FAILURES_PER_ADDRESS", default=30)

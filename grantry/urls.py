@@ -7,11 +7,11 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from apps.audit.views import audit_public_key
 from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
 from apps.connections.views import OAuthCallbackView
 from apps.core.csp import api_docs_policy
 from apps.core.views import healthz
+from apps.review.views import audit_public_key
 
 handler404 = "apps.core.views.not_found"
 
@@ -54,7 +54,7 @@ urlpatterns = [
     path("oauth/callback/", OAuthCallbackView.as_view(), name="oauth-callback"),
     path("o/<slug:org_slug>/workers/", include("apps.workers.urls")),
     path("o/<slug:org_slug>/roles/", include("apps.policies.urls")),
-    path("o/<slug:org_slug>/audit/", include("apps.audit.urls")),
+    path("o/<slug:org_slug>/audit/", include("apps.review.urls")),
     path("o/<slug:org_slug>/approvals/", include("apps.approvals.urls")),
     path("o/<slug:org_slug>/providers/", include("apps.providers.urls")),
     path("invitations/", include("apps.organizations.invite_urls")),

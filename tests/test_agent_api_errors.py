@@ -20,9 +20,9 @@ DOC = ROOT / "docs" / "agent-api.md"
 AGENT_SOURCES = [
     *((path.relative_to(ROOT).as_posix(), None) for path in (ROOT / "apps/broker").glob("*.py")),
     ("apps/workers/auth.py", None),
-    ("apps/workers/auth_failures.py", None),
+    ("apps/accounts/auth_failures.py", None),
     ("apps/workers/agent_views.py", None),
-    ("apps/accounts/middleware.py", None),  # a token in the query string: token_leaked
+    ("apps/workers/middleware.py", None),  # a token in the query string: token_leaked
     ("apps/approvals/services/calls.py", None),  # an agent's approval claims
     ("apps/approvals/services/base.py", None),  # the 202 approval_pending gate
     ("apps/approvals/api.py", "ApprovalStatusView"),  # GET /api/v1/approvals/<id>

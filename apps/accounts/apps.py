@@ -7,4 +7,8 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connect the audit receivers for login, logout, MFA and passwords.
-        from apps.accounts import events  # noqa: F401
+        # And the receiver that revokes a removed member's personal tokens.
+        from apps.accounts import (
+            events,  # noqa: F401
+            token_services,  # noqa: F401
+        )

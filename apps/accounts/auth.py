@@ -17,11 +17,11 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 from typing_extensions import override
 
+from apps.accounts.auth_failures import auth_failure_record, auth_throttle_check
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_touch
 from apps.audit.models import ActorType
-from apps.workers.auth_failures import auth_failure_record, auth_throttle_check
-from apps.workers.tokens import PERSONAL_PREFIX, digests_match, parse_token
+from apps.core.tokens import PERSONAL_PREFIX, digests_match, parse_token
 
 _WWW_AUTHENTICATE = 'Bearer realm="grantry"'
 
@@ -46,7 +46,7 @@ def _fail(
 def _record_failure(
     code: str, message: str, request: Request, token: PersonalAPIToken | None
 ) -> None:
-    """Counted, throttled and audited like a worker token's (apps.workers.auth_failures)."""
+    """Counted, throttled and audited like a worker token's (apps.accounts.auth_failures)."""
     fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
     if token is not None:
         fields = {

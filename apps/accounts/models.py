@@ -2,7 +2,7 @@
 
 A personal token (`gryp_…`) is bound to one user AND one organization and acts
 with the user's *current* org role there: remove the membership and the token
-is useless. Only its SHA-256 digest is stored (apps.workers.tokens).
+is useless. Only its SHA-256 digest is stored (apps.core.tokens).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.models import TenantModel, TenantQuerySet, organization_key
 
-class PersonalAPITokenQuerySet(models.QuerySet["PersonalAPIToken"]):
+
+class PersonalAPITokenQuerySet(TenantQuerySet["PersonalAPIToken"]):
     def for_user(self, user: Any) -> PersonalAPITokenQuerySet:
         return self.filter(user=user)
 
@@ -23,18 +25,16 @@ class PersonalAPITokenQuerySet(models.QuerySet["PersonalAPIToken"]):
         return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
 
 
-class PersonalAPIToken(models.Model):
+class PersonalAPIToken(TenantModel):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens"
     )
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="personal_tokens"
-    )
+    organization = organization_key(related_name="personal_tokens")
+    created_by = None  # the token's `user` minted it
     name = models.CharField(max_length=100, help_text="What this token is for.")
     public_id = models.CharField(max_length=32, unique=True, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)
     last4 = models.CharField(max_length=4, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

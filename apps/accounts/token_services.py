@@ -14,16 +14,23 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
+from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.accounts.models import PersonalAPIToken
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
+from apps.core.tokens import (
+    DEFAULT_TOKEN_DAYS,
+    generate_token,
+    leaked_token_email,
+    max_token_days,
+    new_public_id,
+    request_line,
+)
 from apps.organizations.models import Membership, Organization
-from apps.workers.models import DEFAULT_TOKEN_DAYS, max_token_days
-from apps.workers.services import leaked_token_email, request_line
-from apps.workers.tokens import generate_token, new_public_id
+from apps.organizations.signals import membership_removed
 
 LAST_USED_THROTTLE = timedelta(seconds=60)
 
@@ -99,6 +106,19 @@ def personal_token_revoke(
         **_actor(revoked_by),
     )
     return token
+
+
+@receiver(membership_removed)
+def personal_tokens_of_removed_member_revoke(
+    *, membership: Membership, actor: Any, request: HttpRequest | None = None, **_: Any
+) -> None:
+    """A removed member's personal tokens for that organization (apps.organizations
+    sends `membership_removed` inside membership_remove's transaction)."""
+    tokens = PersonalAPIToken.objects.filter(
+        user=membership.user, organization=membership.organization, revoked_at__isnull=True
+    )
+    for token in tokens:
+        personal_token_revoke(token=token, revoked_by=actor, request=request)
 
 
 @transaction.atomic

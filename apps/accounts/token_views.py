@@ -23,8 +23,8 @@ from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_mint, personal_token_revoke
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
+from apps.core.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 from apps.organizations.models import Organization
-from apps.workers.models import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 
 SESSION_KEY = "accounts:minted-personal-token"
 

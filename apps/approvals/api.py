@@ -194,8 +194,8 @@ class ApprovalListAPIView(_ApprovalScope, generics.ListAPIView[Approval]):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    def get_queryset(self) -> QuerySet[Approval]:
-        queryset = self.scope_queryset()
+    def scope_queryset(self) -> QuerySet[Approval]:
+        queryset = super().scope_queryset()
         wanted = self.request.query_params.get("status")
         if wanted:
             if wanted not in ApprovalStatus.values:

@@ -16,6 +16,8 @@ from django.db import models
 from django.utils import timezone
 from django_cryptography.fields import encrypt
 
+from apps.core.models import TenantModel, TenantQuerySet, organization_key
+
 
 def new_public_id() -> str:
     return "apr_" + secrets.token_urlsafe(15)
@@ -39,10 +41,7 @@ class ApprovalKind(models.TextChoices):
     PROXY = "proxy", "Proxy call"
 
 
-class ApprovalQuerySet(models.QuerySet["Approval"]):
-    def for_organization(self, organization: Any) -> ApprovalQuerySet:
-        return self.filter(organization=organization)
-
+class ApprovalQuerySet(TenantQuerySet["Approval"]):
     def visible_to(self, membership: Any) -> ApprovalQuerySet:
         """Reviewers and up see the organization's queue; a plain member only the
         requests a rule names them to approve."""
@@ -55,11 +54,10 @@ class ApprovalQuerySet(models.QuerySet["Approval"]):
         return self.filter(status__in=OPEN_STATUSES, expires_at__lte=now)
 
 
-class Approval(models.Model):
+class Approval(TenantModel):
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="approvals"
-    )
+    organization = organization_key(related_name="approvals")
+    created_by = None  # an agent asks for an approval, not a person
     worker = models.ForeignKey("workers.Worker", on_delete=models.CASCADE, related_name="approvals")
     token_public_id = models.CharField(max_length=32)
     # SET_NULL: a deleted role voids its approvals (the claim checks the role).
@@ -96,7 +94,6 @@ class Approval(models.Model):
         max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
     )
     request_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)

@@ -57,8 +57,8 @@ class ApprovalListView(ApprovalScopeMixin, ListView):  # type: ignore[misc]
     context_object_name = "approvals"
     paginate_by = 50
 
-    def get_queryset(self) -> QuerySet[Approval]:
-        queryset = self.scope_queryset()
+    def scope_queryset(self) -> QuerySet[Approval]:
+        queryset = super().scope_queryset()
         if self.request.GET.get("show") == "all":
             return queryset.order_by("-id")
         return queryset.filter(status=ApprovalStatus.PENDING).order_by("expires_at", "id")

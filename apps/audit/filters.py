@@ -220,12 +220,10 @@ class AuditEventFilter(django_filters.FilterSet):
         super().__init__(data, queryset, **kwargs)
         self.organization = organization
         self.form.organization = organization
-        if organization is not None:
-            self._offer_pickers(organization)
 
-    # --- pickers ------------------------------------------------------------
+    # --- pickers (the reviewer pages offer them: apps.review.pickers) --------
 
-    def _picker(self, name: str, choices: list[tuple[str, str]], empty: str = "Any") -> None:
+    def offer_choices(self, name: str, choices: list[tuple[str, str]], empty: str = "Any") -> None:
         """A <select> of `choices`; a value from an older URL that is not among
         them stays selectable, so applying the form again keeps it."""
         field = self.form.fields[name]
@@ -234,49 +232,6 @@ class AuditEventFilter(django_filters.FilterSet):
         if current and current not in values:
             choices = [*choices, (current, current)]
         field.widget = forms.Select(choices=[("", empty), *choices])
-
-    def _offer_pickers(self, organization: Any) -> None:
-        worker_model = django_apps.get_model("workers", "Worker")
-        workers = worker_model.objects.filter(organization=organization).order_by("name")
-        if workers.count() <= PICKER_MAX:
-            self._picker("worker", [(str(pk), n) for pk, n in workers.values_list("pk", "name")])
-        connection_model = django_apps.get_model("connections", "Connection")
-        connections = connection_model.objects.filter(organization=organization).order_by("name")
-        if connections.count() <= PICKER_MAX:
-            self._picker(
-                "connection",
-                [
-                    (str(pk), f"{n} ({p})")
-                    for pk, n, p in connections.values_list("pk", "name", "provider_key")
-                ],
-            )
-        from apps.providers.registry import all_providers
-
-        providers = all_providers(organization=organization)
-        connected = set(connections.values_list("provider_key", flat=True))
-        self._picker(
-            "provider",
-            [(p.key, p.display_name) for p in providers if p.key in connected]
-            + [(p.key, p.display_name) for p in providers if p.key not in connected],
-        )
-        self._picker(
-            "member",
-            [
-                (str(pk), email)
-                for pk, email in organization.memberships.order_by("user__email").values_list(
-                    "user_id", "user__email"
-                )
-            ],
-        )
-        self.form.fields["action"].widget = DatalistInput(list(EVENT_SUGGESTIONS))
-        self.form.fields["call"].widget = DatalistInput(
-            [
-                (action.name, action.description[:80])
-                for p in providers
-                if p.key in connected
-                for action in p.actions
-            ]
-        )
 
     # --- filters ------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django_cryptography.fields import encrypt
 
+from apps.core.models import TenantModel, TenantQuerySet, organization_key
+
 
 class AuditImmutableError(RuntimeError):
     """Audit events are never updated or deleted."""
@@ -33,15 +35,12 @@ class Decision(models.TextChoices):
     DENIED = "denied", "Denied"
 
 
-class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+class AuditEventQuerySet(TenantQuerySet["AuditEvent"]):
     def update(self, **kwargs: Any) -> NoReturn:
         raise AuditImmutableError("Audit events cannot be updated.")
 
     def delete(self) -> NoReturn:  # type: ignore[override]
         raise AuditImmutableError("Audit events cannot be deleted.")
-
-    def for_organization(self, organization: Any) -> AuditEventQuerySet:
-        return self.filter(organization=organization)
 
 
 class AuditEvent(models.Model):
@@ -174,20 +173,16 @@ class ExportStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"
 
 
-class AuditExportQuerySet(models.QuerySet["AuditExport"]):
-    def for_organization(self, organization: Any) -> AuditExportQuerySet:
-        return self.filter(organization=organization)
-
+class AuditExportQuerySet(TenantQuerySet["AuditExport"]):
     def expired(self, *, now: Any) -> AuditExportQuerySet:
         return self.filter(expires_at__lte=now).exclude(status=ExportStatus.EXPIRED)
 
 
-class AuditExport(models.Model):
+class AuditExport(TenantModel):
     """A large export, written by a Celery job into default storage."""
 
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_exports"
-    )
+    organization = organization_key(related_name="audit_exports")
+    created_by = None  # `requested_by` is who created it
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -202,7 +197,6 @@ class AuditExport(models.Model):
     rows_total = models.BigIntegerField(default=0)
     file_path = models.CharField(max_length=300, blank=True)
     error = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 
@@ -262,21 +256,15 @@ class SinkStatus(models.TextChoices):
     DEAD_LETTER = "dead_letter", "Stopped (dead letter)"
 
 
-class AuditSinkQuerySet(models.QuerySet["AuditSink"]):
-    def for_organization(self, organization: Any) -> AuditSinkQuerySet:
-        return self.filter(organization=organization)
-
-
-class AuditSink(models.Model):
+class AuditSink(TenantModel):
     """Somewhere an organization's trail is streamed to (apps.audit.sinks).
 
     Delivery is at-least-once from `cursor` ({chain_key: last delivered seq}),
     each chain in seq order. `secret` (the HMAC key or the SIEM's token) is an
     encrypted field read only by apps.audit.sinks."""
 
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_sinks"
-    )
+    organization = organization_key(related_name="audit_sinks")
+    created_by = None  # who added a sink is in the trail (`audit.sink_created`)
     name = models.CharField(max_length=60)
     kind = models.CharField(max_length=8, choices=SinkKind.choices)
     format = models.CharField(max_length=12, choices=SinkFormat.choices, default=SinkFormat.JSONL)
@@ -296,9 +284,8 @@ class AuditSink(models.Model):
     delivered = models.BigIntegerField(default=0)
     # When a signed checkpoint of the delivered heads was last published here.
     checkpoint_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = AuditSinkQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["organization", "name"]

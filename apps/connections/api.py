@@ -29,6 +29,7 @@ from apps.core.openapi import error_responses
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.providers.catalog import AuthType
+from apps.providers.registry import UnknownProvider, get_provider
 
 
 class ConnectionSerializer(serializers.ModelSerializer[Connection]):
@@ -106,8 +107,6 @@ class ConnectionDisconnectAPIView(OrgAPIMixin, APIView):
 
 
 def _provider_or_404(key: str, organization: Any, *, oauth: bool = False) -> Any:
-    from apps.providers.registry import UnknownProvider, get_provider
-
     try:
         provider = get_provider(key, organization=organization)
     except UnknownProvider:
@@ -274,8 +273,6 @@ def _connect_form(form_class: Any, view: OrgAPIMixin, provider: Any, data: dict[
 
 
 def _connect_provider(view: OrgAPIMixin, key: str, auth_type: str) -> Any:
-    from apps.providers.registry import UnknownProvider, get_provider
-
     try:
         provider = get_provider(key, organization=view.organization)
     except UnknownProvider:

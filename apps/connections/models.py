@@ -16,6 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_cryptography.fields import encrypt
 
+from apps.core.models import TenantModel, TenantQuerySet, organization_key
+
 SECRET_FIELDS = {
     "Connection": ("access_token", "refresh_token", "api_key"),
     "ProviderApp": ("client_secret",),
@@ -37,31 +39,15 @@ class RevocationResult(models.TextChoices):
     UNSUPPORTED = "unsupported", "Provider has no revocation endpoint"
 
 
-class ProviderAppQuerySet(models.QuerySet["ProviderApp"]):
-    def for_organization(self, organization: object) -> ProviderAppQuerySet:
-        return self.filter(organization=organization)
-
-
-class ProviderApp(models.Model):
+class ProviderApp(TenantModel):
     """An organization's own OAuth client at one provider (no shared Grantry app)."""
 
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="provider_apps"
-    )
+    organization = organization_key(related_name="provider_apps")
     provider_key = models.CharField(max_length=60)
     client_id = models.CharField(max_length=300)
     client_secret = encrypt(models.TextField(blank=True, default=""))
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ProviderAppQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["organization", "provider_key"]
@@ -82,10 +68,7 @@ class ProviderApp(models.Model):
         return bool(self.client_secret)
 
 
-class ConnectionQuerySet(models.QuerySet["Connection"]):
-    def for_organization(self, organization: object) -> ConnectionQuerySet:
-        return self.filter(organization=organization)
-
+class ConnectionQuerySet(TenantQuerySet["Connection"]):
     def usable(self) -> ConnectionQuerySet:
         return self.filter(status=ConnectionStatus.ACTIVE)
 
@@ -108,10 +91,8 @@ class ConnectionQuerySet(models.QuerySet["Connection"]):
         )
 
 
-class Connection(models.Model):
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="connections"
-    )
+class Connection(TenantModel):
+    organization = organization_key(related_name="connections")
     provider_key = models.CharField(max_length=60)
     name = models.SlugField(max_length=60, help_text="Unique name within the organization.")
     auth_type = models.CharField(max_length=16)  # providers.catalog.AuthType
@@ -139,15 +120,6 @@ class Connection(models.Model):
     last_refresh_error = models.CharField(max_length=300, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revocation_result = models.CharField(
         max_length=16, choices=RevocationResult.choices, blank=True, default=""

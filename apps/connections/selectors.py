@@ -6,7 +6,12 @@ For the agent hot path:
 this agent call mean?" in one fixed statement through `Manager.raw()` (no query
 compilation per call). Only the secret the call needs is selected and so
 decrypted; the refresh token stays deferred and encrypted (a refresh reloads the
-row under its lock). The instances are for reading: never save one."""
+row under its lock). The instances are for reading: never save one.
+
+This is the agent side of the tenant boundary (apps/core/models.py): the statement
+filters by `organization_id`, the one the authenticator read with the token
+(`AgentContext.organization_id`), as `TenantQuerySet.for_organization()` would;
+it is written out only so the hot path compiles nothing per call."""
 
 from __future__ import annotations
 

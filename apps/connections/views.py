@@ -27,13 +27,12 @@ from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.providers.catalog import AuthType, Provider
+from apps.providers.registry import UnknownProvider, all_providers, get_provider
 
 logger = logging.getLogger(__name__)
 
 
 def _provider_or_404(key: str, organization: Any) -> Provider:
-    from apps.providers.registry import UnknownProvider, get_provider
-
     try:
         return get_provider(key, organization=organization)
     except UnknownProvider:
@@ -56,8 +55,6 @@ class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
         return Connection.objects.for_organization(self.organization).select_related("created_by")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.providers.registry import UnknownProvider, get_provider
-
         context = super().get_context_data(**kwargs)
         page = self.paginate(self.scope_queryset())
         context.update(page=page, connections=page.rows)
@@ -83,8 +80,6 @@ class ProviderPickView(OrgViewMixin, TemplateView):
     required_role = OrgRole.ADMIN
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.providers.registry import all_providers
-
         context = super().get_context_data(**kwargs)
         configured = set(
             ProviderApp.objects.for_organization(self.organization).values_list(

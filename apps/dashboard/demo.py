@@ -50,7 +50,7 @@ def seed_demo(*, email: str, password: str, reviewer_email: str) -> list[str]:
         from apps.connections.demo import seed_sandbox_connection
 
         summary.append(seed_sandbox_connection(organization=org, user=owner))
-        from apps.workers.demo import seed_demo_worker
+        from apps.dashboard.demo_worker import seed_demo_worker
 
         summary.append(seed_demo_worker(organization=org, user=owner))
     return summary

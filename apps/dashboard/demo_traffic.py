@@ -15,7 +15,7 @@ from django.conf import settings
 from django.test import Client
 
 from apps.audit.models import AuditEvent
-from apps.workers.demo import DEMO_WORKER
+from apps.dashboard.demo_worker import DEMO_WORKER
 from apps.workers.models import Worker
 from apps.workers.services import token_mint, token_revoke
 

@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent, Decision
-from apps.audit.selectors import chain_head, with_actor_names
+from apps.audit.selectors import CALL_ACTIONS, chain_head, with_actor_names
 from apps.connections.models import Connection, ConnectionStatus
 from apps.policies.models import Role
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
@@ -56,8 +56,6 @@ def onboarding_checklist(organization: Any) -> list[Step]:
     """A new organization's first steps, each ticked from real state (not a flag):
     an active connection, a role with a rule, a worker, a token, an allowed call."""
     from django.urls import reverse
-
-    from apps.audit.selectors import CALL_ACTIONS
 
     def url(name: str) -> str:
         return reverse(name, kwargs={"org_slug": organization.slug})

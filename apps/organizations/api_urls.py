@@ -10,7 +10,7 @@ urlpatterns = [
     path("", include("apps.workers.api_urls")),
     path("", include("apps.policies.api_urls")),
     path("", include("apps.connections.api_urls")),
-    path("", include("apps.audit.api_urls")),
+    path("", include("apps.review.api_urls")),
     path("", include("apps.providers.api_urls")),
     path("", include("apps.accounts.token_api_urls")),
     path("settings/", api.OrganizationSettingsAPIView.as_view(), name="settings"),

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.models import TenantModel, TenantQuerySet, organization_key
+
 
 class Organization(models.Model):
     name = models.CharField(max_length=120)
@@ -43,20 +45,18 @@ class OrgRole(models.TextChoices):
 ROLE_RANK = {OrgRole.MEMBER: 0, OrgRole.REVIEWER: 1, OrgRole.ADMIN: 2, OrgRole.OWNER: 3}
 
 
-class MembershipQuerySet(models.QuerySet["Membership"]):
+class MembershipQuerySet(TenantQuerySet["Membership"]):
     def owners(self) -> MembershipQuerySet:
         return self.filter(role=OrgRole.OWNER)
 
 
-class Membership(models.Model):
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="memberships"
-    )
+class Membership(TenantModel):
+    organization = organization_key(related_name="memberships")
+    created_by = None  # who added a member is in the trail
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=16, choices=OrgRole.choices, default=OrgRole.MEMBER)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     objects = MembershipQuerySet.as_manager()
 
@@ -88,10 +88,9 @@ def _invitation_expiry() -> datetime:
     return timezone.now() + timedelta(days=7)
 
 
-class Invitation(models.Model):
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="invitations"
-    )
+class Invitation(TenantModel):
+    organization = organization_key(related_name="invitations")
+    created_by = None  # `invited_by` is who created it
     email = models.EmailField()
     role = models.CharField(max_length=16, choices=OrgRole.choices, default=OrgRole.MEMBER)
     # Only a digest of the link key is stored; the key itself is in the email.
@@ -99,7 +98,6 @@ class Invitation(models.Model):
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(default=_invitation_expiry)
     accepted_at = models.DateTimeField(null=True, blank=True)
     accepted_by = models.ForeignKey(
@@ -110,6 +108,8 @@ class Invitation(models.Model):
         related_name="+",
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -22,12 +22,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.accounts.mfa import has_second_factor
-from apps.accounts.models import PersonalAPIToken
-from apps.accounts.token_services import personal_token_revoke
 from apps.audit.models import ActorType
 from apps.audit.services import audit_record
+from apps.organizations.mfa import has_second_factor
 from apps.organizations.models import Invitation, Membership, Organization, OrgRole
+from apps.organizations.signals import membership_removed
 
 MAX_TOKEN_DAYS_LIMIT = 366
 # Slugs that would shadow a fixed route or confuse readers of a URL.
@@ -244,11 +243,10 @@ def membership_remove(
         metadata={"role": target.role, "email": target.user.email},
         **_actor(actor_now.user),
     )
-    tokens = PersonalAPIToken.objects.filter(
-        user=target.user, organization=target.organization, revoked_at__isnull=True
+    # apps.accounts revokes the member's personal tokens here (it sits above us).
+    membership_removed.send(
+        sender=Membership, membership=target, actor=actor_now.user, request=request
     )
-    for token in tokens:
-        personal_token_revoke(token=token, revoked_by=actor_now.user, request=request)
     target.delete()
 
 

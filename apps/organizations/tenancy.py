@@ -21,9 +21,10 @@ from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedi
 from django.urls import reverse
 from rest_framework.request import Request
 
-from apps.accounts.mfa import has_second_factor
-from apps.accounts.models import PersonalAPIToken
+from apps.audit.models import ActorType, Outcome
+from apps.audit.services import audit_record
 from apps.core.api import APIError
+from apps.organizations.mfa import has_second_factor
 from apps.organizations.models import Membership, Organization, OrgRole
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -58,9 +59,6 @@ def second_factor_missing(request: HttpRequest, organization: Organization) -> b
     session = getattr(request, "session", None)
     marker = f"grantry:mfa_block_audited:{organization.pk}"
     if session is None or not session.get(marker):
-        from apps.audit.models import ActorType, Outcome
-        from apps.audit.services import audit_record
-
         audit_record(
             action="org.mfa_required_blocked",
             organization=organization,
@@ -84,14 +82,36 @@ class _TenantScope:
     membership: Membership
     model: ClassVar[type[Model] | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a view that would bypass the scope (after PostHog's routing.py): no
+        class between a view and this one may define `get_queryset`. Narrow the rows in
+        `scope_queryset()`; a view that truly needs rows of no organization defines
+        `dangerously_get_queryset()`, which a reviewer can grep for."""
+        super().__init_subclass__(**kwargs)
+        for klass in cls.__mro__:
+            if klass is _TenantScope:
+                break
+            if "get_queryset" in vars(klass):
+                raise TypeError(
+                    f"{klass.__qualname__} defines get_queryset(), which would bypass the "
+                    "tenant scope: override scope_queryset() instead (or, for rows of no "
+                    "organization, dangerously_get_queryset())."
+                )
+
     def scope_queryset(self) -> QuerySet[Any]:
         """Tenant rows of `model`. Override to add select_related or filters."""
         if self.model is None:
             raise NotImplementedError("Set `model` or override scope_queryset().")
         return self.model._default_manager.filter(organization=self.organization)
 
+    def dangerously_get_queryset(self) -> QuerySet[Any] | None:
+        """The escape hatch: rows that are not scoped to the URL's organization. None
+        (the default) means the view reads only `scope_queryset()`."""
+        return None
+
     def get_queryset(self) -> QuerySet[Any]:
-        return self.scope_queryset()
+        unscoped = self.dangerously_get_queryset()
+        return self.scope_queryset() if unscoped is None else unscoped
 
 
 class OrgViewMixin(LoginRequiredMixin, _TenantScope):
@@ -141,11 +161,10 @@ class OrgAPIMixin(_TenantScope):
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         self.membership = resolve_membership(request.user, kwargs.get("org_slug"))
         self.organization = self.membership.organization
-        # A personal API token is bound to the org it was minted for: elsewhere, 404.
-        if (
-            isinstance(request.auth, PersonalAPIToken)
-            and request.auth.organization_id != self.organization.pk
-        ):
+        # A credential bound to one organization (a personal API token) is bound to
+        # the org it was minted for: elsewhere, 404. A session has no such binding.
+        bound_to = getattr(request.auth, "organization_id", None)
+        if bound_to is not None and bound_to != self.organization.pk:
             raise Http404("No such organization.")
         if second_factor_missing(request, self.organization):
             raise APIError(

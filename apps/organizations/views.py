@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
+from apps.audit.signing import signing_key
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
 from apps.organizations import services
@@ -213,7 +214,6 @@ class SettingsView(OrgViewMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["can_manage"] = self.membership.can_manage()
-        from apps.audit.signing import signing_key
 
         # Public by design: security teams pin it to check signed audit exports.
         context["audit_signing_key"] = signing_key(self.organization)

@@ -9,8 +9,10 @@ from typing import Any, ClassVar, cast
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.connections.models import Connection
 from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS
 from apps.policies.windows import DAY_NAMES
+from apps.providers.registry import all_actions
 
 CONSTRAINT_ROWS = 3
 OP_LABELS = {
@@ -416,8 +418,6 @@ class DryRunForm(forms.Form):
     def for_organization(cls, organization: Any, data: Any = None) -> DryRunForm:
         """The form with the organization's actions and connections to choose from
         (the dashboard's “Test a call” and the API's dry-run share it)."""
-        from apps.connections.models import Connection
-        from apps.providers.registry import all_actions
 
         return cls(
             data,

@@ -57,6 +57,7 @@ from apps.policies.simulation import (
     recorded_calls,
     simulate,
 )
+from apps.providers.registry import UnknownAction, get_action
 
 REPEATED_DENIALS = 3
 
@@ -169,7 +170,6 @@ def least_privilege_report(  # noqa: C901 - one pass over the rules; each branch
 ) -> Report:
     from apps.policies.selectors import load_role_rules
     from apps.policies.services import role_document
-    from apps.providers.registry import UnknownAction, get_action
 
     organization = role.organization
     now = now or timezone.now()
@@ -338,15 +338,16 @@ def _propose(
 
 
 def least_privilege_params(organization: Any, data: Any) -> tuple[int, Any]:
-    """(days, worker or None) from a query or form; DocumentError when invalid."""
-    from apps.workers.models import Worker
+    """(days, worker or None) from a query or form; DocumentError when invalid.
 
+    The worker is found through the organization's reverse relation: apps.workers
+    sits above apps.policies (a worker has a role), so this module cannot import it."""
     days = clean_days(data.get("days"))
     worker = None
     ref = str(data.get("worker") or "").strip()
     if ref:
         worker = (
-            Worker.objects.filter(organization=organization, pk=int(ref)).first()
+            organization.workers.filter(pk=int(ref)).first()
             if ref.isascii() and ref.isdigit() and len(ref) < 19
             else None
         )

@@ -14,10 +14,11 @@ PROTECT would block a disconnect on a role edit).
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from django.conf import settings
 from django.db import models
+
+from apps.core.models import TenantModel, TenantQuerySet, organization_key
 
 if TYPE_CHECKING:
     from apps.policies.evaluate import RuleSpec
@@ -34,30 +35,14 @@ class RuleActionClass(models.TextChoices):
     WRITE = "write", "Write only"
 
 
-class RoleQuerySet(models.QuerySet["Role"]):
-    def for_organization(self, organization: Any) -> RoleQuerySet:
-        return self.filter(organization=organization)
-
-
 def initial_rules_version() -> int:
     return secrets.randbits(62)
 
 
-class Role(models.Model):
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="roles"
-    )
+class Role(TenantModel):
+    organization = organization_key(related_name="roles")
     name = models.SlugField(max_length=60, help_text="Unique within the organization.")
     description = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
     # Raised in the same transaction as every change to the role's rules. The agent
     # token lookup reads it with the role, so every process knows on each call
     # whether the rules it keeps in memory are current (policies.selectors). It
@@ -65,7 +50,7 @@ class Role(models.Model):
     # sequence) and must not find the rules of an earlier role cached.
     rules_version = models.PositiveBigIntegerField(default=initial_rules_version, editable=False)
 
-    objects = RoleQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["organization", "name"]

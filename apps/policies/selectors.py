@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db.models import F
 
+from apps.connections.models import Connection
 from apps.policies.evaluate import (
     Call,
     Decision,
@@ -28,6 +29,7 @@ from apps.policies.evaluate import (
     evaluate,
 )
 from apps.policies.models import Role, Rule
+from apps.providers.registry import all_actions, validate_input
 
 LOCAL_MAX_ROLES = 10_000
 # A safety net, not the mechanism: an entry is also dropped after this long, so a rule
@@ -59,7 +61,6 @@ def role_dry_run(*, role: Role, cleaned: dict[str, Any]) -> tuple[Decision, list
     """“Test a call”: what `role` would decide for the call a valid DryRunForm
     describes, and the input errors the broker would refuse it with first.
     Reads only; nothing is sent anywhere. The dashboard and the API share it."""
-    from apps.providers.registry import validate_input
 
     conn = cleaned["connection_obj"]
     input_errors: list[Any] = []
@@ -116,8 +117,6 @@ def allowed_actions(
     Constraints are not considered here (they depend on the input): an action
     is listed when some rule could allow it. Actions with no usable connection
     are left out, since they cannot be called."""
-    from apps.connections.models import Connection
-    from apps.providers.registry import all_actions
 
     role_id = role if isinstance(role, int) else role.pk
     rules = [r for r in role_rules(role_id, version) if r.kind == "action"]

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.policies.evaluate import Call, Decision, RuleSpec, evaluate, rule_spec_from_values
+from apps.providers.registry import UnknownAction, get_action
 
 RECORDED_ACTIONS = ("broker.execute", "broker.check", "broker.proxy")
 DEFAULT_DAYS = 30
@@ -175,8 +176,6 @@ def simulate(
 ) -> SimulationResult:
     """Replay the role's last `days` of recorded calls against `rules`."""
     import json
-
-    from apps.providers.registry import UnknownAction, get_action
 
     since = (now or timezone.now()) - timedelta(days=days)
     result = SimulationResult(since=since)

@@ -13,6 +13,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from apps.connections.models import Connection
+from apps.organizations.models import Membership
 from apps.policies.evaluate import (
     CONSTRAINT_OPS,
     DEFAULT_APPROVAL_EXPIRES_IN,
@@ -21,6 +23,13 @@ from apps.policies.evaluate import (
 )
 from apps.policies.models import RuleActionClass, RuleKind
 from apps.policies.windows import ScheduleError, quota_from, schedule_from
+from apps.providers.registry import (
+    UnknownAction,
+    UnknownProvider,
+    all_actions,
+    get_action,
+    get_provider,
+)
 
 MAX_RATE_LIMIT = 100_000
 # Bounds that keep evaluation cheap on the hot path and pages readable.
@@ -65,7 +74,6 @@ def matching_actions(
     *, provider_key: str, action_pattern: str, action_class: str, organization: Any
 ) -> list[Any]:
     """The catalog actions a rule's pattern covers (empty for an unknown name)."""
-    from apps.providers.registry import UnknownAction, all_actions, get_action
 
     if action_pattern == f"{provider_key}.*":
         actions = [
@@ -104,9 +112,6 @@ def _whole_number(value: Any) -> int | None:
 
 
 def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[str, Any]:  # noqa: C901 - flat guard clauses, one per rule field, in field order
-    from apps.connections.models import Connection
-    from apps.providers.registry import UnknownProvider, get_provider
-
     if not isinstance(raw, Mapping):
         errors.add(at, "Each rule must be an object.")
         return {}
@@ -395,8 +400,6 @@ def _clean_approval(organization: Any, raw: Any, at: str, errors: Errors) -> dic
 
 
 def _clean_approvers(organization: Any, raw: Any, key: str, errors: Errors) -> list[dict[str, Any]]:
-    from apps.organizations.models import Membership
-
     if raw in (None, "", []):
         return []
     if not isinstance(raw, list | tuple):

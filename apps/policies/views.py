@@ -16,6 +16,7 @@ from django.views import View
 from django.views.generic import DetailView, TemplateView
 from typing_extensions import override
 
+from apps.connections.models import Connection
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed, offer_undo
 from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
@@ -42,6 +43,7 @@ from apps.policies.simulation import (
     role_simulate,
     rules_from_document,
 )
+from apps.providers.registry import UnknownProvider, all_providers, get_provider
 
 
 class RoleScopeMixin(OrgViewMixin):
@@ -55,8 +57,6 @@ class RoleScopeMixin(OrgViewMixin):
         return get_object_or_404(self.scope_queryset(), pk=self.kwargs["role_id"])
 
     def org_connections(self, provider_key: str | None = None) -> list[Any]:
-        from apps.connections.models import Connection
-
         connections = Connection.objects.for_organization(self.organization)
         if provider_key is not None:
             connections = connections.filter(provider_key=provider_key)
@@ -227,13 +227,9 @@ class RuleAddView(RoleAdminMixin, TemplateView):
     template_name = "policies/rule_form.html"
 
     def _providers(self) -> list[Any]:
-        from apps.providers.registry import all_providers
-
         return all_providers(organization=self.organization)
 
     def _form(self, data: Any = None) -> tuple[str, Any, Any]:
-        from apps.providers.registry import UnknownProvider, get_provider
-
         source = data if data is not None else self.request.GET
         members = self.org_members()
         if source.get("kind") == "proxy":

@@ -22,6 +22,7 @@ from django.db import models
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from apps.core.models import TenantModel, TenantQuerySet, organization_key
 from apps.providers.catalog import (
     PLACEHOLDER_RE,
     Action,
@@ -150,15 +151,8 @@ class ActionClassChoice(models.TextChoices):
     WRITE = ActionClass.WRITE.value, "Write"
 
 
-class CustomProviderQuerySet(models.QuerySet["CustomProvider"]):
-    def for_organization(self, organization: Any) -> CustomProviderQuerySet:
-        return self.filter(organization=organization)
-
-
-class CustomProvider(models.Model):
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="custom_providers"
-    )
+class CustomProvider(TenantModel):
+    organization = organization_key(related_name="custom_providers")
     slug = models.CharField(
         max_length=40,
         validators=[slug_validator],
@@ -208,17 +202,8 @@ class CustomProvider(models.Model):
         max_length=64, default="Authorization", validators=[header_name_validator]
     )
     header_prefix = models.CharField(max_length=40, default="Bearer ", blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
-    objects = CustomProviderQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["organization", "display_name"]

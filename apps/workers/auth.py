@@ -6,6 +6,10 @@ organization by digest), no model instances. Every failure answers 401 with
 `WWW-Authenticate: Bearer` and the standard error body, and is audited with
 the token's public id when it is known — never with the raw token.
 
+The organization comes from the token row (`t.organization_id`), never from the
+request: this is the agent side of the tenant boundary (apps/core/models.py), and
+everything the call reads next is scoped by `AgentContext.organization_id`.
+
 There is no cache, so a revocation is seen by every process on the next
 request. The same statement takes the call's revocation leases
 (apps/workers/leases.py); whoever authenticates gives them back with
@@ -26,15 +30,15 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 from typing_extensions import override
 
+from apps.accounts.auth_failures import auth_throttle_check
 from apps.audit.services import client_ip
 from apps.core.api import APIError
+from apps.core.tokens import digests_match, looks_like_token, parse_token
 from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.workers import leases
-from apps.workers.auth_failures import auth_throttle_check
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import token_auth_failure_record, token_touch
-from apps.workers.tokens import digests_match, looks_like_token, parse_token
 
 REALM = "grantry"
 

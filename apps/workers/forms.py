@@ -8,9 +8,10 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.validators import MaxValueValidator
 
+from apps.core.tokens import DEFAULT_TOKEN_DAYS, max_token_days
 from apps.organizations.models import Organization
 from apps.policies.models import Role
-from apps.workers.models import DEFAULT_TOKEN_DAYS, Worker, max_token_days
+from apps.workers.models import Worker
 from apps.workers.services import ROLL_OVERLAPS
 
 OVERLAP_LABELS = {

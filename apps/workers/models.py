@@ -1,27 +1,19 @@
 """Agent identity: workers and the scoped tokens that say "this worker, this role".
 
-Only a SHA-256 digest of a token is stored (see apps.workers.tokens). A token
+Only a SHA-256 digest of a token is stored (see apps.core.tokens). A token
 is usable when it is not revoked, not expired, and its worker is active.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-DEFAULT_TOKEN_DAYS = 30
-MAX_TOKEN_DAYS = 366
-EXPIRY_WARNING_DAYS = 7
-
-
-def max_token_days(organization: Any) -> int:
-    """The org's ceiling on token lifetime: its own lower maximum, or the hard cap."""
-    own = getattr(organization, "max_token_days", None)
-    return min(own, MAX_TOKEN_DAYS) if own else MAX_TOKEN_DAYS
+from apps.core.models import TenantModel, TenantQuerySet, organization_key
+from apps.core.tokens import EXPIRY_WARNING_DAYS
 
 
 class WorkerStatus(models.TextChoices):
@@ -29,10 +21,8 @@ class WorkerStatus(models.TextChoices):
     DISABLED = "disabled", "Disabled"
 
 
-class Worker(models.Model):
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="workers"
-    )
+class Worker(TenantModel):
+    organization = organization_key(related_name="workers")
     name = models.SlugField(max_length=60, help_text="Unique within the organization.")
     description = models.TextField(blank=True)
     owner = models.ForeignKey(
@@ -52,14 +42,8 @@ class Worker(models.Model):
         related_name="+",
         help_text="The role new tokens get unless another is chosen at mint.",
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["organization", "name"]
@@ -77,10 +61,7 @@ class Worker(models.Model):
         return self.status == WorkerStatus.ACTIVE
 
 
-class WorkerTokenQuerySet(models.QuerySet["WorkerToken"]):
-    def for_organization(self, organization: Any) -> WorkerTokenQuerySet:
-        return self.filter(organization=organization)
-
+class WorkerTokenQuerySet(TenantQuerySet["WorkerToken"]):
     def unrevoked(self) -> WorkerTokenQuerySet:
         return self.filter(revoked_at__isnull=True)
 
@@ -93,23 +74,13 @@ class WorkerTokenQuerySet(models.QuerySet["WorkerToken"]):
         return self.usable(now=now).filter(expires_at__lte=now + within)
 
 
-class WorkerToken(models.Model):
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="worker_tokens"
-    )
+class WorkerToken(TenantModel):
+    organization = organization_key(related_name="worker_tokens")
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="tokens")
     role = models.ForeignKey("policies.Role", on_delete=models.PROTECT, related_name="+")
     public_id = models.CharField(max_length=32, unique=True, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)
     last4 = models.CharField(max_length=4, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(

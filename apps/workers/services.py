@@ -25,20 +25,21 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.accounts.auth_failures import auth_failure_record
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
-from apps.organizations.models import Membership, Organization, OrgRole
-from apps.workers.auth_failures import auth_failure_record
-from apps.workers.leases import fence_organization, fence_worker
-from apps.workers.models import (
+from apps.core.tokens import (
     DEFAULT_TOKEN_DAYS,
     EXPIRY_WARNING_DAYS,
-    Worker,
-    WorkerStatus,
-    WorkerToken,
+    generate_token,
+    leaked_token_email,
     max_token_days,
+    new_public_id,
+    request_line,
 )
-from apps.workers.tokens import generate_token, new_public_id
+from apps.organizations.models import Membership, Organization, OrgRole
+from apps.workers.leases import fence_organization, fence_worker
+from apps.workers.models import Worker, WorkerStatus, WorkerToken
 
 # Roll overlap choices: how long the old token keeps working after a roll.
 ROLL_OVERLAPS: dict[str, timedelta] = {
@@ -400,25 +401,6 @@ def token_roll(
     return new, raw
 
 
-def request_line(request: HttpRequest | None) -> dict[str, str]:
-    """Method and path of a request, never its query string (for leak reports)."""
-    if request is None:
-        return {}
-    return {"method": request.method or "", "path": request.path[:300]}
-
-
-def leaked_token_email(*, label: str, where: str, request: HttpRequest | None, remedy: str) -> str:
-    line = request_line(request)
-    seen = f"{line['method']} {line['path']}" if line else "a request"
-    return (
-        f"Grantry saw the {label} in {where} of {seen} at "
-        f"{timezone.now():%Y-%m-%d %H:%M} UTC.\n\n"
-        "URLs end up in access logs, proxies and browser history, so Grantry treats "
-        "the token as leaked and has revoked it. Calls with it now fail.\n\n"
-        f"{remedy}, and send it only in the Authorization header.\n"
-    )
-
-
 @transaction.atomic
 def token_leaked(
     *, token: WorkerToken, where: str, request: HttpRequest | None = None
@@ -564,7 +546,7 @@ def token_auth_failure_record(
     token: Any = None,
 ) -> None:
     """Count and audit one failed agent authentication (throttled and aggregated per
-    window, apps.workers.auth_failures). Never given the raw token: `token` is the
+    window, apps.accounts.auth_failures). Never given the raw token: `token` is the
     authentication's `AgentContext` when the token was found."""
     fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
     if token is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.workers.auth_failures import auth_failures_flush
+from apps.accounts.auth_failures import auth_failures_flush
 from apps.workers.services import token_expiry_warnings_send
 
 

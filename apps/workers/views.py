@@ -28,11 +28,12 @@ from typing_extensions import override
 from apps.audit.selectors import recent_calls
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed, offer_undo
 from apps.core.pagination import KeysetListMixin, int_param, keyset_page
+from apps.core.tokens import EXPIRY_WARNING_DAYS
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.workers import services
 from apps.workers.forms import MintForm, RollForm, WorkerForm
-from apps.workers.models import EXPIRY_WARNING_DAYS, Worker, WorkerToken
+from apps.workers.models import Worker, WorkerToken
 
 MINTED_SESSION_KEY = "workers:minted-token"
 

@@ -15,11 +15,11 @@ from rest_framework.test import APIClient
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
+from apps.core.tokens import generate_token
 from apps.organizations.models import Organization
 from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_mint, worker_create
 from apps.workers.tests.conftest import make_role
-from apps.workers.tokens import generate_token
 
 pytestmark = pytest.mark.django_db
 

@@ -20,6 +20,7 @@ from apps.approvals.models import (
 )
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
+from apps.policies.models import Role
 
 RETRY_AFTER_SECONDS = 5
 MAX_REASON_CHARS = 1000
@@ -74,8 +75,6 @@ class ApprovalBinding:
     def _from_ctx(cls, ctx: Any, **call: Any) -> ApprovalBinding:
         version = getattr(ctx, "rules_version", None)
         if version is None:
-            from apps.policies.models import Role
-
             version = Role.objects.filter(pk=ctx.role_id).values_list("rules_version", flat=True)
             version = version.first() or 0
         return cls(

@@ -32,6 +32,7 @@ from apps.approvals.services.base import (
 )
 from apps.audit.models import Outcome
 from apps.organizations.models import Organization
+from apps.workers.models import Worker
 
 # --- requests --------------------------------------------------------------------------
 
@@ -69,7 +70,6 @@ def approval_request(
 
     Raises ApprovalRefused(403, approval_input_mismatch) when the Idempotency-Key
     names a pending request for a different call."""
-    from apps.workers.models import Worker
 
     if not getattr(decision, "approval_required", False):
         raise ValueError("approval_request needs a decision with approval_required")

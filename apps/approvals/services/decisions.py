@@ -24,13 +24,14 @@ from apps.approvals.services.base import (
 )
 from apps.audit.models import Outcome
 from apps.organizations.models import Membership, OrgRole
+from apps.policies.models import Role
+from apps.workers.models import WorkerToken
 
 # --- decisions ----------------------------------------------------------------------
 
 
 def excluded_approver_ids(approval: Approval) -> set[int]:
     """Separation of duties: who created or owns the worker, or minted its token."""
-    from apps.workers.models import WorkerToken
 
     worker = approval.worker
     ids = {worker.owner_id, worker.created_by_id}
@@ -67,8 +68,6 @@ def eligible_approvers(approval: Approval) -> list[Any]:
 def _decision_refusal(
     approval: Approval, user: Any, approve: bool, now: datetime
 ) -> ApprovalRefused | None:
-    from apps.policies.models import Role
-
     membership = Membership.objects.filter(
         organization_id=approval.organization_id, user=user
     ).first()

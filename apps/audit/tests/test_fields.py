@@ -11,10 +11,10 @@ from django.db import models
 from django.test.utils import isolate_apps
 
 from apps.audit import chain, exports, fields, ocsf, offline, proof, services, verify
-from apps.audit.api import AuditEventSerializer
 from apps.audit.apps import check_audit_fields
 from apps.audit.models import AuditEvent
 from apps.organizations.models import Organization
+from apps.review.api import AuditEventSerializer
 
 DECLARED = tuple(field.attname for field in AuditEvent._meta.concrete_fields)
 

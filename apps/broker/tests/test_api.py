@@ -507,7 +507,7 @@ BAD_BODIES = {
 def test_hostile_bodies_from_an_unknown_token_get_401_and_are_audited(
     client: Client, body: Any
 ) -> None:
-    from apps.workers.tokens import generate_token
+    from apps.core.tokens import generate_token
 
     forged = generate_token("worker").raw  # well-formed, checksum valid, unknown
     before = AuditEvent.objects.filter(action="auth.failed").count()

@@ -12,6 +12,7 @@ from apps.connections import custody, oauth
 from apps.core.egress import EgressError, egress_request
 from apps.organizations.models import Organization
 from apps.providers.catalog import Provider
+from apps.providers.registry import get_provider, resolve_base_url_params
 
 INVALID_GRANT_ERRORS = frozenset({"invalid_grant"})
 
@@ -24,8 +25,6 @@ def oauth_redirect_uri() -> str:
 def resolved_provider(
     key: str, *, organization: Organization | None, base_url_params: dict[str, Any] | None = None
 ) -> Provider:
-    from apps.providers.registry import get_provider, resolve_base_url_params
-
     provider = get_provider(key, organization=organization)
     return resolve_base_url_params(provider, base_url_params or {})
 

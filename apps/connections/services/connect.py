@@ -29,6 +29,7 @@ from apps.connections.services.common import (
     resolved_provider,
 )
 from apps.organizations.models import Organization
+from apps.organizations.tenancy import resolve_membership
 from apps.providers.catalog import AuthType
 
 # --- Provider apps ----------------------------------------------------------------
@@ -182,7 +183,6 @@ def connection_oauth_complete(  # noqa: C901 - flat guard clauses, each a docume
     request: HttpRequest | None = None,
 ) -> Connection:
     """Handle the provider's redirect back to /oauth/callback/. Raises ConnectFailure."""
-    from apps.organizations.tenancy import resolve_membership
 
     row = _consume_state(state=params.get("state", ""), user=user, session_key=session_key)
     slug = row.organization.slug

@@ -18,7 +18,7 @@ from apps.connections.models import (
     ConnectionStatus,
 )
 from apps.connections.services.common import INVALID_GRANT_ERRORS, _token_expiry, resolved_provider
-from apps.organizations.models import OrgRole
+from apps.organizations.models import Membership, OrgRole
 from apps.providers.catalog import Provider
 
 # --- Refresh ------------------------------------------------------------------------------
@@ -187,8 +187,6 @@ def connection_ids_refresh_due() -> list[int]:
 
 
 def org_admin_emails(organization_id: int) -> list[str]:
-    from apps.organizations.models import Membership
-
     return sorted(
         {
             m.user.email

@@ -14,10 +14,10 @@ from django.test import Client
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.connections.models import Connection
+from apps.dashboard.demo_worker import DEMO_ROLE, seed_demo_worker
 from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.policies.selectors import allowed_actions
-from apps.workers.demo import DEMO_ROLE, seed_demo_worker
 from apps.workers.services import worker_create
 
 pytestmark = pytest.mark.django_db

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection
+from apps.core.tokens import generate_token
 from apps.organizations.models import Organization
 from apps.policies.models import Rule
 from apps.workers.models import Worker, WorkerToken
@@ -27,7 +28,6 @@ from apps.workers.services import (
     worker_disable,
     worker_enable,
 )
-from apps.workers.tokens import generate_token
 
 WHOAMI = "/api/v1/whoami"
 pytestmark = pytest.mark.django_db

@@ -10,14 +10,14 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from apps.accounts import auth_failures
+from apps.accounts.auth_failures import auth_failures_flush, window_seconds
 from apps.accounts.token_services import personal_token_mint, personal_token_revoke
 from apps.audit.models import AuditEvent
+from apps.core.tokens import generate_token
 from apps.organizations.models import Organization
-from apps.workers import auth_failures
-from apps.workers.auth_failures import auth_failures_flush, window_seconds
 from apps.workers.models import WorkerToken
 from apps.workers.services import token_revoke
-from apps.workers.tokens import generate_token
 
 pytestmark = pytest.mark.django_db
 WHOAMI = "/api/v1/whoami"

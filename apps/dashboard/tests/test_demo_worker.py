@@ -7,9 +7,9 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from apps.dashboard.demo_worker import DEMO_ROLE, DEMO_WORKER, seed_demo_worker
 from apps.organizations.models import Organization
 from apps.policies.models import Role
-from apps.workers.demo import DEMO_ROLE, DEMO_WORKER, seed_demo_worker
 from apps.workers.models import Worker
 from apps.workers.services import token_mint
 

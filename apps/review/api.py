@@ -45,11 +45,11 @@ from apps.audit.services import (
     audit_verify_export,
     audit_verify_trail,
 )
-from apps.audit.views import streaming_export
 from apps.core.api import APIError
 from apps.core.openapi import error_responses
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
+from apps.review.views import streaming_export
 
 
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
@@ -115,8 +115,8 @@ class AuditAPIMixin(OrgAPIMixin):
 class AuditEventListAPIView(AuditAPIMixin, generics.ListAPIView[AuditEvent]):
     serializer_class = AuditEventSerializer
 
-    def get_queryset(self) -> QuerySet[AuditEvent]:
-        return self.filter_form(self.request).filter(self.scope_queryset())
+    def scope_queryset(self) -> QuerySet[AuditEvent]:
+        return self.filter_form(self.request).filter(super().scope_queryset())
 
 
 @extend_schema(tags=["audit"], summary="One audit event")

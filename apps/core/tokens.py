@@ -1,4 +1,6 @@
-"""The token format shared by worker tokens (`gry_`) and personal API tokens (`gryp_`).
+"""The token format shared by worker tokens (`gry_`) and personal API tokens (`gryp_`),
+with the lifetime limits and the leak report both kinds use (part of the tenancy kernel:
+apps.workers and apps.accounts both build on it, neither owns it).
 
     gry_ + 43 base62 chars (secrets, > 256 bits) + 6 base62 chars (CRC32 of the random part)
 
@@ -16,7 +18,10 @@ import secrets
 import string
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from django.utils import timezone
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _BASE62_SET = frozenset(BASE62)
@@ -117,3 +122,35 @@ def parse_token(raw: str | None, *, kind: TokenKind | None = None) -> ParsedToke
 def looks_like_token(raw: str) -> bool:
     """Has a Grantry prefix (well-formed or not): used to tell "malformed" from "missing"."""
     return any(raw.startswith(prefix) for prefix in PREFIXES)
+
+
+# --- Lifetime and leaks (both kinds) ------------------------------------------
+
+DEFAULT_TOKEN_DAYS = 30
+MAX_TOKEN_DAYS = 366
+EXPIRY_WARNING_DAYS = 7
+
+
+def max_token_days(organization: Any) -> int:
+    """The org's ceiling on token lifetime: its own lower maximum, or the hard cap."""
+    own = getattr(organization, "max_token_days", None)
+    return min(own, MAX_TOKEN_DAYS) if own else MAX_TOKEN_DAYS
+
+
+def request_line(request: HttpRequest | None) -> dict[str, str]:
+    """Method and path of a request, never its query string (for leak reports)."""
+    if request is None:
+        return {}
+    return {"method": request.method or "", "path": request.path[:300]}
+
+
+def leaked_token_email(*, label: str, where: str, request: HttpRequest | None, remedy: str) -> str:
+    line = request_line(request)
+    seen = f"{line['method']} {line['path']}" if line else "a request"
+    return (
+        f"Grantry saw the {label} in {where} of {seen} at "
+        f"{timezone.now():%Y-%m-%d %H:%M} UTC.\n\n"
+        "URLs end up in access logs, proxies and browser history, so Grantry treats "
+        "the token as leaked and has revoked it. Calls with it now fail.\n\n"
+        f"{remedy}, and send it only in the Authorization header.\n"
+    )

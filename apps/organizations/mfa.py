@@ -1,4 +1,5 @@
-"""Whether a person has a second factor: an authenticator app (TOTP) or a passkey
+"""Whether a person has a second factor (for an organization's "Require two-factor
+authentication"; the factors themselves are allauth's): an authenticator app (TOTP) or a passkey
 (WebAuthn). Recovery codes alone do not count; they only back up a real factor."""
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ from apps.audit.signing import public_key_document
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
+from apps.review.pickers import offer_pickers
 
 
 def _shown(value: Any) -> Any:
@@ -78,6 +79,7 @@ class AuditMixin(OrgViewMixin):
     def filter_form(self) -> AuditFilterForm:
         if not hasattr(self, "_form"):
             self._form = AuditFilterForm(data=self.request.GET, organization=self.organization)
+            offer_pickers(self._form.filterset, self.organization)
         return self._form
 
     def filtered(self) -> QuerySet[AuditEvent] | None:

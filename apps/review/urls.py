@@ -1,6 +1,6 @@
 from django.urls import URLPattern, URLResolver, path
 
-from apps.audit import views
+from apps.review import views
 
 app_name = "audit"
 urlpatterns: list[URLPattern | URLResolver] = [

@@ -38,7 +38,7 @@ from django.http import HttpRequest
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record, client_ip
 from apps.core.middleware import client_request_metadata
-from apps.workers.tokens import looks_like_token
+from apps.core.tokens import looks_like_token
 
 PREFIX_LENGTH = 12
 SAMPLE_SIZE = 5

@@ -1,6 +1,6 @@
-"""The Workers part of the `make run` demo: a role limited to the demo's own
-Sandbox connection and a worker "demo-agent" that uses it. Tokens are minted by
-the admin in the dashboard (shown once), so none is created here.
+"""The Workers part of the `make run` demo (the dashboard owns the demo seed): a role
+limited to the demo's own Sandbox connection and a worker "demo-agent" that uses it.
+Tokens are minted by the admin in the dashboard (shown once), so none is created here.
 
 The role's rules name the connection "sandbox-demo" rather than "any sandbox
 connection": connecting a second Sandbox account later (the README tour's

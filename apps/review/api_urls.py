@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from apps.audit import api
+from apps.review import api
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("audit/events/", api.AuditEventListAPIView.as_view(), name="audit-event-list"),

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from pytest_django import DjangoAssertNumQueries
 
-from apps.workers import tokens
-from apps.workers.tokens import (
+from apps.core import tokens
+from apps.core.tokens import (
     BASE62,
     checksum,
     generate_token,

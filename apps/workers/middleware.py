@@ -5,7 +5,10 @@ request to the APIs or MCP carries a valid worker (`gry_`) or personal (`gryp_`)
 token in its query string, the token is treated as leaked, as GitHub's secret
 scanning does: it is revoked, `token.leaked` is audited, its owner is emailed, and
 the request answers 401 `token_leaked`. Malformed or unknown tokens there change
-nothing (the request fails its normal authentication)."""
+nothing (the request fails its normal authentication).
+
+It lives in apps.workers because it revokes both kinds of token: workers sits above
+apps.accounts (personal tokens) and may import it, not the other way round."""
 
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ from apps.accounts.token_services import personal_token_leaked
 from apps.core.api import error_response
 from apps.core.exceptions import ServiceUnavailable
 from apps.core.middleware import is_api_path
+from apps.core.tokens import parse_token
 from apps.workers.models import WorkerToken
 from apps.workers.services import token_leaked
-from apps.workers.tokens import parse_token
 
 _CANDIDATE = re.compile(r"gryp?_[0-9A-Za-z]{49}")
 WHERE = "a URL's query string"

@@ -1,0 +1,18 @@
+"""Signals apps.organizations sends. A signal is the last resort between layers
+(docs/architecture.md, "Layers"): each one here says who listens and why a call
+was not possible.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent by services.membership_remove() in its transaction, after the removal is
+# audited and before the row is deleted, with `membership`, `actor` (the user who
+# removes) and `request`. Sent with send(), not send_robust(): a receiver that
+# fails rolls the removal back.
+# Listener: apps.accounts.token_services revokes the member's personal API tokens
+# for the organization, each one audited, so they do not come back to life if the
+# person is re-invited. accounts sits above organizations (a personal token belongs
+# to an organization), so organizations cannot call it.
+membership_removed = Signal()
