@@ -26,6 +26,7 @@ from oauth2_provider.models import get_application_model, get_refresh_token_mode
 from oauth2_provider.oauth2_backends import OAuthLibCore, _add_iss_to_redirect
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
+from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from apps.mcpauth import services
 from apps.mcpauth.models import McpGrant, McpIssuedToken
@@ -33,6 +34,18 @@ from apps.workers.tokens import GeneratedToken, generate_token
 
 SCOPE = "mcp"
 GRANT_CLAIM = "grantry_mcp_grant"
+
+
+def _check_resource(request: Any) -> None:
+    """RFC 8707 at the token endpoint: only the /mcp resource (invalid_target)."""
+    resource = getattr(request, "resource", None) or []
+    for value in [resource] if isinstance(resource, str) else resource:
+        if str(value).rstrip("/") != services.mcp_resource_url():
+            raise oauth_errors.CustomOAuth2Error(
+                error="invalid_target",
+                description=f"This server issues tokens for {services.mcp_resource_url()} only.",
+                request=request,
+            )
 
 
 class GrantryValidator(OAuth2Validator):
@@ -63,6 +76,7 @@ class GrantryValidator(OAuth2Validator):
     def validate_code(
         self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any
     ) -> bool:
+        _check_resource(request)
         if not super().validate_code(client_id, code, client, request, *args, **kwargs):
             return False
         claims = getattr(request, "claims", None) or {}
@@ -80,6 +94,7 @@ class GrantryValidator(OAuth2Validator):
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any
     ) -> bool:
+        _check_resource(request)
         valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
         checksum = hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()
         row = (

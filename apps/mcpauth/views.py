@@ -85,6 +85,10 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self.membership: Membership | None = None
         slug = request.GET.get("org")
+        if not slug and request.user.is_authenticated:
+            bindable = services.bindable_memberships(request.user)
+            if len(bindable) == 1:  # nothing to choose
+                slug = bindable[0].organization.slug
         if slug and request.user.is_authenticated:
             self.membership = resolve_membership(request.user, slug)  # 404 for a non-member
             if second_factor_missing(request, self.membership.organization):
@@ -178,11 +182,8 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
         return super().form_valid(form)
 
     def form_invalid(self, form: Any) -> HttpResponse:
-        # DOT's GET fills the context from the validated request; do the same here.
-        try:
-            self.validate_authorization_request(self.request)
-        except OAuthToolkitError as error:
-            return self.error_response(error, application=None)
+        # Shown again with its errors; DOT validates the request itself when the
+        # corrected form creates the authorization response.
         data = form.data
         application = get_application_model().objects.filter(client_id=data.get("client_id")).first()
         return self.render_to_response(
