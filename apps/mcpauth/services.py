@@ -123,7 +123,8 @@ def grant_approve(
             organization=organization,
             name=new_worker_name,
             default_role=role,
-            description=f"Created to connect the OAuth client {application.name or application.client_id}.",
+            description="Created to connect the OAuth client "
+            f"{application.name or application.client_id}.",
             owner=approved_by,
             created_by=approved_by,
         )
@@ -222,9 +223,7 @@ def token_issue(
 
 def _revoke_tokens(issued: Any, *, revoked_by: Any, reason: str) -> list[str]:
     ids = []
-    for row in issued.filter(worker_token__revoked_at__isnull=True).select_related(
-        "worker_token"
-    ):
+    for row in issued.filter(worker_token__revoked_at__isnull=True).select_related("worker_token"):
         token_revoke(token=row.worker_token, revoked_by=revoked_by, reason=reason)
         ids.append(row.worker_token.public_id)
     return ids

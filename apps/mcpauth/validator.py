@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.utils import timezone
 from oauth2_provider.models import get_application_model, get_refresh_token_model
 from oauth2_provider.oauth2_backends import OAuthLibCore, _add_iss_to_redirect
@@ -34,6 +36,19 @@ from apps.workers.tokens import GeneratedToken, generate_token
 
 SCOPE = "mcp"
 GRANT_CLAIM = "grantry_mcp_grant"
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def redirect_uri_safe(uri: str) -> bool:
+    """OAuth 2.1: https, http only on loopback, or a configured private-use scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme == "http":
+        return (parts.hostname or "") in LOOPBACK_HOSTS
+    return parts.scheme in settings.GRANTRY_MCP_REDIRECT_SCHEMES
 
 
 def _check_resource(request: Any) -> None:
@@ -61,15 +76,30 @@ class GrantryValidator(OAuth2Validator):
         return client
 
     def validate_scopes(
-        self, client_id: str, scopes: list[str], client: Any, request: Any, *args: Any, **kwargs: Any
+        self,
+        client_id: str,
+        scopes: list[str],
+        client: Any,
+        request: Any,
+        *args: Any,
+        **kwargs: Any,
     ) -> bool:
         return set(scopes) <= {SCOPE}
 
-    def get_default_scopes(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> list[str]:
+    def get_default_scopes(
+        self, client_id: str, request: Any, *args: Any, **kwargs: Any
+    ) -> list[str]:
         return [SCOPE]
 
     def is_pkce_required(self, client_id: str, request: Any) -> bool:
         return True
+
+    def validate_redirect_uri(
+        self, client_id: str, redirect_uri: str, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        return redirect_uri_safe(redirect_uri) and super().validate_redirect_uri(
+            client_id, redirect_uri, request, *args, **kwargs
+        )
 
     # --- the grant behind a code or a refresh token ----------------------------------
 
@@ -81,6 +111,8 @@ class GrantryValidator(OAuth2Validator):
             return False
         claims = getattr(request, "claims", None) or {}
         grant_id = claims.get(GRANT_CLAIM) if isinstance(claims, dict) else None
+        if not isinstance(grant_id, int):
+            return False
         grant = (
             McpGrant.objects.select_related("worker", "organization", "role")
             .filter(pk=grant_id, application=client)
@@ -105,8 +137,10 @@ class GrantryValidator(OAuth2Validator):
         )
         if not valid:
             if row is not None and row.revoked is not None and row.token_family:
-                # Used after rotation (or after revocation): DOT revoked the refresh
-                # family; end the family's worker tokens too.
+                # Used after rotation (or after revocation): revoke the whole family,
+                # DOT's refresh tokens and the worker tokens (RFC 9700 section 4.14).
+                # Done here, not with DOT's global REFRESH_TOKEN_REUSE_PROTECTION,
+                # which would change the Sandbox's server too.
                 services.family_revoke(
                     token_family=row.token_family, reason="A refresh token was used twice"
                 )
@@ -125,7 +159,9 @@ class GrantryValidator(OAuth2Validator):
 
     # --- issuing: the access token is a worker token ---------------------------------
 
-    def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> Any:
+    def _save_bearer_token(
+        self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         grant: McpGrant = request.mcp_grant
         previous = getattr(request, "refresh_token_instance", None)
         seconds = services.token_seconds(grant.organization)
@@ -157,9 +193,12 @@ class GrantryValidator(OAuth2Validator):
         refresh = get_refresh_token_model().objects.filter(token_checksum=checksum).first()
         family = issued.token_family if issued else (refresh.token_family if refresh else None)
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
-        if family is not None and McpIssuedToken.objects.filter(
-            token_family=family, grant__application=request.client
-        ).exists():
+        if (
+            family is not None
+            and McpIssuedToken.objects.filter(
+                token_family=family, grant__application=request.client
+            ).exists()
+        ):
             services.family_revoke(
                 token_family=family,
                 reason="Revoked by the OAuth client",
@@ -172,7 +211,9 @@ class GrantryOAuthLibCore(OAuthLibCore):
     """The RFC 9207 `iss` on the authorization response names Grantry's issuer (DOT
     derives it from the `oauth2_provider` namespace, which is the Sandbox's)."""
 
-    def create_authorization_response(self, request: Any, scopes: Any, credentials: Any, allow: Any) -> Any:
+    def create_authorization_response(
+        self, request: Any, scopes: Any, credentials: Any, allow: Any
+    ) -> Any:
         uri, headers, body, status = super().create_authorization_response(
             request, scopes, credentials, allow
         )

@@ -35,7 +35,13 @@ from apps.audit.services import client_ip
 from apps.mcpauth import services
 from apps.mcpauth.forms import ConsentForm, PolicyForm
 from apps.mcpauth.models import McpGrant
-from apps.mcpauth.validator import GRANT_CLAIM, SCOPE, GrantryOAuthLibCore, GrantryValidator
+from apps.mcpauth.validator import (
+    GRANT_CLAIM,
+    SCOPE,
+    GrantryOAuthLibCore,
+    GrantryValidator,
+    redirect_uri_safe,
+)
 from apps.organizations.models import Membership, OrgRole
 from apps.organizations.tenancy import OrgViewMixin, resolve_membership, second_factor_missing
 
@@ -56,8 +62,16 @@ def authorization_server_metadata(request: HttpRequest) -> JsonResponse:
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
-            "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "none",
+                "client_secret_post",
+                "client_secret_basic",
+            ],
+            "revocation_endpoint_auth_methods_supported": [
+                "none",
+                "client_secret_post",
+                "client_secret_basic",
+            ],
             "scopes_supported": [SCOPE],
             "client_id_metadata_document_supported": True,
             "authorization_response_iss_parameter_supported": True,
@@ -117,7 +131,8 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
                 raise OAuthToolkitError(
                     error=oauth_errors.CustomOAuth2Error(
                         error="invalid_target",
-                        description=f"This server issues tokens for {services.mcp_resource_url()} only.",
+                        description="This server issues tokens for "
+                        f"{services.mcp_resource_url()} only.",
                         state=state,
                     ),
                     redirect_uri=redirect_uri,
@@ -185,7 +200,9 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
         # Shown again with its errors; DOT validates the request itself when the
         # corrected form creates the authorization response.
         data = form.data
-        application = get_application_model().objects.filter(client_id=data.get("client_id")).first()
+        application = (
+            get_application_model().objects.filter(client_id=data.get("client_id")).first()
+        )
         return self.render_to_response(
             self.get_context_data(
                 form=form,
@@ -237,11 +254,19 @@ class RegisterView(View):
             return _error_response(
                 "invalid_client_metadata", "Only the authorization_code grant is supported."
             )
+        if not all(redirect_uri_safe(uri) for uri in kwargs["redirect_uris"].split()):
+            return _error_response(
+                "invalid_redirect_uri",
+                "Redirect URIs must be https, http on a loopback address, or an allowed "
+                "private-use scheme.",
+            )
         application_model = get_application_model()
         application = application_model(
             user=None, registration_source=application_model.RegistrationSource.DCR, **kwargs
         )
-        raw_secret = application.client_secret if application.client_type == "confidential" else None
+        raw_secret = (
+            application.client_secret if application.client_type == "confidential" else None
+        )
         try:
             application.full_clean()
         except ValidationError as exc:
@@ -253,7 +278,9 @@ class RegisterView(View):
             "redirect_uris": application.redirect_uris.split(),
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
-            "token_endpoint_auth_method": data.get("token_endpoint_auth_method", "client_secret_basic")
+            "token_endpoint_auth_method": data.get(
+                "token_endpoint_auth_method", "client_secret_basic"
+            )
             if raw_secret
             else "none",
             "scope": SCOPE,
@@ -314,7 +341,8 @@ class GrantRevokeView(OrgViewMixin, View):
         grant = get_object_or_404(self.scope_queryset(), pk=grant_id)
         if not grant.is_active():
             raise Http404("This grant is already revoked.")
-        services.grant_revoke(grant=grant, revoked_by=request.user, reason="Revoked by an admin", request=request)
+        services.grant_revoke(
+            grant=grant, revoked_by=request.user, reason="Revoked by an admin", request=request
+        )
         messages.success(request, f"{grant.label} can no longer act as {grant.worker.name}.")
         return redirect("mcpauth:settings", org_slug=self.organization.slug)
-

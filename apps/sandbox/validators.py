@@ -33,7 +33,13 @@ class SandboxValidator(OAuth2Validator):
         return client
 
     def validate_scopes(
-        self, client_id: str, scopes: list[str], client: Any, request: Any, *args: Any, **kwargs: Any
+        self,
+        client_id: str,
+        scopes: list[str],
+        client: Any,
+        request: Any,
+        *args: Any,
+        **kwargs: Any,
     ) -> bool:
         return set(scopes) <= SANDBOX_SCOPES and super().validate_scopes(
             client_id, scopes, client, request, *args, **kwargs

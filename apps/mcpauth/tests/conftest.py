@@ -17,6 +17,15 @@ import pytest
 CALLBACK = "http://127.0.0.1:9/callback"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_registration_limit(settings):
+    """Each test starts with the whole hourly registration budget of its address."""
+    from django.core.cache import cache
+
+    for address in ("127.0.0.1", "::1"):
+        cache.delete(f"grantry:mcp:dcr:{address}")
+
+
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -119,5 +128,3 @@ def metadata_server(tmp_path, monkeypatch) -> Iterator[MetadataServer]:
     yield server
     server.server.shutdown()
     server.server.server_close()
-
-

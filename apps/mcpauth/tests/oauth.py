@@ -78,7 +78,12 @@ def redirect_params(response: Any) -> dict[str, str]:
 
 
 def consent(
-    client: Any, url: str, *, worker: Any = None, allow: bool = True, fields: dict[str, str] | None = None
+    client: Any,
+    url: str,
+    *,
+    worker: Any = None,
+    allow: bool = True,
+    fields: dict[str, str] | None = None,
 ) -> Any:
     """GET the consent page, then POST its form back as a person would."""
     page = client.get(url)
@@ -108,5 +113,9 @@ def exchange(client: Any, flow: Flow, code: str, **overrides: Any) -> Any:
 def refresh(client: Any, flow: Flow, refresh_token: str) -> Any:
     return client.post(
         "/oauth/token/",
-        {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": flow.client_id},
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": flow.client_id,
+        },
     )

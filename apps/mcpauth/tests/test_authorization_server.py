@@ -31,7 +31,10 @@ pytestmark = pytest.mark.django_db
 def tools_list(client, token: str):
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     return client.post(
-        "/mcp", json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        "/mcp",
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
     )
 
 
@@ -49,7 +52,10 @@ def signed_in(client, admin):
 def connect(client, agent, **consent_fields):
     flow = new_flow(register(client))
     response = consent(
-        client, authorize_url(flow, resource=services.mcp_resource_url()), worker=agent.worker, **consent_fields
+        client,
+        authorize_url(flow, resource=services.mcp_resource_url()),
+        worker=agent.worker,
+        **consent_fields,
     )
     params = redirect_params(response)
     assert params["state"] == flow.state
@@ -78,7 +84,11 @@ def test_consent_issues_a_worker_token_bound_to_mcp(signed_in, agent, admin):
     assert row.oauth_client == "Test client"
     assert row.role == agent.role
     grant = McpGrant.objects.get()
-    assert (grant.worker, grant.approved_by, grant.client_id) == (agent.worker, admin, flow.client_id)
+    assert (grant.worker, grant.approved_by, grant.client_id) == (
+        agent.worker,
+        admin,
+        flow.client_id,
+    )
     assert tools_list(signed_in, token["access_token"]).status_code == 200
     # The same token is refused by the rest of the agent API (RFC 8707 audience).
     whoami = signed_in.get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {token['access_token']}")
@@ -117,7 +127,9 @@ def test_pkce_missing_or_plain_is_refused(signed_in, agent):
     flow = new_flow(register(signed_in))
     missing = signed_in.get(authorize_url(flow, code_challenge=None, code_challenge_method=None))
     assert redirect_params(missing)["error"] == "invalid_request"
-    plain = signed_in.get(authorize_url(flow, code_challenge="x" * 43, code_challenge_method="plain"))
+    plain = signed_in.get(
+        authorize_url(flow, code_challenge="x" * 43, code_challenge_method="plain")
+    )
     assert redirect_params(plain)["error"] == "invalid_request"
     assert not Grant.objects.exists()
 
@@ -127,7 +139,13 @@ def test_wrong_audience_is_refused(signed_in, agent):
     response = signed_in.get(authorize_url(flow, resource="https://other.example/mcp"))
     assert redirect_params(response)["error"] == "invalid_target"
     # At the token endpoint too: a code for /mcp cannot buy a token for another resource.
-    code = redirect_params(consent(signed_in, authorize_url(flow, resource=services.mcp_resource_url()), worker=agent.worker))["code"]
+    code = redirect_params(
+        consent(
+            signed_in,
+            authorize_url(flow, resource=services.mcp_resource_url()),
+            worker=agent.worker,
+        )
+    )["code"]
     token = exchange(signed_in, flow, code, resource="https://other.example/mcp")
     assert token.status_code == 400
     assert token.json()["error"] == "invalid_target"
@@ -138,6 +156,19 @@ def test_redirect_uri_mismatch_is_refused_without_redirecting(signed_in, agent):
     response = signed_in.get(authorize_url(flow, redirect_uri="https://evil.example/cb"))
     assert response.status_code == 400
     assert "evil.example" not in response.get("Location", "")
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://evil.example/cb", "javascript://x/%0aalert(1)", "https://ok.example/cb#frag"]
+)
+def test_registration_refuses_unsafe_redirect_uris(client, uri):
+    response = client.post(
+        "/oauth/register/",
+        json.dumps({"redirect_uris": [uri], "token_endpoint_auth_method": "none"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] in {"invalid_redirect_uri", "invalid_client_metadata"}
 
 
 def test_replayed_code_is_refused(signed_in, agent):
@@ -163,7 +194,10 @@ def test_refresh_rotates_and_reuse_revokes_the_family(signed_in, agent):
     # Refresh keeps the binding, and the replaced access token stops working.
     assert tools_list(signed_in, second["access_token"]).status_code == 200
     assert tools_list(signed_in, first["access_token"]).status_code == 401
-    assert WorkerToken.objects.get(digest=WorkerToken.objects.latest("id").digest).worker == agent.worker
+    assert (
+        WorkerToken.objects.get(digest=WorkerToken.objects.latest("id").digest).worker
+        == agent.worker
+    )
 
     reused = refresh(signed_in, flow, first["refresh_token"])
     assert reused.json()["error"] == "invalid_grant"
@@ -189,12 +223,16 @@ def test_revoking_the_grant_or_disabling_the_worker_ends_it(signed_in, agent, ad
 
 def test_client_revocation_endpoint(signed_in, agent):
     flow, _, token = connect(signed_in, agent)
-    response = signed_in.post("/oauth/revoke/", {"token": token["access_token"], "client_id": flow.client_id})
+    response = signed_in.post(
+        "/oauth/revoke/", {"token": token["access_token"], "client_id": flow.client_id}
+    )
     assert response.status_code == 200
     assert tools_list(signed_in, token["access_token"]).status_code == 401
 
 
-def test_another_orgs_member_cannot_bind_a_worker_that_is_not_theirs(client, agent, outsider, other_org):
+def test_another_orgs_member_cannot_bind_a_worker_that_is_not_theirs(
+    client, agent, outsider, other_org
+):
     client.force_login(outsider)
     flow = new_flow(register(client))
     # Naming the first org in the URL: not a member, 404.
@@ -228,7 +266,9 @@ def test_org_policy_denies_clients(signed_in, agent, org, admin):
 
 def test_allowlist_admits_only_matching_client_ids(org, admin):
     policy = services.policy_update(
-        organization=org, changed_by=admin, allowed_clients="claude.ai\nhttps://cursor.com/oauth/client.json\n.example.com"
+        organization=org,
+        changed_by=admin,
+        allowed_clients="claude.ai\nhttps://cursor.com/oauth/client.json\n.example.com",
     )
     assert policy.allows("https://claude.ai/oauth/mcp-client-metadata")
     assert policy.allows("https://cursor.com/oauth/client.json")
@@ -250,7 +290,9 @@ def test_sandbox_and_grantry_clients_stay_apart(signed_in, agent, admin):
     assert signed_in.get(authorize_url(flow)).status_code == 400
     # … and the Sandbox's does not know Grantry's clients.
     grantry_flow = new_flow(register(signed_in))
-    response = signed_in.get("/sandbox/o/authorize/?" + authorize_url(grantry_flow, scope="read").split("?", 1)[1])
+    response = signed_in.get(
+        "/sandbox/o/authorize/?" + authorize_url(grantry_flow, scope="read").split("?", 1)[1]
+    )
     assert response.status_code == 400
     # A Grantry-issued token does not open the Sandbox API.
     _, _, token = connect(signed_in, agent)
@@ -271,19 +313,18 @@ def test_unused_registrations_expire(client, settings):
 
 
 def test_registration_is_rate_limited(client, settings):
-    from django.core.cache import cache
-
     settings.GRANTRY_MCP_DCR_PER_HOUR = 2
-    cache.delete("grantry:mcp:dcr:127.0.0.1")
     register(client)
     register(client)
     response = client.post(
         "/oauth/register/",
-        json.dumps({"redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"}),
+        json.dumps(
+            {"redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"}
+        ),
         content_type="application/json",
     )
     assert response.status_code == 429
-    cache.delete("grantry:mcp:dcr:127.0.0.1")
+    assert response["Retry-After"] == "3600"
 
 
 def test_settings_page_lists_grants_and_is_tenant_scoped(signed_in, client, agent, outsider):

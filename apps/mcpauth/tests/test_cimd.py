@@ -7,7 +7,14 @@ import pytest
 from oauth2_provider.models import Application
 
 from apps.mcpauth.tests.conftest import CALLBACK
-from apps.mcpauth.tests.oauth import Flow, authorize_url, consent, exchange, new_flow, redirect_params
+from apps.mcpauth.tests.oauth import (
+    Flow,
+    authorize_url,
+    consent,
+    exchange,
+    new_flow,
+    redirect_params,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -28,8 +28,8 @@ from apps.broker.tests.conftest import make_agent
 from apps.broker.tests.upstream import RecordingUpstream
 from apps.mcpauth.models import McpGrant
 from apps.mcpauth.services import grant_revoke
-from apps.workers.models import WorkerToken
 from apps.mcpauth.tests.conftest import CALLBACK
+from apps.workers.models import WorkerToken
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, _session_cookie
 
 
@@ -106,7 +106,9 @@ def run_client(
             )
         )
         query = {k: v[0] for k, v in parse_qs(urlsplit(landed).query).items()}
-        return AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
+        return AuthorizationCodeResult(
+            code=query["code"], state=query.get("state"), iss=query.get("iss")
+        )
 
     provider = OAuthClientProvider(
         server_url=mcp_url,
@@ -126,7 +128,9 @@ def run_client(
 
     async def main() -> None:
         async with httpx2.AsyncClient(auth=provider, timeout=60) as hc:
-            async with Client(streamable_http_client(mcp_url, http_client=hc), mode="auto") as client:
+            async with Client(
+                streamable_http_client(mcp_url, http_client=hc), mode="auto"
+            ) as client:
                 out["tools"] = (await client.list_tools()).tools
                 out["call"] = await client.call_tool("sandbox.list_projects", {})
                 out["first_token"] = storage.tokens
@@ -173,7 +177,10 @@ def check_flow(stack: dict[str, Any], out: dict[str, Any], client_id_check: Any)
     assert all(t.oauth_client == "Grantry test client" for t in tokens)
     calls = AuditEvent.objects.filter(action="broker.execute", worker_id=agent.worker.pk)
     assert calls.count() == 2
-    assert set(calls.values_list("token_id", flat=True)) == set(tokens.values_list("public_id", flat=True))
+    assert set(calls.values_list("token_id", flat=True)) == set(
+        tokens.values_list("public_id", flat=True)
+    )
+    assert {e.metadata["oauth_client"] for e in calls} == {"Grantry test client"}
 
     # Revoking the grant ends the current access token at once: 401 with the challenge.
     grant_revoke(grant=grant, reason="test")
