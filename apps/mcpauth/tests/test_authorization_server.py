@@ -339,3 +339,20 @@ def test_settings_page_lists_grants_and_is_tenant_scoped(signed_in, client, agen
     assert McpGrant.objects.get().is_active()
     assert McpIssuedToken.objects.count() == 1
     assert RefreshToken.objects.filter(revoked__isnull=True).count() == 1
+
+
+def test_an_org_that_requires_mfa_sends_the_member_to_set_it_up(signed_in, agent, org):
+    org.require_mfa = True
+    org.save(update_fields=["require_mfa"])
+    flow = new_flow(register(signed_in))
+    response = signed_in.get(authorize_url(flow))
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/2fa/"
+    assert not McpGrant.objects.exists()
+
+
+def test_an_anonymous_visitor_is_sent_to_sign_in_first(client):
+    flow = new_flow(register(client))
+    response = client.get(authorize_url(flow))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/oauth/authorize/")
