@@ -33,6 +33,7 @@ class EgressMetadataFetcher:
                 client_id,
                 headers={"Accept": "application/json"},
                 timeout=float(oauth2_settings.CIMD_FETCH_TIMEOUT_SECONDS),
+                max_bytes=max_size,
             )
         except EgressError as exc:
             raise CIMDError(f"could not fetch the client id document: {exc}") from None

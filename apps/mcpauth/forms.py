@@ -61,6 +61,7 @@ class ConsentForm(AllowForm):
             data["worker_obj"] = None
         elif choice in self.workers:
             data["worker_obj"] = self.workers[choice]
+            data["role"] = None  # an existing worker acts with its own default role
         else:
             self.add_error("worker", "Choose a worker of this organization.")
         return data

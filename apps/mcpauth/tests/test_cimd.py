@@ -53,10 +53,13 @@ def test_a_document_for_another_url_is_refused(signed_in, metadata_server):
     assert not Application.objects.filter(client_id=client_id).exists()
 
 
-def test_a_document_that_is_too_large_is_refused(signed_in, metadata_server):
+def test_a_document_that_is_too_large_is_refused(signed_in, metadata_server, caplog):
     client_id = metadata_server.document("/big.json", padding="x" * 20_000)
-    response = signed_in.get(authorize_url(cimd_flow(client_id)))
+    with caplog.at_level("INFO", logger="oauth2_provider.cimd"):
+        response = signed_in.get(authorize_url(cimd_flow(client_id)))
     assert response.status_code == 400
+    # Egress stopped reading at the 16 KB cap.
+    assert "answered with more than 16384 bytes" in caplog.text
     assert not Application.objects.filter(client_id=client_id).exists()
 
 
