@@ -32,6 +32,7 @@ from oauth2_provider.views.dynamic_client_registration import (
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from apps.audit.services import client_ip
+from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.mcpauth import services
 from apps.mcpauth.forms import ConsentForm, PolicyForm
 from apps.mcpauth.models import McpGrant
@@ -338,9 +339,27 @@ class GrantRevokeView(OrgViewMixin, View):
         return McpGrant.objects.filter(organization=self.organization)
 
     def post(self, request: HttpRequest, org_slug: str, grant_id: int) -> HttpResponse:
-        grant = get_object_or_404(self.scope_queryset(), pk=grant_id)
+        grant = get_object_or_404(self.scope_queryset().select_related("worker"), pk=grant_id)
         if not grant.is_active():
             raise Http404("This grant is already revoked.")
+        if not is_confirmed(request):
+            live = grant.issued.filter(worker_token__revoked_at__isnull=True).count()
+            confirmation = Confirmation(
+                title=f"Revoke {grant.label} as {grant.worker.name}?",
+                stops=[
+                    f"{grant.label} can no longer act as worker {grant.worker.name}: "
+                    f"its {live} unrevoked token(s) stop working on the next call, "
+                    "and it cannot refresh them.",
+                    "To connect it again, a person goes through the consent page again.",
+                ],
+                button="Revoke",
+                cancel_url=reverse("mcpauth:settings", kwargs={"org_slug": org_slug}),
+            )
+            return confirmation_page(
+                request,
+                confirmation,
+                {"organization": self.organization, "membership": self.membership},
+            )
         services.grant_revoke(
             grant=grant, revoked_by=request.user, reason="Revoked by an admin", request=request
         )

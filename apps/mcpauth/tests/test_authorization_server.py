@@ -209,7 +209,11 @@ def test_refresh_rotates_and_reuse_revokes_the_family(signed_in, agent):
 def test_revoking_the_grant_or_disabling_the_worker_ends_it(signed_in, agent, admin):
     flow, _, token = connect(signed_in, agent)
     grant = McpGrant.objects.get()
-    response = signed_in.post(f"/o/acme/settings/mcp/grants/{grant.pk}/revoke/")
+    url = f"/o/acme/settings/mcp/grants/{grant.pk}/revoke/"
+    asked = signed_in.post(url)
+    assert asked.status_code == 200  # the confirmation page; nothing revoked yet
+    assert tools_list(signed_in, token["access_token"]).status_code == 200
+    response = signed_in.post(url, {"confirmed": "yes"})
     assert response.status_code == 302
     assert tools_list(signed_in, token["access_token"]).status_code == 401
     assert refresh(signed_in, flow, token["refresh_token"]).json()["error"] == "invalid_grant"
@@ -335,7 +339,8 @@ def test_settings_page_lists_grants_and_is_tenant_scoped(signed_in, client, agen
     grant = McpGrant.objects.get()
     client.force_login(outsider)
     assert client.get("/o/acme/settings/mcp/").status_code == 404
-    assert client.post(f"/o/globex/settings/mcp/grants/{grant.pk}/revoke/").status_code == 404
+    revoke = f"/o/globex/settings/mcp/grants/{grant.pk}/revoke/"
+    assert client.post(revoke, {"confirmed": "yes"}).status_code == 404
     assert McpGrant.objects.get().is_active()
     assert McpIssuedToken.objects.count() == 1
     assert RefreshToken.objects.filter(revoked__isnull=True).count() == 1
