@@ -3,7 +3,7 @@ Included at the root: the paths are absolute."""
 
 from django.urls import path
 
-from apps.mcpauth import views
+from apps.mcpauth import org_views, views
 
 app_name = "mcpauth"
 
@@ -24,10 +24,10 @@ urlpatterns = [
     path("oauth/token/", views.TokenView.as_view(), name="token"),
     path("oauth/revoke/", views.RevokeTokenView.as_view(), name="revoke"),
     path("oauth/register/", views.RegisterView.as_view(), name="register"),
-    path("o/<slug:org_slug>/settings/mcp/", views.McpSettingsView.as_view(), name="settings"),
+    path("o/<slug:org_slug>/settings/mcp/", org_views.McpSettingsView.as_view(), name="settings"),
     path(
         "o/<slug:org_slug>/settings/mcp/grants/<int:grant_id>/revoke/",
-        views.GrantRevokeView.as_view(),
+        org_views.GrantRevokeView.as_view(),
         name="grant_revoke",
     ),
 ]
