@@ -27,6 +27,8 @@ from apps.workers.tokens import GeneratedToken, new_public_id
 
 # Who may bind a client to a worker: the same people who may mint its tokens.
 BIND_ROLE = OrgRole.ADMIN
+# Why a refresh revokes the token it replaces (any other revocation ends the family).
+REPLACED_BY_REFRESH = "Replaced by a refresh"
 
 
 def _user_actor(user: Any) -> dict[str, Any]:
@@ -158,6 +160,13 @@ def grant_approve(
     return grant
 
 
+def revoked_by_someone(issued: McpIssuedToken) -> bool:
+    """The family's latest access token was revoked other than by a refresh (its
+    worker page, a kill switch, a leak): the client may not refresh its way back."""
+    token = issued.worker_token
+    return token.revoked_at is not None and token.revoke_reason != REPLACED_BY_REFRESH
+
+
 def grant_usable(grant: McpGrant) -> bool:
     """May this grant still get tokens? (not revoked, worker active, client allowed)"""
     return (
@@ -183,7 +192,7 @@ def token_issue(
         for issued in McpIssuedToken.objects.filter(
             token_family=token_family, worker_token__revoked_at__isnull=True
         ).select_related("worker_token"):
-            token_revoke(token=issued.worker_token, reason="Replaced by a refresh")
+            token_revoke(token=issued.worker_token, reason=REPLACED_BY_REFRESH)
             replaced.append(issued.worker_token.public_id)
     token = WorkerToken.objects.create(
         organization_id=grant.organization_id,

@@ -147,12 +147,24 @@ class GrantryValidator(OAuth2Validator):
             return False
         issued = (
             McpIssuedToken.objects.filter(token_family=row.token_family)
-            .select_related("grant", "grant__worker", "grant__organization", "grant__role")
+            .select_related(
+                "worker_token", "grant", "grant__worker", "grant__organization", "grant__role"
+            )
+            .order_by("-id")
             .first()
             if row is not None
             else None
         )
         if issued is None or not services.grant_usable(issued.grant):
+            return False
+        if services.revoked_by_someone(issued):
+            # Revoked like any other token (worker page, kill switch): the refresh
+            # family ends with it.
+            services.family_revoke(
+                token_family=row.token_family,
+                reason="Its access token was revoked",
+                action="mcp.refresh_refused",
+            )
             return False
         request.mcp_grant = issued.grant
         return True

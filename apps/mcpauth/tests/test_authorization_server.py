@@ -225,6 +225,21 @@ def test_revoking_the_grant_or_disabling_the_worker_ends_it(signed_in, agent, ad
     assert refresh(signed_in, flow, token["refresh_token"]).json()["error"] == "invalid_grant"
 
 
+def test_revoking_the_token_or_the_kill_switch_also_stops_refresh(signed_in, agent):
+    from apps.workers.services import token_revoke, worker_revoke_all_tokens
+
+    flow, _, token = connect(signed_in, agent)
+    issued = WorkerToken.objects.get(audience=services.mcp_resource_url())
+    token_revoke(token=issued, reason="Revoked on the worker page")
+    assert tools_list(signed_in, token["access_token"]).status_code == 401
+    assert refresh(signed_in, flow, token["refresh_token"]).json()["error"] == "invalid_grant"
+
+    flow, _, token = connect(signed_in, agent)
+    worker_revoke_all_tokens(worker=agent.worker)
+    assert refresh(signed_in, flow, token["refresh_token"]).json()["error"] == "invalid_grant"
+    assert AuditEvent.objects.filter(action="mcp.refresh_refused").count() == 2
+
+
 def test_client_revocation_endpoint(signed_in, agent):
     flow, _, token = connect(signed_in, agent)
     response = signed_in.post(
