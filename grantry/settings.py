@@ -78,6 +78,10 @@ INSTALLED_APPS = [
     "apps.broker",
     "apps.approvals",
     "apps.dashboard",
+    # django-oauth-toolkit serves two separate authorization servers: Grantry's own
+    # for /mcp (apps.mcpauth) and, when enabled, the Sandbox's (apps.sandbox).
+    "oauth2_provider",
+    "apps.mcpauth",
 ]
 
 MIDDLEWARE = [
@@ -345,6 +349,11 @@ CELERY_BEAT_SCHEDULE["approvals-expire-due"] = {
     "task": "approvals.expire_due",
     "schedule": 60.0,
 }
+# MCP OAuth: delete dynamically registered clients that were never used (apps.mcpauth).
+CELERY_BEAT_SCHEDULE["mcpauth-expire-unused-clients"] = {
+    "task": "mcpauth.expire_unused_clients",
+    "schedule": 3600.0,
+}
 # Workers: sum up each closed window of failed authentications in one audit event.
 CELERY_BEAT_SCHEDULE["workers-flush-auth-failures"] = {
     "task": "workers.flush_auth_failures",
@@ -393,16 +402,27 @@ GRANTRY_SANDBOX_URL = env.str("GRANTRY_SANDBOX_URL", default=f"{GRANTRY_BASE_URL
 # Production deployments do not install it at all.
 GRANTRY_SANDBOX_ENABLED = env.bool("GRANTRY_SANDBOX_ENABLED", default=DEBUG)
 if GRANTRY_SANDBOX_ENABLED:
-    INSTALLED_APPS += ["oauth2_provider", "apps.sandbox"]
+    INSTALLED_APPS += ["apps.sandbox"]
+
+# Private-use redirect URI schemes (RFC 8252) that MCP clients of Grantry's
+# authorization server may register besides https and http on loopback (Cursor).
+GRANTRY_MCP_REDIRECT_SCHEMES = env.list("GRANTRY_MCP_REDIRECT_SCHEMES", default=["cursor"])
 
 OAUTH2_PROVIDER = {
     "PKCE_REQUIRED": True,
     "ROTATE_REFRESH_TOKEN": True,
     "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
     "REFRESH_TOKEN_EXPIRE_SECONDS": 60 * 60 * 24 * 30,
-    "SCOPES": {"read": "Read projects and tasks", "write": "Create and change tasks"},
+    # "mcp" is Grantry's own (apps.mcpauth); the scopes backend offers each application
+    # only its own server's scopes.
+    "SCOPES_BACKEND_CLASS": "apps.mcpauth.scopes.SeparateScopes",
+    "SCOPES": {
+        "read": "Read projects and tasks",
+        "write": "Create and change tasks",
+        "mcp": "Act as one Grantry worker over MCP",
+    },
     "DEFAULT_SCOPES": ["read"],
-    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https", *GRANTRY_MCP_REDIRECT_SCHEMES],
     # The Sandbox accepts only S256 PKCE and advertises only what it serves (RFC 8414).
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
@@ -411,7 +431,26 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    # Grantry's MCP authorization server (apps.mcpauth) accepts Client ID Metadata
+    # Documents, fetched through Grantry's egress. Only Grantry's /oauth/ views resolve
+    # them (the permission class); the Sandbox's validator refuses such clients.
+    "CIMD_ENABLED": True,
+    "CIMD_METADATA_FETCHER": "apps.mcpauth.cimd.EgressMetadataFetcher",
+    "CIMD_REGISTRATION_PERMISSION_CLASSES": ("apps.mcpauth.cimd.GrantryCIMDPermission",),
+    "CIMD_MAX_DOCUMENT_SIZE": 16 * 1024,
+    "CIMD_FETCH_TIMEOUT_SECONDS": 5,
 }
+# DOT's own models (named so that apps.mcpauth's foreign key can depend on them).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+if GRANTRY_SANDBOX_ENABLED:
+    # DOT's default validator serves only the Sandbox's own applications and tokens;
+    # Grantry's /oauth/ views name their own (apps.mcpauth.validator).
+    OAUTH2_PROVIDER["OAUTH2_VALIDATOR_CLASS"] = "apps.sandbox.validators.SandboxValidator"
+# Grantry's MCP authorization server (apps.mcpauth).
+GRANTRY_MCP_TOKEN_SECONDS = env.int("GRANTRY_MCP_TOKEN_SECONDS", default=3600)
+GRANTRY_MCP_DCR_PER_HOUR = env.int("GRANTRY_MCP_DCR_PER_HOUR", default=20)
+# A dynamically registered client that never completes a grant is deleted after this long.
+GRANTRY_MCP_DCR_UNUSED_HOURS = env.int("GRANTRY_MCP_DCR_UNUSED_HOURS", default=24)
 
 # --- Security ----------------------------------------------------------------
 # Content-Security-Policy on every response (django-csp): only this origin's own

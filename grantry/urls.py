@@ -58,6 +58,9 @@ urlpatterns = [
     path("o/<slug:org_slug>/approvals/", include("apps.approvals.urls")),
     path("o/<slug:org_slug>/providers/", include("apps.providers.urls")),
     path("invitations/", include("apps.organizations.invite_urls")),
+    # Grantry's OAuth authorization server for /mcp (RFC 8414 metadata, /oauth/…) and
+    # the org's MCP client settings.
+    path("", include("apps.mcpauth.urls")),
     path("", include("apps.dashboard.urls")),
 ]
 

@@ -57,6 +57,11 @@ ALLOWLIST: list[tuple[str, str]] = [
     (r"^\.well-known/", "OAuth protected-resource metadata: public"),
     (r"^sandbox/", "offline demo SaaS: its own users and data, not Grantry tenants"),
     (r"^oauth/callback/$", "OAuth redirect target: bound to session + signed state (connections)"),
+    (
+        r"^oauth/(\.well-known/oauth-authorization-server|authorize/|token/|revoke/|register/)$",
+        "Grantry's OAuth server for /mcp: public protocol endpoints; consent resolves the org "
+        "with resolve_membership and binds only its own workers (apps/mcpauth tests)",
+    ),
     (r"^invitations/<str:key>/$", "the secret key is the credential (organizations tests)"),
     (r"^$", "landing page"),
     (r"^home/$", "redirects to the signed-in user's own org"),

@@ -58,6 +58,7 @@ EVENT_SUGGESTIONS = (
     ("token.", "Worker tokens: minted, rolled, revoked"),
     ("worker.", "Workers: created, changed, disabled"),
     ("killswitch.", "Kill switches"),
+    ("mcp.", "MCP clients (OAuth): grants, issued tokens, policy"),
     ("role.", "Roles and rules"),
     ("connection.", "Connections"),
     ("member.", "Members and invitations"),

@@ -78,12 +78,14 @@ def resource_metadata_url() -> str:
 
 
 def protected_resource_metadata(_request: HttpRequest) -> JsonResponse:
-    """RFC 9728 metadata for the MCP resource. Worker tokens are minted in the
-    dashboard, not by an OAuth authorization server, so none is listed."""
+    """RFC 9728 metadata for the MCP resource. Its authorization server is Grantry's
+    own (apps.mcpauth, issuer <base>/oauth); a static worker token works too."""
     base = settings.GRANTRY_BASE_URL
     return JsonResponse(
         {
             "resource": f"{base}/mcp",
+            "authorization_servers": [f"{base}/oauth"],
+            "scopes_supported": ["mcp"],
             "bearer_methods_supported": ["header"],
             "resource_name": "Grantry MCP",
             "resource_documentation": f"{base}/api/docs/",
@@ -300,7 +302,8 @@ def _endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard 
             "forbidden_origin", "This Origin may not call the MCP endpoint.", status_code=403
         )
     try:
-        authenticated = WorkerTokenAuthentication().authenticate(Request(request))
+        resource = f"{settings.GRANTRY_BASE_URL}/mcp"
+        authenticated = WorkerTokenAuthentication(resource=resource).authenticate(Request(request))
     except APIError as exc:
         return _unauthorized(exc)
     ctx = authenticated[1]

@@ -777,6 +777,8 @@ def start(
     """A call ready to `run()`, with the audit fields every one of its events repeats."""
     call = AgentCall(ctx=ctx, target=target, meta=meta, dry_run=dry_run)
     call.metadata = {"role_id": ctx.role_id, "surface": meta.surface, **target.audit_fields(ctx)}
+    if ctx.oauth_client:  # a token Grantry's OAuth server issued (apps.mcpauth)
+        call.metadata["oauth_client"] = ctx.oauth_client
     return call
 
 
@@ -788,6 +790,8 @@ def reject_input(
     lone surrogates escaped), and answered with the gate's status and code."""
     call = AgentCall(ctx=ctx, target=_Rejected(verb), meta=meta)
     call.metadata = {"role_id": ctx.role_id, "surface": meta.surface}
+    if ctx.oauth_client:
+        call.metadata["oauth_client"] = ctx.oauth_client
     for key, text in named.items():
         storable = text[:500].replace("\x00", "\\u0000")
         call.metadata[key] = storable.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -48,6 +48,7 @@ FAILURES = {
     "token_invalid": "The token is unknown or has been revoked.",
     "token_expired": "The token has expired. Mint or roll a new one.",
     "worker_disabled": "The worker of this token is disabled.",
+    "token_audience": "This token was issued for another resource (RFC 8707).",
 }
 
 
@@ -72,6 +73,9 @@ class AgentContext:
     organization_id: int
     organization_slug: str
     store_broker_input: bool
+    # The resource an OAuth-issued token is bound to and its client ("" for static tokens).
+    audience: str = ""
+    oauth_client: str = ""
     holds_lease: bool = field(default=False, repr=False)
 
     @classmethod
@@ -91,6 +95,8 @@ class AgentContext:
             organization_id=token.organization_id,
             organization_slug=token.organization.slug,
             store_broker_input=token.organization.store_broker_input,
+            audience=token.audience,
+            oauth_client=token.oauth_client,
         )
 
     @cached_property
@@ -150,7 +156,7 @@ def _lookup_sql() -> str:
     return (
         "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608
         " t.revoked_at IS NOT NULL, w.id, w.name, w.status, r.id, r.name, r.rules_version,"
-        " o.id, o.slug, o.store_broker_input,"
+        " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client,"
         f" {leases.key_sql(leases.WORKER_SPACE, 'w.id')},"
         f" {leases.key_sql(leases.ORGANIZATION_SPACE, 'o.id')}"
         f" FROM {token} t JOIN {worker} w ON w.id = t.worker_id"
@@ -184,6 +190,8 @@ def lookup(digest: str) -> _Row | None:
         organization_id=row[13],
         organization_slug=row[14],
         store_broker_input=row[15],
+        audience=row[16],
+        oauth_client=row[17],
         holds_lease=True,
     )
     return _Row(context, digest=row[5], revoked=row[6], worker_active=row[9] == WorkerStatus.ACTIVE)
@@ -196,7 +204,13 @@ def _www_authenticate(code: str) -> str:
 
 
 class WorkerTokenAuthentication(BaseAuthentication):
-    """For the agent API only. Views opt in with `authentication_classes`."""
+    """For the agent API only. Views opt in with `authentication_classes`.
+
+    `resource` is the resource URL of the surface (the MCP endpoint passes its own):
+    a token bound to an audience (issued by OAuth, RFC 8707) works only there."""
+
+    def __init__(self, resource: str = "") -> None:
+        self.resource = resource
 
     @override
     def authenticate_header(self, request: Request) -> str:
@@ -228,6 +242,8 @@ class WorkerTokenAuthentication(BaseAuthentication):
             self._fail("token_expired", request, context)
         if not found.worker_active:
             self._fail("worker_disabled", request, context)
+        if context.audience and context.audience != self.resource:
+            self._fail("token_audience", request, context)
         token_touch(
             token_id=context.token_pk,
             last_used_at=context.token_last_used_at,

@@ -97,6 +97,11 @@ class WorkerToken(TenantModel):
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
+    # Set on tokens issued by Grantry's MCP authorization server (apps.mcpauth): the one
+    # resource URL the token is valid for (RFC 8707) and the OAuth client it was issued
+    # to. Static tokens have neither and work on every agent surface.
+    audience = models.CharField(max_length=255, blank=True, editable=False)
+    oauth_client = models.CharField(max_length=255, blank=True, editable=False)
 
     objects = WorkerTokenQuerySet.as_manager()
 

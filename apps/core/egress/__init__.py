@@ -154,8 +154,10 @@ def egress_request(  # noqa: C901 - flat guard clauses around one request: desti
     content: bytes | str | None = None,
     data: dict[str, Any] | None = None,
     timeout: float | None = None,
+    max_bytes: int | None = None,
 ) -> EgressResponse:
-    """Make one outbound request under Grantry's egress rules. Never follows redirects."""
+    """Make one outbound request under Grantry's egress rules. Never follows redirects.
+    `max_bytes` lowers the response-size cap for this call (never raises it)."""
     started = time.monotonic()
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -176,6 +178,8 @@ def egress_request(  # noqa: C901 - flat guard clauses around one request: desti
         raise EgressBlocked("The URL has no host.", host=host)
     seconds = float(timeout if timeout is not None else settings.GRANTRY_EGRESS_TIMEOUT)
     cap = int(settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES)
+    if max_bytes is not None:
+        cap = min(cap, int(max_bytes))
     body, content_type = _body(json, content, data)
     request_headers = _headers(headers, content_type, parts)
     if not _headers_are_valid(request_headers):

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django import forms
+from oauth2_provider.forms import AllowForm
+
+from apps.mcpauth.models import McpPolicy
+from apps.organizations.models import Organization
+from apps.policies.models import Role
+from apps.workers.models import Worker, WorkerStatus
+
+NEW_WORKER = "new"
+
+
+class ConsentForm(AllowForm):
+    """DOT's hidden authorization fields, plus the worker the client will act as."""
+
+    worker = forms.ChoiceField(label="Act as worker", required=False)
+    new_worker_name = forms.SlugField(
+        label="New worker name",
+        max_length=60,
+        required=False,
+        help_text="Unique in the organization.",
+    )
+    role = forms.ModelChoiceField(
+        label="Role of the new worker", queryset=Role.objects.none(), required=False
+    )
+
+    def __init__(self, *args: Any, organization: Organization | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        workers = (
+            Worker.objects.filter(organization=organization, status=WorkerStatus.ACTIVE).order_by(
+                "name"
+            )
+            if organization is not None
+            else Worker.objects.none()
+        )
+        self.fields["worker"].choices = [
+            *[(str(w.pk), w.name) for w in workers],
+            (NEW_WORKER, "A new worker…"),
+        ]
+        self.fields["role"].queryset = (
+            Role.objects.filter(organization=organization).order_by("name")
+            if organization is not None
+            else Role.objects.none()
+        )
+        self.workers = {str(w.pk): w for w in workers}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("allow"):
+            return data  # a refusal needs no worker
+        choice = data.get("worker") or ""
+        if choice == NEW_WORKER:
+            if not data.get("new_worker_name"):
+                self.add_error("new_worker_name", "Name the new worker.")
+            if data.get("role") is None:
+                self.add_error("role", "Choose the new worker's role.")
+            data["worker_obj"] = None
+        elif choice in self.workers:
+            data["worker_obj"] = self.workers[choice]
+            data["role"] = None  # an existing worker acts with its own default role
+        else:
+            self.add_error("worker", "Choose a worker of this organization.")
+        return data
+
+
+class PolicyForm(forms.ModelForm):
+    class Meta:
+        model = McpPolicy
+        fields = ("clients_allowed", "allowed_clients", "token_minutes")
+        labels: ClassVar[dict[str, str]] = {
+            "clients_allowed": "Allow OAuth (MCP) clients",
+            "allowed_clients": "Allowed client ids",
+            "token_minutes": "Access token lifetime (minutes)",
+        }
+        widgets: ClassVar[dict[str, Any]] = {"allowed_clients": forms.Textarea(attrs={"rows": 4})}

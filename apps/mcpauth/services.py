@@ -1,0 +1,323 @@
+"""Writes for MCP OAuth: policies, grants (client → worker), issued tokens, revocation.
+
+Every change is audited in its transaction. The access token an OAuth client gets is
+a `WorkerToken` with an audience (the /mcp resource URL) and the client's name, so it
+authenticates, shows and revokes like any other worker token.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from oauth2_provider.models import get_application_model, get_refresh_token_model
+
+from apps.audit.models import ActorType, Outcome
+from apps.audit.services import audit_record
+from apps.core.tokens import GeneratedToken, new_public_id
+from apps.mcpauth.models import McpGrant, McpIssuedToken, McpPolicy
+from apps.organizations.models import Membership, Organization, OrgRole
+from apps.workers.leases import fence_worker
+from apps.workers.models import Worker, WorkerToken
+from apps.workers.services import token_revoke, worker_create
+
+# Who may bind a client to a worker: the same people who may mint its tokens.
+BIND_ROLE = OrgRole.ADMIN
+# Why a refresh revokes the token it replaces (any other revocation ends the family).
+REPLACED_BY_REFRESH = "Replaced by a refresh"
+
+
+def _user_actor(user: Any) -> dict[str, Any]:
+    if user is None:
+        return {"actor_type": ActorType.SYSTEM}
+    return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
+
+
+def _grant_target(grant: McpGrant) -> dict[str, Any]:
+    return {
+        "target_type": "mcpgrant",
+        "target_id": grant.pk,
+        "target_label": f"{grant.label} as {grant.worker.name}",
+        "worker_id": grant.worker_id,
+    }
+
+
+def mcp_resource_url() -> str:
+    return f"{settings.GRANTRY_BASE_URL}/mcp"
+
+
+def issuer_url() -> str:
+    return f"{settings.GRANTRY_BASE_URL}/oauth"
+
+
+def policy_for(organization: Organization) -> McpPolicy:
+    """The org's policy, or an unsaved one with the defaults."""
+    return McpPolicy.objects.filter(organization=organization).first() or McpPolicy(
+        organization=organization
+    )
+
+
+def token_seconds(organization: Organization) -> int:
+    """Default 1 h (GRANTRY_MCP_TOKEN_SECONDS), capped by the org's own lifetime."""
+    return min(int(settings.GRANTRY_MCP_TOKEN_SECONDS), policy_for(organization).token_minutes * 60)
+
+
+@transaction.atomic
+def policy_update(
+    *, organization: Organization, changed_by: Any, request: Any = None, **changes: Any
+) -> McpPolicy:
+    policy = policy_for(organization)
+    diff = {}
+    for field in ("clients_allowed", "allowed_clients", "token_minutes"):
+        if field in changes and getattr(policy, field) != changes[field]:
+            diff[field] = {"from": getattr(policy, field), "to": changes[field]}
+            setattr(policy, field, changes[field])
+    if not diff and policy.pk:
+        return policy
+    policy.full_clean(exclude=["organization"])
+    policy.save()
+    audit_record(
+        action="mcp.policy_changed",
+        organization=organization,
+        target=organization,
+        metadata={"changes": diff},
+        request=request,
+        **_user_actor(changed_by),
+    )
+    return policy
+
+
+def bindable_memberships(user: Any) -> list[Membership]:
+    """The user's memberships that may bind a client to a worker."""
+    return [
+        m
+        for m in Membership.objects.filter(user=user).select_related("organization")
+        if m.has_at_least(BIND_ROLE)
+    ]
+
+
+@transaction.atomic
+def grant_approve(
+    *,
+    application: Any,
+    organization: Organization,
+    approved_by: Any,
+    worker: Worker | None = None,
+    new_worker_name: str = "",
+    role: Any = None,
+    request: Any = None,
+) -> McpGrant:
+    """`approved_by` lets `application` act as `worker` (or a new worker named
+    `new_worker_name` with `role`). Raises PermissionDenied when they may not."""
+    membership = Membership.objects.filter(organization=organization, user=approved_by).first()
+    if membership is None or not membership.has_at_least(BIND_ROLE):
+        raise PermissionDenied("Only an admin of the organization may connect a client.")
+    if not policy_for(organization).allows(application.client_id):
+        raise PermissionDenied("This organization does not allow this OAuth client.")
+    if worker is None:
+        if role is None or role.organization_id != organization.pk:
+            raise ValidationError({"role": "Choose a role of this organization."})
+        worker = worker_create(
+            organization=organization,
+            name=new_worker_name,
+            default_role=role,
+            description="Created to connect the OAuth client "
+            f"{application.name or application.client_id}.",
+            owner=approved_by,
+            created_by=approved_by,
+        )
+    elif worker.organization_id != organization.pk:
+        raise PermissionDenied("This worker is not in the organization.")
+    if not worker.is_active():
+        raise ValidationError({"worker": "This worker is disabled."})
+    role = role if role is not None and role.organization_id == organization.pk else None
+    grant = McpGrant.objects.create(
+        organization=organization,
+        worker=worker,
+        role=role or worker.default_role,
+        application=application,
+        client_id=application.client_id,
+        client_name=(application.name or "")[:255],
+        approved_by=approved_by,
+    )
+    audit_record(
+        action="mcp.grant_approved",
+        organization=organization,
+        metadata={
+            "client_id": grant.client_id,
+            "client_name": grant.client_name,
+            "registration": application.registration_source,
+            "role": grant.role.name,
+        },
+        request=request,
+        **_grant_target(grant),
+        **_user_actor(approved_by),
+    )
+    return grant
+
+
+def revoked_by_someone(issued: McpIssuedToken) -> bool:
+    """The family's latest access token was revoked other than by a refresh (its
+    worker page, a kill switch, a leak): the client may not refresh its way back."""
+    token = issued.worker_token
+    return token.revoked_at is not None and token.revoke_reason != REPLACED_BY_REFRESH
+
+
+def grant_usable(grant: McpGrant) -> bool:
+    """May this grant still get tokens? (not revoked, worker active, client allowed)"""
+    return (
+        grant.is_active()
+        and grant.worker.is_active()
+        and policy_for(grant.organization).allows(grant.client_id)
+    )
+
+
+@transaction.atomic
+def token_issue(
+    *,
+    grant: McpGrant,
+    generated: GeneratedToken,
+    expires_at: datetime,
+    token_family: Any,
+    refreshed: bool,
+) -> WorkerToken:
+    """Store the access token just issued to `grant`'s client as a worker token bound
+    to the MCP resource. On refresh the family's previous token stops working."""
+    replaced: list[str] = []
+    if refreshed:
+        for issued in McpIssuedToken.objects.filter(
+            token_family=token_family, worker_token__revoked_at__isnull=True
+        ).select_related("worker_token"):
+            token_revoke(token=issued.worker_token, reason=REPLACED_BY_REFRESH)
+            replaced.append(issued.worker_token.public_id)
+    token = WorkerToken.objects.create(
+        organization_id=grant.organization_id,
+        worker_id=grant.worker_id,
+        role_id=grant.role_id,
+        public_id=new_public_id(),
+        digest=generated.digest,
+        last4=generated.last4,
+        created_by=None,
+        expires_at=expires_at,
+        audience=mcp_resource_url(),
+        oauth_client=grant.label[:255],
+    )
+    McpIssuedToken.objects.create(grant=grant, worker_token=token, token_family=token_family)
+    audit_record(
+        action="mcp.token_issued",
+        organization_id=grant.organization_id,
+        metadata={
+            "client_id": grant.client_id,
+            "grant": grant.pk,
+            "role": grant.role.name,
+            "expires_at": expires_at.isoformat(),
+            "refresh": refreshed,
+            "replaced": replaced,
+        },
+        target_type="workertoken",
+        target_id=token.public_id,
+        target_label=f"{token.public_id} of {grant.worker.name}",
+        worker_id=grant.worker_id,
+        token_id=token.public_id,
+        actor_type=ActorType.WORKER,
+        actor_id=grant.worker_id,
+        actor_label=grant.worker.name,
+    )
+    return token
+
+
+def _revoke_tokens(issued: Any, *, revoked_by: Any, reason: str) -> list[str]:
+    ids = []
+    for row in issued.filter(worker_token__revoked_at__isnull=True).select_related("worker_token"):
+        token_revoke(token=row.worker_token, revoked_by=revoked_by, reason=reason)
+        ids.append(row.worker_token.public_id)
+    return ids
+
+
+@transaction.atomic
+def family_revoke(
+    *, token_family: Any, reason: str, action: str = "mcp.refresh_reused", by_client: bool = False
+) -> None:
+    """End every token of one refresh-token family: a refresh token of it was used
+    twice (`mcp.refresh_reused`), or the client revoked it (RFC 7009)."""
+    issued = McpIssuedToken.objects.filter(token_family=token_family)
+    first = issued.select_related("grant", "grant__worker").first()
+    if first is None:
+        return
+    get_refresh_token_model().revoke_family(token_family)
+    ids = _revoke_tokens(issued, revoked_by=None, reason=reason)
+    grant = first.grant
+    if not ids and not grant.is_active():
+        return  # the grant was revoked already (and audited then)
+    audit_record(
+        action=action,
+        organization_id=grant.organization_id,
+        outcome=Outcome.SUCCESS if by_client else Outcome.FAILURE,
+        reason=reason,
+        metadata={"client_id": grant.client_id, "revoked_tokens": ids},
+        **_grant_target(grant),
+        actor_type=ActorType.WORKER,
+        actor_id=grant.worker_id,
+        actor_label=grant.worker.name,
+    )
+
+
+@transaction.atomic
+def grant_revoke(
+    *, grant: McpGrant, revoked_by: Any = None, reason: str = "", request: Any = None
+) -> McpGrant:
+    """End a grant now: its access tokens fail on the next call and its refresh
+    tokens are refused."""
+    grant = McpGrant.objects.select_for_update().select_related("worker").get(pk=grant.pk)
+    if grant.revoked_at is not None:
+        return grant
+    grant.revoked_at = timezone.now()
+    grant.revoked_by = revoked_by
+    grant.revoke_reason = reason[:200]
+    grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
+    families = set(grant.issued.values_list("token_family", flat=True))
+    for family in families:
+        get_refresh_token_model().revoke_family(family)
+    ids = _revoke_tokens(grant.issued.all(), revoked_by=revoked_by, reason="OAuth grant revoked")
+    fence_worker(grant.worker_id)
+    audit_record(
+        action="mcp.grant_revoked",
+        organization_id=grant.organization_id,
+        metadata={"client_id": grant.client_id, "reason": grant.revoke_reason, "tokens": ids},
+        request=request,
+        **_grant_target(grant),
+        **_user_actor(revoked_by),
+    )
+    return grant
+
+
+def issued_for_digest(digest: str) -> McpIssuedToken | None:
+    return (
+        McpIssuedToken.objects.filter(worker_token__digest=digest)
+        .select_related("grant", "worker_token")
+        .first()
+    )
+
+
+@transaction.atomic
+def expire_unused_clients(*, now: datetime | None = None) -> int:
+    """Delete dynamically registered clients that never got a grant within
+    GRANTRY_MCP_DCR_UNUSED_HOURS (CIMD clients are re-created from their URL on demand)."""
+    now = now or timezone.now()
+    application_model = get_application_model()
+    cutoff = now - timedelta(hours=int(settings.GRANTRY_MCP_DCR_UNUSED_HOURS))
+    stale = application_model.objects.filter(
+        registration_source__in=[
+            application_model.RegistrationSource.DCR,
+            application_model.RegistrationSource.CIMD,
+        ],
+        created__lt=cutoff,
+        mcp_grants__isnull=True,
+    )
+    count = stale.count()
+    stale.delete()
+    return count
