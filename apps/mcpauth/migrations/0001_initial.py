@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('organizations', '0002_organization_require_mfa'),
         ('policies', '0005_rule_schedule_and_quota'),
-        ('workers', '0002_workertoken_audience_workertoken_oauth_client'),
+        ('workers', '0003_workertoken_audience_workertoken_oauth_client'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
         migrations.swappable_dependency(settings.OAUTH2_PROVIDER_APPLICATION_MODEL),
     ]

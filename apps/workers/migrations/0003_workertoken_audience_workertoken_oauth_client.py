@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0001_initial'),
+        ('workers', '0002_tenant_updated_at'),
     ]
 
     operations = [
