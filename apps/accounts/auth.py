@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_touch
 from apps.audit.models import ActorType
+from apps.core import audit_context
 from apps.workers.auth_failures import auth_failure_record, auth_throttle_check
 from apps.workers.tokens import PERSONAL_PREFIX, digests_match, parse_token
 
@@ -103,4 +104,12 @@ class PersonalTokenAuthentication(BaseAuthentication):
         if not token.user.is_active:
             _fail("token_invalid", "The token's user is inactive.", request, token)
         personal_token_touch(token=token)
+        # The request's audit context: this person, through this token (reset by
+        # apps.core.middleware.RequestIdMiddleware when the request ends).
+        audit_context.bind_actor(
+            actor_type=audit_context.USER,
+            actor_id=token.user_id,
+            actor_label=token.user.get_username(),
+            token_id=token.public_id,
+        )
         return token.user, token

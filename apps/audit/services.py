@@ -34,24 +34,14 @@ from apps.audit.models import (
     ExportStatus,
     Outcome,
 )
-from apps.core.middleware import client_request_metadata, current_request_id
+from apps.core import audit_context
+from apps.core.audit_context import user_actor
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
     if request is None:
         return None
     return request.META.get("REMOTE_ADDR") or None
-
-
-def actor_from_request(request: HttpRequest | None) -> dict[str, str]:
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return {
-            "actor_type": ActorType.USER,
-            "actor_id": str(user.pk),
-            "actor_label": user.get_username(),
-        }
-    return {"actor_type": ActorType.ANONYMOUS, "actor_id": "", "actor_label": ""}
 
 
 @dataclass(frozen=True)
@@ -69,6 +59,7 @@ def audit_record(
     action: str,
     organization: Any = None,
     organization_id: int | None = None,
+    actor: Any = None,
     actor_type: str = ActorType.SYSTEM,
     actor_id: str | int = "",
     actor_label: str = "",
@@ -85,6 +76,12 @@ def audit_record(
     **fields: Any,
 ) -> AuditEvent | None:
     """Append one event to one of its organization's chains. Keyword-only by design.
+
+    Who acts, from where and under which request id come from the audit context
+    (apps.core.audit_context: set by the middleware and the authenticators, or
+    `audit_context()` in a task). A service that names the acting person passes
+    `actor` (a user); explicit `actor_type`/`actor_id`, `ip`, `user_agent` and
+    `request_id` win over both.
 
     `target` may be a model instance; its type, pk and str() are recorded.
     Extra `fields` are the broker columns (decision, worker_id, token_id, …).
@@ -113,13 +110,21 @@ def audit_record(
         target_type = target_type or target._meta.model_name
         target_id = target_id or target.pk
         target_label = target_label or str(target)
-    if request is not None and actor_type == ActorType.SYSTEM and not actor_id:
-        actor = actor_from_request(request)
-        actor_type, actor_id, actor_label = (
-            actor["actor_type"],
-            actor["actor_id"],
-            actor_label or actor["actor_label"],
-        )
+    context = audit_context.current()
+    if actor_type == ActorType.SYSTEM and not actor_id:
+        named = user_actor(actor) or user_actor(getattr(request, "user", None))
+        if named:
+            actor_type, actor_id = named["actor_type"], named["actor_id"]
+            actor_label = actor_label or named["actor_label"]
+        else:  # nobody named: whoever the context says acts
+            actor_type, actor_id = context.actor_type, context.actor_id
+            actor_label = actor_label or context.actor_label
+    if actor_type == context.actor_type and str(actor_id) == context.actor_id:
+        # The context's actor: with the token (and worker) they act through.
+        if context.token_id:
+            fields.setdefault("token_id", context.token_id)
+        if context.worker_id is not None:
+            fields.setdefault("worker_id", context.worker_id)
     values: dict[str, Any] = {
         "chain_key": "",
         "created_at": timezone.now(),
@@ -133,14 +138,14 @@ def audit_record(
         "target_label": target_label[:300],
         "outcome": outcome,
         # A client's own X-Request-Id, kept apart from the server's (apps.core.middleware).
-        "metadata": {**client_request_metadata(), **(metadata or {})},
-        "ip": fields.pop("ip", None) or client_ip(request),
+        "metadata": {**audit_context.client_request_metadata(), **(metadata or {})},
+        "ip": fields.pop("ip", None) or client_ip(request) or context.ip,
         "user_agent": (
             fields.pop("user_agent", None)
             or (request.META.get("HTTP_USER_AGENT", "") if request is not None else "")
+            or context.user_agent
         )[:300],
-        "request_id": fields.pop("request_id", None)
-        or (current_request_id.get() if current_request_id.get() != "-" else ""),
+        "request_id": fields.pop("request_id", None) or context.request_id,
         "decision": fields.pop("decision", ""),
         "worker_id": fields.pop("worker_id", None),
         "token_id": fields.pop("token_id", ""),

@@ -10,6 +10,8 @@ There is no cache, so a revocation is seen by every process on the next
 request. The same statement takes the call's revocation leases
 (apps/workers/leases.py); whoever authenticates gives them back with
 `leases.release()` when the request ends (`AgentView`, the MCP view).
+The worker becomes the actor of the request's audit context
+(apps.core.audit_context; the request middleware resets it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 
 from apps.audit.services import client_ip
+from apps.core import audit_context
 from apps.core.api import APIError
 from apps.organizations.models import Organization
 from apps.policies.models import Role
@@ -222,6 +225,13 @@ class WorkerTokenAuthentication(BaseAuthentication):
             self._fail("token_expired", request, context)
         if not found.worker_active:
             self._fail("worker_disabled", request, context)
+        audit_context.bind_actor(
+            actor_type=audit_context.WORKER,
+            actor_id=context.worker_id,
+            actor_label=context.worker_name,
+            token_id=context.token_public_id,
+            worker_id=context.worker_id,
+        )
         token_touch(
             token_id=context.token_pk,
             last_used_at=context.token_last_used_at,

@@ -37,7 +37,7 @@ from django.http import HttpRequest
 
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record, client_ip
-from apps.core.middleware import client_request_metadata
+from apps.core.audit_context import client_request_metadata
 from apps.workers.tokens import looks_like_token
 
 PREFIX_LENGTH = 12

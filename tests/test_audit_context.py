@@ -1,0 +1,129 @@
+"""The audit context (apps.core.audit_context): set once per request by the middleware
+and the authenticators, read by the audit writer, gone when the request ends."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from apps.accounts.token_services import personal_token_mint
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+from apps.broker.tests.conftest import make_agent
+from apps.core import audit_context
+from apps.workers.tests.conftest import make_role
+
+pytestmark = pytest.mark.django_db
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) ContextTest/1.0"
+
+
+def test_a_dashboard_action_is_audited_with_the_signed_in_person(org, admin):
+    role = make_role(org)
+    client = Client(HTTP_USER_AGENT=BROWSER, REMOTE_ADDR="198.51.100.7")
+    client.force_login(admin)
+    response = client.post(
+        f"/o/{org.slug}/workers/new/",
+        {"name": "triage-bot", "description": "", "owner": admin.pk, "default_role": role.pk},
+    )
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="worker.created")
+    assert (event.actor_type, event.actor_id, event.actor_label) == (
+        "user",
+        str(admin.pk),
+        admin.get_username(),
+    )
+    assert (event.ip, event.user_agent) == ("198.51.100.7", BROWSER)
+    assert event.request_id == response["X-Request-Id"]
+    assert event.token_id == ""
+
+
+def test_a_personal_token_call_is_audited_with_its_user_and_token(org, admin):
+    role = make_role(org)
+    token, raw = personal_token_mint(user=admin, organization=org, name="ci")
+    api = APIClient(
+        HTTP_AUTHORIZATION=f"Bearer {raw}", HTTP_USER_AGENT="ci/2.1", REMOTE_ADDR="203.0.113.9"
+    )
+    response = api.post(
+        f"/api/v1/orgs/{org.slug}/workers/",
+        {"name": "ci-bot", "default_role": role.pk},
+        format="json",
+        HTTP_X_REQUEST_ID="build-77",
+    )
+    assert response.status_code == 201, response.content
+    event = AuditEvent.objects.get(action="worker.created")
+    assert (event.actor_type, event.actor_id) == ("user", str(admin.pk))
+    assert (event.ip, event.user_agent) == ("203.0.113.9", "ci/2.1")
+    assert event.request_id == response["X-Request-Id"] != "build-77"
+    assert event.metadata["client_request_id"] == "build-77"
+    assert event.token_id == token.public_id
+
+
+def test_an_agent_call_is_audited_with_its_worker_and_token(org):
+    agent = make_agent(org)
+    response = APIClient().post(
+        "/api/v1/actions/sandbox.list_projects/check",
+        {"input": {}},
+        format="json",
+        HTTP_USER_AGENT="agent-sdk/0.3",
+        REMOTE_ADDR="192.0.2.44",
+        **agent.headers,
+    )
+    assert response.status_code == 200, response.content
+    event = AuditEvent.objects.get(action="broker.check")
+    assert (event.actor_type, event.actor_id, event.actor_label) == (
+        "worker",
+        str(agent.worker.pk),
+        agent.worker.name,
+    )
+    assert (event.ip, event.user_agent) == ("192.0.2.44", "agent-sdk/0.3")
+    assert event.request_id == response["X-Request-Id"]
+    assert (event.worker_id, event.token_id) == (agent.worker.pk, agent.token.public_id)
+
+
+def test_nothing_of_one_request_leaks_into_the_next_on_the_same_thread(org, admin):
+    role = make_role(org)
+    _token, raw = personal_token_mint(user=admin, organization=org, name="ci")
+    first = APIClient(
+        HTTP_AUTHORIZATION=f"Bearer {raw}", HTTP_USER_AGENT="ci/2.1", REMOTE_ADDR="203.0.113.9"
+    ).post(
+        f"/api/v1/orgs/{org.slug}/workers/", {"name": "a", "default_role": role.pk}, format="json"
+    )
+    assert first.status_code == 201
+    # Back to the test's own (system) context once the request is over.
+    assert audit_context.current() is audit_context.SYSTEM_CONTEXT
+
+    second = APIClient(REMOTE_ADDR="192.0.2.1").get(
+        "/api/v1/whoami", HTTP_AUTHORIZATION="Bearer gry_" + "C" * 49
+    )
+    assert second.status_code == 401
+    failed = AuditEvent.objects.get(action="auth.failed")
+    assert (failed.actor_type, failed.actor_id, failed.token_id) == ("anonymous", "", "")
+    assert (failed.ip, failed.user_agent) == ("192.0.2.1", "")
+    assert failed.request_id == second["X-Request-Id"] != first["X-Request-Id"]
+    assert "client_request_id" not in failed.metadata
+    assert audit_context.current() is audit_context.SYSTEM_CONTEXT
+
+    # Outside any request, an event is the system's.
+    outside = audit_record(action="test.outside", organization=org)
+    assert outside is not None
+    assert (outside.actor_type, outside.ip, outside.request_id) == ("system", None, "")
+
+
+def test_a_block_outside_requests_sets_its_own_context(org, admin):
+    with audit_context.audit_context(
+        audit_context.AuditContext(request_id="task-1"), **audit_context.user_actor(admin)
+    ) as bound:
+        assert audit_context.current() is bound
+        inside = audit_record(action="test.inside", organization=org)
+        # A service that names the actor wins over the context.
+        named = audit_record(action="test.named", organization=org, actor_type="anonymous")
+    assert inside is not None and named is not None
+    assert (named.actor_type, named.actor_id, named.request_id) == ("anonymous", "", "task-1")
+    assert (inside.actor_type, inside.actor_id, inside.request_id) == (
+        "user",
+        str(admin.pk),
+        "task-1",
+    )
+    assert audit_context.current() is audit_context.SYSTEM_CONTEXT
