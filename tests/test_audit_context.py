@@ -127,3 +127,64 @@ def test_a_block_outside_requests_sets_its_own_context(org, admin):
         "task-1",
     )
     assert audit_context.current() is audit_context.SYSTEM_CONTEXT
+
+
+def _service_modules():
+    """Every app's services: apps/*/services.py, apps/*/services/*.py and the token services."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    import apps
+
+    root = Path(apps.__file__).parent
+    names = ["apps.accounts.token_services"]
+    for app in sorted(p for p in root.iterdir() if p.is_dir()):
+        if (app / "services.py").exists():
+            names.append(f"apps.{app.name}.services")
+        elif (app / "services").is_dir():
+            names.append(f"apps.{app.name}.services")
+            names += [
+                f"apps.{app.name}.services.{info.name}"
+                for info in pkgutil.iter_modules([str(app / "services")])
+            ]
+    return [importlib.import_module(name) for name in names]
+
+
+def test_no_service_takes_the_request():
+    import inspect
+
+    modules = _service_modules()
+    assert {m.__name__ for m in modules} >= {
+        "apps.audit.services",
+        "apps.workers.services",
+        "apps.connections.services.connect",
+        "apps.approvals.services.decisions",
+        "apps.accounts.token_services",
+    }
+    offenders, checked = [], 0
+    for module in modules:
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ != module.__name__ or name.startswith("_"):
+                continue
+            checked += 1
+            params = inspect.signature(inspect.unwrap(function)).parameters
+            if "request" in params:
+                offenders.append(f"{module.__name__}.{name}")
+    assert checked > 60
+    assert offenders == []
+
+
+def test_one_name_for_the_acting_person():
+    """`actor`, never `changed_by`, `disabled_by`, … (a model's own column may keep its name)."""
+    import inspect
+
+    retired = {"changed_by", "disabled_by", "enabled_by", "deleted_by", "revoked_by", "rolled_by"}
+    offenders = []
+    for module in _service_modules():
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ != module.__name__ or name.startswith("_"):
+                continue
+            params = set(inspect.signature(inspect.unwrap(function)).parameters)
+            offenders += [f"{module.__name__}.{name}({p})" for p in sorted(params & retired)]
+    assert offenders == []

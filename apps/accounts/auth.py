@@ -106,10 +106,5 @@ class PersonalTokenAuthentication(BaseAuthentication):
         personal_token_touch(token=token)
         # The request's audit context: this person, through this token (reset by
         # apps.core.middleware.RequestIdMiddleware when the request ends).
-        audit_context.bind_actor(
-            actor_type=audit_context.USER,
-            actor_id=token.user_id,
-            actor_label=token.user.get_username(),
-            token_id=token.public_id,
-        )
+        audit_context.bind_user(token.user, token_id=token.public_id)
         return token.user, token

@@ -21,7 +21,6 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_key_for, content_digest
@@ -36,12 +35,6 @@ from apps.audit.models import (
 )
 from apps.core import audit_context
 from apps.core.audit_context import user_actor
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,6 @@ def audit_record(
     target_label: str = "",
     outcome: str = Outcome.SUCCESS,
     metadata: dict[str, Any] | None = None,
-    request: HttpRequest | None = None,
     wait_for_flush: bool = True,
     only_if: Condition | None = None,
     release_leases: bool = False,
@@ -112,7 +104,7 @@ def audit_record(
         target_label = target_label or str(target)
     context = audit_context.current()
     if actor_type == ActorType.SYSTEM and not actor_id:
-        named = user_actor(actor) or user_actor(getattr(request, "user", None))
+        named = user_actor(actor)
         if named:
             actor_type, actor_id = named["actor_type"], named["actor_id"]
             actor_label = actor_label or named["actor_label"]
@@ -137,14 +129,10 @@ def audit_record(
         "target_id": str(target_id),
         "target_label": target_label[:300],
         "outcome": outcome,
-        # A client's own X-Request-Id, kept apart from the server's (apps.core.middleware).
+        # A client's own X-Request-Id, kept apart from the server's (apps.core.audit_context).
         "metadata": {**audit_context.client_request_metadata(), **(metadata or {})},
-        "ip": fields.pop("ip", None) or client_ip(request) or context.ip,
-        "user_agent": (
-            fields.pop("user_agent", None)
-            or (request.META.get("HTTP_USER_AGENT", "") if request is not None else "")
-            or context.user_agent
-        )[:300],
+        "ip": fields.pop("ip", None) or context.ip,
+        "user_agent": (fields.pop("user_agent", None) or context.user_agent)[:300],
         "request_id": fields.pop("request_id", None) or context.request_id,
         "decision": fields.pop("decision", ""),
         "worker_id": fields.pop("worker_id", None),
@@ -318,11 +306,10 @@ def export_is_large(events: QuerySet[AuditEvent]) -> bool:
 def audit_export_direct(
     *,
     organization: Any,
-    user: Any,
+    actor: Any,
     events: QuerySet[AuditEvent],
     params: dict[str, str],
     fmt: str,
-    request: HttpRequest | None = None,
     surface: str = "dashboard",
     proof: bool = False,
     start: datetime | None = None,
@@ -342,9 +329,7 @@ def audit_export_direct(
     audit_record(
         action="audit.exported",
         organization=organization,
-        actor_type=ActorType.USER,
-        actor_id=user.pk,
-        actor_label=user.get_username(),
+        actor=actor,
         target_type="audit_filter",
         target_label=_filter_label(params),
         metadata={
@@ -354,7 +339,6 @@ def audit_export_direct(
             "surface": surface,
             "proof": proof,
         },
-        request=request,
     )
     if proof:
         return proof_stream(fmt, organization, start=start, end=end)
@@ -365,10 +349,9 @@ def audit_export_direct(
 def audit_export_request(
     *,
     organization: Any,
-    user: Any,
+    actor: Any,
     params: dict[str, str],
     fmt: str,
-    request: HttpRequest | None = None,
     proof: bool = False,
 ) -> AuditExport:
     """Queue a large export as a Celery job (enqueued after commit)."""
@@ -379,14 +362,12 @@ def audit_export_request(
         check_proof_filter(params)
         signing_key(organization)
     export = AuditExport.objects.create(
-        organization=organization, requested_by=user, filter=params, format=fmt, proof=proof
+        organization=organization, requested_by=actor, filter=params, format=fmt, proof=proof
     )
     audit_record(
         action="audit.exported",
         organization=organization,
-        actor_type=ActorType.USER,
-        actor_id=user.pk,
-        actor_label=user.get_username(),
+        actor=actor,
         target=export,
         target_label=_filter_label(params),
         metadata={
@@ -396,7 +377,6 @@ def audit_export_request(
             "export_id": export.pk,
             "proof": proof,
         },
-        request=request,
     )
     from apps.audit.tasks import run_audit_export
 
@@ -504,9 +484,8 @@ def _filter_label(params: dict[str, str]) -> str:
 def audit_verify_export(
     *,
     organization: Any,
-    user: Any,
+    actor: Any,
     chunks: Iterable[bytes],
-    request: HttpRequest | None = None,
     surface: str = "dashboard",
 ) -> Any:
     """Check an uploaded export with proof against this organization's own key,
@@ -523,15 +502,14 @@ def audit_verify_export(
         signed_for = (report.checkpoint or {}).get("organization_id")
         if report.checkpoint is not None and signed_for != organization.pk:
             report.problem(None, "The checkpoint was issued for another organization.")
-    _record_verification(organization, user, request, surface, "export", report.as_dict())
+    _record_verification(organization, actor, surface, "export", report.as_dict())
     return report
 
 
 def audit_verify_trail(
     *,
     organization: Any,
-    user: Any,
-    request: HttpRequest | None = None,
+    actor: Any,
     surface: str = "dashboard",
 ) -> list[Any]:
     """Verify every chain of the organization in the database (`ChainReport`s)."""
@@ -543,14 +521,13 @@ def audit_verify_trail(
         "events": sum(r.count for r in reports),
         "chains": [str(r) for r in reports],
     }
-    _record_verification(organization, user, request, surface, "trail", summary)
+    _record_verification(organization, actor, surface, "trail", summary)
     return reports
 
 
 def _record_verification(
     organization: Any,
-    user: Any,
-    request: HttpRequest | None,
+    actor: Any,
     surface: str,
     kind: str,
     result: dict[str, Any],
@@ -559,9 +536,7 @@ def _record_verification(
     audit_record(
         action="audit.verified",
         organization=organization,
-        actor_type=ActorType.USER,
-        actor_id=user.pk,
-        actor_label=user.get_username(),
+        actor=actor,
         target_type="audit_trail",
         target_label=f"{kind}: {'ok' if result['ok'] else 'FAILED'}",
         outcome=Outcome.SUCCESS if result["ok"] else Outcome.FAILURE,
@@ -573,7 +548,6 @@ def _record_verification(
             "problems": [p["message"] if isinstance(p, dict) else str(p) for p in problems][:10],
             "key_id": result.get("key_id", ""),
         },
-        request=request,
     )
 
 
@@ -602,7 +576,6 @@ def audit_sink_create(
     secret: str = "",
     start: str = "now",
     actor: Any = None,
-    request: HttpRequest | None = None,
 ) -> Any:
     """A new sink. `start="now"` streams events from now on; "beginning" the whole trail."""
     from django.core.exceptions import ValidationError
@@ -660,16 +633,9 @@ def audit_sink_create(
         organization=organization,
         target=sink,
         metadata={"kind": kind, "format": format, "destination": sink.destination, "start": start},
-        request=request,
-        **_user_actor(actor),
+        actor=actor,
     )
     return sink
-
-
-def _user_actor(actor: Any) -> dict[str, Any]:
-    if actor is None or not getattr(actor, "is_authenticated", False):
-        return {}
-    return {"actor_type": ActorType.USER, "actor_id": actor.pk, "actor_label": actor.get_username()}
 
 
 def audit_sink_lag(sink: Any) -> int:
@@ -769,7 +735,7 @@ def _publish_checkpoint(sink: Any, cursor: dict[str, int]) -> None:
         sink.checkpoint_at = timezone.now()
 
 
-def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> str:
+def audit_sink_send_test(*, sink: Any, actor: Any) -> str:
     """Record an `audit.sink_test` event and send it (only it) to the sink now.
     Returns "" on success or the error. The event also reaches the sink in order
     with the rest of the trail (at least once)."""
@@ -781,8 +747,7 @@ def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None =
             organization=sink.organization,
             target=sink,
             metadata={"destination": sink.destination},
-            request=request,
-            **_user_actor(actor),
+            actor=actor,
         )
     assert event is not None  # audit_record returns None only with only_if
     try:
@@ -793,7 +758,7 @@ def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None =
 
 
 @transaction.atomic
-def audit_sink_retry(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> Any:
+def audit_sink_retry(*, sink: Any, actor: Any) -> Any:
     """Take a sink out of dead letter: delivery resumes from its cursor, nothing lost."""
     from apps.audit.models import AuditSink, SinkStatus
 
@@ -804,14 +769,13 @@ def audit_sink_retry(*, sink: Any, actor: Any, request: HttpRequest | None = Non
         action="audit.sink_resumed",
         organization=sink.organization,
         target=sink,
-        request=request,
-        **_user_actor(actor),
+        actor=actor,
     )
     return sink
 
 
 @transaction.atomic
-def audit_sink_delete(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> None:
+def audit_sink_delete(*, sink: Any, actor: Any) -> None:
     audit_record(
         action="audit.sink_deleted",
         organization=sink.organization,
@@ -819,7 +783,6 @@ def audit_sink_delete(*, sink: Any, actor: Any, request: HttpRequest | None = No
         target_id=sink.pk,
         target_label=str(sink),
         metadata={"destination": sink.destination},
-        request=request,
-        **_user_actor(actor),
+        actor=actor,
     )
     sink.delete()

@@ -97,7 +97,7 @@ class ConnectionDisconnectAPIView(OrgAPIMixin, APIView):
     def post(self, request: Request, org_slug: str, connection_id: int) -> Response:
         connection = get_object_or_404(self.scope_queryset(), pk=connection_id)
         connection = services.connection_disconnect(
-            connection_id=connection.pk, organization=self.organization, request=request
+            connection_id=connection.pk, organization=self.organization
         )
         return Response(ConnectionSerializer(connection).data)
 
@@ -211,7 +211,6 @@ class ProviderAppDetailAPIView(_ProviderAppScope, APIView):
             provider_key=provider.key,
             client_id=form.cleaned_data["client_id"],
             client_secret=form.cleaned_data["client_secret"] or None,
-            request=request._request,
             actor=request.user,
         )
         return Response(ProviderAppSerializer(app).data)
@@ -309,8 +308,7 @@ class ApiKeyConnectAPIView(OrgAPIMixin, APIView):
                 name=form.cleaned_data["name"],
                 api_key=form.cleaned_data["api_key"],
                 base_url_params=form.base_url_params(),
-                created_by=request.user,
-                request=request._request,
+                actor=request.user,
             )
         except services.CredentialRejected as exc:
             raise serializers.ValidationError(
@@ -360,7 +358,7 @@ class OAuthStartAPIView(OrgAPIMixin, APIView):
                 organization=self.organization,
                 provider_key=provider.key,
                 name=form.cleaned_data["name"],
-                user=request.user,
+                actor=request.user,
                 session_key=session_key,
                 base_url_params=form.base_url_params(),
             )

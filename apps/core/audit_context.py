@@ -127,9 +127,27 @@ def bind_actor(
     )
 
 
+def bind_user(user: Any, *, token_id: str = "") -> None:
+    """A signed-in person acts in the current request (nothing for an anonymous user)."""
+    if user is not None and getattr(user, "is_authenticated", False):
+        bind_actor(
+            actor_type=USER,
+            actor_id=user.pk,
+            actor_label=user.get_username(),
+            token_id=token_id,
+        )
+
+
 def sanitize_client_request_id(value: str) -> str:
     """Printable, harmless characters only (others dropped), at most 64 of them."""
     return _UNSAFE.sub("", value[: CLIENT_REQUEST_ID_MAX * 4])[:CLIENT_REQUEST_ID_MAX]
+
+
+def client_ip(request: Any) -> str | None:
+    """The peer's address (REMOTE_ADDR; the proxy in front sets it from X-Forwarded-For)."""
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
 
 
 def for_request(request: Any, request_id: str) -> AuditContext:
@@ -137,7 +155,7 @@ def for_request(request: Any, request_id: str) -> AuditContext:
     meta = request.META
     return AuditContext(
         actor_type=ANONYMOUS,
-        ip=meta.get("REMOTE_ADDR") or None,
+        ip=client_ip(request),
         user_agent=meta.get("HTTP_USER_AGENT", "")[:300],
         request_id=request_id,
         client_request_id=sanitize_client_request_id(meta.get("HTTP_X_REQUEST_ID", "")),

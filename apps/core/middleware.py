@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -54,11 +53,8 @@ class AuditActorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        user: Any = getattr(request, "user", None)
-        if user is not None and not is_agent_path(request.path_info):
-            actor = audit_context.user_actor(user)
-            if actor:
-                audit_context.bind_actor(**actor)
+        if not is_agent_path(request.path_info):
+            audit_context.bind_user(getattr(request, "user", None))
         return self.get_response(request)
 
 

@@ -25,7 +25,6 @@ class AuditedAdmin(admin.ModelAdmin):
             actor_label=request.user.get_username(),
             target=obj,
             metadata={"changed_fields": changed, "via": "django-admin"},
-            request=request,
         )
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:

@@ -101,8 +101,7 @@ class WorkerCreateView(_WorkersBase, FormView):
                 description=data["description"],
                 owner=data["owner"],
                 default_role=data["default_role"],
-                created_by=self.request.user,
-                request=self.request,
+                actor=self.request.user,
             )
         except ValidationError as exc:
             _apply_service_errors(form, exc)
@@ -144,8 +143,7 @@ class WorkerUpdateView(_WorkerObject, FormView):
         try:
             services.worker_update(
                 worker=fresh,
-                changed_by=self.request.user,
-                request=self.request,
+                actor=self.request.user,
                 **{field: form.cleaned_data[field] for field in WorkerForm.Meta.fields},
             )
         except ValidationError as exc:
@@ -241,8 +239,7 @@ class TokenMintView(_WorkerAction):
             worker=worker,
             role=form.cleaned_data["role"],
             expires_in_days=form.cleaned_data["expires_in_days"],
-            created_by=request.user,
-            request=request,
+            actor=request.user,
         )
         return _show_once(request, self.organization.slug, worker, token, raw)
 
@@ -280,8 +277,7 @@ class TokenRollView(_WorkerAction):
         new, raw = services.token_roll(
             token=token,
             overlap=form.cleaned_data["overlap"],
-            rolled_by=request.user,
-            request=request,
+            actor=request.user,
         )
         return _show_once(request, self.organization.slug, worker, new, raw, rolled_from=token)
 
@@ -305,9 +301,7 @@ class TokenRevokeView(_WorkerAction):
 
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
         token = self._token(worker)
-        services.token_revoke(
-            token=token, revoked_by=request.user, reason="Revoked in the dashboard", request=request
-        )
+        services.token_revoke(token=token, actor=request.user, reason="Revoked in the dashboard")
         messages.success(request, f"Token {token.public_id} revoked. It stopped working now.")
         return None
 
@@ -328,9 +322,7 @@ class WorkerRevokeAllView(_WorkerAction):
         )
 
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        count = services.worker_revoke_all_tokens(
-            worker=worker, revoked_by=request.user, request=request
-        )
+        count = services.worker_revoke_all_tokens(worker=worker, actor=request.user)
         messages.success(request, f"Revoked {count} token(s) of {worker.name}.")
         return None
 
@@ -346,7 +338,7 @@ class WorkerDisableView(_WorkerAction):
         )
 
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        services.worker_disable(worker=worker, disabled_by=request.user, request=request)
+        services.worker_disable(worker=worker, actor=request.user)
         messages.success(request, f"{worker.name} is disabled: all its tokens fail now.")
         offer_undo(
             request,
@@ -362,7 +354,7 @@ class WorkerDisableView(_WorkerAction):
 
 class WorkerEnableView(_WorkerAction):
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        services.worker_enable(worker=worker, enabled_by=request.user, request=request)
+        services.worker_enable(worker=worker, actor=request.user)
         messages.success(request, f"{worker.name} is enabled. Revoked tokens stay revoked.")
         return None
 
@@ -460,8 +452,7 @@ class KillSwitchView(_WorkersBase, View):
         count = services.organization_revoke_all_worker_tokens(
             organization=self.organization,
             confirm=self.organization.slug,  # a person confirmed on the page above
-            revoked_by=self.request.user,
-            request=self.request,
+            actor=self.request.user,
         )
         messages.success(self.request, f"Kill switch used: {count} worker token(s) revoked.")
         return redirect("workers:list", org_slug=self.organization.slug)

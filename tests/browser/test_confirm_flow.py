@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_disable_worker_confirm_then_undo(open_as, live_server, org, admin):
     role = Role.objects.create(organization=org, name="reader")
     worker = worker_create(
-        organization=org, name="demo-agent", default_role=role, owner=admin, created_by=admin
+        organization=org, name="demo-agent", default_role=role, owner=admin, actor=admin
     )
-    token_mint(worker=worker, created_by=admin)
-    token_mint(worker=worker, created_by=admin)
+    token_mint(worker=worker, actor=admin)
+    token_mint(worker=worker, actor=admin)
     page = open_as(admin)
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -41,9 +41,9 @@ def test_disable_worker_confirm_then_undo(open_as, live_server, org, admin):
 def test_cancel_leaves_everything_as_it_was(open_as, live_server, org, admin):
     role = Role.objects.create(organization=org, name="reader")
     worker = worker_create(
-        organization=org, name="demo-agent", default_role=role, owner=admin, created_by=admin
+        organization=org, name="demo-agent", default_role=role, owner=admin, actor=admin
     )
-    token, _ = token_mint(worker=worker, created_by=admin)
+    token, _ = token_mint(worker=worker, actor=admin)
     page = open_as(admin)
     page.goto(f"{live_server.url}/o/{org.slug}/workers/{worker.pk}/")
     page.get_by_role("button", name=f"Revoke… {token.public_id}").click()

@@ -103,9 +103,9 @@ def make_gated_agent(organization: Any, *, creator: Any, owner: Any = None, **ap
         name="cleanup-bot",
         default_role=role,
         owner=owner,
-        created_by=creator,
+        actor=creator,
     )
-    token, raw = token_mint(worker=worker, created_by=creator)
+    token, raw = token_mint(worker=worker, actor=creator)
     return GatedAgent(organization, connection, role, worker, token, raw)
 
 

@@ -37,7 +37,7 @@ def events(approval):
 
 
 def approve(approval, user, comment="ok"):
-    return approval_decide(approval=approval, user=user, approve=True, comment=comment)
+    return approval_decide(approval=approval, actor=user, approve=True, comment=comment)
 
 
 def refused(fn, **kwargs) -> ApprovalRefused:
@@ -108,12 +108,12 @@ def test_separation_of_duties_refuses_the_workers_creator_and_owner(org, owner, 
     agent = make_gated_agent(org, creator=owner, owner=admin)
     approval = agent.request()
     for user in (owner, admin):
-        problem = refused(approval_decide, approval=approval, user=user, approve=True)
+        problem = refused(approval_decide, approval=approval, actor=user, approve=True)
         assert (problem.status, problem.code) == (403, "separation_of_duties")
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.PENDING
     # The owner may still say no.
-    denied = approval_decide(approval=approval, user=owner, approve=False, comment="no")
+    denied = approval_decide(approval=approval, actor=owner, approve=False, comment="no")
     assert denied.status == ApprovalStatus.DENIED
 
 
@@ -121,9 +121,9 @@ def test_a_token_minted_by_an_admin_bars_that_admin(org, owner, admin):
     from apps.workers.services import token_mint
 
     agent = make_gated_agent(org, creator=owner)
-    token, raw = token_mint(worker=agent.worker, created_by=admin)
+    token, raw = token_mint(worker=agent.worker, actor=admin)
     agent.token, agent.raw = token, raw
-    problem = refused(approval_decide, approval=agent.request(), user=admin, approve=True)
+    problem = refused(approval_decide, approval=agent.request(), actor=admin, approve=True)
     assert problem.code == "separation_of_duties"
 
 
@@ -131,7 +131,7 @@ def test_only_admins_or_the_named_members_may_decide(org, owner, admin, member, 
     agent = make_gated_agent(org, creator=owner)
     approval = agent.request()
     for user in (member, reviewer):
-        problem = refused(approval_decide, approval=approval, user=user, approve=True)
+        problem = refused(approval_decide, approval=approval, actor=user, approve=True)
         assert (problem.status, problem.code) == (403, "not_an_approver")
 
     approver = MembershipFactory(organization=org, role="member").user
@@ -151,7 +151,7 @@ def test_only_admins_or_the_named_members_may_decide(org, owner, admin, member, 
     named_approval = agent.request()
     assert named_approval.approver_ids == [approver.pk]
     # Admins are not the approvers of a rule that names members.
-    assert refused(approval_decide, approval=named_approval, user=admin, approve=True).code == (
+    assert refused(approval_decide, approval=named_approval, actor=admin, approve=True).code == (
         "not_an_approver"
     )
     assert approve(named_approval, approver).status == ApprovalStatus.APPROVED
@@ -159,7 +159,7 @@ def test_only_admins_or_the_named_members_may_decide(org, owner, admin, member, 
 
 def test_another_organizations_admin_cannot_decide(gated, other_org):
     stranger = MembershipFactory(organization=other_org, role="owner").user
-    problem = refused(approval_decide, approval=gated.request(), user=stranger, approve=True)
+    problem = refused(approval_decide, approval=gated.request(), actor=stranger, approve=True)
     assert (problem.status, problem.code) == (404, "approval_not_found")
 
 
@@ -169,7 +169,7 @@ def test_two_approvers_when_the_organization_requires_them(gated, admin):
     approval = gated.request()
     assert approval.approvals_needed == 2
     assert approve(approval, admin).status == ApprovalStatus.PENDING
-    assert refused(approval_decide, approval=approval, user=admin, approve=True).code == (
+    assert refused(approval_decide, approval=approval, actor=admin, approve=True).code == (
         "already_decided"
     )
     assert approve(approval, second).status == ApprovalStatus.APPROVED
@@ -219,7 +219,7 @@ def test_every_other_binding_is_checked(gated, admin, org, owner):
 
     from apps.workers.services import token_mint
 
-    token, _ = token_mint(worker=gated.worker, created_by=owner)
+    token, _ = token_mint(worker=gated.worker, actor=owner)
     other_token = gated.binding().__class__(
         **{**gated.binding().__dict__, "token_public_id": token.public_id}
     )
@@ -263,7 +263,7 @@ def test_a_rules_change_voids_the_approval(gated, admin):
 def test_a_rules_change_voids_a_pending_request_at_decision_time(gated, admin):
     approval = gated.request()
     role_update(role=gated.role, rules=[])
-    problem = refused(approval_decide, approval=approval, user=admin, approve=True)
+    problem = refused(approval_decide, approval=approval, actor=admin, approve=True)
     assert (problem.status, problem.code) == (409, "approval_void")
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.VOID
@@ -275,7 +275,7 @@ def test_a_denied_or_pending_approval_does_not_execute(gated, admin):
         approval_claim_for_execution, approval_id=pending.public_id, binding=gated.binding()
     )
     assert (problem.status, problem.code) == (409, "approval_pending")
-    approval_decide(approval=pending, user=admin, approve=False, comment="no")
+    approval_decide(approval=pending, actor=admin, approve=False, comment="no")
     problem = refused(
         approval_claim_for_execution, approval_id=pending.public_id, binding=gated.binding()
     )

@@ -175,7 +175,7 @@ def test_duplicate_connection_name_is_a_field_error(org, admin):
 def test_unreachable_identity_endpoint_is_502_and_nothing_saved(org, admin):
     custom_provider_create(
         organization=org,
-        user=admin,
+        actor=admin,
         slug="down",
         display_name="Down",
         auth_type="api_key",

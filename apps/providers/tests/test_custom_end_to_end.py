@@ -20,7 +20,7 @@ from apps.sandbox.services import sandbox_api_key_create, sandbox_project_create
 def tasks_provider(live_server, org, admin, transactional_db):
     provider = custom_provider_create(
         organization=org,
-        user=admin,
+        actor=admin,
         slug="tasks",
         display_name="Tasks (via Sandbox)",
         auth_type="api_key",
@@ -31,7 +31,7 @@ def tasks_provider(live_server, org, admin, transactional_db):
     )
     custom_action_create(
         provider=provider,
-        user=admin,
+        actor=admin,
         name="list_projects",
         description="List the account's projects.",
         action_class="read",
@@ -52,7 +52,7 @@ def test_custom_provider_connects_and_calls_upstream(tasks_provider, org, admin)
             provider_key="custom-tasks",
             name="bad-key",
             api_key="sbx_wrong",
-            created_by=admin,
+            actor=admin,
         )
     assert not org.connections.filter(name="bad-key").exists()
 
@@ -61,7 +61,7 @@ def test_custom_provider_connects_and_calls_upstream(tasks_provider, org, admin)
         provider_key="custom-tasks",
         name="tasks",
         api_key=key,
-        created_by=admin,
+        actor=admin,
     )
     assert connection.account_label == admin.username
 
@@ -88,6 +88,6 @@ def test_another_org_cannot_connect_the_custom_provider(tasks_provider, other_or
             provider_key="custom-tasks",
             name="tasks",
             api_key=key,
-            created_by=outsider,
+            actor=outsider,
         )
     assert not other_org.connections.exists()

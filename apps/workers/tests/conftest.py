@@ -30,11 +30,11 @@ def role(org):
 @pytest.fixture
 def worker(org, role, admin):
     return worker_create(
-        organization=org, name="agent-one", default_role=role, owner=admin, created_by=admin
+        organization=org, name="agent-one", default_role=role, owner=admin, actor=admin
     )
 
 
 @pytest.fixture
 def minted(worker, admin):
     """(token, raw) — the raw value as an agent would hold it."""
-    return token_mint(worker=worker, created_by=admin)
+    return token_mint(worker=worker, actor=admin)

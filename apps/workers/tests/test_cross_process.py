@@ -104,7 +104,7 @@ def two_servers(django_db_setup, tmp_path_factory):
 def test_revocation_through_one_process_is_seen_by_the_other(two_servers, org, admin, worker):
     server_a, server_b = two_servers
     assert server_a.process.pid != server_b.process.pid
-    token, raw = token_mint(worker=worker, created_by=admin)
+    token, raw = token_mint(worker=worker, actor=admin)
     _, personal = personal_token_mint(user=admin, organization=org, name="ops")
     agent = {"Authorization": f"Bearer {raw}"}
 
@@ -131,7 +131,7 @@ def test_revocation_through_one_process_is_seen_by_the_other(two_servers, org, a
 @pytest.mark.django_db(transaction=True)
 def test_disabling_a_worker_is_seen_by_every_process(two_servers, org, admin, worker):
     server_a, server_b = two_servers
-    _, raw = token_mint(worker=worker, created_by=admin)
+    _, raw = token_mint(worker=worker, actor=admin)
     _, personal = personal_token_mint(user=admin, organization=org, name="ops")
     agent = {"Authorization": f"Bearer {raw}"}
     assert httpx.get(f"{server_b.base}/api/v1/whoami", headers=agent, timeout=10).status_code == 200

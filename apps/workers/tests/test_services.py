@@ -34,7 +34,7 @@ def whoami(raw):
 def test_create_is_audited_and_checks_org_of_role_and_owner(org, other_org, role, admin):
     foreign_role = make_role(other_org, "theirs")
     with pytest.raises(ValidationError) as exc:
-        worker_create(organization=org, name="x", default_role=foreign_role, created_by=admin)
+        worker_create(organization=org, name="x", default_role=foreign_role, actor=admin)
     assert "default_role" in exc.value.message_dict
     stranger = UserFactory(email="stranger@example.test")
     with pytest.raises(ValidationError) as exc:
@@ -42,7 +42,7 @@ def test_create_is_audited_and_checks_org_of_role_and_owner(org, other_org, role
     assert "owner" in exc.value.message_dict
 
     worker = worker_create(
-        organization=org, name="bot", default_role=role, owner=admin, created_by=admin
+        organization=org, name="bot", default_role=role, owner=admin, actor=admin
     )
     event = AuditEvent.objects.get(action="worker.created")
     assert (event.organization_id, event.worker_id, event.actor_id) == (
@@ -56,14 +56,14 @@ def test_create_is_audited_and_checks_org_of_role_and_owner(org, other_org, role
 
 def test_update_records_a_diff(worker, org, admin):
     other_role = make_role(org, "writer")
-    worker_update(worker=worker, changed_by=admin, description="new", default_role=other_role)
+    worker_update(worker=worker, actor=admin, description="new", default_role=other_role)
     event = AuditEvent.objects.get(action="worker.changed")
     assert event.metadata["changes"]["description"] == {"from": "", "to": "new"}
     assert event.metadata["changes"]["default_role"] == {"from": "sandbox-reader", "to": "writer"}
 
 
 def test_mint_defaults_and_limits(worker, org, admin, role, other_org):
-    token, raw = token_mint(worker=worker, created_by=admin)
+    token, raw = token_mint(worker=worker, actor=admin)
     assert token.role == role
     lifetime = token.expires_at - token.created_at
     assert timedelta(days=29, hours=23) < lifetime <= timedelta(days=30, seconds=5)
@@ -89,7 +89,7 @@ def test_mint_defaults_and_limits(worker, org, admin, role, other_org):
 
 
 def test_mint_refused_for_a_disabled_worker(worker, admin):
-    worker_disable(worker=worker, disabled_by=admin)
+    worker_disable(worker=worker, actor=admin)
     with pytest.raises(ValidationError):
         token_mint(worker=worker)
 
@@ -105,7 +105,7 @@ def test_mint_refused_for_a_disabled_worker(worker, admin):
 def test_roll_keeps_the_old_token_valid_inside_the_overlap_only(minted, admin, overlap, window):
     old, old_raw = minted
     before = timezone.now()
-    new, new_raw = token_roll(token=old, overlap=overlap, rolled_by=admin)
+    new, new_raw = token_roll(token=old, overlap=overlap, actor=admin)
     old.refresh_from_db()
     assert new.rolled_from_id == old.pk and new.role_id == old.role_id
     assert before + window <= old.expires_at <= timezone.now() + window
@@ -123,7 +123,7 @@ def test_roll_keeps_the_old_token_valid_inside_the_overlap_only(minted, admin, o
 
 def test_roll_without_overlap_ends_the_old_token_now(minted, admin):
     old, old_raw = minted
-    _, new_raw = token_roll(token=old, overlap="none", rolled_by=admin)
+    _, new_raw = token_roll(token=old, overlap="none", actor=admin)
     assert whoami(old_raw).json()["error"]["code"] == "token_expired"
     assert whoami(new_raw).status_code == 200
 
@@ -148,7 +148,7 @@ def test_worker_kill_switch_revokes_only_that_worker(worker, org, role, admin):
     raws = [token_mint(worker=worker)[1] for _ in range(3)]
     other = worker_create(organization=org, name="other", default_role=role)
     _, other_raw = token_mint(worker=other)
-    assert worker_revoke_all_tokens(worker=worker, revoked_by=admin) == 3
+    assert worker_revoke_all_tokens(worker=worker, actor=admin) == 3
     assert all(whoami(raw).json()["error"]["code"] == "token_invalid" for raw in raws)
     assert whoami(other_raw).status_code == 200
     event = AuditEvent.objects.get(action="killswitch.worker")
@@ -162,12 +162,11 @@ def test_org_kill_switch_needs_the_slug_and_spares_other_orgs(worker, org, other
     theirs = worker_create(organization=other_org, name="theirs", default_role=theirs_role)
     _, their_raw = token_mint(worker=theirs)
     with pytest.raises(ValidationError):
-        organization_revoke_all_worker_tokens(organization=org, confirm="ACME", revoked_by=admin)
+        organization_revoke_all_worker_tokens(organization=org, confirm="ACME", actor=admin)
     assert whoami(raw).status_code == 200
     assert not AuditEvent.objects.filter(action="killswitch.org").exists()
     assert (
-        organization_revoke_all_worker_tokens(organization=org, confirm=org.slug, revoked_by=admin)
-        == 1
+        organization_revoke_all_worker_tokens(organization=org, confirm=org.slug, actor=admin) == 1
     )
     assert whoami(raw).status_code == 401
     assert whoami(their_raw).status_code == 200
@@ -175,7 +174,7 @@ def test_org_kill_switch_needs_the_slug_and_spares_other_orgs(worker, org, other
 
 
 def test_disable_is_audited(worker, admin):
-    worker_disable(worker=worker, disabled_by=admin)
+    worker_disable(worker=worker, actor=admin)
     worker.refresh_from_db()
     assert worker.status == WorkerStatus.DISABLED
     assert AuditEvent.objects.filter(action="worker.disabled", worker_id=worker.pk).exists()
@@ -189,7 +188,7 @@ def test_a_failing_audit_write_rolls_the_change_back(minted, admin, monkeypatch)
 
     monkeypatch.setattr("apps.workers.services.audit_record", broken)
     with pytest.raises(RuntimeError):
-        token_revoke(token=token, revoked_by=admin)
+        token_revoke(token=token, actor=admin)
     token.refresh_from_db()
     assert token.revoked_at is None
 
