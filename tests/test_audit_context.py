@@ -129,6 +129,23 @@ def test_a_block_outside_requests_sets_its_own_context(org, admin):
     assert audit_context.current() is audit_context.SYSTEM_CONTEXT
 
 
+def test_a_request_made_inside_another_context_gives_that_context_back(org, admin):
+    """E.g. the demo-traffic seeder drives the agent API from a dashboard request."""
+    agent = make_agent(org)
+    with audit_context.audit_context(**audit_context.user_actor(admin)) as outer:
+        response = APIClient().post(
+            "/api/v1/actions/sandbox.list_projects/check",
+            {"input": {}},
+            format="json",
+            **agent.headers,
+        )
+        assert response.status_code == 200
+        assert audit_context.current() is outer
+        after = audit_record(action="test.after", organization=org)
+    assert after is not None
+    assert (after.actor_type, after.actor_id, after.token_id) == ("user", str(admin.pk), "")
+
+
 def _service_modules():
     """Every app's services: apps/*/services.py, apps/*/services/*.py and the token services."""
     import importlib
