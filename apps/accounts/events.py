@@ -54,9 +54,7 @@ def user_event(
         audit_record(
             action=action,
             organization_id=org_id,
-            actor_type=ActorType.USER,
-            actor_id=user.pk,
-            actor_label=user.get_username(),
+            actor=user,
             target=user,
             target_label=user.email or user.get_username(),
             outcome=outcome,

@@ -6,7 +6,6 @@ from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
 
-from apps.audit.models import ActorType
 from apps.audit.services import audit_record
 from apps.organizations.models import Invitation, Membership, Organization
 
@@ -20,9 +19,7 @@ class AuditedAdmin(admin.ModelAdmin):
         audit_record(
             action=f"admin.{obj._meta.model_name}.{verb}",
             organization_id=organization_id,
-            actor_type=ActorType.USER,
-            actor_id=request.user.pk,  # type: ignore[arg-type]
-            actor_label=request.user.get_username(),
+            actor=request.user,
             target=obj,
             metadata={"changed_fields": changed, "via": "django-admin"},
         )
