@@ -24,6 +24,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(settings.BACKENDS.describe())
 
 
+@pytest.fixture(autouse=True)
+def _fresh_audit_context() -> Iterator[None]:
+    """Each test starts with the system's audit context and leaves none behind (a view
+    called without the middleware, e.g. through APIRequestFactory, binds an actor)."""
+    from apps.core import audit_context
+
+    token = audit_context.bind(audit_context.SYSTEM_CONTEXT)
+    yield
+    audit_context.unbind(token)
+
+
 @pytest.fixture
 def org(db: None) -> Organization:  # noqa: ARG001 - database access
     return OrganizationFactory(name="Acme", slug="acme")

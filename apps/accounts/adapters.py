@@ -49,7 +49,6 @@ class AccountAdapter(DefaultAccountAdapter):
         organization_create(
             name=organization_name_for(user.email or "", data.get("organization_name", "")),
             owner=user,
-            request=request,
         )
         return user
 
@@ -65,4 +64,4 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
         super().authentication_failed(request, **credentials)
-        events.login_failed(request=request, email=str(credentials.get("email") or ""))
+        events.login_failed(email=str(credentials.get("email") or ""))

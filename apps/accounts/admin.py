@@ -44,5 +44,5 @@ class PersonalAPITokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description="Revoke selected tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[PersonalAPIToken]) -> None:
         for token in queryset:
-            personal_token_revoke(token=token, revoked_by=request.user, request=request)
+            personal_token_revoke(token=token, actor=request.user)
         messages.success(request, f"Revoked {queryset.count()} token(s).")

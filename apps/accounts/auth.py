@@ -21,6 +21,7 @@ from apps.accounts.auth_failures import auth_failure_record, auth_throttle_check
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.token_services import personal_token_touch
 from apps.audit.models import ActorType
+from apps.core import audit_context
 from apps.core.tokens import PERSONAL_PREFIX, digests_match, parse_token
 
 _WWW_AUTHENTICATE = 'Bearer realm="grantry"'
@@ -105,4 +106,7 @@ class PersonalTokenAuthentication(BaseAuthentication):
         if not token.user.is_active:
             _fail("token_invalid", "The token's user is inactive.", request, token)
         personal_token_touch(token=token)
+        # The request's audit context: this person, through this token (reset by
+        # apps.core.middleware.RequestIdMiddleware when the request ends).
+        audit_context.bind_user(token.user, token_id=token.public_id)
         return token.user, token

@@ -36,8 +36,8 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from apps.audit.models import ActorType, Outcome
-from apps.audit.services import audit_record, client_ip
-from apps.core.middleware import client_request_metadata
+from apps.audit.services import audit_record
+from apps.core.audit_context import client_ip
 from apps.core.tokens import looks_like_token
 
 PREFIX_LENGTH = 12
@@ -164,8 +164,7 @@ def auth_failure_record(
                 action=action,
                 outcome=Outcome.FAILURE,
                 reason=message,
-                metadata={"code": code, "surface": surface, **client_request_metadata()},
-                request=request,
+                metadata={"code": code, "surface": surface},
                 organization_id=organization_id,
                 **(fields or {"actor_type": ActorType.ANONYMOUS}),
             )

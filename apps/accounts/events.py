@@ -46,7 +46,6 @@ def user_event(
     *,
     action: str,
     user: Any,
-    request: HttpRequest | None,
     outcome: str = Outcome.SUCCESS,
     metadata: dict[str, Any] | None = None,
 ) -> None:
@@ -55,19 +54,16 @@ def user_event(
         audit_record(
             action=action,
             organization_id=org_id,
-            actor_type=ActorType.USER,
-            actor_id=user.pk,
-            actor_label=user.get_username(),
+            actor=user,
             target=user,
             target_label=user.email or user.get_username(),
             outcome=outcome,
             metadata=metadata,
-            request=request,
         )
 
 
 @transaction.atomic
-def login_failed(*, request: HttpRequest | None, email: str) -> None:
+def login_failed(*, email: str) -> None:
     """The attempted email is recorded, never the password."""
     email = email.strip()[:254]
     user = get_user_model().objects.filter(email__iexact=email).first() if email else None
@@ -82,34 +78,33 @@ def login_failed(*, request: HttpRequest | None, email: str) -> None:
             target_label=email,
             outcome=Outcome.FAILURE,
             metadata={"email": email},
-            request=request,
         )
 
 
 @receiver(allauth_user_logged_in, dispatch_uid="grantry_audit_login")
 def _on_login(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-    user_event(action="auth.login", user=user, request=request)
+    user_event(action="auth.login", user=user)
 
 
 @receiver(user_logged_out, dispatch_uid="grantry_audit_logout")
 def _on_logout(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
     if user is not None:
-        user_event(action="auth.logout", user=user, request=request)
+        user_event(action="auth.logout", user=user)
 
 
 @receiver(password_changed, dispatch_uid="grantry_audit_password_changed")
 def _on_password_changed(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-    user_event(action="auth.password_changed", user=user, request=request)
+    user_event(action="auth.password_changed", user=user)
 
 
 @receiver(password_set, dispatch_uid="grantry_audit_password_set")
 def _on_password_set(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-    user_event(action="auth.password_set", user=user, request=request)
+    user_event(action="auth.password_set", user=user)
 
 
 @receiver(password_reset, dispatch_uid="grantry_audit_password_reset")
 def _on_password_reset(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-    user_event(action="auth.password_reset", user=user, request=request)
+    user_event(action="auth.password_reset", user=user)
 
 
 # Email addresses decide which invitations a person can accept: audit changes.
@@ -120,7 +115,6 @@ def _on_email_added(
     user_event(
         action="auth.email_added",
         user=user,
-        request=request,
         metadata={"email": email_address.email},
     )
 
@@ -132,7 +126,6 @@ def _on_email_removed(
     user_event(
         action="auth.email_removed",
         user=user,
-        request=request,
         metadata={"email": email_address.email},
     )
 
@@ -144,7 +137,6 @@ def _on_email_confirmed(
     user_event(
         action="auth.email_verified",
         user=email_address.user,
-        request=request,
         metadata={"email": email_address.email},
     )
 
@@ -162,16 +154,8 @@ def _on_email_changed(
     user_event(
         action="auth.email_primary_changed",
         user=user,
-        request=request,
         metadata={"from": previous, "to": to_email_address.email},
     )
-
-
-def _current_request() -> HttpRequest | None:
-    # allauth's middleware keeps the request in a context variable.
-    from allauth.core import context
-
-    return context.request
 
 
 # MFA changes are audited from the model signals, not allauth's
@@ -189,7 +173,6 @@ def _on_authenticator_saved(sender: Any, instance: Any, created: bool, **kwargs:
     user_event(
         action=action,
         user=instance.user,
-        request=_current_request(),
         metadata={"type": instance.type},
     )
 
@@ -201,7 +184,6 @@ def _on_authenticator_deleted(sender: Any, instance: Any, **kwargs: Any) -> None
     user_event(
         action="auth.mfa_disabled",
         user=instance.user,
-        request=_current_request(),
         metadata={"type": instance.type},
     )
 
@@ -214,7 +196,6 @@ def _on_mfa_failed(
     user_event(
         action="auth.mfa_failed",
         user=user,
-        request=request,
         outcome=Outcome.FAILURE,
         metadata={
             "type": getattr(authenticator, "type", ""),

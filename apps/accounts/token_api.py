@@ -88,7 +88,5 @@ class PersonalTokenRevokeAPIView(_OwnTokens, APIView):
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         token = get_object_or_404(self.scope_queryset(), public_id=kwargs["public_id"])
-        token = personal_token_revoke(
-            token=token, revoked_by=request.user, request=request._request
-        )
+        token = personal_token_revoke(token=token, actor=request.user)
         return Response(PersonalTokenSerializer(token, context={"request": request}).data)

@@ -15,11 +15,10 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.dispatch import receiver
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.accounts.models import PersonalAPIToken
-from apps.audit.models import ActorType, Outcome
+from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.tokens import (
     DEFAULT_TOKEN_DAYS,
@@ -33,12 +32,6 @@ from apps.organizations.models import Membership, Organization
 from apps.organizations.signals import membership_removed
 
 LAST_USED_THROTTLE = timedelta(seconds=60)
-
-
-def _actor(user: Any) -> dict[str, Any]:
-    if user is None:
-        return {"actor_type": ActorType.SYSTEM}
-    return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
 
 
 def _target(token: PersonalAPIToken) -> dict[str, Any]:
@@ -57,7 +50,6 @@ def personal_token_mint(
     organization: Organization,
     name: str,
     expires_in_days: int = DEFAULT_TOKEN_DAYS,
-    request: HttpRequest | None = None,
 ) -> tuple[PersonalAPIToken, str]:
     """A `gryp_` token acting as `user` in `organization` (with their current org role)."""
     if not Membership.objects.filter(organization=organization, user=user).exists():
@@ -82,17 +74,14 @@ def personal_token_mint(
         action="personal_token.minted",
         organization=organization,
         metadata={"expires_at": token.expires_at.isoformat(), "last4": token.last4},
-        request=request,
         **_target(token),
-        **_actor(user),
+        actor=user,
     )
     return token, generated.raw
 
 
 @transaction.atomic
-def personal_token_revoke(
-    *, token: PersonalAPIToken, revoked_by: Any, request: HttpRequest | None = None
-) -> PersonalAPIToken:
+def personal_token_revoke(*, token: PersonalAPIToken, actor: Any) -> PersonalAPIToken:
     token = PersonalAPIToken.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is not None:
         return token
@@ -101,16 +90,15 @@ def personal_token_revoke(
     audit_record(
         action="personal_token.revoked",
         organization_id=token.organization_id,
-        request=request,
         **_target(token),
-        **_actor(revoked_by),
+        actor=actor,
     )
     return token
 
 
 @receiver(membership_removed)
 def personal_tokens_of_removed_member_revoke(
-    *, membership: Membership, actor: Any, request: HttpRequest | None = None, **_: Any
+    *, membership: Membership, actor: Any, **_: Any
 ) -> None:
     """A removed member's personal tokens for that organization (apps.organizations
     sends `membership_removed` inside membership_remove's transaction)."""
@@ -118,24 +106,23 @@ def personal_tokens_of_removed_member_revoke(
         user=membership.user, organization=membership.organization, revoked_at__isnull=True
     )
     for token in tokens:
-        personal_token_revoke(token=token, revoked_by=actor, request=request)
+        personal_token_revoke(token=token, actor=actor)
 
 
 @transaction.atomic
 def personal_token_leaked(
-    *, token: PersonalAPIToken, where: str, request: HttpRequest | None = None
+    *, token: PersonalAPIToken, where: str, method: str = "", path: str = ""
 ) -> PersonalAPIToken:
     """A valid personal token was seen where it must never be (`where`, e.g. a URL's query
     string, which access logs and browser history keep): revoke it, audit `token.leaked`
     and email its user after commit. Never given the raw token."""
-    token = personal_token_revoke(token=token, revoked_by=None, request=request)
+    token = personal_token_revoke(token=token, actor=None)
     audit_record(
         action="token.leaked",
         organization_id=token.organization_id,
         outcome=Outcome.FAILURE,
         reason=f"The token was sent in {where}; it has been revoked.",
-        metadata={"where": where, "kind": "personal", **request_line(request)},
-        request=request,
+        metadata={"where": where, "kind": "personal", **request_line(method, path)},
         **_target(token),
     )
     user = token.user
@@ -143,7 +130,8 @@ def personal_token_leaked(
         body = leaked_token_email(
             label=f"personal API token {token.name} ({token.public_id}, …{token.last4})",
             where=where,
-            request=request,
+            method=method,
+            path=path,
             remedy=f"Mint a new one at {settings.GRANTRY_BASE_URL}/accounts/tokens/",
         )
         transaction.on_commit(

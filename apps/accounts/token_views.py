@@ -87,7 +87,6 @@ class PersonalTokenListView(LoginRequiredMixin, KeysetListMixin, FormView):  # t
                 organization=form.cleaned_data["organization"],
                 name=form.cleaned_data["name"],
                 expires_in_days=form.cleaned_data["expires_in_days"],
-                request=self.request,
             )
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
@@ -124,6 +123,6 @@ class PersonalTokenRevokeView(LoginRequiredMixin, View):
                 cancel_url=reverse("personal_tokens:list"),
             )
             return confirmation_page(request, confirmation, {})
-        personal_token_revoke(token=token, revoked_by=request.user, request=request)
+        personal_token_revoke(token=token, actor=request.user)
         messages.success(request, f"Token {token.name} ({token.public_id}) revoked.")
         return redirect("personal_tokens:list")

@@ -233,10 +233,9 @@ class _DecideAPIView(_ApprovalScope, APIView):
         try:
             approval = approval_decide(
                 approval=approval,
-                user=request.user,
+                actor=request.user,
                 approve=self.approve,
                 comment=serializer.validated_data.get("comment", ""),
-                request=request._request,
             )
         except ApprovalRefused as refused:
             raise APIError(

@@ -106,10 +106,9 @@ class ApprovalDetailView(ApprovalScopeMixin, TemplateView):
         try:
             approval_decide(
                 approval=approval,
-                user=request.user,
+                actor=request.user,
                 approve=approve,
                 comment=form.cleaned_data["comment"],
-                request=request,
             )
         except ApprovalRefused as refused:
             form.add_error(None, refused.message)
@@ -173,7 +172,6 @@ class ApprovalSettingsView(OrgViewMixin, TemplateView):
                     webhook_secret=data.get("webhook_secret") or None,
                     remove_webhook=data["remove_webhook"],
                     actor=request.user,
-                    request=request,
                 )
             except ValidationError as exc:
                 for key, msgs in exc.message_dict.items():

@@ -21,7 +21,6 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit import fields as audit_fields
@@ -35,24 +34,8 @@ from apps.audit.models import (
     ExportStatus,
     Outcome,
 )
-from apps.core.middleware import client_request_metadata, current_request_id
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def actor_from_request(request: HttpRequest | None) -> dict[str, str]:
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return {
-            "actor_type": ActorType.USER,
-            "actor_id": str(user.pk),
-            "actor_label": user.get_username(),
-        }
-    return {"actor_type": ActorType.ANONYMOUS, "actor_id": "", "actor_label": ""}
+from apps.core import audit_context
+from apps.core.audit_context import user_actor
 
 
 @dataclass(frozen=True)
@@ -65,11 +48,12 @@ class Condition:
     params: dict[str, Any]
 
 
-def audit_record(
+def audit_record(  # noqa: C901 - the one writer: each branch fills one group of columns (target, actor, context)
     *,
     action: str,
     organization: Any = None,
     organization_id: int | None = None,
+    actor: Any = None,
     actor_type: str = ActorType.SYSTEM,
     actor_id: str | int = "",
     actor_label: str = "",
@@ -79,13 +63,18 @@ def audit_record(
     target_label: str = "",
     outcome: str = Outcome.SUCCESS,
     metadata: dict[str, Any] | None = None,
-    request: HttpRequest | None = None,
     wait_for_flush: bool = True,
     only_if: Condition | None = None,
     release_leases: bool = False,
     **fields: Any,
 ) -> AuditEvent | None:
     """Append one event to one of its organization's chains. Keyword-only by design.
+
+    Who acts, from where and under which request id come from the audit context
+    (apps.core.audit_context: set by the middleware and the authenticators, or
+    `audit_context()` in a task). A service that names the acting person passes
+    `actor` (a user); explicit `actor_type`/`actor_id`, `ip`, `user_agent` and
+    `request_id` win over both.
 
     `target` may be a model instance; its type, pk and str() are recorded.
     Extra `fields` are the broker columns (decision, worker_id, token_id, …).
@@ -114,13 +103,21 @@ def audit_record(
         target_type = target_type or target._meta.model_name
         target_id = target_id or target.pk
         target_label = target_label or str(target)
-    if request is not None and actor_type == ActorType.SYSTEM and not actor_id:
-        actor = actor_from_request(request)
-        actor_type, actor_id, actor_label = (
-            actor["actor_type"],
-            actor["actor_id"],
-            actor_label or actor["actor_label"],
-        )
+    context = audit_context.current()
+    if actor_type == ActorType.SYSTEM and not actor_id:
+        named = user_actor(actor)
+        if named:
+            actor_type, actor_id = named["actor_type"], named["actor_id"]
+            actor_label = actor_label or named["actor_label"]
+        else:  # nobody named: whoever the context says acts
+            actor_type, actor_id = context.actor_type, context.actor_id
+            actor_label = actor_label or context.actor_label
+    if actor_type == context.actor_type and str(actor_id) == context.actor_id:
+        # The context's actor: with the token (and worker) they act through.
+        if context.token_id:
+            fields.setdefault("token_id", context.token_id)
+        if context.worker_id is not None:
+            fields.setdefault("worker_id", context.worker_id)
     values: dict[str, Any] = {
         "chain_key": "",
         "created_at": timezone.now(),
@@ -133,15 +130,11 @@ def audit_record(
         "target_id": str(target_id),
         "target_label": target_label[:300],
         "outcome": outcome,
-        # A client's own X-Request-Id, kept apart from the server's (apps.core.middleware).
-        "metadata": {**client_request_metadata(), **(metadata or {})},
-        "ip": fields.pop("ip", None) or client_ip(request),
-        "user_agent": (
-            fields.pop("user_agent", None)
-            or (request.META.get("HTTP_USER_AGENT", "") if request is not None else "")
-        )[:300],
-        "request_id": fields.pop("request_id", None)
-        or (current_request_id.get() if current_request_id.get() != "-" else ""),
+        # A client's own X-Request-Id, kept apart from the server's (apps.core.audit_context).
+        "metadata": {**audit_context.client_request_metadata(), **(metadata or {})},
+        "ip": fields.pop("ip", None) or context.ip,
+        "user_agent": (fields.pop("user_agent", None) or context.user_agent)[:300],
+        "request_id": fields.pop("request_id", None) or context.request_id,
     }
     # Every other column of the one list (the broker's decision, worker_id, …, and
     # any column added later) comes from `fields`, else its model default.
@@ -323,11 +316,10 @@ def export_is_large(events: QuerySet[AuditEvent]) -> bool:
 def audit_export_direct(
     *,
     organization: Any,
-    user: Any,
+    actor: Any,
     events: QuerySet[AuditEvent],
     params: dict[str, str],
     fmt: str,
-    request: HttpRequest | None = None,
     surface: str = "dashboard",
     proof: bool = False,
     start: datetime | None = None,
@@ -347,9 +339,7 @@ def audit_export_direct(
     audit_record(
         action="audit.exported",
         organization=organization,
-        actor_type=ActorType.USER,
-        actor_id=user.pk,
-        actor_label=user.get_username(),
+        actor=actor,
         target_type="audit_filter",
         target_label=_filter_label(params),
         metadata={
@@ -359,7 +349,6 @@ def audit_export_direct(
             "surface": surface,
             "proof": proof,
         },
-        request=request,
     )
     if proof:
         return proof_stream(fmt, organization, start=start, end=end)
@@ -370,10 +359,9 @@ def audit_export_direct(
 def audit_export_request(
     *,
     organization: Any,
-    user: Any,
+    actor: Any,
     params: dict[str, str],
     fmt: str,
-    request: HttpRequest | None = None,
     proof: bool = False,
 ) -> AuditExport:
     """Queue a large export as a Celery job (enqueued after commit)."""
@@ -384,14 +372,12 @@ def audit_export_request(
         check_proof_filter(params)
         signing_key(organization)
     export = AuditExport.objects.create(
-        organization=organization, requested_by=user, filter=params, format=fmt, proof=proof
+        organization=organization, requested_by=actor, filter=params, format=fmt, proof=proof
     )
     audit_record(
         action="audit.exported",
         organization=organization,
-        actor_type=ActorType.USER,
-        actor_id=user.pk,
-        actor_label=user.get_username(),
+        actor=actor,
         target=export,
         target_label=_filter_label(params),
         metadata={
@@ -401,7 +387,6 @@ def audit_export_request(
             "export_id": export.pk,
             "proof": proof,
         },
-        request=request,
     )
     from apps.audit.tasks import run_audit_export
 
@@ -509,9 +494,8 @@ def _filter_label(params: dict[str, str]) -> str:
 def audit_verify_export(
     *,
     organization: Any,
-    user: Any,
+    actor: Any,
     chunks: Iterable[bytes],
-    request: HttpRequest | None = None,
     surface: str = "dashboard",
 ) -> Any:
     """Check an uploaded export with proof against this organization's own key,
@@ -528,15 +512,14 @@ def audit_verify_export(
         signed_for = (report.checkpoint or {}).get("organization_id")
         if report.checkpoint is not None and signed_for != organization.pk:
             report.problem(None, "The checkpoint was issued for another organization.")
-    _record_verification(organization, user, request, surface, "export", report.as_dict())
+    _record_verification(organization, actor, surface, "export", report.as_dict())
     return report
 
 
 def audit_verify_trail(
     *,
     organization: Any,
-    user: Any,
-    request: HttpRequest | None = None,
+    actor: Any,
     surface: str = "dashboard",
 ) -> list[Any]:
     """Verify every chain of the organization in the database (`ChainReport`s)."""
@@ -548,14 +531,13 @@ def audit_verify_trail(
         "events": sum(r.count for r in reports),
         "chains": [str(r) for r in reports],
     }
-    _record_verification(organization, user, request, surface, "trail", summary)
+    _record_verification(organization, actor, surface, "trail", summary)
     return reports
 
 
 def _record_verification(
     organization: Any,
-    user: Any,
-    request: HttpRequest | None,
+    actor: Any,
     surface: str,
     kind: str,
     result: dict[str, Any],
@@ -564,9 +546,7 @@ def _record_verification(
     audit_record(
         action="audit.verified",
         organization=organization,
-        actor_type=ActorType.USER,
-        actor_id=user.pk,
-        actor_label=user.get_username(),
+        actor=actor,
         target_type="audit_trail",
         target_label=f"{kind}: {'ok' if result['ok'] else 'FAILED'}",
         outcome=Outcome.SUCCESS if result["ok"] else Outcome.FAILURE,
@@ -578,7 +558,6 @@ def _record_verification(
             "problems": [p["message"] if isinstance(p, dict) else str(p) for p in problems][:10],
             "key_id": result.get("key_id", ""),
         },
-        request=request,
     )
 
 
@@ -607,7 +586,6 @@ def audit_sink_create(  # noqa: C901 - flat guard clauses, one per sink field
     secret: str = "",
     start: str = "now",
     actor: Any = None,
-    request: HttpRequest | None = None,
 ) -> Any:
     """A new sink. `start="now"` streams events from now on; "beginning" the whole trail."""
     from django.core.exceptions import ValidationError
@@ -665,16 +643,9 @@ def audit_sink_create(  # noqa: C901 - flat guard clauses, one per sink field
         organization=organization,
         target=sink,
         metadata={"kind": kind, "format": format, "destination": sink.destination, "start": start},
-        request=request,
-        **_user_actor(actor),
+        actor=actor,
     )
     return sink
-
-
-def _user_actor(actor: Any) -> dict[str, Any]:
-    if actor is None or not getattr(actor, "is_authenticated", False):
-        return {}
-    return {"actor_type": ActorType.USER, "actor_id": actor.pk, "actor_label": actor.get_username()}
 
 
 def audit_sink_lag(sink: Any) -> int:
@@ -774,7 +745,7 @@ def _publish_checkpoint(sink: Any, cursor: dict[str, int]) -> None:
         sink.checkpoint_at = timezone.now()
 
 
-def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> str:
+def audit_sink_send_test(*, sink: Any, actor: Any) -> str:
     """Record an `audit.sink_test` event and send it (only it) to the sink now.
     Returns "" on success or the error. The event also reaches the sink in order
     with the rest of the trail (at least once)."""
@@ -786,8 +757,7 @@ def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None =
             organization=sink.organization,
             target=sink,
             metadata={"destination": sink.destination},
-            request=request,
-            **_user_actor(actor),
+            actor=actor,
         )
     assert event is not None  # audit_record returns None only with only_if
     try:
@@ -798,7 +768,7 @@ def audit_sink_send_test(*, sink: Any, actor: Any, request: HttpRequest | None =
 
 
 @transaction.atomic
-def audit_sink_retry(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> Any:
+def audit_sink_retry(*, sink: Any, actor: Any) -> Any:
     """Take a sink out of dead letter: delivery resumes from its cursor, nothing lost."""
     from apps.audit.models import AuditSink, SinkStatus
 
@@ -809,14 +779,13 @@ def audit_sink_retry(*, sink: Any, actor: Any, request: HttpRequest | None = Non
         action="audit.sink_resumed",
         organization=sink.organization,
         target=sink,
-        request=request,
-        **_user_actor(actor),
+        actor=actor,
     )
     return sink
 
 
 @transaction.atomic
-def audit_sink_delete(*, sink: Any, actor: Any, request: HttpRequest | None = None) -> None:
+def audit_sink_delete(*, sink: Any, actor: Any) -> None:
     audit_record(
         action="audit.sink_deleted",
         organization=sink.organization,
@@ -824,7 +793,6 @@ def audit_sink_delete(*, sink: Any, actor: Any, request: HttpRequest | None = No
         target_id=sink.pk,
         target_label=str(sink),
         metadata={"destination": sink.destination},
-        request=request,
-        **_user_actor(actor),
+        actor=actor,
     )
     sink.delete()

@@ -43,6 +43,7 @@ from apps.broker.results import (
 from apps.connections import custody
 from apps.connections.models import Connection, ConnectionStatus
 from apps.connections.selectors import connections_for_call
+from apps.core import audit_context
 from apps.core.egress import (
     EgressBlocked,
     EgressError,
@@ -78,11 +79,10 @@ AUDIT_UNAVAILABLE = (
 
 @dataclass(frozen=True)
 class RequestMeta:
-    """What the transport knows about the caller (never the token itself)."""
+    """What the transport says about this call. Who calls, from where and under which
+    request id is the request's audit context (apps.core.audit_context, set by the
+    agent authenticator), which `audit_record` reads."""
 
-    request_id: str = ""
-    ip: str | None = None
-    user_agent: str = ""
     surface: str = "api"  # "api" or "mcp"
     # An approved call re-sent: the approval's id, or the first call's Idempotency-Key.
     approval_id: Any = ""
@@ -176,9 +176,6 @@ class AgentCall:
             provider=self.provider_key,
             upstream_status=upstream_status,
             latency_ms=latency_ms,
-            request_id=self.meta.request_id,
-            ip=self.meta.ip,
-            user_agent=self.meta.user_agent,
             metadata={**self.metadata, **(extra or {})},
             wait_for_flush=wait_for_flush,
             only_if=only_if,
@@ -271,7 +268,7 @@ def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
             connection_name=connection.name,
             input=action_input,
             reason=meta.reason,
-            request_id=meta.request_id,
+            request_id=audit_context.current().request_id,
         )
     except (DatabaseError, AuditUnavailable):
         logger.exception("approval request could not be recorded")

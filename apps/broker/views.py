@@ -46,9 +46,6 @@ def request_meta(
     request: Any, surface: str = "api", *, approval_id: Any = "", reason: Any = ""
 ) -> RequestMeta:
     return RequestMeta(
-        request_id=getattr(request, "request_id", ""),
-        ip=request.META.get("REMOTE_ADDR") or None,
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
         surface=surface,
         approval_id=approval_id,
         idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "")[:200],

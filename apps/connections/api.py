@@ -98,7 +98,7 @@ class ConnectionDisconnectAPIView(OrgAPIMixin, APIView):
     def post(self, request: Request, org_slug: str, connection_id: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         connection = get_object_or_404(self.scope_queryset(), pk=connection_id)
         connection = services.connection_disconnect(
-            connection_id=connection.pk, organization=self.organization, request=request
+            connection_id=connection.pk, organization=self.organization
         )
         return Response(ConnectionSerializer(connection).data)
 
@@ -210,7 +210,6 @@ class ProviderAppDetailAPIView(_ProviderAppScope, APIView):
             provider_key=provider.key,
             client_id=form.cleaned_data["client_id"],
             client_secret=form.cleaned_data["client_secret"] or None,
-            request=request._request,
             actor=request.user,
         )
         return Response(ProviderAppSerializer(app).data)
@@ -306,8 +305,7 @@ class ApiKeyConnectAPIView(OrgAPIMixin, APIView):
                 name=form.cleaned_data["name"],
                 api_key=form.cleaned_data["api_key"],
                 base_url_params=form.base_url_params(),
-                created_by=request.user,
-                request=request._request,
+                actor=request.user,
             )
         except services.CredentialRejected as exc:
             raise serializers.ValidationError(
@@ -357,7 +355,7 @@ class OAuthStartAPIView(OrgAPIMixin, APIView):
                 organization=self.organization,
                 provider_key=provider.key,
                 name=form.cleaned_data["name"],
-                user=request.user,
+                actor=request.user,
                 session_key=session_key,
                 base_url_params=form.base_url_params(),
             )

@@ -35,16 +35,14 @@ def seed_sandbox_connection(*, organization: Organization, user: Any) -> str:
         provider_app=app,
         scopes=token["scope"].split(),
         account_label=user.get_username(),
-        created_by=user,
+        actor=user,
         reconnect=existing.first(),
     )
     return f"Connection '{connection.name}' to the Sandbox is connected (OAuth, read write)."
 
 
 @transaction.atomic
-def sandbox_app_register(
-    *, organization: Organization, actor: Any = None, request: Any = None
-) -> ProviderApp:
+def sandbox_app_register(*, organization: Organization, actor: Any = None) -> ProviderApp:
     """The organization's OAuth app at the built-in Sandbox, registered there and
     saved here in one step (development only: the Sandbox runs when
     GRANTRY_SANDBOX_ENABLED). Audited by provider_app_save. Idempotent."""
@@ -62,5 +60,4 @@ def sandbox_app_register(
         client_id=client_id,
         client_secret=secret,
         actor=actor,
-        request=request,
     )

@@ -165,9 +165,7 @@ class ConnectView(OrgViewMixin, TemplateView):
         if which == "sandbox_app" and self._sandbox_one_click():
             from apps.connections.demo import sandbox_app_register
 
-            sandbox_app_register(
-                organization=self.organization, actor=request.user, request=request
-            )
+            sandbox_app_register(organization=self.organization, actor=request.user)
             messages.success(
                 request, "The Sandbox registered this organization's OAuth app. Connect below."
             )
@@ -187,7 +185,7 @@ class ConnectView(OrgViewMixin, TemplateView):
                         organization=self.organization,
                         provider_key=self.provider.key,
                         name=form.cleaned_data["name"],
-                        user=request.user,
+                        actor=request.user,
                         session_key=request.session.session_key or "",
                         base_url_params=form.base_url_params(),
                     )
@@ -205,8 +203,7 @@ class ConnectView(OrgViewMixin, TemplateView):
                         name=form.cleaned_data["name"],
                         api_key=form.cleaned_data["api_key"],
                         base_url_params=form.base_url_params(),
-                        created_by=request.user,
-                        request=request,
+                        actor=request.user,
                     )
                 except services.CredentialRejected as exc:
                     form.add_error(
@@ -251,7 +248,7 @@ class ReconnectView(OrgViewMixin, View):
             organization=self.organization,
             provider_key=connection.provider_key,
             name=connection.name,
-            user=request.user,
+            actor=request.user,
             session_key=request.session.session_key or "",
             reconnect=connection,
             scopes=connection.scopes or None,
@@ -317,7 +314,7 @@ class DisconnectView(OrgViewMixin, TemplateView):
         if not is_confirmed(request):
             return self._confirm(request, self._connection())
         connection = services.connection_disconnect(
-            connection_id=self._connection().pk, organization=self.organization, request=request
+            connection_id=self._connection().pk, organization=self.organization
         )
         if connection.revocation_result == "failed":
             messages.warning(
@@ -376,7 +373,6 @@ class ProviderAppView(OrgViewMixin, TemplateView):
             provider_key=self.provider.key,
             client_id=form.cleaned_data["client_id"],
             client_secret=form.cleaned_data["client_secret"] or None,
-            request=request,
             actor=request.user,
         )
         messages.success(request, f"Saved the {self.provider.display_name} OAuth app.")
@@ -451,9 +447,8 @@ class OAuthCallbackView(LoginRequiredMixin, View):
         try:
             connection = services.connection_oauth_complete(
                 params=params,
-                user=request.user,
+                actor=request.user,
                 session_key=request.session.session_key or "",
-                request=request,
             )
         except services.ConnectFailure as failure:
             title, what, next_step = FAILURE_PAGES.get(

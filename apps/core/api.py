@@ -16,8 +16,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.core.audit_context import request_id_for_logs
 from apps.core.exceptions import as_service_unavailable
-from apps.core.middleware import current_request_id
 
 
 class Pagination(CursorPagination):
@@ -55,7 +55,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
             "code": code,
             "message": message,
             "details": details or {},
-            "request_id": current_request_id.get(),
+            "request_id": request_id_for_logs(),
         }
     }
 

@@ -3,60 +3,59 @@
 The id is echoed in the response, attached to log lines and written into
 audit events, so one call can be traced across the three. A client's own
 `X-Request-Id` never becomes the request id (an agent could collide with
-others'); sanitised and capped, it is kept apart as `client_request_id`."""
+others'); sanitised and capped, it is kept apart as `client_request_id`. Both
+live in the request's audit context (apps.core.audit_context)."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.core import audit_context
+from apps.core.browser_middleware import is_agent_path
 from apps.core.exceptions import as_service_unavailable
-
-current_request_id: ContextVar[str] = ContextVar("current_request_id", default="-")
-# What the client sent as X-Request-Id (sanitised), for audit metadata only.
-current_client_request_id: ContextVar[str] = ContextVar("current_client_request_id", default="")
-CLIENT_REQUEST_ID_MAX = 64
-_UNSAFE = re.compile(r"[^A-Za-z0-9._:/+=@-]")
 
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def sanitize_client_request_id(value: str) -> str:
-    """Printable, harmless characters only (others dropped), at most 64 of them."""
-    return _UNSAFE.sub("", value[: CLIENT_REQUEST_ID_MAX * 4])[:CLIENT_REQUEST_ID_MAX]
-
-
-def client_request_metadata() -> dict[str, str]:
-    """`{"client_request_id": …}` when the client sent one: for audit event metadata."""
-    client_id = current_client_request_id.get()
-    return {"client_request_id": client_id} if client_id else {}
-
-
 class RequestIdMiddleware:
+    """Opens the request's audit context (apps.core.audit_context) and resets it when
+    the request ends, whatever set an actor in between."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = new_request_id()
-        client_id = sanitize_client_request_id(request.headers.get("X-Request-Id", ""))
+        context = audit_context.for_request(request, request_id)
         request.request_id = request_id  # type: ignore[attr-defined]
-        request.client_request_id = client_id  # type: ignore[attr-defined]
-        token = current_request_id.set(request_id)
-        client_token = current_client_request_id.set(client_id)
+        request.client_request_id = context.client_request_id  # type: ignore[attr-defined]
+        token = audit_context.bind(context)
         try:
             response = self.get_response(request)
         finally:
-            current_client_request_id.reset(client_token)
-            current_request_id.reset(token)
+            audit_context.unbind(token)
         response["X-Request-Id"] = request_id
         return response
+
+
+class AuditActorMiddleware:
+    """After authentication: a signed-in person is the actor of the request's audit
+    events. Skipped on the agent API (no session there; the agent authenticator names
+    the worker). A personal-API-token call names its user in the DRF authenticator."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not is_agent_path(request.path_info):
+            audit_context.bind_user(getattr(request, "user", None))
+        return self.get_response(request)
 
 
 def is_api_path(path: str) -> bool:

@@ -20,7 +20,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from django.http import HttpRequest
 from django.utils import timezone
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -137,15 +136,13 @@ def max_token_days(organization: Any) -> int:
     return min(own, MAX_TOKEN_DAYS) if own else MAX_TOKEN_DAYS
 
 
-def request_line(request: HttpRequest | None) -> dict[str, str]:
-    """Method and path of a request, never its query string (for leak reports)."""
-    if request is None:
-        return {}
-    return {"method": request.method or "", "path": request.path[:300]}
+def request_line(method: str, path: str) -> dict[str, str]:
+    """Method and path of the request a token leaked in (never its query string)."""
+    return {"method": method, "path": path[:300]} if method or path else {}
 
 
-def leaked_token_email(*, label: str, where: str, request: HttpRequest | None, remedy: str) -> str:
-    line = request_line(request)
+def leaked_token_email(*, label: str, where: str, method: str, path: str, remedy: str) -> str:
+    line = request_line(method, path)
     seen = f"{line['method']} {line['path']}" if line else "a request"
     return (
         f"Grantry saw the {label} in {where} of {seen} at "

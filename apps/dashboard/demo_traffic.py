@@ -36,7 +36,7 @@ def seed_demo_traffic(*, organization: Any, user: Any) -> str:
     ):
         return "Demo agent traffic is already in the audit trail."
     worker = Worker.objects.get(organization=organization, name=DEMO_WORKER)
-    token, raw = token_mint(worker=worker, expires_in_days=1, created_by=user)
+    token, raw = token_mint(worker=worker, expires_in_days=1, actor=user)
     host = urlsplit(settings.GRANTRY_BASE_URL).hostname or "127.0.0.1"
     client = Client(HTTP_HOST=host, HTTP_USER_AGENT="grantry-demo-seed")
     statuses = []
@@ -50,5 +50,5 @@ def seed_demo_traffic(*, organization: Any, user: Any) -> str:
             )
             statuses.append(f"{verb} {action} → {response.status_code}")
     finally:
-        token_revoke(token=token, revoked_by=user, reason="Demo traffic seeded; token retired.")
+        token_revoke(token=token, actor=user, reason="Demo traffic seeded; token retired.")
     return "Demo agent traffic (denied and checked calls) recorded: " + "; ".join(statuses)

@@ -71,7 +71,7 @@ def seed_demo_worker(*, organization: Organization, user: Any) -> str:
             description="A demo agent: mint it a token in the dashboard and call /api/v1/whoami.",
             default_role=role,
             owner=user,
-            created_by=user,
+            actor=user,
         )
     return (
         f"Worker '{worker.name}' (role '{role.name}') is ready: mint its token at "

@@ -48,8 +48,7 @@ class McpSettingsView(OrgViewMixin, TemplateView):
             return self.render_to_response(self.get_context_data(form=form), status=400)
         services.policy_update(
             organization=self.organization,
-            changed_by=request.user,
-            request=request,
+            actor=request.user,
             **{f: form.cleaned_data[f] for f in PolicyForm.Meta.fields},
         )
         messages.success(request, "MCP client settings saved.")
@@ -84,8 +83,6 @@ class GrantRevokeView(OrgViewMixin, View):
                 confirmation,
                 {"organization": self.organization, "membership": self.membership},
             )
-        services.grant_revoke(
-            grant=grant, revoked_by=request.user, reason="Revoked by an admin", request=request
-        )
+        services.grant_revoke(grant=grant, actor=request.user, reason="Revoked by an admin")
         messages.success(request, f"{grant.label} can no longer act as {grant.worker.name}.")
         return redirect("mcpauth:settings", org_slug=self.organization.slug)

@@ -31,12 +31,6 @@ BIND_ROLE = OrgRole.ADMIN
 REPLACED_BY_REFRESH = "Replaced by a refresh"
 
 
-def _user_actor(user: Any) -> dict[str, Any]:
-    if user is None:
-        return {"actor_type": ActorType.SYSTEM}
-    return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
-
-
 def _grant_target(grant: McpGrant) -> dict[str, Any]:
     return {
         "target_type": "mcpgrant",
@@ -67,9 +61,7 @@ def token_seconds(organization: Organization) -> int:
 
 
 @transaction.atomic
-def policy_update(
-    *, organization: Organization, changed_by: Any, request: Any = None, **changes: Any
-) -> McpPolicy:
+def policy_update(*, organization: Organization, actor: Any, **changes: Any) -> McpPolicy:
     policy = policy_for(organization)
     diff = {}
     for field in ("clients_allowed", "allowed_clients", "token_minutes"):
@@ -85,8 +77,7 @@ def policy_update(
         organization=organization,
         target=organization,
         metadata={"changes": diff},
-        request=request,
-        **_user_actor(changed_by),
+        actor=actor,
     )
     return policy
 
@@ -105,15 +96,14 @@ def grant_approve(
     *,
     application: Any,
     organization: Organization,
-    approved_by: Any,
+    actor: Any,
     worker: Worker | None = None,
     new_worker_name: str = "",
     role: Any = None,
-    request: Any = None,
 ) -> McpGrant:
-    """`approved_by` lets `application` act as `worker` (or a new worker named
+    """`actor` (the approving admin) lets `application` act as `worker` (or a new worker named
     `new_worker_name` with `role`). Raises PermissionDenied when they may not."""
-    membership = Membership.objects.filter(organization=organization, user=approved_by).first()
+    membership = Membership.objects.filter(organization=organization, user=actor).first()
     if membership is None or not membership.has_at_least(BIND_ROLE):
         raise PermissionDenied("Only an admin of the organization may connect a client.")
     if not policy_for(organization).allows(application.client_id):
@@ -127,8 +117,8 @@ def grant_approve(
             default_role=role,
             description="Created to connect the OAuth client "
             f"{application.name or application.client_id}.",
-            owner=approved_by,
-            created_by=approved_by,
+            owner=actor,
+            actor=actor,
         )
     elif worker.organization_id != organization.pk:
         raise PermissionDenied("This worker is not in the organization.")
@@ -142,7 +132,7 @@ def grant_approve(
         application=application,
         client_id=application.client_id,
         client_name=(application.name or "")[:255],
-        approved_by=approved_by,
+        approved_by=actor,
     )
     audit_record(
         action="mcp.grant_approved",
@@ -153,9 +143,8 @@ def grant_approve(
             "registration": application.registration_source,
             "role": grant.role.name,
         },
-        request=request,
         **_grant_target(grant),
-        **_user_actor(approved_by),
+        actor=actor,
     )
     return grant
 
@@ -230,10 +219,10 @@ def token_issue(
     return token
 
 
-def _revoke_tokens(issued: Any, *, revoked_by: Any, reason: str) -> list[str]:
+def _revoke_tokens(issued: Any, *, actor: Any, reason: str) -> list[str]:
     ids = []
     for row in issued.filter(worker_token__revoked_at__isnull=True).select_related("worker_token"):
-        token_revoke(token=row.worker_token, revoked_by=revoked_by, reason=reason)
+        token_revoke(token=row.worker_token, actor=actor, reason=reason)
         ids.append(row.worker_token.public_id)
     return ids
 
@@ -249,7 +238,7 @@ def family_revoke(
     if first is None:
         return
     get_refresh_token_model().revoke_family(token_family)
-    ids = _revoke_tokens(issued, revoked_by=None, reason=reason)
+    ids = _revoke_tokens(issued, actor=None, reason=reason)
     grant = first.grant
     if not ids and not grant.is_active():
         return  # the grant was revoked already (and audited then)
@@ -267,30 +256,27 @@ def family_revoke(
 
 
 @transaction.atomic
-def grant_revoke(
-    *, grant: McpGrant, revoked_by: Any = None, reason: str = "", request: Any = None
-) -> McpGrant:
+def grant_revoke(*, grant: McpGrant, actor: Any = None, reason: str = "") -> McpGrant:
     """End a grant now: its access tokens fail on the next call and its refresh
     tokens are refused."""
     grant = McpGrant.objects.select_for_update().select_related("worker").get(pk=grant.pk)
     if grant.revoked_at is not None:
         return grant
     grant.revoked_at = timezone.now()
-    grant.revoked_by = revoked_by
+    grant.revoked_by = actor
     grant.revoke_reason = reason[:200]
     grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
     families = set(grant.issued.values_list("token_family", flat=True))
     for family in families:
         get_refresh_token_model().revoke_family(family)
-    ids = _revoke_tokens(grant.issued.all(), revoked_by=revoked_by, reason="OAuth grant revoked")
+    ids = _revoke_tokens(grant.issued.all(), actor=actor, reason="OAuth grant revoked")
     fence_worker(grant.worker_id)
     audit_record(
         action="mcp.grant_revoked",
         organization_id=grant.organization_id,
         metadata={"client_id": grant.client_id, "reason": grant.revoke_reason, "tokens": ids},
-        request=request,
         **_grant_target(grant),
-        **_user_actor(revoked_by),
+        actor=actor,
     )
     return grant
 

@@ -28,7 +28,7 @@ from oauth2_provider.views.dynamic_client_registration import (
 )
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
-from apps.audit.services import client_ip
+from apps.core.audit_context import client_ip
 from apps.mcpauth import services
 from apps.mcpauth.forms import ConsentForm
 from apps.mcpauth.validator import (
@@ -179,11 +179,10 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
                     grant = services.grant_approve(
                         application=application,
                         organization=self.membership.organization,
-                        approved_by=self.request.user,
+                        actor=self.request.user,
                         worker=data.get("worker_obj"),
                         new_worker_name=data.get("new_worker_name") or "",
                         role=data.get("role"),
-                        request=self.request,
                     )
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():

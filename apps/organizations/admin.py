@@ -7,7 +7,6 @@ from django.db.models import Model
 from django.http import HttpRequest
 from typing_extensions import override
 
-from apps.audit.models import ActorType
 from apps.audit.services import audit_record
 from apps.organizations.models import Invitation, Membership, Organization
 
@@ -21,12 +20,9 @@ class AuditedAdmin(admin.ModelAdmin):
         audit_record(
             action=f"admin.{obj._meta.model_name}.{verb}",
             organization_id=organization_id,
-            actor_type=ActorType.USER,
-            actor_id=request.user.pk,  # type: ignore[arg-type]
-            actor_label=request.user.get_username(),
+            actor=request.user,
             target=obj,
             metadata={"changed_fields": changed, "via": "django-admin"},
-            request=request,
         )
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:

@@ -153,7 +153,6 @@ class MemberDetailAPIView(_MembersScope, APIView):
                 membership=target,
                 role=form.validated_data["role"],
                 actor_membership=self.membership,
-                request=request._request,
             )
         except DjangoValidationError as exc:
             raise from_service_error(exc) from None
@@ -165,12 +164,11 @@ class MemberDetailAPIView(_MembersScope, APIView):
         description="The last owner cannot be removed (409 last_owner).",
         responses={204: None, **error_responses(403, 404, 409)},
     )
-    def delete(self, request: Request, **kwargs: Any) -> Response:
+    def delete(self, _request: Request, **kwargs: Any) -> Response:
         try:
             services.membership_remove(
                 membership=self.get_member(),
                 actor_membership=self.membership,
-                request=request._request,
             )
         except DjangoValidationError as exc:
             raise from_service_error(exc) from None
@@ -216,7 +214,6 @@ class InvitationListCreateAPIView(_InvitationsScope, generics.ListAPIView[Invita
                 email=form.validated_data["email"],
                 role=form.validated_data["role"],
                 actor_membership=self.membership,
-                request=request._request,
             )
         except DjangoValidationError as exc:
             raise from_service_error(exc) from None
@@ -232,11 +229,11 @@ class InvitationRevokeAPIView(_InvitationsScope, APIView):
         request=None,
         responses={200: InvitationSerializer, **error_responses(403, 404, 409)},
     )
-    def post(self, request: Request, **kwargs: Any) -> Response:
+    def post(self, _request: Request, **kwargs: Any) -> Response:
         invitation = get_object_or_404(self.scope_queryset(), pk=kwargs["invitation_id"])
         try:
             invitation = services.invitation_revoke(
-                invitation=invitation, actor_membership=self.membership, request=request._request
+                invitation=invitation, actor_membership=self.membership
             )
         except DjangoValidationError as exc:
             raise from_service_error(exc) from None
@@ -281,7 +278,6 @@ class OrganizationSettingsAPIView(OrgAPIMixin, APIView):
                 max_token_days=data.get("max_token_days", org.max_token_days),
                 store_broker_input=data.get("store_broker_input"),
                 require_mfa=data.get("require_mfa"),
-                request=request._request,
             )
         except DjangoValidationError as exc:
             raise from_service_error(exc) from None

@@ -16,13 +16,11 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.audit.models import ActorType
 from apps.audit.services import audit_record
 from apps.organizations.mfa import has_second_factor
 from apps.organizations.models import Invitation, Membership, Organization, OrgRole
@@ -48,12 +46,6 @@ def invitation_key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _actor(user: Any) -> dict[str, Any]:
-    if user is None:
-        return {"actor_type": ActorType.SYSTEM}
-    return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
-
-
 def _unique_slug(name: str) -> str:
     base = slugify(name)[:50].strip("-") or "org"
     if base in RESERVED_SLUGS:
@@ -68,9 +60,7 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def organization_create(
-    *, name: str, owner: Any, request: HttpRequest | None = None
-) -> Organization:
+def organization_create(*, name: str, owner: Any) -> Organization:
     """A new organization with `owner` as its first owner."""
     name = (name or "").strip()
     if not name:
@@ -81,22 +71,19 @@ def organization_create(
     membership = Membership.objects.create(
         organization=organization, user=owner, role=OrgRole.OWNER
     )
-    actor = _actor(owner)
     audit_record(
         action="org.created",
         organization=organization,
         target=organization,
-        request=request,
         metadata={"slug": organization.slug},
-        **actor,
+        actor=owner,
     )
     audit_record(
         action="member.joined",
         organization=organization,
         target=membership,
-        request=request,
         metadata={"role": OrgRole.OWNER, "via": "signup"},
-        **actor,
+        actor=owner,
     )
     return organization
 
@@ -110,7 +97,6 @@ def organization_update(  # noqa: C901 - flat guard clauses, one per settings fi
     max_token_days: int | None,
     store_broker_input: bool | None = None,
     require_mfa: bool | None = None,
-    request: HttpRequest | None = None,
 ) -> Organization:
     """Rename the org, set the longest lifetime a worker token may have and whether
     members need a second factor. `store_broker_input` keeps raw broker input in audit
@@ -156,9 +142,8 @@ def organization_update(  # noqa: C901 - flat guard clauses, one per settings fi
         action="org.updated",
         organization=locked,
         target=locked,
-        request=request,
         metadata={"changes": changes},
-        **_actor(actor),
+        actor=actor,
     )
     return locked
 
@@ -191,7 +176,6 @@ def membership_change_role(
     membership: Membership,
     role: str,
     actor_membership: Membership,
-    request: HttpRequest | None = None,
 ) -> Membership:
     """Change a member's role. The last owner can never be demoted."""
     if role not in OrgRole.values:
@@ -213,17 +197,14 @@ def membership_change_role(
         action="member.role_changed",
         organization=target.organization,
         target=target,
-        request=request,
         metadata={"from": previous, "to": role, "email": target.user.email},
-        **_actor(actor_now.user),
+        actor=actor_now.user,
     )
     return target
 
 
 @transaction.atomic
-def membership_remove(
-    *, membership: Membership, actor_membership: Membership, request: HttpRequest | None = None
-) -> None:
+def membership_remove(*, membership: Membership, actor_membership: Membership) -> None:
     """Remove a member and revoke their personal API tokens for this organization
     (so they do not work again if the person is re-invited). The last owner can
     never be removed."""
@@ -239,14 +220,11 @@ def membership_remove(
         action="member.removed",
         organization=target.organization,
         target=target,
-        request=request,
         metadata={"role": target.role, "email": target.user.email},
-        **_actor(actor_now.user),
+        actor=actor_now.user,
     )
     # apps.accounts revokes the member's personal tokens here (it sits above us).
-    membership_removed.send(
-        sender=Membership, membership=target, actor=actor_now.user, request=request
-    )
+    membership_removed.send(sender=Membership, membership=target, actor=actor_now.user)
     target.delete()
 
 
@@ -275,7 +253,6 @@ def invitation_create(
     email: str,
     role: str,
     actor_membership: Membership,
-    request: HttpRequest | None = None,
 ) -> IssuedInvitation:
     """Invite `email` with `role`; emails a single-use link valid for 7 days."""
     email = (email or "").strip().lower()
@@ -319,9 +296,8 @@ def invitation_create(
         action="member.invited",
         organization=organization,
         target=invitation,
-        request=request,
         metadata={"email": email, "role": role, "replaced_invitations": replaced},
-        **_actor(actor_membership.user),
+        actor=actor_membership.user,
     )
     url = invitation_url(key)
     inviter = actor_membership.user.email
@@ -374,7 +350,6 @@ def invitation_accept(
     *,
     key: str = "",
     user: Any,
-    request: HttpRequest | None = None,
     invitation_id: int | None = None,
 ) -> Membership:
     """Join the inviting org with the invited role. The link works once, before
@@ -413,17 +388,14 @@ def invitation_accept(
         action="member.joined",
         organization=invitation.organization,
         target=membership,
-        request=request,
         metadata={"role": invitation.role, "via": "invitation", "invitation_id": invitation.pk},
-        **_actor(user),
+        actor=user,
     )
     return membership
 
 
 @transaction.atomic
-def invitation_revoke(
-    *, invitation: Invitation, actor_membership: Membership, request: HttpRequest | None = None
-) -> Invitation:
+def invitation_revoke(*, invitation: Invitation, actor_membership: Membership) -> Invitation:
     if actor_membership.organization_id != invitation.organization_id:
         raise OrganizationError("That invitation is not in this organization.")
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
@@ -438,8 +410,7 @@ def invitation_revoke(
         action="member.invitation_revoked",
         organization=locked.organization,
         target=locked,
-        request=request,
         metadata={"email": locked.email},
-        **_actor(actor_membership.user),
+        actor=actor_membership.user,
     )
     return locked

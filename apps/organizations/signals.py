@@ -8,8 +8,8 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 # Sent by services.membership_remove() in its transaction, after the removal is
-# audited and before the row is deleted, with `membership`, `actor` (the user who
-# removes) and `request`. Sent with send(), not send_robust(): a receiver that
+# audited and before the row is deleted, with `membership` and `actor` (the user who
+# removes). Sent with send(), not send_robust(): a receiver that
 # fails rolls the removal back.
 # Listener: apps.accounts.token_services revokes the member's personal API tokens
 # for the organization, each one audited, so they do not come back to life if the

@@ -67,7 +67,6 @@ def second_factor_missing(request: HttpRequest, organization: Organization) -> b
             actor_id=request.user.pk or "",
             actor_label=request.user.get_username(),
             outcome=Outcome.DENIED,
-            request=request,
             metadata={"path": request.path[:200]},
         )
         if session is not None:

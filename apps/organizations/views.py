@@ -98,7 +98,6 @@ class MembersView(OrgViewMixin, KeysetListMixin, TemplateView):
                     email=form.cleaned_data["email"],
                     role=form.cleaned_data["role"],
                     actor_membership=self.membership,
-                    request=request,
                 )
             except ValidationError as exc:
                 _attach_errors(form, exc)
@@ -142,7 +141,6 @@ class MemberRoleView(_MemberActionView):
                 membership=target,
                 role=form.cleaned_data["role"],
                 actor_membership=self.membership,
-                request=request,
             )
         except ValidationError as exc:
             messages.error(request, _error_text(exc))
@@ -174,9 +172,7 @@ class MemberRemoveView(_MemberActionView):
             context = {"organization": self.organization, "membership": self.membership}
             return confirmation_page(request, confirmation, context)
         try:
-            services.membership_remove(
-                membership=target, actor_membership=self.membership, request=request
-            )
+            services.membership_remove(membership=target, actor_membership=self.membership)
         except ValidationError as exc:
             messages.error(request, _error_text(exc))
             return self.back()
@@ -192,9 +188,7 @@ class InvitationRevokeView(_MemberActionView):
             self.organization.invitations.all(), pk=kwargs["invitation_id"]
         )
         try:
-            services.invitation_revoke(
-                invitation=invitation, actor_membership=self.membership, request=request
-            )
+            services.invitation_revoke(invitation=invitation, actor_membership=self.membership)
         except ValidationError as exc:
             messages.error(request, _error_text(exc))
         else:
@@ -241,7 +235,6 @@ class SettingsView(OrgViewMixin, TemplateView):
                     max_token_days=form.cleaned_data["max_token_days"],
                     store_broker_input=form.cleaned_data["store_broker_input"],
                     require_mfa=form.cleaned_data["require_mfa"],
-                    request=request,
                 )
             except ValidationError as exc:
                 _attach_errors(form, exc)
@@ -278,7 +271,7 @@ class InvitationAcceptView(View):
             pending_key_remember(request, key)
             return redirect(f"{reverse('account_login')}?{urlencode({'next': request.path})}")
         try:
-            membership = services.invitation_accept(key=key, user=request.user, request=request)
+            membership = services.invitation_accept(key=key, user=request.user)
         except ValidationError as exc:
             invitation = services.invitation_lookup(key)
             return render(
@@ -309,9 +302,7 @@ class MyInvitationAcceptView(View):
         if not invitations_for_user(request.user).filter(pk=invitation_id).exists():
             raise Http404("No such invitation for you.")
         try:
-            membership = services.invitation_accept(
-                invitation_id=invitation_id, user=request.user, request=request
-            )
+            membership = services.invitation_accept(invitation_id=invitation_id, user=request.user)
         except ValidationError as exc:
             messages.error(request, _error_text(exc))
             return redirect("dashboard:home")

@@ -247,7 +247,6 @@ class RoleListCreateAPIView(_RoleScope, generics.ListCreateAPIView[Role]):
                 description=data.get("description", ""),
                 rules=data.get("rules") or [],
                 actor=request.user,
-                request=request,
             )
         except DjangoValidationError as exc:
             raise _invalid(exc) from None
@@ -301,7 +300,6 @@ class RoleDetailAPIView(_RoleScope, generics.RetrieveUpdateDestroyAPIView[Role])
                 ),
                 rules=rules,
                 actor=request.user,
-                request=request,
             )
         except DjangoValidationError as exc:
             raise _invalid(exc) from None
@@ -309,7 +307,7 @@ class RoleDetailAPIView(_RoleScope, generics.RetrieveUpdateDestroyAPIView[Role])
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         try:
-            role_delete(role=self.get_object(), actor=request.user, request=request)
+            role_delete(role=self.get_object(), actor=request.user)
         except DjangoValidationError as exc:
             raise APIError(
                 "conflict",
@@ -509,7 +507,6 @@ class RoleLeastPrivilegeAPIView(_RoleScope, APIView):
                 worker_id=worker.pk if worker else None,
                 proposal_digest=str(data.get("proposal_digest", "")),
                 actor=request.user,
-                request=request,
             )
         except DjangoValidationError as exc:
             raise APIError(

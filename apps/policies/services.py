@@ -7,9 +7,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 
-from apps.audit.models import ActorType
 from apps.audit.services import audit_record
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import bump_rules_version
@@ -61,12 +59,6 @@ def role_document(role: Role) -> dict[str, Any]:
     }
 
 
-def _actor(actor: Any) -> dict[str, Any]:
-    if actor is None or not getattr(actor, "is_authenticated", False):
-        return {}
-    return {"actor_type": ActorType.USER, "actor_id": actor.pk, "actor_label": actor.get_username()}
-
-
 def _rules_snapshot(role: Role) -> list[dict[str, Any]]:
     return [
         {k: v for k, v in rule_document(r).items() if k != "id"}
@@ -114,7 +106,6 @@ def role_create(
     description: str = "",
     rules: list[dict[str, Any]] | None = None,
     actor: Any = None,
-    request: HttpRequest | None = None,
 ) -> Role:
     errors: dict[str, list[str]] = {}
     try:
@@ -143,9 +134,8 @@ def role_create(
         action="role.created",
         organization=organization,
         target=role,
-        request=request,
         metadata={"rules": {"before": [], "after": _rules_snapshot(role)}},
-        **_actor(actor),
+        actor=actor,
     )
     _rules_changed(role.pk)
     return role
@@ -159,7 +149,6 @@ def role_update(  # noqa: C901 - flat guard clauses, one per role field
     description: str | None = None,
     rules: list[dict[str, Any]] | None = None,
     actor: Any = None,
-    request: HttpRequest | None = None,
 ) -> Role:
     """Change name/description and, when `rules` is given, replace the whole rule set."""
     role = Role.objects.select_for_update().get(pk=role.pk)
@@ -194,7 +183,7 @@ def role_update(  # noqa: C901 - flat guard clauses, one per role field
         _save_rules(role, cleaned)
     after = _rules_snapshot(role)
     if changes or after != before:  # a save that changes nothing is not an event
-        _audit_change(role, before, after, changes, actor, request)
+        _audit_change(role, before, after, changes, actor)
     else:
         _rules_changed(role.pk)  # the rule rows (and their ids) were still rewritten
     return role
@@ -206,7 +195,6 @@ def _audit_change(
     after: list[dict[str, Any]],
     changes: dict[str, Any],
     actor: Any,
-    request: HttpRequest | None,
 ) -> None:
     metadata: dict[str, Any] = dict(changes)
     metadata["rules"] = {
@@ -219,17 +207,14 @@ def _audit_change(
         action="role.changed",
         organization=role.organization,
         target=role,
-        request=request,
         metadata=metadata,
-        **_actor(actor),
+        actor=actor,
     )
     _rules_changed(role.pk)
 
 
 @transaction.atomic
-def rule_add(
-    *, role: Role, rule: dict[str, Any], actor: Any = None, request: HttpRequest | None = None
-) -> Rule:
+def rule_add(*, role: Role, rule: dict[str, Any], actor: Any = None) -> Rule:
     role = Role.objects.select_for_update().get(pk=role.pk)
     cleaned = clean_rules(organization=role.organization, rules=[rule])[0]
     before = _rules_snapshot(role)
@@ -238,21 +223,21 @@ def rule_add(
         role=role, position=(last or 0) + 1 if last is not None else 0, **cleaned
     )
     role.save(update_fields=["updated_at"])
-    _audit_change(role, before, _rules_snapshot(role), {}, actor, request)
+    _audit_change(role, before, _rules_snapshot(role), {}, actor)
     return created
 
 
 @transaction.atomic
-def rule_delete(*, rule: Rule, actor: Any = None, request: HttpRequest | None = None) -> None:
+def rule_delete(*, rule: Rule, actor: Any = None) -> None:
     role = Role.objects.select_for_update().get(pk=rule.role_id)
     before = _rules_snapshot(role)
     Rule.objects.filter(pk=rule.pk, role=role).delete()
     role.save(update_fields=["updated_at"])
-    _audit_change(role, before, _rules_snapshot(role), {}, actor, request)
+    _audit_change(role, before, _rules_snapshot(role), {}, actor)
 
 
 @transaction.atomic
-def role_delete(*, role: Role, actor: Any = None, request: HttpRequest | None = None) -> None:
+def role_delete(*, role: Role, actor: Any = None) -> None:
     role = Role.objects.select_for_update().get(pk=role.pk)
     before = _rules_snapshot(role)
     role_id, organization, label = role.pk, role.organization, role.name
@@ -262,9 +247,8 @@ def role_delete(*, role: Role, actor: Any = None, request: HttpRequest | None = 
         target_type="role",
         target_id=role_id,
         target_label=label,
-        request=request,
         metadata={"rules": {"before": before, "after": []}},
-        **_actor(actor),
+        actor=actor,
     )
     try:
         with transaction.atomic():
@@ -284,7 +268,6 @@ def role_narrow(
     worker_id: int | None = None,
     proposal_digest: str,
     actor: Any = None,
-    request: HttpRequest | None = None,
 ) -> Role:
     """Apply a least-privilege proposal in one step. The proposal is computed again
     here (never taken from the client) and must be the one the admin reviewed."""
@@ -308,7 +291,6 @@ def role_narrow(
         action="role.narrowed",
         organization=role.organization,
         target=role,
-        request=request,
         metadata={
             "days": days,
             "worker_id": worker_id,
@@ -316,6 +298,6 @@ def role_narrow(
             "unused_rules": [r.rule_id for r in report.unused_rules],
             "proposal_digest": proposal_digest,
         },
-        **_actor(actor),
+        actor=actor,
     )
-    return role_update(role=role, rules=report.proposal, actor=actor, request=request)
+    return role_update(role=role, rules=report.proposal, actor=actor)

@@ -126,7 +126,6 @@ class RoleCreateView(RoleAdminMixin, TemplateView):
                     name=form.cleaned_data["name"],
                     description=form.cleaned_data["description"],
                     actor=request.user,
-                    request=request,
                 )
             except ValidationError as exc:
                 _apply_service_errors(form, exc)
@@ -155,7 +154,6 @@ class RoleEditView(RoleAdminMixin, TemplateView):
                     name=form.cleaned_data["name"],
                     description=form.cleaned_data["description"],
                     actor=request.user,
-                    request=request,
                 )
             except ValidationError as exc:
                 _apply_service_errors(form, exc)
@@ -209,7 +207,7 @@ class RoleDeleteView(RoleAdminMixin, TemplateView):
         if not is_confirmed(request):
             return confirmation_page(request, self.confirmation(role), self.get_context_data())
         try:
-            role_delete(role=role, actor=request.user, request=request)
+            role_delete(role=role, actor=request.user)
         except ValidationError as exc:
             for msgs in exc.message_dict.values():
                 for msg in msgs:
@@ -295,7 +293,7 @@ class RuleAddView(RoleAdminMixin, TemplateView):
             return self._render(step, provider, form, status=400)
         if form.is_valid():
             try:
-                rule_add(role=role, rule=form.to_rule(), actor=request.user, request=request)
+                rule_add(role=role, rule=form.to_rule(), actor=request.user)
             except ValidationError as exc:
                 form.add_service_errors(exc.message_dict)
             else:
@@ -331,7 +329,7 @@ class RuleDeleteView(RoleAdminMixin, View):
             context = {"organization": self.organization, "membership": self.membership}
             return confirmation_page(request, confirmation, context)
         document = {k: v for k, v in rule_document(rule).items() if k != "id"}
-        rule_delete(rule=rule, actor=request.user, request=request)
+        rule_delete(rule=rule, actor=request.user)
         messages.success(request, f"Rule removed: {words}.")
         request.session[RESTORE_SESSION_KEY] = {"role_id": role.pk, "rule": document}
         offer_undo(
@@ -358,7 +356,7 @@ class RuleRestoreView(RoleAdminMixin, View):
             messages.error(request, "There is no removed rule to add back.")
             return HttpResponseRedirect(self.detail_url(role))
         try:
-            rule_add(role=role, rule=entry["rule"], actor=request.user, request=request)
+            rule_add(role=role, rule=entry["rule"], actor=request.user)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
@@ -447,7 +445,7 @@ class RoleSimulateView(RoleScopeMixin, TemplateView):
             rules = rules_from_document(document)
             if request.POST.get("save") == "1":
                 require_role(self.membership, OrgRole.ADMIN)
-                role_update(role=role, rules=rules, actor=request.user, request=request)
+                role_update(role=role, rules=rules, actor=request.user)
                 messages.success(request, "Rules saved.")
                 return HttpResponseRedirect(self.detail_url(role))
             context["result"] = role_simulate(role=role, rules=rules, days=days)
@@ -498,7 +496,6 @@ class RoleLeastPrivilegeView(RoleScopeMixin, TemplateView):
                 worker_id=worker.pk if worker else None,
                 proposal_digest=request.POST.get("digest", ""),
                 actor=request.user,
-                request=request,
             )
         except DocumentError as exc:
             messages.error(request, str(exc))

@@ -129,8 +129,7 @@ class CustomProviderListCreateAPIView(_CustomScope, generics.ListAPIView[CustomP
         try:
             provider = custom_provider_create(
                 organization=self.organization,
-                user=request.user,
-                request=request._request,
+                actor=request.user,
                 **form.cleaned_data,
             )
         except DjangoValidationError as exc:
@@ -172,9 +171,7 @@ class CustomProviderDetailAPIView(_CustomScope, APIView):
             raise from_form_errors(form)
         changes = {k: v for k, v in form.cleaned_data.items() if k in EDITABLE_FIELDS}
         try:
-            provider = custom_provider_update(
-                provider=custom, user=request.user, changes=changes, request=request._request
-            )
+            provider = custom_provider_update(provider=custom, actor=request.user, changes=changes)
         except DjangoValidationError as exc:
             raise from_service_error(exc) from None
         return Response(CustomProviderSerializer(self.scope_queryset().get(pk=provider.pk)).data)
@@ -187,9 +184,7 @@ class CustomProviderDetailAPIView(_CustomScope, APIView):
     )
     def delete(self, request: Request, **kwargs: Any) -> Response:
         try:
-            custom_provider_delete(
-                provider=self.get_custom(), user=request.user, request=request._request
-            )
+            custom_provider_delete(provider=self.get_custom(), actor=request.user)
         except DjangoValidationError as exc:
             raise APIError(
                 "conflict", " ".join(exc.messages), status_code=status.HTTP_409_CONFLICT
@@ -237,9 +232,7 @@ class CustomActionListCreateAPIView(_CustomScope, APIView):
         if not form.is_valid():
             raise from_form_errors(form)
         try:
-            action = custom_action_create(
-                provider=custom, user=request.user, request=request._request, **form.cleaned_data
-            )
+            action = custom_action_create(provider=custom, actor=request.user, **form.cleaned_data)
         except DjangoValidationError as exc:
             raise from_service_error(exc) from None
         return Response(CustomActionSerializer(action).data, status=status.HTTP_201_CREATED)
@@ -263,5 +256,5 @@ class CustomActionDetailAPIView(_CustomScope, APIView):
         responses={204: None, **error_responses(403, 404)},
     )
     def delete(self, request: Request, **kwargs: Any) -> Response:
-        custom_action_delete(action=self.get_action(), user=request.user, request=request._request)
+        custom_action_delete(action=self.get_action(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -142,10 +142,9 @@ class OpenAPIImportView(_CustomProviderMixin, View):
         try:
             created = custom_actions_import(
                 provider=custom,
-                user=self.request.user,
+                actor=self.request.user,
                 actions=[f.import_fields() for f in chosen],
                 source=source,
-                request=self.request,
             )
         except ImportFailed as failed:
             form = chosen[failed.index]

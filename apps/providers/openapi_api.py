@@ -139,10 +139,9 @@ class OpenAPIImportAPIView(OrgAPIMixin, APIView):
         try:
             created = custom_actions_import(
                 provider=custom,
-                user=request.user,
+                actor=request.user,
                 actions=chosen,
                 source={**origin, **summary},
-                request=request,
             )
         except ImportFailed as failed:
             error = failed.error

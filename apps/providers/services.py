@@ -12,9 +12,7 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
 
-from apps.audit.models import ActorType
 from apps.audit.services import audit_record
 from apps.organizations.models import Organization
 from apps.providers.models import CustomAction, CustomProvider
@@ -53,14 +51,6 @@ CREDENTIAL_ROUTING_FIELDS = (
 )
 
 
-def _actor(user: Any) -> dict[str, Any]:
-    return {
-        "actor_type": ActorType.USER,
-        "actor_id": user.pk,
-        "actor_label": user.get_username(),
-    }
-
-
 def _describe(provider: CustomProvider) -> dict[str, Any]:
     return {"key": provider.key, **{f: getattr(provider, f) for f in EDITABLE_FIELDS}}
 
@@ -78,7 +68,7 @@ def _save_new(instance: CustomProvider | CustomAction, unique_field: str, messag
 def custom_provider_create(
     *,
     organization: Organization,
-    user: Any,
+    actor: Any,
     slug: str,
     display_name: str,
     auth_type: str,
@@ -93,11 +83,10 @@ def custom_provider_create(
     placement: str = "bearer",
     header_name: str = "Authorization",
     header_prefix: str = "Bearer ",
-    request: HttpRequest | None = None,
 ) -> CustomProvider:
     provider = CustomProvider(
         organization=organization,
-        created_by=user,
+        created_by=actor,
         slug=slug,
         display_name=display_name,
         description=description,
@@ -124,8 +113,7 @@ def custom_provider_create(
         target=provider,
         metadata=_describe(provider),
         provider=provider.key,
-        request=request,
-        **_actor(user),
+        actor=actor,
     )
     return provider
 
@@ -134,9 +122,8 @@ def custom_provider_create(
 def custom_provider_update(
     *,
     provider: CustomProvider,
-    user: Any,
+    actor: Any,
     changes: dict[str, Any],
-    request: HttpRequest | None = None,
 ) -> CustomProvider:
     """Apply `changes` (only EDITABLE_FIELDS) and record what changed."""
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
@@ -168,8 +155,7 @@ def custom_provider_update(
         target=locked,
         metadata={"key": locked.key, "changes": diff},
         provider=locked.key,
-        request=request,
-        **_actor(user),
+        actor=actor,
     )
     return locked
 
@@ -198,9 +184,7 @@ def _live_connection_names(provider: CustomProvider) -> list[str]:
 
 
 @transaction.atomic
-def custom_provider_delete(
-    *, provider: CustomProvider, user: Any, request: HttpRequest | None = None
-) -> None:
+def custom_provider_delete(*, provider: CustomProvider, actor: Any) -> None:
     locked = CustomProvider.objects.select_for_update().get(pk=provider.pk)
     in_use = _live_connection_count(locked)
     if in_use:
@@ -217,8 +201,7 @@ def custom_provider_delete(
             "actions": sorted(locked.actions.values_list("name", flat=True)),
         },
         provider=locked.key,
-        request=request,
-        **_actor(user),
+        actor=actor,
     )
     locked.delete()
 
@@ -227,7 +210,7 @@ def custom_provider_delete(
 def custom_action_create(
     *,
     provider: CustomProvider,
-    user: Any,
+    actor: Any,
     name: str,
     description: str,
     action_class: str,
@@ -236,7 +219,6 @@ def custom_action_create(
     input_schema: dict[str, Any],
     scopes: list[str] | None = None,
     query_params: list[str] | None = None,
-    request: HttpRequest | None = None,
 ) -> CustomAction:
     action = CustomAction(
         provider=provider,
@@ -268,16 +250,13 @@ def custom_action_create(
             "scopes": action.scopes,
         },
         provider=provider.key,
-        request=request,
-        **_actor(user),
+        actor=actor,
     )
     return action
 
 
 @transaction.atomic
-def custom_action_delete(
-    *, action: CustomAction, user: Any, request: HttpRequest | None = None
-) -> None:
+def custom_action_delete(*, action: CustomAction, actor: Any) -> None:
     provider = action.provider
     full_name = f"{provider.key}.{action.name}"
     audit_record(
@@ -292,8 +271,7 @@ def custom_action_delete(
             "path": action.path,
         },
         provider=provider.key,
-        request=request,
-        **_actor(user),
+        actor=actor,
     )
     action.delete()
 
@@ -323,10 +301,9 @@ class ImportFailed(ValidationError):
 def custom_actions_import(
     *,
     provider: CustomProvider,
-    user: Any,
+    actor: Any,
     actions: list[dict[str, Any]],
     source: dict[str, Any],
-    request: HttpRequest | None = None,
 ) -> list[CustomAction]:
     """Create several actions from an OpenAPI import: all of them or none. Each is
     validated and audited like a hand-made action, and one more event records the
@@ -340,9 +317,7 @@ def custom_actions_import(
             raise ImportFailed(index, ValidationError(f"Unknown fields: {', '.join(unknown)}."))
         try:
             with transaction.atomic():
-                created.append(
-                    custom_action_create(provider=provider, user=user, request=request, **fields)
-                )
+                created.append(custom_action_create(provider=provider, actor=actor, **fields))
         except ValidationError as error:
             raise ImportFailed(index, error) from None
     audit_record(
@@ -355,7 +330,6 @@ def custom_actions_import(
             "actions": [f"{provider.key}.{a.name}" for a in created],
         },
         provider=provider.key,
-        request=request,
-        **_actor(user),
+        actor=actor,
     )
     return created

@@ -160,8 +160,7 @@ class CustomProviderCreateView(_CustomProviderMixin, FormView):
         try:
             provider = custom_provider_create(
                 organization=self.organization,
-                user=self.request.user,
-                request=self.request,
+                actor=self.request.user,
                 **form.cleaned_data,
             )
         except ValidationError as error:
@@ -195,9 +194,8 @@ class CustomProviderUpdateView(_CustomProviderMixin, FormView):
         try:
             provider = custom_provider_update(
                 provider=self.custom,
-                user=self.request.user,
+                actor=self.request.user,
                 changes=changes,
-                request=self.request,
             )
         except ValidationError as error:
             _apply_validation_error(form, error)
@@ -226,7 +224,7 @@ class CustomProviderDeleteView(_CustomProviderMixin, TemplateView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         custom = self.get_custom()
         try:
-            custom_provider_delete(provider=custom, user=request.user, request=request)
+            custom_provider_delete(provider=custom, actor=request.user)
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
             return HttpResponseRedirect(self.detail_url(custom))
@@ -255,8 +253,7 @@ class CustomActionCreateView(_CustomProviderMixin, FormView):
         try:
             action = custom_action_create(
                 provider=self.custom,
-                user=self.request.user,
-                request=self.request,
+                actor=self.request.user,
                 **form.cleaned_data,
             )
         except ValidationError as error:
@@ -286,7 +283,7 @@ class CustomActionDeleteView(_CustomProviderMixin, TemplateView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         action = self.get_action()
         provider = action.provider
-        custom_action_delete(action=action, user=request.user, request=request)
+        custom_action_delete(action=action, actor=request.user)
         messages.success(request, f"Action {provider.key}.{action.name} deleted.")
         return HttpResponseRedirect(self.detail_url(provider))
 

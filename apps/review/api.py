@@ -172,11 +172,10 @@ class AuditEventExportAPIView(AuditAPIMixin, APIView):
         events = form.filter(self.scope_queryset())
         stream = audit_export_direct(
             organization=self.organization,
-            user=request.user,
+            actor=request.user,
             events=events,
             params=params,
             fmt=fmt,
-            request=request._request,
             surface="api",
             proof=proof,
             start=form.cleaned_data.get("start"),
@@ -313,10 +312,9 @@ class AuditExportJobListCreateAPIView(_ExportScope, generics.ListAPIView[AuditEx
                 raise serializers.ValidationError({"filter": [str(exc)]}) from None
         export = audit_export_request(
             organization=self.organization,
-            user=request.user,
+            actor=request.user,
             params=params,
             fmt=body.validated_data["format"],
-            request=request._request,
             proof=proof,
         )
         export = self.scope_queryset().get(pk=export.pk)
@@ -400,16 +398,14 @@ class AuditVerifyAPIView(AuditAPIMixin, APIView):
         if upload is not None:
             report = audit_verify_export(
                 organization=self.organization,
-                user=request.user,
+                actor=request.user,
                 chunks=upload.chunks(),
-                request=request._request,
                 surface="api",
             )
             return Response({"kind": "export", **report.as_dict()})
         reports = audit_verify_trail(
             organization=self.organization,
-            user=request.user,
-            request=request._request,
+            actor=request.user,
             surface="api",
         )
         return Response(
@@ -505,7 +501,6 @@ class AuditSinkListCreateAPIView(_SinkScope, generics.ListCreateAPIView[AuditSin
             sink = audit_sink_create(
                 organization=self.organization,
                 actor=request.user,
-                request=request._request,
                 **{k: v for k, v in data.items() if v is not None},
             )
         except DjangoValidationError as exc:
@@ -526,5 +521,5 @@ class AuditSinkListCreateAPIView(_SinkScope, generics.ListCreateAPIView[AuditSin
 class AuditSinkTestAPIView(_SinkScope, APIView):
     def post(self, request: Request, org_slug: str, pk: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         sink = generics.get_object_or_404(self.scope_queryset(), pk=pk)
-        error = audit_sink_send_test(sink=sink, actor=request.user, request=request._request)
+        error = audit_sink_send_test(sink=sink, actor=request.user)
         return Response({"delivered": not error, "error": error})

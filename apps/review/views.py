@@ -191,21 +191,19 @@ class AuditExportView(AuditMixin, View):
         if export_is_large(events):
             export = audit_export_request(
                 organization=self.organization,
-                user=user,
+                actor=user,
                 params=params,
                 fmt=fmt,
-                request=request,
                 proof=proof,
             )
             messages.info(request, "This export is large; it is being prepared.")
             return redirect("audit:export_detail", org_slug=self.organization.slug, pk=export.pk)
         stream = audit_export_direct(
             organization=self.organization,
-            user=user,
+            actor=user,
             events=events,
             params=params,
             fmt=fmt,
-            request=request,
             proof=proof,
             start=self.filter_form().cleaned_data.get("start"),
             end=self.filter_form().cleaned_data.get("end"),
@@ -288,12 +286,12 @@ class AuditVerifyView(AuditMixin, TemplateView):
         context: dict[str, Any] = {}
         if upload is not None:
             context["file_report"] = audit_verify_export(
-                organization=self.organization, user=request.user, chunks=upload.chunks()
+                organization=self.organization, actor=request.user, chunks=upload.chunks()
             )
             context["file_name"] = upload.name
         elif request.POST.get("trail") == "1":
             context["trail_reports"] = audit_verify_trail(
-                organization=self.organization, user=request.user, request=request
+                organization=self.organization, actor=request.user
             )
         else:
             messages.error(request, "Choose an export file, or verify the trail.")
@@ -352,7 +350,6 @@ class AuditSinkListView(AuditSinkMixin, TemplateView):
                 secret=request.POST.get("secret", ""),
                 start=values["start"] or "now",
                 actor=request.user,
-                request=request,
             )
         except ValidationError as exc:
             context = self.get_context_data(values=values, errors=exc.message_dict)
@@ -391,20 +388,20 @@ class AuditSinkDetailView(AuditSinkMixin, DetailView):
         sink = self.object = self.get_object()
         action = request.POST.get("action")
         if action == "test":
-            error = audit_sink_send_test(sink=sink, actor=request.user, request=request)
+            error = audit_sink_send_test(sink=sink, actor=request.user)
             if error:
                 messages.error(request, f"The test event was not delivered: {error}")
             else:
                 messages.success(request, "The test event was delivered.")
         elif action == "retry":
-            audit_sink_retry(sink=sink, actor=request.user, request=request)
+            audit_sink_retry(sink=sink, actor=request.user)
             messages.success(request, "Delivery resumes from where it stopped.")
         elif action == "delete":
             if not is_confirmed(request):
                 return confirmation_page(
                     request, self.delete_confirmation(sink), self.get_context_data()
                 )
-            audit_sink_delete(sink=sink, actor=request.user, request=request)
+            audit_sink_delete(sink=sink, actor=request.user)
             messages.success(request, "Sink deleted.")
             return redirect("audit:sinks", org_slug=self.organization.slug)
         return redirect("audit:sink", org_slug=self.organization.slug, pk=sink.pk)

@@ -63,7 +63,7 @@ class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description="Disable selected workers (all their tokens fail)")
     def disable_workers(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
         for worker in queryset:
-            worker_disable(worker=worker, disabled_by=request.user, request=request)
+            worker_disable(worker=worker, actor=request.user)
         messages.success(request, f"Disabled {queryset.count()} worker(s).")
 
 
@@ -98,8 +98,7 @@ class WorkerTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for token in queryset:
             token_revoke(
                 token=token,
-                revoked_by=request.user,
+                actor=request.user,
                 reason="Revoked in Django admin",
-                request=request,
             )
         messages.success(request, f"Revoked {queryset.count()} token(s).")

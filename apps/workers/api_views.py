@@ -102,8 +102,7 @@ class WorkerListCreateAPIView(OrgAPIMixin, generics.ListCreateAPIView[Worker]):
                 description=data.get("description", ""),
                 default_role=data["default_role"],
                 owner=data.get("owner"),
-                created_by=self.request.user,
-                request=self.request._request,
+                actor=self.request.user,
             )
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc
@@ -127,17 +126,14 @@ class WorkerDetailAPIView(OrgAPIMixin, generics.RetrieveUpdateDestroyAPIView[Wor
         try:
             serializer.instance = services.worker_update(
                 worker=serializer.instance,
-                changed_by=self.request.user,
-                request=self.request._request,
+                actor=self.request.user,
                 **serializer.validated_data,
             )
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc
 
     def perform_destroy(self, instance: Worker) -> None:
-        services.worker_delete(
-            worker=instance, deleted_by=self.request.user, request=self.request._request
-        )
+        services.worker_delete(worker=instance, actor=self.request.user)
 
 
 class _WorkerActionAPIView(_WorkerScoped, APIView):
@@ -147,13 +143,9 @@ class _WorkerActionAPIView(_WorkerScoped, APIView):
     def post(self, request: Request, **kwargs: Any) -> Response:
         worker = self.get_worker()
         if self.action_name == "disable":
-            worker = services.worker_disable(
-                worker=worker, disabled_by=request.user, request=request._request
-            )
+            worker = services.worker_disable(worker=worker, actor=request.user)
         else:
-            worker = services.worker_enable(
-                worker=worker, enabled_by=request.user, request=request._request
-            )
+            worker = services.worker_enable(worker=worker, actor=request.user)
         return Response(WorkerSerializer(worker, context={"view": self}).data)
 
 
@@ -174,9 +166,7 @@ class WorkerRevokeAllTokensAPIView(_WorkerScoped, APIView):
 
     @extend_schema(tags=["tokens"], request=None, responses=RevokedCountSerializer)
     def post(self, request: Request, **kwargs: Any) -> Response:
-        count = services.worker_revoke_all_tokens(
-            worker=self.get_worker(), revoked_by=request.user, request=request._request
-        )
+        count = services.worker_revoke_all_tokens(worker=self.get_worker(), actor=request.user)
         return Response({"revoked": count})
 
 
@@ -225,8 +215,7 @@ class WorkerTokenListMintAPIView(_WorkerScoped, generics.ListAPIView[WorkerToken
                 worker=worker,
                 role=form.validated_data.get("role"),
                 expires_in_days=form.validated_data.get("expires_in_days"),
-                created_by=request.user,
-                request=request._request,
+                actor=request.user,
             )
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc
@@ -262,9 +251,8 @@ class WorkerTokenRevokeAPIView(_TokenScoped, APIView):
         form.is_valid(raise_exception=True)
         token = services.token_revoke(
             token=self.get_token(),
-            revoked_by=request.user,
+            actor=request.user,
             reason=form.validated_data["reason"],
-            request=request._request,
         )
         return Response(WorkerTokenSerializer(token).data)
 
@@ -285,8 +273,7 @@ class WorkerTokenRollAPIView(_TokenScoped, APIView):
                 token=self.get_token(),
                 overlap=form.validated_data["overlap"],
                 expires_in_days=form.validated_data.get("expires_in_days"),
-                rolled_by=request.user,
-                request=request._request,
+                actor=request.user,
             )
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc
@@ -324,8 +311,7 @@ class KillSwitchAPIView(OrgAPIMixin, APIView):
             count = services.organization_revoke_all_worker_tokens(
                 organization=self.organization,
                 confirm=form.validated_data["confirm"],
-                revoked_by=request.user,
-                request=request._request,
+                actor=request.user,
             )
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc

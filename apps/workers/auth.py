@@ -14,6 +14,8 @@ There is no cache, so a revocation is seen by every process on the next
 request. The same statement takes the call's revocation leases
 (apps/workers/leases.py); whoever authenticates gives them back with
 `leases.release()` when the request ends (`AgentView`, the MCP view).
+The worker becomes the actor of the request's audit context
+(apps.core.audit_context; the request middleware resets it).
 """
 
 from __future__ import annotations
@@ -23,22 +25,24 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, NoReturn
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 from typing_extensions import override
 
-from apps.accounts.auth_failures import auth_throttle_check
-from apps.audit.services import client_ip
+from apps.accounts.auth_failures import auth_failure_record, auth_throttle_check
+from apps.audit.models import ActorType
+from apps.core import audit_context
 from apps.core.api import APIError
+from apps.core.audit_context import client_ip
 from apps.core.tokens import digests_match, looks_like_token, parse_token
 from apps.organizations.models import Organization
 from apps.policies.models import Role
 from apps.workers import leases
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
-from apps.workers.services import token_auth_failure_record, token_touch
+from apps.workers.services import token_touch
 
 REALM = "grantry"
 
@@ -244,6 +248,13 @@ class WorkerTokenAuthentication(BaseAuthentication):
             self._fail("worker_disabled", request, context)
         if context.audience and context.audience != self.resource:
             self._fail("token_audience", request, context)
+        audit_context.bind_actor(
+            actor_type=audit_context.WORKER,
+            actor_id=context.worker_id,
+            actor_label=context.worker_name,
+            token_id=context.token_public_id,
+            worker_id=context.worker_id,
+        )
         token_touch(
             token_id=context.token_pk,
             last_used_at=context.token_last_used_at,
@@ -253,9 +264,7 @@ class WorkerTokenAuthentication(BaseAuthentication):
 
     def _fail(self, code: str, request: Request, context: AgentContext | None = None) -> NoReturn:
         message = FAILURES[code]
-        token_auth_failure_record(
-            code=code, message=message, request=request._request, token=context
-        )
+        _record_failure(code, message, request, context)
         details = {"token_id": context.token_public_id} if context is not None else {}
         raise APIError(
             code,
@@ -264,6 +273,36 @@ class WorkerTokenAuthentication(BaseAuthentication):
             details=details,
             headers={"WWW-Authenticate": _www_authenticate(code)},
         )
+
+
+@transaction.atomic
+def _record_failure(
+    code: str, message: str, request: Request, context: AgentContext | None
+) -> None:
+    """Count and audit one failed agent authentication (throttled and aggregated per
+    window, apps.workers.auth_failures). Never given the raw token: `context` is the
+    authentication's `AgentContext` when the token was found."""
+    fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
+    if context is not None:
+        fields = {
+            "target_type": "workertoken",
+            "target_id": context.token_public_id,
+            "worker_id": context.worker_id,
+            "token_id": context.token_public_id,
+            "actor_type": ActorType.WORKER,
+            "actor_id": context.worker_id,
+            "actor_label": context.worker_name,
+        }
+    auth_failure_record(
+        request=request._request,
+        surface="agent",
+        code=code,
+        message=message,
+        action="token.expired_in_use" if code == "token_expired" else "auth.failed",
+        organization_id=context.organization_id if context is not None else None,
+        token_public_id=context.token_public_id if context is not None else "",
+        fields=fields,
+    )
 
 
 def release_leases(request: Any) -> None:

@@ -46,7 +46,9 @@ def leaked_tokens_revoke(request: HttpRequest) -> int:
                 WorkerToken.objects.usable().select_related("worker").filter(digest=parsed.digest)
             ).first()
             if worker_token is not None:
-                token_leaked(token=worker_token, where=WHERE, request=request)
+                token_leaked(
+                    token=worker_token, where=WHERE, method=request.method or "", path=request.path
+                )
                 revoked += 1
         else:
             personal = (
@@ -56,7 +58,9 @@ def leaked_tokens_revoke(request: HttpRequest) -> int:
                 .first()
             )
             if personal is not None:
-                personal_token_leaked(token=personal, where=WHERE, request=request)
+                personal_token_leaked(
+                    token=personal, where=WHERE, method=request.method or "", path=request.path
+                )
                 revoked += 1
     return revoked
 

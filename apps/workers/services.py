@@ -22,11 +22,9 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.accounts.auth_failures import auth_failure_record
-from apps.audit.models import ActorType, Outcome
+from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.tokens import (
     DEFAULT_TOKEN_DAYS,
@@ -49,12 +47,6 @@ ROLL_OVERLAPS: dict[str, timedelta] = {
     "7d": timedelta(days=7),
 }
 LAST_USED_THROTTLE = timedelta(seconds=60)
-
-
-def _actor(user: Any) -> dict[str, Any]:
-    if user is None:
-        return {"actor_type": ActorType.SYSTEM}
-    return {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.get_username()}
 
 
 def _check_owner(organization: Organization, owner: Any) -> None:
@@ -91,8 +83,7 @@ def worker_create(
     default_role: Any,
     description: str = "",
     owner: Any = None,
-    created_by: Any = None,
-    request: HttpRequest | None = None,
+    actor: Any = None,
 ) -> Worker:
     _check_role(organization, default_role, "default_role")
     _check_owner(organization, owner)
@@ -104,7 +95,7 @@ def worker_create(
         description=description,
         owner=owner,
         default_role=default_role,
-        created_by=created_by,
+        created_by=actor,
     )
     worker.full_clean(exclude=["organization", "default_role", "owner", "created_by"])
     try:
@@ -121,9 +112,8 @@ def worker_create(
             "default_role": default_role.name,
             "owner": owner.get_username() if owner else None,
         },
-        request=request,
         worker_id=worker.pk,
-        **_actor(created_by),
+        actor=actor,
     )
     return worker
 
@@ -140,9 +130,7 @@ def _display(value: Any) -> Any:
 
 
 @transaction.atomic
-def worker_update(
-    *, worker: Worker, changed_by: Any = None, request: HttpRequest | None = None, **changes: Any
-) -> Worker:
+def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worker:
     """Change name, description, owner or default role; the audit event holds the diff."""
     unknown = set(changes) - set(_EDITABLE)
     if unknown:
@@ -174,16 +162,13 @@ def worker_update(
         organization=organization,
         target=worker,
         metadata={"changes": diff},
-        request=request,
         worker_id=worker.pk,
-        **_actor(changed_by),
+        actor=actor,
     )
     return worker
 
 
-def _worker_set_status(
-    *, worker: Worker, status: str, action: str, actor: Any, request: HttpRequest | None
-) -> Worker:
+def _worker_set_status(*, worker: Worker, status: str, action: str, actor: Any) -> Worker:
     worker = Worker.objects.select_for_update().get(pk=worker.pk)
     if worker.status == status:
         return worker
@@ -195,45 +180,36 @@ def _worker_set_status(
         action=action,
         organization=worker.organization,
         target=worker,
-        request=request,
         worker_id=worker.pk,
-        **_actor(actor),
+        actor=actor,
     )
     return worker
 
 
 @transaction.atomic
-def worker_disable(
-    *, worker: Worker, disabled_by: Any = None, request: HttpRequest | None = None
-) -> Worker:
+def worker_disable(*, worker: Worker, actor: Any = None) -> Worker:
     """All of the worker's tokens fail at once (the auth checks the worker's status)."""
     return _worker_set_status(
         worker=worker,
         status=WorkerStatus.DISABLED,
         action="worker.disabled",
-        actor=disabled_by,
-        request=request,
+        actor=actor,
     )
 
 
 @transaction.atomic
-def worker_enable(
-    *, worker: Worker, enabled_by: Any = None, request: HttpRequest | None = None
-) -> Worker:
+def worker_enable(*, worker: Worker, actor: Any = None) -> Worker:
     """Re-enabling revives no revoked token: revocation is permanent."""
     return _worker_set_status(
         worker=worker,
         status=WorkerStatus.ACTIVE,
         action="worker.enabled",
-        actor=enabled_by,
-        request=request,
+        actor=actor,
     )
 
 
 @transaction.atomic
-def worker_delete(
-    *, worker: Worker, deleted_by: Any = None, request: HttpRequest | None = None
-) -> None:
+def worker_delete(*, worker: Worker, actor: Any = None) -> None:
     """Delete a worker and its tokens (they stop working at once). The audit
     trail keeps the worker's id, name and the ids of the tokens that went with it."""
     worker = Worker.objects.select_for_update().get(pk=worker.pk)
@@ -244,9 +220,8 @@ def worker_delete(
         organization_id=worker.organization_id,
         target=worker,
         metadata={"name": worker.name, "tokens": token_ids},
-        request=request,
         worker_id=worker.pk,
-        **_actor(deleted_by),
+        actor=actor,
     )
     worker.delete()
 
@@ -299,8 +274,7 @@ def token_mint(
     worker: Worker,
     role: Any = None,
     expires_in_days: int | None = None,
-    created_by: Any = None,
-    request: HttpRequest | None = None,
+    actor: Any = None,
 ) -> tuple[WorkerToken, str]:
     """A new token for `worker`. Returns (token, raw); the raw value is never seen again."""
     worker = Worker.objects.select_related("organization", "default_role").get(pk=worker.pk)
@@ -310,14 +284,13 @@ def token_mint(
     role = role if role is not None else worker.default_role
     _check_role(organization, role, "role")
     expires_at = token_expiry(organization=organization, expires_in_days=expires_in_days)
-    token, raw = _new_token(worker=worker, role=role, expires_at=expires_at, created_by=created_by)
+    token, raw = _new_token(worker=worker, role=role, expires_at=expires_at, created_by=actor)
     audit_record(
         action="token.minted",
         organization=organization,
         metadata={"role": role.name, "expires_at": expires_at.isoformat(), "last4": token.last4},
-        request=request,
         **_token_target(token),
-        **_actor(created_by),
+        actor=actor,
     )
     return token, raw
 
@@ -326,15 +299,14 @@ def token_mint(
 def token_revoke(
     *,
     token: WorkerToken,
-    revoked_by: Any = None,
+    actor: Any = None,
     reason: str = "",
-    request: HttpRequest | None = None,
 ) -> WorkerToken:
     token = WorkerToken.objects.select_for_update(no_key=True).get(pk=token.pk)
     if token.revoked_at is not None:
         return token
     token.revoked_at = timezone.now()
-    token.revoked_by = revoked_by
+    token.revoked_by = actor
     token.revoke_reason = reason[:200]
     token.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
     fence_worker(token.worker_id)
@@ -342,9 +314,8 @@ def token_revoke(
         action="token.revoked",
         organization_id=token.organization_id,
         metadata={"reason": token.revoke_reason},
-        request=request,
         **_token_target(token),
-        **_actor(revoked_by),
+        actor=actor,
     )
     return token
 
@@ -355,8 +326,7 @@ def token_roll(
     token: WorkerToken,
     overlap: str = "none",
     expires_in_days: int | None = None,
-    rolled_by: Any = None,
-    request: HttpRequest | None = None,
+    actor: Any = None,
 ) -> tuple[WorkerToken, str]:
     """Replace `token` with a new one (same worker and role). The old one keeps
     working for `overlap` (none, 1h, 24h, 7d) and then expires."""
@@ -378,7 +348,7 @@ def token_roll(
         worker=old.worker,
         role=old.role,
         expires_at=expires_at,
-        created_by=rolled_by,
+        created_by=actor,
         rolled_from=old,
     )
     old.expires_at = min(old.expires_at, now + ROLL_OVERLAPS[overlap])
@@ -394,30 +364,26 @@ def token_roll(
             "old_expires_at": old.expires_at.isoformat(),
             "new_expires_at": new.expires_at.isoformat(),
         },
-        request=request,
         **_token_target(old),
-        **_actor(rolled_by),
+        actor=actor,
     )
     return new, raw
 
 
 @transaction.atomic
 def token_leaked(
-    *, token: WorkerToken, where: str, request: HttpRequest | None = None
+    *, token: WorkerToken, where: str, method: str = "", path: str = ""
 ) -> WorkerToken:
     """A valid worker token was seen where it must never be (`where`, e.g. a URL's query
     string): revoke it, audit `token.leaked` and email the worker's owner (or, with no
     owner, the organization's admins) after commit. Never given the raw token."""
-    token = token_revoke(
-        token=token, reason=f"Leaked: sent in {where}", revoked_by=None, request=request
-    )
+    token = token_revoke(token=token, reason=f"Leaked: sent in {where}", actor=None)
     audit_record(
         action="token.leaked",
         organization_id=token.organization_id,
         outcome=Outcome.FAILURE,
         reason=f"The token was sent in {where}; it has been revoked.",
-        metadata={"where": where, "kind": "worker", **request_line(request)},
-        request=request,
+        metadata={"where": where, "kind": "worker", **request_line(method, path)},
         **_token_target(token),
     )
     worker = token.worker
@@ -435,7 +401,8 @@ def token_leaked(
         body = leaked_token_email(
             label=f"worker token {token.public_id} (…{token.last4}) of worker {worker.name}",
             where=where,
-            request=request,
+            method=method,
+            path=path,
             remedy=(
                 "Roll or mint a new one at "
                 f"{settings.GRANTRY_BASE_URL}/o/{worker.organization.slug}/workers/{worker.pk}/"
@@ -461,13 +428,11 @@ def _revoke_all(queryset: Any, *, revoked_by: Any, reason: str) -> list[str]:
 
 
 @transaction.atomic
-def worker_revoke_all_tokens(
-    *, worker: Worker, revoked_by: Any = None, request: HttpRequest | None = None
-) -> int:
+def worker_revoke_all_tokens(*, worker: Worker, actor: Any = None) -> int:
     """Kill switch for one worker: every unrevoked token of it is revoked now."""
     ids = _revoke_all(
         WorkerToken.objects.filter(worker=worker),
-        revoked_by=revoked_by,
+        revoked_by=actor,
         reason="Kill switch: all tokens of the worker",
     )
     fence_worker(worker.pk)
@@ -476,9 +441,8 @@ def worker_revoke_all_tokens(
         organization_id=worker.organization_id,
         target=worker,
         metadata={"revoked_tokens": ids, "count": len(ids)},
-        request=request,
         worker_id=worker.pk,
-        **_actor(revoked_by),
+        actor=actor,
     )
     return len(ids)
 
@@ -488,15 +452,14 @@ def organization_revoke_all_worker_tokens(
     *,
     organization: Organization,
     confirm: str,
-    revoked_by: Any = None,
-    request: HttpRequest | None = None,
+    actor: Any = None,
 ) -> int:
     """Org-wide kill switch. `confirm` must be the org's slug, typed by a person."""
     if confirm != organization.slug:
         raise ValidationError({"confirm": "Type the organization's slug exactly to confirm."})
     ids = _revoke_all(
         WorkerToken.objects.filter(organization=organization),
-        revoked_by=revoked_by,
+        revoked_by=actor,
         reason="Kill switch: every worker token of the organization",
     )
     fence_organization(organization.pk)
@@ -505,8 +468,7 @@ def organization_revoke_all_worker_tokens(
         organization=organization,
         target=organization,
         metadata={"revoked_tokens": ids, "count": len(ids)},
-        request=request,
-        **_actor(revoked_by),
+        actor=actor,
     )
     return len(ids)
 
@@ -535,40 +497,6 @@ def token_touch(
         .update(last_used_at=now, last_used_ip=ip)
     )
     return bool(updated)
-
-
-@transaction.atomic
-def token_auth_failure_record(
-    *,
-    code: str,
-    message: str,
-    request: HttpRequest | None,
-    token: Any = None,
-) -> None:
-    """Count and audit one failed agent authentication (throttled and aggregated per
-    window, apps.accounts.auth_failures). Never given the raw token: `token` is the
-    authentication's `AgentContext` when the token was found."""
-    fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
-    if token is not None:
-        fields = {
-            "target_type": "workertoken",
-            "target_id": token.token_public_id,
-            "worker_id": token.worker_id,
-            "token_id": token.token_public_id,
-            "actor_type": ActorType.WORKER,
-            "actor_id": token.worker_id,
-            "actor_label": token.worker_name,
-        }
-    auth_failure_record(
-        request=request,
-        surface="agent",
-        code=code,
-        message=message,
-        action="token.expired_in_use" if code == "token_expired" else "auth.failed",
-        organization_id=token.organization_id if token is not None else None,
-        token_public_id=token.token_public_id if token is not None else "",
-        fields=fields,
-    )
 
 
 # --- Expiry warnings (daily Celery beat task) ----------------------------------

@@ -103,8 +103,7 @@ class WorkerCreateView(_WorkersBase, FormView):
                 description=data["description"],
                 owner=data["owner"],
                 default_role=data["default_role"],
-                created_by=self.request.user,
-                request=self.request,
+                actor=self.request.user,
             )
         except ValidationError as exc:
             _apply_service_errors(form, exc)
@@ -146,8 +145,7 @@ class WorkerUpdateView(_WorkerObject, FormView):
         try:
             services.worker_update(
                 worker=fresh,
-                changed_by=self.request.user,
-                request=self.request,
+                actor=self.request.user,
                 **{field: form.cleaned_data[field] for field in WorkerForm.Meta.fields},
             )
         except ValidationError as exc:
@@ -244,8 +242,7 @@ class TokenMintView(_WorkerAction):
             worker=worker,
             role=form.cleaned_data["role"],
             expires_in_days=form.cleaned_data["expires_in_days"],
-            created_by=request.user,
-            request=request,
+            actor=request.user,
         )
         return _show_once(request, self.organization.slug, worker, token, raw)
 
@@ -283,8 +280,7 @@ class TokenRollView(_WorkerAction):
         new, raw = services.token_roll(
             token=token,
             overlap=form.cleaned_data["overlap"],
-            rolled_by=request.user,
-            request=request,
+            actor=request.user,
         )
         return _show_once(request, self.organization.slug, worker, new, raw, rolled_from=token)
 
@@ -309,9 +305,7 @@ class TokenRevokeView(_WorkerAction):
 
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
         token = self._token(worker)
-        services.token_revoke(
-            token=token, revoked_by=request.user, reason="Revoked in the dashboard", request=request
-        )
+        services.token_revoke(token=token, actor=request.user, reason="Revoked in the dashboard")
         messages.success(request, f"Token {token.public_id} revoked. It stopped working now.")
         return None
 
@@ -333,9 +327,7 @@ class WorkerRevokeAllView(_WorkerAction):
         )
 
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        count = services.worker_revoke_all_tokens(
-            worker=worker, revoked_by=request.user, request=request
-        )
+        count = services.worker_revoke_all_tokens(worker=worker, actor=request.user)
         messages.success(request, f"Revoked {count} token(s) of {worker.name}.")
         return None
 
@@ -352,7 +344,7 @@ class WorkerDisableView(_WorkerAction):
         )
 
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        services.worker_disable(worker=worker, disabled_by=request.user, request=request)
+        services.worker_disable(worker=worker, actor=request.user)
         messages.success(request, f"{worker.name} is disabled: all its tokens fail now.")
         offer_undo(
             request,
@@ -368,7 +360,7 @@ class WorkerDisableView(_WorkerAction):
 
 class WorkerEnableView(_WorkerAction):
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        services.worker_enable(worker=worker, enabled_by=request.user, request=request)
+        services.worker_enable(worker=worker, actor=request.user)
         messages.success(request, f"{worker.name} is enabled. Revoked tokens stay revoked.")
         return None
 
@@ -466,8 +458,7 @@ class KillSwitchView(_WorkersBase, View):
         count = services.organization_revoke_all_worker_tokens(
             organization=self.organization,
             confirm=self.organization.slug,  # a person confirmed on the page above
-            revoked_by=self.request.user,
-            request=self.request,
+            actor=self.request.user,
         )
         messages.success(self.request, f"Kill switch used: {count} worker token(s) revoked.")
         return redirect("workers:list", org_slug=self.organization.slug)

@@ -22,10 +22,10 @@ def test_disable_worker_confirm_then_undo(
 ) -> None:
     role = Role.objects.create(organization=org, name="reader")
     worker = worker_create(
-        organization=org, name="demo-agent", default_role=role, owner=admin, created_by=admin
+        organization=org, name="demo-agent", default_role=role, owner=admin, actor=admin
     )
-    token_mint(worker=worker, created_by=admin)
-    token_mint(worker=worker, created_by=admin)
+    token_mint(worker=worker, actor=admin)
+    token_mint(worker=worker, actor=admin)
     page = open_as(admin)
     dialogs: list[str] = []
 
@@ -55,9 +55,9 @@ def test_cancel_leaves_everything_as_it_was(
 ) -> None:
     role = Role.objects.create(organization=org, name="reader")
     worker = worker_create(
-        organization=org, name="demo-agent", default_role=role, owner=admin, created_by=admin
+        organization=org, name="demo-agent", default_role=role, owner=admin, actor=admin
     )
-    token, _ = token_mint(worker=worker, created_by=admin)
+    token, _ = token_mint(worker=worker, actor=admin)
     page = open_as(admin)
     page.goto(f"{live_server.url}/o/{org.slug}/workers/{worker.pk}/")
     page.get_by_role("button", name=f"Revoke… {token.public_id}").click()

@@ -28,13 +28,13 @@ pytestmark = pytest.mark.django_db
 def worker(org: Organization, admin: User) -> Worker:
     role = make_role(org, "reader")
     return worker_create(
-        organization=org, name="agent-one", default_role=role, owner=admin, created_by=admin
+        organization=org, name="agent-one", default_role=role, owner=admin, actor=admin
     )
 
 
 @pytest.fixture
 def minted(worker: Worker, admin: User) -> tuple[WorkerToken, str]:
-    return token_mint(worker=worker, created_by=admin)
+    return token_mint(worker=worker, actor=admin)
 
 
 def assert_leaked(response: Any) -> None:

@@ -137,8 +137,8 @@ def test_revoke_is_idempotent_and_usage_is_throttled(org: Organization, admin: U
     api_with(raw).get(workers_url(org))
     token.refresh_from_db()
     assert token.last_used_at == first_use
-    personal_token_revoke(token=token, revoked_by=admin)
-    personal_token_revoke(token=token, revoked_by=admin)
+    personal_token_revoke(token=token, actor=admin)
+    personal_token_revoke(token=token, actor=admin)
     assert AuditEvent.objects.filter(action="personal_token.revoked").count() == 1
 
 

@@ -17,7 +17,8 @@ needs to know how approvals are stored):
                             approval_id=body.get("approval") or "",
                             idempotency_key=request.headers.get("Idempotency-Key", ""),
                             connection_name=connection.name, input=input,
-                            reason=body.get("reason") or "", request_id=meta.request_id)
+                            reason=body.get("reason") or "",
+                            request_id=audit_context.current().request_id)
 
    `input_digest` is apps.broker.results.input_digest, exactly what the audit
    trail stores as `input_sha256`; this module only compares the strings.

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
 from django.urls import reverse
 
 from apps.approvals.models import (
@@ -296,7 +295,6 @@ def _audit(
     reason: str = "",
     metadata: dict[str, Any] | None = None,
     user: Any = None,
-    request: HttpRequest | None = None,
     worker_actor: bool = False,
 ) -> None:
     actor: dict[str, Any] = {}
@@ -319,7 +317,6 @@ def _audit(
         worker_id=approval.worker_id,
         token_id=approval.token_public_id,
         connection_id=approval.connection_id,
-        request=request,
         metadata={
             "approval_id": approval.public_id,
             "status": approval.status,

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.approvals.models import (
@@ -130,10 +129,9 @@ def _decision_refusal(
 def approval_decide(
     *,
     approval: Approval,
-    user: Any,
+    actor: Any,
     approve: bool,
     comment: str = "",
-    request: HttpRequest | None = None,
 ) -> Approval:
     """Approve or deny, with a comment. Raises ApprovalRefused (404 not a member,
     403 not an approver or separation of duties, 409 already decided or void,
@@ -148,12 +146,12 @@ def approval_decide(
             .get(pk=approval.pk)
         )
         now = timezone.now()
-        refusal = _decision_refusal(approval, user, approve, now)
+        refusal = _decision_refusal(approval, actor, approve, now)
         if refusal is None:
             ApprovalDecision.objects.create(
                 approval=approval,
-                user=user,
-                user_label=user.email or user.get_username(),
+                user=actor,
+                user_label=actor.email or actor.get_username(),
                 approve=approve,
                 comment=comment,
             )
@@ -171,8 +169,7 @@ def approval_decide(
                 event,
                 outcome=Outcome.SUCCESS,
                 reason=comment,
-                user=user,
-                request=request,
+                user=actor,
                 metadata={
                     "approve": approve,
                     "comment": comment,

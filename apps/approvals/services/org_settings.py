@@ -7,7 +7,6 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest
 
 from apps.approvals.models import (
     ApprovalSettings,
@@ -39,7 +38,6 @@ def approval_settings_update(
     webhook_secret: str | None = None,
     remove_webhook: bool = False,
     actor: Any = None,
-    request: HttpRequest | None = None,
 ) -> ApprovalSettings:
     """None leaves the webhook URL or secret as it is (they are never shown back)."""
     row, _ = ApprovalSettings.objects.select_for_update().get_or_create(organization=organization)
@@ -72,7 +70,6 @@ def approval_settings_update(
             organization=organization,
             target_type="approval_settings",
             target_id=organization.pk,
-            request=request,
             metadata=changes,
             **(
                 {"actor_type": ActorType.USER, "actor_id": user.pk, "actor_label": user.email}

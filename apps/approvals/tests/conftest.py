@@ -107,9 +107,9 @@ def make_gated_agent(
         name="cleanup-bot",
         default_role=role,
         owner=owner,
-        created_by=creator,
+        actor=creator,
     )
-    token, raw = token_mint(worker=worker, created_by=creator)
+    token, raw = token_mint(worker=worker, actor=creator)
     return GatedAgent(organization, connection, role, worker, token, raw)
 
 

@@ -77,7 +77,7 @@ def test_wait_must_be_a_number_and_is_capped(client: Client, gated: GatedAgent) 
     response = client.get(status_url(approval) + "?wait=soon", **gated.headers)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_input"
-    approval_decide(approval=approval, user=_admin(gated), approve=False, comment="no")
+    approval_decide(approval=approval, actor=_admin(gated), approve=False, comment="no")
     # Not pending: answers at once whatever wait says (999 is capped at 30 anyway).
     response = client.get(status_url(approval) + "?wait=999", **gated.headers)
     assert response.json()["status"] == "denied"
@@ -102,7 +102,7 @@ def test_a_long_poll_returns_when_an_admin_approves(
         try:
             polling.wait(timeout=10)
             time.sleep(0.3)
-            approval_decide(approval=approval, user=admin, approve=True, comment="go")
+            approval_decide(approval=approval, actor=admin, approve=True, comment="go")
         finally:
             connections.close_all()
             done.set()

@@ -40,7 +40,7 @@ def events(approval: Any) -> Any:
 
 
 def approve(approval: Any, user: Any, comment: str = "ok") -> Any:
-    return approval_decide(approval=approval, user=user, approve=True, comment=comment)
+    return approval_decide(approval=approval, actor=user, approve=True, comment=comment)
 
 
 def refused(fn: Any, **kwargs: Any) -> ApprovalRefused:
@@ -118,12 +118,12 @@ def test_separation_of_duties_refuses_the_workers_creator_and_owner(
     agent = make_gated_agent(org, creator=owner, owner=admin)
     approval = agent.request()
     for user in (owner, admin):
-        problem = refused(approval_decide, approval=approval, user=user, approve=True)
+        problem = refused(approval_decide, approval=approval, actor=user, approve=True)
         assert (problem.status, problem.code) == (403, "separation_of_duties")
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.PENDING
     # The owner may still say no.
-    denied = approval_decide(approval=approval, user=owner, approve=False, comment="no")
+    denied = approval_decide(approval=approval, actor=owner, approve=False, comment="no")
     assert denied.status == ApprovalStatus.DENIED
 
 
@@ -133,9 +133,9 @@ def test_a_token_minted_by_an_admin_bars_that_admin(
     from apps.workers.services import token_mint
 
     agent = make_gated_agent(org, creator=owner)
-    token, raw = token_mint(worker=agent.worker, created_by=admin)
+    token, raw = token_mint(worker=agent.worker, actor=admin)
     agent.token, agent.raw = token, raw
-    problem = refused(approval_decide, approval=agent.request(), user=admin, approve=True)
+    problem = refused(approval_decide, approval=agent.request(), actor=admin, approve=True)
     assert problem.code == "separation_of_duties"
 
 
@@ -145,7 +145,7 @@ def test_only_admins_or_the_named_members_may_decide(
     agent = make_gated_agent(org, creator=owner)
     approval = agent.request()
     for user in (member, reviewer):
-        problem = refused(approval_decide, approval=approval, user=user, approve=True)
+        problem = refused(approval_decide, approval=approval, actor=user, approve=True)
         assert (problem.status, problem.code) == (403, "not_an_approver")
 
     approver = MembershipFactory(organization=org, role="member").user
@@ -165,7 +165,7 @@ def test_only_admins_or_the_named_members_may_decide(
     named_approval = agent.request()
     assert named_approval.approver_ids == [approver.pk]
     # Admins are not the approvers of a rule that names members.
-    assert refused(approval_decide, approval=named_approval, user=admin, approve=True).code == (
+    assert refused(approval_decide, approval=named_approval, actor=admin, approve=True).code == (
         "not_an_approver"
     )
     assert approve(named_approval, approver).status == ApprovalStatus.APPROVED
@@ -175,7 +175,7 @@ def test_another_organizations_admin_cannot_decide(
     gated: GatedAgent, other_org: Organization
 ) -> None:
     stranger = MembershipFactory(organization=other_org, role="owner").user
-    problem = refused(approval_decide, approval=gated.request(), user=stranger, approve=True)
+    problem = refused(approval_decide, approval=gated.request(), actor=stranger, approve=True)
     assert (problem.status, problem.code) == (404, "approval_not_found")
 
 
@@ -185,7 +185,7 @@ def test_two_approvers_when_the_organization_requires_them(gated: GatedAgent, ad
     approval = gated.request()
     assert approval.approvals_needed == 2
     assert approve(approval, admin).status == ApprovalStatus.PENDING
-    assert refused(approval_decide, approval=approval, user=admin, approve=True).code == (
+    assert refused(approval_decide, approval=approval, actor=admin, approve=True).code == (
         "already_decided"
     )
     assert approve(approval, second).status == ApprovalStatus.APPROVED
@@ -239,7 +239,7 @@ def test_every_other_binding_is_checked(gated: GatedAgent, admin: User, owner: U
 
     from apps.workers.services import token_mint
 
-    token, _ = token_mint(worker=gated.worker, created_by=owner)
+    token, _ = token_mint(worker=gated.worker, actor=owner)
     other_token = gated.binding().__class__(
         **{**gated.binding().__dict__, "token_public_id": token.public_id}
     )
@@ -285,7 +285,7 @@ def test_a_rules_change_voids_a_pending_request_at_decision_time(
 ) -> None:
     approval = gated.request()
     role_update(role=gated.role, rules=[])
-    problem = refused(approval_decide, approval=approval, user=admin, approve=True)
+    problem = refused(approval_decide, approval=approval, actor=admin, approve=True)
     assert (problem.status, problem.code) == (409, "approval_void")
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.VOID
@@ -297,7 +297,7 @@ def test_a_denied_or_pending_approval_does_not_execute(gated: GatedAgent, admin:
         approval_claim_for_execution, approval_id=pending.public_id, binding=gated.binding()
     )
     assert (problem.status, problem.code) == (409, "approval_pending")
-    approval_decide(approval=pending, user=admin, approve=False, comment="no")
+    approval_decide(approval=pending, actor=admin, approve=False, comment="no")
     problem = refused(
         approval_claim_for_execution, approval_id=pending.public_id, binding=gated.binding()
     )

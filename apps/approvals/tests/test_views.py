@@ -49,7 +49,7 @@ def test_the_page_shows_the_input_and_a_diff_against_the_last_approved_call(
     gated.organization.store_broker_input = True
     gated.organization.save()
     earlier = gated.request(input={"task_id": 41})
-    approval_decide(approval=earlier, user=admin, approve=True)
+    approval_decide(approval=earlier, actor=admin, approve=True)
     approval = gated.request(input={"task_id": 42})
     client.force_login(admin)
     html = client.get(page(approval)).content.decode()
@@ -158,7 +158,7 @@ def test_approvers_get_a_personal_single_use_link_that_only_opens_the_page(
 
 def test_no_email_once_decided(gated: GatedAgent, admin: User) -> None:
     approval = gated.request()
-    approval_decide(approval=approval, user=admin, approve=False)
+    approval_decide(approval=approval, actor=admin, approve=False)
     assert notify_approvers_by_email(approval.pk) == 0
     assert mail.outbox == []
 
@@ -205,7 +205,7 @@ def test_settings_page_keeps_secrets_out_and_audits(
 
 def test_claimed_approvals_show_as_executed(client: Client, gated: GatedAgent, admin: User) -> None:
     approval = gated.request()
-    approval_decide(approval=approval, user=admin, approve=True)
+    approval_decide(approval=approval, actor=admin, approve=True)
     approval_claim_for_execution(approval_id=approval.public_id, binding=gated.binding())
     client.force_login(admin)
     html = client.get(queue(gated.organization) + "?show=all").content.decode()

@@ -94,7 +94,7 @@ def test_a_csv_job_counts_its_rows_and_writes_the_database_built_file(
     from django.core.files.storage import default_storage
 
     _seed(org)
-    export = audit_export_request(organization=org, user=reviewer, params={}, fmt="csv")
+    export = audit_export_request(organization=org, actor=reviewer, params={}, fmt="csv")
     total = AuditEvent.objects.filter(organization=org, id__lt=export.pk + 10**9).count()
     done = audit_export_run(export_id=export.pk)
     assert done.status == "done"
@@ -114,7 +114,7 @@ def test_a_csv_job_reports_progress_by_chunk(
 
     for _ in range(9):
         broker_event(org)
-    export = audit_export_request(organization=org, user=reviewer, params={}, fmt="csv")
+    export = audit_export_request(organization=org, actor=reviewer, params={}, fmt="csv")
     monkeypatch.setattr(services, "PROGRESS_EVERY", 2)
     monkeypatch.setattr(exports, "CSV_CHUNK_SIZE", 3)
     seen: list[int] = []

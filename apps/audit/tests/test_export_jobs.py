@@ -97,7 +97,7 @@ def test_large_export_runs_as_a_job_and_offers_the_file(
 def test_pending_export_page_polls_and_htmx_gets_the_fragment(
     client: Client, org: Organization, reviewer: User
 ) -> None:
-    export = audit_export_request(organization=org, user=reviewer, params={}, fmt="csv")
+    export = audit_export_request(organization=org, actor=reviewer, params={}, fmt="csv")
     login(client, reviewer)
     page = client.get(url(org, "audit:export_detail", pk=export.pk)).content.decode()
     assert 'hx-trigger="every 2s"' in page
@@ -117,7 +117,7 @@ def test_job_reports_progress_while_it_runs(
     for _ in range(9):
         broker_event(org)
     # Row by row (JSONL); CSV jobs count database-built chunks (test_csv_copy.py).
-    export = audit_export_request(organization=org, user=reviewer, params={}, fmt="jsonl")
+    export = audit_export_request(organization=org, actor=reviewer, params={}, fmt="jsonl")
     monkeypatch.setattr(services, "PROGRESS_EVERY", 2)
     seen: list[int] = []
     original = services.export_stream

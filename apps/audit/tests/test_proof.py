@@ -401,7 +401,7 @@ def test_a_large_export_with_proof_runs_as_a_job_and_verifies(
     from apps.audit.services import audit_export_request, audit_export_run
 
     seed(org)
-    job = audit_export_request(organization=org, user=reviewer, params={}, fmt="csv", proof=True)
+    job = audit_export_request(organization=org, actor=reviewer, params={}, fmt="csv", proof=True)
     done = audit_export_run(export_id=job.pk)
     assert done.status == "done"
     assert done.proof

@@ -56,7 +56,7 @@ def test_ask_approve_execute_once(
     assert upstream.requests == []
 
     approval = Approval.objects.get(public_id=approval_id)
-    approval_decide(approval=approval, user=admin, approve=True, comment="ok")
+    approval_decide(approval=approval, actor=admin, approve=True, comment="ok")
 
     other_input = _execute(client, gated, {"input": {"task_id": 43}, "approval": approval_id})
     assert other_input.status_code == 403
@@ -96,7 +96,7 @@ def test_a_rules_change_voids_the_approval(
     from apps.policies.services import role_update
 
     approval_id = _execute(client, gated, {"input": INPUT}).json()["approval"]["id"]
-    approval_decide(approval=Approval.objects.get(public_id=approval_id), user=admin, approve=True)
+    approval_decide(approval=Approval.objects.get(public_id=approval_id), actor=admin, approve=True)
     from apps.approvals.tests.conftest import approval_rules
 
     extra = {"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.list_tasks"}
@@ -121,7 +121,7 @@ def test_two_simultaneous_executions_of_one_approval_make_one_upstream_call(
     headers = {"Authorization": f"Bearer {gated.raw}"}
     first = httpx.post(url, json={"input": INPUT}, headers=headers, timeout=30)
     approval_id = first.json()["approval"]["id"]
-    approval_decide(approval=Approval.objects.get(public_id=approval_id), user=admin, approve=True)
+    approval_decide(approval=Approval.objects.get(public_id=approval_id), actor=admin, approve=True)
     barrier = threading.Barrier(2)
     statuses: list[int] = []
 
@@ -164,7 +164,7 @@ def test_mcp_tool_call_is_pending_then_runs_after_approval(
     approval_id = pending.structured_content["approval"]["id"]
     assert "Pending approval" in pending.content[0].text
     assert upstream.requests == []
-    approval_decide(approval=Approval.objects.get(public_id=approval_id), user=admin, approve=True)
+    approval_decide(approval=Approval.objects.get(public_id=approval_id), actor=admin, approve=True)
 
     async def run(client: Any) -> Any:
         return await client.call_tool("sandbox.delete_task", {**INPUT, "_approval": approval_id})

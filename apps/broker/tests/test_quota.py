@@ -112,7 +112,7 @@ def test_an_approved_call_counts_against_the_approval_rules_quota(
         assert asked.status_code == 202, asked.content
         approval_id = asked.json()["approval"]["id"]
         approval = Approval.objects.get(public_id=approval_id)
-        approval_decide(approval=approval, user=admin, approve=True)
+        approval_decide(approval=approval, actor=admin, approve=True)
         body["approval"] = approval_id
         return client.post(url, json.dumps(body), "application/json", **gated.headers)
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.models import Outcome
@@ -42,7 +41,6 @@ def provider_app_save(
     provider_key: str,
     client_id: str,
     client_secret: str | None,
-    request: HttpRequest | None = None,
     actor: Any = None,
 ) -> ProviderApp:
     """Create or update the org's OAuth client for a provider. An empty
@@ -68,7 +66,6 @@ def provider_app_save(
         action="provider_app.created" if created else "provider_app.updated",
         organization=organization,
         target=app,
-        request=request,
         provider=provider_key,
         metadata={"client_id": app.client_id, "secret_changed": secret_changed},
     )
@@ -96,7 +93,7 @@ def connection_oauth_start(
     organization: Organization,
     provider_key: str,
     name: str,
-    user: Any,
+    actor: Any,
     session_key: str | None,
     reconnect: Connection | None = None,
     scopes: list[str] | None = None,
@@ -120,7 +117,7 @@ def connection_oauth_start(
     OAuthState.objects.create(
         state_digest=OAuthState.digest(state),
         session_digest=OAuthState.digest(session_key) if session_key is not None else "",
-        user=user,
+        user=actor,
         organization=organization,
         provider_key=provider_key,
         connection_name=reconnect.name if reconnect else name,
@@ -161,13 +158,10 @@ def _consume_state(*, state: str, user: Any, session_key: str) -> OAuthState:
     return row
 
 
-def _audit_connect_failure(
-    row: OAuthState, code: str, detail: str, request: HttpRequest | None
-) -> None:
+def _audit_connect_failure(row: OAuthState, code: str, detail: str) -> None:
     audit_record(
         action="connection.connect_failed",
         organization=row.organization,
-        request=request,
         outcome=Outcome.FAILURE,
         provider=row.provider_key,
         reason=f"{code}: {detail}"[:1000],
@@ -178,22 +172,21 @@ def _audit_connect_failure(
 def connection_oauth_complete(  # noqa: C901 - flat guard clauses, each a documented refusal of the OAuth callback
     *,
     params: dict[str, str],
-    user: Any,
+    actor: Any,
     session_key: str,
-    request: HttpRequest | None = None,
 ) -> Connection:
     """Handle the provider's redirect back to /oauth/callback/. Raises ConnectFailure."""
 
-    row = _consume_state(state=params.get("state", ""), user=user, session_key=session_key)
+    row = _consume_state(state=params.get("state", ""), user=actor, session_key=session_key)
     slug = row.organization.slug
 
     def fail(code: str, detail: str = "") -> ConnectFailure:
-        _audit_connect_failure(row, code, detail, request)
+        _audit_connect_failure(row, code, detail)
         return ConnectFailure(code, detail[:300], organization_slug=slug)
 
     try:
-        membership = resolve_membership(user, slug)
-    except Exception:  # Http404: no longer a member
+        membership = resolve_membership(actor, slug)
+    except Exception:
         raise fail("forbidden", "You are no longer a member of this organization.") from None
     if not membership.can_manage():
         raise fail("forbidden", "Only admins can connect accounts.")
@@ -253,10 +246,9 @@ def connection_oauth_complete(  # noqa: C901 - flat guard clauses, each a docume
             scopes=oauth.granted_scopes(provider, token, row.requested_scopes),
             account_label=account_label,
             status_detail=identity_note,
-            created_by=user,
+            actor=actor,
             reconnect=row.reconnect,
             base_url_params=row.base_url_params,
-            request=request,
         )
     except IntegrityError:
         raise fail(
@@ -275,10 +267,9 @@ def connection_create_from_oauth(
     scopes: list[str],
     account_label: str = "",
     status_detail: str = "",
-    created_by: Any = None,
+    actor: Any = None,
     reconnect: Connection | None = None,
     base_url_params: dict[str, Any] | None = None,
-    request: HttpRequest | None = None,
 ) -> Connection:
     """Store a freshly granted token as a new connection, or into `reconnect`."""
     if reconnect is not None:
@@ -291,7 +282,7 @@ def connection_create_from_oauth(
             provider_key=provider_key,
             name=name,
             auth_type=AuthType.OAUTH2,
-            created_by=created_by,
+            created_by=actor,
         )
     if reconnect is None and base_url_params:
         connection.base_url_params = dict(base_url_params)
@@ -316,7 +307,6 @@ def connection_create_from_oauth(
         action="connection.reconnected" if reconnect else "connection.created",
         organization=organization,
         target=connection,
-        request=request,
         connection_id=connection.pk,
         provider=provider_key,
         metadata={"auth_type": "oauth2", "scopes": scopes, "account": connection.account_label},
@@ -334,8 +324,7 @@ def connection_create_api_key(
     name: str,
     api_key: str,
     base_url_params: dict[str, Any] | None = None,
-    created_by: Any = None,
-    request: HttpRequest | None = None,
+    actor: Any = None,
 ) -> Connection:
     """Check the key with the provider's identity call, then save. A rejected key
     raises CredentialRejected and nothing is written."""
@@ -350,8 +339,7 @@ def connection_create_api_key(
         api_key=api_key,
         base_url_params=params,
         account_label=account_label,
-        created_by=created_by,
-        request=request,
+        created_by=actor,
     )
 
 
@@ -365,7 +353,6 @@ def _connection_save_api_key(
     base_url_params: dict[str, Any],
     account_label: str,
     created_by: Any,
-    request: HttpRequest | None,
 ) -> Connection:
     connection = Connection(
         organization=organization,
@@ -382,7 +369,6 @@ def _connection_save_api_key(
         action="connection.created",
         organization=organization,
         target=connection,
-        request=request,
         connection_id=connection.pk,
         provider=provider_key,
         metadata={"auth_type": "api_key", "account": account_label},

@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.models import Outcome
@@ -60,7 +59,6 @@ def _destroy(
     organization: Organization,
     result: str,
     failure: str,
-    request: HttpRequest | None,
 ) -> Connection:
     custody.destroy_secrets(connection)
     connection.status = ConnectionStatus.REVOKED
@@ -74,7 +72,6 @@ def _destroy(
             action="connection.revocation_failed",
             organization=organization,
             target=connection,
-            request=request,
             outcome=Outcome.FAILURE,
             connection_id=connection.pk,
             provider=connection.provider_key,
@@ -84,7 +81,6 @@ def _destroy(
         action="connection.disconnected",
         organization=organization,
         target=connection,
-        request=request,
         connection_id=connection.pk,
         provider=connection.provider_key,
         metadata={"revocation": result or "none"},
@@ -96,7 +92,6 @@ def connection_disconnect(
     *,
     connection_id: int,
     organization: Organization,
-    request: HttpRequest | None = None,
 ) -> Connection:
     """Revoke at the provider where it can, then destroy the secrets.
     Metadata stays for the audit trail. A failed revocation is recorded and the
@@ -110,7 +105,7 @@ def connection_disconnect(
         if connection.status == ConnectionStatus.REVOKED:
             return connection
         result, failure = _revoke_at_provider(connection, organization)
-        return _destroy(connection, organization, result, failure, request)
+        return _destroy(connection, organization, result, failure)
 
 
 # --- Usage ------------------------------------------------------------------------------

@@ -193,7 +193,7 @@ def test_unreachable_identity_endpoint_is_502_and_nothing_saved(
 ) -> None:
     custom_provider_create(
         organization=org,
-        user=admin,
+        actor=admin,
         slug="down",
         display_name="Down",
         auth_type="api_key",

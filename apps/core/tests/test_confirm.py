@@ -32,10 +32,10 @@ def setup(org: Organization, admin: User) -> Any:
         role=role, provider_key="sandbox", action_pattern="sandbox.list_tasks", connection=conn
     )
     worker = worker_create(
-        organization=org, name="demo-agent", default_role=role, owner=admin, created_by=admin
+        organization=org, name="demo-agent", default_role=role, owner=admin, actor=admin
     )
-    t1, _ = token_mint(worker=worker, created_by=admin)
-    token_mint(worker=worker, created_by=admin)
+    t1, _ = token_mint(worker=worker, actor=admin)
+    token_mint(worker=worker, actor=admin)
     for _ in range(3):
         broker_event(org, worker_id=worker.pk, token_id=t1.public_id, connection_id=conn.pk)
     return conn, role, worker, t1

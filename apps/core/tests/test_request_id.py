@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
-from apps.core.middleware import CLIENT_REQUEST_ID_MAX, sanitize_client_request_id
+from apps.core.audit_context import CLIENT_REQUEST_ID_MAX, sanitize_client_request_id
 
 pytestmark = pytest.mark.django_db
 

@@ -23,7 +23,7 @@ def test_demo_worker_is_seeded_once_and_its_token_works(org: Organization, owner
     role = Role.objects.get(organization=org, name=DEMO_ROLE)
     assert worker.default_role == role
     assert {rule.provider_key for rule in role.rules.all()} == {"sandbox"}
-    _, raw = token_mint(worker=worker, created_by=owner)
+    _, raw = token_mint(worker=worker, actor=owner)
     body = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {raw}").json()
     assert body["worker"]["name"] == DEMO_WORKER
     assert body["role"]["name"] == DEMO_ROLE

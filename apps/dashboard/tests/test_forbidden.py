@@ -25,7 +25,7 @@ def stocked(org: Organization, owner: User) -> None:
     )
     role = Role.objects.create(organization=org, name="reader")
     Rule.objects.create(role=role, provider_key="sandbox", action_pattern="sandbox.list_tasks")
-    worker_create(organization=org, name="agent", default_role=role, created_by=owner)
+    worker_create(organization=org, name="agent", default_role=role, actor=owner)
 
 
 def _links(html: str, org: Organization) -> set[str]:

@@ -51,9 +51,9 @@ def test_checklist_ticks_from_real_state_until_done(
     role = Role.objects.create(organization=org, name="reader")
     assert steps(client, org)[0] == ["Connect an account"]  # a role without rules is not done
     Rule.objects.create(role=role, provider_key="sandbox", action_pattern="sandbox.list_tasks")
-    worker = worker_create(organization=org, name="agent", default_role=role, created_by=owner)
+    worker = worker_create(organization=org, name="agent", default_role=role, actor=owner)
     assert steps(client, org)[0] == ["Connect an account", "Create a role", "Create a worker"]
-    token_mint(worker=worker, created_by=owner)
+    token_mint(worker=worker, actor=owner)
     broker_event(org, decision="denied", connection_id=conn.pk)  # a denial is not a first call
     assert steps(client, org)[1] == ["Make a first call"]
     broker_event(org, connection_id=conn.pk)

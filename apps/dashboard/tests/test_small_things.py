@@ -53,7 +53,7 @@ def test_mint_error_is_next_to_the_field_and_keeps_the_value(
     client: Client, org: Organization, admin: User
 ) -> None:
     role = Role.objects.create(organization=org, name="reader")
-    worker = worker_create(organization=org, name="agent", default_role=role, created_by=admin)
+    worker = worker_create(organization=org, name="agent", default_role=role, actor=admin)
     client.force_login(admin)
     response = client.post(
         f"/o/{org.slug}/workers/{worker.pk}/mint/", {"role": role.pk, "expires_in_days": "999"}

@@ -115,7 +115,7 @@ def test_consent_issues_a_worker_token_bound_to_mcp(
 def test_org_lifetime_cap_shortens_the_token(
     signed_in: Any, agent: Agent, org: Organization, admin: User
 ) -> None:
-    services.policy_update(organization=org, changed_by=admin, token_minutes=10)
+    services.policy_update(organization=org, actor=admin, token_minutes=10)
     _, _, token = connect(signed_in, agent)
     assert token["expires_in"] == 600
 
@@ -298,7 +298,7 @@ def test_a_member_without_the_admin_role_cannot_bind(
 def test_org_policy_denies_clients(
     signed_in: Any, agent: Agent, org: Organization, admin: User
 ) -> None:
-    services.policy_update(organization=org, changed_by=admin, clients_allowed=False)
+    services.policy_update(organization=org, actor=admin, clients_allowed=False)
     flow = new_flow(register(signed_in))
     response = consent(signed_in, authorize_url(flow), worker=agent.worker)
     assert response.status_code == 403
@@ -308,7 +308,7 @@ def test_org_policy_denies_clients(
 def test_allowlist_admits_only_matching_client_ids(org: Organization, admin: User) -> None:
     policy = services.policy_update(
         organization=org,
-        changed_by=admin,
+        actor=admin,
         allowed_clients="claude.ai\nhttps://cursor.com/oauth/client.json\n.example.com",
     )
     assert policy.allows("https://claude.ai/oauth/mcp-client-metadata")

@@ -371,7 +371,7 @@ def test_a_role_in_use_by_a_worker_cannot_be_deleted(org: Organization, admin: U
     from apps.workers.services import worker_create
 
     role = role_create(organization=org, name="used", rules=[read_rule()])
-    worker_create(organization=org, name="bot", default_role=role, created_by=admin)
+    worker_create(organization=org, name="bot", default_role=role, actor=admin)
     with pytest.raises(ValidationError) as excinfo:
         role_delete(role=role, actor=admin)
     assert "still used" in errors_of(excinfo)["role"][0]

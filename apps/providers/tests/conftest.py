@@ -14,7 +14,7 @@ from apps.providers.services import custom_action_create, custom_provider_create
 def crm(org: Organization, admin: User) -> CustomProvider:
     provider = custom_provider_create(
         organization=org,
-        user=admin,
+        actor=admin,
         slug="crm",
         display_name="Acme CRM",
         auth_type="api_key",
@@ -22,7 +22,7 @@ def crm(org: Organization, admin: User) -> CustomProvider:
     )
     custom_action_create(
         provider=provider,
-        user=admin,
+        actor=admin,
         name="get_item",
         description="Get one item by id.",
         action_class="read",

@@ -44,7 +44,7 @@ SCHEMA = {
 
 
 def create(org: Organization, user: Any, **overrides: Any) -> CustomProvider:
-    return custom_provider_create(organization=org, user=user, **{**GOOD, **overrides})
+    return custom_provider_create(organization=org, actor=user, **{**GOOD, **overrides})
 
 
 def add_action(provider: Any, user: Any, **overrides: Any) -> CustomAction:
@@ -57,7 +57,7 @@ def add_action(provider: Any, user: Any, **overrides: Any) -> CustomAction:
         "input_schema": SCHEMA,
         **overrides,
     }
-    return custom_action_create(provider=provider, user=user, **fields)
+    return custom_action_create(provider=provider, actor=user, **fields)
 
 
 def test_create_update_delete_are_audited(org: Organization, admin: User) -> None:
@@ -71,7 +71,7 @@ def test_create_update_delete_are_audited(org: Organization, admin: User) -> Non
 
     custom_provider_update(
         provider=provider,
-        user=admin,
+        actor=admin,
         changes={"display_name": "Acme CRM 2", "default_scopes": ["a", "b"]},
     )
     updated = AuditEvent.objects.get(action="provider.custom_updated")
@@ -80,18 +80,18 @@ def test_create_update_delete_are_audited(org: Organization, admin: User) -> Non
         "default_scopes": [["items.read"], ["a", "b"]],
     }
     # No change, no event.
-    custom_provider_update(provider=provider, user=admin, changes={"display_name": "Acme CRM 2"})
+    custom_provider_update(provider=provider, actor=admin, changes={"display_name": "Acme CRM 2"})
     assert AuditEvent.objects.filter(action="provider.custom_updated").count() == 1
 
     action = add_action(provider, admin)
     assert AuditEvent.objects.get(action="provider.custom_action_created").metadata["action"] == (
         "custom-crm.get_item"
     )
-    custom_action_delete(action=action, user=admin)
+    custom_action_delete(action=action, actor=admin)
     assert AuditEvent.objects.filter(action="provider.custom_action_deleted").count() == 1
     assert not CustomAction.objects.exists()
 
-    custom_provider_delete(provider=provider, user=admin)
+    custom_provider_delete(provider=provider, actor=admin)
     assert AuditEvent.objects.filter(action="provider.custom_deleted").count() == 1
     assert not CustomProvider.objects.exists()
 
@@ -99,9 +99,9 @@ def test_create_update_delete_are_audited(org: Organization, admin: User) -> Non
 def test_the_slug_cannot_be_changed(org: Organization, admin: User) -> None:
     provider = create(org, admin)
     with pytest.raises(ValidationError):
-        custom_provider_update(provider=provider, user=admin, changes={"slug": "other"})
+        custom_provider_update(provider=provider, actor=admin, changes={"slug": "other"})
     with pytest.raises(ValidationError):
-        custom_provider_update(provider=provider, user=admin, changes={"organization": None})
+        custom_provider_update(provider=provider, actor=admin, changes={"organization": None})
     provider.refresh_from_db()
     assert provider.slug == "crm"
 
@@ -267,13 +267,13 @@ def test_a_provider_with_live_connections_cannot_be_deleted(org: Organization, a
         organization=org, provider_key=provider.key, name="crm", auth_type="api_key"
     )
     with pytest.raises(ValidationError) as info:
-        custom_provider_delete(provider=provider, user=admin)
+        custom_provider_delete(provider=provider, actor=admin)
     assert "Disconnect" in info.value.messages[0]
     assert CustomProvider.objects.filter(pk=provider.pk).exists()
     assert not AuditEvent.objects.filter(action="provider.custom_deleted").exists()
 
     Connection.objects.filter(pk=connection.pk).update(status="revoked")
-    custom_provider_delete(provider=provider, user=admin)
+    custom_provider_delete(provider=provider, actor=admin)
     assert not CustomProvider.objects.filter(pk=provider.pk).exists()
 
 
@@ -297,7 +297,7 @@ def test_credential_routing_is_frozen_while_connections_are_live(
         organization=org, provider_key=provider.key, name="crm-prod", auth_type="api_key"
     )
     with pytest.raises(ValidationError) as info:
-        custom_provider_update(provider=provider, user=admin, changes=changes)
+        custom_provider_update(provider=provider, actor=admin, changes=changes)
     changed = {f for f in changes if getattr(provider, f) != changes[f]}
     assert set(info.value.message_dict) == changed
     for messages in info.value.message_dict.values():
@@ -310,14 +310,14 @@ def test_credential_routing_is_frozen_while_connections_are_live(
     # Display fields stay editable while connections are live.
     custom_provider_update(
         provider=provider,
-        user=admin,
+        actor=admin,
         changes={"display_name": "CRM 2", "description": "New.", "default_scopes": ["x"]},
     )
     assert CustomProvider.objects.get(pk=provider.pk).display_name == "CRM 2"
 
     # Once the only connection is revoked, the routing can change.
     Connection.objects.filter(pk=connection.pk).update(status="revoked")
-    custom_provider_update(provider=provider, user=admin, changes=changes)
+    custom_provider_update(provider=provider, actor=admin, changes=changes)
     stored = CustomProvider.objects.get(pk=provider.pk)
     assert all(getattr(stored, f) == v for f, v in changes.items())
 
@@ -332,7 +332,7 @@ def test_connections_of_another_organization_do_not_freeze_a_provider(
         organization=other_org, provider_key=provider.key, name="theirs", auth_type="api_key"
     )
     custom_provider_update(
-        provider=provider, user=admin, changes={"api_base_url": "https://crm2.example.com/api"}
+        provider=provider, actor=admin, changes={"api_base_url": "https://crm2.example.com/api"}
     )
     assert CustomProvider.objects.get(pk=provider.pk).api_base_url == (
         "https://crm2.example.com/api"

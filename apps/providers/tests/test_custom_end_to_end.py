@@ -29,7 +29,7 @@ def tasks_provider(
 ) -> CustomProvider:
     provider = custom_provider_create(
         organization=org,
-        user=admin,
+        actor=admin,
         slug="tasks",
         display_name="Tasks (via Sandbox)",
         auth_type="api_key",
@@ -40,7 +40,7 @@ def tasks_provider(
     )
     custom_action_create(
         provider=provider,
-        user=admin,
+        actor=admin,
         name="list_projects",
         description="List the account's projects.",
         action_class="read",
@@ -62,7 +62,7 @@ def test_custom_provider_connects_and_calls_upstream(org: Organization, admin: U
             provider_key="custom-tasks",
             name="bad-key",
             api_key="sbx_wrong",
-            created_by=admin,
+            actor=admin,
         )
     assert not org.connections.filter(name="bad-key").exists()
 
@@ -71,7 +71,7 @@ def test_custom_provider_connects_and_calls_upstream(org: Organization, admin: U
         provider_key="custom-tasks",
         name="tasks",
         api_key=key,
-        created_by=admin,
+        actor=admin,
     )
     assert connection.account_label == admin.username
 
@@ -101,6 +101,6 @@ def test_another_org_cannot_connect_the_custom_provider(
             provider_key="custom-tasks",
             name="tasks",
             api_key=key,
-            created_by=outsider,
+            actor=outsider,
         )
     assert not other_org.connections.exists()

@@ -104,7 +104,9 @@ def test_an_imported_action_builds_the_request_the_document_describes(
     fields = {
         k: v for k, v in drafts["POST /bookings"].as_dict().items() if k not in ("key", "problem")
     }
-    custom_actions_import(provider=crm, user=admin, actions=[fields], source={"file": "train.yaml"})
+    custom_actions_import(
+        provider=crm, actor=admin, actions=[fields], source={"file": "train.yaml"}
+    )
     provider = get_provider("custom-crm", organization=org)
     action = get_action("custom-crm.create_booking", organization=org)
     prepared = build_request(
@@ -218,14 +220,14 @@ def test_import_is_all_or_nothing_and_audited(admin: User, crm: CustomProvider) 
     good = _fields(drafts["GET /pets"])
     clash = {**_fields(drafts["POST /pets"]), "name": "get_item"}  # taken by the fixture
     with pytest.raises(ImportFailed) as info:
-        custom_actions_import(provider=crm, user=admin, actions=[good, clash], source={})
+        custom_actions_import(provider=crm, actor=admin, actions=[good, clash], source={})
     assert info.value.index == 1
     assert list(crm.actions.values_list("name", flat=True)) == ["get_item"]
     assert not AuditEvent.objects.filter(action="provider.custom_actions_imported").exists()
 
     created = custom_actions_import(
         provider=crm,
-        user=admin,
+        actor=admin,
         actions=[good, _fields(drafts["POST /pets"])],
         source={"file": "petstore.yaml", "sha256": "abc"},
     )
@@ -240,5 +242,5 @@ def test_query_params_must_name_non_path_properties(admin: User, crm: CustomProv
     drafts = drafts_of("train-travel-3.1.yaml")
     bad = {**_fields(drafts["POST /bookings"]), "query_params": ["nope"]}
     with pytest.raises(ImportFailed) as info:
-        custom_actions_import(provider=crm, user=admin, actions=[bad], source={})
+        custom_actions_import(provider=crm, actor=admin, actions=[bad], source={})
     assert "query_params" in info.value.error.message_dict

@@ -143,7 +143,7 @@ def test_an_airtable_personal_access_token_is_checked_with_whoami(
     ):
         airtable.reply = Reply(body={"id": "usrAda", "email": "ada@example.com", "scopes": []})
         connection = connection_create_api_key(
-            organization=org, provider_key="airtable", name="at", api_key="patA.b", created_by=admin
+            organization=org, provider_key="airtable", name="at", api_key="patA.b", actor=admin
         )
         airtable.reply = Reply(status=401, body={"error": {"type": "AUTHENTICATION_REQUIRED"}})
         with pytest.raises(CredentialRejected):
@@ -152,7 +152,7 @@ def test_an_airtable_personal_access_token_is_checked_with_whoami(
                 provider_key="airtable",
                 name="bad",
                 api_key="patX",
-                created_by=admin,
+                actor=admin,
             )
     assert connection.account_label == "ada@example.com"
     first = airtable.requests[0]

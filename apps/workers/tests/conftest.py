@@ -35,11 +35,11 @@ def role(org: Organization) -> Any:
 @pytest.fixture
 def worker(org: Organization, role: Any, admin: User) -> Worker:
     return worker_create(
-        organization=org, name="agent-one", default_role=role, owner=admin, created_by=admin
+        organization=org, name="agent-one", default_role=role, owner=admin, actor=admin
     )
 
 
 @pytest.fixture
 def minted(worker: Worker, admin: User) -> tuple[WorkerToken, str]:
     """(token, raw) — the raw value as an agent would hold it."""
-    return token_mint(worker=worker, created_by=admin)
+    return token_mint(worker=worker, actor=admin)

@@ -131,7 +131,7 @@ def test_unknown_well_formed_token() -> None:
 def test_revoked_token(minted: tuple[WorkerToken, str], admin: User) -> None:
     token, raw = minted
     assert call(raw).status_code == 200
-    token_revoke(token=token, revoked_by=admin, reason="leaked")
+    token_revoke(token=token, actor=admin, reason="leaked")
     body = assert_401(call(raw), "token_invalid")
     assert body["error"]["details"]["token_id"] == token.public_id
     event = AuditEvent.objects.filter(action="auth.failed").latest("id")
@@ -152,12 +152,12 @@ def test_disabled_worker_fails_and_enabling_does_not_revive_revoked(
     minted: tuple[WorkerToken, str], worker: Worker, admin: User
 ) -> None:
     token, raw = minted
-    _, other_raw = token_mint(worker=worker, created_by=admin)
-    worker_disable(worker=worker, disabled_by=admin)
+    _, other_raw = token_mint(worker=worker, actor=admin)
+    worker_disable(worker=worker, actor=admin)
     assert_401(call(raw), "worker_disabled")
     assert_401(call(other_raw), "worker_disabled")
-    token_revoke(token=token, revoked_by=admin)
-    worker_enable(worker=worker, enabled_by=admin)
+    token_revoke(token=token, actor=admin)
+    worker_enable(worker=worker, actor=admin)
     assert_401(call(raw), "token_invalid")
     assert call(other_raw).status_code == 200
 
@@ -206,7 +206,7 @@ def test_the_raw_token_never_reaches_audit_or_logs(
     caplog.set_level(logging.DEBUG)
     call(raw)
     call(raw[:-1] + ("A" if raw[-1] != "A" else "B"))
-    token_revoke(token=token, revoked_by=admin)
+    token_revoke(token=token, actor=admin)
     call(raw)
     WorkerToken.objects.filter(pk=token.pk).update(expires_at=timezone.now())
     call(raw)

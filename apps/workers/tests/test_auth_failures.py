@@ -74,7 +74,7 @@ def test_one_revoked_token_from_many_addresses_is_throttled_by_its_prefix(
     minted: tuple[WorkerToken, str], admin: User, org: Organization
 ) -> None:
     token, raw = minted
-    token_revoke(token=token, revoked_by=admin)
+    token_revoke(token=token, actor=admin)
     statuses = [whoami(raw, address=f"10.0.0.{i}").status_code for i in range(1, 13)]
     assert statuses[:8] == [401] * 8
     assert set(statuses[8:]) == {429}
@@ -106,7 +106,7 @@ def test_personal_token_failures_are_audited(org: Organization, admin: User) -> 
     assert event.organization_id is None
 
     token, raw = personal_token_mint(user=admin, organization=org, name="ci")
-    personal_token_revoke(token=token, revoked_by=admin)
+    personal_token_revoke(token=token, actor=admin)
     response = api.get(f"/api/v1/orgs/{org.slug}/workers/", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 401
     event = AuditEvent.objects.filter(action="auth.failed").latest("id")

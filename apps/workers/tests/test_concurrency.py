@@ -26,7 +26,7 @@ CALLERS = 20
 def test_twenty_concurrent_rolls_and_mints_on_one_worker(
     org: Organization, admin: User, worker: Worker
 ) -> None:
-    tokens = [token_mint(worker=worker, created_by=admin)[0] for _ in range(2)]
+    tokens = [token_mint(worker=worker, actor=admin)[0] for _ in range(2)]
     base = f"/api/v1/orgs/{org.slug}/workers/{worker.pk}/tokens/"
     barrier = threading.Barrier(CALLERS)
     results: list[tuple[str, int, str]] = []

@@ -111,7 +111,7 @@ def test_revocation_through_one_process_is_seen_by_the_other(
 ) -> None:
     server_a, server_b = two_servers
     assert server_a.process.pid != server_b.process.pid
-    token, raw = token_mint(worker=worker, created_by=admin)
+    token, raw = token_mint(worker=worker, actor=admin)
     _, personal = personal_token_mint(user=admin, organization=org, name="ops")
     agent = {"Authorization": f"Bearer {raw}"}
 
@@ -140,7 +140,7 @@ def test_disabling_a_worker_is_seen_by_every_process(
     two_servers: Any, org: Organization, admin: User, worker: Worker
 ) -> None:
     server_a, server_b = two_servers
-    _, raw = token_mint(worker=worker, created_by=admin)
+    _, raw = token_mint(worker=worker, actor=admin)
     _, personal = personal_token_mint(user=admin, organization=org, name="ops")
     agent = {"Authorization": f"Bearer {raw}"}
     assert httpx.get(f"{server_b.base}/api/v1/whoami", headers=agent, timeout=10).status_code == 200

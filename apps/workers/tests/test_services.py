@@ -42,7 +42,7 @@ def test_create_is_audited_and_checks_org_of_role_and_owner(
 ) -> None:
     foreign_role = make_role(other_org, "theirs")
     with pytest.raises(ValidationError) as exc:
-        worker_create(organization=org, name="x", default_role=foreign_role, created_by=admin)
+        worker_create(organization=org, name="x", default_role=foreign_role, actor=admin)
     assert "default_role" in exc.value.message_dict
     stranger = UserFactory(email="stranger@example.test")
     with pytest.raises(ValidationError) as exc:
@@ -50,7 +50,7 @@ def test_create_is_audited_and_checks_org_of_role_and_owner(
     assert "owner" in exc.value.message_dict
 
     worker = worker_create(
-        organization=org, name="bot", default_role=role, owner=admin, created_by=admin
+        organization=org, name="bot", default_role=role, owner=admin, actor=admin
     )
     event = AuditEvent.objects.get(action="worker.created")
     assert (event.organization_id, event.worker_id, event.actor_id) == (
@@ -64,7 +64,7 @@ def test_create_is_audited_and_checks_org_of_role_and_owner(
 
 def test_update_records_a_diff(worker: Worker, org: Organization, admin: User) -> None:
     other_role = make_role(org, "writer")
-    worker_update(worker=worker, changed_by=admin, description="new", default_role=other_role)
+    worker_update(worker=worker, actor=admin, description="new", default_role=other_role)
     event = AuditEvent.objects.get(action="worker.changed")
     assert event.metadata["changes"]["description"] == {"from": "", "to": "new"}
     assert event.metadata["changes"]["default_role"] == {"from": "sandbox-reader", "to": "writer"}
@@ -73,7 +73,7 @@ def test_update_records_a_diff(worker: Worker, org: Organization, admin: User) -
 def test_mint_defaults_and_limits(
     worker: Worker, org: Organization, admin: User, role: Any, other_org: Organization
 ) -> None:
-    token, raw = token_mint(worker=worker, created_by=admin)
+    token, raw = token_mint(worker=worker, actor=admin)
     assert token.role == role
     lifetime = token.expires_at - token.created_at
     assert timedelta(days=29, hours=23) < lifetime <= timedelta(days=30, seconds=5)
@@ -99,7 +99,7 @@ def test_mint_defaults_and_limits(
 
 
 def test_mint_refused_for_a_disabled_worker(worker: Worker, admin: User) -> None:
-    worker_disable(worker=worker, disabled_by=admin)
+    worker_disable(worker=worker, actor=admin)
     with pytest.raises(ValidationError):
         token_mint(worker=worker)
 
@@ -117,7 +117,7 @@ def test_roll_keeps_the_old_token_valid_inside_the_overlap_only(
 ) -> None:
     old, old_raw = minted
     before = timezone.now()
-    new, new_raw = token_roll(token=old, overlap=overlap, rolled_by=admin)
+    new, new_raw = token_roll(token=old, overlap=overlap, actor=admin)
     old.refresh_from_db()
     assert new.rolled_from_id == old.pk
     assert new.role_id == old.role_id
@@ -138,7 +138,7 @@ def test_roll_without_overlap_ends_the_old_token_now(
     minted: tuple[WorkerToken, str], admin: User
 ) -> None:
     old, old_raw = minted
-    _, new_raw = token_roll(token=old, overlap="none", rolled_by=admin)
+    _, new_raw = token_roll(token=old, overlap="none", actor=admin)
     assert whoami(old_raw).json()["error"]["code"] == "token_expired"
     assert whoami(new_raw).status_code == 200
 
@@ -166,7 +166,7 @@ def test_worker_kill_switch_revokes_only_that_worker(
     raws = [token_mint(worker=worker)[1] for _ in range(3)]
     other = worker_create(organization=org, name="other", default_role=role)
     _, other_raw = token_mint(worker=other)
-    assert worker_revoke_all_tokens(worker=worker, revoked_by=admin) == 3
+    assert worker_revoke_all_tokens(worker=worker, actor=admin) == 3
     assert all(whoami(raw).json()["error"]["code"] == "token_invalid" for raw in raws)
     assert whoami(other_raw).status_code == 200
     event = AuditEvent.objects.get(action="killswitch.worker")
@@ -182,12 +182,11 @@ def test_org_kill_switch_needs_the_slug_and_spares_other_orgs(
     theirs = worker_create(organization=other_org, name="theirs", default_role=theirs_role)
     _, their_raw = token_mint(worker=theirs)
     with pytest.raises(ValidationError):
-        organization_revoke_all_worker_tokens(organization=org, confirm="ACME", revoked_by=admin)
+        organization_revoke_all_worker_tokens(organization=org, confirm="ACME", actor=admin)
     assert whoami(raw).status_code == 200
     assert not AuditEvent.objects.filter(action="killswitch.org").exists()
     assert (
-        organization_revoke_all_worker_tokens(organization=org, confirm=org.slug, revoked_by=admin)
-        == 1
+        organization_revoke_all_worker_tokens(organization=org, confirm=org.slug, actor=admin) == 1
     )
     assert whoami(raw).status_code == 401
     assert whoami(their_raw).status_code == 200
@@ -195,7 +194,7 @@ def test_org_kill_switch_needs_the_slug_and_spares_other_orgs(
 
 
 def test_disable_is_audited(worker: Worker, admin: User) -> None:
-    worker_disable(worker=worker, disabled_by=admin)
+    worker_disable(worker=worker, actor=admin)
     worker.refresh_from_db()
     assert worker.status == WorkerStatus.DISABLED
     assert AuditEvent.objects.filter(action="worker.disabled", worker_id=worker.pk).exists()
@@ -211,7 +210,7 @@ def test_a_failing_audit_write_rolls_the_change_back(
 
     monkeypatch.setattr("apps.workers.services.audit_record", broken)
     with pytest.raises(RuntimeError):
-        token_revoke(token=token, revoked_by=admin)
+        token_revoke(token=token, actor=admin)
     token.refresh_from_db()
     assert token.revoked_at is None
 
