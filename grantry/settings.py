@@ -430,6 +430,13 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
     # RFC 9207: the authorization response carries `iss`, so clients can check it.
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    # RFC 9700: bearer tokens only in the Authorization header; access and refresh tokens
+    # stored as checksums, never in plaintext (an MCP access token is a gry_ worker token);
+    # a replayed refresh token revokes its whole family (Grantry's validator also audits it).
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
     # Grantry's MCP authorization server (apps.mcpauth) accepts Client ID Metadata

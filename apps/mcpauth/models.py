@@ -19,6 +19,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.http.request import validate_host
 
+from apps.core.models import TenantModel, TenantQuerySet
+
 DEFAULT_TOKEN_MINUTES = 60
 MAX_TOKEN_MINUTES = 24 * 60
 
@@ -68,17 +70,15 @@ class McpPolicy(models.Model):
         return client_id in entries or bool(host and validate_host(host, hosts))
 
 
-class McpGrantQuerySet(models.QuerySet["McpGrant"]):
+class McpGrantQuerySet(TenantQuerySet["McpGrant"]):
     def active(self) -> McpGrantQuerySet:
         return self.filter(revoked_at__isnull=True)
 
 
-class McpGrant(models.Model):
+class McpGrant(TenantModel):
     """A member let an OAuth client act as one worker (with one role)."""
 
-    organization = models.ForeignKey(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="+"
-    )
+    created_by = None  # `approved_by` is the member who let the client in
     worker = models.ForeignKey("workers.Worker", on_delete=models.CASCADE, related_name="+")
     role = models.ForeignKey("policies.Role", on_delete=models.PROTECT, related_name="+")
     application = models.ForeignKey(
@@ -92,7 +92,6 @@ class McpGrant(models.Model):
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

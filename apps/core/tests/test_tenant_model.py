@@ -14,6 +14,7 @@ NOT_TENANT_MODELS = {
     "audit.AuditEvent",  # immutable trail, organization id without a constraint
     "audit.AuditSigningKeypair",  # one per organization (OneToOne)
     "approvals.ApprovalSettings",  # one per organization (OneToOne)
+    "mcpauth.McpPolicy",  # one per organization (OneToOne)
     "connections.OAuthState",  # a single-use, ten-minute state row
 }
 
@@ -31,7 +32,7 @@ def test_every_organization_owned_model_is_a_tenant_model() -> None:
     models = organization_keyed_models()
     assert set(models) >= NOT_TENANT_MODELS
     others = {label: m for label, m in models.items() if label not in NOT_TENANT_MODELS}
-    assert len(others) == 12
+    assert len(others) == 13
     for label, model in others.items():
         assert issubclass(model, TenantModel), label
         assert isinstance(model._default_manager.all(), TenantQuerySet), label
