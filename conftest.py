@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from asyncio import AbstractEventLoop, events
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
 
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -79,13 +87,89 @@ def celery_worker(transactional_db):
         yield worker
 
 
-@pytest.fixture(autouse=True)
-def _browser_tests_allow_sync_orm(request, monkeypatch):
-    """Playwright's sync API runs an event loop in the test thread; the test's own
-    ORM calls are still plain synchronous code. Only for tests marked `browser`,
-    and undone after each, so async-safety stays on for the rest of the suite."""
-    if request.node.get_closest_marker("browser"):
-        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+@dataclass(frozen=True)
+class _Chromium:
+    browser: Any  # playwright.sync_api.Browser
+    loop: AbstractEventLoop  # the loop Playwright's sync API runs in this thread
+
+
+@pytest.fixture(scope="session")
+def chromium_session():
+    """Playwright and one headless Chromium for the whole run (per xdist worker),
+    started by the first test that asks for `browser`. Tests use `browser`, never this.
+
+    Playwright's sync API marks its event loop as running in this thread after every
+    call. Between browser tests the mark is taken off again, so the rest of the suite
+    runs as plain synchronous code (Django's async-safety checks stay on)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: run `make browser`.")
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    chromium = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+    )
+    session = _Chromium(browser=chromium, loop=events.get_running_loop())
+    events._set_running_loop(None)
+    yield session
+    events._set_running_loop(session.loop)
+    chromium.close()
+    playwright.stop()
+
+
+@pytest.fixture
+def browser(chromium_session, request, monkeypatch):
+    """The session's Chromium, for one test marked `browser`. Every context the test
+    opens (`browser.new_context()`, `browser.new_page()`) is closed after it.
+
+    While Playwright's loop is marked as running, Django keeps its connections apart
+    from the thread's plain ones and refuses sync ORM calls; the test's own ORM calls
+    are still synchronous, so they are allowed for this test only, and the connections
+    they opened are closed before the mark is taken off."""
+    if request.node.get_closest_marker("browser") is None:
+        pytest.fail("A test that drives Chromium is marked `browser`.")
+    from django.db import connections
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    events._set_running_loop(chromium_session.loop)
+    try:
+        yield chromium_session.browser
+    finally:
+        try:
+            for context in chromium_session.browser.contexts:
+                context.close()
+        finally:
+            connections.close_all()
+            events._set_running_loop(None)
+
+
+@pytest.fixture
+def open_as(browser, live_server):
+    """`open_as(user, width=1280)` → a page of its own browser context, logged in as
+    `user` on the live server."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    def open_page(user, width: int = 1280):
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.save()
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        context.add_cookies(
+            [
+                {
+                    "name": settings.SESSION_COOKIE_NAME,
+                    "value": session.session_key,
+                    "url": live_server.url,
+                }
+            ]
+        )
+        return context.new_page()
+
+    return open_page
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,11 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connections
 
 from tests.factories import MembershipFactory, OrganizationFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 STRICT = {
     "default-src 'self'",
     "script-src 'self'",
@@ -25,21 +23,6 @@ STRICT = {
 # Links not to follow while walking: they act (log out) or leave the dashboard.
 SKIP = ("/accounts/logout/", "/admin/", "/export", "/api/", "/mcp")
 MAX_PAGES = 60
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-            connections.close_all()
 
 
 def directives(header: str) -> set[str]:
