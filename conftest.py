@@ -172,6 +172,33 @@ def open_as(browser, live_server):
     return open_page
 
 
+class ManualClock:
+    """A wall clock that stands still until the test moves it."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def ratelimit_clock(monkeypatch) -> ManualClock:
+    """The clock of the rate limits and quotas, standing 10 s into the current UTC day
+    (so 10 s into a minute and an hour too): a test's calls share one window, whatever
+    the real time, until the test moves the clock."""
+    import time
+
+    from apps.policies import ratelimit
+
+    clock = ManualClock(time.time() // 86400 * 86400 + 10)
+    monkeypatch.setattr(ratelimit, "clock", clock)
+    return clock
+
+
 @pytest.fixture(autouse=True)
 def _fresh_auth_failure_counters(monkeypatch):
     """Failed-authentication throttles and aggregates live in the shared cache for a

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connections
 
+from apps.approvals import api
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide
 from apps.approvals.tests.conftest import make_gated_agent
@@ -83,24 +83,29 @@ def _admin(gated):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_long_poll_returns_when_an_admin_approves(client, org, owner, admin):
+def test_a_long_poll_returns_when_an_admin_approves(client, org, owner, admin, monkeypatch):
     agent = make_gated_agent(org, creator=owner)
     approval = agent.request()
     polling = threading.Event()
     done = threading.Event()
+    release_connection = api._release_connection
 
-    def approve_soon() -> None:
+    def release_and_tell() -> None:  # the view saw 'pending' and starts waiting
+        release_connection()
+        polling.set()
+
+    monkeypatch.setattr(api, "_release_connection", release_and_tell)
+
+    def approve_while_it_waits() -> None:
         try:
-            polling.wait(timeout=10)
-            time.sleep(0.3)
-            approval_decide(approval=approval, user=admin, approve=True, comment="go")
+            if polling.wait(timeout=10):
+                approval_decide(approval=approval, user=admin, approve=True, comment="go")
         finally:
             connections.close_all()
             done.set()
 
-    thread = threading.Thread(target=approve_soon)
+    thread = threading.Thread(target=approve_while_it_waits)
     thread.start()
-    polling.set()
     response = client.get(status_url(approval) + "?wait=20", **agent.headers)
     thread.join(timeout=30)
     assert done.is_set()

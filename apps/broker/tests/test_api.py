@@ -260,7 +260,7 @@ def test_connection_needing_reauth_is_a_409(client, agent, upstream):
     assert upstream.requests == []
 
 
-def test_rate_limit_answers_429_with_retry_after(client, org, upstream):
+def test_rate_limit_answers_429_with_retry_after(client, org, upstream, ratelimit_clock):
     agent = make_agent(
         org,
         rules=[

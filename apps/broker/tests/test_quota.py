@@ -4,8 +4,6 @@ with 429 quota_exceeded and Retry-After before anything goes upstream."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
-from unittest import mock
 
 import pytest
 
@@ -28,9 +26,8 @@ QUOTA_RULE = {
 
 
 @pytest.fixture
-def pinned_clock():
-    with mock.patch("apps.policies.ratelimit.time", SimpleNamespace(time=lambda: PINNED_NOW)):
-        yield
+def pinned_clock(ratelimit_clock):
+    ratelimit_clock.now = PINNED_NOW
 
 
 def execute(client, raw_token):
