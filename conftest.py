@@ -27,6 +27,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN0
     terminalreporter.write_line(settings.BACKENDS.describe())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _urlconf_imported_with_the_test_settings() -> None:
+    """grantry.urls mounts the Sandbox if GRANTRY_SANDBOX_ENABLED is on when it is first
+    imported. Import it before any test overrides that setting, so the routes do not
+    depend on which test a process (or an xdist worker) happens to run first."""
+    import importlib
+
+    from django.conf import settings
+
+    importlib.import_module(settings.ROOT_URLCONF)
+
+
 @pytest.fixture
 def org(db):
     return OrganizationFactory(name="Acme", slug="acme")
