@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from asyncio import AbstractEventLoop, events
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from pytest_django.live_server_helper import LiveServer
 
 from apps.organizations.models import Organization
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, session_cookie
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 
@@ -24,6 +29,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(settings.BACKENDS.describe())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _urlconf_imported_with_the_test_settings() -> None:
+    """grantry.urls mounts the Sandbox if GRANTRY_SANDBOX_ENABLED is on when it is first
+    imported. Import it before any test overrides that setting, so the routes do not
+    depend on which test a process (or an xdist worker) happens to run first."""
+    import importlib
+
+    from django.conf import settings
+
+    importlib.import_module(settings.ROOT_URLCONF)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_audit_context() -> Iterator[None]:
     """Each test starts with the system's audit context and leaves none behind (a view
@@ -33,6 +50,7 @@ def _fresh_audit_context() -> Iterator[None]:
     token = audit_context.bind(audit_context.SYSTEM_CONTEXT)
     yield
     audit_context.unbind(token)
+    assert audit_context.current() is audit_context.SYSTEM_CONTEXT
 
 
 @pytest.fixture
@@ -95,15 +113,111 @@ def celery_worker(transactional_db: None) -> Iterator[Any]:  # noqa: ARG001 - da
         yield worker
 
 
-@pytest.fixture(autouse=True)
-def _browser_tests_allow_sync_orm(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Playwright's sync API runs an event loop in the test thread; the test's own
-    ORM calls are still plain synchronous code. Only for tests marked `browser`,
-    and undone after each, so async-safety stays on for the rest of the suite."""
-    if request.node.get_closest_marker("browser"):
-        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+@dataclass(frozen=True)
+class _Chromium:
+    browser: Any  # playwright.sync_api.Browser
+    loop: AbstractEventLoop  # the loop Playwright's sync API runs in this thread
+
+
+@pytest.fixture(scope="session")
+def chromium_session() -> Iterator[Any]:
+    """Playwright and one headless Chromium for the whole run (per xdist worker),
+    started by the first test that asks for `browser`. Tests use `browser`, never this.
+
+    Playwright's sync API marks its event loop as running in this thread after every
+    call. Between browser tests the mark is taken off again, so the rest of the suite
+    runs as plain synchronous code (Django's async-safety checks stay on)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: run `make browser`.")
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    chromium = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+    )
+    session = _Chromium(browser=chromium, loop=events.get_running_loop())
+    events._set_running_loop(None)
+    yield session
+    events._set_running_loop(session.loop)
+    chromium.close()
+    playwright.stop()
+
+
+@pytest.fixture
+def browser(
+    chromium_session: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """The session's Chromium, for one test marked `browser`. Every context the test
+    opens (`browser.new_context()`, `browser.new_page()`) is closed after it.
+
+    While Playwright's loop is marked as running, Django keeps its connections apart
+    from the thread's plain ones and refuses sync ORM calls; the test's own ORM calls
+    are still synchronous, so they are allowed for this test only, and the connections
+    they opened are closed before the mark is taken off."""
+    if request.node.get_closest_marker("browser") is None:
+        pytest.fail("A test that drives Chromium is marked `browser`.")
+    from django.db import connections
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    events._set_running_loop(chromium_session.loop)
+    try:
+        yield chromium_session.browser
+    finally:
+        try:
+            for context in chromium_session.browser.contexts:
+                context.close()
+        finally:
+            connections.close_all()
+            events._set_running_loop(None)
+
+
+@pytest.fixture
+def open_as(browser: Any, live_server: LiveServer) -> Any:
+    """`open_as(user, width=1280)` → a page of its own browser context, logged in as
+    `user` on the live server."""
+    from django.conf import settings
+
+    def open_page(user: Any, width: int = 1280) -> Any:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        context.add_cookies(
+            [
+                {
+                    "name": settings.SESSION_COOKIE_NAME,
+                    "value": session_cookie(user),
+                    "url": live_server.url,
+                }
+            ]
+        )
+        return context.new_page()
+
+    return open_page
+
+
+class ManualClock:
+    """A wall clock that stands still until the test moves it."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def ratelimit_clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """The clock of the rate limits and quotas, standing 10 s into the current UTC day
+    (so 10 s into a minute and an hour too): a test's calls share one window, whatever
+    the real time, until the test moves the clock."""
+    import time
+
+    from apps.policies import ratelimit
+
+    clock = ManualClock(time.time() // 86400 * 86400 + 10)
+    monkeypatch.setattr(ratelimit, "clock", clock)
+    return clock
 
 
 @pytest.fixture(autouse=True)

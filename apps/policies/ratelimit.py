@@ -7,6 +7,7 @@ Redis, so every server process counts into the same bucket."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,10 +17,14 @@ from apps.policies.windows import Quota
 
 WINDOW_SECONDS = 60
 
+# The wall clock the windows are read from (seconds since the epoch). Tests put a clock
+# of their own here (the `ratelimit_clock` fixture) rather than wait for a window to turn.
+clock: Callable[[], float] = time.time
+
 
 def rate_limit_check(*, rule_id: int, token_id: str | int, per_minute: int) -> int | None:
     """Count this call. Returns the Retry-After seconds when over the limit, else None."""
-    now = time.time()
+    now = clock()
     window = int(now // WINDOW_SECONDS)
     key = f"policies:rl:{rule_id}:{token_id}:{window}"
     cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
@@ -45,7 +50,7 @@ def quota_check(
     """Count one call of a worker under a rule's quota (per minute, hour or day; fixed
     windows aligned to UTC). Same atomic add + incr as the rate limit, so every process
     counts into one bucket. Returns why and for how long the quota refuses, or None."""
-    now = time.time() if now is None else now
+    now = clock() if now is None else now
     period = quota.seconds
     window = int(now // period)
     key = f"policies:quota:{rule_id}:{worker_id}:{quota.per}:{window}"

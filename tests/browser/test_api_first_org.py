@@ -14,34 +14,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from django.db import connections
 from django.test import override_settings
 from pytest_django.live_server_helper import LiveServer
 
 from apps.sandbox.services import sandbox_client_register
-from tests.browser.test_signup_invite_flow import CHROMIUM_ARGS, confirm_email, sign_up
+from tests.browser.test_signup_invite_flow import confirm_email, sign_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-            connections.close_all()  # the ORM calls made while Playwright ran
 
 
 def ok(response: httpx.Response, status: int = 200) -> dict:
@@ -50,11 +33,11 @@ def ok(response: httpx.Response, status: int = 200) -> dict:
 
 
 def test_new_org_to_first_brokered_call_with_the_api_and_one_consent(
-    chromium: Any, live_server: LiveServer
+    browser: Any, live_server: LiveServer
 ) -> None:
     base = live_server.url
     with override_settings(GRANTRY_BASE_URL=base, GRANTRY_SANDBOX_URL=""):
-        run(chromium, base)
+        run(browser, base)
 
 
 def run(browser: Any, base: str) -> None:

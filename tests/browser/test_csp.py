@@ -3,14 +3,12 @@ and walking the dashboard of the demo org as its owner logs no CSP violation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connections
 from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
 
@@ -18,7 +16,6 @@ from tests.factories import MembershipFactory, OrganizationFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 STRICT = {
     "default-src 'self'",
     "script-src 'self'",
@@ -29,21 +26,6 @@ STRICT = {
 # Links not to follow while walking: they act (log out) or leave the dashboard.
 SKIP = ("/accounts/logout/", "/admin/", "/export", "/api/", "/mcp")
 MAX_PAGES = 60
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-            connections.close_all()
 
 
 def directives(header: str) -> set[str]:

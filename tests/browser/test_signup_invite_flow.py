@@ -6,13 +6,11 @@ Members read-only, and a forged role-change POST gets 403."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
-from django.db import connections
 from pytest_django.live_server_helper import LiveServer
 
 from apps.organizations.models import Membership, OrgRole
@@ -20,24 +18,6 @@ from apps.organizations.models import Membership, OrgRole
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a-long-and-unusual-passphrase-9"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-            # The ORM queries this test makes while Playwright runs use a
-            # connection of their own context; close it before teardown.
-            connections.close_all()
 
 
 def link_from_last_email(pattern: str, to: str) -> str:

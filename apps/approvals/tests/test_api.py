@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client
 
+from apps.approvals import api
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide
 from apps.approvals.tests.conftest import GatedAgent, make_gated_agent
@@ -91,25 +91,30 @@ def _admin(gated: Any) -> User:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_long_poll_returns_when_an_admin_approves(
-    client: Client, org: Organization, owner: User, admin: User
+    client: Client, org: Organization, owner: User, admin: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agent = make_gated_agent(org, creator=owner)
     approval = agent.request()
     polling = threading.Event()
     done = threading.Event()
+    release_connection = api._release_connection
 
-    def approve_soon() -> None:
+    def release_and_tell() -> None:  # the view saw 'pending' and starts waiting
+        release_connection()
+        polling.set()
+
+    monkeypatch.setattr(api, "_release_connection", release_and_tell)
+
+    def approve_while_it_waits() -> None:
         try:
-            polling.wait(timeout=10)
-            time.sleep(0.3)
-            approval_decide(approval=approval, actor=admin, approve=True, comment="go")
+            if polling.wait(timeout=10):
+                approval_decide(approval=approval, actor=admin, approve=True, comment="go")
         finally:
             connections.close_all()
             done.set()
 
-    thread = threading.Thread(target=approve_soon)
+    thread = threading.Thread(target=approve_while_it_waits)
     thread.start()
-    polling.set()
     response = client.get(status_url(approval) + "?wait=20", **agent.headers)
     thread.join(timeout=30)
     assert done.is_set()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
 from django.urls import reverse
 from pytest_django.live_server_helper import LiveServer
 
@@ -15,20 +13,12 @@ from apps.approvals.models import Approval, ApprovalStatus
 from apps.approvals.services import approval_claim_for_execution
 from apps.approvals.tests.conftest import make_gated_agent
 from apps.organizations.models import Organization
-from apps.policies.tests.test_browser import CHROMIUM, open_as  # noqa: F401 - fixture
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="`make browser` installs chromium"),
-]
+pytestmark = pytest.mark.browser
 
 
 def test_an_admin_approves_in_the_dashboard(
-    open_as: Any,  # noqa: F811
-    live_server: LiveServer,
-    org: Organization,
-    owner: User,
-    admin: User,
+    open_as: Any, live_server: LiveServer, org: Organization, owner: User, admin: User
 ) -> None:
     agent = make_gated_agent(org, creator=owner)
     approval = agent.request(reason="Task 42 duplicates task 41.")
@@ -46,12 +36,8 @@ def test_an_admin_approves_in_the_dashboard(
     page.get_by_text("Approved.", exact=True).wait_for()
     assert page.locator("#approval-status").inner_text() == "Approved"
 
-    try:
-        approval = Approval.objects.get(pk=approval.pk)
-        assert approval.status == ApprovalStatus.APPROVED
-        assert approval.decisions.get().comment == "Checked: 42 is the duplicate."
-        claimed = approval_claim_for_execution(approval_id=approval.public_id, binding=binding)
-        assert claimed.status == ApprovalStatus.EXECUTED
-    finally:
-        # These queries ran in Playwright's connection context: close it before teardown.
-        connections.close_all()
+    approval = Approval.objects.get(pk=approval.pk)
+    assert approval.status == ApprovalStatus.APPROVED
+    assert approval.decisions.get().comment == "Checked: 42 is the duplicate."
+    claimed = approval_claim_for_execution(approval_id=approval.public_id, binding=binding)
+    assert claimed.status == ApprovalStatus.EXECUTED

@@ -298,6 +298,7 @@ def test_connection_needing_reauth_is_a_409(
     assert upstream.requests == []
 
 
+@pytest.mark.usefixtures("ratelimit_clock")
 def test_rate_limit_answers_429_with_retry_after(
     client: Client, org: Organization, upstream: RecordingUpstream
 ) -> None:

@@ -4,10 +4,7 @@ with 429 quota_exceeded and Retry-After before anything goes upstream."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
-from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
@@ -18,6 +15,7 @@ from apps.broker.tests.conftest import make_agent
 from apps.broker.tests.upstream import RecordingUpstream
 from apps.organizations.models import Organization
 from apps.workers.services import token_mint, worker_create
+from conftest import ManualClock
 
 pytestmark = pytest.mark.django_db
 
@@ -34,9 +32,8 @@ QUOTA_RULE = {
 
 
 @pytest.fixture
-def pinned_clock() -> Iterator[Any]:
-    with mock.patch("apps.policies.ratelimit.time", SimpleNamespace(time=lambda: PINNED_NOW)):
-        yield
+def pinned_clock(ratelimit_clock: ManualClock) -> None:
+    ratelimit_clock.now = PINNED_NOW
 
 
 def execute(client: Any, raw_token: Any) -> Any:

@@ -100,7 +100,11 @@ def test_no_call_reaches_the_upstream_after_a_revocation_commits(
         else:
             organization_revoke_all_worker_tokens(organization=org, confirm=org.slug)
         revoked_at = time.monotonic()
-        time.sleep(0.5)  # agents keep calling with the revoked token
+        # The agents keep calling with the revoked token: wait for 40 answers after it.
+        deadline = time.monotonic() + 20
+        while sum(at > revoked_at + 0.05 for at, _ in answers) < 40:
+            assert time.monotonic() < deadline, "the agents stopped calling"
+            time.sleep(0.01)
     finally:
         stop.set()
         for thread in threads:

@@ -3,37 +3,17 @@ browser (consent page and all) and sees the connection in the inventory."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
 
 from apps.connections.models import Connection, ConnectionStatus
 from apps.connections.tests.conftest import Sandbox
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not os.path.exists("/usr/bin/chromium"):
-        pytest.fail("Chromium is missing: run `make browser`.")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
-    # Queries made while Playwright's loop ran opened their own connection.
-    connections.close_all()
 
 
 def test_admin_connects_the_sandbox_in_the_browser(
@@ -67,6 +47,3 @@ def test_admin_connects_the_sandbox_in_the_browser(
     connection = Connection.objects.get(name="sandbox-browser")
     assert connection.status == ConnectionStatus.ACTIVE
     assert connection.access_token not in page.content()
-    page.close()
-    # This body ran inside Playwright's greenlet, whose ORM connection is its own.
-    connections.close_all()

@@ -3,9 +3,10 @@ registers the organization's OAuth app in one click (issue 13, #3)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
 from django.test import Client, override_settings
 from pytest_django.live_server_helper import LiveServer
 
@@ -13,8 +14,6 @@ from apps.audit.models import AuditEvent
 from apps.connections.models import Connection, ConnectionStatus, ProviderApp
 from apps.organizations.models import Organization
 from tests.factories import PASSWORD
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.mark.django_db
@@ -38,18 +37,10 @@ def test_members_cannot_register(client: Client, org: Organization, member: User
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_new_org_registers_the_sandbox_app_and_connects_over_oauth(
-    live_server: LiveServer, org: Organization, admin: User
+    browser: Any, live_server: LiveServer, org: Organization, admin: User
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     base = live_server.url
-    with (
-        override_settings(GRANTRY_BASE_URL=base, GRANTRY_SANDBOX_URL=""),
-        sync_playwright() as p,
-    ):
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
+    with override_settings(GRANTRY_BASE_URL=base, GRANTRY_SANDBOX_URL=""):
         page = browser.new_page()
         page.goto(f"{base}/accounts/login/")
         page.get_by_label("Email").fill(admin.email)
@@ -67,7 +58,5 @@ def test_new_org_registers_the_sandbox_app_and_connects_over_oauth(
         page.get_by_role("button", name="Authorize").click()
         page.wait_for_load_state()
         assert page.url == f"{base}/o/acme/connections/"
-        browser.close()
     assert Connection.objects.get(name="my-sandbox").status == ConnectionStatus.ACTIVE
     assert AuditEvent.objects.filter(organization=org, action="provider_app.created").count() == 1
-    connections.close_all()

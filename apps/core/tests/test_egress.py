@@ -62,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send(200, json.dumps(seen).encode(), {"Content-Type": "application/json"})
 
-    def do_GET(self) -> None:  # noqa: C901 - a scripted test server: one branch per scenario path
+    def do_GET(self) -> None:  # noqa: C901 - one test server: one flat branch per path
         path = self.path.split("?", 1)[0]
         if path == "/inspect":
             self._inspect()
@@ -113,7 +113,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(200, b"closing", {"Connection": "close"})
         elif path == "/slow":
-            time.sleep(2.0)
+            # Answers once the client has hung up (or after 10 s): later than any timeout.
+            self.connection.settimeout(10)
+            self.rfile.read(1)
             self._send(200, b"late")
         elif path == "/drip":
             self.send_response(200)
@@ -450,6 +452,30 @@ def test_a_pooled_loopback_connection_is_not_reused_once_loopback_is_refused(
         egress_request("GET", f"{base}/ok")
 
 
+def _tcp_socket(local_port: int, remote_port: int) -> tuple[str, int, int] | None:
+    """The kernel's view of this host's IPv4 TCP socket from `local_port` to
+    `remote_port`: its state (hex, as /proc/net/tcp lists it; "01" is established),
+    the bytes it sent that the other end has not acknowledged yet, and the bytes
+    received that its program has not read yet. None once it is gone."""
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if (
+                int(fields[1].rsplit(":", 1)[1], 16) == local_port
+                and int(fields[2].rsplit(":", 1)[1], 16) == remote_port
+            ):
+                unacked, unread = fields[4].split(":")
+                return fields[3], int(unacked, 16), int(unread, 16)
+    return None
+
+
+def _wait_until(condition: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.002)
+
+
 class _RawServer:
     """A TCP server whose per-connection behaviour a test writes byte by byte:
     `serve(connection, reader, index)` runs in its own thread for each accepted
@@ -458,23 +484,61 @@ class _RawServer:
     def __init__(self, serve: Callable[[socket.socket, BufferedReader, int], None]) -> None:
         self._serve = serve
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.accepted = 0
         self.requests: dict[int, int] = {}  # connection index -> requests read
+        self.client_ports: dict[int, int] = {}  # connection index -> the client's port
+        self._probes: set[int] = set()  # client ports of settle()'s probe connections
+        self._changed = threading.Condition()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
             try:
-                connection, _ = self._listener.accept()
+                connection, (_, client_port) = self._listener.accept()
             except OSError:
                 return
+            if client_port in self._probes:
+                connection.close()
+                with self._changed:
+                    self._probes.discard(client_port)
+                    self._changed.notify_all()
+                continue
             index = self.accepted
+            self.client_ports[index] = client_port
             self.accepted += 1
             threading.Thread(target=self._run, args=(connection, index), daemon=True).start()
 
+    def settle(self) -> None:
+        """Return once every connection made to the server so far has been accepted
+        (and counted): a probe connection queues behind them, and is accepted last."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+            with self._changed:
+                self._probes.add(port)
+            probe.connect(("127.0.0.1", self.port))
+            with self._changed:
+                assert self._changed.wait_for(lambda: port not in self._probes, 10), "no accept"
+
+    def client_end(self, index: int) -> tuple[str, int, int] | None:
+        """The client's socket of connection `index` (see _tcp_socket)."""
+        return _tcp_socket(self.client_ports[index], self.port)
+
+    def wait_until_read(self, index: int) -> None:
+        """Until the client has received, and its program has read, all that the
+        server sent on connection `index`."""
+
+        def read() -> bool:
+            server_end = _tcp_socket(self.port, self.client_ports[index])
+            client_end = self.client_end(index)
+            return bool(server_end and server_end[1] == 0 and client_end and client_end[2] == 0)
+
+        _wait_until(read, f"the client read what connection {index} sent")
+
     def _run(self, connection: socket.socket, index: int) -> None:
-        # suppress(OSError): the client went away; that is what some tests are about.
+        # The client going away is what some tests are about.
         with connection, connection.makefile("rb") as reader, contextlib.suppress(OSError):
             self._serve(connection, reader, index)
 
@@ -517,7 +581,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(
     raw_server: Callable[..., _RawServer],
 ) -> None:
     # The server closes after each answer without saying "Connection: close".
-    server: _RawServer  # assigned below, before serve() runs
+    server: _RawServer  # set below; serve() runs only once it is
 
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         if server.read_request(reader, index):
@@ -525,7 +589,10 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(
 
     server = raw_server(serve)
     assert egress_request("GET", f"{server.url}/").content == b"conn0"
-    time.sleep(0.05)  # let the close arrive
+    _wait_until(
+        lambda: (end := server.client_end(0)) is None or end[0] != "01",
+        "the close reached the client's end",
+    )
     assert egress_request("GET", f"{server.url}/").content == b"conn1"
     assert server.accepted == 2
 
@@ -535,20 +602,26 @@ def test_bytes_arriving_on_an_idle_connection_are_not_taken_for_the_next_answer(
 ) -> None:
     # After its first answer the server writes an unasked-for answer and keeps the
     # connection open. Reusing it would hand "garbage" to the next caller.
-    server: _RawServer  # assigned below, before serve() runs
+    first_answer_read = threading.Event()
+
+    server: _RawServer  # set below; serve() runs only once it is
 
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         requests = 0
         while server.read_request(reader, index):
             connection.sendall(_answer(b"conn%d-req%d" % (index, requests)))
             if index == 0 and requests == 0:
-                time.sleep(0.01)
+                first_answer_read.wait(timeout=10)
                 connection.sendall(_answer(b"garbage"))
             requests += 1
 
     server = raw_server(serve)
     assert egress_request("GET", f"{server.url}/").content == b"conn0-req0"
-    time.sleep(0.1)
+    first_answer_read.set()
+    _wait_until(
+        lambda: (end := server.client_end(0)) is not None and end[2] > 0,
+        "the unasked-for answer waits at the client's end",
+    )
     assert egress_request("GET", f"{server.url}/").content == b"conn1-req0"
     assert egress_request("GET", f"{server.url}/").content == b"conn1-req1"
     assert server.accepted == 2
@@ -559,7 +632,7 @@ def _dropping_the_second_request(raw_server: Callable[..., _RawServer]) -> _RawS
     closes without a byte of answer (an idle-timeout race, or a server that acted on
     the request and then died)."""
 
-    server: _RawServer  # assigned below, before serve() runs
+    server: _RawServer  # set below; serve() runs only once it is
 
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         requests = 0
@@ -596,7 +669,7 @@ def test_any_other_request_on_a_reused_connection_is_never_sent_twice(
     assert egress_request("GET", f"{server.url}/").content == b"conn0-req0"
     with pytest.raises(EgressConnectError):
         egress_request(method, f"{server.url}/token", data={"refresh_token": "rt-1"})
-    time.sleep(0.05)
+    server.settle()
     assert server.accepted == 1
     assert server.requests == {0: 2}
 
@@ -604,7 +677,7 @@ def test_any_other_request_on_a_reused_connection_is_never_sent_twice(
 def test_a_new_connection_dropped_without_an_answer_is_not_retried(
     raw_server: Callable[..., _RawServer],
 ) -> None:
-    server: _RawServer  # assigned below, before serve() runs
+    server: _RawServer  # set below; serve() runs only once it is
 
     def serve(_connection: socket.socket, reader: BufferedReader, index: int) -> None:
         server.read_request(reader, index)  # and close without answering
@@ -612,7 +685,7 @@ def test_a_new_connection_dropped_without_an_answer_is_not_retried(
     server = raw_server(serve)
     with pytest.raises(EgressConnectError):
         egress_request("GET", f"{server.url}/")
-    time.sleep(0.05)
+    server.settle()
     assert server.accepted == 1
 
 
@@ -624,14 +697,14 @@ def _reset(connection: socket.socket) -> None:
 def test_no_retry_once_an_answer_has_started(raw_server: Callable[..., _RawServer]) -> None:
     # The reset comes after part of the status line: the request may have been acted
     # on, so it is not sent again.
-    server: _RawServer  # assigned below, before serve() runs
+    server: _RawServer  # set below; serve() runs only once it is
 
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         requests = 0
         while server.read_request(reader, index):
             if requests == 1:
                 connection.sendall(b"HTTP/1.1 20")
-                time.sleep(0.05)
+                server.wait_until_read(index)
                 _reset(connection)
                 return
             connection.sendall(_answer(b"ok"))
@@ -641,14 +714,14 @@ def test_no_retry_once_an_answer_has_started(raw_server: Callable[..., _RawServe
     assert egress_request("GET", f"{server.url}/").content == b"ok"
     with pytest.raises(EgressConnectError):
         egress_request("GET", f"{server.url}/")
-    time.sleep(0.05)
+    server.settle()
     assert server.accepted == 1
 
 
 def test_a_body_shorter_than_its_content_length_is_an_error(
     raw_server: Callable[..., _RawServer],
 ) -> None:
-    server: _RawServer  # assigned below, before serve() runs
+    server: _RawServer  # set below; serve() runs only once it is
 
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         server.read_request(reader, index)
@@ -661,7 +734,7 @@ def test_a_body_shorter_than_its_content_length_is_an_error(
 
 def test_headers_dripping_past_the_deadline_time_out(raw_server: Callable[..., _RawServer]) -> None:
     # Every header line comes well within the read timeout; all of them do not.
-    server: _RawServer  # assigned below, before serve() runs
+    server: _RawServer  # set below; serve() runs only once it is
 
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         server.read_request(reader, index)

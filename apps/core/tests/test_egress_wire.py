@@ -78,7 +78,7 @@ def test_an_interim_answer_written_apart_from_the_final_one(
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         server.read_request(reader, index)
         connection.sendall(b"HTTP/1.1 103 Early Hints\r\n\r\n")
-        time.sleep(0.05)
+        server.wait_until_read(index)
         connection.sendall(_answer(b"A"))
 
     server = raw_server(serve)
@@ -232,7 +232,7 @@ def test_headers_that_would_change_the_request_are_refused_before_sending(
     assert "canary-secret-789" not in repr(caught.value)
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
-    time.sleep(0.05)
+    server.settle()
     assert server.accepted == 0
     # A tab inside a value is fine.
     assert egress_request("GET", f"{server.url}/", headers={"X-Tab": "a\tb"}).content == b"ok"
@@ -288,7 +288,7 @@ def test_a_name_idna_2008_refuses_is_not_called(
         egress_request("GET", f"http://☃.net:{port}/?key=canary-secret-789")
     assert "canary-secret-789" not in str(caught.value)
     assert caught.value.__cause__ is None
-    time.sleep(0.05)
+    server.settle()
     assert server.accepted == 0
 
 
@@ -297,7 +297,11 @@ def test_a_name_idna_2008_refuses_is_not_called(
 
 def _silent(raw_server: Callable[[Serve], _RawServer]) -> _RawServer:
     """Accepts and says nothing: a TLS handshake waits for its ServerHello."""
-    return raw_server(lambda _connection, _reader, _index: time.sleep(3))
+
+    def serve(_connection: socket.socket, reader: BufferedReader, _index: int) -> None:
+        reader.read()  # until the client hangs up
+
+    return raw_server(serve)
 
 
 def test_the_tls_handshake_gets_only_the_time_left(
@@ -321,7 +325,7 @@ def test_no_connection_is_opened_once_the_deadline_has_passed(
     _dns(monkeypatch, {"slow.example": "127.0.0.1"}, delay=0.3)
     with pytest.raises(EgressTimeout):
         egress_request("GET", f"http://slow.example:{port}/", timeout=0.2)
-    time.sleep(0.05)
+    server.settle()
     assert server.accepted == 0
 
 

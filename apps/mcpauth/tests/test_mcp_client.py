@@ -36,7 +36,7 @@ from apps.mcpauth.services import grant_revoke
 from apps.mcpauth.tests.conftest import CALLBACK, MetadataServer
 from apps.organizations.models import Organization
 from apps.workers.models import WorkerToken
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, _session_cookie
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, session_cookie
 
 
 class MemoryStorage:
@@ -60,6 +60,8 @@ class MemoryStorage:
 def consent_in_browser(url: str, *, base_url: str, session: str, worker_id: int) -> str:
     """Open the authorization URL signed in, pick the worker, allow; return the
     callback URL the browser was sent to."""
+    # Its own Chromium: this runs in the OAuth client's redirect handler (another
+    # thread), and the suite's session browser belongs to the test thread's Playwright.
     from playwright.sync_api import sync_playwright
 
     seen: dict[str, str] = {}
@@ -164,7 +166,7 @@ def stack(
         yield {
             "mcp_url": f"{live_server.url}/mcp",
             "base_url": live_server.url,
-            "session": _session_cookie(admin),
+            "session": session_cookie(admin),
             "agent": agent,
             "upstream": upstream,
         }

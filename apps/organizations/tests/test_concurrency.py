@@ -18,6 +18,15 @@ from tests.factories import MembershipFactory, OrganizationFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _another_backend_waits_for_my_locks() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+        )
+        return cursor.fetchone()[0] > 0
+
+
 def test_concurrent_self_demotions_keep_one_owner(monkeypatch: pytest.MonkeyPatch) -> None:
     org = OrganizationFactory(slug="race")
     first = MembershipFactory(organization=org, role=OrgRole.OWNER)
@@ -26,10 +35,14 @@ def test_concurrent_self_demotions_keep_one_owner(monkeypatch: pytest.MonkeyPatc
     original = services._lock_owners
 
     def slow_lock(organization: Any) -> Any:
-        # Hold the locks long enough that the other thread is certainly
-        # inside its own transaction, reading the owners, by then.
+        # Hold the locks until the other thread is inside its own transaction, waiting
+        # for them to read the owners (or is done: then it went first).
         owners = original(organization)
-        time.sleep(0.4)
+        deadline = time.monotonic() + 10
+        while not (results or _another_backend_waits_for_my_locks()):
+            if time.monotonic() > deadline:
+                break  # the other thread never waited: the race goes on unserialised
+            time.sleep(0.01)
         return owners
 
     monkeypatch.setattr(services, "_lock_owners", slow_lock)

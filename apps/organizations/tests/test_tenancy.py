@@ -10,7 +10,7 @@ from django.test import RequestFactory
 from django.views.generic import ListView
 from rest_framework import generics
 
-from apps.organizations.models import Membership
+from apps.organizations.models import Membership, Organization
 from apps.organizations.tenancy import OrgAPIMixin, OrgViewMixin
 from apps.workers.models import Worker
 
@@ -44,7 +44,7 @@ def test_a_mixin_placed_before_the_tenant_mixin_cannot_bypass_it() -> None:
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("admin")
-def test_scope_queryset_is_what_get_queryset_returns(org: Any) -> None:
+def test_scope_queryset_is_what_get_queryset_returns(org: Organization) -> None:
     class Members(OrgViewMixin, ListView):  # type: ignore[misc]
         model = Membership  # type: ignore[misc]  # ListView declares it per instance
 
@@ -57,7 +57,7 @@ def test_scope_queryset_is_what_get_queryset_returns(org: Any) -> None:
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("admin")
-def test_the_named_escape_hatch_is_the_only_way_to_unscoped_rows(org: Any) -> None:
+def test_the_named_escape_hatch_is_the_only_way_to_unscoped_rows(org: Organization) -> None:
     class AllMembers(OrgViewMixin, ListView):  # type: ignore[misc]
         model = Membership  # type: ignore[misc]  # ListView declares it per instance
 

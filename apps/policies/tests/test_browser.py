@@ -3,15 +3,10 @@ Also a keyboard-only pass over the rule editor's first step."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
-from django.contrib.sessions.backends.db import SessionStore
 from django.urls import reverse
 from pytest_django.live_server_helper import LiveServer
 
@@ -19,49 +14,7 @@ from apps.connections.models import Connection
 from apps.organizations.models import Organization
 from apps.policies.services import role_create
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="`make browser` installs chromium"),
-]
-
-
-def _session_cookie(user: Any) -> str:
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.save()
-    assert session.session_key is not None
-    return session.session_key
-
-
-@pytest.fixture
-def open_as(live_server: LiveServer) -> Iterator[Any]:
-    """Log a user in and open Chromium. Call it after the test's own database
-    setup: once Playwright's event loop runs, Django code in this thread gets
-    another connection context, which would outlive the test database."""
-    from playwright.sync_api import sync_playwright
-
-    state: dict[str, Any] = {}
-
-    def open_page(user: Any) -> Any:
-        cookie = _session_cookie(user)
-        state["pw"] = sync_playwright().start()
-        state["browser"] = state["pw"].chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        context = state["browser"].new_context()
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
-        )
-        return context.new_page()
-
-    yield open_page
-    if "browser" in state:
-        state["browser"].close()
-        state["pw"].stop()
+pytestmark = pytest.mark.browser
 
 
 def test_dry_run_panel_with_htmx(

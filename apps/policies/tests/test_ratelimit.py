@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from apps.policies.ratelimit import WINDOW_SECONDS, rate_limit_check
+from conftest import ManualClock
 
 
 @pytest.fixture(autouse=True)
-def away_from_window_edge() -> None:
-    """Start well inside a window so one test never straddles two."""
-    into = time.time() % WINDOW_SECONDS
-    if into > WINDOW_SECONDS - 5:
-        time.sleep(WINDOW_SECONDS - into + 0.1)
+def inside_one_window(ratelimit_clock: ManualClock) -> Any:
+    """The clock stands 10 s into a window, so one test never straddles two."""
+    return ratelimit_clock
 
 
 def test_allows_up_to_the_limit_then_gives_retry_after() -> None:
@@ -27,8 +26,16 @@ def test_allows_up_to_the_limit_then_gives_retry_after() -> None:
         None,
     ]
     retry_after = rate_limit_check(rule_id=1, token_id=token, per_minute=3)
-    assert retry_after is not None
-    assert 1 <= retry_after <= WINDOW_SECONDS
+    assert retry_after == WINDOW_SECONDS - 10  # until the window turns
+
+
+def test_the_next_window_counts_afresh(inside_one_window: Any) -> None:
+    token = uuid.uuid4().hex
+    assert rate_limit_check(rule_id=1, token_id=token, per_minute=1) is None
+    inside_one_window.advance(WINDOW_SECONDS - 10 - 0.001)  # the last moment of the window
+    assert rate_limit_check(rule_id=1, token_id=token, per_minute=1) == 1
+    inside_one_window.advance(0.001)
+    assert rate_limit_check(rule_id=1, token_id=token, per_minute=1) is None
 
 
 def test_buckets_are_per_rule_and_per_token() -> None:
