@@ -450,6 +450,11 @@ OAUTH2_PROVIDER = {
 }
 # DOT's own models (named so that apps.mcpauth's foreign key can depend on them).
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+# RFC 9700 W008 ("http redirect URIs are allowed"): http stays for RFC 8252 loopback
+# callbacks of native MCP clients (Claude Desktop, Cursor, the Python client) and the
+# Sandbox's dev callback; Grantry's validator (apps.mcpauth.validator) refuses http to
+# any host but a loopback one, which apps/mcpauth/tests test.
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
 if GRANTRY_SANDBOX_ENABLED:
     # DOT's default validator serves only the Sandbox's own applications and tokens;
     # Grantry's /oauth/ views name their own (apps.mcpauth.validator).
