@@ -61,7 +61,9 @@ class McpPolicySerializer(serializers.Serializer[McpPolicy]):
         help_text="Members with the Admin role may connect OAuth (MCP) clients."
     )
     allowed_clients = serializers.ListField(
-        child=serializers.CharField(max_length=500),
+        # One entry per item: an entry with a space or a line break would read as two
+        # (surrounding whitespace is trimmed before the pattern is checked).
+        child=serializers.RegexField(r"^\S+$", max_length=500),
         source="allowlist",
         help_text="Client-id hosts (claude.ai, .example.com for a domain and its "
         "subdomains) or full client-id URLs. Empty: any client. When set, only clients "

@@ -100,6 +100,7 @@ def test_admin_reads_and_changes_the_policy(org: Organization, admin: User) -> N
         ({"token_minutes": 24 * 60 + 1}, "token_minutes"),
         ({"token_minutes": "soon"}, "token_minutes"),
         ({"allowed_clients": "claude.ai"}, "allowed_clients"),
+        ({"allowed_clients": ["claude.ai\nevil.test"]}, "allowed_clients"),
         ({"clients_allowed": "perhaps"}, "clients_allowed"),
         (["not", "an", "object"], "non_field_errors"),
     ],
@@ -112,7 +113,7 @@ def test_invalid_patch_is_400_with_the_field_errors(
     error = response.json()["error"]
     assert error["code"] == "invalid_input"
     assert list(error["details"]["fields"]) == [field]
-    assert error["details"]["fields"][field][0]
+    assert error["details"]["fields"][field]  # a message (per item, for a list)
     assert not McpPolicy.objects.exists()
     assert not AuditEvent.objects.filter(action="mcp.policy_changed").exists()
 
