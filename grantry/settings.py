@@ -288,6 +288,7 @@ SPECTACULAR_SETTINGS = {
         "SinkKindEnum": "apps.audit.models.SinkKind",
         "RuleKindEnum": "apps.policies.models.RuleKind",
         "ApprovalKindEnum": "apps.approvals.models.ApprovalKind",
+        "McpRegistrationEnum": "oauth2_provider.models.Application.RegistrationSource",
     },
 }
 

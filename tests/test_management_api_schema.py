@@ -49,6 +49,11 @@ DOCUMENTED = {
     "audit/exports/{export_id}/": {"get"},
     "audit/exports/{export_id}/download/": {"get"},
     "roles/{role_id}/test/": {"post"},
+    # issue 15: MCP clients
+    "mcp/policy/": {"get", "patch"},
+    "mcp/grants/": {"get"},
+    "mcp/grants/{grant_id}/": {"get", "delete"},
+    "mcp/grants/{grant_id}/revoke/": {"post"},
 }
 
 
@@ -101,6 +106,7 @@ MANAGED = "|".join(
         "personal-tokens/",
         "audit/exports/",
         "roles/[^/]+/test/",
+        "mcp/",
     )
 )
 # The API-key connect is left out: it would send generated keys to real providers.

@@ -35,6 +35,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.converters import IntConverter, UUIDConverter
 from django.urls.resolvers import RoutePattern
 from django.utils import timezone
+from oauth2_provider.models import get_application_model
 from pytest_django.fixtures import Settings
 
 from apps.audit.services import audit_record
@@ -234,6 +235,15 @@ def build_victim() -> Victim:
     )
     audit_record(action="test.victim_event", organization=org)
     index: dict[type[models.Model], Any] = {}
+    # An OAuth (MCP) client belongs to no organization; the victim's McpGrant binds it.
+    application_model = get_application_model()
+    index[application_model] = application_model.objects.create(
+        name="Victim's MCP client",
+        client_type=application_model.CLIENT_PUBLIC,
+        authorization_grant_type=application_model.GRANT_AUTHORIZATION_CODE,
+        redirect_uris="http://127.0.0.1:9/callback",
+        registration_source=application_model.RegistrationSource.DCR,
+    )
     owned = _org_owned_models()
     pending = owned + _dependent_models(set(owned))
     for _ in range(3):  # a few passes so models can refer to each other
@@ -452,6 +462,10 @@ MANAGEMENT_ROUTES = [
     "audit/exports/<int:export_id>/",
     "audit/exports/<int:export_id>/download/",
     "roles/<int:role_id>/test/",
+    "mcp/policy/",
+    "mcp/grants/",
+    "mcp/grants/<int:grant_id>/",
+    "mcp/grants/<int:grant_id>/revoke/",
 ]
 
 

@@ -23,4 +23,5 @@ urlpatterns = [
         name="invitation-revoke",
     ),
     path("", include("apps.approvals.api_urls")),
+    path("", include("apps.mcpauth.api_urls")),
 ]
