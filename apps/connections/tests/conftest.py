@@ -6,6 +6,7 @@ at it, so the redirect URI, the Sandbox provider's URLs and the token calls
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -117,3 +118,8 @@ def make_member() -> Any:
         return MembershipFactory(organization=org, role=role, user=UserFactory(email=email)).user
 
     return make
+
+
+def checksum(raw: str) -> str:
+    """How django-oauth-toolkit finds a token: it stores only this (RFC 9700 storage)."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()

@@ -19,6 +19,7 @@ from apps.connections.tests.conftest import (
     Sandbox,
     authorize,
     callback,
+    checksum,
     connect,
     deny,
     start_connect,
@@ -50,7 +51,11 @@ def test_connect_stores_an_active_connection_with_identity_and_scopes(
     assert connection.has_refresh_token
     assert connection.expires_at > timezone.now()
     # The stored token is the one the Sandbox issued.
-    assert get_access_token_model().objects.filter(token=connection.access_token).exists()
+    assert (
+        get_access_token_model()
+        .objects.filter(token_checksum=checksum(connection.access_token))
+        .exists()
+    )
     event = AuditEvent.objects.get(action="connection.created")
     assert event.connection_id == connection.pk
     assert event.actor_id == str(admin.pk)

@@ -12,7 +12,7 @@ from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection, ConnectionStatus, RevocationResult
-from apps.connections.tests.conftest import Sandbox
+from apps.connections.tests.conftest import Sandbox, checksum
 from apps.organizations.models import Organization
 from apps.sandbox.services import sandbox_api_key_create
 
@@ -35,8 +35,10 @@ def test_disconnect_revokes_at_the_provider_and_destroys_secrets(
     assert row.account_label
     assert row.scopes
     # The Sandbox no longer honours either token.
-    assert not get_access_token_model().objects.filter(token=access).exists()
-    assert get_refresh_token_model().objects.get(token=refresh).revoked is not None
+    assert not get_access_token_model().objects.filter(token_checksum=checksum(access)).exists()
+    assert (
+        get_refresh_token_model().objects.get(token_checksum=checksum(refresh)).revoked is not None
+    )
     assert AuditEvent.objects.filter(
         action="connection.disconnected", connection_id=row.pk
     ).exists()

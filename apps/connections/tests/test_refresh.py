@@ -18,6 +18,7 @@ from apps.audit.models import AuditEvent
 from apps.connections import custody
 from apps.connections.models import Connection, ConnectionStatus
 from apps.connections.services import connection_ids_refresh_due, connection_refresh
+from apps.connections.tests.conftest import checksum
 from apps.providers.registry import get_provider
 
 
@@ -37,8 +38,12 @@ def test_refresh_rotates_and_stores_both_tokens(connected: Connection) -> None:
     assert reloaded.refresh_token == fresh.refresh_token
     assert reloaded.status == ConnectionStatus.ACTIVE
     assert sorted(reloaded.scopes) == ["read", "write"]  # refresh kept the granted scope
-    assert get_access_token_model().objects.filter(token=fresh.access_token).exists()
-    old = get_refresh_token_model().objects.get(token=old_refresh)
+    assert (
+        get_access_token_model()
+        .objects.filter(token_checksum=checksum(fresh.access_token))
+        .exists()
+    )
+    old = get_refresh_token_model().objects.get(token_checksum=checksum(old_refresh))
     assert old.revoked is not None
     assert (
         AuditEvent.objects.filter(action="connection.refreshed", connection_id=connected.pk).count()
