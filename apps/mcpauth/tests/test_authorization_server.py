@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from oauth2_provider import views as dot_views
 from oauth2_provider.models import Application, Grant, RefreshToken
 from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import Agent, make_agent
-from apps.mcpauth import services
+from apps.mcpauth import services, views
 from apps.mcpauth.models import McpGrant, McpIssuedToken
 from apps.mcpauth.tests.oauth import (
     authorize_url,
@@ -26,6 +27,7 @@ from apps.mcpauth.tests.oauth import (
     refresh,
     register,
 )
+from apps.mcpauth.validator import GrantryValidator
 from apps.organizations.models import Organization
 from apps.workers.models import WorkerToken
 from apps.workers.services import worker_disable
@@ -404,3 +406,22 @@ def test_an_anonymous_visitor_is_sent_to_sign_in_first(client: Client) -> None:
     response = client.get(authorize_url(flow))
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=/oauth/authorize/")
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (views.TokenView, dot_views.TokenView),
+        (views.RevokeTokenView, dot_views.RevokeTokenView),
+        (views.ConsentView, dot_views.AuthorizationView),
+    ],
+)
+def test_our_views_never_borrow_the_sandbox_servers_cached_core(ours: Any, theirs: Any) -> None:
+    # The Sandbox's DOT view has served a request first (so DOT cached its core on
+    # that class); Grantry's subclass must still run Grantry's validator.
+    sandbox_core = theirs.get_oauthlib_core()
+    core = ours.get_oauthlib_core()
+    assert core is not sandbox_core
+    assert isinstance(core.server.request_validator, GrantryValidator)
+    for grant in getattr(core.server, "grant_types", {}).values():
+        assert isinstance(grant.request_validator, GrantryValidator)
