@@ -136,7 +136,7 @@ def test_wrong_client_secret_is_refused(oauth: OAuthClient) -> None:
     assert response.json()["error"] == "invalid_client"
 
 
-def test_refresh_rotates_and_the_old_refresh_token_is_invalid_grant(oauth: OAuthClient) -> None:
+def test_refresh_rotates_and_a_replayed_refresh_token_ends_the_family(oauth: OAuthClient) -> None:
     first = oauth.tokens()
     refreshed = oauth.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
@@ -149,9 +149,11 @@ def test_refresh_rotates_and_the_old_refresh_token_is_invalid_grant(oauth: OAuth
     reused = oauth.token(grant_type="refresh_token", refresh_token=first["refresh_token"])
     assert reused.status_code == 400
     assert reused.json()["error"] == "invalid_grant"
-    # The rotated token keeps working.
+    # RFC 9700 §4.14.2: a replay means the token leaked, so its whole family ends,
+    # the rotated refresh token included (REFRESH_TOKEN_REUSE_PROTECTION).
     third = oauth.token(grant_type="refresh_token", refresh_token=second["refresh_token"])
-    assert third.status_code == 200
+    assert third.status_code == 400
+    assert third.json()["error"] == "invalid_grant"
 
 
 def test_revoked_access_token_stops_working(oauth: OAuthClient) -> None:
