@@ -63,7 +63,6 @@ def _record_failure(
         surface="management",
         code=code,
         message=message,
-        action="token.expired_in_use" if code == "token_expired" else "auth.failed",
         organization_id=token.organization_id if token is not None else None,
         token_public_id=token.public_id if token is not None else "",
         fields=fields,

@@ -142,14 +142,15 @@ def auth_failure_record(
     surface: str,
     code: str,
     message: str,
-    action: str = "auth.failed",
     organization_id: int | None = None,
     token_public_id: str = "",
     fields: dict[str, Any] | None = None,
 ) -> bool:
     """Count one failed authentication; audit it if it is among the first few of its kind
     in this window, else fold it into the window's summary. Returns whether an event was written.
-    Never given the raw token."""
+    Never given the raw token. A known token past its expiry is `token.expired_in_use`,
+    every other failure `auth.failed`."""
+    action = "token.expired_in_use" if code == "token_expired" else "auth.failed"
     now = clock()
     window = _window(now)
     ttl = window_seconds() * (FLUSH_LOOKBACK + 2)

@@ -298,7 +298,6 @@ def _record_failure(
         surface="agent",
         code=code,
         message=message,
-        action="token.expired_in_use" if code == "token_expired" else "auth.failed",
         organization_id=context.organization_id if context is not None else None,
         token_public_id=context.token_public_id if context is not None else "",
         fields=fields,
