@@ -34,6 +34,7 @@ from apps.audit.services import (
 from apps.audit.tests.helpers import broker_event
 from apps.organizations.models import Organization
 from tests.factories import PASSWORD
+from tests.tls import self_signed
 
 pytestmark = pytest.mark.django_db
 SECRET = "hmac-key-that-never-shows"
@@ -218,44 +219,12 @@ def test_start_now_skips_the_past_and_other_orgs_never_leak(
 RSYSLOG = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
 
-def _tls_files(tmp_path: Path) -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    (tmp_path / "cert.pem").write_text(pem)
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return pem
-
-
 def test_a_real_rsyslog_over_tcp_with_tls_receives_rfc5424_ocsf_events(
     org: Organization, tmp_path: Path
 ) -> None:
     assert Path(RSYSLOG).exists(), "apt-get install rsyslog rsyslog-gnutls (Debian) for this test"
-    pem = _tls_files(tmp_path)
+    cert, _key = self_signed(tmp_path, host="localhost")
+    pem = cert.read_text()
     port = _free_port()
     out = tmp_path / "received.log"
     conf = tmp_path / "rsyslog.conf"
@@ -334,7 +303,7 @@ action(type="omfile" file="{out}" template="grantry")
 def test_a_syslog_sink_refuses_an_untrusted_certificate(org: Organization, tmp_path: Path) -> None:
     import ssl
 
-    _tls_files(tmp_path)
+    self_signed(tmp_path, host="localhost")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     listener = socket.create_server(("127.0.0.1", 0))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import ssl
 import threading
@@ -15,6 +13,8 @@ from typing import Any
 import pytest
 from pytest_django.fixtures import Settings
 
+from tests.tls import self_signed
+
 CALLBACK = "http://127.0.0.1:9/callback"
 
 
@@ -25,42 +25,6 @@ def _fresh_registration_limit(settings: Settings) -> None:  # noqa: ARG001 - set
 
     for address in ("127.0.0.1", "::1"):
         cache.delete(f"grantry:mcp:dcr:{address}")
-
-
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 class MetadataServer:
@@ -119,7 +83,7 @@ def metadata_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     from apps.core import egress
     from apps.core.egress.transport import make_tls_context
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path, host="127.0.0.1")
     context = make_tls_context()
     context.load_verify_locations(cafile=str(cert))
     monkeypatch.setattr(egress, "_tls", context)
