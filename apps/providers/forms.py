@@ -46,6 +46,14 @@ class ScopesField(forms.CharField):
 
 class CustomProviderForm(forms.ModelForm):
     default_scopes = ScopesField(label="Default scopes")
+    # Not stripped: the prefix's trailing space is part of it ("Bot " + token).
+    header_prefix = forms.CharField(
+        max_length=40,
+        required=False,
+        strip=False,
+        help_text="Put before the credential in the custom header, e.g. 'Token ' (the space "
+        "counts).",
+    )
 
     class Meta:
         model = CustomProvider
@@ -76,7 +84,6 @@ class CustomProviderForm(forms.ModelForm):
             "authorize_url": "Required for OAuth 2.0.",
             "token_url": "Required for OAuth 2.0.",
             "header_name": "Used only with the custom-header placement.",
-            "header_prefix": "Put before the credential in the custom header, e.g. 'Token '.",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -334,3 +334,16 @@ def test_edit_form_refuses_a_new_host_while_connections_are_live(
     crm.refresh_from_db()
     assert crm.api_base_url == "https://crm.example.com/api"
     assert not AuditEvent.objects.filter(action="provider.custom_updated").exists()
+
+
+def test_the_form_keeps_a_header_prefix_with_its_trailing_space(
+    client: Client, admin: User
+) -> None:
+    client.force_login(admin)
+    form = {**FORM, "header_name": "Authorization", "header_prefix": "Bot "}
+    assert client.post(url("custom_create"), form).status_code == 302
+    assert CustomProvider.objects.get().header_prefix == "Bot "
+    edit = {**form, "header_prefix": "Token "}
+    del edit["slug"]
+    assert client.post(url("custom_edit", slug="crm"), edit).status_code == 302
+    assert CustomProvider.objects.get().header_prefix == "Token "
