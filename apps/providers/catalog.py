@@ -16,6 +16,12 @@ from typing import Any
 
 # `{name}` in a path template (and in URL templates with base_url_params).
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The methods a custom action may use (HEAD is a read that sends no body and gets none).
+ACTION_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# How a write sends its body: a JSON object, or form-encoded (Stripe, Twilio).
+BODY_ENCODINGS = ("json", "form")
+# The largest input schema a custom action may have (serialized JSON).
+MAX_SCHEMA_BYTES = 20_000
 
 
 class AuthType(StrEnum):

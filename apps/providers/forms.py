@@ -18,6 +18,7 @@ from apps.providers.models import (
     CustomProvider,
     scopes_text,
 )
+from apps.providers.import_services import chosen_keys_of
 from apps.providers.services import IMPORT_FIELDS
 
 
@@ -142,7 +143,16 @@ class CustomActionForm(forms.ModelForm):
 
     class Meta:
         model = CustomAction
-        fields = ("name", "description", "action_class", "method", "path", "input_schema", "scopes")
+        fields = (
+            "name",
+            "description",
+            "action_class",
+            "method",
+            "path",
+            "input_schema",
+            "scopes",
+            "body_encoding",
+        )
         widgets: ClassVar[dict[str, Any]] = {
             "description": forms.Textarea(attrs={"rows": 3}),
             "path": forms.TextInput(attrs={"placeholder": "/items/{item_id}"}),
@@ -180,8 +190,78 @@ class OpenAPISourceForm(forms.Form):
         return cleaned
 
 
+class OpenAPISelectionForm(forms.Form):
+    """Step 2: which operations of the document to draft. Every criterion given narrows
+    the choice; `operations` names them one by one. With the job's `index`, the choice
+    is checked against it: unknown tags or keys, nothing
+    importable, or more than max_operations() is an error; `chosen` is then the keys."""
+
+    tags = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    path_prefix = forms.CharField(
+        label="Path prefix", max_length=300, required=False, help_text="e.g. /v1/customers"
+    )
+    methods = forms.MultipleChoiceField(
+        required=False,
+        choices=[(m, m) for m in HTTP_METHODS],
+        widget=forms.CheckboxSelectMultiple,
+    )
+    search = forms.CharField(
+        max_length=200, required=False, help_text="Words in the key, operation id or summary."
+    )
+    operations = forms.MultipleChoiceField(
+        label="Operations", required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(
+        self, *args: Any, index: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.index = index
+        tags: dict[str, int] = {}
+        for op in index or []:
+            for tag in op["tags"]:
+                tags[tag] = tags.get(tag, 0) + 1
+        self.tag_counts = sorted(tags.items())
+        self.fields["tags"].choices = [(t, f"{t} ({n})") for t, n in self.tag_counts]
+        self.fields["operations"].choices = [
+            (op["key"], op["key"]) for op in index or [] if not op["problem"]
+        ]
+        if index is None:
+            # Before the document is read, names cannot be checked against it.
+            for name in ("tags", "operations"):
+                self.fields[name] = forms.JSONField(required=False)
+        self.chosen: list[str] = []
+
+    def clean_path_prefix(self) -> str:
+        prefix = str(self.cleaned_data.get("path_prefix") or "")
+        if prefix and not prefix.startswith("/"):
+            raise forms.ValidationError("A path prefix starts with '/'.")
+        return prefix
+
+    def _clean_names(self, name: str) -> list[str]:
+        value = self.cleaned_data.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise forms.ValidationError("Give a list of names.")
+        return value
+
+    def clean_tags(self) -> list[str]:
+        return self._clean_names("tags")
+
+    def clean_operations(self) -> list[str]:
+        return self._clean_names("operations")
+
+    def selection(self) -> dict[str, Any]:
+        return {k: v for k, v in self.cleaned_data.items() if v}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.index is not None and not self.errors:
+            self.chosen = chosen_keys_of(self.index, self.selection())
+        return cleaned
+
+
 class ImportedActionForm(forms.Form):
-    """Step 2: one operation of the document, to choose and edit before saving."""
+    """Step 3: one drafted operation, to choose and edit before saving."""
 
     selected = forms.BooleanField(label="Import", required=False)
     # "GET /pets/{id}": the operation as the document names it; the method comes from it.
@@ -194,6 +274,11 @@ class ImportedActionForm(forms.Form):
     query_params = ScopesField(
         label="Query parameters",
         help_text="Input keys a POST/PUT/PATCH sends in the query string.",
+    )
+    body_encoding = forms.ChoiceField(
+        label="Body",
+        choices=CustomAction._meta.get_field("body_encoding").choices,
+        initial="json",
     )
     scopes = ScopesField(label="Scopes it needs")
 
