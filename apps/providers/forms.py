@@ -11,14 +11,15 @@ from typing import Any, ClassVar
 
 from django import forms
 
+from apps.providers.import_services import chosen_keys_of
 from apps.providers.models import (
+    BODY_ENCODING_CHOICES,
     HTTP_METHODS,
     ActionClassChoice,
     CustomAction,
     CustomProvider,
     scopes_text,
 )
-from apps.providers.import_services import chosen_keys_of
 from apps.providers.services import IMPORT_FIELDS
 
 
@@ -158,9 +159,13 @@ class CustomActionForm(forms.ModelForm):
             "path": forms.TextInput(attrs={"placeholder": "/items/{item_id}"}),
         }
 
+    def clean_body_encoding(self) -> str:
+        return str(self.cleaned_data.get("body_encoding") or "json")
+
     def __init__(self, *args: Any, provider: CustomProvider, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.instance.provider = provider
+        self.fields["body_encoding"].required = False  # JSON unless said otherwise
         if not self.is_bound:
             self.initial.setdefault("input_schema", EXAMPLE_SCHEMA)
 
@@ -222,10 +227,11 @@ class OpenAPISelectionForm(forms.Form):
             for tag in op["tags"]:
                 tags[tag] = tags.get(tag, 0) + 1
         self.tag_counts = sorted(tags.items())
-        self.fields["tags"].choices = [(t, f"{t} ({n})") for t, n in self.tag_counts]
-        self.fields["operations"].choices = [
-            (op["key"], op["key"]) for op in index or [] if not op["problem"]
-        ]
+        tag_field, key_field = self.fields["tags"], self.fields["operations"]
+        assert isinstance(tag_field, forms.MultipleChoiceField)
+        assert isinstance(key_field, forms.MultipleChoiceField)
+        tag_field.choices = [(t, f"{t} ({n})") for t, n in self.tag_counts]
+        key_field.choices = [(op["key"], op["key"]) for op in index or [] if not op["problem"]]
         if index is None:
             # Before the document is read, names cannot be checked against it.
             for name in ("tags", "operations"):
@@ -277,7 +283,7 @@ class ImportedActionForm(forms.Form):
     )
     body_encoding = forms.ChoiceField(
         label="Body",
-        choices=CustomAction._meta.get_field("body_encoding").choices,
+        choices=BODY_ENCODING_CHOICES,
         initial="json",
     )
     scopes = ScopesField(label="Scopes it needs")

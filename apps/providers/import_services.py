@@ -188,9 +188,7 @@ def _fail(job: OpenAPIImport, message: str, details: dict[str, Any] | None = Non
 def _read(job: OpenAPIImport) -> None:
     if not job.document:
         content = fetch_document(job.origin.get("url", ""))
-        _progress(
-            job, document=zlib.compress(content), sha256=hashlib.sha256(content).hexdigest()
-        )
+        _progress(job, document=zlib.compress(content), sha256=hashlib.sha256(content).hexdigest())
     facts = read_index(zlib.decompress(job.document))
     fields: dict[str, Any] = {
         "title": facts["title"][:200],
@@ -250,7 +248,7 @@ def _auto_import(job: OpenAPIImport) -> None:
 
 def _messages(error: ValidationError) -> dict[str, list[str]]:
     if hasattr(error, "error_dict"):
-        return {k: [str(m) for m in v.messages] for k, v in error.message_dict.items()}
+        return {k: [str(m) for m in v] for k, v in error.message_dict.items()}
     return {"": [str(m) for m in error.messages]}
 
 

@@ -16,6 +16,8 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views import View
 
+from apps.organizations.models import OrgRole
+from apps.organizations.tenancy import OrgViewMixin
 from apps.providers.forms import ImportedActionFormSet, OpenAPISelectionForm, OpenAPISourceForm
 from apps.providers.import_services import (
     openapi_import_choose,
@@ -37,7 +39,12 @@ from apps.providers.views import _CustomProviderMixin
 LISTED = 300
 
 
-class _ImportMixin(_CustomProviderMixin):
+class _ImportMixin(OrgViewMixin):
+    """Admin pages of the import."""
+
+    required_role = OrgRole.ADMIN
+    kwargs: dict[str, Any]
+
     def _context(self, custom: CustomProvider, **extra: Any) -> dict[str, Any]:
         return {
             "organization": self.organization,
@@ -49,7 +56,7 @@ class _ImportMixin(_CustomProviderMixin):
         }
 
 
-class OpenAPIImportView(_ImportMixin, View):
+class OpenAPIImportView(_ImportMixin, _CustomProviderMixin, View):
     """GET: the source form. POST: store the document and go to its job page."""
 
     def get(self, _request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -94,13 +101,13 @@ class OpenAPIImportJobView(_ImportMixin, View):
     """One import: its progress while the document is read, then the choice of
     operations, then the review of their drafts (POST of either form)."""
 
+    model = OpenAPIImport
+
     def get_job(self) -> OpenAPIImport:
         return get_object_or_404(
-            OpenAPIImport.objects.for_organization(self.organization).select_related(
-                "provider", "organization"
-            ),
+            self.scope_queryset().select_related("provider", "organization"),
             pk=self.kwargs["pk"],
-            provider=self.get_custom(),
+            provider__slug=self.kwargs["slug"],
         )
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -204,4 +211,9 @@ class OpenAPIImportJobView(_ImportMixin, View):
             f"Imported {len(created)} action(s) into {job.provider.display_name} from "
             f"{job.title or 'the document'}.",
         )
-        return HttpResponseRedirect(self.detail_url(job.provider))
+        return HttpResponseRedirect(
+            reverse(
+                "providers:detail",
+                kwargs={"org_slug": self.organization.slug, "key": job.provider.key},
+            )
+        )

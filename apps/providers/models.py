@@ -36,6 +36,10 @@ from apps.providers.catalog import (
 
 CUSTOM_PREFIX = "custom-"
 HTTP_METHODS = ACTION_METHODS
+BODY_ENCODING_CHOICES = [
+    ("json", "JSON"),
+    ("form", "Form-encoded (application/x-www-form-urlencoded)"),
+]
 
 slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$",
@@ -289,7 +293,7 @@ class CustomAction(models.Model):
     method = models.CharField(max_length=8, choices=[(m, m) for m in HTTP_METHODS], default="GET")
     body_encoding = models.CharField(
         max_length=8,
-        choices=[("json", "JSON"), ("form", "Form-encoded (application/x-www-form-urlencoded)")],
+        choices=BODY_ENCODING_CHOICES,
         default="json",
         help_text="How a POST, PUT or PATCH sends its body.",
     )

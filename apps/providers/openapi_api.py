@@ -22,9 +22,10 @@ import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser
@@ -57,7 +58,12 @@ class DocumentBodyParser(BaseParser):
 
     media_type = "application/json"
 
-    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+    def parse(
+        self,
+        stream: Any,
+        media_type: Any = None,  # noqa: ARG002 - DRF's parser signature
+        parser_context: Any = None,  # noqa: ARG002
+    ) -> Any:
         cap = 2 * max_bytes() + 100_000
         raw = stream.read(cap + 1) if stream is not None else b""
         if len(raw) > cap:
@@ -119,7 +125,7 @@ class OpenAPIImportSerializer(serializers.ModelSerializer[OpenAPIImport]):
 
     def get_url(self, job: OpenAPIImport) -> str:
         return reverse(
-            "custom-provider-openapi-import-detail",
+            "org_api:custom-provider-openapi-import-detail",
             kwargs={
                 "org_slug": job.organization.slug,
                 "provider_slug": job.provider.slug,
@@ -166,9 +172,7 @@ def _selection(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str
 
 
 def _choice_form(selection: dict[str, Any], job: OpenAPIImport | None) -> dict[str, Any]:
-    form = OpenAPISelectionForm(
-        data=selection, index=None if job is None else list(job.operations)
-    )
+    form = OpenAPISelectionForm(data=selection, index=None if job is None else list(job.operations))
     if not form.is_valid():
         raise from_form_errors(form)
     return form.selection()
@@ -202,10 +206,11 @@ class OpenAPIImportAPIView(_ImportScope, APIView):
         selection, edits = _selection(data)
         if not data["dry_run"] and not selection.get("operations"):
             raise APIError(
-                "invalid_input", "Choose the operations to import (or set dry_run).",
+                "invalid_input",
+                "Choose the operations to import (or set dry_run).",
                 details={"fields": {"operations": ["Choose the operations to import."]}},
             )
-        files = {}
+        files: MultiValueDict[str, UploadedFile] = MultiValueDict()
         if "document" in data:
             document = data["document"]
             text = document if isinstance(document, str) else json.dumps(document)
@@ -232,14 +237,15 @@ class OpenAPIImportAPIView(_ImportScope, APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
 
-class OpenAPIImportDetailAPIView(_ImportScope, APIView):
+class OpenAPIImportDetailAPIView(OrgAPIMixin, APIView):
+    model = OpenAPIImport
+    kwargs: dict[str, Any]
+
     def get_job(self) -> OpenAPIImport:
         return get_object_or_404(
-            OpenAPIImport.objects.for_organization(self.organization).select_related(
-                "provider", "organization"
-            ),
+            self.scope_queryset().select_related("provider", "organization"),
             pk=self.kwargs["pk"],
-            provider=self.get_custom(),
+            provider__slug=self.kwargs["provider_slug"],
         )
 
     @extend_schema(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 import tempfile
@@ -135,12 +136,12 @@ def _isolated(
         "--cpu",
         str(limit),
     ]
-    root = Path(__file__).resolve().parents[3]
     started = time.monotonic()
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen(  # noqa: S603 - our own module, no shell, no user argument
             command,
-            cwd=root,
+            cwd=Path(__file__).resolve().parents[3],
+            # No environment: the child needs none, and holds no secret of ours.
             env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -154,34 +155,21 @@ def _isolated(
 
         timer = threading.Timer(limit, kill)
         timer.start()
-        answer: dict[str, Any] | None = None
         try:
-            assert child.stdin is not None and child.stdout is not None
-            try:
-                child.stdin.write(json.dumps(request).encode())
-                child.stdin.close()
-            except BrokenPipeError:
-                pass  # it died at once; its exit status says why
-            for line in child.stdout:
-                message = json.loads(line)
-                if "progress" in message and on_progress is not None:
-                    on_progress(*message["progress"])
-                elif "progress" not in message:
-                    answer = message
-            child.wait()
+            answer = _converse(child, request, on_progress)
         finally:
             timer.cancel()
             if child.poll() is None:
                 child.kill()
-                child.wait()
+            child.wait()
         errors.seek(0)
         stderr = errors.read(4000).decode(errors="replace")
-    elapsed = time.monotonic() - started
     if answer is not None and "result" in answer:
         result: dict[str, Any] = answer["result"]
         return result
     if answer is not None and answer.get("error") not in (None, "memory"):
         raise OpenAPIImportError(str(answer["error"]))
+    elapsed = time.monotonic() - started
     logger.warning(
         "OpenAPI reader stopped: exit %s after %.1f s%s",
         child.returncode,
@@ -193,12 +181,35 @@ def _isolated(
             f"Reading the document took longer than {limit} s and was stopped. Choose fewer "
             "operations, or simplify the document."
         )
-    if child.returncode in (-9, -24) and elapsed < limit:  # SIGKILL / SIGXCPU: the CPU cap
+    if child.returncode in (-signal.SIGKILL, -signal.SIGXCPU):  # the CPU cap
         raise OpenAPIImportError(
             f"Reading the document needed more than {limit} s of CPU time and was stopped."
         )
-    if (answer or {}).get("error") == "memory" or "MemoryError" in stderr:
+    if answer is not None or "MemoryError" in stderr:
         raise OpenAPIImportError(
             f"Reading the document needed more than {memory_mb} MB of memory and was stopped."
         )
     raise OpenAPIImportError("The document could not be read (the reader stopped).")
+
+
+def _converse(
+    child: subprocess.Popen[bytes],
+    request: dict[str, Any],
+    on_progress: Callable[[int, int], None] | None,
+) -> dict[str, Any] | None:
+    """Send the request; pass progress on; the final message (None if it died first)."""
+    if child.stdin is None or child.stdout is None:
+        raise RuntimeError("The reader's pipes are missing.")
+    try:
+        child.stdin.write(json.dumps(request).encode())
+        child.stdin.close()
+    except BrokenPipeError:
+        pass  # it died at once; its exit status says why
+    answer: dict[str, Any] | None = None
+    for line in child.stdout:
+        message = json.loads(line)
+        if "progress" not in message:
+            answer = message
+        elif on_progress is not None:
+            on_progress(*message["progress"])
+    return answer

@@ -396,9 +396,8 @@ def _fill_body(
 
 def _object_shape(schema: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     """(properties, required) of an object schema, through allOf / oneOf / anyOf."""
-    if schema.get("type") not in (None, "object") and not (
-        isinstance(schema.get("type"), list) and "object" in schema["type"]
-    ):
+    kind = schema.get("type")
+    if kind not in (None, "object") and not (isinstance(kind, list) and "object" in kind):
         raise _Unsupported("Its request body is not a JSON object with named properties.")
     properties: dict[str, Any] = dict(schema.get("properties") or {})
     required = {str(r) for r in schema.get("required") or []}
@@ -409,23 +408,32 @@ def _object_shape(schema: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
             required |= more_required
     variants = [v for v in (schema.get("oneOf") or schema.get("anyOf") or []) if v]
     if variants:
-        shapes = []
-        for variant in variants:
-            if not isinstance(variant, dict):
-                raise _Unsupported("Its request body has a variant that is not an object.")
-            try:
-                shapes.append(_object_shape(variant))
-            except _Unsupported:
-                raise _Unsupported(
-                    "Its request body is one of several shapes, not all of them JSON objects."
-                ) from None
-        for shape_props, _ in shapes:
-            for name, prop in shape_props.items():
-                properties.setdefault(name, prop)
-        required |= set.intersection(*(r for _, r in shapes))
+        more, more_required = _variants_shape(variants)
+        properties.update({k: v for k, v in more.items() if k not in properties})
+        required |= more_required
     if not properties:
         raise _Unsupported("Its request body is not a JSON object with named properties.")
     return properties, required
+
+
+def _variants_shape(variants: list[Any]) -> tuple[dict[str, Any], set[str]]:
+    """Every variant's properties (the first schema of each name), required only where
+    every variant requires them: the agent may send any one shape."""
+    shapes = []
+    for variant in variants:
+        try:
+            if not isinstance(variant, dict):
+                raise _Unsupported("not an object")
+            shapes.append(_object_shape(variant))
+        except _Unsupported:
+            raise _Unsupported(
+                "Its request body is one of several shapes, not all of them JSON objects."
+            ) from None
+    properties: dict[str, Any] = {}
+    for shape_properties, _ in shapes:
+        for name, prop in shape_properties.items():
+            properties.setdefault(name, prop)
+    return properties, set.intersection(*(r for _, r in shapes))
 
 
 # --- references ------------------------------------------------------------------------
@@ -483,15 +491,8 @@ class _Resolver:
             return [self._copy(v, budget, active, depth + 1) for v in node]
         if not isinstance(node, dict):
             return node
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            if ref in active:
-                return {}  # recursive: any value at this depth
-            target = self._copy(self.target(ref), budget, (*active, ref), depth + 1)
-            siblings = {k: v for k, v in node.items() if k != "$ref"}
-            if not siblings or not isinstance(target, dict):
-                return target
-            return {**target, **self._copy(siblings, budget, active, depth)}
+        if isinstance(node.get("$ref"), str):
+            return self._copy_reference(node, budget, active, depth)
         if "$dynamicRef" in node:
             return {}
         out = {
@@ -499,14 +500,32 @@ class _Resolver:
             for k, v in node.items()
             if k not in _DROPPED and not str(k).startswith("x-")
         }
-        if out.pop("nullable", False) is True and isinstance(out.get("type"), str):
-            out["type"] = [out["type"], "null"]
-        for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-            if isinstance(out.get(flag), bool) and out.pop(flag) and bound in out:
-                out[flag] = out.pop(bound)
-        if out.get("type") == "file":  # Swagger 2.0
-            raise _Unsupported("It uploads a file.")
-        return out
+        return _as_2020_12(out)
+
+    def _copy_reference(
+        self, node: dict[str, Any], budget: _Budget, active: tuple[str, ...], depth: int
+    ) -> Any:
+        ref = node["$ref"]
+        if ref in active:
+            return {}  # recursive: any value at this depth
+        target = self._copy(self.target(ref), budget, (*active, ref), depth + 1)
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        if not siblings or not isinstance(target, dict):
+            return target
+        # Keywords beside a $ref (OpenAPI 3.1) refine it: a description, a default.
+        return {**target, **self._copy(siblings, budget, active, depth)}
+
+
+def _as_2020_12(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0's `nullable` and boolean exclusive bounds, as JSON Schema 2020-12."""
+    if schema.pop("nullable", False) is True and isinstance(schema.get("type"), str):
+        schema["type"] = [schema["type"], "null"]
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if isinstance(schema.get(flag), bool) and schema.pop(flag) and bound in schema:
+            schema[flag] = schema.pop(bound)
+    if schema.get("type") == "file":  # Swagger 2.0
+        raise _Unsupported("It uploads a file.")
+    return schema
 
 
 def _check_schema(schema: dict[str, Any]) -> None:

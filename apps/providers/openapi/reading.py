@@ -69,7 +69,9 @@ def load(text: str) -> dict[str, Any]:
                 f"This is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
             ) from None
         except RecursionError:
-            raise DocumentError(f"The document is nested more than {MAX_DEPTH} levels deep.")
+            raise DocumentError(
+                f"The document is nested more than {MAX_DEPTH} levels deep."
+            ) from None
         _check_depth(loaded)
     else:
         loaded = _load_yaml(text)
@@ -89,9 +91,7 @@ def _load_yaml(text: str) -> Any:
         # the tree builder recurse. Both are refused from the event stream, before either.
         for event in yaml.parse(text, Loader=_yaml_loader()):
             if isinstance(event, yaml.AliasEvent):
-                raise DocumentError(
-                    f"YAML aliases (*name) are not accepted (line {_line(event)})."
-                )
+                raise DocumentError(f"YAML aliases (*name) are not accepted (line {_line(event)}).")
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:

@@ -6,7 +6,6 @@ the bounded child process, and the service."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +211,10 @@ def test_yaml_aliases_and_size_are_capped(settings: Settings) -> None:
         ("[1, 2]", "is a JSON or YAML object"),
         ('{"openapi": ', "not valid JSON"),
         ("title: not an api\n", "not an OpenAPI document"),
-        ('{"openapi": "3.0.0", "paths": {}}', "not valid OpenAPI: #: 'info' is a required property"),
+        (
+            '{"openapi": "3.0.0", "paths": {}}',
+            "not valid OpenAPI: #: 'info' is a required property",
+        ),
         (
             '{"swagger": "2.0", "info": {"title": "x", "version": "1"}, "paths": {"/a": 5}}',
             r"not valid OpenAPI: #/paths/~1a: 5 is not of type 'object'",

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.organizations.models import Organization
-from apps.providers.models import CustomAction, CustomProvider
+from apps.providers.models import CustomAction, CustomProvider, ImportStatus, OpenAPIImport
 
 pytestmark = pytest.mark.django_db
 
@@ -260,13 +260,17 @@ def test_admin_deletes_a_provider(client: Client, admin: User) -> None:
     assert AuditEvent.objects.filter(action="provider.custom_deleted").count() == 1
 
 
-@pytest.mark.usefixtures("crm")
-def test_every_providers_url_is_closed_to_outsiders(client: Client, outsider: User) -> None:
+def test_every_providers_url_is_closed_to_outsiders(
+    client: Client, outsider: User, crm: CustomProvider
+) -> None:
     """Walks the app's URL patterns so a new page cannot forget the tenant boundary."""
     from apps.providers.urls import urlpatterns
 
+    job = OpenAPIImport.objects.create(
+        organization=crm.organization, provider=crm, status=ImportStatus.CHOOSING
+    )
     client.force_login(outsider)
-    values = {"key": "custom-crm", "slug": "crm", "name": "get_item"}
+    values: dict[str, Any] = {"key": "custom-crm", "slug": "crm", "name": "get_item", "pk": job.pk}
     for pattern in urlpatterns:
         kwargs = {k: values[k] for k in pattern.pattern.converters}
         target = url(pattern.name, **kwargs)
