@@ -417,8 +417,8 @@ def _object_shape(schema: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
 
 
 def _variants_shape(variants: list[Any]) -> tuple[dict[str, Any], set[str]]:
-    """Every variant's properties (the first schema of each name), required only where
-    every variant requires them: the agent may send any one shape."""
+    """Every variant's properties, required only where every variant requires them:
+    the agent may send any one shape (the upstream checks which)."""
     shapes = []
     for variant in variants:
         try:
@@ -429,11 +429,23 @@ def _variants_shape(variants: list[Any]) -> tuple[dict[str, Any], set[str]]:
             raise _Unsupported(
                 "Its request body is one of several shapes, not all of them JSON objects."
             ) from None
-    properties: dict[str, Any] = {}
+    variants_of: dict[str, list[Any]] = {}
     for shape_properties, _ in shapes:
         for name, prop in shape_properties.items():
-            properties.setdefault(name, prop)
+            if prop not in variants_of.setdefault(name, []):
+                variants_of[name].append(prop)
+    properties = {
+        name: schemas[0] if len(schemas) == 1 else _any_of(schemas)
+        for name, schemas in variants_of.items()
+    }
     return properties, set.intersection(*(r for _, r in shapes))
+
+
+def _any_of(schemas: list[Any]) -> dict[str, Any]:
+    """One property that differs between variants (a discriminator's enum): any of them."""
+    described = [s.get("description") for s in schemas if isinstance(s, dict)]
+    text = next((d for d in described if d), "")
+    return {"anyOf": schemas, **({"description": text} if text else {})}
 
 
 # --- references ------------------------------------------------------------------------
