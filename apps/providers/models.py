@@ -11,7 +11,6 @@ forms, the admin and the services enforce exactly the same rules.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +31,7 @@ from apps.providers.catalog import (
     AuthType,
     Placement,
     Provider,
+    path_template_problem,
 )
 
 CUSTOM_PREFIX = "custom-"
@@ -83,25 +83,9 @@ def validate_scope_list(value: Any) -> None:
 
 
 def validate_path_template(value: str) -> None:
-    if not value.startswith("/"):
-        raise ValidationError("The path starts with '/', e.g. /items/{item_id}.", code="path")
-    if any(c in value for c in "?#\\") or any(c.isspace() for c in value):
-        raise ValidationError(
-            "The path may not contain '?', '#', '\\' or spaces; query parameters come from "
-            "the input schema.",
-            code="path",
-        )
-    if re.search(r"%(2e|2f|5c)", value, re.IGNORECASE):
-        raise ValidationError(
-            "The path may not contain encoded dots or slashes (%2e, %2f, %5c).", code="path"
-        )
-    if "//" in value or any(seg in (".", "..") for seg in value.split("/")):
-        raise ValidationError("The path may not contain '//', '.' or '..' segments.", code="path")
-    leftover = PLACEHOLDER_RE.sub("", value)
-    if "{" in leftover or "}" in leftover:
-        raise ValidationError(
-            "Placeholders look like {name}: letters, digits and underscores.", code="path"
-        )
+    problem = path_template_problem(value)
+    if problem:
+        raise ValidationError(problem, code="path")
 
 
 def _refs(node: Any) -> list[str]:

@@ -21,7 +21,12 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from apps.providers.catalog import ACTION_METHODS, MAX_SCHEMA_BYTES, PLACEHOLDER_RE
+from apps.providers.catalog import (
+    ACTION_METHODS,
+    MAX_SCHEMA_BYTES,
+    PLACEHOLDER_RE,
+    path_template_problem,
+)
 from apps.providers.openapi.reading import lookup, pointer
 
 # Upper bound on the nodes of one built input schema, counted while references expand.
@@ -170,7 +175,9 @@ def _draft(
         description=_describe(operation, method, path),
         action_class="read" if method in ("GET", "HEAD") else "write",
         method=method,
-        path=path,
+        # A fragment is never sent; Box's "/files/{file_id}#add_shared_link" uses one to
+        # tell operations on the same path apart.
+        path=path.split("#", 1)[0],
         input_schema={"type": "object", "properties": {}, "required": []},
     )
     try:
@@ -219,8 +226,9 @@ def _fill(
     leftover = set(PLACEHOLDER_RE.findall(path)) - set(properties)
     if leftover:
         raise _Unsupported(f"The path parameter(s) {', '.join(sorted(leftover))} are undefined.")
-    if "{" in PLACEHOLDER_RE.sub("", path) or "}" in PLACEHOLDER_RE.sub("", path):
-        raise _Unsupported("Its path template cannot be used as it is.")
+    problem = path_template_problem(path)
+    if problem:
+        raise _Unsupported(f"Its path cannot be used as it is: {problem}")
     draft.path = path
     draft.input_schema = {
         "type": "object",
