@@ -361,10 +361,10 @@ CELERY_BEAT_SCHEDULE["workers-flush-auth-failures"] = {
     "task": "workers.flush_auth_failures",
     "schedule": 60.0,
 }
-# OpenAPI imports: delete jobs (and their documents) a day after their last change.
-CELERY_BEAT_SCHEDULE["providers-purge-openapi-imports"] = {
-    "task": "providers.purge_openapi_imports",
-    "schedule": 3600.0,
+# OpenAPI imports: end jobs whose worker was lost; delete them a day after their last change.
+CELERY_BEAT_SCHEDULE["providers-sweep-openapi-imports"] = {
+    "task": "providers.sweep_openapi_imports",
+    "schedule": 300.0,
 }
 CELERY_TIMEZONE = "UTC"
 

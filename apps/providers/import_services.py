@@ -135,10 +135,16 @@ def openapi_import_choose(
     return locked
 
 
+def _stale_before() -> Any:
+    """A working job untouched since then has lost its worker (a reading and its
+    progress touch the row at least every time_limit() seconds, twice per job)."""
+    return timezone.now() - timedelta(seconds=3 * time_limit() + 60)
+
+
 def _claim(job_id: int) -> OpenAPIImport | None:
     """Take a queued job (or one whose worker died: claimed longer ago than a reading
     may last); None when there is nothing to do, so a second delivery is harmless."""
-    stale = timezone.now() - timedelta(seconds=3 * time_limit() + 60)
+    stale = _stale_before()
     with transaction.atomic():
         job = (
             OpenAPIImport.objects.select_for_update(skip_locked=True)
@@ -275,7 +281,17 @@ def openapi_import_save(
     return created
 
 
-def openapi_import_purge() -> int:
-    """Beat: delete jobs untouched for KEEP_FOR (their documents with them)."""
+def openapi_import_sweep() -> tuple[int, int]:
+    """Beat: end jobs whose worker died (or whose message was lost) with the reason, so
+    no page polls forever; delete jobs untouched for KEEP_FOR, documents with them.
+    Returns (failed, deleted)."""
+    failed = OpenAPIImport.objects.filter(
+        status__in=IMPORT_WORKING, updated_at__lt=_stale_before()
+    ).update(
+        status=ImportStatus.FAILED,
+        error="The reading stopped without an answer (its worker was lost). Start again.",
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
     deleted, _ = OpenAPIImport.objects.filter(updated_at__lt=timezone.now() - KEEP_FOR).delete()
-    return deleted
+    return failed, deleted

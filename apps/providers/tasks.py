@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.providers.import_services import openapi_import_purge, openapi_import_run
-from apps.providers.openapi.document import DEFAULT_TIME_LIMIT
+from apps.providers.import_services import openapi_import_run, openapi_import_sweep
+from apps.providers.openapi.document import time_limit
+
+# The reading itself is bounded in its child process (GRANTRY_OPENAPI_TIME_LIMIT per phase,
+# at most two phases, and saving); these limits only catch a task stuck outside it.
+READING_TASK_LIMIT = 3 * time_limit() + 60
 
 
-# The reading itself is bounded in its child process (GRANTRY_OPENAPI_TIME_LIMIT per
-# phase, two phases); these limits only catch a task that hangs outside it.
 @shared_task(
     name="providers.run_openapi_import",
     acks_late=True,
-    time_limit=4 * DEFAULT_TIME_LIMIT + 60,
-    soft_time_limit=4 * DEFAULT_TIME_LIMIT,
+    time_limit=READING_TASK_LIMIT,
+    soft_time_limit=READING_TASK_LIMIT - 30,
 )
 def run_openapi_import(job_id: int) -> str:
     job = openapi_import_run(job_id=job_id)
     return "" if job is None else job.status
 
 
-@shared_task(name="providers.purge_openapi_imports", time_limit=300, soft_time_limit=240)
-def purge_openapi_imports() -> int:
-    return openapi_import_purge()
+@shared_task(name="providers.sweep_openapi_imports", time_limit=300, soft_time_limit=240)
+def sweep_openapi_imports() -> list[int]:
+    return list(openapi_import_sweep())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
-from apps.providers.import_services import openapi_import_run
+from apps.providers.import_services import openapi_import_run, openapi_import_sweep
 from apps.providers.models import CustomProvider, ImportStatus, OpenAPIImport
 
 pytestmark = pytest.mark.django_db
@@ -354,3 +356,26 @@ def test_a_real_worker_reads_the_document_in_the_background(admin: User) -> None
         body = client.get(body["url"]).json()
     assert body["status"] == "ready", body
     assert len(body["drafts"]) == 7
+
+
+@pytest.mark.usefixtures("crm")
+def test_the_sweep_ends_a_job_whose_worker_was_lost_and_deletes_old_ones(admin: User) -> None:
+    client = _client(admin)
+    upload = SimpleUploadedFile("p.json", (DATA / "petstore-swagger-2.0.json").read_bytes())
+    client.post(import_url(), {"document": upload})
+    lost = OpenAPIImport.objects.get()
+    fresh = OpenAPIImport.objects.create(
+        organization=lost.organization, provider=lost.provider, status=ImportStatus.RESOLVING
+    )
+    OpenAPIImport.objects.filter(pk=lost.pk).update(
+        status=ImportStatus.READING, updated_at=timezone.now() - timedelta(minutes=10)
+    )
+    assert openapi_import_sweep() == (1, 0)
+    lost.refresh_from_db()
+    assert lost.status == ImportStatus.FAILED
+    assert "worker was lost" in lost.error
+    fresh.refresh_from_db()
+    assert fresh.status == ImportStatus.RESOLVING  # still within its time
+    OpenAPIImport.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(days=2))
+    assert openapi_import_sweep() == (0, 1)
+    assert list(OpenAPIImport.objects.values_list("pk", flat=True)) == [fresh.pk]
