@@ -168,6 +168,10 @@ class OpenAPIImportJobView(_ImportMixin, View):
                 job=job,
                 choice=choice,
                 matched=matched[:LISTED],
+                # Drafted already: those; otherwise every match, to narrow by unchecking.
+                preselected=set(job.chosen)
+                if job.status == ImportStatus.READY and not (choice and choice.is_bound)
+                else {op["key"] for op in matched},
                 matched_count=len(matched),
                 importable_count=sum(1 for op in matched if not op["problem"]),
                 formset=formset,
