@@ -9,6 +9,7 @@ Saving goes through `services.custom_actions_import()`, all or none, audited as 
 from __future__ import annotations
 
 import hashlib
+import logging
 import zlib
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from apps.providers.openapi.reading import select
 from apps.providers.services import IMPORT_FIELDS, ImportFailed, custom_actions_import
 
 KEEP_FOR = timedelta(days=1)
+logger = logging.getLogger(__name__)
 
 
 def _enqueue(job: OpenAPIImport) -> None:
@@ -178,6 +180,11 @@ def openapi_import_run(*, job_id: int) -> OpenAPIImport | None:
         _fail(job, str(exc))
     except ValidationError as exc:
         _fail(job, " ".join(exc.messages))
+    except Exception:
+        # A defect of ours, not of the document: say so now rather than leave the page
+        # polling until the sweep, and keep the traceback for the logs.
+        logger.exception("OpenAPI import %s failed", job.pk)
+        _fail(job, "The import failed on an unexpected error; it was logged. Try again.")
     return job
 
 

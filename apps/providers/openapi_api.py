@@ -214,7 +214,13 @@ class OpenAPIImportAPIView(_ImportScope, APIView):
         if "document" in data:
             document = data["document"]
             text = document if isinstance(document, str) else json.dumps(document)
-            files["document"] = SimpleUploadedFile("(request body)", text.encode())
+            try:
+                content = text.encode()
+            except UnicodeEncodeError:
+                raise APIError(
+                    "invalid_document", "The document holds a lone UTF-16 surrogate (not text)."
+                ) from None
+            files["document"] = SimpleUploadedFile("(request body)", content)
         source = OpenAPISourceForm(data={"url": data.get("url", "")}, files=files)
         if not source.is_valid():
             raise from_form_errors(source)

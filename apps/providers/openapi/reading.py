@@ -72,9 +72,9 @@ def load(text: str) -> dict[str, Any]:
             raise DocumentError(
                 f"The document is nested more than {MAX_DEPTH} levels deep."
             ) from None
-        _check_depth(loaded)
     else:
         loaded = _load_yaml(text)
+    _check_tree(loaded)
     if not isinstance(loaded, dict):
         raise DocumentError("An OpenAPI document is a JSON or YAML object.")
     return loaded
@@ -114,16 +114,32 @@ def _line(event: Any) -> int:
     return mark.line + 1 if mark is not None else 0
 
 
-def _check_depth(node: Any) -> None:
-    stack: list[tuple[Any, int]] = [(node, 1)]
+def _check_tree(node: Any) -> None:
+    """At most MAX_DEPTH deep, and text only: a JSON or YAML escape can spell a lone
+    UTF-16 surrogate ("\\ud800"), which no database or UTF-8 encoder takes."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(node, 1, ())]
     while stack:
-        current, depth = stack.pop()
+        current, depth, where = stack.pop()
         if depth > MAX_DEPTH:
             raise DocumentError(f"The document is nested more than {MAX_DEPTH} levels deep.")
         if isinstance(current, dict):
-            stack.extend((v, depth + 1) for v in current.values())
+            for key, value in current.items():
+                _check_text(key, where)
+                stack.append((value, depth + 1, (*where, key)))
         elif isinstance(current, list):
-            stack.extend((v, depth + 1) for v in current)
+            stack.extend((v, depth + 1, (*where, i)) for i, v in enumerate(current))
+        else:
+            _check_text(current, where)
+
+
+def _check_text(value: Any, where: tuple[Any, ...]) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise DocumentError(
+                f"The document holds a lone UTF-16 surrogate (not text) at {pointer(where)}."
+            ) from None
 
 
 # --- validation --------------------------------------------------------------------------

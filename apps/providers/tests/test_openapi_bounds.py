@@ -144,3 +144,26 @@ def test_hostile_documents_through_the_api_end_in_a_refusal_never_a_500(admin: U
             assert "too deeply" in problems["POST /deep"]
         else:  # the YAML: the document refused
             assert "nesting depth" in body["error"] or "nested more than" in body["error"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("crm")
+def test_lone_surrogates_and_broken_bodies_are_refused_never_a_500(admin: User) -> None:
+    client = Client()
+    client.force_login(admin)
+    spec = '{"openapi": "3.0.0", "info": {"title": "\\ud800", "version": "1"}, "paths": {}}'
+    as_string = json.dumps({"document": "\ud800", "dry_run": True})
+    as_object = '{"dry_run": true, "document": ' + spec + "}"
+    refused = client.post(API, as_string, content_type="application/json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_document"
+    started = client.post(API, as_object, content_type="application/json")
+    assert started.status_code == 202
+    openapi_import_run(job_id=OpenAPIImport.objects.latest("pk").pk)
+    body = client.get(started.json()["url"]).json()
+    assert body["status"] == "failed"
+    assert body["error"] == "The document holds a lone UTF-16 surrogate (not text) at #/info/title."
+    for raw in ("{", "[" * 100_000 + "]" * 100_000):
+        broken = client.post(API, raw, content_type="application/json")
+        assert broken.status_code == 400
+        assert broken.json()["error"]["code"] == "invalid_json"
