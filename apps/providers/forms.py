@@ -197,9 +197,10 @@ class OpenAPISourceForm(forms.Form):
 
 class OpenAPISelectionForm(forms.Form):
     """Step 2: which operations of the document to draft. Every criterion given narrows
-    the choice; `operations` names them one by one. With the job's `index`, the choice
-    is checked against it: unknown tags or keys, nothing
-    importable, or more than max_operations() is an error; `chosen` is then the keys."""
+    the choice; `operations` names them one by one. With the job's `index` the choice is
+    checked against it (an unknown tag or key, no importable operation, or more than
+    max_operations() is an error) and `chosen` holds the keys; without it (the API's
+    one-shot import, before the document is read) only the shapes are checked."""
 
     tags = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
     path_prefix = forms.CharField(

@@ -245,8 +245,8 @@ def _resolve(job: OpenAPIImport) -> None:
 
 def _auto_import(job: OpenAPIImport) -> None:
     drafts = {d["key"]: d for d in job.drafts}
-    keys = list(job.selection.get("operations") or job.chosen)
-    actions = [{**drafts[k], **job.edits.get(k, {})} for k in keys if k in drafts]
+    keys = [k for k in job.selection.get("operations") or job.chosen if k in drafts]
+    actions = [{**drafts[k], **job.edits.get(k, {})} for k in keys]
     try:
         openapi_import_save(job=job, actor=job.created_by, actions=actions)
     except ImportFailed as failed:

@@ -146,7 +146,8 @@ class OpenAPIImportJobView(_ImportMixin, View):
     ) -> HttpResponse:
         matched: list[dict[str, Any]] = []
         if choice is not None and job.status in (ImportStatus.CHOOSING, ImportStatus.READY):
-            criteria = choice.cleaned_data if choice.is_bound and choice.is_valid() else {}
+            # What validated of a refused choice still narrows the list shown with the error.
+            criteria = getattr(choice, "cleaned_data", {}) if choice.is_bound else {}
             matched = select(
                 job.operations,
                 tags=criteria.get("tags"),
