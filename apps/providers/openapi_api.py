@@ -137,11 +137,12 @@ class OpenAPIImportSerializer(serializers.ModelSerializer[OpenAPIImport]):
         return {"done": job.progress_done, "total": job.progress_total, "percent": job.percent}
 
     def get_found(self, job: OpenAPIImport) -> dict[str, Any]:
-        """How many operations the document lists, and why those refused are."""
+        """How many operations the document lists, and how many are refused, by reason:
+        those the index refuses, and those of the current drafts that cannot be imported."""
         refused: dict[str, int] = {}
-        for op in job.operations:
-            if op["problem"]:
-                refused[op["problem"]] = refused.get(op["problem"], 0) + 1
+        for item in [*job.operations, *job.drafts]:
+            if item["problem"]:
+                refused[item["problem"]] = refused.get(item["problem"], 0) + 1
         return {"operations": len(job.operations), "refused": refused}
 
 

@@ -53,6 +53,8 @@ _DROPPED = frozenset(
         "definitions",
     )
 )
+# Keywords whose value maps names to schemas.
+_NAME_MAPS = frozenset(("properties", "patternProperties", "dependentSchemas"))
 # Swagger 2.0 parameter keywords that carry over into a JSON Schema as they are.
 _SWAGGER_SCHEMA_KEYS = (
     "type",
@@ -515,11 +517,19 @@ class _Resolver:
             return self._copy_reference(node, budget, active, depth)
         if "$dynamicRef" in node:
             return {}
-        out = {
-            k: self._copy(v, budget, active, depth + 1)
-            for k, v in node.items()
-            if k not in _DROPPED and not str(k).startswith("x-")
-        }
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in _DROPPED or str(key).startswith("x-"):
+                continue
+            if key in _NAME_MAPS and isinstance(value, dict):
+                # Names, not keywords: a property may well be called "example" or "x-id".
+                budget.spend()
+                out[key] = {
+                    name: self._copy(schema, budget, active, depth + 2)
+                    for name, schema in value.items()
+                }
+            else:
+                out[key] = self._copy(value, budget, active, depth + 1)
         return _as_2020_12(out)
 
     def _copy_reference(

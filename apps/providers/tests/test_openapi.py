@@ -292,3 +292,40 @@ def test_query_params_must_name_non_path_properties(admin: User, crm: CustomProv
     with pytest.raises(ImportFailed) as info:
         custom_actions_import(provider=crm, actor=admin, actions=[bad], source={})
     assert "query_params" in info.value.error.message_dict
+
+
+def test_property_names_are_kept_even_when_they_look_like_keywords() -> None:
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "x", "version": "1"},
+        "paths": {
+            "/notes": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["example"],
+                                    "properties": {
+                                        "example": {"type": "string", "example": "dropped"},
+                                        "x-tag": {"type": "string"},
+                                    },
+                                    "example": {"example": "dropped too"},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    [draft] = parse_document(json.dumps(spec)).drafts
+    assert draft.problem == ""
+    assert draft.input_schema["properties"] == {
+        "example": {"type": "string", "description": "The 'example' field of the body."},
+        "x-tag": {"type": "string", "description": "The 'x-tag' field of the body."},
+    }
+    assert draft.input_schema["required"] == ["example"]
