@@ -276,6 +276,11 @@ def _fill_parameters(
             continue
         if where == "formData":
             continue  # Swagger 2.0: the form body, built by the caller
+        if where != "path" and not PROPERTY_RE.match(name):
+            # Like an optional header: left out, the agent simply cannot send it.
+            if parameter.get("required"):
+                raise _Unsupported(f"The query parameter '{name}' is not a usable input name.")
+            continue
         prop = _parameter_property(resolver, budget, parameter, name, where, is_swagger)
         if where == "path":
             # A path parameter only fills the template, so its name can be made safe.
@@ -284,8 +289,6 @@ def _fill_parameters(
             name = safe
             required.append(name)
         else:
-            if not PROPERTY_RE.match(name):
-                raise _Unsupported(f"The query parameter '{name}' is not a usable input name.")
             draft.query_params.append(name)
             if parameter.get("required"):
                 required.append(name)
@@ -381,9 +384,10 @@ def _fill_body(
     properties: dict[str, Any],
     required: list[str],
 ) -> None:
-    """An object body's properties into `properties` (read-only ones left out). An
-    `allOf` body is merged; a `oneOf`/`anyOf` body of objects takes every variant's
-    properties, required only where every variant requires them."""
+    """An object body's properties into `properties` (read-only ones, and optional ones
+    whose name cannot be an input name, left out). An `allOf` body is merged; a
+    `oneOf`/`anyOf` body of objects takes every variant's properties, required only where
+    every variant requires them."""
     schema = resolver.expand(body["schema"], budget)
     body_required = bool(body["required"])
     if not isinstance(schema, dict):
@@ -395,7 +399,9 @@ def _fill_body(
         if name in properties:
             raise _Unsupported(f"'{name}' is both a parameter and a body property.")
         if not PROPERTY_RE.match(name):
-            raise _Unsupported(f"The body property '{name}' is not a usable input name.")
+            if body_required and name in merged_required:
+                raise _Unsupported(f"The body property '{name}' is not a usable input name.")
+            continue  # optional: left out, as an optional header is
         prop = dict(prop)
         if not str(prop.get("description") or "").strip():
             prop["description"] = str(prop.get("title") or f"The '{name}' field of the body.")

@@ -329,3 +329,30 @@ def test_property_names_are_kept_even_when_they_look_like_keywords() -> None:
         "x-tag": {"type": "string", "description": "The 'x-tag' field of the body."},
     }
     assert draft.input_schema["required"] == ["example"]
+
+
+def test_an_optional_input_that_cannot_be_named_is_left_out_a_required_one_refuses() -> None:
+    def spec(required: bool) -> str:
+        parameter = {"name": "DateSent<", "in": "query", "required": required, "schema": {}}
+        return json.dumps(
+            {
+                "openapi": "3.0.3",
+                "info": {"title": "x", "version": "1"},
+                "paths": {
+                    "/messages": {
+                        "get": {
+                            "parameters": [
+                                parameter,
+                                {"name": "To", "in": "query", "schema": {"type": "string"}},
+                            ],
+                            "responses": {"200": {"description": "ok"}},
+                        }
+                    }
+                },
+            }
+        )
+
+    [optional] = parse_document(spec(False)).drafts
+    assert (optional.problem, optional.query_params) == ("", ["To"])
+    [required] = parse_document(spec(True)).drafts
+    assert required.problem == "The query parameter 'DateSent<' is not a usable input name."
