@@ -134,7 +134,7 @@ def test_hostile_documents_through_the_api_end_in_a_refusal_never_a_500(admin: U
             API, {"document": document, "dry_run": True}, content_type="application/json"
         )
         assert response.status_code == 202, response.content[:300]
-        assert time.monotonic() - started < 2  # the web request only stores it
+        assert time.monotonic() - started < 5  # the web request only stores it (was 31-45 s)
         job = OpenAPIImport.objects.latest("pk")
         openapi_import_run(job_id=job.pk)
         body = client.get(response.json()["url"]).json()
