@@ -8,8 +8,9 @@ parent (`run.py`) keeps a wall-clock deadline and kills it past that. No Django 
 loaded and no environment is passed: the child holds no secret and no connection.
 
 Protocol: one JSON request on stdin ({"phase": "index" | "drafts", "document": text,
-"keys": [...]}); JSON lines on stdout: {"progress": [done, total]} while it works, then
-one {"result": …} or {"error": message}."""
+"keys": [...]}); JSON lines on stdout: {"progress": [done, total]} while it works (at
+most five a second), then one {"result": …} or {"error": message}, where the message
+"memory" means the memory cap was hit (the parent words it)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import resource
 import sys
+import time
 from typing import Any
 
 
@@ -42,8 +44,6 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
-        import time
-
         now = time.monotonic()
         if now - last[0] >= 0.2 or done == total:
             last[0] = now
