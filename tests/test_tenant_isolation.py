@@ -456,6 +456,7 @@ MANAGEMENT_ROUTES = [
     "custom-providers/<slug:provider_slug>/actions/",
     "custom-providers/<slug:provider_slug>/actions/<slug:action_name>/",
     "custom-providers/<slug:provider_slug>/openapi-import/",
+    "custom-providers/<slug:provider_slug>/openapi-import/<int:pk>/",
     "personal-tokens/",
     "personal-tokens/<str:public_id>/revoke/",
     "audit/exports/",

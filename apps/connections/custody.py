@@ -96,10 +96,12 @@ def place_credential(
     if placement == Placement.HEADER:
         return AppliedAuth(headers={provider.header_name: f"{provider.header_prefix}{secret}"})
     if placement == Placement.BASIC:
-        # "user:secret" when the connection names a user (Zendesk "email/token"),
-        # else the secret as user name with an empty password (Stripe).
+        # "user:secret" when the connection names a user (Zendesk "email/token"); a
+        # secret that holds a colon is already such a pair (Twilio's "SID:token": a user
+        # id cannot contain one, RFC 7617 §2); else the secret is the user name with an
+        # empty password (Stripe).
         user = str((base_url_params or {}).get("basic_username", ""))
-        pair = f"{user}:{secret}" if user else f"{secret}:"
+        pair = f"{user}:{secret}" if user else secret if ":" in secret else f"{secret}:"
         encoded = base64.b64encode(pair.encode()).decode()
         return AppliedAuth(headers={"Authorization": f"Basic {encoded}"})
     if placement == Placement.QUERY:

@@ -31,6 +31,7 @@ _DESCRIPTIONS = {
     404: "No such organization (or you are not a member), or no such object in it.",
     409: "The change conflicts with the current state (the message says why).",
     410: "Gone: the object can no longer be used (for example an expired file).",
+    413: "The body (an uploaded document) is larger than this endpoint accepts.",
     502: "The provider could not be reached; nothing was written.",
 }
 

@@ -59,6 +59,7 @@ class CustomActionSerializer(serializers.ModelSerializer[CustomAction]):
             "path",
             "input_schema",
             "scopes",
+            "body_encoding",
             "created_at",
         )
         read_only_fields = ("full_name", "created_at")
@@ -227,7 +228,9 @@ class CustomActionListCreateAPIView(_CustomScope, APIView):
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         custom = self.get_custom()
-        defaults = model_to_dict(CustomAction(), fields=["action_class", "method", "scopes"])
+        defaults = model_to_dict(
+            CustomAction(), fields=["action_class", "method", "scopes", "body_encoding"]
+        )
         form = CustomActionForm(data={**defaults, **body_object(request)}, provider=custom)
         if not form.is_valid():
             raise from_form_errors(form)

@@ -30,4 +30,9 @@ urlpatterns = [
         openapi_api.OpenAPIImportAPIView.as_view(),
         name="custom-provider-openapi-import",
     ),
+    path(
+        "custom-providers/<slug:provider_slug>/openapi-import/<int:pk>/",
+        openapi_api.OpenAPIImportDetailAPIView.as_view(),
+        name="custom-provider-openapi-import-detail",
+    ),
 ]

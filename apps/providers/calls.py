@@ -12,6 +12,8 @@ Routing of input keys:
 * The rest (or exactly `action.body_params`) form the body, placed into
   `action.body_template` when the action has one. GET/DELETE/HEAD never send one.
 * `action.wire_names` renames keys on the wire (Graph's "$top" is "top" in the input).
+* A form-encoded body (`body_encoding="form"`: Stripe, Twilio, imported form bodies)
+  spells nested values in brackets (`metadata[key]=value`).
 """
 
 from __future__ import annotations
@@ -196,6 +198,27 @@ def _fill_template(template: Any, body: dict[str, Any]) -> Any:
 _MISSING = object()
 
 
+def _form_fields(body: Any) -> dict[str, Any]:
+    """A form body with its nested values in the bracket notation that form-encoded APIs
+    read (Stripe's `metadata[order_id]=6735`, `items[0][price]=…`). A list of plain
+    values repeats its key (OpenAPI's default form style, Twilio's)."""
+    fields: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                put(f"{key}[{name}]", inner)
+        elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+            for position, inner in enumerate(value):
+                put(f"{key}[{position}]", inner)
+        else:
+            fields[key] = value
+
+    for name, value in (body or {}).items():
+        put(str(name), value)
+    return fields
+
+
 def build_request(
     provider: Provider,
     action: Action,
@@ -228,7 +251,10 @@ def build_request(
             body = {} if filled is _MISSING else filled
         elif action.wire_names:
             body = {action.wire_names.get(k, k): v for k, v in body.items()}
-    json_body, form_body = (None, body) if action.body_encoding == "form" else (body, None)
+    if action.body_encoding == "form":
+        json_body, form_body = None, _form_fields(body) if body is not None else None
+    else:
+        json_body, form_body = body, None
     return PreparedCall(
         method=method,
         url=provider.api_base_url.rstrip("/") + path,

@@ -16,6 +16,33 @@ from typing import Any
 
 # `{name}` in a path template (and in URL templates with base_url_params).
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The methods a custom action may use (HEAD is a read that sends no body and gets none).
+ACTION_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# How a write sends its body: a JSON object, or form-encoded (Stripe, Twilio).
+BODY_ENCODINGS = ("json", "form")
+# The largest input schema a custom action may have (serialized JSON).
+MAX_SCHEMA_BYTES = 20_000
+
+
+def path_template_problem(value: str) -> str:
+    """Why `value` cannot be an action's path template ("" when it can): it starts with
+    "/", has no query, fragment, backslash, space, encoded dot or slash, no "." or ".."
+    segment, and only {name} placeholders."""
+    if not value.startswith("/"):
+        return "The path starts with '/', e.g. /items/{item_id}."
+    if any(c in value for c in "?#\\") or any(c.isspace() for c in value):
+        return (
+            "The path may not contain '?', '#', '\\' or spaces; query parameters come from "
+            "the input schema."
+        )
+    if re.search(r"%(2e|2f|5c)", value, re.IGNORECASE):
+        return "The path may not contain encoded dots or slashes (%2e, %2f, %5c)."
+    if "//" in value or any(seg in (".", "..") for seg in value.split("/")):
+        return "The path may not contain '//', '.' or '..' segments."
+    leftover = PLACEHOLDER_RE.sub("", value)
+    if "{" in leftover or "}" in leftover:
+        return "Placeholders look like {name}: letters, digits and underscores."
+    return ""
 
 
 class AuthType(StrEnum):

@@ -11,7 +11,9 @@ from typing import Any, ClassVar
 
 from django import forms
 
+from apps.providers.import_services import chosen_keys_of
 from apps.providers.models import (
+    BODY_ENCODING_CHOICES,
     HTTP_METHODS,
     ActionClassChoice,
     CustomAction,
@@ -46,6 +48,14 @@ class ScopesField(forms.CharField):
 
 class CustomProviderForm(forms.ModelForm):
     default_scopes = ScopesField(label="Default scopes")
+    # Not stripped: the prefix's trailing space is part of it ("Bot " + token).
+    header_prefix = forms.CharField(
+        max_length=40,
+        required=False,
+        strip=False,
+        help_text="Put before the credential in the custom header, e.g. 'Token ' (the space "
+        "counts).",
+    )
 
     class Meta:
         model = CustomProvider
@@ -76,7 +86,6 @@ class CustomProviderForm(forms.ModelForm):
             "authorize_url": "Required for OAuth 2.0.",
             "token_url": "Required for OAuth 2.0.",
             "header_name": "Used only with the custom-header placement.",
-            "header_prefix": "Put before the credential in the custom header, e.g. 'Token '.",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -135,15 +144,28 @@ class CustomActionForm(forms.ModelForm):
 
     class Meta:
         model = CustomAction
-        fields = ("name", "description", "action_class", "method", "path", "input_schema", "scopes")
+        fields = (
+            "name",
+            "description",
+            "action_class",
+            "method",
+            "path",
+            "input_schema",
+            "scopes",
+            "body_encoding",
+        )
         widgets: ClassVar[dict[str, Any]] = {
             "description": forms.Textarea(attrs={"rows": 3}),
             "path": forms.TextInput(attrs={"placeholder": "/items/{item_id}"}),
         }
 
+    def clean_body_encoding(self) -> str:
+        return str(self.cleaned_data.get("body_encoding") or "json")
+
     def __init__(self, *args: Any, provider: CustomProvider, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.instance.provider = provider
+        self.fields["body_encoding"].required = False  # JSON unless said otherwise
         if not self.is_bound:
             self.initial.setdefault("input_schema", EXAMPLE_SCHEMA)
 
@@ -173,8 +195,80 @@ class OpenAPISourceForm(forms.Form):
         return cleaned
 
 
+class OpenAPISelectionForm(forms.Form):
+    """Step 2: which operations of the document to draft. Every criterion given narrows
+    the choice; `operations` names them one by one. With the job's `index` the choice is
+    checked against it (an unknown tag or key, no importable operation, or more than
+    max_operations() is an error) and `chosen` holds the keys; without it (the API's
+    one-shot import, before the document is read) only the shapes are checked."""
+
+    tags = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    path_prefix = forms.CharField(
+        label="Path prefix", max_length=300, required=False, help_text="e.g. /v1/customers"
+    )
+    methods = forms.MultipleChoiceField(
+        required=False,
+        choices=[(m, m) for m in HTTP_METHODS],
+        widget=forms.CheckboxSelectMultiple,
+    )
+    search = forms.CharField(
+        max_length=200, required=False, help_text="Words in the key, operation id or summary."
+    )
+    operations = forms.MultipleChoiceField(
+        label="Operations", required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(
+        self, *args: Any, index: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.index = index
+        tags: dict[str, int] = {}
+        for op in index or []:
+            for tag in op["tags"]:
+                tags[tag] = tags.get(tag, 0) + 1
+        self.tag_counts = sorted(tags.items())
+        tag_field, key_field = self.fields["tags"], self.fields["operations"]
+        assert isinstance(tag_field, forms.MultipleChoiceField)
+        assert isinstance(key_field, forms.MultipleChoiceField)
+        tag_field.choices = [(t, f"{t} ({n})") for t, n in self.tag_counts]
+        key_field.choices = [(op["key"], op["key"]) for op in index or [] if not op["problem"]]
+        if index is None:
+            # Before the document is read, names cannot be checked against it.
+            for name in ("tags", "operations"):
+                self.fields[name] = forms.JSONField(required=False)
+        self.chosen: list[str] = []
+
+    def clean_path_prefix(self) -> str:
+        prefix = str(self.cleaned_data.get("path_prefix") or "")
+        if prefix and not prefix.startswith("/"):
+            raise forms.ValidationError("A path prefix starts with '/'.")
+        return prefix
+
+    def _clean_names(self, name: str) -> list[str]:
+        value = self.cleaned_data.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise forms.ValidationError("Give a list of names.")
+        return value
+
+    def clean_tags(self) -> list[str]:
+        return self._clean_names("tags")
+
+    def clean_operations(self) -> list[str]:
+        return self._clean_names("operations")
+
+    def selection(self) -> dict[str, Any]:
+        return {k: v for k, v in self.cleaned_data.items() if v}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.index is not None and not self.errors:
+            self.chosen = chosen_keys_of(self.index, self.selection())
+        return cleaned
+
+
 class ImportedActionForm(forms.Form):
-    """Step 2: one operation of the document, to choose and edit before saving."""
+    """Step 3: one drafted operation, to choose and edit before saving."""
 
     selected = forms.BooleanField(label="Import", required=False)
     # "GET /pets/{id}": the operation as the document names it; the method comes from it.
@@ -187,6 +281,11 @@ class ImportedActionForm(forms.Form):
     query_params = ScopesField(
         label="Query parameters",
         help_text="Input keys a POST/PUT/PATCH sends in the query string.",
+    )
+    body_encoding = forms.ChoiceField(
+        label="Body",
+        choices=BODY_ENCODING_CHOICES,
+        initial="json",
     )
     scopes = ScopesField(label="Scopes it needs")
 

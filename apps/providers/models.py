@@ -11,7 +11,6 @@ forms, the admin and the services enforce exactly the same rules.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,17 +23,23 @@ from jsonschema.exceptions import SchemaError
 
 from apps.core.models import TenantModel, TenantQuerySet, organization_key
 from apps.providers.catalog import (
+    ACTION_METHODS,
+    MAX_SCHEMA_BYTES,
     PLACEHOLDER_RE,
     Action,
     ActionClass,
     AuthType,
     Placement,
     Provider,
+    path_template_problem,
 )
 
 CUSTOM_PREFIX = "custom-"
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-MAX_SCHEMA_BYTES = 20_000
+HTTP_METHODS = ACTION_METHODS
+BODY_ENCODING_CHOICES = [
+    ("json", "JSON"),
+    ("form", "Form-encoded (application/x-www-form-urlencoded)"),
+]
 
 slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$",
@@ -78,25 +83,9 @@ def validate_scope_list(value: Any) -> None:
 
 
 def validate_path_template(value: str) -> None:
-    if not value.startswith("/"):
-        raise ValidationError("The path starts with '/', e.g. /items/{item_id}.", code="path")
-    if any(c in value for c in "?#\\") or any(c.isspace() for c in value):
-        raise ValidationError(
-            "The path may not contain '?', '#', '\\' or spaces; query parameters come from "
-            "the input schema.",
-            code="path",
-        )
-    if re.search(r"%(2e|2f|5c)", value, re.IGNORECASE):
-        raise ValidationError(
-            "The path may not contain encoded dots or slashes (%2e, %2f, %5c).", code="path"
-        )
-    if "//" in value or any(seg in (".", "..") for seg in value.split("/")):
-        raise ValidationError("The path may not contain '//', '.' or '..' segments.", code="path")
-    leftover = PLACEHOLDER_RE.sub("", value)
-    if "{" in leftover or "}" in leftover:
-        raise ValidationError(
-            "Placeholders look like {name}: letters, digits and underscores.", code="path"
-        )
+    problem = path_template_problem(value)
+    if problem:
+        raise ValidationError(problem, code="path")
 
 
 def _refs(node: Any) -> list[str]:
@@ -143,7 +132,10 @@ class PlacementChoice(models.TextChoices):
     # No query-string placement for custom providers: a secret in a URL ends up in logs.
     BEARER = Placement.BEARER.value, "Authorization: Bearer <credential>"
     HEADER = Placement.HEADER.value, "A custom header: <name>: <prefix><credential>"
-    BASIC = Placement.BASIC.value, "HTTP Basic auth with the credential as user name"
+    BASIC = (
+        Placement.BASIC.value,
+        "HTTP Basic auth: the credential as user name, or as user:password when it has a colon",
+    )
 
 
 class ActionClassChoice(models.TextChoices):
@@ -283,6 +275,12 @@ class CustomAction(models.Model):
         "Class", max_length=8, choices=ActionClassChoice.choices, default=ActionClassChoice.READ
     )
     method = models.CharField(max_length=8, choices=[(m, m) for m in HTTP_METHODS], default="GET")
+    body_encoding = models.CharField(
+        max_length=8,
+        choices=BODY_ENCODING_CHOICES,
+        default="json",
+        help_text="How a POST, PUT or PATCH sends its body.",
+    )
     path = models.CharField(
         max_length=300,
         validators=[validate_path_template],
@@ -291,7 +289,7 @@ class CustomAction(models.Model):
     input_schema = models.JSONField(default=dict, validators=[validate_input_schema])
     scopes = models.JSONField(default=list, blank=True, validators=[validate_scope_list])
     # Input keys a POST/PUT/PATCH action sends in the query string instead of the body
-    # (an OpenAPI import fills it). GET and DELETE send every non-path key there anyway.
+    # (an OpenAPI import fills it). GET, HEAD and DELETE send every non-path key there anyway.
     query_params = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -340,7 +338,7 @@ class CustomAction(models.Model):
         properties = (self.input_schema or {}).get("properties") or {}
         path_keys = set(PLACEHOLDER_RE.findall(self.path))
         rest = tuple(k for k in properties if k not in path_keys)
-        bodyless = self.method in ("GET", "DELETE")
+        bodyless = self.method in ("GET", "HEAD", "DELETE")
         return Action(
             name=f"{provider_key}.{self.name}",
             description=self.description,
@@ -352,5 +350,81 @@ class CustomAction(models.Model):
             query_params=(
                 rest if bodyless else tuple(k for k in rest if k in (self.query_params or []))
             ),
+            body_encoding=self.body_encoding,
             is_custom=True,
         )
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    READING = "reading", "Reading the document"
+    CHOOSING = "choosing", "Waiting for a choice of operations"
+    RESOLVING = "resolving", "Resolving the chosen operations"
+    READY = "ready", "Ready to review"
+    IMPORTED = "imported", "Imported"
+    FAILED = "failed", "Failed"
+
+
+# A reading is under way in these; a Celery task claims them (see services).
+IMPORT_WORKING = (ImportStatus.QUEUED, ImportStatus.READING, ImportStatus.RESOLVING)
+
+
+class OpenAPIImport(TenantModel):
+    """One OpenAPI import into a custom provider, read in the background (apps.providers.
+    tasks): the document, its index of operations, the admin's choice, the drafts of the
+    chosen operations and how far the reading has got. Purged a day after its last change."""
+
+    organization = organization_key(related_name="openapi_imports")
+    provider = models.ForeignKey(
+        CustomProvider, on_delete=models.CASCADE, related_name="openapi_imports"
+    )
+    status = models.CharField(
+        max_length=10, choices=ImportStatus.choices, default=ImportStatus.QUEUED
+    )
+    origin = models.JSONField(default=dict)  # {"file": name} or {"url": url}
+    document = models.BinaryField(default=b"")  # zlib-compressed; empty until fetched
+    sha256 = models.CharField(max_length=64, blank=True)
+    title = models.CharField(max_length=200, blank=True)
+    version = models.CharField(max_length=40, blank=True)
+    server_url = models.CharField(max_length=500, blank=True)
+    operations = models.JSONField(default=list)  # the index: every operation found
+    selection = models.JSONField(default=dict)  # the admin's criteria, as given
+    chosen = models.JSONField(default=list)  # keys of the operations to draft
+    drafts = models.JSONField(default=list)
+    # API one-shot: import the chosen operations, with these edits, once drafted.
+    auto_import = models.BooleanField(default=False)
+    edits = models.JSONField(default=dict)
+    created_actions = models.JSONField(default=list)
+    progress_done = models.IntegerField(default=0)
+    progress_total = models.IntegerField(default=0)
+    error = models.TextField(max_length=2000, blank=True)
+    error_details = models.JSONField(default=dict, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"OpenAPI import {self.pk} ({self.status})"
+
+    @property
+    def is_working(self) -> bool:
+        return self.status in IMPORT_WORKING
+
+    @property
+    def percent(self) -> int:
+        if not self.progress_total:
+            return 100 if self.status in (ImportStatus.READY, ImportStatus.IMPORTED) else 0
+        return min(100, int(self.progress_done * 100 / self.progress_total))
+
+    def source(self) -> dict[str, str]:
+        """What the audit event says of the document."""
+        return {
+            **{k: str(v)[:300] for k, v in self.origin.items()},
+            "title": self.title,
+            "version": self.version,
+            "sha256": self.sha256,
+        }

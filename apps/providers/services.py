@@ -219,6 +219,7 @@ def custom_action_create(
     input_schema: dict[str, Any],
     scopes: list[str] | None = None,
     query_params: list[str] | None = None,
+    body_encoding: str = "json",
 ) -> CustomAction:
     action = CustomAction(
         provider=provider,
@@ -230,6 +231,7 @@ def custom_action_create(
         input_schema=input_schema,
         scopes=list(scopes or []),
         query_params=list(query_params or []),
+        body_encoding=body_encoding,
     )
     taken_message = f"{provider.display_name} already has an action '{name}'."
     if provider.actions.filter(name=name).exists():
@@ -248,6 +250,7 @@ def custom_action_create(
             "method": action.method,
             "path": action.path,
             "scopes": action.scopes,
+            "body_encoding": action.body_encoding,
         },
         provider=provider.key,
         actor=actor,
@@ -285,6 +288,7 @@ IMPORT_FIELDS = (
     "input_schema",
     "scopes",
     "query_params",
+    "body_encoding",
 )
 
 

@@ -23,6 +23,11 @@ urlpatterns = [
         name="custom_openapi_import",
     ),
     path(
+        "custom/<slug:slug>/import/<int:pk>/",
+        import_views.OpenAPIImportJobView.as_view(),
+        name="custom_openapi_import_job",
+    ),
+    path(
         "custom/<slug:slug>/actions/<slug:name>/delete/",
         views.CustomActionDeleteView.as_view(),
         name="custom_action_delete",

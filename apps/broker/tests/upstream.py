@@ -57,10 +57,11 @@ class RecordingUpstream:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                with contextlib.suppress(OSError):
-                    self.wfile.write(payload)
+                if self.command != "HEAD":  # a HEAD answer has the headers only
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -29,6 +29,10 @@ def test_each_placement_puts_the_secret_where_the_provider_expects_it() -> None:
         _sandbox(placement=Placement.BASIC), "tok", {"basic_username": "me@acme.test/token"}
     )
     assert base64.b64decode(zendesk_style.headers["Authorization"][6:]) == b"me@acme.test/token:tok"
+    # Twilio: the key is "SID:token", already a user:password pair (a user id cannot hold
+    # a colon, RFC 7617 §2): sent as it is, not as "SID:token:".
+    twilio_style = place_credential(_sandbox(placement=Placement.BASIC), "AC123:tok")
+    assert base64.b64decode(twilio_style.headers["Authorization"][6:]) == b"AC123:tok"
     query = place_credential(_sandbox(placement=Placement.QUERY, header_name="key"), "s3")
     assert (query.headers, query.params) == ({}, {"key": "s3"})
     assert "s3" not in repr(query)

@@ -1,34 +1,37 @@
-"""Reading an OpenAPI document: fetch (through egress), caps, the $ref check before any
-library sees it, validation and resolution by prance, and the document's facts."""
+"""Getting a document and reading it within bounds: fetch (through egress), the size
+cap, and the isolated child process (`isolated.py`) that parses, validates and drafts
+under a memory cap, a CPU cap and a wall-clock deadline."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
+import logging
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import yaml
 from django.conf import settings
 
-from apps.providers.models import HTTP_METHODS
-from apps.providers.openapi.drafts import Draft, drafts_of
+logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 2_000_000
+DEFAULT_MAX_BYTES = 16_000_000
 DEFAULT_MAX_OPERATIONS = 100
+DEFAULT_TIME_LIMIT = 60  # seconds, wall clock and CPU, per reading
+DEFAULT_MEMORY_MB = 1024
 
 
 class OpenAPIImportError(ValueError):
     """The document cannot be imported; the message says why, for the admin."""
 
 
-@dataclass
-class ParsedDocument:
-    title: str
-    version: str  # "OpenAPI 3.1.0", "Swagger 2.0"
-    server_url: str
-    sha256: str
-    drafts: list[Draft]
+class DocumentTooLarge(OpenAPIImportError):
+    pass
 
 
 def max_bytes() -> int:
@@ -37,6 +40,25 @@ def max_bytes() -> int:
 
 def max_operations() -> int:
     return int(getattr(settings, "GRANTRY_OPENAPI_MAX_OPERATIONS", DEFAULT_MAX_OPERATIONS))
+
+
+def time_limit() -> int:
+    return int(getattr(settings, "GRANTRY_OPENAPI_TIME_LIMIT", DEFAULT_TIME_LIMIT))
+
+
+def memory_limit_mb() -> int:
+    return int(getattr(settings, "GRANTRY_OPENAPI_MEMORY_MB", DEFAULT_MEMORY_MB))
+
+
+def too_large(size: int) -> DocumentTooLarge:
+    return DocumentTooLarge(
+        f"The document is {size // 1000} kB; at most {max_bytes() // 1000} kB can be imported."
+    )
+
+
+def check_size(raw: bytes) -> None:
+    if len(raw) > max_bytes():
+        raise too_large(len(raw))
 
 
 # --- loading -------------------------------------------------------------------------
@@ -58,6 +80,7 @@ def fetch_document(url: str) -> bytes:
             "GET",
             url,
             headers={"Accept": "application/json, application/yaml, text/yaml, */*;q=0.5"},
+            max_bytes=max_bytes() + 1,
         )
     except EgressError as exc:
         raise OpenAPIImportError(f"The document could not be fetched: {exc}") from None
@@ -66,150 +89,127 @@ def fetch_document(url: str) -> bytes:
             f"The server answered HTTP {response.status_code}"
             + (" (a redirect: give the final URL)." if 300 <= response.status_code < 400 else ".")
         )
-    if len(response.content) > max_bytes():
-        raise OpenAPIImportError(f"The document is larger than {max_bytes() // 1000} kB.")
-    return bytes(response.content)
+    content = bytes(response.content)
+    check_size(content)
+    return content
 
 
-def _load(text: str) -> dict[str, Any]:
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise OpenAPIImportError(
-                f"This is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
-            ) from None
-    else:
-        try:
-            # Anchors and aliases are refused: they let a small file expand without bound.
-            for event in yaml.parse(text, Loader=yaml.SafeLoader):
-                if isinstance(event, yaml.AliasEvent):
-                    raise OpenAPIImportError("YAML aliases (*name) are not accepted.")
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise OpenAPIImportError(f"This is neither JSON nor valid YAML: {exc}"[:300]) from None
-    if not isinstance(loaded, dict):
-        raise OpenAPIImportError("An OpenAPI document is a JSON or YAML object.")
-    return loaded
-
-
-def _check_references(node: Any, where: str = "#") -> None:
-    """Refuse every reference that leaves the document, before anything resolves it."""
-    stack: list[tuple[Any, str]] = [(node, where)]
-    while stack:
-        current, pointer = stack.pop()
-        if isinstance(current, dict):
-            for key, value in current.items():
-                if key in ("$ref", "$dynamicRef") and isinstance(value, str):
-                    if not (value == "#" or value.startswith("#/")):
-                        raise OpenAPIImportError(
-                            f"The reference {value[:120]!r} at {pointer} points outside the "
-                            "document. Only references inside it (#/…) are accepted: bundle "
-                            "the document into one file first."
-                        )
-                elif key == "$id" and isinstance(value, str) and not value.startswith("#"):
-                    raise OpenAPIImportError(
-                        f"The schema id {value[:120]!r} at {pointer} would move references "
-                        "outside the document."
-                    )
-                else:
-                    stack.append((value, f"{pointer}/{key}"))
-        elif isinstance(current, list):
-            stack.extend((item, f"{pointer}/{i}") for i, item in enumerate(current))
-
-
-def _count_operations(document: dict[str, Any]) -> int:
-    paths = document.get("paths")
-    if not isinstance(paths, dict):
-        return 0
-    return sum(
-        1
-        for item in paths.values()
-        if isinstance(item, dict)
-        for method in item
-        if str(method).upper() in HTTP_METHODS
-    )
-
-
-def parse_document(text: str | bytes) -> ParsedDocument:
-    """Validate and resolve a document and turn each operation into a Draft."""
-    raw = text.encode() if isinstance(text, str) else text
-    if len(raw) > max_bytes():
-        raise OpenAPIImportError(
-            f"The document is {len(raw) // 1000} kB; at most {max_bytes() // 1000} kB "
-            "can be imported."
-        )
+def decode(raw: bytes) -> str:
+    check_size(raw)
     try:
-        decoded = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise OpenAPIImportError("The document is not UTF-8 text.") from None
-    document = _load(decoded)
-    if not (document.get("openapi") or document.get("swagger")):
-        raise OpenAPIImportError(
-            'This is not an OpenAPI document (no "openapi" or "swagger" version field).'
-        )
-    _check_references(document)
-    count = _count_operations(document)
-    if count > max_operations():
-        raise OpenAPIImportError(
-            f"The document has {count} operations; at most {max_operations()} can be "
-            "imported from one document. Remove the paths you do not need first."
-        )
-    resolved = _validate_and_resolve(decoded)
-    return ParsedDocument(
-        title=str((resolved.get("info") or {}).get("title") or "")[:200],
-        version=_version_label(resolved),
-        server_url=_server_url(resolved),
-        sha256=hashlib.sha256(raw).hexdigest(),
-        drafts=drafts_of(resolved),
+
+
+# --- the isolated reader ------------------------------------------------------------------
+
+
+def read_index(raw: bytes) -> dict[str, Any]:
+    """The document's title, version, server and operations (not resolved)."""
+    result: dict[str, Any] = _isolated({"phase": "index", "document": decode(raw)})
+    return result
+
+
+def read_drafts(
+    raw: bytes, keys: list[str], on_progress: Callable[[int, int], None] | None = None
+) -> list[dict[str, Any]]:
+    """Drafts of the operations `keys`, their references resolved for them alone."""
+    result = _isolated(
+        {"phase": "drafts", "document": decode(raw), "keys": keys}, on_progress=on_progress
     )
+    drafts: list[dict[str, Any]] = result["drafts"]
+    return drafts
 
 
-def _validate_and_resolve(text: str) -> dict[str, Any]:
-    from prance import ResolvingParser, ValidationError
-    from prance.util.resolver import RESOLVE_INTERNAL, permissive_object_on_recursion
-    from prance.util.url import ResolutionError
-
-    try:
-        parser = ResolvingParser(
-            spec_string=text,
-            backend="openapi-spec-validator",
-            resolve_types=RESOLVE_INTERNAL,
-            recursion_limit_handler=permissive_object_on_recursion,
-            strict=False,
+def _isolated(
+    request: dict[str, Any], on_progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Run one reading in the child process; its answer, or OpenAPIImportError."""
+    limit, memory_mb = time_limit(), memory_limit_mb()
+    command = [
+        sys.executable,
+        "-m",
+        "apps.providers.openapi.isolated",
+        "--memory",
+        str(memory_mb * 1024 * 1024),
+        "--cpu",
+        str(limit),
+    ]
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(  # noqa: S603 - our own module, no shell, no user argument
+            command,
+            cwd=Path(__file__).resolve().parents[3],
+            # No environment: the child needs none, and holds no secret of ours.
+            env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
         )
-    except ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
-        raise OpenAPIImportError(f"The document is not valid OpenAPI: {first[:300]}") from None
-    except ResolutionError as exc:
-        raise OpenAPIImportError(f"A reference cannot be resolved: {str(exc)[:300]}") from None
-    except (ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise OpenAPIImportError(f"The document cannot be read: {str(exc)[:300]}") from None
-    spec = parser.specification
-    if not isinstance(spec, dict):
-        raise OpenAPIImportError("The document cannot be read.")
-    return spec
+        expired = threading.Event()
+
+        def kill() -> None:
+            expired.set()
+            child.kill()
+
+        timer = threading.Timer(limit, kill)
+        timer.start()
+        try:
+            answer = _converse(child, request, on_progress)
+        finally:
+            timer.cancel()
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        errors.seek(0)
+        stderr = errors.read(4000).decode(errors="replace")
+    if answer is not None and "result" in answer:
+        result: dict[str, Any] = answer["result"]
+        return result
+    if answer is not None and answer.get("error") not in (None, "memory"):
+        raise OpenAPIImportError(str(answer["error"]))
+    elapsed = time.monotonic() - started
+    logger.warning(
+        "OpenAPI reader stopped: exit %s after %.1f s%s",
+        child.returncode,
+        elapsed,
+        f"\n{stderr}" if stderr else "",
+    )
+    if expired.is_set():
+        raise OpenAPIImportError(
+            f"Reading the document took longer than {limit} s and was stopped. Choose fewer "
+            "operations, or simplify the document."
+        )
+    if child.returncode in (-signal.SIGKILL, -signal.SIGXCPU):  # the CPU cap
+        raise OpenAPIImportError(
+            f"Reading the document needed more than {limit} s of CPU time and was stopped."
+        )
+    if answer is not None or "MemoryError" in stderr:
+        raise OpenAPIImportError(
+            f"Reading the document needed more than {memory_mb} MB of memory and was stopped."
+        )
+    raise OpenAPIImportError("The document could not be read (the reader stopped).")
 
 
-def _version_label(spec: dict[str, Any]) -> str:
-    if spec.get("swagger"):
-        return f"Swagger {spec['swagger']}"
-    return f"OpenAPI {spec.get('openapi')}"
-
-
-def _server_url(spec: dict[str, Any]) -> str:
-    if spec.get("swagger"):
-        host = spec.get("host")
-        if not host:
-            return ""
-        schemes = spec.get("schemes") or ["https"]
-        scheme = "https" if "https" in schemes else str(schemes[0])
-        return f"{scheme}://{host}{spec.get('basePath') or ''}".rstrip("/")
-    servers = spec.get("servers") or []
-    if servers and isinstance(servers[0], dict):
-        url = str(servers[0].get("url") or "")
-        for name, variable in (servers[0].get("variables") or {}).items():
-            url = url.replace("{" + name + "}", str((variable or {}).get("default", "")))
-        return url.rstrip("/")
-    return ""
+def _converse(
+    child: subprocess.Popen[bytes],
+    request: dict[str, Any],
+    on_progress: Callable[[int, int], None] | None,
+) -> dict[str, Any] | None:
+    """Send the request; pass progress on; the final message (None if it died first)."""
+    if child.stdin is None or child.stdout is None:
+        raise RuntimeError("The reader's pipes are missing.")
+    try:
+        child.stdin.write(json.dumps(request).encode())
+        child.stdin.close()
+    except BrokenPipeError:
+        pass  # it died at once; its exit status says why
+    answer: dict[str, Any] | None = None
+    for line in child.stdout:
+        message = json.loads(line)
+        if "progress" not in message:
+            answer = message
+        elif on_progress is not None:
+            on_progress(*message["progress"])
+    return answer

@@ -215,3 +215,22 @@ def test_another_orgs_provider_is_404_and_the_org_never_comes_from_the_body(
     assert CustomProvider.objects.get(slug="mine").organization == org
     theirs.refresh_from_db()
     assert theirs.display_name == "Acme CRM"
+
+
+def test_a_header_prefix_keeps_its_trailing_space(org: Organization, admin: User) -> None:
+    """Discord's "Bot " prefix: trimmed, the upstream received `Authorization: BotTOKEN`."""
+    from apps.connections.custody import place_credential
+
+    client = api(admin)
+    created = client.post(
+        BASE,
+        {**NEW, "placement": "header", "header_name": "Authorization", "header_prefix": "Bot "},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["header_prefix"] == "Bot "
+    provider = get_provider("custom-acme-crm", organization=org)
+    assert place_credential(provider, "TOKEN").headers == {"Authorization": "Bot TOKEN"}
+    changed = client.patch(f"{BASE}acme-crm/", {"header_prefix": "Token "}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert CustomProvider.objects.get().header_prefix == "Token "

@@ -1,6 +1,7 @@
 """OpenAPI import: real-shaped public documents of three versions (Swagger 2.0 petstore,
 the OpenAPI 3.0 petstore-expanded example with a nullable field, and a 3.1 Train Travel
-API with $refs to parameters, readOnly and oneOf), refused documents, and the service."""
+API with $refs to parameters, readOnly and oneOf), refused documents and operations,
+the bounded child process, and the service."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from apps.audit.models import AuditEvent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
 from apps.organizations.models import Organization
 from apps.providers.models import CustomProvider
-from apps.providers.openapi import OpenAPIImportError, fetch_document, parse_document
+from apps.providers.openapi.document import (
+    OpenAPIImportError,
+    fetch_document,
+    read_drafts,
+    read_index,
+)
+from apps.providers.openapi.drafts import Draft, drafts_for
+from apps.providers.openapi.reading import DocumentError, Index, index, load
 from apps.providers.registry import build_request, get_action, get_provider
 from apps.providers.services import ImportFailed, custom_actions_import
 
@@ -25,6 +33,25 @@ DATA = Path(__file__).parent / "openapi"
 
 def doc(name: str) -> bytes:
     return (DATA / name).read_bytes()
+
+
+class Parsed:
+    """A document read as the child process reads it (in this process, for speed)."""
+
+    def __init__(self, text: str | bytes) -> None:
+        document = load(text.decode() if isinstance(text, bytes) else text)
+        self.index: Index = index(document)
+        self.title, self.version = self.index.title, self.index.version
+        self.server_url = self.index.server_url
+        keys = [op.key for op in self.index.operations]
+        self.drafts: list[Draft] = drafts_for(document, keys)
+
+
+def parse_document(text: str | bytes) -> Parsed:
+    try:
+        return Parsed(text)
+    except DocumentError as exc:
+        raise OpenAPIImportError(str(exc)) from None
 
 
 def drafts_of(name: str) -> dict:
@@ -56,9 +83,11 @@ def test_swagger_2_petstore() -> None:
     order = drafts["GET /store/order/{orderId}"]
     assert order.input_schema["properties"]["orderId"]["maximum"] == 10
     assert order.input_schema["required"] == ["orderId"]
-    # Form bodies and file uploads are reported, not silently mangled.
-    assert "form body" in drafts["POST /pet/{petId}"].problem
-    assert drafts["POST /pet/{petId}/uploadImage"].problem
+    # A form body (formData parameters) is sent form-encoded; a file upload is refused.
+    form = drafts["POST /pet/{petId}"]
+    assert (form.problem, form.body_encoding) == ("", "form")
+    assert list(form.input_schema["properties"]) == ["petId", "name", "status"]
+    assert "It takes multipart/form-data" in drafts["POST /pet/{petId}/uploadImage"].problem
     # The optional api_key header is left out (Grantry sends the credential).
     assert list(drafts["DELETE /pet/{petId}"].input_schema["properties"]) == ["petId"]
 
@@ -136,7 +165,7 @@ def test_an_imported_action_builds_the_request_the_document_describes(
         "other.json",
     ],
 )
-def test_references_outside_the_document_are_refused(ref: str) -> None:
+def test_references_outside_the_document_refuse_their_operation(ref: str) -> None:
     spec = {
         "openapi": "3.0.3",
         "info": {"title": "x", "version": "1"},
@@ -145,12 +174,14 @@ def test_references_outside_the_document_are_refused(ref: str) -> None:
                 "post": {
                     "requestBody": {"content": {"application/json": {"schema": {"$ref": ref}}}},
                     "responses": {"200": {"description": "ok"}},
-                }
+                },
+                "get": {"responses": {"200": {"description": "ok"}}},
             }
         },
     }
-    with pytest.raises(OpenAPIImportError, match="points outside the document"):
-        parse_document(json.dumps(spec))
+    drafts = {d.key: d for d in parse_document(json.dumps(spec)).drafts}
+    assert "outside the document" in drafts["POST /pets"].problem
+    assert drafts["GET /pets"].problem == ""
 
 
 def test_an_external_reference_is_never_fetched() -> None:
@@ -160,22 +191,18 @@ def test_an_external_reference_is_never_fetched() -> None:
             f"      parameters: [{{$ref: '{server.url}/param.yaml'}}]\n"
             "      responses: {'200': {description: ok}}\n"
         )
-        with pytest.raises(OpenAPIImportError):
-            parse_document(spec)
+        drafts = read_drafts(spec.encode(), ["GET /a"])
+    assert "outside the document" in drafts[0]["problem"]
     assert server.requests == []
 
 
-def test_yaml_aliases_size_and_operation_count_are_capped(settings: Settings) -> None:
+def test_yaml_aliases_and_size_are_capped(settings: Settings) -> None:
     bomb = "openapi: 3.0.0\na: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
-    with pytest.raises(OpenAPIImportError, match="aliases"):
-        parse_document(bomb)
+    with pytest.raises(OpenAPIImportError, match=r"aliases \(\*name\) are not accepted \(line 3\)"):
+        read_index(bomb.encode())
     settings.GRANTRY_OPENAPI_MAX_BYTES = 1000
     with pytest.raises(OpenAPIImportError, match="at most 1 kB"):
-        parse_document(doc("petstore-expanded-3.0.yaml"))
-    settings.GRANTRY_OPENAPI_MAX_BYTES = 2_000_000
-    settings.GRANTRY_OPENAPI_MAX_OPERATIONS = 3
-    with pytest.raises(OpenAPIImportError, match="has 4 operations; at most 3"):
-        parse_document(doc("petstore-expanded-3.0.yaml"))
+        read_index(doc("petstore-expanded-3.0.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -184,17 +211,38 @@ def test_yaml_aliases_size_and_operation_count_are_capped(settings: Settings) ->
         ("[1, 2]", "is a JSON or YAML object"),
         ('{"openapi": ', "not valid JSON"),
         ("title: not an api\n", "not an OpenAPI document"),
-        ('{"openapi": "3.0.0", "paths": {}}', "not valid OpenAPI"),
+        (
+            '{"openapi": "3.0.0", "paths": {}}',
+            "not valid OpenAPI: #: 'info' is a required property",
+        ),
         (
             '{"swagger": "2.0", "info": {"title": "x", "version": "1"}, "paths": {"/a": 5}}',
-            "not valid",
+            r"not valid OpenAPI: #/paths/~1a: 5 is not of type 'object'",
         ),
+        ('{"openapi": "4.0.0", "info": {}, "paths": {}}', "OpenAPI 4.0.0 is not supported"),
         (b"\xff\xfe\x00", "not UTF-8"),
     ],
 )
-def test_broken_documents_get_a_clear_error(text: Any, message: str) -> None:
+def test_broken_documents_get_a_clear_error_with_where(text: Any, message: str) -> None:
+    raw = text if isinstance(text, bytes) else text.encode()
     with pytest.raises(OpenAPIImportError, match=message):
-        parse_document(text)
+        read_index(raw)
+
+
+def test_an_invalid_operation_is_refused_with_its_pointer_and_the_rest_kept() -> None:
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "x", "version": "1"},
+        "paths": {
+            "/a": {"get": {"responses": {"200": {"description": "ok"}}}},
+            "/b": {"get": {"parameters": [{"name": "q", "in": "nowhere"}], "responses": {}}},
+        },
+    }
+    operations = {op["key"]: op for op in read_index(json.dumps(spec).encode())["operations"]}
+    assert operations["GET /a"]["problem"] == ""
+    assert operations["GET /b"]["problem"].startswith(
+        "It is not valid OpenAPI at #/paths/~1b/get/parameters/0"
+    )
 
 
 def test_fetching_goes_through_egress_and_refuses_redirects() -> None:
@@ -244,3 +292,67 @@ def test_query_params_must_name_non_path_properties(admin: User, crm: CustomProv
     with pytest.raises(ImportFailed) as info:
         custom_actions_import(provider=crm, actor=admin, actions=[bad], source={})
     assert "query_params" in info.value.error.message_dict
+
+
+def test_property_names_are_kept_even_when_they_look_like_keywords() -> None:
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "x", "version": "1"},
+        "paths": {
+            "/notes": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["example"],
+                                    "properties": {
+                                        "example": {"type": "string", "example": "dropped"},
+                                        "x-tag": {"type": "string"},
+                                    },
+                                    "example": {"example": "dropped too"},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    [draft] = parse_document(json.dumps(spec)).drafts
+    assert draft.problem == ""
+    assert draft.input_schema["properties"] == {
+        "example": {"type": "string", "description": "The 'example' field of the body."},
+        "x-tag": {"type": "string", "description": "The 'x-tag' field of the body."},
+    }
+    assert draft.input_schema["required"] == ["example"]
+
+
+def test_an_optional_input_that_cannot_be_named_is_left_out_a_required_one_refuses() -> None:
+    def spec(required: bool) -> str:
+        parameter = {"name": "DateSent<", "in": "query", "required": required, "schema": {}}
+        return json.dumps(
+            {
+                "openapi": "3.0.3",
+                "info": {"title": "x", "version": "1"},
+                "paths": {
+                    "/messages": {
+                        "get": {
+                            "parameters": [
+                                parameter,
+                                {"name": "To", "in": "query", "schema": {"type": "string"}},
+                            ],
+                            "responses": {"200": {"description": "ok"}},
+                        }
+                    }
+                },
+            }
+        )
+
+    [optional] = parse_document(spec(False)).drafts
+    assert (optional.problem, optional.query_params) == ("", ["To"])
+    [required] = parse_document(spec(True)).drafts
+    assert required.problem == "The query parameter 'DateSent<' is not a usable input name."

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.organizations.models import Organization
-from apps.providers.models import CustomAction, CustomProvider
+from apps.providers.models import CustomAction, CustomProvider, ImportStatus, OpenAPIImport
 
 pytestmark = pytest.mark.django_db
 
@@ -260,13 +260,17 @@ def test_admin_deletes_a_provider(client: Client, admin: User) -> None:
     assert AuditEvent.objects.filter(action="provider.custom_deleted").count() == 1
 
 
-@pytest.mark.usefixtures("crm")
-def test_every_providers_url_is_closed_to_outsiders(client: Client, outsider: User) -> None:
+def test_every_providers_url_is_closed_to_outsiders(
+    client: Client, outsider: User, crm: CustomProvider
+) -> None:
     """Walks the app's URL patterns so a new page cannot forget the tenant boundary."""
     from apps.providers.urls import urlpatterns
 
+    job = OpenAPIImport.objects.create(
+        organization=crm.organization, provider=crm, status=ImportStatus.CHOOSING
+    )
     client.force_login(outsider)
-    values = {"key": "custom-crm", "slug": "crm", "name": "get_item"}
+    values: dict[str, Any] = {"key": "custom-crm", "slug": "crm", "name": "get_item", "pk": job.pk}
     for pattern in urlpatterns:
         kwargs = {k: values[k] for k in pattern.pattern.converters}
         target = url(pattern.name, **kwargs)
@@ -334,3 +338,16 @@ def test_edit_form_refuses_a_new_host_while_connections_are_live(
     crm.refresh_from_db()
     assert crm.api_base_url == "https://crm.example.com/api"
     assert not AuditEvent.objects.filter(action="provider.custom_updated").exists()
+
+
+def test_the_form_keeps_a_header_prefix_with_its_trailing_space(
+    client: Client, admin: User
+) -> None:
+    client.force_login(admin)
+    form = {**FORM, "header_name": "Authorization", "header_prefix": "Bot "}
+    assert client.post(url("custom_create"), form).status_code == 302
+    assert CustomProvider.objects.get().header_prefix == "Bot "
+    edit = {**form, "header_prefix": "Token "}
+    del edit["slug"]
+    assert client.post(url("custom_edit", slug="crm"), edit).status_code == 302
+    assert CustomProvider.objects.get().header_prefix == "Token "
