@@ -89,6 +89,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    # Gives back any revocation lease the request still holds, however it ended.
+    "apps.workers.middleware.LeaseReleaseMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",
     "apps.workers.middleware.LeakedTokenMiddleware",
     # Sessions, users, messages and htmx are browser-only: skipped on the agent API

@@ -31,7 +31,11 @@ from apps.broker.pipeline import (
 )
 from apps.broker.results import BrokerResult
 from apps.core.api import error_response
-from apps.workers.auth import AgentContext, WorkerTokenAuthentication, release_leases
+from apps.workers.auth import (
+    AgentContext,
+    LeasingWorkerTokenAuthentication,
+    WorkerTokenAuthentication,
+)
 
 
 class IsAgent(BasePermission):
@@ -74,17 +78,13 @@ def render_error(result: BrokerResult) -> HttpResponse:
 
 
 class AgentView(APIView):
-    """Base of the agent API views: worker-token authentication, and the call's
-    revocation leases given back however the request ends."""
+    """Base of the agent API views: worker-token authentication. A view that sends the
+    call upstream takes the call's revocation leases (`LeasingWorkerTokenAuthentication`);
+    the pipeline's last audit statement gives them back, and
+    apps.workers.middleware.LeaseReleaseMiddleware whatever else ends the request."""
 
-    authentication_classes = (WorkerTokenAuthentication,)
+    authentication_classes: Any = (WorkerTokenAuthentication,)
     permission_classes = (IsAgent,)
-
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().dispatch(request, *args, **kwargs)
-        finally:
-            release_leases(request)
 
 
 class ActionListView(AgentView):
@@ -143,6 +143,7 @@ class _ActionCallView(AgentView):
 
 
 class ExecuteView(_ActionCallView):
+    authentication_classes = (LeasingWorkerTokenAuthentication,)
     dry_run = False
 
     @extend_schema(tags=["agent"], **schema.EXECUTE)
@@ -160,6 +161,8 @@ class CheckView(_ActionCallView):
 
 @extend_schema(tags=["agent"], **schema.PROXY)
 class ProxyView(AgentView):
+    authentication_classes = (LeasingWorkerTokenAuthentication,)
+
     def _proxy(self, request: Request, connection: str, path: str = "") -> HttpResponse:
         ctx = cast(AgentContext, request.auth)
         meta = request_meta(

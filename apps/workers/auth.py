@@ -11,11 +11,13 @@ request: this is the agent side of the tenant boundary (apps/core/models.py), an
 everything the call reads next is scoped by `AgentContext.organization_id`.
 
 There is no cache, so a revocation is seen by every process on the next
-request. The same statement takes the call's revocation leases
-(apps/workers/leases.py); whoever authenticates gives them back with
-`leases.release()` when the request ends (`AgentView`, the MCP view).
-The worker becomes the actor of the request's audit context
-(apps.core.audit_context; the request middleware resets it).
+request. On the surfaces that go upstream (the broker's execute and proxy, MCP:
+`LeasingWorkerTokenAuthentication`), the same statement takes the call's
+revocation leases (apps/workers/leases.py); every other surface takes none. The
+call's last audit statement gives them back, and `LeaseReleaseMiddleware`
+(apps/workers/middleware.py) whatever else ends the request. The worker becomes
+the actor of the request's audit context (apps.core.audit_context; the request
+middleware resets it).
 """
 
 from __future__ import annotations
@@ -153,30 +155,35 @@ class _Row:
     worker_active: bool
 
 
-def _lookup_sql() -> str:
+def _lookup_sql(*, lease: bool) -> str:
     # Model metadata only; the digest is a parameter.
     token, worker = WorkerToken._meta.db_table, Worker._meta.db_table
     role, organization = Role._meta.db_table, Organization._meta.db_table
+    leases_sql = (
+        f", {leases.key_sql(leases.WORKER_SPACE, 'w.id')},"
+        f" {leases.key_sql(leases.ORGANIZATION_SPACE, 'o.id')}"
+        if lease
+        else ""
+    )
     return (
         "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608
         " t.revoked_at IS NOT NULL, w.id, w.name, w.status, r.id, r.name, r.rules_version,"
-        " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client,"
-        f" {leases.key_sql(leases.WORKER_SPACE, 'w.id')},"
-        f" {leases.key_sql(leases.ORGANIZATION_SPACE, 'o.id')}"
+        f" o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client{leases_sql}"
         f" FROM {token} t JOIN {worker} w ON w.id = t.worker_id"
         f" JOIN {role} r ON r.id = t.role_id JOIN {organization} o ON o.id = t.organization_id"
         " WHERE t.digest = %s"
     )
 
 
-_LOOKUP_SQL = _lookup_sql()
+_LOOKUP_SQL = {False: _lookup_sql(lease=False), True: _lookup_sql(lease=True)}
 
 
-def lookup(digest: str) -> _Row | None:
+def lookup(digest: str, *, lease: bool = False) -> _Row | None:
     """The token with this digest and its worker, role and organization — one indexed
-    statement, which also takes the call's revocation leases when the token exists."""
+    statement, which with `lease` also takes the call's revocation leases when the
+    token exists."""
     with connection.cursor() as cursor:
-        cursor.execute(_LOOKUP_SQL, [digest])
+        cursor.execute(_LOOKUP_SQL[lease], [digest])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -196,7 +203,7 @@ def lookup(digest: str) -> _Row | None:
         store_broker_input=row[15],
         audience=row[16],
         oauth_client=row[17],
-        holds_lease=True,
+        holds_lease=lease,
     )
     return _Row(context, digest=row[5], revoked=row[6], worker_active=row[9] == WorkerStatus.ACTIVE)
 
@@ -211,10 +218,18 @@ class WorkerTokenAuthentication(BaseAuthentication):
     """For the agent API only. Views opt in with `authentication_classes`.
 
     `resource` is the resource URL of the surface (the MCP endpoint passes its own):
-    a token bound to an audience (issued by OAuth, RFC 8707) works only there."""
+    a token bound to an audience (issued by OAuth, RFC 8707) works only there.
 
-    def __init__(self, resource: str = "") -> None:
+    `lease`: take the call's revocation leases (apps/workers/leases.py). Only a
+    surface that goes upstream needs them (`LeasingWorkerTokenAuthentication`); a
+    lease on any other surface would only make a revocation wait for it."""
+
+    lease = False
+
+    def __init__(self, resource: str = "", *, lease: bool | None = None) -> None:
         self.resource = resource
+        if lease is not None:
+            self.lease = lease
 
     @override
     def authenticate_header(self, request: Request) -> str:
@@ -234,11 +249,12 @@ class WorkerTokenAuthentication(BaseAuthentication):
         parsed = parse_token(raw, kind="worker")
         if parsed is None:
             self._fail("token_malformed", request)
-        found = lookup(parsed.digest)
+        found = lookup(parsed.digest, lease=self.lease)
         if found is None or not digests_match(found.digest, parsed.digest):
             self._fail("token_invalid", request)
         context = found.context
-        # Leases are held from here on: whoever ends the request gives them back.
+        # Any lease is held from here on: LeaseReleaseMiddleware gives it back at the
+        # latest when the request ends, whatever happens next.
         request._request.agent_context = context  # type: ignore[attr-defined]
         if found.revoked:
             self._fail("token_invalid", request, context)
@@ -304,9 +320,17 @@ def _record_failure(
     )
 
 
+class LeasingWorkerTokenAuthentication(WorkerTokenAuthentication):
+    """For the surfaces that send the call upstream (execute, proxy): the lookup also
+    takes the call's revocation leases."""
+
+    lease = True
+
+
 def release_leases(request: Any) -> None:
     """End of an agent request: give back the leases its authentication took, unless
-    the call's last audit statement already did (`context.holds_lease` cleared)."""
+    the call's last audit statement already did (`context.holds_lease` cleared).
+    Called for every request by `LeaseReleaseMiddleware`."""
     context = getattr(request, "agent_context", None)
     if context is not None and context.holds_lease:
         context.holds_lease = False
