@@ -22,6 +22,7 @@ for it, hit the statement timeout and revoke nothing (issue 21, item 1).
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -489,3 +490,37 @@ def test_a_revoke_waits_for_a_slow_legitimate_call_instead_of_timing_out(
     )
     assert after.status_code == 401
     assert len(slow_upstream.requests) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/api/v1/actions/sandbox.list_projects/execute", "/mcp"])
+def test_an_agent_trickling_its_body_does_not_hold_up_its_revocation(
+    servers: list[Server], org: Organization, admin: User, path: str
+) -> None:
+    """The server hands a request to Django once its headers are in; an agent that
+    then sends its body slowly must not be holding anything the revoke waits for."""
+    agent = make_leasing_agent(org)
+    _, personal = personal_token_mint(user=admin, organization=org, name="ops")
+    body = json.dumps(rpc("tools/list") if path == "/mcp" else {"input": {}}).encode()
+    host, port = "127.0.0.1", servers[0].port
+    with socket.create_connection((host, port), timeout=30) as agent_socket:
+        agent_socket.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {agent.raw}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body[:5]
+        )
+        time.sleep(1)  # the request is in a view, waiting for the rest of its body
+        started = time.monotonic()
+        revoke = httpx.post(
+            servers[1].base + revoke_url(org, agent.token),
+            json={"reason": "compromised"},
+            headers={"Authorization": f"Bearer {personal}"},
+            timeout=60,
+        )
+        took = time.monotonic() - started
+        agent_socket.sendall(body[5:])
+        answer = agent_socket.makefile("rb").read()
+    assert revoke.status_code == 200, revoke.text
+    assert took < 1.0, f"the revoke took {took:.2f} s"
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]

@@ -27,7 +27,9 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, NoReturn
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -321,10 +323,27 @@ def _record_failure(
 
 
 class LeasingWorkerTokenAuthentication(WorkerTokenAuthentication):
-    """For the surfaces that send the call upstream (execute, proxy): the lookup also
-    takes the call's revocation leases."""
+    """For the surfaces that send the call upstream (execute, proxy, MCP): the lookup
+    also takes the call's revocation leases — after the request body is in."""
 
     lease = True
+
+    @override
+    def authenticate(self, request: Request) -> tuple[WorkerPrincipal, AgentContext]:
+        _read_body(request._request)
+        return super().authenticate(request)
+
+
+def _read_body(request: HttpRequest) -> None:
+    """Take the body off the wire before the lease is taken. The WSGI server hands the
+    request over once the headers are in; the body comes at the client's pace, and a
+    lease held while an agent trickles its body would hold up its own revocation. A
+    body Django would refuse anyway (DATA_UPLOAD_MAX_MEMORY_SIZE) is left to the view,
+    which refuses it by its Content-Length without reading it."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if length.isdigit() and (cap is None or int(length) <= cap):
+        request.body  # noqa: B018 - read and kept by Django for the view
 
 
 def release_leases(request: Any) -> None:
