@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -155,3 +156,67 @@ def test_access_log_never_shows_query_strings(tmp_path: Path) -> None:
     assert '"GET /mcp HTTP/1.1"' in output, output
     assert '"GET /healthz HTTP/1.1" 200' in output, output
     assert "SECRET" not in output
+
+
+def test_a_dead_web_worker_is_replaced_under_load(tmp_path: Path) -> None:
+    """kill -9 of one granian worker while clients call: the server keeps serving and
+    a new worker takes the dead one's place (issue 21: granian used to shut down)."""
+    from scripts.run_dev import web_command
+
+    port = _free_port()
+    log = tmp_path / "web.log"
+    env = {**os.environ, "WEB_CONCURRENCY": "2", "WEB_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(  # fixed argv
+        web_command(str(port)),
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/healthz?checks=0"
+    stop = threading.Event()
+    answers: list[tuple[float, int]] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                # A new connection each time: the listening socket decides who serves it.
+                status = httpx.get(url, timeout=5, headers={"Connection": "close"}).status_code
+            except httpx.TransportError:
+                status = 0
+            answers.append((time.monotonic(), status))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        _wait_until_up(url, process, log, seconds=60)
+        granian = psutil.Process(process.pid)  # `sh -c exec granian …` is granian itself
+        before = granian.children()
+        assert len(before) == 2, before
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        victim = before[0]
+        victim.kill()
+        killed_at = time.monotonic()
+        time.sleep(8)  # granian's respawn interval is 3.5 s
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert process.poll() is None, log.read_text()[-3000:]
+        after = granian.children()
+    finally:
+        stop.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert len(after) == 2, (after, log.read_text()[-3000:])
+    assert victim.pid not in {w.pid for w in after}
+    served_after = [status for at, status in answers if at > killed_at + 0.5]
+    assert served_after.count(200) > 50, log.read_text()[-3000:]
+    # At most the requests the dead worker had in hand are lost.
+    assert served_after.count(0) <= 4, served_after
