@@ -52,7 +52,7 @@ from apps.broker.inputs import HostileInput, check_size, parse_json
 from apps.broker.pipeline import ActionTarget, reject_input, run, start
 from apps.broker.views import request_meta
 from apps.core.api import APIError, error_response
-from apps.workers.auth import AgentContext, LeasingWorkerTokenAuthentication
+from apps.workers.auth import AgentContext, WorkerTokenAuthentication
 
 SERVER_INFO = types.Implementation(name="grantry", title="Grantry", version="1.0.0")
 SERVER_META = {
@@ -298,7 +298,7 @@ def mcp_endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat gua
         resource = f"{settings.GRANTRY_BASE_URL}/mcp"
         # tools/call goes upstream: the call's revocation leases, given back by its last
         # audit statement or apps.workers.middleware.LeaseReleaseMiddleware.
-        authenticated = LeasingWorkerTokenAuthentication(resource=resource).authenticate(
+        authenticated = WorkerTokenAuthentication(resource=resource, lease=True).authenticate(
             Request(request)
         )
     except APIError as exc:

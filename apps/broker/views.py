@@ -31,11 +31,7 @@ from apps.broker.pipeline import (
 )
 from apps.broker.results import BrokerResult
 from apps.core.api import error_response
-from apps.workers.auth import (
-    AgentContext,
-    LeasingWorkerTokenAuthentication,
-    WorkerTokenAuthentication,
-)
+from apps.workers.auth import AgentContext, WorkerTokenAuthentication
 
 
 class IsAgent(BasePermission):
@@ -79,12 +75,17 @@ def render_error(result: BrokerResult) -> HttpResponse:
 
 class AgentView(APIView):
     """Base of the agent API views: worker-token authentication. A view that sends the
-    call upstream takes the call's revocation leases (`LeasingWorkerTokenAuthentication`);
-    the pipeline's last audit statement gives them back, and
+    call upstream (`leases = True`) takes the call's revocation leases; the pipeline's
+    last audit statement gives them back, and
     apps.workers.middleware.LeaseReleaseMiddleware whatever else ends the request."""
 
-    authentication_classes: Any = (WorkerTokenAuthentication,)
+    authentication_classes = (WorkerTokenAuthentication,)
     permission_classes = (IsAgent,)
+    leases = False
+
+    @override
+    def get_authenticators(self) -> list[Any]:
+        return [WorkerTokenAuthentication(lease=self.leases)]
 
 
 class ActionListView(AgentView):
@@ -143,7 +144,7 @@ class _ActionCallView(AgentView):
 
 
 class ExecuteView(_ActionCallView):
-    authentication_classes = (LeasingWorkerTokenAuthentication,)
+    leases = True
     dry_run = False
 
     @extend_schema(tags=["agent"], **schema.EXECUTE)
@@ -161,7 +162,7 @@ class CheckView(_ActionCallView):
 
 @extend_schema(tags=["agent"], **schema.PROXY)
 class ProxyView(AgentView):
-    authentication_classes = (LeasingWorkerTokenAuthentication,)
+    leases = True
 
     def _proxy(self, request: Request, connection: str, path: str = "") -> HttpResponse:
         ctx = cast(AgentContext, request.auth)

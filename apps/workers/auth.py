@@ -12,7 +12,7 @@ everything the call reads next is scoped by `AgentContext.organization_id`.
 
 There is no cache, so a revocation is seen by every process on the next
 request. On the surfaces that go upstream (the broker's execute and proxy, MCP:
-`LeasingWorkerTokenAuthentication`), the same statement takes the call's
+`WorkerTokenAuthentication(lease=True)`), the same statement takes the call's
 revocation leases (apps/workers/leases.py); every other surface takes none. The
 call's last audit statement gives them back, and `LeaseReleaseMiddleware`
 (apps/workers/middleware.py) whatever else ends the request. The worker becomes
@@ -222,22 +222,21 @@ class WorkerTokenAuthentication(BaseAuthentication):
     `resource` is the resource URL of the surface (the MCP endpoint passes its own):
     a token bound to an audience (issued by OAuth, RFC 8707) works only there.
 
-    `lease`: take the call's revocation leases (apps/workers/leases.py). Only a
-    surface that goes upstream needs them (`LeasingWorkerTokenAuthentication`); a
-    lease on any other surface would only make a revocation wait for it."""
+    `lease`: take the call's revocation leases (apps/workers/leases.py), once the
+    request body is in. Only a surface that sends the call upstream asks for them
+    (execute, proxy, MCP); a lease anywhere else would only make a revocation wait."""
 
-    lease = False
-
-    def __init__(self, resource: str = "", *, lease: bool | None = None) -> None:
+    def __init__(self, resource: str = "", *, lease: bool = False) -> None:
         self.resource = resource
-        if lease is not None:
-            self.lease = lease
+        self.lease = lease
 
     @override
     def authenticate_header(self, request: Request) -> str:
         return _www_authenticate("token_missing")
 
     def authenticate(self, request: Request) -> tuple[WorkerPrincipal, AgentContext]:
+        if self.lease:
+            _read_body(request._request)
         auth_throttle_check(request._request)
         header = get_authorization_header(request).decode("latin-1").strip()
         scheme, _, raw = header.partition(" ")
@@ -322,18 +321,6 @@ def _record_failure(
     )
 
 
-class LeasingWorkerTokenAuthentication(WorkerTokenAuthentication):
-    """For the surfaces that send the call upstream (execute, proxy, MCP): the lookup
-    also takes the call's revocation leases — after the request body is in."""
-
-    lease = True
-
-    @override
-    def authenticate(self, request: Request) -> tuple[WorkerPrincipal, AgentContext]:
-        _read_body(request._request)
-        return super().authenticate(request)
-
-
 def _read_body(request: HttpRequest) -> None:
     """Take the body off the wire before the lease is taken. The WSGI server hands the
     request over once the headers are in; the body comes at the client's pace, and a
@@ -349,7 +336,7 @@ def _read_body(request: HttpRequest) -> None:
 def release_leases(request: Any) -> None:
     """End of an agent request: give back the leases its authentication took, unless
     the call's last audit statement already did (`context.holds_lease` cleared).
-    Called for every request by `LeaseReleaseMiddleware`."""
+    Called for every request by apps.workers.middleware.LeaseReleaseMiddleware."""
     context = getattr(request, "agent_context", None)
     if context is not None and context.holds_lease:
         context.holds_lease = False

@@ -20,7 +20,7 @@ snapshot is taken after the lease was granted. Advisory locks live in
 PostgreSQL's lock table: no row is written, no WAL, no multixact.
 
 Only the surfaces that go upstream take leases (execute, proxy, MCP:
-`auth.LeasingWorkerTokenAuthentication`), and every request gives back what it
+`WorkerTokenAuthentication(lease=True)`), and every request gives back what it
 still holds when it ends (`middleware.LeaseReleaseMiddleware`), so a lease lives
 exactly as long as one call.
 
