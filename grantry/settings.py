@@ -464,6 +464,12 @@ if GRANTRY_SANDBOX_ENABLED:
     OAUTH2_PROVIDER["OAUTH2_VALIDATOR_CLASS"] = "apps.sandbox.validators.SandboxValidator"
 # Grantry's MCP authorization server (apps.mcpauth).
 GRANTRY_MCP_TOKEN_SECONDS = env.int("GRANTRY_MCP_TOKEN_SECONDS", default=3600)
+# Agent long polls (GET /api/v1/approvals/<id>?wait=N) that may wait at once in one web
+# process, and with one token; any other poll answers at once (apps/approvals/long_poll.py).
+GRANTRY_LONG_POLLS_PER_PROCESS = env.int(
+    "GRANTRY_LONG_POLLS_PER_PROCESS", default=max(1, env.int("WEB_THREADS", default=8) // 2)
+)
+GRANTRY_LONG_POLLS_PER_TOKEN = env.int("GRANTRY_LONG_POLLS_PER_TOKEN", default=2)
 GRANTRY_MCP_DCR_PER_HOUR = env.int("GRANTRY_MCP_DCR_PER_HOUR", default=20)
 # A dynamically registered client that never completes a grant is deleted after this long.
 GRANTRY_MCP_DCR_UNUSED_HOURS = env.int("GRANTRY_MCP_DCR_UNUSED_HOURS", default=24)
