@@ -237,7 +237,6 @@ class WorkerTokenAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[WorkerPrincipal, AgentContext]:
         if self.lease:
             _read_body(request._request)
-        auth_throttle_check(request._request)
         header = get_authorization_header(request).decode("latin-1").strip()
         scheme, _, raw = header.partition(" ")
         raw = raw.strip()
@@ -280,6 +279,10 @@ class WorkerTokenAuthentication(BaseAuthentication):
         return WorkerPrincipal(context.worker_name), context
 
     def _fail(self, code: str, request: Request, context: AgentContext | None = None) -> NoReturn:
+        # The throttle is read only now, after the lookup failed: it limits failures,
+        # never a valid token that shares an address with them (a NAT), and a
+        # successful call does not read it at all.
+        auth_throttle_check(request._request)
         message = FAILURES[code]
         _record_failure(code, message, request, context)
         details = {"token_id": context.token_public_id} if context is not None else {}
