@@ -153,6 +153,11 @@ DATABASES["default"].setdefault("OPTIONS", {})["options"] = timeout_options(
     background_statement_ms=DB_BACKGROUND_STATEMENT_TIMEOUT_MS,
     background_lock_ms=DB_BACKGROUND_LOCK_TIMEOUT_MS,
 )
+# A database that does not answer at all (a host gone, a dropped route) fails a new
+# connection after this many seconds (503 database_unavailable), not the OS's minutes.
+DATABASES["default"]["OPTIONS"].setdefault(
+    "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -165,6 +170,9 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="grantry"),
+            # A Redis that does not answer fails the check in seconds (503
+            # cache_unavailable), not after the OS's TCP timeout.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
         }
     }
 else:
