@@ -27,6 +27,7 @@ AGENT_SOURCES = [
     ("apps/approvals/services/base.py", None),  # the 202 approval_pending gate
     ("apps/approvals/api.py", "ApprovalStatusView"),  # GET /api/v1/approvals/<id>
     ("apps/audit/exceptions.py", None),
+    ("apps/core/json_input.py", None),  # the JSON gate behind apps/broker/inputs.py
     ("apps/core/exceptions.py", "DatabaseTimeout"),
     ("apps/core/exceptions.py", "DatabaseUnavailable"),  # PostgreSQL down
     ("apps/core/exceptions.py", "CacheUnavailable"),  # Redis down: a count the call needs
