@@ -524,7 +524,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "apps.core.logging.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        # Control characters escaped, tracebacks indented: no log line can be forged
+        # (apps/core/safe_log.py; granian's logs use it too, grantry/granian-logging.json).
+        "plain": {
+            "()": "apps.core.safe_log.SafeFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
     },
     "handlers": {
         "console": {
