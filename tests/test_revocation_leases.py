@@ -14,9 +14,10 @@ for it, hit the statement timeout and revoke nothing (issue 21, item 1).
 * Two real granian servers with persistent connections (as in production) and a
   1 s statement timeout: agents hammer every route from several threads while the
   token is revoked through the management API; the revoke answers 200 in under a
-  second and the token then answers 401 everywhere. And a revoke issued while a
+  second and the token then answers 401 everywhere. A revoke issued while a
   legitimate call waits on a slow upstream waits for it instead of being cancelled
-  by the web request's statement timeout.
+  by the web request's statement timeout. And an agent that sends its headers and
+  then trickles its body holds nothing the revoke waits for.
 """
 
 from __future__ import annotations

@@ -79,6 +79,8 @@ class AgentView(APIView):
     last audit statement gives them back, and
     apps.workers.middleware.LeaseReleaseMiddleware whatever else ends the request."""
 
+    # Named for the schema (drf-spectacular) and the route walks of the tests; the
+    # instance comes from get_authenticators(), which passes `leases` on.
     authentication_classes = (WorkerTokenAuthentication,)
     permission_classes = (IsAgent,)
     leases = False

@@ -34,7 +34,8 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 class CacheUnavailable(ServiceUnavailable):
     """The shared cache (Redis) is down. It counts rate limits, quotas and failed
-    authentications; a check that cannot count refuses (README, "Security")."""
+    authentications; a check that cannot count refuses (README, "When Redis or
+    PostgreSQL is down")."""
 
     code = "cache_unavailable"
     message = (

@@ -8,8 +8,9 @@ encode; NUL, which PostgreSQL text refuses), non-finite numbers and object keys 
 are not strings. The walk is iterative, so no input can exhaust the stack here.
 
 The agent surfaces (apps.broker.inputs: execute, check, the proxy, MCP) use it with
-their tight limits; the management API through DRF's parser (`apps.core.api.JSONParser`)
-and the unauthenticated client registration (`/oauth/register/`) with looser ones.
+their tight limits; the management API through DRF's parser
+(`apps.core.parsers.JSONParser`) and the unauthenticated client registration
+(`/oauth/register/`) with looser ones.
 """
 
 from __future__ import annotations

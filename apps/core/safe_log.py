@@ -5,8 +5,9 @@ A request path, a header or an exception message is the client's text. Written r
 terminal of whoever read the log. `SafeFormatter` writes every record as one line with
 its control characters escaped (`\\n`, `\\x1b`, `\\u2028`, …); a traceback keeps its line
 breaks, but each of its lines is indented with `  | `, so no part of it can pass for a
-record of its own. Django's logging (settings.LOGGING) and granian's access and server
-logs (grantry/granian-logging.json, the Procfile's `--log-config`) both use it.
+record of its own. Django's logging (settings.LOGGING, which Celery's workers and beat
+use too: grantry/celery.py) and granian's access and server logs
+(grantry/granian-logging.json, the Procfile's `--log-config`) all use it.
 
 Standard library only: granian imports it before Django is set up."""
 
