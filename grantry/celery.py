@@ -25,3 +25,16 @@ def _background_database_timeouts(**kwargs: object) -> None:
     from apps.core.db import use_background_timeouts
 
     use_background_timeouts()
+
+
+@signals.setup_logging.connect
+def _django_logging(**kwargs: object) -> None:
+    """Workers and beat log through Django's LOGGING, so their lines are escaped and
+    their tracebacks indented like the web's (apps/core/safe_log.py), instead of
+    through Celery's own formatter. Celery configures no logging of its own when this
+    signal has a receiver."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)

@@ -89,6 +89,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    # Gives back any revocation lease the request still holds, however it ended.
+    "apps.workers.middleware.LeaseReleaseMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",
     "apps.workers.middleware.LeakedTokenMiddleware",
     # Sessions, users, messages and htmx are browser-only: skipped on the agent API
@@ -151,6 +153,11 @@ DATABASES["default"].setdefault("OPTIONS", {})["options"] = timeout_options(
     background_statement_ms=DB_BACKGROUND_STATEMENT_TIMEOUT_MS,
     background_lock_ms=DB_BACKGROUND_LOCK_TIMEOUT_MS,
 )
+# A database that does not answer at all (a host gone, a dropped route) fails a new
+# connection after this many seconds (503 database_unavailable), not the OS's minutes.
+DATABASES["default"]["OPTIONS"].setdefault(
+    "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -163,6 +170,9 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="grantry"),
+            # A Redis that does not answer fails the check in seconds (503
+            # cache_unavailable), not after the OS's TCP timeout.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
         }
     }
 else:
@@ -265,7 +275,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser behind the one JSON gate (apps.core.json_input).
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
@@ -470,6 +481,12 @@ if GRANTRY_SANDBOX_ENABLED:
     OAUTH2_PROVIDER["OAUTH2_VALIDATOR_CLASS"] = "apps.sandbox.validators.SandboxValidator"
 # Grantry's MCP authorization server (apps.mcpauth).
 GRANTRY_MCP_TOKEN_SECONDS = env.int("GRANTRY_MCP_TOKEN_SECONDS", default=3600)
+# Agent long polls (GET /api/v1/approvals/<id>?wait=N) that may wait at once in one web
+# process, and with one token; any other poll answers at once (apps/approvals/long_poll.py).
+GRANTRY_LONG_POLLS_PER_PROCESS = env.int(
+    "GRANTRY_LONG_POLLS_PER_PROCESS", default=max(1, env.int("WEB_THREADS", default=8) // 2)
+)
+GRANTRY_LONG_POLLS_PER_TOKEN = env.int("GRANTRY_LONG_POLLS_PER_TOKEN", default=2)
 GRANTRY_MCP_DCR_PER_HOUR = env.int("GRANTRY_MCP_DCR_PER_HOUR", default=20)
 # A dynamically registered client that never completes a grant is deleted after this long.
 GRANTRY_MCP_DCR_UNUSED_HOURS = env.int("GRANTRY_MCP_DCR_UNUSED_HOURS", default=24)
@@ -515,7 +532,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "apps.core.logging.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        # Control characters escaped, tracebacks indented: no log line can be forged
+        # (apps/core/safe_log.py; granian's logs use it too, grantry/granian-logging.json).
+        "plain": {
+            "()": "apps.core.safe_log.SafeFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
     },
     "handlers": {
         "console": {

@@ -14,6 +14,7 @@ from apps.core.views import healthz
 from apps.review.views import audit_public_key
 
 handler404 = "apps.core.views.not_found"
+handler500 = "apps.core.views.server_error"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

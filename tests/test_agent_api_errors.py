@@ -27,7 +27,10 @@ AGENT_SOURCES = [
     ("apps/approvals/services/base.py", None),  # the 202 approval_pending gate
     ("apps/approvals/api.py", "ApprovalStatusView"),  # GET /api/v1/approvals/<id>
     ("apps/audit/exceptions.py", None),
+    ("apps/core/json_input.py", None),  # the JSON gate behind apps/broker/inputs.py
     ("apps/core/exceptions.py", "DatabaseTimeout"),
+    ("apps/core/exceptions.py", "DatabaseUnavailable"),  # PostgreSQL down
+    ("apps/core/exceptions.py", "CacheUnavailable"),  # Redis down: a count the call needs
 ]
 # Where the code is the n-th positional argument of a call.
 CODE_POSITION = {"fail": 1, "APIError": 0, "error_response": 0, "_fail": 0, "ApprovalRefused": 1}

@@ -348,7 +348,7 @@ def build_path(route: Route, kwargs: dict[str, Any]) -> str:
         name = match.group(1)
         converter = route.converters.get(name)
         value = kwargs[name]
-        return converter.to_url(value) if converter is not None else str(value)
+        return str(converter.to_url(value)) if converter is not None else str(value)
 
     return "/" + re.sub(r"<(?:\w+:)?(\w+)>", repl, route.route)
 

@@ -34,6 +34,9 @@ def _fail(
     # importing, and apps.core.api imports rest_framework.views.
     from apps.core.api import APIError
 
+    # Read only after the lookup failed: the throttle limits failures, never a valid
+    # token that shares an address with them (apps.accounts.auth_failures).
+    auth_throttle_check(request._request)
     _record_failure(code, message, request, token)
     raise APIError(
         code,
@@ -79,7 +82,6 @@ class PersonalTokenAuthentication(BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer":
             return None  # not ours: the session (or nothing) decides
-        auth_throttle_check(request._request)
         raw = raw.strip()
         parsed = parse_token(raw, kind="personal")
         if parsed is None:

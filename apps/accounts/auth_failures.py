@@ -7,8 +7,11 @@ management API) share these rules:
   first 12 characters of the presented credential, so one stolen, expired or
   revoked token is limited however many addresses send it; only a digest of the
   prefix is kept). Once either count reaches its limit in the current window,
-  every token request from that address, or with that prefix, answers 429
-  `auth_throttled` with `Retry-After` until the window ends, before any lookup.
+  every failed token authentication from that address, or with that prefix,
+  answers 429 `auth_throttled` with `Retry-After` until the window ends (and is
+  no longer counted or audited). The count is read only after a lookup failed:
+  a valid token is never throttled, even from an address others fail from (agents
+  behind one NAT), and a successful call reads nothing here.
 - Aggregate. The first few failures of a kind (organization, action, surface)
   in a window (GRANTRY_AUTH_FAILURES_AUDITED_PER_WINDOW, 5) are audited at once,
   one event each, as before. The rest of that window only count, in the cache;

@@ -4,7 +4,8 @@
   only its own approvals (another worker's, or another organization's, is 404).
   `?wait=N` (at most 30 s) holds the answer until the status changes: the view
   polls the database with short sleeps, outside any transaction, and gives its
-  database connection back while it sleeps.
+  database connection back while it sleeps. Only so many polls wait at once per
+  process and per token (long_poll.py); any other answers at once.
 * Management API under /api/v1/orgs/<org_slug>/approvals/: list, show, approve
   and deny with a session or a personal token (OrgAPIMixin). Members see what
   `Approval.objects.visible_to(membership)` allows; who may decide is the
@@ -33,6 +34,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from typing_extensions import override
 
+from apps.approvals import long_poll
 from apps.approvals.models import Approval, ApprovalStatus
 from apps.approvals.services import (
     RETRY_AFTER_SECONDS,
@@ -83,6 +85,18 @@ def _release_connection() -> None:
             conn.close()
 
 
+def _wait_while_pending(mine: QuerySet[Approval], approval: Approval, wait: int) -> Approval:
+    deadline = time.monotonic() + wait
+    while approval.effective_status() == ApprovalStatus.PENDING:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        _release_connection()
+        time.sleep(min(POLL_SECONDS, left))
+        approval = mine.get(pk=approval.pk)
+    return approval
+
+
 class ApprovalStatusView(APIView):
     """The status of one of this worker's approvals, optionally waiting for a change."""
 
@@ -117,14 +131,11 @@ class ApprovalStatusView(APIView):
             organization_id=context.organization.pk, worker_id=context.worker.pk
         ).select_related("organization")
         approval = get_object_or_404(mine, public_id=approval_id)
-        deadline = time.monotonic() + wait
-        while approval.effective_status() == ApprovalStatus.PENDING:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            _release_connection()
-            time.sleep(min(POLL_SECONDS, left))
-            approval = mine.get(pk=approval.pk)
+        if wait and approval.effective_status() == ApprovalStatus.PENDING:
+            # Beyond the bound, the answer is the status now (long_poll.py).
+            with long_poll.LONG_POLLS.slot(context.token_pk) as may_wait:
+                if may_wait:
+                    approval = _wait_while_pending(mine, approval, wait)
         response = Response(agent_document(approval))
         response["Cache-Control"] = "no-store"
         if approval.effective_status() == ApprovalStatus.PENDING:

@@ -388,10 +388,24 @@ def audit_export_request(
             "proof": proof,
         },
     )
+    transaction.on_commit(lambda: _export_enqueue(export))
+    return export
+
+
+def _export_enqueue(export: AuditExport) -> None:
+    """Queue the export's job. When the task queue is down the export is marked failed,
+    saying why, and the error goes on (503 broker_unavailable): never a job that looks
+    queued but never runs."""
     from apps.audit.tasks import run_audit_export
 
-    transaction.on_commit(lambda: run_audit_export.delay(export.pk))
-    return export
+    try:
+        run_audit_export.delay(export.pk)
+    except Exception:
+        AuditExport.objects.filter(pk=export.pk, status=ExportStatus.PENDING).update(
+            status=ExportStatus.FAILED,
+            error="The task queue was not available; request the export again.",
+        )
+        raise
 
 
 def audit_export_run(*, export_id: int) -> AuditExport:

@@ -52,7 +52,7 @@ from apps.broker.inputs import HostileInput, check_size, parse_json
 from apps.broker.pipeline import ActionTarget, reject_input, run, start
 from apps.broker.views import request_meta
 from apps.core.api import APIError, error_response
-from apps.workers.auth import AgentContext, WorkerTokenAuthentication, release_leases
+from apps.workers.auth import AgentContext, WorkerTokenAuthentication
 
 SERVER_INFO = types.Implementation(name="grantry", title="Grantry", version="1.0.0")
 SERVER_META = {
@@ -281,14 +281,7 @@ def _is_modern(message: dict[str, Any], version_header: str | None) -> bool:
 
 
 @csrf_exempt
-def mcp_endpoint(request: HttpRequest) -> HttpResponse:
-    try:
-        return _endpoint(request)
-    finally:
-        release_leases(request)
-
-
-def _endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard clauses, each a documented refusal, before the MCP call
+def mcp_endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard clauses, each a documented refusal, before the MCP call
     if request.method != "POST":
         response = error_response(
             "method_not_allowed",
@@ -303,7 +296,11 @@ def _endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard 
         )
     try:
         resource = f"{settings.GRANTRY_BASE_URL}/mcp"
-        authenticated = WorkerTokenAuthentication(resource=resource).authenticate(Request(request))
+        # tools/call goes upstream: the call's revocation leases, given back by its last
+        # audit statement or apps.workers.middleware.LeaseReleaseMiddleware.
+        authenticated = WorkerTokenAuthentication(resource=resource, lease=True).authenticate(
+            Request(request)
+        )
     except APIError as exc:
         return _unauthorized(exc)
     ctx = authenticated[1]

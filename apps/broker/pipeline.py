@@ -51,6 +51,7 @@ from apps.core.egress import (
     EgressTooLarge,
     egress_request,
 )
+from apps.core.exceptions import as_service_unavailable
 from apps.policies.evaluate import Call as PolicyCall
 from apps.policies.evaluate import Decision as PolicyDecision
 from apps.policies.evaluate import UnsafePath, evaluate, normalize_path
@@ -336,7 +337,40 @@ def _dry_run_answer(call: AgentCall, chosen: Chosen) -> BrokerResult:
 
 def _admit(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     """The last gates before an allowed call goes upstream: the rule's rate limit (per
-    token), its quota (per worker), then the connection's health."""
+    token), its quota (per worker), then the connection's health. A limit that cannot be
+    counted (the shared cache is down) refuses the call: 503 with Retry-After."""
+    try:
+        refused = _within_limits(call, chosen)
+    except Exception as exc:
+        unavailable = as_service_unavailable(exc)
+        if unavailable is None:
+            raise
+        logger.warning("rate limit or quota not counted (%s): call refused", unavailable.code)
+        refused = call.refuse(
+            fail(
+                503,
+                unavailable.code,
+                unavailable.message,
+                headers={"Retry-After": str(unavailable.retry_after)},
+            ),
+            outcome=Outcome.FAILURE,
+            decision=Decision.ALLOWED,
+        )
+    if refused is not None:
+        return refused
+    connection = chosen.connection
+    if connection.status != ConnectionStatus.ACTIVE:
+        message = REAUTH_MESSAGE.format(name=connection.name)
+        return call.refuse(
+            fail(409, "needs_reauth", message, connection=connection.name),
+            outcome=Outcome.FAILURE,
+            decision=Decision.ALLOWED,
+        )
+    return None
+
+
+def _within_limits(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
+    """Count the call against its rule's rate limit and quota (the shared cache)."""
     per_minute = chosen.decision.rate_limit_per_minute
     if per_minute and chosen.decision.rule_id is not None:
         from apps.policies.ratelimit import rate_limit_check
@@ -374,14 +408,6 @@ def _admit(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
                     retry_after=exceeded.retry_after,
                 )
             )
-    connection = chosen.connection
-    if connection.status != ConnectionStatus.ACTIVE:
-        message = REAUTH_MESSAGE.format(name=connection.name)
-        return call.refuse(
-            fail(409, "needs_reauth", message, connection=connection.name),
-            outcome=Outcome.FAILURE,
-            decision=Decision.ALLOWED,
-        )
     return None
 
 

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.html import escape
 
 from apps.core import audit_context
 from apps.core.browser_middleware import is_agent_path
-from apps.core.exceptions import as_service_unavailable
+from apps.core.exceptions import ServiceUnavailable, as_service_unavailable
 
 
 def new_request_id() -> str:
@@ -63,11 +64,44 @@ def is_api_path(path: str) -> bool:
     return path.startswith("/api/") or path == "/mcp" or path.startswith("/mcp/")
 
 
+# Grantry's OAuth endpoints that a client (not a browser) calls: they answer JSON too.
+_OAUTH_JSON_PATHS = frozenset({"/oauth/token/", "/oauth/revoke/", "/oauth/register/"})
+
+
+def answers_json(path: str) -> bool:
+    """Whether an error on this path is the standard JSON body rather than a page."""
+    return is_api_path(path) or path in _OAUTH_JSON_PATHS
+
+
+def unavailable_response(request: HttpRequest, exception: ServiceUnavailable) -> HttpResponse:
+    """503 with `Retry-After`: the standard JSON error body for API clients, the styled
+    page for people. The page is rendered with the request (the user, the org) when that
+    works; with the database down it cannot, and a plain page says the same."""
+    from apps.core.api import error_response
+
+    headers = {"Retry-After": str(exception.retry_after)}
+    if answers_json(request.path):
+        return error_response(exception.code, exception.message, status_code=503, headers=headers)
+    context = {"code": exception.code, "message": exception.message}
+    try:
+        response = render(request, "503.html", context, status=503)
+    except Exception:  # the page's own queries failed too: no user, no organization
+        response = HttpResponse(
+            f"<!doctype html><title>Temporarily unavailable</title>"
+            f"<h1>Temporarily unavailable</h1><p>{escape(exception.message)}</p>"
+            f"<p>Error <code>{escape(exception.code)}</code>.</p>",
+            status=503,
+        )
+    response["Retry-After"] = headers["Retry-After"]
+    return response
+
+
 class ServiceUnavailableMiddleware:
-    """A `ServiceUnavailable` (e.g. the audit trail cannot be written) or a database
-    timeout raised by a view outside DRF: the standard JSON error with 503 for the APIs
-    and MCP, a styled 503 page for the dashboard. DRF views map both in
-    apps.core.api.exception_handler."""
+    """A `ServiceUnavailable` (e.g. the audit trail cannot be written), a database
+    timeout or a dependency that is down (apps.core.exceptions.as_service_unavailable),
+    raised by a view outside DRF: 503 (`unavailable_response`). DRF views map the same
+    in apps.core.api.exception_handler; what a middleware raises reaches handler500
+    (apps.core.views.server_error)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -76,22 +110,7 @@ class ServiceUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        from apps.core.api import error_response
-
         unavailable = as_service_unavailable(exception)
         if unavailable is None:
             return None
-        exception = unavailable
-        headers = {"Retry-After": str(exception.retry_after)}
-        if is_api_path(request.path):
-            return error_response(
-                exception.code, exception.message, status_code=503, headers=headers
-            )
-        response = render(
-            request,
-            "503.html",
-            {"code": exception.code, "message": exception.message},
-            status=503,
-        )
-        response["Retry-After"] = headers["Retry-After"]
-        return response
+        return unavailable_response(request, unavailable)

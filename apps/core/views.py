@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import sys
+
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.defaults import page_not_found
+from django.views.defaults import server_error as django_server_error
 
 
 def _database_ok() -> tuple[bool, str]:
@@ -60,3 +63,24 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
         return error_response("not_found", "Not found.", status_code=404)
     return page_not_found(request, exception or Http404())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: what no view or middleware answered. A dependency that is down
+    (a middleware's query with PostgreSQL gone, the cache, the queue) is 503 with
+    `Retry-After`; any other error is the standard JSON body on the APIs and Django's
+    page elsewhere. Django calls this inside its `except` block, so `sys.exc_info()`
+    is the exception."""
+    from apps.core.api import error_response
+    from apps.core.exceptions import as_service_unavailable
+    from apps.core.middleware import answers_json, unavailable_response
+
+    exception = sys.exc_info()[1]
+    unavailable = as_service_unavailable(exception) if exception is not None else None
+    if unavailable is not None:
+        return unavailable_response(request, unavailable)
+    if answers_json(request.path):
+        return error_response(
+            "server_error", "Grantry failed to answer this request.", status_code=500
+        )
+    return django_server_error(request)

@@ -24,11 +24,11 @@ from oauth2_provider.models import get_application_model
 from oauth2_provider.views.dynamic_client_registration import (
     _build_application_kwargs,
     _error_response,
-    _parse_metadata,
 )
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from apps.core.audit_context import client_ip
+from apps.core.json_input import HostileInput, loads
 from apps.mcpauth import services
 from apps.mcpauth.forms import ConsentForm
 from apps.mcpauth.validator import (
@@ -238,6 +238,19 @@ def _registration_allowed(request: HttpRequest) -> bool:
     return count <= int(settings.GRANTRY_MCP_DCR_PER_HOUR)
 
 
+def _parse_metadata(body: bytes) -> dict[str, Any] | HttpResponse:
+    """The registration request through the one JSON gate (apps.core.json_input): a
+    hostile body (nesting past the interpreter's limit, a lone surrogate, NUL) is 400
+    `invalid_client_metadata`, not a 500 (DOT's own parser let both through)."""
+    try:
+        data = loads(body, max_depth=16, max_nodes=10_000)
+    except HostileInput as problem:
+        return _error_response("invalid_client_metadata", problem.message)
+    if not isinstance(data, dict):
+        return _error_response("invalid_client_metadata", "The body must be a JSON object.")
+    return data
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class RegisterView(View):
     """RFC 7591 Dynamic Client Registration, open and rate-limited. A client that is
@@ -250,9 +263,9 @@ class RegisterView(View):
             )
             response["Retry-After"] = "3600"
             return response
-        data, error = _parse_metadata(request.body)
-        if error:
-            return error
+        data = _parse_metadata(request.body)
+        if isinstance(data, HttpResponse):
+            return data
         kwargs, error = _build_application_kwargs(data)
         if error:
             return error

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +24,7 @@ from typing_extensions import override
 
 from apps.core.api import APIError, from_form_errors
 from apps.core.openapi import error_responses
+from apps.core.parsers import JSONParser
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.policies.forms import DryRunForm

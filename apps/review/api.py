@@ -25,7 +25,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import generics, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -47,6 +47,7 @@ from apps.audit.services import (
 )
 from apps.core.api import APIError
 from apps.core.openapi import error_responses
+from apps.core.parsers import JSONParser
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.review.views import streaming_export

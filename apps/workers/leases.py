@@ -19,8 +19,14 @@ re-check in its attempt statement (`audit_record(holder_token_id=…)`), whose
 snapshot is taken after the lease was granted. Advisory locks live in
 PostgreSQL's lock table: no row is written, no WAL, no multixact.
 
+Only the surfaces that go upstream take leases (execute, proxy, MCP:
+`WorkerTokenAuthentication(lease=True)`), and every request gives back what it
+still holds when it ends (`middleware.LeaseReleaseMiddleware`), so a lease lives
+exactly as long as one call.
+
 What it costs: a revocation may wait for in-flight calls of that worker, at
-most the egress deadline (it sets its own `lock_timeout` accordingly). The
+most the egress deadline (it raises its own lock and statement timeouts for that
+one wait, so a web request's short statement timeout cannot cancel it). The
 lease is a session lock, so a transaction-pooling PgBouncer in front of
 PostgreSQL would break it (session pooling is fine).
 """
@@ -56,15 +62,31 @@ def key_sql(space: int, id_column: str) -> str:
     return f"pg_advisory_lock_shared({space}, ({id_column} %% 2147483647)::int4)"
 
 
+# SET LOCAL both timeouts (until the transaction ends, or until set again).
+_SET_TIMEOUTS_SQL = (
+    "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)"
+)
+
+
 def _fence(space: int, object_id: int) -> None:
     """Wait until every call that holds a lease on this object is done, inside the
-    caller's transaction (released at its commit). New leases wait for the commit."""
-    wait_ms = int((float(settings.GRANTRY_EGRESS_TIMEOUT) + 10) * 1000)
+    caller's transaction (released at its commit). New leases wait for the commit.
+
+    The wait may last as long as a legitimate call to a slow upstream, so for this one
+    statement both the lock timeout and the statement timeout (a web request's is a few
+    seconds, settings.DB_STATEMENT_TIMEOUT_MS) are the egress deadline + 10 s; the
+    caller's own values apply again afterwards."""
+    wait = f"{int((float(settings.GRANTRY_EGRESS_TIMEOUT) + 10) * 1000)}ms"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{wait_ms}ms"])
+        cursor.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+        )
+        before = cursor.fetchone()
+        cursor.execute(_SET_TIMEOUTS_SQL, [wait, wait])
         cursor.execute(
             "SELECT pg_advisory_xact_lock(%s, (%s %% 2147483647)::int4)", [space, object_id]
         )
+        cursor.execute(_SET_TIMEOUTS_SQL, before)
 
 
 def fence_worker(worker_id: int) -> None:

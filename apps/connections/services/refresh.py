@@ -49,7 +49,9 @@ def _mark_needs_reauth(connection: Connection, reason: str) -> None:
 
         notify_needs_reauth.delay(connection_id)
 
-    transaction.on_commit(notify)
+    # robust: the admins' email is a side effect; a task queue that is down is logged,
+    # never turned into an error for the call that found the connection dead.
+    transaction.on_commit(notify, robust=True)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def test_300_random_tokens_are_throttled_and_audited_in_aggregate() -> None:
     assert summary.metadata["codes"] == {"token_invalid": 26}
     assert summary.metadata["addresses"] == ["127.0.0.1"]  # the sample: the first five
     assert summary.metadata["first_seen"] <= summary.metadata["last_seen"]
-    # 301 attempts: 31 recorded failures, the rest refused before any lookup; six rows.
+    # 301 attempts: 31 recorded failures, the rest refused uncounted; six rows.
     assert failure_events().count() == 6
 
 
@@ -125,3 +125,35 @@ def test_personal_token_failures_are_throttled_too(org: Organization) -> None:
         for _ in range(5)
     ]
     assert statuses == [401, 401, 401, 429, 429]
+
+
+@override_settings(GRANTRY_AUTH_FAILURES_PER_ADDRESS=10)
+def test_failures_from_an_address_do_not_lock_out_the_valid_tokens_behind_it(
+    minted: tuple[WorkerToken, str], org: Organization, admin: User
+) -> None:
+    """Agents behind one NAT share an address: one of them failing (a wrong token, a
+    revoked one) must not lock the others out (issue 21, item 9)."""
+    nat = "203.0.113.7"
+    _, raw = minted
+    statuses = [whoami(generate_token("worker").raw, address=nat).status_code for _ in range(20)]
+    assert statuses[:10] == [401] * 10
+    assert set(statuses[10:]) == {429}
+
+    # A valid worker token from the same address is served, again and again...
+    assert [whoami(raw, address=nat).status_code for _ in range(3)] == [200] * 3
+    # ...and a valid personal token on the management API too,
+    _, personal = personal_token_mint(user=admin, organization=org, name="ci")
+    management = APIClient().get(
+        f"/api/v1/orgs/{org.slug}/workers/",
+        HTTP_AUTHORIZATION=f"Bearer {personal}",
+        REMOTE_ADDR=nat,
+    )
+    assert management.status_code == 200, management.content
+    # ...while the failing ones stay throttled, on both APIs.
+    assert whoami(generate_token("worker").raw, address=nat).status_code == 429
+    wrong_personal = APIClient().get(
+        f"/api/v1/orgs/{org.slug}/workers/",
+        HTTP_AUTHORIZATION=f"Bearer {generate_token('personal').raw}",
+        REMOTE_ADDR=nat,
+    )
+    assert wrong_personal.status_code == 429
