@@ -79,8 +79,9 @@ def _raise_for(answer: http.Answer) -> None:
         message = str(error.get("message", ""))
         fields = (error.get("details") or {}).get("fields")
         if fields:
-            message += " " + "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in fields.items()
-                                       if isinstance(v, list))
+            message += " " + "; ".join(
+                f"{k}: {' '.join(map(str, v))}" for k, v in fields.items() if isinstance(v, list)
+            )
         raise APIFailure(message.strip(), status=answer.status, code=str(error.get("code", "")))
     raise APIFailure(f"Grantry answered HTTP {answer.status}.", status=answer.status)
 
@@ -95,8 +96,12 @@ class ManagementAPI:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            answer = http.request(method, self._url(path), body=body,
-                                  headers={"Authorization": f"Bearer {self.login.token}"})
+            answer = http.request(
+                method,
+                self._url(path),
+                body=body,
+                headers={"Authorization": f"Bearer {self.login.token}"},
+            )
         except http.Unreachable as exc:
             raise APIFailure(str(exc)) from None
         _raise_for(answer)
@@ -113,8 +118,9 @@ def agent_call(url: str, token: str, action: str, payload: dict[str, Any]) -> An
     """POST /api/v1/actions/<action>/execute with a worker token."""
     target = f"{url.rstrip('/')}/api/v1/actions/{urllib.parse.quote(action, safe='')}/execute"
     try:
-        answer = http.request("POST", target, body=payload,
-                              headers={"Authorization": f"Bearer {token}"})
+        answer = http.request(
+            "POST", target, body=payload, headers={"Authorization": f"Bearer {token}"}
+        )
     except http.Unreachable as exc:
         raise APIFailure(str(exc)) from None
     _raise_for(answer)

@@ -78,8 +78,14 @@ def _split(header: str, sep: str = ",") -> list[str]:
 
 
 def _github(secret: Secret, base: str) -> ScopeCheck:
-    answer = http.request("GET", f"{base}/user", headers={
-        "Authorization": f"Bearer {secret.value}", "Accept": "application/vnd.github+json"})
+    answer = http.request(
+        "GET",
+        f"{base}/user",
+        headers={
+            "Authorization": f"Bearer {secret.value}",
+            "Accept": "application/vnd.github+json",
+        },
+    )
 
     def live() -> ScopeCheck:
         if "x-oauth-scopes" in answer.headers:
@@ -90,23 +96,32 @@ def _github(secret: Secret, base: str) -> ScopeCheck:
 
 
 def _gitlab(secret: Secret, base: str) -> ScopeCheck:
-    answer = http.request("GET", f"{base}/personal_access_tokens/self",
-                          headers={"PRIVATE-TOKEN": secret.value})
+    answer = http.request(
+        "GET", f"{base}/personal_access_tokens/self", headers={"PRIVATE-TOKEN": secret.value}
+    )
     body = answer.json() if answer.status == 200 else None
     scopes = body.get("scopes") if isinstance(body, dict) else None
-    return _refused_or(answer, lambda: ScopeCheck(
-        "live", sorted(map(str, scopes)) if isinstance(scopes, list) else None))
+    return _refused_or(
+        answer,
+        lambda: ScopeCheck("live", sorted(map(str, scopes)) if isinstance(scopes, list) else None),
+    )
 
 
 def _slack(secret: Secret, base: str) -> ScopeCheck:
-    answer = http.request("POST", f"{base}/auth.test",
-                          headers={"Authorization": f"Bearer {secret.value}"})
+    answer = http.request(
+        "POST", f"{base}/auth.test", headers={"Authorization": f"Bearer {secret.value}"}
+    )
     body = answer.json()
     if answer.status == 200 and isinstance(body, dict) and body.get("ok") is False:
         return ScopeCheck("refused", note=f"Slack answered {str(body.get('error'))[:60]}")
-    return _refused_or(answer, lambda: ScopeCheck(
-        "live", _split(answer.headers.get("x-oauth-scopes", "")) or None,
-        "" if "x-oauth-scopes" in answer.headers else "Slack did not list the scopes"))
+    return _refused_or(
+        answer,
+        lambda: ScopeCheck(
+            "live",
+            _split(answer.headers.get("x-oauth-scopes", "")) or None,
+            "" if "x-oauth-scopes" in answer.headers else "Slack did not list the scopes",
+        ),
+    )
 
 
 STRIPE_PROBES = ("customers", "charges", "invoices", "payment_intents", "refunds", "balance")
@@ -116,8 +131,9 @@ def _stripe(secret: Secret, base: str) -> ScopeCheck:
     auth = {"Authorization": f"Bearer {secret.value}"}
     if secret.kind == "stripe_secret_key":
         answer = http.request("GET", f"{base}/v1/balance", headers=auth)
-        return _refused_or(answer, lambda: ScopeCheck(
-            "live", ["all (secret key: every resource, read and write)"]))
+        return _refused_or(
+            answer, lambda: ScopeCheck("live", ["all (secret key: every resource, read and write)"])
+        )
     readable = []
     for resource in STRIPE_PROBES:
         suffix = "" if resource == "balance" else "?limit=1"
@@ -126,36 +142,58 @@ def _stripe(secret: Secret, base: str) -> ScopeCheck:
             return ScopeCheck("refused", note="Stripe refused the key (HTTP 401)")
         if 200 <= answer.status < 300:
             readable.append(f"{resource}:read")
-    return ScopeCheck("live", readable, "Stripe does not list a restricted key's permissions: "
-                      "these reads were probed; writes are not tried")
+    return ScopeCheck(
+        "live",
+        readable,
+        "Stripe does not list a restricted key's permissions: "
+        "these reads were probed; writes are not tried",
+    )
 
 
 def _hubspot(secret: Secret, base: str) -> ScopeCheck:
-    answer = http.request("POST", f"{base}/oauth/v2/private-apps/get/access-token-info",
-                          body={"tokenKey": secret.value})
+    answer = http.request(
+        "POST",
+        f"{base}/oauth/v2/private-apps/get/access-token-info",
+        body={"tokenKey": secret.value},
+    )
     body = answer.json()
     scopes = body.get("scopes") if isinstance(body, dict) else None
     if answer.status in (400, 401, 403, 404) and not scopes:
         return ScopeCheck("refused", note=f"HubSpot does not know the token (HTTP {answer.status})")
-    return _refused_or(answer, lambda: ScopeCheck(
-        "live", sorted(map(str, scopes)) if isinstance(scopes, list) else None))
+    return _refused_or(
+        answer,
+        lambda: ScopeCheck("live", sorted(map(str, scopes)) if isinstance(scopes, list) else None),
+    )
 
 
 def _airtable(secret: Secret, base: str) -> ScopeCheck:
-    answer = http.request("GET", f"{base}/v0/meta/whoami",
-                          headers={"Authorization": f"Bearer {secret.value}"})
+    answer = http.request(
+        "GET", f"{base}/v0/meta/whoami", headers={"Authorization": f"Bearer {secret.value}"}
+    )
     body = answer.json()
     scopes = body.get("scopes") if isinstance(body, dict) else None
-    return _refused_or(answer, lambda: ScopeCheck(
-        "live", sorted(map(str, scopes)) if isinstance(scopes, list) else None))
+    return _refused_or(
+        answer,
+        lambda: ScopeCheck("live", sorted(map(str, scopes)) if isinstance(scopes, list) else None),
+    )
 
 
-def _liveness(path: str, header: str = "Authorization", prefix: str = "Bearer ",
-              method: str = "GET", body: object = None, extra: dict[str, str] | None = None,
-              note: str = "") -> Callable[[Secret, str], ScopeCheck]:
+def _liveness(
+    path: str,
+    header: str = "Authorization",
+    prefix: str = "Bearer ",
+    method: str = "GET",
+    body: object = None,
+    extra: dict[str, str] | None = None,
+    note: str = "",
+) -> Callable[[Secret, str], ScopeCheck]:
     def check(secret: Secret, base: str) -> ScopeCheck:
-        answer = http.request(method, f"{base}{path}", body=body,
-                              headers={header: f"{prefix}{secret.value}", **(extra or {})})
+        answer = http.request(
+            method,
+            f"{base}{path}",
+            body=body,
+            headers={header: f"{prefix}{secret.value}", **(extra or {})},
+        )
         return _refused_or(answer, lambda: ScopeCheck("live", None, note))
 
     return check
@@ -169,15 +207,28 @@ CHECKS: dict[str, Callable[[Secret, str], ScopeCheck]] = {
     "hubspot": _hubspot,
     "airtable": _airtable,
     "openai": _liveness("/v1/models", note="OpenAI does not list a key's permissions"),
-    "anthropic": _liveness("/v1/models", header="x-api-key", prefix="",
-                           extra={"anthropic-version": "2023-06-01"},
-                           note="Anthropic does not list a key's permissions"),
-    "linear": _liveness("/graphql", prefix="", method="POST", body={"query": "{ viewer { id } }"},
-                        note="Linear does not list an API key's permissions"),
-    "notion": _liveness("/v1/users/me", extra={"Notion-Version": "2022-06-28"},
-                        note="Notion does not list an integration's capabilities"),
-    "asana": _liveness("/users/me", note="an Asana personal access token acts with its user's "
-                       "full access"),
+    "anthropic": _liveness(
+        "/v1/models",
+        header="x-api-key",
+        prefix="",
+        extra={"anthropic-version": "2023-06-01"},
+        note="Anthropic does not list a key's permissions",
+    ),
+    "linear": _liveness(
+        "/graphql",
+        prefix="",
+        method="POST",
+        body={"query": "{ viewer { id } }"},
+        note="Linear does not list an API key's permissions",
+    ),
+    "notion": _liveness(
+        "/v1/users/me",
+        extra={"Notion-Version": "2022-06-28"},
+        note="Notion does not list an integration's capabilities",
+    ),
+    "asana": _liveness(
+        "/users/me", note="an Asana personal access token acts with its user's full access"
+    ),
 }
 
 

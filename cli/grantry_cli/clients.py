@@ -100,11 +100,16 @@ def client_for(path: PurePath) -> Client | None:  # noqa: C901 - one branch per 
         return CLAUDE_CODE
     if name == "mcp.json" and parent == ".cursor":
         return CURSOR
-    if name in ("mcp.json", "settings.json") and (parent == ".vscode" or path.parent.parts[-2:] == ("Code", "User")):
+    if name in ("mcp.json", "settings.json") and (
+        parent == ".vscode" or path.parent.parts[-2:] == ("Code", "User")
+    ):
         return VSCODE
     if name == "mcp_config.json" and parent in ("windsurf", ".windsurf"):
         return WINDSURF
-    if name == "config.toml" and parent in (".codex", os.path.basename(os.environ.get("CODEX_HOME", ".codex"))):
+    if name == "config.toml" and parent in (
+        ".codex",
+        os.path.basename(os.environ.get("CODEX_HOME", ".codex")),
+    ):
         return CODEX
     if name == "settings.json" and parent in ("zed", ".zed"):
         return ZED

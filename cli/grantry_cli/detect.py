@@ -34,56 +34,121 @@ class KeyFormat:
 
 def _fmt(kind: str, provider: str, label: str, regex: str) -> KeyFormat:
     # A key ends where a character that cannot be part of it starts.
-    return KeyFormat(kind, provider, label, re.compile(rf"(?<![A-Za-z0-9_-]){regex}(?![A-Za-z0-9_])"))
+    return KeyFormat(
+        kind, provider, label, re.compile(rf"(?<![A-Za-z0-9_-]){regex}(?![A-Za-z0-9_])")
+    )
 
 
 # Each line: the provider's documented format (prefix, alphabet, length). Order matters
 # where one prefix contains another (Anthropic's sk-ant- before OpenAI's sk-).
 FORMATS: tuple[KeyFormat, ...] = (
-    _fmt("github_fine_grained_pat", "github", "GitHub fine-grained personal access token",
-         r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}"),
-    _fmt("github_classic_pat", "github", "GitHub personal access token (classic)",
-         r"ghp_[A-Za-z0-9]{36}"),
+    _fmt(
+        "github_fine_grained_pat",
+        "github",
+        "GitHub fine-grained personal access token",
+        r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}",
+    ),
+    _fmt(
+        "github_classic_pat",
+        "github",
+        "GitHub personal access token (classic)",
+        r"ghp_[A-Za-z0-9]{36}",
+    ),
     _fmt("github_oauth_token", "github", "GitHub OAuth access token", r"gho_[A-Za-z0-9]{36}"),
     _fmt("github_app_token", "github", "GitHub App token", r"gh[usr]_[A-Za-z0-9]{36}"),
-    _fmt("gitlab_pat", "gitlab", "GitLab personal, project or group access token",
-         r"glpat-[A-Za-z0-9_.-]{20,}"),
+    _fmt(
+        "gitlab_pat",
+        "gitlab",
+        "GitLab personal, project or group access token",
+        r"glpat-[A-Za-z0-9_.-]{20,}",
+    ),
     _fmt("gitlab_deploy_token", "gitlab", "GitLab deploy token", r"gldt-[A-Za-z0-9_-]{20,}"),
     _fmt("slack_bot_token", "slack", "Slack bot token", r"xoxb-[0-9]{6,}-[0-9A-Za-z-]{10,}"),
     _fmt("slack_user_token", "slack", "Slack user token", r"xoxp-[0-9]{6,}-[0-9A-Za-z-]{10,}"),
     _fmt("slack_token", "slack", "Slack token", r"xox[aer]-[0-9A-Za-z-]{10,}"),
-    _fmt("slack_app_token", "slack", "Slack app-level token", r"xapp-[0-9]-[A-Z0-9]+-[0-9]+-[a-f0-9]{20,}"),
+    _fmt(
+        "slack_app_token",
+        "slack",
+        "Slack app-level token",
+        r"xapp-[0-9]-[A-Z0-9]+-[0-9]+-[a-f0-9]{20,}",
+    ),
     _fmt("stripe_secret_key", "stripe", "Stripe secret key", r"sk_(?:live|test)_[0-9A-Za-z]{24,}"),
-    _fmt("stripe_restricted_key", "stripe", "Stripe restricted key",
-         r"rk_(?:live|test)_[0-9A-Za-z]{24,}"),
-    _fmt("anthropic_api_key", "anthropic", "Anthropic API key",
-         r"sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{80,}"),
-    _fmt("openai_project_key", "openai", "OpenAI API key",
-         r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}"),
-    _fmt("openai_legacy_key", "openai", "OpenAI API key (legacy)",
-         r"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}"),
+    _fmt(
+        "stripe_restricted_key",
+        "stripe",
+        "Stripe restricted key",
+        r"rk_(?:live|test)_[0-9A-Za-z]{24,}",
+    ),
+    _fmt(
+        "anthropic_api_key",
+        "anthropic",
+        "Anthropic API key",
+        r"sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{80,}",
+    ),
+    _fmt(
+        "openai_project_key",
+        "openai",
+        "OpenAI API key",
+        r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}",
+    ),
+    _fmt(
+        "openai_legacy_key",
+        "openai",
+        "OpenAI API key (legacy)",
+        r"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}",
+    ),
     _fmt("linear_api_key", "linear", "Linear personal API key", r"lin_api_[A-Za-z0-9]{40}"),
     _fmt("linear_oauth_token", "linear", "Linear OAuth token", r"lin_oauth_[A-Za-z0-9]{40,}"),
     _fmt("notion_token", "notion", "Notion integration token", r"ntn_[0-9]{11}[A-Za-z0-9]{35}"),
-    _fmt("notion_legacy_token", "notion", "Notion integration token (legacy)",
-         r"secret_[A-Za-z0-9]{43}"),
+    _fmt(
+        "notion_legacy_token",
+        "notion",
+        "Notion integration token (legacy)",
+        r"secret_[A-Za-z0-9]{43}",
+    ),
     _fmt("atlassian_api_token", "jira", "Atlassian API token", r"ATATT3[A-Za-z0-9_=-]{150,}"),
-    _fmt("hubspot_private_app_token", "hubspot", "HubSpot private app token",
-         r"pat-(?:na|eu|ap)[0-9]-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
-    _fmt("airtable_pat", "airtable", "Airtable personal access token",
-         r"pat[A-Za-z0-9]{14}\.[0-9a-f]{64}"),
-    _fmt("asana_pat", "asana", "Asana personal access token",
-         r"[0-9]/[0-9]{10,20}(?:/[0-9]{10,20})?:[0-9a-f]{32}"),
+    _fmt(
+        "hubspot_private_app_token",
+        "hubspot",
+        "HubSpot private app token",
+        r"pat-(?:na|eu|ap)[0-9]-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    ),
+    _fmt(
+        "airtable_pat",
+        "airtable",
+        "Airtable personal access token",
+        r"pat[A-Za-z0-9]{14}\.[0-9a-f]{64}",
+    ),
+    _fmt(
+        "asana_pat",
+        "asana",
+        "Asana personal access token",
+        r"[0-9]/[0-9]{10,20}(?:/[0-9]{10,20})?:[0-9a-f]{32}",
+    ),
     _fmt("google_api_key", "google", "Google API key", r"AIza[0-9A-Za-z_-]{35}"),
-    _fmt("google_oauth_client_secret", "google", "Google OAuth client secret",
-         r"GOCSPX-[A-Za-z0-9_-]{28}"),
+    _fmt(
+        "google_oauth_client_secret",
+        "google",
+        "Google OAuth client secret",
+        r"GOCSPX-[A-Za-z0-9_-]{28}",
+    ),
     _fmt("google_refresh_token", "google", "Google OAuth refresh token", r"1//0[A-Za-z0-9_-]{40,}"),
-    _fmt("salesforce_access_token", "salesforce", "Salesforce access token",
-         r"00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{80,}"),
+    _fmt(
+        "salesforce_access_token",
+        "salesforce",
+        "Salesforce access token",
+        r"00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{80,}",
+    ),
     _fmt("aws_access_key_id", "aws", "AWS access key id", r"(?:AKIA|ASIA)[0-9A-Z]{16}"),
-    KeyFormat("private_key", "", "Private key", re.compile(
-        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----[\s\S]+?"
-        r"-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----")),
+    KeyFormat(
+        "private_key",
+        "",
+        "Private key",
+        re.compile(
+            r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----[\s\S]+?"
+            r"-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"
+        ),
+    ),
 )
 
 # Grantry's own tokens are what the migration leaves behind, not raw keys to move.
@@ -158,8 +223,11 @@ def _looks_random(value: str) -> bool:
     if "://" in value:
         return False
     classes = sum(
-        (any(c.islower() for c in value), any(c.isupper() for c in value),
-         any(c.isdigit() for c in value))
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+        )
     )
     if re.fullmatch(r"[0-9a-f]+", value):  # hex: at most 4 bits a character
         return len(value) >= 32 and entropy(value) >= 3.0
@@ -170,9 +238,9 @@ def generic(value: str, name: str) -> Secret | None:
     """A secret of no known format: a random-looking value under a secret-sounding name,
     or the password of a URL."""
     url = URL_PASSWORD.match(value)
-    if url and not PLACEHOLDER.match(url.group(1)) and len(url.group(1)) >= 8:
-        if entropy(url.group(1)) >= 2.5:
-            return Secret("url_password", "", "Password in a URL", url.group(1))
+    password = url.group(1) if url else ""
+    if len(password) >= 8 and not PLACEHOLDER.match(password) and entropy(password) >= 2.5:
+        return Secret("url_password", "", "Password in a URL", password)
     if not SECRET_NAME.search(name):
         return None
     scheme = AUTH_SCHEME.match(value)

@@ -24,8 +24,16 @@ from typing import Any
 from grantry_cli import __version__, api, check, rewrite
 from grantry_cli.scan import Finding, ScanResult, scan
 
-CLIENT_CHOICES = ("cursor", "claude", "claude-desktop", "claude-code", "vscode", "windsurf",
-                  "codex", "zed")
+CLIENT_CHOICES = (
+    "cursor",
+    "claude",
+    "claude-desktop",
+    "claude-code",
+    "vscode",
+    "windsurf",
+    "codex",
+    "zed",
+)
 
 
 def _out(text: str = "") -> None:
@@ -38,7 +46,7 @@ def _err(text: str) -> None:
 
 def _home(path: str) -> str:
     home = str(Path.home())
-    return "~" + path[len(home):] if path.startswith(home + os.sep) else path
+    return "~" + path[len(home) :] if path.startswith(home + os.sep) else path
 
 
 # --- scan ---------------------------------------------------------------------------
@@ -46,18 +54,26 @@ def _home(path: str) -> str:
 
 def _print_scan(result: ScanResult, checks: dict[str, check.ScopeCheck]) -> None:
     keys = {f.secret.fingerprint for f in result.findings}
-    _out(f"Scanned {len(result.files_scanned)} files on {result.host}: "
-         f"{len(keys)} raw keys in {len(result.findings)} places.")
+    _out(
+        f"Scanned {len(result.files_scanned)} files on {result.host}: "
+        f"{len(keys)} raw keys in {len(result.findings)} places."
+    )
     for finding in result.findings:
         where = f"{_home(finding.file)}  {finding.location}"
         if finding.line and not finding.location.startswith("line"):
             where += f" (line {finding.line})"
         _out(f"\n  {where}")
-        used_by = f'MCP server "{finding.server}"' if finding.server and finding.client != "compose" else ""
+        used_by = (
+            f'MCP server "{finding.server}"'
+            if finding.server and finding.client != "compose"
+            else ""
+        )
         if finding.program:
             used_by += f" ({finding.program})" if used_by else finding.program
         provider = finding.secret.provider or "unknown provider"
-        _out(f"    {finding.secret.label} [{provider}]" + (f", used by {used_by}" if used_by else ""))
+        _out(
+            f"    {finding.secret.label} [{provider}]" + (f", used by {used_by}" if used_by else "")
+        )
         _out(f"    fingerprint {finding.secret.fingerprint}")
         result_check = checks.get(finding.secret.fingerprint)
         if result_check is not None:
@@ -101,9 +117,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
             _err(f"Upload refused: {exc}")
             return 1
         if not args.json:
-            _out(f"\nUploaded to Grantry: {answer.get('findings_new', 0)} new keys, "
-                 f"{answer.get('findings_seen', 0)} seen before, "
-                 f"{answer.get('locations_gone', 0)} places no longer holding a key.")
+            _out(
+                f"\nUploaded to Grantry: {answer.get('findings_new', 0)} new keys, "
+                f"{answer.get('findings_seen', 0)} seen before, "
+                f"{answer.get('locations_gone', 0)} places no longer holding a key."
+            )
     return 0
 
 
@@ -137,8 +155,10 @@ def _finding(management: api.ManagementAPI, ident: str) -> dict[str, Any]:
         page = management.get(f"inventory/findings/?fingerprint={ident}")
         results = page.get("results") or []
         if not results:
-            raise api.APIFailure(f"Grantry has no finding with fingerprint {ident}: "
-                                 "run `grantry scan --upload` first.")
+            raise api.APIFailure(
+                f"Grantry has no finding with fingerprint {ident}: "
+                "run `grantry scan --upload` first."
+            )
         return dict(results[0])
     return dict(management.get(f"inventory/findings/{ident}/"))
 
@@ -155,9 +175,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
     local = [f for f in scan(files).findings if f.secret.fingerprint == finding["fingerprint"]]
     if not local:
-        _err(f"The key {finding['fingerprint']} is not in {', '.join(map(str, files)) or 'any file here'} "
-             "any more: run the import on the machine (and as the user) that holds it, or "
-             "name the file with --from.")
+        _err(
+            f"The key {finding['fingerprint']} is not in "
+            f"{', '.join(map(str, files)) or 'any file here'} "
+            "any more: run the import on the machine (and as the user) that holds it, or "
+            "name the file with --from."
+        )
         return 1
     secret = local[0].secret
     name = args.name or f"{secret.provider or 'key'}-{local[0].server or 'imported'}"[:60]
@@ -169,9 +192,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     except api.APIFailure as exc:
         _err(f"Import refused: {exc}")
         return 1
-    _out(f"Imported {finding['fingerprint']} into connection '{answer.get('connection_name')}' "
-         f"(finding {answer.get('id')}, now {answer.get('state')}). The key was checked at "
-         f"{secret.provider} first.")
+    _out(
+        f"Imported {finding['fingerprint']} into connection '{answer.get('connection_name')}' "
+        f"(finding {answer.get('id')}, now {answer.get('state')}). The key was checked at "
+        f"{secret.provider} first."
+    )
     _out(f"Next: grantry rewrite {_home(str(local[0].file))} --worker WORKER")
     return 0
 
@@ -183,7 +208,9 @@ def _worker_token(management: api.ManagementAPI, worker: str) -> str:
     page = management.get("workers/?page_size=500")
     match = [w for w in page.get("results", []) if w.get("name") == worker]
     if not match:
-        raise api.APIFailure(f"No worker named '{worker}': create it (with a role) in Grantry first.")
+        raise api.APIFailure(
+            f"No worker named '{worker}': create it (with a role) in Grantry first."
+        )
     minted = management.post(f"workers/{match[0]['id']}/tokens/", {})
     return str(minted["token"])
 
@@ -195,7 +222,9 @@ def cmd_rewrite(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
         login = api.load_login()
     except api.APIFailure:
         login = None
-    base = (args.url or (login.url if login else "") or os.environ.get("GRANTRY_URL", "")).rstrip("/")
+    base = (args.url or (login.url if login else "") or os.environ.get("GRANTRY_URL", "")).rstrip(
+        "/"
+    )
     if not base:
         _err("Name Grantry's URL with --url (or run `grantry login`).")
         return 2
@@ -204,8 +233,10 @@ def cmd_rewrite(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
         preview = rewrite.plan(path, url=f"{base}/mcp", token="gry_preview", only=args.server)
         if not args.oauth and not token:
             if not args.worker:
-                _err("Say how the client signs in: --worker NAME (mints a token), --token gry_… "
-                     "or --oauth.")
+                _err(
+                    "Say how the client signs in: --worker NAME (mints a token), --token gry_… "
+                    "or --oauth."
+                )
                 return 2
             if args.dry_run:
                 token = "gry_‹minted-at-rewrite›"
@@ -227,8 +258,10 @@ def cmd_rewrite(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
         _out(f"Dry run: {path} was not changed.")
         return 0
     backup = rewrite.apply(planned)
-    _out(f"Rewrote {path}: {', '.join(planned.replaced)} replaced by '{rewrite.ENTRY_NAME}' "
-         f"({'OAuth' if args.oauth else 'worker token'}).")
+    _out(
+        f"Rewrote {path}: {', '.join(planned.replaced)} replaced by '{rewrite.ENTRY_NAME}' "
+        f"({'OAuth' if args.oauth else 'worker token'})."
+    )
     _out(f"Backup: {backup} (it still holds the old key: delete it once the key is rotated).")
     if login is not None:
         _report_replaced(api.ManagementAPI(login), planned, path)
@@ -241,8 +274,10 @@ def _report_replaced(management: api.ManagementAPI, planned: rewrite.Rewrite, pa
     for fp in sorted({s.fingerprint for s in planned.secrets}):
         try:
             finding = _finding(management, fp)
-            management.post(f"inventory/findings/{finding['id']}/config-replaced/",
-                            {"host": socket.gethostname(), "file": str(path)})
+            management.post(
+                f"inventory/findings/{finding['id']}/config-replaced/",
+                {"host": socket.gethostname(), "file": str(path)},
+            )
             _out(f"Told Grantry: {fp} is out of {path}.")
         except api.APIFailure as exc:
             _err(f"Could not tell Grantry about {fp}: {exc}")
@@ -302,15 +337,25 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"grantry {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("scan", help="find raw keys in agent configs, .env files, compose files, shell profiles")
-    p.add_argument("paths", nargs="*", help="files or folders (default: every client's config, then .)")
+    p = sub.add_parser(
+        "scan", help="find raw keys in agent configs, .env files, compose files, shell profiles"
+    )
+    p.add_argument(
+        "paths", nargs="*", help="files or folders (default: every client's config, then .)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--check", action="store_true", help="ask each provider what each key can do")
-    p.add_argument("--check-url", action="append", metavar="PROVIDER=URL", help="another base URL for --check")
-    p.add_argument("--upload", action="store_true", help="send the inventory (no secrets) to Grantry")
+    p.add_argument(
+        "--check-url", action="append", metavar="PROVIDER=URL", help="another base URL for --check"
+    )
+    p.add_argument(
+        "--upload", action="store_true", help="send the inventory (no secrets) to Grantry"
+    )
     p.set_defaults(run=cmd_scan)
 
-    p = sub.add_parser("login", help="save Grantry's URL, the organization and a personal API token")
+    p = sub.add_parser(
+        "login", help="save Grantry's URL, the organization and a personal API token"
+    )
     p.add_argument("--url", required=True)
     p.add_argument("--org", required=True, help="the organization's slug")
     p.add_argument("--token-stdin", action="store_true", help="read the token from standard input")
@@ -319,8 +364,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="move one key into a Grantry connection")
     p.add_argument("finding", help="the finding's id (fnd_…) or the key's fingerprint (fp_…)")
     p.add_argument("--name", help="the connection's name (default: provider-server)")
-    p.add_argument("--from", dest="source", action="append", default=[], metavar="FILE",
-                   help="the file that holds the key (default: where the inventory saw it)")
+    p.add_argument(
+        "--from",
+        dest="source",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="the file that holds the key (default: where the inventory saw it)",
+    )
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a base URL parameter")
     p.set_defaults(run=cmd_import)
 

@@ -32,7 +32,9 @@ class Value:
 
 
 # Keys under which clients list their MCP servers (compose: its services).
-SERVER_CONTAINERS = frozenset({"mcpServers", "servers", "context_servers", "mcp_servers", "services"})
+SERVER_CONTAINERS = frozenset(
+    {"mcpServers", "servers", "context_servers", "mcp_servers", "services"}
+)
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
@@ -48,6 +50,9 @@ def path_text(parts: list[str | int]) -> str:
     return out
 
 
+PACKAGE = r"@?[\w.-]+(/[\w.-]+)*(@[\w.^~-]+)?"  # an npm package, an image, a module
+
+
 def _program(server: Any) -> str:
     """What an MCP server entry runs, without any argument that could be a secret: the
     command's base name and the first argument that names a package or an image."""
@@ -58,16 +63,17 @@ def _program(server: Any) -> str:
     command = server.get("command")
     args = server.get("args")
     if isinstance(command, dict):  # Zed's older form
-        command, args = command.get("path"), command.get("args")
+        args = command.get("args")
+        command = command.get("path")
     if not isinstance(command, str):
         image = server.get("image")
         return f"image {image}" if isinstance(image, str) else ""
     words = [command.replace("\\", "/").rsplit("/", 1)[-1]]
     for arg in args if isinstance(args, list) else []:
-        if isinstance(arg, str) and re.fullmatch(r"@?[\w.-]+(/[\w.-]+)*(@[\w.^~-]+)?", arg):
-            if arg.startswith("@") or "mcp" in arg.lower() or "/" in arg:
-                words.append(arg)
-                break
+        names_a_package = isinstance(arg, str) and re.fullmatch(PACKAGE, arg) is not None
+        if names_a_package and (arg.startswith("@") or "mcp" in arg.lower() or "/" in arg):
+            words.append(arg)
+            break
     return " ".join(words)[:200]
 
 
@@ -78,7 +84,14 @@ def walk(data: Any) -> Iterator[Value]:
         node, parts, server, program = stack.pop()
         if isinstance(node, dict) and node.get("type") == "service_account":
             # A Google service-account key is one secret: hand it over whole.
-            yield Value(json.dumps(node), str(parts[-1]) if parts else "", path_text(parts) or "(the file)", None, server, program)
+            yield Value(
+                json.dumps(node),
+                str(parts[-1]) if parts else "",
+                path_text(parts) or "(the file)",
+                None,
+                server,
+                program,
+            )
         elif isinstance(node, dict):
             for key, child in node.items():
                 child_server, child_program = server, program
@@ -111,7 +124,7 @@ def _name_of(parts: list[str | int], root: Any) -> str:
     return str(parts[-2]) if len(parts) > 1 else ""
 
 
-def _position(text: str, exc: json.JSONDecodeError) -> str:
+def _position(exc: json.JSONDecodeError) -> str:
     return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
 
 
@@ -119,7 +132,7 @@ def read_json(text: str) -> Iterator[Value]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise Unparsable(f"not valid JSON ({_position(text, exc)})") from None
+        raise Unparsable(f"not valid JSON ({_position(exc)})") from None
     yield from walk(data)
 
 
@@ -180,7 +193,9 @@ def read_lines(text: str, *, program: str = "") -> Iterator[Value]:
             continue
         match = _ASSIGN.match(line) or _FISH_SET.match(line)
         if match:
-            yield Value(_unquote(match.group(2)), match.group(1), f"line {number}", number, "", program)
+            yield Value(
+                _unquote(match.group(2)), match.group(1), f"line {number}", number, "", program
+            )
         elif line.strip():
             yield Value(line.strip(), "", f"line {number}", number, "", program)
 
@@ -236,7 +251,12 @@ def _compose_keys(lines: list[str]) -> Iterator[tuple[str, str, str, int]]:  # n
             if key == "services" and not value:
                 services_indent = indent
                 continue
-            if services_indent >= 0 and not value and (service_indent < 0 or indent == service_indent) and not service:
+            if (
+                services_indent >= 0
+                and not value
+                and (service_indent < 0 or indent == service_indent)
+                and not service
+            ):
                 service_indent, service = indent, key
                 continue
             if service and key == "environment" and not value:

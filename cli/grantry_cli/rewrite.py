@@ -36,8 +36,11 @@ def entry(client: str, url: str, token: str | None) -> dict[str, Any]:
         args = ["-y", "mcp-remote", url]
         if not token:
             return {"command": "npx", "args": args}
-        return {"command": "npx", "args": [*args, "--header", "Authorization:${GRANTRY_AUTH}"],
-                "env": {"GRANTRY_AUTH": f"Bearer {token}"}}
+        return {
+            "command": "npx",
+            "args": [*args, "--header", "Authorization:${GRANTRY_AUTH}"],
+            "env": {"GRANTRY_AUTH": f"Bearer {token}"},
+        }
     if client == "windsurf":
         result: dict[str, Any] = {"serverUrl": url}
     elif client in ("claude-code", "vscode"):
@@ -76,8 +79,10 @@ class Rewrite:
     def diff(self, *, hide: list[str]) -> str:
         """The unified diff with every secret (old keys, the new token) redacted."""
         lines = difflib.unified_diff(
-            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True),
-            f"{self.path} (before)", f"{self.path} (after)",
+            self.before.splitlines(keepends=True),
+            self.after.splitlines(keepends=True),
+            f"{self.path} (before)",
+            f"{self.path} (after)",
         )
         text = "".join(lines)
         for secret in self.secrets:
@@ -133,18 +138,17 @@ def plan(path: Path, *, url: str, token: str | None, only: list[str] | None = No
         raise CannotRewrite(f"{path} is not valid JSON ({exc}); nothing was changed.") from None
     replaced: list[str] = []
     secrets: list[Secret] = []
-    target: dict[str, Any] | None = None
+    touched = 0
     for container in _containers(data):
-        for name in list(container):
-            keys = _raw_keys(container[name])
-            if keys and (only is None or name in only):
-                replaced.append(name)
-                secrets.extend(keys)
-                del container[name]
-                target = container
-    if target is None:
+        doomed = [n for n in container if _raw_keys(container[n]) and (only is None or n in only)]
+        for name in doomed:
+            replaced.append(name)
+            secrets.extend(_raw_keys(container.pop(name)))
+        if doomed:  # each scope that lost a server reaches Grantry instead (Claude Code's
+            touched += 1  # user file has a user scope and one per project)
+            container[ENTRY_NAME] = entry(client.key, url, token)
+    if not touched:
         raise CannotRewrite(f"No MCP server entry in {path} holds a raw key; nothing to rewrite.")
-    target[ENTRY_NAME] = entry(client.key, url, token)
     after = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     return Rewrite(path, client.key, before, after, replaced, secrets)
 
@@ -153,8 +157,9 @@ _TABLE = re.compile(r"^\s*\[\s*mcp_servers\.(\"[^\"]+\"|[A-Za-z0-9_-]+)(?:\.[^\]
 _ANY_TABLE = re.compile(r"^\s*\[")
 
 
-def _plan_toml(path: Path, before: str, *, url: str, token: str | None,
-               only: list[str] | None) -> Rewrite:
+def _plan_toml(
+    path: Path, before: str, *, url: str, token: str | None, only: list[str] | None
+) -> Rewrite:
     """Codex's config.toml, edited as text so that its comments and other tables stay:
     the `[mcp_servers.NAME]` tables (and their sub-tables) that hold a raw key are taken
     out and one `[mcp_servers.grantry]` table is added. The result is parsed again."""
@@ -162,7 +167,8 @@ def _plan_toml(path: Path, before: str, *, url: str, token: str | None,
         data = tomllib.loads(before)
     except tomllib.TOMLDecodeError as exc:
         raise CannotRewrite(f"{path} is not valid TOML ({exc}); nothing was changed.") from None
-    servers = data.get("mcp_servers") if isinstance(data.get("mcp_servers"), dict) else {}
+    table = data.get("mcp_servers")
+    servers: dict[str, Any] = table if isinstance(table, dict) else {}
     doomed = {n for n, s in servers.items() if _raw_keys(s) and (only is None or n in only)}
     if not doomed:
         raise CannotRewrite(f"No MCP server entry in {path} holds a raw key; nothing to rewrite.")
@@ -180,9 +186,7 @@ def _plan_toml(path: Path, before: str, *, url: str, token: str | None,
     text = "".join(kept).rstrip("\n")
     after = (text + "\n\n" if text else "") + toml_entry(url, token)
     parsed = tomllib.loads(after)
-    if set(doomed) & set(parsed.get("mcp_servers", {})) or any(
-        s.value in after for s in secrets
-    ):
+    if set(doomed) & set(parsed.get("mcp_servers", {})) or any(s.value in after for s in secrets):
         raise CannotRewrite(
             f"{path} defines these servers in a form a text edit cannot take out (an inline "
             "table?); replace them by hand with `grantry mcp-config --client codex`."
@@ -192,7 +196,9 @@ def _plan_toml(path: Path, before: str, *, url: str, token: str | None,
 
 def apply(rewrite: Rewrite) -> Path:
     """Keep a backup next to the file (same permissions), then write the new content."""
-    backup = rewrite.path.with_name(f"{rewrite.path.name}.grantry-backup-{time.strftime('%Y%m%d%H%M%S')}")
+    backup = rewrite.path.with_name(
+        f"{rewrite.path.name}.grantry-backup-{time.strftime('%Y%m%d%H%M%S')}"
+    )
     shutil.copy2(rewrite.path, backup)
     rewrite.path.write_text(rewrite.after, encoding="utf-8")
     return backup

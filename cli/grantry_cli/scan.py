@@ -21,8 +21,23 @@ MAX_FILE_BYTES = 20 * 1024 * 1024  # ~/.claude.json keeps history and can reach 
 BINARY_SNIFF = 8192
 MAX_DEPTH = 8
 SKIP_DIRS = frozenset(
-    {".git", ".hg", "node_modules", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache",
-     ".ruff_cache", ".pytest_cache", "site-packages", ".cache", ".npm", ".cargo", ".rustup"}
+    {
+        ".git",
+        ".hg",
+        "node_modules",
+        ".venv",
+        "venv",
+        "__pycache__",
+        ".tox",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "site-packages",
+        ".cache",
+        ".npm",
+        ".cargo",
+        ".rustup",
+    }
 )
 
 
@@ -105,7 +120,7 @@ class Scanner:
                 self.scan_file(path, clients.client_for_any(path))
         return self.result
 
-    def scan_tree(self, root: Path) -> None:
+    def scan_tree(self, root: Path) -> None:  # noqa: C901 - one walk; each branch reports one kind of bad entry
         """Known config files under `root`, following directory symlinks once each."""
         visited: set[tuple[int, int]] = set()
         stack: list[tuple[Path, int]] = [(root, 0)]
@@ -117,7 +132,9 @@ class Scanner:
                 self._problem(directory, _why(exc))
                 continue
             if (info.st_dev, info.st_ino) in visited:
-                self._problem(directory, "symlink loop (this directory was already scanned): skipped")
+                self._problem(
+                    directory, "symlink loop (this directory was already scanned): skipped"
+                )
                 continue
             visited.add((info.st_dev, info.st_ino))
             try:
@@ -235,9 +252,10 @@ def _line_of(text: str, secret: str) -> int | None:
 
 
 def _default_program(client: clients.Client) -> str:
-    return {"env": "programs that load this .env file", "shell": "every program started from this shell"}.get(
-        client.key, ""
-    )
+    return {
+        "env": "programs that load this .env file",
+        "shell": "every program started from this shell",
+    }.get(client.key, "")
 
 
 def scan(paths: list[Path], *, home: Path | None = None, cwd: Path | None = None) -> ScanResult:

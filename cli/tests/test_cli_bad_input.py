@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_fakes import key
@@ -32,10 +33,16 @@ def tree() -> Iterator[Path]:
 
 def _build(root: Path) -> None:
     (root / ".cursor").mkdir()
-    (root / ".cursor/mcp.json").write_text('{"mcpServers": {"github": {"env": {"T": "' + key("github_classic") + '"}}, }')  # broken: trailing comma, no close
+    (root / ".cursor/mcp.json").write_text(
+        '{"mcpServers": {"github": {"env": {"T": "' + key("github_classic") + '"}}, }'
+    )  # broken: trailing comma, no close
     (root / ".vscode").mkdir()
-    (root / ".vscode/mcp.json").write_text(json.dumps({"servers": {"linear": {"env": {"LINEAR_API_KEY": key("linear")}}}}))
-    (root / ".env").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" + b"\x00" * 64 + key("slack_bot").encode())
+    (root / ".vscode/mcp.json").write_text(
+        json.dumps({"servers": {"linear": {"env": {"LINEAR_API_KEY": key("linear")}}}})
+    )
+    (root / ".env").write_bytes(
+        b"\x7fELF\x02\x01\x01\x00\x00\x00" + b"\x00" * 64 + key("slack_bot").encode()
+    )
     with open(root / ".env.big", "wb") as handle:  # sparse: 1 GB on paper, nothing on disk
         handle.truncate(1024**3)
     os.symlink(root / "loop-b", root / "loop-a")
@@ -53,18 +60,25 @@ def _build(root: Path) -> None:
 
 def test_each_bad_input_is_reported_and_the_scan_goes_on(tree: Path) -> None:
     _build(tree)
-    as_other_user = {"user": NOBODY, "group": NOBODY} if os.geteuid() == 0 else {}
+    as_other_user: dict[str, Any] = {"user": NOBODY, "group": NOBODY} if os.geteuid() == 0 else {}
     # Another user cannot run root's virtualenv; Debian's own Python 3.11 runs the CLI
     # as well (it needs the standard library only).
     python = "/usr/bin/python3" if as_other_user else sys.executable
     done = subprocess.run(
         [python, "-m", "grantry_cli", "scan", "--json", str(tree)],
         env={"HOME": str(tree), "PYTHONPATH": str(CLI), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, check=False, cwd="/", **as_other_user,  # type: ignore[arg-type]
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/",
+        **as_other_user,
     )
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
-    problems = {Path(p["path"]).relative_to(tree).as_posix(): p["message"] for p in document["problems"]}
+    problems = {
+        Path(p["path"]).relative_to(tree).as_posix(): p["message"] for p in document["problems"]
+    }
     assert "not valid JSON (line 1" in problems[".cursor/mcp.json"]
     assert "read line by line instead" in problems[".cursor/mcp.json"]
     assert problems[".env"] == "a binary file, not a configuration: skipped"
@@ -72,13 +86,18 @@ def test_each_bad_input_is_reported_and_the_scan_goes_on(tree: Path) -> None:
     assert problems[".env.loop"] == "symlink loop: skipped"
     assert "symlink loop" in problems["sub/back-to-top"]
     assert problems["locked"] == "cannot read this directory: permission denied: skipped"
-    found = {(Path(f["file"]).relative_to(tree).as_posix(), f["provider"]) for f in document["findings"]}
+    found = {
+        (Path(f["file"]).relative_to(tree).as_posix(), f["provider"]) for f in document["findings"]
+    }
     # The good file is read, and the key in the broken one is still found line by line.
     assert found == {(".vscode/mcp.json", "linear"), (".cursor/mcp.json", "github")}
-    assert key("slack_bot") not in done.stdout and key("github_classic") not in done.stdout
+    assert key("slack_bot") not in done.stdout
+    assert key("github_classic") not in done.stdout
 
 
-def test_a_file_named_on_the_command_line_that_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_named_on_the_command_line_that_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from grantry_cli.main import main
 
     assert main(["scan", str(tmp_path / "nope.json")]) == 0

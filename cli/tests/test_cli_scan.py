@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from cli_fakes import KEYS, SA_PRIVATE_KEY, build_clean, build_home
-
 from grantry_cli.detect import detect, fingerprint
 from grantry_cli.main import main
 from grantry_cli.scan import scan
@@ -23,8 +22,13 @@ def _run(args: list[str], home: Path, cwd: Path) -> subprocess.CompletedProcess[
     """The real command, in its own process, with the fake home as HOME."""
     env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(CLI)}
     return subprocess.run(
-        [sys.executable, "-m", "grantry_cli", *args], cwd=cwd, env=env, capture_output=True,
-        text=True, timeout=60, check=False,
+        [sys.executable, "-m", "grantry_cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -32,7 +36,10 @@ def test_every_client_and_every_provider_is_found_where_it_sits(tmp_path: Path) 
     home = tmp_path / "home"
     expected = build_home(home)
     result = scan([], home=home, cwd=home / "project")
-    got = {(str(Path(f.file).relative_to(home)), f.location, f.secret.provider): f for f in result.findings}
+    got = {
+        (str(Path(f.file).relative_to(home)), f.location, f.secret.provider): f
+        for f in result.findings
+    }
     for item in expected:
         hit = got.get((item.file, item.location, item.provider))
         assert hit is not None, f"not found: {item.file} {item.location} ({item.provider})"
@@ -42,8 +49,16 @@ def test_every_client_and_every_provider_is_found_where_it_sits(tmp_path: Path) 
     assert result.problems == []
     # Every client of the issue is covered by the fake home.
     assert {f.client for f in result.findings} == {
-        "claude-desktop", "claude-code", "cursor", "vscode", "windsurf", "codex", "zed", "env",
-        "compose", "shell",
+        "claude-desktop",
+        "claude-code",
+        "cursor",
+        "vscode",
+        "windsurf",
+        "codex",
+        "zed",
+        "env",
+        "compose",
+        "shell",
     }
 
 
@@ -63,7 +78,8 @@ def test_no_output_carries_a_secret(tmp_path: Path) -> None:
     expected = build_home(home)
     text = _run(["scan"], home, home / "project")
     machine = _run(["scan", "--json"], home, home / "project")
-    assert text.returncode == 0 and machine.returncode == 0, text.stderr + machine.stderr
+    assert text.returncode == 0, text.stderr
+    assert machine.returncode == 0, machine.stderr
     document = json.loads(machine.stdout)
     assert len(document["findings"]) == len(expected)
     assert f"raw keys in {len(expected)} places" in text.stdout
@@ -73,8 +89,19 @@ def test_no_output_carries_a_secret(tmp_path: Path) -> None:
         assert secret[-12:] not in everything
         assert fingerprint(secret) in everything
     first = document["findings"][0]
-    assert set(first) == {"fingerprint", "provider", "kind", "label", "file", "location", "line",
-                          "client", "name", "server", "program"}
+    assert set(first) == {
+        "fingerprint",
+        "provider",
+        "kind",
+        "label",
+        "file",
+        "location",
+        "line",
+        "client",
+        "name",
+        "server",
+        "program",
+    }
 
 
 def test_clean_configs_with_look_alikes_report_nothing(tmp_path: Path) -> None:
@@ -88,12 +115,23 @@ def test_clean_configs_with_look_alikes_report_nothing(tmp_path: Path) -> None:
 def test_a_google_service_account_key_file(tmp_path: Path) -> None:
     sa = tmp_path / "project" / ".env"
     sa.parent.mkdir()
-    sa.write_text("GOOGLE_APPLICATION_CREDENTIALS_JSON=" + json.dumps({
-        "type": "service_account", "project_id": "demo", "private_key_id": "a" * 40,
-        "private_key": SA_PRIVATE_KEY, "client_email": "agent@demo.iam.gserviceaccount.com"}) + "\n")
+    sa.write_text(
+        "GOOGLE_APPLICATION_CREDENTIALS_JSON="
+        + json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "demo",
+                "private_key_id": "a" * 40,
+                "private_key": SA_PRIVATE_KEY,
+                "client_email": "agent@demo.iam.gserviceaccount.com",
+            }
+        )
+        + "\n"
+    )
     found = scan([sa.parent], home=tmp_path).findings
     assert [(f.secret.provider, f.secret.kind) for f in found] == [
-        ("google", "google_service_account")]
+        ("google", "google_service_account")
+    ]
     assert found[0].secret.value.startswith("-----BEGIN PRIVATE KEY-----")
 
 
@@ -108,7 +146,9 @@ def test_each_format_is_recognised_inside_other_text(name: str) -> None:
         assert detect(secret, name="BUILD_LABEL") == []
 
 
-def test_main_returns_zero_and_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_returns_zero_and_prints_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     build_clean(tmp_path)
     assert main(["scan", "--json", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["findings"] == []
