@@ -35,7 +35,7 @@ class FakeGitHub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 outer.calls.append((self.command, self.path))
                 if token not in outer.accepted:
