@@ -23,7 +23,7 @@ from apps.connections.models import (
     ConnectionStatus,
     OAuthState,
     ProviderApp,
-    RetiredKey,
+    RetiredCredential,
 )
 from apps.providers.catalog import Placement, Provider
 
@@ -148,10 +148,10 @@ def code_verifier_of(state: OAuthState) -> str:
     return state.code_verifier
 
 
-def retire_api_key(connection: Connection) -> RetiredKey:
-    """The connection's current API key as a `RetiredKey` (unsaved; the caller saves it
+def retire_api_key(connection: Connection) -> RetiredCredential:
+    """The connection's current API key as a `RetiredCredential` (unsaved; the caller saves it
     in the transaction that gives the connection its new key)."""
-    return RetiredKey(
+    return RetiredCredential(
         organization_id=connection.organization_id,
         connection=connection,
         provider_key=connection.provider_key,
@@ -160,7 +160,7 @@ def retire_api_key(connection: Connection) -> RetiredKey:
     )
 
 
-def retired_key_auth(retired: RetiredKey, provider: Provider) -> AppliedAuth:
+def retired_key_auth(retired: RetiredCredential, provider: Provider) -> AppliedAuth:
     """The old key placed as the provider expects it, for the check that it is dead."""
     return place_credential(provider, retired.secret, retired.base_url_params)
 
@@ -170,11 +170,11 @@ def api_key_is(connection: Connection, secret: str) -> bool:
     return hmac.compare_digest(connection.api_key.encode(), secret.encode())
 
 
-def still_uses(connection: Connection, retired: RetiredKey) -> bool:
+def still_uses(connection: Connection, retired: RetiredCredential) -> bool:
     return bool(retired.secret) and api_key_is(connection, retired.secret)
 
 
-def purge_retired_key(retired: RetiredKey) -> None:
+def purge_retired_key(retired: RetiredCredential) -> None:
     """Blank the held secret (the caller saves)."""
     retired.secret = ""
 

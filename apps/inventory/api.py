@@ -28,7 +28,7 @@ from apps.organizations.tenancy import OrgAPIMixin
 from apps.providers.registry import BaseURLParamError
 
 MAX_FINDINGS = 2000
-MAX_FILES = 20000
+MAX_FILES = 10000
 
 
 class LocationSerializer(serializers.ModelSerializer[FindingLocation]):
@@ -134,7 +134,7 @@ class ScanUploadAPIView(_Scope, APIView):
         tags=["inventory"],
         summary="Upload a scan (grantry scan --upload): where raw keys sit, never a key",
         request=ScanUploadSerializer,
-        responses={201: UploadResultSerializer, **error_responses(400, 403, 404)},
+        responses={201: UploadResultSerializer, **error_responses(400, 403, 404, 413)},
     )
     def post(self, request: Request, org_slug: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         body = ScanUploadSerializer(data=request.data)

@@ -3,7 +3,7 @@ writes its audit event in the same transaction; the provider is asked (through e
 before a transaction opens, never inside one.
 
 The secrets themselves never stay here: an imported key goes into a connection
-(`apps.connections`), the old key after a rotation into a `RetiredKey` there, and both
+(`apps.connections`), the old key after a rotation into a `RetiredCredential` there, and both
 are read only by `apps.connections.custody`."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.connections import services as connections
-from apps.connections.models import RetiredKey
+from apps.connections.models import RetiredCredential
 from apps.inventory.models import (
     Finding,
     FindingLocation,
@@ -310,12 +310,12 @@ def finding_new_key(*, finding: Finding, api_key: str, actor: Any = None) -> Fin
     return finding
 
 
-def _retired_key(finding: Finding) -> RetiredKey | None:
+def _retired_key(finding: Finding) -> RetiredCredential | None:
     """The imported key, retired: the first key the connection gave up after the import."""
     if finding.connection_id is None or finding.imported_at is None:
         return None
     return (
-        RetiredKey.objects.for_organization(finding.organization_id)
+        RetiredCredential.objects.for_organization(finding.organization_id)
         .filter(connection_id=finding.connection_id, created_at__gte=finding.imported_at)
         .order_by("created_at", "id")
         .first()
@@ -361,7 +361,7 @@ def finding_confirm_rotated(*, finding: Finding, actor: Any = None) -> Finding:
 
 
 @transaction.atomic
-def _save_rotated(*, finding_id: int, retired: RetiredKey, actor: Any) -> Finding:
+def _save_rotated(*, finding_id: int, retired: RetiredCredential, actor: Any) -> Finding:
     finding = Finding.objects.select_for_update().get(pk=finding_id)
     if not finding.is_live():
         return finding

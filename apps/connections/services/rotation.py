@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.connections import custody
-from apps.connections.models import Connection, ConnectionStatus, RetiredKey
+from apps.connections.models import Connection, ConnectionStatus, RetiredCredential
 from apps.connections.services.common import (
     ProviderUnreachable,
     fetch_account_label,
@@ -29,7 +29,7 @@ from apps.providers.catalog import AuthType
 
 def connection_replace_api_key(
     *, organization: Organization, connection_id: int, api_key: str, actor: Any = None
-) -> tuple[Connection, RetiredKey]:
+) -> tuple[Connection, RetiredCredential]:
     """Check the new key with the provider's identity call (CredentialRejected: nothing
     changes), then, in one transaction, retire the old key and store the new one."""
     connection = Connection.objects.for_organization(organization).get(pk=connection_id)
@@ -57,7 +57,7 @@ def connection_replace_api_key(
 @transaction.atomic
 def _replace(
     *, organization: Organization, connection_id: int, api_key: str, account_label: str, actor: Any
-) -> tuple[Connection, RetiredKey]:
+) -> tuple[Connection, RetiredCredential]:
     connection = (
         Connection.objects.for_organization(organization).select_for_update().get(pk=connection_id)
     )
@@ -81,7 +81,7 @@ def _replace(
     return connection, retired
 
 
-def retired_key_is_dead(*, retired: RetiredKey) -> bool:
+def retired_key_is_dead(*, retired: RetiredCredential) -> bool:
     """Ask the provider's identity call with the old key: True on 401/403, False when it
     still works. Raises ProviderUnreachable for any other answer (nothing is concluded)."""
     if not retired.secret:
@@ -101,10 +101,10 @@ def retired_key_is_dead(*, retired: RetiredKey) -> bool:
     )
 
 
-def retired_key_confirm_dead(*, retired: RetiredKey, actor: Any = None) -> RetiredKey:
+def retired_key_confirm_dead(*, retired: RetiredCredential, actor: Any = None) -> RetiredCredential:
     """Record that the provider refuses the old key and blank it. Runs in the caller's
     transaction (the caller records why)."""
-    locked = RetiredKey.objects.select_for_update().get(pk=retired.pk)
+    locked = RetiredCredential.objects.select_for_update().get(pk=retired.pk)
     now = timezone.now()
     locked.confirmed_dead_at = locked.confirmed_dead_at or now
     locked.last_check = f"Refused by the provider at {now:%Y-%m-%d %H:%M} UTC."

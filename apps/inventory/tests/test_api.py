@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
-from apps.connections.models import Connection, RetiredKey
+from apps.connections.models import Connection, RetiredCredential
 from apps.inventory.models import Finding, FindingState, fingerprint
 from apps.inventory.tests.conftest import FakeGitHub, github_key
 from apps.organizations.models import Organization
@@ -166,7 +166,7 @@ def test_the_way_out_ends_when_the_provider_refuses_the_old_key(
     assert client.post(f"{detail}new-key/", {"api_key": new}, format="json").status_code == 200
     connection = Connection.objects.get(name="gh")
     assert connection.api_key == new
-    [retired] = RetiredKey.objects.all()
+    [retired] = RetiredCredential.objects.all()
     assert retired.secret == old
     # The provider still takes the old key: recorded, not moved.
     live = client.post(f"{detail}confirm-rotated/")
@@ -258,3 +258,16 @@ def test_an_upload_is_checked_field_by_field(org: Organization, admin: User) -> 
         f"{BASE}scans/", {"host": "h", "files_scanned": [], "findings": [nul]}, format="json"
     )
     assert response.status_code == 400
+
+
+def test_an_upload_larger_than_the_server_reads_is_413_not_500(
+    org: Organization, admin: User
+) -> None:
+    """Found by schemathesis: a body past DATA_UPLOAD_MAX_MEMORY_SIZE raised
+    RequestDataTooBig inside the view, a 500."""
+    client = api(admin, org)
+    body = {"host": "h", "files_scanned": ["/x" * 500] * 4000, "findings": []}
+    response = client.post(f"{BASE}scans/", body, format="json")
+    assert response.status_code == 413, response.status_code
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert not Finding.objects.exists()

@@ -29,7 +29,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from apps.accounts.token_services import personal_token_mint
 from apps.audit.models import AuditEvent
-from apps.connections.models import Connection, RetiredKey
+from apps.connections.models import Connection, RetiredCredential
 from apps.inventory.models import Finding, FindingState
 from apps.inventory.tests.conftest import FakeGitHub, github_key
 from apps.organizations.models import Organization
@@ -197,7 +197,7 @@ def test_scan_upload_import_rewrite_call_rotate_done(
     assert status == 200, body
     answers.append(body)
     assert json.loads(body)["state"] == "confirmed_unused"
-    assert RetiredKey.objects.get().secret == ""
+    assert RetiredCredential.objects.get().secret == ""
     _names, again = call_tool_from_config(cursor, "github.get_authenticated_user")
     assert again.is_error is False  # the connection works with its new key
 
