@@ -120,44 +120,51 @@ class Scanner:
                 self.scan_file(path, clients.client_for_any(path))
         return self.result
 
-    def scan_tree(self, root: Path) -> None:  # noqa: C901 - one walk; each branch reports one kind of bad entry
-        """Known config files under `root`, following directory symlinks once each."""
+    def scan_tree(self, root: Path) -> None:
+        """Known config files under `root`. Directory symlinks are followed; one that
+        points back at a folder above it (a loop) is reported, and a folder reached a
+        second time by another way (a venv's lib64 → lib) is not read twice."""
         visited: set[tuple[int, int]] = set()
-        stack: list[tuple[Path, int]] = [(root, 0)]
+        stack: list[tuple[Path, int, frozenset[tuple[int, int]]]] = [(root, 0, frozenset())]
         while stack:
-            directory, depth = stack.pop()
+            directory, depth, above = stack.pop()
             try:
                 info = directory.stat()
             except OSError as exc:
                 self._problem(directory, _why(exc))
                 continue
-            if (info.st_dev, info.st_ino) in visited:
-                self._problem(
-                    directory, "symlink loop (this directory was already scanned): skipped"
-                )
+            here = (info.st_dev, info.st_ino)
+            if here in above:
+                self._problem(directory, "symlink loop (it leads back to a folder above): skipped")
                 continue
-            visited.add((info.st_dev, info.st_ino))
-            try:
-                entries = sorted(os.scandir(directory), key=lambda e: e.name)
-            except OSError as exc:
-                self._problem(directory, f"cannot read this directory: {_why(exc)}")
+            if here in visited or os.path.exists(directory / "pyvenv.cfg"):  # a virtualenv
                 continue
-            for entry in entries:
-                path = Path(entry.path)
-                try:
-                    is_dir = entry.is_dir()
-                except OSError as exc:
-                    self._problem(path, _why(exc))
-                    continue
+            visited.add(here)
+            for path, is_dir in self._entries(directory):
                 if is_dir:
-                    if entry.name not in SKIP_DIRS and depth < MAX_DEPTH:
-                        stack.append((path, depth + 1))
+                    if path.name not in SKIP_DIRS and depth < MAX_DEPTH:
+                        stack.append((path, depth + 1, above | {here}))
                     continue
                 client = clients.client_for(path)
                 if client is not None:
                     self.scan_file(path, client)
-                elif entry.is_symlink() and not os.path.exists(path):
+                elif path.is_symlink() and not os.path.exists(path):
                     self._check_link(path)
+
+    def _entries(self, directory: Path) -> list[tuple[Path, bool]]:
+        """(path, is a directory) for each entry, sorted; unreadable ones are reported."""
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            self._problem(directory, f"cannot read this directory: {_why(exc)}")
+            return []
+        found = []
+        for entry in entries:
+            try:
+                found.append((Path(entry.path), entry.is_dir()))
+            except OSError as exc:
+                self._problem(Path(entry.path), _why(exc))
+        return found
 
     # --- one file ------------------------------------------------------------------
 

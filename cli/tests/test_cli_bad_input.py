@@ -50,6 +50,7 @@ def _build(root: Path) -> None:
     os.symlink(root / "loop-a", root / ".env.loop")
     (root / "sub").mkdir()
     os.symlink(root, root / "sub" / "back-to-top")  # a directory loop
+    os.symlink(root / ".vscode", root / "vscode-alias")  # the same folder twice: no loop
     (root / "locked").mkdir()
     (root / "locked/.env").write_text(f"GITLAB_TOKEN={key('gitlab')}\n")
     os.chmod(root / "locked", 0o000)
@@ -86,6 +87,7 @@ def test_each_bad_input_is_reported_and_the_scan_goes_on(tree: Path) -> None:
     assert problems[".env.loop"] == "symlink loop: skipped"
     assert "symlink loop" in problems["sub/back-to-top"]
     assert problems["locked"] == "cannot read this directory: permission denied: skipped"
+    assert "vscode-alias" not in problems
     found = {
         (Path(f["file"]).relative_to(tree).as_posix(), f["provider"]) for f in document["findings"]
     }
