@@ -122,9 +122,9 @@ class Scanner:
 
     def scan_tree(self, root: Path) -> None:
         """Known config files under `root`. Directory symlinks are followed; one that
-        points back at a folder above it (a loop) is reported, and a folder reached a
-        second time by another way (a venv's lib64 → lib) is not read twice."""
-        visited: set[tuple[int, int]] = set()
+        points back at a folder above it (a loop) is reported. A folder reached a second
+        time by another name is walked again (its name may be what says which client it
+        belongs to), but no file is read twice (`_read`)."""
         stack: list[tuple[Path, int, frozenset[tuple[int, int]]]] = [(root, 0, frozenset())]
         while stack:
             directory, depth, above = stack.pop()
@@ -137,9 +137,8 @@ class Scanner:
             if here in above:
                 self._problem(directory, "symlink loop (it leads back to a folder above): skipped")
                 continue
-            if here in visited or os.path.exists(directory / "pyvenv.cfg"):  # a virtualenv
+            if os.path.exists(directory / "pyvenv.cfg"):  # a virtualenv: code, not config
                 continue
-            visited.add(here)
             for path, is_dir in self._entries(directory):
                 if is_dir:
                     if path.name not in SKIP_DIRS and depth < MAX_DEPTH:
