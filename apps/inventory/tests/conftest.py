@@ -38,13 +38,15 @@ class FakeGitHub:
             def do_GET(self) -> None:
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 outer.calls.append((self.command, self.path))
+                body: Any
+                extra: dict[str, str] = {}
                 if token not in outer.accepted:
-                    status, body, extra = 401, {"message": "Bad credentials"}, {}
+                    status, body = 401, {"message": "Bad credentials"}
                 elif self.path.split("?")[0] == "/user":
                     status, body = 200, {"login": "octo", "id": 1}
                     extra = {"X-OAuth-Scopes": outer.scopes}
                 else:
-                    status, body, extra = 200, [{"id": 7, "full_name": "octo/hello"}], {}
+                    status, body = 200, [{"id": 7, "full_name": "octo/hello"}]
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

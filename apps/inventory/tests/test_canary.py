@@ -46,8 +46,13 @@ def test_the_canary_appears_nowhere(
         seen.append(f"{response.status_code} {dict(response.headers)}\n{response.content.decode()}")
         return response
 
-    keep(api.post(f"{BASE}scans/", {"host": "laptop", "files_scanned": ["/f"],
-                                     "findings": [place(OLD, file="/f")]}, format="json"))
+    keep(
+        api.post(
+            f"{BASE}scans/",
+            {"host": "laptop", "files_scanned": ["/f"], "findings": [place(OLD, file="/f")]},
+            format="json",
+        )
+    )
     finding = Finding.objects.get()
     url = f"{BASE}findings/{finding.public_id}/"
     body = {"secret": OLD, "connection_name": "gh"}
@@ -60,20 +65,41 @@ def test_the_canary_appears_nowhere(
     github.accepted.add(NEW)
     keep(api.post(f"{url}new-key/", {"api_key": NEW}, format="json"))
     keep(api.post(f"{url}confirm-rotated/"))  # still live
-    for path in (url, f"{BASE}findings/", f"{BASE}summary/", f"{url}role-proposal/",
-                 "/api/v1/orgs/acme/connections/", "/api/v1/orgs/acme/audit/events/"):
+    for path in (
+        url,
+        f"{BASE}findings/",
+        f"{BASE}summary/",
+        f"{url}role-proposal/",
+        "/api/v1/orgs/acme/connections/",
+        "/api/v1/orgs/acme/audit/events/",
+    ):
         keep(api.get(path))
-    for path in ("/o/acme/inventory/", f"/o/acme/inventory/{finding.public_id}/",
-                 f"/o/acme/inventory/{finding.public_id}/role/", "/o/acme/connections/"):
+    for path in (
+        "/o/acme/inventory/",
+        f"/o/acme/inventory/{finding.public_id}/",
+        f"/o/acme/inventory/{finding.public_id}/role/",
+        "/o/acme/connections/",
+    ):
         keep(page.get(path))
-    keep(page.post(f"/o/acme/inventory/{finding.public_id}/", {"step": "confirm_rotated"},
-                   follow=True))
+    keep(
+        page.post(
+            f"/o/acme/inventory/{finding.public_id}/", {"step": "confirm_rotated"}, follow=True
+        )
+    )
     github.accepted.discard(OLD)
-    done = keep(page.post(f"/o/acme/inventory/{finding.public_id}/", {"step": "confirm_rotated"},
-                          follow=True))
+    done = keep(
+        page.post(
+            f"/o/acme/inventory/{finding.public_id}/", {"step": "confirm_rotated"}, follow=True
+        )
+    )
     retired = RetiredCredential.objects.get()
-    seen += [repr(finding), str(finding), repr(retired), str(retired),
-             *(repr(x) + str(x) for x in FindingLocation.objects.all())]
+    seen += [
+        repr(finding),
+        str(finding),
+        repr(retired),
+        str(retired),
+        *(repr(x) + str(x) for x in FindingLocation.objects.all()),
+    ]
     seen += [repr(e.__dict__) for e in AuditEvent.objects.all()]
     seen += [r.getMessage() + str(r.__dict__) for r in caplog.records]
     everything = "\n".join(seen)
@@ -92,8 +118,9 @@ hostile_text = st.one_of(
 )
 hostile_value: Any = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), hostile_text),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(hostile_text, inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(hostile_text, inner, max_size=4)
+    ),
     max_leaves=30,
 )
 
@@ -122,12 +149,15 @@ def test_hostile_uploads_get_a_clear_answer_and_leave_nothing_half_written(
     _token, raw = personal_token_mint(user=admin, organization=org, name="h")
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {raw}")
     before = (Finding.objects.count(), FindingLocation.objects.count())
-    response = client.post(f"{BASE}scans/", json.dumps(body, allow_nan=False),
-                           content_type="application/json")
+    response = client.post(
+        f"{BASE}scans/", json.dumps(body, allow_nan=False), content_type="application/json"
+    )
     assert response.status_code in (201, 400), response.content
     if response.status_code == 400:
         assert response.json()["error"]["code"] == "invalid_input"
         assert (Finding.objects.count(), FindingLocation.objects.count()) == before
     else:
-        assert Finding.objects.filter(fingerprint=fingerprint("ghp_" + "B" * 36)).exists() or \
-            Finding.objects.count() >= before[0]
+        assert (
+            Finding.objects.filter(fingerprint=fingerprint("ghp_" + "B" * 36)).exists()
+            or Finding.objects.count() >= before[0]
+        )
