@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.connections import services as connections
-from apps.connections.forms import ConnectApiKeyForm
+from apps.connections.forms import ConnectionNameForm
 from apps.core.api import APIError, from_form_errors, from_service_error
 from apps.core.openapi import error_responses
 from apps.inventory import selectors, services
@@ -243,10 +243,8 @@ class ImportAPIView(_Scope, APIView):
         finding = self.finding(finding_id)
         body = ImportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        form = ConnectApiKeyForm(
-            data={"name": body.validated_data["connection_name"], "api_key": "x"},
-            organization=self.organization,
-            url_params=(),
+        form = ConnectionNameForm(
+            data={"name": body.validated_data["connection_name"]}, organization=self.organization
         )
         if not form.is_valid():
             errors = from_form_errors(form)

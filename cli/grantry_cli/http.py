@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +45,6 @@ def request(
     *,
     headers: dict[str, str] | None = None,
     body: Any = None,
-    form: dict[str, str] | None = None,
     timeout: float = TIMEOUT,
 ) -> Answer:
     data = None
@@ -54,9 +52,6 @@ def request(
     if body is not None:
         data = json.dumps(body).encode()
         sent["Content-Type"] = "application/json"
-    elif form is not None:
-        data = urllib.parse.urlencode(form).encode()
-        sent["Content-Type"] = "application/x-www-form-urlencoded"
     if not url.startswith(("https://", "http://")):
         raise Unreachable(f"not an http(s) URL: {url.split('?')[0]}")
     req = urllib.request.Request(url, data=data, headers=sent, method=method)  # noqa: S310 - scheme checked above

@@ -230,7 +230,8 @@ def cmd_rewrite(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
         return 2
     token = None if args.oauth else (args.token or os.environ.get("GRANTRY_TOKEN"))
     try:
-        preview = rewrite.plan(path, url=f"{base}/mcp", token="gry_preview", only=args.server)
+        # A file that cannot be rewritten fails here, before a token is minted for it.
+        rewrite.plan(path, url=f"{base}/mcp", token=None, only=args.server)
         if not args.oauth and not token:
             if not args.worker:
                 _err(
@@ -252,7 +253,6 @@ def cmd_rewrite(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
     except api.APIFailure as exc:
         _err(f"Grantry refused: {exc}")
         return 1
-    del preview
     _out(planned.diff(hide=[token or ""]))
     if args.dry_run:
         _out(f"Dry run: {path} was not changed.")
