@@ -177,6 +177,12 @@ def test_scan_upload_import_rewrite_call_rotate_done(
     assert result.is_error is False, result.content
     assert "octo" in result.content[0].text
 
+    # The same worker token from the command line.
+    token = json.loads(cursor.read_text())["mcpServers"]["grantry"]["headers"]["Authorization"]
+    grantry.env["GRANTRY_TOKEN"] = token.removeprefix("Bearer ")
+    called = grantry("call", "github.get_authenticated_user", "--input", "{}")
+    assert '"login": "octo"' in called
+
     # 5. Rotate: a new key for the connection, the old one revoked, confirmed.
     new = github_key()
     github.accepted.add(new)
