@@ -170,10 +170,6 @@ def api_key_is(connection: Connection, secret: str) -> bool:
     return hmac.compare_digest(connection.api_key.encode(), secret.encode())
 
 
-def still_uses(connection: Connection, retired: RetiredCredential) -> bool:
-    return bool(retired.secret) and api_key_is(connection, retired.secret)
-
-
 def purge_retired_key(retired: RetiredCredential) -> None:
     """Blank the held secret (the caller saves)."""
     retired.secret = ""

@@ -343,6 +343,12 @@ def finding_confirm_rotated(*, finding: Finding, actor: Any = None) -> Finding:
             "(new-key), or the connection stops working when the old key is revoked.",
             code="conflict",
         )
+    if retired.purged_at and not retired.confirmed_dead_at:
+        raise ValidationError(
+            "The connection was disconnected, and Grantry destroyed the old key with it: "
+            "there is nothing left to check. Revoke the old key at the provider.",
+            code="conflict",
+        )
     if not connections.retired_key_is_dead(retired=retired):
         audit_record(
             action="inventory.rotation_unconfirmed",

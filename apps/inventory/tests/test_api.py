@@ -271,3 +271,22 @@ def test_an_upload_larger_than_the_server_reads_is_413_not_500(
     assert response.status_code == 413, response.status_code
     assert response.json()["error"]["code"] == "body_too_large"
     assert not Finding.objects.exists()
+
+
+def test_disconnecting_destroys_an_old_key_held_for_its_check(
+    org: Organization, admin: User, github: FakeGitHub
+) -> None:
+    from apps.connections.services import connection_disconnect
+
+    client = api(admin, org)
+    old, new = github_key(), github_key()
+    finding_id = _imported(client, github, old)
+    github.accepted.add(new)
+    client.post(f"{BASE}findings/{finding_id}/new-key/", {"api_key": new}, format="json")
+    connection = Connection.objects.get(name="gh")
+    connection_disconnect(connection_id=connection.pk, organization=org)
+    retired = RetiredCredential.objects.get()
+    assert (retired.secret, retired.purged_at is not None) == ("", True)
+    answer = client.post(f"{BASE}findings/{finding_id}/confirm-rotated/")
+    assert answer.status_code == 409
+    assert "destroyed the old key" in answer.json()["error"]["message"]
