@@ -91,7 +91,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	PYTHONPATH=cli $(BIN)/lint-imports
 
 ## Known vulnerabilities in every pinned package of the locks (PyPI's advisory data via
 ## pip-audit). First the locks must resolve on their own, every package of the tree pinned

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "apps.broker",
     "apps.approvals",
     "apps.dashboard",
+    "apps.inventory",
     # django-oauth-toolkit serves two separate authorization servers: Grantry's own
     # for /mcp (apps.mcpauth) and, when enabled, the Sandbox's (apps.sandbox).
     "oauth2_provider",
