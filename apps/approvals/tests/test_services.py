@@ -371,7 +371,12 @@ def test_the_gate_answers_202_then_proceeds_once(gated: GatedAgent, admin: User)
     approve(first.approval, admin)
     by_key = approval_gate(binding=gated.binding(), decision=gated.decide(), idempotency_key="k-9")
     assert by_key.proceed is True
-    assert by_key.approval.status == "executed"
+    # The gate only checks; the broker spends it with the call's attempt.
+    assert by_key.approval.status == "approved"
+    spent = approval_claim_for_execution(
+        approval_id=by_key.approval.public_id, binding=gated.binding()
+    )
+    assert spent.status == "executed"
     used = approval_gate(binding=gated.binding(), decision=gated.decide(), approval_id=body["id"])
     assert (used.proceed, used.status, used.code) == (False, 409, "approval_used")
     assert used.details == {"approval_id": body["id"]}

@@ -172,3 +172,74 @@ def test_mcp_tool_call_is_pending_then_runs_after_approval(
     done = with_client(url, gated.raw, "auto", run)
     assert not done.is_error, done.content
     assert len(upstream.requests) == 1
+
+
+def test_an_approval_id_on_a_call_that_needs_none_is_refused(
+    client: Client, gated: GatedAgent, upstream: RecordingUpstream
+) -> None:
+    """Issue 22 item 4: the documented 403 approval_call_mismatch, not a silent run."""
+    approval = gated.request()
+    response = client.post(
+        "/api/v1/actions/sandbox.list_projects/execute",
+        json.dumps({"input": {}, "approval": approval.public_id}),
+        content_type="application/json",
+        **gated.headers,
+    )
+    assert response.status_code == 403, response.content
+    error = response.json()["error"]
+    assert error["code"] == "approval_call_mismatch"
+    assert "needs no approval" in error["message"]
+    assert upstream.requests == []
+    refused = AuditEvent.objects.filter(action="broker.execute").order_by("id").last()
+    assert refused.decision == "denied"
+    assert refused.metadata["approval_id"] == approval.public_id
+
+
+def test_a_refusal_after_approval_does_not_spend_it(
+    client: Client,
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,
+    upstream: RecordingUpstream,
+    ratelimit_clock: Any,
+) -> None:
+    """Issue 22 item 2: a quota refusal after approval sends nothing upstream and leaves
+    the approval usable; only the call that goes upstream spends it."""
+    from apps.approvals.tests.conftest import approval_rules
+    from apps.policies.services import role_update
+
+    gated = make_gated_agent(org, creator=owner, owner=member)
+    rules = approval_rules(gated.connection)
+    rules[1]["quota"] = {"limit": 1, "per": "minute"}
+    role_update(role=gated.role, rules=rules)
+
+    def approved(task_id: int) -> str:
+        first = _execute(client, gated, {"input": {"task_id": task_id}})
+        assert first.status_code == 202, first.content
+        approval_id = first.json()["approval"]["id"]
+        approval = Approval.objects.get(public_id=approval_id)
+        approval_decide(approval=approval, actor=admin, approve=True)
+        return approval_id
+
+    spent = approved(41)
+    assert _execute(client, gated, {"input": {"task_id": 41}, "approval": spent}).status_code == 200
+    kept = approved(42)
+    refused = _execute(client, gated, {"input": {"task_id": 42}, "approval": kept})
+    assert refused.status_code == 429, refused.content
+    assert refused.json()["error"]["code"] == "quota_exceeded"
+    assert len(upstream.requests) == 1
+    assert Approval.objects.get(public_id=kept).status == "approved"
+    assert not AuditEvent.objects.filter(
+        action="approval.executed", metadata__approval_id=kept
+    ).exists()
+    trail = AuditEvent.objects.filter(action="broker.execute").order_by("id").last()
+    assert trail.decision == "denied"
+    assert trail.metadata["approval_id"] == kept
+    assert trail.metadata["approval"] == "not_spent"
+
+    ratelimit_clock.advance(60)  # the quota's next window
+    done = _execute(client, gated, {"input": {"task_id": 42}, "approval": kept})
+    assert done.status_code == 200, done.content
+    assert len(upstream.requests) == 2
+    assert Approval.objects.get(public_id=kept).status == "executed"
