@@ -78,10 +78,17 @@ class Approval(TenantModel):
     )
     connection_name = models.CharField(max_length=120, blank=True)
     input_digest = models.CharField(max_length=64)
-    # The input as approvers see it: exact when the organization stores broker input,
+    # The input as the record keeps it: exact when the organization stores broker input,
     # else its shape with every value redacted (see services.redact_input).
     input = models.JSONField(null=True, blank=True)
     input_stored = models.BooleanField(default=False)
+    # The call's exact input (JSON), encrypted, kept only while the request is pending so
+    # that eligible approvers decide on real values whatever the organization stores;
+    # emptied when it is decided, executed, expired or voided (services._set_status).
+    sealed_input = encrypt(models.TextField(blank=True, default=""))
+    # Keyed hashes of each input value by path (services.input_fingerprints): what the
+    # diff against earlier calls compares once their values are gone.
+    input_fingerprints = models.JSONField(default=dict, blank=True)
     # sha256 over every binding but the expiry: one pending request per call and token.
     call_digest = models.CharField(max_length=64)
     idempotency_key = models.CharField(max_length=200, blank=True)

@@ -300,7 +300,8 @@ def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
             connection_id=connection.pk,
             input_digest=digest,
         )
-        action_input = None
+        # What the digest covers: approvers see the query and body the call would send.
+        action_input = {"query": target.query, "body": target.body.decode("utf-8", "replace")}
     try:
         gate = approval_gate(
             binding=binding,

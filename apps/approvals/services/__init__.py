@@ -75,6 +75,7 @@ from apps.approvals.services.base import (
     agent_document,
     approvals_received,
     dashboard_url,
+    input_fingerprints,
     pending_gate,
     redact_input,
     status_url,
@@ -90,6 +91,7 @@ from apps.approvals.services.decisions import (
     approvals_expire,
     eligible_approvers,
     excluded_approver_ids,
+    input_for,
     may_decide,
 )
 from apps.approvals.services.links import approval_link_open, approval_links_create
@@ -114,7 +116,9 @@ __all__ = [
     "approvals_received",
     "dashboard_url",
     "eligible_approvers",
+    "input_fingerprints",
     "excluded_approver_ids",
+    "input_for",
     "may_decide",
     "pending_gate",
     "redact_input",

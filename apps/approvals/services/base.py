@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 
 from apps.approvals.models import (
     Approval,
@@ -17,6 +18,7 @@ from apps.approvals.models import (
     ApprovalSettings,
     ApprovalStatus,
 )
+from apps.approvals.selectors import flatten_input
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
 from apps.policies.models import Role
@@ -186,6 +188,24 @@ def redact_input(value: Any) -> Any:
     return "‹redacted›"
 
 
+def input_fingerprints(organization_id: int, value: Any) -> dict[str, str]:
+    """A keyed hash (HMAC-SHA256 under the encryption key, per organization) of each
+    leaf of the input by path: enough to tell an approver whether a value is the same
+    as in an earlier call after that call's values were deleted, and useless for
+    guessing small values without the key."""
+    salt = f"grantry.approvals.input.{organization_id}"
+    secret = str(settings.GRANTRY_ENCRYPTION_KEY)
+    return {
+        path: salted_hmac(
+            salt,
+            json.dumps(leaf, sort_keys=True, ensure_ascii=False),
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
+        for path, leaf in flatten_input(value).items()
+    }
+
+
 def status_url(approval: Approval) -> str:
     path = reverse("approvals_agent:status", kwargs={"approval_id": approval.public_id})
     return f"{settings.GRANTRY_BASE_URL}{path}"
@@ -328,6 +348,9 @@ def _audit(
 
 
 def _set_status(approval: Approval, status: str, **fields: Any) -> None:
+    if status != ApprovalStatus.PENDING and approval.sealed_input:
+        # The exact input is there for deciding; once the request is over it goes.
+        fields["sealed_input"] = ""
     approval.status = status
     for name, value in fields.items():
         setattr(approval, name, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from apps.approvals.services.base import (
     _notify,
     _set_status,
     approver_words,
+    input_fingerprints,
     pending_gate,
     redact_input,
     summarize,
@@ -122,6 +124,8 @@ def approval_request(
         input_digest=binding.input_digest,
         input=input if organization.store_broker_input else redact_input(input),
         input_stored=organization.store_broker_input,
+        sealed_input=json.dumps(input, ensure_ascii=False),
+        input_fingerprints=input_fingerprints(organization.pk, input),
         call_digest=binding.call_digest(),
         idempotency_key=idempotency_key,
         reason=(reason or "").replace("\x00", "")[:MAX_REASON_CHARS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,20 @@ def may_decide(approval: Approval, membership: Membership | None) -> bool:
     if approval.approver_ids:
         return membership.user_id in approval.approver_ids
     return membership.can_manage()
+
+
+def input_for(approval: Approval, membership: Membership | None) -> tuple[Any, bool]:
+    """The input a member may see, and whether it is exact: the call's real input for
+    an eligible approver while the request is pending, whatever the organization
+    stores; else the record's (exact only when the organization stores input)."""
+    eligible = (
+        may_decide(approval, membership)
+        and membership is not None
+        and membership.user_id not in excluded_approver_ids(approval)
+    )
+    if eligible and approval.sealed_input and approval.effective_status() == "pending":
+        return json.loads(approval.sealed_input), True
+    return approval.input, approval.input_stored
 
 
 def eligible_approvers(approval: Approval) -> list[Any]:

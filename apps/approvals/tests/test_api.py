@@ -13,7 +13,7 @@ from django.test import Client
 from apps.approvals import api
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide
-from apps.approvals.tests.conftest import GatedAgent, make_gated_agent
+from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
 from apps.organizations.models import Organization
 from tests.factories import MembershipFactory
@@ -143,7 +143,9 @@ def test_list_show_and_approve_with_a_personal_token(
     rows = listed.json()["results"]
     assert [r["id"] for r in rows] == [approval.public_id]
     assert rows[0]["can_decide"] is True
-    assert rows[0]["input_redacted"] is True
+    # An eligible approver sees the exact input while it is pending (issue 22 item 1).
+    assert rows[0]["input_redacted"] is False
+    assert rows[0]["input"] == INPUT
 
     shown = client.get(org_url(approval), **auth)
     assert shown.status_code == 200

@@ -12,7 +12,7 @@ from django.db import connections
 from django.utils import timezone
 
 from apps.approvals.models import Approval, ApprovalStatus
-from apps.approvals.selectors import input_diff
+from apps.approvals.selectors import InputSide, input_diff
 from apps.approvals.services import (
     INPUT_DIFFERS,
     ApprovalRefused,
@@ -21,6 +21,8 @@ from apps.approvals.services import (
     approval_gate,
     approval_settings_update,
     approvals_expire,
+    input_fingerprints,
+    redact_input,
 )
 from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
@@ -393,13 +395,35 @@ def test_the_gate_answers_202_then_proceeds_once(gated: GatedAgent, admin: User)
 
 
 def test_input_diff_rows() -> None:
-    rows = input_diff({"a": 1, "b": {"c": "x"}, "gone": True}, {"a": 2, "b": {"c": "x"}, "new": 1})
+    rows = input_diff(
+        InputSide({"a": 1, "b": {"c": "x"}, "gone": True}),
+        InputSide({"a": 2, "b": {"c": "x"}, "new": 1}),
+    )
     assert [(r.path, r.change) for r in rows] == [
         ("a", "changed"),
         ("b.c", "same"),
         ("gone", "removed"),
         ("new", "added"),
     ]
+
+
+def test_input_diff_compares_real_values_through_fingerprints() -> None:
+    """Redacted values look alike; their fingerprints tell 201 from 300 (issue 22 item 1)."""
+    then = input_fingerprints(1, {"item_id": 7, "qty": 201})
+    same = input_fingerprints(1, {"item_id": 7, "qty": 201})
+    now = input_fingerprints(1, {"item_id": 7, "qty": 300})
+    redacted = redact_input({"item_id": 7, "qty": 201})
+    rows = input_diff(
+        InputSide(redacted, False, then), InputSide({"item_id": 7, "qty": 300}, True, now)
+    )
+    assert [(r.path, r.change) for r in rows] == [("item_id", "same"), ("qty", "changed")]
+    rows = input_diff(InputSide(redacted, False, then), InputSide(redacted, False, same))
+    assert [r.change for r in rows] == ["same", "same"]
+    # Without fingerprints (requests made before they existed) redacted values prove nothing.
+    rows = input_diff(InputSide(redacted, False), InputSide(redacted, False))
+    assert [r.change for r in rows] == ["unknown", "unknown"]
+    # Another organization's fingerprints of the same value differ (per-organization key).
+    assert input_fingerprints(2, {"qty": 201})["qty"] != then["qty"]
 
 
 # --- concurrency (threads, real PostgreSQL) ---------------------------------------------
