@@ -32,6 +32,7 @@ from apps.approvals.services.base import (
     redact_input,
     summarize,
 )
+from apps.approvals.services.decisions import approver_shortfall
 from apps.audit.models import Outcome
 from apps.organizations.models import Organization
 from apps.workers.models import Worker
@@ -71,7 +72,8 @@ def approval_request(
     """Ask for approval of this exact call, or return the pending request it repeats.
 
     Raises ApprovalRefused(403, approval_input_mismatch) when the Idempotency-Key
-    names a pending request for a different call."""
+    names a pending request for a different call, and (403, no_eligible_approver)
+    when too few people could ever approve it (separation of duties included)."""
 
     if not getattr(decision, "approval_required", False):
         raise ValueError("approval_request needs a decision with approval_required")
@@ -136,6 +138,10 @@ def approval_request(
         request_id=request_id[:64],
         expires_at=now + timedelta(seconds=int(decision.approval_expires_in or 3600)),
     )
+    shortfall = approver_shortfall(approval)
+    if shortfall is not None:
+        # Told at once: an agent must not wait for an approval nobody can give.
+        raise ApprovalRefused(403, "no_eligible_approver", shortfall)
     approval.summary = summarize(
         worker_name=worker.name,
         binding=binding,

@@ -67,6 +67,9 @@ def test_another_worker_or_organization_gets_404(
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
 
+    from tests.factories import MembershipFactory
+
+    MembershipFactory(organization=other_org, role="owner")  # someone who could approve
     stranger = make_gated_agent(other_org, creator=None)
     response = client.get(status_url(approval), **stranger.headers)
     assert response.status_code == 404

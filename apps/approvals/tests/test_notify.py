@@ -71,6 +71,7 @@ def test_a_request_is_posted_with_a_valid_hmac(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("admin")  # someone who may approve the owner's worker
 def test_a_refused_delivery_raises_for_a_retry(
     org: Organization, owner: User, receiver: RecordingUpstream
 ) -> None:
@@ -87,6 +88,7 @@ def test_a_refused_delivery_raises_for_a_retry(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("admin")
 def test_no_webhook_configured_sends_nothing(
     org: Organization, owner: User, receiver: RecordingUpstream
 ) -> None:

@@ -116,7 +116,9 @@ def test_an_admin_approves_and_it_is_audited(gated: GatedAgent, admin: User) -> 
 def test_separation_of_duties_refuses_the_workers_creator_and_owner(
     org: Organization, owner: User, admin: User
 ) -> None:
-    # owner created the worker and minted its token; admin owns the worker.
+    # owner created the worker and minted its token; admin owns the worker. A third
+    # admin can decide (without one the request is refused at once: see below).
+    MembershipFactory(organization=org, role="admin")
     agent = make_gated_agent(org, creator=owner, owner=admin)
     approval = agent.request()
     for user in (owner, admin):
@@ -134,6 +136,7 @@ def test_a_token_minted_by_an_admin_bars_that_admin(
 ) -> None:
     from apps.workers.services import token_mint
 
+    MembershipFactory(organization=org, role="admin")  # someone who may still decide
     agent = make_gated_agent(org, creator=owner)
     token, raw = token_mint(worker=agent.worker, actor=admin)
     agent.token, agent.raw = token, raw
@@ -182,8 +185,8 @@ def test_another_organizations_admin_cannot_decide(
 
 
 def test_two_approvers_when_the_organization_requires_them(gated: GatedAgent, admin: User) -> None:
-    approval_settings_update(organization=gated.organization, require_two_approvers=True)
     second = MembershipFactory(organization=gated.organization, role="admin").user
+    approval_settings_update(organization=gated.organization, require_two_approvers=True)
     approval = gated.request()
     assert approval.approvals_needed == 2
     assert approve(approval, admin).status == ApprovalStatus.PENDING
@@ -332,6 +335,7 @@ def test_the_periodic_task_expires_and_audits(gated: GatedAgent, admin: User) ->
 
 
 def test_a_rule_sets_its_own_expiry(org: Organization, owner: User) -> None:
+    MembershipFactory(organization=org, role="admin")  # someone who may decide
     agent = make_gated_agent(org, creator=owner, expires_in=120)
     approval = agent.request()
     assert approval.expires_at - approval.created_at < timedelta(seconds=130)
@@ -554,3 +558,67 @@ def test_webhook_secrets_are_encrypted_fields_the_key_rotation_covers() -> None:
         "approvals.ApprovalSettings.webhook_url",
         "approvals.ApprovalSettings.webhook_secret",
     } <= found
+
+
+# --- configurations nobody could approve (issue 22 item 3) ----------------------------
+
+
+def test_a_rule_naming_only_the_workers_creator_is_refused_when_saved(
+    gated: GatedAgent, owner: User
+) -> None:
+    from django.core.exceptions import ValidationError
+
+    from apps.approvals.tests.conftest import approval_rules
+
+    with pytest.raises(ValidationError) as info:
+        role_update(
+            role=gated.role, rules=approval_rules(gated.connection, approvers=[owner.email])
+        )
+    message = " ".join(info.value.message_dict["rules.1.approval.approvers"])
+    assert "cleanup-bot" in message
+    assert "separation of duties" in message
+    assert owner.email in message
+
+
+def test_two_approvers_with_one_eligible_are_refused_when_saved(
+    gated: GatedAgent, admin: User
+) -> None:
+    """The owner created the worker, so only the admin could approve: two cannot be
+    required, neither by the organization's setting nor for a rule saved under it."""
+    from django.core.exceptions import ValidationError
+
+    from apps.approvals.models import ApprovalSettings
+    from apps.approvals.tests.conftest import approval_rules
+
+    with pytest.raises(ValidationError) as info:
+        approval_settings_update(organization=gated.organization, require_two_approvers=True)
+    assert "deleter" in " ".join(info.value.message_dict["require_two_approvers"])
+    assert not ApprovalSettings.objects.filter(
+        organization=gated.organization, require_two_approvers=True
+    ).exists()
+    # With a second admin two approvers can be required; a rule naming one cannot.
+    MembershipFactory(organization=gated.organization, role="admin")
+    approval_settings_update(organization=gated.organization, require_two_approvers=True)
+    with pytest.raises(ValidationError) as info:
+        role_update(
+            role=gated.role, rules=approval_rules(gated.connection, approvers=[admin.email])
+        )
+    assert "needs 2 approvers" in " ".join(info.value.message_dict["rules.1.approval.approvers"])
+
+
+def test_an_agent_is_told_at_once_when_no_eligible_approver_exists(
+    gated: GatedAgent, admin: User
+) -> None:
+    """The rule was fine when saved; then the only eligible approver left."""
+    from apps.organizations.models import Membership
+
+    Membership.objects.filter(organization=gated.organization, user=admin).delete()
+    gate = approval_gate(
+        binding=gated.binding(),
+        decision=gated.decide(),
+        connection_name="sandbox-demo",
+        input=INPUT,
+    )
+    assert (gate.proceed, gate.status, gate.code) == (False, 403, "no_eligible_approver")
+    assert "No one can approve this call" in gate.message
+    assert not Approval.objects.exists()

@@ -215,10 +215,14 @@ def test_no_email_once_decided(gated: GatedAgent, admin: User) -> None:
 def test_settings_page_keeps_secrets_out_and_audits(
     client: Client, gated: GatedAgent, admin: User, member: User
 ) -> None:
+    from tests.factories import MembershipFactory
+
     url = f"/o/{gated.organization.slug}/approvals/settings/"
     client.force_login(member)
     assert client.get(url).status_code == 403
     client.force_login(admin)
+    # The owner created the worker: a second admin makes two approvers possible.
+    MembershipFactory(organization=gated.organization, role="admin")
     response = client.post(
         url,
         {
