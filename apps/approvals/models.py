@@ -199,6 +199,42 @@ class ApprovalSettings(models.Model):
         return f"<ApprovalSettings org={self.organization_id}>"
 
 
+class WebhookEventStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    SKIPPED = "skipped", "Skipped (no webhook configured)"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class ApprovalWebhookEvent(models.Model):
+    """One webhook event of an approval, its payload built when the event happened
+    (so it says what was true then), delivered in order with the approval's other
+    events by apps.approvals.notify.deliver_webhook."""
+
+    approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="webhook_events")
+    event = models.CharField(max_length=40)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=10, choices=WebhookEventStatus.choices, default=WebhookEventStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["approval", "id"]
+        indexes = [
+            models.Index(
+                fields=["approval", "id"],
+                name="approval_webhook_pending",
+                condition=models.Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} of {self.approval_id} ({self.status})"
+
+
 class ApprovalLink(models.Model):
     """A signed, single-use, expiring link in an approver's email. Opening it (while
     logged in as that approver) leads to the approval's page; it never decides."""

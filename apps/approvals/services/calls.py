@@ -170,8 +170,7 @@ def approval_request(
             "idempotency_key": bool(idempotency_key),
         },
     )
-    approval_id = approval.pk
-    transaction.on_commit(lambda: _notify(approval_id, "approval.requested"), robust=True)
+    _notify(approval, "approval.requested")
     return approval
 
 

@@ -206,8 +206,7 @@ def approval_decide(
                 },
             )
             if event != "approval.approval_recorded":
-                approval_pk = approval.pk
-                transaction.on_commit(lambda: _notify(approval_pk, event), robust=True)
+                _notify(approval, event)
     if refusal is not None:
         raise refusal
     return approval
