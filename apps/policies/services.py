@@ -284,11 +284,19 @@ def role_narrow(
 
     role = Role.objects.select_for_update().get(pk=role.pk)
     report = least_privilege_report(role=role, worker_id=worker_id, days=days)
-    if report.proposal_digest() != proposal_digest:
+    current = report.proposal_digest()
+    if current != proposal_digest:
+        scope = f"worker {worker_id}" if worker_id else "all workers"
         raise ValidationError(
             {
                 "proposal": [
-                    "The proposal changed since it was shown (new calls or rules). Review it again."
+                    ValidationError(
+                        "The proposal changed since it was shown (new calls or rules): for "
+                        f"the last {days} days of {scope} its digest is now {current}, not "
+                        f"{proposal_digest or '(none)'}. Review it again.",
+                        code="proposal_changed",
+                        params={"proposal_digest": current},
+                    )
                 ]
             }
         )
