@@ -39,10 +39,18 @@ from mcp.shared.inbound import (
     classify_inbound_request,
 )
 from mcp_types import PROTOCOL_VERSION_META_KEY
-from mcp_types.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
+from mcp_types.jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
+from mcp_types.methods import CLIENT_REQUESTS
 from mcp_types.version import (
     HANDSHAKE_PROTOCOL_VERSIONS,
     LATEST_HANDSHAKE_VERSION,
+    LATEST_MODERN_VERSION,
     MODERN_PROTOCOL_VERSIONS,
 )
 from rest_framework.request import Request
@@ -71,6 +79,9 @@ CONNECTION_ARG = "connection"
 APPROVAL_ARG = "_approval"
 REASON_ARG = "_reason"
 _LEGACY_ONLY_KEYS = ("resultType", "ttlMs", "cacheScope")
+# Every version this endpoint speaks: the handshake ones `initialize` accepts and the
+# stateless one. `server/discover` and the -32022 error name them all.
+SERVED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 
 
 def resource_metadata_url() -> str:
@@ -240,6 +251,9 @@ def _dispatch(
         if not isinstance(params.get("name"), str):
             raise _ProtocolError(INVALID_PARAMS, "tools/call needs a tool name.")
         return _call_tool(ctx, params, request)
+    if not legacy and (method, LATEST_MODERN_VERSION) not in CLIENT_REQUESTS:
+        # Methods the stateless generation removed (ping, initialize, logging/…).
+        raise _ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}")
     if method == "ping":
         return types.EmptyResult()
     if legacy and method == "initialize":
@@ -255,7 +269,7 @@ def _dispatch(
         )
     if not legacy and method == "server/discover":
         return types.DiscoverResult(
-            supported_versions=list(MODERN_PROTOCOL_VERSIONS),
+            supported_versions=list(SERVED_VERSIONS),
             capabilities=CAPABILITIES,
             instructions=INSTRUCTIONS,
             ttl_ms=TOOLS_TTL_MS,
@@ -273,11 +287,15 @@ class _ProtocolError(Exception):
 
 
 def _is_modern(message: dict[str, Any], version_header: str | None) -> bool:
-    if version_header is not None:
-        return version_header not in HANDSHAKE_PROTOCOL_VERSIONS
+    """A request of the stateless generation: it says so in its `_meta` envelope, or in
+    a version header that is not a handshake one. An envelope wins over the header, so
+    a handshake header with a 2026-07-28 envelope reaches the classifier's header rung
+    (400, -32020) instead of being served as the older generation."""
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
-    return isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
+    if isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta:
+        return True
+    return version_header is not None and version_header not in HANDSHAKE_PROTOCOL_VERSIONS
 
 
 @csrf_exempt
@@ -343,7 +361,10 @@ def _endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard 
         route = classify_inbound_request(message, headers=headers)
         if isinstance(route, InboundLadderRejection):
             reject_input(ctx, meta, "mcp.request", HostileInput(route.message))
-            return _rpc_error(request_id, route.code, route.message, route.data)
+            data = route.data
+            if route.code == UNSUPPORTED_PROTOCOL_VERSION and isinstance(data, dict):
+                data = {**data, "supported": list(SERVED_VERSIONS)}  # not only 2026-07-28
+            return _rpc_error(request_id, route.code, route.message, data)
     try:
         result = _dispatch(ctx, method, params, request, legacy=legacy)
     except _ProtocolError as exc:
