@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -13,6 +12,7 @@ from apps.approvals.models import (
 )
 from apps.audit.models import ActorType
 from apps.audit.services import audit_record
+from apps.core.egress.guard import url_refusal
 from apps.organizations.models import Organization
 from apps.policies.approvers import approval_shortfalls
 from apps.policies.models import Role
@@ -21,13 +21,11 @@ from apps.policies.models import Role
 
 
 def _check_webhook_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
+    """The egress guard's policy, checked when the URL is saved (and again per call)."""
     url = url.strip()
-    parts = urlsplit(url)
-    allowed = {"https"} | ({"http"} if settings.GRANTRY_EGRESS_ALLOW_LOOPBACK else set())
-    if parts.scheme not in allowed or not parts.hostname or len(url) > 2000:
-        raise ValidationError({"webhook_url": ["Enter an https:// URL."]})
+    refusal = "Use at most 2000 characters." if len(url) > 2000 else url_refusal(url)
+    if refusal:
+        raise ValidationError({"webhook_url": [refusal]})
     return url
 
 
