@@ -17,7 +17,9 @@ tenant boundary, worker-token authentication, audit and broker are
 synchronous Django code. Mounting it would mean switching the whole
 deployment to ASGI (changing the hot path the benchmark measures) and
 bridging every ORM call through `sync_to_async`. Every response here is one
-JSON object (no server-to-client requests, no streaming), so a plain Django
+JSON object (no server-to-client requests, no streaming; asking the client's
+user about an approval is 2026-07-28's `input_required` result, a plain
+answer), so a plain Django
 view that uses the SDK's types (`mcp_types`) for every result and error, and
 its classifier for the 2026-07-28 ladder, is a smaller and faster fit.
 """
@@ -25,12 +27,13 @@ its classifier for the 2026-07-28 ladder, is a smaller and faster fit.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import mcp_types as types
 from django.conf import settings
+from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from mcp.shared.inbound import (
@@ -58,6 +61,7 @@ from rest_framework.request import Request
 from apps.broker.catalog import allowed_for
 from apps.broker.inputs import HostileInput, check_size, parse_json
 from apps.broker.pipeline import ActionTarget, reject_input, run, start
+from apps.broker.results import input_digest
 from apps.broker.views import request_meta
 from apps.core.api import APIError, error_response
 from apps.workers.auth import AgentContext, WorkerTokenAuthentication, release_leases
@@ -188,8 +192,12 @@ def _list_tools(ctx: Any) -> types.ListToolsResult:
 
 
 def _call_tool(
-    ctx: AgentContext, params: dict[str, Any], request: HttpRequest
-) -> types.CallToolResult:
+    ctx: AgentContext,
+    params: dict[str, Any],
+    request: HttpRequest,
+    *,
+    capabilities: Any = None,
+) -> types.CallToolResult | types.InputRequiredResult:
     name = str(params.get("name"))
     raw_arguments = params.get("arguments")
     meta = request_meta(request, "mcp")
@@ -199,9 +207,14 @@ def _call_tool(
         )
         raise _ProtocolError(INVALID_PARAMS, "'arguments' must be a JSON object.", audited=True)
     arguments = dict(raw_arguments or {})
+    round_trip = _approval_round(ctx, name, arguments, params)
+    if round_trip is not None and not round_trip.accepted:
+        return _pending_text(round_trip.approval_id, declined=True)
     connection = arguments.pop(CONNECTION_ARG, None)
     # An approved call re-sent (docs/agent-api.md, "Approvals"): not the action's input.
     approval_id = arguments.pop(APPROVAL_ARG, "")
+    if round_trip is not None:
+        approval_id = round_trip.approval_id
     meta = replace(meta, approval_id=approval_id, reason=arguments.pop(REASON_ARG, ""))
     if connection is not None and (
         isinstance(connection, bool) or not isinstance(connection, str | int)
@@ -211,17 +224,10 @@ def _call_tool(
         raise _ProtocolError(INVALID_PARAMS, message, audited=True)
     result = run(start(ctx, ActionTarget(name, connection, arguments), meta))
     if result.pending is not None:
-        approval = result.pending["approval"]
-        text = (
-            f"Pending approval {approval['id']}: {approval['summary']} Once a person has "
-            f"approved it (poll {approval['status_url']}), call this tool again with the same "
-            f'arguments plus "{APPROVAL_ARG}": "{approval["id"]}".'
-        )
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=text)],
-            structured_content=result.pending,
-            is_error=False,
-        )
+        elicitation = _elicitation_mode(capabilities)
+        if elicitation is not None:
+            return _ask_for_approval(ctx, name, raw_arguments, result.pending, elicitation)
+        return _pending_text(result.pending["approval"]["id"], approval=result.pending)
     if result.error is not None:
         error = result.error
         text = f"{error.code}: {error.message}"
@@ -242,15 +248,135 @@ def _call_tool(
     )
 
 
+# --- a call that waits for a person: MCP 2026-07-28 multi-round-trip requests ---------
+# A client that declares elicitation gets the approval as an `input_required` result:
+# one elicitation (URL mode, to the approval's page, when the client takes URLs; else a
+# form with nothing to fill in) and a signed `requestState` naming the approval. When
+# the person answers, the client retries the same tools/call with the answer and the
+# state: "accept" runs the call with that approval (still pending: ask again; approved:
+# it executes once), "decline"/"cancel" ends the wait and leaves the approval pending.
+# Every other client gets the text result below, with `_approval` to send back.
+
+APPROVAL_INPUT_KEY = "grantry_approval"
+_STATE_SALT = "grantry.mcp.approval-state"
+_STATE_MAX_AGE = 8 * 24 * 3600  # beyond the longest approval expiry (7 days)
+
+
+@dataclass(frozen=True)
+class _Round:
+    approval_id: str
+    accepted: bool
+
+
+def _elicitation_mode(capabilities: Any) -> str | None:
+    """ "url" or "form" when the client declared elicitation (2026-07-28 envelope)."""
+    if not isinstance(capabilities, dict):
+        return None
+    elicitation = capabilities.get("elicitation")
+    if not isinstance(elicitation, dict):
+        return None
+    if isinstance(elicitation.get("url"), dict):
+        return "url"
+    return "form"  # an empty object means form mode (the spec's default)
+
+
+def _state_binding(ctx: AgentContext, name: str, raw_arguments: Any) -> dict[str, str]:
+    return {"t": ctx.token_public_id, "n": name, "d": input_digest(raw_arguments or {})}
+
+
+def _ask_for_approval(
+    ctx: AgentContext, name: str, raw_arguments: Any, pending: dict[str, Any], mode: str
+) -> types.InputRequiredResult:
+    approval = pending["approval"]
+    message = (
+        f"{approval['summary']} Grantry holds this call until a person approves it "
+        f"(approval {approval['id']}). Approvers decide on Grantry's approval page; "
+        "continue once it is approved, or decline to stop waiting."
+    )
+    params: types.ElicitRequestParams
+    if mode == "url":
+        params = types.ElicitRequestURLParams(message=message, url=approval["page_url"])
+    else:
+        params = types.ElicitRequestFormParams(
+            message=f"{message} Approval page: {approval['page_url']}",
+            requested_schema={"type": "object", "properties": {}},
+        )
+    state = signing.dumps(
+        {"a": approval["id"], **_state_binding(ctx, name, raw_arguments)}, salt=_STATE_SALT
+    )
+    return types.InputRequiredResult(
+        input_requests={APPROVAL_INPUT_KEY: types.ElicitRequest(params=params)},
+        request_state=state,
+    )
+
+
+def _approval_round(
+    ctx: AgentContext, name: str, arguments: dict[str, Any], params: dict[str, Any]
+) -> _Round | None:
+    """The retry of an `input_required` round: the approval its signed state names and
+    whether the person accepted. None for a first call. The state is the client's
+    echo, so it is verified (signature, age, token, tool, arguments) before use."""
+    state = params.get("requestState")
+    if state is None:
+        return None
+    try:
+        payload = signing.loads(str(state), salt=_STATE_SALT, max_age=_STATE_MAX_AGE)
+    except signing.BadSignature:
+        raise _ProtocolError(INVALID_PARAMS, "Invalid or expired requestState.") from None
+    if not isinstance(payload, dict) or any(
+        payload.get(k) != v for k, v in _state_binding(ctx, name, arguments).items()
+    ):
+        raise _ProtocolError(INVALID_PARAMS, "Invalid or expired requestState.")
+    responses = params.get("inputResponses")
+    answer = responses.get(APPROVAL_INPUT_KEY) if isinstance(responses, dict) else None
+    action = answer.get("action") if isinstance(answer, dict) else None
+    if action not in ("accept", "decline", "cancel"):
+        raise _ProtocolError(
+            INVALID_PARAMS, f"inputResponses.{APPROVAL_INPUT_KEY} must be an elicitation result."
+        )
+    return _Round(approval_id=str(payload["a"]), accepted=action == "accept")
+
+
+def _pending_text(
+    approval_id: str, *, approval: dict[str, Any] | None = None, declined: bool = False
+) -> types.CallToolResult:
+    """The answer every client understands: the call waits for approval `approval_id`."""
+    if declined:
+        text = (
+            f"Stopped waiting. Approval {approval_id} stays pending until a person decides "
+            f'or it expires; once approved, call this tool again with "{APPROVAL_ARG}": '
+            f'"{approval_id}".'
+        )
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
+    assert approval is not None
+    document = approval["approval"]
+    text = (
+        f"Pending approval {approval_id}: {document['summary']} Once a person has "
+        f"approved it (poll {document['status_url']}), call this tool again with the same "
+        f'arguments plus "{APPROVAL_ARG}": "{approval_id}".'
+    )
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)],
+        structured_content=approval,
+        is_error=False,
+    )
+
+
 def _dispatch(
-    ctx: Any, method: str, params: dict[str, Any], request: HttpRequest, *, legacy: bool
+    ctx: Any,
+    method: str,
+    params: dict[str, Any],
+    request: HttpRequest,
+    *,
+    legacy: bool,
+    capabilities: Any = None,
 ) -> Any:
     if method == "tools/list":
         return _list_tools(ctx)
     if method == "tools/call":
         if not isinstance(params.get("name"), str):
             raise _ProtocolError(INVALID_PARAMS, "tools/call needs a tool name.")
-        return _call_tool(ctx, params, request)
+        return _call_tool(ctx, params, request, capabilities=capabilities)
     if not legacy and (method, LATEST_MODERN_VERSION) not in CLIENT_REQUESTS:
         # Methods the stateless generation removed (ping, initialize, logging/…).
         raise _ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}")
@@ -356,6 +482,7 @@ def _endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard 
     legacy = not _is_modern(message, version_header)
     if "id" not in message:
         return HttpResponse(status=202)  # notifications: nothing to act on, statelessly
+    capabilities = None
     if not legacy:
         headers = {k.lower(): v for k, v in request.headers.items() if k.lower().startswith("mcp-")}
         route = classify_inbound_request(message, headers=headers)
@@ -365,8 +492,9 @@ def _endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard 
             if route.code == UNSUPPORTED_PROTOCOL_VERSION and isinstance(data, dict):
                 data = {**data, "supported": list(SERVED_VERSIONS)}  # not only 2026-07-28
             return _rpc_error(request_id, route.code, route.message, data)
+        capabilities = route.client_capabilities
     try:
-        result = _dispatch(ctx, method, params, request, legacy=legacy)
+        result = _dispatch(ctx, method, params, request, legacy=legacy, capabilities=capabilities)
     except _ProtocolError as exc:
         if not exc.audited:
             reject_input(ctx, meta, "mcp.request", HostileInput(exc.message), method=method)

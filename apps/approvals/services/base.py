@@ -272,6 +272,8 @@ def _next_step(approval: Approval, status: str) -> str:
 
 def pending_gate(approval: Approval) -> ApprovalGate:
     document = agent_document(approval)
+    # Where a person decides (sign-in required): MCP clients show it to their user.
+    document["page_url"] = dashboard_url(approval)
     message = (
         f"This call needs a person's approval: {approval.summary} Poll "
         f"{document['status_url']} and, once it is approved, re-send the same call with "
@@ -293,6 +295,7 @@ def pending_gate(approval: Approval) -> ApprovalGate:
                     "id",
                     "status",
                     "status_url",
+                    "page_url",
                     "summary",
                     "expires_at",
                     "approvals_needed",
