@@ -17,8 +17,8 @@ a link back to the dashboard; never the input and never a way to decide.
 Each event's body is built when the event happens, in its transaction
 (`webhook_event_record`: an `ApprovalWebhookEvent` row), so it says what was true
 then; `deliver_webhook` sends one approval's events oldest first and stops at the
-first failure, so a receiver sees them in the order they happened, each once
-`event_id` (the row's id) lets it drop a repeat after a lost answer.
+first failure, so a receiver sees them in the order they happened; `event_id`
+(the row's id) lets it drop a repeat after an answer that was lost.
 """
 
 from __future__ import annotations

@@ -27,13 +27,12 @@ its classifier for the 2026-07-28 ladder, is a smaller and faster fit.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import mcp_types as types
 from django.conf import settings
-from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from mcp.shared.inbound import (
@@ -60,8 +59,15 @@ from rest_framework.request import Request
 
 from apps.broker.catalog import allowed_for
 from apps.broker.inputs import HostileInput, check_size, parse_json
+from apps.broker.mcp_approvals import (
+    APPROVAL_ARG,
+    InvalidRoundTrip,
+    approval_round,
+    ask_for_approval,
+    elicitation_mode,
+    pending_text,
+)
 from apps.broker.pipeline import ActionTarget, reject_input, run, start
-from apps.broker.results import input_digest
 from apps.broker.views import request_meta
 from apps.core.api import APIError, error_response
 from apps.workers.auth import AgentContext, WorkerTokenAuthentication, release_leases
@@ -80,7 +86,6 @@ INSTRUCTIONS = (
 # The tool list depends on the role and on revocation, so no client may cache it.
 TOOLS_TTL_MS = 0
 CONNECTION_ARG = "connection"
-APPROVAL_ARG = "_approval"
 REASON_ARG = "_reason"
 _LEGACY_ONLY_KEYS = ("resultType", "ttlMs", "cacheScope")
 # Every version this endpoint speaks: the handshake ones `initialize` accepts and the
@@ -207,9 +212,12 @@ def _call_tool(
         )
         raise _ProtocolError(INVALID_PARAMS, "'arguments' must be a JSON object.", audited=True)
     arguments = dict(raw_arguments or {})
-    round_trip = _approval_round(ctx, name, arguments, params)
+    try:
+        round_trip = approval_round(ctx, name, arguments, params)
+    except InvalidRoundTrip as exc:
+        raise _ProtocolError(INVALID_PARAMS, str(exc)) from None
     if round_trip is not None and not round_trip.accepted:
-        return _pending_text(round_trip.approval_id, declined=True)
+        return pending_text(round_trip.approval_id, declined=True)
     connection = arguments.pop(CONNECTION_ARG, None)
     # An approved call re-sent (docs/agent-api.md, "Approvals"): not the action's input.
     approval_id = arguments.pop(APPROVAL_ARG, "")
@@ -224,10 +232,15 @@ def _call_tool(
         raise _ProtocolError(INVALID_PARAMS, message, audited=True)
     result = run(start(ctx, ActionTarget(name, connection, arguments), meta))
     if result.pending is not None:
-        elicitation = _elicitation_mode(capabilities)
+        elicitation = elicitation_mode(capabilities)
         if elicitation is not None:
-            return _ask_for_approval(ctx, name, raw_arguments, result.pending, elicitation)
-        return _pending_text(result.pending["approval"]["id"], approval=result.pending)
+            return ask_for_approval(ctx, name, raw_arguments, result.pending, elicitation)
+        return pending_text(result.pending["approval"]["id"], approval=result.pending)
+    return _tool_result(result)
+
+
+def _tool_result(result: Any) -> types.CallToolResult:
+    """A finished call as a tool result: Grantry's refusal, or the upstream's answer."""
     if result.error is not None:
         error = result.error
         text = f"{error.code}: {error.message}"
@@ -245,120 +258,6 @@ def _call_tool(
         content=[types.TextContent(type="text", text=text or "")],
         structured_content=body if isinstance(body, dict) else None,
         is_error=status >= 400,
-    )
-
-
-# --- a call that waits for a person: MCP 2026-07-28 multi-round-trip requests ---------
-# A client that declares elicitation gets the approval as an `input_required` result:
-# one elicitation (URL mode, to the approval's page, when the client takes URLs; else a
-# form with nothing to fill in) and a signed `requestState` naming the approval. When
-# the person answers, the client retries the same tools/call with the answer and the
-# state: "accept" runs the call with that approval (still pending: ask again; approved:
-# it executes once), "decline"/"cancel" ends the wait and leaves the approval pending.
-# Every other client gets the text result below, with `_approval` to send back.
-
-APPROVAL_INPUT_KEY = "grantry_approval"
-_STATE_SALT = "grantry.mcp.approval-state"
-_STATE_MAX_AGE = 8 * 24 * 3600  # beyond the longest approval expiry (7 days)
-
-
-@dataclass(frozen=True)
-class _Round:
-    approval_id: str
-    accepted: bool
-
-
-def _elicitation_mode(capabilities: Any) -> str | None:
-    """ "url" or "form" when the client declared elicitation (2026-07-28 envelope)."""
-    if not isinstance(capabilities, dict):
-        return None
-    elicitation = capabilities.get("elicitation")
-    if not isinstance(elicitation, dict):
-        return None
-    if isinstance(elicitation.get("url"), dict):
-        return "url"
-    return "form"  # an empty object means form mode (the spec's default)
-
-
-def _state_binding(ctx: AgentContext, name: str, raw_arguments: Any) -> dict[str, str]:
-    return {"t": ctx.token_public_id, "n": name, "d": input_digest(raw_arguments or {})}
-
-
-def _ask_for_approval(
-    ctx: AgentContext, name: str, raw_arguments: Any, pending: dict[str, Any], mode: str
-) -> types.InputRequiredResult:
-    approval = pending["approval"]
-    message = (
-        f"{approval['summary']} Grantry holds this call until a person approves it "
-        f"(approval {approval['id']}). Approvers decide on Grantry's approval page; "
-        "continue once it is approved, or decline to stop waiting."
-    )
-    params: types.ElicitRequestParams
-    if mode == "url":
-        params = types.ElicitRequestURLParams(message=message, url=approval["page_url"])
-    else:
-        params = types.ElicitRequestFormParams(
-            message=f"{message} Approval page: {approval['page_url']}",
-            requested_schema={"type": "object", "properties": {}},
-        )
-    state = signing.dumps(
-        {"a": approval["id"], **_state_binding(ctx, name, raw_arguments)}, salt=_STATE_SALT
-    )
-    return types.InputRequiredResult(
-        input_requests={APPROVAL_INPUT_KEY: types.ElicitRequest(params=params)},
-        request_state=state,
-    )
-
-
-def _approval_round(
-    ctx: AgentContext, name: str, arguments: dict[str, Any], params: dict[str, Any]
-) -> _Round | None:
-    """The retry of an `input_required` round: the approval its signed state names and
-    whether the person accepted. None for a first call. The state is the client's
-    echo, so it is verified (signature, age, token, tool, arguments) before use."""
-    state = params.get("requestState")
-    if state is None:
-        return None
-    try:
-        payload = signing.loads(str(state), salt=_STATE_SALT, max_age=_STATE_MAX_AGE)
-    except signing.BadSignature:
-        raise _ProtocolError(INVALID_PARAMS, "Invalid or expired requestState.") from None
-    if not isinstance(payload, dict) or any(
-        payload.get(k) != v for k, v in _state_binding(ctx, name, arguments).items()
-    ):
-        raise _ProtocolError(INVALID_PARAMS, "Invalid or expired requestState.")
-    responses = params.get("inputResponses")
-    answer = responses.get(APPROVAL_INPUT_KEY) if isinstance(responses, dict) else None
-    action = answer.get("action") if isinstance(answer, dict) else None
-    if action not in ("accept", "decline", "cancel"):
-        raise _ProtocolError(
-            INVALID_PARAMS, f"inputResponses.{APPROVAL_INPUT_KEY} must be an elicitation result."
-        )
-    return _Round(approval_id=str(payload["a"]), accepted=action == "accept")
-
-
-def _pending_text(
-    approval_id: str, *, approval: dict[str, Any] | None = None, declined: bool = False
-) -> types.CallToolResult:
-    """The answer every client understands: the call waits for approval `approval_id`."""
-    if declined:
-        text = (
-            f"Stopped waiting. Approval {approval_id} stays pending until a person decides "
-            f'or it expires; once approved, call this tool again with "{APPROVAL_ARG}": '
-            f'"{approval_id}".'
-        )
-        return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
-    assert approval is not None
-    document = approval["approval"]
-    text = (
-        f"Pending approval {approval_id}: {document['summary']} Once a person has "
-        f"approved it (poll {document['status_url']}), call this tool again with the same "
-        f'arguments plus "{APPROVAL_ARG}": "{approval_id}".'
-    )
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text)],
-        structured_content=approval,
-        is_error=False,
     )
 
 

@@ -136,11 +136,7 @@ class AgentCall:
     connection: Connection | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # An approval checked for this call (apps.approvals) and spent by its attempt.
-    approval: Any = None
-
-    @property
-    def approval_unspent(self) -> bool:
-        return self.approval is not None and self.approval.spent is False
+    approval: _CheckedApproval | None = None
 
     @property
     def verb(self) -> str:
@@ -200,11 +196,11 @@ class AgentCall:
         extra: dict[str, Any] | None = None,
     ) -> BrokerResult:
         """Record a call that ends here, with the answer's message as the reason."""
-        if self.approval_unspent and result.error is not None:
+        if self.approval is not None and not self.approval.spent and result.error is not None:
             # Refused after its approval was checked: the approval stays usable.
             note = (
-                f" Approval {self.approval.public_id} was not used; re-send the call with it "
-                "before it expires."
+                f" Approval {self.approval.public_id} was not used: it stays valid until "
+                "it expires."
             )
             result = BrokerResult(error=replace(result.error, message=result.message + note))
             extra = {**(extra or {}), "approval": "not_spent"}
@@ -278,7 +274,7 @@ class _CheckedApproval:
 
 def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     """A rule that allows this call only after a person says yes: ask (202), or go on
-    with the approval bound to this exact call (claimed once, here)."""
+    with the approval bound to this exact call, checked here and spent by `_attempt`."""
     from apps.approvals.services import ApprovalBinding, approval_gate
 
     target, meta, connection = call.target, call.meta, chosen.connection

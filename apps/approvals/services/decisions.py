@@ -61,7 +61,8 @@ def input_for(approval: Approval, membership: Membership | None) -> tuple[Any, b
         and membership is not None
         and membership.user_id not in excluded_approver_ids(approval)
     )
-    if eligible and approval.sealed_input and approval.effective_status() == "pending":
+    pending = approval.effective_status() == ApprovalStatus.PENDING
+    if eligible and approval.sealed_input and pending:
         return json.loads(approval.sealed_input), True
     return approval.input, approval.input_stored
 
