@@ -64,8 +64,8 @@ def approval_shortfalls(
         # fall short only of two approvers; named approvers can fall short of one.
         if (named or needed > 1) and len(candidates) < needed:
             errors.setdefault(key, []).append(
-                f"Nobody could approve this rule's requests: it needs {needed} approver"
-                f"{'s' if needed > 1 else ''} and {where} are {len(candidates)} "
+                f"This rule's requests could never be approved: they need {needed} approver"
+                f"{'s' if needed > 1 else ''} and {where} are only {len(candidates)} "
                 f"({_who(candidates)})."
             )
             continue

@@ -603,7 +603,7 @@ def test_two_approvers_with_one_eligible_are_refused_when_saved(
         role_update(
             role=gated.role, rules=approval_rules(gated.connection, approvers=[admin.email])
         )
-    assert "needs 2 approvers" in " ".join(info.value.message_dict["rules.1.approval.approvers"])
+    assert "need 2 approvers" in " ".join(info.value.message_dict["rules.1.approval.approvers"])
 
 
 def test_an_agent_is_told_at_once_when_no_eligible_approver_exists(
