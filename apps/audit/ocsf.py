@@ -6,7 +6,9 @@ classes, so those are declared here on its `BaseEvent` with the attributes
 OCSF 1.5 marks required for them. Grantry's own fields (chain key, seq and
 hash, so a receiver can deduplicate and find gaps; decision, worker, token,
 connection, and any audit field the mapping does not place) go in `unmapped`.
-A broker call's stored input never leaves."""
+A broker call's stored input never leaves. tests/test_ocsf.py validates every class
+against OCSF's own 1.5.0 schema (types, required attributes, enums and their
+captions, constraints, declared profiles)."""
 
 from __future__ import annotations
 
