@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: run manage verify test lint audit lock bench bench-audit venv venv-run browser rsyslog openapi-corpus clean
+.PHONY: run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus clean
 
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
@@ -111,6 +111,14 @@ bench: venv
 ## The audit trail at scale: seeds AUDIT_BENCH_EVENTS (default 10M) events into its own database.
 bench-audit: venv
 	$(BIN)/python scripts/bench_audit.py
+
+## Both benchmarks end to end with tiny numbers (about a minute each; .ci/run runs them):
+## they prove the scripts work, not how fast anything is.
+bench-smoke: venv
+	BENCH_SMOKE=1 $(BIN)/python scripts/bench.py
+
+bench-audit-smoke: venv
+	AUDIT_BENCH_SMOKE=1 $(BIN)/python scripts/bench_audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache var/
