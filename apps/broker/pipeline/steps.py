@@ -21,7 +21,7 @@ from apps.broker.pipeline.call import (
 )
 from apps.broker.pipeline.targets import ActionTarget, ProxyTarget
 from apps.broker.results import BrokerResult, egress_failure, fail, upstream_answer
-from apps.connections import custody
+from apps.connections import credentials, custody
 from apps.connections.models import ConnectionStatus
 from apps.core import audit_context
 from apps.core.egress import EgressError, egress_request
@@ -307,7 +307,7 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
     provider, provider_key = call.provider, call.provider_key
     assert provider is not None
     try:
-        auth = custody.auth_for(connection, provider)
+        auth = credentials.auth_for(connection, provider)
     except custody.NeedsReauth:
         return fail(
             409,
