@@ -5,10 +5,11 @@ Every read of `Connection.access_token/refresh_token/api_key`,
 so a reviewer audits custody here. Nothing here logs a secret or puts one in
 an exception message.
 
-`auth_for(connection, provider)` is what the broker calls before an upstream
-request: it returns the headers/query parameters that carry the credential,
-refreshing the access token first (under a row lock, see
-`services.connection_refresh`) when it has expired.
+`applied_auth(connection, provider)` returns the headers/query parameters that
+carry the connection's credential; `apps.connections.credentials.auth_for`, what the
+broker calls before an upstream request, refreshes an expired access token first
+(under a row lock, `services.connection_refresh`) and then asks it. This module
+imports no service: it is what the services read secrets through.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 
 from apps.connections.models import (
     Connection,
-    ConnectionStatus,
     OAuthState,
     ProviderApp,
     RetiredCredential,
@@ -66,28 +66,23 @@ def _credential(connection: Connection) -> str:
     return connection.access_token if connection.is_oauth() else connection.api_key
 
 
-def auth_for(connection: Connection, provider: Provider) -> AppliedAuth:
-    """The credential placement for one upstream request. May refresh first."""
-    if connection.status != ConnectionStatus.ACTIVE:
-        raise NeedsReauth(connection)
-    if connection.is_oauth() and connection.is_expired(
-        leeway=connection.refresh_ahead_seconds(EXPIRY_LEEWAY_SECONDS)
+def adopt_refreshed(connection: Connection, fresh: Connection) -> None:
+    """Hand the caller's object a refreshed connection's new state too (it may be
+    reused): `credentials.auth_for` after `services.connection_refresh`."""
+    for name in (
+        "access_token",
+        "refresh_token",
+        "expires_at",
+        "status",
+        "last_refreshed_at",
+        "has_refresh_token",
     ):
-        from apps.connections.services import connection_refresh
+        setattr(connection, name, getattr(fresh, name))
 
-        fresh = connection_refresh(connection_id=connection.pk)
-        # Hand the caller's object the new state too (it may be reused).
-        for name in (
-            "access_token",
-            "refresh_token",
-            "expires_at",
-            "status",
-            "last_refreshed_at",
-            "has_refresh_token",
-        ):
-            setattr(connection, name, getattr(fresh, name))
-        if fresh.status != ConnectionStatus.ACTIVE or fresh.is_expired():
-            raise NeedsReauth(fresh)
+
+def applied_auth(connection: Connection, provider: Provider) -> AppliedAuth:
+    """The placement of the connection's current credential (no refresh: that is
+    `credentials.auth_for`, what the broker calls)."""
     secret = _credential(connection)
     if not secret:
         raise NeedsReauth(connection, "The connection holds no credential.")

@@ -168,8 +168,7 @@ def least_privilege_report(  # noqa: C901 - one pass over the rules; each branch
     days: int = DEFAULT_DAYS,
     now: datetime | None = None,
 ) -> Report:
-    from apps.policies.selectors import load_role_rules
-    from apps.policies.services import role_document
+    from apps.policies.selectors import load_role_rules, role_document
 
     organization = role.organization
     now = now or timezone.now()

@@ -18,6 +18,7 @@ from apps.connections.models import (
     ConnectionStatus,
 )
 from apps.connections.services.common import INVALID_GRANT_ERRORS, _token_expiry, resolved_provider
+from apps.core.tasks import enqueue_on_commit
 from apps.organizations.models import Membership, OrgRole
 from apps.providers.catalog import Provider
 
@@ -42,16 +43,9 @@ def _mark_needs_reauth(connection: Connection, reason: str) -> None:
         provider=connection.provider_key,
         reason=reason[:1000],
     )
-    connection_id = connection.pk
-
-    def notify() -> None:
-        from apps.connections.tasks import notify_needs_reauth
-
-        notify_needs_reauth.delay(connection_id)
-
     # robust: the admins' email is a side effect; a task queue that is down is logged,
     # never turned into an error for the call that found the connection dead.
-    transaction.on_commit(notify, robust=True)
+    enqueue_on_commit("connections.notify_needs_reauth", connection.pk, robust=True)
 
 
 @dataclass(frozen=True)
