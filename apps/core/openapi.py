@@ -25,7 +25,8 @@ ErrorBody = inline_serializer(
 )
 
 _DESCRIPTIONS = {
-    400: "Invalid input: field errors under error.details.fields; nothing was written.",
+    400: "Invalid input (a field, the body, or a query parameter such as one holding NUL): "
+    "field errors under error.details.fields; nothing was written.",
     401: "No credentials, or an unknown, revoked or expired personal token.",
     403: "Your role in this organization is too low for this.",
     404: "No such organization (or you are not a member), or no such object in it.",
@@ -37,8 +38,10 @@ _DESCRIPTIONS = {
 
 
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
-    """`responses={200: X, **error_responses(400, 403, 404)}`; 401 is always added."""
+    """`responses={200: X, **error_responses(403, 404)}`; 400 and 401 are always added:
+    any request can be refused for its credentials or a malformed query (NUL in a
+    parameter is refused before any view, apps.core.middleware.QueryStringGateMiddleware)."""
     return {
         status: OpenApiResponse(ErrorBody, description=_DESCRIPTIONS[status])
-        for status in sorted({401, *statuses})
+        for status in sorted({400, 401, *statuses})
     }

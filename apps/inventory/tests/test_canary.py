@@ -117,7 +117,13 @@ hostile_text = st.one_of(
     st.sampled_from(["\ud800", "a\x00b", "x" * 5000, "fp_" + "0" * 24, "ghp_" + "A" * 36]),
 )
 hostile_value: Any = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), hostile_text),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        hostile_text,
+    ),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4), st.dictionaries(hostile_text, inner, max_size=4)
     ),
