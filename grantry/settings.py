@@ -573,5 +573,10 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # The embedded PostgreSQL of make run / make test logs every pg_ctl call at INFO.
         "pgserver": {"level": "WARNING"},
+        # The MCP gateway's HTTP client logs every request's URL at INFO, and a URL may
+        # carry a credential in its query; the SDK logs session ids. Warnings only.
+        "httpx2": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
+        "mcp": {"level": "WARNING"},
     },
 }

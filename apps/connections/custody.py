@@ -1,23 +1,34 @@
 """The ONLY module that reads plaintext secrets.
 
 Every read of `Connection.access_token/refresh_token/api_key`,
-`ProviderApp.client_secret` and `OAuthState.code_verifier` is in this file,
+`ProviderApp.client_secret`, `OAuthState.code_verifier` and an MCP server's
+`McpServer.env_secrets/oauth_client_secret` is in this file,
 so a reviewer audits custody here. Nothing here logs a secret or puts one in
 an exception message.
 
 `auth_for(connection, provider)` is what the broker calls before an upstream
 request: it returns the headers/query parameters that carry the credential,
 refreshing the access token first (under a row lock, see
-`services.connection_refresh`) when it has expired.
+`services.connection_refresh`) when it has expired. `mcp_auth_for(connection,
+server)` is its twin for an upstream MCP server: the headers of a remote one, or
+the environment of a stdio one.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.connections.models import Connection, ConnectionStatus, OAuthState, ProviderApp
+from apps.connections.models import (
+    Connection,
+    ConnectionStatus,
+    McpServer,
+    OAuthState,
+    ProviderApp,
+)
 from apps.providers.catalog import Placement, Provider
 
 # Refresh a little before the real expiry so a token does not die in flight: this
@@ -52,6 +63,8 @@ def secrets_not_needed(auth_type: str) -> frozenset[str]:
     reloads the row under its lock and hands back every field it changes."""
     if auth_type == "oauth2":
         return frozenset({"refresh_token", "api_key"})
+    if auth_type in ("env", "none"):  # MCP: a stdio server's secrets, or none
+        return frozenset({"access_token", "refresh_token", "api_key"})
     return frozenset({"access_token", "refresh_token"})
 
 
@@ -59,10 +72,7 @@ def _credential(connection: Connection) -> str:
     return connection.access_token if connection.is_oauth() else connection.api_key
 
 
-def auth_for(connection: Connection, provider: Provider) -> AppliedAuth:
-    """The credential placement for one upstream request. May refresh first."""
-    if connection.status != ConnectionStatus.ACTIVE:
-        raise NeedsReauth(connection)
+def _refresh_if_expired(connection: Connection) -> None:
     if connection.is_oauth() and connection.is_expired(
         leeway=connection.refresh_ahead_seconds(EXPIRY_LEEWAY_SECONDS)
     ):
@@ -81,6 +91,13 @@ def auth_for(connection: Connection, provider: Provider) -> AppliedAuth:
             setattr(connection, name, getattr(fresh, name))
         if fresh.status != ConnectionStatus.ACTIVE or fresh.is_expired():
             raise NeedsReauth(fresh)
+
+
+def auth_for(connection: Connection, provider: Provider) -> AppliedAuth:
+    """The credential placement for one upstream request. May refresh first."""
+    if connection.status != ConnectionStatus.ACTIVE:
+        raise NeedsReauth(connection)
+    _refresh_if_expired(connection)
     secret = _credential(connection)
     if not secret:
         raise NeedsReauth(connection, "The connection holds no credential.")
@@ -107,6 +124,62 @@ def place_credential(
     if placement == Placement.QUERY:
         return AppliedAuth(params={provider.header_name: secret})
     raise ValueError(f"Unknown credential placement {placement!r}.")
+
+
+@dataclass(frozen=True)
+class McpAuth:
+    """What carries an MCP connection's credential: HTTP headers of a remote server,
+    or the environment variables of a stdio one. `fingerprint` changes whenever the
+    credential does (a refresh, a new key), so an upstream session opened with the
+    old one is never reused; it is a digest, never the secret."""
+
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    fingerprint: str = ""
+
+    def __repr__(self) -> str:
+        return f"<McpAuth headers={sorted(self.headers)} env={sorted(self.env)}>"
+
+
+def _fingerprint(*secrets: str) -> str:
+    return hashlib.sha256("\x00".join(secrets).encode()).hexdigest()[:16]
+
+
+def mcp_auth_for(connection: Connection, server: McpServer) -> McpAuth:
+    """The credential of one upstream MCP exchange. May refresh an OAuth token first."""
+    if connection.status != ConnectionStatus.ACTIVE:
+        raise NeedsReauth(connection)
+    if connection.auth_type == "none":
+        return McpAuth(fingerprint=_fingerprint(""))
+    if connection.auth_type == "env":
+        env = mcp_env_secrets(server)
+        return McpAuth(
+            env=env, fingerprint=_fingerprint(*sorted(f"{k}={v}" for k, v in env.items()))
+        )
+    _refresh_if_expired(connection)
+    secret = _credential(connection)
+    if not secret:
+        raise NeedsReauth(connection, "The connection holds no credential.")
+    if connection.is_oauth():
+        headers = {"Authorization": f"Bearer {secret}"}
+    else:
+        headers = {server.header_name or "Authorization": f"{server.header_prefix}{secret}"}
+    return McpAuth(headers=headers, fingerprint=_fingerprint(secret))
+
+
+def mcp_env_secrets(server: McpServer) -> dict[str, str]:
+    try:
+        value = json.loads(server.env_secrets or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def mcp_client_credentials(server: McpServer) -> ClientCredentials:
+    """The OAuth client Grantry registered at an MCP server's authorization server."""
+    return ClientCredentials(
+        client_id=server.oauth_client_id, client_secret=server.oauth_client_secret
+    )
 
 
 # --- reads used by the services (refresh, revoke, connect) -------------------------
@@ -142,8 +215,14 @@ def code_verifier_of(state: OAuthState) -> str:
 
 
 def destroy_secrets(connection: Connection) -> None:
-    """Blank every secret of the connection (the caller saves)."""
+    """Blank every secret of the connection (the caller saves; an MCP server's own
+    row is saved here)."""
     connection.access_token = ""
     connection.refresh_token = ""
     connection.api_key = ""
     connection.has_refresh_token = False
+    server = McpServer.objects.filter(connection_id=connection.pk).first()
+    if server is not None:
+        server.env_secrets = ""
+        server.oauth_client_secret = ""
+        server.save(update_fields=["env_secrets", "oauth_client_secret"])

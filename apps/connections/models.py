@@ -22,6 +22,7 @@ SECRET_FIELDS = {
     "Connection": ("access_token", "refresh_token", "api_key"),
     "ProviderApp": ("client_secret",),
     "OAuthState": ("code_verifier",),
+    "McpServer": ("env_secrets", "oauth_client_secret"),
 }
 
 
@@ -231,3 +232,11 @@ class OAuthState(models.Model):
 
     def as_audit_metadata(self) -> dict[str, Any]:
         return {"provider": self.provider_key, "connection_name": self.connection_name}
+
+
+# The MCP gateway's models live in their own module (a kind of connection, and its tools).
+from apps.connections.mcp_models import (  # noqa: E402 - registered with this app's models
+    MCP_PROVIDER_KEY as MCP_PROVIDER_KEY,
+)
+from apps.connections.mcp_models import McpServer as McpServer  # noqa: E402
+from apps.connections.mcp_models import McpTool as McpTool  # noqa: E402
