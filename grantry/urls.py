@@ -8,7 +8,7 @@ from drf_spectacular.views import (
 )
 
 from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
-from apps.connections.views import OAuthCallbackView
+from apps.connections.views import OAuthCallbackView, mcp_client_metadata
 from apps.core.csp import api_docs_policy
 from apps.core.views import healthz
 from apps.review.views import audit_public_key
@@ -53,6 +53,9 @@ urlpatterns = [
     path("o/<slug:org_slug>/connections/", include("apps.connections.urls")),
     # The one fixed OAuth redirect URI every provider app registers (connections).
     path("oauth/callback/", OAuthCallbackView.as_view(), name="oauth-callback"),
+    # The client ID metadata document Grantry publishes as the OAuth client of upstream
+    # MCP servers (apps/connections/gateway/oauth.py).
+    path("oauth/mcp-client.json", mcp_client_metadata, name="mcp-client-metadata"),
     path("o/<slug:org_slug>/workers/", include("apps.workers.urls")),
     path("o/<slug:org_slug>/roles/", include("apps.policies.urls")),
     path("o/<slug:org_slug>/audit/", include("apps.review.urls")),

@@ -12,8 +12,10 @@ from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.connections import custody, oauth
 from apps.connections.models import (
+    MCP_PROVIDER_KEY,
     Connection,
     ConnectionStatus,
+    McpServer,
     RevocationResult,
 )
 from apps.connections.services.common import resolved_provider
@@ -30,15 +32,24 @@ def _revoke_at_provider(connection: Connection, organization: Organization) -> t
     or the provider's own shape, see `Provider.revocation`): (RevocationResult, failure)."""
     if not connection.is_oauth():
         return RevocationResult.UNSUPPORTED, ""
-    provider = resolved_provider(
-        connection.provider_key,
-        organization=organization,
-        base_url_params=connection.base_url_params,
-    )
-    app = connection.provider_app
-    if not provider.supports_revocation or app is None:
-        return RevocationResult.UNSUPPORTED, ""
-    creds = custody.client_credentials(app)
+    if connection.provider_key == MCP_PROVIDER_KEY:  # an upstream MCP server's own AS
+        from apps.connections.gateway.oauth import provider_for
+
+        server = McpServer.objects.get(pk=connection.pk)
+        provider = provider_for(server)
+        creds = custody.mcp_client_credentials(server)
+        if not provider.supports_revocation:
+            return RevocationResult.UNSUPPORTED, ""
+    else:
+        provider = resolved_provider(
+            connection.provider_key,
+            organization=organization,
+            base_url_params=connection.base_url_params,
+        )
+        app = connection.provider_app
+        if not provider.supports_revocation or app is None:
+            return RevocationResult.UNSUPPORTED, ""
+        creds = custody.client_credentials(app)
     sent = False
     for token, hint in custody.revocable_tokens(connection):
         try:
@@ -105,7 +116,14 @@ def connection_disconnect(
         if connection.status == ConnectionStatus.REVOKED:
             return connection
         result, failure = _revoke_at_provider(connection, organization)
-        return _destroy(connection, organization, result, failure)
+        destroyed = _destroy(connection, organization, result, failure)
+    if destroyed.provider_key == MCP_PROVIDER_KEY:
+        from apps.connections.gateway.client import close_sessions
+
+        # This process's sessions (and a stdio child) end now; other processes' sessions
+        # were opened with a credential that no longer exists and idle out.
+        transaction.on_commit(lambda: close_sessions(destroyed.pk), robust=True)
+    return destroyed
 
 
 # --- Usage ------------------------------------------------------------------------------
