@@ -23,7 +23,6 @@ from apps.connections.gateway.tools import upstream_for
 from apps.connections.mcp_models import McpTool
 from apps.connections.models import Connection, ConnectionStatus, OAuthState
 from apps.connections.tests.mcp_servers import free_port, sdk_example
-from apps.organizations.models import Organization
 
 
 def add_with_oauth(client: Client, url: str, name: str = "demo") -> str:
@@ -38,9 +37,8 @@ def add_with_oauth(client: Client, url: str, name: str = "demo") -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_oauth_connect_to_a_real_mcp_server_and_list_its_tools(
-    org: Organization, admin: User
-) -> None:
+@pytest.mark.usefixtures("org")
+def test_oauth_connect_to_a_real_mcp_server_and_list_its_tools(admin: User) -> None:
     port, auth_port = free_port(), free_port()
     url = f"http://localhost:{port}/mcp"
     browser = Client()
@@ -91,7 +89,8 @@ def test_oauth_connect_to_a_real_mcp_server_and_list_its_tools(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_callback_from_another_issuer_is_refused(org: Organization, admin: User) -> None:
+@pytest.mark.usefixtures("org")
+def test_a_callback_from_another_issuer_is_refused(admin: User) -> None:
     """RFC 9207: an answer naming another authorization server connects nothing."""
     port, auth_port = free_port(), free_port()
     browser = Client()
