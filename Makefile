@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: run manage verify test lint audit lock bench bench-audit venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap clean
+.PHONY: run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap clean
 
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
@@ -110,7 +110,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	PYTHONPATH=cli $(BIN)/lint-imports
 
 ## Known vulnerabilities in every pinned package of the locks (PyPI's advisory data via
 ## pip-audit). First the locks must resolve on their own, every package of the tree pinned
@@ -130,6 +130,14 @@ bench: venv
 ## The audit trail at scale: seeds AUDIT_BENCH_EVENTS (default 10M) events into its own database.
 bench-audit: venv
 	$(BIN)/python scripts/bench_audit.py
+
+## Both benchmarks end to end with tiny numbers (about a minute each; .ci/run runs them):
+## they prove the scripts work, not how fast anything is.
+bench-smoke: venv
+	BENCH_SMOKE=1 $(BIN)/python scripts/bench.py
+
+bench-audit-smoke: venv
+	AUDIT_BENCH_SMOKE=1 $(BIN)/python scripts/bench_audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache var/

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "apps.broker",
     "apps.approvals",
     "apps.dashboard",
+    "apps.inventory",
     "apps.isolation",
     # django-oauth-toolkit serves two separate authorization servers: Grantry's own
     # for /mcp (apps.mcpauth) and, when enabled, the Sandbox's (apps.sandbox).
@@ -510,6 +511,9 @@ GRANTRY_LONG_POLLS_PER_TOKEN = env.int("GRANTRY_LONG_POLLS_PER_TOKEN", default=2
 GRANTRY_MCP_DCR_PER_HOUR = env.int("GRANTRY_MCP_DCR_PER_HOUR", default=20)
 # A dynamically registered client that never completes a grant is deleted after this long.
 GRANTRY_MCP_DCR_UNUSED_HOURS = env.int("GRANTRY_MCP_DCR_UNUSED_HOURS", default=24)
+# Redirect URIs one dynamically registered client may have (RFC 7591 sets no limit;
+# thousands would make every authorization request's lookup and the consent page slow).
+GRANTRY_MCP_DCR_MAX_REDIRECT_URIS = env.int("GRANTRY_MCP_DCR_MAX_REDIRECT_URIS", default=10)
 
 # --- Security ----------------------------------------------------------------
 # Content-Security-Policy on every response (django-csp): only this origin's own

@@ -61,6 +61,7 @@ urlpatterns = [
     path("o/<slug:org_slug>/audit/", include("apps.review.urls")),
     path("o/<slug:org_slug>/approvals/", include("apps.approvals.urls")),
     path("o/<slug:org_slug>/providers/", include("apps.providers.urls")),
+    path("o/<slug:org_slug>/inventory/", include("apps.inventory.urls")),
     path("invitations/", include("apps.organizations.invite_urls")),
     # Grantry's OAuth authorization server for /mcp (RFC 8414 metadata, /oauth/…) and
     # the org's MCP client settings.

@@ -55,6 +55,16 @@ DOCUMENTED = {
     "mcp/grants/": {"get"},
     "mcp/grants/{grant_id}/": {"get", "delete"},
     "mcp/grants/{grant_id}/revoke/": {"post"},
+    # issue 25: the inventory of raw keys
+    "inventory/summary/": {"get"},
+    "inventory/scans/": {"post"},
+    "inventory/findings/": {"get"},
+    "inventory/findings/{finding_id}/": {"get"},
+    "inventory/findings/{finding_id}/import/": {"post"},
+    "inventory/findings/{finding_id}/config-replaced/": {"post"},
+    "inventory/findings/{finding_id}/new-key/": {"post"},
+    "inventory/findings/{finding_id}/confirm-rotated/": {"post"},
+    "inventory/findings/{finding_id}/role-proposal/": {"get", "post"},
 }
 
 
@@ -108,6 +118,7 @@ MANAGED = "|".join(
         "audit/exports/",
         "roles/[^/]+/test/",
         "mcp/",
+        "inventory/",
     )
 )
 # The API-key connect is left out: it would send generated keys to real providers.

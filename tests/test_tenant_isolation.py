@@ -467,6 +467,16 @@ MANAGEMENT_ROUTES = [
     "mcp/grants/",
     "mcp/grants/<int:grant_id>/",
     "mcp/grants/<int:grant_id>/revoke/",
+    # issue 25: the inventory of raw keys
+    "inventory/summary/",
+    "inventory/scans/",
+    "inventory/findings/",
+    "inventory/findings/<str:finding_id>/",
+    "inventory/findings/<str:finding_id>/import/",
+    "inventory/findings/<str:finding_id>/config-replaced/",
+    "inventory/findings/<str:finding_id>/new-key/",
+    "inventory/findings/<str:finding_id>/confirm-rotated/",
+    "inventory/findings/<str:finding_id>/role-proposal/",
 ]
 
 

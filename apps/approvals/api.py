@@ -42,6 +42,7 @@ from apps.approvals.services import (
     agent_document,
     approval_decide,
     excluded_approver_ids,
+    input_for,
     may_decide,
 )
 from apps.core.api import APIError
@@ -153,12 +154,13 @@ class DecisionSerializer(serializers.Serializer[Any]):
 def management_document(approval: Approval, membership: Any) -> dict[str, Any]:
     body = agent_document(approval)
     body.pop("next")
+    shown, exact = input_for(approval, membership)
     body.update(
         worker={"id": approval.worker_id, "name": approval.worker.name},
         token_id=approval.token_public_id,
         rule_id=approval.rule_id,
-        input=approval.input,
-        input_redacted=not approval.input_stored,
+        input=shown,
+        input_redacted=not exact,
         decisions=[
             {
                 "by": d.user_label,

@@ -78,10 +78,17 @@ class Approval(TenantModel):
     )
     connection_name = models.CharField(max_length=120, blank=True)
     input_digest = models.CharField(max_length=64)
-    # The input as approvers see it: exact when the organization stores broker input,
+    # The input as the record keeps it: exact when the organization stores broker input,
     # else its shape with every value redacted (see services.redact_input).
     input = models.JSONField(null=True, blank=True)
     input_stored = models.BooleanField(default=False)
+    # The call's exact input (JSON), encrypted, kept only while the request is pending so
+    # that eligible approvers decide on real values whatever the organization stores;
+    # emptied when it is decided, executed, expired or voided (services._set_status).
+    sealed_input = encrypt(models.TextField(blank=True, default=""))
+    # Keyed hashes of each input value by path (services.input_fingerprints): what the
+    # diff against earlier calls compares once their values are gone.
+    input_fingerprints = models.JSONField(default=dict, blank=True)
     # sha256 over every binding but the expiry: one pending request per call and token.
     call_digest = models.CharField(max_length=64)
     idempotency_key = models.CharField(max_length=200, blank=True)
@@ -190,6 +197,42 @@ class ApprovalSettings(models.Model):
 
     def __repr__(self) -> str:
         return f"<ApprovalSettings org={self.organization_id}>"
+
+
+class WebhookEventStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    SKIPPED = "skipped", "Skipped (no webhook configured)"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class ApprovalWebhookEvent(models.Model):
+    """One webhook event of an approval, its payload built when the event happened
+    (so it says what was true then), delivered in order with the approval's other
+    events by apps.approvals.notify.deliver_webhook."""
+
+    approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="webhook_events")
+    event = models.CharField(max_length=40)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=10, choices=WebhookEventStatus.choices, default=WebhookEventStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["approval", "id"]
+        indexes = [
+            models.Index(
+                fields=["approval", "id"],
+                name="approval_webhook_pending",
+                condition=models.Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} of {self.approval_id} ({self.status})"
 
 
 class ApprovalLink(models.Model):

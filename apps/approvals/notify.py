@@ -13,6 +13,12 @@ Webhook: a JSON POST through apps.core.egress (SSRF guard, timeouts), with
 
 The body carries a plain-words `text` (what a Slack incoming webhook shows) and
 a link back to the dashboard; never the input and never a way to decide.
+
+Each event's body is built when the event happens, in its transaction
+(`webhook_event_record`: an `ApprovalWebhookEvent` row), so it says what was true
+then; `deliver_webhook` sends one approval's events oldest first and stops at the
+first failure, so a receiver sees them in the order they happened; `event_id`
+(the row's id) lets it drop a repeat after an answer that was lost.
 """
 
 from __future__ import annotations
@@ -24,8 +30,15 @@ import time
 from typing import Any
 
 from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
 
-from apps.approvals.models import Approval, ApprovalSettings
+from apps.approvals.models import (
+    Approval,
+    ApprovalSettings,
+    ApprovalWebhookEvent,
+    WebhookEventStatus,
+)
 from apps.approvals.services import (
     approval_links_create,
     approvals_received,
@@ -71,6 +84,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def webhook_payload(approval: Approval, event: str) -> dict[str, Any]:
+    """The event's body as of now (called in the event's transaction)."""
     url = dashboard_url(approval)
     status = approval.effective_status()
     words = {
@@ -80,6 +94,7 @@ def webhook_payload(approval: Approval, event: str) -> dict[str, Any]:
     }.get(event, event)
     return {
         "event": event,
+        "occurred_at": timezone.now().isoformat(),
         "text": f"{words}: {approval.summary} Review: {url}",
         "approval": {
             "id": approval.public_id,
@@ -98,28 +113,79 @@ def webhook_payload(approval: Approval, event: str) -> dict[str, Any]:
     }
 
 
-def deliver_webhook(approval_id: int, event: str) -> int | None:
-    """POST one event to the organization's webhook; None when none is configured.
-    Raises WebhookFailed (or an EgressError) so the task retries."""
-    from apps.core.egress import egress_request
+def webhook_event_record(approval: Approval, event: str) -> ApprovalWebhookEvent | None:
+    """In the event's transaction: keep the event's body as it is now, for delivery
+    after commit. None when the organization has no approval settings (no webhook)."""
+    if not ApprovalSettings.objects.filter(organization_id=approval.organization_id).exists():
+        return None
+    return ApprovalWebhookEvent.objects.create(
+        approval=approval, event=event, payload=webhook_payload(approval, event)
+    )
 
-    approval = (
-        Approval.objects.select_related("organization", "worker").filter(pk=approval_id).first()
-    )
-    if approval is None:
-        return None
-    row = ApprovalSettings.objects.filter(organization_id=approval.organization_id).first()
-    if row is None or not row.webhook_url:
-        return None
-    body = json.dumps(webhook_payload(approval, event), sort_keys=True).encode()
-    timestamp = str(int(time.time()))
-    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
-    if row.webhook_secret:
-        headers[SIGNATURE_HEADER] = signature(row.webhook_secret, timestamp, body)
-    response = egress_request(
-        "POST", row.webhook_url, headers=headers, content=body, timeout=WEBHOOK_TIMEOUT_SECONDS
-    )
-    if not 200 <= response.status_code < 300:
-        # The URL may hold a credential (Slack's does): name only the status.
-        raise WebhookFailed(f"webhook answered {response.status_code}")
-    return int(response.status_code)
+
+MAX_ATTEMPTS = 8
+
+
+def deliver_webhook(approval_id: int) -> int:
+    """POST this approval's pending webhook events, oldest first; how many were
+    delivered. Holding their rows locked, so two deliveries of one approval take
+    turns and never overtake each other. Stops at the first failure, records the
+    attempt (an event that failed MAX_ATTEMPTS times is given up, so it cannot hold
+    back later ones for ever) and raises WebhookFailed or an EgressError for a retry."""
+    from apps.core.egress import EgressError, egress_request
+
+    failure: Exception | None = None
+    delivered = 0
+    with transaction.atomic():
+        pending = list(
+            ApprovalWebhookEvent.objects.select_for_update()
+            .filter(approval_id=approval_id, status=WebhookEventStatus.PENDING)
+            .select_related("approval")
+            .order_by("id")
+        )
+        if not pending:
+            return 0
+        row = ApprovalSettings.objects.filter(
+            organization_id=pending[0].approval.organization_id
+        ).first()
+        if row is None or not row.webhook_url:
+            for item in pending:
+                _mark(item, WebhookEventStatus.SKIPPED)
+            return 0
+        for item in pending:
+            body = json.dumps({**item.payload, "event_id": item.pk}, sort_keys=True).encode()
+            timestamp = str(int(time.time()))
+            headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
+            if row.webhook_secret:
+                headers[SIGNATURE_HEADER] = signature(row.webhook_secret, timestamp, body)
+            try:
+                response = egress_request(
+                    "POST",
+                    row.webhook_url,
+                    headers=headers,
+                    content=body,
+                    timeout=WEBHOOK_TIMEOUT_SECONDS,
+                )
+                if not 200 <= response.status_code < 300:
+                    # The URL may hold a credential (Slack's does): name only the status.
+                    raise WebhookFailed(f"webhook answered {response.status_code}")
+            except (WebhookFailed, EgressError) as exc:
+                item.attempts += 1
+                if item.attempts >= MAX_ATTEMPTS:
+                    _mark(item, WebhookEventStatus.FAILED)
+                    continue  # given up: the later events go on, still in order
+                item.save(update_fields=["attempts"])
+                failure = exc
+                break
+            item.attempts += 1
+            _mark(item, WebhookEventStatus.DELIVERED)
+            delivered += 1
+    if failure is not None:
+        raise failure
+    return delivered
+
+
+def _mark(item: ApprovalWebhookEvent, status: str) -> None:
+    item.status = status
+    item.delivered_at = timezone.now() if status == WebhookEventStatus.DELIVERED else None
+    item.save(update_fields=["status", "delivered_at", "attempts"])

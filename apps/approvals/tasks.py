@@ -30,14 +30,15 @@ def notify_approvers(approval_id: int) -> int:
 
 @shared_task(
     name="approvals.deliver_webhook",
-    time_limit=60,
-    soft_time_limit=50,
+    time_limit=120,
+    soft_time_limit=110,
     autoretry_for=(notify.WebhookFailed, EgressError),
     retry_backoff=10,
     retry_backoff_max=600,
     retry_jitter=True,
-    max_retries=6,
+    max_retries=notify.MAX_ATTEMPTS,
     acks_late=True,
 )
-def deliver_webhook(approval_id: int, event: str) -> int | None:
-    return notify.deliver_webhook(approval_id, event)
+def deliver_webhook(approval_id: int, event: str = "") -> int:  # noqa: ARG001 - `event`: messages queued before the events were kept in order
+    """Deliver the approval's pending webhook events, in order (notify.deliver_webhook)."""
+    return notify.deliver_webhook(approval_id)

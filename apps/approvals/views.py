@@ -21,7 +21,7 @@ from typing_extensions import override
 
 from apps.approvals.forms import ApprovalSettingsForm, DecisionForm
 from apps.approvals.models import Approval, ApprovalSettings, ApprovalStatus
-from apps.approvals.selectors import input_diff, previous_approved
+from apps.approvals.selectors import InputSide, input_diff, previous_approved
 from apps.approvals.services import (
     ApprovalRefused,
     approval_decide,
@@ -29,6 +29,7 @@ from apps.approvals.services import (
     approval_settings_update,
     approvals_received,
     excluded_approver_ids,
+    input_for,
     may_decide,
 )
 from apps.organizations.models import OrgRole
@@ -71,8 +72,9 @@ class ApprovalListView(ApprovalScopeMixin, ListView):  # type: ignore[misc]
 
 
 class ApprovalDetailView(ApprovalScopeMixin, TemplateView):
-    """What, who, why, the exact (or redacted) input, a diff against the last
-    approved call of the same action, the decisions, and the decision form.
+    """What, who, why, the input (exact for an eligible approver while pending, else as
+    the organization stores it), a diff against the last approved call of the same
+    action (compared on the real values), the decisions, and the decision form.
     POST decides; every member who can see it may try, the service checks."""
 
     template_name = "approvals/detail.html"
@@ -80,12 +82,20 @@ class ApprovalDetailView(ApprovalScopeMixin, TemplateView):
     def _context(self, approval: Approval, form: DecisionForm | None = None) -> dict[str, Any]:
         previous = previous_approved(approval)
         excluded = self.request.user.pk in excluded_approver_ids(approval)
+        shown, exact = input_for(approval, self.membership)
+        diff = []
+        if previous is not None:
+            diff = input_diff(
+                InputSide(previous.input, previous.input_stored, previous.input_fingerprints),
+                InputSide(shown, exact, approval.input_fingerprints),
+            )
         return self.get_context_data(
             approval=approval,
-            input_json=json.dumps(approval.input, indent=2, ensure_ascii=False, sort_keys=True),
+            input_json=json.dumps(shown, indent=2, ensure_ascii=False, sort_keys=True),
+            input_exact=exact,
             status=approval.effective_status(),
             previous=previous,
-            diff=input_diff(previous.input, approval.input) if previous is not None else [],
+            diff=diff,
             decisions=list(approval.decisions.all()),
             received=approvals_received(approval),
             may_decide=may_decide(approval, self.membership),

@@ -6,7 +6,9 @@ classes, so those are declared here on its `BaseEvent` with the attributes
 OCSF 1.5 marks required for them. Grantry's own fields (chain key, seq and
 hash, so a receiver can deduplicate and find gaps; decision, worker, token,
 connection, and any audit field the mapping does not place) go in `unmapped`.
-A broker call's stored input never leaves."""
+A broker call's stored input never leaves. tests/test_ocsf.py validates every class
+against OCSF's own 1.5.0 schema (types, required attributes, enums and their
+captions, constraints, declared profiles)."""
 
 from __future__ import annotations
 
@@ -60,10 +62,36 @@ _ACCOUNT_PREFIXES = ("worker.", "token.", "member.", "user.", "invitation.")
 _METHOD_ACTIVITY = {"POST": 1, "GET": 2, "HEAD": 2, "PUT": 3, "PATCH": 3, "DELETE": 4}
 
 
+# API Activity carries `cloud` (required by the class once the `cloud` profile is
+# used), so its events declare that profile.
+PROFILES = {API_ACTIVITY: ["cloud"], ACCOUNT_CHANGE: None, AUTHENTICATION: None}
+# user.type_id (OCSF 1.5 has no "service" type yet: a worker is 99 Other, its `type`
+# says what it is); `type` is the id's caption otherwise.
+USER_TYPES = {
+    "user": (1, "User"),
+    "worker": (99, "Worker"),
+    "system": (3, "System"),
+    "anonymous": (0, "Unknown"),
+}
+STATUS = {1: "Success", 2: "Failure"}
+# An event no network client caused (a Celery task, beat, a management command) has
+# no client address: its source is Grantry itself.
+GRANTRY_ENDPOINT = {"name": "grantry"}
+GRANTRY_SERVICE = {"name": "grantry"}
+
+
+class OCSFMetadata(Metadata):
+    # timestamp_t is epoch milliseconds; py-ocsf-models types logged_time as a datetime
+    # (which would be serialized as an ISO string).
+    logged_time: int | None = None  # type: ignore[assignment]
+
+
 class OCSFEvent(BaseEvent):
     """An OCSF event of one of the classes above (their attributes, typed loosely)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    metadata: OCSFMetadata
 
     # Activity classes use the event status ids (1 Success, 2 Failure), not the
     # findings' ones py-ocsf-models types status_id with.
@@ -81,6 +109,7 @@ class OCSFEvent(BaseEvent):
     src_endpoint: dict[str, Any] | None = None
     http_request: dict[str, Any] | None = None
     user: dict[str, Any] | None = None
+    service: dict[str, Any] | None = None
 
 
 def class_of(action: str) -> int:
@@ -116,12 +145,12 @@ def _activity(class_uid: int, event: Any) -> tuple[int, str]:
 
 
 def _user(event: Any) -> dict[str, Any]:
-    kinds = {"user": 1, "worker": 3, "system": 3}
+    type_id, caption = USER_TYPES.get(event.actor_type, (0, "Unknown"))
     return {
         "uid": event.actor_id or event.actor_type,
         "name": event.actor_label or event.actor_type,
-        "type_id": kinds.get(event.actor_type, 0),
-        "type": event.actor_type,
+        "type_id": type_id,
+        "type": caption,
     }
 
 
@@ -133,6 +162,7 @@ def ocsf_event(event: Any) -> OCSFEvent:
     metadata.pop("input", None)  # stored broker input stays in Grantry
     denied = event.decision == "denied" or event.outcome == "denied"
     failed = event.outcome in ("failure", "error", "denied")
+    time = int(event.created_at.timestamp() * 1000)
     fields: dict[str, Any] = {
         "activity_id": activity_id,
         "activity_name": activity_name,
@@ -140,21 +170,23 @@ def ocsf_event(event: Any) -> OCSFEvent:
         "class_uid": class_uid,
         "class_name": CLASS_NAME[class_uid],
         "type_uid": class_uid * 100 + activity_id,
-        "time": int(event.created_at.timestamp() * 1000),
+        "time": time,
         "message": f"{event.action} {event.outcome}"
         + (f": {event.reason}" if event.reason else ""),
-        "metadata": Metadata(
+        "metadata": OCSFMetadata(
             product=PRODUCT,
             version=OCSF_VERSION,
             uid=f"{event.chain_key}:{event.seq}",
             sequence=event.seq,
             tenant_uid=str(event.organization_id or ""),
             correlation_uid=event.request_id or None,
-            logged_time=event.created_at,
+            logged_time=time,
+            profiles=PROFILES[class_uid],
         ),
         "severity_id": SeverityID.Medium if denied else SeverityID.Informational,
         "status_id": 2 if failed else 1,
-        "status": event.outcome,
+        "status": STATUS[2 if failed else 1],
+        "status_detail": event.outcome,
         "status_code": str(event.upstream_status) if event.upstream_status else None,
         "unmapped": {
             "grantry": {
@@ -176,10 +208,11 @@ def ocsf_event(event: Any) -> OCSFEvent:
             api={
                 "operation": str(metadata.get("action") or event.action),
                 "service": {"name": event.provider or "grantry"},
-                "response": {"code": event.upstream_status} if event.upstream_status else None,
+                # Only a call that reached its upstream has a response.
+                **({"response": {"code": event.upstream_status}} if event.upstream_status else {}),
             },
             cloud={"provider": "Grantry"},
-            src_endpoint={"ip": event.ip} if event.ip else {},
+            src_endpoint={"ip": event.ip} if event.ip else dict(GRANTRY_ENDPOINT),
         )
         if metadata.get("method"):
             fields["http_request"] = {
@@ -187,8 +220,19 @@ def ocsf_event(event: Any) -> OCSFEvent:
                 "url": {"path": "/" + str(metadata.get("path", "")).lstrip("/")},
             }
     else:
-        target = {"uid": event.target_id, "name": event.target_label, "type": event.target_type}
-        fields.update(actor={"user": user}, user=target)
+        target: dict[str, Any] = {
+            key: value
+            for key, value in (("uid", event.target_id), ("name", event.target_label))
+            if value
+        }
+        if event.target_type:
+            type_id, caption = USER_TYPES.get(event.target_type, (99, event.target_type))
+            target.update(type_id=type_id, type=caption)
+        # The account changed, or the one authenticating: the target when there is
+        # one, else the actor (a person signing in).
+        fields.update(actor={"user": user}, user=target if target.get("uid") else user)
+        if class_uid == AUTHENTICATION:
+            fields["service"] = dict(GRANTRY_SERVICE)  # what the subject signs in to
     return OCSFEvent(**fields)
 
 

@@ -606,23 +606,35 @@ def audit_sink_create(  # noqa: C901 - flat guard clauses, one per sink field
 
     from apps.audit.models import AuditSink, SinkFormat, SinkKind
     from apps.audit.proof import chain_heads
+    from apps.core.egress.guard import destination_refusal, url_refusal
 
     errors: dict[str, list[str]] = {}
     if kind not in SinkKind.values:
         errors["kind"] = ["Choose a webhook or syslog."]
     if kind == SinkKind.WEBHOOK:
-        if not url.startswith(("https://", "http://")):
-            errors["url"] = ["Enter the webhook's https:// URL."]
+        # The egress guard's own policy (scheme, https, no private or metadata
+        # address), so a sink that could never deliver is refused now, with why.
+        refusal = url_refusal(url) if url else "Enter the webhook's https:// URL."
+        if refusal:
+            errors["url"] = [refusal]
         if format not in SinkFormat.values:
             errors["format"] = ["Choose a format."]
         if not secret:
             errors["secret"] = ["Enter the HMAC key or the SIEM's token."]
     if kind == SinkKind.SYSLOG:
         format = SinkFormat.JSONL
-        if not host:
-            errors["host"] = ["Enter the syslog server's host name."]
         if not port or not 1 <= int(port) <= 65535:
             errors["port"] = ["Enter the TLS port (usually 6514)."]
+        if not host:
+            errors["host"] = ["Enter the syslog server's host name."]
+        elif (refusal := destination_refusal(host, int(port or 6514))) is not None:
+            errors["host"] = [refusal]
+    if secret and any(ord(c) < 32 or ord(c) == 127 for c in secret):
+        errors["secret"] = [
+            "The secret may not contain a line break or another control character: it is "
+            "sent in an HTTP header (Splunk, Datadog) or as an HMAC key, and a line break "
+            "there would forge headers."
+        ]
     if ca_pem.strip():
         import ssl
 

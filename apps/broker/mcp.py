@@ -17,7 +17,9 @@ tenant boundary, worker-token authentication, audit and broker are
 synchronous Django code. Mounting it would mean switching the whole
 deployment to ASGI (changing the hot path the benchmark measures) and
 bridging every ORM call through `sync_to_async`. Every response here is one
-JSON object (no server-to-client requests, no streaming), so a plain Django
+JSON object (no server-to-client requests, no streaming; asking the client's
+user about an approval is 2026-07-28's `input_required` result, a plain
+answer), so a plain Django
 view that uses the SDK's types (`mcp_types`) for every result and error, and
 its classifier for the 2026-07-28 ladder, is a smaller and faster fit.
 """
@@ -39,16 +41,32 @@ from mcp.shared.inbound import (
     classify_inbound_request,
 )
 from mcp_types import PROTOCOL_VERSION_META_KEY
-from mcp_types.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
+from mcp_types.jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
+from mcp_types.methods import CLIENT_REQUESTS
 from mcp_types.version import (
     HANDSHAKE_PROTOCOL_VERSIONS,
     LATEST_HANDSHAKE_VERSION,
+    LATEST_MODERN_VERSION,
     MODERN_PROTOCOL_VERSIONS,
 )
 from rest_framework.request import Request
 
 from apps.broker.catalog import allowed_for
 from apps.broker.inputs import HostileInput, check_size, parse_json
+from apps.broker.mcp_approvals import (
+    APPROVAL_ARG,
+    InvalidRoundTrip,
+    approval_round,
+    ask_for_approval,
+    elicitation_mode,
+    pending_text,
+)
 from apps.broker.pipeline import ActionTarget, reject_input, run, start
 from apps.broker.views import request_meta
 from apps.core.api import APIError, error_response
@@ -68,9 +86,11 @@ INSTRUCTIONS = (
 # The tool list depends on the role and on revocation, so no client may cache it.
 TOOLS_TTL_MS = 0
 CONNECTION_ARG = "connection"
-APPROVAL_ARG = "_approval"
 REASON_ARG = "_reason"
 _LEGACY_ONLY_KEYS = ("resultType", "ttlMs", "cacheScope")
+# Every version this endpoint speaks: the handshake ones `initialize` accepts and the
+# stateless one. `server/discover` and the -32022 error name them all.
+SERVED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 
 
 def resource_metadata_url() -> str:
@@ -177,8 +197,12 @@ def _list_tools(ctx: Any) -> types.ListToolsResult:
 
 
 def _call_tool(
-    ctx: AgentContext, params: dict[str, Any], request: HttpRequest
-) -> types.CallToolResult:
+    ctx: AgentContext,
+    params: dict[str, Any],
+    request: HttpRequest,
+    *,
+    capabilities: Any = None,
+) -> types.CallToolResult | types.InputRequiredResult:
     name = str(params.get("name"))
     raw_arguments = params.get("arguments")
     meta = request_meta(request, "mcp")
@@ -188,9 +212,17 @@ def _call_tool(
         )
         raise _ProtocolError(INVALID_PARAMS, "'arguments' must be a JSON object.", audited=True)
     arguments = dict(raw_arguments or {})
+    try:
+        round_trip = approval_round(ctx, name, arguments, params)
+    except InvalidRoundTrip as exc:
+        raise _ProtocolError(INVALID_PARAMS, str(exc)) from None
+    if round_trip is not None and not round_trip.accepted:
+        return pending_text(round_trip.approval_id, declined=True)
     connection = arguments.pop(CONNECTION_ARG, None)
     # An approved call re-sent (docs/agent-api.md, "Approvals"): not the action's input.
     approval_id = arguments.pop(APPROVAL_ARG, "")
+    if round_trip is not None:
+        approval_id = round_trip.approval_id
     meta = replace(meta, approval_id=approval_id, reason=arguments.pop(REASON_ARG, ""))
     if connection is not None and (
         isinstance(connection, bool) or not isinstance(connection, str | int)
@@ -200,17 +232,15 @@ def _call_tool(
         raise _ProtocolError(INVALID_PARAMS, message, audited=True)
     result = run(start(ctx, ActionTarget(name, connection, arguments), meta))
     if result.pending is not None:
-        approval = result.pending["approval"]
-        text = (
-            f"Pending approval {approval['id']}: {approval['summary']} Once a person has "
-            f"approved it (poll {approval['status_url']}), call this tool again with the same "
-            f'arguments plus "{APPROVAL_ARG}": "{approval["id"]}".'
-        )
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=text)],
-            structured_content=result.pending,
-            is_error=False,
-        )
+        elicitation = elicitation_mode(capabilities)
+        if elicitation is not None:
+            return ask_for_approval(ctx, name, raw_arguments, result.pending, elicitation)
+        return pending_text(result.pending["approval"]["id"], approval=result.pending)
+    return _tool_result(result)
+
+
+def _tool_result(result: Any) -> types.CallToolResult:
+    """A finished call as a tool result: Grantry's refusal, or the upstream's answer."""
     if result.error is not None:
         error = result.error
         text = f"{error.code}: {error.message}"
@@ -232,14 +262,23 @@ def _call_tool(
 
 
 def _dispatch(
-    ctx: Any, method: str, params: dict[str, Any], request: HttpRequest, *, legacy: bool
+    ctx: Any,
+    method: str,
+    params: dict[str, Any],
+    request: HttpRequest,
+    *,
+    legacy: bool,
+    capabilities: Any = None,
 ) -> Any:
     if method == "tools/list":
         return _list_tools(ctx)
     if method == "tools/call":
         if not isinstance(params.get("name"), str):
             raise _ProtocolError(INVALID_PARAMS, "tools/call needs a tool name.")
-        return _call_tool(ctx, params, request)
+        return _call_tool(ctx, params, request, capabilities=capabilities)
+    if not legacy and (method, LATEST_MODERN_VERSION) not in CLIENT_REQUESTS:
+        # Methods the stateless generation removed (ping, initialize, logging/…).
+        raise _ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}")
     if method == "ping":
         return types.EmptyResult()
     if legacy and method == "initialize":
@@ -255,7 +294,7 @@ def _dispatch(
         )
     if not legacy and method == "server/discover":
         return types.DiscoverResult(
-            supported_versions=list(MODERN_PROTOCOL_VERSIONS),
+            supported_versions=list(SERVED_VERSIONS),
             capabilities=CAPABILITIES,
             instructions=INSTRUCTIONS,
             ttl_ms=TOOLS_TTL_MS,
@@ -273,11 +312,15 @@ class _ProtocolError(Exception):
 
 
 def _is_modern(message: dict[str, Any], version_header: str | None) -> bool:
-    if version_header is not None:
-        return version_header not in HANDSHAKE_PROTOCOL_VERSIONS
+    """A request of the stateless generation: it says so in its `_meta` envelope, or in
+    a version header that is not a handshake one. An envelope wins over the header, so
+    a handshake header with a 2026-07-28 envelope reaches the classifier's header rung
+    (400, -32020) instead of being served as the older generation."""
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
-    return isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
+    if isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta:
+        return True
+    return version_header is not None and version_header not in HANDSHAKE_PROTOCOL_VERSIONS
 
 
 @csrf_exempt
@@ -335,14 +378,19 @@ def mcp_endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat gua
     legacy = not _is_modern(message, version_header)
     if "id" not in message:
         return HttpResponse(status=202)  # notifications: nothing to act on, statelessly
+    capabilities = None
     if not legacy:
         headers = {k.lower(): v for k, v in request.headers.items() if k.lower().startswith("mcp-")}
         route = classify_inbound_request(message, headers=headers)
         if isinstance(route, InboundLadderRejection):
             reject_input(ctx, meta, "mcp.request", HostileInput(route.message))
-            return _rpc_error(request_id, route.code, route.message, route.data)
+            data = route.data
+            if route.code == UNSUPPORTED_PROTOCOL_VERSION and isinstance(data, dict):
+                data = {**data, "supported": list(SERVED_VERSIONS)}  # not only 2026-07-28
+            return _rpc_error(request_id, route.code, route.message, data)
+        capabilities = route.client_capabilities
     try:
-        result = _dispatch(ctx, method, params, request, legacy=legacy)
+        result = _dispatch(ctx, method, params, request, legacy=legacy, capabilities=capabilities)
     except _ProtocolError as exc:
         if not exc.audited:
             reject_input(ctx, meta, "mcp.request", HostileInput(exc.message), method=method)

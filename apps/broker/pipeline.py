@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from apps.audit.exceptions import AuditUnavailable
 from apps.audit.models import ActorType, Decision, Outcome
@@ -136,6 +136,8 @@ class AgentCall:
     provider: Provider | None = None
     connection: Connection | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # An approval checked for this call (apps.approvals) and spent by its attempt.
+    approval: _CheckedApproval | None = None
 
     @property
     def verb(self) -> str:
@@ -195,6 +197,14 @@ class AgentCall:
         extra: dict[str, Any] | None = None,
     ) -> BrokerResult:
         """Record a call that ends here, with the answer's message as the reason."""
+        if self.approval is not None and not self.approval.spent and result.error is not None:
+            # Refused after its approval was checked: the approval stays usable.
+            note = (
+                f" Approval {self.approval.public_id} was not used: it stays valid until "
+                "it expires."
+            )
+            result = BrokerResult(error=replace(result.error, message=result.message + note))
+            extra = {**(extra or {}), "approval": "not_spent"}
         try:
             self.record(
                 outcome=outcome, decision=decision, reason=result.message, extra=extra, last=True
@@ -218,6 +228,8 @@ def run(call: AgentCall) -> BrokerResult:
     upstream = call.target.prepare(call, chosen)
     if isinstance(upstream, BrokerResult):
         return upstream
+    if not chosen.decision.approval_required and call.meta.approval_id not in (None, ""):
+        return _approval_not_needed(call, chosen)
     if call.dry_run:
         return _dry_run_answer(call, chosen)
     if chosen.decision.approval_required:
@@ -235,9 +247,35 @@ def run(call: AgentCall) -> BrokerResult:
     return result
 
 
+def _approval_not_needed(call: AgentCall, chosen: Chosen) -> BrokerResult:
+    """An approval id sent with a call no rule asks approval for: refused rather than
+    ignored, so an agent never believes an approval covered a call it did not."""
+    sent = str(call.meta.approval_id)[:40]
+    call.metadata["approval_id"] = sent
+    rule = f"rule #{chosen.decision.rule_id}" if chosen.decision.rule_id else "its rule"
+    return call.refuse(
+        fail(
+            403,
+            "approval_call_mismatch",
+            f"This call needs no approval ({rule} allows it without one), so approval "
+            f"{sent!r} cannot be used with it. Send the call without 'approval'.",
+            approval_id=sent,
+        )
+    )
+
+
+@dataclass
+class _CheckedApproval:
+    """An approval checked for this call, to be spent by the call's attempt."""
+
+    public_id: str
+    binding: Any
+    spent: bool = False
+
+
 def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     """A rule that allows this call only after a person says yes: ask (202), or go on
-    with the approval bound to this exact call (claimed once, here)."""
+    with the approval bound to this exact call, checked here and spent by `_attempt`."""
     from apps.approvals.services import ApprovalBinding, approval_gate
 
     target, meta, connection = call.target, call.meta, chosen.connection
@@ -259,7 +297,8 @@ def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
             connection_id=connection.pk,
             input_digest=digest,
         )
-        action_input = None
+        # What the digest covers: approvers see the query and body the call would send.
+        action_input = {"query": target.query, "body": target.body.decode("utf-8", "replace")}
     try:
         gate = approval_gate(
             binding=binding,
@@ -277,6 +316,8 @@ def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     if gate.approval is not None:
         call.metadata["approval_id"] = gate.approval.public_id
     if gate.proceed:
+        assert gate.approval is not None
+        call.approval = _CheckedApproval(gate.approval.public_id, binding)
         return None
     if gate.status == 202:
         pending = BrokerResult(pending=gate.body, headers=gate.headers)
@@ -413,15 +454,19 @@ def _within_limits(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
 
 def _attempt(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     """Fail closed: no durably recorded attempt, no upstream call. The statement also
-    re-checks the token (revoked, expired, worker disabled since authentication)."""
+    re-checks the token (revoked, expired, worker disabled since authentication).
+    An approved call spends its approval in the same transaction as its attempt, so
+    the approval is used up exactly when the call goes upstream."""
+    from apps.approvals.services import ApprovalRefused
+
     try:
-        recorded = call.record(
-            action=f"{call.verb}.attempt",
-            outcome=Outcome.SUCCESS,
-            decision=Decision.ALLOWED,
-            reason=chosen.decision.reason,
-            only_if=still_valid(call.ctx.token_pk),
-        )
+        if call.approval is None:
+            recorded = _record_attempt(call, chosen)
+        else:
+            recorded = _spend_approval_and_record_attempt(call, chosen)
+    except ApprovalRefused as refused:
+        call.approval = None  # not spendable: the refusal says why
+        return call.refuse(fail(refused.status, refused.code, refused.message, **refused.details))
     except (DatabaseError, AuditUnavailable):
         logger.exception("audit write failed; upstream not called")
         return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
@@ -436,6 +481,40 @@ def _attempt(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
             )
         )
     return None
+
+
+def _record_attempt(call: AgentCall, chosen: Chosen) -> bool:
+    return call.record(
+        action=f"{call.verb}.attempt",
+        outcome=Outcome.SUCCESS,
+        decision=Decision.ALLOWED,
+        reason=chosen.decision.reason,
+        only_if=still_valid(call.ctx.token_pk),
+    )
+
+
+def _spend_approval_and_record_attempt(call: AgentCall, chosen: Chosen) -> bool:
+    """One transaction: claim the approval (row lock, every binding again, `executed`),
+    then the attempt. A token revoked meanwhile rolls the claim back with it. A refused
+    claim raises ApprovalRefused after its own audit event has committed."""
+    from apps.approvals.services import ApprovalRefused, approval_claim_for_execution
+
+    approval = call.approval
+    assert approval is not None
+    refused: ApprovalRefused | None = None
+    with transaction.atomic():
+        try:
+            approval_claim_for_execution(approval_id=approval.public_id, binding=approval.binding)
+        except ApprovalRefused as exc:
+            refused = exc  # leave the block normally: the refusal's audit event commits
+        else:
+            recorded = _record_attempt(call, chosen)
+            if not recorded:
+                transaction.set_rollback(True)
+    if refused is not None:
+        raise refused
+    approval.spent = recorded
+    return recorded
 
 
 def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:

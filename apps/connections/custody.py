@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from apps.connections.models import (
     McpServer,
     OAuthState,
     ProviderApp,
+    RetiredCredential,
 )
 from apps.providers.catalog import Placement, Provider
 
@@ -212,6 +214,33 @@ def revocable_tokens(connection: Connection) -> list[tuple[str, str]]:
 
 def code_verifier_of(state: OAuthState) -> str:
     return state.code_verifier
+
+
+def retire_api_key(connection: Connection) -> RetiredCredential:
+    """The connection's current API key as a `RetiredCredential` (unsaved; the caller saves it
+    in the transaction that gives the connection its new key)."""
+    return RetiredCredential(
+        organization_id=connection.organization_id,
+        connection=connection,
+        provider_key=connection.provider_key,
+        base_url_params=dict(connection.base_url_params),
+        secret=connection.api_key,
+    )
+
+
+def retired_key_auth(retired: RetiredCredential, provider: Provider) -> AppliedAuth:
+    """The old key placed as the provider expects it, for the check that it is dead."""
+    return place_credential(provider, retired.secret, retired.base_url_params)
+
+
+def api_key_is(connection: Connection, secret: str) -> bool:
+    """Whether the connection's key is `secret` (constant-time), without handing it out."""
+    return hmac.compare_digest(connection.api_key.encode(), secret.encode())
+
+
+def purge_retired_key(retired: RetiredCredential) -> None:
+    """Blank the held secret (the caller saves)."""
+    retired.secret = ""
 
 
 def destroy_secrets(connection: Connection) -> None:

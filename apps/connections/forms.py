@@ -33,6 +33,11 @@ class _NameMixin(forms.Form):
         return name
 
 
+class ConnectionNameForm(_NameMixin):
+    """Only a new connection's name: the inventory's import (its key comes from the
+    `grantry` CLI and is checked by the service)."""
+
+
 class _URLParamsMixin(_NameMixin):
     """Per-connection URL parameters a provider declares (e.g. Zendesk's subdomain)."""
 

@@ -22,6 +22,7 @@ SECRET_FIELDS = {
     "Connection": ("access_token", "refresh_token", "api_key"),
     "ProviderApp": ("client_secret",),
     "OAuthState": ("code_verifier",),
+    "RetiredCredential": ("secret",),
     "McpServer": ("env_secrets", "oauth_client_secret"),
 }
 
@@ -232,6 +233,42 @@ class OAuthState(models.Model):
 
     def as_audit_metadata(self) -> dict[str, Any]:
         return {"provider": self.provider_key, "connection_name": self.connection_name}
+
+
+class RetiredCredentialQuerySet(TenantQuerySet["RetiredCredential"]):
+    def held(self) -> RetiredCredentialQuerySet:
+        """Keys still kept for the check that they are dead."""
+        return self.filter(purged_at__isnull=True)
+
+
+class RetiredCredential(TenantModel):
+    """An API key taken off a connection when an admin gave it a new one. It is kept,
+    encrypted, only until the provider confirms that it no longer works (401/403), so
+    that Grantry can make that check; then the secret is blanked (`purged_at`).
+    Read only through `custody`."""
+
+    organization = organization_key(related_name="retired_credentials")
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="retired_credentials"
+    )
+    provider_key = models.CharField(max_length=60)
+    base_url_params = models.JSONField(default=dict, blank=True)
+    secret = encrypt(models.TextField(blank=True, default=""))
+    confirmed_dead_at = models.DateTimeField(null=True, blank=True)
+    last_check = models.CharField(max_length=300, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RetiredCredentialQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"retired key of {self.connection_id} ({self.provider_key})"
+
+    def __repr__(self) -> str:
+        state = "purged" if self.purged_at else "held"
+        return f"<RetiredCredential {self.pk} connection={self.connection_id} {state}>"
 
 
 # The MCP gateway's models live in their own module (a kind of connection, and its tools).

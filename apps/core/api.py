@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
@@ -86,6 +87,15 @@ _MESSAGES = {
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        # Raised when a view first reads request.data: without this, Django's plain 400
+        # page (or a 500 where the exception propagates) instead of the standard body.
+        exc = APIError(
+            "body_too_large",
+            "The request body is larger than this server reads "
+            f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes); send less at once.",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     elif (unavailable := as_service_unavailable(exc)) is not None:

@@ -118,6 +118,21 @@ class McpGrant(TenantModel):
         return self.revoked_at is None
 
 
+class McpClientRegistration(models.Model):
+    """What RFC 7591 registration metadata Grantry keeps beyond DOT's Application."""
+
+    application = models.OneToOneField(
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        related_name="mcp_registration",
+    )
+    # OpenID Connect Dynamic Client Registration 1.0 §2: "web" (the default) or "native".
+    application_type = models.CharField(max_length=10, default="web")
+
+    def __str__(self) -> str:
+        return f"registration of {self.application_id}"
+
+
 class McpIssuedToken(models.Model):
     """One access token issued to a grant, and the refresh-token family it belongs to."""
 
@@ -126,6 +141,9 @@ class McpIssuedToken(models.Model):
         "workers.WorkerToken", on_delete=models.CASCADE, related_name="+"
     )
     token_family = models.UUIDField(default=uuid.uuid4, db_index=True)
+    # sha256 of the authorization code this token was bought with (empty for a refresh):
+    # a second use of the code revokes what the first one got (RFC 6749 §4.1.2).
+    code_digest = models.CharField(max_length=64, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

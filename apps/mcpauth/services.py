@@ -173,6 +173,7 @@ def token_issue(
     expires_at: datetime,
     token_family: Any,
     refreshed: bool,
+    code_digest: str = "",
 ) -> WorkerToken:
     """Store the access token just issued to `grant`'s client as a worker token bound
     to the MCP resource. On refresh the family's previous token stops working."""
@@ -195,7 +196,9 @@ def token_issue(
         audience=mcp_resource_url(),
         oauth_client=grant.label[:255],
     )
-    McpIssuedToken.objects.create(grant=grant, worker_token=token, token_family=token_family)
+    McpIssuedToken.objects.create(
+        grant=grant, worker_token=token, token_family=token_family, code_digest=code_digest
+    )
     audit_record(
         action="mcp.token_issued",
         organization_id=grant.organization_id,
@@ -253,6 +256,22 @@ def family_revoke(
         actor_id=grant.worker_id,
         actor_label=grant.worker.name,
     )
+
+
+def code_reuse_revoke(*, code_digest: str, application: Any) -> None:
+    """An authorization code was presented again: end every token family bought with
+    it (`mcp.code_reused`). Nothing when the code never bought a token."""
+    families = (
+        McpIssuedToken.objects.filter(code_digest=code_digest, grant__application=application)
+        .values_list("token_family", flat=True)
+        .distinct()
+    )
+    for family in list(families):
+        family_revoke(
+            token_family=family,
+            reason="Its authorization code was used twice",
+            action="mcp.code_reused",
+        )
 
 
 @transaction.atomic

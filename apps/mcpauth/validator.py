@@ -52,6 +52,10 @@ def redirect_uri_safe(uri: str) -> bool:
     return parts.scheme in settings.GRANTRY_MCP_REDIRECT_SCHEMES
 
 
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
 def _check_resource(request: Any) -> None:
     """RFC 8707 at the token endpoint: only the /mcp resource (invalid_target)."""
     resource = getattr(request, "resource", None) or []
@@ -114,6 +118,9 @@ class GrantryValidator(OAuth2Validator):
     ) -> bool:
         _check_resource(request)
         if not super().validate_code(client_id, code, client, request, *args, **kwargs):
+            # Used before (DOT deletes a code when it is redeemed): the tokens the first
+            # use got are revoked too (RFC 6749 §4.1.2).
+            services.code_reuse_revoke(code_digest=_digest(code), application=client)
             return False
         claims = getattr(request, "claims", None) or {}
         grant_id = claims.get(GRANT_CLAIM) if isinstance(claims, dict) else None
@@ -128,6 +135,18 @@ class GrantryValidator(OAuth2Validator):
             return False
         request.mcp_grant = grant
         return True
+
+    @override
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        """Two redemptions racing past `validate_code` both get tokens; the one that
+        finds the code already gone revokes every token bought with it."""
+        try:
+            super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+        except oauth_errors.InvalidGrantError:
+            services.code_reuse_revoke(code_digest=_digest(code), application=request.client)
+            raise
 
     @override
     def validate_refresh_token(
@@ -195,12 +214,14 @@ class GrantryValidator(OAuth2Validator):
             .first()
         )
         family = refresh.token_family if refresh is not None else None
+        code = getattr(request, "code", None) if previous is None else None
         services.token_issue(
             grant=grant,
             generated=generated,
             expires_at=timezone.now() + timedelta(seconds=seconds),
             token_family=family,
             refreshed=previous is not None,
+            code_digest=_digest(code) if code else "",
         )
 
     @override

@@ -21,6 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import get_application_model
+from oauth2_provider.oauth2_backends import _add_iss_to_redirect
+from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.dynamic_client_registration import (
     _build_application_kwargs,
     _error_response,
@@ -31,6 +33,7 @@ from apps.core.audit_context import client_ip
 from apps.core.json_input import HostileInput, loads
 from apps.mcpauth import services
 from apps.mcpauth.forms import ConsentForm
+from apps.mcpauth.models import McpClientRegistration
 from apps.mcpauth.validator import (
     GRANT_CLAIM,
     SCOPE,
@@ -146,6 +149,14 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
                 )
         return scopes, credentials
 
+    def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
+        """Every authorization response names Grantry as its issuer (RFC 9207 §2), the
+        errors (`invalid_request`, `invalid_target`, `access_denied`) too: DOT adds
+        `iss` only to a successful response, and with the Sandbox's issuer."""
+        if oauth2_settings.COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS:
+            redirect_to = _add_iss_to_redirect(redirect_to, services.issuer_url())
+        return super().redirect(redirect_to, application)  # type: ignore[no-any-return]
+
     def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
         kwargs["organization"] = self.membership.organization if self.membership else None
@@ -227,6 +238,10 @@ class RevokeTokenView(_Grantry, dot_views.RevokeTokenView):
     pass
 
 
+# OpenID Connect Dynamic Client Registration 1.0 §2 (MCP clients send it).
+APPLICATION_TYPES = ("web", "native")
+
+
 def _registration_allowed(request: HttpRequest) -> bool:
     """At most GRANTRY_MCP_DCR_PER_HOUR registrations per address and hour."""
     key = f"grantry:mcp:dcr:{client_ip(request)}"
@@ -251,6 +266,30 @@ def _parse_metadata(body: bytes) -> dict[str, Any] | HttpResponse:
     return data
 
 
+def _refused_metadata(data: dict[str, Any], kwargs: dict[str, Any]) -> HttpResponse | None:
+    """Grantry's limits on top of DOT's parsing: the grant, the redirect URIs (how
+    many, which kinds) and application_type."""
+    if kwargs["authorization_grant_type"] != "authorization-code":
+        return _error_response(
+            "invalid_client_metadata", "Only the authorization_code grant is supported."
+        )
+    uris = kwargs["redirect_uris"].split()
+    cap = int(settings.GRANTRY_MCP_DCR_MAX_REDIRECT_URIS)
+    if len(uris) > cap:
+        return _error_response(
+            "invalid_redirect_uri", f"Register at most {cap} redirect URIs per client."
+        )
+    if not all(redirect_uri_safe(uri) for uri in uris):
+        return _error_response(
+            "invalid_redirect_uri",
+            "Redirect URIs must be https, http on a loopback address, or an allowed "
+            "private-use scheme.",
+        )
+    if data.get("application_type", "web") not in APPLICATION_TYPES:
+        return _error_response("invalid_client_metadata", "application_type is 'web' or 'native'.")
+    return None
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class RegisterView(View):
     """RFC 7591 Dynamic Client Registration, open and rate-limited. A client that is
@@ -269,16 +308,10 @@ class RegisterView(View):
         kwargs, error = _build_application_kwargs(data)
         if error:
             return error
-        if kwargs["authorization_grant_type"] != "authorization-code":
-            return _error_response(
-                "invalid_client_metadata", "Only the authorization_code grant is supported."
-            )
-        if not all(redirect_uri_safe(uri) for uri in kwargs["redirect_uris"].split()):
-            return _error_response(
-                "invalid_redirect_uri",
-                "Redirect URIs must be https, http on a loopback address, or an allowed "
-                "private-use scheme.",
-            )
+        refused = _refused_metadata(data, kwargs)
+        if refused is not None:
+            return refused
+        application_type = data.get("application_type", "web")
         application_model = get_application_model()
         application = application_model(
             user=None, registration_source=application_model.RegistrationSource.DCR, **kwargs
@@ -290,7 +323,11 @@ class RegisterView(View):
             application.full_clean()
         except ValidationError as exc:
             return _error_response("invalid_client_metadata", "; ".join(exc.messages))
-        application.save()
+        with transaction.atomic():
+            application.save()
+            McpClientRegistration.objects.create(
+                application=application, application_type=application_type
+            )
         body: dict[str, Any] = {
             "client_id": application.client_id,
             "client_id_issued_at": int(application.created.timestamp()),
@@ -303,6 +340,7 @@ class RegisterView(View):
             if raw_secret
             else "none",
             "scope": SCOPE,
+            "application_type": application_type,
         }
         if application.name:
             body["client_name"] = application.name

@@ -24,4 +24,5 @@ urlpatterns = [
     ),
     path("", include("apps.approvals.api_urls")),
     path("", include("apps.mcpauth.api_urls")),
+    path("", include("apps.inventory.api_urls")),
 ]

@@ -473,7 +473,8 @@ class RoleSimulateAPIView(_RoleScope, APIView):
         tags=["roles"],
         summary="Apply the least-privilege proposal (admins; audited)",
         description=(
-            'Body `{"proposal_digest": "...", "days": 30, "worker": 7}`: the proposal is '
+            'Body `{"proposal_digest": "...", "days": 30, "worker": 7}` (a missing, unknown '
+            "or query-string field is a 400 that names it): the proposal is "
             "computed again and applied only if it is still the one with this digest."
         ),
         request=OpenApiTypes.OBJECT,
@@ -499,20 +500,69 @@ class RoleLeastPrivilegeAPIView(_RoleScope, APIView):
 
     def post(self, request: Request, org_slug: str, role_id: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         role = get_object_or_404(self.scope_queryset(), pk=role_id)
-        data = request.data if isinstance(request.data, dict) else {}
+        data = _apply_body(request)
         days, worker = self._params(data)
         try:
             role = role_narrow(
                 role=role,
                 days=days,
                 worker_id=worker.pk if worker else None,
-                proposal_digest=str(data.get("proposal_digest", "")),
+                proposal_digest=data["proposal_digest"],
                 actor=request.user,
             )
         except DjangoValidationError as exc:
+            errors = exc.error_dict.get("proposal", []) if hasattr(exc, "error_dict") else []
+            current = next((e.params or {} for e in errors if e.code == "proposal_changed"), {})
             raise APIError(
                 "conflict",
                 " ".join(m for msgs in exc.message_dict.values() for m in msgs),
                 status_code=status.HTTP_409_CONFLICT,
+                details=dict(current),
             ) from None
         return Response(role_document(role))
+
+
+APPLY_FIELDS = ("proposal_digest", "days", "worker")
+
+
+def _apply_body(request: Request) -> dict[str, Any]:
+    """The apply body, or a 400 that names each missing, unknown or misplaced field
+    (a digest under another name, or the worker in the query string, would otherwise
+    compute another proposal and read as "the proposal changed")."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise APIError(
+            "invalid_input",
+            'Send a JSON object: {"proposal_digest": "…", "days": 30, "worker": 7}.',
+        )
+    problems: list[tuple[str, str]] = []
+    for key in sorted(set(data) - set(APPLY_FIELDS)):
+        hint = (
+            " The report's proposal.digest goes in 'proposal_digest'."
+            if "digest" in str(key) or key == "proposal"
+            else ""
+        )
+        problems.append((f"/{key}", f"Unknown field '{key}'.{hint}"))
+    for key in ("worker", "days"):
+        if key in request.query_params:
+            problems.append(
+                (
+                    f"/{key}",
+                    f"'{key}' goes in the JSON body when applying, not in the query string.",
+                )
+            )
+    digest = data.get("proposal_digest")
+    if not isinstance(digest, str) or not digest.strip():
+        problems.append(
+            (
+                "/proposal_digest",
+                "'proposal_digest' is required: the proposal.digest of the report you reviewed.",
+            )
+        )
+    if problems:
+        raise APIError(
+            "invalid_input",
+            " ".join(message for _, message in problems),
+            details={"fields": [{"path": path, "message": m} for path, m in problems]},
+        )
+    return data

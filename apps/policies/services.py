@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from apps.audit.services import audit_record
+from apps.policies.approvers import approval_shortfalls
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import bump_rules_version
 from apps.policies.validation import clean_rules
@@ -117,6 +118,8 @@ def role_create(
         cleaned = clean_rules(organization=organization, rules=rules or [])
     except ValidationError as exc:
         errors.update(exc.message_dict)
+    else:
+        errors.update(approval_shortfalls(organization=organization, role=None, rules=cleaned))
     if errors:
         raise ValidationError(errors)
     try:
@@ -170,6 +173,12 @@ def role_update(  # noqa: C901 - flat guard clauses, one per role field
             cleaned = clean_rules(organization=role.organization, rules=rules)
         except ValidationError as exc:
             errors.update(exc.message_dict)
+        else:
+            # A rule whose requests nobody could ever approve is refused now, not
+            # discovered by an agent waiting for an approval that cannot come.
+            errors.update(
+                approval_shortfalls(organization=role.organization, role=role, rules=cleaned)
+            )
     if errors:
         raise ValidationError(errors)
     before = _rules_snapshot(role)
@@ -275,11 +284,19 @@ def role_narrow(
 
     role = Role.objects.select_for_update().get(pk=role.pk)
     report = least_privilege_report(role=role, worker_id=worker_id, days=days)
-    if report.proposal_digest() != proposal_digest:
+    current = report.proposal_digest()
+    if current != proposal_digest:
+        scope = f"worker {worker_id}" if worker_id else "all workers"
         raise ValidationError(
             {
                 "proposal": [
-                    "The proposal changed since it was shown (new calls or rules). Review it again."
+                    ValidationError(
+                        "The proposal changed since it was shown (new calls or rules): for "
+                        f"the last {days} days of {scope} its digest is now {current}, not "
+                        f"{proposal_digest or '(none)'}. Review it again.",
+                        code="proposal_changed",
+                        params={"proposal_digest": current},
+                    )
                 ]
             }
         )

@@ -266,6 +266,7 @@ class OpenAPIImportDetailAPIView(OrgAPIMixin, APIView):
     @extend_schema(
         tags=["providers"],
         summary="Choose again which operations of the document to draft (or import)",
+        operation_id="v1_orgs_custom_providers_openapi_import_choose",
         request=OpenAPIImportRequestSerializer,
         responses={202: OpenAPIImportSerializer, **error_responses(400, 403, 404, 409)},
     )

@@ -60,6 +60,11 @@ class Worker(TenantModel):
     def is_active(self) -> bool:
         return self.status == WorkerStatus.ACTIVE
 
+    def separation_of_duties_ids(self) -> set[int]:
+        """People who may not approve this worker's requests: its owner and creator
+        (apps.approvals; also read by apps.policies when a rule is saved)."""
+        return {i for i in (self.owner_id, self.created_by_id) if i is not None}
+
 
 class WorkerTokenQuerySet(TenantQuerySet["WorkerToken"]):
     def unrevoked(self) -> WorkerTokenQuerySet:
@@ -117,6 +122,14 @@ class WorkerToken(TenantModel):
 
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def separation_of_duties_ids(self) -> set[int]:
+        """People who may not approve a request made with this token: the worker's
+        owner and creator, and whoever minted the token."""
+        ids = self.worker.separation_of_duties_ids()
+        if self.created_by_id is not None:
+            ids.add(self.created_by_id)
+        return ids
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires_at <= (now or timezone.now())

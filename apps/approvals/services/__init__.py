@@ -23,12 +23,14 @@ needs to know how approvals are stored):
    `input_digest` is apps.broker.results.input_digest, exactly what the audit
    trail stores as `input_sha256`; this module only compares the strings.
 
-2. `gate.proceed` is True: the approval was claimed for this very call (row
-   lock; marked `executed` in the same transaction, audited as
-   `approval.executed`). Make the call now (validate, admit, attempt, credential,
-   upstream, outcome) and put `gate.approval.public_id` into the call's audit
-   metadata as `approval_id`. The approval is spent even if the upstream call
-   fails: it executes at most once.
+2. `gate.proceed` is True: the approval was checked for this very call (row
+   lock, every binding) but not spent. Admit the call (rate limit, quota,
+   connection), then spend it with `approval_claim_for_execution` in the same
+   transaction as the call's attempt record (marked `executed`, audited as
+   `approval.executed`), so only a call that goes upstream spends it; a refusal
+   in between leaves it usable until it expires. Put `gate.approval.public_id`
+   into the call's audit metadata as `approval_id`. Once spent, it is spent even
+   if the upstream call fails: it executes at most once.
 
 3. `gate.proceed` is False: answer `gate.status` with
    * 202 (`gate.code == "approval_pending"`): body `gate.body`, headers
@@ -52,7 +54,8 @@ needs to know how approvals are stored):
      Refusals about an existing approval are audited (`approval.claim_refused`,
      `approval.voided`, `approval.expired`) with `approval_id` in the metadata.
 
-`approval_request`, `approval_claim_for_execution` (raises `ApprovalRefused`
+`approval_request`, `approval_check_for_execution` and
+`approval_claim_for_execution` (raise `ApprovalRefused`
 with .status/.code/.message), `approval_decide`, `approvals_expire` and
 `approval_settings_update` are the individual services behind the gate, the
 dashboard, the management API and the periodic task. Every one writes its audit
@@ -72,11 +75,13 @@ from apps.approvals.services.base import (
     agent_document,
     approvals_received,
     dashboard_url,
+    input_fingerprints,
     pending_gate,
     redact_input,
     status_url,
 )
 from apps.approvals.services.calls import (
+    approval_check_for_execution,
     approval_claim_for_execution,
     approval_gate,
     approval_request,
@@ -86,6 +91,7 @@ from apps.approvals.services.decisions import (
     approvals_expire,
     eligible_approvers,
     excluded_approver_ids,
+    input_for,
     may_decide,
 )
 from apps.approvals.services.links import approval_link_open, approval_links_create
@@ -98,6 +104,7 @@ __all__ = [
     "ApprovalGate",
     "ApprovalRefused",
     "agent_document",
+    "approval_check_for_execution",
     "approval_claim_for_execution",
     "approval_decide",
     "approval_gate",
@@ -110,6 +117,8 @@ __all__ = [
     "dashboard_url",
     "eligible_approvers",
     "excluded_approver_ids",
+    "input_fingerprints",
+    "input_for",
     "may_decide",
     "pending_gate",
     "redact_input",

@@ -9,14 +9,16 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 
 from apps.approvals.models import (
     Approval,
     ApprovalKind,
-    ApprovalSettings,
     ApprovalStatus,
 )
+from apps.approvals.selectors import flatten_input
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
 from apps.policies.models import Role
@@ -186,6 +188,24 @@ def redact_input(value: Any) -> Any:
     return "‹redacted›"
 
 
+def input_fingerprints(organization_id: int, value: Any) -> dict[str, str]:
+    """A keyed hash (HMAC-SHA256 under the encryption key, per organization) of each
+    leaf of the input by path: enough to tell an approver whether a value is the same
+    as in an earlier call after that call's values were deleted, and useless for
+    guessing small values without the key."""
+    salt = f"grantry.approvals.input.{organization_id}"
+    secret = str(settings.GRANTRY_ENCRYPTION_KEY)
+    return {
+        path: salted_hmac(
+            salt,
+            json.dumps(leaf, sort_keys=True, ensure_ascii=False),
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
+        for path, leaf in flatten_input(value).items()
+    }
+
+
 def status_url(approval: Approval) -> str:
     path = reverse("approvals_agent:status", kwargs={"approval_id": approval.public_id})
     return f"{settings.GRANTRY_BASE_URL}{path}"
@@ -252,6 +272,8 @@ def _next_step(approval: Approval, status: str) -> str:
 
 def pending_gate(approval: Approval) -> ApprovalGate:
     document = agent_document(approval)
+    # Where a person decides (sign-in required): MCP clients show it to their user.
+    document["page_url"] = dashboard_url(approval)
     message = (
         f"This call needs a person's approval: {approval.summary} Poll "
         f"{document['status_url']} and, once it is approved, re-send the same call with "
@@ -273,6 +295,7 @@ def pending_gate(approval: Approval) -> ApprovalGate:
                     "id",
                     "status",
                     "status_url",
+                    "page_url",
                     "summary",
                     "expires_at",
                     "approvals_needed",
@@ -328,19 +351,29 @@ def _audit(
 
 
 def _set_status(approval: Approval, status: str, **fields: Any) -> None:
+    if status != ApprovalStatus.PENDING and approval.sealed_input:
+        # The exact input is there for deciding; once the request is over it goes.
+        fields["sealed_input"] = ""
     approval.status = status
     for name, value in fields.items():
         setattr(approval, name, value)
     approval.save(update_fields=["status", *fields])
 
 
-def _notify(approval_id: int, event: str) -> None:
-    """Enqueue the email and webhook (after commit, `robust`: a broken queue is
-    logged and never turns the agent's 202 or an approver's decision into an error)."""
-    from apps.approvals import tasks
+def _notify(approval: Approval, event: str) -> None:
+    """Call in the event's transaction: the webhook's body is kept now, as things
+    are (apps.approvals.notify), and the email and the delivery are enqueued after
+    commit (`robust`: a broken queue is logged and never turns the agent's 202 or
+    an approver's decision into an error)."""
+    from apps.approvals import notify, tasks
 
-    if event == "approval.requested":
-        tasks.notify_approvers.delay(approval_id)
-    # Whether a webhook is configured is decided by the task (the URL is encrypted).
-    if ApprovalSettings.objects.filter(organization__approvals__pk=approval_id).exists():
-        tasks.deliver_webhook.delay(approval_id, event)
+    queued = notify.webhook_event_record(approval, event) is not None
+    approval_id = approval.pk
+
+    def enqueue() -> None:
+        if event == "approval.requested":
+            tasks.notify_approvers.delay(approval_id)
+        if queued:
+            tasks.deliver_webhook.delay(approval_id)
+
+    transaction.on_commit(enqueue, robust=True)

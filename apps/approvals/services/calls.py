@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,10 +27,12 @@ from apps.approvals.services.base import (
     _notify,
     _set_status,
     approver_words,
+    input_fingerprints,
     pending_gate,
     redact_input,
     summarize,
 )
+from apps.approvals.services.decisions import approver_shortfall
 from apps.audit.models import Outcome
 from apps.organizations.models import Organization
 from apps.workers.models import Worker
@@ -69,7 +72,8 @@ def approval_request(
     """Ask for approval of this exact call, or return the pending request it repeats.
 
     Raises ApprovalRefused(403, approval_input_mismatch) when the Idempotency-Key
-    names a pending request for a different call."""
+    names a pending request for a different call, and (403, no_eligible_approver)
+    when too few people could ever approve it (separation of duties included)."""
 
     if not getattr(decision, "approval_required", False):
         raise ValueError("approval_request needs a decision with approval_required")
@@ -122,6 +126,8 @@ def approval_request(
         input_digest=binding.input_digest,
         input=input if organization.store_broker_input else redact_input(input),
         input_stored=organization.store_broker_input,
+        sealed_input=json.dumps(input, ensure_ascii=False),
+        input_fingerprints=input_fingerprints(organization.pk, input),
         call_digest=binding.call_digest(),
         idempotency_key=idempotency_key,
         reason=(reason or "").replace("\x00", "")[:MAX_REASON_CHARS]
@@ -132,6 +138,10 @@ def approval_request(
         request_id=request_id[:64],
         expires_at=now + timedelta(seconds=int(decision.approval_expires_in or 3600)),
     )
+    shortfall = approver_shortfall(approval)
+    if shortfall is not None:
+        # Told at once: an agent must not wait for an approval nobody can give.
+        raise ApprovalRefused(403, "no_eligible_approver", shortfall)
     approval.summary = summarize(
         worker_name=worker.name,
         binding=binding,
@@ -160,8 +170,7 @@ def approval_request(
             "idempotency_key": bool(idempotency_key),
         },
     )
-    approval_id = approval.pk
-    transaction.on_commit(lambda: _notify(approval_id, "approval.requested"), robust=True)
+    _notify(approval, "approval.requested")
     return approval
 
 
@@ -283,17 +292,12 @@ def _claim_refusal(  # noqa: C901 - flat guard clauses, each a documented refusa
     return None
 
 
-def approval_claim_for_execution(
-    *, approval_id: str, binding: ApprovalBinding, idempotency_key: str = ""
+def _locked_claim(
+    *, approval_id: str, binding: ApprovalBinding, idempotency_key: str, spend: bool
 ) -> Approval:
-    """Spend an approved approval on this exact call, exactly once.
-
-    Under a row lock, re-checks every binding (organization, worker, token,
-    action or method+path, connection, input digest, role and rules version,
-    expiry) and marks the approval `executed` in the same transaction as its
-    audit event. Two concurrent claims serialise on the lock: one wins, the
-    other sees `executed` and gets approval_used (409). Raises ApprovalRefused
-    after committing whatever the refusal changed (expired, void)."""
+    """Under the approval's row lock, re-check every binding; with `spend`, also mark it
+    executed (audited) in the caller's transaction. Raises ApprovalRefused after
+    committing whatever the refusal changed (expired, void) and its audit event."""
     found = _find(binding, approval_id, idempotency_key)
     if found is None:
         raise ApprovalRefused(404, "approval_not_found", "No such approval.")
@@ -306,10 +310,10 @@ def approval_claim_for_execution(
         )
         now = timezone.now()
         refusal = _claim_refusal(approval, binding, now)
-        if refusal is None:
+        if refusal is None and spend:
             _set_status(approval, ApprovalStatus.EXECUTED, executed_at=now)
             _audit(approval, "approval.executed", worker_actor=True)
-        elif refusal.status != 404:
+        elif refusal is not None and refusal.status != 404:
             _audit(
                 approval,
                 "approval.claim_refused",
@@ -321,6 +325,37 @@ def approval_claim_for_execution(
     if refusal is not None:
         raise refusal
     return approval
+
+
+def approval_check_for_execution(
+    *, approval_id: str, binding: ApprovalBinding, idempotency_key: str = ""
+) -> Approval:
+    """Whether this approval may run this exact call now, without spending it: every
+    binding, the status and the expiry are checked as `approval_claim_for_execution`
+    checks them. The broker checks first, admits the call (rate limit, quota,
+    connection), then claims in the transaction of its attempt, so a call refused in
+    between leaves the approval usable."""
+    return _locked_claim(
+        approval_id=approval_id, binding=binding, idempotency_key=idempotency_key, spend=False
+    )
+
+
+def approval_claim_for_execution(
+    *, approval_id: str, binding: ApprovalBinding, idempotency_key: str = ""
+) -> Approval:
+    """Spend an approved approval on this exact call, exactly once.
+
+    Under a row lock, re-checks every binding (organization, worker, token,
+    action or method+path, connection, input digest, role and rules version,
+    expiry) and marks the approval `executed` with its audit event, in the
+    caller's transaction when there is one: the broker calls it in the same
+    transaction as the call's attempt record, so an approval is spent only by a
+    call that goes upstream. Two concurrent claims serialise on the lock: one
+    wins, the other sees `executed` and gets approval_used (409). Raises
+    ApprovalRefused after committing whatever the refusal changed (expired, void)."""
+    return _locked_claim(
+        approval_id=approval_id, binding=binding, idempotency_key=idempotency_key, spend=True
+    )
 
 
 def approval_gate(
@@ -362,7 +397,8 @@ def approval_gate(
         ):
             return pending_gate(existing)  # asked again while waiting: same request
         # Anything else is a claim; its checks say exactly what (if anything) differs.
-        approval = approval_claim_for_execution(approval_id=existing.public_id, binding=binding)
+        # Only checked here: the broker spends it with the call's attempt.
+        approval = approval_check_for_execution(approval_id=existing.public_id, binding=binding)
     except ApprovalRefused as refused:
         return ApprovalGate(
             refused.approval,

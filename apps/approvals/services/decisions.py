@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,8 @@ from apps.approvals.services.base import (
     approvals_received,
 )
 from apps.audit.models import Outcome
-from apps.organizations.models import Membership, OrgRole
+from apps.organizations.models import Membership
+from apps.policies.approvers import approver_candidates
 from apps.policies.models import Role
 from apps.workers.models import WorkerToken
 
@@ -31,15 +33,14 @@ from apps.workers.models import WorkerToken
 
 def excluded_approver_ids(approval: Approval) -> set[int]:
     """Separation of duties: who created or owns the worker, or minted its token."""
-
-    worker = approval.worker
-    ids = {worker.owner_id, worker.created_by_id}
-    ids.add(
+    token = (
         WorkerToken.objects.filter(public_id=approval.token_public_id)
-        .values_list("created_by_id", flat=True)
+        .select_related("worker")
         .first()
     )
-    return {i for i in ids if i is not None}
+    if token is None:
+        return approval.worker.separation_of_duties_ids()
+    return token.separation_of_duties_ids()
 
 
 def may_decide(approval: Approval, membership: Membership | None) -> bool:
@@ -51,17 +52,45 @@ def may_decide(approval: Approval, membership: Membership | None) -> bool:
     return membership.can_manage()
 
 
-def eligible_approvers(approval: Approval) -> list[Any]:
-    """Everyone who could approve this request (for notifications)."""
-    members = Membership.objects.filter(organization_id=approval.organization_id).select_related(
-        "user"
+def input_for(approval: Approval, membership: Membership | None) -> tuple[Any, bool]:
+    """The input a member may see, and whether it is exact: the call's real input for
+    an eligible approver while the request is pending, whatever the organization
+    stores; else the record's (exact only when the organization stores input)."""
+    eligible = (
+        may_decide(approval, membership)
+        and membership is not None
+        and membership.user_id not in excluded_approver_ids(approval)
     )
-    if approval.approver_ids:
-        members = members.filter(user_id__in=approval.approver_ids)
-    else:
-        members = members.filter(role__in=[OrgRole.ADMIN, OrgRole.OWNER])
+    pending = approval.effective_status() == ApprovalStatus.PENDING
+    if eligible and approval.sealed_input and pending:
+        return json.loads(approval.sealed_input), True
+    return approval.input, approval.input_stored
+
+
+def eligible_approvers(approval: Approval) -> list[Any]:
+    """Everyone who could approve this request: the rule's named approvers, else admins
+    and owners (apps.policies.approvers, the rule a saved rule is checked against),
+    less separation of duties."""
     excluded = excluded_approver_ids(approval)
-    return [m.user for m in members if m.user_id not in excluded and m.user.is_active]
+    candidates = approver_candidates(
+        organization_id=approval.organization_id, approver_ids=approval.approver_ids
+    )
+    return [user for user in candidates if user.pk not in excluded]
+
+
+def approver_shortfall(approval: Approval) -> str | None:
+    """Why this request could never be approved (None: enough people could)."""
+    eligible = eligible_approvers(approval)
+    if len(eligible) >= approval.approvals_needed:
+        return None
+    who = "approvers the rule names" if approval.approver_ids else "admins and owners"
+    return (
+        f"No one can approve this call: it needs {approval.approvals_needed} approver"
+        f"{'s' if approval.approvals_needed > 1 else ''}, and of the {who}, "
+        f"{len(eligible)} may decide (whoever created or owns this worker, or minted its "
+        "token, may not approve its requests). Ask an admin to change the rule's "
+        "approvers; do not wait for this approval."
+    )
 
 
 def _decision_refusal(
@@ -178,8 +207,7 @@ def approval_decide(
                 },
             )
             if event != "approval.approval_recorded":
-                approval_pk = approval.pk
-                transaction.on_commit(lambda: _notify(approval_pk, event), robust=True)
+                _notify(approval, event)
     if refusal is not None:
         raise refusal
     return approval

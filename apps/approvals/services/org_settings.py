@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -13,20 +12,36 @@ from apps.approvals.models import (
 )
 from apps.audit.models import ActorType
 from apps.audit.services import audit_record
+from apps.core.egress.guard import url_refusal
 from apps.organizations.models import Organization
+from apps.policies.approvers import approval_shortfalls
+from apps.policies.models import Role
 
 # --- settings ------------------------------------------------------------------------
 
 
 def _check_webhook_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
+    """The egress guard's policy, checked when the URL is saved (and again per call)."""
     url = url.strip()
-    parts = urlsplit(url)
-    allowed = {"https"} | ({"http"} if settings.GRANTRY_EGRESS_ALLOW_LOOPBACK else set())
-    if parts.scheme not in allowed or not parts.hostname or len(url) > 2000:
-        raise ValidationError({"webhook_url": ["Enter an https:// URL."]})
+    refusal = "Use at most 2000 characters." if len(url) > 2000 else url_refusal(url)
+    if refusal:
+        raise ValidationError({"webhook_url": [refusal]})
     return url
+
+
+def _check_two_approvers_possible(organization: Organization) -> None:
+    """Refuse two approvers while a rule's requests could then never be approved."""
+    problems: list[str] = []
+    for role in Role.objects.for_organization(organization).prefetch_related("rules"):
+        rules = [{"approval": rule.approval} for rule in role.rules.all()]
+        for messages in approval_shortfalls(
+            organization=organization, role=role, rules=rules, needed=2
+        ).values():
+            problems.extend(f"Role '{role.name}': {message}" for message in messages)
+    if problems:
+        raise ValidationError(
+            {"require_two_approvers": ["Two approvers cannot be required yet.", *problems]}
+        )
 
 
 @transaction.atomic
@@ -42,6 +57,8 @@ def approval_settings_update(
     """None leaves the webhook URL or secret as it is (they are never shown back)."""
     row, _ = ApprovalSettings.objects.select_for_update().get_or_create(organization=organization)
     changes: dict[str, Any] = {}
+    if require_two_approvers and not row.require_two_approvers:
+        _check_two_approvers_possible(organization)
     if row.require_two_approvers != require_two_approvers:
         changes["require_two_approvers"] = {
             "before": row.require_two_approvers,

@@ -13,7 +13,7 @@ from django.test import Client
 from apps.approvals import api
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide
-from apps.approvals.tests.conftest import GatedAgent, make_gated_agent
+from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
 from apps.organizations.models import Organization
 from tests.factories import MembershipFactory
@@ -67,6 +67,9 @@ def test_another_worker_or_organization_gets_404(
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
 
+    from tests.factories import MembershipFactory
+
+    MembershipFactory(organization=other_org, role="owner")  # someone who could approve
     stranger = make_gated_agent(other_org, creator=None)
     response = client.get(status_url(approval), **stranger.headers)
     assert response.status_code == 404
@@ -143,7 +146,9 @@ def test_list_show_and_approve_with_a_personal_token(
     rows = listed.json()["results"]
     assert [r["id"] for r in rows] == [approval.public_id]
     assert rows[0]["can_decide"] is True
-    assert rows[0]["input_redacted"] is True
+    # An eligible approver sees the exact input while it is pending (issue 22 item 1).
+    assert rows[0]["input_redacted"] is False
+    assert rows[0]["input"] == INPUT
 
     shown = client.get(org_url(approval), **auth)
     assert shown.status_code == 200

@@ -71,6 +71,7 @@ def test_a_request_is_posted_with_a_valid_hmac(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("admin")  # someone who may approve the owner's worker
 def test_a_refused_delivery_raises_for_a_retry(
     org: Organization, owner: User, receiver: RecordingUpstream
 ) -> None:
@@ -80,16 +81,49 @@ def test_a_refused_delivery_raises_for_a_retry(
     )
     approval = make_gated_agent(org, creator=owner).request()
     with pytest.raises(WebhookFailed) as info:
-        deliver_webhook(approval.pk, "approval.requested")
+        deliver_webhook(approval.pk)
     assert "127.0.0.1" not in str(info.value)  # the URL (a credential for Slack) stays out
     assert len(receiver.requests) == 1
     assert SIGNATURE_HEADER not in receiver.requests[0].headers  # no secret, no signature
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("admin")
 def test_no_webhook_configured_sends_nothing(
     org: Organization, owner: User, receiver: RecordingUpstream
 ) -> None:
     approval = make_gated_agent(org, creator=owner).request()
-    assert deliver_webhook(approval.pk, "approval.requested") is None
+    assert deliver_webhook(approval.pk) == 0
     assert receiver.requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_one_approvals_events_arrive_in_order_saying_what_was_true_then(
+    org: Organization, owner: User, admin: User, receiver: RecordingUpstream
+) -> None:
+    """Issue 22 item 5: the receiver refuses `approval.requested` once; the approval is
+    decided meanwhile. `requested` must still arrive first, saying "pending"."""
+    from apps.approvals.services import approval_decide
+
+    receiver.reply = Reply(status=503, body={"busy": True})
+    approval_settings_update(
+        organization=org, require_two_approvers=False, webhook_url=f"{receiver.url}/hook"
+    )
+    approval = make_gated_agent(org, creator=owner).request()
+    assert _wait_for(lambda: len(receiver.requests) >= 1), "no first delivery"
+    receiver.reply = Reply(status=200, body={"ok": True})  # busy while it was pending
+    approval_decide(approval=approval, actor=admin, approve=True)
+
+    def accepted() -> list[dict[str, Any]]:
+        return [json.loads(hit.body) for hit in receiver.requests if hit.status == 200]
+
+    assert _wait_for(lambda: len(accepted()) >= 2, 60), receiver.requests
+    delivered = accepted()
+    assert [p["event"] for p in delivered] == ["approval.requested", "approval.approved"]
+    assert delivered[0]["approval"]["status"] == "pending"
+    assert delivered[0]["approval"]["approvals_received"] == 0
+    assert delivered[1]["approval"]["status"] == "approved"
+    assert delivered[0]["event_id"] < delivered[1]["event_id"]
+    time.sleep(1)
+    assert len(accepted()) == 2  # each accepted once

@@ -12,7 +12,7 @@ from django.db import connections
 from django.utils import timezone
 
 from apps.approvals.models import Approval, ApprovalStatus
-from apps.approvals.selectors import input_diff
+from apps.approvals.selectors import InputSide, input_diff
 from apps.approvals.services import (
     INPUT_DIFFERS,
     ApprovalRefused,
@@ -21,6 +21,8 @@ from apps.approvals.services import (
     approval_gate,
     approval_settings_update,
     approvals_expire,
+    input_fingerprints,
+    redact_input,
 )
 from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
 from apps.audit.models import AuditEvent
@@ -114,7 +116,9 @@ def test_an_admin_approves_and_it_is_audited(gated: GatedAgent, admin: User) -> 
 def test_separation_of_duties_refuses_the_workers_creator_and_owner(
     org: Organization, owner: User, admin: User
 ) -> None:
-    # owner created the worker and minted its token; admin owns the worker.
+    # owner created the worker and minted its token; admin owns the worker. A third
+    # admin can decide (without one the request is refused at once: see below).
+    MembershipFactory(organization=org, role="admin")
     agent = make_gated_agent(org, creator=owner, owner=admin)
     approval = agent.request()
     for user in (owner, admin):
@@ -132,6 +136,7 @@ def test_a_token_minted_by_an_admin_bars_that_admin(
 ) -> None:
     from apps.workers.services import token_mint
 
+    MembershipFactory(organization=org, role="admin")  # someone who may still decide
     agent = make_gated_agent(org, creator=owner)
     token, raw = token_mint(worker=agent.worker, actor=admin)
     agent.token, agent.raw = token, raw
@@ -180,8 +185,8 @@ def test_another_organizations_admin_cannot_decide(
 
 
 def test_two_approvers_when_the_organization_requires_them(gated: GatedAgent, admin: User) -> None:
-    approval_settings_update(organization=gated.organization, require_two_approvers=True)
     second = MembershipFactory(organization=gated.organization, role="admin").user
+    approval_settings_update(organization=gated.organization, require_two_approvers=True)
     approval = gated.request()
     assert approval.approvals_needed == 2
     assert approve(approval, admin).status == ApprovalStatus.PENDING
@@ -330,6 +335,7 @@ def test_the_periodic_task_expires_and_audits(gated: GatedAgent, admin: User) ->
 
 
 def test_a_rule_sets_its_own_expiry(org: Organization, owner: User) -> None:
+    MembershipFactory(organization=org, role="admin")  # someone who may decide
     agent = make_gated_agent(org, creator=owner, expires_in=120)
     approval = agent.request()
     assert approval.expires_at - approval.created_at < timedelta(seconds=130)
@@ -371,7 +377,12 @@ def test_the_gate_answers_202_then_proceeds_once(gated: GatedAgent, admin: User)
     approve(first.approval, admin)
     by_key = approval_gate(binding=gated.binding(), decision=gated.decide(), idempotency_key="k-9")
     assert by_key.proceed is True
-    assert by_key.approval.status == "executed"
+    # The gate only checks; the broker spends it with the call's attempt.
+    assert by_key.approval.status == "approved"
+    spent = approval_claim_for_execution(
+        approval_id=by_key.approval.public_id, binding=gated.binding()
+    )
+    assert spent.status == "executed"
     used = approval_gate(binding=gated.binding(), decision=gated.decide(), approval_id=body["id"])
     assert (used.proceed, used.status, used.code) == (False, 409, "approval_used")
     assert used.details == {"approval_id": body["id"]}
@@ -388,13 +399,35 @@ def test_the_gate_answers_202_then_proceeds_once(gated: GatedAgent, admin: User)
 
 
 def test_input_diff_rows() -> None:
-    rows = input_diff({"a": 1, "b": {"c": "x"}, "gone": True}, {"a": 2, "b": {"c": "x"}, "new": 1})
+    rows = input_diff(
+        InputSide({"a": 1, "b": {"c": "x"}, "gone": True}),
+        InputSide({"a": 2, "b": {"c": "x"}, "new": 1}),
+    )
     assert [(r.path, r.change) for r in rows] == [
         ("a", "changed"),
         ("b.c", "same"),
         ("gone", "removed"),
         ("new", "added"),
     ]
+
+
+def test_input_diff_compares_real_values_through_fingerprints() -> None:
+    """Redacted values look alike; their fingerprints tell 201 from 300 (issue 22 item 1)."""
+    then = input_fingerprints(1, {"item_id": 7, "qty": 201})
+    same = input_fingerprints(1, {"item_id": 7, "qty": 201})
+    now = input_fingerprints(1, {"item_id": 7, "qty": 300})
+    redacted = redact_input({"item_id": 7, "qty": 201})
+    rows = input_diff(
+        InputSide(redacted, False, then), InputSide({"item_id": 7, "qty": 300}, True, now)
+    )
+    assert [(r.path, r.change) for r in rows] == [("item_id", "same"), ("qty", "changed")]
+    rows = input_diff(InputSide(redacted, False, then), InputSide(redacted, False, same))
+    assert [r.change for r in rows] == ["same", "same"]
+    # Without fingerprints (requests made before they existed) redacted values prove nothing.
+    rows = input_diff(InputSide(redacted, False), InputSide(redacted, False))
+    assert [r.change for r in rows] == ["unknown", "unknown"]
+    # Another organization's fingerprints of the same value differ (per-organization key).
+    assert input_fingerprints(2, {"qty": 201})["qty"] != then["qty"]
 
 
 # --- concurrency (threads, real PostgreSQL) ---------------------------------------------
@@ -525,3 +558,67 @@ def test_webhook_secrets_are_encrypted_fields_the_key_rotation_covers() -> None:
         "approvals.ApprovalSettings.webhook_url",
         "approvals.ApprovalSettings.webhook_secret",
     } <= found
+
+
+# --- configurations nobody could approve (issue 22 item 3) ----------------------------
+
+
+def test_a_rule_naming_only_the_workers_creator_is_refused_when_saved(
+    gated: GatedAgent, owner: User
+) -> None:
+    from django.core.exceptions import ValidationError
+
+    from apps.approvals.tests.conftest import approval_rules
+
+    with pytest.raises(ValidationError) as info:
+        role_update(
+            role=gated.role, rules=approval_rules(gated.connection, approvers=[owner.email])
+        )
+    message = " ".join(info.value.message_dict["rules.1.approval.approvers"])
+    assert "cleanup-bot" in message
+    assert "separation of duties" in message
+    assert owner.email in message
+
+
+def test_two_approvers_with_one_eligible_are_refused_when_saved(
+    gated: GatedAgent, admin: User
+) -> None:
+    """The owner created the worker, so only the admin could approve: two cannot be
+    required, neither by the organization's setting nor for a rule saved under it."""
+    from django.core.exceptions import ValidationError
+
+    from apps.approvals.models import ApprovalSettings
+    from apps.approvals.tests.conftest import approval_rules
+
+    with pytest.raises(ValidationError) as info:
+        approval_settings_update(organization=gated.organization, require_two_approvers=True)
+    assert "deleter" in " ".join(info.value.message_dict["require_two_approvers"])
+    assert not ApprovalSettings.objects.filter(
+        organization=gated.organization, require_two_approvers=True
+    ).exists()
+    # With a second admin two approvers can be required; a rule naming one cannot.
+    MembershipFactory(organization=gated.organization, role="admin")
+    approval_settings_update(organization=gated.organization, require_two_approvers=True)
+    with pytest.raises(ValidationError) as info:
+        role_update(
+            role=gated.role, rules=approval_rules(gated.connection, approvers=[admin.email])
+        )
+    assert "need 2 approvers" in " ".join(info.value.message_dict["rules.1.approval.approvers"])
+
+
+def test_an_agent_is_told_at_once_when_no_eligible_approver_exists(
+    gated: GatedAgent, admin: User
+) -> None:
+    """The rule was fine when saved; then the only eligible approver left."""
+    from apps.organizations.models import Membership
+
+    Membership.objects.filter(organization=gated.organization, user=admin).delete()
+    gate = approval_gate(
+        binding=gated.binding(),
+        decision=gated.decide(),
+        connection_name="sandbox-demo",
+        input=INPUT,
+    )
+    assert (gate.proceed, gate.status, gate.code) == (False, 403, "no_eligible_approver")
+    assert "No one can approve this call" in gate.message
+    assert not Approval.objects.exists()

@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import mail
+from django.db import connection
 from django.test import Client
 
 from apps.approvals.models import ApprovalLink, ApprovalSettings, ApprovalStatus
@@ -60,15 +61,60 @@ def test_the_page_shows_the_input_and_a_diff_against_the_last_approved_call(
     assert "<code>42</code>" in html
 
 
-def test_redacted_input_when_the_org_does_not_store_it(
-    client: Client, gated: GatedAgent, admin: User
+def test_approvers_see_the_exact_input_while_it_is_pending_whatever_the_org_stores(
+    client: Client, gated: GatedAgent, admin: User, reviewer: User
 ) -> None:
-    approval = gated.request(input={"task_id": 42})
+    """Issue 22 item 1: with store_broker_input off (the default) an eligible approver
+    sees the real values and a truthful diff; the exact input is encrypted at rest and
+    deleted once the request is decided."""
+    assert not gated.organization.store_broker_input
+    earlier = gated.request(input={"task_id": 201})
+    approval_decide(approval=earlier, actor=admin, approve=True)
+    earlier.refresh_from_db()
+    assert earlier.sealed_input == ""  # purged when decided
+    approval = gated.request(input={"task_id": 300})
     client.force_login(admin)
     html = client.get(page(approval)).content.decode()
+    assert "&quot;task_id&quot;: 300" in html
+    assert "values are redacted" not in html
+    # The diff compares the real values: 201 then, 300 now.
+    assert re.search(r"<code>task_id</code></td><td><strong>changed</strong>", html), html
+    assert "<code>300</code>" in html
+    same = gated.request(input={"task_id": 201}, reason="again")
+    html = client.get(page(same)).content.decode()
+    assert re.search(r"<code>task_id</code></td><td><span class=\"muted\">same</span>", html)
+    # A reviewer (not an approver) sees only the shape.
+    client.force_login(reviewer)
+    html = client.get(page(approval)).content.decode()
     assert "values are redacted" in html
-    assert "redacted number" in html
-    assert ": 42" not in html
+    assert ": 300" not in html
+    # At rest the exact input is ciphertext.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sealed_input FROM approvals_approval WHERE id = %s", [approval.pk])
+        stored = cursor.fetchone()[0]
+    assert stored
+    assert b"300" not in bytes(stored)
+
+
+def test_the_exact_input_is_deleted_when_the_request_expires_or_runs(
+    gated: GatedAgent, admin: User
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.approvals.services import approvals_expire
+
+    expiring = gated.request(input={"task_id": 7})
+    assert expiring.sealed_input
+    approvals_expire(now=timezone.now() + timedelta(days=8))
+    expiring.refresh_from_db()
+    assert (expiring.status, expiring.sealed_input) == ("expired", "")
+
+    approval = gated.request(input={"task_id": 8})
+    approval_decide(approval=approval, actor=admin, approve=True)
+    approval.refresh_from_db()
+    assert approval.sealed_input == ""
 
 
 def test_an_admin_approves_with_a_comment(client: Client, gated: GatedAgent, admin: User) -> None:
@@ -169,10 +215,14 @@ def test_no_email_once_decided(gated: GatedAgent, admin: User) -> None:
 def test_settings_page_keeps_secrets_out_and_audits(
     client: Client, gated: GatedAgent, admin: User, member: User
 ) -> None:
+    from tests.factories import MembershipFactory
+
     url = f"/o/{gated.organization.slug}/approvals/settings/"
     client.force_login(member)
     assert client.get(url).status_code == 403
     client.force_login(admin)
+    # The owner created the worker: a second admin makes two approvers possible.
+    MembershipFactory(organization=gated.organization, role="admin")
     response = client.post(
         url,
         {

@@ -513,3 +513,39 @@ def test_a_signed_checkpoint_is_published_after_delivery_at_most_once_an_interva
         receiver.checkpoints[1]["grantry_checkpoint"]["chains"][0]["last_seq"] > chain["last_seq"]
     )
     receiver.stop()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"url": "http://siem.example.com/ingest"}, "url", "https"),
+        ({"url": "https://10.1.2.3/ingest"}, "url", "private address"),
+        ({"url": "https://169.254.169.254/latest"}, "url", "metadata"),
+        ({"url": "https://127.0.0.1:8443/ingest"}, "url", "loopback"),
+        ({"secret": "token\r\nX-Injected: 1"}, "secret", "line break"),
+        ({"kind": "syslog", "url": "", "host": "192.168.1.20", "port": 6514}, "host", "private"),
+    ],
+)
+def test_a_sink_that_could_never_deliver_is_refused_when_saved(
+    org: Organization, settings: Any, fields: dict[str, Any], field: str, words: str
+) -> None:
+    """Issue 21 item 10: refused with the reason at save, not only at send. The
+    addresses are the egress guard's policy (production: no loopback, https only)."""
+    from django.core.exceptions import ValidationError
+
+    from apps.audit.models import AuditSink
+
+    settings.GRANTRY_EGRESS_ALLOW_LOOPBACK = False
+    values: dict[str, Any] = {
+        "kind": "webhook",
+        "url": "https://93.184.215.14/ingest",  # a public address: no DNS needed
+        "secret": SECRET,
+        **fields,
+    }
+    with pytest.raises(ValidationError) as info:
+        audit_sink_create(organization=org, name="siem", **values)
+    assert words in " ".join(info.value.message_dict[field])
+    assert not AuditSink.objects.exists()
+    assert audit_sink_create(
+        organization=org, name="ok", kind="webhook", url="https://93.184.215.14/x", secret=SECRET
+    )

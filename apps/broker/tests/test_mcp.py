@@ -186,7 +186,8 @@ def test_origin_is_validated(client: TestClient, agent: Agent, settings: Setting
     )
     assert ours.status_code == 200
     result = ours.json()["result"]
-    assert result["supportedVersions"] == [MODERN]
+    assert "2025-11-25" in result["supportedVersions"]
+    assert MODERN in result["supportedVersions"]
     assert result["resultType"] == "complete"
     assert "ttlMs" in result
     assert result["cacheScope"] == "private"
@@ -305,3 +306,61 @@ def test_tool_schema_requires_a_connection_only_when_several_allowed_ones_fit(
         "sandbox",
         "sandbox-two",
     ]
+
+
+# --- conformance (issue 22 item 14) ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_handshake_version_header_with_a_modern_envelope_is_a_mismatch(
+    client: TestClient, agent: Agent
+) -> None:
+    response = mcp_post(
+        client,
+        modern("tools/list"),
+        HTTP_MCP_PROTOCOL_VERSION="2025-11-25",
+        HTTP_MCP_METHOD="tools/list",
+        **agent.headers,
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == -32020
+
+
+@pytest.mark.django_db
+def test_ping_exists_only_in_the_handshake_generation(client: TestClient, agent: Agent) -> None:
+    modern_ping = mcp_post(
+        client,
+        modern("ping"),
+        HTTP_MCP_PROTOCOL_VERSION=MODERN,
+        HTTP_MCP_METHOD="ping",
+        **agent.headers,
+    )
+    assert modern_ping.status_code == 404, modern_ping.content
+    assert modern_ping.json()["error"]["code"] == -32601
+    legacy_ping = mcp_post(
+        client,
+        {"jsonrpc": "2.0", "id": 3, "method": "ping"},
+        HTTP_MCP_PROTOCOL_VERSION="2025-11-25",
+        **agent.headers,
+    )
+    assert legacy_ping.status_code == 200
+    assert legacy_ping.json()["result"] == {}
+
+
+@pytest.mark.django_db
+def test_an_unsupported_version_lists_every_served_one(client: TestClient, agent: Agent) -> None:
+    body = modern("tools/list")
+    body["params"]["_meta"] = {**META, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}
+    response = mcp_post(
+        client,
+        body,
+        HTTP_MCP_PROTOCOL_VERSION="2099-01-01",
+        HTTP_MCP_METHOD="tools/list",
+        **agent.headers,
+    )
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == -32022
+    assert "2025-11-25" in error["data"]["supported"]
+    assert MODERN in error["data"]["supported"]
+    assert error["data"]["requested"] == "2099-01-01"

@@ -18,6 +18,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.monotonic)  # when it arrived
+    status: int = 0  # what it was answered
 
 
 @dataclass
@@ -42,10 +43,10 @@ class RecordingUpstream:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                outer.requests.append(
-                    Received(self.command, self.path, dict(self.headers.items()), body)
-                )
+                received = Received(self.command, self.path, dict(self.headers.items()), body)
+                outer.requests.append(received)
                 reply = outer.reply
+                received.status = reply.status
                 if reply.delay:
                     time.sleep(reply.delay)
                 payload = (

@@ -18,6 +18,7 @@ from apps.connections.services.connect import (
     connection_create_from_oauth,
     connection_oauth_complete,
     connection_oauth_start,
+    connection_save_checked_api_key,
     oauth_states_purge,
     provider_app_save,
 )
@@ -27,6 +28,11 @@ from apps.connections.services.refresh import (
     connection_ids_refresh_due,
     connection_refresh,
     org_admin_emails,
+)
+from apps.connections.services.rotation import (
+    connection_replace_api_key,
+    retired_key_confirm_dead,
+    retired_key_is_dead,
 )
 
 __all__ = [
@@ -42,10 +48,14 @@ __all__ = [
     "connection_oauth_complete",
     "connection_oauth_start",
     "connection_refresh",
+    "connection_replace_api_key",
+    "connection_save_checked_api_key",
     "fetch_account_label",
     "oauth_redirect_uri",
     "oauth_states_purge",
     "org_admin_emails",
     "provider_app_save",
     "resolved_provider",
+    "retired_key_confirm_dead",
+    "retired_key_is_dead",
 ]

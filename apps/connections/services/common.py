@@ -48,14 +48,11 @@ def _token_expiry(token: dict[str, Any]) -> datetime | None:
     return None
 
 
-def fetch_account_label(
-    provider: Provider, secret: str, base_url_params: dict[str, Any] | None = None
-) -> str:
-    """Ask the provider who the credential belongs to. Raises CredentialRejected
-    on 401/403, ProviderUnreachable on other failures. "" if no identity call."""
+def identity_response(provider: Provider, applied: custody.AppliedAuth) -> Any:
+    """The provider's identity call with a placed credential (through egress). Raises
+    ProviderUnreachable when no answer came, or the provider has no identity call."""
     if not provider.userinfo_url:
-        return ""
-    applied = custody.place_credential(provider, secret, base_url_params)
+        raise ProviderUnreachable(f"{provider.display_name} has no identity call to ask.")
     method = getattr(provider, "userinfo_method", "GET") or "GET"
     body = getattr(provider, "userinfo_body", None)
     headers = {
@@ -64,11 +61,23 @@ def fetch_account_label(
         **applied.headers,
     }
     try:
-        response = egress_request(
+        return egress_request(
             method, provider.userinfo_url, headers=headers, params=applied.params or None, json=body
         )
     except EgressError as exc:
         raise ProviderUnreachable(f"{provider.display_name} could not be reached: {exc}") from exc
+
+
+def fetch_account_label(
+    provider: Provider, secret: str, base_url_params: dict[str, Any] | None = None
+) -> str:
+    """Ask the provider who the credential belongs to. Raises CredentialRejected
+    on 401/403, ProviderUnreachable on other failures. "" if no identity call."""
+    if not provider.userinfo_url:
+        return ""
+    response = identity_response(
+        provider, custody.place_credential(provider, secret, base_url_params)
+    )
     if response.status_code in (401, 403):
         raise CredentialRejected(
             f"{provider.display_name} rejected the credential (HTTP {response.status_code})."

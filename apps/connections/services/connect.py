@@ -377,7 +377,7 @@ def connection_create_api_key(
     provider = resolved_provider(provider_key, organization=organization, base_url_params=params)
     api_key = api_key.strip()
     account_label = fetch_account_label(provider, api_key, params)
-    return _connection_save_api_key(
+    return connection_save_checked_api_key(
         organization=organization,
         provider_key=provider_key,
         name=name,
@@ -389,7 +389,7 @@ def connection_create_api_key(
 
 
 @transaction.atomic
-def _connection_save_api_key(
+def connection_save_checked_api_key(
     *,
     organization: Organization,
     provider_key: str,
@@ -399,6 +399,9 @@ def _connection_save_api_key(
     account_label: str,
     created_by: Any,
 ) -> Connection:
+    """Save an API-key connection whose key the provider has just accepted
+    (`fetch_account_label`); a caller that must write more in the same transaction
+    (the import of a key from an agent's config) makes the check first, then calls this."""
     connection = Connection(
         organization=organization,
         provider_key=provider_key,

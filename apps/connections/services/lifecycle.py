@@ -16,6 +16,7 @@ from apps.connections.models import (
     Connection,
     ConnectionStatus,
     McpServer,
+    RetiredCredential,
     RevocationResult,
 )
 from apps.connections.services.common import resolved_provider
@@ -72,6 +73,11 @@ def _destroy(
     failure: str,
 ) -> Connection:
     custody.destroy_secrets(connection)
+    # An old key held for its rotation check goes with the connection's other secrets.
+    for retired in RetiredCredential.objects.filter(connection=connection).held():
+        custody.purge_retired_key(retired)
+        retired.purged_at = timezone.now()
+        retired.save(update_fields=["secret", "purged_at", "updated_at"])
     connection.status = ConnectionStatus.REVOKED
     detail = "Disconnected." + (f" Revocation failed: {failure}" if failure else "")
     connection.status_detail = detail[:300]

@@ -107,6 +107,40 @@ def checked_addresses(host: str, port: int) -> list[str]:
     return [str(address) for address in candidates]
 
 
+def destination_refusal(host: str, port: int) -> str | None:
+    """Why `host` could never be contacted under the egress policy, in words for a form
+    (None: it may be). For checking a destination when it is saved; every call is
+    still checked again when it is made (a name can change what it resolves to), so a
+    name that does not resolve yet is not refused here."""
+    try:
+        checked_addresses(host, port)
+    except EgressBlocked as exc:
+        return str(exc)
+    except EgressConnectError:
+        return None
+    return None
+
+
+def url_refusal(url: str) -> str | None:
+    """Why `url` could never be called under the egress policy (scheme, https, host,
+    addresses), in words for a form; None when it may be. The rules `egress_request`
+    applies to every call."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "This is not a valid URL."
+    if parts.scheme not in ALLOWED_SCHEMES:
+        return "Only http and https URLs may be called."
+    if parts.scheme != "https" and _require_https():
+        return "Use an https:// URL: credentials and events never travel in clear text."
+    if not parts.hostname:
+        return "The URL has no host."
+    return destination_refusal(parts.hostname, port)
+
+
 SocketOption = tuple[int, int, int]
 
 

@@ -15,6 +15,7 @@ SECTIONS = [
     ("Approvals", "approvals:list", "approvals", "member"),
     ("Providers", "providers:catalog", "providers", "member"),
     ("Audit", "audit:list", "audit", "reviewer"),
+    ("Inventory", "inventory:list", "inventory", "reviewer"),
     ("Members", "orgs:members", "members", "member"),
     ("Settings", "orgs:settings", "settings", "member"),
 ]

@@ -425,3 +425,85 @@ def test_our_views_never_borrow_the_sandbox_servers_cached_core(ours: Any, their
     assert isinstance(core.server.request_validator, GrantryValidator)
     for grant in getattr(core.server, "grant_types", {}).values():
         assert isinstance(grant.request_validator, GrantryValidator)
+
+
+# --- issue 22 item 14 and issue 21 items 7, 10 ------------------------------------------
+
+
+@pytest.mark.usefixtures("agent")
+def test_error_redirects_carry_iss(signed_in: Any) -> None:
+    """RFC 9207 §2: the issuer is on error responses too."""
+    flow = new_flow(register(signed_in))
+    for response in (
+        signed_in.get(authorize_url(flow, code_challenge=None, code_challenge_method=None)),
+        signed_in.get(authorize_url(flow, resource="https://other.example/mcp")),
+    ):
+        params = redirect_params(response)
+        assert params["error"] in {"invalid_request", "invalid_target"}
+        assert params["iss"] == services.issuer_url()
+        assert params["state"] == flow.state
+
+
+def test_registration_keeps_application_type(client: Client) -> None:
+    response = client.post(
+        "/oauth/register/",
+        json.dumps(
+            {
+                "client_name": "Desktop app",
+                "redirect_uris": ["http://127.0.0.1:7777/cb"],
+                "token_endpoint_auth_method": "none",
+                "application_type": "native",
+            }
+        ),
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["application_type"] == "native"
+    web = client.post(
+        "/oauth/register/",
+        json.dumps(
+            {"redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "none"}
+        ),
+        content_type="application/json",
+    )
+    assert web.json()["application_type"] == "web"  # OIDC DCR's default
+    bad = client.post(
+        "/oauth/register/",
+        json.dumps(
+            {
+                "redirect_uris": ["https://app.example/cb"],
+                "token_endpoint_auth_method": "none",
+                "application_type": "toaster",
+            }
+        ),
+        content_type="application/json",
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "invalid_client_metadata"
+
+
+def test_registration_caps_redirect_uris(client: Client, settings: Settings) -> None:
+    uris = [f"http://127.0.0.1:{8000 + n}/cb" for n in range(5000)]
+    response = client.post(
+        "/oauth/register/",
+        json.dumps({"redirect_uris": uris, "token_endpoint_auth_method": "none"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"] == "invalid_redirect_uri"
+    assert str(settings.GRANTRY_MCP_DCR_MAX_REDIRECT_URIS) in response.json()["error_description"]
+
+
+def test_a_replayed_code_revokes_the_tokens_issued_from_it(signed_in: Any, agent: Agent) -> None:
+    """Issue 21 item 7 (RFC 6749 §4.1.2): the second use of a code is refused and the
+    tokens the first use got stop working, refresh included."""
+    flow, code, tokens = connect(signed_in, agent)
+    assert tools_list(signed_in, tokens["access_token"]).status_code == 200
+    again = exchange(signed_in, flow, code)
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+    assert tools_list(signed_in, tokens["access_token"]).status_code == 401
+    assert refresh(signed_in, flow, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    event = AuditEvent.objects.get(action="mcp.code_reused")
+    assert event.outcome == "failure"
+    assert event.metadata["revoked_tokens"]

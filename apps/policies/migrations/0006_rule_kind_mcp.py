@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connections', '0004_mcp_servers_and_tools'),
+        ('connections', '0005_mcp_servers_and_tools'),
         ('policies', '0005_rule_schedule_and_quota'),
     ]
 

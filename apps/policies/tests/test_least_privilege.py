@@ -200,3 +200,45 @@ def test_api_report_and_apply(
     assert len(done.json()["rules"]) == 3
     login(client, outsider)
     assert client.get(api).status_code == 404
+
+
+def test_apply_names_the_missing_or_misplaced_field(
+    client: Client, history: Any, admin: User
+) -> None:
+    """Issue 22 item 6: not a bare 409 "The proposal changed" when the digest came under
+    another name or the worker in the query string."""
+    h = history
+    api = reverse(
+        "org_api:role-least-privilege", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk}
+    )
+    login(client, admin)
+    digest = client.get(api, {"worker": h["bot"].pk}).json()["proposal"]["digest"]
+
+    renamed = client.post(
+        api, {"digest": digest, "worker": h["bot"].pk}, content_type="application/json"
+    )
+    assert renamed.status_code == 400, renamed.content
+    error = renamed.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert "'digest'" in error["message"]
+    assert "'proposal_digest'" in error["message"]
+    assert {f["path"] for f in error["details"]["fields"]} == {"/digest", "/proposal_digest"}
+
+    in_query = client.post(
+        f"{api}?worker={h['bot'].pk}", {"proposal_digest": digest}, content_type="application/json"
+    )
+    assert in_query.status_code == 400, in_query.content
+    error = in_query.json()["error"]
+    assert "query string" in error["message"]
+    assert "'worker'" in error["message"]
+
+    stale = client.post(
+        api, {"proposal_digest": "0" * 32, "worker": h["bot"].pk}, content_type="application/json"
+    )
+    assert stale.status_code == 409
+    assert f"worker {h['bot'].pk}" in stale.json()["error"]["message"]
+    assert stale.json()["error"]["details"]["proposal_digest"] == digest
+    done = client.post(
+        api, {"proposal_digest": digest, "worker": h["bot"].pk}, content_type="application/json"
+    )
+    assert done.status_code == 200, done.content

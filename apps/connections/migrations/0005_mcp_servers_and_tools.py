@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connections', '0003_oauth_state_base_url_params'),
+        ('connections', '0004_retired_credential'),
         ('organizations', '0003_tenant_updated_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

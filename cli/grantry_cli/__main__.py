@@ -1,0 +1,5 @@
+import sys
+
+from grantry_cli.main import main
+
+sys.exit(main())
