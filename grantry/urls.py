@@ -7,7 +7,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
+from apps.broker.mcp import mcp_connection_endpoint, mcp_endpoint, protected_resource_metadata
 from apps.connections.views import OAuthCallbackView, mcp_client_metadata
 from apps.core.csp import api_docs_policy
 from apps.core.views import healthz
@@ -36,6 +36,8 @@ urlpatterns = [
     ),
     path("api/v1/", include("apps.broker.urls")),
     path("mcp", mcp_endpoint, name="mcp"),
+    # One MCP connection's tools under their own names (apps/broker/mcp_upstream.py).
+    path("mcp/c/<str:connection>", mcp_connection_endpoint, name="mcp-connection"),
     path(
         ".well-known/oauth-protected-resource/mcp",
         protected_resource_metadata,

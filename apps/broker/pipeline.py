@@ -113,6 +113,13 @@ class Chosen:
     decision: PolicyDecision
 
 
+class Sender(Protocol):
+    """An upstream step of its own (a tool of an upstream MCP server,
+    apps.broker.mcp_upstream): what `prepare` returns instead of an HTTP `Upstream`."""
+
+    def send(self, call: AgentCall) -> BrokerResult: ...
+
+
 class Target(Protocol):
     verb_base: str
 
@@ -120,7 +127,7 @@ class Target(Protocol):
 
     def decide(self, call: AgentCall) -> Chosen | BrokerResult: ...
 
-    def prepare(self, call: AgentCall, chosen: Chosen) -> Upstream | BrokerResult: ...
+    def prepare(self, call: AgentCall, chosen: Chosen) -> Upstream | Sender | BrokerResult: ...
 
 
 @dataclass
@@ -242,7 +249,7 @@ def run(call: AgentCall) -> BrokerResult:
     refused = _attempt(call, chosen)
     if refused is not None:
         return refused
-    result = _send(call, upstream)
+    result = _send(call, upstream) if isinstance(upstream, Upstream) else upstream.send(call)
     _outcome(call, result)
     return result
 
@@ -554,6 +561,8 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
     error = result.error
     if error is None:
         outcome = Outcome.SUCCESS if (result.upstream_status or 0) < 400 else Outcome.FAILURE
+        if result.mcp_result is not None and result.mcp_result.get("isError"):
+            outcome = Outcome.FAILURE  # the tool said its call failed
     else:
         outcome = Outcome.ERROR if error.status >= 500 else Outcome.FAILURE
     try:

@@ -4,9 +4,11 @@ var/mcp-servers (`make mcp-servers`, an integrity-checked npm lock)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -93,3 +95,58 @@ def sdk_example(name: str, *args: str, port: int, auth_port: int | None = None) 
         env["MCP_AUTH_PORT"] = str(auth_port)
         ports = (port, auth_port)
     return NodeServer(SDK_EXAMPLES / "server" / name, *args, env=env, ports=ports)
+
+
+class Relay:
+    """A TCP relay in front of a server: `received` holds every byte sent through it
+    (what the upstream saw, headers included), so a test can show which credential
+    reached the server and that the worker token never did."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.received = bytearray()
+        self._lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def text(self) -> str:
+        with self._lock:
+            return self.received.decode("utf-8", "replace")
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if record:
+                    with self._lock:
+                        self.received += chunk
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
