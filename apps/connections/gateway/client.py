@@ -113,6 +113,10 @@ class _Seen:
     status: int | None = None
     www_authenticate: str = ""
     stdio: Diagnostics = field(default_factory=Diagnostics)
+    egress: EgressError | None = None  # what the egress guard refused last
+
+    def refused(self, error: EgressError) -> None:
+        self.egress = error
 
 
 class _Session:
@@ -153,7 +157,9 @@ class _Session:
                 self.seen.www_authenticate = response.headers.get("www-authenticate", "")[:2000]
 
         http = guarded_async_client(
-            headers=upstream.headers, event_hooks={"response": [on_response]}
+            headers=upstream.headers,
+            event_hooks={"response": [on_response]},
+            refused=self.seen.refused,
         )
         return _with_client(http, streamable_http_client(upstream.url, http_client=http))
 
@@ -250,6 +256,7 @@ async def _use(
             session: _Session | None = None
             try:
                 session = await _pool.session(upstream)
+                session.seen.egress = None  # a refusal seen before is not this call's
                 reused = session.uses > 0
                 session.uses += 1
                 session.busy += 1
@@ -386,6 +393,8 @@ _PRIORITY = (
 def _classify(exc: BaseException | None, upstream: Upstream, seen: _Seen) -> UpstreamError:
     label = upstream.label
     leaves = _leaves(exc) if exc is not None else []
+    if seen.egress is not None:  # the SDK reports it as a closed connection
+        leaves = [seen.egress, *leaves]
     chosen = next(
         (leaf for kind in _PRIORITY for leaf in leaves if isinstance(leaf, kind)),
         leaves[0] if leaves else None,

@@ -26,7 +26,7 @@ Errors carry the host name, never the URL.
 from __future__ import annotations
 
 import http.cookiejar
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -35,7 +35,7 @@ import httpcore2
 import httpx2
 from django.conf import settings
 
-from .errors import EgressBlocked, EgressConnectError, EgressTooLarge
+from .errors import EgressBlocked, EgressConnectError, EgressError, EgressTooLarge
 from .guard import _require_https, checked_addresses
 
 # httpcore2's exceptions as httpx2 raises them (httpx2 maps them the same way in its
@@ -95,13 +95,17 @@ class GuardedBackend(httpcore2.AnyIOBackend):
         raise failure
 
 
+Refusals = Callable[[EgressError], None]
+
+
 class _CappedStream(httpx2.AsyncByteStream):
     """An answer's body, refused once more than `cap` bytes have arrived."""
 
-    def __init__(self, stream: Any, *, cap: int, host: str) -> None:
+    def __init__(self, stream: Any, *, cap: int, host: str, refused: Refusals | None) -> None:
         self._stream = stream
         self._cap = cap
         self._host = host
+        self._refused = refused
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         received = 0
@@ -109,10 +113,13 @@ class _CappedStream(httpx2.AsyncByteStream):
             async for chunk in self._stream:
                 received += len(chunk)
                 if received > self._cap:
-                    raise EgressTooLarge(
+                    too_large = EgressTooLarge(
                         f"The answer from {self._host} is larger than {self._cap} bytes.",
                         host=self._host,
                     )
+                    if self._refused is not None:
+                        self._refused(too_large)
+                    raise too_large
                 yield chunk
         except httpcore2.TimeoutException as exc:
             raise _as_httpx(exc) from exc
@@ -124,11 +131,15 @@ class _CappedStream(httpx2.AsyncByteStream):
 
 
 class GuardedAsyncTransport(httpx2.AsyncBaseTransport):
-    """An httpx2 transport over httpcore2 with `GuardedBackend` and the size cap."""
+    """An httpx2 transport over httpcore2 with `GuardedBackend` and the size cap.
+    `refused` hears of every refusal (a blocked address, an answer too large) before it
+    is raised: a client that catches transport errors itself (the `mcp` SDK turns them
+    into "Connection closed") cannot hide why from the caller."""
 
-    def __init__(self, *, max_bytes: int | None = None) -> None:
+    def __init__(self, *, max_bytes: int | None = None, refused: Refusals | None = None) -> None:
         from . import _tls_context
 
+        self.refused = refused
         cap = int(settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES)
         self.max_bytes = min(cap, int(max_bytes)) if max_bytes is not None else cap
         self._pool = httpcore2.AsyncConnectionPool(
@@ -142,6 +153,14 @@ class GuardedAsyncTransport(httpx2.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self._handle(request)
+        except EgressError as exc:
+            if self.refused is not None:
+                self.refused(exc)
+            raise
+
+    async def _handle(self, request: httpx2.Request) -> httpx2.Response:
         host = request.url.host
         if request.url.scheme not in ("http", "https"):
             raise EgressBlocked("Only http and https URLs may be called.", host=host)
@@ -184,7 +203,9 @@ class GuardedAsyncTransport(httpx2.AsyncBaseTransport):
         return httpx2.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_CappedStream(response.stream, cap=self.max_bytes, host=host),
+            stream=_CappedStream(
+                response.stream, cap=self.max_bytes, host=host, refused=self.refused
+            ),
             extensions=response.extensions,
         )
 
@@ -202,11 +223,12 @@ def guarded_async_client(
     max_bytes: int | None = None,
     timeout: float | None = None,
     event_hooks: dict[str, list[Any]] | None = None,
+    refused: Refusals | None = None,
 ) -> httpx2.AsyncClient:
     """An `httpx2.AsyncClient` under Grantry's egress rules (see the module docstring)."""
     seconds = float(timeout if timeout is not None else settings.GRANTRY_EGRESS_TIMEOUT)
     return httpx2.AsyncClient(
-        transport=GuardedAsyncTransport(max_bytes=max_bytes),
+        transport=GuardedAsyncTransport(max_bytes=max_bytes, refused=refused),
         headers={"Accept-Encoding": "identity", "User-Agent": "Grantry/1.0", **(headers or {})},
         timeout=httpx2.Timeout(seconds),
         follow_redirects=False,
