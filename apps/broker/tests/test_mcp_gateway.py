@@ -253,3 +253,65 @@ def test_a_stdio_server_in_the_sandbox_gets_its_credential_not_the_agents(
     assert environment["SERVICE_TOKEN"] == UPSTREAM_SECRET
     assert agent.raw not in result.content[0].text
     assert set(environment) <= {"PATH", "HOME", "TMPDIR", "NODE_OPTIONS", "PWD", "SERVICE_TOKEN"}
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_tool_that_needs_approval_waits_then_runs_once(
+    org: Organization,
+    everything: tuple[Connection, Relay],
+    live_server: LiveServer,
+    owner: Any,
+    member: Any,
+    admin: Any,
+) -> None:
+    """A call needing approval behaves as it does for actions: pending (nothing sent
+    upstream), approved by a person, then run once with exactly that input."""
+    from apps.approvals.models import Approval
+    from apps.approvals.services import approval_decide
+    from apps.policies.services import role_create
+    from apps.workers.services import token_mint, worker_create
+
+    connection, relay = everything
+    role = role_create(
+        organization=org,
+        name="gated",
+        rules=[
+            {
+                "kind": "mcp",
+                "connection": connection.pk,
+                "action_pattern": "echo",
+                "approval": {"required": True},
+            }
+        ],
+    )
+    worker = worker_create(
+        organization=org, name="gated-bot", default_role=role, owner=member, actor=owner
+    )
+    _, raw = token_mint(worker=worker, actor=owner)
+    url = f"{live_server.url}/mcp"
+
+    async def ask(client: Client) -> Any:
+        return await client.call_tool("everything__echo", {"message": "approved?"})
+
+    pending = with_client(url, raw, "auto", ask)
+    assert pending.is_error is False
+    approval_id = pending.structured_content["approval"]["id"]
+    assert "Pending approval" in pending.content[0].text
+    assert tool_calls_seen(relay, "echo") == 0
+    approval = Approval.objects.get(public_id=approval_id)
+    assert approval.action_name == "everything__echo"
+    approval_decide(approval=approval, actor=admin, approve=True)
+
+    async def run(client: Client) -> Any:
+        first = await client.call_tool(
+            "everything__echo", {"message": "approved?", "_approval": approval_id}
+        )
+        again = await client.call_tool(
+            "everything__echo", {"message": "approved?", "_approval": approval_id}
+        )
+        return first, again
+
+    first, again = with_client(url, raw, "auto", run)
+    assert first.content[0].text == "Echo: approved?"
+    assert again.is_error is True  # spent: one approval, one upstream call
+    assert tool_calls_seen(relay, "echo") == 1
