@@ -354,6 +354,12 @@ CELERY_BEAT_SCHEDULE["connections-purge-oauth-states"] = {
     "task": "connections.purge_oauth_states",
     "schedule": 3600.0,
 }
+# MCP gateway: read every active upstream MCP server's tools again (new, changed and
+# removed tools are recorded and audited; a changed tool is refused until approved).
+CELERY_BEAT_SCHEDULE["connections-refresh-mcp-tools"] = {
+    "task": "connections.refresh_mcp_tools",
+    "schedule": env.float("GRANTRY_MCP_TOOLS_REFRESH_SECONDS", default=600.0),
+}
 # Workers: email org admins once per token that expires within 7 days (apps.workers.tasks).
 CELERY_BEAT_SCHEDULE["workers-warn-expiring-tokens"] = {
     "task": "workers.warn_expiring_tokens",

@@ -143,3 +143,26 @@ def test_refresh_records_health(org: Organization) -> None:
     connection.mcp_server.refresh_from_db()
     assert not connection.mcp_server.is_healthy()
     assert "127.0.0.1" in connection.mcp_server.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scheduled_refresh_lists_every_active_server(
+    org: Organization, settings: Settings
+) -> None:
+    from apps.connections.tasks import refresh_mcp_connection_tools
+
+    assert settings.CELERY_BEAT_SCHEDULE["connections-refresh-mcp-tools"]["task"] == (
+        "connections.refresh_mcp_tools"
+    )
+    port = free_port()
+    with everything_http(port, release="2025.11.25"):
+        connection, _ = mcp_connection_create(
+            organization=org,
+            name="everything",
+            server=HttpServer(url=f"http://127.0.0.1:{port}/mcp"),
+        )
+        approve(connection, "echo")
+    with everything_http(port, release="2026.8.31"):
+        assert refresh_mcp_connection_tools(connection.pk) == "13 tools, 1 changed"
+    assert McpTool.objects.get(connection=connection, name="echo").state == McpToolState.CHANGED
+    assert refresh_mcp_connection_tools(connection.pk).startswith("failed: Could not reach")
