@@ -230,7 +230,7 @@ class _Pool:
 
     async def _reap(self) -> None:
         while self.sessions:
-            await asyncio.sleep(min(30.0, float(settings.GRANTRY_MCP_SESSION_IDLE_SECONDS)))
+            await asyncio.sleep(min(5.0, float(settings.GRANTRY_MCP_SESSION_IDLE_SECONDS)))
             idle = time.monotonic() - float(settings.GRANTRY_MCP_SESSION_IDLE_SECONDS)
             for session in list(self.sessions.values()):
                 if session.busy == 0 and session.last_used < idle:

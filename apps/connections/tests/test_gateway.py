@@ -5,10 +5,14 @@ approves it again, and every approval and change in the audit trail."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
+from apps.connections import custody
 from apps.connections.gateway import client
 from apps.connections.gateway.services import HttpServer, StdioServer, mcp_connection_create
 from apps.connections.gateway.tools import (
@@ -19,7 +23,7 @@ from apps.connections.gateway.tools import (
     mcp_tools_refresh,
     upstream_for,
 )
-from apps.connections.mcp_models import McpTool, McpToolState
+from apps.connections.mcp_models import McpServer, McpTool, McpToolState
 from apps.connections.models import Connection
 from apps.connections.tests.mcp_servers import EVERYTHING_PACKAGE, everything_http, free_port
 from apps.organizations.models import Organization
@@ -166,3 +170,74 @@ def test_the_scheduled_refresh_lists_every_active_server(
         assert refresh_mcp_connection_tools(connection.pk) == "13 tools, 1 changed"
     assert McpTool.objects.get(connection=connection, name="echo").state == McpToolState.CHANGED
     assert refresh_mcp_connection_tools(connection.pk).startswith("failed: Could not reach")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_disconnecting_an_mcp_server_destroys_its_secrets_and_stops_its_child(
+    org: Organization,
+) -> None:
+    from apps.connections.services import connection_disconnect
+
+    connection, _ = mcp_connection_create(
+        organization=org,
+        name="local",
+        server=StdioServer(package=f"{EVERYTHING_PACKAGE}", args=("stdio",), env={"T": "s3cret"}),
+    )
+    approve(connection, "echo")
+    upstream = upstream_for(connection, connection.mcp_server)
+    client.call_tool(upstream, "echo", {"message": "x"})  # a child now runs for it
+    [session] = [s for k, s in client._pool.sessions.items() if k[0] == connection.pk]
+    pid = session.seen.stdio.pid
+    assert pid is not None
+    os.kill(pid, 0)  # alive
+    connection_disconnect(connection_id=connection.pk, organization=org)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the sandboxed server still runs after its connection was disconnected")
+    server = McpServer.objects.get(pk=connection.pk)
+    assert server.env_secrets == ""
+    assert Connection.objects.get(pk=connection.pk).status == "revoked"
+    with pytest.raises(custody.NeedsReauth):
+        upstream_for(Connection.objects.get(pk=connection.pk), server)
+    event = AuditEvent.objects.get(action="connection.disconnected", connection_id=connection.pk)
+    assert event.metadata["revocation"] == "unsupported"
+
+
+def _gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stdio_server_is_reused_then_killed_when_idle(
+    org: Organization, settings: Settings
+) -> None:
+    connection, _ = mcp_connection_create(
+        organization=org,
+        name="local",
+        server=StdioServer(package=EVERYTHING_PACKAGE, args=("stdio",)),
+    )
+    approve(connection, "echo")
+    upstream = upstream_for(connection, connection.mcp_server)
+    client.call_tool(upstream, "echo", {"message": "1"})
+    [session] = [s for k, s in client._pool.sessions.items() if k[0] == connection.pk]
+    pid = session.seen.stdio.pid
+    client.call_tool(upstream, "echo", {"message": "2"})
+    [again] = [s for k, s in client._pool.sessions.items() if k[0] == connection.pk]
+    assert again is session  # one child for both calls
+    assert pid is not None
+    assert not _gone(pid, 0.2)
+    settings.GRANTRY_MCP_SESSION_IDLE_SECONDS = 1
+    assert _gone(pid, 15), "an idle sandboxed server was not stopped"
