@@ -124,7 +124,7 @@ audit: venv
 	rm -rf var/lock-check
 	$(BIN)/pip-audit --strict --progress-spinner off --disable-pip $(ALL_LOCKS)
 
-bench: venv
+bench: venv mcp-servers
 	$(BIN)/python scripts/bench.py
 
 ## The audit trail at scale: seeds AUDIT_BENCH_EVENTS (default 10M) events into its own database.
@@ -133,7 +133,7 @@ bench-audit: venv
 
 ## Both benchmarks end to end with tiny numbers (about a minute each; .ci/run runs them):
 ## they prove the scripts work, not how fast anything is.
-bench-smoke: venv
+bench-smoke: venv mcp-servers
 	BENCH_SMOKE=1 $(BIN)/python scripts/bench.py
 
 bench-audit-smoke: venv

@@ -62,6 +62,7 @@ class McpToolTarget(ActionTarget):
 
     connection_name: str = ""
     tool: str = ""
+    pinned: McpTool | None = None  # the tool's row as `decide` read it
 
     @classmethod
     def named(cls, connection_name: str, tool: str, arguments: dict[str, Any]) -> McpToolTarget:
@@ -94,7 +95,9 @@ class McpToolTarget(ActionTarget):
                 )
             )
         connection = call.connection = found[0]
-        pinned = McpTool.objects.filter(connection_id=connection.pk, name=self.tool).first()
+        pinned = self.pinned = McpTool.objects.filter(
+            connection_id=connection.pk, name=self.tool
+        ).first()
         read_only = pinned.read_only if pinned is not None else False
         call.metadata["tool_class"] = "read" if read_only else "write"
         decision = evaluate(
@@ -123,7 +126,7 @@ class McpToolTarget(ActionTarget):
     def prepare(self, call: AgentCall, chosen: Chosen) -> McpSend | BrokerResult:  # type: ignore[override]
         connection = chosen.connection
         try:
-            mcp_tool_for_call(connection, self.tool)
+            mcp_tool_for_call(connection, self.tool, read=self.pinned)
         except custody.NeedsReauth:
             return call.refuse(
                 fail(409, "needs_reauth", REAUTH_MESSAGE.format(name=connection.name)),

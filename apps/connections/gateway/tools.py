@@ -268,13 +268,17 @@ def needs_listing(server: McpServer) -> bool:
     return age >= timedelta(seconds=float(settings.GRANTRY_MCP_TOOLS_MAX_AGE))
 
 
-def mcp_tool_for_call(connection: Connection, name: str) -> McpTool:
+def mcp_tool_for_call(connection: Connection, name: str, *, read: McpTool | None = None) -> McpTool:
     """The pinned tool `name` as it stands now, after re-reading the server's tools if
-    Grantry's view is stale; GatewayProblem when it cannot be called."""
+    Grantry's view is stale; GatewayProblem when it cannot be called. `read`: the row
+    the caller already read (used when nothing was re-read since)."""
     server = connection.mcp_server
+    tool = read
     if needs_listing(server):
         mcp_tools_refresh(connection_id=connection.pk)
-    tool = McpTool.objects.filter(connection=connection, name=name).first()
+        tool = None
+    if tool is None:
+        tool = McpTool.objects.filter(connection=connection, name=name).first()
     if tool is None or tool.state == McpToolState.REMOVED:
         raise GatewayProblem(
             "unknown_tool", f"The connection {connection.name!r} has no tool {name!r}.", status=404
