@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.QueryStringGateMiddleware",
     # Gives back any revocation lease the request still holds, however it ended.
     "apps.workers.middleware.LeaseReleaseMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",

@@ -18,7 +18,11 @@ DOC = ROOT / "docs" / "agent-api.md"
 
 # (module, class to read or None for the whole module): everything that answers an agent.
 AGENT_SOURCES = [
-    *((path.relative_to(ROOT).as_posix(), None) for path in (ROOT / "apps/broker").glob("*.py")),
+    *(
+        (path.relative_to(ROOT).as_posix(), None)
+        for path in sorted((ROOT / "apps/broker").rglob("*.py"))
+        if "tests" not in path.parts and "migrations" not in path.parts
+    ),
     ("apps/workers/auth.py", None),
     ("apps/accounts/auth_failures.py", None),
     ("apps/workers/agent_views.py", None),

@@ -219,7 +219,11 @@ def upstream(settings: Any) -> Iterator[RecordingUpstream]:
 
 
 @pytest.fixture
-def tokens(org: Organization, upstream: RecordingUpstream) -> Tokens:  # noqa: ARG001 - the upstream must answer
+def tokens(
+    org: Organization,
+    upstream: RecordingUpstream,  # noqa: ARG001 - the upstream must answer
+    admin: User,  # noqa: ARG001 - someone who may approve the pending call
+) -> Tokens:
     agent = make_leasing_agent(org)
     pending = Client().post(
         "/api/v1/actions/sandbox.delete_task/execute",

@@ -15,8 +15,8 @@ The body carries a plain-words `text` (what a Slack incoming webhook shows) and
 a link back to the dashboard; never the input and never a way to decide.
 
 Each event's body is built when the event happens, in its transaction
-(`webhook_event_record`: an `ApprovalWebhookEvent` row), so it says what was true
-then; `deliver_webhook` sends one approval's events oldest first and stops at the
+(`services.events.webhook_event_record`: an `ApprovalWebhookEvent` row), so it says
+what was true then; `deliver_webhook` sends one approval's events oldest first and stops at the
 first failure, so a receiver sees them in the order they happened; `event_id`
 (the row's id) lets it drop a repeat after an answer that was lost.
 """
@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
 
 from django.core.mail import send_mail
 from django.db import transaction
@@ -39,12 +38,7 @@ from apps.approvals.models import (
     ApprovalWebhookEvent,
     WebhookEventStatus,
 )
-from apps.approvals.services import (
-    approval_links_create,
-    approvals_received,
-    dashboard_url,
-    eligible_approvers,
-)
+from apps.approvals.services import approval_links_create, eligible_approvers
 
 SIGNATURE_HEADER = "X-Grantry-Signature"
 TIMESTAMP_HEADER = "X-Grantry-Timestamp"
@@ -81,46 +75,6 @@ def notify_approvers_by_email(approval_id: int) -> int:
 def signature(secret: str, timestamp: str, body: bytes) -> str:
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
-
-
-def webhook_payload(approval: Approval, event: str) -> dict[str, Any]:
-    """The event's body as of now (called in the event's transaction)."""
-    url = dashboard_url(approval)
-    status = approval.effective_status()
-    words = {
-        "approval.requested": "Approval needed",
-        "approval.approved": "Approved",
-        "approval.denied": "Denied",
-    }.get(event, event)
-    return {
-        "event": event,
-        "occurred_at": timezone.now().isoformat(),
-        "text": f"{words}: {approval.summary} Review: {url}",
-        "approval": {
-            "id": approval.public_id,
-            "status": status,
-            "organization": approval.organization.slug,
-            "worker": approval.worker.name,
-            "what": approval.what(),
-            "connection": approval.connection_name,
-            "input_sha256": approval.input_digest,
-            "reason": approval.reason,
-            "expires_at": approval.expires_at.isoformat(),
-            "approvals_needed": approval.approvals_needed,
-            "approvals_received": approvals_received(approval),
-            "dashboard_url": url,
-        },
-    }
-
-
-def webhook_event_record(approval: Approval, event: str) -> ApprovalWebhookEvent | None:
-    """In the event's transaction: keep the event's body as it is now, for delivery
-    after commit. None when the organization has no approval settings (no webhook)."""
-    if not ApprovalSettings.objects.filter(organization_id=approval.organization_id).exists():
-        return None
-    return ApprovalWebhookEvent.objects.create(
-        approval=approval, event=event, payload=webhook_payload(approval, event)
-    )
 
 
 MAX_ATTEMPTS = 8

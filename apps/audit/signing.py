@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import IntegrityError, transaction
 
 from apps.audit.models import AuditSigningKeypair
-from apps.audit.services import audit_record
+from apps.audit.writer import audit_record
 
 
 def key_id_for(public_raw: bytes) -> str:

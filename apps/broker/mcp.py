@@ -68,8 +68,7 @@ from apps.broker.mcp_approvals import (
     pending_text,
 )
 from apps.broker.mcp_upstream import SEPARATOR, McpToolTarget, split_name
-from apps.broker.pipeline import ActionTarget, reject_input, run, start
-from apps.broker.views import request_meta
+from apps.broker.pipeline import ActionTarget, RequestMeta, reject_input, run, start
 from apps.core.api import APIError, error_response
 from apps.workers.auth import AgentContext, WorkerTokenAuthentication
 
@@ -230,7 +229,7 @@ def _call_tool(
 ) -> types.CallToolResult | types.InputRequiredResult:
     name = str(params.get("name"))
     raw_arguments = params.get("arguments")
-    meta = request_meta(request, "mcp")
+    meta = RequestMeta.from_request(request, "mcp")
     if raw_arguments is not None and not isinstance(raw_arguments, dict):
         reject_input(
             ctx, meta, "broker.execute", HostileInput("'arguments' must be a JSON object.")
@@ -396,13 +395,13 @@ def mcp_endpoint(request: HttpRequest, only: str | None = None) -> HttpResponse:
         check_size(request.META.get("CONTENT_LENGTH"))
         message = parse_json(request.body)
     except HostileInput as problem:
-        reject_input(ctx, request_meta(request, "mcp"), "mcp.request", problem)
+        reject_input(ctx, RequestMeta.from_request(request, "mcp"), "mcp.request", problem)
         if problem.code == "request_too_large":
             return error_response(problem.code, problem.message, status_code=413)
         if problem.code == "invalid_json":
             return _rpc_error(None, PARSE_ERROR, "Parse error", status=400)
         return _rpc_error(None, INVALID_REQUEST, problem.message, status=400)
-    meta = request_meta(request, "mcp")
+    meta = RequestMeta.from_request(request, "mcp")
     if (
         not isinstance(message, dict)
         or message.get("jsonrpc") != "2.0"

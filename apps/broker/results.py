@@ -3,7 +3,8 @@
 A `BrokerResult` is either an upstream answer (`error is None`) or a
 `BrokerError` carrying the status, code and reason the agent sees. The
 agent API renders it with the standard error body (apps.core.api); the MCP
-endpoint turns an error into a tool result with `isError`."""
+endpoint turns an error into a tool result with `isError`. The upstream's answer (or why
+there was none) becomes a `BrokerResult` here too (`upstream_answer`, `egress_failure`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from apps.core.egress import EgressBlocked, EgressError, EgressTimeout, EgressTooLarge
 
 # Upstream response headers an agent may see. Everything else (cookies,
 # server banners, upstream auth challenges) stays behind Grantry.
@@ -120,3 +123,61 @@ def decode_body(content: bytes, content_type: str) -> tuple[Any, bool]:
         except ValueError:
             pass
     return content.decode("utf-8", errors="replace"), False
+
+
+def egress_failure(exc: EgressError, provider_key: str) -> BrokerResult:
+    """What the agent sees when the upstream could not be reached (502/504)."""
+    upstream = {"upstream": provider_key, "host": exc.host, "elapsed_ms": exc.elapsed_ms}
+    if isinstance(exc, EgressTimeout):
+        return fail(
+            504,
+            "upstream_timeout",
+            f"{provider_key} ({exc.host}) did not answer in time "
+            f"(gave up after {exc.elapsed_ms} ms).",
+            **upstream,
+        )
+    if isinstance(exc, EgressTooLarge):
+        return fail(
+            502,
+            "upstream_response_too_large",
+            f"{provider_key} ({exc.host}) answered with a body larger than Grantry passes on.",
+            **upstream,
+        )
+    if isinstance(exc, EgressBlocked):
+        return fail(
+            502, "upstream_blocked", f"Grantry refused to contact {provider_key}: {exc}", **upstream
+        )
+    return fail(
+        502,
+        "upstream_unreachable",
+        f"Could not reach {provider_key} ({exc.host}) after {exc.elapsed_ms} ms.",
+        **upstream,
+    )
+
+
+def upstream_answer(response: Any, provider_key: str) -> BrokerResult:
+    """The upstream's answer as the agent sees it: allowlisted headers, the body parsed
+    when JSON, and its 429 as `upstream_rate_limited`."""
+    headers = allowed_headers(response.headers)
+    body, is_json = decode_body(response.content, headers.get("content-type", ""))
+    result = BrokerResult(
+        upstream_status=response.status_code,
+        body=body,
+        raw_body=response.content,
+        headers=headers,
+        is_json=is_json,
+        latency_ms=response.elapsed_ms,
+    )
+    if response.status_code == 429:
+        retry = headers.get("retry-after", "")
+        result.error = fail(
+            429,
+            "upstream_rate_limited",
+            f"{provider_key} is rate-limiting this connection"
+            + (f"; retry after {retry} s." if retry else "."),
+            upstream=provider_key,
+            upstream_status=429,
+            body=body,
+            headers={"Retry-After": retry} if retry else {},
+        ).error
+    return result

@@ -42,17 +42,6 @@ class IsAgent(BasePermission):
         return isinstance(request.auth, AgentContext)
 
 
-def request_meta(
-    request: Any, surface: str = "api", *, approval_id: Any = "", reason: Any = ""
-) -> RequestMeta:
-    return RequestMeta(
-        surface=surface,
-        approval_id=approval_id,
-        idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "")[:200],
-        reason=reason,
-    )
-
-
 def render_pending(result: BrokerResult) -> HttpResponse:
     """202: the call waits for a person's approval (docs/agent-api.md, "Approvals")."""
     response = JsonResponse(result.pending, status=202)
@@ -102,7 +91,7 @@ class _ActionCallView(AgentView):
 
     def post(self, request: Request, action: str) -> HttpResponse:
         ctx = cast(AgentContext, request.auth)
-        meta = request_meta(request)
+        meta = RequestMeta.from_request(request)
         verb = "broker.check" if self.dry_run else "broker.execute"
         try:
             check_size(request.META.get("CONTENT_LENGTH"))
@@ -120,7 +109,7 @@ class _ActionCallView(AgentView):
                 raise HostileInput("'input' must be a JSON object.")
         except HostileInput as problem:
             return render_error(reject_input(ctx, meta, verb, problem, action=action))
-        meta = request_meta(
+        meta = RequestMeta.from_request(
             request, approval_id=payload.get("approval") or "", reason=payload.get("reason") or ""
         )
         call = start(
@@ -168,7 +157,7 @@ class ProxyView(AgentView):
 
     def _proxy(self, request: Request, connection: str, path: str = "") -> HttpResponse:
         ctx = cast(AgentContext, request.auth)
-        meta = request_meta(
+        meta = RequestMeta.from_request(
             request,
             approval_id=request.META.get("HTTP_GRANTRY_APPROVAL", ""),
             reason=request.META.get("HTTP_GRANTRY_REASON", "")[:500],

@@ -6,12 +6,13 @@ Every read of `Connection.access_token/refresh_token/api_key`,
 so a reviewer audits custody here. Nothing here logs a secret or puts one in
 an exception message.
 
-`auth_for(connection, provider)` is what the broker calls before an upstream
-request: it returns the headers/query parameters that carry the credential,
-refreshing the access token first (under a row lock, see
-`services.connection_refresh`) when it has expired. `mcp_auth_for(connection,
-server)` is its twin for an upstream MCP server: the headers of a remote one, or
-the environment of a stdio one.
+`applied_auth(connection, provider)` returns the headers/query parameters that
+carry the connection's credential; `apps.connections.credentials.auth_for`, what the
+broker calls before an upstream request, refreshes an expired access token first
+(under a row lock, `services.connection_refresh`) and then asks it. `mcp_auth` is
+its twin for an upstream MCP server (the headers of a remote one, the environment of
+a stdio one), asked by `credentials.mcp_auth_for`. This module imports no service: it
+is what the services read secrets through.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 
 from apps.connections.models import (
     Connection,
-    ConnectionStatus,
     McpServer,
     OAuthState,
     ProviderApp,
@@ -74,32 +74,23 @@ def _credential(connection: Connection) -> str:
     return connection.access_token if connection.is_oauth() else connection.api_key
 
 
-def _refresh_if_expired(connection: Connection) -> None:
-    if connection.is_oauth() and connection.is_expired(
-        leeway=connection.refresh_ahead_seconds(EXPIRY_LEEWAY_SECONDS)
+def adopt_refreshed(connection: Connection, fresh: Connection) -> None:
+    """Hand the caller's object a refreshed connection's new state too (it may be
+    reused): `credentials.auth_for` after `services.connection_refresh`."""
+    for name in (
+        "access_token",
+        "refresh_token",
+        "expires_at",
+        "status",
+        "last_refreshed_at",
+        "has_refresh_token",
     ):
-        from apps.connections.services import connection_refresh
-
-        fresh = connection_refresh(connection_id=connection.pk)
-        # Hand the caller's object the new state too (it may be reused).
-        for name in (
-            "access_token",
-            "refresh_token",
-            "expires_at",
-            "status",
-            "last_refreshed_at",
-            "has_refresh_token",
-        ):
-            setattr(connection, name, getattr(fresh, name))
-        if fresh.status != ConnectionStatus.ACTIVE or fresh.is_expired():
-            raise NeedsReauth(fresh)
+        setattr(connection, name, getattr(fresh, name))
 
 
-def auth_for(connection: Connection, provider: Provider) -> AppliedAuth:
-    """The credential placement for one upstream request. May refresh first."""
-    if connection.status != ConnectionStatus.ACTIVE:
-        raise NeedsReauth(connection)
-    _refresh_if_expired(connection)
+def applied_auth(connection: Connection, provider: Provider) -> AppliedAuth:
+    """The placement of the connection's current credential (no refresh: that is
+    `credentials.auth_for`, what the broker calls)."""
     secret = _credential(connection)
     if not secret:
         raise NeedsReauth(connection, "The connection holds no credential.")
@@ -147,10 +138,9 @@ def _fingerprint(*secrets: str) -> str:
     return hashlib.sha256("\x00".join(secrets).encode()).hexdigest()[:16]
 
 
-def mcp_auth_for(connection: Connection, server: McpServer) -> McpAuth:
-    """The credential of one upstream MCP exchange. May refresh an OAuth token first."""
-    if connection.status != ConnectionStatus.ACTIVE:
-        raise NeedsReauth(connection)
+def mcp_auth(connection: Connection, server: McpServer) -> McpAuth:
+    """The connection's current credential as an upstream MCP exchange carries it (no
+    refresh: that is `credentials.mcp_auth_for`, what the gateway calls)."""
     if connection.auth_type == "none":
         return McpAuth(fingerprint=_fingerprint(""))
     if connection.auth_type == "env":
@@ -158,7 +148,6 @@ def mcp_auth_for(connection: Connection, server: McpServer) -> McpAuth:
         return McpAuth(
             env=env, fingerprint=_fingerprint(*sorted(f"{k}={v}" for k, v in env.items()))
         )
-    _refresh_if_expired(connection)
     secret = _credential(connection)
     if not secret:
         raise NeedsReauth(connection, "The connection holds no credential.")

@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
 from django_cryptography.fields import encrypt
 
 from apps.core.models import TenantModel, TenantQuerySet, organization_key
+from apps.providers.catalog import AuthType, Provider
 
 MCP_PROVIDER_KEY = "mcp"  # Connection.provider_key of every MCP connection
 # The fields of a tool definition an agent's model reads; their canonical JSON is pinned.
@@ -103,6 +105,33 @@ class McpServer(models.Model):
     def target(self) -> str:
         """What the server is, in one line for pages (never a credential)."""
         return self.url if self.transport == McpTransport.HTTP else self.package
+
+    def oauth_provider(self) -> Provider:
+        """The server's authorization server as a catalog Provider, so the connect flow,
+        refresh and revocation of `apps.connections.oauth` serve it unchanged. The
+        resource indicator (RFC 8707) rides on the authorization request."""
+        return Provider(
+            key=MCP_PROVIDER_KEY,
+            display_name=urlsplit(self.url).hostname or "MCP server",
+            icon="",
+            auth_types=(AuthType.OAUTH2,),
+            api_base_url=self.url,
+            authorize_url=self.oauth_authorization_endpoint,
+            token_url=self.oauth_token_endpoint,
+            revocation_url=self.oauth_revocation_endpoint,
+            authorize_params={"resource": self.oauth_resource} if self.oauth_resource else {},
+            token_endpoint_auth_method=self.oauth_client_auth or "none",
+        )
+
+    def issuer_problem(self, iss: str) -> str:
+        """Why an authorization response's `iss` is not acceptable (RFC 9207), or "":
+        it must be the discovered issuer, and is required when the server said it sends
+        one."""
+        if iss:
+            return "" if iss == self.oauth_issuer else "The answer names another issuer."
+        if self.oauth_iss_required:
+            return "The authorization server promised an iss parameter and sent none."
+        return ""
 
     def is_healthy(self) -> bool:
         return self.last_ok_at is not None and (

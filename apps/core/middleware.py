@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from urllib.parse import unquote_plus
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils.html import escape
 
@@ -56,6 +57,27 @@ class AuditActorMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not is_agent_path(request.path_info):
             audit_context.bind_user(getattr(request, "user", None))
+        return self.get_response(request)
+
+
+class QueryStringGateMiddleware:
+    """A NUL in a query parameter is never meant, and PostgreSQL refuses it in text and
+    JSON: 400 at the door (the standard JSON body on API paths) rather than a 500 from
+    whichever filter first hands it to the database. The agent API has its own gate,
+    which audits the refusal under the worker's name (apps.broker.inputs)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in unquote_plus(query) and not is_agent_path(request.path_info):
+            message = "Query parameters must not contain NUL (\\u0000) characters."
+            if answers_json(request.path_info):
+                from apps.core.api import error_response
+
+                return error_response("invalid_input", message, status_code=400)
+            return HttpResponseBadRequest(message, content_type="text/plain")
         return self.get_response(request)
 
 

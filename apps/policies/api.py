@@ -30,11 +30,10 @@ from apps.organizations.tenancy import OrgAPIMixin
 from apps.policies.forms import DryRunForm
 from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role, RuleKind
-from apps.policies.selectors import role_dry_run
+from apps.policies.selectors import role_document, role_dry_run
 from apps.policies.services import (
     role_create,
     role_delete,
-    role_document,
     role_narrow,
     role_update,
 )

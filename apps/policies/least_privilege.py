@@ -170,8 +170,7 @@ def least_privilege_report(
     days: int = DEFAULT_DAYS,
     now: datetime | None = None,
 ) -> Report:
-    from apps.policies.selectors import load_role_rules
-    from apps.policies.services import role_document
+    from apps.policies.selectors import load_role_rules, role_document
 
     organization = role.organization
     now = now or timezone.now()

@@ -195,3 +195,51 @@ def role_users(role: Any) -> list[str]:
         .values_list("name", flat=True)
         .distinct()[:50]
     )
+
+
+# --- Roles and rules as plain data ---------------------------------------------
+
+
+def rule_document(rule: Rule) -> dict[str, Any]:
+    """A rule as plain data: API responses, the YAML/JSON view and audit diffs."""
+    doc: dict[str, Any] = {"id": rule.pk, "kind": rule.kind, "provider_key": rule.provider_key}
+    if rule.kind == "proxy":
+        doc.update(methods=list(rule.methods), path_glob=rule.path_glob)
+    else:
+        doc.update(
+            action_pattern=rule.action_pattern,
+            action_class=rule.action_class,
+            constraints=list(rule.constraints),
+        )
+    doc.update(
+        connection=rule.connection_id,
+        connection_name=rule.connection.name if rule.connection is not None else None,
+        rate_limit_per_minute=rule.rate_limit_per_minute,
+        approval=approval_document(rule.approval),
+        schedule=rule.schedule,
+        quota=rule.quota,
+    )
+    return doc
+
+
+def approval_document(approval: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A rule's approval setting as the API and the YAML/JSON view show it (None: plain)."""
+    if not approval or not approval.get("required"):
+        return None
+    return {
+        "required": True,
+        "expires_in": approval.get("expires_in"),
+        "approvers": [a.get("email") for a in approval.get("approvers") or []],
+    }
+
+
+def role_document(role: Role) -> dict[str, Any]:
+    rules = role.rules.select_related("connection").order_by("position", "id")
+    return {
+        "id": role.pk,
+        "name": role.name,
+        "description": role.description,
+        "created_at": role.created_at.isoformat() if role.created_at else None,
+        "updated_at": role.updated_at.isoformat() if role.updated_at else None,
+        "rules": [rule_document(r) for r in rules],
+    }

@@ -33,16 +33,14 @@ from apps.policies.forms import (
 )
 from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role, Rule
-from apps.policies.selectors import role_dry_run, role_users
+from apps.policies.selectors import role_document, role_dry_run, role_users, rule_document
 from apps.policies.services import (
     role_create,
     role_delete,
-    role_document,
     role_narrow,
     role_update,
     rule_add,
     rule_delete,
-    rule_document,
 )
 from apps.policies.simulation import (
     DEFAULT_DAYS,

@@ -2,7 +2,7 @@
 
 The broker calls `validate_input()` to answer an agent with field-level errors,
 then `build_request()` to get the method, URL, query, body and headers. The
-credential is not added here (that is `apps.connections.custody.auth_for`).
+credential is not added here (that is `apps.connections.credentials.auth_for`).
 
 Routing of input keys:
 * `{name}` placeholders in the path take their value from the input, each as

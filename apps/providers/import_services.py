@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.tasks import enqueue_on_commit
 from apps.providers.models import (
     IMPORT_WORKING,
     CustomAction,
@@ -43,9 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 def _enqueue(job: OpenAPIImport) -> None:
-    from apps.providers.tasks import run_openapi_import
-
-    transaction.on_commit(lambda: run_openapi_import.delay(job.pk))
+    enqueue_on_commit("providers.run_openapi_import", job.pk)
 
 
 def _progress(job: OpenAPIImport, **fields: Any) -> None:

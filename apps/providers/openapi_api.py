@@ -27,14 +27,16 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import APIError, from_form_errors, from_service_error
+from apps.core.json_input import HostileInput, loads
 from apps.core.openapi import error_responses
+from apps.core.parsers import MAX_DEPTH, MAX_NODES
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.providers.forms import OpenAPISelectionForm, OpenAPISourceForm
 from apps.providers.import_services import openapi_import_choose, openapi_import_start
@@ -69,9 +71,14 @@ class DocumentBodyParser(BaseParser):
         if len(raw) > cap:
             raise _too_large(too_large(len(raw)))
         try:
-            return json.loads(raw or b"null")
-        except (ValueError, RecursionError):
-            raise APIError("invalid_json", "The body is not valid JSON.") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise exceptions.ParseError("The request body is not valid utf-8.") from None
+        # The management API's one JSON gate, with its limits (apps.core.parsers).
+        try:
+            return loads(text or "null", max_depth=MAX_DEPTH, max_nodes=MAX_NODES)
+        except HostileInput as problem:
+            raise exceptions.ParseError(problem.message) from None
 
 
 class OpenAPIImportRequestSerializer(serializers.Serializer[Any]):

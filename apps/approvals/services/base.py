@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
 
@@ -358,22 +357,3 @@ def _set_status(approval: Approval, status: str, **fields: Any) -> None:
     for name, value in fields.items():
         setattr(approval, name, value)
     approval.save(update_fields=["status", *fields])
-
-
-def _notify(approval: Approval, event: str) -> None:
-    """Call in the event's transaction: the webhook's body is kept now, as things
-    are (apps.approvals.notify), and the email and the delivery are enqueued after
-    commit (`robust`: a broken queue is logged and never turns the agent's 202 or
-    an approver's decision into an error)."""
-    from apps.approvals import notify, tasks
-
-    queued = notify.webhook_event_record(approval, event) is not None
-    approval_id = approval.pk
-
-    def enqueue() -> None:
-        if event == "approval.requested":
-            tasks.notify_approvers.delay(approval_id)
-        if queued:
-            tasks.deliver_webhook.delay(approval_id)
-
-    transaction.on_commit(enqueue, robust=True)

@@ -24,7 +24,6 @@ from apps.approvals.services.base import (
     ApprovalGate,
     ApprovalRefused,
     _audit,
-    _notify,
     _set_status,
     approver_words,
     input_fingerprints,
@@ -33,6 +32,7 @@ from apps.approvals.services.base import (
     summarize,
 )
 from apps.approvals.services.decisions import approver_shortfall
+from apps.approvals.services.events import notify_event
 from apps.audit.models import Outcome
 from apps.organizations.models import Organization
 from apps.workers.models import Worker
@@ -170,7 +170,7 @@ def approval_request(
             "idempotency_key": bool(idempotency_key),
         },
     )
-    _notify(approval, "approval.requested")
+    notify_event(approval, "approval.requested")
     return approval
 
 

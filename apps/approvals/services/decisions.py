@@ -18,10 +18,10 @@ from apps.approvals.services.base import (
     MAX_COMMENT_CHARS,
     ApprovalRefused,
     _audit,
-    _notify,
     _set_status,
     approvals_received,
 )
+from apps.approvals.services.events import notify_event
 from apps.audit.models import Outcome
 from apps.organizations.models import Membership
 from apps.policies.approvers import approver_candidates
@@ -207,7 +207,7 @@ def approval_decide(
                 },
             )
             if event != "approval.approval_recorded":
-                _notify(approval, event)
+                notify_event(approval, event)
     if refusal is not None:
         raise refusal
     return approval

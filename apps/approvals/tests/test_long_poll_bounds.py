@@ -48,7 +48,11 @@ def server(
 
 @pytest.mark.django_db(transaction=True)
 def test_100_concurrent_long_polls_leave_the_server_responsive(
-    server: Server, org: Organization, owner: User, member: User
+    server: Server,
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,  # noqa: ARG001 - someone who may approve the pending call
 ) -> None:
     agent = make_gated_agent(org, creator=owner, owner=member)
     approval = agent.request()
@@ -88,7 +92,11 @@ def test_100_concurrent_long_polls_leave_the_server_responsive(
 
 @pytest.mark.django_db
 def test_beyond_the_bound_a_poll_answers_at_once(
-    org: Organization, owner: User, member: User, monkeypatch: pytest.MonkeyPatch
+    org: Organization,
+    owner: User,
+    member: User,
+    admin: User,  # noqa: ARG001 - someone who may approve the pending call
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """In one process: a token's third poll, and any poll once the process's slots
     are taken, answers at once with the status and Retry-After."""

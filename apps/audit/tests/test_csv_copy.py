@@ -110,15 +110,15 @@ def test_a_csv_job_counts_its_rows_and_writes_the_database_built_file(
 def test_a_csv_job_reports_progress_by_chunk(
     org: Organization, reviewer: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from apps.audit import services
+    from apps.audit.services import exports as export_services
 
     for _ in range(9):
         broker_event(org)
     export = audit_export_request(organization=org, actor=reviewer, params={}, fmt="csv")
-    monkeypatch.setattr(services, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(export_services, "PROGRESS_EVERY", 2)
     monkeypatch.setattr(exports, "CSV_CHUNK_SIZE", 3)
     seen: list[int] = []
-    original = services.export_stream
+    original = export_services.export_stream
 
     def watched(fmt: Any, events: Any, progress: Any = None) -> Any:
         def spy(source: Any) -> Iterator[Any]:
@@ -128,7 +128,7 @@ def test_a_csv_job_reports_progress_by_chunk(
 
         return original(fmt, events, progress=spy)
 
-    monkeypatch.setattr(services, "export_stream", watched)
+    monkeypatch.setattr(export_services, "export_stream", watched)
     done = audit_export_run(export_id=export.pk)
     assert seen == [0, 3, 6, 9, 9]  # header, then three rows a chunk, then the last row
     assert (done.rows_done, done.rows_total) == (10, 10)

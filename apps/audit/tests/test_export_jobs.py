@@ -20,9 +20,9 @@ from django.utils import timezone
 from pytest_django import DjangoCaptureOnCommitCallbacks
 from pytest_django.fixtures import Settings
 
-from apps.audit import services
 from apps.audit.models import AuditEvent, AuditExport, ExportStatus
 from apps.audit.services import audit_export_expire, audit_export_request, audit_export_run
+from apps.audit.services import exports as export_services
 from apps.audit.tests.helpers import broker_event
 from apps.organizations.models import Organization
 from tests.factories import PASSWORD
@@ -118,9 +118,9 @@ def test_job_reports_progress_while_it_runs(
         broker_event(org)
     # Row by row (JSONL); CSV jobs count database-built chunks (test_csv_copy.py).
     export = audit_export_request(organization=org, actor=reviewer, params={}, fmt="jsonl")
-    monkeypatch.setattr(services, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(export_services, "PROGRESS_EVERY", 2)
     seen: list[int] = []
-    original = services.export_stream
+    original = export_services.export_stream
 
     def watched(fmt: Any, events: Any, progress: Any = None) -> Any:
         def spy(source: Any) -> Iterator[Any]:
@@ -131,7 +131,7 @@ def test_job_reports_progress_while_it_runs(
 
         return original(fmt, events, progress=spy)
 
-    monkeypatch.setattr(services, "export_stream", watched)
+    monkeypatch.setattr(export_services, "export_stream", watched)
     done = audit_export_run(export_id=export.pk)
     assert seen == [4, 8]
     # 9 broker events + the export's own audit event (written when requested).

@@ -10,7 +10,7 @@ import pytest
 from django.db import models
 from django.test.utils import isolate_apps
 
-from apps.audit import chain, exports, fields, ocsf, offline, proof, services, verify
+from apps.audit import chain, exports, fields, ocsf, offline, proof, verify, writer
 from apps.audit.apps import check_audit_fields
 from apps.audit.models import AuditEvent
 from apps.organizations.models import Organization
@@ -35,9 +35,7 @@ def sample(name: str, second: bool = False) -> Any:
 
 
 def append_statement() -> str:
-    return services._statement(
-        skip_locked=True, wait_for_flush=True, condition="TRUE", release=False
-    )
+    return writer._statement(skip_locked=True, wait_for_flush=True, condition="TRUE", release=False)
 
 
 def test_every_reader_takes_the_models_list() -> None:

@@ -22,7 +22,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.audit import ocsf, services
+from apps.audit import ocsf
 from apps.audit.models import AuditEvent, AuditSink, SinkStatus
 from apps.audit.services import (
     audit_record,
@@ -31,6 +31,7 @@ from apps.audit.services import (
     audit_sink_lag,
     audit_sink_retry,
 )
+from apps.audit.services import sinks as sink_services
 from apps.audit.tests.helpers import broker_event
 from apps.organizations.models import Organization
 from tests.factories import PASSWORD
@@ -145,7 +146,7 @@ def test_ocsf_events_have_their_class_required_attributes_and_the_chain_link(
 def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(
     org: Organization, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "SINK_BATCH", 4)
+    monkeypatch.setattr(sink_services, "SINK_BATCH", 4)
     receiver = Receiver()
     receiver.start()
     sink = _webhook(org, receiver)
@@ -180,7 +181,7 @@ def test_webhook_receiver_killed_during_a_burst_gets_everything_in_order_once(
 def test_dead_letter_after_repeated_failures_then_resume_loses_nothing(
     org: Organization, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "SINK_MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(sink_services, "SINK_MAX_ATTEMPTS", 2)
     receiver = Receiver()  # not started: connections are refused
     sink = _webhook(org, receiver)
     broker_event(org)

@@ -652,13 +652,13 @@ def test_time_ranges_are_exact_with_the_id_bounds(
     from datetime import UTC, datetime, timedelta
     from types import SimpleNamespace
 
-    from apps.audit import services
+    from apps.audit import writer
 
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     created = {}
     for i in range(40):
         at = t0 + timedelta(minutes=47 * i)
-        monkeypatch.setattr(services, "timezone", SimpleNamespace(now=lambda at=at: at))
+        monkeypatch.setattr(writer, "timezone", SimpleNamespace(now=lambda at=at: at))
         created[audit_record(action="x.t", organization=org).pk] = at
         audit_record(action="x.t", organization=other_org)
     login(client, reviewer)

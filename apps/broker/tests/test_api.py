@@ -177,7 +177,7 @@ def test_fail_closed_when_the_attempt_cannot_be_audited(
             raise DatabaseError("audit store down")
         return real(**kwargs)
 
-    with mock.patch("apps.broker.pipeline.audit_record", side_effect=failing):
+    with mock.patch("apps.broker.pipeline.call.audit_record", side_effect=failing):
         response = post(client, agent, "sandbox.list_projects", {"input": {}})
 
     assert response.status_code == 503
@@ -421,7 +421,7 @@ def test_a_failed_outcome_write_does_not_hide_a_completed_call(
             raise DatabaseError("audit store down")
         return real(**kwargs)
 
-    with mock.patch("apps.broker.pipeline.audit_record", side_effect=failing):
+    with mock.patch("apps.broker.pipeline.call.audit_record", side_effect=failing):
         response = post(client, agent, "sandbox.list_projects", {"input": {}})
 
     # The upstream call happened: the agent gets its answer (a retry could duplicate a

@@ -17,9 +17,10 @@ supplies the transports and the policy:
 A session is keyed by the connection and a fingerprint of its credential and
 configuration, so a refreshed token or an edited server opens a new one; idle
 sessions (and their stdio children) are closed after
-GRANTRY_MCP_SESSION_IDLE_SECONDS. A session is owned by one task on the loop (the
-SDK's task groups must be exited by the task that entered them); calls from any
-thread share it. A `notifications/tools/list_changed` from a server is remembered
+GRANTRY_MCP_SESSION_IDLE_SECONDS, and those of a connection no longer active (say,
+disconnected in another process) within REAP_SECONDS. A session is owned by one task
+on the loop (the SDK's task groups must be exited by the task that entered them);
+calls from any thread share it. A `notifications/tools/list_changed` from a server is remembered
 per connection (`tools_changed()`), so the next call re-reads its tools.
 """
 
@@ -57,6 +58,7 @@ CLIENT_INFO = types.Implementation(name="grantry-gateway", title="Grantry", vers
 # Pages of a tools/list walk; with GRANTRY_MCP_MAX_TOOLS this bounds a server that
 # pages forever.
 MAX_PAGES = 50
+REAP_SECONDS = 5.0  # how often idle sessions and those of inactive connections close
 
 
 @dataclass(frozen=True)
@@ -229,12 +231,33 @@ class _Pool:
                 session.close()
 
     async def _reap(self) -> None:
+        """Every few seconds while sessions are open: close the idle ones, and those of
+        connections no longer active (disconnected, revoked, needing an admin) in any
+        process — so a stdio child never outlives its connection by more than that."""
         while self.sessions:
-            await asyncio.sleep(min(5.0, float(settings.GRANTRY_MCP_SESSION_IDLE_SECONDS)))
+            await asyncio.sleep(min(REAP_SECONDS, float(settings.GRANTRY_MCP_SESSION_IDLE_SECONDS)))
             idle = time.monotonic() - float(settings.GRANTRY_MCP_SESSION_IDLE_SECONDS)
-            for session in list(self.sessions.values()):
-                if session.busy == 0 and session.last_used < idle:
+            ids = {key[0] for key in self.sessions if key[0] > 0}
+            active = await anyio.to_thread.run_sync(_active, ids) if ids else set()
+            for key, session in list(self.sessions.items()):
+                gone = key[0] > 0 and key[0] not in active
+                if gone or (session.busy == 0 and session.last_used < idle):
                     session.close()
+
+
+def _active(ids: set[int]) -> set[int]:
+    """Which of these connections are still active (one query, in a worker thread)."""
+    from django.db import close_old_connections
+
+    from apps.connections.models import Connection
+
+    try:
+        return set(Connection.objects.usable().filter(pk__in=ids).values_list("pk", flat=True))
+    except Exception:  # the database is down: keep every session until it answers
+        logger.warning("could not read which MCP connections are active")
+        return ids
+    finally:
+        close_old_connections()
 
 
 _pool = _Pool()

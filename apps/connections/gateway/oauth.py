@@ -56,7 +56,6 @@ from apps.connections.models import Connection, ConnectionStatus, OAuthState
 from apps.connections.services.common import oauth_redirect_uri
 from apps.core.egress import EgressError, egress_request
 from apps.organizations.models import Organization
-from apps.providers.catalog import AuthType, Provider
 
 MCP_PROTOCOL_HEADER = {"MCP-Protocol-Version": "2025-11-25", "Accept": "application/json"}
 METADATA_MAX_BYTES = 256_000
@@ -243,24 +242,6 @@ def register(found: Discovered) -> Registration:
     )
 
 
-def provider_for(server: McpServer) -> Provider:
-    """The server's authorization server as a catalog Provider, so the connect flow,
-    refresh and revocation of `apps.connections.oauth` serve it unchanged. The
-    resource indicator rides on the authorization request (RFC 8707)."""
-    return Provider(
-        key=MCP_PROVIDER_KEY,
-        display_name=client.host_label(server.url),
-        icon="",
-        auth_types=(AuthType.OAUTH2,),
-        api_base_url=server.url,
-        authorize_url=server.oauth_authorization_endpoint,
-        token_url=server.oauth_token_endpoint,
-        revocation_url=server.oauth_revocation_endpoint,
-        authorize_params={"resource": server.oauth_resource} if server.oauth_resource else {},
-        token_endpoint_auth_method=server.oauth_client_auth or "none",
-    )
-
-
 def _probe(url: str) -> str:
     """The server's challenge: its WWW-Authenticate when it refuses an unauthenticated
     client. GatewayProblem when it needs no credential or cannot be reached."""
@@ -324,7 +305,7 @@ def mcp_oauth_start(
         code_verifier=verifier,
     )
     return oauth.authorization_url(
-        provider_for(server),
+        server.oauth_provider(),
         client_id=server.oauth_client_id,
         redirect_uri=oauth_redirect_uri(),
         state=state,
@@ -386,27 +367,6 @@ def _save_pending(
         },
     )
     return connection
-
-
-def issuer_problem(server: McpServer, iss: str) -> str:
-    """Why the `iss` of an authorization response is not acceptable (RFC 9207), or ""."""
-    if iss:
-        return "" if iss == server.oauth_issuer else "The answer names another issuer."
-    if server.oauth_iss_required:
-        return "The authorization server promised an iss parameter and sent none."
-    return ""
-
-
-def exchange_code(server: McpServer, *, creds: Any, code: str, verifier: str) -> dict[str, Any]:
-    return oauth.exchange_code(
-        provider_for(server),
-        client_id=creds.client_id,
-        client_secret=creds.client_secret,
-        redirect_uri=oauth_redirect_uri(),
-        code=code,
-        code_verifier=verifier,
-        resource=server.oauth_resource,
-    )
 
 
 def document_json() -> str:

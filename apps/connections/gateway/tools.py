@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
-from apps.connections import custody
+from apps.connections import credentials
 from apps.connections.gateway import client
 from apps.connections.gateway.client import Listing, Upstream, UpstreamError
 from apps.connections.mcp_models import (
@@ -61,9 +61,9 @@ class GatewayProblem(Exception):
 
 def upstream_for(connection: Connection, server: McpServer) -> Upstream:
     """How to reach the server with the connection's credential (may refresh an
-    OAuth token first: custody.mcp_auth_for). Raises custody.NeedsReauth or
+    OAuth token first: credentials.mcp_auth_for). Raises custody.NeedsReauth or
     GatewayProblem."""
-    auth = custody.mcp_auth_for(connection, server)
+    auth = credentials.mcp_auth_for(connection, server)
     if server.transport == McpTransport.HTTP:
         return Upstream(
             connection_id=connection.pk,

@@ -266,23 +266,26 @@ def _mcp_oauth_complete(
     """The callback of an upstream MCP server's authorization server (gateway.oauth):
     the client Grantry registered there, the RFC 9207 issuer it discovered, and the
     RFC 8707 resource on the code exchange."""
-    from apps.connections.gateway import oauth as mcp_oauth
-
     server = McpServer.objects.filter(pk=row.reconnect_id).first()
     if server is None:
         raise fail("token_exchange_failed", "The MCP connection was removed meanwhile.")
-    problem = mcp_oauth.issuer_problem(server, params.get("iss", ""))
+    problem = server.issuer_problem(params.get("iss", ""))
     if problem:
         raise fail("issuer_mismatch", problem)
     code = params.get("code", "")
     if not code:
         raise fail("provider_error", "The server sent no authorization code.")
+    creds = custody.mcp_client_credentials(server)
+    provider = server.oauth_provider()
     try:
-        token = mcp_oauth.exchange_code(
-            server,
-            creds=custody.mcp_client_credentials(server),
+        token = oauth.exchange_code(
+            provider,
+            client_id=creds.client_id,
+            client_secret=creds.client_secret,
+            redirect_uri=row.redirect_uri,
             code=code,
-            verifier=custody.code_verifier_of(row),
+            code_verifier=custody.code_verifier_of(row),
+            resource=server.oauth_resource,
         )
     except oauth.TokenEndpointError as exc:
         raise fail("token_exchange_failed", str(exc)) from exc
@@ -294,7 +297,7 @@ def _mcp_oauth_complete(
         name=row.connection_name,
         token=token,
         provider_app=None,
-        scopes=oauth.granted_scopes(mcp_oauth.provider_for(server), token, row.requested_scopes),
+        scopes=oauth.granted_scopes(provider, token, row.requested_scopes),
         account_label=server.oauth_issuer[:200],
         actor=actor,
         reconnect=row.reconnect,

@@ -34,10 +34,8 @@ def _revoke_at_provider(connection: Connection, organization: Organization) -> t
     if not connection.is_oauth():
         return RevocationResult.UNSUPPORTED, ""
     if connection.provider_key == MCP_PROVIDER_KEY:  # an upstream MCP server's own AS
-        from apps.connections.gateway.oauth import provider_for
-
         server = McpServer.objects.get(pk=connection.pk)
-        provider = provider_for(server)
+        provider = server.oauth_provider()
         creds = custody.mcp_client_credentials(server)
         if not provider.supports_revocation:
             return RevocationResult.UNSUPPORTED, ""
@@ -122,14 +120,10 @@ def connection_disconnect(
         if connection.status == ConnectionStatus.REVOKED:
             return connection
         result, failure = _revoke_at_provider(connection, organization)
-        destroyed = _destroy(connection, organization, result, failure)
-    if destroyed.provider_key == MCP_PROVIDER_KEY:
-        from apps.connections.gateway.client import close_sessions
-
-        # This process's sessions (and a stdio child) end now; other processes' sessions
-        # were opened with a credential that no longer exists and idle out.
-        transaction.on_commit(lambda: close_sessions(destroyed.pk), robust=True)
-    return destroyed
+        # An MCP server's sessions (and a stdio child) in every process end within
+        # seconds: their reaper closes the sessions of connections no longer active
+        # (apps.connections.gateway.client).
+        return _destroy(connection, organization, result, failure)
 
 
 # --- Usage ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from apps.connections.models import (
     McpServer,
 )
 from apps.connections.services.common import INVALID_GRANT_ERRORS, _token_expiry, resolved_provider
+from apps.core.tasks import enqueue_on_commit
 from apps.organizations.models import Membership, OrgRole
 from apps.providers.catalog import Provider
 
@@ -44,16 +45,9 @@ def _mark_needs_reauth(connection: Connection, reason: str) -> None:
         provider=connection.provider_key,
         reason=reason[:1000],
     )
-    connection_id = connection.pk
-
-    def notify() -> None:
-        from apps.connections.tasks import notify_needs_reauth
-
-        notify_needs_reauth.delay(connection_id)
-
     # robust: the admins' email is a side effect; a task queue that is down is logged,
     # never turned into an error for the call that found the connection dead.
-    transaction.on_commit(notify, robust=True)
+    enqueue_on_commit("connections.notify_needs_reauth", connection.pk, robust=True)
 
 
 @dataclass(frozen=True)
@@ -77,11 +71,9 @@ def _plan(connection: Connection, *, force: bool) -> _Plan | None:
             )
         return None
     if connection.provider_key == MCP_PROVIDER_KEY:
-        from apps.connections.gateway.oauth import provider_for
-
         server = McpServer.objects.get(pk=connection.pk)
         return _Plan(
-            provider=provider_for(server),
+            provider=server.oauth_provider(),
             creds=custody.mcp_client_credentials(server),
             refresh_token=custody.refresh_token_of(connection),
             resource=server.oauth_resource,

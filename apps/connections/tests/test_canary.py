@@ -13,7 +13,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
-from apps.connections import custody, services
+from apps.connections import credentials, custody, services
 from apps.connections.models import Connection, McpServer, ProviderApp
 from apps.organizations.models import Organization
 from apps.providers.registry import get_provider
@@ -76,7 +76,7 @@ def test_the_canary_appears_nowhere(
         repr(mcp_conn),
         repr(mcp_server),
         str(mcp_server),
-        repr(custody.mcp_auth_for(mcp_conn, mcp_server)),
+        repr(credentials.mcp_auth_for(mcp_conn, mcp_server)),
     ]
 
     def grab(client: Client, path: str, method: str = "get") -> None:
@@ -128,7 +128,7 @@ def test_the_canary_appears_nowhere(
     # Failure paths produce messages: a refresh the Sandbox refuses (unknown
     # refresh token), an unreachable token endpoint, an unreachable revocation.
     with pytest.raises(custody.NeedsReauth) as refused:
-        custody.auth_for(conn, get_provider("sandbox"))
+        credentials.auth_for(conn, get_provider("sandbox"))
     collected.append(str(refused.value))
     conn.refresh_from_db()
     collected.append(conn.status_detail + conn.last_refresh_error)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from apps.connections.custody import NeedsReauth, auth_for, place_credential
+from apps.connections.credentials import auth_for
+from apps.connections.custody import NeedsReauth, place_credential
 from apps.connections.models import Connection, ConnectionStatus
 from apps.organizations.models import Organization
 from apps.providers.catalog import Placement

@@ -6,7 +6,7 @@ from django.core.management import call_command
 from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
 
-from apps.connections import custody
+from apps.connections import credentials
 from apps.connections.models import Connection, ConnectionStatus
 from apps.connections.services import connection_refresh
 from apps.core.egress import egress_request
@@ -24,7 +24,7 @@ def test_seed_demo_connects_the_sandbox_and_it_works_over_http(
     assert connection.status == ConnectionStatus.ACTIVE
     assert Connection.objects.filter(name="sandbox-demo").count() == 1
     provider = get_provider("sandbox")
-    applied = custody.auth_for(connection, provider)
+    applied = credentials.auth_for(connection, provider)
     response = egress_request("GET", f"{provider.api_base_url}/projects", headers=applied.headers)
     assert response.status_code == 200
     assert len(response.json()["projects"]) >= 2

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.audit.models import AuditEvent
-from apps.connections import custody
+from apps.connections import credentials, custody
 from apps.connections.mcp_models import McpTool, McpToolState
 from apps.connections.models import Connection
 from apps.connections.tests.hostile_mcp import HostileMcpServer
@@ -136,7 +136,7 @@ def test_import_a_client_config(admin: User, org: Organization) -> None:
     remote = Connection.objects.get(organization=org, name="remote-tools")
     assert remote.auth_type == "api_key"
     assert remote.mcp_server.header_prefix == "Bearer "
-    assert custody.mcp_auth_for(remote, remote.mcp_server).headers == {
+    assert credentials.mcp_auth_for(remote, remote.mcp_server).headers == {
         "Authorization": f"Bearer {CANARY}-remote"
     }
     local = Connection.objects.get(organization=org, name="everything")

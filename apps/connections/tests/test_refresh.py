@@ -15,7 +15,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
-from apps.connections import custody
+from apps.connections import credentials, custody
 from apps.connections.models import Connection, ConnectionStatus
 from apps.connections.services import connection_ids_refresh_due, connection_refresh
 from apps.connections.tests.conftest import checksum
@@ -82,13 +82,13 @@ def test_reusing_an_old_refresh_token_marks_needs_reauth_and_emails_admins(
     assert "Reconnect" in mail.outbox[0].body
     # The broker gets NeedsReauth, and the inventory shows the Reconnect button.
     with pytest.raises(custody.NeedsReauth):
-        custody.auth_for(result, get_provider("sandbox"))
+        credentials.auth_for(result, get_provider("sandbox"))
 
 
 def test_auth_for_refreshes_an_expired_token_on_demand(connected: Connection) -> None:
     _expire(connected)
     stale = Connection.objects.get(pk=connected.pk)
-    applied = custody.auth_for(stale, get_provider("sandbox"))
+    applied = credentials.auth_for(stale, get_provider("sandbox"))
     fresh = Connection.objects.get(pk=connected.pk)
     assert applied.headers == {"Authorization": f"Bearer {fresh.access_token}"}
     assert fresh.access_token != connected.access_token
@@ -112,7 +112,7 @@ def test_twenty_concurrent_callers_cause_exactly_one_refresh(connected: Connecti
         try:
             mine = Connection.objects.get(pk=connected.pk)  # each its own stale copy
             start.wait()
-            results.append(custody.auth_for(mine, provider).headers["Authorization"])
+            results.append(credentials.auth_for(mine, provider).headers["Authorization"])
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:

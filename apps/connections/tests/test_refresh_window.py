@@ -16,7 +16,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.connections import custody
+from apps.connections import credentials
 from apps.connections.models import Connection, ConnectionStatus
 from apps.connections.tests.conftest import connect
 from apps.providers.registry import get_provider
@@ -78,7 +78,7 @@ def test_calls_with_a_two_second_sandbox_token_do_not_refresh_every_time(
         # Call on through more than one lifetime of the token.
         until = time.monotonic() + 3
         while time.monotonic() < until:
-            applied = custody.auth_for(connection, provider)
+            applied = credentials.auth_for(connection, provider)
             assert applied.headers["Authorization"].startswith("Bearer ")
             calls += 1
     refreshes = AuditEvent.objects.filter(

@@ -13,7 +13,8 @@ from django.urls import reverse
 
 from apps.connections.models import Connection
 from apps.organizations.models import Organization
-from apps.policies.services import role_create, role_document, rule_add
+from apps.policies.selectors import role_document
+from apps.policies.services import role_create, rule_add
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,8 @@ from apps.connections.mcp_models import McpServer, McpTool, definition_digest
 from apps.connections.models import Connection
 from apps.organizations.models import Organization
 from apps.policies.evaluate import Call, describe_rule, evaluate, rule_spec_from_values
-from apps.policies.services import role_create, role_document
+from apps.policies.selectors import role_document
+from apps.policies.services import role_create
 from apps.policies.validation import clean_rules
 
 

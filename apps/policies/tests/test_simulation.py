@@ -203,7 +203,7 @@ def test_the_current_rules_reproduce_every_recorded_decision(history: Any) -> No
 
 
 def simulation_rules(role: Any) -> Any:
-    from apps.policies.services import role_document
+    from apps.policies.selectors import role_document
 
     return role_document(role)["rules"]
 

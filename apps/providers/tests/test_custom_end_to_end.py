@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from pytest_django.live_server_helper import LiveServer
 
-from apps.connections import custody
+from apps.connections import credentials
 from apps.connections.services import CredentialRejected, connection_create_api_key
 from apps.core.egress import egress_request
 from apps.organizations.models import Organization
@@ -78,7 +78,7 @@ def test_custom_provider_connects_and_calls_upstream(org: Organization, admin: U
     provider = get_provider("custom-tasks", organization=org)
     action = get_action("custom-tasks.list_projects", organization=org)
     prepared = build_request(provider, action, {})
-    applied = custody.auth_for(connection, provider)
+    applied = credentials.auth_for(connection, provider)
     response = egress_request(
         prepared.method,
         prepared.url,
