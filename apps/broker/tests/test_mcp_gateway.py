@@ -315,3 +315,53 @@ def test_a_tool_that_needs_approval_waits_then_runs_once(
     assert first.content[0].text == "Echo: approved?"
     assert again.is_error is True  # spent: one approval, one upstream call
     assert tool_calls_seen(relay, "echo") == 1
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_an_oauth_issued_token_works_on_both_urls_and_the_page_counts_calls(
+    org: Organization,
+    everything: tuple[Connection, Relay],
+    live_server: LiveServer,
+    admin: Any,
+) -> None:
+    """A client that signed in through Grantry's own authorization server (its token
+    bound to /mcp) reaches the fronted tools on /mcp and on the connection's URL; the
+    server's page then shows the calls per tool."""
+    from django.test import Client as TestClient
+
+    from apps.mcpauth import services as mcpauth
+    from apps.mcpauth.tests.oauth import (
+        authorize_url,
+        consent,
+        exchange,
+        new_flow,
+        redirect_params,
+        register,
+    )
+
+    connection, relay = everything
+    agent = agent_with(org, connection, {"action_pattern": "echo"})
+    browser = TestClient()
+    browser.force_login(admin)
+    flow = new_flow(register(browser))
+    answer = consent(
+        browser, authorize_url(flow, resource=mcpauth.mcp_resource_url()), worker=agent.worker
+    )
+    token = exchange(browser, flow, redirect_params(answer)["code"]).json()["access_token"]
+
+    async def everywhere(client: Client) -> Any:
+        return await client.call_tool("everything__echo", {"message": "oauth"})
+
+    async def one(client: Client) -> Any:
+        return await client.call_tool("echo", {"message": "oauth"})
+
+    assert with_client(f"{live_server.url}/mcp", token, "auto", everywhere).is_error is False
+    assert (
+        with_client(f"{live_server.url}/mcp/c/everything", token, "legacy", one).is_error is False
+    )
+    assert tool_calls_seen(relay, "echo") == 2
+    assert token not in relay.text
+
+    page = browser.get(f"/o/acme/connections/{connection.pk}/mcp/").content.decode()
+    row = page[page.index("<code>echo</code>") :]
+    assert '<td data-label="Calls">2</td>' in row[: row.index("</tr>")]
