@@ -133,11 +133,27 @@ class _Session:
         self.last_used = time.monotonic()
         self.busy = 0
         self.uses = 0
+        self.retiring = False
 
     def close(self) -> None:
-        """Stop handing this session out; its task closes it (and ends a stdio child)."""
+        """Stop handing this session out; its task closes it now (and ends a stdio
+        child): calls still in flight on it fail."""
         self.pool.forget(self)
         self.closing.set()
+
+    def retire(self) -> None:
+        """Stop handing this session out; close it once its calls in flight are done
+        (an older credential: a refresh must not break the calls that used the old one)."""
+        self.pool.forget(self)
+        self.retiring = True
+        if self.busy == 0:
+            self.closing.set()
+
+    def done_with(self) -> None:
+        self.busy -= 1
+        self.last_used = time.monotonic()
+        if self.retiring and self.busy == 0:
+            self.closing.set()
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
@@ -217,7 +233,7 @@ class _Pool:
         session = self.sessions.get(upstream.key)
         if session is None:
             for other in [s for k, s in self.sessions.items() if k[0] == upstream.connection_id]:
-                other.close()  # an older credential or configuration
+                other.retire()  # an older credential or configuration
             session = self.sessions[upstream.key] = _Session(upstream, self)
             asyncio.create_task(session.hold())  # noqa: RUF006 - the pool holds the session
         await session.ready.wait()
@@ -273,38 +289,43 @@ async def _use(
     """Run `action` on a session to `upstream` within `seconds`. A reused session that
     turns out dead (the server restarted and forgot it: HTTP 404, or for a read the
     connection gone) is replaced once: a 404 for an unknown session means the server
-    did not act, and a read may always be repeated."""
-    with anyio.fail_after(seconds):
-        for attempt in (1, 2):
-            session: _Session | None = None
-            try:
-                session = await _pool.session(upstream)
-                session.seen.egress = None  # a refusal seen before is not this call's
-                reused = session.uses > 0
-                session.uses += 1
-                session.busy += 1
+    did not act, and a read may always be repeated. A session that failed other than
+    by the server's own JSON-RPC error is closed, and so is a stdio server that ran out
+    of time (it may be stuck): the next call starts a fresh one."""
+    session: _Session | None = None
+    try:
+        with anyio.fail_after(seconds):
+            for attempt in (1, 2):
+                session = None
                 try:
-                    assert session.client is not None
-                    return await action(session.client)
-                finally:
-                    session.busy -= 1
-                    session.last_used = time.monotonic()
-            except UpstreamError:
-                raise
-            except Exception as exc:
-                seen = session.seen if session is not None else _Seen()
-                error = _classify(exc, upstream, seen)
-                if session is None:
-                    raise error from None
-                if upstream.transport == "stdio" or error.code != "upstream_error":
-                    # A stuck or broken session (a hung child, a dead connection): the
-                    # next call opens a fresh one.
-                    session.close()
-                stale = reused and (
-                    seen.status == 404 or (idempotent and error.code == "upstream_unreachable")
-                )
-                if attempt == 2 or not stale:
-                    raise error from None
+                    session = await _pool.session(upstream)
+                    session.seen.egress = None  # a refusal seen before is not this call's
+                    reused = session.uses > 0
+                    session.uses += 1
+                    session.busy += 1
+                    try:
+                        assert session.client is not None
+                        return await action(session.client)
+                    finally:
+                        session.done_with()
+                except UpstreamError:
+                    raise
+                except Exception as exc:
+                    seen = session.seen if session is not None else _Seen()
+                    error = _classify(exc, upstream, seen)
+                    if session is None:
+                        raise error from None
+                    if error.code != "upstream_error":
+                        session.close()
+                    stale = reused and (
+                        seen.status == 404 or (idempotent and error.code == "upstream_unreachable")
+                    )
+                    if attempt == 2 or not stale:
+                        raise error from None
+    except TimeoutError:
+        if session is not None and upstream.transport == "stdio":
+            session.close()
+        raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
