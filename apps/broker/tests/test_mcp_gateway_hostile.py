@@ -104,3 +104,16 @@ def test_ten_thousand_tools_are_refused_with_the_reason(
         mcp_tools_refresh(connection_id=connection.pk)
     connection.mcp_server.refresh_from_db()
     assert "lists more than 500 tools" in connection.mcp_server.last_error
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_tools_grantry_cannot_store_are_left_out_not_a_500(
+    org: Organization, hostile: HostileMcpServer
+) -> None:
+    hostile.mode = "unstorable"
+    _, report = mcp_connection_create(
+        organization=org, name="odd", server=HttpServer(url=hostile.url)
+    )
+    assert report.new == ["lookup"]
+    assert sorted(report.skipped) == ["bad name\n", "nul"]
+    assert report.total == 3

@@ -374,9 +374,9 @@ def list_tools(upstream: Upstream) -> Listing:
         _pool.changed.discard(upstream.connection_id)
         return Listing(
             tools=tools,
-            protocol_version=client.protocol_version,
-            server_name=(info.name if info else "")[:200],
-            server_version=(info.version if info else "")[:100],
+            protocol_version=_printable(client.protocol_version, 20),
+            server_name=_printable(info.name if info else "", 200),
+            server_version=_printable(info.version if info else "", 100),
         )
 
     return _run(upstream, walk, idempotent=True)

@@ -119,11 +119,19 @@ def mcp_tools_refresh(*, connection_id: int) -> SyncReport:
 
 
 def _valid(tool: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(name, pinned definition) of a listed tool Grantry can keep, or None: a name MCP
+    would not allow, a definition past MAX_DEFINITION_BYTES, or one PostgreSQL cannot
+    store (a NUL or a lone surrogate anywhere in it)."""
     name = tool.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= 128 or not name.isprintable():
         return None
     definition = tool_definition(tool)
-    if len(json.dumps(definition, ensure_ascii=False)) > MAX_DEFINITION_BYTES:
+    text = json.dumps(definition, ensure_ascii=False)
+    if len(text) > MAX_DEFINITION_BYTES or "\\u0000" in text:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
         return None
     return name, definition
 
@@ -155,19 +163,9 @@ def _sync(connection: Connection, listing: Listing) -> SyncReport:
             )
             report.new.append(name)
             continue
-        was = row.state
-        row.definition, row.digest, row.last_seen_at = definition, digest, now
-        if not row.approved_digest:
-            row.state = McpToolState.NEW
-        elif digest == row.approved_digest:
-            row.state = McpToolState.APPROVED
-        else:
-            row.state = McpToolState.CHANGED
-            if was != McpToolState.CHANGED:
-                row.changed_at = now
-                report.changed.append(name)
-                _audit_change(connection, row)
-        row.save()
+        _relisted(connection, row, definition, digest, report=report, now=now)
+    # Unchanged tools cost no write each: one statement marks them all as seen.
+    McpTool.objects.filter(connection=connection, name__in=seen).update(last_seen_at=now)
     for name, row in rows.items():
         if name not in seen and row.state != McpToolState.REMOVED:
             row.state = McpToolState.REMOVED
@@ -195,6 +193,33 @@ def _sync(connection: Connection, listing: Listing) -> SyncReport:
     server.server_version = listing.server_version
     server.save()
     return report
+
+
+def _relisted(
+    connection: Connection,
+    row: McpTool,
+    definition: dict[str, Any],
+    digest: str,
+    *,
+    report: SyncReport,
+    now: Any,
+) -> None:
+    """A known tool listed again: its state from its digest against the approved one
+    (a new change audited once), saved only when something changed."""
+    was = (row.state, row.digest)
+    row.definition, row.digest = definition, digest
+    if not row.approved_digest:
+        row.state = McpToolState.NEW
+    elif digest == row.approved_digest:
+        row.state = McpToolState.APPROVED
+    else:
+        row.state = McpToolState.CHANGED
+        if was[0] != McpToolState.CHANGED:
+            row.changed_at = now
+            report.changed.append(row.name)
+            _audit_change(connection, row)
+    if (row.state, row.digest) != was:
+        row.save()
 
 
 def _changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

@@ -18,7 +18,8 @@ TOOL = {
 
 
 class HostileMcpServer:
-    """`mode`: "ok", "slow", "huge", "malformed", "not_json", "many_tools"."""
+    """`mode`: "ok", "slow", "huge", "malformed", "not_json", "many_tools",
+    "unstorable" (a tool with a NUL in its description, one with a newline in its name)."""
 
     def __init__(self) -> None:
         self.mode = "ok"
@@ -76,6 +77,12 @@ class HostileMcpServer:
         if method == "tools/list":
             if self.mode == "many_tools":
                 tools = [{**TOOL, "name": f"tool_{i}"} for i in range(10_000)]
+            elif self.mode == "unstorable":
+                tools = [
+                    TOOL,
+                    {**TOOL, "name": "nul", "description": "before\u0000after"},
+                    {**TOOL, "name": "bad name\n"},
+                ]
             else:
                 tools = [TOOL]
             return {"jsonrpc": "2.0", "id": rid, "result": {"tools": tools}}
