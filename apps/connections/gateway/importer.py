@@ -25,7 +25,9 @@ from apps.connections.mcp_models import McpAuth
 from apps.isolation.packages import PackageError, parse_package
 
 MAX_CONFIG_BYTES = 200_000
-MAX_SERVERS = 50
+# Each server is checked (its tools listed, up to GRANTRY_MCP_CALL_TIMEOUT) while the
+# admin's request waits: a config names a handful; more are refused, not queued.
+MAX_SERVERS = 10
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 
 
@@ -128,8 +130,13 @@ def parse_config(text: str) -> list[Proposal]:
         config = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"The config is not valid JSON: {exc}.") from None
+    servers = _servers(config)
+    if len(servers) > MAX_SERVERS:
+        raise ConfigError(
+            f"The config names {len(servers)} servers; import at most {MAX_SERVERS} at once."
+        )
     proposals = []
-    for key, entry in list(_servers(config).items())[:MAX_SERVERS]:
+    for key, entry in servers.items():
         proposal = Proposal(key=str(key)[:100], name=_slug(str(key)))
         if not isinstance(entry, dict):
             proposal.problem = "The entry is not an object."

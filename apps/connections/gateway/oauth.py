@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import httpx2
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from mcp.client.auth.utils import (
     build_oauth_authorization_server_metadata_discovery_urls,
     build_protected_resource_metadata_discovery_urls,
@@ -278,15 +278,20 @@ def mcp_oauth_start(
     if reconnect is None:
         found = discover(url, _probe(url))
         registration = register(found)
-        with transaction.atomic():
-            connection = _save_pending(
-                organization=organization,
-                name=name,
-                url=url,
-                found=found,
-                registration=registration,
-                actor=actor,
-            )
+        try:
+            with transaction.atomic():
+                connection = _save_pending(
+                    organization=organization,
+                    name=name,
+                    url=url,
+                    found=found,
+                    registration=registration,
+                    actor=actor,
+                )
+        except IntegrityError:  # the name was taken meanwhile
+            raise GatewayProblem(
+                "name_taken", f"A connection named '{name}' already exists.", status=400
+            ) from None
     else:
         connection = reconnect
     server = McpServer.objects.get(pk=connection.pk)

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.audit.services import audit_record
 from apps.connections.gateway import client
@@ -92,9 +92,14 @@ def mcp_connection_create(
         raise GatewayProblem(code, exc.message, status=400) from None
     finally:
         client.close_sessions(check_id)
-    with transaction.atomic():
-        connection = _save(organization=organization, name=name, server=server, actor=actor)
-        report = _sync(connection, listing)
+    try:
+        with transaction.atomic():
+            connection = _save(organization=organization, name=name, server=server, actor=actor)
+            report = _sync(connection, listing)
+    except IntegrityError:  # the name was taken meanwhile
+        raise GatewayProblem(
+            "name_taken", f"A connection named '{name}' already exists.", status=400
+        ) from None
     return connection, report
 
 
