@@ -69,6 +69,11 @@ def parse_package(command: str, args: list[str] | tuple[str, ...] = ()) -> Packa
         words = shlex.split(command)
     except ValueError as exc:
         raise PackageError(f"The command cannot be read: {exc}.") from None
+    if words and words[0] in ("uvx", "uv", "pip", "pipx", "python", "python3", "docker"):
+        raise PackageError(
+            f"Grantry runs pinned npm packages (npx -y @scope/pkg@1.2.3); {words[0]!r} "
+            "servers are not supported yet."
+        )
     if words and words[0] == "npx":
         words = [w for w in words[1:] if w not in ("-y", "--yes")]
         if words and words[0].startswith("-"):

@@ -108,6 +108,8 @@ def test_only_an_exact_installed_version_runs() -> None:
         locate(parse_package("@modelcontextprotocol/server-everything@2026.8.30"))
     with pytest.raises(PackageError, match="not installed"):
         locate(parse_package("left-pad@1.3.0"))
+    with pytest.raises(PackageError, match="'uvx' servers are not supported yet"):
+        parse_package("uvx mcp-server-fetch==2025.4.7")
 
 
 @pytest.mark.usefixtures("attacker_prefix")
