@@ -62,14 +62,16 @@ def _split_name_version(ref: str) -> tuple[str, str]:
     return ref[:at], ref[at + 1 :]
 
 
-def parse_package(command: str, args: list[str] | tuple[str, ...] = ()) -> PackageSpec:
-    """A PackageSpec from `npx -y @scope/pkg@1.2.3 [args…]` or `@scope/pkg@1.2.3`,
-    with `args` appended; PackageError says what is wrong."""
+NOT_NPM = ("uvx", "uv", "pip", "pipx", "python", "python3", "docker")
+
+
+def _words(command: str) -> list[str]:
+    """The package reference and its arguments, `npx -y` taken off."""
     try:
         words = shlex.split(command)
     except ValueError as exc:
         raise PackageError(f"The command cannot be read: {exc}.") from None
-    if words and words[0] in ("uvx", "uv", "pip", "pipx", "python", "python3", "docker"):
+    if words and words[0] in NOT_NPM:
         raise PackageError(
             f"Grantry runs pinned npm packages (npx -y @scope/pkg@1.2.3); {words[0]!r} "
             "servers are not supported yet."
@@ -78,6 +80,13 @@ def parse_package(command: str, args: list[str] | tuple[str, ...] = ()) -> Packa
         words = [w for w in words[1:] if w not in ("-y", "--yes")]
         if words and words[0].startswith("-"):
             raise PackageError(f"npx option {words[0]!r} is not supported; name the package.")
+    return words
+
+
+def parse_package(command: str, args: list[str] | tuple[str, ...] = ()) -> PackageSpec:
+    """A PackageSpec from `npx -y @scope/pkg@1.2.3 [args…]` or `@scope/pkg@1.2.3`,
+    with `args` appended; PackageError says what is wrong."""
+    words = _words(command)
     if not words:
         raise PackageError("Name an npm package and its exact version, e.g. @scope/pkg@1.2.3.")
     name, version = _split_name_version(words[0])
