@@ -209,7 +209,7 @@ class McpToolListAPIView(_McpScope, APIView):
     @extend_schema(
         tags=["connections"],
         summary="An MCP connection's tools, with their state and digests",
-        responses={200: McpToolSerializer(many=True), **error_responses(403, 404)},
+        responses={200: McpToolSerializer(many=True), **error_responses(400, 403, 404)},
     )
     def get(self, request: Request, org_slug: str, connection_id: int) -> Response:  # noqa: ARG002 - URL kwargs, passed by name
         connection = self.connection(connection_id)
