@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,14 +129,20 @@ class McpAuth:
 
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     env: dict[str, str] = field(default_factory=dict, repr=False)
-    fingerprint: str = ""
+    fingerprint: str = field(default="", repr=False)
 
     def __repr__(self) -> str:
         return f"<McpAuth headers={sorted(self.headers)} env={sorted(self.env)}>"
 
 
-def _fingerprint(*secrets: str) -> str:
-    return hashlib.sha256("\x00".join(secrets).encode()).hexdigest()[:16]
+# Keyed per process: a fingerprint only has to tell this process's credentials apart,
+# and says nothing about a secret to anyone who sees it.
+_FINGERPRINT_KEY = secrets.token_bytes(32)
+
+
+def _fingerprint(*values: str) -> str:
+    message = "\x00".join(values).encode()
+    return hmac.new(_FINGERPRINT_KEY, message, hashlib.sha256).hexdigest()[:32]
 
 
 def mcp_auth(connection: Connection, server: McpServer) -> McpAuth:

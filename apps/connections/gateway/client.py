@@ -71,7 +71,7 @@ class Upstream:
     url: str = ""
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     command: SandboxCommand | None = field(default=None, repr=False)
-    fingerprint: str = ""  # custody.McpAuth.fingerprint
+    fingerprint: str = field(default="", repr=False)  # custody.McpAuth.fingerprint
 
     @property
     def key(self) -> tuple[int, str]:
