@@ -365,3 +365,33 @@ def test_an_oauth_issued_token_works_on_both_urls_and_the_page_counts_calls(
     page = browser.get(f"/o/acme/connections/{connection.pk}/mcp/").content.decode()
     row = page[page.index("<code>echo</code>") :]
     assert '<td data-label="Calls">2</td>' in row[: row.index("</tr>")]
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_simulation_and_least_privilege_replay_recorded_tool_calls(
+    org: Organization, everything: tuple[Connection, Relay], live_server: LiveServer
+) -> None:
+    """The role's recorded tool calls are decided again with the same evaluate():
+    a proposal without the tool's rule flips them; the least-privilege report narrows
+    a wide MCP rule to the tools actually called."""
+    from apps.policies.least_privilege import least_privilege_report
+    from apps.policies.simulation import role_simulate
+
+    connection, _ = everything
+    agent = agent_with(org, connection, {"action_pattern": "*"})
+
+    async def body(client: Client) -> Any:
+        await client.call_tool("everything__echo", {"message": "a"})
+        await client.call_tool("everything__echo", {"message": "b"})
+        await client.call_tool("everything__get-sum", {"a": 1, "b": 2})
+
+    with_client(f"{live_server.url}/mcp", agent.raw, "auto", body)
+    narrower = [{"kind": "mcp", "connection": connection.pk, "action_pattern": "get-sum"}]
+    result = role_simulate(role=agent.role, rules=narrower)
+    assert (result.calls, result.unchanged, result.allowed_to_denied) == (3, 1, 2)
+    assert result.examples["allowed_to_denied"][0].call == "tool echo of 'everything'"
+
+    report = least_privilege_report(role=agent.role)
+    assert report.allowed == 3
+    proposed = sorted(rule["action_pattern"] for rule in report.proposal)
+    assert proposed == ["echo", "get-sum"]  # '*' narrowed to what was called

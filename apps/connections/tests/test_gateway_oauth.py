@@ -15,6 +15,7 @@ import httpx
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.connections import custody
@@ -105,3 +106,28 @@ def test_a_callback_from_another_issuer_is_refused(admin: User) -> None:
     assert Connection.objects.get(name="demo").status == ConnectionStatus.NEEDS_REAUTH
     failed = AuditEvent.objects.get(action="connection.connect_failed")
     assert failed.reason.startswith("issuer_mismatch")
+
+
+def test_where_the_server_takes_client_id_metadata_documents_grantry_uses_its_own(
+    settings: Settings, client: Client
+) -> None:
+    """CIMD: the client id is the URL of the document Grantry serves about itself (only
+    an https address can be one, so the tests above register dynamically)."""
+    from apps.connections.gateway.oauth import Discovered, register
+
+    settings.GRANTRY_BASE_URL = "https://grantry.example.com"
+    found = Discovered(
+        resource="https://mcp.example.com/mcp",
+        issuer="https://auth.example.com/",
+        authorization_endpoint="https://auth.example.com/authorize",
+        token_endpoint="https://auth.example.com/token",
+        cimd_supported=True,
+    )
+    registration = register(found)  # nothing sent: no registration request is needed
+    assert registration.kind == "cimd"
+    assert registration.client_id == "https://grantry.example.com/oauth/mcp-client.json"
+    assert registration.auth_method == "none"
+    document = client.get("/oauth/mcp-client.json").json()
+    assert document["client_id"] == registration.client_id
+    assert document["redirect_uris"] == ["https://grantry.example.com/oauth/callback/"]
+    assert document["token_endpoint_auth_method"] == "none"
