@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus clean
+.PHONY: run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap clean
 
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
@@ -67,6 +67,25 @@ $(CORPUS)/.installed: tests/data/openapi-corpus/package.json tests/data/openapi-
 	touch $@
 openapi-corpus: $(CORPUS)/.installed
 
+# Real MCP servers and the TypeScript SDK (its example servers and client) for the gateway
+# tests, pinned with their integrity hashes in tests/data/mcp-servers/package-lock.json and
+# installed by `npm ci` (which checks them) into var/mcp-servers; tests start `node` on
+# them directly, never `npx`. bubblewrap (Debian's) runs the stdio servers.
+MCP_SERVERS := var/mcp-servers
+$(MCP_SERVERS)/.installed: tests/data/mcp-servers/package.json tests/data/mcp-servers/package-lock.json
+	@command -v npm >/dev/null || { \
+	  echo "Installing Debian's npm for the MCP servers…"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm) >/dev/null; }
+	mkdir -p $(MCP_SERVERS)
+	cp tests/data/mcp-servers/package.json tests/data/mcp-servers/package-lock.json $(MCP_SERVERS)/
+	cd $(MCP_SERVERS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+mcp-servers: $(MCP_SERVERS)/.installed bubblewrap
+bubblewrap:
+	@test -x /usr/bin/bwrap || { \
+	  echo "Installing Debian's bubblewrap for the stdio MCP servers…"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap) >/dev/null; }
+
 ## Start the whole product: embedded PostgreSQL (var/pgdata) + web + worker + scheduler.
 ## No Redis needed. Writes the development environment to var/dev.env.
 run: venv-run
@@ -83,7 +102,7 @@ verify: venv-run
 
 ## Run the whole test suite (PostgreSQL/Redis when they answer, else the embedded
 ## PostgreSQL under var/ and in-memory cache/broker).
-test: venv browser rsyslog openapi-corpus
+test: venv browser rsyslog openapi-corpus mcp-servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).
@@ -105,7 +124,7 @@ audit: venv
 	rm -rf var/lock-check
 	$(BIN)/pip-audit --strict --progress-spinner off --disable-pip $(ALL_LOCKS)
 
-bench: venv
+bench: venv mcp-servers
 	$(BIN)/python scripts/bench.py
 
 ## The audit trail at scale: seeds AUDIT_BENCH_EVENTS (default 10M) events into its own database.
@@ -114,7 +133,7 @@ bench-audit: venv
 
 ## Both benchmarks end to end with tiny numbers (about a minute each; .ci/run runs them):
 ## they prove the scripts work, not how fast anything is.
-bench-smoke: venv
+bench-smoke: venv mcp-servers
 	BENCH_SMOKE=1 $(BIN)/python scripts/bench.py
 
 bench-audit-smoke: venv

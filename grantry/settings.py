@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "apps.approvals",
     "apps.dashboard",
     "apps.inventory",
+    "apps.isolation",
     # django-oauth-toolkit serves two separate authorization servers: Grantry's own
     # for /mcp (apps.mcpauth) and, when enabled, the Sandbox's (apps.sandbox).
     "oauth2_provider",
@@ -354,6 +355,12 @@ CELERY_BEAT_SCHEDULE["connections-purge-oauth-states"] = {
     "task": "connections.purge_oauth_states",
     "schedule": 3600.0,
 }
+# MCP gateway: read every active upstream MCP server's tools again (new, changed and
+# removed tools are recorded and audited; a changed tool is refused until approved).
+CELERY_BEAT_SCHEDULE["connections-refresh-mcp-tools"] = {
+    "task": "connections.refresh_mcp_tools",
+    "schedule": env.float("GRANTRY_MCP_TOOLS_REFRESH_SECONDS", default=600.0),
+}
 # Workers: email org admins once per token that expires within 7 days (apps.workers.tasks).
 CELERY_BEAT_SCHEDULE["workers-warn-expiring-tokens"] = {
     "task": "workers.warn_expiring_tokens",
@@ -392,6 +399,25 @@ GRANTRY_OPENAPI_MAX_BYTES = env.int("GRANTRY_OPENAPI_MAX_BYTES", default=16_000_
 GRANTRY_OPENAPI_MAX_OPERATIONS = env.int("GRANTRY_OPENAPI_MAX_OPERATIONS", default=100)
 GRANTRY_OPENAPI_TIME_LIMIT = env.int("GRANTRY_OPENAPI_TIME_LIMIT", default=60)
 GRANTRY_OPENAPI_MEMORY_MB = env.int("GRANTRY_OPENAPI_MEMORY_MB", default=1024)
+# The MCP gateway (apps/connections/mcp, apps/isolation): upstream MCP servers fronted as
+# connections. A whole upstream exchange (a tools/list walk, a tools/call) ends by this
+# many seconds; a list of more tools than the cap is refused; an upstream's tool list
+# is read again before a call once it is older than GRANTRY_MCP_TOOLS_MAX_AGE seconds
+# (a changed definition is then blocked before the call); idle upstream sessions close.
+GRANTRY_MCP_CALL_TIMEOUT = env.float("GRANTRY_MCP_CALL_TIMEOUT", default=30.0)
+GRANTRY_MCP_MAX_TOOLS = env.int("GRANTRY_MCP_MAX_TOOLS", default=500)
+GRANTRY_MCP_TOOLS_MAX_AGE = env.float("GRANTRY_MCP_TOOLS_MAX_AGE", default=60.0)
+GRANTRY_MCP_SESSION_IDLE_SECONDS = env.float("GRANTRY_MCP_SESSION_IDLE_SECONDS", default=300.0)
+# stdio servers: pinned npm packages installed under this prefix (manage.py mcp_install),
+# run by node under bubblewrap with these limits (apps/isolation/sandbox.py says what
+# they prevent and what they do not).
+GRANTRY_MCP_NPM_PREFIX = env.str("GRANTRY_MCP_NPM_PREFIX", default=str(VAR_DIR / "mcp-packages"))
+GRANTRY_MCP_STDIO_BWRAP = env.str("GRANTRY_MCP_STDIO_BWRAP", default="/usr/bin/bwrap")
+GRANTRY_MCP_STDIO_NODE = env.str("GRANTRY_MCP_STDIO_NODE", default="/usr/bin/node")
+GRANTRY_MCP_STDIO_MEMORY_MB = env.int("GRANTRY_MCP_STDIO_MEMORY_MB", default=2560)
+GRANTRY_MCP_STDIO_HEAP_MB = env.int("GRANTRY_MCP_STDIO_HEAP_MB", default=256)
+GRANTRY_MCP_STDIO_CPU_SECONDS = env.int("GRANTRY_MCP_STDIO_CPU_SECONDS", default=300)
+GRANTRY_MCP_STDIO_TMP_MB = env.int("GRANTRY_MCP_STDIO_TMP_MB", default=64)
 # Audit exports with more rows than this run as a Celery job; their files live this long.
 GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD = env.int(
     "GRANTRY_AUDIT_EXPORT_ASYNC_THRESHOLD", default=100_000
@@ -558,5 +584,10 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # The embedded PostgreSQL of make run / make test logs every pg_ctl call at INFO.
         "pgserver": {"level": "WARNING"},
+        # The MCP gateway's HTTP client logs every request's URL at INFO, and a URL may
+        # carry a credential in its query; the SDK logs session ids. Warnings only.
+        "httpx2": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
+        "mcp": {"level": "WARNING"},
     },
 }

@@ -64,3 +64,6 @@ SECURE_HSTS_SECONDS = 0
 SECURE_SSL_REDIRECT = False
 DEBUG = False
 os.makedirs(STATIC_ROOT, exist_ok=True)  # noqa: F405 (whitenoise warns on a missing root)
+# The real MCP servers of the gateway tests, installed by `make mcp-servers` from
+# tests/data/mcp-servers (an integrity-checked npm lock): nothing is fetched at run time.
+GRANTRY_MCP_NPM_PREFIX = str(_VAR_DIR / "mcp-servers")

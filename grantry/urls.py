@@ -7,8 +7,8 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from apps.broker.mcp import mcp_endpoint, protected_resource_metadata
-from apps.connections.views import OAuthCallbackView
+from apps.broker.mcp import mcp_connection_endpoint, mcp_endpoint, protected_resource_metadata
+from apps.connections.views import OAuthCallbackView, mcp_client_metadata
 from apps.core.csp import api_docs_policy
 from apps.core.views import healthz
 from apps.review.views import audit_public_key
@@ -36,6 +36,8 @@ urlpatterns = [
     ),
     path("api/v1/", include("apps.broker.urls")),
     path("mcp", mcp_endpoint, name="mcp"),
+    # One MCP connection's tools under their own names (apps/broker/mcp_upstream.py).
+    path("mcp/c/<str:connection>", mcp_connection_endpoint, name="mcp-connection"),
     path(
         ".well-known/oauth-protected-resource/mcp",
         protected_resource_metadata,
@@ -53,6 +55,9 @@ urlpatterns = [
     path("o/<slug:org_slug>/connections/", include("apps.connections.urls")),
     # The one fixed OAuth redirect URI every provider app registers (connections).
     path("oauth/callback/", OAuthCallbackView.as_view(), name="oauth-callback"),
+    # The client ID metadata document Grantry publishes as the OAuth client of upstream
+    # MCP servers (apps/connections/gateway/oauth.py).
+    path("oauth/mcp-client.json", mcp_client_metadata, name="mcp-client-metadata"),
     path("o/<slug:org_slug>/workers/", include("apps.workers.urls")),
     path("o/<slug:org_slug>/roles/", include("apps.policies.urls")),
     path("o/<slug:org_slug>/audit/", include("apps.review.urls")),

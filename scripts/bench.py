@@ -18,12 +18,20 @@ a token, then measures p50/p99 latency and requests/s for
   (c) a brokered execute of a built-in action (sandbox.list_projects),
   (d) a brokered execute of a custom provider's action (same upstream),
 
+  (g) an upstream MCP server called directly: tools/call `echo` of
+      @modelcontextprotocol/server-everything over Streamable HTTP (var/mcp-servers,
+      `make mcp-servers`; a session opened first, as a client would),
+  (h) the same tools/call forwarded by Grantry's /mcp (`bench__echo`): decided by an
+      MCP rule, pinned, audited, the credential added, sent through the gateway's
+      SDK session,
+
 at concurrency 1 and 16, with wrk (Debian package, installed when root and
 missing) or a bounded Python load generator, and prints the issue's goals: c's
 web CPU per call ≤ 1.3 × m's; c's req/s at 16 ≥ 75 % of m's; c − a at p50 ≤
 1.3 × (m − a). Then (e) a brokered execute against an upstream that answers in
 100 ms, at concurrency 64 (goal ≥ 80 % of 64 / 0.1 s), and the audit appends per
-second to one organization from 1 and from 32 connections.
+second to one organization from 1 and from 32 connections. For the MCP gateway it
+prints Grantry's added latency (h − g at p50) and its web CPU per forwarded call.
 
 Every measurement is repeated BENCH_ROUNDS times, the rounds interleaved (a, b,
 c, then again), and the run with the median requests/s is reported with the
@@ -72,6 +80,8 @@ ACTION = "sandbox.list_projects"
 CUSTOM_ACTION = "custom-bench.list_projects"
 SLOW_CONCURRENCY = int(os.environ.get("BENCH_SLOW_CONCURRENCY", "8" if SMOKE else "64"))
 UPSTREAM_BODY = '{"results":[{"id":1,"name":"Bench","description":"fixed"}]}'
+MCP_SERVER = ROOT / "var/mcp-servers/node_modules/@modelcontextprotocol/server-everything"
+MCP_CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
 
 
 # --- small helpers -------------------------------------------------------------------
@@ -336,22 +346,96 @@ def seed() -> None:
             "status": ConnectionStatus.ACTIVE,
         },
     )
-    role = role_create(
-        organization=org,
-        name=f"bench-{stamp}",
-        rules=[
-            {
-                "kind": "action",
-                "provider_key": "sandbox",
-                "action_pattern": ACTION,
-                "connection": connection.pk,
-            },
-            {"kind": "action", "provider_key": "custom-bench", "action_pattern": CUSTOM_ACTION},
-        ],
-    )
+    rules: list[dict[str, object]] = [
+        {
+            "kind": "action",
+            "provider_key": "sandbox",
+            "action_pattern": ACTION,
+            "connection": connection.pk,
+        },
+        {"kind": "action", "provider_key": "custom-bench", "action_pattern": CUSTOM_ACTION},
+    ]
+    if os.environ.get("BENCH_MCP_URL"):
+        rules.append(seed_mcp(org, os.environ["BENCH_MCP_URL"]))
+    role = role_create(organization=org, name=f"bench-{stamp}", rules=rules)
     worker = worker_create(organization=org, name=f"bench-{stamp}", default_role=role)
     _, raw = token_mint(worker=worker, expires_in_days=1)
     print(json.dumps({"token": raw, "connection": connection.name}))
+
+
+def seed_mcp(org: object, url: str) -> dict[str, object]:
+    """An MCP connection to the bench's server-everything with `echo` approved; the
+    rule that allows it."""
+    from apps.connections.gateway.services import HttpServer, mcp_connection_create
+    from apps.connections.gateway.tools import mcp_tool_approve
+    from apps.connections.mcp_models import McpTool
+    from apps.connections.models import Connection
+
+    Connection.objects.filter(organization=org, name="bench").delete()
+    mcp, _ = mcp_connection_create(
+        organization=org,  # type: ignore[arg-type]
+        name="bench",
+        server=HttpServer(url=url, auth="api_key", secret="bench-mcp-credential"),
+    )
+    echo = McpTool.objects.get(connection=mcp, name="echo")
+    mcp_tool_approve(
+        tool_id=echo.pk, organization_id=mcp.organization_id, digest=echo.digest, actor=None
+    )
+    return {"kind": "mcp", "connection": mcp.pk, "action_pattern": "echo"}
+
+
+def start_mcp_upstream() -> tuple[subprocess.Popen[bytes], int] | None:
+    """server-everything over Streamable HTTP, started with node (None when
+    var/mcp-servers is not installed: the MCP rows are then left out)."""
+    node = shutil.which("node")
+    script = MCP_SERVER / "dist/index.js"
+    if node is None or not script.exists():
+        log("MCP scenarios left out: run `make mcp-servers` (and have node) to include them")
+        return None
+    port = free_port()
+    process = subprocess.Popen(
+        [node, str(script), "streamableHttp"],
+        env={"PATH": os.environ.get("PATH", ""), "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return process, port
+        time.sleep(0.05)
+    process.kill()
+    raise SystemExit("the MCP server did not start")
+
+
+def mcp_session(url: str) -> dict[str, str]:
+    """Open a session the way an MCP client does: the headers a direct tools/call needs."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"},
+        },
+    }
+    request = urllib.request.Request(url, json.dumps(initialize).encode(), headers)
+    with urllib.request.urlopen(request, timeout=10) as response:  # loopback
+        session = response.headers["Mcp-Session-Id"]
+        response.read()
+    headers["Mcp-Session-Id"] = session
+    done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    with urllib.request.urlopen(  # loopback
+        urllib.request.Request(url, json.dumps(done).encode(), headers), timeout=10
+    ) as response:
+        response.read()
+    return headers
 
 
 def web_command(port: int) -> str:
@@ -535,7 +619,7 @@ def measure(
     else:
         cpu_before = process_tree_cpu_seconds(web_pid)
         run = run_python(name, url, concurrency, headers, payload)
-    if not name.startswith("a") and run.rps:
+    if not name.startswith(("a", "g")) and run.rps:  # not served by Grantry's web server
         spent = process_tree_cpu_seconds(web_pid) - cpu_before
         run.cpu_ms = spent * 1000 / (run.rps * SECONDS)
     run.name = name
@@ -559,6 +643,12 @@ def main() -> None:
         processes.append(upstream)
         ensure_services()
         env = django_env(upstream_port)
+        mcp_upstream = start_mcp_upstream()
+        mcp_url = ""
+        if mcp_upstream is not None:
+            processes.append(mcp_upstream[0])
+            mcp_url = f"http://127.0.0.1:{mcp_upstream[1]}/mcp"
+            env["BENCH_MCP_URL"] = mcp_url
         ensure_database(env["DATABASE_URL"])
         log("migrating the bench database …")
         subprocess.run(
@@ -612,6 +702,7 @@ def main() -> None:
                 custom_body,
             ),
         ]
+        scenarios += mcp_scenarios(mcp_url, base, auth)
         wrk = wrk_binary()
         generator = "wrk (Debian)" if wrk else "Python load generator (wrk unavailable)"
         log(
@@ -746,6 +837,7 @@ def report(runs: list[Run], upstream_kind: str, generator: str, appends: str = "
             f"- custom-provider action vs built-in, web CPU per call: {d1.cpu_ms:.2f} vs"
             f" {c1.cpu_ms:.2f} ms"
         )
+    report_mcp(by)
     if appends:
         print(appends)
     load = os.getloadavg()
@@ -755,6 +847,40 @@ def report(runs: list[Run], upstream_kind: str, generator: str, appends: str = "
     )
     if any(r.errors for r in runs):
         print("WARNING: some requests failed (see the errors column).")
+
+
+def mcp_scenarios(
+    mcp_url: str, base: str, auth: dict[str, str]
+) -> list[tuple[str, str, dict[str, str], str | None]]:
+    """(g) and (h): the same tools/call to the MCP server directly and through /mcp."""
+    if not mcp_url:
+        return []
+    echo = {**MCP_CALL, "params": {"name": "echo", "arguments": {"message": "bench"}}}
+    forwarded = {**MCP_CALL, "params": {"name": "bench__echo", "arguments": {"message": "bench"}}}
+    return [
+        ("g MCP server direct", mcp_url, mcp_session(mcp_url), json.dumps(echo)),
+        (
+            "h MCP tools/call via Grantry",
+            f"{base}/mcp",
+            {**auth, "Accept": "application/json"},
+            json.dumps(forwarded),
+        ),
+    ]
+
+
+def report_mcp(by: dict[tuple[str, int], Run]) -> None:
+    if ("g", 1) not in by or ("h", 1) not in by:
+        return
+    print("MCP gateway (issue 24), a tools/call forwarded by /mcp vs the server directly:")
+    for concurrency in CONCURRENCIES:
+        g, h = by[("g", concurrency)], by[("h", concurrency)]
+        print(
+            f"- concurrency {concurrency}: p50 {h.p50_ms:.2f} vs {g.p50_ms:.2f} ms, Grantry "
+            f"adds {h.p50_ms - g.p50_ms:.2f} ms; {h.rps:.0f} vs {g.rps:.0f} req/s"
+        )
+    cpu = by[("h", 1)].cpu_ms
+    if cpu:
+        print(f"- Grantry's web CPU per forwarded call (concurrency 1): {cpu:.2f} ms")
 
 
 def slow_upstream(port: int) -> None:

@@ -55,6 +55,12 @@ DOCUMENTED = {
     "mcp/grants/": {"get"},
     "mcp/grants/{grant_id}/": {"get", "delete"},
     "mcp/grants/{grant_id}/revoke/": {"post"},
+    # issue 24: MCP servers fronted as connections
+    "connections/mcp/": {"post"},
+    "connections/mcp/oauth/start/": {"post"},
+    "connections/{connection_id}/mcp/tools/": {"get"},
+    "connections/{connection_id}/mcp/tools/{tool_id}/approve/": {"post"},
+    "connections/{connection_id}/mcp/refresh/": {"post"},
     # issue 25: the inventory of raw keys
     "inventory/summary/": {"get"},
     "inventory/scans/": {"post"},

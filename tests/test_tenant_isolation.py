@@ -55,6 +55,15 @@ ALLOWLIST: list[tuple[str, str]] = [
     (r"^api/(schema|docs|redoc)/$", "OpenAPI schema and docs: public"),
     (r"^api/v1/(?!orgs/)", "agent API: worker-token auth, org comes from the token (broker tests)"),
     (r"^mcp$", "MCP endpoint: worker-token auth like the agent API (broker tests)"),
+    (
+        r"^mcp/c/<str:connection>$",
+        "one MCP connection's tools: worker-token auth, the connection looked up in the "
+        "token's organization (apps/broker/tests/test_mcp_gateway.py)",
+    ),
+    (
+        r"^oauth/mcp-client\.json$",
+        "Grantry's own OAuth client metadata document for upstream MCP servers: public",
+    ),
     (r"^\.well-known/", "OAuth protected-resource metadata: public"),
     (r"^sandbox/", "offline demo SaaS: its own users and data, not Grantry tenants"),
     (r"^oauth/callback/$", "OAuth redirect target: bound to session + signed state (connections)"),

@@ -209,3 +209,25 @@ def with_actor_names(events: list[AuditEvent]) -> list[AuditEvent]:
         shown = emails.get(str(e.actor_id)) if e.actor_type == "user" else None
         e.actor_shown = shown or e.actor_label or (f"#{e.actor_id}" if e.actor_id else "")  # type: ignore[attr-defined]
     return events
+
+
+def calls_per_tool(organization: Any, *, connection_id: int, days: int = 7) -> dict[str, int]:
+    """Agent calls of an MCP connection's tools in the last `days`, by tool name (the
+    broker records the tool as `metadata.mcp_tool`). One grouped query."""
+    from datetime import timedelta
+
+    from django.db.models import Count
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        AuditEvent.objects.filter(
+            organization=organization,
+            created_at__gte=since,
+            action__in=CALL_ACTIONS,
+            connection_id=connection_id,
+        )
+        .values_list("metadata__mcp_tool")
+        .annotate(calls=Count("id"))
+    )
+    return {str(tool): calls for tool, calls in rows if tool}

@@ -57,7 +57,7 @@ from mcp_types.version import (
 )
 from rest_framework.request import Request
 
-from apps.broker.catalog import allowed_for
+from apps.broker.catalog import allowed_for, mcp_tools_for
 from apps.broker.inputs import HostileInput, check_size, parse_json
 from apps.broker.mcp_approvals import (
     APPROVAL_ARG,
@@ -67,6 +67,7 @@ from apps.broker.mcp_approvals import (
     elicitation_mode,
     pending_text,
 )
+from apps.broker.mcp_upstream import SEPARATOR, McpToolTarget, split_name
 from apps.broker.pipeline import ActionTarget, RequestMeta, reject_input, run, start
 from apps.core.api import APIError, error_response
 from apps.workers.auth import AgentContext, WorkerTokenAuthentication
@@ -79,8 +80,9 @@ SERVER_META = {
 }
 CAPABILITIES = types.ServerCapabilities(tools=types.ToolsCapability(list_changed=False))
 INSTRUCTIONS = (
-    "Grantry brokers SaaS calls for this worker. Each tool is one action your role allows; "
-    "Grantry adds the credential. A denied call says which rule an admin would have to add."
+    "Grantry brokers SaaS calls for this worker. Each tool is one action your role allows, "
+    "or a tool of an MCP server Grantry fronts (named <server>__<tool>); Grantry adds the "
+    "credential. A denied call says which rule an admin would have to add."
 )
 # The tool list depends on the role and on revocation, so no client may cache it.
 TOOLS_TTL_MS = 0
@@ -190,8 +192,30 @@ def _tool(action: Any, connections: list[Any]) -> types.Tool:
     )
 
 
-def _list_tools(ctx: Any) -> types.ListToolsResult:
-    tools = [_tool(action, connections) for action, connections in allowed_for(ctx)]
+def _upstream_tool(name: str, definition: dict[str, Any]) -> types.Tool | None:
+    """A pinned upstream tool under the name the agent sees, as approved (None for a
+    definition the SDK's types refuse, or a name past MCP's 128 characters)."""
+    if len(name) > 128:
+        return None
+    try:
+        return types.Tool.model_validate({**definition, "name": name})
+    except ValueError:
+        return None
+
+
+def _list_tools(ctx: Any, *, only: str | None = None) -> types.ListToolsResult:
+    """The catalog actions and upstream tools the role allows; on a connection's own
+    URL (`only`), that server's tools under their own names."""
+    tools = (
+        [] if only is not None else [_tool(a, connections) for a, connections in allowed_for(ctx)]
+    )
+    for connection, pinned in mcp_tools_for(ctx):
+        if only is not None and connection.name != only:
+            continue
+        name = pinned.name if only is not None else f"{connection.name}{SEPARATOR}{pinned.name}"
+        tool = _upstream_tool(name, pinned.approved_definition or {})
+        if tool is not None:
+            tools.append(tool)
     return types.ListToolsResult(tools=tools, ttl_ms=TOOLS_TTL_MS, cache_scope="private")
 
 
@@ -201,6 +225,7 @@ def _call_tool(
     request: HttpRequest,
     *,
     capabilities: Any = None,
+    only: str | None = None,
 ) -> types.CallToolResult | types.InputRequiredResult:
     name = str(params.get("name"))
     raw_arguments = params.get("arguments")
@@ -217,7 +242,10 @@ def _call_tool(
         raise _ProtocolError(INVALID_PARAMS, str(exc)) from None
     if round_trip is not None and not round_trip.accepted:
         return pending_text(round_trip.approval_id, declined=True)
-    connection = arguments.pop(CONNECTION_ARG, None)
+    upstream = (only, name) if only is not None else split_name(name)
+    # A catalog action may be told which connection; an upstream tool's arguments are
+    # its own (one of them may well be called "connection").
+    connection = arguments.pop(CONNECTION_ARG, None) if upstream is None else None
     # An approved call re-sent (docs/agent-api.md, "Approvals"): not the action's input.
     approval_id = arguments.pop(APPROVAL_ARG, "")
     if round_trip is not None:
@@ -229,7 +257,12 @@ def _call_tool(
         message = f"'{CONNECTION_ARG}' must be a connection id or name."
         reject_input(ctx, meta, "broker.execute", HostileInput(message))
         raise _ProtocolError(INVALID_PARAMS, message, audited=True)
-    result = run(start(ctx, ActionTarget(name, connection, arguments), meta))
+    target = (
+        McpToolTarget.named(upstream[0], upstream[1], arguments)
+        if upstream is not None
+        else ActionTarget(name, connection, arguments)
+    )
+    result = run(start(ctx, target, meta))
     if result.pending is not None:
         elicitation = elicitation_mode(capabilities)
         if elicitation is not None:
@@ -239,7 +272,10 @@ def _call_tool(
 
 
 def _tool_result(result: Any) -> types.CallToolResult:
-    """A finished call as a tool result: Grantry's refusal, or the upstream's answer."""
+    """A finished call as a tool result: Grantry's refusal, or the upstream's answer (an
+    upstream MCP server's content, structuredContent and isError as it sent them)."""
+    if result.error is None and result.mcp_result is not None:
+        return types.CallToolResult.model_validate(result.mcp_result)
     if result.error is not None:
         error = result.error
         text = f"{error.code}: {error.message}"
@@ -268,13 +304,14 @@ def _dispatch(
     *,
     legacy: bool,
     capabilities: Any = None,
+    only: str | None = None,
 ) -> Any:
     if method == "tools/list":
-        return _list_tools(ctx)
+        return _list_tools(ctx, only=only)
     if method == "tools/call":
         if not isinstance(params.get("name"), str):
             raise _ProtocolError(INVALID_PARAMS, "tools/call needs a tool name.")
-        return _call_tool(ctx, params, request, capabilities=capabilities)
+        return _call_tool(ctx, params, request, capabilities=capabilities, only=only)
     if not legacy and (method, LATEST_MODERN_VERSION) not in CLIENT_REQUESTS:
         # Methods the stateless generation removed (ping, initialize, logging/…).
         raise _ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}")
@@ -323,7 +360,15 @@ def _is_modern(message: dict[str, Any], version_header: str | None) -> bool:
 
 
 @csrf_exempt
-def mcp_endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat guard clauses, each a documented refusal, before the MCP call
+def mcp_connection_endpoint(request: HttpRequest, connection: str) -> HttpResponse:
+    """`/mcp/c/<connection>`: one MCP connection's allowed tools, under their own names,
+    for clients configured per server. Same authentication (a token for /mcp works
+    here), rules, audit and pipeline as `/mcp`."""
+    return mcp_endpoint(request, only=connection[:60])
+
+
+@csrf_exempt
+def mcp_endpoint(request: HttpRequest, only: str | None = None) -> HttpResponse:  # noqa: C901 - flat guard clauses, each a documented refusal, before the MCP call
     if request.method != "POST":
         response = error_response(
             "method_not_allowed",
@@ -389,7 +434,9 @@ def mcp_endpoint(request: HttpRequest) -> HttpResponse:  # noqa: C901 - flat gua
             return _rpc_error(request_id, route.code, route.message, data)
         capabilities = route.client_capabilities
     try:
-        result = _dispatch(ctx, method, params, request, legacy=legacy, capabilities=capabilities)
+        result = _dispatch(
+            ctx, method, params, request, legacy=legacy, capabilities=capabilities, only=only
+        )
     except _ProtocolError as exc:
         if not exc.audited:
             reject_input(ctx, meta, "mcp.request", HostileInput(exc.message), method=method)

@@ -65,6 +65,8 @@ class BrokerResult:
     latency_ms: int | None = None
     # 202: the call waits for a person's approval (apps.approvals); the agent's body.
     pending: dict[str, Any] | None = None
+    # An upstream MCP server's CallToolResult, as on the wire (apps.broker.mcp_upstream).
+    mcp_result: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

@@ -1,26 +1,33 @@
 """The ONLY module that reads plaintext secrets.
 
 Every read of `Connection.access_token/refresh_token/api_key`,
-`ProviderApp.client_secret` and `OAuthState.code_verifier` is in this file,
+`ProviderApp.client_secret`, `OAuthState.code_verifier` and an MCP server's
+`McpServer.env_secrets/oauth_client_secret` is in this file,
 so a reviewer audits custody here. Nothing here logs a secret or puts one in
 an exception message.
 
 `applied_auth(connection, provider)` returns the headers/query parameters that
 carry the connection's credential; `apps.connections.credentials.auth_for`, what the
 broker calls before an upstream request, refreshes an expired access token first
-(under a row lock, `services.connection_refresh`) and then asks it. This module
-imports no service: it is what the services read secrets through.
+(under a row lock, `services.connection_refresh`) and then asks it. `mcp_auth` is
+its twin for an upstream MCP server (the headers of a remote one, the environment of
+a stdio one), asked by `credentials.mcp_auth_for`. This module imports no service: it
+is what the services read secrets through.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
+import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from apps.connections.models import (
     Connection,
+    McpServer,
     OAuthState,
     ProviderApp,
     RetiredCredential,
@@ -59,6 +66,8 @@ def secrets_not_needed(auth_type: str) -> frozenset[str]:
     reloads the row under its lock and hands back every field it changes."""
     if auth_type == "oauth2":
         return frozenset({"refresh_token", "api_key"})
+    if auth_type in ("env", "none"):  # MCP: a stdio server's secrets, or none
+        return frozenset({"access_token", "refresh_token", "api_key"})
     return frozenset({"access_token", "refresh_token"})
 
 
@@ -109,6 +118,66 @@ def place_credential(
     if placement == Placement.QUERY:
         return AppliedAuth(params={provider.header_name: secret})
     raise ValueError(f"Unknown credential placement {placement!r}.")
+
+
+@dataclass(frozen=True)
+class McpAuth:
+    """What carries an MCP connection's credential: HTTP headers of a remote server,
+    or the environment variables of a stdio one. `fingerprint` changes whenever the
+    credential does (a refresh, a new key), so an upstream session opened with the
+    old one is never reused; it is a digest, never the secret."""
+
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    fingerprint: str = field(default="", repr=False)
+
+    def __repr__(self) -> str:
+        return f"<McpAuth headers={sorted(self.headers)} env={sorted(self.env)}>"
+
+
+# Keyed per process: a fingerprint only has to tell this process's credentials apart,
+# and says nothing about a secret to anyone who sees it.
+_FINGERPRINT_KEY = secrets.token_bytes(32)
+
+
+def _fingerprint(*values: str) -> str:
+    message = "\x00".join(values).encode()
+    return hmac.new(_FINGERPRINT_KEY, message, hashlib.sha256).hexdigest()[:32]
+
+
+def mcp_auth(connection: Connection, server: McpServer) -> McpAuth:
+    """The connection's current credential as an upstream MCP exchange carries it (no
+    refresh: that is `credentials.mcp_auth_for`, what the gateway calls)."""
+    if connection.auth_type == "none":
+        return McpAuth(fingerprint=_fingerprint(""))
+    if connection.auth_type == "env":
+        env = mcp_env_secrets(server)
+        return McpAuth(
+            env=env, fingerprint=_fingerprint(*sorted(f"{k}={v}" for k, v in env.items()))
+        )
+    secret = _credential(connection)
+    if not secret:
+        raise NeedsReauth(connection, "The connection holds no credential.")
+    if connection.is_oauth():
+        headers = {"Authorization": f"Bearer {secret}"}
+    else:
+        headers = {server.header_name or "Authorization": f"{server.header_prefix}{secret}"}
+    return McpAuth(headers=headers, fingerprint=_fingerprint(secret))
+
+
+def mcp_env_secrets(server: McpServer) -> dict[str, str]:
+    try:
+        value = json.loads(server.env_secrets or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def mcp_client_credentials(server: McpServer) -> ClientCredentials:
+    """The OAuth client Grantry registered at an MCP server's authorization server."""
+    return ClientCredentials(
+        client_id=server.oauth_client_id, client_secret=server.oauth_client_secret
+    )
 
 
 # --- reads used by the services (refresh, revoke, connect) -------------------------
@@ -171,8 +240,14 @@ def purge_retired_key(retired: RetiredCredential) -> None:
 
 
 def destroy_secrets(connection: Connection) -> None:
-    """Blank every secret of the connection (the caller saves)."""
+    """Blank every secret of the connection (the caller saves; an MCP server's own
+    row is saved here)."""
     connection.access_token = ""
     connection.refresh_token = ""
     connection.api_key = ""
     connection.has_refresh_token = False
+    server = McpServer.objects.filter(connection_id=connection.pk).first()
+    if server is not None:
+        server.env_secrets = ""
+        server.oauth_client_secret = ""
+        server.save(update_fields=["env_secrets", "oauth_client_secret"])

@@ -23,6 +23,7 @@ SECRET_FIELDS = {
     "ProviderApp": ("client_secret",),
     "OAuthState": ("code_verifier",),
     "RetiredCredential": ("secret",),
+    "McpServer": ("env_secrets", "oauth_client_secret"),
 }
 
 
@@ -268,3 +269,11 @@ class RetiredCredential(TenantModel):
     def __repr__(self) -> str:
         state = "purged" if self.purged_at else "held"
         return f"<RetiredCredential {self.pk} connection={self.connection_id} {state}>"
+
+
+# The MCP gateway's models live in their own module (a kind of connection, and its tools).
+from apps.connections.mcp_models import (  # noqa: E402 - registered with this app's models
+    MCP_PROVIDER_KEY as MCP_PROVIDER_KEY,
+)
+from apps.connections.mcp_models import McpServer as McpServer  # noqa: E402
+from apps.connections.mcp_models import McpTool as McpTool  # noqa: E402

@@ -158,7 +158,9 @@ def exchange_code(
     redirect_uri: str,
     code: str,
     code_verifier: str,
+    resource: str = "",
 ) -> dict[str, Any]:
+    """`resource`: the RFC 8707 resource indicator (an upstream MCP server's)."""
     client = _client(
         provider, client_id=client_id, client_secret=client_secret, redirect_uri=redirect_uri
     )
@@ -169,14 +171,25 @@ def exchange_code(
         code=code,
         code_verifier=code_verifier,
         redirect_uri=redirect_uri,
+        **({"resource": resource} if resource else {}),
     )
 
 
 def refresh(
-    provider: Provider, *, client_id: str, client_secret: str, refresh_token: str
+    provider: Provider,
+    *,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    resource: str = "",
 ) -> dict[str, Any]:
     client = _client(provider, client_id=client_id, client_secret=client_secret)
-    return _token_call(client.refresh_token, provider.token_url, refresh_token=refresh_token)
+    return _token_call(
+        client.refresh_token,
+        provider.token_url,
+        refresh_token=refresh_token,
+        **({"resource": resource} if resource else {}),
+    )
 
 
 def revoke(

@@ -84,3 +84,39 @@ def purge_oauth_states() -> int:
     from apps.connections.services import oauth_states_purge
 
     return oauth_states_purge()
+
+
+@shared_task(name="connections.refresh_mcp_tools", time_limit=60, soft_time_limit=50)
+def refresh_mcp_tools() -> int:
+    """Periodic (beat): one tool refresh per active MCP connection."""
+    from apps.connections.models import MCP_PROVIDER_KEY
+
+    ids = list(
+        Connection.objects.usable()
+        .filter(provider_key=MCP_PROVIDER_KEY, mcp_server__isnull=False)
+        .values_list("pk", flat=True)
+    )
+    for connection_id in ids:
+        refresh_mcp_connection_tools.delay(connection_id)
+    return len(ids)
+
+
+@shared_task(
+    name="connections.refresh_mcp_connection_tools",
+    time_limit=120,
+    soft_time_limit=100,
+    acks_late=True,
+)
+def refresh_mcp_connection_tools(connection_id: int) -> str:
+    """List one MCP server's tools and sync the pinned rows (safe to run twice: a sync
+    of an unchanged list changes nothing). A failure is kept as the server's health."""
+    from apps.connections.custody import NeedsReauth
+    from apps.connections.gateway.tools import GatewayProblem, mcp_tools_refresh
+
+    if not Connection.objects.usable().filter(pk=connection_id).exists():
+        return "skipped"
+    try:
+        report = mcp_tools_refresh(connection_id=connection_id)
+    except (GatewayProblem, NeedsReauth) as exc:
+        return f"failed: {exc}"[:200]
+    return f"{report.total} tools, {len(report.changed)} changed"

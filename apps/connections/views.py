@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
@@ -20,7 +20,7 @@ from typing_extensions import override
 from apps.audit.selectors import recent_calls
 from apps.connections import services
 from apps.connections.forms import ConnectApiKeyForm, ConnectOAuthForm, ProviderAppForm
-from apps.connections.models import Connection, ProviderApp
+from apps.connections.models import MCP_PROVIDER_KEY, Connection, ProviderApp
 from apps.connections.selectors import connection_users
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
@@ -60,6 +60,9 @@ class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
         context.update(page=page, connections=page.rows)
         names: dict[str, str] = {}
         for connection in context["connections"]:
+            if connection.provider_key == MCP_PROVIDER_KEY:
+                connection.provider_name = "MCP server"
+                continue
             if connection.provider_key not in names:
                 try:
                     names[connection.provider_key] = get_provider(
@@ -231,6 +234,8 @@ class ReconnectView(OrgViewMixin, View):
         connection = self.scope_queryset().filter(pk=kwargs["pk"]).first()
         if connection is None or not connection.is_oauth():
             raise Http404("No such OAuth connection.")
+        if connection.provider_key == MCP_PROVIDER_KEY:
+            return self._reconnect_mcp(request, connection)
         if (
             not ProviderApp.objects.for_organization(self.organization)
             .filter(provider_key=connection.provider_key)
@@ -252,6 +257,23 @@ class ReconnectView(OrgViewMixin, View):
             session_key=request.session.session_key or "",
             reconnect=connection,
             scopes=connection.scopes or None,
+        )
+        return HttpResponseRedirect(url)
+
+    def _reconnect_mcp(self, request: HttpRequest, connection: Connection) -> HttpResponse:
+        """An upstream MCP server's own authorization server: the client Grantry
+        registered there, consent again (apps.connections.gateway.oauth)."""
+        from apps.connections.gateway.oauth import mcp_oauth_start
+
+        if not request.session.session_key:
+            request.session.save()
+        url = mcp_oauth_start(
+            organization=self.organization,
+            name=connection.name,
+            url="",
+            actor=request.user,
+            session_key=request.session.session_key or "",
+            reconnect=connection,
         )
         return HttpResponseRedirect(url)
 
@@ -478,3 +500,13 @@ class OAuthCallbackView(LoginRequiredMixin, View):
             + (f" as {connection.account_label}." if connection.account_label else "."),
         )
         return redirect("connections:list", org_slug=connection.organization.slug)
+
+
+def mcp_client_metadata(_request: HttpRequest) -> HttpResponse:
+    """Grantry's client ID metadata document, for upstream MCP servers' authorization
+    servers (the URL is the client id: apps.connections.gateway.oauth)."""
+    from apps.connections.gateway.oauth import client_metadata_document
+
+    response = JsonResponse(client_metadata_document())
+    response["Cache-Control"] = "public, max-age=3600"
+    return response

@@ -54,6 +54,7 @@ from apps.policies.windows import (
 
 ACTION = "action"
 PROXY = "proxy"
+MCP = "mcp"  # a tool of an upstream MCP server (apps.connections.gateway)
 CONSTRAINT_OPS = ("equals", "one_of", "glob", "prefix", "max")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 DEFAULT_APPROVAL_EXPIRES_IN = 3600  # seconds: how long an approval request lives
@@ -148,6 +149,30 @@ class Call:
             connection_name=connection_name,
             action_name=action_name,
             action_class=action_class,
+            input={} if input is None else input,
+            role_name=role_name,
+        )
+
+    @classmethod
+    def for_mcp_tool(
+        cls,
+        *,
+        tool: str,
+        read_only: bool,
+        connection_id: int,
+        connection_name: str = "",
+        input: Any = None,
+        role_name: str = "",
+    ) -> Call:
+        """A tool of an MCP connection; `read_only` is its approved readOnlyHint, which
+        a rule's read/write class matches."""
+        return cls(
+            kind=MCP,
+            provider_key=MCP,
+            connection_id=connection_id,
+            connection_name=connection_name,
+            action_name=tool,
+            action_class="read" if read_only else "write",
             input={} if input is None else input,
             role_name=role_name,
         )
@@ -278,13 +303,21 @@ def evaluate(rules: Sequence[RuleSpec], call: Call) -> Decision:
 def _evaluate_plain(rules: Sequence[RuleSpec], call: Call) -> Decision:
     if call.kind == PROXY:
         return _evaluate_proxy(rules, call)
-    if call.kind == ACTION:
+    if call.kind in (ACTION, MCP):
         return _evaluate_action(rules, call)
     return Decision(False, None, f"Unknown call kind {call.kind!r}.")
 
 
+def _what(call: Call) -> str:
+    if call.kind == PROXY:
+        return f"{call.method} {call.path}"
+    if call.kind == MCP:
+        return f"tool '{call.action_name}'"
+    return f"action '{call.action_name}'"
+
+
 def _approval_reason(rule: RuleSpec, call: Call) -> str:
-    what = f"{call.method} {call.path}" if call.kind == PROXY else f"action '{call.action_name}'"
+    what = _what(call)
     return (
         f"Rule #{rule.rule_id} ({describe_rule(rule)}) allows {what} only after a person "
         f"approves this exact call."
@@ -292,6 +325,20 @@ def _approval_reason(rule: RuleSpec, call: Call) -> str:
 
 
 # --- actions ------------------------------------------------------------------
+
+
+def mcp_tool_matches(rule: RuleSpec, tool: str, action_class: str) -> bool:
+    """Does an MCP rule cover this tool (its pattern, its read/write class)?"""
+    if rule.kind != MCP or not glob_match(rule.action_pattern, tool):
+        return False
+    return not rule.action_class or rule.action_class == action_class
+
+
+def covers(rule: RuleSpec, call: Call) -> bool:
+    """Does the rule cover this action or tool call (ignoring connection and constraints)?"""
+    if call.kind == MCP:
+        return mcp_tool_matches(rule, call.action_name, call.action_class)
+    return action_matches(rule, call.action_name, call.action_class)
 
 
 def action_matches(rule: RuleSpec, action_name: str, action_class: str) -> bool:
@@ -310,13 +357,16 @@ def connection_matches(rule: RuleSpec, connection_id: int | None) -> bool:
 
 
 def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
+    """Actions and MCP tools: the same matching, constraints, windows and reasons."""
     role = f"Role '{call.role_name}'" if call.role_name else "This role"
     conn = _conn_label(call)
+    what = _what(call)
+    kind = "an MCP rule" if call.kind == MCP else "an action rule"
     constraint_failures: list[str] = []
     other_connections: list[str] = []
     closed: list[str] = []
     for rule in rules:
-        if not action_matches(rule, call.action_name, call.action_class):
+        if not covers(rule, call):
             continue
         if not connection_matches(rule, call.connection_id):
             other_connections.append(rule.connection_name or f"#{rule.connection_id}")
@@ -331,33 +381,25 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
             continue
         return _allow(rule, call)
     if closed:
-        return Decision(
-            False,
-            None,
-            f"{role} allows action '{call.action_name}' on {conn} {'; or '.join(closed)}.",
-        )
+        return Decision(False, None, f"{role} allows {what} on {conn} {'; or '.join(closed)}.")
     if constraint_failures:
         shown = "; or ".join(dict.fromkeys(constraint_failures))
         return Decision(
-            False,
-            None,
-            f"{role} allows action '{call.action_name}' on {conn} only with matching input: "
-            f"{shown}.",
+            False, None, f"{role} allows {what} on {conn} only with matching input: {shown}."
         )
     if other_connections:
         names = ", ".join(f"'{n}'" for n in dict.fromkeys(other_connections))
         return Decision(
             False,
             None,
-            f"{role} allows action '{call.action_name}' only on connection {names}, "
-            f"not on {conn}. An admin can add an action rule for {call.action_name} "
-            f"on this connection.",
+            f"{role} allows {what} only on connection {names}, not on {conn}. An admin can "
+            f"add {kind} for {call.action_name} on this connection.",
         )
     return Decision(
         False,
         None,
-        f"{role} has no rule allowing action '{call.action_name}' on {conn}. "
-        f"An admin can add an action rule for {call.action_name}.",
+        f"{role} has no rule allowing {what} on {conn}. An admin can add {kind} for "
+        f"{call.action_name}.",
     )
 
 
@@ -384,8 +426,7 @@ def _allow(rule: RuleSpec, call: Call) -> Decision:
 
 
 def _allowed_reason(rule: RuleSpec, call: Call) -> str:
-    what = f"{call.method} {call.path}" if call.kind == PROXY else f"action '{call.action_name}'"
-    return f"Allowed by rule #{rule.rule_id} ({describe_rule(rule)}) for {what}."
+    return f"Allowed by rule #{rule.rule_id} ({describe_rule(rule)}) for {_what(call)}."
 
 
 # --- constraints --------------------------------------------------------------
@@ -634,6 +675,10 @@ def describe_rule(rule: RuleSpec) -> str:
     )
     if rule.kind == PROXY:
         text = f"proxy {'/'.join(rule.methods)} {rule.path_glob} {conn}"
+    elif rule.kind == MCP:
+        text = f"{_tools_words(rule)} of MCP connection '{rule.connection_name}'"
+        if rule.constraints:
+            text += ", if " + " and ".join(c.condition() for c in rule.constraints)
     else:
         if rule.action_pattern == f"{rule.provider_key}.*":
             cls = f"{rule.action_class} " if rule.action_class else ""
@@ -652,6 +697,15 @@ def describe_rule(rule: RuleSpec) -> str:
     if rule.quota is not None:
         text += f", {rule.quota.describe()}"
     return text
+
+
+def _tools_words(rule: RuleSpec) -> str:
+    cls = {"read": "read-only ", "write": "non-read-only "}.get(rule.action_class, "")
+    if rule.action_pattern == "*":
+        return f"all {cls}tools"
+    if any(ch in rule.action_pattern for ch in "*?"):
+        return f"{cls}tools matching '{rule.action_pattern}'"
+    return f"{cls}tool '{rule.action_pattern}'"
 
 
 def describe_approval(rule: RuleSpec) -> str:

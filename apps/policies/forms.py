@@ -4,6 +4,8 @@ apps.policies.validation and runs inside the services."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, ClassVar, cast
 
 from django import forms
@@ -321,6 +323,67 @@ class ActionRuleForm(ApprovalFields, WindowQuotaForm):
                 target = f"c{row}_{part}" if f"c{row}_{part}" in self.fields else None
             for message in messages:
                 self.add_error(target, message)
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """A tool of an MCP connection, in the shape the action form reads (name, class,
+    input schema), from its approved definition (or as listed, while not approved)."""
+
+    name: str
+    action_class: str
+    input_schema: dict[str, Any]
+
+    @classmethod
+    def of(cls, tool: Any) -> ToolChoice:
+        definition = tool.approved_definition or tool.definition
+        read_only = bool((definition.get("annotations") or {}).get("readOnlyHint"))
+        return cls(
+            name=tool.name,
+            action_class="read" if read_only else "write",
+            input_schema=dict(definition.get("inputSchema") or {}),
+        )
+
+
+class McpRuleForm(ActionRuleForm):
+    """One rule for the tools of one MCP connection: one tool, its read-only tools, its
+    other tools or all of them; the same conditions, limits, windows and approval as an
+    action rule."""
+
+    def __init__(self, *args: Any, connection: Any, tools: list[ToolChoice], **kwargs: Any):
+        shape = SimpleNamespace(key="mcp", display_name=connection.name, actions=tools)
+        super().__init__(*args, provider=shape, connections=[connection], **kwargs)
+        self.mcp_connection = connection
+        cast(forms.ChoiceField, self.fields["actions"]).label = "Tools"
+        cast(forms.ChoiceField, self.fields["actions"]).choices = [
+            (
+                "Groups",
+                [
+                    ("all:*", f"All tools of {connection.name}"),
+                    ("read:*", "Its read-only tools (readOnlyHint)"),
+                    ("write:*", "Its other tools"),
+                ],
+            ),
+            ("One tool", [(f"exact:{t.name}", f"{t.name} ({t.action_class})") for t in tools]),
+        ]
+        connection_field = cast(forms.ChoiceField, self.fields["connection"])
+        connection_field.choices = [(str(connection.pk), connection.name)]
+        connection_field.required = True
+        connection_field.help_text = "An MCP rule is about one server's tools."
+
+    def _matched(self, kind: str, target: str) -> list[Any]:
+        return super()._matched(kind, target if kind == "exact" else "")
+
+    def to_rule(self) -> dict[str, Any]:
+        rule = super().to_rule()
+        kind, _, target = self.cleaned_data["actions"].partition(":")
+        rule.update(
+            kind="mcp",
+            provider_key="mcp",
+            action_pattern=target if kind == "exact" else "*",
+            connection=self.mcp_connection.pk,
+        )
+        return rule
 
 
 class ProxyRuleForm(ApprovalFields, WindowQuotaForm):

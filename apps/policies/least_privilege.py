@@ -3,7 +3,7 @@
 Over a window (default 30 days) of a role's recorded broker calls, optionally of
 one worker, every call is decided again against the role's CURRENT rules with
 the broker's own `evaluate()` (recorded rule ids do not survive a rule edit),
-which yields:
+which yields (for catalog actions, proxy calls and MCP tools alike):
 
 * which rules matched calls, and how often (the first rule that allows a call
   is the one the broker names);
@@ -39,25 +39,27 @@ from django.utils import timezone
 
 from apps.policies.evaluate import (
     ACTION,
+    MCP,
     PROXY,
     Call,
     RuleSpec,
-    action_matches,
     connection_matches,
     constraint_failure,
+    covers,
     describe_rule,
     evaluate,
 )
 from apps.policies.simulation import (
     DEFAULT_DAYS,
+    ActionClasses,
     DocumentError,
     clean_days,
     passes,
     proposed_specs,
     recorded_calls,
+    replayed,
     simulate,
 )
-from apps.providers.registry import UnknownAction, get_action
 
 REPEATED_DENIALS = 3
 
@@ -161,7 +163,7 @@ def _yaml(document: Any) -> str:
     return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
 
-def least_privilege_report(  # noqa: C901 - one pass over the rules; each branch a documented case
+def least_privilege_report(
     *,
     role: Any,
     worker_id: int | None = None,
@@ -180,7 +182,7 @@ def least_privilege_report(  # noqa: C901 - one pass over the rules; each branch
         for n, spec in enumerate(specs, start=1)
     }
     report.rules = list(uses.values())
-    classes: dict[str, str | None] = {}
+    classes = ActionClasses(organization)
     denials: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(
         lambda: {"count": 0, "last_event_id": None, "reason": ""}
     )
@@ -188,41 +190,14 @@ def least_privilege_report(  # noqa: C901 - one pass over the rules; each branch
         organization=organization, role_id=role.pk, since=since, worker_id=worker_id
     )
     for row in calls:
-        event_id, action, connection_id, label, _worker, provider = row[:6]
-        name, _rule_id, method, path, _digest, input_text, at = row[6:]
-        if action == "broker.proxy":
-            call = Call.for_proxy(
-                provider_key=provider,
-                method=(method or "").upper(),
-                path="/" + (path or "").lstrip("/"),
-                connection_id=connection_id,
-                connection_name=label,
-                role_name=role.name,
-            )
-            what = f"{call.method} {call.path}"
-            known = True
-        else:
-            name = name or ""
-            if name not in classes:
-                try:
-                    classes[name] = str(get_action(name, organization=organization).action_class)
-                except UnknownAction:
-                    classes[name] = None
-            if classes[name] is None:
-                continue
-            known = input_text is not None
-            call = Call.for_action(
-                action_name=name,
-                action_class=classes[name] or "",
-                connection_id=connection_id,
-                connection_name=label,
-                input=json.loads(input_text) if known else {},
-                role_name=role.name,
-            )
-            what = name
+        # a rule's time window: the call's own time
+        replay = replayed(row, role_name=role.name, classes=classes, timed=True)
+        if replay is None:
+            continue
+        event_id, connection_id, label = row[0], row[2], row[3]
+        call, what, known = replay.call, replay.what, replay.input_known
         report.calls += 1
         report.without_input += not known
-        call = dataclasses.replace(call, at=at)  # a rule's time window: the call's own time
         decision = evaluate(specs, call)
         if not passes(decision) and not known:
             # Constraints unknown: the rule it passed when it was recorded still counts.
@@ -242,7 +217,7 @@ def least_privilege_report(  # noqa: C901 - one pass over the rules; each branch
             entry["count"] += 1
             entry["last_event_id"] = event_id
             entry["reason"] = decision.reason
-        if known and call.kind == ACTION:
+        if known and call.kind in (ACTION, MCP):
             _judge_constraints(specs, uses, call)
     report.idle_constraints = _idle_constraints(specs, uses)
     report.repeated_denials = sorted(
@@ -279,7 +254,7 @@ def _loose(spec: RuleSpec) -> RuleSpec:
 
 def _judge_constraints(specs: Sequence[RuleSpec], uses: dict[Any, RuleUse], call: Call) -> None:
     for spec in specs:
-        if not spec.constraints or not action_matches(spec, call.action_name, call.action_class):
+        if not spec.constraints or not covers(spec, call):
             continue
         if not connection_matches(spec, call.connection_id):
             continue
@@ -331,7 +306,11 @@ def _propose(
             for action in sorted(use.actions):
                 proposal.append({**narrowed, "action_pattern": action, "action_class": ""})
             continue
-        if spec.kind == PROXY or spec.kind == ACTION:
+        if spec.kind == MCP and any(ch in spec.action_pattern for ch in "*?"):
+            for tool in sorted(use.actions):  # the tools actually called
+                proposal.append({**narrowed, "action_pattern": tool, "action_class": ""})
+            continue
+        if spec.kind in (PROXY, ACTION, MCP):
             proposal.append(narrowed)
     return proposal
 

@@ -1,9 +1,11 @@
 """Roles and their deny-by-default rules.
 
-A role allows nothing until a rule allows it. A rule allows either an
-action of the provider catalog (an exact name, `provider.*`, optionally only
-its read or write actions) or a proxy call (methods + path glob) on one
-connection. The decision itself is made by the pure `apps.policies.evaluate`.
+A role allows nothing until a rule allows it. A rule allows an action of the
+provider catalog (an exact name, `provider.*`, optionally only its read or write
+actions), a proxy call (methods + path glob) on one connection, or tools of one
+MCP connection (a tool name or a glob such as `get_*` in `action_pattern`,
+optionally only its read-only tools: the approved readOnlyHint). The decision
+itself is made by the pure `apps.policies.evaluate`.
 
 `Rule.connection` is `on_delete=CASCADE`: when a connection is deleted the
 rules naming it go with it. That only ever narrows what a role allows
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 class RuleKind(models.TextChoices):
     ACTION = "action", "Action"
     PROXY = "proxy", "Proxy"
+    MCP = "mcp", "MCP tools"
 
 
 class RuleActionClass(models.TextChoices):
@@ -102,7 +105,7 @@ class Rule(models.Model):
         ordering = ["role", "position", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(kind__in=["action", "proxy"]), name="rule_kind_valid"
+                condition=models.Q(kind__in=["action", "proxy", "mcp"]), name="rule_kind_valid"
             ),
             models.CheckConstraint(
                 condition=models.Q(action_class__in=["", "read", "write"]),

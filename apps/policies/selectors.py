@@ -19,14 +19,16 @@ from typing import Any
 
 from django.db.models import F
 
-from apps.connections.models import Connection
+from apps.connections.models import MCP_PROVIDER_KEY, Connection, McpTool
 from apps.policies.evaluate import (
+    MCP,
     Call,
     Decision,
     RuleSpec,
     action_matches,
     connection_matches,
     evaluate,
+    mcp_tool_matches,
 )
 from apps.policies.models import Role, Rule
 from apps.providers.registry import all_actions, validate_input
@@ -136,6 +138,36 @@ def allowed_actions(
         ]
         if usable:
             result.append((action, usable))
+    return result
+
+
+def allowed_mcp_tools(
+    role_id: int, organization_id: int, *, version: int | None = None
+) -> list[tuple[Any, Any]]:
+    """(connection, McpTool) pairs of the tools this role may call on upstream MCP
+    servers: pinned (approved, unchanged), of an active connection a rule names, and
+    covered by that rule (constraints aside, as for actions). Two queries; the
+    connections' secrets are not loaded."""
+    rules = [r for r in role_rules(role_id, version) if r.kind == MCP]
+    if not rules:
+        return []
+    ids = {r.connection_id for r in rules if r.connection_id is not None}
+    connections = {
+        c.pk: c
+        for c in Connection.objects.for_organization(organization_id)
+        .usable()
+        .filter(pk__in=ids, provider_key=MCP_PROVIDER_KEY)
+        .only("id", "name", "status", "organization_id")
+    }
+    tools = McpTool.objects.for_organization(organization_id).approved()
+    result = []
+    for tool in tools.filter(connection_id__in=list(connections)).order_by("connection_id", "name"):
+        tool_class = "read" if tool.read_only else "write"
+        if tool.is_callable() and any(
+            mcp_tool_matches(r, tool.name, tool_class) and connection_matches(r, tool.connection_id)
+            for r in rules
+        ):
+            result.append((connections[tool.connection_id], tool))
     return result
 
 

@@ -1,8 +1,9 @@
 """Policy simulation: replay a role's recorded broker calls against proposed rules.
 
 Each recorded call (the final `broker.execute`, `broker.check` or `broker.proxy`
-event of a call whose connection was resolved, so the role's rules decided it) is
-rebuilt as an `evaluate.Call` and decided again by the same pure
+event of a call whose connection was resolved, so the role's rules decided it; an
+MCP tool call is a `broker.execute` naming `mcp_tool`) is rebuilt as an
+`evaluate.Call` and decided again by the same pure
 `apps.policies.evaluate.evaluate()` the broker uses. There is no second
 implementation of the rules here: only the choice of inputs.
 
@@ -134,6 +135,8 @@ CALL_FIELDS = (
     "m_path",
     "m_input_sha256",
     "m_input",
+    "m_mcp_tool",
+    "m_tool_class",
     "created_at",
 )
 
@@ -153,7 +156,16 @@ def recorded_calls(
     )
     if worker_id is not None:
         events = events.filter(worker_id=worker_id)
-    keys = ("action", "rule_id", "method", "path", "input_sha256", "input")
+    keys = (
+        "action",
+        "rule_id",
+        "method",
+        "path",
+        "input_sha256",
+        "input",
+        "mcp_tool",
+        "tool_class",
+    )
     return (
         events.order_by("id")
         .annotate(**{f"m_{key}": KT(f"metadata__{key}") for key in keys})
@@ -166,6 +178,103 @@ def _without_constraints(rules: Sequence[RuleSpec]) -> list[RuleSpec]:
     return [dataclasses.replace(rule, constraints=()) for rule in rules]
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """One recorded call, rebuilt for `evaluate`."""
+
+    call: Call
+    what: str  # what was called: the action, tool, or method and path
+    described: str  # the same with its connection, for examples
+    input_known: bool
+    key: tuple[Any, ...] | None  # calls with equal keys decide alike (None: not shared)
+
+
+class ActionClasses:
+    """Catalog actions' read/write classes, looked up once per name (None: no longer
+    in the catalog)."""
+
+    def __init__(self, organization: Any) -> None:
+        self.organization = organization
+        self.known: dict[str, str | None] = {}
+
+    def __call__(self, name: str) -> str | None:
+        if name not in self.known:
+            try:
+                action = get_action(name, organization=self.organization)
+                self.known[name] = str(action.action_class)
+            except UnknownAction:
+                self.known[name] = None
+        return self.known[name]
+
+
+def replayed(
+    row: tuple[Any, ...], *, role_name: str, classes: ActionClasses, timed: bool
+) -> Replayed | None:
+    """A `recorded_calls` row as a call to decide again; None for an action no longer
+    in the catalog. `timed`: the rules have time windows, so the call's time matters."""
+    import json
+
+    fields = dict(zip(CALL_FIELDS, row, strict=True))
+    connection_id, label, at = fields["connection_id"], fields["target_label"], fields["created_at"]
+    when = at if timed else None
+    input_text, digest = fields["m_input"], fields["m_input_sha256"]
+    stored = input_text is not None
+    if fields["action"] == "broker.proxy":
+        method = (fields["m_method"] or "").upper()
+        path = "/" + (fields["m_path"] or "").lstrip("/")
+        call = Call.for_proxy(
+            provider_key=fields["provider"],
+            method=method,
+            path=path,
+            connection_id=connection_id,
+            connection_name=label,
+            role_name=role_name,
+        )
+        what = f"{method} {path}"
+        key: tuple[Any, ...] | None = ("proxy", connection_id, method, path, when)
+        return Replayed(dataclasses.replace(call, at=at), what, f"{what} on '{label}'", True, key)
+    # Equal digests, equal inputs: decided once.
+    shared = bool(digest) or not stored
+    if fields["m_mcp_tool"]:  # a tool of an MCP connection (apps.connections.gateway)
+        tool, tool_class = fields["m_mcp_tool"], fields["m_tool_class"]
+        call = Call.for_mcp_tool(
+            tool=tool,
+            read_only=tool_class == "read",
+            connection_id=connection_id,
+            connection_name=label,
+            input=json.loads(input_text) if stored else {},
+            role_name=role_name,
+        )
+        key = ("mcp", connection_id, tool, tool_class, digest if stored else None, stored, when)
+        return Replayed(
+            dataclasses.replace(call, at=at),
+            tool,
+            f"tool {tool} of '{label}'",
+            stored,
+            key if shared else None,
+        )
+    name = fields["m_action"] or ""
+    action_class = classes(name)
+    if action_class is None:
+        return None
+    call = Call.for_action(
+        action_name=name,
+        action_class=action_class,
+        connection_id=connection_id,
+        connection_name=label,
+        input=json.loads(input_text) if stored else {},
+        role_name=role_name,
+    )
+    key = ("action", connection_id, name, digest if stored else None, stored, when)
+    return Replayed(
+        dataclasses.replace(call, at=at),
+        name,
+        f"{name} on '{label}'",
+        stored,
+        key if shared else None,
+    )
+
+
 def simulate(
     *,
     organization: Any,
@@ -175,67 +284,28 @@ def simulate(
     now: datetime | None = None,
 ) -> SimulationResult:
     """Replay the role's last `days` of recorded calls against `rules`."""
-    import json
-
     since = (now or timezone.now()) - timedelta(days=days)
     result = SimulationResult(since=since)
     loose = _without_constraints(rules)
     # A rule with a time window decides by the call's own time, so such calls are not
     # shared between times; without windows the time changes nothing.
     timed = any(rule.schedule is not None for rule in rules)
-    classes: dict[str, str | None] = {}
+    classes = ActionClasses(organization)
     decided: dict[tuple[Any, ...], tuple[bool | None, str]] = {}
     source = recorded_calls(organization=organization, role_id=role.pk, since=since)
+    rule_id_at = CALL_FIELDS.index("m_rule_id")
     for row in source:
-        event_id, action, connection_id, label, worker_id, provider = row[:6]
-        name, rule_id, method, path, digest, input_text, at = row[6:]
-        when = at if timed else None
         result.calls += 1
-        was_allowed = rule_id is not None
-        if action == "broker.proxy":
-            method = (method or "").upper()
-            path = "/" + (path or "").lstrip("/")
-            described = f"{method} {path} on '{label}'"
-            key: tuple[Any, ...] = ("proxy", connection_id, method, path, when)
-            outcome = decided.get(key)
-            if outcome is None:
-                call = Call.for_proxy(
-                    provider_key=provider,
-                    method=method,
-                    path=path,
-                    connection_id=connection_id,
-                    connection_name=label,
-                    role_name=role.name,
-                )
-                call = dataclasses.replace(call, at=at)
-                outcome = decided[key] = _decide(rules, loose, call, input_known=True)
-        else:
-            name = name or ""
-            if name not in classes:
-                try:
-                    classes[name] = str(get_action(name, organization=organization).action_class)
-                except UnknownAction:
-                    classes[name] = None
-            action_class = classes[name]
-            if action_class is None:
-                result.skipped += 1
-                continue
-            stored = input_text is not None
-            described = f"{name} on '{label}'"
-            # Equal digests, equal inputs: decided once.
-            key = ("action", connection_id, name, digest if stored else None, stored, when)
-            outcome = decided.get(key) if digest or not stored else None
-            if outcome is None:
-                call = Call.for_action(
-                    action_name=name,
-                    action_class=action_class,
-                    connection_id=connection_id,
-                    connection_name=label,
-                    input=json.loads(input_text) if stored else {},
-                    role_name=role.name,
-                )
-                call = dataclasses.replace(call, at=at)
-                outcome = decided[key] = _decide(rules, loose, call, input_known=stored)
+        replay = replayed(row, role_name=role.name, classes=classes, timed=timed)
+        if replay is None:
+            result.skipped += 1
+            continue
+        was_allowed = row[rule_id_at] is not None
+        outcome = decided.get(replay.key) if replay.key is not None else None
+        if outcome is None:
+            outcome = _decide(rules, loose, replay.call, input_known=replay.input_known)
+            if replay.key is not None:
+                decided[replay.key] = outcome
         allowed, reason = outcome
         before = "allowed" if was_allowed else "denied"
         if allowed is None:
@@ -247,7 +317,7 @@ def simulate(
         else:
             kind = "allowed_to_denied" if was_allowed else "denied_to_allowed"
             after = "allowed" if allowed else "denied"
-        result.add(kind, Example(event_id, None, described, worker_id, before, after, reason))
+        result.add(kind, Example(row[0], None, replay.described, row[4], before, after, reason))
     _add_times(result)
     return result
 

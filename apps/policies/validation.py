@@ -8,17 +8,21 @@ API or a seed) and returns normalised dicts ready to save, or raises one
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from apps.connections.models import Connection
+from apps.connections.mcp_models import McpToolState
+from apps.connections.models import MCP_PROVIDER_KEY, Connection, McpTool
 from apps.organizations.models import Membership
 from apps.policies.evaluate import (
     CONSTRAINT_OPS,
     DEFAULT_APPROVAL_EXPIRES_IN,
     HTTP_METHODS,
+    glob_match,
     path_glob_problem,
 )
 from apps.policies.models import RuleActionClass, RuleKind
@@ -56,6 +60,8 @@ RULE_FIELDS = (
 MIN_APPROVAL_EXPIRES_IN = 60
 MAX_APPROVAL_EXPIRES_IN = 7 * 24 * 3600
 MAX_APPROVERS = 20
+# An MCP rule's tool pattern: a tool name (the characters MCP allows in one) with globs.
+TOOL_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/*?]{1,128}$")
 
 
 class Errors:
@@ -120,7 +126,7 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
         errors.add(at, f"Unknown rule fields: {', '.join(unknown)}.")
     kind = raw.get("kind") or RuleKind.ACTION
     if kind not in RuleKind.values:
-        errors.add(f"{at}.kind", "Kind must be 'action' or 'proxy'.")
+        errors.add(f"{at}.kind", "Kind must be 'action', 'proxy' or 'mcp'.")
         return {}
     rule: dict[str, Any] = {
         "kind": kind,
@@ -139,7 +145,12 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
 
     provider_key = raw.get("provider_key")
     provider_ok = False
-    if not isinstance(provider_key, str) or not provider_key:
+    if kind == RuleKind.MCP:
+        if provider_key not in (None, "", MCP_PROVIDER_KEY):
+            errors.add(f"{at}.provider_key", "An MCP rule's provider is 'mcp' (or leave it out).")
+        provider_key = MCP_PROVIDER_KEY
+        rule["provider_key"] = provider_key
+    elif not isinstance(provider_key, str) or not provider_key:
         errors.add(f"{at}.provider_key", "Pick a provider.")
     else:
         try:
@@ -157,6 +168,8 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
             conn = Connection.objects.for_organization(organization).filter(pk=pk).first()
         if conn is None:
             errors.add(f"{at}.connection", "No such connection in this organization.")
+        elif kind == RuleKind.MCP and conn.provider_key != MCP_PROVIDER_KEY:
+            errors.add(f"{at}.connection", f"Connection '{conn.name}' is not an MCP server.")
         elif provider_ok and conn.provider_key != provider_key:
             errors.add(
                 f"{at}.connection",
@@ -189,9 +202,74 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
 
     if kind == RuleKind.PROXY:
         _clean_proxy(raw, rule, at, errors)
+    elif kind == RuleKind.MCP:
+        _clean_mcp(raw, rule, at, errors)
     elif provider_ok:
         _clean_action(organization, raw, rule, at, errors)
     return rule
+
+
+@dataclass(frozen=True)
+class _ToolShape:
+    """A tool of an MCP connection as constraints see it (an action's name and schema)."""
+
+    name: str
+    input_schema: dict[str, Any]
+
+
+def _clean_mcp(raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: Errors) -> None:
+    """Tools of one MCP connection: a tool name or a glob (`*`, `get_*`), optionally only
+    its read-only tools; constraints on the input fields of the tools it matches."""
+    for name in ("methods", "path_glob"):
+        if raw.get(name):
+            errors.add(f"{at}.{name}", "Only proxy rules have methods and a path glob.")
+    connection = rule["connection"]
+    if connection is None:
+        if f"{at}.connection" not in errors.by_key:
+            errors.add(f"{at}.connection", "An MCP rule names one MCP connection.")
+        return
+    action_class = raw.get("action_class") or ""
+    if action_class not in RuleActionClass.values:
+        errors.add(f"{at}.action_class", "Tool class must be '', 'read' or 'write'.")
+        return
+    rule["action_class"] = action_class
+    pattern = raw.get("action_pattern")
+    if not isinstance(pattern, str) or not TOOL_PATTERN.match(pattern):
+        errors.add(
+            f"{at}.action_pattern",
+            "Name a tool, or a glob of tool names such as 'get_*' ('*' for all tools): "
+            "letters, digits, _ - . / * ?, at most 128 characters.",
+        )
+        return
+    rule["action_pattern"] = pattern
+    tools = [
+        t
+        for t in McpTool.objects.filter(connection=connection).exclude(state=McpToolState.REMOVED)
+        if glob_match(pattern, t.name)
+        and (not action_class or (action_class == "read") == _read_only(t))
+    ]
+    if not tools and pattern != "*":
+        listed = ", ".join(
+            sorted(McpTool.objects.filter(connection=connection).values_list("name", flat=True))[
+                :20
+            ]
+        )
+        errors.add(
+            f"{at}.action_pattern",
+            f"No tool of '{connection.name}' matches '{pattern}'"
+            + (f" (its tools: {listed})." if listed else " (it lists no tools yet)."),
+        )
+        return
+    shapes = [
+        _ToolShape(t.name, dict((t.approved_definition or t.definition).get("inputSchema") or {}))
+        for t in tools
+    ]
+    rule["constraints"] = _clean_constraints(raw.get("constraints"), shapes, at, errors)
+
+
+def _read_only(tool: McpTool) -> bool:
+    annotations = (tool.approved_definition or tool.definition).get("annotations") or {}
+    return bool(annotations.get("readOnlyHint"))
 
 
 def _clean_proxy(raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: Errors) -> None:

@@ -16,13 +16,21 @@ from django.views import View
 from django.views.generic import DetailView, TemplateView
 from typing_extensions import override
 
-from apps.connections.models import Connection
+from apps.connections.mcp_models import McpToolState
+from apps.connections.models import MCP_PROVIDER_KEY, Connection, McpTool
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed, offer_undo
 from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin, require_role
 from apps.policies.evaluate import describe_rule
-from apps.policies.forms import ActionRuleForm, DryRunForm, ProxyRuleForm, RoleForm
+from apps.policies.forms import (
+    ActionRuleForm,
+    DryRunForm,
+    McpRuleForm,
+    ProxyRuleForm,
+    RoleForm,
+    ToolChoice,
+)
 from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import role_document, role_dry_run, role_users, rule_document
@@ -228,6 +236,8 @@ class RuleAddView(RoleAdminMixin, TemplateView):
     def _form(self, data: Any = None) -> tuple[str, Any, Any]:
         source = data if data is not None else self.request.GET
         members = self.org_members()
+        if source.get("kind") == "mcp":
+            return self._mcp_form(source, data, members)
         if source.get("kind") == "proxy":
             return (
                 "proxy",
@@ -249,6 +259,25 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         )
         return "action", provider, form
 
+    def _mcp_form(self, source: Any, data: Any, members: list[Any]) -> tuple[str, Any, Any]:
+        """Tools of one MCP connection (its approved tools to pick from)."""
+        connection = next(
+            (c for c in self.org_connections(MCP_PROVIDER_KEY) if str(c.pk) == source.get("mcp")),
+            None,
+        )
+        if connection is None:
+            return "pick", None, None
+        tools = McpTool.objects.for_organization(self.organization).filter(
+            connection=connection, state=McpToolState.APPROVED
+        )
+        form = McpRuleForm(
+            data,
+            connection=connection,
+            tools=[ToolChoice.of(t) for t in tools],
+            members=members,
+        )
+        return "mcp", connection, form
+
     def _render(self, step: str, provider: Any, form: Any, status: int = 200) -> HttpResponse:
         context = self.get_context_data(
             role=self.get_role(),
@@ -256,6 +285,7 @@ class RuleAddView(RoleAdminMixin, TemplateView):
             provider=provider,
             form=form,
             providers=self._providers(),
+            mcp_connections=self.org_connections(MCP_PROVIDER_KEY),
         )
         return self.render_to_response(context, status=status)
 
@@ -285,6 +315,7 @@ class RuleAddView(RoleAdminMixin, TemplateView):
                     provider=provider,
                     form=form,
                     providers=self._providers(),
+                    mcp_connections=self.org_connections(MCP_PROVIDER_KEY),
                     simulation=result,
                 )
                 return self.render_to_response(context)

@@ -10,7 +10,9 @@ Execute, check (dry run), the raw proxy and MCP tool calls all run `run()`:
 A call's target is either an `ActionTarget` (a catalog action with JSON
 input) or a `ProxyTarget` (method, path and raw body): the only two things
 that differ are how a target is decided and how its request is built, and
-each target type implements exactly those two steps.
+each target type implements exactly those two steps. A tool of an upstream MCP
+server (`apps/broker/mcp_upstream.py`, an `ActionTarget`) prepares a `Sender`, its
+own upstream step, instead of an HTTP request.
 
 Every call ends with exactly one audit statement that also gives back the
 call's revocation leases (apps/workers/leases.py): a refusal, the dry run's
@@ -35,20 +37,23 @@ from apps.broker.pipeline.call import (
     AgentCall,
     Chosen,
     RequestMeta,
+    Sender,
     Target,
     Upstream,
     reject_input,
     start,
 )
-from apps.broker.pipeline.steps import run
+from apps.broker.pipeline.steps import REAUTH_MESSAGE, run
 from apps.broker.pipeline.targets import ActionTarget, ProxyTarget
 
 __all__ = [
+    "REAUTH_MESSAGE",
     "ActionTarget",
     "AgentCall",
     "Chosen",
     "ProxyTarget",
     "RequestMeta",
+    "Sender",
     "Target",
     "Upstream",
     "reject_input",

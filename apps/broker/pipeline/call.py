@@ -83,6 +83,13 @@ class Chosen:
     decision: PolicyDecision
 
 
+class Sender(Protocol):
+    """An upstream step of its own, which `prepare` returns instead of an HTTP
+    `Upstream`: a tool of an upstream MCP server (apps/broker/mcp_upstream.py)."""
+
+    def send(self, call: AgentCall) -> BrokerResult: ...
+
+
 class Target(Protocol):
     """What a call is made to. A target type implements the two steps in which targets
     differ (apps/broker/pipeline/targets.py); every other step is the pipeline's."""
@@ -93,7 +100,7 @@ class Target(Protocol):
 
     def decide(self, call: AgentCall) -> Chosen | BrokerResult: ...
 
-    def prepare(self, call: AgentCall, chosen: Chosen) -> Upstream | BrokerResult: ...
+    def prepare(self, call: AgentCall, chosen: Chosen) -> Upstream | Sender | BrokerResult: ...
 
 
 @dataclass

@@ -60,7 +60,7 @@ def run(call: AgentCall) -> BrokerResult:
     refused = _attempt(call, chosen)
     if refused is not None:
         return refused
-    result = _send(call, upstream)
+    result = _send(call, upstream) if isinstance(upstream, Upstream) else upstream.send(call)
     _outcome(call, result)
     return result
 
@@ -338,6 +338,8 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
     error = result.error
     if error is None:
         outcome = Outcome.SUCCESS if (result.upstream_status or 0) < 400 else Outcome.FAILURE
+        if result.mcp_result is not None and result.mcp_result.get("isError"):
+            outcome = Outcome.FAILURE  # the tool said its call failed
     else:
         outcome = Outcome.ERROR if error.status >= 500 else Outcome.FAILURE
     try:

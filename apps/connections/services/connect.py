@@ -13,8 +13,10 @@ from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.connections import custody, oauth
 from apps.connections.models import (
+    MCP_PROVIDER_KEY,
     Connection,
     ConnectionStatus,
+    McpServer,
     OAuthState,
     ProviderApp,
     RevocationResult,
@@ -195,6 +197,8 @@ def connection_oauth_complete(  # noqa: C901 - flat guard clauses, each a docume
         raise fail("consent_denied", params.get("error_description", ""))
     if error:
         raise fail("provider_error", f"{error}: {params.get('error_description', '')}")
+    if row.provider_key == MCP_PROVIDER_KEY:
+        return _mcp_oauth_complete(row, params, actor, fail)
     provider = resolved_provider(
         row.provider_key,
         organization=row.organization,
@@ -256,6 +260,50 @@ def connection_oauth_complete(  # noqa: C901 - flat guard clauses, each a docume
         ) from None
 
 
+def _mcp_oauth_complete(
+    row: OAuthState, params: dict[str, str], actor: Any, fail: Any
+) -> Connection:
+    """The callback of an upstream MCP server's authorization server (gateway.oauth):
+    the client Grantry registered there, the RFC 9207 issuer it discovered, and the
+    RFC 8707 resource on the code exchange."""
+    server = McpServer.objects.filter(pk=row.reconnect_id).first()
+    if server is None:
+        raise fail("token_exchange_failed", "The MCP connection was removed meanwhile.")
+    problem = server.issuer_problem(params.get("iss", ""))
+    if problem:
+        raise fail("issuer_mismatch", problem)
+    code = params.get("code", "")
+    if not code:
+        raise fail("provider_error", "The server sent no authorization code.")
+    creds = custody.mcp_client_credentials(server)
+    provider = server.oauth_provider()
+    try:
+        token = oauth.exchange_code(
+            provider,
+            client_id=creds.client_id,
+            client_secret=creds.client_secret,
+            redirect_uri=row.redirect_uri,
+            code=code,
+            code_verifier=custody.code_verifier_of(row),
+            resource=server.oauth_resource,
+        )
+    except oauth.TokenEndpointError as exc:
+        raise fail("token_exchange_failed", str(exc)) from exc
+    if not token.get("access_token"):
+        raise fail("token_exchange_failed", "The token endpoint returned no access token.")
+    return connection_create_from_oauth(
+        organization=row.organization,
+        provider_key=MCP_PROVIDER_KEY,
+        name=row.connection_name,
+        token=token,
+        provider_app=None,
+        scopes=oauth.granted_scopes(provider, token, row.requested_scopes),
+        account_label=server.oauth_issuer[:200],
+        actor=actor,
+        reconnect=row.reconnect,
+    )
+
+
 @transaction.atomic
 def connection_create_from_oauth(
     *,
@@ -263,7 +311,7 @@ def connection_create_from_oauth(
     provider_key: str,
     name: str,
     token: dict[str, Any],
-    provider_app: ProviderApp,
+    provider_app: ProviderApp | None,
     scopes: list[str],
     account_label: str = "",
     status_detail: str = "",

@@ -12,8 +12,10 @@ from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.connections import custody, oauth
 from apps.connections.models import (
+    MCP_PROVIDER_KEY,
     Connection,
     ConnectionStatus,
+    McpServer,
     RetiredCredential,
     RevocationResult,
 )
@@ -31,15 +33,22 @@ def _revoke_at_provider(connection: Connection, organization: Organization) -> t
     or the provider's own shape, see `Provider.revocation`): (RevocationResult, failure)."""
     if not connection.is_oauth():
         return RevocationResult.UNSUPPORTED, ""
-    provider = resolved_provider(
-        connection.provider_key,
-        organization=organization,
-        base_url_params=connection.base_url_params,
-    )
-    app = connection.provider_app
-    if not provider.supports_revocation or app is None:
-        return RevocationResult.UNSUPPORTED, ""
-    creds = custody.client_credentials(app)
+    if connection.provider_key == MCP_PROVIDER_KEY:  # an upstream MCP server's own AS
+        server = McpServer.objects.get(pk=connection.pk)
+        provider = server.oauth_provider()
+        creds = custody.mcp_client_credentials(server)
+        if not provider.supports_revocation:
+            return RevocationResult.UNSUPPORTED, ""
+    else:
+        provider = resolved_provider(
+            connection.provider_key,
+            organization=organization,
+            base_url_params=connection.base_url_params,
+        )
+        app = connection.provider_app
+        if not provider.supports_revocation or app is None:
+            return RevocationResult.UNSUPPORTED, ""
+        creds = custody.client_credentials(app)
     sent = False
     for token, hint in custody.revocable_tokens(connection):
         try:
@@ -111,6 +120,9 @@ def connection_disconnect(
         if connection.status == ConnectionStatus.REVOKED:
             return connection
         result, failure = _revoke_at_provider(connection, organization)
+        # An MCP server's sessions (and a stdio child) in every process end within
+        # seconds: their reaper closes the sessions of connections no longer active
+        # (apps.connections.gateway.client).
         return _destroy(connection, organization, result, failure)
 
 

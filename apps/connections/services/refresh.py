@@ -14,8 +14,10 @@ from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.connections import custody, oauth
 from apps.connections.models import (
+    MCP_PROVIDER_KEY,
     Connection,
     ConnectionStatus,
+    McpServer,
 )
 from apps.connections.services.common import INVALID_GRANT_ERRORS, _token_expiry, resolved_provider
 from apps.core.tasks import enqueue_on_commit
@@ -53,6 +55,7 @@ class _Plan:
     provider: Provider
     creds: custody.ClientCredentials = field(repr=False)
     refresh_token: str = field(repr=False)
+    resource: str = ""  # RFC 8707, for an upstream MCP server's tokens
 
 
 def _plan(connection: Connection, *, force: bool) -> _Plan | None:
@@ -67,6 +70,14 @@ def _plan(connection: Connection, *, force: bool) -> _Plan | None:
                 connection, "The access token expired and the provider issued no refresh token."
             )
         return None
+    if connection.provider_key == MCP_PROVIDER_KEY:
+        server = McpServer.objects.get(pk=connection.pk)
+        return _Plan(
+            provider=server.oauth_provider(),
+            creds=custody.mcp_client_credentials(server),
+            refresh_token=custody.refresh_token_of(connection),
+            resource=server.oauth_resource,
+        )
     app = connection.provider_app
     if app is None:
         _mark_needs_reauth(connection, "The OAuth app settings for this provider were removed.")
@@ -90,6 +101,7 @@ def _call(plan: _Plan) -> dict[str, Any] | oauth.TokenEndpointError:
             client_id=plan.creds.client_id,
             client_secret=plan.creds.client_secret,
             refresh_token=plan.refresh_token,
+            resource=plan.resource,
         )
     except oauth.TokenEndpointError as exc:
         return exc

@@ -3,6 +3,7 @@ screen, audit event, exception message or log line that we can reach."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.connections import credentials, custody, services
-from apps.connections.models import Connection, ProviderApp
+from apps.connections.models import Connection, McpServer, ProviderApp
 from apps.organizations.models import Organization
 from apps.providers.registry import get_provider
 from tests.factories import UserFactory
@@ -49,7 +50,34 @@ def test_the_canary_appears_nowhere(
         auth_type="api_key",
         api_key=CANARY + "-api-key",
     )
-    collected: list[str] = [repr(conn), str(conn), repr(app), str(app), repr(key_conn)]
+    # An MCP server with every kind of secret it can hold (apps.connections.gateway).
+    mcp_conn = Connection.objects.create(
+        organization=org,
+        provider_key="mcp",
+        name="canary-mcp",
+        auth_type="api_key",
+        api_key=CANARY + "-mcp-key",
+    )
+    mcp_server = McpServer.objects.create(
+        connection=mcp_conn,
+        transport="http",
+        url="http://127.0.0.1:1/mcp",
+        env_names=["TOKEN"],
+        env_secrets=json.dumps({"TOKEN": CANARY + "-env"}),
+        oauth_client_id="client-1",
+        oauth_client_secret=CANARY + "-mcp-client-secret",
+    )
+    collected: list[str] = [
+        repr(conn),
+        str(conn),
+        repr(app),
+        str(app),
+        repr(key_conn),
+        repr(mcp_conn),
+        repr(mcp_server),
+        str(mcp_server),
+        repr(credentials.mcp_auth_for(mcp_conn, mcp_server)),
+    ]
 
     def grab(client: Client, path: str, method: str = "get") -> None:
         response = getattr(client, method)(path)
@@ -67,8 +95,15 @@ def test_the_canary_appears_nowhere(
         "/o/acme/connections/apps/sandbox/",
         f"/o/acme/connections/{conn.pk}/disconnect/",
         f"/o/acme/connections/{key_conn.pk}/disconnect/",
+        f"/o/acme/connections/{mcp_conn.pk}/mcp/",
+        f"/o/acme/connections/{mcp_conn.pk}/disconnect/",
+        "/o/acme/connections/mcp/add/",
+        "/oauth/mcp-client.json",
     ]:
         grab(admin_client, path)
+    # A server that cannot be reached: the refresh's message and the health it records.
+    grab(admin_client, f"/o/acme/connections/{mcp_conn.pk}/mcp/refresh/", "post")
+    grab(admin_client, f"/o/acme/connections/{mcp_conn.pk}/mcp/")
     # Management API.
     for path in [
         "/api/v1/orgs/acme/connections/",
