@@ -35,11 +35,24 @@ AGENT_SOURCES = [
     ("apps/core/exceptions.py", "DatabaseTimeout"),
     ("apps/core/exceptions.py", "DatabaseUnavailable"),  # PostgreSQL down
     ("apps/core/exceptions.py", "CacheUnavailable"),  # Redis down: a count the call needs
+    ("apps/connections/gateway/client.py", None),  # an upstream MCP server's failures
+    ("apps/connections/gateway/tools.py", None),  # a pinned tool changed or not approved
 ]
 # Where the code is the n-th positional argument of a call.
-CODE_POSITION = {"fail": 1, "APIError": 0, "error_response": 0, "_fail": 0, "ApprovalRefused": 1}
+CODE_POSITION = {
+    "fail": 1,
+    "APIError": 0,
+    "error_response": 0,
+    "_fail": 0,
+    "ApprovalRefused": 1,
+    "UpstreamError": 0,
+    "GatewayProblem": 0,
+}
 # Written as a code but not an error: the approval gate's go-ahead.
 NOT_ERRORS = {"approved"}
+# Raised in an agent-facing module but only on an admin's or the beat's path: listing
+# an MCP server's tools (agents see the pinned tools from the database).
+NOT_AGENT_FACING = {"too_many_tools"}
 
 
 def _name(func: ast.expr) -> str:
@@ -81,7 +94,7 @@ def codes_in(tree: ast.AST) -> set[str]:
                 if default is not None
             ]
             found.update(_literal(default) for arg, default in pairs if arg.arg == "code")
-    return {code for code in found if code} - NOT_ERRORS
+    return {code for code in found if code} - NOT_ERRORS - NOT_AGENT_FACING
 
 
 def codes_in_code() -> dict[str, set[str]]:

@@ -108,7 +108,8 @@ def test_unknown_or_malformed_tokens_in_a_query_string_change_nothing(
     minted: tuple[WorkerToken, str],
 ) -> None:
     token, raw = minted
-    for query in (f"token={generate_token('worker').raw}", f"token={raw[:-1]}X", "q=gryphon"):
+    altered = raw[:-1] + ("X" if raw[-1] != "X" else "Y")  # never the token itself
+    for query in (f"token={generate_token('worker').raw}", f"token={altered}", "q=gryphon"):
         response = APIClient().get(f"/api/v1/whoami?{query}")
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "token_missing"
