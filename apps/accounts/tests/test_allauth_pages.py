@@ -130,7 +130,10 @@ def test_mfa_totp_activate_recovery_codes_deactivate_and_authenticate(client: Cl
         assert response.status_code == 302
         response = client.get(reverse("mfa_activate_totp"))
     html = assert_grantry_page(response, 'for="id_code"')
-    assert "img" in html
+    # The QR code is inline SVG: a data: image is blocked by the site's CSP (img-src 'self').
+    assert 'data-testid="totp-qr"' in html
+    assert "<svg" in html
+    assert 'src="data:' not in html
     secret = client.session["mfa.totp.secret"]
     code = format_hotp_value(hotp_value(secret, int(time.time()) // 30))
     response = client.post(reverse("mfa_activate_totp"), {"code": code})
