@@ -165,6 +165,18 @@ _DEMO_DATA: list[tuple[str, str, list[tuple[str, int, bool]]]] = [
 
 
 @transaction.atomic
+def sandbox_account_start(*, user: User) -> bool:
+    """An account that holds no project starts with the demo projects when it first
+    lets an application in (a SaaS's starter workspace), so an organization that
+    connects the Sandbox has something to list, create tasks in and delete. Returns
+    whether the demo projects were added."""
+    if Project.objects.filter(owner=user).exists():
+        return False
+    sandbox_seed_user_data(user=user)
+    return True
+
+
+@transaction.atomic
 def sandbox_seed_user_data(*, user: User) -> None:
     """Give `user` two demo projects with a few tasks. Safe to run again."""
     for project_name, description, tasks in _DEMO_DATA:

@@ -30,7 +30,14 @@ class SandboxAuthorizationView(AuthorizationView):
         scopes = context.get("scopes") or []
         descriptions = context.get("scopes_descriptions") or []
         context["scope_pairs"] = list(zip(scopes, descriptions, strict=False))
+        if isinstance(self.request.user, User):
+            context["starts_empty"] = not Project.objects.filter(owner=self.request.user).exists()
         return context
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        if form.cleaned_data.get("allow"):
+            services.sandbox_account_start(user=_user(self.request))
+        return super().form_valid(form)
 
 
 def _user(request: HttpRequest) -> User:
@@ -61,6 +68,7 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
         context = _home_context(request) | {"key_name_error": "Give the key a name."}
         return render(request, "sandbox/home.html", context, status=400)
     plaintext = services.sandbox_api_key_create(user=_user(request), name=name)
+    services.sandbox_account_start(user=_user(request))
     # Rendered once, never stored: a redirect would need to carry the key somewhere.
     context = _home_context(request) | {"new_key": plaintext, "new_key_name": name}
     response = render(request, "sandbox/home.html", context, status=201)
