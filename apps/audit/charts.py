@@ -23,7 +23,8 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
 from apps.audit.filters import tried_expression
-from apps.audit.models import AuditEvent, Decision
+from apps.audit.models import AuditEvent
+from apps.audit.selectors import CALL, DENIED
 
 WIDTH, HEIGHT, PAD = 640, 180, 32
 CALLS_COLOUR, DENIED_COLOUR, DRY_RUN_COLOUR = "#1f5fa8", "#b3261e", "#6b7280"
@@ -121,8 +122,8 @@ def chart_data(
     """Every chart of the page. `list_url` and `filter_params` build the bars' links
     to the audit trail (the current filter, narrowed to the bar, in this window)."""
     in_window = broker_events(events).filter(created_at__gte=start, created_at__lte=end)
-    calls = in_window.exclude(action=DRY_RUN)
-    denials = calls.filter(decision=Decision.DENIED)
+    calls = in_window.filter(CALL)  # what every page counts (apps.audit.selectors)
+    denials = calls.filter(DENIED)
     step, step_label = bucket_step(start, end)
     points = _points(start, end, step)
     index = {p: i for i, p in enumerate(points)}
@@ -134,8 +135,8 @@ def chart_data(
         .annotate(bucket=bucket)
         .values("bucket")
         .annotate(
-            n=Count("id", filter=~Q(action=DRY_RUN)),
-            d=Count("id", filter=~Q(action=DRY_RUN) & Q(decision=Decision.DENIED)),
+            n=Count("id", filter=CALL),
+            d=Count("id", filter=CALL & DENIED),
             dry=Count("id", filter=Q(action=DRY_RUN)),
         )
     ):
@@ -158,7 +159,7 @@ def chart_data(
         calls.order_by()
         .exclude(worker_id=None)
         .values("worker_id")
-        .annotate(n=Count("id"), d=Count("id", filter=Q(decision=Decision.DENIED)))
+        .annotate(n=Count("id"), d=Count("id", filter=DENIED))
         .order_by("-n", "worker_id")[:TOP_WORKERS]
     )
     most_denied: list[Any] = list(
@@ -281,7 +282,7 @@ def _per_worker(
         .filter(worker_id__in=ids)
         .annotate(bucket=bucket)
         .values("worker_id", "bucket")
-        .annotate(n=Count("id"), d=Count("id", filter=Q(decision=Decision.DENIED)))
+        .annotate(n=Count("id"), d=Count("id", filter=DENIED))
     ):
         i, worker_id = index.get(row["bucket"]), row["worker_id"]
         if i is not None and worker_id is not None:

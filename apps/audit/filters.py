@@ -184,7 +184,7 @@ class AuditEventFilter(django_filters.FilterSet):
     decision = django_filters.ChoiceFilter(
         label="Decision",
         empty_label="Any",
-        choices=[(Decision.ALLOWED, "Allowed"), (Decision.DENIED, "Denied")],
+        choices=[c for c in Decision.choices if c[0]],
     )
     connection = django_filters.CharFilter(
         method="filter_connection", label="Connection", max_length=60, help_text="Name or id."

@@ -27,12 +27,21 @@ class Outcome(models.TextChoices):
     FAILURE = "failure", "Failure"
     DENIED = "denied", "Denied"
     ERROR = "error", "Error"
+    # A call whose rule needs a person's approval: waiting for it (202), or refused by
+    # the approval check (the approval already used, expired, for another input …).
+    # Neither is a denial by the role.
+    PENDING = "pending", "Waiting for approval"
+    REFUSED = "refused", "Approval refused"
 
 
 class Decision(models.TextChoices):
     NONE = "", "—"
     ALLOWED = "allowed", "Allowed"
     DENIED = "denied", "Denied"
+    # The role allows the call with a person's approval: not yet given (or not usable
+    # for this call), and given (the call ran on it).
+    APPROVAL = "approval", "Needs approval"
+    APPROVED = "approved", "Approved"
 
 
 class AuditEventQuerySet(TenantQuerySet["AuditEvent"]):

@@ -73,7 +73,7 @@ USER_TYPES = {
     "system": (3, "System"),
     "anonymous": (0, "Unknown"),
 }
-STATUS = {1: "Success", 2: "Failure"}
+STATUS = {0: "Unknown", 1: "Success", 2: "Failure"}
 # An event no network client caused (a Celery task, beat, a management command) has
 # no client address: its source is Grantry itself.
 GRANTRY_ENDPOINT = {"name": "grantry"}
@@ -161,7 +161,9 @@ def ocsf_event(event: Any) -> OCSFEvent:
     metadata = dict(event.metadata or {})
     metadata.pop("input", None)  # stored broker input stays in Grantry
     denied = event.decision == "denied" or event.outcome == "denied"
-    failed = event.outcome in ("failure", "error", "denied")
+    failed = event.outcome in ("failure", "error", "denied", "refused")
+    # A call waiting for a person's approval has not ended: OCSF's Unknown (0).
+    status_id = 0 if event.outcome == "pending" else 2 if failed else 1
     time = int(event.created_at.timestamp() * 1000)
     fields: dict[str, Any] = {
         "activity_id": activity_id,
@@ -184,8 +186,8 @@ def ocsf_event(event: Any) -> OCSFEvent:
             profiles=PROFILES[class_uid],
         ),
         "severity_id": SeverityID.Medium if denied else SeverityID.Informational,
-        "status_id": 2 if failed else 1,
-        "status": STATUS[2 if failed else 1],
+        "status_id": status_id,
+        "status": STATUS[status_id],
         "status_detail": event.outcome,
         "status_code": str(event.upstream_status) if event.upstream_status else None,
         "unmapped": {

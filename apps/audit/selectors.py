@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps as django_apps
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 
 from apps.audit.chain import GENESIS_HASH, chain_key_for
-from apps.audit.models import AuditChainHead, AuditEvent
+from apps.audit.models import AuditChainHead, AuditEvent, Decision, Outcome
 
 PAGE_SIZE = 50
 
@@ -173,6 +173,29 @@ def _lookup(
 
 
 CALL_ACTIONS = ("broker.execute", "broker.proxy")
+
+# What every page counts (the overview, the charts, a role's least-privilege report):
+# an agent's call is the decided event of broker.execute or broker.proxy (MCP tool
+# calls included), one per call; not the dry runs (broker.check), not the pre-call
+# `.attempt` rows. Denied means the role (or a person, on an approval) said no; a call
+# waiting for approval and an approval refused for a call (already used, expired …)
+# are counted apart, never as denials.
+CALL = Q(action__in=CALL_ACTIONS) & ~Q(decision="")
+DENIED = Q(decision=Decision.DENIED)
+PENDING = Q(outcome=Outcome.PENDING)
+REFUSED = Q(outcome=Outcome.REFUSED)
+
+
+def call_counts(events: QuerySet[AuditEvent]) -> dict[str, int]:
+    """`calls`, `denied`, `pending` and `refused` of `events` (already narrowed to an
+    organization and a window), in one aggregate."""
+    counted = events.filter(CALL).aggregate(
+        calls=Count("id"),
+        denied=Count("id", filter=DENIED),
+        pending=Count("id", filter=PENDING),
+        refused=Count("id", filter=REFUSED),
+    )
+    return {key: int(value or 0) for key, value in counted.items()}
 
 
 def recent_calls(organization: Any, *, hours: int = 1, **filters: Any) -> int:

@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent, Decision
-from apps.audit.selectors import CALL_ACTIONS, chain_head, with_actor_names
+from apps.audit.selectors import CALL_ACTIONS, call_counts, chain_head, with_actor_names
 from apps.connections.models import Connection, ConnectionStatus
 from apps.policies.models import Role
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
@@ -29,6 +29,8 @@ class Overview:
     tokens_expiring: int
     calls_24h: int
     denied_24h: int
+    pending_24h: int
+    refused_24h: int
     recent: list[AuditEvent]
     chain_seq: int
     chain_hash: str
@@ -111,14 +113,10 @@ def organization_overview(organization: Any) -> Overview:
         disabled=Count("id", filter=~Q(status=WorkerStatus.ACTIVE)),
     )
     tokens = WorkerToken.objects.for_organization(organization)
-    day = (
-        AuditEvent.objects.for_organization(organization)
-        .filter(created_at__gte=now - timedelta(days=1))
-        .exclude(decision="")
-    )
-    calls = day.aggregate(
-        calls=Count("id", filter=~Q(action__endswith=".attempt")),
-        denied=Count("id", filter=Q(decision=Decision.DENIED)),
+    calls = call_counts(
+        AuditEvent.objects.for_organization(organization).filter(
+            created_at__gte=now - timedelta(days=1)
+        )
     )
     head = chain_head(organization)
     overview = Overview(
@@ -130,6 +128,8 @@ def organization_overview(organization: Any) -> Overview:
         tokens_expiring=tokens.expiring(within=EXPIRY_WARNING, now=now).count(),
         calls_24h=calls["calls"],
         denied_24h=calls["denied"],
+        pending_24h=calls["pending"],
+        refused_24h=calls["refused"],
         recent=with_actor_names(
             list(AuditEvent.objects.for_organization(organization).order_by("-id")[:8])
         ),

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 from django.utils import timezone
 
+from apps.audit.selectors import call_counts
 from apps.policies.evaluate import (
     ACTION,
     MCP,
@@ -58,6 +59,7 @@ from apps.policies.simulation import (
     proposed_specs,
     recorded_calls,
     replayed,
+    role_events,
     simulate,
 )
 
@@ -91,6 +93,9 @@ class Report:
     allowed: int = 0
     denied: int = 0
     without_input: int = 0
+    # The same calls as the overview and the charts count them, as they were decided
+    # when made (apps.audit.selectors.call_counts).
+    recorded: dict[str, int] = field(default_factory=dict)
     rules: list[RuleUse] = field(default_factory=list)
     idle_constraints: list[dict[str, Any]] = field(default_factory=list)
     repeated_denials: list[dict[str, Any]] = field(default_factory=list)
@@ -132,6 +137,7 @@ class Report:
             "days": self.days,
             "since": self.since.isoformat(),
             "calls": self.calls,
+            "recorded": self.recorded,
             "allowed": self.allowed,
             "denied": self.denied,
             "calls_without_stored_input": self.without_input,
@@ -187,7 +193,14 @@ def least_privilege_report(
         lambda: {"count": 0, "last_event_id": None, "reason": ""}
     )
     calls = recorded_calls(
-        organization=organization, role_id=role.pk, since=since, worker_id=worker_id
+        organization=organization,
+        role_id=role.pk,
+        since=since,
+        worker_id=worker_id,
+        calls_only=True,
+    )
+    report.recorded = call_counts(
+        role_events(organization=organization, role_id=role.pk, since=since, worker_id=worker_id)
     )
     for row in calls:
         # a rule's time window: the call's own time

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.audit.selectors import CALL
 from apps.policies.evaluate import Call, Decision, RuleSpec, evaluate, rule_spec_from_values
 from apps.providers.registry import UnknownAction, get_action
 
@@ -141,13 +143,10 @@ CALL_FIELDS = (
 )
 
 
-def recorded_calls(
+def role_events(
     *, organization: Any, role_id: int, since: datetime, worker_id: int | None = None
-) -> Iterable[tuple[Any, ...]]:
-    """CALL_FIELDS of the role's recorded calls since `since`, oldest first, streamed.
-    `m_input` is the stored input as JSON text, None when it was not stored."""
-    from django.db.models.fields.json import KT
-
+) -> QuerySet[AuditEvent]:
+    """The role's broker events since `since` (calls and dry runs), of one worker or all."""
     events = AuditEvent.objects.for_organization(organization).filter(
         action__in=RECORDED_ACTIONS,
         created_at__gte=since,
@@ -156,6 +155,28 @@ def recorded_calls(
     )
     if worker_id is not None:
         events = events.filter(worker_id=worker_id)
+    return events
+
+
+def recorded_calls(
+    *,
+    organization: Any,
+    role_id: int,
+    since: datetime,
+    worker_id: int | None = None,
+    calls_only: bool = False,
+) -> Iterable[tuple[Any, ...]]:
+    """CALL_FIELDS of the role's recorded calls since `since`, oldest first, streamed.
+    `m_input` is the stored input as JSON text, None when it was not stored.
+    `calls_only`: the calls every page counts (apps.audit.selectors.CALL), without
+    the dry runs."""
+    from django.db.models.fields.json import KT
+
+    events = role_events(
+        organization=organization, role_id=role_id, since=since, worker_id=worker_id
+    )
+    if calls_only:
+        events = events.filter(CALL)
     keys = (
         "action",
         "rule_id",

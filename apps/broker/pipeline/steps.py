@@ -130,13 +130,29 @@ def _approve(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     if gate.status == 202:
         return call.end(
             BrokerResult(pending=gate.body, headers=gate.headers),
-            outcome=Outcome.FAILURE,
-            decision=Decision.NONE,
+            outcome=Outcome.PENDING,
+            decision=Decision.APPROVAL,
             reason=gate.message,
             extra={"approval": "pending"},
             log_message="audit write failed for a call waiting for approval",
         )
-    return call.refuse(fail(gate.status, gate.code, gate.message, **gate.details))
+    return _refuse_approval(call, fail(gate.status, gate.code, gate.message, **gate.details))
+
+
+# The approval gate's refusals that are the answer "no": a person denied the approval,
+# or nobody may approve this call. The other approval_* refusals refuse one approval
+# for one call; anything else (a malformed approval id) is refused as a denial.
+REFUSALS_THAT_DENY = frozenset({"approval_denied", "no_eligible_approver"})
+
+
+def _refuse_approval(call: AgentCall, result: BrokerResult) -> BrokerResult:
+    """A call refused by the approval check: a denial when a person said no, else
+    (the approval already used, expired, for another input …) its own outcome
+    `refused`, which no page counts as a denial by the role."""
+    code = result.error.code if result.error is not None else ""
+    if not code.startswith("approval_") or code in REFUSALS_THAT_DENY:
+        return call.refuse(result)
+    return call.refuse(result, outcome=Outcome.REFUSED, decision=Decision.APPROVAL)
 
 
 def _dry_run_answer(call: AgentCall, chosen: Chosen) -> BrokerResult:
@@ -152,7 +168,7 @@ def _dry_run_answer(call: AgentCall, chosen: Chosen) -> BrokerResult:
             connection=chosen.connection.name,
         ),
         outcome=Outcome.SUCCESS,
-        decision=Decision.NONE if needs_approval else Decision.ALLOWED,
+        decision=Decision.APPROVAL if needs_approval else Decision.ALLOWED,
         reason=decision.reason,
         extra={"approval": "required"} if needs_approval else None,
         log_message="audit write failed for a dry run",
@@ -249,7 +265,9 @@ def _attempt(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
             recorded = _spend_approval_and_record_attempt(call, chosen)
     except ApprovalRefused as refused:
         call.approval = None  # not spendable: the refusal says why
-        return call.refuse(fail(refused.status, refused.code, refused.message, **refused.details))
+        return _refuse_approval(
+            call, fail(refused.status, refused.code, refused.message, **refused.details)
+        )
     except AUDIT_FAILURES:
         return audit_unavailable("audit write failed; upstream not called")
     if not recorded:
@@ -269,7 +287,7 @@ def _record_attempt(call: AgentCall, chosen: Chosen) -> bool:
     return call.record(
         action=f"{call.verb}.attempt",
         outcome=Outcome.SUCCESS,
-        decision=Decision.ALLOWED,
+        decision=Decision.APPROVED if call.approval is not None else Decision.ALLOWED,
         reason=chosen.decision.reason,
         only_if=still_valid(call.ctx.token_pk),
     )
@@ -345,7 +363,7 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
     try:
         call.record(
             outcome=outcome,
-            decision=Decision.ALLOWED,
+            decision=Decision.APPROVED if call.approval is not None else Decision.ALLOWED,
             reason=error.message if error else "",
             upstream_status=result.upstream_status,
             latency_ms=int((time.monotonic() - call.started) * 1000),
