@@ -51,9 +51,7 @@ def test_pending_approved_refused_and_denied_calls_are_told_apart_and_counted_al
     assert (event.outcome, event.decision) == (Outcome.PENDING, Decision.APPROVAL)
     assert event.get_outcome_display() == "Waiting for approval"
 
-    approval_decide(
-        approval=Approval.objects.get(public_id=approval_id), actor=admin, approve=True
-    )
+    approval_decide(approval=Approval.objects.get(public_id=approval_id), actor=admin, approve=True)
     done = _post(client, gated, "execute", delete, {"input": INPUT, "approval": approval_id})
     assert done.status_code == 200, done.content
     event = AuditEvent.objects.filter(action="broker.execute").latest("id")
