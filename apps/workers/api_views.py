@@ -32,6 +32,8 @@ from apps.workers.serializers import (
 
 TOKEN_EXAMPLE = {
     "id": "tok_3kT9aQ2mX7bZ",
+    "name": "CI deploy",
+    "created_by_email": "owner@example.com",
     "worker": 7,
     "worker_name": "demo-agent",
     "role": 3,
@@ -192,7 +194,7 @@ class WorkerTokenListMintAPIView(_WorkerScoped, generics.ListAPIView[WorkerToken
         return (
             WorkerToken.objects.for_organization(self.organization)
             .filter(worker_id=self.kwargs["worker_id"])
-            .select_related("worker", "role", "rolled_from")
+            .select_related("worker", "role", "rolled_from", "created_by")
         )
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -216,6 +218,7 @@ class WorkerTokenListMintAPIView(_WorkerScoped, generics.ListAPIView[WorkerToken
                 role=form.validated_data.get("role"),
                 expires_in_days=form.validated_data.get("expires_in_days"),
                 actor=request.user,
+                name=form.validated_data.get("name", ""),
             )
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc
@@ -226,7 +229,7 @@ class _TokenScoped(_WorkerScoped):
     def get_token(self) -> WorkerToken:
         return get_object_or_404(
             WorkerToken.objects.for_organization(self.organization).select_related(
-                "worker", "role", "rolled_from"
+                "worker", "role", "rolled_from", "created_by"
             ),
             worker_id=self.kwargs["worker_id"],
             public_id=self.kwargs["token_id"],
@@ -288,7 +291,7 @@ class OrganizationTokenListAPIView(OrgAPIMixin, generics.ListAPIView[WorkerToken
 
     def scope_queryset(self) -> QuerySet[Any]:
         queryset = WorkerToken.objects.for_organization(self.organization).select_related(
-            "worker", "role", "rolled_from"
+            "worker", "role", "rolled_from", "created_by"
         )
         if self.request.query_params.get("active") in ("1", "true"):
             queryset = queryset.usable()

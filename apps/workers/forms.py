@@ -47,29 +47,50 @@ class WorkerForm(forms.ModelForm):  # type: ignore[type-arg]
         """The service checks the name per organization (the org is not a form field)."""
 
 
+EXPIRY_PRESETS = (1, 7, 30, 90)
+
+
 class MintForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="What this token is for, e.g. “CI deploy” or “triage on Alice's laptop”.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
     role = forms.ModelChoiceField(
         queryset=Role.objects.none(),
         required=False,
         empty_label="The worker's default role",
         help_text="What this token may do. Tokens cannot do more than their role allows.",
     )
-    expires_in_days = forms.IntegerField(
-        label="Expires in (days)",
-        min_value=1,
-        initial=DEFAULT_TOKEN_DAYS,
-        help_text="Every token expires.",
-    )
+    expires = forms.ChoiceField(label="Expires in", widget=forms.RadioSelect)
+    expires_in_days = forms.IntegerField(label="Days", min_value=1, required=False)
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["role"].queryset = Role.objects.filter(organization=organization)  # type: ignore[attr-defined]
         ceiling = max_token_days(organization)
+        presets = [days for days in EXPIRY_PRESETS if days <= ceiling]
+        expires = self.fields["expires"]
+        expires.choices = [  # type: ignore[attr-defined]
+            *((str(days), "1 day" if days == 1 else f"{days} days") for days in presets),
+            ("custom", "Custom"),
+        ]
+        expires.initial = str(DEFAULT_TOKEN_DAYS) if DEFAULT_TOKEN_DAYS in presets else "custom"
         field = self.fields["expires_in_days"]
         field.widget.attrs["max"] = ceiling
         field.initial = min(DEFAULT_TOKEN_DAYS, ceiling)
         field.help_text = f"Every token expires: at most {ceiling} days in this organization."
         field.validators.append(MaxValueValidator(ceiling))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        expires = cleaned.get("expires")
+        if expires == "custom":
+            if not cleaned.get("expires_in_days"):
+                self.add_error("expires_in_days", "Say in how many days the token expires.")
+        elif expires:
+            cleaned["expires_in_days"] = int(expires)
+        return cleaned
 
 
 class RollForm(forms.Form):

@@ -75,8 +75,11 @@ class WorkerTokenQuerySet(TenantQuerySet["WorkerToken"]):
         return self.unrevoked().filter(expires_at__gt=now or timezone.now())
 
     def expiring(self, *, within: timedelta, now: datetime | None = None) -> WorkerTokenQuerySet:
+        """Usable tokens that end within `within`, but not the access tokens of MCP OAuth
+        clients: those live an hour and their client replaces them with its refresh
+        token, so their expiry needs nobody's attention."""
         now = now or timezone.now()
-        return self.usable(now=now).filter(expires_at__lte=now + within)
+        return self.usable(now=now).filter(expires_at__lte=now + within, oauth_client="")
 
 
 class WorkerToken(TenantModel):
@@ -86,6 +89,9 @@ class WorkerToken(TenantModel):
     public_id = models.CharField(max_length=32, unique=True, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)
     last4 = models.CharField(max_length=4, editable=False)
+    # What the token is for, as whoever minted it put it ("CI deploy bot"). Required
+    # when minting; tokens minted before names existed have "".
+    name = models.CharField(max_length=100, blank=True, default="")
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
@@ -138,12 +144,22 @@ class WorkerToken(TenantModel):
         return not self.is_revoked() and not self.is_expired(now) and self.worker.is_active()
 
     def expires_soon(self, now: datetime | None = None) -> bool:
+        """The rule of `WorkerTokenQuerySet.expiring`, for one token."""
         now = now or timezone.now()
         return (
             not self.is_revoked()
             and not self.is_expired(now)
+            and not self.oauth_client
             and self.expires_at <= now + timedelta(days=EXPIRY_WARNING_DAYS)
         )
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.oauth_client:
+            return f"MCP client {self.oauth_client}"
+        return "(no name)"
 
     @property
     def status(self) -> str:

@@ -76,11 +76,19 @@ class WorkerTokenSerializer(serializers.ModelSerializer[WorkerToken]):
     rolled_from = serializers.CharField(
         source="rolled_from.public_id", read_only=True, default=None
     )
+    created_by_email = serializers.EmailField(
+        source="created_by.email",
+        read_only=True,
+        default=None,
+        help_text="Who minted it (null: issued by Grantry, e.g. to an MCP OAuth client).",
+    )
 
     class Meta:
         model = WorkerToken
         fields: tuple[str, ...] = (
             "id",
+            "name",
+            "created_by_email",
             "worker",
             "worker_name",
             "role",
@@ -114,6 +122,13 @@ class MintedTokenSerializer(WorkerTokenSerializer):
 
 
 class TokenMintSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        default="",
+        help_text="What the token is for (the dashboard requires one).",
+    )
     role = OrgRoleField(
         required=False, allow_null=True, help_text="Defaults to the worker's default role."
     )

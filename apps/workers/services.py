@@ -252,12 +252,14 @@ def _new_token(
     expires_at: datetime,
     created_by: Any,
     rolled_from: WorkerToken | None = None,
+    name: str = "",
 ) -> tuple[WorkerToken, str]:
     generated = generate_token("worker")
     token = WorkerToken.objects.create(
         organization=worker.organization,
         worker=worker,
         role=role,
+        name=name,
         public_id=new_public_id(),
         digest=generated.digest,
         last4=generated.last4,
@@ -275,8 +277,10 @@ def token_mint(
     role: Any = None,
     expires_in_days: int | None = None,
     actor: Any = None,
+    name: str = "",
 ) -> tuple[WorkerToken, str]:
-    """A new token for `worker`. Returns (token, raw); the raw value is never seen again."""
+    """A new token for `worker`, named `name` (what it is for; the dashboard requires
+    one). Returns (token, raw); the raw value is never seen again."""
     worker = Worker.objects.select_related("organization", "default_role").get(pk=worker.pk)
     organization = worker.organization
     if not worker.is_active():
@@ -284,11 +288,19 @@ def token_mint(
     role = role if role is not None else worker.default_role
     _check_role(organization, role, "role")
     expires_at = token_expiry(organization=organization, expires_in_days=expires_in_days)
-    token, raw = _new_token(worker=worker, role=role, expires_at=expires_at, created_by=actor)
+    name = " ".join(name.split())[:100]
+    token, raw = _new_token(
+        worker=worker, role=role, expires_at=expires_at, created_by=actor, name=name
+    )
     audit_record(
         action="token.minted",
         organization=organization,
-        metadata={"role": role.name, "expires_at": expires_at.isoformat(), "last4": token.last4},
+        metadata={
+            "role": role.name,
+            "expires_at": expires_at.isoformat(),
+            "last4": token.last4,
+            "name": name,
+        },
         **_token_target(token),
         actor=actor,
     )
@@ -350,6 +362,7 @@ def token_roll(
         expires_at=expires_at,
         created_by=actor,
         rolled_from=old,
+        name=old.name,
     )
     old.expires_at = min(old.expires_at, now + ROLL_OVERLAPS[overlap])
     old.save(update_fields=["expires_at"])

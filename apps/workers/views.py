@@ -243,6 +243,7 @@ class TokenMintView(_WorkerAction):
             role=form.cleaned_data["role"],
             expires_in_days=form.cleaned_data["expires_in_days"],
             actor=request.user,
+            name=form.cleaned_data["name"],
         )
         return _show_once(request, self.organization.slug, worker, token, raw)
 

@@ -91,6 +91,8 @@ def test_the_readme_tour_as_written(
     # 2. Workers → demo-agent → Mint token: shown once.
     owner.get_by_role("navigation", name="Organization").get_by_role("link", name="Workers").click()
     owner.get_by_role("link", name="demo-agent").click()
+    owner.get_by_label("Name").fill("README tour")
+    owner.get_by_label("7 days").check()
     owner.get_by_role("button", name="Mint token").click()
     owner.wait_for_load_state()
     token = owner.locator("#token-value").inner_text().strip()

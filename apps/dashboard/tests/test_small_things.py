@@ -56,7 +56,8 @@ def test_mint_error_is_next_to_the_field_and_keeps_the_value(
     worker = worker_create(organization=org, name="agent", default_role=role, actor=admin)
     client.force_login(admin)
     response = client.post(
-        f"/o/{org.slug}/workers/{worker.pk}/mint/", {"role": role.pk, "expires_in_days": "999"}
+        f"/o/{org.slug}/workers/{worker.pk}/mint/",
+        {"name": "ci", "role": role.pk, "expires": "custom", "expires_in_days": "999"},
     )
     assert response.status_code == 400
     html = response.content.decode()

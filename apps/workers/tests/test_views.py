@@ -46,7 +46,7 @@ def test_admin_creates_worker_mints_sees_token_once_and_revokes(
     assert response.status_code == 302
     assert response.url == url(org, f"{worker.pk}/")
 
-    minted = client.post(url(org, f"{worker.pk}/mint/"), {"expires_in_days": 30})
+    minted = client.post(url(org, f"{worker.pk}/mint/"), {"name": "ci", "expires": "30"})
     assert minted.status_code == 302
     assert minted.url == url(org, "token/")
     once = client.get(url(org, "token/"))
@@ -201,7 +201,9 @@ def test_a_token_minted_in_one_org_is_not_shown_under_another(
 
     MembershipFactory(organization=other_org, user=admin, role="admin")
     client = logged_in(admin)
-    client.post(url(org, f"{worker.pk}/mint/"), {"expires_in_days": 5})
+    client.post(
+        url(org, f"{worker.pk}/mint/"), {"name": "ci", "expires": "custom", "expires_in_days": 5}
+    )
     html = client.get(url(other_org, "token/")).content.decode()
     assert "gry_" not in html
 
