@@ -389,6 +389,8 @@ CELERY_BEAT_SCHEDULE["providers-sweep-openapi-imports"] = {
 CELERY_TIMEZONE = "UTC"
 
 # --- Grantry ----------------------------------------------------------------
+# GET /metrics (grantry/metrics.py): off (404) unless set; then `Authorization: Bearer <it>`.
+GRANTRY_METRICS_TOKEN = env.str("GRANTRY_METRICS_TOKEN", default="")
 # Outbound HTTP may reach loopback only when this is on (development, tests).
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
