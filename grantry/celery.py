@@ -27,6 +27,15 @@ def _background_database_timeouts(**kwargs: object) -> None:
     use_background_timeouts()
 
 
+@signals.worker_process_init.connect
+def _tracing(**kwargs: object) -> None:
+    """Each worker process traces its tasks when the OTEL_* variables ask (after the
+    fork: the SDK's exporter thread belongs to the process that uses it)."""
+    from grantry.telemetry import setup_tracing
+
+    setup_tracing("grantry-worker")
+
+
 @signals.setup_logging.connect
 def _django_logging(**kwargs: object) -> None:
     """Workers and beat log through Django's LOGGING, so their lines are escaped and
