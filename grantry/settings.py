@@ -329,6 +329,8 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="grantry")
 CELERY_TASK_ALWAYS_EAGER = False
+# grantry/scheduler_lock.py: a standby beat takes over within this many seconds.
+GRANTRY_BEAT_LOCK_SECONDS = env.float("GRANTRY_BEAT_LOCK_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 # Proves scheduler → broker → worker is alive; /healthz reports its age (apps.core.tasks).
