@@ -48,7 +48,7 @@ def hold_scheduler_lock() -> None:
             time.sleep(ttl / 3)
             try:
                 lock.extend(ttl, replace_ttl=True)
-            except Exception as exc:  # noqa: BLE001 - any failure means the lock may be gone
+            except Exception as exc:  # any failure means the lock may be gone
                 logger.critical(
                     "the scheduler lock is lost (%s): exiting so that only one scheduler runs",
                     type(exc).__name__,
