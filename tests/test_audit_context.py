@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.broker.tests.conftest import make_agent
@@ -168,7 +168,7 @@ def _service_modules() -> Any:
     import apps
 
     root = Path(apps.__file__).parent
-    names = ["apps.accounts.token_services"]
+    names = ["apps.accounts.services"]
     for app in sorted(p for p in root.iterdir() if p.is_dir()):
         if (app / "services.py").exists():
             names.append(f"apps.{app.name}.services")
@@ -190,7 +190,7 @@ def test_no_service_takes_the_request() -> None:
         "apps.workers.services",
         "apps.connections.services.connect",
         "apps.approvals.services.decisions",
-        "apps.accounts.token_services",
+        "apps.accounts.services",
     }
     offenders, checked = [], 0
     for module in modules:
