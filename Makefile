@@ -107,8 +107,8 @@ test: venv browser rsyslog openapi-corpus mcp-servers
 
 ## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).
 # The house rules import-linter cannot express, checked by reading the source (no database):
-# upward look-ups, module names. `make lint` runs them; so does `make test`.
-STRUCTURE_TESTS := tests/test_layers.py tests/test_module_names.py
+# upward look-ups, module names, audit action names. `make lint` runs them; so does `make test`.
+STRUCTURE_TESTS := tests/test_layers.py tests/test_module_names.py tests/test_audit_actions.py
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -242,7 +242,7 @@ def build_victim() -> Victim:
         role="member",
         actor_membership=owner_membership,
     )
-    audit_record(action="test.victim_event", organization=org)
+    audit_record(action="org.updated", organization=org)
     index: dict[type[models.Model], Any] = {}
     # An OAuth (MCP) client belongs to no organization; the victim's McpGrant binds it.
     application_model = get_application_model()
