@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from apps.audit import actions as audit_actions
 from apps.audit import fields as audit_fields
 from apps.audit.chain import GENESIS_HASH, chain_key_for, content_digest
 from apps.audit.exceptions import AuditUnavailable
@@ -62,6 +63,8 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
     `actor` (a user); explicit `actor_type`/`actor_id`, `ip`, `user_agent` and
     `request_id` win over both.
 
+    `action` must be registered (apps.audit.actions); another name raises
+    UnregisteredAuditAction before anything is written.
     `target` may be a model instance; its type, pk and str() are recorded.
     Extra `fields` are the broker columns (decision, worker_id, token_id, …).
     Called inside a transaction, the event commits or rolls back with it;
@@ -83,6 +86,7 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
     apply to that whole transaction's commit; the broker runs in autocommit
     (ATOMIC_REQUESTS is off, a test pins it).
     """
+    audit_actions.require(action)  # an unregistered name is refused before anything
     if organization is not None:
         organization_id = organization.pk
     if target is not None:
