@@ -10,6 +10,7 @@ from django.apps import apps as django_apps
 from django.db.models import Count, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 
+from apps.audit.actions import CALL_ACTIONS
 from apps.audit.chain import GENESIS_HASH, chain_key_for
 from apps.audit.models import AuditChainHead, AuditEvent, Decision, Outcome
 
@@ -171,8 +172,6 @@ def _lookup(
         link.state = "disabled"
     return link
 
-
-CALL_ACTIONS = ("broker.execute", "broker.proxy")
 
 # What every page counts (the overview, the charts, a role's least-privilege report):
 # an agent's call is the decided event of broker.execute or broker.proxy (MCP tool
