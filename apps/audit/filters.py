@@ -36,6 +36,7 @@ FILTER_FIELDS = (
     "member",
     "worker",
     "token",
+    "role",
     "action",
     "call",
     "decision",
@@ -153,6 +154,12 @@ class AuditEventFilter(django_filters.FilterSet):
     token = django_filters.CharFilter(
         field_name="token_id", label="Token id", max_length=32, help_text="e.g. tok_ab12…"
     )
+    role = django_filters.CharFilter(
+        method="filter_role",
+        label="Role",
+        max_length=100,
+        help_text="Name or id: the calls made under this role.",
+    )
     action = django_filters.CharFilter(
         method="filter_action",
         label="Event",
@@ -209,14 +216,30 @@ class AuditEventFilter(django_filters.FilterSet):
 
     # --- pickers (the reviewer pages offer them: apps.review.pickers) --------
 
-    def offer_choices(self, name: str, choices: list[tuple[str, str]], empty: str = "Any") -> None:
+    def offer_choices(
+        self,
+        name: str,
+        choices: list[tuple[str, str]],
+        empty: str = "Any",
+        aliases: dict[str, str] | None = None,
+    ) -> None:
         """A <select> of `choices`; a value from an older URL that is not among
         them stays selectable, so applying the form again keeps it."""
         field = self.form.fields[name]
         current = str(self.form.data.get(name, "") or "").strip() if self.is_bound else ""
         values = {value for value, _ in choices}
         if current and current not in values:
-            choices = [*choices, (current, current)]
+            # A name where the picker has ids (?worker=triage-bot, from a link or an
+            # older URL): select that option instead of listing the name a second time.
+            named = (aliases or {}).get(current) or next(
+                (value for value, label in choices if label == current), None
+            )
+            if named is not None:
+                data = self.form.data.copy()
+                data[name] = named
+                self.form.data = data
+            else:
+                choices = [*choices, (current, current)]
         field.widget = forms.Select(choices=[("", empty), *choices])
 
     # --- filters ------------------------------------------------------------
@@ -240,6 +263,10 @@ class AuditEventFilter(django_filters.FilterSet):
 
     def filter_worker(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         return queryset.filter(worker_id__in=self._ids("workers", "Worker", value))
+
+    def filter_role(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
+        # The broker records the role of every call as metadata.role_id.
+        return queryset.filter(metadata__role_id__in=self._ids("policies", "Role", value))
 
     def filter_connection(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         return queryset.filter(connection_id__in=self._ids("connections", "Connection", value))

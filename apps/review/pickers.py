@@ -9,6 +9,7 @@ from typing import Any
 
 from apps.audit.filters import EVENT_SUGGESTIONS, PICKER_MAX, AuditEventFilter, DatalistInput
 from apps.connections.models import Connection
+from apps.policies.models import Role
 from apps.providers.registry import all_providers
 from apps.workers.models import Worker
 
@@ -21,13 +22,15 @@ def offer_pickers(filterset: AuditEventFilter, organization: Any) -> None:
         )
     connections = Connection.objects.filter(organization=organization).order_by("name")
     if connections.count() <= PICKER_MAX:
+        rows = list(connections.values_list("pk", "name", "provider_key"))
         filterset.offer_choices(
             "connection",
-            [
-                (str(pk), f"{n} ({p})")
-                for pk, n, p in connections.values_list("pk", "name", "provider_key")
-            ],
+            [(str(pk), f"{n} ({p})") for pk, n, p in rows],
+            aliases={n: str(pk) for pk, n, _ in rows},
         )
+    roles = Role.objects.filter(organization=organization).order_by("name")
+    if roles.count() <= PICKER_MAX:
+        filterset.offer_choices("role", [(str(pk), n) for pk, n in roles.values_list("pk", "name")])
     providers = all_providers(organization=organization)
     connected = set(connections.values_list("provider_key", flat=True))
     filterset.offer_choices(

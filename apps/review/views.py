@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -39,7 +39,13 @@ from apps.audit.models import (
     SinkKind,
 )
 from apps.audit.proof import ProofFilterError, chain_heads, check_proof_filter
-from apps.audit.selectors import chain_head, event_links, keyset_page, with_actor_names
+from apps.audit.selectors import (
+    call_counts,
+    chain_head,
+    event_links,
+    keyset_page,
+    with_actor_names,
+)
 from apps.audit.services import (
     audit_export_direct,
     audit_export_request,
@@ -92,7 +98,53 @@ class AuditMixin(OrgViewMixin):
     def filter_context(self) -> dict[str, Any]:
         form = self.filter_form()
         params = form.as_params()
-        return {"form": form.form, "filter_params": params, "filter_query": urlencode(params)}
+        return {
+            "form": form.form,
+            "filter_params": params,
+            "filter_query": urlencode(params),
+            "time_presets": time_presets(params),
+            "active_filters": [
+                (form.form.fields[name].label, _choice_label(form.form.fields[name], value))
+                for name, value in params.items()
+                if name not in ("start", "end")
+            ],
+        }
+
+
+def _choice_label(field: Any, value: str) -> str:
+    """What a picker shows for `value` (a worker's name for its id), else the value."""
+    for choice, label in getattr(field.widget, "choices", ()):
+        if str(choice) == value:
+            return str(label)
+    return value
+
+
+def time_presets(params: dict[str, str]) -> list[dict[str, Any]]:
+    """Last hour, today, yesterday, 7 days (UTC), each keeping the other filters: the
+    query string of each, and whether it is the current window."""
+    now = timezone.now().replace(second=0, microsecond=0)
+    midnight = now.replace(hour=0, minute=0)
+    windows = (
+        ("Last hour", now - timedelta(hours=1), None),
+        ("Today", midnight, None),
+        ("Yesterday", midnight - timedelta(days=1), midnight),
+        ("Last 7 days", now - timedelta(days=7), None),
+    )
+    presets = []
+    for label, start, end in windows:
+        window = {"start": start.strftime("%Y-%m-%dT%H:%M")}
+        if end is not None:
+            window["end"] = end.strftime("%Y-%m-%dT%H:%M")
+        rest = {k: v for k, v in params.items() if k not in ("start", "end")}
+        presets.append(
+            {
+                "label": label,
+                "query": urlencode({**rest, **window}),
+                "active": params.get("start") == window["start"]
+                and params.get("end", "") == window.get("end", ""),
+            }
+        )
+    return presets
 
 
 class AuditListView(AuditMixin, TemplateView):
@@ -108,6 +160,11 @@ class AuditListView(AuditMixin, TemplateView):
         )
         if context["page"] is not None:
             with_actor_names(context["page"].events)
+        if events is not None and context["filter_params"].get("start"):
+            # Within a time window (bounded, so the count stays cheap): the calls counted
+            # as every page counts them, with a link to the denied ones.
+            context["counts"] = call_counts(events)
+            context["denied_query"] = urlencode({**context["filter_params"], "decision": "denied"})
         context["head"] = head = chain_head(self.organization)
         # A sharded trail: the other chains' heads are checkpoints too.
         context["shard_heads"] = [

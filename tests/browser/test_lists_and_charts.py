@@ -72,6 +72,7 @@ def test_chart_bar_opens_the_filtered_audit_list(
 
     # The filter form shows the worker picker by name, with the bar's choice kept.
     page.goto(f"{live_server.url}/o/{org.slug}/audit/")
+    page.locator("details.audit-filters-wrap summary").click()  # the folded form
     page.get_by_label("Worker", exact=True).select_option(label="triage-bot")
     page.get_by_label("Decision").select_option("denied")
     page.get_by_role("button", name="Apply filters").click()

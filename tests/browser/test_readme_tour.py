@@ -122,6 +122,7 @@ def test_the_readme_tour_as_written(
     reviewer.get_by_role("navigation", name="Organization").get_by_role(
         "link", name="Audit"
     ).click()
+    reviewer.locator("details.audit-filters-wrap summary").click()  # the folded form
     reviewer.get_by_label("Worker", exact=True).select_option(label="demo-agent")
     reviewer.get_by_label("Decision").select_option("denied")
     reviewer.get_by_role("button", name="Apply filters").click()
