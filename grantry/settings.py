@@ -568,7 +568,10 @@ if LOG_FORMAT not in ("plain", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "apps.core.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "apps.core.logging.RequestIdFilter"},
+        "client_error_without_traceback": {"()": "apps.core.logging.ClientErrorWithoutTraceback"},
+    },
     "formatters": {
         # Control characters escaped, tracebacks indented: no log line can be forged
         # (apps/core/safe_log.py; granian's logs use it too, grantry/granian-logging.json).
@@ -596,6 +599,7 @@ LOGGING = {
         # One handler for everything (Django's default adds a second console handler).
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["client_error_without_traceback"]},
         # The embedded PostgreSQL of make run / make test logs every pg_ctl call at INFO.
         "pgserver": {"level": "WARNING"},
         # The MCP gateway's HTTP client logs every request's URL at INFO, and a URL may

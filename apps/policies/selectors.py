@@ -197,6 +197,39 @@ def role_users(role: Any) -> list[str]:
     )
 
 
+def role_delete_blockers(role: Any) -> list[str]:
+    """Why deleting `role` would be refused, in words ("2 workers use it as their default
+    role: a, b"), or [] when it can be deleted. Asks Django's deletion collector, so every
+    protected reference counts (a revoked token still names its role)."""
+    from collections import defaultdict
+
+    from django.db import router
+    from django.db.models.deletion import Collector, ProtectedError, RestrictedError
+
+    collector = Collector(using=router.db_for_write(type(role)))
+    try:
+        collector.collect([role])
+    except (ProtectedError, RestrictedError) as refused:
+        found = (
+            refused.protected_objects
+            if isinstance(refused, ProtectedError)
+            else refused.restricted_objects
+        )
+        by_kind: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for obj in found:
+            meta = obj._meta
+            by_kind[(str(meta.verbose_name), str(meta.verbose_name_plural))].append(
+                str(getattr(obj, "name", "") or "")
+            )
+        reasons = []
+        for (one, many), names in sorted(by_kind.items()):
+            named = [n for n in names if n][:5]
+            kind = one if len(names) == 1 else many
+            reasons.append(f"{len(names)} {kind}" + (f" ({', '.join(named)})" if named else ""))
+        return reasons
+    return []
+
+
 # --- Roles and rules as plain data ---------------------------------------------
 
 

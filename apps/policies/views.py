@@ -33,7 +33,13 @@ from apps.policies.forms import (
 )
 from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role, Rule
-from apps.policies.selectors import role_document, role_dry_run, role_users, rule_document
+from apps.policies.selectors import (
+    role_delete_blockers,
+    role_document,
+    role_dry_run,
+    role_users,
+    rule_document,
+)
 from apps.policies.services import (
     role_create,
     role_delete,
@@ -180,6 +186,8 @@ class RoleDetailView(RoleScopeMixin, DetailView):
         rules = list(role.rules.select_related("connection").order_by("position", "id"))
         context["rules"] = [(rule, describe_rule(rule.to_spec())) for rule in rules]
         context["can_manage"] = self.membership.can_manage()
+        if context["can_manage"]:
+            context["delete_blockers"] = role_delete_blockers(role)
         context["dry_run_form"] = dry_run_form(self, None)
         return context
 

@@ -201,6 +201,16 @@ def _tokens(n: int) -> str:
     return f"{n} token{'' if n == 1 else 's'}"
 
 
+def _every_token(tokens: int, workers: int) -> str:
+    """ "The only token of 1 worker stops working", "All 3 tokens of 2 workers stop working"."""
+    of = f"{workers} worker{'' if workers == 1 else 's'}"
+    if tokens == 1:
+        return f"The only token ({of}) stops working"
+    if tokens == 0:
+        return "No token is active; nothing stops working"
+    return f"All {tokens} tokens of {of} stop working"
+
+
 class _WorkerAction(_WorkerObject, View):
     """POST-only actions on one worker; they redirect back to its page. A
     destructive one answers a confirmation page first (apps.core.confirm)."""
@@ -437,9 +447,9 @@ class KillSwitchView(_WorkersBase, View):
         return Confirmation(
             title=f"Revoke every worker token of {self.organization.name}?",
             stops=[
-                f"All {_tokens(tokens.count())} of {workers} worker"
-                f"{'' if workers == 1 else 's'} stop working immediately; every agent is cut "
-                f"off on its next request ({_calls(calls)}).",
+                _every_token(tokens.count(), workers)
+                + " immediately; every agent is cut off on its next request "
+                f"({_calls(calls)}).",
                 "Revoked tokens never come back: you will mint new ones afterwards.",
             ],
             button="Revoke every worker token",

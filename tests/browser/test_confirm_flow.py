@@ -38,6 +38,9 @@ def test_disable_worker_confirm_then_undo(
     page.get_by_role("button", name="Disable worker").click()
     page.wait_for_load_state()
     assert page.get_by_role("heading", level=1).inner_text() == "Disable demo-agent?"
+    # Focus is on the confirmation's button: Enter confirms, Tab reaches Cancel.
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused.strip().startswith("Disable"), focused
     assert "demo-agent's 2 tokens stop working immediately" in page.locator("main").inner_text()
     assert Worker.objects.get(pk=worker.pk).status == "active"
     page.get_by_role("button", name="Disable worker").click()

@@ -117,7 +117,8 @@ def test_kill_switch_confirms_what_stops_first(
     client = logged_in(admin)
     page = client.get(url(org, "kill-switch/"))
     assert page.status_code == 200
-    assert "All 1 token of 1 worker stop working immediately" in page.content.decode()
+    assert "The only token (1 worker) stops working immediately" in page.content.decode()
+    assert "All 1 token" not in page.content.decode()
     unconfirmed = client.post(url(org, "kill-switch/"))
     assert unconfirmed.status_code == 200
     assert 'name="confirmed" value="yes"' in unconfirmed.content.decode()
