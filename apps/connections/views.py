@@ -176,6 +176,13 @@ class ConnectView(OrgViewMixin, TemplateView):
                 "connections:connect", org_slug=self.organization.slug, provider_key="sandbox"
             )
         forms = self._forms(request.POST, which)
+        if which == "oauth" and self._sandbox_one_click() and forms["oauth_form"].is_valid():
+            # Development: "Continue to Sandbox" registers the org's Sandbox OAuth app
+            # first, so connecting the Sandbox is one click, not two.
+            from apps.connections.demo import sandbox_app_register
+
+            sandbox_app_register(organization=self.organization, actor=request.user)
+            self._setup()
         if which == "oauth" and AuthType.OAUTH2 in self.provider.auth_types:
             form = forms["oauth_form"]
             if self.app is None:

@@ -20,3 +20,18 @@ document.addEventListener("change", (event) => {
   const field = event.target.closest("[data-autosubmit]");
   if (field && field.form) field.form.requestSubmit();
 });
+// Parts of a form that belong to one choice: <fieldset data-show-when="kind=syslog">
+// shows only while the form's `kind` is "syslog". Without JavaScript every part shows.
+function syncShowWhen(root) {
+  root.querySelectorAll("[data-show-when]").forEach((part) => {
+    const [name, value] = part.dataset.showWhen.split("=");
+    const form = part.closest("form");
+    const field = form && form.elements.namedItem(name);
+    if (!field) return;
+    part.hidden = field.value !== value;
+  });
+}
+document.addEventListener("change", (event) => {
+  if (event.target.form) syncShowWhen(event.target.form);
+});
+document.addEventListener("DOMContentLoaded", () => syncShowWhen(document));

@@ -25,10 +25,10 @@ from tests.factories import PASSWORD
 def test_the_button_needs_the_sandbox_enabled(admin_client: Client, org: Organization) -> None:
     url = f"/o/{org.slug}/connections/connect/sandbox/"
     with override_settings(GRANTRY_SANDBOX_ENABLED=False):
-        assert "Register the Sandbox OAuth app" not in admin_client.get(url).content.decode()
+        assert 'data-testid="sandbox-one-click"' not in admin_client.get(url).content.decode()
         assert admin_client.post(url, {"kind": "sandbox_app"}).status_code == 404
     assert not ProviderApp.objects.filter(organization=org).exists()
-    assert "Register the Sandbox OAuth app" in admin_client.get(url).content.decode()
+    assert 'data-testid="sandbox-one-click"' in admin_client.get(url).content.decode()
 
 
 @pytest.mark.django_db
@@ -52,10 +52,11 @@ def test_new_org_registers_the_sandbox_app_and_connects_over_oauth(
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign In", exact=True).click()
         page.wait_for_load_state()
+        page.goto(f"{base}/o/acme/connections/connect/")
+        assert "app not set up yet" not in page.content()  # not on every provider's card
         page.goto(f"{base}/o/acme/connections/connect/sandbox/")
-        page.get_by_role("button", name="Register the Sandbox OAuth app").click()
-        page.wait_for_load_state()
-        assert "registered this organization's OAuth app" in page.content()
+        assert page.get_by_test_id("sandbox-one-click").is_visible()
+        # One click: continuing registers the org's Sandbox OAuth app, then signs in.
         page.get_by_label("Connection name").fill("my-sandbox")
         page.get_by_role("button", name="Continue to Sandbox").click()
         page.wait_for_load_state()
