@@ -171,9 +171,21 @@ def run(port: str) -> int:
     embedded, env = prepare(port)
     try:
         print(f"PostgreSQL ready in {time.monotonic() - began:.1f} s.", flush=True)
-        if manage(env, "migrate", "--noinput", "-v", "0") or manage(env, "seed_demo"):
+        # The first run's migrate and seed take half a minute: say what is happening.
+        step = time.monotonic()
+        print("Migrating the database (the first run takes about 30 s)…", flush=True)
+        if manage(env, "migrate", "--noinput", "-v", "0"):
             return 1
-        print(f"Migrated and seeded in {time.monotonic() - began:.1f} s.", flush=True)
+        print(f"Migrated in {time.monotonic() - step:.1f} s.", flush=True)
+        step = time.monotonic()
+        print("Seeding the demo organization…", flush=True)
+        if manage(env, "seed_demo"):
+            return 1
+        print(
+            f"Seeded in {time.monotonic() - step:.1f} s "
+            f"(ready {time.monotonic() - began:.1f} s after start).",
+            flush=True,
+        )
         return serve(port, env)
     finally:
         embedded.stop()

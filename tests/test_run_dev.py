@@ -113,6 +113,11 @@ def test_ctrl_c_stops_web_worker_beat_and_postgres(tmp_path: Path) -> None:
             _stop_postgres(var / "pgdata")
     output = log.read_text()
     assert "Stopped web, worker and scheduler" in output, output[-3000:]
+    # Progress during the half minute of migrate and seed, in order (issue 27, #10).
+    steps = ("PostgreSQL ready in", "Migrating the database", "Migrated in", "Seeding the demo")
+    at = [output.find(step) for step in steps]
+    assert -1 not in at, output[:3000]
+    assert at == sorted(at), output[:3000]
     survivors = [pid for pid in watched if _alive(pid)]
     assert survivors == [], f"still running: {survivors}\n{output[-3000:]}"
     assert _port_is_free(port)

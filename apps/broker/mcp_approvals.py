@@ -127,6 +127,8 @@ def pending_text(
     )
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=text)],
-        structured_content=approval,
+        # The argument to send back, named as the text names it (`approval` is the
+        # approval's document, `retry_with` what the next call adds to its arguments).
+        structured_content={**approval, "retry_with": {APPROVAL_ARG: approval_id}},
         is_error=False,
     )

@@ -414,4 +414,6 @@ def test_a_forged_request_state_is_refused(client: Client, gated: GatedAgent) ->
     # A client that declares no elicitation gets the text result (today's fallback).
     plain = tools_call({}, {}).json()["result"]
     assert plain["structuredContent"]["approval"]["id"] == approval.public_id
+    # The text says `_approval`; so does the structured content (issue 27, #10).
+    assert plain["structuredContent"]["retry_with"] == {"_approval": approval.public_id}
     assert "Pending approval" in plain["content"][0]["text"]
