@@ -239,7 +239,19 @@ class RuleAddView(RoleAdminMixin, TemplateView):
     template_name = "policies/rule_form.html"
 
     def _providers(self) -> list[Any]:
-        return all_providers(organization=self.organization)
+        """Every provider, the organization's connected ones first (so the picker starts
+        on one it can use, not on the alphabet's first)."""
+        from apps.connections.models import Connection
+
+        connected = set(
+            Connection.objects.for_organization(self.organization).values_list(
+                "provider_key", flat=True
+            )
+        )
+        providers = all_providers(organization=self.organization)
+        return [p for p in providers if p.key in connected] + [
+            p for p in providers if p.key not in connected
+        ]
 
     def _form(self, data: Any = None) -> tuple[str, Any, Any]:
         source = data if data is not None else self.request.GET
