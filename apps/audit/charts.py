@@ -18,7 +18,7 @@ from typing import Any
 
 from django.apps import apps as django_apps
 from django.db.models import Count, DateTimeField, F, Func, Q, QuerySet, Value
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
@@ -318,65 +318,75 @@ def line_chart(
         f"<title>{escape(title)}</title>",
         f'<line x1="{PAD}" y1="{PAD + plot_h}" x2="{WIDTH - PAD}" y2="{PAD + plot_h}" '
         f'stroke="#666" />',
-        f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end" font-size="11">{top}</text>',
-        f'<text x="{PAD - 4}" y="{PAD + plot_h}" text-anchor="end" font-size="11">0</text>',
+        f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end" font-size="16">{top}</text>',
+        f'<text x="{PAD - 4}" y="{PAD + plot_h}" text-anchor="end" font-size="16">0</text>',
     ]
     if points:
         parts.append(
-            f'<text x="{PAD}" y="{height - 8}" font-size="11">'
+            f'<text x="{PAD}" y="{height - 8}" font-size="16">'
             f"{escape(_label(points[0], step))}</text>"
         )
         parts.append(
-            f'<text x="{WIDTH - PAD}" y="{height - 8}" font-size="11" '
+            f'<text x="{WIDTH - PAD}" y="{height - 8}" font-size="16" '
             f'text-anchor="end">{escape(_label(points[-1], step))}</text>'
         )
-    for k, s in enumerate(series):
+    for s in series:
         line = " ".join(xy(i, v) for i, v in enumerate(s.values))
         parts.append(
             f'<polyline fill="none" stroke="{s.colour}" stroke-width="2" '
             f'points="{line}"><title>{escape(s.label)}</title></polyline>'
         )
-        parts.append(
-            f'<text x="{WIDTH - PAD}" y="{14 + 14 * k}" text-anchor="end" '
-            f'font-size="12" fill="{s.colour}">{escape(s.label[:40])}: '
-            f"{sum(s.values)}</text>"
-        )
     parts.append("</svg>")
+    # The legend is page text under the plot: it never covers a line, and it stays
+    # readable when the SVG is scaled down to a phone's width.
+    legend = "".join(
+        f'<li><svg class="swatch" viewBox="0 0 10 10" aria-hidden="true">'
+        f'<rect width="10" height="10" fill="{s.colour}"></rect></svg>'
+        f"{escape(s.label)}: {sum(s.values)}</li>"
+        for s in series
+    )
+    parts.append(f'<ul class="chart-legend">{legend}</ul>')
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped
 
 
-def bar_chart(items: list[dict[str, Any]], *, title: str, label_width: int = 260) -> SafeString:
-    """Horizontal bars; each bar (and its label) links to `item["url"]` when there is one."""
-    row_h = 22
-    height = max(1, len(items)) * row_h + 10
+def bar_chart(items: list[dict[str, Any]], *, title: str, label_width: int = 260) -> SafeString:  # noqa: ARG001 - kept for callers
+    """Horizontal bars as an HTML list: the labels are page text (readable at any width,
+    wrapped, never cut into look-alikes), each bar a tiny SVG scaled to its share (the
+    Content-Security-Policy allows no inline style). Each row links to `item["url"]`
+    when there is one."""
     top = max([1, *(item["n"] for item in items)])
-    # With links inside, the chart is a group of links, not one image.
-    role = "group" if any(item.get("url") for item in items) else "img"
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" preserveAspectRatio="xMinYMin meet" '
-        f'role="{role}" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(title)}</title>",
-    ]
     if not items:
-        parts.append('<text x="8" y="20" font-size="12">No denials in this window.</text>')
-    chars = label_width // 7
-    for i, item in enumerate(items):
-        label, n, url = str(item["label"]), item["n"], item.get("url", "")
-        y = 5 + i * row_h
-        w = (WIDTH - label_width - 60) * n / top
-        shown = label if len(label) <= chars else label[: chars - 1] + "…"
-        bar = (
-            f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" '
-            f'font-size="12">{escape(shown)}</text>'
-            f'<rect x="{label_width}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
-            f'fill="{DENIED_COLOUR}"><title>{escape(label)}: {n}</title></rect>'
-            f'<text x="{label_width + w + 6:.1f}" y="{y + 15}" font-size="12">{n}</text>'
+        return format_html(
+            '<p class="bar-chart-empty" role="note" aria-label="{}">No denials in this window.</p>',
+            title,
         )
-        if url:
-            bar = (
-                f'<a class="chart-bar" href="{escape(url)}" '
-                f'aria-label="{escape(label)}: {n}. Show these events">{bar}</a>'
+    rows = []
+    for item in items:
+        label, n, url = str(item["label"]), item["n"], item.get("url", "")
+        share = 100 * n / top
+        inner = format_html(
+            '<span class="bar-label">{}</span>'
+            '<svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true">'
+            '<rect width="{}" height="10" fill="{}"></rect></svg>'
+            '<span class="bar-n">{}</span>',
+            label,
+            f"{share:.1f}",
+            DENIED_COLOUR,
+            n,
+        )
+        if not url:
+            inner = format_html('<span class="bar-row">{}</span>', inner)
+        else:
+            inner = format_html(
+                '<a class="chart-bar" href="{}" aria-label="{}: {}. Show these events">{}</a>',
+                url,
+                label,
+                n,
+                inner,
             )
-        parts.append(bar)
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped
+        rows.append(format_html("<li>{}</li>", inner))
+    return format_html(
+        '<ul class="bar-chart" aria-label="{}">{}</ul>',
+        title,
+        mark_safe("".join(rows)),  # noqa: S308 - each row is format_html
+    )
