@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
 
+from apps.audit.exceptions import AuditUnavailable
 from apps.audit.models import Decision, Outcome
 from apps.broker.pipeline.call import (
     AUDIT_FAILURES,
@@ -352,7 +353,7 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
     pause = 0.1
     while True:
         try:
-            call.record(
+            if call.record(
                 outcome=outcome,
                 decision=Decision.ALLOWED,
                 reason=error.message if error else "",
@@ -361,8 +362,9 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
                 extra={"error": error.code} if error else None,
                 last=True,
                 wait_for_flush=False,
-            )
-            break
+            ):
+                break
+            raise AuditUnavailable  # nothing written: never a success without its event
         except AUDIT_FAILURES:
             if time.monotonic() + pause > deadline or db_connection.in_atomic_block:
                 logger.exception("audit outcome write failed after the upstream call")
