@@ -23,9 +23,16 @@ from apps.broker.pipeline.call import (
     audit_unavailable,
 )
 from apps.broker.pipeline.targets import ActionTarget, ProxyTarget
-from apps.broker.results import BrokerResult, egress_failure, fail, upstream_answer
+from apps.broker.results import (
+    BrokerResult,
+    egress_failure,
+    fail,
+    refresh_unavailable,
+    upstream_answer,
+)
 from apps.connections import credentials, custody
 from apps.connections.models import ConnectionStatus
+from apps.connections.services import RefreshTemporarilyFailed
 from apps.core import audit_context
 from apps.core.egress import EgressError, egress_request
 from apps.core.exceptions import as_service_unavailable
@@ -319,6 +326,8 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
             REAUTH_MESSAGE.format(name=connection.name),
             connection=connection.name,
         )
+    except RefreshTemporarilyFailed as exc:
+        return refresh_unavailable(connection.name, str(exc))
     params = {**(upstream.query or {}), **auth.params} or None
     try:
         response = egress_request(
