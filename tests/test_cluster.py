@@ -5,7 +5,9 @@ the test database, with calls spread over both nodes:
 * a revoke through node A stops the token on node B: no upstream request after the
   revoke returns, while an agent hammers node B (the agent plays the attacker);
 * a quota of 5 gives exactly 5 of 20 parallel calls over both nodes;
+* a rate limit of 5 a minute gives exactly 5 of 20 parallel calls over both nodes;
 * an approved call re-sent to both nodes at once runs once;
+* 20 calls over both nodes that all need an OAuth refresh make one refresh;
 * MCP clients (the official SDK, both protocol generations) work through the load
   balancer whichever node answers.
 """
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -24,15 +27,26 @@ import httpx2
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.utils import timezone
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from pytest_django.live_server_helper import LiveServer
 
 from apps.accounts.services import personal_token_mint
 from apps.approvals.models import Approval
 from apps.approvals.services import approval_decide
 from apps.approvals.tests.conftest import INPUT, make_gated_agent
+from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import make_agent
 from apps.broker.tests.upstream import RecordingUpstream
+from apps.connections.models import Connection
+
+# The connections app's fixtures: a real OAuth connection to the Sandbox.
+from apps.connections.tests.conftest import (  # noqa: F401
+    admin_client,
+    connected,
+    sandbox,
+)
 from apps.organizations.models import Organization
 from scripts.cluster import Cluster, free_port
 from tests.backends import database_url
@@ -51,14 +65,20 @@ def cluster(
     django_db_setup: None,  # noqa: ARG001 - the test database must exist first
     tmp_path_factory: pytest.TempPathFactory,
     upstream: RecordingUpstream,
+    live_server: LiveServer,
 ) -> Iterator[Cluster]:
+    port = free_port()
+    # The Sandbox's API is the recording upstream; its OAuth server is the Sandbox of
+    # this test process (django-oauth-toolkit on the same database), as a SaaS's would
+    # be: outside the cluster.
+    token_url = f"{live_server.url}/sandbox/o/token/"
     topology = Cluster(
         tmp_path_factory.mktemp("cluster"),
         database_url(settings.DATABASES["default"]),
-        free_port(),
+        port,
         env={
             "DJANGO_SETTINGS_MODULE": "grantry.settings_test",
-            "GRANTRY_PROVIDER_URLS": f"sandbox={upstream.url}",
+            "GRANTRY_PROVIDER_URLS": f"sandbox={upstream.url},sandbox.token_url={token_url}",
             "GRANTRY_TEST_CONN_MAX_AGE": "60",  # production's persistent connections
         },
     )
@@ -149,6 +169,33 @@ def test_a_quota_of_five_gives_five_of_twenty_parallel_calls_over_both_nodes(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_rate_limit_holds_across_nodes(
+    cluster: Cluster, upstream: RecordingUpstream, org: Organization
+) -> None:
+    rule = {
+        "kind": "action",
+        "provider_key": "sandbox",
+        "action_pattern": "sandbox.list_projects",
+        "rate_limit_per_minute": 5,
+    }
+    agent = make_agent(org, rules=[rule])
+    # The limit counts in fixed one-minute windows: start well inside one.
+    while time.time() % 60 > 45:
+        time.sleep(0.5)
+    before = len(upstream.requests)
+    bases = [cluster.node(n % 2) for n in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(
+            pool.map(
+                lambda base: execute(base, agent.raw, "sandbox.list_projects", {"input": {}}), bases
+            )
+        )
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [200] * 5 + [429] * 15
+    assert len(upstream.requests) - before == 5
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_approved_call_sent_to_both_nodes_at_once_runs_once(
     cluster: Cluster,
     upstream: RecordingUpstream,
@@ -180,6 +227,40 @@ def test_an_approved_call_sent_to_both_nodes_at_once_runs_once(
     assert codes.count(200) == 1, codes
     assert all(code in (200, 409) for code in codes), codes
     assert len(upstream.requests) - before == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_calls_needing_a_refresh_from_both_nodes_refresh_once(
+    cluster: Cluster,
+    upstream: RecordingUpstream,
+    connected: Connection,  # noqa: F811 - the connections app's fixture
+) -> None:
+    rules = [
+        {"kind": "action", "provider_key": "sandbox", "action_pattern": "sandbox.list_projects"}
+    ]
+    agent = make_agent(connected.organization, rules=rules, connection=connected)
+    old_access = connected.access_token
+    Connection.objects.filter(pk=connected.pk).update(
+        expires_at=timezone.now() - timedelta(minutes=5)
+    )
+    before = len(upstream.requests)
+    bases = [cluster.node(n % 2) for n in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(
+            pool.map(
+                lambda base: execute(base, agent.raw, "sandbox.list_projects", {"input": {}}), bases
+            )
+        )
+    assert [answer.status_code for answer in answers] == [200] * 20
+    fresh = Connection.objects.get(pk=connected.pk)
+    assert fresh.access_token != old_access
+    refreshed = AuditEvent.objects.filter(action="connection.refreshed", connection_id=connected.pk)
+    assert refreshed.count() == 1
+    sent = upstream.requests[before:]
+    assert len(sent) == 20
+    assert {request.headers["Authorization"] for request in sent} == {
+        f"Bearer {fresh.access_token}"
+    }
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

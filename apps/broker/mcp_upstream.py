@@ -31,13 +31,14 @@ from typing import Any
 
 from apps.audit.models import Decision, Outcome
 from apps.broker.pipeline import REAUTH_MESSAGE, ActionTarget, AgentCall, Chosen
-from apps.broker.results import BrokerResult, fail
+from apps.broker.results import BrokerResult, fail, refresh_unavailable
 from apps.connections import custody
 from apps.connections.gateway import client
 from apps.connections.gateway.client import UpstreamError
 from apps.connections.gateway.tools import GatewayProblem, mcp_tool_for_call, upstream_for
 from apps.connections.mcp_models import MCP_PROVIDER_KEY, McpTool
 from apps.connections.selectors import connections_for_call
+from apps.connections.services import RefreshTemporarilyFailed
 from apps.policies.evaluate import Call as PolicyCall
 from apps.policies.evaluate import evaluate
 from apps.policies.selectors import role_rules
@@ -133,6 +134,12 @@ class McpToolTarget(ActionTarget):
                 outcome=Outcome.FAILURE,
                 decision=Decision.ALLOWED,
             )
+        except RefreshTemporarilyFailed as exc:
+            return call.refuse(
+                refresh_unavailable(connection.name, str(exc)),
+                outcome=Outcome.ERROR,
+                decision=Decision.ALLOWED,
+            )
         except GatewayProblem as problem:
             return call.refuse(
                 fail(problem.status, problem.code, problem.message, connection=connection.name),
@@ -156,6 +163,8 @@ class McpSend:
             upstream = upstream_for(connection, connection.mcp_server)
         except custody.NeedsReauth:
             return fail(409, "needs_reauth", REAUTH_MESSAGE.format(name=connection.name))
+        except RefreshTemporarilyFailed as exc:
+            return refresh_unavailable(connection.name, str(exc))
         except GatewayProblem as problem:
             return fail(problem.status, problem.code, problem.message, connection=connection.name)
         try:

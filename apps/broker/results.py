@@ -86,6 +86,20 @@ def fail(status: int, code: str, message: str, **details: Any) -> BrokerResult:
     )
 
 
+def refresh_unavailable(connection_name: str, reason: str) -> BrokerResult:
+    """The connection's OAuth token expired and its provider's token endpoint failed
+    for now (unreachable, 5xx, 429): a retry later can work. Nothing went upstream."""
+    return fail(
+        503,
+        "refresh_unavailable",
+        f"{connection_name}'s OAuth token has expired and the provider did not renew it "
+        f"just now ({reason}). Nothing was sent upstream; try again after Retry-After "
+        "seconds.",
+        connection=connection_name,
+        headers={"Retry-After": "30"},
+    )
+
+
 def has_nul(value: Any) -> bool:
     """Whether a NUL character hides in any string of this JSON value (keys included).
     PostgreSQL text and jsonb refuse it, so such input is refused before it gets near

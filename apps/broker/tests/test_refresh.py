@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from django.test import Client
@@ -82,3 +83,28 @@ def test_concurrent_calls_refresh_once(connected: Connection, sandbox: Sandbox) 
         AuditEvent.objects.filter(action="connection.refreshed", connection_id=connected.pk).count()
         == 1
     )
+
+
+def test_a_token_endpoint_that_fails_just_now_is_a_503_not_a_500(
+    connected: Connection,  # noqa: F811
+    client: Client,
+    settings: Any,
+) -> None:
+    """The chaos and cluster runs found a 500 here: a refresh whose token endpoint did
+    not answer raised through the broker. It is 503 `refresh_unavailable` with
+    Retry-After, audited, and nothing goes upstream."""
+    agent = make_agent(connected.organization, rules=RULES, connection=connected)
+    _expire(connected)
+    settings.GRANTRY_PROVIDER_URLS = {"sandbox.token_url": "http://127.0.0.1:9/o/token/"}
+    response = client.post(
+        "/api/v1/actions/sandbox.list_projects/execute",
+        json.dumps({"input": {}}),
+        content_type="application/json",
+        **agent.headers,
+    )
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "refresh_unavailable"
+    assert response["Retry-After"] == "30"
+    assert connected.access_token not in response.content.decode()
+    outcome = AuditEvent.objects.filter(action="broker.execute").latest("id")
+    assert outcome.metadata["error"] == "refresh_unavailable"
