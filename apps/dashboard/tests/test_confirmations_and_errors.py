@@ -69,7 +69,7 @@ def test_verification_email_in_grantrys_words(client: Client) -> None:
     client.post(
         "/accounts/signup/",
         {
-            "email": "new@example.test",
+            "email": "first-hour@example.test",
             "password1": "a-long-and-unusual-passphrase-9",
             "password2": "a-long-and-unusual-passphrase-9",
         },
@@ -79,7 +79,7 @@ def test_verification_email_in_grantrys_words(client: Client) -> None:
     assert "Hello from" not in body
     assert "has given your email address" not in body
     assert "testserver" not in body.split("http")[0]
-    assert "creating a Grantry account with this email address, new@example.test" in body
+    assert "creating a Grantry account with this email address, first-hour@example.test" in body
     assert re.search(r"http://testserver/accounts/confirm-email/\S+", body)
 
 
