@@ -92,8 +92,6 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.QueryStringGateMiddleware",
-    # Gives back any revocation lease the request still holds, however it ended.
-    "apps.workers.middleware.LeaseReleaseMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",
     "apps.workers.middleware.LeakedTokenMiddleware",
     # Sessions, users, messages and htmx are browser-only: skipped on the agent API
@@ -392,6 +390,13 @@ CELERY_TIMEZONE = "UTC"
 # Outbound HTTP may reach loopback only when this is on (development, tests).
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
+# Exact revocation (apps/workers/fence.py): a call may write its upstream request only
+# within this many seconds after it began its attempt statement, and a revocation of a
+# worker with a recent attempt returns this long after its commit. Every process must
+# use the same value. The margin covers the web processes' clocks against the
+# database's (they must agree within it).
+GRANTRY_SEND_WINDOW = env.float("GRANTRY_SEND_WINDOW", default=2.0)
+GRANTRY_SEND_WINDOW_MARGIN = env.float("GRANTRY_SEND_WINDOW_MARGIN", default=1.0)
 GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES", default=5_000_000)
 # OpenAPI import (apps.providers.openapi): the largest document, the most operations drafted
 # at once, and the bounds of each reading in its child process (wall and CPU seconds, memory).

@@ -45,8 +45,11 @@ os.environ["CACHE_KEY_PREFIX"] = f"grantry-test-{_RUN}"
 from grantry.settings import *  # noqa: E402,F403
 from grantry.settings import DATABASES, STORAGES  # noqa: E402
 
+# A shorter send window keeps the revocations of tests quick (servers inherit it).
+GRANTRY_SEND_WINDOW = float(os.environ.get("GRANTRY_SEND_WINDOW", "1.0"))
+
 # No persistent connections in the test process; a test's server process may ask for
-# production's (tests/test_revocation_leases.py).
+# production's (tests/test_revocation_fence.py).
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("GRANTRY_TEST_CONN_MAX_AGE", "0"))
 DATABASES["default"]["TEST"] = {"NAME": f"test_grantry_{_RUN}"}
 

@@ -12,7 +12,10 @@ An agent calls `<connection>__<tool>` on `/mcp` (or `<tool>` on the connection's
   GRANTRY_MCP_TOOLS_MAX_AGE: tools/list has no side effects upstream);
 * **approve, admit, attempt**: unchanged (the approval is bound to the tool's full
   name, the connection and the input digest, like an action's);
-* **credential and upstream**: `gateway.tools.upstream_for` (custody: the token,
+* **credential and upstream**: the send window (apps/workers/fence.py) is checked
+  just before the call is handed to the MCP client (the SDK's session writes the
+  request on its own task, so its write is not bounded by the window);
+  `gateway.tools.upstream_for` (custody: the token,
   refreshed under the row lock, or the stdio server's environment) and
   `gateway.client.call_tool` (the `mcp` SDK through the egress guard or the
   sandbox); the server's `content`, `structuredContent` and `isError` come back
@@ -26,6 +29,7 @@ could take a web worker's CPU).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +162,15 @@ class McpSend:
             return fail(409, "needs_reauth", REAUTH_MESSAGE.format(name=connection.name))
         except GatewayProblem as problem:
             return fail(problem.status, problem.code, problem.message, connection=connection.name)
+        if call.send_by is not None and time.monotonic() >= call.send_by:
+            # The send window (apps/workers/fence.py) ended before the call could go.
+            return fail(
+                502,
+                "send_window_closed",
+                f"Nothing was sent to {connection.name}: the tool call could not be sent "
+                "within the send window after its attempt was recorded. Retry.",
+                connection=connection.name,
+            )
         try:
             result = client.call_tool(upstream, self.tool, self.arguments)
         except UpstreamError as error:

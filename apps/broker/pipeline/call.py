@@ -127,6 +127,9 @@ class AgentCall:
     metadata: dict[str, Any] = field(default_factory=dict)
     # An approval checked for this call (apps.approvals) and spent by its attempt.
     approval: CheckedApproval | None = None
+    # Until when (time.monotonic()) the upstream request may be written: set just
+    # before the attempt statement (apps/workers/fence.py, the send window).
+    send_by: float | None = None
 
     @property
     def verb(self) -> str:
@@ -143,12 +146,11 @@ class AgentCall:
         upstream_status: int | None = None,
         latency_ms: int | None = None,
         extra: dict[str, Any] | None = None,
-        last: bool = False,
         wait_for_flush: bool = True,
         only_if: Condition | None = None,
     ) -> bool:
-        """Append one event of this call; `last` gives the leases back in the same
-        statement. False when `only_if` did not hold (nothing written)."""
+        """Append one event of this call. False when `only_if` did not hold (nothing
+        written)."""
         ctx, connection = self.ctx, self.connection
         event = audit_record(
             action=action or self.verb,
@@ -171,10 +173,7 @@ class AgentCall:
             metadata={**self.metadata, **(extra or {})},
             wait_for_flush=wait_for_flush,
             only_if=only_if,
-            release_leases=last and ctx.holds_lease,
         )
-        if last:
-            ctx.holds_lease = False
         return event is not None
 
     def end(
@@ -187,11 +186,11 @@ class AgentCall:
         extra: dict[str, Any] | None = None,
         log_message: str,
     ) -> BrokerResult:
-        """The call ends here before going upstream: write its last event (which gives
-        the leases back) and answer `result`, or answer 503 when the event could not be
+        """The call ends here before going upstream: write its last event and answer
+        `result`, or answer 503 when the event could not be
         written. Every such ending goes through this one step."""
         try:
-            self.record(outcome=outcome, decision=decision, reason=reason, extra=extra, last=True)
+            self.record(outcome=outcome, decision=decision, reason=reason, extra=extra)
         except AUDIT_FAILURES:
             return audit_unavailable(log_message)
         return result

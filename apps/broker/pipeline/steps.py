@@ -26,7 +26,7 @@ from apps.connections.models import ConnectionStatus
 from apps.core import audit_context
 from apps.core.egress import EgressError, egress_request
 from apps.core.exceptions import as_service_unavailable
-from apps.workers.leases import still_valid
+from apps.workers import fence
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +242,8 @@ def _attempt(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     the approval is used up exactly when the call goes upstream."""
     from apps.approvals.services import ApprovalRefused
 
+    # t0: the request may be written until t0 + W (apps/workers/fence.py).
+    call.send_by = fence.window_start() + fence.send_window()
     try:
         if call.approval is None:
             recorded = _record_attempt(call, chosen)
@@ -271,7 +273,11 @@ def _record_attempt(call: AgentCall, chosen: Chosen) -> bool:
         outcome=Outcome.SUCCESS,
         decision=Decision.ALLOWED,
         reason=chosen.decision.reason,
-        only_if=still_valid(call.ctx.token_pk),
+        only_if=fence.attempt_fence(
+            token_pk=call.ctx.token_pk,
+            worker_id=call.ctx.worker_id,
+            organization_id=call.ctx.organization_id,
+        ),
     )
 
 
@@ -325,6 +331,7 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
             json=upstream.json_body,
             data=upstream.form_body,
             content=upstream.content,
+            send_by=call.send_by,
         )
     except EgressError as exc:
         return egress_failure(exc, provider_key)
@@ -333,7 +340,7 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
 
 def _outcome(call: AgentCall, result: BrokerResult) -> None:
     """Record the outcome in one statement that commits without waiting for the WAL
-    flush and gives the leases back. A failure here is logged loudly and does not
+    flush. A failure here is logged loudly and does not
     turn a completed upstream call into an error the agent might retry."""
     error = result.error
     if error is None:
@@ -350,7 +357,6 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
             upstream_status=result.upstream_status,
             latency_ms=int((time.monotonic() - call.started) * 1000),
             extra={"error": error.code} if error else None,
-            last=True,
             wait_for_flush=False,
         )
     except AUDIT_FAILURES:
