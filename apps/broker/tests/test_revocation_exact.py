@@ -13,6 +13,7 @@ function that lets everything through.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -34,6 +35,8 @@ from apps.organizations.models import Organization
 from apps.workers.fence import FENCE_FUNCTION, FENCE_FUNCTION_SQL
 from apps.workers.services import organization_revoke_all_worker_tokens, token_revoke
 from apps.workers.tests.test_cross_process import Server
+from tests.backends import database_url
+from tests.pgbouncer import PgBouncer
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -47,24 +50,35 @@ def slow_upstream() -> Iterator[RecordingUpstream]:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["direct", "pgbouncer"])
 def web_processes(
+    request: pytest.FixtureRequest,
     slow_upstream: RecordingUpstream,
     django_db_setup: None,  # noqa: ARG001 - the test database must exist first
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
+    """Two web processes on the test database: directly, or both through one real
+    PgBouncer in transaction-pooling mode (the fence holds nothing across statements,
+    so it must work there too)."""
     tmp_path = tmp_path_factory.mktemp("web")
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.fail("needs a PostgreSQL database shared by processes")
     env = {"GRANTRY_PROVIDER_URLS": f"sandbox={slow_upstream.url}"}
-    servers = [Server(tmp_path, name, threads=8, extra_env=env) for name in ("a", "b")]
-    try:
-        for server in servers:
-            server.wait_ready(timeout=120)
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
+    with contextlib.ExitStack() as stack:
+        if request.param == "pgbouncer":
+            bouncer = stack.enter_context(PgBouncer(pool_size=6))
+            # Persistent connections, as in production: through PgBouncer they are only
+            # client connections; a server connection is lent per transaction.
+            env["DATABASE_URL"] = bouncer.url(database_url(settings.DATABASES["default"]))
+            env["GRANTRY_TEST_CONN_MAX_AGE"] = "60"
+        servers = [Server(tmp_path, name, threads=8, extra_env=env) for name in ("a", "b")]
+        try:
+            for server in servers:
+                server.wait_ready(timeout=120)
+            yield servers
+        finally:
+            for server in servers:
+                server.stop()
 
 
 def _hammer(
