@@ -159,6 +159,20 @@ DATABASES["default"].setdefault("OPTIONS", {})["options"] = timeout_options(
 DATABASES["default"]["OPTIONS"].setdefault(
     "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
 )
+# Django's psycopg connection pool, per process: a web process uses at most this many
+# PostgreSQL connections however many calls wait on upstreams (the broker gives its
+# connection back before the upstream wait: apps.core.db.connections_release). 0 turns
+# it off (then CONN_MAX_AGE keeps one persistent connection per thread, as behind
+# PgBouncer). Pooling replaces persistent connections (CONN_MAX_AGE is 0 with it).
+# DB_POOL_TIMEOUT: how long a request waits for a free connection before it fails (503).
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=4)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(2, DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")

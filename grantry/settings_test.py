@@ -50,8 +50,20 @@ GRANTRY_SEND_WINDOW = float(os.environ.get("GRANTRY_SEND_WINDOW", "1.0"))
 
 # No persistent connections in the test process; a test's server process may ask for
 # production's (tests/test_revocation_fence.py).
-DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("GRANTRY_TEST_CONN_MAX_AGE", "0"))
+# No pool either, unless a test's server process asks for one (GRANTRY_TEST_DB_POOL).
+_POOL = int(os.environ.get("GRANTRY_TEST_DB_POOL", "0"))
+if _POOL:
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _POOL, "timeout": 10.0}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"]["OPTIONS"].pop("pool", None)
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("GRANTRY_TEST_CONN_MAX_AGE", "0"))
 DATABASES["default"]["TEST"] = {"NAME": f"test_grantry_{_RUN}"}
+# A test's server process may name its connections, to count them in pg_stat_activity.
+if os.environ.get("GRANTRY_TEST_DB_APPLICATION_NAME"):
+    DATABASES["default"]["OPTIONS"]["application_name"] = os.environ[
+        "GRANTRY_TEST_DB_APPLICATION_NAME"
+    ]
 
 if BACKENDS.redis_url is None:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

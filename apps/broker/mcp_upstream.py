@@ -42,6 +42,7 @@ from apps.connections.gateway.client import UpstreamError
 from apps.connections.gateway.tools import GatewayProblem, mcp_tool_for_call, upstream_for
 from apps.connections.mcp_models import MCP_PROVIDER_KEY, McpTool
 from apps.connections.selectors import connections_for_call
+from apps.core.db import connections_release
 from apps.policies.evaluate import Call as PolicyCall
 from apps.policies.evaluate import evaluate
 from apps.policies.selectors import role_rules
@@ -162,6 +163,7 @@ class McpSend:
             return fail(409, "needs_reauth", REAUTH_MESSAGE.format(name=connection.name))
         except GatewayProblem as problem:
             return fail(problem.status, problem.code, problem.message, connection=connection.name)
+        connections_release(only_pooled=True)  # none held while the server answers
         if call.send_by is not None and time.monotonic() >= call.send_by:
             # The send window (apps/workers/fence.py) ended before the call could go.
             return fail(

@@ -24,6 +24,7 @@ from apps.broker.results import BrokerResult, egress_failure, fail, upstream_ans
 from apps.connections import credentials, custody
 from apps.connections.models import ConnectionStatus
 from apps.core import audit_context
+from apps.core.db import connections_release
 from apps.core.egress import EgressError, egress_request
 from apps.core.exceptions import as_service_unavailable
 from apps.workers import fence
@@ -322,6 +323,9 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
             connection=connection.name,
         )
     params = {**(upstream.query or {}), **auth.params} or None
+    # No database connection is held while the upstream answers (with the pool; the
+    # outcome takes one again).
+    connections_release(only_pooled=True)
     try:
         response = egress_request(
             upstream.method,
