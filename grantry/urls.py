@@ -11,17 +11,19 @@ from apps.broker.mcp import mcp_connection_endpoint, mcp_endpoint, protected_res
 from apps.connections.views import OAuthCallbackView, mcp_client_metadata
 from apps.core.csp import api_docs_policy
 from apps.core.views import healthz
+from apps.organizations import urls as organization_urls
 from apps.review.views import audit_public_key
+from grantry.metrics import metrics_view
 
 handler404 = "apps.core.views.not_found"
 handler500 = "apps.core.views.server_error"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
-    path("accounts/", include("apps.accounts.urls")),
-    path("accounts/tokens/", include("apps.accounts.token_urls")),
+    path("accounts/tokens/", include("apps.accounts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger's initializer is served as a file of its own (?script): no inline script.
     path(
@@ -34,7 +36,7 @@ urlpatterns = [
         api_docs_policy(SpectacularRedocView.as_view(url_name="api-schema")),
         name="api-redoc",
     ),
-    path("api/v1/", include("apps.broker.urls")),
+    path("api/v1/", include("apps.broker.agent_urls")),
     path("mcp", mcp_endpoint, name="mcp"),
     # One MCP connection's tools under their own names (apps/broker/mcp_upstream.py).
     path("mcp/c/<str:connection>", mcp_connection_endpoint, name="mcp-connection"),
@@ -64,7 +66,7 @@ urlpatterns = [
     path("o/<slug:org_slug>/approvals/", include("apps.approvals.urls")),
     path("o/<slug:org_slug>/providers/", include("apps.providers.urls")),
     path("o/<slug:org_slug>/inventory/", include("apps.inventory.urls")),
-    path("invitations/", include("apps.organizations.invite_urls")),
+    path("invitations/", include((organization_urls.invitation_urlpatterns, "invitations"))),
     # Grantry's OAuth authorization server for /mcp (RFC 8414 metadata, /oauth/…) and
     # the org's MCP client settings.
     path("", include("apps.mcpauth.urls")),

@@ -62,6 +62,8 @@ def dev_environment(var: Path, port: str, database_url: str) -> dict[str, str]:
         "GRANTRY_SANDBOX_ENABLED": "1",
         "GRANTRY_EGRESS_ALLOW_LOOPBACK": "1",
         "ACCOUNT_EMAIL_VERIFICATION": "mandatory",
+        # One host's processes add up their Prometheus figures here (emptied at start).
+        "PROMETHEUS_MULTIPROC_DIR": str(var / "metrics"),
     }
     for name in DEV_SECRETS:
         values[name] = previous.get(name) or secrets.token_urlsafe(48)
@@ -91,6 +93,7 @@ def prepare(port: str) -> tuple[Embedded, dict[str, str]]:
         "staticfiles",
     ):
         (var / sub).mkdir(parents=True, exist_ok=True)
+    (var / "metrics").mkdir(exist_ok=True)
     embedded = start(var)
     values = dev_environment(var, port, embedded.url)
     write_env_file(var / "dev.env", values)
@@ -164,6 +167,10 @@ def _signal_group(pgid: int, signum: int) -> None:
 def run(port: str) -> int:
     began = time.monotonic()
     embedded, env = prepare(port)
+    # The last run's processes' Prometheus figures (not in prepare(): `make manage`
+    # beside a running `make run` must leave them).
+    for stale in Path(env["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
     try:
         print(f"PostgreSQL ready in {time.monotonic() - began:.1f} s.", flush=True)
         if manage(env, "migrate", "--noinput", "-v", "0") or manage(env, "seed_demo"):

@@ -25,11 +25,11 @@ AGENT_SOURCES = [
     ),
     ("apps/workers/auth.py", None),
     ("apps/accounts/auth_failures.py", None),
-    ("apps/workers/agent_views.py", None),
+    ("apps/workers/agent.py", None),
     ("apps/workers/middleware.py", None),  # a token in the query string: token_leaked
     ("apps/approvals/services/calls.py", None),  # an agent's approval claims
     ("apps/approvals/services/base.py", None),  # the 202 approval_pending gate
-    ("apps/approvals/api.py", "ApprovalStatusView"),  # GET /api/v1/approvals/<id>
+    ("apps/approvals/agent.py", None),  # GET /api/v1/approvals/<id>
     ("apps/audit/exceptions.py", None),
     ("apps/core/json_input.py", None),  # the JSON gate behind apps/broker/inputs.py
     ("apps/core/exceptions.py", "DatabaseTimeout"),

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.broker.tests.conftest import make_agent
@@ -116,7 +116,7 @@ def test_nothing_of_one_request_leaks_into_the_next_on_the_same_thread(
     assert audit_context.current() is audit_context.SYSTEM_CONTEXT
 
     # Outside any request, an event is the system's.
-    outside = audit_record(action="test.outside", organization=org)
+    outside = audit_record(action="org.updated", organization=org)
     assert outside is not None
     assert (outside.actor_type, outside.ip, outside.request_id) == ("system", None, "")
 
@@ -126,9 +126,9 @@ def test_a_block_outside_requests_sets_its_own_context(org: Organization, admin:
         audit_context.AuditContext(request_id="task-1"), **audit_context.user_actor(admin)
     ) as bound:
         assert audit_context.current() is bound
-        inside = audit_record(action="test.inside", organization=org)
+        inside = audit_record(action="role.created", organization=org)
         # A service that names the actor wins over the context.
-        named = audit_record(action="test.named", organization=org, actor_type="anonymous")
+        named = audit_record(action="role.changed", organization=org, actor_type="anonymous")
     assert inside is not None
     assert named is not None
     assert (named.actor_type, named.actor_id, named.request_id) == ("anonymous", "", "task-1")
@@ -154,7 +154,7 @@ def test_a_request_made_inside_another_context_gives_that_context_back(
         )
         assert response.status_code == 200
         assert audit_context.current() is outer
-        after = audit_record(action="test.after", organization=org)
+        after = audit_record(action="role.deleted", organization=org)
     assert after is not None
     assert (after.actor_type, after.actor_id, after.token_id) == ("user", str(admin.pk), "")
 
@@ -168,7 +168,7 @@ def _service_modules() -> Any:
     import apps
 
     root = Path(apps.__file__).parent
-    names = ["apps.accounts.token_services"]
+    names = ["apps.accounts.services"]
     for app in sorted(p for p in root.iterdir() if p.is_dir()):
         if (app / "services.py").exists():
             names.append(f"apps.{app.name}.services")
@@ -190,7 +190,7 @@ def test_no_service_takes_the_request() -> None:
         "apps.workers.services",
         "apps.connections.services.connect",
         "apps.approvals.services.decisions",
-        "apps.accounts.token_services",
+        "apps.accounts.services",
     }
     offenders, checked = [], 0
     for module in modules:

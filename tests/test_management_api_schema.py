@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 PREFIX = "/api/v1/orgs/{org_slug}/"

@@ -35,7 +35,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent, AuditExport
 from apps.broker.tests.conftest import make_agent
 from apps.broker.tests.upstream import RecordingUpstream

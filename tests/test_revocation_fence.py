@@ -40,7 +40,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.broker.tests.conftest import Agent, make_agent
 from apps.broker.tests.upstream import RecordingUpstream, Reply
 from apps.connections.models import Connection
@@ -282,13 +282,13 @@ def test_no_answer_leaves_a_lock_held(route: str, tokens: Tokens, org: Organizat
 
 # Where each route's work can blow up after authentication.
 EXPLODE = {
-    "workers_agent:whoami": "apps.workers.agent_views.role_allowances",
-    "broker:actions": "apps.broker.views.actions_for",
-    "broker:execute": "apps.broker.views.run",
-    "broker:check": "apps.broker.views.run",
-    "broker:proxy": "apps.broker.views.run",
+    "workers_agent:whoami": "apps.workers.agent.role_allowances",
+    "broker:actions": "apps.broker.agent.actions_for",
+    "broker:execute": "apps.broker.agent.run",
+    "broker:check": "apps.broker.agent.run",
+    "broker:proxy": "apps.broker.agent.run",
     "mcp": "apps.broker.mcp.run",
-    "approvals_agent:status": "apps.approvals.api.agent_document",
+    "approvals_agent:status": "apps.approvals.agent.agent_document",
 }
 
 

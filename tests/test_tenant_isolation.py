@@ -242,7 +242,7 @@ def build_victim() -> Victim:
         role="member",
         actor_membership=owner_membership,
     )
-    audit_record(action="test.victim_event", organization=org)
+    audit_record(action="org.updated", organization=org)
     index: dict[type[models.Model], Any] = {}
     # An OAuth (MCP) client belongs to no organization; the victim's McpGrant binds it.
     application_model = get_application_model()
@@ -375,7 +375,7 @@ def attacker() -> Any:
 
 def _attacker_token(attacker_org: Organization, user: Any) -> str | None:
     try:
-        from apps.accounts.token_services import personal_token_mint
+        from apps.accounts.services import personal_token_mint
     except ImportError:
         return None
     _token, raw = personal_token_mint(user=user, organization=attacker_org, name="isolation")
@@ -386,7 +386,7 @@ def test_every_tenant_route_is_404_for_another_organization(client: Client, atta
     attacker_org, mallory = attacker
     victim = build_victim()
     token = _attacker_token(attacker_org, mallory)
-    assert token, "PersonalAPIToken minting is expected to exist (apps.accounts.token_services)"
+    assert token, "PersonalAPIToken minting is expected to exist (apps.accounts.services)"
     client.force_login(mallory)
     token_client = client.__class__(HTTP_AUTHORIZATION=f"Bearer {token}")
 

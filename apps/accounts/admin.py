@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from typing_extensions import override
 
 from apps.accounts.models import PersonalAPIToken
-from apps.accounts.token_services import personal_token_revoke
+from apps.accounts.services import personal_token_revoke
 
 FIELDS = (
     "public_id",

@@ -10,5 +10,5 @@ class AccountsConfig(AppConfig):
         # And the receiver that revokes a removed member's personal tokens.
         from apps.accounts import (
             events,  # noqa: F401
-            token_services,  # noqa: F401
+            services,  # noqa: F401
         )

@@ -19,7 +19,7 @@ from typing_extensions import override
 
 from apps.accounts.auth_failures import auth_failure_record, auth_throttle_check
 from apps.accounts.models import PersonalAPIToken
-from apps.accounts.token_services import personal_token_touch
+from apps.accounts.services import personal_token_touch
 from apps.audit.models import ActorType
 from apps.core import audit_context
 from apps.core.tokens import PERSONAL_PREFIX, digests_match, parse_token

@@ -1,4 +1,11 @@
-from django.urls import URLPattern, URLResolver
+"""Personal API token pages (mounted at /accounts/tokens/)."""
 
-app_name = "accounts"
-urlpatterns: list[URLPattern | URLResolver] = []
+from django.urls import path
+
+from apps.accounts import views
+
+app_name = "personal_tokens"
+urlpatterns = [
+    path("", views.PersonalTokenListView.as_view(), name="list"),
+    path("<str:public_id>/revoke/", views.PersonalTokenRevokeView.as_view(), name="revoke"),
+]

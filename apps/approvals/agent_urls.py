@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.approvals.api import ApprovalStatusView
+from apps.approvals.agent import ApprovalStatusView
 
 app_name = "approvals_agent"
 urlpatterns = [

@@ -22,6 +22,7 @@ from django.utils.html import escape
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
+from apps.audit.actions import DRY_RUN
 from apps.audit.filters import tried_expression
 from apps.audit.models import AuditEvent, Decision
 
@@ -31,7 +32,6 @@ CALLS_COLOUR, DENIED_COLOUR, DRY_RUN_COLOUR = "#1f5fa8", "#b3261e", "#6b7280"
 WORKER_COLOURS = ("#b3261e", "#1f5fa8", "#7c3aed", "#0f766e", "#a16207")
 TOP_WORKERS = 5
 TOP_BARS = 10
-DRY_RUN = "broker.check"
 MAX_BUCKETS = 96
 # (step, label) from fine to coarse: the finest that keeps the window within MAX_BUCKETS.
 STEPS = (

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from apps.audit import actions as audit_actions
 from apps.audit.models import AuditEvent, Decision, Outcome
 
 FILTER_FIELDS = (
@@ -49,24 +50,8 @@ _LOCAL_INPUT = "%Y-%m-%dT%H:%M"
 _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
 # Above this many workers or connections, the picker is a text box (name or id).
 PICKER_MAX = 300
-# Event types offered as suggestions ("token." matches every token event).
-EVENT_SUGGESTIONS = (
-    ("broker.", "Every agent call"),
-    ("broker.execute", "Agent call of a catalog action"),
-    ("broker.proxy", "Agent call through the proxy"),
-    ("broker.check", "Dry run (policy check, nothing called)"),
-    ("token.", "Worker tokens: minted, rolled, revoked"),
-    ("worker.", "Workers: created, changed, disabled"),
-    ("killswitch.", "Kill switches"),
-    ("mcp.", "MCP clients (OAuth): grants, issued tokens, policy"),
-    ("role.", "Roles and rules"),
-    ("connection.", "Connections"),
-    ("member.", "Members and invitations"),
-    ("personal_token.", "Personal API tokens"),
-    ("org.", "Organization settings"),
-    ("auth.", "Sign-ins and account security"),
-    ("audit.exported", "Audit exports"),
-)
+# Event types offered as suggestions ("token." matches every token event): the registry's.
+EVENT_SUGGESTIONS = tuple(audit_actions.suggestions())
 
 
 class DatalistInput(forms.TextInput):

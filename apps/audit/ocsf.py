@@ -21,9 +21,9 @@ from py_ocsf_models.objects.metadata import Metadata
 from py_ocsf_models.objects.product import Product
 from pydantic import ConfigDict
 
+from apps.audit.actions import ACCOUNT_CHANGE, API_ACTIVITY, AUTHENTICATION, ocsf_class_of
 from apps.audit.fields import EXPORTED
 
-API_ACTIVITY, ACCOUNT_CHANGE, AUTHENTICATION = 6003, 3001, 3002
 CATEGORY = {API_ACTIVITY: 6, ACCOUNT_CHANGE: 3, AUTHENTICATION: 3}
 CLASS_NAME = {
     API_ACTIVITY: "API Activity",
@@ -58,7 +58,6 @@ PLACED = frozenset(
     }
 )
 _UNMAPPED = tuple(name for name in EXPORTED if name not in PLACED)
-_ACCOUNT_PREFIXES = ("worker.", "token.", "member.", "user.", "invitation.")
 _METHOD_ACTIVITY = {"POST": 1, "GET": 2, "HEAD": 2, "PUT": 3, "PATCH": 3, "DELETE": 4}
 
 
@@ -113,11 +112,8 @@ class OCSFEvent(BaseEvent):
 
 
 def class_of(action: str) -> int:
-    if "login" in action or "logout" in action or action.startswith("auth."):
-        return AUTHENTICATION
-    if action.startswith(_ACCOUNT_PREFIXES):
-        return ACCOUNT_CHANGE
-    return API_ACTIVITY
+    """The OCSF class of an event: the registry's (apps.audit.actions)."""
+    return ocsf_class_of(action)
 
 
 def _activity(class_uid: int, event: Any) -> tuple[int, str]:

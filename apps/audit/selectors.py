@@ -10,6 +10,7 @@ from django.apps import apps as django_apps
 from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
 
+from apps.audit.actions import CALL_ACTIONS
 from apps.audit.chain import GENESIS_HASH, chain_key_for
 from apps.audit.models import AuditChainHead, AuditEvent
 
@@ -170,9 +171,6 @@ def _lookup(
     elif status == "disabled":
         link.state = "disabled"
     return link
-
-
-CALL_ACTIONS = ("broker.execute", "broker.proxy")
 
 
 def recent_calls(organization: Any, *, hours: int = 1, **filters: Any) -> int:

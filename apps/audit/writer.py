@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +16,12 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from apps.audit import actions as audit_actions
 from apps.audit import fields as audit_fields
 from apps.audit.chain import GENESIS_HASH, chain_key_for, content_digest
 from apps.audit.exceptions import AuditUnavailable
 from apps.audit.models import ActorType, AuditEvent, Outcome
-from apps.core import audit_context
+from apps.core import audit_context, metrics
 from apps.core.audit_context import user_actor
 
 
@@ -60,6 +62,8 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
     `actor` (a user); explicit `actor_type`/`actor_id`, `ip`, `user_agent` and
     `request_id` win over both.
 
+    `action` must be registered (apps.audit.actions); another name raises
+    UnregisteredAuditAction before anything is written.
     `target` may be a model instance; its type, pk and str() are recorded.
     Extra `fields` are the broker columns (decision, worker_id, token_id, …).
     Called inside a transaction, the event commits or rolls back with it;
@@ -77,6 +81,7 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
     apply to that whole transaction's commit; the broker runs in autocommit
     (ATOMIC_REQUESTS is off, a test pins it).
     """
+    audit_actions.require(action)  # an unregistered name is refused before anything
     if organization is not None:
         organization_id = organization.pk
     if target is not None:
@@ -125,6 +130,7 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
             )
     if fields:
         raise TypeError(f"Unknown audit fields: {sorted(fields)}")
+    began = time.monotonic()
     try:
         appended = _append(values, wait_for_flush=wait_for_flush, only_if=only_if)
     except DatabaseError as exc:
@@ -132,6 +138,9 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
         raise AuditUnavailable from exc
     if appended is None:
         return None
+    metrics.audit_appended(
+        action=action, outcome=values["outcome"], seconds=time.monotonic() - began
+    )
     event_id, seq, prev_hash, hash_ = appended
     event = AuditEvent(id=event_id, seq=seq, prev_hash=prev_hash, hash=hash_, **values)
     event._state.adding = False

@@ -10,8 +10,9 @@ from typing import Any
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from apps.audit.actions import CALL_ACTIONS
 from apps.audit.models import AuditEvent, Decision
-from apps.audit.selectors import CALL_ACTIONS, chain_head, with_actor_names
+from apps.audit.selectors import chain_head, with_actor_names
 from apps.connections.models import Connection, ConnectionStatus
 from apps.policies.models import Role
 from apps.workers.models import Worker, WorkerStatus, WorkerToken

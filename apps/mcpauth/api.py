@@ -1,7 +1,7 @@
 """Management API for MCP clients (/api/v1/orgs/<org_slug>/mcp/…): the organization's
 OAuth client policy, and every grant (client → worker) with revoke.
 
-The twin of Settings → MCP clients (apps.mcpauth.org_views): admins and owners only,
+The twin of Settings → MCP clients (apps.mcpauth.views): admins and owners only,
 even to read, as on the dashboard. The policy is validated with the dashboard's own
 form and both surfaces write through apps.mcpauth.services, which audits. No client
 secret and no token is ever in a response."""

@@ -3,7 +3,7 @@ Included at the root: the paths are absolute."""
 
 from django.urls import path
 
-from apps.mcpauth import org_views, views
+from apps.mcpauth import oauth, views
 
 app_name = "mcpauth"
 
@@ -12,22 +12,22 @@ urlpatterns = [
     # appended form some clients try).
     path(
         ".well-known/oauth-authorization-server/oauth",
-        views.authorization_server_metadata,
+        oauth.authorization_server_metadata,
         name="metadata",
     ),
     path(
         "oauth/.well-known/oauth-authorization-server",
-        views.authorization_server_metadata,
+        oauth.authorization_server_metadata,
         name="metadata-appended",
     ),
-    path("oauth/authorize/", views.ConsentView.as_view(), name="authorize"),
-    path("oauth/token/", views.TokenView.as_view(), name="token"),
-    path("oauth/revoke/", views.RevokeTokenView.as_view(), name="revoke"),
-    path("oauth/register/", views.RegisterView.as_view(), name="register"),
-    path("o/<slug:org_slug>/settings/mcp/", org_views.McpSettingsView.as_view(), name="settings"),
+    path("oauth/authorize/", oauth.ConsentView.as_view(), name="authorize"),
+    path("oauth/token/", oauth.TokenView.as_view(), name="token"),
+    path("oauth/revoke/", oauth.RevokeTokenView.as_view(), name="revoke"),
+    path("oauth/register/", oauth.RegisterView.as_view(), name="register"),
+    path("o/<slug:org_slug>/settings/mcp/", views.McpSettingsView.as_view(), name="settings"),
     path(
         "o/<slug:org_slug>/settings/mcp/grants/<int:grant_id>/revoke/",
-        org_views.GrantRevokeView.as_view(),
+        views.GrantRevokeView.as_view(),
         name="grant_revoke",
     ),
 ]

@@ -12,7 +12,7 @@ urlpatterns = [
     path("", include("apps.connections.api_urls")),
     path("", include("apps.review.api_urls")),
     path("", include("apps.providers.api_urls")),
-    path("", include("apps.accounts.token_api_urls")),
+    path("", include("apps.accounts.api_urls")),
     path("settings/", api.OrganizationSettingsAPIView.as_view(), name="settings"),
     path("members/", api.MemberListAPIView.as_view(), name="member-list"),
     path("members/<int:membership_id>/", api.MemberDetailAPIView.as_view(), name="member-detail"),

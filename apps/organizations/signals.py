@@ -11,7 +11,7 @@ from django.dispatch import Signal
 # audited and before the row is deleted, with `membership` and `actor` (the user who
 # removes). Sent with send(), not send_robust(): a receiver that
 # fails rolls the removal back.
-# Listener: apps.accounts.token_services revokes the member's personal API tokens
+# Listener: apps.accounts.services revokes the member's personal API tokens
 # for the organization, each one audited, so they do not come back to life if the
 # person is re-invited. accounts sits above organizations (a personal token belongs
 # to an organization), so organizations cannot call it.

@@ -1,3 +1,7 @@
+"""The organization's pages under /o/<org_slug>/ (`urlpatterns`), and the invitation
+link outside any organization, /invitations/<key>/ (`invitation_urlpatterns`, namespace
+`invitations`; the key is the credential)."""
+
 from django.urls import path
 
 from apps.organizations import views
@@ -19,4 +23,13 @@ urlpatterns = [
     ),
     path("settings/", views.SettingsView.as_view(), name="settings"),
     path("soon/<slug:section>/", views.UpcomingSectionView.as_view(), name="upcoming"),
+]
+
+invitation_urlpatterns = [
+    path(
+        "mine/<int:invitation_id>/accept/",
+        views.MyInvitationAcceptView.as_view(),
+        name="accept_mine",
+    ),
+    path("<str:key>/", views.InvitationAcceptView.as_view(), name="accept"),
 ]

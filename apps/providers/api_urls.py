@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from apps.providers import api, openapi_api
+from apps.providers.api import custom as api
+from apps.providers.api import openapi as openapi_api
 
 urlpatterns = [
     path(

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from apps.providers import import_views, views
+from apps.providers.views import catalog as views
+from apps.providers.views import openapi as import_views
 
 app_name = "providers"
 urlpatterns = [

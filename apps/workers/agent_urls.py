@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.workers.agent_views import WhoAmIView
+from apps.workers.agent import WhoAmIView
 
 app_name = "workers_agent"
 urlpatterns = [

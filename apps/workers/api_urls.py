@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.workers import api_views as v
+from apps.workers import api as v
 
 urlpatterns = [
     path("workers/", v.WorkerListCreateAPIView.as_view(), name="worker-list"),

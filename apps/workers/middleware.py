@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus
 from django.http import HttpRequest, HttpResponse
 
 from apps.accounts.models import PersonalAPIToken
-from apps.accounts.token_services import personal_token_leaked
+from apps.accounts.services import personal_token_leaked
 from apps.core.api import error_response
 from apps.core.exceptions import ServiceUnavailable
 from apps.core.middleware import is_api_path

@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import PersonalAPIToken
-from apps.accounts.token_services import personal_token_mint, personal_token_revoke
+from apps.accounts.services import personal_token_mint, personal_token_revoke
 from apps.audit.models import AuditEvent
 from apps.organizations.models import Membership, Organization
 

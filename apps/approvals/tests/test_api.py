@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client
 
-from apps.approvals import api
+from apps.approvals import agent as agent_api
 from apps.approvals.models import ApprovalStatus
 from apps.approvals.services import approval_decide
 from apps.approvals.tests.conftest import INPUT, GatedAgent, make_gated_agent
@@ -100,13 +100,13 @@ def test_a_long_poll_returns_when_an_admin_approves(
     approval = agent.request()
     polling = threading.Event()
     done = threading.Event()
-    release_connection = api._release_connection
+    release_connection = agent_api._release_connection
 
     def release_and_tell() -> None:  # the view saw 'pending' and starts waiting
         release_connection()
         polling.set()
 
-    monkeypatch.setattr(api, "_release_connection", release_and_tell)
+    monkeypatch.setattr(agent_api, "_release_connection", release_and_tell)
 
     def approve_while_it_waits() -> None:
         try:
@@ -130,7 +130,7 @@ def test_a_long_poll_returns_when_an_admin_approves(
 
 
 def _token(user: Any, org: Organization) -> Any:
-    from apps.accounts.token_services import personal_token_mint
+    from apps.accounts.services import personal_token_mint
 
     _token, raw = personal_token_mint(user=user, organization=org, name="approvals")
     return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}

@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django.live_server_helper import LiveServer
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.tests.helpers import broker_event

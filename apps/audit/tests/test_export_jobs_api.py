@@ -14,7 +14,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent, AuditExport
 from apps.audit.services import audit_export_run
 from apps.audit.tests.helpers import broker_event

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
 from pytest_django.fixtures import Settings
 
+from apps.audit.actions import REGISTRY
 from apps.audit.chain import GENESIS_HASH
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.services import audit_record
@@ -45,8 +46,12 @@ def raw_as(role: str, sql: str) -> None:
         raw(sql)
 
 
+# Distinct registered names for events whose names only need to differ.
+NAMES = list(REGISTRY)
+
+
 def _ids(org: Organization, n: Any) -> Any:
-    return [audit_record(action=f"test.e{i}", organization=org).pk for i in range(n)]
+    return [audit_record(action=NAMES[i], organization=org).pk for i in range(n)]
 
 
 # --- append-only -------------------------------------------------------------
@@ -67,7 +72,7 @@ def test_update_and_delete_are_rejected_for_the_connection_user(
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         raw(statement)
     assert AuditEvent.objects.filter(organization=org).count() == 2
-    assert set(AuditEvent.objects.values_list("action", flat=True)) == {"test.e0", "test.e1"}
+    assert set(AuditEvent.objects.values_list("action", flat=True)) == set(NAMES[:2])
 
 
 @pytest.fixture
@@ -105,8 +110,8 @@ def test_update_delete_truncate_are_rejected_for_the_application_role(
 def test_the_application_role_can_still_append(org: Organization, app_role: Any) -> None:
     with transaction.atomic():
         raw(f"SET LOCAL ROLE {app_role}")
-        audit_record(action="test.appended", organization=org)
-    assert AuditEvent.objects.filter(action="test.appended").count() == 1
+        audit_record(action="org.updated", organization=org)
+    assert AuditEvent.objects.filter(action="org.updated").count() == 1
 
 
 # --- concurrency -------------------------------------------------------------
@@ -122,7 +127,7 @@ def test_concurrent_writers_never_fork_or_break_the_chain(org: Organization) -> 
         try:
             barrier.wait()
             for i in range(per_thread):
-                audit_record(action=f"test.thread{n}", organization_id=org.pk, metadata={"i": i})
+                audit_record(action=NAMES[n], organization_id=org.pk, metadata={"i": i})
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -166,14 +171,14 @@ def test_one_organization_spreads_concurrent_appends_over_its_chains(
     """A transaction that holds one chain does not make another wait: it appends to
     another of the organization's chains (no single per-organization lock)."""
     settings.GRANTRY_AUDIT_CHAIN_SHARDS = 4
-    audit_record(action="test.first", organization_id=org.pk)  # the org's chain exists
+    audit_record(action="org.created", organization_id=org.pk)  # the org's chain exists
     holding, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
     def hold() -> None:
         try:
             with transaction.atomic():
-                audit_record(action="test.holder", organization_id=org.pk)
+                audit_record(action="role.created", organization_id=org.pk)
                 holding.set()
                 release.wait(10)
         except BaseException as exc:  # reported below
@@ -187,7 +192,7 @@ def test_one_organization_spreads_concurrent_appends_over_its_chains(
     try:
         # This thread's append must not wait for the holder's commit.
         def append_elsewhere() -> None:
-            audit_record(action="test.other", organization_id=org.pk)
+            audit_record(action="role.changed", organization_id=org.pk)
             connections.close_all()
 
         other = threading.Thread(target=append_elsewhere)
@@ -199,7 +204,7 @@ def test_one_organization_spreads_concurrent_appends_over_its_chains(
         holder.join()
     assert errors == []
     keys = dict(AuditEvent.objects.filter(organization=org).values_list("action", "chain_key"))
-    assert keys["test.holder"] != keys["test.other"]
+    assert keys["role.created"] != keys["role.changed"]
     assert all(r.ok for r in verify_chains(organization_ids=[org.pk]))
 
 

@@ -106,7 +106,7 @@ def _events(org: Organization) -> list[AuditEvent]:
         ),
         audit_record(action="connection.refreshed", organization=org),
         audit_record(
-            action="role.updated",
+            action="role.changed",
             organization=org,
             actor_type="user",
             actor_id=3,
@@ -130,9 +130,9 @@ def _events(org: Organization) -> list[AuditEvent]:
         audit_record(action="member.role_changed", organization=org, target_type="user"),
         # Authentication: a login, a logout, an anonymous failure.
         audit_record(
-            action="user.login", organization=org, actor_type="user", actor_id=3, ip="192.0.2.7"
+            action="auth.login", organization=org, actor_type="user", actor_id=3, ip="192.0.2.7"
         ),
-        audit_record(action="user.logout", organization=org, actor_type="user", actor_id=3),
+        audit_record(action="auth.logout", organization=org, actor_type="user", actor_id=3),
         audit_record(
             action="auth.failed",
             organization=org,

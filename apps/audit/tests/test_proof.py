@@ -55,7 +55,7 @@ def shard_event(org: Organization, shard: int, **fields: Any) -> Any:
         created_at=timezone.now(),
         organization_id=org.pk,
         actor_type="system",
-        action=fields.pop("action", "x.sharded"),
+        action=fields.pop("action", "org.updated"),
         target_label=fields.pop("target_label", ""),
         metadata=fields.pop("metadata", {}),
     )
@@ -229,9 +229,9 @@ def test_proof_exports_refuse_filters_that_would_leave_gaps(
 def test_a_time_slice_is_cut_by_seq_and_its_checkpoint_matches(
     client: Client, org: Organization, reviewer: User
 ) -> None:
-    first = audit_record(action="x.old", organization=org)
-    middle = audit_record(action="x.mid", organization=org)
-    audit_record(action="x.new", organization=org)
+    first = audit_record(action="role.created", organization=org)
+    middle = audit_record(action="role.changed", organization=org)
+    audit_record(action="role.deleted", organization=org)
     login(client, reviewer)
     body = export(
         client, org, start=middle.created_at.isoformat(), end=middle.created_at.isoformat()

@@ -115,7 +115,7 @@ def test_ocsf_events_have_their_class_required_attributes_and_the_chain_link(
     denied = broker_event(org, action="broker.proxy", decision="denied", outcome="denied",
                           metadata={"method": "DELETE", "path": "repos/x"})  # fmt: skip
     minted = audit_record(action="token.minted", organization=org, target_label="tok")
-    login = audit_record(action="user.login", organization=org, actor_type="user", actor_id=3)
+    login = audit_record(action="auth.login", organization=org, actor_type="user", actor_id=3)
     expected = {
         call.pk: (ocsf.API_ACTIVITY, 99),
         denied.pk: (ocsf.API_ACTIVITY, 4),

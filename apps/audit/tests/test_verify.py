@@ -42,8 +42,8 @@ def test_verify_accepts_real_events_of_every_shape(
 
 
 def test_verify_catches_a_head_that_does_not_match(org: Organization) -> None:
-    audit_record(action="a.b", organization=org)
-    audit_record(action="a.c", organization=org)
+    audit_record(action="role.created", organization=org)
+    audit_record(action="role.changed", organization=org)
     AuditChainHead.objects.filter(chain_key=f"org:{org.pk}").update(seq=3)
     [report] = verify_chains(organization_ids=[org.pk])
     assert not report.ok

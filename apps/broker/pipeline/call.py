@@ -15,6 +15,7 @@ from apps.audit.models import ActorType, Decision, Outcome
 from apps.audit.services import Condition, audit_record
 from apps.broker.results import BrokerResult, fail
 from apps.connections.models import Connection
+from apps.core import metrics
 from apps.policies.evaluate import Decision as PolicyDecision
 from apps.providers.catalog import Provider
 from apps.workers.auth import AgentContext
@@ -121,6 +122,7 @@ class AgentCall:
     meta: RequestMeta
     dry_run: bool = False
     started: float = field(default_factory=time.monotonic)
+    upstream_seconds: float | None = None  # set by the upstream step
     provider_key: str = ""
     provider: Provider | None = None
     connection: Connection | None = None
@@ -146,11 +148,12 @@ class AgentCall:
         upstream_status: int | None = None,
         latency_ms: int | None = None,
         extra: dict[str, Any] | None = None,
+        last: bool = False,
         wait_for_flush: bool = True,
         only_if: Condition | None = None,
     ) -> bool:
-        """Append one event of this call. False when `only_if` did not hold (nothing
-        written)."""
+        """Append one event of this call; `last`: its last (the call's metrics are
+        counted then). False when `only_if` did not hold (nothing written)."""
         ctx, connection = self.ctx, self.connection
         event = audit_record(
             action=action or self.verb,
@@ -174,7 +177,23 @@ class AgentCall:
             wait_for_flush=wait_for_flush,
             only_if=only_if,
         )
+        if last and event is not None:
+            self._count(decision=decision, outcome=outcome)
         return event is not None
+
+    def _count(self, *, decision: str, outcome: str) -> None:
+        """The call's metrics (apps.core.metrics), once, with its last event."""
+        metadata = self.metadata
+        action = metadata.get("mcp_tool") or metadata.get("action") or metadata.get("method")
+        metrics.call_ended(
+            surface=self.meta.surface,
+            provider=self.provider_key,
+            action=str(action or ""),
+            decision=decision,
+            outcome=outcome,
+            seconds=time.monotonic() - self.started,
+            upstream_seconds=self.upstream_seconds,
+        )
 
     def end(
         self,
@@ -190,7 +209,7 @@ class AgentCall:
         `result`, or answer 503 when the event could not be
         written. Every such ending goes through this one step."""
         try:
-            self.record(outcome=outcome, decision=decision, reason=reason, extra=extra)
+            self.record(outcome=outcome, decision=decision, reason=reason, extra=extra, last=True)
         except AUDIT_FAILURES:
             return audit_unavailable(log_message)
         return result

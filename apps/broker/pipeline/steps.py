@@ -61,7 +61,9 @@ def run(call: AgentCall) -> BrokerResult:
     refused = _attempt(call, chosen)
     if refused is not None:
         return refused
+    sent = time.monotonic()
     result = _send(call, upstream) if isinstance(upstream, Upstream) else upstream.send(call)
+    call.upstream_seconds = time.monotonic() - sent
     _outcome(call, result)
     return result
 
@@ -361,6 +363,7 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
             upstream_status=result.upstream_status,
             latency_ms=int((time.monotonic() - call.started) * 1000),
             extra={"error": error.code} if error else None,
+            last=True,
             wait_for_flush=False,
         )
     except AUDIT_FAILURES:

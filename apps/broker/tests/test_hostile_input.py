@@ -229,7 +229,7 @@ def json_endpoints(victim: Victim, worker_raw: str, personal_raw: str) -> list[E
 
 @pytest.fixture
 def every_endpoint(upstream: RecordingUpstream) -> list[Endpoint]:  # noqa: ARG001 - set up first, for its side effect
-    from apps.accounts.token_services import personal_token_mint
+    from apps.accounts.services import personal_token_mint
 
     victim = build_victim()
     agent = make_agent(victim.org, rules=RULES)

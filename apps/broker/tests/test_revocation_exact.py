@@ -35,8 +35,8 @@ from apps.organizations.models import Organization
 from apps.workers.fence import FENCE_FUNCTION, FENCE_FUNCTION_SQL
 from apps.workers.services import organization_revoke_all_worker_tokens, token_revoke
 from apps.workers.tests.test_cross_process import Server
+from scripts.pgbouncer import PgBouncer
 from tests.backends import database_url
-from tests.pgbouncer import PgBouncer
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.connections.tests.mcp_servers import EVERYTHING_PACKAGE
 from apps.organizations.models import Organization
 

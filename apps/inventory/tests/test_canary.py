@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection, RetiredCredential
 from apps.inventory.models import Finding, FindingLocation

@@ -27,7 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection, RetiredCredential
 from apps.inventory.models import Finding, FindingState

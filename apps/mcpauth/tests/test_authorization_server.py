@@ -16,7 +16,7 @@ from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import Agent, make_agent
-from apps.mcpauth import services, views
+from apps.mcpauth import oauth, services
 from apps.mcpauth.models import McpGrant, McpIssuedToken
 from apps.mcpauth.tests.oauth import (
     authorize_url,
@@ -411,9 +411,9 @@ def test_an_anonymous_visitor_is_sent_to_sign_in_first(client: Client) -> None:
 @pytest.mark.parametrize(
     ("ours", "theirs"),
     [
-        (views.TokenView, dot_views.TokenView),
-        (views.RevokeTokenView, dot_views.RevokeTokenView),
-        (views.ConsentView, dot_views.AuthorizationView),
+        (oauth.TokenView, dot_views.TokenView),
+        (oauth.RevokeTokenView, dot_views.RevokeTokenView),
+        (oauth.ConsentView, dot_views.AuthorizationView),
     ],
 )
 def test_our_views_never_borrow_the_sandbox_servers_cached_core(ours: Any, theirs: Any) -> None:

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from oauth2_provider.models import Application
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.broker.tests.conftest import Agent, make_agent
 from apps.mcpauth.models import McpGrant, McpPolicy

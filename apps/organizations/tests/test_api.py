@@ -12,7 +12,7 @@ from pytest_django import DjangoCaptureOnCommitCallbacks
 from rest_framework.test import APIClient
 
 from apps.accounts.models import PersonalAPIToken
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.organizations.models import Invitation, Membership, Organization, OrgRole
 from apps.organizations.services import invitation_create

@@ -359,7 +359,7 @@ def test_removing_a_member_revokes_their_personal_tokens_for_that_org(
     from rest_framework.test import APIClient
 
     from apps.accounts.models import PersonalAPIToken
-    from apps.accounts.token_services import personal_token_mint
+    from apps.accounts.services import personal_token_mint
 
     token, raw = personal_token_mint(user=member, organization=org, name="ci")
     other = personal_token_mint(user=admin, organization=org, name="admin-ci")[0]
@@ -390,7 +390,7 @@ def test_removing_a_member_revokes_their_personal_tokens_for_that_org(
 
 def test_member_removal_revokes_nothing_if_it_is_refused(org: Organization, owner: User) -> None:
     from apps.accounts.models import PersonalAPIToken
-    from apps.accounts.token_services import personal_token_mint
+    from apps.accounts.services import personal_token_mint
 
     token, _ = personal_token_mint(user=owner, organization=org, name="ci")
     with pytest.raises(ValidationError):

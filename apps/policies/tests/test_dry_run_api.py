@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.audit.models import AuditEvent
 from apps.connections.models import Connection
 from apps.organizations.models import Organization

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.organizations.models import Organization
 from apps.workers.models import WorkerToken
 from tests.factories import UserFactory

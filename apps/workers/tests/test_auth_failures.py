@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts import auth_failures
 from apps.accounts.auth_failures import auth_failures_flush, window_seconds
-from apps.accounts.token_services import personal_token_mint, personal_token_revoke
+from apps.accounts.services import personal_token_mint, personal_token_revoke
 from apps.audit.models import AuditEvent
 from apps.core.tokens import generate_token
 from apps.organizations.models import Organization

@@ -20,7 +20,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from apps.accounts.token_services import personal_token_mint
+from apps.accounts.services import personal_token_mint
 from apps.organizations.models import Organization
 from apps.workers.models import Worker
 from apps.workers.services import token_mint

@@ -1,5 +1,6 @@
 """A real PgBouncer (Debian's `pgbouncer`, installed by `make pgbouncer`) in
-transaction-pooling mode in front of the test PostgreSQL, for the tests and the bench.
+transaction-pooling mode in front of PostgreSQL, for the tests, the bench and
+`make cluster` (scripts/cluster.py).
 
 It listens on a free port of 127.0.0.1 and passes every database through to the
 server Django uses (trust authentication, as the test PostgreSQL has). PgBouncer 1.18
@@ -44,9 +45,10 @@ class PgBouncer:
         port: int = 5432,
         user: str = "postgres",
         pool_size: int = 20,
+        run_as: str | None = None,  # as root: the account to run as (default: postgres)
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="grantry-pgbouncer-"))
-        self.run_as = _unprivileged() if os.geteuid() == 0 else None
+        self.run_as = (run_as or _unprivileged()) if os.geteuid() == 0 else None
         self.port = _free_port()
         self.user = user
         (self.workdir / "users.txt").write_text(f'"{user}" ""\n')
@@ -107,7 +109,9 @@ class PgBouncer:
         """The same DATABASE_URL, through this PgBouncer."""
         parts = urlsplit(database_url)
         netloc = f"{parts.username or self.user}@127.0.0.1:{self.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        # A `?host=` (the embedded server's socket directory) would win over the netloc.
+        query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("host="))
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -2,17 +2,17 @@
 
 from django.urls import path
 
-from apps.accounts import token_api
+from apps.accounts import api
 
 urlpatterns = [
     path(
         "personal-tokens/",
-        token_api.PersonalTokenListAPIView.as_view(),
+        api.PersonalTokenListAPIView.as_view(),
         name="personal-token-list",
     ),
     path(
         "personal-tokens/<str:public_id>/revoke/",
-        token_api.PersonalTokenRevokeAPIView.as_view(),
+        api.PersonalTokenRevokeAPIView.as_view(),
         name="personal-token-revoke",
     ),
 ]

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import PersonalAPIToken
-from apps.accounts.token_services import personal_token_revoke
+from apps.accounts.services import personal_token_revoke
 from apps.core.openapi import error_responses
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgAPIMixin

@@ -2,14 +2,14 @@
 
 from django.urls import URLPattern, URLResolver, path, re_path
 
-from apps.broker import views
+from apps.broker import agent
 
 app_name = "broker"
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("actions", views.action_list, name="actions"),
-    path("actions/<str:action>/execute", views.execute, name="execute"),
-    path("actions/<str:action>/check", views.check, name="check"),
+    path("actions", agent.action_list, name="actions"),
+    path("actions/<str:action>/execute", agent.execute, name="execute"),
+    path("actions/<str:action>/check", agent.check, name="check"),
     # Any character may reach the view (which refuses unsafe paths with the standard
     # error body) rather than fall through to an HTML 404.
-    re_path(r"^proxy/(?P<connection>[^/]+)/(?P<path>[\s\S]+)$", views.proxy, name="proxy"),
+    re_path(r"^proxy/(?P<connection>[^/]+)/(?P<path>[\s\S]+)$", agent.proxy, name="proxy"),
 ]

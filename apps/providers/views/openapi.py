@@ -33,7 +33,7 @@ from apps.providers.openapi.document import (
 )
 from apps.providers.openapi.reading import select
 from apps.providers.services import ImportFailed
-from apps.providers.views import _CustomProviderMixin
+from apps.providers.views.catalog import _CustomProviderMixin
 
 # The choose page lists at most this many matching operations (the count is always shown).
 LISTED = 300

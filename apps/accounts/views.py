@@ -20,7 +20,7 @@ from django.views import View
 from django.views.generic import FormView
 
 from apps.accounts.models import PersonalAPIToken
-from apps.accounts.token_services import personal_token_mint, personal_token_revoke
+from apps.accounts.services import personal_token_mint, personal_token_revoke
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
 from apps.core.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS

@@ -1,0 +1,2 @@
+"""Management API of the catalog: custom providers and actions (`custom`) and OpenAPI import
+jobs (`openapi`)."""
