@@ -13,8 +13,9 @@ An agent calls `<connection>__<tool>` on `/mcp` (or `<tool>` on the connection's
 * **approve, admit, attempt**: unchanged (the approval is bound to the tool's full
   name, the connection and the input digest, like an action's);
 * **credential and upstream**: the send window (apps/workers/fence.py) is checked
-  just before the call is handed to the MCP client (the SDK's session writes the
-  request on its own task, so its write is not bounded by the window);
+  before the call is handed to the MCP client and again once its session is ready,
+  just before the SDK writes the call (the SDK's session writes the request on its
+  own task, so the write itself is not bounded by the window);
   `gateway.tools.upstream_for` (custody: the token,
   refreshed under the row lock, or the stdio server's environment) and
   `gateway.client.call_tool` (the `mcp` SDK through the egress guard or the
@@ -174,7 +175,7 @@ class McpSend:
                 connection=connection.name,
             )
         try:
-            result = client.call_tool(upstream, self.tool, self.arguments)
+            result = client.call_tool(upstream, self.tool, self.arguments, send_by=call.send_by)
         except UpstreamError as error:
             extra = {"rpc_code": error.rpc_code} if error.rpc_code is not None else {}
             return fail(

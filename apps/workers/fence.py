@@ -23,7 +23,9 @@ Three parts:
   the egress client checks the window before connecting and bounds connect and
   every write by the time left (`egress_request(send_by=)`); past it nothing (more)
   is sent and the call ends `send_window_closed` (502, audited). MCP tool calls
-  check the window before the call is handed to the MCP client.
+  check the window before the call is handed to the MCP client and again once its
+  session is ready (`gateway.client.call_tool(send_by=)`); the SDK's own write of
+  the call, on its session's task, is not bounded by the window.
 * **The revocation.** The service UPDATEs, then takes `pg_advisory_xact_lock`
   (exclusive) on the worker or organization in the same transaction (`fence_worker`,
   `fence_organization`): it waits only for attempt statements in progress
