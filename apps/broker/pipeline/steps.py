@@ -34,9 +34,10 @@ from apps.connections import credentials, custody
 from apps.connections.models import ConnectionStatus
 from apps.connections.services import RefreshTemporarilyFailed
 from apps.core import audit_context
+from apps.core.db import connections_release
 from apps.core.egress import EgressError, egress_request
 from apps.core.exceptions import as_service_unavailable
-from apps.workers.leases import still_valid
+from apps.workers import fence
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +254,8 @@ def _attempt(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     the approval is used up exactly when the call goes upstream."""
     from apps.approvals.services import ApprovalRefused
 
+    # t0: the request may be written until t0 + W (apps/workers/fence.py).
+    call.send_by = fence.window_start() + fence.send_window()
     try:
         if call.approval is None:
             recorded = _record_attempt(call, chosen)
@@ -282,7 +285,11 @@ def _record_attempt(call: AgentCall, chosen: Chosen) -> bool:
         outcome=Outcome.SUCCESS,
         decision=Decision.ALLOWED,
         reason=chosen.decision.reason,
-        only_if=still_valid(call.ctx.token_pk),
+        only_if=fence.attempt_fence(
+            token_pk=call.ctx.token_pk,
+            worker_id=call.ctx.worker_id,
+            organization_id=call.ctx.organization_id,
+        ),
     )
 
 
@@ -329,6 +336,9 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
     except RefreshTemporarilyFailed as exc:
         return refresh_unavailable(connection.name, str(exc))
     params = {**(upstream.query or {}), **auth.params} or None
+    # No database connection is held while the upstream answers (with the pool; the
+    # outcome takes one again).
+    connections_release(only_pooled=True)
     try:
         response = egress_request(
             upstream.method,
@@ -338,6 +348,7 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
             json=upstream.json_body,
             data=upstream.form_body,
             content=upstream.content,
+            send_by=call.send_by,
         )
     except EgressError as exc:
         return egress_failure(exc, provider_key)

@@ -490,9 +490,9 @@ def test_connection_refs_that_are_not_plain_ids_are_names(
 def test_a_warm_execute_is_four_statements(
     client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
-    """Token (with the revocation leases), connection, the attempt (with the token
-    re-check), the outcome (with the leases given back); last-used writes are
-    throttled. A regression here is a round trip added to every agent call."""
+    """Token, connection, the attempt (with the fence: apps/workers/fence.py), the
+    outcome; last-used writes are throttled. A regression here is a round trip added
+    to every agent call."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -503,11 +503,11 @@ def test_a_warm_execute_is_four_statements(
     statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) == 4, statements
     assert "digest" in statements[0]
-    assert "pg_advisory_lock_shared" in statements[0]
+    assert "advisory" not in statements[0]
     assert "connections_connection" in statements[1]
-    assert "lease_token_pk" not in statements[2]
-    assert "revoked_at IS NULL" in statements[2]
-    assert "pg_advisory_unlock_all" in statements[3]
+    assert "grantry_attempt_fence" in statements[2]
+    assert "grantry_attempt_fence" not in statements[3]
+    assert all("advisory" not in statement for statement in statements)
     assert len(upstream.requests) == 2
 
 
