@@ -34,7 +34,12 @@ def audit_unavailable(log_message: str) -> BrokerResult:
     """The answer when a call's audit event could not be written: 503, nothing done.
     Call it from the `except AUDIT_FAILURES` block, so the log line has the traceback."""
     logger.exception(log_message)
-    return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
+    return fail(
+        503,
+        "audit_unavailable",
+        AUDIT_UNAVAILABLE,
+        headers={"Retry-After": str(AuditUnavailable.retry_after)},
+    )
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class AgentCall:
     dry_run: bool = False
     started: float = field(default_factory=time.monotonic)
     upstream_seconds: float | None = None  # set by the upstream step
+    last_event_id: int = 0  # the id of this call's latest event written
     provider_key: str = ""
     provider: Provider | None = None
     connection: Connection | None = None
@@ -177,8 +183,10 @@ class AgentCall:
             wait_for_flush=wait_for_flush,
             only_if=only_if,
         )
-        if last and event is not None:
-            self._count(decision=decision, outcome=outcome)
+        if event is not None:
+            self.last_event_id = event.id
+            if last:
+                self._count(decision=decision, outcome=outcome)
         return event is not None
 
     def _count(self, *, decision: str, outcome: str) -> None:

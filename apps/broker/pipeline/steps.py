@@ -13,7 +13,8 @@ from django.db import connection as db_connection
 from django.db import transaction
 
 from apps.audit.exceptions import AuditUnavailable
-from apps.audit.models import Decision, Outcome
+from apps.audit.models import AuditEvent, Decision, Outcome
+from apps.audit.services import Condition
 from apps.broker.pipeline.call import (
     AUDIT_FAILURES,
     AgentCall,
@@ -371,6 +372,7 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
         outcome = Outcome.ERROR if error.status >= 500 else Outcome.FAILURE
     deadline = time.monotonic() + settings.GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS
     pause = 0.1
+    retry: Condition | None = None
     while True:
         try:
             if call.record(
@@ -382,10 +384,14 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
                 extra={"error": error.code} if error else None,
                 last=True,
                 wait_for_flush=False,
+                only_if=retry,
             ):
                 break
+            if retry is not None:
+                break  # the earlier try was written after all (its reply was lost)
             raise AuditUnavailable  # nothing written: never a success without its event
         except AUDIT_FAILURES:
+            retry = _not_yet_written(call)
             if time.monotonic() + pause > deadline or db_connection.in_atomic_block:
                 logger.exception("audit outcome write failed after the upstream call")
                 return _unrecorded(call, result)
@@ -402,6 +408,27 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
         except AUDIT_FAILURES:
             logger.exception("could not record the connection's last use")
     return result
+
+
+# A try after a failed one writes only if the failed one did not commit: a commit whose
+# reply was lost (PgBouncer or the network cut the connection) must not be doubled.
+_NOT_YET_WRITTEN_SQL = (
+    f"NOT EXISTS (SELECT 1 FROM {AuditEvent._meta.db_table} o"  # noqa: S608 - metadata only
+    " WHERE o.organization_id = %(retry_org)s AND o.action = %(retry_action)s"
+    " AND o.id > %(retry_after_id)s AND o.request_id = %(retry_request_id)s)"
+)
+
+
+def _not_yet_written(call: AgentCall) -> Condition:
+    return Condition(
+        _NOT_YET_WRITTEN_SQL,
+        {
+            "retry_org": call.ctx.organization_id,
+            "retry_action": call.verb,
+            "retry_after_id": call.last_event_id,
+            "retry_request_id": audit_context.current().request_id,
+        },
+    )
 
 
 def _unrecorded(call: AgentCall, result: BrokerResult) -> BrokerResult:
