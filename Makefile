@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: chaos chaos-smoke cluster cluster-smoke cluster-tools run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap clean
+.PHONY: chaos chaos-smoke cluster cluster-smoke cluster-tools run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap pgbouncer clean
 
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
@@ -86,6 +86,13 @@ bubblewrap:
 	  echo "Installing Debian's bubblewrap for the stdio MCP servers…"; \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap) >/dev/null; }
 
+# PgBouncer (Debian's) for the exact-revocation test and the bench run through it in
+# transaction-pooling mode (scripts/pgbouncer.py starts its own on a free port).
+pgbouncer:
+	@test -x /usr/sbin/pgbouncer || { \
+	  echo "Installing Debian's pgbouncer for the transaction-pooling tests…"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer) >/dev/null; }
+
 # The multi-node topology's parts (make cluster, tests/test_cluster.py): Debian's
 # HAProxy, PgBouncer and redis-server.
 cluster-tools:
@@ -153,7 +160,7 @@ audit: venv
 	rm -rf var/lock-check
 	$(BIN)/pip-audit --strict --progress-spinner off --disable-pip $(ALL_LOCKS)
 
-bench: venv mcp-servers
+bench: venv mcp-servers pgbouncer
 	$(BIN)/python scripts/bench.py
 
 ## The audit trail at scale: seeds AUDIT_BENCH_EVENTS (default 10M) events into its own database.
@@ -162,7 +169,7 @@ bench-audit: venv
 
 ## Both benchmarks end to end with tiny numbers (about a minute each; .ci/run runs them):
 ## they prove the scripts work, not how fast anything is.
-bench-smoke: venv mcp-servers
+bench-smoke: venv mcp-servers pgbouncer
 	BENCH_SMOKE=1 $(BIN)/python scripts/bench.py
 
 bench-audit-smoke: venv

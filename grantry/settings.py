@@ -92,8 +92,6 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.QueryStringGateMiddleware",
-    # Gives back any revocation lease the request still holds, however it ended.
-    "apps.workers.middleware.LeaseReleaseMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",
     "apps.workers.middleware.LeakedTokenMiddleware",
     # Sessions, users, messages and htmx are browser-only: skipped on the agent API
@@ -161,6 +159,20 @@ DATABASES["default"].setdefault("OPTIONS", {})["options"] = timeout_options(
 DATABASES["default"]["OPTIONS"].setdefault(
     "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
 )
+# Django's psycopg connection pool, per process: a web process uses at most this many
+# PostgreSQL connections however many calls wait on upstreams (the broker gives its
+# connection back before the upstream wait: apps.core.db.connections_release). 0 turns
+# it off (then CONN_MAX_AGE keeps one persistent connection per thread, as behind
+# PgBouncer). Pooling replaces persistent connections (CONN_MAX_AGE is 0 with it).
+# DB_POOL_TIMEOUT: how long a request waits for a free connection before it fails (503).
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=4)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(2, DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -404,6 +416,13 @@ GRANTRY_METRICS_TOKEN = env.str("GRANTRY_METRICS_TOKEN", default="")
 # Outbound HTTP may reach loopback only when this is on (development, tests).
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
+# Exact revocation (apps/workers/fence.py): a call may write its upstream request only
+# within this many seconds after it began its attempt statement, and a revocation of a
+# worker with a recent attempt returns this long after its commit. Every process must
+# use the same value. The margin covers the web processes' clocks against the
+# database's (they must agree within it).
+GRANTRY_SEND_WINDOW = env.float("GRANTRY_SEND_WINDOW", default=2.0)
+GRANTRY_SEND_WINDOW_MARGIN = env.float("GRANTRY_SEND_WINDOW_MARGIN", default=1.0)
 # A call's outcome event that fails to write after the upstream answered is tried again
 # for this long (apps/broker/pipeline/steps.py), then the answer is withheld (502).
 GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS = env.float("GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS", default=10.0)

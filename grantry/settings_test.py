@@ -45,10 +45,25 @@ os.environ["CACHE_KEY_PREFIX"] = f"grantry-test-{_RUN}"
 from grantry.settings import *  # noqa: E402,F403
 from grantry.settings import DATABASES, STORAGES  # noqa: E402
 
+# A shorter send window keeps the revocations of tests quick (servers inherit it).
+GRANTRY_SEND_WINDOW = float(os.environ.get("GRANTRY_SEND_WINDOW", "1.0"))
+
 # No persistent connections in the test process; a test's server process may ask for
-# production's (tests/test_revocation_leases.py).
-DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("GRANTRY_TEST_CONN_MAX_AGE", "0"))
+# production's (tests/test_revocation_fence.py).
+# No pool either, unless a test's server process asks for one (GRANTRY_TEST_DB_POOL).
+_POOL = int(os.environ.get("GRANTRY_TEST_DB_POOL", "0"))
+if _POOL:
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _POOL, "timeout": 10.0}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"]["OPTIONS"].pop("pool", None)
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("GRANTRY_TEST_CONN_MAX_AGE", "0"))
 DATABASES["default"]["TEST"] = {"NAME": f"test_grantry_{_RUN}"}
+# A test's server process may name its connections, to count them in pg_stat_activity.
+if os.environ.get("GRANTRY_TEST_DB_APPLICATION_NAME"):
+    DATABASES["default"]["OPTIONS"]["application_name"] = os.environ[
+        "GRANTRY_TEST_DB_APPLICATION_NAME"
+    ]
 
 if BACKENDS.redis_url is None:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -28,9 +28,16 @@ a token, then measures p50/p99 latency and requests/s for
 at concurrency 1 and 16, with wrk (Debian package, installed when root and
 missing) or a bounded Python load generator, and prints the issue's goals: c's
 web CPU per call ≤ 1.3 × m's; c's req/s at 16 ≥ 75 % of m's; c − a at p50 ≤
-1.3 × (m − a). Then (e) a brokered execute against an upstream that answers in
-100 ms, at concurrency 64 (goal ≥ 80 % of 64 / 0.1 s), and the audit appends per
-second to one organization from 1 and from 32 connections. For the MCP gateway it
+1.3 × (m − a). Then, against an upstream that answers in 100 ms, at concurrency
+64, each on a web server of its own (BENCH_SLOW_THREADS threads per process, default
+32; the first server is stopped, so only the server under test is connected to the
+bench database): (e) a brokered execute (goals: ≥ 80 % of 64 / 0.1 s, and ≥ 80 % of
+(n)), (n) the anchor m, and (p) (e) again with every web connection through a real
+PgBouncer in transaction mode (scripts/pgbouncer.py, BENCH_PGBOUNCER_POOL server
+connections, default 8; skipped when pgbouncer is not installed). For each it
+prints the peak number of PostgreSQL connections, sampled from pg_stat_activity
+every 5 ms. Last, the audit appends per second to one organization from 1 and from
+32 connections. For the MCP gateway it
 prints Grantry's added latency (h − g at p50) and its web CPU per forwarded call.
 
 Every measurement is repeated BENCH_ROUNDS times, the rounds interleaved (a, b,
@@ -63,10 +70,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.pgbouncer import BINARY as PGBOUNCER_BINARY
+from scripts.pgbouncer import PgBouncer
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -461,6 +473,7 @@ class Run:
     rps: float
     errors: int
     cpu_ms: float | None = None  # web server CPU per request (load-independent-ish)
+    peak_connections: int | None = None  # PostgreSQL sessions, sampled during the run
     rps_range: tuple[float, float] | None = None  # lowest and highest over the rounds
 
 
@@ -626,6 +639,156 @@ def measure(
     return run
 
 
+# --- (e): a slow upstream, the connections it takes, PgBouncer ------------------------
+
+SLOW_THREADS = os.environ.get("BENCH_SLOW_THREADS", "32")
+PGBOUNCER_POOL = int(os.environ.get("BENCH_PGBOUNCER_POOL", "8"))
+
+
+@dataclass
+class Web:
+    process: subprocess.Popen[bytes]
+    base: str
+
+
+def start_web(env: dict[str, str]) -> Web:
+    """The Procfile's web line on a free port, with this environment."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["bash", "-c", f"exec {web_command(port)}"],
+        cwd=ROOT,
+        env={**env, "PORT": str(port)},
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/healthz?checks=0")
+    return Web(process, base)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def connections_sampler(database_url: str, stop: threading.Event, peaks: list[int]) -> None:
+    """Every few ms: how many PostgreSQL sessions the bench database has (this one not
+    counted). Only the server under test is connected to it while this runs."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while not stop.is_set():
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+            peaks.append(int(row[0]) if row else 0)
+            time.sleep(0.005)
+
+
+def measure_with_connections(
+    web: Web,
+    wrk: str | None,
+    workdir: Path,
+    name: str,
+    path: str,
+    headers: dict[str, str],
+    payload: str | None,
+    database_url: str,
+) -> tuple[Run, int]:
+    """One (e)-style run at SLOW_CONCURRENCY and the peak PostgreSQL connections."""
+    stop = threading.Event()
+    peaks: list[int] = []
+    sampler = threading.Thread(target=connections_sampler, args=(database_url, stop, peaks))
+    sampler.start()
+    try:
+        run = measure(
+            web.process.pid,
+            wrk,
+            workdir,
+            name,
+            web.base + path,
+            SLOW_CONCURRENCY,
+            headers,
+            payload,
+        )
+    finally:
+        stop.set()
+        sampler.join()
+    return run, max(peaks, default=0)
+
+
+def slow_runs(
+    env: dict[str, str],
+    wrk: str | None,
+    workdir: Path,
+    auth: dict[str, str],
+    body: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> list[Run]:
+    """(e) and (n) against a 100 ms upstream, then (p): (e) through PgBouncer; each on a
+    server of its own, with the peak PostgreSQL connections."""
+    runs: list[Run] = []
+    slow_port = free_port()
+    slow = subprocess.Popen([PYTHON, __file__, "--slow-upstream", str(slow_port)])
+    processes.append(slow)
+    wait_http(f"http://127.0.0.1:{slow_port}/projects")
+    slow_env = {
+        **env,
+        "GRANTRY_PROVIDER_URLS": f"sandbox=http://127.0.0.1:{slow_port}",
+        "BENCH_ANCHOR_UPSTREAM": f"http://127.0.0.1:{slow_port}/projects",
+        "WEB_THREADS": SLOW_THREADS,
+    }
+    slow_scenarios = [
+        ("e execute, 100 ms upstream", f"/api/v1/actions/{ACTION}/execute", body),
+        ("n minimal DRF, 100 ms upstream", "/bench/anchor/", "{}"),
+    ]
+    for name, path, payload in slow_scenarios:
+        slow_web = start_web(slow_env)
+        processes.append(slow_web.process)
+        run, peak = measure_with_connections(
+            slow_web, wrk, workdir, name, path, auth, payload, env["DATABASE_URL"]
+        )
+        run.peak_connections = peak
+        log(f"{run.name}: c={SLOW_CONCURRENCY} {run.rps:.0f} req/s, peak PG connections {peak}")
+        runs.append(run)
+        stop_process(slow_web.process)
+    # (p) The same (e) with every web connection through PgBouncer in transaction
+    # mode (scripts/pgbouncer.py; Django's pool off: PgBouncer is the pool).
+    if Path(PGBOUNCER_BINARY).exists():
+        with PgBouncer(pool_size=PGBOUNCER_POOL) as bouncer:
+            pooled_env = {
+                **slow_env,
+                "DATABASE_URL": bouncer.url(env["DATABASE_URL"]),
+                "DB_POOL_MAX_SIZE": "0",
+                "CONN_MAX_AGE": "60",
+            }
+            slow_web = start_web(pooled_env)
+            processes.append(slow_web.process)
+            run, peak = measure_with_connections(
+                slow_web,
+                wrk,
+                workdir,
+                "p execute via PgBouncer, 100 ms",
+                f"/api/v1/actions/{ACTION}/execute",
+                auth,
+                body,
+                env["DATABASE_URL"],
+            )
+            run.peak_connections = peak
+            log(f"{run.name}: {run.rps:.0f} req/s, peak PG connections {peak}")
+            runs.append(run)
+            stop_process(slow_web.process)
+    else:
+        log("pgbouncer is not installed (make pgbouncer): no run through PgBouncer")
+    return runs
+
+
 def median_run(runs: list[Run]) -> Run:
     """The run with the median requests/s, carrying the range over all runs."""
     ordered = sorted(runs, key=lambda r: r.rps)
@@ -720,42 +883,17 @@ def main() -> None:
                     )
         runs = [median_run(found) for found in rounds.values()]
 
-        # (e) A SaaS that takes 100 ms: the web server must not be the limit.
-        slow_port = free_port()
-        slow = subprocess.Popen([PYTHON, __file__, "--slow-upstream", str(slow_port)])
-        processes.append(slow)
-        wait_http(f"http://127.0.0.1:{slow_port}/projects")
-        slow_env = {
-            **env,
-            "GRANTRY_PROVIDER_URLS": f"sandbox=http://127.0.0.1:{slow_port}",
-            "WEB_THREADS": os.environ.get("BENCH_SLOW_THREADS", "32"),
-        }
-        slow_web_port = free_port()
-        slow_web = subprocess.Popen(
-            ["bash", "-c", f"exec {web_command(slow_web_port)}"],
-            cwd=ROOT,
-            env={**slow_env, "PORT": str(slow_web_port)},
-            start_new_session=True,
-        )
-        processes.append(slow_web)
-        slow_base = f"http://127.0.0.1:{slow_web_port}"
-        wait_http(f"{slow_base}/healthz?checks=0")
-        slow_run = measure(
-            slow_web.pid,
-            wrk,
-            workdir,
-            "e execute, 100 ms upstream",
-            f"{slow_base}/api/v1/actions/{ACTION}/execute",
-            SLOW_CONCURRENCY,
-            auth,
-            body,
-        )
-        log(f"{slow_run.name}: c={SLOW_CONCURRENCY} {slow_run.rps:.0f} req/s")
-        runs.append(slow_run)
+        # (e) A SaaS that takes 100 ms: the web server must not be the limit, and the
+        # number of PostgreSQL connections must not follow the calls waiting on it. The
+        # first server is stopped, so every connection to the bench database counted
+        # from here on is the slow server's.
+        stop_process(web)
+        runs += slow_runs(env, wrk, workdir, auth, body, processes)
         appends = subprocess.run(
             [PYTHON, __file__, "--appends"],
             cwd=ROOT,
-            env=env,
+            # N writers are N connections of their own, not N threads sharing a pool.
+            env={**env, "DB_POOL_MAX_SIZE": "0"},
             check=True,
             capture_output=True,
             text=True,
@@ -823,14 +961,7 @@ def report(runs: list[Run], upstream_kind: str, generator: str, appends: str = "
         f"- p50 overhead at concurrency 1, (c − a) / (m − a): {over_c:.2f} / {over_m:.2f} ms"
         f" = {ratio:.2f}x (goal ≤ 1.3x: {'met' if ratio <= 1.3 else 'NOT met'})"
     )
-    slow = by.get(("e", SLOW_CONCURRENCY))
-    if slow is not None:
-        ideal = SLOW_CONCURRENCY / 0.1
-        print(
-            f"- 100 ms upstream at concurrency {SLOW_CONCURRENCY}: {slow.rps:.0f} req/s ="
-            f" {slow.rps / ideal:.0%} of {ideal:.0f}"
-            f" (goal ≥ 80%: {'met' if slow.rps >= 0.8 * ideal else 'NOT met'})"
-        )
+    report_slow(by)
     d1 = by.get(("d", 1))
     if d1 is not None and d1.cpu_ms and c1.cpu_ms:
         print(
@@ -847,6 +978,36 @@ def report(runs: list[Run], upstream_kind: str, generator: str, appends: str = "
     )
     if any(r.errors for r in runs):
         print("WARNING: some requests failed (see the errors column).")
+
+
+def report_slow(by: dict[tuple[str, int], Run]) -> None:
+    slow, anchor_slow = by.get(("e", SLOW_CONCURRENCY)), by.get(("n", SLOW_CONCURRENCY))
+    if slow is not None:
+        ideal = SLOW_CONCURRENCY / 0.1
+        print(
+            f"- 100 ms upstream at concurrency {SLOW_CONCURRENCY} ({SLOW_THREADS} threads per"
+            f" process): {slow.rps:.0f} req/s = {slow.rps / ideal:.0%} of {ideal:.0f}"
+            f" (goal ≥ 80%: {'met' if slow.rps >= 0.8 * ideal else 'NOT met'})"
+        )
+        if anchor_slow is not None and anchor_slow.rps:
+            share = slow.rps / anchor_slow.rps
+            print(
+                f"- the same against m: e / n = {slow.rps:.0f} / {anchor_slow.rps:.0f} req/s"
+                f" = {share:.0%} (goal ≥ 80%: {'met' if share >= 0.8 else 'NOT met'})"
+            )
+        pool = os.environ.get("DB_POOL_MAX_SIZE", "4")
+        processes = os.environ.get("WEB_CONCURRENCY", "2")
+        for r in (slow, anchor_slow, by.get(("p", SLOW_CONCURRENCY))):
+            if r is not None and r.peak_connections is not None:
+                bound = (
+                    f"PgBouncer's pool of {PGBOUNCER_POOL}"
+                    if r.name.startswith("p")
+                    else f"Django's pool of {pool} × {processes} processes"
+                )
+                print(
+                    f"- peak PostgreSQL connections during {r.name!r}: {r.peak_connections}"
+                    f" (at most {bound}; {SLOW_CONCURRENCY} calls in flight)"
+                )
 
 
 def mcp_scenarios(
@@ -939,7 +1100,7 @@ def appends_per_second() -> None:
         def work(n: int) -> None:
             try:
                 while time.monotonic() < stop:
-                    audit_record(action="bench.append", organization_id=org.pk)
+                    audit_record(action="broker.execute.attempt", organization_id=org.pk)
                     counts[n] += 1
             finally:
                 connections.close_all()

@@ -100,6 +100,7 @@ class Outcome:
     status: int
     request_id: str
     retry_after: bool
+    code: str = ""  # the error body's code, when there is one
 
 
 @dataclass
@@ -124,7 +125,7 @@ class Load:
                     "Content-Type": "application/json",
                 },
             )
-            status, request_id, retry_after = 0, "", False
+            status, request_id, retry_after, code = 0, "", False, ""
             try:
                 with urllib.request.urlopen(request, timeout=30) as answer:
                     status, request_id = answer.status, answer.headers.get("X-Request-Id", "")
@@ -132,9 +133,15 @@ class Load:
                 status = error.code
                 request_id = error.headers.get("X-Request-Id", "")
                 retry_after = bool(error.headers.get("Retry-After"))
+                try:
+                    code = str(json.loads(error.read() or b"{}")["error"]["code"])
+                except (ValueError, KeyError, TypeError, OSError):
+                    code = "(not Grantry's error body)"
             except (OSError, urllib.error.URLError):
                 status = 0  # no answer at all (connection refused or reset)
-            self.outcomes.append(Outcome(time.monotonic(), title, status, request_id, retry_after))
+            self.outcomes.append(
+                Outcome(time.monotonic(), title, status, request_id, retry_after, code)
+            )
             if status != 201 and status != 200:
                 time.sleep(0.05)
 
@@ -367,7 +374,11 @@ def main(argv: list[str]) -> int:  # noqa: C901 - one run, one fault after anoth
     for row in rows:
         within = [o for o in outcomes if row["began"] <= o.at < row["ended"]]
         recovery = "none" if row["recovery"] is None else f"{row['recovery']:.1f}"
-        others = Counter(o.status for o in within if o.status not in (200, 201))
+        others = Counter(
+            f"{o.status} {o.code}{'' if o.retry_after or o.status != 503 else ' (no Retry-After)'}"
+            for o in within
+            if o.status not in (200, 201)
+        )
         if others:
             details.append(f"  {row['fault']}: {dict(sorted(others.items()))}")
         print(

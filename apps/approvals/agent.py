@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import cast
 
-from django.db import connections
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -25,6 +24,7 @@ from apps.approvals import long_poll
 from apps.approvals.models import Approval, ApprovalStatus
 from apps.approvals.services import RETRY_AFTER_SECONDS, agent_document
 from apps.core.api import APIError
+from apps.core.db import connections_release
 from apps.workers.auth import AgentContext, WorkerTokenAuthentication
 
 MAX_WAIT_SECONDS = 30
@@ -56,11 +56,8 @@ AGENT_EXAMPLE = {
 
 
 def _release_connection() -> None:
-    """Give the database connection back while sleeping (never inside a transaction:
-    there is none here, but a test's wrapping transaction must stay intact)."""
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close()
+    """Give the database connection back while sleeping."""
+    connections_release()
 
 
 def _wait_while_pending(mine: QuerySet[Approval], approval: Approval, wait: int) -> Approval:

@@ -52,7 +52,6 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
     metadata: dict[str, Any] | None = None,
     wait_for_flush: bool = True,
     only_if: Condition | None = None,
-    release_leases: bool = False,
     **fields: Any,
 ) -> AuditEvent | None:
     """Append one event to one of its organization's chains. Keyword-only by design.
@@ -72,10 +71,6 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
 
     `only_if`: append only if this condition holds in the append's own statement;
     returns None (nothing written) when it does not.
-
-    `release_leases`: the same statement gives back the session's advisory locks
-    (the broker's revocation leases, apps/workers/leases.py) — the last statement of
-    an agent call.
 
     `wait_for_flush=False` lets the commit return before the WAL reaches disk
     (`synchronous_commit = off` for this transaction, set by the append statement
@@ -137,9 +132,7 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
         raise TypeError(f"Unknown audit fields: {sorted(fields)}")
     began = time.monotonic()
     try:
-        appended = _append(
-            values, wait_for_flush=wait_for_flush, only_if=only_if, release_leases=release_leases
-        )
+        appended = _append(values, wait_for_flush=wait_for_flush, only_if=only_if)
     except DatabaseError as exc:
         # Every surface answers 503 `audit_unavailable`; the enclosing change rolls back.
         raise AuditUnavailable from exc
@@ -193,21 +186,18 @@ prev AS (
     RETURNING id, seq, prev_hash, hash
 )
 SELECT ok.ok, ins.id, ins.seq, ins.prev_hash, ins.hash,
-       EXISTS (SELECT 1 FROM audit_auditchainhead WHERE chain_key = %(chain_key)s){{release}}
+       EXISTS (SELECT 1 FROM audit_auditchainhead WHERE chain_key = %(chain_key)s)
 FROM ok LEFT JOIN ins ON TRUE
 """  # noqa: S608 - column names are constants, values are parameters
-# Gives back every session-level advisory lock of this database session (the
-# broker's revocation leases) in the statement that ends an agent call.
-RELEASE_SQL = "pg_advisory_unlock_all()"
 _NEW_HEAD_SQL = (
     "INSERT INTO audit_auditchainhead (chain_key, seq, hash) VALUES (%s, 0, %s) "
     "ON CONFLICT (chain_key) DO NOTHING"
 )
-_append_sql: dict[tuple[bool, bool, str, bool], str] = {}
+_append_sql: dict[tuple[bool, bool, str], str] = {}
 
 
-def _statement(*, skip_locked: bool, wait_for_flush: bool, condition: str, release: bool) -> str:
-    key = (skip_locked, wait_for_flush, condition, release)
+def _statement(*, skip_locked: bool, wait_for_flush: bool, condition: str) -> str:
+    key = (skip_locked, wait_for_flush, condition)
     sql = _append_sql.get(key)
     if sql is None:
         # `set_config(..., true)` is transaction-local; joining the CTE makes
@@ -221,7 +211,6 @@ def _statement(*, skip_locked: bool, wait_for_flush: bool, condition: str, relea
             settings=settings_cte,
             condition=condition,
             skip_locked=" SKIP LOCKED" if skip_locked else "",
-            release=f", {RELEASE_SQL}" if release else "",
         )
         if not wait_for_flush:
             sql = sql.replace("\nFROM ok LEFT JOIN ins", "\nFROM ok CROSS JOIN cfg LEFT JOIN ins")
@@ -243,7 +232,6 @@ def _append(
     *,
     wait_for_flush: bool,
     only_if: Condition | None,
-    release_leases: bool,
 ) -> tuple[int, int, str, str] | None:
     organization_id = values["organization_id"]
     shards = 1 if organization_id is None else _shards()
@@ -266,7 +254,6 @@ def _append(
                 skip_locked=skip_locked,
                 wait_for_flush=wait_for_flush,
                 condition=condition,
-                release=release_leases,
             )
             row = _fetch(cursor, sql, params)
             if row[0] and row[1] is None and not row[5]:

@@ -63,20 +63,10 @@ def render_error(result: BrokerResult) -> HttpResponse:
 
 
 class AgentView(APIView):
-    """Base of the agent API views: worker-token authentication. A view that sends the
-    call upstream (`leases = True`) takes the call's revocation leases; the pipeline's
-    last audit statement gives them back, and
-    apps.workers.middleware.LeaseReleaseMiddleware whatever else ends the request."""
+    """Base of the agent API views: worker-token authentication."""
 
-    # Named for the schema (drf-spectacular) and the route walks of the tests; the
-    # instance comes from get_authenticators(), which passes `leases` on.
     authentication_classes = (WorkerTokenAuthentication,)
     permission_classes = (IsAgent,)
-    leases = False
-
-    @override
-    def get_authenticators(self) -> list[Any]:
-        return [WorkerTokenAuthentication(lease=self.leases)]
 
 
 class ActionListView(AgentView):
@@ -135,7 +125,6 @@ class _ActionCallView(AgentView):
 
 
 class ExecuteView(_ActionCallView):
-    leases = True
     dry_run = False
 
     @extend_schema(tags=["agent"], **schema.EXECUTE)
@@ -153,8 +142,6 @@ class CheckView(_ActionCallView):
 
 @extend_schema(tags=["agent"], **schema.PROXY)
 class ProxyView(AgentView):
-    leases = True
-
     def _proxy(self, request: Request, connection: str, path: str = "") -> HttpResponse:
         ctx = cast(AgentContext, request.auth)
         meta = RequestMeta.from_request(

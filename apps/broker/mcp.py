@@ -383,11 +383,7 @@ def mcp_endpoint(request: HttpRequest, only: str | None = None) -> HttpResponse:
         )
     try:
         resource = f"{settings.GRANTRY_BASE_URL}/mcp"
-        # tools/call goes upstream: the call's revocation leases, given back by its last
-        # audit statement or apps.workers.middleware.LeaseReleaseMiddleware.
-        authenticated = WorkerTokenAuthentication(resource=resource, lease=True).authenticate(
-            Request(request)
-        )
+        authenticated = WorkerTokenAuthentication(resource=resource).authenticate(Request(request))
     except APIError as exc:
         return _unauthorized(exc)
     ctx = authenticated[1]

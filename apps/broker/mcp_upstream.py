@@ -12,7 +12,11 @@ An agent calls `<connection>__<tool>` on `/mcp` (or `<tool>` on the connection's
   GRANTRY_MCP_TOOLS_MAX_AGE: tools/list has no side effects upstream);
 * **approve, admit, attempt**: unchanged (the approval is bound to the tool's full
   name, the connection and the input digest, like an action's);
-* **credential and upstream**: `gateway.tools.upstream_for` (custody: the token,
+* **credential and upstream**: the send window (apps/workers/fence.py) is checked
+  before the call is handed to the MCP client and again once its session is ready,
+  just before the SDK writes the call (the SDK's session writes the request on its
+  own task, so the write itself is not bounded by the window);
+  `gateway.tools.upstream_for` (custody: the token,
   refreshed under the row lock, or the stdio server's environment) and
   `gateway.client.call_tool` (the `mcp` SDK through the egress guard or the
   sandbox); the server's `content`, `structuredContent` and `isError` come back
@@ -26,6 +30,7 @@ could take a web worker's CPU).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +44,7 @@ from apps.connections.gateway.tools import GatewayProblem, mcp_tool_for_call, up
 from apps.connections.mcp_models import MCP_PROVIDER_KEY, McpTool
 from apps.connections.selectors import connections_for_call
 from apps.connections.services import RefreshTemporarilyFailed
+from apps.core.db import connections_release
 from apps.policies.evaluate import Call as PolicyCall
 from apps.policies.evaluate import evaluate
 from apps.policies.selectors import role_rules
@@ -167,8 +173,18 @@ class McpSend:
             return refresh_unavailable(connection.name, str(exc))
         except GatewayProblem as problem:
             return fail(problem.status, problem.code, problem.message, connection=connection.name)
+        connections_release(only_pooled=True)  # none held while the server answers
+        if call.send_by is not None and time.monotonic() >= call.send_by:
+            # The send window (apps/workers/fence.py) ended before the call could go.
+            return fail(
+                502,
+                "send_window_closed",
+                f"Nothing was sent to {connection.name}: the tool call could not be sent "
+                "within the send window after its attempt was recorded. Retry.",
+                connection=connection.name,
+            )
         try:
-            result = client.call_tool(upstream, self.tool, self.arguments)
+            result = client.call_tool(upstream, self.tool, self.arguments, send_by=call.send_by)
         except UpstreamError as error:
             extra = {"rpc_code": error.rpc_code} if error.rpc_code is not None else {}
             return fail(

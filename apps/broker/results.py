@@ -13,7 +13,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.core.egress import EgressBlocked, EgressError, EgressTimeout, EgressTooLarge
+from apps.core.egress import (
+    EgressBlocked,
+    EgressError,
+    EgressNotSent,
+    EgressTimeout,
+    EgressTooLarge,
+)
 
 # Upstream response headers an agent may see. Everything else (cookies,
 # server banners, upstream auth challenges) stays behind Grantry.
@@ -142,6 +148,14 @@ def decode_body(content: bytes, content_type: str) -> tuple[Any, bool]:
 def egress_failure(exc: EgressError, provider_key: str) -> BrokerResult:
     """What the agent sees when the upstream could not be reached (502/504)."""
     upstream = {"upstream": provider_key, "host": exc.host, "elapsed_ms": exc.elapsed_ms}
+    if isinstance(exc, EgressNotSent):
+        return fail(
+            502,
+            "send_window_closed",
+            f"Nothing was sent to {provider_key} ({exc.host}): the request could not be "
+            "sent within the send window after its attempt was recorded. Retry.",
+            **upstream,
+        )
     if isinstance(exc, EgressTimeout):
         return fail(
             504,

@@ -1,4 +1,5 @@
-"""PostgreSQL session timeouts: short for web requests, long for background work.
+"""PostgreSQL session timeouts: short for web requests, long for background work; and
+giving a connection back while a request waits (`connections_release`).
 
 They are libpq startup options (no extra round trip per connection). Web is the
 default; `manage.py` (except runserver) sets GRANTRY_DB_TIMEOUTS=background before
@@ -7,6 +8,8 @@ on `celeryd_init` (grantry/celery.py). Imported by the settings: no Django impor
 at module level."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 def timeout_options(
@@ -32,6 +35,9 @@ def use_background_timeouts() -> None:
     for connection in connections.all(initialized_only=True):
         connection.close()
     for alias in connections:
+        wrapper: Any = connections[alias]
+        if getattr(wrapper, "pool", None) is not None:
+            wrapper.close_pool()  # its connections were made with the web values
         settings_dict = connections[alias].settings_dict
         if not settings_dict["ENGINE"].endswith("postgresql"):
             continue
@@ -42,3 +48,19 @@ def use_background_timeouts() -> None:
             background_statement_ms=settings.DB_BACKGROUND_STATEMENT_TIMEOUT_MS,
             background_lock_ms=settings.DB_BACKGROUND_LOCK_TIMEOUT_MS,
         )
+
+
+def connections_release(*, only_pooled: bool = False) -> None:
+    """Give this thread's database connections back before it waits (an upstream, a
+    long poll), never inside a transaction (a test's wrapping one stays intact). With
+    Django's connection pool (settings: DB_POOL_MAX_SIZE) a closed connection goes back
+    to the pool and the next query takes one again; `only_pooled` leaves a persistent
+    unpooled connection alone (closing it would cost a new connection per call)."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if connection.in_atomic_block:
+            continue
+        if only_pooled and getattr(connection, "pool", None) is None:
+            continue
+        connection.close()

@@ -21,7 +21,7 @@ from apps.audit.services import audit_record
 from apps.core.tokens import GeneratedToken, new_public_id
 from apps.mcpauth.models import McpGrant, McpIssuedToken, McpPolicy
 from apps.organizations.models import Membership, Organization, OrgRole
-from apps.workers.leases import fence_worker
+from apps.workers.fence import fence_worker
 from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_revoke, worker_create
 

@@ -11,25 +11,20 @@ request: this is the agent side of the tenant boundary (apps/core/models.py), an
 everything the call reads next is scoped by `AgentContext.organization_id`.
 
 There is no cache, so a revocation is seen by every process on the next
-request. On the surfaces that go upstream (the broker's execute and proxy, MCP:
-`WorkerTokenAuthentication(lease=True)`), the same statement takes the call's
-revocation leases (apps/workers/leases.py); every other surface takes none. The
-call's last audit statement gives them back, and `LeaseReleaseMiddleware`
-(apps/workers/middleware.py) whatever else ends the request. The worker becomes
-the actor of the request's audit context (apps.core.audit_context; the request
-middleware resets it).
+request; a call already past this check is stopped by the fence in its attempt
+statement (apps/workers/fence.py). The lookup takes no lock and leaves nothing held.
+The worker becomes the actor of the request's audit context
+(apps.core.audit_context; the request middleware resets it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any, NoReturn
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -44,7 +39,6 @@ from apps.core.audit_context import client_ip
 from apps.core.tokens import digests_match, looks_like_token, parse_token
 from apps.organizations.models import Organization
 from apps.policies.models import Role
-from apps.workers import leases
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import token_touch
 
@@ -84,7 +78,6 @@ class AgentContext:
     # The resource an OAuth-issued token is bound to and its client ("" for static tokens).
     audience: str = ""
     oauth_client: str = ""
-    holds_lease: bool = field(default=False, repr=False)
 
     @classmethod
     def for_token(cls, token: WorkerToken) -> AgentContext:
@@ -157,35 +150,28 @@ class _Row:
     worker_active: bool
 
 
-def _lookup_sql(*, lease: bool) -> str:
+def _lookup_sql() -> str:
     # Model metadata only; the digest is a parameter.
     token, worker = WorkerToken._meta.db_table, Worker._meta.db_table
     role, organization = Role._meta.db_table, Organization._meta.db_table
-    leases_sql = (
-        f", {leases.key_sql(leases.WORKER_SPACE, 'w.id')},"
-        f" {leases.key_sql(leases.ORGANIZATION_SPACE, 'o.id')}"
-        if lease
-        else ""
-    )
     return (
         "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608
         " t.revoked_at IS NOT NULL, w.id, w.name, w.status, r.id, r.name, r.rules_version,"
-        f" o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client{leases_sql}"
+        " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client"
         f" FROM {token} t JOIN {worker} w ON w.id = t.worker_id"
         f" JOIN {role} r ON r.id = t.role_id JOIN {organization} o ON o.id = t.organization_id"
         " WHERE t.digest = %s"
     )
 
 
-_LOOKUP_SQL = {False: _lookup_sql(lease=False), True: _lookup_sql(lease=True)}
+_LOOKUP_SQL = _lookup_sql()
 
 
-def lookup(digest: str, *, lease: bool = False) -> _Row | None:
+def lookup(digest: str) -> _Row | None:
     """The token with this digest and its worker, role and organization — one indexed
-    statement, which with `lease` also takes the call's revocation leases when the
-    token exists."""
+    statement."""
     with connection.cursor() as cursor:
-        cursor.execute(_LOOKUP_SQL[lease], [digest])
+        cursor.execute(_LOOKUP_SQL, [digest])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -205,7 +191,6 @@ def lookup(digest: str, *, lease: bool = False) -> _Row | None:
         store_broker_input=row[15],
         audience=row[16],
         oauth_client=row[17],
-        holds_lease=lease,
     )
     return _Row(context, digest=row[5], revoked=row[6], worker_active=row[9] == WorkerStatus.ACTIVE)
 
@@ -220,23 +205,16 @@ class WorkerTokenAuthentication(BaseAuthentication):
     """For the agent API only. Views opt in with `authentication_classes`.
 
     `resource` is the resource URL of the surface (the MCP endpoint passes its own):
-    a token bound to an audience (issued by OAuth, RFC 8707) works only there.
+    a token bound to an audience (issued by OAuth, RFC 8707) works only there."""
 
-    `lease`: take the call's revocation leases (apps/workers/leases.py), once the
-    request body is in. Only a surface that sends the call upstream asks for them
-    (execute, proxy, MCP); a lease anywhere else would only make a revocation wait."""
-
-    def __init__(self, resource: str = "", *, lease: bool = False) -> None:
+    def __init__(self, resource: str = "") -> None:
         self.resource = resource
-        self.lease = lease
 
     @override
     def authenticate_header(self, request: Request) -> str:
         return _www_authenticate("token_missing")
 
     def authenticate(self, request: Request) -> tuple[WorkerPrincipal, AgentContext]:
-        if self.lease:
-            _read_body(request._request)
         header = get_authorization_header(request).decode("latin-1").strip()
         scheme, _, raw = header.partition(" ")
         raw = raw.strip()
@@ -249,13 +227,10 @@ class WorkerTokenAuthentication(BaseAuthentication):
         parsed = parse_token(raw, kind="worker")
         if parsed is None:
             self._fail("token_malformed", request)
-        found = lookup(parsed.digest, lease=self.lease)
+        found = lookup(parsed.digest)
         if found is None or not digests_match(found.digest, parsed.digest):
             self._fail("token_invalid", request)
         context = found.context
-        # Any lease is held from here on: LeaseReleaseMiddleware gives it back at the
-        # latest when the request ends, whatever happens next.
-        request._request.agent_context = context  # type: ignore[attr-defined]
         if found.revoked:
             self._fail("token_invalid", request, context)
         if context.token_expires_at <= timezone.now():
@@ -322,25 +297,3 @@ def _record_failure(
         token_public_id=context.token_public_id if context is not None else "",
         fields=fields,
     )
-
-
-def _read_body(request: HttpRequest) -> None:
-    """Take the body off the wire before the lease is taken. The WSGI server hands the
-    request over once the headers are in; the body comes at the client's pace, and a
-    lease held while an agent trickles its body would hold up its own revocation. A
-    body Django would refuse anyway (DATA_UPLOAD_MAX_MEMORY_SIZE) is left to the view,
-    which refuses it by its Content-Length without reading it."""
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if length.isdigit() and (cap is None or int(length) <= cap):
-        request.body  # noqa: B018 - read and kept by Django for the view
-
-
-def release_leases(request: Any) -> None:
-    """End of an agent request: give back the leases its authentication took, unless
-    the call's last audit statement already did (`context.holds_lease` cleared).
-    Called for every request by apps.workers.middleware.LeaseReleaseMiddleware."""
-    context = getattr(request, "agent_context", None)
-    if context is not None and context.holds_lease:
-        context.holds_lease = False
-        leases.release()

@@ -1,7 +1,4 @@
-"""Two middlewares of the agent side: tokens in URLs are leaked tokens, and no
-request ends holding a revocation lease.
-
-Tokens in URLs are leaked tokens.
+"""Tokens in URLs are leaked tokens.
 
 A URL's query string ends up in access logs, proxies and browser history. When a
 request to the APIs or MCP carries a valid worker (`gry_`) or personal (`gryp_`)
@@ -27,7 +24,6 @@ from apps.core.api import error_response
 from apps.core.exceptions import ServiceUnavailable
 from apps.core.middleware import is_api_path
 from apps.core.tokens import parse_token
-from apps.workers.auth import release_leases
 from apps.workers.models import WorkerToken
 from apps.workers.services import token_leaked
 
@@ -95,23 +91,3 @@ class LeakedTokenMiddleware:
                     headers={"WWW-Authenticate": 'Bearer realm="grantry", error="invalid_token"'},
                 )
         return self.get_response(request)
-
-
-class LeaseReleaseMiddleware:
-    """The one place that ends every request's revocation leases (apps/workers/leases.py).
-
-    The leasing authenticator takes them on the surfaces that go upstream, and the
-    call's last audit statement normally gives them back. Whatever else ends the
-    request — a refusal, an authentication failure, an exception, a failed audit write —
-    they are given back here, before the thread takes its next request: a lease left on
-    an idle persistent database connection would make every revocation of that worker
-    wait for it, and fail."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        try:
-            return self.get_response(request)
-        finally:
-            release_leases(request)

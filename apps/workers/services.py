@@ -36,7 +36,7 @@ from apps.core.tokens import (
     request_line,
 )
 from apps.organizations.models import Membership, Organization, OrgRole
-from apps.workers.leases import fence_organization, fence_worker
+from apps.workers.fence import fence_organization, fence_worker
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 
 # Roll overlap choices: how long the old token keeps working after a roll.

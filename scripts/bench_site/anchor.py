@@ -2,7 +2,10 @@
 
 A sync DRF APIView that does the four things every brokered call must do and
 nothing else: a token SELECT by digest, a durable INSERT, an upstream GET with
-urllib3, and an INSERT that commits without waiting for the WAL flush."""
+urllib3, and an INSERT that commits without waiting for the WAL flush. With Django's
+connection pool on (the deployment's default) it gives its connection back to the pool
+during the upstream GET, as Grantry does: otherwise against a slow upstream it would
+be limited by the pool, not by the web server."""
 
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ class MinimalBroker(APIView):
             cursor.execute(
                 "INSERT INTO bench_anchor_event (token_id, kind) VALUES (%s, 'attempt')", [row[0]]
             )
-            answer = _POOL.request("GET", _UPSTREAM, timeout=10)
+        if getattr(connection, "pool", None) is not None:
+            connection.close()  # back to the pool for the upstream wait
+        answer = _POOL.request("GET", _UPSTREAM, timeout=10)
+        with connection.cursor() as cursor:
             cursor.execute(
                 "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
                 "INSERT INTO bench_anchor_event (token_id, kind) SELECT %s, 'outcome' FROM cfg",

@@ -1,7 +1,7 @@
 """The audit app's services, one module per concern, and the one writer.
 
     apps.audit.writer            audit_record(): the one writer (re-exported here, the
-                                 name every app imports), Condition, RELEASE_SQL
+                                 name every app imports), Condition
     services/exports.py          exports, direct or as a job queued on commit
     services/verification.py     verifying the trail or an uploaded export
     services/sinks.py            SIEM sinks: create, deliver, test, retry, delete
@@ -29,10 +29,9 @@ from apps.audit.services.sinks import (
     audit_sink_send_test,
 )
 from apps.audit.services.verification import audit_verify_export, audit_verify_trail
-from apps.audit.writer import RELEASE_SQL, Condition, audit_record
+from apps.audit.writer import Condition, audit_record
 
 __all__ = [
-    "RELEASE_SQL",
     "Condition",
     "audit_export_direct",
     "audit_export_expire",

@@ -14,12 +14,13 @@ each target type implements exactly those two steps. A tool of an upstream MCP
 server (`apps/broker/mcp_upstream.py`, an `ActionTarget`) prepares a `Sender`, its
 own upstream step, instead of an HTTP request.
 
-Every call ends with exactly one audit statement that also gives back the
-call's revocation leases (apps/workers/leases.py): a refusal, the dry run's
-result or the upstream outcome. The attempt is durably committed before any
-upstream byte (fail closed: 503 if it can't be written), and its statement
-re-checks the token, so a revocation that committed while the call was in
-flight stops it there. The outcome commits without waiting for the WAL
+Every call ends with exactly one audit event: a refusal, the dry run's result
+or the upstream outcome. The attempt is durably committed before any upstream
+byte (fail closed: 503 if it can't be written), and its statement is the fence
+of exact revocation (apps/workers/fence.py): it re-checks the token after waiting
+for any revocation in progress, and the request may be written only within the
+send window that starts just before it. No lock, transaction or database session
+state is held while the upstream answers. The outcome commits without waiting for the WAL
 flush (the attempt is already durable); see `audit_record(wait_for_flush=)`.
 
 The modules, one concern each:

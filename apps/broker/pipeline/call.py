@@ -34,7 +34,12 @@ def audit_unavailable(log_message: str) -> BrokerResult:
     """The answer when a call's audit event could not be written: 503, nothing done.
     Call it from the `except AUDIT_FAILURES` block, so the log line has the traceback."""
     logger.exception(log_message)
-    return fail(503, "audit_unavailable", AUDIT_UNAVAILABLE)
+    return fail(
+        503,
+        "audit_unavailable",
+        AUDIT_UNAVAILABLE,
+        headers={"Retry-After": str(AuditUnavailable.retry_after)},
+    )
 
 
 @dataclass(frozen=True)
@@ -123,12 +128,16 @@ class AgentCall:
     dry_run: bool = False
     started: float = field(default_factory=time.monotonic)
     upstream_seconds: float | None = None  # set by the upstream step
+    last_event_id: int = 0  # the id of this call's latest event written
     provider_key: str = ""
     provider: Provider | None = None
     connection: Connection | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # An approval checked for this call (apps.approvals) and spent by its attempt.
     approval: CheckedApproval | None = None
+    # Until when (time.monotonic()) the upstream request may be written: set just
+    # before the attempt statement (apps/workers/fence.py, the send window).
+    send_by: float | None = None
 
     @property
     def verb(self) -> str:
@@ -149,8 +158,8 @@ class AgentCall:
         wait_for_flush: bool = True,
         only_if: Condition | None = None,
     ) -> bool:
-        """Append one event of this call; `last` gives the leases back in the same
-        statement. False when `only_if` did not hold (nothing written)."""
+        """Append one event of this call; `last`: its last (the call's metrics are
+        counted then). False when `only_if` did not hold (nothing written)."""
         ctx, connection = self.ctx, self.connection
         event = audit_record(
             action=action or self.verb,
@@ -173,11 +182,10 @@ class AgentCall:
             metadata={**self.metadata, **(extra or {})},
             wait_for_flush=wait_for_flush,
             only_if=only_if,
-            release_leases=last and ctx.holds_lease,
         )
-        if last:
-            ctx.holds_lease = False
-            if event is not None:
+        if event is not None:
+            self.last_event_id = event.id
+            if last:
                 self._count(decision=decision, outcome=outcome)
         return event is not None
 
@@ -205,8 +213,8 @@ class AgentCall:
         extra: dict[str, Any] | None = None,
         log_message: str,
     ) -> BrokerResult:
-        """The call ends here before going upstream: write its last event (which gives
-        the leases back) and answer `result`, or answer 503 when the event could not be
+        """The call ends here before going upstream: write its last event and answer
+        `result`, or answer 503 when the event could not be
         written. Every such ending goes through this one step."""
         try:
             self.record(outcome=outcome, decision=decision, reason=reason, extra=extra, last=True)

@@ -13,7 +13,8 @@ from django.db import connection as db_connection
 from django.db import transaction
 
 from apps.audit.exceptions import AuditUnavailable
-from apps.audit.models import Decision, Outcome
+from apps.audit.models import AuditEvent, Decision, Outcome
+from apps.audit.services import Condition
 from apps.broker.pipeline.call import (
     AUDIT_FAILURES,
     AgentCall,
@@ -34,9 +35,10 @@ from apps.connections import credentials, custody
 from apps.connections.models import ConnectionStatus
 from apps.connections.services import RefreshTemporarilyFailed
 from apps.core import audit_context
+from apps.core.db import connections_release
 from apps.core.egress import EgressError, egress_request
 from apps.core.exceptions import as_service_unavailable
-from apps.workers.leases import still_valid
+from apps.workers import fence
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +271,8 @@ def _attempt(call: AgentCall, chosen: Chosen) -> BrokerResult | None:
     the approval is used up exactly when the call goes upstream."""
     from apps.approvals.services import ApprovalRefused
 
+    # t0: the request may be written until t0 + W (apps/workers/fence.py).
+    call.send_by = fence.window_start() + fence.send_window()
     try:
         if call.approval is None:
             recorded = _record_attempt(call, chosen)
@@ -300,7 +304,11 @@ def _record_attempt(call: AgentCall, chosen: Chosen) -> bool:
         outcome=Outcome.SUCCESS,
         decision=Decision.APPROVED if call.approval is not None else Decision.ALLOWED,
         reason=chosen.decision.reason,
-        only_if=still_valid(call.ctx.token_pk),
+        only_if=fence.attempt_fence(
+            token_pk=call.ctx.token_pk,
+            worker_id=call.ctx.worker_id,
+            organization_id=call.ctx.organization_id,
+        ),
     )
 
 
@@ -347,6 +355,9 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
     except RefreshTemporarilyFailed as exc:
         return refresh_unavailable(connection.name, str(exc))
     params = {**(upstream.query or {}), **auth.params} or None
+    # No database connection is held while the upstream answers (with the pool; the
+    # outcome takes one again).
+    connections_release(only_pooled=True)
     try:
         response = egress_request(
             upstream.method,
@@ -356,6 +367,7 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
             json=upstream.json_body,
             data=upstream.form_body,
             content=upstream.content,
+            send_by=call.send_by,
         )
     except EgressError as exc:
         return egress_failure(exc, provider_key)
@@ -378,6 +390,7 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
         outcome = Outcome.ERROR if error.status >= 500 else Outcome.FAILURE
     deadline = time.monotonic() + settings.GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS
     pause = 0.1
+    retry: Condition | None = None
     while True:
         try:
             if call.record(
@@ -389,10 +402,14 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
                 extra={"error": error.code} if error else None,
                 last=True,
                 wait_for_flush=False,
+                only_if=retry,
             ):
                 break
+            if retry is not None:
+                break  # the earlier try was written after all (its reply was lost)
             raise AuditUnavailable  # nothing written: never a success without its event
         except AUDIT_FAILURES:
+            retry = _not_yet_written(call)
             if time.monotonic() + pause > deadline or db_connection.in_atomic_block:
                 logger.exception("audit outcome write failed after the upstream call")
                 return _unrecorded(call, result)
@@ -409,6 +426,27 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
         except AUDIT_FAILURES:
             logger.exception("could not record the connection's last use")
     return result
+
+
+# A try after a failed one writes only if the failed one did not commit: a commit whose
+# reply was lost (PgBouncer or the network cut the connection) must not be doubled.
+_NOT_YET_WRITTEN_SQL = (
+    f"NOT EXISTS (SELECT 1 FROM {AuditEvent._meta.db_table} o"  # noqa: S608 - metadata only
+    " WHERE o.organization_id = %(retry_org)s AND o.action = %(retry_action)s"
+    " AND o.id > %(retry_after_id)s AND o.request_id = %(retry_request_id)s)"
+)
+
+
+def _not_yet_written(call: AgentCall) -> Condition:
+    return Condition(
+        _NOT_YET_WRITTEN_SQL,
+        {
+            "retry_org": call.ctx.organization_id,
+            "retry_action": call.verb,
+            "retry_after_id": call.last_event_id,
+            "retry_request_id": audit_context.current().request_id,
+        },
+    )
 
 
 def _unrecorded(call: AgentCall, result: BrokerResult) -> BrokerResult:

@@ -182,6 +182,7 @@ def test_fail_closed_when_the_attempt_cannot_be_audited(
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "audit_unavailable"
+    assert response["Retry-After"] == "5"  # the chaos run found it missing here
     assert upstream.requests == []
 
 
@@ -434,6 +435,23 @@ def test_a_failed_outcome_write_is_tried_again_then_the_answer_is_withheld(
     assert failures["left"] == 0
     assert [e.action for e in broker_events()] == ["broker.execute.attempt", "broker.execute"]
 
+    # The write commits but its reply is lost (the connection is cut): the next try
+    # sees it and writes nothing more.
+    lost_reply = {"left": 1}
+
+    def committed_then_cut(**kwargs: Any) -> Any:
+        if kwargs["action"] == "broker.execute" and lost_reply["left"]:
+            lost_reply["left"] -= 1
+            real(**kwargs)
+            raise DatabaseError("server closed the connection unexpectedly")
+        return real(**kwargs)
+
+    with mock.patch("apps.broker.pipeline.call.audit_record", side_effect=committed_then_cut):
+        again = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert again.status_code == 200
+    assert lost_reply["left"] == 0
+    assert [e.action for e in broker_events()][2:] == ["broker.execute.attempt", "broker.execute"]
+
     settings.GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS = 0.5
 
     def down(**kwargs: Any) -> Any:
@@ -448,8 +466,8 @@ def test_a_failed_outcome_write_is_tried_again_then_the_answer_is_withheld(
     assert withheld.status_code == 502
     assert withheld.json()["error"]["code"] == "outcome_unrecorded"
     assert "it answered 200" in withheld.json()["error"]["message"]
-    assert len(upstream.requests) == 2
-    assert [e.action for e in broker_events()][2:] == ["broker.execute.attempt"]
+    assert len(upstream.requests) == 3
+    assert [e.action for e in broker_events()][4:] == ["broker.execute.attempt"]
 
 
 def test_another_organization_cannot_proxy_through_my_connection(
@@ -490,9 +508,9 @@ def test_connection_refs_that_are_not_plain_ids_are_names(
 def test_a_warm_execute_is_four_statements(
     client: Client, agent: Agent, upstream: RecordingUpstream
 ) -> None:
-    """Token (with the revocation leases), connection, the attempt (with the token
-    re-check), the outcome (with the leases given back); last-used writes are
-    throttled. A regression here is a round trip added to every agent call."""
+    """Token, connection, the attempt (with the fence: apps/workers/fence.py), the
+    outcome; last-used writes are throttled. A regression here is a round trip added
+    to every agent call."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -503,11 +521,11 @@ def test_a_warm_execute_is_four_statements(
     statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) == 4, statements
     assert "digest" in statements[0]
-    assert "pg_advisory_lock_shared" in statements[0]
+    assert "advisory" not in statements[0]
     assert "connections_connection" in statements[1]
-    assert "lease_token_pk" not in statements[2]
-    assert "revoked_at IS NULL" in statements[2]
-    assert "pg_advisory_unlock_all" in statements[3]
+    assert "grantry_attempt_fence" in statements[2]
+    assert "grantry_attempt_fence" not in statements[3]
+    assert all("advisory" not in statement for statement in statements)
     assert len(upstream.requests) == 2
 
 

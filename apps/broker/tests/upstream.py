@@ -29,6 +29,12 @@ class Reply:
     delay: float = 0.0
 
 
+class _Server(ThreadingHTTPServer):
+    # Many agents at once (the connection and bench tests): a full accept queue would
+    # drop connects, which the client retries only a second later.
+    request_queue_size = 256
+
+
 class RecordingUpstream:
     """`requests` lists what arrived; `reply` decides the next answers."""
 
@@ -67,7 +73,7 @@ class RecordingUpstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -286,6 +286,7 @@ async def _use(
     *,
     seconds: float,
     idempotent: bool,
+    send_by: float | None = None,
 ) -> T:
     """Run `action` on a session to `upstream` within `seconds`. A reused session that
     turns out dead (the server restarted and forgot it: HTTP 404, or for a read the
@@ -306,6 +307,10 @@ async def _use(
                     session.busy += 1
                     try:
                         assert session.client is not None
+                        if send_by is not None and time.monotonic() >= send_by:
+                            # The session is ready only now (it may have been opened for
+                            # this call): past the send window, the call does not go.
+                            raise _not_sent(upstream)
                         return await action(session.client)
                     finally:
                         session.done_with()
@@ -330,11 +335,17 @@ async def _use(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _run(upstream: Upstream, action: Callable[[Client], Awaitable[T]], *, idempotent: bool) -> T:
+def _run(
+    upstream: Upstream,
+    action: Callable[[Client], Awaitable[T]],
+    *,
+    idempotent: bool,
+    send_by: float | None = None,
+) -> T:
     seconds = float(settings.GRANTRY_MCP_CALL_TIMEOUT)
     try:
         return aioloop.run(
-            lambda: _use(upstream, action, seconds=seconds, idempotent=idempotent),
+            lambda: _use(upstream, action, seconds=seconds, idempotent=idempotent, send_by=send_by),
             timeout=seconds + 5,
         )
     except TimeoutError:
@@ -383,9 +394,14 @@ def list_tools(upstream: Upstream) -> Listing:
     return _run(upstream, walk, idempotent=True)
 
 
-def call_tool(upstream: Upstream, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+def call_tool(
+    upstream: Upstream, name: str, arguments: dict[str, Any], *, send_by: float | None = None
+) -> dict[str, Any]:
     """The server's CallToolResult as on the wire (content, structuredContent,
-    isError unchanged), or UpstreamError."""
+    isError unchanged), or UpstreamError. `send_by` (time.monotonic()): the broker's
+    send window (apps/workers/fence.py), checked once the session is ready, just before
+    the SDK writes the call; past it, UpstreamError `send_window_closed` and nothing
+    is sent."""
 
     meta = trace_meta()  # this thread's trace context: the call runs on the loop thread
 
@@ -393,7 +409,7 @@ def call_tool(upstream: Upstream, name: str, arguments: dict[str, Any]) -> dict[
         result = await client.call_tool(name, arguments, meta=cast(Any, meta))
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
-    return _run(upstream, call, idempotent=False)
+    return _run(upstream, call, idempotent=False, send_by=send_by)
 
 
 def tools_changed(connection_id: int) -> bool:
@@ -408,6 +424,15 @@ def close_sessions(connection_id: int) -> None:
 
 
 # --- Errors -----------------------------------------------------------------------
+
+
+def _not_sent(upstream: Upstream) -> UpstreamError:
+    return UpstreamError(
+        "send_window_closed",
+        f"Nothing was sent to {upstream.label}: the tool call could not be sent within the "
+        "send window after its attempt was recorded. Retry.",
+        status=502,
+    )
 
 
 def _timeout(upstream: Upstream, seconds: float) -> UpstreamError:

@@ -241,3 +241,29 @@ def test_a_stdio_server_is_reused_then_killed_when_idle(
     assert not _gone(pid, 0.2)
     settings.GRANTRY_MCP_SESSION_IDLE_SECONDS = 1
     assert _gone(pid, 15), "an idle sandboxed server was not stopped"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tool_call_past_its_send_window_is_not_handed_to_the_server(
+    org: Organization,
+) -> None:
+    """The broker's send window (apps/workers/fence.py) is checked once the session is
+    ready: past it the call never reaches the SDK; within it the call goes."""
+    from apps.connections.gateway.client import UpstreamError
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    with everything_http(port, release="2025.11.25"):
+        connection, _ = mcp_connection_create(
+            organization=org, name="windowed", server=HttpServer(url=url)
+        )
+        approve(connection, "echo")
+        upstream = upstream_for(connection, connection.mcp_server)
+        with pytest.raises(UpstreamError) as closed:
+            client.call_tool(upstream, "echo", {"message": "late"}, send_by=time.monotonic())
+        assert closed.value.code == "send_window_closed"
+        assert closed.value.status == 502
+        result = client.call_tool(
+            upstream, "echo", {"message": "in time"}, send_by=time.monotonic() + 30
+        )
+        assert result["content"] == [{"type": "text", "text": "Echo: in time"}]

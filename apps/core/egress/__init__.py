@@ -25,6 +25,10 @@ On top of that, each call has:
 * a response-size cap (settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES) on the
   declared Content-Length, on the bytes received and on the decoded body, read
   with preload_content=False in bounded pieces: a compressed bomb is caught too;
+* a send window (`send_by`, a time.monotonic() value; the broker's, from
+  apps/workers/fence.py): the connect and every write of the request must end by
+  then. Past it nothing more is written, the connection is closed and
+  EgressNotSent is raised; the answer's reads keep the whole deadline;
 * https only, except where loopback is allowed (development and tests);
 * non-ASCII host names encoded with IDNA 2008 (after the UTS 46 mapping of case
   and width), never IDNA 2003, which reads some as other names;
@@ -72,6 +76,7 @@ from .errors import (
     EgressBlocked,
     EgressConnectError,
     EgressError,
+    EgressNotSent,
     EgressTimeout,
     EgressTooLarge,
     _elapsed_ms,
@@ -82,7 +87,7 @@ from .guard import _address_refusal as _address_refusal
 from .request import DEFAULT_HEADERS as DEFAULT_HEADERS
 from .request import _body, _headers, _headers_are_valid, _target
 from .response import EgressResponse, ResponseHeaders, read_body
-from .transport import CALL, NO_RETRIES, Call, GuardedPoolManager, Refused
+from .transport import CALL, NO_RETRIES, Call, GuardedPoolManager, Refused, SendWindowClosed
 from .transport import make_tls_context as _make_tls_context
 
 # The public names. Names imported "as" themselves above stay reachable as
@@ -91,6 +96,7 @@ __all__ = [
     "EgressBlocked",
     "EgressConnectError",
     "EgressError",
+    "EgressNotSent",
     "EgressResponse",
     "EgressTimeout",
     "EgressTooLarge",
@@ -155,9 +161,11 @@ def egress_request(  # noqa: C901 - flat guard clauses around one request: desti
     data: dict[str, Any] | None = None,
     timeout: float | None = None,
     max_bytes: int | None = None,
+    send_by: float | None = None,
 ) -> EgressResponse:
     """Make one outbound request under Grantry's egress rules. Never follows redirects.
-    `max_bytes` lowers the response-size cap for this call (never raises it)."""
+    `max_bytes` lowers the response-size cap for this call (never raises it);
+    `send_by` (time.monotonic()) is when the request must have been written."""
     started = time.monotonic()
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -190,7 +198,7 @@ def egress_request(  # noqa: C901 - flat guard clauses around one request: desti
     target = _target(parts, params)
     manager = _manager(bool(settings.GRANTRY_EGRESS_ALLOW_LOOPBACK))
 
-    call = Call(started + seconds)
+    call = Call(started + seconds, send_by)
     token = CALL.set(call)
     reading = False
     try:
@@ -253,6 +261,7 @@ def _exchange(
     retried = reopened = False
     while True:
         call.opened, call.received = False, 0
+        call.send_time_left()  # nothing is even connected once the send window has ended
         pool = manager.connection_from_host(host, port, scheme)
         try:
             return pool.urlopen(
@@ -298,11 +307,33 @@ def _root(exc: BaseException) -> BaseException:
         exc = inner
 
 
+def _window_closed(exc: BaseException) -> bool:
+    """Whether SendWindowClosed is anywhere in the chain (it may wrap the socket's
+    timeout, so it is not always the root)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SendWindowClosed):
+            return True
+        seen.add(id(current))
+        inner = current.__cause__ or current.__context__
+        if inner is None:
+            inner = next((arg for arg in current.args if isinstance(arg, BaseException)), None)
+        current = inner
+    return False
+
+
 def _failure(
     exc: BaseException, host: str, seconds: float, started: float, *, reading: bool
 ) -> EgressError:
     root = _root(exc)
     elapsed = _elapsed_ms(started)
+    if _window_closed(exc):
+        return EgressNotSent(
+            f"The request to {host} was not sent: its send window ended.",
+            host=host,
+            elapsed_ms=elapsed,
+        )
     if isinstance(root, Refused):
         return EgressConnectError(
             f"Refused the answer from {host} ({root}).", host=host, elapsed_ms=elapsed

@@ -27,6 +27,11 @@ class EgressConnectError(EgressError):
     """DNS failure, refused connection, TLS failure or a broken transfer."""
 
 
+class EgressNotSent(EgressError):
+    """The send window ended before the request was written: nothing, or only a
+    part the server cannot act on (the connection is closed), was sent."""
+
+
 class EgressTooLarge(EgressError):
     """The response body exceeded the configured cap; it was not read further."""
 

@@ -24,6 +24,7 @@ import http.client
 import logging
 import socket
 import ssl
+import time
 from typing import Any
 
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
@@ -33,15 +34,22 @@ from urllib3.util.retry import Retry
 from .guard import safe_create_connection, time_left
 
 
+class SendWindowClosed(OSError):
+    """The call's send window (`egress_request(send_by=)`) ended before the request
+    was written in full: nothing more is written."""
+
+
 class Call:
-    """One egress_request: its deadline, and for the attempt under way whether it
-    opened a new connection and how many answer bytes have arrived (a failed
-    attempt may go again only if it did neither)."""
+    """One egress_request: its deadline, its send window (the request must be written
+    by `send_by`, if set), and for the attempt under way whether it opened a new
+    connection and how many answer bytes have arrived (a failed attempt may go again
+    only if it did neither)."""
 
-    __slots__ = ("deadline", "opened", "received")
+    __slots__ = ("deadline", "opened", "received", "send_by")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, send_by: float | None = None) -> None:
         self.deadline = deadline
+        self.send_by = send_by
         self.opened = False
         self.received = 0
 
@@ -49,6 +57,17 @@ class Call:
         left = time_left(self.deadline)
         assert left is not None
         return left
+
+    def send_time_left(self) -> float:
+        """The time left to connect and write: the deadline's, and no later than the
+        send window. Raises SendWindowClosed once the window has ended."""
+        left = self.time_left()
+        if self.send_by is None:
+            return left
+        window = self.send_by - time.monotonic()
+        if window <= 0:
+            raise SendWindowClosed("the send window has ended")
+        return min(left, window)
 
 
 # The call the current thread is making; sockets read it on every read and write.
@@ -70,9 +89,22 @@ class _Timed:
 
     def sendall(self, data: Any, *args: Any, **kwargs: Any) -> None:
         call = CALL.get()
-        if call is not None:
-            self.settimeout(call.time_left())  # type: ignore[attr-defined]
-        super().sendall(data, *args, **kwargs)  # type: ignore[misc]
+        if call is None:
+            super().sendall(data, *args, **kwargs)  # type: ignore[misc]
+            return
+        # Piece by piece, each bounded by the time left (SSLSocket.sendall would give
+        # every piece the whole timeout): the deadline, and the send window.
+        view = memoryview(data).cast("B")
+        while view:
+            timeout = call.send_time_left()
+            self.settimeout(timeout)  # type: ignore[attr-defined]
+            try:
+                sent: int = self.send(view, *args)  # type: ignore[attr-defined]
+            except TimeoutError as exc:
+                if timeout < call.time_left():  # the window ended, not the deadline
+                    raise SendWindowClosed("the send window ended mid-request") from exc
+                raise
+            view = view[sent:]
 
 
 class _TimedSocket(_Timed, socket.socket):
@@ -143,8 +175,8 @@ class _GuardedConnect:
     def _new_conn(self) -> socket.socket:
         call = CALL.get()
         if call is not None:
+            timeout: float | None = call.send_time_left()
             call.opened = True
-            timeout: float | None = call.time_left()
         else:
             timeout = self.timeout if isinstance(self.timeout, int | float) else None
         return safe_create_connection(
