@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0003_workertoken_audience_workertoken_oauth_client'),
+        ('workers', '0004_attempt_fence'),
     ]
 
     operations = [
