@@ -49,6 +49,11 @@ pytestmark = pytest.mark.django_db
 # org membership. Each entry: (regex on the route as written, why it is safe).
 ALLOWLIST: list[tuple[str, str]] = [
     (r"^healthz$", "liveness probe: public by design, no tenant data"),
+    (
+        r"^metrics$",
+        "Prometheus metrics: off unless GRANTRY_METRICS_TOKEN, then that bearer only; totals "
+        "over all organizations, no organization named (apps/broker/tests/test_metrics.py)",
+    ),
     (r"^admin/", "Django admin: staff only (is_staff), deliberately cross-tenant"),
     (r"^accounts/(?!tokens/)", "allauth pages: public, or about the signed-in user only"),
     (r"^accounts/tokens/$", "the signed-in user's own personal tokens; no id in the URL"),
