@@ -139,7 +139,7 @@ class OrgViewMixin(LoginRequiredMixin, _TenantScope):
         require_role(self.membership, self.required_role)
         if request.method not in SAFE_METHODS and self.write_role:
             require_role(self.membership, self.write_role)
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)  # type: ignore[misc]

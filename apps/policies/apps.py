@@ -6,4 +6,4 @@ class PoliciesConfig(AppConfig):
     label = "policies"
 
     def ready(self) -> None:
-        from apps.policies import signals  # noqa: F401 (connects the receivers)
+        from apps.policies import signals  # noqa: F401 - connects the receivers
