@@ -27,6 +27,23 @@ def _background_database_timeouts(**kwargs: object) -> None:
     use_background_timeouts()
 
 
+@signals.beat_init.connect
+def _one_scheduler(**kwargs: object) -> None:
+    """Exactly one beat runs; another stands by (grantry/scheduler_lock.py)."""
+    from grantry.scheduler_lock import hold_scheduler_lock
+
+    hold_scheduler_lock()
+
+
+@signals.worker_process_init.connect
+def _tracing(**kwargs: object) -> None:
+    """Each worker process traces its tasks when the OTEL_* variables ask (after the
+    fork: the SDK's exporter thread belongs to the process that uses it)."""
+    from grantry.telemetry import setup_tracing
+
+    setup_tracing("grantry-worker")
+
+
 @signals.setup_logging.connect
 def _django_logging(**kwargs: object) -> None:
     """Workers and beat log through Django's LOGGING, so their lines are escaped and

@@ -329,6 +329,8 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="grantry")
 CELERY_TASK_ALWAYS_EAGER = False
+# grantry/scheduler_lock.py: a standby beat takes over within this many seconds.
+GRANTRY_BEAT_LOCK_SECONDS = env.float("GRANTRY_BEAT_LOCK_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 # Proves scheduler → broker → worker is alive; /healthz reports its age (apps.core.tasks).
@@ -389,6 +391,8 @@ CELERY_BEAT_SCHEDULE["providers-sweep-openapi-imports"] = {
 CELERY_TIMEZONE = "UTC"
 
 # --- Grantry ----------------------------------------------------------------
+# GET /metrics (grantry/metrics.py): off (404) unless set; then `Authorization: Bearer <it>`.
+GRANTRY_METRICS_TOKEN = env.str("GRANTRY_METRICS_TOKEN", default="")
 # Outbound HTTP may reach loopback only when this is on (development, tests).
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
@@ -558,6 +562,9 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -569,11 +576,18 @@ LOGGING = {
             "()": "apps.core.safe_log.SafeFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
         },
+        # LOG_FORMAT=json: one JSON object per line (python-json-logger), for a log
+        # pipeline; JSON's own escaping keeps every record on one line.
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["request_id"],
         },
     },

@@ -13,12 +13,14 @@ from apps.core.csp import api_docs_policy
 from apps.core.views import healthz
 from apps.organizations import urls as organization_urls
 from apps.review.views import audit_public_key
+from grantry.metrics import metrics_view
 
 handler404 = "apps.core.views.not_found"
 handler500 = "apps.core.views.server_error"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("accounts/tokens/", include("apps.accounts.urls")),

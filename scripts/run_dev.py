@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def dev_environment(var: Path, port: str, database_url: str) -> dict[str, str]:
         "GRANTRY_SANDBOX_ENABLED": "1",
         "GRANTRY_EGRESS_ALLOW_LOOPBACK": "1",
         "ACCOUNT_EMAIL_VERIFICATION": "mandatory",
+        # One host's processes add up their Prometheus figures here (emptied at start).
+        "PROMETHEUS_MULTIPROC_DIR": str(var / "metrics"),
     }
     for name in DEV_SECRETS:
         values[name] = previous.get(name) or secrets.token_urlsafe(48)
@@ -91,6 +94,8 @@ def prepare(port: str) -> tuple[Embedded, dict[str, str]]:
         "staticfiles",
     ):
         (var / sub).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(var / "metrics", ignore_errors=True)  # the last run's processes' figures
+    (var / "metrics").mkdir()
     embedded = start(var)
     values = dev_environment(var, port, embedded.url)
     write_env_file(var / "dev.env", values)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from apps.audit import fields as audit_fields
 from apps.audit.chain import GENESIS_HASH, chain_key_for, content_digest
 from apps.audit.exceptions import AuditUnavailable
 from apps.audit.models import ActorType, AuditEvent, Outcome
-from apps.core import audit_context
+from apps.core import audit_context, metrics
 from apps.core.audit_context import user_actor
 
 
@@ -134,6 +135,7 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
             )
     if fields:
         raise TypeError(f"Unknown audit fields: {sorted(fields)}")
+    began = time.monotonic()
     try:
         appended = _append(
             values, wait_for_flush=wait_for_flush, only_if=only_if, release_leases=release_leases
@@ -143,6 +145,9 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
         raise AuditUnavailable from exc
     if appended is None:
         return None
+    metrics.audit_appended(
+        action=action, outcome=values["outcome"], seconds=time.monotonic() - began
+    )
     event_id, seq, prev_hash, hash_ = appended
     event = AuditEvent(id=event_id, seq=seq, prev_hash=prev_hash, hash=hash_, **values)
     event._state.adding = False

@@ -15,6 +15,7 @@ from apps.audit.models import ActorType, Decision, Outcome
 from apps.audit.services import Condition, audit_record
 from apps.broker.results import BrokerResult, fail
 from apps.connections.models import Connection
+from apps.core import metrics
 from apps.policies.evaluate import Decision as PolicyDecision
 from apps.providers.catalog import Provider
 from apps.workers.auth import AgentContext
@@ -121,6 +122,7 @@ class AgentCall:
     meta: RequestMeta
     dry_run: bool = False
     started: float = field(default_factory=time.monotonic)
+    upstream_seconds: float | None = None  # set by the upstream step
     provider_key: str = ""
     provider: Provider | None = None
     connection: Connection | None = None
@@ -175,7 +177,23 @@ class AgentCall:
         )
         if last:
             ctx.holds_lease = False
+            if event is not None:
+                self._count(decision=decision, outcome=outcome)
         return event is not None
+
+    def _count(self, *, decision: str, outcome: str) -> None:
+        """The call's metrics (apps.core.metrics), once, with its last event."""
+        metadata = self.metadata
+        action = metadata.get("mcp_tool") or metadata.get("action") or metadata.get("method")
+        metrics.call_ended(
+            surface=self.meta.surface,
+            provider=self.provider_key,
+            action=str(action or ""),
+            decision=decision,
+            outcome=outcome,
+            seconds=time.monotonic() - self.started,
+            upstream_seconds=self.upstream_seconds,
+        )
 
     def end(
         self,

@@ -60,7 +60,9 @@ def run(call: AgentCall) -> BrokerResult:
     refused = _attempt(call, chosen)
     if refused is not None:
         return refused
+    sent = time.monotonic()
     result = _send(call, upstream) if isinstance(upstream, Upstream) else upstream.send(call)
+    call.upstream_seconds = time.monotonic() - sent
     _outcome(call, result)
     return result
 

@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -49,6 +49,7 @@ from pydantic import ValidationError
 from apps.core import aioloop
 from apps.core.egress import EgressBlocked, EgressError, EgressTimeout, EgressTooLarge
 from apps.core.egress.aio import guarded_async_client
+from apps.core.tracing import trace_meta
 from apps.isolation.sandbox import SandboxCommand
 from apps.isolation.transport import Diagnostics, isolated_stdio
 
@@ -386,8 +387,10 @@ def call_tool(upstream: Upstream, name: str, arguments: dict[str, Any]) -> dict[
     """The server's CallToolResult as on the wire (content, structuredContent,
     isError unchanged), or UpstreamError."""
 
+    meta = trace_meta()  # this thread's trace context: the call runs on the loop thread
+
     async def call(client: Client) -> dict[str, Any]:
-        result = await client.call_tool(name, arguments)
+        result = await client.call_tool(name, arguments, meta=cast(Any, meta))
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
     return _run(upstream, call, idempotent=False)
