@@ -19,10 +19,6 @@ KNOWN_UPWARD_LOOKUPS = {
     ("apps.audit.charts", "workers"),  # worker names on the charts
     ("apps.audit.filters", "*"),  # filter by worker or connection name
     ("apps.audit.selectors", "*"),  # an event's target, by its model label
-    ("apps.connections.selectors", "policies"),  # who can use a connection (confirmations)
-    ("apps.connections.selectors", "workers"),
-    ("apps.policies.selectors", "workers"),  # the workers a role governs (confirmations)
-    ("apps.providers.services", "connections"),  # a provider with live connections stays
 }
 
 

@@ -6,4 +6,13 @@ class WorkersConfig(AppConfig):
     label = "workers"
 
     def ready(self) -> None:
-        from apps.workers import schema  # noqa: F401 - registers the OpenAPI auth scheme
+        from apps.connections import selectors as connection_selectors
+        from apps.policies import selectors as policy_selectors
+        from apps.workers import (
+            schema,  # noqa: F401 - registers the OpenAPI auth scheme
+            selectors,
+        )
+
+        # The answers lower layers ask for (apps.core.ports).
+        connection_selectors.connection_users.plug(selectors.connection_users)
+        policy_selectors.role_users.plug(selectors.role_users)
