@@ -60,3 +60,27 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+def tenant_rows(model: type[_M], organization: Any) -> models.QuerySet[_M]:
+    """The one way to an organization's rows of `model` (an `Organization` or its id):
+    by the model's own organization key, or, for a table owned through a parent (a rule
+    through its role, an approval's decisions through the approval), through the foreign key
+    the model names in `tenant_through`. A model that is neither is refused (TypeError):
+    it holds no tenant rows. The tenant mixins call it (`self.tenant_rows(Model)`)."""
+    fields = {f.name for f in model._meta.concrete_fields}
+    manager = model._default_manager
+    if "organization" in fields:
+        return manager.filter(organization=organization)
+    through = getattr(model, "tenant_through", None)
+    if through is None:
+        raise TypeError(f"{model._meta.label} is not owned by an organization.")
+    parent = model._meta.get_field(through).related_model
+    assert parent is not None
+    parent_fields = {f.name for f in parent._meta.concrete_fields}
+    if "organization" in parent_fields:
+        return manager.filter(**{f"{through}__organization": organization})
+    grand = getattr(parent, "tenant_through", None)  # one more level (none today)
+    if grand is None:
+        raise TypeError(f"{model._meta.label}.{through} does not lead to an organization.")
+    return manager.filter(**{f"{through}__{grand}__organization": organization})
