@@ -23,10 +23,12 @@ organization is a plain id without a constraint) but uses `TenantQuerySet`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Self, TypeVar
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -60,6 +62,38 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class IssuedTokenQuerySet(TenantQuerySet[_M]):
+    def unrevoked(self) -> Self:
+        return self.filter(revoked_at__isnull=True)
+
+    def usable(self, *, now: datetime | None = None) -> Self:
+        """Not revoked and not expired."""
+        return self.unrevoked().filter(expires_at__gt=now or timezone.now())
+
+
+class IssuedToken(TenantModel):
+    """What every bearer token Grantry issues has, worker tokens (apps.workers) and personal
+    API tokens (apps.accounts) alike: the public id, the digest (never the token), the last
+    four characters, expiry, revocation and last use. The format is apps.core.tokens; the
+    lifecycle helpers both kinds use are there too (`last_used_touch`)."""
+
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at <= (now or timezone.now())
 
 
 def tenant_rows(model: type[_M], organization: Any) -> models.QuerySet[_M]:
