@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap clean
+.PHONY: cluster cluster-smoke cluster-tools run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap clean
 
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
@@ -86,6 +86,22 @@ bubblewrap:
 	  echo "Installing Debian's bubblewrap for the stdio MCP servers…"; \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap) >/dev/null; }
 
+# The multi-node topology's parts (make cluster, tests/test_cluster.py): Debian's
+# HAProxy, PgBouncer and redis-server.
+cluster-tools:
+	@{ test -x /usr/sbin/haproxy && test -x /usr/sbin/pgbouncer && test -x /usr/bin/redis-server; } || { \
+	  echo "Installing Debian's haproxy, pgbouncer and redis-server for the cluster…"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy pgbouncer redis-server) >/dev/null; }
+
+## The multi-node topology on this machine: HAProxy on PORT, two web nodes, PgBouncer,
+## Redis, two workers, two beats (docs/operations.md). Ctrl-C stops it.
+cluster: venv-run cluster-tools
+	PORT=$(PORT) $(BIN)/python scripts/cluster.py
+
+## CI: start the cluster, call through node A, revoke through node B, stop.
+cluster-smoke: venv cluster-tools
+	PORT=$(PORT) $(BIN)/python scripts/cluster.py --smoke
+
 ## Start the whole product: embedded PostgreSQL (var/pgdata) + web + worker + scheduler.
 ## No Redis needed. Writes the development environment to var/dev.env.
 run: venv-run
@@ -102,7 +118,7 @@ verify: venv-run
 
 ## Run the whole test suite (PostgreSQL/Redis when they answer, else the embedded
 ## PostgreSQL under var/ and in-memory cache/broker).
-test: venv browser rsyslog openapi-corpus mcp-servers
+test: venv browser rsyslog openapi-corpus mcp-servers cluster-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).

@@ -20,7 +20,6 @@ import contextlib
 import ctypes
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -94,8 +93,7 @@ def prepare(port: str) -> tuple[Embedded, dict[str, str]]:
         "staticfiles",
     ):
         (var / sub).mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(var / "metrics", ignore_errors=True)  # the last run's processes' figures
-    (var / "metrics").mkdir()
+    (var / "metrics").mkdir(exist_ok=True)
     embedded = start(var)
     values = dev_environment(var, port, embedded.url)
     write_env_file(var / "dev.env", values)
@@ -169,6 +167,10 @@ def _signal_group(pgid: int, signum: int) -> None:
 def run(port: str) -> int:
     began = time.monotonic()
     embedded, env = prepare(port)
+    # The last run's processes' Prometheus figures (not in prepare(): `make manage`
+    # beside a running `make run` must leave them).
+    for stale in Path(env["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
     try:
         print(f"PostgreSQL ready in {time.monotonic() - began:.1f} s.", flush=True)
         if manage(env, "migrate", "--noinput", "-v", "0") or manage(env, "seed_demo"):
