@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (module, app label it reaches above its own layer; "*": a label chosen at run time)
 KNOWN_UPWARD_LOOKUPS = {
-    ("apps.audit.charts", "workers"),  # worker names on the charts
     ("apps.audit.filters", "*"),  # filter by worker or connection name
     ("apps.audit.selectors", "*"),  # an event's target, by its model label
 }

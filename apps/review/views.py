@@ -26,7 +26,6 @@ from django.views import View
 from django.views.generic import DetailView, TemplateView
 
 from apps.audit import exports
-from apps.audit.charts import chart_data, fit_window
 from apps.audit.filters import AuditFilterForm, chart_window
 from apps.audit.models import (
     AuditEvent,
@@ -56,6 +55,7 @@ from apps.audit.signing import public_key_document
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
+from apps.review.charts import chart_data, fit_window
 from apps.review.pickers import offer_pickers
 
 
