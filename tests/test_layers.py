@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # (module, app label it reaches above its own layer; "*": a label chosen at run time)
 KNOWN_UPWARD_LOOKUPS = {
     ("apps.audit.filters", "*"),  # filter by worker or connection name
-    ("apps.audit.selectors", "*"),  # an event's target, by its model label
 }
 
 
@@ -89,15 +88,8 @@ def test_the_check_sees_an_upward_lookup_and_only_that(tmp_path: Path) -> None:
 
 
 # URL names point at a URLconf's app (its `app_name`); naming a page of an app above is an
-# upward reference import-linter cannot see either. (module, URL name) still doing it:
-KNOWN_UPWARD_URL_NAMES = {
-    # The trail's links to an event's target (a worker, role or connection page): to move
-    # with the audit pages' selectors into apps/review, which sits above them.
-    ("apps.audit.selectors", "workers:detail"),
-    ("apps.audit.selectors", "policies:detail"),
-    ("apps.audit.selectors", "connections:detail"),
-    ("apps.audit.selectors", "connections:list"),
-}
+# upward reference import-linter cannot see either. (module, URL name) still doing it: none.
+KNOWN_UPWARD_URL_NAMES: set[tuple[str, str]] = set()
 # Strings that look like a URL name and are not one.
 NOT_URL_NAMES = {("apps.core.confirm", "dashboard:undo")}  # a session key
 

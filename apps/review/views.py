@@ -38,7 +38,7 @@ from apps.audit.models import (
     SinkKind,
 )
 from apps.audit.proof import ProofFilterError, chain_heads, check_proof_filter
-from apps.audit.selectors import chain_head, event_links, keyset_page, with_actor_names
+from apps.audit.selectors import chain_head, keyset_page, with_actor_names
 from apps.audit.services import (
     audit_export_direct,
     audit_export_request,
@@ -56,6 +56,7 @@ from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.review.charts import chart_data, fit_window
+from apps.review.links import event_links
 from apps.review.pickers import offer_pickers
 
 
