@@ -15,10 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (module, app label it reaches above its own layer; "*": a label chosen at run time)
-KNOWN_UPWARD_LOOKUPS = {
-    ("apps.audit.filters", "*"),  # filter by worker or connection name
-}
+# (module, app label it reaches above its own layer; "*": a label chosen at run time). Empty:
+# a lower layer that needs a higher one's answer declares a port (apps/core/ports.py).
+KNOWN_UPWARD_LOOKUPS: set[tuple[str, str]] = set()
 
 
 def layer_ranks() -> dict[str, int]:

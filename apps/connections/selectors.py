@@ -88,3 +88,12 @@ def live_connection_names(provider: Any) -> list[str]:
         .exclude(status=ConnectionStatus.REVOKED)
         .values_list("name", flat=True)
     )
+
+
+def connection_ids_named(name: str, organization: Any = None) -> list[int]:
+    """Ids of the connections called `name` (of `organization` when given): the audit
+    filter's name lookup (apps.audit.filters.IDS_NAMED)."""
+    rows = Connection.objects.filter(name=name)
+    if organization is not None:
+        rows = rows.for_organization(organization)
+    return list(rows.values_list("pk", flat=True)[:50])

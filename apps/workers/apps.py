@@ -6,6 +6,7 @@ class WorkersConfig(AppConfig):
     label = "workers"
 
     def ready(self) -> None:
+        from apps.audit import filters as audit_filters
         from apps.connections import selectors as connection_selectors
         from apps.policies import selectors as policy_selectors
         from apps.workers import (
@@ -16,3 +17,4 @@ class WorkersConfig(AppConfig):
         # The answers lower layers ask for (apps.core.ports).
         connection_selectors.connection_users.plug(selectors.connection_users)
         policy_selectors.role_users.plug(selectors.role_users)
+        audit_filters.IDS_NAMED["worker"].plug(selectors.worker_ids_named)

@@ -83,3 +83,12 @@ def role_allowances(*, role_id: int, organization: Any) -> dict[str, list[dict[s
         for rule in allowed_proxy_rules(role_id)
     ]
     return {"actions": actions, "proxy": proxy}
+
+
+def worker_ids_named(name: str, organization: Any = None) -> list[int]:
+    """Ids of the workers called `name` (of `organization` when given): the audit filter's
+    name lookup (apps.audit.filters.IDS_NAMED)."""
+    rows = Worker.objects.filter(name=name)
+    if organization is not None:
+        rows = rows.for_organization(organization)
+    return list(rows.values_list("pk", flat=True)[:50])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.audit import filters as audit_filters
 from apps.connections import selectors as connection_selectors
 from apps.core.ports import Port
 from apps.policies import selectors as policy_selectors
@@ -25,4 +26,8 @@ def test_the_owners_answer_once_the_apps_are_ready() -> None:
     assert policy_selectors.role_users._answer is worker_selectors.role_users
     assert provider_services.live_connection_names._answer is (
         connection_selectors.live_connection_names
+    )
+    assert audit_filters.IDS_NAMED["worker"]._answer is worker_selectors.worker_ids_named
+    assert audit_filters.IDS_NAMED["connection"]._answer is (
+        connection_selectors.connection_ids_named
     )
