@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import allowed_actions, allowed_proxy_rules
-from apps.workers.models import Worker
+from apps.workers.models import Worker, WorkerToken
 
 
 def _governed_by(organization_id: int, role_ids: set[int] | list[int]) -> Q:
@@ -92,3 +92,42 @@ def worker_ids_named(name: str, organization: Any = None) -> list[int]:
     if organization is not None:
         rows = rows.for_organization(organization)
     return list(rows.values_list("pk", flat=True)[:50])
+
+
+def role_subjects(organization: Any, role: Any) -> list[tuple[str, set[int]]]:
+    """(worker name, people separation of duties excludes) for each worker that could
+    ask under `role`: workers whose default role it is, and unexpired tokens with it.
+    Answers apps.policies.approvers' question (plugged in by apps.workers.apps)."""
+    subjects: dict[tuple[int, str], set[int]] = {}
+    for worker in Worker.objects.for_organization(organization).filter(
+        default_role=role, status="active"
+    ):
+        subjects[(worker.pk, "")] = worker.separation_of_duties_ids()
+    tokens = (
+        WorkerToken.objects.for_organization(organization)
+        .filter(
+            role=role,
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            worker__status="active",
+        )
+        .select_related("worker")
+    )
+    for token in tokens:
+        subjects[(token.worker_id, token.public_id)] = token.separation_of_duties_ids()
+    workers = Worker.objects.for_organization(organization).filter(pk__in={k[0] for k in subjects})
+    names = {w.pk: w.name for w in workers}
+    seen: set[tuple[str, frozenset[int]]] = set()
+    out = []
+    for (worker_id, _token), excluded in subjects.items():
+        entry = (names[worker_id], frozenset(excluded))
+        if entry not in seen:
+            seen.add(entry)
+            out.append((names[worker_id], excluded))
+    return out
+
+
+def worker_of(organization: Any, worker_id: int) -> Worker | None:
+    """The organization's worker with this id, or None: apps.policies.least_privilege asks
+    (plugged in by apps.workers.apps)."""
+    return Worker.objects.for_organization(organization).filter(pk=worker_id).first()

@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from apps.audit import filters as audit_filters
 from apps.connections import selectors as connection_selectors
 from apps.core.ports import Port
+from apps.policies import approvers, least_privilege
 from apps.policies import selectors as policy_selectors
 from apps.providers import services as provider_services
 from apps.workers import selectors as worker_selectors
@@ -31,3 +32,5 @@ def test_the_owners_answer_once_the_apps_are_ready() -> None:
     assert audit_filters.IDS_NAMED["connection"]._answer is (
         connection_selectors.connection_ids_named
     )
+    assert approvers._role_subjects._answer is worker_selectors.role_subjects
+    assert least_privilege.worker_of._answer is worker_selectors.worker_of
