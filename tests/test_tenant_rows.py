@@ -29,14 +29,12 @@ KNOWN = Counter(
         ("apps/approvals/api.py", "Approval"): 1,
         ("apps/approvals/views.py", "Approval"): 1,
         ("apps/approvals/views.py", "ApprovalSettings"): 1,
-        ("apps/connections/api.py", "ProviderApp"): 2,
         ("apps/connections/gateway/api.py", "McpTool"): 2,
         ("apps/connections/gateway/views.py", "Connection"): 1,
         ("apps/connections/gateway/views.py", "McpTool"): 2,
         ("apps/connections/views.py", "Connection"): 3,
         ("apps/connections/views.py", "ProviderApp"): 5,
         ("apps/dashboard/views.py", "Membership"): 1,
-        ("apps/policies/api.py", "Role"): 1,
         ("apps/policies/views.py", "Connection"): 1,
         ("apps/policies/views.py", "McpTool"): 1,
         ("apps/policies/views.py", "Role"): 1,
@@ -46,8 +44,6 @@ KNOWN = Counter(
         ("apps/review/views.py", "AuditExport"): 3,
         ("apps/review/views.py", "AuditSigningKeypair"): 2,
         ("apps/review/views.py", "AuditSink"): 1,
-        ("apps/workers/api.py", "Worker"): 1,
-        ("apps/workers/api.py", "WorkerToken"): 3,
         ("apps/workers/views.py", "WorkerToken"): 3,
     }
 )
