@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: cluster cluster-smoke cluster-tools run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap clean
+.PHONY: chaos chaos-smoke cluster cluster-smoke cluster-tools run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap clean
 
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
@@ -101,6 +101,15 @@ cluster: venv-run cluster-tools
 ## CI: start the cluster, call through node A, revoke through node B, stop.
 cluster-smoke: venv cluster-tools
 	PORT=$(PORT) $(BIN)/python scripts/cluster.py --smoke
+
+## Faults under load on the cluster (kill -9 a web node and the workers, restart Redis,
+## PgBouncer and PostgreSQL), then what was lost: a table, exit 1 if anything was.
+chaos: venv-run cluster-tools
+	$(BIN)/python scripts/chaos.py
+
+## CI: the same run with short phases.
+chaos-smoke: venv cluster-tools
+	$(BIN)/python scripts/chaos.py --phase 3 --clients 2
 
 ## Start the whole product: embedded PostgreSQL (var/pgdata) + web + worker + scheduler.
 ## No Redis needed. Writes the development environment to var/dev.env.

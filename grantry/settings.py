@@ -320,6 +320,14 @@ if CELERY_BROKER_URL == "filesystem://":
         # kombu's broadcast (pidbox) files: default ./control in the working directory.
         "control_folder": str(VAR_DIR / "celery-control"),
     }
+else:
+    # Redis: a task taken by a worker that dies (kill -9, OOM) goes back to the queue
+    # after this many seconds (kombu's default is an hour). Longer than the longest
+    # task (CELERY_TASK_TIME_LIMIT) and retry countdown (600 s), so no live task is
+    # handed out twice; tasks are safe to run twice anyway (docs/operations.md).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=660)
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -396,6 +404,9 @@ GRANTRY_METRICS_TOKEN = env.str("GRANTRY_METRICS_TOKEN", default="")
 # Outbound HTTP may reach loopback only when this is on (development, tests).
 GRANTRY_EGRESS_ALLOW_LOOPBACK = env.bool("GRANTRY_EGRESS_ALLOW_LOOPBACK", default=DEBUG)
 GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
+# A call's outcome event that fails to write after the upstream answered is tried again
+# for this long (apps/broker/pipeline/steps.py), then the answer is withheld (502).
+GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS = env.float("GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS", default=10.0)
 GRANTRY_EGRESS_MAX_RESPONSE_BYTES = env.int("GRANTRY_EGRESS_MAX_RESPONSE_BYTES", default=5_000_000)
 # OpenAPI import (apps.providers.openapi): the largest document, the most operations drafted
 # at once, and the bounds of each reading in its child process (wall and CPU seconds, memory).

@@ -75,20 +75,62 @@ def wait_http(url: str, seconds: float, processes: dict[str, subprocess.Popen[by
     raise RuntimeError(f"{url} did not answer 200 within {seconds:.0f} s")
 
 
-def haproxy_config(port: int, nodes: list[int]) -> str:
+# What HAProxy itself answers, in Grantry's error body: no node can take the request
+# (503, safe to retry), or the node that took it died before answering (502: the call
+# may have run, so a write must not be repeated blindly).
+_LB_ERRORS = {
+    503: (
+        "Service Unavailable",
+        "Retry-After: 5\r\n",
+        "no_node_available",
+        "No Grantry node can take the request right now; nothing was done. Try again "
+        "after Retry-After seconds.",
+    ),
+    502: (
+        "Bad Gateway",
+        "",
+        "node_failed",
+        "The Grantry node serving this request stopped before it answered; the call may "
+        "have run. Check its effect (the audit trail has its attempt) before you repeat "
+        "a write.",
+    ),
+}
+
+
+def haproxy_errorfile(status: int) -> str:
+    reason, extra, code, message = _LB_ERRORS[status]
+    body = json.dumps({"error": {"code": code, "message": message, "details": {}}})
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{extra}"
+        f"Cache-Control: no-store\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+
+
+def haproxy_config(port: int, nodes: list[int], errors: Path) -> str:
     servers = "\n".join(
         f"  server web{n} 127.0.0.1:{node} check inter 1s fall 2 rise 1"
         for n, node in enumerate(nodes, 1)
     )
+    files = ""
+    for status in _LB_ERRORS:
+        (errors / f"{status}.http").write_text(haproxy_errorfile(status))
+        files += f"  errorfile {status} {errors / f'{status}.http'}\n"
     return (
         "global\n  maxconn 4096\n"
         "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n"
         "  timeout server 60s\n  option forwardfor\n"
+        # A connection refused by a dead node is tried on the other (nothing was sent:
+        # safe for writes); a request a node took and then lost is not retried.
+        "  retries 3\n  option redispatch 1\n  retry-on conn-failure\n"
+        f"{files}"
         f"frontend grantry\n  bind 127.0.0.1:{port}\n  default_backend web\n"
         "backend web\n  balance roundrobin\n"
-        # Readiness: a node whose PostgreSQL or broker is down leaves the rotation.
+        # Liveness, not readiness: a shared dependency that is down (Redis, PostgreSQL)
+        # must not take every node out; the nodes answer 503 with Retry-After for the
+        # calls that need it and serve the rest.
         "  option httpchk\n"
-        "  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost\n"
+        "  http-check send meth GET uri /healthz?checks=0 ver HTTP/1.1 hdr Host localhost\n"
         "  http-check expect status 200\n"
         f"{servers}\n"
     )
@@ -107,6 +149,7 @@ class Cluster:
     redis_url: str = ""
     bouncer: PgBouncer | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    specs: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -116,7 +159,8 @@ class Cluster:
         return f"http://127.0.0.1:{self.nodes[n]}"
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        log = (self.workdir / f"{name}.log").open("wb")
+        self.specs[name] = (argv, env)
+        log = (self.workdir / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(  # fixed argv
             argv,
             cwd=ROOT,
@@ -174,12 +218,24 @@ class Cluster:
                 env,
             )
         config = self.workdir / "haproxy.cfg"
-        config.write_text(haproxy_config(self.port, self.nodes))
+        config.write_text(haproxy_config(self.port, self.nodes, self.workdir))
         self._spawn("haproxy", [HAPROXY, "-f", str(config), "-db"], env)
         for n in range(len(self.nodes)):
             wait_http(f"{self.node(n)}/healthz", 120, self.children)
         wait_http(f"{self.base}/healthz", 30, self.children)
         return self
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and everything it started (granian's workers too)."""
+        child = self.children[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+    def respawn(self, name: str) -> None:
+        """Start a killed process again as it was started."""
+        argv, env = self.specs[name]
+        self._spawn(name, argv, env)
 
     def stop(self) -> None:
         stop_children(self.children, [False])

@@ -113,7 +113,7 @@ class PgBouncer:
         query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("host="))
         return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
-    def stop(self) -> None:
+    def _terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -121,6 +121,14 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def restart(self) -> PgBouncer:
+        """Stop and start again on the same port (every client connection is cut)."""
+        self._terminate()
+        return self.start()
+
+    def stop(self) -> None:
+        self._terminate()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> PgBouncer:

@@ -5,6 +5,7 @@ the test database, with calls spread over both nodes:
 * a revoke through node A stops the token on node B: no upstream request after the
   revoke returns, while an agent hammers node B (the agent plays the attacker);
 * a quota of 5 gives exactly 5 of 20 parallel calls over both nodes;
+* a rate limit of 5 a minute gives exactly 5 of 20 parallel calls over both nodes;
 * an approved call re-sent to both nodes at once runs once;
 * MCP clients (the official SDK, both protocol generations) work through the load
   balancer whichever node answers.
@@ -135,6 +136,33 @@ def test_a_quota_of_five_gives_five_of_twenty_parallel_calls_over_both_nodes(
         "quota": {"limit": 5, "per": "day"},
     }
     agent = make_agent(org, rules=[rule])
+    before = len(upstream.requests)
+    bases = [cluster.node(n % 2) for n in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(
+            pool.map(
+                lambda base: execute(base, agent.raw, "sandbox.list_projects", {"input": {}}), bases
+            )
+        )
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [200] * 5 + [429] * 15
+    assert len(upstream.requests) - before == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rate_limit_holds_across_nodes(
+    cluster: Cluster, upstream: RecordingUpstream, org: Organization
+) -> None:
+    rule = {
+        "kind": "action",
+        "provider_key": "sandbox",
+        "action_pattern": "sandbox.list_projects",
+        "rate_limit_per_minute": 5,
+    }
+    agent = make_agent(org, rules=[rule])
+    # The limit counts in fixed one-minute windows: start well inside one.
+    while time.time() % 60 > 45:
+        time.sleep(0.5)
     before = len(upstream.requests)
     bases = [cluster.node(n % 2) for n in range(20)]
     with ThreadPoolExecutor(max_workers=20) as pool:

@@ -8,8 +8,11 @@ import logging
 import time
 from typing import Any
 
+from django.conf import settings
+from django.db import connection as db_connection
 from django.db import transaction
 
+from apps.audit.exceptions import AuditUnavailable
 from apps.audit.models import Decision, Outcome
 from apps.broker.pipeline.call import (
     AUDIT_FAILURES,
@@ -63,8 +66,7 @@ def run(call: AgentCall) -> BrokerResult:
     sent = time.monotonic()
     result = _send(call, upstream) if isinstance(upstream, Upstream) else upstream.send(call)
     call.upstream_seconds = time.monotonic() - sent
-    _outcome(call, result)
-    return result
+    return _outcome(call, result)
 
 
 def _approval_not_needed(call: AgentCall, chosen: Chosen) -> BrokerResult:
@@ -333,10 +335,13 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
     return upstream_answer(response, provider_key)
 
 
-def _outcome(call: AgentCall, result: BrokerResult) -> None:
+def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
     """Record the outcome in one statement that commits without waiting for the WAL
-    flush and gives the leases back. A failure here is logged loudly and does not
-    turn a completed upstream call into an error the agent might retry."""
+    flush. The call already went upstream, so a failed write is tried again on a fresh
+    database connection for up to GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS (PgBouncer or
+    PostgreSQL restarting); if it still fails, the upstream's answer is withheld
+    (502 `outcome_unrecorded`: no success without its audit record) and the attempt,
+    already durable, stays in the trail."""
     error = result.error
     if error is None:
         outcome = Outcome.SUCCESS if (result.upstream_status or 0) < 400 else Outcome.FAILURE
@@ -344,19 +349,29 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
             outcome = Outcome.FAILURE  # the tool said its call failed
     else:
         outcome = Outcome.ERROR if error.status >= 500 else Outcome.FAILURE
-    try:
-        call.record(
-            outcome=outcome,
-            decision=Decision.ALLOWED,
-            reason=error.message if error else "",
-            upstream_status=result.upstream_status,
-            latency_ms=int((time.monotonic() - call.started) * 1000),
-            extra={"error": error.code} if error else None,
-            last=True,
-            wait_for_flush=False,
-        )
-    except AUDIT_FAILURES:
-        logger.exception("audit outcome write failed after the upstream call; attempt is recorded")
+    deadline = time.monotonic() + settings.GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS
+    pause = 0.1
+    while True:
+        try:
+            if call.record(
+                outcome=outcome,
+                decision=Decision.ALLOWED,
+                reason=error.message if error else "",
+                upstream_status=result.upstream_status,
+                latency_ms=int((time.monotonic() - call.started) * 1000),
+                extra={"error": error.code} if error else None,
+                last=True,
+                wait_for_flush=False,
+            ):
+                break
+            raise AuditUnavailable  # nothing written: never a success without its event
+        except AUDIT_FAILURES:
+            if time.monotonic() + pause > deadline or db_connection.in_atomic_block:
+                logger.exception("audit outcome write failed after the upstream call")
+                return _unrecorded(call, result)
+            db_connection.close()  # a broken connection: the next try opens a new one
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
     connection = call.connection
     if connection is not None:
         from apps.connections.services import connection_mark_used
@@ -366,3 +381,16 @@ def _outcome(call: AgentCall, result: BrokerResult) -> None:
             connection_mark_used(connection_id=connection.pk, last_used_at=connection.last_used_at)
         except AUDIT_FAILURES:
             logger.exception("could not record the connection's last use")
+    return result
+
+
+def _unrecorded(call: AgentCall, result: BrokerResult) -> BrokerResult:
+    where = call.provider_key or "the upstream"
+    answered = f" (it answered {result.upstream_status})" if result.upstream_status else ""
+    return fail(
+        502,
+        "outcome_unrecorded",
+        f"The call reached {where}{answered}, but Grantry could not record its outcome, "
+        "so its answer is withheld. The attempt is in the audit trail. Check the call's "
+        "effect before you repeat a write.",
+    )

@@ -411,24 +411,45 @@ def test_proxy_needs_a_matching_rule(
     assert upstream.requests == []
 
 
-def test_a_failed_outcome_write_does_not_hide_a_completed_call(
-    client: Client, agent: Agent, upstream: RecordingUpstream
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_outcome_write_is_tried_again_then_the_answer_is_withheld(
+    client: Client, agent: Agent, upstream: RecordingUpstream, settings: Settings
 ) -> None:
+    """No success without its audit record (issue 28's chaos run found 2xx answers whose
+    outcome was lost while PgBouncer restarted): a failed outcome write is tried again on
+    a new connection; if the store stays down the upstream's answer is withheld."""
     from apps.audit.services import audit_record as real
 
-    def failing(**kwargs: Any) -> Any:
+    failures = {"left": 2}
+
+    def flaky(**kwargs: Any) -> Any:
+        if kwargs["action"] == "broker.execute" and failures["left"]:
+            failures["left"] -= 1
+            raise DatabaseError("audit store restarting")
+        return real(**kwargs)
+
+    with mock.patch("apps.broker.pipeline.call.audit_record", side_effect=flaky):
+        response = post(client, agent, "sandbox.list_projects", {"input": {}})
+    assert response.status_code == 200
+    assert failures["left"] == 0
+    assert [e.action for e in broker_events()] == ["broker.execute.attempt", "broker.execute"]
+
+    settings.GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS = 0.5
+
+    def down(**kwargs: Any) -> Any:
         if kwargs["action"] == "broker.execute":
             raise DatabaseError("audit store down")
         return real(**kwargs)
 
-    with mock.patch("apps.broker.pipeline.call.audit_record", side_effect=failing):
-        response = post(client, agent, "sandbox.list_projects", {"input": {}})
-
-    # The upstream call happened: the agent gets its answer (a retry could duplicate a
-    # write), and the attempt is on record.
-    assert response.status_code == 200
-    assert len(upstream.requests) == 1
-    assert [e.action for e in broker_events()] == ["broker.execute.attempt"]
+    with mock.patch("apps.broker.pipeline.call.audit_record", side_effect=down):
+        withheld = post(client, agent, "sandbox.list_projects", {"input": {}})
+    # The upstream call happened once and its attempt is on record; the agent is told
+    # so, and gets no success the trail cannot show.
+    assert withheld.status_code == 502
+    assert withheld.json()["error"]["code"] == "outcome_unrecorded"
+    assert "it answered 200" in withheld.json()["error"]["message"]
+    assert len(upstream.requests) == 2
+    assert [e.action for e in broker_events()][2:] == ["broker.execute.attempt"]
 
 
 def test_another_organization_cannot_proxy_through_my_connection(
