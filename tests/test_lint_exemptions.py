@@ -35,7 +35,6 @@ C901_EXEMPT = {
     ("apps/connections/services/connect.py", "connection_oauth_complete"),
     ("apps/connections/views.py", "post"),
     ("apps/core/egress/__init__.py", "egress_request"),
-    ("apps/core/egress/guard.py", "_address_refusal"),
     ("apps/core/tests/test_egress.py", "do_GET"),
     ("apps/organizations/services.py", "organization_update"),
     ("apps/policies/services.py", "role_update"),
