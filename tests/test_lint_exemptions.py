@@ -28,7 +28,6 @@ C901_EXEMPT = {
     ("apps/approvals/services/calls.py", "_claim_refusal"),
     ("apps/audit/offline.py", "_check_checkpoint"),
     ("apps/audit/services/sinks.py", "audit_sink_create"),
-    ("apps/audit/services/sinks.py", "audit_sink_deliver"),
     ("apps/audit/verify.py", "verify_chains"),
     ("apps/audit/writer.py", "audit_record"),
     ("apps/broker/mcp.py", "mcp_endpoint"),
