@@ -35,7 +35,6 @@ C901_EXEMPT = {
     ("apps/connections/views.py", "post"),
     ("apps/core/egress/__init__.py", "egress_request"),
     ("apps/core/tests/test_egress.py", "do_GET"),
-    ("apps/policies/services.py", "role_update"),
     ("apps/policies/validation.py", "_clean_constraints"),
     ("apps/policies/validation.py", "_clean_rule"),
     ("cli/grantry_cli/clients.py", "client_for"),
