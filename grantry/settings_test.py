@@ -42,8 +42,8 @@ _RUN += os.environ.get("PYTEST_XDIST_WORKER", "")
 os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"grantry-test-{_RUN}"
 os.environ["CACHE_KEY_PREFIX"] = f"grantry-test-{_RUN}"
 
-from grantry.settings import *  # noqa: E402,F403
-from grantry.settings import DATABASES, STORAGES  # noqa: E402
+from grantry.settings import *  # noqa: E402,F403 - the override: after the environment above
+from grantry.settings import DATABASES, STORAGES  # noqa: E402 - as above
 
 # A shorter send window keeps the revocations of tests quick (servers inherit it).
 GRANTRY_SEND_WINDOW = float(os.environ.get("GRANTRY_SEND_WINDOW", "1.0"))
@@ -78,7 +78,7 @@ STORAGES = {
 SECURE_HSTS_SECONDS = 0
 SECURE_SSL_REDIRECT = False
 DEBUG = False
-os.makedirs(STATIC_ROOT, exist_ok=True)  # noqa: F405 (whitenoise warns on a missing root)
+os.makedirs(STATIC_ROOT, exist_ok=True)  # noqa: F405 - whitenoise warns on a missing root
 # The real MCP servers of the gateway tests, installed by `make mcp-servers` from
 # tests/data/mcp-servers (an integrity-checked npm lock): nothing is fetched at run time.
 GRANTRY_MCP_NPM_PREFIX = str(_VAR_DIR / "mcp-servers")

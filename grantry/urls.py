@@ -52,7 +52,7 @@ urlpatterns = [
     ),
     path("api/v1/", include("apps.workers.agent_urls")),
     path("api/v1/", include("apps.approvals.agent_urls")),
-    path("api/v1/orgs/<slug:org_slug>/", include("apps.organizations.api_urls")),
+    path("api/v1/orgs/<slug:org_slug>/", include("grantry.api_urls")),
     path("o/<slug:org_slug>/", include("apps.organizations.urls")),
     path("o/<slug:org_slug>/connections/", include("apps.connections.urls")),
     # The one fixed OAuth redirect URI every provider app registers (connections).

@@ -75,6 +75,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.pgbouncer import BINARY as PGBOUNCER_BINARY
@@ -128,7 +129,7 @@ def apt_install(package: str) -> bool:
         return False
     log(f"installing Debian package {package} …")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     if subprocess.call(["apt-get", "install", "-y", "-q", package], **quiet) != 0:
         subprocess.call(["apt-get", "update", "-q"], **quiet)
         if subprocess.call(["apt-get", "install", "-y", "-q", package], **quiet) != 0:
@@ -375,7 +376,7 @@ def seed() -> None:
     print(json.dumps({"token": raw, "connection": connection.name}))
 
 
-def seed_mcp(org: object, url: str) -> dict[str, object]:
+def seed_mcp(org: Any, url: str) -> dict[str, object]:
     """An MCP connection to the bench's server-everything with `echo` approved; the
     rule that allows it."""
     from apps.connections.gateway.services import HttpServer, mcp_connection_create
@@ -385,7 +386,7 @@ def seed_mcp(org: object, url: str) -> dict[str, object]:
 
     Connection.objects.filter(organization=org, name="bench").delete()
     mcp, _ = mcp_connection_create(
-        organization=org,  # type: ignore[arg-type]
+        organization=org,
         name="bench",
         server=HttpServer(url=url, auth="api_key", secret="bench-mcp-credential"),
     )

@@ -41,6 +41,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +158,7 @@ CONFIG_ACTIONS = [
 PROVIDERS = ["github", "linear", "slack", "gdrive", "jira", "notion", "sandbox", "hubspot"]
 
 
-def seed() -> dict[str, object]:
+def seed() -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -250,7 +251,7 @@ def load_part(
     from apps.audit.chain import GENESIS_HASH, chain_key_for, event_hash
 
     rng = random.Random(6 + part)
-    state = {oid: [0, GENESIS_HASH] for oid in org_ids}
+    state: dict[int, list[Any]] = {oid: [0, GENESIS_HASH] for oid in org_ids}
     start = datetime.now(UTC) - timedelta(days=30)
     step = timedelta(days=30) / max(count, 1)
     org_choices = [rng.choice(org_ids) for _ in range(min(count, 1_000_000))]
@@ -342,7 +343,7 @@ def _event(
     }  # fmt: skip
 
 
-def seed_lists(org) -> float:
+def seed_lists(org: Any) -> float:
     """LIST_ROLES roles with two rules each and LIST_WORKERS workers with one token each."""
     from datetime import UTC as _UTC
 
@@ -395,7 +396,7 @@ def seed_lists(org) -> float:
     return time.monotonic() - t
 
 
-def lists(org, user) -> list[tuple[str, float, float, int]]:
+def lists(org: Any, user: Any) -> list[tuple[str, float, float, int]]:
     """Request p50/p95 and HTML size of the workers and roles list pages."""
     from django.test import Client
     from django.urls import reverse
@@ -407,13 +408,13 @@ def lists(org, user) -> list[tuple[str, float, float, int]]:
     client.force_login(user)
     workers = reverse("workers:list", kwargs={"org_slug": org.slug})
     roles = reverse("policies:list", kwargs={"org_slug": org.slug})
-    mid_worker = (
+    worker_ids = (
         Worker.objects.filter(organization=org).order_by("name").values_list("pk", flat=True)
     )
-    mid_worker = mid_worker[max(0, mid_worker.count() // 2)] if mid_worker.exists() else 0
-    mid_role = Role.objects.filter(organization=org).order_by("name").values_list("pk", flat=True)
-    mid_role = mid_role[max(0, mid_role.count() // 2)] if mid_role.exists() else 0
-    cases = [
+    mid_worker = worker_ids[max(0, worker_ids.count() // 2)] if worker_ids.exists() else 0
+    role_ids = Role.objects.filter(organization=org).order_by("name").values_list("pk", flat=True)
+    mid_role = role_ids[max(0, role_ids.count() // 2)] if role_ids.exists() else 0
+    cases: list[tuple[str, str, dict[str, Any]]] = [
         ("workers: first page", workers, {}),
         ("workers: middle page (after=<id>)", workers, {"after": mid_worker}),
         ("workers: previous page (before=<id>)", workers, {"before": mid_worker}),
@@ -440,7 +441,7 @@ def lists(org, user) -> list[tuple[str, float, float, int]]:
 # --- measurements --------------------------------------------------------------
 
 
-def browse(org, user) -> list[tuple[str, float, float, str]]:
+def browse(org: Any, user: Any) -> list[tuple[str, float, float, float, str]]:
     from django.test import Client
     from django.urls import reverse
 
@@ -460,7 +461,7 @@ def browse(org, user) -> list[tuple[str, float, float, str]]:
         .values_list("actor_label", flat=True)
         .first()
     )
-    cases = [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("no filter (newest page)", {}),
         ("deep page (before=<middle id>)", {"before": middle}),
         ("decision=denied", {"decision": "denied"}),
@@ -486,7 +487,7 @@ def browse(org, user) -> list[tuple[str, float, float, str]]:
         form = AuditFilterForm(data={k: str(v) for k, v in params.items() if k != "before"})
         assert form.is_valid(), form.errors
 
-        def page_query(form=form, params=params):
+        def page_query(form: Any = form, params: dict[str, Any] = params) -> Any:
             qs = form.filter(events)  # includes the time range's id-bound lookups
             if "before" in params:
                 qs = qs.filter(id__lt=params["before"])
@@ -523,7 +524,7 @@ def _p(values: list[float], pct: int) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
-def export(org, user, fmt: str = "jsonl") -> dict[str, float]:
+def export(org: Any, user: Any, fmt: str = "jsonl") -> dict[str, Any]:
     from django.test import Client
     from django.urls import reverse
 
@@ -550,8 +551,8 @@ def export(org, user, fmt: str = "jsonl") -> dict[str, float]:
     t = time.perf_counter()
     response = client.get(url, {"end": last.isoformat()})
     lines = size = 0
-    quarter_rss = []
-    for piece in response.streaming_content:
+    quarter_rss: list[float] = []
+    for piece in response.streaming_content:  # type: ignore[attr-defined]  # a FileResponse
         size += len(piece)
         lines += piece.count(b"\n")
         if lines and len(quarter_rss) < 4 and lines >= (len(quarter_rss) + 1) * rows_wanted / 4:

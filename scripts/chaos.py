@@ -48,8 +48,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make `scripts.` importable
 
-from scripts.cluster import BIN, Cluster, free_port  # noqa: E402
-from scripts.run_dev import dev_environment  # noqa: E402
+from scripts.cluster import BIN, Cluster, free_port  # noqa: E402 - after the sys.path line
+from scripts.run_dev import dev_environment  # noqa: E402 - after the sys.path line
 
 
 class RecordingSaaS:

@@ -39,8 +39,8 @@ from urllib.parse import parse_qs, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make `scripts.` importable
 
-from scripts.pgbouncer import PgBouncer  # noqa: E402
-from scripts.run_dev import (  # noqa: E402
+from scripts.pgbouncer import PgBouncer  # noqa: E402 - after the sys.path line
+from scripts.run_dev import (  # noqa: E402 - after the sys.path line
     BIN,
     _own_group_and_die_with_parent,
     dev_environment,

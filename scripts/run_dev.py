@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make `scripts.` importable
 
-from scripts.embedded_postgres import Embedded, start  # noqa: E402
+from scripts.embedded_postgres import Embedded, start  # noqa: E402 - after the sys.path line
 
 BIN = Path(sys.executable).parent
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for every child's process group

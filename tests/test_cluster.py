@@ -42,7 +42,7 @@ from apps.broker.tests.upstream import RecordingUpstream
 from apps.connections.models import Connection
 
 # The connections app's fixtures: a real OAuth connection to the Sandbox.
-from apps.connections.tests.conftest import (  # noqa: F401
+from apps.connections.tests.conftest import (  # noqa: F401 - fixtures pytest finds by name
     admin_client,
     connected,
     sandbox,

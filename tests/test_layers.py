@@ -9,21 +9,15 @@ is either removed (move the caller up, or the piece down) or added here on purpo
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (module, app label it reaches above its own layer; "*": a label chosen at run time)
-KNOWN_UPWARD_LOOKUPS = {
-    ("apps.audit.charts", "workers"),  # worker names on the charts
-    ("apps.audit.filters", "*"),  # filter by worker or connection name
-    ("apps.audit.selectors", "*"),  # an event's target, by its model label
-    ("apps.connections.selectors", "policies"),  # who can use a connection (confirmations)
-    ("apps.connections.selectors", "workers"),
-    ("apps.policies.selectors", "workers"),  # the workers a role governs (confirmations)
-    ("apps.providers.services", "connections"),  # a provider with live connections stays
-}
+# (module, app label it reaches above its own layer; "*": a label chosen at run time). Empty:
+# a lower layer that needs a higher one's answer declares a port (apps/core/ports.py).
+KNOWN_UPWARD_LOOKUPS: set[tuple[str, str]] = set()
 
 
 def layer_ranks() -> dict[str, int]:
@@ -90,3 +84,61 @@ def test_the_check_sees_an_upward_lookup_and_only_that(tmp_path: Path) -> None:
         'from django.apps import apps\nB = apps.get_model("broker", "Anything")\n'
     )
     assert upward_lookups(tmp_path) == {("apps.audit.names", "workers"), ("apps.core.any", "*")}
+
+
+# URL names point at a URLconf's app (its `app_name`); naming a page of an app above is an
+# upward reference import-linter cannot see either. (module, URL name) still doing it: none.
+KNOWN_UPWARD_URL_NAMES: set[tuple[str, str]] = set()
+# Strings that look like a URL name and are not one.
+NOT_URL_NAMES = {("apps.core.confirm", "dashboard:undo")}  # a session key
+
+
+def url_namespaces(root: Path = ROOT) -> dict[str, str]:
+    """URL namespace -> the app whose URLconf declares it."""
+    found = {}
+    for path in (root / "apps").glob("*/*urls*.py"):
+        for match in re.finditer(r'^app_name = "([a-z_]+)"', path.read_text(), re.MULTILINE):
+            found[match.group(1)] = path.parent.name
+        for match in re.finditer(r'\(\w+, "([a-z_]+)"\)', path.read_text()):
+            found.setdefault(match.group(1), path.parent.name)
+    return found
+
+
+def upward_url_names(root: Path = ROOT) -> set[tuple[str, str]]:
+    ranks = layer_ranks()
+    namespaces = url_namespaces(root)
+    if not namespaces:
+        return set()
+    alternatives = "|".join(map(re.escape, namespaces))
+    name = re.compile(rf"({alternatives}):[a-z_-]+")
+    found = set()
+    for path in sorted((root / "apps").rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if "tests" in parts or "migrations" in parts:
+            continue
+        module = ".".join(p for p in parts if p != "__init__")
+        app = parts[1]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and name.fullmatch(node.value)
+            ):
+                target = namespaces[node.value.split(":")[0]]
+                if target in ranks and app in ranks and ranks[target] < ranks[app]:
+                    found.add((module, node.value))
+    return found - NOT_URL_NAMES
+
+
+def test_upward_url_names_are_the_known_ones() -> None:
+    assert upward_url_names() == KNOWN_UPWARD_URL_NAMES
+
+
+def test_the_check_sees_an_upward_url_name(tmp_path: Path) -> None:
+    (tmp_path / "apps" / "workers").mkdir(parents=True)
+    (tmp_path / "apps" / "workers" / "urls.py").write_text('app_name = "workers"\n')
+    (tmp_path / "apps" / "audit").mkdir()
+    (tmp_path / "apps" / "audit" / "urls.py").write_text('app_name = "audit"\n')
+    (tmp_path / "apps" / "audit" / "links.py").write_text('U = reverse("workers:detail")\n')
+    (tmp_path / "apps" / "workers" / "links.py").write_text('U = reverse("audit:list")\n')
+    assert upward_url_names(tmp_path) == {("apps.audit.links", "workers:detail")}

@@ -26,7 +26,7 @@ FIELDS = (
 
 
 @admin.register(PersonalAPIToken)
-class PersonalAPITokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PersonalAPITokenAdmin(admin.ModelAdmin):
     list_display = ("name", "public_id", "user", "organization", "expires_at", "revoked_at")
     search_fields = ("public_id", "name", "user__email", "organization__slug")
     fields = FIELDS

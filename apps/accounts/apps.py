@@ -9,6 +9,6 @@ class AccountsConfig(AppConfig):
         # Connect the audit receivers for login, logout, MFA and passwords.
         # And the receiver that revokes a removed member's personal tokens.
         from apps.accounts import (
-            events,  # noqa: F401
-            services,  # noqa: F401
+            events,  # noqa: F401 - imported for its signal receivers
+            services,  # noqa: F401 - imported for its signal receivers
         )

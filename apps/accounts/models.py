@@ -14,30 +14,22 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apps.core.models import TenantModel, TenantQuerySet, organization_key
+from apps.core.models import IssuedToken, IssuedTokenQuerySet, organization_key
 
 
-class PersonalAPITokenQuerySet(TenantQuerySet["PersonalAPIToken"]):
+class PersonalAPITokenQuerySet(IssuedTokenQuerySet["PersonalAPIToken"]):
     def for_user(self, user: Any) -> PersonalAPITokenQuerySet:
         return self.filter(user=user)
 
-    def usable(self, *, now: datetime | None = None) -> PersonalAPITokenQuerySet:
-        return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
 
-
-class PersonalAPIToken(TenantModel):
+class PersonalAPIToken(IssuedToken):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens"
     )
     organization = organization_key(related_name="personal_tokens")
     created_by = None  # the token's `user` minted it
     name = models.CharField(max_length=100, help_text="What this token is for.")
-    public_id = models.CharField(max_length=32, unique=True, editable=False)
-    digest = models.CharField(max_length=64, unique=True, editable=False)
-    last4 = models.CharField(max_length=4, editable=False)
-    expires_at = models.DateTimeField()
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    # public_id, digest, last4, expires_at, revoked_at, last_used_at: IssuedToken's.
 
     objects = PersonalAPITokenQuerySet.as_manager()
 
@@ -51,7 +43,7 @@ class PersonalAPIToken(TenantModel):
         return f"<PersonalAPIToken {self.public_id} user={self.user_id} org={self.organization_id}>"
 
     def is_usable(self, now: datetime | None = None) -> bool:
-        return self.revoked_at is None and self.expires_at > (now or timezone.now())
+        return not self.is_revoked() and not self.is_expired(now)
 
     @property
     def status(self) -> str:

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -23,6 +22,7 @@ from apps.audit.services import audit_record
 from apps.core.tokens import (
     DEFAULT_TOKEN_DAYS,
     generate_token,
+    last_used_touch,
     leaked_token_email,
     max_token_days,
     new_public_id,
@@ -30,8 +30,6 @@ from apps.core.tokens import (
 )
 from apps.organizations.models import Membership, Organization
 from apps.organizations.signals import membership_removed
-
-LAST_USED_THROTTLE = timedelta(seconds=60)
 
 
 def _target(token: PersonalAPIToken) -> dict[str, Any]:
@@ -147,14 +145,5 @@ def personal_token_leaked(
 
 
 def personal_token_touch(*, token: PersonalAPIToken, now: datetime | None = None) -> bool:
-    """Last use, written at most once a minute per token (see workers.services.token_touch)."""
-    now = now or timezone.now()
-    cutoff = now - LAST_USED_THROTTLE
-    if token.last_used_at is not None and token.last_used_at >= cutoff:
-        return False
-    updated = (
-        PersonalAPIToken.objects.filter(pk=token.pk)
-        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
-        .update(last_used_at=now)
-    )
-    return bool(updated)
+    """Last use, written at most once a minute per token (apps.core.tokens.last_used_touch)."""
+    return last_used_touch(PersonalAPIToken, pk=token.pk, last_used_at=token.last_used_at, now=now)

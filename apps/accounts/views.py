@@ -53,7 +53,7 @@ class PersonalTokenForm(forms.Form):
         ).order_by("name")
 
 
-class PersonalTokenListView(LoginRequiredMixin, KeysetListMixin, FormView):  # type: ignore[type-arg]
+class PersonalTokenListView(LoginRequiredMixin, KeysetListMixin, FormView):
     template_name = "accounts/tokens/list.html"
     keyset_order = "id"
     keyset_descending = True

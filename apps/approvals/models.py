@@ -158,6 +158,8 @@ class Approval(TenantModel):
 
 
 class ApprovalDecision(models.Model):
+    # Owned through its approval's organization (apps.core.models.tenant_rows).
+    tenant_through = "approval"
     approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="decisions")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
@@ -211,6 +213,9 @@ class ApprovalWebhookEvent(models.Model):
     (so it says what was true then), delivered in order with the approval's other
     events by apps.approvals.notify.deliver_webhook."""
 
+    # Owned through its approval's organization (apps.core.models.tenant_rows).
+    tenant_through = "approval"
+
     approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="webhook_events")
     event = models.CharField(max_length=40)
     payload = models.JSONField()
@@ -238,6 +243,9 @@ class ApprovalWebhookEvent(models.Model):
 class ApprovalLink(models.Model):
     """A signed, single-use, expiring link in an approver's email. Opening it (while
     logged in as that approver) leads to the approval's page; it never decides."""
+
+    # Owned through its approval's organization (apps.core.models.tenant_rows).
+    tenant_through = "approval"
 
     approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="links")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

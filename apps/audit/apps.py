@@ -13,7 +13,7 @@ class AuditConfig(AppConfig):
 
 
 def check_audit_fields(
-    app_configs: Any = None,  # noqa: ARG001  Django's check framework passes it by name
+    app_configs: Any = None,  # noqa: ARG001 - Django's check framework passes it by name
     **kwargs: Any,
 ) -> list[checks.CheckMessage]:
     """The one list of audit fields must keep every existing chain verifiable."""

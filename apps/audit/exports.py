@@ -58,7 +58,7 @@ _PG_LINE = "json_build_object({})::text".format(
 
 def jsonl_lines(events: QuerySet[AuditEvent], *, chunk_size: int | None = None) -> Iterator[str]:
     """One JSON text per event, built in PostgreSQL."""
-    base = events.annotate(line=RawSQL(_PG_LINE, ())).values_list("id", "line")  # noqa: S611
+    base = events.annotate(line=RawSQL(_PG_LINE, ())).values_list("id", "line")  # noqa: S611 - fixed SQL built from the field list, no input
     return (line for _, line in _chunked(base, chunk_size or CHUNK_SIZE))
 
 
@@ -115,7 +115,7 @@ def _copy_chunks(events: QuerySet[AuditEvent], chunk_size: int) -> Iterator[CSVC
     header = CSVChunk(",".join(COLUMNS) + "\n")
     yield header  # rows = 0
     base = events.order_by("id")
-    cells = base.annotate(**{k: RawSQL(v, ()) for k, v in _PG_CSV_CELLS.items()})  # noqa: S611
+    cells = base.annotate(**{k: RawSQL(v, ()) for k, v in _PG_CSV_CELLS.items()})  # noqa: S611 - fixed SQL, no input
     connection = connections[events.db]
     last_id = 0
     while True:

@@ -17,7 +17,6 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import F, Q, QuerySet, TextField, Value
@@ -29,6 +28,7 @@ from django.utils.safestring import SafeString
 
 from apps.audit import actions as audit_actions
 from apps.audit.models import AuditEvent, Decision, Outcome
+from apps.core.ports import Port
 
 FILTER_FIELDS = (
     "start",
@@ -53,6 +53,17 @@ _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
 PICKER_MAX = 300
 # Event types offered as suggestions ("token." matches every token event): the registry's.
 EVENT_SUGGESTIONS = tuple(audit_actions.suggestions())
+
+
+# Worker and connection names are theirs to resolve (apps above the trail): each plugs its
+# answer in when it is ready (apps.core.ports). (name, organization or None) -> up to 50 ids.
+IDS_NAMED: dict[str, Port[[str, Any], list[int]]] = {
+    "worker": Port("worker_ids_named", answered_by="apps.workers.selectors.worker_ids_named"),
+    "connection": Port(
+        "connection_ids_named", answered_by="apps.connections.selectors.connection_ids_named"
+    ),
+    "role": Port("role_ids_named", answered_by="apps.policies.selectors.role_ids_named"),
+}
 
 
 class DatalistInput(forms.TextInput):
@@ -93,22 +104,19 @@ class _AuditFilterFormBase(forms.Form):
 
     organization: Any = None  # set by AuditEventFilter: names are checked against it
 
-    def _named(self, field: str, app: str, model: str, noun: str) -> str:
+    def _named(self, field: str) -> str:
         value = (self.cleaned_data.get(field) or "").strip()
         if not value or value.isdigit() or self.organization is None:
             return value
-        rows = django_apps.get_model(app, model).objects.filter(
-            organization=self.organization, name=value
-        )
-        if not rows.exists():
-            raise ValidationError(f"No {noun} named “{value}” in this organization.")
+        if not IDS_NAMED[field](value, self.organization):
+            raise ValidationError(f"No {field} named “{value}” in this organization.")
         return value
 
     def clean_worker(self) -> str:
-        return self._named("worker", "workers", "Worker", "worker")
+        return self._named("worker")
 
     def clean_connection(self) -> str:
-        return self._named("connection", "connections", "Connection", "connection")
+        return self._named("connection")
 
     def clean_status(self) -> str:
         value = (self.cleaned_data.get("status") or "").strip()
@@ -262,25 +270,22 @@ class AuditEventFilter(django_filters.FilterSet):
         return queryset.filter(actor_type="user", **_member_lookup(value.strip()))
 
     def filter_worker(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
-        return queryset.filter(worker_id__in=self._ids("workers", "Worker", value))
+        return queryset.filter(worker_id__in=self._ids("worker", value))
 
     def filter_role(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         # The broker records the role of every call as metadata.role_id.
-        return queryset.filter(metadata__role_id__in=self._ids("policies", "Role", value))
+        return queryset.filter(metadata__role_id__in=self._ids("role", value))
 
     def filter_connection(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
-        return queryset.filter(connection_id__in=self._ids("connections", "Connection", value))
+        return queryset.filter(connection_id__in=self._ids("connection", value))
 
-    def _ids(self, app: str, model: str, value: str) -> list[int]:
+    def _ids(self, field: str, value: str) -> list[int]:
         """An id as given, or the ids of what has that name. Events are scoped to
         one organization already; the name lookup is too when the filter knows it."""
         value = value.strip()
         if value.isdigit():
             return [int(value)]
-        rows = django_apps.get_model(app, model).objects.filter(name=value)
-        if self.organization is not None:
-            rows = rows.filter(organization=self.organization)
-        return list(rows.values_list("pk", flat=True)[:50])
+        return IDS_NAMED[field](value, self.organization)
 
     def filter_action(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         if value.endswith("*"):

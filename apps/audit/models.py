@@ -48,7 +48,7 @@ class AuditEventQuerySet(TenantQuerySet["AuditEvent"]):
     def update(self, **kwargs: Any) -> NoReturn:
         raise AuditImmutableError("Audit events cannot be updated.")
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise AuditImmutableError("Audit events cannot be deleted.")
 
 

@@ -82,7 +82,7 @@ GRANTRY_SERVICE = {"name": "grantry"}
 class OCSFMetadata(Metadata):
     # timestamp_t is epoch milliseconds; py-ocsf-models types logged_time as a datetime
     # (which would be serialized as an ISO string).
-    logged_time: int | None = None  # type: ignore[assignment]
+    logged_time: int | None = None
 
 
 class OCSFEvent(BaseEvent):
@@ -94,7 +94,7 @@ class OCSFEvent(BaseEvent):
 
     # Activity classes use the event status ids (1 Success, 2 Failure), not the
     # findings' ones py-ocsf-models types status_id with.
-    status_id: int | None = None  # type: ignore[assignment]
+    status_id: int | None = None
     activity_id: int
     activity_name: str | None = None
     category_uid: int

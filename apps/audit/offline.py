@@ -330,7 +330,7 @@ def _check_event(report: Report, number: int, record: dict[str, Any]) -> None:
     chain.count += 1
 
 
-def _check_checkpoint(  # noqa: C901 - flat guard clauses, one per checkpoint property  # noqa: C901 - flat guard clauses, one per checkpoint property
+def _check_checkpoint(  # noqa: C901 - flat guard clauses, one per checkpoint property
     report: Report, number: int | None, signed: dict[str, Any], public_key: str | None
 ) -> None:
     body = signed.get(CHECKPOINT_KEY)

@@ -1,14 +1,13 @@
-"""Reads for the reviewer pages: keyset pages, the chain head and an event's links."""
+"""Reads of the trail: keyset pages, the chain head, call counts and actor names. (An
+event's links to its worker, token, role and connection are the reviewer's:
+apps/review/links.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps as django_apps
 from django.db.models import Count, Q, QuerySet
-from django.urls import NoReverseMatch, reverse
 
 from apps.audit.actions import CALL_ACTIONS
 from apps.audit.chain import GENESIS_HASH, chain_key_for
@@ -61,140 +60,6 @@ def chain_head(organization: Any) -> AuditChainHead:
     key = chain_key_for(organization.pk)
     head = AuditChainHead.objects.filter(pk=key).first()
     return head or AuditChainHead(chain_key=key, seq=0, hash=GENESIS_HASH)
-
-
-@dataclass
-class Link:
-    kind: str
-    ref: str
-    label: str = ""
-    url: str = ""
-    state: str = ""  # "", "deleted", "revoked", "disabled", "expired"
-
-
-def _url(candidates: tuple[tuple[str, dict[str, Any]], ...], organization: Any) -> str:
-    """The first of (url name, kwargs) that the owning app serves; "" if none yet."""
-    for name, kwargs in candidates:
-        try:
-            return reverse(name, kwargs={"org_slug": organization.slug, **kwargs})
-        except NoReverseMatch:
-            continue
-    return ""
-
-
-def _model(label: str) -> Any:
-    try:
-        return django_apps.get_model(label)
-    except LookupError:  # the app has not shipped this model yet
-        return None
-
-
-def event_links(event: AuditEvent, organization: Any) -> list[Link]:
-    """Links to the worker, token, role and connection an event names, even when
-    they are gone (shown as deleted) or revoked. Always scoped to the organization."""
-    links: list[Link] = []
-    if event.worker_id:
-        links.append(
-            _lookup(
-                "Worker",
-                "workers.Worker",
-                organization,
-                event.worker_id,
-                lambda pk: (("workers:detail", {"worker_id": pk}),),
-            )
-        )
-    if event.token_id:
-        links.append(_token_link(event.token_id, organization))
-    role_id = (event.metadata or {}).get("role_id")
-    if role_id:
-        links.append(
-            _lookup(
-                "Role",
-                "policies.Role",
-                organization,
-                role_id,
-                lambda pk: (("policies:detail", {"role_id": pk}),),
-            )
-        )
-    if event.connection_id:
-        links.append(
-            _lookup(
-                "Connection",
-                "connections.Connection",
-                organization,
-                event.connection_id,
-                lambda pk: (("connections:detail", {"pk": pk}), ("connections:list", {})),
-            )
-        )
-    return links
-
-
-def _token_link(public_id: str, organization: Any) -> Link:
-    link = Link("Token", public_id)
-    model = _model("workers.WorkerToken")
-    if model is None:
-        return link
-    token = model.objects.filter(organization=organization, public_id=public_id).first()
-    if token is None:
-        link.state = "deleted"
-        return link
-    link.label = str(token)
-    # Tokens are listed on their worker's page.
-    link.url = _url((("workers:detail", {"worker_id": token.worker_id}),), organization)
-    if token.revoked_at is not None:
-        link.state = "revoked"
-    elif hasattr(token, "is_expired") and token.is_expired():
-        link.state = "expired"
-    return link
-
-
-def _lookup(
-    kind: str,
-    label: str,
-    organization: Any,
-    pk: Any,
-    urls: Callable[[Any], tuple[tuple[str, dict[str, Any]], ...]],
-) -> Link:
-    link = Link(kind, str(pk))
-    model = _model(label)
-    if model is None:
-        return link
-    obj = model.objects.filter(organization=organization, pk=pk).first()
-    if obj is None:
-        link.state = "deleted"
-        return link
-    link.label = str(obj)
-    link.url = _url(urls(obj.pk), organization)
-    status = getattr(obj, "status", "")
-    if getattr(obj, "revoked_at", None) is not None or status == "revoked":
-        link.state = "revoked"
-    elif status == "disabled":
-        link.state = "disabled"
-    return link
-
-
-# What every page counts (the overview, the charts, a role's least-privilege report):
-# an agent's call is the decided event of broker.execute or broker.proxy (MCP tool
-# calls included), one per call; not the dry runs (broker.check), not the pre-call
-# `.attempt` rows. Denied means the role (or a person, on an approval) said no; a call
-# waiting for approval and an approval refused for a call (already used, expired …)
-# are counted apart, never as denials.
-CALL = Q(action__in=CALL_ACTIONS) & ~Q(decision="")
-DENIED = Q(decision=Decision.DENIED)
-PENDING = Q(outcome=Outcome.PENDING)
-REFUSED = Q(outcome=Outcome.REFUSED)
-
-
-def call_counts(events: QuerySet[AuditEvent]) -> dict[str, int]:
-    """`calls`, `denied`, `pending` and `refused` of `events` (already narrowed to an
-    organization and a window), in one aggregate."""
-    counted = events.filter(CALL).aggregate(
-        calls=Count("id"),
-        denied=Count("id", filter=DENIED),
-        pending=Count("id", filter=PENDING),
-        refused=Count("id", filter=REFUSED),
-    )
-    return {key: int(value or 0) for key, value in counted.items()}
 
 
 def recent_calls(organization: Any, *, hours: int = 1, **filters: Any) -> int:
@@ -253,3 +118,27 @@ def calls_per_tool(organization: Any, *, connection_id: int, days: int = 7) -> d
         .annotate(calls=Count("id"))
     )
     return {str(tool): calls for tool, calls in rows if tool}
+
+
+# What every page counts (the overview, the charts, a role's least-privilege report):
+# an agent's call is the decided event of broker.execute or broker.proxy (MCP tool
+# calls included), one per call; not the dry runs (broker.check), not the pre-call
+# `.attempt` rows. Denied means the role (or a person, on an approval) said no; a call
+# waiting for approval and an approval refused for a call (already used, expired …)
+# are counted apart, never as denials.
+CALL = Q(action__in=CALL_ACTIONS) & ~Q(decision="")
+DENIED = Q(decision=Decision.DENIED)
+PENDING = Q(outcome=Outcome.PENDING)
+REFUSED = Q(outcome=Outcome.REFUSED)
+
+
+def call_counts(events: QuerySet[AuditEvent]) -> dict[str, int]:
+    """`calls`, `denied`, `pending` and `refused` of `events` (already narrowed to an
+    organization and a window), in one aggregate."""
+    counted = events.filter(CALL).aggregate(
+        calls=Count("id"),
+        denied=Count("id", filter=DENIED),
+        pending=Count("id", filter=PENDING),
+        refused=Count("id", filter=REFUSED),
+    )
+    return {key: int(value or 0) for key, value in counted.items()}

@@ -75,7 +75,7 @@ def hashing_rows(events: QuerySet[AuditEvent]) -> Iterator[dict[str, object]]:
     # Exactly datetime.isoformat(timespec="microseconds") of a UTC time, without
     # parsing a datetime per row in Python.
     for name in of_kind("time"):
-        events = events.annotate(**{f"{name}_iso": RawSQL(_pg_iso(name), ())})  # noqa: S611
+        events = events.annotate(**{f"{name}_iso": RawSQL(_pg_iso(name), ())})  # noqa: S611 - a column name of ours
         columns[columns.index(name)] = f"{name}_iso"
     sql, params = events.values_list(*columns).query.sql_with_params()
     with transaction.atomic(using=events.db), connection.chunked_cursor() as cursor:

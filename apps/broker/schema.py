@@ -204,7 +204,7 @@ PROXY: dict[str, Any] = {
 }
 
 
-class WorkerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class WorkerTokenScheme(OpenApiAuthenticationExtension):
     """Documents `Authorization: Bearer gry_…` for the agent API."""
 
     target_class = "apps.workers.auth.WorkerTokenAuthentication"

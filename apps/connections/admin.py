@@ -19,7 +19,7 @@ def _secret_state(obj: object, field: str) -> str:
     return "•••• set" if getattr(obj, field) else "—"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     @override
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

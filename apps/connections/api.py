@@ -161,7 +161,7 @@ class _ProviderAppScope(OrgAPIMixin):
     read_role = OrgRole.ADMIN
 
     def scope_queryset(self) -> QuerySet[Any]:
-        return ProviderApp.objects.for_organization(self.organization)
+        return self.tenant_rows(ProviderApp)
 
 
 @extend_schema_view(
@@ -338,9 +338,7 @@ class OAuthStartAPIView(OrgAPIMixin, APIView):
         body = OAuthStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         provider = _connect_provider(self, body.validated_data["provider"], AuthType.OAUTH2)
-        if not ProviderApp.objects.for_organization(self.organization).filter(
-            provider_key=provider.key
-        ):
+        if not self.tenant_rows(ProviderApp).filter(provider_key=provider.key):
             raise serializers.ValidationError(
                 {"provider": ["Set up the OAuth app for this provider first (provider-apps/)."]}
             )

@@ -12,16 +12,24 @@ from django.db import transaction
 
 from apps.connections import services
 from apps.connections.models import Connection, ConnectionStatus, ProviderApp
+from apps.core.ports import Port
 from apps.organizations.models import Organization
 
 DEMO_CONNECTION = "sandbox-demo"
+
+# The Sandbox (apps.sandbox, installed only when GRANTRY_SANDBOX_ENABLED) is imported by no
+# app: when installed, it plugs in the two things the demo seed needs from it (apps.core.ports).
+sandbox_tokens_issue: Port[..., dict[str, Any]] = Port(
+    "sandbox_tokens_issue", answered_by="apps.sandbox.services.sandbox_tokens_issue"
+)
+sandbox_client_register: Port[..., tuple[str, str]] = Port(
+    "sandbox_client_register", answered_by="apps.sandbox.services.sandbox_client_register"
+)
 
 
 @transaction.atomic
 def seed_sandbox_connection(*, organization: Organization, user: Any) -> str:
     """Give the demo org its Sandbox OAuth app and a connected 'sandbox-demo'. Idempotent."""
-    from apps.sandbox.services import sandbox_tokens_issue
-
     existing = Connection.objects.for_organization(organization).filter(name=DEMO_CONNECTION)
     if existing.filter(status=ConnectionStatus.ACTIVE).exists():
         return f"Connection '{DEMO_CONNECTION}' is already connected."
@@ -46,8 +54,6 @@ def sandbox_app_register(*, organization: Organization, actor: Any = None) -> Pr
     """The organization's OAuth app at the built-in Sandbox, registered there and
     saved here in one step (development only: the Sandbox runs when
     GRANTRY_SANDBOX_ENABLED). Audited by provider_app_save. Idempotent."""
-    from apps.sandbox.services import sandbox_client_register
-
     app = ProviderApp.objects.for_organization(organization).filter(provider_key="sandbox").first()
     if app is not None:
         return app

@@ -44,6 +44,9 @@ class McpAuth(models.TextChoices):
 class McpServer(models.Model):
     """Where an MCP connection's server is and how Grantry talks to it."""
 
+    # Owned through its connection's organization (apps.core.models.tenant_rows).
+    tenant_through = "connection"
+
     connection = models.OneToOneField(
         "connections.Connection",
         on_delete=models.CASCADE,

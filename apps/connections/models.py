@@ -275,5 +275,5 @@ class RetiredCredential(TenantModel):
 from apps.connections.mcp_models import (  # noqa: E402 - registered with this app's models
     MCP_PROVIDER_KEY as MCP_PROVIDER_KEY,
 )
-from apps.connections.mcp_models import McpServer as McpServer  # noqa: E402
-from apps.connections.mcp_models import McpTool as McpTool  # noqa: E402
+from apps.connections.mcp_models import McpServer as McpServer  # noqa: E402 - as above
+from apps.connections.mcp_models import McpTool as McpTool  # noqa: E402 - as above

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps as django_apps
-from django.db.models import Q
-from django.utils import timezone
-
 from apps.connections.models import Connection, ConnectionStatus
+from apps.core.ports import Port
 
 # Only the secret custody will use is selected (and so decrypted): the access token of
 # an OAuth connection, the API key of the others; the other one comes back empty.
@@ -75,38 +72,28 @@ def connections_for_call(
     return list(Connection.objects.raw(sql, [organization_id, revoked, value, provider_key]))
 
 
-def connection_users(connection: Any) -> tuple[list[str], list[str]]:
-    """(role names, worker names) that can use `connection`: roles with a rule naming
-    it, or a rule for any connection of its provider, and the workers those roles
-    govern (default role, or a token that still works). Policies and workers sit
-    above connections, so their models are looked up by name (as apps.audit.selectors
-    does) and nothing here is imported upward."""
-    rule: Any = django_apps.get_model("policies", "Rule")
-    role: Any = django_apps.get_model("policies", "Role")
-    worker: Any = django_apps.get_model("workers", "Worker")
-    role_ids = set(
-        rule.objects.filter(role__organization_id=connection.organization_id)
-        .filter(
-            Q(connection=connection)
-            | Q(connection__isnull=True, provider_key=connection.provider_key)
-        )
-        .values_list("role_id", flat=True)
-    )
-    if not role_ids:
-        return [], []
-    roles = list(
-        role.objects.filter(pk__in=role_ids).order_by("name").values_list("name", flat=True)
-    )
-    working = Q(
-        tokens__role_id__in=role_ids,
-        tokens__revoked_at__isnull=True,
-        tokens__expires_at__gt=timezone.now(),
-    )
-    workers = list(
-        worker.objects.filter(organization_id=connection.organization_id)
-        .filter(Q(default_role_id__in=role_ids) | working)
-        .order_by("name")
+# Who can use a connection is the workers' question (roles name connections, workers hold
+# roles: both layers above this one); apps.workers plugs its answer in when it is ready.
+connection_users: Port[[Any], tuple[list[str], list[str]]] = Port(
+    "connection_users", answered_by="apps.workers.selectors.connection_users"
+)
+
+
+def live_connection_names(provider: Any) -> list[str]:
+    """Names of a custom provider's connections that are not revoked (the catalog asks before
+    a delete or a change of where credentials go: apps.providers.services)."""
+    return sorted(
+        Connection.objects.for_organization(provider.organization_id)
+        .filter(provider_key=provider.key)
+        .exclude(status=ConnectionStatus.REVOKED)
         .values_list("name", flat=True)
-        .distinct()[:100]
     )
-    return roles, workers
+
+
+def connection_ids_named(name: str, organization: Any = None) -> list[int]:
+    """Ids of the connections called `name` (of `organization` when given): the audit
+    filter's name lookup (apps.audit.filters.IDS_NAMED)."""
+    rows = Connection.objects.filter(name=name)
+    if organization is not None:
+        rows = rows.for_organization(organization)
+    return list(rows.values_list("pk", flat=True)[:50])

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
@@ -486,7 +486,7 @@ class OAuthCallbackView(LoginRequiredMixin, View):
             back = (
                 reverse("connections:list", kwargs={"org_slug": failure.organization_slug})
                 if failure.organization_slug
-                else reverse("dashboard:home")
+                else resolve_url(settings.LOGIN_REDIRECT_URL)  # home: the project names it
             )
             return render(
                 request,

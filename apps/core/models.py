@@ -23,10 +23,12 @@ organization is a plain id without a constraint) but uses `TenantQuerySet`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Self, TypeVar
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -60,3 +62,59 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class IssuedTokenQuerySet(TenantQuerySet[_M]):
+    def unrevoked(self) -> Self:
+        return self.filter(revoked_at__isnull=True)
+
+    def usable(self, *, now: datetime | None = None) -> Self:
+        """Not revoked and not expired."""
+        return self.unrevoked().filter(expires_at__gt=now or timezone.now())
+
+
+class IssuedToken(TenantModel):
+    """What every bearer token Grantry issues has, worker tokens (apps.workers) and personal
+    API tokens (apps.accounts) alike: the public id, the digest (never the token), the last
+    four characters, expiry, revocation and last use. The format is apps.core.tokens; the
+    lifecycle helpers both kinds use are there too (`last_used_touch`)."""
+
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at <= (now or timezone.now())
+
+
+def tenant_rows(model: type[_M], organization: Any) -> models.QuerySet[_M]:
+    """The one way to an organization's rows of `model` (an `Organization` or its id):
+    by the model's own organization key, or, for a table owned through a parent (a rule
+    through its role, an approval's decisions through the approval), through the foreign key
+    the model names in `tenant_through`. A model that is neither is refused (TypeError):
+    it holds no tenant rows. The tenant mixins call it (`self.tenant_rows(Model)`)."""
+    fields = {f.name for f in model._meta.concrete_fields}
+    manager = model._default_manager
+    if "organization" in fields:
+        return manager.filter(organization=organization)
+    through = getattr(model, "tenant_through", None)
+    if through is None:
+        raise TypeError(f"{model._meta.label} is not owned by an organization.")
+    parent = model._meta.get_field(through).related_model
+    assert parent is not None
+    parent_fields = {f.name for f in parent._meta.concrete_fields}
+    if "organization" in parent_fields:
+        return manager.filter(**{f"{through}__organization": organization})
+    grand = getattr(parent, "tenant_through", None)  # one more level (none today)
+    if grand is None:
+        raise TypeError(f"{model._meta.label}.{through} does not lead to an organization.")
+    return manager.filter(**{f"{through}__{grand}__organization": organization})

@@ -18,8 +18,10 @@ import secrets
 import string
 import zlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from django.db.models import Model, Q
 from django.utils import timezone
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -151,3 +153,31 @@ def leaked_token_email(*, label: str, where: str, method: str, path: str, remedy
         "the token as leaked and has revoked it. Calls with it now fail.\n\n"
         f"{remedy}, and send it only in the Authorization header.\n"
     )
+
+
+# Last use is written at most once a minute per token: no write on every call.
+LAST_USED_THROTTLE = timedelta(seconds=60)
+
+
+def last_used_touch(
+    model: type[Model],
+    *,
+    pk: int,
+    last_used_at: datetime | None,
+    now: datetime | None = None,
+    **also: Any,
+) -> bool:
+    """Record a token's last use (and `also`, e.g. the address) at most once per
+    LAST_USED_THROTTLE. `last_used_at` is what the caller already read, so a recently used
+    token costs no query; the conditional UPDATE makes concurrent processes agree on one
+    write. True when this call wrote."""
+    now = now or timezone.now()
+    cutoff = now - LAST_USED_THROTTLE
+    if last_used_at is not None and last_used_at >= cutoff:
+        return False
+    updated = (
+        model._default_manager.filter(pk=pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
+        .update(last_used_at=now, **also)
+    )
+    return bool(updated)

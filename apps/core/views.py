@@ -21,7 +21,7 @@ def _database_ok() -> tuple[bool, str]:
 
 
 def _broker_ok() -> tuple[bool, str]:
-    from grantry.celery import app
+    from celery import current_app as app  # the project's (grantry/celery.py), set at startup
 
     try:
         with app.connection_for_write() as conn:

@@ -9,7 +9,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from apps.core.ports import Port
 from apps.organizations.models import Membership, Organization, OrgRole
+
+# The Sandbox is imported by no app: when installed it plugs this in (apps.core.ports).
+sandbox_seed_user_data: Port[..., None] = Port(
+    "sandbox_seed_user_data", answered_by="apps.sandbox.services.sandbox_seed_user_data"
+)
 
 DEMO_SLUG = "demo"
 
@@ -42,8 +48,6 @@ def seed_demo(*, email: str, password: str, reviewer_email: str) -> list[str]:
     )
     summary = [f"Demo organization '{org.name}' (/o/{org.slug}/) is ready."]
     if settings.GRANTRY_SANDBOX_ENABLED:
-        from apps.sandbox.services import sandbox_seed_user_data
-
         # The demo owner is also a Sandbox user with projects and tasks to connect to.
         sandbox_seed_user_data(user=owner)
         summary.append("Sandbox demo SaaS (/sandbox/) has projects and tasks for the demo owner.")

@@ -120,9 +120,11 @@ class _Scope(OrgAPIMixin):
 
     def scope_queryset(self) -> QuerySet[Any]:
         return (
-            Finding.objects.for_organization(self.organization)
+            self.tenant_rows(Finding)
             .select_related("connection", "role")
-            .prefetch_related(Prefetch("locations", FindingLocation.objects.order_by("id")))
+            .prefetch_related(
+                Prefetch("locations", self.tenant_rows(FindingLocation).order_by("id"))
+            )
         )
 
     def finding(self, finding_id: str) -> Finding:

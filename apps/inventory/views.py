@@ -30,9 +30,7 @@ class _Scope(OrgViewMixin):
     kwargs: dict[str, Any]
 
     def scope_queryset(self) -> QuerySet[Any]:
-        return Finding.objects.for_organization(self.organization).select_related(
-            "connection", "role"
-        )
+        return self.tenant_rows(Finding).select_related("connection", "role")
 
     def finding(self) -> Finding:
         return get_object_or_404(self.scope_queryset(), public_id=self.kwargs["finding_id"])
@@ -87,9 +85,9 @@ class FindingView(_Scope, TemplateView):
         finding = kwargs.get("finding") or self.finding()
         context.update(
             finding=finding,
-            locations=FindingLocation.objects.filter(finding=finding).order_by(
-                "host", "file", "location"
-            ),
+            locations=self.tenant_rows(FindingLocation)
+            .filter(finding=finding)
+            .order_by("host", "file", "location"),
             new_key_form=kwargs.get("new_key_form") or NewKeyForm(),
             scope_use=selectors.scope_use(finding),
             can_manage=self.membership.can_manage(),

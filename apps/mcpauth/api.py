@@ -143,7 +143,7 @@ class _McpAdminScope(OrgAPIMixin):
 
     def scope_queryset(self) -> QuerySet[McpGrant]:
         return (
-            McpGrant.objects.filter(organization=self.organization)
+            self.tenant_rows(McpGrant)
             .select_related("application", "worker", "role", "approved_by", "revoked_by")
             .annotate(last_used_at=Max("issued__worker_token__last_used_at"))
         )

@@ -59,6 +59,6 @@ class GrantryCIMDPermission:
     """Only Grantry's own authorization server (under /oauth/) resolves CIMD client
     ids; the Sandbox's authorization server never does."""
 
-    def has_permission(self, request: Any, client_id: str) -> bool:  # noqa: ARG002  DOT's permission interface
+    def has_permission(self, request: Any, client_id: str) -> bool:  # noqa: ARG002 - DOT's permission interface
         path = urlsplit(getattr(request, "uri", "") or "").path
         return path.startswith(GRANTRY_AS_PREFIX)

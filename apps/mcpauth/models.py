@@ -136,6 +136,9 @@ class McpClientRegistration(models.Model):
 class McpIssuedToken(models.Model):
     """One access token issued to a grant, and the refresh-token family it belongs to."""
 
+    # Owned through its grant's organization (apps.core.models.tenant_rows).
+    tenant_through = "grant"
+
     grant = models.ForeignKey(McpGrant, on_delete=models.CASCADE, related_name="issued")
     worker_token = models.OneToOneField(
         "workers.WorkerToken", on_delete=models.CASCADE, related_name="+"

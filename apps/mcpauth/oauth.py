@@ -155,7 +155,7 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
         `iss` only to a successful response, and with the Sandbox's issuer."""
         if oauth2_settings.COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS:
             redirect_to = _add_iss_to_redirect(redirect_to, services.issuer_url())
-        return super().redirect(redirect_to, application)  # type: ignore[no-any-return]
+        return super().redirect(redirect_to, application)
 
     def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()

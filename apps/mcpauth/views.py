@@ -28,7 +28,7 @@ class McpSettingsView(OrgViewMixin, TemplateView):
     required_role = OrgRole.ADMIN
 
     def scope_queryset(self) -> Any:
-        return McpGrant.objects.filter(organization=self.organization)
+        return self.tenant_rows(McpGrant)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -59,7 +59,7 @@ class GrantRevokeView(OrgViewMixin, View):
     required_role = OrgRole.ADMIN
 
     def scope_queryset(self) -> Any:
-        return McpGrant.objects.filter(organization=self.organization)
+        return self.tenant_rows(McpGrant)
 
     def post(self, request: HttpRequest, org_slug: str, grant_id: int) -> HttpResponse:
         grant = get_object_or_404(self.scope_queryset().select_related("worker"), pk=grant_id)

@@ -1,18 +1,11 @@
-"""The management API, /api/v1/orgs/<org_slug>/…: each app contributes its routes.
-Every view here uses OrgAPIMixin (apps.organizations.tenancy)."""
+"""Management API routes for the organization itself (settings, members, invitations),
+mounted under /api/v1/orgs/<org_slug>/ by the project's router (grantry/api_urls.py)."""
 
-from django.urls import include, path
+from django.urls import path
 
 from apps.organizations import api
 
-app_name = "org_api"
 urlpatterns = [
-    path("", include("apps.workers.api_urls")),
-    path("", include("apps.policies.api_urls")),
-    path("", include("apps.connections.api_urls")),
-    path("", include("apps.review.api_urls")),
-    path("", include("apps.providers.api_urls")),
-    path("", include("apps.accounts.api_urls")),
     path("settings/", api.OrganizationSettingsAPIView.as_view(), name="settings"),
     path("members/", api.MemberListAPIView.as_view(), name="member-list"),
     path("members/<int:membership_id>/", api.MemberDetailAPIView.as_view(), name="member-detail"),
@@ -22,7 +15,4 @@ urlpatterns = [
         api.InvitationRevokeAPIView.as_view(),
         name="invitation-revoke",
     ),
-    path("", include("apps.approvals.api_urls")),
-    path("", include("apps.mcpauth.api_urls")),
-    path("", include("apps.inventory.api_urls")),
 ]

@@ -88,8 +88,31 @@ def organization_create(*, name: str, owner: Any) -> Organization:
     return organization
 
 
+def _settings_errors(
+    organization: Organization,
+    actor: Any,
+    name: str,
+    max_token_days: int | None,
+    require_mfa: bool | None,
+) -> dict[str, str]:
+    """organization_update's field errors (none: the values may be saved)."""
+    errors: dict[str, str] = {}
+    if not name:
+        errors["name"] = "Enter a name for the organization."
+    elif len(name) > 120:
+        errors["name"] = "The name is too long (120 characters at most)."
+    if max_token_days is not None and not 1 <= max_token_days <= MAX_TOKEN_DAYS_LIMIT:
+        errors["max_token_days"] = f"Choose between 1 and {MAX_TOKEN_DAYS_LIMIT} days."
+    if require_mfa and not organization.require_mfa and not has_second_factor(actor):
+        errors["require_mfa"] = (
+            "Set up a second factor for yourself first (an authenticator app or a passkey), "
+            "so you are not locked out."
+        )
+    return errors
+
+
 @transaction.atomic
-def organization_update(  # noqa: C901 - flat guard clauses, one per settings field
+def organization_update(
     *,
     organization: Organization,
     actor: Any,
@@ -102,19 +125,8 @@ def organization_update(  # noqa: C901 - flat guard clauses, one per settings fi
     members need a second factor. `store_broker_input` keeps raw broker input in audit
     events; None (for it or `require_mfa`) leaves that setting as it is. An admin can only
     require MFA once they have a second factor themselves, so they cannot lock themselves out."""
-    errors: dict[str, str] = {}
     name = (name or "").strip()
-    if not name:
-        errors["name"] = "Enter a name for the organization."
-    elif len(name) > 120:
-        errors["name"] = "The name is too long (120 characters at most)."
-    if max_token_days is not None and not 1 <= max_token_days <= MAX_TOKEN_DAYS_LIMIT:
-        errors["max_token_days"] = f"Choose between 1 and {MAX_TOKEN_DAYS_LIMIT} days."
-    if require_mfa and not organization.require_mfa and not has_second_factor(actor):
-        errors["require_mfa"] = (
-            "Set up a second factor for yourself first (an authenticator app or a passkey), "
-            "so you are not locked out."
-        )
+    errors = _settings_errors(organization, actor, name, max_token_days, require_mfa)
     if errors:
         raise OrganizationError(errors)
     locked = Organization.objects.select_for_update().get(pk=organization.pk)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -178,7 +179,7 @@ class MemberRemoveView(_MemberActionView):
             return self.back()
         messages.success(request, f"{email} was removed from {self.organization.name}.")
         if removed_self:
-            return redirect("dashboard:home")
+            return redirect(settings.LOGIN_REDIRECT_URL)  # home: the project names it
         return self.back()
 
 
@@ -305,7 +306,7 @@ class MyInvitationAcceptView(View):
             membership = services.invitation_accept(invitation_id=invitation_id, user=request.user)
         except ValidationError as exc:
             messages.error(request, _error_text(exc))
-            return redirect("dashboard:home")
+            return redirect(settings.LOGIN_REDIRECT_URL)  # home: the project names it
         request.session["last_org"] = membership.organization.slug
         messages.success(
             request,

@@ -12,7 +12,7 @@ from typing_extensions import override
 from apps.policies.models import Role, Rule
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     @override
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -26,7 +26,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
-class RuleInline(admin.TabularInline):  # type: ignore[type-arg]
+class RuleInline(admin.TabularInline):
     model = Rule
     extra = 0
     can_delete = False

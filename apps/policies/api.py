@@ -208,7 +208,7 @@ class _RoleScope(OrgAPIMixin):
     model = Role
 
     def scope_queryset(self) -> QuerySet[Role]:
-        return Role.objects.for_organization(self.organization).prefetch_related("rules")
+        return self.tenant_rows(Role).prefetch_related("rules")
 
 
 _examples = [

@@ -5,15 +5,15 @@ nobody could ever approve is refused) and by apps.approvals when an agent asks
 (`approver_candidates`, minus separation of duties, must leave enough people).
 
 Separation of duties is the worker's rule (`Worker`/`WorkerToken`
-`.separation_of_duties_ids()`); apps.workers sits above this app, so the role's
-workers and tokens are read through the organization's reverse relations and
-their methods, never imported."""
+`.separation_of_duties_ids()`); apps.workers sits above this app, so who could ask
+under a role is its answer, plugged into `_role_subjects` (apps.core.ports)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from apps.core.ports import Port
 from apps.organizations.models import Membership, OrgRole
 
 
@@ -82,25 +82,8 @@ def approval_shortfalls(
     return errors
 
 
-def _role_subjects(organization: Any, role: Any) -> list[tuple[str, set[int]]]:
-    """(worker name, people separation of duties excludes) for each worker that could
-    ask under `role`: workers whose default role it is, and unexpired tokens with it."""
-    from django.utils import timezone
-
-    subjects: dict[tuple[int, str], set[int]] = {}
-    for worker in organization.workers.filter(default_role=role, status="active"):
-        subjects[(worker.pk, "")] = worker.separation_of_duties_ids()
-    tokens = organization.worker_tokens.filter(
-        role=role, revoked_at__isnull=True, expires_at__gt=timezone.now(), worker__status="active"
-    ).select_related("worker")
-    for token in tokens:
-        subjects[(token.worker_id, token.public_id)] = token.separation_of_duties_ids()
-    names = {w.pk: w.name for w in organization.workers.filter(pk__in={k[0] for k in subjects})}
-    seen: set[tuple[str, frozenset[int]]] = set()
-    out = []
-    for (worker_id, _token), excluded in subjects.items():
-        entry = (names[worker_id], frozenset(excluded))
-        if entry not in seen:
-            seen.add(entry)
-            out.append((names[worker_id], excluded))
-    return out
+# Who could ask under a role, and whom separation of duties excludes for each, is the
+# workers' question (a layer above): apps.workers plugs its answer in (apps.core.ports).
+_role_subjects: Port[[Any, Any], list[tuple[str, set[int]]]] = Port(
+    "role_subjects", answered_by="apps.workers.selectors.role_subjects"
+)

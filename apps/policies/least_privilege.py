@@ -38,6 +38,7 @@ import yaml
 from django.utils import timezone
 
 from apps.audit.selectors import call_counts
+from apps.core.ports import Port
 from apps.policies.evaluate import (
     ACTION,
     MCP,
@@ -328,17 +329,21 @@ def _propose(
     return proposal
 
 
+# The organization's worker by id: apps.workers plugs its answer in (apps.core.ports).
+worker_of: Port[[Any, int], Any] = Port("worker_of", answered_by="apps.workers.selectors.worker_of")
+
+
 def least_privilege_params(organization: Any, data: Any) -> tuple[int, Any]:
     """(days, worker or None) from a query or form; DocumentError when invalid.
 
-    The worker is found through the organization's reverse relation: apps.workers
-    sits above apps.policies (a worker has a role), so this module cannot import it."""
+    The worker is apps.workers' answer (it sits above apps.policies: a worker has a role),
+    plugged into `worker_of` (apps.core.ports)."""
     days = clean_days(data.get("days"))
     worker = None
     ref = str(data.get("worker") or "").strip()
     if ref:
         worker = (
-            organization.workers.filter(pk=int(ref)).first()
+            worker_of(organization, int(ref))
             if ref.isascii() and ref.isdigit() and len(ref) < 19
             else None
         )

@@ -69,6 +69,8 @@ class Role(TenantModel):
 
 
 class Rule(models.Model):
+    # Owned through its role's organization (apps.core.models.tenant_rows).
+    tenant_through = "role"
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="rules")
     kind = models.CharField(max_length=8, choices=RuleKind.choices, default=RuleKind.ACTION)
     provider_key = models.CharField(max_length=60)

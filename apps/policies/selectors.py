@@ -20,6 +20,7 @@ from typing import Any
 from django.db.models import F
 
 from apps.connections.models import MCP_PROVIDER_KEY, Connection, McpTool
+from apps.core.ports import Port
 from apps.policies.evaluate import (
     MCP,
     Call,
@@ -176,25 +177,11 @@ def allowed_proxy_rules(role: Any) -> list[RuleSpec]:
     return [r for r in role_rules(role_id) if r.kind == "proxy"]
 
 
-def role_users(role: Any) -> list[str]:
-    """Names of the workers this role governs: by default role, or through a token
-    that still works. For confirmations ("these workers lose …"). Workers sit above
-    policies, so the model is looked up by name, like apps.audit.selectors does."""
-    from django.apps import apps as django_apps
-    from django.db.models import Q
-    from django.utils import timezone
-
-    worker = django_apps.get_model("workers", "Worker")
-    working = Q(
-        tokens__role=role, tokens__revoked_at__isnull=True, tokens__expires_at__gt=timezone.now()
-    )
-    return list(
-        worker.objects.filter(organization_id=role.organization_id)
-        .filter(Q(default_role=role) | working)
-        .order_by("name")
-        .values_list("name", flat=True)
-        .distinct()[:50]
-    )
+# The workers a role governs is the workers' question (a layer above); apps.workers plugs
+# its answer in when it is ready. For confirmations ("these workers lose …").
+role_users: Port[[Any], list[str]] = Port(
+    "role_users", answered_by="apps.workers.selectors.role_users"
+)
 
 
 def role_delete_blockers(role: Any) -> list[str]:
@@ -276,3 +263,12 @@ def role_document(role: Role) -> dict[str, Any]:
         "updated_at": role.updated_at.isoformat() if role.updated_at else None,
         "rules": [rule_document(r) for r in rules],
     }
+
+
+def role_ids_named(name: str, organization: Any = None) -> list[int]:
+    """Ids of the roles called `name` (of `organization` when given): the audit filter's
+    name lookup (apps.audit.filters.IDS_NAMED)."""
+    rows = Role.objects.filter(name=name)
+    if organization is not None:
+        rows = rows.for_organization(organization)
+    return list(rows.values_list("pk", flat=True)[:50])

@@ -99,8 +99,23 @@ def role_create(
     return role
 
 
+def _cleaned_rules(
+    role: Role, rules: list[dict[str, Any]], errors: dict[str, list[str]]
+) -> list[dict[str, Any]] | None:
+    """`rules` checked for `role` (None when they are invalid: `errors` says why)."""
+    try:
+        cleaned = clean_rules(organization=role.organization, rules=rules)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+        return None
+    # A rule whose requests nobody could ever approve is refused now, not
+    # discovered by an agent waiting for an approval that cannot come.
+    errors.update(approval_shortfalls(organization=role.organization, role=role, rules=cleaned))
+    return cleaned
+
+
 @transaction.atomic
-def role_update(  # noqa: C901 - flat guard clauses, one per role field
+def role_update(
     *,
     role: Role,
     name: str | None = None,
@@ -122,18 +137,7 @@ def role_update(  # noqa: C901 - flat guard clauses, one per role field
             errors.update(exc.message_dict)
     if description is not None and description != role.description:
         changes["description"] = {"before": role.description, "after": description}
-    cleaned: list[dict[str, Any]] | None = None
-    if rules is not None:
-        try:
-            cleaned = clean_rules(organization=role.organization, rules=rules)
-        except ValidationError as exc:
-            errors.update(exc.message_dict)
-        else:
-            # A rule whose requests nobody could ever approve is refused now, not
-            # discovered by an agent waiting for an approval that cannot come.
-            errors.update(
-                approval_shortfalls(organization=role.organization, role=role, rules=cleaned)
-            )
+    cleaned = None if rules is None else _cleaned_rules(role, rules, errors)
     if errors:
         raise ValidationError(errors)
     before = _rules_snapshot(role)

@@ -69,7 +69,7 @@ class RoleScopeMixin(OrgViewMixin):
         return get_object_or_404(self.scope_queryset(), pk=self.kwargs["role_id"])
 
     def org_connections(self, provider_key: str | None = None) -> list[Any]:
-        connections = Connection.objects.for_organization(self.organization)
+        connections = self.tenant_rows(Connection)
         if provider_key is not None:
             connections = connections.filter(provider_key=provider_key)
         return list(connections.order_by("name"))
@@ -243,11 +243,7 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         on one it can use, not on the alphabet's first)."""
         from apps.connections.models import Connection
 
-        connected = set(
-            Connection.objects.for_organization(self.organization).values_list(
-                "provider_key", flat=True
-            )
-        )
+        connected = set(self.tenant_rows(Connection).values_list("provider_key", flat=True))
         providers = all_providers(organization=self.organization)
         return [p for p in providers if p.key in connected] + [
             p for p in providers if p.key not in connected

@@ -23,7 +23,7 @@ class _ReadOnly:
         return False
 
 
-class CustomActionInline(_ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
+class CustomActionInline(_ReadOnly, admin.TabularInline):
     model = CustomAction
     extra = 0
     can_delete = False
@@ -32,7 +32,7 @@ class CustomActionInline(_ReadOnly, admin.TabularInline):  # type: ignore[type-a
 
 
 @admin.register(CustomProvider)
-class CustomProviderAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+class CustomProviderAdmin(_ReadOnly, admin.ModelAdmin):
     list_display = ("display_name", "key", "organization", "auth_type", "api_base_url")
     list_filter = ("auth_type",)
     search_fields = ("display_name", "slug", "organization__name")

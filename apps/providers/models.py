@@ -260,6 +260,8 @@ class CustomProvider(TenantModel):
 
 
 class CustomAction(models.Model):
+    # Owned through its provider's organization (apps.core.models.tenant_rows).
+    tenant_through = "provider"
     provider = models.ForeignKey(CustomProvider, on_delete=models.CASCADE, related_name="actions")
     name = models.CharField(
         max_length=63,

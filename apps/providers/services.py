@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 
 from apps.audit.services import audit_record
+from apps.core.ports import Port
 from apps.organizations.models import Organization
 from apps.providers.models import CustomAction, CustomProvider
 
@@ -160,27 +159,20 @@ def custom_provider_update(
     return locked
 
 
-def _live_connections(provider: CustomProvider) -> QuerySet[Any]:
-    # The catalog never imports apps.connections; this one look-up keeps an admin from
-    # stranding credentials of a provider that no longer exists, or sending them elsewhere.
-    connection_model = apps.get_model("connections", "Connection")
-    return connection_model.objects.filter(
-        organization=provider.organization, provider_key=provider.key
-    ).exclude(status="revoked")
-
-
-def _live_connection_count(provider: CustomProvider) -> int:
-    try:
-        return _live_connections(provider).count()
-    except LookupError:
-        return 0
+# The catalog never imports apps.connections (a layer above): connections plugs in the names
+# of a provider's live connections, which keep an admin from stranding their credentials
+# (delete) or sending them elsewhere (a changed URL). apps.connections.selectors answers.
+live_connection_names: Port[[CustomProvider], list[str]] = Port(
+    "live_connection_names", answered_by="apps.connections.selectors.live_connection_names"
+)
 
 
 def _live_connection_names(provider: CustomProvider) -> list[str]:
-    try:
-        return sorted(_live_connections(provider).values_list("name", flat=True))
-    except LookupError:
-        return []
+    return live_connection_names(provider)
+
+
+def _live_connection_count(provider: CustomProvider) -> int:
+    return len(live_connection_names(provider))
 
 
 @transaction.atomic

@@ -26,7 +26,6 @@ from django.views import View
 from django.views.generic import DetailView, TemplateView
 
 from apps.audit import exports
-from apps.audit.charts import chart_data, fit_window
 from apps.audit.filters import AuditFilterForm, chart_window
 from apps.audit.models import (
     AuditEvent,
@@ -39,13 +38,7 @@ from apps.audit.models import (
     SinkKind,
 )
 from apps.audit.proof import ProofFilterError, chain_heads, check_proof_filter
-from apps.audit.selectors import (
-    call_counts,
-    chain_head,
-    event_links,
-    keyset_page,
-    with_actor_names,
-)
+from apps.audit.selectors import call_counts, chain_head, keyset_page, with_actor_names
 from apps.audit.services import (
     audit_export_direct,
     audit_export_request,
@@ -62,6 +55,8 @@ from apps.audit.signing import public_key_document
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
+from apps.review.charts import chart_data, fit_window
+from apps.review.links import event_links
 from apps.review.pickers import offer_pickers
 
 

@@ -35,7 +35,7 @@ TOKEN_FIELDS = (
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WorkerAdmin(admin.ModelAdmin):
     list_display = ("name", "organization", "status", "default_role", "owner", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "organization__slug")
@@ -68,7 +68,7 @@ class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(WorkerToken)
-class WorkerTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WorkerTokenAdmin(admin.ModelAdmin):
     list_display = (
         "public_id",
         "last4",

@@ -5,7 +5,7 @@ service in apps.workers.services, which audits it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from apps.organizations.tenancy import OrgAPIMixin
 from apps.workers import services
-from apps.workers.models import Worker, WorkerToken
+from apps.workers.models import Worker, WorkerToken, WorkerTokenQuerySet
 from apps.workers.serializers import (
     KillSwitchSerializer,
     MintedTokenSerializer,
@@ -75,9 +75,7 @@ class _WorkerScoped(OrgAPIMixin):
     kwargs: dict[str, Any]
 
     def get_worker(self) -> Worker:
-        return get_object_or_404(
-            Worker.objects.filter(organization=self.organization), pk=self.kwargs["worker_id"]
-        )
+        return get_object_or_404(self.tenant_rows(Worker), pk=self.kwargs["worker_id"])
 
 
 @extend_schema_view(
@@ -192,7 +190,7 @@ class WorkerTokenListMintAPIView(_WorkerScoped, generics.ListAPIView[WorkerToken
 
     def scope_queryset(self) -> QuerySet[Any]:
         return (
-            WorkerToken.objects.for_organization(self.organization)
+            self.tenant_rows(WorkerToken)
             .filter(worker_id=self.kwargs["worker_id"])
             .select_related("worker", "role", "rolled_from", "created_by")
         )
@@ -228,7 +226,7 @@ class WorkerTokenListMintAPIView(_WorkerScoped, generics.ListAPIView[WorkerToken
 class _TokenScoped(_WorkerScoped):
     def get_token(self) -> WorkerToken:
         return get_object_or_404(
-            WorkerToken.objects.for_organization(self.organization).select_related(
+            self.tenant_rows(WorkerToken).select_related(
                 "worker", "role", "rolled_from", "created_by"
             ),
             worker_id=self.kwargs["worker_id"],
@@ -290,7 +288,7 @@ class OrganizationTokenListAPIView(OrgAPIMixin, generics.ListAPIView[WorkerToken
     serializer_class = WorkerTokenSerializer
 
     def scope_queryset(self) -> QuerySet[Any]:
-        queryset = WorkerToken.objects.for_organization(self.organization).select_related(
+        queryset = cast(WorkerTokenQuerySet, self.tenant_rows(WorkerToken)).select_related(
             "worker", "role", "rolled_from", "created_by"
         )
         if self.request.query_params.get("active") in ("1", "true"):

@@ -155,7 +155,7 @@ def _lookup_sql() -> str:
     token, worker = WorkerToken._meta.db_table, Worker._meta.db_table
     role, organization = Role._meta.db_table, Organization._meta.db_table
     return (
-        "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608
+        "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608 - table names of ours
         " t.revoked_at IS NOT NULL, w.id, w.name, w.status, r.id, r.name, r.rules_version,"
         " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client"
         f" FROM {token} t JOIN {worker} w ON w.id = t.worker_id"

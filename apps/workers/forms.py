@@ -22,7 +22,7 @@ OVERLAP_LABELS = {
 }
 
 
-class WorkerForm(forms.ModelForm):  # type: ignore[type-arg]
+class WorkerForm(forms.ModelForm):
     class Meta:
         model = Worker
         fields = ("name", "description", "owner", "default_role")

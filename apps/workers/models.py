@@ -12,7 +12,13 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apps.core.models import TenantModel, TenantQuerySet, organization_key
+from apps.core.models import (
+    IssuedToken,
+    IssuedTokenQuerySet,
+    TenantModel,
+    TenantQuerySet,
+    organization_key,
+)
 from apps.core.tokens import EXPIRY_WARNING_DAYS
 
 
@@ -66,13 +72,8 @@ class Worker(TenantModel):
         return {i for i in (self.owner_id, self.created_by_id) if i is not None}
 
 
-class WorkerTokenQuerySet(TenantQuerySet["WorkerToken"]):
-    def unrevoked(self) -> WorkerTokenQuerySet:
-        return self.filter(revoked_at__isnull=True)
-
-    def usable(self, *, now: datetime | None = None) -> WorkerTokenQuerySet:
-        """Not revoked and not expired (the worker's status is checked separately)."""
-        return self.unrevoked().filter(expires_at__gt=now or timezone.now())
+class WorkerTokenQuerySet(IssuedTokenQuerySet["WorkerToken"]):
+    # usable(): not revoked and not expired (the worker's status is checked separately).
 
     def expiring(self, *, within: timedelta, now: datetime | None = None) -> WorkerTokenQuerySet:
         """Usable tokens that end within `within`, but not the access tokens of MCP OAuth
@@ -82,18 +83,14 @@ class WorkerTokenQuerySet(TenantQuerySet["WorkerToken"]):
         return self.usable(now=now).filter(expires_at__lte=now + within, oauth_client="")
 
 
-class WorkerToken(TenantModel):
+class WorkerToken(IssuedToken):
     organization = organization_key(related_name="worker_tokens")
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="tokens")
     role = models.ForeignKey("policies.Role", on_delete=models.PROTECT, related_name="+")
-    public_id = models.CharField(max_length=32, unique=True, editable=False)
-    digest = models.CharField(max_length=64, unique=True, editable=False)
-    last4 = models.CharField(max_length=4, editable=False)
+    # public_id, digest, last4, expires_at, revoked_at, last_used_at: IssuedToken's.
     # What the token is for, as whoever minted it put it ("CI deploy bot"). Required
     # when minting; tokens minted before names existed have "".
     name = models.CharField(max_length=100, blank=True, default="")
-    expires_at = models.DateTimeField()
-    revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -105,7 +102,6 @@ class WorkerToken(TenantModel):
     rolled_from = models.OneToOneField(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="rolled_to"
     )
-    last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
     # Set on tokens issued by Grantry's MCP authorization server (apps.mcpauth): the one
@@ -126,9 +122,6 @@ class WorkerToken(TenantModel):
     def __repr__(self) -> str:
         return f"<WorkerToken {self.public_id} worker={self.worker_id} role={self.role_id}>"
 
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
     def separation_of_duties_ids(self) -> set[int]:
         """People who may not approve a request made with this token: the worker's
         owner and creator, and whoever minted the token."""
@@ -136,9 +129,6 @@ class WorkerToken(TenantModel):
         if self.created_by_id is not None:
             ids.add(self.created_by_id)
         return ids
-
-    def is_expired(self, now: datetime | None = None) -> bool:
-        return self.expires_at <= (now or timezone.now())
 
     def is_usable(self, now: datetime | None = None) -> bool:
         return not self.is_revoked() and not self.is_expired(now) and self.worker.is_active()

@@ -10,7 +10,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from typing_extensions import override
 
 
-class PersonalTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class PersonalTokenScheme(OpenApiAuthenticationExtension):
     """Documents `Authorization: Bearer gryp_…` for the management API."""
 
     target_class = "apps.accounts.auth.PersonalTokenAuthentication"

@@ -21,7 +21,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit.models import Outcome
@@ -30,6 +29,7 @@ from apps.core.tokens import (
     DEFAULT_TOKEN_DAYS,
     EXPIRY_WARNING_DAYS,
     generate_token,
+    last_used_touch,
     leaked_token_email,
     max_token_days,
     new_public_id,
@@ -46,7 +46,6 @@ ROLL_OVERLAPS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
 }
-LAST_USED_THROTTLE = timedelta(seconds=60)
 
 
 def _check_owner(organization: Organization, owner: Any) -> None:
@@ -496,20 +495,11 @@ def token_touch(
     ip: str | None,
     now: datetime | None = None,
 ) -> bool:
-    """Record last use, at most once a minute per token: no write on every call.
-
-    `last_used_at` is what the caller already read, so a recently used token costs
-    no query; the conditional UPDATE makes concurrent processes agree on one write."""
-    now = now or timezone.now()
-    cutoff = now - LAST_USED_THROTTLE
-    if last_used_at is not None and last_used_at >= cutoff:
-        return False
-    updated = (
-        WorkerToken.objects.filter(pk=token_id)
-        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
-        .update(last_used_at=now, last_used_ip=ip)
+    """Record last use and the address, at most once a minute per token
+    (apps.core.tokens.last_used_touch, which personal tokens share)."""
+    return last_used_touch(
+        WorkerToken, pk=token_id, last_used_at=last_used_at, now=now, last_used_ip=ip
     )
-    return bool(updated)
 
 
 # --- Expiry warnings (daily Celery beat task) ----------------------------------

@@ -119,7 +119,27 @@ def audit_sink_lag(sink: Any) -> int:
     )
 
 
-def audit_sink_deliver(*, sink_id: int, max_batches: int = 50) -> Any:  # noqa: C901 - flat guard clauses around one delivery
+def _delivery_failed(sink: Any, exc: Exception, cursor: dict[str, int]) -> None:
+    """Back off exponentially; past SINK_MAX_ATTEMPTS the sink is a dead letter (audited)."""
+    from apps.audit.models import SinkStatus
+
+    sink.attempts += 1
+    sink.last_error, sink.last_error_at = str(exc)[:300], timezone.now()
+    delay = min(SINK_MAX_BACKOFF_SECONDS, 2**sink.attempts)
+    sink.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    if sink.attempts >= SINK_MAX_ATTEMPTS:
+        sink.status = SinkStatus.DEAD_LETTER
+        audit_record(
+            action="audit.sink_dead_letter",
+            organization=sink.organization,
+            target=sink,
+            outcome=Outcome.FAILURE,
+            reason=sink.last_error,
+            metadata={"attempts": sink.attempts, "cursor": cursor},
+        )
+
+
+def audit_sink_deliver(*, sink_id: int, max_batches: int = 50) -> Any:
     """Send what the sink has not received yet, chain by chain in seq order. Safe to
     run twice at once: the second finds the row locked and leaves. The row lock
     (and its transaction) is held across the sends, each bounded by a 15 s
@@ -159,20 +179,7 @@ def audit_sink_deliver(*, sink_id: int, max_batches: int = 50) -> Any:  # noqa: 
                     sink.delivered += len(events)
                     sink.last_success_at = timezone.now()
         except SinkError as exc:
-            sink.attempts += 1
-            sink.last_error, sink.last_error_at = str(exc)[:300], timezone.now()
-            delay = min(SINK_MAX_BACKOFF_SECONDS, 2**sink.attempts)
-            sink.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-            if sink.attempts >= SINK_MAX_ATTEMPTS:
-                sink.status = SinkStatus.DEAD_LETTER
-                audit_record(
-                    action="audit.sink_dead_letter",
-                    organization=sink.organization,
-                    target=sink,
-                    outcome=Outcome.FAILURE,
-                    reason=sink.last_error,
-                    metadata={"attempts": sink.attempts, "cursor": cursor},
-                )
+            _delivery_failed(sink, exc, cursor)
         else:
             if batches:
                 sink.attempts, sink.next_attempt_at = 0, None

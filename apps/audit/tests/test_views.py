@@ -475,7 +475,7 @@ def test_charts_name_workers_and_bars_link_to_the_filtered_list(
 
 
 def test_chart_buckets_fit_the_window(client: Client, org: Organization, reviewer: User) -> None:
-    from apps.audit.charts import bucket_step
+    from apps.review.charts import bucket_step
 
     login(client, reviewer)
     broker_event(org)

@@ -16,12 +16,12 @@ from django.utils import timezone
 from apps.approvals.models import Approval
 from apps.approvals.services import approval_decide
 from apps.approvals.tests.conftest import INPUT, make_gated_agent
-from apps.audit.charts import chart_data
 from apps.audit.models import AuditEvent, Decision, Outcome
 from apps.audit.selectors import call_counts
 from apps.broker.tests.upstream import RecordingUpstream
 from apps.organizations.models import Organization
 from apps.policies.least_privilege import least_privilege_report
+from apps.review.charts import chart_data
 
 
 def _post(client: Client, agent: Any, verb: str, action: str, body: Any) -> Any:

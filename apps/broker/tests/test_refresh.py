@@ -18,7 +18,7 @@ from apps.broker.tests.conftest import make_agent
 from apps.connections.models import Connection, ConnectionStatus
 
 # The connections app's fixtures: a real OAuth connection to the Sandbox.
-from apps.connections.tests.conftest import (  # noqa: F401
+from apps.connections.tests.conftest import (  # noqa: F401 - pytest finds fixtures by name
     Sandbox,
     admin_client,
     connected,
@@ -34,7 +34,7 @@ def _expire(connection: Connection) -> None:
     )
 
 
-def test_expired_token_is_refreshed_on_demand(connected: Connection, client: Client) -> None:  # noqa: F811
+def test_expired_token_is_refreshed_on_demand(connected: Connection, client: Client) -> None:  # noqa: F811 - the imported fixture
     agent = make_agent(connected.organization, rules=RULES, connection=connected)
     old_access = connected.access_token
     _expire(connected)
@@ -58,7 +58,7 @@ def test_expired_token_is_refreshed_on_demand(connected: Connection, client: Cli
     )
 
 
-def test_concurrent_calls_refresh_once(connected: Connection, sandbox: Sandbox) -> None:  # noqa: F811
+def test_concurrent_calls_refresh_once(connected: Connection, sandbox: Sandbox) -> None:  # noqa: F811 - the imported fixtures
     agent = make_agent(connected.organization, rules=RULES, connection=connected)
     _expire(connected)
     url = f"{sandbox.base_url}/api/v1/actions/sandbox.list_projects/execute"
@@ -86,7 +86,7 @@ def test_concurrent_calls_refresh_once(connected: Connection, sandbox: Sandbox) 
 
 
 def test_a_token_endpoint_that_fails_just_now_is_a_503_not_a_500(
-    connected: Connection,  # noqa: F811
+    connected: Connection,  # noqa: F811 - the connections app's fixture, imported above
     client: Client,
     settings: Any,
 ) -> None:

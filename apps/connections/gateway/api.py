@@ -202,7 +202,7 @@ class _McpScope(OrgAPIMixin):
         return super().scope_queryset().filter(provider_key=MCP_PROVIDER_KEY)
 
     def connection(self, connection_id: int) -> Connection:
-        return get_object_or_404(self.scope_queryset(), pk=connection_id)  # type: ignore[no-any-return]
+        return get_object_or_404(self.scope_queryset(), pk=connection_id)
 
 
 class McpToolListAPIView(_McpScope, APIView):

@@ -61,7 +61,7 @@ class _McpConnectionMixin(OrgViewMixin):
         )
         if found is None:
             raise Http404("No such MCP connection.")
-        return found  # type: ignore[no-any-return]
+        return found
 
 
 class McpAddView(OrgViewMixin, TemplateView):

@@ -42,7 +42,18 @@ def _require_https() -> bool:
     return not settings.GRANTRY_EGRESS_ALLOW_LOOPBACK
 
 
-def _address_refusal(ip: IPAddress, *, allow_loopback: bool) -> str | None:  # noqa: C901 - flat guard clauses, one per refused address class
+# Address classes refused after the metadata and loopback checks, in this order: the first
+# that applies names the refusal.
+_REFUSED_CLASSES = (
+    ("is_link_local", "a link-local address"),
+    ("is_multicast", "a multicast address"),
+    ("is_unspecified", "an unspecified address"),
+    ("is_private", "a private address"),
+    ("is_reserved", "a reserved address"),
+)
+
+
+def _address_refusal(ip: IPAddress, *, allow_loopback: bool) -> str | None:
     """Why `ip` may not be contacted, or None if it may."""
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour
@@ -52,19 +63,10 @@ def _address_refusal(ip: IPAddress, *, allow_loopback: bool) -> str | None:  # n
         return "a cloud metadata address"
     if ip.is_loopback:
         return None if allow_loopback else "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_unspecified:
-        return "an unspecified address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_reserved:
-        return "a reserved address"
-    if not ip.is_global:
-        return "a non-public address"
-    return None
+    for attribute, why in _REFUSED_CLASSES:
+        if getattr(ip, attribute):
+            return why
+    return None if ip.is_global else "a non-public address"
 
 
 def check_destination(host: str, port: int) -> str:

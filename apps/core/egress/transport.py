@@ -81,7 +81,7 @@ class _Timed:
     def recv_into(self, buffer: Any, *args: Any, **kwargs: Any) -> int:
         call = CALL.get()
         if call is None:
-            return super().recv_into(buffer, *args, **kwargs)  # type: ignore[misc, no-any-return]
+            return super().recv_into(buffer, *args, **kwargs)  # type: ignore[misc]
         self.settimeout(call.time_left())  # type: ignore[attr-defined]
         count: int = super().recv_into(buffer, *args, **kwargs)  # type: ignore[misc]
         call.received += count

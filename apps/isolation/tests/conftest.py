@@ -63,7 +63,7 @@ def with_server(
 def probe(command: SandboxCommand, **arguments: Any) -> dict[str, Any]:
     async def body(client: Client) -> Any:
         result = await client.call_tool("probe", arguments)
-        return json.loads(result.content[0].text)  # type: ignore[union-attr]
+        return json.loads(result.content[0].text)
 
     report: dict[str, Any] = with_server(command, body)
     return report

@@ -87,7 +87,7 @@ def test_admin_reads_and_changes_the_policy(org: Organization, admin: User) -> N
     assert policy.allowlist() == ["claude.ai", ".example.com"]
     events = AuditEvent.objects.filter(action="mcp.policy_changed", actor_id=str(admin.pk))
     assert events.count() == 2
-    assert events.order_by("id").last().metadata["changes"] == {  # type: ignore[union-attr]
+    assert events.order_by("id").last().metadata["changes"] == {
         "clients_allowed": {"from": True, "to": False},
         "token_minutes": {"from": 60, "to": 15},
     }

@@ -18,7 +18,7 @@ from apps.workers.models import Worker
 def test_a_dashboard_view_defining_get_queryset_is_refused() -> None:
     with pytest.raises(TypeError, match="scope_queryset"):
 
-        class Bypass(OrgViewMixin, ListView):  # type: ignore[misc]
+        class Bypass(OrgViewMixin, ListView):
             def get_queryset(self) -> QuerySet[Any]:
                 return Worker.objects.all()
 
@@ -38,14 +38,14 @@ def test_a_mixin_placed_before_the_tenant_mixin_cannot_bypass_it() -> None:
 
     with pytest.raises(TypeError, match="Everything"):
 
-        class Bypass(Everything, OrgViewMixin, ListView):  # type: ignore[misc]
+        class Bypass(Everything, OrgViewMixin, ListView):
             pass
 
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("admin")
 def test_scope_queryset_is_what_get_queryset_returns(org: Organization) -> None:
-    class Members(OrgViewMixin, ListView):  # type: ignore[misc]
+    class Members(OrgViewMixin, ListView):
         model = Membership  # type: ignore[misc]  # ListView declares it per instance
 
     view = Members()
@@ -58,7 +58,7 @@ def test_scope_queryset_is_what_get_queryset_returns(org: Organization) -> None:
 @pytest.mark.django_db
 @pytest.mark.usefixtures("admin")
 def test_the_named_escape_hatch_is_the_only_way_to_unscoped_rows(org: Organization) -> None:
-    class AllMembers(OrgViewMixin, ListView):  # type: ignore[misc]
+    class AllMembers(OrgViewMixin, ListView):
         model = Membership  # type: ignore[misc]  # ListView declares it per instance
 
         def dangerously_get_queryset(self) -> QuerySet[Membership]:

@@ -85,9 +85,7 @@ class _CustomScope(OrgAPIMixin):
     kwargs: dict[str, Any]
 
     def scope_queryset(self) -> QuerySet[CustomProvider]:
-        return CustomProvider.objects.for_organization(self.organization).prefetch_related(
-            "actions"
-        )
+        return self.tenant_rows(CustomProvider).prefetch_related("actions")
 
     def get_custom(self) -> CustomProvider:
         return get_object_or_404(self.scope_queryset(), slug=self.kwargs["provider_slug"])
@@ -165,7 +163,7 @@ class CustomProviderDetailAPIView(_CustomScope, APIView):
                 details={"fields": {"slug": ["The key of a provider never changes."]}},
             )
         # Validate a copy with the dashboard's form: what is not sent keeps its value.
-        copy = CustomProvider.objects.get(pk=custom.pk)
+        copy = self.tenant_rows(CustomProvider).get(pk=custom.pk)
         current = model_to_dict(copy, fields=list(EDITABLE_FIELDS))
         form = CustomProviderForm(data={**current, **data}, instance=copy)
         if not form.is_valid():

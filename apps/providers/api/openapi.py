@@ -64,7 +64,7 @@ class DocumentBodyParser(BaseParser):
         self,
         stream: Any,
         media_type: Any = None,  # noqa: ARG002 - DRF's parser signature
-        parser_context: Any = None,  # noqa: ARG002
+        parser_context: Any = None,  # noqa: ARG002 - DRF's parser signature
     ) -> Any:
         cap = 2 * max_bytes() + 100_000
         raw = stream.read(cap + 1) if stream is not None else b""

@@ -181,7 +181,7 @@ class CustomProviderUpdateView(_CustomProviderMixin, FormView):
         kwargs = super().get_form_kwargs()
         self.custom = self.get_custom()
         # Validate a copy, so the page still names the saved provider on errors.
-        kwargs["instance"] = CustomProvider.objects.get(pk=self.custom.pk)
+        kwargs["instance"] = self.tenant_rows(CustomProvider).get(pk=self.custom.pk)
         return kwargs
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

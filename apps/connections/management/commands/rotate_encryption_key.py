@@ -71,7 +71,7 @@ class Command(BaseCommand):
                 str(model._meta.pk.column),
             )
             quote = connections[db].ops.quote_name
-            select = f"SELECT {quote(column)} FROM {quote(table)}"  # noqa: S608
+            select = f"SELECT {quote(column)} FROM {quote(table)}"  # noqa: S608 - model names, quoted
             for pk_value in model._default_manager.using(db).values_list("pk", flat=True):
                 t["rows"] += 1
                 with transaction.atomic(using=db), connections[db].cursor() as cursor:

@@ -8,7 +8,8 @@
 * Buckets fit the window: minutes for an hour, hours for a day, days for a month.
 * Every bar links to the audit trail filtered to the events it counts.
 
-Everything is computed for the current filter inside a bounded time window."""
+Everything is computed for the current filter inside a bounded time window. The reviewer's
+side (apps/review, the top layer), so worker names come straight from apps.workers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.apps import apps as django_apps
 from django.db.models import Count, DateTimeField, F, Func, Q, QuerySet, Value
 from django.utils.html import escape, format_html
 from django.utils.http import urlencode
@@ -26,6 +26,7 @@ from apps.audit.actions import DRY_RUN
 from apps.audit.filters import tried_expression
 from apps.audit.models import AuditEvent
 from apps.audit.selectors import CALL, DENIED
+from apps.workers.models import Worker
 
 WIDTH, HEIGHT, PAD = 640, 180, 32
 CALLS_COLOUR, DENIED_COLOUR, DRY_RUN_COLOUR = "#1f5fa8", "#b3261e", "#6b7280"
@@ -104,9 +105,10 @@ def _points(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
 def _worker_names(organization_id: int | None, ids: list[int]) -> dict[int, str]:
     if not ids or organization_id is None:
         return {}
-    worker = django_apps.get_model("workers", "Worker")
     return dict(
-        worker.objects.filter(organization_id=organization_id, pk__in=ids).values_list("pk", "name")
+        Worker.objects.for_organization(organization_id)
+        .filter(pk__in=ids)
+        .values_list("pk", "name")
     )
 
 

@@ -1,0 +1,1 @@
+"""Developer scripts: make run, the benchmarks, the export verifier (type-checked by make lint)."""
