@@ -79,6 +79,13 @@ $(MCP_SERVERS)/.installed: tests/data/mcp-servers/package.json tests/data/mcp-se
 	mkdir -p $(MCP_SERVERS)
 	cp tests/data/mcp-servers/package.json tests/data/mcp-servers/package-lock.json $(MCP_SERVERS)/
 	cd $(MCP_SERVERS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	# npm's cache, for apps/isolation/tests/test_packages.py's offline `mcp_install`: an
+	# offline install needs every package's registry document cached, which `npm ci`
+	# (tarballs only) leaves out. Scripts off, into a directory thrown away.
+	rm -rf $(MCP_SERVERS)/.cache-warm
+	npm install --prefix $(MCP_SERVERS)/.cache-warm --ignore-scripts --no-audit --no-fund \
+	  --no-save --loglevel=error @modelcontextprotocol/server-everything@2026.8.31
+	rm -rf $(MCP_SERVERS)/.cache-warm
 	touch $@
 mcp-servers: $(MCP_SERVERS)/.installed bubblewrap
 bubblewrap:

@@ -26,6 +26,10 @@ os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "0")
 # these limits (apps/workers/tests/test_auth_failures.py).
 os.environ.setdefault("GRANTRY_AUTH_FAILURES_PER_ADDRESS", "100000")
 os.environ.setdefault("GRANTRY_AUTH_FAILURES_PER_TOKEN_PREFIX", "100000")
+# The same for client registrations: the MCP tests register many clients from 127.0.0.1
+# in one run (the CI run hit the limit of 20); the limit's own test lowers it
+# (apps/mcpauth/tests/test_authorization_server.py).
+os.environ.setdefault("GRANTRY_MCP_DCR_PER_HOUR", "100000")
 
 from tests.backends import probe_backends
 
