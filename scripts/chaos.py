@@ -48,7 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make `scripts.` importable
 
-from scripts.cluster import BIN, Cluster, free_port  # noqa: E402 - after the sys.path line
+from scripts.cluster import BIN, Cluster, free_port, request_json  # noqa: E402 - after the sys.path line
 from scripts.run_dev import dev_environment  # noqa: E402 - after the sys.path line
 
 
@@ -193,15 +193,6 @@ def manage(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def api(method: str, url: str, token: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
-
-
 def main(argv: list[str]) -> int:  # noqa: C901 - one run, one fault after another
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phase", type=float, default=8.0, help="seconds per fault phase")
@@ -291,12 +282,14 @@ def main(argv: list[str]) -> int:  # noqa: C901 - one run, one fault after anoth
 
         def kill_workers() -> None:
             nonlocal export_id
-            export = api(
+            status, export = request_json(
                 "POST",
                 f"{cluster.base}/api/v1/orgs/{setup['org']}/audit/exports/",
                 setup["personal"],
                 {"format": "jsonl"},
             )
+            if status != 201:
+                raise SystemExit(f"the export job was not created ({status}): {export}")
             export_id = export["id"]
             time.sleep(0.3)
             cluster.kill("worker1")
@@ -324,11 +317,12 @@ def main(argv: list[str]) -> int:  # noqa: C901 - one run, one fault after anoth
         deadline = time.monotonic() + 90
         while export_id is not None and time.monotonic() < deadline:
             try:
-                export_status = api(
+                status, job = request_json(
                     "GET",
                     f"{cluster.base}/api/v1/orgs/{setup['org']}/audit/exports/{export_id}/",
                     setup["personal"],
-                )["status"]
+                )
+                export_status = job["status"] if status == 200 else "unreachable"
             except (OSError, urllib.error.URLError):  # still recovering: ask again
                 export_status = "unreachable"
             if export_status in ("done", "failed"):

@@ -243,7 +243,8 @@ class Cluster:
             self.bouncer.stop()
 
 
-def _request(method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
+def request_json(method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
+    """(status, JSON body) of one bearer-token call; an HTTP error is an answer too."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Authorization", f"Bearer {token}")
@@ -287,7 +288,7 @@ def smoke(cluster: Cluster, env: dict[str, str]) -> None:
         check=True,
     )
     worker_token, personal_token, path = minted.stdout.strip().splitlines()[-1].split()
-    status, _ = _request(
+    status, _ = request_json(
         "POST",
         f"{cluster.node(0)}/api/v1/actions/sandbox.list_projects/execute",
         worker_token,
@@ -296,11 +297,11 @@ def smoke(cluster: Cluster, env: dict[str, str]) -> None:
     print(f"  call through node A: {status}")
     if status != 200:
         raise SystemExit("smoke: the call through node A failed")
-    status, _ = _request("POST", f"{cluster.node(1)}{path}", personal_token)
+    status, _ = request_json("POST", f"{cluster.node(1)}{path}", personal_token)
     print(f"  revoke through node B: {status}")
     if status not in (200, 204):
         raise SystemExit("smoke: the revoke through node B failed")
-    status, _ = _request(
+    status, _ = request_json(
         "POST",
         f"{cluster.node(0)}/api/v1/actions/sandbox.list_projects/execute",
         worker_token,

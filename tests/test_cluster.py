@@ -98,6 +98,17 @@ def execute(base: str, token: str, action: str, body: dict[str, Any]) -> httpx.R
     )
 
 
+def over_both_nodes(cluster: Cluster, token: str, count: int) -> list[httpx.Response]:
+    """`count` sandbox.list_projects calls at once, alternating between the two nodes."""
+    bases = [cluster.node(n % 2) for n in range(count)]
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(
+            pool.map(
+                lambda base: execute(base, token, "sandbox.list_projects", {"input": {}}), bases
+            )
+        )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_revoke_through_node_a_stops_the_token_on_node_b(
     cluster: Cluster, upstream: RecordingUpstream, org: Organization, admin: User
@@ -156,13 +167,7 @@ def test_a_quota_of_five_gives_five_of_twenty_parallel_calls_over_both_nodes(
     }
     agent = make_agent(org, rules=[rule])
     before = len(upstream.requests)
-    bases = [cluster.node(n % 2) for n in range(20)]
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        answers = list(
-            pool.map(
-                lambda base: execute(base, agent.raw, "sandbox.list_projects", {"input": {}}), bases
-            )
-        )
+    answers = over_both_nodes(cluster, agent.raw, 20)
     codes = sorted(answer.status_code for answer in answers)
     assert codes == [200] * 5 + [429] * 15
     assert len(upstream.requests) - before == 5
@@ -183,13 +188,7 @@ def test_a_rate_limit_holds_across_nodes(
     while time.time() % 60 > 45:
         time.sleep(0.5)
     before = len(upstream.requests)
-    bases = [cluster.node(n % 2) for n in range(20)]
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        answers = list(
-            pool.map(
-                lambda base: execute(base, agent.raw, "sandbox.list_projects", {"input": {}}), bases
-            )
-        )
+    answers = over_both_nodes(cluster, agent.raw, 20)
     codes = sorted(answer.status_code for answer in answers)
     assert codes == [200] * 5 + [429] * 15
     assert len(upstream.requests) - before == 5
@@ -244,13 +243,7 @@ def test_twenty_calls_needing_a_refresh_from_both_nodes_refresh_once(
         expires_at=timezone.now() - timedelta(minutes=5)
     )
     before = len(upstream.requests)
-    bases = [cluster.node(n % 2) for n in range(20)]
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        answers = list(
-            pool.map(
-                lambda base: execute(base, agent.raw, "sandbox.list_projects", {"input": {}}), bases
-            )
-        )
+    answers = over_both_nodes(cluster, agent.raw, 20)
     assert [answer.status_code for answer in answers] == [200] * 20
     fresh = Connection.objects.get(pk=connected.pk)
     assert fresh.access_token != old_access
