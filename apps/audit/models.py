@@ -110,8 +110,13 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # The table is partitioned by month (migration 0010), so its unique keys carry
+        # the partition key: a chain's seq is unique by construction (the append moves
+        # the chain's head in the same statement) and audit_verify refuses a duplicate.
         constraints = [
-            models.UniqueConstraint(fields=["chain_key", "seq"], name="audit_chain_seq_unique")
+            models.UniqueConstraint(
+                fields=["chain_key", "seq", "created_at"], name="audit_chain_seq_unique"
+            )
         ]
         # Each index serves one dashboard/API filter and keeps keyset pages
         # (ORDER BY id DESC LIMIT n) an index walk; measured with
