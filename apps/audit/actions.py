@@ -64,7 +64,7 @@ CATEGORIES: dict[str, Category] = {
         Category("personal_token", "Personal API tokens"),
         Category("org", "Organization settings"),
         Category("auth", "Sign-ins and account security"),
-        Category("audit", "The audit trail: exports, verification, sinks, signing keys"),
+        Category("audit", "The audit trail: exports, verification, sinks, signing keys, archives"),
         Category("inventory", "The migration off raw keys"),
         Category("admin", "Changes made in the Django admin"),
     )

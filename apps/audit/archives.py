@@ -10,7 +10,7 @@ recorded when it was written and the chains and seqs it must cover."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 
 from django.core.files.storage import Storage, storages
 
@@ -27,6 +27,8 @@ def archive_storage() -> Storage:
 def archived_through(organization_id: int | None) -> dict[str, tuple[int, str]]:
     """{chain_key: (last seq, its hash)} covered by the organization's verified archives."""
     covered: dict[str, tuple[int, str]] = {}
+    if organization_id is None:
+        return covered  # the global chain is never archived (apps.audit.services.archive)
     for chains in AuditArchive.objects.filter(
         organization_id=organization_id, status=ArchiveStatus.VERIFIED
     ).values_list("chains", flat=True):
@@ -40,15 +42,16 @@ def archive_problems(
     archive: AuditArchive,
     *,
     expected: dict[str, tuple[int, int]] | None = None,
-    watch: dict[str, Collection[int]] | None = None,
+    watch: Mapping[str, Collection[int]] | None = None,
 ) -> tuple[list[str], offline.Report]:
     """Read the archive back from the store and check it: the SHA-256 recorded when it
     was written, every link, the checkpoint's signature under the organization's own
     (pinned) key, and that it covers exactly the chains and seqs it should."""
+    owner = archive.organization_id
     key = (
-        AuditSigningKeypair.objects.filter(organization_id=archive.organization_id)
-        .defer("private_key")
-        .first()
+        AuditSigningKeypair.objects.filter(organization_id=owner).defer("private_key").first()
+        if owner is not None
+        else None
     )
     digest = hashlib.sha256()
 

@@ -60,6 +60,18 @@ def verify_history(
     if ids is not None:
         archives = archives.filter(organization_id__in=ids)
     rows = list(archives)
+    reports, reach = _recorded(rows)
+    _run_ends(reach)
+    if read_archives:
+        _read(rows, reports, reach)
+    for chain in reach.values():  # a run end the archives do not hold stays unchecked
+        chain.points = {seq: h for seq, h in chain.points.items() if h}
+    return reports, verify_chains(organization_ids=ids, archived=reach)
+
+
+def _recorded(rows: list[AuditArchive]) -> tuple[list[ArchiveReport], dict[str, ArchivedChain]]:
+    """Each archive's report, and where each chain's archives end, from what was recorded
+    when they were verified; each must go on exactly where the previous one ended."""
     reports: list[ArchiveReport] = []
     reach: dict[str, ArchivedChain] = {}
     for archive in rows:
@@ -80,23 +92,26 @@ def verify_history(
                 )
             count = (had.count if had else 0) + int(entry["count"])
             reach[key] = ArchivedChain(entry["last_seq"], entry["last_hash"], count)
-    _run_ends(reach)
-    if read_archives:
-        for archive, report in zip(rows, reports, strict=True):
-            if report.problem or archive.status != ArchiveStatus.VERIFIED:
-                continue
-            watch = {
-                key: [seq for seq in chain.points if _holds(archive, key, seq)]
-                for key, chain in reach.items()
-            }
-            problems, checked = archive_problems(archive, watch=watch)
-            if problems:
-                report.problem = problems[0]
-            for (key, seq), hash_ in checked.watched.items():
-                reach[key].points[seq] = hash_
-    for chain in reach.values():  # a run end the archives do not hold stays unchecked
-        chain.points = {seq: h for seq, h in chain.points.items() if h}
-    return reports, verify_chains(organization_ids=ids, archived=reach)
+    return reports, reach
+
+
+def _read(
+    rows: list[AuditArchive], reports: list[ArchiveReport], reach: dict[str, ArchivedChain]
+) -> None:
+    """Check every archive from the store, keeping the archived hashes where runs of
+    live rows that are archived too end."""
+    for archive, report in zip(rows, reports, strict=True):
+        if report.problem or archive.status != ArchiveStatus.VERIFIED:
+            continue
+        watch = {
+            key: [seq for seq in chain.points if _holds(archive, key, seq)]
+            for key, chain in reach.items()
+        }
+        problems, checked = archive_problems(archive, watch=watch)
+        if problems:
+            report.problem = problems[0]
+        for (key, seq), hash_ in checked.watched.items():
+            reach[key].points[seq] = hash_
 
 
 def _run_ends(reach: dict[str, ArchivedChain]) -> None:

@@ -47,7 +47,7 @@ import io
 import itertools
 import json
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,7 +291,7 @@ def verify_lines(
     lines: Iterable[str],
     *,
     public_key: str | None = None,
-    watch: dict[str, Collection[int]] | None = None,
+    watch: Mapping[str, Collection[int]] | None = None,
 ) -> Report:
     """Check an export with proof, given its text lines (a file opened in text mode).
     `watch` ({chain_key: seqs}) keeps those events' hashes in `Report.watched`."""
@@ -411,7 +411,7 @@ def _signature_ok(public_key: str, signature: str, body: dict[str, Any]) -> bool
 
 
 def verify_file(
-    path: str, *, public_key: str | None = None, watch: dict[str, Collection[int]] | None = None
+    path: str, *, public_key: str | None = None, watch: Mapping[str, Collection[int]] | None = None
 ) -> Report:
     with open(path, encoding="utf-8", newline="") as handle:
         return verify_lines(handle, public_key=public_key, watch=watch)
@@ -421,7 +421,7 @@ def verify_bytes(
     data: bytes | Iterable[bytes],
     *,
     public_key: str | None = None,
-    watch: dict[str, Collection[int]] | None = None,
+    watch: Mapping[str, Collection[int]] | None = None,
 ) -> Report:
     """For uploads: bytes or an iterable of byte chunks (decoded as UTF-8)."""
     if isinstance(data, bytes):
@@ -473,7 +473,7 @@ class History:
         return not self.problems and all(report.ok for _, report in self.files)
 
     def lines(self) -> list[str]:
-        out = []
+        out: list[str] = []
         for name, report in self.files:
             out.extend(f"{name}: {line}" for line in report.lines())
         out.extend(f"PROBLEM {p}" for p in self.problems)
@@ -486,7 +486,7 @@ class History:
 
 
 def verify_history(
-    sources: list[tuple[str, Callable[[dict[str, Collection[int]] | None], Report]]],
+    sources: list[tuple[str, Callable[[Mapping[str, Collection[int]] | None], Report]]],
 ) -> History:
     """`sources`: (name, check) oldest first; check(watch) verifies that file."""
     history = History()
@@ -539,7 +539,7 @@ GENESIS = "0" * 64
 
 
 def verify_files(paths: list[str], *, public_key: str | None = None) -> History:
-    def check(path: str) -> Callable[[dict[str, Collection[int]] | None], Report]:
+    def check(path: str) -> Callable[[Mapping[str, Collection[int]] | None], Report]:
         return lambda watch: verify_file(path, public_key=public_key, watch=watch)
 
     return verify_history([(path, check(path)) for path in paths])

@@ -11,7 +11,7 @@ from django.db.models import Count, Q, QuerySet
 
 from apps.audit.actions import CALL_ACTIONS
 from apps.audit.chain import GENESIS_HASH, chain_key_for
-from apps.audit.models import AuditChainHead, AuditEvent, Decision, Outcome
+from apps.audit.models import AuditArchive, AuditChainHead, AuditEvent, Decision, Outcome
 
 PAGE_SIZE = 50
 
@@ -142,3 +142,8 @@ def call_counts(events: QuerySet[AuditEvent]) -> dict[str, int]:
         refused=Count("id", filter=REFUSED),
     )
     return {key: int(value or 0) for key, value in counted.items()}
+
+
+def organization_archives(organization: Any, limit: int = 36) -> list[AuditArchive]:
+    """The organization's archived months, newest first (Settings page)."""
+    return list(AuditArchive.objects.filter(organization=organization).order_by("-month")[:limit])

@@ -33,6 +33,15 @@ class Organization(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def audit_retention_months(self) -> int | None:
+        """Whole months the audit trail stays live after its month (apps.audit); None:
+        kept for ever."""
+        from apps.audit.models import AuditRetention
+
+        row = AuditRetention.objects.filter(organization_id=self.pk).only("months").first()
+        return row.months if row is not None else None
+
 
 class OrgRole(models.TextChoices):
     OWNER = "owner", "Owner"

@@ -44,7 +44,6 @@ def audit_verify_trail(
     """Verify every chain of the organization: its archives, then the live rows going
     on from them (`ChainReport`s; a broken archive breaks its chains)."""
     from apps.audit.history import verify_history
-
     from apps.audit.verify import ChainReport
 
     archives, reports = verify_history(organization_ids=[organization.pk])

@@ -127,7 +127,8 @@ def actions(org: Organization, action: str) -> list[AuditEvent]:
 def test_the_migrated_table_is_partitioned_by_month_and_keeps_its_triggers() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'audit_auditevent'::regclass"
+            "SELECT partstrat FROM pg_partitioned_table "
+            "WHERE partrelid = 'audit_auditevent'::regclass"
         )
         assert cursor.fetchone() == ("r",)
     now = partitions.month_start(timezone.now())
@@ -166,15 +167,14 @@ def test_the_append_and_the_triggers_work_on_the_partitioned_table(org: Organiza
 
     event = audit_record(action="org.updated", organization=org)
     assert event is not None
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {partitions.name_for(partitions.month_start(event.created_at))} "
-                "SET reason = 'x'"
-            )
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM audit_auditevent")
+    month = partitions.name_for(partitions.month_start(event.created_at))
+    for statement in (f"UPDATE {month} SET reason = 'x'", "DELETE FROM audit_auditevent"):
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement)
 
 
 # --- retention ----------------------------------------------------------------------
@@ -227,7 +227,8 @@ def test_months_past_retention_are_archived_verified_and_dropped(
     assert AuditEvent.objects.filter(chain_key=key, seq=6).exists()
     assert not AuditEvent.objects.filter(chain_key=key, seq__in=[1, 2, 3, 4, 5, 7]).exists()
     for archive in archives:
-        assert archive.percent == 100 and archive.verified_at is not None
+        assert archive.percent == 100
+        assert archive.verified_at is not None
         stored = archive_dir / archive.path
         lines = stored.read_text().splitlines()
         checkpoint = json.loads(lines[-1])["grantry_checkpoint"]
@@ -250,12 +251,16 @@ def test_months_past_retention_are_archived_verified_and_dropped(
 
     # Running again changes nothing.
     again = audit_archive_due()
-    assert again["dropped"] == [] and again["failed"] == []
+    assert again["dropped"] == []
+    assert again["failed"] == []
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("archive_dir")
 def test_a_month_waits_for_every_organizations_retention(
-    org: Organization, other_org: Organization, owner: Any, archive_dir: Path
+    org: Organization,
+    other_org: Organization,
+    owner: Any,
 ) -> None:
     older = months_ago(3)
     seed(org.pk, [older + timedelta(days=1)])
@@ -273,15 +278,18 @@ def test_a_month_waits_for_every_organizations_retention(
     assert blockers == [f"organization {other_org.pk}: retention has not passed"]
     # Both histories verify: org's archive overlaps its still-live rows.
     archive_reports, chains = verify_history(organization_ids=[org.pk, other_org.pk])
-    assert all(a.ok for a in archive_reports) and all(c.ok for c in chains), chains
+    assert all(a.ok for a in archive_reports)
+    assert all(c.ok for c in chains), chains
 
     audit_retention_set(organization=other_org, actor=None, months=2)
     assert audit_archive_due()["dropped"] == [partitions.name_for(older)]
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("archive_dir")
 def test_a_month_with_events_of_no_organization_stays(
-    org: Organization, owner: Any, archive_dir: Path
+    org: Organization,
+    owner: Any,
 ) -> None:
     older = months_ago(3)
     seed(org.pk, [older + timedelta(days=1)])
@@ -295,7 +303,10 @@ def test_a_month_with_events_of_no_organization_stays(
 
 @pytest.mark.django_db
 def test_a_tampered_archive_is_refused_before_the_drop(
-    org: Organization, other_org: Organization, owner: Any, archive_dir: Path
+    org: Organization,
+    other_org: Organization,
+    owner: Any,
+    archive_dir: Path,
 ) -> None:
     older = months_ago(3)
     seed(org.pk, [older + timedelta(days=d) for d in (1, 2, 3)])
@@ -321,18 +332,22 @@ def test_a_tampered_archive_is_refused_before_the_drop(
     assert archive.status == ArchiveStatus.FAILED
     assert "before dropping the month" in archive.error
     failed = actions(org, "audit.archive_failed")
-    assert failed and failed[0].metadata["path"] == archive.path
+    assert failed
+    assert failed[0].metadata["path"] == archive.path
     assert not actions(org, "audit.partition_dropped")
     # The verifier names the archive.
     with pytest.raises(CommandError, match="1 archive"):
         call_command("audit_verify", "--org", org.slug)
     archive_reports, _ = verify_history(organization_ids=[org.pk])
-    assert archive.path in str(archive_reports[0]) and not archive_reports[0].ok
+    assert archive.path in str(archive_reports[0])
+    assert not archive_reports[0].ok
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("archive_dir")
 def test_a_missing_archive_is_refused_before_the_drop(
-    org: Organization, owner: Any, archive_dir: Path
+    org: Organization,
+    owner: Any,
 ) -> None:
     older = months_ago(3)
     seed(org.pk, [older + timedelta(days=1)])
@@ -342,10 +357,12 @@ def test_a_missing_archive_is_refused_before_the_drop(
     from apps.audit.services import audit_archive_month
 
     archive = audit_archive_month(organization_id=org.pk, partition=partition_for(older))
-    assert archive is not None and archive.status == ArchiveStatus.VERIFIED
+    assert archive is not None
+    assert archive.status == ArchiveStatus.VERIFIED
     archive_storage().delete(archive.path)
     blockers = audit_partition_drop(partition=partition_for(older))
-    assert blockers and "cannot read" in blockers[0]
+    assert blockers
+    assert "cannot read" in blockers[0]
     assert partitions.name_for(older) in partition_names()
 
 
@@ -356,7 +373,7 @@ def test_a_missing_archive_is_refused_before_the_drop(
 def test_the_offline_verifier_reads_archives_and_a_live_export_as_one_history(
     org: Organization, owner: Any, archive_dir: Path, tmp_path: Path
 ) -> None:
-    older, old = two_old_months(org)
+    _older, _old = two_old_months(org)
     audit_retention_set(organization=org, actor=owner, months=1)
     audit_archive_due()
     archives = [archive_dir / a.path for a in AuditArchive.objects.order_by("month")]
@@ -451,11 +468,15 @@ def test_archives_go_to_an_s3_compatible_store_and_are_verified_there(
     assert keys == sorted(f"grantry/{a.path}" for a in archives)
     body = s3_archive.get_object(Bucket="grantry-audit", Key=keys[0])["Body"].read()
     report = offline.verify_bytes(body, public_key=org.audit_signing_key.public_key)
-    assert report.ok and report.events == 3
+    assert report.ok
+    assert report.events == 3
     archive_reports, chains = verify_history(organization_ids=[org.pk])
-    assert all(a.ok for a in archive_reports) and all(c.ok for c in chains)
+    assert all(a.ok for a in archive_reports)
+    assert all(c.ok for c in chains)
 
     # Changed in the bucket: refused when the history is read.
-    s3_archive.put_object(Bucket="grantry-audit", Key=keys[0], Body=body.replace(b"seeded", b"edited"))
+    s3_archive.put_object(
+        Bucket="grantry-audit", Key=keys[0], Body=body.replace(b"seeded", b"edited")
+    )
     archive_reports, _ = verify_history(organization_ids=[org.pk])
     assert not archive_reports[0].ok

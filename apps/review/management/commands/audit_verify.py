@@ -16,8 +16,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit import offline
-from apps.audit.models import AuditSigningKeypair
 from apps.audit.history import verify_history
+from apps.audit.models import AuditSigningKeypair
 from apps.organizations.models import Organization
 
 
