@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -60,6 +60,7 @@ def months_ago(n: int) -> datetime:
     return partitions.add_months(partitions.month_start(timezone.now()), -n)
 
 
+@transaction.atomic
 def seed(org_id: int | None, stamps: list[datetime]) -> list[int]:
     """Append events stamped `stamps` to the organization's first chain, as the
     append would link them. Their months' partitions are created first."""
@@ -161,7 +162,7 @@ def test_the_scheduler_creates_months_ahead_with_the_append_only_triggers(
 
 @pytest.mark.django_db
 def test_the_append_and_the_triggers_work_on_the_partitioned_table(org: Organization) -> None:
-    from django.db import DatabaseError, transaction
+    from django.db import DatabaseError
 
     from apps.audit.services import audit_record
 
@@ -480,3 +481,34 @@ def test_archives_go_to_an_s3_compatible_store_and_are_verified_there(
     )
     archive_reports, _ = verify_history(organization_ids=[org.pk])
     assert not archive_reports[0].ok
+
+
+# --- the scheduler's task on a real worker ------------------------------------------
+
+
+@pytest.mark.celery
+@pytest.mark.usefixtures("celery_worker")
+def test_the_archival_task_runs_on_a_worker_with_progress_and_events(
+    org: Organization, owner: Any, archive_dir: Path
+) -> None:
+    import time
+
+    from grantry.celery import app
+
+    older, old = two_old_months(org)
+    audit_retention_set(organization=org, actor=owner, months=1)
+
+    app.send_task("audit.archive_due")
+
+    deadline = time.monotonic() + 60
+    while partitions.name_for(old) in partition_names():
+        assert time.monotonic() < deadline, "the months were not dropped"
+        time.sleep(0.2)
+    archives = list(AuditArchive.objects.order_by("month"))
+    assert [a.status for a in archives] == [ArchiveStatus.VERIFIED] * 2
+    assert [(a.rows_done, a.rows_total) for a in archives] == [(3, 3), (4, 4)]
+    assert all((archive_dir / a.path).exists() for a in archives)
+    assert len(actions(org, "audit.archived")) == 2
+    assert len(actions(org, "audit.partition_dropped")) == 2
+    assert partitions.name_for(older) not in partition_names()
+    call_command("audit_verify", "--org", org.slug)
