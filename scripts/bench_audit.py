@@ -35,6 +35,7 @@ import contextlib
 import multiprocessing
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -503,7 +504,10 @@ def browse(org: Any, user: Any) -> list[tuple[str, float, float, float, str]]:
                 {
                     parents.get(w.strip('"'), w.strip('"'))
                     for w in explained.split()
-                    if w.strip('"').startswith("audit_") and w.strip('"') not in tables
+                    if w.strip('"').startswith("audit_")
+                    and w.strip('"') not in tables
+                    # EXPLAIN's aliases of the months (audit_auditevent_3) and sort keys
+                    and not re.fullmatch(r"audit_auditevent(_\d+)?(\.\w+)?", w.strip('"'))
                 }
             )
         )
