@@ -52,7 +52,7 @@ class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
     search_fields = ("name", "provider_key", "account_label")
 
     def scope_queryset(self) -> Any:
-        return Connection.objects.for_organization(self.organization).select_related("created_by")
+        return self.tenant_rows(Connection).select_related("created_by")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -72,7 +72,7 @@ class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
                     names[connection.provider_key] = connection.provider_key
             connection.provider_name = names[connection.provider_key]
         context["can_manage"] = self.membership.can_manage()
-        context["provider_apps"] = ProviderApp.objects.for_organization(self.organization)
+        context["provider_apps"] = self.tenant_rows(ProviderApp)
         return context
 
 
@@ -84,11 +84,7 @@ class ProviderPickView(OrgViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        configured = set(
-            ProviderApp.objects.for_organization(self.organization).values_list(
-                "provider_key", flat=True
-            )
-        )
+        configured = set(self.tenant_rows(ProviderApp).values_list("provider_key", flat=True))
         query = self.request.GET.get("q", "").strip()[:60]
         needle = query.lower()
         context["providers"] = [
@@ -114,11 +110,7 @@ class ConnectView(OrgViewMixin, TemplateView):
 
     def _setup(self) -> None:
         self.provider = _provider_or_404(self.kwargs["provider_key"], self.organization)
-        self.app = (
-            ProviderApp.objects.for_organization(self.organization)
-            .filter(provider_key=self.provider.key)
-            .first()
-        )
+        self.app = self.tenant_rows(ProviderApp).filter(provider_key=self.provider.key).first()
 
     def _forms(self, data: Any = None, which: str = "") -> dict[str, Any]:
         params = tuple(getattr(self.provider, "base_url_params", ()) or ())
@@ -243,11 +235,7 @@ class ReconnectView(OrgViewMixin, View):
             raise Http404("No such OAuth connection.")
         if connection.provider_key == MCP_PROVIDER_KEY:
             return self._reconnect_mcp(request, connection)
-        if (
-            not ProviderApp.objects.for_organization(self.organization)
-            .filter(provider_key=connection.provider_key)
-            .exists()
-        ):
+        if not self.tenant_rows(ProviderApp).filter(provider_key=connection.provider_key).exists():
             messages.error(request, "Set up the OAuth app for this provider first.")
             return redirect(
                 "connections:provider-app",
@@ -285,7 +273,7 @@ class ReconnectView(OrgViewMixin, View):
         return HttpResponseRedirect(url)
 
     def scope_queryset(self) -> Any:
-        return Connection.objects.for_organization(self.organization)
+        return self.tenant_rows(Connection)
 
 
 class DisconnectView(OrgViewMixin, TemplateView):
@@ -293,7 +281,7 @@ class DisconnectView(OrgViewMixin, TemplateView):
     write_role = OrgRole.ADMIN
 
     def scope_queryset(self) -> Any:
-        return Connection.objects.for_organization(self.organization)
+        return self.tenant_rows(Connection)
 
     def _connection(self) -> Connection:
         connection = self.scope_queryset().filter(pk=self.kwargs["pk"]).first()
@@ -372,11 +360,7 @@ class ProviderAppView(OrgViewMixin, TemplateView):
         self.provider = _provider_or_404(self.kwargs["provider_key"], self.organization)
         if AuthType.OAUTH2 not in self.provider.auth_types:
             raise Http404("This provider does not use OAuth.")
-        self.app = (
-            ProviderApp.objects.for_organization(self.organization)
-            .filter(provider_key=self.provider.key)
-            .first()
-        )
+        self.app = self.tenant_rows(ProviderApp).filter(provider_key=self.provider.key).first()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
