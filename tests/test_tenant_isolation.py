@@ -166,7 +166,27 @@ def _dependent_models(owned: set[type[models.Model]]) -> list[type[models.Model]
     return found
 
 
-def _dummy(f: models.Field, victim: Organization, user: Any, index: dict) -> Any:  # noqa: C901 - one branch per model field type the walker can fake
+# A fake value per model field type, first match wins (an EmailField is a CharField too).
+_FAKES: tuple[tuple[type[models.Field] | tuple[type[models.Field], ...], Any], ...] = (
+    (models.EmailField, lambda _: f"{secrets.token_hex(4)}@victim.test"),
+    (models.URLField, lambda _: "https://victim.example.test/"),
+    (models.GenericIPAddressField, lambda _: "127.0.0.1"),
+    (models.UUIDField, lambda _: uuid.uuid4()),
+    (
+        (models.CharField, models.TextField),
+        lambda f: ("v" + secrets.token_hex(8))[: min(getattr(f, "max_length", None) or 16, 16)],
+    ),
+    (models.BooleanField, lambda _: False),
+    (models.DateTimeField, lambda _: timezone.now() + timedelta(days=1)),
+    (models.DateField, lambda _: timezone.now().date()),
+    (models.DurationField, lambda _: timedelta(days=1)),
+    ((models.IntegerField, models.FloatField, models.DecimalField), lambda _: 1),
+    (models.JSONField, lambda _: {}),
+    (models.BinaryField, lambda _: b"x"),
+)
+
+
+def _dummy(f: models.Field, victim: Organization, user: Any, index: dict) -> Any:
     if isinstance(f, models.ForeignKey):
         if f.related_model is Organization:
             return victim
@@ -175,31 +195,9 @@ def _dummy(f: models.Field, victim: Organization, user: Any, index: dict) -> Any
         return index.get(f.related_model, _MISSING)
     if f.choices:
         return f.choices[0][0]
-    if isinstance(f, models.EmailField):
-        return f"{secrets.token_hex(4)}@victim.test"
-    if isinstance(f, models.URLField):
-        return "https://victim.example.test/"
-    if isinstance(f, models.GenericIPAddressField):
-        return "127.0.0.1"
-    if isinstance(f, models.UUIDField):
-        return uuid.uuid4()
-    if isinstance(f, (models.CharField, models.TextField)):
-        size = min(getattr(f, "max_length", None) or 16, 16)
-        return ("v" + secrets.token_hex(8))[:size]
-    if isinstance(f, models.BooleanField):
-        return False
-    if isinstance(f, models.DateTimeField):
-        return timezone.now() + timedelta(days=1)
-    if isinstance(f, models.DateField):
-        return timezone.now().date()
-    if isinstance(f, models.DurationField):
-        return timedelta(days=1)
-    if isinstance(f, (models.IntegerField, models.FloatField, models.DecimalField)):
-        return 1
-    if isinstance(f, models.JSONField):
-        return {}
-    if isinstance(f, models.BinaryField):
-        return b"x"
+    for kind, fake in _FAKES:
+        if isinstance(f, kind):
+            return fake(f)
     return _MISSING
 
 

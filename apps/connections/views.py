@@ -154,7 +154,7 @@ class ConnectView(OrgViewMixin, TemplateView):
             and bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
         )
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:  # noqa: C901 - flat dispatch on the submitted form kind
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self._setup()
         which = request.POST.get("kind", "")
         if which == "sandbox_app" and self._sandbox_one_click():
@@ -176,53 +176,66 @@ class ConnectView(OrgViewMixin, TemplateView):
             sandbox_app_register(organization=self.organization, actor=request.user)
             self._setup()
         if which == "oauth" and AuthType.OAUTH2 in self.provider.auth_types:
-            form = forms["oauth_form"]
-            if self.app is None:
-                form.add_error(None, "Set up the OAuth app for this provider first.")
-            elif form.is_valid():
-                if not request.session.session_key:
-                    request.session.save()
-                try:
-                    url = services.connection_oauth_start(
-                        organization=self.organization,
-                        provider_key=self.provider.key,
-                        name=form.cleaned_data["name"],
-                        actor=request.user,
-                        session_key=request.session.session_key or "",
-                        base_url_params=form.base_url_params(),
-                    )
-                except ValueError as exc:  # BaseURLParamError: a bad subdomain or similar
-                    form.add_error(None, str(exc))
-                else:
-                    return HttpResponseRedirect(url)
+            done = self._oauth_start(request, forms["oauth_form"])
         elif which == "api_key" and AuthType.API_KEY in self.provider.auth_types:
-            form = forms["key_form"]
-            if form.is_valid():
-                try:
-                    connection = services.connection_create_api_key(
-                        organization=self.organization,
-                        provider_key=self.provider.key,
-                        name=form.cleaned_data["name"],
-                        api_key=form.cleaned_data["api_key"],
-                        base_url_params=form.base_url_params(),
-                        actor=request.user,
-                    )
-                except services.CredentialRejected as exc:
-                    form.add_error(
-                        "api_key",
-                        f"{exc} Check that you copied the whole key "
-                        "and that it is still active. Nothing was saved.",
-                    )
-                except services.ProviderUnreachable as exc:
-                    form.add_error(None, f"{exc} Nothing was saved; try again in a moment.")
-                except ValueError as exc:  # BaseURLParamError
-                    form.add_error(None, str(exc))
-                else:
-                    messages.success(request, f"Connected '{connection.name}'.")
-                    return redirect("connections:list", org_slug=self.organization.slug)
+            done = self._api_key_save(request, forms["key_form"])
         else:
             raise Http404("This provider does not support that kind of connection.")
+        if done is not None:
+            return done
         return self.render_to_response(self.get_context_data(**forms), status=400)
+
+    def _oauth_start(self, request: HttpRequest, form: ConnectOAuthForm) -> HttpResponse | None:
+        """The redirect to the provider's consent page, or None with the form's errors."""
+        if self.app is None:
+            form.add_error(None, "Set up the OAuth app for this provider first.")
+            return None
+        if not form.is_valid():
+            return None
+        if not request.session.session_key:
+            request.session.save()
+        try:
+            url = services.connection_oauth_start(
+                organization=self.organization,
+                provider_key=self.provider.key,
+                name=form.cleaned_data["name"],
+                actor=request.user,
+                session_key=request.session.session_key or "",
+                base_url_params=form.base_url_params(),
+            )
+        except ValueError as exc:  # BaseURLParamError: a bad subdomain or similar
+            form.add_error(None, str(exc))
+            return None
+        return HttpResponseRedirect(url)
+
+    def _api_key_save(self, request: HttpRequest, form: ConnectApiKeyForm) -> HttpResponse | None:
+        """A connection with a key the provider accepted, or None with the form's errors."""
+        if not form.is_valid():
+            return None
+        try:
+            connection = services.connection_create_api_key(
+                organization=self.organization,
+                provider_key=self.provider.key,
+                name=form.cleaned_data["name"],
+                api_key=form.cleaned_data["api_key"],
+                base_url_params=form.base_url_params(),
+                actor=request.user,
+            )
+        except services.CredentialRejected as exc:
+            form.add_error(
+                "api_key",
+                f"{exc} Check that you copied the whole key "
+                "and that it is still active. Nothing was saved.",
+            )
+            return None
+        except services.ProviderUnreachable as exc:
+            form.add_error(None, f"{exc} Nothing was saved; try again in a moment.")
+            return None
+        except ValueError as exc:  # BaseURLParamError
+            form.add_error(None, str(exc))
+            return None
+        messages.success(request, f"Connected '{connection.name}'.")
+        return redirect("connections:list", org_slug=self.organization.slug)
 
 
 class ReconnectView(OrgViewMixin, View):
