@@ -42,6 +42,7 @@ MAX_CONSTRAINTS = 20
 MAX_VALUE_CHARS = 500
 MAX_ONE_OF = 100
 MAX_PK = 2**63 - 1
+MAX_CONNECTION_NAME = 60  # Connection.name's max_length: a rule names its connection by id or name
 RULE_FIELDS = (
     "kind",
     "provider_key",
@@ -164,8 +165,11 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
     if connection not in (None, ""):
         conn = None
         pk = _whole_number(connection)
+        rows = Connection.objects.for_organization(organization)
         if pk is not None and 0 < pk <= MAX_PK:
-            conn = Connection.objects.for_organization(organization).filter(pk=pk).first()
+            conn = rows.filter(pk=pk).first()
+        elif pk is None and isinstance(connection, str) and len(connection) <= MAX_CONNECTION_NAME:
+            conn = rows.filter(name=connection).first()  # by name, as the rules editor shows it
         if conn is None:
             errors.add(f"{at}.connection", "No such connection in this organization.")
         elif kind == RuleKind.MCP and conn.provider_key != MCP_PROVIDER_KEY:
