@@ -8,11 +8,12 @@ live in the request's audit context (apps.core.audit_context)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils.html import escape
 
@@ -136,3 +137,45 @@ class ServiceUnavailableMiddleware:
         if unavailable is None:
             return None
         return unavailable_response(request, unavailable)
+
+
+class ProductErrorPagesMiddleware:
+    """With DEBUG on (`make run`), answer a 404 and an unhandled exception with
+    Grantry's own pages (handler404, handler500), as production does, instead of
+    Django's technical pages, which list the URL patterns and settings. The exception
+    is still logged with its traceback on `django.request`, as Django logs it.
+
+    Installed right after RequestIdMiddleware, only when DEBUG is on and
+    GRANTRY_TECHNICAL_ERROR_PAGES is off (grantry/settings.py): the security and CSP
+    headers still wrap its pages, and the inner middleware's own exception handling
+    (503 for a dependency that is down) answers before this one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from apps.core.views import not_found
+
+        response = self.get_response(request)
+        no_route = getattr(request, "resolver_match", None) is None
+        html = response.get("Content-Type", "").startswith("text/html")
+        if response.status_code == 404 and no_route and html:
+            return not_found(request)  # what Django's technical 404 page would have said
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+
+        from apps.core.views import not_found, server_error
+
+        if isinstance(exception, Http404):
+            return not_found(request, exception)
+        if isinstance(exception, PermissionDenied | BadRequest | SuspiciousOperation):
+            return None  # Django answers these with their own handlers, DEBUG or not
+        logging.getLogger("django.request").error(
+            "Internal Server Error: %s",
+            request.path,
+            exc_info=exception,
+            extra={"status_code": 500, "request": request},
+        )
+        return server_error(request)

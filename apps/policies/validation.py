@@ -42,6 +42,7 @@ MAX_CONSTRAINTS = 20
 MAX_VALUE_CHARS = 500
 MAX_ONE_OF = 100
 MAX_PK = 2**63 - 1
+MAX_CONNECTION_NAME = 60  # Connection.name's max_length: a rule names its connection by id or name
 RULE_FIELDS = (
     "kind",
     "provider_key",
@@ -214,12 +215,15 @@ def _clean_provider(
 def _clean_connection(
     organization: Any, value: Any, rule: dict[str, Any], provider_ok: bool, at: str, errors: Errors
 ) -> Any:
-    """The organization's connection `value` names, if it fits the rule's provider; else
-    None with the reason in `errors`."""
+    """The organization's connection `value` names (by id or by name), if it fits the
+    rule's provider; else None with the reason in `errors`."""
     conn = None
     pk = _whole_number(value)
+    rows = Connection.objects.for_organization(organization)
     if pk is not None and 0 < pk <= MAX_PK:
-        conn = Connection.objects.for_organization(organization).filter(pk=pk).first()
+        conn = rows.filter(pk=pk).first()
+    elif pk is None and isinstance(value, str) and len(value) <= MAX_CONNECTION_NAME:
+        conn = rows.filter(name=value).first()  # by name, as the rules editor shows it
     provider_key = rule["provider_key"]
     if conn is None:
         errors.add(f"{at}.connection", "No such connection in this organization.")

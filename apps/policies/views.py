@@ -34,6 +34,7 @@ from apps.policies.forms import (
 from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import (
+    editable_rules_yaml,
     role_delete_blockers,
     role_document,
     role_dry_run,
@@ -184,8 +185,7 @@ class RoleDetailView(RoleScopeMixin, DetailView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         role = self.object
-        rules = list(role.rules.select_related("connection").order_by("position", "id"))
-        context["rules"] = [(rule, describe_rule(rule.to_spec())) for rule in rules]
+        context["rules"] = rules_in_words(role)
         context["can_manage"] = self.membership.can_manage()
         if context["can_manage"]:
             context["delete_blockers"] = role_delete_blockers(role)
@@ -429,6 +429,12 @@ class RoleSourceView(RoleScopeMixin, TemplateView):
         return self.render_to_response(context)
 
 
+def rules_in_words(role: Role) -> list[tuple[Rule, str]]:
+    """The role's rules and what each allows in words, in order (role and simulation pages)."""
+    rules = role.rules.select_related("connection").order_by("position", "id")
+    return [(rule, describe_rule(rule.to_spec())) for rule in rules]
+
+
 def _yaml(document: dict[str, Any]) -> str:
     return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
@@ -475,10 +481,15 @@ class RoleSimulateView(RoleScopeMixin, TemplateView):
     @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
-        document = _yaml(role_document(role)["rules"]) if role.rules.exists() else "[]\n"
         return self.render_to_response(
-            self.get_context_data(role=role, document=document, days=DEFAULT_DAYS)
+            self.get_context_data(role=role, document=editable_rules_yaml(role), days=DEFAULT_DAYS)
         )
+
+    @override
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["rules"] = rules_in_words(kwargs["role"])
+        return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
