@@ -116,7 +116,28 @@ def org_chains_q(organization_ids: Iterable[int], field: str = "chain_key") -> Q
     return q
 
 
-def verify_chains(*, organization_ids: Iterable[int] | None = None) -> list[ChainReport]:  # noqa: C901 - one streaming pass over every chain, state kept in locals
+def _row_problem(row: dict[str, object], expected_seq: int, prev_hash: str) -> str:
+    """Why this event breaks its chain where it stands ("": it does not)."""
+    if row["seq"] != expected_seq:
+        return f"expected seq {expected_seq}, found seq {row['seq']} (events missing)"
+    if row["prev_hash"] != prev_hash:
+        return "prev_hash does not match the previous event's hash (reordered or removed)"
+    if event_hash(row) != row["hash"]:
+        return "stored hash does not match the event's contents (edited)"
+    return ""
+
+
+def _headless_reports(heads: dict[str, AuditChainHead]) -> list[ChainReport]:
+    """The chains whose head is left over: they have no events at all."""
+    return [
+        ChainReport(chain_key=key, problem=f"the head records seq {head.seq} but no events exist")
+        if head.seq != 0
+        else ChainReport(chain_key=key)
+        for key, head in heads.items()
+    ]
+
+
+def verify_chains(*, organization_ids: Iterable[int] | None = None) -> list[ChainReport]:
     """One report per chain; `organization_ids=None` means every chain."""
     org_ids = None if organization_ids is None else [int(i) for i in organization_ids]
     heads_qs = AuditChainHead.objects.all()
@@ -138,13 +159,7 @@ def verify_chains(*, organization_ids: Iterable[int] | None = None) -> list[Chai
             expected_seq, prev_hash, broken = 1, GENESIS_HASH, False
         if broken:
             continue
-        problem = ""
-        if row["seq"] != expected_seq:
-            problem = f"expected seq {expected_seq}, found seq {row['seq']} (events missing)"
-        elif row["prev_hash"] != prev_hash:
-            problem = "prev_hash does not match the previous event's hash (reordered or removed)"
-        elif event_hash(row) != row["hash"]:
-            problem = "stored hash does not match the event's contents (edited)"
+        problem = _row_problem(row, expected_seq, prev_hash)
         if problem:
             report.event_id, report.seq = int(str(row["id"])), int(str(row["seq"]))
             report.problem = problem
@@ -155,14 +170,4 @@ def verify_chains(*, organization_ids: Iterable[int] | None = None) -> list[Chai
         expected_seq += 1
     if report is not None:
         _finish(report, heads, expected_seq - 1, broken)
-    # Heads left over have no events at all.
-    for key, head in heads.items():
-        if head.seq != 0:
-            reports.append(
-                ChainReport(
-                    chain_key=key, problem=f"the head records seq {head.seq} but no events exist"
-                )
-            )
-        else:
-            reports.append(ChainReport(chain_key=key))
-    return reports
+    return reports + _headless_reports(heads)

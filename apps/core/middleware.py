@@ -14,12 +14,11 @@ from collections.abc import Callable
 from urllib.parse import unquote_plus
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import render
-from django.utils.html import escape
 
 from apps.core import audit_context
 from apps.core.browser_middleware import is_agent_path
-from apps.core.exceptions import ServiceUnavailable, as_service_unavailable
+from apps.core.exceptions import as_service_unavailable
+from apps.core.responses import answers_json, unavailable_response
 
 
 def new_request_id() -> str:
@@ -80,43 +79,6 @@ class QueryStringGateMiddleware:
                 return error_response("invalid_input", message, status_code=400)
             return HttpResponseBadRequest(message, content_type="text/plain")
         return self.get_response(request)
-
-
-def is_api_path(path: str) -> bool:
-    """The agent and management APIs and MCP: they answer JSON, never an HTML page."""
-    return path.startswith("/api/") or path == "/mcp" or path.startswith("/mcp/")
-
-
-# Grantry's OAuth endpoints that a client (not a browser) calls: they answer JSON too.
-_OAUTH_JSON_PATHS = frozenset({"/oauth/token/", "/oauth/revoke/", "/oauth/register/"})
-
-
-def answers_json(path: str) -> bool:
-    """Whether an error on this path is the standard JSON body rather than a page."""
-    return is_api_path(path) or path in _OAUTH_JSON_PATHS
-
-
-def unavailable_response(request: HttpRequest, exception: ServiceUnavailable) -> HttpResponse:
-    """503 with `Retry-After`: the standard JSON error body for API clients, the styled
-    page for people. The page is rendered with the request (the user, the org) when that
-    works; with the database down it cannot, and a plain page says the same."""
-    from apps.core.api import error_response
-
-    headers = {"Retry-After": str(exception.retry_after)}
-    if answers_json(request.path):
-        return error_response(exception.code, exception.message, status_code=503, headers=headers)
-    context = {"code": exception.code, "message": exception.message}
-    try:
-        response = render(request, "503.html", context, status=503)
-    except Exception:  # the page's own queries failed too: no user, no organization
-        response = HttpResponse(
-            f"<!doctype html><title>Temporarily unavailable</title>"
-            f"<h1>Temporarily unavailable</h1><p>{escape(exception.message)}</p>"
-            f"<p>Error <code>{escape(exception.code)}</code>.</p>",
-            status=503,
-        )
-    response["Retry-After"] = headers["Retry-After"]
-    return response
 
 
 class ServiceUnavailableMiddleware:

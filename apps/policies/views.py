@@ -64,7 +64,7 @@ class RoleScopeMixin(OrgViewMixin):
     kwargs: dict[str, Any]
 
     def scope_queryset(self) -> QuerySet[Role]:
-        return Role.objects.for_organization(self.organization)
+        return self.tenant_rows(Role)
 
     def get_role(self) -> Role:
         return get_object_or_404(self.scope_queryset(), pk=self.kwargs["role_id"])
@@ -112,7 +112,8 @@ class RoleListView(RoleScopeMixin, KeysetListMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         page = self.paginate(self.scope_queryset())
         counts = dict(
-            Rule.objects.filter(role_id__in=[role.pk for role in page])
+            self.tenant_rows(Rule)
+            .filter(role_id__in=[role.pk for role in page])
             .values("role_id")
             .annotate(n=Count("id"))
             .values_list("role_id", "n")
@@ -283,9 +284,7 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         )
         if connection is None:
             return "pick", None, None
-        tools = McpTool.objects.for_organization(self.organization).filter(
-            connection=connection, state=McpToolState.APPROVED
-        )
+        tools = self.tenant_rows(McpTool).filter(connection=connection, state=McpToolState.APPROVED)
         form = McpRuleForm(
             data,
             connection=connection,
@@ -355,7 +354,7 @@ class RuleDeleteView(RoleAdminMixin, View):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
-        rule = get_object_or_404(Rule.objects.filter(role=role), pk=kwargs["rule_id"])
+        rule = get_object_or_404(self.tenant_rows(Rule).filter(role=role), pk=kwargs["rule_id"])
         words = describe_rule(rule.to_spec())
         if not is_confirmed(request):
             users = role_users(role)
