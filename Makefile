@@ -146,10 +146,11 @@ test: venv browser rsyslog openapi-corpus mcp-servers cluster-tools
 
 ## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).
 # The house rules import-linter cannot express, checked by reading the source (no database):
-# upward look-ups, module names, audit action names, lint exemptions, tenant rows in views.
+# upward look-ups, module names, audit action names, lint exemptions, tenant rows in views,
+# the one token lifecycle.
 # `make lint` runs them; so does `make test`.
 STRUCTURE_TESTS := tests/test_layers.py tests/test_module_names.py tests/test_audit_actions.py \
-	tests/test_lint_exemptions.py tests/test_tenant_rows.py
+	tests/test_lint_exemptions.py tests/test_tenant_rows.py tests/test_token_lifecycle.py
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

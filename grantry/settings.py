@@ -107,6 +107,14 @@ MIDDLEWARE = [
     "apps.core.browser_middleware.HtmxMiddleware",
 ]
 
+# `make run` (DEBUG) answers 404 and 500 with Grantry's pages like production;
+# GRANTRY_TECHNICAL_ERROR_PAGES=1 brings back Django's technical pages for debugging.
+if DEBUG and not env.bool("GRANTRY_TECHNICAL_ERROR_PAGES", default=False):
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("apps.core.middleware.RequestIdMiddleware") + 1,
+        "apps.core.middleware.ProductErrorPagesMiddleware",
+    )
+
 ROOT_URLCONF = "grantry.urls"
 WSGI_APPLICATION = "grantry.wsgi.application"
 ASGI_APPLICATION = "grantry.asgi.application"

@@ -135,19 +135,94 @@ def org_chains_q(organization_ids: Iterable[int], field: str = "chain_key") -> Q
     return q
 
 
-def verify_chains(  # noqa: C901 - one streaming pass over every chain, state kept in locals
+def _row_problem(row: dict[str, object], expected_seq: int, prev_hash: str) -> str:
+    """Why this event breaks its chain where it stands ("": it does not)."""
+    if row["seq"] != expected_seq:
+        return f"expected seq {expected_seq}, found seq {row['seq']} (events missing)"
+    if row["prev_hash"] != prev_hash:
+        return "prev_hash does not match the previous event's hash (reordered or removed)"
+    if event_hash(row) != row["hash"]:
+        return "stored hash does not match the event's contents (edited)"
+    return ""
+
+
+def _headless_reports(heads: dict[str, AuditChainHead]) -> list[ChainReport]:
+    """The chains whose head is left over: they have no events at all."""
+    return [
+        ChainReport(chain_key=key, problem=f"the head records seq {head.seq} but no events exist")
+        if head.seq != 0
+        else ChainReport(chain_key=key)
+        for key, head in heads.items()
+    ]
+
+
+def _open_chain(
+    key: str, archived: dict[str, ArchivedChain]
+) -> tuple[ChainReport, ArchivedChain | None, int, str]:
+    """A chain's report, its archives' end, and the seq and link its walk expects first."""
+    report = ChainReport(chain_key=key)
+    start = archived.pop(key, None)
+    if start is None:
+        return report, None, 1, GENESIS_HASH
+    report.count = report.archived = start.count
+    report.head_hash = start.last_hash
+    return report, start, start.last_seq + 1, start.last_hash
+
+
+def _resume(
+    row: dict[str, object], start: ArchivedChain | None, expected_seq: int, prev_hash: str
+) -> tuple[int, str]:
+    """Where the walk expects this row, given the chain's archives: a run of live rows
+    that are archived too (a month archived but not dropped yet, or events stamped in
+    the month after) starts where it starts, and the first live row after the archives
+    links to their last hash."""
+    if start is None:
+        return expected_seq, prev_hash
+    seq = int(str(row["seq"]))
+    if seq <= start.last_seq and seq != expected_seq:
+        return seq, str(row["prev_hash"])
+    if seq == start.last_seq + 1 and expected_seq <= seq:
+        return seq, start.last_hash
+    return expected_seq, prev_hash
+
+
+def _archived_problem(row: dict[str, object], start: ArchivedChain | None) -> str:
+    """A live row that is archived too must be the archived event (checked where runs
+    of such rows end; their own links prove the rest)."""
+    seq = int(str(row["seq"]))
+    if start is None or seq > start.last_seq:
+        return ""
+    archived_hash = start.last_hash if seq == start.last_seq else start.points.get(seq)
+    if archived_hash is not None and row["hash"] != archived_hash:
+        return "differs from the archived event with this seq"
+    return ""
+
+
+def _archived_only(
+    archived: dict[str, ArchivedChain], heads: dict[str, AuditChainHead]
+) -> list[ChainReport]:
+    """Chains every event of which is archived (none left live)."""
+    reports = []
+    for key, start in archived.items():
+        report = ChainReport(
+            chain_key=key, count=start.count, archived=start.count, head_hash=start.last_hash
+        )
+        _finish(report, heads, start.last_seq, False)
+        reports.append(report)
+    return reports
+
+
+def verify_chains(
     *,
     organization_ids: Iterable[int] | None = None,
     archived: dict[str, ArchivedChain] | None = None,
 ) -> list[ChainReport]:
     """One report per chain; `organization_ids=None` means every chain.
 
-    With `archived`, a chain's live rows go on from where its archives end: the first
-    live event after them links to the last archived hash, and live events that are
-    archived too (a month archived but not dropped yet, or an event stamped in the
-    next month) must be the archived ones: their own links are checked, and their
-    hash where they meet the archive's end."""
-    archived = archived or {}
+    With `archived` (apps.audit.history), a chain's live rows go on from where its
+    archives end: the first live event after them links to the last archived hash, and
+    live events that are archived too must be the archived ones."""
+    archived = dict(archived or {})
     org_ids = None if organization_ids is None else [int(i) for i in organization_ids]
     heads_qs = AuditChainHead.objects.all()
     if org_ids is not None:
@@ -157,68 +232,30 @@ def verify_chains(  # noqa: C901 - one streaming pass over every chain, state ke
 
     reports: list[ChainReport] = []
     report: ChainReport | None = None
-    expected_seq, prev_hash, broken = 1, GENESIS_HASH, False
     start: ArchivedChain | None = None
+    expected_seq, prev_hash, broken = 1, GENESIS_HASH, False
     for row in _rows(org_ids):
         key = str(row["chain_key"])
         if report is None or key != report.chain_key:
             if report is not None:
                 _finish(report, heads, _last(expected_seq, start), broken)
-            report = ChainReport(chain_key=key)
+            report, start, expected_seq, prev_hash = _open_chain(key, archived)
             reports.append(report)
-            expected_seq, prev_hash, broken = 1, GENESIS_HASH, False
-            start = archived.pop(key, None)
-            if start is not None:
-                report.count = report.archived = start.count
-                report.head_hash = start.last_hash
-                expected_seq, prev_hash = start.last_seq + 1, start.last_hash
+            broken = False
         if broken:
             continue
-        seq = int(str(row["seq"]))
-        if start is not None and seq <= start.last_seq and seq != expected_seq:
-            # A run of live rows that are archived too (a month archived but not dropped
-            # yet, or events stamped in the month after): checked link by link, and
-            # where the run ends against the archive.
-            expected_seq, prev_hash = seq, str(row["prev_hash"])
-        elif start is not None and seq == start.last_seq + 1 and expected_seq <= seq:
-            expected_seq, prev_hash = seq, start.last_hash
-        problem = ""
-        if seq != expected_seq:
-            problem = f"expected seq {expected_seq}, found seq {row['seq']} (events missing)"
-        elif row["prev_hash"] != prev_hash:
-            problem = "prev_hash does not match the previous event's hash (reordered or removed)"
-        elif event_hash(row) != row["hash"]:
-            problem = "stored hash does not match the event's contents (edited)"
-        elif start is not None and seq <= start.last_seq:
-            archived_hash = start.last_hash if seq == start.last_seq else start.points.get(seq)
-            if archived_hash is not None and row["hash"] != archived_hash:
-                problem = "differs from the archived event with this seq"
+        expected_seq, prev_hash = _resume(row, start, expected_seq, prev_hash)
+        problem = _row_problem(row, expected_seq, prev_hash) or _archived_problem(row, start)
         if problem:
-            report.event_id, report.seq = int(str(row["id"])), seq
+            report.event_id, report.seq = int(str(row["id"])), int(str(row["seq"]))
             report.problem = problem
             broken = True
             continue
-        if start is None or seq > start.last_seq:
+        if start is None or int(str(row["seq"])) > start.last_seq:
             report.count += 1
             report.head_hash = str(row["hash"])
         prev_hash = str(row["hash"])
         expected_seq += 1
     if report is not None:
         _finish(report, heads, _last(expected_seq, start), broken)
-    # Chains every event of which is archived (none live), then heads without events.
-    for key, start in archived.items():
-        report = ChainReport(
-            chain_key=key, count=start.count, archived=start.count, head_hash=start.last_hash
-        )
-        reports.append(report)
-        _finish(report, heads, start.last_seq, False)
-    for key, head in heads.items():
-        if head.seq != 0:
-            reports.append(
-                ChainReport(
-                    chain_key=key, problem=f"the head records seq {head.seq} but no events exist"
-                )
-            )
-        else:
-            reports.append(ChainReport(chain_key=key))
-    return reports
+    return reports + _archived_only(archived, heads) + _headless_reports(heads)

@@ -37,10 +37,9 @@ class Organization(models.Model):
     def audit_retention_months(self) -> int | None:
         """Whole months the audit trail stays live after its month (apps.audit); None:
         kept for ever."""
-        from apps.audit.models import AuditRetention
+        from apps.audit.selectors import retention_months
 
-        row = AuditRetention.objects.filter(organization_id=self.pk).only("months").first()
-        return row.months if row is not None else None
+        return retention_months(self.pk)
 
 
 class OrgRole(models.TextChoices):

@@ -51,7 +51,7 @@ from django.core.files import File
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.audit import partitions
+from apps.audit import partitions, selectors
 from apps.audit.archives import archive_problems, archive_storage, archived_through
 from apps.audit.models import (
     ArchiveStatus,
@@ -110,11 +110,7 @@ def audit_retention_set(*, organization: Any, actor: Any, months: int | None) ->
 def retention_months(organization_id: int | None) -> int | None:
     if organization_id is None:
         return None  # the global chain is kept (see the module's docstring)
-    return (
-        AuditRetention.objects.filter(organization_id=organization_id)
-        .values_list("months", flat=True)
-        .first()
-    )
+    return selectors.retention_months(organization_id)
 
 
 def retention_passed(

@@ -20,9 +20,9 @@ def audit_verify_export(
     """Check an uploaded export with proof against this organization's own key,
     with the same code as the offline script. Returns an `offline.Report`."""
     from apps.audit import offline
-    from apps.audit.models import AuditSigningKeypair
+    from apps.audit.signing import public_key_row
 
-    key = AuditSigningKeypair.objects.filter(organization=organization).defer("private_key").first()
+    key = public_key_row(organization)
     if key is None:
         report = offline.Report()
         report.problem(None, "This organization has not signed any export yet.")

@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit import offline
 from apps.audit.history import verify_history
-from apps.audit.models import AuditSigningKeypair
+from apps.audit.signing import public_key_by_id
 from apps.organizations.models import Organization
 
 
@@ -100,5 +100,5 @@ def _key_named_in(path: str) -> str | None:
                     key_id = json.loads(text).get("key_id")
     except (OSError, ValueError, IndexError):
         return None
-    key = AuditSigningKeypair.objects.filter(key_id=str(key_id)).defer("private_key").first()
+    key = public_key_by_id(str(key_id))
     return key.public_key if key is not None else None
