@@ -504,6 +504,9 @@ GRANTRY_AUDIT_CHAIN_SHARDS = env.int("GRANTRY_AUDIT_CHAIN_SHARDS", default=16)
 # The audit table is partitioned by month (apps/audit/partitions.py): the scheduler keeps
 # this many months ahead created; see docs/operations.md "Audit retention and archives".
 GRANTRY_AUDIT_PARTITIONS_AHEAD = env.int("GRANTRY_AUDIT_PARTITIONS_AHEAD", default=3)
+# Retention of the global chain (events of no organization), in whole months; 0: for ever,
+# and then a month holding any global event is never dropped.
+GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS = env.int("GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS", default=0)
 # Provider URL overrides (apps/providers/registry.py): "key" sets the API base URL and
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).

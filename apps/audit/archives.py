@@ -27,11 +27,13 @@ def archive_storage() -> Storage:
 def archived_through(organization_id: int | None) -> dict[str, tuple[int, str]]:
     """{chain_key: (last seq, its hash)} covered by the organization's verified archives."""
     covered: dict[str, tuple[int, str]] = {}
-    if organization_id is None:
-        return covered  # the global chain is never archived (apps.audit.services.archive)
-    for chains in AuditArchive.objects.filter(
-        organization_id=organization_id, status=ArchiveStatus.VERIFIED
-    ).values_list("chains", flat=True):
+    archives = AuditArchive.objects.filter(status=ArchiveStatus.VERIFIED)
+    archives = (
+        archives.filter(organization__isnull=True)
+        if organization_id is None
+        else archives.filter(organization_id=organization_id)
+    )
+    for chains in archives.values_list("chains", flat=True):
         for key, entry in chains.items():
             if entry["last_seq"] > covered.get(key, (0, ""))[0]:
                 covered[key] = (entry["last_seq"], entry["last_hash"])
@@ -48,10 +50,11 @@ def archive_problems(
     was written, every link, the checkpoint's signature under the organization's own
     (pinned) key, and that it covers exactly the chains and seqs it should."""
     owner = archive.organization_id
+    keys = AuditSigningKeypair.objects.defer("private_key")
     key = (
-        AuditSigningKeypair.objects.filter(organization_id=owner).defer("private_key").first()
+        keys.filter(organization_id=owner).first()
         if owner is not None
-        else None
+        else keys.filter(organization__isnull=True).first()  # the installation's key
     )
     digest = hashlib.sha256()
 

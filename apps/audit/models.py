@@ -237,15 +237,29 @@ class AuditSigningKeypair(models.Model):
 
     Generated on first use. The private key is an encrypted field (the same key
     ring as connection secrets) and is read only by `apps.audit.signing`; the
-    public key is public by design (Settings page, /.well-known/)."""
+    public key is public by design (Settings page, /.well-known/). One key has no
+    organization: the installation's, which signs the archives of the global chain
+    (events of no organization, apps.audit.services.archive)."""
 
     organization = models.OneToOneField(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_signing_key"
+        "organizations.Organization",
+        on_delete=models.CASCADE,
+        related_name="audit_signing_key",
+        null=True,
+        blank=True,
     )
     key_id = models.CharField(max_length=32, unique=True, editable=False)
     public_key = models.CharField(max_length=64, editable=False)  # raw 32 bytes, base64
     private_key = encrypt(models.TextField(editable=False))  # raw 32 bytes, base64
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # One key per organization, and one installation key (organization NULL).
+            models.UniqueConstraint(
+                fields=["organization"], nulls_distinct=False, name="audit_one_key_per_owner"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Audit signing key {self.key_id}"

@@ -50,10 +50,16 @@ def check_proof_filter(params: dict[str, str]) -> None:
         )
 
 
+def owner_id(organization: Any) -> Any:
+    """The organization's id; None for the global chain (events of no organization),
+    whose archives the installation's key signs."""
+    return organization.pk if organization is not None else None
+
+
 def chain_heads(organization: Any) -> list[AuditChainHead]:
     """Every chain head of the organization, shard 0 first."""
     return sorted(
-        AuditChainHead.objects.filter(org_chains_q([organization.pk])),
+        AuditChainHead.objects.filter(org_chains_q([owner_id(organization)])),
         key=lambda head: _shard_order(head.chain_key),
     )
 
@@ -68,7 +74,7 @@ def _seq_ranges(
 ) -> dict[str, tuple[int, int]]:
     from apps.audit.archives import archived_through
 
-    archived = archived_through(organization.pk)
+    archived = archived_through(owner_id(organization))
     if start is None and end is None:  # the whole trail: no need to scan it
         return {
             head.chain_key: (archived.get(head.chain_key, (0, ""))[0] + 1, head.seq)
@@ -157,8 +163,8 @@ def proof_rows(
             yield {name: values.get(name) for name in PROOF_COLUMNS}
     body = {
         "format": offline.CHECKPOINT_FORMAT,
-        "organization": organization.slug,
-        "organization_id": organization.pk,
+        "organization": getattr(organization, "slug", ""),
+        "organization_id": owner_id(organization),
         "issued_at": timezone.now().isoformat(),
         "slice": {
             "start": start.isoformat() if start else None,
@@ -256,8 +262,8 @@ def signed_checkpoint(organization: Any, positions: dict[str, int]) -> dict[str,
         )
     body = {
         "format": offline.CHECKPOINT_FORMAT,
-        "organization": organization.slug,
-        "organization_id": organization.pk,
+        "organization": getattr(organization, "slug", ""),
+        "organization_id": owner_id(organization),
         "issued_at": timezone.now().isoformat(),
         "key_id": key.key_id,
         "genesis_hash": GENESIS_HASH,

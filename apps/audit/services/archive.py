@@ -26,9 +26,9 @@ retention are per organization. So:
   its months archived early, but its rows leave the live table with the month's
   partition, when the longest retention among the month's organizations has passed.
 * The global chain (events of no organization, e.g. a failed sign-in for an unknown
-  address) has no organization key to sign an archive with, so it is never archived
-  and a month holding some of it stays live. Signing it with an installation key is
-  future work (docs/operations.md).
+  address) follows GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS (unset: kept for ever, so a
+  month holding global events stays) and its archives are signed with the
+  installation's key (the AuditSigningKeypair of no organization).
 * `audit_archive_due` (the scheduler's task) creates months ahead, archives what is
   due and drops the months that may go.
 
@@ -109,7 +109,7 @@ def audit_retention_set(*, organization: Any, actor: Any, months: int | None) ->
 
 def retention_months(organization_id: int | None) -> int | None:
     if organization_id is None:
-        return None  # the global chain is kept (see the module's docstring)
+        return int(getattr(settings, "GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS", 0)) or None
     return selectors.retention_months(organization_id)
 
 
@@ -147,11 +147,10 @@ def audit_archive_month(
     """Write the organization's events of the month to the archive store and verify
     them there. Returns the archive (VERIFIED, or FAILED with the reason), or None when
     earlier archives already cover the month. Safe to run twice."""
-    if organization_id is None:
-        # The global chain has no organization key to sign with: its months stay live.
-        return None
+    # None (the global chain) is an IS NULL lookup.
+    owner: dict[str, Any] = {"organization_id": organization_id}
     done = AuditArchive.objects.filter(
-        organization_id=organization_id, month=partition.month, status=ArchiveStatus.VERIFIED
+        **owner, month=partition.month, status=ArchiveStatus.VERIFIED
     ).first()
     if done is not None:
         return done
@@ -163,8 +162,8 @@ def audit_archive_month(
     }
     if not ranges:
         return None
-    archive, _ = AuditArchive.objects.select_related("organization").update_or_create(
-        organization_id=organization_id,
+    archive, _ = AuditArchive.objects.update_or_create(
+        **owner,
         month=partition.month,
         defaults={
             "status": ArchiveStatus.RUNNING,
@@ -228,7 +227,8 @@ def _write(
     organization = archive.organization
     signing_key(organization)  # created (and audited) before the stream, not inside it
     month = f"{archive.month:%Y-%m}"
-    name = f"audit-archive/{archive.organization_id}/{month}-{uuid.uuid4().hex[:12]}.jsonl"
+    owner = archive.organization_id if archive.organization_id is not None else "global"
+    name = f"audit-archive/{owner}/{month}-{uuid.uuid4().hex[:12]}.jsonl"
     digest = hashlib.sha256()
     done = reported = 0
     with tempfile.TemporaryFile(mode="w+b") as spool:
@@ -283,10 +283,7 @@ def drop_blockers(partition: partitions.MonthPartition, *, now: datetime) -> lis
     """Why the month may not leave the live table yet (none: it may)."""
     blockers = []
     for subject in partitions.subjects(partition):
-        if subject is None:
-            blockers.append("the global chain (events of no organization) is not archived")
-            continue
-        who = f"organization {subject}"
+        who = "the global chain" if subject is None else f"organization {subject}"
         if not retention_passed(subject, partition, now):
             blockers.append(f"{who}: retention has not passed")
             continue

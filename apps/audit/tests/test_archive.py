@@ -287,19 +287,42 @@ def test_a_month_waits_for_every_organizations_retention(
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("archive_dir")
-def test_a_month_with_events_of_no_organization_stays(
-    org: Organization,
-    owner: Any,
+def test_events_of_no_organization_follow_the_global_retention(
+    org: Organization, owner: Any, archive_dir: Path, settings: Any
 ) -> None:
     older = months_ago(3)
     seed(org.pk, [older + timedelta(days=1)])
-    seed(None, [older + timedelta(days=2)])
+    seed(None, [older + timedelta(days=2), older + timedelta(days=3)])
     audit_retention_set(organization=org, actor=owner, months=1)
+    # No global retention (the default): the month stays.
     assert audit_archive_due()["dropped"] == []
     assert audit_partition_drop(partition=partition_for(older)) == [
-        "the global chain (events of no organization) is not archived"
+        "the global chain: retention has not passed"
     ]
+
+    settings.GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS = 2
+    assert audit_archive_due()["dropped"] == [partitions.name_for(older)]
+    archive = AuditArchive.objects.get(organization=None)
+    assert archive.status == ArchiveStatus.VERIFIED
+    assert archive.path.startswith("audit-archive/global/")
+    assert archive.chains["global"]["count"] == 2
+    # Signed with the installation's key (no organization's), which /.well-known/ serves.
+    from apps.audit.models import AuditSigningKeypair
+
+    installation = AuditSigningKeypair.objects.get(organization=None)
+    checkpoint = json.loads((archive_dir / archive.path).read_text().splitlines()[-1])
+    assert checkpoint["key_id"] == installation.key_id
+    assert checkpoint["grantry_checkpoint"]["organization_id"] is None
+    report = offline.verify_file(
+        str(archive_dir / archive.path), public_key=installation.public_key
+    )
+    assert report.ok, report.lines()
+    # Every chain, the global one included, as one history.
+    archive_reports, chains = verify_history()
+    assert all(a.ok for a in archive_reports)
+    assert all(c.ok for c in chains), [str(c) for c in chains if not c.ok]
+    assert next(c for c in chains if c.chain_key == "global").archived == 2
+    call_command("audit_verify")
 
 
 @pytest.mark.django_db
