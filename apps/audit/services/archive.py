@@ -46,9 +46,10 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import partitions, selectors
@@ -65,8 +66,12 @@ logger = logging.getLogger("grantry.audit.archive")
 
 RETENTION_MAX_MONTHS = 120
 PROGRESS_EVERY = 5000
-# One archival run at a time across every worker (a session-level advisory lock).
-_RUN_LOCK = 0x6175_6469_7461_7263  # "auditarc"
+# One archival run at a time across every worker and node: a lease in the shared cache
+# (Redis), not a PostgreSQL session lock, which PgBouncer in transaction mode would hand
+# to another client (the lock taken on one server connection, the unlock sent to another).
+# The run renews it as it makes progress; a crashed run's lease lapses.
+RUN_LEASE_KEY = "grantry:audit:archive-run"
+RUN_LEASE_SECONDS = 15 * 60
 
 
 # --- retention ---------------------------------------------------------------------
@@ -351,37 +356,48 @@ def audit_archive_due(
     *, now: datetime | None = None, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Create months ahead, archive every organization-month past its retention
-    (oldest first) and drop the months that may go. One run at a time."""
+    (oldest first) and drop the months that may go. One run at a time (RUN_LEASE_KEY)."""
     now = now or timezone.now()
     summary: dict[str, Any] = {"created": [], "archived": [], "failed": [], "dropped": []}
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_RUN_LOCK])
-        if not cursor.fetchone()[0]:
-            summary["skipped"] = "another archival run holds the lock"
-            return summary
+    holder = uuid.uuid4().hex
+    if not cache.add(RUN_LEASE_KEY, holder, timeout=RUN_LEASE_SECONDS):
+        summary["skipped"] = "another archival run holds the lease"
+        return summary
+
+    def renewing(done: int) -> None:
+        cache.touch(RUN_LEASE_KEY, RUN_LEASE_SECONDS)
+        if progress is not None:
+            progress(done)
+
     try:
         summary["created"] = audit_partitions_ensure(now=now)
-        current = partitions.month_start(now)
-        stopped: set[int | None] = set()  # an organization whose archive failed
-        for partition in partitions.month_partitions():
-            if partition.end > current:
-                break
-            for subject in partitions.subjects(partition):
-                if subject in stopped or not retention_passed(subject, partition, now):
-                    continue
-                archive = audit_archive_month(
-                    organization_id=subject, partition=partition, progress=progress
-                )
-                if archive is None:
-                    continue
-                if archive.status == ArchiveStatus.VERIFIED:
-                    summary["archived"].append(archive.path)
-                else:
-                    summary["failed"].append(archive.path)
-                    stopped.add(subject)
-            if not audit_partition_drop(partition=partition, now=now):
-                summary["dropped"].append(partition.name)
+        _archive_and_drop(now, renewing, summary)
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [_RUN_LOCK])
+        if cache.get(RUN_LEASE_KEY) == holder:
+            cache.delete(RUN_LEASE_KEY)
     return summary
+
+
+def _archive_and_drop(
+    now: datetime, progress: Callable[[int], None], summary: dict[str, Any]
+) -> None:
+    current = partitions.month_start(now)
+    stopped: set[int | None] = set()  # an organization whose archive failed
+    for partition in partitions.month_partitions():
+        if partition.end > current:
+            break
+        for subject in partitions.subjects(partition):
+            if subject in stopped or not retention_passed(subject, partition, now):
+                continue
+            archive = audit_archive_month(
+                organization_id=subject, partition=partition, progress=progress
+            )
+            if archive is None:
+                continue
+            if archive.status == ArchiveStatus.VERIFIED:
+                summary["archived"].append(archive.path)
+            else:
+                summary["failed"].append(archive.path)
+                stopped.add(subject)
+        if not audit_partition_drop(partition=partition, now=now):
+            summary["dropped"].append(partition.name)

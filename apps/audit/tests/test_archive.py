@@ -535,3 +535,29 @@ def test_the_archival_task_runs_on_a_worker_with_progress_and_events(
     assert len(actions(org, "audit.partition_dropped")) == 2
     assert partitions.name_for(older) not in partition_names()
     call_command("audit_verify", "--org", org.slug)
+
+
+@pytest.mark.usefixtures("archive_dir")
+def test_one_archival_run_at_a_time_through_a_lease_any_node_sees(
+    org: Organization, owner: Any
+) -> None:
+    """The lease lives in the shared cache, not in a PostgreSQL session (which PgBouncer in
+    transaction mode would hand to another client): a run on another node that holds it
+    makes this one skip and touch nothing; once it is gone, the run goes ahead and leaves
+    no lease behind."""
+    from django.core.cache import cache
+
+    from apps.audit.services.archive import RUN_LEASE_KEY
+
+    older, _old = two_old_months(org)
+    audit_retention_set(organization=org, actor=owner, months=1)
+    cache.set(RUN_LEASE_KEY, "another-node", timeout=60)
+    skipped = audit_archive_due()
+    assert skipped["skipped"] == "another archival run holds the lease"
+    assert skipped["dropped"] == []
+    assert not AuditArchive.objects.exists()
+    assert cache.get(RUN_LEASE_KEY) == "another-node"  # not ours to release
+    cache.delete(RUN_LEASE_KEY)
+    ran = audit_archive_due()
+    assert partitions.name_for(older) in ran["dropped"]
+    assert cache.get(RUN_LEASE_KEY) is None
