@@ -55,7 +55,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from apps.audit import partitions, selectors
@@ -140,14 +140,23 @@ def retention_passed(
 
 
 def audit_partitions_ensure(*, now: datetime | None = None) -> list[str]:
-    """The current month and GRANTRY_AUDIT_PARTITIONS_AHEAD months after it exist."""
+    """The current month and GRANTRY_AUDIT_PARTITIONS_AHEAD months after it exist.
+
+    A month that cannot be created (a lock that times out, a DDL error) is logged and
+    skipped: the other months and the rest of the run go on, and the next run tries it
+    again. Until it exists, appends stamped in it fail and every surface answers 503
+    `audit_unavailable` (apps.audit.writer)."""
     now = now or timezone.now()
     ahead = int(getattr(settings, "GRANTRY_AUDIT_PARTITIONS_AHEAD", 3))
     month = partitions.month_start(now)
     names = []
     for n in range(ahead + 1):
-        with transaction.atomic():
-            names.append(partitions.ensure(partitions.add_months(month, n)))
+        start = partitions.add_months(month, n)
+        try:
+            with transaction.atomic():
+                names.append(partitions.ensure(start))
+        except DatabaseError:
+            logger.exception("audit month %s could not be created", partitions.name_for(start))
     return names
 
 
