@@ -92,11 +92,12 @@ RUN_LEASE_SECONDS = 15 * 60
 def audit_retention_set(*, organization: Any, actor: Any, months: int | None) -> int | None:
     """Keep the organization's events `months` whole months after their month ends
     (None: for ever). Audited as `audit.retention_set` with the old and new value."""
-    if months is not None and not 1 <= months <= RETENTION_MAX_MONTHS:
+    lowest = max(1, min_retention_months())
+    if months is not None and not lowest <= months <= RETENTION_MAX_MONTHS:
         raise ValidationError(
             {
                 "audit_retention_months": (
-                    f"Choose a retention between 1 and {RETENTION_MAX_MONTHS} months, "
+                    f"Choose a retention between {lowest} and {RETENTION_MAX_MONTHS} months, "
                     "or leave it empty to keep the audit trail for ever."
                 )
             }
@@ -123,10 +124,18 @@ def audit_retention_set(*, organization: Any, actor: Any, months: int | None) ->
     return months
 
 
+def min_retention_months() -> int:
+    """The installation's floor (GRANTRY_AUDIT_MIN_RETENTION_MONTHS; 0: none)."""
+    return max(0, int(getattr(settings, "GRANTRY_AUDIT_MIN_RETENTION_MONTHS", 0)))
+
+
 def retention_months(organization_id: int | None) -> int | None:
+    """The retention in force: the one set (None: for ever), never below the floor."""
     if organization_id is None:
-        return int(getattr(settings, "GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS", 0)) or None
-    return selectors.retention_months(organization_id)
+        months = int(getattr(settings, "GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS", 0)) or None
+    else:
+        months = selectors.retention_months(organization_id)
+    return None if months is None else max(months, min_retention_months())
 
 
 def retention_passed(
