@@ -360,6 +360,10 @@ class TrustPolicyListCreateAPIView(_WorkerScoped, generics.ListCreateAPIView[Tru
         self.get_worker()  # another org's (or no) worker: 404, not an empty list
         return super().list(request, *args, **kwargs)
 
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.get_worker()  # 404 before the body is read: nothing about the worker leaks
+        return super().create(request, *args, **kwargs)
+
     def perform_create(self, serializer: Any) -> None:
         data = serializer.validated_data
         try:
