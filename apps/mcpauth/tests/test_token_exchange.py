@@ -402,3 +402,42 @@ def test_kubernetes_claims_are_read_nested() -> None:
     }
     claims["kubernetes.io"]["namespace"] = "other"
     assert claims_match(policy, claims) is None
+
+
+# --- the CLI, over HTTP --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_grantry_exchange_prints_a_working_token(
+    live_server: Any,
+    issuer: Issuer,
+    org: Organization,
+    admin: User,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`grantry exchange --token-file` as a pod would run it, against a live Grantry."""
+    from grantry_cli.main import main
+
+    worker = worker_create(
+        organization=org, name="pod-agent", default_role=make_role(org), actor=admin
+    )
+    trust_policy_create(
+        worker=worker,
+        preset="oidc",
+        issuer=issuer.url,
+        audience=AUDIENCE,
+        conditions=[{"claim": "sub", "value": "triage-ci"}],
+        role=worker.default_role,
+        actor=admin,
+    )
+    token_file = tmp_path / "token"
+    token_file.write_text(issuer.issue() + "\n")
+    args = ["exchange", "--url", live_server.url, "--audience", target(worker)]
+    assert main([*args, "--token-file", str(token_file)]) == 0
+    raw = capsys.readouterr().out.strip()
+    assert raw.startswith("gry_")
+    assert Client().get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+    # The same file again: its jti was used.
+    assert main([*args, "--token-file", str(token_file)]) == 1
+    assert "invalid_grant" in capsys.readouterr().err
