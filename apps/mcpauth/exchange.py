@@ -185,6 +185,8 @@ def _verify(subject_token: str, issuer: str, kid: str | None, now: int) -> dict[
         raise Refusal("invalid_grant", BAD_CLAIMS, "bad_claims") from None
     if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
         raise Refusal("invalid_grant", BAD_CLAIMS, "bad_claims")
+    if claims["exp"] <= now:  # inside the leeway: still no token that is born expired
+        raise Refusal("invalid_grant", EXPIRED, "expired")
     if claims["exp"] > now + int(settings.GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS) * 3600:
         raise Refusal("invalid_grant", TOO_LONG, "lives_too_long")
     return claims
