@@ -73,7 +73,7 @@ DOCUMENTED = {
     "inventory/findings/{finding_id}/role-proposal/": {"get", "post"},
     # issue 29: trust policies (workload identity federation)
     "workers/{worker_id}/trust-policies/": {"get", "post"},
-    "workers/{worker_id}/trust-policies/{trust_policy_id}/": {"get", "delete"},
+    "workers/{worker_id}/trust-policies/{trust_policy_id}/": {"get", "patch", "delete"},
 }
 
 

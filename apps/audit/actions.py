@@ -111,6 +111,7 @@ _ACTIONS: tuple[tuple[str, str], ...] = (
     ("worker.disabled", "Worker disabled"),
     ("worker.enabled", "Worker enabled"),
     ("worker.trust_policy_added", "Worker trust policy added"),
+    ("worker.trust_policy_changed", "Worker trust policy enabled or disabled"),
     ("worker.trust_policy_removed", "Worker trust policy removed"),
     ("killswitch.org", "Organization kill switch"),
     ("killswitch.worker", "Worker kill switch"),

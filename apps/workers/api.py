@@ -27,6 +27,7 @@ from apps.workers.serializers import (
     TokenMintSerializer,
     TokenRevokeSerializer,
     TokenRollSerializer,
+    TrustPolicyEnabledSerializer,
     TrustPolicySerializer,
     WorkerSerializer,
     WorkerTokenSerializer,
@@ -388,6 +389,12 @@ class TrustPolicyListCreateAPIView(_WorkerScoped, generics.ListCreateAPIView[Tru
         summary="Read a trust policy",
         responses={200: TrustPolicySerializer, **error_responses(403, 404)},
     ),
+    patch=extend_schema(
+        tags=["workers"],
+        summary="Enable or disable a trust policy (disabling revokes the tokens it let in)",
+        request=TrustPolicyEnabledSerializer,
+        responses={200: TrustPolicySerializer, **error_responses(400, 403, 404)},
+    ),
     delete=extend_schema(
         tags=["workers"],
         summary="Delete a trust policy (the tokens it let in are revoked)",
@@ -405,6 +412,15 @@ class TrustPolicyDetailAPIView(_WorkerScoped, generics.RetrieveDestroyAPIView[Tr
             .filter(worker_id=self.kwargs["worker_id"])
             .select_related("role")
         )
+
+    def patch(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        policy = self.get_object()
+        form = TrustPolicyEnabledSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        policy = trust.trust_policy_set_enabled(
+            policy=policy, enabled=form.validated_data["enabled"], actor=request.user
+        )
+        return Response(TrustPolicySerializer(policy, context={"view": self}).data)
 
     def perform_destroy(self, instance: TrustPolicy) -> None:
         trust.trust_policy_delete(policy=instance, actor=self.request.user)

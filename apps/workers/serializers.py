@@ -200,3 +200,7 @@ class TrustPolicySerializer(serializers.ModelSerializer[TrustPolicy]):
             "created_at",
         )
         read_only_fields = ("id", "worker", "created_at")
+
+
+class TrustPolicyEnabledSerializer(serializers.Serializer[Any]):
+    enabled = serializers.BooleanField()

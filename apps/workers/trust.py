@@ -202,9 +202,32 @@ def trust_policy_create(
 
 
 @transaction.atomic
-def trust_policy_delete(*, policy: TrustPolicy, actor: Any = None) -> int:
-    """Delete a policy; the tokens it let in are revoked at once. Returns how many."""
-    policy = TrustPolicy.objects.select_related("worker").get(pk=policy.pk)
+def trust_policy_set_enabled(
+    *, policy: TrustPolicy, enabled: bool, actor: Any = None
+) -> TrustPolicy:
+    """Turn a policy off (no new exchange; the tokens it let in are revoked) or on again."""
+    policy = TrustPolicy.objects.select_for_update().select_related("worker").get(pk=policy.pk)
+    if policy.enabled == enabled:
+        return policy
+    policy.enabled = enabled
+    policy.save(update_fields=["enabled", "updated_at"])
+    ids: list[str] = []
+    if not enabled:
+        ids = _revoke_tokens_of(policy, actor=actor, reason="Its trust policy was disabled")
+    audit_record(
+        action="worker.trust_policy_changed",
+        organization_id=policy.organization_id,
+        metadata={
+            "changes": {"enabled": {"from": not enabled, "to": enabled}},
+            "revoked_tokens": ids,
+        },
+        **_target(policy),
+        actor=actor,
+    )
+    return policy
+
+
+def _revoke_tokens_of(policy: TrustPolicy, *, actor: Any, reason: str) -> list[str]:
     ids = list(
         WorkerToken.objects.filter(trust_policy=policy, revoked_at__isnull=True)
         .select_for_update(no_key=True)
@@ -212,9 +235,17 @@ def trust_policy_delete(*, policy: TrustPolicy, actor: Any = None) -> int:
         .values_list("public_id", flat=True)
     )
     WorkerToken.objects.filter(public_id__in=ids).update(
-        revoked_at=timezone.now(), revoked_by=actor, revoke_reason="Its trust policy was deleted"
+        revoked_at=timezone.now(), revoked_by=actor, revoke_reason=reason
     )
     fence_worker(policy.worker_id)
+    return ids
+
+
+@transaction.atomic
+def trust_policy_delete(*, policy: TrustPolicy, actor: Any = None) -> int:
+    """Delete a policy; the tokens it let in are revoked at once. Returns how many."""
+    policy = TrustPolicy.objects.select_related("worker").get(pk=policy.pk)
+    ids = _revoke_tokens_of(policy, actor=actor, reason="Its trust policy was deleted")
     audit_record(
         action="worker.trust_policy_removed",
         organization_id=policy.organization_id,

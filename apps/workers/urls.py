@@ -22,6 +22,11 @@ urlpatterns = [
         name="trust_policy_add",
     ),
     path(
+        "<int:worker_id>/trust-policies/<int:trust_policy_id>/toggle/",
+        views.TrustPolicyToggleView.as_view(),
+        name="trust_policy_toggle",
+    ),
+    path(
         "<int:worker_id>/trust-policies/<int:trust_policy_id>/delete/",
         views.TrustPolicyDeleteView.as_view(),
         name="trust_policy_delete",

@@ -287,6 +287,37 @@ class TrustPolicyAddView(_WorkerAction):
         return None
 
 
+class TrustPolicyToggleView(_WorkerAction):
+    """Disable (after a confirmation: its tokens are revoked) or enable a trust policy."""
+
+    def _policy(self, worker: Worker) -> TrustPolicy:
+        return get_object_or_404(worker.trust_policies, pk=self.kwargs["trust_policy_id"])
+
+    def confirmation(self, _request: HttpRequest, worker: Worker) -> Confirmation | None:
+        policy = self._policy(worker)
+        if not policy.enabled:
+            return None
+        live = policy.tokens.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).count()
+        return Confirmation(
+            title=f"Disable the {policy.get_preset_display()} trust policy of {worker.name}?",
+            stops=[
+                f"Tokens of {policy.issuer} can no longer become {worker.name} until you "
+                "enable it again.",
+                f"{_tokens(live)} it let in stop working now.",
+            ],
+            button="Disable trust policy",
+            cancel_url=self.detail_url(worker),
+        )
+
+    def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
+        policy = self._policy(worker)
+        trust.trust_policy_set_enabled(
+            policy=policy, enabled=not policy.enabled, actor=request.user
+        )
+        messages.success(request, f"Trust policy {'disabled' if policy.enabled else 'enabled'}.")
+        return None
+
+
 class TrustPolicyDeleteView(_WorkerAction):
     def _policy(self, worker: Worker) -> TrustPolicy:
         return get_object_or_404(worker.trust_policies, pk=self.kwargs["trust_policy_id"])

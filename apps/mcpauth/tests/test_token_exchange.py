@@ -441,3 +441,16 @@ def test_grantry_exchange_prints_a_working_token(
     # The same file again: its jti was used.
     assert main([*args, "--token-file", str(token_file)]) == 1
     assert "invalid_grant" in capsys.readouterr().err
+
+
+def test_a_disabled_policy_lets_nobody_in_and_ends_its_tokens(
+    client: Client, issuer: Issuer, policy: TrustPolicy, worker: Worker, admin: User
+) -> None:
+    from apps.workers.trust import trust_policy_set_enabled
+
+    raw = exchange(client, issuer.issue(), target(worker)).json()["access_token"]
+    trust_policy_set_enabled(policy=policy, enabled=False, actor=admin)
+    assert client.get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+    assert exchange(client, issuer.issue(), target(worker)).json()["error"] == "invalid_target"
+    trust_policy_set_enabled(policy=policy, enabled=True, actor=admin)
+    assert exchange(client, issuer.issue(), target(worker)).status_code == 200

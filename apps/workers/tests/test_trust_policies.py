@@ -138,3 +138,25 @@ def test_a_bad_policy_from_the_page_is_a_message_not_a_row(worker: Worker, admin
     )
     assert "repository" in response.content.decode()
     assert not TrustPolicy.objects.exists()
+
+
+def test_disabling_a_policy_by_api_and_page_is_audited(worker: Worker, admin: User) -> None:
+    api = api_for(admin)
+    created = api.post(
+        policies_url(worker), {**GITHUB, "role": worker.default_role_id}, format="json"
+    ).json()
+    detail = f"{policies_url(worker)}{created['id']}/"
+    off = api.patch(detail, {"enabled": False}, format="json")
+    assert off.status_code == 200, off.content
+    assert off.json()["enabled"] is False
+    client = Client()
+    client.force_login(admin)
+    page = f"/o/{worker.organization.slug}/workers/{worker.pk}/"
+    client.post(f"{page}trust-policies/{created['id']}/toggle/")  # enabling asks nothing
+    assert TrustPolicy.objects.get().enabled is True
+    asked = client.post(f"{page}trust-policies/{created['id']}/toggle/")
+    assert asked.status_code == 200  # disabling is confirmed first
+    assert TrustPolicy.objects.get().enabled is True
+    client.post(f"{page}trust-policies/{created['id']}/toggle/", {"confirmed": "yes"})
+    assert TrustPolicy.objects.get().enabled is False
+    assert AuditEvent.objects.filter(action="worker.trust_policy_changed").count() == 3
