@@ -88,6 +88,10 @@ class Issuer:
         """A new signing key, served on the same URL (the old one is gone)."""
         self.stop()
         self.key = new_key()
+        self.restart()
+
+    def restart(self) -> None:
+        """Start again on the same port (after `stop()`)."""
         for _ in range(50):  # the port may take a moment to be free again
             try:
                 self.start()

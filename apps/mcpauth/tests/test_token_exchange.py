@@ -223,6 +223,25 @@ def test_accepted_after_the_issuer_rotates_its_key(
     assert exchange(client, stale, target(worker)).json()["error"] == "invalid_grant"
 
 
+@pytest.mark.usefixtures("policy")
+def test_the_keys_are_cached_and_fetched_only_through_the_egress_guard(
+    client: Client, issuer: Issuer, worker: Worker, settings: Settings
+) -> None:
+    assert exchange(client, issuer.issue(), target(worker)).status_code == 200
+    issuer.stop()  # the issuer is down: the cached keys still verify its tokens
+    try:
+        cached = exchange(client, issuer.sign(issuer.claims()), target(worker))
+        assert cached.status_code == 200, cached.content
+    finally:
+        issuer.restart()
+    # An unknown key id makes Grantry fetch the keys again, and the egress guard refuses
+    # a loopback issuer once loopback is not allowed (as in production).
+    settings.GRANTRY_EGRESS_ALLOW_LOOPBACK = False
+    blocked = exchange(client, issuer.sign(issuer.claims(), key=new_key()), target(worker))
+    assert blocked.status_code == 503
+    assert blocked.json()["error"] == "temporarily_unavailable"
+
+
 def test_the_token_stops_when_the_policy_goes_or_the_kill_switch_is_used(
     client: Client, issuer: Issuer, policy: TrustPolicy, worker: Worker, admin: User
 ) -> None:
@@ -246,9 +265,11 @@ def test_the_token_stops_when_the_policy_goes_or_the_kill_switch_is_used(
     )
     raw = exchange(client, issuer.issue(), target(worker)).json()["access_token"]
     assert client.get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+    assert WorkerToken.objects.get(public_id__isnull=False, trust_policy=again).is_usable()
     worker_revoke_all_tokens(worker=worker, actor=admin)
     assert client.get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
-    assert again.pk
+    # The kill switch ended the token; the policy still lets a new job in.
+    assert exchange(client, issuer.issue(), target(worker)).status_code == 200
 
 
 @pytest.mark.usefixtures("policy")
