@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,7 +97,6 @@ class Refusal(Exception):
     description: str
     reason: str  # a short code for the audit event
     status: int = 400
-    unverified: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
