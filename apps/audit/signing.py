@@ -1,7 +1,8 @@
 """Custody of the audit signing keys: the ONLY module that reads a private key.
 
 Each organization has one Ed25519 key, generated on first use, that signs the
-checkpoints of its exports (`apps.audit.proof`). `AuditSigningKeypair.private_key`
+checkpoints of its exports (`apps.audit.proof`); the installation has one more (of no
+organization) for the global chain's archives. `AuditSigningKeypair.private_key`
 is an encrypted field under the same key ring as connection secrets; it is
 read here, used, and never returned, logged or put in an exception message.
 The public key is public by design: the Settings page shows it and
@@ -28,7 +29,8 @@ def key_id_for(public_raw: bytes) -> str:
 
 def signing_key(organization: Any) -> AuditSigningKeypair:
     """The organization's key, created (and audited) on first use. The returned
-    row has its private key deferred: nothing outside this module loads it."""
+    row has its private key deferred: nothing outside this module loads it.
+    `organization=None`: the installation's key, for the global chain's archives."""
     key = public_key_row(organization)
     if key is not None:
         return key

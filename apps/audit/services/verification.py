@@ -41,14 +41,23 @@ def audit_verify_trail(
     actor: Any,
     surface: str = "dashboard",
 ) -> list[Any]:
-    """Verify every chain of the organization in the database (`ChainReport`s)."""
-    from apps.audit.verify import verify_chains
+    """Verify every chain of the organization: its archives, then the live rows going
+    on from them (`ChainReport`s; a broken archive breaks its chains)."""
+    from apps.audit.history import verify_history
+    from apps.audit.verify import ChainReport
 
-    reports = verify_chains(organization_ids=[organization.pk])
+    archives, reports = verify_history(organization_ids=[organization.pk])
+    reports += [
+        ChainReport(chain_key=f"archive {a.month} ({a.path})", problem=a.problem)
+        for a in archives
+        if not a.ok
+    ]
     summary = {
-        "ok": all(r.ok for r in reports),
+        "ok": all(r.ok for r in reports) and all(a.ok for a in archives),
         "events": sum(r.count for r in reports),
         "chains": [str(r) for r in reports],
+        "archives": [str(a) for a in archives],
+        "problems": [str(a) for a in archives if not a.ok],
     }
     _record_verification(organization, actor, surface, "trail", summary)
     return reports
