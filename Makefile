@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 RUN_LOCKS := -r requirements.txt -r requirements-local.txt
 UV_INSTALL := $(UV) pip install --quiet --require-hashes --compile-bytecode --python $(BIN)/python
 
-.PHONY: chaos chaos-smoke cluster cluster-smoke cluster-tools run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers bubblewrap pgbouncer clean
+.PHONY: chaos chaos-smoke cluster cluster-smoke cluster-tools run manage verify test lint audit lock bench bench-audit bench-smoke bench-audit-smoke venv venv-run browser rsyslog openapi-corpus mcp-servers oidc-issuer bubblewrap pgbouncer clean
 
 venv: $(STAMP)
 venv-run: $(RUN_STAMP)
@@ -88,6 +88,17 @@ $(MCP_SERVERS)/.installed: tests/data/mcp-servers/package.json tests/data/mcp-se
 	rm -rf $(MCP_SERVERS)/.cache-warm
 	touch $@
 mcp-servers: $(MCP_SERVERS)/.installed bubblewrap
+
+# A real OpenID Connect issuer (oidc-provider) for the workload-identity exchange tests,
+# pinned in tests/data/oidc-issuer/package-lock.json and installed by `npm ci` into
+# var/oidc-issuer; the tests start tests/data/oidc-issuer/issuer.mjs with `node`.
+OIDC_ISSUER := var/oidc-issuer
+$(OIDC_ISSUER)/.installed: tests/data/oidc-issuer/package.json tests/data/oidc-issuer/package-lock.json $(MCP_SERVERS)/.installed
+	mkdir -p $(OIDC_ISSUER)
+	cp tests/data/oidc-issuer/package.json tests/data/oidc-issuer/package-lock.json $(OIDC_ISSUER)/
+	cd $(OIDC_ISSUER) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+oidc-issuer: $(OIDC_ISSUER)/.installed
 bubblewrap:
 	@test -x /usr/bin/bwrap || { \
 	  echo "Installing Debian's bubblewrap for the stdio MCP servers…"; \
@@ -144,7 +155,7 @@ verify: venv-run
 ## pytest-xdist workers, then the modules that time or race something (conftest.py,
 ## SERIAL_MODULES) alone. PYTEST_ARGS (e.g. a path) apply to both; a pass that selects
 ## no test (pytest's exit status 5) is not a failure.
-test: venv browser rsyslog openapi-corpus mcp-servers cluster-tools
+test: venv browser rsyslog openapi-corpus mcp-servers oidc-issuer cluster-tools
 	$(BIN)/python -m pytest -n 2 -m "not serial" $(PYTEST_ARGS) || test $$? -eq 5
 	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || test $$? -eq 5
 

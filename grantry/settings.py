@@ -593,6 +593,14 @@ if GRANTRY_SANDBOX_ENABLED:
     OAUTH2_PROVIDER["OAUTH2_VALIDATOR_CLASS"] = "apps.sandbox.validators.SandboxValidator"
 # Grantry's MCP authorization server (apps.mcpauth).
 GRANTRY_MCP_TOKEN_SECONDS = env.int("GRANTRY_MCP_TOKEN_SECONDS", default=3600)
+# Workload identity (RFC 8693 token exchange, apps/mcpauth/exchange.py): how long an outside
+# issuer's keys are cached, how often an unknown key id may fetch them again (rotation), the
+# deadline of each fetch, and how far ahead a subject token may expire (its `jti` is kept
+# that long to refuse a replay).
+GRANTRY_OIDC_JWKS_SECONDS = env.int("GRANTRY_OIDC_JWKS_SECONDS", default=600)
+GRANTRY_OIDC_JWKS_REFETCH_SECONDS = env.int("GRANTRY_OIDC_JWKS_REFETCH_SECONDS", default=30)
+GRANTRY_OIDC_FETCH_TIMEOUT = env.float("GRANTRY_OIDC_FETCH_TIMEOUT", default=5.0)
+GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS = env.int("GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS", default=24)
 # Agent long polls (GET /api/v1/approvals/<id>?wait=N) that may wait at once in one web
 # process, and with one token; any other poll answers at once (apps/approvals/long_poll.py).
 GRANTRY_LONG_POLLS_PER_PROCESS = env.int(

@@ -71,6 +71,9 @@ DOCUMENTED = {
     "inventory/findings/{finding_id}/new-key/": {"post"},
     "inventory/findings/{finding_id}/confirm-rotated/": {"post"},
     "inventory/findings/{finding_id}/role-proposal/": {"get", "post"},
+    # issue 29: trust policies (workload identity federation)
+    "workers/{worker_id}/trust-policies/": {"get", "post"},
+    "workers/{worker_id}/trust-policies/{trust_policy_id}/": {"get", "patch", "delete"},
 }
 
 
@@ -125,6 +128,7 @@ MANAGED = "|".join(
         "roles/[^/]+/test/",
         "mcp/",
         "inventory/",
+        "workers/[^/]+/trust-policies/",
     )
 )
 # The API-key connect is left out: it would send generated keys to real providers.

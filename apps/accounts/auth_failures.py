@@ -162,6 +162,14 @@ def auth_refuse(
     )
 
 
+def auth_failure_count(request: HttpRequest) -> None:
+    """Count one failure against this address (and token prefix) for the throttle, for a
+    surface that writes its own audit event (the token exchange, apps.mcpauth.exchange)."""
+    window = _window(clock())
+    for key in _throttle_keys(request, window):
+        _incr(key, window_seconds() * 2)
+
+
 def _incr(key: str, timeout: int) -> int:
     cache.add(key, 0, timeout=timeout)
     try:

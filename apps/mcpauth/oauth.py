@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import get_application_model
@@ -31,7 +32,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from apps.core.audit_context import client_ip
 from apps.core.json_input import HostileInput, loads
-from apps.mcpauth import services
+from apps.mcpauth import exchange, services
 from apps.mcpauth.forms import ConsentForm
 from apps.mcpauth.models import McpClientRegistration
 from apps.mcpauth.validator import (
@@ -59,7 +60,7 @@ def authorization_server_metadata(_request: HttpRequest) -> JsonResponse:
             "revocation_endpoint": _endpoint("revoke"),
             "registration_endpoint": _endpoint("register"),
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", exchange.GRANT_TYPE],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": [
                 "none",
@@ -231,7 +232,14 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
 
 
 class TokenView(_Grantry, dot_views.TokenView):
-    pass
+    """The one token endpoint: DOT's grants (authorization code, refresh), and the RFC 8693
+    token exchange of a workload's identity for a worker token (apps.mcpauth.exchange)."""
+
+    @method_decorator(sensitive_post_parameters("subject_token"))
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.POST.get("grant_type") == exchange.GRANT_TYPE:
+            return exchange.token_exchange_response(request)
+        return super().post(request, *args, **kwargs)
 
 
 class RevokeTokenView(_Grantry, dot_views.RevokeTokenView):

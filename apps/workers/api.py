@@ -16,9 +16,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.openapi import error_responses
 from apps.organizations.tenancy import OrgAPIMixin
-from apps.workers import services
-from apps.workers.models import Worker, WorkerToken, WorkerTokenQuerySet
+from apps.workers import services, trust
+from apps.workers.models import TrustPolicy, Worker, WorkerToken, WorkerTokenQuerySet
 from apps.workers.serializers import (
     KillSwitchSerializer,
     MintedTokenSerializer,
@@ -26,6 +27,8 @@ from apps.workers.serializers import (
     TokenMintSerializer,
     TokenRevokeSerializer,
     TokenRollSerializer,
+    TrustPolicyEnabledSerializer,
+    TrustPolicySerializer,
     WorkerSerializer,
     WorkerTokenSerializer,
 )
@@ -317,3 +320,107 @@ class KillSwitchAPIView(OrgAPIMixin, APIView):
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc
         return Response({"revoked": count})
+
+
+TRUST_POLICY_EXAMPLE = {
+    "preset": "github",
+    "conditions": [
+        {"claim": "repository", "value": "acme/triage"},
+        {"claim": "ref", "value": "refs/heads/main"},
+    ],
+    "role": 3,
+    "max_minutes": 15,
+}
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["workers"],
+        summary="List a worker's trust policies",
+        responses={200: TrustPolicySerializer(many=True), **error_responses(403, 404)},
+    ),
+    post=extend_schema(
+        tags=["workers"],
+        summary="Add a trust policy (outside tokens that may become this worker)",
+        examples=[OpenApiExample("github", value=TRUST_POLICY_EXAMPLE, request_only=True)],
+        responses={201: TrustPolicySerializer, **error_responses(400, 403, 404)},
+    ),
+)
+class TrustPolicyListCreateAPIView(_WorkerScoped, generics.ListCreateAPIView[TrustPolicy]):
+    model = TrustPolicy
+    serializer_class = TrustPolicySerializer
+
+    def scope_queryset(self) -> QuerySet[Any]:
+        return (
+            self.tenant_rows(TrustPolicy)
+            .filter(worker_id=self.kwargs["worker_id"])
+            .select_related("role")
+        )
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.get_worker()  # another org's (or no) worker: 404, not an empty list
+        return super().list(request, *args, **kwargs)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.get_worker()  # 404 before the body is read: nothing about the worker leaks
+        return super().create(request, *args, **kwargs)
+
+    def perform_create(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        try:
+            serializer.instance = trust.trust_policy_create(
+                worker=self.get_worker(),
+                preset=data["preset"],
+                issuer=data.get("issuer", ""),
+                audience=data.get("audience", ""),
+                conditions=[dict(c) for c in data["conditions"]],
+                role=data["role"],
+                max_minutes=data.get("max_minutes", 15),
+                enabled=data.get("enabled", True),
+                actor=self.request.user,
+            )
+        except DjangoValidationError as exc:
+            raise _service_errors(exc) from exc
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["workers"],
+        summary="Read a trust policy",
+        responses={200: TrustPolicySerializer, **error_responses(403, 404)},
+    ),
+    patch=extend_schema(
+        tags=["workers"],
+        summary="Enable or disable a trust policy (disabling revokes the tokens it let in)",
+        request=TrustPolicyEnabledSerializer,
+        responses={200: TrustPolicySerializer, **error_responses(400, 403, 404)},
+    ),
+    delete=extend_schema(
+        tags=["workers"],
+        summary="Delete a trust policy (the tokens it let in are revoked)",
+        responses={204: None, **error_responses(403, 404)},
+    ),
+)
+class TrustPolicyDetailAPIView(_WorkerScoped, generics.RetrieveDestroyAPIView[TrustPolicy]):
+    model = TrustPolicy
+    serializer_class = TrustPolicySerializer
+    lookup_url_kwarg = "trust_policy_id"
+
+    def scope_queryset(self) -> QuerySet[Any]:
+        return (
+            self.tenant_rows(TrustPolicy)
+            .filter(worker_id=self.kwargs["worker_id"])
+            .select_related("role")
+        )
+
+    def patch(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        policy = self.get_object()
+        form = TrustPolicyEnabledSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        policy = trust.trust_policy_set_enabled(
+            policy=policy, enabled=form.validated_data["enabled"], actor=request.user
+        )
+        return Response(TrustPolicySerializer(policy, context={"view": self}).data)
+
+    def perform_destroy(self, instance: TrustPolicy) -> None:
+        trust.trust_policy_delete(policy=instance, actor=self.request.user)

@@ -36,6 +36,16 @@ urlpatterns = [
         v.WorkerTokenRollAPIView.as_view(),
         name="worker-token-roll",
     ),
+    path(
+        "workers/<int:worker_id>/trust-policies/",
+        v.TrustPolicyListCreateAPIView.as_view(),
+        name="worker-trust-policy-list",
+    ),
+    path(
+        "workers/<int:worker_id>/trust-policies/<int:trust_policy_id>/",
+        v.TrustPolicyDetailAPIView.as_view(),
+        name="worker-trust-policy-detail",
+    ),
     path("tokens/", v.OrganizationTokenListAPIView.as_view(), name="token-list"),
     path("kill-switch/", v.KillSwitchAPIView.as_view(), name="kill-switch"),
 ]

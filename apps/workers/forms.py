@@ -11,7 +11,7 @@ from django.core.validators import MaxValueValidator
 from apps.core.tokens import DEFAULT_TOKEN_DAYS, max_token_days
 from apps.organizations.models import Organization
 from apps.policies.models import Role
-from apps.workers.models import Worker
+from apps.workers.models import MAX_TRUST_MINUTES, TrustPreset, Worker
 from apps.workers.services import ROLL_OVERLAPS
 
 OVERLAP_LABELS = {
@@ -99,3 +99,48 @@ class RollForm(forms.Form):
         initial="24h",
         help_text="How long the old token keeps working, so agents can switch without downtime.",
     )
+
+
+class TrustPolicyForm(forms.Form):
+    """A trust policy from the worker's page; `conditions` is one `claim = value` a line."""
+
+    preset = forms.ChoiceField(choices=TrustPreset.choices, initial=TrustPreset.GITHUB)
+    issuer = forms.CharField(
+        max_length=255,
+        required=False,
+        help_text="The issuer's URL (the tokens' `iss`). Fixed for GitHub Actions and GitLab CI; "
+        "for Kubernetes, the cluster's service-account issuer.",
+    )
+    audience = forms.CharField(
+        max_length=255,
+        required=False,
+        help_text="The `aud` the tokens carry. Empty: this Grantry's URL.",
+    )
+    conditions = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One `claim = value` a line, all must match; a value may be a glob "
+        "(`refs/heads/*`). GitHub: repository = acme/triage; GitLab: project_path = acme/triage; "
+        "Kubernetes: sub = system:serviceaccount:agents:triage.",
+    )
+    role = forms.ModelChoiceField(queryset=Role.objects.none(), empty_label=None)
+    max_minutes = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_TRUST_MINUTES,
+        initial=15,
+        label="Token lifetime (minutes, at most)",
+    )
+
+    def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].queryset = Role.objects.filter(organization=organization)  # type: ignore[attr-defined]
+
+    def clean_conditions(self) -> list[dict[str, str]]:
+        conditions = []
+        for line in self.cleaned_data["conditions"].splitlines():
+            if not line.strip():
+                continue
+            claim, equals, value = line.partition("=")
+            if not equals or not claim.strip() or not value.strip():
+                raise forms.ValidationError(f"Write `claim = value`, not {line.strip()!r}.")
+            conditions.append({"claim": claim.strip(), "value": value.strip()})
+        return conditions

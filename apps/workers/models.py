@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -72,6 +73,49 @@ class Worker(TenantModel):
         return {i for i in (self.owner_id, self.created_by_id) if i is not None}
 
 
+class TrustPreset(models.TextChoices):
+    """Where the outside identity comes from (apps.workers.trust has each one's rules)."""
+
+    GITHUB = "github", "GitHub Actions"
+    GITLAB = "gitlab", "GitLab CI"
+    KUBERNETES = "kubernetes", "Kubernetes service account"
+    OIDC = "oidc", "Any OpenID Connect issuer"
+
+
+MAX_TRUST_MINUTES = 12 * 60
+
+
+class TrustPolicy(TenantModel):
+    """ "Tokens from `issuer` for `audience` whose claims match `conditions` may become
+    this worker with `role`, for at most `max_minutes`" (workload identity federation;
+    the exchange is RFC 8693 at the OAuth token endpoint, apps.mcpauth.exchange).
+    `conditions` is a list of {"claim": name, "value": exact value or fnmatch glob}, all
+    of which must match; never empty (apps.workers.trust checks it)."""
+
+    organization = organization_key(related_name="trust_policies")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="trust_policies")
+    preset = models.CharField(max_length=16, choices=TrustPreset.choices)
+    issuer = models.URLField(max_length=255)
+    audience = models.CharField(max_length=255)
+    conditions = models.JSONField(default=list)
+    role = models.ForeignKey("policies.Role", on_delete=models.PROTECT, related_name="+")
+    max_minutes = models.PositiveIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(MAX_TRUST_MINUTES)]
+    )
+    enabled = models.BooleanField(default=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["worker", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_preset_display()} {self.issuer} → {self.worker_id}"
+
+    def __repr__(self) -> str:
+        return f"<TrustPolicy {self.pk} worker={self.worker_id} {self.issuer!r}>"
+
+
 class WorkerTokenQuerySet(IssuedTokenQuerySet["WorkerToken"]):
     # usable(): not revoked and not expired (the worker's status is checked separately).
 
@@ -80,7 +124,9 @@ class WorkerTokenQuerySet(IssuedTokenQuerySet["WorkerToken"]):
         clients: those live an hour and their client replaces them with its refresh
         token, so their expiry needs nobody's attention."""
         now = now or timezone.now()
-        return self.usable(now=now).filter(expires_at__lte=now + within, oauth_client="")
+        return self.usable(now=now).filter(
+            expires_at__lte=now + within, oauth_client="", trust_policy__isnull=True
+        )
 
 
 class WorkerToken(IssuedToken):
@@ -109,6 +155,17 @@ class WorkerToken(IssuedToken):
     # to. Static tokens have neither and work on every agent surface.
     audience = models.CharField(max_length=255, blank=True, editable=False)
     oauth_client = models.CharField(max_length=255, blank=True, editable=False)
+    # Set on tokens minted by a token exchange (apps.mcpauth.exchange): the trust policy that
+    # let the outside identity in. They live minutes, so nobody is warned of their expiry;
+    # deleting the policy revokes them.
+    trust_policy = models.ForeignKey(
+        TrustPolicy,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="tokens",
+    )
 
     objects = WorkerTokenQuerySet.as_manager()
 
@@ -140,6 +197,7 @@ class WorkerToken(IssuedToken):
             not self.is_revoked()
             and not self.is_expired(now)
             and not self.oauth_client
+            and self.trust_policy_id is None
             and self.expires_at <= now + timedelta(days=EXPIRY_WARNING_DAYS)
         )
 

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.policies.models import Role
-from apps.workers.models import Worker, WorkerToken
+from apps.workers.models import TrustPolicy, Worker, WorkerToken
 from apps.workers.services import ROLL_OVERLAPS
 
 
@@ -156,3 +156,51 @@ class KillSwitchSerializer(serializers.Serializer[Any]):
 
 class RevokedCountSerializer(serializers.Serializer[Any]):
     revoked = serializers.IntegerField()
+
+
+class TrustConditionSerializer(serializers.Serializer[Any]):
+    claim = serializers.CharField(max_length=100)
+    value = serializers.CharField(
+        max_length=255, help_text="An exact value or an fnmatch glob (`*`, `?`, `[…]`)."
+    )
+
+
+class TrustPolicySerializer(serializers.ModelSerializer[TrustPolicy]):
+    """A trust policy: which outside tokens may become the worker (RFC 8693 exchange)."""
+
+    role = OrgRoleField()
+    role_name = serializers.CharField(source="role.name", read_only=True)
+    conditions = TrustConditionSerializer(many=True)
+    issuer = serializers.URLField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text="The issuer's URL (its `iss`); fixed by the github and gitlab presets.",
+    )
+    audience = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text="The `aud` the tokens must carry (default: Grantry's base URL).",
+    )
+
+    class Meta:
+        model = TrustPolicy
+        fields = (
+            "id",
+            "worker",
+            "preset",
+            "issuer",
+            "audience",
+            "conditions",
+            "role",
+            "role_name",
+            "max_minutes",
+            "enabled",
+            "created_at",
+        )
+        read_only_fields = ("id", "worker", "created_at")
+
+
+class TrustPolicyEnabledSerializer(serializers.Serializer[Any]):
+    enabled = serializers.BooleanField()

@@ -17,6 +17,21 @@ urlpatterns = [
     path("<int:worker_id>/enable/", views.WorkerEnableView.as_view(), name="enable"),
     path("<int:worker_id>/revoke-all/", views.WorkerRevokeAllView.as_view(), name="revoke_all"),
     path(
+        "<int:worker_id>/trust-policies/new/",
+        views.TrustPolicyAddView.as_view(),
+        name="trust_policy_add",
+    ),
+    path(
+        "<int:worker_id>/trust-policies/<int:trust_policy_id>/toggle/",
+        views.TrustPolicyToggleView.as_view(),
+        name="trust_policy_toggle",
+    ),
+    path(
+        "<int:worker_id>/trust-policies/<int:trust_policy_id>/delete/",
+        views.TrustPolicyDeleteView.as_view(),
+        name="trust_policy_delete",
+    ),
+    path(
         "<int:worker_id>/tokens/<str:token_id>/revoke/",
         views.TokenRevokeView.as_view(),
         name="token_revoke",

@@ -31,9 +31,9 @@ from apps.core.pagination import KeysetListMixin, int_param, keyset_page
 from apps.core.tokens import EXPIRY_WARNING_DAYS
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
-from apps.workers import services
-from apps.workers.forms import MintForm, RollForm, WorkerForm
-from apps.workers.models import Worker, WorkerToken, WorkerTokenQuerySet
+from apps.workers import services, trust
+from apps.workers.forms import MintForm, RollForm, TrustPolicyForm, WorkerForm
+from apps.workers.models import TrustPolicy, Worker, WorkerToken, WorkerTokenQuerySet
 
 MINTED_SESSION_KEY = "workers:minted-token"
 
@@ -181,6 +181,9 @@ class WorkerDetailView(_WorkerObject, DetailView):
             inactive_page=ended,
             inactive_count=tokens.exclude(usable).count(),
             mint_form=MintForm(organization=self.organization),
+            trust_policies=list(self.object.trust_policies.select_related("role")),
+            trust_form=TrustPolicyForm(organization=self.organization),
+            token_endpoint=f"{settings.GRANTRY_BASE_URL}/oauth/token/",
             roll_form=RollForm(),
             expiry_warning_days=EXPIRY_WARNING_DAYS,
             # Least-privilege reports: every role this worker's tokens carried.
@@ -255,6 +258,87 @@ class TokenMintView(_WorkerAction):
             name=form.cleaned_data["name"],
         )
         return _show_once(request, self.organization.slug, worker, token, raw)
+
+
+class TrustPolicyAddView(_WorkerAction):
+    """Add a trust policy (apps.workers.trust); errors come back as messages."""
+
+    def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
+        form = TrustPolicyForm(request.POST, organization=self.organization)
+        if not form.is_valid():
+            for field, errors in form.errors.items():
+                for error in errors:
+                    messages.error(
+                        request, f"{field}: {error}" if field != "__all__" else str(error)
+                    )
+            return None
+        data = form.cleaned_data
+        trust.trust_policy_create(
+            worker=worker,
+            preset=data["preset"],
+            issuer=data["issuer"],
+            audience=data["audience"],
+            conditions=data["conditions"],
+            role=data["role"],
+            max_minutes=data["max_minutes"],
+            actor=request.user,
+        )
+        messages.success(request, "Trust policy added.")
+        return None
+
+
+class TrustPolicyToggleView(_WorkerAction):
+    """Disable (after a confirmation: its tokens are revoked) or enable a trust policy."""
+
+    def _policy(self, worker: Worker) -> TrustPolicy:
+        return get_object_or_404(worker.trust_policies, pk=self.kwargs["trust_policy_id"])
+
+    def confirmation(self, _request: HttpRequest, worker: Worker) -> Confirmation | None:
+        policy = self._policy(worker)
+        if not policy.enabled:
+            return None
+        live = policy.tokens.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).count()
+        return Confirmation(
+            title=f"Disable the {policy.get_preset_display()} trust policy of {worker.name}?",
+            stops=[
+                f"Tokens of {policy.issuer} can no longer become {worker.name} until you "
+                "enable it again.",
+                f"{_tokens(live)} it let in stop working now.",
+            ],
+            button="Disable trust policy",
+            cancel_url=self.detail_url(worker),
+        )
+
+    def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
+        policy = self._policy(worker)
+        trust.trust_policy_set_enabled(
+            policy=policy, enabled=not policy.enabled, actor=request.user
+        )
+        messages.success(request, f"Trust policy {'disabled' if policy.enabled else 'enabled'}.")
+        return None
+
+
+class TrustPolicyDeleteView(_WorkerAction):
+    def _policy(self, worker: Worker) -> TrustPolicy:
+        return get_object_or_404(worker.trust_policies, pk=self.kwargs["trust_policy_id"])
+
+    def confirmation(self, _request: HttpRequest, worker: Worker) -> Confirmation | None:
+        policy = self._policy(worker)
+        live = policy.tokens.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).count()
+        return Confirmation(
+            title=f"Delete the {policy.get_preset_display()} trust policy of {worker.name}?",
+            stops=[
+                f"Tokens of {policy.issuer} can no longer become {worker.name}.",
+                f"{_tokens(live)} it let in stop working now.",
+            ],
+            button="Delete trust policy",
+            cancel_url=self.detail_url(worker),
+        )
+
+    def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
+        count = trust.trust_policy_delete(policy=self._policy(worker), actor=request.user)
+        messages.success(request, f"Trust policy deleted; {_tokens(count)} revoked.")
+        return None
 
 
 class TokenRollView(_WorkerAction):

@@ -125,3 +125,56 @@ def agent_call(url: str, token: str, action: str, payload: dict[str, Any]) -> An
         raise APIFailure(str(exc)) from None
     _raise_for(answer)
     return answer.json()
+
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+
+
+def token_exchange(url: str, subject_token: str, audience: str) -> dict[str, Any]:
+    """RFC 8693 at Grantry's token endpoint: a workload's signed JWT for a short-lived
+    worker token of `audience` (<org slug>/<worker name>)."""
+    try:
+        answer = http.request(
+            "POST",
+            f"{url.rstrip('/')}/oauth/token/",
+            form={
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": subject_token,
+                "subject_token_type": JWT_TOKEN_TYPE,
+                "audience": audience,
+            },
+        )
+    except http.Unreachable as exc:
+        raise APIFailure(str(exc)) from None
+    body = answer.json()
+    if answer.status != 200 or not isinstance(body, dict) or "access_token" not in body:
+        error = body if isinstance(body, dict) else {}
+        raise APIFailure(
+            f"{error.get('error', f'HTTP {answer.status}')}: {error.get('error_description', '')}"
+        )
+    return body
+
+
+def github_actions_token(audience: str) -> str:
+    """The running GitHub Actions job's OIDC token for `audience` (needs `id-token: write`)."""
+    request_url = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", "")
+    request_token = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "")
+    if not request_url or not request_token:
+        raise APIFailure(
+            "Not in a GitHub Actions job with `permissions: id-token: write` "
+            "(ACTIONS_ID_TOKEN_REQUEST_URL is not set)."
+        )
+    separator = "&" if "?" in request_url else "?"
+    try:
+        answer = http.request(
+            "GET",
+            f"{request_url}{separator}audience={urllib.parse.quote(audience, safe='')}",
+            headers={"Authorization": f"bearer {request_token}"},
+        )
+    except http.Unreachable as exc:
+        raise APIFailure(str(exc)) from None
+    body = answer.json()
+    if answer.status != 200 or not isinstance(body, dict) or not body.get("value"):
+        raise APIFailure(f"GitHub did not issue an OIDC token (HTTP {answer.status}).")
+    return str(body["value"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -45,13 +46,18 @@ def request(
     *,
     headers: dict[str, str] | None = None,
     body: Any = None,
+    form: dict[str, str] | None = None,
     timeout: float = TIMEOUT,
 ) -> Answer:
+    """`body` is sent as JSON, `form` as application/x-www-form-urlencoded (OAuth)."""
     data = None
     sent = {"Accept": "application/json", "User-Agent": "grantry-cli", **(headers or {})}
     if body is not None:
         data = json.dumps(body).encode()
         sent["Content-Type"] = "application/json"
+    elif form is not None:
+        data = urllib.parse.urlencode(form).encode()
+        sent["Content-Type"] = "application/x-www-form-urlencoded"
     if not url.startswith(("https://", "http://")):
         raise Unreachable(f"not an http(s) URL: {url.split('?')[0]}")
     req = urllib.request.Request(url, data=data, headers=sent, method=method)  # noqa: S310 - scheme checked above

@@ -6,6 +6,7 @@
     grantry rewrite CONFIG [--worker NAME | --token gry_… | --oauth] [--dry-run]
     grantry call ACTION --input JSON
     grantry mcp-config --client cursor|claude|claude-code|vscode|windsurf|codex|zed
+    grantry exchange --audience ORG/WORKER (--github-actions | --token-file PATH) [--url URL]
 
 Exit status: 0 on success (a scan that finds keys still succeeds), 1 when Grantry or
 the input refuses, 2 for a usage error.
@@ -336,6 +337,32 @@ def cmd_mcp_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exchange(args: argparse.Namespace) -> int:
+    """A workload's signed identity for a short-lived worker token, printed alone on stdout
+    (`export GRANTRY_TOKEN=$(grantry exchange …)`): README, "No secret in the runtime"."""
+    url = _grantry_url(args)
+    if not url:
+        _err("Name Grantry's URL with --url (or GRANTRY_URL).")
+        return 2
+    try:
+        if args.github_actions:
+            subject_token = api.github_actions_token(args.oidc_audience or url)
+        else:
+            subject_token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        answer = api.token_exchange(url, subject_token, args.audience)
+    except OSError as exc:
+        _err(f"Could not read {args.token_file}: {exc.strerror}")
+        return 1
+    except api.APIFailure as exc:
+        _err(f"Exchange refused: {exc}")
+        return 1
+    if args.json:
+        _out(json.dumps(answer, indent=2))
+    else:
+        _out(str(answer["access_token"]))
+    return 0
+
+
 # --- the parser ---------------------------------------------------------------------
 
 
@@ -407,6 +434,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--oauth", action="store_true", help="no token: the client signs in itself")
     p.add_argument("--url")
     p.set_defaults(run=cmd_mcp_config)
+
+    p = sub.add_parser(
+        "exchange",
+        help="trade this workload's signed identity (CI job, pod) for a short-lived worker token",
+    )
+    p.add_argument("--audience", required=True, help="the worker, as <org slug>/<worker name>")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--github-actions", action="store_true", help="ask GitHub for this job's OIDC token"
+    )
+    source.add_argument(
+        "--token-file", help="a file holding the JWT (a projected service-account token)"
+    )
+    p.add_argument("--oidc-audience", help="the aud to ask GitHub for (default: Grantry's URL)")
+    p.add_argument("--json", action="store_true", help="print the whole answer")
+    p.add_argument("--url")
+    p.set_defaults(run=cmd_exchange)
     return top
 
 
