@@ -507,6 +507,10 @@ GRANTRY_AUDIT_PARTITIONS_AHEAD = env.int("GRANTRY_AUDIT_PARTITIONS_AHEAD", defau
 # Retention of the global chain (events of no organization), in whole months; 0: for ever,
 # and then a month holding any global event is never dropped.
 GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS = env.int("GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS", default=0)
+# The shortest audit retention any organization (and the global chain) may have, in whole
+# months; 0: no floor beyond 1. A retention stored below it counts as the floor, so an
+# organization administrator (or a stolen admin session) cannot cut the trail short.
+GRANTRY_AUDIT_MIN_RETENTION_MONTHS = env.int("GRANTRY_AUDIT_MIN_RETENTION_MONTHS", default=0)
 # Provider URL overrides (apps/providers/registry.py): "key" sets the API base URL and
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).

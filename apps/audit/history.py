@@ -82,6 +82,8 @@ def _recorded(rows: list[AuditArchive]) -> tuple[list[ArchiveReport], dict[str, 
         if archive.status == ArchiveStatus.FAILED:
             report.problem = f"failed verification ({archive.error})"
             continue
+        if archive.status != ArchiveStatus.VERIFIED:  # being written again
+            continue
         for key, entry in sorted(archive.chains.items()):
             had = reach.get(key)
             last_seq, last_hash = (had.last_seq, had.last_hash) if had else (0, "0" * 64)

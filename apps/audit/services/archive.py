@@ -20,11 +20,17 @@ retention are per organization. So:
   DELETE (the triggers refuse it for everyone). A month is detached and dropped only
   when every organization with events in it (and the global chain, if it has any) is
   past its retention AND every one of its chains is covered by a verified archive up
-  to its highest seq in the month. The archives are verified again just before the
-  drop; one that fails (missing, changed, a bad signature) stops the drop and is
-  recorded (`audit.archive_failed`). So an organization with a shorter retention has
-  its months archived early, but its rows leave the live table with the month's
-  partition, when the longest retention among the month's organizations has passed.
+  to its highest seq in the month — counted only while the chain's archives follow on
+  without a gap and are verified (apps.audit.archives.archived_through), and an archive
+  of the month or the month before that is not verified blocks it. The archives are
+  verified again just before the drop; one that fails (missing, changed, a bad
+  signature) stops the drop and is recorded (`audit.archive_failed`), and the next
+  run writes it again over the same seqs. A store that does not answer then stops the
+  drop without failing the archive. A store failure while writing is recorded the
+  same way and the run goes on with the other organizations. So an organization with
+  a shorter retention has its months archived early, but its rows leave the live
+  table with the month's partition, when the longest retention among the month's
+  organizations has passed.
 * The global chain (events of no organization, e.g. a failed sign-in for an unknown
   address) follows GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS (unset: kept for ever, so a
   month holding global events stays) and its archives are signed with the
@@ -49,11 +55,16 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from apps.audit import partitions, selectors
-from apps.audit.archives import archive_problems, archive_storage, archived_through
+from apps.audit.archives import (
+    ArchiveUnreadable,
+    archive_problems,
+    archive_storage,
+    archived_through,
+)
 from apps.audit.models import (
     ArchiveStatus,
     AuditArchive,
@@ -81,11 +92,12 @@ RUN_LEASE_SECONDS = 15 * 60
 def audit_retention_set(*, organization: Any, actor: Any, months: int | None) -> int | None:
     """Keep the organization's events `months` whole months after their month ends
     (None: for ever). Audited as `audit.retention_set` with the old and new value."""
-    if months is not None and not 1 <= months <= RETENTION_MAX_MONTHS:
+    lowest = max(1, min_retention_months())
+    if months is not None and not lowest <= months <= RETENTION_MAX_MONTHS:
         raise ValidationError(
             {
                 "audit_retention_months": (
-                    f"Choose a retention between 1 and {RETENTION_MAX_MONTHS} months, "
+                    f"Choose a retention between {lowest} and {RETENTION_MAX_MONTHS} months, "
                     "or leave it empty to keep the audit trail for ever."
                 )
             }
@@ -112,10 +124,18 @@ def audit_retention_set(*, organization: Any, actor: Any, months: int | None) ->
     return months
 
 
+def min_retention_months() -> int:
+    """The installation's floor (GRANTRY_AUDIT_MIN_RETENTION_MONTHS; 0: none)."""
+    return max(0, int(getattr(settings, "GRANTRY_AUDIT_MIN_RETENTION_MONTHS", 0)))
+
+
 def retention_months(organization_id: int | None) -> int | None:
+    """The retention in force: the one set (None: for ever), never below the floor."""
     if organization_id is None:
-        return int(getattr(settings, "GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS", 0)) or None
-    return selectors.retention_months(organization_id)
+        months = int(getattr(settings, "GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS", 0)) or None
+    else:
+        months = selectors.retention_months(organization_id)
+    return None if months is None else max(months, min_retention_months())
 
 
 def retention_passed(
@@ -129,14 +149,23 @@ def retention_passed(
 
 
 def audit_partitions_ensure(*, now: datetime | None = None) -> list[str]:
-    """The current month and GRANTRY_AUDIT_PARTITIONS_AHEAD months after it exist."""
+    """The current month and GRANTRY_AUDIT_PARTITIONS_AHEAD months after it exist.
+
+    A month that cannot be created (a lock that times out, a DDL error) is logged and
+    skipped: the other months and the rest of the run go on, and the next run tries it
+    again. Until it exists, appends stamped in it fail and every surface answers 503
+    `audit_unavailable` (apps.audit.writer)."""
     now = now or timezone.now()
     ahead = int(getattr(settings, "GRANTRY_AUDIT_PARTITIONS_AHEAD", 3))
     month = partitions.month_start(now)
     names = []
     for n in range(ahead + 1):
-        with transaction.atomic():
-            names.append(partitions.ensure(partitions.add_months(month, n)))
+        start = partitions.add_months(month, n)
+        try:
+            with transaction.atomic():
+                names.append(partitions.ensure(start))
+        except DatabaseError:
+            logger.exception("audit month %s could not be created", partitions.name_for(start))
     return names
 
 
@@ -159,12 +188,18 @@ def audit_archive_month(
     ).first()
     if done is not None:
         return done
-    covered = archived_through(organization_id)
-    ranges = {
-        key: (covered.get(key, (0, ""))[0] + 1, top)
-        for key, top in partitions.chain_max_seq(partition, organization_id).items()
-        if top > covered.get(key, (0, ""))[0]
-    }
+    earlier = AuditArchive.objects.filter(**owner, month=partition.month).first()
+    if earlier is not None and earlier.chains:
+        # It was verified once and failed since: written again over the same seqs, so
+        # the chain's archives stay contiguous and disjoint.
+        ranges = {k: (int(v["first_seq"]), int(v["last_seq"])) for k, v in earlier.chains.items()}
+    else:
+        covered = archived_through(organization_id)
+        ranges = {
+            key: (covered.get(key, (0, ""))[0] + 1, top)
+            for key, top in partitions.chain_max_seq(partition, organization_id).items()
+            if top > covered.get(key, (0, ""))[0]
+        }
     if not ranges:
         return None
     archive, _ = AuditArchive.objects.update_or_create(
@@ -180,11 +215,10 @@ def audit_archive_month(
     archive = AuditArchive.objects.select_related("organization").get(pk=archive.pk)
     try:
         _write(archive, ranges, progress)
-    except Exception as exc:
-        AuditArchive.objects.filter(pk=archive.pk).update(
-            status=ArchiveStatus.FAILED, error=f"writing failed: {type(exc).__name__}"[:300]
-        )
-        raise
+    except Exception as exc:  # the store refused or is down: audited, the run goes on
+        logger.warning("audit archive %s of %s not written", partition.name, organization_id)
+        _failed(archive, [f"{type(exc).__name__}: {exc}"[:200]], when="while writing")
+        return archive
     problems, report = archive_problems(archive, expected=ranges)
     if problems:
         _failed(archive, problems, when="after writing")
@@ -296,6 +330,14 @@ def drop_blockers(partition: partitions.MonthPartition, *, now: datetime) -> lis
         for key, top in partitions.chain_max_seq(partition, subject).items():
             if top > covered.get(key, (0, ""))[0]:
                 blockers.append(f"{who}: chain {key} is not archived up to seq {top}")
+        # An archive of the month (or of the month before, which may hold some of its
+        # rows) that is not verified holds seqs the month may still have to give.
+        owner: dict[str, Any] = {"organization_id": subject}  # None: IS NULL
+        unverified = AuditArchive.objects.filter(
+            **owner,
+            month__in=[partition.month, partitions.add_months(partition.start, -1).date()],
+        ).exclude(status=ArchiveStatus.VERIFIED)
+        blockers += [f"{who}: archive of {a.month:%Y-%m} is {a.status}" for a in unverified]
     return blockers
 
 
@@ -322,7 +364,11 @@ def audit_partition_drop(
         )
     )
     for archive in archives:
-        problems, _ = archive_problems(archive)
+        try:
+            problems, _ = archive_problems(archive, raise_unreadable=True)
+        except ArchiveUnreadable as exc:  # says nothing about the archive: try next run
+            logger.warning("audit month %s kept: %s", partition.name, exc)
+            return [f"archive {archive.path}: {exc} (the store did not answer)"]
         if problems:
             _failed(archive, problems, when="before dropping the month")
             return [f"archive {archive.path}: {problems[0]}"]
@@ -397,7 +443,7 @@ def _archive_and_drop(
             if archive.status == ArchiveStatus.VERIFIED:
                 summary["archived"].append(archive.path)
             else:
-                summary["failed"].append(archive.path)
+                summary["failed"].append(archive.path or f"{partition.name} ({subject})")
                 stopped.add(subject)
         if not audit_partition_drop(partition=partition, now=now):
             summary["dropped"].append(partition.name)

@@ -161,6 +161,24 @@ def test_the_scheduler_creates_months_ahead_with_the_append_only_triggers(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("archive_dir")
+def test_a_month_that_cannot_be_created_does_not_stop_the_run(settings: Any) -> None:
+    settings.GRANTRY_AUDIT_PARTITIONS_AHEAD = 6
+    month = partitions.month_start(timezone.now())
+    blocked, later = partitions.add_months(month, 5), partitions.add_months(month, 6)
+    with connection.cursor() as cursor:  # a partition under another name holds its range
+        cursor.execute(
+            "CREATE TABLE audit_squatter PARTITION OF audit_auditevent "
+            "FOR VALUES FROM (%s) TO (%s)",
+            [blocked, partitions.add_months(blocked, 1)],
+        )
+    summary = audit_archive_due()  # does not raise
+    assert partitions.name_for(blocked) not in summary["created"]
+    assert summary["created"][-1] == partitions.name_for(later)
+    assert partitions.name_for(later) in partition_names()
+
+
+@pytest.mark.django_db
 def test_the_append_and_the_triggers_work_on_the_partitioned_table(org: Organization) -> None:
     from django.db import DatabaseError
 
@@ -504,6 +522,153 @@ def test_archives_go_to_an_s3_compatible_store_and_are_verified_there(
     )
     archive_reports, _ = verify_history(organization_ids=[org.pk])
     assert not archive_reports[0].ok
+
+
+@pytest.mark.django_db
+def test_a_failed_archive_keeps_its_month_until_it_is_written_again(
+    org: Organization, other_org: Organization, owner: Any, archive_dir: Path
+) -> None:
+    """The archive of month M fails before the drop while M+1's is verified: M is not
+    dropped on a later run on the strength of M+1's archive, but written again over
+    its own seqs, verified, and only then dropped."""
+    older, old = months_ago(3), months_ago(2)
+    seed(org.pk, [older + timedelta(days=1), older + timedelta(days=2), old + timedelta(days=1)])
+    seed(other_org.pk, [older + timedelta(days=3)])
+    audit_retention_set(organization=org, actor=owner, months=1)
+    audit_archive_due()  # org's two months archived; other_org keeps the older month
+    lost = AuditArchive.objects.get(organization=org, month=older.date())
+    assert lost.status == ArchiveStatus.VERIFIED
+    assert lost.chains[chain_key_for(org.pk)]["last_seq"] == 2
+    (archive_dir / lost.path).chmod(0o600)
+    (archive_dir / lost.path).unlink()  # lost in the store
+    audit_retention_set(organization=other_org, actor=None, months=1)
+
+    second = audit_archive_due()
+    assert second["dropped"] == []
+    lost.refresh_from_db()
+    assert lost.status == ArchiveStatus.FAILED
+    assert partitions.name_for(older) in partition_names()
+    # The failed archive ends the org's verified coverage, and blocks the month.
+    from apps.audit.archives import archived_through
+    from apps.audit.services.archive import drop_blockers
+
+    assert chain_key_for(org.pk) not in archived_through(org.pk)
+    assert any("failed" in b for b in drop_blockers(partition_for(older), now=timezone.now()))
+
+    third = audit_archive_due()
+    rewritten = AuditArchive.objects.get(organization=org, month=older.date())
+    assert rewritten.status == ArchiveStatus.VERIFIED
+    assert rewritten.path != lost.path
+    assert {k: (v["first_seq"], v["last_seq"]) for k, v in rewritten.chains.items()} == {
+        chain_key_for(org.pk): (1, 2)
+    }
+    assert partitions.name_for(older) in third["dropped"]
+    body = (archive_dir / rewritten.path).read_text()
+    assert "seeded 0" in body
+    assert "seeded 1" in body
+    archive_reports, chains = verify_history(organization_ids=[org.pk])
+    assert all(a.ok for a in archive_reports), [str(a) for a in archive_reports]
+    assert all(c.ok for c in chains), [str(c) for c in chains]
+
+
+def _dead_endpoint() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens there
+
+
+def _unreachable(backend: Any) -> dict[str, Any]:
+    from botocore.config import Config
+
+    options = {
+        **backend["OPTIONS"],
+        "endpoint_url": _dead_endpoint(),
+        "client_config": Config(retries={"max_attempts": 1}, connect_timeout=2),
+    }
+    return {**backend, "OPTIONS": options}
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("s3_archive")
+def test_a_store_that_cannot_be_read_keeps_the_month_without_failing_the_archive(
+    org: Organization, other_org: Organization, owner: Any
+) -> None:
+    from django.conf import settings
+
+    older = months_ago(3)
+    seed(org.pk, [older + timedelta(days=d) for d in (1, 2)])
+    seed(other_org.pk, [older + timedelta(days=3)])
+    audit_retention_set(organization=org, actor=owner, months=1)
+    audit_archive_due()  # org archived; other_org keeps the month
+    archive = AuditArchive.objects.get(organization=org)
+    assert archive.status == ArchiveStatus.VERIFIED
+    audit_retention_set(organization=other_org, actor=None, months=1)
+    from apps.audit.services import audit_archive_month
+
+    other = audit_archive_month(organization_id=other_org.pk, partition=partition_for(older))
+    assert other is not None
+    assert other.status == ArchiveStatus.VERIFIED
+
+    live = settings.STORAGES["audit_archive"]
+    with override_settings(STORAGES=_storages(_unreachable(live))):
+        # The store is down for the run: the archives cannot be read before the drop.
+        # Nothing is dropped, and the intact archives are not marked failed.
+        down = audit_archive_due()
+        assert down["dropped"] == []
+        assert down["failed"] == []
+        assert partitions.name_for(older) in partition_names()
+        blockers = audit_partition_drop(partition=partition_for(older))
+        assert len(blockers) == 1
+        assert "the store did not answer" in blockers[0]
+    archive.refresh_from_db()
+    other.refresh_from_db()
+    assert archive.status == other.status == ArchiveStatus.VERIFIED
+    assert not actions(org, "audit.archive_failed")
+    assert not actions(other_org, "audit.archive_failed")
+
+    back = audit_archive_due()  # the store answers again
+    assert back["dropped"] == [partitions.name_for(older)]
+    archive.refresh_from_db()
+    assert archive.status == ArchiveStatus.VERIFIED
+    assert archive.dropped_at is not None
+    archive_reports, chains = verify_history(organization_ids=[org.pk, other_org.pk])
+    assert all(a.ok for a in archive_reports)
+    assert all(c.ok for c in chains)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("s3_archive")
+def test_a_store_that_refuses_the_write_is_audited_and_the_run_goes_on(
+    org: Organization, other_org: Organization, owner: Any
+) -> None:
+    from django.conf import settings
+
+    older = months_ago(3)
+    seed(org.pk, [older + timedelta(days=1)])
+    seed(other_org.pk, [older + timedelta(days=2)])
+    audit_retention_set(organization=org, actor=owner, months=1)
+    audit_retention_set(organization=other_org, actor=None, months=1)
+
+    live = settings.STORAGES["audit_archive"]
+    with override_settings(STORAGES=_storages(_unreachable(live))):
+        down = audit_archive_due()  # does not raise: each organization's failure recorded
+    assert len(down["failed"]) == 2
+    assert down["dropped"] == []
+    for who in (org, other_org):
+        archive = AuditArchive.objects.get(organization=who)
+        assert archive.status == ArchiveStatus.FAILED
+        assert "while writing" in archive.error
+        failed = actions(who, "audit.archive_failed")
+        assert failed
+        assert failed[0].metadata["when"] == "while writing"
+    assert partitions.name_for(older) in partition_names()
+
+    back = audit_archive_due()
+    assert back["dropped"] == [partitions.name_for(older)]
+    assert set(AuditArchive.objects.values_list("status", flat=True)) == {ArchiveStatus.VERIFIED}
 
 
 # --- the scheduler's task on a real worker ------------------------------------------

@@ -123,3 +123,17 @@ def test_dashboard_write_shows_a_503_page_and_rolls_back(org: Organization, admi
     assert "audit_unavailable" in html
     assert 'class="topbar"' in html  # the styled page, not Django's bare one
     assert not Worker.objects.filter(name="triage-bot").exists()
+
+
+def test_whoami_when_the_current_month_has_no_partition() -> None:
+    """The scheduler failed to create the month (or it was detached): the append has
+    nowhere to go, and the surface answers 503 rather than acting unaudited."""
+    from django.utils import timezone
+
+    from apps.audit import partitions
+
+    name = partitions.name_for(partitions.month_start(timezone.now()))
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute(f"ALTER TABLE audit_auditevent DETACH PARTITION {name}")
+    response = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {UNKNOWN_TOKEN}")
+    assert_json_503(response)

@@ -91,3 +91,32 @@ def test_a_reviewer_sees_the_retention_read_only(
     client.force_login(reviewer)
     page = client.get(reverse("orgs:settings", kwargs={"org_slug": org.slug})).content.decode()
     assert "6 months after each month, then archived" in page
+
+
+def test_the_installation_floor_refuses_a_shorter_retention_and_lifts_a_stored_one(
+    org: Organization, admin: User, settings: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.audit import partitions
+    from apps.audit.services.archive import retention_months, retention_passed
+
+    api(admin).patch(URL, {"audit_retention_months": 2}, format="json")
+    assert org.audit_retention_months == 2
+    settings.GRANTRY_AUDIT_MIN_RETENTION_MONTHS = 12
+    # Below the floor: refused, with the floor in the message.
+    response = api(admin).patch(URL, {"audit_retention_months": 6}, format="json")
+    assert response.status_code == 400
+    assert "between 12 and 120 months" in str(response.json())
+    assert retention_events(org) == [{"from": None, "to": 2}]
+    # The 2 months set before the floor count as 12: a month 3 months old stays.
+    assert retention_months(org.pk) == 12
+    start = partitions.add_months(partitions.month_start(timezone.now()), -4)
+    month = partitions.MonthPartition(
+        partitions.name_for(start), start, partitions.add_months(start, 1)
+    )
+    assert not retention_passed(org.pk, month, timezone.now() + timedelta(days=1))
+    ok = api(admin).patch(URL, {"audit_retention_months": 12}, format="json")
+    assert ok.status_code == 200, ok.content
