@@ -423,6 +423,10 @@ GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
 # database's (they must agree within it).
 GRANTRY_SEND_WINDOW = env.float("GRANTRY_SEND_WINDOW", default=2.0)
 GRANTRY_SEND_WINDOW_MARGIN = env.float("GRANTRY_SEND_WINDOW_MARGIN", default=1.0)
+# How long a web process keeps a connection's credential it decrypted for a call, keyed by
+# the stored ciphertext (apps/connections/custody.py: a changed secret never matches);
+# 0 decrypts on every call. Bounds how long an unused plaintext stays in memory.
+GRANTRY_CREDENTIAL_CACHE_SECONDS = env.float("GRANTRY_CREDENTIAL_CACHE_SECONDS", default=60.0)
 # A call's outcome event that fails to write after the upstream answered is tried again
 # for this long (apps/broker/pipeline/steps.py), then the answer is withheld (502).
 GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS = env.float("GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS", default=10.0)
