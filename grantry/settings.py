@@ -88,17 +88,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The browser-only middleware (static files, CSP built per page, sessions, CSRF,
+    # users, messages, htmx) is skipped on the agent API; agent answers get a fixed
+    # policy instead (apps/core/browser_middleware.py).
+    "apps.core.browser_middleware.CSPMiddleware",
+    "apps.core.browser_middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.QueryStringGateMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",
     "apps.workers.middleware.LeakedTokenMiddleware",
-    # Sessions, users, messages and htmx are browser-only: skipped on the agent API
-    # (apps/core/browser_middleware.py).
     "apps.core.browser_middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
+    "apps.core.browser_middleware.CommonMiddleware",
+    "apps.core.browser_middleware.CsrfViewMiddleware",
     "apps.core.browser_middleware.AuthenticationMiddleware",
     "apps.core.middleware.AuditActorMiddleware",
     "apps.core.browser_middleware.MessageMiddleware",
