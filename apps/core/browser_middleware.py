@@ -17,7 +17,7 @@ proxied body, never a page, so no policy has to be built per response)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from csp import middleware as csp
 from django.contrib.auth import middleware as auth
@@ -86,7 +86,7 @@ class CSPMiddleware(csp.CSPMiddleware):
 
     def __call__(self, request: HttpRequest) -> Any:
         if is_agent_path(request.path_info):
-            response: HttpResponseBase = self.get_response(request)
+            response = cast(HttpResponseBase, self.get_response(request))  # a sync stack
             if "Content-Security-Policy" not in response:
                 response["Content-Security-Policy"] = AGENT_POLICY
             return response
