@@ -140,16 +140,21 @@ verify: venv-run
 	PORT=$(PORT) $(BIN)/python scripts/run_dev.py manage audit_verify
 
 ## Run the whole test suite (PostgreSQL/Redis when they answer, else the embedded
-## PostgreSQL under var/ and in-memory cache/broker).
+## PostgreSQL under var/ and in-memory cache/broker), in two passes: the suite on two
+## pytest-xdist workers, then the modules that time or race something (conftest.py,
+## SERIAL_MODULES) alone. PYTEST_ARGS (e.g. a path) apply to both; a pass that selects
+## no test (pytest's exit status 5) is not a failure.
 test: venv browser rsyslog openapi-corpus mcp-servers cluster-tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not serial" $(PYTEST_ARGS) || test $$? -eq 5
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || test $$? -eq 5
 
 ## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).
 # The house rules import-linter cannot express, checked by reading the source (no database):
-# upward look-ups, module names, audit action names, lint exemptions, tenant rows in views.
+# upward look-ups, module names, audit action names, lint exemptions, tenant rows in views,
+# the one token lifecycle.
 # `make lint` runs them; so does `make test`.
 STRUCTURE_TESTS := tests/test_layers.py tests/test_module_names.py tests/test_audit_actions.py \
-	tests/test_lint_exemptions.py tests/test_tenant_rows.py
+	tests/test_lint_exemptions.py tests/test_tenant_rows.py tests/test_token_lifecycle.py
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -108,6 +108,14 @@ MIDDLEWARE = [
     "apps.core.browser_middleware.HtmxMiddleware",
 ]
 
+# `make run` (DEBUG) answers 404 and 500 with Grantry's pages like production;
+# GRANTRY_TECHNICAL_ERROR_PAGES=1 brings back Django's technical pages for debugging.
+if DEBUG and not env.bool("GRANTRY_TECHNICAL_ERROR_PAGES", default=False):
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("apps.core.middleware.RequestIdMiddleware") + 1,
+        "apps.core.middleware.ProductErrorPagesMiddleware",
+    )
+
 ROOT_URLCONF = "grantry.urls"
 WSGI_APPLICATION = "grantry.wsgi.application"
 ASGI_APPLICATION = "grantry.asgi.application"
@@ -232,7 +240,33 @@ STORAGES = {
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage",
     },
+    # Audit months that leave the live table, as exports with proof (apps/audit/archives.py):
+    # a directory by default, an S3-compatible bucket (django-storages) when a bucket is set.
+    # S3 credentials come from boto3's own places (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+    # a profile or an instance role), never from a Grantry setting.
+    "audit_archive": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": env.str(
+                "GRANTRY_AUDIT_ARCHIVE_DIR", default=str(VAR_DIR / "audit-archive")
+            ),
+            "file_permissions_mode": 0o440,
+        },
+    },
 }
+if env.str("GRANTRY_AUDIT_ARCHIVE_S3_BUCKET", default=""):
+    STORAGES["audit_archive"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("GRANTRY_AUDIT_ARCHIVE_S3_BUCKET"),
+            "location": env.str("GRANTRY_AUDIT_ARCHIVE_S3_PREFIX", default="grantry"),
+            "endpoint_url": env.str("GRANTRY_AUDIT_ARCHIVE_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("GRANTRY_AUDIT_ARCHIVE_S3_REGION", default="") or None,
+            "addressing_style": env.str("GRANTRY_AUDIT_ARCHIVE_S3_ADDRESSING", default="") or None,
+            # An archive is written once; a second file of the same name gets a new name.
+            "file_overwrite": False,
+        },
+    }
 
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "dashboard:home"
@@ -409,6 +443,12 @@ CELERY_BEAT_SCHEDULE["providers-sweep-openapi-imports"] = {
     "task": "providers.sweep_openapi_imports",
     "schedule": 300.0,
 }
+# Audit partitions and retention (apps.audit.services.archive): create months ahead,
+# archive every organization-month past its retention, drop the months that may go.
+CELERY_BEAT_SCHEDULE["audit-archive-due"] = {
+    "task": "audit.archive_due",
+    "schedule": env.float("GRANTRY_AUDIT_ARCHIVE_SECONDS", default=3600.0),
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Grantry ----------------------------------------------------------------
@@ -466,6 +506,12 @@ GRANTRY_AUDIT_EXPORT_TTL_HOURS = env.int("GRANTRY_AUDIT_EXPORT_TTL_HOURS", defau
 # that no other transaction is writing, so appends of one organization don't queue on
 # one lock (apps/audit/services.py). Lowering it later is safe; old chains stay verifiable.
 GRANTRY_AUDIT_CHAIN_SHARDS = env.int("GRANTRY_AUDIT_CHAIN_SHARDS", default=16)
+# The audit table is partitioned by month (apps/audit/partitions.py): the scheduler keeps
+# this many months ahead created; see docs/operations.md "Audit retention and archives".
+GRANTRY_AUDIT_PARTITIONS_AHEAD = env.int("GRANTRY_AUDIT_PARTITIONS_AHEAD", default=3)
+# Retention of the global chain (events of no organization), in whole months; 0: for ever,
+# and then a month holding any global event is never dropped.
+GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS = env.int("GRANTRY_AUDIT_GLOBAL_RETENTION_MONTHS", default=0)
 # Provider URL overrides (apps/providers/registry.py): "key" sets the API base URL and
 # "key.field" one other URL, e.g. GRANTRY_PROVIDER_URLS="github=https://ghe.example.com/api/v3,
 # github.token_url=https://ghe.example.com/login/oauth/access_token" (one line, no spaces).

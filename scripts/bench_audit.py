@@ -35,6 +35,7 @@ import contextlib
 import multiprocessing
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -67,6 +68,8 @@ DB_URL = os.environ.get(
 LIST_WORKERS = _knob("AUDIT_BENCH_WORKERS", 10_000, 200)
 LIST_ROLES = _knob("AUDIT_BENCH_ROLES", 1_000, 20)
 EXPORT_ROWS = 1_000_000
+# The audit migration before the table is partitioned by month (0010).
+PLAIN_TABLE = "0009_outcome_pending_refused_decision_approval"
 WORKERS_PER_ORG, TOKENS_PER_ORG, CONNECTIONS_PER_ORG = 40, 80, 8
 
 os.environ.update(
@@ -481,6 +484,7 @@ def browse(org: Any, user: Any) -> list[tuple[str, float, float, float, str]]:
         ("text q=conn-1 (free text)", {"q": "conn-1"}),
         ("text q=issues.delete & last 24 h", {"q": "issues.delete", "start": day_ago}),
     ]
+    parents, tables = _partition_names()
     results = []
     for label, params in cases:
         plan = ""
@@ -494,12 +498,16 @@ def browse(org: Any, user: Any) -> list[tuple[str, float, float, float, str]]:
             return qs.order_by("-id")[:51]
 
         explained = page_query().explain()
+        # A month's index is named after the parent's index it belongs to.
         plan = ",".join(
             sorted(
                 {
-                    w.strip('"')
+                    parents.get(w.strip('"'), w.strip('"'))
                     for w in explained.split()
-                    if w.strip('"').startswith("audit_") and w.strip('"') != "audit_auditevent"
+                    if w.strip('"').startswith("audit_")
+                    and w.strip('"') not in tables
+                    # EXPLAIN's aliases of the months (audit_auditevent_3) and sort keys
+                    and not re.fullmatch(r"audit_auditevent(_\d+)?(\.\w+)?", w.strip('"'))
                 }
             )
         )
@@ -517,6 +525,22 @@ def browse(org: Any, user: Any) -> list[tuple[str, float, float, float, str]]:
             (label, _p(page_times, 50), _p(page_times, 95), _p(query_times, 95), plan or "seq scan")
         )
     return results
+
+
+def _partition_names() -> tuple[dict[str, str], set[str]]:
+    """({a month's index: the parent index}, the table's and its months' names)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, p.relname, c.relkind FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE p.relname LIKE 'audit_%'"
+        )
+        found = cur.fetchall()
+    parents = {child: parent for child, parent, kind in found if kind == "i"}
+    tables = {"audit_auditevent"} | {child for child, _, kind in found if kind != "i"}
+    return parents, tables
 
 
 def _p(values: list[float], pct: int) -> float:
@@ -708,6 +732,72 @@ def simulation() -> dict[str, float]:
     return {"seconds": elapsed, **result.as_dict()}
 
 
+def table_kind() -> str:
+    """'r' for the plain audit table, 'p' once it is partitioned (migration 0010)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT relkind FROM pg_class WHERE relname = 'audit_auditevent'")
+        return str(cur.fetchone()[0])
+
+
+def partition_count() -> int:
+    from apps.audit.partitions import month_partitions
+
+    return len(month_partitions())
+
+
+def measure(org: Any, user: Any, slugs: list[str] | None, label: str) -> dict[str, float]:
+    """Browse, both exports and audit_verify on the table as it is now; the headline
+    figures, for the comparison with and without partitions."""
+    out: dict[str, float] = {}
+    print(f"\n=== The audit table: {label} ===")
+    print(f"\nBrowse /o/{org.slug}/audit/ ({REPEAT} requests each, in-process, goal p95 < 150 ms)")
+    print(f"  {'filter':36} {'page p50':>9} {'page p95':>9} {'query p95':>10}  index used")
+    for name, p50, p95, q95, plan in browse(org, user):
+        flag = "" if p95 < 150 else "  (page over goal)"
+        print(f"  {name:36} {p50:9.1f} {p95:9.1f} {q95:10.1f}  {plan}{flag}")
+        out[f"browse {name} p95 ms"] = p95
+
+    for fmt, goal in (("jsonl", 60), ("csv", 25)):
+        print(f"\n{fmt.upper()} export through the streamed API (goal < {goal} s, flat memory)")
+        result = export(org, user, fmt)
+        quarters = ", ".join(f"{q:.0f}" for q in result["rss_quarters"])
+        # CSV counts records by line ends, so a cell holding a line break counts twice.
+        print(
+            f"  {result['rows']:,} lines, {result['mb']:.0f} MB in {result['seconds']:.1f} s "
+            f"({result['rows'] / result['seconds']:,.0f} lines/s)"
+        )
+        print(
+            f"  RSS before {result['rss_before']:.0f} MB, peak {result['rss_peak']:.0f} MB, "
+            f"at 25/50/75/100 %: {quarters} MB"
+        )
+        out[f"{fmt.upper()} export s"] = result["seconds"]
+
+    print(f"\naudit_verify over {'every chain' if slugs is None else ', '.join(slugs)}")
+    with without_statement_timeout():  # audit_verify runs as a management command
+        v = verify(slugs)
+    print(
+        f"  {v['events']:,} events in {v['chains']} chain(s), {v['seconds']:.1f} s = "
+        f"{v['rate']:,.0f} events/s, {v['broken']} broken chain(s)"
+    )
+    out["audit_verify s"] = v["seconds"]
+    out["audit_verify events/s"] = v["rate"]
+    return out
+
+
+def print_comparison(figures: dict[str, dict[str, float]], migrated_s: float) -> None:
+    with_ = figures["with"]
+    without = figures.get("without", {})
+    print("\nWithout and with monthly partitions (same data, same machine, one after the other)")
+    print(f"  {'figure':44} {'without':>10} {'with':>10}")
+    for name, value in with_.items():
+        before = f"{without[name]:10.1f}" if name in without else f"{'-':>10}"
+        print(f"  {name:44} {before} {value:10.1f}")
+    if migrated_s:
+        print(f"  {'migration to partitions s':44} {'':>10} {migrated_s:10.1f}")
+
+
 def main() -> None:
     fresh = create_database()
     import django
@@ -728,6 +818,9 @@ def main() -> None:
     print(f"Load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if fresh:
         call_command("migrate", verbosity=0)
+        # Seed the plain table (as before migration 0010), measure, then partition it:
+        # the same rows measured without and with partitions.
+        call_command("migrate", "audit", PLAIN_TABLE, verbosity=0)
         with without_statement_timeout():
             figures = seed()
         print(
@@ -747,25 +840,24 @@ def main() -> None:
 
     print(f"Busiest org {org.slug}: {AuditEvent.objects.filter(organization=org).count():,} events")
 
-    print(f"\nBrowse /o/{org.slug}/audit/ ({REPEAT} requests each, in-process, goal p95 < 150 ms)")
-    print(f"  {'filter':36} {'page p50':>9} {'page p95':>9} {'query p95':>10}  index used")
-    for label, p50, p95, q95, plan in browse(org, user):
-        flag = "" if p95 < 150 else "  (page over goal)"
-        print(f"  {label:36} {p50:9.1f} {p95:9.1f} {q95:10.1f}  {plan}{flag}")
-
-    for fmt, goal in (("jsonl", 60), ("csv", 25)):
-        print(f"\n{fmt.upper()} export through the streamed API (goal < {goal} s, flat memory)")
-        result = export(org, user, fmt)
-        quarters = ", ".join(f"{q:.0f}" for q in result["rss_quarters"])
-        # CSV counts records by line ends, so a cell holding a line break counts twice.
-        print(
-            f"  {result['rows']:,} lines, {result['mb']:.0f} MB in {result['seconds']:.1f} s "
-            f"({result['rows'] / result['seconds']:,.0f} lines/s)"
-        )
-        print(
-            f"  RSS before {result['rss_before']:.0f} MB, peak {result['rss_peak']:.0f} MB, "
-            f"at 25/50/75/100 %: {quarters} MB"
-        )
+    scope = os.environ.get("AUDIT_BENCH_VERIFY", "all")
+    slugs = None if scope == "all" else scope.split(",")
+    compared: dict[str, dict[str, float]] = {}
+    if table_kind() == "r":
+        compared["without"] = measure(org, user, slugs, "plain table")
+        t = time.perf_counter()
+        with without_statement_timeout():
+            call_command("migrate", "audit", verbosity=0)
+        migrated_s = time.perf_counter() - t
+        print(f"\nMigration to monthly partitions (copies every row, rebuilds the indexes): "
+              f"{migrated_s:.1f} s")  # fmt: skip
+    else:
+        migrated_s = 0.0
+        print("\nThe reused database is already partitioned: no figures without partitions.")
+    compared["with"] = measure(
+        org, user, slugs, f"partitioned by month, {partition_count()} months"
+    )
+    print_comparison(compared, migrated_s)
 
     print(
         f"\nDashboard lists in {org.slug} ({LIST_WORKERS:,} workers, {LIST_ROLES:,} roles; "
@@ -776,15 +868,6 @@ def main() -> None:
         flag = "" if p95 < 150 else "  (over goal)"
         print(f"  {label:40} {p50:8.1f} {p95:8.1f} {size / 1024:8.1f}{flag}")
 
-    scope = os.environ.get("AUDIT_BENCH_VERIFY", "all")
-    slugs = None if scope == "all" else scope.split(",")
-    print(f"\naudit_verify over {'every chain' if slugs is None else ', '.join(slugs)}")
-    with without_statement_timeout():  # audit_verify runs as a management command
-        v = verify(slugs)
-    print(
-        f"  {v['events']:,} events in {v['chains']} chain(s), {v['seconds']:.1f} s = "
-        f"{v['rate']:,.0f} events/s, {v['broken']} broken chain(s)"
-    )
     print(f"\nPolicy simulation: {SIM_CALLS:,} recorded calls of one role (goal < 10 s)")
     sim = simulation()
     print(

@@ -315,13 +315,14 @@ def test_an_exception_mid_request_leaves_no_lock_held(
 def test_a_failed_audit_of_a_refused_token_leaves_no_lock_held(
     tokens: Tokens, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from apps.accounts import auth_failures
     from apps.audit.exceptions import AuditUnavailable
-    from apps.workers import auth
 
     def unavailable(**kwargs: Any) -> None:
         raise AuditUnavailable()
 
-    monkeypatch.setattr(auth, "auth_failure_record", unavailable)
+    # The one refusal both token kinds share (auth_failures.auth_refuse) records through it.
+    monkeypatch.setattr(auth_failures, "auth_failure_record", unavailable)
     client = Client(raise_request_exception=False)
     for route in ("broker:execute", "mcp", "workers_agent:whoami"):
         call = routes(tokens.approval_id, tokens.raw["revoked"])[route][0]

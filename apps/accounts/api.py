@@ -8,7 +8,7 @@ Revoking calls the service the dashboard calls, which audits it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.models import PersonalAPIToken
+from apps.accounts.models import PersonalAPIToken, PersonalAPITokenQuerySet
 from apps.accounts.services import personal_token_revoke
 from apps.core.openapi import error_responses
 from apps.organizations.models import OrgRole
@@ -62,9 +62,8 @@ class _OwnTokens(OrgAPIMixin):
     write_role = OrgRole.MEMBER
 
     def scope_queryset(self) -> QuerySet[PersonalAPIToken]:
-        return PersonalAPIToken.objects.for_user(self.request.user).filter(  # type: ignore[attr-defined]
-            organization=self.organization
-        )
+        rows = cast(PersonalAPITokenQuerySet, self.tenant_rows(PersonalAPIToken))
+        return rows.for_user(self.request.user)  # type: ignore[attr-defined]
 
 
 @extend_schema_view(

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from django.db import transaction
 from django.utils import timezone
-from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 from typing_extensions import override
 
-from apps.accounts.auth_failures import auth_failure_record, auth_throttle_check
+from apps.accounts.auth_failures import auth_refuse
 from apps.accounts.models import PersonalAPIToken
 from apps.accounts.services import personal_token_touch
 from apps.audit.models import ActorType
@@ -30,27 +28,7 @@ _WWW_AUTHENTICATE = 'Bearer realm="grantry"'
 def _fail(
     code: str, message: str, request: Request, token: PersonalAPIToken | None = None
 ) -> NoReturn:
-    # Imported here: DRF loads this module while rest_framework.views is still
-    # importing, and apps.core.api imports rest_framework.views.
-    from apps.core.api import APIError
-
-    # Read only after the lookup failed: the throttle limits failures, never a valid
-    # token that shares an address with them (apps.accounts.auth_failures).
-    auth_throttle_check(request._request)
-    _record_failure(code, message, request, token)
-    raise APIError(
-        code,
-        message,
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        headers={"WWW-Authenticate": f'{_WWW_AUTHENTICATE}, error="invalid_token"'},
-    )
-
-
-@transaction.atomic
-def _record_failure(
-    code: str, message: str, request: Request, token: PersonalAPIToken | None
-) -> None:
-    """Counted, throttled and audited like a worker token's (apps.accounts.auth_failures)."""
+    """Throttled, counted and audited like a worker token's (apps.accounts.auth_failures)."""
     fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
     if token is not None:
         fields = {
@@ -61,11 +39,12 @@ def _record_failure(
             "actor_id": token.user_id,
             "actor_label": token.user.get_username(),
         }
-    auth_failure_record(
-        request=request._request,
+    auth_refuse(
+        request._request,
         surface="management",
         code=code,
         message=message,
+        www_authenticate=f'{_WWW_AUTHENTICATE}, error="invalid_token"',
         organization_id=token.organization_id if token is not None else None,
         token_public_id=token.public_id if token is not None else "",
         fields=fields,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.cache import cache
@@ -119,6 +119,46 @@ def auth_throttle_check(request: HttpRequest) -> None:
         f"retry after {retry_after} s.",
         status_code=429,
         headers={"Retry-After": str(retry_after)},
+    )
+
+
+def auth_refuse(
+    request: HttpRequest,
+    *,
+    surface: str,
+    code: str,
+    message: str,
+    www_authenticate: str,
+    organization_id: int | None = None,
+    token_public_id: str = "",
+    fields: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Refuse one failed token authentication, of either kind: 429 when this address or
+    token prefix is throttled (read only now, after the lookup failed: it limits failures,
+    never a valid token that shares an address with them, such as agents behind a NAT, and
+    a successful call does not read it at all); else count and audit it in its own
+    transaction (`auth_failure_record`) and answer 401 with `WWW-Authenticate` and the
+    standard error body. `fields` name the token's actor and target when it was found."""
+    auth_throttle_check(request)
+    with transaction.atomic():
+        auth_failure_record(
+            request=request,
+            surface=surface,
+            code=code,
+            message=message,
+            organization_id=organization_id,
+            token_public_id=token_public_id,
+            fields=fields,
+        )
+    from apps.core.api import APIError  # apps.core.api imports DRF's views
+
+    raise APIError(
+        code,
+        message,
+        status_code=401,
+        details=details,
+        headers={"WWW-Authenticate": www_authenticate},
     )
 
 

@@ -5,28 +5,25 @@ Kept apart from the accounts engineer's sign-up services. The raw token leaves
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import transaction
 from django.dispatch import receiver
-from django.utils import timezone
 
 from apps.accounts.models import PersonalAPIToken
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.tokens import (
     DEFAULT_TOKEN_DAYS,
-    generate_token,
+    issued_token_create,
+    issued_token_revoke,
     last_used_touch,
-    leaked_token_email,
-    max_token_days,
-    new_public_id,
-    request_line,
+    leak_notify,
+    leak_report,
+    token_lifetime,
 )
 from apps.organizations.models import Membership, Organization
 from apps.organizations.signals import membership_removed
@@ -55,18 +52,14 @@ def personal_token_mint(
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Name the token after what it is for."})
-    ceiling = max_token_days(organization)
-    if not 1 <= expires_in_days <= ceiling:
-        raise ValidationError({"expires_in_days": f"Choose between 1 and {ceiling} days."})
-    generated = generate_token("personal")
-    token = PersonalAPIToken.objects.create(
+    expires_at = token_lifetime(organization, expires_in_days)
+    token, raw = issued_token_create(
+        PersonalAPIToken,
+        kind="personal",
         user=user,
         organization=organization,
         name=name[:100],
-        public_id=new_public_id(),
-        digest=generated.digest,
-        last4=generated.last4,
-        expires_at=timezone.now() + timedelta(days=expires_in_days),
+        expires_at=expires_at,
     )
     audit_record(
         action="personal_token.minted",
@@ -75,16 +68,14 @@ def personal_token_mint(
         **_target(token),
         actor=user,
     )
-    return token, generated.raw
+    return token, raw
 
 
 @transaction.atomic
 def personal_token_revoke(*, token: PersonalAPIToken, actor: Any) -> PersonalAPIToken:
-    token = PersonalAPIToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is not None:
+    token, revoked = issued_token_revoke(PersonalAPIToken, pk=token.pk)
+    if not revoked:
         return token
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
     audit_record(
         action="personal_token.revoked",
         organization_id=token.organization_id,
@@ -119,28 +110,18 @@ def personal_token_leaked(
         action="token.leaked",
         organization_id=token.organization_id,
         outcome=Outcome.FAILURE,
-        reason=f"The token was sent in {where}; it has been revoked.",
-        metadata={"where": where, "kind": "personal", **request_line(method, path)},
+        **leak_report(kind="personal", where=where, method=method, path=path),
         **_target(token),
     )
-    user = token.user
-    if user.email:
-        body = leaked_token_email(
-            label=f"personal API token {token.name} ({token.public_id}, …{token.last4})",
-            where=where,
-            method=method,
-            path=path,
-            remedy=f"Mint a new one at {settings.GRANTRY_BASE_URL}/accounts/tokens/",
-        )
-        transaction.on_commit(
-            partial(
-                send_mail,
-                "[Grantry] A personal API token leaked and was revoked",
-                body,
-                None,
-                [user.email],
-            )
-        )
+    leak_notify(
+        recipients=[token.user.email],
+        subject="[Grantry] A personal API token leaked and was revoked",
+        label=f"personal API token {token.name} ({token.public_id}, …{token.last4})",
+        where=where,
+        method=method,
+        path=path,
+        remedy=f"Mint a new one at {settings.GRANTRY_BASE_URL}/accounts/tokens/",
+    )
     return token
 
 

@@ -19,7 +19,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views import View
 from django.views.generic import FormView
 
-from apps.accounts.models import PersonalAPIToken
+from apps.accounts.selectors import personal_tokens_of
 from apps.accounts.services import personal_token_mint, personal_token_revoke
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
@@ -64,9 +64,7 @@ class PersonalTokenListView(LoginRequiredMixin, KeysetListMixin, FormView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        page = self.paginate(
-            PersonalAPIToken.objects.for_user(self.request.user).select_related("organization")
-        )
+        page = self.paginate(personal_tokens_of(self.request.user).select_related("organization"))
         context.update(page=page, tokens=page.rows)
         minted = self.request.session.pop(SESSION_KEY, None)
         if minted is not None:
@@ -104,9 +102,7 @@ class PersonalTokenListView(LoginRequiredMixin, KeysetListMixin, FormView):
 class PersonalTokenRevokeView(LoginRequiredMixin, View):
     def post(self, request: HttpRequest, public_id: str) -> HttpResponse:
         # Only the owner's own tokens resolve; anyone else's id is a 404.
-        token = get_object_or_404(
-            PersonalAPIToken.objects.for_user(request.user), public_id=public_id
-        )
+        token = get_object_or_404(personal_tokens_of(request.user), public_id=public_id)
         if not is_confirmed(request):
             used = (
                 f"last used {token.last_used_at:%Y-%m-%d %H:%M} UTC"

@@ -25,6 +25,7 @@ from apps.approvals.models import Approval, ApprovalStatus
 from apps.approvals.services import RETRY_AFTER_SECONDS, agent_document
 from apps.core.api import APIError
 from apps.core.db import connections_release
+from apps.core.models import tenant_rows
 from apps.workers.auth import AgentContext, WorkerTokenAuthentication
 
 MAX_WAIT_SECONDS = 30
@@ -102,9 +103,11 @@ class ApprovalStatusView(APIView):
         if not (raw_wait.isascii() and raw_wait.isdigit()) or len(raw_wait) > 6:
             raise APIError("invalid_input", "'wait' is a whole number of seconds, 0 to 30.")
         wait = min(int(raw_wait), MAX_WAIT_SECONDS)
-        mine = Approval.objects.filter(
-            organization_id=context.organization.pk, worker_id=context.worker.pk
-        ).select_related("organization")
+        mine = (
+            tenant_rows(Approval, context.organization.pk)
+            .filter(worker_id=context.worker.pk)
+            .select_related("organization")
+        )
         approval = get_object_or_404(mine, public_id=approval_id)
         if wait and approval.effective_status() == ApprovalStatus.PENDING:
             # Beyond the bound, the answer is the status now (long_poll.py).

@@ -1,12 +1,12 @@
 """Approvals on the management API, under /api/v1/orgs/<org_slug>/approvals/: list, show,
 approve and deny with a session or a personal token (OrgAPIMixin). Members see what
-`Approval.objects.visible_to(membership)` allows; who may decide is the service's rule
+`ApprovalQuerySet.visible_to(membership)` allows; who may decide is the service's rule
 (apps.approvals.services.approval_decide). The agent's status endpoint is `agent.py`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from typing_extensions import override
 
-from apps.approvals.models import Approval, ApprovalStatus
+from apps.approvals.models import Approval, ApprovalQuerySet, ApprovalStatus
 from apps.approvals.services import (
     ApprovalRefused,
     agent_document,
@@ -74,7 +74,8 @@ class _ApprovalScope(OrgAPIMixin):
 
     def scope_queryset(self) -> QuerySet[Approval]:
         return (
-            Approval.objects.visible_to(self.membership)
+            cast(ApprovalQuerySet, self.tenant_rows(Approval))
+            .visible_to(self.membership)
             .select_related("worker", "organization")
             .prefetch_related("decisions")
         )

@@ -7,7 +7,7 @@ them to approve. Whether someone may decide is the service's rule."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -20,7 +20,7 @@ from django.views.generic import ListView, TemplateView
 from typing_extensions import override
 
 from apps.approvals.forms import ApprovalSettingsForm, DecisionForm
-from apps.approvals.models import Approval, ApprovalSettings, ApprovalStatus
+from apps.approvals.models import Approval, ApprovalQuerySet, ApprovalSettings, ApprovalStatus
 from apps.approvals.selectors import InputSide, input_diff, previous_approved
 from apps.approvals.services import (
     ApprovalRefused,
@@ -41,7 +41,8 @@ class ApprovalScopeMixin(OrgViewMixin):
     kwargs: dict[str, Any]
 
     def scope_queryset(self) -> QuerySet[Approval]:
-        return Approval.objects.visible_to(self.membership).select_related("worker")
+        rows = cast(ApprovalQuerySet, self.tenant_rows(Approval))
+        return rows.visible_to(self.membership).select_related("worker")
 
     def get_approval(self) -> Approval:
         return get_object_or_404(self.scope_queryset(), public_id=self.kwargs["approval_id"])
@@ -153,7 +154,7 @@ class ApprovalSettingsView(OrgViewMixin, TemplateView):
     write_role = OrgRole.ADMIN
 
     def _row(self) -> ApprovalSettings | None:
-        return ApprovalSettings.objects.filter(organization=self.organization).first()
+        return self.tenant_rows(ApprovalSettings).first()
 
     def _render(self, form: ApprovalSettingsForm, status: int = 200) -> HttpResponse:
         row = self._row()

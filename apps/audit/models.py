@@ -110,8 +110,13 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # The table is partitioned by month (migration 0010), so its unique keys carry
+        # the partition key: a chain's seq is unique by construction (the append moves
+        # the chain's head in the same statement) and audit_verify refuses a duplicate.
         constraints = [
-            models.UniqueConstraint(fields=["chain_key", "seq"], name="audit_chain_seq_unique")
+            models.UniqueConstraint(
+                fields=["chain_key", "seq", "created_at"], name="audit_chain_seq_unique"
+            )
         ]
         # Each index serves one dashboard/API filter and keeps keyset pages
         # (ORDER BY id DESC LIMIT n) an index walk; measured with
@@ -232,15 +237,29 @@ class AuditSigningKeypair(models.Model):
 
     Generated on first use. The private key is an encrypted field (the same key
     ring as connection secrets) and is read only by `apps.audit.signing`; the
-    public key is public by design (Settings page, /.well-known/)."""
+    public key is public by design (Settings page, /.well-known/). One key has no
+    organization: the installation's, which signs the archives of the global chain
+    (events of no organization, apps.audit.services.archive)."""
 
     organization = models.OneToOneField(
-        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_signing_key"
+        "organizations.Organization",
+        on_delete=models.CASCADE,
+        related_name="audit_signing_key",
+        null=True,
+        blank=True,
     )
     key_id = models.CharField(max_length=32, unique=True, editable=False)
     public_key = models.CharField(max_length=64, editable=False)  # raw 32 bytes, base64
     private_key = encrypt(models.TextField(editable=False))  # raw 32 bytes, base64
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # One key per organization, and one installation key (organization NULL).
+            models.UniqueConstraint(
+                fields=["organization"], nulls_distinct=False, name="audit_one_key_per_owner"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Audit signing key {self.key_id}"
@@ -311,3 +330,72 @@ class AuditSink(TenantModel):
     @property
     def destination(self) -> str:
         return self.url if self.kind == SinkKind.WEBHOOK else f"{self.host}:{self.port}"
+
+
+class AuditRetention(models.Model):
+    """How many whole months an organization's events stay in the live table after
+    their month ends (apps.audit.retention). No row: kept for ever."""
+
+    organization = models.OneToOneField(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="audit_retention"
+    )
+    months = models.PositiveSmallIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Audit retention {self.months} months"
+
+
+class ArchiveStatus(models.TextChoices):
+    RUNNING = "running", "Writing"
+    VERIFIED = "verified", "Written and verified"
+    FAILED = "failed", "Failed verification"
+
+
+class AuditArchive(models.Model):
+    """One organization's (or the global chain's) events of one month, written to the
+    archive store as an export with proof and verified after writing
+    (apps.audit.archive). `chains` is what the signed checkpoint lists for each chain:
+    {chain_key: {"first_seq", "first_prev_hash", "last_seq", "last_hash", "count"}}."""
+
+    organization = models.ForeignKey(
+        "organizations.Organization",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,  # None: the global chain (events of no organization)
+        blank=True,
+        related_name="+",
+    )
+    month = models.DateField()  # the first day of the month (UTC)
+    status = models.CharField(
+        max_length=10, choices=ArchiveStatus.choices, default=ArchiveStatus.RUNNING
+    )
+    path = models.CharField(max_length=300, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    chains = models.JSONField(default=dict, blank=True)
+    rows_done = models.BigIntegerField(default=0)
+    rows_total = models.BigIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    # When the month's partition was detached and dropped (for every organization).
+    dropped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["month", "organization_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "month"],
+                name="audit_archive_org_month",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Audit archive {self.month:%Y-%m} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        if not self.rows_total:
+            return 100 if self.status == ArchiveStatus.VERIFIED else 0
+        return min(100, int(self.rows_done * 100 / self.rows_total))

@@ -25,6 +25,14 @@ Without --public-key the key embedded in the checkpoint is used and a
 warning says so: anyone who rewrites an export can also re-sign it with a
 key of their own, so pin the key you got from Grantry.
 
+Several files (archives from Grantry's archive store, then an export of the
+live table) are checked as one history, oldest first:
+
+    python verify_audit_export.py 2026-01.jsonl 2026-02.jsonl live.jsonl --public-key <base64>
+
+each file as above, and each chain running on from one file into the next with no
+seq missing and, where files overlap, the same events.
+
 Inside Grantry, `manage.py audit_verify --file`, the dashboard and the API
 run this same module.
 """
@@ -39,7 +47,7 @@ import io
 import itertools
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +144,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     key_id: str = ""
     checkpoint: dict[str, Any] | None = None
+    # {(chain_key, seq): hash} of the events asked for with `watch` (joining files).
+    watched: dict[tuple[str, int], str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -277,8 +287,14 @@ def _event_digest(record: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     return None
 
 
-def verify_lines(lines: Iterable[str], *, public_key: str | None = None) -> Report:
-    """Check an export with proof, given its text lines (a file opened in text mode)."""
+def verify_lines(
+    lines: Iterable[str],
+    *,
+    public_key: str | None = None,
+    watch: Mapping[str, Collection[int]] | None = None,
+) -> Report:
+    """Check an export with proof, given its text lines (a file opened in text mode).
+    `watch` ({chain_key: seqs}) keeps those events' hashes in `Report.watched`."""
     report = Report()
     checkpoint_line: int | None = None
     signed: dict[str, Any] | None = None
@@ -294,6 +310,8 @@ def verify_lines(lines: Iterable[str], *, public_key: str | None = None) -> Repo
         if checkpoint_line is not None:
             report.problem(number, "an event after the checkpoint (appended later)")
         _check_event(report, number, record)
+        if watch and record.get("seq") in watch.get(str(record.get("chain_key")), ()):
+            report.watched[(str(record["chain_key"]), int(record["seq"]))] = str(record["hash"])
     if signed is None:
         report.problem(None, "no signed checkpoint: export again with proof")
         return report
@@ -330,7 +348,7 @@ def _check_event(report: Report, number: int, record: dict[str, Any]) -> None:
     chain.count += 1
 
 
-def _check_checkpoint(  # noqa: C901 - flat guard clauses, one per checkpoint property
+def _check_checkpoint(
     report: Report, number: int | None, signed: dict[str, Any], public_key: str | None
 ) -> None:
     body = signed.get(CHECKPOINT_KEY)
@@ -350,6 +368,12 @@ def _check_checkpoint(  # noqa: C901 - flat guard clauses, one per checkpoint pr
     if not _signature_ok(public_key, str(signed.get("signature", "")), body):
         report.problem(number, "the checkpoint's signature is not valid for this public key")
         return
+    _check_signed_chains(report, number, body)
+
+
+def _check_signed_chains(report: Report, number: int | None, body: dict[str, Any]) -> None:
+    """Each chain in the file runs exactly as the signed checkpoint says, and the checkpoint
+    lists no events the file lacks."""
     listed: dict[str, dict[str, Any]] = {}
     for entry in body.get("chains") or []:
         if isinstance(entry, dict):
@@ -392,18 +416,25 @@ def _signature_ok(public_key: str, signature: str, body: dict[str, Any]) -> bool
     return True
 
 
-def verify_file(path: str, *, public_key: str | None = None) -> Report:
+def verify_file(
+    path: str, *, public_key: str | None = None, watch: Mapping[str, Collection[int]] | None = None
+) -> Report:
     with open(path, encoding="utf-8", newline="") as handle:
-        return verify_lines(handle, public_key=public_key)
+        return verify_lines(handle, public_key=public_key, watch=watch)
 
 
-def verify_bytes(data: bytes | Iterable[bytes], *, public_key: str | None = None) -> Report:
+def verify_bytes(
+    data: bytes | Iterable[bytes],
+    *,
+    public_key: str | None = None,
+    watch: Mapping[str, Collection[int]] | None = None,
+) -> Report:
     """For uploads: bytes or an iterable of byte chunks (decoded as UTF-8)."""
     if isinstance(data, bytes):
         data = [data]
     stream = io.TextIOWrapper(io.BufferedReader(_ByteChunks(data)), encoding="utf-8", newline="")
     try:
-        return verify_lines(stream, public_key=public_key)
+        return verify_lines(stream, public_key=public_key, watch=watch)
     except UnicodeDecodeError:
         report = Report()
         report.problem(None, "the file is not UTF-8 text")
@@ -428,15 +459,115 @@ class _ByteChunks(io.RawIOBase):
         return size
 
 
+# --- several files as one history ----------------------------------------------
+
+
+@dataclass
+class History:
+    """Several exports with proof checked as one history: each file on its own, and
+    each chain running on from one file into the next (oldest first): no seq missing
+    between them, and where two files hold the same events (an archive and a later
+    export of the live table) the same ones, proven at one seq by its hash (each
+    file's own links prove the rest)."""
+
+    files: list[tuple[str, Report]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    chains: dict[str, tuple[int, str]] = field(default_factory=dict)  # last seq, hash
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(report.ok for _, report in self.files)
+
+    def lines(self) -> list[str]:
+        out: list[str] = []
+        for name, report in self.files:
+            out.extend(f"{name}: {line}" for line in report.lines())
+        out.extend(f"PROBLEM {p}" for p in self.problems)
+        for key, (seq, hash_) in self.chains.items():
+            out.append(f"history {key}: seq 1..{seq}, last hash {hash_}")
+        events = sum(report.events for _, report in self.files)
+        verdict = "OK" if self.ok else "FAILED"
+        out.append(f"{verdict}: {len(self.files)} file(s), {events} events as one history")
+        return out
+
+
+def verify_history(
+    sources: list[tuple[str, Callable[[Mapping[str, Collection[int]] | None], Report]]],
+) -> History:
+    """`sources`: (name, check) oldest first; check(watch) verifies that file."""
+    history = History()
+    reports = [(name, check(None)) for name, check in sources]
+    history.files = reports
+    # Where a file overlaps what the earlier ones hold, the seq to compare at, per side.
+    points: list[dict[str, set[int]]] = [{} for _ in reports]
+    joins: list[tuple[str, int, int, int]] = []  # chain, earlier file, later file, seq
+    holder: dict[str, list[tuple[int, int, int]]] = {}  # chain: (file, first, last)
+    reach: dict[str, tuple[int, str]] = {}
+    for index, (name, report) in enumerate(reports):
+        for key, chain in report.chains.items():
+            first, last = chain.first_seq or 0, chain.last_seq or 0
+            seq, hash_ = reach.get(key, (0, GENESIS))
+            if first > seq + 1:
+                history.problems.append(
+                    f"{name}: chain {key} starts at seq {first}, but the files before it end "
+                    f"at seq {seq}: events {seq + 1}..{first - 1} are missing"
+                )
+            elif first == seq + 1 and chain.first_prev_hash != hash_:
+                history.problems.append(
+                    f"{name}: chain {key} seq {first} does not link to the previous file's "
+                    f"last event (prev_hash differs)"
+                )
+            elif first <= seq:
+                at = min(seq, last)
+                earlier = next((i for i, lo, hi in holder[key] if lo <= at <= hi), index)
+                points[index].setdefault(key, set()).add(at)
+                points[earlier].setdefault(key, set()).add(at)
+                joins.append((key, earlier, index, at))
+            holder.setdefault(key, []).append((index, first, last))
+            if last > seq:
+                reach[key] = (last, chain.last_hash or "")
+    watched: dict[int, Report] = {
+        index: sources[index][1](points[index]) for index in range(len(reports)) if points[index]
+    }
+    for key, earlier, later, at in joins:
+        before = watched[earlier].watched.get((key, at))
+        after = watched[later].watched.get((key, at))
+        if before is None or before != after:
+            history.problems.append(
+                f"{reports[later][0]}: chain {key} seq {at} differs from the same event in "
+                f"{reports[earlier][0]} (the files disagree)"
+            )
+    history.chains = reach
+    return history
+
+
+GENESIS = "0" * 64
+
+
+def verify_files(paths: list[str], *, public_key: str | None = None) -> History:
+    def check(path: str) -> Callable[[Mapping[str, Collection[int]] | None], Report]:
+        return lambda watch: verify_file(path, public_key=public_key, watch=watch)
+
+    return verify_history([(path, check(path)) for path in paths])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", help="the export (.jsonl or .csv) downloaded with proof")
+    parser.add_argument(
+        "file",
+        nargs="+",
+        help="the export (.jsonl or .csv) downloaded with proof; several: archives and "
+        "exports oldest first, checked as one history",
+    )
     parser.add_argument("--public-key", help="the organization's Ed25519 public key (base64)")
     args = parser.parse_args(argv)
     try:
-        report = verify_file(args.file, public_key=args.public_key)
+        if len(args.file) == 1:
+            report: Report | History = verify_file(args.file[0], public_key=args.public_key)
+        else:
+            report = verify_files(args.file, public_key=args.public_key)
     except (OSError, UnicodeDecodeError) as exc:
-        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        print(f"cannot read: {exc}", file=sys.stderr)
         return 2
     for line in report.lines():
         print(line, file=sys.stdout if not line.startswith("PROBLEM") else sys.stderr)

@@ -50,10 +50,16 @@ def check_proof_filter(params: dict[str, str]) -> None:
         )
 
 
+def owner_id(organization: Any) -> Any:
+    """The organization's id; None for the global chain (events of no organization),
+    whose archives the installation's key signs."""
+    return organization.pk if organization is not None else None
+
+
 def chain_heads(organization: Any) -> list[AuditChainHead]:
     """Every chain head of the organization, shard 0 first."""
     return sorted(
-        AuditChainHead.objects.filter(org_chains_q([organization.pk])),
+        AuditChainHead.objects.filter(org_chains_q([owner_id(organization)])),
         key=lambda head: _shard_order(head.chain_key),
     )
 
@@ -66,8 +72,15 @@ def _shard_order(chain_key: str) -> tuple[int, str]:
 def _seq_ranges(
     organization: Any, heads: list[AuditChainHead], start: datetime | None, end: datetime | None
 ) -> dict[str, tuple[int, int]]:
+    from apps.audit.archives import archived_through
+
+    archived = archived_through(owner_id(organization))
     if start is None and end is None:  # the whole trail: no need to scan it
-        return {head.chain_key: (1, head.seq) for head in heads if head.seq > 0}
+        return {
+            head.chain_key: (archived.get(head.chain_key, (0, ""))[0] + 1, head.seq)
+            for head in heads
+            if head.seq > archived.get(head.chain_key, (0, ""))[0]
+        }
     events = AuditEvent.objects.filter(organization=organization)
     if start is not None:
         events = events.filter(created_at__gte=start)
@@ -81,6 +94,9 @@ def _seq_ranges(
     for head in heads:
         if head.chain_key in found:
             first, last = found[head.chain_key]
+            # What is archived is in the archive store (apps.audit.history): the slice
+            # goes on from there, so the archives and this export join without overlap.
+            first = max(first, archived.get(head.chain_key, (0, ""))[0] + 1)
             # Appended after the export began: left to a later export.
             last = min(last, head.seq)
             if first <= last:
@@ -102,14 +118,24 @@ def _canonical_time(value: Any) -> str:
 
 
 def proof_rows(
-    organization: Any, *, start: datetime | None = None, end: datetime | None = None
+    organization: Any,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    ranges: dict[str, tuple[int, int]] | None = None,
+    archive: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Event rows (dicts of PROOF_COLUMNS), then one {"grantry_checkpoint": …} dict."""
+    """Event rows (dicts of PROOF_COLUMNS), then one {"grantry_checkpoint": …} dict.
+
+    `ranges` ({chain_key: (first seq, last seq)}) cuts the slice by seq directly instead
+    of by time; `archive` is signed into the checkpoint as what the file archives
+    (apps.audit.archive)."""
     from apps.audit.signing import sign, signing_key
 
     key = signing_key(organization)
     heads = chain_heads(organization)
-    ranges = _seq_ranges(organization, heads, start, end)
+    if ranges is None:
+        ranges = _seq_ranges(organization, heads, start, end)
     chains: list[dict[str, Any]] = []
     for head in heads:
         entry: dict[str, Any] = {
@@ -137,13 +163,14 @@ def proof_rows(
             yield {name: values.get(name) for name in PROOF_COLUMNS}
     body = {
         "format": offline.CHECKPOINT_FORMAT,
-        "organization": organization.slug,
-        "organization_id": organization.pk,
+        "organization": getattr(organization, "slug", ""),
+        "organization_id": owner_id(organization),
         "issued_at": timezone.now().isoformat(),
         "slice": {
             "start": start.isoformat() if start else None,
             "end": end.isoformat() if end else None,
         },
+        **({"archive": archive} if archive is not None else {}),
         "key_id": key.key_id,
         "genesis_hash": GENESIS_HASH,
         "chains": chains,
@@ -178,6 +205,8 @@ def proof_stream(
     start: datetime | None = None,
     end: datetime | None = None,
     rows_per_chunk: int = 2000,
+    ranges: dict[str, tuple[int, int]] | None = None,
+    archive: dict[str, Any] | None = None,
 ) -> Iterator[str]:
     """The export with proof, encoded as JSON Lines or CSV, in chunks."""
     buffer = io.StringIO()
@@ -185,7 +214,7 @@ def proof_stream(
     if fmt == ExportFormat.CSV:
         writer.writerow(PROOF_COLUMNS)
     pending = 0
-    for row in proof_rows(organization, start=start, end=end):
+    for row in proof_rows(organization, start=start, end=end, ranges=ranges, archive=archive):
         if offline.CHECKPOINT_KEY in row:
             if fmt == ExportFormat.CSV:
                 writer.writerow([offline.CSV_CHECKPOINT_MARK, _json(row)])
@@ -233,8 +262,8 @@ def signed_checkpoint(organization: Any, positions: dict[str, int]) -> dict[str,
         )
     body = {
         "format": offline.CHECKPOINT_FORMAT,
-        "organization": organization.slug,
-        "organization_id": organization.pk,
+        "organization": getattr(organization, "slug", ""),
+        "organization_id": owner_id(organization),
         "issued_at": timezone.now().isoformat(),
         "key_id": key.key_id,
         "genesis_hash": GENESIS_HASH,

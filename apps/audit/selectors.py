@@ -11,7 +11,14 @@ from django.db.models import Count, Q, QuerySet
 
 from apps.audit.actions import CALL_ACTIONS
 from apps.audit.chain import GENESIS_HASH, chain_key_for
-from apps.audit.models import AuditChainHead, AuditEvent, Decision, Outcome
+from apps.audit.models import (
+    AuditArchive,
+    AuditChainHead,
+    AuditEvent,
+    AuditRetention,
+    Decision,
+    Outcome,
+)
 
 PAGE_SIZE = 50
 
@@ -142,3 +149,17 @@ def call_counts(events: QuerySet[AuditEvent]) -> dict[str, int]:
         refused=Count("id", filter=REFUSED),
     )
     return {key: int(value or 0) for key, value in counted.items()}
+
+
+def organization_archives(organization: Any, limit: int = 36) -> list[AuditArchive]:
+    """The organization's archived months, newest first (Settings page)."""
+    return list(AuditArchive.objects.filter(organization=organization).order_by("-month")[:limit])
+
+
+def retention_months(organization_id: int) -> int | None:
+    """The organization's audit retention in whole months; None: kept for ever."""
+    return (
+        AuditRetention.objects.filter(organization_id=organization_id)
+        .values_list("months", flat=True)
+        .first()
+    )

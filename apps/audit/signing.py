@@ -1,7 +1,8 @@
 """Custody of the audit signing keys: the ONLY module that reads a private key.
 
 Each organization has one Ed25519 key, generated on first use, that signs the
-checkpoints of its exports (`apps.audit.proof`). `AuditSigningKeypair.private_key`
+checkpoints of its exports (`apps.audit.proof`); the installation has one more (of no
+organization) for the global chain's archives. `AuditSigningKeypair.private_key`
 is an encrypted field under the same key ring as connection secrets; it is
 read here, used, and never returned, logged or put in an exception message.
 The public key is public by design: the Settings page shows it and
@@ -28,8 +29,9 @@ def key_id_for(public_raw: bytes) -> str:
 
 def signing_key(organization: Any) -> AuditSigningKeypair:
     """The organization's key, created (and audited) on first use. The returned
-    row has its private key deferred: nothing outside this module loads it."""
-    key = _public_row(organization)
+    row has its private key deferred: nothing outside this module loads it.
+    `organization=None`: the installation's key, for the global chain's archives."""
+    key = public_key_row(organization)
     if key is not None:
         return key
     private = Ed25519PrivateKey.generate()
@@ -59,15 +61,23 @@ def signing_key(organization: Any) -> AuditSigningKeypair:
             )
     except IntegrityError:
         pass  # another process created it first: use theirs
-    key = _public_row(organization)
+    key = public_key_row(organization)
     assert key is not None
     return key
 
 
-def _public_row(organization: Any) -> AuditSigningKeypair | None:
+def public_key_row(organization: Any) -> AuditSigningKeypair | None:
+    """The organization's key with its private half deferred, or None before its first
+    signature (the Settings page and the upload check read this, never create a key)."""
     return (
         AuditSigningKeypair.objects.filter(organization=organization).defer("private_key").first()
     )
+
+
+def public_key_by_id(key_id: str) -> AuditSigningKeypair | None:
+    """A key named by a checkpoint, private half deferred: a lookup by key id alone (the
+    public /.well-known/ document and `audit_verify`), of no organization in particular."""
+    return AuditSigningKeypair.objects.filter(key_id=key_id).defer("private_key").first()
 
 
 def sign(organization: Any, message: bytes) -> tuple[str, str]:

@@ -17,6 +17,15 @@ def expire_audit_exports() -> int:
     return audit_export_expire()
 
 
+@shared_task(name="audit.archive_due", acks_late=True, time_limit=6 * 3600, soft_time_limit=21000)
+def archive_due() -> dict[str, object]:
+    """Beat: months ahead, archives of what is past its retention, months dropped.
+    Progress is on each AuditArchive row (rows_done of rows_total)."""
+    from apps.audit.services import audit_archive_due
+
+    return audit_archive_due()
+
+
 @shared_task(name="audit.deliver_sink", time_limit=600, soft_time_limit=540)
 def deliver_audit_sink(sink_id: int) -> str:
     from apps.audit.services import audit_sink_deliver

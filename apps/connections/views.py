@@ -52,7 +52,7 @@ class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
     search_fields = ("name", "provider_key", "account_label")
 
     def scope_queryset(self) -> Any:
-        return Connection.objects.for_organization(self.organization).select_related("created_by")
+        return self.tenant_rows(Connection).select_related("created_by")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -72,7 +72,7 @@ class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
                     names[connection.provider_key] = connection.provider_key
             connection.provider_name = names[connection.provider_key]
         context["can_manage"] = self.membership.can_manage()
-        context["provider_apps"] = ProviderApp.objects.for_organization(self.organization)
+        context["provider_apps"] = self.tenant_rows(ProviderApp)
         return context
 
 
@@ -84,11 +84,7 @@ class ProviderPickView(OrgViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        configured = set(
-            ProviderApp.objects.for_organization(self.organization).values_list(
-                "provider_key", flat=True
-            )
-        )
+        configured = set(self.tenant_rows(ProviderApp).values_list("provider_key", flat=True))
         query = self.request.GET.get("q", "").strip()[:60]
         needle = query.lower()
         context["providers"] = [
@@ -114,11 +110,7 @@ class ConnectView(OrgViewMixin, TemplateView):
 
     def _setup(self) -> None:
         self.provider = _provider_or_404(self.kwargs["provider_key"], self.organization)
-        self.app = (
-            ProviderApp.objects.for_organization(self.organization)
-            .filter(provider_key=self.provider.key)
-            .first()
-        )
+        self.app = self.tenant_rows(ProviderApp).filter(provider_key=self.provider.key).first()
 
     def _forms(self, data: Any = None, which: str = "") -> dict[str, Any]:
         params = tuple(getattr(self.provider, "base_url_params", ()) or ())
@@ -162,7 +154,7 @@ class ConnectView(OrgViewMixin, TemplateView):
             and bool(getattr(settings, "GRANTRY_SANDBOX_ENABLED", False))
         )
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:  # noqa: C901 - flat dispatch on the submitted form kind
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self._setup()
         which = request.POST.get("kind", "")
         if which == "sandbox_app" and self._sandbox_one_click():
@@ -184,53 +176,66 @@ class ConnectView(OrgViewMixin, TemplateView):
             sandbox_app_register(organization=self.organization, actor=request.user)
             self._setup()
         if which == "oauth" and AuthType.OAUTH2 in self.provider.auth_types:
-            form = forms["oauth_form"]
-            if self.app is None:
-                form.add_error(None, "Set up the OAuth app for this provider first.")
-            elif form.is_valid():
-                if not request.session.session_key:
-                    request.session.save()
-                try:
-                    url = services.connection_oauth_start(
-                        organization=self.organization,
-                        provider_key=self.provider.key,
-                        name=form.cleaned_data["name"],
-                        actor=request.user,
-                        session_key=request.session.session_key or "",
-                        base_url_params=form.base_url_params(),
-                    )
-                except ValueError as exc:  # BaseURLParamError: a bad subdomain or similar
-                    form.add_error(None, str(exc))
-                else:
-                    return HttpResponseRedirect(url)
+            done = self._oauth_start(request, forms["oauth_form"])
         elif which == "api_key" and AuthType.API_KEY in self.provider.auth_types:
-            form = forms["key_form"]
-            if form.is_valid():
-                try:
-                    connection = services.connection_create_api_key(
-                        organization=self.organization,
-                        provider_key=self.provider.key,
-                        name=form.cleaned_data["name"],
-                        api_key=form.cleaned_data["api_key"],
-                        base_url_params=form.base_url_params(),
-                        actor=request.user,
-                    )
-                except services.CredentialRejected as exc:
-                    form.add_error(
-                        "api_key",
-                        f"{exc} Check that you copied the whole key "
-                        "and that it is still active. Nothing was saved.",
-                    )
-                except services.ProviderUnreachable as exc:
-                    form.add_error(None, f"{exc} Nothing was saved; try again in a moment.")
-                except ValueError as exc:  # BaseURLParamError
-                    form.add_error(None, str(exc))
-                else:
-                    messages.success(request, f"Connected '{connection.name}'.")
-                    return redirect("connections:list", org_slug=self.organization.slug)
+            done = self._api_key_save(request, forms["key_form"])
         else:
             raise Http404("This provider does not support that kind of connection.")
+        if done is not None:
+            return done
         return self.render_to_response(self.get_context_data(**forms), status=400)
+
+    def _oauth_start(self, request: HttpRequest, form: ConnectOAuthForm) -> HttpResponse | None:
+        """The redirect to the provider's consent page, or None with the form's errors."""
+        if self.app is None:
+            form.add_error(None, "Set up the OAuth app for this provider first.")
+            return None
+        if not form.is_valid():
+            return None
+        if not request.session.session_key:
+            request.session.save()
+        try:
+            url = services.connection_oauth_start(
+                organization=self.organization,
+                provider_key=self.provider.key,
+                name=form.cleaned_data["name"],
+                actor=request.user,
+                session_key=request.session.session_key or "",
+                base_url_params=form.base_url_params(),
+            )
+        except ValueError as exc:  # BaseURLParamError: a bad subdomain or similar
+            form.add_error(None, str(exc))
+            return None
+        return HttpResponseRedirect(url)
+
+    def _api_key_save(self, request: HttpRequest, form: ConnectApiKeyForm) -> HttpResponse | None:
+        """A connection with a key the provider accepted, or None with the form's errors."""
+        if not form.is_valid():
+            return None
+        try:
+            connection = services.connection_create_api_key(
+                organization=self.organization,
+                provider_key=self.provider.key,
+                name=form.cleaned_data["name"],
+                api_key=form.cleaned_data["api_key"],
+                base_url_params=form.base_url_params(),
+                actor=request.user,
+            )
+        except services.CredentialRejected as exc:
+            form.add_error(
+                "api_key",
+                f"{exc} Check that you copied the whole key "
+                "and that it is still active. Nothing was saved.",
+            )
+            return None
+        except services.ProviderUnreachable as exc:
+            form.add_error(None, f"{exc} Nothing was saved; try again in a moment.")
+            return None
+        except ValueError as exc:  # BaseURLParamError
+            form.add_error(None, str(exc))
+            return None
+        messages.success(request, f"Connected '{connection.name}'.")
+        return redirect("connections:list", org_slug=self.organization.slug)
 
 
 class ReconnectView(OrgViewMixin, View):
@@ -243,11 +248,7 @@ class ReconnectView(OrgViewMixin, View):
             raise Http404("No such OAuth connection.")
         if connection.provider_key == MCP_PROVIDER_KEY:
             return self._reconnect_mcp(request, connection)
-        if (
-            not ProviderApp.objects.for_organization(self.organization)
-            .filter(provider_key=connection.provider_key)
-            .exists()
-        ):
+        if not self.tenant_rows(ProviderApp).filter(provider_key=connection.provider_key).exists():
             messages.error(request, "Set up the OAuth app for this provider first.")
             return redirect(
                 "connections:provider-app",
@@ -285,7 +286,7 @@ class ReconnectView(OrgViewMixin, View):
         return HttpResponseRedirect(url)
 
     def scope_queryset(self) -> Any:
-        return Connection.objects.for_organization(self.organization)
+        return self.tenant_rows(Connection)
 
 
 class DisconnectView(OrgViewMixin, TemplateView):
@@ -293,7 +294,7 @@ class DisconnectView(OrgViewMixin, TemplateView):
     write_role = OrgRole.ADMIN
 
     def scope_queryset(self) -> Any:
-        return Connection.objects.for_organization(self.organization)
+        return self.tenant_rows(Connection)
 
     def _connection(self) -> Connection:
         connection = self.scope_queryset().filter(pk=self.kwargs["pk"]).first()
@@ -372,11 +373,7 @@ class ProviderAppView(OrgViewMixin, TemplateView):
         self.provider = _provider_or_404(self.kwargs["provider_key"], self.organization)
         if AuthType.OAUTH2 not in self.provider.auth_types:
             raise Http404("This provider does not use OAuth.")
-        self.app = (
-            ProviderApp.objects.for_organization(self.organization)
-            .filter(provider_key=self.provider.key)
-            .first()
-        )
+        self.app = self.tenant_rows(ProviderApp).filter(provider_key=self.provider.key).first()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)

@@ -8,17 +8,17 @@ live in the request's audit context (apps.core.audit_context)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import render
-from django.utils.html import escape
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from apps.core import audit_context
 from apps.core.browser_middleware import is_agent_path
-from apps.core.exceptions import ServiceUnavailable, as_service_unavailable
+from apps.core.exceptions import as_service_unavailable
+from apps.core.responses import answers_json, unavailable_response
 
 
 def new_request_id() -> str:
@@ -81,43 +81,6 @@ class QueryStringGateMiddleware:
         return self.get_response(request)
 
 
-def is_api_path(path: str) -> bool:
-    """The agent and management APIs and MCP: they answer JSON, never an HTML page."""
-    return path.startswith("/api/") or path == "/mcp" or path.startswith("/mcp/")
-
-
-# Grantry's OAuth endpoints that a client (not a browser) calls: they answer JSON too.
-_OAUTH_JSON_PATHS = frozenset({"/oauth/token/", "/oauth/revoke/", "/oauth/register/"})
-
-
-def answers_json(path: str) -> bool:
-    """Whether an error on this path is the standard JSON body rather than a page."""
-    return is_api_path(path) or path in _OAUTH_JSON_PATHS
-
-
-def unavailable_response(request: HttpRequest, exception: ServiceUnavailable) -> HttpResponse:
-    """503 with `Retry-After`: the standard JSON error body for API clients, the styled
-    page for people. The page is rendered with the request (the user, the org) when that
-    works; with the database down it cannot, and a plain page says the same."""
-    from apps.core.api import error_response
-
-    headers = {"Retry-After": str(exception.retry_after)}
-    if answers_json(request.path):
-        return error_response(exception.code, exception.message, status_code=503, headers=headers)
-    context = {"code": exception.code, "message": exception.message}
-    try:
-        response = render(request, "503.html", context, status=503)
-    except Exception:  # the page's own queries failed too: no user, no organization
-        response = HttpResponse(
-            f"<!doctype html><title>Temporarily unavailable</title>"
-            f"<h1>Temporarily unavailable</h1><p>{escape(exception.message)}</p>"
-            f"<p>Error <code>{escape(exception.code)}</code>.</p>",
-            status=503,
-        )
-    response["Retry-After"] = headers["Retry-After"]
-    return response
-
-
 class ServiceUnavailableMiddleware:
     """A `ServiceUnavailable` (e.g. the audit trail cannot be written), a database
     timeout or a dependency that is down (apps.core.exceptions.as_service_unavailable),
@@ -136,3 +99,45 @@ class ServiceUnavailableMiddleware:
         if unavailable is None:
             return None
         return unavailable_response(request, unavailable)
+
+
+class ProductErrorPagesMiddleware:
+    """With DEBUG on (`make run`), answer a 404 and an unhandled exception with
+    Grantry's own pages (handler404, handler500), as production does, instead of
+    Django's technical pages, which list the URL patterns and settings. The exception
+    is still logged with its traceback on `django.request`, as Django logs it.
+
+    Installed right after RequestIdMiddleware, only when DEBUG is on and
+    GRANTRY_TECHNICAL_ERROR_PAGES is off (grantry/settings.py): the security and CSP
+    headers still wrap its pages, and the inner middleware's own exception handling
+    (503 for a dependency that is down) answers before this one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from apps.core.views import not_found
+
+        response = self.get_response(request)
+        no_route = getattr(request, "resolver_match", None) is None
+        html = response.get("Content-Type", "").startswith("text/html")
+        if response.status_code == 404 and no_route and html:
+            return not_found(request)  # what Django's technical 404 page would have said
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+
+        from apps.core.views import not_found, server_error
+
+        if isinstance(exception, Http404):
+            return not_found(request, exception)
+        if isinstance(exception, PermissionDenied | BadRequest | SuspiciousOperation):
+            return None  # Django answers these with their own handlers, DEBUG or not
+        logging.getLogger("django.request").error(
+            "Internal Server Error: %s",
+            request.path,
+            exc_info=exception,
+            extra={"status_code": 500, "request": request},
+        )
+        return server_error(request)

@@ -17,12 +17,19 @@ import hmac
 import secrets
 import string
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from apps.core.models import IssuedToken
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _BASE62_SET = frozenset(BASE62)
@@ -39,6 +46,7 @@ PUBLIC_ID_PREFIX = "tok_"
 PUBLIC_ID_LENGTH = 12
 
 TokenKind = Literal["worker", "personal"]
+_T = TypeVar("_T", bound="IssuedToken")
 
 
 def _base62(number: int, width: int) -> str:
@@ -136,6 +144,82 @@ def max_token_days(organization: Any) -> int:
     """The org's ceiling on token lifetime: its own lower maximum, or the hard cap."""
     own = getattr(organization, "max_token_days", None)
     return min(own, MAX_TOKEN_DAYS) if own else MAX_TOKEN_DAYS
+
+
+def token_lifetime(
+    organization: Any, expires_in_days: int | None, *, now: datetime | None = None
+) -> datetime:
+    """The expiry of a token minted now: mandatory, `expires_in_days` (None: the default, 30
+    days, or the org's maximum when that is lower) between 1 and the org's maximum (≤ 366),
+    else a ValidationError on `expires_in_days`."""
+    ceiling = max_token_days(organization)
+    days = min(DEFAULT_TOKEN_DAYS, ceiling) if expires_in_days is None else expires_in_days
+    if not 1 <= days <= ceiling:
+        raise ValidationError(
+            {
+                "expires_in_days": f"Choose between 1 and {ceiling} days (this organization's "
+                "maximum token lifetime)."
+            }
+        )
+    return (now or timezone.now()) + timedelta(days=days)
+
+
+# --- Lifecycle: mint, revoke, leak (both kinds; each service audits its own action) ----
+
+
+def issued_token_create(
+    model: type[_T], *, kind: TokenKind, generated: GeneratedToken | None = None, **fields: Any
+) -> tuple[_T, str]:
+    """Mint: a new row of `model` (an `IssuedToken`) for a new token of `kind` (or for one
+    already `generated`, as an OAuth server must hand out before the row exists) with a new
+    public id, its digest and last four. Returns (row, raw); the raw value is never stored."""
+    generated = generated or generate_token(kind)
+    token = model._default_manager.create(
+        public_id=new_public_id(), digest=generated.digest, last4=generated.last4, **fields
+    )
+    return token, generated.raw
+
+
+def issued_token_revoke(model: type[_T], *, pk: int, **fields: Any) -> tuple[_T, bool]:
+    """Revoke: lock the token row (FOR NO KEY UPDATE: nothing references it by a changed
+    key), and unless it is revoked already set `revoked_at` (and `fields`, such as who and
+    why). Inside the caller's transaction, which audits it. Returns (row, whether this call
+    revoked it): revocation is permanent and happens once."""
+    token = model._default_manager.select_for_update(no_key=True).get(pk=pk)
+    if token.revoked_at is not None:
+        return token, False
+    token.revoked_at = timezone.now()
+    for name, value in fields.items():
+        setattr(token, name, value)
+    token.save(update_fields=["revoked_at", *fields])
+    return token, True
+
+
+def leak_report(*, kind: TokenKind, where: str, method: str, path: str) -> dict[str, Any]:
+    """The `token.leaked` event's reason and metadata (the service adds the target)."""
+    return {
+        "reason": f"The token was sent in {where}; it has been revoked.",
+        "metadata": {"where": where, "kind": kind, **request_line(method, path)},
+    }
+
+
+def leak_notify(
+    *,
+    recipients: Iterable[str],
+    subject: str,
+    label: str,
+    where: str,
+    method: str,
+    path: str,
+    remedy: str,
+) -> None:
+    """Email the people who hold a leaked token, after the revocation commits (and not
+    at all when it rolls back). Never given the raw token."""
+    to = [address for address in recipients if address]
+    if not to:
+        return
+    body = leaked_token_email(label=label, where=where, method=method, path=path, remedy=remedy)
+    transaction.on_commit(lambda: send_mail(subject, body, None, to))
 
 
 def request_line(method: str, path: str) -> dict[str, str]:

@@ -73,7 +73,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     is the exception."""
     from apps.core.api import error_response
     from apps.core.exceptions import as_service_unavailable
-    from apps.core.middleware import answers_json, unavailable_response
+    from apps.core.responses import answers_json, unavailable_response
 
     exception = sys.exc_info()[1]
     unavailable = as_service_unavailable(exception) if exception is not None else None

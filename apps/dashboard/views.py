@@ -4,8 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from apps.organizations.models import Membership
-from apps.organizations.selectors import invitations_for_user
+from apps.organizations.selectors import invitations_for_user, memberships_of
 from apps.organizations.tenancy import resolve_membership
 
 
@@ -18,9 +17,7 @@ def landing(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Send a signed-in user to their last-used (or first) organization."""
-    memberships = Membership.objects.select_related("organization").filter(
-        user_id=request.user.pk or 0
-    )
+    memberships = memberships_of(request.user)
     last = request.session.get("last_org")
     membership = memberships.filter(organization__slug=last).first() if last else None
     membership = membership or memberships.order_by("created_at").first()

@@ -18,7 +18,7 @@ from oauth2_provider.models import get_application_model, get_refresh_token_mode
 
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
-from apps.core.tokens import GeneratedToken, new_public_id
+from apps.core.tokens import GeneratedToken, issued_token_create
 from apps.mcpauth.models import McpGrant, McpIssuedToken, McpPolicy
 from apps.organizations.models import Membership, Organization, OrgRole
 from apps.workers.fence import fence_worker
@@ -184,13 +184,13 @@ def token_issue(
         ).select_related("worker_token"):
             token_revoke(token=issued.worker_token, reason=REPLACED_BY_REFRESH)
             replaced.append(issued.worker_token.public_id)
-    token = WorkerToken.objects.create(
+    token, _ = issued_token_create(
+        WorkerToken,
+        kind="worker",
+        generated=generated,
         organization_id=grant.organization_id,
         worker_id=grant.worker_id,
         role_id=grant.role_id,
-        public_id=new_public_id(),
-        digest=generated.digest,
-        last4=generated.last4,
         created_by=None,
         expires_at=expires_at,
         audience=mcp_resource_url(),

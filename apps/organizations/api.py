@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services.archive import RETENTION_MAX_MONTHS
 from apps.core.api import from_service_error
 from apps.core.openapi import error_responses
 from apps.organizations import services
@@ -91,6 +92,20 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer[Organization]):
         help_text="Longest lifetime of a worker or personal token, in days; "
         f"null means the hard cap ({services.MAX_TOKEN_DAYS_LIMIT}).",
     )
+    audit_retention_months = serializers.IntegerField(
+        allow_null=True,
+        required=False,
+        min_value=1,
+        max_value=RETENTION_MAX_MONTHS,
+        error_messages={
+            "min_value": services.RETENTION_MESSAGE,
+            "max_value": services.RETENTION_MESSAGE,
+            "invalid": services.RETENTION_MESSAGE,
+        },
+        help_text="Whole months the audit trail stays live after each month ends; then the "
+        "month is archived (verified) and leaves the database once every organization's "
+        "retention has passed. null: kept for ever.",
+    )
 
     class Meta:
         model = Organization
@@ -100,6 +115,7 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer[Organization]):
             "max_token_days",
             "store_broker_input",
             "require_mfa",
+            "audit_retention_months",
             "created_at",
         )
         read_only_fields = ("slug", "created_at")
@@ -278,6 +294,7 @@ class OrganizationSettingsAPIView(OrgAPIMixin, APIView):
                 max_token_days=data.get("max_token_days", org.max_token_days),
                 store_broker_input=data.get("store_broker_input"),
                 require_mfa=data.get("require_mfa"),
+                audit_retention_months=data.get("audit_retention_months", "keep"),
             )
         except DjangoValidationError as exc:
             raise from_service_error(exc) from None

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django import forms
 
+from apps.audit.services.archive import RETENTION_MAX_MONTHS
 from apps.organizations.models import Membership, OrgRole
-from apps.organizations.services import MAX_TOKEN_DAYS_LIMIT
+from apps.organizations.services import MAX_TOKEN_DAYS_LIMIT, RETENTION_MESSAGE
 
 
 def role_choices(actor: Membership) -> list[tuple[str, str]]:
@@ -48,6 +49,21 @@ class OrganizationSettingsForm(forms.Form):
         max_value=MAX_TOKEN_DAYS_LIMIT,
         help_text=f"Between 1 and {MAX_TOKEN_DAYS_LIMIT} days. Leave empty for the "
         f"maximum ({MAX_TOKEN_DAYS_LIMIT} days).",
+    )
+    audit_retention_months = forms.IntegerField(
+        label="Audit trail retention (months)",
+        required=False,
+        min_value=1,
+        max_value=RETENTION_MAX_MONTHS,
+        error_messages={
+            "min_value": RETENTION_MESSAGE,
+            "max_value": RETENTION_MESSAGE,
+            "invalid": RETENTION_MESSAGE,
+        },
+        help_text="How many whole months after a month ends its audit events stay in the "
+        "live trail. Then they are archived, verified, and leave the database with their "
+        "month once every organization's retention has passed. Empty: kept for ever. "
+        "Changing it is audited.",
     )
     require_mfa = forms.BooleanField(
         label="Require two-factor authentication",

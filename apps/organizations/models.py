@@ -33,6 +33,14 @@ class Organization(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def audit_retention_months(self) -> int | None:
+        """Whole months the audit trail stays live after its month (apps.audit); None:
+        kept for ever."""
+        from apps.audit.selectors import retention_months
+
+        return retention_months(self.pk)
+
 
 class OrgRole(models.TextChoices):
     OWNER = "owner", "Owner"

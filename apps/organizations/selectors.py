@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from apps.organizations.models import Invitation
+from apps.organizations.models import Invitation, Membership
 
 
 def invitations_for_user(user: Any) -> QuerySet[Invitation]:
@@ -30,3 +30,8 @@ def invitations_for_user(user: Any) -> QuerySet[Invitation]:
         .select_related("organization", "invited_by")
         .order_by("-created_at")
     )
+
+
+def memberships_of(user: Any) -> QuerySet[Membership]:
+    """A signed-in person's memberships, with their organizations (none for anyone else)."""
+    return Membership.objects.select_related("organization").filter(user_id=user.pk or 0)

@@ -21,12 +21,17 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.audit.services import audit_record
+from apps.audit.services import audit_record, audit_retention_set
+from apps.audit.services.archive import RETENTION_MAX_MONTHS
 from apps.organizations.mfa import has_second_factor
 from apps.organizations.models import Invitation, Membership, Organization, OrgRole
 from apps.organizations.signals import membership_removed
 
 MAX_TOKEN_DAYS_LIMIT = 366
+RETENTION_MESSAGE = (
+    f"Choose a retention between 1 and {RETENTION_MAX_MONTHS} months, or leave it empty "
+    "to keep the audit trail for ever."
+)
 # Slugs that would shadow a fixed route or confuse readers of a URL.
 RESERVED_SLUGS = frozenset({"admin", "api", "accounts", "new", "settings", "static", "o"})
 
@@ -94,6 +99,7 @@ def _settings_errors(
     name: str,
     max_token_days: int | None,
     require_mfa: bool | None,
+    audit_retention_months: int | str | None = "keep",
 ) -> dict[str, str]:
     """organization_update's field errors (none: the values may be saved)."""
     errors: dict[str, str] = {}
@@ -103,6 +109,10 @@ def _settings_errors(
         errors["name"] = "The name is too long (120 characters at most)."
     if max_token_days is not None and not 1 <= max_token_days <= MAX_TOKEN_DAYS_LIMIT:
         errors["max_token_days"] = f"Choose between 1 and {MAX_TOKEN_DAYS_LIMIT} days."
+    if isinstance(audit_retention_months, int) and not (
+        1 <= audit_retention_months <= RETENTION_MAX_MONTHS
+    ):
+        errors["audit_retention_months"] = RETENTION_MESSAGE
     if require_mfa and not organization.require_mfa and not has_second_factor(actor):
         errors["require_mfa"] = (
             "Set up a second factor for yourself first (an authenticator app or a passkey), "
@@ -120,16 +130,27 @@ def organization_update(
     max_token_days: int | None,
     store_broker_input: bool | None = None,
     require_mfa: bool | None = None,
+    audit_retention_months: int | str | None = "keep",
 ) -> Organization:
     """Rename the org, set the longest lifetime a worker token may have and whether
     members need a second factor. `store_broker_input` keeps raw broker input in audit
     events; None (for it or `require_mfa`) leaves that setting as it is. An admin can only
-    require MFA once they have a second factor themselves, so they cannot lock themselves out."""
+    require MFA once they have a second factor themselves, so they cannot lock themselves out.
+    `audit_retention_months` (whole months, None: for ever; "keep": unchanged) is the
+    audit trail's retention (apps.audit.services.archive, its own audit event)."""
     name = (name or "").strip()
-    errors = _settings_errors(organization, actor, name, max_token_days, require_mfa)
+    errors = _settings_errors(
+        organization, actor, name, max_token_days, require_mfa, audit_retention_months
+    )
     if errors:
         raise OrganizationError(errors)
     locked = Organization.objects.select_for_update().get(pk=organization.pk)
+    if audit_retention_months != "keep":
+        audit_retention_set(
+            organization=locked,
+            actor=actor,
+            months=audit_retention_months if isinstance(audit_retention_months, int) else None,
+        )
     changes: dict[str, dict[str, Any]] = {}
     if require_mfa is not None and locked.require_mfa != require_mfa:
         changes["require_mfa"] = {"from": locked.require_mfa, "to": require_mfa}

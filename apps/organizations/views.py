@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
+from apps.audit.selectors import organization_archives
 from apps.audit.signing import signing_key
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
@@ -212,6 +213,7 @@ class SettingsView(OrgViewMixin, TemplateView):
 
         # Public by design: security teams pin it to check signed audit exports.
         context["audit_signing_key"] = signing_key(self.organization)
+        context["audit_archives"] = organization_archives(self.organization)
         context.setdefault(
             "form",
             OrganizationSettingsForm(
@@ -220,6 +222,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                     "max_token_days": self.organization.max_token_days,
                     "store_broker_input": self.organization.store_broker_input,
                     "require_mfa": self.organization.require_mfa,
+                    "audit_retention_months": self.organization.audit_retention_months,
                 }
             ),
         )
@@ -236,6 +239,7 @@ class SettingsView(OrgViewMixin, TemplateView):
                     max_token_days=form.cleaned_data["max_token_days"],
                     store_broker_input=form.cleaned_data["store_broker_input"],
                     require_mfa=form.cleaned_data["require_mfa"],
+                    audit_retention_months=form.cleaned_data["audit_retention_months"],
                 )
             except ValidationError as exc:
                 _attach_errors(form, exc)

@@ -248,9 +248,6 @@ class ActionRuleForm(ApprovalFields, WindowQuotaForm):
             for i in range(CONSTRAINT_ROWS)
         ]
 
-    def other_fields(self) -> list[Any]:
-        return [self["actions"], self["connection"]]
-
     def _matched(self, kind: str, target: str) -> list[Any]:
         if kind == "exact":
             return [a for a in self.provider_actions if a.name == target]

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+import yaml
 from django.db.models import F
 
 from apps.connections.models import MCP_PROVIDER_KEY, Connection, McpTool
@@ -28,6 +29,7 @@ from apps.policies.evaluate import (
     RuleSpec,
     action_matches,
     connection_matches,
+    describe_rule,
     evaluate,
     mcp_tool_matches,
 )
@@ -263,6 +265,30 @@ def role_document(role: Role) -> dict[str, Any]:
         "updated_at": role.updated_at.isoformat() if role.updated_at else None,
         "rules": [rule_document(r) for r in rules],
     }
+
+
+def editable_rules_yaml(role: Role) -> str:
+    """The role's rules as the simulation page's editor shows them: each rule under a
+    comment saying what it allows ("Rule #12 allows …", the role page's words), its
+    connection by name rather than by internal id, and only the settings it has.
+    `rules_from_document()` reads it back (a connection by id or by name)."""
+    rules = list(role.rules.select_related("connection").order_by("position", "id"))
+    if not rules:
+        return "[]\n"
+    parts = []
+    for rule in rules:
+        doc = rule_document(rule)
+        del doc["id"], doc["connection_name"]  # the number is in the comment
+        doc["connection"] = rule.connection.name if rule.connection is not None else None
+        for name in ("connection", "rate_limit_per_minute", "approval", "schedule", "quota"):
+            if doc[name] in (None, {}, []):
+                doc.pop(name)
+        if doc.get("constraints") == []:
+            doc.pop("constraints")
+        words = describe_rule(rule.to_spec()).replace("\n", " ")
+        body = yaml.safe_dump([doc], sort_keys=False, allow_unicode=True)
+        parts.append(f"# Rule #{rule.pk} allows {words}.\n{body}")
+    return "\n".join(parts)
 
 
 def role_ids_named(name: str, organization: Any = None) -> list[int]:

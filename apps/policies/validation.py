@@ -42,6 +42,7 @@ MAX_CONSTRAINTS = 20
 MAX_VALUE_CHARS = 500
 MAX_ONE_OF = 100
 MAX_PK = 2**63 - 1
+MAX_CONNECTION_NAME = 60  # Connection.name's max_length: a rule names its connection by id or name
 RULE_FIELDS = (
     "kind",
     "provider_key",
@@ -117,7 +118,7 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
-def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[str, Any]:  # noqa: C901 - flat guard clauses, one per rule field, in field order
+def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         errors.add(at, "Each rule must be an object.")
         return {}
@@ -143,42 +144,27 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
         "quota": None,
     }
 
-    provider_key = raw.get("provider_key")
-    provider_ok = False
-    if kind == RuleKind.MCP:
-        if provider_key not in (None, "", MCP_PROVIDER_KEY):
-            errors.add(f"{at}.provider_key", "An MCP rule's provider is 'mcp' (or leave it out).")
-        provider_key = MCP_PROVIDER_KEY
-        rule["provider_key"] = provider_key
-    elif not isinstance(provider_key, str) or not provider_key:
-        errors.add(f"{at}.provider_key", "Pick a provider.")
-    else:
-        try:
-            get_provider(provider_key, organization=organization)
-            provider_ok = True
-        except UnknownProvider:
-            errors.add(f"{at}.provider_key", f"Unknown provider '{provider_key}'.")
-        rule["provider_key"] = provider_key
+    provider_ok = _clean_provider(organization, raw, rule, at, errors)
+    if raw.get("connection") not in (None, ""):
+        rule["connection"] = _clean_connection(
+            organization, raw["connection"], rule, provider_ok, at, errors
+        )
+    _clean_rate_limit(raw, rule, at, errors)
+    rule["approval"] = _clean_approval(organization, raw.get("approval"), at, errors)
+    _clean_windows(raw, rule, at, errors)
 
-    connection = raw.get("connection")
-    if connection not in (None, ""):
-        conn = None
-        pk = _whole_number(connection)
-        if pk is not None and 0 < pk <= MAX_PK:
-            conn = Connection.objects.for_organization(organization).filter(pk=pk).first()
-        if conn is None:
-            errors.add(f"{at}.connection", "No such connection in this organization.")
-        elif kind == RuleKind.MCP and conn.provider_key != MCP_PROVIDER_KEY:
-            errors.add(f"{at}.connection", f"Connection '{conn.name}' is not an MCP server.")
-        elif provider_ok and conn.provider_key != provider_key:
-            errors.add(
-                f"{at}.connection",
-                f"Connection '{conn.name}' is a {conn.provider_key} connection, "
-                f"not {provider_key}.",
-            )
-        else:
-            rule["connection"] = conn
+    if kind == RuleKind.PROXY:
+        _clean_proxy(raw, rule, at, errors)
+    elif kind == RuleKind.MCP:
+        _clean_mcp(raw, rule, at, errors)
+    elif provider_ok:
+        _clean_action(organization, raw, rule, at, errors)
+    return rule
 
+
+def _clean_rate_limit(
+    raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: Errors
+) -> None:
     rate = raw.get("rate_limit_per_minute")
     if rate not in (None, ""):
         rate = _whole_number(rate)
@@ -190,7 +176,9 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
         else:
             rule["rate_limit_per_minute"] = rate
 
-    rule["approval"] = _clean_approval(organization, raw.get("approval"), at, errors)
+
+def _clean_windows(raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: Errors) -> None:
+    """The schedule and the quota, each optional."""
     for name, parse in (("schedule", schedule_from), ("quota", quota_from)):
         value = raw.get(name)
         if value in (None, "", {}):
@@ -200,13 +188,55 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
         except ScheduleError as exc:
             errors.add(f"{at}.{name}", str(exc))
 
-    if kind == RuleKind.PROXY:
-        _clean_proxy(raw, rule, at, errors)
-    elif kind == RuleKind.MCP:
-        _clean_mcp(raw, rule, at, errors)
-    elif provider_ok:
-        _clean_action(organization, raw, rule, at, errors)
-    return rule
+
+def _clean_provider(
+    organization: Any, raw: Mapping[str, Any], rule: dict[str, Any], at: str, errors: Errors
+) -> bool:
+    """Fill `rule["provider_key"]`; True when it names a provider of the catalog (an MCP
+    rule's is always 'mcp', which is not one)."""
+    provider_key = raw.get("provider_key")
+    if rule["kind"] == RuleKind.MCP:
+        if provider_key not in (None, "", MCP_PROVIDER_KEY):
+            errors.add(f"{at}.provider_key", "An MCP rule's provider is 'mcp' (or leave it out).")
+        rule["provider_key"] = MCP_PROVIDER_KEY
+        return False
+    if not isinstance(provider_key, str) or not provider_key:
+        errors.add(f"{at}.provider_key", "Pick a provider.")
+        return False
+    rule["provider_key"] = provider_key
+    try:
+        get_provider(provider_key, organization=organization)
+    except UnknownProvider:
+        errors.add(f"{at}.provider_key", f"Unknown provider '{provider_key}'.")
+        return False
+    return True
+
+
+def _clean_connection(
+    organization: Any, value: Any, rule: dict[str, Any], provider_ok: bool, at: str, errors: Errors
+) -> Any:
+    """The organization's connection `value` names (by id or by name), if it fits the
+    rule's provider; else None with the reason in `errors`."""
+    conn = None
+    pk = _whole_number(value)
+    rows = Connection.objects.for_organization(organization)
+    if pk is not None and 0 < pk <= MAX_PK:
+        conn = rows.filter(pk=pk).first()
+    elif pk is None and isinstance(value, str) and len(value) <= MAX_CONNECTION_NAME:
+        conn = rows.filter(name=value).first()  # by name, as the rules editor shows it
+    provider_key = rule["provider_key"]
+    if conn is None:
+        errors.add(f"{at}.connection", "No such connection in this organization.")
+    elif rule["kind"] == RuleKind.MCP and conn.provider_key != MCP_PROVIDER_KEY:
+        errors.add(f"{at}.connection", f"Connection '{conn.name}' is not an MCP server.")
+    elif provider_ok and conn.provider_key != provider_key:
+        errors.add(
+            f"{at}.connection",
+            f"Connection '{conn.name}' is a {conn.provider_key} connection, not {provider_key}.",
+        )
+    else:
+        return conn
+    return None
 
 
 @dataclass(frozen=True)
@@ -355,7 +385,7 @@ def _clean_action(
     rule["constraints"] = _clean_constraints(raw.get("constraints"), actions, at, errors)
 
 
-def _clean_constraints(  # noqa: C901 - flat guard clauses, one per constraint field
+def _clean_constraints(
     raw: Any, actions: list[Any], at: str, errors: Errors
 ) -> list[dict[str, Any]]:
     if raw in (None, ""):
@@ -371,32 +401,40 @@ def _clean_constraints(  # noqa: C901 - flat guard clauses, one per constraint f
         known |= set((action.input_schema or {}).get("properties", {}))
     cleaned = []
     for i, item in enumerate(raw):
-        key = f"{at}.constraints.{i}"
-        if not isinstance(item, Mapping):
-            errors.add(key, "Each constraint must be an object with field, op and value.")
-            continue
-        extra = sorted(set(item) - {"field", "op", "value"})
-        if extra:
-            errors.add(key, f"Unknown constraint keys: {', '.join(extra)}.")
-        name, op, value = item.get("field"), item.get("op"), item.get("value")
-        if not isinstance(name, str) or not name:
-            errors.add(f"{key}.field", "Name the input field.")
-        elif name not in known:
-            where = actions[0].name if len(actions) == 1 else "any of the matched actions"
-            errors.add(
-                f"{key}.field",
-                f"'{name}' is not an input field of {where}. "
-                f"Fields: {', '.join(sorted(known)) or 'none'}.",
-            )
-        if op not in CONSTRAINT_OPS:
-            errors.add(f"{key}.op", f"Operator must be one of {', '.join(CONSTRAINT_OPS)}.")
-            continue
-        problem = _value_problem(op, value)
-        if problem:
-            errors.add(f"{key}.value", problem)
-            continue
-        cleaned.append({"field": name, "op": op, "value": value})
+        constraint = _clean_constraint(item, known, actions, f"{at}.constraints.{i}", errors)
+        if constraint is not None:
+            cleaned.append(constraint)
     return cleaned
+
+
+def _clean_constraint(
+    item: Any, known: set[str], actions: list[Any], key: str, errors: Errors
+) -> dict[str, Any] | None:
+    """One constraint on an input field the matched actions have, or None (with why)."""
+    if not isinstance(item, Mapping):
+        errors.add(key, "Each constraint must be an object with field, op and value.")
+        return None
+    extra = sorted(set(item) - {"field", "op", "value"})
+    if extra:
+        errors.add(key, f"Unknown constraint keys: {', '.join(extra)}.")
+    name, op, value = item.get("field"), item.get("op"), item.get("value")
+    if not isinstance(name, str) or not name:
+        errors.add(f"{key}.field", "Name the input field.")
+    elif name not in known:
+        where = actions[0].name if len(actions) == 1 else "any of the matched actions"
+        errors.add(
+            f"{key}.field",
+            f"'{name}' is not an input field of {where}. "
+            f"Fields: {', '.join(sorted(known)) or 'none'}.",
+        )
+    if op not in CONSTRAINT_OPS:
+        errors.add(f"{key}.op", f"Operator must be one of {', '.join(CONSTRAINT_OPS)}.")
+        return None
+    problem = _value_problem(op, value)
+    if problem:
+        errors.add(f"{key}.value", problem)
+        return None
+    return {"field": name, "op": op, "value": value}
 
 
 def _is_scalar(value: Any) -> bool:

@@ -34,6 +34,7 @@ from apps.policies.forms import (
 from apps.policies.least_privilege import least_privilege_params, least_privilege_report
 from apps.policies.models import Role, Rule
 from apps.policies.selectors import (
+    editable_rules_yaml,
     role_delete_blockers,
     role_document,
     role_dry_run,
@@ -63,7 +64,7 @@ class RoleScopeMixin(OrgViewMixin):
     kwargs: dict[str, Any]
 
     def scope_queryset(self) -> QuerySet[Role]:
-        return Role.objects.for_organization(self.organization)
+        return self.tenant_rows(Role)
 
     def get_role(self) -> Role:
         return get_object_or_404(self.scope_queryset(), pk=self.kwargs["role_id"])
@@ -111,7 +112,8 @@ class RoleListView(RoleScopeMixin, KeysetListMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         page = self.paginate(self.scope_queryset())
         counts = dict(
-            Rule.objects.filter(role_id__in=[role.pk for role in page])
+            self.tenant_rows(Rule)
+            .filter(role_id__in=[role.pk for role in page])
             .values("role_id")
             .annotate(n=Count("id"))
             .values_list("role_id", "n")
@@ -183,8 +185,7 @@ class RoleDetailView(RoleScopeMixin, DetailView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         role = self.object
-        rules = list(role.rules.select_related("connection").order_by("position", "id"))
-        context["rules"] = [(rule, describe_rule(rule.to_spec())) for rule in rules]
+        context["rules"] = rules_in_words(role)
         context["can_manage"] = self.membership.can_manage()
         if context["can_manage"]:
             context["delete_blockers"] = role_delete_blockers(role)
@@ -283,9 +284,7 @@ class RuleAddView(RoleAdminMixin, TemplateView):
         )
         if connection is None:
             return "pick", None, None
-        tools = McpTool.objects.for_organization(self.organization).filter(
-            connection=connection, state=McpToolState.APPROVED
-        )
+        tools = self.tenant_rows(McpTool).filter(connection=connection, state=McpToolState.APPROVED)
         form = McpRuleForm(
             data,
             connection=connection,
@@ -355,7 +354,7 @@ class RuleDeleteView(RoleAdminMixin, View):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
-        rule = get_object_or_404(Rule.objects.filter(role=role), pk=kwargs["rule_id"])
+        rule = get_object_or_404(self.tenant_rows(Rule).filter(role=role), pk=kwargs["rule_id"])
         words = describe_rule(rule.to_spec())
         if not is_confirmed(request):
             users = role_users(role)
@@ -430,6 +429,12 @@ class RoleSourceView(RoleScopeMixin, TemplateView):
         return self.render_to_response(context)
 
 
+def rules_in_words(role: Role) -> list[tuple[Rule, str]]:
+    """The role's rules and what each allows in words, in order (role and simulation pages)."""
+    rules = role.rules.select_related("connection").order_by("position", "id")
+    return [(rule, describe_rule(rule.to_spec())) for rule in rules]
+
+
 def _yaml(document: dict[str, Any]) -> str:
     return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
@@ -476,10 +481,15 @@ class RoleSimulateView(RoleScopeMixin, TemplateView):
     @override
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()
-        document = _yaml(role_document(role)["rules"]) if role.rules.exists() else "[]\n"
         return self.render_to_response(
-            self.get_context_data(role=role, document=document, days=DEFAULT_DAYS)
+            self.get_context_data(role=role, document=editable_rules_yaml(role), days=DEFAULT_DAYS)
         )
+
+    @override
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["rules"] = rules_in_words(kwargs["role"])
+        return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         role = self.get_role()

@@ -253,9 +253,7 @@ class _ExportScope(AuditAPIMixin):
     write_role = OrgRole.REVIEWER
 
     def scope_queryset(self) -> QuerySet[AuditExport]:
-        return AuditExport.objects.for_organization(self.organization).select_related(
-            "organization", "requested_by"
-        )
+        return self.tenant_rows(AuditExport).select_related("organization", "requested_by")
 
 
 @extend_schema_view(
@@ -484,7 +482,7 @@ class _SinkScope(OrgAPIMixin):
     model = AuditSink
 
     def scope_queryset(self) -> QuerySet[AuditSink]:
-        return AuditSink.objects.for_organization(self.organization).select_related("organization")
+        return self.tenant_rows(AuditSink).select_related("organization")
 
 
 @extend_schema_view(

@@ -30,7 +30,6 @@ from apps.audit.filters import AuditFilterForm, chart_window
 from apps.audit.models import (
     AuditEvent,
     AuditExport,
-    AuditSigningKeypair,
     AuditSink,
     ExportFormat,
     ExportStatus,
@@ -51,7 +50,7 @@ from apps.audit.services import (
     audit_verify_trail,
     export_is_large,
 )
-from apps.audit.signing import public_key_document
+from apps.audit.signing import public_key_by_id, public_key_document, public_key_row
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
@@ -168,7 +167,7 @@ class AuditListView(AuditMixin, TemplateView):
         # One reverse() for the page instead of one per row.
         context["events_url"] = reverse("audit:list", kwargs={"org_slug": self.organization.slug})
         context["detail_query"] = f"?{context['filter_query']}" if context["filter_query"] else ""
-        context["exports"] = AuditExport.objects.for_organization(self.organization)[:5]
+        context["exports"] = self.tenant_rows(AuditExport)[:5]
         context["formats"] = ExportFormat.choices
         return context
 
@@ -284,7 +283,7 @@ class AuditExportDetailView(AuditMixin, DetailView):
     context_object_name = "export"
 
     def scope_queryset(self) -> QuerySet[AuditExport]:
-        return AuditExport.objects.for_organization(self.organization)
+        return self.tenant_rows(AuditExport)
 
     def get_template_names(self) -> list[str]:
         if getattr(self.request, "htmx", False):
@@ -301,9 +300,7 @@ class AuditExportDetailView(AuditMixin, DetailView):
 
 class AuditExportDownloadView(AuditMixin, View):
     def get(self, _request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        export = (
-            AuditExport.objects.for_organization(self.organization).filter(pk=kwargs["pk"]).first()
-        )
+        export = self.tenant_rows(AuditExport).filter(pk=kwargs["pk"]).first()
         if export is None:
             raise Http404("No such export.")
         if not export.is_downloadable() or (
@@ -326,11 +323,7 @@ class AuditVerifyView(AuditMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["signing_key"] = (
-            AuditSigningKeypair.objects.filter(organization=self.organization)
-            .defer("private_key")
-            .first()
-        )
+        context["signing_key"] = public_key_row(self.organization)
         return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -355,7 +348,7 @@ def audit_public_key(_request: HttpRequest, key_id: str) -> JsonResponse:
     """/.well-known/grantry-audit-keys/<key_id>: a signing key's public half, for anyone
     checking a checkpoint. Looked up by key id (from a checkpoint), never by slug,
     so the URL does not reveal which organizations exist."""
-    key = AuditSigningKeypair.objects.filter(key_id=key_id).defer("private_key").first()
+    key = public_key_by_id(key_id)
     if key is None:
         raise Http404("No such key.")
     response = JsonResponse(public_key_document(key))
@@ -371,7 +364,7 @@ class AuditSinkMixin(OrgViewMixin):
     model = AuditSink
 
     def scope_queryset(self) -> QuerySet[AuditSink]:
-        return AuditSink.objects.for_organization(self.organization)
+        return self.tenant_rows(AuditSink)
 
 
 class AuditSinkListView(AuditSinkMixin, TemplateView):

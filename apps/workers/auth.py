@@ -24,17 +24,15 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, NoReturn
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
-from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 from typing_extensions import override
 
-from apps.accounts.auth_failures import auth_failure_record, auth_throttle_check
+from apps.accounts.auth_failures import auth_refuse
 from apps.audit.models import ActorType
 from apps.core import audit_context
-from apps.core.api import APIError
 from apps.core.audit_context import client_ip
 from apps.core.tokens import digests_match, looks_like_token, parse_token
 from apps.organizations.models import Organization
@@ -254,29 +252,24 @@ class WorkerTokenAuthentication(BaseAuthentication):
         return WorkerPrincipal(context.worker_name), context
 
     def _fail(self, code: str, request: Request, context: AgentContext | None = None) -> NoReturn:
-        # The throttle is read only now, after the lookup failed: it limits failures,
-        # never a valid token that shares an address with them (a NAT), and a
-        # successful call does not read it at all.
-        auth_throttle_check(request._request)
-        message = FAILURES[code]
-        _record_failure(code, message, request, context)
-        details = {"token_id": context.token_public_id} if context is not None else {}
-        raise APIError(
-            code,
-            message,
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            details=details,
-            headers={"WWW-Authenticate": _www_authenticate(code)},
+        """Throttled, counted and audited like a personal token's
+        (apps.accounts.auth_failures.auth_refuse); the success path never comes here."""
+        auth_refuse(
+            request._request,
+            surface="agent",
+            code=code,
+            message=FAILURES[code],
+            www_authenticate=_www_authenticate(code),
+            organization_id=context.organization_id if context is not None else None,
+            token_public_id=context.token_public_id if context is not None else "",
+            fields=_failure_fields(context),
+            details={"token_id": context.token_public_id} if context is not None else {},
         )
 
 
-@transaction.atomic
-def _record_failure(
-    code: str, message: str, request: Request, context: AgentContext | None
-) -> None:
-    """Count and audit one failed agent authentication (throttled and aggregated per
-    window, apps.workers.auth_failures). Never given the raw token: `context` is the
-    authentication's `AgentContext` when the token was found."""
+def _failure_fields(context: AgentContext | None) -> dict[str, Any]:
+    """The failed authentication's actor and target (never the raw token): `context` is
+    the authentication's `AgentContext` when the token was found."""
     fields: dict[str, Any] = {"actor_type": ActorType.ANONYMOUS}
     if context is not None:
         fields = {
@@ -288,12 +281,4 @@ def _record_failure(
             "actor_id": context.worker_id,
             "actor_label": context.worker_name,
         }
-    auth_failure_record(
-        request=request._request,
-        surface="agent",
-        code=code,
-        message=message,
-        organization_id=context.organization_id if context is not None else None,
-        token_public_id=context.token_public_id if context is not None else "",
-        fields=fields,
-    )
+    return fields

@@ -22,7 +22,7 @@ from apps.accounts.models import PersonalAPIToken
 from apps.accounts.services import personal_token_leaked
 from apps.core.api import error_response
 from apps.core.exceptions import ServiceUnavailable
-from apps.core.middleware import is_api_path
+from apps.core.responses import is_api_path
 from apps.core.tokens import parse_token
 from apps.workers.models import WorkerToken
 from apps.workers.services import token_leaked

@@ -26,14 +26,13 @@ from django.utils import timezone
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.tokens import (
-    DEFAULT_TOKEN_DAYS,
     EXPIRY_WARNING_DAYS,
-    generate_token,
+    issued_token_create,
+    issued_token_revoke,
     last_used_touch,
-    leaked_token_email,
-    max_token_days,
-    new_public_id,
-    request_line,
+    leak_notify,
+    leak_report,
+    token_lifetime,
 )
 from apps.organizations.models import Membership, Organization, OrgRole
 from apps.workers.fence import fence_organization, fence_worker
@@ -231,17 +230,9 @@ def worker_delete(*, worker: Worker, actor: Any = None) -> None:
 def token_expiry(
     *, organization: Organization, expires_in_days: int | None, now: datetime | None = None
 ) -> datetime:
-    """Mandatory expiry: the default is 30 days, capped by the org's maximum (≤ 366)."""
-    ceiling = max_token_days(organization)
-    days = min(DEFAULT_TOKEN_DAYS, ceiling) if expires_in_days is None else expires_in_days
-    if not 1 <= days <= ceiling:
-        raise ValidationError(
-            {
-                "expires_in_days": f"Choose between 1 and {ceiling} days (this organization's "
-                "maximum token lifetime)."
-            }
-        )
-    return (now or timezone.now()) + timedelta(days=days)
+    """Mandatory expiry: the default is 30 days, capped by the org's maximum (≤ 366)
+    (apps.core.tokens.token_lifetime, which personal tokens share)."""
+    return token_lifetime(organization, expires_in_days, now=now)
 
 
 def _new_token(
@@ -253,20 +244,17 @@ def _new_token(
     rolled_from: WorkerToken | None = None,
     name: str = "",
 ) -> tuple[WorkerToken, str]:
-    generated = generate_token("worker")
-    token = WorkerToken.objects.create(
+    return issued_token_create(
+        WorkerToken,
+        kind="worker",
         organization=worker.organization,
         worker=worker,
         role=role,
         name=name,
-        public_id=new_public_id(),
-        digest=generated.digest,
-        last4=generated.last4,
         created_by=created_by,
         expires_at=expires_at,
         rolled_from=rolled_from,
     )
-    return token, generated.raw
 
 
 @transaction.atomic
@@ -313,13 +301,11 @@ def token_revoke(
     actor: Any = None,
     reason: str = "",
 ) -> WorkerToken:
-    token = WorkerToken.objects.select_for_update(no_key=True).get(pk=token.pk)
-    if token.revoked_at is not None:
+    token, revoked = issued_token_revoke(
+        WorkerToken, pk=token.pk, revoked_by=actor, revoke_reason=reason[:200]
+    )
+    if not revoked:
         return token
-    token.revoked_at = timezone.now()
-    token.revoked_by = actor
-    token.revoke_reason = reason[:200]
-    token.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
     fence_worker(token.worker_id)
     audit_record(
         action="token.revoked",
@@ -394,8 +380,7 @@ def token_leaked(
         action="token.leaked",
         organization_id=token.organization_id,
         outcome=Outcome.FAILURE,
-        reason=f"The token was sent in {where}; it has been revoked.",
-        metadata={"where": where, "kind": "worker", **request_line(method, path)},
+        **leak_report(kind="worker", where=where, method=method, path=path),
         **_token_target(token),
     )
     worker = token.worker
@@ -409,19 +394,18 @@ def token_leaked(
             ).values_list("user__email", flat=True)
         )
     )
-    if recipients:
-        body = leaked_token_email(
-            label=f"worker token {token.public_id} (…{token.last4}) of worker {worker.name}",
-            where=where,
-            method=method,
-            path=path,
-            remedy=(
-                "Roll or mint a new one at "
-                f"{settings.GRANTRY_BASE_URL}/o/{worker.organization.slug}/workers/{worker.pk}/"
-            ),
-        )
-        subject = f"[Grantry] A token of worker {worker.name} leaked and was revoked"
-        transaction.on_commit(lambda: send_mail(subject, body, None, recipients))
+    leak_notify(
+        recipients=recipients,
+        subject=f"[Grantry] A token of worker {worker.name} leaked and was revoked",
+        label=f"worker token {token.public_id} (…{token.last4}) of worker {worker.name}",
+        where=where,
+        method=method,
+        path=path,
+        remedy=(
+            "Roll or mint a new one at "
+            f"{settings.GRANTRY_BASE_URL}/o/{worker.organization.slug}/workers/{worker.pk}/"
+        ),
+    )
     return token
 
 

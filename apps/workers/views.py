@@ -9,7 +9,7 @@ in a session entry that the page pops, and that page is sent with
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -33,7 +33,7 @@ from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
 from apps.workers import services
 from apps.workers.forms import MintForm, RollForm, WorkerForm
-from apps.workers.models import Worker, WorkerToken
+from apps.workers.models import Worker, WorkerToken, WorkerTokenQuerySet
 
 MINTED_SESSION_KEY = "workers:minted-token"
 
@@ -66,9 +66,8 @@ class WorkerListView(_WorkersBase, KeysetListMixin, TemplateView):
         now = timezone.now()
         counts = {
             row["worker_id"]: row
-            for row in WorkerToken.objects.filter(
-                worker_id__in=[w.pk for w in page], revoked_at__isnull=True, expires_at__gt=now
-            )
+            for row in self.tenant_rows(WorkerToken)
+            .filter(worker_id__in=[w.pk for w in page], revoked_at__isnull=True, expires_at__gt=now)
             .values("worker_id")
             .annotate(
                 active=Count("id"),
@@ -418,8 +417,10 @@ class TokenOnceView(_WorkersBase, TemplateView):
             entry = None  # minted in another org: never shown under this one
         context = self.get_context_data(**kwargs)
         if entry is not None:
-            token = WorkerToken.objects.select_related("worker", "role").get(
-                organization=self.organization, public_id=entry["public_id"]
+            token = (
+                self.tenant_rows(WorkerToken)
+                .select_related("worker", "role")
+                .get(public_id=entry["public_id"])
             )
             base = settings.GRANTRY_BASE_URL
             context.update(
@@ -441,7 +442,7 @@ class KillSwitchView(_WorkersBase, View):
     required_role = OrgRole.ADMIN
 
     def confirmation(self) -> Confirmation:
-        tokens = WorkerToken.objects.for_organization(self.organization).usable()
+        tokens = cast(WorkerTokenQuerySet, self.tenant_rows(WorkerToken)).usable()
         workers = tokens.values("worker_id").distinct().count()
         calls = recent_calls(self.organization)
         return Confirmation(

@@ -90,8 +90,13 @@ def home_locations(home: Path) -> list[Path]:
     return places
 
 
-def client_for(path: PurePath) -> Client | None:  # noqa: C901 - one branch per client's file name
+def client_for(path: PurePath) -> Client | None:
     """The client a file belongs to, from its name and folder; None: not an agent config."""
+    return _agent_client_for(path) or _program_file_for(path.name)
+
+
+def _agent_client_for(path: PurePath) -> Client | None:
+    """An MCP client's own configuration file (one branch per client's file name)."""
     name = path.name
     parent = path.parent.name
     if name == "claude_desktop_config.json":
@@ -113,6 +118,11 @@ def client_for(path: PurePath) -> Client | None:  # noqa: C901 - one branch per 
         return CODEX
     if name == "settings.json" and parent in ("zed", ".zed"):
         return ZED
+    return None
+
+
+def _program_file_for(name: str) -> Client | None:
+    """A file that configures programs in general: .env files, compose files, shell profiles."""
     if name == ".env" or (name.startswith(".env.") and not name.endswith((".swp", "~"))):
         return ENV_FILE
     if (name.startswith(("docker-compose", "compose"))) and name.endswith((".yml", ".yaml")):

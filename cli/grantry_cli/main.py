@@ -215,7 +215,26 @@ def _worker_token(management: api.ManagementAPI, worker: str) -> str:
     return str(minted["token"])
 
 
-def cmd_rewrite(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per way the token is chosen and per outcome
+def _rewrite_token(args: argparse.Namespace, login: api.Login | None) -> tuple[str | None, int]:
+    """The token the rewritten entry carries (None with --oauth) and 0, or an exit code
+    after saying what is missing. With --worker, mints one (not on a dry run)."""
+    token = None if args.oauth else (args.token or os.environ.get("GRANTRY_TOKEN"))
+    if args.oauth or token:
+        return token, 0
+    if not args.worker:
+        _err(
+            "Say how the client signs in: --worker NAME (mints a token), --token gry_… or --oauth."
+        )
+        return None, 2
+    if args.dry_run:
+        return "gry_‹minted-at-rewrite›", 0
+    if login is None:
+        _err("--worker needs `grantry login` first.")
+        return None, 1
+    return _worker_token(api.ManagementAPI(login), args.worker), 0
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
     path = Path(args.config).expanduser()
     login: api.Login | None = None
     try:
@@ -228,24 +247,12 @@ def cmd_rewrite(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per
     if not base:
         _err("Name Grantry's URL with --url (or run `grantry login`).")
         return 2
-    token = None if args.oauth else (args.token or os.environ.get("GRANTRY_TOKEN"))
     try:
         # A file that cannot be rewritten fails here, before a token is minted for it.
         rewrite.plan(path, url=f"{base}/mcp", token=None, only=args.server)
-        if not args.oauth and not token:
-            if not args.worker:
-                _err(
-                    "Say how the client signs in: --worker NAME (mints a token), --token gry_… "
-                    "or --oauth."
-                )
-                return 2
-            if args.dry_run:
-                token = "gry_‹minted-at-rewrite›"
-            elif login is None:
-                _err("--worker needs `grantry login` first.")
-                return 1
-            else:
-                token = _worker_token(api.ManagementAPI(login), args.worker)
+        token, code = _rewrite_token(args, login)
+        if code:
+            return code
         planned = rewrite.plan(path, url=f"{base}/mcp", token=token, only=args.server)
     except rewrite.CannotRewrite as exc:
         _err(str(exc))

@@ -207,11 +207,17 @@ def _find(binding: ApprovalBinding, approval_id: str, idempotency_key: str) -> A
     return None
 
 
-def _claim_refusal(  # noqa: C901 - flat guard clauses, each a documented refusal
+def _claim_refusal(
     approval: Approval, binding: ApprovalBinding, now: datetime
 ) -> ApprovalRefused | None:
     """Why this approval cannot run this call now (None: it can). Checks every
     binding; may change the approval's status (expired, void), never to executed."""
+    return _binding_refusal(approval, binding) or _state_refusal(approval, binding, now)
+
+
+def _binding_refusal(approval: Approval, binding: ApprovalBinding) -> ApprovalRefused | None:
+    """Why this approval is not for this call: another organization, worker, token, action
+    or input (None: it is this call's)."""
     if approval.organization_id != binding.organization_id:
         return ApprovalRefused(404, "approval_not_found", "No such approval.")
     if (
@@ -241,6 +247,15 @@ def _claim_refusal(  # noqa: C901 - flat guard clauses, each a documented refusa
             "Send the approved input, or make a new request.",
             approval=approval,
         )
+    return None
+
+
+def _state_refusal(
+    approval: Approval, binding: ApprovalBinding, now: datetime
+) -> ApprovalRefused | None:
+    """Why this call's approval cannot run now: used, denied, void (the role's rules
+    changed), expired or still pending (None: approved). Marks it void or expired, audited,
+    when it has just become so."""
     if approval.status == ApprovalStatus.EXECUTED:
         return ApprovalRefused(
             409,

@@ -5,12 +5,20 @@
     services/exports.py          exports, direct or as a job queued on commit
     services/verification.py     verifying the trail or an uploaded export
     services/sinks.py            SIEM sinks: create, deliver, test, retry, delete
+    services/archive.py          retention, month partitions ahead, archives, dropping a month
 
 Nothing here imports `apps.audit.tasks` (a job is queued by its task's name,
 apps.core.tasks.enqueue), and `signing`/`proof` import only the writer, so no
 module of the app imports one that imports it back (a contract in pyproject.toml).
 """
 
+from apps.audit.services.archive import (
+    audit_archive_due,
+    audit_archive_month,
+    audit_partition_drop,
+    audit_partitions_ensure,
+    audit_retention_set,
+)
 from apps.audit.services.exports import (
     audit_export_direct,
     audit_export_expire,
@@ -33,11 +41,16 @@ from apps.audit.writer import Condition, audit_record
 
 __all__ = [
     "Condition",
+    "audit_archive_due",
+    "audit_archive_month",
     "audit_export_direct",
     "audit_export_expire",
     "audit_export_request",
     "audit_export_run",
+    "audit_partition_drop",
+    "audit_partitions_ensure",
     "audit_record",
+    "audit_retention_set",
     "audit_sink_create",
     "audit_sink_delete",
     "audit_sink_deliver",

@@ -22,8 +22,78 @@ SINK_MAX_ATTEMPTS = 8
 SINK_MAX_BACKOFF_SECONDS = 600
 
 
+def _sink_errors(
+    *,
+    organization: Any,
+    name: str,
+    kind: str,
+    format: str,
+    url: str,
+    host: str,
+    port: int | None,
+    ca_pem: str,
+    secret: str,
+) -> dict[str, list[str]]:
+    """What is wrong with a new sink, field by field (empty: nothing)."""
+    from apps.audit.models import AuditSink, SinkKind
+
+    errors: dict[str, list[str]] = {}
+    if kind not in SinkKind.values:
+        errors["kind"] = ["Choose a webhook or syslog."]
+    if kind == SinkKind.WEBHOOK:
+        errors.update(_webhook_errors(url=url, format=format, secret=secret))
+    if kind == SinkKind.SYSLOG:
+        errors.update(_syslog_errors(host=host, port=port))
+    if secret and any(ord(c) < 32 or ord(c) == 127 for c in secret):
+        errors["secret"] = [
+            "The secret may not contain a line break or another control character: it is "
+            "sent in an HTTP header (Splunk, Datadog) or as an HMAC key, and a line break "
+            "there would forge headers."
+        ]
+    if ca_pem.strip():
+        import ssl
+
+        try:
+            ssl.create_default_context().load_verify_locations(cadata=ca_pem)
+        except (ssl.SSLError, ValueError):
+            errors["ca_pem"] = ["This is not a PEM certificate."]
+    if not name or AuditSink.objects.for_organization(organization).filter(name=name).exists():
+        errors["name"] = ["Enter a name not used by another sink."]
+    return errors
+
+
+def _webhook_errors(*, url: str, format: str, secret: str) -> dict[str, list[str]]:
+    from apps.audit.models import SinkFormat
+    from apps.core.egress.guard import url_refusal
+
+    errors: dict[str, list[str]] = {}
+    # The egress guard's own policy (scheme, https, no private or metadata
+    # address), so a sink that could never deliver is refused now, with why.
+    refusal = url_refusal(url) if url else "Enter the webhook's https:// URL."
+    if refusal:
+        errors["url"] = [refusal]
+    if format not in SinkFormat.values:
+        errors["format"] = ["Choose a format."]
+    if not secret:
+        errors["secret"] = ["Enter the HMAC key or the SIEM's token."]
+    return errors
+
+
+def _syslog_errors(*, host: str, port: int | None) -> dict[str, list[str]]:
+    from apps.core.egress.guard import destination_refusal
+
+    errors: dict[str, list[str]] = {}
+    if not port or not 1 <= int(port) <= 65535:
+        errors["port"] = ["Enter the TLS port (usually 6514)."]
+    if not host:
+        errors["host"] = ["Enter the syslog server's host name."]
+    elif (refusal := destination_refusal(host, int(port or 6514))) is not None:
+        errors["host"] = [refusal]
+    return errors
+
+
 @transaction.atomic
-def audit_sink_create(  # noqa: C901 - flat guard clauses, one per sink field
+def audit_sink_create(
     *,
     organization: Any,
     name: str,
@@ -42,44 +112,20 @@ def audit_sink_create(  # noqa: C901 - flat guard clauses, one per sink field
 
     from apps.audit.models import AuditSink, SinkFormat, SinkKind
     from apps.audit.proof import chain_heads
-    from apps.core.egress.guard import destination_refusal, url_refusal
 
-    errors: dict[str, list[str]] = {}
-    if kind not in SinkKind.values:
-        errors["kind"] = ["Choose a webhook or syslog."]
-    if kind == SinkKind.WEBHOOK:
-        # The egress guard's own policy (scheme, https, no private or metadata
-        # address), so a sink that could never deliver is refused now, with why.
-        refusal = url_refusal(url) if url else "Enter the webhook's https:// URL."
-        if refusal:
-            errors["url"] = [refusal]
-        if format not in SinkFormat.values:
-            errors["format"] = ["Choose a format."]
-        if not secret:
-            errors["secret"] = ["Enter the HMAC key or the SIEM's token."]
     if kind == SinkKind.SYSLOG:
         format = SinkFormat.JSONL
-        if not port or not 1 <= int(port) <= 65535:
-            errors["port"] = ["Enter the TLS port (usually 6514)."]
-        if not host:
-            errors["host"] = ["Enter the syslog server's host name."]
-        elif (refusal := destination_refusal(host, int(port or 6514))) is not None:
-            errors["host"] = [refusal]
-    if secret and any(ord(c) < 32 or ord(c) == 127 for c in secret):
-        errors["secret"] = [
-            "The secret may not contain a line break or another control character: it is "
-            "sent in an HTTP header (Splunk, Datadog) or as an HMAC key, and a line break "
-            "there would forge headers."
-        ]
-    if ca_pem.strip():
-        import ssl
-
-        try:
-            ssl.create_default_context().load_verify_locations(cadata=ca_pem)
-        except (ssl.SSLError, ValueError):
-            errors["ca_pem"] = ["This is not a PEM certificate."]
-    if not name or AuditSink.objects.for_organization(organization).filter(name=name).exists():
-        errors["name"] = ["Enter a name not used by another sink."]
+    errors = _sink_errors(
+        organization=organization,
+        name=name,
+        kind=kind,
+        format=format,
+        url=url,
+        host=host,
+        port=port,
+        ca_pem=ca_pem,
+        secret=secret,
+    )
     if errors:
         raise ValidationError(errors)
     from apps.audit.signing import signing_key

@@ -20,9 +20,9 @@ def audit_verify_export(
     """Check an uploaded export with proof against this organization's own key,
     with the same code as the offline script. Returns an `offline.Report`."""
     from apps.audit import offline
-    from apps.audit.models import AuditSigningKeypair
+    from apps.audit.signing import public_key_row
 
-    key = AuditSigningKeypair.objects.filter(organization=organization).defer("private_key").first()
+    key = public_key_row(organization)
     if key is None:
         report = offline.Report()
         report.problem(None, "This organization has not signed any export yet.")
@@ -41,14 +41,23 @@ def audit_verify_trail(
     actor: Any,
     surface: str = "dashboard",
 ) -> list[Any]:
-    """Verify every chain of the organization in the database (`ChainReport`s)."""
-    from apps.audit.verify import verify_chains
+    """Verify every chain of the organization: its archives, then the live rows going
+    on from them (`ChainReport`s; a broken archive breaks its chains)."""
+    from apps.audit.history import verify_history
+    from apps.audit.verify import ChainReport
 
-    reports = verify_chains(organization_ids=[organization.pk])
+    archives, reports = verify_history(organization_ids=[organization.pk])
+    reports += [
+        ChainReport(chain_key=f"archive {a.month} ({a.path})", problem=a.problem)
+        for a in archives
+        if not a.ok
+    ]
     summary = {
-        "ok": all(r.ok for r in reports),
+        "ok": all(r.ok for r in reports) and all(a.ok for a in archives),
         "events": sum(r.count for r in reports),
         "chains": [str(r) for r in reports],
+        "archives": [str(a) for a in archives],
+        "problems": [str(a) for a in archives if not a.ok],
     }
     _record_verification(organization, actor, surface, "trail", summary)
     return reports

@@ -656,9 +656,10 @@ def test_time_ranges_are_exact_with_the_id_bounds(
     from datetime import UTC, datetime, timedelta
     from types import SimpleNamespace
 
-    from apps.audit import writer
+    from apps.audit import partitions, writer
 
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    partitions.ensure(t0)  # the table is partitioned by month: March 2026 must exist
     created = {}
     for i in range(40):
         at = t0 + timedelta(minutes=47 * i)

@@ -213,7 +213,7 @@ class McpToolListAPIView(_McpScope, APIView):
     )
     def get(self, request: Request, org_slug: str, connection_id: int) -> Response:  # noqa: ARG002 - URL kwargs, passed by name
         connection = self.connection(connection_id)
-        tools = McpTool.objects.for_organization(self.organization).filter(connection=connection)
+        tools = self.tenant_rows(McpTool).filter(connection=connection)
         return Response(McpToolSerializer(tools, many=True).data)
 
 
@@ -228,7 +228,7 @@ class McpToolApproveAPIView(_McpScope, APIView):
         connection = self.connection(connection_id)
         body = McpApproveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        get_object_or_404(McpTool.objects.filter(connection=connection), pk=tool_id)
+        get_object_or_404(self.tenant_rows(McpTool).filter(connection=connection), pk=tool_id)
         try:
             tool = mcp_tool_approve(
                 tool_id=tool_id,

@@ -51,7 +51,7 @@ class _McpConnectionMixin(OrgViewMixin):
     kwargs: dict[str, Any]
 
     def scope_queryset(self) -> Any:
-        return Connection.objects.for_organization(self.organization).filter(
+        return self.tenant_rows(Connection).filter(
             provider_key=MCP_PROVIDER_KEY, mcp_server__isnull=False
         )
 
@@ -119,9 +119,7 @@ class McpDetailView(_McpConnectionMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         connection = self.connection()
         calls = calls_per_tool(self.organization, connection_id=connection.pk)
-        tools = list(
-            McpTool.objects.for_organization(self.organization).filter(connection=connection)
-        )
+        tools = list(self.tenant_rows(McpTool).filter(connection=connection))
         order: dict[str, int] = {"changed": 0, "new": 1, "approved": 2}
         tools.sort(key=lambda t: (order.get(t.state, 3), t.name))
         rows = []
@@ -174,9 +172,7 @@ class McpToolView(_McpConnectionMixin, TemplateView):
     def tool(self) -> McpTool:
         connection = self.connection()
         tool = (
-            McpTool.objects.for_organization(self.organization)
-            .filter(connection=connection, pk=self.kwargs["tool"])
-            .first()
+            self.tenant_rows(McpTool).filter(connection=connection, pk=self.kwargs["tool"]).first()
         )
         if tool is None:
             raise Http404("No such tool.")

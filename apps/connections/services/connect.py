@@ -171,7 +171,7 @@ def _audit_connect_failure(row: OAuthState, code: str, detail: str) -> None:
     )
 
 
-def connection_oauth_complete(  # noqa: C901 - flat guard clauses, each a documented refusal of the OAuth callback
+def connection_oauth_complete(
     *,
     params: dict[str, str],
     actor: Any,
@@ -199,6 +199,14 @@ def connection_oauth_complete(  # noqa: C901 - flat guard clauses, each a docume
         raise fail("provider_error", f"{error}: {params.get('error_description', '')}")
     if row.provider_key == MCP_PROVIDER_KEY:
         return _mcp_oauth_complete(row, params, actor, fail)
+    return _provider_oauth_complete(row, params, actor, fail)
+
+
+def _provider_oauth_complete(
+    row: OAuthState, params: dict[str, str], actor: Any, fail: Any
+) -> Connection:
+    """The callback of a catalog provider's authorization server: the RFC 9207 issuer, the
+    code exchanged with the organization's OAuth app, the account's name, the connection."""
     provider = resolved_provider(
         row.provider_key,
         organization=row.organization,

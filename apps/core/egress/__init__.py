@@ -65,7 +65,7 @@ import http.client
 import ssl
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import idna
 from django.conf import settings
@@ -150,7 +150,30 @@ _STALE = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroRet
 _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def egress_request(  # noqa: C901 - flat guard clauses around one request: destination, redirects, limits
+def _destination(parts: SplitResult) -> tuple[str, int]:
+    """The host (IDNA-encoded) and port a URL names, once its scheme is allowed: http(s)
+    only, https only unless plain http is allowed (EgressBlocked), a host that encodes
+    (EgressConnectError)."""
+    host = parts.hostname or ""
+    scheme = parts.scheme
+    if scheme not in ALLOWED_SCHEMES:
+        raise EgressBlocked("Only http and https URLs may be called.", host=host)
+    if scheme != "https" and _require_https():
+        raise EgressBlocked(
+            "Only https URLs may be called (credentials never travel in clear text).", host=host
+        )
+    try:
+        if not host.isascii():
+            host = idna.encode(host, uts46=True).decode("ascii")
+        port = parts.port or (443 if scheme == "https" else 80)
+    except (UnicodeError, ValueError):  # idna.IDNAError is a UnicodeError
+        raise EgressConnectError(f"Could not connect to {host} (InvalidURL).", host=host) from None
+    if not host:
+        raise EgressBlocked("The URL has no host.", host=host)
+    return host, port
+
+
+def egress_request(
     method: str,
     url: str,
     *,
@@ -168,22 +191,8 @@ def egress_request(  # noqa: C901 - flat guard clauses around one request: desti
     `send_by` (time.monotonic()) is when the request must have been written."""
     started = time.monotonic()
     parts = urlsplit(url)
-    host = parts.hostname or ""
     scheme = parts.scheme
-    if scheme not in ALLOWED_SCHEMES:
-        raise EgressBlocked("Only http and https URLs may be called.", host=host)
-    if scheme != "https" and _require_https():
-        raise EgressBlocked(
-            "Only https URLs may be called (credentials never travel in clear text).", host=host
-        )
-    try:
-        if not host.isascii():
-            host = idna.encode(host, uts46=True).decode("ascii")
-        port = parts.port or (443 if scheme == "https" else 80)
-    except (UnicodeError, ValueError):  # idna.IDNAError is a UnicodeError
-        raise EgressConnectError(f"Could not connect to {host} (InvalidURL).", host=host) from None
-    if not host:
-        raise EgressBlocked("The URL has no host.", host=host)
+    host, port = _destination(parts)
     seconds = float(timeout if timeout is not None else settings.GRANTRY_EGRESS_TIMEOUT)
     cap = int(settings.GRANTRY_EGRESS_MAX_RESPONSE_BYTES)
     if max_bytes is not None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedReader
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from django.test import override_settings
@@ -36,6 +36,29 @@ from apps.core.egress import (
 # About 10 KB on the wire, 10 MB once inflated.
 BOMB_SIZE = 10_000_000
 GZIP_BOMB = gzip.compress(b"\0" * BOMB_SIZE)
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return raw.compress(data) + raw.flush()
+
+
+# The GET paths with a fixed answer: (status, body, headers).
+_FIXED: dict[str, tuple[int, bytes, dict[str, str]]] = {
+    "/ok": (200, b'{"hello": "world"}', {"Content-Type": "application/json"}),
+    "/latin1": (
+        200,
+        "héllo".encode("latin-1"),
+        {"Content-Type": "text/plain; charset=latin-1"},
+    ),
+    "/set-cookie": (200, b"", {"Set-Cookie": "session=org-a-secret; Path=/"}),
+    "/redirect": (302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"}),
+    "/big-declared": (200, b"x" * 4096, {}),
+    "/gzip": (200, gzip.compress(b'{"zipped": true}'), {"Content-Encoding": "gzip"}),
+    "/deflate": (200, zlib.compress(b"zlib-wrapped"), {"Content-Encoding": "deflate"}),
+    "/deflate-raw": (200, _raw_deflate(b"raw deflate"), {"Content-Encoding": "deflate"}),
+    "/gzip-bomb": (200, GZIP_BOMB, {"Content-Encoding": "gzip"}),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -62,72 +85,71 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send(200, json.dumps(seen).encode(), {"Content-Type": "application/json"})
 
-    def do_GET(self) -> None:  # noqa: C901 - one test server: one flat branch per path
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/inspect":
-            self._inspect()
-        elif path == "/ok":
-            self._send(200, b'{"hello": "world"}', {"Content-Type": "application/json"})
-        elif path == "/latin1":
-            self._send(
-                200, "héllo".encode("latin-1"), {"Content-Type": "text/plain; charset=latin-1"}
-            )
-        elif path == "/set-cookie":
-            self._send(200, b"", {"Set-Cookie": "session=org-a-secret; Path=/"})
-        elif path == "/cookie":
-            self._send(200, (self.headers.get("Cookie") or "").encode())
-        elif path == "/host":
-            self._send(200, self.headers["Host"].encode())
-        elif path == "/redirect":
-            self._send(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})
-        elif path == "/big-declared":
-            self._send(200, b"x" * 4096)
-        elif path == "/big-chunked":
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for _ in range(64):
-                chunk = b"y" * 1024
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            self.wfile.write(b"0\r\n\r\n")
-        elif path == "/chunked-json":
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for piece in (b'{"items": [', b"1, 2, ", b"3]", b', "done": true}'):
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-        elif path == "/gzip":
-            self._send(200, gzip.compress(b'{"zipped": true}'), {"Content-Encoding": "gzip"})
-        elif path == "/deflate":
-            self._send(200, zlib.compress(b"zlib-wrapped"), {"Content-Encoding": "deflate"})
-        elif path == "/deflate-raw":
-            raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-            body = raw.compress(b"raw deflate") + raw.flush()
-            self._send(200, body, {"Content-Encoding": "deflate"})
-        elif path == "/gzip-bomb":
-            self._send(200, GZIP_BOMB, {"Content-Encoding": "gzip"})
-        elif path == "/close":
-            self.close_connection = True
-            self._send(200, b"closing", {"Connection": "close"})
-        elif path == "/slow":
-            # Answers once the client has hung up (or after 10 s): later than any timeout.
-            self.connection.settimeout(10)
-            self.rfile.read(1)
-            self._send(200, b"late")
-        elif path == "/drip":
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for _ in range(20):
-                self.wfile.write(b"1\r\nz\r\n")
-                self.wfile.flush()
-                time.sleep(0.15)
-            self.wfile.write(b"0\r\n\r\n")
+        if path in _FIXED:
+            self._send(*_FIXED[path])
+        elif path in self.STREAMED:
+            self.STREAMED[path](self)
         else:
             self._send(404, b"nope")
+
+    def _cookie(self) -> None:
+        self._send(200, (self.headers.get("Cookie") or "").encode())
+
+    def _host(self) -> None:
+        self._send(200, self.headers["Host"].encode())
+
+    def _big_chunked(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for _ in range(64):
+            chunk = b"y" * 1024
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _chunked_json(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for piece in (b'{"items": [', b"1, 2, ", b"3]", b', "done": true}'):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _close(self) -> None:
+        self.close_connection = True
+        self._send(200, b"closing", {"Connection": "close"})
+
+    def _slow(self) -> None:
+        # Answers once the client has hung up (or after 10 s): later than any timeout.
+        self.connection.settimeout(10)
+        self.rfile.read(1)
+        self._send(200, b"late")
+
+    def _drip(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for _ in range(20):
+            self.wfile.write(b"1\r\nz\r\n")
+            self.wfile.flush()
+            time.sleep(0.15)
+        self.wfile.write(b"0\r\n\r\n")
+
+    # The GET paths that answer from the request or write as they go (the rest: _FIXED).
+    STREAMED: ClassVar[dict[str, Callable[[_Handler], None]]] = {
+        "/inspect": _inspect,
+        "/cookie": _cookie,
+        "/host": _host,
+        "/big-chunked": _big_chunked,
+        "/chunked-json": _chunked_json,
+        "/close": _close,
+        "/slow": _slow,
+        "/drip": _drip,
+    }
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -13,6 +13,8 @@ from apps.organizations.models import Membership, Organization
 NOT_TENANT_MODELS = {
     "audit.AuditEvent",  # immutable trail, organization id without a constraint
     "audit.AuditSigningKeypair",  # one per organization (OneToOne)
+    "audit.AuditRetention",  # one per organization (OneToOne)
+    "audit.AuditArchive",  # a month of the trail in the archive store; None: the global chain
     "approvals.ApprovalSettings",  # one per organization (OneToOne)
     "mcpauth.McpPolicy",  # one per organization (OneToOne)
     "connections.OAuthState",  # a single-use, ten-minute state row

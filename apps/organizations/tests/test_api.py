@@ -279,6 +279,7 @@ def test_reviewer_reads_settings(reviewer: User) -> None:
         "max_token_days": None,
         "store_broker_input": False,
         "require_mfa": False,
+        "audit_retention_months": None,
         "created_at": body["created_at"],
     }
 

@@ -376,3 +376,51 @@ def test_windows_decide_at_the_call_time_and_approved_calls_stay_allowed(
     )
     assert ids(result, "allowed_to_denied") == [inside.pk]
     assert result.denied_to_allowed == 0
+
+
+def test_the_simulation_page_shows_the_rules_in_words_and_names_not_internal_ids(
+    client: Client, history: Any, reviewer: User
+) -> None:
+    h = history
+    url = reverse("policies:simulate", kwargs={"org_slug": h["org"].slug, "role_id": h["role"].pk})
+    login(client, reviewer)
+    page = client.get(url)
+    html = page.content.decode()
+    r_read, r_create = h["role"].rules.order_by("position").values_list("pk", flat=True)
+    # The rules now, as the role page words them, each by its number.
+    assert f'data-testid="rule-{r_read}"' in html
+    assert f'data-testid="rule-{r_create}"' in html
+    document = page.context["document"]
+    assert f"# Rule #{r_create} allows " in document
+    rules = yaml.safe_load(document)
+    assert [r.get("connection") for r in rules] == [None, "sandbox-one"]  # by name
+    assert all("id" not in r and "connection_name" not in r for r in rules)
+    assert "schedule" not in rules[0]
+    assert "approval" not in rules[0]
+    # The document as shown reproduces every recorded decision: nothing lost on the way.
+    shown = client.post(url, {"document": document, "days": "1"})
+    assert shown.status_code == 200
+    result = shown.context["result"]
+    assert result.allowed_to_denied == result.denied_to_allowed == 0
+    assert result.calls == 9
+
+
+def test_a_rule_names_its_connection_by_id_or_by_name_of_this_organization_only(
+    history: Any, other_org: Organization
+) -> None:
+    from django.core.exceptions import ValidationError
+
+    h = history
+    make_connection(other_org, name="elsewhere")
+    by = {"provider_key": "sandbox", "action_pattern": "sandbox.list_tasks"}
+    by_name = role_simulate(role=h["role"], rules=[{**by, "connection": "sandbox-two"}])
+    by_id = role_simulate(role=h["role"], rules=[{**by, "connection": h["c2"].pk}])
+    figures = ("calls", "allowed_to_denied", "denied_to_allowed", "unchanged", "undetermined")
+    assert [getattr(by_name, f) for f in figures] == [getattr(by_id, f) for f in figures]
+    assert by_name.calls > 0
+    for unknown in ("elsewhere", "no-such-connection", "x" * 61):
+        with pytest.raises(ValidationError) as refused:
+            role_simulate(role=h["role"], rules=[{**by, "connection": unknown}])
+        assert refused.value.message_dict["rules.0.connection"] == [
+            "No such connection in this organization."
+        ]

@@ -342,3 +342,48 @@ def test_dry_run_proxy(client: Client, member: User, role: Role, sandbox_conn: C
         },
     )
     assert "was rejected" in response.content.decode()
+
+
+def form_sections(html: str) -> list[tuple[str, list[str]]]:
+    """Each fieldset's legend and the names of the fields inside it, in page order."""
+    import re
+
+    sections = []
+    fieldset = r'<fieldset data-testid="rule-section-[a-z]+">(.*?)</fieldset>'
+    for body in re.findall(fieldset, html, re.S):
+        legend = re.search(r"<legend>(.*?)</legend>", body, re.S)
+        names = list(dict.fromkeys(re.findall(r'name="([a-z0-9_]+)"', body)))
+        sections.append((legend.group(1) if legend else "", names))
+    return sections
+
+
+def test_the_rule_form_is_grouped_what_where_conditions_limits_approval(
+    client: Client, admin: User, role: Role
+) -> None:
+    client.force_login(admin)
+    action = form_sections(
+        client.get(url("rule_add", role_id=role.pk) + "?provider=sandbox").content.decode()
+    )
+    assert [legend for legend, _ in action] == [
+        "1. What it allows",
+        "2. Where",
+        "3. Conditions on the input (optional)",
+        "4. Limits (optional)",
+        "5. Approval (optional)",
+    ]
+    fields = dict(action)
+    assert fields["1. What it allows"] == ["actions"]
+    assert fields["2. Where"] == ["connection"]
+    assert fields["4. Limits (optional)"][0] == "rate_limit_per_minute"
+    assert {"window_days", "quota_limit"} <= set(fields["4. Limits (optional)"])
+    assert "approval_required" in fields["5. Approval (optional)"]
+    proxy = form_sections(
+        client.get(url("rule_add", role_id=role.pk) + "?kind=proxy").content.decode()
+    )
+    assert [legend for legend, _ in proxy] == [
+        "1. What it allows",
+        "2. Where",
+        "3. Limits (optional)",
+        "4. Approval (optional)",
+    ]
+    assert dict(proxy)["1. What it allows"] == ["methods", "path_glob"]

@@ -1,4 +1,6 @@
-"""`manage.py audit_verify [--org SLUG]`: verify the audit hash chains.
+"""`manage.py audit_verify [--org SLUG] [--no-archives]`: verify the audit hash chains,
+as one history: the months in the archive store (read back and checked), then the live
+rows going on from them (apps.audit.history).
 
 `manage.py audit_verify --file export.jsonl [--public-key B64]`: check an export
 with proof offline (apps.audit.offline, the same code as
@@ -14,8 +16,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit import offline
-from apps.audit.models import AuditSigningKeypair
-from apps.audit.verify import verify_chains
+from apps.audit.history import verify_history
+from apps.audit.signing import public_key_by_id
 from apps.organizations.models import Organization
 
 
@@ -30,6 +32,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--public-key", metavar="B64", help="With --file: the Ed25519 key to check against."
         )
+        parser.add_argument(
+            "--no-archives",
+            action="store_true",
+            help="Do not read the archive store: trust the archives' recorded ends and check "
+            "only that the live rows go on from them.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["file"]:
@@ -42,9 +50,13 @@ class Command(BaseCommand):
                 raise CommandError(f"No organization with slug {options['org']!r}.")
             org_ids = [org.pk]
         started = time.monotonic()
-        reports = verify_chains(organization_ids=org_ids)
+        archives, reports = verify_history(
+            organization_ids=org_ids, read_archives=not options["no_archives"]
+        )
         elapsed = time.monotonic() - started
         total = sum(r.count for r in reports)
+        for archive in archives:
+            (self.stdout if archive.ok else self.stderr).write(str(archive))
         for report in reports:
             (self.stdout if report.ok else self.stderr).write(str(report))
         rate = total / elapsed if elapsed > 0 else 0.0
@@ -52,8 +64,11 @@ class Command(BaseCommand):
             f"{len(reports)} chain(s), {total} events in {elapsed:.2f}s ({rate:,.0f} events/s)"
         )
         broken = [r for r in reports if not r.ok]
-        if broken:
-            raise CommandError(f"{len(broken)} chain(s) broken.")
+        bad_archives = [a for a in archives if not a.ok]
+        if broken or bad_archives:
+            raise CommandError(
+                f"{len(broken)} chain(s) broken, {len(bad_archives)} archive(s) broken."
+            )
         if not reports:
             self.stdout.write("No audit chains yet.")
 
@@ -85,5 +100,5 @@ def _key_named_in(path: str) -> str | None:
                     key_id = json.loads(text).get("key_id")
     except (OSError, ValueError, IndexError):
         return None
-    key = AuditSigningKeypair.objects.filter(key_id=str(key_id)).defer("private_key").first()
+    key = public_key_by_id(str(key_id))
     return key.public_key if key is not None else None
