@@ -597,7 +597,7 @@ GRANTRY_MCP_TOKEN_SECONDS = env.int("GRANTRY_MCP_TOKEN_SECONDS", default=3600)
 # Agent long polls (GET /api/v1/approvals/<id>?wait=N) that may wait at once in one web
 # process, and with one token; any other poll answers at once (apps/approvals/long_poll.py).
 GRANTRY_LONG_POLLS_PER_PROCESS = env.int(
-    "GRANTRY_LONG_POLLS_PER_PROCESS", default=max(1, env.int("WEB_THREADS", default=8) // 2)
+    "GRANTRY_LONG_POLLS_PER_PROCESS", default=max(1, env.int("WEB_THREADS", default=32) // 2)
 )
 GRANTRY_LONG_POLLS_PER_TOKEN = env.int("GRANTRY_LONG_POLLS_PER_TOKEN", default=2)
 GRANTRY_MCP_DCR_PER_HOUR = env.int("GRANTRY_MCP_DCR_PER_HOUR", default=20)
