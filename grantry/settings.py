@@ -88,8 +88,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # The browser-only middleware (static files, CSP built per page, sessions, CSRF,
-    # users, messages, htmx) is skipped on the agent API; agent answers get a fixed
+    # The browser-only middleware (static files, CSP built per page, sessions,
+    # APPEND_SLASH, users, messages, htmx) is skipped on the agent API; agent answers get a fixed
     # policy instead (apps/core/browser_middleware.py).
     "apps.core.browser_middleware.CSPMiddleware",
     "apps.core.browser_middleware.WhiteNoiseMiddleware",
@@ -99,7 +99,9 @@ MIDDLEWARE = [
     "apps.workers.middleware.LeakedTokenMiddleware",
     "apps.core.browser_middleware.SessionMiddleware",
     "apps.core.browser_middleware.CommonMiddleware",
-    "apps.core.browser_middleware.CsrfViewMiddleware",
+    # Django's own class: `check --deploy` looks for it by name (security.W003). Every
+    # agent view is csrf_exempt, so on agent paths it only reads the absent cookie.
+    "django.middleware.csrf.CsrfViewMiddleware",
     "apps.core.browser_middleware.AuthenticationMiddleware",
     "apps.core.middleware.AuditActorMiddleware",
     "apps.core.browser_middleware.MessageMiddleware",

@@ -2,12 +2,13 @@
 
 The agent endpoints (execute, check, proxy, the action list, whoami, the approval
 status and /mcp) authenticate with a worker token in a header: sessions, Django's
-user, flash messages, htmx details, CSRF cookies (every agent view is csrf_exempt),
-APPEND_SLASH redirects and static files are never used there, yet each costs every
+user, flash messages, htmx details, APPEND_SLASH redirects and static files are
+never used there, yet each costs every
 agent call some CPU. These subclasses of Django's, django-htmx's, django-csp's and
 WhiteNoise's middleware behave exactly like their parents except on agent paths,
 where they pass the request straight through. (They are subclasses, so Django's and
-the admin's system checks still find the middleware they require.)
+the admin's system checks still find the middleware they require. CSRF stays Django's
+own class, which `check --deploy` looks for by name; every agent view is csrf_exempt.)
 
 What an agent response still gets: the request id (RequestIdMiddleware), the 503
 mapping, the leaked-token check, SecurityMiddleware's headers (HSTS, nosniff,
@@ -24,7 +25,7 @@ from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponseBase
-from django.middleware import common, csrf
+from django.middleware import common
 from django_htmx import middleware as htmx
 from whitenoise import middleware as whitenoise
 
@@ -67,10 +68,6 @@ class HtmxMiddleware(_SkippedOnAgentPaths, htmx.HtmxMiddleware):
 
 
 class CommonMiddleware(_SkippedOnAgentPaths, common.CommonMiddleware):
-    pass
-
-
-class CsrfViewMiddleware(_SkippedOnAgentPaths, csrf.CsrfViewMiddleware):
     pass
 
 
