@@ -88,16 +88,19 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The browser-only middleware (static files, CSP built per page, sessions,
+    # APPEND_SLASH, users, messages, htmx) is skipped on the agent API; agent answers get a fixed
+    # policy instead (apps/core/browser_middleware.py).
+    "apps.core.browser_middleware.CSPMiddleware",
+    "apps.core.browser_middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.QueryStringGateMiddleware",
     "apps.core.middleware.ServiceUnavailableMiddleware",
     "apps.workers.middleware.LeakedTokenMiddleware",
-    # Sessions, users, messages and htmx are browser-only: skipped on the agent API
-    # (apps/core/browser_middleware.py).
     "apps.core.browser_middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "apps.core.browser_middleware.CommonMiddleware",
+    # Django's own class: `check --deploy` looks for it by name (security.W003). Every
+    # agent view is csrf_exempt, so on agent paths it only reads the absent cookie.
     "django.middleware.csrf.CsrfViewMiddleware",
     "apps.core.browser_middleware.AuthenticationMiddleware",
     "apps.core.middleware.AuditActorMiddleware",
@@ -463,6 +466,10 @@ GRANTRY_EGRESS_TIMEOUT = env.float("GRANTRY_EGRESS_TIMEOUT", default=15.0)
 # database's (they must agree within it).
 GRANTRY_SEND_WINDOW = env.float("GRANTRY_SEND_WINDOW", default=2.0)
 GRANTRY_SEND_WINDOW_MARGIN = env.float("GRANTRY_SEND_WINDOW_MARGIN", default=1.0)
+# How long a web process keeps a connection's credential it decrypted for a call, keyed by
+# the stored ciphertext (apps/connections/custody.py: a changed secret never matches);
+# 0 decrypts on every call. Bounds how long an unused plaintext stays in memory.
+GRANTRY_CREDENTIAL_CACHE_SECONDS = env.float("GRANTRY_CREDENTIAL_CACHE_SECONDS", default=60.0)
 # A call's outcome event that fails to write after the upstream answered is tried again
 # for this long (apps/broker/pipeline/steps.py), then the answer is withheld (502).
 GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS = env.float("GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS", default=10.0)
@@ -604,7 +611,7 @@ GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS = env.int("GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS
 # Agent long polls (GET /api/v1/approvals/<id>?wait=N) that may wait at once in one web
 # process, and with one token; any other poll answers at once (apps/approvals/long_poll.py).
 GRANTRY_LONG_POLLS_PER_PROCESS = env.int(
-    "GRANTRY_LONG_POLLS_PER_PROCESS", default=max(1, env.int("WEB_THREADS", default=8) // 2)
+    "GRANTRY_LONG_POLLS_PER_PROCESS", default=max(1, env.int("WEB_THREADS", default=32) // 2)
 )
 GRANTRY_LONG_POLLS_PER_TOKEN = env.int("GRANTRY_LONG_POLLS_PER_TOKEN", default=2)
 GRANTRY_MCP_DCR_PER_HOUR = env.int("GRANTRY_MCP_DCR_PER_HOUR", default=20)

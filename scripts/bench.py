@@ -55,7 +55,7 @@ Environment: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3),
 BENCH_KEEP_DB=1 (keep the bench database; by default it is dropped and created
 again, so every run starts with an empty audit table), BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/grantry_bench), WEB_CONCURRENCY and
-WEB_THREADS (web processes and threads, defaults from the Procfile: 2 and 8).
+WEB_THREADS (web processes and threads, defaults from the Procfile: 2 and 32).
 """
 
 from __future__ import annotations

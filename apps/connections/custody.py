@@ -22,8 +22,13 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.conf import settings
+from django.db import connection as db_connection
 
 from apps.connections.models import (
     Connection,
@@ -59,25 +64,71 @@ class AppliedAuth:
         return f"<AppliedAuth headers={sorted(self.headers)} params={sorted(self.params)}>"
 
 
-def secrets_not_needed(auth_type: str) -> frozenset[str]:
-    """The encrypted fields `auth_for` does not read for this kind of connection. The
-    broker leaves them encrypted and deferred (Django loads one on first access if
-    anything ever asks), so a call decrypts one secret instead of three. A refresh
-    reloads the row under its lock and hands back every field it changes."""
-    if auth_type == "oauth2":
-        return frozenset({"refresh_token", "api_key"})
-    if auth_type in ("env", "none"):  # MCP: a stdio server's secrets, or none
-        return frozenset({"access_token", "refresh_token", "api_key"})
-    return frozenset({"access_token", "refresh_token"})
+# --- the hot path's credential cache ------------------------------------------------
+#
+# The broker's connection lookup (selectors.connections_for_call) hands custody the one
+# secret a call uses still sealed (`sealed_credential`: the ciphertext as stored). Opening
+# it costs a Fernet decryption (HMAC + AES) per call, so each process keeps what it opened
+# last per connection, keyed by the sealed value itself: the ciphertext is the
+# credential's version. Every change of a secret writes a new one (a rotated or imported
+# key, a refresh, a disconnect that blanks it, `rotate_encryption_key`'s rewrite: Fernet
+# draws a fresh IV each time), and the sealed value is read from the row on every call,
+# so an entry opened before a change can never match after it commits, in this process
+# or any other; nothing has to be told to forget. An entry also expires after
+# GRANTRY_CREDENTIAL_CACHE_SECONDS (0: no cache), which bounds how long an unused
+# plaintext stays in the process's memory (docs/architecture.md, "Custody and egress").
+
+# connection id -> (sealed value, plaintext, monotonic expiry); per process, shared by
+# threads (one dict assignment per entry; a race only costs another decryption).
+_opened: dict[int, tuple[bytes, str, float]] = {}
+_opened_lock = threading.Lock()
+_next_sweep = 0.0
+OPENED_MAX = 1024
+
+
+def _open_sealed(connection: Connection, sealed: bytes) -> str:
+    global _next_sweep
+    if not sealed:
+        return ""
+    now = time.monotonic()
+    entry = _opened.get(connection.pk)
+    if entry is not None and entry[0] == sealed and entry[2] > now:
+        return entry[1]
+    field: Any = Connection._meta.get_field("access_token" if connection.is_oauth() else "api_key")
+    secret = str(field.from_db_value(sealed, None, db_connection) or "")
+    lifetime = float(getattr(settings, "GRANTRY_CREDENTIAL_CACHE_SECONDS", 0))
+    with _opened_lock:
+        if now >= _next_sweep:  # expired entries go, at most once per lifetime
+            for key in [k for k, v in _opened.items() if v[2] <= now]:
+                del _opened[key]
+            _next_sweep = now + lifetime
+        if lifetime > 0:
+            if len(_opened) >= OPENED_MAX:
+                _opened.clear()
+            _opened[connection.pk] = (sealed, secret, now + lifetime)
+        else:
+            _opened.pop(connection.pk, None)
+    return secret
+
+
+def forget_opened() -> None:
+    """Empty this process's cache of opened credentials (tests)."""
+    with _opened_lock:
+        _opened.clear()
 
 
 def _credential(connection: Connection) -> str:
+    sealed = connection.__dict__.get("sealed_credential")
+    if sealed is not None:  # loaded by the broker's lookup: opened here, maybe cached
+        return _open_sealed(connection, sealed)
     return connection.access_token if connection.is_oauth() else connection.api_key
 
 
 def adopt_refreshed(connection: Connection, fresh: Connection) -> None:
     """Hand the caller's object a refreshed connection's new state too (it may be
-    reused): `credentials.auth_for` after `services.connection_refresh`."""
+    reused): `credentials.auth_for` after `services.connection_refresh`. The refreshed
+    secret is the one to use from now on, not the sealed value the lookup read."""
+    connection.__dict__.pop("sealed_credential", None)
     for name in (
         "access_token",
         "refresh_token",

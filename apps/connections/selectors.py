@@ -3,10 +3,14 @@
 For the agent hot path:
 
 `connections_for_call()` answers "which of this organization's connections does
-this agent call mean?" in one fixed statement through `Manager.raw()` (no query
-compilation per call). Only the secret the call needs is selected and so
-decrypted; the refresh token stays deferred and encrypted (a refresh reloads the
-row under its lock). The instances are for reading: never save one.
+this agent call mean?" in one fixed statement through `connection.cursor()` (no
+query compilation and no `RawQuerySet` column resolution per call), and builds
+the instances with `Model.from_db`. No secret is decrypted here: the three secret
+fields stay deferred, and the one secret custody will use (the access token of an
+OAuth connection, the API key of the others) comes back sealed, as stored, in the
+`sealed_credential` attribute. Custody opens it (`custody.applied_auth`), from its
+per-process cache when the sealed value is the one it opened before. The
+instances are for reading: never save one.
 
 This is the agent side of the tenant boundary (apps/core/models.py): the statement
 filters by `organization_id`, the one the authenticator read with the token
@@ -17,22 +21,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection as db
+
 from apps.connections.models import Connection, ConnectionStatus
 from apps.core.ports import Port
 
-# Only the secret custody will use is selected (and so decrypted): the access token of
-# an OAuth connection, the API key of the others; the other one comes back empty.
-_SECRETS = {
-    "access_token": "CASE WHEN auth_type = 'oauth2' THEN access_token END AS access_token",
-    "api_key": "CASE WHEN auth_type <> 'oauth2' THEN api_key END AS api_key",
-}
-_FIELDS = [
-    _SECRETS.get(str(f.column), str(f.column))
-    for f in Connection._meta.concrete_fields
-    if f.attname != "refresh_token"
-]
+_SECRET_FIELDS = frozenset({"access_token", "refresh_token", "api_key"})
+_LOADED = [f for f in Connection._meta.concrete_fields if f.attname not in _SECRET_FIELDS]
+_NAMES = [f.attname for f in _LOADED]
+# Fields whose database value needs converting (the JSON ones: Django loads jsonb as text).
+_CONVERTED = [(i, f) for i, f in enumerate(_LOADED) if hasattr(f, "from_db_value")]
+# The secret custody will use, sealed (the ciphertext as stored): the access token of an
+# OAuth connection, the API key of the others.
+_SEALED = "CASE WHEN auth_type = 'oauth2' THEN access_token ELSE api_key END"
 _SELECT = (
-    f"SELECT {', '.join(_FIELDS)} FROM {Connection._meta.db_table}"  # noqa: S608 - metadata
+    f"SELECT {', '.join(str(f.column) for f in _LOADED)}, {_SEALED}"  # noqa: S608 - metadata
+    f" FROM {Connection._meta.db_table}"
     " WHERE organization_id = %s AND NOT status = %s"
 )
 _BY_ID = _SELECT + " AND id = %s"
@@ -51,6 +55,22 @@ def _as_id(ref: str | int) -> int | None:
     return None
 
 
+def _fetch(sql: str, params: list[Any]) -> list[Connection]:
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    found = []
+    for row in rows:
+        values = list(row[:-1])
+        for index, field in _CONVERTED:
+            values[index] = field.from_db_value(values[index], None, db)
+        instance = Connection.from_db(db.alias, _NAMES, values)
+        sealed = row[-1]
+        instance.sealed_credential = bytes(sealed) if sealed is not None else b""  # type: ignore[attr-defined]
+        found.append(instance)
+    return found
+
+
 def connections_for_call(
     *, organization_id: int, provider_key: str | None, ref: str | int | None
 ) -> list[Connection]:
@@ -60,16 +80,16 @@ def connections_for_call(
     if ref is None or ref == "":
         if provider_key is None:
             return []
-        return list(Connection.objects.raw(_OF_PROVIDER, [organization_id, revoked, provider_key]))
+        return _fetch(_OF_PROVIDER, [organization_id, revoked, provider_key])
     as_id = _as_id(ref)
     if as_id is not None and not -(2**63) <= as_id < 2**63:
         return []
     value: str | int = as_id if as_id is not None else str(ref)
     if provider_key is None:
         sql = _BY_ID if as_id is not None else _BY_NAME
-        return list(Connection.objects.raw(sql, [organization_id, revoked, value]))
+        return _fetch(sql, [organization_id, revoked, value])
     sql = _BY_ID_OF if as_id is not None else _BY_NAME_OF
-    return list(Connection.objects.raw(sql, [organization_id, revoked, value, provider_key]))
+    return _fetch(sql, [organization_id, revoked, value, provider_key])
 
 
 # Who can use a connection is the workers' question (roles name connections, workers hold

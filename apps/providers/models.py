@@ -11,6 +11,7 @@ forms, the admin and the services enforce exactly the same rules.
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -143,6 +144,10 @@ class ActionClassChoice(models.TextChoices):
     WRITE = ActionClass.WRITE.value, "Write"
 
 
+def initial_revision() -> int:
+    return secrets.randbits(62)
+
+
 class CustomProvider(TenantModel):
     organization = organization_key(related_name="custom_providers")
     slug = models.CharField(
@@ -194,6 +199,12 @@ class CustomProvider(TenantModel):
         max_length=64, default="Authorization", validators=[header_name_validator]
     )
     header_prefix = models.CharField(max_length=40, default="Bearer ", blank=True)
+
+    # Raised in the same transaction as every change to the provider or its actions
+    # (apps.providers.services). The broker reads it on each call and keeps the built
+    # provider per process under it (apps.providers.registry). It starts at a random
+    # number, so a provider id that comes back (a restored backup) finds nothing cached.
+    revision = models.PositiveBigIntegerField(default=initial_revision, editable=False)
 
     objects = TenantQuerySet.as_manager()
 

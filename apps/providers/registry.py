@@ -31,11 +31,15 @@ re-exported here so callers need one import.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection as db_connection
+from django.db.models import F
 
 from apps.providers.calls import (
     BaseURLParamError,
@@ -166,19 +170,80 @@ def builtin_keys() -> frozenset[str]:
 # --- custom providers -------------------------------------------------------------
 
 
-def _custom_providers(
-    organization: Organization | int | None, key: str | None = None
-) -> list[Provider]:
+def _custom_providers(organization: Organization | int | None) -> list[Provider]:
     if organization is None:
         return []
-    from apps.providers.models import CUSTOM_PREFIX, CustomProvider
+    from apps.providers.models import CustomProvider
 
     queryset = CustomProvider.objects.for_organization(organization).prefetch_related("actions")
-    if key is not None:
-        if not key.startswith(CUSTOM_PREFIX):
-            return []
-        queryset = queryset.filter(slug=key[len(CUSTOM_PREFIX) :])
     return [custom.to_provider() for custom in queryset]
+
+
+# The broker's lookup of one custom provider (every call of a custom action): one small
+# statement reads the provider's id and revision, and each process keeps the provider it
+# built per (organization, slug) under them, as policies.selectors keeps a role's rules
+# under its rules_version. Every service that changes a provider or its actions raises the
+# revision in its transaction (`bump_revision`), so a process sees the change on its next
+# call; LOCAL_TTL_SECONDS bounds an entry's life in case a change ever bypasses them.
+LOCAL_TTL_SECONDS = 300
+LOCAL_MAX_PROVIDERS = 1024
+# (organization id, slug) -> (provider id, revision, provider, monotonic expiry)
+_local_custom: dict[tuple[int, str], tuple[int, int, Provider, float]] = {}
+_local_lock = threading.Lock()
+
+
+def _revision_sql() -> str:
+    from apps.providers.models import CustomProvider
+
+    # Model metadata only; the organization and slug are parameters.
+    return (
+        f"SELECT id, revision FROM {CustomProvider._meta.db_table}"  # noqa: S608 - metadata
+        " WHERE organization_id = %s AND slug = %s"
+    )
+
+
+def bump_revision(provider_id: int) -> None:
+    """Call inside the transaction that changes a custom provider or its actions."""
+    from apps.providers.models import CustomProvider
+
+    CustomProvider.objects.filter(pk=provider_id).update(revision=F("revision") + 1)
+
+
+def _custom_provider(organization: Organization | int, key: str) -> Provider | None:
+    """One custom provider by key: one statement when this process holds its current
+    revision, three (the revision, the provider and its actions) when it does not."""
+    from apps.providers.models import CUSTOM_PREFIX, CustomProvider
+
+    if not key.startswith(CUSTOM_PREFIX):
+        return None
+    slug = key[len(CUSTOM_PREFIX) :]
+    organization_id = organization if isinstance(organization, int) else organization.pk
+    with db_connection.cursor() as cursor:
+        cursor.execute(_revision_sql(), [organization_id, slug])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    provider_id, revision = row
+    local = _local_custom.get((organization_id, slug))
+    now = time.monotonic()
+    if local is not None and local[:2] == (provider_id, revision) and local[3] > now:
+        return local[2]
+    # Built after `revision` was read, so at least that new (a racing thread storing an
+    # older entry last only costs the next call a rebuild).
+    custom = CustomProvider.objects.prefetch_related("actions").filter(pk=provider_id).first()
+    if custom is None:
+        return None
+    provider = custom.to_provider()
+    with _local_lock:
+        if len(_local_custom) >= LOCAL_MAX_PROVIDERS:
+            _local_custom.clear()
+        _local_custom[(organization_id, slug)] = (
+            provider_id,
+            revision,
+            provider,
+            now + LOCAL_TTL_SECONDS,
+        )
+    return provider
 
 
 # --- the interface ----------------------------------------------------------------
@@ -188,9 +253,9 @@ def get_provider(key: str, *, organization: Organization | int | None = None) ->
     provider = _builtins().get(key)
     if provider is not None:
         return provider
-    custom = _custom_providers(organization, key)
-    if custom:
-        return custom[0]
+    custom = _custom_provider(organization, key) if organization is not None else None
+    if custom is not None:
+        return custom
     raise UnknownProvider(key)
 
 

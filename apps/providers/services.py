@@ -15,6 +15,7 @@ from apps.audit.services import audit_record
 from apps.core.ports import Port
 from apps.organizations.models import Organization
 from apps.providers.models import CustomAction, CustomProvider
+from apps.providers.registry import bump_revision
 
 # Fields an admin may change after creation. The slug (and so the catalog key
 # that rules and connections refer to) and the organization never change.
@@ -148,6 +149,7 @@ def custom_provider_update(
             )
             raise ValidationError({f: message for f in frozen})
     locked.save()
+    bump_revision(locked.pk)
     audit_record(
         action="provider.custom_updated",
         organization=locked.organization,
@@ -230,6 +232,7 @@ def custom_action_create(
         raise ValidationError({"name": taken_message})
     action.full_clean(validate_constraints=False)
     _save_new(action, "name", taken_message)
+    bump_revision(provider.pk)
     audit_record(
         action="provider.custom_action_created",
         organization=provider.organization,
@@ -269,6 +272,7 @@ def custom_action_delete(*, action: CustomAction, actor: Any) -> None:
         actor=actor,
     )
     action.delete()
+    bump_revision(provider.pk)
 
 
 IMPORT_FIELDS = (

@@ -38,3 +38,16 @@ def test_swagger_ui_gets_its_own_policy_and_no_inline_script(client: Client) -> 
     initializer = client.get("/api/docs/?script=")
     assert initializer.status_code == 200
     assert "SwaggerUIBundle" in initializer.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/whoami", "/api/v1/actions", "/mcp"])
+def test_agent_answers_get_a_policy_that_allows_nothing(client: Client, path: str) -> None:
+    """The agent API skips the per-page policy (apps/core/browser_middleware.py) but its
+    answers still carry a policy, the other security headers and the request id."""
+    response = client.post(path, "{}", content_type="application/json")
+    assert response.status_code == 401
+    assert policy(response) == {"default-src 'none'", "frame-ancestors 'none'"}
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert len(response["X-Request-Id"]) == 32
+    assert not response.cookies  # no CSRF or session cookie

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 from pytest_django import DjangoAssertNumQueries
 
 from apps.organizations.models import Organization
+from apps.providers.models import CustomProvider
 from apps.providers.registry import (
     UnknownAction,
     UnknownProvider,
@@ -13,6 +15,13 @@ from apps.providers.registry import (
     all_providers,
     get_action,
     get_provider,
+)
+from apps.providers.services import (
+    custom_action_create,
+    custom_action_delete,
+    custom_provider_create,
+    custom_provider_delete,
+    custom_provider_update,
 )
 
 
@@ -114,3 +123,82 @@ def test_builtins_are_found_before_custom_lookups(
 ) -> None:
     with django_assert_num_queries(0):
         get_action("sandbox.list_projects", organization=org)
+
+
+@pytest.mark.django_db
+def test_a_custom_provider_is_built_once_per_revision(
+    crm: CustomProvider, org: Organization, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    first = get_provider("custom-crm", organization=org)
+    with django_assert_num_queries(2):  # the revision only, once per lookup
+        again = get_provider("custom-crm", organization=org)
+        action = get_action("custom-crm.get_item", organization=org.pk)
+    assert again is first
+    assert action is first.action("custom-crm.get_item")
+    other = custom_provider_create(
+        organization=org,
+        actor=None,
+        slug="other",
+        display_name="Other",
+        auth_type="api_key",
+        api_base_url="https://other.example.com",
+    )
+    assert get_provider("custom-other", organization=org).display_name == "Other"
+    assert get_provider("custom-crm", organization=org) is first
+    assert crm.pk != other.pk
+
+
+@pytest.mark.django_db
+def test_every_change_to_a_custom_provider_is_seen_by_the_next_lookup(
+    crm: CustomProvider, org: Organization, admin: User
+) -> None:
+    get_action("custom-crm.get_item", organization=org)  # cached
+    created = custom_action_create(
+        provider=crm,
+        actor=admin,
+        name="list_items",
+        description="List the items.",
+        action_class="read",
+        method="GET",
+        path="/items",
+        input_schema={"type": "object", "properties": {}},
+    )
+    assert get_action("custom-crm.list_items", organization=org).path == "/items"
+
+    custom_action_delete(action=created, actor=admin)
+    with pytest.raises(UnknownAction):
+        get_action("custom-crm.list_items", organization=org)
+
+    custom_provider_update(
+        provider=crm, actor=admin, changes={"api_base_url": "https://crm2.example.com/api"}
+    )
+    assert get_provider("custom-crm", organization=org).api_base_url == (
+        "https://crm2.example.com/api"
+    )
+
+    custom_provider_delete(provider=CustomProvider.objects.get(pk=crm.pk), actor=admin)
+    with pytest.raises(UnknownProvider):
+        get_provider("custom-crm", organization=org)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("crm")
+def test_a_cached_custom_provider_stays_in_its_organization(
+    org: Organization, other_org: Organization, admin: User
+) -> None:
+    """Another organization with a provider of the same slug gets its own."""
+    get_provider("custom-crm", organization=org)
+    theirs = custom_provider_create(
+        organization=other_org,
+        actor=admin,
+        slug="crm",
+        display_name="Their CRM",
+        auth_type="api_key",
+        api_base_url="https://theirs.example.com",
+    )
+    assert get_provider("custom-crm", organization=other_org).display_name == "Their CRM"
+    assert get_provider("custom-crm", organization=org).display_name == "Acme CRM"
+    custom_provider_delete(provider=theirs, actor=admin)
+    with pytest.raises(UnknownProvider):
+        get_provider("custom-crm", organization=other_org.pk)
+    assert get_provider("custom-crm", organization=org.pk).display_name == "Acme CRM"
