@@ -69,6 +69,19 @@ def policy(issuer: Issuer, worker: Worker, admin: User) -> TrustPolicy:
     )
 
 
+def sub_policy(issuer: Issuer, worker: Worker, sub: str, actor: User) -> TrustPolicy:
+    """A generic-OIDC policy letting the issuer's `sub` become `worker` with its default role."""
+    return trust_policy_create(
+        worker=worker,
+        preset="oidc",
+        issuer=issuer.url,
+        audience=AUDIENCE,
+        conditions=[{"claim": "sub", "value": sub}],
+        role=worker.default_role,
+        actor=actor,
+    )
+
+
 def exchange(client: Client, subject_token: str, audience: str, **extra: str) -> Any:
     data = {
         "grant_type": GRANT_TYPE,
@@ -254,15 +267,7 @@ def test_the_token_stops_when_the_policy_goes_or_the_kill_switch_is_used(
     removed = AuditEvent.objects.get(action="worker.trust_policy_removed")
     assert removed.metadata["revoked_tokens"] == [WorkerToken.objects.get(worker=worker).public_id]
 
-    again = trust_policy_create(
-        worker=worker,
-        preset="oidc",
-        issuer=issuer.url,
-        audience=AUDIENCE,
-        conditions=[{"claim": "sub", "value": "triage-ci"}],
-        role=worker.default_role,
-        actor=admin,
-    )
+    again = sub_policy(issuer, worker, "triage-ci", admin)
     raw = exchange(client, issuer.issue(), target(worker)).json()["access_token"]
     assert client.get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
     assert WorkerToken.objects.get(trust_policy=again).is_usable()
@@ -288,15 +293,7 @@ def test_a_token_cannot_land_on_another_organizations_worker(
         default_role=make_role(other_org),
         actor=outsider,
     )
-    trust_policy_create(
-        worker=theirs,
-        preset="oidc",
-        issuer=issuer.url,
-        audience=AUDIENCE,
-        conditions=[{"claim": "sub", "value": "other-ci"}],
-        role=theirs.default_role,
-        actor=outsider,
-    )
+    sub_policy(issuer, theirs, "other-ci", outsider)
     # other-ci's token may become `theirs`, never the victim's worker.
     assert exchange(client, issuer.issue("other-ci"), target(theirs)).status_code == 200
     refused = exchange(client, issuer.issue("other-ci"), target(worker))
@@ -443,15 +440,7 @@ def test_grantry_exchange_prints_a_working_token(
     worker = worker_create(
         organization=org, name="pod-agent", default_role=make_role(org), actor=admin
     )
-    trust_policy_create(
-        worker=worker,
-        preset="oidc",
-        issuer=issuer.url,
-        audience=AUDIENCE,
-        conditions=[{"claim": "sub", "value": "triage-ci"}],
-        role=worker.default_role,
-        actor=admin,
-    )
+    sub_policy(issuer, worker, "triage-ci", admin)
     token_file = tmp_path / "token"
     token_file.write_text(issuer.issue() + "\n")
     args = ["exchange", "--url", live_server.url, "--audience", target(worker)]
