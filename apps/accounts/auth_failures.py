@@ -74,7 +74,7 @@ def _bearer(request: HttpRequest) -> str:
     if not isinstance(header, str):
         return ""
     scheme, _, raw = header.strip().partition(" ")
-    credential = raw.strip() if scheme.lower() == "bearer" else header.strip()
+    credential = raw.strip() if scheme.lower() in ("bearer", "dpop") else header.strip()
     return credential if looks_like_token(credential) else ""
 
 
@@ -179,6 +179,10 @@ def _incr(key: str, timeout: int) -> int:
         return 1
 
 
+# The failures of a known token that have an event of their own.
+_ACTIONS = {"token_expired": "token.expired_in_use", "invalid_dpop_proof": "token.dpop_refused"}
+
+
 def _iso(now: float) -> str:
     return datetime.fromtimestamp(now, tz=UTC).isoformat()
 
@@ -199,9 +203,10 @@ def auth_failure_record(
 ) -> bool:
     """Count one failed authentication; audit it if it is among the first few of its kind
     in this window, else fold it into the window's summary. Returns whether an event was written.
-    Never given the raw token. A known token past its expiry is `token.expired_in_use`,
-    every other failure `auth.failed`."""
-    action = "token.expired_in_use" if code == "token_expired" else "auth.failed"
+    Never given the raw token. A known token past its expiry is `token.expired_in_use`, a
+    known token bound to a key sent without a valid proof of it `token.dpop_refused` (a
+    stolen bound token looks like this), every other failure `auth.failed`."""
+    action = _ACTIONS.get(code, "auth.failed")
     now = clock()
     window = _window(now)
     ttl = window_seconds() * (FLUSH_LOOKBACK + 2)
@@ -244,7 +249,17 @@ def auth_failure_record(
     return False
 
 
-CODES = ("token_missing", "token_malformed", "token_invalid", "token_expired", "worker_disabled")
+CODES = (
+    "token_missing",
+    "token_malformed",
+    "token_invalid",
+    "token_expired",
+    "worker_disabled",
+    "token_audience",
+    "invalid_dpop_proof",
+    "dpop_required",
+    "dpop_unbound",
+)
 
 
 def _summarize(window: int, descriptor: dict[str, Any]) -> bool:
