@@ -289,8 +289,10 @@ class WorkerTokenAuthentication(BaseAuthentication):
         """RFC 9449 §7: a bound token only with the DPoP scheme and a valid proof of its
         key for this request and this token; an unbound one never with the DPoP scheme, and
         not at all when its worker requires DPoP."""
+        if not context.dpop_jkt and scheme == "dpop":
+            self._fail("dpop_unbound", request, context)
         if not context.dpop_jkt:
-            self._fail("dpop_unbound" if scheme == "dpop" else "dpop_required", request, context)
+            self._fail("dpop_required", request, context)
         if scheme != "dpop":
             self._fail("invalid_dpop_proof", request, context, dpop_reason="scheme")
         django_request = request._request
