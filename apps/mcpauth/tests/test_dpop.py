@@ -159,6 +159,10 @@ def test_a_worker_that_requires_dpop_gets_no_token_without_a_proof(
     signed_in: Client, agent: Agent, settings: Settings
 ) -> None:
     worker_update(worker=agent.worker, require_dpop=True)
+    page = signed_in.get(
+        authorize_url(new_flow(register(signed_in)), resource=services.mcp_resource_url())
+    )
+    assert f"{agent.worker.name} (requires DPoP)" in page.content.decode()
     flow, code = code_for(signed_in, agent)
     refused = redeem(signed_in, flow, code)
     assert refused.status_code == 400
