@@ -133,13 +133,15 @@ def auth_refuse(
     token_public_id: str = "",
     fields: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> NoReturn:
     """Refuse one failed token authentication, of either kind: 429 when this address or
     token prefix is throttled (read only now, after the lookup failed: it limits failures,
     never a valid token that shares an address with them, such as agents behind a NAT, and
     a successful call does not read it at all); else count and audit it in its own
     transaction (`auth_failure_record`) and answer 401 with `WWW-Authenticate` and the
-    standard error body. `fields` name the token's actor and target when it was found."""
+    standard error body. `fields` name the token's actor and target when it was found;
+    `metadata` adds to the event's (which DPoP check failed)."""
     auth_throttle_check(request)
     with transaction.atomic():
         auth_failure_record(
@@ -150,6 +152,7 @@ def auth_refuse(
             organization_id=organization_id,
             token_public_id=token_public_id,
             fields=fields,
+            metadata=metadata,
         )
     from apps.core.api import APIError  # apps.core.api imports DRF's views
 
@@ -200,6 +203,7 @@ def auth_failure_record(
     organization_id: int | None = None,
     token_public_id: str = "",
     fields: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> bool:
     """Count one failed authentication; audit it if it is among the first few of its kind
     in this window, else fold it into the window's summary. Returns whether an event was written.
@@ -221,7 +225,7 @@ def auth_failure_record(
                 action=action,
                 outcome=Outcome.FAILURE,
                 reason=message,
-                metadata={"code": code, "surface": surface},
+                metadata={**(metadata or {}), "code": code, "surface": surface},
                 organization_id=organization_id,
                 **(fields or {"actor_type": ActorType.ANONYMOUS}),
             )

@@ -338,6 +338,7 @@ class WorkerTokenAuthentication(BaseAuthentication):
             token_public_id=context.token_public_id if context is not None else "",
             fields=_failure_fields(context),
             details=details,
+            metadata={"dpop": dpop_reason} if dpop_reason else None,
         )
 
 

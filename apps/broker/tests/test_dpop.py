@@ -213,6 +213,7 @@ def test_the_attacker_with_a_stolen_bound_token_is_refused(
     event = AuditEvent.objects.get(action="token.dpop_refused")
     assert event.token_id == bound.token.public_id
     assert event.metadata["code"] == "invalid_dpop_proof"
+    assert event.metadata["dpop"] == reason
     assert event.outcome == "failure"
     assert bound.raw not in json.dumps(event.metadata) + event.reason
 
