@@ -1,10 +1,19 @@
-"""Agent authentication: `Authorization: Bearer gry_…`, and nothing else.
+"""Agent authentication: `Authorization: Bearer gry_…`, or for a token bound to a key
+`Authorization: DPoP gry_…` with its proof (RFC 9449, apps.workers.dpop), and nothing else.
 
 On success `request.user` is a `WorkerPrincipal` and `request.auth` an
 `AgentContext`: plain values read in ONE statement (token + worker + role +
 organization by digest), no model instances. Every failure answers 401 with
 `WWW-Authenticate: Bearer` and the standard error body, and is audited with
 the token's public id when it is known — never with the raw token.
+
+A token bound to a key (`dpop_jkt`) works only with a valid DPoP proof of that key; a
+worker that requires DPoP has every unbound token of it refused. Both facts come with the
+one statement, and an unbound token of a worker that does not require DPoP (every token
+before DPoP existed) skips the proof check on one falsy test: no query, no cache read.
+Proof refusals answer 401 `invalid_dpop_proof` with `WWW-Authenticate: DPoP
+error="invalid_dpop_proof"` and are counted, throttled and audited like the rest
+(`token.dpop_refused` when the token was found).
 
 The organization comes from the token row (`t.organization_id`), never from the
 request: this is the agent side of the tenant boundary (apps/core/models.py), and
@@ -37,6 +46,7 @@ from apps.core.audit_context import client_ip
 from apps.core.tokens import digests_match, looks_like_token, parse_token
 from apps.organizations.models import Organization
 from apps.policies.models import Role
+from apps.workers import dpop
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import token_touch
 
@@ -49,7 +59,13 @@ FAILURES = {
     "token_expired": "The token has expired. Mint or roll a new one.",
     "worker_disabled": "The worker of this token is disabled.",
     "token_audience": "This token was issued for another resource (RFC 8707).",
+    "invalid_dpop_proof": "This token is bound to a key (DPoP): send it as "
+    "'Authorization: DPoP <token>' with a fresh proof in the 'DPoP' header.",
+    "dpop_required": "This worker requires DPoP, and this token is not bound to a key. "
+    "Mint or obtain a token bound to your public key.",
+    "dpop_unbound": "This token is not bound to a key: send it as 'Authorization: Bearer'.",
 }
+DPOP_CODES = frozenset({"invalid_dpop_proof", "dpop_required", "dpop_unbound"})
 
 
 @dataclass
@@ -76,6 +92,8 @@ class AgentContext:
     # The resource an OAuth-issued token is bound to and its client ("" for static tokens).
     audience: str = ""
     oauth_client: str = ""
+    # The thumbprint of the key the token is bound to (DPoP), "" for a bearer token.
+    dpop_jkt: str = ""
 
     @classmethod
     def for_token(cls, token: WorkerToken) -> AgentContext:
@@ -96,6 +114,7 @@ class AgentContext:
             store_broker_input=token.organization.store_broker_input,
             audience=token.audience,
             oauth_client=token.oauth_client,
+            dpop_jkt=token.dpop_jkt,
         )
 
     @cached_property
@@ -146,6 +165,7 @@ class _Row:
     digest: str
     revoked: bool
     worker_active: bool
+    worker_requires_dpop: bool
 
 
 def _lookup_sql() -> str:
@@ -155,7 +175,8 @@ def _lookup_sql() -> str:
     return (
         "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608 - table names of ours
         " t.revoked_at IS NOT NULL, w.id, w.name, w.status, r.id, r.name, r.rules_version,"
-        " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client"
+        " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client, t.dpop_jkt,"
+        " w.require_dpop"
         f" FROM {token} t JOIN {worker} w ON w.id = t.worker_id"
         f" JOIN {role} r ON r.id = t.role_id JOIN {organization} o ON o.id = t.organization_id"
         " WHERE t.digest = %s"
@@ -189,11 +210,21 @@ def lookup(digest: str) -> _Row | None:
         store_broker_input=row[15],
         audience=row[16],
         oauth_client=row[17],
+        dpop_jkt=row[18],
     )
-    return _Row(context, digest=row[5], revoked=row[6], worker_active=row[9] == WorkerStatus.ACTIVE)
+    return _Row(
+        context,
+        digest=row[5],
+        revoked=row[6],
+        worker_active=row[9] == WorkerStatus.ACTIVE,
+        worker_requires_dpop=row[19],
+    )
 
 
 def _www_authenticate(code: str) -> str:
+    if code in DPOP_CODES:
+        error = "invalid_dpop_proof" if code == "invalid_dpop_proof" else "invalid_token"
+        return f'DPoP realm="{REALM}", error="{error}", algs="{dpop.algs_supported()}"'
     if code == "token_missing":
         return f'Bearer realm="{REALM}"'
     return f'Bearer realm="{REALM}", error="invalid_token"'
@@ -216,9 +247,10 @@ class WorkerTokenAuthentication(BaseAuthentication):
         header = get_authorization_header(request).decode("latin-1").strip()
         scheme, _, raw = header.partition(" ")
         raw = raw.strip()
+        scheme = scheme.lower()
         if not header:
             self._fail("token_missing", request)
-        if scheme.lower() != "bearer" or not raw:
+        if scheme not in ("bearer", "dpop") or not raw:
             # "Basic gry_…" or a bare "gry_…": a token sent the wrong way is malformed.
             sent_a_token = looks_like_token(header) or looks_like_token(raw)
             self._fail("token_malformed" if sent_a_token else "token_missing", request)
@@ -237,6 +269,8 @@ class WorkerTokenAuthentication(BaseAuthentication):
             self._fail("worker_disabled", request, context)
         if context.audience and context.audience != self.resource:
             self._fail("token_audience", request, context)
+        if context.dpop_jkt or found.worker_requires_dpop or scheme == "dpop":
+            self._check_dpop(request, context, raw, scheme)
         audit_context.bind_actor(
             actor_type=audit_context.WORKER,
             actor_id=context.worker_id,
@@ -251,19 +285,60 @@ class WorkerTokenAuthentication(BaseAuthentication):
         )
         return WorkerPrincipal(context.worker_name), context
 
-    def _fail(self, code: str, request: Request, context: AgentContext | None = None) -> NoReturn:
+    def _check_dpop(self, request: Request, context: AgentContext, raw: str, scheme: str) -> None:
+        """RFC 9449 §7: a bound token only with the DPoP scheme and a valid proof of its
+        key for this request and this token; an unbound one never with the DPoP scheme, and
+        not at all when its worker requires DPoP."""
+        if not context.dpop_jkt and scheme == "dpop":
+            self._fail("dpop_unbound", request, context)
+        if not context.dpop_jkt:
+            self._fail("dpop_required", request, context)
+        if scheme != "dpop":
+            self._fail("invalid_dpop_proof", request, context, dpop_reason="scheme")
+        django_request = request._request
+        try:
+            dpop.proof_verify(
+                django_request.headers.get("DPoP"),
+                method=django_request.method or "GET",
+                url=dpop.request_url(django_request),
+                access_token=raw,
+                jkt=context.dpop_jkt,
+            )
+        except dpop.InvalidProof as problem:
+            self._fail(
+                "invalid_dpop_proof",
+                request,
+                context,
+                dpop_reason=problem.reason,
+                message=problem.message,
+            )
+
+    def _fail(
+        self,
+        code: str,
+        request: Request,
+        context: AgentContext | None = None,
+        *,
+        dpop_reason: str = "",
+        message: str = "",
+    ) -> NoReturn:
         """Throttled, counted and audited like a personal token's
-        (apps.accounts.auth_failures.auth_refuse); the success path never comes here."""
+        (apps.accounts.auth_failures.auth_refuse); the success path never comes here.
+        A DPoP refusal says which check failed (`dpop_reason`) and why (`message`)."""
+        details: dict[str, Any] = {"token_id": context.token_public_id} if context else {}
+        if dpop_reason:
+            details["dpop"] = dpop_reason
         auth_refuse(
             request._request,
             surface="agent",
             code=code,
-            message=FAILURES[code],
+            message=message or FAILURES[code],
             www_authenticate=_www_authenticate(code),
             organization_id=context.organization_id if context is not None else None,
             token_public_id=context.token_public_id if context is not None else "",
             fields=_failure_fields(context),
-            details={"token_id": context.token_public_id} if context is not None else {},
+            details=details,
+            metadata={"dpop": dpop_reason} if dpop_reason else None,
         )
 
 

@@ -49,6 +49,13 @@ class Worker(TenantModel):
         related_name="+",
         help_text="The role new tokens get unless another is chosen at mint.",
     )
+    require_dpop = models.BooleanField(
+        default=False,
+        verbose_name="Require DPoP",
+        help_text="Its tokens work only with a DPoP proof signed by the key each was bound to "
+        "(RFC 9449): a stolen token alone is useless. Unbound tokens of it are refused and "
+        "none are issued.",
+    )
 
     objects = TenantQuerySet.as_manager()
 
@@ -166,6 +173,10 @@ class WorkerToken(IssuedToken):
         editable=False,
         related_name="tokens",
     )
+
+    # The RFC 7638 thumbprint of the public key the token is bound to (DPoP, RFC 9449;
+    # apps.workers.dpop): set when it is obtained, never changed. "" for a bearer token.
+    dpop_jkt = models.CharField(max_length=43, blank=True, default="", editable=False)
 
     objects = WorkerTokenQuerySet.as_manager()
 
