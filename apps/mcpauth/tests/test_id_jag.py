@@ -582,6 +582,10 @@ def test_management_api_and_worker_page(
     )
     assert added.status_code == 302
     assert TrustPolicy.objects.filter(worker=worker, clients=["client-a", "client-b"]).exists()
+    # Settings → MCP clients lists the company IdPs too.
+    settings_page = client.get(f"/o/{worker.organization.slug}/settings/mcp/").content.decode()
+    assert "client-b" in settings_page
+    assert idp.url in settings_page
 
 
 # --- the official `mcp` client, end to end over real HTTP ---------------------------------
