@@ -44,9 +44,11 @@ authentication, and the exchange's throttle answers 429 once there are too many.
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -126,16 +128,31 @@ def _one(request: HttpRequest, name: str, *, required: bool = True) -> str:
     return str(values[0])
 
 
+def basic_credentials(authorization: str) -> str:
+    """`client_id:client_secret` of an HTTP Basic header, as DOT will read it ("" if none)."""
+    kind, _, value = authorization.partition(" ")
+    if kind != "Basic":
+        return ""
+    try:
+        decoded = base64.b64decode(value).decode("utf-8")
+    except (ValueError, UnicodeError):
+        return ""
+    return unquote_plus(decoded)
+
+
 def _client(request: HttpRequest) -> Any:
     """The MCP client the request authenticates as, the way the code and refresh grants do
     (django-oauth-toolkit's client authentication, Grantry's clients only), or a Refusal."""
     declared = _one(request, "client_id", required=False)
     _one(request, "client_secret", required=False)  # at most once
-    if not declared and "HTTP_AUTHORIZATION" not in request.META:
+    authorization = request.META.get("HTTP_AUTHORIZATION")
+    if (
+        (not declared and authorization is None)
+        or "\x00" in declared
+        or (authorization is not None and "\x00" in basic_credentials(authorization))
+    ):  # PostgreSQL text holds no NUL: refused here, not a 500 in the client lookup
         raise Refusal("invalid_client", "Client authentication failed.", "client_auth", 401)
-    headers = {}
-    if "HTTP_AUTHORIZATION" in request.META:
-        headers["HTTP_AUTHORIZATION"] = request.META["HTTP_AUTHORIZATION"]
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization is not None else {}
     validator = GrantryValidator()
     try:
         oauth_request = OAuthRequest(

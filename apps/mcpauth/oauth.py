@@ -236,6 +236,24 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
         )
 
 
+def nul_in_request(request: HttpRequest) -> bool:
+    """Whether a form value or the HTTP Basic client credentials carry NUL, which no client id,
+    code or token has, and which PostgreSQL text refuses (DOT's lookups would answer 500)."""
+    if any("\x00" in value for values in request.POST.lists() for value in values[1]):
+        return True
+    authorization = request.META.get("HTTP_AUTHORIZATION")
+    return authorization is not None and "\x00" in idjag.basic_credentials(authorization)
+
+
+def _nul_refused() -> JsonResponse:
+    response = JsonResponse(
+        {"error": "invalid_request", "error_description": "A parameter holds a NUL character."},
+        status=400,
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 class TokenView(_Grantry, dot_views.TokenView):
     """The one token endpoint: DOT's grants (authorization code, refresh), the RFC 8693
     token exchange of a workload's identity for a worker token (apps.mcpauth.exchange), and
@@ -243,6 +261,8 @@ class TokenView(_Grantry, dot_views.TokenView):
 
     @method_decorator(sensitive_post_parameters("subject_token", "assertion", "client_secret"))
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if nul_in_request(request):
+            return _nul_refused()
         if request.POST.get("grant_type") == exchange.GRANT_TYPE:
             return exchange.token_exchange_response(request)
         if request.POST.get("grant_type") == idjag.GRANT_TYPE:
@@ -251,7 +271,10 @@ class TokenView(_Grantry, dot_views.TokenView):
 
 
 class RevokeTokenView(_Grantry, dot_views.RevokeTokenView):
-    pass
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if nul_in_request(request):
+            return _nul_refused()
+        return super().post(request, *args, **kwargs)
 
 
 # OpenID Connect Dynamic Client Registration 1.0 §2 (MCP clients send it).
