@@ -13,7 +13,7 @@ a token, then measures p50/p99 latency and requests/s for
   (a) the upstream called directly,
   (b) a bare Django view of the same deployment (/healthz?checks=0),
   (m) the anchor: a minimal sync DRF broker with no Grantry code (token SELECT by
-      digest, durable INSERT, upstream GET with urllib3, INSERT with async commit;
+      digest, durable INSERT, upstream GET with urllib3, durable INSERT;
       scripts/bench_site/anchor.py), served by the same server,
   (c) a brokered execute of a built-in action (sandbox.list_projects),
   (d) a brokered execute of a custom provider's action (same upstream),

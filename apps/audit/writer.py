@@ -50,7 +50,6 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
     target_label: str = "",
     outcome: str = Outcome.SUCCESS,
     metadata: dict[str, Any] | None = None,
-    wait_for_flush: bool = True,
     only_if: Condition | None = None,
     **fields: Any,
 ) -> AuditEvent | None:
@@ -71,15 +70,6 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
 
     `only_if`: append only if this condition holds in the append's own statement;
     returns None (nothing written) when it does not.
-
-    `wait_for_flush=False` lets the commit return before the WAL reaches disk
-    (`synchronous_commit = off` for this transaction, set by the append statement
-    itself, so no extra round trip). The event is written and ordered like any other;
-    only a crash of the database server within the WAL writer's window could lose it.
-    The broker uses it for the outcome of a call whose attempt is already durably
-    recorded — nothing else should. Inside an enclosing transaction the setting would
-    apply to that whole transaction's commit; the broker runs in autocommit
-    (ATOMIC_REQUESTS is off, a test pins it).
     """
     audit_actions.require(action)  # an unregistered name is refused before anything
     if organization is not None:
@@ -132,7 +122,7 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
         raise TypeError(f"Unknown audit fields: {sorted(fields)}")
     began = time.monotonic()
     try:
-        appended = _append(values, wait_for_flush=wait_for_flush, only_if=only_if)
+        appended = _append(values, only_if=only_if)
     except DatabaseError as exc:
         # Every surface answers 503 `audit_unavailable`; the enclosing change rolls back.
         raise AuditUnavailable from exc
@@ -166,7 +156,7 @@ def _cast(name: str) -> str:
 
 
 _APPEND_SQL = f"""
-WITH {{settings}}ok AS (SELECT {{condition}} AS ok),
+WITH ok AS (SELECT {{condition}} AS ok),
 prev AS (
     SELECT h.seq, h.hash FROM audit_auditchainhead h, ok
     WHERE ok.ok AND h.chain_key = %(chain_key)s FOR UPDATE OF h{{skip_locked}}
@@ -193,27 +183,17 @@ _NEW_HEAD_SQL = (
     "INSERT INTO audit_auditchainhead (chain_key, seq, hash) VALUES (%s, 0, %s) "
     "ON CONFLICT (chain_key) DO NOTHING"
 )
-_append_sql: dict[tuple[bool, bool, str], str] = {}
+_append_sql: dict[tuple[bool, str], str] = {}
 
 
-def _statement(*, skip_locked: bool, wait_for_flush: bool, condition: str) -> str:
-    key = (skip_locked, wait_for_flush, condition)
+def _statement(*, skip_locked: bool, condition: str) -> str:
+    key = (skip_locked, condition)
     sql = _append_sql.get(key)
     if sql is None:
-        # `set_config(..., true)` is transaction-local; joining the CTE makes
-        # PostgreSQL evaluate it.
-        settings_cte = (
-            ""
-            if wait_for_flush
-            else "cfg AS (SELECT set_config('synchronous_commit', 'off', true)),"
-        )
         sql = _APPEND_SQL.format(
-            settings=settings_cte,
             condition=condition,
             skip_locked=" SKIP LOCKED" if skip_locked else "",
         )
-        if not wait_for_flush:
-            sql = sql.replace("\nFROM ok LEFT JOIN ins", "\nFROM ok CROSS JOIN cfg LEFT JOIN ins")
         _append_sql[key] = sql
     return sql
 
@@ -230,7 +210,6 @@ def _shards() -> int:
 def _append(
     values: dict[str, Any],
     *,
-    wait_for_flush: bool,
     only_if: Condition | None,
 ) -> tuple[int, int, str, str] | None:
     organization_id = values["organization_id"]
@@ -250,11 +229,7 @@ def _append(
         for shard, skip_locked in attempts:
             values["chain_key"] = chain_key_for(organization_id, shard)
             params = {**values, **base, "content": content_digest(values)}
-            sql = _statement(
-                skip_locked=skip_locked,
-                wait_for_flush=wait_for_flush,
-                condition=condition,
-            )
+            sql = _statement(skip_locked=skip_locked, condition=condition)
             row = _fetch(cursor, sql, params)
             if row[0] and row[1] is None and not row[5]:
                 # The chain has no head yet: create it and ask once more. (A head that

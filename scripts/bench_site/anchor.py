@@ -44,8 +44,7 @@ class MinimalBroker(APIView):
         answer = _POOL.request("GET", _UPSTREAM, timeout=10)
         with connection.cursor() as cursor:
             cursor.execute(
-                "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
-                "INSERT INTO bench_anchor_event (token_id, kind) SELECT %s, 'outcome' FROM cfg",
+                "INSERT INTO bench_anchor_event (token_id, kind) VALUES (%s, 'outcome')",
                 [row[0]],
             )
         return HttpResponse(answer.data, status=answer.status, content_type="application/json")

@@ -35,7 +35,7 @@ def sample(name: str, second: bool = False) -> Any:
 
 
 def append_statement() -> str:
-    return writer._statement(skip_locked=True, wait_for_flush=True, condition="TRUE")
+    return writer._statement(skip_locked=True, condition="TRUE")
 
 
 def test_every_reader_takes_the_models_list() -> None:

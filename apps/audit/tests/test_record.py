@@ -62,26 +62,6 @@ def test_database_links_the_chain_with_the_python_formula(org: Organization) -> 
     assert all(r.ok for r in reports), reports
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("wait", [True, False])
-def test_wait_for_flush_sets_the_commit_mode_of_the_events_own_transaction(
-    org: Organization, wait: bool
-) -> None:
-    from django.db import connection, transaction
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        event = audit_record(action="org.updated", organization=org, wait_for_flush=wait)
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == ("on" if wait else "off")
-    # Either way the event is a normal link of the chain.
-    from apps.audit.verify import verify_chains
-
-    assert AuditEvent.objects.filter(pk=event.pk).exists()
-    reports = verify_chains(organization_ids=[org.pk])
-    assert reports
-    assert all(r.ok for r in reports), reports
-
-
 def test_requests_are_not_wrapped_in_a_transaction(settings: Settings) -> None:
     """The broker's outcome event skips the flush wait for its own transaction only
     because each request runs in autocommit; ATOMIC_REQUESTS would widen that to the

@@ -20,8 +20,8 @@ byte (fail closed: 503 if it can't be written), and its statement is the fence
 of exact revocation (apps/workers/fence.py): it re-checks the token after waiting
 for any revocation in progress, and the request may be written only within the
 send window that starts just before it. No lock, transaction or database session
-state is held while the upstream answers. The outcome commits without waiting for the WAL
-flush (the attempt is already durable); see `audit_record(wait_for_flush=)`.
+state is held while the upstream answers. The outcome is committed as durably as the
+attempt: a database crash loses no outcome the agent was answered with.
 
 The modules, one concern each:
 

@@ -155,7 +155,6 @@ class AgentCall:
         latency_ms: int | None = None,
         extra: dict[str, Any] | None = None,
         last: bool = False,
-        wait_for_flush: bool = True,
         only_if: Condition | None = None,
     ) -> bool:
         """Append one event of this call; `last`: its last (the call's metrics are
@@ -180,7 +179,6 @@ class AgentCall:
             upstream_status=upstream_status,
             latency_ms=latency_ms,
             metadata={**self.metadata, **(extra or {})},
-            wait_for_flush=wait_for_flush,
             only_if=only_if,
         )
         if event is not None:

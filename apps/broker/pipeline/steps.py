@@ -375,8 +375,10 @@ def _send(call: AgentCall, upstream: Upstream) -> BrokerResult:
 
 
 def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
-    """Record the outcome in one statement that commits without waiting for the WAL
-    flush. The call already went upstream, so a failed write is tried again on a fresh
+    """Record the outcome in one statement, committed as durably as the attempt (a
+    crash of the database server loses no outcome it acknowledged: the chaos run
+    crashes PostgreSQL under load and counts). The call already went upstream, so a
+    failed write is tried again on a fresh
     database connection for up to GRANTRY_AUDIT_OUTCOME_RETRY_SECONDS (PgBouncer or
     PostgreSQL restarting); if it still fails, the upstream's answer is withheld
     (502 `outcome_unrecorded`: no success without its audit record) and the attempt,
@@ -401,7 +403,6 @@ def _outcome(call: AgentCall, result: BrokerResult) -> BrokerResult:
                 latency_ms=int((time.monotonic() - call.started) * 1000),
                 extra={"error": error.code} if error else None,
                 last=True,
-                wait_for_flush=False,
                 only_if=retry,
             ):
                 break
