@@ -244,7 +244,14 @@ def auth_failure_record(
     return False
 
 
-CODES = ("token_missing", "token_malformed", "token_invalid", "token_expired", "worker_disabled")
+CODES = (
+    "token_missing",
+    "token_malformed",
+    "token_invalid",
+    "token_expired",
+    "worker_disabled",
+    "member_inactive",
+)
 
 
 def _summarize(window: int, descriptor: dict[str, Any]) -> bool:

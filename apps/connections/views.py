@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
@@ -47,12 +48,20 @@ def _provider_or_none(key: str, organization: Any) -> Provider | None:
         return None
 
 
+def _visible(view: Any) -> Any:
+    """The connections a member sees: the shared ones and their own personal ones; an
+    admin sees every member's personal connections too (never their secrets)."""
+    return view.tenant_rows(Connection).visible_to(
+        user=view.request.user, sees_all=view.membership.can_manage()
+    )
+
+
 class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
     template_name = "connections/list.html"
     search_fields = ("name", "provider_key", "account_label")
 
     def scope_queryset(self) -> Any:
-        return self.tenant_rows(Connection).select_related("created_by")
+        return _visible(self).select_related("created_by", "owner")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -73,7 +82,74 @@ class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
             connection.provider_name = names[connection.provider_key]
         context["can_manage"] = self.membership.can_manage()
         context["provider_apps"] = self.tenant_rows(ProviderApp)
+        context["personal_providers"] = _personal_providers(self)
         return context
+
+
+def _personal_providers(view: Any) -> list[Provider]:
+    """Providers a member can connect their own account of: OAuth, with the
+    organization's OAuth app set up (a personal connection uses the organization's app)."""
+    configured = set(view.tenant_rows(ProviderApp).values_list("provider_key", flat=True))
+    return [
+        p
+        for p in all_providers(organization=view.organization)
+        if p.key in configured and AuthType.OAUTH2 in p.auth_types
+    ]
+
+
+class PersonalConnectView(OrgViewMixin, TemplateView):
+    """A member connects their own account of a provider (a personal connection): the
+    OAuth connect flow, with the member as the connection's owner. Any member, for
+    themselves only; rules reach it only as `connection: on_behalf_of`, for a worker
+    that acts for this member."""
+
+    template_name = "connections/connect_personal.html"
+
+    def _setup(self) -> None:
+        self.provider = _provider_or_404(self.kwargs["provider_key"], self.organization)
+        if self.provider not in _personal_providers(self):
+            raise Http404(
+                "Connect your own account of this provider once an admin set up its OAuth app."
+            )
+
+    def _form(self, data: Any = None) -> ConnectOAuthForm:
+        params = tuple(getattr(self.provider, "base_url_params", ()) or ())
+        user = self.request.user
+        initial = {"name": f"{self.provider.key}-{getattr(user, 'pk', '')}"[:60]}
+        return ConnectOAuthForm(
+            data, organization=self.organization, url_params=params, initial=initial
+        )
+
+    @override
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._setup()
+        return self.render_to_response(
+            self.get_context_data(form=self._form(), provider=self.provider)
+        )
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._setup()
+        form = self._form(request.POST)
+        if form.is_valid():
+            if not request.session.session_key:
+                request.session.save()
+            try:
+                url = services.connection_oauth_start(
+                    organization=self.organization,
+                    provider_key=self.provider.key,
+                    name=form.cleaned_data["name"],
+                    actor=request.user,
+                    session_key=request.session.session_key or "",
+                    base_url_params=form.base_url_params(),
+                    personal=True,
+                )
+            except ValueError as exc:  # BaseURLParamError
+                form.add_error(None, str(exc))
+            else:
+                return HttpResponseRedirect(url)
+        return self.render_to_response(
+            self.get_context_data(form=form, provider=self.provider), status=400
+        )
 
 
 class ProviderPickView(OrgViewMixin, TemplateView):
@@ -239,8 +315,8 @@ class ConnectView(OrgViewMixin, TemplateView):
 
 
 class ReconnectView(OrgViewMixin, View):
-    required_role = OrgRole.ADMIN
-    write_role = OrgRole.ADMIN
+    """Admins reconnect the organization's connections; a member (admins too) their own
+    personal ones, and nobody another member's."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         connection = self.scope_queryset().filter(pk=kwargs["pk"]).first()
@@ -286,15 +362,20 @@ class ReconnectView(OrgViewMixin, View):
         return HttpResponseRedirect(url)
 
     def scope_queryset(self) -> Any:
-        return self.tenant_rows(Connection)
+        mine = Q(owner=self.request.user)
+        if self.membership.can_manage():
+            return self.tenant_rows(Connection).filter(Q(owner__isnull=True) | mine)
+        return self.tenant_rows(Connection).filter(mine)
 
 
 class DisconnectView(OrgViewMixin, TemplateView):
-    required_role = OrgRole.ADMIN
-    write_role = OrgRole.ADMIN
+    """Admins disconnect any connection; a member their own personal ones (which stops
+    every worker acting for them from using it at once)."""
 
     def scope_queryset(self) -> Any:
-        return self.tenant_rows(Connection)
+        if self.membership.can_manage():
+            return self.tenant_rows(Connection)
+        return self.tenant_rows(Connection).filter(owner_id=self.request.user.pk)
 
     def _connection(self) -> Connection:
         connection = self.scope_queryset().filter(pk=self.kwargs["pk"]).first()
