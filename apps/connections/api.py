@@ -108,18 +108,11 @@ class ConnectionDetailAPIView(_VisibleConnections, generics.RetrieveAPIView[Conn
     lookup_url_kwarg = "connection_id"
 
 
-class ConnectionDisconnectAPIView(OrgAPIMixin, APIView):
-    """Admins disconnect any connection; a member their own personal ones."""
+class ConnectionDisconnectAPIView(_VisibleConnections, APIView):
+    """Admins disconnect any connection; a member their own personal ones (another
+    member's does not exist for them: 404; a shared one needs an admin: 403)."""
 
-    model = Connection
     write_role = OrgRole.MEMBER
-    read_role = OrgRole.MEMBER
-
-    def scope_queryset(self) -> QuerySet[Any]:
-        rows = super().scope_queryset()
-        if self.membership.can_manage():
-            return rows
-        return rows.filter(owner=self.request.user)
 
     @extend_schema(
         tags=["connections"],
@@ -129,6 +122,8 @@ class ConnectionDisconnectAPIView(OrgAPIMixin, APIView):
     )
     def post(self, request: Request, org_slug: str, connection_id: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         connection = get_object_or_404(self.scope_queryset(), pk=connection_id)
+        if connection.owner_id != request.user.pk:
+            require_role(self.membership, OrgRole.ADMIN)
         connection = services.connection_disconnect(
             connection_id=connection.pk, organization=self.organization
         )

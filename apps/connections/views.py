@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
@@ -26,7 +25,7 @@ from apps.connections.selectors import connection_users
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
-from apps.organizations.tenancy import OrgViewMixin
+from apps.organizations.tenancy import OrgViewMixin, require_role
 from apps.providers.catalog import AuthType, Provider
 from apps.providers.registry import UnknownProvider, all_providers, get_provider
 
@@ -322,6 +321,10 @@ class ReconnectView(OrgViewMixin, View):
         connection = self.scope_queryset().filter(pk=kwargs["pk"]).first()
         if connection is None or not connection.is_oauth():
             raise Http404("No such OAuth connection.")
+        if connection.owner_id is not None and connection.owner_id != request.user.pk:
+            raise Http404("No such OAuth connection.")  # another member's own account
+        if connection.owner_id is None:
+            require_role(self.membership, OrgRole.ADMIN)
         if connection.provider_key == MCP_PROVIDER_KEY:
             return self._reconnect_mcp(request, connection)
         if not self.tenant_rows(ProviderApp).filter(provider_key=connection.provider_key).exists():
@@ -362,10 +365,7 @@ class ReconnectView(OrgViewMixin, View):
         return HttpResponseRedirect(url)
 
     def scope_queryset(self) -> Any:
-        mine = Q(owner=self.request.user)
-        if self.membership.can_manage():
-            return self.tenant_rows(Connection).filter(Q(owner__isnull=True) | mine)
-        return self.tenant_rows(Connection).filter(mine)
+        return _visible(self)
 
 
 class DisconnectView(OrgViewMixin, TemplateView):
@@ -373,14 +373,16 @@ class DisconnectView(OrgViewMixin, TemplateView):
     every worker acting for them from using it at once)."""
 
     def scope_queryset(self) -> Any:
-        if self.membership.can_manage():
-            return self.tenant_rows(Connection)
-        return self.tenant_rows(Connection).filter(owner_id=self.request.user.pk)
+        return _visible(self)
 
     def _connection(self) -> Connection:
+        """Another member's personal connection does not exist here (404); a shared one
+        needs an admin (403)."""
         connection = self.scope_queryset().filter(pk=self.kwargs["pk"]).first()
         if connection is None:
             raise Http404("No such connection.")
+        if connection.owner_id != self.request.user.pk:
+            require_role(self.membership, OrgRole.ADMIN)
         return connection
 
     def _confirm(self, request: HttpRequest, connection: Connection) -> HttpResponse:

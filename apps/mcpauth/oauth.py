@@ -191,6 +191,17 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
             context["is_cimd"] = application.registration_source == "cimd"
         return context
 
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if (
+            request.POST.get("allow")
+            and self.membership is not None
+            and not services.may_bind(self.membership)
+        ):
+            # Before the form: its choices are already narrowed to what this member may
+            # bind, and a member who may bind nothing is refused outright.
+            raise PermissionDenied("Only an admin of the organization may connect a client.")
+        return super().post(request, *args, **kwargs)
+
     def form_valid(self, form: ConsentForm) -> HttpResponse:
         data = form.cleaned_data
         application = get_application_model().objects.get(client_id=data["client_id"])

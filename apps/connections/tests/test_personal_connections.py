@@ -108,7 +108,7 @@ def test_a_member_may_connect_only_for_themselves(
     assert alice_client.get("/o/acme/connections/connect/sandbox/").status_code == 403
     shared = connect(admin_client)
     # Reconnecting someone else's (or the shared) connection is not hers to do.
-    assert alice_client.post(f"/o/acme/connections/{shared.pk}/reconnect/").status_code == 404
+    assert alice_client.post(f"/o/acme/connections/{shared.pk}/reconnect/").status_code == 403
     # The management API: personal yes, the organization's no.
     api = alice_client.post(
         "/api/v1/orgs/acme/connections/oauth/start/",
