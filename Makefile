@@ -156,8 +156,8 @@ verify: venv-run
 ## SERIAL_MODULES) alone. PYTEST_ARGS (e.g. a path) apply to both; a pass that selects
 ## no test (pytest's exit status 5) is not a failure.
 test: venv browser rsyslog openapi-corpus mcp-servers oidc-issuer cluster-tools
-	$(BIN)/python -m pytest -n 2 -m "not serial" $(PYTEST_ARGS) || test $$? -eq 5
-	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || test $$? -eq 5
+	$(BIN)/python -m pytest -n 2 -m "not serial" --durations=30 $(PYTEST_ARGS) || test $$? -eq 5
+	$(BIN)/python -m pytest -m serial --durations=15 $(PYTEST_ARGS) || test $$? -eq 5
 
 ## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).
 # The house rules import-linter cannot express, checked by reading the source (no database):

@@ -900,6 +900,16 @@ def main() -> None:
             text=True,
         ).stdout.strip()
         report(runs, upstream_kind, generator, appends=appends)
+        print(
+            subprocess.run(
+                [PYTHON, __file__, "--profile", seeded["token"], str(seeded["connection"])],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
         if SMOKE and any(r.errors for r in runs):
             raise SystemExit("bench smoke: some brokered requests failed (see the errors column)")
     finally:
@@ -1125,8 +1135,98 @@ def appends_per_second() -> None:
     print("\n".join(lines))
 
 
+# Where a call's CPU goes (`bench.py --profile`, the last step of `make bench`): the
+# code that spent it, by cProfile's own time per function summed by area. The first
+# pattern that matches "<file>:<function>" wins.
+PROFILE_CALLS = int(os.environ.get("BENCH_PROFILE_CALLS", "20" if SMOKE else "2000"))
+PROFILE_AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Grantry: audit appends", ("/apps/audit/",)),
+    ("Grantry: broker pipeline", ("/apps/broker/",)),
+    ("Grantry: policy decision", ("/apps/policies/",)),
+    ("Grantry: connection, provider", ("/apps/connections/", "/apps/providers/")),
+    ("Grantry: egress guard", ("/apps/core/egress",)),
+    (
+        "Grantry: token, tenancy, other",
+        ("/apps/", "/grantry/", "/scripts/bench_site/"),
+    ),
+    ("urllib3, sockets, TLS (upstream)", ("/urllib3/", "/http/client", "socket", "_ssl", "select")),
+    ("psycopg, Django ORM", ("psycopg", "/django/db/")),
+    ("DRF", ("/rest_framework/",)),
+    ("Django handler, middleware, HTTP", ("/django/",)),
+    ("JSON, JSON Schema", ("/json/", "json.", "jsonschema", "referencing", "rpds")),
+    ("cryptography", ("cryptography",)),
+)
+
+
+def profile_calls(token: str, connection: str) -> None:
+    """Runs inside Django (`bench.py --profile`): the CPU of a brokered execute and of the
+    anchor, in this one process through Django's test client (the same handler and
+    middleware, no server), then where it goes. The database server's CPU is not in it."""
+    import cProfile
+    import pstats
+
+    import django
+
+    django.setup()
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="127.0.0.1")
+    body = json.dumps({"connection": connection, "input": {}})
+    paths = {
+        "c": (f"/api/v1/actions/{ACTION}/execute", body),
+        "m": ("/bench/anchor/", "{}"),
+    }
+
+    def calls(path: str, payload: str, n: int) -> None:
+        for _ in range(n):
+            response = client.post(path, data=payload, content_type="application/json")
+            if response.status_code != 200:
+                raise SystemExit(f"profile: {path} answered {response.status_code}")
+
+    cpu: dict[str, float] = {}
+    areas: dict[str, dict[str, float]] = {}
+    for name, (path, payload) in paths.items():
+        calls(path, payload, max(10, PROFILE_CALLS // 10))  # warm up
+        started = time.process_time()
+        calls(path, payload, PROFILE_CALLS)
+        cpu[name] = (time.process_time() - started) * 1000 / PROFILE_CALLS
+        profiler = cProfile.Profile(time.process_time)  # CPU, not waiting on sockets
+        profiler.enable()
+        calls(path, payload, PROFILE_CALLS)
+        profiler.disable()
+        spent: dict[str, float] = {}
+        for (file, _line, function), (_cc, _nc, own, _cum, _callers) in (
+            pstats.Stats(profiler).stats.items()  # type: ignore[attr-defined]
+        ):
+            where = f"{file}:{function}"
+            area = next(
+                (label for label, marks in PROFILE_AREAS if any(m in where for m in marks)),
+                "other (Python, stdlib)",
+            )
+            spent[area] = spent.get(area, 0.0) + own
+        total = sum(spent.values())
+        areas[name] = {area: seconds / total for area, seconds in spent.items()}
+    print(
+        f"Where the CPU goes, in-process ({PROFILE_CALLS} calls each, Django's test client, "
+        "no server; share of the CPU cProfile saw, scaled to the unprofiled CPU per call):"
+    )
+    print(f"- CPU per call in this process: c {cpu['c']:.2f} ms, m {cpu['m']:.2f} ms "
+          f"({cpu['c'] / cpu['m']:.2f}x)")  # fmt: skip
+    print(f"  {'area':36} {'c ms':>7} {'m ms':>7} {'c - m':>7}")
+    names = sorted(
+        set(areas["c"]) | set(areas["m"]), key=lambda a: -areas["c"].get(a, 0.0) * cpu["c"]
+    )
+    for area in names:
+        c_ms = areas["c"].get(area, 0.0) * cpu["c"]
+        m_ms = areas["m"].get(area, 0.0) * cpu["m"]
+        print(f"  {area:36} {c_ms:7.2f} {m_ms:7.2f} {c_ms - m_ms:+7.2f}")
+
+
 if __name__ == "__main__":
-    if "--seed" in sys.argv:
+    if "--profile" in sys.argv:
+        sys.path.insert(0, str(ROOT))
+        profile_calls(sys.argv[-2], sys.argv[-1])
+    elif "--seed" in sys.argv:
         sys.path.insert(0, str(ROOT))
         seed()
     elif "--slow-upstream" in sys.argv:

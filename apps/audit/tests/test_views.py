@@ -395,6 +395,38 @@ def test_detail_links_never_reach_into_another_org(
 # --- charts ------------------------------------------------------------------
 
 
+def test_the_window_summary_counts_calls_and_stops_at_the_newest_it_counts(
+    client: Client, org: Organization, reviewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.review import views
+
+    broker_event(org, decision="denied", metadata={"action": "sandbox.delete_task"})
+    broker_event(org)
+    broker_event(org)
+    broker_event(org)
+    audit_record(action="org.created", organization=org)  # not a call
+    login(client, reviewer)
+    since = {"start": (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")}
+
+    whole = client.get(url(org), since)
+    assert whole.context["counts"]["calls"] == 4
+    assert whole.context["counts"]["denied"] == 1
+    assert not whole.context["counts_capped"]
+    assert "4</strong> agent calls in this window" in whole.content.decode()
+    assert "charts page" not in whole.content.decode()
+
+    # A busy window: only the newest calls are counted, and the page says so. The
+    # denied call is the oldest, so it is outside the three counted.
+    monkeypatch.setattr(views, "COUNTED_CALLS", 3)
+    capped = client.get(url(org), since)
+    assert capped.context["counts"]["calls"] == 3
+    assert capped.context["counts"]["denied"] == 0
+    assert capped.context["counts_capped"]
+    body = capped.content.decode()
+    assert "At least <strong>3</strong> agent calls in this window; of the newest 3" in body
+    assert "Count the whole window on the charts page" in body
+
+
 def test_charts_count_calls_denials_and_top_denied_actions(
     client: Client, org: Organization, reviewer: User
 ) -> None:
