@@ -139,3 +139,24 @@ def test_nobody_binds_a_client_to_a_worker_acting_for_someone_else(
         application=app_row, organization=org, actor=alice, worker=coder.worker
     )
     assert grant.worker == coder.worker
+
+
+def test_an_admin_connects_a_client_acting_for_themselves(org: Organization, admin: User) -> None:
+    coder = make_agent(org, name="template")
+    client = Client()
+    client.force_login(admin)
+    flow = new_flow(register(client))
+    response = consent(
+        client,
+        authorize_url(flow, resource=services.mcp_resource_url()),
+        fields={
+            "worker": "new",
+            "new_worker_name": "admin-claude",
+            "role": str(coder.role.pk),
+            "for_myself": "on",
+        },
+    )
+    assert exchange(client, flow, redirect_params(response)["code"]).status_code == 200
+    grant = McpGrant.objects.get()
+    assert grant.worker.acts_for == admin
+    assert grant.role == coder.role

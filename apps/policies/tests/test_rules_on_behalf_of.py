@@ -214,3 +214,36 @@ def test_the_simulation_replays_a_call_made_for_a_person_as_such(
     flipped = role_simulate(role=role, rules=[plain])
     assert flipped.unchanged == 0
     assert len(flipped.examples["allowed_to_denied"]) == 1
+
+
+@pytest.mark.django_db
+def test_the_rule_form_offers_on_behalf_of_and_never_a_personal_connection(
+    org: Organization, admin: User, alice: User
+) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    Connection.objects.create(
+        organization=org, provider_key="sandbox", name="alice-sbx", auth_type="api_key", owner=alice
+    )
+    role = role_create(organization=org, name="coder", rules=[])
+    client = Client()
+    client.force_login(admin)
+    add = reverse("policies:rule_add", kwargs={"org_slug": "acme", "role_id": role.pk})
+    form = client.get(add + "?provider=sandbox").content.decode()
+    assert 'value="on_behalf_of"' in form
+    assert "alice-sbx" not in form
+    response = client.post(
+        add,
+        {
+            "provider": "sandbox",
+            "actions": "exact:sandbox.create_project",
+            "connection": "on_behalf_of",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    rule = role.rules.get()
+    assert rule.on_behalf_of is True
+    assert rule.connection_id is None
+    page = client.get(reverse("policies:detail", kwargs={"org_slug": "acme", "role_id": role.pk}))
+    assert "personal sandbox connection of the member the worker acts for" in page.content.decode()
