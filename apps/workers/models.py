@@ -84,9 +84,12 @@ class Worker(TenantModel):
         return self.status == WorkerStatus.ACTIVE
 
     def separation_of_duties_ids(self) -> set[int]:
-        """People who may not approve this worker's requests: its owner and creator
-        (apps.approvals; also read by apps.policies when a rule is saved)."""
-        return {i for i in (self.owner_id, self.created_by_id) if i is not None}
+        """People who may not approve this worker's requests: its owner and creator, and
+        the member it acts for (the call would run as their own account), in
+        apps.approvals; also read by apps.policies when a rule is saved."""
+        return {
+            i for i in (self.owner_id, self.created_by_id, self.acts_for_id) if i is not None
+        }
 
 
 class TrustPreset(models.TextChoices):

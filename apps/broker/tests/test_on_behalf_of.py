@@ -450,6 +450,8 @@ def test_only_an_admin_binds_a_worker_to_someone_else(
         organization=org, name="alice-bot", default_role=role, acts_for=alice, actor=bob
     )
     assert worker.acts_for == alice
+    # Alice may not approve her own agent's calls: they would run as her account.
+    assert alice.pk in worker.separation_of_duties_ids()
     created = AuditEvent.objects.get(action="worker.created")
     assert created.metadata["acts_for"] == "alice@acme.test"
     # A member (Alice) may bind one to herself, not to Bob.
