@@ -87,9 +87,7 @@ class Worker(TenantModel):
         """People who may not approve this worker's requests: its owner and creator, and
         the member it acts for (the call would run as their own account), in
         apps.approvals; also read by apps.policies when a rule is saved."""
-        return {
-            i for i in (self.owner_id, self.created_by_id, self.acts_for_id) if i is not None
-        }
+        return {i for i in (self.owner_id, self.created_by_id, self.acts_for_id) if i is not None}
 
 
 class TrustPreset(models.TextChoices):
