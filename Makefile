@@ -155,9 +155,16 @@ verify: venv-run
 ## pytest-xdist workers, then the modules that time or race something (conftest.py,
 ## SERIAL_MODULES) alone. PYTEST_ARGS (e.g. a path) apply to both; a pass that selects
 ## no test (pytest's exit status 5) is not a failure.
+# "Alone": the serial pass first takes SERIAL_LOCK, which anything else heavy running
+# beside `make test` holds while it runs (.ci/run's smoke runs, during the parallel
+# pass); with nothing else holding it, taking it costs nothing.
+SERIAL_LOCK := var/test-serial.lock
 test: venv browser rsyslog openapi-corpus mcp-servers oidc-issuer cluster-tools
-	$(BIN)/python -m pytest -n 2 -m "not serial" --durations=30 $(PYTEST_ARGS) || test $$? -eq 5
-	$(BIN)/python -m pytest -m serial --durations=15 $(PYTEST_ARGS) || test $$? -eq 5
+	$(BIN)/python -m pytest -n 2 --dist worksteal -m "not serial" --durations=30 $(PYTEST_ARGS) \
+	  || test $$? -eq 5
+	mkdir -p var
+	flock $(SERIAL_LOCK) $(BIN)/python -m pytest -m serial --durations=15 $(PYTEST_ARGS) \
+	  || test $$? -eq 5
 
 ## ruff, ruff format, mypy, and the app layers (import-linter, pyproject.toml).
 # The house rules import-linter cannot express, checked by reading the source (no database):

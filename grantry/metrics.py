@@ -14,7 +14,10 @@ organizations (totals only: no organization is named):
 - `grantry_celery_queue_depth`: tasks waiting in the Celery queue;
 - `grantry_siem_lag_events` / `grantry_siem_sinks_dead_letter`: audit events not yet
   delivered to active SIEM sinks, and sinks stopped after repeated failures;
-- `grantry_connections_needing_reauth`: connections whose refresh can no longer work.
+- `grantry_connections_needing_reauth`: connections whose refresh can no longer work;
+- `grantry_audit_partition_months_ahead`: whole months after the current one whose
+  audit partitions exist (alert below 1: at the turn of a month without one, every
+  audited action answers 503; -1 means the current month has none).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import hmac
 import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -74,6 +78,12 @@ class StateCollector(Collector):
             "SIEM sinks stopped after repeated delivery failures.",
             value=AuditSink.objects.filter(status=SinkStatus.DEAD_LETTER).count(),
         )
+        yield GaugeMetricFamily(
+            "grantry_audit_partition_months_ahead",
+            "Whole months after the current one whose audit partitions exist "
+            "(-1: not even the current month's).",
+            value=months_ahead(),
+        )
         depth = _queue_depth(settings.CELERY_TASK_DEFAULT_QUEUE)
         if depth is not None:
             gauge = GaugeMetricFamily(
@@ -81,6 +91,20 @@ class StateCollector(Collector):
             )
             gauge.add_metric([settings.CELERY_TASK_DEFAULT_QUEUE], depth)
             yield gauge
+
+
+def months_ahead(now: datetime | None = None) -> int:
+    """How many consecutive months after the current one have their audit partition;
+    -1 when the current month has none."""
+    from apps.audit import partitions
+
+    existing = {p.start for p in partitions.month_partitions()}
+    month = partitions.month_start(now or datetime.now(UTC))
+    ahead = -1
+    while month in existing:
+        ahead += 1
+        month = partitions.add_months(month, 1)
+    return ahead
 
 
 def _queue_depth(queue: str) -> int | None:

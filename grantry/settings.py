@@ -608,6 +608,9 @@ GRANTRY_OIDC_JWKS_SECONDS = env.int("GRANTRY_OIDC_JWKS_SECONDS", default=600)
 GRANTRY_OIDC_JWKS_REFETCH_SECONDS = env.int("GRANTRY_OIDC_JWKS_REFETCH_SECONDS", default=30)
 GRANTRY_OIDC_FETCH_TIMEOUT = env.float("GRANTRY_OIDC_FETCH_TIMEOUT", default=5.0)
 GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS = env.int("GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS", default=24)
+# DPoP (RFC 9449, apps/workers/dpop.py): a proof's `iat` may be this many seconds from the
+# server's clock either way; its `jti` is remembered (shared cache) for twice that.
+GRANTRY_DPOP_PROOF_SECONDS = env.int("GRANTRY_DPOP_PROOF_SECONDS", default=60)
 # Agent long polls (GET /api/v1/approvals/<id>?wait=N) that may wait at once in one web
 # process, and with one token; any other poll answers at once (apps/approvals/long_poll.py).
 GRANTRY_LONG_POLLS_PER_PROCESS = env.int(

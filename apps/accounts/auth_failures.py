@@ -74,7 +74,7 @@ def _bearer(request: HttpRequest) -> str:
     if not isinstance(header, str):
         return ""
     scheme, _, raw = header.strip().partition(" ")
-    credential = raw.strip() if scheme.lower() == "bearer" else header.strip()
+    credential = raw.strip() if scheme.lower() in ("bearer", "dpop") else header.strip()
     return credential if looks_like_token(credential) else ""
 
 
@@ -133,13 +133,15 @@ def auth_refuse(
     token_public_id: str = "",
     fields: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> NoReturn:
     """Refuse one failed token authentication, of either kind: 429 when this address or
     token prefix is throttled (read only now, after the lookup failed: it limits failures,
     never a valid token that shares an address with them, such as agents behind a NAT, and
     a successful call does not read it at all); else count and audit it in its own
     transaction (`auth_failure_record`) and answer 401 with `WWW-Authenticate` and the
-    standard error body. `fields` name the token's actor and target when it was found."""
+    standard error body. `fields` name the token's actor and target when it was found;
+    `metadata` adds to the event's (which DPoP check failed)."""
     auth_throttle_check(request)
     with transaction.atomic():
         auth_failure_record(
@@ -150,6 +152,7 @@ def auth_refuse(
             organization_id=organization_id,
             token_public_id=token_public_id,
             fields=fields,
+            metadata=metadata,
         )
     from apps.core.api import APIError  # apps.core.api imports DRF's views
 
@@ -179,6 +182,10 @@ def _incr(key: str, timeout: int) -> int:
         return 1
 
 
+# The failures of a known token that have an event of their own.
+_ACTIONS = {"token_expired": "token.expired_in_use", "invalid_dpop_proof": "token.dpop_refused"}
+
+
 def _iso(now: float) -> str:
     return datetime.fromtimestamp(now, tz=UTC).isoformat()
 
@@ -196,12 +203,14 @@ def auth_failure_record(
     organization_id: int | None = None,
     token_public_id: str = "",
     fields: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> bool:
     """Count one failed authentication; audit it if it is among the first few of its kind
     in this window, else fold it into the window's summary. Returns whether an event was written.
-    Never given the raw token. A known token past its expiry is `token.expired_in_use`,
-    every other failure `auth.failed`."""
-    action = "token.expired_in_use" if code == "token_expired" else "auth.failed"
+    Never given the raw token. A known token past its expiry is `token.expired_in_use`, a
+    known token bound to a key sent without a valid proof of it `token.dpop_refused` (a
+    stolen bound token looks like this), every other failure `auth.failed`."""
+    action = _ACTIONS.get(code, "auth.failed")
     now = clock()
     window = _window(now)
     ttl = window_seconds() * (FLUSH_LOOKBACK + 2)
@@ -216,7 +225,7 @@ def auth_failure_record(
                 action=action,
                 outcome=Outcome.FAILURE,
                 reason=message,
-                metadata={"code": code, "surface": surface},
+                metadata={**(metadata or {}), "code": code, "surface": surface},
                 organization_id=organization_id,
                 **(fields or {"actor_type": ActorType.ANONYMOUS}),
             )
@@ -250,6 +259,10 @@ CODES = (
     "token_invalid",
     "token_expired",
     "worker_disabled",
+    "token_audience",
+    "invalid_dpop_proof",
+    "dpop_required",
+    "dpop_unbound",
     "member_inactive",
 )
 

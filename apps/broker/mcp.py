@@ -70,6 +70,7 @@ from apps.broker.mcp_approvals import (
 from apps.broker.mcp_upstream import SEPARATOR, McpToolTarget, split_name
 from apps.broker.pipeline import ActionTarget, RequestMeta, reject_input, run, start
 from apps.core.api import APIError, error_response
+from apps.workers import dpop
 from apps.workers.auth import AgentContext, WorkerTokenAuthentication
 
 SERVER_INFO = types.Implementation(name="grantry", title="Grantry", version="1.0.0")
@@ -108,6 +109,9 @@ def protected_resource_metadata(_request: HttpRequest) -> JsonResponse:
             "authorization_servers": [f"{base}/oauth"],
             "scopes_supported": ["mcp"],
             "bearer_methods_supported": ["header"],
+            # RFC 9728 §2: DPoP-bound tokens (RFC 9449) are accepted, and required for the
+            # workers that say so.
+            "dpop_signing_alg_values_supported": list(dpop.ALGORITHMS),
             "resource_name": "Grantry MCP",
             "resource_documentation": f"{base}/api/docs/",
         }
@@ -134,9 +138,14 @@ def _unauthorized(exc: APIError) -> HttpResponse:
             details=exc.details,
             headers=exc.extra_headers,
         )
-    challenge = f'Bearer resource_metadata="{resource_metadata_url()}"'
-    if exc.error_code != "token_missing":
-        challenge += ', error="invalid_token"'
+    refused = exc.extra_headers.get("WWW-Authenticate", "")
+    if refused.startswith("DPoP "):
+        # A DPoP refusal (RFC 9449 §7.1) keeps its scheme, error and algs.
+        challenge = f'{refused}, resource_metadata="{resource_metadata_url()}"'
+    else:
+        challenge = f'Bearer resource_metadata="{resource_metadata_url()}"'
+        if exc.error_code != "token_missing":
+            challenge += ', error="invalid_token"'
     return error_response(
         exc.error_code,
         exc.message,

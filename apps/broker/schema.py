@@ -216,5 +216,7 @@ class WorkerTokenScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "gry_ worker token",
-            "description": "A worker token minted in the dashboard (Workers → Tokens).",
+            "description": "A worker token minted in the dashboard (Workers → Tokens). A "
+            "token bound to a key (DPoP, RFC 9449) is sent as `Authorization: DPoP gry_…` "
+            "with a fresh proof in the `DPoP` header instead (docs/agent-api.md, DPoP).",
         }

@@ -16,6 +16,12 @@ conditions all match wins. An unknown worker and a worker with no policy for the
 the same answer. `scope` and `resource` are refused (the policy names the role), and
 `requested_token_type`, when sent, must be an access token.
 
+A request with a `DPoP` proof header (RFC 9449 §5) gets a token bound to the proof's key
+(`token_type: DPoP`), which then works only with proofs of that key (apps.workers.dpop). A
+worker that requires DPoP gets nothing without one (`invalid_dpop_proof`). The proof is
+checked (method POST, this endpoint's public URL, `iat`, a first-seen `jti`) after the subject
+token, so a bad proof spends nothing of the subject token.
+
 The JWT is verified with joserfc against the issuer's published keys (apps.mcpauth.jwks):
 asymmetric algorithms only (no `none`, no HMAC, so a token "signed" with the public key is
 refused), `iss`, `aud`, `exp`, `nbf`, `iat` checked with LEEWAY seconds, `sub` and `jti`
@@ -52,7 +58,7 @@ from apps.core.json_input import HostileInput, loads
 from apps.core.models import tenant_rows
 from apps.mcpauth.jwks import IssuerUnavailable, issuer_keys
 from apps.organizations.models import Organization
-from apps.workers import trust
+from apps.workers import dpop, trust
 from apps.workers.models import TrustPolicy, Worker
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -89,6 +95,7 @@ TOO_LONG = "The subject token lives too long to be exchanged."
 WRONG_AUDIENCE = "The subject token's audience is not one this worker's trust policies expect."
 NO_MATCH = "The subject token's claims match no trust policy of this worker."
 REPLAYED = "This subject token was exchanged already."
+DPOP_REQUIRED = "This worker requires DPoP: send a DPoP proof of the key to bind the token to."
 
 
 @dataclass
@@ -213,6 +220,19 @@ def _first_use(issuer: str, jti: str, exp: int, now: int) -> bool:
     return bool(cache.add(key, 1, timeout=max(1, exp - now + LEEWAY)))
 
 
+def _dpop_binding(request: HttpRequest, worker: Worker) -> str:
+    """The thumbprint of the key the new token is bound to ("" for a bearer token)."""
+    proof = request.headers.get("DPoP")
+    if proof is None:
+        if worker.require_dpop:
+            raise Refusal("invalid_dpop_proof", DPOP_REQUIRED, "dpop_missing")
+        return ""
+    try:
+        return dpop.proof_verify(proof, method="POST", url=dpop.request_url(request)).jkt
+    except dpop.InvalidProof as problem:
+        raise Refusal("invalid_dpop_proof", problem.message, f"dpop_{problem.reason}") from None
+
+
 def _exchange(request: HttpRequest, context: _Context) -> dict[str, Any]:
     if _one(request, "grant_type") != GRANT_TYPE:
         raise Refusal("unsupported_grant_type", "Not a token exchange.", "grant_type")
@@ -260,6 +280,20 @@ def _exchange(request: HttpRequest, context: _Context) -> dict[str, Any]:
     claims = _verify(subject_token, context.issuer, kid if isinstance(kid, str) else None, now)
     context.verified = True
     policy, matched = _match(policies, claims)
+    return _mint(request, context, policy, matched, claims, now)
+
+
+def _mint(
+    request: HttpRequest,
+    context: _Context,
+    policy: TrustPolicy,
+    matched: dict[str, str],
+    claims: dict[str, Any],
+    now: int,
+) -> dict[str, Any]:
+    """The accepted exchange's token: bound to the DPoP proof's key when there is one (a
+    bad proof is refused before the subject token's `jti` is spent), then minted."""
+    jkt = _dpop_binding(request, policy.worker)
     if not _first_use(context.issuer, claims["jti"], int(claims["exp"]), now):
         raise Refusal("invalid_grant", REPLAYED, "replayed")
     try:
@@ -268,13 +302,14 @@ def _exchange(request: HttpRequest, context: _Context) -> dict[str, Any]:
             subject=claims["sub"],
             matched=matched,
             subject_expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+            dpop_jkt=jkt,
         )
     except ValidationError:
         raise Refusal("invalid_target", NO_POLICY, "worker_disabled") from None
     return {
         "access_token": raw,
         "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if jkt else "Bearer",
         "expires_in": max(1, int(token.expires_at.timestamp()) - now),
     }
 

@@ -60,7 +60,12 @@ class ConsentForm(AllowForm):
             else (workers.filter(acts_for=user))
         )
         self.fields["worker"].choices = [
-            *[(str(w.pk), w.name) for w in workers],
+            # A worker that requires DPoP gives a client a token only with a proof
+            # (apps.mcpauth.validator), which few MCP clients can sign: say so here.
+            *[
+                (str(w.pk), f"{w.name} (requires DPoP)" if w.require_dpop else w.name)
+                for w in workers
+            ],
             (NEW_WORKER, "A new worker…"),
         ]
         self.fields["role"].queryset = (

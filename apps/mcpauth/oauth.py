@@ -44,6 +44,7 @@ from apps.mcpauth.validator import (
 )
 from apps.organizations.models import Membership
 from apps.organizations.tenancy import resolve_membership, second_factor_missing
+from apps.workers import dpop
 
 
 def _endpoint(name: str) -> str:
@@ -75,6 +76,8 @@ def authorization_server_metadata(_request: HttpRequest) -> JsonResponse:
             "scopes_supported": [SCOPE],
             "client_id_metadata_document_supported": True,
             "authorization_response_iss_parameter_supported": True,
+            # RFC 9449 §5.1: a DPoP proof on a token request binds the token to its key.
+            "dpop_signing_alg_values_supported": list(dpop.ALGORITHMS),
             "service_documentation": f"{settings.GRANTRY_BASE_URL}/api/docs/",
         }
     )

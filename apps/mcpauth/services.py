@@ -233,9 +233,11 @@ def token_issue(
     token_family: Any,
     refreshed: bool,
     code_digest: str = "",
+    dpop_jkt: str = "",
 ) -> WorkerToken:
     """Store the access token just issued to `grant`'s client as a worker token bound
-    to the MCP resource. On refresh the family's previous token stops working."""
+    to the MCP resource (and to the key of the request's DPoP proof, `dpop_jkt`, when it
+    had one). On refresh the family's previous token stops working."""
     replaced: list[str] = []
     if refreshed:
         for issued in McpIssuedToken.objects.filter(
@@ -254,6 +256,7 @@ def token_issue(
         expires_at=expires_at,
         audience=mcp_resource_url(),
         oauth_client=grant.label[:255],
+        dpop_jkt=dpop_jkt,
     )
     McpIssuedToken.objects.create(
         grant=grant, worker_token=token, token_family=token_family, code_digest=code_digest
@@ -268,6 +271,7 @@ def token_issue(
             "expires_at": expires_at.isoformat(),
             "refresh": refreshed,
             "replaced": replaced,
+            "dpop_jkt": dpop_jkt,
         },
         target_type="workertoken",
         target_id=token.public_id,

@@ -12,7 +12,11 @@ This validator narrows it to Grantry's clients and changes what a token *is*:
   same checksum (its refresh logic needs one), and `services.token_issue` stores the
   `WorkerToken` that /mcp authenticates through the usual one-statement lookup;
 * a revoked grant, a disabled worker or a client the org no longer allows gets no
-  token, and a reused refresh token ends every token of its family.
+  token, and a reused refresh token ends every token of its family;
+* a token request with a `DPoP` proof (RFC 9449 §5) gets an access token bound to the
+  proof's key (`token_type: DPoP`), and the refresh of a bound token needs a proof of the
+  same key (§5.8: the family stays bound); a worker that requires DPoP gets no token without
+  a proof (`invalid_dpop_proof`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 from oauth2_provider.models import get_application_model, get_refresh_token_model
 from oauth2_provider.oauth2_backends import OAuthLibCore, _add_iss_to_redirect
@@ -34,6 +39,7 @@ from typing_extensions import override
 from apps.core.tokens import GeneratedToken, generate_token
 from apps.mcpauth import services
 from apps.mcpauth.models import McpGrant, McpIssuedToken
+from apps.workers import dpop
 
 SCOPE = "mcp"
 GRANT_CLAIM = "grantry_mcp_grant"
@@ -66,6 +72,30 @@ def _check_resource(request: Any) -> None:
                 description=f"This server issues tokens for {services.mcp_resource_url()} only.",
                 request=request,
             )
+
+
+def _dpop_jkt(request: Any, worker: Any, *, bound_to: str = "") -> str:
+    """The key thumbprint of the token request's DPoP proof ("" for none), checked for
+    this endpoint; a proof is required when the worker requires DPoP or the refreshed
+    token was bound (`bound_to`, which the proof's key must then be)."""
+    headers = getattr(request, "headers", None) or {}
+    proof = headers.get("HTTP_DPOP")  # DOT hands oauthlib the WSGI environ
+    if proof is None:
+        if not bound_to and not worker.require_dpop:
+            return ""
+        raise oauth_errors.CustomOAuth2Error(
+            error="invalid_dpop_proof",
+            description="A DPoP proof is required: the worker requires DPoP or the token "
+            "is bound to a key.",
+            request=request,
+        )
+    url = f"{settings.GRANTRY_BASE_URL}{reverse('mcpauth:token')}"
+    try:
+        return dpop.proof_verify(str(proof), method="POST", url=url, jkt=bound_to).jkt
+    except dpop.InvalidProof as problem:
+        raise oauth_errors.CustomOAuth2Error(
+            error="invalid_dpop_proof", description=problem.message, request=request
+        ) from None
 
 
 class GrantryValidator(OAuth2Validator):
@@ -133,6 +163,7 @@ class GrantryValidator(OAuth2Validator):
         )
         if grant is None or not services.grant_usable(grant):
             return False
+        request.dpop_jkt = _dpop_jkt(request, grant.worker)
         request.mcp_grant = grant
         return True
 
@@ -192,6 +223,9 @@ class GrantryValidator(OAuth2Validator):
                 action="mcp.refresh_refused",
             )
             return False
+        request.dpop_jkt = _dpop_jkt(
+            request, issued.grant.worker, bound_to=issued.worker_token.dpop_jkt
+        )
         request.mcp_grant = issued.grant
         return True
 
@@ -207,6 +241,9 @@ class GrantryValidator(OAuth2Validator):
         token["access_token"] = generated.raw
         token["expires_in"] = seconds
         token["scope"] = SCOPE
+        dpop_jkt = getattr(request, "dpop_jkt", "")
+        if dpop_jkt:
+            token["token_type"] = "DPoP"
         super()._save_bearer_token(token, request, *args, **kwargs)
         refresh = (
             get_refresh_token_model()
@@ -222,6 +259,7 @@ class GrantryValidator(OAuth2Validator):
             token_family=family,
             refreshed=previous is not None,
             code_digest=_digest(code) if code else "",
+            dpop_jkt=dpop_jkt,
         )
 
     @override

@@ -18,7 +18,12 @@ WHOAMI_EXAMPLE = {
     "acts_for": None,
     "organization": {"slug": "demo", "name": "Demo Org"},
     "role": {"id": 3, "name": "sandbox-read-and-create-tasks"},
-    "token": {"id": "tok_3kT9aQ2mX7bZ", "last4": "a1B2", "expires_at": "2026-12-28T10:00:00Z"},
+    "token": {
+        "id": "tok_3kT9aQ2mX7bZ",
+        "last4": "a1B2",
+        "expires_at": "2026-12-28T10:00:00Z",
+        "dpop_jkt": "",
+    },
     "allows": {
         "actions": [
             {
@@ -70,6 +75,8 @@ class WhoAmIView(APIView):
                 "id": context.token_public_id,
                 "last4": context.token_last4,
                 "expires_at": context.token_expires_at,
+                # The thumbprint of the key it is bound to (DPoP), "" for a bearer token.
+                "dpop_jkt": context.dpop_jkt,
             },
             "allows": role_allowances(
                 role_id=context.role_id,

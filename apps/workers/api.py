@@ -51,6 +51,7 @@ TOKEN_EXAMPLE = {
     "rolled_from": None,
     "last_used_at": None,
     "last_used_ip": None,
+    "dpop_jkt": "",
 }
 MINTED_EXAMPLE = {"token": "gry_<43 base62 chars><6-char checksum>", **TOKEN_EXAMPLE}
 WORKER_EXAMPLE = {
@@ -65,6 +66,7 @@ WORKER_EXAMPLE = {
     "acts_for": None,
     "acts_for_email": None,
     "created_by_email": "owner@example.com",
+    "require_dpop": False,
     "created_at": "2026-11-28T10:00:00Z",
 }
 
@@ -112,6 +114,7 @@ class WorkerListCreateAPIView(OrgAPIMixin, generics.ListCreateAPIView[Worker]):
                 default_role=data["default_role"],
                 owner=data.get("owner"),
                 acts_for=data.get("acts_for"),
+                require_dpop=data.get("require_dpop", False),
                 actor=self.request.user,
             )
         except DjangoValidationError as exc:
@@ -234,6 +237,7 @@ class WorkerTokenListMintAPIView(_WorkerScoped, generics.ListAPIView[WorkerToken
                 expires_in_days=form.validated_data.get("expires_in_days"),
                 actor=request.user,
                 name=form.validated_data.get("name", ""),
+                dpop_jkt=form.validated_data.get("dpop_jkt", ""),
             )
         except DjangoValidationError as exc:
             raise _service_errors(exc) from exc

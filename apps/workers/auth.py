@@ -1,10 +1,19 @@
-"""Agent authentication: `Authorization: Bearer gry_…`, and nothing else.
+"""Agent authentication: `Authorization: Bearer gry_…`, or for a token bound to a key
+`Authorization: DPoP gry_…` with its proof (RFC 9449, apps.workers.dpop), and nothing else.
 
 On success `request.user` is a `WorkerPrincipal` and `request.auth` an
 `AgentContext`: plain values read in ONE statement (token + worker + role +
 organization by digest), no model instances. Every failure answers 401 with
 `WWW-Authenticate: Bearer` and the standard error body, and is audited with
 the token's public id when it is known — never with the raw token.
+
+A token bound to a key (`dpop_jkt`) works only with a valid DPoP proof of that key; a
+worker that requires DPoP has every unbound token of it refused. Both facts come with the
+one statement, and an unbound token of a worker that does not require DPoP (every token
+before DPoP existed) skips the proof check on one falsy test: no query, no cache read.
+Proof refusals answer 401 `invalid_dpop_proof` with `WWW-Authenticate: DPoP
+error="invalid_dpop_proof"` and are counted, throttled and audited like the rest
+(`token.dpop_refused` when the token was found).
 
 The organization comes from the token row (`t.organization_id`), never from the
 request: this is the agent side of the tenant boundary (apps/core/models.py), and
@@ -38,6 +47,7 @@ from apps.core.audit_context import client_ip
 from apps.core.tokens import digests_match, looks_like_token, parse_token
 from apps.organizations.models import Membership, Organization
 from apps.policies.models import Role
+from apps.workers import dpop
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 from apps.workers.services import token_touch
 
@@ -52,7 +62,13 @@ FAILURES = {
     "token_audience": "This token was issued for another resource (RFC 8707).",
     "member_inactive": "The member this worker acts for is no longer an active member of "
     "the organization.",
+    "invalid_dpop_proof": "This token is bound to a key (DPoP): send it as "
+    "'Authorization: DPoP <token>' with a fresh proof in the 'DPoP' header.",
+    "dpop_required": "This worker requires DPoP, and this token is not bound to a key. "
+    "Mint or obtain a token bound to your public key.",
+    "dpop_unbound": "This token is not bound to a key: send it as 'Authorization: Bearer'.",
 }
+DPOP_CODES = frozenset({"invalid_dpop_proof", "dpop_required", "dpop_unbound"})
 
 
 @dataclass
@@ -83,6 +99,8 @@ class AgentContext:
     # principal of every audit event of the call; None for a worker that acts for no one.
     acting_for_id: int | None = None
     acting_for_label: str = ""
+    # The thumbprint of the key the token is bound to (DPoP), "" for a bearer token.
+    dpop_jkt: str = ""
 
     @classmethod
     def for_token(cls, token: WorkerToken) -> AgentContext:
@@ -105,6 +123,7 @@ class AgentContext:
             oauth_client=token.oauth_client,
             acting_for_id=token.worker.acts_for_id,
             acting_for_label=token.worker.acts_for.email if token.worker.acts_for else "",
+            dpop_jkt=token.dpop_jkt,
         )
 
     @cached_property
@@ -155,6 +174,7 @@ class _Row:
     digest: str
     revoked: bool
     worker_active: bool
+    worker_requires_dpop: bool
     # False when the worker acts for a member who has left the organization or whose
     # account is disabled (true for a worker that acts for no one).
     member_active: bool = True
@@ -170,8 +190,8 @@ def _lookup_sql() -> str:
     return (
         "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608 - table names of ours
         " t.revoked_at IS NOT NULL, w.id, w.name, w.status, r.id, r.name, r.rules_version,"
-        " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client,"
-        " w.acts_for_id, u.email,"
+        " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client, t.dpop_jkt,"
+        " w.require_dpop, w.acts_for_id, u.email,"
         " w.acts_for_id IS NULL OR (u.is_active AND EXISTS (SELECT 1 FROM"
         f" {membership} m WHERE m.user_id = w.acts_for_id"
         " AND m.organization_id = t.organization_id))"
@@ -209,19 +229,24 @@ def lookup(digest: str) -> _Row | None:
         store_broker_input=row[15],
         audience=row[16],
         oauth_client=row[17],
-        acting_for_id=row[18],
-        acting_for_label=row[19] or "",
+        dpop_jkt=row[18],
+        acting_for_id=row[20],
+        acting_for_label=row[21] or "",
     )
     return _Row(
         context,
         digest=row[5],
         revoked=row[6],
         worker_active=row[9] == WorkerStatus.ACTIVE,
-        member_active=bool(row[20]),
+        worker_requires_dpop=row[19],
+        member_active=bool(row[22]),
     )
 
 
 def _www_authenticate(code: str) -> str:
+    if code in DPOP_CODES:
+        error = "invalid_dpop_proof" if code == "invalid_dpop_proof" else "invalid_token"
+        return f'DPoP realm="{REALM}", error="{error}", algs="{dpop.algs_supported()}"'
     if code == "token_missing":
         return f'Bearer realm="{REALM}"'
     return f'Bearer realm="{REALM}", error="invalid_token"'
@@ -244,9 +269,10 @@ class WorkerTokenAuthentication(BaseAuthentication):
         header = get_authorization_header(request).decode("latin-1").strip()
         scheme, _, raw = header.partition(" ")
         raw = raw.strip()
+        scheme = scheme.lower()
         if not header:
             self._fail("token_missing", request)
-        if scheme.lower() != "bearer" or not raw:
+        if scheme not in ("bearer", "dpop") or not raw:
             # "Basic gry_…" or a bare "gry_…": a token sent the wrong way is malformed.
             sent_a_token = looks_like_token(header) or looks_like_token(raw)
             self._fail("token_malformed" if sent_a_token else "token_missing", request)
@@ -257,16 +283,9 @@ class WorkerTokenAuthentication(BaseAuthentication):
         if found is None or not digests_match(found.digest, parsed.digest):
             self._fail("token_invalid", request)
         context = found.context
-        if found.revoked:
-            self._fail("token_invalid", request, context)
-        if context.token_expires_at <= timezone.now():
-            self._fail("token_expired", request, context)
-        if not found.worker_active:
-            self._fail("worker_disabled", request, context)
-        if not found.member_active:
-            self._fail("member_inactive", request, context)
-        if context.audience and context.audience != self.resource:
-            self._fail("token_audience", request, context)
+        self._check_state(request, found)
+        if context.dpop_jkt or found.worker_requires_dpop or scheme == "dpop":
+            self._check_dpop(request, context, raw, scheme)
         audit_context.bind_actor(
             actor_type=audit_context.WORKER,
             actor_id=context.worker_id,
@@ -283,19 +302,74 @@ class WorkerTokenAuthentication(BaseAuthentication):
         )
         return WorkerPrincipal(context.worker_name), context
 
-    def _fail(self, code: str, request: Request, context: AgentContext | None = None) -> NoReturn:
+    def _check_state(self, request: Request, found: _Row) -> None:
+        """The token's own state, its worker's and its member's, and its audience."""
+        context = found.context
+        if found.revoked:
+            self._fail("token_invalid", request, context)
+        if context.token_expires_at <= timezone.now():
+            self._fail("token_expired", request, context)
+        if not found.worker_active:
+            self._fail("worker_disabled", request, context)
+        if not found.member_active:
+            self._fail("member_inactive", request, context)
+        if context.audience and context.audience != self.resource:
+            self._fail("token_audience", request, context)
+
+    def _check_dpop(self, request: Request, context: AgentContext, raw: str, scheme: str) -> None:
+        """RFC 9449 §7: a bound token only with the DPoP scheme and a valid proof of its
+        key for this request and this token; an unbound one never with the DPoP scheme, and
+        not at all when its worker requires DPoP."""
+        if not context.dpop_jkt and scheme == "dpop":
+            self._fail("dpop_unbound", request, context)
+        if not context.dpop_jkt:
+            self._fail("dpop_required", request, context)
+        if scheme != "dpop":
+            self._fail("invalid_dpop_proof", request, context, dpop_reason="scheme")
+        django_request = request._request
+        try:
+            dpop.proof_verify(
+                django_request.headers.get("DPoP"),
+                method=django_request.method or "GET",
+                url=dpop.request_url(django_request),
+                access_token=raw,
+                jkt=context.dpop_jkt,
+            )
+        except dpop.InvalidProof as problem:
+            self._fail(
+                "invalid_dpop_proof",
+                request,
+                context,
+                dpop_reason=problem.reason,
+                message=problem.message,
+            )
+
+    def _fail(
+        self,
+        code: str,
+        request: Request,
+        context: AgentContext | None = None,
+        *,
+        dpop_reason: str = "",
+        message: str = "",
+    ) -> NoReturn:
         """Throttled, counted and audited like a personal token's
-        (apps.accounts.auth_failures.auth_refuse); the success path never comes here."""
+        (apps.accounts.auth_failures.auth_refuse); the success path never comes here.
+        A DPoP refusal says which check failed (`dpop_reason`) and why (`message`)."""
+        details: dict[str, Any] = {"token_id": context.token_public_id} if context else {}
+        if dpop_reason:
+            details["dpop"] = dpop_reason
         auth_refuse(
             request._request,
             surface="agent",
             code=code,
-            message=FAILURES[code],
+            message=message or FAILURES[code],
             www_authenticate=_www_authenticate(code),
             organization_id=context.organization_id if context is not None else None,
             token_public_id=context.token_public_id if context is not None else "",
             fields=_failure_fields(context),
-            details={"token_id": context.token_public_id} if context is not None else {},
+            details=details,
+            metadata={"dpop": dpop_reason} if dpop_reason else None,
         )
 
 

@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator
 from apps.core.tokens import DEFAULT_TOKEN_DAYS, max_token_days
 from apps.organizations.models import Organization
 from apps.policies.models import Role
+from apps.workers.dpop import jkt_from
 from apps.workers.models import MAX_TRUST_MINUTES, TrustPreset, Worker
 from apps.workers.services import ROLL_OVERLAPS
 
@@ -25,7 +26,7 @@ OVERLAP_LABELS = {
 class WorkerForm(forms.ModelForm):
     class Meta:
         model = Worker
-        fields = ("name", "description", "owner", "default_role", "acts_for")
+        fields = ("name", "description", "owner", "default_role", "acts_for", "require_dpop")
         labels: ClassVar[dict[str, str]] = {"acts_for": "Acts for (on behalf of)"}
         help_texts: ClassVar[dict[str, str]] = {
             "acts_for": "The member this agent acts for, e.g. “Alice's coding agent”: rules "
@@ -72,6 +73,15 @@ class MintForm(forms.Form):
     )
     expires = forms.ChoiceField(label="Expires in", widget=forms.RadioSelect)
     expires_in_days = forms.IntegerField(label="Days", min_value=1, required=False)
+    dpop_key = forms.CharField(
+        label="Bind to a public key (DPoP)",
+        required=False,
+        max_length=4096,
+        widget=forms.Textarea(attrs={"rows": 2, "autocomplete": "off", "spellcheck": "false"}),
+        help_text="The agent's public key as a JWK (JSON), or its RFC 7638 thumbprint "
+        "(`grantry dpop-key` prints both). The token then works only with DPoP proofs signed "
+        "by that key. Required when the worker requires DPoP.",
+    )
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -99,6 +109,14 @@ class MintForm(forms.Form):
         elif expires:
             cleaned["expires_in_days"] = int(expires)
         return cleaned
+
+    def clean_dpop_key(self) -> str:
+        """The thumbprint of the key the token is bound to ("" for none)."""
+        text = self.cleaned_data["dpop_key"].strip()
+        try:
+            return jkt_from(jwk=text) if text.startswith("{") else jkt_from(jkt=text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class RollForm(forms.Form):

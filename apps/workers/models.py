@@ -65,6 +65,13 @@ class Worker(TenantModel):
         help_text="The member this worker acts for: rules with connection "
         "'on_behalf_of' use that member's personal connections.",
     )
+    require_dpop = models.BooleanField(
+        default=False,
+        verbose_name="Require DPoP",
+        help_text="Its tokens work only with a DPoP proof signed by the key each was bound to "
+        "(RFC 9449): a stolen token alone is useless. Unbound tokens of it are refused and "
+        "none are issued.",
+    )
 
     objects = TenantQuerySet.as_manager()
 
@@ -183,6 +190,10 @@ class WorkerToken(IssuedToken):
         editable=False,
         related_name="tokens",
     )
+
+    # The RFC 7638 thumbprint of the public key the token is bound to (DPoP, RFC 9449;
+    # apps.workers.dpop): set when it is obtained, never changed. "" for a bearer token.
+    dpop_jkt = models.CharField(max_length=43, blank=True, default="", editable=False)
 
     objects = WorkerTokenQuerySet.as_manager()
 

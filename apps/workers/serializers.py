@@ -3,7 +3,7 @@ field except `MintedTokenSerializer`, which is used only in a mint/roll response
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
 from drf_spectacular.types import OpenApiTypes
@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.policies.models import Role
+from apps.workers.dpop import jkt_from
 from apps.workers.models import TrustPolicy, Worker, WorkerToken
 from apps.workers.services import ROLL_OVERLAPS
 
@@ -67,6 +68,7 @@ class WorkerSerializer(serializers.ModelSerializer[Worker]):
             "acts_for",
             "acts_for_email",
             "created_by_email",
+            "require_dpop",
             "created_at",
         )
         read_only_fields = ("id", "status", "created_at")
@@ -112,8 +114,15 @@ class WorkerTokenSerializer(serializers.ModelSerializer[WorkerToken]):
             "rolled_from",
             "last_used_at",
             "last_used_ip",
+            "dpop_jkt",
         )
         read_only_fields = fields
+        extra_kwargs: ClassVar[dict[str, Any]] = {
+            "dpop_jkt": {
+                "help_text": "The RFC 7638 thumbprint of the public key the token is bound to "
+                "(DPoP, RFC 9449); empty for a bearer token."
+            }
+        }
 
 
 class MintedTokenSerializer(WorkerTokenSerializer):
@@ -144,6 +153,27 @@ class TokenMintSerializer(serializers.Serializer[Any]):
     expires_in_days = serializers.IntegerField(
         required=False, min_value=1, max_value=366, help_text="Default 30; at most the org maximum."
     )
+    dpop_jwk = serializers.JSONField(
+        required=False,
+        help_text="Bind the token to this public key (a JWK object; DPoP, RFC 9449): it then "
+        "works only with proofs signed by the key. Required (or dpop_jkt) when the worker "
+        "requires DPoP.",
+    )
+    dpop_jkt = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=43,
+        help_text="Or bind it by the key's RFC 7638 SHA-256 thumbprint (base64url).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        jwk = attrs.pop("dpop_jwk", None)
+        try:
+            attrs["dpop_jkt"] = jkt_from(jwk=jwk, jkt=attrs.get("dpop_jkt", ""))
+        except ValueError as exc:
+            field = "dpop_jwk" if jwk not in (None, "", {}) else "dpop_jkt"
+            raise serializers.ValidationError({field: str(exc)}) from None
+        return attrs
 
 
 class TokenRevokeSerializer(serializers.Serializer[Any]):

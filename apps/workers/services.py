@@ -35,6 +35,7 @@ from apps.core.tokens import (
     token_lifetime,
 )
 from apps.organizations.models import Membership, Organization, OrgRole
+from apps.workers.dpop import jkt_from
 from apps.workers.fence import fence_organization, fence_worker
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
 
@@ -110,6 +111,7 @@ def worker_create(
     description: str = "",
     owner: Any = None,
     acts_for: Any = None,
+    require_dpop: bool = False,
     actor: Any = None,
 ) -> Worker:
     _check_role(organization, default_role, "default_role")
@@ -124,6 +126,7 @@ def worker_create(
         owner=owner,
         acts_for=acts_for,
         default_role=default_role,
+        require_dpop=require_dpop,
         created_by=actor,
     )
     worker.full_clean(exclude=["organization", "default_role", "owner", "acts_for", "created_by"])
@@ -141,6 +144,7 @@ def worker_create(
             "default_role": default_role.name,
             "owner": owner.get_username() if owner else None,
             "acts_for": acts_for.get_username() if acts_for else None,
+            "require_dpop": require_dpop,
         },
         worker_id=worker.pk,
         actor=actor,
@@ -148,7 +152,7 @@ def worker_create(
     return worker
 
 
-_EDITABLE = ("name", "description", "owner", "default_role", "acts_for")
+_EDITABLE = ("name", "description", "owner", "default_role", "acts_for", "require_dpop")
 
 
 def _display(value: Any) -> Any:
@@ -159,13 +163,8 @@ def _display(value: Any) -> Any:
     return str(value)
 
 
-@transaction.atomic
-def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worker:
-    """Change name, description, owner or default role; the audit event holds the diff."""
-    unknown = set(changes) - set(_EDITABLE)
-    if unknown:
-        raise TypeError(f"Not editable: {sorted(unknown)}")
-    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+def _check_changes(worker: Worker, changes: dict[str, Any], actor: Any) -> None:
+    """What `worker_update` refuses before it changes anything."""
     organization = worker.organization
     if "default_role" in changes:
         _check_role(organization, changes["default_role"], "default_role")
@@ -179,6 +178,20 @@ def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worke
         and (Worker.objects.filter(organization=organization, name=changes["name"]).exists())
     ):
         raise ValidationError({"name": "A worker with this name already exists."})
+
+
+@transaction.atomic
+def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worker:
+    """Change name, description, owner, default role or whether DPoP is required. The
+    `worker.changed` event holds the diff; turning DPoP on or off is `worker.dpop_changed`
+    of its own (a security setting a reviewer looks for), with the count of the worker's
+    live unbound tokens that it stops (or lets work again)."""
+    unknown = set(changes) - set(_EDITABLE)
+    if unknown:
+        raise TypeError(f"Not editable: {sorted(unknown)}")
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    organization = worker.organization
+    _check_changes(worker, changes, actor)
     diff: dict[str, dict[str, Any]] = {}
     for field, new in changes.items():
         old = getattr(worker, field)
@@ -193,14 +206,34 @@ def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worke
         # Whoever the worker acted for, a call in flight as them ends within the send
         # window before this returns (exact, like a disable: apps.workers.fence).
         fence_worker(worker.pk)
-    audit_record(
-        action="worker.changed",
-        organization=organization,
-        target=worker,
-        metadata={"changes": diff},
-        worker_id=worker.pk,
-        actor=actor,
-    )
+    dpop_change = diff.pop("require_dpop", None)
+    if diff:
+        audit_record(
+            action="worker.changed",
+            organization=organization,
+            target=worker,
+            metadata={"changes": diff},
+            worker_id=worker.pk,
+            actor=actor,
+        )
+    if dpop_change is not None:
+        unbound = WorkerToken.objects.filter(worker=worker, dpop_jkt="").usable().count()
+        audit_record(
+            action="worker.dpop_changed",
+            organization=organization,
+            target=worker,
+            metadata={
+                "changes": {"require_dpop": dpop_change},
+                "unbound_live_tokens": unbound,
+            },
+            reason=(
+                f"{unbound} unbound token(s) of it are refused from now on"
+                if worker.require_dpop
+                else f"{unbound} unbound token(s) of it work again"
+            ),
+            worker_id=worker.pk,
+            actor=actor,
+        )
     return worker
 
 
@@ -272,6 +305,23 @@ def worker_delete(*, worker: Worker, actor: Any = None) -> None:
 # --- Tokens --------------------------------------------------------------------
 
 
+def _check_dpop_jkt(worker: Worker, dpop_jkt: str) -> str:
+    """The thumbprint a new token of `worker` is bound to: well formed, and present when
+    the worker requires DPoP (it gets no unbound token)."""
+    try:
+        dpop_jkt = jkt_from(jkt=dpop_jkt)
+    except ValueError as exc:
+        raise ValidationError({"dpop_jkt": str(exc)}) from None
+    if worker.require_dpop and not dpop_jkt:
+        raise ValidationError(
+            {
+                "dpop_jkt": "This worker requires DPoP: give the public key (JWK) the token is "
+                "bound to, or its thumbprint."
+            }
+        )
+    return dpop_jkt
+
+
 def token_expiry(
     *, organization: Organization, expires_in_days: int | None, now: datetime | None = None
 ) -> datetime:
@@ -288,6 +338,7 @@ def _new_token(
     created_by: Any,
     rolled_from: WorkerToken | None = None,
     name: str = "",
+    dpop_jkt: str = "",
 ) -> tuple[WorkerToken, str]:
     return issued_token_create(
         WorkerToken,
@@ -299,6 +350,7 @@ def _new_token(
         created_by=created_by,
         expires_at=expires_at,
         rolled_from=rolled_from,
+        dpop_jkt=dpop_jkt,
     )
 
 
@@ -310,19 +362,28 @@ def token_mint(
     expires_in_days: int | None = None,
     actor: Any = None,
     name: str = "",
+    dpop_jkt: str = "",
 ) -> tuple[WorkerToken, str]:
     """A new token for `worker`, named `name` (what it is for; the dashboard requires
-    one). Returns (token, raw); the raw value is never seen again."""
+    one), bound to the key whose thumbprint is `dpop_jkt` when given (DPoP,
+    apps.workers.dpop; required when the worker requires DPoP). Returns (token, raw); the
+    raw value is never seen again."""
     worker = Worker.objects.select_related("organization", "default_role").get(pk=worker.pk)
     organization = worker.organization
     if not worker.is_active():
         raise ValidationError({"worker": "This worker is disabled; enable it to mint tokens."})
     role = role if role is not None else worker.default_role
     _check_role(organization, role, "role")
+    dpop_jkt = _check_dpop_jkt(worker, dpop_jkt)
     expires_at = token_expiry(organization=organization, expires_in_days=expires_in_days)
     name = " ".join(name.split())[:100]
     token, raw = _new_token(
-        worker=worker, role=role, expires_at=expires_at, created_by=actor, name=name
+        worker=worker,
+        role=role,
+        expires_at=expires_at,
+        created_by=actor,
+        name=name,
+        dpop_jkt=dpop_jkt,
     )
     audit_record(
         action="token.minted",
@@ -332,6 +393,7 @@ def token_mint(
             "expires_at": expires_at.isoformat(),
             "last4": token.last4,
             "name": name,
+            "dpop_jkt": dpop_jkt,
         },
         **_token_target(token),
         actor=actor,
@@ -385,6 +447,14 @@ def token_roll(
     if not old.worker.is_active():
         raise ValidationError({"worker": "This worker is disabled; enable it to roll tokens."})
     organization = old.worker.organization
+    # The new token is bound to the old one's key: the agent keeps its key and swaps tokens.
+    if old.worker.require_dpop and not old.dpop_jkt:
+        raise ValidationError(
+            {
+                "token": "This worker requires DPoP and this token is not bound to a key: "
+                "mint a bound token instead."
+            }
+        )
     expires_at = token_expiry(organization=organization, expires_in_days=expires_in_days, now=now)
     new, raw = _new_token(
         worker=old.worker,
@@ -393,6 +463,7 @@ def token_roll(
         created_by=actor,
         rolled_from=old,
         name=old.name,
+        dpop_jkt=old.dpop_jkt,
     )
     old.expires_at = min(old.expires_at, now + ROLL_OVERLAPS[overlap])
     old.save(update_fields=["expires_at"])

@@ -264,15 +264,20 @@ def exchanged_token_mint(
     subject: str,
     matched: dict[str, str],
     subject_expires_at: datetime,
+    dpop_jkt: str = "",
     now: datetime | None = None,
 ) -> tuple[WorkerToken, str]:
     """The worker token an accepted exchange gets: the policy's worker and role, until the
-    policy's maximum or the subject token's own expiry, whichever is first. Audited as
-    `token.exchanged`, naming the outside identity (issuer, subject, matched claims)."""
+    policy's maximum or the subject token's own expiry, whichever is first, bound to the
+    key of the request's DPoP proof when it had one (`dpop_jkt`; a worker that requires
+    DPoP gets no unbound token). Audited as `token.exchanged`, naming the outside identity
+    (issuer, subject, matched claims)."""
     now = now or timezone.now()
     worker = Worker.objects.select_related("organization").get(pk=policy.worker_id)
     if not worker.is_active():
         raise ValidationError({"worker": "This worker is disabled."})
+    if worker.require_dpop and not dpop_jkt:
+        raise ValidationError({"dpop_jkt": "This worker requires DPoP."})
     expires_at = min(now + timedelta(minutes=policy.max_minutes), subject_expires_at)
     token, raw = issued_token_create(
         WorkerToken,
@@ -284,6 +289,7 @@ def exchanged_token_mint(
         created_by=None,
         expires_at=expires_at,
         trust_policy=policy,
+        dpop_jkt=dpop_jkt,
     )
     audit_record(
         action="token.exchanged",
@@ -295,6 +301,7 @@ def exchanged_token_mint(
             "trust_policy": policy.pk,
             "role": policy.role.name,
             "expires_at": expires_at.isoformat(),
+            "dpop_jkt": dpop_jkt,
         },
         target_type="workertoken",
         target_id=token.public_id,

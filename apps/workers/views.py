@@ -105,6 +105,7 @@ class WorkerCreateView(_WorkersBase, FormView):
                 owner=data["owner"],
                 acts_for=data["acts_for"],
                 default_role=data["default_role"],
+                require_dpop=data["require_dpop"],
                 actor=self.request.user,
             )
         except ValidationError as exc:
@@ -253,13 +254,20 @@ class TokenMintView(_WorkerAction):
         form = MintForm(request.POST, organization=self.organization)
         if not form.is_valid():
             return _worker_page_with_mint_errors(self, request, worker, form)
-        token, raw = services.token_mint(
-            worker=worker,
-            role=form.cleaned_data["role"],
-            expires_in_days=form.cleaned_data["expires_in_days"],
-            actor=request.user,
-            name=form.cleaned_data["name"],
-        )
+        try:
+            token, raw = services.token_mint(
+                worker=worker,
+                role=form.cleaned_data["role"],
+                expires_in_days=form.cleaned_data["expires_in_days"],
+                actor=request.user,
+                name=form.cleaned_data["name"],
+                dpop_jkt=form.cleaned_data["dpop_key"],
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                field = "dpop_key" if field == "dpop_jkt" else field
+                form.add_error(field if field in form.fields else None, errors)
+            return _worker_page_with_mint_errors(self, request, worker, form)
         return _show_once(request, self.organization.slug, worker, token, raw)
 
 
@@ -519,6 +527,7 @@ class TokenOnceView(_WorkersBase, TemplateView):
                 token=token,
                 rolled_from=entry.get("rolled_from", ""),
                 whoami_url=f"{base}/api/v1/whoami",
+                base_url=base,
                 mcp_url=f"{base}/mcp",
             )
         response = self.render_to_response(context)

@@ -114,13 +114,19 @@ class ManagementAPI:
         return self.call("POST", path, body if body is not None else {})
 
 
-def agent_call(url: str, token: str, action: str, payload: dict[str, Any]) -> Any:
-    """POST /api/v1/actions/<action>/execute with a worker token."""
+def agent_call(
+    url: str, token: str, action: str, payload: dict[str, Any], *, dpop_key: Any = None
+) -> Any:
+    """POST /api/v1/actions/<action>/execute with a worker token; with a `dpop_key`
+    (grantry_cli.dpop.DPoPKey) as `DPoP <token>` plus a fresh proof of that key."""
     target = f"{url.rstrip('/')}/api/v1/actions/{urllib.parse.quote(action, safe='')}/execute"
+    headers = (
+        dpop_key.headers("POST", target, token)
+        if dpop_key is not None
+        else {"Authorization": f"Bearer {token}"}
+    )
     try:
-        answer = http.request(
-            "POST", target, body=payload, headers={"Authorization": f"Bearer {token}"}
-        )
+        answer = http.request("POST", target, body=payload, headers=headers)
     except http.Unreachable as exc:
         raise APIFailure(str(exc)) from None
     _raise_for(answer)
@@ -131,13 +137,19 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 
 
-def token_exchange(url: str, subject_token: str, audience: str) -> dict[str, Any]:
+def token_exchange(
+    url: str, subject_token: str, audience: str, *, dpop_key: Any = None
+) -> dict[str, Any]:
     """RFC 8693 at Grantry's token endpoint: a workload's signed JWT for a short-lived
-    worker token of `audience` (<org slug>/<worker name>)."""
+    worker token of `audience` (<org slug>/<worker name>), bound to `dpop_key`
+    (grantry_cli.dpop.DPoPKey) when given: the request carries a DPoP proof of it."""
+    endpoint = f"{url.rstrip('/')}/oauth/token/"
+    headers = {"DPoP": dpop_key.proof("POST", endpoint)} if dpop_key is not None else {}
     try:
         answer = http.request(
             "POST",
-            f"{url.rstrip('/')}/oauth/token/",
+            endpoint,
+            headers=headers,
             form={
                 "grant_type": TOKEN_EXCHANGE,
                 "subject_token": subject_token,

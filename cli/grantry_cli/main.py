@@ -7,6 +7,8 @@
     grantry call ACTION --input JSON
     grantry mcp-config --client cursor|claude|claude-code|vscode|windsurf|codex|zed
     grantry exchange --audience ORG/WORKER (--github-actions | --token-file PATH) [--url URL]
+                     [--dpop-key PATH]
+    grantry dpop-key PATH
 
 Exit status: 0 on success (a scan that finds keys still succeeds), 1 when Grantry or
 the input refuses, 2 for a usage error.
@@ -318,7 +320,11 @@ def cmd_call(args: argparse.Namespace) -> int:
     if args.connection:
         payload["connection"] = args.connection
     try:
-        answer = api.agent_call(url, token, args.action, payload)
+        key = _dpop_key(args.dpop_key)
+        answer = api.agent_call(url, token, args.action, payload, dpop_key=key)
+    except _KeyUnusable as exc:
+        _err(str(exc))
+        return 2
     except api.APIFailure as exc:
         _err(f"{args.action}: {exc}")
         return 1
@@ -345,11 +351,15 @@ def cmd_exchange(args: argparse.Namespace) -> int:
         _err("Name Grantry's URL with --url (or GRANTRY_URL).")
         return 2
     try:
+        key = _dpop_key(args.dpop_key)
         if args.github_actions:
             subject_token = api.github_actions_token(args.oidc_audience or url)
         else:
             subject_token = Path(args.token_file).read_text(encoding="utf-8").strip()
-        answer = api.token_exchange(url, subject_token, args.audience)
+        answer = api.token_exchange(url, subject_token, args.audience, dpop_key=key)
+    except _KeyUnusable as exc:
+        _err(str(exc))
+        return 2
     except OSError as exc:
         _err(f"Could not read {args.token_file}: {exc.strerror}")
         return 1
@@ -360,6 +370,46 @@ def cmd_exchange(args: argparse.Namespace) -> int:
         _out(json.dumps(answer, indent=2))
     else:
         _out(str(answer["access_token"]))
+    return 0
+
+
+class _KeyUnusable(Exception):
+    pass
+
+
+def _dpop_key(path: str | None) -> Any:
+    """The DPoP key in `path` (grantry_cli.dpop, imported only now: it needs the `dpop`
+    extra), or None without a path."""
+    if not path:
+        return None
+    try:
+        from grantry_cli.dpop import DPoPKey
+    except ImportError:
+        raise _KeyUnusable(
+            "DPoP needs the optional extra: pip install 'grantry-cli[dpop]' (joserfc, httpx2)."
+        ) from None
+    try:
+        return DPoPKey.load(path)
+    except (OSError, ValueError) as exc:
+        raise _KeyUnusable(f"Could not read the DPoP key {path}: {exc}") from None
+
+
+def cmd_dpop_key(args: argparse.Namespace) -> int:
+    """Make the agent's DPoP key in PATH once (owner-only), and print its thumbprint and
+    public JWK: what a token is bound to when it is minted (dashboard or API)."""
+    try:
+        from grantry_cli.dpop import DPoPKey
+    except ImportError:
+        _err("DPoP needs the optional extra: pip install 'grantry-cli[dpop]' (joserfc, httpx2).")
+        return 2
+    try:
+        key, created = DPoPKey.load_or_create(args.path)
+    except (OSError, ValueError) as exc:
+        _err(f"Could not read or write the DPoP key {args.path}: {exc}")
+        return 1
+    if created:
+        _err(f"New DPoP key in {args.path} (keep it on this machine; only you can read it).")
+    _out(json.dumps({"jkt": key.jkt, "jwk": key.public_jwk}, indent=2))
     return 0
 
 
@@ -426,6 +476,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--connection", help="which connection, when several are allowed")
     p.add_argument("--url")
     p.add_argument("--token")
+    p.add_argument(
+        "--dpop-key", help="the key the token is bound to (DPoP): sign a proof for the call"
+    )
     p.set_defaults(run=cmd_call)
 
     p = sub.add_parser("mcp-config", help="print the MCP config entry for a client")
@@ -450,7 +503,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--oidc-audience", help="the aud to ask GitHub for (default: Grantry's URL)")
     p.add_argument("--json", action="store_true", help="print the whole answer")
     p.add_argument("--url")
+    p.add_argument(
+        "--dpop-key",
+        help="bind the token to this key (DPoP, RFC 9449; made by `grantry dpop-key`)",
+    )
     p.set_defaults(run=cmd_exchange)
+
+    p = sub.add_parser(
+        "dpop-key",
+        help="make this agent's DPoP key once and print its thumbprint (jkt) and public JWK",
+    )
+    p.add_argument("path", help="the key file (created owner-only when missing)")
+    p.set_defaults(run=cmd_dpop_key)
     return top
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.fixtures import Settings
 
 from apps.approvals.tests.conftest import INPUT, make_gated_agent
+from apps.audit.partitions import month_partitions
 from apps.broker.tests.conftest import CONNECTION_SECRET, Agent
 from apps.broker.tests.upstream import RecordingUpstream
 from apps.organizations.models import Organization
+from grantry.metrics import months_ahead
 
 pytestmark = pytest.mark.django_db
 TOKEN = "metrics-token-for-the-test-0123456789"
@@ -141,10 +144,20 @@ def test_scrape_time_figures_read_the_database_and_the_queue(
         value(after, "grantry_approvals_pending") == value(before, "grantry_approvals_pending") + 1
     )
     assert ("grantry_siem_lag_events", ()) in after
+    # The test database's migrations create the current month and the ones ahead.
+    assert value(after, "grantry_audit_partition_months_ahead") == months_ahead() >= 1
     assert ("grantry_connections_needing_reauth", ()) in after
     queue = os.environ["CELERY_TASK_DEFAULT_QUEUE"]
     if os.environ.get("REDIS_URL"):  # the suite runs with Redis in CI (GRANTRY_REQUIRE_SERVICES)
         assert ("grantry_celery_queue_depth", (("queue", queue),)) in after
+
+
+@pytest.mark.django_db
+def test_months_ahead_counts_the_partitions_after_the_current_month_up_to_a_gap() -> None:
+    months = month_partitions()
+    assert months_ahead(now=months[-1].start) == 0  # the last month created
+    assert months_ahead(now=months[-2].start) == 1
+    assert months_ahead(now=datetime(2199, 1, 1, tzinfo=UTC)) == -1  # no partition at all
 
 
 _CHILD = """

@@ -464,3 +464,153 @@ def test_a_disabled_policy_lets_nobody_in_and_ends_its_tokens(
     assert exchange(client, issuer.issue(), target(worker)).json()["error"] == "invalid_target"
     trust_policy_set_enabled(policy=policy, enabled=True, actor=admin)
     assert exchange(client, issuer.issue(), target(worker)).status_code == 200
+
+
+# --- DPoP (RFC 9449 §5): the exchanged token bound to the workload's key -------------
+
+
+def exchange_with_proof(client: Client, subject_token: str, audience: str, proof: str) -> Any:
+    data = {
+        "grant_type": GRANT_TYPE,
+        "subject_token": subject_token,
+        "subject_token_type": JWT_TYPE,
+        "audience": audience,
+    }
+    return client.post(TOKEN_URL, data, HTTP_DPOP=proof)
+
+
+def whoami_with(client: Client, settings: Settings, raw: str, key: Any) -> Any:
+    from apps.workers.tests.dpop_proofs import proof
+
+    url = f"{settings.GRANTRY_BASE_URL}{WHOAMI}"
+    return client.get(
+        WHOAMI, HTTP_AUTHORIZATION=f"DPoP {raw}", HTTP_DPOP=proof(key, "GET", url, raw)
+    )
+
+
+def test_a_dpop_proof_binds_the_exchanged_token_to_its_key(
+    client: Client, issuer: Issuer, policy: TrustPolicy, worker: Worker, settings: Settings
+) -> None:
+    from apps.workers.tests.dpop_proofs import jkt, proof
+    from apps.workers.tests.dpop_proofs import new_key as new_dpop_key
+
+    key = new_dpop_key()
+    response = exchange_with_proof(
+        client,
+        issuer.issue(),
+        target(worker),
+        proof(key, "POST", f"{settings.GRANTRY_BASE_URL}{TOKEN_URL}"),
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["token_type"] == "DPoP"
+    raw = body["access_token"]
+    assert WorkerToken.objects.get(trust_policy=policy).dpop_jkt == jkt(key)
+    assert client.get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+    assert whoami_with(client, settings, raw, new_dpop_key()).status_code == 401
+    assert whoami_with(client, settings, raw, key).status_code == 200
+    event = AuditEvent.objects.get(action="token.exchanged")
+    assert event.metadata["dpop_jkt"] == jkt(key)
+
+
+@pytest.mark.usefixtures("policy")
+@pytest.mark.parametrize("bad", ["wrong url", "replayed", "alg none", "another method"])
+def test_a_bad_dpop_proof_gets_no_token_and_spends_nothing(
+    client: Client,
+    issuer: Issuer,
+    worker: Worker,
+    settings: Settings,
+    bad: str,
+) -> None:
+    from apps.workers.tests.dpop_proofs import new_key as new_dpop_key
+    from apps.workers.tests.dpop_proofs import proof, unsigned_proof
+
+    key = new_dpop_key()
+    url = f"{settings.GRANTRY_BASE_URL}{TOKEN_URL}"
+    used = proof(key, "POST", url)
+    if bad == "replayed":
+        assert exchange_with_proof(client, issuer.issue(), target(worker), used).status_code == 200
+    proofs = {
+        "wrong url": proof(key, "POST", f"{settings.GRANTRY_BASE_URL}/oauth/register/"),
+        "replayed": used,
+        "alg none": unsigned_proof(key, "POST", url),
+        "another method": proof(key, "PUT", url),
+    }
+    subject_token = issuer.issue()
+    response = exchange_with_proof(client, subject_token, target(worker), proofs[bad])
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "invalid_dpop_proof"
+    refused = AuditEvent.objects.get(action="token.exchange_refused")
+    assert refused.metadata["code"].startswith("dpop_")
+    # The subject token was not spent by the refused request.
+    again = exchange_with_proof(client, subject_token, target(worker), proof(key, "POST", url))
+    assert again.status_code == 200, again.content
+
+
+def test_a_worker_that_requires_dpop_is_exchanged_for_only_with_a_proof(
+    client: Client, issuer: Issuer, policy: TrustPolicy, worker: Worker, settings: Settings
+) -> None:
+    from apps.workers.services import worker_update
+    from apps.workers.tests.dpop_proofs import new_key as new_dpop_key
+    from apps.workers.tests.dpop_proofs import proof
+
+    worker_update(worker=worker, require_dpop=True)
+    subject_token = issuer.issue()
+    refused = exchange(client, subject_token, target(worker))
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_dpop_proof"
+    assert not WorkerToken.objects.filter(trust_policy=policy).exists()
+    url = f"{settings.GRANTRY_BASE_URL}{TOKEN_URL}"
+    accepted = exchange_with_proof(
+        client, subject_token, target(worker), proof(new_dpop_key(), "POST", url)
+    )
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json()["token_type"] == "DPoP"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_grantry_exchange_with_a_dpop_key_and_grantry_call_with_it(
+    live_server: Any,
+    issuer: Issuer,
+    org: Organization,
+    admin: User,
+    tmp_path: Any,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`grantry dpop-key`, then `grantry exchange --dpop-key`: the printed token works
+    only with proofs of that key (`grantry call --dpop-key` signs one)."""
+    from grantry_cli.dpop import DPoPKey
+    from grantry_cli.main import main
+
+    settings.GRANTRY_BASE_URL = live_server.url
+    worker = worker_create(
+        organization=org, name="pod-agent", default_role=make_role(org), actor=admin
+    )
+    sub_policy(issuer, worker, "triage-ci", admin)
+    key_file = tmp_path / "keys" / "dpop-key.json"
+    assert main(["dpop-key", str(key_file)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert "d" not in printed["jwk"]
+    assert printed["jkt"] == DPoPKey.load(key_file).jkt
+    assert main(["dpop-key", str(key_file)]) == 0  # the same key again, not a new one
+    assert json.loads(capsys.readouterr().out)["jkt"] == printed["jkt"]
+
+    token_file = tmp_path / "token"
+    token_file.write_text(issuer.issue())
+    args = ["exchange", "--url", live_server.url, "--audience", target(worker)]
+    assert main([*args, "--token-file", str(token_file), "--dpop-key", str(key_file)]) == 0
+    raw = capsys.readouterr().out.strip()
+    assert WorkerToken.objects.get(worker=worker).dpop_jkt == printed["jkt"]
+    assert Client().get(WHOAMI, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+
+    call = ["call", "sandbox.list_projects", "--url", live_server.url, "--token", raw]
+    assert main(call) == 1  # the token alone
+    assert "bound to a key" in capsys.readouterr().err
+    assert WorkerToken.objects.get(worker=worker).last_used_at is None
+    # With the key the call authenticates (the token's last use is recorded); the role,
+    # which has no rule, then refuses the action itself.
+    assert main([*call, "--dpop-key", str(key_file)]) == 1
+    assert "bound to a key" not in capsys.readouterr().err
+    assert WorkerToken.objects.get(worker=worker).last_used_at is not None

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0006_trust_policy'),
+        ('workers', '0007_dpop'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
