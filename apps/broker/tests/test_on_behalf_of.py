@@ -599,3 +599,47 @@ def test_the_dashboard_and_the_api_bind_a_worker_to_a_member(
         content_type="application/json",
     )
     assert refused.status_code == 403
+
+
+def test_over_mcp_alices_agent_writes_as_alice_and_bobs_cannot(
+    org: Organization,
+    alice: User,
+    bob: User,
+    world: dict[str, Any],
+    upstream: RecordingUpstream,
+) -> None:
+    """The same through /mcp (tools/list and tools/call, protocol 2025-11-25)."""
+
+    def rpc(agent: Agent, method: str, params: dict[str, Any]) -> Any:
+        return Client().post(
+            "/mcp",
+            json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+            content_type="application/json",
+            HTTP_MCP_PROTOCOL_VERSION="2025-11-25",
+            **agent.headers,
+        )
+
+    alices = bound_agent(org, alice, name="alice-mcp", shared=world["shared"])
+    listed = rpc(alices, "tools/list", {})
+    assert listed.status_code == 200, listed.content
+    assert "sandbox.create_project" in listed.content.decode()
+    called = rpc(
+        alices, "tools/call", {"name": "sandbox.create_project", "arguments": {"name": "via mcp"}}
+    )
+    assert called.status_code == 200, called.content
+    assert called.json()["result"].get("isError") is not True, called.content
+    assert credentials_seen(upstream) == [f"Bearer {ALICE_SECRET}"]
+    bobs = bound_agent(org, bob, name="bob-mcp", shared=world["shared"])
+    named = rpc(
+        bobs,
+        "tools/call",
+        {
+            "name": "sandbox.create_project",
+            "arguments": {"name": "x", "connection": world["alice_conn"].name},
+        },
+    )
+    assert named.status_code == 200, named.content
+    assert named.json()["result"]["isError"] is True, named.content
+    assert "connection_not_found" in named.content.decode()
+    assert credentials_seen(upstream).count(f"Bearer {ALICE_SECRET}") == 1
+    assert ALICE_SECRET not in named.content.decode()
