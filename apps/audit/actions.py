@@ -81,6 +81,8 @@ _ACTIONS: tuple[tuple[str, str], ...] = (
     ("mcp.code_reused", "MCP client: authorization code reused"),
     ("mcp.grant_approved", "MCP client: grant approved"),
     ("mcp.grant_revoked", "MCP client: grant revoked"),
+    ("mcp.id_jag_accepted", "MCP client: access token issued for a company IdP's ID-JAG"),
+    ("mcp.id_jag_refused", "MCP client: ID-JAG refused"),
     ("mcp.policy_changed", "MCP client policy changed"),
     ("mcp.refresh_refused", "MCP client: refresh token refused"),
     ("mcp.refresh_reused", "MCP client: refresh token reused"),

@@ -26,12 +26,14 @@ The JWT is verified with joserfc against the issuer's published keys (apps.mcpau
 asymmetric algorithms only (no `none`, no HMAC, so a token "signed" with the public key is
 refused), `iss`, `aud`, `exp`, `nbf`, `iat` checked with LEEWAY seconds, `sub` and `jti`
 required, `exp` at most GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS ahead; each `jti` of an issuer is
-exchanged once (a Redis `add` kept until the token expires). The answer is RFC 8693 §2.2
-(`access_token`, `issued_token_type`, `token_type`, `expires_in`); a refusal is RFC 6749 §5.2
-with a fixed description per reason. Every exchange is audited (`token.exchanged`,
-`token.exchange_refused`) with the issuer, subject and matched claims, never the token; a
-refusal counts like a failed authentication and the throttle answers 429 once there are too
-many (apps.accounts.auth_failures).
+exchanged once (a Redis `add` kept until the token expires). A token typed as an ID-JAG
+(`typ: oauth-id-jag+jwt`) is refused, and ID-JAG policies are never candidates: those grants
+go through the jwt-bearer grant (apps.mcpauth.idjag, which reuses this module's
+verification). The answer is RFC 8693 §2.2 (`access_token`, `issued_token_type`,
+`token_type`, `expires_in`); a refusal is RFC 6749 §5.2 with a fixed description per reason.
+Every exchange is audited (`token.exchanged`, `token.exchange_refused`) with the issuer,
+subject and matched claims, never the token; a refusal counts like a failed authentication
+and the throttle answers 429 once there are too many (apps.accounts.auth_failures).
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from joserfc import jws, jwt
-from joserfc.errors import ExpiredTokenError, JoseError
-from joserfc.jwt import JWTClaimsRegistry
+from joserfc.errors import ExpiredTokenError, JoseError, MissingClaimError
+from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from apps.accounts.auth_failures import auth_failure_count, throttled_for
 from apps.audit.models import ActorType, Outcome
@@ -59,7 +61,7 @@ from apps.core.models import tenant_rows
 from apps.mcpauth.jwks import IssuerUnavailable, issuer_keys
 from apps.organizations.models import Organization
 from apps.workers import dpop, trust
-from apps.workers.models import TrustPolicy, Worker
+from apps.workers.models import TrustPolicy, TrustPreset, Worker
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 SUBJECT_TOKEN_TYPES = (
@@ -96,6 +98,18 @@ WRONG_AUDIENCE = "The subject token's audience is not one this worker's trust po
 NO_MATCH = "The subject token's claims match no trust policy of this worker."
 REPLAYED = "This subject token was exchanged already."
 DPOP_REQUIRED = "This worker requires DPoP: send a DPoP proof of the key to bind the token to."
+NOT_SUBJECT_TOKEN = "An ID-JAG is presented with the jwt-bearer grant, not exchanged."
+ID_JAG_TYP = "oauth-id-jag+jwt"
+
+
+def is_id_jag(header: dict[str, Any]) -> bool:
+    """Whether a JOSE header types its token as an ID-JAG (`typ` compares case-insensitively
+    and may carry the `application/` prefix, RFC 7515 §4.1.9)."""
+    typ = header.get("typ")
+    if not isinstance(typ, str):
+        return False
+    typ = typ.lower()
+    return typ.removeprefix("application/") == ID_JAG_TYP
 
 
 @dataclass
@@ -128,7 +142,7 @@ def _one(request: HttpRequest, name: str, *, required: bool = True) -> str:
     return str(values[0])
 
 
-def _peek(subject_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def peek_jwt(subject_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The header and claims of a compact JWS, not verified yet (to find the policy)."""
     if len(subject_token) > MAX_SUBJECT_TOKEN_CHARS:
         raise Refusal("invalid_request", "The subject_token is too long.", "too_long")
@@ -157,8 +171,16 @@ def _worker(audience: str) -> Worker | None:
     return tenant_rows(Worker, organization).filter(name=name).first()
 
 
-def _verify(subject_token: str, issuer: str, kid: str | None, now: int) -> dict[str, Any]:
-    """The verified claims, or a Refusal."""
+def verify_jwt(
+    subject_token: str,
+    issuer: str,
+    kid: str | None,
+    now: int,
+    *,
+    essential: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The verified header and claims, or a Refusal. `iss`, `sub`, `exp` and `jti` are always
+    required, `essential` names more (the ID-JAG grant adds `iat`)."""
     try:
         keys = issuer_keys(issuer, kid)
     except IssuerUnavailable:
@@ -172,21 +194,21 @@ def _verify(subject_token: str, issuer: str, kid: str | None, now: int) -> dict[
         token = jwt.decode(subject_token, keys, algorithms=list(ALGORITHMS))
     except (JoseError, ValueError, TypeError):
         raise Refusal("invalid_grant", BAD_SIGNATURE, "bad_signature") from None
+    required: dict[str, ClaimsOption] = {
+        name: {"essential": True} for name in ("sub", "exp", "jti", *essential)
+    }
     registry = JWTClaimsRegistry(
-        now=now,
-        leeway=LEEWAY,
-        iss={"essential": True, "value": issuer},
-        sub={"essential": True},
-        exp={"essential": True},
-        jti={"essential": True},
+        now=now, leeway=LEEWAY, iss={"essential": True, "value": issuer}, **required
     )
     claims = dict(token.claims)
     try:
         registry.validate(claims)
     except ExpiredTokenError:
         raise Refusal("invalid_grant", EXPIRED, "expired") from None
+    except MissingClaimError:
+        raise Refusal("invalid_grant", BAD_CLAIMS, "bad_claims") from None
     except JoseError as exc:
-        if getattr(exc, "claim", "") == "nbf":
+        if getattr(exc, "claim", "") in ("nbf", "iat"):  # not before, or issued in the future
             raise Refusal("invalid_grant", NOT_YET, "not_yet_valid") from None
         raise Refusal("invalid_grant", BAD_CLAIMS, "bad_claims") from None
     if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
@@ -195,7 +217,7 @@ def _verify(subject_token: str, issuer: str, kid: str | None, now: int) -> dict[
         raise Refusal("invalid_grant", EXPIRED, "expired")
     if claims["exp"] > now + int(settings.GRANTRY_EXCHANGE_MAX_SUBJECT_HOURS) * 3600:
         raise Refusal("invalid_grant", TOO_LONG, "lives_too_long")
-    return claims
+    return dict(token.header), claims
 
 
 def _match(
@@ -215,12 +237,12 @@ def _match(
     raise Refusal("invalid_grant", NO_MATCH, "claims_mismatch")
 
 
-def _first_use(issuer: str, jti: str, exp: int, now: int) -> bool:
+def first_use(issuer: str, jti: str, exp: int, now: int) -> bool:
     key = "grantry:exchange:jti:" + hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
     return bool(cache.add(key, 1, timeout=max(1, exp - now + LEEWAY)))
 
 
-def _dpop_binding(request: HttpRequest, worker: Worker) -> str:
+def dpop_binding(request: HttpRequest, worker: Worker) -> str:
     """The thumbprint of the key the new token is bound to ("" for a bearer token)."""
     proof = request.headers.get("DPoP")
     if proof is None:
@@ -231,6 +253,13 @@ def _dpop_binding(request: HttpRequest, worker: Worker) -> str:
         return dpop.proof_verify(proof, method="POST", url=dpop.request_url(request)).jkt
     except dpop.InvalidProof as problem:
         raise Refusal("invalid_dpop_proof", problem.message, f"dpop_{problem.reason}") from None
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    if header.get("alg") not in ALGORITHMS:
+        raise Refusal("invalid_grant", NOT_ASYMMETRIC, "algorithm")
+    if is_id_jag(header):  # RFC 8725 §3.11: an ID-JAG is a grant for the jwt-bearer grant only
+        raise Refusal("invalid_grant", NOT_SUBJECT_TOKEN, "typ")
 
 
 def _exchange(request: HttpRequest, context: _Context) -> dict[str, Any]:
@@ -256,7 +285,7 @@ def _exchange(request: HttpRequest, context: _Context) -> dict[str, Any]:
             "resource",
         )
     context.audience = _one(request, "audience")
-    header, unverified = _peek(subject_token)
+    header, unverified = peek_jwt(subject_token)
     issuer = unverified.get("iss")
     context.issuer = issuer if isinstance(issuer, str) else ""
     subject = unverified.get("sub")
@@ -265,6 +294,7 @@ def _exchange(request: HttpRequest, context: _Context) -> dict[str, Any]:
     policies = (
         list(
             context.worker.trust_policies.filter(enabled=True, issuer=context.issuer)
+            .exclude(preset=TrustPreset.IDJAG)  # those vouch for MCP clients (apps.mcpauth.idjag)
             .select_related("role")
             .order_by("id")
         )
@@ -273,11 +303,12 @@ def _exchange(request: HttpRequest, context: _Context) -> dict[str, Any]:
     )
     if not policies:
         raise Refusal("invalid_target", NO_POLICY, "no_policy")
-    if header.get("alg") not in ALGORITHMS:
-        raise Refusal("invalid_grant", NOT_ASYMMETRIC, "algorithm")
+    _check_header(header)
     now = int(time.time())
     kid = header.get("kid")
-    claims = _verify(subject_token, context.issuer, kid if isinstance(kid, str) else None, now)
+    _, claims = verify_jwt(
+        subject_token, context.issuer, kid if isinstance(kid, str) else None, now
+    )
     context.verified = True
     policy, matched = _match(policies, claims)
     return _mint(request, context, policy, matched, claims, now)
@@ -293,8 +324,8 @@ def _mint(
 ) -> dict[str, Any]:
     """The accepted exchange's token: bound to the DPoP proof's key when there is one (a
     bad proof is refused before the subject token's `jti` is spent), then minted."""
-    jkt = _dpop_binding(request, policy.worker)
-    if not _first_use(context.issuer, claims["jti"], int(claims["exp"]), now):
+    jkt = dpop_binding(request, policy.worker)
+    if not first_use(context.issuer, claims["jti"], int(claims["exp"]), now):
         raise Refusal("invalid_grant", REPLAYED, "replayed")
     try:
         token, raw = trust.exchanged_token_mint(
@@ -336,7 +367,9 @@ def _record_refusal(request: HttpRequest, refusal: Refusal, context: _Context) -
         )
 
 
-def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> JsonResponse:
+def json_response(
+    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> JsonResponse:
     response = JsonResponse(body, status=status)
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
@@ -349,7 +382,7 @@ def token_exchange_response(request: HttpRequest) -> JsonResponse:
     """The token endpoint's answer to a token-exchange request."""
     retry_after = throttled_for(request)
     if retry_after is not None:
-        return _json(
+        return json_response(
             {
                 "error": "rate_limited",
                 "error_description": "Too many refused exchanges from this address; "
@@ -363,7 +396,7 @@ def token_exchange_response(request: HttpRequest) -> JsonResponse:
         body = _exchange(request, context)
     except Refusal as refusal:
         _record_refusal(request, refusal, context)
-        return _json(
+        return json_response(
             {"error": refusal.error, "error_description": refusal.description}, refusal.status
         )
-    return _json(body, 200)
+    return json_response(body, 200)

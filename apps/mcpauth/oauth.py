@@ -32,7 +32,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from apps.core.audit_context import client_ip
 from apps.core.json_input import HostileInput, loads
-from apps.mcpauth import exchange, services
+from apps.mcpauth import exchange, idjag, services
 from apps.mcpauth.forms import ConsentForm
 from apps.mcpauth.models import McpClientRegistration
 from apps.mcpauth.validator import (
@@ -61,7 +61,12 @@ def authorization_server_metadata(_request: HttpRequest) -> JsonResponse:
             "revocation_endpoint": _endpoint("revoke"),
             "registration_endpoint": _endpoint("register"),
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token", exchange.GRANT_TYPE],
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                exchange.GRANT_TYPE,
+                idjag.GRANT_TYPE,
+            ],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": [
                 "none",
@@ -251,19 +256,45 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
         )
 
 
-class TokenView(_Grantry, dot_views.TokenView):
-    """The one token endpoint: DOT's grants (authorization code, refresh), and the RFC 8693
-    token exchange of a workload's identity for a worker token (apps.mcpauth.exchange)."""
+def nul_in_request(request: HttpRequest) -> bool:
+    """Whether a form value or the HTTP Basic client credentials carry NUL, which no client id,
+    code or token has, and which PostgreSQL text refuses (DOT's lookups would answer 500)."""
+    if any("\x00" in value for values in request.POST.lists() for value in values[1]):
+        return True
+    authorization = request.META.get("HTTP_AUTHORIZATION")
+    return authorization is not None and "\x00" in idjag.basic_credentials(authorization)
 
-    @method_decorator(sensitive_post_parameters("subject_token"))
+
+def _nul_refused() -> JsonResponse:
+    response = JsonResponse(
+        {"error": "invalid_request", "error_description": "A parameter holds a NUL character."},
+        status=400,
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class TokenView(_Grantry, dot_views.TokenView):
+    """The one token endpoint: DOT's grants (authorization code, refresh), the RFC 8693
+    token exchange of a workload's identity for a worker token (apps.mcpauth.exchange), and
+    the jwt-bearer grant of a company IdP's ID-JAG for an MCP client (apps.mcpauth.idjag)."""
+
+    @method_decorator(sensitive_post_parameters("subject_token", "assertion", "client_secret"))
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if nul_in_request(request):
+            return _nul_refused()
         if request.POST.get("grant_type") == exchange.GRANT_TYPE:
             return exchange.token_exchange_response(request)
+        if request.POST.get("grant_type") == idjag.GRANT_TYPE:
+            return idjag.id_jag_response(request)
         return super().post(request, *args, **kwargs)
 
 
 class RevokeTokenView(_Grantry, dot_views.RevokeTokenView):
-    pass
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if nul_in_request(request):
+            return _nul_refused()
+        return super().post(request, *args, **kwargs)
 
 
 # OpenID Connect Dynamic Client Registration 1.0 §2 (MCP clients send it).

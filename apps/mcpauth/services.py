@@ -21,6 +21,7 @@ from apps.audit.services import audit_record
 from apps.core.tokens import GeneratedToken, issued_token_create
 from apps.mcpauth.models import McpGrant, McpIssuedToken, McpPolicy
 from apps.organizations.models import Membership, Organization, OrgRole
+from apps.workers import trust
 from apps.workers.fence import fence_worker
 from apps.workers.models import Worker, WorkerToken
 from apps.workers.services import token_revoke, worker_create
@@ -374,7 +375,8 @@ def issued_for_digest(digest: str) -> McpIssuedToken | None:
 @transaction.atomic
 def expire_unused_clients(*, now: datetime | None = None) -> int:
     """Delete dynamically registered clients that never got a grant within
-    GRANTRY_MCP_DCR_UNUSED_HOURS (CIMD clients are re-created from their URL on demand)."""
+    GRANTRY_MCP_DCR_UNUSED_HOURS (CIMD clients are re-created from their URL on demand),
+    except those a company IdP's trust policy names (they get tokens by ID-JAG, no grant)."""
     now = now or timezone.now()
     application_model = get_application_model()
     cutoff = now - timedelta(hours=int(settings.GRANTRY_MCP_DCR_UNUSED_HOURS))
@@ -385,7 +387,7 @@ def expire_unused_clients(*, now: datetime | None = None) -> int:
         ],
         created__lt=cutoff,
         mcp_grants__isnull=True,
-    )
+    ).exclude(client_id__in=trust.idjag_client_ids())
     count = stale.count()
     stale.delete()
     return count

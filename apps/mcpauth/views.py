@@ -19,6 +19,7 @@ from apps.mcpauth.forms import PolicyForm
 from apps.mcpauth.models import McpGrant
 from apps.organizations.models import OrgRole
 from apps.organizations.tenancy import OrgViewMixin
+from apps.workers.models import TrustPolicy, TrustPreset
 
 
 class McpSettingsView(OrgViewMixin, TemplateView):
@@ -39,6 +40,12 @@ class McpSettingsView(OrgViewMixin, TemplateView):
             .select_related("worker", "role", "approved_by", "revoked_by")
             .annotate(last_used_at=Max("issued__worker_token__last_used_at"))
             .order_by("revoked_at", "-created_at")[:200]
+        )
+        context["idjag_policies"] = (
+            self.tenant_rows(TrustPolicy)
+            .filter(preset=TrustPreset.IDJAG)
+            .select_related("worker", "role")
+            .order_by("id")[:200]
         )
         return context
 

@@ -350,6 +350,15 @@ TRUST_POLICY_EXAMPLE = {
     "max_minutes": 15,
 }
 
+IDJAG_POLICY_EXAMPLE = {
+    "preset": "idjag",
+    "issuer": "https://acme.okta.com",
+    "clients": ["https://claude.ai/oauth/mcp-oauth-client-metadata"],
+    "conditions": [{"claim": "email", "value": "*@acme.example"}],
+    "role": 3,
+    "max_minutes": 60,
+}
+
 
 @extend_schema_view(
     get=extend_schema(
@@ -360,7 +369,10 @@ TRUST_POLICY_EXAMPLE = {
     post=extend_schema(
         tags=["workers"],
         summary="Add a trust policy (outside tokens that may become this worker)",
-        examples=[OpenApiExample("github", value=TRUST_POLICY_EXAMPLE, request_only=True)],
+        examples=[
+            OpenApiExample("github", value=TRUST_POLICY_EXAMPLE, request_only=True),
+            OpenApiExample("company IdP (ID-JAG)", value=IDJAG_POLICY_EXAMPLE, request_only=True),
+        ],
         responses={201: TrustPolicySerializer, **error_responses(400, 403, 404)},
     ),
 )
@@ -391,7 +403,8 @@ class TrustPolicyListCreateAPIView(_WorkerScoped, generics.ListCreateAPIView[Tru
                 preset=data["preset"],
                 issuer=data.get("issuer", ""),
                 audience=data.get("audience", ""),
-                conditions=[dict(c) for c in data["conditions"]],
+                conditions=[dict(c) for c in data.get("conditions", [])],
+                clients=list(data.get("clients", [])),
                 role=data["role"],
                 max_minutes=data.get("max_minutes", 15),
                 enabled=data.get("enabled", True),

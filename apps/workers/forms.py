@@ -144,9 +144,18 @@ class TrustPolicyForm(forms.Form):
     )
     conditions = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
         help_text="One `claim = value` a line, all must match; a value may be a glob "
         "(`refs/heads/*`). GitHub: repository = acme/triage; GitLab: project_path = acme/triage; "
-        "Kubernetes: sub = system:serviceaccount:agents:triage.",
+        "Kubernetes: sub = system:serviceaccount:agents:triage. Optional for a company IdP "
+        "(e.g. email = *@acme.example).",
+    )
+    clients = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        label="MCP clients (company IdP only)",
+        help_text="One OAuth client id a line: the MCP clients the IdP may issue ID-JAGs for "
+        "(a client-id metadata URL, or the id Grantry gave a registered client).",
     )
     role = forms.ModelChoiceField(queryset=Role.objects.none(), empty_label=None)
     max_minutes = forms.IntegerField(
@@ -170,3 +179,6 @@ class TrustPolicyForm(forms.Form):
                 raise forms.ValidationError(f"Write `claim = value`, not {line.strip()!r}.")
             conditions.append({"claim": claim.strip(), "value": value.strip()})
         return conditions
+
+    def clean_clients(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["clients"].splitlines() if line.strip()]

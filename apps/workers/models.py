@@ -104,6 +104,10 @@ class TrustPreset(models.TextChoices):
     GITLAB = "gitlab", "GitLab CI"
     KUBERNETES = "kubernetes", "Kubernetes service account"
     OIDC = "oidc", "Any OpenID Connect issuer"
+    # MCP's enterprise-managed authorization: the company's identity provider issues
+    # Identity Assertion JWT Authorization Grants (ID-JAG) for the MCP clients it allows,
+    # presented with the RFC 7523 jwt-bearer grant (apps.mcpauth.idjag).
+    IDJAG = "idjag", "Company IdP for MCP clients (ID-JAG)"
 
 
 MAX_TRUST_MINUTES = 12 * 60
@@ -114,7 +118,10 @@ class TrustPolicy(TenantModel):
     this worker with `role`, for at most `max_minutes`" (workload identity federation;
     the exchange is RFC 8693 at the OAuth token endpoint, apps.mcpauth.exchange).
     `conditions` is a list of {"claim": name, "value": exact value or fnmatch glob}, all
-    of which must match; never empty (apps.workers.trust checks it)."""
+    of which must match; never empty for a workload platform (apps.workers.trust checks it).
+    The ID-JAG preset (a company IdP vouching for its people's MCP clients) may have no
+    condition, and names the MCP clients it lets in: `clients`, exact OAuth client ids the
+    assertion's `client_id` must be one of (empty for every other preset)."""
 
     organization = organization_key(related_name="trust_policies")
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="trust_policies")
@@ -122,6 +129,7 @@ class TrustPolicy(TenantModel):
     issuer = models.URLField(max_length=255)
     audience = models.CharField(max_length=255)
     conditions = models.JSONField(default=list)
+    clients = models.JSONField(default=list, blank=True)
     role = models.ForeignKey("policies.Role", on_delete=models.PROTECT, related_name="+")
     max_minutes = models.PositiveIntegerField(
         default=15, validators=[MinValueValidator(1), MaxValueValidator(MAX_TRUST_MINUTES)]

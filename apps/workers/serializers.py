@@ -209,7 +209,19 @@ class TrustPolicySerializer(serializers.ModelSerializer[TrustPolicy]):
 
     role = OrgRoleField()
     role_name = serializers.CharField(source="role.name", read_only=True)
-    conditions = TrustConditionSerializer(many=True)
+    conditions = TrustConditionSerializer(
+        many=True,
+        required=False,
+        help_text="Claim conditions, all of which must match; at least one (on the preset's "
+        "identifying claim) except for the idjag preset.",
+    )
+    clients = serializers.ListField(
+        child=serializers.CharField(max_length=255),
+        required=False,
+        max_length=20,
+        help_text="idjag preset only: the MCP client ids (OAuth `client_id`) the company IdP "
+        "may issue ID-JAGs for.",
+    )
     issuer = serializers.URLField(
         max_length=255,
         required=False,
@@ -220,7 +232,8 @@ class TrustPolicySerializer(serializers.ModelSerializer[TrustPolicy]):
         max_length=255,
         required=False,
         allow_blank=True,
-        help_text="The `aud` the tokens must carry (default: Grantry's base URL).",
+        help_text="The `aud` the tokens must carry (default: Grantry's base URL; for the "
+        "idjag preset always Grantry's OAuth issuer, <base URL>/oauth).",
     )
 
     class Meta:
@@ -232,6 +245,7 @@ class TrustPolicySerializer(serializers.ModelSerializer[TrustPolicy]):
             "issuer",
             "audience",
             "conditions",
+            "clients",
             "role",
             "role_name",
             "max_minutes",

@@ -9,6 +9,12 @@ required (`repository` for GitHub Actions, `project_path` for GitLab CI, `sub` o
 and its value may not be wildcards alone. Verifying the token and the RFC 8693 exchange
 live with the OAuth server (apps.mcpauth.exchange); this module owns the rows, the
 matching rule and the mint, each write audited in its transaction.
+
+The ID-JAG preset is the same rule for MCP's enterprise-managed authorization: the issuer is
+the company's own identity provider, the audience is Grantry's OAuth issuer, `clients` lists
+the MCP client ids the company lets in (exact, at least one), and claim conditions are
+optional (a multi-tenant issuer needs one, e.g. its tenant claim). The grant itself is
+verified in apps.mcpauth.idjag.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from apps.workers.models import (
 )
 
 MAX_CONDITIONS = 10
+MAX_CLIENTS = 20
 WILDCARDS = frozenset("*?[]!")
 
 
@@ -61,12 +68,20 @@ PRESETS: dict[str, Preset] = {
         "", "sub", ("sub", "kubernetes.io.namespace", "kubernetes.io.serviceaccount.name")
     ),
     TrustPreset.OIDC: Preset("", "sub", ("sub",)),
+    # No required claim: the issuer is the company's own, and `clients` names who may come.
+    TrustPreset.IDJAG: Preset("", "", ("sub", "email", "tid")),
 }
 
 
 def default_audience() -> str:
     """The audience a policy expects unless told otherwise: Grantry's own URL."""
     return str(settings.GRANTRY_BASE_URL)
+
+
+def oauth_issuer() -> str:
+    """Grantry's OAuth issuer identifier (RFC 8414; apps.mcpauth.services.issuer_url), the
+    one audience an ID-JAG may carry."""
+    return f"{settings.GRANTRY_BASE_URL}/oauth"
 
 
 def _issuer_clean(preset: Preset, issuer: str) -> str:
@@ -82,9 +97,11 @@ def _issuer_clean(preset: Preset, issuer: str) -> str:
 def conditions_clean(preset_key: str, conditions: Any) -> list[dict[str, str]]:
     """The conditions as stored, or a ValidationError on `conditions`."""
     preset = PRESETS[preset_key]
-    if not isinstance(conditions, list) or not 1 <= len(conditions) <= MAX_CONDITIONS:
+    conditions = [] if conditions is None else conditions
+    least = 1 if preset.required_claim else 0
+    if not isinstance(conditions, list) or not least <= len(conditions) <= MAX_CONDITIONS:
         raise ValidationError(
-            {"conditions": f"Give between 1 and {MAX_CONDITIONS} claim conditions."}
+            {"conditions": f"Give between {least} and {MAX_CONDITIONS} claim conditions."}
         )
     cleaned: list[dict[str, str]] = []
     for item in conditions:
@@ -95,6 +112,8 @@ def conditions_clean(preset_key: str, conditions: Any) -> list[dict[str, str]]:
         if len(claim) > 100 or len(value) > 255:
             raise ValidationError({"conditions": "A claim name or value is too long."})
         cleaned.append({"claim": claim.strip(), "value": value.strip()})
+    if not preset.required_claim:
+        return cleaned
     required = [c for c in cleaned if c["claim"] == preset.required_claim]
     if not required or all(set(c["value"]) <= WILDCARDS for c in required):
         raise ValidationError(
@@ -104,6 +123,51 @@ def conditions_clean(preset_key: str, conditions: Any) -> list[dict[str, str]]:
             }
         )
     return cleaned
+
+
+def clients_clean(preset_key: str, clients: Any) -> list[str]:
+    """The MCP client ids an ID-JAG policy lets in (exact ids, no globs: a company names
+    the clients it vetted), or a ValidationError on `clients`. Other presets have none."""
+    clients = clients or []
+    if preset_key != TrustPreset.IDJAG:
+        if clients:
+            raise ValidationError({"clients": "Only the ID-JAG preset names MCP clients."})
+        return []
+    if not isinstance(clients, list) or not 1 <= len(clients) <= MAX_CLIENTS:
+        raise ValidationError(
+            {"clients": f"Name between 1 and {MAX_CLIENTS} MCP client ids (their `client_id`)."}
+        )
+    cleaned: list[str] = []
+    for client in clients:
+        if not isinstance(client, str) or not client.strip() or len(client.strip()) > 255:
+            raise ValidationError({"clients": "Each MCP client id is text of 1 to 255 characters."})
+        if set(client) & WILDCARDS or any(c.isspace() for c in client.strip()):
+            raise ValidationError({"clients": "Give exact client ids, no wildcards or spaces."})
+        if client.strip() not in cleaned:
+            cleaned.append(client.strip())
+    return cleaned
+
+
+def idjag_candidates(issuer: str) -> list[TrustPolicy]:
+    """Every enabled ID-JAG policy for `issuer`, of any organization, oldest first: the one
+    read that crosses organizations, because an ID-JAG names none (its issuer, client and
+    claims choose; apps.mcpauth.idjag refuses a grant that more than one organization's
+    policies accept)."""
+    return list(
+        TrustPolicy.objects.filter(preset=TrustPreset.IDJAG, enabled=True, issuer=issuer)
+        .select_related("role", "worker", "organization")
+        .order_by("id")
+    )
+
+
+def idjag_client_ids() -> set[str]:
+    """The MCP client ids any ID-JAG policy names (their registrations are kept)."""
+    ids: set[str] = set()
+    for clients in TrustPolicy.objects.filter(preset=TrustPreset.IDJAG).values_list(
+        "clients", flat=True
+    ):
+        ids.update(c for c in clients if isinstance(c, str))
+    return ids
 
 
 def _claim_text(value: Any) -> str | None:
@@ -155,15 +219,23 @@ def trust_policy_create(
     worker: Worker,
     preset: str,
     role: Any,
-    conditions: Any,
+    conditions: Any = None,
     issuer: str = "",
     audience: str = "",
+    clients: Any = None,
     max_minutes: int = 15,
     enabled: bool = True,
     actor: Any = None,
 ) -> TrustPolicy:
     if preset not in PRESETS:
         raise ValidationError({"preset": f"Choose one of: {', '.join(PRESETS)}."})
+    if preset == TrustPreset.IDJAG:
+        # The draft fixes it: an ID-JAG's `aud` is the issuer of the authorization server.
+        if audience and audience.strip() != oauth_issuer():
+            raise ValidationError(
+                {"audience": f"An ID-JAG's audience is Grantry's OAuth issuer, {oauth_issuer()}."}
+            )
+        audience = oauth_issuer()
     if role is None or role.organization_id != worker.organization_id:
         raise ValidationError({"role": "Choose a role of this organization."})
     if not 1 <= int(max_minutes) <= MAX_TRUST_MINUTES:
@@ -178,6 +250,7 @@ def trust_policy_create(
         issuer=_issuer_clean(PRESETS[preset], issuer),
         audience=audience,
         conditions=conditions_clean(preset, conditions),
+        clients=clients_clean(preset, clients),
         role=role,
         max_minutes=int(max_minutes),
         enabled=enabled,
@@ -191,6 +264,7 @@ def trust_policy_create(
             "issuer": policy.issuer,
             "audience": policy.audience,
             "conditions": policy.conditions,
+            "clients": policy.clients,
             "role": role.name,
             "max_minutes": policy.max_minutes,
             "enabled": enabled,
@@ -263,36 +337,51 @@ def exchanged_token_mint(
     policy: TrustPolicy,
     subject: str,
     matched: dict[str, str],
-    subject_expires_at: datetime,
+    subject_expires_at: datetime | None = None,
     dpop_jkt: str = "",
     now: datetime | None = None,
+    max_seconds: int | None = None,
+    audience: str = "",
+    oauth_client: str = "",
+    action: str = "token.exchanged",
+    details: dict[str, Any] | None = None,
 ) -> tuple[WorkerToken, str]:
     """The worker token an accepted exchange gets: the policy's worker and role, until the
-    policy's maximum or the subject token's own expiry, whichever is first, bound to the
-    key of the request's DPoP proof when it had one (`dpop_jkt`; a worker that requires
-    DPoP gets no unbound token). Audited as `token.exchanged`, naming the outside identity
-    (issuer, subject, matched claims)."""
+    policy's maximum, `max_seconds` or the subject token's own expiry, whichever is first,
+    bound to the key of the request's DPoP proof when it had one (`dpop_jkt`; a worker that
+    requires DPoP gets no unbound token). Audited as `action` (`token.exchanged`;
+    `mcp.id_jag_accepted` for an ID-JAG, whose token is bound to the /mcp `audience` and
+    names its `oauth_client` like the tokens of the MCP OAuth flow), naming the outside
+    identity (issuer, subject, matched claims)."""
     now = now or timezone.now()
     worker = Worker.objects.select_related("organization").get(pk=policy.worker_id)
     if not worker.is_active():
         raise ValidationError({"worker": "This worker is disabled."})
     if worker.require_dpop and not dpop_jkt:
         raise ValidationError({"dpop_jkt": "This worker requires DPoP."})
-    expires_at = min(now + timedelta(minutes=policy.max_minutes), subject_expires_at)
+    ends = [now + timedelta(minutes=policy.max_minutes)]
+    if subject_expires_at is not None:
+        ends.append(subject_expires_at)
+    if max_seconds is not None:
+        ends.append(now + timedelta(seconds=max_seconds))
+    expires_at = min(ends)
+    label = "ID-JAG" if oauth_client else "Exchanged"
     token, raw = issued_token_create(
         WorkerToken,
         kind="worker",
         organization_id=worker.organization_id,
         worker=worker,
         role_id=policy.role_id,
-        name=f"Exchanged: {subject}"[:100],
+        name=f"{label}: {subject}"[:100],
         created_by=None,
         expires_at=expires_at,
         trust_policy=policy,
         dpop_jkt=dpop_jkt,
+        audience=audience,
+        oauth_client=oauth_client[:255],
     )
     audit_record(
-        action="token.exchanged",
+        action=action,
         organization_id=worker.organization_id,
         metadata={
             "issuer": policy.issuer,
@@ -302,6 +391,7 @@ def exchanged_token_mint(
             "role": policy.role.name,
             "expires_at": expires_at.isoformat(),
             "dpop_jkt": dpop_jkt,
+            **(details or {}),
         },
         target_type="workertoken",
         target_id=token.public_id,

@@ -290,6 +290,7 @@ class TrustPolicyAddView(_WorkerAction):
             issuer=data["issuer"],
             audience=data["audience"],
             conditions=data["conditions"],
+            clients=data["clients"],
             role=data["role"],
             max_minutes=data["max_minutes"],
             actor=request.user,

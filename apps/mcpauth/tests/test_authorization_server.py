@@ -507,3 +507,28 @@ def test_a_replayed_code_revokes_the_tokens_issued_from_it(signed_in: Any, agent
     event = AuditEvent.objects.get(action="mcp.code_reused")
     assert event.outcome == "failure"
     assert event.metadata["revoked_tokens"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/oauth/token/", "/oauth/revoke/"])
+def test_a_nul_in_a_parameter_or_the_basic_credentials_is_400_not_500(
+    client: Client, path: str
+) -> None:
+    """PostgreSQL text holds no NUL: DOT's client and token lookups answered 500."""
+    import base64
+
+    basic = base64.b64encode(b"no%00such:secret").decode()  # DOT unquotes each part
+    for data, headers in (
+        (
+            {"grant_type": "refresh_token", "refresh_token": "x"},
+            {"HTTP_AUTHORIZATION": f"Basic {basic}"},
+        ),
+        ({"grant_type": "refresh_token", "refresh_token": "x", "client_id": "a\x00b"}, {}),
+        ({"grant_type": "authorization_code", "code": "c\x00", "client_id": "a"}, {}),
+        ({"token": "t\x00", "client_id": "a"}, {}),
+    ):
+        response = client.post(
+            path, data, headers={k.removeprefix("HTTP_"): v for k, v in headers.items()}
+        )
+        assert response.status_code == 400, (data, response.content)
+        assert response.json()["error"] == "invalid_request"

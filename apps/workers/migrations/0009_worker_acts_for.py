@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0007_dpop'),
+        ('workers', '0008_trust_policy_idjag'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
