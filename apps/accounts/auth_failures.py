@@ -263,6 +263,7 @@ CODES = (
     "invalid_dpop_proof",
     "dpop_required",
     "dpop_unbound",
+    "member_inactive",
 )
 
 

@@ -34,6 +34,7 @@ FILTER_FIELDS = (
     "start",
     "end",
     "member",
+    "on_behalf_of",
     "worker",
     "token",
     "role",
@@ -156,6 +157,12 @@ class AuditEventFilter(django_filters.FilterSet):
     member = django_filters.CharFilter(
         method="filter_member", label="Member", max_length=254, help_text="Email or user id."
     )
+    on_behalf_of = django_filters.CharFilter(
+        method="filter_on_behalf_of",
+        label="On behalf of",
+        max_length=254,
+        help_text="Email or user id: what workers did acting for this member.",
+    )
     worker = django_filters.CharFilter(
         method="filter_worker", label="Worker", max_length=60, help_text="Name or id."
     )
@@ -268,6 +275,9 @@ class AuditEventFilter(django_filters.FilterSet):
 
     def filter_member(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         return queryset.filter(actor_type="user", **_member_lookup(value.strip()))
+
+    def filter_on_behalf_of(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
+        return queryset.filter(**_on_behalf_of_lookup(value.strip()))
 
     def filter_worker(self, queryset: QuerySet[AuditEvent], _name: str, value: str) -> Any:
         return queryset.filter(worker_id__in=self._ids("worker", value))
@@ -390,6 +400,19 @@ def _member_lookup(member: str) -> dict[str, Any]:
         .values_list("pk", flat=True)[:5]
     ]
     return {"actor_id__in": ids} if ids else {"actor_label__iexact": member}
+
+
+def _on_behalf_of_lookup(member: str) -> dict[str, Any]:
+    """By user id (indexed: audit_org_on_behalf_of_id); an email names the account's id,
+    and an account that no longer exists is matched by the email its events kept."""
+    if member.isdigit():
+        return {"on_behalf_of_id": int(member)}
+    ids = list(
+        get_user_model().objects.filter(email__iexact=member).values_list("pk", flat=True)[:5]
+    )
+    if ids:
+        return {"on_behalf_of_id__in": ids}
+    return {"on_behalf_of_id__isnull": False, "on_behalf_of_label__iexact": member}
 
 
 def chart_window(data: Mapping[str, Any]) -> tuple[Any, Any]:

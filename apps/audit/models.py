@@ -98,6 +98,11 @@ class AuditEvent(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    # A worker acting for a member ("Alice's coding agent"): the member, the second
+    # principal of the event beside the worker (by user id and email). Added later, so
+    # hashed only when set (apps.audit.chain.LATER_FIELDS).
+    on_behalf_of_id = models.BigIntegerField(null=True, blank=True)
+    on_behalf_of_label = models.CharField(max_length=200, blank=True, default="")
     # The link itself: hash = sha256("<prev_hash>:<seq>:<content digest>").
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, editable=False)
@@ -149,6 +154,12 @@ class AuditEvent(models.Model):
             ),
             # Time range filters and the charts' bounded window.
             models.Index(fields=["organization", "created_at"], name="audit_org_created"),
+            # "What was done on Alice's behalf": a small share of a busy org's events.
+            models.Index(
+                fields=["organization", "on_behalf_of_id", "-id"],
+                name="audit_org_on_behalf_of_id",
+                condition=models.Q(on_behalf_of_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

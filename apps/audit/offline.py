@@ -80,11 +80,20 @@ DIGEST_V1_FIELDS = (
     "request_id",
 )
 # Fields added later: hashed only when they hold a value (chain.LATER_FIELDS).
-LATER_FIELDS: tuple[str, ...] = ()
+LATER_FIELDS: tuple[str, ...] = ("on_behalf_of_id", "on_behalf_of_label")
 EMPTY: tuple[Any, ...] = (None, "", {}, [])
 # How CSV cells come back as values (every other field is text).
 INT_FIELDS = frozenset(
-    {"id", "seq", "organization_id", "worker_id", "connection_id", "upstream_status", "latency_ms"}
+    {
+        "id",
+        "seq",
+        "organization_id",
+        "worker_id",
+        "connection_id",
+        "upstream_status",
+        "latency_ms",
+        "on_behalf_of_id",
+    }
 )
 JSON_FIELDS = frozenset({"metadata"})
 IP_FIELDS = frozenset({"ip"})

@@ -93,6 +93,10 @@ def audit_record(  # noqa: C901 - the one writer: each branch fills one group of
             fields.setdefault("token_id", context.token_id)
         if context.worker_id is not None:
             fields.setdefault("worker_id", context.worker_id)
+        if context.on_behalf_of_id is not None:
+            # A worker acting for a member: both principals on every event of the call.
+            fields.setdefault("on_behalf_of_id", context.on_behalf_of_id)
+            fields.setdefault("on_behalf_of_label", context.on_behalf_of_label)
     values: dict[str, Any] = {
         "chain_key": "",
         "created_at": timezone.now(),

@@ -10,7 +10,9 @@ from apps.policies.selectors import allowed_actions, allowed_mcp_tools
 
 def allowed_for(ctx: Any) -> list[tuple[Any, list[Any]]]:
     """(action, usable connections) pairs the token's role allows."""
-    return allowed_actions(ctx.role_id, ctx.organization, version=ctx.rules_version)
+    return allowed_actions(
+        ctx.role_id, ctx.organization, version=ctx.rules_version, acting_for=ctx.acting_for_id
+    )
 
 
 def mcp_tools_for(ctx: Any) -> list[tuple[Any, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
@@ -27,7 +27,7 @@ from apps.connections.models import OAUTH_STATE_TTL, Connection, ProviderApp
 from apps.core.api import APIError, body_object, from_form_errors
 from apps.core.openapi import error_responses
 from apps.organizations.models import OrgRole
-from apps.organizations.tenancy import OrgAPIMixin
+from apps.organizations.tenancy import OrgAPIMixin, require_role
 from apps.providers.catalog import AuthType
 from apps.providers.registry import UnknownProvider, get_provider
 
@@ -35,6 +35,13 @@ from apps.providers.registry import UnknownProvider, get_provider
 class ConnectionSerializer(serializers.ModelSerializer[Connection]):
     created_by_email = serializers.SerializerMethodField()
     has_credential = serializers.SerializerMethodField()
+    personal = serializers.SerializerMethodField(
+        help_text="A member's own account: only a worker acting for them uses it, under a "
+        'rule that says connection "on_behalf_of".'
+    )
+    owner_email = serializers.SerializerMethodField(
+        help_text="Whose personal connection it is (null: the organization's)."
+    )
 
     class Meta:
         model = Connection
@@ -57,37 +64,55 @@ class ConnectionSerializer(serializers.ModelSerializer[Connection]):
             "created_by_email",
             "revoked_at",
             "revocation_result",
+            "personal",
+            "owner_email",
         )
         read_only_fields = fields
 
     def get_created_by_email(self, obj: Connection) -> str:
         return obj.created_by.email if obj.created_by else ""
 
+    def get_personal(self, obj: Connection) -> bool:
+        return obj.owner_id is not None
+
+    def get_owner_email(self, obj: Connection) -> str | None:
+        return obj.owner.email if obj.owner is not None else None
+
     def get_has_credential(self, obj: Connection) -> bool:
         return obj.status != "revoked"
 
 
-@extend_schema_view(get=extend_schema(tags=["connections"], summary="List connections"))
-class ConnectionListAPIView(OrgAPIMixin, generics.ListAPIView[Connection]):
+class _VisibleConnections(OrgAPIMixin):
+    """Every member reads the shared connections and their own personal ones; admins and
+    owners read every member's personal connections too (metadata only)."""
+
     model = Connection
-    serializer_class = ConnectionSerializer
+    read_role = OrgRole.MEMBER
 
     def scope_queryset(self) -> QuerySet[Any]:
-        return super().scope_queryset().select_related("created_by")
+        rows = super().scope_queryset().select_related("created_by", "owner")
+        if self.membership.can_manage():
+            return rows
+        user = self.request.user  # type: ignore[attr-defined]
+        return rows.filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+@extend_schema_view(get=extend_schema(tags=["connections"], summary="List connections"))
+class ConnectionListAPIView(_VisibleConnections, generics.ListAPIView[Connection]):
+    serializer_class = ConnectionSerializer
 
 
 @extend_schema_view(get=extend_schema(tags=["connections"], summary="Read one connection"))
-class ConnectionDetailAPIView(OrgAPIMixin, generics.RetrieveAPIView[Connection]):
-    model = Connection
+class ConnectionDetailAPIView(_VisibleConnections, generics.RetrieveAPIView[Connection]):
     serializer_class = ConnectionSerializer
     lookup_url_kwarg = "connection_id"
 
-    def scope_queryset(self) -> QuerySet[Any]:
-        return super().scope_queryset().select_related("created_by")
 
+class ConnectionDisconnectAPIView(_VisibleConnections, APIView):
+    """Admins disconnect any connection; a member their own personal ones (another
+    member's does not exist for them: 404; a shared one needs an admin: 403)."""
 
-class ConnectionDisconnectAPIView(OrgAPIMixin, APIView):
-    model = Connection
+    write_role = OrgRole.MEMBER
 
     @extend_schema(
         tags=["connections"],
@@ -97,6 +122,8 @@ class ConnectionDisconnectAPIView(OrgAPIMixin, APIView):
     )
     def post(self, request: Request, org_slug: str, connection_id: int) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         connection = get_object_or_404(self.scope_queryset(), pk=connection_id)
+        if connection.owner_id != request.user.pk:
+            require_role(self.membership, OrgRole.ADMIN)
         connection = services.connection_disconnect(
             connection_id=connection.pk, organization=self.organization
         )
@@ -241,7 +268,11 @@ class ApiKeyConnectSerializer(_ConnectRequest):
 
 
 class OAuthStartSerializer(_ConnectRequest):
-    pass
+    personal = serializers.BooleanField(
+        default=False,
+        help_text="Connect your own account (a personal connection): any member may, for "
+        "themselves. Otherwise an organization connection, which only admins make.",
+    )
 
 
 class OAuthStartResponseSerializer(serializers.Serializer[Any]):
@@ -323,6 +354,9 @@ class ApiKeyConnectAPIView(OrgAPIMixin, APIView):
 
 
 class OAuthStartAPIView(OrgAPIMixin, APIView):
+    read_role = OrgRole.MEMBER
+    write_role = OrgRole.MEMBER  # a personal connection; the org's own needs an admin (below)
+
     @extend_schema(
         tags=["connections"],
         summary="Start an OAuth connect: returns the authorization URL to open in a browser",
@@ -337,6 +371,9 @@ class OAuthStartAPIView(OrgAPIMixin, APIView):
     def post(self, request: Request, org_slug: str) -> Response:  # noqa: ARG002 - a URL kwarg, passed by name
         body = OAuthStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        personal = body.validated_data["personal"]
+        if not personal:
+            require_role(self.membership, OrgRole.ADMIN)
         provider = _connect_provider(self, body.validated_data["provider"], AuthType.OAUTH2)
         if not self.tenant_rows(ProviderApp).filter(provider_key=provider.key):
             raise serializers.ValidationError(
@@ -356,6 +393,7 @@ class OAuthStartAPIView(OrgAPIMixin, APIView):
                 actor=request.user,
                 session_key=session_key,
                 base_url_params=form.base_url_params(),
+                personal=personal,
             )
         except ValueError as exc:  # BaseURLParamError
             raise serializers.ValidationError({"base_url_params": [str(exc)]}) from None

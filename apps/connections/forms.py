@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.core.validators import validate_slug
 
-from apps.connections.models import Connection
+from apps.connections.models import ON_BEHALF_OF, Connection
 from apps.organizations.models import Organization
 
 
@@ -25,6 +25,11 @@ class _NameMixin(forms.Form):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip().lower()
+        if name == ON_BEHALF_OF:
+            raise forms.ValidationError(
+                f"'{ON_BEHALF_OF}' is what a rule says for a member's personal connection. "
+                "Pick another name."
+            )
         if Connection.objects.for_organization(self.organization).filter(name=name).exists():
             raise forms.ValidationError(
                 f"A connection named '{name}' already exists. Pick another name, or use "

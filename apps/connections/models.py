@@ -27,6 +27,11 @@ SECRET_FIELDS = {
 }
 
 
+# What a rule says for "the personal connection of the member the worker acts for"
+# (apps.policies); no connection may take this name.
+ON_BEHALF_OF = "on_behalf_of"
+
+
 class ConnectionStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     NEEDS_REAUTH = "needs_reauth", "Needs re-auth"
@@ -73,6 +78,20 @@ class ProviderApp(TenantModel):
 class ConnectionQuerySet(TenantQuerySet["Connection"]):
     def usable(self) -> ConnectionQuerySet:
         return self.filter(status=ConnectionStatus.ACTIVE)
+
+    def shared(self) -> ConnectionQuerySet:
+        """The organization's own connections: no member's personal one."""
+        return self.filter(owner__isnull=True)
+
+    def personal_of(self, user: Any) -> ConnectionQuerySet:
+        return self.filter(owner=user)
+
+    def visible_to(self, *, user: Any, sees_all: bool) -> ConnectionQuerySet:
+        """What a member may see: the shared connections and their own personal ones;
+        admins (`sees_all`) see every member's personal connections too."""
+        if sees_all:
+            return self
+        return self.filter(Q(owner__isnull=True) | Q(owner=user))
 
     def refresh_due(self, *, now: datetime | None = None) -> ConnectionQuerySet:
         """Active OAuth connections that expire soon, or whose refresh token has
@@ -126,6 +145,19 @@ class Connection(TenantModel):
     revocation_result = models.CharField(
         max_length=16, choices=RevocationResult.choices, blank=True, default=""
     )
+    # A personal connection: one member's own account at the provider, connected by
+    # that member. Visible to them and to admins only, and used only by a worker that
+    # acts for them under a rule that says `connection: on_behalf_of` (never by a rule
+    # that names a connection or any connection of the provider). CASCADE, not
+    # SET_NULL: a personal credential must never become the organization's.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="personal_connections",
+    )
 
     objects = ConnectionQuerySet.as_manager()
 
@@ -144,6 +176,9 @@ class Connection(TenantModel):
 
     def is_oauth(self) -> bool:
         return self.auth_type == "oauth2"
+
+    def is_personal(self) -> bool:
+        return self.owner_id is not None
 
     def refresh_ahead_seconds(self, window: float) -> float:
         """How long before expiry to refresh: `window`, but at most half the token's
@@ -200,6 +235,8 @@ class OAuthState(models.Model):
     )
     provider_key = models.CharField(max_length=60)
     connection_name = models.SlugField(max_length=60)
+    # A member connecting their own account: the connection gets `user` as its owner.
+    personal = models.BooleanField(default=False)
     # Set when re-authorizing an existing connection (Reconnect).
     reconnect = models.ForeignKey(
         Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="+"

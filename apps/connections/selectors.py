@@ -15,7 +15,11 @@ instances are for reading: never save one.
 This is the agent side of the tenant boundary (apps/core/models.py): the statement
 filters by `organization_id`, the one the authenticator read with the token
 (`AgentContext.organization_id`), as `TenantQuerySet.for_organization()` would;
-it is written out only so the hot path compiles nothing per call."""
+it is written out only so the hot path compiles nothing per call.
+
+A member's personal connection (`Connection.owner`) is found only for a worker that
+acts for that member (`acting_for`); for every other caller it does not exist, by id,
+by name or among the provider's connections, so no rule can reach it."""
 
 from __future__ import annotations
 
@@ -38,6 +42,9 @@ _SELECT = (
     f"SELECT {', '.join(str(f.column) for f in _LOADED)}, {_SEALED}"  # noqa: S608 - metadata
     f" FROM {Connection._meta.db_table}"
     " WHERE organization_id = %s AND NOT status = %s"
+    # Shared, or the personal connection of the member the worker acts for (NULL when it
+    # acts for no one: `owner_id = NULL` is never true).
+    " AND (owner_id IS NULL OR owner_id = %s)"
 )
 _BY_ID = _SELECT + " AND id = %s"
 _BY_NAME = _SELECT + " AND name = %s"
@@ -72,24 +79,30 @@ def _fetch(sql: str, params: list[Any]) -> list[Connection]:
 
 
 def connections_for_call(
-    *, organization_id: int, provider_key: str | None, ref: str | int | None
+    *,
+    organization_id: int,
+    provider_key: str | None,
+    ref: str | int | None,
+    acting_for: int | None = None,
 ) -> list[Connection]:
     """The organization's connection an agent names (id or name), optionally of one
-    provider; naming none, every connection of the provider. Revoked ones never."""
+    provider; naming none, every connection of the provider. Revoked ones never, and
+    of the personal ones only those of `acting_for` (the member the worker acts for)."""
     revoked = ConnectionStatus.REVOKED.value
+    head: list[Any] = [organization_id, revoked, acting_for]
     if ref is None or ref == "":
         if provider_key is None:
             return []
-        return _fetch(_OF_PROVIDER, [organization_id, revoked, provider_key])
+        return _fetch(_OF_PROVIDER, [*head, provider_key])
     as_id = _as_id(ref)
     if as_id is not None and not -(2**63) <= as_id < 2**63:
         return []
     value: str | int = as_id if as_id is not None else str(ref)
     if provider_key is None:
         sql = _BY_ID if as_id is not None else _BY_NAME
-        return _fetch(sql, [organization_id, revoked, value])
+        return _fetch(sql, [*head, value])
     sql = _BY_ID_OF if as_id is not None else _BY_NAME_OF
-    return _fetch(sql, [organization_id, revoked, value, provider_key])
+    return _fetch(sql, [*head, value, provider_key])
 
 
 # Who can use a connection is the workers' question (roles name connections, workers hold

@@ -25,7 +25,7 @@ from apps.connections.selectors import connection_users
 from apps.core.confirm import Confirmation, confirmation_page, is_confirmed
 from apps.core.pagination import KeysetListMixin
 from apps.organizations.models import OrgRole
-from apps.organizations.tenancy import OrgViewMixin
+from apps.organizations.tenancy import OrgViewMixin, require_role
 from apps.providers.catalog import AuthType, Provider
 from apps.providers.registry import UnknownProvider, all_providers, get_provider
 
@@ -47,12 +47,20 @@ def _provider_or_none(key: str, organization: Any) -> Provider | None:
         return None
 
 
+def _visible(view: Any) -> Any:
+    """The connections a member sees: the shared ones and their own personal ones; an
+    admin sees every member's personal connections too (never their secrets)."""
+    return view.tenant_rows(Connection).visible_to(
+        user=view.request.user, sees_all=view.membership.can_manage()
+    )
+
+
 class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
     template_name = "connections/list.html"
     search_fields = ("name", "provider_key", "account_label")
 
     def scope_queryset(self) -> Any:
-        return self.tenant_rows(Connection).select_related("created_by")
+        return _visible(self).select_related("created_by", "owner")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -73,7 +81,74 @@ class ConnectionListView(OrgViewMixin, KeysetListMixin, TemplateView):
             connection.provider_name = names[connection.provider_key]
         context["can_manage"] = self.membership.can_manage()
         context["provider_apps"] = self.tenant_rows(ProviderApp)
+        context["personal_providers"] = _personal_providers(self)
         return context
+
+
+def _personal_providers(view: Any) -> list[Provider]:
+    """Providers a member can connect their own account of: OAuth, with the
+    organization's OAuth app set up (a personal connection uses the organization's app)."""
+    configured = set(view.tenant_rows(ProviderApp).values_list("provider_key", flat=True))
+    return [
+        p
+        for p in all_providers(organization=view.organization)
+        if p.key in configured and AuthType.OAUTH2 in p.auth_types
+    ]
+
+
+class PersonalConnectView(OrgViewMixin, TemplateView):
+    """A member connects their own account of a provider (a personal connection): the
+    OAuth connect flow, with the member as the connection's owner. Any member, for
+    themselves only; rules reach it only as `connection: on_behalf_of`, for a worker
+    that acts for this member."""
+
+    template_name = "connections/connect_personal.html"
+
+    def _setup(self) -> None:
+        self.provider = _provider_or_404(self.kwargs["provider_key"], self.organization)
+        if self.provider not in _personal_providers(self):
+            raise Http404(
+                "Connect your own account of this provider once an admin set up its OAuth app."
+            )
+
+    def _form(self, data: Any = None) -> ConnectOAuthForm:
+        params = tuple(getattr(self.provider, "base_url_params", ()) or ())
+        user = self.request.user
+        initial = {"name": f"{self.provider.key}-{getattr(user, 'pk', '')}"[:60]}
+        return ConnectOAuthForm(
+            data, organization=self.organization, url_params=params, initial=initial
+        )
+
+    @override
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._setup()
+        return self.render_to_response(
+            self.get_context_data(form=self._form(), provider=self.provider)
+        )
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._setup()
+        form = self._form(request.POST)
+        if form.is_valid():
+            if not request.session.session_key:
+                request.session.save()
+            try:
+                url = services.connection_oauth_start(
+                    organization=self.organization,
+                    provider_key=self.provider.key,
+                    name=form.cleaned_data["name"],
+                    actor=request.user,
+                    session_key=request.session.session_key or "",
+                    base_url_params=form.base_url_params(),
+                    personal=True,
+                )
+            except ValueError as exc:  # BaseURLParamError
+                form.add_error(None, str(exc))
+            else:
+                return HttpResponseRedirect(url)
+        return self.render_to_response(
+            self.get_context_data(form=form, provider=self.provider), status=400
+        )
 
 
 class ProviderPickView(OrgViewMixin, TemplateView):
@@ -239,13 +314,17 @@ class ConnectView(OrgViewMixin, TemplateView):
 
 
 class ReconnectView(OrgViewMixin, View):
-    required_role = OrgRole.ADMIN
-    write_role = OrgRole.ADMIN
+    """Admins reconnect the organization's connections; a member (admins too) their own
+    personal ones, and nobody another member's."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         connection = self.scope_queryset().filter(pk=kwargs["pk"]).first()
         if connection is None or not connection.is_oauth():
             raise Http404("No such OAuth connection.")
+        if connection.owner_id is not None and connection.owner_id != request.user.pk:
+            raise Http404("No such OAuth connection.")  # another member's own account
+        if connection.owner_id is None:
+            require_role(self.membership, OrgRole.ADMIN)
         if connection.provider_key == MCP_PROVIDER_KEY:
             return self._reconnect_mcp(request, connection)
         if not self.tenant_rows(ProviderApp).filter(provider_key=connection.provider_key).exists():
@@ -286,20 +365,24 @@ class ReconnectView(OrgViewMixin, View):
         return HttpResponseRedirect(url)
 
     def scope_queryset(self) -> Any:
-        return self.tenant_rows(Connection)
+        return _visible(self)
 
 
 class DisconnectView(OrgViewMixin, TemplateView):
-    required_role = OrgRole.ADMIN
-    write_role = OrgRole.ADMIN
+    """Admins disconnect any connection; a member their own personal ones (which stops
+    every worker acting for them from using it at once)."""
 
     def scope_queryset(self) -> Any:
-        return self.tenant_rows(Connection)
+        return _visible(self)
 
     def _connection(self) -> Connection:
+        """Another member's personal connection does not exist here (404); a shared one
+        needs an admin (403)."""
         connection = self.scope_queryset().filter(pk=self.kwargs["pk"]).first()
         if connection is None:
             raise Http404("No such connection.")
+        if connection.owner_id != self.request.user.pk:
+            require_role(self.membership, OrgRole.ADMIN)
         return connection
 
     def _confirm(self, request: HttpRequest, connection: Connection) -> HttpResponse:

@@ -53,6 +53,10 @@ class AuditContext:
     # The public id of the token that authenticated the call (worker or personal).
     token_id: str = ""
     worker_id: int | None = None
+    # The member the worker acts for (apps.workers.models.Worker.acts_for): the second
+    # principal of a worker's events, by user id and email.
+    on_behalf_of_id: int | None = None
+    on_behalf_of_label: str = ""
 
     def actor_fields(self) -> dict[str, Any]:
         """The actor columns of an audit event, plus the token and worker behind it."""
@@ -65,6 +69,9 @@ class AuditContext:
             fields["token_id"] = self.token_id
         if self.worker_id is not None:
             fields["worker_id"] = self.worker_id
+        if self.on_behalf_of_id is not None:
+            fields["on_behalf_of_id"] = self.on_behalf_of_id
+            fields["on_behalf_of_label"] = self.on_behalf_of_label
         return fields
 
 
@@ -112,6 +119,8 @@ def bind_actor(
     actor_label: str,
     token_id: str = "",
     worker_id: int | None = None,
+    on_behalf_of_id: int | None = None,
+    on_behalf_of_label: str = "",
 ) -> None:
     """Name who acts in the current request (an authenticator, once it knows). No
     token: the request's `bind`/`unbind` around it restores what was there before."""
@@ -123,6 +132,8 @@ def bind_actor(
             actor_label=actor_label,
             token_id=token_id,
             worker_id=worker_id,
+            on_behalf_of_id=on_behalf_of_id,
+            on_behalf_of_label=on_behalf_of_label,
         )
     )
 

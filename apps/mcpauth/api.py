@@ -74,6 +74,14 @@ class McpPolicySerializer(serializers.Serializer[McpPolicy]):
     token_minutes = serializers.IntegerField(
         help_text=f"Lifetime of each OAuth access token, in minutes (5 to {MAX_TOKEN_MINUTES})."
     )
+    # Checked by the dashboard's PolicyForm: a role of this organization.
+    member_role = serializers.IntegerField(
+        source="member_role_id",
+        allow_null=True,
+        required=False,
+        help_text="Role id: members may connect their own MCP clients, each as a worker "
+        "acting for them with this role. Null: only admins connect clients.",
+    )
     updated_at = serializers.DateTimeField(
         read_only=True, allow_null=True, help_text="Null while the defaults apply."
     )
@@ -184,9 +192,12 @@ class McpPolicyAPIView(_McpAdminScope, APIView):
         sent = dict(shape.validated_data)
         if "allowlist" in sent:
             sent["allowed_clients"] = "\n".join(sent.pop("allowlist"))
+        if "member_role_id" in sent:
+            sent["member_role"] = sent.pop("member_role_id")
         # Validate with the dashboard's form: what is not sent keeps its value.
         current = services.policy_for(self.organization)
         data = {field: getattr(current, field) for field in PolicyForm.Meta.fields}
+        data["member_role"] = current.member_role_id
         form = PolicyForm(data={**data, **sent}, instance=services.policy_for(self.organization))
         if not form.is_valid():
             raise from_form_errors(form)

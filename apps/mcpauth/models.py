@@ -43,6 +43,19 @@ class McpPolicy(models.Model):
             "clients have no verifiable id and are refused)."
         ),
     )
+    # Members (any role) may connect their own MCP clients: each gets a worker that acts
+    # for that member (apps.workers.models.Worker.acts_for) with this role. None: only
+    # admins connect clients.
+    member_role = models.ForeignKey(
+        "policies.Role",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Members may connect their own MCP clients, each as a worker acting for "
+        "them with this role (their personal connections where a rule says on behalf of). "
+        "Empty: only admins connect clients.",
+    )
     token_minutes = models.PositiveIntegerField(
         default=DEFAULT_TOKEN_MINUTES,
         validators=[MinValueValidator(5), MaxValueValidator(MAX_TOKEN_MINUTES)],

@@ -169,6 +169,10 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
     def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
         kwargs["organization"] = self.membership.organization if self.membership else None
+        kwargs["user"] = self.request.user
+        kwargs["admin"] = self.membership is None or self.membership.has_at_least(
+            services.BIND_ROLE
+        )
         return kwargs
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -181,8 +185,9 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
             choices.append((membership, f"?{query.urlencode()}"))
         context["org_choices"] = choices
         context["membership"] = self.membership
-        context["can_bind"] = self.membership is not None and self.membership.has_at_least(
-            services.BIND_ROLE
+        context["can_bind"] = self.membership is not None and services.may_bind(self.membership)
+        context["binds_for_self_only"] = self.membership is not None and not (
+            self.membership.has_at_least(services.BIND_ROLE)
         )
         if self.membership is not None:
             context["policy_allows"] = services.policy_for(self.membership.organization).allows(
@@ -193,6 +198,17 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
             context["client_label"] = application.name or application.client_id
             context["is_cimd"] = application.registration_source == "cimd"
         return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if (
+            request.POST.get("allow")
+            and self.membership is not None
+            and not services.may_bind(self.membership)
+        ):
+            # Before the form: its choices are already narrowed to what this member may
+            # bind, and a member who may bind nothing is refused outright.
+            raise PermissionDenied("Only an admin of the organization may connect a client.")
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: ConsentForm) -> HttpResponse:
         data = form.cleaned_data
@@ -214,6 +230,7 @@ class ConsentView(_Grantry, dot_views.AuthorizationView):
                         worker=data.get("worker_obj"),
                         new_worker_name=data.get("new_worker_name") or "",
                         role=data.get("role"),
+                        for_myself=bool(data.get("for_myself")),
                     )
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():

@@ -61,17 +61,24 @@ def token_seconds(organization: Organization) -> int:
     return min(int(settings.GRANTRY_MCP_TOKEN_SECONDS), policy_for(organization).token_minutes * 60)
 
 
+def _shown(value: Any) -> Any:
+    """A policy value as an audit diff shows it (a role by name)."""
+    return getattr(value, "name", value)
+
+
 @transaction.atomic
 def policy_update(*, organization: Organization, actor: Any, **changes: Any) -> McpPolicy:
     policy = policy_for(organization)
     diff = {}
-    for field in ("clients_allowed", "allowed_clients", "token_minutes"):
+    for field in ("clients_allowed", "allowed_clients", "token_minutes", "member_role"):
         if field in changes and getattr(policy, field) != changes[field]:
-            diff[field] = {"from": getattr(policy, field), "to": changes[field]}
+            diff[field] = {"from": _shown(getattr(policy, field)), "to": _shown(changes[field])}
             setattr(policy, field, changes[field])
     if not diff and policy.pk:
         return policy
-    policy.full_clean(exclude=["organization"])
+    if policy.member_role is not None and policy.member_role.organization_id != organization.pk:
+        raise ValidationError({"member_role": "Choose a role of this organization."})
+    policy.full_clean(exclude=["organization", "member_role"])
     policy.save()
     audit_record(
         action="mcp.policy_changed",
@@ -83,12 +90,21 @@ def policy_update(*, organization: Organization, actor: Any, **changes: Any) -> 
     return policy
 
 
+def may_bind(membership: Membership) -> bool:
+    """May this member connect a client: an admin to any worker, or any member to a
+    worker acting for themselves when the organization names a role for that
+    (`McpPolicy.member_role`)."""
+    return membership.has_at_least(BIND_ROLE) or (
+        policy_for(membership.organization).member_role_id is not None
+    )
+
+
 def bindable_memberships(user: Any) -> list[Membership]:
     """The user's memberships that may bind a client to a worker."""
     return [
         m
         for m in Membership.objects.filter(user=user).select_related("organization")
-        if m.has_at_least(BIND_ROLE)
+        if may_bind(m)
     ]
 
 
@@ -101,30 +117,35 @@ def grant_approve(
     worker: Worker | None = None,
     new_worker_name: str = "",
     role: Any = None,
+    for_myself: bool = False,
 ) -> McpGrant:
-    """`actor` (the approving admin) lets `application` act as `worker` (or a new worker named
-    `new_worker_name` with `role`). Raises PermissionDenied when they may not."""
+    """`actor` lets `application` act as `worker` (or a new worker named
+    `new_worker_name` with `role`). Raises PermissionDenied when they may not.
+
+    An admin binds a client to any worker that acts for no one or for the admin;
+    `for_myself` makes it a worker acting for the admin (a new one, or one that already
+    acts for them). Any other member, when the organization names a role for that
+    (`McpPolicy.member_role`), binds a client only to a worker acting for themselves,
+    with that role. Nobody binds a client to a worker that acts for someone else: the
+    client would act as that person's accounts."""
     membership = Membership.objects.filter(organization=organization, user=actor).first()
-    if membership is None or not membership.has_at_least(BIND_ROLE):
+    if membership is None or not may_bind(membership):
         raise PermissionDenied("Only an admin of the organization may connect a client.")
-    if not policy_for(organization).allows(application.client_id):
+    policy = policy_for(organization)
+    if not policy.allows(application.client_id):
         raise PermissionDenied("This organization does not allow this OAuth client.")
-    if worker is None:
-        if role is None or role.organization_id != organization.pk:
-            raise ValidationError({"role": "Choose a role of this organization."})
-        worker = worker_create(
-            organization=organization,
-            name=new_worker_name,
-            default_role=role,
-            description="Created to connect the OAuth client "
-            f"{application.name or application.client_id}.",
-            owner=actor,
-            actor=actor,
-        )
-    elif worker.organization_id != organization.pk:
-        raise PermissionDenied("This worker is not in the organization.")
-    if not worker.is_active():
-        raise ValidationError({"worker": "This worker is disabled."})
+    admin = membership.has_at_least(BIND_ROLE)
+    if not admin:
+        for_myself, role = True, policy.member_role
+    worker = _grant_worker(
+        application=application,
+        organization=organization,
+        actor=actor,
+        worker=worker,
+        new_worker_name=new_worker_name,
+        role=role,
+        for_myself=for_myself,
+    )
     role = role if role is not None and role.organization_id == organization.pk else None
     grant = McpGrant.objects.create(
         organization=organization,
@@ -143,11 +164,49 @@ def grant_approve(
             "client_name": grant.client_name,
             "registration": application.registration_source,
             "role": grant.role.name,
+            **({"acts_for": actor.get_username()} if worker.acts_for_id else {}),
         },
         **_grant_target(grant),
         actor=actor,
     )
     return grant
+
+
+def _grant_worker(
+    *,
+    application: Any,
+    organization: Organization,
+    actor: Any,
+    worker: Worker | None,
+    new_worker_name: str,
+    role: Any,
+    for_myself: bool,
+) -> Worker:
+    """The worker a grant binds: `worker`, or a new one (acting for `actor` when
+    `for_myself`); never one that acts for someone else, nor a disabled one."""
+    if worker is None:
+        if role is None or role.organization_id != organization.pk:
+            raise ValidationError({"role": "Choose a role of this organization."})
+        worker = worker_create(
+            organization=organization,
+            name=new_worker_name,
+            default_role=role,
+            description="Created to connect the OAuth client "
+            f"{application.name or application.client_id}"
+            + (f" for {actor.get_username()}." if for_myself else "."),
+            owner=actor,
+            acts_for=actor if for_myself else None,
+            actor=actor,
+        )
+    elif worker.organization_id != organization.pk:
+        raise PermissionDenied("This worker is not in the organization.")
+    if worker.acts_for_id is not None and worker.acts_for_id != actor.pk:
+        raise PermissionDenied("This worker acts for another member.")
+    if for_myself and worker.acts_for_id != actor.pk:
+        raise ValidationError({"worker": "Choose a worker that acts for you, or a new one."})
+    if not worker.is_active():
+        raise ValidationError({"worker": "This worker is disabled."})
+    return worker
 
 
 def revoked_by_someone(issued: McpIssuedToken) -> bool:

@@ -11,8 +11,11 @@ from django.dispatch import Signal
 # audited and before the row is deleted, with `membership` and `actor` (the user who
 # removes). Sent with send(), not send_robust(): a receiver that
 # fails rolls the removal back.
-# Listener: apps.accounts.services revokes the member's personal API tokens
+# Listeners: apps.accounts.services revokes the member's personal API tokens
 # for the organization, each one audited, so they do not come back to life if the
-# person is re-invited. accounts sits above organizations (a personal token belongs
-# to an organization), so organizations cannot call it.
+# person is re-invited; apps.workers.members disables the workers that act for the
+# member (fenced, `worker.member_gone`) and disconnects the member's personal
+# connections there. accounts and workers sit above organizations (a personal token,
+# a worker and a connection belong to an organization), so organizations cannot call
+# them.
 membership_removed = Signal()

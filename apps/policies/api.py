@@ -159,8 +159,12 @@ class RuleSerializer(serializers.Serializer[Any]):
     action_class = serializers.ChoiceField(
         choices=["", "read", "write"], required=False, help_text="With a pattern: only these."
     )
-    connection = serializers.IntegerField(
-        allow_null=True, required=False, help_text="Connection id; null = any of the provider."
+    connection = serializers.JSONField(
+        allow_null=True,
+        required=False,
+        help_text="Connection id (or name); null = any shared connection of the provider; "
+        '"on_behalf_of" (action rules) = the personal connection of the member the calling '
+        "worker acts for.",
     )
     connection_name = serializers.CharField(read_only=True, allow_null=True)
     methods = serializers.ListField(child=serializers.CharField(), required=False)

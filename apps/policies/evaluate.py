@@ -23,6 +23,13 @@ a query or fragment, or encoded dots, slashes, backslashes, percents or NULs.
 Path globs: `*` matches exactly one segment, `**` any number (0+), and a
 segment such as `issue-*` matches within one segment.
 
+On behalf of a person: a rule with `on_behalf_of` (`connection: on_behalf_of`) matches
+only a call on the personal connection of the member the calling worker acts for
+(`Call.on_behalf_of`, which the broker sets only for that member's own connection);
+every other rule matches only shared connections. So no rule, whatever it names, lets
+a worker use a personal connection other than through `on_behalf_of`, and the broker
+never offers one member's connection to a worker acting for someone else.
+
 Approval rules (`approval_required=True`) never allow a call by themselves.
 When no plain rule allows the call but an approval rule would (same matching,
 same constraints), the decision is `allowed=False, approval_required=True`
@@ -96,6 +103,8 @@ class RuleSpec:
     action_class: str = ""
     connection_id: int | None = None
     connection_name: str = ""
+    # The personal connection of the member the worker acts for (see the docstring).
+    on_behalf_of: bool = False
     methods: tuple[str, ...] = ()
     path_glob: str = ""
     constraints: tuple[Constraint, ...] = ()
@@ -123,6 +132,8 @@ class Call:
     provider_key: str
     connection_id: int | None
     connection_name: str = ""
+    # The connection is the personal one of the member the calling worker acts for.
+    on_behalf_of: bool = False
     action_name: str = ""
     action_class: str = ""
     method: str = ""
@@ -141,12 +152,14 @@ class Call:
         connection_name: str = "",
         input: Any = None,
         role_name: str = "",
+        on_behalf_of: bool = False,
     ) -> Call:
         return cls(
             kind=ACTION,
             provider_key=action_name.split(".", 1)[0],
             connection_id=connection_id,
             connection_name=connection_name,
+            on_behalf_of=on_behalf_of,
             action_name=action_name,
             action_class=action_class,
             input={} if input is None else input,
@@ -187,12 +200,14 @@ class Call:
         connection_id: int | None,
         connection_name: str = "",
         role_name: str = "",
+        on_behalf_of: bool = False,
     ) -> Call:
         return cls(
             kind=PROXY,
             provider_key=provider_key,
             connection_id=connection_id,
             connection_name=connection_name,
+            on_behalf_of=on_behalf_of,
             method=method,
             path=path,
             input={},
@@ -224,6 +239,7 @@ def rule_spec_from_values(
     action_class: str = "",
     connection_id: int | None = None,
     connection_name: str = "",
+    on_behalf_of: bool = False,
     methods: Sequence[str] = (),
     path_glob: str = "",
     constraints: Sequence[Mapping[str, Any]] = (),
@@ -253,6 +269,7 @@ def rule_spec_from_values(
         action_class=action_class or "",
         connection_id=connection_id,
         connection_name=connection_name,
+        on_behalf_of=bool(on_behalf_of),
         methods=tuple(str(m).upper() for m in methods or ()),
         path_glob=path_glob or "",
         constraints=tuple(
@@ -352,7 +369,14 @@ def action_matches(rule: RuleSpec, action_name: str, action_class: str) -> bool:
     return name_ok and (not rule.action_class or rule.action_class == action_class)
 
 
-def connection_matches(rule: RuleSpec, connection_id: int | None) -> bool:
+def connection_matches(
+    rule: RuleSpec, connection_id: int | None, on_behalf_of: bool = False
+) -> bool:
+    """Does the rule cover this connection? `on_behalf_of`: the connection is the
+    personal one of the member the worker acts for, which only an `on_behalf_of` rule
+    covers (and such a rule covers nothing else)."""
+    if rule.on_behalf_of or on_behalf_of:
+        return rule.on_behalf_of and on_behalf_of
     return rule.connection_id is None or rule.connection_id == connection_id
 
 
@@ -368,8 +392,8 @@ def _evaluate_action(rules: Sequence[RuleSpec], call: Call) -> Decision:
     for rule in rules:
         if not covers(rule, call):
             continue
-        if not connection_matches(rule, call.connection_id):
-            other_connections.append(rule.connection_name or f"#{rule.connection_id}")
+        if not connection_matches(rule, call.connection_id, call.on_behalf_of):
+            other_connections.append(_rule_connection_label(rule))
             continue
         failure = first_constraint_failure(rule.constraints, call.input)
         if failure is not None:
@@ -635,7 +659,13 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
     for rule in rules:
         if rule.kind != PROXY or rule.provider_key != call.provider_key:
             continue
-        if rule.connection_id is None or rule.connection_id != call.connection_id:
+        # One connection by id, and never a personal one (those are not proxied).
+        if (
+            rule.connection_id is None
+            or rule.connection_id != call.connection_id
+            or call.on_behalf_of
+            or rule.on_behalf_of
+        ):
             continue
         if not path_matches(rule.path_glob, path):
             continue
@@ -666,13 +696,25 @@ def _evaluate_proxy(rules: Sequence[RuleSpec], call: Call) -> Decision:
 # --- words --------------------------------------------------------------------
 
 
+def _rule_connection_label(rule: RuleSpec) -> str:
+    if rule.on_behalf_of:
+        return "on_behalf_of"
+    if rule.connection_id is None:
+        return f"any shared {rule.provider_key}"
+    return rule.connection_name or f"#{rule.connection_id}"
+
+
+def _connection_words(rule: RuleSpec) -> str:
+    if rule.on_behalf_of:
+        return f"on the personal {rule.provider_key} connection of the member the worker acts for"
+    if rule.connection_id is not None:
+        return f"on connection '{rule.connection_name}'"
+    return f"on any {rule.provider_key} connection"
+
+
 def describe_rule(rule: RuleSpec) -> str:
     """The rule in plain words, for pages, reasons and reviews."""
-    conn = (
-        f"on connection '{rule.connection_name}'"
-        if rule.connection_id is not None
-        else f"on any {rule.provider_key} connection"
-    )
+    conn = _connection_words(rule)
     if rule.kind == PROXY:
         text = f"proxy {'/'.join(rule.methods)} {rule.path_glob} {conn}"
     elif rule.kind == MCP:

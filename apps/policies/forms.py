@@ -11,7 +11,7 @@ from typing import Any, ClassVar, cast
 from django import forms
 from django.core.exceptions import ValidationError
 
-from apps.connections.models import Connection
+from apps.connections.models import ON_BEHALF_OF, Connection
 from apps.policies.evaluate import CONSTRAINT_OPS, HTTP_METHODS
 from apps.policies.windows import DAY_NAMES
 from apps.providers.registry import all_actions
@@ -182,7 +182,8 @@ class ActionRuleForm(ApprovalFields, WindowQuotaForm):
     connection = forms.ChoiceField(
         label="Connection",
         required=False,
-        help_text="Any connection of this provider in the organization, or only one.",
+        help_text="Any shared connection of this provider in the organization, only one, or "
+        "the personal connection of the member the worker acts for (on behalf of).",
     )
     rate_limit_per_minute = forms.IntegerField(
         label="Rate limit (calls per minute per token)",
@@ -222,8 +223,17 @@ class ActionRuleForm(ApprovalFields, WindowQuotaForm):
             ),
         ]
         cast(forms.ChoiceField, self.fields["connection"]).choices = [
-            ("", f"Any {provider.display_name} connection")
-        ] + [(str(c.pk), f"{c.name} ({c.account_label or c.provider_key})") for c in connections]
+            ("", f"Any {provider.display_name} connection"),
+            (
+                ON_BEHALF_OF,
+                f"On behalf of: the personal {provider.display_name} connection of the member "
+                "the worker acts for",
+            ),
+        ] + [
+            (str(c.pk), f"{c.name} ({c.account_label or c.provider_key})")
+            for c in connections
+            if getattr(c, "owner_id", None) is None
+        ]
         fields = sorted(
             {f for a in self.provider_actions for f in (a.input_schema or {}).get("properties", {})}
         )
@@ -291,7 +301,7 @@ class ActionRuleForm(ApprovalFields, WindowQuotaForm):
             "provider_key": key,
             "action_pattern": target if kind == "exact" else f"{key}.*",
             "action_class": kind if kind in ("read", "write") else "",
-            "connection": int(data["connection"]) if data.get("connection") else None,
+            "connection": _rule_connection(data.get("connection")),
             "constraints": data["constraint_list"],
             "rate_limit_per_minute": data.get("rate_limit_per_minute"),
             "approval": self.approval_rule(),
@@ -320,6 +330,13 @@ class ActionRuleForm(ApprovalFields, WindowQuotaForm):
                 target = f"c{row}_{part}" if f"c{row}_{part}" in self.fields else None
             for message in messages:
                 self.add_error(target, message)
+
+
+def _rule_connection(value: Any) -> int | str | None:
+    """The connection choice as a rule says it: an id, `on_behalf_of`, or any (None)."""
+    if value == ON_BEHALF_OF:
+        return ON_BEHALF_OF
+    return int(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -482,7 +499,9 @@ class DryRunForm(forms.Form):
         return cls(
             data,
             actions=all_actions(organization=organization),
-            connections=list(Connection.objects.for_organization(organization).order_by("name")),
+            connections=list(
+                Connection.objects.for_organization(organization).shared().order_by("name")
+            ),
         )
 
     def __init__(self, *args: Any, actions: list[Any], connections: list[Any], **kwargs: Any):

@@ -270,7 +270,7 @@ def _judge_constraints(specs: Sequence[RuleSpec], uses: dict[Any, RuleUse], call
     for spec in specs:
         if not spec.constraints or not covers(spec, call):
             continue
-        if not connection_matches(spec, call.connection_id):
+        if not connection_matches(spec, call.connection_id, call.on_behalf_of):
             continue
         counts = uses[spec.rule_id].constraints
         for index, constraint in enumerate(spec.constraints):

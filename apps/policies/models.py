@@ -87,6 +87,11 @@ class Rule(models.Model):
         blank=True,
         related_name="+",
     )
+    # `connection: on_behalf_of` (action rules only): the personal connection of the
+    # member the calling worker acts for (apps.workers.models.Worker.acts_for), of the
+    # action's provider; `connection` is then None. Such a rule never matches a shared
+    # connection, and no other rule ever matches a personal one (apps.policies.evaluate).
+    on_behalf_of = models.BooleanField(default=False)
     methods = models.JSONField(default=list, blank=True)  # proxy only: ["GET", "POST"]
     path_glob = models.CharField(max_length=300, blank=True)  # proxy only
     # [{"field": "repo", "op": "one_of", "value": ["acme/web", "acme/api"]}, …]
@@ -113,6 +118,12 @@ class Rule(models.Model):
                 condition=models.Q(action_class__in=["", "read", "write"]),
                 name="rule_action_class_valid",
             ),
+            # On behalf of: an action rule that names no connection.
+            models.CheckConstraint(
+                condition=models.Q(on_behalf_of=False)
+                | models.Q(kind="action", connection__isnull=True),
+                name="rule_on_behalf_of_action_only",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -131,6 +142,7 @@ class Rule(models.Model):
             action_class=self.action_class,
             connection_id=self.connection_id,
             connection_name=self.connection.name if self.connection is not None else "",
+            on_behalf_of=self.on_behalf_of,
             methods=self.methods,
             path_glob=self.path_glob,
             constraints=self.constraints,

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from django.db.models import F
 
-from apps.connections.models import MCP_PROVIDER_KEY, Connection, McpTool
+from apps.connections.models import MCP_PROVIDER_KEY, ON_BEHALF_OF, Connection, McpTool
 from apps.core.ports import Port
 from apps.policies.evaluate import (
     MCP,
@@ -115,19 +115,23 @@ def role_rules(role_id: int, version: int | None = None) -> list[RuleSpec]:
 
 
 def allowed_actions(
-    role: Any, organization: Any, *, version: int | None = None
+    role: Any, organization: Any, *, version: int | None = None, acting_for: int | None = None
 ) -> list[tuple[Any, list[Any]]]:
     """The actions this role may call, each with the usable connections it may use.
 
     Constraints are not considered here (they depend on the input): an action
     is listed when some rule could allow it. Actions with no usable connection
-    are left out, since they cannot be called."""
+    are left out, since they cannot be called. `acting_for`: the member the worker acts
+    for, whose personal connections `on_behalf_of` rules reach (no one else's ever)."""
 
     role_id = role if isinstance(role, int) else role.pk
     rules = [r for r in role_rules(role_id, version) if r.kind == "action"]
     if not rules:
         return []
-    connections = list(Connection.objects.for_organization(organization).usable())
+    rows = Connection.objects.for_organization(organization).usable()
+    connections = list(
+        rows.shared() if acting_for is None else rows.visible_to(user=acting_for, sees_all=False)
+    )
     result = []
     for action in all_actions(organization=organization):
         matching = [r for r in rules if action_matches(r, action.name, str(action.action_class))]
@@ -137,7 +141,7 @@ def allowed_actions(
             c
             for c in connections
             if c.provider_key == action.provider_key
-            and any(connection_matches(r, c.pk) for r in matching)
+            and any(connection_matches(r, c.pk, c.owner_id is not None) for r in matching)
         ]
         if usable:
             result.append((action, usable))
@@ -234,7 +238,9 @@ def rule_document(rule: Rule) -> dict[str, Any]:
             constraints=list(rule.constraints),
         )
     doc.update(
-        connection=rule.connection_id,
+        # `connection: on_behalf_of`: the personal connection of the member the worker
+        # acts for (validation.py reads the same word back).
+        connection=ON_BEHALF_OF if rule.on_behalf_of else rule.connection_id,
         connection_name=rule.connection.name if rule.connection is not None else None,
         rate_limit_per_minute=rule.rate_limit_per_minute,
         approval=approval_document(rule.approval),
@@ -279,7 +285,8 @@ def editable_rules_yaml(role: Role) -> str:
     for rule in rules:
         doc = rule_document(rule)
         del doc["id"], doc["connection_name"]  # the number is in the comment
-        doc["connection"] = rule.connection.name if rule.connection is not None else None
+        if rule.connection is not None:
+            doc["connection"] = rule.connection.name
         for name in ("connection", "rate_limit_per_minute", "approval", "schedule", "quota"):
             if doc[name] in (None, {}, []):
                 doc.pop(name)

@@ -110,6 +110,7 @@ def proposed_specs(cleaned_rules: Sequence[dict[str, Any]]) -> list[RuleSpec]:
                 action_class=rule.get("action_class", ""),
                 connection_id=connection.pk if connection is not None else None,
                 connection_name=connection.name if connection is not None else "",
+                on_behalf_of=bool(rule.get("on_behalf_of")),
                 methods=rule.get("methods") or (),
                 path_glob=rule.get("path_glob", ""),
                 constraints=rule.get("constraints") or (),
@@ -139,6 +140,7 @@ CALL_FIELDS = (
     "m_input",
     "m_mcp_tool",
     "m_tool_class",
+    "m_personal",
     "created_at",
 )
 
@@ -186,6 +188,7 @@ def recorded_calls(
         "input",
         "mcp_tool",
         "tool_class",
+        "personal",
     )
     return (
         events.order_by("id")
@@ -250,6 +253,7 @@ def replayed(
             connection_id=connection_id,
             connection_name=label,
             role_name=role_name,
+            on_behalf_of=fields["m_personal"] == "true",
         )
         what = f"{method} {path}"
         key: tuple[Any, ...] | None = ("proxy", connection_id, method, path, when)
@@ -278,6 +282,9 @@ def replayed(
     action_class = classes(name)
     if action_class is None:
         return None
+    # A call on the personal connection of the member the worker acted for (the broker
+    # records `personal: true`): only an `on_behalf_of` rule can allow it again.
+    personal = fields["m_personal"] == "true"
     call = Call.for_action(
         action_name=name,
         action_class=action_class,
@@ -285,8 +292,9 @@ def replayed(
         connection_name=label,
         input=json.loads(input_text) if stored else {},
         role_name=role_name,
+        on_behalf_of=personal,
     )
-    key = ("action", connection_id, name, digest if stored else None, stored, when)
+    key = ("action", connection_id, name, digest if stored else None, stored, when, personal)
     return Replayed(
         dataclasses.replace(call, at=at),
         name,

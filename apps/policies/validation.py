@@ -16,7 +16,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from apps.connections.mcp_models import McpToolState
-from apps.connections.models import MCP_PROVIDER_KEY, Connection, McpTool
+from apps.connections.models import MCP_PROVIDER_KEY, ON_BEHALF_OF, Connection, McpTool
 from apps.organizations.models import Membership
 from apps.policies.evaluate import (
     CONSTRAINT_OPS,
@@ -135,6 +135,7 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
         "action_pattern": "",
         "action_class": "",
         "connection": None,
+        "on_behalf_of": False,
         "methods": [],
         "path_glob": "",
         "constraints": [],
@@ -145,7 +146,16 @@ def _clean_rule(organization: Any, raw: Any, at: str, errors: Errors) -> dict[st
     }
 
     provider_ok = _clean_provider(organization, raw, rule, at, errors)
-    if raw.get("connection") not in (None, ""):
+    if raw.get("connection") == ON_BEHALF_OF:
+        # The personal connection of the member the worker acts for: no connection row.
+        if kind != RuleKind.ACTION:
+            errors.add(
+                f"{at}.connection",
+                "Only an action rule can use 'on_behalf_of' (the personal connection of the "
+                "member the worker acts for).",
+            )
+        rule["on_behalf_of"] = True
+    elif raw.get("connection") not in (None, ""):
         rule["connection"] = _clean_connection(
             organization, raw["connection"], rule, provider_ok, at, errors
         )
@@ -225,7 +235,9 @@ def _clean_connection(
     elif pk is None and isinstance(value, str) and len(value) <= MAX_CONNECTION_NAME:
         conn = rows.filter(name=value).first()  # by name, as the rules editor shows it
     provider_key = rule["provider_key"]
-    if conn is None:
+    if conn is None or conn.owner_id is not None:
+        # A member's personal connection is never named by a rule (only reached through
+        # `on_behalf_of`); it is "no such connection" as for any name the rule may not use.
         errors.add(f"{at}.connection", "No such connection in this organization.")
     elif rule["kind"] == RuleKind.MCP and conn.provider_key != MCP_PROVIDER_KEY:
         errors.add(f"{at}.connection", f"Connection '{conn.name}' is not an MCP server.")

@@ -70,7 +70,8 @@ class RoleScopeMixin(OrgViewMixin):
         return get_object_or_404(self.scope_queryset(), pk=self.kwargs["role_id"])
 
     def org_connections(self, provider_key: str | None = None) -> list[Any]:
-        connections = self.tenant_rows(Connection)
+        # A member's personal connection is never named by a rule (`on_behalf_of` reaches it).
+        connections = self.tenant_rows(Connection).filter(owner__isnull=True)
         if provider_key is not None:
             connections = connections.filter(provider_key=provider_key)
         return list(connections.order_by("name"))

@@ -64,6 +64,11 @@ _FILTER_PARAMS = [
     OpenApiParameter("start", OpenApiTypes.DATETIME, description="From (inclusive), UTC."),
     OpenApiParameter("end", OpenApiTypes.DATETIME, description="To (inclusive), UTC."),
     OpenApiParameter("member", OpenApiTypes.STR, description="Member email or user id."),
+    OpenApiParameter(
+        "on_behalf_of",
+        OpenApiTypes.STR,
+        description="Member email or user id: events of workers acting for this member.",
+    ),
     OpenApiParameter("worker", OpenApiTypes.STR, description="Worker name or id."),
     OpenApiParameter("token", OpenApiTypes.STR, description="Worker token public id."),
     OpenApiParameter(

@@ -20,7 +20,10 @@ def offer_pickers(filterset: AuditEventFilter, organization: Any) -> None:
         filterset.offer_choices(
             "worker", [(str(pk), n) for pk, n in workers.values_list("pk", "name")]
         )
-    connections = Connection.objects.filter(organization=organization).order_by("name")
+    # Members' personal connections are listed to their owners and admins only, not here.
+    connections = Connection.objects.filter(organization=organization, owner__isnull=True).order_by(
+        "name"
+    )
     if connections.count() <= PICKER_MAX:
         rows = list(connections.values_list("pk", "name", "provider_key"))
         filterset.offer_choices(
@@ -38,15 +41,14 @@ def offer_pickers(filterset: AuditEventFilter, organization: Any) -> None:
         [(p.key, p.display_name) for p in providers if p.key in connected]
         + [(p.key, p.display_name) for p in providers if p.key not in connected],
     )
-    filterset.offer_choices(
-        "member",
-        [
-            (str(pk), email)
-            for pk, email in organization.memberships.order_by("user__email").values_list(
-                "user_id", "user__email"
-            )
-        ],
-    )
+    members = [
+        (str(pk), email)
+        for pk, email in organization.memberships.order_by("user__email").values_list(
+            "user_id", "user__email"
+        )
+    ]
+    filterset.offer_choices("member", members)
+    filterset.offer_choices("on_behalf_of", members)
     form = filterset.form
     form.fields["action"].widget = DatalistInput(list(EVENT_SUGGESTIONS))
     form.fields["call"].widget = DatalistInput(

@@ -15,6 +15,7 @@ from apps.workers.selectors import role_allowances
 
 WHOAMI_EXAMPLE = {
     "worker": {"id": 7, "name": "demo-agent", "status": "active"},
+    "acts_for": None,
     "organization": {"slug": "demo", "name": "Demo Org"},
     "role": {"id": 3, "name": "sandbox-read-and-create-tasks"},
     "token": {
@@ -61,6 +62,13 @@ class WhoAmIView(APIView):
         body: dict[str, Any] = {
             # Authentication refuses a disabled worker, so this one is active.
             "worker": {"id": context.worker_id, "name": context.worker_name, "status": "active"},
+            # The member this worker acts for (rules with connection "on_behalf_of" use
+            # their personal connections), or null.
+            "acts_for": (
+                {"id": context.acting_for_id, "email": context.acting_for_label}
+                if context.acting_for_id is not None
+                else None
+            ),
             "organization": {"slug": organization.slug, "name": organization.name},
             "role": {"id": context.role_id, "name": context.role_name},
             "token": {
@@ -70,7 +78,11 @@ class WhoAmIView(APIView):
                 # The thumbprint of the key it is bound to (DPoP), "" for a bearer token.
                 "dpop_jkt": context.dpop_jkt,
             },
-            "allows": role_allowances(role_id=context.role_id, organization=organization),
+            "allows": role_allowances(
+                role_id=context.role_id,
+                organization=organization,
+                acting_for=context.acting_for_id,
+            ),
         }
         response = Response(body)
         response["Cache-Control"] = "no-store"

@@ -63,6 +63,8 @@ WORKER_EXAMPLE = {
     "default_role_name": "sandbox-read-and-create-tasks",
     "owner": 1,
     "owner_email": "owner@example.com",
+    "acts_for": None,
+    "acts_for_email": None,
     "created_by_email": "owner@example.com",
     "require_dpop": False,
     "created_at": "2026-11-28T10:00:00Z",
@@ -96,7 +98,11 @@ class WorkerListCreateAPIView(OrgAPIMixin, generics.ListCreateAPIView[Worker]):
     serializer_class = WorkerSerializer
 
     def scope_queryset(self) -> QuerySet[Any]:
-        return super().scope_queryset().select_related("default_role", "owner", "created_by")
+        return (
+            super()
+            .scope_queryset()
+            .select_related("default_role", "owner", "acts_for", "created_by")
+        )
 
     def perform_create(self, serializer: Any) -> None:
         data = serializer.validated_data
@@ -107,6 +113,7 @@ class WorkerListCreateAPIView(OrgAPIMixin, generics.ListCreateAPIView[Worker]):
                 description=data.get("description", ""),
                 default_role=data["default_role"],
                 owner=data.get("owner"),
+                acts_for=data.get("acts_for"),
                 require_dpop=data.get("require_dpop", False),
                 actor=self.request.user,
             )
@@ -126,7 +133,11 @@ class WorkerDetailAPIView(OrgAPIMixin, generics.RetrieveUpdateDestroyAPIView[Wor
     lookup_url_kwarg = "worker_id"
 
     def scope_queryset(self) -> QuerySet[Any]:
-        return super().scope_queryset().select_related("default_role", "owner", "created_by")
+        return (
+            super()
+            .scope_queryset()
+            .select_related("default_role", "owner", "acts_for", "created_by")
+        )
 
     def perform_update(self, serializer: Any) -> None:
         try:
@@ -151,7 +162,10 @@ class _WorkerActionAPIView(_WorkerScoped, APIView):
         if self.action_name == "disable":
             worker = services.worker_disable(worker=worker, actor=request.user)
         else:
-            worker = services.worker_enable(worker=worker, actor=request.user)
+            try:
+                worker = services.worker_enable(worker=worker, actor=request.user)
+            except DjangoValidationError as exc:
+                raise _service_errors(exc) from exc
         return Response(WorkerSerializer(worker, context={"view": self}).data)
 
 

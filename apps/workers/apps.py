@@ -11,6 +11,7 @@ class WorkersConfig(AppConfig):
         from apps.policies import approvers, least_privilege
         from apps.policies import selectors as policy_selectors
         from apps.workers import (
+            members,  # noqa: F401 - imported for its signal receivers
             schema,  # noqa: F401 - registers the OpenAPI auth scheme
             selectors,
         )

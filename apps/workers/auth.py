@@ -33,6 +33,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, NoReturn
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -44,7 +45,7 @@ from apps.audit.models import ActorType
 from apps.core import audit_context
 from apps.core.audit_context import client_ip
 from apps.core.tokens import digests_match, looks_like_token, parse_token
-from apps.organizations.models import Organization
+from apps.organizations.models import Membership, Organization
 from apps.policies.models import Role
 from apps.workers import dpop
 from apps.workers.models import Worker, WorkerStatus, WorkerToken
@@ -59,6 +60,8 @@ FAILURES = {
     "token_expired": "The token has expired. Mint or roll a new one.",
     "worker_disabled": "The worker of this token is disabled.",
     "token_audience": "This token was issued for another resource (RFC 8707).",
+    "member_inactive": "The member this worker acts for is no longer an active member of "
+    "the organization.",
     "invalid_dpop_proof": "This token is bound to a key (DPoP): send it as "
     "'Authorization: DPoP <token>' with a fresh proof in the 'DPoP' header.",
     "dpop_required": "This worker requires DPoP, and this token is not bound to a key. "
@@ -92,6 +95,10 @@ class AgentContext:
     # The resource an OAuth-issued token is bound to and its client ("" for static tokens).
     audience: str = ""
     oauth_client: str = ""
+    # The member the worker acts for (Worker.acts_for) and their email: the second
+    # principal of every audit event of the call; None for a worker that acts for no one.
+    acting_for_id: int | None = None
+    acting_for_label: str = ""
     # The thumbprint of the key the token is bound to (DPoP), "" for a bearer token.
     dpop_jkt: str = ""
 
@@ -114,6 +121,8 @@ class AgentContext:
             store_broker_input=token.organization.store_broker_input,
             audience=token.audience,
             oauth_client=token.oauth_client,
+            acting_for_id=token.worker.acts_for_id,
+            acting_for_label=token.worker.acts_for.email if token.worker.acts_for else "",
             dpop_jkt=token.dpop_jkt,
         )
 
@@ -166,19 +175,29 @@ class _Row:
     revoked: bool
     worker_active: bool
     worker_requires_dpop: bool
+    # False when the worker acts for a member who has left the organization or whose
+    # account is disabled (true for a worker that acts for no one).
+    member_active: bool = True
 
 
 def _lookup_sql() -> str:
-    # Model metadata only; the digest is a parameter.
+    # Model metadata only; the digest is a parameter. A worker that acts for a member
+    # also brings that member's email and whether they are still an active member of
+    # the token's organization (two primary-key / unique-index probes, only then).
     token, worker = WorkerToken._meta.db_table, Worker._meta.db_table
     role, organization = Role._meta.db_table, Organization._meta.db_table
+    user, membership = get_user_model()._meta.db_table, Membership._meta.db_table
     return (
         "SELECT t.id, t.public_id, t.last4, t.expires_at, t.last_used_at, t.digest,"  # noqa: S608 - table names of ours
         " t.revoked_at IS NOT NULL, w.id, w.name, w.status, r.id, r.name, r.rules_version,"
         " o.id, o.slug, o.store_broker_input, t.audience, t.oauth_client, t.dpop_jkt,"
-        " w.require_dpop"
+        " w.require_dpop, w.acts_for_id, u.email,"
+        " w.acts_for_id IS NULL OR (u.is_active AND EXISTS (SELECT 1 FROM"
+        f" {membership} m WHERE m.user_id = w.acts_for_id"
+        " AND m.organization_id = t.organization_id))"
         f" FROM {token} t JOIN {worker} w ON w.id = t.worker_id"
         f" JOIN {role} r ON r.id = t.role_id JOIN {organization} o ON o.id = t.organization_id"
+        f" LEFT JOIN {user} u ON u.id = w.acts_for_id"
         " WHERE t.digest = %s"
     )
 
@@ -211,6 +230,8 @@ def lookup(digest: str) -> _Row | None:
         audience=row[16],
         oauth_client=row[17],
         dpop_jkt=row[18],
+        acting_for_id=row[20],
+        acting_for_label=row[21] or "",
     )
     return _Row(
         context,
@@ -218,6 +239,7 @@ def lookup(digest: str) -> _Row | None:
         revoked=row[6],
         worker_active=row[9] == WorkerStatus.ACTIVE,
         worker_requires_dpop=row[19],
+        member_active=bool(row[22]),
     )
 
 
@@ -261,14 +283,7 @@ class WorkerTokenAuthentication(BaseAuthentication):
         if found is None or not digests_match(found.digest, parsed.digest):
             self._fail("token_invalid", request)
         context = found.context
-        if found.revoked:
-            self._fail("token_invalid", request, context)
-        if context.token_expires_at <= timezone.now():
-            self._fail("token_expired", request, context)
-        if not found.worker_active:
-            self._fail("worker_disabled", request, context)
-        if context.audience and context.audience != self.resource:
-            self._fail("token_audience", request, context)
+        self._check_state(request, found)
         if context.dpop_jkt or found.worker_requires_dpop or scheme == "dpop":
             self._check_dpop(request, context, raw, scheme)
         audit_context.bind_actor(
@@ -277,6 +292,8 @@ class WorkerTokenAuthentication(BaseAuthentication):
             actor_label=context.worker_name,
             token_id=context.token_public_id,
             worker_id=context.worker_id,
+            on_behalf_of_id=context.acting_for_id,
+            on_behalf_of_label=context.acting_for_label,
         )
         token_touch(
             token_id=context.token_pk,
@@ -284,6 +301,20 @@ class WorkerTokenAuthentication(BaseAuthentication):
             ip=client_ip(request._request),
         )
         return WorkerPrincipal(context.worker_name), context
+
+    def _check_state(self, request: Request, found: _Row) -> None:
+        """The token's own state, its worker's and its member's, and its audience."""
+        context = found.context
+        if found.revoked:
+            self._fail("token_invalid", request, context)
+        if context.token_expires_at <= timezone.now():
+            self._fail("token_expired", request, context)
+        if not found.worker_active:
+            self._fail("worker_disabled", request, context)
+        if not found.member_active:
+            self._fail("member_inactive", request, context)
+        if context.audience and context.audience != self.resource:
+            self._fail("token_audience", request, context)
 
     def _check_dpop(self, request: Request, context: AgentContext, raw: str, scheme: str) -> None:
         """RFC 9449 §7: a bound token only with the DPoP scheme and a valid proof of its
@@ -356,4 +387,7 @@ def _failure_fields(context: AgentContext | None) -> dict[str, Any]:
             "actor_id": context.worker_id,
             "actor_label": context.worker_name,
         }
+        if context.acting_for_id is not None:
+            fields["on_behalf_of_id"] = context.acting_for_id
+            fields["on_behalf_of_label"] = context.acting_for_label
     return fields

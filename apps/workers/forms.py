@@ -26,8 +26,12 @@ OVERLAP_LABELS = {
 class WorkerForm(forms.ModelForm):
     class Meta:
         model = Worker
-        fields = ("name", "description", "owner", "default_role", "require_dpop")
+        fields = ("name", "description", "owner", "default_role", "acts_for", "require_dpop")
+        labels: ClassVar[dict[str, str]] = {"acts_for": "Acts for (on behalf of)"}
         help_texts: ClassVar[dict[str, str]] = {
+            "acts_for": "The member this agent acts for, e.g. “Alice's coding agent”: rules "
+            "with connection “on behalf of” use that member's personal connections, and "
+            "every audit event names both. Leave empty for an agent that acts for no one.",
             "name": "Lowercase letters, digits and dashes, e.g. support-triage-bot.",
             "description": "What this agent does, so reviewers recognise it in the audit log.",
         }
@@ -39,6 +43,10 @@ class WorkerForm(forms.ModelForm):
         members = get_user_model().objects.filter(memberships__organization=organization)
         self.fields["owner"].queryset = members.order_by("email")  # type: ignore[attr-defined]
         self.fields["owner"].label_from_instance = lambda user: user.email  # type: ignore[attr-defined]
+        active = members.filter(is_active=True).order_by("email")
+        self.fields["acts_for"].queryset = active  # type: ignore[attr-defined]
+        self.fields["acts_for"].label_from_instance = lambda user: user.email  # type: ignore[attr-defined]
+        self.fields["acts_for"].empty_label = "No one"  # type: ignore[attr-defined]
         self.fields["default_role"].queryset = Role.objects.filter(  # type: ignore[attr-defined]
             organization=organization
         )

@@ -49,6 +49,22 @@ class Worker(TenantModel):
         related_name="+",
         help_text="The role new tokens get unless another is chosen at mint.",
     )
+    # "Alice's coding agent": the member this worker acts for. Where a rule says
+    # `connection: on_behalf_of`, its calls use that member's personal connection of the
+    # action's provider, and every audit event of the worker names both. The agent
+    # authenticator refuses the worker's tokens once the member has left the
+    # organization or is disabled (apps.workers.auth), and both of those disable it
+    # (apps.workers.services.member_agents_stop). PROTECT: deleting the person must not
+    # quietly turn their agent into nobody's.
+    acts_for = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="agents",
+        help_text="The member this worker acts for: rules with connection "
+        "'on_behalf_of' use that member's personal connections.",
+    )
     require_dpop = models.BooleanField(
         default=False,
         verbose_name="Require DPoP",
@@ -75,9 +91,10 @@ class Worker(TenantModel):
         return self.status == WorkerStatus.ACTIVE
 
     def separation_of_duties_ids(self) -> set[int]:
-        """People who may not approve this worker's requests: its owner and creator
-        (apps.approvals; also read by apps.policies when a rule is saved)."""
-        return {i for i in (self.owner_id, self.created_by_id) if i is not None}
+        """People who may not approve this worker's requests: its owner and creator, and
+        the member it acts for (the call would run as their own account), in
+        apps.approvals; also read by apps.policies when a rule is saved."""
+        return {i for i in (self.owner_id, self.created_by_id, self.acts_for_id) if i is not None}
 
 
 class TrustPreset(models.TextChoices):

@@ -37,29 +37,31 @@ def connection_users(connection: Any) -> tuple[list[str], list[str]]:
     """(role names, worker names) that can use `connection`: roles with a rule naming it, or
     a rule for any connection of its provider, and the workers those roles govern. Answers
     apps.connections.selectors.connection_users (plugged in by apps.workers.apps)."""
-    role_ids = set(
-        Rule.objects.filter(role__organization_id=connection.organization_id)
-        .filter(
+    rules = Rule.objects.filter(role__organization_id=connection.organization_id)
+    if connection.owner_id is not None:
+        # A member's personal connection: `on_behalf_of` rules, workers acting for them.
+        rules = rules.filter(on_behalf_of=True, provider_key=connection.provider_key)
+    else:
+        rules = rules.filter(
             Q(connection=connection)
-            | Q(connection__isnull=True, provider_key=connection.provider_key)
+            | Q(connection__isnull=True, on_behalf_of=False, provider_key=connection.provider_key)
         )
-        .values_list("role_id", flat=True)
-    )
+    role_ids = set(rules.values_list("role_id", flat=True))
     if not role_ids:
         return [], []
     roles = list(
         Role.objects.filter(pk__in=role_ids).order_by("name").values_list("name", flat=True)
     )
-    workers = list(
-        Worker.objects.filter(_governed_by(connection.organization_id, role_ids))
-        .order_by("name")
-        .values_list("name", flat=True)
-        .distinct()[:100]
-    )
+    governed = Worker.objects.filter(_governed_by(connection.organization_id, role_ids))
+    if connection.owner_id is not None:
+        governed = governed.filter(acts_for_id=connection.owner_id)
+    workers = list(governed.order_by("name").values_list("name", flat=True).distinct()[:100])
     return roles, workers
 
 
-def role_allowances(*, role_id: int, organization: Any) -> dict[str, list[dict[str, Any]]]:
+def role_allowances(
+    *, role_id: int, organization: Any, acting_for: int | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """What a role allows: the catalog actions (with the connections each may use)
     and the proxy rules. Built on apps.policies' cached `role_rules()`."""
     actions = [
@@ -69,7 +71,7 @@ def role_allowances(*, role_id: int, organization: Any) -> dict[str, list[dict[s
             "description": action.description,
             "connections": [connection.name for connection in connections],
         }
-        for action, connections in allowed_actions(role_id, organization)
+        for action, connections in allowed_actions(role_id, organization, acting_for=acting_for)
     ]
     proxy = [
         {

@@ -41,6 +41,13 @@ class OrgMemberField(_OrgScopedField):
 class WorkerSerializer(serializers.ModelSerializer[Worker]):
     default_role = OrgRoleField()
     owner = OrgMemberField(required=False, allow_null=True)
+    acts_for = OrgMemberField(
+        required=False,
+        allow_null=True,
+        help_text="User id of the member this worker acts for: rules with connection "
+        '"on_behalf_of" use their personal connections. Admins bind any member.',
+    )
+    acts_for_email = serializers.EmailField(source="acts_for.email", read_only=True, default=None)
     default_role_name = serializers.CharField(source="default_role.name", read_only=True)
     owner_email = serializers.EmailField(source="owner.email", read_only=True, default=None)
     created_by_email = serializers.EmailField(
@@ -58,6 +65,8 @@ class WorkerSerializer(serializers.ModelSerializer[Worker]):
             "default_role_name",
             "owner",
             "owner_email",
+            "acts_for",
+            "acts_for_email",
             "created_by_email",
             "require_dpop",
             "created_at",

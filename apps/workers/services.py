@@ -56,6 +56,34 @@ def _check_owner(organization: Organization, owner: Any) -> None:
         raise ValidationError({"owner": "The owner must be a member of this organization."})
 
 
+def member_is_active(organization: Organization | int, user: Any) -> bool:
+    """Is `user` an enabled account and a member of the organization? (A worker may act
+    only for such a member; the agent authenticator asks the same in its statement.)"""
+    return bool(
+        user is not None
+        and user.is_active
+        and Membership.objects.filter(organization=organization, user=user).exists()
+    )
+
+
+def _check_acts_for(organization: Organization, acts_for: Any, actor: Any) -> None:
+    """Who a worker may act for: an active member. Admins and owners bind a worker to any
+    member; anyone else only to themselves (docs/architecture.md, "Acting for a person")."""
+    if acts_for is None:
+        return
+    if not member_is_active(organization, acts_for):
+        raise ValidationError(
+            {"acts_for": "A worker can act only for an active member of this organization."}
+        )
+    if actor is None or getattr(actor, "pk", None) == acts_for.pk:
+        return
+    membership = Membership.objects.filter(organization=organization, user=actor).first()
+    if membership is None or not membership.can_manage():
+        raise ValidationError(
+            {"acts_for": "Only an admin can make a worker act for another member."}
+        )
+
+
 def _check_role(organization: Organization, role: Any, field: str) -> None:
     if role is None or role.organization_id != organization.pk:
         raise ValidationError({field: "Choose a role of this organization."})
@@ -82,11 +110,13 @@ def worker_create(
     default_role: Any,
     description: str = "",
     owner: Any = None,
+    acts_for: Any = None,
     require_dpop: bool = False,
     actor: Any = None,
 ) -> Worker:
     _check_role(organization, default_role, "default_role")
     _check_owner(organization, owner)
+    _check_acts_for(organization, acts_for, actor)
     if Worker.objects.filter(organization=organization, name=name).exists():
         raise ValidationError({"name": "A worker with this name already exists."})
     worker = Worker(
@@ -94,11 +124,12 @@ def worker_create(
         name=name,
         description=description,
         owner=owner,
+        acts_for=acts_for,
         default_role=default_role,
         require_dpop=require_dpop,
         created_by=actor,
     )
-    worker.full_clean(exclude=["organization", "default_role", "owner", "created_by"])
+    worker.full_clean(exclude=["organization", "default_role", "owner", "acts_for", "created_by"])
     try:
         with transaction.atomic():
             worker.save()
@@ -112,6 +143,7 @@ def worker_create(
             "name": worker.name,
             "default_role": default_role.name,
             "owner": owner.get_username() if owner else None,
+            "acts_for": acts_for.get_username() if acts_for else None,
             "require_dpop": require_dpop,
         },
         worker_id=worker.pk,
@@ -120,7 +152,7 @@ def worker_create(
     return worker
 
 
-_EDITABLE = ("name", "description", "owner", "default_role", "require_dpop")
+_EDITABLE = ("name", "description", "owner", "default_role", "acts_for", "require_dpop")
 
 
 def _display(value: Any) -> Any:
@@ -129,6 +161,23 @@ def _display(value: Any) -> Any:
     if hasattr(value, "get_username"):
         return value.get_username()
     return str(value)
+
+
+def _check_changes(worker: Worker, changes: dict[str, Any], actor: Any) -> None:
+    """What `worker_update` refuses before it changes anything."""
+    organization = worker.organization
+    if "default_role" in changes:
+        _check_role(organization, changes["default_role"], "default_role")
+    if "owner" in changes:
+        _check_owner(organization, changes["owner"])
+    if "acts_for" in changes and changes["acts_for"] != worker.acts_for:
+        _check_acts_for(organization, changes["acts_for"], actor)
+    if (
+        "name" in changes
+        and changes["name"] != worker.name
+        and (Worker.objects.filter(organization=organization, name=changes["name"]).exists())
+    ):
+        raise ValidationError({"name": "A worker with this name already exists."})
 
 
 @transaction.atomic
@@ -142,16 +191,7 @@ def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worke
         raise TypeError(f"Not editable: {sorted(unknown)}")
     worker = Worker.objects.select_for_update().get(pk=worker.pk)
     organization = worker.organization
-    if "default_role" in changes:
-        _check_role(organization, changes["default_role"], "default_role")
-    if "owner" in changes:
-        _check_owner(organization, changes["owner"])
-    if (
-        "name" in changes
-        and changes["name"] != worker.name
-        and (Worker.objects.filter(organization=organization, name=changes["name"]).exists())
-    ):
-        raise ValidationError({"name": "A worker with this name already exists."})
+    _check_changes(worker, changes, actor)
     diff: dict[str, dict[str, Any]] = {}
     for field, new in changes.items():
         old = getattr(worker, field)
@@ -160,8 +200,12 @@ def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worke
             setattr(worker, field, new)
     if not diff:
         return worker
-    worker.full_clean(exclude=["organization", "default_role", "owner", "created_by"])
+    worker.full_clean(exclude=["organization", "default_role", "owner", "acts_for", "created_by"])
     worker.save()
+    if "acts_for" in diff:
+        # Whoever the worker acted for, a call in flight as them ends within the send
+        # window before this returns (exact, like a disable: apps.workers.fence).
+        fence_worker(worker.pk)
     dpop_change = diff.pop("require_dpop", None)
     if diff:
         audit_record(
@@ -224,7 +268,14 @@ def worker_disable(*, worker: Worker, actor: Any = None) -> Worker:
 
 @transaction.atomic
 def worker_enable(*, worker: Worker, actor: Any = None) -> Worker:
-    """Re-enabling revives no revoked token: revocation is permanent."""
+    """Re-enabling revives no revoked token: revocation is permanent. A worker that acts
+    for a member who left or was disabled stays off (bind it to someone else first)."""
+    if worker.acts_for_id is not None and not member_is_active(
+        worker.organization_id, worker.acts_for
+    ):
+        raise ValidationError(
+            {"acts_for": "The member this worker acts for is no longer an active member."}
+        )
     return _worker_set_status(
         worker=worker,
         status=WorkerStatus.ACTIVE,

@@ -62,7 +62,9 @@ class WorkerListView(_WorkersBase, KeysetListMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        page = self.paginate(self.scope_queryset().select_related("default_role", "owner"))
+        page = self.paginate(
+            self.scope_queryset().select_related("default_role", "owner", "acts_for")
+        )
         now = timezone.now()
         counts = {
             row["worker_id"]: row
@@ -101,6 +103,7 @@ class WorkerCreateView(_WorkersBase, FormView):
                 name=data["name"],
                 description=data["description"],
                 owner=data["owner"],
+                acts_for=data["acts_for"],
                 default_role=data["default_role"],
                 require_dpop=data["require_dpop"],
                 actor=self.request.user,
@@ -463,7 +466,11 @@ class WorkerDisableView(_WorkerAction):
 
 class WorkerEnableView(_WorkerAction):
     def act(self, request: HttpRequest, worker: Worker) -> HttpResponse | None:
-        services.worker_enable(worker=worker, actor=request.user)
+        try:
+            services.worker_enable(worker=worker, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return None
         messages.success(request, f"{worker.name} is enabled. Revoked tokens stay revoked.")
         return None
 

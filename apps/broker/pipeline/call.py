@@ -180,6 +180,15 @@ class AgentCall:
             latency_ms=latency_ms,
             metadata={**self.metadata, **(extra or {})},
             only_if=only_if,
+            # A worker acting for a member: both principals on every event of the call.
+            **(
+                {
+                    "on_behalf_of_id": ctx.acting_for_id,
+                    "on_behalf_of_label": ctx.acting_for_label,
+                }
+                if ctx.acting_for_id is not None
+                else {}
+            ),
         )
         if event is not None:
             self.last_event_id = event.id

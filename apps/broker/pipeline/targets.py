@@ -13,7 +13,7 @@ from apps.broker.results import BrokerResult, fail, input_digest
 from apps.connections.models import Connection
 from apps.connections.selectors import connections_for_call
 from apps.policies.evaluate import Call as PolicyCall
-from apps.policies.evaluate import UnsafePath, evaluate, normalize_path
+from apps.policies.evaluate import RuleSpec, UnsafePath, action_matches, evaluate, normalize_path
 from apps.policies.selectors import role_rules
 from apps.providers.calls import (
     BaseURLParamError,
@@ -65,8 +65,23 @@ class ActionTarget:
         self.action = action
         call.provider_key = provider_key = action.provider_key
         candidates = connections_for_call(
-            organization_id=ctx.organization_id, provider_key=provider_key, ref=self.connection_ref
+            organization_id=ctx.organization_id,
+            provider_key=provider_key,
+            ref=self.connection_ref,
+            acting_for=ctx.acting_for_id,
         )
+        rules = role_rules(ctx.role_id, ctx.rules_version)
+        if (
+            any(r.on_behalf_of for r in rules)
+            and not any(c.owner_id is not None for c in candidates)
+            and (candidates or self.connection_ref in (None, ""))
+            and not _plain_rule_covers(rules, action)
+        ):
+            # Only an `on_behalf_of` rule could allow it, and there is no personal
+            # connection of the member the worker acts for to use: say which is missing.
+            missing = _no_personal_connection(call, rules, action)
+            if missing is not None:
+                return missing
         if not candidates:
             if self.connection_ref not in (None, ""):
                 return call.refuse(
@@ -85,7 +100,6 @@ class ActionTarget:
                     f"connect {provider_key} in Grantry.",
                 )
             )
-        rules = role_rules(ctx.role_id, ctx.rules_version)
         decided = [
             (
                 connection,
@@ -98,6 +112,8 @@ class ActionTarget:
                         connection_name=connection.name,
                         input=self.input,
                         role_name=ctx.role_name,
+                        # Only the acting member's own connection comes back personal.
+                        on_behalf_of=connection.owner_id is not None,
                     ),
                 ),
             )
@@ -106,6 +122,8 @@ class ActionTarget:
         # A call a rule allows only after approval fits too (the approval step decides).
         allowed = [(c, d) for c, d in decided if d.allowed or d.approval_required]
         if len(allowed) == 1:
+            if allowed[0][0].owner_id is not None:
+                call.metadata["personal"] = True  # the simulation replays it as such
             return Chosen(*allowed[0])
         if len(allowed) > 1:
             names = [c.name for c, _ in allowed]
@@ -189,7 +207,10 @@ class ProxyTarget:
     def decide(self, call: AgentCall) -> Chosen | BrokerResult:
         ctx = call.ctx
         found = connections_for_call(
-            organization_id=ctx.organization_id, provider_key=None, ref=self.connection_ref
+            organization_id=ctx.organization_id,
+            provider_key=None,
+            ref=self.connection_ref,
+            acting_for=ctx.acting_for_id,
         )
         if not found:
             return call.refuse(
@@ -217,6 +238,7 @@ class ProxyTarget:
                 connection_id=connection.pk,
                 connection_name=connection.name,
                 role_name=ctx.role_name,
+                on_behalf_of=connection.owner_id is not None,
             ),
         )
         if not decision.allowed and not decision.approval_required:
@@ -245,6 +267,57 @@ class ProxyTarget:
         url = base.rstrip("/") + self.clean_path + (f"?{self.query}" if self.query else "")
         headers = {"Content-Type": self.content_type} if self.body and self.content_type else {}
         return Upstream(method=self.method, url=url, headers=headers, content=self.body or None)
+
+
+def _plain_rule_covers(rules: list[RuleSpec], action: Action) -> bool:
+    """Some rule that is not `on_behalf_of` covers the action (so a shared connection may
+    still serve it, and the usual reasons apply)."""
+    return any(
+        not r.on_behalf_of and action_matches(r, action.name, str(action.action_class))
+        for r in rules
+    )
+
+
+def _no_personal_connection(
+    call: AgentCall, rules: list[RuleSpec], action: Action
+) -> BrokerResult | None:
+    """The clear refusal when an `on_behalf_of` rule covers the action but there is no
+    personal connection to use: the worker acts for no member (403 `no_member`), or the
+    member has no usable connection of the provider (409 `no_personal_connection`).
+    None when no such rule covers the action."""
+    rule = next(
+        (
+            r
+            for r in rules
+            if r.on_behalf_of and action_matches(r, action.name, str(action.action_class))
+        ),
+        None,
+    )
+    if rule is None:
+        return None
+    ctx, provider = call.ctx, action.provider_key
+    if ctx.acting_for_id is None:
+        return call.refuse(
+            fail(
+                403,
+                "no_member",
+                f"Rule #{rule.rule_id} allows {action.name} on the personal {provider} "
+                f"connection of the member the worker acts for, but worker "
+                f"'{ctx.worker_name}' acts for no member. An admin can bind it to a member.",
+                action=action.name,
+            )
+        )
+    return call.refuse(
+        fail(
+            409,
+            "no_personal_connection",
+            f"Rule #{rule.rule_id} allows {action.name} on the personal {provider} connection "
+            f"of {ctx.acting_for_label}, the member this worker acts for, and they have none. "
+            f"They can connect their own {provider} account in Grantry (Connections → "
+            "Connect my account).",
+            action=action.name,
+        )
+    )
 
 
 def misconfigured(call: AgentCall, connection: Connection, exc: Exception) -> BrokerResult:

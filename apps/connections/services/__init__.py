@@ -22,7 +22,11 @@ from apps.connections.services.connect import (
     oauth_states_purge,
     provider_app_save,
 )
-from apps.connections.services.lifecycle import connection_disconnect, connection_mark_used
+from apps.connections.services.lifecycle import (
+    connection_disconnect,
+    connection_mark_used,
+    personal_connections_disconnect,
+)
 from apps.connections.services.refresh import (
     RefreshTemporarilyFailed,
     connection_ids_refresh_due,
@@ -54,6 +58,7 @@ __all__ = [
     "oauth_redirect_uri",
     "oauth_states_purge",
     "org_admin_emails",
+    "personal_connections_disconnect",
     "provider_app_save",
     "resolved_provider",
     "retired_key_confirm_dead",

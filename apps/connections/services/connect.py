@@ -100,6 +100,7 @@ def connection_oauth_start(
     reconnect: Connection | None = None,
     scopes: list[str] | None = None,
     base_url_params: dict[str, str] | None = None,
+    personal: bool = False,
 ) -> str:
     """Record a single-use state (with the PKCE verifier, server-side) and return
     the provider's authorization URL to redirect the browser to. Raises
@@ -109,7 +110,14 @@ def connection_oauth_start(
     `session_key`. `session_key=None` is for a start from the management API with
     a personal token (no browser session exists yet): the callback then accepts
     any browser session of the same user, so the person opens the URL in a
-    browser where they are signed in to Grantry."""
+    browser where they are signed in to Grantry.
+
+    `personal`: the member connects their own account; the connection will be theirs
+    (`Connection.owner`). A personal connection is reconnected only by its owner."""
+    if reconnect is not None:
+        personal = reconnect.owner_id is not None
+        if personal and reconnect.owner_id != getattr(actor, "pk", None):
+            raise PermissionError("Only its owner can reconnect a personal connection.")
     params = dict(reconnect.base_url_params if reconnect else (base_url_params or {}))
     provider = resolved_provider(provider_key, organization=organization, base_url_params=params)
     app = ProviderApp.objects.for_organization(organization).get(provider_key=provider_key)
@@ -124,6 +132,7 @@ def connection_oauth_start(
         provider_key=provider_key,
         connection_name=reconnect.name if reconnect else name,
         reconnect=reconnect,
+        personal=personal,
         redirect_uri=oauth_redirect_uri(),
         requested_scopes=requested,
         base_url_params=params,
@@ -190,7 +199,12 @@ def connection_oauth_complete(
         membership = resolve_membership(actor, slug)
     except Exception:
         raise fail("forbidden", "You are no longer a member of this organization.") from None
-    if not membership.can_manage():
+    if row.personal:
+        # A member's own account: any member, for themselves only (the state is bound to
+        # them); a reconnect only of their own connection.
+        if row.reconnect is not None and row.reconnect.owner_id != actor.pk:
+            raise fail("forbidden", "Only its owner can reconnect a personal connection.")
+    elif not membership.can_manage():
         raise fail("forbidden", "Only admins can connect accounts.")
     error = params.get("error", "")
     if error == "access_denied":
@@ -261,6 +275,7 @@ def _provider_oauth_complete(
             actor=actor,
             reconnect=row.reconnect,
             base_url_params=row.base_url_params,
+            owner=actor if row.personal else None,
         )
     except IntegrityError:
         raise fail(
@@ -326,12 +341,17 @@ def connection_create_from_oauth(
     actor: Any = None,
     reconnect: Connection | None = None,
     base_url_params: dict[str, Any] | None = None,
+    owner: Any = None,
 ) -> Connection:
-    """Store a freshly granted token as a new connection, or into `reconnect`."""
+    """Store a freshly granted token as a new connection, or into `reconnect`.
+    `owner`: a member's personal connection (their own account)."""
     if reconnect is not None:
         connection = Connection.objects.select_for_update().get(
             pk=reconnect.pk, organization=organization
         )
+        if connection.owner_id != getattr(owner, "pk", None):
+            # A shared connection never becomes someone's, nor a personal one another's.
+            raise PermissionError("A reconnect keeps the connection's owner.")
     else:
         connection = Connection(
             organization=organization,
@@ -339,6 +359,7 @@ def connection_create_from_oauth(
             name=name,
             auth_type=AuthType.OAUTH2,
             created_by=actor,
+            owner=owner,
         )
     if reconnect is None and base_url_params:
         connection.base_url_params = dict(base_url_params)
@@ -365,7 +386,12 @@ def connection_create_from_oauth(
         target=connection,
         connection_id=connection.pk,
         provider=provider_key,
-        metadata={"auth_type": "oauth2", "scopes": scopes, "account": connection.account_label},
+        metadata={
+            "auth_type": "oauth2",
+            "scopes": scopes,
+            "account": connection.account_label,
+            **({"personal_of": owner.get_username()} if owner is not None else {}),
+        },
     )
     return connection
 

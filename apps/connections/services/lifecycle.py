@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -124,6 +125,19 @@ def connection_disconnect(
         # seconds: their reaper closes the sessions of connections no longer active
         # (apps.connections.gateway.client).
         return _destroy(connection, organization, result, failure)
+
+
+def personal_connections_disconnect(*, user: Any, organization: Organization) -> list[Connection]:
+    """A member's personal connections in `organization`, each disconnected (revoked at
+    the provider where it can, secrets destroyed, `connection.disconnected` audited): the
+    member left the organization or their account was disabled."""
+    ids = list(
+        Connection.objects.for_organization(organization)
+        .personal_of(user)
+        .exclude(status=ConnectionStatus.REVOKED)
+        .values_list("pk", flat=True)
+    )
+    return [connection_disconnect(connection_id=pk, organization=organization) for pk in ids]
 
 
 # --- Usage ------------------------------------------------------------------------------

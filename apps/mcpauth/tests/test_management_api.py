@@ -65,6 +65,7 @@ def test_admin_reads_and_changes_the_policy(org: Organization, admin: User) -> N
         "clients_allowed": True,
         "allowed_clients": [],
         "token_minutes": 60,
+        "member_role": None,
         "updated_at": None,
     }
 
@@ -91,6 +92,23 @@ def test_admin_reads_and_changes_the_policy(org: Organization, admin: User) -> N
         "clients_allowed": {"from": True, "to": False},
         "token_minutes": {"from": 60, "to": 15},
     }
+
+
+def test_the_role_of_members_own_clients_is_one_of_the_organizations(
+    org: Organization, other_org: Organization, admin: User, agent: Agent
+) -> None:
+    api = Api(admin, org)
+    foreign = make_agent(other_org, name="foreign").role
+    refused = api.send("patch", BASE + "policy/", {"member_role": foreign.pk})
+    assert refused.status_code == 400, refused.content
+    response = api.send("patch", BASE + "policy/", {"member_role": agent.role.pk})
+    assert response.status_code == 200, response.content
+    assert response.json()["member_role"] == agent.role.pk
+    assert McpPolicy.objects.get(organization=org).member_role == agent.role
+    changed = AuditEvent.objects.filter(action="mcp.policy_changed").latest("id")
+    assert changed.metadata["changes"]["member_role"] == {"from": None, "to": agent.role.name}
+    cleared = api.send("patch", BASE + "policy/", {"member_role": None})
+    assert cleared.json()["member_role"] is None
 
 
 @pytest.mark.parametrize(

@@ -78,8 +78,10 @@ def test_requiring_mfa_is_audited_and_blocks_members_without_one(
 
     _give(member, Authenticator.Type.TOTP)
     assert blocked.get("/o/acme/").status_code == 200
-    # Now only the role decides (a member may not read connections through the API).
-    after = blocked.get("/api/v1/orgs/acme/connections/").json()["error"]["code"]
+    # Now only the role decides: a member reads connections (the shared ones and their
+    # own) but not workers through the API.
+    assert blocked.get("/api/v1/orgs/acme/connections/").status_code == 200
+    after = blocked.get("/api/v1/orgs/acme/workers/").json()["error"]["code"]
     assert after == "permission_denied"
 
 
