@@ -97,6 +97,8 @@ TEXT = {
     "narrow them with a claim condition.",
     "org_policy": "The organization's MCP client policy does not allow this client.",
     "worker_disabled": "The worker this client would act as is disabled.",
+    "acts_for": "The worker this client would act as acts for a member; an ID-JAG cannot "
+    "become a member's own agent.",
     "replayed": "This assertion was used already.",
 }
 
@@ -303,6 +305,9 @@ def _grant(request: HttpRequest, context: _Context) -> dict[str, Any]:
         raise _refuse("invalid_grant", "org_policy")
     if not policy.worker.is_active():
         raise _refuse("invalid_grant", "worker_disabled")
+    if policy.worker.acts_for_id is not None:
+        # Bound to a member after the policy was made: the IdP's person is not that member.
+        raise _refuse("invalid_grant", "acts_for")
     # Bound to the key of the request's DPoP proof when it has one; a worker that requires
     # DPoP gets nothing without it. Checked before the assertion's `jti` is spent.
     jkt = dpop_binding(request, policy.worker)

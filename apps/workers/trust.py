@@ -236,6 +236,15 @@ def trust_policy_create(
                 {"audience": f"An ID-JAG's audience is Grantry's OAuth issuer, {oauth_issuer()}."}
             )
         audience = oauth_issuer()
+        if worker.acts_for_id is not None:
+            # An ID-JAG names whoever the IdP signed in, not this member: each of the
+            # IdP's people would act as the member's personal connections.
+            raise ValidationError(
+                {
+                    "worker": "A company IdP cannot let MCP clients in as a worker that acts "
+                    "for a member."
+                }
+            )
     if role is None or role.organization_id != worker.organization_id:
         raise ValidationError({"role": "Choose a role of this organization."})
     if not 1 <= int(max_minutes) <= MAX_TRUST_MINUTES:

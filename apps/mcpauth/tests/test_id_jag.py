@@ -783,3 +783,45 @@ def test_a_hostile_assertion_is_refused_never_a_500(
     response = present(client, f"{header}.{payload}.{signature}", mcp_client)
     assert 400 <= response.status_code < 500, response.content
     assert response.json()["error"] in ("invalid_grant", "invalid_request")
+
+
+def test_an_idjag_never_becomes_a_members_own_agent(
+    client: Client,
+    idp: CompanyIdP,
+    policy: TrustPolicy,  # noqa: ARG001 - the IdP trusted for `worker`
+    worker: Worker,
+    admin: User,
+    member: User,
+    mcp_client: dict[str, str],
+) -> None:
+    """An ID-JAG names whoever the IdP signed in, not the member a worker acts for: a policy
+    that lets the IdP's people in as "Alice's agent" would hand any of them Alice's personal
+    connections (the consent screen refuses the same binding). Refused when the policy is
+    made, and at the grant when the worker was bound to a member afterwards."""
+    cid = mcp_client["client_id"]
+    agent = worker_create(
+        organization=worker.organization,
+        name="member-agent",
+        default_role=worker.default_role,
+        acts_for=member,
+        actor=admin,
+    )
+    with pytest.raises(ValidationError) as problem:
+        trust_policy_create(
+            worker=agent,
+            preset="idjag",
+            issuer=idp.url,
+            clients=[cid],
+            role=agent.default_role,
+            max_minutes=30,
+            actor=admin,
+        )
+    assert "worker" in problem.value.message_dict
+    assert not TrustPolicy.objects.filter(worker=agent).exists()
+
+    # The policy's worker is bound to the member after the policy was made: the IdP's
+    # "bob" (claims() signs in someone who is not the member) gets nothing.
+    worker_update(worker=worker, acts_for=member, actor=admin)
+    response = present(client, idp.sign(claims(idp, cid, sub="bob")), mcp_client)
+    refused(response, "acts_for")
+    assert not WorkerToken.objects.filter(worker=worker).exists()
