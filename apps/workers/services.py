@@ -202,9 +202,18 @@ def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worke
         return worker
     worker.full_clean(exclude=["organization", "default_role", "owner", "acts_for", "created_by"])
     worker.save()
+    revoked: list[str] = []
     if "acts_for" in diff:
-        # Whoever the worker acted for, a call in flight as them ends within the send
-        # window before this returns (exact, like a disable: apps.workers.fence).
+        # A token minted while the worker acted for someone (held by that person's agent,
+        # an MCP client's family, an exchange) never acts for whoever comes next: every
+        # token of it is revoked, so a new binding starts with new tokens. And whoever the
+        # worker acted for, a call in flight as them ends within the send window before
+        # this returns (exact, like a disable: apps.workers.fence).
+        revoked = _revoke_all(
+            WorkerToken.objects.filter(worker=worker),
+            revoked_by=actor,
+            reason="The worker now acts for someone else",
+        )
         fence_worker(worker.pk)
     dpop_change = diff.pop("require_dpop", None)
     if diff:
@@ -212,7 +221,7 @@ def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worke
             action="worker.changed",
             organization=organization,
             target=worker,
-            metadata={"changes": diff},
+            metadata={"changes": diff, **({"revoked_tokens": revoked} if revoked else {})},
             worker_id=worker.pk,
             actor=actor,
         )
@@ -269,7 +278,8 @@ def worker_disable(*, worker: Worker, actor: Any = None) -> Worker:
 @transaction.atomic
 def worker_enable(*, worker: Worker, actor: Any = None) -> Worker:
     """Re-enabling revives no revoked token: revocation is permanent. A worker that acts
-    for a member who left or was disabled stays off (bind it to someone else first)."""
+    for a member who left or was disabled stays off (bind it to someone else first,
+    which revokes every token it had)."""
     if worker.acts_for_id is not None and not member_is_active(
         worker.organization_id, worker.acts_for
     ):

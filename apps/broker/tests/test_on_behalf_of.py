@@ -643,3 +643,35 @@ def test_over_mcp_alices_agent_writes_as_alice_and_bobs_cannot(
     assert "connection_not_found" in named.content.decode()
     assert credentials_seen(upstream).count(f"Bearer {ALICE_SECRET}") == 1
     assert ALICE_SECRET not in named.content.decode()
+
+
+def test_rebinding_a_worker_ends_the_tokens_minted_while_it_acted_for_someone_else(
+    org: Organization, alice: User, bob: User
+) -> None:
+    """Alice holds her agent's token. An admin re-binds the worker to Bob (or, after Alice
+    left, binds it to Bob and enables it again, as worker_enable advises): the token Alice
+    kept must not start acting as Bob's personal connections. A new binding needs new
+    tokens."""
+    from rest_framework.test import APIClient
+
+    from apps.policies.services import role_create
+    from apps.workers.services import token_mint, worker_update
+
+    role = role_create(organization=org, name="r", rules=[])
+    worker = worker_create(
+        organization=org, name="coder", default_role=role, acts_for=alice, actor=bob
+    )
+    _token, alices = token_mint(worker=worker, actor=bob)
+    whoami = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {alices}")
+    assert whoami.json()["acts_for"]["email"] == "alice@acme.test"
+
+    worker_update(worker=worker, acts_for=bob, actor=bob)
+    after = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {alices}")
+    assert after.status_code == 401, after.content
+    assert after.json()["error"]["code"] == "token_invalid"
+    changed = AuditEvent.objects.filter(action="worker.changed").latest("id")
+    assert changed.metadata["revoked_tokens"] == [_token.public_id]
+    # Bob's agent gets its own token.
+    _new, bobs = token_mint(worker=worker, actor=bob)
+    mine = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {bobs}")
+    assert mine.json()["acts_for"]["email"] == "bob@acme.test"
