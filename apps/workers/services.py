@@ -37,7 +37,8 @@ from apps.core.tokens import (
 from apps.organizations.models import Membership, Organization, OrgRole
 from apps.workers.dpop import jkt_from
 from apps.workers.fence import fence_organization, fence_worker
-from apps.workers.models import Worker, WorkerStatus, WorkerToken
+from apps.workers.models import TrustPolicy, Worker, WorkerStatus, WorkerToken
+from apps.workers.trust import trust_policy_set_enabled
 
 # Roll overlap choices: how long the old token keeps working after a roll.
 ROLL_OVERLAPS: dict[str, timedelta] = {
@@ -214,6 +215,10 @@ def worker_update(*, worker: Worker, actor: Any = None, **changes: Any) -> Worke
             revoked_by=actor,
             reason="The worker now acts for someone else",
         )
+        # The outside identities trusted to become it (the previous person's CI, say) are
+        # turned off too, each audited: an admin turns on again what the new binding needs.
+        for policy in TrustPolicy.objects.filter(worker=worker, enabled=True).order_by("pk"):
+            trust_policy_set_enabled(policy=policy, enabled=False, actor=actor)
         fence_worker(worker.pk)
     dpop_change = diff.pop("require_dpop", None)
     if diff:

@@ -656,12 +656,21 @@ def test_rebinding_a_worker_ends_the_tokens_minted_while_it_acted_for_someone_el
 
     from apps.policies.services import role_create
     from apps.workers.services import token_mint, worker_update
+    from apps.workers.trust import trust_policy_create
 
     role = role_create(organization=org, name="r", rules=[])
     worker = worker_create(
         organization=org, name="coder", default_role=role, acts_for=alice, actor=bob
     )
     _token, alices = token_mint(worker=worker, actor=bob)
+    # Alice's CI may become her agent (an RFC 8693 exchange of its OIDC token).
+    alices_ci = trust_policy_create(
+        worker=worker,
+        preset="github",
+        conditions=[{"claim": "repository", "value": "alice/dotfiles"}],
+        role=role,
+        actor=bob,
+    )
     whoami = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {alices}")
     assert whoami.json()["acts_for"]["email"] == "alice@acme.test"
 
@@ -671,6 +680,9 @@ def test_rebinding_a_worker_ends_the_tokens_minted_while_it_acted_for_someone_el
     assert after.json()["error"]["code"] == "token_invalid"
     changed = AuditEvent.objects.filter(action="worker.changed").latest("id")
     assert changed.metadata["revoked_tokens"] == [_token.public_id]
+    # Nor does Alice's CI become Bob's agent: the worker's trust policies are turned off.
+    alices_ci.refresh_from_db()
+    assert not alices_ci.enabled
     # Bob's agent gets its own token.
     _new, bobs = token_mint(worker=worker, actor=bob)
     mine = APIClient().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {bobs}")

@@ -788,7 +788,7 @@ def test_a_hostile_assertion_is_refused_never_a_500(
 def test_an_idjag_never_becomes_a_members_own_agent(
     client: Client,
     idp: CompanyIdP,
-    policy: TrustPolicy,  # noqa: ARG001 - the IdP trusted for `worker`
+    policy: TrustPolicy,
     worker: Worker,
     admin: User,
     member: User,
@@ -819,9 +819,13 @@ def test_an_idjag_never_becomes_a_members_own_agent(
     assert "worker" in problem.value.message_dict
     assert not TrustPolicy.objects.filter(worker=agent).exists()
 
-    # The policy's worker is bound to the member after the policy was made: the IdP's
-    # "bob" (claims() signs in someone who is not the member) gets nothing.
+    # The policy's worker is bound to the member after the policy was made (which turns
+    # its trust policies off) and an admin turns the policy on again: the IdP's "bob" (not
+    # the member) still gets nothing.
     worker_update(worker=worker, acts_for=member, actor=admin)
+    policy.refresh_from_db()
+    assert not policy.enabled
+    trust_policy_set_enabled(policy=policy, enabled=True, actor=admin)
     response = present(client, idp.sign(claims(idp, cid, sub="bob")), mcp_client)
     refused(response, "acts_for")
     assert not WorkerToken.objects.filter(worker=worker).exists()
