@@ -31,7 +31,8 @@ class WorkerForm(forms.ModelForm):
         help_texts: ClassVar[dict[str, str]] = {
             "acts_for": "The member this agent acts for, e.g. “Alice's coding agent”: rules "
             "with connection “on behalf of” use that member's personal connections, and "
-            "every audit event names both. Leave empty for an agent that acts for no one.",
+            "every audit event names both. Leave empty for an agent that acts for no one. Changing "
+            "it revokes the worker's tokens and turns its trust policies off.",
             "name": "Lowercase letters, digits and dashes, e.g. support-triage-bot.",
             "description": "What this agent does, so reviewers recognise it in the audit log.",
         }
