@@ -89,7 +89,10 @@ class UploadedFindingSerializer(serializers.Serializer[Any]):
     label = serializers.CharField(max_length=100)  # type: ignore[assignment]
     file = serializers.CharField(max_length=1000)
     location = serializers.CharField(max_length=500)
-    line = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    # The column is a PostgreSQL integer: a larger line number is a clear 400, not a 500.
+    line = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, allow_null=True, required=False
+    )
     client = serializers.CharField(max_length=40, allow_blank=True, required=False)
     name = serializers.CharField(max_length=200, allow_blank=True, required=False)
     server = serializers.CharField(max_length=200, allow_blank=True, required=False)

@@ -5,6 +5,7 @@ rotated (the provider must refuse the old key), the proposed role, the summary."
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -290,3 +291,17 @@ def test_disconnecting_destroys_an_old_key_held_for_its_check(
     answer = client.post(f"{BASE}findings/{finding_id}/confirm-rotated/")
     assert answer.status_code == 409
     assert "destroyed the old key" in answer.json()["error"]["message"]
+
+
+def test_a_line_number_beyond_the_column_is_a_clear_400_and_nothing_is_written(
+    org: Organization, admin: User
+) -> None:
+    """Found by the schema fuzz in CI: a line of 2**31 made the insert fail (500)."""
+    client = api(admin, org)
+    key = github_key()
+    body = {"host": "h", "files_scanned": ["/srv/.env"], "findings": [place(key, line=2**31)]}
+    response = client.post(f"{BASE}scans/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert "line" in json.dumps(response.json())
+    assert client.get(f"{BASE}findings/").json()["results"] == []
+    assert upload(client, place(key, line=2**31 - 1))["findings_new"] == 1
