@@ -378,19 +378,28 @@ def json_response(
     return response
 
 
+def throttled_response(request: HttpRequest, refused: str) -> JsonResponse | None:
+    """429 with Retry-After while this address is throttled for failed authentications
+    (`refused`: what it sent too many of, e.g. "exchanges"); None otherwise."""
+    retry_after = throttled_for(request)
+    if retry_after is None:
+        return None
+    return json_response(
+        {
+            "error": "rate_limited",
+            "error_description": f"Too many refused {refused} from this address; "
+            f"retry after {retry_after} s.",
+        },
+        429,
+        {"Retry-After": str(retry_after)},
+    )
+
+
 def token_exchange_response(request: HttpRequest) -> JsonResponse:
     """The token endpoint's answer to a token-exchange request."""
-    retry_after = throttled_for(request)
-    if retry_after is not None:
-        return json_response(
-            {
-                "error": "rate_limited",
-                "error_description": "Too many refused exchanges from this address; "
-                f"retry after {retry_after} s.",
-            },
-            429,
-            {"Retry-After": str(retry_after)},
-        )
+    throttled = throttled_response(request, "exchanges")
+    if throttled is not None:
+        return throttled
     context = _Context()
     try:
         body = _exchange(request, context)

@@ -55,7 +55,7 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from oauthlib.common import Request as OAuthRequest
 
-from apps.accounts.auth_failures import auth_failure_count, throttled_for
+from apps.accounts.auth_failures import auth_failure_count
 from apps.audit.models import ActorType, Outcome
 from apps.audit.services import audit_record
 from apps.mcpauth import services
@@ -67,6 +67,7 @@ from apps.mcpauth.exchange import (
     is_id_jag,
     json_response,
     peek_jwt,
+    throttled_response,
     verify_jwt,
 )
 from apps.mcpauth.validator import SCOPE, GrantryValidator
@@ -368,17 +369,9 @@ def _record_refusal(request: HttpRequest, refusal: Refusal, context: _Context) -
 
 def id_jag_response(request: HttpRequest) -> JsonResponse:
     """The token endpoint's answer to a jwt-bearer grant carrying an ID-JAG."""
-    retry_after = throttled_for(request)
-    if retry_after is not None:
-        return json_response(
-            {
-                "error": "rate_limited",
-                "error_description": "Too many refused grants from this address; "
-                f"retry after {retry_after} s.",
-            },
-            429,
-            {"Retry-After": str(retry_after)},
-        )
+    throttled = throttled_response(request, "grants")
+    if throttled is not None:
+        return throttled
     context = _Context()
     try:
         body = _grant(request, context)
